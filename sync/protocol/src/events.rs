@@ -1,0 +1,545 @@
+//! Event catalog v1: every fact the kiosk records, as typed payloads inside one envelope.
+//!
+//! Data flow: engine / drivers → **event** → journal → outbox → batch → endpoint. The kiosk makes an
+//! event once (its UUIDv7 id and per-device sequence never change afterwards), the endpoint dedupes
+//! on the id. Payloads only ever carry a *card token* (a keyed hash made at the driver boundary),
+//! never a raw card UID.
+//!
+//! Versioning: each event type has its own schema version ([`Event::schema_version`]). Adding an
+//! optional field keeps the version; renaming, removing or changing the meaning of a field bumps
+//! it, and the endpoint keeps accepting every version it knows.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::CardToken;
+
+/// One journaled event: the envelope every event travels in (DESIGN.md invariant 2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "Event envelope v1")]
+pub struct Envelope {
+    /// UUIDv7 made on the kiosk when the event is journaled; the endpoint dedupes on it forever.
+    pub id: Uuid,
+    /// The kiosk that recorded the event (assigned at enrollment).
+    pub kiosk_id: String,
+    /// Per-device sequence: strictly increasing, never reused, gaps only where events were
+    /// dead-lettered or erased.
+    pub seq: u64,
+    /// Random id of the process run that recorded the event; `mono_ms` is only comparable within
+    /// one boot id.
+    pub boot_id: Uuid,
+    /// The kiosk's wall clock when the event was recorded (may be wrong: a Pi has no RTC).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub wall_time: OffsetDateTime,
+    /// Milliseconds on the kiosk's monotonic clock since its boot.
+    pub mono_ms: u64,
+    /// Schema version of the payload's event type.
+    pub schema_version: u16,
+    /// The event itself: `type` and `payload`.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Everything the product records. Serialised as `{"type": "...", "payload": {...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", content = "payload", rename_all = "snake_case")]
+pub enum Event {
+    /// The process started (after power-on, a crash or an upgrade).
+    KioskStarted(KioskStarted),
+    /// A card was presented to a reader.
+    CardTapped(CardTapped),
+    /// A customer was recognised (card, coupon or app QR) and greeted.
+    CustomerIdentified(CustomerIdentified),
+    /// A new customer registered on the spot.
+    CustomerRegistered(CustomerRegistered),
+    /// A customer gave one consent, having seen this policy version.
+    ConsentGiven(ConsentChange),
+    /// A customer withdrew one consent.
+    ConsentWithdrawn(ConsentChange),
+    /// A turn was taken: the number is reserved from this moment.
+    TicketIssued(TicketIssued),
+    /// The ticket for a turn came out of the printer.
+    TicketPrinted(TicketPrinted),
+    /// The ticket could not be printed; the screen showed the number and QR instead.
+    TicketPrintFailed(TicketPrintFailed),
+    /// Staff called a turn to a counter (or called it again).
+    TurnCalled(TurnCalled),
+    /// Staff finished serving a turn.
+    TurnServed(TurnServed),
+    /// A called turn did not show up.
+    TurnNoShow(TurnNoShow),
+    /// A campaign was shown on the screen or printed on a ticket.
+    CampaignShown(CampaignShown),
+    /// A coupon was given to the customer.
+    CouponIssued(CouponIssued),
+    /// A coupon was scanned and redeemed at the kiosk.
+    CouponRedeemed(CouponRedeemed),
+    /// A satisfaction survey was answered.
+    SurveyAnswered(SurveyAnswered),
+    /// A device (or the network) changed health.
+    DeviceStatusChanged(DeviceStatusChanged),
+    /// The journal found its database corrupt at start-up and rebuilt it.
+    JournalRecovered(JournalRecovered),
+    /// The endpoint rejected an event; it was moved to the dead-letter table.
+    EventDeadLettered(EventDeadLettered),
+    /// The CRM asked to erase a customer; the kiosk did.
+    CustomerErased(CustomerErased),
+}
+
+/// The names of all event types, in catalog order (the `type` field on the wire).
+pub const EVENT_TYPES: &[&str] = &[
+    "kiosk_started",
+    "card_tapped",
+    "customer_identified",
+    "customer_registered",
+    "consent_given",
+    "consent_withdrawn",
+    "ticket_issued",
+    "ticket_printed",
+    "ticket_print_failed",
+    "turn_called",
+    "turn_served",
+    "turn_no_show",
+    "campaign_shown",
+    "coupon_issued",
+    "coupon_redeemed",
+    "survey_answered",
+    "device_status_changed",
+    "journal_recovered",
+    "event_dead_lettered",
+    "customer_erased",
+];
+
+impl Event {
+    /// The `type` name of this event on the wire and in the journal.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Event::KioskStarted(_) => "kiosk_started",
+            Event::CardTapped(_) => "card_tapped",
+            Event::CustomerIdentified(_) => "customer_identified",
+            Event::CustomerRegistered(_) => "customer_registered",
+            Event::ConsentGiven(_) => "consent_given",
+            Event::ConsentWithdrawn(_) => "consent_withdrawn",
+            Event::TicketIssued(_) => "ticket_issued",
+            Event::TicketPrinted(_) => "ticket_printed",
+            Event::TicketPrintFailed(_) => "ticket_print_failed",
+            Event::TurnCalled(_) => "turn_called",
+            Event::TurnServed(_) => "turn_served",
+            Event::TurnNoShow(_) => "turn_no_show",
+            Event::CampaignShown(_) => "campaign_shown",
+            Event::CouponIssued(_) => "coupon_issued",
+            Event::CouponRedeemed(_) => "coupon_redeemed",
+            Event::SurveyAnswered(_) => "survey_answered",
+            Event::DeviceStatusChanged(_) => "device_status_changed",
+            Event::JournalRecovered(_) => "journal_recovered",
+            Event::EventDeadLettered(_) => "event_dead_lettered",
+            Event::CustomerErased(_) => "customer_erased",
+        }
+    }
+
+    /// The current schema version of this event's type (all types are at v1 in catalog v1).
+    pub fn schema_version(&self) -> u16 {
+        1
+    }
+
+    /// The card token this event is about, if any: what an erasure looks for in the outbox.
+    pub fn card_token(&self) -> Option<&CardToken> {
+        match self {
+            Event::CardTapped(e) => Some(&e.card_token),
+            Event::CustomerIdentified(e) => e.card_token.as_ref(),
+            Event::CustomerRegistered(e) => Some(&e.card_token),
+            Event::ConsentGiven(e) | Event::ConsentWithdrawn(e) => Some(&e.card_token),
+            Event::TicketIssued(e) => e.card_token.as_ref(),
+            Event::CampaignShown(e) => e.card_token.as_ref(),
+            Event::CouponIssued(e) => e.card_token.as_ref(),
+            Event::CouponRedeemed(e) => e.card_token.as_ref(),
+            Event::SurveyAnswered(e) => e.card_token.as_ref(),
+            Event::CustomerErased(e) => Some(&e.card_token),
+            Event::KioskStarted(_)
+            | Event::TicketPrinted(_)
+            | Event::TicketPrintFailed(_)
+            | Event::TurnCalled(_)
+            | Event::TurnServed(_)
+            | Event::TurnNoShow(_)
+            | Event::DeviceStatusChanged(_)
+            | Event::JournalRecovered(_)
+            | Event::EventDeadLettered(_) => None,
+        }
+    }
+
+    /// Whether the payload carries personal data beyond a card token (name, email, phone): such
+    /// events are redacted, not just left alone, when the customer is erased.
+    pub fn carries_personal_data(&self) -> bool {
+        matches!(self, Event::CustomerRegistered(_))
+    }
+
+    /// Events that must never be dropped, even when the journal reaches its disk budget:
+    /// registrations and consents are legal records.
+    pub fn is_protected(&self) -> bool {
+        matches!(
+            self,
+            Event::CustomerRegistered(_)
+                | Event::ConsentGiven(_)
+                | Event::ConsentWithdrawn(_)
+                | Event::CustomerErased(_)
+        )
+    }
+}
+
+/// Which kind of reader saw a card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReaderKind {
+    /// MFRC522 (ISO 14443A) over SPI.
+    Mfrc522,
+    /// USB HID keyboard-wedge reader (e.g. 125 kHz EM4100).
+    HidWedge,
+    /// Serial / USB CDC-ACM reader.
+    Serial,
+    /// The simulated reader of `kiosk demo`.
+    Simulated,
+}
+
+/// Health of a device as reported by its driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceHealth {
+    /// Working.
+    Ok,
+    /// Working with a problem a person should look at (paper near end, slow answers).
+    Degraded,
+    /// Not usable: unplugged, not answering, out of paper.
+    Absent,
+}
+
+/// The devices and links whose health is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    /// The loyalty card reader.
+    CardReader,
+    /// The barcode / QR scanner.
+    Scanner,
+    /// The thermal ticket printer.
+    Printer,
+    /// The presence / people-counter sensor.
+    PresenceSensor,
+    /// The link to the CRM endpoint.
+    Network,
+    /// The local journal's storage.
+    Storage,
+}
+
+/// Why the kiosk process started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KioskStarted {
+    /// Firmware version (semver).
+    pub version: String,
+    /// Git commit the firmware was built from.
+    pub git_commit: String,
+    /// Name of the hardware profile in use.
+    pub hardware_profile: String,
+    /// Whether the previous run ended without a clean shutdown (crash, kill, power cut).
+    pub unclean_shutdown: bool,
+}
+
+/// A card was presented to a reader.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CardTapped {
+    /// Keyed token of the card (never the UID).
+    pub card_token: CardToken,
+    /// Which reader saw it.
+    pub reader: ReaderKind,
+    /// Whether the token matched a profile in the kiosk's cache.
+    pub known: bool,
+}
+
+/// How a customer was recognised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentifiedBy {
+    /// A loyalty card.
+    Card,
+    /// A coupon barcode.
+    Coupon,
+    /// A QR code from the customer's app.
+    AppQr,
+}
+
+/// Where a customer's profile came from at identification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProfileSource {
+    /// The kiosk's encrypted local cache.
+    LocalCache,
+    /// A live lookup at the CRM endpoint.
+    Crm,
+    /// Registered on this kiosk a moment ago.
+    JustRegistered,
+}
+
+/// A customer was recognised and greeted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerIdentified {
+    /// The customer's card token, when identified by card or by a QR bound to one.
+    pub card_token: Option<CardToken>,
+    /// How they were recognised.
+    pub by: IdentifiedBy,
+    /// Where the profile came from.
+    pub source: ProfileSource,
+    /// Segment at the time (e.g. `new`, `regular`, `lapsed`, `vip`).
+    pub segment: Option<String>,
+}
+
+/// A new customer registered at the kiosk. Carries personal data: redacted on erasure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerRegistered {
+    /// The card the customer registered.
+    pub card_token: CardToken,
+    /// Name to greet them by.
+    pub display_name: String,
+    /// Optional email (only kept with consent to be contacted by email).
+    pub email: Option<String>,
+    /// Optional phone (only kept with consent to be contacted by phone).
+    pub phone: Option<String>,
+    /// Preferred language (`es`, `en`).
+    pub locale: String,
+}
+
+/// What a consent is for: each is a separate, unticked choice on screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentPurpose {
+    /// Keeping a profile so the kiosk can greet the customer and show offers for them.
+    Profile,
+    /// Marketing by email.
+    MarketingEmail,
+    /// Marketing by SMS / phone.
+    MarketingSms,
+}
+
+/// A consent given or withdrawn, with the exact policy the customer saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentChange {
+    /// Whose consent.
+    pub card_token: CardToken,
+    /// What for.
+    pub purpose: ConsentPurpose,
+    /// Version of the policy text shown.
+    pub policy_version: String,
+    /// SHA-256 (hex) of the policy text shown, so the text can be proven later.
+    pub policy_sha256: String,
+}
+
+/// A turn was taken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TicketIssued {
+    /// Unique id of the turn (also in the ticket's signed QR).
+    pub turn_id: Uuid,
+    /// The turn as printed, e.g. `A-042`.
+    pub turn: String,
+    /// Service letter (`A`).
+    pub service: String,
+    /// Number within the service and business day.
+    pub number: u32,
+    /// Business day the number belongs to (`YYYY-MM-DD`, store time).
+    pub business_day: String,
+    /// Whether this is a priority turn (e.g. accessibility).
+    pub priority: bool,
+    /// Turns ahead in the queue of that service when issued.
+    pub position: u32,
+    /// Estimated wait in seconds when issued.
+    pub estimated_wait_s: u32,
+    /// The identified customer, if any.
+    pub card_token: Option<CardToken>,
+    /// Language of the ticket (`es`, `en`).
+    pub locale: String,
+    /// Campaign printed on the ticket, if any.
+    pub campaign_id: Option<String>,
+}
+
+/// The ticket came out of the printer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TicketPrinted {
+    /// Which turn.
+    pub turn_id: Uuid,
+    /// Bytes sent to the printer.
+    pub bytes: u32,
+    /// Whether this was a reprint requested by staff.
+    pub reprint: bool,
+}
+
+/// The ticket could not be printed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TicketPrintFailed {
+    /// Which turn.
+    pub turn_id: Uuid,
+    /// What the printer or driver said (`paper out`, `cover open`, `offline`, ...).
+    pub reason: String,
+    /// Whether the screen showed the number and QR instead.
+    pub shown_on_screen: bool,
+}
+
+/// A turn was called to a counter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TurnCalled {
+    /// Which turn.
+    pub turn_id: Uuid,
+    /// The turn as shown, e.g. `A-042`.
+    pub turn: String,
+    /// Counter number or name.
+    pub counter: String,
+    /// Whether this is a repeated call.
+    pub recall: bool,
+    /// Seconds between issue and (first) call.
+    pub waited_s: u32,
+}
+
+/// A turn was served.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TurnServed {
+    /// Which turn.
+    pub turn_id: Uuid,
+    /// Counter that served it.
+    pub counter: String,
+    /// Seconds from first call to served.
+    pub service_s: u32,
+}
+
+/// A called turn did not show up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TurnNoShow {
+    /// Which turn.
+    pub turn_id: Uuid,
+    /// Counter that called it.
+    pub counter: String,
+}
+
+/// Where a campaign was shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Surface {
+    /// The kiosk's screen.
+    Screen,
+    /// The printed ticket.
+    Ticket,
+}
+
+/// A campaign was shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignShown {
+    /// Campaign id from the CRM.
+    pub campaign_id: String,
+    /// A/B variant shown.
+    pub variant: String,
+    /// Customer it was shown to, if identified.
+    pub card_token: Option<CardToken>,
+    /// Segment it was chosen for.
+    pub segment: Option<String>,
+    /// Screen or ticket.
+    pub surface: Surface,
+}
+
+/// A coupon was given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CouponIssued {
+    /// The coupon's code (as in its signed barcode / QR).
+    pub coupon_code: String,
+    /// Campaign it belongs to, if any.
+    pub campaign_id: Option<String>,
+    /// Variant of that campaign, if any.
+    pub variant: Option<String>,
+    /// Customer, if identified.
+    pub card_token: Option<CardToken>,
+    /// Turn it was printed with, if any.
+    pub turn_id: Option<Uuid>,
+}
+
+/// A coupon was redeemed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CouponRedeemed {
+    /// The coupon's code.
+    pub coupon_code: String,
+    /// Campaign it belongs to, if known.
+    pub campaign_id: Option<String>,
+    /// Customer, if identified.
+    pub card_token: Option<CardToken>,
+}
+
+/// A satisfaction survey answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SurveyAnswered {
+    /// Turn the survey is about, if known.
+    pub turn_id: Option<Uuid>,
+    /// 0 to 10 (NPS scale).
+    #[schemars(range(min = 0, max = 10))]
+    pub score: u8,
+    /// Optional reason picked from a short list.
+    pub reason: Option<String>,
+    /// Customer, if identified.
+    pub card_token: Option<CardToken>,
+}
+
+/// A device changed health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceStatusChanged {
+    /// Which device.
+    pub device: DeviceKind,
+    /// New health.
+    pub status: DeviceHealth,
+    /// Why, in words a technician can act on.
+    pub reason: Option<String>,
+}
+
+/// The journal was found corrupt at start-up and rebuilt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JournalRecovered {
+    /// Where the damaged file was moved (kept, never deleted).
+    pub moved_to: String,
+    /// What SQLite said about it.
+    pub error: String,
+    /// Events salvaged into the new journal.
+    pub salvaged_events: u64,
+}
+
+/// The endpoint rejected an event; it was dead-lettered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventDeadLettered {
+    /// Id of the rejected event.
+    pub event_id: Uuid,
+    /// Its sequence number.
+    pub seq: u64,
+    /// The endpoint's reason.
+    pub reason: String,
+}
+
+/// The kiosk erased a customer on the CRM's request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerErased {
+    /// Whose data was erased.
+    pub card_token: CardToken,
+    /// Pending events about them whose personal data was redacted.
+    pub redacted_events: u32,
+}
