@@ -1,0 +1,61 @@
+//! The `[card_reader]` section of a hardware profile.
+
+use serde::Deserialize;
+
+/// Which card reader the kiosk has, and how to reach it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CardReaderSettings {
+    /// MFRC522 on the SPI bus (Linux spidev + GPIO character device).
+    Mfrc522 {
+        /// spidev node, e.g. `/dev/spidev0.0` (needs `dtparam=spi=on` in `/boot/firmware/config.txt`).
+        spi_device: String,
+        /// SPI clock in Hz; long wires need a slow clock (1 MHz is safe, the chip allows 10 MHz).
+        #[serde(default = "default_spi_hz")]
+        spi_hz: u32,
+        /// GPIO character device of the reset (NRSTPD) line, e.g. `/dev/gpiochip0`.
+        reset_chip: Option<String>,
+        /// Line offset of the reset pin on that chip (BCM number on a Pi, e.g. 25).
+        reset_line: Option<u32>,
+        /// Receiver gain in dB: one of 18, 23, 33, 38, 43, 48.
+        #[serde(default = "default_gain")]
+        antenna_gain_db: u8,
+        /// How often to poll the field for a card, in milliseconds.
+        #[serde(default = "default_poll_ms")]
+        poll_interval_ms: u32,
+    },
+    /// USB HID keyboard-wedge reader (types digits + Enter), grabbed exclusively via evdev.
+    HidWedge {
+        /// evdev node, preferably a stable `/dev/input/by-id/...` path.
+        device: String,
+    },
+    /// Serial / USB CDC-ACM reader sending one UID per line.
+    Serial {
+        /// Serial port, e.g. `/dev/ttyACM0` or `/dev/kiosk-card`.
+        port: String,
+        /// Baud rate.
+        #[serde(default = "default_baud")]
+        baud: u32,
+    },
+    /// The MFRC522 simulator (demo and tests): the real driver talks to simulated registers.
+    Simulated {
+        /// How often to poll the field for a card, in milliseconds.
+        #[serde(default = "default_poll_ms")]
+        poll_interval_ms: u32,
+    },
+    /// No card reader: customers continue anonymously.
+    None,
+}
+
+fn default_spi_hz() -> u32 {
+    1_000_000
+}
+fn default_gain() -> u8 {
+    48
+}
+fn default_poll_ms() -> u32 {
+    50
+}
+fn default_baud() -> u32 {
+    9600
+}
