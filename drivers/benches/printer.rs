@@ -1,0 +1,2 @@
+//! Benchmark placeholder; filled in by the printer driver work.
+fn main() {}
