@@ -6,8 +6,10 @@
 //! under `sync/schema/`.
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod events;
 pub mod schema;
+pub mod wire;
 
 use std::fmt;
 
