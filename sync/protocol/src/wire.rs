@@ -387,6 +387,9 @@ pub struct Campaign {
     /// Service letters it applies to; empty means all services.
     #[serde(default)]
     pub services: Vec<String>,
+    /// Store ids it runs in; empty means every store (the feed only carries a store's campaigns).
+    #[serde(default)]
+    pub stores: Vec<String>,
     /// First day it runs (`YYYY-MM-DD`, store time).
     #[serde(with = "iso_date")]
     #[schemars(with = "String", extend("format" = "date"))]
@@ -624,6 +627,7 @@ mod tests {
             name: "Coffee".into(),
             target_segments: vec!["vip".into()],
             services: vec![],
+            stores: vec![],
             starts_on: time::macros::date!(2026 - 03 - 01),
             ends_on: time::macros::date!(2026 - 03 - 31),
             screen_text: Localized {
