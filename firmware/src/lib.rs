@@ -1,1 +1,9 @@
-//! kiosk
+//! The kiosk firmware: configuration, the durable journal, the journey engine, the UI server,
+//! the wiring of devices and sync, and the `kiosk` command line.
+//!
+//! Data flow: device → input → engine → (journal, printer, screen) → outbox → endpoint.
+#![warn(missing_docs)]
+
+pub mod clock;
+pub mod crypto;
+pub mod journal;

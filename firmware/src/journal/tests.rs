@@ -1,0 +1,475 @@
+use std::sync::Arc;
+
+use kiosk_protocol::CardToken;
+use kiosk_protocol::events::*;
+use time::macros::datetime;
+use uuid::Uuid;
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::crypto::DeviceKey;
+
+fn token(n: u8) -> CardToken {
+    CardToken::from_bytes([n; 16])
+}
+
+fn open_at(path: &Path, key: &DeviceKey) -> Opened {
+    let clock = ManualClock::new(datetime!(2026-11-23 09:00 UTC));
+    Journal::open(
+        path,
+        Identity {
+            kiosk_id: "kiosk-test".into(),
+            boot_id: Uuid::new_v4(),
+        },
+        Arc::new(clock),
+        key.clone(),
+        &Options::default(),
+    )
+    .unwrap()
+}
+
+fn fresh() -> (tempfile::TempDir, Journal, DeviceKey) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = DeviceKey::generate();
+    let journal = open_at(&dir.path().join("journal.db"), &key).journal;
+    (dir, journal, key)
+}
+
+fn started() -> Event {
+    Event::KioskStarted(KioskStarted {
+        version: "0.1.0".into(),
+        git_commit: "abc".into(),
+        hardware_profile: "simulated".into(),
+        unclean_shutdown: false,
+    })
+}
+
+fn registered(n: u8) -> Event {
+    Event::CustomerRegistered(CustomerRegistered {
+        card_token: token(n),
+        display_name: "Ana García".into(),
+        email: Some("ana@example.com".into()),
+        phone: None,
+        locale: "es".into(),
+    })
+}
+
+fn tapped(n: u8) -> Event {
+    Event::CardTapped(CardTapped {
+        card_token: token(n),
+        reader: ReaderKind::Mfrc522,
+        known: true,
+    })
+}
+
+#[test]
+fn appends_get_consecutive_sequence_numbers_and_envelopes() {
+    let (_dir, mut j, _) = fresh();
+    let a = j.append(started()).unwrap();
+    let b = j.append(tapped(1)).unwrap();
+    assert_eq!((a.seq, b.seq), (1, 2));
+    let env = j.envelope(2).unwrap().unwrap();
+    assert_eq!(env.id, b.id);
+    assert_eq!(env.kiosk_id, "kiosk-test");
+    assert_eq!(env.seq, 2);
+    assert_eq!(env.event, tapped(1));
+    assert_eq!(env.id.get_version_num(), 7);
+}
+
+#[test]
+fn outbox_lists_unacknowledged_events_in_order_within_limits() {
+    let (_dir, mut j, _) = fresh();
+    for _ in 0..10 {
+        j.append(started()).unwrap();
+    }
+    let all = j.pending(100, usize::MAX).unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=10).collect::<Vec<_>>()
+    );
+    assert_eq!(j.pending(3, usize::MAX).unwrap().len(), 3);
+    let one_size = all[0].body.len();
+    assert_eq!(j.pending(100, one_size * 2 + 1).unwrap().len(), 2);
+    // Even an event bigger than the byte budget goes out alone rather than blocking the queue.
+    assert_eq!(j.pending(100, 1).unwrap().len(), 1);
+}
+
+#[test]
+fn acknowledged_ranges_leave_the_outbox_and_only_once() {
+    let (_dir, mut j, _) = fresh();
+    for _ in 0..10 {
+        j.append(started()).unwrap();
+    }
+    assert_eq!(j.acknowledge(&[1, 2, 3, 5, 7, 8]).unwrap(), 6);
+    assert_eq!(
+        j.acknowledge(&[1, 2, 3]).unwrap(),
+        0,
+        "already acknowledged"
+    );
+    let left: Vec<u64> = j
+        .pending(100, usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(left, vec![4, 6, 9, 10]);
+    let stats = j.stats().unwrap();
+    assert_eq!((stats.events, stats.pending, stats.last_seq), (10, 4, 10));
+}
+
+#[test]
+fn ranges_are_contiguous_runs() {
+    assert_eq!(ranges(&[1, 2, 3, 5, 7, 8]), vec![(1, 3), (5, 5), (7, 8)]);
+    assert_eq!(ranges(&[]), vec![]);
+}
+
+#[test]
+fn dead_lettered_event_leaves_the_outbox_with_its_reason_and_an_alert() {
+    let (_dir, mut j, _) = fresh();
+    j.append(started()).unwrap();
+    j.append(tapped(1)).unwrap();
+    let alert = j.dead_letter(1, "schema: unknown field").unwrap();
+    assert_eq!(alert.seq, 3);
+    let pending: Vec<_> = j.pending(10, usize::MAX).unwrap();
+    assert_eq!(
+        pending
+            .iter()
+            .map(|e| e.type_name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["card_tapped", "event_dead_lettered"]
+    );
+    let dead = j.dead_letters(10).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].seq, dead[0].reason.as_str()),
+        (1, "schema: unknown field")
+    );
+    assert!(matches!(
+        j.dead_letter(1, "again"),
+        Err(JournalError::NoSuchEvent { seq: 1, .. })
+    ));
+}
+
+#[test]
+fn sequence_numbers_are_never_reused_after_deletions_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let key = DeviceKey::generate();
+    {
+        let mut j = open_at(&path, &key).journal;
+        for _ in 0..5 {
+            j.append(started()).unwrap();
+        }
+        j.dead_letter(6 - 1, "bad").unwrap(); // seq 5 dead-lettered, alert is 6
+        j.acknowledge(&[1, 2, 3, 4, 6]).unwrap();
+        j.sql()
+            .execute("UPDATE events SET acked_at = 0", [])
+            .unwrap();
+        assert_eq!(j.prune(30).unwrap(), 5);
+    }
+    let mut j = open_at(&path, &key).journal;
+    assert_eq!(j.append(started()).unwrap().seq, 7);
+}
+
+#[test]
+fn state_changes_commit_with_their_event_or_not_at_all() {
+    let (_dir, mut j, _) = fresh();
+    let n = j
+        .transaction(|tx| {
+            let n = tx.counter_next("turns/2026-11-23/A")?;
+            tx.append(started())?;
+            Ok::<_, JournalError>(n)
+        })
+        .unwrap();
+    assert_eq!(n, 1);
+    let failed: Result<(), JournalError> = j.transaction(|tx| {
+        tx.counter_next("turns/2026-11-23/A")?;
+        tx.append(started())?;
+        Err(JournalError::NoSuchEvent {
+            path: PathBuf::new(),
+            seq: 0,
+        })
+    });
+    assert!(failed.is_err());
+    assert_eq!(
+        j.counter("turns/2026-11-23/A").unwrap(),
+        1,
+        "rolled back with the failed transaction"
+    );
+    assert_eq!(j.stats().unwrap().events, 1);
+    // The sequence did not advance for the rolled-back append.
+    assert_eq!(j.append(started()).unwrap().seq, 2);
+}
+
+#[test]
+fn personal_data_is_sealed_at_rest_and_opened_for_the_outbox() {
+    let (dir, mut j, _) = fresh();
+    j.append(registered(7)).unwrap();
+    drop(j);
+    let raw = std::fs::read(dir.path().join("journal.db")).unwrap();
+    let wal = std::fs::read(dir.path().join("journal.db-wal")).unwrap_or_default();
+    for bytes in [&raw, &wal] {
+        let hay = String::from_utf8_lossy(bytes);
+        assert!(!hay.contains("Ana García"), "name readable at rest");
+        assert!(!hay.contains("ana@example.com"), "email readable at rest");
+    }
+    let key_dir_key = DeviceKey::generate();
+    // With the wrong key the outbox cannot open it: a clear decode error, no garbage sent.
+    let wrong = open_at(&dir.path().join("journal.db"), &key_dir_key).journal;
+    assert!(matches!(
+        wrong.pending(10, usize::MAX),
+        Err(JournalError::Decode { seq: 1, .. })
+    ));
+}
+
+#[test]
+fn sealed_event_reads_back_with_the_device_key() {
+    let (_dir, mut j, _) = fresh();
+    j.append(registered(7)).unwrap();
+    let out = j.pending(10, usize::MAX).unwrap();
+    assert!(out[0].sealed);
+    assert!(out[0].body.contains("Ana García"));
+    let listed = j
+        .list(ListFilter {
+            pending_only: false,
+            limit: 10,
+        })
+        .unwrap();
+    assert!(
+        !listed[0].body.contains("Ana"),
+        "listing keeps personal data sealed"
+    );
+}
+
+#[test]
+fn erasure_removes_the_customers_personal_events_and_profile() {
+    let (_dir, mut j, _) = fresh();
+    j.append(registered(7)).unwrap();
+    j.append(tapped(7)).unwrap();
+    j.append(registered(8)).unwrap();
+    j.sql()
+        .execute(
+            "INSERT INTO profiles (card_token, body, updated_at) VALUES (?1, 'sealed', 't')",
+            [token(7).as_str()],
+        )
+        .unwrap();
+    j.erase_customer(&token(7)).unwrap();
+    let types: Vec<String> = j
+        .pending(10, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.type_name)
+        .collect();
+    assert_eq!(
+        types,
+        vec!["card_tapped", "customer_registered", "customer_erased"]
+    );
+    let erased = j.envelope(4).unwrap().unwrap();
+    assert!(matches!(
+        erased.event,
+        Event::CustomerErased(CustomerErased {
+            redacted_events: 1,
+            ..
+        })
+    ));
+    let profiles: i64 = j
+        .sql()
+        .query_row("SELECT count(*) FROM profiles", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(profiles, 0);
+}
+
+#[test]
+fn personal_event_types_match_the_catalog() {
+    for e in [registered(1), tapped(1), started()] {
+        assert_eq!(
+            e.carries_personal_data(),
+            PERSONAL_EVENT_TYPES.contains(&e.type_name())
+        );
+    }
+}
+
+#[test]
+fn retention_prunes_only_old_acknowledged_events() {
+    let (_dir, mut j, _) = fresh();
+    for _ in 0..4 {
+        j.append(started()).unwrap();
+    }
+    j.acknowledge(&[1, 2, 3]).unwrap();
+    j.sql()
+        .execute(
+            "UPDATE events SET acked_at = acked_at - 40 * 86400 WHERE seq <= 2",
+            [],
+        )
+        .unwrap();
+    assert_eq!(j.prune(30).unwrap(), 2);
+    let left: Vec<u64> = j
+        .list(ListFilter {
+            pending_only: false,
+            limit: 10,
+        })
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(left, vec![4, 3]);
+}
+
+#[test]
+fn full_disk_fails_appends_clearly_and_damages_nothing() {
+    let (_dir, mut j, _) = fresh();
+    for _ in 0..20 {
+        j.append(started()).unwrap();
+    }
+    let pages: i64 = j
+        .sql()
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .unwrap();
+    j.sql()
+        .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+        .unwrap();
+    let big = Event::TicketPrintFailed(TicketPrintFailed {
+        turn_id: Uuid::nil(),
+        reason: "x".repeat(64 * 1024),
+        shown_on_screen: true,
+    });
+    let err = j.append(big.clone()).unwrap_err();
+    assert!(matches!(err, JournalError::DiskFull { .. }), "{err:?}");
+    assert!(err.to_string().contains("disk is full"), "{err}");
+    assert!(j.integrity_check().unwrap().is_empty());
+    assert_eq!(j.stats().unwrap().events, 20);
+    // Space comes back: appends resume with the next number, none skipped.
+    j.sql()
+        .query_row("PRAGMA max_page_count = 1000000", [], |_| Ok(()))
+        .unwrap();
+    assert_eq!(j.append(big).unwrap().seq, 21);
+}
+
+#[test]
+fn corrupt_database_is_moved_aside_salvaged_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let key = DeviceKey::generate();
+    {
+        let mut j = open_at(&path, &key).journal;
+        for i in 0..300u32 {
+            j.transaction(|tx| {
+                tx.counter_next("turns/day/A")?;
+                tx.append(Event::TicketIssued(TicketIssued {
+                    turn_id: Uuid::new_v4(),
+                    turn: format!("A-{i:03}"),
+                    service: "A".into(),
+                    number: i + 1,
+                    business_day: "2026-11-23".into(),
+                    priority: false,
+                    position: 1,
+                    estimated_wait_s: 60,
+                    card_token: None,
+                    locale: "es".into(),
+                    campaign_id: None,
+                }))
+            })
+            .unwrap();
+        }
+        j.acknowledge(&(1..=100).collect::<Vec<_>>()).unwrap();
+        j.sql()
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+    }
+    // Scribble over the table page holding turn A-150 (an SD card going bad).
+    let mut bytes = std::fs::read(&path).unwrap();
+    let page = 4096;
+    let needle = b"\"turn\":\"A-150\"";
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("turn A-150 on disk");
+    let victim = at / page;
+    for b in &mut bytes[victim * page..victim * page + page] {
+        *b = 0xA5;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+
+    let opened = open_at(&path, &key);
+    let recovery = opened.recovery.expect("recovery reported");
+    let j = opened.journal;
+    assert!(recovery.moved_to.exists(), "the damaged file is kept");
+    assert!(recovery.salvaged_events > 200, "{recovery:?}");
+    assert!(
+        recovery.salvaged_events < 300,
+        "one page was lost: {recovery:?}"
+    );
+    assert!(j.integrity_check().unwrap().is_empty());
+    let last = j
+        .list(ListFilter {
+            pending_only: true,
+            limit: 1,
+        })
+        .unwrap();
+    assert_eq!(last[0].type_name, "journal_recovered");
+    assert!(last[0].seq > 300, "new numbers continue after the old ones");
+    // Acknowledged state survived for the salvaged rows that had it.
+    let acked = j.stats().unwrap().events - j.stats().unwrap().pending;
+    assert!(acked > 50, "{acked}");
+}
+
+#[test]
+fn file_that_is_not_a_database_is_moved_aside_and_the_kiosk_starts_fresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    std::fs::write(
+        &path,
+        b"this is not sqlite, it is a text file that got here somehow",
+    )
+    .unwrap();
+    let key = DeviceKey::generate();
+    let opened = open_at(&path, &key);
+    let recovery = opened.recovery.unwrap();
+    assert_eq!(recovery.salvaged_events, 0);
+    assert!(
+        std::fs::read(&recovery.moved_to)
+            .unwrap()
+            .starts_with(b"this is not sqlite")
+    );
+    let mut j = opened.journal;
+    let next = j.append(started()).unwrap();
+    assert_eq!(
+        next.seq,
+        SEQ_GAP_AFTER_RECOVERY + 2,
+        "unknown old sequence: jump past it"
+    );
+}
+
+#[test]
+fn database_from_a_newer_firmware_is_refused_not_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let key = DeviceKey::generate();
+    drop(open_at(&path, &key));
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 42")
+        .unwrap();
+    let clock = ManualClock::new(datetime!(2026-11-23 09:00 UTC));
+    let err = Journal::open(
+        &path,
+        Identity {
+            kiosk_id: "k".into(),
+            boot_id: Uuid::new_v4(),
+        },
+        Arc::new(clock),
+        key,
+        &Options::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(
+        err,
+        JournalError::Migration {
+            source: MigrationError::NewerSchema { found: 42, .. },
+            ..
+        }
+    ));
+    assert!(path.exists(), "the file is left alone");
+}
+
+use recovery::SEQ_GAP_AFTER_RECOVERY;
