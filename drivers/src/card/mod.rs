@@ -2,3 +2,4 @@
 //! producing one *tap* per card presentation as a keyed card token (the UID never leaves here).
 
 pub mod settings;
+pub mod mfrc522sim;
