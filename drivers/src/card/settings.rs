@@ -23,11 +23,18 @@ pub enum CardReaderSettings {
         /// How often to poll the field for a card, in milliseconds.
         #[serde(default = "default_poll_ms")]
         poll_interval_ms: u32,
+        /// Consecutive polls without any answer after which a card counts as removed (a card
+        /// held on the reader is one tap; removed and presented again is a new one).
+        #[serde(default = "default_removal_polls")]
+        removal_polls: u32,
     },
     /// USB HID keyboard-wedge reader (types digits + Enter), grabbed exclusively via evdev.
     HidWedge {
         /// evdev node, preferably a stable `/dev/input/by-id/...` path.
         device: String,
+        /// How the reader types UIDs (most wedge readers type decimal digits).
+        #[serde(default = "default_wedge_format")]
+        uid_format: UidFormat,
     },
     /// Serial / USB CDC-ACM reader sending one UID per line.
     Serial {
@@ -36,15 +43,42 @@ pub enum CardReaderSettings {
         /// Baud rate.
         #[serde(default = "default_baud")]
         baud: u32,
+        /// How the reader writes UIDs: `hex` (e.g. `04A2B3C4`, separators `:`/`-`/space allowed)
+        /// or `decimal` (e.g. `0012345678`).
+        #[serde(default)]
+        uid_format: UidFormat,
     },
     /// The MFRC522 simulator (demo and tests): the real driver talks to simulated registers.
     Simulated {
         /// How often to poll the field for a card, in milliseconds.
         #[serde(default = "default_poll_ms")]
         poll_interval_ms: u32,
+        /// Consecutive polls without any answer after which a card counts as removed (a card
+        /// held on the reader is one tap; removed and presented again is a new one).
+        #[serde(default = "default_removal_polls")]
+        removal_polls: u32,
     },
     /// No card reader: customers continue anonymously.
     None,
+}
+
+/// How a serial or keyboard-wedge reader writes a UID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UidFormat {
+    /// Hexadecimal digits, most significant byte first.
+    #[default]
+    Hex,
+    /// A decimal number (EM4100-style readers: 10 digits for a 32-bit ID).
+    Decimal,
+}
+
+fn default_wedge_format() -> UidFormat {
+    UidFormat::Decimal
+}
+
+fn default_removal_polls() -> u32 {
+    super::DEFAULT_REMOVAL_POLLS
 }
 
 fn default_spi_hz() -> u32 {
