@@ -1,1 +1,100 @@
-//! placeholder
+//! The CRM endpoint: enrollment of kiosks, idempotent ingest of their signed event batches, the
+//! per-store sync feed (campaigns, profiles, erasures), customers and segments, campaigns with
+//! A/B variants, statistics, and the admin API. Protocol v1 lives in `kiosk_protocol::wire` and
+//! `kiosk_protocol::auth`; this crate is the server side.
+//!
+//! Data flow: kiosk outbox → batch → [`api`] (authenticate, size limits) → [`ingest`] (validate,
+//! correct time) → [`store`] (dedupe by event id, forever) → feed → kiosk caches.
+//!
+//! Embedding (the firmware's `kiosk demo` runs the endpoint in-process):
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = crm_endpoint::store::open("sqlite::memory:").await?;
+//! let seed = crm_endpoint::seed_demo(&store).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let config = crm_endpoint::ServeConfig { store, admin_token: None, tls: None };
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! tokio::spawn(crm_endpoint::serve(config, listener, async { let _ = stopped.await; }));
+//! # let _ = (seed, stop); Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod campaigns;
+pub mod demo;
+pub mod ingest;
+pub mod openapi;
+pub mod store;
+pub mod testing;
+pub mod tls;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use api::{AppState, ROUTES, router};
+pub use demo::{DEMO_CUSTOMERS, DEMO_STORE_ID, DEMO_TENANT_KEY, DemoSeed, demo_token, seed_demo};
+pub use store::{SharedStore, Store, StoreError};
+
+/// How often computed segments are refreshed while serving (customers lapse without events).
+pub const SEGMENT_REFRESH: Duration = Duration::from_secs(3600);
+
+/// What [`serve`] needs.
+#[derive(Clone)]
+pub struct ServeConfig {
+    /// The store (see [`store::open`]).
+    pub store: SharedStore,
+    /// Token for `/v1/admin/*` and `/v1/stats`; those answer 403 without one.
+    pub admin_token: Option<String>,
+    /// Serve HTTPS with this rustls configuration (see [`tls::server_config_from_files`]).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Why serving stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The validator could not be built.
+    #[error("cannot build the event validator")]
+    Validator(#[from] ingest::ValidatorError),
+    /// The listener failed.
+    #[error("serving http failed")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves protocol v1 on `listener` (HTTPS when `config.tls` is set) until `shutdown` resolves,
+/// then finishes the requests in flight and returns.
+pub async fn serve(
+    config: ServeConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let state = AppState::new(config.store.clone(), config.admin_token)?;
+    let app = router(state).into_make_service_with_connect_info::<api::PeerAddr>();
+    let refresher = tokio::spawn(refresh_segments(config.store));
+    let result = match config.tls {
+        Some(tls) => {
+            let listener = tls::TlsListener::new(listener, tls)?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(tls::PlainListener(listener), app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
+    refresher.abort();
+    Ok(result?)
+}
+
+async fn refresh_segments(store: SharedStore) {
+    let mut tick = tokio::time::interval(SEGMENT_REFRESH);
+    loop {
+        tick.tick().await;
+        let now = ingest::unix_ms(time::OffsetDateTime::now_utc());
+        if let Err(e) = store.recompute_segments(now).await {
+            tracing::warn!(error = %e, "refreshing segments failed; retrying in an hour");
+        }
+    }
+}

@@ -1,1 +1,202 @@
-fn main() {}
+//! `crm-endpoint`: serve protocol v1, make enrollment codes, import campaigns, seed a demo.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use crm_endpoint::store::StoreRecord;
+
+#[derive(Parser)]
+#[command(
+    name = "crm-endpoint",
+    version,
+    about = "CRM endpoint for the kiosk fleet (protocol v1)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve HTTP(S) until SIGTERM or Ctrl-C.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+        /// Database: sqlite://PATH or postgres://USER@HOST/DB.
+        #[arg(long, env = "CRM_DB", default_value = "sqlite://crm.db")]
+        db: String,
+        /// Certificate chain (PEM) for HTTPS.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// Private key (PEM) for HTTPS.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Token for the admin API and statistics.
+        #[arg(long, env = "CRM_ADMIN_TOKEN")]
+        admin_token: Option<String>,
+        /// Seed the demo store, customers and campaigns first.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Print a one-time enrollment code for a store.
+    EnrollCode {
+        /// Database URL.
+        #[arg(long, env = "CRM_DB", default_value = "sqlite://crm.db")]
+        db: String,
+        /// Store id (created if missing, named after --store-name).
+        #[arg(long)]
+        store: String,
+        /// Name of the store, when creating it.
+        #[arg(long)]
+        store_name: Option<String>,
+        /// Validity: a number with s, m, h or d (e.g. 24h).
+        #[arg(long, default_value = "24h", value_parser = parse_ttl)]
+        ttl: Duration,
+    },
+    /// Campaign administration.
+    Campaigns {
+        #[command(subcommand)]
+        command: CampaignCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum CampaignCmd {
+    /// Import (create or replace) the campaigns of a TOML or JSON file.
+    Import {
+        /// Database URL.
+        #[arg(long, env = "CRM_DB", default_value = "sqlite://crm.db")]
+        db: String,
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not like 24h, 30m, 7d or 90s"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("unit {unit:?} in {s:?} is not s, m, h or d")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Cmd::Serve {
+            listen,
+            db,
+            tls_cert,
+            tls_key,
+            admin_token,
+            demo,
+        } => {
+            let store = crm_endpoint::store::open(&db)
+                .await
+                .with_context(|| format!("opening {db}"))?;
+            if demo {
+                let seed = crm_endpoint::seed_demo(&store)
+                    .await
+                    .context("seeding the demo")?;
+                println!(
+                    "demo store {:?}; enrollment code {}",
+                    seed.store.id, seed.enroll_code
+                );
+            }
+            let tls = match (tls_cert, tls_key) {
+                (Some(c), Some(k)) => Some(
+                    crm_endpoint::tls::server_config_from_files(&c, &k)
+                        .context("loading the tls certificate and key")?,
+                ),
+                _ => None,
+            };
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}; is another endpoint running there?"))?;
+            tracing::info!(%listen, tls = tls.is_some(), store = store.kind().as_str(), "serving");
+            let config = crm_endpoint::ServeConfig {
+                store,
+                admin_token,
+                tls,
+            };
+            crm_endpoint::serve(config, listener, shutdown_signal()).await?;
+        }
+        Cmd::EnrollCode {
+            db,
+            store: store_id,
+            store_name,
+            ttl,
+        } => {
+            let store = crm_endpoint::store::open(&db)
+                .await
+                .with_context(|| format!("opening {db}"))?;
+            if store.store(store_id.clone()).await?.is_none() || store_name.is_some() {
+                let name = store_name.unwrap_or_else(|| store_id.clone());
+                store
+                    .upsert_store(StoreRecord {
+                        id: store_id.clone(),
+                        name,
+                    })
+                    .await?;
+            }
+            let (code, _) = crm_endpoint::api::issue_enroll_code(&store, &store_id, ttl).await?;
+            println!("{code}");
+        }
+        Cmd::Campaigns {
+            command: CampaignCmd::Import { db, file },
+        } => {
+            let campaigns = crm_endpoint::campaigns::load(&file)?;
+            let store = crm_endpoint::store::open(&db)
+                .await
+                .with_context(|| format!("opening {db}"))?;
+            let now = crm_endpoint::ingest::unix_ms(time::OffsetDateTime::now_utc());
+            for c in campaigns {
+                let id = c.id.clone();
+                store
+                    .upsert_campaign(c, now)
+                    .await
+                    .with_context(|| format!("saving campaign {id}"))?;
+                println!("imported {id}");
+            }
+        }
+    }
+    Ok(())
+}

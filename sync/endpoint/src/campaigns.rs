@@ -1,0 +1,164 @@
+//! Campaign definitions from files (`crm-endpoint campaigns import FILE`) and the checks every
+//! campaign passes before kiosks see it, whether it came from a file or the admin API.
+//!
+//! File formats: TOML with one `[[campaigns]]` table per campaign (dates as strings,
+//! `starts_on = "2026-03-01"`), or JSON (an array of campaigns, or `{"campaigns": [...]}`). Fields
+//! are those of [`kiosk_protocol::wire::Campaign`].
+
+use std::path::Path;
+
+use kiosk_protocol::wire::Campaign;
+use serde::Deserialize;
+
+/// What is wrong with a campaign file or definition.
+#[derive(Debug, thiserror::Error)]
+pub enum CampaignError {
+    /// The file could not be read.
+    #[error("cannot read campaign file {path}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TOML that does not describe campaigns.
+    #[error("campaign file {path} is not valid campaign TOML")]
+    Toml {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// JSON that does not describe campaigns.
+    #[error("campaign file {path} is not valid campaign JSON")]
+    Json {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A definition that breaks a rule.
+    #[error("campaign {id:?}: {problem}")]
+    Invalid {
+        /// The campaign id.
+        id: String,
+        /// What to fix.
+        problem: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum JsonFile {
+    List(Vec<Campaign>),
+    Wrapped { campaigns: Vec<Campaign> },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlFile {
+    campaigns: Vec<Campaign>,
+}
+
+/// Reads and checks the campaigns of a TOML (`.toml`) or JSON (anything else) file.
+pub fn load(path: &Path) -> Result<Vec<Campaign>, CampaignError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| CampaignError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let campaigns = if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("toml"))
+    {
+        toml::from_str::<TomlFile>(&text)
+            .map_err(|source| CampaignError::Toml {
+                path: shown,
+                source,
+            })?
+            .campaigns
+    } else {
+        match serde_json::from_str::<JsonFile>(&text).map_err(|source| CampaignError::Json {
+            path: shown,
+            source,
+        })? {
+            JsonFile::List(l) | JsonFile::Wrapped { campaigns: l } => l,
+        }
+    };
+    for c in &campaigns {
+        check(c)?;
+    }
+    Ok(campaigns)
+}
+
+/// The rules of a campaign: an id, dates in order, unique variant names, some weight.
+pub fn check(c: &Campaign) -> Result<(), CampaignError> {
+    let invalid = |problem: &str| CampaignError::Invalid {
+        id: c.id.clone(),
+        problem: problem.to_owned(),
+    };
+    if c.id.trim().is_empty() || c.id.len() > 100 {
+        return Err(invalid("id must be 1 to 100 characters"));
+    }
+    if c.ends_on < c.starts_on {
+        return Err(invalid("ends_on is before starts_on"));
+    }
+    let mut names: Vec<&str> = c.variants.iter().map(|v| v.name.as_str()).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return Err(invalid("variant names must be unique"));
+    }
+    if !c.variants.is_empty() && c.variants.iter().all(|v| v.weight == 0) {
+        return Err(invalid("at least one variant needs a weight above 0"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOML: &str = r#"
+[[campaigns]]
+id = "spring-coffee"
+name = "Spring coffee"
+target_segments = ["vip", "regular"]
+services = ["A"]
+stores = ["demo"]
+starts_on = "2026-03-01"
+ends_on = "2026-05-31"
+screen_text = { es = "Café gratis", en = "Free coffee" }
+ticket_line = { es = "Pide tu café", en = "Ask for your coffee" }
+coupon = { code = "CAFE", text = { es = "1 café", en = "1 coffee" } }
+variants = [ { name = "a", weight = 1 }, { name = "b", weight = 1, screen_text = { es = "¡Café!", en = "Coffee!" } } ]
+"#;
+
+    #[test]
+    fn toml_campaign_files_load_with_variants_and_coupon() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, TOML).unwrap();
+        let campaigns = load(&path).unwrap();
+        assert_eq!(campaigns.len(), 1);
+        assert_eq!(campaigns[0].variants[1].name, "b");
+        assert_eq!(campaigns[0].coupon.as_ref().unwrap().code, "CAFE");
+        let json = dir.path().join("c.json");
+        std::fs::write(&json, serde_json::to_string(&campaigns).unwrap()).unwrap();
+        assert_eq!(load(&json).unwrap(), campaigns);
+    }
+
+    #[test]
+    fn campaigns_ending_before_they_start_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, TOML.replace("2026-05-31", "2026-02-01")).unwrap();
+        let err = load(&path).unwrap_err();
+        assert!(
+            err.to_string().contains("ends_on is before starts_on"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,205 @@
+//! Demo data for `kiosk demo` and tests: a store, customers with card tokens made from known card
+//! UIDs and a known tenant key (so the simulated card reader's UIDs map to these customers),
+//! segments and campaigns with A/B variants.
+
+use kiosk_protocol::CardToken;
+use kiosk_protocol::auth::card_token;
+use kiosk_protocol::wire::{Campaign, Coupon, Key32, Localized, TenantKey, Variant};
+
+use crate::store::{NewCustomer, SharedStore, StoreError, StoreRecord};
+
+/// The demo tenant key (public: never use it for real customers).
+pub const DEMO_TENANT_KEY: Key32 = Key32::from_bytes(*b"kiosk-demo-tenant-key-not-secret");
+
+/// The demo store id.
+pub const DEMO_STORE_ID: &str = "demo";
+/// The demo store name.
+pub const DEMO_STORE_NAME: &str = "Tienda demo";
+
+/// A demo customer: the UID on their card and who they are.
+#[derive(Debug, Clone, Copy)]
+pub struct DemoCustomer {
+    /// The card UID the simulated reader reports.
+    pub uid: &'static [u8],
+    /// Display name.
+    pub display_name: &'static str,
+    /// Segment set for the demo.
+    pub segment: &'static str,
+    /// Preferred language.
+    pub locale: &'static str,
+    /// Whether they accepted marketing by email.
+    pub marketing: bool,
+}
+
+/// The demo customers, in the order the demo uses them.
+pub const DEMO_CUSTOMERS: &[DemoCustomer] = &[
+    DemoCustomer {
+        uid: &[0x04, 0xa1, 0xb2, 0xc3],
+        display_name: "Ana",
+        segment: "vip",
+        locale: "es",
+        marketing: true,
+    },
+    DemoCustomer {
+        uid: &[0x04, 0x11, 0x22, 0x33],
+        display_name: "Ben",
+        segment: "regular",
+        locale: "en",
+        marketing: true,
+    },
+    DemoCustomer {
+        uid: &[0xde, 0xad, 0xbe, 0xef],
+        display_name: "Carmen",
+        segment: "new",
+        locale: "es",
+        marketing: false,
+    },
+    DemoCustomer {
+        uid: &[0x12, 0x34, 0x56, 0x78],
+        display_name: "Diego",
+        segment: "lapsed",
+        locale: "es",
+        marketing: true,
+    },
+];
+
+/// The card token of a demo customer under [`DEMO_TENANT_KEY`].
+pub fn demo_token(c: &DemoCustomer) -> CardToken {
+    card_token(&DEMO_TENANT_KEY, c.uid)
+}
+
+/// What [`seed_demo`] created.
+#[derive(Debug, Clone)]
+pub struct DemoSeed {
+    /// The demo store.
+    pub store: StoreRecord,
+    /// The tenant key in use (equal to [`DEMO_TENANT_KEY`] unless the database already had
+    /// kiosks or customers).
+    pub tenant_key: TenantKey,
+    /// A one-time enrollment code for the demo store, valid for a day.
+    pub enroll_code: String,
+    /// The demo customers' tokens, in [`DEMO_CUSTOMERS`] order.
+    pub tokens: Vec<CardToken>,
+}
+
+fn text(es: &str, en: &str) -> Localized {
+    Localized {
+        es: es.to_owned(),
+        en: en.to_owned(),
+    }
+}
+
+/// The demo campaigns: a welcome for new customers (A/B) and a coffee coupon for VIPs.
+pub fn demo_campaigns() -> Vec<Campaign> {
+    let always = (
+        time::macros::date!(2020 - 01 - 01),
+        time::macros::date!(2099 - 12 - 31),
+    );
+    vec![
+        Campaign {
+            id: "demo-welcome".into(),
+            name: "Bienvenida".into(),
+            target_segments: vec!["new".into(), "anonymous".into()],
+            services: vec![],
+            stores: vec![DEMO_STORE_ID.into()],
+            starts_on: always.0,
+            ends_on: always.1,
+            screen_text: text(
+                "¡Bienvenido! Pregunte por nuestra tarjeta",
+                "Welcome! Ask about our card",
+            ),
+            ticket_line: text("Hágase socio hoy", "Join today"),
+            coupon: None,
+            variants: vec![
+                Variant {
+                    name: "a".into(),
+                    weight: 1,
+                    screen_text: None,
+                    ticket_line: None,
+                },
+                Variant {
+                    name: "b".into(),
+                    weight: 1,
+                    screen_text: Some(text(
+                        "Con la tarjeta, 10 % de descuento",
+                        "10 % off with the card",
+                    )),
+                    ticket_line: None,
+                },
+            ],
+            active: true,
+        },
+        Campaign {
+            id: "demo-vip-coffee".into(),
+            name: "Café VIP".into(),
+            target_segments: vec!["vip".into(), "regular".into()],
+            services: vec![],
+            stores: vec![DEMO_STORE_ID.into()],
+            starts_on: always.0,
+            ends_on: always.1,
+            screen_text: text("Su café corre de nuestra cuenta", "Your coffee is on us"),
+            ticket_line: text(
+                "Café gratis con este ticket",
+                "Free coffee with this ticket",
+            ),
+            coupon: Some(Coupon {
+                code: "CAFE".into(),
+                text: text("1 café gratis", "1 free coffee"),
+            }),
+            variants: vec![],
+            active: true,
+        },
+    ]
+}
+
+/// Seeds `store` with the demo store, customers and campaigns (idempotent: safe on every start).
+pub async fn seed_demo(store: &SharedStore) -> Result<DemoSeed, StoreError> {
+    store.set_tenant_key_if_unused(DEMO_TENANT_KEY).await?;
+    let tenant_key = store.tenant_key().await?;
+    let record = StoreRecord {
+        id: DEMO_STORE_ID.into(),
+        name: DEMO_STORE_NAME.into(),
+    };
+    store.upsert_store(record.clone()).await?;
+    let now = crate::ingest::unix_ms(time::OffsetDateTime::now_utc());
+    let mut tokens = Vec::new();
+    for c in DEMO_CUSTOMERS {
+        let token = card_token(&tenant_key, c.uid);
+        let mut consents = vec!["profile".to_owned()];
+        if c.marketing {
+            consents.push("marketing_email".to_owned());
+        }
+        store
+            .upsert_customer(
+                NewCustomer {
+                    card_token: token.clone(),
+                    store_id: DEMO_STORE_ID.into(),
+                    display_name: c.display_name.into(),
+                    locale: c.locale.into(),
+                    email: None,
+                    phone: None,
+                    consents,
+                    segment: Some(c.segment.into()),
+                    visits: 0,
+                },
+                now,
+            )
+            .await?;
+        tokens.push(token);
+    }
+    for campaign in demo_campaigns() {
+        store.upsert_campaign(campaign, now).await?;
+    }
+    let (enroll_code, _) = crate::api::issue_enroll_code(
+        store,
+        DEMO_STORE_ID,
+        std::time::Duration::from_secs(24 * 3600),
+    )
+    .await?;
+    Ok(DemoSeed {
+        store: record,
+        tenant_key,
+        enroll_code,
+        tokens,
+    })
+}

@@ -1,0 +1,1078 @@
+//! The PostgreSQL store, for a fleet: several endpoint replicas may share one database. Dedupe
+//! rests on the primary key of `events` (`INSERT ... ON CONFLICT DO NOTHING` inside the batch's
+//! transaction), and feed changes are numbered under a transaction-scoped advisory lock so that
+//! their sequence order is their commit order (a kiosk's cursor never skips a change that commits
+//! late).
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures::future::BoxFuture;
+use kiosk_protocol::CardToken;
+use kiosk_protocol::wire::{Campaign, EventStatus, FeedItem, Key32, TenantKey};
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, GenericClient, NoTls, Statement, Transaction};
+
+use super::{
+    ConsentRecord, CustomerRecord, Effect, FeedPage, IngestBatch, IngestEvent, KioskHealth,
+    KioskRecord, NewCustomer, NewKiosk, SkewEstimate, Store, StoreError, StoreKind, StoreRecord,
+    StoreResult, StoreStats, computed_segment, profile_item, redemption_variant,
+};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS stores (id TEXT PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS kiosks (
+    id TEXT PRIMARY KEY, store_id TEXT NOT NULL REFERENCES stores(id), secret TEXT NOT NULL,
+    hardware_profile TEXT NOT NULL, firmware_version TEXT NOT NULL, enrolled_ms BIGINT NOT NULL,
+    last_seen_ms BIGINT, skew_ms BIGINT, skew_at_ms BIGINT, backlog BIGINT);
+CREATE TABLE IF NOT EXISTS enroll_codes (
+    code_hash TEXT PRIMARY KEY, store_id TEXT NOT NULL REFERENCES stores(id),
+    expires_ms BIGINT NOT NULL, used_ms BIGINT, kiosk_id TEXT);
+CREATE TABLE IF NOT EXISTS request_signatures (signature TEXT PRIMARY KEY, expires_ms BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS request_signatures_expiry ON request_signatures(expires_ms);
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY, kiosk_id TEXT NOT NULL, store_id TEXT NOT NULL, seq BIGINT NOT NULL,
+    type TEXT NOT NULL, schema_version INTEGER NOT NULL, device_ms BIGINT NOT NULL,
+    corrected_ms BIGINT NOT NULL, received_ms BIGINT NOT NULL, card_token TEXT,
+    envelope TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_store_type ON events(store_id, type, corrected_ms);
+CREATE INDEX IF NOT EXISTS events_token ON events(card_token) WHERE card_token IS NOT NULL;
+CREATE TABLE IF NOT EXISTS customers (
+    card_token TEXT PRIMARY KEY, display_name TEXT, email TEXT, phone TEXT, locale TEXT,
+    home_store TEXT, registered_ms BIGINT, visits BIGINT NOT NULL DEFAULT 0,
+    last_visit_ms BIGINT, segment TEXT NOT NULL DEFAULT 'new',
+    segment_manual BOOLEAN NOT NULL DEFAULT FALSE);
+CREATE TABLE IF NOT EXISTS customer_stores (
+    card_token TEXT NOT NULL, store_id TEXT NOT NULL, PRIMARY KEY (card_token, store_id));
+CREATE TABLE IF NOT EXISTS consents (
+    id BIGSERIAL PRIMARY KEY, card_token TEXT NOT NULL, purpose TEXT NOT NULL,
+    given BOOLEAN NOT NULL, policy_version TEXT NOT NULL, policy_sha256 TEXT NOT NULL,
+    at_ms BIGINT NOT NULL, event_id TEXT);
+CREATE INDEX IF NOT EXISTS consents_token ON consents(card_token, at_ms);
+CREATE TABLE IF NOT EXISTS erasures (card_token TEXT PRIMARY KEY, erased_ms BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS campaigns (id TEXT PRIMARY KEY, definition TEXT NOT NULL, updated_ms BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS coupons (code TEXT PRIMARY KEY, campaign_id TEXT NOT NULL, variant TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS campaign_facts (
+    event_id TEXT PRIMARY KEY, store_id TEXT NOT NULL, campaign_id TEXT NOT NULL,
+    variant TEXT NOT NULL, kind TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS changes (
+    seq BIGSERIAL PRIMARY KEY, store_id TEXT, kind TEXT NOT NULL,
+    item_key TEXT NOT NULL, item TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS changes_store ON changes(store_id, seq);
+CREATE INDEX IF NOT EXISTS changes_key ON changes(kind, item_key);
+"#;
+
+/// Advisory lock ids (arbitrary, fixed): schema migration, feed-change numbering.
+const MIGRATION_LOCK: i64 = 0x6b69_6f73_6b01;
+const CHANGES_LOCK: i64 = 0x6b69_6f73_6b02;
+
+/// Connections per endpoint replica.
+const POOL_SIZE: usize = 8;
+
+/// The PostgreSQL store: a small pool of connections.
+pub struct PgStore {
+    url: String,
+    pool: Vec<Mutex<Client>>,
+    next: AtomicUsize,
+}
+
+async fn connect_one(url: &str) -> StoreResult<Client> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "postgres connection closed");
+        }
+    });
+    Ok(client)
+}
+
+impl PgStore {
+    /// Connects to `url` (a libpq-style URL), migrates the schema and creates the tenant key if
+    /// this is a new database.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let first = connect_one(url).await?;
+        first
+            .batch_execute(&format!(
+                "SELECT pg_advisory_lock({MIGRATION_LOCK}); {SCHEMA} SELECT pg_advisory_unlock({MIGRATION_LOCK});"
+            ))
+            .await?;
+        let key = Key32::from_bytes(rand::random());
+        first
+            .execute(
+                "INSERT INTO settings (key, value) VALUES ('tenant_key', $1) ON CONFLICT DO NOTHING",
+                &[&key.to_base64()],
+            )
+            .await?;
+        let mut pool = vec![Mutex::new(first)];
+        for _ in 1..POOL_SIZE {
+            pool.push(Mutex::new(connect_one(url).await?));
+        }
+        Ok(PgStore {
+            url: url.to_owned(),
+            pool,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Runs `f` with a pooled connection, reconnecting it first if the server dropped it.
+    fn with<'a, T, F>(&'a self, f: F) -> BoxFuture<'a, StoreResult<T>>
+    where
+        T: Send + 'a,
+        F: for<'c> FnOnce(&'c mut Client) -> BoxFuture<'c, StoreResult<T>> + Send + 'a,
+    {
+        Box::pin(async move {
+            let start = self.next.fetch_add(1, Ordering::Relaxed);
+            // Prefer an idle connection; otherwise queue on the round-robin one.
+            let mut guard = None;
+            for i in 0..self.pool.len() {
+                if let Ok(g) = self.pool[(start + i) % self.pool.len()].try_lock() {
+                    guard = Some(g);
+                    break;
+                }
+            }
+            let mut guard = match guard {
+                Some(g) => g,
+                None => self.pool[start % self.pool.len()].lock().await,
+            };
+            if guard.is_closed() {
+                *guard = connect_one(&self.url).await?;
+            }
+            f(&mut guard).await
+        })
+    }
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn token_of(s: String) -> StoreResult<CardToken> {
+    s.parse()
+        .map_err(|e| StoreError::Corrupt(format!("card token in database: {e}")))
+}
+
+async fn consents<C: GenericClient>(c: &C, token: &str) -> StoreResult<Vec<ConsentRecord>> {
+    let rows = c
+        .query(
+            "SELECT purpose, given, policy_version, policy_sha256, at_ms FROM consents
+             WHERE card_token = $1 ORDER BY at_ms, id",
+            &[&token],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ConsentRecord {
+            purpose: r.get(0),
+            given: r.get(1),
+            policy_version: r.get(2),
+            policy_sha256: r.get(3),
+            at_ms: r.get(4),
+        })
+        .collect())
+}
+
+async fn lock_changes(tx: &Transaction<'_>) -> StoreResult<()> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHANGES_LOCK])
+        .await?;
+    Ok(())
+}
+
+/// Publishes a customer's current profile to every store that knows them (see the SQLite store).
+/// The caller holds the changes lock.
+async fn emit_profile(tx: &Transaction<'_>, token: &CardToken) -> StoreResult<()> {
+    let t = token.as_str();
+    let row = tx
+        .query_opt(
+            "SELECT display_name, segment, locale FROM customers WHERE card_token = $1",
+            &[&t],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(()) };
+    let (name, segment, locale): (Option<String>, String, Option<String>) =
+        (row.get(0), row.get(1), row.get(2));
+    let Some(name) = name else { return Ok(()) };
+    let history = consents(tx, t).await?;
+    let item = serde_json::to_string(&profile_item(
+        token,
+        &name,
+        &segment,
+        locale.as_deref().unwrap_or("es"),
+        &history,
+    ))?;
+    let stores = tx
+        .query(
+            "SELECT store_id FROM customer_stores WHERE card_token = $1",
+            &[&t],
+        )
+        .await?;
+    for s in stores {
+        let store: String = s.get(0);
+        tx.execute(
+            "DELETE FROM changes WHERE kind = 'profile' AND item_key = $1 AND store_id = $2",
+            &[&t, &store],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO changes (store_id, kind, item_key, item) VALUES ($1, 'profile', $2, $3)",
+            &[&store, &t, &item],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn link_store(tx: &Transaction<'_>, token: &CardToken, store: &str) -> StoreResult<bool> {
+    Ok(tx
+        .execute(
+            "INSERT INTO customer_stores (card_token, store_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&token.as_str(), &store],
+        )
+        .await?
+        > 0)
+}
+
+async fn refresh_segment(
+    tx: &Transaction<'_>,
+    token: &CardToken,
+    now_ms: i64,
+) -> StoreResult<bool> {
+    let t = token.as_str();
+    let row = tx
+        .query_opt(
+            "SELECT visits, last_visit_ms, segment, segment_manual FROM customers WHERE card_token = $1",
+            &[&t],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(false) };
+    let (visits, last, segment, manual): (i64, Option<i64>, String, bool) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let computed = computed_segment(visits, last, now_ms);
+    if manual || segment == computed {
+        return Ok(false);
+    }
+    tx.execute(
+        "UPDATE customers SET segment = $2 WHERE card_token = $1",
+        &[&t, &computed],
+    )
+    .await?;
+    Ok(true)
+}
+
+async fn apply_effect(
+    tx: &Transaction<'_>,
+    store: &str,
+    event_id: &str,
+    corrected_ms: i64,
+    effect: &Effect,
+    dirty: &mut BTreeSet<CardToken>,
+) -> StoreResult<()> {
+    match effect {
+        Effect::None => {}
+        Effect::Registered {
+            token,
+            display_name,
+            email,
+            phone,
+            locale,
+        } => {
+            tx.execute(
+                "INSERT INTO customers (card_token, display_name, email, phone, locale, home_store, registered_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (card_token) DO UPDATE SET display_name = excluded.display_name,
+                   email = excluded.email, phone = excluded.phone, locale = excluded.locale,
+                   home_store = COALESCE(customers.home_store, excluded.home_store),
+                   registered_ms = COALESCE(customers.registered_ms, excluded.registered_ms)",
+                &[&token.as_str(), display_name, email, phone, locale, &store, &corrected_ms],
+            )
+            .await?;
+            link_store(tx, token, store).await?;
+            dirty.insert(token.clone());
+        }
+        Effect::Consent {
+            token,
+            purpose,
+            given,
+            policy_version,
+            policy_sha256,
+        } => {
+            tx.execute(
+                "INSERT INTO customers (card_token) VALUES ($1) ON CONFLICT DO NOTHING",
+                &[&token.as_str()],
+            )
+            .await?;
+            link_store(tx, token, store).await?;
+            tx.execute(
+                "INSERT INTO consents (card_token, purpose, given, policy_version, policy_sha256, at_ms, event_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[&token.as_str(), purpose, given, policy_version, policy_sha256, &corrected_ms, &event_id],
+            )
+            .await?;
+            dirty.insert(token.clone());
+        }
+        Effect::Visit { token } => {
+            tx.execute(
+                "INSERT INTO customers (card_token) VALUES ($1) ON CONFLICT DO NOTHING",
+                &[&token.as_str()],
+            )
+            .await?;
+            tx.execute(
+                "UPDATE customers SET visits = visits + 1,
+                   last_visit_ms = GREATEST(COALESCE(last_visit_ms, $2), $2) WHERE card_token = $1",
+                &[&token.as_str(), &corrected_ms],
+            )
+            .await?;
+            let linked = link_store(tx, token, store).await?;
+            if refresh_segment(tx, token, corrected_ms).await? || linked {
+                dirty.insert(token.clone());
+            }
+        }
+        Effect::Seen { token } => {
+            let known: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM customers WHERE card_token = $1)",
+                    &[&token.as_str()],
+                )
+                .await?
+                .get(0);
+            if known && link_store(tx, token, store).await? {
+                dirty.insert(token.clone());
+            }
+        }
+        Effect::CampaignShown {
+            campaign_id,
+            variant,
+        } => {
+            tx.execute(
+                "INSERT INTO campaign_facts (event_id, store_id, campaign_id, variant, kind)
+                 VALUES ($1, $2, $3, $4, 'shown') ON CONFLICT DO NOTHING",
+                &[&event_id, &store, campaign_id, variant],
+            )
+            .await?;
+        }
+        Effect::CouponIssued {
+            code,
+            campaign_id,
+            variant,
+        } => {
+            if let Some(campaign_id) = campaign_id {
+                tx.execute(
+                    "INSERT INTO coupons (code, campaign_id, variant) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    &[code, campaign_id, &variant.as_deref().unwrap_or("unknown")],
+                )
+                .await?;
+            }
+        }
+        Effect::CouponRedeemed {
+            code,
+            campaign_id,
+            token,
+        } => {
+            let issued = tx
+                .query_opt(
+                    "SELECT campaign_id, variant FROM coupons WHERE code = $1",
+                    &[code],
+                )
+                .await?
+                .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)));
+            let (campaign_id, variant) = match (issued, campaign_id) {
+                (Some(found), _) => found,
+                (None, Some(id)) => {
+                    let def = tx
+                        .query_opt("SELECT definition FROM campaigns WHERE id = $1", &[id])
+                        .await?
+                        .map(|r| r.get::<_, String>(0));
+                    let campaign: Option<Campaign> =
+                        def.map(|d| serde_json::from_str(&d)).transpose()?;
+                    (
+                        id.clone(),
+                        redemption_variant(campaign.as_ref(), token.as_ref()),
+                    )
+                }
+                (None, None) => return Ok(()),
+            };
+            tx.execute(
+                "INSERT INTO campaign_facts (event_id, store_id, campaign_id, variant, kind)
+                 VALUES ($1, $2, $3, $4, 'redeemed') ON CONFLICT DO NOTHING",
+                &[&event_id, &store, &campaign_id, &variant],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+const INSERT_EVENT: &str = "INSERT INTO events (id, kiosk_id, store_id, seq, type, schema_version,
+       device_ms, corrected_ms, received_ms, card_token, envelope)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING";
+
+async fn insert_event(
+    tx: &Transaction<'_>,
+    stmt: &Statement,
+    batch: &IngestBatch,
+    ev: &IngestEvent,
+    envelope: &str,
+) -> StoreResult<bool> {
+    let n = tx
+        .execute(
+            stmt,
+            &[
+                &ev.id.to_string(),
+                &batch.kiosk_id,
+                &batch.store_id,
+                &i64_of(ev.seq),
+                &ev.kind,
+                &i32::from(ev.schema_version),
+                &ev.device_ms,
+                &ev.corrected_ms,
+                &batch.received_ms,
+                &ev.card_token.as_ref().map(CardToken::as_str),
+                &envelope,
+            ],
+        )
+        .await?;
+    Ok(n > 0)
+}
+
+impl Store for PgStore {
+    fn kind(&self) -> StoreKind {
+        StoreKind::Postgres
+    }
+
+    fn tenant_key(&self) -> BoxFuture<'_, StoreResult<TenantKey>> {
+        self.with(|c| {
+            Box::pin(async move {
+                let v: String = c
+                    .query_one("SELECT value FROM settings WHERE key = 'tenant_key'", &[])
+                    .await?
+                    .get(0);
+                Key32::from_base64(&v).map_err(|e| StoreError::Corrupt(format!("tenant key: {e}")))
+            })
+        })
+    }
+
+    fn set_tenant_key_if_unused(&self, key: TenantKey) -> BoxFuture<'_, StoreResult<bool>> {
+        self.with(move |c| {
+            Box::pin(async move {
+                let n = c
+                    .execute(
+                        "UPDATE settings SET value = $1 WHERE key = 'tenant_key'
+                           AND NOT EXISTS (SELECT 1 FROM kiosks) AND NOT EXISTS (SELECT 1 FROM customers)",
+                        &[&key.to_base64()],
+                    )
+                    .await?;
+                Ok(n > 0)
+            })
+        })
+    }
+
+    fn upsert_store(&self, store: StoreRecord) -> BoxFuture<'_, StoreResult<()>> {
+        self.with(move |c| {
+            Box::pin(async move {
+                c.execute(
+                    "INSERT INTO stores (id, name) VALUES ($1, $2)
+                     ON CONFLICT (id) DO UPDATE SET name = excluded.name",
+                    &[&store.id, &store.name],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+    }
+
+    fn store(&self, id: String) -> BoxFuture<'_, StoreResult<Option<StoreRecord>>> {
+        self.with(move |c| {
+            Box::pin(async move {
+                Ok(
+                    c.query_opt("SELECT id, name FROM stores WHERE id = $1", &[&id])
+                        .await?
+                        .map(|r| StoreRecord {
+                            id: r.get(0),
+                            name: r.get(1),
+                        }),
+                )
+            })
+        })
+    }
+
+    fn create_enroll_code(
+        &self,
+        code_hash: String,
+        store_id: String,
+        expires_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        self.with(move |c| {
+            Box::pin(async move {
+                let exists: bool = c
+                    .query_one("SELECT EXISTS (SELECT 1 FROM stores WHERE id = $1)", &[&store_id])
+                    .await?
+                    .get(0);
+                if !exists {
+                    return Err(StoreError::NotFound(format!("store {store_id:?}")));
+                }
+                c.execute(
+                    "INSERT INTO enroll_codes (code_hash, store_id, expires_ms) VALUES ($1, $2, $3)",
+                    &[&code_hash, &store_id, &expires_ms],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+    }
+
+    fn redeem_enroll_code(
+        &self,
+        code_hash: String,
+        now_ms: i64,
+        kiosk: NewKiosk,
+    ) -> BoxFuture<'_, StoreResult<Option<StoreRecord>>> {
+        self.with(move |c| {
+            Box::pin(async move {
+                let tx = c.transaction().await?;
+                let row = tx
+                    .query_opt(
+                        "UPDATE enroll_codes SET used_ms = $2, kiosk_id = $3
+                         WHERE code_hash = $1 AND used_ms IS NULL AND expires_ms > $2
+                         RETURNING store_id",
+                        &[&code_hash, &now_ms, &kiosk.id],
+                    )
+                    .await?;
+                let Some(row) = row else { return Ok(None) };
+                let store_id: String = row.get(0);
+                tx.execute(
+                    "INSERT INTO kiosks (id, store_id, secret, hardware_profile, firmware_version, enrolled_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    &[
+                        &kiosk.id,
+                        &store_id,
+                        &kiosk.secret.to_base64(),
+                        &kiosk.hardware_profile,
+                        &kiosk.firmware_version,
+                        &now_ms,
+                    ],
+                )
+                .await?;
+                let r = tx.query_one("SELECT id, name FROM stores WHERE id = $1", &[&store_id]).await?;
+                let store = StoreRecord { id: r.get(0), name: r.get(1) };
+                tx.commit().await?;
+                Ok(Some(store))
+            })
+        })
+    }
+
+    fn kiosk(&self, kiosk_id: String) -> BoxFuture<'_, StoreResult<Option<KioskRecord>>> {
+        self.with(move |c| {
+            Box::pin(async move {
+                let Some(r) = c
+                    .query_opt(
+                        "SELECT store_id, secret, skew_ms, skew_at_ms FROM kiosks WHERE id = $1",
+                        &[&kiosk_id],
+                    )
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let secret: String = r.get(1);
+                let secret = Key32::from_base64(&secret)
+                    .map_err(|e| StoreError::Corrupt(format!("secret of kiosk {kiosk_id}: {e}")))?;
+                let skew = r
+                    .get::<_, Option<i64>>(2)
+                    .zip(r.get::<_, Option<i64>>(3))
+                    .map(|(skew_ms, at_ms)| SkewEstimate { skew_ms, at_ms });
+                Ok(Some(KioskRecord {
+                    id: kiosk_id,
+                    store_id: r.get(0),
+                    secret,
+                    skew,
+                }))
+            })
+        })
+    }
+
+    fn remember_signature(
+        &self,
+        signature: String,
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        self.with(move |c| {
+            Box::pin(async move {
+                c.execute(
+                    "DELETE FROM request_signatures WHERE expires_ms < $1",
+                    &[&now_ms],
+                )
+                .await?;
+                let n = c
+                    .execute(
+                        "INSERT INTO request_signatures (signature, expires_ms) VALUES ($1, $2)
+                         ON CONFLICT DO NOTHING",
+                        &[&signature, &expires_ms],
+                    )
+                    .await?;
+                Ok(n > 0)
+            })
+        })
+    }
+
+    fn touch_kiosk(&self, kiosk_id: String, now_ms: i64) -> BoxFuture<'_, StoreResult<()>> {
+        self.with(move |c| {
+            Box::pin(async move {
+                c.execute(
+                    "UPDATE kiosks SET last_seen_ms = $2 WHERE id = $1",
+                    &[&kiosk_id, &now_ms],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+    }
+
+    fn ingest(&self, batch: IngestBatch) -> BoxFuture<'_, StoreResult<Vec<EventStatus>>> {
+        self.with(move |c| {
+            Box::pin(async move {
+                let tx = c.transaction().await?;
+                let stmt = tx.prepare(INSERT_EVENT).await?;
+                let mut statuses = Vec::with_capacity(batch.events.len());
+                let mut dirty = BTreeSet::new();
+                for ev in &batch.events {
+                    let id = ev.id.to_string();
+                    let mut effect = &ev.effect;
+                    let mut envelope = std::borrow::Cow::Borrowed(ev.envelope.as_str());
+                    if let Effect::Registered { token, .. } = &ev.effect {
+                        let erased = tx
+                            .query_opt(
+                                "SELECT erased_ms FROM erasures WHERE card_token = $1",
+                                &[&token.as_str()],
+                            )
+                            .await?
+                            .map(|r| r.get::<_, i64>(0));
+                        if erased.is_some_and(|at| at >= ev.corrected_ms) {
+                            envelope =
+                                std::borrow::Cow::Owned(super::redact_registration(&ev.envelope));
+                            effect = &Effect::None;
+                        }
+                    }
+                    if insert_event(&tx, &stmt, &batch, ev, &envelope).await? {
+                        apply_effect(
+                            &tx,
+                            &batch.store_id,
+                            &id,
+                            ev.corrected_ms,
+                            effect,
+                            &mut dirty,
+                        )
+                        .await?;
+                        statuses.push(EventStatus::Accepted);
+                    } else {
+                        statuses.push(EventStatus::Duplicate);
+                    }
+                }
+                if !dirty.is_empty() {
+                    lock_changes(&tx).await?;
+                    for token in &dirty {
+                        emit_profile(&tx, token).await?;
+                    }
+                }
+                tx.execute(
+                    "UPDATE kiosks SET last_seen_ms = $2,
+                       skew_ms = COALESCE($3, skew_ms), skew_at_ms = COALESCE($4, skew_at_ms),
+                       backlog = COALESCE($5, backlog) WHERE id = $1",
+                    &[
+                        &batch.kiosk_id,
+                        &batch.received_ms,
+                        &batch.skew.map(|s| s.skew_ms),
+                        &batch.skew.map(|s| s.at_ms),
+                        &batch.backlog.map(i64_of),
+                    ],
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(statuses)
+            })
+        })
+    }
+
+    fn insert_events_bare(&self, batch: IngestBatch) -> BoxFuture<'_, StoreResult<u64>> {
+        self.with(move |c| {
+            Box::pin(async move {
+                let tx = c.transaction().await?;
+                let stmt = tx.prepare(INSERT_EVENT).await?;
+                let mut n = 0;
+                for ev in &batch.events {
+                    n += u64::from(insert_event(&tx, &stmt, &batch, ev, &ev.envelope).await?);
+                }
+                tx.commit().await?;
+                Ok(n)
+            })
+        })
+    }
+
+    fn event_count(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        self.with(|c| {
+            Box::pin(async move {
+                let n: i64 = c
+                    .query_one("SELECT COUNT(*) FROM events", &[])
+                    .await?
+                    .get(0);
+                Ok(u64_of(n))
+            })
+        })
+    }
+
+    fn feed(
+        &self,
+        store_id: String,
+        cursor: u64,
+        limit: u32,
+    ) -> BoxFuture<'_, StoreResult<FeedPage>> {
+        self.with(move |c| {
+            Box::pin(async move {
+                let rows = c
+                    .query(
+                        "SELECT seq, item FROM changes WHERE seq > $1 AND (store_id = $2 OR store_id IS NULL)
+                         ORDER BY seq LIMIT $3",
+                        &[&i64_of(cursor), &store_id, &(i64::from(limit) + 1)],
+                    )
+                    .await?;
+                let mut items = Vec::new();
+                let mut next_cursor = cursor;
+                let mut more = false;
+                for r in rows {
+                    if items.len() == limit as usize {
+                        more = true;
+                        break;
+                    }
+                    let item: String = r.get(1);
+                    items.push(serde_json::from_str::<FeedItem>(&item)?);
+                    next_cursor = u64_of(r.get(0));
+                }
+                Ok(FeedPage { items, next_cursor, more })
+            })
+        })
+    }
+
+    fn upsert_campaign(&self, campaign: Campaign, now_ms: i64) -> BoxFuture<'_, StoreResult<()>> {
+        self.with(move |c| {
+            Box::pin(async move {
+                let tx = c.transaction().await?;
+                let def = serde_json::to_string(&campaign)?;
+                tx.execute(
+                    "INSERT INTO campaigns (id, definition, updated_ms) VALUES ($1, $2, $3)
+                     ON CONFLICT (id) DO UPDATE SET definition = excluded.definition,
+                       updated_ms = excluded.updated_ms",
+                    &[&campaign.id, &def, &now_ms],
+                )
+                .await?;
+                lock_changes(&tx).await?;
+                tx.execute("DELETE FROM changes WHERE kind = 'campaign' AND item_key = $1", &[
+                    &campaign.id,
+                ])
+                .await?;
+                let item = serde_json::to_string(&FeedItem::Campaign(campaign.clone()))?;
+                let stores: Vec<Option<String>> = if campaign.stores.is_empty() {
+                    vec![None]
+                } else {
+                    campaign.stores.iter().cloned().map(Some).collect()
+                };
+                for store in stores {
+                    tx.execute(
+                        "INSERT INTO changes (store_id, kind, item_key, item) VALUES ($1, 'campaign', $2, $3)",
+                        &[&store, &campaign.id, &item],
+                    )
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            })
+        })
+    }
+
+    fn campaigns(&self) -> BoxFuture<'_, StoreResult<Vec<Campaign>>> {
+        self.with(|c| {
+            Box::pin(async move {
+                let rows = c
+                    .query("SELECT definition FROM campaigns ORDER BY id", &[])
+                    .await?;
+                let mut out = Vec::new();
+                for r in rows {
+                    out.push(serde_json::from_str(r.get::<_, &str>(0))?);
+                }
+                Ok(out)
+            })
+        })
+    }
+
+    fn customer(&self, token: CardToken) -> BoxFuture<'_, StoreResult<Option<CustomerRecord>>> {
+        self.with(move |c| {
+            Box::pin(async move {
+                let t = token.as_str();
+                let row = c
+                    .query_opt(
+                        "SELECT display_name, email, phone, locale, segment, segment_manual, visits,
+                           last_visit_ms FROM customers WHERE card_token = $1",
+                        &[&t],
+                    )
+                    .await?;
+                let Some(r) = row else { return Ok(None) };
+                let stores = c
+                    .query(
+                        "SELECT store_id FROM customer_stores WHERE card_token = $1 ORDER BY store_id",
+                        &[&t],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                Ok(Some(CustomerRecord {
+                    card_token: token.clone(),
+                    display_name: r.get(0),
+                    email: r.get(1),
+                    phone: r.get(2),
+                    locale: r.get(3),
+                    segment: r.get(4),
+                    segment_manual: r.get(5),
+                    visits: r.get(6),
+                    last_visit_ms: r.get(7),
+                    stores,
+                    consents: consents(c, t).await?,
+                }))
+            })
+        })
+    }
+
+    fn set_segment(
+        &self,
+        token: CardToken,
+        segment: Option<String>,
+        now_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        self.with(move |c| {
+            Box::pin(async move {
+                let tx = c.transaction().await?;
+                let t = token.as_str();
+                let n = match &segment {
+                    Some(s) => {
+                        tx.execute(
+                            "UPDATE customers SET segment = $2, segment_manual = TRUE WHERE card_token = $1",
+                            &[&t, s],
+                        )
+                        .await?
+                    }
+                    None => {
+                        tx.execute(
+                            "UPDATE customers SET segment_manual = FALSE WHERE card_token = $1",
+                            &[&t],
+                        )
+                        .await?
+                    }
+                };
+                if n == 0 {
+                    return Ok(false);
+                }
+                refresh_segment(&tx, &token, now_ms).await?;
+                lock_changes(&tx).await?;
+                emit_profile(&tx, &token).await?;
+                tx.commit().await?;
+                Ok(true)
+            })
+        })
+    }
+
+    fn recompute_segments(&self, now_ms: i64) -> BoxFuture<'_, StoreResult<u64>> {
+        self.with(move |c| {
+            Box::pin(async move {
+                let tx = c.transaction().await?;
+                let rows = tx
+                    .query(
+                        "SELECT card_token FROM customers WHERE NOT segment_manual",
+                        &[],
+                    )
+                    .await?;
+                let mut changed = Vec::new();
+                for r in rows {
+                    let token = token_of(r.get(0))?;
+                    if refresh_segment(&tx, &token, now_ms).await? {
+                        changed.push(token);
+                    }
+                }
+                if !changed.is_empty() {
+                    lock_changes(&tx).await?;
+                    for token in &changed {
+                        emit_profile(&tx, token).await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(changed.len() as u64)
+            })
+        })
+    }
+
+    fn upsert_customer(&self, cu: NewCustomer, now_ms: i64) -> BoxFuture<'_, StoreResult<()>> {
+        self.with(move |c| {
+            Box::pin(async move {
+                let tx = c.transaction().await?;
+                let mut dirty = BTreeSet::new();
+                let t = cu.card_token.as_str();
+                let effect = Effect::Registered {
+                    token: cu.card_token.clone(),
+                    display_name: cu.display_name.clone(),
+                    email: cu.email.clone(),
+                    phone: cu.phone.clone(),
+                    locale: cu.locale.clone(),
+                };
+                apply_effect(&tx, &cu.store_id, "", now_ms, &effect, &mut dirty).await?;
+                for purpose in &cu.consents {
+                    tx.execute(
+                        "INSERT INTO consents (card_token, purpose, given, policy_version, policy_sha256, at_ms)
+                         VALUES ($1, $2, TRUE, 'admin', '', $3)",
+                        &[&t, purpose, &now_ms],
+                    )
+                    .await?;
+                }
+                tx.execute(
+                    "UPDATE customers SET visits = GREATEST(visits, $2),
+                       last_visit_ms = CASE WHEN $2 > 0 THEN COALESCE(last_visit_ms, $3) ELSE last_visit_ms END
+                     WHERE card_token = $1",
+                    &[&t, &cu.visits, &now_ms],
+                )
+                .await?;
+                if let Some(s) = &cu.segment {
+                    tx.execute(
+                        "UPDATE customers SET segment = $2, segment_manual = TRUE WHERE card_token = $1",
+                        &[&t, s],
+                    )
+                    .await?;
+                }
+                refresh_segment(&tx, &cu.card_token, now_ms).await?;
+                lock_changes(&tx).await?;
+                emit_profile(&tx, &cu.card_token).await?;
+                tx.commit().await?;
+                Ok(())
+            })
+        })
+    }
+
+    fn erase_customer(&self, token: CardToken, now_ms: i64) -> BoxFuture<'_, StoreResult<bool>> {
+        self.with(move |c| {
+            Box::pin(async move {
+                let tx = c.transaction().await?;
+                let t = token.as_str();
+                let known = tx.execute("DELETE FROM customers WHERE card_token = $1", &[&t]).await? > 0;
+                let seen: bool = tx
+                    .query_one("SELECT EXISTS (SELECT 1 FROM events WHERE card_token = $1)", &[&t])
+                    .await?
+                    .get(0);
+                if !known && !seen {
+                    return Ok(false);
+                }
+                tx.execute("DELETE FROM customer_stores WHERE card_token = $1", &[&t]).await?;
+                let regs = tx
+                    .query(
+                        "SELECT id, envelope FROM events WHERE card_token = $1 AND type = 'customer_registered'",
+                        &[&t],
+                    )
+                    .await?;
+                for r in regs {
+                    let (id, envelope): (String, String) = (r.get(0), r.get(1));
+                    tx.execute("UPDATE events SET envelope = $2 WHERE id = $1", &[
+                        &id,
+                        &super::redact_registration(&envelope),
+                    ])
+                    .await?;
+                }
+                tx.execute(
+                    "INSERT INTO erasures (card_token, erased_ms) VALUES ($1, $2)
+                     ON CONFLICT (card_token) DO UPDATE SET erased_ms = excluded.erased_ms",
+                    &[&t, &now_ms],
+                )
+                .await?;
+                lock_changes(&tx).await?;
+                tx.execute(
+                    "DELETE FROM changes WHERE item_key = $1 AND kind IN ('profile', 'erasure')",
+                    &[&t],
+                )
+                .await?;
+                let item = serde_json::to_string(&super::erasure_item(&token, now_ms))?;
+                tx.execute(
+                    "INSERT INTO changes (store_id, kind, item_key, item) VALUES (NULL, 'erasure', $1, $2)",
+                    &[&t, &item],
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(true)
+            })
+        })
+    }
+
+    fn stats(&self, store_id: String) -> BoxFuture<'_, StoreResult<StoreStats>> {
+        self.with(move |c| {
+            Box::pin(async move {
+                let s = &store_id;
+                let count = async |sql: &str| -> StoreResult<u64> {
+                    Ok(u64_of(c.query_one(sql, &[s]).await?.get::<_, i64>(0)))
+                };
+                let events = count("SELECT COUNT(*) FROM events WHERE store_id = $1").await?;
+                let tickets_issued = count(
+                    "SELECT COUNT(*) FROM events WHERE store_id = $1 AND type = 'ticket_issued'",
+                )
+                .await?;
+                let identified_tickets = count(
+                    "SELECT COUNT(card_token) FROM events WHERE store_id = $1 AND type = 'ticket_issued'",
+                )
+                .await?;
+                let customers =
+                    count("SELECT COUNT(*) FROM customer_stores WHERE store_id = $1").await?;
+                let kiosks = c
+                    .query(
+                        "SELECT id, last_seen_ms, skew_ms, backlog FROM kiosks WHERE store_id = $1 ORDER BY id",
+                        &[s],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| KioskHealth {
+                        kiosk_id: r.get(0),
+                        last_seen_ms: r.get(1),
+                        skew_ms: r.get(2),
+                        backlog: r.get(3),
+                    })
+                    .collect();
+                let campaigns = c
+                    .query(
+                        "SELECT campaign_id, variant,
+                           SUM(CASE WHEN kind = 'shown' THEN 1 ELSE 0 END)::BIGINT,
+                           SUM(CASE WHEN kind = 'redeemed' THEN 1 ELSE 0 END)::BIGINT
+                         FROM campaign_facts WHERE store_id = $1
+                         GROUP BY campaign_id, variant ORDER BY campaign_id, variant",
+                        &[s],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| super::variant_stats(r.get(0), r.get(1), r.get(2), r.get(3)))
+                    .collect();
+                let scores: Vec<String> = c
+                    .query(
+                        "SELECT envelope FROM events WHERE store_id = $1 AND type = 'survey_answered'",
+                        &[s],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                Ok(StoreStats {
+                    store_id: store_id.clone(),
+                    events,
+                    tickets_issued,
+                    identified_tickets,
+                    customers,
+                    kiosks,
+                    campaigns,
+                    nps: super::nps_of(&scores),
+                })
+            })
+        })
+    }
+}

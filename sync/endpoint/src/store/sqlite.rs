@@ -1,0 +1,950 @@
+//! The SQLite store: one database file in WAL mode, one connection owned by whichever blocking
+//! thread holds its lock (SQLite has one writer anyway; a batch is one transaction).
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use kiosk_protocol::CardToken;
+use kiosk_protocol::wire::{Campaign, EventStatus, FeedItem, Key32, TenantKey};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::{
+    ConsentRecord, CustomerRecord, Effect, FeedPage, IngestBatch, KioskHealth, KioskRecord,
+    NewCustomer, NewKiosk, Nps, SkewEstimate, Store, StoreError, StoreKind, StoreRecord,
+    StoreResult, StoreStats, computed_segment, profile_item, redemption_variant,
+};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS stores (id TEXT PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS kiosks (
+    id TEXT PRIMARY KEY, store_id TEXT NOT NULL REFERENCES stores(id), secret TEXT NOT NULL,
+    hardware_profile TEXT NOT NULL, firmware_version TEXT NOT NULL, enrolled_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER, skew_ms INTEGER, skew_at_ms INTEGER, backlog INTEGER);
+CREATE TABLE IF NOT EXISTS enroll_codes (
+    code_hash TEXT PRIMARY KEY, store_id TEXT NOT NULL REFERENCES stores(id),
+    expires_ms INTEGER NOT NULL, used_ms INTEGER, kiosk_id TEXT);
+CREATE TABLE IF NOT EXISTS request_signatures (signature TEXT PRIMARY KEY, expires_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS request_signatures_expiry ON request_signatures(expires_ms);
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY, kiosk_id TEXT NOT NULL, store_id TEXT NOT NULL, seq INTEGER NOT NULL,
+    type TEXT NOT NULL, schema_version INTEGER NOT NULL, device_ms INTEGER NOT NULL,
+    corrected_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL, card_token TEXT,
+    envelope TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_store_type ON events(store_id, type, corrected_ms);
+CREATE INDEX IF NOT EXISTS events_token ON events(card_token) WHERE card_token IS NOT NULL;
+CREATE TABLE IF NOT EXISTS customers (
+    card_token TEXT PRIMARY KEY, display_name TEXT, email TEXT, phone TEXT, locale TEXT,
+    home_store TEXT, registered_ms INTEGER, visits INTEGER NOT NULL DEFAULT 0,
+    last_visit_ms INTEGER, segment TEXT NOT NULL DEFAULT 'new',
+    segment_manual INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS customer_stores (
+    card_token TEXT NOT NULL, store_id TEXT NOT NULL, PRIMARY KEY (card_token, store_id));
+CREATE TABLE IF NOT EXISTS consents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, card_token TEXT NOT NULL, purpose TEXT NOT NULL,
+    given INTEGER NOT NULL, policy_version TEXT NOT NULL, policy_sha256 TEXT NOT NULL,
+    at_ms INTEGER NOT NULL, event_id TEXT);
+CREATE INDEX IF NOT EXISTS consents_token ON consents(card_token, at_ms);
+CREATE TABLE IF NOT EXISTS erasures (card_token TEXT PRIMARY KEY, erased_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS campaigns (id TEXT PRIMARY KEY, definition TEXT NOT NULL, updated_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS coupons (code TEXT PRIMARY KEY, campaign_id TEXT NOT NULL, variant TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS campaign_facts (
+    event_id TEXT PRIMARY KEY, store_id TEXT NOT NULL, campaign_id TEXT NOT NULL,
+    variant TEXT NOT NULL, kind TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, store_id TEXT, kind TEXT NOT NULL,
+    item_key TEXT NOT NULL, item TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS changes_store ON changes(store_id, seq);
+CREATE INDEX IF NOT EXISTS changes_key ON changes(kind, item_key);
+"#;
+
+/// The SQLite store. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens or creates the database at `path` (`:memory:` for a throwaway one) and migrates it.
+    pub async fn open(path: &str) -> StoreResult<Self> {
+        let path = path.to_owned();
+        let conn = tokio::task::spawn_blocking(move || -> StoreResult<Connection> {
+            let conn = Connection::open(&path)?;
+            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            // The endpoint is a server with a UPS-less crash model of "process dies", not "power
+            // lost": NORMAL keeps every committed batch across a process crash.
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            conn.execute_batch(SCHEMA)?;
+            let key = Key32::from_bytes(rand::random());
+            conn.execute(
+                "INSERT INTO settings (key, value) VALUES ('tenant_key', ?1) ON CONFLICT DO NOTHING",
+                params![key.to_base64()],
+            )?;
+            Ok(conn)
+        })
+        .await??;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn run<T, F>(&self, f: F) -> BoxFuture<'_, StoreResult<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                // A panic while holding the lock leaves SQLite consistent (the transaction rolls
+                // back on drop), so a poisoned lock is safe to reuse.
+                let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+                f(&mut guard)
+            })
+            .await?
+        })
+    }
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn token_of(s: String) -> StoreResult<CardToken> {
+    s.parse()
+        .map_err(|e| StoreError::Corrupt(format!("card token in database: {e}")))
+}
+
+fn consents(tx: &Connection, token: &str) -> StoreResult<Vec<ConsentRecord>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT purpose, given, policy_version, policy_sha256, at_ms FROM consents
+         WHERE card_token = ?1 ORDER BY at_ms, id",
+    )?;
+    let rows = stmt.query_map(params![token], |r| {
+        Ok(ConsentRecord {
+            purpose: r.get(0)?,
+            given: r.get(1)?,
+            policy_version: r.get(2)?,
+            policy_sha256: r.get(3)?,
+            at_ms: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Publishes a customer's current profile to the feed of every store that knows them, replacing
+/// the earlier profile item (so old personal data does not linger in the feed).
+fn emit_profile(tx: &Transaction<'_>, token: &CardToken) -> StoreResult<()> {
+    let row: Option<(Option<String>, String, Option<String>)> = tx
+        .query_row(
+            "SELECT display_name, segment, locale FROM customers WHERE card_token = ?1",
+            params![token.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((Some(name), segment, locale)) = row else {
+        return Ok(());
+    };
+    let history = consents(tx, token.as_str())?;
+    let item = serde_json::to_string(&profile_item(
+        token,
+        &name,
+        &segment,
+        locale.as_deref().unwrap_or("es"),
+        &history,
+    ))?;
+    let stores: Vec<String> = {
+        let mut stmt =
+            tx.prepare_cached("SELECT store_id FROM customer_stores WHERE card_token = ?1")?;
+        let rows = stmt.query_map(params![token.as_str()], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for store in stores {
+        tx.execute(
+            "DELETE FROM changes WHERE kind = 'profile' AND item_key = ?1 AND store_id = ?2",
+            params![token.as_str(), store],
+        )?;
+        tx.execute(
+            "INSERT INTO changes (store_id, kind, item_key, item) VALUES (?1, 'profile', ?2, ?3)",
+            params![store, token.as_str(), item],
+        )?;
+    }
+    Ok(())
+}
+
+/// Adds the customer to a store's kiosks; true when that is new.
+fn link_store(tx: &Transaction<'_>, token: &CardToken, store: &str) -> StoreResult<bool> {
+    Ok(tx.execute(
+        "INSERT INTO customer_stores (card_token, store_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        params![token.as_str(), store],
+    )? > 0)
+}
+
+/// Recomputes a computed segment; true when it changed.
+fn refresh_segment(tx: &Transaction<'_>, token: &CardToken, now_ms: i64) -> StoreResult<bool> {
+    let row: Option<(i64, Option<i64>, String, bool)> = tx
+        .query_row(
+            "SELECT visits, last_visit_ms, segment, segment_manual FROM customers WHERE card_token = ?1",
+            params![token.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let Some((visits, last, segment, manual)) = row else {
+        return Ok(false);
+    };
+    let computed = computed_segment(visits, last, now_ms);
+    if manual || segment == computed {
+        return Ok(false);
+    }
+    tx.execute(
+        "UPDATE customers SET segment = ?2 WHERE card_token = ?1",
+        params![token.as_str(), computed],
+    )?;
+    Ok(true)
+}
+
+fn apply_effect(
+    tx: &Transaction<'_>,
+    batch_store: &str,
+    event_id: &str,
+    corrected_ms: i64,
+    effect: &Effect,
+    dirty: &mut BTreeSet<CardToken>,
+) -> StoreResult<()> {
+    match effect {
+        Effect::None => {}
+        Effect::Registered {
+            token,
+            display_name,
+            email,
+            phone,
+            locale,
+        } => {
+            tx.execute(
+                "INSERT INTO customers (card_token, display_name, email, phone, locale, home_store, registered_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (card_token) DO UPDATE SET display_name = excluded.display_name,
+                   email = excluded.email, phone = excluded.phone, locale = excluded.locale,
+                   home_store = COALESCE(customers.home_store, excluded.home_store),
+                   registered_ms = COALESCE(customers.registered_ms, excluded.registered_ms)",
+                params![token.as_str(), display_name, email, phone, locale, batch_store, corrected_ms],
+            )?;
+            link_store(tx, token, batch_store)?;
+            dirty.insert(token.clone());
+        }
+        Effect::Consent {
+            token,
+            purpose,
+            given,
+            policy_version,
+            policy_sha256,
+        } => {
+            tx.execute(
+                "INSERT INTO customers (card_token) VALUES (?1) ON CONFLICT DO NOTHING",
+                params![token.as_str()],
+            )?;
+            link_store(tx, token, batch_store)?;
+            tx.execute(
+                "INSERT INTO consents (card_token, purpose, given, policy_version, policy_sha256, at_ms, event_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![token.as_str(), purpose, given, policy_version, policy_sha256, corrected_ms, event_id],
+            )?;
+            dirty.insert(token.clone());
+        }
+        Effect::Visit { token } => {
+            tx.execute(
+                "INSERT INTO customers (card_token) VALUES (?1) ON CONFLICT DO NOTHING",
+                params![token.as_str()],
+            )?;
+            tx.execute(
+                "UPDATE customers SET visits = visits + 1,
+                   last_visit_ms = MAX(COALESCE(last_visit_ms, ?2), ?2) WHERE card_token = ?1",
+                params![token.as_str(), corrected_ms],
+            )?;
+            let linked = link_store(tx, token, batch_store)?;
+            if refresh_segment(tx, token, corrected_ms)? || linked {
+                dirty.insert(token.clone());
+            }
+        }
+        Effect::Seen { token } => {
+            let known: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM customers WHERE card_token = ?1)",
+                params![token.as_str()],
+                |r| r.get(0),
+            )?;
+            if known && link_store(tx, token, batch_store)? {
+                dirty.insert(token.clone());
+            }
+        }
+        Effect::CampaignShown {
+            campaign_id,
+            variant,
+        } => {
+            tx.execute(
+                "INSERT INTO campaign_facts (event_id, store_id, campaign_id, variant, kind)
+                 VALUES (?1, ?2, ?3, ?4, 'shown') ON CONFLICT DO NOTHING",
+                params![event_id, batch_store, campaign_id, variant],
+            )?;
+        }
+        Effect::CouponIssued {
+            code,
+            campaign_id,
+            variant,
+        } => {
+            if let Some(campaign_id) = campaign_id {
+                tx.execute(
+                    "INSERT INTO coupons (code, campaign_id, variant) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                    params![code, campaign_id, variant.as_deref().unwrap_or("unknown")],
+                )?;
+            }
+        }
+        Effect::CouponRedeemed {
+            code,
+            campaign_id,
+            token,
+        } => {
+            let issued: Option<(String, String)> = tx
+                .query_row(
+                    "SELECT campaign_id, variant FROM coupons WHERE code = ?1",
+                    params![code],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let (campaign_id, variant) = match (issued, campaign_id) {
+                (Some(found), _) => found,
+                (None, Some(id)) => {
+                    let def: Option<String> = tx
+                        .query_row(
+                            "SELECT definition FROM campaigns WHERE id = ?1",
+                            params![id],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    let campaign: Option<Campaign> =
+                        def.map(|d| serde_json::from_str(&d)).transpose()?;
+                    (
+                        id.clone(),
+                        redemption_variant(campaign.as_ref(), token.as_ref()),
+                    )
+                }
+                (None, None) => return Ok(()),
+            };
+            tx.execute(
+                "INSERT INTO campaign_facts (event_id, store_id, campaign_id, variant, kind)
+                 VALUES (?1, ?2, ?3, ?4, 'redeemed') ON CONFLICT DO NOTHING",
+                params![event_id, batch_store, campaign_id, variant],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn insert_event(
+    tx: &Transaction<'_>,
+    batch: &IngestBatch,
+    ev: &super::IngestEvent,
+    envelope: &str,
+) -> StoreResult<bool> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO events (id, kiosk_id, store_id, seq, type, schema_version, device_ms,
+           corrected_ms, received_ms, card_token, envelope)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (id) DO NOTHING",
+    )?;
+    let n = stmt.execute(params![
+        ev.id.to_string(),
+        batch.kiosk_id,
+        batch.store_id,
+        i64_of(ev.seq),
+        ev.kind,
+        ev.schema_version,
+        ev.device_ms,
+        ev.corrected_ms,
+        batch.received_ms,
+        ev.card_token.as_ref().map(CardToken::as_str),
+        envelope,
+    ])?;
+    Ok(n > 0)
+}
+
+impl Store for SqliteStore {
+    fn kind(&self) -> StoreKind {
+        StoreKind::Sqlite
+    }
+
+    fn tenant_key(&self) -> BoxFuture<'_, StoreResult<TenantKey>> {
+        self.run(|c| {
+            let v: String = c.query_row(
+                "SELECT value FROM settings WHERE key = 'tenant_key'",
+                [],
+                |r| r.get(0),
+            )?;
+            Key32::from_base64(&v).map_err(|e| StoreError::Corrupt(format!("tenant key: {e}")))
+        })
+    }
+
+    fn set_tenant_key_if_unused(&self, key: TenantKey) -> BoxFuture<'_, StoreResult<bool>> {
+        self.run(move |c| {
+            let n = c.execute(
+                "UPDATE settings SET value = ?1 WHERE key = 'tenant_key'
+                   AND NOT EXISTS (SELECT 1 FROM kiosks) AND NOT EXISTS (SELECT 1 FROM customers)",
+                params![key.to_base64()],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    fn upsert_store(&self, store: StoreRecord) -> BoxFuture<'_, StoreResult<()>> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO stores (id, name) VALUES (?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name",
+                params![store.id, store.name],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn store(&self, id: String) -> BoxFuture<'_, StoreResult<Option<StoreRecord>>> {
+        self.run(move |c| {
+            Ok(c.query_row(
+                "SELECT id, name FROM stores WHERE id = ?1",
+                params![id],
+                |r| {
+                    Ok(StoreRecord {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+    }
+
+    fn create_enroll_code(
+        &self,
+        code_hash: String,
+        store_id: String,
+        expires_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        self.run(move |c| {
+            let exists: bool = c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM stores WHERE id = ?1)",
+                params![store_id],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                return Err(StoreError::NotFound(format!("store {store_id:?}")));
+            }
+            c.execute(
+                "INSERT INTO enroll_codes (code_hash, store_id, expires_ms) VALUES (?1, ?2, ?3)",
+                params![code_hash, store_id, expires_ms],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn redeem_enroll_code(
+        &self,
+        code_hash: String,
+        now_ms: i64,
+        kiosk: NewKiosk,
+    ) -> BoxFuture<'_, StoreResult<Option<StoreRecord>>> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let store_id: Option<String> = tx
+                .query_row(
+                    "UPDATE enroll_codes SET used_ms = ?2, kiosk_id = ?3
+                     WHERE code_hash = ?1 AND used_ms IS NULL AND expires_ms > ?2
+                     RETURNING store_id",
+                    params![code_hash, now_ms, kiosk.id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(store_id) = store_id else { return Ok(None) };
+            tx.execute(
+                "INSERT INTO kiosks (id, store_id, secret, hardware_profile, firmware_version, enrolled_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    kiosk.id,
+                    store_id,
+                    kiosk.secret.to_base64(),
+                    kiosk.hardware_profile,
+                    kiosk.firmware_version,
+                    now_ms
+                ],
+            )?;
+            let store = tx.query_row(
+                "SELECT id, name FROM stores WHERE id = ?1",
+                params![store_id],
+                |r| Ok(StoreRecord { id: r.get(0)?, name: r.get(1)? }),
+            )?;
+            tx.commit()?;
+            Ok(Some(store))
+        })
+    }
+
+    fn kiosk(&self, kiosk_id: String) -> BoxFuture<'_, StoreResult<Option<KioskRecord>>> {
+        self.run(move |c| {
+            let row: Option<(String, String, Option<i64>, Option<i64>)> = c
+                .prepare_cached(
+                    "SELECT store_id, secret, skew_ms, skew_at_ms FROM kiosks WHERE id = ?1",
+                )?
+                .query_row(params![kiosk_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional()?;
+            let Some((store_id, secret, skew_ms, skew_at)) = row else {
+                return Ok(None);
+            };
+            let secret = Key32::from_base64(&secret)
+                .map_err(|e| StoreError::Corrupt(format!("secret of kiosk {kiosk_id}: {e}")))?;
+            let skew = skew_ms
+                .zip(skew_at)
+                .map(|(skew_ms, at_ms)| SkewEstimate { skew_ms, at_ms });
+            Ok(Some(KioskRecord {
+                id: kiosk_id,
+                store_id,
+                secret,
+                skew,
+            }))
+        })
+    }
+
+    fn remember_signature(
+        &self,
+        signature: String,
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        self.run(move |c| {
+            c.prepare_cached("DELETE FROM request_signatures WHERE expires_ms < ?1")?
+                .execute(params![now_ms])?;
+            let n = c
+                .prepare_cached(
+                    "INSERT INTO request_signatures (signature, expires_ms) VALUES (?1, ?2)
+                     ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![signature, expires_ms])?;
+            Ok(n > 0)
+        })
+    }
+
+    fn touch_kiosk(&self, kiosk_id: String, now_ms: i64) -> BoxFuture<'_, StoreResult<()>> {
+        self.run(move |c| {
+            c.prepare_cached("UPDATE kiosks SET last_seen_ms = ?2 WHERE id = ?1")?
+                .execute(params![kiosk_id, now_ms])?;
+            Ok(())
+        })
+    }
+
+    fn ingest(&self, batch: IngestBatch) -> BoxFuture<'_, StoreResult<Vec<EventStatus>>> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let mut statuses = Vec::with_capacity(batch.events.len());
+            let mut dirty = BTreeSet::new();
+            for ev in &batch.events {
+                let id = ev.id.to_string();
+                let mut effect = &ev.effect;
+                let mut envelope = std::borrow::Cow::Borrowed(ev.envelope.as_str());
+                if let Effect::Registered { token, .. } = &ev.effect {
+                    let erased: Option<i64> = tx
+                        .query_row(
+                            "SELECT erased_ms FROM erasures WHERE card_token = ?1",
+                            params![token.as_str()],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    if erased.is_some_and(|at| at >= ev.corrected_ms) {
+                        envelope =
+                            std::borrow::Cow::Owned(super::redact_registration(&ev.envelope));
+                        effect = &Effect::None;
+                    }
+                }
+                if insert_event(&tx, &batch, ev, &envelope)? {
+                    apply_effect(
+                        &tx,
+                        &batch.store_id,
+                        &id,
+                        ev.corrected_ms,
+                        effect,
+                        &mut dirty,
+                    )?;
+                    statuses.push(EventStatus::Accepted);
+                } else {
+                    statuses.push(EventStatus::Duplicate);
+                }
+            }
+            for token in &dirty {
+                emit_profile(&tx, token)?;
+            }
+            tx.execute(
+                "UPDATE kiosks SET last_seen_ms = ?2,
+                   skew_ms = COALESCE(?3, skew_ms), skew_at_ms = COALESCE(?4, skew_at_ms),
+                   backlog = COALESCE(?5, backlog) WHERE id = ?1",
+                params![
+                    batch.kiosk_id,
+                    batch.received_ms,
+                    batch.skew.map(|s| s.skew_ms),
+                    batch.skew.map(|s| s.at_ms),
+                    batch.backlog.map(i64_of),
+                ],
+            )?;
+            tx.commit()?;
+            Ok(statuses)
+        })
+    }
+
+    fn insert_events_bare(&self, batch: IngestBatch) -> BoxFuture<'_, StoreResult<u64>> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let mut n = 0;
+            for ev in &batch.events {
+                n += u64::from(insert_event(&tx, &batch, ev, &ev.envelope)?);
+            }
+            tx.commit()?;
+            Ok(n)
+        })
+    }
+
+    fn event_count(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        self.run(|c| {
+            let n: i64 = c.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
+            Ok(u64_of(n))
+        })
+    }
+
+    fn feed(
+        &self,
+        store_id: String,
+        cursor: u64,
+        limit: u32,
+    ) -> BoxFuture<'_, StoreResult<FeedPage>> {
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, item FROM changes WHERE seq > ?1 AND (store_id = ?2 OR store_id IS NULL)
+                 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(
+                params![i64_of(cursor), store_id, i64::from(limit) + 1],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+            )?;
+            let mut items = Vec::new();
+            let mut next_cursor = cursor;
+            let mut more = false;
+            for row in rows {
+                let (seq, item) = row?;
+                if items.len() == limit as usize {
+                    more = true;
+                    break;
+                }
+                items.push(serde_json::from_str::<FeedItem>(&item)?);
+                next_cursor = u64_of(seq);
+            }
+            Ok(FeedPage { items, next_cursor, more })
+        })
+    }
+
+    fn upsert_campaign(&self, campaign: Campaign, now_ms: i64) -> BoxFuture<'_, StoreResult<()>> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let def = serde_json::to_string(&campaign)?;
+            tx.execute(
+                "INSERT INTO campaigns (id, definition, updated_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET definition = excluded.definition,
+                   updated_ms = excluded.updated_ms",
+                params![campaign.id, def, now_ms],
+            )?;
+            tx.execute(
+                "DELETE FROM changes WHERE kind = 'campaign' AND item_key = ?1",
+                params![campaign.id],
+            )?;
+            let item = serde_json::to_string(&FeedItem::Campaign(campaign.clone()))?;
+            let stores: Vec<Option<String>> = if campaign.stores.is_empty() {
+                vec![None]
+            } else {
+                campaign.stores.iter().cloned().map(Some).collect()
+            };
+            for store in stores {
+                tx.execute(
+                    "INSERT INTO changes (store_id, kind, item_key, item) VALUES (?1, 'campaign', ?2, ?3)",
+                    params![store, campaign.id, item],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn campaigns(&self) -> BoxFuture<'_, StoreResult<Vec<Campaign>>> {
+        self.run(|c| {
+            let mut stmt = c.prepare("SELECT definition FROM campaigns ORDER BY id")?;
+            let defs = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for d in defs {
+                out.push(serde_json::from_str(&d?)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn customer(&self, token: CardToken) -> BoxFuture<'_, StoreResult<Option<CustomerRecord>>> {
+        self.run(move |c| {
+            let row = c
+                .query_row(
+                    "SELECT display_name, email, phone, locale, segment, segment_manual, visits,
+                       last_visit_ms FROM customers WHERE card_token = ?1",
+                    params![token.as_str()],
+                    |r| {
+                        Ok(CustomerRecord {
+                            card_token: token.clone(),
+                            display_name: r.get(0)?,
+                            email: r.get(1)?,
+                            phone: r.get(2)?,
+                            locale: r.get(3)?,
+                            segment: r.get(4)?,
+                            segment_manual: r.get(5)?,
+                            visits: r.get(6)?,
+                            last_visit_ms: r.get(7)?,
+                            stores: Vec::new(),
+                            consents: Vec::new(),
+                        })
+                    },
+                )
+                .optional()?;
+            let Some(mut rec) = row else { return Ok(None) };
+            let mut stmt = c.prepare(
+                "SELECT store_id FROM customer_stores WHERE card_token = ?1 ORDER BY store_id",
+            )?;
+            rec.stores = stmt
+                .query_map(params![token.as_str()], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            rec.consents = consents(c, token.as_str())?;
+            Ok(Some(rec))
+        })
+    }
+
+    fn set_segment(
+        &self,
+        token: CardToken,
+        segment: Option<String>,
+        now_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let n = match &segment {
+                Some(s) => tx.execute(
+                    "UPDATE customers SET segment = ?2, segment_manual = 1 WHERE card_token = ?1",
+                    params![token.as_str(), s],
+                )?,
+                None => tx.execute(
+                    "UPDATE customers SET segment_manual = 0 WHERE card_token = ?1",
+                    params![token.as_str()],
+                )?,
+            };
+            if n == 0 {
+                return Ok(false);
+            }
+            refresh_segment(&tx, &token, now_ms)?;
+            emit_profile(&tx, &token)?;
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
+    fn recompute_segments(&self, now_ms: i64) -> BoxFuture<'_, StoreResult<u64>> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let tokens: Vec<String> = {
+                let mut stmt =
+                    tx.prepare("SELECT card_token FROM customers WHERE segment_manual = 0")?;
+                stmt.query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?
+            };
+            let mut changed = 0;
+            for t in tokens {
+                let token = token_of(t)?;
+                if refresh_segment(&tx, &token, now_ms)? {
+                    emit_profile(&tx, &token)?;
+                    changed += 1;
+                }
+            }
+            tx.commit()?;
+            Ok(changed)
+        })
+    }
+
+    fn upsert_customer(&self, cu: NewCustomer, now_ms: i64) -> BoxFuture<'_, StoreResult<()>> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let mut dirty = BTreeSet::new();
+            let effect = Effect::Registered {
+                token: cu.card_token.clone(),
+                display_name: cu.display_name.clone(),
+                email: cu.email.clone(),
+                phone: cu.phone.clone(),
+                locale: cu.locale.clone(),
+            };
+            apply_effect(&tx, &cu.store_id, "", now_ms, &effect, &mut dirty)?;
+            for purpose in &cu.consents {
+                tx.execute(
+                    "INSERT INTO consents (card_token, purpose, given, policy_version, policy_sha256, at_ms)
+                     VALUES (?1, ?2, 1, 'admin', '', ?3)",
+                    params![cu.card_token.as_str(), purpose, now_ms],
+                )?;
+            }
+            tx.execute(
+                "UPDATE customers SET visits = MAX(visits, ?2),
+                   last_visit_ms = CASE WHEN ?2 > 0 THEN COALESCE(last_visit_ms, ?3) ELSE last_visit_ms END
+                 WHERE card_token = ?1",
+                params![cu.card_token.as_str(), cu.visits, now_ms],
+            )?;
+            if let Some(s) = &cu.segment {
+                tx.execute(
+                    "UPDATE customers SET segment = ?2, segment_manual = 1 WHERE card_token = ?1",
+                    params![cu.card_token.as_str(), s],
+                )?;
+            }
+            refresh_segment(&tx, &cu.card_token, now_ms)?;
+            emit_profile(&tx, &cu.card_token)?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn erase_customer(&self, token: CardToken, now_ms: i64) -> BoxFuture<'_, StoreResult<bool>> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let t = token.as_str();
+            let known = tx.execute("DELETE FROM customers WHERE card_token = ?1", params![t])? > 0;
+            let seen: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE card_token = ?1)",
+                params![t],
+                |r| r.get(0),
+            )?;
+            if !known && !seen {
+                return Ok(false);
+            }
+            tx.execute("DELETE FROM customer_stores WHERE card_token = ?1", params![t])?;
+            let registrations: Vec<(String, String)> = {
+                let mut stmt = tx.prepare(
+                    "SELECT id, envelope FROM events WHERE card_token = ?1 AND type = 'customer_registered'",
+                )?;
+                stmt.query_map(params![t], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?
+            };
+            for (id, envelope) in registrations {
+                tx.execute(
+                    "UPDATE events SET envelope = ?2 WHERE id = ?1",
+                    params![id, super::redact_registration(&envelope)],
+                )?;
+            }
+            tx.execute(
+                "INSERT INTO erasures (card_token, erased_ms) VALUES (?1, ?2)
+                 ON CONFLICT (card_token) DO UPDATE SET erased_ms = excluded.erased_ms",
+                params![t, now_ms],
+            )?;
+            tx.execute(
+                "DELETE FROM changes WHERE item_key = ?1 AND kind IN ('profile', 'erasure')",
+                params![t],
+            )?;
+            let item = serde_json::to_string(&super::erasure_item(&token, now_ms))?;
+            tx.execute(
+                "INSERT INTO changes (store_id, kind, item_key, item) VALUES (NULL, 'erasure', ?1, ?2)",
+                params![t, item],
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
+    fn stats(&self, store_id: String) -> BoxFuture<'_, StoreResult<StoreStats>> {
+        self.run(move |c| {
+            let count = |sql: &str| -> StoreResult<u64> {
+                Ok(u64_of(c.query_row(sql, params![store_id], |r| r.get::<_, i64>(0))?))
+            };
+            let events = count("SELECT COUNT(*) FROM events WHERE store_id = ?1")?;
+            let tickets_issued =
+                count("SELECT COUNT(*) FROM events WHERE store_id = ?1 AND type = 'ticket_issued'")?;
+            let identified_tickets = count(
+                "SELECT COUNT(card_token) FROM events WHERE store_id = ?1 AND type = 'ticket_issued'",
+            )?;
+            let customers = count("SELECT COUNT(*) FROM customer_stores WHERE store_id = ?1")?;
+            let kiosks = {
+                let mut stmt = c.prepare(
+                    "SELECT id, last_seen_ms, skew_ms, backlog FROM kiosks WHERE store_id = ?1 ORDER BY id",
+                )?;
+                stmt.query_map(params![store_id], |r| {
+                    Ok(KioskHealth {
+                        kiosk_id: r.get(0)?,
+                        last_seen_ms: r.get(1)?,
+                        skew_ms: r.get(2)?,
+                        backlog: r.get(3)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?
+            };
+            let campaigns = {
+                let mut stmt = c.prepare(
+                    "SELECT campaign_id, variant,
+                       SUM(CASE WHEN kind = 'shown' THEN 1 ELSE 0 END),
+                       SUM(CASE WHEN kind = 'redeemed' THEN 1 ELSE 0 END)
+                     FROM campaign_facts WHERE store_id = ?1
+                     GROUP BY campaign_id, variant ORDER BY campaign_id, variant",
+                )?;
+                stmt.query_map(params![store_id], |r| {
+                    Ok(super::variant_stats(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
+                .collect::<Result<_, _>>()?
+            };
+            let scores: Vec<String> = {
+                let mut stmt = c.prepare(
+                    "SELECT envelope FROM events WHERE store_id = ?1 AND type = 'survey_answered'",
+                )?;
+                stmt.query_map(params![store_id], |r| r.get(0))?.collect::<Result<_, _>>()?
+            };
+            let nps: Option<Nps> = super::nps_of(&scores);
+            Ok(StoreStats {
+                store_id: store_id.clone(),
+                events,
+                tickets_issued,
+                identified_tickets,
+                customers,
+                kiosks,
+                campaigns,
+                nps,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn tenant_key_survives_reopening_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crm.db");
+        let path = path.to_str().unwrap();
+        let first = SqliteStore::open(path)
+            .await
+            .unwrap()
+            .tenant_key()
+            .await
+            .unwrap();
+        let again = SqliteStore::open(path)
+            .await
+            .unwrap()
+            .tenant_key()
+            .await
+            .unwrap();
+        assert_eq!(first, again);
+    }
+}
