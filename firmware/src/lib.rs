@@ -7,3 +7,5 @@
 pub mod clock;
 pub mod crypto;
 pub mod journal;
+pub mod journey;
+pub mod queue;

@@ -25,7 +25,11 @@ impl Locale {
 
     /// Parses a language tag (`es`, `en`, `es-ES`, `en_GB`, case-insensitive); `None` for others.
     pub fn from_tag(tag: &str) -> Option<Locale> {
-        let primary = tag.split(['-', '_']).next().unwrap_or("").to_ascii_lowercase();
+        let primary = tag
+            .split(['-', '_'])
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
         match primary.as_str() {
             "es" => Some(Locale::Es),
             "en" => Some(Locale::En),
@@ -46,7 +50,10 @@ pub struct Localized {
 impl Localized {
     /// A text given in both languages.
     pub fn new(es: impl Into<String>, en: impl Into<String>) -> Self {
-        Localized { es: es.into(), en: en.into() }
+        Localized {
+            es: es.into(),
+            en: en.into(),
+        }
     }
 
     /// The text in `locale`, falling back to the other language when that one is empty.

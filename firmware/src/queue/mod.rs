@@ -88,7 +88,11 @@ pub struct Queue {
 impl Queue {
     /// An empty queue (first start, nothing persisted yet).
     pub fn new(settings: QueueSettings) -> Self {
-        Queue { settings, counters: BTreeMap::new(), turns: Vec::new() }
+        Queue {
+            settings,
+            counters: BTreeMap::new(),
+            turns: Vec::new(),
+        }
     }
 
     /// A queue resumed from what the journal persisted: the day counters and the turn rows.
@@ -106,7 +110,9 @@ impl Queue {
             });
             queue.upsert(t);
         }
-        queue.turns.sort_by_key(|t| (t.issued_at, t.service_day, t.number));
+        queue
+            .turns
+            .sort_by_key(|t| (t.issued_at, t.service_day, t.number));
         queue
     }
 
@@ -147,7 +153,11 @@ impl Queue {
     }
 
     /// Plans a new turn. `now` is the store's local time; it decides the service day.
-    pub fn plan_issue(&self, req: IssueRequest, now: OffsetDateTime) -> Result<IssuePlan, QueueError> {
+    pub fn plan_issue(
+        &self,
+        req: IssueRequest,
+        now: OffsetDateTime,
+    ) -> Result<IssuePlan, QueueError> {
         let service = self
             .settings
             .service(&req.service)
@@ -159,9 +169,14 @@ impl Queue {
             return Err(QueueError::DuplicateTurn(req.turn_id));
         }
         let day = ServiceDay::at(now, self.settings.opening_time);
-        let last = self.counters.get(&(day, service.letter.clone())).copied().unwrap_or(0);
-        let number =
-            last.checked_add(1).ok_or_else(|| QueueError::NumbersExhausted(service.letter.clone()))?;
+        let last = self
+            .counters
+            .get(&(day, service.letter.clone()))
+            .copied()
+            .unwrap_or(0);
+        let number = last
+            .checked_add(1)
+            .ok_or_else(|| QueueError::NumbersExhausted(service.letter.clone()))?;
 
         // Turns of earlier service days still waiting were abandoned overnight.
         let mut upserts: Vec<Turn> = self
@@ -212,7 +227,11 @@ impl Queue {
         Ok(IssuePlan {
             change: Change {
                 upserts,
-                counter: Some(DayCounter { service_day: day, service: service.letter.clone(), last_number: number }),
+                counter: Some(DayCounter {
+                    service_day: day,
+                    service: service.letter.clone(),
+                    last_number: number,
+                }),
                 events: vec![Event::TicketIssued(ticket.clone())],
             },
             ticket,
@@ -232,7 +251,7 @@ impl Queue {
             .turns
             .iter()
             .filter(|t| t.status == TurnStatus::Waiting)
-            .filter(|t| services.is_empty() || services.iter().any(|s| *s == t.service))
+            .filter(|t| services.is_empty() || services.contains(&t.service))
             .min_by_key(|t| call_order(t));
         match next {
             None => Ok(None),
@@ -241,7 +260,12 @@ impl Queue {
     }
 
     /// Plans calling one given turn (scanned from its ticket at the counter, say) to `counter`.
-    pub fn plan_call(&self, turn_id: Uuid, counter: &str, now: OffsetDateTime) -> Result<Change, QueueError> {
+    pub fn plan_call(
+        &self,
+        turn_id: Uuid,
+        counter: &str,
+        now: OffsetDateTime,
+    ) -> Result<Change, QueueError> {
         self.ensure_counter_free(counter)?;
         let turn = self.turn(turn_id).ok_or(QueueError::UnknownTurn(turn_id))?;
         if turn.status != TurnStatus::Waiting {
@@ -260,11 +284,20 @@ impl Queue {
             recall: false,
             waited_s: seconds_between(t.issued_at, now),
         });
-        Ok(Change { upserts: vec![t], counter: None, events: vec![event] })
+        Ok(Change {
+            upserts: vec![t],
+            counter: None,
+            events: vec![event],
+        })
     }
 
     /// Plans calling a called turn again (the customer did not come yet).
-    pub fn plan_recall(&self, turn_id: Uuid, counter: &str, now: OffsetDateTime) -> Result<Change, QueueError> {
+    pub fn plan_recall(
+        &self,
+        turn_id: Uuid,
+        counter: &str,
+        now: OffsetDateTime,
+    ) -> Result<Change, QueueError> {
         let mut t = self.called_here(turn_id, counter, "recalled")?;
         t.calls = t.calls.saturating_add(1);
         t.last_called_at = Some(now);
@@ -275,11 +308,20 @@ impl Queue {
             recall: true,
             waited_s: seconds_between(t.issued_at, t.first_called_at.unwrap_or(now)),
         });
-        Ok(Change { upserts: vec![t], counter: None, events: vec![event] })
+        Ok(Change {
+            upserts: vec![t],
+            counter: None,
+            events: vec![event],
+        })
     }
 
     /// Plans marking a called turn as served.
-    pub fn plan_served(&self, turn_id: Uuid, counter: &str, now: OffsetDateTime) -> Result<Change, QueueError> {
+    pub fn plan_served(
+        &self,
+        turn_id: Uuid,
+        counter: &str,
+        now: OffsetDateTime,
+    ) -> Result<Change, QueueError> {
         let mut t = self.called_here(turn_id, counter, "served")?;
         t.status = TurnStatus::Served;
         t.finished_at = Some(now);
@@ -288,16 +330,32 @@ impl Queue {
             counter: counter.to_owned(),
             service_s: seconds_between(t.first_called_at.unwrap_or(now), now),
         });
-        Ok(Change { upserts: vec![t], counter: None, events: vec![event] })
+        Ok(Change {
+            upserts: vec![t],
+            counter: None,
+            events: vec![event],
+        })
     }
 
     /// Plans marking a called turn as not having shown up.
-    pub fn plan_no_show(&self, turn_id: Uuid, counter: &str, now: OffsetDateTime) -> Result<Change, QueueError> {
+    pub fn plan_no_show(
+        &self,
+        turn_id: Uuid,
+        counter: &str,
+        now: OffsetDateTime,
+    ) -> Result<Change, QueueError> {
         let mut t = self.called_here(turn_id, counter, "marked no-show")?;
         t.status = TurnStatus::NoShow;
         t.finished_at = Some(now);
-        let event = Event::TurnNoShow(TurnNoShow { turn_id, counter: counter.to_owned() });
-        Ok(Change { upserts: vec![t], counter: None, events: vec![event] })
+        let event = Event::TurnNoShow(TurnNoShow {
+            turn_id,
+            counter: counter.to_owned(),
+        });
+        Ok(Change {
+            upserts: vec![t],
+            counter: None,
+            events: vec![event],
+        })
     }
 
     /// Applies a change once the journal has made it durable. Applying the same change twice is
@@ -354,7 +412,10 @@ impl Queue {
             .turns
             .iter()
             .filter(|t| t.service == service)
-            .filter(|t| t.last_called_at.is_some_and(|c| c <= now && now - c <= window))
+            .filter(|t| {
+                t.last_called_at
+                    .is_some_and(|c| c <= now && now - c <= window)
+            })
             .filter_map(|t| t.counter.as_deref())
             .collect();
         counters.sort_unstable();
@@ -377,7 +438,10 @@ impl Queue {
                     .iter()
                     .filter(|t| t.service == s.letter && t.status == TurnStatus::Waiting)
                     .collect();
-                let next = waiting.iter().min_by_key(|t| call_order(t)).map(|t| t.label());
+                let next = waiting
+                    .iter()
+                    .min_by_key(|t| call_order(t))
+                    .map(|t| t.label());
                 let waiting_n = u32::try_from(waiting.len()).unwrap_or(u32::MAX);
                 ServiceBoard {
                     letter: s.letter.clone(),
@@ -407,7 +471,11 @@ impl Queue {
                 customer: None,
             })
             .collect();
-        let mut called: Vec<&Turn> = self.turns.iter().filter(|t| t.last_called_at.is_some()).collect();
+        let mut called: Vec<&Turn> = self
+            .turns
+            .iter()
+            .filter(|t| t.last_called_at.is_some())
+            .collect();
         called.sort_by_key(|t| std::cmp::Reverse(t.last_called_at));
         let recent_calls = called
             .into_iter()
@@ -421,7 +489,12 @@ impl Queue {
                 status: t.status,
             })
             .collect();
-        QueueBoard { service_day: day, services, serving, recent_calls }
+        QueueBoard {
+            service_day: day,
+            services,
+            serving,
+            recent_calls,
+        }
     }
 
     /// Today's figures per service for the manager report.
@@ -431,9 +504,15 @@ impl Queue {
             .services
             .iter()
             .map(|s| {
-                let turns: Vec<&Turn> =
-                    self.turns.iter().filter(|t| t.service_day == day && t.service == s.letter).collect();
-                let count = |st: TurnStatus| u32::try_from(turns.iter().filter(|t| t.status == st).count()).unwrap_or(u32::MAX);
+                let turns: Vec<&Turn> = self
+                    .turns
+                    .iter()
+                    .filter(|t| t.service_day == day && t.service == s.letter)
+                    .collect();
+                let count = |st: TurnStatus| {
+                    u32::try_from(turns.iter().filter(|t| t.status == st).count())
+                        .unwrap_or(u32::MAX)
+                };
                 let waits: Vec<u32> = turns
                     .iter()
                     .filter_map(|t| Some(seconds_between(t.issued_at, t.first_called_at?)))
@@ -455,17 +534,28 @@ impl Queue {
                 }
             })
             .collect();
-        DayReport { service_day: day, services }
+        DayReport {
+            service_day: day,
+            services,
+        }
     }
 
     fn ensure_counter_free(&self, counter: &str) -> Result<(), QueueError> {
         match self.serving_at(counter) {
-            Some(t) => Err(QueueError::CounterBusy { counter: counter.to_owned(), label: t.label() }),
+            Some(t) => Err(QueueError::CounterBusy {
+                counter: counter.to_owned(),
+                label: t.label(),
+            }),
             None => Ok(()),
         }
     }
 
-    fn called_here(&self, turn_id: Uuid, counter: &str, wanted: &'static str) -> Result<Turn, QueueError> {
+    fn called_here(
+        &self,
+        turn_id: Uuid,
+        counter: &str,
+        wanted: &'static str,
+    ) -> Result<Turn, QueueError> {
         let t = self.turn(turn_id).ok_or(QueueError::UnknownTurn(turn_id))?;
         if t.status != TurnStatus::Called {
             return Err(t.wrong_status(wanted));
@@ -485,7 +575,9 @@ impl Queue {
         let n = self
             .turns
             .iter()
-            .filter(|t| t.id != turn.id && t.service == turn.service && t.status == TurnStatus::Waiting)
+            .filter(|t| {
+                t.id != turn.id && t.service == turn.service && t.status == TurnStatus::Waiting
+            })
             .filter(|t| t.service_day >= day)
             .filter(|t| call_order(t) < key)
             .count();
@@ -493,7 +585,10 @@ impl Queue {
     }
 
     fn bump_counter(&mut self, c: &DayCounter) {
-        let slot = self.counters.entry((c.service_day, c.service.clone())).or_insert(0);
+        let slot = self
+            .counters
+            .entry((c.service_day, c.service.clone()))
+            .or_insert(0);
         *slot = (*slot).max(c.last_number);
     }
 

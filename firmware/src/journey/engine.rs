@@ -1,0 +1,862 @@
+//! The transition function: `(config, state, input, now) → (state, effects)`.
+//!
+//! Defined outcomes for the awkward cases (each has a test in `tests.rs`):
+//! - **Same card twice** (re-tap, card held too long): ignored on every screen.
+//! - **Another card** before a turn is requested (identifying, greeting, registration, service
+//!   choice): the person at the screen is whoever tapped last, so the journey restarts for the new
+//!   card and the previous customer's data is dropped.
+//! - **A card while a ticket is issued or printed**, or at a goodbye whose number is shown only on
+//!   screen: kept as the pending tap (latest wins) and identified as soon as that journey ends;
+//!   not lost, and the previous customer keeps their screen. At a goodbye after a printed ticket
+//!   the new card starts at once (the previous customer has their ticket).
+//! - **A scan during registration**: ignored with a notice, the form stays as typed.
+//! - **The printer failing mid-ticket**: the turn stays issued; `ticket_print_failed` is recorded
+//!   and the goodbye screen shows the number and QR for longer. No answer from the printer within
+//!   the timeout counts as a failure; a late answer is then ignored (staff can reprint). A printer
+//!   known to be absent is not tried at all.
+//! - **A turn issued after the kiosk moved on** (issuing timed out): `ticket_print_failed` with
+//!   `shown_on_screen: false`, so every `ticket_issued` still has exactly one print outcome.
+//! - **Timeouts** on every screen lead back to the attract screen, which holds nothing personal.
+
+use kiosk_protocol::CardToken;
+use kiosk_protocol::events::{
+    CampaignShown, CardTapped, ConsentChange, ConsentPurpose, CouponIssued, CouponRedeemed,
+    CustomerIdentified, CustomerRegistered, DeviceHealth, Event, IdentifiedBy, ProfileSource,
+    Surface, SurveyAnswered, TicketPrintFailed, TicketPrinted,
+};
+
+use super::state::{
+    ErrorKind, Notice, NoticeKind, RegistrationError, Screen, Session, Survey, Tap,
+};
+use super::{
+    Campaign, Coupon, Customer, CustomerProfile, Effect, Input, IssuedTurn, JourneyConfig,
+    RegistrationForm, ScanInput, State, TicketJob, Touch, TurnRequest,
+};
+
+/// Coupon double reads closer than this are one redemption.
+const COUPON_REPEAT_MS: u64 = 10_000;
+
+/// Runs one input through the journey. Pure: no I/O, no clock; `now_ms` is the monotonic time.
+pub fn step(
+    config: &JourneyConfig,
+    state: &State,
+    input: Input,
+    now_ms: u64,
+) -> (State, Vec<Effect>) {
+    let mut m = Machine {
+        config,
+        s: state.clone(),
+        fx: Vec::new(),
+        now: now_ms,
+    };
+    m.input(input);
+    let Machine { mut s, mut fx, .. } = m;
+    if s.deadline_ms != state.deadline_ms
+        && let Some(at) = s.deadline_ms
+    {
+        fx.push(Effect::WakeAt { mono_ms: at });
+    }
+    if s != *state {
+        s.version = state.version.wrapping_add(1);
+    }
+    (s, fx)
+}
+
+struct Machine<'a> {
+    config: &'a JourneyConfig,
+    s: State,
+    fx: Vec<Effect>,
+    now: u64,
+}
+
+impl Machine<'_> {
+    fn input(&mut self, input: Input) {
+        match input {
+            Input::Tick => {
+                if self.s.deadline_ms.is_some_and(|d| self.now >= d) {
+                    self.timeout();
+                }
+            }
+            Input::CardTapped { token, reader } => self.tap(Tap {
+                token,
+                reader: Some(reader),
+            }),
+            Input::Scanned(scan) => self.scan(scan),
+            Input::PresenceArrived => self.s.presence = true,
+            Input::PresenceLeft => self.s.presence = false,
+            Input::PrinterHealth(h) => self.s.printer = h,
+            Input::Touch(t) => self.touch(t),
+            Input::ProfileFound {
+                token,
+                profile,
+                campaign,
+                source,
+            } => self.profile_found(token, profile, campaign, source),
+            Input::ProfileNotFound { token } => self.profile_not_found(token),
+            Input::TurnIssued(turn) => self.turn_issued(turn),
+            Input::TurnIssueFailed { request_id, .. } => {
+                if matches!(self.s.screen, Screen::Issuing { request_id: r, .. } if r == request_id)
+                {
+                    self.go(
+                        Screen::Error {
+                            kind: ErrorKind::IssueFailed,
+                        },
+                        self.config.timeouts.thanks_ms,
+                    );
+                }
+            }
+            Input::TicketPrinted { turn_id, bytes } => {
+                if matches!(&self.s.screen, Screen::Printing { turn, .. } if turn.turn_id == turn_id)
+                {
+                    self.record(Event::TicketPrinted(TicketPrinted {
+                        turn_id,
+                        bytes,
+                        reprint: false,
+                    }));
+                    self.goodbye(true);
+                }
+            }
+            Input::TicketPrintFailed { turn_id, reason } => {
+                if matches!(&self.s.screen, Screen::Printing { turn, .. } if turn.turn_id == turn_id)
+                {
+                    self.print_failed(reason);
+                }
+            }
+            Input::CustomerErased { token } => self.forget(&token),
+        }
+    }
+
+    // ---- transitions -------------------------------------------------------------------------
+
+    fn go(&mut self, screen: Screen, timeout_ms: u64) {
+        self.s.screen = screen;
+        self.s.notice = None;
+        self.s.deadline_ms = Some(self.now.saturating_add(timeout_ms));
+    }
+
+    fn attract(&mut self) {
+        self.s.screen = Screen::Attract;
+        self.s.notice = None;
+        self.s.deadline_ms = None;
+        self.s.locale = self.config.default_locale;
+    }
+
+    fn notice(&mut self, kind: NoticeKind) {
+        self.s.notice = Some(Notice {
+            kind,
+            id: self.s.version.wrapping_add(1),
+        });
+    }
+
+    fn record(&mut self, event: Event) {
+        self.fx.push(Effect::Record(event));
+    }
+
+    /// The end of a journey: the next pending card, or the attract screen.
+    fn end_journey(&mut self) {
+        self.record_unfinished_survey();
+        match self.s.pending_tap.take() {
+            Some(tap) => self.identify(tap, IdentifiedBy::Card),
+            None => self.attract(),
+        }
+    }
+
+    fn identify(&mut self, tap: Tap, by: IdentifiedBy) {
+        self.fx.push(Effect::LookupProfile {
+            token: tap.token.clone(),
+        });
+        self.go(
+            Screen::Identifying { tap, by },
+            self.config.timeouts.lookup_ms,
+        );
+    }
+
+    fn timeout(&mut self) {
+        match std::mem::replace(&mut self.s.screen, Screen::Attract) {
+            Screen::Attract => self.attract(),
+            Screen::Identifying { tap, .. } => {
+                // Too slow to greet them: they still get a turn, with their card on it.
+                if let Some(reader) = tap.reader {
+                    self.record(Event::CardTapped(CardTapped {
+                        card_token: tap.token.clone(),
+                        reader,
+                        known: false,
+                    }));
+                }
+                let session = Session {
+                    card: Some(tap.token),
+                    customer: None,
+                };
+                self.go(
+                    Screen::ChooseService { session },
+                    self.config.timeouts.idle_ms,
+                );
+                self.notice(NoticeKind::LookupSlow);
+            }
+            Screen::Printing {
+                session,
+                turn,
+                service_name,
+                coupon,
+            } => {
+                self.s.screen = Screen::Printing {
+                    session,
+                    turn,
+                    service_name,
+                    coupon,
+                };
+                self.print_failed("printer did not answer in time".to_owned());
+            }
+            screen @ (Screen::Goodbye { .. } | Screen::SurveyOnly { .. }) => {
+                self.s.screen = screen;
+                self.end_journey();
+            }
+            Screen::Issuing { .. } => {
+                self.go(
+                    Screen::Error {
+                        kind: ErrorKind::IssueFailed,
+                    },
+                    self.config.timeouts.thanks_ms,
+                );
+            }
+            Screen::Greeting { .. }
+            | Screen::OfferRegistration { .. }
+            | Screen::Registering { .. }
+            | Screen::ChooseService { .. }
+            | Screen::Error { .. } => self.end_journey(),
+        }
+    }
+
+    // ---- cards and codes ---------------------------------------------------------------------
+
+    fn current_card(&self) -> Option<&CardToken> {
+        match &self.s.screen {
+            Screen::Identifying { tap, .. }
+            | Screen::OfferRegistration { tap }
+            | Screen::Registering { tap, .. } => Some(&tap.token),
+            Screen::Greeting { session }
+            | Screen::ChooseService { session }
+            | Screen::Issuing { session, .. }
+            | Screen::Printing { session, .. }
+            | Screen::Goodbye { session, .. } => session.card.as_ref(),
+            Screen::Attract | Screen::SurveyOnly { .. } | Screen::Error { .. } => None,
+        }
+    }
+
+    fn tap(&mut self, tap: Tap) {
+        if self.current_card() == Some(&tap.token) {
+            return;
+        }
+        match &self.s.screen {
+            Screen::Issuing { .. }
+            | Screen::Printing { .. }
+            | Screen::Goodbye { printed: false, .. } => {
+                self.s.pending_tap = Some(tap);
+                self.notice(NoticeKind::TapQueued);
+            }
+            Screen::Goodbye { printed: true, .. } | Screen::SurveyOnly { .. } => {
+                self.record_unfinished_survey();
+                self.identify(tap, IdentifiedBy::Card);
+            }
+            Screen::Attract
+            | Screen::Error { .. }
+            | Screen::Identifying { .. }
+            | Screen::Greeting { .. }
+            | Screen::OfferRegistration { .. }
+            | Screen::Registering { .. }
+            | Screen::ChooseService { .. } => self.identify(tap, IdentifiedBy::Card),
+        }
+    }
+
+    fn scan(&mut self, scan: ScanInput) {
+        if matches!(
+            self.s.screen,
+            Screen::Registering { .. } | Screen::Identifying { .. }
+        ) {
+            self.notice(NoticeKind::ScanIgnored);
+            return;
+        }
+        match scan {
+            ScanInput::Product(_) => self.notice(NoticeKind::ProductNotSupported),
+            ScanInput::Unknown => self.notice(NoticeKind::CodeNotRecognised),
+            ScanInput::Turn { turn_id, label } => match self.s.screen {
+                Screen::Attract | Screen::Error { .. } | Screen::SurveyOnly { .. } => {
+                    self.record_unfinished_survey();
+                    self.go(
+                        Screen::SurveyOnly {
+                            turn_id,
+                            label,
+                            survey: Survey::Asking,
+                        },
+                        self.config.timeouts.idle_ms,
+                    );
+                }
+                _ => self.notice(NoticeKind::ScanIgnored),
+            },
+            ScanInput::Coupon {
+                code,
+                campaign_id,
+                card_token,
+            } => self.coupon(code, campaign_id, card_token),
+        }
+    }
+
+    fn coupon(&mut self, code: String, campaign_id: Option<String>, card_token: Option<CardToken>) {
+        if matches!(
+            self.s.screen,
+            Screen::Issuing { .. } | Screen::Printing { .. }
+        ) {
+            self.notice(NoticeKind::ScanIgnored);
+            return;
+        }
+        let repeat =
+            self.s.last_coupon.as_ref().is_some_and(|(c, at)| {
+                *c == code && self.now.saturating_sub(*at) < COUPON_REPEAT_MS
+            });
+        if !repeat {
+            self.record(Event::CouponRedeemed(CouponRedeemed {
+                coupon_code: code.clone(),
+                campaign_id,
+                card_token: card_token.clone(),
+            }));
+            self.s.last_coupon = Some((code, self.now));
+        }
+        // A coupon bound to a card identifies its holder when nobody else is being served.
+        match (card_token, &self.s.screen) {
+            (Some(token), Screen::Attract | Screen::Error { .. }) => {
+                self.identify(
+                    Tap {
+                        token,
+                        reader: None,
+                    },
+                    IdentifiedBy::Coupon,
+                );
+                self.notice(NoticeKind::CouponRedeemed);
+            }
+            (None, Screen::Attract | Screen::Error { .. }) => {
+                self.go(
+                    Screen::ChooseService {
+                        session: Session::default(),
+                    },
+                    self.config.timeouts.idle_ms,
+                );
+                self.notice(NoticeKind::CouponRedeemed);
+            }
+            _ => self.notice(NoticeKind::CouponRedeemed),
+        }
+    }
+
+    fn profile_found(
+        &mut self,
+        token: CardToken,
+        profile: CustomerProfile,
+        campaign: Option<Campaign>,
+        source: ProfileSource,
+    ) {
+        let Screen::Identifying { tap, by } = &self.s.screen else {
+            return;
+        };
+        if tap.token != token || profile.card_token != token {
+            return;
+        }
+        let (tap, by) = (tap.clone(), *by);
+        if let Some(reader) = tap.reader {
+            self.record(Event::CardTapped(CardTapped {
+                card_token: token.clone(),
+                reader,
+                known: true,
+            }));
+        }
+        // Offers are shown only to customers who agreed to a profile.
+        let campaign = campaign.filter(|_| profile.consents.contains(&ConsentPurpose::Profile));
+        if let Some(locale) = profile.locale {
+            self.s.locale = locale;
+        }
+        let customer = Customer {
+            card_token: token.clone(),
+            name: profile.display_name,
+            segment: profile.segment,
+            consents: profile.consents,
+            campaign,
+            source,
+        };
+        self.greet(customer, by);
+    }
+
+    fn greet(&mut self, customer: Customer, by: IdentifiedBy) {
+        self.record(Event::CustomerIdentified(CustomerIdentified {
+            card_token: Some(customer.card_token.clone()),
+            by,
+            source: customer.source,
+            segment: customer.segment.clone(),
+        }));
+        if let Some(c) = &customer.campaign {
+            self.record(Event::CampaignShown(CampaignShown {
+                campaign_id: c.id.clone(),
+                variant: c.variant.clone(),
+                card_token: Some(customer.card_token.clone()),
+                segment: customer.segment.clone(),
+                surface: Surface::Screen,
+            }));
+        }
+        let session = Session {
+            card: Some(customer.card_token.clone()),
+            customer: Some(customer),
+        };
+        self.go(Screen::Greeting { session }, self.config.timeouts.idle_ms);
+    }
+
+    fn profile_not_found(&mut self, token: CardToken) {
+        let Screen::Identifying { tap, .. } = &self.s.screen else {
+            return;
+        };
+        if tap.token != token {
+            return;
+        }
+        let tap = tap.clone();
+        if let Some(reader) = tap.reader {
+            self.record(Event::CardTapped(CardTapped {
+                card_token: token,
+                reader,
+                known: false,
+            }));
+        }
+        self.go(
+            Screen::OfferRegistration { tap },
+            self.config.timeouts.idle_ms,
+        );
+    }
+
+    fn forget(&mut self, token: &CardToken) {
+        if self
+            .s
+            .pending_tap
+            .as_ref()
+            .is_some_and(|t| t.token == *token)
+        {
+            self.s.pending_tap = None;
+        }
+        if self.current_card() != Some(token) {
+            return;
+        }
+        match &mut self.s.screen {
+            Screen::Issuing { session, .. }
+            | Screen::Printing { session, .. }
+            | Screen::Goodbye { session, .. } => {
+                // The ticket goes on, without them.
+                *session = Session::default();
+            }
+            _ => self.attract(),
+        }
+    }
+
+    // ---- touches -----------------------------------------------------------------------------
+
+    fn touch(&mut self, touch: Touch) {
+        let t = self.config.timeouts;
+        match touch {
+            Touch::SetLocale { locale } => self.s.locale = locale,
+            Touch::Activity => {
+                let idle = match self.s.screen {
+                    Screen::Registering { .. } => Some(t.registration_ms),
+                    Screen::Greeting { .. }
+                    | Screen::OfferRegistration { .. }
+                    | Screen::ChooseService { .. }
+                    | Screen::SurveyOnly { .. } => Some(t.idle_ms),
+                    _ => None,
+                };
+                if let Some(ms) = idle {
+                    self.s.deadline_ms = Some(self.now.saturating_add(ms));
+                }
+            }
+            Touch::Start => {
+                if matches!(self.s.screen, Screen::Attract | Screen::Error { .. }) {
+                    self.go(
+                        Screen::ChooseService {
+                            session: Session::default(),
+                        },
+                        t.idle_ms,
+                    );
+                }
+            }
+            Touch::Continue => {
+                if let Screen::Greeting { session } = &self.s.screen {
+                    let session = session.clone();
+                    self.go(Screen::ChooseService { session }, t.idle_ms);
+                }
+            }
+            Touch::Register => {
+                if let Screen::OfferRegistration { tap } = &self.s.screen {
+                    let tap = tap.clone();
+                    self.go(Screen::Registering { tap, error: None }, t.registration_ms);
+                }
+            }
+            Touch::SkipRegistration => {
+                // An unregistered card is not put on the ticket: nobody agreed to be followed.
+                if matches!(
+                    self.s.screen,
+                    Screen::OfferRegistration { .. } | Screen::Registering { .. }
+                ) {
+                    self.go(
+                        Screen::ChooseService {
+                            session: Session::default(),
+                        },
+                        t.idle_ms,
+                    );
+                }
+            }
+            Touch::SubmitRegistration(form) => self.register(form),
+            Touch::ChooseService { service, priority } => self.choose(service, priority),
+            Touch::SurveyScore { score } => {
+                if score <= 10
+                    && let Some(survey) = self.survey_mut()
+                    && *survey != Survey::Done
+                {
+                    *survey = Survey::Scored(score);
+                    let at = self.now.saturating_add(t.idle_ms);
+                    self.s.deadline_ms = Some(self.s.deadline_ms.map_or(at, |d| d.max(at)));
+                }
+            }
+            Touch::SurveyReason { reason } => {
+                let reason =
+                    reason.filter(|r| self.config.survey_reasons.iter().any(|c| c.id == *r));
+                if let Some(Survey::Scored(score)) = self.survey_mut().copied() {
+                    self.record_survey(score, reason);
+                    let printed = !matches!(self.s.screen, Screen::Goodbye { printed: false, .. });
+                    if printed {
+                        self.s.deadline_ms = Some(self.now.saturating_add(t.thanks_ms));
+                    }
+                }
+            }
+            Touch::Done => {
+                if matches!(
+                    self.s.screen,
+                    Screen::Goodbye { .. } | Screen::SurveyOnly { .. } | Screen::Error { .. }
+                ) {
+                    self.end_journey();
+                }
+            }
+            Touch::Cancel => match self.s.screen {
+                Screen::Issuing { .. } | Screen::Printing { .. } | Screen::Attract => {}
+                _ => self.end_journey(),
+            },
+        }
+    }
+
+    fn register(&mut self, form: RegistrationForm) {
+        let Screen::Registering { tap, .. } = &self.s.screen else {
+            return;
+        };
+        let tap = tap.clone();
+        let consents: Vec<ConsentPurpose> = self
+            .config
+            .consents
+            .iter()
+            .map(|p| p.purpose)
+            .filter(|p| form.consents.contains(p))
+            .collect();
+        let validated = validate(&form, &consents);
+        let (name, email, phone) = match validated {
+            Ok(v) => v,
+            Err(error) => {
+                self.s.screen = Screen::Registering {
+                    tap,
+                    error: Some(error),
+                };
+                self.s.deadline_ms = Some(
+                    self.now
+                        .saturating_add(self.config.timeouts.registration_ms),
+                );
+                return;
+            }
+        };
+        let locale = self.s.locale;
+        // Contact details are kept only with the consent to be contacted that way.
+        let email = email.filter(|_| consents.contains(&ConsentPurpose::MarketingEmail));
+        let phone = phone.filter(|_| consents.contains(&ConsentPurpose::MarketingSms));
+        self.record(Event::CustomerRegistered(CustomerRegistered {
+            card_token: tap.token.clone(),
+            display_name: name.clone(),
+            email,
+            phone,
+            locale: locale.tag().to_owned(),
+        }));
+        for policy in self
+            .config
+            .consents
+            .iter()
+            .filter(|p| consents.contains(&p.purpose))
+        {
+            self.fx
+                .push(Effect::Record(Event::ConsentGiven(ConsentChange {
+                    card_token: tap.token.clone(),
+                    purpose: policy.purpose,
+                    policy_version: policy.version.clone(),
+                    policy_sha256: policy.sha256(locale),
+                })));
+        }
+        let profile = CustomerProfile {
+            card_token: tap.token.clone(),
+            display_name: name.clone(),
+            segment: Some("new".to_owned()),
+            locale: Some(locale),
+            consents: consents.clone(),
+        };
+        self.fx.push(Effect::SaveProfile(profile));
+        let customer = Customer {
+            card_token: tap.token,
+            name,
+            segment: Some("new".to_owned()),
+            consents,
+            campaign: None,
+            source: ProfileSource::JustRegistered,
+        };
+        self.greet(customer, IdentifiedBy::Card);
+    }
+
+    fn choose(&mut self, service: String, priority: bool) {
+        let Screen::ChooseService { session } = &self.s.screen else {
+            return;
+        };
+        let Some(def) = self.config.services.iter().find(|s| s.letter == service) else {
+            return;
+        };
+        if priority && !def.priority_allowed {
+            return;
+        }
+        let session = session.clone();
+        let request_id = self.s.next_request;
+        self.s.next_request = request_id.wrapping_add(1);
+        let campaign_id = session
+            .customer
+            .as_ref()
+            .and_then(|c| c.campaign.as_ref())
+            .map(|c| c.id.clone());
+        self.fx.push(Effect::IssueTurn(TurnRequest {
+            request_id,
+            service: def.letter.clone(),
+            priority,
+            card_token: session.card.clone(),
+            locale: self.s.locale,
+            campaign_id,
+        }));
+        self.go(
+            Screen::Issuing {
+                session,
+                request_id,
+            },
+            self.config.timeouts.issuing_ms,
+        );
+    }
+
+    // ---- tickets -----------------------------------------------------------------------------
+
+    fn turn_issued(&mut self, turn: IssuedTurn) {
+        let session = match &self.s.screen {
+            Screen::Issuing {
+                session,
+                request_id,
+            } if *request_id == turn.request_id => session.clone(),
+            _ => {
+                if turn.request_id < self.s.next_request {
+                    // We asked for it, but gave up waiting: nobody will take this ticket.
+                    self.record(Event::TicketPrintFailed(TicketPrintFailed {
+                        turn_id: turn.turn_id,
+                        reason: "the kiosk moved on before the turn was issued".to_owned(),
+                        shown_on_screen: false,
+                    }));
+                }
+                return;
+            }
+        };
+        let locale = self.s.locale;
+        let service_name = self
+            .config
+            .services
+            .iter()
+            .find(|s| s.letter == turn.service)
+            .map(|s| s.name.get(locale).to_owned())
+            .unwrap_or_else(|| turn.service.clone());
+        let campaign = session.customer.as_ref().and_then(|c| c.campaign.clone());
+        let coupon = campaign.as_ref().and_then(|c| {
+            let text = c.coupon.as_ref()?.get(locale).to_owned();
+            let code = format!("{}-{}", c.id, &turn.turn_id.simple().to_string()[20..]);
+            Some(Coupon {
+                code,
+                campaign_id: c.id.clone(),
+                text,
+            })
+        });
+        if let Some(c) = &campaign {
+            self.record(Event::CampaignShown(CampaignShown {
+                campaign_id: c.id.clone(),
+                variant: c.variant.clone(),
+                card_token: session.card.clone(),
+                segment: session.customer.as_ref().and_then(|c| c.segment.clone()),
+                surface: Surface::Ticket,
+            }));
+        }
+        if let Some(cp) = &coupon {
+            self.record(Event::CouponIssued(CouponIssued {
+                coupon_code: cp.code.clone(),
+                campaign_id: Some(cp.campaign_id.clone()),
+                variant: campaign.as_ref().map(|c| c.variant.clone()),
+                card_token: session.card.clone(),
+                turn_id: Some(turn.turn_id),
+            }));
+        }
+        let job = TicketJob {
+            turn: turn.clone(),
+            service_name: service_name.clone(),
+            locale,
+            campaign_line: campaign
+                .as_ref()
+                .map(|c| c.ticket_line.get(locale).to_owned()),
+            coupon: coupon.clone(),
+        };
+        self.go(
+            Screen::Printing {
+                session,
+                turn,
+                service_name,
+                coupon,
+            },
+            self.config.timeouts.printing_ms,
+        );
+        if self.s.printer == DeviceHealth::Absent {
+            self.print_failed("printer unavailable".to_owned());
+            self.notice(NoticeKind::PrinterDown);
+        } else {
+            self.fx.push(Effect::PrintTicket(job));
+        }
+    }
+
+    fn print_failed(&mut self, reason: String) {
+        let Screen::Printing { turn, .. } = &self.s.screen else {
+            return;
+        };
+        let turn_id = turn.turn_id;
+        self.record(Event::TicketPrintFailed(TicketPrintFailed {
+            turn_id,
+            reason,
+            shown_on_screen: true,
+        }));
+        self.goodbye(false);
+    }
+
+    fn goodbye(&mut self, printed: bool) {
+        let Screen::Printing {
+            session,
+            turn,
+            service_name,
+            coupon,
+        } = std::mem::replace(&mut self.s.screen, Screen::Attract)
+        else {
+            return;
+        };
+        let t = self.config.timeouts;
+        let ms = if printed {
+            t.goodbye_ms
+        } else {
+            t.goodbye_unprinted_ms
+        };
+        self.go(
+            Screen::Goodbye {
+                session,
+                turn,
+                service_name,
+                coupon,
+                printed,
+                survey: Survey::Asking,
+            },
+            ms,
+        );
+    }
+
+    // ---- survey ------------------------------------------------------------------------------
+
+    fn survey_mut(&mut self) -> Option<&mut Survey> {
+        match &mut self.s.screen {
+            Screen::Goodbye { survey, .. } | Screen::SurveyOnly { survey, .. } => Some(survey),
+            _ => None,
+        }
+    }
+
+    fn record_survey(&mut self, score: u8, reason: Option<String>) {
+        let (turn_id, card_token) = match &self.s.screen {
+            Screen::Goodbye { turn, session, .. } => (turn.turn_id, session.card.clone()),
+            Screen::SurveyOnly { turn_id, .. } => (*turn_id, None),
+            _ => return,
+        };
+        self.record(Event::SurveyAnswered(SurveyAnswered {
+            turn_id: Some(turn_id),
+            score,
+            reason,
+            card_token,
+        }));
+        if let Some(s) = self.survey_mut() {
+            *s = Survey::Done;
+        }
+    }
+
+    /// A score given without a reason still counts when the customer walks away.
+    fn record_unfinished_survey(&mut self) {
+        if let Some(Survey::Scored(score)) = self.survey_mut().copied() {
+            self.record_survey(score, None);
+        }
+    }
+}
+
+/// Checks a registration form: trimmed name, optional email and phone, profile consent.
+fn validate(
+    form: &RegistrationForm,
+    consents: &[ConsentPurpose],
+) -> Result<(String, Option<String>, Option<String>), RegistrationError> {
+    let name = form.name.trim();
+    if name.is_empty() {
+        return Err(RegistrationError::NameMissing);
+    }
+    if name.chars().count() > 60 || name.chars().any(char::is_control) {
+        return Err(RegistrationError::NameInvalid);
+    }
+    let email = form
+        .email
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty());
+    if let Some(e) = email {
+        let ok = e.len() <= 254
+            && !e.chars().any(|c| c.is_whitespace() || c.is_control())
+            && e.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty()
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+            });
+        if !ok {
+            return Err(RegistrationError::EmailInvalid);
+        }
+    }
+    let phone = form
+        .phone
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty());
+    if let Some(p) = phone {
+        let digits = p.chars().filter(char::is_ascii_digit).count();
+        let ok = (6..=20).contains(&digits)
+            && p.chars().all(|c| c.is_ascii_digit() || " +-()".contains(c));
+        if !ok {
+            return Err(RegistrationError::PhoneInvalid);
+        }
+    }
+    if !consents.contains(&ConsentPurpose::Profile) {
+        return Err(RegistrationError::ProfileConsentRequired);
+    }
+    Ok((
+        name.to_owned(),
+        email.map(str::to_owned),
+        phone.map(str::to_owned),
+    ))
+}

@@ -1,0 +1,43 @@
+//! The customer journey engine: what the kiosk screen shows and does, from the attract screen to
+//! the goodbye with a turn ticket, a coupon and a survey.
+//!
+//! Data flow: drivers and touchscreen → [`Input`] → **[`step`]** → [`Effect`]s (journal events,
+//! profile lookups, turn issuing, printing, a wake-up time) and a new [`State`], whose
+//! [`view`] the UI server pushes to the screen. The engine is pure: no I/O, no clock reads;
+//! the monotonic time is passed in with every input. See `engine.rs` for the defined outcomes
+//! of double taps, taps while printing, scans while registering and printer failures.
+//!
+//! The runtime loop is:
+//!
+//! ```text
+//! loop {
+//!     let input = next(device inputs, UI touches, answers to effects, Tick at the last WakeAt);
+//!     let (next, effects) = journey::step(&config, &state, input, clock.mono_ms());
+//!     state = next;
+//!     for effect in effects { carry it out (answers come back as inputs) }
+//!     screen.send(journey::view(&config, &state));
+//! }
+//! ```
+
+mod engine;
+mod locale;
+mod state;
+mod types;
+mod view;
+
+pub use engine::step;
+pub use locale::{Locale, Localized};
+pub use state::{
+    Customer, ErrorKind, Notice, NoticeKind, RegistrationError, Screen, Session, State, Survey, Tap,
+};
+pub use types::{
+    Campaign, ConsentPolicy, Coupon, CustomerProfile, Effect, Input, IssuedTurn, JourneyConfig,
+    RegistrationForm, ScanInput, SurveyReason, TicketJob, Timeouts, Touch, TurnRequest,
+};
+pub use view::{
+    ConsentBox, ConsentStatus, CouponView, NoticeView, ReasonChoice, ScreenBody, ScreenView,
+    ServiceChoice, SurveyView, TurnView, qr_svg, view,
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,785 @@
+use kiosk_protocol::CardToken;
+use kiosk_protocol::events::{ConsentPurpose, DeviceHealth, Event, ProfileSource, ReaderKind};
+use time::macros::datetime;
+use uuid::Uuid;
+
+use super::*;
+use crate::queue::ServiceDef;
+
+pub(crate) fn config() -> JourneyConfig {
+    JourneyConfig {
+        services: vec![
+            ServiceDef {
+                letter: "A".into(),
+                name: Localized::new("Caja", "Checkout"),
+                priority_allowed: true,
+            },
+            ServiceDef {
+                letter: "B".into(),
+                name: Localized::new("Atención", "Customer care"),
+                priority_allowed: false,
+            },
+        ],
+        consents: vec![
+            ConsentPolicy {
+                purpose: ConsentPurpose::Profile,
+                version: "2025-01".into(),
+                title: Localized::new("Guardar mi perfil", "Keep my profile"),
+                text: Localized::new(
+                    "Guardamos su nombre para saludarle.",
+                    "We keep your name to greet you.",
+                ),
+            },
+            ConsentPolicy {
+                purpose: ConsentPurpose::MarketingEmail,
+                version: "2025-01".into(),
+                title: Localized::new("Ofertas por email", "Offers by email"),
+                text: Localized::new(
+                    "Le enviaremos ofertas por email.",
+                    "We will email you offers.",
+                ),
+            },
+        ],
+        survey_reasons: vec![SurveyReason {
+            id: "wait".into(),
+            label: Localized::new("La espera", "The wait"),
+        }],
+        timeouts: Timeouts::default(),
+        default_locale: Locale::Es,
+    }
+}
+
+pub(crate) fn card(n: u8) -> CardToken {
+    CardToken::from_bytes([n; 16])
+}
+
+fn tap(n: u8) -> Input {
+    Input::CardTapped {
+        token: card(n),
+        reader: ReaderKind::Mfrc522,
+    }
+}
+
+fn ana(n: u8, consents: Vec<ConsentPurpose>) -> Input {
+    Input::ProfileFound {
+        token: card(n),
+        profile: CustomerProfile {
+            card_token: card(n),
+            display_name: "Ana".into(),
+            segment: Some("vip".into()),
+            locale: Some(Locale::En),
+            consents,
+        },
+        campaign: Some(Campaign {
+            id: "spring".into(),
+            variant: "a".into(),
+            headline: Localized::new("¡10% hoy!", "10% off today!"),
+            ticket_line: Localized::new("10% en caja", "10% at checkout"),
+            staff_script: Some("Offer the spring plan".into()),
+            coupon: Some(Localized::new("10% de descuento", "10% off")),
+        }),
+        source: ProfileSource::LocalCache,
+    }
+}
+
+fn issued(request_id: u64, n: u128) -> Input {
+    Input::TurnIssued(IssuedTurn {
+        request_id,
+        turn_id: Uuid::from_u128(n),
+        label: format!("A-{n:03}"),
+        service: "A".into(),
+        position: 2,
+        estimated_wait_s: 300,
+        priority: false,
+        business_day: "2025-03-10".into(),
+        issued_at: datetime!(2025-03-10 10:00 +01:00),
+        qr_payload: format!("KT1.turn{n}.tag"),
+    })
+}
+
+/// Drives the engine, collecting every effect.
+struct Kiosk {
+    config: JourneyConfig,
+    state: State,
+    now: u64,
+    effects: Vec<Effect>,
+}
+
+impl Kiosk {
+    fn new() -> Self {
+        let config = config();
+        Kiosk {
+            state: State::new(config.default_locale),
+            config,
+            now: 0,
+            effects: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, input: Input) -> Vec<Effect> {
+        let (state, fx) = step(&self.config, &self.state, input, self.now);
+        self.state = state;
+        self.effects.extend(fx.iter().cloned());
+        fx
+    }
+
+    fn touch(&mut self, t: Touch) -> Vec<Effect> {
+        self.send(Input::Touch(t))
+    }
+
+    /// Lets the current screen time out.
+    fn wait_out(&mut self) -> Vec<Effect> {
+        self.now = self.state.deadline_ms.unwrap_or(self.now).max(self.now) + 1;
+        self.send(Input::Tick)
+    }
+
+    fn events(&self) -> Vec<&Event> {
+        self.effects
+            .iter()
+            .filter_map(|e| {
+                if let Effect::Record(ev) = e {
+                    Some(ev)
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn event_types(&self) -> Vec<&'static str> {
+        self.events().iter().map(|e| e.type_name()).collect()
+    }
+
+    fn issue_request(&self) -> Option<TurnRequest> {
+        self.effects.iter().rev().find_map(|e| {
+            if let Effect::IssueTurn(r) = e {
+                Some(r.clone())
+            } else {
+                None
+            }
+        })
+    }
+
+    fn body(&self) -> ScreenBody {
+        view(&self.config, &self.state).body
+    }
+}
+
+#[test]
+fn a_known_card_is_greeted_by_name_with_the_segment_campaign() {
+    let mut k = Kiosk::new();
+    let fx = k.send(tap(1));
+    assert!(fx.contains(&Effect::LookupProfile { token: card(1) }));
+    assert!(
+        fx.iter().any(|e| matches!(e, Effect::WakeAt { .. })),
+        "the lookup has a timeout"
+    );
+    k.send(ana(1, vec![ConsentPurpose::Profile]));
+    match k.body() {
+        ScreenBody::Greeting {
+            name,
+            campaign,
+            consents,
+        } => {
+            assert_eq!(name, "Ana");
+            assert_eq!(
+                campaign.as_deref(),
+                Some("10% off today!"),
+                "in the customer's language"
+            );
+            assert!(consents[0].given && !consents[1].given);
+        }
+        other => panic!("expected the greeting, got {other:?}"),
+    }
+    assert_eq!(
+        k.event_types(),
+        ["card_tapped", "customer_identified", "campaign_shown"]
+    );
+}
+
+#[test]
+fn a_campaign_is_not_shown_without_the_profile_consent() {
+    let mut k = Kiosk::new();
+    k.send(tap(1));
+    k.send(ana(1, vec![]));
+    assert!(matches!(
+        k.body(),
+        ScreenBody::Greeting { campaign: None, .. }
+    ));
+    assert!(!k.event_types().contains(&"campaign_shown"));
+}
+
+#[test]
+fn an_identified_customer_gets_a_printed_ticket_with_coupon_and_goodbye() {
+    let mut k = Kiosk::new();
+    k.send(tap(1));
+    k.send(ana(1, vec![ConsentPurpose::Profile]));
+    k.touch(Touch::Continue);
+    k.touch(Touch::ChooseService {
+        service: "A".into(),
+        priority: false,
+    });
+    let req = k.issue_request().expect("a turn is requested");
+    assert_eq!(req.card_token, Some(card(1)));
+    assert_eq!(req.campaign_id.as_deref(), Some("spring"));
+    let fx = k.send(issued(req.request_id, 7));
+    let job = fx
+        .iter()
+        .find_map(|e| {
+            if let Effect::PrintTicket(j) = e {
+                Some(j.clone())
+            } else {
+                None
+            }
+        })
+        .expect("print");
+    assert_eq!(job.service_name, "Checkout");
+    assert_eq!(job.campaign_line.as_deref(), Some("10% at checkout"));
+    assert!(job.coupon.is_some());
+    k.send(Input::TicketPrinted {
+        turn_id: Uuid::from_u128(7),
+        bytes: 900,
+    });
+    match k.body() {
+        ScreenBody::Goodbye {
+            printed,
+            qr_svg,
+            coupon,
+            turn,
+            ..
+        } => {
+            assert!(printed);
+            assert!(qr_svg.is_none());
+            assert!(coupon.is_some());
+            assert_eq!(turn.estimated_wait_min, 5);
+        }
+        other => panic!("expected the goodbye, got {other:?}"),
+    }
+    assert!(
+        k.event_types()
+            .ends_with(&["campaign_shown", "coupon_issued", "ticket_printed"])
+    );
+    k.touch(Touch::Done);
+    assert_eq!(k.state.screen, Screen::Attract);
+    assert!(!k.state.holds_personal_data());
+}
+
+#[test]
+fn an_anonymous_visitor_gets_a_turn_without_card_or_campaign() {
+    let mut k = Kiosk::new();
+    k.touch(Touch::Start);
+    k.touch(Touch::ChooseService {
+        service: "B".into(),
+        priority: false,
+    });
+    let req = k.issue_request().expect("a turn is requested");
+    assert_eq!((req.card_token, req.campaign_id), (None, None));
+}
+
+#[test]
+fn priority_is_refused_for_services_that_do_not_offer_it() {
+    let mut k = Kiosk::new();
+    k.touch(Touch::Start);
+    k.touch(Touch::ChooseService {
+        service: "B".into(),
+        priority: true,
+    });
+    assert!(k.issue_request().is_none());
+    k.touch(Touch::ChooseService {
+        service: "A".into(),
+        priority: true,
+    });
+    assert!(k.issue_request().is_some_and(|r| r.priority));
+}
+
+#[test]
+fn an_unknown_card_is_offered_registration_and_registering_records_each_consent() {
+    let mut k = Kiosk::new();
+    k.send(tap(2));
+    k.send(Input::ProfileNotFound { token: card(2) });
+    assert_eq!(k.body(), ScreenBody::OfferRegistration);
+    k.touch(Touch::Register);
+    match k.body() {
+        ScreenBody::Registering { consents, .. } => assert_eq!(consents.len(), 2),
+        other => panic!("expected the form, got {other:?}"),
+    }
+    let form = RegistrationForm {
+        name: "  Luis ".into(),
+        email: Some("luis@example.com".into()),
+        phone: Some("+34 600 000 000".into()),
+        consents: vec![ConsentPurpose::Profile],
+    };
+    let fx = k.touch(Touch::SubmitRegistration(form));
+    let registered = k.events().into_iter().find_map(|e| {
+        if let Event::CustomerRegistered(r) = e {
+            Some(r.clone())
+        } else {
+            None
+        }
+    });
+    let registered = registered.expect("customer_registered");
+    assert_eq!(registered.display_name, "Luis");
+    assert_eq!(
+        registered.email, None,
+        "no email kept without the email consent"
+    );
+    assert_eq!(
+        registered.phone, None,
+        "no phone kept without the sms consent"
+    );
+    let consents: Vec<_> = k
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e, Event::ConsentGiven(_)))
+        .collect();
+    assert_eq!(consents.len(), 1);
+    if let Event::ConsentGiven(c) = consents[0] {
+        assert_eq!(c.policy_version, "2025-01");
+        assert_eq!(c.policy_sha256, config().consents[0].sha256(Locale::Es));
+    }
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::SaveProfile(p) if p.display_name == "Luis"))
+    );
+    assert!(matches!(k.body(), ScreenBody::Greeting { name, .. } if name == "Luis"));
+}
+
+#[test]
+fn registration_needs_a_name_and_the_profile_consent_but_skipping_is_always_possible() {
+    let mut k = Kiosk::new();
+    k.send(tap(2));
+    k.send(Input::ProfileNotFound { token: card(2) });
+    k.touch(Touch::Register);
+    k.touch(Touch::SubmitRegistration(RegistrationForm {
+        name: " ".into(),
+        ..Default::default()
+    }));
+    assert!(matches!(
+        k.body(),
+        ScreenBody::Registering {
+            error: Some(RegistrationError::NameMissing),
+            ..
+        }
+    ));
+    k.touch(Touch::SubmitRegistration(RegistrationForm {
+        name: "Eva".into(),
+        email: Some("not-an-email".into()),
+        consents: vec![ConsentPurpose::Profile],
+        ..Default::default()
+    }));
+    assert!(matches!(
+        k.body(),
+        ScreenBody::Registering {
+            error: Some(RegistrationError::EmailInvalid),
+            ..
+        }
+    ));
+    k.touch(Touch::SubmitRegistration(RegistrationForm {
+        name: "Eva".into(),
+        ..Default::default()
+    }));
+    assert!(matches!(
+        k.body(),
+        ScreenBody::Registering {
+            error: Some(RegistrationError::ProfileConsentRequired),
+            ..
+        }
+    ));
+    assert!(!k.event_types().contains(&"customer_registered"));
+    k.touch(Touch::SkipRegistration);
+    assert!(matches!(
+        k.body(),
+        ScreenBody::ChooseService { name: None, .. }
+    ));
+    k.touch(Touch::ChooseService {
+        service: "A".into(),
+        priority: false,
+    });
+    assert_eq!(
+        k.issue_request().and_then(|r| r.card_token),
+        None,
+        "an unregistered card is not put on the ticket"
+    );
+}
+
+#[test]
+fn a_slow_lookup_lets_the_customer_continue_with_their_card_on_the_ticket() {
+    let mut k = Kiosk::new();
+    k.send(tap(3));
+    k.wait_out();
+    assert!(matches!(
+        k.body(),
+        ScreenBody::ChooseService { name: None, .. }
+    ));
+    assert_eq!(k.state.notice.map(|n| n.kind), Some(NoticeKind::LookupSlow));
+    // The late answer changes nothing.
+    let before = k.state.clone();
+    k.send(ana(3, vec![ConsentPurpose::Profile]));
+    assert_eq!(k.state, before);
+    k.touch(Touch::ChooseService {
+        service: "A".into(),
+        priority: false,
+    });
+    assert_eq!(k.issue_request().and_then(|r| r.card_token), Some(card(3)));
+}
+
+#[test]
+fn the_same_card_tapped_twice_is_ignored() {
+    let mut k = Kiosk::new();
+    k.send(tap(1));
+    let fx = k.send(tap(1));
+    assert!(fx.is_empty());
+    k.send(ana(1, vec![]));
+    let before = k.state.clone();
+    assert!(k.send(tap(1)).is_empty());
+    assert_eq!(k.state, before);
+}
+
+#[test]
+fn another_card_during_the_greeting_switches_to_the_new_customer() {
+    let mut k = Kiosk::new();
+    k.send(tap(1));
+    k.send(ana(1, vec![]));
+    let fx = k.send(tap(2));
+    assert!(fx.contains(&Effect::LookupProfile { token: card(2) }));
+    assert!(matches!(&k.state.screen, Screen::Identifying { tap, .. } if tap.token == card(2)));
+    assert!(!format!("{:?}", k.body()).contains("Ana"));
+}
+
+#[test]
+fn a_tap_while_printing_is_kept_and_identified_when_that_journey_ends() {
+    let mut k = Kiosk::new();
+    k.touch(Touch::Start);
+    k.touch(Touch::ChooseService {
+        service: "A".into(),
+        priority: false,
+    });
+    let req = k.issue_request().expect("requested");
+    k.send(issued(req.request_id, 1));
+    let fx = k.send(tap(5));
+    assert!(
+        !fx.iter().any(|e| matches!(e, Effect::LookupProfile { .. })),
+        "the printing screen stays"
+    );
+    assert!(matches!(k.state.screen, Screen::Printing { .. }));
+    assert_eq!(k.state.notice.map(|n| n.kind), Some(NoticeKind::TapQueued));
+    k.send(Input::TicketPrinted {
+        turn_id: Uuid::from_u128(1),
+        bytes: 10,
+    });
+    assert!(matches!(k.state.screen, Screen::Goodbye { .. }));
+    let fx = k.touch(Touch::Done);
+    assert!(fx.contains(&Effect::LookupProfile { token: card(5) }));
+}
+
+#[test]
+fn a_new_card_at_a_printed_goodbye_starts_at_once() {
+    let mut k = Kiosk::new();
+    k.touch(Touch::Start);
+    k.touch(Touch::ChooseService {
+        service: "A".into(),
+        priority: false,
+    });
+    let req = k.issue_request().expect("requested");
+    k.send(issued(req.request_id, 1));
+    k.send(Input::TicketPrinted {
+        turn_id: Uuid::from_u128(1),
+        bytes: 10,
+    });
+    k.touch(Touch::SurveyScore { score: 9 });
+    let fx = k.send(tap(6));
+    assert!(fx.contains(&Effect::LookupProfile { token: card(6) }));
+    assert!(
+        k.event_types().contains(&"survey_answered"),
+        "the score given is not lost"
+    );
+}
+
+#[test]
+fn a_scan_during_registration_is_ignored_and_the_form_stays() {
+    let mut k = Kiosk::new();
+    k.send(tap(2));
+    k.send(Input::ProfileNotFound { token: card(2) });
+    k.touch(Touch::Register);
+    let screen = k.state.screen.clone();
+    let fx = k.send(Input::Scanned(ScanInput::Coupon {
+        code: "X1".into(),
+        campaign_id: None,
+        card_token: Some(card(9)),
+    }));
+    assert!(
+        !fx.iter()
+            .any(|e| matches!(e, Effect::Record(_) | Effect::LookupProfile { .. }))
+    );
+    assert_eq!(k.state.screen, screen);
+    assert_eq!(
+        k.state.notice.map(|n| n.kind),
+        Some(NoticeKind::ScanIgnored)
+    );
+}
+
+#[test]
+fn a_printer_failing_mid_ticket_still_issues_the_turn_and_shows_number_and_qr() {
+    let mut k = Kiosk::new();
+    k.touch(Touch::Start);
+    k.touch(Touch::ChooseService {
+        service: "A".into(),
+        priority: false,
+    });
+    let req = k.issue_request().expect("requested");
+    k.send(issued(req.request_id, 4));
+    k.send(Input::TicketPrintFailed {
+        turn_id: Uuid::from_u128(4),
+        reason: "paper out".into(),
+    });
+    match k.body() {
+        ScreenBody::Goodbye {
+            printed,
+            qr_svg,
+            turn,
+            ..
+        } => {
+            assert!(!printed);
+            assert_eq!(turn.label, "A-004");
+            assert!(qr_svg.is_some_and(|s| s.starts_with("<svg")));
+        }
+        other => panic!("expected the goodbye, got {other:?}"),
+    }
+    let failed = k.events().into_iter().find_map(|e| {
+        if let Event::TicketPrintFailed(f) = e {
+            Some(f.clone())
+        } else {
+            None
+        }
+    });
+    let failed = failed.expect("ticket_print_failed");
+    assert_eq!(failed.reason, "paper out");
+    assert!(failed.shown_on_screen);
+    // The number stays on screen longer than a printed goodbye.
+    assert!(k.state.deadline_ms >= Some(k.now + config().timeouts.goodbye_unprinted_ms));
+}
+
+#[test]
+fn a_printer_that_never_answers_counts_as_failed_and_a_late_answer_is_ignored() {
+    let mut k = Kiosk::new();
+    k.touch(Touch::Start);
+    k.touch(Touch::ChooseService {
+        service: "A".into(),
+        priority: false,
+    });
+    let req = k.issue_request().expect("requested");
+    k.send(issued(req.request_id, 4));
+    k.wait_out();
+    assert!(matches!(
+        k.body(),
+        ScreenBody::Goodbye { printed: false, .. }
+    ));
+    k.send(Input::TicketPrinted {
+        turn_id: Uuid::from_u128(4),
+        bytes: 10,
+    });
+    let outcomes = k
+        .event_types()
+        .iter()
+        .filter(|t| t.starts_with("ticket_print"))
+        .count();
+    assert_eq!(outcomes, 1);
+}
+
+#[test]
+fn a_printer_known_to_be_absent_is_not_tried() {
+    let mut k = Kiosk::new();
+    k.send(Input::PrinterHealth(DeviceHealth::Absent));
+    assert!(!view(&k.config, &k.state).printer_ok);
+    k.touch(Touch::Start);
+    k.touch(Touch::ChooseService {
+        service: "A".into(),
+        priority: false,
+    });
+    let req = k.issue_request().expect("requested");
+    let fx = k.send(issued(req.request_id, 4));
+    assert!(!fx.iter().any(|e| matches!(e, Effect::PrintTicket(_))));
+    assert!(matches!(
+        k.body(),
+        ScreenBody::Goodbye { printed: false, .. }
+    ));
+}
+
+#[test]
+fn a_turn_issued_after_the_kiosk_gave_up_still_gets_a_print_outcome() {
+    let mut k = Kiosk::new();
+    k.touch(Touch::Start);
+    k.touch(Touch::ChooseService {
+        service: "A".into(),
+        priority: false,
+    });
+    let req = k.issue_request().expect("requested");
+    k.wait_out();
+    assert!(matches!(
+        k.body(),
+        ScreenBody::Error {
+            kind: ErrorKind::IssueFailed
+        }
+    ));
+    k.send(issued(req.request_id, 8));
+    let failed = k.events().into_iter().find_map(|e| {
+        if let Event::TicketPrintFailed(f) = e {
+            Some(f.clone())
+        } else {
+            None
+        }
+    });
+    assert!(failed.is_some_and(|f| !f.shown_on_screen && f.turn_id == Uuid::from_u128(8)));
+}
+
+#[test]
+fn a_coupon_bound_to_a_card_is_redeemed_and_identifies_its_holder() {
+    let mut k = Kiosk::new();
+    let coupon = ScanInput::Coupon {
+        code: "C-1".into(),
+        campaign_id: Some("spring".into()),
+        card_token: Some(card(1)),
+    };
+    let fx = k.send(Input::Scanned(coupon.clone()));
+    assert!(fx.contains(&Effect::LookupProfile { token: card(1) }));
+    k.send(ana(1, vec![ConsentPurpose::Profile]));
+    assert_eq!(
+        k.event_types(),
+        ["coupon_redeemed", "customer_identified", "campaign_shown"]
+    );
+    // The scanner reading the same coupon again is not a second redemption.
+    k.send(Input::Scanned(coupon));
+    assert_eq!(
+        k.event_types()
+            .iter()
+            .filter(|t| **t == "coupon_redeemed")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn an_anonymous_coupon_is_redeemed_and_the_visitor_continues() {
+    let mut k = Kiosk::new();
+    k.send(Input::Scanned(ScanInput::Coupon {
+        code: "C-2".into(),
+        campaign_id: None,
+        card_token: None,
+    }));
+    assert_eq!(k.event_types(), ["coupon_redeemed"]);
+    assert!(matches!(k.body(), ScreenBody::ChooseService { .. }));
+}
+
+#[test]
+fn the_survey_records_score_and_reason_once() {
+    let mut k = Kiosk::new();
+    k.touch(Touch::Start);
+    k.touch(Touch::ChooseService {
+        service: "A".into(),
+        priority: false,
+    });
+    let req = k.issue_request().expect("requested");
+    k.send(issued(req.request_id, 1));
+    k.send(Input::TicketPrinted {
+        turn_id: Uuid::from_u128(1),
+        bytes: 10,
+    });
+    k.touch(Touch::SurveyScore { score: 11 });
+    assert!(matches!(
+        k.body(),
+        ScreenBody::Goodbye {
+            survey: SurveyView {
+                state: Survey::Asking,
+                ..
+            },
+            ..
+        }
+    ));
+    k.touch(Touch::SurveyScore { score: 4 });
+    k.touch(Touch::SurveyReason {
+        reason: Some("wait".into()),
+    });
+    k.touch(Touch::SurveyScore { score: 10 });
+    let answers: Vec<_> = k
+        .events()
+        .into_iter()
+        .filter_map(|e| {
+            if let Event::SurveyAnswered(s) = e {
+                Some(s.clone())
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(answers.len(), 1);
+    assert_eq!(
+        (answers[0].score, answers[0].reason.as_deref()),
+        (4, Some("wait"))
+    );
+    assert_eq!(answers[0].turn_id, Some(Uuid::from_u128(1)));
+}
+
+#[test]
+fn scanning_a_ticket_later_opens_its_survey() {
+    let mut k = Kiosk::new();
+    k.send(Input::Scanned(ScanInput::Turn {
+        turn_id: Uuid::from_u128(3),
+        label: "B-003".into(),
+    }));
+    assert!(matches!(k.body(), ScreenBody::Survey { ref turn_label, .. } if turn_label == "B-003"));
+    k.touch(Touch::SurveyScore { score: 8 });
+    k.wait_out();
+    assert_eq!(
+        k.event_types(),
+        ["survey_answered"],
+        "a score without a reason counts when they leave"
+    );
+    assert_eq!(k.state.screen, Screen::Attract);
+}
+
+#[test]
+fn every_screen_times_out_back_to_attract_with_nothing_personal_left() {
+    let mut k = Kiosk::new();
+    k.touch(Touch::SetLocale { locale: Locale::En });
+    k.send(tap(1));
+    k.send(ana(1, vec![ConsentPurpose::Profile]));
+    for _ in 0..3 {
+        k.wait_out();
+    }
+    assert_eq!(k.state.screen, Screen::Attract);
+    assert_eq!(k.state.locale, Locale::Es);
+    assert!(!k.state.holds_personal_data());
+    assert!(
+        !serde_json::to_string(&view(&k.config, &k.state))
+            .expect("json")
+            .contains("Ana")
+    );
+}
+
+#[test]
+fn an_erased_customer_disappears_from_the_screen() {
+    let mut k = Kiosk::new();
+    k.send(tap(1));
+    k.send(ana(1, vec![]));
+    k.send(Input::CustomerErased { token: card(1) });
+    assert_eq!(k.state.screen, Screen::Attract);
+}
+
+#[test]
+fn presence_wakes_the_attract_screen_without_starting_a_journey() {
+    let mut k = Kiosk::new();
+    let fx = k.send(Input::PresenceArrived);
+    assert!(fx.is_empty());
+    assert_eq!(k.body(), ScreenBody::Attract { inviting: true });
+    assert_eq!(k.state.deadline_ms, None);
+}
+
+#[test]
+fn the_qr_svg_is_a_square_with_dark_modules() {
+    let svg = qr_svg("KT1.abc.def").expect("fits");
+    assert!(
+        svg.contains("viewBox=\"0 0 29 29\""),
+        "version 1 is 21 modules plus the quiet zone: {svg:.80}"
+    );
+    assert!(svg.contains("h1v1h-1z"));
+}

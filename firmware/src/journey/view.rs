@@ -1,0 +1,323 @@
+//! The view model of the kiosk screen: what the browser renders, derived from the journey state
+//! after every step. Texts that come from the configuration or the CRM are picked in the screen's
+//! language here; fixed labels live in the page's own dictionary.
+
+use kiosk_protocol::events::{ConsentPurpose, DeviceHealth};
+use serde::{Deserialize, Serialize};
+
+use super::state::{ErrorKind, NoticeKind, RegistrationError, Screen, Session, Survey};
+use super::{IssuedTurn, JourneyConfig, Locale, State};
+
+/// Everything the kiosk screen shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScreenView {
+    /// The state version this view was made from.
+    pub version: u64,
+    /// Language.
+    pub locale: Locale,
+    /// Whether tickets can be printed now.
+    pub printer_ok: bool,
+    /// A short message over the screen.
+    pub notice: Option<NoticeView>,
+    /// The screen.
+    pub body: ScreenBody,
+}
+
+/// A notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoticeView {
+    /// What.
+    pub kind: NoticeKind,
+    /// Changes when the same notice appears again.
+    pub id: u64,
+}
+
+/// One screen and its content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "screen", rename_all = "snake_case")]
+pub enum ScreenBody {
+    /// Waiting; `inviting` when someone stands in front of the kiosk.
+    Attract {
+        /// Someone is near.
+        inviting: bool,
+    },
+    /// Reading the card.
+    Identifying,
+    /// Hello, name.
+    Greeting {
+        /// Name.
+        name: String,
+        /// The campaign's line, if any.
+        campaign: Option<String>,
+        /// Each consent the kiosk asks for, and whether the customer gave it.
+        consents: Vec<ConsentStatus>,
+    },
+    /// Unknown card: register?
+    OfferRegistration,
+    /// The registration form.
+    Registering {
+        /// The consent boxes, each unticked.
+        consents: Vec<ConsentBox>,
+        /// What was wrong with the last submission.
+        error: Option<RegistrationError>,
+    },
+    /// Choose a service.
+    ChooseService {
+        /// Name, when identified.
+        name: Option<String>,
+        /// The services.
+        services: Vec<ServiceChoice>,
+    },
+    /// Taking a number.
+    Issuing,
+    /// Printing.
+    Printing {
+        /// The turn.
+        turn: TurnView,
+    },
+    /// Goodbye.
+    Goodbye {
+        /// Name, when identified.
+        name: Option<String>,
+        /// The turn.
+        turn: TurnView,
+        /// Whether the ticket was printed.
+        printed: bool,
+        /// The ticket's QR code as SVG, when it was not printed.
+        qr_svg: Option<String>,
+        /// The coupon, if any.
+        coupon: Option<CouponView>,
+        /// The survey.
+        survey: SurveyView,
+    },
+    /// A survey for a scanned ticket.
+    Survey {
+        /// The turn's label.
+        turn_label: String,
+        /// The survey.
+        survey: SurveyView,
+    },
+    /// An error.
+    Error {
+        /// What.
+        kind: ErrorKind,
+    },
+}
+
+/// A consent and whether it was given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentStatus {
+    /// Purpose.
+    pub purpose: ConsentPurpose,
+    /// Label.
+    pub title: String,
+    /// Given.
+    pub given: bool,
+}
+
+/// A consent box on the registration form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentBox {
+    /// Purpose (sent back when ticked).
+    pub purpose: ConsentPurpose,
+    /// Label.
+    pub title: String,
+    /// Full policy text.
+    pub text: String,
+    /// Policy version.
+    pub version: String,
+}
+
+/// A service button.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceChoice {
+    /// Letter (sent back when chosen).
+    pub letter: String,
+    /// Name.
+    pub name: String,
+    /// Whether a priority turn can be asked for.
+    pub priority_allowed: bool,
+}
+
+/// A turn on screen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TurnView {
+    /// Label.
+    pub label: String,
+    /// Service name.
+    pub service_name: String,
+    /// Turns ahead.
+    pub position: u32,
+    /// Estimated wait, whole minutes rounded up.
+    pub estimated_wait_min: u32,
+    /// Priority.
+    pub priority: bool,
+}
+
+/// A coupon on screen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CouponView {
+    /// Code.
+    pub code: String,
+    /// Offer.
+    pub text: String,
+}
+
+/// The survey on screen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SurveyView {
+    /// Where it stands.
+    pub state: Survey,
+    /// Reasons offered after a score.
+    pub reasons: Vec<ReasonChoice>,
+}
+
+/// A reason button.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReasonChoice {
+    /// Id (sent back).
+    pub id: String,
+    /// Label.
+    pub label: String,
+}
+
+/// The view of `state` under `config`.
+pub fn view(config: &JourneyConfig, state: &State) -> ScreenView {
+    let locale = state.locale;
+    let name = |session: &Session| session.customer.as_ref().map(|c| c.name.clone());
+    let survey = |s: Survey| SurveyView {
+        state: s,
+        reasons: config
+            .survey_reasons
+            .iter()
+            .map(|r| ReasonChoice {
+                id: r.id.clone(),
+                label: r.label.get(locale).to_owned(),
+            })
+            .collect(),
+    };
+    let turn_view = |t: &IssuedTurn, service_name: &str| TurnView {
+        label: t.label.clone(),
+        service_name: service_name.to_owned(),
+        position: t.position,
+        estimated_wait_min: t.estimated_wait_s.div_ceil(60),
+        priority: t.priority,
+    };
+    let body = match &state.screen {
+        Screen::Attract => ScreenBody::Attract {
+            inviting: state.presence,
+        },
+        Screen::Identifying { .. } => ScreenBody::Identifying,
+        Screen::Greeting { session } => {
+            let customer = session.customer.as_ref();
+            ScreenBody::Greeting {
+                name: customer.map(|c| c.name.clone()).unwrap_or_default(),
+                campaign: customer
+                    .and_then(|c| c.campaign.as_ref())
+                    .map(|c| c.headline.get(locale).to_owned()),
+                consents: config
+                    .consents
+                    .iter()
+                    .map(|p| ConsentStatus {
+                        purpose: p.purpose,
+                        title: p.title.get(locale).to_owned(),
+                        given: customer.is_some_and(|c| c.consents.contains(&p.purpose)),
+                    })
+                    .collect(),
+            }
+        }
+        Screen::OfferRegistration { .. } => ScreenBody::OfferRegistration,
+        Screen::Registering { error, .. } => ScreenBody::Registering {
+            consents: config
+                .consents
+                .iter()
+                .map(|p| ConsentBox {
+                    purpose: p.purpose,
+                    title: p.title.get(locale).to_owned(),
+                    text: p.text.get(locale).to_owned(),
+                    version: p.version.clone(),
+                })
+                .collect(),
+            error: *error,
+        },
+        Screen::ChooseService { session } => ScreenBody::ChooseService {
+            name: name(session),
+            services: config
+                .services
+                .iter()
+                .map(|s| ServiceChoice {
+                    letter: s.letter.clone(),
+                    name: s.name.get(locale).to_owned(),
+                    priority_allowed: s.priority_allowed,
+                })
+                .collect(),
+        },
+        Screen::Issuing { .. } => ScreenBody::Issuing,
+        Screen::Printing {
+            turn, service_name, ..
+        } => ScreenBody::Printing {
+            turn: turn_view(turn, service_name),
+        },
+        Screen::Goodbye {
+            session,
+            turn,
+            service_name,
+            coupon,
+            printed,
+            survey: s,
+        } => ScreenBody::Goodbye {
+            name: name(session),
+            turn: turn_view(turn, service_name),
+            printed: *printed,
+            qr_svg: if *printed {
+                None
+            } else {
+                qr_svg(&turn.qr_payload)
+            },
+            coupon: coupon.as_ref().map(|c| CouponView {
+                code: c.code.clone(),
+                text: c.text.clone(),
+            }),
+            survey: survey(*s),
+        },
+        Screen::SurveyOnly {
+            label, survey: s, ..
+        } => ScreenBody::Survey {
+            turn_label: label.clone(),
+            survey: survey(*s),
+        },
+        Screen::Error { kind } => ScreenBody::Error { kind: *kind },
+    };
+    ScreenView {
+        version: state.version,
+        locale,
+        printer_ok: state.printer != DeviceHealth::Absent,
+        notice: state.notice.map(|n| NoticeView {
+            kind: n.kind,
+            id: n.id,
+        }),
+        body,
+    }
+}
+
+/// The QR code of `payload` as a self-contained SVG (dark modules as one path, 4-module quiet
+/// zone), or `None` if the payload does not fit in a QR code.
+pub fn qr_svg(payload: &str) -> Option<String> {
+    let code =
+        qrcode::QrCode::with_error_correction_level(payload.as_bytes(), qrcode::EcLevel::M).ok()?;
+    let width = code.width();
+    let colors = code.to_colors();
+    let quiet = 4;
+    let size = width + 2 * quiet;
+    let mut path = String::new();
+    for (i, c) in colors.iter().enumerate() {
+        if *c == qrcode::Color::Dark {
+            let (x, y) = (i % width + quiet, i / width + quiet);
+            path.push_str(&format!("M{x} {y}h1v1h-1z"));
+        }
+    }
+    Some(format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {size} {size}\" shape-rendering=\"crispEdges\" role=\"img\">\
+         <rect width=\"{size}\" height=\"{size}\" fill=\"#fff\"/><path fill=\"#000\" d=\"{path}\"/></svg>"
+    ))
+}
