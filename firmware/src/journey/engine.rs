@@ -455,7 +455,14 @@ impl Machine<'_> {
     fn touch(&mut self, touch: Touch) {
         let t = self.config.timeouts;
         match touch {
-            Touch::SetLocale { locale } => self.s.locale = locale,
+            Touch::SetLocale { locale } => {
+                self.s.locale = locale;
+                // A language picked on the attract screen reverts when nobody goes on.
+                if matches!(self.s.screen, Screen::Attract) {
+                    self.s.deadline_ms = (locale != self.config.default_locale)
+                        .then(|| self.now.saturating_add(t.idle_ms));
+                }
+            }
             Touch::Activity => {
                 let idle = match self.s.screen {
                     Screen::Registering { .. } => Some(t.registration_ms),
