@@ -36,7 +36,8 @@ fn reader_with(options: SimOptions, gain: u8, removal_polls: u32) -> (SimReader,
         poll_interval: Duration::from_millis(50),
         removal_polls,
     };
-    let reader = Mfrc522Reader::new(sim, Some(pin), delay, config, ReaderKind::Simulated, key()).unwrap();
+    let reader =
+        Mfrc522Reader::new(sim, Some(pin), delay, config, ReaderKind::Simulated, key()).unwrap();
     (reader, handle)
 }
 
@@ -99,7 +100,10 @@ fn unmodified_mfrc522_crate_authenticates_and_reads_block_zero() {
     let mut chip = Mfrc522::new(SpiInterface::new(sim)).init().unwrap();
     let atqa = chip.reqa().unwrap();
     let uid = chip.select(&atqa).unwrap();
-    assert!(chip.mf_authenticate(&uid, 0, &[0x12; 6]).is_err(), "a wrong key must fail");
+    assert!(
+        chip.mf_authenticate(&uid, 0, &[0x12; 6]).is_err(),
+        "a wrong key must fail"
+    );
     let atqa = chip.wupa().or_else(|_| chip.reqa()).unwrap();
     let uid = chip.select(&atqa).unwrap();
     chip.mf_authenticate(&uid, 0, &[0xFF; 6]).unwrap();
@@ -152,7 +156,11 @@ fn halted_card_is_redetected_with_wupa_and_stays_present() {
     assert_eq!(handle.card_state(id), Some(CardState::Halt));
     for _ in 0..20 {
         assert!(taps(&reader.poll_once()).is_empty());
-        assert_eq!(reader.cards_present(), 1, "a held, halted card must stay present");
+        assert_eq!(
+            reader.cards_present(),
+            1,
+            "a held, halted card must stay present"
+        );
         assert_eq!(handle.card_state(id), Some(CardState::Halt));
     }
 }
@@ -213,12 +221,21 @@ fn crc_and_parity_errors_mean_a_card_is_there_not_that_it_left() {
     let (mut reader, handle) = reader_with(SimOptions::default(), 48, 1);
     handle.place(VirtualCard::new(&UID4).unwrap());
     assert_eq!(taps(&poll(&mut reader, 1)).len(), 1);
-    for fault in [CardFault::Crc, CardFault::Parity, CardFault::Crc, CardFault::Parity] {
+    for fault in [
+        CardFault::Crc,
+        CardFault::Parity,
+        CardFault::Crc,
+        CardFault::Parity,
+    ] {
         handle.inject(fault);
         let events = reader.poll_once();
         assert_eq!(handle.pending_faults(), 0, "the fault reached the driver");
         assert!(taps(&events).is_empty());
-        assert_eq!(reader.cards_present(), 1, "{fault:?} must not count as removal");
+        assert_eq!(
+            reader.cards_present(),
+            1,
+            "{fault:?} must not count as removal"
+        );
     }
     assert!(taps(&poll(&mut reader, 10)).is_empty());
 }
@@ -229,9 +246,14 @@ fn reader_reading_version_0x00_is_absent_and_recovers_when_it_answers_again() {
     handle.unplug(0x00);
     let events = poll(&mut reader, 1);
     assert_eq!(healths(&events), vec![HealthState::Absent]);
-    let CardEvent::Health(h) = &events[0] else { unreachable!() };
+    let CardEvent::Health(h) = &events[0] else {
+        unreachable!()
+    };
     let reason = h.reason.clone().unwrap();
-    assert!(reason.contains("0x00") && reason.contains("MISO"), "{reason}");
+    assert!(
+        reason.contains("0x00") && reason.contains("MISO"),
+        "{reason}"
+    );
     handle.plug_in();
     handle.place(VirtualCard::new(&UID4).unwrap());
     let events = poll(&mut reader, 40);
@@ -248,7 +270,11 @@ fn reader_unplugged_while_polling_goes_absent_then_recovers_without_restart() {
         assert_eq!(taps(&poll(&mut reader, 1)).len(), 1);
         handle.unplug(miso);
         let events = poll(&mut reader, 3);
-        assert_eq!(healths(&events), vec![HealthState::Absent], "miso {miso:#04x}");
+        assert_eq!(
+            healths(&events),
+            vec![HealthState::Absent],
+            "miso {miso:#04x}"
+        );
         handle.plug_in();
         let events = poll(&mut reader, 40);
         assert_eq!(healths(&events), vec![HealthState::Ok], "miso {miso:#04x}");
@@ -279,7 +305,9 @@ fn chip_that_is_not_an_mfrc522_is_absent_with_a_reason() {
     let (mut reader, handle) = reader();
     handle.set_version(0x37);
     let events = poll(&mut reader, 1);
-    let CardEvent::Health(h) = &events[0] else { panic!("{events:?}") };
+    let CardEvent::Health(h) = &events[0] else {
+        panic!("{events:?}")
+    };
     assert_eq!(h.state, HealthState::Absent);
     assert!(h.reason.as_deref().unwrap().contains("not an MFRC522"));
 }
@@ -291,7 +319,10 @@ fn reader_recovers_its_configuration_after_a_power_glitch() {
     handle.power_glitch();
     assert!(!handle.antenna_on());
     poll(&mut reader, 25);
-    assert!(handle.antenna_on(), "the periodic check re-initialises the chip");
+    assert!(
+        handle.antenna_on(),
+        "the periodic check re-initialises the chip"
+    );
     handle.place(VirtualCard::new(&UID7).unwrap());
     assert_eq!(taps(&poll(&mut reader, 2)).len(), 1);
 }
@@ -310,19 +341,30 @@ fn events_never_print_the_uid() {
     let (mut reader, handle) = reader();
     handle.place(VirtualCard::new(&UID4).unwrap());
     let printed = format!("{:?}", poll(&mut reader, 2));
-    assert!(!printed.to_lowercase().contains(&hex::encode(UID4)), "{printed}");
+    assert!(
+        !printed.to_lowercase().contains(&hex::encode(UID4)),
+        "{printed}"
+    );
     assert!(printed.contains("CardToken("));
 }
 
 #[test]
 fn spawned_reader_delivers_a_tap_to_the_input_stream() {
-    let settings = CardReaderSettings::Simulated { poll_interval_ms: 10, removal_polls: 3 };
-    let opened = kiosk_drivers::card::open(&settings, key()).unwrap().unwrap();
+    let settings = CardReaderSettings::Simulated {
+        poll_interval_ms: 10,
+        removal_polls: 3,
+    };
+    let opened = kiosk_drivers::card::open(&settings, key())
+        .unwrap()
+        .unwrap();
     let sim = opened.sim.clone().unwrap();
     let (tx, rx) = mpsc::channel();
     let thread = kiosk_drivers::card::spawn(opened.reader, move |e| tx.send(e).is_ok()).unwrap();
     let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    assert!(matches!(first, CardEvent::Health(ref h) if h.state == HealthState::Ok), "{first:?}");
+    assert!(
+        matches!(first, CardEvent::Health(ref h) if h.state == HealthState::Ok),
+        "{first:?}"
+    );
     sim.place(VirtualCard::new(&UID10).unwrap());
     let tap = rx.recv_timeout(Duration::from_secs(10)).unwrap();
     match tap {

@@ -103,7 +103,11 @@ pub struct WedgeDecoder {
 impl WedgeDecoder {
     /// A decoder for readers that type `format` digits.
     pub fn new(format: UidFormat) -> Self {
-        WedgeDecoder { buf: Zeroizing::new(String::new()), last_key: None, format }
+        WedgeDecoder {
+            buf: Zeroizing::new(String::new()),
+            last_key: None,
+            format,
+        }
     }
 
     /// Feeds one event; returns a UID (or why the line was not one) at each Enter.
@@ -199,7 +203,10 @@ impl HidWedgeReader {
             return;
         };
         let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
-        let mut fds = [nix::poll::PollFd::new(device.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let mut fds = [nix::poll::PollFd::new(
+            device.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
         match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
             Ok(0) | Err(nix::errno::Errno::EINTR) => return,
             Ok(_) => {}
@@ -207,7 +214,10 @@ impl HidWedgeReader {
         }
         let events: Result<Vec<RawInputEvent>, std::io::Error> = device.fetch_events().map(|it| {
             it.map(|e| RawInputEvent {
-                time: e.timestamp().duration_since(std::time::UNIX_EPOCH).unwrap_or_default(),
+                time: e
+                    .timestamp()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default(),
                 kind: e.event_type().0,
                 code: e.code(),
                 value: e.value(),
@@ -230,17 +240,25 @@ impl HidWedgeReader {
             Some(Ok(uid)) => {
                 let token = self.key.token(&uid);
                 if self.filter.is_new(&token, Instant::now()) {
-                    self.pending.push_back(CardEvent::Tap(Tap { token, reader: ReaderKind::HidWedge }));
+                    self.pending.push_back(CardEvent::Tap(Tap {
+                        token,
+                        reader: ReaderKind::HidWedge,
+                    }));
                 }
             }
-            Some(Err(e)) => tracing::warn!(reader = %self.path, error = %e, "hid card reader sent a line that is not a uid"),
+            Some(Err(e)) => {
+                tracing::warn!(reader = %self.path, error = %e, "hid card reader sent a line that is not a uid")
+            }
             None => {}
         }
     }
 
     fn lost(&mut self, e: std::io::Error) {
         self.device = None;
-        let reason = format!("hid card reader {} stopped delivering events ({e}): check its usb cable", self.path);
+        let reason = format!(
+            "hid card reader {} stopped delivering events ({e}): check its usb cable",
+            self.path
+        );
         self.set_health(Health::absent(reason));
         self.next_open = Some(Instant::now() + Duration::from_secs(1));
     }
@@ -271,7 +289,9 @@ impl CardReader for HidWedgeReader {
     }
 
     fn health(&self) -> Health {
-        self.health.clone().unwrap_or_else(|| Health::absent("hid card reader not opened yet"))
+        self.health
+            .clone()
+            .unwrap_or_else(|| Health::absent("hid card reader not opened yet"))
     }
 
     fn kind(&self) -> ReaderKind {

@@ -61,24 +61,31 @@ pub enum LinuxError {
 
 /// Opens `/dev/spidevB.C` in SPI mode 0 at `hz`.
 pub fn open_spi(path: &str, hz: u32) -> Result<SpidevDevice, LinuxError> {
-    let mut spi = SpidevDevice::open(path)
-        .map_err(|source| LinuxError::OpenSpi { path: path.to_owned(), source })?;
+    let mut spi = SpidevDevice::open(path).map_err(|source| LinuxError::OpenSpi {
+        path: path.to_owned(),
+        source,
+    })?;
     let options = SpidevOptions::new()
         .bits_per_word(8)
         .max_speed_hz(hz)
         .mode(SpiModeFlags::SPI_MODE_0)
         .build();
-    spi.configure(&options).map_err(|source| LinuxError::ConfigureSpi {
-        path: path.to_owned(),
-        hz,
-        source,
-    })?;
+    spi.configure(&options)
+        .map_err(|source| LinuxError::ConfigureSpi {
+            path: path.to_owned(),
+            hz,
+            source,
+        })?;
     Ok(spi)
 }
 
 /// Requests `line` of `chip` as an output, driven high (chip running).
 pub fn open_reset_line(chip: &str, line: u32) -> Result<CdevPin, LinuxError> {
-    let err = |source| LinuxError::ResetLine { chip: chip.to_owned(), line, source };
+    let err = |source| LinuxError::ResetLine {
+        chip: chip.to_owned(),
+        line,
+        source,
+    };
     let mut gpio = Chip::new(chip).map_err(err)?;
     let handle = gpio
         .get_line(line)
@@ -99,7 +106,14 @@ pub fn open_mfrc522(
     Ok(match reset {
         Some((chip, line)) => {
             let pin = open_reset_line(chip, line)?;
-            Box::new(Mfrc522Reader::new(spi, Some(pin), Delay, config, ReaderKind::Mfrc522, key)?)
+            Box::new(Mfrc522Reader::new(
+                spi,
+                Some(pin),
+                Delay,
+                config,
+                ReaderKind::Mfrc522,
+                key,
+            )?)
         }
         None => Box::new(Mfrc522Reader::new(
             spi,

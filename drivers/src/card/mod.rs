@@ -97,7 +97,10 @@ pub struct OpenReader {
 pub const DEFAULT_REMOVAL_POLLS: u32 = 3;
 
 /// Builds the reader a profile asks for; `Ok(None)` for `kind = "none"`.
-pub fn open(settings: &CardReaderSettings, key: TenantKey) -> Result<Option<OpenReader>, OpenError> {
+pub fn open(
+    settings: &CardReaderSettings,
+    key: TenantKey,
+) -> Result<Option<OpenReader>, OpenError> {
     Ok(Some(match settings {
         CardReaderSettings::None => return Ok(None),
         CardReaderSettings::Mfrc522 {
@@ -122,7 +125,10 @@ pub fn open(settings: &CardReaderSettings, key: TenantKey) -> Result<Option<Open
             let reader = linux::open_mfrc522(spi_device, *spi_hz, reset, config, key)?;
             OpenReader { reader, sim: None }
         }
-        CardReaderSettings::Simulated { poll_interval_ms, removal_polls } => {
+        CardReaderSettings::Simulated {
+            poll_interval_ms,
+            removal_polls,
+        } => {
             let sim = Mfrc522Sim::new(SimOptions::default());
             let handle = sim.handle();
             let delay = sim.delay();
@@ -141,14 +147,30 @@ pub fn open(settings: &CardReaderSettings, key: TenantKey) -> Result<Option<Open
                 ReaderKind::Simulated,
                 key,
             )?;
-            OpenReader { reader: Box::new(reader), sim: Some(handle) }
+            OpenReader {
+                reader: Box::new(reader),
+                sim: Some(handle),
+            }
         }
         CardReaderSettings::HidWedge { device, uid_format } => OpenReader {
-            reader: Box::new(hid::HidWedgeReader::with_format(device.clone(), *uid_format, key)),
+            reader: Box::new(hid::HidWedgeReader::with_format(
+                device.clone(),
+                *uid_format,
+                key,
+            )),
             sim: None,
         },
-        CardReaderSettings::Serial { port, baud, uid_format } => OpenReader {
-            reader: Box::new(serial::SerialCardReader::new(port.clone(), *baud, *uid_format, key)),
+        CardReaderSettings::Serial {
+            port,
+            baud,
+            uid_format,
+        } => OpenReader {
+            reader: Box::new(serial::SerialCardReader::new(
+                port.clone(),
+                *baud,
+                *uid_format,
+                key,
+            )),
             sim: None,
         },
     }))
@@ -188,14 +210,19 @@ pub fn spawn(
 ) -> std::io::Result<ReaderThread> {
     let stop = Arc::new(AtomicBool::new(false));
     let stop_flag = Arc::clone(&stop);
-    let join = std::thread::Builder::new().name("card-reader".into()).spawn(move || {
-        while !stop_flag.load(Ordering::Relaxed) {
-            if let Some(event) = reader.next_event(Duration::from_millis(100)) {
-                if !sink(event) {
-                    break;
+    let join = std::thread::Builder::new()
+        .name("card-reader".into())
+        .spawn(move || {
+            while !stop_flag.load(Ordering::Relaxed) {
+                if let Some(event) = reader.next_event(Duration::from_millis(100)) {
+                    if !sink(event) {
+                        break;
+                    }
                 }
             }
-        }
-    })?;
-    Ok(ReaderThread { stop, join: Some(join) })
+        })?;
+    Ok(ReaderThread {
+        stop,
+        join: Some(join),
+    })
 }

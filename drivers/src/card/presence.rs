@@ -15,7 +15,10 @@ pub(crate) struct Presence {
 
 impl Presence {
     pub(crate) fn new(removal_polls: u32) -> Self {
-        Presence { cards: Vec::new(), removal_polls: removal_polls.max(1) }
+        Presence {
+            cards: Vec::new(),
+            removal_polls: removal_polls.max(1),
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -48,7 +51,8 @@ impl Presence {
             entry.1 += 1;
         }
         let limit = self.removal_polls;
-        self.cards.retain(|(t, misses)| *t == token || *misses < limit);
+        self.cards
+            .retain(|(t, misses)| *t == token || *misses < limit);
         self.read(token)
     }
 
@@ -75,7 +79,9 @@ mod tests {
     use crate::card::token::{TenantKey, Uid};
 
     fn token(b: u8) -> CardToken {
-        TenantKey::new(vec![7; 16]).unwrap().token(&Uid::from_slice(&[b, 1, 2, 3]).unwrap())
+        TenantKey::new(vec![7; 16])
+            .unwrap()
+            .token(&Uid::from_slice(&[b, 1, 2, 3]).unwrap())
     }
 
     #[test]

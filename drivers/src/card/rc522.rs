@@ -112,13 +112,20 @@ pub struct GuardedSpi<S> {
 
 impl<S> Clone for GuardedSpi<S> {
     fn clone(&self) -> Self {
-        GuardedSpi { inner: Arc::clone(&self.inner) }
+        GuardedSpi {
+            inner: Arc::clone(&self.inner),
+        }
     }
 }
 
 impl<S: SpiDevice> GuardedSpi<S> {
     fn new(spi: S) -> Self {
-        GuardedSpi { inner: Arc::new(Mutex::new(Guard { spi, budget: TRANSFER_BUDGET })) }
+        GuardedSpi {
+            inner: Arc::new(Mutex::new(Guard {
+                spi,
+                budget: TRANSFER_BUDGET,
+            })),
+        }
     }
 
     fn guard(&self) -> MutexGuard<'_, Guard<S>> {
@@ -132,12 +139,18 @@ impl<S: SpiDevice> GuardedSpi<S> {
 
     fn read_reg(&self, reg: u8) -> Result<u8, BusError<S::Error>> {
         let mut buf = [0x80 | (reg << 1), 0];
-        self.guard().spi.transfer_in_place(&mut buf).map_err(BusError::Spi)?;
+        self.guard()
+            .spi
+            .transfer_in_place(&mut buf)
+            .map_err(BusError::Spi)?;
         Ok(buf[1])
     }
 
     fn write_reg(&self, reg: u8, value: u8) -> Result<(), BusError<S::Error>> {
-        self.guard().spi.write(&[reg << 1, value]).map_err(BusError::Spi)
+        self.guard()
+            .spi
+            .write(&[reg << 1, value])
+            .map_err(BusError::Spi)
     }
 }
 
@@ -295,7 +308,10 @@ where
                 drop(uid);
                 self.error_polls = 0;
                 if self.presence.read(token.clone()) {
-                    events.push(CardEvent::Tap(Tap { token, reader: self.kind }));
+                    events.push(CardEvent::Tap(Tap {
+                        token,
+                        reader: self.kind,
+                    }));
                 }
             }
             Read::Nothing if self.presence.is_empty() => self.error_polls = 0,
@@ -305,7 +321,10 @@ where
                     drop(uid);
                     self.error_polls = 0;
                     if self.presence.confirmed(token.clone()) {
-                        events.push(CardEvent::Tap(Tap { token, reader: self.kind }));
+                        events.push(CardEvent::Tap(Tap {
+                            token,
+                            reader: self.kind,
+                        }));
                     }
                 }
                 Read::Nothing => {
@@ -320,7 +339,10 @@ where
         }
         if self.chip.is_some()
             && self.error_polls == 0
-            && self.health.as_ref().is_some_and(|h| h.state == HealthState::Degraded)
+            && self
+                .health
+                .as_ref()
+                .is_some_and(|h| h.state == HealthState::Degraded)
         {
             self.set_health(Health::ok(), &mut events);
         }
@@ -372,18 +394,32 @@ where
         let label = self.config.label.clone();
         self.chip = None;
         self.hard_reset();
-        let version = self.bus.read_reg(REG_VERSION).map_err(|e| self.bus_reason(&e))?;
+        let version = self
+            .bus
+            .read_reg(REG_VERSION)
+            .map_err(|e| self.bus_reason(&e))?;
         classify_version(version, &label)?;
         self.bus.refill();
         let mut chip = Mfrc522::new(SpiInterface::new(self.bus.clone()))
             .init()
             .map_err(|e| self.crate_reason(&e))?;
         self.bus.refill();
-        chip.set_antenna_gain(self.gain).map_err(|e| self.crate_reason(&e))?;
-        self.bus.write_reg(REG_T_RELOAD_HIGH, 0).map_err(|e| self.bus_reason(&e))?;
-        self.bus.write_reg(REG_T_RELOAD_LOW, TIMER_RELOAD).map_err(|e| self.bus_reason(&e))?;
-        let gain_back = self.bus.read_reg(REG_RF_CFG).map_err(|e| self.bus_reason(&e))?;
-        let reload_back = self.bus.read_reg(REG_T_RELOAD_LOW).map_err(|e| self.bus_reason(&e))?;
+        chip.set_antenna_gain(self.gain)
+            .map_err(|e| self.crate_reason(&e))?;
+        self.bus
+            .write_reg(REG_T_RELOAD_HIGH, 0)
+            .map_err(|e| self.bus_reason(&e))?;
+        self.bus
+            .write_reg(REG_T_RELOAD_LOW, TIMER_RELOAD)
+            .map_err(|e| self.bus_reason(&e))?;
+        let gain_back = self
+            .bus
+            .read_reg(REG_RF_CFG)
+            .map_err(|e| self.bus_reason(&e))?;
+        let reload_back = self
+            .bus
+            .read_reg(REG_T_RELOAD_LOW)
+            .map_err(|e| self.bus_reason(&e))?;
         if gain_back & 0x70 != u8::from(self.gain) || reload_back != TIMER_RELOAD {
             return Err(format!(
                 "mfrc522 at {label} does not keep the values written to its registers: check the \
@@ -397,10 +433,19 @@ where
 
     fn sanity_check(&mut self) -> Result<(), String> {
         let label = self.config.label.clone();
-        let version = self.bus.read_reg(REG_VERSION).map_err(|e| self.bus_reason(&e))?;
+        let version = self
+            .bus
+            .read_reg(REG_VERSION)
+            .map_err(|e| self.bus_reason(&e))?;
         classify_version(version, &label)?;
-        let tx = self.bus.read_reg(REG_TX_CONTROL).map_err(|e| self.bus_reason(&e))?;
-        let reload = self.bus.read_reg(REG_T_RELOAD_LOW).map_err(|e| self.bus_reason(&e))?;
+        let tx = self
+            .bus
+            .read_reg(REG_TX_CONTROL)
+            .map_err(|e| self.bus_reason(&e))?;
+        let reload = self
+            .bus
+            .read_reg(REG_T_RELOAD_LOW)
+            .map_err(|e| self.bus_reason(&e))?;
         if tx & 0x03 != 0x03 || reload != TIMER_RELOAD {
             // The chip restarted under us (brown-out): configure it again, no health change.
             tracing::warn!(reader = %label, "mfrc522 lost its configuration (power glitch?), re-initialising");
@@ -426,7 +471,10 @@ where
     fn crate_reason(&self, e: &CrateError<S>) -> String {
         match e {
             mfrc522::Error::Comm(bus) => self.bus_reason(bus),
-            other => format!("mfrc522 at {} failed to initialise ({other:?})", self.config.label),
+            other => format!(
+                "mfrc522 at {} failed to initialise ({other:?})",
+                self.config.label
+            ),
         }
     }
 
@@ -522,7 +570,11 @@ where
             let interval = self.config.poll_interval;
             // Fixed rate; after falling behind (a slow bus), start again from now.
             let next = due + interval;
-            self.next_poll = Some(if next < Instant::now() { Instant::now() + interval } else { next });
+            self.next_poll = Some(if next < Instant::now() {
+                Instant::now() + interval
+            } else {
+                next
+            });
             let events = self.poll_once();
             self.pending.extend(events);
             if self.pending.is_empty() && Instant::now() >= deadline {
@@ -532,7 +584,9 @@ where
     }
 
     fn health(&self) -> Health {
-        self.health.clone().unwrap_or_else(|| Health::absent("card reader not polled yet"))
+        self.health
+            .clone()
+            .unwrap_or_else(|| Health::absent("card reader not polled yet"))
     }
 
     fn kind(&self) -> ReaderKind {

@@ -61,7 +61,10 @@ impl SerialCardReader {
     }
 
     fn try_open(&mut self) {
-        match serialport::new(&self.path, self.baud).timeout(Duration::from_millis(100)).open() {
+        match serialport::new(&self.path, self.baud)
+            .timeout(Duration::from_millis(100))
+            .open()
+        {
             Ok(port) => {
                 self.port = Some(port);
                 self.line.clear();
@@ -93,7 +96,13 @@ impl SerialCardReader {
                     self.byte(b);
                 }
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                        | std::io::ErrorKind::WouldBlock
+                ) => {}
             Err(e) => self.lost(e.to_string()),
         }
     }
@@ -121,16 +130,24 @@ impl SerialCardReader {
             Ok(uid) => {
                 let token = self.key.token(&uid);
                 if self.filter.is_new(&token, Instant::now()) {
-                    self.pending.push_back(CardEvent::Tap(Tap { token, reader: ReaderKind::Serial }));
+                    self.pending.push_back(CardEvent::Tap(Tap {
+                        token,
+                        reader: ReaderKind::Serial,
+                    }));
                 }
             }
-            Err(e) => tracing::warn!(reader = %self.path, error = %e, "serial card reader sent a line that is not a uid"),
+            Err(e) => {
+                tracing::warn!(reader = %self.path, error = %e, "serial card reader sent a line that is not a uid")
+            }
         }
     }
 
     fn lost(&mut self, why: String) {
         self.port = None;
-        let reason = format!("serial card reader {} stopped answering ({why}): check its cable", self.path);
+        let reason = format!(
+            "serial card reader {} stopped answering ({why}): check its cable",
+            self.path
+        );
         self.set_health(Health::absent(reason));
         self.next_open = Some(Instant::now() + Duration::from_secs(1));
     }
@@ -161,7 +178,9 @@ impl CardReader for SerialCardReader {
     }
 
     fn health(&self) -> Health {
-        self.health.clone().unwrap_or_else(|| Health::absent("serial card reader not opened yet"))
+        self.health
+            .clone()
+            .unwrap_or_else(|| Health::absent("serial card reader not opened yet"))
     }
 
     fn kind(&self) -> ReaderKind {

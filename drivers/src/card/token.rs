@@ -73,7 +73,10 @@ impl Uid {
         }
         let mut buf = Zeroizing::new([0u8; 10]);
         buf[..bytes.len()].copy_from_slice(bytes);
-        Some(Uid { bytes: buf, len: bytes.len() })
+        Some(Uid {
+            bytes: buf,
+            len: bytes.len(),
+        })
     }
 
     /// Number of UID bytes.
@@ -115,8 +118,11 @@ impl Uid {
     /// EM4100 readers print their 10 digits, else 5 or 8 bytes).
     pub fn parse(text: &str, format: super::settings::UidFormat) -> Result<Uid, UidTextError> {
         use super::settings::UidFormat;
-        let digits: Zeroizing<String> =
-            Zeroizing::new(text.chars().filter(|c| !matches!(c, ':' | '-' | ' ' | '\t')).collect());
+        let digits: Zeroizing<String> = Zeroizing::new(
+            text.chars()
+                .filter(|c| !matches!(c, ':' | '-' | ' ' | '\t'))
+                .collect(),
+        );
         if digits.is_empty() {
             return Err(UidTextError::Empty);
         }
@@ -140,8 +146,9 @@ impl Uid {
                 if !digits.chars().all(|c| c.is_ascii_digit()) {
                     return Err(UidTextError::BadDigit("decimal"));
                 }
-                let value: u64 =
-                    digits.parse().map_err(|_| UidTextError::TooLong(digits.len()))?;
+                let value: u64 = digits
+                    .parse()
+                    .map_err(|_| UidTextError::TooLong(digits.len()))?;
                 let be = Zeroizing::new(value.to_be_bytes());
                 let bytes = if value <= u64::from(u32::MAX) {
                     &be[4..]
@@ -210,7 +217,12 @@ mod tests {
         let full = hex::encode(mac.finalize().into_bytes());
         let token = k.token(&uid);
         assert_eq!(token.as_str(), &full[..32]);
-        assert!(token.as_str().bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert!(
+            token
+                .as_str()
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
     }
 
     #[test]
@@ -222,7 +234,10 @@ mod tests {
 
     #[test]
     fn token_never_contains_the_uid_hex() {
-        for uid in [&[0x04, 0xA2, 0x2B, 0x7C][..], &[0x04, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66]] {
+        for uid in [
+            &[0x04, 0xA2, 0x2B, 0x7C][..],
+            &[0x04, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66],
+        ] {
             let u = Uid::from_slice(uid).unwrap();
             let token = key(3).token(&u);
             assert!(!token.as_str().contains(&hex::encode(uid)));
@@ -245,13 +260,31 @@ mod tests {
         use crate::card::settings::UidFormat;
         let k = key(9);
         let hex = Uid::parse("04:A2:2B:7C", UidFormat::Hex).unwrap();
-        assert_eq!(k.token(&hex), k.token(&Uid::from_slice(&[0x04, 0xA2, 0x2B, 0x7C]).unwrap()));
+        assert_eq!(
+            k.token(&hex),
+            k.token(&Uid::from_slice(&[0x04, 0xA2, 0x2B, 0x7C]).unwrap())
+        );
         let dec = Uid::parse("0012345678", UidFormat::Decimal).unwrap();
-        assert_eq!(k.token(&dec), k.token(&Uid::from_slice(&12_345_678u32.to_be_bytes()).unwrap()));
-        assert_eq!(Uid::parse("9999999999", UidFormat::Decimal).unwrap().len(), 5);
-        assert_eq!(Uid::parse("04A2B", UidFormat::Hex).unwrap_err(), UidTextError::OddHex(5));
-        assert_eq!(Uid::parse("12x4", UidFormat::Decimal).unwrap_err(), UidTextError::BadDigit("decimal"));
-        assert_eq!(Uid::parse("  ", UidFormat::Hex).unwrap_err(), UidTextError::Empty);
+        assert_eq!(
+            k.token(&dec),
+            k.token(&Uid::from_slice(&12_345_678u32.to_be_bytes()).unwrap())
+        );
+        assert_eq!(
+            Uid::parse("9999999999", UidFormat::Decimal).unwrap().len(),
+            5
+        );
+        assert_eq!(
+            Uid::parse("04A2B", UidFormat::Hex).unwrap_err(),
+            UidTextError::OddHex(5)
+        );
+        assert_eq!(
+            Uid::parse("12x4", UidFormat::Decimal).unwrap_err(),
+            UidTextError::BadDigit("decimal")
+        );
+        assert_eq!(
+            Uid::parse("  ", UidFormat::Hex).unwrap_err(),
+            UidTextError::Empty
+        );
         assert!(Uid::parse(&"00".repeat(11), UidFormat::Hex).is_err());
     }
 

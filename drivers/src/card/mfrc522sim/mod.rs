@@ -140,7 +140,11 @@ pub struct SimOptions {
 impl Default for SimOptions {
     fn default() -> Self {
         // A Raspberry Pi spidev ioctl costs roughly 10 µs before the first clock edge.
-        SimOptions { spi_hz: 1_000_000, transfer_overhead_ns: 10_000, version: 0x92 }
+        SimOptions {
+            spi_hz: 1_000_000,
+            transfer_overhead_ns: 10_000,
+            version: 0x92,
+        }
     }
 }
 
@@ -289,7 +293,9 @@ impl Chip {
         loop {
             let rx_start = self.rx.as_ref().map(|rx| rx.first_bit_at);
             match (self.timer_deadline, rx_start) {
-                (Some(deadline), start) if deadline <= self.now_ns && start.is_none_or(|s| deadline < s) => {
+                (Some(deadline), start)
+                    if deadline <= self.now_ns && start.is_none_or(|s| deadline < s) =>
+                {
                     self.timer_deadline = None;
                     self.regs[COM_IRQ] |= TIMER_IRQ;
                 }
@@ -319,11 +325,15 @@ impl Chip {
             Some(c) => {
                 let keep_after = self.regs[COLL] & 0x80 != 0;
                 bits.extend(rx.bits.iter().enumerate().map(|(i, &b)| {
-                    if i < c || (keep_after && i > c) { b } else { false }
+                    if i < c || (keep_after && i > c) {
+                        b
+                    } else {
+                        false
+                    }
                 }));
                 let pos = align + c + 1;
-                self.regs[COLL] = (self.regs[COLL] & 0x80)
-                    | if pos <= 32 { (pos % 32) as u8 } else { 0x20 };
+                self.regs[COLL] =
+                    (self.regs[COLL] & 0x80) | if pos <= 32 { (pos % 32) as u8 } else { 0x20 };
                 error |= COLL_ERR;
             }
             None => {
@@ -339,7 +349,10 @@ impl Chip {
         if self.regs[RX_MODE] & 0x80 != 0 && rx.has_crc && rx.collision.is_none() {
             let n = bytes.len();
             let preset = self.crc_preset();
-            if n < 3 || picc::crc16(&bytes[..n - 2], preset).to_le_bytes() != [bytes[n - 2], bytes[n - 1]] {
+            if n < 3
+                || picc::crc16(&bytes[..n - 2], preset).to_le_bytes()
+                    != [bytes[n - 2], bytes[n - 1]]
+            {
                 error |= CRC_ERR;
             } else {
                 bytes.truncate(n - 2);
@@ -367,8 +380,10 @@ impl Chip {
     }
 
     fn timer_period_ns(&self) -> u64 {
-        let prescaler = (u64::from(self.regs[T_MODE] & 0x0F) << 8) | u64::from(self.regs[T_PRESCALER]);
-        let reload = (u64::from(self.regs[T_RELOAD_HIGH]) << 8) | u64::from(self.regs[T_RELOAD_LOW]);
+        let prescaler =
+            (u64::from(self.regs[T_MODE] & 0x0F) << 8) | u64::from(self.regs[T_PRESCALER]);
+        let reload =
+            (u64::from(self.regs[T_RELOAD_HIGH]) << 8) | u64::from(self.regs[T_RELOAD_LOW]);
         // f_timer = 13.56 MHz / (2 * prescaler + 1); the timer counts reload + 1 ticks.
         (2 * prescaler + 1) * (reload + 1) * 1_000_000_000 / 13_560_000
     }
@@ -381,7 +396,11 @@ impl Chip {
     fn read_register(&mut self, reg: usize) -> u8 {
         match reg {
             COMMAND => {
-                let powering_up = if self.now_ns < self.osc_ready_at { POWER_DOWN } else { 0 };
+                let powering_up = if self.now_ns < self.osc_ready_at {
+                    POWER_DOWN
+                } else {
+                    0
+                };
                 self.regs[COMMAND] | powering_up
             }
             COM_IRQ => self.regs[COM_IRQ] & 0x7F,
@@ -399,7 +418,8 @@ impl Chip {
             FIFO_DATA => self.fifo.pop_front().unwrap_or(0),
             FIFO_LEVEL => self.fifo.len() as u8,
             T_COUNTER_HIGH | T_COUNTER_LOW => {
-                let reload = (u16::from(self.regs[T_RELOAD_HIGH]) << 8) | u16::from(self.regs[T_RELOAD_LOW]);
+                let reload =
+                    (u16::from(self.regs[T_RELOAD_HIGH]) << 8) | u16::from(self.regs[T_RELOAD_LOW]);
                 let value = match self.timer_deadline {
                     Some(deadline) => {
                         let period = self.timer_period_ns().max(1);
@@ -408,7 +428,11 @@ impl Chip {
                     }
                     None => reload,
                 };
-                if reg == T_COUNTER_HIGH { (value >> 8) as u8 } else { value as u8 }
+                if reg == T_COUNTER_HIGH {
+                    (value >> 8) as u8
+                } else {
+                    value as u8
+                }
             }
             _ => self.regs[reg],
         }
@@ -418,7 +442,11 @@ impl Chip {
         match reg {
             COMMAND => {
                 let command = value & 0x0F;
-                let keep = if command == CMD_NO_CHANGE { self.regs[COMMAND] & 0x0F } else { command };
+                let keep = if command == CMD_NO_CHANGE {
+                    self.regs[COMMAND] & 0x0F
+                } else {
+                    command
+                };
                 self.regs[COMMAND] = (value & 0x30) | keep;
                 if command != CMD_NO_CHANGE {
                     self.execute(command);
@@ -513,7 +541,11 @@ impl Chip {
             let crc = picc::crc16(&bytes, self.crc_preset()).to_le_bytes();
             bytes.extend_from_slice(&crc);
         }
-        let frame = if bytes.is_empty() { Vec::new() } else { to_bits(&bytes, tx_last) };
+        let frame = if bytes.is_empty() {
+            Vec::new()
+        } else {
+            to_bits(&bytes, tx_last)
+        };
         self.regs[ERROR] &= BUFFER_OVFL;
         self.regs[COLL] |= 0x20;
         self.regs[COM_IRQ] |= TX_IRQ;
@@ -642,7 +674,9 @@ impl embedded_hal::spi::Error for SimBusError {
 
 fn lock(shared: &Mutex<Chip>) -> MutexGuard<'_, Chip> {
     // A panic in another holder leaves plain register data behind; keep simulating.
-    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The simulated chip on its SPI bus: give it to the driver as its `SpiDevice`.
@@ -661,22 +695,30 @@ impl Mfrc522Sim {
     pub fn new(options: SimOptions) -> Self {
         let mut chip = Chip::new(options);
         chip.power_on_reset();
-        Mfrc522Sim { shared: Arc::new(Mutex::new(chip)) }
+        Mfrc522Sim {
+            shared: Arc::new(Mutex::new(chip)),
+        }
     }
 
     /// The control panel for this chip (cards, faults, counters); cheap to clone.
     pub fn handle(&self) -> SimHandle {
-        SimHandle { shared: Arc::clone(&self.shared) }
+        SimHandle {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// A `DelayNs` that advances the virtual clock instead of sleeping.
     pub fn delay(&self) -> SimDelay {
-        SimDelay { shared: Arc::clone(&self.shared) }
+        SimDelay {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// The chip's NRSTPD line: low holds it in hard power-down, the rising edge resets it.
     pub fn reset_pin(&self) -> SimResetPin {
-        SimResetPin { shared: Arc::clone(&self.shared) }
+        SimResetPin {
+            shared: Arc::clone(&self.shared),
+        }
     }
 }
 
@@ -826,7 +868,11 @@ impl SimHandle {
         let mut chip = self.chip();
         let id = CardId(chip.next_id);
         chip.next_id += 1;
-        chip.cards.push(FieldCard { id, picc: Picc::new(card), answers_left: None });
+        chip.cards.push(FieldCard {
+            id,
+            picc: Picc::new(card),
+            answers_left: None,
+        });
         id
     }
 
@@ -861,12 +907,16 @@ impl SimHandle {
 
     /// The protocol state of a card in the field.
     pub fn card_state(&self, id: CardId) -> Option<CardState> {
-        self.chip().cards.iter().find(|c| c.id == id).map(|c| match c.picc.state {
-            PiccState::Idle => CardState::Idle,
-            PiccState::Ready { .. } => CardState::Ready,
-            PiccState::Active { .. } => CardState::Active,
-            PiccState::Halt => CardState::Halt,
-        })
+        self.chip()
+            .cards
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| match c.picc.state {
+                PiccState::Idle => CardState::Idle,
+                PiccState::Ready { .. } => CardState::Ready,
+                PiccState::Active { .. } => CardState::Active,
+                PiccState::Halt => CardState::Halt,
+            })
     }
 
     /// Queues a fault for the next card answers.
@@ -951,7 +1001,11 @@ impl SimHandle {
     pub fn peek(&self, register: u8) -> u8 {
         let mut chip = self.chip();
         let reg = usize::from(register & 0x3F);
-        if reg == FIFO_DATA { chip.fifo.front().copied().unwrap_or(0) } else { chip.read_register(reg) }
+        if reg == FIFO_DATA {
+            chip.fifo.front().copied().unwrap_or(0)
+        } else {
+            chip.read_register(reg)
+        }
     }
 }
 

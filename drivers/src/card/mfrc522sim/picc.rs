@@ -10,7 +10,11 @@ pub(crate) type Bits = Vec<bool>;
 pub(crate) fn to_bits(bytes: &[u8], last_bits: u8) -> Bits {
     let mut bits = Vec::with_capacity(bytes.len() * 8);
     for (i, byte) in bytes.iter().enumerate() {
-        let n = if i + 1 == bytes.len() && last_bits != 0 { last_bits } else { 8 };
+        let n = if i + 1 == bytes.len() && last_bits != 0 {
+            last_bits
+        } else {
+            8
+        };
         bits.extend((0..n).map(|b| byte & (1 << b) != 0));
     }
     bits
@@ -19,7 +23,12 @@ pub(crate) fn to_bits(bytes: &[u8], last_bits: u8) -> Bits {
 /// Packs air bits into bytes; the last byte may be partial.
 pub(crate) fn to_bytes(bits: &[bool]) -> Vec<u8> {
     bits.chunks(8)
-        .map(|chunk| chunk.iter().enumerate().fold(0u8, |acc, (i, &b)| acc | (u8::from(b) << i)))
+        .map(|chunk| {
+            chunk
+                .iter()
+                .enumerate()
+                .fold(0u8, |acc, (i, &b)| acc | (u8::from(b) << i))
+        })
         .collect()
 }
 
@@ -60,7 +69,12 @@ pub struct VirtualCard {
 impl std::fmt::Debug for VirtualCard {
     // The UID stays out of logs even for simulated cards: tests print what production would.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "VirtualCard({}-byte uid, sak {:#04x})", self.uid.len(), self.sak)
+        write!(
+            f,
+            "VirtualCard({}-byte uid, sak {:#04x})",
+            self.uid.len(),
+            self.sak
+        )
     }
 }
 
@@ -79,7 +93,12 @@ impl VirtualCard {
             10 => (0x84, 0x00),
             n => return Err(BadUidLength(n)),
         };
-        Ok(VirtualCard { uid: uid.to_vec(), atqa: [atqa0, 0x00], sak, key: [0xFF; 6] })
+        Ok(VirtualCard {
+            uid: uid.to_vec(),
+            atqa: [atqa0, 0x00],
+            sak,
+            key: [0xFF; 6],
+        })
     }
 
     /// Overrides the ATQA (two bytes, LSB first on the air).
@@ -112,10 +131,20 @@ impl VirtualCard {
         let levels = self.cascade_levels();
         let part: [u8; 4] = if level + 1 == levels {
             let start = self.uid.len() - 4;
-            [self.uid[start], self.uid[start + 1], self.uid[start + 2], self.uid[start + 3]]
+            [
+                self.uid[start],
+                self.uid[start + 1],
+                self.uid[start + 2],
+                self.uid[start + 3],
+            ]
         } else {
             let start = level * 3;
-            [CASCADE_TAG, self.uid[start], self.uid[start + 1], self.uid[start + 2]]
+            [
+                CASCADE_TAG,
+                self.uid[start],
+                self.uid[start + 1],
+                self.uid[start + 2],
+            ]
         };
         let bcc = part.iter().fold(0, |a, b| a ^ b);
         [part[0], part[1], part[2], part[3], bcc]
@@ -148,7 +177,10 @@ pub(crate) struct Answer {
 impl Picc {
     /// A card that just entered the field (powered up in IDLE).
     pub(crate) fn new(card: VirtualCard) -> Self {
-        Picc { card, state: PiccState::Idle }
+        Picc {
+            card,
+            state: PiccState::Idle,
+        }
     }
 
     fn fall_back(&mut self) {
@@ -177,7 +209,10 @@ impl Picc {
             return match woken_ok {
                 Some(woken) => {
                     self.state = PiccState::Ready { level: 0, woken };
-                    Some(Answer { bits: to_bits(&self.card.atqa, 0), has_crc: false })
+                    Some(Answer {
+                        bits: to_bits(&self.card.atqa, 0),
+                        has_crc: false,
+                    })
                 }
                 None => {
                     self.fall_back();
@@ -188,9 +223,10 @@ impl Picc {
         match self.state {
             PiccState::Idle | PiccState::Halt => None,
             PiccState::Ready { level, woken } => self.ready(level, woken, frame, &bytes),
-            PiccState::Active { woken, authenticated } => {
-                self.active(woken, authenticated, nbits, &bytes)
-            }
+            PiccState::Active {
+                woken,
+                authenticated,
+            } => self.active(woken, authenticated, nbits, &bytes),
         }
     }
 
@@ -212,14 +248,23 @@ impl Picc {
                 return None;
             }
             let sak = if level + 1 < self.card.cascade_levels() {
-                self.state = PiccState::Ready { level: level + 1, woken };
+                self.state = PiccState::Ready {
+                    level: level + 1,
+                    woken,
+                };
                 0x04
             } else {
-                self.state = PiccState::Active { woken, authenticated: false };
+                self.state = PiccState::Active {
+                    woken,
+                    authenticated: false,
+                };
                 self.card.sak
             };
             let crc = crc_a(&[sak]);
-            return Some(Answer { bits: to_bits(&[sak, crc[0], crc[1]], 0), has_crc: true });
+            return Some(Answer {
+                bits: to_bits(&[sak, crc[0], crc[1]], 0),
+                has_crc: true,
+            });
         }
         // ANTICOLLISION: the reader sends the UID bits it knows; matching cards send the rest.
         let byte_count = usize::from(nvb >> 4);
@@ -233,7 +278,10 @@ impl Picc {
         if frame[16..] != mine[..known] {
             return None;
         }
-        Some(Answer { bits: mine[known..].to_vec(), has_crc: false })
+        Some(Answer {
+            bits: mine[known..].to_vec(),
+            has_crc: false,
+        })
     }
 
     fn active(
@@ -267,7 +315,10 @@ impl Picc {
                 }
                 let crc = crc_a(&block[..16]);
                 block[16..].copy_from_slice(&crc);
-                Some(Answer { bits: to_bits(&block, 0), has_crc: true })
+                Some(Answer {
+                    bits: to_bits(&block, 0),
+                    has_crc: true,
+                })
             }
             _ => {
                 let _ = woken;
@@ -288,7 +339,10 @@ impl Picc {
             && key == self.card.key
             && (uid4 == &self.card.uid[..4] || uid4 == uid_tail);
         if ok {
-            self.state = PiccState::Active { woken, authenticated: true };
+            self.state = PiccState::Active {
+                woken,
+                authenticated: true,
+            };
         } else {
             self.fall_back();
         }
