@@ -122,7 +122,7 @@ impl WedgeDecoder {
         }
         self.last_key = Some(event.time);
         if event.code == KEY_ENTER || event.code == KEY_KPENTER {
-            let line = std::mem::replace(&mut *self.buf, String::new());
+            let line = std::mem::take(&mut *self.buf);
             let line = Zeroizing::new(line);
             if line.len() > 32 {
                 return Some(Err(UidTextError::TooLong(line.len())));
