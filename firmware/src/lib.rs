@@ -9,3 +9,4 @@ pub mod crypto;
 pub mod journal;
 pub mod journey;
 pub mod queue;
+pub mod ui;

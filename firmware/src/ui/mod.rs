@@ -1,0 +1,259 @@
+//! The UI server: the kiosk's touchscreen page, the staff's counter page and the lobby display,
+//! served by the kiosk binary with their assets embedded (no Node build).
+//!
+//! Data flow: engine → [`ScreenView`] (watch) → `/api/kiosk/stream` (server-sent events) → kiosk
+//! browser → touches → `POST /api/kiosk/touch` → [`Input::Touch`] (mpsc) → engine. The queue's
+//! [`QueueBoard`] (watch) feeds the counter page (with customer names, behind a PIN) and the lobby
+//! (projected to [`LobbyView`]: labels and counters only). Staff actions go to the runtime as
+//! [`StaffRequest`]s, each answered on its own oneshot channel.
+//!
+//! Pushes use server-sent events rather than a WebSocket: the browser reconnects by itself, the
+//! stream is plain HTTP (testable with any client) and touches are ordinary POSTs. An idle screen
+//! holds one open response and receives nothing but a keep-alive comment every 30 s.
+//!
+//! The kiosk's own page and API answer only loopback clients by default (the customer's name is
+//! on that screen); counter and lobby pages are meant for the store's LAN.
+
+mod assets;
+mod auth;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::journey::{Input, ScreenView};
+use crate::queue::{QueueBoard, TurnStatus};
+
+pub use assets::exists as asset_exists;
+pub use routes::router;
+
+/// How the UI server is set up (from the config). `Debug` hides the PIN and token.
+#[derive(Clone)]
+pub struct UiSettings {
+    /// PIN that opens the counter page (entered on the page; a cookie keeps the session).
+    pub staff_pin: Option<Zeroizing<String>>,
+    /// Token for scripted access to the counter API (`Authorization: Bearer ...`).
+    pub staff_token: Option<Zeroizing<String>>,
+    /// Answer the kiosk screen's page and API only from this machine (default: true).
+    pub kiosk_loopback_only: bool,
+    /// The store's name, shown on the lobby display.
+    pub store_name: String,
+}
+
+impl std::fmt::Debug for UiSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UiSettings")
+            .field("staff_pin", &self.staff_pin.as_ref().map(|_| "<redacted>"))
+            .field(
+                "staff_token",
+                &self.staff_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("kiosk_loopback_only", &self.kiosk_loopback_only)
+            .field("store_name", &self.store_name)
+            .finish()
+    }
+}
+
+impl Default for UiSettings {
+    fn default() -> Self {
+        UiSettings {
+            staff_pin: None,
+            staff_token: None,
+            kiosk_loopback_only: true,
+            store_name: String::new(),
+        }
+    }
+}
+
+/// The channels between the UI server and the rest of the kiosk.
+#[derive(Debug, Clone)]
+pub struct UiChannels {
+    /// Touches from the kiosk screen, to the journey engine.
+    pub inputs: mpsc::Sender<Input>,
+    /// The current kiosk screen, from the runtime after each engine step.
+    pub screen: watch::Receiver<ScreenView>,
+    /// The queue board (with customer notes filled in by the runtime), after each queue change.
+    pub board: watch::Receiver<QueueBoard>,
+    /// Staff actions from the counter page, to the runtime.
+    pub staff: mpsc::Sender<StaffRequest>,
+}
+
+/// A staff action with the channel to answer it on.
+#[derive(Debug)]
+pub struct StaffRequest {
+    /// The counter the staff member works at.
+    pub counter: String,
+    /// What they asked for.
+    pub command: StaffCommand,
+    /// The runtime's answer: a short confirmation, or what went wrong in words staff can act on.
+    pub reply: oneshot::Sender<Result<StaffAck, String>>,
+}
+
+/// What staff can do from the counter page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum StaffCommand {
+    /// Call the next turn of these services (all when empty): priority first, then FIFO.
+    CallNext {
+        /// Service letters.
+        #[serde(default)]
+        services: Vec<String>,
+    },
+    /// Call a given turn (e.g. scanned from its ticket).
+    Call {
+        /// The turn.
+        turn_id: Uuid,
+    },
+    /// Call the counter's turn again.
+    Recall {
+        /// The turn.
+        turn_id: Uuid,
+    },
+    /// Mark the turn served.
+    Served {
+        /// The turn.
+        turn_id: Uuid,
+    },
+    /// Mark the turn as not having shown up.
+    NoShow {
+        /// The turn.
+        turn_id: Uuid,
+    },
+    /// Print the turn's ticket again (recorded as `ticket_printed` with `reprint: true`).
+    Reprint {
+        /// The turn.
+        turn_id: Uuid,
+    },
+    /// Print today's manager report on the kiosk printer.
+    PrintReport,
+}
+
+/// The runtime's confirmation of a staff action.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StaffAck {
+    /// The turn concerned, when there is one (`A-042`).
+    pub label: Option<String>,
+    /// `None` when a call found nobody waiting.
+    pub message: Option<String>,
+}
+
+/// What the lobby display shows: no names, no card tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LobbyView {
+    /// The store.
+    pub store_name: String,
+    /// Turns being served now.
+    pub serving: Vec<LobbyEntry>,
+    /// Latest calls, newest first.
+    pub recent: Vec<LobbyEntry>,
+}
+
+/// One turn on the lobby display.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LobbyEntry {
+    /// Label (`A-042`).
+    pub label: String,
+    /// Counter.
+    pub counter: String,
+    /// Changes on every call and recall: the display announces each new key once.
+    pub key: String,
+    /// Whether the turn is still being called (not yet served or no-show).
+    pub active: bool,
+}
+
+impl LobbyView {
+    /// The lobby's projection of the board.
+    pub fn from_board(store_name: &str, board: &QueueBoard) -> Self {
+        let serving = board
+            .serving
+            .iter()
+            .map(|s| LobbyEntry {
+                label: s.label.clone(),
+                counter: s.counter.clone(),
+                key: format!("{}:{}", s.turn_id, s.calls),
+                active: true,
+            })
+            .collect();
+        let recent = board
+            .recent_calls
+            .iter()
+            .map(|c| LobbyEntry {
+                label: c.label.clone(),
+                counter: c.counter.clone(),
+                key: format!("{}:{}", c.turn_id, c.calls),
+                active: c.status == TurnStatus::Called,
+            })
+            .collect();
+        LobbyView {
+            store_name: store_name.to_owned(),
+            serving,
+            recent,
+        }
+    }
+}
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    settings: UiSettings,
+    channels: UiChannels,
+    /// Random per process: staff sessions end when the kiosk restarts.
+    session_secret: Zeroizing<String>,
+    login: Mutex<auth::Throttle>,
+}
+
+impl AppState {
+    /// The state for [`router`].
+    pub fn new(settings: UiSettings, channels: UiChannels) -> Self {
+        let secret: [u8; 32] = rand::random();
+        AppState(Arc::new(Inner {
+            settings,
+            channels,
+            session_secret: Zeroizing::new(hex::encode(secret)),
+            login: Mutex::new(auth::Throttle::default()),
+        }))
+    }
+}
+
+/// A UI server that could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum UiError {
+    /// Serving failed.
+    #[error("ui server on {addr} stopped: {source}")]
+    Serve {
+        /// The address it listened on.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Serves [`router`] on `listener` until `shutdown` completes, with the peer addresses the
+/// loopback check needs.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), UiError> {
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let app: Router = router(state);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(|source| UiError::Serve { addr, source })
+}

@@ -1,0 +1,318 @@
+//! The routes, one router per page (kiosk, counter, lobby) merged into one.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Form, Path, Request, State};
+use axum::http::header::{
+    CONTENT_SECURITY_POLICY, LOCATION, REFERRER_POLICY, SET_COOKIE, X_CONTENT_TYPE_OPTIONS,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{oneshot, watch};
+
+use super::auth::{COOKIE_NAME, Login};
+use super::{AppState, LobbyView, StaffCommand, StaffRequest, assets};
+use crate::journey::{Input, Touch};
+
+/// How long the counter page waits for the runtime to carry out a staff action.
+const STAFF_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Keep-alive comments on idle event streams (lets the server notice vanished clients).
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+
+/// The whole UI: kiosk screen, counter page, lobby display, their APIs and assets.
+pub fn router(state: AppState) -> Router {
+    let kiosk = Router::new()
+        .route("/", get(kiosk_page))
+        .route("/api/kiosk/view", get(kiosk_view))
+        .route("/api/kiosk/stream", get(kiosk_stream))
+        .route("/api/kiosk/touch", post(kiosk_touch))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            kiosk_only_from_loopback,
+        ));
+    let counter = Router::new()
+        .route("/counter", get(counter_page))
+        .route("/counter/login", post(counter_login))
+        .route("/counter/logout", post(counter_logout))
+        .route("/api/counter/board", get(counter_board))
+        .route("/api/counter/stream", get(counter_stream))
+        .route("/api/counter/command", post(counter_command));
+    let lobby = Router::new()
+        .route("/lobby", get(lobby_page))
+        .route("/api/lobby/view", get(lobby_view))
+        .route("/api/lobby/stream", get(lobby_stream));
+    Router::new()
+        .merge(kiosk)
+        .merge(counter)
+        .merge(lobby)
+        .route("/assets/{*path}", get(asset))
+        .route("/api/health", get(|| async { "ok" }))
+        .layer(middleware::from_fn(security_headers))
+        .with_state(state)
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    res
+}
+
+/// The kiosk screen shows the customer's name: only the kiosk's own browser may see it.
+async fn kiosk_only_from_loopback(
+    State(app): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if app.0.settings.kiosk_loopback_only {
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        if !peer.is_some_and(|ip| ip.is_loopback()) {
+            return (
+                StatusCode::FORBIDDEN,
+                "the kiosk screen is only served to the kiosk itself",
+            )
+                .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
+    assets::serve(&path, &headers)
+}
+
+// ---- kiosk ---------------------------------------------------------------------------------
+
+async fn kiosk_page(headers: HeaderMap) -> Response {
+    assets::serve("kiosk.html", &headers)
+}
+
+async fn kiosk_view(State(app): State<AppState>) -> Response {
+    Json(app.0.channels.screen.borrow().clone()).into_response()
+}
+
+async fn kiosk_stream(
+    State(app): State<AppState>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    sse(app.0.channels.screen.clone(), |v| {
+        serde_json::to_string(v).ok()
+    })
+}
+
+async fn kiosk_touch(State(app): State<AppState>, Json(touch): Json<Touch>) -> Response {
+    match app.0.channels.inputs.send(Input::Touch(touch)).await {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the journey engine is not running",
+        )
+            .into_response(),
+    }
+}
+
+// ---- lobby ---------------------------------------------------------------------------------
+
+async fn lobby_page(headers: HeaderMap) -> Response {
+    assets::serve("lobby.html", &headers)
+}
+
+async fn lobby_view(State(app): State<AppState>) -> Response {
+    let board = app.0.channels.board.borrow().clone();
+    Json(LobbyView::from_board(&app.0.settings.store_name, &board)).into_response()
+}
+
+async fn lobby_stream(
+    State(app): State<AppState>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let store = app.0.settings.store_name.clone();
+    sse(app.0.channels.board.clone(), move |b| {
+        serde_json::to_string(&LobbyView::from_board(&store, b)).ok()
+    })
+}
+
+// ---- counter -------------------------------------------------------------------------------
+
+async fn counter_page(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if app.is_staff(&headers) {
+        assets::serve("counter.html", &headers)
+    } else {
+        assets::serve("login.html", &headers)
+    }
+}
+
+#[derive(Deserialize)]
+struct PinForm {
+    pin: String,
+}
+
+async fn counter_login(State(app): State<AppState>, Form(form): Form<PinForm>) -> Response {
+    match app.login(&form.pin) {
+        Login::Granted(session) => {
+            let cookie = format!("{COOKIE_NAME}={session}; Path=/; HttpOnly; SameSite=Strict");
+            let mut res = (StatusCode::SEE_OTHER, [(LOCATION, "/counter")]).into_response();
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                res.headers_mut().insert(SET_COOKIE, v);
+            }
+            res
+        }
+        Login::Denied => {
+            (StatusCode::SEE_OTHER, [(LOCATION, "/counter?error=pin")]).into_response()
+        }
+        Login::Locked => {
+            (StatusCode::SEE_OTHER, [(LOCATION, "/counter?error=locked")]).into_response()
+        }
+        Login::Disabled => (
+            StatusCode::FORBIDDEN,
+            "the counter page is off: set a staff PIN in the kiosk config",
+        )
+            .into_response(),
+    }
+}
+
+async fn counter_logout() -> Response {
+    let cookie = format!("{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    let mut res = (StatusCode::SEE_OTHER, [(LOCATION, "/counter")]).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        res.headers_mut().insert(SET_COOKIE, v);
+    }
+    res
+}
+
+/// `Some(401 response)` unless the request comes from logged-in staff.
+fn deny_unless_staff(app: &AppState, headers: &HeaderMap) -> Option<Response> {
+    (!app.is_staff(headers)).then(|| {
+        (
+            StatusCode::UNAUTHORIZED,
+            "log in on /counter with the staff PIN",
+        )
+            .into_response()
+    })
+}
+
+async fn counter_board(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(r) = deny_unless_staff(&app, &headers) {
+        return r;
+    }
+    Json(app.0.channels.board.borrow().clone()).into_response()
+}
+
+async fn counter_stream(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(r) = deny_unless_staff(&app, &headers) {
+        return r;
+    }
+    sse(app.0.channels.board.clone(), |b| {
+        serde_json::to_string(b).ok()
+    })
+    .into_response()
+}
+
+/// A staff action as the counter page posts it.
+#[derive(Debug, Deserialize)]
+struct CommandBody {
+    counter: String,
+    command: StaffCommand,
+}
+
+#[derive(Debug, Serialize)]
+struct CommandAnswer {
+    ok: bool,
+    label: Option<String>,
+    message: Option<String>,
+}
+
+async fn counter_command(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<CommandBody>,
+) -> Response {
+    if let Some(r) = deny_unless_staff(&app, &headers) {
+        return r;
+    }
+    let counter = body.counter.trim().to_owned();
+    if counter.is_empty() || counter.chars().count() > 16 {
+        return (
+            StatusCode::BAD_REQUEST,
+            "name the counter (1 to 16 characters)",
+        )
+            .into_response();
+    }
+    let (reply, answer) = oneshot::channel();
+    let request = StaffRequest {
+        counter,
+        command: body.command,
+        reply,
+    };
+    if app.0.channels.staff.send(request).await.is_err() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the kiosk is not taking staff actions right now",
+        )
+            .into_response();
+    }
+    match tokio::time::timeout(STAFF_REPLY_TIMEOUT, answer).await {
+        Ok(Ok(Ok(ack))) => Json(CommandAnswer {
+            ok: true,
+            label: ack.label,
+            message: ack.message,
+        })
+        .into_response(),
+        Ok(Ok(Err(message))) => (
+            StatusCode::CONFLICT,
+            Json(CommandAnswer {
+                ok: false,
+                label: None,
+                message: Some(message),
+            }),
+        )
+            .into_response(),
+        Ok(Err(_)) | Err(_) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "the kiosk did not answer the staff action; try again",
+        )
+            .into_response(),
+    }
+}
+
+// ---- server-sent events --------------------------------------------------------------------
+
+/// A stream of `view` events: the current value at once, then every change. Changes that
+/// arrive faster than the client reads are coalesced to the latest (watch semantics).
+fn sse<T, F>(
+    rx: watch::Receiver<T>,
+    render: F,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>>
+where
+    T: Send + Sync + 'static,
+    F: Fn(&T) -> Option<String> + Send + 'static,
+{
+    let stream =
+        futures::stream::unfold((rx, render, true), |(mut rx, render, first)| async move {
+            if !first && rx.changed().await.is_err() {
+                return None;
+            }
+            let data = render(&rx.borrow_and_update()).unwrap_or_default();
+            Some((
+                Ok(SseEvent::default().event("view").data(data)),
+                (rx, render, false),
+            ))
+        });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+}

@@ -1,0 +1,459 @@
+//! The UI server on a real socket, driven with a real HTTP client: pages and assets from the
+//! binary, screen pushes over server-sent events, touches into the engine's channel, the staff
+//! PIN, staff commands answered by the runtime, and what the lobby may (not) see.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
+use axum::http::{Request, StatusCode};
+use kiosk::journey::{Locale, ScreenBody, ScreenView, Touch};
+use kiosk::queue::{CustomerNote, QueueBoard, ServiceDay, ServingEntry};
+use kiosk::ui::{
+    AppState, StaffAck, StaffCommand, StaffRequest, UiChannels, UiSettings, asset_exists, router,
+    serve,
+};
+use reqwest::redirect::Policy;
+use time::macros::date;
+use tokio::sync::{mpsc, oneshot, watch};
+use tower::ServiceExt as _;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn view(version: u64, body: ScreenBody) -> ScreenView {
+    ScreenView {
+        version,
+        locale: Locale::Es,
+        printer_ok: true,
+        notice: None,
+        body,
+    }
+}
+
+fn board_with_customer() -> QueueBoard {
+    let mut board = QueueBoard::empty(ServiceDay(date!(2025 - 03 - 10)));
+    board.serving.push(ServingEntry {
+        turn_id: Uuid::from_u128(1),
+        label: "A-001".into(),
+        service: "A".into(),
+        counter: "3".into(),
+        priority: false,
+        calls: 1,
+        card_token: None,
+        campaign_id: Some("spring".into()),
+        customer: Some(CustomerNote {
+            name: "Ana Pérez".into(),
+            segment: Some("vip".into()),
+            campaign_script: Some("Offer the spring plan".into()),
+        }),
+    });
+    board
+}
+
+struct Harness {
+    base: String,
+    client: reqwest::Client,
+    inputs: mpsc::Receiver<kiosk::journey::Input>,
+    screen: watch::Sender<ScreenView>,
+    staff: mpsc::Receiver<StaffRequest>,
+    _board: watch::Sender<QueueBoard>,
+    _stop: oneshot::Sender<()>,
+}
+
+fn settings() -> UiSettings {
+    UiSettings {
+        staff_pin: Some(Zeroizing::new("4321".into())),
+        staff_token: Some(Zeroizing::new("scripted-token-0123456789".into())),
+        kiosk_loopback_only: true,
+        store_name: "Tienda Centro".into(),
+    }
+}
+
+fn channels() -> (
+    UiChannels,
+    mpsc::Receiver<kiosk::journey::Input>,
+    watch::Sender<ScreenView>,
+    watch::Sender<QueueBoard>,
+    mpsc::Receiver<StaffRequest>,
+) {
+    let (inputs_tx, inputs_rx) = mpsc::channel(16);
+    let (screen_tx, screen_rx) = watch::channel(view(0, ScreenBody::Attract { inviting: false }));
+    let (board_tx, board_rx) = watch::channel(board_with_customer());
+    let (staff_tx, staff_rx) = mpsc::channel(4);
+    let ch = UiChannels {
+        inputs: inputs_tx,
+        screen: screen_rx,
+        board: board_rx,
+        staff: staff_tx,
+    };
+    (ch, inputs_rx, screen_tx, board_tx, staff_rx)
+}
+
+async fn start() -> Harness {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (ch, inputs, screen, board, staff) = channels();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    tokio::spawn(serve(listener, AppState::new(settings(), ch), async move {
+        let _ = stop_rx.await;
+    }));
+    let client = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .expect("http client");
+    Harness {
+        base: format!("http://{addr}"),
+        client,
+        inputs,
+        screen,
+        staff,
+        _board: board,
+        _stop: stop_tx,
+    }
+}
+
+impl Harness {
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    async fn login(&self) -> String {
+        let res = self
+            .client
+            .post(self.url("/counter/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("pin=4321")
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        let cookie = res
+            .headers()
+            .get("set-cookie")
+            .expect("session cookie")
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+        cookie.split(';').next().unwrap_or_default().to_owned()
+    }
+}
+
+/// Reads an event stream until `needle` appears.
+async fn read_until(res: &mut reqwest::Response, seen: &mut String, needle: &str) {
+    tokio::time::timeout(WAIT, async {
+        while !seen.contains(needle) {
+            let chunk = res
+                .chunk()
+                .await
+                .expect("stream chunk")
+                .expect("stream still open");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{needle:?} never arrived; got {seen:?}"));
+}
+
+#[tokio::test]
+async fn pages_and_assets_are_served_from_the_binary_with_revalidation() {
+    let h = start().await;
+    for path in [
+        "kiosk.html",
+        "kiosk.js",
+        "counter.html",
+        "counter.js",
+        "lobby.html",
+        "lobby.js",
+        "login.html",
+        "app.css",
+    ] {
+        assert!(asset_exists(path), "{path} is embedded");
+    }
+    let page = h.client.get(h.url("/")).send().await.expect("kiosk page");
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .expect("ascii")
+            .contains("default-src 'self'")
+    );
+    assert!(
+        page.text()
+            .await
+            .expect("body")
+            .contains("/assets/kiosk.js")
+    );
+
+    let css = h
+        .client
+        .get(h.url("/assets/app.css"))
+        .send()
+        .await
+        .expect("css");
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+    let etag = css.headers()["etag"].clone();
+    let again = h
+        .client
+        .get(h.url("/assets/app.css"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .expect("css again");
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    let missing = h
+        .client
+        .get(h.url("/assets/nope.js"))
+        .send()
+        .await
+        .expect("404");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_kiosk_stream_pushes_the_current_screen_then_every_change() {
+    let h = start().await;
+    let mut res = h
+        .client
+        .get(h.url("/api/kiosk/stream"))
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let mut seen = String::new();
+    read_until(&mut res, &mut seen, "\"screen\":\"attract\"").await;
+    assert!(seen.contains("event: view"));
+    h.screen.send_replace(view(1, ScreenBody::Identifying));
+    read_until(&mut res, &mut seen, "\"screen\":\"identifying\"").await;
+    assert!(seen.contains("\"version\":1"));
+}
+
+#[tokio::test]
+async fn touches_reach_the_engine_and_malformed_ones_are_refused() {
+    let mut h = start().await;
+    let res = h
+        .client
+        .post(h.url("/api/kiosk/touch"))
+        .json(&serde_json::json!({"action": "choose_service", "service": "A", "priority": true}))
+        .send()
+        .await
+        .expect("touch");
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let input = tokio::time::timeout(WAIT, h.inputs.recv())
+        .await
+        .expect("input in time")
+        .expect("input");
+    assert_eq!(
+        input,
+        kiosk::journey::Input::Touch(Touch::ChooseService {
+            service: "A".into(),
+            priority: true
+        })
+    );
+
+    let bad = h
+        .client
+        .post(h.url("/api/kiosk/touch"))
+        .json(&serde_json::json!({"action": "launch_rockets"}))
+        .send()
+        .await
+        .expect("bad touch");
+    assert!(bad.status().is_client_error());
+    assert!(h.inputs.try_recv().is_err(), "nothing reaches the engine");
+}
+
+#[tokio::test]
+async fn the_counter_page_needs_the_staff_pin_and_keeps_a_session_cookie() {
+    let h = start().await;
+    let login_page = h
+        .client
+        .get(h.url("/counter"))
+        .send()
+        .await
+        .expect("counter")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        login_page.contains("/counter/login"),
+        "without a session the PIN form is shown"
+    );
+    let denied = h
+        .client
+        .get(h.url("/api/counter/board"))
+        .send()
+        .await
+        .expect("board");
+    assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
+
+    let wrong = h
+        .client
+        .post(h.url("/counter/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("pin=0000")
+        .send()
+        .await
+        .expect("wrong pin");
+    assert_eq!(wrong.headers()["location"], "/counter?error=pin");
+    assert!(wrong.headers().get("set-cookie").is_none());
+
+    let cookie = h.login().await;
+    let page = h
+        .client
+        .get(h.url("/counter"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("counter")
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("/assets/counter.js"));
+    let forged = h
+        .client
+        .get(h.url("/api/counter/board"))
+        .header("cookie", "kiosk_staff=00")
+        .send()
+        .await
+        .expect("board");
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    let board = h
+        .client
+        .get(h.url("/api/counter/board"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("board");
+    assert!(
+        board.text().await.expect("body").contains("Ana Pérez"),
+        "staff see the customer's name"
+    );
+}
+
+#[tokio::test]
+async fn repeated_wrong_pins_lock_the_login_even_for_the_right_pin() {
+    let h = start().await;
+    for _ in 0..5 {
+        h.client
+            .post(h.url("/counter/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("pin=1111")
+            .send()
+            .await
+            .expect("wrong pin");
+    }
+    let locked = h
+        .client
+        .post(h.url("/counter/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("pin=4321")
+        .send()
+        .await
+        .expect("right pin");
+    assert_eq!(locked.headers()["location"], "/counter?error=locked");
+}
+
+#[tokio::test]
+async fn staff_commands_are_carried_out_and_answered_by_the_runtime() {
+    let mut h = start().await;
+    let cookie = h.login().await;
+    let runtime = tokio::spawn(async move {
+        let first = h.staff.recv().await.expect("first request");
+        assert_eq!(first.counter, "3");
+        assert_eq!(
+            first.command,
+            StaffCommand::CallNext {
+                services: vec!["A".into()]
+            }
+        );
+        let _ = first.reply.send(Ok(StaffAck {
+            label: Some("A-002".into()),
+            message: None,
+        }));
+        let second = h.staff.recv().await.expect("second request");
+        assert_eq!(second.command, StaffCommand::PrintReport);
+        let _ = second
+            .reply
+            .send(Err("printer at /dev/usb/lp0 reports paper out".into()));
+    });
+    let client = reqwest::Client::new();
+    let ok = client
+        .post(format!("{}/api/counter/command", h.base))
+        .header("cookie", &cookie)
+        .json(&serde_json::json!({"counter": "3", "command": {"action": "call_next", "services": ["A"]}}))
+        .send()
+        .await
+        .expect("call next");
+    assert_eq!(ok.status(), StatusCode::OK);
+    let body: serde_json::Value = ok.json().await.expect("json");
+    assert_eq!(body["label"], "A-002");
+    let failed = client
+        .post(format!("{}/api/counter/command", h.base))
+        .bearer_auth("scripted-token-0123456789")
+        .json(&serde_json::json!({"counter": "3", "command": {"action": "print_report"}}))
+        .send()
+        .await
+        .expect("report");
+    assert_eq!(failed.status(), StatusCode::CONFLICT);
+    let body: serde_json::Value = failed.json().await.expect("json");
+    assert_eq!(body["message"], "printer at /dev/usb/lp0 reports paper out");
+    tokio::time::timeout(WAIT, runtime)
+        .await
+        .expect("runtime done")
+        .expect("runtime assertions");
+}
+
+#[tokio::test]
+async fn the_lobby_shows_turns_and_counters_but_never_customer_names() {
+    let h = start().await;
+    let lobby = h
+        .client
+        .get(h.url("/api/lobby/view"))
+        .send()
+        .await
+        .expect("lobby")
+        .text()
+        .await
+        .expect("body");
+    assert!(lobby.contains("A-001") && lobby.contains("Tienda Centro"));
+    assert!(!lobby.contains("Ana") && !lobby.contains("spring plan"));
+    let mut res = h
+        .client
+        .get(h.url("/api/lobby/stream"))
+        .send()
+        .await
+        .expect("stream");
+    let mut seen = String::new();
+    read_until(&mut res, &mut seen, "A-001").await;
+    assert!(!seen.contains("Ana"));
+}
+
+#[tokio::test]
+async fn the_kiosk_screen_is_refused_to_other_machines_but_the_lobby_is_not() {
+    let (ch, _inputs, _screen, _board, _staff) = channels();
+    let app = router(AppState::new(settings(), ch)).layer(MockConnectInfo(SocketAddr::from((
+        [192, 168, 1, 20],
+        50000,
+    ))));
+    let kiosk = app
+        .clone()
+        .oneshot(
+            Request::get("/api/kiosk/view")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(kiosk.status(), StatusCode::FORBIDDEN);
+    let lobby = app
+        .oneshot(Request::get("/lobby").body(Body::empty()).expect("request"))
+        .await
+        .expect("answer");
+    assert_eq!(lobby.status(), StatusCode::OK);
+}

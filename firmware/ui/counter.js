@@ -1,0 +1,105 @@
+// The counter page for staff: call the next turn per service, recall, served, no-show, reprint,
+// the customer's name and campaign script for identified tickets, and the manager report.
+"use strict";
+
+const nameInput = document.getElementById("counter-name");
+const message = document.getElementById("message");
+const current = document.getElementById("current");
+const services = document.getElementById("services");
+const others = document.getElementById("others");
+let board = null;
+
+nameInput.value = localStorage.getItem("counter") || "1";
+nameInput.addEventListener("change", () => {
+  localStorage.setItem("counter", nameInput.value.trim());
+  if (board) render(board);
+});
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function btn(text, command, cls) {
+  const b = el("button", cls || "", text);
+  b.type = "button";
+  b.setAttribute("data-action", command.action);
+  b.addEventListener("click", () => act(command));
+  return b;
+}
+
+async function act(command) {
+  const counter = nameInput.value.trim();
+  try {
+    const res = await fetch("/api/counter/command", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ counter, command }),
+    });
+    if (res.status === 401) { location.reload(); return; }
+    const type = res.headers.get("content-type") || "";
+    const body = type.includes("json") ? await res.json() : { ok: res.ok, message: await res.text() };
+    message.className = body.ok ? "" : "error";
+    message.textContent = body.ok ? [body.label, body.message].filter(Boolean).join(" · ") || "OK" : body.message || res.statusText;
+  } catch (e) {
+    message.className = "error";
+    message.textContent = "Sin conexión con el quiosco · No connection to the kiosk";
+  }
+}
+
+function render(b) {
+  board = b;
+  const me = nameInput.value.trim();
+  const mine = b.serving.find((s) => s.counter === me);
+  if (mine) {
+    const box = el("div");
+    box.append(el("div", "turn", mine.label));
+    if (mine.customer) {
+      box.append(el("p", "", `👤 ${mine.customer.name}` + (mine.customer.segment ? ` · ${mine.customer.segment}` : "")));
+      if (mine.customer.campaign_script) box.append(el("p", "script", mine.customer.campaign_script));
+    }
+    const row = el("div", "row");
+    row.append(
+      btn("Volver a llamar · Recall", { action: "recall", turn_id: mine.turn_id }),
+      btn("Atendido · Served", { action: "served", turn_id: mine.turn_id }, "primary"),
+      btn("No se presentó · No-show", { action: "no_show", turn_id: mine.turn_id }, "danger"),
+      btn("Reimprimir · Reprint", { action: "reprint", turn_id: mine.turn_id }));
+    box.append(row);
+    current.replaceChildren(box);
+  } else {
+    current.replaceChildren(el("p", "muted", "—"));
+  }
+  const table = el("table");
+  const head = el("tr");
+  for (const t of ["", "Esperando · Waiting", "Siguiente · Next", "Espera · Wait", ""]) head.append(el("th", "", t));
+  table.append(head);
+  for (const s of b.services) {
+    const tr = el("tr");
+    tr.append(el("td", "", `${s.letter} · ${s.name.es}`), el("td", "", `${s.waiting}` + (s.priority_waiting ? ` (♿ ${s.priority_waiting})` : "")),
+      el("td", "", s.next || "—"), el("td", "", `${Math.ceil(s.estimated_wait_s / 60)} min`));
+    const cell = el("td");
+    const call = btn(`Llamar ${s.letter} · Call ${s.letter}`, { action: "call_next", services: [s.letter] }, "primary");
+    call.disabled = !!mine || s.waiting === 0;
+    cell.append(call);
+    tr.append(cell);
+    table.append(tr);
+  }
+  services.replaceChildren(table);
+  document.getElementById("call-any").disabled = !!mine;
+  const list = el("ul");
+  for (const s of b.serving.filter((s) => s.counter !== me)) list.append(el("li", "", `${s.label} → ${s.counter}`));
+  others.replaceChildren(list);
+}
+
+document.getElementById("call-any").addEventListener("click", () => act({ action: "call_next", services: [] }));
+document.getElementById("report").addEventListener("click", () => act({ action: "print_report" }));
+
+const events = new EventSource("/api/counter/stream");
+events.addEventListener("view", (e) => render(JSON.parse(e.data)));
+events.addEventListener("error", () => {
+  message.className = "error";
+  message.textContent = "Reconectando… · Reconnecting…";
+});
+events.addEventListener("open", () => { if (message.textContent.startsWith("Reconectando")) message.textContent = ""; });
