@@ -1,0 +1,89 @@
+//! What the sync worker needs to know: where the endpoint is, who the kiosk is, and how patient
+//! to be. Built by the firmware from its configuration and enrollment.
+
+use std::time::Duration;
+
+use kiosk_protocol::wire::{DeviceSecret, MAX_BATCH_BYTES, MAX_BATCH_EVENTS};
+
+/// TLS settings for the connection to the endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// PEM of the CA (or self-signed certificate) to trust *instead of* the system's roots: a
+    /// fleet's private CA, or a test endpoint's self-signed certificate. `None` trusts the system's
+    /// roots (through the platform verifier).
+    pub root_ca_pem: Option<String>,
+}
+
+/// Settings of one [`crate::SyncWorker`].
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// Base URL of the endpoint, `https://crm.example.com` (a path prefix is kept and signed).
+    pub endpoint_url: String,
+    /// The kiosk id given at enrollment.
+    pub kiosk_id: String,
+    /// The device secret given at enrollment; requests are signed with it.
+    pub device_secret: DeviceSecret,
+    /// First backoff ceiling after a failure.
+    pub backoff_base: Duration,
+    /// Highest backoff ceiling: how long at most a kiosk stays silent when the endpoint is down.
+    pub backoff_cap: Duration,
+    /// Longest wait for a TCP (and TLS) connection.
+    pub connect_timeout: Duration,
+    /// Longest wait for a whole request, from sending to the last byte of the answer.
+    pub request_timeout: Duration,
+    /// Most events per batch (clamped to the protocol's 500).
+    pub max_batch_events: usize,
+    /// Most bytes of uncompressed JSON per batch body (clamped to the protocol's 256 KiB).
+    pub max_batch_bytes: usize,
+    /// How often the sync feed is pulled.
+    pub feed_interval: Duration,
+    /// Items asked for per feed page.
+    pub feed_page_limit: u32,
+    /// How often an idle worker looks at the outbox when nobody pokes it.
+    pub idle_poll: Duration,
+    /// Longest `Retry-After` honoured; longer ones are cut to this (a misconfigured proxy must not
+    /// silence a kiosk for a day).
+    pub retry_after_max: Duration,
+    /// Whether batch bodies are sent gzip-compressed (`Content-Encoding: gzip`).
+    pub gzip_requests: bool,
+    /// TLS settings.
+    pub tls: TlsSettings,
+}
+
+impl SyncConfig {
+    /// Settings with the defaults: backoff 500 ms to 60 s, connect timeout 5 s, request timeout
+    /// 30 s, batches of 500 events or 256 KiB, feed every 60 s, idle poll every 5 s, `Retry-After`
+    /// up to 15 min, gzip on, system roots.
+    pub fn new(
+        endpoint_url: impl Into<String>,
+        kiosk_id: impl Into<String>,
+        device_secret: DeviceSecret,
+    ) -> Self {
+        SyncConfig {
+            endpoint_url: endpoint_url.into(),
+            kiosk_id: kiosk_id.into(),
+            device_secret,
+            backoff_base: Duration::from_millis(500),
+            backoff_cap: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            max_batch_events: MAX_BATCH_EVENTS,
+            max_batch_bytes: MAX_BATCH_BYTES,
+            feed_interval: Duration::from_secs(60),
+            feed_page_limit: 200,
+            idle_poll: Duration::from_secs(5),
+            retry_after_max: Duration::from_secs(15 * 60),
+            gzip_requests: true,
+            tls: TlsSettings::default(),
+        }
+    }
+
+    /// Batch limits as the worker applies them: within the protocol's, at least one event and
+    /// 1 KiB.
+    pub(crate) fn batch_limits(&self) -> (usize, usize) {
+        (
+            self.max_batch_events.clamp(1, MAX_BATCH_EVENTS),
+            self.max_batch_bytes.clamp(1024, MAX_BATCH_BYTES),
+        )
+    }
+}
