@@ -412,10 +412,12 @@ async fn authenticate(
         ));
     }
     let expires_ms = (ts + auth::REPLAY_WINDOW_S + 1).saturating_mul(1000);
-    if !st
-        .store
-        .remember_signature(sig.to_ascii_lowercase(), expires_ms, now_ms())
-        .await?
+    // Reads are harmless to repeat; only requests that change state are refused as replays.
+    if method != Method::GET
+        && !st
+            .store
+            .remember_signature(sig.to_ascii_lowercase(), expires_ms, now_ms())
+            .await?
     {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

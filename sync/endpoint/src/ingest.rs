@@ -49,15 +49,33 @@ pub struct Rejection {
 /// Validates events against the catalog.
 pub struct Validator {
     schema: jsonschema::Validator,
+    /// One validator per event type's payload, for reasons that point at the field.
+    payloads: std::collections::HashMap<String, jsonschema::Validator>,
 }
 
 impl Validator {
     /// Compiles the embedded envelope schema.
     pub fn new() -> Result<Self, ValidatorError> {
         let schema: Value = serde_json::from_str(ENVELOPE_SCHEMA)?;
-        let schema = jsonschema::validator_for(&schema)
-            .map_err(|e| ValidatorError::Schema(e.to_string()))?;
-        Ok(Validator { schema })
+        let compile = |v: &Value| {
+            jsonschema::validator_for(v).map_err(|e| ValidatorError::Schema(e.to_string()))
+        };
+        let schema = compile(&schema)?;
+        let mut payloads = std::collections::HashMap::new();
+        for file in kiosk_protocol::schema::all() {
+            let Some(kind) = file
+                .path
+                .strip_prefix("events/")
+                .and_then(|p| p.strip_suffix(".schema.json"))
+            else {
+                continue;
+            };
+            payloads.insert(
+                kind.to_owned(),
+                compile(&serde_json::from_str(&file.text)?)?,
+            );
+        }
+        Ok(Validator { schema, payloads })
     }
 
     /// Checks one raw event of `kiosk_id`'s batch and prepares it for the store.
@@ -78,12 +96,8 @@ impl Validator {
             seq: seq.unwrap_or(0),
             reason: truncate(reason),
         };
-        if let Some(err) = self.schema.iter_errors(raw).next() {
-            let at = err.instance_path().to_string();
-            let at = if at.is_empty() { "/".to_owned() } else { at };
-            return Err(reject(format!(
-                "event does not match the catalog schema at {at}: {err}"
-            )));
+        if !self.schema.is_valid(raw) {
+            return Err(reject(self.explain(raw)));
         }
         let env: Envelope = serde_json::from_value(raw.clone())
             .map_err(|e| reject(format!("event does not match the catalog types: {e}")))?;
@@ -112,6 +126,34 @@ impl Validator {
             envelope: raw.to_string(),
             effect: effect_of(&env.event),
         })
+    }
+}
+
+impl Validator {
+    /// Why `raw` fails the envelope schema, pointing at the field when the type is known (the
+    /// envelope's `oneOf` alone would only say "at /").
+    fn explain(&self, raw: &Value) -> String {
+        let kind = raw.get("type").and_then(Value::as_str);
+        if let (Some(kind), Some(payload)) = (kind, raw.get("payload")) {
+            match self.payloads.get(kind) {
+                Some(v) => {
+                    if let Some(err) = v.iter_errors(payload).next() {
+                        return format!(
+                            "{kind} payload does not match the catalog at /payload{}: {err}",
+                            err.instance_path()
+                        );
+                    }
+                }
+                None => return format!("event type {kind:?} is not in the catalog"),
+            }
+        }
+        match self.schema.iter_errors(raw).find(|e| !e.instance_path().to_string().is_empty()) {
+            Some(err) => format!(
+                "event does not match the catalog envelope at {}: {err}",
+                err.instance_path()
+            ),
+            None => "event is not a catalog envelope (needs id, kiosk_id, seq, boot_id, wall_time, mono_ms, schema_version, type, payload)".to_owned(),
+        }
     }
 }
 
@@ -328,7 +370,11 @@ mod tests {
         raw["payload"]["unclean_shutdown"] = "yes".into();
         let bad = v.check(&raw, "k1", &c, skew).unwrap_err();
         assert_eq!(bad.seq, 1);
-        assert!(bad.reason.contains("catalog schema"), "{}", bad.reason);
+        assert!(
+            bad.reason.contains("/payload/unclean_shutdown"),
+            "{}",
+            bad.reason
+        );
         let junk = v.check(&serde_json::json!(42), "k1", &c, skew).unwrap_err();
         assert_eq!(junk.id, Uuid::nil());
     }

@@ -9,8 +9,10 @@
 //! The string to sign is `METHOD \n path-and-query \n timestamp \n hex SHA-256(body as sent)`: the
 //! body digest covers the bytes on the wire, so a gzip body is hashed compressed. The endpoint
 //! refuses timestamps more than [`REPLAY_WINDOW_S`] away from its clock (401 `stale_timestamp`)
-//! and a signature it has already seen within the window (409 `replay`): re-sign a retry with a
-//! fresh timestamp (batches are idempotent, so a re-signed retry is always safe).
+//! and, for requests that change state (POST), a signature it has already seen within the
+//! window (409 `replay`). Treat 409 `replay` as retryable: re-sign with a timestamp of a later
+//! second (an identical batch re-sent within the same second signs identically); batches are
+//! idempotent, so a re-signed retry is always safe. GETs (the feed) are never refused as replays.
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};

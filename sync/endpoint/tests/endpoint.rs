@@ -1,0 +1,898 @@
+//! Protocol v1 against a real endpoint on loopback, on SQLite and on a throwaway PostgreSQL:
+//! enrollment, idempotent ingest, validation, authentication failures, feed scoping, erasure,
+//! segments, campaign conversion, clock skew and TLS.
+
+mod common;
+
+use std::io::Write as _;
+
+use common::{Backend, Harness};
+use kiosk_protocol::CardToken;
+use kiosk_protocol::events::*;
+use kiosk_protocol::wire::{
+    BatchResponse, ErrorBody, ErrorCode, EventStatus, FeedItem, FeedResponse, KioskClock,
+    MAX_BATCH_EVENTS, batches_path, feed_path_and_query,
+};
+use reqwest::Method;
+use uuid::Uuid;
+
+fn token(n: u8) -> CardToken {
+    CardToken::from_bytes([n; 16])
+}
+
+fn started() -> Event {
+    Event::KioskStarted(KioskStarted {
+        version: "0.1.0".into(),
+        git_commit: "abc".into(),
+        hardware_profile: "simulated".into(),
+        unclean_shutdown: false,
+    })
+}
+
+fn registered(t: &CardToken, name: &str) -> Event {
+    Event::CustomerRegistered(CustomerRegistered {
+        card_token: t.clone(),
+        display_name: name.into(),
+        email: Some(format!("{name}@example.com")),
+        phone: None,
+        locale: "es".into(),
+    })
+}
+
+fn consent(t: &CardToken, purpose: ConsentPurpose, given: bool) -> Event {
+    let c = ConsentChange {
+        card_token: t.clone(),
+        purpose,
+        policy_version: "2026-01".into(),
+        policy_sha256: "ab".repeat(32),
+    };
+    if given {
+        Event::ConsentGiven(c)
+    } else {
+        Event::ConsentWithdrawn(c)
+    }
+}
+
+fn ticket(t: Option<&CardToken>, number: u32) -> Event {
+    Event::TicketIssued(TicketIssued {
+        turn_id: Uuid::now_v7(),
+        turn: format!("A-{number:03}"),
+        service: "A".into(),
+        number,
+        business_day: "2026-11-23".into(),
+        priority: false,
+        position: 0,
+        estimated_wait_s: 60,
+        card_token: t.cloned(),
+        locale: "es".into(),
+        campaign_id: None,
+    })
+}
+
+async fn error_of(resp: reqwest::Response) -> (u16, ErrorCode) {
+    let status = resp.status().as_u16();
+    let body: ErrorBody = resp.json().await.unwrap();
+    (status, body.error)
+}
+
+async fn feed(h: &Harness, kiosk: &common::Kiosk, cursor: u64) -> FeedResponse {
+    let resp = h
+        .signed(
+            kiosk,
+            Method::GET,
+            &feed_path_and_query(&kiosk.id, cursor, 100),
+            vec![],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+async fn whole_feed(h: &Harness, kiosk: &common::Kiosk) -> Vec<FeedItem> {
+    let mut cursor = 0;
+    let mut items = Vec::new();
+    loop {
+        let page = feed(h, kiosk, cursor).await;
+        items.extend(page.items);
+        cursor = page.next_cursor;
+        if !page.more {
+            return items;
+        }
+    }
+}
+
+on_both_stores!(
+    enrollment_code_works_once,
+    expired_enrollment_code_is_refused,
+    wrong_codes_are_refused_and_then_rate_limited,
+    replayed_batch_changes_nothing_and_reports_duplicates,
+    invalid_event_is_rejected_with_reason_and_the_rest_accepted,
+    unsigned_and_badly_signed_requests_are_refused_and_change_nothing,
+    stale_timestamp_is_refused,
+    identical_signed_request_is_refused_as_replay,
+    kiosk_cannot_post_as_another_kiosk,
+    malformed_json_is_refused,
+    oversized_batches_are_refused,
+    gzip_batch_signed_over_compressed_bytes_is_accepted,
+    feed_carries_only_the_kiosks_store,
+    erasure_reaches_the_feed_and_removes_the_profile,
+    visits_make_segments_and_admins_can_override_them,
+    conversion_is_counted_per_variant,
+    clock_skew_is_estimated_per_kiosk,
+    tls_round_trip_enrolls_and_ingests,
+);
+
+async fn enrollment_code_works_once(b: Backend) {
+    let h = Harness::start(b).await;
+    let code = h.code("south").await;
+    let first = h.enroll_with(&code).await;
+    assert_eq!(first.status(), 200);
+    let enrolled: kiosk_protocol::wire::EnrollResponse = first.json().await.unwrap();
+    assert_eq!(enrolled.store_id, "south");
+    assert_eq!(enrolled.store_name, "Tienda Sur");
+    assert_eq!(
+        enrolled.tenant_key, h.kiosk.enrolled.tenant_key,
+        "one tenant key for all stores"
+    );
+    assert_ne!(enrolled.device_secret, h.kiosk.secret);
+    assert_eq!(
+        error_of(h.enroll_with(&code).await).await,
+        (401, ErrorCode::InvalidCode)
+    );
+    h.stop().await;
+}
+
+async fn expired_enrollment_code_is_refused(b: Backend) {
+    let h = Harness::start(b).await;
+    let (code, _) =
+        crm_endpoint::api::issue_enroll_code(&h.store, "north", std::time::Duration::ZERO)
+            .await
+            .unwrap();
+    assert_eq!(
+        error_of(h.enroll_with(&code).await).await,
+        (401, ErrorCode::InvalidCode)
+    );
+    h.stop().await;
+}
+
+async fn wrong_codes_are_refused_and_then_rate_limited(b: Backend) {
+    let h = Harness::start(b).await;
+    for _ in 0..crm_endpoint::api::ENROLL_ATTEMPTS {
+        assert_eq!(
+            error_of(h.enroll_with("AAAA-BBBB-CCCC").await).await,
+            (401, ErrorCode::InvalidCode)
+        );
+    }
+    let good = h.code("north").await;
+    let blocked = h.enroll_with(&good).await;
+    assert!(blocked.headers().contains_key("retry-after"));
+    assert_eq!(error_of(blocked).await, (429, ErrorCode::RateLimited));
+    h.stop().await;
+}
+
+async fn replayed_batch_changes_nothing_and_reports_duplicates(b: Backend) {
+    let h = Harness::start(b).await;
+    let k = h.kiosk.clone();
+    let events: Vec<Envelope> = (1..=20)
+        .map(|seq| {
+            h.envelope(
+                &k,
+                seq,
+                if seq == 1 {
+                    started()
+                } else {
+                    ticket(None, seq as u32)
+                },
+            )
+        })
+        .collect();
+    let body = h.batch_body(&k, events.clone());
+    let first: BatchResponse = h
+        .signed(&k, Method::POST, &batches_path(&k.id), body.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        first
+            .results
+            .iter()
+            .all(|r| r.status == EventStatus::Accepted)
+    );
+    assert_eq!(
+        first.results.iter().map(|r| r.id).collect::<Vec<_>>(),
+        events.iter().map(|e| e.id).collect::<Vec<_>>()
+    );
+    let stats_before = h.store.stats("north".into()).await.unwrap();
+    // The same batch again (as after a lost answer), signed anew a second later.
+    let later = time::OffsetDateTime::now_utc().unix_timestamp() + 1;
+    let again: BatchResponse = h
+        .signed_at(&k, Method::POST, &batches_path(&k.id), body, later)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again.batch_id, first.batch_id);
+    assert!(
+        again
+            .results
+            .iter()
+            .all(|r| r.status == EventStatus::Duplicate)
+    );
+    assert_eq!(h.event_count().await, 20);
+    let stats_after = h.store.stats("north".into()).await.unwrap();
+    assert_eq!(stats_after.tickets_issued, stats_before.tickets_issued);
+    assert_eq!(stats_after.events, 20);
+    h.stop().await;
+}
+
+async fn invalid_event_is_rejected_with_reason_and_the_rest_accepted(b: Backend) {
+    let h = Harness::start(b).await;
+    let k = h.kiosk.clone();
+    let good1 = h.envelope(&k, 1, started());
+    let good2 = h.envelope(&k, 3, ticket(None, 1));
+    let mut bad = serde_json::to_value(h.envelope(&k, 2, ticket(None, 2))).unwrap();
+    bad["payload"]["number"] = "two".into();
+    let foreign = h.envelope(
+        &common::Kiosk {
+            id: "k-other".into(),
+            ..k.clone()
+        },
+        4,
+        started(),
+    );
+    let batch = serde_json::json!({
+        "batch_id": kiosk_protocol::wire::batch_id(&k.id, 1, 4),
+        "kiosk_clock": KioskClock::now(k.boot_id, 100),
+        "events": [good1, bad, good2, foreign],
+    });
+    let resp: BatchResponse = h
+        .signed(
+            &k,
+            Method::POST,
+            &batches_path(&k.id),
+            serde_json::to_vec(&batch).unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let statuses: Vec<EventStatus> = resp.results.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            EventStatus::Accepted,
+            EventStatus::Rejected,
+            EventStatus::Accepted,
+            EventStatus::Rejected
+        ]
+    );
+    assert_eq!(resp.results[1].seq, 2);
+    assert!(
+        resp.results[1]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("/payload/number"),
+        "{:?}",
+        resp.results[1].reason
+    );
+    assert!(
+        resp.results[3]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("k-other")
+    );
+    assert_eq!(h.event_count().await, 2);
+    h.stop().await;
+}
+
+async fn unsigned_and_badly_signed_requests_are_refused_and_change_nothing(b: Backend) {
+    let h = Harness::start(b).await;
+    let k = h.kiosk.clone();
+    let body = h.batch_body(&k, vec![h.envelope(&k, 1, started())]);
+    let unsigned = h
+        .client
+        .post(format!("{}{}", h.base, batches_path(&k.id)))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(unsigned).await, (401, ErrorCode::Unauthenticated));
+    let wrong_key = common::Kiosk {
+        secret: kiosk_protocol::wire::Key32::from_bytes([9; 32]),
+        ..k.clone()
+    };
+    let forged = h
+        .signed(&wrong_key, Method::POST, &batches_path(&k.id), body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(forged).await, (401, ErrorCode::BadSignature));
+    // Signed for one body, sent with another.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let sig = kiosk_protocol::auth::sign_request(
+        &k.id,
+        &k.secret,
+        "POST",
+        &batches_path(&k.id),
+        b"{}",
+        now,
+    );
+    let mut req = h
+        .client
+        .post(format!("{}{}", h.base, batches_path(&k.id)))
+        .body(body);
+    for (name, v) in sig.pairs() {
+        req = req.header(name, v);
+    }
+    assert_eq!(
+        error_of(req.send().await.unwrap()).await,
+        (401, ErrorCode::BadSignature)
+    );
+    let unknown = common::Kiosk {
+        id: "k-nobody".into(),
+        ..k.clone()
+    };
+    let resp = h
+        .signed(
+            &unknown,
+            Method::GET,
+            &feed_path_and_query("k-nobody", 0, 10),
+            vec![],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(resp).await, (401, ErrorCode::BadSignature));
+    assert_eq!(h.event_count().await, 0);
+    h.stop().await;
+}
+
+async fn stale_timestamp_is_refused(b: Backend) {
+    let h = Harness::start(b).await;
+    let k = h.kiosk.clone();
+    let body = h.batch_body(&k, vec![h.envelope(&k, 1, started())]);
+    let old = time::OffsetDateTime::now_utc().unix_timestamp() - 301 - 5;
+    let resp = h
+        .signed_at(&k, Method::POST, &batches_path(&k.id), body, old)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(resp).await, (401, ErrorCode::StaleTimestamp));
+    assert_eq!(h.event_count().await, 0);
+    h.stop().await;
+}
+
+async fn identical_signed_request_is_refused_as_replay(b: Backend) {
+    let h = Harness::start(b).await;
+    let k = h.kiosk.clone();
+    let body = h.batch_body(&k, vec![h.envelope(&k, 1, started())]);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let first = h
+        .signed_at(&k, Method::POST, &batches_path(&k.id), body.clone(), now)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    let replay = h
+        .signed_at(&k, Method::POST, &batches_path(&k.id), body, now)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(replay).await, (409, ErrorCode::Replay));
+    // Reads change nothing and may repeat.
+    let path = feed_path_and_query(&k.id, 0, 10);
+    for _ in 0..2 {
+        let read = h
+            .signed_at(&k, Method::GET, &path, vec![], now)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(read.status(), 200);
+    }
+    assert_eq!(h.event_count().await, 1);
+    h.stop().await;
+}
+
+async fn kiosk_cannot_post_as_another_kiosk(b: Backend) {
+    let h = Harness::start(b).await;
+    let a = h.kiosk.clone();
+    let other = h.enroll("south").await;
+    // Kiosk a signs correctly, but for kiosk b's path, with b's id in the events.
+    let body = h.batch_body(&other, vec![h.envelope(&other, 1, started())]);
+    let resp = h
+        .signed(&a, Method::POST, &batches_path(&other.id), body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(resp).await, (403, ErrorCode::Forbidden));
+    let resp = h
+        .signed(
+            &a,
+            Method::GET,
+            &feed_path_and_query(&other.id, 0, 10),
+            vec![],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(resp).await, (403, ErrorCode::Forbidden));
+    assert_eq!(h.event_count().await, 0);
+    h.stop().await;
+}
+
+async fn malformed_json_is_refused(b: Backend) {
+    let h = Harness::start(b).await;
+    let k = h.kiosk.clone();
+    let resp = h
+        .signed(
+            &k,
+            Method::POST,
+            &batches_path(&k.id),
+            b"{\"batch_id\": [".to_vec(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(resp).await, (400, ErrorCode::Malformed));
+    let resp = h
+        .signed(
+            &k,
+            Method::POST,
+            &batches_path(&k.id),
+            b"{\"events\": []}".to_vec(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(resp).await, (400, ErrorCode::Malformed));
+    assert_eq!(h.event_count().await, 0);
+    h.stop().await;
+}
+
+async fn oversized_batches_are_refused(b: Backend) {
+    let h = Harness::start(b).await;
+    let k = h.kiosk.clone();
+    let many: Vec<Envelope> = (1..=MAX_BATCH_EVENTS as u64 + 1)
+        .map(|s| h.envelope(&k, s, started()))
+        .collect();
+    let resp = h.post_events(&k, many).await;
+    assert_eq!(error_of(resp).await, (413, ErrorCode::TooLarge));
+    let mut big = h.envelope(&k, 1, started());
+    if let Event::KioskStarted(s) = &mut big.event {
+        s.git_commit = "x".repeat(300 * 1024);
+    }
+    let resp = h.post_events(&k, vec![big.clone()]).await;
+    assert_eq!(error_of(resp).await, (413, ErrorCode::TooLarge));
+    // Compressed it is small on the wire, but still over the limit once inflated.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&h.batch_body(&k, vec![big])).unwrap();
+    let resp = h
+        .signed(&k, Method::POST, &batches_path(&k.id), gz.finish().unwrap())
+        .header("content-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(resp).await, (413, ErrorCode::TooLarge));
+    assert_eq!(h.event_count().await, 0);
+    h.stop().await;
+}
+
+async fn gzip_batch_signed_over_compressed_bytes_is_accepted(b: Backend) {
+    let h = Harness::start(b).await;
+    let k = h.kiosk.clone();
+    let events: Vec<Envelope> = (1..=50)
+        .map(|s| h.envelope(&k, s, ticket(None, s as u32)))
+        .collect();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&h.batch_body(&k, events)).unwrap();
+    let resp = h
+        .signed(&k, Method::POST, &batches_path(&k.id), gz.finish().unwrap())
+        .header("content-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp: BatchResponse = resp.json().await.unwrap();
+    assert_eq!(resp.results.len(), 50);
+    assert_eq!(h.event_count().await, 50);
+    h.stop().await;
+}
+
+fn profiles(items: &[FeedItem]) -> Vec<(CardToken, String)> {
+    items
+        .iter()
+        .filter_map(|i| match i {
+            FeedItem::Profile(p) => Some((p.card_token.clone(), p.display_name.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn feed_carries_only_the_kiosks_store(b: Backend) {
+    let h = Harness::start(b).await;
+    let north = h.kiosk.clone();
+    let south = h.enroll("south").await;
+    let (ana, bea) = (token(1), token(2));
+    let r = h
+        .post_events(
+            &north,
+            vec![
+                h.envelope(&north, 1, registered(&ana, "Ana")),
+                h.envelope(&north, 2, consent(&ana, ConsentPurpose::Profile, true)),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = h
+        .post_events(
+            &south,
+            vec![
+                h.envelope(&south, 1, registered(&bea, "Bea")),
+                h.envelope(&south, 2, consent(&bea, ConsentPurpose::Profile, true)),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let mut campaign = crm_endpoint::demo::demo_campaigns().remove(0);
+    campaign.stores = vec!["south".into()];
+    let r = h
+        .admin(Method::POST, "/v1/admin/campaigns")
+        .json(&campaign)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+
+    let north_feed = whole_feed(&h, &north).await;
+    let south_feed = whole_feed(&h, &south).await;
+    assert_eq!(profiles(&north_feed), [(ana.clone(), "Ana".to_owned())]);
+    assert_eq!(profiles(&south_feed), [(bea.clone(), "Bea".to_owned())]);
+    assert!(
+        !north_feed
+            .iter()
+            .any(|i| matches!(i, FeedItem::Campaign(_)))
+    );
+    assert!(
+        south_feed
+            .iter()
+            .any(|i| matches!(i, FeedItem::Campaign(c) if c.id == campaign.id))
+    );
+    // Paging with a small limit reaches the same items.
+    let page = h
+        .signed(
+            &south,
+            Method::GET,
+            &feed_path_and_query(&south.id, 0, 1),
+            vec![],
+        )
+        .send()
+        .await
+        .unwrap()
+        .json::<FeedResponse>()
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert!(page.more);
+    // Ana shows up at the south store: from then on its kiosks may greet her.
+    let r = h
+        .post_events(&south, vec![h.envelope(&south, 3, ticket(Some(&ana), 1))])
+        .await;
+    assert_eq!(r.status(), 200);
+    let later = feed(&h, &south, page.next_cursor).await;
+    assert!(profiles(&later.items).contains(&(ana.clone(), "Ana".to_owned())));
+    h.stop().await;
+}
+
+async fn erasure_reaches_the_feed_and_removes_the_profile(b: Backend) {
+    let h = Harness::start(b).await;
+    let k = h.kiosk.clone();
+    let ana = token(7);
+    h.post_events(
+        &k,
+        vec![
+            h.envelope(&k, 1, registered(&ana, "Ana")),
+            h.envelope(&k, 2, consent(&ana, ConsentPurpose::Profile, true)),
+        ],
+    )
+    .await;
+    assert_eq!(profiles(&whole_feed(&h, &k).await).len(), 1);
+    let r = h
+        .admin(Method::POST, &format!("/v1/admin/customers/{ana}/erase"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let items = whole_feed(&h, &k).await;
+    assert!(
+        profiles(&items).is_empty(),
+        "the profile with her name left the feed"
+    );
+    assert!(
+        items
+            .iter()
+            .any(|i| matches!(i, FeedItem::Erasure(e) if e.card_token == ana))
+    );
+    let r = h
+        .admin(Method::GET, &format!("/v1/admin/customers/{ana}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // A registration recorded before the erasure, still in some kiosk's outbox, arrives late:
+    // stored (redacted), but no profile comes back.
+    let mut late = h.envelope(&k, 3, registered(&ana, "Ana"));
+    late.wall_time -= time::Duration::hours(1);
+    late.boot_id = Uuid::now_v7();
+    let r: BatchResponse = h.post_events(&k, vec![late]).await.json().await.unwrap();
+    assert_eq!(r.results[0].status, EventStatus::Accepted);
+    let cust = h.store.customer(ana.clone()).await.unwrap();
+    assert!(cust.is_none_or(|c| c.display_name.is_none()));
+    assert!(profiles(&whole_feed(&h, &k).await).is_empty());
+    h.stop().await;
+}
+
+async fn visits_make_segments_and_admins_can_override_them(b: Backend) {
+    let h = Harness::start(b).await;
+    let k = h.kiosk.clone();
+    let ana = token(3);
+    let mut events = vec![
+        h.envelope(&k, 1, registered(&ana, "Ana")),
+        h.envelope(&k, 2, consent(&ana, ConsentPurpose::Profile, true)),
+        h.envelope(&k, 3, consent(&ana, ConsentPurpose::MarketingEmail, true)),
+        h.envelope(&k, 4, consent(&ana, ConsentPurpose::MarketingEmail, false)),
+    ];
+    for i in 0..3 {
+        events.push(h.envelope(&k, 5 + i, ticket(Some(&ana), i as u32 + 1)));
+    }
+    h.post_events(&k, events).await;
+    let c = h.store.customer(ana.clone()).await.unwrap().unwrap();
+    assert_eq!((c.visits, c.segment.as_str()), (3, "regular"));
+    assert_eq!(
+        c.consents.len(),
+        3,
+        "consent history is kept, not overwritten"
+    );
+    let profile = |items: &[FeedItem]| {
+        items.iter().rev().find_map(|i| match i {
+            FeedItem::Profile(p) if p.card_token == ana => Some(p.clone()),
+            _ => None,
+        })
+    };
+    let p = profile(&whole_feed(&h, &k).await).unwrap();
+    assert_eq!(p.segment, "regular");
+    assert!(p.consent.profile && !p.consent.marketing_email);
+    let r = h
+        .admin(Method::PUT, &format!("/v1/admin/customers/{ana}/segment"))
+        .json(&serde_json::json!({ "segment": "vip" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(profile(&whole_feed(&h, &k).await).unwrap().segment, "vip");
+    h.stop().await;
+}
+
+async fn conversion_is_counted_per_variant(b: Backend) {
+    let h = Harness::start(b).await;
+    let k = h.kiosk.clone();
+    let shown = |variant: &str, t: u8| {
+        Event::CampaignShown(CampaignShown {
+            campaign_id: "c1".into(),
+            variant: variant.into(),
+            card_token: Some(token(t)),
+            segment: None,
+            surface: Surface::Screen,
+        })
+    };
+    let events = vec![
+        h.envelope(&k, 1, shown("a", 1)),
+        h.envelope(&k, 2, shown("a", 2)),
+        h.envelope(&k, 3, shown("b", 3)),
+        h.envelope(
+            &k,
+            4,
+            Event::CouponIssued(CouponIssued {
+                coupon_code: "CAFE-1".into(),
+                campaign_id: Some("c1".into()),
+                variant: Some("b".into()),
+                card_token: Some(token(3)),
+                turn_id: None,
+            }),
+        ),
+        h.envelope(
+            &k,
+            5,
+            Event::CouponRedeemed(CouponRedeemed {
+                coupon_code: "CAFE-1".into(),
+                campaign_id: None,
+                card_token: Some(token(3)),
+            }),
+        ),
+    ];
+    h.post_events(&k, events).await;
+    let stats: serde_json::Value = h
+        .admin(Method::GET, "/v1/stats?store=north")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows = stats["campaigns"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (
+            rows[0]["variant"].as_str(),
+            rows[0]["shown"].as_u64(),
+            rows[0]["redeemed"].as_u64()
+        ),
+        (Some("a"), Some(2), Some(0))
+    );
+    assert_eq!(
+        (
+            rows[1]["variant"].as_str(),
+            rows[1]["shown"].as_u64(),
+            rows[1]["redeemed"].as_u64()
+        ),
+        (Some("b"), Some(1), Some(1))
+    );
+    assert_eq!(rows[1]["conversion"].as_f64(), Some(1.0));
+    let denied = h
+        .client
+        .get(format!("{}/v1/stats?store=north", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(denied).await, (403, ErrorCode::Forbidden));
+    h.stop().await;
+}
+
+async fn clock_skew_is_estimated_per_kiosk(b: Backend) {
+    let h = Harness::start(b).await;
+    let k = h.kiosk.clone();
+    // The kiosk's clock is an hour behind.
+    let behind = time::Duration::hours(1);
+    let mut ev = h.envelope(&k, 1, started());
+    ev.wall_time -= behind;
+    let mut clock = KioskClock::now(k.boot_id, ev.mono_ms + 1000);
+    clock.wall_time -= behind;
+    let batch = kiosk_protocol::wire::BatchRequest::new(&k.id, clock, vec![ev]).unwrap();
+    let r = h
+        .signed(
+            &k,
+            Method::POST,
+            &batches_path(&k.id),
+            serde_json::to_vec(&batch).unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let stats = h.store.stats("north".into()).await.unwrap();
+    let skew = stats
+        .kiosks
+        .iter()
+        .find(|x| x.kiosk_id == k.id)
+        .unwrap()
+        .skew_ms
+        .unwrap();
+    // Transit adds to the sample; an hour dwarfs it.
+    assert!((3_600_000..3_660_000).contains(&skew), "skew {skew}");
+    h.stop().await;
+}
+
+async fn tls_round_trip_enrolls_and_ingests(b: Backend) {
+    common::install_crypto();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let server = crm_endpoint::tls::server_config_from_pem(
+        cert.cert.pem().as_bytes(),
+        cert.signing_key.serialize_pem().as_bytes(),
+    )
+    .unwrap();
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap()])
+        .resolve("localhost", "127.0.0.1:0".parse().unwrap())
+        .build()
+        .unwrap();
+    let h = Harness::start_with(b, Some((server, client))).await;
+    assert!(h.base.starts_with("https://"));
+    let k = h.kiosk.clone();
+    let r: BatchResponse = h
+        .post_events(&k, vec![h.envelope(&k, 1, started())])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r.results[0].status, EventStatus::Accepted);
+    // A client that does not trust the certificate gets nowhere.
+    let stranger = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(
+            rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+                .unwrap()
+                .cert
+                .pem()
+                .as_bytes(),
+        )
+        .unwrap()])
+        .resolve("localhost", "127.0.0.1:0".parse().unwrap())
+        .build()
+        .unwrap();
+    assert!(
+        stranger
+            .get(format!("{}/v1/health", h.base))
+            .send()
+            .await
+            .is_err()
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn health_needs_no_credentials_and_openapi_is_served() {
+    let h = Harness::start(Backend::Sqlite).await;
+    let health: kiosk_protocol::wire::HealthResponse = h
+        .client
+        .get(format!("{}/v1/health", h.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            health.status.as_str(),
+            health.protocol,
+            health.store.as_str()
+        ),
+        ("ok", 1, "sqlite")
+    );
+    let doc: serde_json::Value = h
+        .client
+        .get(format!("{}/openapi.json", h.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(
+        crm_endpoint::openapi::operations(&doc).len(),
+        crm_endpoint::ROUTES.len()
+    );
+    let r = h
+        .client
+        .get(format!("{}/v1/nothing", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(r).await, (404, ErrorCode::NotFound));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn demo_seed_makes_tokens_from_the_demo_uids_and_key() {
+    common::install_crypto();
+    let (store, _dir) = common::open_store(Backend::Sqlite).await;
+    let seed = crm_endpoint::seed_demo(&store).await.unwrap();
+    assert_eq!(seed.tenant_key, crm_endpoint::DEMO_TENANT_KEY);
+    for (c, t) in crm_endpoint::DEMO_CUSTOMERS.iter().zip(&seed.tokens) {
+        assert_eq!(&crm_endpoint::demo_token(c), t);
+        let rec = store.customer(t.clone()).await.unwrap().unwrap();
+        assert_eq!(rec.segment, c.segment);
+    }
+    assert_eq!(store.campaigns().await.unwrap().len(), 2);
+    crm_endpoint::seed_demo(&store).await.unwrap();
+}
