@@ -1,0 +1,275 @@
+//! Endpoint ingest under load: 50 simulated kiosks post signed batches at once over loopback,
+//! beside a bare loop inserting the same number of events into the same kind of store (plain
+//! INSERTs in transactions of the same size: no HTTP, auth, validation, dedupe answer or effects).
+//! SQLite (a file in WAL mode) and a throwaway PostgreSQL (fsync off: see `crm_endpoint::testing`).
+//!
+//! Prints `BENCH {...}` lines for scripts/bench. `BENCH_BATCHES_PER_KIOSK` (default 4) and
+//! `BENCH_BATCH_EVENTS` (default 100) scale the run.
+
+use std::time::{Duration, Instant};
+
+use crm_endpoint::ingest::{Validator, update_skew};
+use crm_endpoint::store::{IngestBatch, SharedStore, StoreRecord};
+use crm_endpoint::testing::TempPostgres;
+use crm_endpoint::{ServeConfig, serve};
+use kiosk_protocol::auth::sign_request;
+use kiosk_protocol::events::{Envelope, Event, TicketIssued};
+use kiosk_protocol::wire::{
+    BatchRequest, BatchResponse, EnrollRequest, EnrollResponse, EventStatus, KioskClock,
+    batches_path,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+const KIOSKS: usize = 50;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn event(kiosk_id: &str, boot: Uuid, seq: u64) -> Envelope {
+    Envelope {
+        id: Uuid::now_v7(),
+        kiosk_id: kiosk_id.to_owned(),
+        seq,
+        boot_id: boot,
+        wall_time: OffsetDateTime::now_utc(),
+        mono_ms: seq,
+        schema_version: 1,
+        event: Event::TicketIssued(TicketIssued {
+            turn_id: Uuid::now_v7(),
+            turn: format!("A-{:03}", seq % 1000),
+            service: "A".into(),
+            number: (seq % 1000) as u32,
+            business_day: "2026-11-23".into(),
+            priority: false,
+            position: 3,
+            estimated_wait_s: 240,
+            card_token: None,
+            locale: "es".into(),
+            campaign_id: None,
+        }),
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+struct Figures {
+    events_per_s: f64,
+    latency_ms: Vec<f64>,
+    bare_per_s: f64,
+}
+
+/// `store` serves the kiosks; `bare` (a fresh store of the same kind) takes the bare loop, so
+/// neither run inherits the other's table size or checkpoints.
+async fn run(
+    store: SharedStore,
+    bare: SharedStore,
+    per_kiosk: usize,
+    batch_events: usize,
+) -> Figures {
+    store
+        .upsert_store(StoreRecord {
+            id: "bench".into(),
+            name: "Bench".into(),
+        })
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = ServeConfig {
+        store: store.clone(),
+        admin_token: None,
+        tls: None,
+    };
+    let server = tokio::spawn(serve(config, listener, async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(KIOSKS)
+        .build()
+        .unwrap();
+
+    let mut kiosks = Vec::new();
+    for _ in 0..KIOSKS {
+        let (code, _) =
+            crm_endpoint::api::issue_enroll_code(&store, "bench", Duration::from_secs(60))
+                .await
+                .unwrap();
+        let enrolled: EnrollResponse = client
+            .post(format!("{base}/v1/enroll"))
+            .json(&EnrollRequest {
+                code,
+                hardware_profile: "bench".into(),
+                firmware_version: "0".into(),
+            })
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        kiosks.push(enrolled);
+    }
+
+    // Bodies are built before the clock starts: the figure is the endpoint's, not the client's.
+    let mut work = Vec::new();
+    for k in &kiosks {
+        let boot = Uuid::now_v7();
+        let mut bodies = Vec::new();
+        for b in 0..per_kiosk {
+            let first = (b * batch_events) as u64 + 1;
+            let events: Vec<Envelope> = (first..first + batch_events as u64)
+                .map(|s| event(&k.kiosk_id, boot, s))
+                .collect();
+            let last = events.last().map(|e| e.mono_ms).unwrap_or(0);
+            let batch =
+                BatchRequest::new(&k.kiosk_id, KioskClock::now(boot, last), events).unwrap();
+            bodies.push(serde_json::to_vec(&batch).unwrap());
+        }
+        work.push((k.clone(), bodies));
+    }
+
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (k, bodies) in work {
+        let client = client.clone();
+        let base = base.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let path = batches_path(&k.kiosk_id);
+            for body in bodies {
+                let t = Instant::now();
+                let now = OffsetDateTime::now_utc().unix_timestamp();
+                let h = sign_request(&k.kiosk_id, &k.device_secret, "POST", &path, &body, now);
+                let mut req = client.post(format!("{base}{path}")).body(body);
+                for (name, v) in h.pairs() {
+                    req = req.header(name, v);
+                }
+                let resp: BatchResponse = req.send().await.unwrap().json().await.unwrap();
+                assert!(
+                    resp.results
+                        .iter()
+                        .all(|r| r.status == EventStatus::Accepted)
+                );
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            lat
+        }));
+    }
+    let mut latency_ms = Vec::new();
+    for t in tasks {
+        latency_ms.extend(t.await.unwrap());
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let total = (KIOSKS * per_kiosk * batch_events) as f64;
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+
+    // The bare loop: the same number of events, validated rows prepared beforehand, inserted in
+    // transactions of the same size, one after the other.
+    let validator = Validator::new().unwrap();
+    let k = &kiosks[0];
+    let boot = Uuid::now_v7();
+    let mut batches = Vec::new();
+    for b in 0..KIOSKS * per_kiosk {
+        let first = 1_000_000 + (b * batch_events) as u64;
+        let clock = KioskClock::now(boot, first + batch_events as u64);
+        let skew = update_skew(None, &clock, crm_endpoint::ingest::unix_ms(clock.wall_time));
+        let events = (first..first + batch_events as u64)
+            .map(|s| {
+                let raw = serde_json::to_value(event(&k.kiosk_id, boot, s)).unwrap();
+                validator.check(&raw, &k.kiosk_id, &clock, skew).unwrap()
+            })
+            .collect();
+        batches.push(IngestBatch {
+            kiosk_id: k.kiosk_id.clone(),
+            store_id: "bench".into(),
+            received_ms: crm_endpoint::ingest::unix_ms(OffsetDateTime::now_utc()),
+            skew: None,
+            backlog: None,
+            events,
+        });
+    }
+    bare.upsert_store(StoreRecord {
+        id: "bench".into(),
+        name: "Bench".into(),
+    })
+    .await
+    .unwrap();
+    let start = Instant::now();
+    for b in batches {
+        bare.insert_events_bare(b).await.unwrap();
+    }
+    let bare_per_s = total / start.elapsed().as_secs_f64();
+    latency_ms.sort_by(f64::total_cmp);
+    Figures {
+        events_per_s: total / elapsed,
+        latency_ms,
+        bare_per_s,
+    }
+}
+
+fn report(backend: &str, f: &Figures) {
+    let line = |v: serde_json::Value| println!("BENCH {v}");
+    line(serde_json::json!({
+        "figure": format!("endpoint ingest, {KIOSKS} kiosks posting signed batches, {backend}"),
+        "unit": "events/s",
+        "median": f.events_per_s.round(),
+        "p99": null,
+        "reference": format!("bare inserts of the same events, {backend}"),
+        "ref_median": f.bare_per_s.round(),
+        "ratio": (f.events_per_s / f.bare_per_s * 1000.0).round() / 1000.0,
+    }));
+    line(serde_json::json!({
+        "figure": format!("endpoint batch latency, {KIOSKS} concurrent kiosks, {backend}"),
+        "unit": "ms",
+        "median": (percentile(&f.latency_ms, 0.5) * 10.0).round() / 10.0,
+        "p99": (percentile(&f.latency_ms, 0.99) * 10.0).round() / 10.0,
+        "reference": null,
+        "ref_median": null,
+        "ratio": null,
+    }));
+}
+
+fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let per_kiosk = env_or("BENCH_BATCHES_PER_KIOSK", 4);
+    let batch_events = env_or("BENCH_BATCH_EVENTS", 100);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |name: &str| {
+            let url = format!("sqlite://{}", dir.path().join(name).display());
+            async move { crm_endpoint::store::open(&url).await.unwrap() }
+        };
+        let (store, bare) = (open("served.db").await, open("bare.db").await);
+        report("sqlite", &run(store, bare, per_kiosk, batch_events).await);
+
+        let pg = tokio::task::spawn_blocking(TempPostgres::start)
+            .await
+            .unwrap()
+            .unwrap();
+        let store = crm_endpoint::store::open(&pg.fresh_database().await.unwrap())
+            .await
+            .unwrap();
+        let bare = crm_endpoint::store::open(&pg.fresh_database().await.unwrap())
+            .await
+            .unwrap();
+        report("postgres", &run(store, bare, per_kiosk, batch_events).await);
+        drop(pg);
+    });
+}
