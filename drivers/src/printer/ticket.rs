@@ -325,13 +325,21 @@ impl Writer {
         Ok(())
     }
 
+    /// One pre-formatted line (spacing kept), cut to the line width.
+    fn line(&mut self, s: Style, text: &str) -> Result<(), LayoutError> {
+        self.style(s)?;
+        let line: String = text.chars().take(self.columns(s.size)).collect();
+        self.printer.custom(&codepage::encode_pc858(&line))?.custom(b"\n")?;
+        Ok(())
+    }
+
     /// A label on the left and a value on the right of one line (wrapped when too long).
     fn pair(&mut self, label: &str, value: &str) -> Result<(), LayoutError> {
         let cols = self.columns(1);
         let used = label.chars().count() + value.chars().count();
         if used < cols {
             let line = format!("{label}{}{value}", " ".repeat(cols - used));
-            self.text(Style::BODY, &line)
+            self.line(Style::BODY, &line)
         } else {
             self.text(Style::BODY, &format!("{label}: {value}"))
         }
@@ -378,15 +386,18 @@ impl Writer {
     fn cut(mut self, partial: bool) -> Result<Vec<u8>, LayoutError> {
         self.style(Style::BODY)?;
         self.printer.feeds(3)?;
-        if partial {
-            self.printer.partial_cut()?;
-        } else {
-            self.printer.cut()?;
-        }
+        // Written by hand: the crate's partial_cut() sends `GS V 65 1`, which is a *full* cut
+        // after feeding 1 dot in the ESC/POS reference; a partial cut is `GS V 66 n`.
+        self.printer.custom(if partial { &GS_CUT_PARTIAL } else { &GS_CUT_FULL })?;
         self.printer.print()?;
         Ok(self.printer.driver().0.into_inner())
     }
 }
+
+/// `GS V 65 0`: feed to the cutter and cut fully.
+pub const GS_CUT_FULL: [u8; 4] = [0x1D, b'V', 65, 0];
+/// `GS V 66 0`: feed to the cutter and cut partially (one point left uncut).
+pub const GS_CUT_PARTIAL: [u8; 4] = [0x1D, b'V', 66, 0];
 
 /// `GS v 0`: print raster bit image. `GS v 0 m xL xH yL yH d1...dk`, m = 0 (normal density),
 /// x = bytes per row, y = rows; each byte is 8 dots, most significant bit leftmost, 1 = black.
@@ -577,9 +588,9 @@ impl Report {
                 }
                 line
             };
-            w.text(Style { underline: true, ..Style::BODY }, &format_row(&table.columns))?;
+            w.line(Style { underline: true, ..Style::BODY }, &format_row(&table.columns))?;
             for row in &table.rows {
-                w.text(Style::BODY, &format_row(row))?;
+                w.line(Style::BODY, &format_row(row))?;
             }
         }
         w.cut(profile.partial_cut)
