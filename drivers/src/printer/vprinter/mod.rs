@@ -36,7 +36,7 @@ const FS: u8 = 0x1C;
 const DLE: u8 = 0x10;
 
 /// Paper longer than this (in dots, ~12.5 m) is not drawn: a guard against absurd streams.
-pub const MAX_PAPER_DOTS: u32 = 100_000;
+pub const MAX_PAPER_DOTS: u32 = 40_000;
 /// Default line spacing in dots (`ESC 2`).
 const DEFAULT_SPACING: u32 = 30;
 /// Grey level of the cut mark.
@@ -196,6 +196,10 @@ pub struct VirtualPrinter {
     pending: Vec<u8>,
     /// Data received while the printer could not print.
     held: VecDeque<u8>,
+    /// Last bytes of the previous write, to spot a real-time command split across writes.
+    rt_tail: Vec<u8>,
+    /// Non-real-time answers (`GS r`) produced by the interpreter, sent with the next answers.
+    late_answers: Vec<u8>,
     faults: PrinterStatus,
     record: Record,
     clipped: bool,
@@ -217,6 +221,8 @@ impl VirtualPrinter {
             mode: Mode::default(),
             pending: Vec::new(),
             held: VecDeque::new(),
+            rt_tail: Vec::new(),
+            late_answers: Vec::new(),
             faults: PrinterStatus::default(),
             record: Record::default(),
             clipped: false,
@@ -243,7 +249,7 @@ impl VirtualPrinter {
         self.faults = faults;
         if self.faults.can_print() && !self.held.is_empty() {
             let held: Vec<u8> = self.held.drain(..).collect();
-            self.interpret(&held, false);
+            self.interpret(&held);
         }
     }
 
@@ -256,21 +262,32 @@ impl VirtualPrinter {
     /// (real-time status answers).
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
         self.record.bytes_received += bytes.len();
-        if !self.faults.can_print() {
-            // A printer that cannot print keeps data in its receive buffer but still answers
-            // real-time commands, which it spots by scanning incoming bytes for DLE EOT n.
-            let mut answers = Vec::new();
-            for w in bytes.windows(3) {
-                if w[0] == DLE && w[1] == 0x04 {
-                    if let Some(req) = StatusRequest::from_n(w[2]) {
-                        answers.push(self.status_byte(req));
-                    }
+        // Real-time commands are executed on reception, before the data reaches the command
+        // interpreter: a printer answers DLE EOT n while offline, out of paper, or in the middle
+        // of an unfinished command (and, as the ESC/POS reference warns, also when the three
+        // bytes happen to occur inside image data). The last two bytes of the previous write are
+        // kept so a query split across writes is still seen.
+        let mut window = std::mem::take(&mut self.rt_tail);
+        let skip = window.len();
+        window.extend_from_slice(bytes);
+        let mut answers = Vec::new();
+        for (i, w) in window.windows(3).enumerate() {
+            if i + 2 >= skip && w[0] == DLE && w[1] == 0x04 {
+                if let Some(req) = StatusRequest::from_n(w[2]) {
+                    answers.push(self.status_byte(req));
                 }
             }
-            self.held.extend(bytes);
-            return answers;
         }
-        self.interpret(bytes, true)
+        let keep = window.len().saturating_sub(2);
+        self.rt_tail = window[keep..].to_vec();
+        if self.faults.can_print() {
+            self.interpret(bytes);
+        } else {
+            // A printer that cannot print keeps data in its receive buffer.
+            self.held.extend(bytes);
+        }
+        answers.append(&mut self.late_answers);
+        answers
     }
 
     /// Ends the stream: a command cut short is reported, and text without a final line feed is
@@ -289,14 +306,11 @@ impl VirtualPrinter {
     /// The paper so far as a greyscale image (at least one line tall).
     pub fn image(&self) -> GrayImage {
         let height = self.y.max(self.line_height_default()) + 8;
-        let mut img = GrayImage::from_pixel(self.width, height, image::Luma([255]));
-        for (i, &v) in self.paper.iter().enumerate() {
-            let (x, y) = ((i as u32) % self.width, (i as u32) / self.width);
-            if y < height {
-                img.put_pixel(x, y, image::Luma([v]));
-            }
-        }
-        img
+        let mut dots = self.paper.clone();
+        dots.resize((self.width * height) as usize, 255);
+        GrayImage::from_raw(self.width, height, dots)
+            // from_raw only fails when the buffer is too small, and it was sized above.
+            .unwrap_or_else(|| GrayImage::from_pixel(self.width, height, image::Luma([255])))
     }
 
     /// The paper as PNG bytes.
@@ -329,7 +343,8 @@ impl VirtualPrinter {
         self.faults.encode()[usize::from(req as u8 - 1)]
     }
 
-    fn interpret(&mut self, bytes: &[u8], answer: bool) -> Vec<u8> {
+    /// Runs the command interpreter; `GS r` answers (not real-time) are kept for `feed` to send.
+    fn interpret(&mut self, bytes: &[u8]) {
         let mut buf = std::mem::take(&mut self.pending);
         buf.extend_from_slice(bytes);
         let mut out = Vec::new();
@@ -337,22 +352,23 @@ impl VirtualPrinter {
         while pos < buf.len() {
             if !self.faults.can_print() {
                 self.held.extend(&buf[pos..]);
-                return out;
+                self.late_answers.extend(out);
+                return;
             }
             match command_len(&buf[pos..]) {
                 Len::Need => break,
                 Len::Known(n) => {
                     let n = n.min(buf.len() - pos).max(1);
-                    self.execute(&buf[pos..pos + n], answer, &mut out);
+                    self.execute(&buf[pos..pos + n], &mut out);
                     pos += n;
                 }
             }
         }
         self.pending = buf[pos..].to_vec();
-        out
+        self.late_answers.extend(out);
     }
 
-    fn execute(&mut self, cmd: &[u8], answer: bool, out: &mut Vec<u8>) {
+    fn execute(&mut self, cmd: &[u8], out: &mut Vec<u8>) {
         let b0 = cmd[0];
         let arg = |i: usize| cmd.get(i).copied().unwrap_or(0);
         match b0 {
@@ -368,12 +384,8 @@ impl VirtualPrinter {
             }
             0x0C => self.print_and_feed(0),
             DLE => match (arg(1), StatusRequest::from_n(arg(2))) {
-                (0x04, Some(req)) => {
-                    let b = self.status_byte(req);
-                    if answer {
-                        out.push(b);
-                    }
-                }
+                // Answered on reception by `feed`.
+                (0x04, Some(_)) => {}
                 (0x04, None) => self.warn(format!("DLE EOT {} is not supported; no answer", arg(2))),
                 _ => {}
             },
@@ -812,7 +824,9 @@ fn command_len(buf: &[u8]) -> Len {
             Some(b'p') => need(5),
             Some(b'$' | b'\\') => need(4),
             Some(b'W') => need(10),
-            Some(b'D') => match buf[2..].iter().position(|&b| b == 0) {
+            // At most 32 tab stops and the NUL: look no further, so the answer does not depend on
+            // how much of the stream has arrived.
+            Some(b'D') => match buf[2..buf.len().min(2 + 33)].iter().position(|&b| b == 0) {
                 Some(p) => Known(p + 3),
                 None if buf.len() >= 2 + 33 => Known(2 + 33),
                 None => Need,
@@ -855,7 +869,7 @@ fn command_len(buf: &[u8]) -> Len {
             }
             Some(b'k') => match at(2) {
                 None => Need,
-                Some(m) if m <= 6 => match buf[3..].iter().position(|&b| b == 0) {
+                Some(m) if m <= 6 => match buf[3..buf.len().min(3 + 256)].iter().position(|&b| b == 0) {
                     Some(p) => Known(p + 4),
                     // Function A data is NUL-terminated and short; a missing NUL in 256 bytes is
                     // not a barcode.
