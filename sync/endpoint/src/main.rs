@@ -151,7 +151,10 @@ async fn main() -> Result<()> {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}; is another endpoint running there?"))?;
-            tracing::info!(%listen, tls = tls.is_some(), store = store.kind().as_str(), "serving");
+            let bound = listener.local_addr().context("reading the bound address")?;
+            tracing::info!(%bound, tls = tls.is_some(), store = store.kind().as_str(), "serving");
+            // Scripts and tests that pass port 0 learn the port from this line.
+            println!("listening on {bound}");
             let config = crm_endpoint::ServeConfig {
                 store,
                 admin_token,
