@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use kiosk_protocol::auth::sign_request;
 use kiosk_protocol::wire::{
-    BatchResponse, DeviceSecret, ErrorBody, ErrorCode, FeedResponse, batches_path,
-    feed_path_and_query,
+    BatchResponse, DeviceSecret, ENROLL_PATH, EnrollRequest, EnrollResponse, ErrorBody, ErrorCode,
+    FeedResponse, batches_path, feed_path_and_query,
 };
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, DATE, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use crate::backoff::{parse_http_date, parse_retry_after};
 use crate::batch::{Batch, gzip};
 use crate::clock::SyncClock;
-use crate::config::SyncConfig;
+use crate::config::{SyncConfig, TlsSettings};
 
 /// Why the HTTP client could not be built (bad settings: nothing was sent).
 #[derive(Debug, thiserror::Error)]
@@ -123,9 +123,87 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// The reqwest client every request goes through.
+fn http_client(
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    tls: &TlsSettings,
+) -> Result<reqwest::Client, SetupError> {
+    install_crypto_provider();
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .timeout(request_timeout)
+        .user_agent(concat!("kiosk-sync/", env!("CARGO_PKG_VERSION")))
+        // Redirects would re-send a signed request to a path it was not signed for.
+        .redirect(reqwest::redirect::Policy::none())
+        .tcp_nodelay(true);
+    if let Some(pem) = &tls.root_ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .map_err(|e| SetupError::BadRootCa(Some(e)))?;
+        if certs.is_empty() {
+            return Err(SetupError::BadRootCa(None));
+        }
+        builder = builder.tls_certs_only(certs);
+    }
+    builder.build().map_err(SetupError::Client)
+}
+
+/// Why enrollment failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    /// Bad settings; nothing was sent.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// The request failed or was refused (401 `invalid_code`: the code is wrong, used or expired).
+    #[error(transparent)]
+    Request(#[from] RequestError),
+}
+
+/// Trades a technician's one-time code for the kiosk's identity and keys (`POST /v1/enroll`,
+/// unsigned: the code is the credential). Keep the answer's secrets encrypted at rest.
+pub async fn enroll(
+    endpoint_url: &str,
+    tls: &TlsSettings,
+    request: &EnrollRequest,
+) -> Result<EnrollResponse, EnrollError> {
+    let http = http_client(Duration::from_secs(10), Duration::from_secs(30), tls)?;
+    let base = endpoint_url.trim_end_matches('/');
+    let url = format!("{base}{ENROLL_PATH}");
+    let resp = http
+        .post(&url)
+        .json(request)
+        .send()
+        .await
+        .map_err(|e| network(&url, e))?;
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(|e| network(&url, e))?;
+    if !status.is_success() {
+        let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(b) => (Some(b.error), b.message),
+            Err(_) => (None, snippet(&bytes)),
+        };
+        return Err(RequestError::Status {
+            url,
+            status,
+            code,
+            message,
+            retry_after: None,
+            server_date: None,
+        }
+        .into());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        RequestError::Protocol {
+            url,
+            what: "enrollment answer is not an EnrollResponse".into(),
+            source: Some(e),
+        }
+        .into()
+    })
+}
+
 impl Transport {
     pub(crate) fn new(config: &SyncConfig, clock: Arc<dyn SyncClock>) -> Result<Self, SetupError> {
-        install_crypto_provider();
         let base = config.endpoint_url.trim_end_matches('/').to_owned();
         let parsed = Url::parse(&base).map_err(|e| SetupError::BadUrl {
             url: config.endpoint_url.clone(),
@@ -137,22 +215,7 @@ impl Transport {
                 reason: "only http and https without a query are supported".into(),
             });
         }
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            .user_agent(concat!("kiosk-sync/", env!("CARGO_PKG_VERSION")))
-            // Redirects would re-send a signed request to a path it was not signed for.
-            .redirect(reqwest::redirect::Policy::none())
-            .tcp_nodelay(true);
-        if let Some(pem) = &config.tls.root_ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
-                .map_err(|e| SetupError::BadRootCa(Some(e)))?;
-            if certs.is_empty() {
-                return Err(SetupError::BadRootCa(None));
-            }
-            builder = builder.tls_certs_only(certs);
-        }
-        let http = builder.build().map_err(SetupError::Client)?;
+        let http = http_client(config.connect_timeout, config.request_timeout, &config.tls)?;
         Ok(Transport {
             http,
             base,
