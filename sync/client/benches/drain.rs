@@ -38,7 +38,7 @@ async fn round(n: usize, store_url: Option<String>, bare_url: Option<String>) ->
     let db = dir.path().join("crm.db");
     let url = store_url.unwrap_or_else(|| format!("sqlite://{}", db.display()));
     let addr = "127.0.0.1:0".parse().unwrap();
-    let (endpoint, code) = Endpoint::start_url(url, &db, addr).await;
+    let (endpoint, code) = Endpoint::start_url(url, &db, addr, None).await;
     let enrolled = endpoint.enroll(&code).await;
     let outbox = Arc::new(SqliteOutbox::open(
         &dir.path().join("journal.db"),

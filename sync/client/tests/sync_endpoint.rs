@@ -336,3 +336,103 @@ async fn throttling_answers_are_waited_out_and_reported() {
         vec![Fault::Answer(429), Fault::Answer(503), Fault::Pass]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_at_the_crm_reaches_the_journal_through_the_feed() {
+    let s = setup().await;
+    let mut w = spawn_worker(test_config(&s.endpoint.url(), &s.enrolled), &s.outbox);
+    wait_status(&mut w.status, LONG, "a first feed pull", |st| {
+        st.last_feed_sync.is_some()
+    })
+    .await;
+    let token = crm_endpoint::demo_token(&crm_endpoint::DEMO_CUSTOMERS[0]);
+    assert!(
+        s.outbox
+            .feed_items()
+            .iter()
+            .any(|i| matches!(i, FeedItem::Profile(p) if p.card_token == token))
+    );
+    kiosk_sync::install_crypto_provider();
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/admin/customers/{token}/erase",
+            s.endpoint.url()
+        ))
+        .header("x-admin-token", "admin")
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "{}", answer.status());
+    let outbox = s.outbox.clone();
+    let erased = token.clone();
+    wait_status(
+        &mut w.status,
+        LONG,
+        "the erasure in the journal",
+        move |_| {
+            outbox
+                .feed_items()
+                .iter()
+                .any(|i| matches!(i, FeedItem::Erasure(e) if e.card_token == erased))
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivers_over_tls_to_an_endpoint_it_trusts_and_refuses_one_it_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let tls = crm_endpoint::tls::server_config_from_pem(
+        cert.cert.pem().as_bytes(),
+        cert.signing_key.serialize_pem().as_bytes(),
+    )
+    .unwrap();
+    let db = dir.path().join("crm.db");
+    let (endpoint, code) = Endpoint::start_url(
+        format!("sqlite://{}", db.display()),
+        &db,
+        any_port(),
+        Some(tls),
+    )
+    .await;
+    let url = format!("https://localhost:{}", endpoint.addr.port());
+    let tls_settings = kiosk_sync::TlsSettings {
+        root_ca_pem: Some(cert.cert.pem()),
+    };
+    let enrolled = kiosk_sync::enroll(
+        &url,
+        &tls_settings,
+        &kiosk_protocol::wire::EnrollRequest {
+            code,
+            hardware_profile: "simulated".into(),
+            firmware_version: "0.1.0".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let outbox = Arc::new(SqliteOutbox::open(
+        &dir.path().join("journal.db"),
+        &enrolled.kiosk_id,
+    ));
+    outbox.append_tickets(20);
+
+    // Trusting another CA: the handshake fails, nothing is acknowledged.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let mut config = test_config(&url, &enrolled);
+    config.tls.root_ca_pem = Some(other.cert.pem());
+    let mut w = spawn_worker(config, &outbox);
+    wait_status(&mut w.status, LONG, "tls failures", |st| {
+        st.link == LinkState::Offline && st.consecutive_failures >= 2
+    })
+    .await;
+    w.shutdown.cancel();
+    let _ = w.handle.await;
+    assert_eq!(outbox.acknowledged_count(), 0);
+
+    let mut config = test_config(&url, &enrolled);
+    config.tls = tls_settings;
+    let mut w = spawn_worker(config, &outbox);
+    wait_drained(&mut w.status, LONG).await;
+    assert_exactly_once(&endpoint.stored_ids(&enrolled.kiosk_id), &outbox.all_ids());
+}

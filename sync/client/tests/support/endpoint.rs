@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crm_endpoint::{ServeConfig, SharedStore};
@@ -23,12 +24,23 @@ impl Endpoint {
     /// Starts the endpoint on `addr` (port 0 for any) over the SQLite database at `db_path`;
     /// returns it and, on first start, a one-time enrollment code for the demo store.
     pub async fn start(db_path: &Path, addr: SocketAddr) -> (Endpoint, String) {
-        Self::start_url(format!("sqlite://{}", db_path.display()), db_path, addr).await
+        Self::start_url(
+            format!("sqlite://{}", db_path.display()),
+            db_path,
+            addr,
+            None,
+        )
+        .await
     }
 
     /// Like [`Endpoint::start`] over any store URL (`postgres://...`); `db_path` is only used by
     /// [`Endpoint::stored_ids`].
-    pub async fn start_url(url: String, db_path: &Path, addr: SocketAddr) -> (Endpoint, String) {
+    pub async fn start_url(
+        url: String,
+        db_path: &Path,
+        addr: SocketAddr,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> (Endpoint, String) {
         let (ready_tx, ready_rx) = oneshot::channel::<(SocketAddr, String)>();
         let (kill_tx, kill_rx) = oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -46,7 +58,7 @@ impl Endpoint {
                 let config = ServeConfig {
                     store,
                     admin_token: Some("admin".into()),
-                    tls: None,
+                    tls,
                 };
                 tokio::select! {
                     r = crm_endpoint::serve(config, listener, std::future::pending()) => r.unwrap(),
