@@ -28,7 +28,8 @@ pub enum LinkState {
 pub struct SyncStatus {
     /// The link as last observed.
     pub link: LinkState,
-    /// When a batch (or an empty outbox check) last reached the endpoint successfully.
+    /// When a batch (or, while the outbox has no failure streak, a feed pull) last got a usable
+    /// answer from the endpoint.
     pub last_success: Option<OffsetDateTime>,
     /// The last failure, for people (cleared by the next success).
     pub last_error: Option<String>,

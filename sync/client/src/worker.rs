@@ -580,16 +580,43 @@ async fn feed_loop(sh: Arc<Shared>) {
         let wait = match pulled {
             Ok(()) => {
                 backoff.reset();
+                let now = OffsetDateTime::now_utc();
                 sh.set_status(|s| {
-                    s.last_feed_sync = Some(OffsetDateTime::now_utc());
+                    s.last_feed_sync = Some(now);
                     s.feed_error = None;
+                    // An idle outbox says nothing about the link: the feed does. The outbox
+                    // loop's own failure streak takes precedence.
+                    if s.consecutive_failures == 0 {
+                        s.link = LinkState::Online;
+                        s.last_success = Some(now);
+                    }
                 });
                 sh.config.feed_interval
             }
             Err(e) => {
                 let text = chain(&e);
                 tracing::warn!(error = %text, "sync feed pull failed");
-                sh.set_status(|s| s.feed_error = Some(text));
+                let link = match &e {
+                    FeedError::Request(RequestError::Status { status, .. })
+                        if *status == StatusCode::UNAUTHORIZED
+                            || *status == StatusCode::FORBIDDEN =>
+                    {
+                        Some(LinkState::AuthRejected)
+                    }
+                    FeedError::Request(RequestError::Status { status, .. })
+                        if *status == StatusCode::TOO_MANY_REQUESTS =>
+                    {
+                        Some(LinkState::Throttled)
+                    }
+                    FeedError::Request(_) => Some(LinkState::Offline),
+                    FeedError::Journal(_) => None,
+                };
+                sh.set_status(|s| {
+                    s.feed_error = Some(text);
+                    if let Some(link) = link.filter(|_| s.consecutive_failures == 0) {
+                        s.link = link;
+                    }
+                });
                 backoff.fail(&mut rng).min(sh.config.feed_interval)
             }
         };
