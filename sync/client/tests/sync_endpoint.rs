@@ -436,3 +436,28 @@ async fn delivers_over_tls_to_an_endpoint_it_trusts_and_refuses_one_it_does_not(
     wait_drained(&mut w.status, LONG).await;
     assert_exactly_once(&endpoint.stored_ids(&enrolled.kiosk_id), &outbox.all_ids());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_refused_whole_is_halved_until_the_bad_event_is_dead_lettered_alone() {
+    let s = setup().await;
+    let proxy = FaultProxy::start(s.endpoint.addr).await;
+    let ids = s.outbox.append_tickets(100);
+    let bad = ids[36];
+    proxy.refuse_batches_containing(bad);
+    let mut config = test_config(&proxy.url(), &s.enrolled);
+    config.max_batch_events = 100;
+    let mut w = spawn_worker(config, &s.outbox);
+    let status = wait_drained(&mut w.status, LONG).await;
+    assert_eq!(status.events_dead_lettered, 1);
+    let dead = s.outbox.dead_letters();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].0, 37);
+    assert!(dead[0].1.contains("400"), "{}", dead[0].1);
+    let delivered: Vec<Uuid> = s
+        .outbox
+        .all_ids()
+        .into_iter()
+        .filter(|id| *id != bad)
+        .collect();
+    assert_exactly_once(&s.endpoint.stored_ids(&s.enrolled.kiosk_id), &delivered);
+}

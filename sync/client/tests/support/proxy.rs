@@ -59,6 +59,8 @@ struct State {
     script: VecDeque<Fault>,
     chaos: Option<(f64, StdRng)>,
     seen: Vec<Seen>,
+    /// Batches holding the event with this id are refused whole with 400 `malformed`.
+    poison: Option<String>,
 }
 
 pub struct FaultProxy {
@@ -78,6 +80,7 @@ impl FaultProxy {
             script: VecDeque::new(),
             chaos: None,
             seen: Vec::new(),
+            poison: None,
         }));
         let request_seen = Arc::new(Notify::new());
         let (st, seen) = (state.clone(), request_seen.clone());
@@ -121,6 +124,12 @@ impl FaultProxy {
         let mut s = self.state.lock().unwrap();
         s.chaos = None;
         s.script.clear();
+    }
+
+    /// Refuse every batch holding the event `id` with 400 `malformed`, as a stricter endpoint
+    /// would refuse a batch holding an event it cannot parse.
+    pub fn refuse_batches_containing(&self, id: Uuid) {
+        self.state.lock().unwrap().poison = Some(id.to_string());
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -225,17 +234,20 @@ async fn read_message<R: AsyncBufReadExt + Unpin>(r: &mut R, no_body: bool) -> O
     Some(m)
 }
 
-fn batch_id_of(m: &Message) -> Option<Uuid> {
-    let body = if m.header("content-encoding").is_some_and(|v| v == "gzip") {
+fn body_of(m: &Message) -> Vec<u8> {
+    if m.header("content-encoding").is_some_and(|v| v == "gzip") {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&m.body[..])
-            .read_to_end(&mut out)
-            .ok()?;
-        out
+        match flate2::read::GzDecoder::new(&m.body[..]).read_to_end(&mut out) {
+            Ok(_) => out,
+            Err(_) => Vec::new(),
+        }
     } else {
         m.body.clone()
-    };
-    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    }
+}
+
+fn batch_id_of(m: &Message) -> Option<Uuid> {
+    let v: serde_json::Value = serde_json::from_slice(&body_of(m)).ok()?;
     v["batch_id"].as_str()?.parse().ok()
 }
 
@@ -292,6 +304,24 @@ async fn serve_connection(client: TcpStream, state: Arc<Mutex<State>>, seen: Arc
             return;
         };
         record(&state, &seen, request.path(), batch_id_of(&request), fault);
+        let poison = state.lock().unwrap().poison.clone();
+        let poisoned = poison.is_some_and(|p| {
+            serde_json::from_slice::<serde_json::Value>(&body_of(&request))
+                .ok()
+                .and_then(|v| v["events"].as_array().cloned())
+                .is_some_and(|events| events.iter().any(|e| e["id"] == p.as_str()))
+        });
+        if poisoned {
+            let body = "{\"error\":\"malformed\",\"message\":\"batch holds an event this endpoint cannot read\"}";
+            let answer = format!(
+                "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if client.get_mut().write_all(answer.as_bytes()).await.is_err() {
+                return;
+            }
+            continue;
+        }
         match fault {
             Fault::Stall => {
                 // Hold until the client gives up.
