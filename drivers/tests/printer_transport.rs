@@ -14,14 +14,19 @@ use kiosk_drivers::printer::status::StatusDecodeError;
 use kiosk_drivers::printer::transport::SimulatedTransport;
 use kiosk_drivers::printer::vprinter::{PtyPrinter, TcpPrinter};
 use kiosk_drivers::printer::{
-    Language, PaperWidth, PrintOutcome, PrinterConnection, PrinterError, PrinterSettings, PrinterStatus, QrMode,
-    ThermalPrinter, Transport, TransportError, VirtualPrinterHandle, sample_ticket, standard_profile,
+    Language, PaperWidth, PrintOutcome, PrinterConnection, PrinterError, PrinterSettings,
+    PrinterStatus, QrMode, ThermalPrinter, Transport, TransportError, VirtualPrinterHandle,
+    sample_ticket, standard_profile,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
 
 fn settings(connection: PrinterConnection, timeout_ms: u32) -> PrinterSettings {
-    PrinterSettings { connection, profile: standard_profile(PaperWidth::Mm80, QrMode::Native), timeout_ms }
+    PrinterSettings {
+        connection,
+        profile: standard_profile(PaperWidth::Mm80, QrMode::Native),
+        timeout_ms,
+    }
 }
 
 fn handle() -> VirtualPrinterHandle {
@@ -31,9 +36,27 @@ fn handle() -> VirtualPrinterHandle {
 fn faults_are_detected_and_block_printing(printer: &mut ThermalPrinter, vp: &VirtualPrinterHandle) {
     let ticket = sample_ticket(Language::Es);
     for (fault, words) in [
-        (PrinterStatus { paper_out: true, ..Default::default() }, "paper out"),
-        (PrinterStatus { cover_open: true, ..Default::default() }, "cover open"),
-        (PrinterStatus { offline: true, ..Default::default() }, "offline"),
+        (
+            PrinterStatus {
+                paper_out: true,
+                ..Default::default()
+            },
+            "paper out",
+        ),
+        (
+            PrinterStatus {
+                cover_open: true,
+                ..Default::default()
+            },
+            "cover open",
+        ),
+        (
+            PrinterStatus {
+                offline: true,
+                ..Default::default()
+            },
+            "offline",
+        ),
     ] {
         vp.set_faults(fault);
         let status = printer.status().unwrap().unwrap();
@@ -41,15 +64,31 @@ fn faults_are_detected_and_block_printing(printer: &mut ThermalPrinter, vp: &Vir
         let health = printer.health();
         assert_eq!(health.state, HealthState::Absent);
         let reason = health.reason.unwrap();
-        assert!(reason.contains(words) && reason.contains(printer.device()), "{reason}");
-        let err = printer.print_ticket(&format!("job-{words}"), &ticket).unwrap_err();
+        assert!(
+            reason.contains(words) && reason.contains(printer.device()),
+            "{reason}"
+        );
+        let err = printer
+            .print_ticket(&format!("job-{words}"), &ticket)
+            .unwrap_err();
         assert!(matches!(err, PrinterError::NotReady { .. }), "{err}");
         assert!(err.to_string().contains(words));
     }
-    assert_eq!(vp.record().cuts.len(), 0, "nothing may print while the printer reports a fault");
-    assert_eq!(vp.lock().held_bytes() % 12, 0, "only status queries were sent while faulted");
+    assert_eq!(
+        vp.record().cuts.len(),
+        0,
+        "nothing may print while the printer reports a fault"
+    );
+    assert_eq!(
+        vp.lock().held_bytes() % 12,
+        0,
+        "only status queries were sent while faulted"
+    );
 
-    vp.set_faults(PrinterStatus { paper_near_end: true, ..Default::default() });
+    vp.set_faults(PrinterStatus {
+        paper_near_end: true,
+        ..Default::default()
+    });
     assert_eq!(printer.health().state, HealthState::Degraded);
     let outcome = printer.print_ticket("job-near-end", &ticket).unwrap();
     assert!(matches!(outcome, PrintOutcome::Printed { .. }));
@@ -59,7 +98,8 @@ fn faults_are_detected_and_block_printing(printer: &mut ThermalPrinter, vp: &Vir
 
 #[test]
 fn paper_out_cover_open_and_offline_are_detected_over_the_simulated_transport() {
-    let mut printer = ThermalPrinter::from_settings(&settings(PrinterConnection::Simulated, 2000)).unwrap();
+    let mut printer =
+        ThermalPrinter::from_settings(&settings(PrinterConnection::Simulated, 2000)).unwrap();
     let vp = printer.virtual_printer().unwrap().clone();
     faults_are_detected_and_block_printing(&mut printer, &vp);
 }
@@ -68,8 +108,13 @@ fn paper_out_cover_open_and_offline_are_detected_over_the_simulated_transport() 
 fn paper_out_cover_open_and_offline_are_detected_over_tcp() {
     let vp = handle();
     let server = TcpPrinter::start(vp.clone(), "127.0.0.1:0").unwrap();
-    let mut printer =
-        ThermalPrinter::from_settings(&settings(PrinterConnection::Tcp { address: server.addr().to_string() }, 5000)).unwrap();
+    let mut printer = ThermalPrinter::from_settings(&settings(
+        PrinterConnection::Tcp {
+            address: server.addr().to_string(),
+        },
+        5000,
+    ))
+    .unwrap();
     assert!(printer.device().starts_with("tcp://127.0.0.1:"));
     faults_are_detected_and_block_printing(&mut printer, &vp);
 }
@@ -79,12 +124,24 @@ fn a_ticket_prints_over_the_serial_transport_on_a_pty() {
     let vp = handle();
     let pty = PtyPrinter::start(vp.clone()).unwrap();
     let port = pty.path().to_str().unwrap().to_owned();
-    let mut printer = ThermalPrinter::from_settings(&settings(PrinterConnection::Serial { port, baud: 115_200 }, 5000)).unwrap();
+    let mut printer = ThermalPrinter::from_settings(&settings(
+        PrinterConnection::Serial {
+            port,
+            baud: 115_200,
+        },
+        5000,
+    ))
+    .unwrap();
     assert_eq!(printer.health().state, HealthState::Ok);
-    printer.print_ticket("t-1", &sample_ticket(Language::En)).unwrap();
+    printer
+        .print_ticket("t-1", &sample_ticket(Language::En))
+        .unwrap();
     assert!(vp.wait_for(WAIT, |r| r.cuts.len() == 1));
     assert!(vp.record().text().contains("Your turn"));
-    vp.set_faults(PrinterStatus { cover_open: true, ..Default::default() });
+    vp.set_faults(PrinterStatus {
+        cover_open: true,
+        ..Default::default()
+    });
     assert!(printer.health().reason.unwrap().contains("cover open"));
 }
 
@@ -95,11 +152,20 @@ fn a_ticket_prints_over_the_usb_class_transport_on_a_character_device() {
     let vp = handle();
     let pty = PtyPrinter::start(vp.clone()).unwrap();
     let device = pty.path().to_str().unwrap().to_owned();
-    let mut printer = ThermalPrinter::from_settings(&settings(PrinterConnection::Usb { device }, 5000)).unwrap();
-    vp.set_faults(PrinterStatus { paper_out: true, ..Default::default() });
-    assert!(matches!(printer.print_ticket("u-1", &sample_ticket(Language::Es)), Err(PrinterError::NotReady { .. })));
+    let mut printer =
+        ThermalPrinter::from_settings(&settings(PrinterConnection::Usb { device }, 5000)).unwrap();
+    vp.set_faults(PrinterStatus {
+        paper_out: true,
+        ..Default::default()
+    });
+    assert!(matches!(
+        printer.print_ticket("u-1", &sample_ticket(Language::Es)),
+        Err(PrinterError::NotReady { .. })
+    ));
     vp.set_faults(PrinterStatus::default());
-    printer.print_ticket("u-1", &sample_ticket(Language::Es)).unwrap();
+    printer
+        .print_ticket("u-1", &sample_ticket(Language::Es))
+        .unwrap();
     assert!(vp.wait_for(WAIT, |r| r.cuts.len() == 1));
     assert!(vp.record().text().contains("Su turno"));
 }
@@ -107,13 +173,23 @@ fn a_ticket_prints_over_the_usb_class_transport_on_a_character_device() {
 #[test]
 fn a_missing_usb_printer_fails_with_an_error_naming_the_device() {
     let mut printer = ThermalPrinter::from_settings(&settings(
-        PrinterConnection::Usb { device: "/dev/usb/lp-kiosk-missing".into() },
+        PrinterConnection::Usb {
+            device: "/dev/usb/lp-kiosk-missing".into(),
+        },
         5000,
     ))
     .unwrap();
-    let err = printer.print_ticket("m-1", &sample_ticket(Language::Es)).unwrap_err();
-    assert!(matches!(err, PrinterError::Transport(TransportError::Open { .. })), "{err:?}");
-    assert!(err.to_string().contains("/dev/usb/lp-kiosk-missing"), "{err}");
+    let err = printer
+        .print_ticket("m-1", &sample_ticket(Language::Es))
+        .unwrap_err();
+    assert!(
+        matches!(err, PrinterError::Transport(TransportError::Open { .. })),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("/dev/usb/lp-kiosk-missing"),
+        "{err}"
+    );
     let health = printer.health();
     assert_eq!(health.state, HealthState::Absent);
     assert!(health.reason.unwrap().contains("/dev/usb/lp-kiosk-missing"));
@@ -125,15 +201,24 @@ fn a_tcp_printer_that_closes_the_connection_fails_fast_and_is_reconnected_later(
     let mut server = TcpPrinter::start(vp.clone(), "127.0.0.1:0").unwrap();
     let address = server.addr().to_string();
     // A long timeout: the failure must come from the hang-up, not from waiting it out.
-    let mut printer = ThermalPrinter::from_settings(&settings(PrinterConnection::Tcp { address }, 60_000)).unwrap();
+    let mut printer =
+        ThermalPrinter::from_settings(&settings(PrinterConnection::Tcp { address }, 60_000))
+            .unwrap();
     let ticket = sample_ticket(Language::Es);
     printer.print_ticket("c-1", &ticket).unwrap();
     assert!(vp.wait_for(WAIT, |r| r.cuts.len() == 1));
 
     server.drop_connections();
     let err = printer.print_ticket("c-2", &ticket).unwrap_err();
-    assert!(matches!(err, PrinterError::Transport(TransportError::Closed { .. })), "{err:?}");
-    assert!(err.to_string().contains(&format!("tcp://{}", server.addr())), "{err}");
+    assert!(
+        matches!(err, PrinterError::Transport(TransportError::Closed { .. })),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains(&format!("tcp://{}", server.addr())),
+        "{err}"
+    );
 
     // The printer is back: the next job reconnects without a restart.
     printer.print_ticket("c-2", &ticket).unwrap();
@@ -143,7 +228,13 @@ fn a_tcp_printer_that_closes_the_connection_fails_fast_and_is_reconnected_later(
     server.stop();
     drop(server);
     let err = printer.print_ticket("c-3", &ticket).unwrap_err();
-    assert!(matches!(err, PrinterError::Transport(TransportError::Closed { .. } | TransportError::Open { .. })), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            PrinterError::Transport(TransportError::Closed { .. } | TransportError::Open { .. })
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains(&addr.to_string()));
 }
 
@@ -169,10 +260,19 @@ fn fake_peer(answer: Option<&'static [u8]>) -> (String, std::thread::JoinHandle<
 #[test]
 fn a_printer_that_does_not_answer_the_status_query_times_out() {
     let (address, peer) = fake_peer(None);
-    let mut printer = ThermalPrinter::from_settings(&settings(PrinterConnection::Tcp { address }, 200)).unwrap();
-    let err = printer.print_ticket("s-1", &sample_ticket(Language::Es)).unwrap_err();
-    assert!(matches!(err, PrinterError::Transport(TransportError::Timeout { .. })), "{err:?}");
-    assert!(err.to_string().contains("did not answer the status query"), "{err}");
+    let mut printer =
+        ThermalPrinter::from_settings(&settings(PrinterConnection::Tcp { address }, 200)).unwrap();
+    let err = printer
+        .print_ticket("s-1", &sample_ticket(Language::Es))
+        .unwrap_err();
+    assert!(
+        matches!(err, PrinterError::Transport(TransportError::Timeout { .. })),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("did not answer the status query"),
+        "{err}"
+    );
     drop(printer);
     peer.join().unwrap();
 }
@@ -180,10 +280,14 @@ fn a_printer_that_does_not_answer_the_status_query_times_out() {
 #[test]
 fn garbage_status_bytes_are_an_error_not_a_panic() {
     let (address, peer) = fake_peer(Some(b"ABCD"));
-    let mut printer = ThermalPrinter::from_settings(&settings(PrinterConnection::Tcp { address }, 2000)).unwrap();
+    let mut printer =
+        ThermalPrinter::from_settings(&settings(PrinterConnection::Tcp { address }, 2000)).unwrap();
     let err = printer.status().unwrap_err();
     match &err {
-        PrinterError::Status { source: StatusDecodeError::Garbage { byte, .. }, .. } => assert_eq!(*byte, b'A'),
+        PrinterError::Status {
+            source: StatusDecodeError::Garbage { byte, .. },
+            ..
+        } => assert_eq!(*byte, b'A'),
         other => panic!("expected a garbage status error, got {other:?}"),
     }
     let health = printer.health();
@@ -194,14 +298,23 @@ fn garbage_status_bytes_are_an_error_not_a_panic() {
 
 #[test]
 fn the_same_job_id_never_prints_twice() {
-    let mut printer = ThermalPrinter::from_settings(&settings(PrinterConnection::Simulated, 2000)).unwrap();
+    let mut printer =
+        ThermalPrinter::from_settings(&settings(PrinterConnection::Simulated, 2000)).unwrap();
     let vp = printer.virtual_printer().unwrap().clone();
     let ticket = sample_ticket(Language::Es);
-    assert!(matches!(printer.print_ticket("turn-42", &ticket).unwrap(), PrintOutcome::Printed { .. }));
-    assert_eq!(printer.print_ticket("turn-42", &ticket).unwrap(), PrintOutcome::AlreadyPrinted);
+    assert!(matches!(
+        printer.print_ticket("turn-42", &ticket).unwrap(),
+        PrintOutcome::Printed { .. }
+    ));
+    assert_eq!(
+        printer.print_ticket("turn-42", &ticket).unwrap(),
+        PrintOutcome::AlreadyPrinted
+    );
     assert_eq!(vp.record().cuts.len(), 1);
     // A staff reprint is explicit.
-    printer.reprint("turn-42", &ticket.encode(printer.profile()).unwrap()).unwrap();
+    printer
+        .reprint("turn-42", &ticket.encode(printer.profile()).unwrap())
+        .unwrap();
     assert_eq!(vp.record().cuts.len(), 2);
 }
 
@@ -218,7 +331,9 @@ impl Transport for Flaky {
     fn write_all(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
         if bytes.len() > 12 && self.fail.swap(false, Ordering::SeqCst) {
             self.inner.write_all(&bytes[..bytes.len() / 2])?;
-            return Err(TransportError::Closed { device: "flaky".into() });
+            return Err(TransportError::Closed {
+                device: "flaky".into(),
+            });
         }
         self.inner.write_all(bytes)
     }
@@ -240,16 +355,33 @@ fn a_job_interrupted_mid_way_is_reported_and_not_resent_until_the_firmware_decid
         "flaky".into(),
         profile,
         Duration::from_secs(2),
-        Box::new(move || Ok(Box::new(Flaky { inner: SimulatedTransport::new(vp2.clone()), fail: fail2.clone() }) as Box<dyn Transport>)),
+        Box::new(move || {
+            Ok(Box::new(Flaky {
+                inner: SimulatedTransport::new(vp2.clone()),
+                fail: fail2.clone(),
+            }) as Box<dyn Transport>)
+        }),
     );
     let ticket = sample_ticket(Language::Es);
     let err = printer.print_ticket("turn-7", &ticket).unwrap_err();
-    assert!(matches!(err, PrinterError::Interrupted { ref job, .. } if job == "turn-7"), "{err:?}");
+    assert!(
+        matches!(err, PrinterError::Interrupted { ref job, .. } if job == "turn-7"),
+        "{err:?}"
+    );
     let err = printer.print_ticket("turn-7", &ticket).unwrap_err();
-    assert!(matches!(err, PrinterError::PreviouslyInterrupted { .. }), "{err:?}");
-    assert_eq!(vp.record().cuts.len(), 0, "the half-sent ticket never reached its cut");
+    assert!(
+        matches!(err, PrinterError::PreviouslyInterrupted { .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        vp.record().cuts.len(),
+        0,
+        "the half-sent ticket never reached its cut"
+    );
     assert!(!fail.load(Ordering::SeqCst));
-    printer.reprint("turn-7", &ticket.encode(printer.profile()).unwrap()).unwrap();
+    printer
+        .reprint("turn-7", &ticket.encode(printer.profile()).unwrap())
+        .unwrap();
     assert_eq!(vp.record().cuts.len(), 1);
 }
 
@@ -257,8 +389,13 @@ fn a_job_interrupted_mid_way_is_reported_and_not_resent_until_the_firmware_decid
 fn a_capture_file_receives_the_ticket_bytes_and_reports_ok() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("capture.bin");
-    let mut printer =
-        ThermalPrinter::from_settings(&settings(PrinterConnection::File { path: path.to_str().unwrap().into() }, 2000)).unwrap();
+    let mut printer = ThermalPrinter::from_settings(&settings(
+        PrinterConnection::File {
+            path: path.to_str().unwrap().into(),
+        },
+        2000,
+    ))
+    .unwrap();
     assert_eq!(printer.health().state, HealthState::Ok);
     let ticket = sample_ticket(Language::En);
     printer.print_ticket("f-1", &ticket).unwrap();

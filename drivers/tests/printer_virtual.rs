@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use kiosk_drivers::printer::ticket::{Report, ReportRow, ReportTable};
-use kiosk_drivers::printer::{
-    Language, PaperWidth, PrinterProfile, QrMode, render_escpos_to_png, render_sample_ticket, sample_ticket,
-    standard_profile,
-};
 use kiosk_drivers::printer::vprinter::{Cut, Record};
+use kiosk_drivers::printer::{
+    Language, PaperWidth, PrinterProfile, QrMode, render_escpos_to_png, render_sample_ticket,
+    sample_ticket, standard_profile,
+};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/escpos")
@@ -26,7 +26,10 @@ fn zbar(png: &[u8]) -> Vec<String> {
         .arg(&path)
         .output()
         .expect("zbarimg must be installed (apt-get install zbar-tools; listed in scripts/apt-packages.txt)");
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 fn profile80() -> PrinterProfile {
@@ -35,19 +38,25 @@ fn profile80() -> PrinterProfile {
 
 fn assert_text(record: &Record, expected: &str) {
     let text = record.text();
-    assert!(text.contains(expected), "{expected:?} not printed; printed text:\n{text}");
+    assert!(
+        text.contains(expected),
+        "{expected:?} not printed; printed text:\n{text}"
+    );
 }
 
 #[test]
 fn every_fixture_renders_with_its_text_codes_and_cuts() {
     let mut seen = 0;
-    for entry in std::fs::read_dir(fixtures()).expect("shared/fixtures/escpos must exist beside the repo") {
+    for entry in
+        std::fs::read_dir(fixtures()).expect("shared/fixtures/escpos must exist beside the repo")
+    {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|e| e != "json") {
             continue;
         }
         seen += 1;
-        let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let spec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         let bytes = std::fs::read(path.with_extension("bin")).unwrap();
         let preview = render_escpos_to_png(&bytes, &profile80()).unwrap();
         for t in spec["text_contains"].as_array().unwrap() {
@@ -55,18 +64,37 @@ fn every_fixture_renders_with_its_text_codes_and_cuts() {
         }
         let symbols = zbar(&preview.png);
         if let Some(qr) = spec.get("qr").and_then(|v| v.as_str()) {
-            assert!(symbols.contains(&format!("QR-Code:{qr}")), "{}: zbarimg found {symbols:?}", path.display());
-            assert!(preview.record.codes.iter().any(|c| c.symbology == "QR" && c.data == qr));
+            assert!(
+                symbols.contains(&format!("QR-Code:{qr}")),
+                "{}: zbarimg found {symbols:?}",
+                path.display()
+            );
+            assert!(
+                preview
+                    .record
+                    .codes
+                    .iter()
+                    .any(|c| c.symbology == "QR" && c.data == qr)
+            );
         }
         if let Some(ean) = spec.get("ean13").and_then(|v| v.as_str()) {
-            assert!(symbols.contains(&format!("EAN-13:{ean}")), "{}: zbarimg found {symbols:?}", path.display());
+            assert!(
+                symbols.contains(&format!("EAN-13:{ean}")),
+                "{}: zbarimg found {symbols:?}",
+                path.display()
+            );
             // The HRI digits are printed under the bars.
             assert_text(&preview.record, ean);
         }
         if let Some(cuts) = spec.get("cuts").and_then(|v| v.as_u64()) {
             assert_eq!(preview.record.cuts.len() as u64, cuts, "{}", path.display());
         }
-        assert!(preview.record.warnings.is_empty(), "{}: {:?}", path.display(), preview.record.warnings);
+        assert!(
+            preview.record.warnings.is_empty(),
+            "{}: {:?}",
+            path.display(),
+            preview.record.warnings
+        );
     }
     assert!(seen >= 2, "expected the shared fixtures, found {seen}");
 }
@@ -80,7 +108,14 @@ fn check_ticket(lang: Language, paper: PaperWidth, qr: QrMode) {
     let ctx = format!("{lang} {paper:?} {qr:?}");
     assert!(r.warnings.is_empty(), "{ctx}: {:?}", r.warnings);
     let labels = lang.labels();
-    for expected in [labels.your_turn, labels.estimated_wait, labels.position, "7 min", "A-042", &ticket.service_name] {
+    for expected in [
+        labels.your_turn,
+        labels.estimated_wait,
+        labels.position,
+        "7 min",
+        "A-042",
+        &ticket.service_name,
+    ] {
         assert_text(r, expected);
     }
     assert_text(r, &ticket.store_name);
@@ -88,15 +123,29 @@ fn check_ticket(lang: Language, paper: PaperWidth, qr: QrMode) {
     let turn = r.lines.iter().find(|l| l.text == "A-042").unwrap();
     assert!(turn.height_mult >= 3 && turn.bold, "{ctx}: {turn:?}");
     // Long campaign and footer lines are wrapped, not lost: every word is on paper.
-    for word in ticket.footer.split_whitespace().chain(ticket.campaign_line.as_deref().unwrap().split_whitespace()) {
+    for word in ticket
+        .footer
+        .split_whitespace()
+        .chain(ticket.campaign_line.as_deref().unwrap().split_whitespace())
+    {
         assert_text(r, word);
     }
     let symbols = zbar(&preview.png);
-    assert!(symbols.contains(&format!("QR-Code:{}", ticket.qr_payload)), "{ctx}: zbarimg found {symbols:?}");
-    assert!(symbols.contains(&"EAN-13:4006381333931".to_owned()), "{ctx}: zbarimg found {symbols:?}");
+    assert!(
+        symbols.contains(&format!("QR-Code:{}", ticket.qr_payload)),
+        "{ctx}: zbarimg found {symbols:?}"
+    );
+    assert!(
+        symbols.contains(&"EAN-13:4006381333931".to_owned()),
+        "{ctx}: zbarimg found {symbols:?}"
+    );
     assert_eq!(r.cuts, vec![Cut::Partial]);
     // Raster QR is an image: only native QR is recorded as a code by the interpreter.
-    assert_eq!(r.codes.iter().any(|c| c.symbology == "QR"), qr == QrMode::Native, "{ctx}");
+    assert_eq!(
+        r.codes.iter().any(|c| c.symbology == "QR"),
+        qr == QrMode::Native,
+        "{ctx}"
+    );
 }
 
 #[test]
@@ -123,7 +172,8 @@ fn english_ticket_round_trips_on_80mm_with_raster_qr() {
 fn spanish_accents_and_signs_survive_encoding_and_printing() {
     let profile = standard_profile(PaperWidth::Mm80, QrMode::Native);
     let mut ticket = sample_ticket(Language::Es);
-    ticket.campaign_line = Some("¿Año nuevo? ¡Señor Núñez, pingüino! Á É Í Ó Ú Ñ Ü 3,50 € 1º".to_owned());
+    ticket.campaign_line =
+        Some("¿Año nuevo? ¡Señor Núñez, pingüino! Á É Í Ó Ú Ñ Ü 3,50 € 1º".to_owned());
     let bytes = ticket.encode(&profile).unwrap();
     let preview = render_escpos_to_png(&bytes, &profile).unwrap();
     assert_text(&preview.record, "¿Año nuevo? ¡Señor Núñez, pingüino!");
@@ -137,11 +187,16 @@ fn spanish_accents_and_signs_survive_encoding_and_printing() {
 fn a_long_ticket_prints_every_line_in_order() {
     let profile = standard_profile(PaperWidth::Mm58, QrMode::Native);
     let mut ticket = sample_ticket(Language::Es);
-    ticket.footer = (1..=120).map(|i| format!("línea{i:03}")).collect::<Vec<_>>().join(" ");
+    ticket.footer = (1..=120)
+        .map(|i| format!("línea{i:03}"))
+        .collect::<Vec<_>>()
+        .join(" ");
     let bytes = ticket.encode(&profile).unwrap();
     let preview = render_escpos_to_png(&bytes, &profile).unwrap();
     let text = preview.record.text();
-    let positions: Vec<usize> = (1..=120).map(|i| text.find(&format!("línea{i:03}")).unwrap()).collect();
+    let positions: Vec<usize> = (1..=120)
+        .map(|i| text.find(&format!("línea{i:03}")).unwrap())
+        .collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]));
     assert!(zbar(&preview.png).iter().any(|s| s.starts_with("QR-Code:")));
 }
@@ -163,13 +218,23 @@ fn report_prints_rows_and_a_table_per_service() {
         store_name: "Tienda Centro".into(),
         date: time::macros::date!(2026 - 11 - 22),
         rows: vec![
-            ReportRow { label: "Turnos emitidos".into(), value: "128".into() },
-            ReportRow { label: "Espera media".into(), value: "6 min".into() },
+            ReportRow {
+                label: "Turnos emitidos".into(),
+                value: "128".into(),
+            },
+            ReportRow {
+                label: "Espera media".into(),
+                value: "6 min".into(),
+            },
         ],
         tables: vec![ReportTable {
             service: "Atención al cliente".into(),
             columns: vec!["Mostrador".into(), "Atendidos".into(), "Espera".into()],
-            rows: vec![vec!["Mostrador 1 (Núñez)".into(), "64".into(), "5 min".into()]],
+            rows: vec![vec![
+                "Mostrador 1 (Núñez)".into(),
+                "64".into(),
+                "5 min".into(),
+            ]],
         }],
         language: Language::Es,
     };
@@ -178,8 +243,20 @@ fn report_prints_rows_and_a_table_per_service() {
     assert_text(&preview.record, "Informe del día");
     assert_text(&preview.record, "Fecha: 22/11/2026");
     // Values are right-aligned on the 48-column line.
-    let line = |start: &str| preview.record.lines.iter().find(|l| l.text.starts_with(start)).unwrap().text.clone();
-    assert_eq!(line("Turnos emitidos"), format!("Turnos emitidos{}128", " ".repeat(48 - 15 - 3)));
+    let line = |start: &str| {
+        preview
+            .record
+            .lines
+            .iter()
+            .find(|l| l.text.starts_with(start))
+            .unwrap()
+            .text
+            .clone()
+    };
+    assert_eq!(
+        line("Turnos emitidos"),
+        format!("Turnos emitidos{}128", " ".repeat(48 - 15 - 3))
+    );
     let row = line("Mostrador 1 (Núñez)");
     assert_eq!(row.chars().count(), 48);
     assert!(row.ends_with("        64  5 min"), "{row:?}");
@@ -193,6 +270,12 @@ fn code128_and_ean8_barcodes_decode_with_zbarimg() {
     bytes.extend_from_slice(b"\n\x1dk\x03\x39\x36\x33\x38\x35\x30\x37\x00\n\x1dV\x00");
     let preview = render_escpos_to_png(&bytes, &profile80()).unwrap();
     let symbols = zbar(&preview.png);
-    assert!(symbols.contains(&"CODE-128:KIOSK-0042".to_owned()), "{symbols:?}");
-    assert!(symbols.contains(&"EAN-8:96385074".to_owned()), "{symbols:?}");
+    assert!(
+        symbols.contains(&"CODE-128:KIOSK-0042".to_owned()),
+        "{symbols:?}"
+    );
+    assert!(
+        symbols.contains(&"EAN-8:96385074".to_owned()),
+        "{symbols:?}"
+    );
 }

@@ -70,7 +70,9 @@ pub fn encode_pc858(text: &str) -> Vec<u8> {
 
 /// Characters of `text` that PC858 cannot print (ignoring control characters).
 pub fn pc858_lacks(text: &str) -> Vec<char> {
-    text.chars().filter(|&c| !c.is_control() && pc858_byte(c).is_none()).collect()
+    text.chars()
+        .filter(|&c| !c.is_control() && pc858_byte(c).is_none())
+        .collect()
 }
 
 /// The PC858 byte for `c`, if the page has it.
@@ -79,13 +81,19 @@ pub fn pc858_byte(c: char) -> Option<u8> {
         ' '..='~' => Some(c as u8),
         '€' => Some(0xD5),
         'ı' => None, // PC858 gave 0xD5 (dotless i in PC850) to the euro
-        _ => PC850_HIGH.iter().position(|&h| h == c).and_then(|i| u8::try_from(0x80 + i).ok()),
+        _ => PC850_HIGH
+            .iter()
+            .position(|&h| h == c)
+            .and_then(|i| u8::try_from(0x80 + i).ok()),
     }
 }
 
 /// Whether the virtual printer knows code page `page` (an `ESC t n` value).
 pub fn is_known(page: u8) -> bool {
-    matches!(page, PAGE_PC437 | PAGE_PC850 | PAGE_WPC1252 | PAGE_PC858 | PAGE_ISO8859_15)
+    matches!(
+        page,
+        PAGE_PC437 | PAGE_PC850 | PAGE_WPC1252 | PAGE_PC858 | PAGE_ISO8859_15
+    )
 }
 
 /// Decodes one printable byte (0x20..=0xFF) in code page `page`; unknown pages decode as PC437,

@@ -9,7 +9,8 @@ use super::settings::{PrinterConnection, PrinterProfile, PrinterSettings};
 use super::status::{PrinterStatus, StatusDecodeError, StatusRequest};
 use super::ticket::{LayoutError, Ticket};
 use super::transport::{
-    FileTransport, SerialTransport, SimulatedTransport, TcpTransport, Transport, TransportError, UsbTransport,
+    FileTransport, SerialTransport, SimulatedTransport, TcpTransport, Transport, TransportError,
+    UsbTransport,
 };
 use super::vprinter::VirtualPrinterHandle;
 use crate::health::Health;
@@ -43,7 +44,9 @@ pub enum PrinterError {
         status: PrinterStatus,
     },
     /// Sending the job failed part way: part of the ticket may be on paper. Not retried.
-    #[error("print job {job} was interrupted on printer at {device}; part of it may have printed, so it is not retried automatically")]
+    #[error(
+        "print job {job} was interrupted on printer at {device}; part of it may have printed, so it is not retried automatically"
+    )]
     Interrupted {
         /// The job id.
         job: String,
@@ -54,7 +57,9 @@ pub enum PrinterError {
         source: TransportError,
     },
     /// A job that was interrupted before was submitted again with [`ThermalPrinter::print_job`].
-    #[error("print job {job} was interrupted earlier; use reprint if staff decide to print it again")]
+    #[error(
+        "print job {job} was interrupted earlier; use reprint if staff decide to print it again"
+    )]
     PreviouslyInterrupted {
         /// The job id.
         job: String,
@@ -102,7 +107,10 @@ pub struct ThermalPrinter {
 
 impl std::fmt::Debug for ThermalPrinter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ThermalPrinter").field("device", &self.device).field("profile", &self.profile).finish()
+        f.debug_struct("ThermalPrinter")
+            .field("device", &self.device)
+            .field("profile", &self.profile)
+            .finish()
     }
 }
 
@@ -116,19 +124,38 @@ impl ThermalPrinter {
         let (device, opener): (String, Opener) = match settings.connection.clone() {
             PrinterConnection::Usb { device } => {
                 let d = device.clone();
-                (device, Box::new(move || Ok(Box::new(UsbTransport::open(&d, timeout)?) as Box<dyn Transport>)))
+                (
+                    device,
+                    Box::new(move || {
+                        Ok(Box::new(UsbTransport::open(&d, timeout)?) as Box<dyn Transport>)
+                    }),
+                )
             }
             PrinterConnection::Serial { port, baud } => {
                 let p = port.clone();
-                (port, Box::new(move || Ok(Box::new(SerialTransport::open(&p, baud, timeout)?) as Box<dyn Transport>)))
+                (
+                    port,
+                    Box::new(move || {
+                        Ok(Box::new(SerialTransport::open(&p, baud, timeout)?)
+                            as Box<dyn Transport>)
+                    }),
+                )
             }
             PrinterConnection::Tcp { address } => {
                 let a = address.clone();
-                (format!("tcp://{address}"), Box::new(move || Ok(Box::new(TcpTransport::connect(&a, timeout)?) as Box<dyn Transport>)))
+                (
+                    format!("tcp://{address}"),
+                    Box::new(move || {
+                        Ok(Box::new(TcpTransport::connect(&a, timeout)?) as Box<dyn Transport>)
+                    }),
+                )
             }
             PrinterConnection::File { path } => {
                 let p = path.clone();
-                (path, Box::new(move || Ok(Box::new(FileTransport::open(&p)?) as Box<dyn Transport>)))
+                (
+                    path,
+                    Box::new(move || Ok(Box::new(FileTransport::open(&p)?) as Box<dyn Transport>)),
+                )
             }
             PrinterConnection::Simulated => {
                 let handle = VirtualPrinterHandle::new(&profile);
@@ -140,13 +167,19 @@ impl ThermalPrinter {
     }
 
     /// A driver on the in-process virtual printer `handle`.
-    pub fn simulated_with(handle: VirtualPrinterHandle, profile: PrinterProfile, timeout: Duration) -> Self {
+    pub fn simulated_with(
+        handle: VirtualPrinterHandle,
+        profile: PrinterProfile,
+        timeout: Duration,
+    ) -> Self {
         let h = handle.clone();
         let mut p = Self::with_opener(
             "simulated".to_owned(),
             profile,
             timeout,
-            Box::new(move || Ok(Box::new(SimulatedTransport::new(h.clone())) as Box<dyn Transport>)),
+            Box::new(
+                move || Ok(Box::new(SimulatedTransport::new(h.clone())) as Box<dyn Transport>),
+            ),
         );
         p.virtual_printer = Some(handle);
         p
@@ -159,7 +192,15 @@ impl ThermalPrinter {
         timeout: Duration,
         opener: Box<dyn FnMut() -> Result<Box<dyn Transport>, TransportError> + Send>,
     ) -> Self {
-        ThermalPrinter { device, profile, timeout, opener, transport: None, virtual_printer: None, jobs: VecDeque::new() }
+        ThermalPrinter {
+            device,
+            profile,
+            timeout,
+            opener,
+            transport: None,
+            virtual_printer: None,
+            jobs: VecDeque::new(),
+        }
     }
 
     /// The device as named in messages.
@@ -182,14 +223,26 @@ impl ThermalPrinter {
             self.transport = Some((self.opener)()?);
         }
         // Set just above when it was empty.
-        self.transport.as_mut().ok_or_else(|| TransportError::Closed { device: self.device.clone() })
+        self.transport
+            .as_mut()
+            .ok_or_else(|| TransportError::Closed {
+                device: self.device.clone(),
+            })
     }
 
     /// Runs `f` on the transport; on failure the transport is dropped so the next call reopens.
-    fn with_transport<T>(&mut self, f: impl FnOnce(&mut dyn Transport) -> Result<T, PrinterError>) -> Result<T, PrinterError> {
+    fn with_transport<T>(
+        &mut self,
+        f: impl FnOnce(&mut dyn Transport) -> Result<T, PrinterError>,
+    ) -> Result<T, PrinterError> {
         let t = self.transport()?;
         let result = f(t.as_mut());
-        if matches!(result, Err(PrinterError::Transport(_) | PrinterError::Interrupted { .. } | PrinterError::Status { .. })) {
+        if matches!(
+            result,
+            Err(PrinterError::Transport(_)
+                | PrinterError::Interrupted { .. }
+                | PrinterError::Status { .. })
+        ) {
             self.transport = None;
         }
         result
@@ -216,9 +269,18 @@ impl ThermalPrinter {
     /// again ([`PrintOutcome::AlreadyPrinted`]); one that was interrupted is refused
     /// ([`PrinterError::PreviouslyInterrupted`]) until the firmware calls [`Self::reprint`].
     pub fn print_job(&mut self, job_id: &str, bytes: &[u8]) -> Result<PrintOutcome, PrinterError> {
-        match self.jobs.iter().find(|(id, _)| id == job_id).map(|(_, s)| *s) {
+        match self
+            .jobs
+            .iter()
+            .find(|(id, _)| id == job_id)
+            .map(|(_, s)| *s)
+        {
             Some(JobState::Printed) => return Ok(PrintOutcome::AlreadyPrinted),
-            Some(JobState::Interrupted) => return Err(PrinterError::PreviouslyInterrupted { job: job_id.to_owned() }),
+            Some(JobState::Interrupted) => {
+                return Err(PrinterError::PreviouslyInterrupted {
+                    job: job_id.to_owned(),
+                });
+            }
             None => {}
         }
         self.send_job(job_id, bytes)
@@ -231,7 +293,11 @@ impl ThermalPrinter {
     }
 
     /// Lays out `ticket` for this printer's profile and prints it as job `job_id`.
-    pub fn print_ticket(&mut self, job_id: &str, ticket: &Ticket) -> Result<PrintOutcome, PrinterError> {
+    pub fn print_ticket(
+        &mut self,
+        job_id: &str,
+        ticket: &Ticket,
+    ) -> Result<PrintOutcome, PrinterError> {
         let bytes = ticket.encode(&self.profile)?;
         self.print_job(job_id, &bytes)
     }
@@ -242,23 +308,43 @@ impl ThermalPrinter {
         let status = self.with_transport(|t| query_status(t, timeout, &device))?;
         if let Some(s) = status {
             if let Some(problem) = s.problem() {
-                return Err(PrinterError::NotReady { device, problem, status: s });
+                return Err(PrinterError::NotReady {
+                    device,
+                    problem,
+                    status: s,
+                });
             }
         }
         let sent = self.with_transport(|t| {
-            t.write_all(bytes).map_err(|source| PrinterError::Interrupted { job: job_id.to_owned(), device: device.clone(), source })
+            t.write_all(bytes)
+                .map_err(|source| PrinterError::Interrupted {
+                    job: job_id.to_owned(),
+                    device: device.clone(),
+                    source,
+                })
         });
-        let state = if sent.is_ok() { JobState::Printed } else { JobState::Interrupted };
+        let state = if sent.is_ok() {
+            JobState::Printed
+        } else {
+            JobState::Interrupted
+        };
         self.jobs.push_back((job_id.to_owned(), state));
         while self.jobs.len() > JOB_MEMORY {
             self.jobs.pop_front();
         }
-        sent.map(|()| PrintOutcome::Printed { bytes: bytes.len(), status })
+        sent.map(|()| PrintOutcome::Printed {
+            bytes: bytes.len(),
+            status,
+        })
     }
 }
 
 /// Asks the four status bytes and decodes them.
-pub fn query_status(t: &mut dyn Transport, timeout: Duration, device: &str) -> Result<Option<PrinterStatus>, PrinterError> {
+pub fn query_status(
+    t: &mut dyn Transport,
+    timeout: Duration,
+    device: &str,
+) -> Result<Option<PrinterStatus>, PrinterError> {
     if !t.answers_status() {
         return Ok(None);
     }
@@ -270,5 +356,10 @@ pub fn query_status(t: &mut dyn Transport, timeout: Duration, device: &str) -> R
     t.write_all(&query)?;
     let mut answer = [0u8; 4];
     t.read_exact(&mut answer, timeout)?;
-    PrinterStatus::decode(answer).map(Some).map_err(|source| PrinterError::Status { device: device.to_owned(), source })
+    PrinterStatus::decode(answer)
+        .map(Some)
+        .map_err(|source| PrinterError::Status {
+            device: device.to_owned(),
+            source,
+        })
 }

@@ -2,7 +2,7 @@
 //! ticket code, rendered by the virtual printer to PNG. Backs `kiosk ticket-preview`.
 
 use super::settings::PrinterProfile;
-use super::ticket::{LayoutError, Language, sample_ticket};
+use super::ticket::{Language, LayoutError, sample_ticket};
 use super::vprinter::{self, Record};
 
 /// A failed preview.
@@ -33,14 +33,23 @@ impl Preview {
 }
 
 /// Renders a captured ESC/POS stream (`kiosk ticket-preview --escpos FILE.bin --out FILE.png`).
-pub fn render_escpos_to_png(bytes: &[u8], profile: &PrinterProfile) -> Result<Preview, PreviewError> {
+pub fn render_escpos_to_png(
+    bytes: &[u8],
+    profile: &PrinterProfile,
+) -> Result<Preview, PreviewError> {
     let printer = vprinter::interpret(bytes, profile);
-    Ok(Preview { png: printer.png()?, record: printer.record().clone() })
+    Ok(Preview {
+        png: printer.png()?,
+        record: printer.record().clone(),
+    })
 }
 
 /// Lays out the sample ticket in `lang`, encodes it and renders it
 /// (`kiosk ticket-preview --out FILE.png --lang es|en`).
-pub fn render_sample_ticket(lang: Language, profile: &PrinterProfile) -> Result<Preview, PreviewError> {
+pub fn render_sample_ticket(
+    lang: Language,
+    profile: &PrinterProfile,
+) -> Result<Preview, PreviewError> {
     let bytes = sample_ticket(lang).encode(profile)?;
     render_escpos_to_png(&bytes, profile)
 }

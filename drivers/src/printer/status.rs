@@ -210,9 +210,9 @@ impl PrinterStatus {
     pub fn health(&self, device: &str) -> Health {
         match self.problem() {
             Some(problem) => Health::absent(format!("printer at {device} reports {problem}")),
-            None if self.paper_near_end => {
-                Health::degraded(format!("printer at {device} reports paper near end; replace the roll soon"))
-            }
+            None if self.paper_near_end => Health::degraded(format!(
+                "printer at {device} reports paper near end; replace the roll soon"
+            )),
             None => Health::ok(),
         }
     }
@@ -226,17 +226,35 @@ mod tests {
     #[test]
     fn an_idle_printer_answers_0x12_to_every_request() {
         assert_eq!(PrinterStatus::default().encode(), [0x12; 4]);
-        assert_eq!(PrinterStatus::decode([0x12; 4]).unwrap(), PrinterStatus::default());
+        assert_eq!(
+            PrinterStatus::decode([0x12; 4]).unwrap(),
+            PrinterStatus::default()
+        );
     }
 
     #[test]
     fn every_fault_survives_encode_then_decode() {
         for s in [
-            PrinterStatus { paper_out: true, ..Default::default() },
-            PrinterStatus { paper_near_end: true, ..Default::default() },
-            PrinterStatus { cover_open: true, ..Default::default() },
-            PrinterStatus { offline: true, ..Default::default() },
-            PrinterStatus { cutter_error: true, ..Default::default() },
+            PrinterStatus {
+                paper_out: true,
+                ..Default::default()
+            },
+            PrinterStatus {
+                paper_near_end: true,
+                ..Default::default()
+            },
+            PrinterStatus {
+                cover_open: true,
+                ..Default::default()
+            },
+            PrinterStatus {
+                offline: true,
+                ..Default::default()
+            },
+            PrinterStatus {
+                cutter_error: true,
+                ..Default::default()
+            },
         ] {
             let back = PrinterStatus::decode(s.encode()).unwrap();
             assert_eq!(back.paper_out, s.paper_out);
@@ -267,7 +285,13 @@ mod tests {
     fn a_byte_without_the_fixed_pattern_is_rejected_as_garbage() {
         for byte in [0x00, 0xFF, 0x13, 0x92, b'A'] {
             let err = PrinterStatus::decode([0x12, byte, 0x12, 0x12]).unwrap_err();
-            assert_eq!(err, StatusDecodeError::Garbage { request: StatusRequest::OfflineCause, byte });
+            assert_eq!(
+                err,
+                StatusDecodeError::Garbage {
+                    request: StatusRequest::OfflineCause,
+                    byte
+                }
+            );
             assert!(err.to_string().contains("not a status byte"));
         }
     }

@@ -15,8 +15,8 @@ use std::str::FromStr;
 use escpos::driver::Driver;
 use escpos::printer::Printer;
 use escpos::utils::{
-    BarcodeFont, BarcodeHeight, BarcodeOption, BarcodePosition, BarcodeWidth, JustifyMode, PageCode,
-    Protocol, QRCodeCorrectionLevel, QRCodeModel, QRCodeOption, UnderlineMode,
+    BarcodeFont, BarcodeHeight, BarcodeOption, BarcodePosition, BarcodeWidth, JustifyMode,
+    PageCode, Protocol, QRCodeCorrectionLevel, QRCodeModel, QRCodeOption, UnderlineMode,
 };
 use serde::Deserialize;
 
@@ -188,7 +188,9 @@ pub enum LayoutError {
     #[error("unknown ticket language {0:?}; use es or en")]
     UnknownLanguage(String),
     /// The coupon barcode is not a valid EAN-13.
-    #[error("coupon barcode {value:?} is not an EAN-13 (12 digits, or 13 with a valid check digit)")]
+    #[error(
+        "coupon barcode {value:?} is not an EAN-13 (12 digits, or 13 with a valid check digit)"
+    )]
     InvalidEan13 {
         /// The rejected value.
         value: String,
@@ -231,13 +233,20 @@ impl From<escpos::errors::PrinterError> for LayoutError {
 
 /// Validates an EAN-13 and returns its 13 digits (adding the check digit to 12).
 pub fn ean13_digits(value: &str) -> Result<String, LayoutError> {
-    let bad = || LayoutError::InvalidEan13 { value: value.to_owned() };
+    let bad = || LayoutError::InvalidEan13 {
+        value: value.to_owned(),
+    };
     if !value.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
     let digits: Vec<u32> = value.bytes().map(|b| u32::from(b - b'0')).collect();
     let check = |d: &[u32]| {
-        let sum: u32 = d.iter().take(12).enumerate().map(|(i, &v)| if i % 2 == 0 { v } else { 3 * v }).sum();
+        let sum: u32 = d
+            .iter()
+            .take(12)
+            .enumerate()
+            .map(|(i, &v)| if i % 2 == 0 { v } else { 3 * v })
+            .sum();
         (10 - sum % 10) % 10
     };
     match digits.len() {
@@ -281,8 +290,16 @@ struct Style {
 }
 
 impl Style {
-    const BODY: Style = Style { align: JustifyMode::LEFT, bold: false, size: 1, underline: false };
-    const CENTER: Style = Style { align: JustifyMode::CENTER, ..Style::BODY };
+    const BODY: Style = Style {
+        align: JustifyMode::LEFT,
+        bold: false,
+        size: 1,
+        underline: false,
+    };
+    const CENTER: Style = Style {
+        align: JustifyMode::CENTER,
+        ..Style::BODY
+    };
 }
 
 /// The layout writer: the `escpos` printer plus the line width.
@@ -299,7 +316,10 @@ impl Writer {
         let mut printer = Printer::new(Capture::default(), Protocol::default(), None);
         // ESC @ then ESC t 19 (PC858); the crate's PageCode::PC858 maps to 19 as Epson documents.
         printer.init()?.page_code(PageCode::PC858)?;
-        Ok(Writer { printer, dots: profile.dots_per_line })
+        Ok(Writer {
+            printer,
+            dots: profile.dots_per_line,
+        })
     }
 
     /// Characters per line at a size multiplier.
@@ -308,11 +328,15 @@ impl Writer {
     }
 
     fn style(&mut self, s: Style) -> Result<(), LayoutError> {
-        self.printer.justify(s.align)?.bold(s.bold)?.size(s.size, s.size)?.underline(if s.underline {
-            UnderlineMode::Single
-        } else {
-            UnderlineMode::None
-        })?;
+        self.printer
+            .justify(s.align)?
+            .bold(s.bold)?
+            .size(s.size, s.size)?
+            .underline(if s.underline {
+                UnderlineMode::Single
+            } else {
+                UnderlineMode::None
+            })?;
         Ok(())
     }
 
@@ -320,7 +344,9 @@ impl Writer {
     fn text(&mut self, s: Style, text: &str) -> Result<(), LayoutError> {
         self.style(s)?;
         for line in wrap(text, self.columns(s.size)) {
-            self.printer.custom(&codepage::encode_pc858(&line))?.custom(b"\n")?;
+            self.printer
+                .custom(&codepage::encode_pc858(&line))?
+                .custom(b"\n")?;
         }
         Ok(())
     }
@@ -329,7 +355,9 @@ impl Writer {
     fn line(&mut self, s: Style, text: &str) -> Result<(), LayoutError> {
         self.style(s)?;
         let line: String = text.chars().take(self.columns(s.size)).collect();
-        self.printer.custom(&codepage::encode_pc858(&line))?.custom(b"\n")?;
+        self.printer
+            .custom(&codepage::encode_pc858(&line))?
+            .custom(b"\n")?;
         Ok(())
     }
 
@@ -357,18 +385,34 @@ impl Writer {
 
     /// A QR code, centred, the module size chosen so it fills at most ~3/4 of the line.
     fn qr(&mut self, payload: &str, mode: QrMode) -> Result<(), LayoutError> {
-        let code = qrcode::QrCode::with_error_correction_level(payload.as_bytes(), qrcode::EcLevel::M)
-            .map_err(|source| LayoutError::QrTooLong { len: payload.len(), source })?;
-        let width = u16::try_from(code.width()).unwrap_or(u16::MAX).max(1);
+        let too_long = |source| LayoutError::QrTooLong {
+            len: payload.len(),
+            source,
+        };
+        // Only the version is needed to size a native QR: segmenting the data is cheap, while
+        // building the symbol (masking) costs most of the ticket's encoding time.
+        let bits =
+            qrcode::bits::encode_auto(payload.as_bytes(), qrcode::EcLevel::M).map_err(too_long)?;
+        let width = u16::try_from(bits.version().width())
+            .unwrap_or(u16::MAX)
+            .max(1);
         let module = (self.dots * 3 / 4 / width).clamp(1, 8);
         self.style(Style::CENTER)?;
         match mode {
             QrMode::Native => {
                 // Module size fits in u8: clamped to 1..=8 above.
                 let size = u8::try_from(module).unwrap_or(4);
-                self.printer.qrcode_option(payload, QRCodeOption::new(QRCodeModel::Model2, size, QRCodeCorrectionLevel::M))?;
+                self.printer.qrcode_option(
+                    payload,
+                    QRCodeOption::new(QRCodeModel::Model2, size, QRCodeCorrectionLevel::M),
+                )?;
             }
             QrMode::Raster => {
+                let code = qrcode::QrCode::with_error_correction_level(
+                    payload.as_bytes(),
+                    qrcode::EcLevel::M,
+                )
+                .map_err(too_long)?;
                 let raster = qr_raster(&code, usize::from(module), 4);
                 self.printer.custom(&raster)?;
             }
@@ -378,7 +422,12 @@ impl Writer {
 
     fn ean13(&mut self, digits: &str) -> Result<(), LayoutError> {
         self.style(Style::CENTER)?;
-        let option = BarcodeOption::new(BarcodeWidth::M, BarcodeHeight::S, BarcodeFont::A, BarcodePosition::Below);
+        let option = BarcodeOption::new(
+            BarcodeWidth::M,
+            BarcodeHeight::S,
+            BarcodeFont::A,
+            BarcodePosition::Below,
+        );
         self.printer.ean13_option(digits, option)?;
         Ok(())
     }
@@ -388,7 +437,11 @@ impl Writer {
         self.printer.feeds(3)?;
         // Written by hand: the crate's partial_cut() sends `GS V 65 1`, which is a *full* cut
         // after feeding 1 dot in the ESC/POS reference; a partial cut is `GS V 66 n`.
-        self.printer.custom(if partial { &GS_CUT_PARTIAL } else { &GS_CUT_FULL })?;
+        self.printer.custom(if partial {
+            &GS_CUT_PARTIAL
+        } else {
+            &GS_CUT_FULL
+        })?;
         self.printer.print()?;
         Ok(self.printer.driver().0.into_inner())
     }
@@ -423,7 +476,9 @@ pub fn qr_raster(code: &qrcode::QrCode, module: usize, quiet: usize) -> Vec<u8> 
             let mut byte = 0u8;
             for bit in 0..8 {
                 let x = xb * 8 + bit;
-                let mx = (x / module).checked_sub(quiet).filter(|&m| m < n && x < side);
+                let mx = (x / module)
+                    .checked_sub(quiet)
+                    .filter(|&m| m < n && x < side);
                 if let (Some(mx), Some(my)) = (mx, my) {
                     if colors[my * n + mx] == qrcode::Color::Dark {
                         byte |= 0x80 >> bit;
@@ -495,8 +550,13 @@ pub fn format_date(date: time::Date, lang: Language) -> String {
 
 /// The largest size multiplier (1..=max) at which `text` fits on one line.
 fn fitting_size(text: &str, dots: u16, max: u8) -> u8 {
-    let len = u16::try_from(text.chars().count()).unwrap_or(u16::MAX).max(1);
-    (1..=max).rev().find(|&m| len.saturating_mul(FONT_A_WIDTH * u16::from(m)) <= dots).unwrap_or(1)
+    let len = u16::try_from(text.chars().count())
+        .unwrap_or(u16::MAX)
+        .max(1);
+    (1..=max)
+        .rev()
+        .find(|&m| len.saturating_mul(FONT_A_WIDTH * u16::from(m)) <= dots)
+        .unwrap_or(1)
 }
 
 impl Ticket {
@@ -519,26 +579,61 @@ impl Ticket {
             PaperWidth::Mm80 => 4,
         };
 
-        w.text(Style { bold: true, size: fitting_size(&self.store_name, w.dots, 2), ..Style::CENTER }, &self.store_name)?;
+        w.text(
+            Style {
+                bold: true,
+                size: fitting_size(&self.store_name, w.dots, 2),
+                ..Style::CENTER
+            },
+            &self.store_name,
+        )?;
         w.rule()?;
         w.text(Style::CENTER, l.your_turn)?;
         let size = fitting_size(&self.turn_number, w.dots, big);
-        w.text(Style { bold: true, size, ..Style::CENTER }, &self.turn_number)?;
-        w.text(Style { bold: true, ..Style::CENTER }, &self.service_name)?;
+        w.text(
+            Style {
+                bold: true,
+                size,
+                ..Style::CENTER
+            },
+            &self.turn_number,
+        )?;
+        w.text(
+            Style {
+                bold: true,
+                ..Style::CENTER
+            },
+            &self.service_name,
+        )?;
         w.feed(1)?;
         w.pair(l.position, &self.position_in_queue.to_string())?;
-        w.pair(l.estimated_wait, &format!("{} {}", self.estimated_wait_minutes, l.minutes))?;
+        w.pair(
+            l.estimated_wait,
+            &format!("{} {}", self.estimated_wait_minutes, l.minutes),
+        )?;
         w.pair(l.issued, &format_issued(self.issued_at, self.language))?;
         w.feed(1)?;
         w.qr(&self.qr_payload, profile.qr)?;
         w.text(Style::CENTER, l.scan_hint)?;
         if let Some(line) = &self.campaign_line {
             w.rule()?;
-            w.text(Style { bold: true, ..Style::CENTER }, line)?;
+            w.text(
+                Style {
+                    bold: true,
+                    ..Style::CENTER
+                },
+                line,
+            )?;
         }
         if let Some((coupon, digits)) = coupon {
             w.rule()?;
-            w.text(Style { underline: true, ..Style::CENTER }, &format!("{}: {}", l.coupon, coupon.code))?;
+            w.text(
+                Style {
+                    underline: true,
+                    ..Style::CENTER
+                },
+                &format!("{}: {}", l.coupon, coupon.code),
+            )?;
             w.ean13(&digits)?;
         }
         w.rule()?;
@@ -552,9 +647,19 @@ impl Report {
     pub fn encode(&self, profile: &PrinterProfile) -> Result<Vec<u8>, LayoutError> {
         let mut w = Writer::new(profile)?;
         let l = self.language.labels();
-        w.text(Style { bold: true, size: fitting_size(&self.title, w.dots, 2), ..Style::CENTER }, &self.title)?;
+        w.text(
+            Style {
+                bold: true,
+                size: fitting_size(&self.title, w.dots, 2),
+                ..Style::CENTER
+            },
+            &self.title,
+        )?;
         w.text(Style::CENTER, &self.store_name)?;
-        w.text(Style::CENTER, &format!("{}: {}", l.date, format_date(self.date, self.language)))?;
+        w.text(
+            Style::CENTER,
+            &format!("{}: {}", l.date, format_date(self.date, self.language)),
+        )?;
         w.rule()?;
         for row in &self.rows {
             w.pair(&row.label, &row.value)?;
@@ -562,10 +667,20 @@ impl Report {
         let cols = w.columns(1);
         for table in &self.tables {
             w.rule()?;
-            w.text(Style { bold: true, ..Style::BODY }, &table.service)?;
+            w.text(
+                Style {
+                    bold: true,
+                    ..Style::BODY
+                },
+                &table.service,
+            )?;
             let n = table.columns.len();
             if let Some(row) = table.rows.iter().find(|r| r.len() != n) {
-                return Err(LayoutError::RaggedTable { service: table.service.clone(), got: row.len(), want: n });
+                return Err(LayoutError::RaggedTable {
+                    service: table.service.clone(),
+                    got: row.len(),
+                    want: n,
+                });
             }
             // Widths of the right-aligned columns; the first column takes what is left.
             let widths: Vec<usize> = (1..n)
@@ -580,7 +695,10 @@ impl Report {
             let right: usize = widths.iter().map(|w| w + 1).sum();
             let first = cols.saturating_sub(right).max(1);
             let format_row = |cells: &[String]| {
-                let mut line: String = cells.first().map(|c| c.chars().take(first).collect()).unwrap_or_default();
+                let mut line: String = cells
+                    .first()
+                    .map(|c| c.chars().take(first).collect())
+                    .unwrap_or_default();
                 let pad = first.saturating_sub(line.chars().count());
                 line.push_str(&" ".repeat(pad));
                 for (cell, width) in cells.iter().skip(1).zip(&widths) {
@@ -588,7 +706,13 @@ impl Report {
                 }
                 line
             };
-            w.line(Style { underline: true, ..Style::BODY }, &format_row(&table.columns))?;
+            w.line(
+                Style {
+                    underline: true,
+                    ..Style::BODY
+                },
+                &format_row(&table.columns),
+            )?;
             for row in &table.rows {
                 w.line(Style::BODY, &format_row(row))?;
             }
@@ -603,7 +727,12 @@ pub fn standard_profile(paper: PaperWidth, qr: QrMode) -> PrinterProfile {
         PaperWidth::Mm58 => 384,
         PaperWidth::Mm80 => 576,
     };
-    PrinterProfile { paper, dots_per_line, qr, partial_cut: true }
+    PrinterProfile {
+        paper,
+        dots_per_line,
+        qr,
+        partial_cut: true,
+    }
 }
 
 /// The sample ticket `kiosk ticket-preview` prints: every field filled, Spanish accents in the
@@ -630,9 +759,13 @@ pub fn sample_ticket(lang: Language) -> Ticket {
         issued_at,
         estimated_wait_minutes: 7,
         position_in_queue: 5,
-        qr_payload: "KT1.turn.A-042.2026-11-22.store-centro.9f2c1e7a5b.sig=Zm9vYmFyYmF6cXV4".to_owned(),
+        qr_payload: "KT1.turn.A-042.2026-11-22.store-centro.9f2c1e7a5b.sig=Zm9vYmFyYmF6cXV4"
+            .to_owned(),
         campaign_line: Some(campaign.to_owned()),
-        coupon: Some(Coupon { code: "CAFE2X1".to_owned(), ean13: "4006381333931".to_owned() }),
+        coupon: Some(Coupon {
+            code: "CAFE2X1".to_owned(),
+            ean13: "4006381333931".to_owned(),
+        }),
         footer: footer.to_owned(),
         language: lang,
     }
@@ -679,8 +812,13 @@ mod tests {
     #[test]
     fn an_invalid_coupon_barcode_is_a_layout_error() {
         let mut t = sample_ticket(Language::En);
-        t.coupon = Some(Coupon { code: "X".into(), ean13: "123".into() });
-        let err = t.encode(&standard_profile(PaperWidth::Mm58, QrMode::Native)).unwrap_err();
+        t.coupon = Some(Coupon {
+            code: "X".into(),
+            ean13: "123".into(),
+        });
+        let err = t
+            .encode(&standard_profile(PaperWidth::Mm58, QrMode::Native))
+            .unwrap_err();
         assert!(matches!(err, LayoutError::InvalidEan13 { .. }));
     }
 

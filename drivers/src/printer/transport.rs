@@ -18,7 +18,9 @@ use super::vprinter::VirtualPrinterHandle;
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     /// The device node, port or file could not be opened.
-    #[error("cannot open printer at {device}; check that it is plugged in and switched on and that the hardware profile names the right device")]
+    #[error(
+        "cannot open printer at {device}; check that it is plugged in and switched on and that the hardware profile names the right device"
+    )]
     Open {
         /// The device.
         device: String,
@@ -27,7 +29,9 @@ pub enum TransportError {
         source: io::Error,
     },
     /// The serial port could not be opened.
-    #[error("cannot open serial printer at {device}; check the port name and that no other program holds it")]
+    #[error(
+        "cannot open serial printer at {device}; check the port name and that no other program holds it"
+    )]
     OpenSerial {
         /// The port.
         device: String,
@@ -36,7 +40,9 @@ pub enum TransportError {
         source: serialport::Error,
     },
     /// Writing failed (unplugged, switched off, connection reset).
-    #[error("printer at {device} stopped accepting data; it may have been unplugged or switched off")]
+    #[error(
+        "printer at {device} stopped accepting data; it may have been unplugged or switched off"
+    )]
     Write {
         /// The device.
         device: String,
@@ -64,7 +70,9 @@ pub enum TransportError {
         after: Duration,
     },
     /// The peer closed the connection or the device hung up.
-    #[error("printer at {device} closed the connection; it may have been switched off or unplugged")]
+    #[error(
+        "printer at {device} closed the connection; it may have been switched off or unplugged"
+    )]
     Closed {
         /// The device.
         device: String,
@@ -108,7 +116,11 @@ fn poll_one(fd: &File, flags: PollFlags, timeout: Duration) -> io::Result<PollFl
     let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
     let mut fds = [PollFd::new(fd.as_fd(), flags)];
     let n = nix::poll::poll(&mut fds, PollTimeout::from(millis)).map_err(io::Error::from)?;
-    Ok(if n == 0 { PollFlags::empty() } else { fds[0].revents().unwrap_or(PollFlags::empty()) })
+    Ok(if n == 0 {
+        PollFlags::empty()
+    } else {
+        fds[0].revents().unwrap_or(PollFlags::empty())
+    })
 }
 
 /// A USB printer class device (`/dev/usb/lp0`, or a udev symlink such as `/dev/kiosk-printer`),
@@ -130,8 +142,15 @@ impl UsbTransport {
             .write(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
             .open(path)
-            .map_err(|source| TransportError::Open { device: path.to_owned(), source })?;
-        Ok(UsbTransport { device: path.to_owned(), file, timeout })
+            .map_err(|source| TransportError::Open {
+                device: path.to_owned(),
+                source,
+            })?;
+        Ok(UsbTransport {
+            device: path.to_owned(),
+            file,
+            timeout,
+        })
     }
 }
 
@@ -142,18 +161,32 @@ impl Transport for UsbTransport {
 
     fn write_all(&mut self, mut bytes: &[u8]) -> Result<(), TransportError> {
         let deadline = Instant::now() + self.timeout;
-        let err = |source| TransportError::Write { device: self.device.clone(), source };
+        let err = |source| TransportError::Write {
+            device: self.device.clone(),
+            source,
+        };
         while !bytes.is_empty() {
             match self.file.write(bytes) {
-                Ok(0) => return Err(TransportError::Closed { device: self.device.clone() }),
+                Ok(0) => {
+                    return Err(TransportError::Closed {
+                        device: self.device.clone(),
+                    });
+                }
                 Ok(n) => bytes = &bytes[n..],
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let rev = poll_one(&self.file, PollFlags::POLLOUT, left(deadline)).map_err(err)?;
+                    let rev =
+                        poll_one(&self.file, PollFlags::POLLOUT, left(deadline)).map_err(err)?;
                     if rev.is_empty() {
-                        return Err(TransportError::Timeout { device: self.device.clone(), what: "accept data", after: self.timeout });
+                        return Err(TransportError::Timeout {
+                            device: self.device.clone(),
+                            what: "accept data",
+                            after: self.timeout,
+                        });
                     }
                     if rev.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
-                        return Err(TransportError::Closed { device: self.device.clone() });
+                        return Err(TransportError::Closed {
+                            device: self.device.clone(),
+                        });
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -167,19 +200,45 @@ impl Transport for UsbTransport {
         let deadline = Instant::now() + timeout;
         let mut got = 0;
         while got < buf.len() {
-            let rev = poll_one(&self.file, PollFlags::POLLIN, left(deadline))
-                .map_err(|source| TransportError::Read { device: self.device.clone(), source })?;
+            let rev =
+                poll_one(&self.file, PollFlags::POLLIN, left(deadline)).map_err(|source| {
+                    TransportError::Read {
+                        device: self.device.clone(),
+                        source,
+                    }
+                })?;
             if rev.is_empty() {
-                return Err(TransportError::Timeout { device: self.device.clone(), what: "answer the status query", after: timeout });
+                return Err(TransportError::Timeout {
+                    device: self.device.clone(),
+                    what: "answer the status query",
+                    after: timeout,
+                });
             }
             match self.file.read(&mut buf[got..]) {
-                Ok(0) => return Err(TransportError::Closed { device: self.device.clone() }),
-                Ok(n) => got += n,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
-                Err(e) if rev.contains(PollFlags::POLLHUP) || e.raw_os_error() == Some(libc::EIO) => {
-                    return Err(TransportError::Closed { device: self.device.clone() });
+                Ok(0) => {
+                    return Err(TransportError::Closed {
+                        device: self.device.clone(),
+                    });
                 }
-                Err(source) => return Err(TransportError::Read { device: self.device.clone(), source }),
+                Ok(n) => got += n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e)
+                    if rev.contains(PollFlags::POLLHUP) || e.raw_os_error() == Some(libc::EIO) =>
+                {
+                    return Err(TransportError::Closed {
+                        device: self.device.clone(),
+                    });
+                }
+                Err(source) => {
+                    return Err(TransportError::Read {
+                        device: self.device.clone(),
+                        source,
+                    });
+                }
             }
         }
         Ok(())
@@ -193,7 +252,12 @@ impl Transport for UsbTransport {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => return Err(TransportError::Read { device: self.device.clone(), source }),
+                Err(source) => {
+                    return Err(TransportError::Read {
+                        device: self.device.clone(),
+                        source,
+                    });
+                }
             }
         }
     }
@@ -207,7 +271,9 @@ pub struct SerialTransport {
 
 impl std::fmt::Debug for SerialTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SerialTransport").field("device", &self.device).finish()
+        f.debug_struct("SerialTransport")
+            .field("device", &self.device)
+            .finish()
     }
 }
 
@@ -217,20 +283,33 @@ impl SerialTransport {
         let port = serialport::new(path, baud)
             .timeout(timeout)
             .open_native()
-            .map_err(|source| TransportError::OpenSerial { device: path.to_owned(), source })?;
-        Ok(SerialTransport { device: path.to_owned(), port })
+            .map_err(|source| TransportError::OpenSerial {
+                device: path.to_owned(),
+                source,
+            })?;
+        Ok(SerialTransport {
+            device: path.to_owned(),
+            port,
+        })
     }
 }
 
 fn map_write(device: &str, e: io::Error, after: Duration) -> TransportError {
     match e.kind() {
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
-            TransportError::Timeout { device: device.to_owned(), what: "accept data", after }
-        }
-        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
-            TransportError::Closed { device: device.to_owned() }
-        }
-        _ => TransportError::Write { device: device.to_owned(), source: e },
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => TransportError::Timeout {
+            device: device.to_owned(),
+            what: "accept data",
+            after,
+        },
+        io::ErrorKind::BrokenPipe
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted => TransportError::Closed {
+            device: device.to_owned(),
+        },
+        _ => TransportError::Write {
+            device: device.to_owned(),
+            source: e,
+        },
     }
 }
 
@@ -241,7 +320,10 @@ impl Transport for SerialTransport {
 
     fn write_all(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
         let after = serialport::SerialPort::timeout(&self.port);
-        self.port.write_all(bytes).and_then(|()| self.port.flush()).map_err(|e| map_write(&self.device, e, after))
+        self.port
+            .write_all(bytes)
+            .and_then(|()| self.port.flush())
+            .map_err(|e| map_write(&self.device, e, after))
     }
 
     fn read_exact(&mut self, buf: &mut [u8], timeout: Duration) -> Result<(), TransportError> {
@@ -250,24 +332,49 @@ impl Transport for SerialTransport {
         while got < buf.len() {
             let wait = left(deadline);
             if wait.is_zero() {
-                return Err(TransportError::Timeout { device: self.device.clone(), what: "answer the status query", after: timeout });
+                return Err(TransportError::Timeout {
+                    device: self.device.clone(),
+                    what: "answer the status query",
+                    after: timeout,
+                });
             }
-            serialport::SerialPort::set_timeout(&mut self.port, wait)
-                .map_err(|e| TransportError::Read { device: self.device.clone(), source: e.into() })?;
+            serialport::SerialPort::set_timeout(&mut self.port, wait).map_err(|e| {
+                TransportError::Read {
+                    device: self.device.clone(),
+                    source: e.into(),
+                }
+            })?;
             match self.port.read(&mut buf[got..]) {
-                Ok(0) => return Err(TransportError::Closed { device: self.device.clone() }),
+                Ok(0) => {
+                    return Err(TransportError::Closed {
+                        device: self.device.clone(),
+                    });
+                }
                 Ok(n) => got += n,
-                Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                    ) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => return Err(TransportError::Read { device: self.device.clone(), source }),
+                Err(source) => {
+                    return Err(TransportError::Read {
+                        device: self.device.clone(),
+                        source,
+                    });
+                }
             }
         }
         Ok(())
     }
 
     fn discard_input(&mut self) -> Result<(), TransportError> {
-        serialport::SerialPort::clear(&self.port, serialport::ClearBuffer::Input)
-            .map_err(|e| TransportError::Read { device: self.device.clone(), source: e.into() })
+        serialport::SerialPort::clear(&self.port, serialport::ClearBuffer::Input).map_err(|e| {
+            TransportError::Read {
+                device: self.device.clone(),
+                source: e.into(),
+            }
+        })
     }
 }
 
@@ -283,7 +390,10 @@ impl TcpTransport {
     /// Connects to `address` (`host:port`) within `timeout`.
     pub fn connect(address: &str, timeout: Duration) -> Result<Self, TransportError> {
         let device = format!("tcp://{address}");
-        let open = |source| TransportError::Open { device: device.clone(), source };
+        let open = |source| TransportError::Open {
+            device: device.clone(),
+            source,
+        };
         let addrs: Vec<_> = address.to_socket_addrs().map_err(open)?.collect();
         let mut last = io::Error::new(io::ErrorKind::NotFound, "address resolved to nothing");
         for addr in addrs {
@@ -291,10 +401,18 @@ impl TcpTransport {
                 Ok(stream) => {
                     stream.set_write_timeout(Some(timeout)).map_err(open)?;
                     stream.set_nodelay(true).map_err(open)?;
-                    return Ok(TcpTransport { device, stream, timeout });
+                    return Ok(TcpTransport {
+                        device,
+                        stream,
+                        timeout,
+                    });
                 }
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    return Err(TransportError::Timeout { device, what: "accept the connection", after: timeout });
+                    return Err(TransportError::Timeout {
+                        device,
+                        what: "accept the connection",
+                        after: timeout,
+                    });
                 }
                 Err(e) => last = e,
             }
@@ -309,7 +427,9 @@ impl Transport for TcpTransport {
     }
 
     fn write_all(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
-        self.stream.write_all(bytes).map_err(|e| map_write(&self.device, e, self.timeout))
+        self.stream
+            .write_all(bytes)
+            .map_err(|e| map_write(&self.device, e, self.timeout))
     }
 
     fn read_exact(&mut self, buf: &mut [u8], timeout: Duration) -> Result<(), TransportError> {
@@ -318,27 +438,63 @@ impl Transport for TcpTransport {
         while got < buf.len() {
             let wait = left(deadline);
             if wait.is_zero() {
-                return Err(TransportError::Timeout { device: self.device.clone(), what: "answer the status query", after: timeout });
+                return Err(TransportError::Timeout {
+                    device: self.device.clone(),
+                    what: "answer the status query",
+                    after: timeout,
+                });
             }
             self.stream
                 .set_read_timeout(Some(wait))
-                .map_err(|source| TransportError::Read { device: self.device.clone(), source })?;
+                .map_err(|source| TransportError::Read {
+                    device: self.device.clone(),
+                    source,
+                })?;
             match self.stream.read(&mut buf[got..]) {
-                Ok(0) => return Err(TransportError::Closed { device: self.device.clone() }),
-                Ok(n) => got += n,
-                Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
-                Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted) => {
-                    return Err(TransportError::Closed { device: self.device.clone() });
+                Ok(0) => {
+                    return Err(TransportError::Closed {
+                        device: self.device.clone(),
+                    });
                 }
-                Err(source) => return Err(TransportError::Read { device: self.device.clone(), source }),
+                Ok(n) => got += n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::TimedOut
+                            | io::ErrorKind::WouldBlock
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    return Err(TransportError::Closed {
+                        device: self.device.clone(),
+                    });
+                }
+                Err(source) => {
+                    return Err(TransportError::Read {
+                        device: self.device.clone(),
+                        source,
+                    });
+                }
             }
         }
         Ok(())
     }
 
     fn discard_input(&mut self) -> Result<(), TransportError> {
-        let closed = || TransportError::Closed { device: self.device.clone() };
-        self.stream.set_nonblocking(true).map_err(|source| TransportError::Read { device: self.device.clone(), source })?;
+        let closed = || TransportError::Closed {
+            device: self.device.clone(),
+        };
+        self.stream
+            .set_nonblocking(true)
+            .map_err(|source| TransportError::Read {
+                device: self.device.clone(),
+                source,
+            })?;
         let mut buf = [0u8; 256];
         let result = loop {
             match self.stream.read(&mut buf) {
@@ -350,7 +506,12 @@ impl Transport for TcpTransport {
                 Err(_) => break Err(closed()),
             }
         };
-        self.stream.set_nonblocking(false).map_err(|source| TransportError::Read { device: self.device.clone(), source })?;
+        self.stream
+            .set_nonblocking(false)
+            .map_err(|source| TransportError::Read {
+                device: self.device.clone(),
+                source,
+            })?;
         result
     }
 }
@@ -369,8 +530,14 @@ impl FileTransport {
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|source| TransportError::Open { device: path.to_owned(), source })?;
-        Ok(FileTransport { device: path.to_owned(), file })
+            .map_err(|source| TransportError::Open {
+                device: path.to_owned(),
+                source,
+            })?;
+        Ok(FileTransport {
+            device: path.to_owned(),
+            file,
+        })
     }
 }
 
@@ -383,11 +550,16 @@ impl Transport for FileTransport {
         self.file
             .write_all(bytes)
             .and_then(|()| self.file.flush())
-            .map_err(|source| TransportError::Write { device: self.device.clone(), source })
+            .map_err(|source| TransportError::Write {
+                device: self.device.clone(),
+                source,
+            })
     }
 
     fn read_exact(&mut self, _buf: &mut [u8], _timeout: Duration) -> Result<(), TransportError> {
-        Err(TransportError::NoStatus { device: self.device.clone() })
+        Err(TransportError::NoStatus {
+            device: self.device.clone(),
+        })
     }
 
     fn answers_status(&self) -> bool {
@@ -406,7 +578,10 @@ pub struct SimulatedTransport {
 impl SimulatedTransport {
     /// A transport to `printer`.
     pub fn new(printer: VirtualPrinterHandle) -> Self {
-        SimulatedTransport { printer, inbox: VecDeque::new() }
+        SimulatedTransport {
+            printer,
+            inbox: VecDeque::new(),
+        }
     }
 }
 
@@ -423,7 +598,11 @@ impl Transport for SimulatedTransport {
 
     fn read_exact(&mut self, buf: &mut [u8], timeout: Duration) -> Result<(), TransportError> {
         if self.inbox.len() < buf.len() {
-            return Err(TransportError::Timeout { device: "simulated".to_owned(), what: "answer the status query", after: timeout });
+            return Err(TransportError::Timeout {
+                device: "simulated".to_owned(),
+                what: "answer the status query",
+                after: timeout,
+            });
         }
         for b in buf.iter_mut() {
             // Length checked above.

@@ -13,14 +13,22 @@ pub fn ean_check(digits: &[u8]) -> u8 {
         .iter()
         .rev()
         .enumerate()
-        .map(|(i, &d)| if i % 2 == 0 { 3 * u32::from(d) } else { u32::from(d) })
+        .map(|(i, &d)| {
+            if i % 2 == 0 {
+                3 * u32::from(d)
+            } else {
+                u32::from(d)
+            }
+        })
         .sum();
     // The result is in 0..=9.
     ((10 - sum % 10) % 10) as u8
 }
 
 fn digits_of(data: &[u8]) -> Option<Vec<u8>> {
-    data.iter().map(|&b| b.is_ascii_digit().then(|| b - b'0')).collect()
+    data.iter()
+        .map(|&b| b.is_ascii_digit().then(|| b - b'0'))
+        .collect()
 }
 
 /// Turns a string of module bits into run widths starting with a bar.
@@ -69,7 +77,10 @@ pub fn ean13(data: &[u8]) -> Result<(Vec<u8>, String), String> {
         push_pattern(&mut bits, EAN_L[usize::from(digit)], true, false);
     }
     bits.extend([true, false, true]);
-    Ok((runs(&bits), d.iter().map(|v| char::from(b'0' + v)).collect()))
+    Ok((
+        runs(&bits),
+        d.iter().map(|v| char::from(b'0' + v)).collect(),
+    ))
 }
 
 /// UPC-A from 11 or 12 digits (an EAN-13 with a leading 0).
@@ -100,12 +111,17 @@ pub fn ean8(data: &[u8]) -> Result<(Vec<u8>, String), String> {
         push_pattern(&mut bits, EAN_L[usize::from(digit)], true, false);
     }
     bits.extend([true, false, true]);
-    Ok((runs(&bits), d.iter().map(|v| char::from(b'0' + v)).collect()))
+    Ok((
+        runs(&bits),
+        d.iter().map(|v| char::from(b'0' + v)).collect(),
+    ))
 }
 
 /// Interleaved 2 of 5 (an even number of digits), wide = 3 modules.
 pub fn itf(data: &[u8]) -> Result<(Vec<u8>, String), String> {
-    const WIDE: [u8; 10] = [0b00110, 0b10001, 0b01001, 0b11000, 0b00101, 0b10100, 0b01100, 0b00011, 0b10010, 0b01010];
+    const WIDE: [u8; 10] = [
+        0b00110, 0b10001, 0b01001, 0b11000, 0b00101, 0b10100, 0b01100, 0b00011, 0b10010, 0b01010,
+    ];
     let d = digits_of(data).ok_or("ITF data must be digits")?;
     if d.is_empty() || d.len() % 2 != 0 {
         return Err("ITF needs an even number of digits".to_owned());
@@ -114,7 +130,11 @@ pub fn itf(data: &[u8]) -> Result<(Vec<u8>, String), String> {
     for pair in d.chunks(2) {
         for i in (0..5).rev() {
             for &digit in pair {
-                w.push(if (WIDE[usize::from(digit)] >> i) & 1 == 1 { 3 } else { 1 });
+                w.push(if (WIDE[usize::from(digit)] >> i) & 1 == 1 {
+                    3
+                } else {
+                    1
+                });
             }
         }
     }
@@ -124,17 +144,20 @@ pub fn itf(data: &[u8]) -> Result<(Vec<u8>, String), String> {
 
 /// CODE128 symbol patterns (values 0..=105) as six run widths; the stop symbol is separate.
 const CODE128: [&[u8; 6]; 106] = [
-    b"212222", b"222122", b"222221", b"121223", b"121322", b"131222", b"122213", b"122312", b"132212", b"221213",
-    b"221312", b"231212", b"112232", b"122132", b"122231", b"113222", b"123122", b"123221", b"223211", b"221132",
-    b"221231", b"213212", b"223112", b"312131", b"311222", b"321122", b"321221", b"312212", b"322112", b"322211",
-    b"212123", b"212321", b"232121", b"111323", b"131123", b"131321", b"112313", b"132113", b"132311", b"211313",
-    b"231113", b"231311", b"112133", b"112331", b"132131", b"113123", b"113321", b"133121", b"313121", b"211331",
-    b"231131", b"213113", b"213311", b"213131", b"311123", b"311321", b"331121", b"312113", b"312311", b"332111",
-    b"314111", b"221411", b"431111", b"111224", b"111422", b"121124", b"121421", b"141122", b"141221", b"112214",
-    b"112412", b"122114", b"122411", b"142112", b"142211", b"241211", b"221114", b"413111", b"241112", b"134111",
-    b"111242", b"121142", b"121241", b"114212", b"124112", b"124211", b"411212", b"421112", b"421211", b"212141",
-    b"214121", b"412121", b"111143", b"111341", b"131141", b"114113", b"114311", b"411113", b"411311", b"113141",
-    b"114131", b"311141", b"411131", b"211412", b"211214", b"211232",
+    b"212222", b"222122", b"222221", b"121223", b"121322", b"131222", b"122213", b"122312",
+    b"132212", b"221213", b"221312", b"231212", b"112232", b"122132", b"122231", b"113222",
+    b"123122", b"123221", b"223211", b"221132", b"221231", b"213212", b"223112", b"312131",
+    b"311222", b"321122", b"321221", b"312212", b"322112", b"322211", b"212123", b"212321",
+    b"232121", b"111323", b"131123", b"131321", b"112313", b"132113", b"132311", b"211313",
+    b"231113", b"231311", b"112133", b"112331", b"132131", b"113123", b"113321", b"133121",
+    b"313121", b"211331", b"231131", b"213113", b"213311", b"213131", b"311123", b"311321",
+    b"331121", b"312113", b"312311", b"332111", b"314111", b"221411", b"431111", b"111224",
+    b"111422", b"121124", b"121421", b"141122", b"141221", b"112214", b"112412", b"122114",
+    b"122411", b"142112", b"142211", b"241211", b"221114", b"413111", b"241112", b"134111",
+    b"111242", b"121142", b"121241", b"114212", b"124112", b"124211", b"411212", b"421112",
+    b"421211", b"212141", b"214121", b"412121", b"111143", b"111341", b"131141", b"114113",
+    b"114311", b"411113", b"411311", b"113141", b"114131", b"311141", b"411131", b"211412",
+    b"211214", b"211232",
 ];
 const CODE128_STOP: &[u8; 7] = b"2331112";
 
@@ -201,7 +224,9 @@ pub fn code128(data: &[u8]) -> Result<(Vec<u8>, String), String> {
     if values.len() < 2 {
         return Err("CODE128 has no data".to_owned());
     }
-    let check = values.iter().enumerate().fold(0u32, |acc, (pos, &v)| acc + u32::from(v) * (pos.max(1) as u32)) % 103;
+    let check = values.iter().enumerate().fold(0u32, |acc, (pos, &v)| {
+        acc + u32::from(v) * (pos.max(1) as u32)
+    }) % 103;
     // check < 103.
     values.push(check as u8);
     let mut widths = Vec::with_capacity(values.len() * 6 + 7);
@@ -217,7 +242,12 @@ fn push_char(set: u8, b: u8, values: &mut Vec<u8>, text: &mut String) -> Result<
         b'A' if b < 0x20 => b + 64,
         b'A' if b < 0x60 => b - 0x20,
         b'B' if (0x20..0x80).contains(&b) => b - 0x20,
-        _ => return Err(format!("byte {b:#04x} is not in CODE128 set {}", char::from(set))),
+        _ => {
+            return Err(format!(
+                "byte {b:#04x} is not in CODE128 set {}",
+                char::from(set)
+            ));
+        }
     };
     values.push(v);
     if b >= 0x20 {

@@ -93,16 +93,32 @@ pub struct Record {
 impl Record {
     /// All printed text, one line per printed line.
     pub fn text(&self) -> String {
-        self.lines.iter().map(|l| l.text.as_str()).collect::<Vec<_>>().join("\n")
+        self.lines
+            .iter()
+            .map(|l| l.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
 /// One element of the line buffer.
 #[derive(Debug, Clone)]
 enum Item {
-    Glyph { c: char, font_b: bool, wm: u8, hm: u8, bold: bool, underline: u8, reverse: bool },
+    Glyph {
+        c: char,
+        font_b: bool,
+        wm: u8,
+        hm: u8,
+        bold: bool,
+        underline: u8,
+        reverse: bool,
+    },
     /// A column bit image (`ESC *`), already expanded to dots, row-major.
-    Image { width: u32, height: u32, dots: Vec<bool> },
+    Image {
+        width: u32,
+        height: u32,
+        dots: Vec<bool>,
+    },
 }
 
 impl Item {
@@ -294,8 +310,17 @@ impl VirtualPrinter {
     /// printed (a real printer would wait; a preview should show it).
     pub fn finish(&mut self) {
         if !self.pending.is_empty() {
-            let head = self.pending.iter().take(4).map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ");
-            self.warn(format!("stream ends inside a command ({} bytes starting {head})", self.pending.len()));
+            let head = self
+                .pending
+                .iter()
+                .take(4)
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            self.warn(format!(
+                "stream ends inside a command ({} bytes starting {head})",
+                self.pending.len()
+            ));
             self.pending.clear();
         }
         if !self.line.is_empty() {
@@ -386,7 +411,9 @@ impl VirtualPrinter {
             DLE => match (arg(1), StatusRequest::from_n(arg(2))) {
                 // Answered on reception by `feed`.
                 (0x04, Some(_)) => {}
-                (0x04, None) => self.warn(format!("DLE EOT {} is not supported; no answer", arg(2))),
+                (0x04, None) => {
+                    self.warn(format!("DLE EOT {} is not supported; no answer", arg(2)))
+                }
                 _ => {}
             },
             ESC => self.execute_esc(cmd),
@@ -416,11 +443,25 @@ impl VirtualPrinter {
                 self.mode.underline = if n & 0x80 != 0 { 1 } else { 0 };
             }
             b'E' | b'G' => self.mode.bold = n & 1 != 0,
-            b'-' => self.mode.underline = match n { 1 | 49 => 1, 2 | 50 => 2, _ => 0 },
-            b'a' => self.mode.align = match n { 1 | 49 => 1, 2 | 50 => 2, _ => 0 },
+            b'-' => {
+                self.mode.underline = match n {
+                    1 | 49 => 1,
+                    2 | 50 => 2,
+                    _ => 0,
+                }
+            }
+            b'a' => {
+                self.mode.align = match n {
+                    1 | 49 => 1,
+                    2 | 50 => 2,
+                    _ => 0,
+                }
+            }
             b't' => {
                 if !codepage::is_known(n) {
-                    self.warn(format!("code page ESC t {n} unknown to the virtual printer; decoding as PC437"));
+                    self.warn(format!(
+                        "code page ESC t {n} unknown to the virtual printer; decoding as PC437"
+                    ));
                 }
                 self.mode.page = n;
             }
@@ -432,10 +473,14 @@ impl VirtualPrinter {
             }
             b'2' => self.mode.spacing = DEFAULT_SPACING,
             b'3' => self.mode.spacing = u32::from(n),
-            b'i' | b'm' => self.cut(if arg(1) == b'i' { Cut::Full } else { Cut::Partial }),
+            b'i' | b'm' => self.cut(if arg(1) == b'i' {
+                Cut::Full
+            } else {
+                Cut::Partial
+            }),
             b'*' => self.column_image(cmd),
-            b'R' | b' ' | b'{' | b'V' | b'r' | b'U' | b'=' | b'c' | b'p' | b'$' | b'\\' | b'D' | b'%' | b'?'
-            | b'<' | b'e' | b'S' | b'L' | b'T' | b'W' => {}
+            b'R' | b' ' | b'{' | b'V' | b'r' | b'U' | b'=' | b'c' | b'p' | b'$' | b'\\' | b'D'
+            | b'%' | b'?' | b'<' | b'e' | b'S' | b'L' | b'T' | b'W' => {}
             other => self.warn(format!("ESC {other:#04x} unknown; skipped")),
         }
     }
@@ -464,16 +509,29 @@ impl VirtualPrinter {
             b'f' => self.mode.hri_font_b = matches!(n, 1 | 49),
             b'h' => self.mode.bar_height = n.max(1),
             b'w' => self.mode.bar_width = n.clamp(1, 6),
-            b'L' => self.mode.left_margin = u32::from(u16::from_le_bytes([arg(2), arg(3)])).min(self.width / 2),
+            b'L' => {
+                self.mode.left_margin =
+                    u32::from(u16::from_le_bytes([arg(2), arg(3)])).min(self.width / 2)
+            }
             b'r' => {
                 // GS r 1: paper sensor status (bits 0-1 near end, bits 2-3 end).
                 if matches!(n, 1 | 49) {
                     let f = self.faults;
-                    out.push(if f.paper_near_end || f.paper_out { 0x03 } else { 0 } | if f.paper_out { 0x0C } else { 0 });
+                    out.push(
+                        if f.paper_near_end || f.paper_out {
+                            0x03
+                        } else {
+                            0
+                        } | if f.paper_out { 0x0C } else { 0 },
+                    );
                 }
             }
             b'b' | b'W' | b'P' | b'a' | b'I' | b'T' | b'\\' | b'$' | b':' | b'^' => {}
-            b'(' | b'8' => self.warn(format!("GS {} {} (graphics/extended command) skipped", char::from(arg(1)), char::from(arg(2)))),
+            b'(' | b'8' => self.warn(format!(
+                "GS {} {} (graphics/extended command) skipped",
+                char::from(arg(1)),
+                char::from(arg(2))
+            )),
             other => self.warn(format!("GS {other:#04x} unknown; skipped")),
         }
     }
@@ -482,7 +540,15 @@ impl VirtualPrinter {
 
     fn put_char(&mut self, c: char) {
         let m = &self.mode;
-        let item = Item::Glyph { c, font_b: m.font_b, wm: m.wm, hm: m.hm, bold: m.bold, underline: m.underline, reverse: m.reverse };
+        let item = Item::Glyph {
+            c,
+            font_b: m.font_b,
+            wm: m.wm,
+            hm: m.hm,
+            bold: m.bold,
+            underline: m.underline,
+            reverse: m.reverse,
+        };
         self.put_item(item);
     }
 
@@ -516,17 +582,39 @@ impl VirtualPrinter {
         let (mut wmax, mut hmax, mut any_bold) = (1, 1, false);
         for item in &items {
             match item {
-                Item::Glyph { c, font_b, wm, hm, bold, underline, reverse } => {
+                Item::Glyph {
+                    c,
+                    font_b,
+                    wm,
+                    hm,
+                    bold,
+                    underline,
+                    reverse,
+                } => {
                     let (cw, ch) = cell(*font_b);
                     let (w, h) = (cw * u32::from(*wm), ch * u32::from(*hm));
-                    self.draw_glyph(x, top + height - h, *c, *font_b, *wm, *hm, *bold, *underline, *reverse);
+                    self.draw_glyph(
+                        x,
+                        top + height - h,
+                        *c,
+                        *font_b,
+                        *wm,
+                        *hm,
+                        *bold,
+                        *underline,
+                        *reverse,
+                    );
                     text.push(*c);
                     wmax = wmax.max(*wm);
                     hmax = hmax.max(*hm);
                     any_bold |= *bold && !c.is_whitespace();
                     x += w;
                 }
-                Item::Image { width, height: ih, dots } => {
+                Item::Image {
+                    width,
+                    height: ih,
+                    dots,
+                } => {
                     for yy in 0..*ih {
                         for xx in 0..*width {
                             if dots[(yy * width + xx) as usize] {
@@ -540,7 +628,12 @@ impl VirtualPrinter {
         }
         let text = text.trim_end().to_owned();
         if !text.trim().is_empty() {
-            self.record.lines.push(PrintedLine { text, width_mult: wmax, height_mult: hmax, bold: any_bold });
+            self.record.lines.push(PrintedLine {
+                text,
+                width_mult: wmax,
+                height_mult: hmax,
+                bold: any_bold,
+            });
         }
         self.advance(height.max(self.mode.spacing) + extra);
     }
@@ -568,7 +661,9 @@ impl VirtualPrinter {
         if y >= MAX_PAPER_DOTS {
             if !self.clipped {
                 self.clipped = true;
-                self.warn(format!("paper longer than {MAX_PAPER_DOTS} dots; the rest is not drawn"));
+                self.warn(format!(
+                    "paper longer than {MAX_PAPER_DOTS} dots; the rest is not drawn"
+                ));
             }
             return;
         }
@@ -580,7 +675,18 @@ impl VirtualPrinter {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn draw_glyph(&mut self, x0: u32, y0: u32, c: char, font_b: bool, wm: u8, hm: u8, bold: bool, underline: u8, reverse: bool) {
+    fn draw_glyph(
+        &mut self,
+        x0: u32,
+        y0: u32,
+        c: char,
+        font_b: bool,
+        wm: u8,
+        hm: u8,
+        bold: bool,
+        underline: u8,
+        reverse: bool,
+    ) {
         let g = font::glyph(c);
         let (cw, ch) = cell(font_b);
         let (wm, hm) = (u32::from(wm), u32::from(hm));
@@ -668,7 +774,10 @@ impl VirtualPrinter {
         let mut dots = vec![false; (width * height) as usize];
         for col in 0..n {
             for bit in 0..bytes_per_col * 8 {
-                let byte = data.get((col * bytes_per_col + bit / 8) as usize).copied().unwrap_or(0);
+                let byte = data
+                    .get((col * bytes_per_col + bit / 8) as usize)
+                    .copied()
+                    .unwrap_or(0);
                 if (byte >> (7 - bit % 8)) & 1 == 1 {
                     for dy in 0..sy {
                         for dx in 0..sx {
@@ -678,16 +787,25 @@ impl VirtualPrinter {
                 }
             }
         }
-        self.put_item(Item::Image { width, height, dots });
+        self.put_item(Item::Image {
+            width,
+            height,
+            dots,
+        });
     }
 
     fn symbol_2d(&mut self, cmd: &[u8]) {
         // GS ( k pL pH cn fn [params]
         let body = &cmd[5..];
-        let (cn, func) = (body.first().copied().unwrap_or(0), body.get(1).copied().unwrap_or(0));
+        let (cn, func) = (
+            body.first().copied().unwrap_or(0),
+            body.get(1).copied().unwrap_or(0),
+        );
         let p = |i: usize| body.get(i).copied().unwrap_or(0);
         if cn != 49 {
-            self.warn(format!("2D symbol type cn={cn} (PDF417/MaxiCode/...) not rendered"));
+            self.warn(format!(
+                "2D symbol type cn={cn} (PDF417/MaxiCode/...) not rendered"
+            ));
             return;
         }
         match func {
@@ -710,13 +828,19 @@ impl VirtualPrinter {
 
     fn print_qr(&mut self) {
         if self.mode.qr_model != 50 {
-            self.warn(format!("QR model {} rendered as model 2", self.mode.qr_model));
+            self.warn(format!(
+                "QR model {} rendered as model 2",
+                self.mode.qr_model
+            ));
         }
         let data = self.mode.qr_data.clone();
         let code = match qrcode::QrCode::with_error_correction_level(&data, self.mode.qr_ecc) {
             Ok(code) => code,
             Err(e) => {
-                self.warn(format!("QR code data of {} bytes cannot be encoded ({e}); nothing printed", data.len()));
+                self.warn(format!(
+                    "QR code data of {} bytes cannot be encoded ({e}); nothing printed",
+                    data.len()
+                ));
                 return;
             }
         };
@@ -726,15 +850,25 @@ impl VirtualPrinter {
         let quiet = 4;
         let side = (n + 2 * quiet) * module;
         self.draw_block(side, side, |x, y| {
-            let (mx, my) = ((x / module).wrapping_sub(quiet), (y / module).wrapping_sub(quiet));
+            let (mx, my) = (
+                (x / module).wrapping_sub(quiet),
+                (y / module).wrapping_sub(quiet),
+            );
             mx < n && my < n && colors[(my * n + mx) as usize] == qrcode::Color::Dark
         });
-        self.record.codes.push(PrintedCode { symbology: "QR", data: String::from_utf8_lossy(&data).into_owned() });
+        self.record.codes.push(PrintedCode {
+            symbology: "QR",
+            data: String::from_utf8_lossy(&data).into_owned(),
+        });
     }
 
     fn barcode(&mut self, cmd: &[u8]) {
         let m = cmd[2];
-        let data: &[u8] = if m <= 6 { &cmd[3..cmd.len().saturating_sub(1).max(3)] } else { &cmd[4..] };
+        let data: &[u8] = if m <= 6 {
+            &cmd[3..cmd.len().saturating_sub(1).max(3)]
+        } else {
+            &cmd[4..]
+        };
         let result = match m {
             0 | 65 => ("UPC-A", barcode::upca(data)),
             2 | 67 => ("EAN-13", barcode::ean13(data)),
@@ -761,14 +895,22 @@ impl VirtualPrinter {
         }
         let mut bars = Vec::with_capacity(total as usize);
         for (i, &w) in widths.iter().enumerate() {
-            bars.extend(std::iter::repeat_n(i % 2 == 0, (u32::from(w) * module) as usize));
+            bars.extend(std::iter::repeat_n(
+                i % 2 == 0,
+                (u32::from(w) * module) as usize,
+            ));
         }
-        self.draw_block(total, height, |x, _| bars.get(x as usize).copied().unwrap_or(false));
+        self.draw_block(total, height, |x, _| {
+            bars.get(x as usize).copied().unwrap_or(false)
+        });
         if self.mode.hri & 2 != 0 {
             self.advance(4);
             self.hri_line(&hri);
         }
-        self.record.codes.push(PrintedCode { symbology, data: hri });
+        self.record.codes.push(PrintedCode {
+            symbology,
+            data: hri,
+        });
     }
 
     /// Human-readable text of a barcode, centred like the barcode, in the HRI font.
@@ -792,7 +934,10 @@ impl VirtualPrinter {
 
 /// Reads a little-endian u16 at `i`, or `None` when the buffer is too short.
 fn le16(buf: &[u8], i: usize) -> Option<usize> {
-    Some(usize::from(u16::from_le_bytes([*buf.get(i)?, *buf.get(i + 1)?])))
+    Some(usize::from(u16::from_le_bytes([
+        *buf.get(i)?,
+        *buf.get(i + 1)?,
+    ])))
 }
 
 /// Length of the command at the head of `buf` (non-empty), by the ESC/POS reference.
@@ -832,12 +977,16 @@ fn command_len(buf: &[u8]) -> Len {
                 None => Need,
             },
             Some(b'*') => {
-                let (Some(m), Some(n)) = (at(2), le16(buf, 3)) else { return Need };
+                let (Some(m), Some(n)) = (at(2), le16(buf, 3)) else {
+                    return Need;
+                };
                 need(5 + if matches!(m, 0 | 1) { n } else { 3 * n })
             }
             Some(b'&') => {
                 // ESC & y c1 c2 [x d1...d(y*x)] for each character c1..=c2.
-                let (Some(y), Some(c1), Some(c2)) = (at(2), at(3), at(4)) else { return Need };
+                let (Some(y), Some(c1), Some(c2)) = (at(2), at(3), at(4)) else {
+                    return Need;
+                };
                 let mut i = 5;
                 for _ in c1..=c2.max(c1) {
                     let Some(x) = at(i) else { return Need };
@@ -849,8 +998,10 @@ fn command_len(buf: &[u8]) -> Len {
                 Some(p) => need(5 + p),
                 None => Need,
             },
-            Some(b'!' | b'E' | b'G' | b'-' | b'a' | b't' | b'R' | b'd' | b'J' | b'e' | b'3' | b'M' | b' ' | b'{'
-            | b'V' | b'r' | b'U' | b'%' | b'=' | b'?' | b'T') => need(3),
+            Some(
+                b'!' | b'E' | b'G' | b'-' | b'a' | b't' | b'R' | b'd' | b'J' | b'e' | b'3' | b'M'
+                | b' ' | b'{' | b'V' | b'r' | b'U' | b'%' | b'=' | b'?' | b'T',
+            ) => need(3),
             Some(_) => Known(2),
         },
         GS => match at(1) {
@@ -864,18 +1015,22 @@ fn command_len(buf: &[u8]) -> Len {
                 if at(2).is_some_and(|b| b != b'0') {
                     return Known(2);
                 }
-                let (Some(x), Some(y)) = (le16(buf, 4), le16(buf, 6)) else { return Need };
+                let (Some(x), Some(y)) = (le16(buf, 4), le16(buf, 6)) else {
+                    return Need;
+                };
                 need(8 + x * y)
             }
             Some(b'k') => match at(2) {
                 None => Need,
-                Some(m) if m <= 6 => match buf[3..buf.len().min(3 + 256)].iter().position(|&b| b == 0) {
-                    Some(p) => Known(p + 4),
-                    // Function A data is NUL-terminated and short; a missing NUL in 256 bytes is
-                    // not a barcode.
-                    None if buf.len() >= 3 + 256 => Known(3),
-                    None => Need,
-                },
+                Some(m) if m <= 6 => {
+                    match buf[3..buf.len().min(3 + 256)].iter().position(|&b| b == 0) {
+                        Some(p) => Known(p + 4),
+                        // Function A data is NUL-terminated and short; a missing NUL in 256 bytes is
+                        // not a barcode.
+                        None if buf.len() >= 3 + 256 => Known(3),
+                        None => Need,
+                    }
+                }
                 Some(_) => match at(3) {
                     Some(n) => need(4 + usize::from(n)),
                     None => Need,
@@ -899,7 +1054,9 @@ fn command_len(buf: &[u8]) -> Len {
             Some(b'L' | b'W' | b'P' | b'\\' | b'$') => need(4),
             Some(b'^') => need(5),
             Some(b':') => Known(2),
-            Some(b'!' | b'B' | b'b' | b'H' | b'f' | b'h' | b'w' | b'a' | b'r' | b'I' | b'/' | b'T') => need(3),
+            Some(
+                b'!' | b'B' | b'b' | b'H' | b'f' | b'h' | b'w' | b'a' | b'r' | b'I' | b'/' | b'T',
+            ) => need(3),
             Some(_) => Known(2),
         },
         FS => match at(1) {
@@ -928,7 +1085,9 @@ pub struct VirtualPrinterHandle {
 impl VirtualPrinterHandle {
     /// A shared virtual printer for `profile`.
     pub fn new(profile: &PrinterProfile) -> Self {
-        VirtualPrinterHandle { inner: Arc::new((Mutex::new(VirtualPrinter::new(profile)), Condvar::new())) }
+        VirtualPrinterHandle {
+            inner: Arc::new((Mutex::new(VirtualPrinter::new(profile)), Condvar::new())),
+        }
     }
 
     /// Locks the printer. A panic in another holder cannot leave it half-updated in a way that
@@ -1004,7 +1163,15 @@ mod tests {
         p.feed(b"\x1b@plain\n\x1bE\x01\x1d!\x33BIG\n");
         let r = p.record();
         assert_eq!(r.lines[0].text, "plain");
-        assert_eq!((r.lines[1].text.as_str(), r.lines[1].width_mult, r.lines[1].height_mult, r.lines[1].bold), ("BIG", 4, 4, true));
+        assert_eq!(
+            (
+                r.lines[1].text.as_str(),
+                r.lines[1].width_mult,
+                r.lines[1].height_mult,
+                r.lines[1].bold
+            ),
+            ("BIG", 4, 4, true)
+        );
     }
 
     #[test]
@@ -1036,7 +1203,10 @@ mod tests {
     #[test]
     fn status_queries_are_answered_even_when_out_of_paper_and_data_is_held() {
         let mut p = printer();
-        p.set_faults(PrinterStatus { paper_out: true, ..Default::default() });
+        p.set_faults(PrinterStatus {
+            paper_out: true,
+            ..Default::default()
+        });
         let answers = p.feed(b"held\n\x10\x04\x04");
         assert_eq!(answers, vec![0x7E]);
         assert!(p.record().lines.is_empty());

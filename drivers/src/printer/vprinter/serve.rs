@@ -46,8 +46,14 @@ pub struct TcpPrinter {
 impl TcpPrinter {
     /// Listens on `addr` (e.g. `127.0.0.1:0` for any free port).
     pub fn start(printer: VirtualPrinterHandle, addr: &str) -> Result<Self, ServeError> {
-        let listener = TcpListener::bind(addr).map_err(|source| ServeError::Listen { addr: addr.to_owned(), source })?;
-        let local = listener.local_addr().map_err(|source| ServeError::Listen { addr: addr.to_owned(), source })?;
+        let listener = TcpListener::bind(addr).map_err(|source| ServeError::Listen {
+            addr: addr.to_owned(),
+            source,
+        })?;
+        let local = listener.local_addr().map_err(|source| ServeError::Listen {
+            addr: addr.to_owned(),
+            source,
+        })?;
         let stop = Arc::new(AtomicBool::new(false));
         let conns = Arc::new(Mutex::new(Vec::new()));
         let (stop2, conns2) = (stop.clone(), conns.clone());
@@ -55,7 +61,12 @@ impl TcpPrinter {
             .name("vprinter-tcp".into())
             .spawn(move || accept_loop(listener, printer, stop2, conns2))
             .map_err(ServeError::Thread)?;
-        Ok(TcpPrinter { addr: local, stop, conns, thread: Some(thread) })
+        Ok(TcpPrinter {
+            addr: local,
+            stop,
+            conns,
+            thread: Some(thread),
+        })
     }
 
     /// The address it listens on.
@@ -90,17 +101,26 @@ impl Drop for TcpPrinter {
     }
 }
 
-fn accept_loop(listener: TcpListener, printer: VirtualPrinterHandle, stop: Arc<AtomicBool>, conns: Arc<Mutex<Vec<TcpStream>>>) {
+fn accept_loop(
+    listener: TcpListener,
+    printer: VirtualPrinterHandle,
+    stop: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+) {
     for stream in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             return;
         }
         let Ok(stream) = stream else { continue };
-        let Ok(clone) = stream.try_clone() else { continue };
+        let Ok(clone) = stream.try_clone() else {
+            continue;
+        };
         conns.lock().unwrap_or_else(|e| e.into_inner()).push(clone);
         let printer = printer.clone();
         // A connection thread ends when its peer or drop_connections closes the socket.
-        let _ = std::thread::Builder::new().name("vprinter-conn".into()).spawn(move || serve_stream(stream, printer));
+        let _ = std::thread::Builder::new()
+            .name("vprinter-conn".into())
+            .spawn(move || serve_stream(stream, printer));
     }
 }
 
@@ -154,7 +174,11 @@ impl PtyPrinter {
                 }
             })
             .map_err(ServeError::Thread)?;
-        Ok(PtyPrinter { path, stop, thread: Some(thread) })
+        Ok(PtyPrinter {
+            path,
+            stop,
+            thread: Some(thread),
+        })
     }
 
     /// The slave side's path (`/dev/pts/N`).
