@@ -4,9 +4,12 @@
 //! Data flow: device → input → engine → (journal, printer, screen) → outbox → endpoint.
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod crypto;
 pub mod journal;
 pub mod journey;
+pub mod paths;
 pub mod queue;
 pub mod ui;

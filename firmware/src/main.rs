@@ -1,1 +1,5 @@
-fn main() {}
+//! The `kiosk` binary: see `kiosk --help`.
+
+fn main() -> std::process::ExitCode {
+    kiosk::cli::main()
+}

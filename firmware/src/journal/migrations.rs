@@ -33,6 +33,16 @@ pub enum MigrationError {
         /// Newest version this binary knows.
         supported: u32,
     },
+    /// A read-only reader found a database not yet migrated by the running firmware.
+    #[error(
+        "journal schema version {found} is older than this firmware's ({supported}): start the kiosk once to migrate it"
+    )]
+    Older {
+        /// Version found in the file.
+        found: u32,
+        /// Newest version this binary knows.
+        supported: u32,
+    },
     /// A migration failed; the database stays at the previous version.
     #[error("journal migration {version} ({name}) failed")]
     Failed {

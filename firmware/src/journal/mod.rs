@@ -451,6 +451,49 @@ impl Journal {
         }
     }
 
+    /// Opens an existing journal read-only, for inspection while the kiosk runs (`kiosk events`,
+    /// `kiosk status`): no migration, no recovery, appends fail with [`JournalError::ReadOnly`].
+    pub fn open_read_only(path: &Path, key: DeviceKey) -> Result<Journal, JournalError> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| sqlite_error(path, "open read-only", e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| sqlite_error(path, "open read-only", e))?;
+        let found: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| sqlite_error(path, "read schema version", e))?;
+        let supported = migrations::latest(MIGRATIONS);
+        if found != supported {
+            let source = if found > supported {
+                MigrationError::NewerSchema { found, supported }
+            } else {
+                MigrationError::Older { found, supported }
+            };
+            return Err(JournalError::Migration {
+                path: path.to_owned(),
+                source,
+            });
+        }
+        let ctx = Ctx {
+            path: path.to_owned(),
+            identity: Identity {
+                kiosk_id: String::new(),
+                boot_id: Uuid::nil(),
+            },
+            clock: Arc::new(crate::clock::SystemClock),
+            key,
+        };
+        let mut journal = Journal {
+            conn,
+            ctx,
+            next_seq: 0,
+        };
+        journal.next_seq = journal.last_seq()? + 1;
+        Ok(journal)
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.ctx.path

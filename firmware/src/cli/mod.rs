@@ -1,0 +1,201 @@
+//! The `kiosk` command line: what a technician types, and what systemd runs.
+
+mod events;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, LogFormat};
+
+/// Version, commit and target of this build.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Git commit this binary was built from.
+pub const GIT_COMMIT: &str = env!("KIOSK_GIT_COMMIT");
+/// Target triple this binary was built for.
+pub const TARGET: &str = env!("KIOSK_TARGET");
+
+/// Default site config location on an installed kiosk.
+pub const DEFAULT_CONFIG: &str = "/etc/kiosk/site.toml";
+
+/// Self-service kiosk firmware: card reader, scanner, ticket printer, touchscreen and CRM sync.
+#[derive(Debug, Parser)]
+#[command(name = "kiosk", version = VERSION, about, long_about = None)]
+pub struct Cli {
+    /// Log format on stderr (default: the config's `[logging] format`, else text). `RUST_LOG`
+    /// sets the filter, e.g. `RUST_LOG=debug` or `RUST_LOG=info,kiosk_drivers=trace`.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormatArg>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the kiosk with its configured hardware (what kiosk.service starts).
+    Run {
+        /// Site config.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// The whole kiosk on simulated hardware with an embedded CRM endpoint.
+    Demo {
+        /// Where the demo keeps its journal, CRM database and printed tickets (default: a
+        /// `kiosk-demo` directory under the system's temp dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// First of the consecutive loopback ports the demo uses.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+    /// Validate a site config (and the hardware profile it names) or a hardware profile.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Inspect the journal.
+    Events {
+        /// Site config (to find the data directory).
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Data directory (overrides the config's).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Only events not yet acknowledged by the CRM.
+        #[arg(long)]
+        pending: bool,
+        /// One JSON envelope per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Newest N events.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Show dead letters (events the CRM rejected) instead.
+        #[arg(long)]
+        dead_letters: bool,
+    },
+    /// Print version, git commit and target.
+    Version,
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let format = match cli.log_format {
+        Some(LogFormatArg::Json) => LogFormat::Json,
+        Some(LogFormatArg::Text) => LogFormat::Text,
+        None => LogFormat::Text,
+    };
+    init_logging(format, None);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Version => {
+            println!("kiosk {VERSION}");
+            println!("commit {GIT_COMMIT}");
+            println!("target {TARGET}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { file } => Ok(check_config(&file)),
+        Command::Events {
+            config,
+            data_dir,
+            pending,
+            json,
+            limit,
+            dead_letters,
+        } => {
+            let data_dir = match data_dir {
+                Some(d) => d,
+                None => Config::load(&config)?.site.kiosk.data_dir,
+            };
+            events::print(
+                &data_dir,
+                events::Options {
+                    pending,
+                    json,
+                    limit,
+                    dead_letters,
+                },
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { .. } | Command::Demo { .. } => {
+            eprintln!("not yet built");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: cannot read: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    // A hardware profile has top-level `name` and `card_reader`; a site config has `[kiosk]`.
+    let is_profile = text
+        .lines()
+        .any(|l| l.trim_start().starts_with("[card_reader]"));
+    let result = if is_profile {
+        crate::config::parse_profile(file, &text)
+            .map(|p| format!("hardware profile `{}` is valid: {}", p.name, p.description))
+    } else {
+        Config::from_text(file, &text).map(|c| {
+            format!(
+                "site config is valid: store `{}`, {} services, hardware profile `{}` ({})",
+                c.site.kiosk.store,
+                c.site.queue.services.len(),
+                c.hardware.name,
+                c.hardware_source
+            )
+        })
+    };
+    match result {
+        Ok(summary) => {
+            println!("{}: {summary}", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sets up tracing on stderr: `RUST_LOG` if set, else `default_filter`, else `info`.
+pub fn init_logging(format: LogFormat, default_filter: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(default_filter.unwrap_or("info")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests, demo restarts) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

@@ -1,0 +1,598 @@
+//! Configuration: the site config (`site.toml`: who this kiosk is, where its CRM is, what the
+//! store offers) and the hardware profile it names (`hw-config/*.toml`: which devices, real or
+//! simulated). Loaded once at start-up; every error names the file, the line and the key, and
+//! says what was expected. Unknown keys are errors: a typo must not silently become a default.
+
+mod error;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use kiosk_drivers::card::settings::CardReaderSettings;
+use kiosk_drivers::gpio::settings::GpioSettings;
+use kiosk_drivers::printer::settings::PrinterSettings;
+use kiosk_drivers::scanner::settings::ScannerSettings;
+use serde::Deserialize;
+
+pub use error::{ConfigError, line_col, span_of_key};
+
+use crate::journal::Synchronous;
+
+/// Hardware profiles compiled into the binary, so `kiosk demo` and `kiosk provision` work on a
+/// machine that has only the binary. A profile file on disk with the same name wins.
+#[derive(rust_embed::RustEmbed)]
+#[folder = "../hw-config/"]
+#[include = "*.toml"]
+struct EmbeddedProfiles;
+
+/// The whole configuration of one kiosk.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The site config.
+    pub site: SiteConfig,
+    /// The hardware profile it names.
+    pub hardware: HardwareProfile,
+    /// Where the site config was read from.
+    pub site_path: PathBuf,
+    /// Where the hardware profile was read from (`embedded:<name>` for a built-in one).
+    pub hardware_source: String,
+}
+
+/// `site.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    /// Who this kiosk is.
+    pub kiosk: KioskSection,
+    /// The CRM endpoint.
+    pub crm: CrmSection,
+    /// The turn queue.
+    pub queue: QueueSection,
+    /// The local web UI.
+    #[serde(default)]
+    pub ui: UiSection,
+    /// The journal.
+    #[serde(default)]
+    pub journal: JournalSection,
+    /// Privacy policy shown at registration.
+    pub privacy: PrivacySection,
+    /// Logging.
+    #[serde(default)]
+    pub logging: LoggingSection,
+}
+
+/// UI languages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Locale {
+    /// Spanish.
+    Es,
+    /// English.
+    En,
+}
+
+impl Locale {
+    /// The BCP 47 tag.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Locale::Es => "es",
+            Locale::En => "en",
+        }
+    }
+}
+
+/// `[kiosk]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KioskSection {
+    /// The kiosk id; assigned by enrollment (`kiosk provision`), so optional before it.
+    pub id: Option<String>,
+    /// The store id in the CRM.
+    pub store: String,
+    /// The store's name as printed on tickets.
+    pub store_name: String,
+    /// Default language of the screen and tickets.
+    #[serde(default = "default_locale")]
+    pub locale: Locale,
+    /// A hardware profile name (`simulated`, `pi4-mfrc522-usb-printer`) or a path to a profile.
+    pub hardware_profile: String,
+    /// Where the journal, keys and credentials live.
+    pub data_dir: PathBuf,
+    /// The store's IANA time zone (business days and opening times are local).
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+}
+
+/// `[crm]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrmSection {
+    /// Base URL of the CRM endpoint (`https://...`; `http://` only for loopback).
+    pub url: String,
+    /// First retry delay after a failure, in milliseconds.
+    #[serde(default = "default_backoff_base_ms")]
+    pub backoff_base_ms: u64,
+    /// Longest retry delay, in milliseconds.
+    #[serde(default = "default_backoff_cap_ms")]
+    pub backoff_cap_ms: u64,
+    /// TCP/TLS connect timeout, in milliseconds.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Whole-request timeout, in milliseconds.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// How often to pull campaigns, profiles and erasures, in seconds.
+    #[serde(default = "default_feed_interval_s")]
+    pub feed_interval_s: u64,
+    /// How long the screen waits for the CRM to greet an unknown card, in milliseconds.
+    #[serde(default = "default_lookup_timeout_ms")]
+    pub lookup_timeout_ms: u64,
+    /// Extra CA certificate (PEM) to trust, for a private CRM.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `[queue]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSection {
+    /// Local time the store opens; turn numbers restart every day at this time (`HH:MM`).
+    pub opening_time: String,
+    /// How many counters serve at once (for wait estimates when no history exists yet).
+    #[serde(default = "default_counters")]
+    pub counters: u32,
+    /// The services customers queue for.
+    pub services: Vec<ServiceConfig>,
+}
+
+/// One service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// The letter that prefixes its turn numbers (`A`).
+    pub letter: String,
+    /// Names per language.
+    pub name: Names,
+    /// Priority service (e.g. accessibility): its turns are called first.
+    #[serde(default)]
+    pub priority: bool,
+    /// Expected minutes per customer before real service times are known.
+    #[serde(default = "default_service_minutes")]
+    pub expected_minutes: u32,
+    /// Extra line printed on this service's tickets.
+    pub ticket_note: Option<Names>,
+}
+
+/// A text in both languages.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Names {
+    /// Spanish.
+    pub es: String,
+    /// English.
+    pub en: String,
+}
+
+impl Names {
+    /// The text in `locale`.
+    pub fn get(&self, locale: Locale) -> &str {
+        match locale {
+            Locale::Es => &self.es,
+            Locale::En => &self.en,
+        }
+    }
+}
+
+/// `[ui]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UiSection {
+    /// The customer screen and local API: loopback only.
+    #[serde(default = "default_ui_listen")]
+    pub listen: SocketAddr,
+    /// The staff pages (counter, lobby) for the shop's LAN; `None` serves them on `listen` only.
+    pub staff_listen: Option<SocketAddr>,
+    /// SHA-256 (hex) of the staff PIN; `kiosk provision` sets it.
+    pub staff_pin_sha256: Option<String>,
+    /// Seconds without interaction before the screen returns to the attract loop.
+    #[serde(default = "default_idle_timeout_s")]
+    pub idle_timeout_s: u32,
+}
+
+impl Default for UiSection {
+    fn default() -> Self {
+        Self {
+            listen: default_ui_listen(),
+            staff_listen: None,
+            staff_pin_sha256: None,
+            idle_timeout_s: default_idle_timeout_s(),
+        }
+    }
+}
+
+/// `[journal]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalSection {
+    /// Days acknowledged events are kept before pruning.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+    /// Most disk space the journal may use, in MiB.
+    #[serde(default = "default_disk_budget_mib")]
+    pub disk_budget_mib: u64,
+    /// Commit durability (`full`; see the journal docs before changing it).
+    #[serde(default)]
+    pub synchronous: Synchronous,
+}
+
+impl Default for JournalSection {
+    fn default() -> Self {
+        Self {
+            retention_days: default_retention_days(),
+            disk_budget_mib: default_disk_budget_mib(),
+            synchronous: Synchronous::Full,
+        }
+    }
+}
+
+/// `[privacy]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySection {
+    /// Version of the privacy policy the registration screen shows (recorded with each consent).
+    pub policy_version: String,
+    /// The policy text per language.
+    pub policy_text: Names,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (journald, log shippers).
+    Json,
+}
+
+/// `[logging]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingSection {
+    /// Output format (overridden by `--log-format`).
+    #[serde(default)]
+    pub format: LogFormat,
+    /// Default filter when `RUST_LOG` is unset (e.g. `info,kiosk=debug`).
+    pub filter: Option<String>,
+}
+
+/// A hardware profile (`hw-config/*.toml`): which device of each kind, real or simulated.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HardwareProfile {
+    /// Profile name (matches the file name).
+    pub name: String,
+    /// What build this is, for technicians.
+    pub description: String,
+    /// The loyalty card reader.
+    pub card_reader: CardReaderSettings,
+    /// The barcode / QR scanner.
+    pub scanner: ScannerSettings,
+    /// The ticket printer.
+    pub printer: PrinterSettings,
+    /// Presence sensor and status LED.
+    pub gpio: GpioSettings,
+}
+
+fn default_locale() -> Locale {
+    Locale::Es
+}
+fn default_timezone() -> String {
+    "Europe/Madrid".into()
+}
+fn default_backoff_base_ms() -> u64 {
+    500
+}
+fn default_backoff_cap_ms() -> u64 {
+    60_000
+}
+fn default_connect_timeout_ms() -> u64 {
+    5_000
+}
+fn default_request_timeout_ms() -> u64 {
+    30_000
+}
+fn default_feed_interval_s() -> u64 {
+    60
+}
+fn default_lookup_timeout_ms() -> u64 {
+    800
+}
+fn default_counters() -> u32 {
+    1
+}
+fn default_service_minutes() -> u32 {
+    5
+}
+fn default_ui_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_idle_timeout_s() -> u32 {
+    45
+}
+fn default_retention_days() -> u32 {
+    30
+}
+fn default_disk_budget_mib() -> u64 {
+    1024
+}
+
+/// Parses `text` (the contents of `file`) as `T`, with located errors.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    text: &str,
+) -> Result<T, ConfigError> {
+    let de = toml::Deserializer::parse(text)
+        .map_err(|e| ConfigError::from_toml(file, text, &e, None))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        ConfigError::from_toml(file, text, e.inner(), Some(key))
+    })
+}
+
+impl Config {
+    /// Loads and validates the site config at `path` and the hardware profile it names.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::file(path, format!("cannot read the site config: {e}")))?;
+        Self::from_text(path, &text)
+    }
+
+    /// Like [`load`](Self::load), from text already read.
+    pub fn from_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let site: SiteConfig = parse_toml(path, text)?;
+        site.validate(path, text)?;
+        let (hardware, hardware_source) = load_profile(path, text, &site.kiosk.hardware_profile)?;
+        Ok(Config {
+            site,
+            hardware,
+            site_path: path.to_owned(),
+            hardware_source,
+        })
+    }
+}
+
+/// Names of the hardware profiles built into the binary.
+pub fn embedded_profiles() -> Vec<String> {
+    let mut names: Vec<String> = EmbeddedProfiles::iter()
+        .filter_map(|f| f.strip_suffix(".toml").map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Loads a hardware profile by name or path, resolving relative paths against the site file.
+pub fn load_profile(
+    site_path: &Path,
+    site_text: &str,
+    name: &str,
+) -> Result<(HardwareProfile, String), ConfigError> {
+    let base = site_path.parent().unwrap_or(Path::new("."));
+    let looks_like_path = name.contains('/') || name.ends_with(".toml");
+    let candidates: Vec<PathBuf> = if looks_like_path {
+        vec![base.join(name)]
+    } else {
+        vec![
+            base.join("hw-config").join(format!("{name}.toml")),
+            base.join(format!("{name}.toml")),
+            PathBuf::from("/etc/kiosk/hw-config").join(format!("{name}.toml")),
+        ]
+    };
+    for candidate in &candidates {
+        if let Ok(text) = std::fs::read_to_string(candidate) {
+            let profile = parse_profile(candidate, &text)?;
+            return Ok((profile, candidate.display().to_string()));
+        }
+    }
+    if !looks_like_path {
+        if let Some(file) = EmbeddedProfiles::get(&format!("{name}.toml")) {
+            let label = PathBuf::from(format!("embedded:hw-config/{name}.toml"));
+            let text = String::from_utf8_lossy(&file.data).into_owned();
+            let profile = parse_profile(&label, &text)?;
+            return Ok((profile, label.display().to_string()));
+        }
+    }
+    Err(ConfigError::at_key(
+        site_path,
+        site_text,
+        "kiosk.hardware_profile",
+        format!(
+            "hardware profile `{name}` not found (looked in {}); expected one of: {}",
+            candidates
+                .iter()
+                .map(|c| c.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            embedded_profiles().join(", ")
+        ),
+    ))
+}
+
+/// Parses and validates a hardware profile file.
+pub fn parse_profile(path: &Path, text: &str) -> Result<HardwareProfile, ConfigError> {
+    let profile: HardwareProfile = parse_toml(path, text)?;
+    if let CardReaderSettings::Mfrc522 {
+        antenna_gain_db,
+        spi_hz,
+        ..
+    } = &profile.card_reader
+    {
+        if ![18, 23, 33, 38, 43, 48].contains(antenna_gain_db) {
+            return Err(ConfigError::at_key(
+                path,
+                text,
+                "card_reader.antenna_gain_db",
+                format!(
+                    "antenna gain {antenna_gain_db} dB is not one the MFRC522 has: expected 18, 23, 33, 38, 43 or 48"
+                ),
+            ));
+        }
+        if !(100_000..=10_000_000).contains(spi_hz) {
+            return Err(ConfigError::at_key(
+                path,
+                text,
+                "card_reader.spi_hz",
+                format!(
+                    "SPI clock {spi_hz} Hz is outside what the MFRC522 takes: expected 100000 to 10000000"
+                ),
+            ));
+        }
+    }
+    Ok(profile)
+}
+
+impl SiteConfig {
+    fn validate(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let err = |key: &str, msg: String| Err(ConfigError::at_key(path, text, key, msg));
+        if self.kiosk.store.trim().is_empty() {
+            return err(
+                "kiosk.store",
+                "expected a store id, found an empty string".into(),
+            );
+        }
+        if jiff::tz::TimeZone::get(&self.kiosk.timezone).is_err() {
+            return err(
+                "kiosk.timezone",
+                format!(
+                    "unknown time zone `{}`: expected an IANA name such as `Europe/Madrid`",
+                    self.kiosk.timezone
+                ),
+            );
+        }
+        match self.crm.url.split_once("://") {
+            Some(("https", rest)) if !rest.is_empty() => {}
+            Some(("http", rest)) if is_loopback_host(rest) => {}
+            Some(("http", _)) => {
+                return err(
+                    "crm.url",
+                    format!(
+                        "`{}` would send customer data in clear text: expected an https:// URL (http:// only for 127.0.0.1 or localhost)",
+                        self.crm.url
+                    ),
+                );
+            }
+            _ => {
+                return err(
+                    "crm.url",
+                    format!(
+                        "`{}` is not a URL: expected https://host[:port]",
+                        self.crm.url
+                    ),
+                );
+            }
+        }
+        if self.crm.backoff_base_ms == 0 || self.crm.backoff_cap_ms < self.crm.backoff_base_ms {
+            return err(
+                "crm.backoff_cap_ms",
+                format!(
+                    "expected backoff_base_ms > 0 and backoff_cap_ms >= backoff_base_ms, found {} and {}",
+                    self.crm.backoff_base_ms, self.crm.backoff_cap_ms
+                ),
+            );
+        }
+        if parse_hh_mm(&self.queue.opening_time).is_none() {
+            return err(
+                "queue.opening_time",
+                format!(
+                    "`{}` is not a time: expected HH:MM in 24-hour local time, e.g. \"09:00\"",
+                    self.queue.opening_time
+                ),
+            );
+        }
+        if self.queue.services.is_empty() {
+            return err(
+                "queue.services",
+                "expected at least one [[queue.services]] entry".into(),
+            );
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, s) in self.queue.services.iter().enumerate() {
+            let key = format!("queue.services[{i}].letter");
+            let ok = s.letter.len() == 1 && s.letter.chars().all(|c| c.is_ascii_uppercase());
+            if !ok {
+                return err(
+                    &key,
+                    format!(
+                        "`{}` is not a service letter: expected one capital letter A-Z",
+                        s.letter
+                    ),
+                );
+            }
+            if !seen.insert(s.letter.clone()) {
+                return err(
+                    &key,
+                    format!(
+                        "service letter `{}` is used twice: each service needs its own",
+                        s.letter
+                    ),
+                );
+            }
+        }
+        if !self.ui.listen.ip().is_loopback() {
+            return err(
+                "ui.listen",
+                format!(
+                    "{} is reachable from the network: the customer screen and local API must listen on 127.0.0.1; use ui.staff_listen for the LAN staff pages",
+                    self.ui.listen
+                ),
+            );
+        }
+        if let Some(hash) = &self.ui.staff_pin_sha256 {
+            if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+                return err(
+                    "ui.staff_pin_sha256",
+                    "expected 64 hex digits (the SHA-256 of the PIN; `kiosk provision` writes it)"
+                        .into(),
+                );
+            }
+        }
+        if self.journal.retention_days == 0 {
+            return err("journal.retention_days", "expected at least 1 day".into());
+        }
+        if self.journal.disk_budget_mib < 16 {
+            return err(
+                "journal.disk_budget_mib",
+                format!(
+                    "{} MiB is too small: expected at least 16",
+                    self.journal.disk_budget_mib
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn is_loopback_host(rest: &str) -> bool {
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = host.rsplit_once(':').map_or(host, |(h, p)| {
+        if p.chars().all(|c| c.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+}
+
+/// Parses `HH:MM` (24-hour) into (hour, minute).
+pub fn parse_hh_mm(s: &str) -> Option<(u8, u8)> {
+    let (h, m) = s.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u8, u8) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then_some((h, m))
+}
+
+#[cfg(test)]
+mod tests;

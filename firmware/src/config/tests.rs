@@ -1,0 +1,175 @@
+use super::*;
+
+const EXAMPLE: &str = include_str!("../../config/site.example.toml");
+
+fn site(text: &str) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("site.toml");
+    std::fs::write(&path, text).unwrap();
+    Config::load(&path)
+}
+
+fn with(replace: &str, by: &str) -> String {
+    assert!(EXAMPLE.contains(replace), "example lacks {replace:?}");
+    EXAMPLE.replacen(replace, by, 1)
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+#[test]
+fn example_site_config_and_every_shipped_profile_load() {
+    let config = site(EXAMPLE).unwrap();
+    assert_eq!(config.site.queue.services.len(), 3);
+    assert_eq!(config.hardware.name, "pi4-mfrc522-usb-printer");
+    for name in embedded_profiles() {
+        let text = with(
+            "hardware_profile = \"pi4-mfrc522-usb-printer\"",
+            &format!("hardware_profile = \"{name}\""),
+        );
+        let config = site(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            config.hardware.name, name,
+            "profile name matches its file name"
+        );
+    }
+    assert!(embedded_profiles().contains(&"simulated".to_owned()));
+}
+
+#[test]
+fn unknown_key_is_an_error_with_file_line_and_key() {
+    let text = with("counters = 2", "counters = 2\ncounterz = 3");
+    let err = site(&text).unwrap_err();
+    assert_eq!(err.line, Some(line_of(&text, "counterz")), "{err}");
+    assert!(err.message.contains("unknown field `counterz`"), "{err}");
+    assert!(
+        err.message.contains("expected"),
+        "says what was expected: {err}"
+    );
+    assert!(err.to_string().contains("site.toml:"), "{err}");
+}
+
+#[test]
+fn wrong_type_names_the_key_and_the_expected_type() {
+    let text = with("retention_days = 30", "retention_days = \"thirty\"");
+    let err = site(&text).unwrap_err();
+    assert_eq!(err.line, Some(line_of(&text, "thirty")), "{err}");
+    assert_eq!(err.key.as_deref(), Some("journal.retention_days"), "{err}");
+    assert!(err.message.contains("expected u32"), "{err}");
+}
+
+#[test]
+fn missing_required_key_names_it() {
+    let text = with("store_name = \"Madrid Centro\"\n", "");
+    let err = site(&text).unwrap_err();
+    assert!(err.message.contains("missing field `store_name`"), "{err}");
+    assert!(err.line.is_some(), "{err}");
+}
+
+#[test]
+fn semantic_errors_point_at_the_offending_key() {
+    let cases = [
+        (
+            "opening_time = \"09:00\"",
+            "opening_time = \"9h\"",
+            "queue.opening_time",
+            "HH:MM",
+        ),
+        (
+            "url = \"https://crm.example.com\"",
+            "url = \"http://crm.example.com\"",
+            "crm.url",
+            "https://",
+        ),
+        (
+            "timezone = \"Europe/Madrid\"",
+            "timezone = \"Mars/Olympus\"",
+            "kiosk.timezone",
+            "IANA",
+        ),
+        (
+            "listen = \"127.0.0.1:8080\"",
+            "listen = \"0.0.0.0:8080\"",
+            "ui.listen",
+            "127.0.0.1",
+        ),
+        (
+            "letter = \"B\"",
+            "letter = \"A\"",
+            "queue.services[1].letter",
+            "used twice",
+        ),
+        (
+            "letter = \"P\"",
+            "letter = \"pp\"",
+            "queue.services[2].letter",
+            "one capital letter",
+        ),
+    ];
+    for (from, to, key, hint) in cases {
+        let text = with(from, to);
+        let err = site(&text).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some(key), "{err}");
+        assert_eq!(err.line, Some(line_of(&text, to)), "{err}");
+        assert!(err.message.contains(hint), "{err}");
+    }
+}
+
+#[test]
+fn unknown_hardware_profile_lists_the_known_ones() {
+    let text = with(
+        "hardware_profile = \"pi4-mfrc522-usb-printer\"",
+        "hardware_profile = \"pi9\"",
+    );
+    let err = site(&text).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("kiosk.hardware_profile"));
+    assert!(err.message.contains("simulated"), "{err}");
+}
+
+#[test]
+fn profile_errors_name_the_profile_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = include_str!("../../../hw-config/simulated.toml")
+        .replace("poll_interval_ms = 50", "poll_interval = 50");
+    std::fs::write(dir.path().join("bad.toml"), &profile).unwrap();
+    let text = with(
+        "hardware_profile = \"pi4-mfrc522-usb-printer\"",
+        "hardware_profile = \"./bad.toml\"",
+    );
+    let path = dir.path().join("site.toml");
+    std::fs::write(&path, &text).unwrap();
+    let err = Config::load(&path).unwrap_err();
+    assert!(err.file.ends_with("bad.toml"), "{err}");
+    assert!(err.message.contains("poll_interval"), "{err}");
+    assert!(err.line.is_some(), "{err}");
+}
+
+#[test]
+fn mfrc522_gain_must_be_one_the_chip_has() {
+    let profile = include_str!("../../../hw-config/pi4-mfrc522-usb-printer.toml")
+        .replace("antenna_gain_db = 48", "antenna_gain_db = 40");
+    let err = parse_profile(Path::new("p.toml"), &profile).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("card_reader.antenna_gain_db"));
+    assert!(err.message.contains("18, 23, 33, 38, 43 or 48"), "{err}");
+}
+
+#[test]
+fn syntax_error_is_located() {
+    let text = with("[ui]", "[ui");
+    let err = site(&text).unwrap_err();
+    assert_eq!(err.line, Some(line_of(&text, "[ui")), "{err}");
+}
+
+#[test]
+fn unreadable_file_says_so() {
+    let err = Config::load(Path::new("/nonexistent/site.toml")).unwrap_err();
+    assert!(err.message.contains("cannot read"), "{err}");
+}
+
+#[test]
+fn hh_mm_parses_only_valid_times() {
+    assert_eq!(parse_hh_mm("09:30"), Some((9, 30)));
+    assert_eq!(parse_hh_mm("24:00"), None);
+    assert_eq!(parse_hh_mm("9:30"), None);
+}
