@@ -26,17 +26,26 @@ pub struct Health {
 impl Health {
     /// A working device.
     pub fn ok() -> Self {
-        Health { state: HealthState::Ok, reason: None }
+        Health {
+            state: HealthState::Ok,
+            reason: None,
+        }
     }
 
     /// A device that works with a problem.
     pub fn degraded(reason: impl Into<String>) -> Self {
-        Health { state: HealthState::Degraded, reason: Some(reason.into()) }
+        Health {
+            state: HealthState::Degraded,
+            reason: Some(reason.into()),
+        }
     }
 
     /// A device that cannot be used.
     pub fn absent(reason: impl Into<String>) -> Self {
-        Health { state: HealthState::Absent, reason: Some(reason.into()) }
+        Health {
+            state: HealthState::Absent,
+            reason: Some(reason.into()),
+        }
     }
 
     /// Whether the device can be used at all.

@@ -13,6 +13,7 @@ pub mod card;
 pub mod gpio;
 pub mod health;
 pub mod printer;
+pub mod pty;
 pub mod scanner;
 
 pub use health::{Health, HealthState};
