@@ -180,6 +180,12 @@ fn method_router(method: &str, path: &str) -> Option<MethodRouter<AppState>> {
 
 /// The router of every route in [`ROUTES`], with gzip response compression.
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// [`router`] plus `extra` routes sharing its state and layers: the extension point for the
+/// dashboard (`/dashboard/...`), which keeps its own route table and OpenAPI paths.
+pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let mut by_path: Vec<(&str, MethodRouter<AppState>)> = Vec::new();
     for (method, path) in ROUTES {
         let Some(mr) = method_router(method, path) else {
@@ -192,7 +198,7 @@ pub fn router(state: AppState) -> Router {
             None => by_path.push((path, mr)),
         }
     }
-    let mut router = Router::new();
+    let mut router = extra;
     for (path, mr) in by_path {
         router = router.route(path, mr);
     }

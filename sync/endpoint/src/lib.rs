@@ -32,7 +32,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use api::{AppState, ROUTES, router};
+pub use api::{AppState, ROUTES, router, router_with};
 pub use demo::{DEMO_CUSTOMERS, DEMO_STORE_ID, DEMO_TENANT_KEY, DemoSeed, demo_token, seed_demo};
 pub use store::{SharedStore, Store, StoreError};
 

@@ -894,5 +894,16 @@ async fn demo_seed_makes_tokens_from_the_demo_uids_and_key() {
         assert_eq!(rec.segment, c.segment);
     }
     assert_eq!(store.campaigns().await.unwrap().len(), 2);
-    crm_endpoint::seed_demo(&store).await.unwrap();
+    let again = crm_endpoint::seed_demo(&store).await.unwrap();
+    assert_eq!(again.tokens, seed.tokens);
+    let ana = store
+        .customer(seed.tokens[0].clone())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ana.consents.len(),
+        2,
+        "seeding twice does not repeat consents"
+    );
 }

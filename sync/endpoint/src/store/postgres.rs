@@ -927,8 +927,11 @@ impl Store for PgStore {
                 apply_effect(&tx, &cu.store_id, "", now_ms, &effect, &mut dirty).await?;
                 for purpose in &cu.consents {
                     tx.execute(
+                        // Only when not already given: seeding twice keeps the history honest.
                         "INSERT INTO consents (card_token, purpose, given, policy_version, policy_sha256, at_ms)
-                         VALUES ($1, $2, TRUE, 'admin', '', $3)",
+                         SELECT $1::TEXT, $2::TEXT, TRUE, 'admin', '', $3::BIGINT
+                         WHERE NOT COALESCE((SELECT given FROM consents WHERE card_token = $1 AND purpose = $2
+                                             ORDER BY at_ms DESC, id DESC LIMIT 1), FALSE)",
                         &[&t, purpose, &now_ms],
                     )
                     .await?;

@@ -794,8 +794,11 @@ impl Store for SqliteStore {
             apply_effect(&tx, &cu.store_id, "", now_ms, &effect, &mut dirty)?;
             for purpose in &cu.consents {
                 tx.execute(
+                    // Only when not already given: seeding twice keeps the history honest.
                     "INSERT INTO consents (card_token, purpose, given, policy_version, policy_sha256, at_ms)
-                     VALUES (?1, ?2, 1, 'admin', '', ?3)",
+                     SELECT ?1, ?2, 1, 'admin', '', ?3
+                     WHERE NOT COALESCE((SELECT given FROM consents WHERE card_token = ?1 AND purpose = ?2
+                                         ORDER BY at_ms DESC, id DESC LIMIT 1), 0)",
                     params![cu.card_token.as_str(), purpose, now_ms],
                 )?;
             }
