@@ -49,7 +49,8 @@ impl TryFrom<String> for CardToken {
     type Error = BadCardToken;
     fn try_from(s: String) -> Result<Self, Self::Error> {
         let well_formed = s.len() == CARD_TOKEN_HEX_LEN
-            && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if well_formed {
             Ok(CardToken(s))
         } else {
@@ -90,8 +91,16 @@ mod tests {
 
     #[test]
     fn card_token_accepts_only_32_lowercase_hex() {
-        assert!("0123456789abcdef0123456789abcdef".parse::<CardToken>().is_ok());
-        assert!("0123456789ABCDEF0123456789abcdef".parse::<CardToken>().is_err());
+        assert!(
+            "0123456789abcdef0123456789abcdef"
+                .parse::<CardToken>()
+                .is_ok()
+        );
+        assert!(
+            "0123456789ABCDEF0123456789abcdef"
+                .parse::<CardToken>()
+                .is_err()
+        );
         assert!("0123".parse::<CardToken>().is_err());
         assert!(serde_json::from_str::<CardToken>("\"zz23456789abcdef0123456789abcdef\"").is_err());
     }

@@ -25,7 +25,10 @@ fn render(schema: &Schema) -> String {
 }
 
 fn one<T: JsonSchema>(path: &str) -> SchemaFile {
-    SchemaFile { path: path.to_owned(), text: render(&generator().into_root_schema_for::<T>()) }
+    SchemaFile {
+        path: path.to_owned(),
+        text: render(&generator().into_root_schema_for::<T>()),
+    }
 }
 
 /// All schema files: the envelope (with every payload in `$defs`) and one file per payload type.

@@ -25,7 +25,11 @@ fn examples() -> Vec<Event> {
             hardware_profile: "simulated".into(),
             unclean_shutdown: false,
         }),
-        Event::CardTapped(CardTapped { card_token: token(), reader: ReaderKind::Mfrc522, known: true }),
+        Event::CardTapped(CardTapped {
+            card_token: token(),
+            reader: ReaderKind::Mfrc522,
+            known: true,
+        }),
         Event::CustomerIdentified(CustomerIdentified {
             card_token: Some(token()),
             by: IdentifiedBy::Card,
@@ -54,7 +58,11 @@ fn examples() -> Vec<Event> {
             locale: "es".into(),
             campaign_id: Some("cafe-2x1".into()),
         }),
-        Event::TicketPrinted(TicketPrinted { turn_id, bytes: 812, reprint: false }),
+        Event::TicketPrinted(TicketPrinted {
+            turn_id,
+            bytes: 812,
+            reprint: false,
+        }),
         Event::TicketPrintFailed(TicketPrintFailed {
             turn_id,
             reason: "paper out".into(),
@@ -67,8 +75,15 @@ fn examples() -> Vec<Event> {
             recall: false,
             waited_s: 300,
         }),
-        Event::TurnServed(TurnServed { turn_id, counter: "3".into(), service_s: 240 }),
-        Event::TurnNoShow(TurnNoShow { turn_id, counter: "3".into() }),
+        Event::TurnServed(TurnServed {
+            turn_id,
+            counter: "3".into(),
+            service_s: 240,
+        }),
+        Event::TurnNoShow(TurnNoShow {
+            turn_id,
+            counter: "3".into(),
+        }),
         Event::CampaignShown(CampaignShown {
             campaign_id: "cafe-2x1".into(),
             variant: "b".into(),
@@ -83,8 +98,17 @@ fn examples() -> Vec<Event> {
             card_token: None,
             turn_id: Some(turn_id),
         }),
-        Event::CouponRedeemed(CouponRedeemed { coupon_code: "CP-1".into(), campaign_id: None, card_token: None }),
-        Event::SurveyAnswered(SurveyAnswered { turn_id: Some(turn_id), score: 9, reason: None, card_token: None }),
+        Event::CouponRedeemed(CouponRedeemed {
+            coupon_code: "CP-1".into(),
+            campaign_id: None,
+            card_token: None,
+        }),
+        Event::SurveyAnswered(SurveyAnswered {
+            turn_id: Some(turn_id),
+            score: 9,
+            reason: None,
+            card_token: None,
+        }),
         Event::DeviceStatusChanged(DeviceStatusChanged {
             device: DeviceKind::Printer,
             status: DeviceHealth::Absent,
@@ -95,8 +119,15 @@ fn examples() -> Vec<Event> {
             error: "database disk image is malformed".into(),
             salvaged_events: 10,
         }),
-        Event::EventDeadLettered(EventDeadLettered { event_id: Uuid::now_v7(), seq: 7, reason: "bad".into() }),
-        Event::CustomerErased(CustomerErased { card_token: token(), redacted_events: 2 }),
+        Event::EventDeadLettered(EventDeadLettered {
+            event_id: Uuid::now_v7(),
+            seq: 7,
+            reason: "bad".into(),
+        }),
+        Event::CustomerErased(CustomerErased {
+            card_token: token(),
+            redacted_events: 2,
+        }),
     ]
 }
 
@@ -136,7 +167,10 @@ fn every_event_validates_against_the_generated_envelope_schema() {
     let validator = jsonschema::validator_for(&schema::envelope()).unwrap();
     for (i, event) in examples().into_iter().enumerate() {
         let json = serde_json::to_value(envelope(event, i as u64 + 1)).unwrap();
-        let errors: Vec<String> = validator.iter_errors(&json).map(|e| e.to_string()).collect();
+        let errors: Vec<String> = validator
+            .iter_errors(&json)
+            .map(|e| e.to_string())
+            .collect();
         assert!(errors.is_empty(), "{}: {errors:?}", json["type"]);
     }
 }
@@ -146,7 +180,10 @@ fn schema_rejects_an_unknown_type_and_a_malformed_token() {
     let validator = jsonschema::validator_for(&schema::envelope()).unwrap();
     let mut json = serde_json::to_value(envelope(examples().remove(1), 1)).unwrap();
     json["payload"]["card_token"] = "04a1b2c3d4".into();
-    assert!(!validator.is_valid(&json), "a raw-UID-looking token must not validate");
+    assert!(
+        !validator.is_valid(&json),
+        "a raw-UID-looking token must not validate"
+    );
     json["type"] = "card_tapped_v9".into();
     assert!(!validator.is_valid(&json));
 }

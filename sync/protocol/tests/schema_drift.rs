@@ -36,6 +36,9 @@ fn checked_in_schemas_match_the_types() {
 fn every_event_type_has_a_payload_schema_file() {
     let files: Vec<String> = schema::all().into_iter().map(|f| f.path).collect();
     for t in EVENT_TYPES {
-        assert!(files.contains(&format!("events/{t}.schema.json")), "no schema file for {t}");
+        assert!(
+            files.contains(&format!("events/{t}.schema.json")),
+            "no schema file for {t}"
+        );
     }
 }
