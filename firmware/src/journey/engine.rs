@@ -135,6 +135,8 @@ impl Machine<'_> {
     }
 
     fn attract(&mut self) {
+        // Nothing personal survives on the attract screen, a queued tap included.
+        self.s.pending_tap = None;
         self.s.screen = Screen::Attract;
         self.s.notice = None;
         self.s.deadline_ms = None;
@@ -264,7 +266,12 @@ impl Machine<'_> {
             | Screen::Greeting { .. }
             | Screen::OfferRegistration { .. }
             | Screen::Registering { .. }
-            | Screen::ChooseService { .. } => self.identify(tap, IdentifiedBy::Card),
+            | Screen::ChooseService { .. } => {
+                // The newest tap is the person in front of the screen: a card queued earlier
+                // (tapped during printing) is not greeted after them.
+                self.s.pending_tap = None;
+                self.identify(tap, IdentifiedBy::Card);
+            }
         }
     }
 
@@ -446,7 +453,8 @@ impl Machine<'_> {
                 // The ticket goes on, without them.
                 *session = Session::default();
             }
-            _ => self.attract(),
+            // Their journey ends; a card queued behind them is served next.
+            _ => self.end_journey(),
         }
     }
 
