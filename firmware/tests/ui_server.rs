@@ -65,7 +65,7 @@ struct Harness {
 
 fn settings() -> UiSettings {
     UiSettings {
-        staff_pin: Some(Zeroizing::new("4321".into())),
+        staff_pin_sha256: Some(Zeroizing::new(kiosk::ui::pin_digest("4321"))),
         staff_token: Some(Zeroizing::new("scripted-token-0123456789".into())),
         kiosk_loopback_only: true,
         store_name: "Tienda Centro".into(),

@@ -37,6 +37,12 @@ pub(super) enum Login {
     Disabled,
 }
 
+/// SHA-256 of a PIN as lowercase hex: what `ui.staff_pin_sha256` holds.
+pub fn pin_digest(pin: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(pin.as_bytes()))
+}
+
 fn equal(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }
@@ -44,7 +50,7 @@ fn equal(a: &str, b: &str) -> bool {
 impl AppState {
     /// Checks a PIN typed on the login page.
     pub(super) fn login(&self, pin: &str) -> Login {
-        let Some(expected) = self.0.settings.staff_pin.as_ref() else {
+        let Some(expected) = self.0.settings.staff_pin_sha256.as_ref() else {
             return Login::Disabled;
         };
         let now = Instant::now();
@@ -57,7 +63,7 @@ impl AppState {
         if t.locked_until.is_some_and(|until| now < until) {
             return Login::Locked;
         }
-        if equal(pin, expected) {
+        if equal(&pin_digest(pin), &expected.to_ascii_lowercase()) {
             *t = Throttle::default();
             Login::Granted(self.0.session_secret.to_string())
         } else {
@@ -73,7 +79,7 @@ impl AppState {
     /// Whether a request carries a staff session cookie or the staff bearer token.
     pub(super) fn is_staff(&self, headers: &HeaderMap) -> bool {
         let settings = &self.0.settings;
-        if settings.staff_pin.is_none() && settings.staff_token.is_none() {
+        if settings.staff_pin_sha256.is_none() && settings.staff_token.is_none() {
             return false;
         }
         if let Some(token) = settings.staff_token.as_ref() {
@@ -87,7 +93,7 @@ impl AppState {
                 return true;
             }
         }
-        settings.staff_pin.is_some()
+        settings.staff_pin_sha256.is_some()
             && headers
                 .get_all(COOKIE)
                 .iter()

@@ -31,13 +31,15 @@ use crate::journey::{Input, ScreenView};
 use crate::queue::{QueueBoard, TurnStatus};
 
 pub use assets::exists as asset_exists;
+pub use auth::pin_digest;
 pub use routes::router;
 
 /// How the UI server is set up (from the config). `Debug` hides the PIN and token.
 #[derive(Clone)]
 pub struct UiSettings {
-    /// PIN that opens the counter page (entered on the page; a cookie keeps the session).
-    pub staff_pin: Option<Zeroizing<String>>,
+    /// SHA-256 (lowercase hex) of the PIN that opens the counter page (entered on the page; a
+    /// cookie keeps the session). The config holds only the digest, never the PIN.
+    pub staff_pin_sha256: Option<Zeroizing<String>>,
     /// Token for scripted access to the counter API (`Authorization: Bearer ...`).
     pub staff_token: Option<Zeroizing<String>>,
     /// Answer the kiosk screen's page and API only from this machine (default: true).
@@ -49,7 +51,7 @@ pub struct UiSettings {
 impl std::fmt::Debug for UiSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UiSettings")
-            .field("staff_pin", &self.staff_pin.as_ref().map(|_| "<redacted>"))
+            .field("staff_pin_sha256", &self.staff_pin_sha256.as_ref().map(|_| "<redacted>"))
             .field(
                 "staff_token",
                 &self.staff_token.as_ref().map(|_| "<redacted>"),
@@ -63,7 +65,7 @@ impl std::fmt::Debug for UiSettings {
 impl Default for UiSettings {
     fn default() -> Self {
         UiSettings {
-            staff_pin: None,
+            staff_pin_sha256: None,
             staff_token: None,
             kiosk_loopback_only: true,
             store_name: String::new(),
