@@ -140,11 +140,50 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             )?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { .. } | Command::Demo { .. } => {
-            eprintln!("not yet built");
-            Ok(ExitCode::from(2))
+        Command::Run { config } => {
+            tokio_runtime()?.block_on(run_kiosk(&config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { data_dir, port } => {
+            let data_dir = data_dir.unwrap_or_else(|| std::env::temp_dir().join("kiosk-demo"));
+            tokio_runtime()?.block_on(crate::demo::run(crate::demo::DemoOptions {
+                data_dir,
+                port,
+            }))?;
+            Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// `kiosk run`: the configured kiosk until SIGTERM or Ctrl-C.
+async fn run_kiosk(config_path: &std::path::Path) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let data = crate::paths::DataDir::new(&config.site.kiosk.data_dir);
+    let credentials = crate::credentials::Credentials::load(&data.credentials())?;
+    let running = crate::runtime::start(crate::runtime::RunOptions {
+        config,
+        credentials,
+        endpoint_url: None,
+        ui_listener: None,
+        staff_listener: None,
+        ticket_previews: None,
+        clock: std::sync::Arc::new(crate::clock::SystemClock),
+    })
+    .await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    running.stop().await;
+    Ok(())
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {

@@ -1,0 +1,304 @@
+//! The device side of the runtime: one thread per device turns driver events into engine inputs
+//! (card taps, scans, printer health), and the printer thread carries out print jobs.
+//!
+//! Drivers block (SPI polling, serial reads, printer writes); the engine does not. Each device
+//! thread hands its results to the engine's input channel with `blocking_send`, so a slow device
+//! never stalls the screen, and a full channel slows the device down instead of losing a tap.
+
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use kiosk_drivers::Health;
+use kiosk_drivers::card::{self, CardEvent, ReaderKind as DriverReader};
+use kiosk_drivers::health::HealthState;
+use kiosk_drivers::printer::{PrinterError, Report, ThermalPrinter, Ticket, render_escpos_to_png};
+use kiosk_drivers::scanner::{Code, ScannerEvent, ScannerHandle};
+use kiosk_protocol::CardToken;
+use kiosk_protocol::events::{DeviceHealth, DeviceKind, ReaderKind};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::journey::{Input, ScanInput};
+
+/// A device's health changed: the runtime journals it and shows it in the status.
+#[derive(Debug, Clone)]
+pub struct HealthChange {
+    /// Which device.
+    pub device: DeviceKind,
+    /// The new health.
+    pub health: Health,
+}
+
+/// What the engine receives from the device threads.
+#[derive(Debug)]
+// A few messages a second, each moved once through a channel: boxing would only add allocations.
+#[allow(clippy::large_enum_variant)]
+pub enum DeviceMsg {
+    /// An input for the journey.
+    Input(Input),
+    /// A device's health changed.
+    Health(HealthChange),
+}
+
+/// The protocol's view of a driver health.
+pub fn device_health(h: &Health) -> DeviceHealth {
+    match h.state {
+        HealthState::Ok => DeviceHealth::Ok,
+        HealthState::Degraded => DeviceHealth::Degraded,
+        HealthState::Absent => DeviceHealth::Absent,
+    }
+}
+
+fn reader_kind(k: DriverReader) -> ReaderKind {
+    match k {
+        DriverReader::Mfrc522 => ReaderKind::Mfrc522,
+        DriverReader::Simulated => ReaderKind::Simulated,
+        DriverReader::HidWedge => ReaderKind::HidWedge,
+        DriverReader::Serial => ReaderKind::Serial,
+    }
+}
+
+/// Starts the card reader thread: taps become [`Input::CardTapped`].
+pub fn spawn_card_reader(
+    reader: Box<dyn card::CardReader>,
+    tx: mpsc::Sender<DeviceMsg>,
+) -> std::io::Result<card::ReaderThread> {
+    card::spawn(reader, move |event| {
+        let msg = match event {
+            CardEvent::Tap(tap) => {
+                let kind = reader_kind(tap.reader);
+                match CardToken::try_from(tap.token.into_string()) {
+                    Ok(token) => DeviceMsg::Input(Input::CardTapped {
+                        token,
+                        reader: kind,
+                    }),
+                    Err(e) => {
+                        tracing::error!(error = %e, "card token from the driver is malformed");
+                        return true;
+                    }
+                }
+            }
+            CardEvent::Health(health) => DeviceMsg::Health(HealthChange {
+                device: DeviceKind::CardReader,
+                health,
+            }),
+        };
+        tx.blocking_send(msg).is_ok()
+    })
+}
+
+/// What a scanned code means to the journey.
+pub fn scan_input(code: Code) -> ScanInput {
+    match code {
+        Code::Turn(t) => ScanInput::Turn {
+            turn_id: t.turn_id,
+            label: t.turn,
+        },
+        Code::Coupon(c) => ScanInput::Coupon {
+            code: c.coupon_code,
+            campaign_id: Some(c.campaign_id),
+            card_token: c.card_token.map(CardToken::from_bytes),
+        },
+        Code::Ean13(s) | Code::Ean8(s) | Code::UpcA(s) => ScanInput::Product(s),
+    }
+}
+
+/// Starts the scanner thread: scans become [`Input::Scanned`]; rejected lines become
+/// [`ScanInput::Unknown`] (the reason is logged, never the scanned text).
+pub fn spawn_scanner(
+    scanner: ScannerHandle,
+    tx: mpsc::Sender<DeviceMsg>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("scanner".into())
+        .spawn(move || {
+            loop {
+                if tx.is_closed() {
+                    break;
+                }
+                let Some(event) = scanner.next_event(Duration::from_millis(200)) else {
+                    continue;
+                };
+                let msg = match event {
+                    ScannerEvent::Scanned(scan) => {
+                        DeviceMsg::Input(Input::Scanned(scan_input(scan.code)))
+                    }
+                    ScannerEvent::Rejected { reason } => {
+                        tracing::info!(%reason, "scan rejected");
+                        DeviceMsg::Input(Input::Scanned(ScanInput::Unknown))
+                    }
+                    ScannerEvent::Health(health) => DeviceMsg::Health(HealthChange {
+                        device: DeviceKind::Scanner,
+                        health,
+                    }),
+                };
+                if tx.blocking_send(msg).is_err() {
+                    break;
+                }
+            }
+        })
+}
+
+/// A job for the printer thread.
+#[derive(Debug)]
+pub enum PrintJob {
+    /// A turn ticket: answered with [`Input::TicketPrinted`] or [`Input::TicketPrintFailed`].
+    Ticket {
+        /// The turn.
+        turn_id: Uuid,
+        /// Its label, for the preview file name.
+        label: String,
+        /// The ticket.
+        ticket: Box<Ticket>,
+        /// Staff asked for it again.
+        reprint: bool,
+        /// Answered for reprints (staff wait for it); first prints answer the engine.
+        reply: Option<oneshot::Sender<Result<u32, String>>>,
+    },
+    /// The manager's report.
+    Report {
+        /// The report.
+        report: Box<Report>,
+        /// The outcome, for the staff page.
+        reply: oneshot::Sender<Result<u32, String>>,
+    },
+}
+
+/// How often an idle printer is asked for its status.
+const STATUS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Starts the printer thread. It prints jobs in order, asks an idle printer for its status every
+/// few seconds (paper out, cover open, offline, gone) and reports changes; with `previews`, every
+/// printed ticket is also rendered to a PNG there (through the virtual printer's interpreter).
+pub fn spawn_printer(
+    mut printer: Option<ThermalPrinter>,
+    jobs: std_mpsc::Receiver<PrintJob>,
+    tx: mpsc::Sender<DeviceMsg>,
+    previews: Option<PathBuf>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("printer".into())
+        .spawn(move || {
+            let mut last: Option<Health> = None;
+            let mut report_health = |printer: &mut Option<ThermalPrinter>| {
+                let health = match printer {
+                    Some(p) => p.health(),
+                    None => Health::absent("no printer is configured"),
+                };
+                if last.as_ref() != Some(&health) {
+                    last = Some(health.clone());
+                    let _ = tx.blocking_send(DeviceMsg::Health(HealthChange {
+                        device: DeviceKind::Printer,
+                        health,
+                    }));
+                }
+            };
+            report_health(&mut printer);
+            loop {
+                match jobs.recv_timeout(STATUS_INTERVAL) {
+                    Ok(job) => {
+                        run_job(printer.as_mut(), job, &tx, previews.as_deref());
+                        report_health(&mut printer);
+                    }
+                    Err(std_mpsc::RecvTimeoutError::Timeout) => report_health(&mut printer),
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        })
+}
+
+fn run_job(
+    printer: Option<&mut ThermalPrinter>,
+    job: PrintJob,
+    tx: &mpsc::Sender<DeviceMsg>,
+    previews: Option<&std::path::Path>,
+) {
+    match job {
+        PrintJob::Ticket {
+            turn_id,
+            label,
+            ticket,
+            reprint,
+            reply,
+        } => {
+            let outcome = print_ticket(printer, turn_id, &label, &ticket, reprint, previews);
+            match reply {
+                Some(reply) => {
+                    let _ = reply.send(outcome.map_err(|e| e.to_string()));
+                }
+                None => {
+                    let input = match outcome {
+                        Ok(bytes) => Input::TicketPrinted { turn_id, bytes },
+                        Err(e) => {
+                            tracing::warn!(error = %e, turn = %label, "ticket not printed");
+                            Input::TicketPrintFailed {
+                                turn_id,
+                                reason: e.to_string(),
+                            }
+                        }
+                    };
+                    let _ = tx.blocking_send(DeviceMsg::Input(input));
+                }
+            }
+        }
+        PrintJob::Report { report, reply } => {
+            let outcome = match printer {
+                None => Err(PrinterError::NotConfigured.to_string()),
+                Some(p) => report
+                    .encode(p.profile())
+                    .map_err(|e| PrinterError::from(e).to_string())
+                    .and_then(|bytes| {
+                        let id = format!("report-{}", Uuid::now_v7());
+                        p.print_job(&id, &bytes)
+                            .map(|_| u32::try_from(bytes.len()).unwrap_or(u32::MAX))
+                            .map_err(|e| e.to_string())
+                    }),
+            };
+            let _ = reply.send(outcome);
+        }
+    }
+}
+
+fn print_ticket(
+    printer: Option<&mut ThermalPrinter>,
+    turn_id: Uuid,
+    label: &str,
+    ticket: &Ticket,
+    reprint: bool,
+    previews: Option<&std::path::Path>,
+) -> Result<u32, PrinterError> {
+    let printer = printer.ok_or(PrinterError::NotConfigured)?;
+    let bytes = ticket.encode(printer.profile())?;
+    let job = turn_id.to_string();
+    if reprint {
+        printer.reprint(&job, &bytes)?;
+    } else {
+        printer.print_job(&job, &bytes)?;
+    }
+    if let Some(dir) = previews {
+        write_preview(dir, label, turn_id, &bytes, printer);
+    }
+    Ok(u32::try_from(bytes.len()).unwrap_or(u32::MAX))
+}
+
+fn write_preview(
+    dir: &std::path::Path,
+    label: &str,
+    turn_id: Uuid,
+    bytes: &[u8],
+    printer: &ThermalPrinter,
+) {
+    let name = format!("{label}-{}.png", &turn_id.simple().to_string()[..8]);
+    let result = render_escpos_to_png(bytes, printer.profile())
+        .map_err(|e| e.to_string())
+        .and_then(|preview| {
+            std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::write(dir.join(&name), &preview.png))
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = result {
+        tracing::warn!(error = %e, file = %name, "cannot write the ticket preview");
+    }
+}

@@ -1,0 +1,671 @@
+//! The engine task: the only owner of the journey state and the turn queue. It takes inputs
+//! (device threads, screen touches, staff commands, its own timer), steps the pure journey
+//! engine, carries out the effects (journal, caches, queue, printer) and publishes the screen
+//! and the queue board.
+//!
+//! One task owns everything that changes, so there are no locks around the journey or the queue
+//! and every change is journaled in the order it happened.
+
+use std::collections::HashMap;
+use std::collections::VecDeque;
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kiosk_drivers::Health;
+use kiosk_drivers::printer::{self, Language, Report, ReportRow, ReportTable, Ticket};
+use kiosk_drivers::scanner::{CodeKey, TurnTicket, code};
+use kiosk_protocol::CardToken;
+use kiosk_protocol::events::{DeviceKind, DeviceStatusChanged, Event, ProfileSource};
+use kiosk_protocol::wire::{Campaign as WireCampaign, ConsentFlags, Profile};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::devices::{DeviceMsg, PrintJob, device_health};
+use super::setup::StoreTime;
+use super::store::KioskStore;
+use crate::journey::{
+    self, Campaign, CustomerProfile, Effect, Input, IssuedTurn, JourneyConfig, Locale, Localized,
+    ScreenView, State, TicketJob, TurnRequest,
+};
+use crate::queue::{Change, CustomerNote, IssueRequest, Queue, QueueBoard, ServiceDay};
+use crate::ui::{StaffAck, StaffCommand, StaffRequest};
+
+/// Who the kiosk is, for tickets and signed QR codes.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Store id at the CRM.
+    pub store_id: String,
+    /// Store name printed on tickets.
+    pub store_name: String,
+    /// Kiosk id.
+    pub kiosk_id: String,
+}
+
+/// The health of each device, as last reported (in the order devices first reported).
+pub type DeviceHealthMap = Vec<(DeviceKind, Health)>;
+
+/// Everything the engine task needs.
+pub struct Engine {
+    /// Journey settings.
+    pub config: JourneyConfig,
+    /// The journal and caches.
+    pub store: KioskStore,
+    /// The queue, restored from the journal.
+    pub queue: Queue,
+    /// Store time and the monotonic clock.
+    pub time: StoreTime,
+    /// Who the kiosk is.
+    pub identity: Identity,
+    /// Key of the turn tickets' QR codes.
+    pub turn_key: CodeKey,
+    /// Jobs for the printer thread.
+    pub printer: std_mpsc::Sender<PrintJob>,
+    /// The screen, after every step.
+    pub screen: watch::Sender<ScreenView>,
+    /// The queue board, after every queue change.
+    pub board: watch::Sender<QueueBoard>,
+    /// Device health, for the status page.
+    pub health: watch::Sender<DeviceHealthMap>,
+    /// The QR payload of the last ticket issued (the demo's control panel scans it).
+    pub last_ticket_qr: Arc<Mutex<Option<String>>>,
+}
+
+struct Run {
+    e: Engine,
+    state: State,
+    wake_at: Option<u64>,
+    /// Effects' answers, handled before the next outside input.
+    answers: VecDeque<Input>,
+    /// Tickets issued, by turn, for reprints.
+    tickets: HashMap<Uuid, TicketJob>,
+}
+
+impl Engine {
+    /// Runs until `shutdown`: inputs from devices and the screen, staff commands from the counter
+    /// page.
+    pub async fn run(
+        self,
+        mut devices: mpsc::Receiver<DeviceMsg>,
+        mut touches: mpsc::Receiver<Input>,
+        mut staff: mpsc::Receiver<StaffRequest>,
+        shutdown: CancellationToken,
+    ) {
+        let state = State::new(self.config.default_locale);
+        let mut run = Run {
+            e: self,
+            state,
+            wake_at: None,
+            answers: VecDeque::new(),
+            tickets: HashMap::new(),
+        };
+        run.publish_screen();
+        run.publish_board();
+        // The board's waits and the service day move with time even when nothing happens.
+        let mut board_tick = tokio::time::interval(Duration::from_secs(30));
+        board_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let sleep = run
+                .wake_at
+                .map(|at| Duration::from_millis(at.saturating_sub(run.e.time.mono_ms())));
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(msg) = devices.recv() => match msg {
+                    DeviceMsg::Input(input) => run.feed(input),
+                    DeviceMsg::Health(change) => run.health(change.device, change.health),
+                },
+                Some(input) = touches.recv() => run.feed(input),
+                Some(req) = staff.recv() => run.staff(req),
+                _ = tokio::time::sleep(sleep.unwrap_or_default()), if sleep.is_some() => {
+                    run.wake_at = None;
+                    run.feed(Input::Tick);
+                }
+                _ = board_tick.tick() => run.publish_board(),
+            }
+        }
+    }
+}
+
+impl Run {
+    /// Steps the journey with `input` and everything its effects answer.
+    fn feed(&mut self, input: Input) {
+        self.answers.push_back(input);
+        while let Some(input) = self.answers.pop_front() {
+            let now = self.e.time.mono_ms();
+            let (next, effects) = journey::step(&self.e.config, &self.state, input, now);
+            self.state = next;
+            for effect in effects {
+                self.effect(effect);
+            }
+        }
+        self.publish_screen();
+    }
+
+    fn publish_screen(&self) {
+        let view = journey::view(&self.e.config, &self.state);
+        self.e.screen.send_if_modified(|old| {
+            if *old == view {
+                false
+            } else {
+                *old = view;
+                true
+            }
+        });
+    }
+
+    fn effect(&mut self, effect: Effect) {
+        match effect {
+            Effect::Record(event) => {
+                if let Err(e) = self.e.store.append(event) {
+                    // The journey goes on; the failure is loud (and shows in the status).
+                    tracing::error!(error = %e, "cannot journal an event");
+                }
+            }
+            Effect::LookupProfile { token } => {
+                let answer = self.lookup(token);
+                self.answers.push_back(answer);
+            }
+            Effect::SaveProfile(p) => {
+                let profile = Profile {
+                    card_token: p.card_token.clone(),
+                    display_name: p.display_name.clone(),
+                    segment: p.segment.clone().unwrap_or_else(|| "new".to_owned()),
+                    consent: ConsentFlags {
+                        profile: p
+                            .consents
+                            .contains(&kiosk_protocol::events::ConsentPurpose::Profile),
+                        marketing_email: p
+                            .consents
+                            .contains(&kiosk_protocol::events::ConsentPurpose::MarketingEmail),
+                        marketing_sms: p
+                            .consents
+                            .contains(&kiosk_protocol::events::ConsentPurpose::MarketingSms),
+                    },
+                    locale: p.locale.map(|l| l.tag()).unwrap_or("es").to_owned(),
+                };
+                if let Err(e) = self.e.store.save_profile(&profile) {
+                    tracing::error!(error = %e, "cannot cache a new profile");
+                }
+            }
+            Effect::IssueTurn(req) => {
+                let answer = self.issue(req);
+                self.answers.push_back(answer);
+            }
+            Effect::PrintTicket(job) => {
+                let ticket = self.ticket(&job);
+                let turn_id = job.turn.turn_id;
+                let label = job.turn.label.clone();
+                self.tickets.insert(turn_id, job);
+                let sent = self.e.printer.send(PrintJob::Ticket {
+                    turn_id,
+                    label,
+                    ticket: Box::new(ticket),
+                    reprint: false,
+                    reply: None,
+                });
+                if sent.is_err() {
+                    self.answers.push_back(Input::TicketPrintFailed {
+                        turn_id,
+                        reason: "the printer thread stopped".to_owned(),
+                    });
+                }
+            }
+            Effect::WakeAt { mono_ms } => self.wake_at = Some(mono_ms),
+        }
+    }
+
+    /// The cached profile of a card, with the campaign for their segment.
+    fn lookup(&self, token: CardToken) -> Input {
+        match self.e.store.profile(&token) {
+            Ok(Some(p)) => {
+                let campaign = if p.consent.profile {
+                    self.campaign_for(&token, Some(&p.segment))
+                } else {
+                    None
+                };
+                let mut consents = Vec::new();
+                use kiosk_protocol::events::ConsentPurpose as P;
+                if p.consent.profile {
+                    consents.push(P::Profile);
+                }
+                if p.consent.marketing_email {
+                    consents.push(P::MarketingEmail);
+                }
+                if p.consent.marketing_sms {
+                    consents.push(P::MarketingSms);
+                }
+                Input::ProfileFound {
+                    token: token.clone(),
+                    profile: CustomerProfile {
+                        card_token: token,
+                        display_name: p.display_name,
+                        segment: Some(p.segment),
+                        locale: Locale::from_tag(&p.locale),
+                        consents,
+                    },
+                    campaign,
+                    source: ProfileSource::LocalCache,
+                }
+            }
+            Ok(None) => Input::ProfileNotFound { token },
+            Err(e) => {
+                tracing::error!(error = %e, "profile cache unreadable; greeting anonymously");
+                Input::ProfileNotFound { token }
+            }
+        }
+    }
+
+    /// The first running campaign aimed at `segment` (campaigns aimed at everyone count), with
+    /// the customer's deterministic A/B variant.
+    fn campaign_for(&self, token: &CardToken, segment: Option<&str>) -> Option<Campaign> {
+        let today = self.e.time.now().date();
+        let campaigns = self.e.store.campaigns().ok()?;
+        let c: WireCampaign = campaigns.into_iter().find(|c| {
+            c.runs_on(today)
+                && (c.target_segments.is_empty()
+                    || segment.is_some_and(|s| c.target_segments.iter().any(|t| t == s)))
+        })?;
+        let variant = c.variant_for(token.as_str());
+        let v = c.variants.iter().find(|v| v.name == variant);
+        let text = |l: &kiosk_protocol::wire::Localized| Localized::new(l.es.clone(), l.en.clone());
+        Some(Campaign {
+            id: c.id.clone(),
+            variant: variant.clone(),
+            headline: text(
+                v.and_then(|v| v.screen_text.as_ref())
+                    .unwrap_or(&c.screen_text),
+            ),
+            ticket_line: text(
+                v.and_then(|v| v.ticket_line.as_ref())
+                    .unwrap_or(&c.ticket_line),
+            ),
+            staff_script: Some(c.name.clone()),
+            coupon: c.coupon.as_ref().map(|cp| text(&cp.text)),
+        })
+    }
+
+    /// Plans, journals and applies a new turn; answers exactly once.
+    fn issue(&mut self, req: TurnRequest) -> Input {
+        let now = self.e.time.now();
+        let request_id = req.request_id;
+        let plan = match self.e.queue.plan_issue(
+            IssueRequest {
+                turn_id: Uuid::now_v7(),
+                service: req.service,
+                priority: req.priority,
+                card_token: req.card_token,
+                campaign_id: req.campaign_id,
+                locale: req.locale,
+            },
+            now,
+        ) {
+            Ok(plan) => plan,
+            Err(e) => {
+                return Input::TurnIssueFailed {
+                    request_id,
+                    reason: e.to_string(),
+                };
+            }
+        };
+        if let Err(e) = self.e.store.commit_change(&plan.change) {
+            tracing::error!(error = %e, "cannot journal a new turn");
+            return Input::TurnIssueFailed {
+                request_id,
+                reason: e.to_string(),
+            };
+        }
+        self.e.queue.apply(&plan.change);
+        self.publish_board();
+        let t = &plan.ticket;
+        let qr = TurnTicket {
+            store_id: self.e.identity.store_id.clone(),
+            kiosk_id: self.e.identity.kiosk_id.clone(),
+            business_day: now.date(),
+            turn: t.turn.clone(),
+            turn_id: t.turn_id,
+        };
+        let day = t.business_day.parse::<ServiceDay>().map(|d| d.0);
+        let qr = TurnTicket {
+            business_day: day.unwrap_or(qr.business_day),
+            ..qr
+        };
+        let payload = code::sign_turn(&qr, &self.e.turn_key).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot sign the ticket QR; printing the bare turn id");
+            t.turn_id.to_string()
+        });
+        if let Ok(mut last) = self.e.last_ticket_qr.lock() {
+            *last = Some(payload.clone());
+        }
+        Input::TurnIssued(IssuedTurn::from_ticket(request_id, t, now, payload))
+    }
+
+    fn ticket(&self, job: &TicketJob) -> Ticket {
+        let t = &job.turn;
+        let language = match job.locale {
+            Locale::En => Language::En,
+            Locale::Es => Language::Es,
+        };
+        let footer = match job.locale {
+            Locale::En => "Keep this ticket: scan it at the kiosk to tell us how it went.",
+            Locale::Es => "Guarde este ticket: escanéelo en el quiosco para valorar la atención.",
+        };
+        Ticket {
+            store_name: self.e.identity.store_name.clone(),
+            turn_number: t.label.clone(),
+            service_name: job.service_name.clone(),
+            issued_at: time::PrimitiveDateTime::new(t.issued_at.date(), t.issued_at.time()),
+            estimated_wait_minutes: t.estimated_wait_s.div_ceil(60),
+            position_in_queue: t.position,
+            qr_payload: t.qr_payload.clone(),
+            campaign_line: job.campaign_line.clone(),
+            coupon: job.coupon.as_ref().map(|c| printer::Coupon {
+                code: c.code.clone(),
+                ean13: coupon_ean(&c.code),
+            }),
+            footer: footer.to_owned(),
+            language,
+        }
+    }
+
+    fn health(&mut self, device: DeviceKind, health: Health) {
+        let changed = self.e.health.send_if_modified(|map| {
+            match map.iter_mut().find(|(d, _)| *d == device) {
+                Some((_, h)) if *h == health => false,
+                Some((_, h)) => {
+                    *h = health.clone();
+                    true
+                }
+                None => {
+                    map.push((device, health.clone()));
+                    true
+                }
+            }
+        });
+        if !changed {
+            return;
+        }
+        let status = device_health(&health);
+        if health.reason.is_some() {
+            tracing::warn!(?device, reason = ?health.reason, "device health changed");
+        } else {
+            tracing::info!(?device, "device healthy");
+        }
+        if let Err(e) = self
+            .e
+            .store
+            .append(Event::DeviceStatusChanged(DeviceStatusChanged {
+                device,
+                status,
+                reason: health.reason.clone(),
+            }))
+        {
+            tracing::error!(error = %e, "cannot journal a device status change");
+        }
+        if device == DeviceKind::Printer {
+            self.feed(Input::PrinterHealth(status));
+        }
+    }
+
+    // ---- staff -----------------------------------------------------------------------------
+
+    fn staff(&mut self, req: StaffRequest) {
+        let answer = self.staff_command(&req.counter, req.command);
+        let _ = req.reply.send(answer);
+    }
+
+    fn staff_command(&mut self, counter: &str, command: StaffCommand) -> Result<StaffAck, String> {
+        let now = self.e.time.now();
+        let q = &self.e.queue;
+        let change: Option<Change> = match &command {
+            StaffCommand::CallNext { services } => q
+                .plan_call_next(counter, services, now)
+                .map_err(|e| e.to_string())?,
+            StaffCommand::Call { turn_id } => Some(
+                q.plan_call(*turn_id, counter, now)
+                    .map_err(|e| e.to_string())?,
+            ),
+            StaffCommand::Recall { turn_id } => Some(
+                q.plan_recall(*turn_id, counter, now)
+                    .map_err(|e| e.to_string())?,
+            ),
+            StaffCommand::Served { turn_id } => Some(
+                q.plan_served(*turn_id, counter, now)
+                    .map_err(|e| e.to_string())?,
+            ),
+            StaffCommand::NoShow { turn_id } => Some(
+                q.plan_no_show(*turn_id, counter, now)
+                    .map_err(|e| e.to_string())?,
+            ),
+            StaffCommand::Reprint { turn_id } => return self.reprint(*turn_id),
+            StaffCommand::PrintReport => return self.print_report(),
+        };
+        let Some(change) = change else {
+            return Ok(StaffAck {
+                label: None,
+                message: None,
+            });
+        };
+        self.e
+            .store
+            .commit_change(&change)
+            .map_err(|e| format!("could not save the change: {e}"))?;
+        self.e.queue.apply(&change);
+        self.publish_board();
+        let label = change.upserts.last().map(|t| t.label());
+        Ok(StaffAck {
+            label,
+            message: Some("ok".to_owned()),
+        })
+    }
+
+    fn reprint(&mut self, turn_id: Uuid) -> Result<StaffAck, String> {
+        let job =
+            self.tickets.get(&turn_id).cloned().ok_or(
+                "that ticket was issued before the kiosk restarted and cannot be reprinted",
+            )?;
+        let ticket = self.ticket(&job);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.e
+            .printer
+            .send(PrintJob::Ticket {
+                turn_id,
+                label: job.turn.label.clone(),
+                ticket: Box::new(ticket),
+                reprint: true,
+                reply: Some(tx),
+            })
+            .map_err(|_| "the printer thread stopped".to_owned())?;
+        // Staff wait for the printer: the engine waits with them (at most the printer timeout).
+        let outcome = rx
+            .blocking_recv_or_timeout()
+            .map_err(|()| "the printer did not answer".to_owned())?;
+        let bytes = outcome?;
+        self.e
+            .store
+            .append(Event::TicketPrinted(
+                kiosk_protocol::events::TicketPrinted {
+                    turn_id,
+                    bytes,
+                    reprint: true,
+                },
+            ))
+            .map_err(|e| e.to_string())?;
+        Ok(StaffAck {
+            label: Some(job.turn.label),
+            message: Some("reprinted".to_owned()),
+        })
+    }
+
+    fn print_report(&mut self) -> Result<StaffAck, String> {
+        let now = self.e.time.now();
+        let day = ServiceDay::at(now, self.e.queue.settings().opening_time);
+        let report = self.e.queue.report(day);
+        let language = match self.e.config.default_locale {
+            Locale::En => Language::En,
+            Locale::Es => Language::Es,
+        };
+        let (issued, served, no_show) = report.services.iter().fold((0, 0, 0), |a, s| {
+            (a.0 + s.issued, a.1 + s.served, a.2 + s.no_show)
+        });
+        let (surveys, average) = self.survey_summary(&day);
+        let en = language == Language::En;
+        let row = |es: &str, en_label: &str, value: String| ReportRow {
+            label: if en { en_label } else { es }.to_owned(),
+            value,
+        };
+        let mut rows = vec![
+            row("Tickets", "Tickets", issued.to_string()),
+            row("Atendidos", "Served", served.to_string()),
+            row("No presentados", "No-shows", no_show.to_string()),
+            row("Encuestas", "Surveys", surveys.to_string()),
+        ];
+        if let Some(avg) = average {
+            rows.push(row("Nota media", "Average score", format!("{avg:.1}")));
+        }
+        let minutes = |s: Option<u32>| s.map_or("-".to_owned(), |s| format!("{}", s.div_ceil(60)));
+        let columns = if en {
+            ["Issued", "Served", "No-show", "Wait min"]
+        } else {
+            ["Emitidos", "Atendidos", "No pres.", "Espera min"]
+        };
+        let tables = report
+            .services
+            .iter()
+            .map(|s| ReportTable {
+                service: format!("{} {}", s.letter, s.name.get(self.e.config.default_locale)),
+                columns: std::iter::once(String::new())
+                    .chain(columns.iter().map(|c| (*c).to_owned()))
+                    .collect(),
+                rows: vec![vec![
+                    s.letter.clone(),
+                    s.issued.to_string(),
+                    s.served.to_string(),
+                    s.no_show.to_string(),
+                    minutes(s.average_wait_s),
+                ]],
+            })
+            .collect();
+        let report = Report {
+            title: if en {
+                "Daily report"
+            } else {
+                "Informe del día"
+            }
+            .to_owned(),
+            store_name: self.e.identity.store_name.clone(),
+            date: day.0,
+            rows,
+            tables,
+            language,
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.e
+            .printer
+            .send(PrintJob::Report {
+                report: Box::new(report),
+                reply: tx,
+            })
+            .map_err(|_| "the printer thread stopped".to_owned())?;
+        rx.blocking_recv_or_timeout()
+            .map_err(|()| "the printer did not answer".to_owned())??;
+        Ok(StaffAck {
+            label: None,
+            message: Some("report printed".to_owned()),
+        })
+    }
+
+    /// Surveys answered since the service day began, and their average score.
+    fn survey_summary(&self, day: &ServiceDay) -> (u32, Option<f64>) {
+        let j = self.e.store.journal();
+        let since = day.0.to_string();
+        j.sql()
+            .query_row(
+                "SELECT count(*), avg(json_extract(body, '$.payload.score')) FROM events \
+                 WHERE type = 'survey_answered' AND wall_time >= ?1",
+                [since],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<f64>>(1)?)),
+            )
+            .map(|(n, avg)| (u32::try_from(n).unwrap_or(0), avg))
+            .unwrap_or((0, None))
+    }
+
+    fn publish_board(&self) {
+        let now = self.e.time.now();
+        let mut board = self.e.queue.board(now);
+        for s in &mut board.serving {
+            let Some(token) = &s.card_token else { continue };
+            if let Ok(Some(p)) = self.e.store.profile(token) {
+                let campaign = s.campaign_id.as_ref().and_then(|id| {
+                    self.e
+                        .store
+                        .campaigns()
+                        .ok()?
+                        .into_iter()
+                        .find(|c| &c.id == id)
+                });
+                s.customer = Some(CustomerNote {
+                    name: p.display_name,
+                    segment: Some(p.segment),
+                    campaign_script: campaign
+                        .map(|c| format!("{}: {}", c.name, c.ticket_line.get("es"))),
+                });
+            }
+        }
+        self.e.board.send_if_modified(|old| {
+            if *old == board {
+                false
+            } else {
+                *old = board;
+                true
+            }
+        });
+    }
+}
+
+/// EAN-13 digits for a coupon code: 2 (in-store numbering, GS1 prefixes 20-29) followed by 11
+/// digits of the code's SHA-256; the printer adds the check digit.
+fn coupon_ean(code: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(code.as_bytes());
+    let mut n = u64::from_be_bytes([
+        digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7],
+    ]) % 100_000_000_000;
+    let mut digits = String::from("2");
+    let mut tail = [0u8; 11];
+    for d in tail.iter_mut().rev() {
+        *d = u8::try_from(n % 10).unwrap_or(0);
+        n /= 10;
+    }
+    for d in tail {
+        digits.push(char::from(b'0' + d));
+    }
+    digits
+}
+
+/// Waiting for a printer answer from inside the engine task.
+trait BlockingReply<T> {
+    fn blocking_recv_or_timeout(self) -> Result<T, ()>;
+}
+
+impl<T> BlockingReply<T> for tokio::sync::oneshot::Receiver<T> {
+    fn blocking_recv_or_timeout(self) -> Result<T, ()> {
+        // Called on a runtime worker thread: move the wait off it.
+        tokio::task::block_in_place(|| self.blocking_recv().map_err(|_| ()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::coupon_ean;
+
+    #[test]
+    fn coupon_barcodes_are_in_store_ean13_numbers_stable_per_code() {
+        let a = coupon_ean("demo-vip-coffee-1234");
+        assert_eq!(a.len(), 12);
+        assert!(a.starts_with('2'));
+        assert!(a.chars().all(|c| c.is_ascii_digit()));
+        assert_eq!(a, coupon_ean("demo-vip-coffee-1234"));
+        assert_ne!(a, coupon_ean("demo-vip-coffee-1235"));
+    }
+}

@@ -1,0 +1,502 @@
+//! The running kiosk: devices, journey engine, UI server and sync worker wired together.
+//!
+//! ```text
+//!  card thread ─┐                         ┌─> journal (events, queue rows, caches) ─> outbox ─> sync worker ─> CRM
+//!  scanner ─────┼─> engine task ──────────┼─> printer thread (ESC/POS)
+//!  printer ─────┘   (journey + queue)     └─> screen / board (watch) ─> UI server (SSE) ─> browser
+//!  UI touches, staff commands ─┘                                      CRM feed ─> caches ─> engine
+//! ```
+//!
+//! [`start`] is what `kiosk run` and `kiosk demo` call; the configuration decides real or
+//! simulated devices (only `hw-config/simulated.toml` chooses simulators).
+
+pub mod devices;
+pub mod engine;
+pub mod setup;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kiosk_drivers::card::{self, mfrc522sim::SimHandle};
+use kiosk_drivers::printer::{ThermalPrinter, VirtualPrinterHandle};
+use kiosk_drivers::scanner::{self, CodeKey, CodeKeys, ScannerOptions, ScannerSim};
+use kiosk_protocol::events::{Event, KioskStarted};
+use kiosk_sync::{SyncStatusReceiver, SyncWorker, SystemSyncClock};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::credentials::Credentials;
+use crate::crypto::DeviceKey;
+use crate::journal::{Identity as JournalIdentity, Journal, Options as JournalOptions};
+use crate::journey::ScreenView;
+use crate::paths::DataDir;
+use crate::queue::{QueueBoard, ServiceDay};
+use crate::ui::{AppState, UiChannels, UiSettings};
+
+pub use engine::DeviceHealthMap;
+pub use setup::StoreTime;
+pub use store::KioskStore;
+
+/// Setting that is "0" while a kiosk runs and "1" after a clean stop.
+const CLEAN_SHUTDOWN: &str = "runtime.clean_shutdown";
+/// Label of the key that signs turn tickets' QR codes (derived from the tenant key).
+pub const TURN_KEY_LABEL: &str = "kiosk turn ticket qr v1";
+/// Label of the key that verifies coupons' QR codes (derived from the tenant key).
+pub const COUPON_KEY_LABEL: &str = "kiosk coupon qr v1";
+
+/// What [`start`] needs.
+pub struct RunOptions {
+    /// The site config and hardware profile.
+    pub config: Config,
+    /// Enrollment credentials.
+    pub credentials: Credentials,
+    /// The endpoint to sync with, if not the one enrolled with (the demo's network switch).
+    pub endpoint_url: Option<String>,
+    /// Listener of the kiosk screen (and, without a staff listener, the counter and lobby pages);
+    /// `None` binds `ui.listen`.
+    pub ui_listener: Option<TcpListener>,
+    /// Listener of the staff pages on the LAN; `None` binds `ui.staff_listen` when set.
+    pub staff_listener: Option<TcpListener>,
+    /// Write every printed ticket as a PNG here (simulated printer; the demo).
+    pub ticket_previews: Option<PathBuf>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Handles on the simulated devices (all `None` on real hardware).
+#[derive(Clone, Default)]
+pub struct Simulators {
+    /// The MFRC522 simulator's field: place and remove virtual cards.
+    pub card: Option<SimHandle>,
+    /// The virtual printer: faults, paper.
+    pub printer: Option<VirtualPrinterHandle>,
+    /// The scanner simulator: writes lines into the scanner's pty.
+    pub scanner: Option<ScannerSim>,
+}
+
+/// Why the kiosk could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory could not be made.
+    #[error("cannot create the data directory {path}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The device key could not be read or made.
+    #[error(transparent)]
+    Key(#[from] crate::crypto::CryptoError),
+    /// The journal could not be opened.
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
+    /// The queue could not be restored.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A device could not be set up (a configuration problem, not an absent device).
+    #[error("cannot set up the {device}: {message}")]
+    Device {
+        /// Which device.
+        device: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// The sync worker could not be set up.
+    #[error("cannot set up the sync worker: {0}")]
+    Sync(String),
+}
+
+/// A running kiosk.
+pub struct Running {
+    /// Where the kiosk screen is served.
+    pub ui_addr: SocketAddr,
+    /// Where the staff pages are served (the UI address when there is no separate listener).
+    pub staff_addr: SocketAddr,
+    /// The simulated devices.
+    pub sims: Simulators,
+    /// The sync worker's state.
+    pub sync: SyncStatusReceiver,
+    /// Device health.
+    pub health: watch::Receiver<DeviceHealthMap>,
+    /// The screen as shown.
+    pub screen: watch::Receiver<ScreenView>,
+    /// The journal and caches.
+    pub store: KioskStore,
+    /// The signed QR of the last ticket issued.
+    pub last_ticket_qr: Arc<Mutex<Option<String>>>,
+    /// When the kiosk started.
+    pub started: std::time::Instant,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    card_thread: Option<card::ReaderThread>,
+    printer_jobs: Option<std::sync::mpsc::Sender<devices::PrintJob>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    /// A token cancelled when the kiosk stops.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops everything in order (devices, engine, UI, sync) and records a clean shutdown.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.card_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.stop()).await;
+        }
+        for t in self.tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+        self.printer_jobs.take();
+        let threads = std::mem::take(&mut self.threads);
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+        if let Err(e) = self.store.journal().set_setting(CLEAN_SHUTDOWN, "1") {
+            tracing::warn!(error = %e, "cannot record the clean shutdown");
+        }
+        tracing::info!("kiosk stopped");
+    }
+}
+
+/// The keys of the kiosk's signed QR codes, derived from the tenant key.
+pub fn code_keys(credentials: &Credentials) -> Result<(CodeKey, CodeKeys), StartError> {
+    let key = |label| {
+        CodeKey::new(credentials.derived_key(label).to_vec()).map_err(|e| StartError::Device {
+            device: "scanner",
+            message: e.to_string(),
+        })
+    };
+    let turns = key(TURN_KEY_LABEL)?;
+    let coupons = key(COUPON_KEY_LABEL)?;
+    Ok((
+        turns.clone(),
+        CodeKeys {
+            turns: Some(turns),
+            coupons: Some(coupons),
+        },
+    ))
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })
+}
+
+/// Starts the kiosk. Returns once everything runs; devices that are absent are reported in the
+/// health (and recovered when they come back), not fatal.
+pub async fn start(opts: RunOptions) -> Result<Running, StartError> {
+    let started = std::time::Instant::now();
+    let config = &opts.config;
+    let site = &config.site;
+    let data = DataDir::new(&site.kiosk.data_dir);
+    std::fs::create_dir_all(data.root()).map_err(|source| StartError::DataDir {
+        path: data.root().to_owned(),
+        source,
+    })?;
+    let key = DeviceKey::load_or_create(&data.device_key())?;
+    let boot_id = Uuid::new_v4();
+    let opened = Journal::open(
+        &data.journal(),
+        JournalIdentity {
+            kiosk_id: opts.credentials.kiosk_id.clone(),
+            boot_id,
+        },
+        opts.clock.clone(),
+        key,
+        &JournalOptions {
+            synchronous: site.journal.synchronous,
+            ..JournalOptions::default()
+        },
+    )?;
+    let mut journal = opened.journal;
+    if let Some(r) = &opened.recovery {
+        tracing::error!(
+            moved_to = %r.moved_to.display(),
+            reason = %r.reason,
+            salvaged = r.salvaged_events,
+            unreadable = r.unreadable_rows,
+            "the journal was corrupt: moved aside and rebuilt from what could be read"
+        );
+    }
+    let unclean = journal.setting(CLEAN_SHUTDOWN)?.as_deref() == Some("0");
+    journal.set_setting(CLEAN_SHUTDOWN, "0")?;
+    match journal.prune(site.journal.retention_days) {
+        Ok(n) if n > 0 => tracing::info!(pruned = n, "old acknowledged events pruned"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot prune old events"),
+    }
+
+    // Channels between the parts.
+    let (device_tx, device_rx) = mpsc::channel(256);
+    let (touch_tx, touch_rx) = mpsc::channel(64);
+    let (staff_tx, staff_rx) = mpsc::channel(16);
+    let appended = Arc::new(Notify::new());
+    let store = KioskStore::new(journal, appended.clone(), Some(touch_tx.clone()));
+    store.append(Event::KioskStarted(KioskStarted {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        git_commit: env!("KIOSK_GIT_COMMIT").to_owned(),
+        hardware_profile: config.hardware.name.clone(),
+        unclean_shutdown: unclean,
+    }))?;
+    if unclean {
+        tracing::warn!("the previous run did not stop cleanly (crash, kill or power cut)");
+    }
+
+    let time = StoreTime::new(&site.kiosk.timezone, opts.clock.clone());
+    let queue_settings = setup::queue_settings(config);
+    let today = ServiceDay::at(time.now(), queue_settings.opening_time);
+    let queue = store.load_queue(queue_settings, today)?;
+    let journey = setup::journey_config(config);
+    let (turn_key, code_keys) = code_keys(&opts.credentials)?;
+
+    // Devices.
+    let mut sims = Simulators::default();
+    let mut threads = Vec::new();
+    let tenant =
+        kiosk_drivers::card::TenantKey::new(opts.credentials.tenant_key.as_bytes().to_vec())
+            .map_err(|e| StartError::Device {
+                device: "card reader",
+                message: e.to_string(),
+            })?;
+    let card_thread = match card::open(&config.hardware.card_reader, tenant) {
+        Ok(Some(open)) => {
+            sims.card = open.sim;
+            Some(
+                devices::spawn_card_reader(open.reader, device_tx.clone()).map_err(|e| {
+                    StartError::Device {
+                        device: "card reader",
+                        message: e.to_string(),
+                    }
+                })?,
+            )
+        }
+        Ok(None) => None,
+        Err(e) => {
+            // A reader that fails its self-check is reported, not fatal: the kiosk serves
+            // anonymous customers until a technician comes.
+            tracing::error!(error = %e, "card reader unavailable");
+            let _ = device_tx.try_send(devices::DeviceMsg::Health(devices::HealthChange {
+                device: kiosk_protocol::events::DeviceKind::CardReader,
+                health: kiosk_drivers::Health::absent(e.to_string()),
+            }));
+            None
+        }
+    };
+    let store_time = time.clone();
+    let scanner_options = ScannerOptions {
+        keys: code_keys,
+        today: Arc::new(move || store_time.now().date()),
+        ..ScannerOptions::default()
+    };
+    match scanner::open(&config.hardware.scanner, scanner_options) {
+        Ok(Some(handle)) => {
+            sims.scanner = handle.simulator();
+            threads.push(
+                devices::spawn_scanner(handle, device_tx.clone()).map_err(|e| {
+                    StartError::Device {
+                        device: "scanner",
+                        message: e.to_string(),
+                    }
+                })?,
+            );
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "scanner unavailable"),
+    }
+    let printer = match ThermalPrinter::from_settings(&config.hardware.printer) {
+        Ok(p) => {
+            sims.printer = p.virtual_printer().cloned();
+            Some(p)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "printer unavailable: tickets are shown on screen");
+            None
+        }
+    };
+    let (print_tx, print_rx) = std::sync::mpsc::channel();
+    threads.push(
+        devices::spawn_printer(
+            printer,
+            print_rx,
+            device_tx.clone(),
+            opts.ticket_previews.clone(),
+        )
+        .map_err(|e| StartError::Device {
+            device: "printer",
+            message: e.to_string(),
+        })?,
+    );
+    drop(device_tx);
+
+    // Engine.
+    let shutdown = CancellationToken::new();
+    let (screen_tx, screen_rx) = watch::channel(crate::journey::view(
+        &journey,
+        &crate::journey::State::new(journey.default_locale),
+    ));
+    let (board_tx, board_rx) = watch::channel(QueueBoard::empty(today));
+    let (health_tx, health_rx) = watch::channel(DeviceHealthMap::new());
+    let last_ticket_qr = Arc::new(Mutex::new(None));
+    let engine = engine::Engine {
+        config: journey,
+        store: store.clone(),
+        queue,
+        time,
+        identity: engine::Identity {
+            store_id: opts.credentials.store_id.clone(),
+            store_name: site.kiosk.store_name.clone(),
+            kiosk_id: opts.credentials.kiosk_id.clone(),
+        },
+        turn_key,
+        printer: print_tx.clone(),
+        screen: screen_tx,
+        board: board_tx,
+        health: health_tx,
+        last_ticket_qr: last_ticket_qr.clone(),
+    };
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(engine.run(
+        device_rx,
+        touch_rx,
+        staff_rx,
+        shutdown.clone(),
+    )));
+
+    // UI.
+    let ui_listener = match opts.ui_listener {
+        Some(l) => l,
+        None => bind(site.ui.listen).await?,
+    };
+    let staff_listener = match (opts.staff_listener, site.ui.staff_listen) {
+        (Some(l), _) => Some(l),
+        (None, Some(addr)) => Some(bind(addr).await?),
+        (None, None) => None,
+    };
+    let ui_addr = ui_listener
+        .local_addr()
+        .map_err(|source| StartError::Listen {
+            addr: site.ui.listen,
+            source,
+        })?;
+    let staff_addr = staff_listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .unwrap_or(ui_addr);
+    let ui_state = AppState::new(
+        UiSettings {
+            staff_pin_sha256: site
+                .ui
+                .staff_pin_sha256
+                .clone()
+                .map(zeroize::Zeroizing::new),
+            staff_token: None,
+            kiosk_loopback_only: true,
+            store_name: site.kiosk.store_name.clone(),
+        },
+        UiChannels {
+            inputs: touch_tx,
+            screen: screen_rx.clone(),
+            board: board_rx,
+            staff: staff_tx,
+        },
+    );
+    for listener in std::iter::once(ui_listener).chain(staff_listener) {
+        let state = ui_state.clone();
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = crate::ui::serve(listener, state, stop.cancelled_owned()).await {
+                tracing::error!(error = %e, "ui server stopped");
+            }
+        }));
+    }
+
+    // Sync.
+    let endpoint = opts
+        .endpoint_url
+        .clone()
+        .unwrap_or_else(|| opts.credentials.endpoint_url.clone());
+    let sync_config = setup::sync_config(config, &opts.credentials, &endpoint)
+        .map_err(|e| StartError::Sync(format!("cannot read crm.ca_file: {e}")))?;
+    let outbox = Arc::new(store.clone());
+    let (sync_task, sync) = SyncWorker::spawn(
+        sync_config,
+        outbox.clone(),
+        outbox,
+        Arc::new(SystemSyncClock::new(boot_id)),
+        shutdown.clone(),
+        appended,
+    )
+    .map_err(|e| StartError::Sync(e.to_string()))?;
+    tasks.push(sync_task);
+
+    // Retention: once a day.
+    let retention_store = store.clone();
+    let retention_days = site.journal.retention_days;
+    let stop = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(24 * 3600));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => {
+                    let s = retention_store.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        if let Err(e) = s.journal().prune(retention_days) {
+                            tracing::warn!(error = %e, "cannot prune old events");
+                        }
+                    }).await;
+                }
+            }
+        }
+    }));
+
+    tracing::info!(
+        ui = %ui_addr,
+        staff = %staff_addr,
+        profile = %config.hardware.name,
+        ms = started.elapsed().as_millis() as u64,
+        "kiosk ready"
+    );
+    Ok(Running {
+        ui_addr,
+        staff_addr,
+        sims,
+        sync,
+        health: health_rx,
+        screen: screen_rx,
+        store,
+        last_ticket_qr,
+        started,
+        shutdown,
+        tasks,
+        card_thread,
+        printer_jobs: Some(print_tx),
+        threads,
+    })
+}

@@ -1,0 +1,443 @@
+//! The kiosk's state on disk, on top of the journal: the turn queue's rows and day counters, the
+//! profile and campaign caches the sync feed fills, and the two seams of the sync worker
+//! ([`Outbox`], [`FeedSink`]).
+//!
+//! Every queue step commits its turn rows, its day counter and its events in one journal
+//! transaction, so a turn number is never issued twice, even across a crash between steps.
+//! Turn rows and cached profiles are sealed with the device key (they name a card and a person).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use kiosk_protocol::CardToken;
+use kiosk_protocol::events::Event;
+use kiosk_protocol::wire::{Campaign as WireCampaign, FeedItem, Profile};
+use kiosk_sync::{Backlog, BoxError, FeedSink, Outbox, OutboxEvent};
+use rusqlite::{OptionalExtension, params};
+use tokio::sync::{Notify, mpsc};
+
+use crate::journal::{Appended, Journal, JournalError};
+use crate::journey::Input;
+use crate::queue::{Change, DayCounter, Queue, QueueSettings, ServiceDay, Turn};
+
+/// Setting key of the sync feed cursor.
+const FEED_CURSOR: &str = "sync.feed_cursor";
+/// Prefix of the queue's day counters in the journal's counter table.
+const TURN_COUNTER: &str = "turn";
+
+/// A store error: the journal failed, or a row could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The journal failed.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// A row did not read back (sealed with another key, or not the expected JSON).
+    #[error("cannot read {what} from the journal: {message}")]
+    Corrupt {
+        /// What was read.
+        what: &'static str,
+        /// Why it failed.
+        message: String,
+    },
+}
+
+fn sql(what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |e| StoreError::Corrupt {
+        what,
+        message: e.to_string(),
+    }
+}
+
+/// The journal and the caches around it, shared by the engine, the sync worker and status pages.
+#[derive(Clone)]
+pub struct KioskStore {
+    journal: Arc<Mutex<Journal>>,
+    appended: Arc<Notify>,
+    erasures: Option<mpsc::Sender<Input>>,
+}
+
+impl std::fmt::Debug for KioskStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KioskStore").finish_non_exhaustive()
+    }
+}
+
+impl KioskStore {
+    /// The store over `journal`. `appended` is poked after every append (the sync worker waits on
+    /// it); erasures from the feed are also sent to `erasures` (the engine's inputs) so the
+    /// screen forgets the person at once.
+    pub fn new(
+        journal: Journal,
+        appended: Arc<Notify>,
+        erasures: Option<mpsc::Sender<Input>>,
+    ) -> Self {
+        KioskStore {
+            journal: Arc::new(Mutex::new(journal)),
+            appended,
+            erasures,
+        }
+    }
+
+    /// The journal, locked. A panic while it was held leaves SQLite consistent (every change is
+    /// a transaction), so a poisoned lock is still usable.
+    pub fn journal(&self) -> MutexGuard<'_, Journal> {
+        self.journal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Appends one event durably and wakes the sync worker.
+    pub fn append(&self, event: Event) -> Result<Appended, StoreError> {
+        let appended = self.journal().append(event)?;
+        self.appended.notify_one();
+        Ok(appended)
+    }
+
+    /// The queue as persisted: counters and turns of today and yesterday's service day (older
+    /// turns are history: they are in the journal's events).
+    pub fn load_queue(
+        &self,
+        settings: QueueSettings,
+        today: ServiceDay,
+    ) -> Result<Queue, StoreError> {
+        let j = self.journal();
+        let from = today.previous().to_string();
+        let mut counters = Vec::new();
+        {
+            let mut st = j
+                .sql()
+                .prepare("SELECT name, value FROM counters WHERE name LIKE 'turn:%'")
+                .map_err(sql("day counters"))?;
+            let rows = st
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(sql("day counters"))?;
+            for row in rows {
+                let (name, value) = row.map_err(sql("day counters"))?;
+                let mut parts = name.splitn(3, ':');
+                let (Some(_), Some(day), Some(service)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    continue;
+                };
+                if day < from.as_str() {
+                    continue;
+                }
+                let service_day: ServiceDay = day.parse().map_err(|e| StoreError::Corrupt {
+                    what: "day counter",
+                    message: format!("{name}: {e}"),
+                })?;
+                counters.push(DayCounter {
+                    service_day,
+                    service: service.to_owned(),
+                    last_number: u32::try_from(value).unwrap_or(u32::MAX),
+                });
+            }
+        }
+        let mut turns = Vec::new();
+        {
+            let mut st = j
+                .sql()
+                .prepare(
+                    "SELECT turn_id, body FROM turns WHERE business_day >= ?1 \
+                     ORDER BY business_day, issued_at",
+                )
+                .map_err(sql("turns"))?;
+            let rows = st
+                .query_map([&from], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(sql("turns"))?;
+            for row in rows {
+                let (id, body) = row.map_err(sql("turns"))?;
+                let plain =
+                    j.open_sealed(&body, id.as_bytes())
+                        .map_err(|e| StoreError::Corrupt {
+                            what: "turn",
+                            message: e.to_string(),
+                        })?;
+                let turn: Turn =
+                    serde_json::from_slice(&plain).map_err(|e| StoreError::Corrupt {
+                        what: "turn",
+                        message: e.to_string(),
+                    })?;
+                turns.push(turn);
+            }
+        }
+        Ok(Queue::restore(settings, counters, turns))
+    }
+
+    /// Commits one queue step: its turn rows, its day counter and its events, in one transaction.
+    pub fn commit_change(&self, change: &Change) -> Result<Vec<Appended>, StoreError> {
+        let appended = self.journal().transaction(|tx| {
+            for turn in &change.upserts {
+                let id = turn.id.to_string();
+                let json = serde_json::to_vec(turn).map_err(|e| StoreError::Corrupt {
+                    what: "turn",
+                    message: e.to_string(),
+                })?;
+                let body = tx.seal(&json, id.as_bytes());
+                tx.sql()
+                    .execute(
+                        "INSERT INTO turns (turn_id, business_day, service, number, label, priority, \
+                         state, issued_at, called_at, counter, finished_at, card_token, body) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, ?12) \
+                         ON CONFLICT(turn_id) DO UPDATE SET state = excluded.state, \
+                         called_at = excluded.called_at, counter = excluded.counter, \
+                         finished_at = excluded.finished_at, body = excluded.body",
+                        params![
+                            id,
+                            turn.service_day.to_string(),
+                            turn.service,
+                            turn.number,
+                            turn.label(),
+                            turn.priority,
+                            serde_json::to_value(turn.status)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_owned))
+                                .unwrap_or_default(),
+                            rfc3339(turn.issued_at),
+                            turn.last_called_at.map(rfc3339),
+                            turn.counter,
+                            turn.finished_at.map(rfc3339),
+                            body,
+                        ],
+                    )
+                    .map_err(sql("turns"))?;
+            }
+            if let Some(c) = &change.counter {
+                tx.counter_raise(
+                    &format!("{TURN_COUNTER}:{}:{}", c.service_day, c.service),
+                    i64::from(c.last_number),
+                )?;
+            }
+            let mut out = Vec::with_capacity(change.events.len());
+            for e in &change.events {
+                out.push(tx.append(e.clone())?);
+            }
+            Ok::<_, StoreError>(out)
+        })?;
+        if !appended.is_empty() {
+            self.appended.notify_one();
+        }
+        Ok(appended)
+    }
+
+    /// The cached profile of `token`, unless the customer was erased.
+    pub fn profile(&self, token: &CardToken) -> Result<Option<Profile>, StoreError> {
+        let j = self.journal();
+        let body: Option<String> = j
+            .sql()
+            .query_row(
+                "SELECT body FROM profiles WHERE card_token = ?1 \
+                 AND card_token NOT IN (SELECT card_token FROM erased_tokens)",
+                [token.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql("profile"))?;
+        let Some(body) = body else { return Ok(None) };
+        let plain = j
+            .open_sealed(&body, token.as_str().as_bytes())
+            .map_err(|e| StoreError::Corrupt {
+                what: "profile",
+                message: e.to_string(),
+            })?;
+        serde_json::from_slice(&plain)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                what: "profile",
+                message: e.to_string(),
+            })
+    }
+
+    /// Caches a profile (sealed), unless the customer was erased.
+    pub fn save_profile(&self, profile: &Profile) -> Result<(), StoreError> {
+        let j = self.journal();
+        save_profile(j.sql(), &j, profile)
+    }
+
+    /// The cached campaigns.
+    pub fn campaigns(&self) -> Result<Vec<WireCampaign>, StoreError> {
+        let j = self.journal();
+        let mut st = j
+            .sql()
+            .prepare("SELECT body FROM campaigns ORDER BY campaign_id")
+            .map_err(sql("campaigns"))?;
+        let rows = st
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(sql("campaigns"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let body = row.map_err(sql("campaigns"))?;
+            match serde_json::from_str(&body) {
+                Ok(c) => out.push(c),
+                Err(e) => tracing::warn!(error = %e, "skipping an unreadable cached campaign"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many profiles are cached.
+    pub fn profile_count(&self) -> Result<u64, StoreError> {
+        self.journal()
+            .sql()
+            .query_row("SELECT count(*) FROM profiles", [], |r| r.get::<_, i64>(0))
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(sql("profiles"))
+    }
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn save_profile(
+    conn: &rusqlite::Connection,
+    journal: &Journal,
+    profile: &Profile,
+) -> Result<(), StoreError> {
+    let token = profile.card_token.as_str();
+    let json = serde_json::to_vec(profile).map_err(|e| StoreError::Corrupt {
+        what: "profile",
+        message: e.to_string(),
+    })?;
+    let body = journal.seal(&json, token.as_bytes());
+    conn.execute(
+        "INSERT INTO profiles (card_token, body, updated_at) \
+         SELECT ?1, ?2, ?3 WHERE ?1 NOT IN (SELECT card_token FROM erased_tokens) \
+         ON CONFLICT(card_token) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+        params![token, body, rfc3339(time::OffsetDateTime::now_utc())],
+    )
+    .map_err(sql("profile"))?;
+    Ok(())
+}
+
+impl Outbox for KioskStore {
+    fn pending(&self, max_events: usize, max_bytes: usize) -> Result<Vec<OutboxEvent>, BoxError> {
+        let events = self.journal().pending(max_events, max_bytes)?;
+        Ok(events
+            .into_iter()
+            .map(|e| OutboxEvent {
+                seq: e.seq,
+                id: e.id,
+                json: e.body,
+            })
+            .collect())
+    }
+
+    fn acknowledge(&self, seqs: &[u64]) -> Result<(), BoxError> {
+        self.journal().acknowledge(seqs)?;
+        Ok(())
+    }
+
+    fn dead_letter(&self, seq: u64, reason: &str) -> Result<(), BoxError> {
+        self.journal().dead_letter(seq, reason)?;
+        Ok(())
+    }
+
+    fn backlog(&self) -> Result<Backlog, BoxError> {
+        let stats = self.journal().stats()?;
+        Ok(Backlog {
+            events: stats.pending,
+            oldest_wall_time: stats.oldest_pending_wall_time,
+        })
+    }
+}
+
+impl FeedSink for KioskStore {
+    fn cursor(&self) -> Result<Option<u64>, BoxError> {
+        let value = self.journal().setting(FEED_CURSOR)?;
+        Ok(value.and_then(|v| v.parse().ok()))
+    }
+
+    /// Applies the page in order. Campaigns and profiles commit with the cursor in one
+    /// transaction; an erasure is its own transaction (it journals `customer_erased`), applied
+    /// before anything after it. Re-applying a page after a crash changes nothing.
+    fn apply(&self, items: Vec<FeedItem>, next_cursor: u64) -> Result<(), BoxError> {
+        let mut erased = Vec::new();
+        {
+            let mut j = self.journal();
+            let mut batch: Vec<FeedItem> = Vec::new();
+            for item in items {
+                match item {
+                    FeedItem::Erasure(e) => {
+                        apply_batch(&mut j, std::mem::take(&mut batch))?;
+                        j.erase_customer(&e.card_token)?;
+                        erased.push(e.card_token);
+                    }
+                    other => batch.push(other),
+                }
+            }
+            apply_batch(&mut j, batch)?;
+            j.set_setting(FEED_CURSOR, &next_cursor.to_string())?;
+        }
+        if !erased.is_empty() {
+            self.appended.notify_one();
+        }
+        if let Some(tx) = &self.erasures {
+            for token in erased {
+                // The engine may be gone at shutdown; the journal has the erasure either way.
+                let _ = tx.blocking_send(Input::CustomerErased { token });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn apply_batch(j: &mut Journal, items: Vec<FeedItem>) -> Result<(), StoreError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let now = rfc3339(time::OffsetDateTime::now_utc());
+    // Seal outside the transaction (the closure borrows the journal mutably).
+    let mut profiles = Vec::new();
+    let mut campaigns = Vec::new();
+    for item in items {
+        match item {
+            FeedItem::Profile(p) => {
+                let json = serde_json::to_vec(&p).map_err(|e| StoreError::Corrupt {
+                    what: "profile",
+                    message: e.to_string(),
+                })?;
+                let body = j.seal(&json, p.card_token.as_str().as_bytes());
+                profiles.push((p.card_token.as_str().to_owned(), body));
+            }
+            FeedItem::Campaign(c) => campaigns.push(c),
+            FeedItem::Erasure(_) => {}
+        }
+    }
+    j.transaction(|tx| {
+        for (token, body) in &profiles {
+            tx.sql()
+                .execute(
+                    "INSERT INTO profiles (card_token, body, updated_at) \
+                     SELECT ?1, ?2, ?3 WHERE ?1 NOT IN (SELECT card_token FROM erased_tokens) \
+                     ON CONFLICT(card_token) DO UPDATE SET body = excluded.body, \
+                     updated_at = excluded.updated_at",
+                    params![token, body, now],
+                )
+                .map_err(sql("profile"))?;
+        }
+        for c in &campaigns {
+            if c.active {
+                let body = serde_json::to_string(c).map_err(|e| StoreError::Corrupt {
+                    what: "campaign",
+                    message: e.to_string(),
+                })?;
+                tx.sql()
+                    .execute(
+                        "INSERT INTO campaigns (campaign_id, body, updated_at) VALUES (?1, ?2, ?3) \
+                         ON CONFLICT(campaign_id) DO UPDATE SET body = excluded.body, \
+                         updated_at = excluded.updated_at",
+                        params![c.id, body, now],
+                    )
+                    .map_err(sql("campaign"))?;
+            } else {
+                tx.sql()
+                    .execute("DELETE FROM campaigns WHERE campaign_id = ?1", [&c.id])
+                    .map_err(sql("campaign"))?;
+            }
+        }
+        Ok::<_, StoreError>(())
+    })
+}
