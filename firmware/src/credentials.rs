@@ -118,12 +118,13 @@ impl Credentials {
             path: path.to_owned(),
             source,
         };
-        let text = Zeroizing::new(toml::to_string(self).map_err(|e| {
-            CredentialsError::Invalid {
-                path: path.to_owned(),
-                message: e.to_string(),
-            }
-        })?);
+        let text =
+            Zeroizing::new(
+                toml::to_string(self).map_err(|e| CredentialsError::Invalid {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?,
+            );
         let tmp = path.with_extension("toml.tmp");
         let mut f = std::fs::OpenOptions::new()
             .write(true)

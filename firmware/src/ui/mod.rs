@@ -51,7 +51,10 @@ pub struct UiSettings {
 impl std::fmt::Debug for UiSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UiSettings")
-            .field("staff_pin_sha256", &self.staff_pin_sha256.as_ref().map(|_| "<redacted>"))
+            .field(
+                "staff_pin_sha256",
+                &self.staff_pin_sha256.as_ref().map(|_| "<redacted>"),
+            )
             .field(
                 "staff_token",
                 &self.staff_token.as_ref().map(|_| "<redacted>"),
