@@ -1,0 +1,360 @@
+//! The whole kiosk as `kiosk demo` runs it (simulated devices speaking their real protocols, the
+//! embedded CRM endpoint, the network switch), driven over HTTP the way the screen, the staff and
+//! the simulator panel drive it. Each journey must end in the CRM, every event exactly once.
+
+use std::time::Duration;
+
+use kiosk::demo::{Demo, DemoOptions};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Harness {
+    demo: Demo,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let demo = kiosk::demo::start(DemoOptions {
+            data_dir: dir.path().to_owned(),
+            port: 0,
+        })
+        .await
+        .expect("demo starts");
+        Harness {
+            demo,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    fn ui(&self, path: &str) -> String {
+        format!("http://{}{path}", self.demo.kiosk.ui_addr)
+    }
+
+    fn panel(&self, path: &str) -> String {
+        format!("http://{}{path}", self.demo.panel_addr)
+    }
+
+    async fn post(&self, url: String, body: Value) -> reqwest::Response {
+        self.http.post(url).json(&body).send().await.expect("post")
+    }
+
+    async fn touch(&self, body: Value) {
+        let res = self.post(self.ui("/api/kiosk/touch"), body).await;
+        assert!(res.status().is_success(), "touch refused: {}", res.status());
+    }
+
+    async fn panel_post(&self, path: &str, body: Value) {
+        let res = self.post(self.panel(path), body).await;
+        assert!(res.status().is_success(), "panel {path}: {}", res.status());
+    }
+
+    async fn view(&self) -> Value {
+        self.http
+            .get(self.ui("/api/kiosk/view"))
+            .send()
+            .await
+            .expect("view")
+            .json()
+            .await
+            .expect("view json")
+    }
+
+    /// Polls the screen until `pred` holds (the engine answers within milliseconds; the bound is
+    /// only there so a broken journey fails instead of hanging).
+    async fn screen_until(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let v = self.view().await;
+            if pred(&v) {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "screen never showed {what}; last: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn screen(&self, name: &str) -> Value {
+        self.screen_until(name, |v| v["body"]["screen"] == name)
+            .await
+    }
+
+    /// Waits until the kiosk's outbox is empty and returns how many events it journaled.
+    async fn synced(&self) -> u64 {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let stats = self.demo.kiosk.store.journal().stats().expect("stats");
+            if stats.pending == 0 {
+                return stats.events;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} events never synced",
+                stats.pending
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn journal_types(&self) -> Vec<String> {
+        let j = self.demo.kiosk.store.journal();
+        let mut st = j
+            .sql()
+            .prepare("SELECT type FROM events ORDER BY seq")
+            .unwrap();
+        st.query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    }
+
+    async fn assert_crm_has_every_event_once(&self) {
+        let kiosk_events = self.synced().await;
+        let crm_events = self.demo.crm.event_count().await.expect("crm count");
+        assert_eq!(
+            crm_events, kiosk_events,
+            "the CRM holds each kiosk event exactly once"
+        );
+    }
+}
+
+fn has(types: &[String], t: &str) -> bool {
+    types.iter().any(|x| x == t)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identified_customer_is_greeted_gets_a_printed_ticket_answers_the_survey_and_it_all_reaches_the_crm()
+ {
+    let h = Harness::start().await;
+    h.screen("attract").await;
+    // Ana's profile reaches the kiosk through the sync feed.
+    let ana = crm_endpoint::demo_token(&crm_endpoint::DEMO_CUSTOMERS[0]);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while h.demo.kiosk.store.profile(&ana).unwrap().is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "feed never brought Ana"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.panel_post("/api/card", json!({"action": "customer", "index": 0}))
+        .await;
+    let greeting = h.screen("greeting").await;
+    assert_eq!(greeting["body"]["name"], "Ana");
+    assert!(greeting["body"]["campaign"].is_string(), "{greeting}");
+    h.panel_post("/api/card", json!({"action": "remove"})).await;
+    h.touch(json!({"action": "continue"})).await;
+    h.screen("choose_service").await;
+    h.touch(json!({"action": "choose_service", "service": "A"}))
+        .await;
+    let goodbye = h
+        .screen_until("a printed goodbye", |v| {
+            v["body"]["screen"] == "goodbye" && v["body"]["printed"] == true
+        })
+        .await;
+    let label = goodbye["body"]["turn"]["label"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(label.starts_with("A-"), "{goodbye}");
+    assert!(
+        goodbye["body"]["coupon"].is_object(),
+        "VIP coupon: {goodbye}"
+    );
+
+    // The ticket came out of the virtual printer with the turn, and as a PNG.
+    let printed = h.demo.kiosk.sims.printer.as_ref().unwrap().record().text();
+    assert!(printed.contains(&label), "{printed}");
+    let pngs: Vec<_> = std::fs::read_dir(&h.demo.tickets_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(pngs.iter().any(|n| n.starts_with(&label)), "{pngs:?}");
+
+    h.touch(json!({"action": "survey_score", "score": 9})).await;
+    h.touch(json!({"action": "survey_reason", "reason": "staff"}))
+        .await;
+    h.screen("attract").await;
+
+    let types = h.journal_types();
+    for t in [
+        "card_tapped",
+        "customer_identified",
+        "campaign_shown",
+        "ticket_issued",
+        "coupon_issued",
+        "ticket_printed",
+        "survey_answered",
+    ] {
+        assert!(has(&types, t), "{t} missing from {types:?}");
+    }
+    h.assert_crm_has_every_event_once().await;
+    let stats = h
+        .demo
+        .crm
+        .stats(crm_endpoint::DEMO_STORE_ID.into())
+        .await
+        .unwrap();
+    let shown = format!("{stats:?}");
+    assert!(shown.contains("demo-vip-coffee"), "{shown}");
+    h.demo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_card_registers_with_separate_consents_and_becomes_a_crm_customer() {
+    let h = Harness::start().await;
+    h.panel_post("/api/card", json!({"action": "unknown"}))
+        .await;
+    h.screen("offer_registration").await;
+    h.panel_post("/api/card", json!({"action": "remove"})).await;
+    h.touch(json!({"action": "register"})).await;
+    let form = h.screen("registering").await;
+    let shown = form.to_string();
+    assert!(
+        shown.contains("demo-2026-01"),
+        "policy version on screen: {shown}"
+    );
+    h.touch(
+        json!({"action": "submit_registration", "name": "Lucía", "email": null,
+                   "phone": null, "consents": ["profile"]}),
+    )
+    .await;
+    let greeting = h.screen("greeting").await;
+    assert_eq!(greeting["body"]["name"], "Lucía");
+    h.touch(json!({"action": "cancel"})).await;
+    h.screen("attract").await;
+    let types = h.journal_types();
+    assert!(has(&types, "customer_registered"), "{types:?}");
+    let consents = types.iter().filter(|t| *t == "consent_given").count();
+    assert_eq!(
+        consents, 1,
+        "only the ticked consent is recorded: {types:?}"
+    );
+    h.assert_crm_has_every_event_once().await;
+    let token: String = h
+        .demo
+        .kiosk
+        .store
+        .journal()
+        .sql()
+        .query_row(
+            "SELECT card_token FROM events WHERE type = 'customer_registered'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let customer = h
+        .demo
+        .crm
+        .customer(kiosk_protocol::CardToken::try_from(token).unwrap())
+        .await
+        .unwrap()
+        .expect("the CRM created the customer from the registration");
+    assert_eq!(customer.display_name.as_deref(), Some("Lucía"));
+    h.demo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anonymous_visitor_gets_the_number_and_qr_on_screen_when_the_paper_is_out_and_staff_call_the_turn()
+ {
+    let h = Harness::start().await;
+    h.panel_post("/api/printer", json!({"paper_out": true}))
+        .await;
+    h.screen_until("the printer reported down", |v| v["printer_ok"] == false)
+        .await;
+    h.touch(json!({"action": "start"})).await;
+    h.screen("choose_service").await;
+    h.touch(json!({"action": "choose_service", "service": "B"}))
+        .await;
+    let goodbye = h
+        .screen_until("the unprinted goodbye", |v| {
+            v["body"]["screen"] == "goodbye" && v["body"]["printed"] == false
+        })
+        .await;
+    assert!(
+        goodbye["body"]["qr_svg"]
+            .as_str()
+            .is_some_and(|s| s.contains("<svg")),
+        "QR on screen instead: {goodbye}"
+    );
+    let label = goodbye["body"]["turn"]["label"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    h.touch(json!({"action": "done"})).await;
+
+    // Staff log in with the PIN and call the next B turn: it is this one.
+    let login = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(h.ui("/counter/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("pin={}", kiosk::demo::DEMO_PIN))
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let call = h
+        .http
+        .post(h.ui("/api/counter/command"))
+        .header("cookie", &cookie)
+        .json(&json!({"counter": "2", "command": {"action": "call_next", "services": ["B"]}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(call.status().is_success(), "{}", call.status());
+    let ack: Value = call.json().await.unwrap();
+    assert_eq!(ack["label"], label.as_str());
+    let lobby: Value = h
+        .http
+        .get(h.ui("/api/lobby/view"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(lobby.to_string().contains(&label), "{lobby}");
+
+    let types = h.journal_types();
+    assert!(has(&types, "ticket_print_failed"), "{types:?}");
+    assert!(has(&types, "turn_called"), "{types:?}");
+    h.assert_crm_has_every_event_once().await;
+    h.demo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journeys_while_the_network_is_cut_wait_in_the_outbox_and_drain_once_it_is_back() {
+    let h = Harness::start().await;
+    h.synced().await;
+    h.panel_post("/api/network", json!({"up": false})).await;
+    for _ in 0..3 {
+        h.touch(json!({"action": "start"})).await;
+        h.screen("choose_service").await;
+        h.touch(json!({"action": "choose_service", "service": "A"}))
+            .await;
+        h.screen_until("printed", |v| v["body"]["printed"] == true)
+            .await;
+        h.touch(json!({"action": "done"})).await;
+        h.screen("attract").await;
+    }
+    let pending = h.demo.kiosk.store.journal().stats().unwrap().pending;
+    assert!(pending >= 6, "events wait while offline: {pending}");
+    h.panel_post("/api/network", json!({"up": true})).await;
+    h.assert_crm_has_every_event_once().await;
+    h.demo.stop().await;
+}
