@@ -88,6 +88,45 @@ pub enum Command {
     },
     /// Print version, git commit and target.
     Version,
+    /// Render a sample turn ticket (through the real layout code and the virtual printer), or a
+    /// captured ESC/POS stream, as a PNG.
+    TicketPreview {
+        /// The PNG to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Language of the sample ticket.
+        #[arg(long, value_enum, default_value_t = LangArg::Es)]
+        lang: LangArg,
+        /// Render this captured ESC/POS stream instead of the sample ticket.
+        #[arg(long)]
+        escpos: Option<PathBuf>,
+        /// Paper width in mm.
+        #[arg(long, value_enum, default_value_t = PaperArg::Mm80)]
+        paper: PaperArg,
+        /// Print the QR code as a raster image instead of the printer's native QR command.
+        #[arg(long)]
+        raster_qr: bool,
+    },
+}
+
+/// Ticket language.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LangArg {
+    /// Spanish.
+    Es,
+    /// English.
+    En,
+}
+
+/// Paper width.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PaperArg {
+    /// 58 mm (384 dots).
+    #[value(name = "58")]
+    Mm58,
+    /// 80 mm (576 dots).
+    #[value(name = "80")]
+    Mm80,
 }
 
 /// Runs the command line; returns the process exit code.
@@ -117,6 +156,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { file } => Ok(check_config(&file)),
+        Command::TicketPreview {
+            out,
+            lang,
+            escpos,
+            paper,
+            raster_qr,
+        } => {
+            ticket_preview(&out, lang, escpos.as_deref(), paper, raster_qr)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Events {
             config,
             data_dir,
@@ -153,6 +202,49 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn ticket_preview(
+    out: &std::path::Path,
+    lang: LangArg,
+    escpos: Option<&std::path::Path>,
+    paper: PaperArg,
+    raster_qr: bool,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use kiosk_drivers::printer::{self, Language, PaperWidth, QrMode};
+    let paper = match paper {
+        PaperArg::Mm58 => PaperWidth::Mm58,
+        PaperArg::Mm80 => PaperWidth::Mm80,
+    };
+    let qr = if raster_qr {
+        QrMode::Raster
+    } else {
+        QrMode::Native
+    };
+    let profile = printer::standard_profile(paper, qr);
+    let preview = match escpos {
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            printer::render_escpos_to_png(&bytes, &profile)?
+        }
+        None => {
+            let lang = match lang {
+                LangArg::Es => Language::Es,
+                LangArg::En => Language::En,
+            };
+            printer::render_sample_ticket(lang, &profile)?
+        }
+    };
+    std::fs::write(out, &preview.png).with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "{}: {} bytes of PNG, {} lines of text",
+        out.display(),
+        preview.png.len(),
+        preview.record.lines.len()
+    );
+    Ok(())
 }
 
 fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
