@@ -358,3 +358,81 @@ async fn journeys_while_the_network_is_cut_wait_in_the_outbox_and_drain_once_it_
     h.assert_crm_has_every_event_once().await;
     h.demo.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scanning_the_ticket_later_opens_its_survey_and_forged_or_noisy_scans_do_not() {
+    let h = Harness::start().await;
+    h.touch(json!({"action": "start"})).await;
+    h.screen("choose_service").await;
+    h.touch(json!({"action": "choose_service", "service": "A"}))
+        .await;
+    let goodbye = h
+        .screen_until("printed", |v| v["body"]["printed"] == true)
+        .await;
+    let label = goodbye["body"]["turn"]["label"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    h.touch(json!({"action": "done"})).await;
+    h.screen("attract").await;
+
+    // Noise and a forged ticket (a valid one with its last character changed) are refused.
+    h.panel_post("/api/scan", json!({"action": "noise"})).await;
+    let qr = h.demo.kiosk.last_ticket_qr.lock().unwrap().clone().unwrap();
+    let mut forged = qr.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    h.panel_post("/api/scan", json!({"action": "text", "text": forged}))
+        .await;
+    h.screen_until("two refusals", |v| {
+        v["body"]["screen"] == "attract" && v["notice"]["kind"] == "code_not_recognised"
+    })
+    .await;
+
+    // The real ticket, through the scanner's pty, opens its survey.
+    h.panel_post("/api/scan", json!({"action": "last_ticket"}))
+        .await;
+    let survey = h.screen("survey").await;
+    assert_eq!(survey["body"]["turn_label"], label.as_str());
+    h.touch(json!({"action": "survey_score", "score": 10}))
+        .await;
+    h.touch(json!({"action": "survey_reason", "reason": null}))
+        .await;
+    h.screen("attract").await;
+    assert!(has(&h.journal_types(), "survey_answered"));
+    h.assert_crm_has_every_event_once().await;
+    h.demo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_erased_at_the_crm_leaves_the_kiosk_cache_and_is_never_greeted_again() {
+    let h = Harness::start().await;
+    let ben = crm_endpoint::demo_token(&crm_endpoint::DEMO_CUSTOMERS[1]);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while h.demo.kiosk.store.profile(&ben).unwrap().is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "feed never brought Ben"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(h.demo.crm.erase_customer(ben.clone(), 0).await.unwrap());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while h.demo.kiosk.store.profile(&ben).unwrap().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the erasure never reached the kiosk"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.panel_post("/api/card", json!({"action": "customer", "index": 1}))
+        .await;
+    let v = h
+        .screen_until("the tap handled", |v| {
+            v["body"]["screen"] != "attract" && v["body"]["screen"] != "identifying"
+        })
+        .await;
+    assert!(!v.to_string().contains("Ben"), "{v}");
+    assert!(has(&h.journal_types(), "customer_erased"));
+    h.demo.stop().await;
+}
