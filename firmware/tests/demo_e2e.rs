@@ -103,6 +103,37 @@ impl Harness {
         }
     }
 
+    /// Logs in to the counter page with the PIN; returns the session cookie.
+    async fn staff_cookie(&self) -> String {
+        let login = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .post(self.ui("/counter/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("pin={}", kiosk::demo::DEMO_PIN))
+            .send()
+            .await
+            .unwrap();
+        login.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn staff(&self, cookie: &str, counter: &str, command: Value) -> reqwest::Response {
+        self.http
+            .post(self.ui("/api/counter/command"))
+            .header("cookie", cookie)
+            .json(&json!({"counter": counter, "command": command}))
+            .send()
+            .await
+            .unwrap()
+    }
+
     fn journal_types(&self) -> Vec<String> {
         let j = self.demo.kiosk.store.journal();
         let mut st = j
@@ -291,31 +322,14 @@ async fn an_anonymous_visitor_gets_the_number_and_qr_on_screen_when_the_paper_is
     h.touch(json!({"action": "done"})).await;
 
     // Staff log in with the PIN and call the next B turn: it is this one.
-    let login = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .post(h.ui("/counter/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("pin={}", kiosk::demo::DEMO_PIN))
-        .send()
-        .await
-        .unwrap();
-    let cookie = login.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = h.staff_cookie().await;
     let call = h
-        .http
-        .post(h.ui("/api/counter/command"))
-        .header("cookie", &cookie)
-        .json(&json!({"counter": "2", "command": {"action": "call_next", "services": ["B"]}}))
-        .send()
-        .await
-        .unwrap();
+        .staff(
+            &cookie,
+            "2",
+            json!({"action": "call_next", "services": ["B"]}),
+        )
+        .await;
     assert!(call.status().is_success(), "{}", call.status());
     let ack: Value = call.json().await.unwrap();
     assert_eq!(ack["label"], label.as_str());
@@ -434,5 +448,39 @@ async fn a_customer_erased_at_the_crm_leaves_the_kiosk_cache_and_is_never_greete
         .await;
     assert!(!v.to_string().contains("Ben"), "{v}");
     assert!(has(&h.journal_types(), "customer_erased"));
+    h.demo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_counter_calls_the_turn_of_a_scanned_ticket_and_refuses_a_forged_one() {
+    let h = Harness::start().await;
+    h.touch(json!({"action": "start"})).await;
+    h.screen("choose_service").await;
+    h.touch(json!({"action": "choose_service", "service": "A"}))
+        .await;
+    let goodbye = h
+        .screen_until("printed", |v| v["body"]["printed"] == true)
+        .await;
+    let label = goodbye["body"]["turn"]["label"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let qr = h.demo.kiosk.last_ticket_qr.lock().unwrap().clone().unwrap();
+    let cookie = h.staff_cookie().await;
+    let forged = qr.replacen("KT1.", "KT1.A", 1);
+    let refused = h
+        .staff(
+            &cookie,
+            "1",
+            json!({"action": "call_scanned", "code": forged}),
+        )
+        .await;
+    assert!(refused.status().is_client_error(), "{}", refused.status());
+    let called = h
+        .staff(&cookie, "1", json!({"action": "call_scanned", "code": qr}))
+        .await;
+    assert!(called.status().is_success(), "{}", called.status());
+    let ack: Value = called.json().await.unwrap();
+    assert_eq!(ack["label"], label.as_str());
     h.demo.stop().await;
 }

@@ -49,6 +49,15 @@ async function act(command) {
   }
 }
 
+// A USB scanner at the counter types the ticket's QR text and Enter into this field.
+document.getElementById("scan-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const input = document.getElementById("scan-code");
+  const code = input.value.trim();
+  input.value = "";
+  if (code) act({ action: "call_scanned", code });
+});
+
 function render(b) {
   board = b;
   const me = nameInput.value.trim();

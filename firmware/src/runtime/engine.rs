@@ -425,6 +425,20 @@ impl Run {
                 q.plan_call(*turn_id, counter, now)
                     .map_err(|e| e.to_string())?,
             ),
+            StaffCommand::CallScanned { code } => {
+                let ticket = code::verify_turn(code.trim(), &self.e.turn_key)
+                    .map_err(|e| format!("this is not one of this store's turn tickets ({e})"))?;
+                if ticket.store_id != self.e.identity.store_id {
+                    return Err(format!(
+                        "ticket {} belongs to another store ({})",
+                        ticket.turn, ticket.store_id
+                    ));
+                }
+                Some(
+                    q.plan_call(ticket.turn_id, counter, now)
+                        .map_err(|e| e.to_string())?,
+                )
+            }
             StaffCommand::Recall { turn_id } => Some(
                 q.plan_recall(*turn_id, counter, now)
                     .map_err(|e| e.to_string())?,

@@ -115,6 +115,12 @@ pub enum StaffCommand {
         /// The turn.
         turn_id: Uuid,
     },
+    /// Call the turn of a ticket scanned at the counter (its signed QR text, as a USB scanner
+    /// types it into the page); a forged or foreign ticket is refused.
+    CallScanned {
+        /// The scanned text.
+        code: String,
+    },
     /// Call the counter's turn again.
     Recall {
         /// The turn.
