@@ -252,7 +252,9 @@ impl KioskStore {
     /// Caches a profile (sealed), unless the customer was erased.
     pub fn save_profile(&self, profile: &Profile) -> Result<(), StoreError> {
         let j = self.journal();
-        save_profile(j.sql(), &j, profile)
+        let sealed = seal_profile(&j, profile)?;
+        let now = rfc3339(time::OffsetDateTime::now_utc());
+        upsert_profile(j.sql(), profile.card_token.as_str(), &sealed, &now)
     }
 
     /// The cached campaigns.
@@ -291,22 +293,27 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-fn save_profile(
-    conn: &rusqlite::Connection,
-    journal: &Journal,
-    profile: &Profile,
-) -> Result<(), StoreError> {
-    let token = profile.card_token.as_str();
+/// Seals a profile with the device key (the card token is the associated data).
+fn seal_profile(journal: &Journal, profile: &Profile) -> Result<String, StoreError> {
     let json = serde_json::to_vec(profile).map_err(|e| StoreError::Corrupt {
         what: "profile",
         message: e.to_string(),
     })?;
-    let body = journal.seal(&json, token.as_bytes());
+    Ok(journal.seal(&json, profile.card_token.as_str().as_bytes()))
+}
+
+/// Inserts or replaces a sealed profile row, unless the token was erased.
+fn upsert_profile(
+    conn: &rusqlite::Connection,
+    token: &str,
+    sealed: &str,
+    now: &str,
+) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO profiles (card_token, body, updated_at) \
          SELECT ?1, ?2, ?3 WHERE ?1 NOT IN (SELECT card_token FROM erased_tokens) \
          ON CONFLICT(card_token) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
-        params![token, body, rfc3339(time::OffsetDateTime::now_utc())],
+        params![token, sealed, now],
     )
     .map_err(sql("profile"))?;
     Ok(())
@@ -395,28 +402,16 @@ fn apply_batch(j: &mut Journal, items: Vec<FeedItem>) -> Result<(), StoreError> 
     for item in items {
         match item {
             FeedItem::Profile(p) => {
-                let json = serde_json::to_vec(&p).map_err(|e| StoreError::Corrupt {
-                    what: "profile",
-                    message: e.to_string(),
-                })?;
-                let body = j.seal(&json, p.card_token.as_str().as_bytes());
-                profiles.push((p.card_token.as_str().to_owned(), body));
+                let sealed = seal_profile(j, &p)?;
+                profiles.push((p.card_token.as_str().to_owned(), sealed));
             }
             FeedItem::Campaign(c) => campaigns.push(c),
             FeedItem::Erasure(_) => {}
         }
     }
     j.transaction(|tx| {
-        for (token, body) in &profiles {
-            tx.sql()
-                .execute(
-                    "INSERT INTO profiles (card_token, body, updated_at) \
-                     SELECT ?1, ?2, ?3 WHERE ?1 NOT IN (SELECT card_token FROM erased_tokens) \
-                     ON CONFLICT(card_token) DO UPDATE SET body = excluded.body, \
-                     updated_at = excluded.updated_at",
-                    params![token, body, now],
-                )
-                .map_err(sql("profile"))?;
+        for (token, sealed) in &profiles {
+            upsert_profile(tx.sql(), token, sealed, &now)?;
         }
         for c in &campaigns {
             if c.active {
@@ -440,4 +435,207 @@ fn apply_batch(j: &mut Journal, items: Vec<FeedItem>) -> Result<(), StoreError> 
         }
         Ok::<_, StoreError>(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use kiosk_protocol::wire::{ConsentFlags, Erasure, Localized};
+    use time::macros::{date, datetime, time};
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::crypto::DeviceKey;
+    use crate::journal::{Identity, Options};
+    use crate::journey::Locale;
+    use crate::queue::{IssueRequest, ServiceDef};
+
+    fn open(path: &Path, key: &DeviceKey) -> KioskStore {
+        let journal = Journal::open(
+            path,
+            Identity {
+                kiosk_id: "k-test".into(),
+                boot_id: Uuid::new_v4(),
+            },
+            Arc::new(ManualClock::new(datetime!(2026-11-23 09:00 UTC))),
+            key.clone(),
+            &Options::default(),
+        )
+        .unwrap()
+        .journal;
+        KioskStore::new(journal, Arc::new(Notify::new()), None)
+    }
+
+    fn settings() -> QueueSettings {
+        QueueSettings::new(
+            vec![ServiceDef {
+                letter: "A".into(),
+                name: crate::journey::Localized::new("Caja", "Cashier"),
+                priority_allowed: false,
+            }],
+            time!(08:00),
+        )
+    }
+
+    fn issue(store: &KioskStore, queue: &mut Queue, at: time::OffsetDateTime) -> String {
+        let plan = queue
+            .plan_issue(
+                IssueRequest {
+                    turn_id: Uuid::now_v7(),
+                    service: "A".into(),
+                    priority: false,
+                    card_token: Some(CardToken::from_bytes([3; 16])),
+                    campaign_id: None,
+                    locale: Locale::Es,
+                },
+                at,
+            )
+            .unwrap();
+        store.commit_change(&plan.change).unwrap();
+        queue.apply(&plan.change);
+        plan.ticket.turn
+    }
+
+    fn profile(n: u8, name: &str) -> Profile {
+        Profile {
+            card_token: CardToken::from_bytes([n; 16]),
+            display_name: name.into(),
+            segment: "vip".into(),
+            consent: ConsentFlags {
+                profile: true,
+                ..ConsentFlags::default()
+            },
+            locale: "es".into(),
+        }
+    }
+
+    #[test]
+    fn a_restarted_kiosk_continues_the_days_numbering_and_never_reissues_a_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let key = DeviceKey::generate();
+        let at = datetime!(2026-11-23 10:00 UTC);
+        let day = ServiceDay::at(at, time!(08:00));
+        {
+            let store = open(&path, &key);
+            let mut queue = store.load_queue(settings(), day).unwrap();
+            assert_eq!(issue(&store, &mut queue, at), "A-001");
+            assert_eq!(issue(&store, &mut queue, at), "A-002");
+        }
+        let store = open(&path, &key);
+        let mut queue = store.load_queue(settings(), day).unwrap();
+        assert_eq!(queue.turns().len(), 2, "waiting turns come back");
+        assert_eq!(issue(&store, &mut queue, at), "A-003");
+        // The next service day starts again at 1.
+        let tomorrow = datetime!(2026-11-24 08:30 UTC);
+        assert_eq!(issue(&store, &mut queue, tomorrow), "A-001");
+    }
+
+    #[test]
+    fn turn_rows_and_profiles_are_sealed_at_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let store = open(&path, &DeviceKey::generate());
+        let mut queue = store
+            .load_queue(settings(), ServiceDay(date!(2026 - 11 - 23)))
+            .unwrap();
+        issue(&store, &mut queue, datetime!(2026-11-23 10:00 UTC));
+        store.save_profile(&profile(7, "Zacarías")).unwrap();
+        // The turn row names no card outside its sealed body (events carry the pseudonymous
+        // token, which is what the CRM needs; the row is the kiosk's own state).
+        let (column, body): (Option<String>, String) = store
+            .journal()
+            .sql()
+            .query_row("SELECT card_token, body FROM turns", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(column, None);
+        assert!(!body.contains(&"03".repeat(16)));
+        drop(store);
+        let bytes = std::fs::read(&path).unwrap();
+        let wal = std::fs::read(path.with_extension("db-wal")).unwrap_or_default();
+        for haystack in [&bytes, &wal] {
+            let text = String::from_utf8_lossy(haystack);
+            assert!(!text.contains("Zacar"), "a name in clear at rest");
+        }
+    }
+
+    #[test]
+    fn a_feed_page_applied_twice_changes_nothing_and_an_erasure_is_final() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir.path().join("journal.db"), &DeviceKey::generate());
+        let campaign: WireCampaign = serde_json::from_value(serde_json::json!({
+            "id": "c1", "name": "Coffee", "starts_on": "2026-01-01", "ends_on": "2026-12-31",
+            "screen_text": {"es": "Café", "en": "Coffee"},
+            "ticket_line": {"es": "Café", "en": "Coffee"}
+        }))
+        .unwrap();
+        let page = vec![
+            FeedItem::Campaign(campaign.clone()),
+            FeedItem::Profile(profile(1, "Ana")),
+            FeedItem::Profile(profile(2, "Ben")),
+            FeedItem::Erasure(Erasure {
+                card_token: CardToken::from_bytes([2; 16]),
+                erased_at: datetime!(2026-11-23 09:00 UTC),
+            }),
+        ];
+        store.apply(page.clone(), 4).unwrap();
+        store.apply(page, 4).unwrap();
+        assert_eq!(FeedSink::cursor(&store).unwrap(), Some(4));
+        assert_eq!(store.campaigns().unwrap().len(), 1);
+        let ana = store.profile(&CardToken::from_bytes([1; 16])).unwrap();
+        assert_eq!(ana.unwrap().display_name, "Ana");
+        assert!(
+            store
+                .profile(&CardToken::from_bytes([2; 16]))
+                .unwrap()
+                .is_none()
+        );
+        // A late profile for an erased customer does not bring them back.
+        store
+            .apply(vec![FeedItem::Profile(profile(2, "Ben"))], 5)
+            .unwrap();
+        assert!(
+            store
+                .profile(&CardToken::from_bytes([2; 16]))
+                .unwrap()
+                .is_none()
+        );
+        // A withdrawn campaign leaves the cache.
+        let withdrawn = WireCampaign {
+            active: false,
+            screen_text: Localized::default(),
+            ..campaign
+        };
+        store.apply(vec![FeedItem::Campaign(withdrawn)], 6).unwrap();
+        assert!(store.campaigns().unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_outbox_hands_out_journaled_envelopes_and_forgets_acknowledged_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir.path().join("journal.db"), &DeviceKey::generate());
+        let mut queue = store
+            .load_queue(settings(), ServiceDay(date!(2026 - 11 - 23)))
+            .unwrap();
+        issue(&store, &mut queue, datetime!(2026-11-23 10:00 UTC));
+        issue(&store, &mut queue, datetime!(2026-11-23 10:01 UTC));
+        let pending = Outbox::pending(&store, 10, 1 << 20).unwrap();
+        assert_eq!(pending.len(), 2);
+        let v: serde_json::Value = serde_json::from_str(&pending[0].json).unwrap();
+        assert_eq!(v["type"], "ticket_issued");
+        assert_eq!(store.backlog().unwrap().events, 2);
+        store.acknowledge(&[pending[0].seq]).unwrap();
+        assert_eq!(store.backlog().unwrap().events, 1);
+        store.dead_letter(pending[1].seq, "rejected: test").unwrap();
+        let left: Vec<_> = Outbox::pending(&store, 10, 1 << 20)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.seq <= pending[1].seq)
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
 }
