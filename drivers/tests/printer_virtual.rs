@@ -12,8 +12,29 @@ use kiosk_drivers::printer::{
     sample_ticket, standard_profile,
 };
 
+/// The python-escpos fixtures, copied into the repository from `../shared/fixtures/escpos` so a
+/// clean clone has them (see `fixtures_match_the_shared_originals_when_present`).
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/escpos")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/escpos")
+}
+
+#[test]
+fn fixtures_match_the_shared_originals_when_present() {
+    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/escpos");
+    let Ok(entries) = std::fs::read_dir(&shared) else {
+        // A clean clone without the product documents beside it: the copy is all there is.
+        return;
+    };
+    for entry in entries {
+        let original = entry.unwrap().path();
+        let copy = fixtures().join(original.file_name().unwrap());
+        assert_eq!(
+            std::fs::read(&original).unwrap(),
+            std::fs::read(&copy).unwrap_or_default(),
+            "{} differs from its copy in drivers/tests/fixtures: copy it again",
+            original.display()
+        );
+    }
 }
 
 /// Symbols `zbarimg` finds in `png`, as `TYPE:data` lines. Fails (does not skip) without zbarimg.
@@ -48,7 +69,7 @@ fn assert_text(record: &Record, expected: &str) {
 fn every_fixture_renders_with_its_text_codes_and_cuts() {
     let mut seen = 0;
     for entry in
-        std::fs::read_dir(fixtures()).expect("shared/fixtures/escpos must exist beside the repo")
+        std::fs::read_dir(fixtures()).expect("drivers/tests/fixtures/escpos is in the repository")
     {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|e| e != "json") {
