@@ -49,28 +49,6 @@ fn integrity(conn: &Connection) -> String {
         .unwrap()
 }
 
-/// Waits until the kiosk's outbox is empty (read from the journal file while the kiosk runs).
-async fn wait_until_synced(journal: &Path) {
-    let deadline = tokio::time::Instant::now() + WAIT * 2;
-    loop {
-        let pending: i64 = read_only(journal)
-            .query_row(
-                "SELECT count(*) FROM events WHERE acked_at IS NULL",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        if pending == 0 {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{pending} events never synced after the last restart"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The figures of one campaign.
 #[derive(Debug, Default)]
 struct Figures {
@@ -286,7 +264,7 @@ async fn the_kiosk_killed_at_random_moments_loses_no_event_duplicates_none_and_n
         .send()
         .await
         .unwrap();
-    wait_until_synced(&data.join("kiosk").join("journal.db")).await;
+    soak_support::wait_until_synced(&data.join("kiosk").join("journal.db")).await;
     let status = demo.stop().await;
     assert!(status.success(), "the demo exited with {status} on SIGTERM");
 

@@ -131,6 +131,32 @@ impl DemoProcess {
     }
 }
 
+/// Waits until the kiosk's outbox is empty (read from the journal file while the kiosk runs).
+pub async fn wait_until_synced(journal: &Path) {
+    let deadline = tokio::time::Instant::now() + WAIT * 2;
+    loop {
+        let pending: i64 = rusqlite::Connection::open_with_flags(
+            journal,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("journal opens read-only")
+        .query_row(
+            "SELECT count(*) FROM events WHERE acked_at IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+        if pending == 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{pending} events never synced after the last restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// What a driver saw: turn labels the screen showed (only shown once `ticket_issued` is
 /// journaled) and how many journeys reached their goodbye.
 #[derive(Debug, Default)]
