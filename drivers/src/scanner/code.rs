@@ -440,6 +440,11 @@ fn open(kind: PayloadKind, prefix: &str, text: &str, key: &CodeKey) -> Result<Ve
             what: "more than three dot-separated parts",
         });
     }
+    // A tag of TAG_LEN bytes is 22 base64url characters; fewer means the scan was cut short
+    // (checked before decoding: a cut tag may not even be valid base64url).
+    if tag.len() < TAG_LEN.div_ceil(3) * 4 - 2 {
+        return Err(CodeError::Truncated { kind });
+    }
     let tag = URL_SAFE_NO_PAD
         .decode(tag)
         .map_err(|_| CodeError::Malformed {
