@@ -12,7 +12,7 @@ use std::process::{Command, Output, Stdio};
 
 /// Boot partition start, in 512-byte sectors, as on Raspberry Pi OS images.
 const BOOT_START: u64 = 8192;
-const BOOT_SECTORS: u64 = 65536;
+const BOOT_SECTORS: u64 = 262_144; // 128 MiB: FAT32 needs at least 65,525 clusters
 const CMDLINE: &str = "console=serial0,115200 console=tty1 root=PARTUUID=4e639091-02 rootfstype=ext4 fsck.repair=yes rootwait quiet splash";
 const USER_DATA: &str = "#cloud-config\nhostname: raspberrypi\nruncmd:\n  - [echo, imager-was-here]\nusers:\n  - name: pi\n";
 const CODE: &str = "K7Q2-9XD4-PL3M";
@@ -47,11 +47,11 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
-/// A 64 MiB image: FAT32 boot partition with cmdline.txt and config.txt, and a root partition.
+/// A 192 MiB sparse image: 128 MiB FAT32 boot partition with cmdline.txt and config.txt, and a root partition.
 fn make_image(dir: &Path, cloud_init: bool) -> PathBuf {
     let img = dir.join("raspios.img");
     fs::File::create(&img)
-        .and_then(|f| f.set_len(64 << 20))
+        .and_then(|f| f.set_len(192 << 20))
         .expect("sparse image file");
     let mut sfdisk = Command::new("sfdisk")
         .arg("--quiet")
