@@ -120,15 +120,22 @@ fn unit(name: &str) -> String {
     read(&built().root.join("usr/lib/systemd/system").join(name))
 }
 
-/// The body of one `case` branch (`purge)` ... `;;`) of a maintainer script.
+/// The body of one `case` branch (`purge)` ... `;;`) of a maintainer script; a one-line branch
+/// (`upgrade | failed-upgrade) ;;`) has an empty body.
 fn case_branch<'a>(script: &'a str, label: &str) -> &'a str {
-    let start = script
-        .lines()
-        .position(|l| l.trim_start().starts_with(label) && l.trim_end().ends_with(')'))
-        .unwrap_or_else(|| panic!("no `{label})` branch in:\n{script}"));
-    let body_start: usize = script.lines().take(start + 1).map(|l| l.len() + 1).sum();
-    let rest = &script[body_start..];
-    &rest[..rest.find(";;").unwrap_or(rest.len())]
+    let mut offset = 0;
+    for line in script.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with(label) {
+            if let Some(paren) = trimmed.find(')') {
+                let start = offset + (line.len() - trimmed.len()) + paren + 1;
+                let rest = &script[start..];
+                return &rest[..rest.find(";;").unwrap_or(rest.len())];
+            }
+        }
+        offset += line.len();
+    }
+    panic!("no `{label})` branch in:\n{script}")
 }
 
 #[test]
