@@ -484,3 +484,31 @@ async fn the_counter_calls_the_turn_of_a_scanned_ticket_and_refuses_a_forged_one
     assert_eq!(ack["label"], label.as_str());
     h.demo.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn someone_stepping_in_front_wakes_the_attract_screen_and_the_status_led_shows_a_serving_kiosk()
+ {
+    let h = Harness::start().await;
+    let gpio = h.demo.kiosk.sims.gpio.clone().expect("simulated GPIO");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !gpio.led() {
+        assert!(tokio::time::Instant::now() < deadline, "the LED never lit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.panel_post("/api/presence", json!({"here": true})).await;
+    h.screen_until("an inviting attract screen", |v| {
+        v["body"]["screen"] == "attract" && v["body"]["inviting"] == true
+    })
+    .await;
+    h.panel_post("/api/presence", json!({"here": false})).await;
+    h.screen_until("a quiet attract screen", |v| v["body"]["inviting"] == false)
+        .await;
+    // A printer gone absent (offline) darkens the LED.
+    h.panel_post("/api/printer", json!({"offline": true})).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while gpio.led() {
+        assert!(tokio::time::Instant::now() < deadline, "the LED stayed lit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.demo.stop().await;
+}

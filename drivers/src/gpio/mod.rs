@@ -197,6 +197,11 @@ impl GpioSim {
         self.presence.level.store(high, Ordering::SeqCst);
     }
 
+    /// The presence line's level.
+    pub fn presence(&self) -> bool {
+        self.presence.level.load(Ordering::SeqCst)
+    }
+
     /// Makes the presence line fail (`true`) as an unplugged GPIO chip would, or work again.
     pub fn break_presence(&self, broken: bool) {
         self.presence.broken.store(broken, Ordering::SeqCst);
@@ -374,8 +379,7 @@ pub fn spawn_presence(
                             }
                         }
                         Err(e) => {
-                            if !report(Health::absent(format!("presence sensor: {e}")), &mut sink)
-                            {
+                            if !report(Health::absent(format!("presence sensor: {e}")), &mut sink) {
                                 break;
                             }
                             sleep_unless(&flag, REOPEN_INTERVAL);
@@ -459,7 +463,8 @@ mod tests {
     }
 
     fn next(rx: &mpsc::Receiver<PresenceEvent>) -> PresenceEvent {
-        rx.recv_timeout(Duration::from_secs(5)).expect("a presence event")
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("a presence event")
     }
 
     #[test]
@@ -489,7 +494,11 @@ mod tests {
         sim.set_presence(true);
         assert_eq!(next(&rx), PresenceEvent::Arrived);
         sim.break_presence(true);
-        assert_eq!(next(&rx), PresenceEvent::Left, "nobody is there once it is gone");
+        assert_eq!(
+            next(&rx),
+            PresenceEvent::Left,
+            "nobody is there once it is gone"
+        );
         match next(&rx) {
             PresenceEvent::Health(h) => {
                 assert!(!h.is_usable());
@@ -499,7 +508,11 @@ mod tests {
         }
         sim.break_presence(false);
         assert_eq!(next(&rx), PresenceEvent::Health(Health::ok()));
-        assert_eq!(next(&rx), PresenceEvent::Arrived, "still there after recovery");
+        assert_eq!(
+            next(&rx),
+            PresenceEvent::Arrived,
+            "still there after recovery"
+        );
     }
 
     #[test]
@@ -516,7 +529,10 @@ mod tests {
             active_low: true,
         };
         StatusLed::set(&mut inverted, true).unwrap();
-        assert!(!pin.level.load(Ordering::SeqCst), "active low: lit is a low line");
+        assert!(
+            !pin.level.load(Ordering::SeqCst),
+            "active low: lit is a low line"
+        );
     }
 
     #[test]
@@ -532,6 +548,9 @@ mod tests {
         })
         .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("/dev/gpiochip-none") && text.contains("27"), "{text}");
+        assert!(
+            text.contains("/dev/gpiochip-none") && text.contains("27"),
+            "{text}"
+        );
     }
 }

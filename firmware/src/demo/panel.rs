@@ -41,6 +41,7 @@ pub fn router(state: PanelState) -> Router {
         .route("/api/scan", post(scan))
         .route("/api/printer", post(printer))
         .route("/api/network", post(network))
+        .route("/api/presence", post(presence))
         .route("/tickets/{name}", get(ticket_png))
         .with_state(state)
 }
@@ -91,6 +92,13 @@ pub struct PrinterAction {
     pub offline: bool,
 }
 
+/// Someone in front of the kiosk, or not.
+#[derive(Debug, Deserialize)]
+pub struct PresenceAction {
+    /// Someone is there.
+    pub here: bool,
+}
+
 /// The network state to set.
 #[derive(Debug, Deserialize)]
 pub struct NetworkAction {
@@ -108,6 +116,8 @@ pub struct PanelView {
     paper_out: bool,
     cover_open: bool,
     offline: bool,
+    someone_here: bool,
+    status_led: bool,
 }
 
 fn unavailable(what: &str) -> Response {
@@ -159,6 +169,8 @@ async fn panel_state(State(s): State<PanelState>) -> Json<PanelView> {
         paper_out: faults.paper_out,
         cover_open: faults.cover_open,
         offline: faults.offline,
+        someone_here: s.sims.gpio.as_ref().is_some_and(|g| g.presence()),
+        status_led: s.sims.gpio.as_ref().is_some_and(|g| g.led()),
     })
 }
 
@@ -230,6 +242,14 @@ async fn printer(State(s): State<PanelState>, Json(a): Json<PrinterAction>) -> R
     StatusCode::NO_CONTENT.into_response()
 }
 
+async fn presence(State(s): State<PanelState>, Json(a): Json<PresenceAction>) -> Response {
+    let Some(gpio) = &s.sims.gpio else {
+        return unavailable("presence sensor");
+    };
+    gpio.set_presence(a.here);
+    StatusCode::NO_CONTENT.into_response()
+}
+
 async fn network(State(s): State<PanelState>, Json(a): Json<NetworkAction>) -> StatusCode {
     s.network.set_up(a.up);
     StatusCode::NO_CONTENT
@@ -271,6 +291,8 @@ button.on{background:#0a58ca;color:#fff}#tickets img{height:260px;margin:.3rem;b
 <button id="paper" data-testid="paper-out" onclick="printer('paper_out')">Paper out</button>
 <button id="cover" onclick="printer('cover_open')">Cover open</button>
 <button id="offline" onclick="printer('offline')">Offline</button></section>
+<section><h2>Presence sensor and status LED (GPIO)</h2><button id="presence" data-testid="presence" onclick="post('/api/presence',{here:!st.someone_here})"></button>
+<span id="led"></span></section>
 <section><h2>Network to the CRM</h2><button id="net" data-testid="network" onclick="post('/api/network',{up:!st.network_up})"></button></section>
 <section><h2>Printed tickets</h2><div id="tickets"></div></section>
 <script>
@@ -284,6 +306,8 @@ b.textContent='Tap '+n;b.dataset.testid='tap-'+i;b.onclick=()=>post('/api/card',
 document.getElementById('last').textContent=st.last_ticket||'(none yet)';
 for(const [id,on] of [['paper',st.paper_out],['cover',st.cover_open],['offline',st.offline]])document.getElementById(id).className=on?'on':'';
 const n=document.getElementById('net');n.textContent=st.network_up?'Network is up: cut it':'Network is cut: restore it';n.className=st.network_up?'':'on';
+const p=document.getElementById('presence');p.textContent=st.someone_here?'Someone is there: walk away':'Nobody there: step in front';p.className=st.someone_here?'on':'';
+document.getElementById('led').textContent='Status LED: '+(st.status_led?'lit':'dark');
 document.getElementById('tickets').innerHTML=st.tickets.map(t=>'<a href="/tickets/'+t+'" target="_blank"><img alt="'+t+'" src="/tickets/'+t+'"></a>').join('');}
 refresh();setInterval(refresh,2000);
 </script></body></html>

@@ -89,6 +89,26 @@ pub fn spawn_card_reader(
     })
 }
 
+/// Starts the presence sensor thread: arrivals and departures become journey inputs.
+pub fn spawn_presence(
+    opener: kiosk_drivers::gpio::InputOpener,
+    debounce: Duration,
+    tx: mpsc::Sender<DeviceMsg>,
+) -> std::io::Result<kiosk_drivers::gpio::PresenceThread> {
+    use kiosk_drivers::gpio::PresenceEvent;
+    kiosk_drivers::gpio::spawn_presence(opener, debounce, move |event| {
+        let msg = match event {
+            PresenceEvent::Arrived => DeviceMsg::Input(Input::PresenceArrived),
+            PresenceEvent::Left => DeviceMsg::Input(Input::PresenceLeft),
+            PresenceEvent::Health(health) => DeviceMsg::Health(HealthChange {
+                device: DeviceKind::PresenceSensor,
+                health,
+            }),
+        };
+        tx.blocking_send(msg).is_ok()
+    })
+}
+
 /// What a scanned code means to the journey.
 pub fn scan_input(code: Code) -> ScanInput {
     match code {

@@ -80,6 +80,8 @@ pub struct Simulators {
     pub printer: Option<VirtualPrinterHandle>,
     /// The scanner simulator: writes lines into the scanner's pty.
     pub scanner: Option<ScannerSim>,
+    /// The presence sensor's line and the status LED.
+    pub gpio: Option<kiosk_drivers::gpio::GpioSim>,
 }
 
 /// Why the kiosk could not start.
@@ -148,6 +150,7 @@ pub struct Running {
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     card_thread: Option<card::ReaderThread>,
+    presence_thread: Option<kiosk_drivers::gpio::PresenceThread>,
     printer_jobs: Option<std::sync::mpsc::Sender<devices::PrintJob>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -163,6 +166,9 @@ impl Running {
         self.shutdown.cancel();
         if let Some(t) = self.card_thread.take() {
             let _ = tokio::task::spawn_blocking(move || t.stop()).await;
+        }
+        if let Some(t) = self.presence_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(t)).await;
         }
         for t in self.tasks.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
@@ -338,6 +344,28 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartError> {
             None
         }
     };
+    let mut status_led = None;
+    let presence_thread = match kiosk_drivers::gpio::open(&config.hardware.gpio) {
+        Ok(gpio) => {
+            sims.gpio = gpio.sim.clone();
+            status_led = gpio.led;
+            match gpio.presence {
+                Some(opener) => Some(
+                    devices::spawn_presence(opener, gpio.debounce, device_tx.clone()).map_err(
+                        |e| StartError::Device {
+                            device: "presence sensor",
+                            message: e.to_string(),
+                        },
+                    )?,
+                ),
+                None => None,
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "GPIO unavailable: no presence sensor or status LED");
+            None
+        }
+    };
     let (print_tx, print_rx) = std::sync::mpsc::channel();
     threads.push(
         devices::spawn_printer(
@@ -386,6 +414,28 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartError> {
         staff_rx,
         shutdown.clone(),
     )));
+
+    // The status LED: lit while the kiosk can serve (no device absent).
+    if let Some(mut led) = status_led {
+        let mut health = health_rx.clone();
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let serving = health
+                    .borrow_and_update()
+                    .iter()
+                    .all(|(_, h)| h.is_usable());
+                if let Err(e) = led.set(serving) {
+                    tracing::warn!(error = %e, "cannot set the status LED");
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    changed = health.changed() => if changed.is_err() { break },
+                }
+            }
+            let _ = led.set(false);
+        }));
+    }
 
     // UI.
     let ui_listener = match opts.ui_listener {
@@ -496,6 +546,7 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartError> {
         shutdown,
         tasks,
         card_thread,
+        presence_thread,
         printer_jobs: Some(print_tx),
         threads,
     })
