@@ -87,6 +87,8 @@ pub enum Event {
     EventDeadLettered(EventDeadLettered),
     /// The CRM asked to erase a customer; the kiosk did.
     CustomerErased(CustomerErased),
+    /// A warning or error the kiosk logged, shipped so a technician sees it remotely.
+    DeviceLog(DeviceLog),
 }
 
 /// The names of all event types, in catalog order (the `type` field on the wire).
@@ -111,6 +113,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "journal_recovered",
     "event_dead_lettered",
     "customer_erased",
+    "device_log",
 ];
 
 impl Event {
@@ -137,6 +140,7 @@ impl Event {
             Event::JournalRecovered(_) => "journal_recovered",
             Event::EventDeadLettered(_) => "event_dead_lettered",
             Event::CustomerErased(_) => "customer_erased",
+            Event::DeviceLog(_) => "device_log",
         }
     }
 
@@ -166,7 +170,8 @@ impl Event {
             | Event::TurnNoShow(_)
             | Event::DeviceStatusChanged(_)
             | Event::JournalRecovered(_)
-            | Event::EventDeadLettered(_) => None,
+            | Event::EventDeadLettered(_)
+            | Event::DeviceLog(_) => None,
         }
     }
 
@@ -532,6 +537,32 @@ pub struct EventDeadLettered {
     pub seq: u64,
     /// The endpoint's reason.
     pub reason: String,
+}
+
+/// Severity of a shipped log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    /// Something degraded but the kiosk carries on.
+    Warn,
+    /// Something failed.
+    Error,
+}
+
+/// A warning or error from the kiosk's own log, shipped with the events (rate-limited on the
+/// kiosk: repeats of the same line within the window are counted, not sent again). Never carries
+/// personal data or raw card UIDs: the kiosk never logs them in the first place.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceLog {
+    /// Severity.
+    pub level: LogLevel,
+    /// The module that logged it (`kiosk::runtime::devices`).
+    pub target: String,
+    /// The message with its fields, at most 512 characters.
+    pub message: String,
+    /// How many times this line was logged since it was last shipped (1 when not repeated).
+    pub occurrences: u32,
 }
 
 /// The kiosk erased a customer on the CRM's request.

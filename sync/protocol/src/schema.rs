@@ -55,6 +55,7 @@ pub fn all() -> Vec<SchemaFile> {
         one::<events::JournalRecovered>("events/journal_recovered.schema.json"),
         one::<events::EventDeadLettered>("events/event_dead_lettered.schema.json"),
         one::<events::CustomerErased>("events/customer_erased.schema.json"),
+        one::<events::DeviceLog>("events/device_log.schema.json"),
     ]
 }
 

@@ -128,6 +128,12 @@ fn examples() -> Vec<Event> {
             card_token: token(),
             redacted_events: 2,
         }),
+        Event::DeviceLog(DeviceLog {
+            level: LogLevel::Error,
+            target: "kiosk::runtime::devices".into(),
+            message: "printer: write failed: broken pipe".into(),
+            occurrences: 3,
+        }),
     ]
 }
 
