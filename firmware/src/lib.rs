@@ -15,4 +15,6 @@ pub mod journey;
 pub mod paths;
 pub mod queue;
 pub mod runtime;
+pub mod service;
+pub mod status;
 pub mod ui;

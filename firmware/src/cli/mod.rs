@@ -88,6 +88,17 @@ pub enum Command {
     },
     /// Print version, git commit and target.
     Version,
+    /// One screen of truth: devices, journal, unsynced backlog, last sync, clock, disk. Asks the
+    /// running kiosk; when it is not running, reads its files. Exit code 0: all good, 1: running
+    /// with problems, 2: not running.
+    Status {
+        /// Site config.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Render a sample turn ticket (through the real layout code and the virtual printer), or a
     /// captured ESC/POS stream, as a PNG.
     TicketPreview {
@@ -156,6 +167,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { file } => Ok(check_config(&file)),
+        Command::Status { config, json } => status(&config, json),
         Command::TicketPreview {
             out,
             lang,
@@ -202,6 +214,45 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn status(config_path: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let mut addr = config.site.ui.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    kiosk_sync::install_crypto_provider();
+    let live = tokio_runtime()?.block_on(async {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()?;
+        let resp = http
+            .get(format!("http://{addr}/api/status"))
+            .send()
+            .await?
+            .error_for_status()?;
+        resp.json::<crate::status::Status>().await
+    });
+    let status = match live {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(error = %e, "no running kiosk answered");
+            crate::status::offline(&config.site.kiosk.data_dir, &config.hardware.name)?
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", status.to_text());
+    }
+    Ok(if !status.running {
+        ExitCode::from(2)
+    } else if status.problems().is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn ticket_preview(
@@ -269,11 +320,16 @@ async fn run_kiosk(config_path: &std::path::Path) -> anyhow::Result<()> {
         clock: std::sync::Arc::new(crate::clock::SystemClock),
     })
     .await?;
+    crate::service::notify_ready(&format!(
+        "serving: screen on {}, staff pages on {}",
+        running.ui_addr, running.staff_addr
+    ));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+    crate::service::notify_stopping();
     running.stop().await;
     Ok(())
 }

@@ -197,6 +197,7 @@ pub fn spawn_printer(
     jobs: std_mpsc::Receiver<PrintJob>,
     tx: mpsc::Sender<DeviceMsg>,
     previews: Option<PathBuf>,
+    beat: crate::service::Beat,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("printer".into())
@@ -217,6 +218,7 @@ pub fn spawn_printer(
             };
             report_health(&mut printer);
             loop {
+                beat.beat();
                 match jobs.recv_timeout(STATUS_INTERVAL) {
                     Ok(job) => {
                         run_job(printer.as_mut(), job, &tx, previews.as_deref());

@@ -70,6 +70,8 @@ pub struct Engine {
     pub health: watch::Sender<DeviceHealthMap>,
     /// The QR payload of the last ticket issued (the demo's control panel scans it).
     pub last_ticket_qr: Arc<Mutex<Option<String>>>,
+    /// The engine loop's heartbeat (the systemd watchdog is petted only while it beats).
+    pub beat: crate::service::Beat,
 }
 
 struct Run {
@@ -105,6 +107,8 @@ impl Engine {
         // The board's waits and the service day move with time even when nothing happens.
         let mut board_tick = tokio::time::interval(Duration::from_secs(30));
         board_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut heartbeat = tokio::time::interval(crate::service::BEAT_EVERY);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let sleep = run
                 .wake_at
@@ -122,6 +126,7 @@ impl Engine {
                     run.feed(Input::Tick);
                 }
                 _ = board_tick.tick() => run.publish_board(),
+                _ = heartbeat.tick() => run.e.beat.beat(),
             }
         }
     }

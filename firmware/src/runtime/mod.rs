@@ -147,6 +147,8 @@ pub struct Running {
     pub last_ticket_qr: Arc<Mutex<Option<String>>>,
     /// When the kiosk started.
     pub started: std::time::Instant,
+    /// The loops and tasks the systemd watchdog vouches for.
+    pub liveness: crate::service::Liveness,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     card_thread: Option<card::ReaderThread>,
@@ -170,6 +172,7 @@ impl Running {
         if let Some(t) = self.presence_thread.take() {
             let _ = tokio::task::spawn_blocking(move || drop(t)).await;
         }
+        self.tasks.extend(self.liveness.take_tasks());
         for t in self.tasks.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
@@ -217,6 +220,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 /// health (and recovered when they come back), not fatal.
 pub async fn start(opts: RunOptions) -> Result<Running, StartError> {
     let started = std::time::Instant::now();
+    let liveness = crate::service::Liveness::new();
     let config = &opts.config;
     let site = &config.site;
     let data = DataDir::new(&site.kiosk.data_dir);
@@ -373,6 +377,9 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartError> {
             print_rx,
             device_tx.clone(),
             opts.ticket_previews.clone(),
+            // A print job may wait out the printer's own timeouts; a minute and a half of silence
+            // means the thread is stuck in a write that will never return.
+            liveness.register("printer thread", Duration::from_secs(90)),
         )
         .map_err(|e| StartError::Device {
             device: "printer",
@@ -406,14 +413,13 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartError> {
         board: board_tx,
         health: health_tx,
         last_ticket_qr: last_ticket_qr.clone(),
+        beat: liveness.register("journey engine", crate::service::MAX_SILENCE),
     };
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(engine.run(
-        device_rx,
-        touch_rx,
-        staff_rx,
-        shutdown.clone(),
-    )));
+    liveness.watch_task(
+        "journey engine",
+        tokio::spawn(engine.run(device_rx, touch_rx, staff_rx, shutdown.clone())),
+    );
 
     // The status LED: lit while the kiosk can serve (no device absent).
     if let Some(mut led) = status_led {
@@ -475,14 +481,18 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartError> {
             staff: staff_tx,
         },
     );
+    let status_ui = ui_state.clone();
     for listener in std::iter::once(ui_listener).chain(staff_listener) {
         let state = ui_state.clone();
         let stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = crate::ui::serve(listener, state, stop.cancelled_owned()).await {
-                tracing::error!(error = %e, "ui server stopped");
-            }
-        }));
+        liveness.watch_task(
+            "ui server",
+            tokio::spawn(async move {
+                if let Err(e) = crate::ui::serve(listener, state, stop.cancelled_owned()).await {
+                    tracing::error!(error = %e, "ui server stopped");
+                }
+            }),
+        );
     }
 
     // Sync.
@@ -502,7 +512,19 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartError> {
         appended,
     )
     .map_err(|e| StartError::Sync(e.to_string()))?;
-    tasks.push(sync_task);
+    liveness.watch_task("sync worker", sync_task);
+    status_ui.set_status(crate::status::StatusSource {
+        store: store.clone(),
+        health: health_rx.clone(),
+        sync: sync.clone(),
+        liveness: liveness.clone(),
+        data_dir: data.root().to_owned(),
+        kiosk_id: opts.credentials.kiosk_id.clone(),
+        store_id: opts.credentials.store_id.clone(),
+        hardware_profile: config.hardware.name.clone(),
+        started,
+        started_at: time::OffsetDateTime::now_utc(),
+    });
 
     // Retention: once a day.
     let retention_store = store.clone();
@@ -526,6 +548,11 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartError> {
         }
     }));
 
+    if let Some(period) = crate::service::watchdog_period() {
+        tracing::info!(period_s = period.as_secs_f32(), "systemd watchdog enabled");
+        tasks.push(liveness.spawn_watchdog(period, shutdown.clone(), crate::service::pet_systemd));
+    }
+
     tracing::info!(
         ui = %ui_addr,
         staff = %staff_addr,
@@ -543,6 +570,7 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartError> {
         store,
         last_ticket_qr,
         started,
+        liveness,
         shutdown,
         tasks,
         card_thread,

@@ -219,6 +219,8 @@ struct Inner {
     /// Random per process: staff sessions end when the kiosk restarts.
     session_secret: Zeroizing<String>,
     login: Mutex<auth::Throttle>,
+    /// What `/api/status` and `/metrics` report (set once the runtime runs).
+    status: std::sync::OnceLock<crate::status::StatusSource>,
 }
 
 impl AppState {
@@ -230,7 +232,14 @@ impl AppState {
             channels,
             session_secret: Zeroizing::new(hex::encode(secret)),
             login: Mutex::new(auth::Throttle::default()),
+            status: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Serves `/api/status` and `/metrics` from `source` (they answer 503 until set; a second
+    /// call is ignored).
+    pub fn set_status(&self, source: crate::status::StatusSource) {
+        let _ = self.0.status.set(source);
     }
 }
 

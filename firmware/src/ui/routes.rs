@@ -55,6 +55,8 @@ pub fn router(state: AppState) -> Router {
         .merge(lobby)
         .route("/assets/{*path}", get(asset))
         .route("/api/health", get(|| async { "ok" }))
+        .route("/api/status", get(status_json))
+        .route("/metrics", get(status_metrics))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }
@@ -93,6 +95,70 @@ async fn kiosk_only_from_loopback(
         }
     }
     next.run(req).await
+}
+
+/// Who may read the kiosk's status: the kiosk itself (`kiosk status`, a local exporter) or
+/// signed-in staff (or a scraper holding the staff token). It names no customer, but tells an
+/// attacker on the LAN which devices are down.
+fn deny_status(app: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<Response> {
+    if peer.is_some_and(|p| p.ip().is_loopback()) {
+        return None;
+    }
+    deny_unless_staff(app, headers)
+}
+
+async fn status_snapshot(app: &AppState) -> Result<crate::status::Status, Response> {
+    let Some(source) = app.0.status.get().cloned() else {
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the kiosk is still starting",
+        )
+            .into_response());
+    };
+    tokio::task::spawn_blocking(move || source.snapshot())
+        .await
+        .map_err(|_| {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "status collection failed",
+            )
+                .into_response()
+        })
+}
+
+async fn status_json(State(app): State<AppState>, req: Request) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    if let Some(r) = deny_status(&app, peer, req.headers()) {
+        return r;
+    }
+    match status_snapshot(&app).await {
+        Ok(s) => Json(s).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn status_metrics(State(app): State<AppState>, req: Request) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    if let Some(r) = deny_status(&app, peer, req.headers()) {
+        return r;
+    }
+    match status_snapshot(&app).await {
+        Ok(s) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            s.to_prometheus(),
+        )
+            .into_response(),
+        Err(r) => r,
+    }
 }
 
 async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
