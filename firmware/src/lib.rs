@@ -14,6 +14,7 @@ pub mod journal;
 pub mod journey;
 pub mod paths;
 pub mod queue;
+pub mod remote_log;
 pub mod runtime;
 pub mod service;
 pub mod status;

@@ -320,6 +320,7 @@ async fn run_kiosk(config_path: &std::path::Path) -> anyhow::Result<()> {
         clock: std::sync::Arc::new(crate::clock::SystemClock),
     })
     .await?;
+    let _shipper = crate::remote_log::ship_to(running.store.clone());
     crate::service::notify_ready(&format!(
         "serving: screen on {}, staff pages on {}",
         running.ui_addr, running.staff_addr
@@ -375,14 +376,25 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 /// Sets up tracing on stderr: `RUST_LOG` if set, else `default_filter`, else `info`.
 pub fn init_logging(format: LogFormat, default_filter: Option<&str>) {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(default_filter.unwrap_or("info")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(crate::remote_log::RemoteLogLayer);
     // A second initialisation (tests, demo restarts) keeps the first subscriber.
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init(),
     };
 }

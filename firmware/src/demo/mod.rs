@@ -312,6 +312,7 @@ fn admin_token(data: &Path) -> anyhow::Result<String> {
 /// `kiosk demo`: starts, prints the URLs, runs until Ctrl-C or SIGTERM, stops cleanly.
 pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let demo = start(opts.clone()).await?;
+    let shipper = crate::remote_log::ship_to(demo.kiosk.store.clone());
     println!(
         "kiosk demo is running (data in {})",
         opts.data_dir.display()
@@ -329,6 +330,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     println!("stopping...");
+    drop(shipper);
     demo.stop().await;
     println!("stopped.");
     Ok(())

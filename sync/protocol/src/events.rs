@@ -540,7 +540,7 @@ pub struct EventDeadLettered {
 }
 
 /// Severity of a shipped log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LogLevel {
     /// Something degraded but the kiosk carries on.
