@@ -88,6 +88,62 @@ pub enum Command {
     },
     /// Print version, git commit and target.
     Version,
+    /// Enroll this kiosk with the CRM (one-time code), write its site config and credentials
+    /// (0600), then run the self-test. Asks for what the flags do not give.
+    Provision {
+        /// Never ask; every missing answer is an error.
+        #[arg(long)]
+        non_interactive: bool,
+        /// CRM endpoint URL.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// One-time enrollment code (`crm-endpoint enroll-code --store STORE`).
+        #[arg(long)]
+        code: Option<String>,
+        /// Hardware profile (a hw-config name, e.g. pi4-mfrc522-usb-printer, or a path).
+        #[arg(long)]
+        profile: Option<String>,
+        /// Where site.toml is written.
+        #[arg(long, default_value = "/etc/kiosk")]
+        config_dir: PathBuf,
+        /// Data directory (default: the site config's, else /var/lib/kiosk).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Staff PIN of the counter page (at least 4 digits; stored as SHA-256).
+        #[arg(long, env = "KIOSK_STAFF_PIN", hide_env_values = true)]
+        staff_pin: Option<String>,
+        /// Seconds to spend sending the old identity's unsynced events when re-provisioning.
+        #[arg(long, default_value_t = 120)]
+        drain_timeout_s: u64,
+        /// Re-provision even if old unsynced events could not be sent (they stay in the journal).
+        #[arg(long)]
+        keep_unsynced: bool,
+        /// Do not run the self-test afterwards.
+        #[arg(long)]
+        no_selftest: bool,
+    },
+    /// Check every configured device, the CRM link, the clock and the disk; print a test
+    /// ticket; ask for a test tap and scan. Exit code 0: passed, 1: failed, 2: warnings only.
+    Selftest {
+        /// Site config.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Do not ask for a tap and a scan (scripts, first boot).
+        #[arg(long)]
+        non_interactive: bool,
+        /// Seconds to wait for the test tap and the test scan.
+        #[arg(long, default_value_t = 30)]
+        wait_s: u64,
+        /// Do not print the test ticket.
+        #[arg(long)]
+        no_ticket: bool,
+        /// Keep the test ticket's ESC/POS bytes in this file.
+        #[arg(long)]
+        ticket_copy: Option<PathBuf>,
+        /// The result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// One screen of truth: devices, journal, unsynced backlog, last sync, clock, disk. Asks the
     /// running kiosk; when it is not running, reads its files. Exit code 0: all good, 1: running
     /// with problems, 2: not running.
@@ -168,6 +224,88 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::CheckConfig { file } => Ok(check_config(&file)),
         Command::Status { config, json } => status(&config, json),
+        Command::Selftest {
+            config,
+            non_interactive,
+            wait_s,
+            no_ticket,
+            ticket_copy,
+            json,
+        } => {
+            let opts = crate::selftest::Options {
+                config,
+                interactive: !non_interactive,
+                wait: std::time::Duration::from_secs(wait_s),
+                ticket: !no_ticket,
+                ticket_copy,
+            };
+            let report = tokio_runtime()?
+                .block_on(crate::selftest::run(&opts, &mut crate::selftest::Stdout));
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(ExitCode::from(report.exit_code()))
+        }
+        Command::Provision {
+            non_interactive,
+            endpoint,
+            code,
+            profile,
+            config_dir,
+            data_dir,
+            staff_pin,
+            drain_timeout_s,
+            keep_unsynced,
+            no_selftest,
+        } => {
+            let opts = crate::provision::Options {
+                endpoint,
+                code,
+                profile,
+                config_dir,
+                data_dir,
+                staff_pin,
+                non_interactive,
+                drain_timeout: std::time::Duration::from_secs(drain_timeout_s),
+                keep_unsynced,
+            };
+            let rt = tokio_runtime()?;
+            let done = rt.block_on(crate::provision::provision(
+                &opts,
+                &mut crate::provision::Terminal,
+            ))?;
+            println!(
+                "provisioned: kiosk {} of store {}",
+                done.kiosk_id, done.store_id
+            );
+            println!("  site config  {}", done.site_config.display());
+            println!("  credentials  {}", done.credentials.display());
+            if let Some(prev) = &done.previous_kiosk_id {
+                println!(
+                    "  replaced kiosk {prev}: {} unsynced events sent first, {} left in the journal",
+                    done.drained, done.left_unsynced
+                );
+            }
+            println!("start it with: sudo systemctl restart kiosk");
+            if no_selftest {
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!();
+            let report = rt.block_on(crate::selftest::run(
+                &crate::selftest::Options {
+                    config: done.site_config,
+                    interactive: !non_interactive,
+                    wait: std::time::Duration::from_secs(30),
+                    ticket: true,
+                    ticket_copy: None,
+                },
+                &mut crate::selftest::Stdout,
+            ));
+            print!("{}", report.to_text());
+            Ok(ExitCode::from(report.exit_code()))
+        }
         Command::TicketPreview {
             out,
             lang,
