@@ -299,8 +299,9 @@ async fn provision_run_status_and_reprovision_keep_every_event() {
         ready.last().unwrap().contains("STATUS=serving"),
         "{ready:?}"
     );
-    let pets = (0..3).map(|_| service.wait_for("WATCHDOG=1")).count();
-    assert_eq!(pets, 3);
+    for _ in 0..3 {
+        service.wait_for("WATCHDOG=1");
+    }
 
     let out = run_cmd({
         let mut c = kiosk();
@@ -308,7 +309,8 @@ async fn provision_run_status_and_reprovision_keep_every_event() {
         c
     })
     .await;
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect(&text(&out));
+    let status: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
     assert_eq!(status["running"], true);
     assert_eq!(status["kiosk_id"], first_id.as_str());
     assert_eq!(status["loops"]["healthy"], true);
@@ -372,7 +374,8 @@ async fn provision_run_status_and_reprovision_keep_every_event() {
     })
     .await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let stopped: serde_json::Value = serde_json::from_slice(&out.stdout).expect(&text(&out));
+    let stopped: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
     assert_eq!(stopped["running"], false);
     let pending = stopped["journal"]["pending"].as_u64().unwrap();
     assert!(pending >= 1);
