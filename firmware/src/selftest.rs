@@ -238,7 +238,7 @@ pub async fn run(opts: &Options, console: &mut dyn Console) -> Report {
     checks.push(disk_check(data.root()));
     checks.push(journal_check(&data));
 
-    let running = running_status(&config).await;
+    let running = crate::status::fetch_live(&config).await;
     if let Some(status) = &running {
         console.say("the kiosk is running: device rows come from its live status");
         for name in ["card_reader", "scanner", "printer"] {
@@ -360,24 +360,6 @@ fn journal_check(data: &DataDir) -> Check {
         },
         Err(e) => Check::fail("journal", e.to_string(), "see `journalctl -u kiosk`"),
     }
-}
-
-async fn running_status(config: &Config) -> Option<crate::status::Status> {
-    let mut addr = config.site.ui.listen;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    kiosk_sync::install_crypto_provider();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .ok()?;
-    let resp = http
-        .get(format!("http://{addr}/api/status"))
-        .send()
-        .await
-        .ok()?;
-    resp.error_for_status().ok()?.json().await.ok()
 }
 
 async fn device_checks(

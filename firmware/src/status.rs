@@ -227,6 +227,27 @@ impl StatusSource {
     }
 }
 
+/// The live status of the kiosk `config` describes, asked over its local API; `None` when no
+/// kiosk answers there (not running, or still starting).
+pub async fn fetch_live(config: &crate::config::Config) -> Option<Status> {
+    let mut addr = config.site.ui.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    kiosk_sync::install_crypto_provider();
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .ok()?;
+    let resp = http
+        .get(format!("http://{addr}/api/status"))
+        .send()
+        .await
+        .map_err(|e| tracing::debug!(error = %e, "no running kiosk answered"))
+        .ok()?;
+    resp.error_for_status().ok()?.json().await.ok()
+}
+
 /// The status of a kiosk that is not running, from its files (journal opened read-only).
 pub fn offline(data_dir: &Path, hardware_profile: &str) -> anyhow::Result<Status> {
     use anyhow::Context as _;

@@ -356,28 +356,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 
 fn status(config_path: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
-    let mut addr = config.site.ui.listen;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    kiosk_sync::install_crypto_provider();
-    let live = tokio_runtime()?.block_on(async {
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(5))
-            .build()?;
-        let resp = http
-            .get(format!("http://{addr}/api/status"))
-            .send()
-            .await?
-            .error_for_status()?;
-        resp.json::<crate::status::Status>().await
-    });
+    let live = tokio_runtime()?.block_on(crate::status::fetch_live(&config));
     let status = match live {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::debug!(error = %e, "no running kiosk answered");
-            crate::status::offline(&config.site.kiosk.data_dir, &config.hardware.name)?
-        }
+        Some(s) => s,
+        None => crate::status::offline(&config.site.kiosk.data_dir, &config.hardware.name)?,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
