@@ -616,7 +616,18 @@ fn find_binary(
     defaults: &[&str],
     package: &'static str,
 ) -> Result<PathBuf> {
-    let candidates: Vec<PathBuf> = match std::env::var_os(env) {
+    find_binary_in(what, env, std::env::var_os(env), defaults, package)
+}
+
+/// The first of `overridden` (the environment variable's value) or else `defaults` that is a file.
+fn find_binary_in(
+    what: &'static str,
+    env: &'static str,
+    overridden: Option<std::ffi::OsString>,
+    defaults: &[&str],
+    package: &'static str,
+) -> Result<PathBuf> {
+    let candidates: Vec<PathBuf> = match overridden {
         Some(p) => vec![PathBuf::from(p)],
         None => defaults.iter().map(PathBuf::from).collect(),
     };
@@ -703,5 +714,49 @@ fn truthy(v: &Value) -> bool {
         Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
         Value::String(s) => !s.is_empty(),
         Value::Array(_) | Value::Object(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_chromedriver_is_reported_with_its_debian_package_and_override() {
+        let e = find_binary_in(
+            "chromedriver",
+            "KIOSK_E2E_CHROMEDRIVER",
+            None,
+            &["/nonexistent/chromedriver"],
+            "chromium-driver",
+        )
+        .unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.contains("chromedriver not found"), "{shown}");
+        assert!(shown.contains("/nonexistent/chromedriver"), "{shown}");
+        assert!(shown.contains("`chromium-driver`"), "{shown}");
+        assert!(shown.contains("KIOSK_E2E_CHROMEDRIVER"), "{shown}");
+    }
+
+    #[test]
+    fn an_override_replaces_the_default_paths() {
+        let here = std::env::current_exe().unwrap();
+        let found = find_binary_in(
+            "chromium",
+            "KIOSK_E2E_CHROMIUM",
+            Some(here.clone().into()),
+            &["/nonexistent/chromium"],
+            "chromium",
+        )
+        .unwrap();
+        assert_eq!(found, here);
+        let refused = find_binary_in(
+            "chromium",
+            "KIOSK_E2E_CHROMIUM",
+            Some("/nonexistent/override".into()),
+            &[here.to_str().unwrap()],
+            "chromium",
+        );
+        assert!(refused.is_err(), "an override is not silently ignored");
     }
 }
