@@ -91,6 +91,12 @@ pub struct JournalStatus {
     pub dead_letters: u64,
     /// Highest sequence number used.
     pub last_seq: u64,
+    /// Low-value events dropped at the journal's disk budget (taps, campaign views, logs).
+    #[serde(default)]
+    pub dropped_over_budget: u64,
+    /// Whether such events are being dropped now (the backlog reached the budget).
+    #[serde(default)]
+    pub dropping_low_value: bool,
 }
 
 /// The link to the CRM.
@@ -299,6 +305,8 @@ fn journal_status(journal: &Journal, now: OffsetDateTime) -> JournalStatus {
             oldest_pending: s.oldest_pending_wall_time,
             dead_letters: s.dead_letters,
             last_seq: s.last_seq,
+            dropped_over_budget: s.dropped_over_budget,
+            dropping_low_value: s.dropping_low_value,
         },
         Err(e) => {
             tracing::warn!(error = %e, "cannot read journal statistics");
@@ -311,6 +319,8 @@ fn journal_status(journal: &Journal, now: OffsetDateTime) -> JournalStatus {
                 oldest_pending_age_s: None,
                 dead_letters: 0,
                 last_seq: 0,
+                dropped_over_budget: 0,
+                dropping_low_value: false,
             }
         }
     }
@@ -427,6 +437,14 @@ impl Status {
                 self.journal.dead_letters
             ));
         }
+        if self.journal.dropping_low_value {
+            p.push(format!(
+                "the journal reached its disk budget with the backlog unsent: taps, campaign views \
+                 and logs are dropped ({} so far); tickets, registrations and consents are kept; \
+                 check the link to the CRM",
+                self.journal.dropped_over_budget
+            ));
+        }
         if self.disk.as_ref().is_some_and(|d| d.nearly_full) {
             p.push("the data disk is nearly full".to_owned());
         }
@@ -511,6 +529,17 @@ impl Status {
             },
         );
         row(&mut o, "  dead letters", &j.dead_letters.to_string());
+        if j.dropped_over_budget > 0 || j.dropping_low_value {
+            row(
+                &mut o,
+                "  dropped",
+                &format!(
+                    "{} low-value events at the disk budget{}",
+                    j.dropped_over_budget,
+                    if j.dropping_low_value { " (now)" } else { "" }
+                ),
+            );
+        }
         let _ = writeln!(o);
         if let Some(s) = &self.sync {
             let _ = writeln!(o, "sync");
@@ -660,6 +689,12 @@ impl Status {
             "gauge",
             &[(String::new(), j.dead_letters as f64)],
         );
+        metric(
+            "journal_dropped_events",
+            "Low-value events dropped at the journal's disk budget.",
+            "counter",
+            &[(String::new(), j.dropped_over_budget as f64)],
+        );
         if let Some(s) = &self.sync {
             let links: Vec<(String, f64)> = [
                 "starting",
@@ -804,6 +839,8 @@ mod tests {
                 oldest_pending_age_s: Some(600),
                 dead_letters: 1,
                 last_seq: 1200,
+                dropped_over_budget: 0,
+                dropping_low_value: false,
             },
             sync: Some(SyncSummary {
                 link: "offline".into(),

@@ -115,11 +115,13 @@ fn an_append_on_a_full_disk_fails_with_a_clear_error_and_loses_nothing_committed
     );
     // A real ENOSPC is SQLITE_FULL and reads "the disk is full; free space on the data
     // partition"; a file-size limit (EFBIG: RLIMIT_FSIZE, FAT's 4 GiB) comes out of SQLite as
-    // SQLITE_IOERR_WRITE, which the journal reports as a disk I/O error on the journal.
+    // SQLITE_IOERR_WRITE, which the journal tells apart by the OS error SQLite saw.
     assert!(
         error.contains("journal.db")
-            && (error.contains("disk is full") || error.contains("disk I/O error")),
-        "an error naming the journal and the disk: {error}"
+            && error.contains("cannot grow")
+            && error.contains("EFBIG")
+            && error.contains("ulimit -f"),
+        "an error naming the journal, the file-size limit and the fix: {error}"
     );
 
     // Without the limit: intact, every acknowledged append there, appends work again.

@@ -19,6 +19,32 @@
 //! is the same, but a power cut may roll back the last commits, and a kiosk loses power. The price
 //! of `FULL` is one fsync per commit; `scripts/bench` measures it (latency and bytes per event).
 //!
+//! # Disk budget (`journal.disk_budget_mib`)
+//! A kiosk cut off from the CRM for days keeps journaling: the backlog must grow within the budget
+//! and the kiosk must keep serving customers. The journal measures what it occupies before every
+//! transaction and after every acknowledgement, cheaply: pages in use (`page_count -
+//! freelist_count`, times `page_size`; freed pages are reused before the file grows, so the file
+//! never outgrows the most ever in use) plus the WAL file. With a budget the WAL is checkpointed
+//! every `budget / 16` bytes (at most SQLite's 1000 pages) and cut back to that size, so it takes
+//! a bounded share.
+//!
+//! Past the **soft limit** (three quarters of the budget):
+//! 1. acknowledged events are pruned, oldest acknowledgement first, whatever their retention,
+//!    down to a sixteenth of the budget below the soft limit;
+//! 2. if that is not enough (the endpoint is unreachable: everything is pending), new
+//!    **low-value** events ([`is_low_value`]: `card_tapped`, `customer_identified`,
+//!    `campaign_shown`, `device_log`) are refused with [`JournalError::OverBudget`], counted per
+//!    type (`kiosk status` shows the total), and one `device_status_changed` (storage, degraded)
+//!    is journaled when the refusals start, one (storage, ok) when they stop (below the soft limit
+//!    minus a sixteenth of the budget, after the backlog drained).
+//!
+//! Every other event is **never refused by the budget**: tickets and turns (the queue's own state
+//! commits with them, so turn numbering never breaks and customers keep being served),
+//! registrations and consents (legal records: `Event::is_protected`), erasures, coupons, surveys,
+//! device health, start-ups. They use the last quarter of the budget, and beyond it only a full
+//! disk stops them ([`JournalError::DiskFull`]). The check runs before a transaction, so the soft
+//! limit can be passed by one transaction's pages.
+//!
 //! # Sequence numbers
 //! `events.seq` is `INTEGER PRIMARY KEY AUTOINCREMENT`: SQLite remembers the highest ever used in
 //! `sqlite_sequence`, so a number is never reused even after rows are deleted by retention,
@@ -31,7 +57,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kiosk_protocol::CardToken;
-use kiosk_protocol::events::{CustomerErased, Envelope, Event, EventDeadLettered};
+use kiosk_protocol::events::{
+    CustomerErased, DeviceHealth, DeviceKind, DeviceStatusChanged, Envelope, Event,
+    EventDeadLettered,
+};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use uuid::Uuid;
 
@@ -79,6 +108,9 @@ pub struct Options {
     /// Run `PRAGMA quick_check` at open when the file is at most this big (a full scan: cheap for
     /// small journals, seconds for huge ones; corruption found later surfaces as errors).
     pub quick_check_max_bytes: u64,
+    /// Most disk space the journal may use, in bytes (`journal.disk_budget_mib`); `None` for no
+    /// budget. See the module docs for what happens when it is reached.
+    pub disk_budget_bytes: Option<u64>,
 }
 
 impl Default for Options {
@@ -86,6 +118,7 @@ impl Default for Options {
         Self {
             synchronous: Synchronous::Full,
             quick_check_max_bytes: 64 * 1024 * 1024,
+            disk_budget_bytes: None,
         }
     }
 }
@@ -98,6 +131,28 @@ pub enum JournalError {
     DiskFull {
         /// The database file.
         path: PathBuf,
+    },
+    /// The file reached the largest size the filesystem or the process may write (EFBIG: FAT's
+    /// 4 GiB, a `ulimit -f`); the append was rolled back, nothing already written was touched.
+    #[error(
+        "journal at {path} cannot grow: the file reached the largest size allowed (EFBIG); keep the data directory on an ext4 partition and lift any file-size limit (ulimit -f, LimitFSIZE=)"
+    )]
+    FileTooLarge {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// The journal is past the soft limit of its disk budget and the event is of a low-value type:
+    /// it was not journaled, only counted. Callers carry on (the customer is still served).
+    #[error(
+        "journal at {path} is near its disk budget of {budget_bytes} bytes with the backlog unsent: {type_name} event dropped; check the link to the CRM (kiosk status)"
+    )]
+    OverBudget {
+        /// The database file.
+        path: PathBuf,
+        /// The type of the dropped event.
+        type_name: &'static str,
+        /// The budget.
+        budget_bytes: u64,
     },
     /// The filesystem or file is read-only.
     #[error("journal at {path} is read-only: check the mount and the file's owner")]
@@ -190,6 +245,102 @@ fn sqlite_error(path: &Path, op: &'static str, source: rusqlite::Error) -> Journ
     }
 }
 
+/// Like [`sqlite_error`], telling an I/O error's cause from the OS error SQLite saw on `conn`:
+/// SQLite reports a write refused with EFBIG (a file-size limit) as a generic `SQLITE_IOERR`.
+fn io_error(
+    conn: &Connection,
+    path: &Path,
+    op: &'static str,
+    source: rusqlite::Error,
+) -> JournalError {
+    if source.sqlite_error_code() == Some(rusqlite::ErrorCode::SystemIoFailure) {
+        // SAFETY: `conn` is open for the duration of the call; sqlite3_system_errno only reads the
+        // connection's last OS error code.
+        let errno = unsafe { rusqlite::ffi::sqlite3_system_errno(conn.handle()) };
+        match errno {
+            libc::EFBIG => {
+                return JournalError::FileTooLarge {
+                    path: path.to_owned(),
+                };
+            }
+            libc::ENOSPC => {
+                return JournalError::DiskFull {
+                    path: path.to_owned(),
+                };
+            }
+            libc::EROFS => {
+                return JournalError::ReadOnly {
+                    path: path.to_owned(),
+                };
+            }
+            _ => {}
+        }
+    }
+    sqlite_error(path, op, source)
+}
+
+/// Event types the journal refuses past the soft limit of its disk budget: telemetry and
+/// analytics the CRM can do without. Never a ticket, turn, registration, consent, erasure or
+/// coupon (see the module docs).
+pub fn is_low_value(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::CardTapped(_)
+            | Event::CustomerIdentified(_)
+            | Event::CampaignShown(_)
+            | Event::DeviceLog(_)
+    )
+}
+
+/// Counter (in the `counters` table) of events dropped at the disk budget, per type:
+/// `budget_dropped:card_tapped`, ...
+pub const DROPPED_COUNTER_PREFIX: &str = "budget_dropped:";
+/// Setting holding `dropping` while low-value events are refused.
+const BUDGET_STATE: &str = "journal.budget_state";
+/// Acknowledged events pruned per statement when the journal is near its budget.
+const PRUNE_CHUNK: i64 = 512;
+
+/// The disk budget and where the journal stands (see the module docs).
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    bytes: u64,
+    /// Refusing low-value events.
+    dropping: bool,
+}
+
+impl Budget {
+    /// Past this, acknowledged events are pruned, then low-value events refused.
+    fn soft_limit(&self) -> u64 {
+        self.bytes - self.bytes / 4
+    }
+
+    /// Refusals stop below this (a margin so that they do not flap at the limit).
+    fn resume_below(&self) -> u64 {
+        self.soft_limit() - self.bytes / 16
+    }
+
+    /// WAL frames between automatic checkpoints: a sixteenth of the budget, at most SQLite's
+    /// default 1000.
+    fn wal_pages(&self, page_size: u64) -> u64 {
+        (self.bytes / 16 / page_size.max(512)).clamp(16, 1000)
+    }
+}
+
+/// Bytes the journal occupies: pages in use plus the WAL file.
+fn used_bytes(conn: &Connection, path: &Path) -> rusqlite::Result<u64> {
+    let pragma = |name: &str| -> rusqlite::Result<u64> {
+        conn.prepare_cached(&format!("PRAGMA {name}"))?
+            .query_row([], |r| r.get::<_, i64>(0))
+            .map(|v| v.max(0) as u64)
+    };
+    let page_size = pragma("page_size")?;
+    let pages = pragma("page_count")?.saturating_sub(pragma("freelist_count")?);
+    let wal = std::fs::metadata(wal_path(path))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    Ok(pages * page_size + wal)
+}
+
 /// What an append produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
@@ -249,6 +400,11 @@ pub struct Stats {
     pub last_seq: u64,
     /// Database file plus WAL, in bytes.
     pub file_bytes: u64,
+    /// Low-value events dropped because the journal was at its disk budget (since the journal
+    /// was created).
+    pub dropped_over_budget: u64,
+    /// Whether low-value events are being dropped now.
+    pub dropping_low_value: bool,
 }
 
 /// Which events `list` returns.
@@ -292,6 +448,7 @@ struct Ctx {
     identity: Identity,
     clock: Arc<dyn Clock>,
     key: DeviceKey,
+    budget: Option<Budget>,
 }
 
 impl Ctx {
@@ -340,7 +497,7 @@ impl Ctx {
                 body,
             ])
         })
-        .map_err(self.err("append"))?;
+        .map_err(|e| io_error(tx, &self.path, "append", e))?;
         Ok(Appended { seq, id })
     }
 
@@ -366,11 +523,26 @@ pub struct JournalTx<'a> {
     tx: Transaction<'a>,
     ctx: &'a Ctx,
     next_seq: u64,
+    /// Types of the events refused at the disk budget (counted whether or not this commits).
+    refused: Vec<&'static str>,
 }
 
 impl JournalTx<'_> {
-    /// Appends an event; it becomes durable when the transaction commits.
+    /// Appends an event; it becomes durable when the transaction commits. Past the soft limit of
+    /// the disk budget a low-value event is refused with [`JournalError::OverBudget`] (the
+    /// transaction itself stays usable).
     pub fn append(&mut self, event: Event) -> Result<Appended, JournalError> {
+        if let Some(budget) = self.ctx.budget
+            && budget.dropping
+            && is_low_value(&event)
+        {
+            self.refused.push(event.type_name());
+            return Err(JournalError::OverBudget {
+                path: self.ctx.path.clone(),
+                type_name: event.type_name(),
+                budget_bytes: budget.bytes,
+            });
+        }
         let appended = self.ctx.insert(&self.tx, self.next_seq, event)?;
         self.next_seq += 1;
         Ok(appended)
@@ -428,8 +600,9 @@ impl Journal {
             identity,
             clock,
             key,
+            budget: None,
         };
-        match open_connection(path, options) {
+        let (mut journal, recovery) = match open_connection(path, options) {
             Ok(conn) => {
                 let mut journal = Journal {
                     conn,
@@ -437,18 +610,33 @@ impl Journal {
                     next_seq: 0,
                 };
                 journal.next_seq = journal.last_seq()? + 1;
-                Ok(Opened {
-                    journal,
-                    recovery: None,
-                })
+                (journal, None)
             }
-            Err(OpenFailure::Corrupt(reason)) => recovery::recover(path, options, ctx, &reason)
-                .map(|(journal, recovery)| Opened {
-                    journal,
-                    recovery: Some(recovery),
-                }),
-            Err(OpenFailure::Fatal(e)) => Err(e),
+            Err(OpenFailure::Corrupt(reason)) => {
+                let (journal, recovery) = recovery::recover(path, options, ctx, &reason)?;
+                (journal, Some(recovery))
+            }
+            Err(OpenFailure::Fatal(e)) => return Err(e),
+        };
+        if let Some(bytes) = options.disk_budget_bytes {
+            let dropping = journal.setting(BUDGET_STATE)?.as_deref() == Some("dropping");
+            let budget = Budget { bytes, dropping };
+            let page_size: i64 = journal
+                .conn
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .map_err(journal.ctx.err("configure"))?;
+            let wal_pages = budget.wal_pages(page_size.max(0) as u64);
+            journal
+                .conn
+                .execute_batch(&format!(
+                    "PRAGMA wal_autocheckpoint = {wal_pages}; PRAGMA journal_size_limit = {};",
+                    wal_pages * page_size.max(0) as u64
+                ))
+                .map_err(journal.ctx.err("configure"))?;
+            journal.ctx.budget = Some(budget);
+            journal.enforce_budget_logged();
         }
+        Ok(Opened { journal, recovery })
     }
 
     /// Opens an existing journal read-only, for inspection while the kiosk runs (`kiosk events`,
@@ -484,6 +672,7 @@ impl Journal {
             },
             clock: Arc::new(crate::clock::SystemClock),
             key,
+            budget: None,
         };
         let mut journal = Journal {
             conn,
@@ -523,23 +712,191 @@ impl Journal {
     where
         E: From<JournalError>,
     {
-        let path = &self.ctx.path;
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| sqlite_error(path, "begin", e))?;
-        let mut jtx = JournalTx {
-            tx,
-            ctx: &self.ctx,
-            next_seq: self.next_seq,
+        self.enforce_budget_logged();
+        self.run_transaction(f)
+    }
+
+    /// [`Journal::transaction`] without the budget check (for the budget's own events).
+    fn run_transaction<T, E>(
+        &mut self,
+        f: impl FnOnce(&mut JournalTx<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<JournalError>,
+    {
+        /// How the transaction ended (the connection is borrowed until it has).
+        enum End<T, E> {
+            Committed(T, u64),
+            CommitFailed(rusqlite::Error),
+            Failed(E),
+        }
+        let (end, refused) = {
+            let path = &self.ctx.path;
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| sqlite_error(path, "begin", e))?;
+            let mut jtx = JournalTx {
+                tx,
+                ctx: &self.ctx,
+                next_seq: self.next_seq,
+                refused: Vec::new(),
+            };
+            let out = f(&mut jtx);
+            let JournalTx {
+                tx,
+                next_seq,
+                refused,
+                ..
+            } = jtx;
+            let end = match out {
+                Ok(value) => match tx.commit() {
+                    Ok(()) => End::Committed(value, next_seq),
+                    Err(e) => End::CommitFailed(e),
+                },
+                Err(e) => {
+                    // Dropping the transaction rolls it back.
+                    drop(tx);
+                    End::Failed(e)
+                }
+            };
+            (end, refused)
         };
-        let out = f(&mut jtx)?;
-        let next_seq = jtx.next_seq;
-        jtx.tx
-            .commit()
-            .map_err(|e| sqlite_error(path, "commit", e))?;
-        self.next_seq = next_seq;
-        Ok(out)
+        let out = match end {
+            End::Committed(value, next_seq) => {
+                self.next_seq = next_seq;
+                Ok(value)
+            }
+            End::CommitFailed(e) => Err(io_error(&self.conn, &self.ctx.path, "commit", e).into()),
+            End::Failed(e) => Err(e),
+        };
+        self.count_refused(&refused);
+        out
+    }
+
+    /// Counts events refused at the budget (in their own small transaction: the refusal stands
+    /// even when the caller's transaction rolled back).
+    fn count_refused(&mut self, refused: &[&'static str]) {
+        if refused.is_empty() {
+            return;
+        }
+        let counted = self.conn.transaction().and_then(|tx| {
+            for type_name in refused {
+                tx.execute(
+                    "INSERT INTO counters (name, value) VALUES (?1, 1) \
+                     ON CONFLICT(name) DO UPDATE SET value = value + 1",
+                    [format!("{DROPPED_COUNTER_PREFIX}{type_name}")],
+                )?;
+            }
+            tx.commit()
+        });
+        if let Err(e) = counted {
+            tracing::warn!(error = %e, "cannot count events dropped at the disk budget");
+        }
+    }
+
+    /// [`Journal::enforce_budget`], logging a failure: a journal that cannot prune still appends.
+    fn enforce_budget_logged(&mut self) {
+        if let Err(e) = self.enforce_budget() {
+            tracing::warn!(error = %e, "cannot enforce the journal's disk budget");
+        }
+    }
+
+    /// Applies the disk budget (see the module docs): prunes acknowledged events past the soft
+    /// limit, then starts or stops refusing low-value events, journaling the change.
+    fn enforce_budget(&mut self) -> Result<(), JournalError> {
+        let Some(budget) = self.ctx.budget else {
+            return Ok(());
+        };
+        let path = self.ctx.path.clone();
+        let measure = |conn: &Connection| {
+            used_bytes(conn, &path).map_err(|e| sqlite_error(&path, "measure", e))
+        };
+        let mut used = measure(&self.conn)?;
+        let mut pruned = 0;
+        // Past the soft limit, prune down to where refusals would stop: pruning comes in
+        // batches, not one chunk per append, and refusals stop as soon as the backlog is sent.
+        let prune = used > budget.soft_limit();
+        while prune && used > budget.resume_below() {
+            let n = self
+                .conn
+                .prepare_cached(
+                    "DELETE FROM events WHERE seq IN (SELECT seq FROM events \
+                     WHERE acked_at IS NOT NULL ORDER BY acked_at, seq LIMIT ?1)",
+                )
+                .and_then(|mut st| st.execute([PRUNE_CHUNK]))
+                .map_err(|e| io_error(&self.conn, &path, "prune", e))?;
+            if n == 0 {
+                break;
+            }
+            pruned += n;
+            used = measure(&self.conn)?;
+        }
+        if pruned > 0 {
+            tracing::info!(
+                pruned,
+                used,
+                budget = budget.bytes,
+                "journal near its disk budget: oldest acknowledged events pruned"
+            );
+        }
+        if !budget.dropping && used > budget.soft_limit() {
+            tracing::warn!(
+                used,
+                budget = budget.bytes,
+                "journal near its disk budget with the backlog unsent: dropping low-value events"
+            );
+            self.set_dropping(
+                true,
+                DeviceHealth::Degraded,
+                Some(format!(
+                    "journal uses {used} of its {} byte disk budget with every event unsent: new \
+                     card_tapped, customer_identified, campaign_shown and device_log events are \
+                     dropped (counted in kiosk status); tickets, turns, registrations and \
+                     consents are kept; check the link to the CRM",
+                    budget.bytes
+                )),
+            )?;
+        } else if budget.dropping && used <= budget.resume_below() {
+            tracing::info!(
+                used,
+                budget = budget.bytes,
+                "journal back within its disk budget"
+            );
+            self.set_dropping(false, DeviceHealth::Ok, None)?;
+        }
+        Ok(())
+    }
+
+    fn set_dropping(
+        &mut self,
+        dropping: bool,
+        status: DeviceHealth,
+        reason: Option<String>,
+    ) -> Result<(), JournalError> {
+        // Refusals follow the new state at once, also for the status event itself.
+        let before = self.ctx.budget;
+        if let Some(b) = &mut self.ctx.budget {
+            b.dropping = dropping;
+        }
+        let written = self.run_transaction(|tx| {
+            tx.sql()
+                .execute(
+                    "INSERT INTO settings (key, value) VALUES (?1, ?2) \
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    params![BUDGET_STATE, if dropping { "dropping" } else { "ok" }],
+                )
+                .map_err(tx.ctx.err("write setting"))?;
+            tx.append(Event::DeviceStatusChanged(DeviceStatusChanged {
+                device: DeviceKind::Storage,
+                status,
+                reason,
+            }))
+        });
+        if written.is_err() {
+            self.ctx.budget = before;
+        }
+        written.map(drop)
     }
 
     /// The oldest unacknowledged events in sequence order: at most `max_events`, and at most
@@ -608,7 +965,10 @@ impl Journal {
                     .map_err(|e| sqlite_error(&path, "acknowledge", e))?;
             }
         }
-        tx.commit().map_err(|e| sqlite_error(&path, "commit", e))?;
+        tx.commit()
+            .map_err(|e| io_error(&self.conn, &path, "commit", e))?;
+        // Acknowledged events are what the budget prunes first.
+        self.enforce_budget_logged();
         Ok(changed)
     }
 
@@ -805,6 +1165,15 @@ impl Journal {
             .filter_map(|p| std::fs::metadata(p).ok())
             .map(|m| m.len())
             .sum();
+        let dropped: i64 = self
+            .conn
+            .query_row(
+                "SELECT coalesce(sum(value), 0) FROM counters WHERE name LIKE ?1",
+                [format!("{DROPPED_COUNTER_PREFIX}%")],
+                |r| r.get(0),
+            )
+            .map_err(&err)?;
+        let dropping_low_value = self.setting(BUDGET_STATE)?.as_deref() == Some("dropping");
         Ok(Stats {
             events: events as u64,
             pending: pending as u64,
@@ -812,6 +1181,8 @@ impl Journal {
             dead_letters: dead_letters as u64,
             last_seq: self.next_seq.saturating_sub(1),
             file_bytes,
+            dropped_over_budget: dropped.max(0) as u64,
+            dropping_low_value,
         })
     }
 

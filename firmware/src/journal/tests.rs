@@ -473,3 +473,234 @@ fn database_from_a_newer_firmware_is_refused_not_recovered() {
 }
 
 use recovery::SEQ_GAP_AFTER_RECOVERY;
+
+fn with_budget(path: &Path, key: &DeviceKey, bytes: u64) -> Journal {
+    Journal::open(
+        path,
+        Identity {
+            kiosk_id: "kiosk-test".into(),
+            boot_id: Uuid::new_v4(),
+        },
+        Arc::new(ManualClock::new(datetime!(2026-11-23 09:00 UTC))),
+        key.clone(),
+        &Options {
+            synchronous: Synchronous::Normal,
+            disk_budget_bytes: Some(bytes),
+            ..Options::default()
+        },
+    )
+    .unwrap()
+    .journal
+}
+
+fn consent(n: u8) -> Event {
+    Event::ConsentGiven(ConsentChange {
+        card_token: token(n),
+        purpose: ConsentPurpose::MarketingEmail,
+        policy_version: "2026-01".into(),
+        policy_sha256: "0".repeat(64),
+    })
+}
+
+fn storage_events(j: &Journal) -> Vec<Envelope> {
+    let seqs: Vec<u64> = j
+        .list(ListFilter {
+            pending_only: false,
+            limit: usize::MAX >> 1,
+        })
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.type_name == "device_status_changed")
+        .map(|e| e.seq)
+        .collect();
+    seqs.into_iter()
+        .rev()
+        .map(|s| j.envelope(s).unwrap().unwrap())
+        .collect()
+}
+
+const BUDGET: u64 = 1024 * 1024;
+
+/// Appends taps until the journal refuses one; returns how many went in.
+fn tap_until_refused(j: &mut Journal) -> usize {
+    for i in 0..100_000 {
+        match j.append(tapped((i % 250) as u8)) {
+            Ok(_) => {}
+            Err(JournalError::OverBudget { type_name, .. }) => {
+                assert_eq!(type_name, "card_tapped");
+                return i;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("a 1 MiB budget never refused a tap");
+}
+
+#[test]
+fn no_event_type_is_both_low_value_and_protected_and_queue_events_are_never_low_value() {
+    let kept = [
+        registered(1),
+        consent(1),
+        Event::ConsentWithdrawn(ConsentChange {
+            card_token: token(1),
+            purpose: ConsentPurpose::MarketingEmail,
+            policy_version: "2026-01".into(),
+            policy_sha256: "0".repeat(64),
+        }),
+        Event::TicketPrintFailed(TicketPrintFailed {
+            turn_id: Uuid::nil(),
+            reason: "paper out".into(),
+            shown_on_screen: true,
+        }),
+        started(),
+    ];
+    for e in &kept {
+        assert!(!is_low_value(e), "{} must be kept", e.type_name());
+    }
+    assert!(is_low_value(&tapped(1)));
+    assert!(registered(1).is_protected() && consent(1).is_protected());
+}
+
+#[test]
+fn past_the_soft_limit_low_value_events_are_refused_counted_and_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let key = DeviceKey::generate();
+    let mut j = with_budget(&path, &key, BUDGET);
+    let accepted = tap_until_refused(&mut j);
+    assert!(accepted > 100, "{accepted} taps fit in 3/4 MiB");
+    // More taps: refused, counted; registrations, consents and other events still go in.
+    for i in 0..50u8 {
+        assert!(matches!(
+            j.append(tapped(i)),
+            Err(JournalError::OverBudget { .. })
+        ));
+        j.append(registered(i)).unwrap();
+        j.append(consent(i)).unwrap();
+    }
+    let stats = j.stats().unwrap();
+    assert_eq!(stats.dropped_over_budget, 51);
+    assert!(stats.dropping_low_value);
+    assert_eq!(j.counter("budget_dropped:card_tapped").unwrap(), 51);
+    let storage = storage_events(&j);
+    assert_eq!(storage.len(), 1, "one degraded event, not one per refusal");
+    let Event::DeviceStatusChanged(s) = &storage[0].event else {
+        unreachable!()
+    };
+    assert_eq!(
+        (s.device, s.status),
+        (DeviceKind::Storage, DeviceHealth::Degraded)
+    );
+    assert!(s.reason.as_deref().unwrap().contains("card_tapped"));
+
+    // A restart remembers the state (no second degraded event).
+    drop(j);
+    let mut j = with_budget(&path, &key, BUDGET);
+    assert!(matches!(
+        j.append(tapped(1)),
+        Err(JournalError::OverBudget { .. })
+    ));
+    assert_eq!(storage_events(&j).len(), 1);
+    assert!(j.integrity_check().unwrap().is_empty());
+}
+
+#[test]
+fn a_refusal_inside_a_transaction_keeps_the_rest_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = with_budget(
+        &dir.path().join("journal.db"),
+        &DeviceKey::generate(),
+        BUDGET,
+    );
+    tap_until_refused(&mut j);
+    let before = j.stats().unwrap().events;
+    let issued = j
+        .transaction(|tx| {
+            tx.counter_next("turn:2026-11-23:A")?;
+            assert!(matches!(
+                tx.append(tapped(9)),
+                Err(JournalError::OverBudget { .. })
+            ));
+            tx.append(registered(9))
+        })
+        .unwrap();
+    assert_eq!(j.stats().unwrap().events, before + 1);
+    assert!(j.envelope(issued.seq).unwrap().is_some());
+    assert_eq!(j.counter("turn:2026-11-23:A").unwrap(), 1);
+    assert_eq!(j.stats().unwrap().dropped_over_budget, 2);
+}
+
+#[test]
+fn acknowledged_events_are_pruned_oldest_first_before_anything_is_refused_and_refusals_stop_after_the_drain()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = with_budget(
+        &dir.path().join("journal.db"),
+        &DeviceKey::generate(),
+        BUDGET,
+    );
+    let accepted = tap_until_refused(&mut j);
+    // The CRM comes back and acknowledges everything: pruning makes room, refusals stop, the
+    // storage is reported healthy again.
+    let all: Vec<u64> = (1..=j.stats().unwrap().last_seq).collect();
+    j.acknowledge(&all).unwrap();
+    assert!(!j.stats().unwrap().dropping_low_value);
+    let storage = storage_events(&j);
+    assert_eq!(storage.len(), 2);
+    let Event::DeviceStatusChanged(s) = &storage[1].event else {
+        unreachable!()
+    };
+    assert_eq!(s.status, DeviceHealth::Ok);
+    // Online from now on (each event acknowledged as it is sent): taps go on for good, oldest
+    // acknowledged events make room, nothing is refused.
+    for i in 0..accepted * 3 {
+        let a = j.append(tapped((i % 250) as u8)).unwrap();
+        j.acknowledge(&[a.seq]).unwrap();
+    }
+    let stats = j.stats().unwrap();
+    assert_eq!(stats.dropped_over_budget, 1);
+    assert!(stats.events < accepted as u64 * 2, "{stats:?}");
+    let oldest = j
+        .sql()
+        .query_row("SELECT min(seq) FROM events", [], |r| r.get::<_, i64>(0))
+        .unwrap();
+    assert!(oldest as usize > accepted, "the oldest went first");
+    assert!(j.integrity_check().unwrap().is_empty());
+}
+
+#[test]
+fn past_the_budget_itself_the_events_the_kiosk_never_drops_are_still_journaled() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let mut j = with_budget(&path, &DeviceKey::generate(), BUDGET);
+    tap_until_refused(&mut j);
+    let mut n = 0u32;
+    while j.stats().unwrap().file_bytes < BUDGET * 3 / 2 {
+        n += 1;
+        j.append(registered((n % 250) as u8)).unwrap();
+        j.append(consent((n % 250) as u8)).unwrap();
+        j.transaction(|tx| {
+            let number = tx.counter_next("turn:2026-11-23:A")?;
+            tx.append(Event::TicketIssued(TicketIssued {
+                turn_id: Uuid::now_v7(),
+                turn: format!("A-{number:03}"),
+                service: "A".into(),
+                number: number as u32,
+                business_day: "2026-11-23".into(),
+                priority: false,
+                position: 0,
+                estimated_wait_s: 60,
+                card_token: None,
+                locale: "es".into(),
+                campaign_id: None,
+            }))
+        })
+        .unwrap();
+    }
+    assert_eq!(j.counter("turn:2026-11-23:A").unwrap(), i64::from(n));
+    assert!(matches!(
+        j.append(tapped(1)),
+        Err(JournalError::OverBudget { .. })
+    ));
+    assert!(j.integrity_check().unwrap().is_empty());
+}

@@ -24,7 +24,8 @@ use uuid::Uuid;
 
 use super::devices::{DeviceMsg, PrintJob, device_health};
 use super::setup::StoreTime;
-use super::store::KioskStore;
+use super::store::{KioskStore, StoreError};
+use crate::journal::JournalError;
 use crate::journey::{
     self, Campaign, CustomerProfile, Effect, Input, IssuedTurn, JourneyConfig, Locale, Localized,
     ScreenView, State, TicketJob, TurnRequest,
@@ -161,12 +162,15 @@ impl Run {
 
     fn effect(&mut self, effect: Effect) {
         match effect {
-            Effect::Record(event) => {
-                if let Err(e) = self.e.store.append(event) {
-                    // The journey goes on; the failure is loud (and shows in the status).
-                    tracing::error!(error = %e, "cannot journal an event");
+            Effect::Record(event) => match self.e.store.append(event) {
+                Ok(_) => {}
+                // At the disk budget: counted by the journal, reported once as a storage event.
+                Err(StoreError::Journal(e @ JournalError::OverBudget { .. })) => {
+                    tracing::debug!(error = %e, "event dropped at the disk budget");
                 }
-            }
+                // The journey goes on; the failure is loud (and shows in the status).
+                Err(e) => tracing::error!(error = %e, "cannot journal an event"),
+            },
             Effect::LookupProfile { token } => {
                 let answer = self.lookup(token);
                 self.answers.push_back(answer);

@@ -240,6 +240,7 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartError> {
         key,
         &JournalOptions {
             synchronous: site.journal.synchronous,
+            disk_budget_bytes: Some(site.journal.disk_budget_mib.saturating_mul(1024 * 1024)),
             ..JournalOptions::default()
         },
     )?;
