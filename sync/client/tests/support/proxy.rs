@@ -2,6 +2,10 @@
 //! refuses (connection reset before reading), resets mid-request, resets mid-answer (after the
 //! endpoint committed), stalls, trickles, or answers 500/503/429 with `Retry-After` itself. It
 //! records what it saw (path, batch id) so tests can check what was re-sent.
+//!
+//! Started with [`FaultProxy::start_tls`] it terminates TLS itself (the kiosk speaks HTTPS to it,
+//! it speaks HTTP to the endpoint) and can present a certificate for another name
+//! ([`Fault::TlsMismatch`]), as a misconfigured load balancer or a captive portal does.
 
 use std::collections::VecDeque;
 use std::io::Read as _;
@@ -11,7 +15,7 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -33,6 +37,9 @@ pub enum Fault {
     Trickle,
     /// Answer this status itself (500, 503, 429) with `Retry-After: 1` for 503/429.
     Answer(u16),
+    /// TLS only: new connections get a certificate for another name (the handshake fails at the
+    /// kiosk); requests on connections made before are refused, so the kiosk has to reconnect.
+    TlsMismatch,
 }
 
 const CHAOS: [Fault; 9] = [
@@ -61,6 +68,17 @@ struct State {
     seen: Vec<Seen>,
     /// Batches holding the event with this id are refused whole with 400 `malformed`.
     poison: Option<String>,
+    /// Every request gets this fault (before the script and chaos) until cleared.
+    always: Option<Fault>,
+}
+
+/// The certificates of a TLS-terminating proxy.
+#[derive(Clone)]
+pub struct ProxyTls {
+    /// For the name the kiosk connects to.
+    pub good: Arc<rustls::ServerConfig>,
+    /// For another name ([`Fault::TlsMismatch`]).
+    pub wrong: Arc<rustls::ServerConfig>,
 }
 
 pub struct FaultProxy {
@@ -73,6 +91,15 @@ pub struct FaultProxy {
 
 impl FaultProxy {
     pub async fn start(upstream: SocketAddr) -> FaultProxy {
+        Self::start_with(upstream, None).await
+    }
+
+    /// A proxy that terminates TLS with `tls.good` (and `tls.wrong` for [`Fault::TlsMismatch`]).
+    pub async fn start_tls(upstream: SocketAddr, tls: ProxyTls) -> FaultProxy {
+        Self::start_with(upstream, Some(tls)).await
+    }
+
+    async fn start_with(upstream: SocketAddr, tls: Option<ProxyTls>) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State {
@@ -81,6 +108,7 @@ impl FaultProxy {
             chaos: None,
             seen: Vec::new(),
             poison: None,
+            always: None,
         }));
         let request_seen = Arc::new(Notify::new());
         let (st, seen) = (state.clone(), request_seen.clone());
@@ -90,7 +118,32 @@ impl FaultProxy {
                     continue;
                 };
                 let _ = client.set_nodelay(true);
-                tokio::spawn(serve_connection(client, st.clone(), seen.clone()));
+                let (st, seen) = (st.clone(), seen.clone());
+                let Some(tls) = tls.clone() else {
+                    tokio::spawn(serve_connection(client, st, seen));
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let mismatch = st.lock().unwrap().always == Some(Fault::TlsMismatch);
+                    let config = if mismatch { tls.wrong } else { tls.good };
+                    let accepted = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        tokio_rustls::TlsAcceptor::from(config).accept(client),
+                    )
+                    .await;
+                    if mismatch {
+                        record(
+                            &st,
+                            &seen,
+                            "(tls handshake)".into(),
+                            None,
+                            Fault::TlsMismatch,
+                        );
+                    }
+                    if let Ok(Ok(stream)) = accepted {
+                        serve_connection(stream, st, seen).await;
+                    }
+                });
             }
         });
         FaultProxy {
@@ -119,10 +172,17 @@ impl FaultProxy {
         self.state.lock().unwrap().chaos = Some((p, StdRng::seed_from_u64(seed)));
     }
 
+    /// Every request gets `fault` until [`FaultProxy::heal`] or `always(None)`: an outage
+    /// (`Refuse`), an endpoint answering 503 for a while, a certificate swap (`TlsMismatch`).
+    pub fn always(&self, fault: Option<Fault>) {
+        self.state.lock().unwrap().always = fault;
+    }
+
     /// Everything passes from now on.
     pub fn heal(&self) {
         let mut s = self.state.lock().unwrap();
         s.chaos = None;
+        s.always = None;
         s.script.clear();
     }
 
@@ -139,6 +199,12 @@ impl FaultProxy {
     fn next_fault(state: &Mutex<State>) -> (Fault, SocketAddr) {
         let mut s = state.lock().unwrap();
         let upstream = s.upstream;
+        match s.always {
+            // An established connection: the kiosk must reconnect to meet the new certificate.
+            Some(Fault::TlsMismatch) => return (Fault::Refuse, upstream),
+            Some(f) => return (f, upstream),
+            None => {}
+        }
         if let Some(f) = s.script.pop_front() {
             return (f, upstream);
         }
@@ -251,15 +317,32 @@ fn batch_id_of(m: &Message) -> Option<Uuid> {
     v["batch_id"].as_str()?.parse().ok()
 }
 
-fn reset(stream: TcpStream) {
+/// A connection from the kiosk: plain TCP or TLS over TCP.
+trait Conn: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Conn for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Conn for tokio_rustls::server::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+fn reset<S: Conn>(stream: S) {
     // Linger 0: close sends RST instead of FIN (and, with a zero timeout, never blocks on drop,
     // which is what tokio's deprecation warns about).
     #[allow(deprecated)]
-    let _ = stream.set_linger(Some(Duration::ZERO));
+    let _ = stream.tcp().set_linger(Some(Duration::ZERO));
     drop(stream);
 }
 
-async fn trickle(w: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
+async fn trickle<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
     for piece in bytes.chunks(512) {
         w.write_all(piece).await?;
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -267,7 +350,7 @@ async fn trickle(w: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn serve_connection(client: TcpStream, state: Arc<Mutex<State>>, seen: Arc<Notify>) {
+async fn serve_connection<S: Conn>(client: S, state: Arc<Mutex<State>>, seen: Arc<Notify>) {
     let mut client = BufReader::new(client);
     loop {
         let (fault, upstream) = FaultProxy::next_fault(&state);
