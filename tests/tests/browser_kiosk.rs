@@ -809,3 +809,58 @@ async fn the_customer_screen_offers_no_way_out_to_the_browser_or_the_os() {
     assert_eq!(seen.len(), 5, "{seen:?}");
     kiosk.stop(browser).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_crm_dashboard_shows_the_tickets_the_kiosk_issued_on_screen() {
+    let (kiosk, browser) = open_kiosk(Viewport::FULL_HD).await;
+    let mut shots = Shots::new(&browser, "dashboard");
+    for service in [1, 2] {
+        browser.click("[data-action=start]").await.expect("start");
+        browser
+            .wait_for_screen("choose_service")
+            .await
+            .expect("services");
+        browser
+            .click(&format!(
+                ".service:nth-child({service}) [data-action=choose_service]"
+            ))
+            .await
+            .expect("service");
+        browser.wait_for_screen("goodbye").await.expect("goodbye");
+        browser.click("[data-action=done]").await.expect("done");
+        browser.wait_for_screen("attract").await.expect("attract");
+    }
+    let types = kiosk
+        .assert_crm_has_every_event_once(&["ticket_issued"])
+        .await;
+    let issued = types.iter().filter(|t| *t == "ticket_issued").count();
+    assert_eq!(issued, 2, "{types:?}");
+
+    // The store manager's view of the same CRM: log in with the admin token.
+    browser.open_window().await.expect("dashboard window");
+    browser
+        .goto(&format!("http://{}/dashboard", kiosk.demo.crm_addr))
+        .await
+        .expect("dashboard");
+    browser.wait_for("#token", WAIT).await.expect("login form");
+    shots.take("login").await;
+    browser
+        .type_into("#token", &kiosk.demo.admin_token)
+        .await
+        .expect("token");
+    browser.click("button[type=submit]").await.expect("log in");
+    browser
+        .wait_for_text("#kpi-tickets", &issued.to_string(), WAIT)
+        .await
+        .expect("the dashboard counts the kiosk's tickets");
+    browser
+        .wait_until(
+            "the dashboard live",
+            "document.getElementById('live').dataset.state === 'live'",
+            WAIT,
+        )
+        .await
+        .expect("live updates");
+    shots.take("tickets").await;
+    kiosk.stop(browser).await;
+}

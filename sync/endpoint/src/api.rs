@@ -71,6 +71,11 @@ pub struct AppState {
     validator: Arc<Validator>,
     admin_token: Option<Arc<str>>,
     enroll_failures: Arc<Mutex<HashMap<IpAddr, (Instant, u32)>>>,
+    /// Ids of stores whose kiosks just sent a batch (the dashboard's live updates).
+    changes: tokio::sync::broadcast::Sender<Arc<str>>,
+    /// Cancelled when the server begins its graceful shutdown: long-lived responses (the
+    /// dashboard's event streams) end so that the shutdown does not wait on them forever.
+    closing: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -84,7 +89,25 @@ impl AppState {
             validator: Arc::new(Validator::new()?),
             admin_token: admin_token.map(Arc::from),
             enroll_failures: Arc::new(Mutex::new(HashMap::new())),
+            changes: tokio::sync::broadcast::channel(256).0,
+            closing: tokio_util::sync::CancellationToken::new(),
         })
+    }
+
+    /// Cancelled when the server is shutting down (see [`crate::serve`]).
+    pub fn closing(&self) -> &tokio_util::sync::CancellationToken {
+        &self.closing
+    }
+
+    /// The admin token, if admin routes are enabled.
+    pub fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref()
+    }
+
+    /// Store ids, each sent after a batch from one of that store's kiosks was stored. A lagging
+    /// receiver should refresh everything.
+    pub fn subscribe_changes(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+        self.changes.subscribe()
     }
 }
 
@@ -101,7 +124,8 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, error: ErrorCode, message: impl Into<String>) -> Self {
+    /// An error answer with `status`, `error` and a message saying what to do.
+    pub fn new(status: StatusCode, error: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             body: ErrorBody {
@@ -528,6 +552,8 @@ async fn post_batch(
             events: valid,
         })
         .await?;
+    // Nobody listening is the normal case.
+    let _ = st.changes.send(Arc::from(kiosk.store_id.as_str()));
     for ((pos, (id, seq)), status) in positions.into_iter().zip(ids).zip(statuses) {
         results[pos] = Some(EventResult {
             id,
@@ -563,7 +589,8 @@ async fn get_feed(
     }))
 }
 
-fn require_admin(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// Checks the admin token (`x-admin-token` or `Authorization: Bearer`); 403 otherwise.
+pub(crate) fn require_admin(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let forbidden = |m: &str| ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, m);
     let Some(expected) = &st.admin_token else {
         return Err(forbidden(
@@ -622,9 +649,34 @@ async fn admin_store(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
     require_admin(&st, &headers)?;
-    let store: StoreRecord = json_body(body)?;
-    st.store.upsert_store(store).await?;
+    let req: StoreRequest = json_body(body)?;
+    if let Some(tz) = req.timezone.as_deref()
+        && !crate::store::dashboard::known_timezone(tz)
+    {
+        return Err(ApiError::malformed(format!(
+            "timezone {tz:?} is not an IANA time zone (e.g. Europe/Madrid)"
+        )));
+    }
+    st.store
+        .upsert_store(StoreRecord {
+            id: req.id.clone(),
+            name: req.name,
+        })
+        .await?;
+    if req.timezone.is_some() {
+        st.store.set_store_timezone(req.id, req.timezone).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `POST /v1/admin/stores`: a store and, optionally, its time zone.
+#[derive(Debug, Deserialize)]
+struct StoreRequest {
+    id: String,
+    name: String,
+    /// IANA time zone of the dashboard's hours; absent leaves it as it is.
+    #[serde(default)]
+    timezone: Option<String>,
 }
 
 /// Body of `POST /v1/admin/enroll-codes`.

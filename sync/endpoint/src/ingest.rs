@@ -4,12 +4,12 @@
 //!
 //! Data flow: outbox → batch → **ingest** → store. Pure: no I/O, time passed in.
 
-use kiosk_protocol::events::{ConsentPurpose, Envelope, Event};
+use kiosk_protocol::events::{ConsentPurpose, DeviceHealth, DeviceKind, Envelope, Event};
 use kiosk_protocol::wire::KioskClock;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::store::{Effect, IngestEvent, SkewEstimate};
+use crate::store::{Effect, IngestEvent, OpsFact, SkewEstimate};
 
 /// The envelope schema exactly as published in `sync/schema/` (drift-checked against the types).
 const ENVELOPE_SCHEMA: &str = include_str!("../../schema/envelope.schema.json");
@@ -125,6 +125,7 @@ impl Validator {
             card_token: env.event.card_token().cloned(),
             envelope: raw.to_string(),
             effect: effect_of(&env.event),
+            ops: ops_of(&env.event),
         })
     }
 }
@@ -264,6 +265,46 @@ pub fn effect_of(event: &Event) -> Effect {
         },
         _ => Effect::None,
     }
+}
+
+/// The name a device has in the catalog (and on the dashboard).
+pub fn device_name(d: DeviceKind) -> &'static str {
+    match d {
+        DeviceKind::CardReader => "card_reader",
+        DeviceKind::Scanner => "scanner",
+        DeviceKind::Printer => "printer",
+        DeviceKind::PresenceSensor => "presence_sensor",
+        DeviceKind::Network => "network",
+        DeviceKind::Storage => "storage",
+    }
+}
+
+/// The name a device health has in the catalog.
+pub fn health_name(h: DeviceHealth) -> &'static str {
+    match h {
+        DeviceHealth::Ok => "ok",
+        DeviceHealth::Degraded => "degraded",
+        DeviceHealth::Absent => "absent",
+    }
+}
+
+/// What an event tells the dashboard's tables.
+pub fn ops_of(event: &Event) -> Option<OpsFact> {
+    Some(match event {
+        Event::TicketIssued(t) => OpsFact::TurnIssued {
+            turn_id: t.turn_id,
+            service: t.service.clone(),
+            identified: t.card_token.is_some(),
+        },
+        Event::TurnCalled(t) => OpsFact::TurnCalled { turn_id: t.turn_id },
+        Event::TurnServed(t) => OpsFact::TurnServed { turn_id: t.turn_id },
+        Event::DeviceStatusChanged(d) => OpsFact::DeviceStatus {
+            device: device_name(d.device),
+            status: health_name(d.status),
+            reason: d.reason.clone(),
+        },
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod campaigns;
+pub mod dashboard;
 pub mod demo;
 pub mod ingest;
 pub mod openapi;
@@ -44,7 +45,7 @@ pub const SEGMENT_REFRESH: Duration = Duration::from_secs(3600);
 pub struct ServeConfig {
     /// The store (see [`store::open`]).
     pub store: SharedStore,
-    /// Token for `/v1/admin/*` and `/v1/stats`; those answer 403 without one.
+    /// Token for `/v1/admin/*`, `/v1/stats` and the dashboard; those answer 403 without one.
     pub admin_token: Option<String>,
     /// Serve HTTPS with this rustls configuration (see [`tls::server_config_from_files`]).
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -61,15 +62,24 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-/// Serves protocol v1 on `listener` (HTTPS when `config.tls` is set) until `shutdown` resolves,
-/// then finishes the requests in flight and returns.
+/// Serves protocol v1 and the dashboard (`/dashboard`, opened with the admin token) on
+/// `listener` (HTTPS when `config.tls` is set) until `shutdown` resolves, then finishes the
+/// requests in flight and returns (live dashboard streams end with it).
 pub async fn serve(
     config: ServeConfig,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let state = AppState::new(config.store.clone(), config.admin_token)?;
-    let app = router(state).into_make_service_with_connect_info::<api::PeerAddr>();
+    let closing = state.closing().clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Live dashboard streams never end by themselves; axum's graceful shutdown waits for
+        // every connection, so they are told to end first.
+        closing.cancel();
+    };
+    let app =
+        app(state, config.tls.is_some()).into_make_service_with_connect_info::<api::PeerAddr>();
     let refresher = tokio::spawn(refresh_segments(config.store));
     let result = match config.tls {
         Some(tls) => {
@@ -86,6 +96,12 @@ pub async fn serve(
     };
     refresher.abort();
     Ok(result?)
+}
+
+/// Everything [`serve`] serves: [`router`] plus the dashboard's routes (`secure_cookie` when
+/// serving HTTPS).
+pub fn app(state: AppState, secure_cookie: bool) -> axum::Router {
+    router_with(state, dashboard::routes(secure_cookie))
 }
 
 async fn refresh_segments(store: SharedStore) {

@@ -1,7 +1,8 @@
 //! The OpenAPI 3.1 document of protocol v1, served at `/openapi.json`. Paths are written here;
 //! the schemas of request and answer bodies are generated from the wire types in
 //! `kiosk_protocol::wire`, so they cannot drift from what the code sends. A test checks that the
-//! document's operations and [`crate::api::ROUTES`] are the same set.
+//! document's operations and [`crate::api::ROUTES`] plus [`crate::dashboard::ROUTES`] are the same
+//! set.
 
 use kiosk_protocol::wire;
 use schemars::JsonSchema;
@@ -91,7 +92,8 @@ fn components() -> Map<String, Value> {
     out.insert(
         "StoreRecord".into(),
         json!({ "type": "object", "required": ["id", "name"],
-        "properties": { "id": { "type": "string" }, "name": { "type": "string" } } }),
+        "properties": { "id": { "type": "string" }, "name": { "type": "string" },
+            "timezone": { "type": "string", "description": "IANA time zone of the dashboard's hours (e.g. Europe/Madrid); absent leaves it unchanged" } } }),
     );
     out.insert("EnrollCodeRequest".into(), json!({ "type": "object", "required": ["store_id"],
         "properties": { "store_id": { "type": "string" }, "ttl_s": { "type": "integer", "minimum": 1 } } }));
@@ -117,6 +119,7 @@ fn components() -> Map<String, Value> {
         json!({ "type": "array", "items": schema_ref("Campaign") }),
     );
     out.insert("OpenApi".into(), object("this document"));
+    out.extend(crate::dashboard::openapi_schemas());
     out
 }
 
@@ -185,7 +188,7 @@ pub fn document() -> Value {
         &admin,
     );
     erase["parameters"] = token();
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "CRM endpoint, protocol v1",
@@ -218,10 +221,15 @@ pub fn document() -> Value {
                 "kioskId": { "type": "apiKey", "in": "header", "name": wire::HEADER_KIOSK_ID },
                 "kioskTimestamp": { "type": "apiKey", "in": "header", "name": wire::HEADER_TIMESTAMP },
                 "kioskSignature": { "type": "apiKey", "in": "header", "name": wire::HEADER_SIGNATURE },
-                "adminToken": { "type": "apiKey", "in": "header", "name": wire::HEADER_ADMIN_TOKEN }
+                "adminToken": { "type": "apiKey", "in": "header", "name": wire::HEADER_ADMIN_TOKEN },
+                "dashboardSession": { "type": "apiKey", "in": "cookie", "name": crate::dashboard::SESSION_COOKIE }
             }
         }
-    })
+    });
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        paths.extend(crate::dashboard::openapi_paths());
+    }
+    doc
 }
 
 /// `(METHOD, path)` of every operation in the document.
@@ -250,6 +258,7 @@ mod tests {
         let documented = operations(&document());
         let mut routed: Vec<(String, String)> = ROUTES
             .iter()
+            .chain(crate::dashboard::ROUTES)
             .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
             .collect();
         routed.sort();

@@ -870,7 +870,7 @@ async fn health_needs_no_credentials_and_openapi_is_served() {
     assert_eq!(doc["openapi"], "3.1.0");
     assert_eq!(
         crm_endpoint::openapi::operations(&doc).len(),
-        crm_endpoint::ROUTES.len()
+        crm_endpoint::ROUTES.len() + crm_endpoint::dashboard::ROUTES.len()
     );
     let r = h
         .client

@@ -7,6 +7,7 @@
 //! statistics. Handlers never speak SQL; the dashboard adds its queries here, as trait methods
 //! implemented by both backends (the shared test suite runs against both).
 
+pub mod dashboard;
 pub mod postgres;
 pub mod sqlite;
 
@@ -16,6 +17,8 @@ use futures::future::BoxFuture;
 use kiosk_protocol::CardToken;
 use kiosk_protocol::wire::{Campaign, DeviceSecret, EventStatus, FeedItem, TenantKey};
 use serde::{Deserialize, Serialize};
+
+pub use dashboard::{Dashboard, DashboardQuery, StoreSummary};
 
 /// Result of every store call.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -179,6 +182,40 @@ pub enum Effect {
     },
 }
 
+/// What an event tells the dashboard's tables besides being stored: turn timings (joined by turn
+/// id, at the event's skew-corrected time) and each device's latest health.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OpsFact {
+    /// `ticket_issued`: a turn starts waiting.
+    TurnIssued {
+        /// Turn id.
+        turn_id: uuid::Uuid,
+        /// Service letter.
+        service: String,
+        /// Whether the ticket carries a card token.
+        identified: bool,
+    },
+    /// `turn_called`: the first call ends the wait (recalls change nothing).
+    TurnCalled {
+        /// Turn id.
+        turn_id: uuid::Uuid,
+    },
+    /// `turn_served`: the service ends.
+    TurnServed {
+        /// Turn id.
+        turn_id: uuid::Uuid,
+    },
+    /// `device_status_changed`: the device's health unless a later one is stored.
+    DeviceStatus {
+        /// `printer`, `scanner`, ...
+        device: &'static str,
+        /// `ok`, `degraded`, `absent`.
+        status: &'static str,
+        /// Why.
+        reason: Option<String>,
+    },
+}
+
 /// One validated event ready to be stored.
 #[derive(Debug, Clone)]
 pub struct IngestEvent {
@@ -200,6 +237,8 @@ pub struct IngestEvent {
     pub envelope: String,
     /// What it does beyond being stored.
     pub effect: Effect,
+    /// What it tells the dashboard.
+    pub ops: Option<OpsFact>,
 }
 
 /// One batch of validated events from one kiosk, with the kiosk's state to record.
@@ -432,6 +471,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// Statistics of one store.
     fn stats(&self, store_id: String) -> BoxFuture<'_, StoreResult<StoreStats>>;
+
+    /// Sets (or clears) a store's IANA time zone, which the dashboard's hours are in; the caller
+    /// checks the name ([`dashboard::known_timezone`]). `NotFound` when the store does not exist.
+    fn set_store_timezone(
+        &self,
+        store_id: String,
+        timezone: Option<String>,
+    ) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// Every store with its time zone and kiosks, by id.
+    fn list_stores(&self) -> BoxFuture<'_, StoreResult<Vec<StoreSummary>>>;
+
+    /// The dashboard of one store (or one of its kiosks) over a window: tickets per hour and
+    /// service, waiting and service times, visitors, campaign conversion, NPS, and its kiosks'
+    /// health and last log lines. Indexed: the window's rows are read, not the store's history.
+    /// `NotFound` when the store does not exist.
+    fn dashboard(&self, query: DashboardQuery) -> BoxFuture<'_, StoreResult<Dashboard>>;
 }
 
 /// A customer created through the admin API.

@@ -13,10 +13,14 @@ use kiosk_protocol::wire::{Campaign, EventStatus, FeedItem, Key32, TenantKey};
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, GenericClient, NoTls, Statement, Transaction};
 
+use super::dashboard::{
+    DashboardRows, DeviceState, KioskRow, QUARTER_MS, TicketCount, TurnTiming, assemble,
+};
 use super::{
-    ConsentRecord, CustomerRecord, Effect, FeedPage, IngestBatch, IngestEvent, KioskHealth,
-    KioskRecord, NewCustomer, NewKiosk, SkewEstimate, Store, StoreError, StoreKind, StoreRecord,
-    StoreResult, StoreStats, computed_segment, profile_item, redemption_variant,
+    ConsentRecord, CustomerRecord, Dashboard, DashboardQuery, Effect, FeedPage, IngestBatch,
+    IngestEvent, KioskHealth, KioskRecord, NewCustomer, NewKiosk, OpsFact, SkewEstimate, Store,
+    StoreError, StoreKind, StoreRecord, StoreResult, StoreStats, StoreSummary, computed_segment,
+    profile_item, redemption_variant,
 };
 
 const SCHEMA: &str = r#"
@@ -63,6 +67,46 @@ CREATE INDEX IF NOT EXISTS changes_store ON changes(store_id, seq);
 CREATE INDEX IF NOT EXISTS changes_key ON changes(kind, item_key);
 "#;
 
+/// The dashboard's tables (see the SQLite store and `store::dashboard`).
+const DASHBOARD_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS store_timezones (
+    store_id TEXT PRIMARY KEY REFERENCES stores(id), timezone TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS turns (
+    turn_id TEXT PRIMARY KEY, store_id TEXT NOT NULL, kiosk_id TEXT NOT NULL, service TEXT,
+    identified BOOLEAN NOT NULL DEFAULT FALSE, issued_ms BIGINT, called_ms BIGINT, served_ms BIGINT);
+CREATE INDEX IF NOT EXISTS turns_store_issued ON turns(store_id, issued_ms);
+CREATE TABLE IF NOT EXISTS kiosk_devices (
+    kiosk_id TEXT NOT NULL, device TEXT NOT NULL, status TEXT NOT NULL, reason TEXT,
+    at_ms BIGINT NOT NULL, PRIMARY KEY (kiosk_id, device));
+CREATE INDEX IF NOT EXISTS events_device_log ON events(kiosk_id, corrected_ms, seq)
+    WHERE type = 'device_log';
+"#;
+
+/// Fills the dashboard's tables from the events stored before they existed (once per database).
+const DASHBOARD_BACKFILL: &str = r#"
+INSERT INTO turns (turn_id, store_id, kiosk_id, service, identified, issued_ms)
+    SELECT envelope::jsonb #>> '{payload,turn_id}', MIN(store_id), MIN(kiosk_id),
+           MIN(envelope::jsonb #>> '{payload,service}'), bool_or(card_token IS NOT NULL),
+           MIN(corrected_ms)
+    FROM events WHERE type = 'ticket_issued' GROUP BY 1
+    ON CONFLICT (turn_id) DO NOTHING;
+INSERT INTO turns (turn_id, store_id, kiosk_id, called_ms)
+    SELECT envelope::jsonb #>> '{payload,turn_id}', MIN(store_id), MIN(kiosk_id), MIN(corrected_ms)
+    FROM events WHERE type = 'turn_called' GROUP BY 1
+    ON CONFLICT (turn_id) DO UPDATE SET called_ms = excluded.called_ms;
+INSERT INTO turns (turn_id, store_id, kiosk_id, served_ms)
+    SELECT envelope::jsonb #>> '{payload,turn_id}', MIN(store_id), MIN(kiosk_id), MIN(corrected_ms)
+    FROM events WHERE type = 'turn_served' GROUP BY 1
+    ON CONFLICT (turn_id) DO UPDATE SET served_ms = excluded.served_ms;
+INSERT INTO kiosk_devices (kiosk_id, device, status, reason, at_ms)
+    SELECT DISTINCT ON (kiosk_id, envelope::jsonb #>> '{payload,device}')
+           kiosk_id, envelope::jsonb #>> '{payload,device}', envelope::jsonb #>> '{payload,status}',
+           envelope::jsonb #>> '{payload,reason}', corrected_ms
+    FROM events WHERE type = 'device_status_changed'
+    ORDER BY kiosk_id, envelope::jsonb #>> '{payload,device}', corrected_ms DESC, seq DESC
+    ON CONFLICT (kiosk_id, device) DO NOTHING;
+"#;
+
 /// Advisory lock ids (arbitrary, fixed): schema migration, feed-change numbering.
 const MIGRATION_LOCK: i64 = 0x6b69_6f73_6b01;
 const CHANGES_LOCK: i64 = 0x6b69_6f73_6b02;
@@ -91,12 +135,28 @@ impl PgStore {
     /// Connects to `url` (a libpq-style URL), migrates the schema and creates the tenant key if
     /// this is a new database.
     pub async fn connect(url: &str) -> StoreResult<Self> {
-        let first = connect_one(url).await?;
+        let mut first = connect_one(url).await?;
         first
             .batch_execute(&format!(
-                "SELECT pg_advisory_lock({MIGRATION_LOCK}); {SCHEMA} SELECT pg_advisory_unlock({MIGRATION_LOCK});"
+                "SELECT pg_advisory_lock({MIGRATION_LOCK}); {SCHEMA} {DASHBOARD_SCHEMA} SELECT pg_advisory_unlock({MIGRATION_LOCK});"
             ))
             .await?;
+        {
+            // Replicas starting together: the second waits on the settings key, then skips.
+            let tx = first.transaction().await?;
+            let fresh = tx
+                .execute(
+                    "INSERT INTO settings (key, value) VALUES ('dashboard_backfilled', '1')
+                     ON CONFLICT DO NOTHING",
+                    &[],
+                )
+                .await?
+                > 0;
+            if fresh {
+                tx.batch_execute(DASHBOARD_BACKFILL).await?;
+            }
+            tx.commit().await?;
+        }
         let key = Key32::from_bytes(rand::random());
         first
             .execute(
@@ -406,6 +466,219 @@ async fn apply_effect(
     Ok(())
 }
 
+/// Records what an accepted event tells the dashboard (see [`super::OpsFact`]).
+async fn apply_ops(tx: &Transaction<'_>, batch: &IngestBatch, ev: &IngestEvent) -> StoreResult<()> {
+    let Some(ops) = &ev.ops else { return Ok(()) };
+    let at = &ev.corrected_ms;
+    let (store, kiosk) = (&batch.store_id, &batch.kiosk_id);
+    match ops {
+        OpsFact::TurnIssued {
+            turn_id,
+            service,
+            identified,
+        } => {
+            tx.execute(
+                "INSERT INTO turns (turn_id, store_id, kiosk_id, service, identified, issued_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (turn_id) DO UPDATE SET store_id = excluded.store_id,
+                   kiosk_id = excluded.kiosk_id, service = excluded.service,
+                   identified = excluded.identified, issued_ms = excluded.issued_ms",
+                &[&turn_id.to_string(), store, kiosk, service, identified, at],
+            )
+            .await?;
+        }
+        OpsFact::TurnCalled { turn_id } => {
+            tx.execute(
+                "INSERT INTO turns (turn_id, store_id, kiosk_id, called_ms) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (turn_id) DO UPDATE
+                   SET called_ms = LEAST(COALESCE(turns.called_ms, excluded.called_ms), excluded.called_ms)",
+                &[&turn_id.to_string(), store, kiosk, at],
+            )
+            .await?;
+        }
+        OpsFact::TurnServed { turn_id } => {
+            tx.execute(
+                "INSERT INTO turns (turn_id, store_id, kiosk_id, served_ms) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (turn_id) DO UPDATE
+                   SET served_ms = LEAST(COALESCE(turns.served_ms, excluded.served_ms), excluded.served_ms)",
+                &[&turn_id.to_string(), store, kiosk, at],
+            )
+            .await?;
+        }
+        OpsFact::DeviceStatus {
+            device,
+            status,
+            reason,
+        } => {
+            tx.execute(
+                "INSERT INTO kiosk_devices (kiosk_id, device, status, reason, at_ms)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (kiosk_id, device) DO UPDATE SET status = excluded.status,
+                   reason = excluded.reason, at_ms = excluded.at_ms
+                 WHERE excluded.at_ms >= kiosk_devices.at_ms",
+                &[kiosk, device, status, reason, at],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The dashboard's rows of one store and window, read in one repeatable-read snapshot.
+async fn dashboard_rows(c: &mut Client, q: &DashboardQuery) -> StoreResult<DashboardRows> {
+    let tx = c
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let mut rows = DashboardRows::default();
+    let store = tx
+        .query_opt(
+            "SELECT s.id, s.name, z.timezone FROM stores s
+             LEFT JOIN store_timezones z ON z.store_id = s.id WHERE s.id = $1",
+            &[&q.store_id],
+        )
+        .await?;
+    let Some(store) = store else { return Ok(rows) };
+    rows.store = Some(StoreRecord {
+        id: store.get(0),
+        name: store.get(1),
+    });
+    rows.timezone = store.get(2);
+    let (s, k, since, now) = (&q.store_id, &q.kiosk_id, &q.since_ms, &q.now_ms);
+    rows.tickets = tx
+        .query(
+            "SELECT issued_ms / $5, COALESCE(service, '?'), identified, COUNT(*) FROM turns
+             WHERE store_id = $1 AND issued_ms >= $3 AND issued_ms <= $4
+               AND ($2::TEXT IS NULL OR kiosk_id = $2)
+             GROUP BY 1, 2, 3",
+            &[s, k, since, now, &QUARTER_MS],
+        )
+        .await?
+        .iter()
+        .map(|r| TicketCount {
+            quarter: r.get(0),
+            service: r.get(1),
+            identified: r.get(2),
+            count: r.get(3),
+        })
+        .collect();
+    rows.timings = tx
+        .query(
+            "SELECT COALESCE(service, '?'), called_ms - issued_ms, served_ms - called_ms FROM turns
+             WHERE store_id = $1 AND issued_ms >= $3 AND issued_ms <= $4
+               AND ($2::TEXT IS NULL OR kiosk_id = $2) AND called_ms IS NOT NULL",
+            &[s, k, since, now],
+        )
+        .await?
+        .iter()
+        .map(|r| TurnTiming {
+            service: r.get(0),
+            wait_ms: r.get(1),
+            service_ms: r.get(2),
+        })
+        .collect();
+    let by_payload = async |field: &str, kind: &str| -> StoreResult<Vec<(Option<String>, i64)>> {
+        let sql = format!(
+            "SELECT envelope::jsonb #>> '{{payload,{field}}}', COUNT(*) FROM events
+             WHERE store_id = $1 AND type = '{kind}' AND corrected_ms >= $3 AND corrected_ms <= $4
+               AND ($2::TEXT IS NULL OR kiosk_id = $2)
+             GROUP BY 1"
+        );
+        Ok(tx
+            .query(&sql, &[s, k, since, now])
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    };
+    rows.identified_by = by_payload("by", "customer_identified")
+        .await?
+        .into_iter()
+        .filter_map(|(by, n)| Some((by?, n)))
+        .collect();
+    rows.scores = by_payload("score", "survey_answered")
+        .await?
+        .into_iter()
+        .filter_map(|(score, n)| Some((score?.parse().ok()?, n)))
+        .collect();
+    rows.campaigns = tx
+        .query(
+            "SELECT f.campaign_id, f.variant,
+               SUM(CASE WHEN f.kind = 'shown' THEN 1 ELSE 0 END)::BIGINT,
+               SUM(CASE WHEN f.kind = 'redeemed' THEN 1 ELSE 0 END)::BIGINT
+             FROM events e JOIN campaign_facts f ON f.event_id = e.id
+             WHERE e.store_id = $1 AND e.type IN ('campaign_shown', 'coupon_redeemed')
+               AND e.corrected_ms >= $3 AND e.corrected_ms <= $4
+               AND ($2::TEXT IS NULL OR e.kiosk_id = $2)
+             GROUP BY 1, 2 ORDER BY 1, 2",
+            &[s, k, since, now],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    rows.campaign_names = tx
+        .query("SELECT id, definition FROM campaigns", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    rows.kiosks = tx
+        .query(
+            "SELECT id, hardware_profile, firmware_version, last_seen_ms, skew_ms, backlog
+             FROM kiosks WHERE store_id = $1 AND ($2::TEXT IS NULL OR id = $2) ORDER BY id",
+            &[s, k],
+        )
+        .await?
+        .iter()
+        .map(|r| KioskRow {
+            kiosk_id: r.get(0),
+            hardware_profile: r.get(1),
+            firmware_version: r.get(2),
+            last_seen_ms: r.get(3),
+            skew_ms: r.get(4),
+            backlog: r.get(5),
+        })
+        .collect();
+    rows.devices = tx
+        .query(
+            "SELECT d.kiosk_id, d.device, d.status, d.reason, d.at_ms
+             FROM kiosk_devices d JOIN kiosks k ON k.id = d.kiosk_id
+             WHERE k.store_id = $1 AND ($2::TEXT IS NULL OR k.id = $2)",
+            &[s, k],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                DeviceState {
+                    device: r.get(1),
+                    status: r.get(2),
+                    reason: r.get(3),
+                    at_ms: r.get(4),
+                },
+            )
+        })
+        .collect();
+    let logs = tx
+        .prepare(
+            "SELECT corrected_ms, envelope FROM events
+             WHERE kiosk_id = $1 AND type = 'device_log'
+             ORDER BY corrected_ms DESC, seq DESC LIMIT $2",
+        )
+        .await?;
+    for kiosk in &rows.kiosks {
+        for r in tx.query(&logs, &[&kiosk.kiosk_id, &q.log_limit()]).await? {
+            rows.logs.push((kiosk.kiosk_id.clone(), r.get(0), r.get(1)));
+        }
+    }
+    tx.commit().await?;
+    Ok(rows)
+}
+
 const INSERT_EVENT: &str = "INSERT INTO events (id, kiosk_id, store_id, seq, type, schema_version,
        device_ms, corrected_ms, received_ms, card_token, envelope)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING";
@@ -666,6 +939,7 @@ impl Store for PgStore {
                             &mut dirty,
                         )
                         .await?;
+                        apply_ops(&tx, &batch, ev).await?;
                         statuses.push(EventStatus::Accepted);
                     } else {
                         statuses.push(EventStatus::Duplicate);
@@ -1075,6 +1349,87 @@ impl Store for PgStore {
                     campaigns,
                     nps: super::nps_of(&scores),
                 })
+            })
+        })
+    }
+
+    fn set_store_timezone(
+        &self,
+        store_id: String,
+        timezone: Option<String>,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        self.with(move |c| {
+            Box::pin(async move {
+                let exists: bool = c
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM stores WHERE id = $1)",
+                        &[&store_id],
+                    )
+                    .await?
+                    .get(0);
+                if !exists {
+                    return Err(StoreError::NotFound(format!("store {store_id:?}")));
+                }
+                match timezone {
+                    Some(tz) => {
+                        c.execute(
+                            "INSERT INTO store_timezones (store_id, timezone) VALUES ($1, $2)
+                             ON CONFLICT (store_id) DO UPDATE SET timezone = excluded.timezone",
+                            &[&store_id, &tz],
+                        )
+                        .await?
+                    }
+                    None => {
+                        c.execute(
+                            "DELETE FROM store_timezones WHERE store_id = $1",
+                            &[&store_id],
+                        )
+                        .await?
+                    }
+                };
+                Ok(())
+            })
+        })
+    }
+
+    fn list_stores(&self) -> BoxFuture<'_, StoreResult<Vec<StoreSummary>>> {
+        self.with(|c| {
+            Box::pin(async move {
+                let mut stores: Vec<StoreSummary> = c
+                    .query(
+                        "SELECT s.id, s.name, z.timezone FROM stores s
+                         LEFT JOIN store_timezones z ON z.store_id = s.id ORDER BY s.id",
+                        &[],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| StoreSummary {
+                        id: r.get(0),
+                        name: r.get(1),
+                        timezone: r.get(2),
+                        kiosks: Vec::new(),
+                    })
+                    .collect();
+                for r in c
+                    .query("SELECT store_id, id FROM kiosks ORDER BY id", &[])
+                    .await?
+                {
+                    let store: String = r.get(0);
+                    if let Some(s) = stores.iter_mut().find(|s| s.id == store) {
+                        s.kiosks.push(r.get(1));
+                    }
+                }
+                Ok(stores)
+            })
+        })
+    }
+
+    fn dashboard(&self, query: DashboardQuery) -> BoxFuture<'_, StoreResult<Dashboard>> {
+        self.with(move |c| {
+            Box::pin(async move {
+                let rows = dashboard_rows(c, &query).await?;
+                assemble(&query, rows)
+                    .ok_or_else(|| StoreError::NotFound(format!("store {:?}", query.store_id)))
             })
         })
     }

@@ -9,10 +9,14 @@ use kiosk_protocol::CardToken;
 use kiosk_protocol::wire::{Campaign, EventStatus, FeedItem, Key32, TenantKey};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use super::dashboard::{
+    DashboardRows, DeviceState, KioskRow, QUARTER_MS, TicketCount, TurnTiming, assemble,
+};
 use super::{
-    ConsentRecord, CustomerRecord, Effect, FeedPage, IngestBatch, KioskHealth, KioskRecord,
-    NewCustomer, NewKiosk, Nps, SkewEstimate, Store, StoreError, StoreKind, StoreRecord,
-    StoreResult, StoreStats, computed_segment, profile_item, redemption_variant,
+    ConsentRecord, CustomerRecord, Dashboard, DashboardQuery, Effect, FeedPage, IngestBatch,
+    KioskHealth, KioskRecord, NewCustomer, NewKiosk, Nps, OpsFact, SkewEstimate, Store, StoreError,
+    StoreKind, StoreRecord, StoreResult, StoreStats, StoreSummary, computed_segment, profile_item,
+    redemption_variant,
 };
 
 const SCHEMA: &str = r#"
@@ -59,6 +63,50 @@ CREATE INDEX IF NOT EXISTS changes_store ON changes(store_id, seq);
 CREATE INDEX IF NOT EXISTS changes_key ON changes(kind, item_key);
 "#;
 
+/// The dashboard's tables (see `store::dashboard`): one row per turn with its issue, first call
+/// and service times; each kiosk device's latest health; an index for each kiosk's last logs.
+const DASHBOARD_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS store_timezones (
+    store_id TEXT PRIMARY KEY REFERENCES stores(id), timezone TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS turns (
+    turn_id TEXT PRIMARY KEY, store_id TEXT NOT NULL, kiosk_id TEXT NOT NULL, service TEXT,
+    identified INTEGER NOT NULL DEFAULT 0, issued_ms INTEGER, called_ms INTEGER, served_ms INTEGER);
+CREATE INDEX IF NOT EXISTS turns_store_issued ON turns(store_id, issued_ms);
+CREATE TABLE IF NOT EXISTS kiosk_devices (
+    kiosk_id TEXT NOT NULL, device TEXT NOT NULL, status TEXT NOT NULL, reason TEXT,
+    at_ms INTEGER NOT NULL, PRIMARY KEY (kiosk_id, device));
+CREATE INDEX IF NOT EXISTS events_device_log ON events(kiosk_id, corrected_ms, seq)
+    WHERE type = 'device_log';
+"#;
+
+/// Fills the dashboard's tables from the events stored before they existed (once per database).
+const DASHBOARD_BACKFILL: &str = r#"
+INSERT INTO turns (turn_id, store_id, kiosk_id, service, identified, issued_ms)
+    SELECT json_extract(envelope, '$.payload.turn_id'), MIN(store_id), MIN(kiosk_id),
+           MIN(json_extract(envelope, '$.payload.service')), MAX(card_token IS NOT NULL),
+           MIN(corrected_ms)
+    FROM events WHERE type = 'ticket_issued' GROUP BY 1
+    ON CONFLICT (turn_id) DO NOTHING;
+INSERT INTO turns (turn_id, store_id, kiosk_id, called_ms)
+    SELECT json_extract(envelope, '$.payload.turn_id'), MIN(store_id), MIN(kiosk_id), MIN(corrected_ms)
+    FROM events WHERE type = 'turn_called' GROUP BY 1
+    ON CONFLICT (turn_id) DO UPDATE SET called_ms = excluded.called_ms;
+INSERT INTO turns (turn_id, store_id, kiosk_id, served_ms)
+    SELECT json_extract(envelope, '$.payload.turn_id'), MIN(store_id), MIN(kiosk_id), MIN(corrected_ms)
+    FROM events WHERE type = 'turn_served' GROUP BY 1
+    ON CONFLICT (turn_id) DO UPDATE SET served_ms = excluded.served_ms;
+INSERT INTO kiosk_devices (kiosk_id, device, status, reason, at_ms)
+    SELECT kiosk_id, device, status, reason, corrected_ms FROM (
+        SELECT kiosk_id, json_extract(envelope, '$.payload.device') AS device,
+               json_extract(envelope, '$.payload.status') AS status,
+               json_extract(envelope, '$.payload.reason') AS reason, corrected_ms,
+               ROW_NUMBER() OVER (PARTITION BY kiosk_id, json_extract(envelope, '$.payload.device')
+                                  ORDER BY corrected_ms DESC, seq DESC) AS latest
+        FROM events WHERE type = 'device_status_changed')
+    WHERE latest = 1
+    ON CONFLICT (kiosk_id, device) DO NOTHING;
+"#;
+
 /// The SQLite store. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -70,7 +118,7 @@ impl SqliteStore {
     pub async fn open(path: &str) -> StoreResult<Self> {
         let path = path.to_owned();
         let conn = tokio::task::spawn_blocking(move || -> StoreResult<Connection> {
-            let conn = Connection::open(&path)?;
+            let mut conn = Connection::open(&path)?;
             conn.busy_timeout(std::time::Duration::from_secs(10))?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
             // The endpoint is a server with a UPS-less crash model of "process dies", not "power
@@ -78,6 +126,19 @@ impl SqliteStore {
             conn.pragma_update(None, "synchronous", "NORMAL")?;
             conn.pragma_update(None, "foreign_keys", "ON")?;
             conn.execute_batch(SCHEMA)?;
+            conn.execute_batch(DASHBOARD_SCHEMA)?;
+            {
+                let tx = conn.transaction()?;
+                let first = tx.execute(
+                    "INSERT INTO settings (key, value) VALUES ('dashboard_backfilled', '1')
+                     ON CONFLICT DO NOTHING",
+                    [],
+                )? > 0;
+                if first {
+                    tx.execute_batch(DASHBOARD_BACKFILL)?;
+                }
+                tx.commit()?;
+            }
             let key = Key32::from_bytes(rand::random());
             conn.execute(
                 "INSERT INTO settings (key, value) VALUES ('tenant_key', ?1) ON CONFLICT DO NOTHING",
@@ -346,6 +407,70 @@ fn apply_effect(
     Ok(())
 }
 
+/// Records what an accepted event tells the dashboard (see [`super::OpsFact`]).
+fn apply_ops(
+    tx: &Transaction<'_>,
+    batch: &IngestBatch,
+    ev: &super::IngestEvent,
+) -> StoreResult<()> {
+    let Some(ops) = &ev.ops else { return Ok(()) };
+    let at = ev.corrected_ms;
+    match ops {
+        OpsFact::TurnIssued {
+            turn_id,
+            service,
+            identified,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO turns (turn_id, store_id, kiosk_id, service, identified, issued_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (turn_id) DO UPDATE SET store_id = excluded.store_id,
+                   kiosk_id = excluded.kiosk_id, service = excluded.service,
+                   identified = excluded.identified, issued_ms = excluded.issued_ms",
+            )?
+            .execute(params![
+                turn_id.to_string(),
+                batch.store_id,
+                batch.kiosk_id,
+                service,
+                identified,
+                at
+            ])?;
+        }
+        OpsFact::TurnCalled { turn_id } => {
+            tx.prepare_cached(
+                "INSERT INTO turns (turn_id, store_id, kiosk_id, called_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (turn_id) DO UPDATE
+                   SET called_ms = MIN(COALESCE(turns.called_ms, excluded.called_ms), excluded.called_ms)",
+            )?
+            .execute(params![turn_id.to_string(), batch.store_id, batch.kiosk_id, at])?;
+        }
+        OpsFact::TurnServed { turn_id } => {
+            tx.prepare_cached(
+                "INSERT INTO turns (turn_id, store_id, kiosk_id, served_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (turn_id) DO UPDATE
+                   SET served_ms = MIN(COALESCE(turns.served_ms, excluded.served_ms), excluded.served_ms)",
+            )?
+            .execute(params![turn_id.to_string(), batch.store_id, batch.kiosk_id, at])?;
+        }
+        OpsFact::DeviceStatus {
+            device,
+            status,
+            reason,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO kiosk_devices (kiosk_id, device, status, reason, at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (kiosk_id, device) DO UPDATE SET status = excluded.status,
+                   reason = excluded.reason, at_ms = excluded.at_ms
+                 WHERE excluded.at_ms >= kiosk_devices.at_ms",
+            )?
+            .execute(params![batch.kiosk_id, device, status, reason, at])?;
+        }
+    }
+    Ok(())
+}
+
 fn insert_event(
     tx: &Transaction<'_>,
     batch: &IngestBatch,
@@ -371,6 +496,151 @@ fn insert_event(
         envelope,
     ])?;
     Ok(n > 0)
+}
+
+/// The dashboard's rows of one store and window, read in one transaction (one snapshot).
+fn dashboard_rows(c: &mut Connection, q: &DashboardQuery) -> StoreResult<DashboardRows> {
+    let tx = c.transaction()?;
+    let mut rows = DashboardRows::default();
+    let store: Option<(StoreRecord, Option<String>)> = tx
+        .query_row(
+            "SELECT s.id, s.name, z.timezone FROM stores s
+             LEFT JOIN store_timezones z ON z.store_id = s.id WHERE s.id = ?1",
+            params![q.store_id],
+            |r| {
+                Ok((
+                    StoreRecord {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                    },
+                    r.get(2)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((store, timezone)) = store else {
+        return Ok(rows);
+    };
+    rows.store = Some(store);
+    rows.timezone = timezone;
+    let (s, k, since, now) = (&q.store_id, &q.kiosk_id, q.since_ms, q.now_ms);
+    rows.tickets = tx
+        .prepare_cached(
+            "SELECT issued_ms / ?5, COALESCE(service, '?'), identified, COUNT(*) FROM turns
+             WHERE store_id = ?1 AND issued_ms >= ?3 AND issued_ms <= ?4
+               AND (?2 IS NULL OR kiosk_id = ?2)
+             GROUP BY 1, 2, 3",
+        )?
+        .query_map(params![s, k, since, now, QUARTER_MS], |r| {
+            Ok(TicketCount {
+                quarter: r.get(0)?,
+                service: r.get(1)?,
+                identified: r.get(2)?,
+                count: r.get(3)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    rows.timings = tx
+        .prepare_cached(
+            "SELECT COALESCE(service, '?'), called_ms - issued_ms, served_ms - called_ms FROM turns
+             WHERE store_id = ?1 AND issued_ms >= ?3 AND issued_ms <= ?4
+               AND (?2 IS NULL OR kiosk_id = ?2) AND called_ms IS NOT NULL",
+        )?
+        .query_map(params![s, k, since, now], |r| {
+            Ok(TurnTiming {
+                service: r.get(0)?,
+                wait_ms: r.get(1)?,
+                service_ms: r.get(2)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let by_payload = |field: &str, kind: &str| -> StoreResult<Vec<(Option<String>, i64)>> {
+        let sql = format!(
+            "SELECT CAST(json_extract(envelope, '$.payload.{field}') AS TEXT), COUNT(*) FROM events
+             WHERE store_id = ?1 AND type = '{kind}' AND corrected_ms >= ?3 AND corrected_ms <= ?4
+               AND (?2 IS NULL OR kiosk_id = ?2)
+             GROUP BY 1"
+        );
+        Ok(tx
+            .prepare_cached(&sql)?
+            .query_map(params![s, k, since, now], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?)
+    };
+    rows.identified_by = by_payload("by", "customer_identified")?
+        .into_iter()
+        .filter_map(|(by, n)| Some((by?, n)))
+        .collect();
+    rows.scores = by_payload("score", "survey_answered")?
+        .into_iter()
+        .filter_map(|(score, n)| Some((score?.parse().ok()?, n)))
+        .collect();
+    rows.campaigns = tx
+        .prepare_cached(
+            "SELECT f.campaign_id, f.variant,
+               SUM(CASE WHEN f.kind = 'shown' THEN 1 ELSE 0 END),
+               SUM(CASE WHEN f.kind = 'redeemed' THEN 1 ELSE 0 END)
+             FROM events e JOIN campaign_facts f ON f.event_id = e.id
+             WHERE e.store_id = ?1 AND e.type IN ('campaign_shown', 'coupon_redeemed')
+               AND e.corrected_ms >= ?3 AND e.corrected_ms <= ?4
+               AND (?2 IS NULL OR e.kiosk_id = ?2)
+             GROUP BY 1, 2 ORDER BY 1, 2",
+        )?
+        .query_map(params![s, k, since, now], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    rows.campaign_names = tx
+        .prepare_cached("SELECT id, definition FROM campaigns")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    rows.kiosks = tx
+        .prepare_cached(
+            "SELECT id, hardware_profile, firmware_version, last_seen_ms, skew_ms, backlog
+             FROM kiosks WHERE store_id = ?1 AND (?2 IS NULL OR id = ?2) ORDER BY id",
+        )?
+        .query_map(params![s, k], |r| {
+            Ok(KioskRow {
+                kiosk_id: r.get(0)?,
+                hardware_profile: r.get(1)?,
+                firmware_version: r.get(2)?,
+                last_seen_ms: r.get(3)?,
+                skew_ms: r.get(4)?,
+                backlog: r.get(5)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    rows.devices = tx
+        .prepare_cached(
+            "SELECT d.kiosk_id, d.device, d.status, d.reason, d.at_ms
+             FROM kiosk_devices d JOIN kiosks k ON k.id = d.kiosk_id
+             WHERE k.store_id = ?1 AND (?2 IS NULL OR k.id = ?2)",
+        )?
+        .query_map(params![s, k], |r| {
+            Ok((
+                r.get(0)?,
+                DeviceState {
+                    device: r.get(1)?,
+                    status: r.get(2)?,
+                    reason: r.get(3)?,
+                    at_ms: r.get(4)?,
+                },
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut logs = tx.prepare_cached(
+        "SELECT corrected_ms, envelope FROM events
+         WHERE kiosk_id = ?1 AND type = 'device_log'
+         ORDER BY corrected_ms DESC, seq DESC LIMIT ?2",
+    )?;
+    for kiosk in &rows.kiosks {
+        let lines = logs.query_map(params![kiosk.kiosk_id, q.log_limit()], |r| {
+            Ok((kiosk.kiosk_id.clone(), r.get(0)?, r.get(1)?))
+        })?;
+        for line in lines {
+            rows.logs.push(line?);
+        }
+    }
+    Ok(rows)
 }
 
 impl Store for SqliteStore {
@@ -576,6 +846,7 @@ impl Store for SqliteStore {
                         effect,
                         &mut dirty,
                     )?;
+                    apply_ops(&tx, &batch, ev)?;
                     statuses.push(EventStatus::Accepted);
                 } else {
                     statuses.push(EventStatus::Duplicate);
@@ -923,6 +1194,71 @@ impl Store for SqliteStore {
                 campaigns,
                 nps,
             })
+        })
+    }
+
+    fn set_store_timezone(
+        &self,
+        store_id: String,
+        timezone: Option<String>,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        self.run(move |c| {
+            let exists: bool = c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM stores WHERE id = ?1)",
+                params![store_id],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                return Err(StoreError::NotFound(format!("store {store_id:?}")));
+            }
+            match timezone {
+                Some(tz) => c.execute(
+                    "INSERT INTO store_timezones (store_id, timezone) VALUES (?1, ?2)
+                     ON CONFLICT (store_id) DO UPDATE SET timezone = excluded.timezone",
+                    params![store_id, tz],
+                )?,
+                None => c.execute(
+                    "DELETE FROM store_timezones WHERE store_id = ?1",
+                    params![store_id],
+                )?,
+            };
+            Ok(())
+        })
+    }
+
+    fn list_stores(&self) -> BoxFuture<'_, StoreResult<Vec<StoreSummary>>> {
+        self.run(|c| {
+            let mut stores: Vec<StoreSummary> = c
+                .prepare(
+                    "SELECT s.id, s.name, z.timezone FROM stores s
+                     LEFT JOIN store_timezones z ON z.store_id = s.id ORDER BY s.id",
+                )?
+                .query_map([], |r| {
+                    Ok(StoreSummary {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        timezone: r.get(2)?,
+                        kiosks: Vec::new(),
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            let mut stmt = c.prepare("SELECT store_id, id FROM kiosks ORDER BY id")?;
+            let kiosks = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?;
+            for k in kiosks {
+                let (store, id) = k?;
+                if let Some(s) = stores.iter_mut().find(|s| s.id == store) {
+                    s.kiosks.push(id);
+                }
+            }
+            Ok(stores)
+        })
+    }
+
+    fn dashboard(&self, query: DashboardQuery) -> BoxFuture<'_, StoreResult<Dashboard>> {
+        self.run(move |c| {
+            let rows = dashboard_rows(c, &query)?;
+            assemble(&query, rows)
+                .ok_or_else(|| StoreError::NotFound(format!("store {:?}", query.store_id)))
         })
     }
 }
