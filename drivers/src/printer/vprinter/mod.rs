@@ -219,6 +219,10 @@ pub struct VirtualPrinter {
     faults: PrinterStatus,
     record: Record,
     clipped: bool,
+    /// When the bytes being interpreted reached the printer (set by [`feed`](Self::feed)).
+    arrived: Option<Instant>,
+    /// When the bytes carrying the latest cut reached the printer.
+    last_cut_at: Option<Instant>,
 }
 
 impl VirtualPrinter {
@@ -242,6 +246,8 @@ impl VirtualPrinter {
             faults: PrinterStatus::default(),
             record: Record::default(),
             clipped: false,
+            arrived: None,
+            last_cut_at: None,
         }
     }
 
@@ -253,6 +259,13 @@ impl VirtualPrinter {
     /// What has been printed so far.
     pub fn record(&self) -> &Record {
         &self.record
+    }
+
+    /// When the bytes that carried the latest cut reached the printer (before they were
+    /// interpreted): the end of a ticket's transfer, for latency measurements. For data held while
+    /// the printer could not print, the latest arrival before it recovered.
+    pub fn last_cut_at(&self) -> Option<Instant> {
+        self.last_cut_at
     }
 
     /// The faults the printer reports.
@@ -277,6 +290,7 @@ impl VirtualPrinter {
     /// Feeds bytes as they arrive from the host; returns the bytes the printer sends back
     /// (real-time status answers).
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
+        self.arrived = Some(Instant::now());
         self.record.bytes_received += bytes.len();
         // Real-time commands are executed on reception, before the data reaches the command
         // interpreter: a printer answers DLE EOT n while offline, out of paper, or in the middle
@@ -724,6 +738,7 @@ impl VirtualPrinter {
         }
         self.advance(12);
         self.record.cuts.push(kind);
+        self.last_cut_at = self.arrived;
     }
 
     /// Draws a block of dots (`rows[y][x]`) at the current alignment and advances past it.
@@ -1155,6 +1170,24 @@ mod tests {
 
     fn printer() -> VirtualPrinter {
         VirtualPrinter::with_width(384)
+    }
+
+    #[test]
+    fn a_cut_is_timed_from_the_arrival_of_the_bytes_that_carry_it() {
+        let mut p = printer();
+        assert_eq!(p.last_cut_at(), None);
+        let before = Instant::now();
+        p.feed(b"A-042\n");
+        assert_eq!(p.last_cut_at(), None, "no cut yet");
+        p.feed(&[GS, b'V', 66, 0]);
+        let first = p.last_cut_at().expect("cut recorded");
+        assert!(first >= before);
+        // A status query after the ticket does not move the cut's time.
+        p.feed(&[DLE, 0x04, 1]);
+        assert_eq!(p.last_cut_at(), Some(first));
+        p.feed(&[GS, b'V', 65, 0]);
+        assert!(p.last_cut_at().expect("second cut") >= first);
+        assert_eq!(p.record().cuts, vec![Cut::Partial, Cut::Full]);
     }
 
     #[test]

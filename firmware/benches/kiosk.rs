@@ -1,0 +1,661 @@
+//! Whole-kiosk figures on simulated hardware (the real drivers over the MFRC522 register model and
+//! the virtual ESC/POS printer):
+//!
+//! - **tap to greeting**: a known customer's card placed in the simulated field (at a random phase
+//!   of the reader's polling period) until the greeting frame reaches a client of the kiosk UI's
+//!   server-sent event stream (`/api/kiosk/stream`, what the kiosk browser listens to). The polling
+//!   interval is read from `hw-config/simulated.toml`. Target: p99 < 50 ms + one interval.
+//! - **take a turn to last ESC/POS byte**: the "choose service" touch POSTed to the UI until the
+//!   bytes carrying the ticket's final cut reach the virtual printer (its arrival time, before the
+//!   simulator renders the paper). Target: p99 < 100 ms.
+//! - **footprint of `kiosk run`**: the bench-profile `kiosk` binary (release optimisation, LTO;
+//!   debug info is not loaded, so resident memory is the release binary's) started as a child on
+//!   a simulated-hardware config enrolled with an endpoint in this process: start-up to
+//!   systemd's `READY=1` (a `NOTIFY_SOCKET` of our own) and to the UI answering; resident memory
+//!   (`VmRSS`) and CPU (`utime + stime`) idle with a screen connected, then under one journey
+//!   per second (start, choose a service, ticket printed, done) driven over the UI API.
+//!   Targets: ready < 300 ms, RSS < 25 MiB, idle CPU < 1 % of a core.
+//!
+//! The first two run `kiosk::demo::start` in this process (the demo's CRM endpoint and network
+//! switch beside the kiosk, as `kiosk demo`). `BENCH_QUICK=1` takes fewer samples and shorter
+//! windows. `BENCH_KIOSK_PART=tap,ticket,footprint` picks parts.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kiosk::demo::DemoOptions;
+use kiosk_drivers::card::mfrc522sim::VirtualCard;
+use serde_json::{Value, json};
+use support::{Figure, Rng, median, ms, p50_p99, plain, quick};
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A kiosk screen frame: when it arrived and what it shows.
+type Frame = (Instant, Value);
+
+/// Frames of the kiosk UI's event stream, read by a task as they arrive.
+struct Frames {
+    rx: mpsc::UnboundedReceiver<Frame>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Frames {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn screen(v: &Value) -> &str {
+    v["body"]["screen"].as_str().unwrap_or("")
+}
+
+async fn subscribe(http: &reqwest::Client, ui: &str) -> Frames {
+    let mut resp = http
+        .get(format!("{ui}/api/kiosk/stream"))
+        .send()
+        .await
+        .expect("kiosk stream");
+    assert!(resp.status().is_success(), "stream: {}", resp.status());
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let mut buf = String::new();
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            let at = Instant::now();
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let event: String = buf.drain(..end + 2).collect();
+                let data: Vec<&str> = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                    .collect();
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                if let Ok(v) = serde_json::from_str(&data.join("\n")) {
+                    if tx.send((at, v)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Frames { rx, task }
+}
+
+impl Frames {
+    /// The next frame satisfying `pred` (earlier frames are dropped).
+    async fn until(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Frame {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(f)) if pred(&f.1) => return f,
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the kiosk stream ended while waiting for {what}"),
+                Err(_) => panic!("no {what} frame within {WAIT:?}"),
+            }
+        }
+    }
+
+    async fn screen(&mut self, name: &str) -> Frame {
+        self.until(name, |v| screen(v) == name).await
+    }
+
+    /// Drops frames already received.
+    fn drain(&mut self) -> Option<Frame> {
+        let mut last = None;
+        while let Ok(f) = self.rx.try_recv() {
+            last = Some(f);
+        }
+        last
+    }
+}
+
+async fn touch(http: &reqwest::Client, ui: &str, body: Value) {
+    let res = http
+        .post(format!("{ui}/api/kiosk/touch"))
+        .json(&body)
+        .send()
+        .await
+        .expect("touch");
+    assert!(res.status().is_success(), "touch {body}: {}", res.status());
+}
+
+/// Back to the attract screen from wherever a journey ended.
+async fn to_attract(http: &reqwest::Client, ui: &str, frames: &mut Frames, current: &str) {
+    let mut current = current.to_owned();
+    for _ in 0..5 {
+        if current == "attract" {
+            return;
+        }
+        let action = if matches!(current.as_str(), "goodbye" | "survey" | "survey_only") {
+            "done"
+        } else {
+            "cancel"
+        };
+        touch(http, ui, json!({ "action": action })).await;
+        let (_, v) = frames
+            .until("a screen change", |v| screen(v) != current)
+            .await;
+        current = screen(&v).to_owned();
+    }
+    panic!("the kiosk did not go back to the attract screen (at {current})");
+}
+
+fn poll_interval_ms() -> u64 {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hw-config/simulated.toml");
+    let text = std::fs::read_to_string(&path).expect("hw-config/simulated.toml");
+    let v: toml::Value = toml::from_str(&text).expect("simulated.toml parses");
+    v["card_reader"]["poll_interval_ms"]
+        .as_integer()
+        .expect("card_reader.poll_interval_ms") as u64
+}
+
+async fn tap_to_greeting(demo: &kiosk::demo::Demo, http: &reqwest::Client, samples: usize) {
+    let ui = format!("http://{}", demo.kiosk.ui_addr);
+    let card = demo.kiosk.sims.card.clone().expect("simulated card reader");
+    let ana = &crm_endpoint::DEMO_CUSTOMERS[0];
+    let token = crm_endpoint::demo_token(ana);
+    let deadline = Instant::now() + WAIT;
+    while demo.kiosk.store.profile(&token).expect("profile").is_none() {
+        assert!(Instant::now() < deadline, "the feed never brought Ana");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let poll = poll_interval_ms();
+    let mut frames = subscribe(http, &ui).await;
+    frames.screen("attract").await;
+    let mut rng = Rng(0x7a9 ^ u64::from(std::process::id()));
+    let mut lat = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        // A random phase of the polling period, as a customer's hand has.
+        tokio::time::sleep(Duration::from_micros(rng.below(poll * 1000))).await;
+        frames.drain();
+        let placed = Instant::now();
+        card.place(VirtualCard::new(ana.uid).expect("demo uid"));
+        let (at, v) = frames.screen("greeting").await;
+        assert_eq!(v["body"]["name"], ana.display_name, "{v}");
+        lat.push(ms(at - placed));
+        card.remove_all();
+        to_attract(http, &ui, &mut frames, "greeting").await;
+    }
+    let (p50, p99) = p50_p99(&mut lat);
+    let bound = 50.0 + poll as f64;
+    Figure {
+        figure: &format!(
+            "tap to greeting frame on the UI's SSE stream (card poll {poll} ms, {samples} taps at random phase)"
+        ),
+        unit: "ms",
+        median: p50,
+        p99: Some(p99),
+        reference: Some(("half the poll interval (ideal median)", poll as f64 / 2.0)),
+        target: Some(&format!("p99 < {bound:.0} ms (50 ms + one poll)")),
+        met: Some(p99 < bound),
+    }
+    .print();
+}
+
+async fn take_a_turn(demo: &kiosk::demo::Demo, http: &reqwest::Client, samples: usize) {
+    let ui = format!("http://{}", demo.kiosk.ui_addr);
+    let printer = demo.kiosk.sims.printer.clone().expect("simulated printer");
+    let mut frames = subscribe(http, &ui).await;
+    let (_, v) = frames.until("any frame", |_| true).await;
+    to_attract(http, &ui, &mut frames, screen(&v)).await;
+    let (mut to_byte, mut to_frame) = (Vec::new(), Vec::new());
+    for _ in 0..samples {
+        touch(http, &ui, json!({"action": "start"})).await;
+        frames.screen("choose_service").await;
+        let cuts = printer.record().cuts.len();
+        let p = printer.clone();
+        let printed = tokio::task::spawn_blocking(move || {
+            p.wait_for(WAIT, |r| r.cuts.len() > cuts)
+                .then(|| p.lock().last_cut_at())
+                .flatten()
+        });
+        let pressed = Instant::now();
+        touch(
+            http,
+            &ui,
+            json!({"action": "choose_service", "service": "A"}),
+        )
+        .await;
+        let (shown, _) = frames
+            .until("a printed goodbye", |v| {
+                screen(v) == "goodbye" && v["body"]["printed"] == true
+            })
+            .await;
+        let cut_at = printed
+            .await
+            .expect("printer waiter")
+            .expect("the ticket's cut never reached the printer");
+        to_byte.push(ms(cut_at - pressed));
+        to_frame.push(ms(shown - pressed));
+        to_attract(http, &ui, &mut frames, "goodbye").await;
+    }
+    let (p50, p99) = p50_p99(&mut to_byte);
+    Figure {
+        figure: &format!(
+            "take a turn (touch) to last ESC/POS byte at the printer ({samples} tickets, simulated 80 mm)"
+        ),
+        unit: "ms",
+        median: p50,
+        p99: Some(p99),
+        reference: None,
+        target: Some("p99 < 100 ms"),
+        met: Some(p99 < 100.0),
+    }
+    .print();
+    let (p50, p99) = p50_p99(&mut to_frame);
+    plain(
+        "take a turn (touch) to printed goodbye frame on the SSE stream",
+        "ms",
+        p50,
+        Some(p99),
+    );
+}
+
+// ---- footprint of `kiosk run` ------------------------------------------------------------------
+
+struct ProcSample {
+    rss_kib: u64,
+    hwm_kib: u64,
+    cpu_ticks: u64,
+}
+
+fn sample(pid: u32) -> ProcSample {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
+    // Fields after the command name (which may hold spaces): state is the first, utime the 12th.
+    let rest: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| rest.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    ProcSample {
+        rss_kib: field("VmRSS:"),
+        hwm_kib: field("VmHWM:"),
+        cpu_ticks: ticks(11) + ticks(12),
+    }
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
+fn site_toml(dir: &Path, ui_port: u16, crm: &str) -> String {
+    let pin = kiosk::ui::pin_digest("1234");
+    format!(
+        r#"# Written by firmware/benches/kiosk.rs
+[kiosk]
+store = "{store}"
+store_name = "Tienda bench"
+locale = "es"
+hardware_profile = "simulated"
+data_dir = "{data}"
+timezone = "Europe/Madrid"
+
+[crm]
+url = "{crm}"
+feed_interval_s = 5
+
+[queue]
+opening_time = "00:00"
+counters = 3
+
+[[queue.services]]
+letter = "A"
+name = {{ es = "Caja", en = "Cashier" }}
+expected_minutes = 3
+
+[[queue.services]]
+letter = "B"
+name = {{ es = "Atención al cliente", en = "Customer service" }}
+expected_minutes = 8
+
+[ui]
+listen = "127.0.0.1:{ui_port}"
+staff_pin_sha256 = "{pin}"
+idle_timeout_s = 45
+
+[privacy]
+policy_version = "bench-2026-01"
+policy_text = {{ es = "Texto.", en = "Text." }}
+"#,
+        store = crm_endpoint::DEMO_STORE_ID,
+        data = dir.join("kiosk").display(),
+    )
+}
+
+struct Kiosk {
+    child: Child,
+    ready_ms: f64,
+    ui_ms: f64,
+}
+
+/// Starts `kiosk run`; returns once it said READY=1 and its UI answered.
+async fn start_kiosk(
+    bin: &Path,
+    config: &Path,
+    notify: &std::os::unix::net::UnixDatagram,
+    notify_path: &Path,
+    log: &Path,
+    ui: &str,
+) -> Kiosk {
+    let log = std::fs::File::create(log).expect("kiosk log");
+    let t0 = Instant::now();
+    let child = Command::new(bin)
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .env("NOTIFY_SOCKET", notify_path)
+        .env("RUST_LOG", "warn")
+        .env_remove("WATCHDOG_USEC")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn kiosk run");
+    let notify = notify.try_clone().expect("notify socket");
+    let ready_ms = tokio::task::spawn_blocking(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            match notify.recv(&mut buf) {
+                Ok(n) if String::from_utf8_lossy(&buf[..n]).contains("READY=1") => {
+                    return ms(t0.elapsed());
+                }
+                Ok(_) => {}
+                Err(e) => panic!("no READY=1 from kiosk run within the timeout: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("notify reader");
+    let http = reqwest::Client::new();
+    let ui_ms = loop {
+        if let Ok(r) = http.get(format!("{ui}/api/health")).send().await {
+            if r.status().is_success() {
+                break ms(t0.elapsed());
+            }
+        }
+        assert!(t0.elapsed() < WAIT, "the kiosk UI never answered");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    Kiosk {
+        child,
+        ready_ms,
+        ui_ms,
+    }
+}
+
+fn stop_kiosk(mut k: Kiosk) {
+    let pid = nix::unistd::Pid::from_raw(k.child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok(Some(_)) = k.child.try_wait() {
+            return;
+        }
+        if Instant::now() > deadline {
+            let _ = k.child.kill();
+            let _ = k.child.wait();
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One journey without a card: start, choose a service, printed ticket, done.
+async fn journey(http: &reqwest::Client, ui: &str, frames: &mut Frames) {
+    touch(http, ui, json!({"action": "start"})).await;
+    frames.screen("choose_service").await;
+    touch(
+        http,
+        ui,
+        json!({"action": "choose_service", "service": "A"}),
+    )
+    .await;
+    frames
+        .until("a printed goodbye", |v| {
+            screen(v) == "goodbye" && v["body"]["printed"] == true
+        })
+        .await;
+    to_attract(http, ui, frames, "goodbye").await;
+}
+
+fn mib(kib: f64) -> f64 {
+    kib / 1024.0
+}
+
+async fn footprint() {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_kiosk"));
+    let dir = tempfile::Builder::new()
+        .prefix("kiosk-footprint")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("tempdir");
+    let d = dir.path();
+
+    // The CRM endpoint, in this process.
+    let store = crm_endpoint::store::open(&format!("sqlite://{}", d.join("crm.db").display()))
+        .await
+        .expect("crm store");
+    let seed = crm_endpoint::seed_demo(&store).await.expect("seed");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let crm = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_crm, crm_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crm_endpoint::serve(
+        crm_endpoint::ServeConfig {
+            store: store.clone(),
+            admin_token: None,
+            tls: None,
+        },
+        listener,
+        async {
+            let _ = crm_stopped.await;
+        },
+    ));
+
+    // Enrolled the way `kiosk demo` enrolls its kiosk.
+    let answer = kiosk_sync::enroll(
+        &crm,
+        &kiosk_sync::TlsSettings::default(),
+        &kiosk_protocol::wire::EnrollRequest {
+            code: seed.enroll_code.clone(),
+            hardware_profile: "simulated".into(),
+            firmware_version: "bench".into(),
+        },
+    )
+    .await
+    .expect("enroll");
+    let data = kiosk::paths::DataDir::new(&d.join("kiosk"));
+    std::fs::create_dir_all(data.root()).unwrap();
+    kiosk::credentials::Credentials::from_enrollment(&crm, answer)
+        .save(&data.credentials())
+        .expect("credentials");
+    let ui_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = d.join("site.toml");
+    std::fs::write(&config, site_toml(d, ui_port, &crm)).unwrap();
+    let ui = format!("http://127.0.0.1:{ui_port}");
+    let notify_path = d.join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");
+    notify.set_read_timeout(Some(WAIT)).unwrap();
+    let log = d.join("kiosk.log");
+
+    // Start-up: the first start creates the journal and the device key; the others reopen them.
+    let starts = if quick() { 3 } else { 7 };
+    let (mut ready, mut ui_up) = (Vec::new(), Vec::new());
+    let mut kiosk = None;
+    for i in 0..starts {
+        let k = start_kiosk(&bin, &config, &notify, &notify_path, &log, &ui).await;
+        ready.push(k.ready_ms);
+        ui_up.push(k.ui_ms);
+        if i + 1 == starts {
+            kiosk = Some(k);
+        } else {
+            tokio::task::block_in_place(|| stop_kiosk(k));
+        }
+    }
+    let kiosk = kiosk.expect("a running kiosk");
+    let first = ready[0];
+    let (p50, p99) = p50_p99(&mut ready);
+    Figure {
+        figure: &format!(
+            "kiosk run start-up to READY=1 (simulated hardware, {starts} starts; first {first:.0} ms)"
+        ),
+        unit: "ms",
+        median: p50,
+        p99: Some(p99),
+        reference: None,
+        target: Some("< 300 ms"),
+        met: Some(p99 < 300.0),
+    }
+    .print();
+    let (p50, p99) = p50_p99(&mut ui_up);
+    plain(
+        "kiosk run start-up to UI answering /api/health",
+        "ms",
+        p50,
+        Some(p99),
+    );
+
+    // Idle, with the kiosk screen connected as its browser would be.
+    let pid = kiosk.child.id();
+    let http = reqwest::Client::new();
+    let mut frames = subscribe(&http, &ui).await;
+    let (_, v) = frames.until("any frame", |_| true).await;
+    to_attract(&http, &ui, &mut frames, screen(&v)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // start-up sync and feed settle
+    let window = Duration::from_secs(if quick() { 10 } else { 30 });
+    let tck = clock_ticks();
+    let s0 = sample(pid);
+    let t0 = Instant::now();
+    let mut rss = Vec::new();
+    while t0.elapsed() < window {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        rss.push(sample(pid).rss_kib as f64);
+    }
+    let s1 = sample(pid);
+    let idle_cpu = (s1.cpu_ticks - s0.cpu_ticks) as f64 / tck / t0.elapsed().as_secs_f64() * 100.0;
+    let (p50, max) = (median(&rss), rss.iter().copied().fold(0.0, f64::max));
+    Figure {
+        figure: &format!(
+            "kiosk run resident memory, idle {} s (screen connected)",
+            window.as_secs()
+        ),
+        unit: "MiB",
+        median: mib(p50),
+        p99: Some(mib(max)),
+        reference: None,
+        target: Some("< 25 MiB"),
+        met: Some(mib(max) < 25.0),
+    }
+    .print();
+    Figure {
+        figure: &format!("kiosk run CPU when idle ({} s)", window.as_secs()),
+        unit: "% of a core",
+        median: idle_cpu,
+        p99: None,
+        reference: None,
+        target: Some("< 1 %"),
+        met: Some(idle_cpu < 1.0),
+    }
+    .print();
+
+    // One journey a second.
+    let s0 = sample(pid);
+    let t0 = Instant::now();
+    let mut rss = Vec::new();
+    let mut journeys = 0;
+    let mut next = tokio::time::Instant::now();
+    while t0.elapsed() < window {
+        journey(&http, &ui, &mut frames).await;
+        journeys += 1;
+        rss.push(sample(pid).rss_kib as f64);
+        next += Duration::from_secs(1);
+        tokio::time::sleep_until(next).await;
+        rss.push(sample(pid).rss_kib as f64);
+    }
+    let s1 = sample(pid);
+    let busy_cpu = (s1.cpu_ticks - s0.cpu_ticks) as f64 / tck / t0.elapsed().as_secs_f64() * 100.0;
+    let (p50, max) = (median(&rss), rss.iter().copied().fold(0.0, f64::max));
+    Figure {
+        figure: &format!(
+            "kiosk run resident memory under 1 journey/s ({journeys} journeys with printed tickets)"
+        ),
+        unit: "MiB",
+        median: mib(p50),
+        p99: Some(mib(max)),
+        reference: None,
+        target: Some("< 25 MiB"),
+        met: Some(mib(max) < 25.0),
+    }
+    .print();
+    plain(
+        "kiosk run CPU under 1 journey/s",
+        "% of a core",
+        busy_cpu,
+        None,
+    );
+    plain(
+        "kiosk run peak resident memory (VmHWM) over the whole run",
+        "MiB",
+        mib(s1.hwm_kib as f64),
+        None,
+    );
+    drop(frames);
+    tokio::task::block_in_place(|| stop_kiosk(kiosk));
+    let _ = stop_crm.send(());
+    let _ = server.await;
+}
+
+fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let only = std::env::var("BENCH_KIOSK_PART").unwrap_or_default();
+    let part = |p: &str| only.is_empty() || only.split(',').any(|o| o == p);
+    let samples = if quick() { 40 } else { 200 };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        if part("tap") || part("ticket") {
+            let dir = tempfile::Builder::new()
+                .prefix("kiosk-demo")
+                .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+                .expect("tempdir");
+            let demo = kiosk::demo::start(DemoOptions {
+                data_dir: dir.path().to_owned(),
+                port: 0,
+            })
+            .await
+            .expect("demo starts");
+            let http = reqwest::Client::new();
+            if part("tap") {
+                tap_to_greeting(&demo, &http, samples).await;
+            }
+            if part("ticket") {
+                take_a_turn(&demo, &http, samples).await;
+            }
+            demo.stop().await;
+        }
+        if part("footprint") {
+            footprint().await;
+        }
+    });
+}
