@@ -351,7 +351,7 @@ async fn drain_old(
         key,
         &JournalOptions::default(),
     )?;
-    let before = opened.journal.stats()?.pending;
+    let before = opened.journal.backlog()?.events;
     if before == 0 {
         return Ok((0, 0));
     }
@@ -368,7 +368,13 @@ async fn drain_old(
         stop.clone(),
         appended,
     )?;
-    let pending = |store: &KioskStore| store.journal().stats().map(|s| s.pending).unwrap_or(before);
+    let pending = |store: &KioskStore| {
+        store
+            .journal()
+            .backlog()
+            .map(|b| b.events)
+            .unwrap_or(before)
+    };
     let _ = tokio::time::timeout(timeout, async {
         loop {
             if pending(&store) == 0 {

@@ -407,6 +407,15 @@ pub struct Stats {
     pub dropping_low_value: bool,
 }
 
+/// The unacknowledged part of the journal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Events not yet acknowledged by the endpoint.
+    pub events: u64,
+    /// Device wall time of the oldest of them.
+    pub oldest_wall_time: Option<String>,
+}
+
 /// Which events `list` returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListFilter {
@@ -1139,23 +1148,15 @@ impl Journal {
     /// Counts for status pages and metrics.
     pub fn stats(&self) -> Result<Stats, JournalError> {
         let err = self.ctx.err("stats");
-        let (events, pending): (i64, i64) = self
+        // The one figure here that reads every row; the sync worker's polling uses `backlog`.
+        let events: i64 = self
             .conn
-            .query_row(
-                "SELECT count(*), count(*) FILTER (WHERE acked_at IS NULL) FROM events",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
             .map_err(&err)?;
-        let oldest_pending_wall_time = self
-            .conn
-            .query_row(
-                "SELECT wall_time FROM outbox ORDER BY seq LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(&err)?;
+        let Backlog {
+            events: pending,
+            oldest_wall_time: oldest_pending_wall_time,
+        } = self.backlog()?;
         let dead_letters: i64 = self
             .conn
             .query_row("SELECT count(*) FROM dead_letters", [], |r| r.get(0))
@@ -1176,13 +1177,34 @@ impl Journal {
         let dropping_low_value = self.setting(BUDGET_STATE)?.as_deref() == Some("dropping");
         Ok(Stats {
             events: events as u64,
-            pending: pending as u64,
+            pending,
             oldest_pending_wall_time,
             dead_letters: dead_letters as u64,
             last_seq: self.next_seq.saturating_sub(1),
             file_bytes,
             dropped_over_budget: dropped.max(0) as u64,
             dropping_low_value,
+        })
+    }
+
+    /// Events not yet acknowledged and the oldest one's device wall time, read from the pending
+    /// index alone: the cost follows the backlog, not the journal's size (the sync worker asks
+    /// up to once a second while it holds the journal).
+    pub fn backlog(&self) -> Result<Backlog, JournalError> {
+        let err = self.ctx.err("backlog");
+        let events: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM events WHERE acked_at IS NULL")
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
+            .map_err(&err)?;
+        let oldest_wall_time = self
+            .conn
+            .prepare_cached("SELECT wall_time FROM outbox ORDER BY seq LIMIT 1")
+            .and_then(|mut st| st.query_row([], |r| r.get(0)).optional())
+            .map_err(&err)?;
+        Ok(Backlog {
+            events: events.max(0) as u64,
+            oldest_wall_time,
         })
     }
 

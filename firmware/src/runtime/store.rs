@@ -343,10 +343,10 @@ impl Outbox for KioskStore {
     }
 
     fn backlog(&self) -> Result<Backlog, BoxError> {
-        let stats = self.journal().stats()?;
+        let b = self.journal().backlog()?;
         Ok(Backlog {
-            events: stats.pending,
-            oldest_wall_time: stats.oldest_pending_wall_time,
+            events: b.events,
+            oldest_wall_time: b.oldest_wall_time,
         })
     }
 }
