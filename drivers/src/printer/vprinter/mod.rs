@@ -37,6 +37,11 @@ const DLE: u8 = 0x10;
 
 /// Paper longer than this (in dots, ~12.5 m) is not drawn: a guard against absurd streams.
 pub const MAX_PAPER_DOTS: u32 = 40_000;
+/// Past this much paper (in dots, 25 cm), a cut tears off the tickets before the previous cut:
+/// [`VirtualPrinter::image`] then shows the latest tickets, and a simulated kiosk printing all
+/// day keeps a few MiB of paper instead of growing to `MAX_PAPER_DOTS` (23 MiB at 80 mm). The
+/// [`Record`] keeps everything.
+pub const TEAR_OFF_DOTS: u32 = 2_000;
 /// Default line spacing in dots (`ESC 2`).
 const DEFAULT_SPACING: u32 = 30;
 /// Grey level of the cut mark.
@@ -223,6 +228,10 @@ pub struct VirtualPrinter {
     arrived: Option<Instant>,
     /// When the bytes carrying the latest cut reached the printer.
     last_cut_at: Option<Instant>,
+    /// Paper row just after the latest cut still on the paper (0: none).
+    last_cut_y: u32,
+    /// Rows torn off so far (see [`TEAR_OFF_DOTS`]).
+    torn_off: u64,
 }
 
 impl VirtualPrinter {
@@ -248,6 +257,8 @@ impl VirtualPrinter {
             clipped: false,
             arrived: None,
             last_cut_at: None,
+            last_cut_y: 0,
+            torn_off: 0,
         }
     }
 
@@ -365,6 +376,13 @@ impl VirtualPrinter {
         self.y = 0;
         self.record = Record::default();
         self.clipped = false;
+        self.last_cut_y = 0;
+        self.torn_off = 0;
+    }
+
+    /// Paper rows torn off the top so far (see [`TEAR_OFF_DOTS`]).
+    pub fn torn_off_dots(&self) -> u64 {
+        self.torn_off
     }
 
     fn line_height_default(&self) -> u32 {
@@ -739,6 +757,14 @@ impl VirtualPrinter {
         self.advance(12);
         self.record.cuts.push(kind);
         self.last_cut_at = self.arrived;
+        if self.y > TEAR_OFF_DOTS && self.last_cut_y > 0 {
+            let rows = self.last_cut_y;
+            let bytes = ((rows * self.width) as usize).min(self.paper.len());
+            self.paper.drain(..bytes);
+            self.y -= rows;
+            self.torn_off += u64::from(rows);
+        }
+        self.last_cut_y = self.y;
     }
 
     /// Draws a block of dots (`rows[y][x]`) at the current alignment and advances past it.
@@ -1170,6 +1196,39 @@ mod tests {
 
     fn printer() -> VirtualPrinter {
         VirtualPrinter::with_width(384)
+    }
+
+    #[test]
+    fn a_day_of_tickets_keeps_a_bounded_roll_with_the_latest_tickets_and_records_everything() {
+        let mut p = printer();
+        // A tall ticket: 40 lines of double height text, then a cut.
+        let ticket = |n: usize| {
+            let mut t = vec![GS, b'!', 0x11];
+            for i in 0..40 {
+                t.extend(format!("T{n:03} line {i}\n").bytes());
+            }
+            t.extend([GS, b'V', 66, 0]);
+            t
+        };
+        let mut max_rows = 0;
+        for n in 0..200 {
+            p.feed(&ticket(n));
+            max_rows = max_rows.max(p.image().height());
+        }
+        assert_eq!(p.record().cuts.len(), 200);
+        assert!(p.record().text().contains("T000 line 0"));
+        assert!(p.torn_off_dots() > 0);
+        // At most the threshold plus one ticket stays on the paper.
+        let one = {
+            let mut q = printer();
+            q.feed(&ticket(0));
+            q.image().height()
+        };
+        assert!(max_rows <= TEAR_OFF_DOTS + 2 * one, "{max_rows} rows");
+        assert!(!p.clipped, "a bounded roll never reaches the clipping guard");
+        // The last ticket is whole on the paper: its first row of ink is below the tear.
+        let img = p.image();
+        assert!(img.pixels().any(|px| px.0[0] < 128), "ink on the remaining paper");
     }
 
     #[test]
