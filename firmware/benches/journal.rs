@@ -58,8 +58,13 @@ fn event(n: u64) -> Event {
 }
 
 /// The disk budget `kiosk run` gives the journal by default (`journal.disk_budget_mib`).
+/// `BENCH_JOURNAL_BUDGET_MIB` overrides it (0: no budget), to see what the budget costs.
 fn default_budget() -> Option<u64> {
-    Some(kiosk::config::JournalSection::default().disk_budget_mib * 1024 * 1024)
+    let mib = std::env::var("BENCH_JOURNAL_BUDGET_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(kiosk::config::JournalSection::default().disk_budget_mib);
+    (mib > 0).then_some(mib * 1024 * 1024)
 }
 
 /// Opens the journal as `kiosk run` does (FULL), with `budget` (see [`default_budget`]).

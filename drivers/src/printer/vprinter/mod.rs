@@ -1225,10 +1225,16 @@ mod tests {
             q.image().height()
         };
         assert!(max_rows <= TEAR_OFF_DOTS + 2 * one, "{max_rows} rows");
-        assert!(!p.clipped, "a bounded roll never reaches the clipping guard");
+        assert!(
+            !p.clipped,
+            "a bounded roll never reaches the clipping guard"
+        );
         // The last ticket is whole on the paper: its first row of ink is below the tear.
         let img = p.image();
-        assert!(img.pixels().any(|px| px.0[0] < 128), "ink on the remaining paper");
+        assert!(
+            img.pixels().any(|px| px.0[0] < 128),
+            "ink on the remaining paper"
+        );
     }
 
     #[test]
