@@ -324,6 +324,15 @@ impl Budget {
     fn wal_pages(&self, page_size: u64) -> u64 {
         (self.bytes / 16 / page_size.max(512)).clamp(16, 1000)
     }
+
+    /// The WAL file's size limit (`journal_size_limit`): twice what it holds at a checkpoint (a
+    /// frame is a page and a 24-byte header; a commit may overshoot the checkpoint mark). Below
+    /// its working size SQLite truncates the WAL at every checkpoint and each commit after one
+    /// grows the file again, so its fsync also writes the file's size to the filesystem journal:
+    /// a limit of exactly `wal_pages` pages cost durable appends about half as much again.
+    fn wal_limit_bytes(&self, page_size: u64) -> u64 {
+        2 * (32 + self.wal_pages(page_size) * (page_size + 24))
+    }
 }
 
 /// Bytes the journal occupies: pages in use plus the WAL file.
@@ -634,12 +643,13 @@ impl Journal {
                 .conn
                 .query_row("PRAGMA page_size", [], |r| r.get(0))
                 .map_err(journal.ctx.err("configure"))?;
-            let wal_pages = budget.wal_pages(page_size.max(0) as u64);
+            let page_size = page_size.max(0) as u64;
             journal
                 .conn
                 .execute_batch(&format!(
-                    "PRAGMA wal_autocheckpoint = {wal_pages}; PRAGMA journal_size_limit = {};",
-                    wal_pages * page_size.max(0) as u64
+                    "PRAGMA wal_autocheckpoint = {}; PRAGMA journal_size_limit = {};",
+                    budget.wal_pages(page_size),
+                    budget.wal_limit_bytes(page_size)
                 ))
                 .map_err(journal.ctx.err("configure"))?;
             journal.ctx.budget = Some(budget);

@@ -738,3 +738,33 @@ fn the_backlog_is_read_from_the_pending_index_not_the_whole_journal() {
         );
     }
 }
+
+#[test]
+fn the_wal_is_reused_in_place_across_checkpoints_not_truncated_and_regrown() {
+    // A 1 MiB budget checkpoints every 16 frames; a WAL truncated at each checkpoint would shrink
+    // and then grow with every commit (each fsync then also journals the file's new size).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let mut j = with_budget(&path, &DeviceKey::generate(), BUDGET);
+    let wal = wal_path(&path);
+    let mut sizes = Vec::new();
+    for i in 0..300u32 {
+        j.append(tapped((i % 250) as u8)).unwrap();
+        sizes.push(std::fs::metadata(&wal).unwrap().len());
+    }
+    let working = sizes[100];
+    assert!(
+        working > 16 * 4096,
+        "the WAL reached its working size: {working}"
+    );
+    assert!(
+        sizes[100..].iter().all(|&s| s >= working),
+        "the WAL shrank after a checkpoint: {:?}",
+        &sizes[100..]
+    );
+    assert!(
+        sizes.iter().all(|&s| s <= 2 * (32 + 16 * (4096 + 24))),
+        "and stays under its limit: max {:?}",
+        sizes.iter().max()
+    );
+}

@@ -229,6 +229,36 @@ async fn replayed_batch_changes_nothing_and_reports_duplicates(b: Backend) {
     let stats_after = h.store.stats("north".into()).await.unwrap();
     assert_eq!(stats_after.tickets_issued, stats_before.tickets_issued);
     assert_eq!(stats_after.events, 20);
+
+    // A batch mixing a stored event, a new one and the new one repeated: the store inserts the
+    // batch in one statement and still answers per event, in order.
+    let fresh = h.envelope(&k, 21, ticket(None, 21));
+    let mixed = h.batch_body(&k, vec![events[3].clone(), fresh.clone(), fresh.clone()]);
+    let answer: BatchResponse = h
+        .signed(&k, Method::POST, &batches_path(&k.id), mixed)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer
+            .results
+            .iter()
+            .map(|r| (r.id, r.status))
+            .collect::<Vec<_>>(),
+        [
+            (events[3].id, EventStatus::Duplicate),
+            (fresh.id, EventStatus::Accepted),
+            (fresh.id, EventStatus::Duplicate),
+        ]
+    );
+    assert_eq!(h.event_count().await, 21);
+    assert_eq!(
+        h.store.stats("north".into()).await.unwrap().tickets_issued,
+        stats_after.tickets_issued + 1
+    );
     h.stop().await;
 }
 

@@ -4,14 +4,14 @@
 //! their sequence order is their commit order (a kiosk's cursor never skips a change that commits
 //! late).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::future::BoxFuture;
 use kiosk_protocol::CardToken;
 use kiosk_protocol::wire::{Campaign, EventStatus, FeedItem, Key32, TenantKey};
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, GenericClient, NoTls, Statement, Transaction};
+use tokio_postgres::{Client, GenericClient, NoTls, Transaction};
 
 use super::dashboard::{
     DashboardRows, DeviceState, KioskRow, QUARTER_MS, TicketCount, TurnTiming, assemble,
@@ -466,60 +466,107 @@ async fn apply_effect(
     Ok(())
 }
 
-/// Records what an accepted event tells the dashboard (see [`super::OpsFact`]).
-async fn apply_ops(tx: &Transaction<'_>, batch: &IngestBatch, ev: &IngestEvent) -> StoreResult<()> {
-    let Some(ops) = &ev.ops else { return Ok(()) };
-    let at = &ev.corrected_ms;
+/// Records what a batch's accepted events tell the dashboard (see [`super::OpsFact`]): at most
+/// one statement per kind of fact, whatever the batch's size. The facts are folded first, per turn
+/// and per device, into what applying them one by one in order would leave (the first call and
+/// service of a turn, the latest status of a device, the last issue of a turn), since one
+/// `INSERT ... ON CONFLICT DO UPDATE` may not touch a row twice. Sorted keys keep the row locks of
+/// concurrent batches in one order.
+async fn apply_ops<'e>(
+    tx: &Transaction<'_>,
+    batch: &IngestBatch,
+    accepted: impl Iterator<Item = &'e IngestEvent>,
+) -> StoreResult<()> {
+    use std::collections::BTreeMap;
+    let mut issued: BTreeMap<uuid::Uuid, (&str, bool, i64)> = BTreeMap::new();
+    let mut called: BTreeMap<uuid::Uuid, i64> = BTreeMap::new();
+    let mut served: BTreeMap<uuid::Uuid, i64> = BTreeMap::new();
+    let mut devices: BTreeMap<&str, (&str, Option<&str>, i64)> = BTreeMap::new();
+    for ev in accepted {
+        let at = ev.corrected_ms;
+        match &ev.ops {
+            None => {}
+            Some(OpsFact::TurnIssued {
+                turn_id,
+                service,
+                identified,
+            }) => {
+                issued.insert(*turn_id, (service, *identified, at));
+            }
+            Some(OpsFact::TurnCalled { turn_id }) => {
+                called
+                    .entry(*turn_id)
+                    .and_modify(|t| *t = (*t).min(at))
+                    .or_insert(at);
+            }
+            Some(OpsFact::TurnServed { turn_id }) => {
+                served
+                    .entry(*turn_id)
+                    .and_modify(|t| *t = (*t).min(at))
+                    .or_insert(at);
+            }
+            Some(OpsFact::DeviceStatus {
+                device,
+                status,
+                reason,
+            }) => {
+                let later = devices.get(device).is_none_or(|(_, _, t)| at >= *t);
+                if later {
+                    devices.insert(device, (status, reason.as_deref(), at));
+                }
+            }
+        }
+    }
     let (store, kiosk) = (&batch.store_id, &batch.kiosk_id);
-    match ops {
-        OpsFact::TurnIssued {
-            turn_id,
-            service,
-            identified,
-        } => {
-            tx.execute(
-                "INSERT INTO turns (turn_id, store_id, kiosk_id, service, identified, issued_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (turn_id) DO UPDATE SET store_id = excluded.store_id,
-                   kiosk_id = excluded.kiosk_id, service = excluded.service,
-                   identified = excluded.identified, issued_ms = excluded.issued_ms",
-                &[&turn_id.to_string(), store, kiosk, service, identified, at],
-            )
-            .await?;
+    if !issued.is_empty() {
+        let turns: Vec<String> = issued.keys().map(ToString::to_string).collect();
+        let services: Vec<&str> = issued.values().map(|v| v.0).collect();
+        let identified: Vec<bool> = issued.values().map(|v| v.1).collect();
+        let at: Vec<i64> = issued.values().map(|v| v.2).collect();
+        tx.execute(
+            "INSERT INTO turns (turn_id, store_id, kiosk_id, service, identified, issued_ms)
+             SELECT u.turn_id, $1, $2, u.service, u.identified, u.at
+             FROM UNNEST($3::text[], $4::text[], $5::bool[], $6::int8[])
+               AS u(turn_id, service, identified, at)
+             ON CONFLICT (turn_id) DO UPDATE SET store_id = excluded.store_id,
+               kiosk_id = excluded.kiosk_id, service = excluded.service,
+               identified = excluded.identified, issued_ms = excluded.issued_ms",
+            &[store, kiosk, &turns, &services, &identified, &at],
+        )
+        .await?;
+    }
+    for (column, facts) in [("called_ms", &called), ("served_ms", &served)] {
+        if facts.is_empty() {
+            continue;
         }
-        OpsFact::TurnCalled { turn_id } => {
-            tx.execute(
-                "INSERT INTO turns (turn_id, store_id, kiosk_id, called_ms) VALUES ($1, $2, $3, $4)
+        let turns: Vec<String> = facts.keys().map(ToString::to_string).collect();
+        let at: Vec<i64> = facts.values().copied().collect();
+        tx.execute(
+            &format!(
+                "INSERT INTO turns (turn_id, store_id, kiosk_id, {column})
+                 SELECT u.turn_id, $1, $2, u.at FROM UNNEST($3::text[], $4::int8[]) AS u(turn_id, at)
                  ON CONFLICT (turn_id) DO UPDATE
-                   SET called_ms = LEAST(COALESCE(turns.called_ms, excluded.called_ms), excluded.called_ms)",
-                &[&turn_id.to_string(), store, kiosk, at],
-            )
-            .await?;
-        }
-        OpsFact::TurnServed { turn_id } => {
-            tx.execute(
-                "INSERT INTO turns (turn_id, store_id, kiosk_id, served_ms) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (turn_id) DO UPDATE
-                   SET served_ms = LEAST(COALESCE(turns.served_ms, excluded.served_ms), excluded.served_ms)",
-                &[&turn_id.to_string(), store, kiosk, at],
-            )
-            .await?;
-        }
-        OpsFact::DeviceStatus {
-            device,
-            status,
-            reason,
-        } => {
-            tx.execute(
-                "INSERT INTO kiosk_devices (kiosk_id, device, status, reason, at_ms)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (kiosk_id, device) DO UPDATE SET status = excluded.status,
-                   reason = excluded.reason, at_ms = excluded.at_ms
-                 WHERE excluded.at_ms >= kiosk_devices.at_ms",
-                &[kiosk, device, status, reason, at],
-            )
-            .await?;
-        }
+                   SET {column} = LEAST(COALESCE(turns.{column}, excluded.{column}), excluded.{column})"
+            ),
+            &[store, kiosk, &turns, &at],
+        )
+        .await?;
+    }
+    if !devices.is_empty() {
+        let names: Vec<&str> = devices.keys().copied().collect();
+        let statuses: Vec<&str> = devices.values().map(|v| v.0).collect();
+        let reasons: Vec<Option<&str>> = devices.values().map(|v| v.1).collect();
+        let at: Vec<i64> = devices.values().map(|v| v.2).collect();
+        tx.execute(
+            "INSERT INTO kiosk_devices (kiosk_id, device, status, reason, at_ms)
+             SELECT $1, u.device, u.status, u.reason, u.at
+             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::int8[]) AS u(device, status, reason, at)
+             ON CONFLICT (kiosk_id, device) DO UPDATE SET status = excluded.status,
+               reason = excluded.reason, at_ms = excluded.at_ms
+             WHERE excluded.at_ms >= kiosk_devices.at_ms",
+            &[kiosk, &names, &statuses, &reasons, &at],
+        )
+        .await?;
     }
     Ok(())
 }
@@ -679,36 +726,58 @@ async fn dashboard_rows(c: &mut Client, q: &DashboardQuery) -> StoreResult<Dashb
     Ok(rows)
 }
 
-const INSERT_EVENT: &str = "INSERT INTO events (id, kiosk_id, store_id, seq, type, schema_version,
-       device_ms, corrected_ms, received_ms, card_token, envelope)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING";
-
-async fn insert_event(
+/// Inserts a batch's events in one statement (the rows travel as arrays; a statement per row
+/// made the store a round trip per event) and returns the ids it inserted: an id already stored,
+/// or repeated within the batch, is inserted once.
+async fn insert_events(
     tx: &Transaction<'_>,
-    stmt: &Statement,
     batch: &IngestBatch,
-    ev: &IngestEvent,
-    envelope: &str,
-) -> StoreResult<bool> {
-    let n = tx
-        .execute(
-            stmt,
+    envelopes: &[&str],
+) -> StoreResult<HashSet<uuid::Uuid>> {
+    let evs = &batch.events;
+    let ids: Vec<String> = evs.iter().map(|e| e.id.to_string()).collect();
+    let seqs: Vec<i64> = evs.iter().map(|e| i64_of(e.seq)).collect();
+    let kinds: Vec<&str> = evs.iter().map(|e| e.kind).collect();
+    let versions: Vec<i32> = evs.iter().map(|e| i32::from(e.schema_version)).collect();
+    let device_ms: Vec<i64> = evs.iter().map(|e| e.device_ms).collect();
+    let corrected_ms: Vec<i64> = evs.iter().map(|e| e.corrected_ms).collect();
+    let tokens: Vec<Option<&str>> = evs
+        .iter()
+        .map(|e| e.card_token.as_ref().map(CardToken::as_str))
+        .collect();
+    let rows = tx
+        .query(
+            "INSERT INTO events (id, kiosk_id, store_id, seq, type, schema_version, device_ms,
+               corrected_ms, received_ms, card_token, envelope)
+             SELECT u.id, $1, $2, u.seq, u.type, u.version, u.device_ms, u.corrected_ms, $3,
+               u.card_token, u.envelope
+             FROM UNNEST($4::text[], $5::int8[], $6::text[], $7::int4[], $8::int8[], $9::int8[],
+                         $10::text[], $11::text[])
+               AS u(id, seq, type, version, device_ms, corrected_ms, card_token, envelope)
+             ON CONFLICT (id) DO NOTHING
+             RETURNING id",
             &[
-                &ev.id.to_string(),
                 &batch.kiosk_id,
                 &batch.store_id,
-                &i64_of(ev.seq),
-                &ev.kind,
-                &i32::from(ev.schema_version),
-                &ev.device_ms,
-                &ev.corrected_ms,
                 &batch.received_ms,
-                &ev.card_token.as_ref().map(CardToken::as_str),
-                &envelope,
+                &ids,
+                &seqs,
+                &kinds,
+                &versions,
+                &device_ms,
+                &corrected_ms,
+                &tokens,
+                &envelopes,
             ],
         )
         .await?;
-    Ok(n > 0)
+    rows.iter()
+        .map(|r| {
+            let id: &str = r.get(0);
+            uuid::Uuid::parse_str(id)
+                .map_err(|e| StoreError::Corrupt(format!("event id {id}: {e}")))
+        })
+        .collect()
 }
 
 impl Store for PgStore {
@@ -908,13 +977,13 @@ impl Store for PgStore {
         self.with(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
-                let stmt = tx.prepare(INSERT_EVENT).await?;
-                let mut statuses = Vec::with_capacity(batch.events.len());
-                let mut dirty = BTreeSet::new();
+                // A registration of a customer erased after it happened is stored redacted and
+                // creates no profile.
+                let mut effects: Vec<&Effect> = Vec::with_capacity(batch.events.len());
+                let mut redacted: Vec<Option<String>> = Vec::with_capacity(batch.events.len());
                 for ev in &batch.events {
-                    let id = ev.id.to_string();
                     let mut effect = &ev.effect;
-                    let mut envelope = std::borrow::Cow::Borrowed(ev.envelope.as_str());
+                    let mut envelope = None;
                     if let Effect::Registered { token, .. } = &ev.effect {
                         let erased = tx
                             .query_opt(
@@ -924,12 +993,27 @@ impl Store for PgStore {
                             .await?
                             .map(|r| r.get::<_, i64>(0));
                         if erased.is_some_and(|at| at >= ev.corrected_ms) {
-                            envelope =
-                                std::borrow::Cow::Owned(super::redact_registration(&ev.envelope));
+                            envelope = Some(super::redact_registration(&ev.envelope));
                             effect = &Effect::None;
                         }
                     }
-                    if insert_event(&tx, &stmt, &batch, ev, &envelope).await? {
+                    effects.push(effect);
+                    redacted.push(envelope);
+                }
+                let envelopes: Vec<&str> = batch
+                    .events
+                    .iter()
+                    .zip(&redacted)
+                    .map(|(ev, r)| r.as_deref().unwrap_or(&ev.envelope))
+                    .collect();
+                let mut inserted = insert_events(&tx, &batch, &envelopes).await?;
+                let mut statuses = Vec::with_capacity(batch.events.len());
+                let mut accepted = Vec::with_capacity(inserted.len());
+                let mut dirty = BTreeSet::new();
+                for (ev, effect) in batch.events.iter().zip(effects) {
+                    // The first of the batch's events with an inserted id is the accepted one.
+                    if inserted.remove(&ev.id) {
+                        let id = ev.id.to_string();
                         apply_effect(
                             &tx,
                             &batch.store_id,
@@ -939,12 +1023,13 @@ impl Store for PgStore {
                             &mut dirty,
                         )
                         .await?;
-                        apply_ops(&tx, &batch, ev).await?;
+                        accepted.push(ev);
                         statuses.push(EventStatus::Accepted);
                     } else {
                         statuses.push(EventStatus::Duplicate);
                     }
                 }
+                apply_ops(&tx, &batch, accepted.into_iter()).await?;
                 if !dirty.is_empty() {
                     lock_changes(&tx).await?;
                     for token in &dirty {
@@ -974,13 +1059,11 @@ impl Store for PgStore {
         self.with(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
-                let stmt = tx.prepare(INSERT_EVENT).await?;
-                let mut n = 0;
-                for ev in &batch.events {
-                    n += u64::from(insert_event(&tx, &stmt, &batch, ev, &ev.envelope).await?);
-                }
+                let envelopes: Vec<&str> =
+                    batch.events.iter().map(|e| e.envelope.as_str()).collect();
+                let n = insert_events(&tx, &batch, &envelopes).await?.len();
                 tx.commit().await?;
-                Ok(n)
+                Ok(n as u64)
             })
         })
     }
