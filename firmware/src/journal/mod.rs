@@ -21,8 +21,9 @@
 //!
 //! # Disk budget (`journal.disk_budget_mib`)
 //! A kiosk cut off from the CRM for days keeps journaling: the backlog must grow within the budget
-//! and the kiosk must keep serving customers. The journal measures what it occupies before every
-//! transaction and after every acknowledgement, cheaply: pages in use (`page_count -
+//! and the kiosk must keep serving customers. The journal measures what it occupies before a
+//! transaction once a sixty-fourth of the budget has been appended since the last measure (before
+//! every transaction while it refuses events), and after every acknowledgement: pages in use (`page_count -
 //! freelist_count`, times `page_size`; freed pages are reused before the file grows, so the file
 //! never outgrows the most ever in use) plus the WAL file. With a budget the WAL is checkpointed
 //! every `budget / 16` bytes (at most SQLite's 1000 pages) and cut back to that size, so it takes
@@ -43,7 +44,10 @@
 //! registrations and consents (legal records: `Event::is_protected`), erasures, coupons, surveys,
 //! device health, start-ups. They use the last quarter of the budget, and beyond it only a full
 //! disk stops them ([`JournalError::DiskFull`]). The check runs before a transaction, so the soft
-//! limit can be passed by one transaction's pages.
+//! limit can be passed by a sixty-fourth of the budget and one transaction's pages. (Measuring
+//! before every transaction cost a durable append about 100 µs, 1.45x bare SQLite instead of 1.05x,
+//! with no extra fsync or CPU time in it: the read transaction the measure opens between two
+//! commits.)
 //!
 //! # Sequence numbers
 //! `events.seq` is `INTEGER PRIMARY KEY AUTOINCREMENT`: SQLite remembers the highest ever used in
@@ -297,6 +301,9 @@ pub fn is_low_value(event: &Event) -> bool {
 pub const DROPPED_COUNTER_PREFIX: &str = "budget_dropped:";
 /// Setting holding `dropping` while low-value events are refused.
 const BUDGET_STATE: &str = "journal.budget_state";
+/// What a row costs besides its body and time text, roughly: key, id, type, token, the indexes'
+/// entries (only to decide when to measure the disk budget again).
+const ROW_OVERHEAD_BYTES: u64 = 256;
 /// Acknowledged events pruned per statement when the journal is near its budget.
 const PRUNE_CHUNK: i64 = 512;
 
@@ -317,6 +324,11 @@ impl Budget {
     /// Refusals stop below this (a margin so that they do not flap at the limit).
     fn resume_below(&self) -> u64 {
         self.soft_limit() - self.bytes / 16
+    }
+
+    /// Bytes appended between two measures of what the journal occupies (see the module docs).
+    fn measure_every(&self) -> u64 {
+        self.bytes / 64
     }
 
     /// WAL frames between automatic checkpoints: a sixteenth of the budget, at most SQLite's
@@ -448,6 +460,8 @@ pub struct Journal {
     conn: Connection,
     ctx: Ctx,
     next_seq: u64,
+    /// Bytes appended (estimated) since the disk budget was last measured.
+    unmeasured: u64,
 }
 
 impl std::fmt::Debug for Journal {
@@ -479,7 +493,7 @@ impl Ctx {
         tx: &Transaction<'_>,
         seq: u64,
         event: Event,
-    ) -> Result<Appended, JournalError> {
+    ) -> Result<(Appended, u64), JournalError> {
         let id = Uuid::now_v7();
         let envelope = Envelope {
             id,
@@ -501,6 +515,7 @@ impl Ctx {
             .wall_time
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
+        let stored_len = (body.len() + wall_time.len()) as u64;
         tx.prepare_cached(
             "INSERT INTO events (seq, id, type, wall_time, card_token, body) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -516,7 +531,7 @@ impl Ctx {
             ])
         })
         .map_err(|e| io_error(tx, &self.path, "append", e))?;
-        Ok(Appended { seq, id })
+        Ok((Appended { seq, id }, ROW_OVERHEAD_BYTES + stored_len))
     }
 
     fn open_body(&self, seq: u64, id: &Uuid, body: String) -> Result<String, JournalError> {
@@ -543,6 +558,8 @@ pub struct JournalTx<'a> {
     next_seq: u64,
     /// Types of the events refused at the disk budget (counted whether or not this commits).
     refused: Vec<&'static str>,
+    /// Estimated bytes this transaction adds (for when to measure the disk budget again).
+    written: u64,
 }
 
 impl JournalTx<'_> {
@@ -561,8 +578,9 @@ impl JournalTx<'_> {
                 budget_bytes: budget.bytes,
             });
         }
-        let appended = self.ctx.insert(&self.tx, self.next_seq, event)?;
+        let (appended, bytes) = self.ctx.insert(&self.tx, self.next_seq, event)?;
         self.next_seq += 1;
+        self.written += bytes;
         Ok(appended)
     }
 
@@ -626,6 +644,7 @@ impl Journal {
                     conn,
                     ctx,
                     next_seq: 0,
+                    unmeasured: 0,
                 };
                 journal.next_seq = journal.last_seq()? + 1;
                 (journal, None)
@@ -697,6 +716,7 @@ impl Journal {
             conn,
             ctx,
             next_seq: 0,
+            unmeasured: 0,
         };
         journal.next_seq = journal.last_seq()? + 1;
         Ok(journal)
@@ -731,7 +751,11 @@ impl Journal {
     where
         E: From<JournalError>,
     {
-        self.enforce_budget_logged();
+        if let Some(budget) = self.ctx.budget
+            && (budget.dropping || self.unmeasured >= budget.measure_every())
+        {
+            self.enforce_budget_logged();
+        }
         self.run_transaction(f)
     }
 
@@ -745,7 +769,7 @@ impl Journal {
     {
         /// How the transaction ended (the connection is borrowed until it has).
         enum End<T, E> {
-            Committed(T, u64),
+            Committed(T, u64, u64),
             CommitFailed(rusqlite::Error),
             Failed(E),
         }
@@ -760,17 +784,19 @@ impl Journal {
                 ctx: &self.ctx,
                 next_seq: self.next_seq,
                 refused: Vec::new(),
+                written: 0,
             };
             let out = f(&mut jtx);
             let JournalTx {
                 tx,
                 next_seq,
                 refused,
+                written,
                 ..
             } = jtx;
             let end = match out {
                 Ok(value) => match tx.commit() {
-                    Ok(()) => End::Committed(value, next_seq),
+                    Ok(()) => End::Committed(value, next_seq, written),
                     Err(e) => End::CommitFailed(e),
                 },
                 Err(e) => {
@@ -782,8 +808,9 @@ impl Journal {
             (end, refused)
         };
         let out = match end {
-            End::Committed(value, next_seq) => {
+            End::Committed(value, next_seq, written) => {
                 self.next_seq = next_seq;
+                self.unmeasured += written;
                 Ok(value)
             }
             End::CommitFailed(e) => Err(io_error(&self.conn, &self.ctx.path, "commit", e).into()),
@@ -832,6 +859,7 @@ impl Journal {
             used_bytes(conn, &path).map_err(|e| sqlite_error(&path, "measure", e))
         };
         let mut used = measure(&self.conn)?;
+        self.unmeasured = 0;
         let mut pruned = 0;
         // Past the soft limit, prune down to where refusals would stop: pruning comes in
         // batches, not one chunk per append, and refusals stop as soon as the backlog is sent.

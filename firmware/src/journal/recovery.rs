@@ -89,6 +89,7 @@ pub(super) fn recover(
         conn,
         ctx,
         next_seq,
+        unmeasured: 0,
     };
     journal.append(Event::JournalRecovered(JournalRecovered {
         moved_to: moved_to.display().to_string(),
