@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod crypto;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod journal;
 pub mod journey;

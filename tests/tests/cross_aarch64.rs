@@ -86,4 +86,8 @@ fn the_aarch64_build_runs_its_journal_tests_and_commands_under_qemu() {
     let (ok, checked) = qemu(&["check-config", example.to_str().unwrap()]);
     assert!(ok, "{checked}");
     assert!(checked.contains("site config is valid"), "{checked}");
+    // Device firmware has no embedded CRM: `demo` says so and where to find it.
+    let (ok, demo) = qemu(&["demo"]);
+    assert!(!ok, "{demo}");
+    assert!(demo.contains("build-pi --with-demo"), "{demo}");
 }

@@ -343,6 +343,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             tokio_runtime()?.block_on(run_kiosk(&config))?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "demo")]
         Command::Demo { data_dir, port } => {
             let data_dir = data_dir.unwrap_or_else(|| std::env::temp_dir().join("kiosk-demo"));
             tokio_runtime()?.block_on(crate::demo::run(crate::demo::DemoOptions {
@@ -351,6 +352,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }))?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(not(feature = "demo"))]
+        Command::Demo { .. } => anyhow::bail!(
+            "this kiosk build has no demo: device firmware is built without the embedded CRM \
+             endpoint (scripts/build-pi); run `kiosk demo` from a development build \
+             (cargo run -p kiosk -- demo), or cross-build with `scripts/build-pi --with-demo`"
+        ),
     }
 }
 
