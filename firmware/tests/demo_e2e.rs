@@ -419,6 +419,55 @@ async fn scanning_the_ticket_later_opens_its_survey_and_forged_or_noisy_scans_do
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_the_cache_does_not_know_is_looked_up_at_the_crm_greeted_by_name_and_cached() {
+    let h = Harness::start().await;
+    let ana = crm_endpoint::demo_token(&crm_endpoint::DEMO_CUSTOMERS[0]);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while h.demo.kiosk.store.profile(&ana).unwrap().is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "feed never brought Ana"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // As for a customer registered elsewhere since the last feed pull: not in this cache.
+    h.demo
+        .kiosk
+        .store
+        .journal()
+        .sql()
+        .execute("DELETE FROM profiles WHERE card_token = ?1", [ana.as_str()])
+        .unwrap();
+    assert!(h.demo.kiosk.store.profile(&ana).unwrap().is_none());
+
+    h.panel_post("/api/card", json!({"action": "customer", "index": 0}))
+        .await;
+    let greeting = h.screen("greeting").await;
+    assert_eq!(greeting["body"]["name"], "Ana", "{greeting}");
+    let cached = h.demo.kiosk.store.profile(&ana).unwrap();
+    assert_eq!(
+        cached.map(|p| p.display_name).as_deref(),
+        Some("Ana"),
+        "the CRM's answer is cached for the next tap"
+    );
+    let identified: Vec<String> = {
+        let j = h.demo.kiosk.store.journal();
+        let mut st = j
+            .sql()
+            .prepare("SELECT body FROM events WHERE type = 'customer_identified'")
+            .unwrap();
+        st.query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+    assert_eq!(identified.len(), 1, "{identified:?}");
+    let body: Value = serde_json::from_str(&identified[0]).unwrap();
+    assert_eq!(body["payload"]["source"], "crm", "{body}");
+    h.demo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customer_erased_at_the_crm_leaves_the_kiosk_cache_and_is_never_greeted_again() {
     let h = Harness::start().await;
     let ben = crm_endpoint::demo_token(&crm_endpoint::DEMO_CUSTOMERS[1]);

@@ -73,6 +73,20 @@ pub struct Engine {
     pub last_ticket_qr: Arc<Mutex<Option<String>>>,
     /// The engine loop's heartbeat (the systemd watchdog is petted only while it beats).
     pub beat: crate::service::Beat,
+    /// Live lookups at the CRM of cards the cache does not know (`None`: cache only).
+    pub crm: Option<Arc<kiosk_sync::ProfileLookup>>,
+}
+
+/// How long a live lookup may take: half the journey's lookup timeout, at most a second (a
+/// customer at the screen is waiting).
+fn crm_bound(lookup_ms: u64) -> Duration {
+    Duration::from_millis((lookup_ms / 2).min(1_000))
+}
+
+/// What the CRM answered to a live lookup.
+enum CrmAnswer {
+    Found(Profile),
+    NotFound,
 }
 
 struct Run {
@@ -83,6 +97,8 @@ struct Run {
     answers: VecDeque<Input>,
     /// Tickets issued, by turn, for reprints.
     tickets: HashMap<Uuid, TicketJob>,
+    /// Answers of live CRM lookups, from their tasks.
+    crm_answers: mpsc::Sender<(CardToken, CrmAnswer)>,
 }
 
 impl Engine {
@@ -96,12 +112,14 @@ impl Engine {
         shutdown: CancellationToken,
     ) {
         let state = State::new(self.config.default_locale);
+        let (crm_answers, mut crm_rx) = mpsc::channel(16);
         let mut run = Run {
             e: self,
             state,
             wake_at: None,
             answers: VecDeque::new(),
             tickets: HashMap::new(),
+            crm_answers,
         };
         run.publish_screen();
         run.publish_board();
@@ -121,6 +139,7 @@ impl Engine {
                     DeviceMsg::Health(change) => run.health(change.device, change.health),
                 },
                 Some(input) = touches.recv() => run.feed(input),
+                Some((token, answer)) = crm_rx.recv() => run.crm_answer(token, answer),
                 Some(req) = staff.recv() => run.staff(req),
                 _ = tokio::time::sleep(sleep.unwrap_or_default()), if sleep.is_some() => {
                     run.wake_at = None;
@@ -171,10 +190,10 @@ impl Run {
                 // The journey goes on; the failure is loud (and shows in the status).
                 Err(e) => tracing::error!(error = %e, "cannot journal an event"),
             },
-            Effect::LookupProfile { token } => {
-                let answer = self.lookup(token);
-                self.answers.push_back(answer);
-            }
+            Effect::LookupProfile { token } => match (self.lookup(token), &self.e.crm) {
+                (Input::ProfileNotFound { token }, Some(crm)) => self.ask_crm(crm.clone(), token),
+                (answer, _) => self.answers.push_back(answer),
+            },
             Effect::SaveProfile(p) => {
                 let profile = Profile {
                     card_token: p.card_token.clone(),
@@ -227,42 +246,91 @@ impl Run {
     /// The cached profile of a card, with the campaign for their segment.
     fn lookup(&self, token: CardToken) -> Input {
         match self.e.store.profile(&token) {
-            Ok(Some(p)) => {
-                let campaign = if p.consent.profile {
-                    self.campaign_for(&token, Some(&p.segment))
-                } else {
-                    None
-                };
-                let mut consents = Vec::new();
-                use kiosk_protocol::events::ConsentPurpose as P;
-                if p.consent.profile {
-                    consents.push(P::Profile);
-                }
-                if p.consent.marketing_email {
-                    consents.push(P::MarketingEmail);
-                }
-                if p.consent.marketing_sms {
-                    consents.push(P::MarketingSms);
-                }
-                Input::ProfileFound {
-                    token: token.clone(),
-                    profile: CustomerProfile {
-                        card_token: token,
-                        display_name: p.display_name,
-                        segment: Some(p.segment),
-                        locale: Locale::from_tag(&p.locale),
-                        consents,
-                    },
-                    campaign,
-                    source: ProfileSource::LocalCache,
-                }
-            }
+            Ok(Some(p)) => self.found(token, p, ProfileSource::LocalCache),
             Ok(None) => Input::ProfileNotFound { token },
             Err(e) => {
                 tracing::error!(error = %e, "profile cache unreadable; greeting anonymously");
                 Input::ProfileNotFound { token }
             }
         }
+    }
+
+    /// A known customer as the journey takes them, with the campaign for their segment.
+    fn found(&self, token: CardToken, p: Profile, source: ProfileSource) -> Input {
+        let campaign = if p.consent.profile {
+            self.campaign_for(&token, Some(&p.segment))
+        } else {
+            None
+        };
+        let mut consents = Vec::new();
+        use kiosk_protocol::events::ConsentPurpose as P;
+        if p.consent.profile {
+            consents.push(P::Profile);
+        }
+        if p.consent.marketing_email {
+            consents.push(P::MarketingEmail);
+        }
+        if p.consent.marketing_sms {
+            consents.push(P::MarketingSms);
+        }
+        Input::ProfileFound {
+            token: token.clone(),
+            profile: CustomerProfile {
+                card_token: token,
+                display_name: p.display_name,
+                segment: Some(p.segment),
+                locale: Locale::from_tag(&p.locale),
+                consents,
+            },
+            campaign,
+            source,
+        }
+    }
+
+    /// Asks the CRM about a card the cache does not know, in a task of its own (the engine keeps
+    /// taking inputs). An unreachable or slow CRM counts as "nobody" after [`crm_bound`], well
+    /// before the journey's own lookup timeout: offline, an unknown card is still offered the
+    /// registration, a second or so later.
+    fn ask_crm(&self, crm: Arc<kiosk_sync::ProfileLookup>, token: CardToken) {
+        let answers = self.crm_answers.clone();
+        let bound = crm_bound(self.e.config.timeouts.lookup_ms);
+        tokio::spawn(async move {
+            let answer = match tokio::time::timeout(bound, crm.lookup(&token)).await {
+                Ok(Ok(Some(profile))) => CrmAnswer::Found(profile),
+                Ok(Ok(None)) => CrmAnswer::NotFound,
+                Ok(Err(e)) => {
+                    tracing::info!(error = %e, "live profile lookup failed; card taken as unknown");
+                    CrmAnswer::NotFound
+                }
+                Err(_) => {
+                    tracing::info!(
+                        ?bound,
+                        "live profile lookup too slow; card taken as unknown"
+                    );
+                    CrmAnswer::NotFound
+                }
+            };
+            let _ = answers.send((token, answer)).await;
+        });
+    }
+
+    /// A live lookup's answer: a found profile is cached (the next tap is greeted from the
+    /// cache, offline too) and greets the customer if they are still at the screen.
+    fn crm_answer(&mut self, token: CardToken, answer: CrmAnswer) {
+        let input = match answer {
+            CrmAnswer::Found(profile) if profile.card_token == token => {
+                if let Err(e) = self.e.store.save_profile(&profile) {
+                    tracing::warn!(error = %e, "cannot cache a profile from the CRM");
+                }
+                self.found(token, profile, ProfileSource::Crm)
+            }
+            CrmAnswer::Found(_) => {
+                tracing::warn!("the CRM answered a lookup with another card's profile; ignored");
+                Input::ProfileNotFound { token }
+            }
+            CrmAnswer::NotFound => Input::ProfileNotFound { token },
+        };
+        self.feed(input);
     }
 
     /// The first running campaign aimed at `segment` (campaigns aimed at everyone count), with

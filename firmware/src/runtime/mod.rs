@@ -389,6 +389,17 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartError> {
     );
     drop(device_tx);
 
+    // Sync settings (the worker starts below; the engine's live profile lookups use them too).
+    let endpoint = opts
+        .endpoint_url
+        .clone()
+        .unwrap_or_else(|| opts.credentials.endpoint_url.clone());
+    let sync_config = setup::sync_config(config, &opts.credentials, &endpoint)
+        .map_err(|e| StartError::Sync(format!("cannot read crm.ca_file: {e}")))?;
+    let sync_clock = Arc::new(SystemSyncClock::new(boot_id));
+    let crm = kiosk_sync::ProfileLookup::new(&sync_config, sync_clock.clone())
+        .map_err(|e| StartError::Sync(e.to_string()))?;
+
     // Engine.
     let shutdown = CancellationToken::new();
     let (screen_tx, screen_rx) = watch::channel(crate::journey::view(
@@ -415,6 +426,7 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartError> {
         health: health_tx,
         last_ticket_qr: last_ticket_qr.clone(),
         beat: liveness.register("journey engine", crate::service::MAX_SILENCE),
+        crm: Some(Arc::new(crm)),
     };
     let mut tasks = Vec::new();
     liveness.watch_task(
@@ -497,18 +509,12 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartError> {
     }
 
     // Sync.
-    let endpoint = opts
-        .endpoint_url
-        .clone()
-        .unwrap_or_else(|| opts.credentials.endpoint_url.clone());
-    let sync_config = setup::sync_config(config, &opts.credentials, &endpoint)
-        .map_err(|e| StartError::Sync(format!("cannot read crm.ca_file: {e}")))?;
     let outbox = Arc::new(store.clone());
     let (sync_task, sync) = SyncWorker::spawn(
         sync_config,
         outbox.clone(),
         outbox,
-        Arc::new(SystemSyncClock::new(boot_id)),
+        sync_clock,
         shutdown.clone(),
         appended,
     )

@@ -25,5 +25,7 @@ pub use clock::{SyncClock, SystemSyncClock};
 pub use config::{SyncConfig, TlsSettings};
 pub use outbox::{Backlog, BoxError, FeedSink, Outbox, OutboxEvent};
 pub use status::{LinkState, SyncStatus, SyncStatusReceiver};
-pub use transport::{EnrollError, RequestError, SetupError, enroll, install_crypto_provider};
+pub use transport::{
+    EnrollError, ProfileLookup, RequestError, SetupError, enroll, install_crypto_provider,
+};
 pub use worker::{JournalError, SyncWorker};

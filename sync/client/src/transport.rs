@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
+use kiosk_protocol::CardToken;
 use kiosk_protocol::auth::sign_request;
 use kiosk_protocol::wire::{
     BatchResponse, DeviceSecret, ENROLL_PATH, EnrollRequest, EnrollResponse, ErrorBody, ErrorCode,
-    FeedResponse, batches_path, feed_path_and_query,
+    FeedResponse, Profile, ProfileLookupResponse, batches_path, feed_path_and_query, profile_path,
 };
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, DATE, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
@@ -342,13 +343,36 @@ impl Transport {
         limit: u32,
     ) -> Result<FeedResponse, RequestError> {
         let path = feed_path_and_query(&self.kiosk_id, cursor, limit);
+        self.get_json(&path, "feed answer is not a FeedResponse")
+            .await
+    }
+
+    /// Looks a card up at the endpoint (`None`: nobody is registered with it).
+    pub(crate) async fn get_profile(
+        &self,
+        token: &CardToken,
+    ) -> Result<Option<Profile>, RequestError> {
+        let path = profile_path(&self.kiosk_id, token);
+        let answer: ProfileLookupResponse = self
+            .get_json(&path, "profile answer is not a ProfileLookupResponse")
+            .await?;
+        Ok(answer.profile)
+    }
+
+    /// A signed GET whose answer is JSON. A `stale_timestamp` refusal re-times the signature
+    /// from the endpoint's `Date` and retries once at once.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        what: &str,
+    ) -> Result<T, RequestError> {
         let mut retried = false;
         loop {
-            match self.send(Method::GET, &path, Vec::new(), false).await {
+            match self.send(Method::GET, path, Vec::new(), false).await {
                 Ok(bytes) => {
                     return serde_json::from_slice(&bytes).map_err(|e| RequestError::Protocol {
                         url: self.base.clone(),
-                        what: "feed answer is not a FeedResponse".into(),
+                        what: what.to_owned(),
                         source: Some(e),
                     });
                 }
@@ -411,5 +435,28 @@ fn snippet(bytes: &[u8]) -> String {
         "(empty body)".to_owned()
     } else {
         text.to_owned()
+    }
+}
+
+/// Live profile lookups at the CRM endpoint, for a card the kiosk's cache does not know (a
+/// customer registered at another store, or since the last feed pull). Its own connection pool
+/// beside the [`crate::SyncWorker`]'s, so a lookup never waits behind a batch upload.
+pub struct ProfileLookup {
+    transport: Transport,
+}
+
+impl ProfileLookup {
+    /// A lookup client for the endpoint and credentials of `config`.
+    pub fn new(config: &SyncConfig, clock: Arc<dyn SyncClock>) -> Result<Self, SetupError> {
+        install_crypto_provider();
+        Ok(ProfileLookup {
+            transport: Transport::new(config, clock)?,
+        })
+    }
+
+    /// The profile registered with `token`, or `None` for nobody. Bounded by the config's
+    /// request timeout; callers waiting on a customer put their own, shorter, bound on it.
+    pub async fn lookup(&self, token: &CardToken) -> Result<Option<Profile>, RequestError> {
+        self.transport.get_profile(token).await
     }
 }

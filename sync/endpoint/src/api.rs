@@ -26,7 +26,7 @@ use kiosk_protocol::wire::{
     BatchRequest, BatchResponse, Campaign, EnrollRequest, EnrollResponse, ErrorBody, ErrorCode,
     EventResult, EventStatus, FeedQuery, FeedResponse, HEADER_ADMIN_TOKEN, HEADER_KIOSK_ID,
     HEADER_SIGNATURE, HEADER_TIMESTAMP, HealthResponse, Key32, MAX_BATCH_BYTES, MAX_BATCH_EVENTS,
-    MAX_FEED_LIMIT, PROTOCOL_VERSION,
+    MAX_FEED_LIMIT, PROTOCOL_VERSION, ProfileLookupResponse,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -46,6 +46,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/enroll"),
     ("POST", "/v1/kiosks/{kiosk_id}/batches"),
     ("GET", "/v1/kiosks/{kiosk_id}/feed"),
+    ("GET", "/v1/kiosks/{kiosk_id}/profiles/{card_token}"),
     ("GET", "/v1/stats"),
     ("POST", "/v1/admin/stores"),
     ("POST", "/v1/admin/enroll-codes"),
@@ -62,6 +63,12 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub const ENROLL_ATTEMPTS: u32 = 10;
 /// The window of [`ENROLL_ATTEMPTS`].
 pub const ENROLL_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Live profile lookups allowed per kiosk and [`LOOKUP_WINDOW`]: far above what customers
+/// tapping cards need, far below what enumerating card tokens would (a stolen kiosk holds the
+/// tenant key and could compute the tokens of short UIDs).
+pub const LOOKUPS_PER_WINDOW: u32 = 60;
+/// The window of [`LOOKUPS_PER_WINDOW`].
+pub const LOOKUP_WINDOW: Duration = Duration::from_secs(60);
 
 /// Shared state of all handlers.
 #[derive(Clone)]
@@ -71,6 +78,8 @@ pub struct AppState {
     validator: Arc<Validator>,
     admin_token: Option<Arc<str>>,
     enroll_failures: Arc<Mutex<HashMap<IpAddr, (Instant, u32)>>>,
+    /// Live profile lookups per kiosk in the current window.
+    lookups: Arc<Mutex<HashMap<String, (Instant, u32)>>>,
     /// Ids of stores whose kiosks just sent a batch (the dashboard's live updates).
     changes: tokio::sync::broadcast::Sender<Arc<str>>,
     /// Cancelled when the server begins its graceful shutdown: long-lived responses (the
@@ -89,6 +98,7 @@ impl AppState {
             validator: Arc::new(Validator::new()?),
             admin_token: admin_token.map(Arc::from),
             enroll_failures: Arc::new(Mutex::new(HashMap::new())),
+            lookups: Arc::new(Mutex::new(HashMap::new())),
             changes: tokio::sync::broadcast::channel(256).0,
             closing: tokio_util::sync::CancellationToken::new(),
         })
@@ -188,6 +198,7 @@ fn method_router(method: &str, path: &str) -> Option<MethodRouter<AppState>> {
             post(post_batch).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES))
         }
         ("GET", "/v1/kiosks/{kiosk_id}/feed") => get(get_feed),
+        ("GET", "/v1/kiosks/{kiosk_id}/profiles/{card_token}") => get(get_profile),
         ("GET", "/v1/stats") => get(stats),
         ("POST", "/v1/admin/stores") => post(admin_store),
         ("POST", "/v1/admin/enroll-codes") => post(admin_enroll_code),
@@ -308,6 +319,24 @@ impl AppState {
             ),
             _ => None,
         }
+    }
+
+    /// Counts a live lookup of `kiosk`; `Some(seconds to wait)` past the limit.
+    fn lookup_blocked(&self, kiosk: &str) -> Option<u64> {
+        let mut map = self.lookups.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        map.retain(|_, (start, _)| now.duration_since(*start) < LOOKUP_WINDOW);
+        let (start, n) = map.entry(kiosk.to_owned()).or_insert((now, 0));
+        if *n >= LOOKUPS_PER_WINDOW {
+            return Some(
+                LOOKUP_WINDOW
+                    .saturating_sub(now.duration_since(*start))
+                    .as_secs()
+                    .max(1),
+            );
+        }
+        *n += 1;
+        None
     }
 
     fn enroll_failed(&self, ip: IpAddr) {
@@ -587,6 +616,34 @@ async fn get_feed(
         next_cursor: page.next_cursor,
         more: page.more,
     }))
+}
+
+/// A kiosk's live lookup of a card its cache does not know (see [`crate::store::Store::lookup_profile`]).
+async fn get_profile(
+    State(st): State<AppState>,
+    Path((path_kiosk, card_token)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<ProfileLookupResponse>, ApiError> {
+    let kiosk = authenticate(&st, &method, &uri, &headers, &[], &path_kiosk).await?;
+    let token: CardToken = card_token
+        .parse()
+        .map_err(|e| ApiError::malformed(format!("card token in the path: {e}")))?;
+    if let Some(wait) = st.lookup_blocked(&kiosk.id) {
+        let mut err = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            format!(
+                "more than {LOOKUPS_PER_WINDOW} profile lookups a minute from kiosk {}; wait {wait} s",
+                kiosk.id
+            ),
+        );
+        err.retry_after = Some(wait);
+        return Err(err);
+    }
+    let profile = st.store.lookup_profile(kiosk.store_id, token).await?;
+    Ok(Json(ProfileLookupResponse { profile }))
 }
 
 /// Checks the admin token (`x-admin-token` or `Authorization: Bearer`); 403 otherwise.

@@ -82,6 +82,7 @@ fn components() -> Map<String, Value> {
     add::<wire::BatchRequest>(&mut generator, &mut out);
     add::<wire::BatchResponse>(&mut generator, &mut out);
     add::<wire::FeedResponse>(&mut generator, &mut out);
+    add::<wire::ProfileLookupResponse>(&mut generator, &mut out);
     add::<wire::HealthResponse>(&mut generator, &mut out);
     add::<wire::ErrorBody>(&mut generator, &mut out);
     add::<wire::Campaign>(&mut generator, &mut out);
@@ -155,6 +156,18 @@ pub fn document() -> Value {
         &["400", "401", "403", "409", "413", "415", "503"],
     );
     batches["parameters"] = json!([path_param("kiosk_id")]);
+    let mut lookup = op(
+        "look up a card the kiosk's cache does not know (the customer becomes known to its store; at most 60 a minute per kiosk)",
+        "kiosk",
+        None,
+        (
+            "200",
+            "the profile, or null for nobody",
+            Some("ProfileLookupResponse"),
+        ),
+        &["400", "401", "403", "409", "429", "503"],
+    );
+    lookup["parameters"] = json!([path_param("kiosk_id"), path_param("card_token")]);
     let mut stats = op(
         "statistics of one store",
         "admin",
@@ -202,6 +215,7 @@ pub fn document() -> Value {
                 Some("EnrollRequest"), ("200", "enrolled", Some("EnrollResponse")), &["400", "401", "429", "503"]) },
             "/v1/kiosks/{kiosk_id}/batches": { "post": batches },
             "/v1/kiosks/{kiosk_id}/feed": { "get": feed },
+            "/v1/kiosks/{kiosk_id}/profiles/{card_token}": { "get": lookup },
             "/v1/stats": { "get": stats },
             "/v1/admin/stores": { "post": op("create or rename a store", "admin", Some("StoreRecord"), ("204", "saved", None), &admin) },
             "/v1/admin/enroll-codes": { "post": op("make a one-time enrollment code", "admin", Some("EnrollCodeRequest"), ("200", "the code", Some("EnrollCodeResponse")), &admin) },

@@ -6,14 +6,14 @@ mod common;
 
 use std::io::Write as _;
 
-use common::{Backend, Harness};
+use common::{Backend, Harness, Kiosk};
 use kiosk_protocol::CardToken;
 use kiosk_protocol::events::*;
 use kiosk_protocol::wire::{
     BatchResponse, ErrorBody, ErrorCode, EventStatus, FeedItem, FeedResponse, KioskClock,
-    MAX_BATCH_EVENTS, batches_path, feed_path_and_query,
+    MAX_BATCH_EVENTS, ProfileLookupResponse, batches_path, feed_path_and_query,
 };
-use reqwest::Method;
+use reqwest::{Method, StatusCode};
 use uuid::Uuid;
 
 fn token(n: u8) -> CardToken {
@@ -117,6 +117,7 @@ on_both_stores!(
     oversized_batches_are_refused,
     gzip_batch_signed_over_compressed_bytes_is_accepted,
     feed_carries_only_the_kiosks_store,
+    live_lookup_finds_a_customer_of_another_store_and_links_them,
     erasure_reaches_the_feed_and_removes_the_profile,
     visits_make_segments_and_admins_can_override_them,
     conversion_is_counted_per_variant,
@@ -547,6 +548,94 @@ fn profiles(items: &[FeedItem]) -> Vec<(CardToken, String)> {
             _ => None,
         })
         .collect()
+}
+
+async fn live_lookup_finds_a_customer_of_another_store_and_links_them(b: Backend) {
+    let h = Harness::start(b).await;
+    let north = h.kiosk.clone();
+    let south = h.enroll("south").await;
+    let (ana, nobody) = (token(1), token(9));
+    let r = h
+        .post_events(
+            &north,
+            vec![
+                h.envelope(&north, 1, registered(&ana, "Ana")),
+                h.envelope(&north, 2, consent(&ana, ConsentPurpose::Profile, true)),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(profiles(&whole_feed(&h, &south).await).is_empty());
+
+    let lookup = |kiosk: &Kiosk, path_kiosk: &str, t: &CardToken| {
+        h.signed(
+            kiosk,
+            Method::GET,
+            &kiosk_protocol::wire::profile_path(path_kiosk, t),
+            vec![],
+        )
+        .send()
+    };
+    // Ana registered at north taps her card at south: south's kiosk gets her profile at once...
+    let found: ProfileLookupResponse = lookup(&south, &south.id, &ana)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let p = found.profile.expect("Ana is registered");
+    assert_eq!(
+        (p.card_token, p.display_name.as_str()),
+        (ana.clone(), "Ana")
+    );
+    assert!(p.consent.profile);
+    // ... and south's feed carries her from now on.
+    assert_eq!(
+        profiles(&whole_feed(&h, &south).await),
+        [(ana.clone(), "Ana".to_owned())]
+    );
+    // Nobody with this card: null, and nothing changes.
+    let none: ProfileLookupResponse = lookup(&south, &south.id, &nobody)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(none.profile, None);
+    // Another kiosk's path, a malformed token: refused.
+    let r = lookup(&south, &north.id, &ana).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = h
+        .signed(
+            &south,
+            Method::GET,
+            &format!("/v1/kiosks/{}/profiles/not-a-token", south.id),
+            vec![],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Enumerating tokens runs into the per-kiosk limit.
+    let mut limited = None;
+    for n in 0..=crm_endpoint::api::LOOKUPS_PER_WINDOW {
+        let r = lookup(&north, &north.id, &token((n % 200) as u8 + 20))
+            .await
+            .unwrap();
+        if r.status() != 200 {
+            limited = Some((n, r.status(), r.headers().contains_key("retry-after")));
+            break;
+        }
+    }
+    assert_eq!(
+        limited,
+        Some((
+            crm_endpoint::api::LOOKUPS_PER_WINDOW,
+            StatusCode::TOO_MANY_REQUESTS,
+            true
+        ))
+    );
+    h.stop().await;
 }
 
 async fn feed_carries_only_the_kiosks_store(b: Backend) {

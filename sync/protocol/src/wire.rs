@@ -67,6 +67,12 @@ pub fn feed_path_and_query(kiosk_id: &str, cursor: u64, limit: u32) -> String {
     format!("/v1/kiosks/{kiosk_id}/feed?cursor={cursor}&limit={limit}")
 }
 
+/// Path a kiosk looks a card up at, live, when its own cache does not know the card (exactly
+/// what it signs).
+pub fn profile_path(kiosk_id: &str, token: &CardToken) -> String {
+    format!("/v1/kiosks/{kiosk_id}/profiles/{}", token.as_str())
+}
+
 /// A 32-byte key, base64 (standard alphabet, padded) on the wire. Debug output never shows it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Key32([u8; 32]);
@@ -482,6 +488,15 @@ pub struct Profile {
     pub consent: ConsentFlags,
     /// Preferred language (`es`, `en`).
     pub locale: String,
+}
+
+/// `GET /v1/kiosks/{kiosk_id}/profiles/{card_token}` answer. A customer registered at another
+/// store becomes known to this one (their later changes reach its kiosks through the feed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ProfileLookupResponse {
+    /// The profile as this store's kiosks may know it; `null` when nobody is registered with
+    /// the card (or they were erased).
+    pub profile: Option<Profile>,
 }
 
 /// A customer erased at the CRM.

@@ -439,6 +439,15 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> BoxFuture<'_, StoreResult<FeedPage>>;
 
+    /// A kiosk of `store_id` looks up a card its cache does not know: the registered customer's
+    /// profile (`None` for nobody, or a customer who never registered a name). The customer
+    /// becomes known to the store, so their later changes reach its feed.
+    fn lookup_profile(
+        &self,
+        store_id: String,
+        token: CardToken,
+    ) -> BoxFuture<'_, StoreResult<Option<kiosk_protocol::wire::Profile>>>;
+
     /// Creates or replaces a campaign and publishes it to its stores' feeds.
     fn upsert_campaign(&self, campaign: Campaign, now_ms: i64) -> BoxFuture<'_, StoreResult<()>>;
 
@@ -580,8 +589,20 @@ pub fn profile_item(
     locale: &str,
     history: &[ConsentRecord],
 ) -> FeedItem {
+    FeedItem::Profile(kiosk_profile(token, display_name, segment, locale, history))
+}
+
+/// A customer's profile as a store's kiosks may know it (the feed's and the live lookup's): the
+/// name only with the profile consent.
+pub fn kiosk_profile(
+    token: &CardToken,
+    display_name: &str,
+    segment: &str,
+    locale: &str,
+    history: &[ConsentRecord],
+) -> kiosk_protocol::wire::Profile {
     let consent = consent_flags(history);
-    FeedItem::Profile(kiosk_protocol::wire::Profile {
+    kiosk_protocol::wire::Profile {
         card_token: token.clone(),
         display_name: if consent.profile {
             display_name.to_owned()
@@ -591,7 +612,7 @@ pub fn profile_item(
         segment: segment.to_owned(),
         consent,
         locale: locale.to_owned(),
-    })
+    }
 }
 
 /// Variant a redemption is attributed to when its coupon's issue was not seen: the customer's

@@ -20,7 +20,7 @@ use super::{
     ConsentRecord, CustomerRecord, Dashboard, DashboardQuery, Effect, FeedPage, IngestBatch,
     IngestEvent, KioskHealth, KioskRecord, NewCustomer, NewKiosk, OpsFact, SkewEstimate, Store,
     StoreError, StoreKind, StoreRecord, StoreResult, StoreStats, StoreSummary, computed_segment,
-    profile_item, redemption_variant,
+    kiosk_profile, profile_item, redemption_variant,
 };
 
 const SCHEMA: &str = r#"
@@ -1108,6 +1108,42 @@ impl Store for PgStore {
                     next_cursor = u64_of(r.get(0));
                 }
                 Ok(FeedPage { items, next_cursor, more })
+            })
+        })
+    }
+
+    fn lookup_profile(
+        &self,
+        store_id: String,
+        token: CardToken,
+    ) -> BoxFuture<'_, StoreResult<Option<kiosk_protocol::wire::Profile>>> {
+        self.with(move |c| {
+            Box::pin(async move {
+                let tx = c.transaction().await?;
+                let t = token.as_str();
+                let row = tx
+                    .query_opt(
+                        "SELECT display_name, segment, locale FROM customers WHERE card_token = $1",
+                        &[&t],
+                    )
+                    .await?;
+                let Some(row) = row else { return Ok(None) };
+                let (name, segment, locale): (Option<String>, String, Option<String>) =
+                    (row.get(0), row.get(1), row.get(2));
+                let Some(name) = name else { return Ok(None) };
+                if link_store(&tx, &token, &store_id).await? {
+                    lock_changes(&tx).await?;
+                    emit_profile(&tx, &token).await?;
+                }
+                let history = consents(&tx, t).await?;
+                tx.commit().await?;
+                Ok(Some(kiosk_profile(
+                    &token,
+                    &name,
+                    &segment,
+                    locale.as_deref().unwrap_or("es"),
+                    &history,
+                )))
             })
         })
     }

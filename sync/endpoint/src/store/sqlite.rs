@@ -17,8 +17,8 @@ use super::dashboard::{
 use super::{
     ConsentRecord, CustomerRecord, Dashboard, DashboardQuery, Effect, FeedPage, IngestBatch,
     KioskHealth, KioskRecord, NewCustomer, NewKiosk, Nps, OpsFact, SkewEstimate, Store, StoreError,
-    StoreKind, StoreRecord, StoreResult, StoreStats, StoreSummary, computed_segment, profile_item,
-    redemption_variant,
+    StoreKind, StoreRecord, StoreResult, StoreStats, StoreSummary, computed_segment, kiosk_profile,
+    profile_item, redemption_variant,
 };
 
 const SCHEMA: &str = r#"
@@ -922,6 +922,38 @@ impl Store for SqliteStore {
                 next_cursor = u64_of(seq);
             }
             Ok(FeedPage { items, next_cursor, more })
+        })
+    }
+
+    fn lookup_profile(
+        &self,
+        store_id: String,
+        token: CardToken,
+    ) -> BoxFuture<'_, StoreResult<Option<kiosk_protocol::wire::Profile>>> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let row: Option<(Option<String>, String, Option<String>)> = tx
+                .query_row(
+                    "SELECT display_name, segment, locale FROM customers WHERE card_token = ?1",
+                    params![token.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let Some((Some(name), segment, locale)) = row else {
+                return Ok(None);
+            };
+            if link_store(&tx, &token, &store_id)? {
+                emit_profile(&tx, &token)?;
+            }
+            let history = consents(&tx, token.as_str())?;
+            tx.commit()?;
+            Ok(Some(kiosk_profile(
+                &token,
+                &name,
+                &segment,
+                locale.as_deref().unwrap_or("es"),
+                &history,
+            )))
         })
     }
 
