@@ -581,17 +581,6 @@ pub fn consent_flags(history: &[ConsentRecord]) -> kiosk_protocol::wire::Consent
     flags
 }
 
-/// The feed profile of a customer: without profile consent the kiosk gets no name to greet by.
-pub fn profile_item(
-    token: &CardToken,
-    display_name: &str,
-    segment: &str,
-    locale: &str,
-    history: &[ConsentRecord],
-) -> FeedItem {
-    FeedItem::Profile(kiosk_profile(token, display_name, segment, locale, history))
-}
-
 /// A customer's profile as a store's kiosks may know it (the feed's and the live lookup's): the
 /// name only with the profile consent.
 pub fn kiosk_profile(

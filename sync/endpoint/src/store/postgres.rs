@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::future::BoxFuture;
 use kiosk_protocol::CardToken;
-use kiosk_protocol::wire::{Campaign, EventStatus, FeedItem, Key32, TenantKey};
+use kiosk_protocol::wire::{Campaign, EventStatus, FeedItem, Key32, Profile, TenantKey};
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, GenericClient, NoTls, Transaction};
 
@@ -20,7 +20,7 @@ use super::{
     ConsentRecord, CustomerRecord, Dashboard, DashboardQuery, Effect, FeedPage, IngestBatch,
     IngestEvent, KioskHealth, KioskRecord, NewCustomer, NewKiosk, OpsFact, SkewEstimate, Store,
     StoreError, StoreKind, StoreRecord, StoreResult, StoreStats, StoreSummary, computed_segment,
-    kiosk_profile, profile_item, redemption_variant,
+    kiosk_profile, redemption_variant,
 };
 
 const SCHEMA: &str = r#"
@@ -242,28 +242,40 @@ async fn lock_changes(tx: &Transaction<'_>) -> StoreResult<()> {
     Ok(())
 }
 
-/// Publishes a customer's current profile to every store that knows them (see the SQLite store).
-/// The caller holds the changes lock.
-async fn emit_profile(tx: &Transaction<'_>, token: &CardToken) -> StoreResult<()> {
+/// What a store's kiosks may know of a customer (`None`: unknown, or never registered a name).
+async fn customer_profile<C: GenericClient>(
+    c: &C,
+    token: &CardToken,
+) -> StoreResult<Option<Profile>> {
     let t = token.as_str();
-    let row = tx
+    let row = c
         .query_opt(
             "SELECT display_name, segment, locale FROM customers WHERE card_token = $1",
             &[&t],
         )
         .await?;
-    let Some(row) = row else { return Ok(()) };
+    let Some(row) = row else { return Ok(None) };
     let (name, segment, locale): (Option<String>, String, Option<String>) =
         (row.get(0), row.get(1), row.get(2));
-    let Some(name) = name else { return Ok(()) };
-    let history = consents(tx, t).await?;
-    let item = serde_json::to_string(&profile_item(
+    let Some(name) = name else { return Ok(None) };
+    let history = consents(c, t).await?;
+    Ok(Some(kiosk_profile(
         token,
         &name,
         &segment,
         locale.as_deref().unwrap_or("es"),
         &history,
-    ))?;
+    )))
+}
+
+/// Publishes a customer's current profile to every store that knows them (see the SQLite store).
+/// The caller holds the changes lock.
+async fn emit_profile(tx: &Transaction<'_>, token: &CardToken) -> StoreResult<()> {
+    let t = token.as_str();
+    let Some(profile) = customer_profile(tx, token).await? else {
+        return Ok(());
+    };
+    let item = serde_json::to_string(&FeedItem::Profile(profile))?;
     let stores = tx
         .query(
             "SELECT store_id FROM customer_stores WHERE card_token = $1",
@@ -1120,30 +1132,15 @@ impl Store for PgStore {
         self.with(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
-                let t = token.as_str();
-                let row = tx
-                    .query_opt(
-                        "SELECT display_name, segment, locale FROM customers WHERE card_token = $1",
-                        &[&t],
-                    )
-                    .await?;
-                let Some(row) = row else { return Ok(None) };
-                let (name, segment, locale): (Option<String>, String, Option<String>) =
-                    (row.get(0), row.get(1), row.get(2));
-                let Some(name) = name else { return Ok(None) };
+                let Some(profile) = customer_profile(&tx, &token).await? else {
+                    return Ok(None);
+                };
                 if link_store(&tx, &token, &store_id).await? {
                     lock_changes(&tx).await?;
                     emit_profile(&tx, &token).await?;
                 }
-                let history = consents(&tx, t).await?;
                 tx.commit().await?;
-                Ok(Some(kiosk_profile(
-                    &token,
-                    &name,
-                    &segment,
-                    locale.as_deref().unwrap_or("es"),
-                    &history,
-                )))
+                Ok(Some(profile))
             })
         })
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use kiosk_protocol::CardToken;
-use kiosk_protocol::wire::{Campaign, EventStatus, FeedItem, Key32, TenantKey};
+use kiosk_protocol::wire::{Campaign, EventStatus, FeedItem, Key32, Profile, TenantKey};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::Mutex;
 
@@ -18,7 +18,7 @@ use super::{
     ConsentRecord, CustomerRecord, Dashboard, DashboardQuery, Effect, FeedPage, IngestBatch,
     KioskHealth, KioskRecord, NewCustomer, NewKiosk, Nps, OpsFact, SkewEstimate, Store, StoreError,
     StoreKind, StoreRecord, StoreResult, StoreStats, StoreSummary, computed_segment, kiosk_profile,
-    profile_item, redemption_variant,
+    redemption_variant,
 };
 
 const SCHEMA: &str = r#"
@@ -203,9 +203,8 @@ fn consents(tx: &Connection, token: &str) -> StoreResult<Vec<ConsentRecord>> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Publishes a customer's current profile to the feed of every store that knows them, replacing
-/// the earlier profile item (so old personal data does not linger in the feed).
-fn emit_profile(tx: &Transaction<'_>, token: &CardToken) -> StoreResult<()> {
+/// What a store's kiosks may know of a customer (`None`: unknown, or never registered a name).
+fn customer_profile(tx: &Connection, token: &CardToken) -> StoreResult<Option<Profile>> {
     let row: Option<(Option<String>, String, Option<String>)> = tx
         .query_row(
             "SELECT display_name, segment, locale FROM customers WHERE card_token = ?1",
@@ -214,16 +213,25 @@ fn emit_profile(tx: &Transaction<'_>, token: &CardToken) -> StoreResult<()> {
         )
         .optional()?;
     let Some((Some(name), segment, locale)) = row else {
-        return Ok(());
+        return Ok(None);
     };
     let history = consents(tx, token.as_str())?;
-    let item = serde_json::to_string(&profile_item(
+    Ok(Some(kiosk_profile(
         token,
         &name,
         &segment,
         locale.as_deref().unwrap_or("es"),
         &history,
-    ))?;
+    )))
+}
+
+/// Publishes a customer's current profile to the feed of every store that knows them, replacing
+/// the earlier profile item (so old personal data does not linger in the feed).
+fn emit_profile(tx: &Transaction<'_>, token: &CardToken) -> StoreResult<()> {
+    let Some(profile) = customer_profile(tx, token)? else {
+        return Ok(());
+    };
+    let item = serde_json::to_string(&FeedItem::Profile(profile))?;
     let stores: Vec<String> = {
         let mut stmt =
             tx.prepare_cached("SELECT store_id FROM customer_stores WHERE card_token = ?1")?;
@@ -932,28 +940,14 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, StoreResult<Option<kiosk_protocol::wire::Profile>>> {
         self.run(move |c| {
             let tx = c.transaction()?;
-            let row: Option<(Option<String>, String, Option<String>)> = tx
-                .query_row(
-                    "SELECT display_name, segment, locale FROM customers WHERE card_token = ?1",
-                    params![token.as_str()],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?;
-            let Some((Some(name), segment, locale)) = row else {
+            let Some(profile) = customer_profile(&tx, &token)? else {
                 return Ok(None);
             };
             if link_store(&tx, &token, &store_id)? {
                 emit_profile(&tx, &token)?;
             }
-            let history = consents(&tx, token.as_str())?;
             tx.commit()?;
-            Ok(Some(kiosk_profile(
-                &token,
-                &name,
-                &segment,
-                locale.as_deref().unwrap_or("es"),
-                &history,
-            )))
+            Ok(Some(profile))
         })
     }
 
