@@ -81,6 +81,15 @@ impl Harness {
         }
     }
 
+    /// Waits until the kiosk's profile cache holds `token` (`cached`) or not.
+    async fn cache_until(&self, token: &kiosk_protocol::CardToken, cached: bool, what: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.demo.kiosk.store.profile(token).unwrap().is_some() != cached {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn screen(&self, name: &str) -> Value {
         self.screen_until(name, |v| v["body"]["screen"] == name)
             .await
@@ -167,14 +176,7 @@ async fn an_identified_customer_is_greeted_gets_a_printed_ticket_answers_the_sur
     h.screen("attract").await;
     // Ana's profile reaches the kiosk through the sync feed.
     let ana = crm_endpoint::demo_token(&crm_endpoint::DEMO_CUSTOMERS[0]);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while h.demo.kiosk.store.profile(&ana).unwrap().is_none() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "feed never brought Ana"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    h.cache_until(&ana, true, "feed never brought Ana").await;
     h.panel_post("/api/card", json!({"action": "customer", "index": 0}))
         .await;
     let greeting = h.screen("greeting").await;
@@ -422,14 +424,7 @@ async fn scanning_the_ticket_later_opens_its_survey_and_forged_or_noisy_scans_do
 async fn a_card_the_cache_does_not_know_is_looked_up_at_the_crm_greeted_by_name_and_cached() {
     let h = Harness::start().await;
     let ana = crm_endpoint::demo_token(&crm_endpoint::DEMO_CUSTOMERS[0]);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while h.demo.kiosk.store.profile(&ana).unwrap().is_none() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "feed never brought Ana"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    h.cache_until(&ana, true, "feed never brought Ana").await;
     // As for a customer registered elsewhere since the last feed pull: not in this cache.
     h.demo
         .kiosk
@@ -471,23 +466,10 @@ async fn a_card_the_cache_does_not_know_is_looked_up_at_the_crm_greeted_by_name_
 async fn a_customer_erased_at_the_crm_leaves_the_kiosk_cache_and_is_never_greeted_again() {
     let h = Harness::start().await;
     let ben = crm_endpoint::demo_token(&crm_endpoint::DEMO_CUSTOMERS[1]);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while h.demo.kiosk.store.profile(&ben).unwrap().is_none() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "feed never brought Ben"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    h.cache_until(&ben, true, "feed never brought Ben").await;
     assert!(h.demo.crm.erase_customer(ben.clone(), 0).await.unwrap());
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while h.demo.kiosk.store.profile(&ben).unwrap().is_some() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the erasure never reached the kiosk"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    h.cache_until(&ben, false, "the erasure never reached the kiosk")
+        .await;
     h.panel_post("/api/card", json!({"action": "customer", "index": 1}))
         .await;
     let v = h
