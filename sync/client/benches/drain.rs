@@ -73,6 +73,7 @@ async fn round(n: usize, store_url: Option<String>, bare_url: Option<String>) ->
             skew: None,
             backlog: None,
             events,
+            replay: None,
         });
     }
     drop(pending);

@@ -147,6 +147,7 @@ impl KioskLog {
                 skew: None,
                 backlog: Some(0),
                 events,
+                replay: None,
             })
             .await
             .expect("ingest");

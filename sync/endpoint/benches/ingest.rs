@@ -4,7 +4,8 @@
 //! SQLite (a file in WAL mode) and a throwaway PostgreSQL (fsync off: see `crm_endpoint::testing`).
 //!
 //! Prints `BENCH {...}` lines for scripts/bench. `BENCH_BATCHES_PER_KIOSK` (default 4),
-//! `BENCH_BATCH_EVENTS` (default 100) and `BENCH_INGEST_KIOSKS` (default `50,500`) scale the run.
+//! `BENCH_BATCH_EVENTS` (default 100) and `BENCH_INGEST_KIOSKS` (default `50,500`) scale the run;
+//! `BENCH_INGEST_BACKENDS` (default `sqlite,postgres`) picks the stores.
 //! Target (issue 8): ingest within 2x of the bare inserts, i.e. a ratio of at least 0.5.
 
 use std::time::{Duration, Instant};
@@ -201,6 +202,7 @@ async fn run(
             skew: None,
             backlog: None,
             events,
+            replay: None,
         });
     }
     bare.upsert_store(StoreRecord {
@@ -266,9 +268,11 @@ fn main() {
         .split(',')
         .filter_map(|v| v.trim().parse().ok())
         .collect();
+    let backends =
+        std::env::var("BENCH_INGEST_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        for &kiosks in &kiosk_counts {
+        for &kiosks in kiosk_counts.iter().filter(|_| backends.contains("sqlite")) {
             let open = |name: String| {
                 let url = format!("sqlite://{}", dir.path().join(name).display());
                 async move { crm_endpoint::store::open(&url).await.unwrap() }
@@ -281,6 +285,9 @@ fn main() {
             report("sqlite", kiosks, &f);
         }
 
+        if !backends.contains("postgres") {
+            return;
+        }
         let pg = tokio::task::spawn_blocking(TempPostgres::start)
             .await
             .unwrap()

@@ -35,7 +35,8 @@ use time::OffsetDateTime;
 
 use crate::ingest::{self, Validator};
 use crate::store::{
-    IngestBatch, KioskRecord, NewCustomer, NewKiosk, SharedStore, StoreError, StoreRecord,
+    IngestBatch, KioskRecord, NewCustomer, NewKiosk, ReplayGuard, SharedStore, StoreError,
+    StoreRecord,
 };
 
 /// Every route the endpoint serves: `(method, path)`. The router is built from this table and a
@@ -160,6 +161,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(what) => ApiError::not_found(format!("{what} does not exist")),
+            StoreError::Replayed => replayed(),
             other => {
                 tracing::error!(error = %other, source = ?std::error::Error::source(&other), "store failed");
                 let mut err = ApiError::new(
@@ -416,6 +418,29 @@ async fn authenticate(
     body: &[u8],
     path_kiosk: &str,
 ) -> Result<KioskRecord, ApiError> {
+    let (kiosk, guard) = verify_request(st, method, uri, headers, body, path_kiosk).await?;
+    // Reads are harmless to repeat; only requests that change state are refused as replays.
+    if method != Method::GET
+        && !st
+            .store
+            .remember_signature(guard.signature, guard.expires_ms, guard.now_ms)
+            .await?
+    {
+        return Err(replayed());
+    }
+    Ok(kiosk)
+}
+
+/// [`authenticate`] but for remembering the signature, which the caller does (a batch does it
+/// in the transaction that stores it).
+async fn verify_request(
+    st: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    path_kiosk: &str,
+) -> Result<(KioskRecord, ReplayGuard), ApiError> {
     let unauthenticated =
         |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, m);
     let (Some(kiosk_id), Some(ts), Some(sig)) = (
@@ -470,21 +495,20 @@ async fn authenticate(
             format!("kiosk {} may not act as kiosk {path_kiosk}", kiosk.id),
         ));
     }
-    let expires_ms = (ts + auth::REPLAY_WINDOW_S + 1).saturating_mul(1000);
-    // Reads are harmless to repeat; only requests that change state are refused as replays.
-    if method != Method::GET
-        && !st
-            .store
-            .remember_signature(sig.to_ascii_lowercase(), expires_ms, now_ms())
-            .await?
-    {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            ErrorCode::Replay,
-            "this signed request was already received; sign a retry with a fresh timestamp",
-        ));
-    }
-    Ok(kiosk)
+    let guard = ReplayGuard {
+        signature: sig.to_ascii_lowercase(),
+        expires_ms: (ts + auth::REPLAY_WINDOW_S + 1).saturating_mul(1000),
+        now_ms: now_ms(),
+    };
+    Ok((kiosk, guard))
+}
+
+fn replayed() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        ErrorCode::Replay,
+        "this signed request was already received; sign a retry with a fresh timestamp",
+    )
 }
 
 fn decoded_body<'b>(
@@ -531,7 +555,7 @@ async fn post_batch(
         )),
         other => ApiError::malformed(format!("could not read the body: {other}")),
     })?;
-    let kiosk = authenticate(&st, &method, &uri, &headers, &body, &path_kiosk).await?;
+    let (kiosk, guard) = verify_request(&st, &method, &uri, &headers, &body, &path_kiosk).await?;
     let received_ms = now_ms();
     let json = decoded_body(&headers, &body)?;
     let batch: BatchRequest<serde_json::Value> = serde_json::from_slice(&json)
@@ -579,6 +603,7 @@ async fn post_batch(
             skew: Some(skew),
             backlog: batch.backlog,
             events: valid,
+            replay: Some(guard),
         })
         .await?;
     // Nobody listening is the normal case.

@@ -47,6 +47,13 @@ pub enum StoreError {
     /// The caller referred to something that does not exist.
     #[error("{0} does not exist")]
     NotFound(String),
+    /// The batch's request signature was seen before: a replay, nothing stored.
+    #[error("this signed request was already received")]
+    Replayed,
+    /// A batch committed together with others (see the SQLite store's group commit) failed
+    /// because their shared transaction did.
+    #[error("the transaction this batch was part of failed: {0}")]
+    GroupFailed(String),
 }
 
 /// Which database backs a store.
@@ -256,6 +263,20 @@ pub struct IngestBatch {
     pub backlog: Option<u64>,
     /// The events, in request order.
     pub events: Vec<IngestEvent>,
+    /// The request's signature, remembered in the batch's own transaction: a replay stores
+    /// nothing ([`StoreError::Replayed`]), and a batch that fails leaves no signature behind.
+    pub replay: Option<ReplayGuard>,
+}
+
+/// A signed request to remember against replays (see [`Store::remember_signature`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayGuard {
+    /// The request's signature, lowercase hex.
+    pub signature: String,
+    /// When the signature's timestamp leaves the replay window, unix ms.
+    pub expires_ms: i64,
+    /// Now, unix ms: signatures expired before this are forgotten on the way.
+    pub now_ms: i64,
 }
 
 /// A page of a store's sync feed.
@@ -422,7 +443,9 @@ pub trait Store: Send + Sync + 'static {
     fn touch_kiosk(&self, kiosk_id: String, now_ms: i64) -> BoxFuture<'_, StoreResult<()>>;
 
     /// Stores a batch in one transaction: each event is stored once (accepted) or found stored
-    /// (duplicate), its effects applied only when accepted. Answers per event, in order.
+    /// (duplicate), its effects applied only when accepted. Answers per event, in order. With a
+    /// [`ReplayGuard`], the signature is remembered in the same transaction, and a signature seen
+    /// before is [`StoreError::Replayed`] with nothing stored.
     fn ingest(&self, batch: IngestBatch) -> BoxFuture<'_, StoreResult<Vec<EventStatus>>>;
 
     /// Plain inserts of event rows, no dedupe check or effects: the benchmark's reference.

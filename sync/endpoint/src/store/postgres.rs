@@ -18,9 +18,9 @@ use super::dashboard::{
 };
 use super::{
     ConsentRecord, CustomerRecord, Dashboard, DashboardQuery, Effect, FeedPage, IngestBatch,
-    IngestEvent, KioskHealth, KioskRecord, NewCustomer, NewKiosk, OpsFact, SkewEstimate, Store,
-    StoreError, StoreKind, StoreRecord, StoreResult, StoreStats, StoreSummary, computed_segment,
-    kiosk_profile, redemption_variant,
+    IngestEvent, KioskHealth, KioskRecord, NewCustomer, NewKiosk, OpsFact, ReplayGuard,
+    SkewEstimate, Store, StoreError, StoreKind, StoreRecord, StoreResult, StoreStats, StoreSummary,
+    computed_segment, kiosk_profile, redemption_variant,
 };
 
 const SCHEMA: &str = r#"
@@ -214,6 +214,23 @@ fn u64_of(v: i64) -> u64 {
 fn token_of(s: String) -> StoreResult<CardToken> {
     s.parse()
         .map_err(|e| StoreError::Corrupt(format!("card token in database: {e}")))
+}
+
+/// Remembers a request signature; false when it was seen before. Forgets expired ones.
+async fn remember<C: GenericClient>(c: &C, guard: &ReplayGuard) -> StoreResult<bool> {
+    c.execute(
+        "DELETE FROM request_signatures WHERE expires_ms < $1",
+        &[&guard.now_ms],
+    )
+    .await?;
+    let n = c
+        .execute(
+            "INSERT INTO request_signatures (signature, expires_ms) VALUES ($1, $2)
+             ON CONFLICT DO NOTHING",
+            &[&guard.signature, &guard.expires_ms],
+        )
+        .await?;
+    Ok(n > 0)
 }
 
 async fn consents<C: GenericClient>(c: &C, token: &str) -> StoreResult<Vec<ConsentRecord>> {
@@ -955,19 +972,12 @@ impl Store for PgStore {
     ) -> BoxFuture<'_, StoreResult<bool>> {
         self.with(move |c| {
             Box::pin(async move {
-                c.execute(
-                    "DELETE FROM request_signatures WHERE expires_ms < $1",
-                    &[&now_ms],
-                )
-                .await?;
-                let n = c
-                    .execute(
-                        "INSERT INTO request_signatures (signature, expires_ms) VALUES ($1, $2)
-                         ON CONFLICT DO NOTHING",
-                        &[&signature, &expires_ms],
-                    )
-                    .await?;
-                Ok(n > 0)
+                let guard = ReplayGuard {
+                    signature,
+                    expires_ms,
+                    now_ms,
+                };
+                remember(&*c, &guard).await
             })
         })
     }
@@ -989,6 +999,11 @@ impl Store for PgStore {
         self.with(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
+                if let Some(guard) = &batch.replay
+                    && !remember(&tx, guard).await?
+                {
+                    return Err(StoreError::Replayed);
+                }
                 // A registration of a customer erased after it happened is stored redacted and
                 // creates no profile.
                 let mut effects: Vec<&Effect> = Vec::with_capacity(batch.events.len());
