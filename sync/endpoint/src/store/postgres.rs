@@ -216,10 +216,14 @@ fn token_of(s: String) -> StoreResult<CardToken> {
         .map_err(|e| StoreError::Corrupt(format!("card token in database: {e}")))
 }
 
-/// Remembers a request signature; false when it was seen before. Forgets expired ones.
+/// Remembers a request signature; false when it was seen before. Forgets expired ones, but
+/// none another transaction is forgetting: in a batch's transaction a plain DELETE would hold
+/// the expired rows until commit, and every concurrent batch would queue behind it.
 async fn remember<C: GenericClient>(c: &C, guard: &ReplayGuard) -> StoreResult<bool> {
     c.execute(
-        "DELETE FROM request_signatures WHERE expires_ms < $1",
+        "DELETE FROM request_signatures WHERE signature IN (
+           SELECT signature FROM request_signatures WHERE expires_ms < $1
+           FOR UPDATE SKIP LOCKED)",
         &[&guard.now_ms],
     )
     .await?;
