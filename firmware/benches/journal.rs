@@ -597,13 +597,14 @@ fn scaling_journal() {
             b.batch_per_event,
             Some(1.5),
         );
+        // A lookup: 100 rows found through the pending index, each a descent of the table.
         scale_line(
             "outbox head read (100 pending events)",
             n,
             n0,
             s.head,
             b.head.0,
-            Some(1.5),
+            Some(log_bound),
         );
         scale_line("acknowledge 10 events", n, n0, s.ack, b.ack.0, Some(1.5));
         scale_line(
@@ -620,7 +621,7 @@ fn scaling_journal() {
             n0,
             s.stats,
             b.stats.0,
-            None,
+            Some(log_bound),
         );
         scale_line(
             "event lookup by seq (random)",

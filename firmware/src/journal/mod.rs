@@ -462,6 +462,35 @@ pub struct Journal {
     next_seq: u64,
     /// Bytes appended (estimated) since the disk budget was last measured.
     unmeasured: u64,
+    /// The event count of [`Journal::stats`], counted once and then followed (see
+    /// [`EventCount`]).
+    count: std::cell::Cell<Option<EventCount>>,
+    /// Whether this connection counts the rows deleted from `events` (a temporary trigger).
+    deletes_counted: bool,
+}
+
+/// The number of events at one moment, and what moves it since: events appended (the sequence
+/// numbers handed out since) and rows deleted (counted by a temporary trigger on this connection,
+/// in the deleting transaction). Another connection's commit (`PRAGMA data_version`) means a
+/// recount.
+#[derive(Debug, Clone, Copy)]
+struct EventCount {
+    events: u64,
+    next_seq: u64,
+    deleted: i64,
+    data_version: i64,
+}
+
+/// Installs the temporary trigger that counts deleted events; false when the connection cannot
+/// (then [`Journal::stats`] counts every time).
+fn count_deletes(conn: &Connection) -> bool {
+    conn.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS events_deleted (n INTEGER NOT NULL);
+         INSERT INTO events_deleted (n) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM events_deleted);
+         CREATE TEMP TRIGGER IF NOT EXISTS count_deleted_events AFTER DELETE ON main.events
+         BEGIN UPDATE events_deleted SET n = n + 1; END;",
+    )
+    .is_ok()
 }
 
 impl std::fmt::Debug for Journal {
@@ -645,6 +674,8 @@ impl Journal {
                     ctx,
                     next_seq: 0,
                     unmeasured: 0,
+                    count: Default::default(),
+                    deletes_counted: false,
                 };
                 journal.next_seq = journal.last_seq()? + 1;
                 (journal, None)
@@ -655,6 +686,7 @@ impl Journal {
             }
             Err(OpenFailure::Fatal(e)) => return Err(e),
         };
+        journal.deletes_counted = count_deletes(&journal.conn);
         if let Some(bytes) = options.disk_budget_bytes {
             let dropping = journal.setting(BUDGET_STATE)?.as_deref() == Some("dropping");
             let budget = Budget { bytes, dropping };
@@ -717,8 +749,11 @@ impl Journal {
             ctx,
             next_seq: 0,
             unmeasured: 0,
+            count: Default::default(),
+            deletes_counted: false,
         };
         journal.next_seq = journal.last_seq()? + 1;
+        journal.deletes_counted = count_deletes(&journal.conn);
         Ok(journal)
     }
 
@@ -1186,11 +1221,7 @@ impl Journal {
     /// Counts for status pages and metrics.
     pub fn stats(&self) -> Result<Stats, JournalError> {
         let err = self.ctx.err("stats");
-        // The one figure here that reads every row; the sync worker's polling uses `backlog`.
-        let events: i64 = self
-            .conn
-            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
-            .map_err(&err)?;
+        let events = self.event_count()?;
         let Backlog {
             events: pending,
             oldest_wall_time: oldest_pending_wall_time,
@@ -1214,7 +1245,7 @@ impl Journal {
             .map_err(&err)?;
         let dropping_low_value = self.setting(BUDGET_STATE)?.as_deref() == Some("dropping");
         Ok(Stats {
-            events: events as u64,
+            events,
             pending,
             oldest_pending_wall_time,
             dead_letters: dead_letters as u64,
@@ -1223,6 +1254,47 @@ impl Journal {
             dropped_over_budget: dropped.max(0) as u64,
             dropping_low_value,
         })
+    }
+
+    /// The number of events: counted (every row read) on the first call, then followed from what
+    /// this connection appended and deleted since (see [`EventCount`]).
+    fn event_count(&self) -> Result<u64, JournalError> {
+        let err = self.ctx.err("count events");
+        let data_version: i64 = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(&err)?;
+        let deleted: Option<i64> = if self.deletes_counted {
+            Some(
+                self.conn
+                    .prepare_cached("SELECT n FROM temp.events_deleted")
+                    .and_then(|mut st| st.query_row([], |r| r.get(0)))
+                    .map_err(&err)?,
+            )
+        } else {
+            None
+        };
+        if let (Some(base), Some(deleted)) = (self.count.get(), deleted)
+            && base.data_version == data_version
+        {
+            let appended = self.next_seq - base.next_seq;
+            let removed = u64::try_from(deleted - base.deleted).unwrap_or(0);
+            return Ok((base.events + appended).saturating_sub(removed));
+        }
+        let events: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .map_err(&err)?;
+        let events = events.max(0) as u64;
+        if let Some(deleted) = deleted {
+            self.count.set(Some(EventCount {
+                events,
+                next_seq: self.next_seq,
+                deleted,
+                data_version,
+            }));
+        }
+        Ok(events)
     }
 
     /// Events not yet acknowledged and the oldest one's device wall time, read from the pending

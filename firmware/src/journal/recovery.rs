@@ -90,6 +90,8 @@ pub(super) fn recover(
         ctx,
         next_seq,
         unmeasured: 0,
+        count: Default::default(),
+        deletes_counted: false,
     };
     journal.append(Event::JournalRecovered(JournalRecovered {
         moved_to: moved_to.display().to_string(),

@@ -768,3 +768,62 @@ fn the_wal_is_reused_in_place_across_checkpoints_not_truncated_and_regrown() {
         sizes.iter().max()
     );
 }
+
+#[test]
+fn the_event_count_follows_appends_deletions_rollbacks_and_other_connections() {
+    let (dir, mut j, _) = fresh();
+    let counted = |j: &Journal| -> u64 {
+        j.sql()
+            .query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))
+            .unwrap() as u64
+    };
+    let check = |j: &Journal, step: &str| {
+        assert_eq!(j.stats().unwrap().events, counted(j), "after {step}");
+    };
+    check(&j, "opening");
+    for n in 0..20 {
+        j.append(if n % 2 == 0 { tapped(n) } else { started() })
+            .unwrap();
+    }
+    check(&j, "appends");
+    j.transaction(|tx| {
+        tx.append(started())?;
+        tx.append(started())
+    })
+    .unwrap();
+    check(&j, "a transaction of two");
+    let failed: Result<(), JournalError> = j.transaction(|tx| {
+        tx.append(started())?;
+        tx.sql()
+            .execute("DELETE FROM events WHERE seq <= 3", [])
+            .map_err(tx.ctx.err("test"))?;
+        Err(JournalError::NoSuchEvent {
+            path: tx.ctx.path.clone(),
+            seq: 0,
+        })
+    });
+    assert!(failed.is_err());
+    check(&j, "a rolled-back append and delete");
+    j.dead_letter(5, "bad").unwrap();
+    check(&j, "dead-lettering");
+    j.acknowledge(&[1, 2, 3, 4]).unwrap();
+    j.sql()
+        .execute("UPDATE events SET acked_at = acked_at - 40 * 86400", [])
+        .unwrap();
+    assert_eq!(j.prune(30).unwrap(), 4);
+    check(&j, "retention");
+    j.erase_customer(&token(6)).unwrap();
+    check(&j, "an erasure");
+    // Another connection deletes (a technician's sqlite3, a restore): the next count sees it.
+    rusqlite::Connection::open(dir.path().join("journal.db"))
+        .unwrap()
+        .execute("DELETE FROM events WHERE seq = 10", [])
+        .unwrap();
+    check(&j, "another connection's delete");
+    j.append(started()).unwrap();
+    check(&j, "one more append");
+    assert!(
+        j.count.get().is_some(),
+        "the count is followed, not re-read"
+    );
+}
