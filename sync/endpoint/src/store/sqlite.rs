@@ -587,10 +587,10 @@ fn ingest_group(c: &mut Connection, group: Vec<PendingIngest>) {
     })();
     let results = match together {
         Ok(results) => results,
+        // A batch alone has nothing to be isolated from: its error is its answer.
+        Err(e) if batches.len() == 1 => vec![Err(e)],
         Err(e) => {
-            if batches.len() > 1 {
-                tracing::warn!(error = %e, batches = batches.len(), "group commit failed; storing its batches one by one");
-            }
+            tracing::warn!(error = %e, batches = batches.len(), "group commit failed; storing its batches one by one");
             batches
                 .iter()
                 .map(|batch| {
@@ -1563,6 +1563,12 @@ mod tests {
             "{pair:?}"
         );
         assert!(pair.iter().any(|a| a.is_ok()));
+        assert_eq!(store.event_count().await.unwrap(), 39 * 10);
+        // Alone, the refused batch is answered with its own error.
+        assert!(matches!(
+            store.ingest(batch("bad", events(3), "sig-bad-2")).await,
+            Err(StoreError::Sqlite(_))
+        ));
         assert_eq!(store.event_count().await.unwrap(), 39 * 10);
 
         // A group without failures: new events accepted, a resent batch found duplicate.
