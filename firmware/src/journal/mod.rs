@@ -37,7 +37,9 @@
 //!    `campaign_shown`, `device_log`) are refused with [`JournalError::OverBudget`], counted per
 //!    type (`kiosk status` shows the total), and one `device_status_changed` (storage, degraded)
 //!    is journaled when the refusals start, one (storage, ok) when they stop (below the soft limit
-//!    minus a sixteenth of the budget, after the backlog drained).
+//!    minus a sixteenth of the budget, after the backlog drained). While refusing, every
+//!    acknowledgement prunes down to that mark, also below the soft limit: a backlog acknowledged
+//!    batch by batch ends the refusals with its last batch.
 //!
 //! Every other event is **never refused by the budget**: tickets and turns (the queue's own state
 //! commits with them, so turn numbering never breaks and customers keep being served),
@@ -898,7 +900,10 @@ impl Journal {
         let mut pruned = 0;
         // Past the soft limit, prune down to where refusals would stop: pruning comes in
         // batches, not one chunk per append, and refusals stop as soon as the backlog is sent.
-        let prune = used > budget.soft_limit();
+        // While refusing, every acknowledged event is pruned down to that mark: a prune that
+        // ends between the two marks (the backlog acknowledged batch by batch) must not leave
+        // the kiosk refusing events with nothing left to send.
+        let prune = used > budget.soft_limit() || budget.dropping;
         while prune && used > budget.resume_below() {
             let n = self
                 .conn

@@ -669,6 +669,52 @@ fn acknowledged_events_are_pruned_oldest_first_before_anything_is_refused_and_re
 }
 
 #[test]
+fn a_backlog_acknowledged_batch_by_batch_ends_the_refusals() {
+    // The sync worker acknowledges batch by batch. Pruning one batch can bring the journal just
+    // under the soft limit but above where refusals stop: the next acknowledgements must go on
+    // pruning, or the kiosk would refuse taps with nothing left to send. Which batch size lands
+    // there depends on page boundaries, so several are tried (100 and 128 did, before).
+    for batch in [50, 100, 128, 200] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = with_budget(
+            &dir.path().join("journal.db"),
+            &DeviceKey::generate(),
+            BUDGET,
+        );
+        // A checkpoint after every commit (as SQLite's own does, at times): what the journal
+        // occupies is then its pages, and pruning is the only thing that brings it down.
+        let checkpoint = |j: &Journal| {
+            j.sql()
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .unwrap()
+        };
+        for i in 0.. {
+            match j.append(tapped((i % 250) as u8)) {
+                Ok(_) => checkpoint(&j),
+                Err(JournalError::OverBudget { .. }) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let all: Vec<u64> = (1..=j.stats().unwrap().last_seq).collect();
+        for chunk in all.chunks(batch) {
+            checkpoint(&j);
+            j.acknowledge(chunk).unwrap();
+        }
+        let stats = j.stats().unwrap();
+        assert!(!stats.dropping_low_value, "batches of {batch}: {stats:?}");
+        assert_eq!(stats.pending, 1, "only the recovery event is unsent");
+        let storage = storage_events(&j);
+        assert_eq!(storage.len(), 2);
+        let Event::DeviceStatusChanged(s) = &storage[1].event else {
+            unreachable!()
+        };
+        assert_eq!(s.status, DeviceHealth::Ok);
+        j.append(tapped(1)).unwrap();
+        assert!(j.integrity_check().unwrap().is_empty());
+    }
+}
+
+#[test]
 fn past_the_budget_itself_the_events_the_kiosk_never_drops_are_still_journaled() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.db");
