@@ -463,7 +463,7 @@ async fn run_kiosk(config_path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {
-    let text = match std::fs::read_to_string(file) {
+    let text = match crate::config::read_config_text(file) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("{}: cannot read: {e}", file.display());

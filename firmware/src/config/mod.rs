@@ -340,10 +340,33 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// Largest config or profile file read (real ones are a few KiB).
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// Reads a config or profile file: a regular file of at most [`MAX_CONFIG_BYTES`] in UTF-8. A
+/// path naming a device, a FIFO or a directory (`/dev/zero`, a typo'd `/dev/ttyUSB0`) is an
+/// error, not an endless read.
+pub fn read_config_text(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    let file = std::fs::File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("larger than {MAX_CONFIG_BYTES} bytes: not a config file"),
+        ));
+    }
+    Ok(text)
+}
+
 impl Config {
     /// Loads and validates the site config at `path` and the hardware profile it names.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
+        let text = read_config_text(path)
             .map_err(|e| ConfigError::file(path, format!("cannot read the site config: {e}")))?;
         Self::from_text(path, &text)
     }
@@ -389,9 +412,23 @@ pub fn load_profile(
         ]
     };
     for candidate in &candidates {
-        if let Ok(text) = std::fs::read_to_string(candidate) {
-            let profile = parse_profile(candidate, &text)?;
-            return Ok((profile, candidate.display().to_string()));
+        match read_config_text(candidate) {
+            Ok(text) => {
+                let profile = parse_profile(candidate, &text)?;
+                return Ok((profile, candidate.display().to_string()));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(ConfigError::at_key(
+                    site_path,
+                    site_text,
+                    "kiosk.hardware_profile",
+                    format!(
+                        "hardware profile `{name}`: cannot read {}: {e}",
+                        candidate.display()
+                    ),
+                ));
+            }
         }
     }
     if !looks_like_path {

@@ -129,6 +129,32 @@ fn unknown_hardware_profile_lists_the_known_ones() {
 }
 
 #[test]
+fn a_device_a_directory_or_a_huge_file_is_refused_not_read_forever() {
+    // `/dev/zero` would fill memory with an unbounded read; a FIFO would block it.
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge.toml");
+    std::fs::write(&huge, vec![b'#'; MAX_CONFIG_BYTES as usize + 1]).unwrap();
+    for (profile, says) in [
+        ("/dev/zero", "not a regular file"),
+        ("/tmp/", "not a regular file"),
+        (huge.to_str().unwrap(), "larger than"),
+    ] {
+        let text = with(
+            "hardware_profile = \"pi4-mfrc522-usb-printer\"",
+            &format!("hardware_profile = \"{profile}\""),
+        );
+        let err = site(&text).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("kiosk.hardware_profile"), "{err}");
+        assert!(err.message.contains(says), "{profile}: {err}");
+        assert!(err.line.is_some(), "{err}");
+    }
+    let err = Config::load(Path::new("/dev/zero")).unwrap_err();
+    assert!(err.message.contains("not a regular file"), "{err}");
+    let err = Config::load(&huge).unwrap_err();
+    assert!(err.message.contains("larger than"), "{err}");
+}
+
+#[test]
 fn profile_errors_name_the_profile_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let profile = include_str!("../../../hw-config/simulated.toml")

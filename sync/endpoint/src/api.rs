@@ -146,6 +146,14 @@ impl ApiError {
             retry_after: None,
         }
     }
+    /// The HTTP status it answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+    /// The message it tells the caller.
+    pub fn message(&self) -> &str {
+        &self.body.message
+    }
     fn malformed(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, ErrorCode::Malformed, message)
     }
@@ -511,11 +519,31 @@ fn replayed() -> ApiError {
     )
 }
 
+/// Decodes a batch body as received with its `Content-Encoding`: gzip inflated up to
+/// [`MAX_BATCH_BYTES`], then a [`BatchRequest`] of at most [`MAX_BATCH_EVENTS`] events, each
+/// still raw JSON for the [`ingest::Validator`]. Whatever the bytes, the answer is a batch or a
+/// 400, 413 or 415 saying what is wrong (fuzzed by `tests/fuzz`'s `endpoint_batch`).
+pub fn decode_batch(
+    content_encoding: Option<&str>,
+    body: &[u8],
+) -> Result<BatchRequest<serde_json::Value>, ApiError> {
+    let json = decoded_body(content_encoding, body)?;
+    let batch: BatchRequest<serde_json::Value> = serde_json::from_slice(&json)
+        .map_err(|e| ApiError::malformed(format!("body is not a BatchRequest: {e}")))?;
+    if batch.events.len() > MAX_BATCH_EVENTS {
+        return Err(ApiError::too_large(format!(
+            "batch of {} events; at most {MAX_BATCH_EVENTS} per batch",
+            batch.events.len()
+        )));
+    }
+    Ok(batch)
+}
+
 fn decoded_body<'b>(
-    headers: &HeaderMap,
+    content_encoding: Option<&str>,
     body: &'b [u8],
 ) -> Result<std::borrow::Cow<'b, [u8]>, ApiError> {
-    match header_str(headers, header::CONTENT_ENCODING.as_str()).map(str::trim) {
+    match content_encoding.map(str::trim) {
         None | Some("identity") => Ok(std::borrow::Cow::Borrowed(body)),
         Some(enc) if enc.eq_ignore_ascii_case("gzip") => {
             let mut out = Vec::new();
@@ -557,15 +585,10 @@ async fn post_batch(
     })?;
     let (kiosk, guard) = verify_request(&st, &method, &uri, &headers, &body, &path_kiosk).await?;
     let received_ms = now_ms();
-    let json = decoded_body(&headers, &body)?;
-    let batch: BatchRequest<serde_json::Value> = serde_json::from_slice(&json)
-        .map_err(|e| ApiError::malformed(format!("body is not a BatchRequest: {e}")))?;
-    if batch.events.len() > MAX_BATCH_EVENTS {
-        return Err(ApiError::too_large(format!(
-            "batch of {} events; at most {MAX_BATCH_EVENTS} per batch",
-            batch.events.len()
-        )));
-    }
+    let batch = decode_batch(
+        header_str(&headers, header::CONTENT_ENCODING.as_str()),
+        &body,
+    )?;
     let skew = ingest::update_skew(kiosk.skew, &batch.kiosk_clock, received_ms);
     let mut results: Vec<Option<EventResult>> = Vec::with_capacity(batch.events.len());
     let mut valid = Vec::new();
