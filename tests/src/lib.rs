@@ -4,5 +4,8 @@
 //!
 //! - [`browser`]: headless Chromium driven through chromedriver, with polling waits, clicks,
 //!   typing and screenshots saved as test artifacts.
+//! - [`fuzz`]: the bodies of the `cargo fuzz` targets in `tests/fuzz`, which the suite also runs
+//!   over their corpora and regressions.
 
 pub mod browser;
+pub mod fuzz;
