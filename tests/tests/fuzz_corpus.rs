@@ -73,7 +73,7 @@ fn the_seeds_are_what_the_targets_check_not_their_error_paths() {
         };
         let batch = crm_endpoint::api::decode_batch(encoding, &body).unwrap();
         let validator = crm_endpoint::ingest::Validator::new().unwrap();
-        let clock = batch.kiosk_clock.clone();
+        let clock = batch.kiosk_clock;
         let skew = crm_endpoint::ingest::update_skew(None, &clock, 0);
         for raw in &batch.events {
             validator

@@ -353,6 +353,12 @@ impl VirtualPrinter {
         }
     }
 
+    /// The paper printed so far, without a copy: rows of [`width`](Self::width) gray levels
+    /// (0 black, 255 white), as [`image`](Self::image) shows them before its bottom margin.
+    pub fn dots(&self) -> &[u8] {
+        &self.paper
+    }
+
     /// The paper so far as a greyscale image (at least one line tall).
     pub fn image(&self) -> GrayImage {
         let height = self.y.max(self.line_height_default()) + 8;
