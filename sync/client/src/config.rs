@@ -1,6 +1,7 @@
 //! What the sync worker needs to know: where the endpoint is, who the kiosk is, and how patient
 //! to be. Built by the firmware from its configuration and enrollment.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use kiosk_protocol::wire::{DeviceSecret, MAX_BATCH_BYTES, MAX_BATCH_EVENTS};
@@ -12,6 +13,19 @@ pub struct TlsSettings {
     /// fleet's private CA, or a test endpoint's self-signed certificate. `None` trusts the system's
     /// roots (through the platform verifier).
     pub root_ca_pem: Option<String>,
+}
+
+/// How the endpoint's host name is resolved: a [`reqwest::dns::Resolve`] in place of the
+/// system's resolver (`getaddrinfo`, which follows `/etc/hosts` and `/etc/resolv.conf`). For a
+/// fleet that pins its CRM's address or resolves through its own DNS, and for tests that make
+/// name resolution fail under a running worker.
+#[derive(Clone)]
+pub struct DnsResolver(pub Arc<dyn reqwest::dns::Resolve>);
+
+impl std::fmt::Debug for DnsResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DnsResolver(..)")
+    }
 }
 
 /// Settings of one [`crate::SyncWorker`].
@@ -48,12 +62,14 @@ pub struct SyncConfig {
     pub gzip_requests: bool,
     /// TLS settings.
     pub tls: TlsSettings,
+    /// Name resolution; `None` is the system's resolver.
+    pub resolver: Option<DnsResolver>,
 }
 
 impl SyncConfig {
     /// Settings with the defaults: backoff 500 ms to 60 s, connect timeout 5 s, request timeout
     /// 30 s, batches of 500 events or 256 KiB, feed every 60 s, idle poll every 5 s, `Retry-After`
-    /// up to 15 min, gzip on, system roots.
+    /// up to 15 min, gzip on, system roots, system resolver.
     pub fn new(
         endpoint_url: impl Into<String>,
         kiosk_id: impl Into<String>,
@@ -75,6 +91,7 @@ impl SyncConfig {
             retry_after_max: Duration::from_secs(15 * 60),
             gzip_requests: true,
             tls: TlsSettings::default(),
+            resolver: None,
         }
     }
 

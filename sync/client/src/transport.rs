@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use crate::backoff::{parse_http_date, parse_retry_after};
 use crate::batch::{Batch, gzip};
 use crate::clock::SyncClock;
-use crate::config::{SyncConfig, TlsSettings};
+use crate::config::{DnsResolver, SyncConfig, TlsSettings};
 
 /// Why the HTTP client could not be built (bad settings: nothing was sent).
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +129,7 @@ fn http_client(
     connect_timeout: Duration,
     request_timeout: Duration,
     tls: &TlsSettings,
+    resolver: Option<&DnsResolver>,
 ) -> Result<reqwest::Client, SetupError> {
     install_crypto_provider();
     let mut builder = reqwest::Client::builder()
@@ -145,6 +146,9 @@ fn http_client(
             return Err(SetupError::BadRootCa(None));
         }
         builder = builder.tls_certs_only(certs);
+    }
+    if let Some(resolver) = resolver {
+        builder = builder.dns_resolver(resolver.0.clone());
     }
     builder.build().map_err(SetupError::Client)
 }
@@ -167,7 +171,7 @@ pub async fn enroll(
     tls: &TlsSettings,
     request: &EnrollRequest,
 ) -> Result<EnrollResponse, EnrollError> {
-    let http = http_client(Duration::from_secs(10), Duration::from_secs(30), tls)?;
+    let http = http_client(Duration::from_secs(10), Duration::from_secs(30), tls, None)?;
     let base = endpoint_url.trim_end_matches('/');
     let url = format!("{base}{ENROLL_PATH}");
     let resp = http
@@ -216,7 +220,12 @@ impl Transport {
                 reason: "only http and https without a query are supported".into(),
             });
         }
-        let http = http_client(config.connect_timeout, config.request_timeout, &config.tls)?;
+        let http = http_client(
+            config.connect_timeout,
+            config.request_timeout,
+            &config.tls,
+            config.resolver.as_ref(),
+        )?;
         Ok(Transport {
             http,
             base,

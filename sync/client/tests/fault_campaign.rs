@@ -15,10 +15,11 @@
 //! for a loaded machine: connect timeout 1 s and request timeout 2 s real. The proxy's
 //! `Retry-After: 1` is one real second. The kiosk journals 120 events per simulated minute.
 //!
-//! **DNS failure.** kiosk-sync resolves names through the system resolver and has no hook to
-//! make it fail on demand, so for that minute the worker is restarted on
-//! `https://crm.kiosk-fleet.invalid:PORT` (a reserved name that never resolves), as a kiosk
-//! would be with a broken DNS, and restarted on the right name afterwards.
+//! **DNS failure.** The worker resolves the endpoint's name through a resolver the test can
+//! switch off ([`kiosk_sync::DnsResolver`]; the system's resolver otherwise). For that minute the
+//! name stops resolving and the proxy drops every established connection (a router that
+//! rebooted): the running worker has to reconnect, cannot resolve, goes offline, and comes back
+//! by itself when the name resolves again.
 //!
 //! Knobs: `KIOSK_PROXY_MINUTES` (simulated minutes, default 6: each regime once),
 //! `KIOSK_PROXY_SCALE` (default 60), `KIOSK_SOAK_SEED`. `scripts/soak --only proxy` runs 30
@@ -28,13 +29,15 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kiosk_protocol::wire::EnrollResponse;
-use kiosk_sync::{LinkState, SyncConfig, TlsSettings};
+use kiosk_sync::{DnsResolver, LinkState, SyncConfig, TlsSettings};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use support::endpoint::Endpoint;
 use support::outbox::SqliteOutbox;
 use support::proxy::{Fault, FaultProxy, ProxyTls};
@@ -82,7 +85,37 @@ fn rss_kib() -> u64 {
         .expect("VmRSS in /proc/self/status")
 }
 
-fn config(url: &str, enrolled: &EnrollResponse, tls: &TlsSettings, scale: f64) -> SyncConfig {
+/// The system's resolver, or a failure for every name while `down`.
+#[derive(Default)]
+struct SwitchableDns {
+    down: AtomicBool,
+    /// Lookups refused while down.
+    failed: AtomicUsize,
+}
+
+impl Resolve for SwitchableDns {
+    fn resolve(&self, name: Name) -> Resolving {
+        let host = name.as_str().to_owned();
+        if self.down.load(Ordering::SeqCst) {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            return Box::pin(async move {
+                Err(format!("{host}: name does not resolve (the campaign's DNS failure)").into())
+            });
+        }
+        Box::pin(async move {
+            let addrs = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            Ok(Box::new(addrs.collect::<Vec<_>>().into_iter()) as Addrs)
+        })
+    }
+}
+
+fn config(
+    url: &str,
+    enrolled: &EnrollResponse,
+    tls: &TlsSettings,
+    dns: &Arc<SwitchableDns>,
+    scale: f64,
+) -> SyncConfig {
     let sim = |d: Duration, floor_ms: u64| d.div_f64(scale).max(Duration::from_millis(floor_ms));
     let mut c = SyncConfig::new(url, &enrolled.kiosk_id, enrolled.device_secret.clone());
     c.backoff_base = sim(Duration::from_millis(500), 5);
@@ -94,6 +127,7 @@ fn config(url: &str, enrolled: &EnrollResponse, tls: &TlsSettings, scale: f64) -
     c.retry_after_max = sim(Duration::from_secs(60), 100);
     c.max_batch_events = 50;
     c.tls = tls.clone();
+    c.resolver = Some(DnsResolver(dns.clone()));
     c
 }
 
@@ -169,13 +203,14 @@ async fn thirty_minutes_of_network_faults_lose_nothing_duplicate_nothing_and_kee
     };
     let proxy = FaultProxy::start_tls(endpoint.addr, ProxyTls { good, wrong }).await;
     let url = format!("https://localhost:{}", proxy.addr.port());
-    let unresolvable = format!("https://crm.kiosk-fleet.invalid:{}", proxy.addr.port());
+    let dns = Arc::new(SwitchableDns::default());
 
     let started = Instant::now();
     let rss_start = rss_kib();
     let mut rss = Vec::with_capacity(minutes);
     let mut journaled = 0usize;
-    let mut w = spawn_worker(config(&url, &enrolled, &tls, scale), &outbox);
+    let mut w = spawn_worker(config(&url, &enrolled, &tls, &dns, scale), &outbox);
+    let mut dns_failed = 0;
     for (i, regime) in schedule.iter().enumerate() {
         proxy.heal();
         let before = count_faults(&proxy);
@@ -185,8 +220,8 @@ async fn thirty_minutes_of_network_faults_lose_nothing_duplicate_nothing_and_kee
             Regime::Throttled => proxy.always(Some(Fault::Answer(429))),
             Regime::TlsMismatch => proxy.always(Some(Fault::TlsMismatch)),
             Regime::Dns => {
-                stop(w).await;
-                w = spawn_worker(config(&unresolvable, &enrolled, &tls, scale), &outbox);
+                dns.down.store(true, Ordering::SeqCst);
+                proxy.drop_connections();
             }
             Regime::Clean => {}
         }
@@ -228,8 +263,11 @@ async fn thirty_minutes_of_network_faults_lose_nothing_duplicate_nothing_and_kee
                     |s| s.link == LinkState::Offline && s.consecutive_failures > 0,
                 )
                 .await;
-                stop(w).await;
-                w = spawn_worker(config(&url, &enrolled, &tls, scale), &outbox);
+                let failed = dns.failed.load(Ordering::SeqCst);
+                assert!(failed > 0, "the worker never tried to resolve the name");
+                dns_failed += failed;
+                dns.failed.store(0, Ordering::SeqCst);
+                dns.down.store(false, Ordering::SeqCst);
             }
             Regime::Clean => {}
         }
@@ -271,8 +309,8 @@ async fn thirty_minutes_of_network_faults_lose_nothing_duplicate_nothing_and_kee
     println!("resident memory per simulated minute (KiB): {rss:?}");
     println!(
         "FIGURE proxy_campaign simulated_minutes={minutes} scale={scale} real_s={:.0} \
-         events={journaled} requests={} faults={faults:?} regimes={schedule:?} \
-         lost=0 duplicated=0 rss_kib_start={rss_start} rss_kib_after_warm_up={baseline} \
+         events={journaled} requests={} faults={faults:?} dns_lookups_failed={dns_failed} \
+         regimes={schedule:?} lost=0 duplicated=0 rss_kib_start={rss_start} rss_kib_after_warm_up={baseline} \
          rss_kib_peak_after={peak} rss_kib_end={rss_end} seed={seed}",
         real.as_secs_f64(),
         faults.values().sum::<usize>(),

@@ -40,6 +40,9 @@ pub enum Fault {
     /// TLS only: new connections get a certificate for another name (the handshake fails at the
     /// kiosk); requests on connections made before are refused, so the kiosk has to reconnect.
     TlsMismatch,
+    /// A connection made before [`FaultProxy::drop_connections`] is reset at its next request
+    /// (a router that rebooted), so the kiosk has to reconnect, and resolve the name again.
+    Dropped,
 }
 
 const CHAOS: [Fault; 9] = [
@@ -70,6 +73,8 @@ struct State {
     poison: Option<String>,
     /// Every request gets this fault (before the script and chaos) until cleared.
     always: Option<Fault>,
+    /// Bumped by [`FaultProxy::drop_connections`]: connections made before are dropped.
+    generation: u64,
 }
 
 /// The certificates of a TLS-terminating proxy.
@@ -109,6 +114,7 @@ impl FaultProxy {
             seen: Vec::new(),
             poison: None,
             always: None,
+            generation: 0,
         }));
         let request_seen = Arc::new(Notify::new());
         let (st, seen) = (state.clone(), request_seen.clone());
@@ -194,6 +200,11 @@ impl FaultProxy {
 
     pub fn seen(&self) -> Vec<Seen> {
         self.state.lock().unwrap().seen.clone()
+    }
+
+    /// Every connection open now is reset at its next request ([`Fault::Dropped`]).
+    pub fn drop_connections(&self) {
+        self.state.lock().unwrap().generation += 1;
     }
 
     fn next_fault(state: &Mutex<State>) -> (Fault, SocketAddr) {
@@ -352,9 +363,13 @@ async fn trickle<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Res
 
 async fn serve_connection<S: Conn>(client: S, state: Arc<Mutex<State>>, seen: Arc<Notify>) {
     let mut client = BufReader::new(client);
+    let born = state.lock().unwrap().generation;
     loop {
-        let (fault, upstream) = FaultProxy::next_fault(&state);
-        if fault == Fault::Refuse {
+        let (mut fault, upstream) = FaultProxy::next_fault(&state);
+        if state.lock().unwrap().generation != born {
+            fault = Fault::Dropped;
+        }
+        if matches!(fault, Fault::Refuse | Fault::Dropped) {
             // Wait for the request to start so the reset hits a request, not an idle connection.
             if client
                 .fill_buf()
@@ -364,7 +379,12 @@ async fn serve_connection<S: Conn>(client: S, state: Arc<Mutex<State>>, seen: Ar
             {
                 return;
             }
-            record(&state, &seen, "(refused)".into(), None, fault);
+            let what = if fault == Fault::Dropped {
+                "(dropped)"
+            } else {
+                "(refused)"
+            };
+            record(&state, &seen, what.into(), None, fault);
             reset(client.into_inner());
             return;
         }
