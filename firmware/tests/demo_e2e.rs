@@ -463,6 +463,55 @@ async fn a_card_the_cache_does_not_know_is_looked_up_at_the_crm_greeted_by_name_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crm_that_stalls_during_a_live_lookup_costs_the_customer_a_moment_not_the_journey() {
+    let h = Harness::start().await;
+    let ana = crm_endpoint::demo_token(&crm_endpoint::DEMO_CUSTOMERS[0]);
+    h.cache_until(&ana, true, "feed never brought Ana").await;
+    h.demo
+        .kiosk
+        .store
+        .journal()
+        .sql()
+        .execute("DELETE FROM profiles WHERE card_token = ?1", [ana.as_str()])
+        .unwrap();
+    // A black hole between the kiosk and the CRM (a captive portal, a dead uplink): connections
+    // open and nothing ever comes back, the worst case for a lookup with a customer waiting.
+    h.panel_post("/api/network", json!({"up": true, "stalled": true}))
+        .await;
+    let panel: Value = h
+        .http
+        .get(h.panel("/api/state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(panel["network"], "stalled", "{panel}");
+    h.panel_post("/api/card", json!({"action": "customer", "index": 0}))
+        .await;
+    // The live lookup gives up after its bound: the card counts as unknown, so Ana is offered
+    // the registration (not greeted by a name the kiosk could not get), and can go on.
+    h.screen("offer_registration").await;
+    assert!(h.demo.kiosk.store.profile(&ana).unwrap().is_none());
+    h.panel_post("/api/card", json!({"action": "remove"})).await;
+    h.touch(json!({"action": "skip_registration"})).await;
+    h.screen("choose_service").await;
+    h.touch(json!({"action": "cancel"})).await;
+    h.screen("attract").await;
+
+    // The network comes back: what was journaled during the stall reaches the CRM once, and
+    // Ana's next tap is looked up and greeted by name.
+    h.panel_post("/api/network", json!({"up": true})).await;
+    h.assert_crm_has_every_event_once().await;
+    h.panel_post("/api/card", json!({"action": "customer", "index": 0}))
+        .await;
+    let greeting = h.screen("greeting").await;
+    assert_eq!(greeting["body"]["name"], "Ana", "{greeting}");
+    h.demo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customer_erased_at_the_crm_leaves_the_kiosk_cache_and_is_never_greeted_again() {
     let h = Harness::start().await;
     let ben = crm_endpoint::demo_token(&crm_endpoint::DEMO_CUSTOMERS[1]);

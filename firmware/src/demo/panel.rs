@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use kiosk_drivers::card::mfrc522sim::VirtualCard;
 use serde::{Deserialize, Serialize};
 
-use super::switch::NetworkSwitch;
+use super::switch::{Link, NetworkSwitch};
 use crate::runtime::Simulators;
 
 /// What the panel handlers share.
@@ -104,12 +104,16 @@ pub struct PresenceAction {
 pub struct NetworkAction {
     /// Up or cut.
     pub up: bool,
+    /// With `up`: a black hole instead (connections open, nothing comes back).
+    #[serde(default)]
+    pub stalled: bool,
 }
 
 /// What the panel shows.
 #[derive(Debug, Serialize)]
 pub struct PanelView {
     network_up: bool,
+    network: Link,
     customers: Vec<String>,
     tickets: Vec<String>,
     last_ticket: Option<String>,
@@ -160,6 +164,7 @@ async fn panel_state(State(s): State<PanelState>) -> Json<PanelView> {
     let last_ticket = s.last_ticket_qr.lock().ok().and_then(|q| q.clone());
     Json(PanelView {
         network_up: s.network.is_up(),
+        network: s.network.link(),
         customers: crm_endpoint::DEMO_CUSTOMERS
             .iter()
             .map(|c| format!("{} ({}, {})", c.display_name, c.segment, c.locale))
@@ -251,7 +256,11 @@ async fn presence(State(s): State<PanelState>, Json(a): Json<PresenceAction>) ->
 }
 
 async fn network(State(s): State<PanelState>, Json(a): Json<NetworkAction>) -> StatusCode {
-    s.network.set_up(a.up);
+    s.network.set_link(match (a.up, a.stalled) {
+        (false, _) => Link::Cut,
+        (true, true) => Link::Stalled,
+        (true, false) => Link::Up,
+    });
     StatusCode::NO_CONTENT
 }
 
@@ -293,7 +302,7 @@ button.on{background:#0a58ca;color:#fff}#tickets img{height:260px;margin:.3rem;b
 <button id="offline" onclick="printer('offline')">Offline</button></section>
 <section><h2>Presence sensor and status LED (GPIO)</h2><button id="presence" data-testid="presence" onclick="post('/api/presence',{here:!st.someone_here})"></button>
 <span id="led"></span></section>
-<section><h2>Network to the CRM</h2><button id="net" data-testid="network" onclick="post('/api/network',{up:!st.network_up})"></button></section>
+<section><h2>Network to the CRM</h2><button id="net" data-testid="network" onclick="post('/api/network',{up:st.network!=='up'})"></button> <button id="stall" data-testid="network-stall" onclick="post('/api/network',{up:true,stalled:st.network!=='stalled'})"></button></section>
 <section><h2>Printed tickets</h2><div id="tickets"></div></section>
 <script>
 let st={};
@@ -305,7 +314,8 @@ const c=document.getElementById('cards');if(!c.children.length){st.customers.for
 b.textContent='Tap '+n;b.dataset.testid='tap-'+i;b.onclick=()=>post('/api/card',{action:'customer',index:i});c.appendChild(b);});}
 document.getElementById('last').textContent=st.last_ticket||'(none yet)';
 for(const [id,on] of [['paper',st.paper_out],['cover',st.cover_open],['offline',st.offline]])document.getElementById(id).className=on?'on':'';
-const n=document.getElementById('net');n.textContent=st.network_up?'Network is up: cut it':'Network is cut: restore it';n.className=st.network_up?'':'on';
+const n=document.getElementById('net');n.textContent=st.network==='up'?'Network is up: cut it':(st.network==='cut'?'Network is cut: restore it':'Network is stalled: restore it');n.className=st.network==='up'?'':'on';
+const sl=document.getElementById('stall');sl.textContent=st.network==='stalled'?'Stalled (nothing answers): restore':'Stall it (nothing answers)';sl.className=st.network==='stalled'?'on':'';
 const p=document.getElementById('presence');p.textContent=st.someone_here?'Someone is there: walk away':'Nobody there: step in front';p.className=st.someone_here?'on':'';
 document.getElementById('led').textContent='Status LED: '+(st.status_led?'lit':'dark');
 document.getElementById('tickets').innerHTML=st.tickets.map(t=>'<a href="/tickets/'+t+'" target="_blank"><img alt="'+t+'" src="/tickets/'+t+'"></a>').join('');}
