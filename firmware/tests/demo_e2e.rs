@@ -53,15 +53,19 @@ impl Harness {
         assert!(res.status().is_success(), "panel {path}: {}", res.status());
     }
 
-    async fn view(&self) -> Value {
+    async fn get_json(&self, url: String) -> Value {
         self.http
-            .get(self.ui("/api/kiosk/view"))
+            .get(&url)
             .send()
             .await
-            .expect("view")
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
             .json()
             .await
-            .expect("view json")
+            .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
+    }
+
+    async fn view(&self) -> Value {
+        self.get_json(self.ui("/api/kiosk/view")).await
     }
 
     /// Polls the screen until `pred` holds (the engine answers within milliseconds; the bound is
@@ -335,15 +339,7 @@ async fn an_anonymous_visitor_gets_the_number_and_qr_on_screen_when_the_paper_is
     assert!(call.status().is_success(), "{}", call.status());
     let ack: Value = call.json().await.unwrap();
     assert_eq!(ack["label"], label.as_str());
-    let lobby: Value = h
-        .http
-        .get(h.ui("/api/lobby/view"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let lobby = h.get_json(h.ui("/api/lobby/view")).await;
     assert!(lobby.to_string().contains(&label), "{lobby}");
 
     let types = h.journal_types();
@@ -487,15 +483,7 @@ async fn a_crm_that_stalls_during_a_live_lookup_costs_the_customer_a_moment_not_
     // open and nothing ever comes back, the worst case for a lookup with a customer waiting.
     h.panel_post("/api/network", json!({"up": true, "stalled": true}))
         .await;
-    let panel: Value = h
-        .http
-        .get(h.panel("/api/state"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let panel = h.get_json(h.panel("/api/state")).await;
     assert_eq!(panel["network"], "stalled", "{panel}");
     h.panel_post("/api/card", json!({"action": "customer", "index": 0}))
         .await;
