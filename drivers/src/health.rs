@@ -3,22 +3,13 @@
 
 use std::fmt;
 
-/// Coarse state of a device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum HealthState {
-    /// Working.
-    Ok,
-    /// Working, but a person should look (paper near end, slow or flaky answers).
-    Degraded,
-    /// Not usable (unplugged, not answering, out of paper, cover open).
-    Absent,
-}
+pub use kiosk_types::DeviceHealth;
 
 /// A device's health and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
     /// The state.
-    pub state: HealthState,
+    pub state: DeviceHealth,
     /// Why, in words a technician can act on; `None` when ok.
     pub reason: Option<String>,
 }
@@ -27,7 +18,7 @@ impl Health {
     /// A working device.
     pub fn ok() -> Self {
         Health {
-            state: HealthState::Ok,
+            state: DeviceHealth::Ok,
             reason: None,
         }
     }
@@ -35,7 +26,7 @@ impl Health {
     /// A device that works with a problem.
     pub fn degraded(reason: impl Into<String>) -> Self {
         Health {
-            state: HealthState::Degraded,
+            state: DeviceHealth::Degraded,
             reason: Some(reason.into()),
         }
     }
@@ -43,23 +34,23 @@ impl Health {
     /// A device that cannot be used.
     pub fn absent(reason: impl Into<String>) -> Self {
         Health {
-            state: HealthState::Absent,
+            state: DeviceHealth::Absent,
             reason: Some(reason.into()),
         }
     }
 
     /// Whether the device can be used at all.
     pub fn is_usable(&self) -> bool {
-        self.state != HealthState::Absent
+        self.state != DeviceHealth::Absent
     }
 }
 
 impl fmt::Display for Health {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
-            HealthState::Ok => "ok",
-            HealthState::Degraded => "degraded",
-            HealthState::Absent => "absent",
+            DeviceHealth::Ok => "ok",
+            DeviceHealth::Degraded => "degraded",
+            DeviceHealth::Absent => "absent",
         };
         match &self.reason {
             Some(reason) => write!(f, "{state}: {reason}"),

@@ -16,4 +16,4 @@ pub mod printer;
 pub mod pty;
 pub mod scanner;
 
-pub use health::{Health, HealthState};
+pub use health::{DeviceHealth, Health};

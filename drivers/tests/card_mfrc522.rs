@@ -5,7 +5,7 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use kiosk_drivers::HealthState;
+use kiosk_drivers::DeviceHealth;
 use kiosk_drivers::card::mfrc522sim::{
     CardFault, CardState, Mfrc522Sim, SimDelay, SimHandle, SimOptions, SimResetPin, VirtualCard,
 };
@@ -59,7 +59,7 @@ fn taps(events: &[CardEvent]) -> Vec<CardToken> {
         .collect()
 }
 
-fn healths(events: &[CardEvent]) -> Vec<HealthState> {
+fn healths(events: &[CardEvent]) -> Vec<DeviceHealth> {
     events
         .iter()
         .filter_map(|e| match e {
@@ -119,7 +119,7 @@ fn driver_reads_every_uid_length_as_its_keyed_token() {
         handle.place(VirtualCard::new(uid).unwrap());
         let events = poll(&mut reader, 2);
         assert_eq!(taps(&events), vec![token_of(uid)]);
-        assert_eq!(healths(&events), vec![HealthState::Ok]);
+        assert_eq!(healths(&events), vec![DeviceHealth::Ok]);
     }
 }
 
@@ -245,7 +245,7 @@ fn reader_reading_version_0x00_is_absent_and_recovers_when_it_answers_again() {
     let (mut reader, handle) = reader();
     handle.unplug(0x00);
     let events = poll(&mut reader, 1);
-    assert_eq!(healths(&events), vec![HealthState::Absent]);
+    assert_eq!(healths(&events), vec![DeviceHealth::Absent]);
     let CardEvent::Health(h) = &events[0] else {
         unreachable!()
     };
@@ -257,7 +257,7 @@ fn reader_reading_version_0x00_is_absent_and_recovers_when_it_answers_again() {
     handle.plug_in();
     handle.place(VirtualCard::new(&UID4).unwrap());
     let events = poll(&mut reader, 40);
-    assert_eq!(healths(&events), vec![HealthState::Ok]);
+    assert_eq!(healths(&events), vec![DeviceHealth::Ok]);
     assert_eq!(taps(&events), vec![token_of(&UID4)]);
 }
 
@@ -265,19 +265,19 @@ fn reader_reading_version_0x00_is_absent_and_recovers_when_it_answers_again() {
 fn reader_unplugged_while_polling_goes_absent_then_recovers_without_restart() {
     for miso in [0x00, 0xFF] {
         let (mut reader, handle) = reader();
-        assert_eq!(healths(&poll(&mut reader, 1)), vec![HealthState::Ok]);
+        assert_eq!(healths(&poll(&mut reader, 1)), vec![DeviceHealth::Ok]);
         let id = handle.place(VirtualCard::new(&UID4).unwrap());
         assert_eq!(taps(&poll(&mut reader, 1)).len(), 1);
         handle.unplug(miso);
         let events = poll(&mut reader, 3);
         assert_eq!(
             healths(&events),
-            vec![HealthState::Absent],
+            vec![DeviceHealth::Absent],
             "miso {miso:#04x}"
         );
         handle.plug_in();
         let events = poll(&mut reader, 40);
-        assert_eq!(healths(&events), vec![HealthState::Ok], "miso {miso:#04x}");
+        assert_eq!(healths(&events), vec![DeviceHealth::Ok], "miso {miso:#04x}");
         // The card stayed on the reader all along: no second tap for it.
         assert!(taps(&events).is_empty());
         handle.remove(id);
@@ -294,7 +294,7 @@ fn broken_spi_bus_is_reported_with_the_device_to_check() {
     handle.break_bus();
     let events = poll(&mut reader, 1);
     let reason = match &events[..] {
-        [CardEvent::Health(h)] if h.state == HealthState::Absent => h.reason.clone().unwrap(),
+        [CardEvent::Health(h)] if h.state == DeviceHealth::Absent => h.reason.clone().unwrap(),
         other => panic!("unexpected events {other:?}"),
     };
     assert!(reason.contains("spi bus test mfrc522"), "{reason}");
@@ -308,7 +308,7 @@ fn chip_that_is_not_an_mfrc522_is_absent_with_a_reason() {
     let CardEvent::Health(h) = &events[0] else {
         panic!("{events:?}")
     };
-    assert_eq!(h.state, HealthState::Absent);
+    assert_eq!(h.state, DeviceHealth::Absent);
     assert!(h.reason.as_deref().unwrap().contains("not an MFRC522"));
 }
 
@@ -362,7 +362,7 @@ fn spawned_reader_delivers_a_tap_to_the_input_stream() {
     let thread = kiosk_drivers::card::spawn(opened.reader, move |e| tx.send(e).is_ok()).unwrap();
     let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
     assert!(
-        matches!(first, CardEvent::Health(ref h) if h.state == HealthState::Ok),
+        matches!(first, CardEvent::Health(ref h) if h.state == DeviceHealth::Ok),
         "{first:?}"
     );
     sim.place(VirtualCard::new(&UID10).unwrap());

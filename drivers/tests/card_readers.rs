@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use kiosk_drivers::HealthState;
+use kiosk_drivers::DeviceHealth;
 use kiosk_drivers::card::hid::{INPUT_EVENT_SIZE, RawInputEvent, WedgeDecoder, parse_input_events};
 use kiosk_drivers::card::serial::SerialCardReader;
 use kiosk_drivers::card::settings::UidFormat;
@@ -171,7 +171,7 @@ fn serial_reader_reads_one_uid_per_line_from_a_real_pty() {
     let mut reader = SerialCardReader::new(path.clone(), 9600, UidFormat::Hex, key());
     let first = reader.next_event(Duration::from_secs(5));
     assert!(
-        matches!(first, Some(CardEvent::Health(ref h)) if h.state == HealthState::Ok),
+        matches!(first, Some(CardEvent::Health(ref h)) if h.state == DeviceHealth::Ok),
         "{first:?}"
     );
 
@@ -207,7 +207,7 @@ fn serial_reader_on_a_missing_port_is_absent_with_the_path_in_the_reason() {
     );
     match reader.next_event(Duration::from_secs(2)) {
         Some(CardEvent::Health(h)) => {
-            assert_eq!(h.state, HealthState::Absent);
+            assert_eq!(h.state, DeviceHealth::Absent);
             assert!(h.reason.unwrap().contains("/dev/tty-card-reader-missing"));
         }
         other => panic!("expected health, got {other:?}"),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use kiosk_drivers::HealthState;
+use kiosk_drivers::DeviceHealth;
 use kiosk_drivers::printer::status::StatusDecodeError;
 use kiosk_drivers::printer::transport::SimulatedTransport;
 use kiosk_drivers::printer::vprinter::{PtyPrinter, TcpPrinter};
@@ -62,7 +62,7 @@ fn faults_are_detected_and_block_printing(printer: &mut ThermalPrinter, vp: &Vir
         let status = printer.status().unwrap().unwrap();
         assert!(!status.can_print(), "{words}: {status:?}");
         let health = printer.health();
-        assert_eq!(health.state, HealthState::Absent);
+        assert_eq!(health.state, DeviceHealth::Absent);
         let reason = health.reason.unwrap();
         assert!(
             reason.contains(words) && reason.contains(printer.device()),
@@ -89,7 +89,7 @@ fn faults_are_detected_and_block_printing(printer: &mut ThermalPrinter, vp: &Vir
         paper_near_end: true,
         ..Default::default()
     });
-    assert_eq!(printer.health().state, HealthState::Degraded);
+    assert_eq!(printer.health().state, DeviceHealth::Degraded);
     let outcome = printer.print_ticket("job-near-end", &ticket).unwrap();
     assert!(matches!(outcome, PrintOutcome::Printed { .. }));
     assert!(vp.wait_for(WAIT, |r| r.cuts.len() == 1));
@@ -132,7 +132,7 @@ fn a_ticket_prints_over_the_serial_transport_on_a_pty() {
         5000,
     ))
     .unwrap();
-    assert_eq!(printer.health().state, HealthState::Ok);
+    assert_eq!(printer.health().state, DeviceHealth::Ok);
     printer
         .print_ticket("t-1", &sample_ticket(Language::En))
         .unwrap();
@@ -191,7 +191,7 @@ fn a_missing_usb_printer_fails_with_an_error_naming_the_device() {
         "{err}"
     );
     let health = printer.health();
-    assert_eq!(health.state, HealthState::Absent);
+    assert_eq!(health.state, DeviceHealth::Absent);
     assert!(health.reason.unwrap().contains("/dev/usb/lp-kiosk-missing"));
 }
 
@@ -291,7 +291,7 @@ fn garbage_status_bytes_are_an_error_not_a_panic() {
         other => panic!("expected a garbage status error, got {other:?}"),
     }
     let health = printer.health();
-    assert_eq!(health.state, HealthState::Absent);
+    assert_eq!(health.state, DeviceHealth::Absent);
     drop(printer);
     peer.join().unwrap();
 }
@@ -396,7 +396,7 @@ fn a_capture_file_receives_the_ticket_bytes_and_reports_ok() {
         2000,
     ))
     .unwrap();
-    assert_eq!(printer.health().state, HealthState::Ok);
+    assert_eq!(printer.health().state, DeviceHealth::Ok);
     let ticket = sample_ticket(Language::En);
     printer.print_ticket("f-1", &ticket).unwrap();
     printer.print_ticket("f-2", &ticket).unwrap();

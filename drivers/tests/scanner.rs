@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use kiosk_drivers::HealthState;
+use kiosk_drivers::DeviceHealth;
 use kiosk_drivers::scanner::code::{self, CodeKey, CodeKeys, TurnTicket};
 use kiosk_drivers::scanner::hid::{EV_KEY, EV_SYN, keys};
 use kiosk_drivers::scanner::settings::{KeyboardLayout, ScannerSettings, Suffix};
@@ -49,7 +49,7 @@ fn next_scan(s: &ScannerHandle) -> ScannerEvent {
     }
 }
 
-fn next_health(s: &ScannerHandle) -> HealthState {
+fn next_health(s: &ScannerHandle) -> DeviceHealth {
     let deadline = Instant::now() + WAIT;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -67,7 +67,7 @@ fn the_serial_driver_reads_product_codes_and_signed_tickets_through_a_real_pty()
     let sim = s.simulator().unwrap();
     // The driver reports ok once it has the port open; lines sent before that are the
     // scanner's, not the driver's, to lose (the driver flushes stale input on open).
-    assert_eq!(next_health(&s), HealthState::Ok);
+    assert_eq!(next_health(&s), DeviceHealth::Ok);
     assert!(std::path::Path::new(s.device()).exists(), "{}", s.device());
     sim.scan("8410076472885").unwrap();
     match next_scan(&s) {
@@ -92,7 +92,7 @@ fn the_serial_driver_reads_product_codes_and_signed_tickets_through_a_real_pty()
 fn garbage_is_rejected_with_a_reason_and_the_next_good_scan_still_reads() {
     let s = open_simulated();
     let sim = s.simulator().unwrap();
-    assert_eq!(next_health(&s), HealthState::Ok);
+    assert_eq!(next_health(&s), DeviceHealth::Ok);
     // A wrong check digit, binary noise, invalid UTF-8, an overlong line and a forged ticket.
     sim.scan("8410076472886").unwrap();
     sim.write_raw(&[0x00, 0x1b, 0x07, b'\r']).unwrap();
@@ -154,11 +154,11 @@ fn garbage_is_rejected_with_a_reason_and_the_next_good_scan_still_reads() {
 fn an_unplugged_scanner_is_reported_absent_and_reads_again_once_replugged() {
     let s = open_simulated();
     let sim = s.simulator().unwrap();
-    assert_eq!(next_health(&s), HealthState::Ok);
+    assert_eq!(next_health(&s), DeviceHealth::Ok);
     sim.unplug();
-    assert_eq!(next_health(&s), HealthState::Absent);
+    assert_eq!(next_health(&s), DeviceHealth::Absent);
     sim.replug().unwrap();
-    assert_eq!(next_health(&s), HealthState::Ok);
+    assert_eq!(next_health(&s), DeviceHealth::Ok);
     sim.scan("036000291452").unwrap();
     match next_scan(&s) {
         ScannerEvent::Scanned(scan) => assert_eq!(scan.code, Code::UpcA("036000291452".into())),

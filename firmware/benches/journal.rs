@@ -11,7 +11,7 @@
 //!   acknowledgement, backlog, stats and a lookup by sequence number; the reference of each is the
 //!   same figure at 1k events, so the ratio is how much it grew. These journals have no disk
 //!   budget: the default 1 GiB holds about two million events;
-//! - profile cache lookups (`KioskStore::profile`, sealed rows) with 1k, 100k and 1M cached
+//! - profile cache lookups (`KioskDb::profile`, sealed rows) with 1k, 100k and 1M cached
 //!   customers, filled through the sync feed's own path (`FeedSink::apply`), hits and misses.
 //!
 //! The journal and the reference alternate in rounds so both see the same disk and load. Files
@@ -25,10 +25,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kiosk::clock::SystemClock;
-use kiosk::crypto::DeviceKey;
-use kiosk::journal::{Identity, Journal, MIGRATIONS, Options};
-use kiosk::runtime::KioskStore;
+use kiosk_journal::clock::SystemClock;
+use kiosk_journal::crypto::DeviceKey;
+use kiosk_journal::db::KioskDb;
+use kiosk_journal::{Identity, Journal, MIGRATIONS, Options};
 use kiosk_protocol::CardToken;
 use kiosk_protocol::events::{Envelope, Event, TicketIssued};
 use kiosk_protocol::wire::{ConsentFlags, FeedItem, Profile};
@@ -291,7 +291,7 @@ fn batched(rounds: usize, batches: usize, batch: usize) {
                         for e in b {
                             tx.append(e)?;
                         }
-                        Ok::<_, kiosk::journal::JournalError>(())
+                        Ok::<_, kiosk_journal::JournalError>(())
                     })
                     .expect("batch");
                 lat.push(us(t.elapsed()));
@@ -472,7 +472,7 @@ fn scale_journal(n: u64, samples: usize) -> Scale {
     // measures.
     let journal = open_journal(&path, None);
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
-    let store = KioskStore::new(journal, Arc::new(tokio::sync::Notify::new()), None);
+    let store = KioskDb::new(journal, Arc::new(tokio::sync::Notify::new()), None);
     let mut k = 0u64;
     let append = time_us(samples, |_| {
         k += 1;
@@ -488,7 +488,7 @@ fn scale_journal(n: u64, samples: usize) -> Scale {
                     for e in evs {
                         tx.append(e)?;
                     }
-                    Ok::<_, kiosk::journal::JournalError>(())
+                    Ok::<_, kiosk_journal::JournalError>(())
                 })
                 .unwrap();
             us(t.elapsed()) / 100.0
@@ -673,7 +673,7 @@ fn scaling_profiles() {
         .filter(|&n| n <= max)
     {
         let dir = tmp();
-        let store = KioskStore::new(
+        let store = KioskDb::new(
             open_journal(&dir.0.path().join("journal.db"), default_budget()),
             Arc::new(tokio::sync::Notify::new()),
             None,

@@ -162,7 +162,7 @@ async fn tap_to_greeting(demo: &kiosk::demo::Demo, http: &reqwest::Client, sampl
     let ana = &crm_endpoint::DEMO_CUSTOMERS[0];
     let token = crm_endpoint::demo_token(ana);
     let deadline = Instant::now() + WAIT;
-    while demo.kiosk.store.profile(&token).expect("profile").is_none() {
+    while demo.kiosk.db.profile(&token).expect("profile").is_none() {
         assert!(Instant::now() < deadline, "the feed never brought Ana");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -1,24 +1,36 @@
-//! The kiosk firmware: configuration, the durable journal, the journey engine, the UI server,
-//! the wiring of devices and sync, and the `kiosk` command line.
+//! The `kiosk` binary's library: the wiring of a running kiosk ([`runtime`]), the UI server
+//! ([`ui`]), the command line ([`cli`]) with its field commands, and `kiosk demo` ([`demo`]).
 //!
-//! Data flow: device → input → engine → (journal, printer, screen) → outbox → endpoint.
-#![warn(missing_docs)]
+//! Data flow: device → input → engine → (journal, printer, screen) → outbox → endpoint. The pure
+//! journey state machine and turn queue are the `kiosk-core` crate, the journal and the kiosk
+//! database the `kiosk-journal` crate; this crate carries out what they decide.
+//!
+//! Layering (each module imports only those listed before it):
+//! 1. [`version`], [`paths`], `service`, [`credentials`], [`config`], `setup` (site config into
+//!    the core's settings);
+//! 2. `devices` (one thread per device, turning driver events into inputs);
+//! 3. `executor` (the task that owns the journey and the queue and runs their effects), with
+//!    the [`staff`] messages it consumes;
+//! 4. `status`, then [`ui`] (screen, counter and lobby pages; it is handed a status source);
+//! 5. [`runtime`] (starts all of the above in named steps);
+//! 6. `remote_log`, `provision`, `selftest`, [`demo`]; and last [`cli`].
 
 pub mod cli;
-pub mod clock;
 pub mod config;
 pub mod credentials;
-pub mod crypto;
 #[cfg(feature = "demo")]
 pub mod demo;
-pub mod journal;
-pub mod journey;
+mod devices;
+mod executor;
 pub mod paths;
-pub mod provision;
-pub mod queue;
-pub mod remote_log;
+mod provision;
+mod remote_log;
 pub mod runtime;
-pub mod selftest;
-pub mod service;
-pub mod status;
+mod selftest;
+mod service;
+mod setup;
+mod status;
 pub mod ui;
+pub mod version;
+
+pub use executor::staff;

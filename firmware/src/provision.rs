@@ -24,13 +24,13 @@ use tokio_util::sync::CancellationToken;
 use toml_edit::{DocumentMut, value};
 use uuid::Uuid;
 
-use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::credentials::{Credentials, CredentialsError};
-use crate::crypto::DeviceKey;
-use crate::journal::{Identity, Journal, Options as JournalOptions};
 use crate::paths::DataDir;
-use crate::runtime::KioskStore;
+use kiosk_journal::clock::SystemClock;
+use kiosk_journal::crypto::DeviceKey;
+use kiosk_journal::db::KioskDb;
+use kiosk_journal::{Identity, Journal, Options as JournalOptions};
 
 /// The site config a fresh kiosk starts from.
 pub const SITE_TEMPLATE: &str = include_str!("../config/site.example.toml");
@@ -356,10 +356,10 @@ async fn drain_old(
         return Ok((0, 0));
     }
     let appended = Arc::new(Notify::new());
-    let store = KioskStore::new(opened.journal, appended.clone(), None);
-    let sync_config = crate::runtime::setup::sync_config(config, old, &old.endpoint_url)?;
+    let db = KioskDb::new(opened.journal, appended.clone(), None);
+    let sync_config = crate::setup::sync_config(config, old, &old.endpoint_url)?;
     let stop = CancellationToken::new();
-    let shared = Arc::new(store.clone());
+    let shared = Arc::new(db.clone());
     let (task, mut status) = kiosk_sync::SyncWorker::spawn(
         sync_config,
         shared.clone(),
@@ -368,16 +368,10 @@ async fn drain_old(
         stop.clone(),
         appended,
     )?;
-    let pending = |store: &KioskStore| {
-        store
-            .journal()
-            .backlog()
-            .map(|b| b.events)
-            .unwrap_or(before)
-    };
+    let pending = |db: &KioskDb| db.journal().backlog().map(|b| b.events).unwrap_or(before);
     let _ = tokio::time::timeout(timeout, async {
         loop {
-            if pending(&store) == 0 {
+            if pending(&db) == 0 {
                 break;
             }
             if status.changed().await.is_err() {
@@ -388,7 +382,7 @@ async fn drain_old(
     .await;
     stop.cancel();
     let _ = task.await;
-    let left = pending(&store);
+    let left = pending(&db);
     Ok((before.saturating_sub(left), left))
 }
 

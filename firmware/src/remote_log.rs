@@ -6,7 +6,7 @@
 //!     ─> Limiter (repeats counted, a cap per window) ─> journal (device_log) ─> outbox ─> CRM
 //! ```
 //!
-//! The layer is installed with the process's subscriber ([`crate::cli::init_logging`]) and
+//! The layer is installed with the process's subscriber (`cli::init_logging`) and
 //! drops lines until a running kiosk calls [`ship_to`]. Lines from this module itself are never
 //! shipped (a failing journal would otherwise feed itself). Nothing personal reaches a log in the
 //! first place: the firmware logs card tokens at most, never UIDs or names.
@@ -23,7 +23,7 @@ use tracing::{Level, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 
-use crate::runtime::KioskStore;
+use kiosk_journal::db::KioskDb;
 
 /// Longest message shipped, in characters.
 pub const MAX_MESSAGE: usize = 512;
@@ -202,14 +202,14 @@ impl Limiter {
     }
 }
 
-/// Ships the process's warnings and errors into `store`'s journal until the returned guard is
+/// Ships the process's warnings and errors into `db`'s journal until the returned guard is
 /// dropped (the runtime keeps it for its lifetime).
-pub fn ship_to(store: KioskStore) -> ShipperGuard {
+pub fn ship_to(db: KioskDb) -> ShipperGuard {
     let (tx, rx) = sync_channel(QUEUE);
     *SINK.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
     let thread = std::thread::Builder::new()
         .name("remote-log".into())
-        .spawn(move || run(rx, store))
+        .spawn(move || run(rx, db))
         .map_err(|e| tracing::error!(error = %e, "cannot start the remote log shipper"))
         .ok();
     ShipperGuard { thread }
@@ -229,7 +229,7 @@ impl Drop for ShipperGuard {
     }
 }
 
-fn run(rx: Receiver<LogLine>, store: KioskStore) {
+fn run(rx: Receiver<LogLine>, db: KioskDb) {
     let mut limiter = Limiter::new(Instant::now());
     let journal = |s: Shipped| {
         let event = Event::DeviceLog(DeviceLog {
@@ -238,7 +238,7 @@ fn run(rx: Receiver<LogLine>, store: KioskStore) {
             message: s.line.message,
             occurrences: s.occurrences,
         });
-        if let Err(e) = store.append(event) {
+        if let Err(e) = db.append(event) {
             // Logged by this module: not shipped again.
             tracing::warn!(error = %e, "cannot journal a log line for the CRM");
         }

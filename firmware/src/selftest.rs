@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kiosk_drivers::HealthState;
+use kiosk_drivers::DeviceHealth;
 use kiosk_drivers::card;
 use kiosk_drivers::card::settings::CardReaderSettings;
 use kiosk_drivers::printer::{Language, ThermalPrinter, Ticket};
@@ -28,10 +28,10 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::credentials::Credentials;
-use crate::journey::{Input, ScanInput};
+use crate::devices::{self, DeviceMsg};
 use crate::paths::DataDir;
 use crate::runtime::Simulators;
-use crate::runtime::devices::{self, DeviceMsg};
+use kiosk_core::journey::{Input, ScanInput};
 
 /// Clock difference with the CRM beyond which signed requests are refused (its replay window
 /// is five minutes; a minute leaves margin).
@@ -148,7 +148,7 @@ impl Report {
 
     /// Compact text for the test ticket's QR: `kiosk version check=P|W|F|S ...`.
     pub fn qr_text(&self, kiosk_id: &str) -> String {
-        let mut s = format!("kiosk-selftest {kiosk_id} {}", crate::cli::VERSION);
+        let mut s = format!("kiosk-selftest {kiosk_id} {}", crate::version::VERSION);
         for c in &self.checks {
             let r = match c.outcome {
                 Outcome::Pass => 'P',
@@ -330,7 +330,7 @@ fn journal_check(data: &DataDir) -> Check {
     if !path.exists() {
         return Check::pass("journal", "none yet (made at first start)");
     }
-    let key = match crate::crypto::DeviceKey::load_or_create(&data.device_key()) {
+    let key = match kiosk_journal::crypto::DeviceKey::load_or_create(&data.device_key()) {
         Ok(k) => k,
         Err(e) => {
             return Check::fail(
@@ -340,7 +340,7 @@ fn journal_check(data: &DataDir) -> Check {
             );
         }
     };
-    match crate::journal::Journal::open_read_only(&path, key) {
+    match kiosk_journal::Journal::open_read_only(&path, key) {
         Ok(j) => match (j.integrity_check(), j.stats()) {
             (Ok(problems), Ok(s)) if problems.is_empty() => Check::pass(
                 "journal",
@@ -445,13 +445,13 @@ async fn device_checks(
             sims.printer = p.virtual_printer().cloned();
             let h = p.health();
             match h.state {
-                HealthState::Ok => Check::pass("printer", format!("{} ready", p.device())),
-                HealthState::Degraded => Check::warn(
+                DeviceHealth::Ok => Check::pass("printer", format!("{} ready", p.device())),
+                DeviceHealth::Degraded => Check::warn(
                     "printer",
                     h.reason.unwrap_or_default(),
                     "paper is running out: load a new roll soon",
                 ),
-                HealthState::Absent => {
+                DeviceHealth::Absent => {
                     let reason = h.reason.unwrap_or_default();
                     let fix = if reason.contains("paper") {
                         "no paper: open the cover, load a roll (printing side out), close the cover"
@@ -668,9 +668,9 @@ pub fn print_ticket_on(
         coupon: None,
         footer: format!(
             "kiosk {} {} {}",
-            crate::cli::VERSION,
-            crate::cli::GIT_COMMIT,
-            crate::cli::TARGET
+            crate::version::VERSION,
+            crate::version::GIT_COMMIT,
+            crate::version::TARGET
         ),
         language: Language::En,
     };

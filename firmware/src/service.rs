@@ -27,11 +27,6 @@ pub fn notify_ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
-/// Updates the status line.
-pub fn notify_status(status: &str) {
-    send(&[NotifyState::Status(status)]);
-}
-
 /// Tells systemd the kiosk is stopping (so a slow clean stop is not taken for a hang).
 pub fn notify_stopping() {
     send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);

@@ -8,18 +8,19 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use kiosk_drivers::HealthState;
+use kiosk_drivers::DeviceHealth;
 use kiosk_sync::{LinkState, SyncStatusReceiver};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::watch;
 
-use crate::crypto::DeviceKey;
-use crate::journal::Journal;
+use crate::devices::DeviceHealthMap;
 use crate::paths::DataDir;
-use crate::runtime::{DeviceHealthMap, KioskStore};
 use crate::service::Liveness;
+use kiosk_journal::Journal;
+use kiosk_journal::crypto::DeviceKey;
+use kiosk_journal::db::KioskDb;
 
 /// Free space below which the disk counts as nearly full.
 pub const DISK_LOW_BYTES: u64 = 512 * 1024 * 1024;
@@ -154,8 +155,8 @@ pub struct LoopStatus {
 /// What a running kiosk reads its status from.
 #[derive(Clone)]
 pub struct StatusSource {
-    /// The journal.
-    pub store: KioskStore,
+    /// The kiosk database.
+    pub db: KioskDb,
     /// Device health.
     pub health: watch::Receiver<DeviceHealthMap>,
     /// The sync worker.
@@ -180,7 +181,7 @@ impl StatusSource {
     /// The status now. Reads the journal: call from a blocking context.
     pub fn snapshot(&self) -> Status {
         let now = OffsetDateTime::now_utc();
-        let journal = journal_status(&self.store.journal(), now);
+        let journal = journal_status(&self.db.journal(), now);
         let devices = self
             .health
             .borrow()
@@ -214,9 +215,9 @@ impl StatusSource {
             },
         };
         Status {
-            version: crate::cli::VERSION.to_owned(),
-            commit: crate::cli::GIT_COMMIT.to_owned(),
-            target: crate::cli::TARGET.to_owned(),
+            version: crate::version::VERSION.to_owned(),
+            commit: crate::version::GIT_COMMIT.to_owned(),
+            target: crate::version::TARGET.to_owned(),
             running: true,
             kiosk_id: Some(self.kiosk_id.clone()),
             store_id: Some(self.store_id.clone()),
@@ -271,9 +272,9 @@ pub fn offline(data_dir: &Path, hardware_profile: &str) -> anyhow::Result<Status
     let now = OffsetDateTime::now_utc();
     let credentials = crate::credentials::Credentials::load(&data.credentials()).ok();
     Ok(Status {
-        version: crate::cli::VERSION.to_owned(),
-        commit: crate::cli::GIT_COMMIT.to_owned(),
-        target: crate::cli::TARGET.to_owned(),
+        version: crate::version::VERSION.to_owned(),
+        commit: crate::version::GIT_COMMIT.to_owned(),
+        target: crate::version::TARGET.to_owned(),
         running: false,
         kiosk_id: credentials.as_ref().map(|c| c.kiosk_id.clone()),
         store_id: credentials.as_ref().map(|c| c.store_id.clone()),
@@ -374,11 +375,11 @@ fn kind_name(kind: kiosk_protocol::events::DeviceKind) -> String {
         .unwrap_or_else(|| format!("{kind:?}"))
 }
 
-fn state_name(s: HealthState) -> &'static str {
+fn state_name(s: DeviceHealth) -> &'static str {
     match s {
-        HealthState::Ok => "ok",
-        HealthState::Degraded => "degraded",
-        HealthState::Absent => "absent",
+        DeviceHealth::Ok => "ok",
+        DeviceHealth::Degraded => "degraded",
+        DeviceHealth::Absent => "absent",
     }
 }
 

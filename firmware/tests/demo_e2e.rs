@@ -88,7 +88,7 @@ impl Harness {
     /// Waits until the kiosk's profile cache holds `token` (`cached`) or not.
     async fn cache_until(&self, token: &kiosk_protocol::CardToken, cached: bool, what: &str) {
         let deadline = tokio::time::Instant::now() + WAIT;
-        while self.demo.kiosk.store.profile(token).unwrap().is_some() != cached {
+        while self.demo.kiosk.db.profile(token).unwrap().is_some() != cached {
             assert!(tokio::time::Instant::now() < deadline, "{what}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -103,7 +103,7 @@ impl Harness {
     async fn synced(&self) -> u64 {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let stats = self.demo.kiosk.store.journal().stats().expect("stats");
+            let stats = self.demo.kiosk.db.journal().stats().expect("stats");
             if stats.pending == 0 {
                 return stats.events;
             }
@@ -148,7 +148,7 @@ impl Harness {
     }
 
     fn journal_types(&self) -> Vec<String> {
-        let j = self.demo.kiosk.store.journal();
+        let j = self.demo.kiosk.db.journal();
         let mut st = j
             .sql()
             .prepare("SELECT type FROM events ORDER BY seq")
@@ -278,7 +278,7 @@ async fn an_unknown_card_registers_with_separate_consents_and_becomes_a_crm_cust
     let token: String = h
         .demo
         .kiosk
-        .store
+        .db
         .journal()
         .sql()
         .query_row(
@@ -364,7 +364,7 @@ async fn journeys_while_the_network_is_cut_wait_in_the_outbox_and_drain_once_it_
         h.touch(json!({"action": "done"})).await;
         h.screen("attract").await;
     }
-    let pending = h.demo.kiosk.store.journal().stats().unwrap().pending;
+    let pending = h.demo.kiosk.db.journal().stats().unwrap().pending;
     assert!(pending >= 6, "events wait while offline: {pending}");
     h.panel_post("/api/network", json!({"up": true})).await;
     h.assert_crm_has_every_event_once().await;
@@ -424,25 +424,25 @@ async fn a_card_the_cache_does_not_know_is_looked_up_at_the_crm_greeted_by_name_
     // As for a customer registered elsewhere since the last feed pull: not in this cache.
     h.demo
         .kiosk
-        .store
+        .db
         .journal()
         .sql()
         .execute("DELETE FROM profiles WHERE card_token = ?1", [ana.as_str()])
         .unwrap();
-    assert!(h.demo.kiosk.store.profile(&ana).unwrap().is_none());
+    assert!(h.demo.kiosk.db.profile(&ana).unwrap().is_none());
 
     h.panel_post("/api/card", json!({"action": "customer", "index": 0}))
         .await;
     let greeting = h.screen("greeting").await;
     assert_eq!(greeting["body"]["name"], "Ana", "{greeting}");
-    let cached = h.demo.kiosk.store.profile(&ana).unwrap();
+    let cached = h.demo.kiosk.db.profile(&ana).unwrap();
     assert_eq!(
         cached.map(|p| p.display_name).as_deref(),
         Some("Ana"),
         "the CRM's answer is cached for the next tap"
     );
     let identified: Vec<String> = {
-        let j = h.demo.kiosk.store.journal();
+        let j = h.demo.kiosk.db.journal();
         let mut st = j
             .sql()
             .prepare("SELECT body FROM events WHERE type = 'customer_identified'")
@@ -470,7 +470,7 @@ async fn a_crm_that_stalls_during_a_live_lookup_costs_the_customer_a_moment_not_
     for token in [&ana, &ben] {
         h.demo
             .kiosk
-            .store
+            .db
             .journal()
             .sql()
             .execute(
@@ -490,7 +490,7 @@ async fn a_crm_that_stalls_during_a_live_lookup_costs_the_customer_a_moment_not_
     // The live lookup gives up after its bound: the card counts as unknown, so Ana is offered
     // the registration (not greeted by a name the kiosk could not get), and can go on.
     h.screen("offer_registration").await;
-    assert!(h.demo.kiosk.store.profile(&ana).unwrap().is_none());
+    assert!(h.demo.kiosk.db.profile(&ana).unwrap().is_none());
     h.panel_post("/api/card", json!({"action": "remove"})).await;
     h.touch(json!({"action": "skip_registration"})).await;
     h.screen("choose_service").await;

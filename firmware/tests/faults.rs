@@ -12,16 +12,16 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use kiosk::clock::{Clock, SystemClock};
-use kiosk::crypto::DeviceKey;
-use kiosk::journal::{Identity, Journal, ListFilter, Options};
+use kiosk_journal::clock::{Clock, SystemClock};
+use kiosk_journal::crypto::DeviceKey;
+use kiosk_journal::{Identity, Journal, ListFilter, Options};
 use kiosk_protocol::events::{Event, SurveyAnswered};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 const CHILD_ENV: &str = "KIOSK_FAULTS_CHILD_DB";
 
-fn open_with(path: &Path, clock: Arc<dyn Clock>) -> Result<Journal, kiosk::journal::JournalError> {
+fn open_with(path: &Path, clock: Arc<dyn Clock>) -> Result<Journal, kiosk_journal::JournalError> {
     let key = DeviceKey::load_or_create(&path.with_extension("key")).unwrap();
     Journal::open(
         path,

@@ -13,9 +13,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kiosk::clock::SystemClock;
-use kiosk::crypto::DeviceKey;
-use kiosk::journal::{Identity, Journal, JournalError, ListFilter, Options};
+use kiosk_journal::clock::SystemClock;
+use kiosk_journal::crypto::DeviceKey;
+use kiosk_journal::{Identity, Journal, JournalError, ListFilter, Options};
 use kiosk_protocol::events::{Event, TicketIssued};
 use rand::Rng;
 use uuid::Uuid;

@@ -4,12 +4,12 @@
 
 use std::collections::HashMap;
 
-use kiosk::journey::{
+use kiosk_core::journey::{
     Campaign, ConsentPolicy, CustomerProfile, Effect, Input, IssuedTurn, JourneyConfig, Locale,
     Localized, RegistrationForm, ScanInput, Screen, State, SurveyReason, Timeouts, Touch, step,
     view,
 };
-use kiosk::queue::ServiceDef;
+use kiosk_core::queue::ServiceDef;
 use kiosk_protocol::CardToken;
 use kiosk_protocol::events::{ConsentPurpose, DeviceHealth, Event, ProfileSource, ReaderKind};
 use proptest::prelude::*;

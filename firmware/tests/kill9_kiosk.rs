@@ -22,8 +22,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kiosk::crypto::DeviceKey;
-use kiosk::journal::{Journal, ListFilter};
+use kiosk_journal::crypto::DeviceKey;
+use kiosk_journal::{Journal, ListFilter};
 use kiosk_protocol::events::{Envelope, Event};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -30,13 +30,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use kiosk::clock::ManualClock;
-use kiosk::crypto::DeviceKey;
-use kiosk::journal::{Identity, Journal, JournalError, ListFilter, Options, Synchronous};
-use kiosk::journey::{Locale, Localized};
-use kiosk::queue::{IssueRequest, Queue, QueueSettings, ServiceDay, ServiceDef};
-use kiosk::runtime::KioskStore;
-use kiosk::runtime::store::StoreError;
+use kiosk_core::journey::{Locale, Localized};
+use kiosk_core::queue::{IssueRequest, Queue, QueueSettings, ServiceDay, ServiceDef};
+use kiosk_journal::clock::ManualClock;
+use kiosk_journal::crypto::DeviceKey;
+use kiosk_journal::db::DbError;
+use kiosk_journal::db::KioskDb;
+use kiosk_journal::{Identity, Journal, JournalError, ListFilter, Options, Synchronous};
 use kiosk_protocol::CardToken;
 use kiosk_protocol::events::*;
 use kiosk_protocol::wire::EnrollRequest;
@@ -160,11 +160,11 @@ struct Week {
 }
 
 /// Appends an event the budget may refuse; panics on any other failure.
-fn record(store: &KioskStore, week: &mut Week, day: u32, event: Event) {
-    let low_value = kiosk::journal::is_low_value(&event);
+fn record(store: &KioskDb, week: &mut Week, day: u32, event: Event) {
+    let low_value = kiosk_journal::is_low_value(&event);
     match store.append(event) {
         Ok(_) => week.appended += 1,
-        Err(StoreError::Journal(JournalError::OverBudget { type_name, .. })) => {
+        Err(DbError::Journal(JournalError::OverBudget { type_name, .. })) => {
             assert!(low_value, "{type_name} refused at the budget");
             *week.refused.entry(type_name).or_default() += 1;
             week.first_refusal_day.get_or_insert(day);
@@ -173,7 +173,7 @@ fn record(store: &KioskStore, week: &mut Week, day: u32, event: Event) {
     }
 }
 
-fn keep(store: &KioskStore, week: &mut Week, event: Event) -> Uuid {
+fn keep(store: &KioskDb, week: &mut Week, event: Event) -> Uuid {
     let what = event.type_name();
     let a = store
         .append(event)
@@ -182,7 +182,7 @@ fn keep(store: &KioskStore, week: &mut Week, event: Event) -> Uuid {
     a.id
 }
 
-fn commit(store: &KioskStore, queue: &mut Queue, week: &mut Week, change: &kiosk::queue::Change) {
+fn commit(store: &KioskDb, queue: &mut Queue, week: &mut Week, change: &kiosk_core::queue::Change) {
     let appended = store
         .commit_change(change)
         .unwrap_or_else(|e| panic!("a queue step must always commit: {e}"));
@@ -210,7 +210,7 @@ fn settings() -> QueueSettings {
 
 /// Journeys of `p.days` days; staff at one counter call and serve as customers come.
 fn simulate_week(
-    store: &KioskStore,
+    store: &KioskDb,
     clock: &ManualClock,
     start: OffsetDateTime,
     path: &Path,
@@ -229,7 +229,7 @@ fn simulate_week(
         clock.set_wall(start + time::Duration::days(i64::from(day)));
         for j in 0..p.journeys_per_day {
             clock.advance(step);
-            let now = kiosk::clock::Clock::wall(clock);
+            let now = kiosk_journal::clock::Clock::wall(clock);
             let mut token = None;
             if rng.gen_bool(0.7) {
                 let t = CardToken::from_bytes(rng.r#gen());
@@ -472,7 +472,7 @@ async fn a_week_offline_stays_within_the_disk_budget_keeps_every_protected_event
     .unwrap()
     .journal;
     let appended = Arc::new(Notify::new());
-    let store = KioskStore::new(journal, appended.clone(), None);
+    let store = KioskDb::new(journal, appended.clone(), None);
 
     // The real sync worker runs all week against the unreachable address.
     let mut config = SyncConfig::new(&url, &enrolled.kiosk_id, enrolled.device_secret.clone());

@@ -25,9 +25,9 @@ use std::ffi::{CStr, c_char, c_int, c_void};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Once};
 
-use kiosk::clock::SystemClock;
-use kiosk::crypto::DeviceKey;
-use kiosk::journal::{Identity, Journal, ListFilter, Options, Synchronous};
+use kiosk_journal::clock::SystemClock;
+use kiosk_journal::crypto::DeviceKey;
+use kiosk_journal::{Identity, Journal, ListFilter, Options, Synchronous};
 use kiosk_protocol::events::{Event, TicketIssued, TicketPrinted};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -361,7 +361,7 @@ struct Acked {
     ops_at_return: usize,
 }
 
-fn open(path: &Path, key: &DeviceKey, synchronous: Synchronous) -> kiosk::journal::Opened {
+fn open(path: &Path, key: &DeviceKey, synchronous: Synchronous) -> kiosk_journal::Opened {
     Journal::open(
         path,
         Identity {

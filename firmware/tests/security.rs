@@ -20,11 +20,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use kiosk::clock::SystemClock;
 use kiosk::config::Config;
 use kiosk::credentials::Credentials;
 use kiosk::runtime::{self, RunOptions, Running};
 use kiosk_drivers::card::mfrc522sim::VirtualCard;
+use kiosk_journal::clock::SystemClock;
 use kiosk_protocol::wire::EnrollRequest;
 use serde_json::{Value, json};
 use soak_support::{WAIT, spawn_demo};
@@ -534,7 +534,7 @@ async fn sync_traffic_and_kiosk_files_carry_no_raw_card_uid_and_cached_personal_
 
     // The feed brings the demo profiles into the sealed cache.
     let deadline = tokio::time::Instant::now() + WAIT;
-    while kiosk.store.profile_count().unwrap() < crm_endpoint::DEMO_CUSTOMERS.len() as u64 {
+    while kiosk.db.profile_count().unwrap() < crm_endpoint::DEMO_CUSTOMERS.len() as u64 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the feed never came"
@@ -563,7 +563,7 @@ async fn sync_traffic_and_kiosk_files_carry_no_raw_card_uid_and_cached_personal_
         journey_after_tap(&http, &ui, async move || h.remove_all(), None).await;
     }
     let deadline = tokio::time::Instant::now() + WAIT;
-    while kiosk.store.journal().stats().unwrap().pending > 0 {
+    while kiosk.db.journal().stats().unwrap().pending > 0 {
         assert!(tokio::time::Instant::now() < deadline, "never synced");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -589,7 +589,7 @@ async fn sync_traffic_and_kiosk_files_carry_no_raw_card_uid_and_cached_personal_
     // Cached personal data is sealed: plain SQLite sees no name, email or phone anywhere in the
     // kiosk's journal; with the device key the runtime reads the profiles back.
     let token = crm_endpoint::demo_token(&crm_endpoint::DEMO_CUSTOMERS[2]);
-    let carmen = kiosk.store.profile(&token).unwrap().expect("Carmen cached");
+    let carmen = kiosk.db.profile(&token).unwrap().expect("Carmen cached");
     assert!(serde_json::to_string(&carmen).unwrap().contains("Carmen"));
     let plain = rusqlite::Connection::open_with_flags(
         kiosk_dir.join("journal.db"),

@@ -8,12 +8,10 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{Request, StatusCode};
-use kiosk::journey::{Locale, ScreenBody, ScreenView, Touch};
-use kiosk::queue::{CustomerNote, QueueBoard, ServiceDay, ServingEntry};
-use kiosk::ui::{
-    AppState, StaffAck, StaffCommand, StaffRequest, UiChannels, UiSettings, asset_exists, router,
-    serve,
-};
+use kiosk::staff::{StaffAck, StaffCommand, StaffRequest};
+use kiosk::ui::{AppState, UiChannels, UiSettings, asset_exists, router, serve};
+use kiosk_core::journey::{Locale, ScreenBody, ScreenView, Touch};
+use kiosk_core::queue::{CustomerNote, QueueBoard, ServiceDay, ServingEntry};
 use reqwest::redirect::Policy;
 use time::macros::date;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -56,7 +54,7 @@ fn board_with_customer() -> QueueBoard {
 struct Harness {
     base: String,
     client: reqwest::Client,
-    inputs: mpsc::Receiver<kiosk::journey::Input>,
+    inputs: mpsc::Receiver<kiosk_core::journey::Input>,
     screen: watch::Sender<ScreenView>,
     staff: mpsc::Receiver<StaffRequest>,
     _board: watch::Sender<QueueBoard>,
@@ -74,7 +72,7 @@ fn settings() -> UiSettings {
 
 fn channels() -> (
     UiChannels,
-    mpsc::Receiver<kiosk::journey::Input>,
+    mpsc::Receiver<kiosk_core::journey::Input>,
     watch::Sender<ScreenView>,
     watch::Sender<QueueBoard>,
     mpsc::Receiver<StaffRequest>,
@@ -251,7 +249,7 @@ async fn touches_reach_the_engine_and_malformed_ones_are_refused() {
         .expect("input");
     assert_eq!(
         input,
-        kiosk::journey::Input::Touch(Touch::ChooseService {
+        kiosk_core::journey::Input::Touch(Touch::ChooseService {
             service: "A".into(),
             priority: true
         })

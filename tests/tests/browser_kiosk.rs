@@ -64,7 +64,7 @@ impl Kiosk {
         while self
             .demo
             .kiosk
-            .store
+            .db
             .profile(&token)
             .expect("profile cache")
             .is_none()
@@ -81,7 +81,7 @@ impl Kiosk {
     async fn synced_events(&self) -> Vec<(String, String)> {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let stats = self.demo.kiosk.store.journal().stats().expect("stats");
+            let stats = self.demo.kiosk.db.journal().stats().expect("stats");
             if stats.pending == 0 {
                 break;
             }
@@ -92,7 +92,7 @@ impl Kiosk {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let journal = self.demo.kiosk.store.journal();
+        let journal = self.demo.kiosk.db.journal();
         let mut st = journal
             .sql()
             .prepare("SELECT id, type FROM events ORDER BY seq")

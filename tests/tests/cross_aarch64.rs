@@ -4,8 +4,8 @@
 //! journal's own tests (WAL, migrations, appends, acknowledgements, erasure, retention) pass on
 //! the emulated CPU.
 //!
-//! A debug build into `target/cross` (kept between runs, so later suites only rebuild what
-//! changed).
+//! The quickest build there is (`--quick`: profile `cross-test`, no optimisation, no debug info)
+//! into `target/cross` (kept between runs, so later suites only rebuild what changed).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,7 +26,7 @@ fn target_dir() -> PathBuf {
 #[test]
 fn the_aarch64_build_runs_its_journal_tests_and_commands_under_qemu() {
     let out = Command::new(workspace().join("scripts/build-pi"))
-        .args(["aarch64", "--debug", "--test", "journal::", "--target-dir"])
+        .args(["aarch64", "--quick", "--test", "", "--target-dir"])
         .arg(target_dir())
         .output()
         .expect("scripts/build-pi runs");
@@ -48,7 +48,7 @@ fn the_aarch64_build_runs_its_journal_tests_and_commands_under_qemu() {
         .and_then(|s| s.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    assert!(passed >= 10, "only {passed} journal tests ran: {summary}");
+    assert!(passed >= 30, "only {passed} journal tests ran: {summary}");
 
     // ARTIFACT <triple> <path> <size> <stripped size>
     let artifact: Vec<&str> = stdout

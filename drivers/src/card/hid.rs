@@ -6,17 +6,15 @@
 //! the top-row `1` into `&`, the key code stays `KEY_1`). The decoder takes raw `input_event`
 //! records, so recorded streams test exactly what the device delivers.
 
-use std::collections::VecDeque;
 use std::os::fd::AsFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use super::presence::RepeatFilter;
+use super::ReaderKind;
+use super::line_reader::{LineReader, LineSource};
 use super::settings::UidFormat;
 use super::token::{TenantKey, Uid, UidTextError};
-use super::{CardEvent, CardReader, ReaderKind, Tap};
-use crate::health::Health;
 
 /// `EV_KEY` event type.
 pub const EV_KEY: u16 = 1;
@@ -24,8 +22,6 @@ pub const EV_KEY: u16 = 1;
 pub const INPUT_EVENT_SIZE: usize = 24;
 /// A gap longer than this between two keys discards the partial code (a read cut short).
 const KEY_GAP: Duration = Duration::from_millis(1000);
-/// The same card again within this time is the reader repeating, not a new tap.
-const REPEAT_WINDOW: Duration = Duration::from_millis(1500);
 
 /// One `struct input_event`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,16 +134,7 @@ impl WedgeDecoder {
 }
 
 /// A keyboard-wedge reader on an evdev node, grabbed exclusively.
-pub struct HidWedgeReader {
-    path: String,
-    key: TenantKey,
-    device: Option<evdev::Device>,
-    decoder: WedgeDecoder,
-    filter: RepeatFilter,
-    health: Option<Health>,
-    next_open: Option<Instant>,
-    pending: VecDeque<CardEvent>,
-}
+pub type HidWedgeReader = LineReader<WedgeKeys>;
 
 impl HidWedgeReader {
     /// A reader on `path` (preferably `/dev/input/by-id/...`) typing decimal UIDs; opened on the
@@ -158,143 +145,88 @@ impl HidWedgeReader {
 
     /// A reader typing UIDs in `format`.
     pub fn with_format(path: String, format: UidFormat, key: TenantKey) -> Self {
-        HidWedgeReader {
+        LineReader::with_source(
+            WedgeKeys {
+                device: None,
+                decoder: WedgeDecoder::new(format),
+            },
             path,
             key,
-            device: None,
-            decoder: WedgeDecoder::new(format),
-            filter: RepeatFilter::new(REPEAT_WINDOW),
-            health: None,
-            next_open: None,
-            pending: VecDeque::new(),
-        }
+        )
     }
+}
 
-    fn set_health(&mut self, health: Health) {
-        if self.health.as_ref() != Some(&health) {
-            tracing::info!(reader = %self.path, %health, "hid card reader health");
-            self.health = Some(health.clone());
-            self.pending.push_back(CardEvent::Health(health));
-        }
-    }
+/// An evdev node read as key events, decoded into UID lines.
+pub struct WedgeKeys {
+    device: Option<evdev::Device>,
+    decoder: WedgeDecoder,
+}
 
-    fn try_open(&mut self) {
-        let opened = evdev::Device::open(&self.path).and_then(|mut d| d.grab().map(|()| d));
+impl LineSource for WedgeKeys {
+    const NAME: &'static str = "hid card reader";
+    const KIND: ReaderKind = ReaderKind::HidWedge;
+
+    fn open(&mut self, path: &str) -> Result<(), String> {
+        let opened = evdev::Device::open(path).and_then(|mut d| d.grab().map(|()| d));
         match opened {
             Ok(device) => {
                 self.device = Some(device);
-                self.set_health(Health::ok());
+                Ok(())
             }
-            Err(e) => {
-                let reason = format!(
-                    "hid card reader {} cannot be opened and grabbed ({e}): check that it is \
-                     plugged in, the /dev/input/by-id path, the input group of the kiosk user, \
-                     and that no other program grabs it",
-                    self.path
-                );
-                self.set_health(Health::absent(reason));
-                self.next_open = Some(Instant::now() + Duration::from_secs(1));
-            }
+            Err(e) => Err(format!(
+                "hid card reader {path} cannot be opened and grabbed ({e}): check that it is \
+                 plugged in, the /dev/input/by-id path, the input group of the kiosk user, \
+                 and that no other program grabs it"
+            )),
         }
     }
 
-    fn read_some(&mut self, wait: Duration) {
+    fn is_open(&self) -> bool {
+        self.device.is_some()
+    }
+
+    fn read(
+        &mut self,
+        path: &str,
+        wait: Duration,
+        lines: &mut Vec<Result<Uid, String>>,
+    ) -> Result<(), String> {
         let Some(device) = self.device.as_mut() else {
-            return;
+            return Ok(());
         };
         let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
         let mut fds = [nix::poll::PollFd::new(
             device.as_fd(),
             nix::poll::PollFlags::POLLIN,
         )];
-        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
-            Ok(0) | Err(nix::errno::Errno::EINTR) => return,
-            Ok(_) => {}
-            Err(e) => return self.lost(std::io::Error::from(e)),
-        }
-        let events: Result<Vec<RawInputEvent>, std::io::Error> = device.fetch_events().map(|it| {
-            it.map(|e| RawInputEvent {
-                time: e
-                    .timestamp()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default(),
-                kind: e.event_type().0,
-                code: e.code(),
-                value: e.value(),
-            })
-            .collect()
-        });
-        match events {
-            Ok(events) => {
-                for event in events {
-                    self.decode(event);
+        let lost = match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => return Ok(()),
+            Ok(_) => match device.fetch_events() {
+                Ok(events) => {
+                    for e in events {
+                        let event = RawInputEvent {
+                            time: e
+                                .timestamp()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .unwrap_or_default(),
+                            kind: e.event_type().0,
+                            code: e.code(),
+                            value: e.value(),
+                        };
+                        if let Some(line) = self.decoder.push(event) {
+                            lines.push(line.map_err(|e| e.to_string()));
+                        }
+                    }
+                    return Ok(());
                 }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => self.lost(e),
-        }
-    }
-
-    fn decode(&mut self, event: RawInputEvent) {
-        match self.decoder.push(event) {
-            Some(Ok(uid)) => {
-                let token = self.key.token(&uid);
-                if self.filter.is_new(&token, Instant::now()) {
-                    self.pending.push_back(CardEvent::Tap(Tap {
-                        token,
-                        reader: ReaderKind::HidWedge,
-                    }));
-                }
-            }
-            Some(Err(e)) => {
-                tracing::warn!(reader = %self.path, error = %e, "hid card reader sent a line that is not a uid")
-            }
-            None => {}
-        }
-    }
-
-    fn lost(&mut self, e: std::io::Error) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => e,
+            },
+            Err(e) => std::io::Error::from(e),
+        };
         self.device = None;
-        let reason = format!(
-            "hid card reader {} stopped delivering events ({e}): check its usb cable",
-            self.path
-        );
-        self.set_health(Health::absent(reason));
-        self.next_open = Some(Instant::now() + Duration::from_secs(1));
-    }
-}
-
-impl CardReader for HidWedgeReader {
-    fn next_event(&mut self, timeout: Duration) -> Option<CardEvent> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(event) = self.pending.pop_front() {
-                return Some(event);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            if self.device.is_none() {
-                if self.next_open.is_none_or(|at| at <= now) {
-                    self.try_open();
-                    continue;
-                }
-                let until = self.next_open.unwrap_or(deadline).min(deadline);
-                std::thread::sleep(until.saturating_duration_since(now));
-                continue;
-            }
-            self.read_some(deadline - now);
-        }
-    }
-
-    fn health(&self) -> Health {
-        self.health
-            .clone()
-            .unwrap_or_else(|| Health::absent("hid card reader not opened yet"))
-    }
-
-    fn kind(&self) -> ReaderKind {
-        ReaderKind::HidWedge
+        Err(format!(
+            "hid card reader {path} stopped delivering events ({lost}): check its usb cable"
+        ))
     }
 }

@@ -9,9 +9,11 @@
 //! [`CardEvent::Health`] changes and the reader keeps trying to recover.
 //!
 //! Tokens: [`CardToken`] is HMAC-SHA256(tenant key, UID) truncated to 128 bits, 32 lowercase
-//! hex, the same definition as `kiosk_protocol::CardToken` (see [`token`]).
+//! hex; the type is the shared vocabulary's (`kiosk_types`), so the firmware journals and sends it
+//! as it is (see [`token`]).
 
 pub mod hid;
+pub mod line_reader;
 pub mod linux;
 pub mod mfrc522sim;
 mod presence;
@@ -25,24 +27,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+pub use kiosk_types::ReaderKind;
 pub use token::{CardToken, TenantKey, Uid, WeakKey};
 
 use crate::health::Health;
 use mfrc522sim::{Mfrc522Sim, SimHandle, SimOptions};
 use settings::CardReaderSettings;
-
-/// Which kind of reader produced a tap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ReaderKind {
-    /// MFRC522 on SPI.
-    Mfrc522,
-    /// The MFRC522 simulator (demo, tests).
-    Simulated,
-    /// USB HID keyboard-wedge reader.
-    HidWedge,
-    /// Serial / CDC-ACM reader.
-    Serial,
-}
 
 /// A card presented to the reader: one per presentation, however long the card stays.
 #[derive(Debug, Clone, PartialEq, Eq)]

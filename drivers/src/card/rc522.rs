@@ -32,7 +32,7 @@ use mfrc522::{Initialized, Mfrc522, RxGain};
 use super::presence::Presence;
 use super::token::{TenantKey, Uid};
 use super::{CardEvent, CardReader, ReaderKind, Tap};
-use crate::health::{Health, HealthState};
+use crate::health::{DeviceHealth, Health};
 
 /// Transfers one crate call may spend before the reader counts as hung. An empty poll spends
 /// about 50 at 1 MHz with the 1 ms timer.
@@ -342,7 +342,7 @@ where
             && self
                 .health
                 .as_ref()
-                .is_some_and(|h| h.state == HealthState::Degraded)
+                .is_some_and(|h| h.state == DeviceHealth::Degraded)
         {
             self.set_health(Health::ok(), &mut events);
         }
@@ -371,7 +371,7 @@ where
     fn set_health(&mut self, health: Health, events: &mut Vec<CardEvent>) {
         if self.health.as_ref() != Some(&health) {
             match health.state {
-                HealthState::Ok => tracing::info!(reader = %self.config.label, "card reader ok"),
+                DeviceHealth::Ok => tracing::info!(reader = %self.config.label, "card reader ok"),
                 _ => tracing::warn!(reader = %self.config.label, %health, "card reader health"),
             }
             self.health = Some(health.clone());

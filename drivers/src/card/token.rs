@@ -2,16 +2,16 @@
 //! further. The UID lives in a [`Uid`] buffer that is zeroised on drop and never printed.
 //!
 //! Token = first 128 bits of HMAC-SHA256(tenant key, UID bytes), as 32 lowercase hex characters:
-//! the same definition as `kiosk_protocol::CardToken`. The drivers crate does not depend on the
-//! protocol crate (drivers know nothing of sync); the firmware converts with
-//! `kiosk_protocol::CardToken::try_from(token.into_string())`, which cannot fail for a token made
-//! here.
+//! [`CardToken`] is the shared vocabulary's type (`kiosk_types`), the one the firmware journals
+//! and the protocol carries: the drivers still know nothing of sync.
 
 use std::fmt;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
+
+pub use kiosk_types::CardToken;
 
 /// Length of a card token in hex characters.
 pub const CARD_TOKEN_HEX_LEN: usize = 32;
@@ -55,7 +55,9 @@ fn token_for_bytes(key: &TenantKey, uid: &[u8]) -> CardToken {
     mac.update(uid);
     // The digest is no secret: its first half is the token, the rest is discarded.
     let digest = mac.finalize().into_bytes();
-    CardToken(hex::encode(&digest[..16]))
+    let mut head = [0u8; 16];
+    head.copy_from_slice(&digest[..16]);
+    CardToken::from_bytes(head)
 }
 
 /// A raw card UID (1 to 10 bytes), zeroised on drop. It has no `Display`, its `Debug` prints
@@ -166,35 +168,6 @@ impl Uid {
 impl fmt::Debug for Uid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Uid(<{} bytes>)", self.len)
-    }
-}
-
-/// A keyed, one-way token for a card: 32 lowercase hex characters.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CardToken(String);
-
-impl CardToken {
-    /// The token as lowercase hex.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The token as an owned string (for `kiosk_protocol::CardToken::try_from`).
-    pub fn into_string(self) -> String {
-        self.0
-    }
-}
-
-impl fmt::Display for CardToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for CardToken {
-    // Tokens are pseudonymous, not secret; a prefix is enough to correlate in logs.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CardToken({}…)", &self.0[..8])
     }
 }
 

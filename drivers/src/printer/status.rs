@@ -221,7 +221,7 @@ impl PrinterStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::HealthState;
+    use crate::health::DeviceHealth;
 
     #[test]
     fn an_idle_printer_answers_0x12_to_every_request() {
@@ -270,14 +270,14 @@ mod tests {
         // Offline cause 0x16 = fixed bits + cover open; paper sensor 0x72 = fixed + end (bits 5,6).
         let s = PrinterStatus::decode([0x1A, 0x16, 0x12, 0x72]).unwrap();
         assert!(s.offline && s.cover_open && s.paper_out);
-        assert_eq!(s.health("/dev/usb/lp0").state, HealthState::Absent);
+        assert_eq!(s.health("/dev/usb/lp0").state, DeviceHealth::Absent);
     }
 
     #[test]
     fn paper_near_end_is_degraded_not_absent() {
         let s = PrinterStatus::decode([0x12, 0x12, 0x12, 0x1E]).unwrap();
         let h = s.health("tcp://10.0.0.9:9100");
-        assert_eq!(h.state, HealthState::Degraded);
+        assert_eq!(h.state, DeviceHealth::Degraded);
         assert!(h.reason.unwrap().contains("paper near end"));
     }
 

@@ -5,9 +5,9 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::crypto::DeviceKey;
-use crate::journal::{Journal, ListFilter};
 use crate::paths::DataDir;
+use kiosk_journal::crypto::DeviceKey;
+use kiosk_journal::{Journal, ListFilter};
 
 /// What to print.
 #[derive(Debug, Clone, Copy)]

@@ -9,12 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{Config, LogFormat};
 
-/// Version, commit and target of this build.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// Git commit this binary was built from.
-pub const GIT_COMMIT: &str = env!("KIOSK_GIT_COMMIT");
-/// Target triple this binary was built for.
-pub const TARGET: &str = env!("KIOSK_TARGET");
+use crate::version::{GIT_COMMIT, TARGET, VERSION};
 
 /// Default site config location on an installed kiosk.
 pub const DEFAULT_CONFIG: &str = "/etc/kiosk/site.toml";
@@ -444,10 +439,10 @@ async fn run_kiosk(config_path: &std::path::Path) -> anyhow::Result<()> {
         ui_listener: None,
         staff_listener: None,
         ticket_previews: None,
-        clock: std::sync::Arc::new(crate::clock::SystemClock),
+        clock: std::sync::Arc::new(kiosk_journal::clock::SystemClock),
     })
     .await?;
-    let _shipper = crate::remote_log::ship_to(running.store.clone());
+    let _shipper = crate::remote_log::ship_to(running.db.clone());
     crate::service::notify_ready(&format!(
         "serving: screen on {}, staff pages on {}",
         running.ui_addr, running.staff_addr

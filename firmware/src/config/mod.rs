@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 pub use error::{ConfigError, line_col, span_of_key};
 
-use crate::journal::Synchronous;
+use kiosk_journal::Synchronous;
 
 /// Hardware profiles compiled into the binary, so `kiosk demo` and `kiosk provision` work on a
 /// machine that has only the binary. A profile file on disk with the same name wins.

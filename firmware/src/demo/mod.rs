@@ -25,11 +25,11 @@ use kiosk_protocol::wire::EnrollRequest;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::credentials::Credentials;
 use crate::paths::DataDir;
 use crate::runtime::{self, RunOptions, Running};
+use kiosk_journal::clock::SystemClock;
 
 pub use switch::NetworkSwitch;
 
@@ -312,7 +312,7 @@ fn admin_token(data: &Path) -> anyhow::Result<String> {
 /// `kiosk demo`: starts, prints the URLs, runs until Ctrl-C or SIGTERM, stops cleanly.
 pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let demo = start(opts.clone()).await?;
-    let shipper = crate::remote_log::ship_to(demo.kiosk.store.clone());
+    let shipper = crate::remote_log::ship_to(demo.kiosk.db.clone());
     println!(
         "kiosk demo is running (data in {})",
         opts.data_dir.display()

@@ -10,11 +10,6 @@
 //! [`start`] is what `kiosk run` and `kiosk demo` call; the configuration decides real or
 //! simulated devices (only `hw-config/simulated.toml` chooses simulators).
 
-pub mod devices;
-pub mod engine;
-pub mod setup;
-pub mod store;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -31,19 +26,19 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::credentials::Credentials;
-use crate::crypto::DeviceKey;
-use crate::journal::{Identity as JournalIdentity, Journal, Options as JournalOptions};
-use crate::journey::ScreenView;
+use crate::devices::{self, DeviceHealthMap};
+use crate::executor::{Executor, Identity as ExecutorIdentity};
 use crate::paths::DataDir;
-use crate::queue::{QueueBoard, ServiceDay};
+use crate::setup::{self, StoreTime};
 use crate::ui::{AppState, UiChannels, UiSettings};
-
-pub use engine::DeviceHealthMap;
-pub use setup::StoreTime;
-pub use store::KioskStore;
+use kiosk_core::journey::ScreenView;
+use kiosk_core::queue::{QueueBoard, ServiceDay};
+use kiosk_journal::clock::Clock;
+use kiosk_journal::crypto::DeviceKey;
+use kiosk_journal::db::KioskDb;
+use kiosk_journal::{Identity as JournalIdentity, Journal, Options as JournalOptions};
 
 /// Setting that is "0" while a kiosk runs and "1" after a clean stop.
 const CLEAN_SHUTDOWN: &str = "runtime.clean_shutdown";
@@ -98,13 +93,13 @@ pub enum StartError {
     },
     /// The device key could not be read or made.
     #[error(transparent)]
-    Key(#[from] crate::crypto::CryptoError),
+    Key(#[from] kiosk_journal::crypto::CryptoError),
     /// The journal could not be opened.
     #[error(transparent)]
-    Journal(#[from] crate::journal::JournalError),
+    Journal(#[from] kiosk_journal::JournalError),
     /// The queue could not be restored.
     #[error(transparent)]
-    Store(#[from] store::StoreError),
+    Db(#[from] kiosk_journal::db::DbError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -141,8 +136,8 @@ pub struct Running {
     pub health: watch::Receiver<DeviceHealthMap>,
     /// The screen as shown.
     pub screen: watch::Receiver<ScreenView>,
-    /// The journal and caches.
-    pub store: KioskStore,
+    /// The kiosk database: journal and caches.
+    pub db: KioskDb,
     /// The signed QR of the last ticket issued.
     pub last_ticket_qr: Arc<Mutex<Option<String>>>,
     /// When the kiosk started.
@@ -184,7 +179,7 @@ impl Running {
             }
         })
         .await;
-        if let Err(e) = self.store.journal().set_setting(CLEAN_SHUTDOWN, "1") {
+        if let Err(e) = self.db.journal().set_setting(CLEAN_SHUTDOWN, "1") {
             tracing::warn!(error = %e, "cannot record the clean shutdown");
         }
         tracing::info!("kiosk stopped");
@@ -218,18 +213,153 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 
 /// Starts the kiosk. Returns once everything runs; devices that are absent are reported in the
 /// health (and recovered when they come back), not fatal.
-pub async fn start(opts: RunOptions) -> Result<Running, StartError> {
+///
+/// The steps, in order: open the journal ([`open_journal`]), record the start and restore the
+/// queue, open the devices ([`open_devices`]), spawn the executor that owns the journey and the
+/// queue ([`spawn_executor`]), the status LED, the UI server ([`serve_ui`]), the sync worker
+/// ([`spawn_sync`]), daily retention and the systemd watchdog.
+pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
     let started = std::time::Instant::now();
     let liveness = crate::service::Liveness::new();
     let config = &opts.config;
     let site = &config.site;
     let data = DataDir::new(&site.kiosk.data_dir);
+    let boot_id = Uuid::new_v4();
+    let (journal, unclean) = open_journal(&opts, &data, boot_id)?;
+
+    // Channels between the parts.
+    let (device_tx, device_rx) = mpsc::channel(256);
+    let (touch_tx, touch_rx) = mpsc::channel(64);
+    let (staff_tx, staff_rx) = mpsc::channel(16);
+    let appended = Arc::new(Notify::new());
+    let db = KioskDb::new(journal, appended.clone(), Some(touch_tx.clone()));
+    db.append(Event::KioskStarted(KioskStarted {
+        version: crate::version::VERSION.to_owned(),
+        git_commit: crate::version::GIT_COMMIT.to_owned(),
+        hardware_profile: config.hardware.name.clone(),
+        unclean_shutdown: unclean,
+    }))?;
+    if unclean {
+        tracing::warn!("the previous run did not stop cleanly (crash, kill or power cut)");
+    }
+
+    let time = StoreTime::new(&site.kiosk.timezone, opts.clock.clone());
+    let (turn_key, code_keys) = code_keys(&opts.credentials)?;
+    let devices = open_devices(&opts, code_keys, &time, device_tx, &liveness)?;
+
+    // Sync settings (the worker starts below; the executor's live profile lookups use them too).
+    let endpoint = opts
+        .endpoint_url
+        .clone()
+        .unwrap_or_else(|| opts.credentials.endpoint_url.clone());
+    let sync_config = setup::sync_config(config, &opts.credentials, &endpoint)
+        .map_err(|e| StartError::Sync(format!("cannot read crm.ca_file: {e}")))?;
+    let sync_clock = Arc::new(SystemSyncClock::new(boot_id));
+    let crm = kiosk_sync::ProfileLookup::new(&sync_config, sync_clock.clone())
+        .map_err(|e| StartError::Sync(e.to_string()))?;
+
+    let shutdown = CancellationToken::new();
+    let executor = spawn_executor(
+        &opts,
+        &db,
+        time,
+        turn_key,
+        devices.print_tx.clone(),
+        crm,
+        ExecutorInputs {
+            devices: device_rx,
+            touches: touch_rx,
+            staff: staff_rx,
+        },
+        &liveness,
+        &shutdown,
+    )?;
+    let mut tasks = Vec::new();
+    if let Some(led) = devices.status_led {
+        tasks.push(spawn_status_led(
+            led,
+            executor.health.clone(),
+            shutdown.clone(),
+        ));
+    }
+    let listeners = (opts.ui_listener.take(), opts.staff_listener.take());
+    let ui = serve_ui(
+        &opts,
+        listeners,
+        UiChannels {
+            inputs: touch_tx,
+            screen: executor.screen.clone(),
+            board: executor.board,
+            staff: staff_tx,
+        },
+        &liveness,
+        &shutdown,
+    )
+    .await?;
+    let sync = spawn_sync(sync_config, &db, sync_clock, appended, &liveness, &shutdown)?;
+    ui.state.set_status(crate::status::StatusSource {
+        db: db.clone(),
+        health: executor.health.clone(),
+        sync: sync.clone(),
+        liveness: liveness.clone(),
+        data_dir: data.root().to_owned(),
+        kiosk_id: opts.credentials.kiosk_id.clone(),
+        store_id: opts.credentials.store_id.clone(),
+        hardware_profile: config.hardware.name.clone(),
+        started,
+        started_at: time::OffsetDateTime::now_utc(),
+    });
+    tasks.push(spawn_retention(
+        db.clone(),
+        site.journal.retention_days,
+        shutdown.clone(),
+    ));
+    if let Some(period) = crate::service::watchdog_period() {
+        tracing::info!(period_s = period.as_secs_f32(), "systemd watchdog enabled");
+        tasks.push(liveness.spawn_watchdog(period, shutdown.clone(), crate::service::pet_systemd));
+    }
+
+    tracing::info!(
+        ui = %ui.ui_addr,
+        staff = %ui.staff_addr,
+        profile = %config.hardware.name,
+        ms = started.elapsed().as_millis() as u64,
+        "kiosk ready"
+    );
+    Ok(Running {
+        ui_addr: ui.ui_addr,
+        staff_addr: ui.staff_addr,
+        sims: devices.sims,
+        sync,
+        health: executor.health,
+        screen: executor.screen,
+        db,
+        last_ticket_qr: executor.last_ticket_qr,
+        started,
+        liveness,
+        shutdown,
+        tasks,
+        card_thread: devices.card_thread,
+        presence_thread: devices.presence_thread,
+        printer_jobs: Some(devices.print_tx),
+        threads: devices.threads,
+    })
+}
+
+/// Step 1: the data directory, the device key and the journal (recovered if it was corrupt),
+/// marked as running; old acknowledged events pruned. Also says whether the previous run
+/// stopped cleanly.
+fn open_journal(
+    opts: &RunOptions,
+    data: &DataDir,
+    boot_id: Uuid,
+) -> Result<(Journal, bool), StartError> {
+    let site = &opts.config.site;
     std::fs::create_dir_all(data.root()).map_err(|source| StartError::DataDir {
         path: data.root().to_owned(),
         source,
     })?;
     let key = DeviceKey::load_or_create(&data.device_key())?;
-    let boot_id = Uuid::new_v4();
     let opened = Journal::open(
         &data.journal(),
         JournalIdentity {
@@ -261,31 +391,37 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartError> {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot prune old events"),
     }
+    Ok((journal, unclean))
+}
 
-    // Channels between the parts.
-    let (device_tx, device_rx) = mpsc::channel(256);
-    let (touch_tx, touch_rx) = mpsc::channel(64);
-    let (staff_tx, staff_rx) = mpsc::channel(16);
-    let appended = Arc::new(Notify::new());
-    let store = KioskStore::new(journal, appended.clone(), Some(touch_tx.clone()));
-    store.append(Event::KioskStarted(KioskStarted {
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        git_commit: env!("KIOSK_GIT_COMMIT").to_owned(),
-        hardware_profile: config.hardware.name.clone(),
-        unclean_shutdown: unclean,
-    }))?;
-    if unclean {
-        tracing::warn!("the previous run did not stop cleanly (crash, kill or power cut)");
+/// The devices, opened: their threads, the simulators' handles and the printer's job queue.
+struct Devices {
+    sims: Simulators,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    card_thread: Option<card::ReaderThread>,
+    presence_thread: Option<kiosk_drivers::gpio::PresenceThread>,
+    status_led: Option<Box<dyn kiosk_drivers::gpio::StatusLed>>,
+    print_tx: std::sync::mpsc::Sender<devices::PrintJob>,
+}
+
+fn device_error(device: &'static str) -> impl Fn(std::io::Error) -> StartError {
+    move |e| StartError::Device {
+        device,
+        message: e.to_string(),
     }
+}
 
-    let time = StoreTime::new(&site.kiosk.timezone, opts.clock.clone());
-    let queue_settings = setup::queue_settings(config);
-    let today = ServiceDay::at(time.now(), queue_settings.opening_time);
-    let queue = store.load_queue(queue_settings, today)?;
-    let journey = setup::journey_config(config);
-    let (turn_key, code_keys) = code_keys(&opts.credentials)?;
-
-    // Devices.
+/// Step 2: every device of the hardware profile, each on its own thread feeding `device_tx`. A
+/// device that is absent or fails its self-check is reported in the health, not fatal: the
+/// kiosk serves what it can until a technician comes.
+fn open_devices(
+    opts: &RunOptions,
+    code_keys: CodeKeys,
+    time: &StoreTime,
+    device_tx: mpsc::Sender<devices::DeviceMsg>,
+    liveness: &crate::service::Liveness,
+) -> Result<Devices, StartError> {
+    let hardware = &opts.config.hardware;
     let mut sims = Simulators::default();
     let mut threads = Vec::new();
     let tenant =
@@ -294,22 +430,16 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartError> {
                 device: "card reader",
                 message: e.to_string(),
             })?;
-    let card_thread = match card::open(&config.hardware.card_reader, tenant) {
+    let card_thread = match card::open(&hardware.card_reader, tenant) {
         Ok(Some(open)) => {
             sims.card = open.sim;
             Some(
-                devices::spawn_card_reader(open.reader, device_tx.clone()).map_err(|e| {
-                    StartError::Device {
-                        device: "card reader",
-                        message: e.to_string(),
-                    }
-                })?,
+                devices::spawn_card_reader(open.reader, device_tx.clone())
+                    .map_err(device_error("card reader"))?,
             )
         }
         Ok(None) => None,
         Err(e) => {
-            // A reader that fails its self-check is reported, not fatal: the kiosk serves
-            // anonymous customers until a technician comes.
             tracing::error!(error = %e, "card reader unavailable");
             let _ = device_tx.try_send(devices::DeviceMsg::Health(devices::HealthChange {
                 device: kiosk_protocol::events::DeviceKind::CardReader,
@@ -324,22 +454,18 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartError> {
         today: Arc::new(move || store_time.now().date()),
         ..ScannerOptions::default()
     };
-    match scanner::open(&config.hardware.scanner, scanner_options) {
+    match scanner::open(&hardware.scanner, scanner_options) {
         Ok(Some(handle)) => {
             sims.scanner = handle.simulator();
             threads.push(
-                devices::spawn_scanner(handle, device_tx.clone()).map_err(|e| {
-                    StartError::Device {
-                        device: "scanner",
-                        message: e.to_string(),
-                    }
-                })?,
+                devices::spawn_scanner(handle, device_tx.clone())
+                    .map_err(device_error("scanner"))?,
             );
         }
         Ok(None) => {}
         Err(e) => tracing::error!(error = %e, "scanner unavailable"),
     }
-    let printer = match ThermalPrinter::from_settings(&config.hardware.printer) {
+    let printer = match ThermalPrinter::from_settings(&hardware.printer) {
         Ok(p) => {
             sims.printer = p.virtual_printer().cloned();
             Some(p)
@@ -350,18 +476,14 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartError> {
         }
     };
     let mut status_led = None;
-    let presence_thread = match kiosk_drivers::gpio::open(&config.hardware.gpio) {
+    let presence_thread = match kiosk_drivers::gpio::open(&hardware.gpio) {
         Ok(gpio) => {
             sims.gpio = gpio.sim.clone();
             status_led = gpio.led;
             match gpio.presence {
                 Some(opener) => Some(
-                    devices::spawn_presence(opener, gpio.debounce, device_tx.clone()).map_err(
-                        |e| StartError::Device {
-                            device: "presence sensor",
-                            message: e.to_string(),
-                        },
-                    )?,
+                    devices::spawn_presence(opener, gpio.debounce, device_tx.clone())
+                        .map_err(device_error("presence sensor"))?,
                 ),
                 None => None,
             }
@@ -376,92 +498,147 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartError> {
         devices::spawn_printer(
             printer,
             print_rx,
-            device_tx.clone(),
+            device_tx,
             opts.ticket_previews.clone(),
             // A print job may wait out the printer's own timeouts; a minute and a half of silence
             // means the thread is stuck in a write that will never return.
             liveness.register("printer thread", Duration::from_secs(90)),
         )
-        .map_err(|e| StartError::Device {
-            device: "printer",
-            message: e.to_string(),
-        })?,
+        .map_err(device_error("printer"))?,
     );
-    drop(device_tx);
+    Ok(Devices {
+        sims,
+        threads,
+        card_thread,
+        presence_thread,
+        status_led,
+        print_tx,
+    })
+}
 
-    // Sync settings (the worker starts below; the engine's live profile lookups use them too).
-    let endpoint = opts
-        .endpoint_url
-        .clone()
-        .unwrap_or_else(|| opts.credentials.endpoint_url.clone());
-    let sync_config = setup::sync_config(config, &opts.credentials, &endpoint)
-        .map_err(|e| StartError::Sync(format!("cannot read crm.ca_file: {e}")))?;
-    let sync_clock = Arc::new(SystemSyncClock::new(boot_id));
-    let crm = kiosk_sync::ProfileLookup::new(&sync_config, sync_clock.clone())
-        .map_err(|e| StartError::Sync(e.to_string()))?;
+/// What the executor reads: device messages, screen touches and staff requests.
+struct ExecutorInputs {
+    devices: mpsc::Receiver<devices::DeviceMsg>,
+    touches: mpsc::Receiver<kiosk_core::journey::Input>,
+    staff: mpsc::Receiver<crate::executor::staff::StaffRequest>,
+}
 
-    // Engine.
-    let shutdown = CancellationToken::new();
-    let (screen_tx, screen_rx) = watch::channel(crate::journey::view(
+/// What the executor publishes: the screen, the queue board, device health, the last ticket's QR.
+struct ExecutorOutputs {
+    screen: watch::Receiver<ScreenView>,
+    board: watch::Receiver<QueueBoard>,
+    health: watch::Receiver<DeviceHealthMap>,
+    last_ticket_qr: Arc<Mutex<Option<String>>>,
+}
+
+/// Step 3: the queue restored from the journal and the executor task, the only owner of the
+/// journey state and the queue.
+#[allow(clippy::too_many_arguments)] // one call site, each argument a different part
+fn spawn_executor(
+    opts: &RunOptions,
+    db: &KioskDb,
+    time: StoreTime,
+    turn_key: CodeKey,
+    printer: std::sync::mpsc::Sender<devices::PrintJob>,
+    crm: kiosk_sync::ProfileLookup,
+    inputs: ExecutorInputs,
+    liveness: &crate::service::Liveness,
+    shutdown: &CancellationToken,
+) -> Result<ExecutorOutputs, StartError> {
+    let config = &opts.config;
+    let queue_settings = setup::queue_settings(config);
+    let today = ServiceDay::at(time.now(), queue_settings.opening_time);
+    let queue = db.load_queue(queue_settings, today)?;
+    let journey = setup::journey_config(config);
+    let (screen_tx, screen) = watch::channel(kiosk_core::journey::view(
         &journey,
-        &crate::journey::State::new(journey.default_locale),
+        &kiosk_core::journey::State::new(journey.default_locale),
     ));
-    let (board_tx, board_rx) = watch::channel(QueueBoard::empty(today));
-    let (health_tx, health_rx) = watch::channel(DeviceHealthMap::new());
+    let (board_tx, board) = watch::channel(QueueBoard::empty(today));
+    let (health_tx, health) = watch::channel(DeviceHealthMap::new());
     let last_ticket_qr = Arc::new(Mutex::new(None));
-    let engine = engine::Engine {
+    let executor = Executor {
         config: journey,
-        store: store.clone(),
+        db: db.clone(),
         queue,
         time,
-        identity: engine::Identity {
+        identity: ExecutorIdentity {
             store_id: opts.credentials.store_id.clone(),
-            store_name: site.kiosk.store_name.clone(),
+            store_name: config.site.kiosk.store_name.clone(),
             kiosk_id: opts.credentials.kiosk_id.clone(),
         },
         turn_key,
-        printer: print_tx.clone(),
+        printer,
         screen: screen_tx,
         board: board_tx,
         health: health_tx,
         last_ticket_qr: last_ticket_qr.clone(),
-        beat: liveness.register("journey engine", crate::service::MAX_SILENCE),
+        beat: liveness.register("executor", crate::service::MAX_SILENCE),
         crm: Some(Arc::new(crm)),
     };
-    let mut tasks = Vec::new();
     liveness.watch_task(
-        "journey engine",
-        tokio::spawn(engine.run(device_rx, touch_rx, staff_rx, shutdown.clone())),
+        "executor",
+        tokio::spawn(executor.run(
+            inputs.devices,
+            inputs.touches,
+            inputs.staff,
+            shutdown.clone(),
+        )),
     );
+    Ok(ExecutorOutputs {
+        screen,
+        board,
+        health,
+        last_ticket_qr,
+    })
+}
 
-    // The status LED: lit while the kiosk can serve (no device absent).
-    if let Some(mut led) = status_led {
-        let mut health = health_rx.clone();
-        let stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let serving = health
-                    .borrow_and_update()
-                    .iter()
-                    .all(|(_, h)| h.is_usable());
-                if let Err(e) = led.set(serving) {
-                    tracing::warn!(error = %e, "cannot set the status LED");
-                }
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    changed = health.changed() => if changed.is_err() { break },
-                }
+/// Step 4: the status LED, lit while the kiosk can serve (no device absent).
+fn spawn_status_led(
+    mut led: Box<dyn kiosk_drivers::gpio::StatusLed>,
+    mut health: watch::Receiver<DeviceHealthMap>,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let serving = health
+                .borrow_and_update()
+                .iter()
+                .all(|(_, h)| h.is_usable());
+            if let Err(e) = led.set(serving) {
+                tracing::warn!(error = %e, "cannot set the status LED");
             }
-            let _ = led.set(false);
-        }));
-    }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                changed = health.changed() => if changed.is_err() { break },
+            }
+        }
+        let _ = led.set(false);
+    })
+}
 
-    // UI.
-    let ui_listener = match opts.ui_listener {
+/// The UI server, serving.
+struct ServedUi {
+    ui_addr: SocketAddr,
+    staff_addr: SocketAddr,
+    state: AppState,
+}
+
+/// Step 5: the UI server on the kiosk screen's listener and, when configured, the staff
+/// listener on the shop LAN.
+async fn serve_ui(
+    opts: &RunOptions,
+    (ui_listener, staff_listener): (Option<TcpListener>, Option<TcpListener>),
+    channels: UiChannels,
+    liveness: &crate::service::Liveness,
+    shutdown: &CancellationToken,
+) -> Result<ServedUi, StartError> {
+    let site = &opts.config.site;
+    let ui_listener = match ui_listener {
         Some(l) => l,
         None => bind(site.ui.listen).await?,
     };
-    let staff_listener = match (opts.staff_listener, site.ui.staff_listen) {
+    let staff_listener = match (staff_listener, site.ui.staff_listen) {
         (Some(l), _) => Some(l),
         (None, Some(addr)) => Some(bind(addr).await?),
         (None, None) => None,
@@ -476,7 +653,7 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartError> {
         .as_ref()
         .and_then(|l| l.local_addr().ok())
         .unwrap_or(ui_addr);
-    let ui_state = AppState::new(
+    let state = AppState::new(
         UiSettings {
             staff_pin_sha256: site
                 .ui
@@ -487,16 +664,10 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartError> {
             kiosk_loopback_only: true,
             store_name: site.kiosk.store_name.clone(),
         },
-        UiChannels {
-            inputs: touch_tx,
-            screen: screen_rx.clone(),
-            board: board_rx,
-            staff: staff_tx,
-        },
+        channels,
     );
-    let status_ui = ui_state.clone();
     for listener in std::iter::once(ui_listener).chain(staff_listener) {
-        let state = ui_state.clone();
+        let state = state.clone();
         let stop = shutdown.clone();
         liveness.watch_task(
             "ui server",
@@ -507,9 +678,23 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartError> {
             }),
         );
     }
+    Ok(ServedUi {
+        ui_addr,
+        staff_addr,
+        state,
+    })
+}
 
-    // Sync.
-    let outbox = Arc::new(store.clone());
+/// Step 6: the sync worker, draining the outbox to the CRM and applying its feed.
+fn spawn_sync(
+    sync_config: kiosk_sync::SyncConfig,
+    db: &KioskDb,
+    sync_clock: Arc<SystemSyncClock>,
+    appended: Arc<Notify>,
+    liveness: &crate::service::Liveness,
+    shutdown: &CancellationToken,
+) -> Result<SyncStatusReceiver, StartError> {
+    let outbox = Arc::new(db.clone());
     let (sync_task, sync) = SyncWorker::spawn(
         sync_config,
         outbox.clone(),
@@ -520,69 +705,26 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartError> {
     )
     .map_err(|e| StartError::Sync(e.to_string()))?;
     liveness.watch_task("sync worker", sync_task);
-    status_ui.set_status(crate::status::StatusSource {
-        store: store.clone(),
-        health: health_rx.clone(),
-        sync: sync.clone(),
-        liveness: liveness.clone(),
-        data_dir: data.root().to_owned(),
-        kiosk_id: opts.credentials.kiosk_id.clone(),
-        store_id: opts.credentials.store_id.clone(),
-        hardware_profile: config.hardware.name.clone(),
-        started,
-        started_at: time::OffsetDateTime::now_utc(),
-    });
+    Ok(sync)
+}
 
-    // Retention: once a day.
-    let retention_store = store.clone();
-    let retention_days = site.journal.retention_days;
-    let stop = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
+/// Step 7: retention, once a day.
+fn spawn_retention(db: KioskDb, retention_days: u32, stop: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(24 * 3600));
         tick.tick().await;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = tick.tick() => {
-                    let s = retention_store.clone();
+                    let db = db.clone();
                     let _ = tokio::task::spawn_blocking(move || {
-                        if let Err(e) = s.journal().prune(retention_days) {
+                        if let Err(e) = db.journal().prune(retention_days) {
                             tracing::warn!(error = %e, "cannot prune old events");
                         }
                     }).await;
                 }
             }
         }
-    }));
-
-    if let Some(period) = crate::service::watchdog_period() {
-        tracing::info!(period_s = period.as_secs_f32(), "systemd watchdog enabled");
-        tasks.push(liveness.spawn_watchdog(period, shutdown.clone(), crate::service::pet_systemd));
-    }
-
-    tracing::info!(
-        ui = %ui_addr,
-        staff = %staff_addr,
-        profile = %config.hardware.name,
-        ms = started.elapsed().as_millis() as u64,
-        "kiosk ready"
-    );
-    Ok(Running {
-        ui_addr,
-        staff_addr,
-        sims,
-        sync,
-        health: health_rx,
-        screen: screen_rx,
-        store,
-        last_ticket_qr,
-        started,
-        liveness,
-        shutdown,
-        tasks,
-        card_thread,
-        presence_thread,
-        printer_jobs: Some(print_tx),
-        threads,
     })
 }

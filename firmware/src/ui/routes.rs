@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 
 use super::auth::{COOKIE_NAME, Login};
-use super::{AppState, LobbyView, StaffCommand, StaffRequest, assets};
-use crate::journey::{Input, Touch};
+use super::{AppState, LobbyView, assets};
+use crate::executor::staff::{StaffCommand, StaffRequest};
+use kiosk_core::journey::{Input, Touch};
 
 /// How long the counter page waits for the runtime to carry out a staff action.
 const STAFF_REPLY_TIMEOUT: Duration = Duration::from_secs(10);

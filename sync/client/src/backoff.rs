@@ -1,5 +1,5 @@
 //! How long the sync worker waits before trying again: exponential backoff with full jitter,
-//! capped (DESIGN.md invariant 5), and the endpoint's `Retry-After` when it gives one.
+//! capped (docs/DESIGN.md invariant 5), and the endpoint's `Retry-After` when it gives one.
 //!
 //! Full jitter (`random(0, min(cap, base * 2^n))` after the n-th consecutive failure, n from 0)
 //! keeps a fleet of kiosks that lost the endpoint together from hammering it in lockstep when it

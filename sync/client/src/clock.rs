@@ -1,5 +1,5 @@
 //! The kiosk's clock as the sync worker reads it: sent with every batch so the endpoint can
-//! estimate the kiosk's skew (DESIGN.md invariant 6), and used to time-stamp request signatures.
+//! estimate the kiosk's skew (docs/DESIGN.md invariant 6), and used to time-stamp request signatures.
 
 use std::time::Instant;
 

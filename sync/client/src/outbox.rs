@@ -32,7 +32,7 @@ pub struct Backlog {
     pub oldest_wall_time: Option<String>,
 }
 
-/// The journal's queue of events waiting for the endpoint (DESIGN.md invariants 3 and 4).
+/// The journal's queue of events waiting for the endpoint (docs/DESIGN.md invariants 3 and 4).
 pub trait Outbox: Send + Sync + 'static {
     /// The oldest unacknowledged events in seq order, at most `max_events` and `max_bytes` of JSON
     /// (always at least one if any are pending, however large).

@@ -5,7 +5,7 @@
 //! endpoint → feed → **worker** → feed sink. One tokio task runs two loops: the outbox loop and
 //! the feed loop. Journal calls are blocking and go through `spawn_blocking`.
 //!
-//! What each answer to a batch does (DESIGN.md invariants 3 to 5):
+//! What each answer to a batch does (docs/DESIGN.md invariants 3 to 5):
 //! - 2xx: `accepted` and `duplicate` events are acknowledged, `rejected` ones dead-lettered with
 //!   the endpoint's reason; the backoff resets;
 //! - 400/413/422 on the whole batch: the batch is halved and resent until the event at fault is

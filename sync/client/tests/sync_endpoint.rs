@@ -1,6 +1,6 @@
 //! The real sync worker against the real crm-endpoint over loopback (SQLite stores in temp dirs),
 //! through a fault-injecting proxy where the network misbehaves. After each scenario every event
-//! committed to the kiosk's outbox is in the endpoint exactly once (DESIGN.md invariants 3 to 5).
+//! committed to the kiosk's outbox is in the endpoint exactly once (docs/DESIGN.md invariants 3 to 5).
 
 mod support;
 

@@ -1,6 +1,6 @@
 //! Turning a kiosk's batch into rows: each event is checked against the catalog (the checked-in
 //! JSON Schema of the envelope, then the Rust types), given a skew-corrected time beside its
-//! device time (DESIGN.md invariant 6), and mapped to its effects on customers and campaigns.
+//! device time (docs/DESIGN.md invariant 6), and mapped to its effects on customers and campaigns.
 //!
 //! Data flow: outbox → batch → **ingest** → store. Pure: no I/O, time passed in.
 

@@ -15,8 +15,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::CardToken;
+pub use kiosk_types::{DeviceHealth, ReaderKind};
 
-/// One journaled event: the envelope every event travels in (DESIGN.md invariant 2).
+/// One journaled event: the envelope every event travels in (docs/DESIGN.md invariant 2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[schemars(title = "Event envelope v1")]
 pub struct Envelope {
@@ -192,32 +193,6 @@ impl Event {
                 | Event::CustomerErased(_)
         )
     }
-}
-
-/// Which kind of reader saw a card.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ReaderKind {
-    /// MFRC522 (ISO 14443A) over SPI.
-    Mfrc522,
-    /// USB HID keyboard-wedge reader (e.g. 125 kHz EM4100).
-    HidWedge,
-    /// Serial / USB CDC-ACM reader.
-    Serial,
-    /// The simulated reader of `kiosk demo`.
-    Simulated,
-}
-
-/// Health of a device as reported by its driver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DeviceHealth {
-    /// Working.
-    Ok,
-    /// Working with a problem a person should look at (paper near end, slow answers).
-    Degraded,
-    /// Not usable: unplugged, not answering, out of paper.
-    Absent,
 }
 
 /// The devices and links whose health is reported.

@@ -181,7 +181,7 @@ pub struct EnrollResponse {
     pub store_name: String,
 }
 
-/// The kiosk's clock when it sent a batch, for the endpoint's skew estimate (DESIGN.md inv. 6).
+/// The kiosk's clock when it sent a batch, for the endpoint's skew estimate (docs/DESIGN.md inv. 6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KioskClock {

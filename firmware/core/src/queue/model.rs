@@ -11,7 +11,7 @@ use time::{Date, OffsetDateTime, Time};
 use uuid::Uuid;
 
 use super::QueueError;
-use crate::journey::{Locale, Localized};
+use crate::locale::{Locale, Localized};
 
 /// One service customers queue for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

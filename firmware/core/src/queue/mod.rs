@@ -26,7 +26,7 @@ use kiosk_protocol::events::{Event, TicketIssued, TurnCalled, TurnNoShow, TurnSe
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::journey::Locale;
+use crate::locale::Locale;
 
 /// A queue request that cannot be carried out.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

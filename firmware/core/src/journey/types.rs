@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Locale, Localized};
+use crate::locale::{Locale, Localized};
 use crate::queue::ServiceDef;
 
 /// Something that happened, fed to [`super::step`]: from a device, from the touchscreen, or the

@@ -7,10 +7,12 @@ use std::time::Duration;
 use kiosk_protocol::events::ConsentPurpose;
 use time::{OffsetDateTime, UtcOffset};
 
-use crate::clock::Clock;
 use crate::config::{Config, Locale as ConfigLocale, Names, parse_hh_mm};
-use crate::journey::{ConsentPolicy, JourneyConfig, Locale, Localized, SurveyReason, Timeouts};
-use crate::queue::{QueueSettings, ServiceDef};
+use kiosk_core::journey::{
+    ConsentPolicy, JourneyConfig, Locale, Localized, SurveyReason, Timeouts,
+};
+use kiosk_core::queue::{QueueSettings, ServiceDef};
+use kiosk_journal::clock::Clock;
 
 /// The store's wall clock: the kiosk clock read in the store's time zone (DST included).
 #[derive(Clone)]
@@ -55,11 +57,6 @@ impl StoreTime {
     /// The monotonic clock, in ms.
     pub fn mono_ms(&self) -> u64 {
         self.clock.mono_ms()
-    }
-
-    /// The kiosk clock.
-    pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.clock
     }
 }
 

@@ -2,7 +2,7 @@ use proptest::prelude::*;
 use time::macros::{datetime, time};
 
 use super::*;
-use crate::journey::Localized;
+use crate::locale::Localized;
 
 fn settings() -> QueueSettings {
     QueueSettings::new(

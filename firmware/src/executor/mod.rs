@@ -1,10 +1,13 @@
-//! The engine task: the only owner of the journey state and the turn queue. It takes inputs
-//! (device threads, screen touches, staff commands, its own timer), steps the pure journey
-//! engine, carries out the effects (journal, caches, queue, printer) and publishes the screen
-//! and the queue board.
+//! The executor: the task that runs the journey's effects, and the only owner of the journey
+//! state and the turn queue. It takes inputs (device threads, screen touches, staff commands
+//! ([`staff`]), its own timer), steps the pure journey state machine
+//! (`kiosk_core::journey::step`), carries out the effects (journal, caches, queue, printer) and
+//! publishes the screen and the queue board.
 //!
 //! One task owns everything that changes, so there are no locks around the journey or the queue
 //! and every change is journaled in the order it happened.
+
+pub mod staff;
 
 use std::collections::HashMap;
 use std::collections::VecDeque;
@@ -22,16 +25,16 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::devices::{DeviceMsg, PrintJob, device_health};
-use super::setup::StoreTime;
-use super::store::{KioskStore, StoreError};
-use crate::journal::JournalError;
-use crate::journey::{
+use crate::devices::{DeviceHealthMap, DeviceMsg, PrintJob};
+use crate::setup::StoreTime;
+use kiosk_core::journey::{
     self, Campaign, CustomerProfile, Effect, Input, IssuedTurn, JourneyConfig, Locale, Localized,
     ScreenView, State, TicketJob, TurnRequest,
 };
-use crate::queue::{Change, CustomerNote, IssueRequest, Queue, QueueBoard, ServiceDay};
-use crate::ui::{StaffAck, StaffCommand, StaffRequest};
+use kiosk_core::queue::{Change, CustomerNote, IssueRequest, Queue, QueueBoard, ServiceDay};
+use kiosk_journal::JournalError;
+use kiosk_journal::db::{DbError, KioskDb};
+use staff::{StaffAck, StaffCommand, StaffRequest};
 
 /// Who the kiosk is, for tickets and signed QR codes.
 #[derive(Debug, Clone)]
@@ -44,15 +47,12 @@ pub struct Identity {
     pub kiosk_id: String,
 }
 
-/// The health of each device, as last reported (in the order devices first reported).
-pub type DeviceHealthMap = Vec<(DeviceKind, Health)>;
-
-/// Everything the engine task needs.
-pub struct Engine {
+/// Everything the executor task needs.
+pub struct Executor {
     /// Journey settings.
     pub config: JourneyConfig,
-    /// The journal and caches.
-    pub store: KioskStore,
+    /// The kiosk database: journal and caches.
+    pub db: KioskDb,
     /// The queue, restored from the journal.
     pub queue: Queue,
     /// Store time and the monotonic clock.
@@ -90,7 +90,7 @@ enum CrmAnswer {
 }
 
 struct Run {
-    e: Engine,
+    e: Executor,
     state: State,
     wake_at: Option<u64>,
     /// Effects' answers, handled before the next outside input.
@@ -101,7 +101,7 @@ struct Run {
     crm_answers: mpsc::Sender<(CardToken, CrmAnswer)>,
 }
 
-impl Engine {
+impl Executor {
     /// Runs until `shutdown`: inputs from devices and the screen, staff commands from the counter
     /// page.
     pub async fn run(
@@ -181,10 +181,10 @@ impl Run {
 
     fn effect(&mut self, effect: Effect) {
         match effect {
-            Effect::Record(event) => match self.e.store.append(event) {
+            Effect::Record(event) => match self.e.db.append(event) {
                 Ok(_) => {}
                 // At the disk budget: counted by the journal, reported once as a storage event.
-                Err(StoreError::Journal(e @ JournalError::OverBudget { .. })) => {
+                Err(DbError::Journal(e @ JournalError::OverBudget { .. })) => {
                     tracing::debug!(error = %e, "event dropped at the disk budget");
                 }
                 // The journey goes on; the failure is loud (and shows in the status).
@@ -212,7 +212,7 @@ impl Run {
                     },
                     locale: p.locale.map(|l| l.tag()).unwrap_or("es").to_owned(),
                 };
-                if let Err(e) = self.e.store.save_profile(&profile) {
+                if let Err(e) = self.e.db.save_profile(&profile) {
                     tracing::error!(error = %e, "cannot cache a new profile");
                 }
             }
@@ -245,7 +245,7 @@ impl Run {
 
     /// The cached profile of a card, with the campaign for their segment.
     fn lookup(&self, token: CardToken) -> Input {
-        match self.e.store.profile(&token) {
+        match self.e.db.profile(&token) {
             Ok(Some(p)) => self.found(token, p, ProfileSource::LocalCache),
             Ok(None) => Input::ProfileNotFound { token },
             Err(e) => {
@@ -319,7 +319,7 @@ impl Run {
     fn crm_answer(&mut self, token: CardToken, answer: CrmAnswer) {
         let input = match answer {
             CrmAnswer::Found(profile) if profile.card_token == token => {
-                if let Err(e) = self.e.store.save_profile(&profile) {
+                if let Err(e) = self.e.db.save_profile(&profile) {
                     tracing::warn!(error = %e, "cannot cache a profile from the CRM");
                 }
                 self.found(token, profile, ProfileSource::Crm)
@@ -337,7 +337,7 @@ impl Run {
     /// the customer's deterministic A/B variant.
     fn campaign_for(&self, token: &CardToken, segment: Option<&str>) -> Option<Campaign> {
         let today = self.e.time.now().date();
-        let campaigns = self.e.store.campaigns().ok()?;
+        let campaigns = self.e.db.campaigns().ok()?;
         let c: WireCampaign = campaigns.into_iter().find(|c| {
             c.runs_on(today)
                 && (c.target_segments.is_empty()
@@ -385,7 +385,7 @@ impl Run {
                 };
             }
         };
-        if let Err(e) = self.e.store.commit_change(&plan.change) {
+        if let Err(e) = self.e.db.commit_change(&plan.change) {
             tracing::error!(error = %e, "cannot journal a new turn");
             return Input::TurnIssueFailed {
                 request_id,
@@ -462,7 +462,7 @@ impl Run {
         if !changed {
             return;
         }
-        let status = device_health(&health);
+        let status = health.state;
         if health.reason.is_some() {
             tracing::warn!(?device, reason = ?health.reason, "device health changed");
         } else {
@@ -470,7 +470,7 @@ impl Run {
         }
         if let Err(e) = self
             .e
-            .store
+            .db
             .append(Event::DeviceStatusChanged(DeviceStatusChanged {
                 device,
                 status,
@@ -538,7 +538,7 @@ impl Run {
             });
         };
         self.e
-            .store
+            .db
             .commit_change(&change)
             .map_err(|e| format!("could not save the change: {e}"))?;
         self.e.queue.apply(&change);
@@ -573,7 +573,7 @@ impl Run {
             .map_err(|()| "the printer did not answer".to_owned())?;
         let bytes = outcome?;
         self.e
-            .store
+            .db
             .append(Event::TicketPrinted(
                 kiosk_protocol::events::TicketPrinted {
                     turn_id,
@@ -668,7 +668,7 @@ impl Run {
 
     /// Surveys answered since the service day began, and their average score.
     fn survey_summary(&self, day: &ServiceDay) -> (u32, Option<f64>) {
-        let j = self.e.store.journal();
+        let j = self.e.db.journal();
         let since = day.0.to_string();
         j.sql()
             .query_row(
@@ -686,10 +686,10 @@ impl Run {
         let mut board = self.e.queue.board(now);
         for s in &mut board.serving {
             let Some(token) = &s.card_token else { continue };
-            if let Ok(Some(p)) = self.e.store.profile(token) {
+            if let Ok(Some(p)) = self.e.db.profile(token) {
                 let campaign = s.campaign_id.as_ref().and_then(|id| {
                     self.e
-                        .store
+                        .db
                         .campaigns()
                         .ok()?
                         .into_iter()

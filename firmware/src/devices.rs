@@ -11,16 +11,18 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use kiosk_drivers::Health;
-use kiosk_drivers::card::{self, CardEvent, ReaderKind as DriverReader};
-use kiosk_drivers::health::HealthState;
+use kiosk_drivers::card::{self, CardEvent};
 use kiosk_drivers::printer::{PrinterError, Report, ThermalPrinter, Ticket, render_escpos_to_png};
 use kiosk_drivers::scanner::{Code, ScannerEvent, ScannerHandle};
 use kiosk_protocol::CardToken;
-use kiosk_protocol::events::{DeviceHealth, DeviceKind, ReaderKind};
+use kiosk_protocol::events::DeviceKind;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::journey::{Input, ScanInput};
+use kiosk_core::journey::{Input, ScanInput};
+
+/// The health of each device, as last reported (in the order devices first reported).
+pub type DeviceHealthMap = Vec<(DeviceKind, Health)>;
 
 /// A device's health changed: the runtime journals it and shows it in the status.
 #[derive(Debug, Clone)]
@@ -42,24 +44,6 @@ pub enum DeviceMsg {
     Health(HealthChange),
 }
 
-/// The protocol's view of a driver health.
-pub fn device_health(h: &Health) -> DeviceHealth {
-    match h.state {
-        HealthState::Ok => DeviceHealth::Ok,
-        HealthState::Degraded => DeviceHealth::Degraded,
-        HealthState::Absent => DeviceHealth::Absent,
-    }
-}
-
-fn reader_kind(k: DriverReader) -> ReaderKind {
-    match k {
-        DriverReader::Mfrc522 => ReaderKind::Mfrc522,
-        DriverReader::Simulated => ReaderKind::Simulated,
-        DriverReader::HidWedge => ReaderKind::HidWedge,
-        DriverReader::Serial => ReaderKind::Serial,
-    }
-}
-
 /// Starts the card reader thread: taps become [`Input::CardTapped`].
 pub fn spawn_card_reader(
     reader: Box<dyn card::CardReader>,
@@ -67,19 +51,10 @@ pub fn spawn_card_reader(
 ) -> std::io::Result<card::ReaderThread> {
     card::spawn(reader, move |event| {
         let msg = match event {
-            CardEvent::Tap(tap) => {
-                let kind = reader_kind(tap.reader);
-                match CardToken::try_from(tap.token.into_string()) {
-                    Ok(token) => DeviceMsg::Input(Input::CardTapped {
-                        token,
-                        reader: kind,
-                    }),
-                    Err(e) => {
-                        tracing::error!(error = %e, "card token from the driver is malformed");
-                        return true;
-                    }
-                }
-            }
+            CardEvent::Tap(tap) => DeviceMsg::Input(Input::CardTapped {
+                token: tap.token,
+                reader: tap.reader,
+            }),
             CardEvent::Health(health) => DeviceMsg::Health(HealthChange {
                 device: DeviceKind::CardReader,
                 health,

@@ -1,7 +1,11 @@
-//! The journal: every event the kiosk records, in SQLite, before anything else happens.
+//! The kiosk's persistence: the journal (every event the kiosk records, in SQLite, before
+//! anything else happens), the device key that seals personal data at rest ([`crypto`]), the
+//! clocks it stamps events with ([`clock`]) and the kiosk database over it ([`db`]: the turn
+//! queue's rows, the caches the sync feed fills, the sync worker's outbox).
+//!
 //!
 //! Data flow: engine → **journal** → outbox → sync worker → endpoint. An event is committed here
-//! before its effect is acknowledged (DESIGN.md invariant 1); state that changes with an event (a
+//! before its effect is acknowledged (docs/DESIGN.md invariant 1); state that changes with an event (a
 //! day's turn counter, a turn's record, a cached profile) commits in the same transaction, so a
 //! crash can never leave one without the other.
 //!
@@ -56,6 +60,9 @@
 //! `sqlite_sequence`, so a number is never reused even after rows are deleted by retention,
 //! dead-lettering or erasure. The journal is the only writer (one connection behind a lock).
 
+pub mod clock;
+pub mod crypto;
+pub mod db;
 pub mod migrations;
 mod recovery;
 

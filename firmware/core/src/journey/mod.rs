@@ -19,14 +19,14 @@
 //! }
 //! ```
 
-mod engine;
-mod locale;
+mod machine;
+
 mod state;
 mod types;
 mod view;
 
-pub use engine::step;
-pub use locale::{Locale, Localized};
+pub use crate::locale::{Locale, Localized};
+pub use machine::step;
 pub use state::{
     Customer, ErrorKind, Notice, NoticeKind, RegistrationError, Screen, Session, State, Survey, Tap,
 };

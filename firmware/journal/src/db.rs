@@ -15,18 +15,19 @@ use kiosk_sync::{Backlog, BoxError, FeedSink, Outbox, OutboxEvent};
 use rusqlite::{OptionalExtension, params};
 use tokio::sync::{Notify, mpsc};
 
-use crate::journal::{Appended, Journal, JournalError};
-use crate::journey::Input;
-use crate::queue::{Change, DayCounter, Queue, QueueSettings, ServiceDay, Turn};
+use crate::{Appended, Journal, JournalError};
+
+use kiosk_core::journey::Input;
+use kiosk_core::queue::{Change, DayCounter, Queue, QueueSettings, ServiceDay, Turn};
 
 /// Setting key of the sync feed cursor.
 const FEED_CURSOR: &str = "sync.feed_cursor";
 /// Prefix of the queue's day counters in the journal's counter table.
 const TURN_COUNTER: &str = "turn";
 
-/// A store error: the journal failed, or a row could not be read back.
+/// A kiosk database error: the journal failed, or a row could not be read back.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum DbError {
     /// The journal failed.
     #[error(transparent)]
     Journal(#[from] JournalError),
@@ -40,8 +41,8 @@ pub enum StoreError {
     },
 }
 
-fn sql(what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
-    move |e| StoreError::Corrupt {
+fn sql(what: &'static str) -> impl Fn(rusqlite::Error) -> DbError {
+    move |e| DbError::Corrupt {
         what,
         message: e.to_string(),
     }
@@ -49,20 +50,20 @@ fn sql(what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
 
 /// The journal and the caches around it, shared by the engine, the sync worker and status pages.
 #[derive(Clone)]
-pub struct KioskStore {
+pub struct KioskDb {
     journal: Arc<Mutex<Journal>>,
     appended: Arc<Notify>,
     erasures: Option<mpsc::Sender<Input>>,
 }
 
-impl std::fmt::Debug for KioskStore {
+impl std::fmt::Debug for KioskDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KioskStore").finish_non_exhaustive()
+        f.debug_struct("KioskDb").finish_non_exhaustive()
     }
 }
 
-impl KioskStore {
-    /// The store over `journal`. `appended` is poked after every append (the sync worker waits on
+impl KioskDb {
+    /// The kiosk database over `journal`. `appended` is poked after every append (the sync worker waits on
     /// it); erasures from the feed are also sent to `erasures` (the engine's inputs) so the
     /// screen forgets the person at once.
     pub fn new(
@@ -70,7 +71,7 @@ impl KioskStore {
         appended: Arc<Notify>,
         erasures: Option<mpsc::Sender<Input>>,
     ) -> Self {
-        KioskStore {
+        KioskDb {
             journal: Arc::new(Mutex::new(journal)),
             appended,
             erasures,
@@ -86,7 +87,7 @@ impl KioskStore {
     }
 
     /// Appends one event durably and wakes the sync worker.
-    pub fn append(&self, event: Event) -> Result<Appended, StoreError> {
+    pub fn append(&self, event: Event) -> Result<Appended, DbError> {
         let appended = self.journal().append(event)?;
         self.appended.notify_one();
         Ok(appended)
@@ -94,11 +95,7 @@ impl KioskStore {
 
     /// The queue as persisted: counters and turns of today and yesterday's service day (older
     /// turns are history: they are in the journal's events).
-    pub fn load_queue(
-        &self,
-        settings: QueueSettings,
-        today: ServiceDay,
-    ) -> Result<Queue, StoreError> {
+    pub fn load_queue(&self, settings: QueueSettings, today: ServiceDay) -> Result<Queue, DbError> {
         let j = self.journal();
         let from = today.previous().to_string();
         let mut counters = Vec::new();
@@ -121,7 +118,7 @@ impl KioskStore {
                 if day < from.as_str() {
                     continue;
                 }
-                let service_day: ServiceDay = day.parse().map_err(|e| StoreError::Corrupt {
+                let service_day: ServiceDay = day.parse().map_err(|e| DbError::Corrupt {
                     what: "day counter",
                     message: format!("{name}: {e}"),
                 })?;
@@ -148,17 +145,16 @@ impl KioskStore {
                 .map_err(sql("turns"))?;
             for row in rows {
                 let (id, body) = row.map_err(sql("turns"))?;
-                let plain =
-                    j.open_sealed(&body, id.as_bytes())
-                        .map_err(|e| StoreError::Corrupt {
-                            what: "turn",
-                            message: e.to_string(),
-                        })?;
-                let turn: Turn =
-                    serde_json::from_slice(&plain).map_err(|e| StoreError::Corrupt {
+                let plain = j
+                    .open_sealed(&body, id.as_bytes())
+                    .map_err(|e| DbError::Corrupt {
                         what: "turn",
                         message: e.to_string(),
                     })?;
+                let turn: Turn = serde_json::from_slice(&plain).map_err(|e| DbError::Corrupt {
+                    what: "turn",
+                    message: e.to_string(),
+                })?;
                 turns.push(turn);
             }
         }
@@ -166,11 +162,11 @@ impl KioskStore {
     }
 
     /// Commits one queue step: its turn rows, its day counter and its events, in one transaction.
-    pub fn commit_change(&self, change: &Change) -> Result<Vec<Appended>, StoreError> {
+    pub fn commit_change(&self, change: &Change) -> Result<Vec<Appended>, DbError> {
         let appended = self.journal().transaction(|tx| {
             for turn in &change.upserts {
                 let id = turn.id.to_string();
-                let json = serde_json::to_vec(turn).map_err(|e| StoreError::Corrupt {
+                let json = serde_json::to_vec(turn).map_err(|e| DbError::Corrupt {
                     what: "turn",
                     message: e.to_string(),
                 })?;
@@ -213,7 +209,7 @@ impl KioskStore {
             for e in &change.events {
                 out.push(tx.append(e.clone())?);
             }
-            Ok::<_, StoreError>(out)
+            Ok::<_, DbError>(out)
         })?;
         if !appended.is_empty() {
             self.appended.notify_one();
@@ -222,7 +218,7 @@ impl KioskStore {
     }
 
     /// The cached profile of `token`, unless the customer was erased.
-    pub fn profile(&self, token: &CardToken) -> Result<Option<Profile>, StoreError> {
+    pub fn profile(&self, token: &CardToken) -> Result<Option<Profile>, DbError> {
         let j = self.journal();
         let body: Option<String> = j
             .sql()
@@ -237,20 +233,20 @@ impl KioskStore {
         let Some(body) = body else { return Ok(None) };
         let plain = j
             .open_sealed(&body, token.as_str().as_bytes())
-            .map_err(|e| StoreError::Corrupt {
+            .map_err(|e| DbError::Corrupt {
                 what: "profile",
                 message: e.to_string(),
             })?;
         serde_json::from_slice(&plain)
             .map(Some)
-            .map_err(|e| StoreError::Corrupt {
+            .map_err(|e| DbError::Corrupt {
                 what: "profile",
                 message: e.to_string(),
             })
     }
 
     /// Caches a profile (sealed), unless the customer was erased.
-    pub fn save_profile(&self, profile: &Profile) -> Result<(), StoreError> {
+    pub fn save_profile(&self, profile: &Profile) -> Result<(), DbError> {
         let j = self.journal();
         let sealed = seal_profile(&j, profile)?;
         let now = rfc3339(time::OffsetDateTime::now_utc());
@@ -258,7 +254,7 @@ impl KioskStore {
     }
 
     /// The cached campaigns.
-    pub fn campaigns(&self) -> Result<Vec<WireCampaign>, StoreError> {
+    pub fn campaigns(&self) -> Result<Vec<WireCampaign>, DbError> {
         let j = self.journal();
         let mut st = j
             .sql()
@@ -279,7 +275,7 @@ impl KioskStore {
     }
 
     /// How many profiles are cached.
-    pub fn profile_count(&self) -> Result<u64, StoreError> {
+    pub fn profile_count(&self) -> Result<u64, DbError> {
         self.journal()
             .sql()
             .query_row("SELECT count(*) FROM profiles", [], |r| r.get::<_, i64>(0))
@@ -294,8 +290,8 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 }
 
 /// Seals a profile with the device key (the card token is the associated data).
-fn seal_profile(journal: &Journal, profile: &Profile) -> Result<String, StoreError> {
-    let json = serde_json::to_vec(profile).map_err(|e| StoreError::Corrupt {
+fn seal_profile(journal: &Journal, profile: &Profile) -> Result<String, DbError> {
+    let json = serde_json::to_vec(profile).map_err(|e| DbError::Corrupt {
         what: "profile",
         message: e.to_string(),
     })?;
@@ -308,7 +304,7 @@ fn upsert_profile(
     token: &str,
     sealed: &str,
     now: &str,
-) -> Result<(), StoreError> {
+) -> Result<(), DbError> {
     conn.execute(
         "INSERT INTO profiles (card_token, body, updated_at) \
          SELECT ?1, ?2, ?3 WHERE ?1 NOT IN (SELECT card_token FROM erased_tokens) \
@@ -319,7 +315,7 @@ fn upsert_profile(
     Ok(())
 }
 
-impl Outbox for KioskStore {
+impl Outbox for KioskDb {
     fn pending(&self, max_events: usize, max_bytes: usize) -> Result<Vec<OutboxEvent>, BoxError> {
         let events = self.journal().pending(max_events, max_bytes)?;
         Ok(events
@@ -351,7 +347,7 @@ impl Outbox for KioskStore {
     }
 }
 
-impl FeedSink for KioskStore {
+impl FeedSink for KioskDb {
     fn cursor(&self) -> Result<Option<u64>, BoxError> {
         let value = self.journal().setting(FEED_CURSOR)?;
         Ok(value.and_then(|v| v.parse().ok()))
@@ -391,7 +387,7 @@ impl FeedSink for KioskStore {
     }
 }
 
-fn apply_batch(j: &mut Journal, items: Vec<FeedItem>) -> Result<(), StoreError> {
+fn apply_batch(j: &mut Journal, items: Vec<FeedItem>) -> Result<(), DbError> {
     if items.is_empty() {
         return Ok(());
     }
@@ -415,7 +411,7 @@ fn apply_batch(j: &mut Journal, items: Vec<FeedItem>) -> Result<(), StoreError> 
         }
         for c in &campaigns {
             if c.active {
-                let body = serde_json::to_string(c).map_err(|e| StoreError::Corrupt {
+                let body = serde_json::to_string(c).map_err(|e| DbError::Corrupt {
                     what: "campaign",
                     message: e.to_string(),
                 })?;
@@ -433,7 +429,7 @@ fn apply_batch(j: &mut Journal, items: Vec<FeedItem>) -> Result<(), StoreError> 
                     .map_err(sql("campaign"))?;
             }
         }
-        Ok::<_, StoreError>(())
+        Ok::<_, DbError>(())
     })
 }
 
@@ -448,11 +444,11 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::crypto::DeviceKey;
-    use crate::journal::{Identity, Options};
-    use crate::journey::Locale;
-    use crate::queue::{IssueRequest, ServiceDef};
+    use crate::{Identity, Options};
+    use kiosk_core::journey::Locale;
+    use kiosk_core::queue::{IssueRequest, ServiceDef};
 
-    fn open(path: &Path, key: &DeviceKey) -> KioskStore {
+    fn open(path: &Path, key: &DeviceKey) -> KioskDb {
         let journal = Journal::open(
             path,
             Identity {
@@ -465,21 +461,21 @@ mod tests {
         )
         .unwrap()
         .journal;
-        KioskStore::new(journal, Arc::new(Notify::new()), None)
+        KioskDb::new(journal, Arc::new(Notify::new()), None)
     }
 
     fn settings() -> QueueSettings {
         QueueSettings::new(
             vec![ServiceDef {
                 letter: "A".into(),
-                name: crate::journey::Localized::new("Caja", "Cashier"),
+                name: kiosk_core::locale::Localized::new("Caja", "Cashier"),
                 priority_allowed: false,
             }],
             time!(08:00),
         )
     }
 
-    fn issue(store: &KioskStore, queue: &mut Queue, at: time::OffsetDateTime) -> String {
+    fn issue(db: &KioskDb, queue: &mut Queue, at: time::OffsetDateTime) -> String {
         let plan = queue
             .plan_issue(
                 IssueRequest {
@@ -493,7 +489,7 @@ mod tests {
                 at,
             )
             .unwrap();
-        store.commit_change(&plan.change).unwrap();
+        db.commit_change(&plan.change).unwrap();
         queue.apply(&plan.change);
         plan.ticket.turn
     }
@@ -519,33 +515,33 @@ mod tests {
         let at = datetime!(2026-11-23 10:00 UTC);
         let day = ServiceDay::at(at, time!(08:00));
         {
-            let store = open(&path, &key);
-            let mut queue = store.load_queue(settings(), day).unwrap();
-            assert_eq!(issue(&store, &mut queue, at), "A-001");
-            assert_eq!(issue(&store, &mut queue, at), "A-002");
+            let db = open(&path, &key);
+            let mut queue = db.load_queue(settings(), day).unwrap();
+            assert_eq!(issue(&db, &mut queue, at), "A-001");
+            assert_eq!(issue(&db, &mut queue, at), "A-002");
         }
-        let store = open(&path, &key);
-        let mut queue = store.load_queue(settings(), day).unwrap();
+        let db = open(&path, &key);
+        let mut queue = db.load_queue(settings(), day).unwrap();
         assert_eq!(queue.turns().len(), 2, "waiting turns come back");
-        assert_eq!(issue(&store, &mut queue, at), "A-003");
+        assert_eq!(issue(&db, &mut queue, at), "A-003");
         // The next service day starts again at 1.
         let tomorrow = datetime!(2026-11-24 08:30 UTC);
-        assert_eq!(issue(&store, &mut queue, tomorrow), "A-001");
+        assert_eq!(issue(&db, &mut queue, tomorrow), "A-001");
     }
 
     #[test]
     fn turn_rows_and_profiles_are_sealed_at_rest() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.db");
-        let store = open(&path, &DeviceKey::generate());
-        let mut queue = store
+        let db = open(&path, &DeviceKey::generate());
+        let mut queue = db
             .load_queue(settings(), ServiceDay(date!(2026 - 11 - 23)))
             .unwrap();
-        issue(&store, &mut queue, datetime!(2026-11-23 10:00 UTC));
-        store.save_profile(&profile(7, "Zacarías")).unwrap();
+        issue(&db, &mut queue, datetime!(2026-11-23 10:00 UTC));
+        db.save_profile(&profile(7, "Zacarías")).unwrap();
         // The turn row names no card outside its sealed body (events carry the pseudonymous
         // token, which is what the CRM needs; the row is the kiosk's own state).
-        let (column, body): (Option<String>, String) = store
+        let (column, body): (Option<String>, String) = db
             .journal()
             .sql()
             .query_row("SELECT card_token, body FROM turns", [], |r| {
@@ -554,7 +550,7 @@ mod tests {
             .unwrap();
         assert_eq!(column, None);
         assert!(!body.contains(&"03".repeat(16)));
-        drop(store);
+        drop(db);
         let bytes = std::fs::read(&path).unwrap();
         let wal = std::fs::read(path.with_extension("db-wal")).unwrap_or_default();
         for haystack in [&bytes, &wal] {
@@ -566,7 +562,7 @@ mod tests {
     #[test]
     fn a_feed_page_applied_twice_changes_nothing_and_an_erasure_is_final() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir.path().join("journal.db"), &DeviceKey::generate());
+        let db = open(&dir.path().join("journal.db"), &DeviceKey::generate());
         let campaign: WireCampaign = serde_json::from_value(serde_json::json!({
             "id": "c1", "name": "Coffee", "starts_on": "2026-01-01", "ends_on": "2026-12-31",
             "screen_text": {"es": "Café", "en": "Coffee"},
@@ -582,25 +578,22 @@ mod tests {
                 erased_at: datetime!(2026-11-23 09:00 UTC),
             }),
         ];
-        store.apply(page.clone(), 4).unwrap();
-        store.apply(page, 4).unwrap();
-        assert_eq!(FeedSink::cursor(&store).unwrap(), Some(4));
-        assert_eq!(store.campaigns().unwrap().len(), 1);
-        let ana = store.profile(&CardToken::from_bytes([1; 16])).unwrap();
+        db.apply(page.clone(), 4).unwrap();
+        db.apply(page, 4).unwrap();
+        assert_eq!(FeedSink::cursor(&db).unwrap(), Some(4));
+        assert_eq!(db.campaigns().unwrap().len(), 1);
+        let ana = db.profile(&CardToken::from_bytes([1; 16])).unwrap();
         assert_eq!(ana.unwrap().display_name, "Ana");
         assert!(
-            store
-                .profile(&CardToken::from_bytes([2; 16]))
+            db.profile(&CardToken::from_bytes([2; 16]))
                 .unwrap()
                 .is_none()
         );
         // A late profile for an erased customer does not bring them back.
-        store
-            .apply(vec![FeedItem::Profile(profile(2, "Ben"))], 5)
+        db.apply(vec![FeedItem::Profile(profile(2, "Ben"))], 5)
             .unwrap();
         assert!(
-            store
-                .profile(&CardToken::from_bytes([2; 16]))
+            db.profile(&CardToken::from_bytes([2; 16]))
                 .unwrap()
                 .is_none()
         );
@@ -610,28 +603,28 @@ mod tests {
             screen_text: Localized::default(),
             ..campaign
         };
-        store.apply(vec![FeedItem::Campaign(withdrawn)], 6).unwrap();
-        assert!(store.campaigns().unwrap().is_empty());
+        db.apply(vec![FeedItem::Campaign(withdrawn)], 6).unwrap();
+        assert!(db.campaigns().unwrap().is_empty());
     }
 
     #[test]
     fn the_outbox_hands_out_journaled_envelopes_and_forgets_acknowledged_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir.path().join("journal.db"), &DeviceKey::generate());
-        let mut queue = store
+        let db = open(&dir.path().join("journal.db"), &DeviceKey::generate());
+        let mut queue = db
             .load_queue(settings(), ServiceDay(date!(2026 - 11 - 23)))
             .unwrap();
-        issue(&store, &mut queue, datetime!(2026-11-23 10:00 UTC));
-        issue(&store, &mut queue, datetime!(2026-11-23 10:01 UTC));
-        let pending = Outbox::pending(&store, 10, 1 << 20).unwrap();
+        issue(&db, &mut queue, datetime!(2026-11-23 10:00 UTC));
+        issue(&db, &mut queue, datetime!(2026-11-23 10:01 UTC));
+        let pending = Outbox::pending(&db, 10, 1 << 20).unwrap();
         assert_eq!(pending.len(), 2);
         let v: serde_json::Value = serde_json::from_str(&pending[0].json).unwrap();
         assert_eq!(v["type"], "ticket_issued");
-        assert_eq!(store.backlog().unwrap().events, 2);
-        store.acknowledge(&[pending[0].seq]).unwrap();
-        assert_eq!(store.backlog().unwrap().events, 1);
-        store.dead_letter(pending[1].seq, "rejected: test").unwrap();
-        let left: Vec<_> = Outbox::pending(&store, 10, 1 << 20)
+        assert_eq!(db.backlog().unwrap().events, 2);
+        db.acknowledge(&[pending[0].seq]).unwrap();
+        assert_eq!(db.backlog().unwrap().events, 1);
+        db.dead_letter(pending[1].seq, "rejected: test").unwrap();
+        let left: Vec<_> = Outbox::pending(&db, 10, 1 << 20)
             .unwrap()
             .into_iter()
             .filter(|e| e.seq <= pending[1].seq)

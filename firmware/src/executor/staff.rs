@@ -1,0 +1,73 @@
+//! Messages from the counter page to the executor: what staff ask for ([`StaffCommand`]), at
+//! which counter, and the executor's answer ([`StaffAck`]) on the request's own channel.
+//!
+//! They live beside the executor that consumes them; the UI server only forwards them.
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// A staff action with the channel to answer it on.
+#[derive(Debug)]
+pub struct StaffRequest {
+    /// The counter the staff member works at.
+    pub counter: String,
+    /// What they asked for.
+    pub command: StaffCommand,
+    /// The runtime's answer: a short confirmation, or what went wrong in words staff can act on.
+    pub reply: oneshot::Sender<Result<StaffAck, String>>,
+}
+
+/// What staff can do from the counter page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum StaffCommand {
+    /// Call the next turn of these services (all when empty): priority first, then FIFO.
+    CallNext {
+        /// Service letters.
+        #[serde(default)]
+        services: Vec<String>,
+    },
+    /// Call a given turn (e.g. scanned from its ticket).
+    Call {
+        /// The turn.
+        turn_id: Uuid,
+    },
+    /// Call the turn of a ticket scanned at the counter (its signed QR text, as a USB scanner
+    /// types it into the page); a forged or foreign ticket is refused.
+    CallScanned {
+        /// The scanned text.
+        code: String,
+    },
+    /// Call the counter's turn again.
+    Recall {
+        /// The turn.
+        turn_id: Uuid,
+    },
+    /// Mark the turn served.
+    Served {
+        /// The turn.
+        turn_id: Uuid,
+    },
+    /// Mark the turn as not having shown up.
+    NoShow {
+        /// The turn.
+        turn_id: Uuid,
+    },
+    /// Print the turn's ticket again (recorded as `ticket_printed` with `reprint: true`).
+    Reprint {
+        /// The turn.
+        turn_id: Uuid,
+    },
+    /// Print today's manager report on the kiosk printer.
+    PrintReport,
+}
+
+/// The runtime's confirmation of a staff action.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StaffAck {
+    /// The turn concerned, when there is one (`A-042`).
+    pub label: Option<String>,
+    /// `None` when a call found nobody waiting.
+    pub message: Option<String>,
+}
