@@ -12,6 +12,12 @@
 //! The simulator charges each SPI transaction 10 µs of overhead plus 8 µs per byte at 1 MHz, and
 //! air frames their 106 kbit/s time; the latency run sleeps that modelled time for real.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 

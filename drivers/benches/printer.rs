@@ -6,6 +6,12 @@
 //! `pip install python-escpos==3.1`); when Python or PyPI is unavailable the figure is printed
 //! with a null reference and the reason on stderr. Ratio = our median / python-escpos median.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;

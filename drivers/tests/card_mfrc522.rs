@@ -2,6 +2,12 @@
 //! talk SPI registers to `Mfrc522Sim`, and a test places, removes and breaks things through its
 //! handle.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::sync::mpsc;
 use std::time::Duration;
 

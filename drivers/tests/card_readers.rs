@@ -1,6 +1,12 @@
 //! Keyboard-wedge and serial card readers: recorded `input_event` streams through the wedge
 //! decoder, and a serial reader on a real pseudo-terminal through the real `serialport` code.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::io::Write;
 use std::time::Duration;
 

@@ -1,5 +1,11 @@
 //! The virtual printer never panics, whatever bytes arrive and however they are split.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use kiosk_drivers::printer::vprinter::VirtualPrinter;
 use proptest::prelude::*;
 

@@ -3,6 +3,12 @@
 //! job, faults reported as health, vanished printers failing fast, garbage answers rejected, and
 //! one print per job id.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;

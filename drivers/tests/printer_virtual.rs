@@ -2,6 +2,12 @@
 //! against our own tickets: the text must be present and `zbarimg` must decode the QR code and
 //! barcode from the rendered PNG.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -3,6 +3,12 @@
 //! changed anywhere (one character replaced, inserted or removed, truncated) never verifies as a
 //! different ticket. `PROPTEST_CASES` scales it (scripts/soak runs it with many more cases).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use kiosk_drivers::scanner::code::{self, Code, CodeKey, CodeKeys, TurnTicket};
 use proptest::prelude::*;
 use time::{Date, Month};

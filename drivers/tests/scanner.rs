@@ -2,6 +2,12 @@
 //! pseudo-terminal the simulator writes into (the path a CDC-ACM scanner takes), and the HID
 //! decoder fed recorded `input_event` streams in US and Spanish layouts.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::time::{Duration, Instant};
 
 use kiosk_drivers::DeviceHealth;

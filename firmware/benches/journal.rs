@@ -19,6 +19,12 @@
 //! measured: the 10M journal takes about 5 GB. `BENCH_QUICK=1` stops at 100k events and 100k
 //! profiles; `BENCH_JOURNAL_MAX` / `BENCH_PROFILES_MAX` cap the sizes.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 mod support;
 
 use std::path::Path;

@@ -20,6 +20,12 @@
 //! switch beside the kiosk, as `kiosk demo`). `BENCH_QUICK=1` takes fewer samples and shorter
 //! windows. `BENCH_KIOSK_PART=tap,ticket,footprint` picks parts.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 mod support;
 
 use std::path::{Path, PathBuf};

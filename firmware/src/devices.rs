@@ -35,8 +35,10 @@ pub struct HealthChange {
 
 /// What the engine receives from the device threads.
 #[derive(Debug)]
-// A few messages a second, each moved once through a channel: boxing would only add allocations.
-#[allow(clippy::large_enum_variant)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a few messages a second, each moved once: boxing would only add allocations"
+)]
 pub enum DeviceMsg {
     /// An input for the journey.
     Input(Input),

@@ -1,5 +1,11 @@
 //! The `kiosk` command line as a technician runs it: the real binary, its output and exit codes.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::process::Command;
 
 fn kiosk() -> Command {

@@ -3,6 +3,12 @@
 //! replaced by other TOML values) returns `Ok` or a `ConfigError`, and every error names the
 //! file. `PROPTEST_CASES` scales it (scripts/soak runs it with many more cases).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::path::Path;
 
 use kiosk::config::Config;

@@ -2,6 +2,12 @@
 //! embedded CRM endpoint, the network switch), driven over HTTP the way the screen, the staff and
 //! the simulator panel drive it. Each journey must end in the CRM, every event exactly once.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::time::Duration;
 
 use kiosk::demo::{Demo, DemoOptions};

@@ -6,6 +6,12 @@
 //! so writes past the limit fail with EFBIG instead of filling the real disk; SIGXFSZ is ignored
 //! so the write returns the error instead of killing the process.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};

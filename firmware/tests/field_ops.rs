@@ -3,6 +3,12 @@
 //! `kiosk run` under a fake systemd (READY, watchdog pets, STOPPING), `kiosk status` live and
 //! stopped, `/metrics`, and `kiosk selftest` with its test ticket's QR read back by zbarimg.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::UnixDatagram;

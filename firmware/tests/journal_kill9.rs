@@ -6,6 +6,12 @@
 //! acknowledged sequence number is present, none is duplicated, the counter matches the events
 //! exactly (same-transaction state), and `PRAGMA integrity_check` passes.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;

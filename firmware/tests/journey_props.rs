@@ -2,6 +2,12 @@
 //! and the runtime do, in any order, the engine never panics, every issued ticket gets exactly
 //! one print outcome, and an idle kiosk ends on the attract screen holding nothing personal.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::collections::HashMap;
 
 use kiosk_core::journey::{

@@ -14,6 +14,12 @@
 //! The suite runs a few kills (`KIOSK_KILL9_KIOSK_ROUNDS`, default 5); `scripts/soak` runs
 //! hundreds. `KIOSK_SOAK_SEED` replays a campaign's random choices.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 mod soak_support;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};

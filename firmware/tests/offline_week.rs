@@ -23,6 +23,12 @@
 //! Knobs (environment): `KIOSK_WEEK_DAYS` (7), `KIOSK_WEEK_JOURNEYS_PER_DAY` (450),
 //! `KIOSK_WEEK_BUDGET_MIB` (16), `KIOSK_WEEK_SYNCHRONOUS` (`normal` or `full`), `KIOSK_SOAK_SEED`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -20,6 +20,12 @@
 //! Knobs: `KIOSK_POWER_CUT_APPENDS` (appends per run, default 400), `KIOSK_POWER_CUT_CUTS` (cut
 //! points per mode, default 300), `KIOSK_SOAK_SEED`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::collections::BTreeMap;
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::path::{Path, PathBuf};

@@ -10,6 +10,12 @@
 //! - every socket the demo listens on is bound to loopback;
 //! - the counter API refuses everything without the staff PIN.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 mod soak_support;
 
 use std::io::Read as _;

@@ -2,6 +2,12 @@
 //! binary, screen pushes over server-sent events, touches into the engine's channel, the staff
 //! PIN, staff commands answered by the runtime, and what the lobby may (not) see.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -9,6 +9,12 @@
 //! [`Browser`] kills chromedriver's whole process group, so a failed test leaves no Chromium
 //! behind.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

@@ -17,6 +17,12 @@
 //! The first bytes of an input pick the variant (suffix, layout, write size, encoding); the rest
 //! is the data. Everything is deterministic: the same bytes, the same run.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::io::Write as _;
 use std::path::Path;
 use std::sync::OnceLock;

@@ -3,6 +3,12 @@
 //! display's 800x480 and at 1920x1080. Every journey ends in the CRM, each event exactly once;
 //! every test keeps screenshots of its steps under `<target dir>/artifacts/`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;

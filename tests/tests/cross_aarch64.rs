@@ -7,6 +7,12 @@
 //! The quickest build there is (`--quick`: profile `cross-test`, no optimisation, no debug info)
 //! into `target/cross` (kept between runs, so later suites only rebuild what changed).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -3,6 +3,12 @@
 //! fixed stays fixed. With `KIOSK_FUZZ_SEEDS_DIR` set, the seeds are also written there, one
 //! folder per target, as the corpus a campaign starts from.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::path::{Path, PathBuf};
 
 use kiosk_e2e::fuzz::{TARGETS, seeds};

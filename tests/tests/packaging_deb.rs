@@ -6,6 +6,12 @@
 //! Needs dpkg-dev and systemd (scripts/apt-packages.txt) and cargo-deb (scripts/package installs
 //! it when missing). A missing tool fails these tests; it never skips them.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

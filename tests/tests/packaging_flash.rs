@@ -6,6 +6,12 @@
 //!
 //! Needs mtools, fdisk (sfdisk) and dpkg-dev (scripts/apt-packages.txt); a missing tool fails.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

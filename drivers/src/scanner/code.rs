@@ -168,7 +168,7 @@ impl CodeKey {
 
     fn mac(&self) -> HmacSha256 {
         // HMAC accepts keys of any length, so this cannot fail.
-        #[allow(clippy::expect_used)]
+        #[expect(clippy::expect_used, reason = "HMAC accepts keys of any length")]
         <HmacSha256 as Mac>::new_from_slice(&self.0).expect("hmac takes keys of any length")
     }
 }

@@ -533,7 +533,10 @@ struct ExecutorOutputs {
 
 /// Step 3: the queue restored from the journal and the executor task, the only owner of the
 /// journey state and the queue.
-#[allow(clippy::too_many_arguments)] // one call site, each argument a different part
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site, each argument a different part of the kiosk"
+)]
 fn spawn_executor(
     opts: &RunOptions,
     db: &KioskDb,

@@ -9,6 +9,12 @@
 //! Prints `BENCH {...}` lines for scripts/bench. `BENCH_DRAIN_EVENTS` (default 100000) and
 //! `BENCH_DRAIN_ROUNDS` (default 3) scale the run; the median of the rounds is reported.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 #[path = "../tests/support/mod.rs"]
 mod support;
 

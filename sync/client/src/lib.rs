@@ -10,7 +10,6 @@
 //! TLS: reqwest is built with rustls and no default crypto provider (the workspace avoids
 //! aws-lc-rs); [`SyncWorker::spawn`] installs rustls' *ring* provider as the process default (see
 //! [`install_crypto_provider`]) before building its client.
-#![warn(missing_docs)]
 
 pub mod backoff;
 mod batch;

@@ -25,6 +25,12 @@
 //! `KIOSK_PROXY_SCALE` (default 60), `KIOSK_SOAK_SEED`. `scripts/soak --only proxy` runs 30
 //! simulated minutes at scale 20.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 mod support;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,12 @@
 //! through a fault-injecting proxy where the network misbehaves. After each scenario every event
 //! committed to the kiosk's outbox is in the endpoint exactly once (docs/DESIGN.md invariants 3 to 5).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 mod support;
 
 use std::net::SocketAddr;

@@ -18,6 +18,12 @@
 //! ingest goes one statement round trip at a time, and 10 million events would take most of an
 //! hour to load on the 2-core reference machine.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::time::{Duration, Instant};
 
 use crm_endpoint::ingest::{effect_of, ops_of};

@@ -8,6 +8,12 @@
 //! `BENCH_INGEST_BACKENDS` (default `sqlite,postgres`) picks the stores.
 //! Target (issue 8): ingest within 2x of the bare inserts, i.e. a ratio of at least 0.5.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::time::{Duration, Instant};
 
 use crm_endpoint::ingest::{Validator, update_skew};

@@ -1,6 +1,12 @@
 //! The `crm-endpoint` binary: enrollment codes, campaign import, serving and graceful shutdown
 //! on SIGTERM.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 

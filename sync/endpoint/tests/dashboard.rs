@@ -2,6 +2,12 @@
 //! sessions, figures computed from a crafted set of events (known waits, scores, conversions,
 //! device logs), store isolation, and live updates over server-sent events.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 mod common;
 
 use std::time::Duration;

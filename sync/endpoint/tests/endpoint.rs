@@ -2,6 +2,12 @@
 //! enrollment, idempotent ingest, validation, authentication failures, feed scoping, erasure,
 //! segments, campaign conversion, clock skew and TLS.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 mod common;
 
 use std::io::Write as _;

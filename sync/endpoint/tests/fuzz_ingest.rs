@@ -4,6 +4,12 @@
 //! and every event is either accepted as the same event or rejected with a reason, never a
 //! panic. `PROPTEST_CASES` scales it (scripts/soak runs it with many more cases).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::sync::OnceLock;
 
 use crm_endpoint::ingest::Validator;

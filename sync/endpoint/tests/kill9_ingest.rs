@@ -10,6 +10,12 @@
 //!
 //! Knobs: `KIOSK_ENDPOINT_KILLS` (kills per store, default 4), `KIOSK_SOAK_SEED`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 #[path = "../../client/tests/support/outbox.rs"]
 #[allow(dead_code)]
 mod outbox;

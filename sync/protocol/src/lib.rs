@@ -4,7 +4,6 @@
 //! Data flow: engine → [`Envelope`] → journal → outbox → batch → endpoint. Both sides depend on
 //! this crate and on nothing of each other; third parties validate against the schemas checked in
 //! under `sync/schema/`.
-#![warn(missing_docs)]
 
 pub mod auth;
 pub mod events;

@@ -316,8 +316,10 @@ pub struct FeedResponse {
 /// One change in a kiosk's sync feed, tagged by `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-// Feed items live briefly in pages of at most MAX_FEED_LIMIT; boxing would only burden matching.
-#[allow(clippy::large_enum_variant)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "feed items live briefly in pages of at most MAX_FEED_LIMIT; boxing would only burden matching"
+)]
 pub enum FeedItem {
     /// A campaign for this store was created or changed (replace by id; `active: false` removes it).
     Campaign(Campaign),

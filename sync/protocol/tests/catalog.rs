@@ -1,5 +1,11 @@
 //! Round trips and schema validation of every event type in the catalog.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use kiosk_protocol::events::*;
 use kiosk_protocol::{CardToken, Envelope, Event, schema};
 use time::OffsetDateTime;

@@ -1,6 +1,12 @@
 //! The schemas under `sync/schema/` are generated from the types; this test fails when they drift.
 //! Regenerate with `UPDATE_SCHEMA=1 cargo test -p kiosk-protocol --test schema_drift`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::path::PathBuf;
 
 use kiosk_protocol::events::EVENT_TYPES;

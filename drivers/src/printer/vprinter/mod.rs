@@ -712,7 +712,10 @@ impl VirtualPrinter {
         self.paper[i] = v;
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a glyph is drawn from its position, size and style"
+    )]
     fn draw_glyph(
         &mut self,
         x0: u32,
