@@ -307,50 +307,6 @@ fn clock_ticks() -> f64 {
     if t > 0 { t as f64 } else { 100.0 }
 }
 
-fn site_toml(dir: &Path, ui_port: u16, crm: &str) -> String {
-    let pin = kiosk::ui::pin_digest("1234");
-    format!(
-        r#"# Written by firmware/benches/kiosk.rs
-[kiosk]
-store = "{store}"
-store_name = "Tienda bench"
-locale = "es"
-hardware_profile = "simulated"
-data_dir = "{data}"
-timezone = "Europe/Madrid"
-
-[crm]
-url = "{crm}"
-feed_interval_s = 5
-
-[queue]
-opening_time = "00:00"
-counters = 3
-
-[[queue.services]]
-letter = "A"
-name = {{ es = "Caja", en = "Cashier" }}
-expected_minutes = 3
-
-[[queue.services]]
-letter = "B"
-name = {{ es = "Atención al cliente", en = "Customer service" }}
-expected_minutes = 8
-
-[ui]
-listen = "127.0.0.1:{ui_port}"
-staff_pin_sha256 = "{pin}"
-idle_timeout_s = 45
-
-[privacy]
-policy_version = "bench-2026-01"
-policy_text = {{ es = "Texto.", en = "Text." }}
-"#,
-        store = crm_endpoint::DEMO_STORE_ID,
-        data = dir.join("kiosk").display(),
-    )
-}
-
 struct Kiosk {
     child: Child,
     ready_ms: f64,
@@ -502,7 +458,9 @@ async fn footprint() {
         .unwrap()
         .port();
     let config = d.join("site.toml");
-    std::fs::write(&config, site_toml(d, ui_port, &crm)).unwrap();
+    // The demo kiosk's site config: the bench measures the kiosk a customer meets in the demo.
+    let ui_addr = std::net::SocketAddr::from(([127, 0, 0, 1], ui_port));
+    std::fs::write(&config, kiosk::demo::site_config(d, ui_addr, &crm)).unwrap();
     let ui = format!("http://127.0.0.1:{ui_port}");
     let notify_path = d.join("notify.sock");
     let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");

@@ -271,6 +271,14 @@ async fn the_demo_binary_writes_no_raw_card_uid_to_its_logs_or_files_listens_on_
 
     // Every demo card, twice (the second tap greets from the profile cache).
     for round in 0..2 {
+        if round > 0 {
+            // A card presented again before the reader has polled it absent `removal_polls`
+            // times is the same card still held, rightly no second tap; four journeys take well
+            // under that window here. A customer's card is away longer than this.
+            // 50 ms: `poll_interval_ms` of hw-config/simulated.toml.
+            let poll_ms = 50 * u64::from(kiosk_drivers::card::DEFAULT_REMOVAL_POLLS + 2);
+            tokio::time::sleep(Duration::from_millis(poll_ms)).await;
+        }
         for index in 0..crm_endpoint::DEMO_CUSTOMERS.len() {
             let r = http
                 .post(format!("{}/api/card", demo.panel))

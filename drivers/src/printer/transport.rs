@@ -112,6 +112,58 @@ fn left(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
 
+/// What a failed read from a printer means.
+enum ReadFailure {
+    /// Nothing arrived in time.
+    TimedOut,
+    /// A passing condition (interrupted, would block): read again while time is left.
+    Retry,
+    /// The device went away.
+    Closed,
+    /// Any other error.
+    Failed(io::Error),
+}
+
+/// Fills `buf` before `timeout` with `read(buf, time left)`, the one read loop of every transport
+/// that answers status queries; what differs per transport is how it waits and what its errors
+/// mean.
+fn read_exact_by(
+    device: &str,
+    buf: &mut [u8],
+    timeout: Duration,
+    mut read: impl FnMut(&mut [u8], Duration) -> Result<usize, ReadFailure>,
+) -> Result<(), TransportError> {
+    let deadline = Instant::now() + timeout;
+    let timed_out = || TransportError::Timeout {
+        device: device.to_owned(),
+        what: "answer the status query",
+        after: timeout,
+    };
+    let closed = || TransportError::Closed {
+        device: device.to_owned(),
+    };
+    let mut got = 0;
+    while got < buf.len() {
+        let wait = left(deadline);
+        if wait.is_zero() {
+            return Err(timed_out());
+        }
+        match read(&mut buf[got..], wait) {
+            Ok(0) | Err(ReadFailure::Closed) => return Err(closed()),
+            Ok(n) => got += n,
+            Err(ReadFailure::Retry) => {}
+            Err(ReadFailure::TimedOut) => return Err(timed_out()),
+            Err(ReadFailure::Failed(source)) => {
+                return Err(TransportError::Read {
+                    device: device.to_owned(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 fn poll_one(fd: &File, flags: PollFlags, timeout: Duration) -> io::Result<PollFlags> {
     let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
     let mut fds = [PollFd::new(fd.as_fd(), flags)];
@@ -197,51 +249,20 @@ impl Transport for UsbTransport {
     }
 
     fn read_exact(&mut self, buf: &mut [u8], timeout: Duration) -> Result<(), TransportError> {
-        let deadline = Instant::now() + timeout;
-        let mut got = 0;
-        while got < buf.len() {
-            let rev =
-                poll_one(&self.file, PollFlags::POLLIN, left(deadline)).map_err(|source| {
-                    TransportError::Read {
-                        device: self.device.clone(),
-                        source,
-                    }
-                })?;
+        let file = &mut self.file;
+        read_exact_by(&self.device, buf, timeout, |buf, wait| {
+            let rev = poll_one(file, PollFlags::POLLIN, wait).map_err(ReadFailure::Failed)?;
             if rev.is_empty() {
-                return Err(TransportError::Timeout {
-                    device: self.device.clone(),
-                    what: "answer the status query",
-                    after: timeout,
-                });
+                return Err(ReadFailure::TimedOut);
             }
-            match self.file.read(&mut buf[got..]) {
-                Ok(0) => {
-                    return Err(TransportError::Closed {
-                        device: self.device.clone(),
-                    });
+            file.read(buf).map_err(|e| match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => ReadFailure::Retry,
+                _ if rev.contains(PollFlags::POLLHUP) || e.raw_os_error() == Some(libc::EIO) => {
+                    ReadFailure::Closed
                 }
-                Ok(n) => got += n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(e)
-                    if rev.contains(PollFlags::POLLHUP) || e.raw_os_error() == Some(libc::EIO) =>
-                {
-                    return Err(TransportError::Closed {
-                        device: self.device.clone(),
-                    });
-                }
-                Err(source) => {
-                    return Err(TransportError::Read {
-                        device: self.device.clone(),
-                        source,
-                    });
-                }
-            }
-        }
-        Ok(())
+                _ => ReadFailure::Failed(e),
+            })
+        })
     }
 
     fn discard_input(&mut self) -> Result<(), TransportError> {
@@ -327,45 +348,17 @@ impl Transport for SerialTransport {
     }
 
     fn read_exact(&mut self, buf: &mut [u8], timeout: Duration) -> Result<(), TransportError> {
-        let deadline = Instant::now() + timeout;
-        let mut got = 0;
-        while got < buf.len() {
-            let wait = left(deadline);
-            if wait.is_zero() {
-                return Err(TransportError::Timeout {
-                    device: self.device.clone(),
-                    what: "answer the status query",
-                    after: timeout,
-                });
-            }
-            serialport::SerialPort::set_timeout(&mut self.port, wait).map_err(|e| {
-                TransportError::Read {
-                    device: self.device.clone(),
-                    source: e.into(),
-                }
-            })?;
-            match self.port.read(&mut buf[got..]) {
-                Ok(0) => {
-                    return Err(TransportError::Closed {
-                        device: self.device.clone(),
-                    });
-                }
-                Ok(n) => got += n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-                    ) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => {
-                    return Err(TransportError::Read {
-                        device: self.device.clone(),
-                        source,
-                    });
-                }
-            }
-        }
-        Ok(())
+        let port = &mut self.port;
+        read_exact_by(&self.device, buf, timeout, |buf, wait| {
+            serialport::SerialPort::set_timeout(port, wait)
+                .map_err(|e| ReadFailure::Failed(e.into()))?;
+            port.read(buf).map_err(|e| match e.kind() {
+                io::ErrorKind::TimedOut
+                | io::ErrorKind::WouldBlock
+                | io::ErrorKind::Interrupted => ReadFailure::Retry,
+                _ => ReadFailure::Failed(e),
+            })
+        })
     }
 
     fn discard_input(&mut self) -> Result<(), TransportError> {
@@ -433,56 +426,21 @@ impl Transport for TcpTransport {
     }
 
     fn read_exact(&mut self, buf: &mut [u8], timeout: Duration) -> Result<(), TransportError> {
-        let deadline = Instant::now() + timeout;
-        let mut got = 0;
-        while got < buf.len() {
-            let wait = left(deadline);
-            if wait.is_zero() {
-                return Err(TransportError::Timeout {
-                    device: self.device.clone(),
-                    what: "answer the status query",
-                    after: timeout,
-                });
-            }
-            self.stream
+        let stream = &mut self.stream;
+        read_exact_by(&self.device, buf, timeout, |buf, wait| {
+            stream
                 .set_read_timeout(Some(wait))
-                .map_err(|source| TransportError::Read {
-                    device: self.device.clone(),
-                    source,
-                })?;
-            match self.stream.read(&mut buf[got..]) {
-                Ok(0) => {
-                    return Err(TransportError::Closed {
-                        device: self.device.clone(),
-                    });
+                .map_err(ReadFailure::Failed)?;
+            stream.read(buf).map_err(|e| match e.kind() {
+                io::ErrorKind::TimedOut
+                | io::ErrorKind::WouldBlock
+                | io::ErrorKind::Interrupted => ReadFailure::Retry,
+                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+                    ReadFailure::Closed
                 }
-                Ok(n) => got += n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::TimedOut
-                            | io::ErrorKind::WouldBlock
-                            | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
-                    ) =>
-                {
-                    return Err(TransportError::Closed {
-                        device: self.device.clone(),
-                    });
-                }
-                Err(source) => {
-                    return Err(TransportError::Read {
-                        device: self.device.clone(),
-                        source,
-                    });
-                }
-            }
-        }
-        Ok(())
+                _ => ReadFailure::Failed(e),
+            })
+        })
     }
 
     fn discard_input(&mut self) -> Result<(), TransportError> {

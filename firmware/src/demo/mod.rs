@@ -111,8 +111,10 @@ async fn listen(port: u16, offset: u16) -> anyhow::Result<TcpListener> {
     })
 }
 
-/// The site config of the demo kiosk (validated by the same loader as a real one).
-fn site_config(data: &Path, ui: SocketAddr, crm: &str) -> String {
+/// The site config of the demo kiosk (validated by the same loader as a real one), with its data
+/// under `data/kiosk`, the screen on `ui` and the CRM at `crm`. The kiosk bench runs `kiosk run`
+/// on it too.
+pub fn site_config(data: &Path, ui: SocketAddr, crm: &str) -> String {
     let pin = crate::ui::pin_digest(DEMO_PIN);
     let data_dir = data.join("kiosk");
     format!(
