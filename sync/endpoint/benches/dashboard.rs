@@ -20,10 +20,8 @@
 
 use std::time::{Duration, Instant};
 
+use crm_endpoint::db::{DashboardQuery, IngestBatch, IngestEvent, NewKiosk, SharedDb, StoreRecord};
 use crm_endpoint::ingest::{effect_of, ops_of};
-use crm_endpoint::store::{
-    DashboardQuery, IngestBatch, IngestEvent, NewKiosk, SharedStore, StoreRecord,
-};
 use crm_endpoint::testing::TempPostgres;
 use kiosk_protocol::CardToken;
 use kiosk_protocol::auth::card_token;
@@ -131,7 +129,7 @@ impl KioskLog {
         });
     }
 
-    async fn flush(&mut self, store: &SharedStore, now_ms: i64) -> u64 {
+    async fn flush(&mut self, store: &SharedDb, now_ms: i64) -> u64 {
         if self.events.is_empty() {
             return 0;
         }
@@ -156,7 +154,7 @@ impl KioskLog {
 }
 
 /// Enrolls the store's two kiosks and ingests its year; returns the events stored.
-async fn load_store(store: &SharedStore, fleet: &Fleet, i: u64) -> u64 {
+async fn load_store(store: &SharedDb, fleet: &Fleet, i: u64) -> u64 {
     let sid = store_id(i);
     store
         .upsert_store(StoreRecord {
@@ -319,7 +317,7 @@ const WINDOWS: [(&str, i64); 4] = [
 ];
 
 /// The figures of one moment: per window, then the store list.
-async fn measure(store: &SharedStore, fleet: &Fleet) -> Vec<(f64, f64)> {
+async fn measure(store: &SharedDb, fleet: &Fleet) -> Vec<(f64, f64)> {
     let mut out = Vec::new();
     for (_, days) in WINDOWS {
         let since = if days == 0 {
@@ -349,7 +347,7 @@ async fn measure(store: &SharedStore, fleet: &Fleet) -> Vec<(f64, f64)> {
     out
 }
 
-async fn bench(backend: &str, store: SharedStore, fleet: &Fleet) {
+async fn bench(backend: &str, store: SharedDb, fleet: &Fleet) {
     let t = Instant::now();
     let first = load_store(&store, fleet, 0).await;
     eprintln!(
@@ -433,7 +431,7 @@ fn main() {
                 "sqlite" => {
                     let dir = tempfile::tempdir().unwrap();
                     let url = format!("sqlite://{}", dir.path().join("crm.db").display());
-                    let store = crm_endpoint::store::open(&url).await.unwrap();
+                    let store = crm_endpoint::db::open(&url).await.unwrap();
                     bench("sqlite", store, &fleet).await;
                 }
                 "postgres" => match TempPostgres::start() {
@@ -446,7 +444,7 @@ fn main() {
                             ..fleet
                         };
                         let url = pg.fresh_database().await.unwrap();
-                        let store = crm_endpoint::store::open(&url).await.unwrap();
+                        let store = crm_endpoint::db::open(&url).await.unwrap();
                         bench("postgres", store, &fleet).await;
                         drop(pg);
                     }

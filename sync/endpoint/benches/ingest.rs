@@ -10,8 +10,8 @@
 
 use std::time::{Duration, Instant};
 
+use crm_endpoint::db::{IngestBatch, SharedDb, StoreRecord};
 use crm_endpoint::ingest::{Validator, update_skew};
-use crm_endpoint::store::{IngestBatch, SharedStore, StoreRecord};
 use crm_endpoint::testing::TempPostgres;
 use crm_endpoint::{ServeConfig, serve};
 use kiosk_protocol::auth::sign_request;
@@ -74,8 +74,8 @@ struct Figures {
 /// `store` serves the kiosks; `bare` (a fresh store of the same kind) takes the bare loop, so
 /// neither run inherits the other's table size or checkpoints.
 async fn run(
-    store: SharedStore,
-    bare: SharedStore,
+    store: SharedDb,
+    bare: SharedDb,
     kiosks_n: usize,
     per_kiosk: usize,
     batch_events: usize,
@@ -91,7 +91,7 @@ async fn run(
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = ServeConfig {
-        store: store.clone(),
+        db: store.clone(),
         admin_token: None,
         tls: None,
     };
@@ -275,7 +275,7 @@ fn main() {
         for &kiosks in kiosk_counts.iter().filter(|_| backends.contains("sqlite")) {
             let open = |name: String| {
                 let url = format!("sqlite://{}", dir.path().join(name).display());
-                async move { crm_endpoint::store::open(&url).await.unwrap() }
+                async move { crm_endpoint::db::open(&url).await.unwrap() }
             };
             let (store, bare) = (
                 open(format!("served-{kiosks}.db")).await,
@@ -293,10 +293,10 @@ fn main() {
             .unwrap()
             .unwrap();
         for &kiosks in &kiosk_counts {
-            let store = crm_endpoint::store::open(&pg.fresh_database().await.unwrap())
+            let store = crm_endpoint::db::open(&pg.fresh_database().await.unwrap())
                 .await
                 .unwrap();
-            let bare = crm_endpoint::store::open(&pg.fresh_database().await.unwrap())
+            let bare = crm_endpoint::db::open(&pg.fresh_database().await.unwrap())
                 .await
                 .unwrap();
             let f = run(store, bare, kiosks, per_kiosk, batch_events).await;

@@ -9,7 +9,7 @@ use kiosk_protocol::wire::KioskClock;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::store::{Effect, IngestEvent, OpsFact, SkewEstimate};
+use crate::db::{Effect, IngestEvent, OpsFact, SkewEstimate};
 
 /// The envelope schema exactly as published in `sync/schema/` (drift-checked against the types).
 const ENVELOPE_SCHEMA: &str = include_str!("../../schema/envelope.schema.json");

@@ -14,72 +14,14 @@ use tokio::sync::Mutex;
 use super::dashboard::{
     DashboardRows, DeviceState, KioskRow, QUARTER_MS, TicketCount, TurnTiming, assemble,
 };
+use super::dialect::Dialect;
+use super::migrations;
 use super::{
-    ConsentRecord, CustomerRecord, Dashboard, DashboardQuery, Effect, FeedPage, IngestBatch,
-    KioskHealth, KioskRecord, NewCustomer, NewKiosk, Nps, OpsFact, ReplayGuard, SkewEstimate,
-    Store, StoreError, StoreKind, StoreRecord, StoreResult, StoreStats, StoreSummary,
-    computed_segment, kiosk_profile, redemption_variant,
+    ConsentRecord, CustomerRecord, Dashboard, DashboardQuery, Database, DbError, DbKind, DbResult,
+    Effect, FeedPage, IngestBatch, KioskHealth, KioskRecord, NewCustomer, NewKiosk, Nps, OpsFact,
+    ReplayGuard, SkewEstimate, StoreRecord, StoreStats, StoreSummary, computed_segment,
+    kiosk_profile, redemption_variant,
 };
-
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS stores (id TEXT PRIMARY KEY, name TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS kiosks (
-    id TEXT PRIMARY KEY, store_id TEXT NOT NULL REFERENCES stores(id), secret TEXT NOT NULL,
-    hardware_profile TEXT NOT NULL, firmware_version TEXT NOT NULL, enrolled_ms INTEGER NOT NULL,
-    last_seen_ms INTEGER, skew_ms INTEGER, skew_at_ms INTEGER, backlog INTEGER);
-CREATE TABLE IF NOT EXISTS enroll_codes (
-    code_hash TEXT PRIMARY KEY, store_id TEXT NOT NULL REFERENCES stores(id),
-    expires_ms INTEGER NOT NULL, used_ms INTEGER, kiosk_id TEXT);
-CREATE TABLE IF NOT EXISTS request_signatures (signature TEXT PRIMARY KEY, expires_ms INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS request_signatures_expiry ON request_signatures(expires_ms);
-CREATE TABLE IF NOT EXISTS events (
-    id TEXT PRIMARY KEY, kiosk_id TEXT NOT NULL, store_id TEXT NOT NULL, seq INTEGER NOT NULL,
-    type TEXT NOT NULL, schema_version INTEGER NOT NULL, device_ms INTEGER NOT NULL,
-    corrected_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL, card_token TEXT,
-    envelope TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS events_store_type ON events(store_id, type, corrected_ms);
-CREATE INDEX IF NOT EXISTS events_token ON events(card_token) WHERE card_token IS NOT NULL;
-CREATE TABLE IF NOT EXISTS customers (
-    card_token TEXT PRIMARY KEY, display_name TEXT, email TEXT, phone TEXT, locale TEXT,
-    home_store TEXT, registered_ms INTEGER, visits INTEGER NOT NULL DEFAULT 0,
-    last_visit_ms INTEGER, segment TEXT NOT NULL DEFAULT 'new',
-    segment_manual INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS customer_stores (
-    card_token TEXT NOT NULL, store_id TEXT NOT NULL, PRIMARY KEY (card_token, store_id));
-CREATE TABLE IF NOT EXISTS consents (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, card_token TEXT NOT NULL, purpose TEXT NOT NULL,
-    given INTEGER NOT NULL, policy_version TEXT NOT NULL, policy_sha256 TEXT NOT NULL,
-    at_ms INTEGER NOT NULL, event_id TEXT);
-CREATE INDEX IF NOT EXISTS consents_token ON consents(card_token, at_ms);
-CREATE TABLE IF NOT EXISTS erasures (card_token TEXT PRIMARY KEY, erased_ms INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS campaigns (id TEXT PRIMARY KEY, definition TEXT NOT NULL, updated_ms INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS coupons (code TEXT PRIMARY KEY, campaign_id TEXT NOT NULL, variant TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS campaign_facts (
-    event_id TEXT PRIMARY KEY, store_id TEXT NOT NULL, campaign_id TEXT NOT NULL,
-    variant TEXT NOT NULL, kind TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS changes (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, store_id TEXT, kind TEXT NOT NULL,
-    item_key TEXT NOT NULL, item TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS changes_store ON changes(store_id, seq);
-CREATE INDEX IF NOT EXISTS changes_key ON changes(kind, item_key);
-"#;
-
-/// The dashboard's tables (see `store::dashboard`): one row per turn with its issue, first call
-/// and service times; each kiosk device's latest health; an index for each kiosk's last logs.
-const DASHBOARD_SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS store_timezones (
-    store_id TEXT PRIMARY KEY REFERENCES stores(id), timezone TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS turns (
-    turn_id TEXT PRIMARY KEY, store_id TEXT NOT NULL, kiosk_id TEXT NOT NULL, service TEXT,
-    identified INTEGER NOT NULL DEFAULT 0, issued_ms INTEGER, called_ms INTEGER, served_ms INTEGER);
-CREATE INDEX IF NOT EXISTS turns_store_issued ON turns(store_id, issued_ms);
-CREATE TABLE IF NOT EXISTS kiosk_devices (
-    kiosk_id TEXT NOT NULL, device TEXT NOT NULL, status TEXT NOT NULL, reason TEXT,
-    at_ms INTEGER NOT NULL, PRIMARY KEY (kiosk_id, device));
-CREATE INDEX IF NOT EXISTS events_device_log ON events(kiosk_id, corrected_ms, seq)
-    WHERE type = 'device_log';
-"#;
 
 /// Fills the dashboard's tables from the events stored before they existed (once per database).
 const DASHBOARD_BACKFILL: &str = r#"
@@ -109,9 +51,25 @@ INSERT INTO kiosk_devices (kiosk_id, device, status, reason, at_ms)
     ON CONFLICT (kiosk_id, device) DO NOTHING;
 "#;
 
+/// Brings the database to the newest schema (see [`super::migrations`]).
+fn migrate(conn: &mut Connection) -> DbResult<()> {
+    conn.execute_batch(migrations::CREATE_VERSION_TABLE)?;
+    let found: Option<i64> = conn
+        .query_row(migrations::READ_VERSION, [], |r| r.get(0))
+        .optional()?;
+    for m in migrations::pending(Dialect::Sqlite, found)? {
+        let tx = conn.transaction()?;
+        tx.execute_batch(m.sql)?;
+        tx.execute(migrations::WRITE_VERSION, params![m.version])?;
+        tx.commit()?;
+        tracing::info!(version = m.version, name = m.name, "sqlite schema migrated");
+    }
+    Ok(())
+}
+
 /// The SQLite store. Cheap to clone; clones share the connection.
 #[derive(Clone)]
-pub struct SqliteStore {
+pub struct SqliteDb {
     conn: Arc<Mutex<Connection>>,
     /// Batches waiting for the connection: whoever gets it next commits them all in one
     /// transaction (group commit, see [`ingest_group`]).
@@ -122,13 +80,13 @@ pub struct SqliteStore {
     reader: Arc<Mutex<Connection>>,
 }
 
-impl SqliteStore {
+impl SqliteDb {
     /// Opens or creates the database at `path` (`:memory:` for a throwaway one) and migrates it.
-    pub async fn open(path: &str) -> StoreResult<Self> {
+    pub async fn open(path: &str) -> DbResult<Self> {
         let path = path.to_owned();
         let in_memory = path == ":memory:" || path.starts_with("file::memory:");
         let reader_path = path.clone();
-        let conn = tokio::task::spawn_blocking(move || -> StoreResult<Connection> {
+        let conn = tokio::task::spawn_blocking(move || -> DbResult<Connection> {
             let mut conn = Connection::open(&path)?;
             conn.busy_timeout(std::time::Duration::from_secs(10))?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -143,8 +101,7 @@ impl SqliteStore {
             // default is 2 MiB) keeps them from spilling to the WAL mid-transaction.
             conn.pragma_update(None, "cache_size", -65536)?;
             conn.pragma_update(None, "foreign_keys", "ON")?;
-            conn.execute_batch(SCHEMA)?;
-            conn.execute_batch(DASHBOARD_SCHEMA)?;
+            migrate(&mut conn)?;
             {
                 let tx = conn.transaction()?;
                 let first = tx.execute(
@@ -169,7 +126,7 @@ impl SqliteStore {
         let reader = if in_memory {
             Arc::clone(&conn)
         } else {
-            let reader = tokio::task::spawn_blocking(move || -> StoreResult<Connection> {
+            let reader = tokio::task::spawn_blocking(move || -> DbResult<Connection> {
                 let c = Connection::open(&reader_path)?;
                 c.busy_timeout(std::time::Duration::from_secs(10))?;
                 c.pragma_update(None, "query_only", "ON")?;
@@ -178,7 +135,7 @@ impl SqliteStore {
             .await??;
             Arc::new(Mutex::new(reader))
         };
-        Ok(SqliteStore {
+        Ok(SqliteDb {
             conn,
             pending: Arc::default(),
             reader,
@@ -189,28 +146,28 @@ impl SqliteStore {
     /// as futures in FIFO order, and only the holder takes a blocking thread: queueing on a lock
     /// inside the blocking pool parked a thread per waiting request (hundreds under a fleet's
     /// load, each woken in no particular order).
-    fn run<T, F>(&self, f: F) -> BoxFuture<'_, StoreResult<T>>
+    fn run<T, F>(&self, f: F) -> BoxFuture<'_, DbResult<T>>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&mut Connection) -> DbResult<T> + Send + 'static,
     {
         on(Arc::clone(&self.conn), f)
     }
 
     /// [`Self::run`] on the read-only connection.
-    fn read<T, F>(&self, f: F) -> BoxFuture<'_, StoreResult<T>>
+    fn read<T, F>(&self, f: F) -> BoxFuture<'_, DbResult<T>>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&mut Connection) -> DbResult<T> + Send + 'static,
     {
         on(Arc::clone(&self.reader), f)
     }
 }
 
-fn on<'a, T, F>(conn: Arc<Mutex<Connection>>, f: F) -> BoxFuture<'a, StoreResult<T>>
+fn on<'a, T, F>(conn: Arc<Mutex<Connection>>, f: F) -> BoxFuture<'a, DbResult<T>>
 where
     T: Send + 'static,
-    F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    F: FnOnce(&mut Connection) -> DbResult<T> + Send + 'static,
 {
     Box::pin(async move {
         let mut guard = conn.lock_owned().await;
@@ -228,12 +185,12 @@ fn u64_of(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-fn token_of(s: String) -> StoreResult<CardToken> {
+fn token_of(s: String) -> DbResult<CardToken> {
     s.parse()
-        .map_err(|e| StoreError::Corrupt(format!("card token in database: {e}")))
+        .map_err(|e| DbError::Corrupt(format!("card token in database: {e}")))
 }
 
-fn consents(tx: &Connection, token: &str) -> StoreResult<Vec<ConsentRecord>> {
+fn consents(tx: &Connection, token: &str) -> DbResult<Vec<ConsentRecord>> {
     let mut stmt = tx.prepare_cached(
         "SELECT purpose, given, policy_version, policy_sha256, at_ms FROM consents
          WHERE card_token = ?1 ORDER BY at_ms, id",
@@ -251,7 +208,7 @@ fn consents(tx: &Connection, token: &str) -> StoreResult<Vec<ConsentRecord>> {
 }
 
 /// What a store's kiosks may know of a customer (`None`: unknown, or never registered a name).
-fn customer_profile(tx: &Connection, token: &CardToken) -> StoreResult<Option<Profile>> {
+fn customer_profile(tx: &Connection, token: &CardToken) -> DbResult<Option<Profile>> {
     let row: Option<(Option<String>, String, Option<String>)> = tx
         .query_row(
             "SELECT display_name, segment, locale FROM customers WHERE card_token = ?1",
@@ -274,7 +231,7 @@ fn customer_profile(tx: &Connection, token: &CardToken) -> StoreResult<Option<Pr
 
 /// Publishes a customer's current profile to the feed of every store that knows them, replacing
 /// the earlier profile item (so old personal data does not linger in the feed).
-fn emit_profile(tx: &Connection, token: &CardToken) -> StoreResult<()> {
+fn emit_profile(tx: &Connection, token: &CardToken) -> DbResult<()> {
     let Some(profile) = customer_profile(tx, token)? else {
         return Ok(());
     };
@@ -299,7 +256,7 @@ fn emit_profile(tx: &Connection, token: &CardToken) -> StoreResult<()> {
 }
 
 /// Adds the customer to a store's kiosks; true when that is new.
-fn link_store(tx: &Connection, token: &CardToken, store: &str) -> StoreResult<bool> {
+fn link_store(tx: &Connection, token: &CardToken, store: &str) -> DbResult<bool> {
     Ok(tx.execute(
         "INSERT INTO customer_stores (card_token, store_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
         params![token.as_str(), store],
@@ -307,7 +264,7 @@ fn link_store(tx: &Connection, token: &CardToken, store: &str) -> StoreResult<bo
 }
 
 /// Recomputes a computed segment; true when it changed.
-fn refresh_segment(tx: &Connection, token: &CardToken, now_ms: i64) -> StoreResult<bool> {
+fn refresh_segment(tx: &Connection, token: &CardToken, now_ms: i64) -> DbResult<bool> {
     let row: Option<(i64, Option<i64>, String, bool)> = tx
         .query_row(
             "SELECT visits, last_visit_ms, segment, segment_manual FROM customers WHERE card_token = ?1",
@@ -336,7 +293,7 @@ fn apply_effect(
     corrected_ms: i64,
     effect: &Effect,
     dirty: &mut BTreeSet<CardToken>,
-) -> StoreResult<()> {
+) -> DbResult<()> {
     match effect {
         Effect::None => {}
         Effect::Registered {
@@ -466,7 +423,7 @@ fn apply_effect(
 }
 
 /// Records what an accepted event tells the dashboard (see [`super::OpsFact`]).
-fn apply_ops(tx: &Connection, batch: &IngestBatch, ev: &super::IngestEvent) -> StoreResult<()> {
+fn apply_ops(tx: &Connection, batch: &IngestBatch, ev: &super::IngestEvent) -> DbResult<()> {
     let Some(ops) = &ev.ops else { return Ok(()) };
     let at = ev.corrected_ms;
     match ops {
@@ -530,7 +487,7 @@ fn insert_event(
     batch: &IngestBatch,
     ev: &super::IngestEvent,
     envelope: &str,
-) -> StoreResult<bool> {
+) -> DbResult<bool> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO events (id, kiosk_id, store_id, seq, type, schema_version, device_ms,
            corrected_ms, received_ms, card_token, envelope)
@@ -552,10 +509,10 @@ fn insert_event(
     Ok(n > 0)
 }
 
-/// Batches waiting for the connection (see [`SqliteStore::ingest`]).
+/// Batches waiting for the connection (see [`SqliteDb::ingest`]).
 struct PendingIngest {
     batch: IngestBatch,
-    done: tokio::sync::oneshot::Sender<StoreResult<Vec<EventStatus>>>,
+    done: tokio::sync::oneshot::Sender<DbResult<Vec<EventStatus>>>,
 }
 
 fn lock_queue(
@@ -573,12 +530,12 @@ fn lock_queue(
 /// touches: a third of the group's time.)
 fn ingest_group(c: &mut Connection, group: Vec<PendingIngest>) {
     let (batches, answers): (Vec<_>, Vec<_>) = group.into_iter().map(|p| (p.batch, p.done)).unzip();
-    let together = (|| -> StoreResult<Vec<StoreResult<Vec<EventStatus>>>> {
+    let together = (|| -> DbResult<Vec<DbResult<Vec<EventStatus>>>> {
         let tx = c.transaction()?;
         let mut results = Vec::with_capacity(batches.len());
         for batch in &batches {
             match ingest_one(&tx, batch) {
-                Err(StoreError::Replayed) => results.push(Err(StoreError::Replayed)),
+                Err(DbError::Replayed) => results.push(Err(DbError::Replayed)),
                 other => results.push(Ok(other?)),
             }
         }
@@ -608,7 +565,7 @@ fn ingest_group(c: &mut Connection, group: Vec<PendingIngest>) {
 }
 
 /// Remembers a request signature; false when it was seen before. Forgets expired ones.
-fn remember(c: &Connection, guard: &ReplayGuard) -> StoreResult<bool> {
+fn remember(c: &Connection, guard: &ReplayGuard) -> DbResult<bool> {
     c.prepare_cached("DELETE FROM request_signatures WHERE expires_ms < ?1")?
         .execute(params![guard.now_ms])?;
     let n = c
@@ -620,12 +577,12 @@ fn remember(c: &Connection, guard: &ReplayGuard) -> StoreResult<bool> {
     Ok(n > 0)
 }
 
-/// One batch, inside the group's transaction (see [`Store::ingest`]).
-fn ingest_one(tx: &Connection, batch: &IngestBatch) -> StoreResult<Vec<EventStatus>> {
+/// One batch, inside the group's transaction (see [`Database::ingest`]).
+fn ingest_one(tx: &Connection, batch: &IngestBatch) -> DbResult<Vec<EventStatus>> {
     if let Some(guard) = &batch.replay
         && !remember(tx, guard)?
     {
-        return Err(StoreError::Replayed);
+        return Err(DbError::Replayed);
     }
     let mut statuses = Vec::with_capacity(batch.events.len());
     let mut dirty = BTreeSet::new();
@@ -680,7 +637,7 @@ fn ingest_one(tx: &Connection, batch: &IngestBatch) -> StoreResult<Vec<EventStat
 }
 
 /// The dashboard's rows of one store and window, read in one transaction (one snapshot).
-fn dashboard_rows(c: &mut Connection, q: &DashboardQuery) -> StoreResult<DashboardRows> {
+fn dashboard_rows(c: &mut Connection, q: &DashboardQuery) -> DbResult<DashboardRows> {
     let tx = c.transaction()?;
     let mut rows = DashboardRows::default();
     let store: Option<(StoreRecord, Option<String>)> = tx
@@ -735,7 +692,7 @@ fn dashboard_rows(c: &mut Connection, q: &DashboardQuery) -> StoreResult<Dashboa
             })
         })?
         .collect::<Result<_, _>>()?;
-    let by_payload = |field: &str, kind: &str| -> StoreResult<Vec<(Option<String>, i64)>> {
+    let by_payload = |field: &str, kind: &str| -> DbResult<Vec<(Option<String>, i64)>> {
         let sql = format!(
             "SELECT CAST(json_extract(envelope, '$.payload.{field}') AS TEXT), COUNT(*) FROM events
              WHERE store_id = ?1 AND type = '{kind}' AND corrected_ms >= ?3 AND corrected_ms <= ?4
@@ -824,23 +781,23 @@ fn dashboard_rows(c: &mut Connection, q: &DashboardQuery) -> StoreResult<Dashboa
     Ok(rows)
 }
 
-impl Store for SqliteStore {
-    fn kind(&self) -> StoreKind {
-        StoreKind::Sqlite
+impl Database for SqliteDb {
+    fn kind(&self) -> DbKind {
+        DbKind::Sqlite
     }
 
-    fn tenant_key(&self) -> BoxFuture<'_, StoreResult<TenantKey>> {
+    fn tenant_key(&self) -> BoxFuture<'_, DbResult<TenantKey>> {
         self.run(|c| {
             let v: String = c.query_row(
                 "SELECT value FROM settings WHERE key = 'tenant_key'",
                 [],
                 |r| r.get(0),
             )?;
-            Key32::from_base64(&v).map_err(|e| StoreError::Corrupt(format!("tenant key: {e}")))
+            Key32::from_base64(&v).map_err(|e| DbError::Corrupt(format!("tenant key: {e}")))
         })
     }
 
-    fn set_tenant_key_if_unused(&self, key: TenantKey) -> BoxFuture<'_, StoreResult<bool>> {
+    fn set_tenant_key_if_unused(&self, key: TenantKey) -> BoxFuture<'_, DbResult<bool>> {
         self.run(move |c| {
             let n = c.execute(
                 "UPDATE settings SET value = ?1 WHERE key = 'tenant_key'
@@ -851,7 +808,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn upsert_store(&self, store: StoreRecord) -> BoxFuture<'_, StoreResult<()>> {
+    fn upsert_store(&self, store: StoreRecord) -> BoxFuture<'_, DbResult<()>> {
         self.run(move |c| {
             c.execute(
                 "INSERT INTO stores (id, name) VALUES (?1, ?2)
@@ -862,7 +819,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn store(&self, id: String) -> BoxFuture<'_, StoreResult<Option<StoreRecord>>> {
+    fn store(&self, id: String) -> BoxFuture<'_, DbResult<Option<StoreRecord>>> {
         self.run(move |c| {
             Ok(c.query_row(
                 "SELECT id, name FROM stores WHERE id = ?1",
@@ -883,7 +840,7 @@ impl Store for SqliteStore {
         code_hash: String,
         store_id: String,
         expires_ms: i64,
-    ) -> BoxFuture<'_, StoreResult<()>> {
+    ) -> BoxFuture<'_, DbResult<()>> {
         self.run(move |c| {
             let exists: bool = c.query_row(
                 "SELECT EXISTS (SELECT 1 FROM stores WHERE id = ?1)",
@@ -891,7 +848,7 @@ impl Store for SqliteStore {
                 |r| r.get(0),
             )?;
             if !exists {
-                return Err(StoreError::NotFound(format!("store {store_id:?}")));
+                return Err(DbError::NotFound(format!("store {store_id:?}")));
             }
             c.execute(
                 "INSERT INTO enroll_codes (code_hash, store_id, expires_ms) VALUES (?1, ?2, ?3)",
@@ -906,7 +863,7 @@ impl Store for SqliteStore {
         code_hash: String,
         now_ms: i64,
         kiosk: NewKiosk,
-    ) -> BoxFuture<'_, StoreResult<Option<StoreRecord>>> {
+    ) -> BoxFuture<'_, DbResult<Option<StoreRecord>>> {
         self.run(move |c| {
             let tx = c.transaction()?;
             let store_id: Option<String> = tx
@@ -941,7 +898,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn kiosk(&self, kiosk_id: String) -> BoxFuture<'_, StoreResult<Option<KioskRecord>>> {
+    fn kiosk(&self, kiosk_id: String) -> BoxFuture<'_, DbResult<Option<KioskRecord>>> {
         self.read(move |c| {
             let row: Option<(String, String, Option<i64>, Option<i64>)> = c
                 .prepare_cached(
@@ -955,7 +912,7 @@ impl Store for SqliteStore {
                 return Ok(None);
             };
             let secret = Key32::from_base64(&secret)
-                .map_err(|e| StoreError::Corrupt(format!("secret of kiosk {kiosk_id}: {e}")))?;
+                .map_err(|e| DbError::Corrupt(format!("secret of kiosk {kiosk_id}: {e}")))?;
             let skew = skew_ms
                 .zip(skew_at)
                 .map(|(skew_ms, at_ms)| SkewEstimate { skew_ms, at_ms });
@@ -973,7 +930,7 @@ impl Store for SqliteStore {
         signature: String,
         expires_ms: i64,
         now_ms: i64,
-    ) -> BoxFuture<'_, StoreResult<bool>> {
+    ) -> BoxFuture<'_, DbResult<bool>> {
         let guard = ReplayGuard {
             signature,
             expires_ms,
@@ -988,7 +945,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn touch_kiosk(&self, kiosk_id: String, now_ms: i64) -> BoxFuture<'_, StoreResult<()>> {
+    fn touch_kiosk(&self, kiosk_id: String, now_ms: i64) -> BoxFuture<'_, DbResult<()>> {
         self.run(move |c| {
             c.prepare_cached("UPDATE kiosks SET last_seen_ms = ?2 WHERE id = ?1")?
                 .execute(params![kiosk_id, now_ms])?;
@@ -996,7 +953,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn ingest(&self, batch: IngestBatch) -> BoxFuture<'_, StoreResult<Vec<EventStatus>>> {
+    fn ingest(&self, batch: IngestBatch) -> BoxFuture<'_, DbResult<Vec<EventStatus>>> {
         let (done, answer) = tokio::sync::oneshot::channel();
         lock_queue(&self.pending).push(PendingIngest { batch, done });
         let conn = Arc::clone(&self.conn);
@@ -1004,7 +961,7 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let mut answer = answer;
             let stopped =
-                |_| StoreError::GroupFailed("the store's writer stopped before answering".into());
+                |_| DbError::GroupFailed("the store's writer stopped before answering".into());
             // Whoever gets the connection commits every batch queued by then; a batch taken by
             // an earlier holder is answered without ever holding it. A batch whose request went
             // away is still stored (its kiosk's retry finds it duplicate).
@@ -1024,7 +981,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn insert_events_bare(&self, batch: IngestBatch) -> BoxFuture<'_, StoreResult<u64>> {
+    fn insert_events_bare(&self, batch: IngestBatch) -> BoxFuture<'_, DbResult<u64>> {
         self.run(move |c| {
             let tx = c.transaction()?;
             let mut n = 0;
@@ -1036,19 +993,14 @@ impl Store for SqliteStore {
         })
     }
 
-    fn event_count(&self) -> BoxFuture<'_, StoreResult<u64>> {
+    fn event_count(&self) -> BoxFuture<'_, DbResult<u64>> {
         self.run(|c| {
             let n: i64 = c.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
             Ok(u64_of(n))
         })
     }
 
-    fn feed(
-        &self,
-        store_id: String,
-        cursor: u64,
-        limit: u32,
-    ) -> BoxFuture<'_, StoreResult<FeedPage>> {
+    fn feed(&self, store_id: String, cursor: u64, limit: u32) -> BoxFuture<'_, DbResult<FeedPage>> {
         self.run(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT seq, item FROM changes WHERE seq > ?1 AND (store_id = ?2 OR store_id IS NULL)
@@ -1078,7 +1030,7 @@ impl Store for SqliteStore {
         &self,
         store_id: String,
         token: CardToken,
-    ) -> BoxFuture<'_, StoreResult<Option<kiosk_protocol::wire::Profile>>> {
+    ) -> BoxFuture<'_, DbResult<Option<kiosk_protocol::wire::Profile>>> {
         self.run(move |c| {
             let tx = c.transaction()?;
             let Some(profile) = customer_profile(&tx, &token)? else {
@@ -1092,7 +1044,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn upsert_campaign(&self, campaign: Campaign, now_ms: i64) -> BoxFuture<'_, StoreResult<()>> {
+    fn upsert_campaign(&self, campaign: Campaign, now_ms: i64) -> BoxFuture<'_, DbResult<()>> {
         self.run(move |c| {
             let tx = c.transaction()?;
             let def = serde_json::to_string(&campaign)?;
@@ -1123,7 +1075,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn campaigns(&self) -> BoxFuture<'_, StoreResult<Vec<Campaign>>> {
+    fn campaigns(&self) -> BoxFuture<'_, DbResult<Vec<Campaign>>> {
         self.run(|c| {
             let mut stmt = c.prepare("SELECT definition FROM campaigns ORDER BY id")?;
             let defs = stmt.query_map([], |r| r.get::<_, String>(0))?;
@@ -1135,7 +1087,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn customer(&self, token: CardToken) -> BoxFuture<'_, StoreResult<Option<CustomerRecord>>> {
+    fn customer(&self, token: CardToken) -> BoxFuture<'_, DbResult<Option<CustomerRecord>>> {
         self.run(move |c| {
             let row = c
                 .query_row(
@@ -1176,7 +1128,7 @@ impl Store for SqliteStore {
         token: CardToken,
         segment: Option<String>,
         now_ms: i64,
-    ) -> BoxFuture<'_, StoreResult<bool>> {
+    ) -> BoxFuture<'_, DbResult<bool>> {
         self.run(move |c| {
             let tx = c.transaction()?;
             let n = match &segment {
@@ -1199,7 +1151,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn recompute_segments(&self, now_ms: i64) -> BoxFuture<'_, StoreResult<u64>> {
+    fn recompute_segments(&self, now_ms: i64) -> BoxFuture<'_, DbResult<u64>> {
         self.run(move |c| {
             let tx = c.transaction()?;
             let tokens: Vec<String> = {
@@ -1221,7 +1173,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn upsert_customer(&self, cu: NewCustomer, now_ms: i64) -> BoxFuture<'_, StoreResult<()>> {
+    fn upsert_customer(&self, cu: NewCustomer, now_ms: i64) -> BoxFuture<'_, DbResult<()>> {
         self.run(move |c| {
             let tx = c.transaction()?;
             let mut dirty = BTreeSet::new();
@@ -1262,7 +1214,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn erase_customer(&self, token: CardToken, now_ms: i64) -> BoxFuture<'_, StoreResult<bool>> {
+    fn erase_customer(&self, token: CardToken, now_ms: i64) -> BoxFuture<'_, DbResult<bool>> {
         self.run(move |c| {
             let tx = c.transaction()?;
             let t = token.as_str();
@@ -1308,9 +1260,9 @@ impl Store for SqliteStore {
         })
     }
 
-    fn stats(&self, store_id: String) -> BoxFuture<'_, StoreResult<StoreStats>> {
+    fn stats(&self, store_id: String) -> BoxFuture<'_, DbResult<StoreStats>> {
         self.run(move |c| {
-            let count = |sql: &str| -> StoreResult<u64> {
+            let count = |sql: &str| -> DbResult<u64> {
                 Ok(u64_of(c.query_row(sql, params![store_id], |r| r.get::<_, i64>(0))?))
             };
             let events = count("SELECT COUNT(*) FROM events WHERE store_id = ?1")?;
@@ -1371,7 +1323,7 @@ impl Store for SqliteStore {
         &self,
         store_id: String,
         timezone: Option<String>,
-    ) -> BoxFuture<'_, StoreResult<()>> {
+    ) -> BoxFuture<'_, DbResult<()>> {
         self.run(move |c| {
             let exists: bool = c.query_row(
                 "SELECT EXISTS (SELECT 1 FROM stores WHERE id = ?1)",
@@ -1379,7 +1331,7 @@ impl Store for SqliteStore {
                 |r| r.get(0),
             )?;
             if !exists {
-                return Err(StoreError::NotFound(format!("store {store_id:?}")));
+                return Err(DbError::NotFound(format!("store {store_id:?}")));
             }
             match timezone {
                 Some(tz) => c.execute(
@@ -1396,7 +1348,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn list_stores(&self) -> BoxFuture<'_, StoreResult<Vec<StoreSummary>>> {
+    fn list_stores(&self) -> BoxFuture<'_, DbResult<Vec<StoreSummary>>> {
         self.run(|c| {
             let mut stores: Vec<StoreSummary> = c
                 .prepare(
@@ -1424,11 +1376,11 @@ impl Store for SqliteStore {
         })
     }
 
-    fn dashboard(&self, query: DashboardQuery) -> BoxFuture<'_, StoreResult<Dashboard>> {
+    fn dashboard(&self, query: DashboardQuery) -> BoxFuture<'_, DbResult<Dashboard>> {
         self.run(move |c| {
             let rows = dashboard_rows(c, &query)?;
             assemble(&query, rows)
-                .ok_or_else(|| StoreError::NotFound(format!("store {:?}", query.store_id)))
+                .ok_or_else(|| DbError::NotFound(format!("store {:?}", query.store_id)))
         })
     }
 }
@@ -1442,13 +1394,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("crm.db");
         let path = path.to_str().unwrap();
-        let first = SqliteStore::open(path)
+        let first = SqliteDb::open(path)
             .await
             .unwrap()
             .tenant_key()
             .await
             .unwrap();
-        let again = SqliteStore::open(path)
+        let again = SqliteDb::open(path)
             .await
             .unwrap()
             .tenant_key()
@@ -1493,9 +1445,9 @@ mod tests {
     /// Ingests `batches` at once, all queued before the writer is free (so one holder takes
     /// them as one group); answers in order.
     async fn as_one_group(
-        store: &SqliteStore,
+        store: &SqliteDb,
         batches: Vec<IngestBatch>,
-    ) -> Vec<StoreResult<Vec<EventStatus>>> {
+    ) -> Vec<DbResult<Vec<EventStatus>>> {
         let n = batches.len();
         let hold = Arc::clone(&store.conn).lock_owned().await;
         let tasks: Vec<_> = batches
@@ -1520,7 +1472,7 @@ mod tests {
     async fn a_group_commit_answers_each_batch_and_a_failing_batch_fails_alone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("crm.db");
-        let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        let store = SqliteDb::open(path.to_str().unwrap()).await.unwrap();
         // A batch the database refuses, as a full disk or a corrupt page would.
         Connection::open(&path)
             .unwrap()
@@ -1540,7 +1492,7 @@ mod tests {
         let answers = as_one_group(&store, batches).await;
 
         assert!(
-            matches!(answers[10], Err(StoreError::Sqlite(_))),
+            matches!(answers[10], Err(DbError::Sqlite(_))),
             "{:?}",
             answers[10]
         );
@@ -1557,7 +1509,7 @@ mod tests {
         let pair: Vec<_> = pair.into_iter().map(|(_, a)| a).collect();
         assert_eq!(
             pair.iter()
-                .filter(|a| matches!(a, Err(StoreError::Replayed)))
+                .filter(|a| matches!(a, Err(DbError::Replayed)))
                 .count(),
             1,
             "{pair:?}"
@@ -1567,7 +1519,7 @@ mod tests {
         // Alone, the refused batch is answered with its own error.
         assert!(matches!(
             store.ingest(batch("bad", events(3), "sig-bad-2")).await,
-            Err(StoreError::Sqlite(_))
+            Err(DbError::Sqlite(_))
         ));
         assert_eq!(store.event_count().await.unwrap(), 39 * 10);
 

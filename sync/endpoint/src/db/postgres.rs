@@ -16,71 +16,14 @@ use tokio_postgres::{Client, GenericClient, NoTls, Transaction};
 use super::dashboard::{
     DashboardRows, DeviceState, KioskRow, QUARTER_MS, TicketCount, TurnTiming, assemble,
 };
+use super::dialect::Dialect;
+use super::migrations;
 use super::{
-    ConsentRecord, CustomerRecord, Dashboard, DashboardQuery, Effect, FeedPage, IngestBatch,
-    IngestEvent, KioskHealth, KioskRecord, NewCustomer, NewKiosk, OpsFact, ReplayGuard,
-    SkewEstimate, Store, StoreError, StoreKind, StoreRecord, StoreResult, StoreStats, StoreSummary,
-    computed_segment, kiosk_profile, redemption_variant,
+    ConsentRecord, CustomerRecord, Dashboard, DashboardQuery, Database, DbError, DbKind, DbResult,
+    Effect, FeedPage, IngestBatch, IngestEvent, KioskHealth, KioskRecord, NewCustomer, NewKiosk,
+    OpsFact, ReplayGuard, SkewEstimate, StoreRecord, StoreStats, StoreSummary, computed_segment,
+    kiosk_profile, redemption_variant,
 };
-
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS stores (id TEXT PRIMARY KEY, name TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS kiosks (
-    id TEXT PRIMARY KEY, store_id TEXT NOT NULL REFERENCES stores(id), secret TEXT NOT NULL,
-    hardware_profile TEXT NOT NULL, firmware_version TEXT NOT NULL, enrolled_ms BIGINT NOT NULL,
-    last_seen_ms BIGINT, skew_ms BIGINT, skew_at_ms BIGINT, backlog BIGINT);
-CREATE TABLE IF NOT EXISTS enroll_codes (
-    code_hash TEXT PRIMARY KEY, store_id TEXT NOT NULL REFERENCES stores(id),
-    expires_ms BIGINT NOT NULL, used_ms BIGINT, kiosk_id TEXT);
-CREATE TABLE IF NOT EXISTS request_signatures (signature TEXT PRIMARY KEY, expires_ms BIGINT NOT NULL);
-CREATE INDEX IF NOT EXISTS request_signatures_expiry ON request_signatures(expires_ms);
-CREATE TABLE IF NOT EXISTS events (
-    id TEXT PRIMARY KEY, kiosk_id TEXT NOT NULL, store_id TEXT NOT NULL, seq BIGINT NOT NULL,
-    type TEXT NOT NULL, schema_version INTEGER NOT NULL, device_ms BIGINT NOT NULL,
-    corrected_ms BIGINT NOT NULL, received_ms BIGINT NOT NULL, card_token TEXT,
-    envelope TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS events_store_type ON events(store_id, type, corrected_ms);
-CREATE INDEX IF NOT EXISTS events_token ON events(card_token) WHERE card_token IS NOT NULL;
-CREATE TABLE IF NOT EXISTS customers (
-    card_token TEXT PRIMARY KEY, display_name TEXT, email TEXT, phone TEXT, locale TEXT,
-    home_store TEXT, registered_ms BIGINT, visits BIGINT NOT NULL DEFAULT 0,
-    last_visit_ms BIGINT, segment TEXT NOT NULL DEFAULT 'new',
-    segment_manual BOOLEAN NOT NULL DEFAULT FALSE);
-CREATE TABLE IF NOT EXISTS customer_stores (
-    card_token TEXT NOT NULL, store_id TEXT NOT NULL, PRIMARY KEY (card_token, store_id));
-CREATE TABLE IF NOT EXISTS consents (
-    id BIGSERIAL PRIMARY KEY, card_token TEXT NOT NULL, purpose TEXT NOT NULL,
-    given BOOLEAN NOT NULL, policy_version TEXT NOT NULL, policy_sha256 TEXT NOT NULL,
-    at_ms BIGINT NOT NULL, event_id TEXT);
-CREATE INDEX IF NOT EXISTS consents_token ON consents(card_token, at_ms);
-CREATE TABLE IF NOT EXISTS erasures (card_token TEXT PRIMARY KEY, erased_ms BIGINT NOT NULL);
-CREATE TABLE IF NOT EXISTS campaigns (id TEXT PRIMARY KEY, definition TEXT NOT NULL, updated_ms BIGINT NOT NULL);
-CREATE TABLE IF NOT EXISTS coupons (code TEXT PRIMARY KEY, campaign_id TEXT NOT NULL, variant TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS campaign_facts (
-    event_id TEXT PRIMARY KEY, store_id TEXT NOT NULL, campaign_id TEXT NOT NULL,
-    variant TEXT NOT NULL, kind TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS changes (
-    seq BIGSERIAL PRIMARY KEY, store_id TEXT, kind TEXT NOT NULL,
-    item_key TEXT NOT NULL, item TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS changes_store ON changes(store_id, seq);
-CREATE INDEX IF NOT EXISTS changes_key ON changes(kind, item_key);
-"#;
-
-/// The dashboard's tables (see the SQLite store and `store::dashboard`).
-const DASHBOARD_SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS store_timezones (
-    store_id TEXT PRIMARY KEY REFERENCES stores(id), timezone TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS turns (
-    turn_id TEXT PRIMARY KEY, store_id TEXT NOT NULL, kiosk_id TEXT NOT NULL, service TEXT,
-    identified BOOLEAN NOT NULL DEFAULT FALSE, issued_ms BIGINT, called_ms BIGINT, served_ms BIGINT);
-CREATE INDEX IF NOT EXISTS turns_store_issued ON turns(store_id, issued_ms);
-CREATE TABLE IF NOT EXISTS kiosk_devices (
-    kiosk_id TEXT NOT NULL, device TEXT NOT NULL, status TEXT NOT NULL, reason TEXT,
-    at_ms BIGINT NOT NULL, PRIMARY KEY (kiosk_id, device));
-CREATE INDEX IF NOT EXISTS events_device_log ON events(kiosk_id, corrected_ms, seq)
-    WHERE type = 'device_log';
-"#;
 
 /// Fills the dashboard's tables from the events stored before they existed (once per database).
 const DASHBOARD_BACKFILL: &str = r#"
@@ -115,13 +58,13 @@ const CHANGES_LOCK: i64 = 0x6b69_6f73_6b02;
 const POOL_SIZE: usize = 8;
 
 /// The PostgreSQL store: a small pool of connections.
-pub struct PgStore {
+pub struct PgDb {
     url: String,
     pool: Vec<Mutex<Client>>,
     next: AtomicUsize,
 }
 
-async fn connect_one(url: &str) -> StoreResult<Client> {
+async fn connect_one(url: &str) -> DbResult<Client> {
     let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
@@ -131,16 +74,45 @@ async fn connect_one(url: &str) -> StoreResult<Client> {
     Ok(client)
 }
 
-impl PgStore {
+/// Brings the database to the newest schema (see [`super::migrations`]); the caller holds the
+/// migration lock.
+async fn migrate(client: &mut Client) -> DbResult<()> {
+    client
+        .batch_execute(migrations::CREATE_VERSION_TABLE)
+        .await?;
+    let found: Option<i64> = client
+        .query_opt(migrations::READ_VERSION, &[])
+        .await?
+        .map(|r| r.get(0));
+    let write = Dialect::Postgres.sql(migrations::WRITE_VERSION);
+    for m in migrations::pending(Dialect::Postgres, found)? {
+        let tx = client.transaction().await?;
+        tx.batch_execute(m.sql).await?;
+        tx.execute(write.as_ref(), &[&m.version]).await?;
+        tx.commit().await?;
+        tracing::info!(
+            version = m.version,
+            name = m.name,
+            "postgres schema migrated"
+        );
+    }
+    Ok(())
+}
+
+impl PgDb {
     /// Connects to `url` (a libpq-style URL), migrates the schema and creates the tenant key if
     /// this is a new database.
-    pub async fn connect(url: &str) -> StoreResult<Self> {
+    pub async fn connect(url: &str) -> DbResult<Self> {
         let mut first = connect_one(url).await?;
+        // Replicas starting together: one migrates, the others wait on the lock.
         first
-            .batch_execute(&format!(
-                "SELECT pg_advisory_lock({MIGRATION_LOCK}); {SCHEMA} {DASHBOARD_SCHEMA} SELECT pg_advisory_unlock({MIGRATION_LOCK});"
-            ))
+            .batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
             .await?;
+        let migrated = migrate(&mut first).await;
+        first
+            .batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+            .await?;
+        migrated?;
         {
             // Replicas starting together: the second waits on the settings key, then skips.
             let tx = first.transaction().await?;
@@ -168,7 +140,7 @@ impl PgStore {
         for _ in 1..POOL_SIZE {
             pool.push(Mutex::new(connect_one(url).await?));
         }
-        Ok(PgStore {
+        Ok(PgDb {
             url: url.to_owned(),
             pool,
             next: AtomicUsize::new(0),
@@ -176,10 +148,10 @@ impl PgStore {
     }
 
     /// Runs `f` with a pooled connection, reconnecting it first if the server dropped it.
-    fn with<'a, T, F>(&'a self, f: F) -> BoxFuture<'a, StoreResult<T>>
+    fn with<'a, T, F>(&'a self, f: F) -> BoxFuture<'a, DbResult<T>>
     where
         T: Send + 'a,
-        F: for<'c> FnOnce(&'c mut Client) -> BoxFuture<'c, StoreResult<T>> + Send + 'a,
+        F: for<'c> FnOnce(&'c mut Client) -> BoxFuture<'c, DbResult<T>> + Send + 'a,
     {
         Box::pin(async move {
             let start = self.next.fetch_add(1, Ordering::Relaxed);
@@ -211,15 +183,15 @@ fn u64_of(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-fn token_of(s: String) -> StoreResult<CardToken> {
+fn token_of(s: String) -> DbResult<CardToken> {
     s.parse()
-        .map_err(|e| StoreError::Corrupt(format!("card token in database: {e}")))
+        .map_err(|e| DbError::Corrupt(format!("card token in database: {e}")))
 }
 
 /// Remembers a request signature; false when it was seen before. Forgets expired ones, but
 /// none another transaction is forgetting: in a batch's transaction a plain DELETE would hold
 /// the expired rows until commit, and every concurrent batch would queue behind it.
-async fn remember<C: GenericClient>(c: &C, guard: &ReplayGuard) -> StoreResult<bool> {
+async fn remember<C: GenericClient>(c: &C, guard: &ReplayGuard) -> DbResult<bool> {
     c.execute(
         "DELETE FROM request_signatures WHERE signature IN (
            SELECT signature FROM request_signatures WHERE expires_ms < $1
@@ -237,7 +209,7 @@ async fn remember<C: GenericClient>(c: &C, guard: &ReplayGuard) -> StoreResult<b
     Ok(n > 0)
 }
 
-async fn consents<C: GenericClient>(c: &C, token: &str) -> StoreResult<Vec<ConsentRecord>> {
+async fn consents<C: GenericClient>(c: &C, token: &str) -> DbResult<Vec<ConsentRecord>> {
     let rows = c
         .query(
             "SELECT purpose, given, policy_version, policy_sha256, at_ms FROM consents
@@ -257,17 +229,14 @@ async fn consents<C: GenericClient>(c: &C, token: &str) -> StoreResult<Vec<Conse
         .collect())
 }
 
-async fn lock_changes(tx: &Transaction<'_>) -> StoreResult<()> {
+async fn lock_changes(tx: &Transaction<'_>) -> DbResult<()> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHANGES_LOCK])
         .await?;
     Ok(())
 }
 
 /// What a store's kiosks may know of a customer (`None`: unknown, or never registered a name).
-async fn customer_profile<C: GenericClient>(
-    c: &C,
-    token: &CardToken,
-) -> StoreResult<Option<Profile>> {
+async fn customer_profile<C: GenericClient>(c: &C, token: &CardToken) -> DbResult<Option<Profile>> {
     let t = token.as_str();
     let row = c
         .query_opt(
@@ -291,7 +260,7 @@ async fn customer_profile<C: GenericClient>(
 
 /// Publishes a customer's current profile to every store that knows them (see the SQLite store).
 /// The caller holds the changes lock.
-async fn emit_profile(tx: &Transaction<'_>, token: &CardToken) -> StoreResult<()> {
+async fn emit_profile(tx: &Transaction<'_>, token: &CardToken) -> DbResult<()> {
     let t = token.as_str();
     let Some(profile) = customer_profile(tx, token).await? else {
         return Ok(());
@@ -319,7 +288,7 @@ async fn emit_profile(tx: &Transaction<'_>, token: &CardToken) -> StoreResult<()
     Ok(())
 }
 
-async fn link_store(tx: &Transaction<'_>, token: &CardToken, store: &str) -> StoreResult<bool> {
+async fn link_store(tx: &Transaction<'_>, token: &CardToken, store: &str) -> DbResult<bool> {
     Ok(tx
         .execute(
             "INSERT INTO customer_stores (card_token, store_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -329,11 +298,7 @@ async fn link_store(tx: &Transaction<'_>, token: &CardToken, store: &str) -> Sto
         > 0)
 }
 
-async fn refresh_segment(
-    tx: &Transaction<'_>,
-    token: &CardToken,
-    now_ms: i64,
-) -> StoreResult<bool> {
+async fn refresh_segment(tx: &Transaction<'_>, token: &CardToken, now_ms: i64) -> DbResult<bool> {
     let t = token.as_str();
     let row = tx
         .query_opt(
@@ -363,7 +328,7 @@ async fn apply_effect(
     corrected_ms: i64,
     effect: &Effect,
     dirty: &mut BTreeSet<CardToken>,
-) -> StoreResult<()> {
+) -> DbResult<()> {
     match effect {
         Effect::None => {}
         Effect::Registered {
@@ -509,7 +474,7 @@ async fn apply_ops<'e>(
     tx: &Transaction<'_>,
     batch: &IngestBatch,
     accepted: impl Iterator<Item = &'e IngestEvent>,
-) -> StoreResult<()> {
+) -> DbResult<()> {
     use std::collections::BTreeMap;
     let mut issued: BTreeMap<uuid::Uuid, (&str, bool, i64)> = BTreeMap::new();
     let mut called: BTreeMap<uuid::Uuid, i64> = BTreeMap::new();
@@ -605,7 +570,7 @@ async fn apply_ops<'e>(
 }
 
 /// The dashboard's rows of one store and window, read in one repeatable-read snapshot.
-async fn dashboard_rows(c: &mut Client, q: &DashboardQuery) -> StoreResult<DashboardRows> {
+async fn dashboard_rows(c: &mut Client, q: &DashboardQuery) -> DbResult<DashboardRows> {
     let tx = c
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -659,7 +624,7 @@ async fn dashboard_rows(c: &mut Client, q: &DashboardQuery) -> StoreResult<Dashb
             service_ms: r.get(2),
         })
         .collect();
-    let by_payload = async |field: &str, kind: &str| -> StoreResult<Vec<(Option<String>, i64)>> {
+    let by_payload = async |field: &str, kind: &str| -> DbResult<Vec<(Option<String>, i64)>> {
         let sql = format!(
             "SELECT envelope::jsonb #>> '{{payload,{field}}}', COUNT(*) FROM events
              WHERE store_id = $1 AND type = '{kind}' AND corrected_ms >= $3 AND corrected_ms <= $4
@@ -766,7 +731,7 @@ async fn insert_events(
     tx: &Transaction<'_>,
     batch: &IngestBatch,
     envelopes: &[&str],
-) -> StoreResult<HashSet<uuid::Uuid>> {
+) -> DbResult<HashSet<uuid::Uuid>> {
     let evs = &batch.events;
     let ids: Vec<String> = evs.iter().map(|e| e.id.to_string()).collect();
     let seqs: Vec<i64> = evs.iter().map(|e| i64_of(e.seq)).collect();
@@ -807,30 +772,29 @@ async fn insert_events(
     rows.iter()
         .map(|r| {
             let id: &str = r.get(0);
-            uuid::Uuid::parse_str(id)
-                .map_err(|e| StoreError::Corrupt(format!("event id {id}: {e}")))
+            uuid::Uuid::parse_str(id).map_err(|e| DbError::Corrupt(format!("event id {id}: {e}")))
         })
         .collect()
 }
 
-impl Store for PgStore {
-    fn kind(&self) -> StoreKind {
-        StoreKind::Postgres
+impl Database for PgDb {
+    fn kind(&self) -> DbKind {
+        DbKind::Postgres
     }
 
-    fn tenant_key(&self) -> BoxFuture<'_, StoreResult<TenantKey>> {
+    fn tenant_key(&self) -> BoxFuture<'_, DbResult<TenantKey>> {
         self.with(|c| {
             Box::pin(async move {
                 let v: String = c
                     .query_one("SELECT value FROM settings WHERE key = 'tenant_key'", &[])
                     .await?
                     .get(0);
-                Key32::from_base64(&v).map_err(|e| StoreError::Corrupt(format!("tenant key: {e}")))
+                Key32::from_base64(&v).map_err(|e| DbError::Corrupt(format!("tenant key: {e}")))
             })
         })
     }
 
-    fn set_tenant_key_if_unused(&self, key: TenantKey) -> BoxFuture<'_, StoreResult<bool>> {
+    fn set_tenant_key_if_unused(&self, key: TenantKey) -> BoxFuture<'_, DbResult<bool>> {
         self.with(move |c| {
             Box::pin(async move {
                 let n = c
@@ -845,7 +809,7 @@ impl Store for PgStore {
         })
     }
 
-    fn upsert_store(&self, store: StoreRecord) -> BoxFuture<'_, StoreResult<()>> {
+    fn upsert_store(&self, store: StoreRecord) -> BoxFuture<'_, DbResult<()>> {
         self.with(move |c| {
             Box::pin(async move {
                 c.execute(
@@ -859,7 +823,7 @@ impl Store for PgStore {
         })
     }
 
-    fn store(&self, id: String) -> BoxFuture<'_, StoreResult<Option<StoreRecord>>> {
+    fn store(&self, id: String) -> BoxFuture<'_, DbResult<Option<StoreRecord>>> {
         self.with(move |c| {
             Box::pin(async move {
                 Ok(
@@ -879,7 +843,7 @@ impl Store for PgStore {
         code_hash: String,
         store_id: String,
         expires_ms: i64,
-    ) -> BoxFuture<'_, StoreResult<()>> {
+    ) -> BoxFuture<'_, DbResult<()>> {
         self.with(move |c| {
             Box::pin(async move {
                 let exists: bool = c
@@ -887,7 +851,7 @@ impl Store for PgStore {
                     .await?
                     .get(0);
                 if !exists {
-                    return Err(StoreError::NotFound(format!("store {store_id:?}")));
+                    return Err(DbError::NotFound(format!("store {store_id:?}")));
                 }
                 c.execute(
                     "INSERT INTO enroll_codes (code_hash, store_id, expires_ms) VALUES ($1, $2, $3)",
@@ -904,7 +868,7 @@ impl Store for PgStore {
         code_hash: String,
         now_ms: i64,
         kiosk: NewKiosk,
-    ) -> BoxFuture<'_, StoreResult<Option<StoreRecord>>> {
+    ) -> BoxFuture<'_, DbResult<Option<StoreRecord>>> {
         self.with(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
@@ -939,7 +903,7 @@ impl Store for PgStore {
         })
     }
 
-    fn kiosk(&self, kiosk_id: String) -> BoxFuture<'_, StoreResult<Option<KioskRecord>>> {
+    fn kiosk(&self, kiosk_id: String) -> BoxFuture<'_, DbResult<Option<KioskRecord>>> {
         self.with(move |c| {
             Box::pin(async move {
                 let Some(r) = c
@@ -953,7 +917,7 @@ impl Store for PgStore {
                 };
                 let secret: String = r.get(1);
                 let secret = Key32::from_base64(&secret)
-                    .map_err(|e| StoreError::Corrupt(format!("secret of kiosk {kiosk_id}: {e}")))?;
+                    .map_err(|e| DbError::Corrupt(format!("secret of kiosk {kiosk_id}: {e}")))?;
                 let skew = r
                     .get::<_, Option<i64>>(2)
                     .zip(r.get::<_, Option<i64>>(3))
@@ -973,7 +937,7 @@ impl Store for PgStore {
         signature: String,
         expires_ms: i64,
         now_ms: i64,
-    ) -> BoxFuture<'_, StoreResult<bool>> {
+    ) -> BoxFuture<'_, DbResult<bool>> {
         self.with(move |c| {
             Box::pin(async move {
                 let guard = ReplayGuard {
@@ -986,7 +950,7 @@ impl Store for PgStore {
         })
     }
 
-    fn touch_kiosk(&self, kiosk_id: String, now_ms: i64) -> BoxFuture<'_, StoreResult<()>> {
+    fn touch_kiosk(&self, kiosk_id: String, now_ms: i64) -> BoxFuture<'_, DbResult<()>> {
         self.with(move |c| {
             Box::pin(async move {
                 c.execute(
@@ -999,14 +963,14 @@ impl Store for PgStore {
         })
     }
 
-    fn ingest(&self, batch: IngestBatch) -> BoxFuture<'_, StoreResult<Vec<EventStatus>>> {
+    fn ingest(&self, batch: IngestBatch) -> BoxFuture<'_, DbResult<Vec<EventStatus>>> {
         self.with(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
                 if let Some(guard) = &batch.replay
                     && !remember(&tx, guard).await?
                 {
-                    return Err(StoreError::Replayed);
+                    return Err(DbError::Replayed);
                 }
                 // A registration of a customer erased after it happened is stored redacted and
                 // creates no profile.
@@ -1086,7 +1050,7 @@ impl Store for PgStore {
         })
     }
 
-    fn insert_events_bare(&self, batch: IngestBatch) -> BoxFuture<'_, StoreResult<u64>> {
+    fn insert_events_bare(&self, batch: IngestBatch) -> BoxFuture<'_, DbResult<u64>> {
         self.with(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
@@ -1099,7 +1063,7 @@ impl Store for PgStore {
         })
     }
 
-    fn event_count(&self) -> BoxFuture<'_, StoreResult<u64>> {
+    fn event_count(&self) -> BoxFuture<'_, DbResult<u64>> {
         self.with(|c| {
             Box::pin(async move {
                 let n: i64 = c
@@ -1111,12 +1075,7 @@ impl Store for PgStore {
         })
     }
 
-    fn feed(
-        &self,
-        store_id: String,
-        cursor: u64,
-        limit: u32,
-    ) -> BoxFuture<'_, StoreResult<FeedPage>> {
+    fn feed(&self, store_id: String, cursor: u64, limit: u32) -> BoxFuture<'_, DbResult<FeedPage>> {
         self.with(move |c| {
             Box::pin(async move {
                 let rows = c
@@ -1147,7 +1106,7 @@ impl Store for PgStore {
         &self,
         store_id: String,
         token: CardToken,
-    ) -> BoxFuture<'_, StoreResult<Option<kiosk_protocol::wire::Profile>>> {
+    ) -> BoxFuture<'_, DbResult<Option<kiosk_protocol::wire::Profile>>> {
         self.with(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
@@ -1164,7 +1123,7 @@ impl Store for PgStore {
         })
     }
 
-    fn upsert_campaign(&self, campaign: Campaign, now_ms: i64) -> BoxFuture<'_, StoreResult<()>> {
+    fn upsert_campaign(&self, campaign: Campaign, now_ms: i64) -> BoxFuture<'_, DbResult<()>> {
         self.with(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
@@ -1200,7 +1159,7 @@ impl Store for PgStore {
         })
     }
 
-    fn campaigns(&self) -> BoxFuture<'_, StoreResult<Vec<Campaign>>> {
+    fn campaigns(&self) -> BoxFuture<'_, DbResult<Vec<Campaign>>> {
         self.with(|c| {
             Box::pin(async move {
                 let rows = c
@@ -1215,7 +1174,7 @@ impl Store for PgStore {
         })
     }
 
-    fn customer(&self, token: CardToken) -> BoxFuture<'_, StoreResult<Option<CustomerRecord>>> {
+    fn customer(&self, token: CardToken) -> BoxFuture<'_, DbResult<Option<CustomerRecord>>> {
         self.with(move |c| {
             Box::pin(async move {
                 let t = token.as_str();
@@ -1258,7 +1217,7 @@ impl Store for PgStore {
         token: CardToken,
         segment: Option<String>,
         now_ms: i64,
-    ) -> BoxFuture<'_, StoreResult<bool>> {
+    ) -> BoxFuture<'_, DbResult<bool>> {
         self.with(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
@@ -1291,7 +1250,7 @@ impl Store for PgStore {
         })
     }
 
-    fn recompute_segments(&self, now_ms: i64) -> BoxFuture<'_, StoreResult<u64>> {
+    fn recompute_segments(&self, now_ms: i64) -> BoxFuture<'_, DbResult<u64>> {
         self.with(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
@@ -1320,7 +1279,7 @@ impl Store for PgStore {
         })
     }
 
-    fn upsert_customer(&self, cu: NewCustomer, now_ms: i64) -> BoxFuture<'_, StoreResult<()>> {
+    fn upsert_customer(&self, cu: NewCustomer, now_ms: i64) -> BoxFuture<'_, DbResult<()>> {
         self.with(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
@@ -1368,7 +1327,7 @@ impl Store for PgStore {
         })
     }
 
-    fn erase_customer(&self, token: CardToken, now_ms: i64) -> BoxFuture<'_, StoreResult<bool>> {
+    fn erase_customer(&self, token: CardToken, now_ms: i64) -> BoxFuture<'_, DbResult<bool>> {
         self.with(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
@@ -1420,11 +1379,11 @@ impl Store for PgStore {
         })
     }
 
-    fn stats(&self, store_id: String) -> BoxFuture<'_, StoreResult<StoreStats>> {
+    fn stats(&self, store_id: String) -> BoxFuture<'_, DbResult<StoreStats>> {
         self.with(move |c| {
             Box::pin(async move {
                 let s = &store_id;
-                let count = async |sql: &str| -> StoreResult<u64> {
+                let count = async |sql: &str| -> DbResult<u64> {
                     Ok(u64_of(c.query_one(sql, &[s]).await?.get::<_, i64>(0)))
                 };
                 let events = count("SELECT COUNT(*) FROM events WHERE store_id = $1").await?;
@@ -1492,7 +1451,7 @@ impl Store for PgStore {
         &self,
         store_id: String,
         timezone: Option<String>,
-    ) -> BoxFuture<'_, StoreResult<()>> {
+    ) -> BoxFuture<'_, DbResult<()>> {
         self.with(move |c| {
             Box::pin(async move {
                 let exists: bool = c
@@ -1503,7 +1462,7 @@ impl Store for PgStore {
                     .await?
                     .get(0);
                 if !exists {
-                    return Err(StoreError::NotFound(format!("store {store_id:?}")));
+                    return Err(DbError::NotFound(format!("store {store_id:?}")));
                 }
                 match timezone {
                     Some(tz) => {
@@ -1527,7 +1486,7 @@ impl Store for PgStore {
         })
     }
 
-    fn list_stores(&self) -> BoxFuture<'_, StoreResult<Vec<StoreSummary>>> {
+    fn list_stores(&self) -> BoxFuture<'_, DbResult<Vec<StoreSummary>>> {
         self.with(|c| {
             Box::pin(async move {
                 let mut stores: Vec<StoreSummary> = c
@@ -1559,12 +1518,12 @@ impl Store for PgStore {
         })
     }
 
-    fn dashboard(&self, query: DashboardQuery) -> BoxFuture<'_, StoreResult<Dashboard>> {
+    fn dashboard(&self, query: DashboardQuery) -> BoxFuture<'_, DbResult<Dashboard>> {
         self.with(move |c| {
             Box::pin(async move {
                 let rows = dashboard_rows(c, &query).await?;
                 assemble(&query, rows)
-                    .ok_or_else(|| StoreError::NotFound(format!("store {:?}", query.store_id)))
+                    .ok_or_else(|| DbError::NotFound(format!("store {:?}", query.store_id)))
             })
         })
     }
