@@ -8,10 +8,18 @@ use std::borrow::Cow;
 pub use super::DbKind as Dialect;
 
 impl Dialect {
-    /// `text` with its placeholders in this dialect: `?N` becomes `$N` on PostgreSQL (outside
-    /// quoted strings, so `'?'` stays a question mark).
+    /// `text` in this dialect. Shared statements use `?N` placeholders, which become `$N` on
+    /// PostgreSQL (outside quoted strings, so `'?'` stays a question mark), and the two-argument
+    /// `GREATEST(`/`LEAST(`, which are `MAX(`/`MIN(` on SQLite. Everything else in them (`ON
+    /// CONFLICT`, `RETURNING`, `TRUE`, `CAST(? AS TEXT)`) both databases read alike.
     pub fn sql(self, text: &str) -> Cow<'_, str> {
-        if self == Dialect::Sqlite || !text.contains('?') {
+        if self == Dialect::Sqlite {
+            if text.contains("GREATEST(") || text.contains("LEAST(") {
+                return Cow::Owned(text.replace("GREATEST(", "MAX(").replace("LEAST(", "MIN("));
+            }
+            return Cow::Borrowed(text);
+        }
+        if !text.contains('?') {
             return Cow::Borrowed(text);
         }
         let mut out = String::with_capacity(text.len());
@@ -48,6 +56,10 @@ mod tests {
     fn placeholders_are_numbered_per_dialect_and_strings_kept() {
         let text = "SELECT COALESCE(service, '?') FROM t WHERE a = ?1 AND (?2 IS NULL OR b = ?2)";
         assert_eq!(Dialect::Sqlite.sql(text), text);
+        assert_eq!(
+            Dialect::Sqlite.sql("SET a = GREATEST(a, ?2), b = LEAST(b, ?2)"),
+            "SET a = MAX(a, ?2), b = MIN(b, ?2)"
+        );
         assert_eq!(
             Dialect::Postgres.sql(text),
             "SELECT COALESCE(service, '?') FROM t WHERE a = $1 AND ($2 IS NULL OR b = $2)"

@@ -9,8 +9,10 @@
 
 pub mod dashboard;
 pub mod dialect;
+pub mod exec;
 pub mod migrations;
 pub mod postgres;
+pub(crate) mod shared;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -63,6 +65,9 @@ pub enum DbError {
         /// Newest version this endpoint knows.
         supported: i64,
     },
+    /// A bug: an invariant of the endpoint's own code does not hold.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
     /// A batch committed together with others (see the SQLite store's group commit) failed
     /// because their shared transaction did.
     #[error("the transaction this batch was part of failed: {0}")]
