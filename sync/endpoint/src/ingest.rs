@@ -2,7 +2,7 @@
 //! JSON Schema of the envelope, then the Rust types), given a skew-corrected time beside its
 //! device time (DESIGN.md invariant 6), and mapped to its effects on customers and campaigns.
 //!
-//! Data flow: outbox → batch → **ingest** → store. Pure: no I/O, time passed in.
+//! Data flow: outbox → batch → **ingest** → db. Pure: no I/O, time passed in.
 
 use kiosk_protocol::events::{ConsentPurpose, DeviceHealth, DeviceKind, Envelope, Event};
 use kiosk_protocol::wire::KioskClock;

@@ -6,6 +6,12 @@
 //! Data flow: kiosk outbox → batch → [`api`] (authenticate, size limits) → [`ingest`] (validate,
 //! correct time) → [`db`] (dedupe by event id, forever) → feed → kiosk caches.
 //!
+//! Layout: [`http`] (state, errors, authentication extractors) ← the route modules
+//! [`api::kiosk`], [`api::admin`] and [`dashboard`], each owning its routes and their OpenAPI
+//! operations ← [`routes`] (the one route table) ← [`openapi`] and [`router`]. [`db`] is the
+//! database layer: one logic for SQLite and PostgreSQL behind a small dialect seam, with
+//! numbered migrations (see its docs and the crate's README).
+//!
 //! Embedding (the firmware's `kiosk demo` runs the endpoint in-process):
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

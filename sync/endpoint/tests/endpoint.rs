@@ -1003,22 +1003,18 @@ async fn health_needs_no_credentials_and_openapi_is_served() {
 #[tokio::test]
 async fn demo_seed_makes_tokens_from_the_demo_uids_and_key() {
     common::install_crypto();
-    let (store, _dir) = common::open_db(Backend::Sqlite).await;
-    let seed = crm_endpoint::seed_demo(&store).await.unwrap();
+    let (db, _dir) = common::open_db(Backend::Sqlite).await;
+    let seed = crm_endpoint::seed_demo(&db).await.unwrap();
     assert_eq!(seed.tenant_key, crm_endpoint::DEMO_TENANT_KEY);
     for (c, t) in crm_endpoint::DEMO_CUSTOMERS.iter().zip(&seed.tokens) {
         assert_eq!(&crm_endpoint::demo_token(c), t);
-        let rec = store.customer(t.clone()).await.unwrap().unwrap();
+        let rec = db.customer(t.clone()).await.unwrap().unwrap();
         assert_eq!(rec.segment, c.segment);
     }
-    assert_eq!(store.campaigns().await.unwrap().len(), 2);
-    let again = crm_endpoint::seed_demo(&store).await.unwrap();
+    assert_eq!(db.campaigns().await.unwrap().len(), 2);
+    let again = crm_endpoint::seed_demo(&db).await.unwrap();
     assert_eq!(again.tokens, seed.tokens);
-    let ana = store
-        .customer(seed.tokens[0].clone())
-        .await
-        .unwrap()
-        .unwrap();
+    let ana = db.customer(seed.tokens[0].clone()).await.unwrap().unwrap();
     assert_eq!(
         ana.consents.len(),
         2,

@@ -1,4 +1,4 @@
-//! The seam between the two SQL dialects. Shared statements ([`super::sql`]) are written once,
+//! The seam between the two SQL dialects. Shared statements (`db::shared`) are written once,
 //! in SQLite's syntax with numbered placeholders (`?1`); [`Dialect::sql`] turns them into
 //! PostgreSQL's (`$1`). What differs beyond placeholders (JSON access, a column's type, group
 //! functions) is a [`Dialect`] method, so the statement text around it stays shared.

@@ -1,11 +1,11 @@
-//! The thin connection abstraction the shared logic ([`super::shared`]) runs its statements
-//! through: [`Exec`] (execute, query) over dialect-neutral [`Value`]s and [`Row`]s, implemented
-//! once per backend ([`super::sqlite::SqliteExec`], [`super::postgres::PgExec`]).
+//! The thin connection abstraction the shared logic (`db::shared`) runs its statements
+//! through: `Exec` (execute, query) over dialect-neutral [`Value`]s and [`Row`]s, implemented
+//! once per backend (`SqliteExec`, `PgExec`).
 //!
 //! Why async for both: tokio-postgres is async and rusqlite is not. The shared logic is written
-//! as `async fn`s generic over [`Exec`]; the PostgreSQL executor really awaits the server, the
+//! as `async fn`s generic over `Exec`; the PostgreSQL executor really awaits the server, the
 //! SQLite executor answers at once (its futures are always ready), so the SQLite store polls the
-//! shared logic to completion on its blocking thread ([`run_ready`]) inside its own transaction
+//! shared logic to completion on its blocking thread (`run_ready`) inside its own transaction
 //! and group commit. Each backend keeps its concurrency strategy; only the SQL text, the row
 //! mapping and the decisions are shared.
 

@@ -1,11 +1,20 @@
-//! Persistence of the CRM endpoint behind one async [`Database`] trait, with two implementations:
-//! SQLite ([`sqlite::SqliteDb`], the default, one file) and PostgreSQL
-//! ([`postgres::PgDb`], for a fleet: several endpoint replicas share one database and rely on
-//! its transactions and unique constraints).
+//! The endpoint's database layer behind one async [`Database`] trait, with two backends: SQLite
+//! ([`sqlite::SqliteDb`], the default, one file) and PostgreSQL ([`postgres::PgDb`], for a
+//! fleet: several endpoint replicas share one database and rely on its transactions and unique
+//! constraints). ("Store" in this crate is always a shop: [`StoreRecord`], `store_id`.)
 //!
-//! Data flow: HTTP handlers → (validated, time-corrected) [`IngestBatch`] → **store** → feed /
-//! statistics. Handlers never speak SQL; the dashboard adds its queries here, as trait methods
-//! implemented by both backends (the shared test suite runs against both).
+//! Data flow: HTTP handlers → (validated, time-corrected) [`IngestBatch`] → **db** → feed /
+//! statistics. Handlers never speak SQL.
+//!
+//! Layout: this module holds the trait, its records and the pure decisions (segments, consent
+//! flags, redaction, NPS); `shared` holds the logic that speaks SQL, written once for both
+//! databases and run through `exec::Exec`; [`dialect`] is the seam where the two SQL dialects
+//! differ (placeholders, `GREATEST`, JSON access); [`migrations`] the numbered schema of each;
+//! [`dashboard`] the dashboard's figures from its rows. [`sqlite`] and [`postgres`] keep only what
+//! really differs: how a call gets a connection and a transaction (one writer with group commit
+//! and a reader, versus a pool), how a batch's events are inserted (per event, versus one
+//! `UNNEST` statement) and the dashboard facts of a batch (per event, versus folded per batch).
+//! The shared test suite in `tests/` runs against both.
 
 pub mod dashboard;
 pub mod dialect;
@@ -24,23 +33,23 @@ use serde::{Deserialize, Serialize};
 
 pub use dashboard::{Dashboard, DashboardQuery, StoreSummary};
 
-/// Result of every store call.
+/// Result of every database call.
 pub type DbResult<T> = Result<T, DbError>;
 
-/// What can go wrong in a store.
+/// What can go wrong in the database layer.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// The database URL is neither `sqlite://...` nor `postgres://...`.
     #[error("database url {0:?} is not supported; use sqlite://PATH or postgres://USER@HOST/DB")]
     BadUrl(String),
     /// SQLite failed.
-    #[error("sqlite store failed")]
+    #[error("sqlite database failed")]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL failed.
-    #[error("postgres store failed")]
+    #[error("postgres database failed")]
     Postgres(#[from] tokio_postgres::Error),
-    /// A blocking store task panicked or was cancelled.
-    #[error("sqlite worker thread failed")]
+    /// A blocking database task panicked or was cancelled.
+    #[error("database worker thread failed")]
     Worker(#[from] tokio::task::JoinError),
     /// Stored JSON could not be read back.
     #[error("stored json is unreadable")]
@@ -74,7 +83,7 @@ pub enum DbError {
     GroupFailed(String),
 }
 
-/// Which database backs a store.
+/// Which database backs the endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DbKind {

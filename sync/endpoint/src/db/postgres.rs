@@ -1,5 +1,5 @@
 //! The PostgreSQL database, for a fleet: several endpoint replicas share one database through a
-//! small pool of connections each. The logic is [`super::shared`]'s, run through [`PgExec`];
+//! small pool of connections each. The logic is `db::shared`'s, run through `PgExec`;
 //! this file holds the pool, the batch's one-statement insert and its folded dashboard facts.
 //! Dedupe
 //! rests on the primary key of `events` (`INSERT ... ON CONFLICT DO NOTHING` inside the batch's

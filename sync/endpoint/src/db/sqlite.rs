@@ -1,7 +1,7 @@
 //! The SQLite database: one file in WAL mode, one writer connection owned by whichever blocking
 //! request holds its lock, on a blocking thread (SQLite has one writer anyway), with group commit
 //! of concurrent batches; a read-only connection for the kiosks' lookups. The logic is
-//! [`super::shared`]'s, run through [`SqliteExec`]; this file holds how it gets a connection,
+//! `db::shared`'s, run through `SqliteExec`; this file holds how it gets a connection,
 //! the group commit and the per-event inserts of a batch.
 
 use std::collections::BTreeSet;
@@ -554,19 +554,19 @@ mod tests {
     /// Ingests `batches` at once, all queued before the writer is free (so one holder takes
     /// them as one group); answers in order.
     async fn as_one_group(
-        store: &SqliteDb,
+        db: &SqliteDb,
         batches: Vec<IngestBatch>,
     ) -> Vec<DbResult<Vec<EventStatus>>> {
         let n = batches.len();
-        let hold = Arc::clone(&store.conn).lock_owned().await;
+        let hold = Arc::clone(&db.conn).lock_owned().await;
         let tasks: Vec<_> = batches
             .into_iter()
             .map(|b| {
-                let store = store.clone();
-                tokio::spawn(async move { store.ingest(b).await })
+                let db = db.clone();
+                tokio::spawn(async move { db.ingest(b).await })
             })
             .collect();
-        while lock_queue(&store.pending).len() < n {
+        while lock_queue(&db.pending).len() < n {
             tokio::task::yield_now().await;
         }
         drop(hold);
@@ -581,7 +581,7 @@ mod tests {
     async fn a_group_commit_answers_each_batch_and_a_failing_batch_fails_alone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("crm.db");
-        let store = SqliteDb::open(path.to_str().unwrap()).await.unwrap();
+        let db = SqliteDb::open(path.to_str().unwrap()).await.unwrap();
         // A batch the database refuses, as a full disk or a corrupt page would.
         Connection::open(&path)
             .unwrap()
@@ -598,7 +598,7 @@ mod tests {
         // The same signed request twice (other events, to see which one was stored).
         batches.push(batch("k0", events(10), "sig-0"));
         batches.push(batch("k0", events(10), "sig-0"));
-        let answers = as_one_group(&store, batches).await;
+        let answers = as_one_group(&db, batches).await;
 
         assert!(
             matches!(answers[10], Err(DbError::Sqlite(_))),
@@ -624,20 +624,20 @@ mod tests {
             "{pair:?}"
         );
         assert!(pair.iter().any(|a| a.is_ok()));
-        assert_eq!(store.event_count().await.unwrap(), 39 * 10);
+        assert_eq!(db.event_count().await.unwrap(), 39 * 10);
         // Alone, the refused batch is answered with its own error.
         assert!(matches!(
-            store.ingest(batch("bad", events(3), "sig-bad-2")).await,
+            db.ingest(batch("bad", events(3), "sig-bad-2")).await,
             Err(DbError::Sqlite(_))
         ));
-        assert_eq!(store.event_count().await.unwrap(), 39 * 10);
+        assert_eq!(db.event_count().await.unwrap(), 39 * 10);
 
         // A group without failures: new events accepted, a resent batch found duplicate.
         let mut again: Vec<IngestBatch> = (40..60)
             .map(|k| batch(&format!("k{k}"), events(5), &format!("sig-{k}")))
             .collect();
         again.push(batch("k1", resent, "sig-resent"));
-        let answers = as_one_group(&store, again).await;
+        let answers = as_one_group(&db, again).await;
         for a in &answers[..20] {
             assert_eq!(a.as_ref().unwrap(), &vec![EventStatus::Accepted; 5]);
         }
@@ -645,6 +645,6 @@ mod tests {
             answers[20].as_ref().unwrap(),
             &vec![EventStatus::Duplicate; 10]
         );
-        assert_eq!(store.event_count().await.unwrap(), 39 * 10 + 20 * 5);
+        assert_eq!(db.event_count().await.unwrap(), 39 * 10 + 20 * 5);
     }
 }
