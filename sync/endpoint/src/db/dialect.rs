@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-pub use super::DbKind as Dialect;
+pub use super::model::DbKind as Dialect;
 
 impl Dialect {
     /// `text` in this dialect. Shared statements use `?N` placeholders, which become `$N` on

@@ -12,7 +12,7 @@
 use std::future::Future;
 
 use super::dialect::Dialect;
-use super::{DbError, DbResult};
+use super::model::{DbError, DbResult};
 
 /// A value passed to or read from SQL, whatever the database.
 #[derive(Debug, Clone, PartialEq)]

@@ -13,7 +13,7 @@
 //! once, by [`pending`].
 
 use super::dialect::Dialect;
-use super::{DbError, DbResult};
+use super::model::{DbError, DbResult};
 
 /// One step of the schema.
 #[derive(Debug, Clone, Copy)]

@@ -17,11 +17,11 @@ use tokio::sync::Mutex;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, GenericClient, NoTls, Transaction};
 
+use super::database::Database;
 use super::dialect::Dialect;
 use super::exec::{Exec, Row, Value, args};
-use super::{
-    Database, DbError, DbKind, DbResult, IngestBatch, IngestEvent, OpsFact, migrations, shared,
-};
+use super::model::{DbError, DbKind, DbResult, IngestBatch, IngestEvent, OpsFact};
+use super::{migrations, shared};
 
 /// Fills the dashboard's tables from the events stored before they existed (once per database).
 const DASHBOARD_BACKFILL: &str = r#"
@@ -344,7 +344,7 @@ impl PgDb {
     }
 }
 
-/// Records what a batch's accepted events tell the dashboard (see [`super::OpsFact`]): at most
+/// Records what a batch's accepted events tell the dashboard (see [`OpsFact`]): at most
 /// one statement per kind of fact, whatever the batch's size. The facts are folded first, per turn
 /// and per device, into what applying them one by one in order would leave (the first call and
 /// service of a turn, the latest status of a device, the last issue of a turn), since one

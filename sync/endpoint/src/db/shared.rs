@@ -13,15 +13,16 @@ use kiosk_protocol::CardToken;
 use kiosk_protocol::wire::{Campaign, FeedItem, Key32, Profile, TenantKey};
 
 use super::dashboard::{
-    DashboardRows, DeviceState, KioskRow, QUARTER_MS, TicketCount, TurnTiming, assemble,
+    Dashboard, DashboardQuery, DashboardRows, DeviceState, KioskRow, QUARTER_MS, StoreSummary,
+    TicketCount, TurnTiming, assemble,
 };
 use super::dialect::Dialect;
 use super::exec::{Exec, Row, args};
-use super::{
-    ConsentRecord, CustomerRecord, Dashboard, DashboardQuery, DbError, DbResult, Effect, FeedPage,
-    IngestBatch, IngestEvent, KioskHealth, KioskRecord, NewCustomer, NewKiosk, ReplayGuard,
-    SkewEstimate, StoreRecord, StoreStats, StoreSummary, computed_segment, kiosk_profile,
-    redemption_variant,
+use super::model::{
+    ConsentRecord, CustomerRecord, DbError, DbResult, Effect, FeedPage, IngestBatch, IngestEvent,
+    KioskHealth, KioskRecord, NewCustomer, NewKiosk, ReplayGuard, SkewEstimate, StoreRecord,
+    StoreStats, computed_segment, erasure_item, kiosk_profile, nps_of, redact_registration,
+    redemption_variant, variant_stats,
 };
 
 pub(crate) fn i64_of(v: u64) -> i64 {
@@ -77,7 +78,7 @@ pub(crate) async fn finish_open(e: &impl Exec, backfill: &str) -> DbResult<()> {
     Ok(())
 }
 
-/// See [`super::Database::set_tenant_key_if_unused`].
+/// See [`super::database::Database::set_tenant_key_if_unused`].
 pub(crate) async fn set_tenant_key_if_unused(e: &impl Exec, key: TenantKey) -> DbResult<bool> {
     let n = e
         .execute(
@@ -89,7 +90,7 @@ pub(crate) async fn set_tenant_key_if_unused(e: &impl Exec, key: TenantKey) -> D
     Ok(n > 0)
 }
 
-/// See [`super::Database::upsert_store`].
+/// See [`super::database::Database::upsert_store`].
 pub(crate) async fn upsert_store(e: &impl Exec, store: StoreRecord) -> DbResult<()> {
     e.execute(
         "INSERT INTO stores (id, name) VALUES (?1, ?2)
@@ -100,7 +101,7 @@ pub(crate) async fn upsert_store(e: &impl Exec, store: StoreRecord) -> DbResult<
     Ok(())
 }
 
-/// See [`super::Database::store`].
+/// See [`super::database::Database::store`].
 pub(crate) async fn store(e: &impl Exec, id: String) -> DbResult<Option<StoreRecord>> {
     e.query_opt("SELECT id, name FROM stores WHERE id = ?1", args![id])
         .await?
@@ -124,7 +125,7 @@ async fn require_store(e: &impl Exec, store_id: &str) -> DbResult<()> {
     }
 }
 
-/// See [`super::Database::create_enroll_code`].
+/// See [`super::database::Database::create_enroll_code`].
 pub(crate) async fn create_enroll_code(
     e: &impl Exec,
     code_hash: String,
@@ -140,7 +141,7 @@ pub(crate) async fn create_enroll_code(
     Ok(())
 }
 
-/// See [`super::Database::redeem_enroll_code`]; in a transaction.
+/// See [`super::database::Database::redeem_enroll_code`]; in a transaction.
 pub(crate) async fn redeem_enroll_code(
     e: &impl Exec,
     code_hash: String,
@@ -176,7 +177,7 @@ pub(crate) async fn redeem_enroll_code(
     Ok(Some(store_record(&r)?))
 }
 
-/// See [`super::Database::kiosk`].
+/// See [`super::database::Database::kiosk`].
 pub(crate) async fn kiosk(e: &impl Exec, kiosk_id: String) -> DbResult<Option<KioskRecord>> {
     let Some(r) = e
         .query_opt(
@@ -226,7 +227,7 @@ pub(crate) async fn remember(e: &impl Exec, guard: &ReplayGuard) -> DbResult<boo
     Ok(n > 0)
 }
 
-/// See [`super::Database::touch_kiosk`].
+/// See [`super::database::Database::touch_kiosk`].
 pub(crate) async fn touch_kiosk(e: &impl Exec, kiosk_id: String, now_ms: i64) -> DbResult<()> {
     e.execute(
         "UPDATE kiosks SET last_seen_ms = ?2 WHERE id = ?1",
@@ -236,7 +237,7 @@ pub(crate) async fn touch_kiosk(e: &impl Exec, kiosk_id: String, now_ms: i64) ->
     Ok(())
 }
 
-/// See [`super::Database::event_count`].
+/// See [`super::database::Database::event_count`].
 pub(crate) async fn event_count(e: &impl Exec) -> DbResult<u64> {
     let n: i64 = e
         .query_one("SELECT COUNT(*) FROM events", &[])
@@ -245,7 +246,7 @@ pub(crate) async fn event_count(e: &impl Exec) -> DbResult<u64> {
     Ok(u64_of(n))
 }
 
-/// See [`super::Database::feed`].
+/// See [`super::database::Database::feed`].
 pub(crate) async fn feed(
     e: &impl Exec,
     store_id: String,
@@ -396,7 +397,7 @@ async fn refresh_segment(e: &impl Exec, token: &CardToken, now_ms: i64) -> DbRes
     Ok(true)
 }
 
-/// See [`super::Database::lookup_profile`]; in a transaction.
+/// See [`super::database::Database::lookup_profile`]; in a transaction.
 pub(crate) async fn lookup_profile(
     e: &impl Exec,
     store_id: String,
@@ -427,10 +428,7 @@ pub(crate) async fn stored_form<'v>(
             .map(|r| r.get(0))
             .transpose()?;
         if erased.is_some_and(|at| at >= ev.corrected_ms) {
-            return Ok((
-                Cow::Owned(super::redact_registration(&ev.envelope)),
-                &Effect::None,
-            ));
+            return Ok((Cow::Owned(redact_registration(&ev.envelope)), &Effect::None));
         }
     }
     Ok((Cow::Borrowed(ev.envelope.as_str()), &ev.effect))
@@ -594,7 +592,7 @@ pub(crate) async fn record_kiosk_state(e: &impl Exec, batch: &IngestBatch) -> Db
     Ok(())
 }
 
-/// See [`super::Database::upsert_campaign`]; in a transaction.
+/// See [`super::database::Database::upsert_campaign`]; in a transaction.
 pub(crate) async fn upsert_campaign(
     e: &impl Exec,
     campaign: Campaign,
@@ -630,7 +628,7 @@ pub(crate) async fn upsert_campaign(
     Ok(())
 }
 
-/// See [`super::Database::campaigns`].
+/// See [`super::database::Database::campaigns`].
 pub(crate) async fn campaigns(e: &impl Exec) -> DbResult<Vec<Campaign>> {
     let mut out = Vec::new();
     for r in e
@@ -642,7 +640,7 @@ pub(crate) async fn campaigns(e: &impl Exec) -> DbResult<Vec<Campaign>> {
     Ok(out)
 }
 
-/// See [`super::Database::customer`].
+/// See [`super::database::Database::customer`].
 pub(crate) async fn customer(e: &impl Exec, token: CardToken) -> DbResult<Option<CustomerRecord>> {
     let t = token.as_str();
     let Some(r) = e
@@ -679,7 +677,7 @@ pub(crate) async fn customer(e: &impl Exec, token: CardToken) -> DbResult<Option
     }))
 }
 
-/// See [`super::Database::set_segment`]; in a transaction.
+/// See [`super::database::Database::set_segment`]; in a transaction.
 pub(crate) async fn set_segment(
     e: &impl Exec,
     token: CardToken,
@@ -711,7 +709,7 @@ pub(crate) async fn set_segment(
     Ok(true)
 }
 
-/// See [`super::Database::recompute_segments`]; in a transaction.
+/// See [`super::database::Database::recompute_segments`]; in a transaction.
 pub(crate) async fn recompute_segments(e: &impl Exec, now_ms: i64) -> DbResult<u64> {
     let rows = e
         .query(
@@ -730,7 +728,7 @@ pub(crate) async fn recompute_segments(e: &impl Exec, now_ms: i64) -> DbResult<u
     Ok(changed.len() as u64)
 }
 
-/// See [`super::Database::upsert_customer`]; in a transaction.
+/// See [`super::database::Database::upsert_customer`]; in a transaction.
 pub(crate) async fn upsert_customer(e: &impl Exec, cu: NewCustomer, now_ms: i64) -> DbResult<()> {
     let mut dirty = BTreeSet::new();
     let t = cu.card_token.as_str();
@@ -771,7 +769,7 @@ pub(crate) async fn upsert_customer(e: &impl Exec, cu: NewCustomer, now_ms: i64)
     emit_profile(e, &cu.card_token).await
 }
 
-/// See [`super::Database::erase_customer`]; in a transaction.
+/// See [`super::database::Database::erase_customer`]; in a transaction.
 pub(crate) async fn erase_customer(e: &impl Exec, token: CardToken, now_ms: i64) -> DbResult<bool> {
     let t = token.as_str();
     let known = e
@@ -803,7 +801,7 @@ pub(crate) async fn erase_customer(e: &impl Exec, token: CardToken, now_ms: i64)
         let (id, envelope): (String, String) = (r.get(0)?, r.get(1)?);
         e.execute(
             "UPDATE events SET envelope = ?2 WHERE id = ?1",
-            args![id, super::redact_registration(&envelope)],
+            args![id, redact_registration(&envelope)],
         )
         .await?;
     }
@@ -819,7 +817,7 @@ pub(crate) async fn erase_customer(e: &impl Exec, token: CardToken, now_ms: i64)
         args![t],
     )
     .await?;
-    let item = serde_json::to_string(&super::erasure_item(&token, now_ms))?;
+    let item = serde_json::to_string(&erasure_item(&token, now_ms))?;
     e.execute(
         "INSERT INTO changes (store_id, kind, item_key, item) VALUES (NULL, 'erasure', ?1, ?2)",
         args![t, item],
@@ -828,7 +826,7 @@ pub(crate) async fn erase_customer(e: &impl Exec, token: CardToken, now_ms: i64)
     Ok(true)
 }
 
-/// See [`super::Database::stats`].
+/// See [`super::database::Database::stats`].
 pub(crate) async fn stats(e: &impl Exec, store_id: String) -> DbResult<StoreStats> {
     let s = store_id.as_str();
     let count = async |sql: &str| -> DbResult<u64> {
@@ -869,14 +867,7 @@ pub(crate) async fn stats(e: &impl Exec, store_id: String) -> DbResult<StoreStat
         )
         .await?
         .iter()
-        .map(|r| {
-            Ok(super::variant_stats(
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-            ))
-        })
+        .map(|r| Ok(variant_stats(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .collect::<DbResult<_>>()?;
     let scores: Vec<String> = e
         .query(
@@ -895,11 +886,11 @@ pub(crate) async fn stats(e: &impl Exec, store_id: String) -> DbResult<StoreStat
         customers,
         kiosks,
         campaigns,
-        nps: super::nps_of(&scores),
+        nps: nps_of(&scores),
     })
 }
 
-/// See [`super::Database::set_store_timezone`].
+/// See [`super::database::Database::set_store_timezone`].
 pub(crate) async fn set_store_timezone(
     e: &impl Exec,
     store_id: String,
@@ -926,7 +917,7 @@ pub(crate) async fn set_store_timezone(
     Ok(())
 }
 
-/// See [`super::Database::list_stores`].
+/// See [`super::database::Database::list_stores`].
 pub(crate) async fn list_stores(e: &impl Exec) -> DbResult<Vec<StoreSummary>> {
     let mut stores: Vec<StoreSummary> = e
         .query(
@@ -957,7 +948,7 @@ pub(crate) async fn list_stores(e: &impl Exec) -> DbResult<Vec<StoreSummary>> {
     Ok(stores)
 }
 
-/// See [`super::Database::dashboard`]; in one read snapshot.
+/// See [`super::database::Database::dashboard`]; in one read snapshot.
 pub(crate) async fn dashboard(e: &impl Exec, q: DashboardQuery) -> DbResult<Dashboard> {
     let rows = dashboard_rows(e, &q).await?;
     assemble(&q, rows).ok_or_else(|| DbError::NotFound(format!("store {:?}", q.store_id)))
@@ -1119,7 +1110,7 @@ async fn dashboard_rows(e: &impl Exec, q: &DashboardQuery) -> DbResult<Dashboard
     Ok(rows)
 }
 
-/// The [`super::Database`] methods both backends implement alike: each runs a function of this
+/// The [`super::database::Database`] methods both backends implement alike: each runs a function of this
 /// module through the backend's `auto` (a statement or a few, no transaction of their own),
 /// `read` (the read path of every kiosk request), `write` (one transaction) or `snapshot` (one
 /// read-only snapshot); `remember_signature` names the mode of remembering a kiosk request's
@@ -1133,8 +1124,8 @@ macro_rules! shared_methods {
             signature: String,
             expires_ms: i64,
             now_ms: i64,
-        ) -> futures::future::BoxFuture<'_, $crate::db::DbResult<bool>> {
-            let guard = $crate::db::ReplayGuard {
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<bool>> {
+            let guard = $crate::db::model::ReplayGuard {
                 signature,
                 expires_ms,
                 now_ms,
@@ -1146,7 +1137,7 @@ macro_rules! shared_methods {
 
         fn tenant_key(
             &self,
-        ) -> futures::future::BoxFuture<'_, $crate::db::DbResult<kiosk_protocol::wire::TenantKey>>
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<kiosk_protocol::wire::TenantKey>>
         {
             self.auto(|e| Box::pin($crate::db::shared::tenant_key(e)))
         }
@@ -1154,21 +1145,21 @@ macro_rules! shared_methods {
         fn set_tenant_key_if_unused(
             &self,
             key: kiosk_protocol::wire::TenantKey,
-        ) -> futures::future::BoxFuture<'_, $crate::db::DbResult<bool>> {
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<bool>> {
             self.auto(move |e| Box::pin($crate::db::shared::set_tenant_key_if_unused(e, key)))
         }
 
         fn upsert_store(
             &self,
-            store: $crate::db::StoreRecord,
-        ) -> futures::future::BoxFuture<'_, $crate::db::DbResult<()>> {
+            store: $crate::db::model::StoreRecord,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
             self.auto(move |e| Box::pin($crate::db::shared::upsert_store(e, store)))
         }
 
         fn store(
             &self,
             id: String,
-        ) -> futures::future::BoxFuture<'_, $crate::db::DbResult<Option<$crate::db::StoreRecord>>>
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Option<$crate::db::model::StoreRecord>>>
         {
             self.auto(move |e| Box::pin($crate::db::shared::store(e, id)))
         }
@@ -1178,7 +1169,7 @@ macro_rules! shared_methods {
             code_hash: String,
             store_id: String,
             expires_ms: i64,
-        ) -> futures::future::BoxFuture<'_, $crate::db::DbResult<()>> {
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
             self.auto(move |e| {
                 Box::pin($crate::db::shared::create_enroll_code(
                     e, code_hash, store_id, expires_ms,
@@ -1190,8 +1181,8 @@ macro_rules! shared_methods {
             &self,
             code_hash: String,
             now_ms: i64,
-            kiosk: $crate::db::NewKiosk,
-        ) -> futures::future::BoxFuture<'_, $crate::db::DbResult<Option<$crate::db::StoreRecord>>>
+            kiosk: $crate::db::model::NewKiosk,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Option<$crate::db::model::StoreRecord>>>
         {
             self.write(move |e| {
                 Box::pin($crate::db::shared::redeem_enroll_code(
@@ -1203,7 +1194,7 @@ macro_rules! shared_methods {
         fn kiosk(
             &self,
             kiosk_id: String,
-        ) -> futures::future::BoxFuture<'_, $crate::db::DbResult<Option<$crate::db::KioskRecord>>>
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Option<$crate::db::model::KioskRecord>>>
         {
             self.read(move |e| Box::pin($crate::db::shared::kiosk(e, kiosk_id)))
         }
@@ -1212,11 +1203,11 @@ macro_rules! shared_methods {
             &self,
             kiosk_id: String,
             now_ms: i64,
-        ) -> futures::future::BoxFuture<'_, $crate::db::DbResult<()>> {
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
             self.auto(move |e| Box::pin($crate::db::shared::touch_kiosk(e, kiosk_id, now_ms)))
         }
 
-        fn event_count(&self) -> futures::future::BoxFuture<'_, $crate::db::DbResult<u64>> {
+        fn event_count(&self) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<u64>> {
             self.auto(|e| Box::pin($crate::db::shared::event_count(e)))
         }
 
@@ -1225,7 +1216,7 @@ macro_rules! shared_methods {
             store_id: String,
             cursor: u64,
             limit: u32,
-        ) -> futures::future::BoxFuture<'_, $crate::db::DbResult<$crate::db::FeedPage>> {
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<$crate::db::model::FeedPage>> {
             self.auto(move |e| Box::pin($crate::db::shared::feed(e, store_id, cursor, limit)))
         }
 
@@ -1235,7 +1226,7 @@ macro_rules! shared_methods {
             token: kiosk_protocol::CardToken,
         ) -> futures::future::BoxFuture<
             '_,
-            $crate::db::DbResult<Option<kiosk_protocol::wire::Profile>>,
+            $crate::db::model::DbResult<Option<kiosk_protocol::wire::Profile>>,
         > {
             self.write(move |e| Box::pin($crate::db::shared::lookup_profile(e, store_id, token)))
         }
@@ -1244,7 +1235,7 @@ macro_rules! shared_methods {
             &self,
             campaign: kiosk_protocol::wire::Campaign,
             now_ms: i64,
-        ) -> futures::future::BoxFuture<'_, $crate::db::DbResult<()>> {
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
             self.write(move |e| Box::pin($crate::db::shared::upsert_campaign(e, campaign, now_ms)))
         }
 
@@ -1252,7 +1243,7 @@ macro_rules! shared_methods {
             &self,
         ) -> futures::future::BoxFuture<
             '_,
-            $crate::db::DbResult<Vec<kiosk_protocol::wire::Campaign>>,
+            $crate::db::model::DbResult<Vec<kiosk_protocol::wire::Campaign>>,
         > {
             self.auto(|e| Box::pin($crate::db::shared::campaigns(e)))
         }
@@ -1262,7 +1253,7 @@ macro_rules! shared_methods {
             token: kiosk_protocol::CardToken,
         ) -> futures::future::BoxFuture<
             '_,
-            $crate::db::DbResult<Option<$crate::db::CustomerRecord>>,
+            $crate::db::model::DbResult<Option<$crate::db::model::CustomerRecord>>,
         > {
             self.auto(move |e| Box::pin($crate::db::shared::customer(e, token)))
         }
@@ -1272,7 +1263,7 @@ macro_rules! shared_methods {
             token: kiosk_protocol::CardToken,
             segment: Option<String>,
             now_ms: i64,
-        ) -> futures::future::BoxFuture<'_, $crate::db::DbResult<bool>> {
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<bool>> {
             self.write(move |e| {
                 Box::pin($crate::db::shared::set_segment(e, token, segment, now_ms))
             })
@@ -1281,15 +1272,15 @@ macro_rules! shared_methods {
         fn recompute_segments(
             &self,
             now_ms: i64,
-        ) -> futures::future::BoxFuture<'_, $crate::db::DbResult<u64>> {
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<u64>> {
             self.write(move |e| Box::pin($crate::db::shared::recompute_segments(e, now_ms)))
         }
 
         fn upsert_customer(
             &self,
-            customer: $crate::db::NewCustomer,
+            customer: $crate::db::model::NewCustomer,
             now_ms: i64,
-        ) -> futures::future::BoxFuture<'_, $crate::db::DbResult<()>> {
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
             self.write(move |e| Box::pin($crate::db::shared::upsert_customer(e, customer, now_ms)))
         }
 
@@ -1297,14 +1288,14 @@ macro_rules! shared_methods {
             &self,
             token: kiosk_protocol::CardToken,
             now_ms: i64,
-        ) -> futures::future::BoxFuture<'_, $crate::db::DbResult<bool>> {
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<bool>> {
             self.write(move |e| Box::pin($crate::db::shared::erase_customer(e, token, now_ms)))
         }
 
         fn stats(
             &self,
             store_id: String,
-        ) -> futures::future::BoxFuture<'_, $crate::db::DbResult<$crate::db::StoreStats>> {
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<$crate::db::model::StoreStats>> {
             self.auto(move |e| Box::pin($crate::db::shared::stats(e, store_id)))
         }
 
@@ -1312,7 +1303,7 @@ macro_rules! shared_methods {
             &self,
             store_id: String,
             timezone: Option<String>,
-        ) -> futures::future::BoxFuture<'_, $crate::db::DbResult<()>> {
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
             self.auto(move |e| {
                 Box::pin($crate::db::shared::set_store_timezone(e, store_id, timezone))
             })
@@ -1320,15 +1311,15 @@ macro_rules! shared_methods {
 
         fn list_stores(
             &self,
-        ) -> futures::future::BoxFuture<'_, $crate::db::DbResult<Vec<$crate::db::StoreSummary>>>
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Vec<$crate::db::dashboard::StoreSummary>>>
         {
             self.auto(|e| Box::pin($crate::db::shared::list_stores(e)))
         }
 
         fn dashboard(
             &self,
-            query: $crate::db::DashboardQuery,
-        ) -> futures::future::BoxFuture<'_, $crate::db::DbResult<$crate::db::Dashboard>> {
+            query: $crate::db::dashboard::DashboardQuery,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<$crate::db::dashboard::Dashboard>> {
             self.snapshot(move |e| Box::pin($crate::db::shared::dashboard(e, query)))
         }
     };

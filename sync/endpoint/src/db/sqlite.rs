@@ -14,11 +14,11 @@ use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use tokio::sync::Mutex;
 
+use super::database::Database;
 use super::dialect::Dialect;
 use super::exec::{Exec, Row, Value, run_ready};
-use super::{
-    Database, DbError, DbKind, DbResult, IngestBatch, IngestEvent, OpsFact, migrations, shared,
-};
+use super::model::{DbError, DbKind, DbResult, IngestBatch, IngestEvent, OpsFact};
+use super::{migrations, shared};
 
 /// Fills the dashboard's tables from the events stored before they existed (once per database).
 const DASHBOARD_BACKFILL: &str = r#"
@@ -266,7 +266,7 @@ impl SqliteDb {
     }
 }
 
-/// Records what an accepted event tells the dashboard (see [`super::OpsFact`]).
+/// Records what an accepted event tells the dashboard (see [`OpsFact`]).
 fn apply_ops(tx: &Connection, batch: &IngestBatch, ev: &IngestEvent) -> DbResult<()> {
     let Some(ops) = &ev.ops else { return Ok(()) };
     let at = ev.corrected_ms;
@@ -329,7 +329,7 @@ fn apply_ops(tx: &Connection, batch: &IngestBatch, ev: &IngestEvent) -> DbResult
 fn insert_event(
     tx: &Connection,
     batch: &IngestBatch,
-    ev: &super::IngestEvent,
+    ev: &IngestEvent,
     envelope: &str,
 ) -> DbResult<bool> {
     let mut stmt = tx.prepare_cached(
@@ -518,9 +518,9 @@ mod tests {
         assert_eq!(first, again);
     }
 
-    fn events(n: u64) -> Vec<super::super::IngestEvent> {
+    fn events(n: u64) -> Vec<IngestEvent> {
         (1..=n)
-            .map(|seq| super::super::IngestEvent {
+            .map(|seq| IngestEvent {
                 id: uuid::Uuid::now_v7(),
                 seq,
                 kind: "kiosk_started",
@@ -535,7 +535,7 @@ mod tests {
             .collect()
     }
 
-    fn batch(kiosk: &str, events: Vec<super::super::IngestEvent>, sig: &str) -> IngestBatch {
+    fn batch(kiosk: &str, events: Vec<IngestEvent>, sig: &str) -> IngestBatch {
         IngestBatch {
             kiosk_id: kiosk.into(),
             store_id: "s".into(),

@@ -19,7 +19,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use super::{ApiError, AppState, header_str, now_ms};
+use super::error::ApiError;
+use super::request::{header_str, now_ms};
+use super::state::AppState;
 use crate::db::{KioskRecord, ReplayGuard};
 
 /// Name of the dashboard's session cookie.
