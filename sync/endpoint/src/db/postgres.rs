@@ -310,15 +310,7 @@ impl PgDb {
         T: Send + 'static,
         F: for<'e> FnOnce(&'e PgExec<'e>) -> BoxFuture<'e, DbResult<T>> + Send + 'static,
     {
-        let job: Job<T> = Box::new(f);
-        self.with(move |c| {
-            Box::pin(async move {
-                let tx = c.transaction().await?;
-                let out = job(&PgExec::Tx(&tx)).await?;
-                tx.commit().await?;
-                Ok(out)
-            })
-        })
+        self.transact(false, Box::new(f))
     }
 
     /// Shared logic reading one repeatable-read, read-only snapshot.
@@ -327,15 +319,23 @@ impl PgDb {
         T: Send + 'static,
         F: for<'e> FnOnce(&'e PgExec<'e>) -> BoxFuture<'e, DbResult<T>> + Send + 'static,
     {
-        let job: Job<T> = Box::new(f);
+        self.transact(true, Box::new(f))
+    }
+
+    fn transact<T: Send + 'static>(
+        &self,
+        snapshot: bool,
+        job: Job<T>,
+    ) -> BoxFuture<'_, DbResult<T>> {
         self.with(move |c| {
             Box::pin(async move {
-                let tx = c
-                    .build_transaction()
-                    .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                    .read_only(true)
-                    .start()
-                    .await?;
+                let mut tx = c.build_transaction();
+                if snapshot {
+                    tx = tx
+                        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                        .read_only(true);
+                }
+                let tx = tx.start().await?;
                 let out = job(&PgExec::Tx(&tx)).await?;
                 tx.commit().await?;
                 Ok(out)
