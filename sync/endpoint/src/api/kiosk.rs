@@ -35,7 +35,13 @@ pub fn routes() -> Vec<Route> {
             Verb::Get,
             "/v1/health",
             health,
-            op("liveness and store health", Security::None, None, ("200", "health", Some("HealthResponse")), &[]),
+            op(
+                "liveness and store health",
+                Security::None,
+                None,
+                ("200", "health", Some("HealthResponse")),
+                &[],
+            ),
         ),
         Route::new(
             Verb::Post,

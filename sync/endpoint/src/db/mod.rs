@@ -20,6 +20,7 @@ pub mod dashboard;
 pub mod database;
 pub mod dialect;
 pub mod exec;
+mod methods;
 pub mod migrations;
 pub mod model;
 pub mod postgres;

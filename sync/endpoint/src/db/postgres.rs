@@ -21,7 +21,7 @@ use super::database::Database;
 use super::dialect::Dialect;
 use super::exec::{Exec, Row, Value, args};
 use super::model::{DbError, DbKind, DbResult, IngestBatch, IngestEvent, OpsFact};
-use super::{migrations, shared};
+use super::{methods, migrations, shared};
 
 /// Fills the dashboard's tables from the events stored before they existed (once per database).
 const DASHBOARD_BACKFILL: &str = r#"
@@ -524,7 +524,7 @@ impl Database for PgDb {
         })
     }
 
-    shared::shared_methods!(remember_signature: auto);
+    methods::shared_methods!(remember_signature: auto);
 }
 
 /// One batch in its transaction (see [`Database::ingest`]): the events inserted in one statement,

@@ -18,7 +18,7 @@ use super::database::Database;
 use super::dialect::Dialect;
 use super::exec::{Exec, Row, Value, run_ready};
 use super::model::{DbError, DbKind, DbResult, IngestBatch, IngestEvent, OpsFact};
-use super::{migrations, shared};
+use super::{methods, migrations, shared};
 
 /// Fills the dashboard's tables from the events stored before they existed (once per database).
 const DASHBOARD_BACKFILL: &str = r#"
@@ -490,7 +490,7 @@ impl Database for SqliteDb {
         })
     }
 
-    shared::shared_methods!(remember_signature: write);
+    methods::shared_methods!(remember_signature: write);
 }
 
 #[cfg(test)]
