@@ -6,14 +6,16 @@
 //! Data flow: HTTP handlers → (validated, time-corrected) [`IngestBatch`] → **db** → feed /
 //! statistics. Handlers never speak SQL.
 //!
-//! Layout: this module holds the trait, its records and the pure decisions (segments, consent
-//! flags, redaction, NPS); `shared` holds the logic that speaks SQL, written once for both
-//! databases and run through `exec::Exec`; [`dialect`] is the seam where the two SQL dialects
+//! Layout (this module only gathers its children and opens a URL; none of them imports it):
+//! [`model`] holds the errors, the records and the pure decisions (segments, consent flags,
+//! redaction, NPS); [`database`] the trait; `shared` the logic that speaks SQL, written once for
+//! both databases and run through `exec::Exec`; [`dialect`] the seam where the two SQL dialects
 //! differ (placeholders, `GREATEST`, JSON access); [`migrations`] the numbered schema of each;
-//! [`dashboard`] the dashboard's figures from its rows. [`sqlite`] and [`postgres`] keep only what
-//! really differs: how a call gets a connection and a transaction (one writer with group commit
-//! and a reader, versus a pool), how a batch's events are inserted (per event, versus one
-//! `UNNEST` statement) and the dashboard facts of a batch (per event, versus folded per batch).
+//! [`dashboard`] the dashboard's figures from its rows; `methods` the trait methods both backends
+//! implement alike. [`sqlite`] and [`postgres`] keep only what really differs: how a call gets a
+//! connection and a transaction (one writer with group commit and a reader, versus a pool), how
+//! a batch's events are inserted (per event, versus one `UNNEST` statement) and the dashboard
+//! facts of a batch (per event, versus folded per batch).
 //! The shared test suite in `tests/` runs against both.
 
 pub mod dashboard;
