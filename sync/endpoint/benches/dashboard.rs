@@ -26,10 +26,8 @@
 
 use std::time::{Duration, Instant};
 
+use crm_endpoint::db::{DashboardQuery, IngestBatch, IngestEvent, NewKiosk, SharedDb, StoreRecord};
 use crm_endpoint::ingest::{effect_of, ops_of};
-use crm_endpoint::store::{
-    DashboardQuery, IngestBatch, IngestEvent, NewKiosk, SharedStore, StoreRecord,
-};
 use crm_endpoint::testing::TempPostgres;
 use kiosk_protocol::CardToken;
 use kiosk_protocol::auth::card_token;
@@ -137,7 +135,7 @@ impl KioskLog {
         });
     }
 
-    async fn flush(&mut self, store: &SharedStore, now_ms: i64) -> u64 {
+    async fn flush(&mut self, db: &SharedDb, now_ms: i64) -> u64 {
         if self.events.is_empty() {
             return 0;
         }
@@ -145,39 +143,37 @@ impl KioskLog {
         self.events.sort_by_key(|e| e.seq);
         let events = std::mem::take(&mut self.events);
         let n = events.len() as u64;
-        store
-            .ingest(IngestBatch {
-                kiosk_id: self.kiosk_id.clone(),
-                store_id: self.store_id.clone(),
-                received_ms: now_ms,
-                skew: None,
-                backlog: Some(0),
-                events,
-                replay: None,
-            })
-            .await
-            .expect("ingest");
+        db.ingest(IngestBatch {
+            kiosk_id: self.kiosk_id.clone(),
+            store_id: self.store_id.clone(),
+            received_ms: now_ms,
+            skew: None,
+            backlog: Some(0),
+            events,
+            replay: None,
+        })
+        .await
+        .expect("ingest");
         n
     }
 }
 
 /// Enrolls the store's two kiosks and ingests its year; returns the events stored.
-async fn load_store(store: &SharedStore, fleet: &Fleet, i: u64) -> u64 {
+async fn load_store(db: &SharedDb, fleet: &Fleet, i: u64) -> u64 {
     let sid = store_id(i);
-    store
-        .upsert_store(StoreRecord {
-            id: sid.clone(),
-            name: format!("Tienda {i}"),
-        })
-        .await
-        .unwrap();
+    db.upsert_store(StoreRecord {
+        id: sid.clone(),
+        name: format!("Tienda {i}"),
+    })
+    .await
+    .unwrap();
     let mut logs = Vec::new();
     for k in 0..2 {
-        let (code, _) = crm_endpoint::api::issue_enroll_code(store, &sid, Duration::from_secs(60))
+        let (code, _) = crm_endpoint::api::issue_enroll_code(db, &sid, Duration::from_secs(60))
             .await
             .unwrap();
         let id = kiosk_id(i, k);
-        let enrolled = store
+        let enrolled = db
             .redeem_enroll_code(
                 crm_endpoint::api::hash_enroll_code(&code),
                 fleet.now_ms,
@@ -289,12 +285,12 @@ async fn load_store(store: &SharedStore, fleet: &Fleet, i: u64) -> u64 {
                 }
             }
             if log.events.len() >= BATCH {
-                stored += log.flush(store, fleet.now_ms).await;
+                stored += log.flush(db, fleet.now_ms).await;
             }
         }
     }
     for log in &mut logs {
-        stored += log.flush(store, fleet.now_ms).await;
+        stored += log.flush(db, fleet.now_ms).await;
     }
     stored
 }
@@ -325,7 +321,7 @@ const WINDOWS: [(&str, i64); 4] = [
 ];
 
 /// The figures of one moment: per window, then the store list.
-async fn measure(store: &SharedStore, fleet: &Fleet) -> Vec<(f64, f64)> {
+async fn measure(db: &SharedDb, fleet: &Fleet) -> Vec<(f64, f64)> {
     let mut out = Vec::new();
     for (_, days) in WINDOWS {
         let since = if days == 0 {
@@ -339,7 +335,7 @@ async fn measure(store: &SharedStore, fleet: &Fleet) -> Vec<(f64, f64)> {
             time_ms(|| {
                 let q = q.clone();
                 async {
-                    let d = store.dashboard(q).await.expect("dashboard");
+                    let d = db.dashboard(q).await.expect("dashboard");
                     std::hint::black_box(d);
                 }
             })
@@ -348,25 +344,25 @@ async fn measure(store: &SharedStore, fleet: &Fleet) -> Vec<(f64, f64)> {
     }
     out.push(
         time_ms(|| async {
-            std::hint::black_box(store.list_stores().await.expect("stores"));
+            std::hint::black_box(db.list_stores().await.expect("stores"));
         })
         .await,
     );
     out
 }
 
-async fn bench(backend: &str, store: SharedStore, fleet: &Fleet) {
+async fn bench(backend: &str, db: SharedDb, fleet: &Fleet) {
     let t = Instant::now();
-    let first = load_store(&store, fleet, 0).await;
+    let first = load_store(&db, fleet, 0).await;
     eprintln!(
         "dashboard bench ({backend}): store 0, {first} events in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    let alone = measure(&store, fleet).await;
+    let alone = measure(&db, fleet).await;
     let t = Instant::now();
     let mut total = first;
     for i in 1..fleet.stores {
-        total += load_store(&store, fleet, i).await;
+        total += load_store(&db, fleet, i).await;
         if i % 10 == 0 {
             eprintln!(
                 "dashboard bench ({backend}): {i} stores, {total} events, {:.0} events/s",
@@ -375,7 +371,7 @@ async fn bench(backend: &str, store: SharedStore, fleet: &Fleet) {
         }
     }
     let load_s = t.elapsed().as_secs_f64();
-    let fleet_figures = measure(&store, fleet).await;
+    let fleet_figures = measure(&db, fleet).await;
     let label = format!(
         "{} stores x {} days x {} tickets/day, {} events",
         fleet.stores, fleet.days, fleet.tickets_per_day, total
@@ -439,8 +435,8 @@ fn main() {
                 "sqlite" => {
                     let dir = tempfile::tempdir().unwrap();
                     let url = format!("sqlite://{}", dir.path().join("crm.db").display());
-                    let store = crm_endpoint::store::open(&url).await.unwrap();
-                    bench("sqlite", store, &fleet).await;
+                    let db = crm_endpoint::db::open(&url).await.unwrap();
+                    bench("sqlite", db, &fleet).await;
                 }
                 "postgres" => match TempPostgres::start() {
                     Ok(pg) => {
@@ -452,8 +448,8 @@ fn main() {
                             ..fleet
                         };
                         let url = pg.fresh_database().await.unwrap();
-                        let store = crm_endpoint::store::open(&url).await.unwrap();
-                        bench("postgres", store, &fleet).await;
+                        let db = crm_endpoint::db::open(&url).await.unwrap();
+                        bench("postgres", db, &fleet).await;
                         drop(pg);
                     }
                     Err(e) => eprintln!("PostgreSQL dashboard bench skipped: {e}"),

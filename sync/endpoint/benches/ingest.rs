@@ -1,11 +1,11 @@
 //! Endpoint ingest under load: 50 and 500 simulated kiosks post signed batches at once over loopback,
-//! beside a bare loop inserting the same number of events into the same kind of store (plain
+//! beside a bare loop inserting the same number of events into the same kind of database (plain
 //! INSERTs in transactions of the same size: no HTTP, auth, validation, dedupe answer or effects).
 //! SQLite (a file in WAL mode) and a throwaway PostgreSQL (fsync off: see `crm_endpoint::testing`).
 //!
 //! Prints `BENCH {...}` lines for scripts/bench. `BENCH_BATCHES_PER_KIOSK` (default 4),
 //! `BENCH_BATCH_EVENTS` (default 100) and `BENCH_INGEST_KIOSKS` (default `50,500`) scale the run;
-//! `BENCH_INGEST_BACKENDS` (default `sqlite,postgres`) picks the stores.
+//! `BENCH_INGEST_BACKENDS` (default `sqlite,postgres`) picks the databases.
 //! Target (issue 8): ingest within 2x of the bare inserts, i.e. a ratio of at least 0.5.
 
 #![allow(
@@ -16,8 +16,8 @@
 
 use std::time::{Duration, Instant};
 
+use crm_endpoint::db::{IngestBatch, SharedDb, StoreRecord};
 use crm_endpoint::ingest::{Validator, update_skew};
-use crm_endpoint::store::{IngestBatch, SharedStore, StoreRecord};
 use crm_endpoint::testing::TempPostgres;
 use crm_endpoint::{ServeConfig, serve};
 use kiosk_protocol::auth::sign_request;
@@ -77,27 +77,26 @@ struct Figures {
     bare_batch_ms: f64,
 }
 
-/// `store` serves the kiosks; `bare` (a fresh store of the same kind) takes the bare loop, so
+/// `db` serves the kiosks; `bare` (a fresh database of the same kind) takes the bare loop, so
 /// neither run inherits the other's table size or checkpoints.
 async fn run(
-    store: SharedStore,
-    bare: SharedStore,
+    db: SharedDb,
+    bare: SharedDb,
     kiosks_n: usize,
     per_kiosk: usize,
     batch_events: usize,
 ) -> Figures {
-    store
-        .upsert_store(StoreRecord {
-            id: "bench".into(),
-            name: "Bench".into(),
-        })
-        .await
-        .unwrap();
+    db.upsert_store(StoreRecord {
+        id: "bench".into(),
+        name: "Bench".into(),
+    })
+    .await
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = ServeConfig {
-        store: store.clone(),
+        db: db.clone(),
         admin_token: None,
         tls: None,
     };
@@ -111,10 +110,9 @@ async fn run(
 
     let mut kiosks = Vec::new();
     for _ in 0..kiosks_n {
-        let (code, _) =
-            crm_endpoint::api::issue_enroll_code(&store, "bench", Duration::from_secs(60))
-                .await
-                .unwrap();
+        let (code, _) = crm_endpoint::api::issue_enroll_code(&db, "bench", Duration::from_secs(60))
+            .await
+            .unwrap();
         let enrolled: EnrollResponse = client
             .post(format!("{base}/v1/enroll"))
             .json(&EnrollRequest {
@@ -281,13 +279,13 @@ fn main() {
         for &kiosks in kiosk_counts.iter().filter(|_| backends.contains("sqlite")) {
             let open = |name: String| {
                 let url = format!("sqlite://{}", dir.path().join(name).display());
-                async move { crm_endpoint::store::open(&url).await.unwrap() }
+                async move { crm_endpoint::db::open(&url).await.unwrap() }
             };
-            let (store, bare) = (
+            let (db, bare) = (
                 open(format!("served-{kiosks}.db")).await,
                 open(format!("bare-{kiosks}.db")).await,
             );
-            let f = run(store, bare, kiosks, per_kiosk, batch_events).await;
+            let f = run(db, bare, kiosks, per_kiosk, batch_events).await;
             report("sqlite", kiosks, &f);
         }
 
@@ -299,13 +297,13 @@ fn main() {
             .unwrap()
             .unwrap();
         for &kiosks in &kiosk_counts {
-            let store = crm_endpoint::store::open(&pg.fresh_database().await.unwrap())
+            let db = crm_endpoint::db::open(&pg.fresh_database().await.unwrap())
                 .await
                 .unwrap();
-            let bare = crm_endpoint::store::open(&pg.fresh_database().await.unwrap())
+            let bare = crm_endpoint::db::open(&pg.fresh_database().await.unwrap())
                 .await
                 .unwrap();
-            let f = run(store, bare, kiosks, per_kiosk, batch_events).await;
+            let f = run(db, bare, kiosks, per_kiosk, batch_events).await;
             report("postgres", kiosks, &f);
         }
         drop(pg);

@@ -6,7 +6,7 @@ use kiosk_protocol::CardToken;
 use kiosk_protocol::auth::card_token;
 use kiosk_protocol::wire::{Campaign, Coupon, Key32, Localized, TenantKey, Variant};
 
-use crate::store::{NewCustomer, SharedStore, StoreError, StoreRecord};
+use crate::db::{DbError, NewCustomer, SharedDb, StoreRecord};
 
 /// The demo tenant key (public: never use it for real customers).
 pub const DEMO_TENANT_KEY: Key32 = Key32::from_bytes(*b"kiosk-demo-tenant-key-not-secret");
@@ -152,15 +152,15 @@ pub fn demo_campaigns() -> Vec<Campaign> {
     ]
 }
 
-/// Seeds `store` with the demo store, customers and campaigns (idempotent: safe on every start).
-pub async fn seed_demo(store: &SharedStore) -> Result<DemoSeed, StoreError> {
-    store.set_tenant_key_if_unused(DEMO_TENANT_KEY).await?;
-    let tenant_key = store.tenant_key().await?;
+/// Seeds `db` with the demo store, customers and campaigns (idempotent: safe on every start).
+pub async fn seed_demo(db: &SharedDb) -> Result<DemoSeed, DbError> {
+    db.set_tenant_key_if_unused(DEMO_TENANT_KEY).await?;
+    let tenant_key = db.tenant_key().await?;
     let record = StoreRecord {
         id: DEMO_STORE_ID.into(),
         name: DEMO_STORE_NAME.into(),
     };
-    store.upsert_store(record.clone()).await?;
+    db.upsert_store(record.clone()).await?;
     let now = crate::ingest::unix_ms(time::OffsetDateTime::now_utc());
     let mut tokens = Vec::new();
     for c in DEMO_CUSTOMERS {
@@ -169,33 +169,29 @@ pub async fn seed_demo(store: &SharedStore) -> Result<DemoSeed, StoreError> {
         if c.marketing {
             consents.push("marketing_email".to_owned());
         }
-        store
-            .upsert_customer(
-                NewCustomer {
-                    card_token: token.clone(),
-                    store_id: DEMO_STORE_ID.into(),
-                    display_name: c.display_name.into(),
-                    locale: c.locale.into(),
-                    email: None,
-                    phone: None,
-                    consents,
-                    segment: Some(c.segment.into()),
-                    visits: 0,
-                },
-                now,
-            )
-            .await?;
+        db.upsert_customer(
+            NewCustomer {
+                card_token: token.clone(),
+                store_id: DEMO_STORE_ID.into(),
+                display_name: c.display_name.into(),
+                locale: c.locale.into(),
+                email: None,
+                phone: None,
+                consents,
+                segment: Some(c.segment.into()),
+                visits: 0,
+            },
+            now,
+        )
+        .await?;
         tokens.push(token);
     }
     for campaign in demo_campaigns() {
-        store.upsert_campaign(campaign, now).await?;
+        db.upsert_campaign(campaign, now).await?;
     }
-    let (enroll_code, _) = crate::api::issue_enroll_code(
-        store,
-        DEMO_STORE_ID,
-        std::time::Duration::from_secs(24 * 3600),
-    )
-    .await?;
+    let (enroll_code, _) =
+        crate::api::issue_enroll_code(db, DEMO_STORE_ID, std::time::Duration::from_secs(24 * 3600))
+            .await?;
     Ok(DemoSeed {
         store: record,
         tenant_key,

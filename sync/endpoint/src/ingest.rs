@@ -2,14 +2,14 @@
 //! JSON Schema of the envelope, then the Rust types), given a skew-corrected time beside its
 //! device time (docs/DESIGN.md invariant 6), and mapped to its effects on customers and campaigns.
 //!
-//! Data flow: outbox → batch → **ingest** → store. Pure: no I/O, time passed in.
+//! Data flow: outbox → batch → **ingest** → db. Pure: no I/O, time passed in.
 
 use kiosk_protocol::events::{ConsentPurpose, DeviceHealth, DeviceKind, Envelope, Event};
 use kiosk_protocol::wire::KioskClock;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::store::{Effect, IngestEvent, OpsFact, SkewEstimate};
+use crate::db::{Effect, IngestEvent, OpsFact, SkewEstimate};
 
 /// The envelope schema exactly as published in `sync/schema/` (drift-checked against the types).
 const ENVELOPE_SCHEMA: &str = include_str!("../../schema/envelope.schema.json");

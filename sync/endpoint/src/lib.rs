@@ -4,15 +4,21 @@
 //! `kiosk_protocol::auth`; this crate is the server side.
 //!
 //! Data flow: kiosk outbox → batch → [`api`] (authenticate, size limits) → [`ingest`] (validate,
-//! correct time) → [`store`] (dedupe by event id, forever) → feed → kiosk caches.
+//! correct time) → [`db`] (dedupe by event id, forever) → feed → kiosk caches.
+//!
+//! Layout: [`http`] (state, errors, authentication extractors) ← the route modules
+//! [`api::kiosk`], [`api::admin`] and [`dashboard`], each owning its routes and their OpenAPI
+//! operations ← [`routes`] (the one route table) ← [`openapi`] and [`router`]. [`db`] is the
+//! database layer: one logic for SQLite and PostgreSQL behind a small dialect seam, with
+//! numbered migrations (see its docs and the crate's README).
 //!
 //! Embedding (the firmware's `kiosk demo` runs the endpoint in-process):
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let store = crm_endpoint::store::open("sqlite::memory:").await?;
-//! let seed = crm_endpoint::seed_demo(&store).await?;
+//! let db = crm_endpoint::db::open("sqlite::memory:").await?;
+//! let seed = crm_endpoint::seed_demo(&db).await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! let config = crm_endpoint::ServeConfig { store, admin_token: None, tls: None };
+//! let config = crm_endpoint::ServeConfig { db, admin_token: None, tls: None };
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 //! tokio::spawn(crm_endpoint::serve(config, listener, async { let _ = stopped.await; }));
 //! # let _ = (seed, stop); Ok(()) }
@@ -22,10 +28,13 @@
 pub mod api;
 pub mod campaigns;
 pub mod dashboard;
+pub mod db;
 pub mod demo;
+pub mod http;
 pub mod ingest;
 pub mod openapi;
-pub mod store;
+pub mod router;
+pub mod routes;
 pub mod testing;
 pub mod tls;
 
@@ -33,9 +42,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use api::{AppState, ROUTES, router, router_with};
+pub use db::{Database, DbError, SharedDb};
 pub use demo::{DEMO_CUSTOMERS, DEMO_STORE_ID, DEMO_TENANT_KEY, DemoSeed, demo_token, seed_demo};
-pub use store::{SharedStore, Store, StoreError};
+pub use http::AppState;
+pub use router::app;
 
 /// How often computed segments are refreshed while serving (customers lapse without events).
 pub const SEGMENT_REFRESH: Duration = Duration::from_secs(3600);
@@ -43,8 +53,8 @@ pub const SEGMENT_REFRESH: Duration = Duration::from_secs(3600);
 /// What [`serve`] needs.
 #[derive(Clone)]
 pub struct ServeConfig {
-    /// The store (see [`store::open`]).
-    pub store: SharedStore,
+    /// The database (see [`db::open`]).
+    pub db: SharedDb,
     /// Token for `/v1/admin/*`, `/v1/stats` and the dashboard; those answer 403 without one.
     pub admin_token: Option<String>,
     /// Serve HTTPS with this rustls configuration (see [`tls::server_config_from_files`]).
@@ -70,7 +80,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let state = AppState::new(config.store.clone(), config.admin_token)?;
+    let state = AppState::new(config.db.clone(), config.admin_token)?;
     let closing = state.closing().clone();
     let shutdown = async move {
         shutdown.await;
@@ -79,8 +89,8 @@ pub async fn serve(
         closing.cancel();
     };
     let app =
-        app(state, config.tls.is_some()).into_make_service_with_connect_info::<api::PeerAddr>();
-    let refresher = tokio::spawn(refresh_segments(config.store));
+        app(state, config.tls.is_some()).into_make_service_with_connect_info::<http::PeerAddr>();
+    let refresher = tokio::spawn(refresh_segments(config.db));
     let result = match config.tls {
         Some(tls) => {
             let listener = tls::TlsListener::new(listener, tls)?;
@@ -98,18 +108,12 @@ pub async fn serve(
     Ok(result?)
 }
 
-/// Everything [`serve`] serves: [`router`] plus the dashboard's routes (`secure_cookie` when
-/// serving HTTPS).
-pub fn app(state: AppState, secure_cookie: bool) -> axum::Router {
-    router_with(state, dashboard::routes(secure_cookie))
-}
-
-async fn refresh_segments(store: SharedStore) {
+async fn refresh_segments(db: SharedDb) {
     let mut tick = tokio::time::interval(SEGMENT_REFRESH);
     loop {
         tick.tick().await;
         let now = ingest::unix_ms(time::OffsetDateTime::now_utc());
-        if let Err(e) = store.recompute_segments(now).await {
+        if let Err(e) = db.recompute_segments(now).await {
             tracing::warn!(error = %e, "refreshing segments failed; retrying in an hour");
         }
     }

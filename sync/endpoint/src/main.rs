@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use crm_endpoint::store::StoreRecord;
+use crm_endpoint::db::StoreRecord;
 
 #[derive(Parser)]
 #[command(
@@ -129,11 +129,11 @@ async fn main() -> Result<()> {
             admin_token,
             demo,
         } => {
-            let store = crm_endpoint::store::open(&db)
+            let database = crm_endpoint::db::open(&db)
                 .await
                 .with_context(|| format!("opening {db}"))?;
             if demo {
-                let seed = crm_endpoint::seed_demo(&store)
+                let seed = crm_endpoint::seed_demo(&database)
                     .await
                     .context("seeding the demo")?;
                 println!(
@@ -152,11 +152,11 @@ async fn main() -> Result<()> {
                 .await
                 .with_context(|| format!("binding {listen}; is another endpoint running there?"))?;
             let bound = listener.local_addr().context("reading the bound address")?;
-            tracing::info!(%bound, tls = tls.is_some(), store = store.kind().as_str(), "serving");
+            tracing::info!(%bound, tls = tls.is_some(), db = database.kind().as_str(), "serving");
             // Scripts and tests that pass port 0 learn the port from this line.
             println!("listening on {bound}");
             let config = crm_endpoint::ServeConfig {
-                store,
+                db: database,
                 admin_token,
                 tls,
             };
@@ -168,32 +168,32 @@ async fn main() -> Result<()> {
             store_name,
             ttl,
         } => {
-            let store = crm_endpoint::store::open(&db)
+            let database = crm_endpoint::db::open(&db)
                 .await
                 .with_context(|| format!("opening {db}"))?;
-            if store.store(store_id.clone()).await?.is_none() || store_name.is_some() {
+            if database.store(store_id.clone()).await?.is_none() || store_name.is_some() {
                 let name = store_name.unwrap_or_else(|| store_id.clone());
-                store
+                database
                     .upsert_store(StoreRecord {
                         id: store_id.clone(),
                         name,
                     })
                     .await?;
             }
-            let (code, _) = crm_endpoint::api::issue_enroll_code(&store, &store_id, ttl).await?;
+            let (code, _) = crm_endpoint::api::issue_enroll_code(&database, &store_id, ttl).await?;
             println!("{code}");
         }
         Cmd::Campaigns {
             command: CampaignCmd::Import { db, file },
         } => {
             let campaigns = crm_endpoint::campaigns::load(&file)?;
-            let store = crm_endpoint::store::open(&db)
+            let database = crm_endpoint::db::open(&db)
                 .await
                 .with_context(|| format!("opening {db}"))?;
             let now = crm_endpoint::ingest::unix_ms(time::OffsetDateTime::now_utc());
             for c in campaigns {
                 let id = c.id.clone();
-                store
+                database
                     .upsert_campaign(c, now)
                     .await
                     .with_context(|| format!("saving campaign {id}"))?;

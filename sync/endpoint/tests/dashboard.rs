@@ -13,8 +13,8 @@ mod common;
 use std::time::Duration;
 
 use common::{ADMIN, Backend, Harness, Kiosk};
-use crm_endpoint::store::Dashboard;
-use crm_endpoint::store::dashboard::{Health, StoreSummary};
+use crm_endpoint::db::Dashboard;
+use crm_endpoint::db::dashboard::{Health, StoreSummary};
 use kiosk_protocol::CardToken;
 use kiosk_protocol::auth::card_token;
 use kiosk_protocol::events::{
@@ -660,7 +660,7 @@ async fn live_updates_follow_ingest(b: Backend) {
     h.stop().await;
 }
 
-on_both_stores!(
+on_both_databases!(
     the_dashboard_needs_a_login_and_refuses_a_wrong_token,
     figures_are_computed_from_the_events,
     hours_are_the_store_time_zone_once_set,

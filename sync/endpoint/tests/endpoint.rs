@@ -109,7 +109,7 @@ async fn whole_feed(h: &Harness, kiosk: &common::Kiosk) -> Vec<FeedItem> {
     }
 }
 
-on_both_stores!(
+on_both_databases!(
     enrollment_code_works_once,
     expired_enrollment_code_is_refused,
     wrong_codes_are_refused_and_then_rate_limited,
@@ -153,10 +153,9 @@ async fn enrollment_code_works_once(b: Backend) {
 
 async fn expired_enrollment_code_is_refused(b: Backend) {
     let h = Harness::start(b).await;
-    let (code, _) =
-        crm_endpoint::api::issue_enroll_code(&h.store, "north", std::time::Duration::ZERO)
-            .await
-            .unwrap();
+    let (code, _) = crm_endpoint::api::issue_enroll_code(&h.db, "north", std::time::Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(
         error_of(h.enroll_with(&code).await).await,
         (401, ErrorCode::InvalidCode)
@@ -214,7 +213,7 @@ async fn replayed_batch_changes_nothing_and_reports_duplicates(b: Backend) {
         first.results.iter().map(|r| r.id).collect::<Vec<_>>(),
         events.iter().map(|e| e.id).collect::<Vec<_>>()
     );
-    let stats_before = h.store.stats("north".into()).await.unwrap();
+    let stats_before = h.db.stats("north".into()).await.unwrap();
     // The same batch again (as after a lost answer), signed anew a second later.
     let later = time::OffsetDateTime::now_utc().unix_timestamp() + 1;
     let again: BatchResponse = h
@@ -233,7 +232,7 @@ async fn replayed_batch_changes_nothing_and_reports_duplicates(b: Backend) {
             .all(|r| r.status == EventStatus::Duplicate)
     );
     assert_eq!(h.event_count().await, 20);
-    let stats_after = h.store.stats("north".into()).await.unwrap();
+    let stats_after = h.db.stats("north".into()).await.unwrap();
     assert_eq!(stats_after.tickets_issued, stats_before.tickets_issued);
     assert_eq!(stats_after.events, 20);
 
@@ -263,7 +262,7 @@ async fn replayed_batch_changes_nothing_and_reports_duplicates(b: Backend) {
     );
     assert_eq!(h.event_count().await, 21);
     assert_eq!(
-        h.store.stats("north".into()).await.unwrap().tickets_issued,
+        h.db.stats("north".into()).await.unwrap().tickets_issued,
         stats_after.tickets_issued + 1
     );
     h.stop().await;
@@ -761,7 +760,7 @@ async fn erasure_reaches_the_feed_and_removes_the_profile(b: Backend) {
     late.boot_id = Uuid::now_v7();
     let r: BatchResponse = h.post_events(&k, vec![late]).await.json().await.unwrap();
     assert_eq!(r.results[0].status, EventStatus::Accepted);
-    let cust = h.store.customer(ana.clone()).await.unwrap();
+    let cust = h.db.customer(ana.clone()).await.unwrap();
     assert!(cust.is_none_or(|c| c.display_name.is_none()));
     assert!(profiles(&whole_feed(&h, &k).await).is_empty());
     h.stop().await;
@@ -781,7 +780,7 @@ async fn visits_make_segments_and_admins_can_override_them(b: Backend) {
         events.push(h.envelope(&k, 5 + i, ticket(Some(&ana), i as u32 + 1)));
     }
     h.post_events(&k, events).await;
-    let c = h.store.customer(ana.clone()).await.unwrap().unwrap();
+    let c = h.db.customer(ana.clone()).await.unwrap().unwrap();
     assert_eq!((c.visits, c.segment.as_str()), (3, "regular"));
     assert_eq!(
         c.consents.len(),
@@ -904,7 +903,7 @@ async fn clock_skew_is_estimated_per_kiosk(b: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let stats = h.store.stats("north".into()).await.unwrap();
+    let stats = h.db.stats("north".into()).await.unwrap();
     let skew = stats
         .kiosks
         .iter()
@@ -995,7 +994,7 @@ async fn health_needs_no_credentials_and_openapi_is_served() {
     assert_eq!(doc["openapi"], "3.1.0");
     assert_eq!(
         crm_endpoint::openapi::operations(&doc).len(),
-        crm_endpoint::ROUTES.len() + crm_endpoint::dashboard::ROUTES.len()
+        crm_endpoint::routes::operations().len()
     );
     let r = h
         .client
@@ -1010,22 +1009,18 @@ async fn health_needs_no_credentials_and_openapi_is_served() {
 #[tokio::test]
 async fn demo_seed_makes_tokens_from_the_demo_uids_and_key() {
     common::install_crypto();
-    let (store, _dir) = common::open_store(Backend::Sqlite).await;
-    let seed = crm_endpoint::seed_demo(&store).await.unwrap();
+    let (db, _dir) = common::open_db(Backend::Sqlite).await;
+    let seed = crm_endpoint::seed_demo(&db).await.unwrap();
     assert_eq!(seed.tenant_key, crm_endpoint::DEMO_TENANT_KEY);
     for (c, t) in crm_endpoint::DEMO_CUSTOMERS.iter().zip(&seed.tokens) {
         assert_eq!(&crm_endpoint::demo_token(c), t);
-        let rec = store.customer(t.clone()).await.unwrap().unwrap();
+        let rec = db.customer(t.clone()).await.unwrap().unwrap();
         assert_eq!(rec.segment, c.segment);
     }
-    assert_eq!(store.campaigns().await.unwrap().len(), 2);
-    let again = crm_endpoint::seed_demo(&store).await.unwrap();
+    assert_eq!(db.campaigns().await.unwrap().len(), 2);
+    let again = crm_endpoint::seed_demo(&db).await.unwrap();
     assert_eq!(again.tokens, seed.tokens);
-    let ana = store
-        .customer(seed.tokens[0].clone())
-        .await
-        .unwrap()
-        .unwrap();
+    let ana = db.customer(seed.tokens[0].clone()).await.unwrap().unwrap();
     assert_eq!(
         ana.consents.len(),
         2,

@@ -12,8 +12,8 @@
 
 use std::sync::OnceLock;
 
+use crm_endpoint::db::SkewEstimate;
 use crm_endpoint::ingest::Validator;
-use crm_endpoint::store::SkewEstimate;
 use kiosk_protocol::events::{Envelope, Event, TicketIssued};
 use kiosk_protocol::wire::{BatchRequest, KioskClock};
 use proptest::prelude::*;

@@ -1,59 +1,44 @@
 //! The store managers' dashboard at `/dashboard`: a login form asking the admin token, then one
-//! page that draws a store's live figures ([`crate::store::Dashboard`]) as inline SVG charts,
+//! page that draws a store's live figures ([`crate::db::Dashboard`]) as inline SVG charts,
 //! pushed by server-sent events whenever that store's kiosks send a batch (and every
 //! [`REFRESH_EVERY`], as "last seen" ages and hours roll over).
 //!
-//! Data flow: kiosk batch → [`crate::api`] ingest → store → change notice
+//! Data flow: kiosk batch → [`crate::api::kiosk`] ingest → database → change notice
 //! ([`AppState::subscribe_changes`]) → **dashboard** (SSE) → browser.
 //!
-//! The session cookie holds an expiry, a nonce and an HMAC under a key derived from the admin
-//! token — never the token itself; changing the token ends every session. The page and its
+//! Sessions ([`crate::http::auth::DashboardUser`]) are signed cookies derived from the admin
+//! token, never the token itself; changing the token ends every session. The page and its
 //! script and style are embedded in the binary: no CDN, no build step, no external request (the
 //! content security policy forbids them).
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::rejection::{FormRejection, QueryRejection};
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
-use axum::{Extension, Form, Json, Router};
+use axum::{Extension, Form, Json};
 use futures::Stream;
-use hmac::{Hmac, Mac};
 use kiosk_protocol::wire::ErrorCode;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::api::{ApiError, AppState, PeerAddr};
+pub use crate::http::auth::{SESSION_COOKIE, new_session, session_expiry};
+
+use crate::db::dashboard::start_of_day_ms;
+use crate::db::{Dashboard, DashboardQuery, StoreSummary};
+use crate::http::auth::{DashboardUser, now_s, token_matches};
+use crate::http::doc::{Security, error_answer, raw_op, text};
+use crate::http::{ApiError, AppState, AttemptCounter, Route, Verb, peer_ip};
 use crate::ingest::unix_ms;
-use crate::store::dashboard::start_of_day_ms;
-use crate::store::{Dashboard, DashboardQuery, StoreSummary};
 
-/// Every dashboard route: `(method, path)`. Documented in `/openapi.json` beside
-/// [`crate::api::ROUTES`].
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/dashboard"),
-    ("POST", "/dashboard/login"),
-    ("POST", "/dashboard/logout"),
-    ("GET", "/dashboard/app.js"),
-    ("GET", "/dashboard/app.css"),
-    ("GET", "/dashboard/api/stores"),
-    ("GET", "/dashboard/api/stores/{store}"),
-    ("GET", "/dashboard/events"),
-];
-
-/// Name of the session cookie.
-pub const SESSION_COOKIE: &str = "crm_dashboard";
 /// How long a login lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Wrong tokens allowed per source address and window.
@@ -77,49 +62,124 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 struct Dash {
     /// Mark the cookie `Secure` (the endpoint serves HTTPS).
     secure_cookie: bool,
-    /// Wrong tokens per source address: (window start, count).
-    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    /// Wrong tokens per source address.
+    failures: AttemptCounter<IpAddr>,
 }
 
 type DashState = Arc<Dash>;
 
-/// The dashboard's routes, to pass to [`crate::api::router_with`]. `secure_cookie` when the
-/// endpoint serves HTTPS (the session cookie is then never sent over plain HTTP).
-pub fn routes(secure_cookie: bool) -> Router<AppState> {
+/// The dashboard's routes. `secure_cookie` when the endpoint serves HTTPS (the session cookie
+/// is then never sent over plain HTTP).
+pub fn routes(secure_cookie: bool) -> Vec<Route> {
     let dash: DashState = Arc::new(Dash {
         secure_cookie,
-        failures: Mutex::new(HashMap::new()),
+        failures: AttemptCounter::new(LOGIN_ATTEMPTS, LOGIN_WINDOW),
     });
-    let mut router = Router::new();
-    for (method, path) in ROUTES {
-        match method_router(method, path) {
-            Some(mr) => router = router.route(path, mr),
-            // Kept together with ROUTES; the route test catches a gap.
-            None => tracing::error!(method, path, "dashboard route has no handler"),
-        }
-    }
-    router
-        .layer(middleware::from_fn(security_headers))
-        .layer(Extension(dash))
-}
-
-fn method_router(method: &str, path: &str) -> Option<MethodRouter<AppState>> {
-    Some(match (method, path) {
-        ("GET", "/dashboard") => get(page),
-        ("POST", "/dashboard/login") => post(login),
-        ("POST", "/dashboard/logout") => post(logout),
-        ("GET", "/dashboard/app.js") => get(|| async { asset("text/javascript", APP_JS) }),
-        ("GET", "/dashboard/app.css") => get(|| async { asset("text/css", APP_CSS) }),
-        ("GET", "/dashboard/api/stores") => get(api_stores),
-        ("GET", "/dashboard/api/stores/{store}") => get(api_store),
-        ("GET", "/dashboard/events") => get(events),
-        _ => return None,
-    })
-}
-
-/// Whether a dashboard route has a handler (for the route table test).
-pub fn has_handler(method: &str, path: &str) -> bool {
-    method_router(method, path).is_some()
+    let store =
+        json!({ "name": "store", "in": "path", "required": true, "schema": { "type": "string" } });
+    let kiosk = json!({ "name": "kiosk", "in": "query", "schema": { "type": "string" }, "description": "one kiosk of the store" });
+    let range = json!({ "name": "range", "in": "query", "schema": { "type": "string", "enum": ["today", "24h", "7d", "30d"], "default": "today" } });
+    let err = error_answer();
+    let mut figures = raw_op(
+        "a store's dashboard figures: tickets per hour and service, waiting and service times (median, p90), identified vs anonymous visitors, conversion per campaign variant, NPS, kiosk health with last device logs",
+        Security::Dashboard,
+        json!({ "200": { "description": "the figures", "content": { "application/json": {
+                "schema": { "$ref": "#/components/schemas/Dashboard" } } } },
+                "400": err, "403": err, "404": err, "503": err }),
+    );
+    figures["parameters"] = json!([store, kiosk, range]);
+    let mut events_doc = raw_op(
+        "server-sent events: `dashboard` (the figures as JSON) at once, after each batch from the store's kiosks and every 15 s; `expired` when the session ends",
+        Security::Dashboard,
+        json!({ "200": text("text/event-stream", "the event stream"),
+                "400": err, "403": err, "404": err }),
+    );
+    events_doc["parameters"] = json!([
+        { "name": "store", "in": "query", "required": true, "schema": { "type": "string" } },
+        kiosk, range]);
+    let mut login_doc = raw_op(
+        "log in with the admin token; sets an HttpOnly SameSite=Strict session cookie",
+        Security::None,
+        json!({ "303": { "description": "logged in; go to /dashboard" },
+                "400": text("text/html", "no form"),
+                "403": text("text/html", "wrong token"),
+                "429": text("text/html", "too many wrong tokens from this address (Retry-After)") }),
+    );
+    login_doc["requestBody"] = json!({ "required": true, "content": { "application/x-www-form-urlencoded": {
+        "schema": { "type": "object", "required": ["token"], "properties": { "token": { "type": "string" } } } } } });
+    let routes = vec![
+        Route::new(
+            Verb::Get,
+            "/dashboard",
+            page,
+            raw_op(
+                "the store managers' dashboard (HTML); the login form without a session",
+                Security::None,
+                json!({ "200": text("text/html", "the dashboard or the login form"),
+                        "403": text("text/html", "no admin token configured") }),
+            ),
+        ),
+        Route::new(Verb::Post, "/dashboard/login", login, login_doc),
+        Route::new(
+            Verb::Post,
+            "/dashboard/logout",
+            logout,
+            raw_op(
+                "end the session (clears the cookie)",
+                Security::None,
+                json!({ "303": { "description": "logged out" } }),
+            ),
+        ),
+        Route::new(
+            Verb::Get,
+            "/dashboard/app.js",
+            || async { asset("text/javascript", APP_JS) },
+            raw_op(
+                "the dashboard's script",
+                Security::None,
+                json!({ "200": text("text/javascript", "script") }),
+            ),
+        ),
+        Route::new(
+            Verb::Get,
+            "/dashboard/app.css",
+            || async { asset("text/css", APP_CSS) },
+            raw_op(
+                "the dashboard's style",
+                Security::None,
+                json!({ "200": text("text/css", "style") }),
+            ),
+        ),
+        Route::new(
+            Verb::Get,
+            "/dashboard/api/stores",
+            api_stores,
+            raw_op(
+                "stores with their time zone and kiosks",
+                Security::Dashboard,
+                json!({ "200": { "description": "stores by id", "content": { "application/json": {
+                    "schema": { "type": "array", "items": { "$ref": "#/components/schemas/StoreSummary" } } } } },
+                    "403": err, "503": err }),
+            ),
+        ),
+        Route::new(
+            Verb::Get,
+            "/dashboard/api/stores/{store}",
+            api_store,
+            figures,
+        ),
+        Route::new(Verb::Get, "/dashboard/events", events, events_doc),
+    ];
+    routes
+        .into_iter()
+        .map(|r| {
+            let dash = Arc::clone(&dash);
+            r.map(|h| {
+                h.layer::<_, std::convert::Infallible>(middleware::from_fn(security_headers))
+                    .layer::<_, std::convert::Infallible>(Extension(dash))
+            })
+        })
+        .collect()
 }
 
 async fn security_headers(req: Request, next: Next) -> Response {
@@ -194,87 +254,6 @@ fn login_page(status: StatusCode, message: &str) -> Response {
     html(status, LOGIN_HTML.replace("{{message}}", &message))
 }
 
-fn now_s() -> i64 {
-    OffsetDateTime::now_utc().unix_timestamp()
-}
-
-/// The HMAC key of sessions: derived from the admin token, so the cookie never holds the token
-/// and a new token ends the old sessions.
-fn session_key(admin_token: &str) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(b"crm-endpoint dashboard session v1\0");
-    h.update(admin_token.as_bytes());
-    h.finalize().into()
-}
-
-fn session_mac(admin_token: &str, payload: &str) -> Option<Hmac<Sha256>> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(&session_key(admin_token)).ok()?;
-    mac.update(payload.as_bytes());
-    Some(mac)
-}
-
-/// A new session value, valid until `expires_s`: `v1.EXPIRES.NONCE.MAC`.
-pub fn new_session(admin_token: &str, expires_s: i64) -> String {
-    let payload = format!("v1.{expires_s}.{}", hex::encode(rand::random::<[u8; 16]>()));
-    let mac = session_mac(admin_token, &payload)
-        .map(|m| hex::encode(m.finalize().into_bytes()))
-        .unwrap_or_default();
-    format!("{payload}.{mac}")
-}
-
-/// When a session value made under `admin_token` expires, if it is genuine and not expired at
-/// `now_s`.
-pub fn session_expiry(admin_token: &str, value: &str, now_s: i64) -> Option<i64> {
-    let (payload, mac) = value.rsplit_once('.')?;
-    let mut parts = payload.split('.');
-    let (Some("v1"), Some(expires), Some(_nonce), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return None;
-    };
-    let expires: i64 = expires.parse().ok()?;
-    let mac = hex::decode(mac).ok()?;
-    session_mac(admin_token, payload)?.verify_slice(&mac).ok()?;
-    (expires > now_s).then_some(expires)
-}
-
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v)
-}
-
-/// How a request is allowed in: a session until its expiry, or the admin token itself (scripts).
-enum Access {
-    Session(i64),
-    Token,
-}
-
-fn access(st: &AppState, headers: &HeaderMap) -> Option<Access> {
-    let token = st.admin_token()?;
-    if let Some(exp) =
-        cookie(headers, SESSION_COOKIE).and_then(|v| session_expiry(token, v, now_s()))
-    {
-        return Some(Access::Session(exp));
-    }
-    crate::api::require_admin(st, headers)
-        .ok()
-        .map(|()| Access::Token)
-}
-
-fn forbidden() -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        ErrorCode::Forbidden,
-        "log in at /dashboard first (or send the admin token as x-admin-token)",
-    )
-}
-
 fn set_cookie(dash: &Dash, value: &str, max_age_s: u64) -> HeaderValue {
     let secure = if dash.secure_cookie { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
@@ -292,15 +271,15 @@ fn redirect_to_dashboard() -> Response {
         .into_response()
 }
 
-async fn page(State(st): State<AppState>, headers: HeaderMap) -> Response {
+async fn page(State(st): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     if st.admin_token().is_none() {
         return login_page(
             StatusCode::FORBIDDEN,
             "The dashboard is disabled: start the endpoint with --admin-token.",
         );
     }
-    match access(&st, &headers) {
-        Some(Access::Session(_)) => html(StatusCode::OK, PAGE_HTML.to_owned()),
+    match DashboardUser::of(&st, &headers) {
+        Some(DashboardUser::Session(_)) => html(StatusCode::OK, PAGE_HTML.to_owned()),
         _ => login_page(StatusCode::OK, ""),
     }
 }
@@ -311,42 +290,20 @@ struct LoginForm {
     token: String,
 }
 
-impl Dash {
-    fn blocked(&self, ip: IpAddr) -> Option<u64> {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        map.retain(|_, (start, _)| now.duration_since(*start) < LOGIN_WINDOW);
-        match map.get(&ip) {
-            Some((start, n)) if *n >= LOGIN_ATTEMPTS => Some(
-                LOGIN_WINDOW
-                    .saturating_sub(now.duration_since(*start))
-                    .as_secs()
-                    .max(1),
-            ),
-            _ => None,
-        }
-    }
-
-    fn failed(&self, ip: IpAddr) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(ip).or_insert((Instant::now(), 0)).1 += 1;
-    }
-}
-
 async fn login(
     State(st): State<AppState>,
     Extension(dash): Extension<DashState>,
-    peer: Option<Extension<ConnectInfo<PeerAddr>>>,
-    form: Result<Form<LoginForm>, FormRejection>,
+    req: Request,
 ) -> Response {
-    let ip = peer.map_or(IpAddr::from([0, 0, 0, 0]), |Extension(c)| c.0.0.ip());
+    let ip = peer_ip(req.extensions());
+    let form = Form::<LoginForm>::from_request(req, &st).await;
     let Some(expected) = st.admin_token() else {
         return login_page(
             StatusCode::FORBIDDEN,
             "The dashboard is disabled: start the endpoint with --admin-token.",
         );
     };
-    if let Some(wait) = dash.blocked(ip) {
+    if let Some(wait) = dash.failures.blocked(&ip) {
         let mut resp = login_page(
             StatusCode::TOO_MANY_REQUESTS,
             &format!("Too many wrong tokens from {ip}. Try again in {wait} s."),
@@ -361,9 +318,8 @@ async fn login(
             "Send the form with the admin token.",
         );
     };
-    use subtle::ConstantTimeEq as _;
-    if !bool::from(form.token.trim().as_bytes().ct_eq(expected.as_bytes())) {
-        dash.failed(ip);
+    if !token_matches(form.token.trim(), expected) {
+        dash.failures.count(ip);
         tracing::warn!(%ip, "dashboard login with a wrong token");
         return login_page(
             StatusCode::FORBIDDEN,
@@ -391,11 +347,10 @@ async fn logout(Extension(dash): Extension<DashState>) -> Response {
 }
 
 async fn api_stores(
+    _: DashboardUser,
     State(st): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Json<Vec<StoreSummary>>, ApiError> {
-    access(&st, &headers).ok_or_else(forbidden)?;
-    Ok(Json(st.store.list_stores().await?))
+    Ok(Json(st.db.list_stores().await?))
 }
 
 /// The period a dashboard covers.
@@ -453,7 +408,7 @@ struct View {
 
 impl View {
     async fn resolve(st: &AppState, store_id: String, q: ViewQuery) -> Result<View, ApiError> {
-        let stores = st.store.list_stores().await?;
+        let stores = st.db.list_stores().await?;
         let Some(store) = stores.into_iter().find(|s| s.id == store_id) else {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -487,7 +442,7 @@ impl View {
             now,
         );
         q.kiosk_id = self.kiosk_id.clone();
-        Ok(st.store.dashboard(q).await?)
+        Ok(st.db.dashboard(q).await?)
     }
 }
 
@@ -502,12 +457,11 @@ fn view_query(query: Result<Query<ViewQuery>, QueryRejection>) -> Result<ViewQue
 }
 
 async fn api_store(
+    _: DashboardUser,
     State(st): State<AppState>,
-    headers: HeaderMap,
     Path(store): Path<String>,
     query: Result<Query<ViewQuery>, QueryRejection>,
 ) -> Result<Json<Dashboard>, ApiError> {
-    access(&st, &headers).ok_or_else(forbidden)?;
     let view = View::resolve(&st, store, view_query(query)?).await?;
     Ok(Json(view.dashboard(&st).await?))
 }
@@ -580,11 +534,10 @@ impl Live {
 }
 
 async fn events(
+    access: DashboardUser,
     State(st): State<AppState>,
-    headers: HeaderMap,
     query: Result<Query<ViewQuery>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let access = access(&st, &headers).ok_or_else(forbidden)?;
     let mut q = view_query(query)?;
     let Some(store) = q.store.take() else {
         return Err(ApiError::new(
@@ -605,8 +558,8 @@ async fn events(
         changes,
         tick,
         expires_s: match access {
-            Access::Session(e) => Some(e),
-            Access::Token => None,
+            DashboardUser::Session(e) => Some(e),
+            DashboardUser::Token => None,
         },
         last_push: None,
         done: false,
@@ -618,65 +571,8 @@ async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-/// The dashboard's paths for `/openapi.json`.
-pub fn openapi_paths() -> Map<String, Value> {
-    let store =
-        json!({ "name": "store", "in": "path", "required": true, "schema": { "type": "string" } });
-    let kiosk = json!({ "name": "kiosk", "in": "query", "schema": { "type": "string" }, "description": "one kiosk of the store" });
-    let range = json!({ "name": "range", "in": "query", "schema": { "type": "string", "enum": ["today", "24h", "7d", "30d"], "default": "today" } });
-    let security = json!([{ "dashboardSession": [] }, { "adminToken": [] }]);
-    let err = json!({ "description": "error; see ErrorBody.error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } } });
-    let text = |t: &str, d: &str| json!({ "description": d, "content": { t: { "schema": { "type": "string" } } } });
-    let doc = json!({
-        "/dashboard": { "get": {
-            "summary": "the store managers' dashboard (HTML); the login form without a session",
-            "security": [],
-            "responses": { "200": text("text/html", "the dashboard or the login form"),
-                           "403": text("text/html", "no admin token configured") } } },
-        "/dashboard/login": { "post": {
-            "summary": "log in with the admin token; sets an HttpOnly SameSite=Strict session cookie",
-            "security": [],
-            "requestBody": { "required": true, "content": { "application/x-www-form-urlencoded": {
-                "schema": { "type": "object", "required": ["token"], "properties": { "token": { "type": "string" } } } } } },
-            "responses": { "303": { "description": "logged in; go to /dashboard" },
-                           "400": text("text/html", "no form"),
-                           "403": text("text/html", "wrong token"),
-                           "429": text("text/html", "too many wrong tokens from this address (Retry-After)") } } },
-        "/dashboard/logout": { "post": {
-            "summary": "end the session (clears the cookie)", "security": [],
-            "responses": { "303": { "description": "logged out" } } } },
-        "/dashboard/app.js": { "get": { "summary": "the dashboard's script", "security": [],
-            "responses": { "200": text("text/javascript", "script") } } },
-        "/dashboard/app.css": { "get": { "summary": "the dashboard's style", "security": [],
-            "responses": { "200": text("text/css", "style") } } },
-        "/dashboard/api/stores": { "get": {
-            "summary": "stores with their time zone and kiosks", "security": security,
-            "responses": { "200": { "description": "stores by id", "content": { "application/json": {
-                "schema": { "type": "array", "items": { "$ref": "#/components/schemas/StoreSummary" } } } } },
-                "403": err, "503": err } } },
-        "/dashboard/api/stores/{store}": { "get": {
-            "summary": "a store's dashboard figures: tickets per hour and service, waiting and service times (median, p90), identified vs anonymous visitors, conversion per campaign variant, NPS, kiosk health with last device logs",
-            "security": security, "parameters": [store, kiosk, range],
-            "responses": { "200": { "description": "the figures", "content": { "application/json": {
-                "schema": { "$ref": "#/components/schemas/Dashboard" } } } },
-                "400": err, "403": err, "404": err, "503": err } } },
-        "/dashboard/events": { "get": {
-            "summary": "server-sent events: `dashboard` (the figures as JSON) at once, after each batch from the store's kiosks and every 15 s; `expired` when the session ends",
-            "security": security,
-            "parameters": [
-                { "name": "store", "in": "query", "required": true, "schema": { "type": "string" } },
-                kiosk, range],
-            "responses": { "200": text("text/event-stream", "the event stream"),
-                           "400": err, "403": err, "404": err } } }
-    });
-    match doc {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
-
 /// Schemas the dashboard's paths refer to.
-pub fn openapi_schemas() -> Map<String, Value> {
+pub fn schemas() -> Map<String, Value> {
     let mut m = Map::new();
     m.insert(
         "StoreSummary".into(),
@@ -697,33 +593,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_dashboard_route_has_a_handler() {
-        for (m, p) in ROUTES {
-            assert!(has_handler(m, p), "{m} {p}");
+    fn every_dashboard_route_is_under_dashboard_and_documented() {
+        for r in routes(false) {
+            assert!(r.path.starts_with("/dashboard"), "{}", r.path);
+            assert!(r.doc["responses"].is_object(), "{}", r.path);
         }
-    }
-
-    #[test]
-    fn sessions_are_bound_to_the_token_and_expire() {
-        let s = new_session("secret-token", 1_000);
-        assert!(!s.contains("secret-token"));
-        assert_eq!(session_expiry("secret-token", &s, 999), Some(1_000));
-        assert_eq!(session_expiry("secret-token", &s, 1_000), None, "expired");
-        assert_eq!(session_expiry("other-token", &s, 999), None);
-        let forged = s.replacen("v1.1000.", "v1.9000.", 1);
-        assert_eq!(session_expiry("secret-token", &forged, 999), None);
-        assert_eq!(session_expiry("secret-token", "v1.5.x", 0), None);
-    }
-
-    #[test]
-    fn cookies_are_found_among_others() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; crm_dashboard=v1.2.3.4 ;b=2"),
-        );
-        assert_eq!(cookie(&h, SESSION_COOKIE), Some("v1.2.3.4"));
-        assert_eq!(cookie(&h, "c"), None);
     }
 
     #[test]

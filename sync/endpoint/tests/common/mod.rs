@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use crm_endpoint::store::{SharedStore, StoreRecord};
+use crm_endpoint::db::{SharedDb, StoreRecord};
 use crm_endpoint::testing::TempPostgres;
 use crm_endpoint::{ServeConfig, serve};
 use kiosk_protocol::auth::sign_request;
@@ -34,19 +34,24 @@ fn postgres() -> &'static TempPostgres {
     })
 }
 
-pub async fn open_store(backend: Backend) -> (SharedStore, Option<tempfile::TempDir>) {
+/// The URL of a new, empty database (and the directory of a SQLite file, to keep).
+pub async fn fresh_url(backend: Backend) -> (String, Option<tempfile::TempDir>) {
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().unwrap();
             let url = format!("sqlite://{}", dir.path().join("crm.db").display());
-            (crm_endpoint::store::open(&url).await.unwrap(), Some(dir))
+            (url, Some(dir))
         }
         Backend::Postgres => {
             let pg = tokio::task::spawn_blocking(postgres).await.unwrap();
-            let url = pg.fresh_database().await.unwrap();
-            (crm_endpoint::store::open(&url).await.unwrap(), None)
+            (pg.fresh_database().await.unwrap(), None)
         }
     }
+}
+
+pub async fn open_db(backend: Backend) -> (SharedDb, Option<tempfile::TempDir>) {
+    let (url, dir) = fresh_url(backend).await;
+    (crm_endpoint::db::open(&url).await.unwrap(), dir)
 }
 
 pub fn install_crypto() {
@@ -64,7 +69,7 @@ pub struct Kiosk {
 
 pub struct Harness {
     pub base: String,
-    pub store: SharedStore,
+    pub db: SharedDb,
     pub client: reqwest::Client,
     pub kiosk: Kiosk,
     stop: Option<oneshot::Sender<()>>,
@@ -82,21 +87,19 @@ impl Harness {
         tls: Option<(Arc<rustls::ServerConfig>, reqwest::Client)>,
     ) -> Harness {
         install_crypto();
-        let (store, dir) = open_store(backend).await;
-        store
-            .upsert_store(StoreRecord {
-                id: "north".into(),
-                name: "Tienda Norte".into(),
-            })
-            .await
-            .unwrap();
-        store
-            .upsert_store(StoreRecord {
-                id: "south".into(),
-                name: "Tienda Sur".into(),
-            })
-            .await
-            .unwrap();
+        let (db, dir) = open_db(backend).await;
+        db.upsert_store(StoreRecord {
+            id: "north".into(),
+            name: "Tienda Norte".into(),
+        })
+        .await
+        .unwrap();
+        db.upsert_store(StoreRecord {
+            id: "south".into(),
+            name: "Tienda Sur".into(),
+        })
+        .await
+        .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -110,7 +113,7 @@ impl Harness {
             "http://127.0.0.1"
         };
         let config = ServeConfig {
-            store: store.clone(),
+            db: db.clone(),
             admin_token: Some(ADMIN.into()),
             tls: tls_config,
         };
@@ -124,7 +127,7 @@ impl Harness {
         let base = format!("{scheme}:{}", addr.port());
         let mut h = Harness {
             base,
-            store,
+            db,
             client,
             kiosk: Kiosk {
                 id: String::new(),
@@ -147,7 +150,7 @@ impl Harness {
     }
 
     pub async fn code(&self, store: &str) -> String {
-        crm_endpoint::api::issue_enroll_code(&self.store, store, std::time::Duration::from_secs(60))
+        crm_endpoint::api::issue_enroll_code(&self.db, store, std::time::Duration::from_secs(60))
             .await
             .unwrap()
             .0
@@ -253,7 +256,7 @@ impl Harness {
     }
 
     pub async fn event_count(&self) -> u64 {
-        self.store.event_count().await.unwrap()
+        self.db.event_count().await.unwrap()
     }
 
     pub async fn stop(mut self) {
@@ -268,7 +271,7 @@ impl Harness {
 
 /// Generates a `sqlite` and a `postgres` test from one async fn taking a [`Backend`].
 #[macro_export]
-macro_rules! on_both_stores {
+macro_rules! on_both_databases {
     ($($name:ident),* $(,)?) => {
         $(
             mod $name {

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::StoreRecord;
+use super::model::{StoreRecord, variant_stats};
 
 /// Device-log lines per kiosk when the caller does not say.
 pub const DEFAULT_LOGS_PER_KIOSK: u32 = 10;
@@ -644,7 +644,7 @@ pub fn assemble(query: &DashboardQuery, rows: DashboardRows) -> Option<Dashboard
         .campaigns
         .into_iter()
         .map(|(campaign_id, variant, shown, redeemed)| {
-            let v = super::variant_stats(campaign_id, variant, shown, redeemed);
+            let v = variant_stats(campaign_id, variant, shown, redeemed);
             VariantFigures {
                 campaign_name: campaign_names.get(&v.campaign_id).cloned(),
                 campaign_id: v.campaign_id,

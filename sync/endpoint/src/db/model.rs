@@ -1,42 +1,29 @@
-//! Persistence of the CRM endpoint behind one async [`Store`] trait, with two implementations:
-//! SQLite ([`sqlite::SqliteStore`], the default, one file) and PostgreSQL
-//! ([`postgres::PgStore`], for a fleet: several endpoint replicas share one database and rely on
-//! its transactions and unique constraints).
-//!
-//! Data flow: HTTP handlers → (validated, time-corrected) [`IngestBatch`] → **store** → feed /
-//! statistics. Handlers never speak SQL; the dashboard adds its queries here, as trait methods
-//! implemented by both backends (the shared test suite runs against both).
+//! The database layer's vocabulary: its errors, the records it stores and answers with (stores,
+//! kiosks, customers, consents, feed pages, statistics), what an ingested event does, and the
+//! pure decisions on them (segments, consent flags, redaction, NPS). Imports nothing else of the
+//! layer.
 
-pub mod dashboard;
-pub mod postgres;
-pub mod sqlite;
-
-use std::sync::Arc;
-
-use futures::future::BoxFuture;
 use kiosk_protocol::CardToken;
-use kiosk_protocol::wire::{Campaign, DeviceSecret, EventStatus, FeedItem, TenantKey};
+use kiosk_protocol::wire::{Campaign, DeviceSecret, FeedItem};
 use serde::{Deserialize, Serialize};
 
-pub use dashboard::{Dashboard, DashboardQuery, StoreSummary};
+/// Result of every database call.
+pub type DbResult<T> = Result<T, DbError>;
 
-/// Result of every store call.
-pub type StoreResult<T> = Result<T, StoreError>;
-
-/// What can go wrong in a store.
+/// What can go wrong in the database layer.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum DbError {
     /// The database URL is neither `sqlite://...` nor `postgres://...`.
     #[error("database url {0:?} is not supported; use sqlite://PATH or postgres://USER@HOST/DB")]
     BadUrl(String),
     /// SQLite failed.
-    #[error("sqlite store failed")]
+    #[error("sqlite database failed")]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL failed.
-    #[error("postgres store failed")]
+    #[error("postgres database failed")]
     Postgres(#[from] tokio_postgres::Error),
-    /// A blocking store task panicked or was cancelled.
-    #[error("sqlite worker thread failed")]
+    /// A blocking database task panicked or was cancelled.
+    #[error("database worker thread failed")]
     Worker(#[from] tokio::task::JoinError),
     /// Stored JSON could not be read back.
     #[error("stored json is unreadable")]
@@ -50,28 +37,42 @@ pub enum StoreError {
     /// The batch's request signature was seen before: a replay, nothing stored.
     #[error("this signed request was already received")]
     Replayed,
+    /// The database's schema is newer than this endpoint knows (a downgrade).
+    #[error(
+        "database schema version {found} was written by a newer crm-endpoint; this one supports up \
+         to version {supported}: run the newer endpoint or restore a backup of the database"
+    )]
+    NewerSchema {
+        /// Version recorded in the database.
+        found: i64,
+        /// Newest version this endpoint knows.
+        supported: i64,
+    },
+    /// A bug: an invariant of the endpoint's own code does not hold.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
     /// A batch committed together with others (see the SQLite store's group commit) failed
     /// because their shared transaction did.
     #[error("the transaction this batch was part of failed: {0}")]
     GroupFailed(String),
 }
 
-/// Which database backs a store.
+/// Which database backs the endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum StoreKind {
+pub enum DbKind {
     /// SQLite file.
     Sqlite,
     /// PostgreSQL server.
     Postgres,
 }
 
-impl StoreKind {
+impl DbKind {
     /// `sqlite` or `postgres`.
     pub fn as_str(self) -> &'static str {
         match self {
-            StoreKind::Sqlite => "sqlite",
-            StoreKind::Postgres => "postgres",
+            DbKind::Sqlite => "sqlite",
+            DbKind::Postgres => "postgres",
         }
     }
 }
@@ -264,11 +265,11 @@ pub struct IngestBatch {
     /// The events, in request order.
     pub events: Vec<IngestEvent>,
     /// The request's signature, remembered in the batch's own transaction: a replay stores
-    /// nothing ([`StoreError::Replayed`]), and a batch that fails leaves no signature behind.
+    /// nothing ([`DbError::Replayed`]), and a batch that fails leaves no signature behind.
     pub replay: Option<ReplayGuard>,
 }
 
-/// A signed request to remember against replays (see [`Store::remember_signature`]).
+/// A signed request to remember against replays (see [`Database::remember_signature`](super::database::Database::remember_signature)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplayGuard {
     /// The request's signature, lowercase hex.
@@ -390,138 +391,6 @@ pub struct Nps {
     pub score: f64,
 }
 
-/// Everything the endpoint persists. Both implementations must behave identically: the test
-/// suite in `sync/endpoint/tests/` runs against each.
-pub trait Store: Send + Sync + 'static {
-    /// Which database this is.
-    fn kind(&self) -> StoreKind;
-
-    /// The tenant key card tokens are made with (created at first start, never changed).
-    fn tenant_key(&self) -> BoxFuture<'_, StoreResult<TenantKey>>;
-
-    /// Replaces the tenant key while no kiosk is enrolled and no customer known (demo set-ups
-    /// that need a known key); false, and nothing changed, once either exists.
-    fn set_tenant_key_if_unused(&self, key: TenantKey) -> BoxFuture<'_, StoreResult<bool>>;
-
-    /// Creates a store or renames an existing one.
-    fn upsert_store(&self, store: StoreRecord) -> BoxFuture<'_, StoreResult<()>>;
-
-    /// A store by id.
-    fn store(&self, id: String) -> BoxFuture<'_, StoreResult<Option<StoreRecord>>>;
-
-    /// Records a one-time enrollment code (only its hash) for `store_id`, valid until
-    /// `expires_ms`.
-    fn create_enroll_code(
-        &self,
-        code_hash: String,
-        store_id: String,
-        expires_ms: i64,
-    ) -> BoxFuture<'_, StoreResult<()>>;
-
-    /// Atomically spends an unexpired, unused code and enrolls `kiosk` in its store. `None` when
-    /// the code is unknown, spent or expired.
-    fn redeem_enroll_code(
-        &self,
-        code_hash: String,
-        now_ms: i64,
-        kiosk: NewKiosk,
-    ) -> BoxFuture<'_, StoreResult<Option<StoreRecord>>>;
-
-    /// An enrolled kiosk.
-    fn kiosk(&self, kiosk_id: String) -> BoxFuture<'_, StoreResult<Option<KioskRecord>>>;
-
-    /// Remembers a request signature until `expires_ms`; false when it was already seen (a
-    /// replay). Forgets expired signatures on the way.
-    fn remember_signature(
-        &self,
-        signature: String,
-        expires_ms: i64,
-        now_ms: i64,
-    ) -> BoxFuture<'_, StoreResult<bool>>;
-
-    /// Marks a kiosk as seen now (any authenticated request).
-    fn touch_kiosk(&self, kiosk_id: String, now_ms: i64) -> BoxFuture<'_, StoreResult<()>>;
-
-    /// Stores a batch in one transaction: each event is stored once (accepted) or found stored
-    /// (duplicate), its effects applied only when accepted. Answers per event, in order. With a
-    /// [`ReplayGuard`], the signature is remembered in the same transaction, and a signature seen
-    /// before is [`StoreError::Replayed`] with nothing stored.
-    fn ingest(&self, batch: IngestBatch) -> BoxFuture<'_, StoreResult<Vec<EventStatus>>>;
-
-    /// Plain inserts of event rows, no dedupe check or effects: the benchmark's reference.
-    fn insert_events_bare(&self, batch: IngestBatch) -> BoxFuture<'_, StoreResult<u64>>;
-
-    /// Number of stored events (all kiosks).
-    fn event_count(&self) -> BoxFuture<'_, StoreResult<u64>>;
-
-    /// The feed of `store_id` after `cursor`.
-    fn feed(
-        &self,
-        store_id: String,
-        cursor: u64,
-        limit: u32,
-    ) -> BoxFuture<'_, StoreResult<FeedPage>>;
-
-    /// A kiosk of `store_id` looks up a card its cache does not know: the registered customer's
-    /// profile (`None` for nobody, or a customer who never registered a name). The customer
-    /// becomes known to the store, so their later changes reach its feed.
-    fn lookup_profile(
-        &self,
-        store_id: String,
-        token: CardToken,
-    ) -> BoxFuture<'_, StoreResult<Option<kiosk_protocol::wire::Profile>>>;
-
-    /// Creates or replaces a campaign and publishes it to its stores' feeds.
-    fn upsert_campaign(&self, campaign: Campaign, now_ms: i64) -> BoxFuture<'_, StoreResult<()>>;
-
-    /// All campaigns.
-    fn campaigns(&self) -> BoxFuture<'_, StoreResult<Vec<Campaign>>>;
-
-    /// A customer, for the admin API.
-    fn customer(&self, token: CardToken) -> BoxFuture<'_, StoreResult<Option<CustomerRecord>>>;
-
-    /// Sets a customer's segment by hand (`Some`) or returns it to computation (`None`). False
-    /// when there is no such customer.
-    fn set_segment(
-        &self,
-        token: CardToken,
-        segment: Option<String>,
-        now_ms: i64,
-    ) -> BoxFuture<'_, StoreResult<bool>>;
-
-    /// Recomputes every computed segment at `now_ms` (lapsed customers need time, not events);
-    /// returns how many changed.
-    fn recompute_segments(&self, now_ms: i64) -> BoxFuture<'_, StoreResult<u64>>;
-
-    /// Creates a customer profile directly (admin API, demo seed) as if registered at `store_id`.
-    fn upsert_customer(&self, customer: NewCustomer, now_ms: i64)
-    -> BoxFuture<'_, StoreResult<()>>;
-
-    /// Erases a customer's personal data (profile, personal fields in stored events), records an
-    /// erasure in every store's feed. False when the token was never known.
-    fn erase_customer(&self, token: CardToken, now_ms: i64) -> BoxFuture<'_, StoreResult<bool>>;
-
-    /// Statistics of one store.
-    fn stats(&self, store_id: String) -> BoxFuture<'_, StoreResult<StoreStats>>;
-
-    /// Sets (or clears) a store's IANA time zone, which the dashboard's hours are in; the caller
-    /// checks the name ([`dashboard::known_timezone`]). `NotFound` when the store does not exist.
-    fn set_store_timezone(
-        &self,
-        store_id: String,
-        timezone: Option<String>,
-    ) -> BoxFuture<'_, StoreResult<()>>;
-
-    /// Every store with its time zone and kiosks, by id.
-    fn list_stores(&self) -> BoxFuture<'_, StoreResult<Vec<StoreSummary>>>;
-
-    /// The dashboard of one store (or one of its kiosks) over a window: tickets per hour and
-    /// service, waiting and service times, visitors, campaign conversion, NPS, and its kiosks'
-    /// health and last log lines. Indexed: the window's rows are read, not the store's history.
-    /// `NotFound` when the store does not exist.
-    fn dashboard(&self, query: DashboardQuery) -> BoxFuture<'_, StoreResult<Dashboard>>;
-}
-
 /// A customer created through the admin API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -554,23 +423,6 @@ pub struct NewCustomer {
 
 fn default_locale() -> String {
     "es".to_owned()
-}
-
-/// A shared store handle.
-pub type SharedStore = Arc<dyn Store>;
-
-/// Opens (and migrates) the store a URL names: `sqlite://PATH` (`sqlite::memory:` for a throwaway
-/// in-memory database) or `postgres://...` / `postgresql://...`.
-pub async fn open(url: &str) -> StoreResult<SharedStore> {
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        Ok(Arc::new(sqlite::SqliteStore::open(path).await?))
-    } else if url == "sqlite::memory:" {
-        Ok(Arc::new(sqlite::SqliteStore::open(":memory:").await?))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PgStore::connect(url).await?))
-    } else {
-        Err(StoreError::BadUrl(url.to_owned()))
-    }
 }
 
 /// Segment names the endpoint computes (admins may set others by hand).

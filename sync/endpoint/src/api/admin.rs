@@ -1,0 +1,366 @@
+//! The admin API (`/v1/admin/*` and `/v1/stats`): stores, enrollment codes, customers and their
+//! segments, erasure, campaigns and statistics. Every handler takes the [`Admin`] extractor.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use kiosk_protocol::CardToken;
+use kiosk_protocol::wire::Campaign;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::kiosk::issue_enroll_code;
+use crate::db::{NewCustomer, StoreRecord};
+use crate::http::doc::{ADMIN_ERRORS, Security, op, path_param, schema_ref, with_params};
+use crate::http::{Admin, ApiError, AppState, Route, Verb, json_body, now_ms};
+
+fn admin_op(summary: &str, request: Option<&str>, ok: (&str, &str, Option<&str>)) -> Value {
+    op(summary, Security::Admin, request, ok, ADMIN_ERRORS)
+}
+
+/// The admin routes.
+pub fn routes() -> Vec<Route> {
+    let token = || json!([path_param("card_token")]);
+    vec![
+        Route::new(
+            Verb::Get,
+            "/v1/stats",
+            stats,
+            with_params(
+                admin_op(
+                    "statistics of one store",
+                    None,
+                    ("200", "statistics", Some("StoreStats")),
+                ),
+                json!([{ "name": "store", "in": "query", "required": true, "schema": { "type": "string" } }]),
+            ),
+        ),
+        Route::new(
+            Verb::Post,
+            "/v1/admin/stores",
+            admin_store,
+            admin_op(
+                "create or rename a store",
+                Some("StoreRecord"),
+                ("204", "saved", None),
+            ),
+        ),
+        Route::new(
+            Verb::Post,
+            "/v1/admin/enroll-codes",
+            admin_enroll_code,
+            admin_op(
+                "make a one-time enrollment code",
+                Some("EnrollCodeRequest"),
+                ("200", "the code", Some("EnrollCodeResponse")),
+            ),
+        ),
+        Route::new(
+            Verb::Post,
+            "/v1/admin/customers",
+            admin_customer,
+            admin_op(
+                "create or update a customer",
+                Some("NewCustomer"),
+                ("204", "saved", None),
+            ),
+        ),
+        Route::new(
+            Verb::Get,
+            "/v1/admin/customers/{card_token}",
+            admin_get_customer,
+            with_params(
+                admin_op(
+                    "a customer's profile and consent history",
+                    None,
+                    ("200", "the customer", Some("CustomerRecord")),
+                ),
+                token(),
+            ),
+        ),
+        Route::new(
+            Verb::Put,
+            "/v1/admin/customers/{card_token}/segment",
+            admin_segment,
+            with_params(
+                admin_op(
+                    "set a customer's segment by hand, or null to compute it",
+                    Some("SegmentRequest"),
+                    ("204", "set", None),
+                ),
+                token(),
+            ),
+        ),
+        Route::new(
+            Verb::Post,
+            "/v1/admin/customers/{card_token}/erase",
+            admin_erase,
+            with_params(
+                admin_op(
+                    "erase a customer's personal data and tell every kiosk",
+                    None,
+                    ("204", "erased", None),
+                ),
+                token(),
+            ),
+        ),
+        Route::new(
+            Verb::Post,
+            "/v1/admin/segments/recompute",
+            admin_recompute,
+            admin_op(
+                "recompute computed segments now",
+                None,
+                ("200", "how many changed", Some("RecomputeResponse")),
+            ),
+        ),
+        Route::new(
+            Verb::Get,
+            "/v1/admin/campaigns",
+            admin_campaigns,
+            admin_op(
+                "all campaigns",
+                None,
+                ("200", "campaigns", Some("CampaignList")),
+            ),
+        ),
+        Route::new(
+            Verb::Post,
+            "/v1/admin/campaigns",
+            admin_upsert_campaign,
+            admin_op(
+                "create or replace a campaign",
+                Some("Campaign"),
+                ("204", "saved", None),
+            ),
+        ),
+    ]
+}
+
+/// Schemas the admin paths refer to (beside the wire types').
+pub fn schemas() -> Map<String, Value> {
+    let object = |d: &str| json!({ "type": "object", "description": d });
+    let mut out = Map::new();
+    out.insert(
+        "StoreRecord".into(),
+        json!({ "type": "object", "required": ["id", "name"],
+        "properties": { "id": { "type": "string" }, "name": { "type": "string" },
+            "timezone": { "type": "string", "description": "IANA time zone of the dashboard's hours (e.g. Europe/Madrid); absent leaves it unchanged" } } }),
+    );
+    out.insert("EnrollCodeRequest".into(), json!({ "type": "object", "required": ["store_id"],
+        "properties": { "store_id": { "type": "string" }, "ttl_s": { "type": "integer", "minimum": 1 } } }));
+    out.insert(
+        "EnrollCodeResponse".into(),
+        json!({ "type": "object", "required": ["code", "expires_ms"],
+        "properties": { "code": { "type": "string" }, "expires_ms": { "type": "integer" } } }),
+    );
+    out.insert("NewCustomer".into(), object("card_token, store_id, display_name, locale?, email?, phone?, consents? (purposes), segment?, visits?"));
+    out.insert(
+        "CustomerRecord".into(),
+        object("profile, segment, visits, stores and consent history of one customer"),
+    );
+    out.insert("SegmentRequest".into(), json!({ "type": "object", "required": ["segment"],
+        "properties": { "segment": { "type": ["string", "null"], "description": "null returns the customer to the computed segment" } } }));
+    out.insert("StoreStats".into(), object("events, tickets, identified tickets, customers, kiosk health, campaign conversion per variant, NPS"));
+    out.insert(
+        "RecomputeResponse".into(),
+        json!({ "type": "object", "properties": { "changed": { "type": "integer" } } }),
+    );
+    out.insert(
+        "CampaignList".into(),
+        json!({ "type": "array", "items": schema_ref("Campaign") }),
+    );
+    out
+}
+
+fn token_param(s: &str) -> Result<CardToken, ApiError> {
+    s.parse()
+        .map_err(|e| ApiError::malformed(format!("card token in path: {e}")))
+}
+
+/// Query of `/v1/stats`.
+#[derive(Debug, Deserialize)]
+struct StatsQuery {
+    store: String,
+}
+
+async fn stats(
+    _: Admin,
+    State(st): State<AppState>,
+    query: Result<Query<StatsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) =
+        query.map_err(|e| ApiError::malformed(format!("stats query needs ?store=ID: {e}")))?;
+    if st.db.store(q.store.clone()).await?.is_none() {
+        return Err(ApiError::not_found(format!(
+            "store {:?} does not exist",
+            q.store
+        )));
+    }
+    Ok(Json(st.db.stats(q.store).await?).into_response())
+}
+
+async fn admin_store(
+    _: Admin,
+    State(st): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    let req: StoreRequest = json_body(body)?;
+    if let Some(tz) = req.timezone.as_deref()
+        && !crate::db::dashboard::known_timezone(tz)
+    {
+        return Err(ApiError::malformed(format!(
+            "timezone {tz:?} is not an IANA time zone (e.g. Europe/Madrid)"
+        )));
+    }
+    st.db
+        .upsert_store(StoreRecord {
+            id: req.id.clone(),
+            name: req.name,
+        })
+        .await?;
+    if req.timezone.is_some() {
+        st.db.set_store_timezone(req.id, req.timezone).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `POST /v1/admin/stores`: a store and, optionally, its time zone.
+#[derive(Debug, Deserialize)]
+struct StoreRequest {
+    id: String,
+    name: String,
+    /// IANA time zone of the dashboard's hours; absent leaves it as it is.
+    #[serde(default)]
+    timezone: Option<String>,
+}
+
+/// Body of `POST /v1/admin/enroll-codes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrollCodeRequest {
+    store_id: String,
+    #[serde(default = "default_ttl_s")]
+    ttl_s: u64,
+}
+
+fn default_ttl_s() -> u64 {
+    24 * 3600
+}
+
+/// Answer of `POST /v1/admin/enroll-codes`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EnrollCodeResponse {
+    /// The one-time code.
+    pub code: String,
+    /// Expiry, unix ms.
+    pub expires_ms: i64,
+}
+
+async fn admin_enroll_code(
+    _: Admin,
+    State(st): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<EnrollCodeResponse>, ApiError> {
+    let req: EnrollCodeRequest = json_body(body)?;
+    let (code, expires_ms) =
+        issue_enroll_code(&st.db, &req.store_id, Duration::from_secs(req.ttl_s)).await?;
+    Ok(Json(EnrollCodeResponse { code, expires_ms }))
+}
+
+async fn admin_customer(
+    _: Admin,
+    State(st): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    let customer: NewCustomer = json_body(body)?;
+    if st.db.store(customer.store_id.clone()).await?.is_none() {
+        return Err(ApiError::not_found(format!(
+            "store {:?} does not exist",
+            customer.store_id
+        )));
+    }
+    st.db.upsert_customer(customer, now_ms()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn admin_get_customer(
+    _: Admin,
+    State(st): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
+    match st.db.customer(token_param(&token)?).await? {
+        Some(c) => Ok(Json(c).into_response()),
+        None => Err(ApiError::not_found("no customer with this card token")),
+    }
+}
+
+/// Body of `PUT /v1/admin/customers/{card_token}/segment`: a segment, or null to compute it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SegmentRequest {
+    segment: Option<String>,
+}
+
+async fn admin_segment(
+    _: Admin,
+    State(st): State<AppState>,
+    Path(token): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    let req: SegmentRequest = json_body(body)?;
+    if st
+        .db
+        .set_segment(token_param(&token)?, req.segment, now_ms())
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("no customer with this card token"))
+    }
+}
+
+async fn admin_erase(
+    _: Admin,
+    State(st): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if st.db.erase_customer(token_param(&token)?, now_ms()).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(
+            "no customer or event with this card token",
+        ))
+    }
+}
+
+async fn admin_recompute(
+    _: Admin,
+    State(st): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let changed = st.db.recompute_segments(now_ms()).await?;
+    Ok(Json(serde_json::json!({ "changed": changed })))
+}
+
+async fn admin_campaigns(
+    _: Admin,
+    State(st): State<AppState>,
+) -> Result<Json<Vec<Campaign>>, ApiError> {
+    Ok(Json(st.db.campaigns().await?))
+}
+
+async fn admin_upsert_campaign(
+    _: Admin,
+    State(st): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    let campaign: Campaign = json_body(body)?;
+    crate::campaigns::check(&campaign).map_err(|e| ApiError::malformed(e.to_string()))?;
+    st.db.upsert_campaign(campaign, now_ms()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

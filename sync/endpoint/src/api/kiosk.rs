@@ -1,0 +1,389 @@
+//! The kiosks' side of protocol v1: health, enrollment, signed batch ingest, the sync feed and
+//! live profile lookups. Thin over [`crate::db`] and [`crate::ingest`]; authentication is
+//! [`crate::http::auth`]'s.
+
+use std::io::Read as _;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use kiosk_protocol::CardToken;
+use kiosk_protocol::wire::{
+    BatchRequest, BatchResponse, EnrollRequest, EnrollResponse, ErrorCode, EventResult,
+    EventStatus, FeedQuery, FeedResponse, HealthResponse, Key32, MAX_BATCH_BYTES, MAX_BATCH_EVENTS,
+    MAX_FEED_LIMIT, PROTOCOL_VERSION, ProfileLookupResponse,
+};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::db::{DbError, IngestBatch, NewKiosk, SharedDb};
+use crate::http::auth::{SignedKiosk, verify_kiosk};
+use crate::http::doc::{KIOSK_ERRORS, Security, op, path_param, with_params};
+use crate::http::{
+    ApiError, AppState, LOOKUPS_PER_WINDOW, Route, Verb, header_str, now_ms, peer_ip,
+};
+use crate::ingest;
+
+/// The kiosks' routes.
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new(
+            Verb::Get,
+            "/v1/health",
+            health,
+            op(
+                "liveness and store health",
+                Security::None,
+                None,
+                ("200", "health", Some("HealthResponse")),
+                &[],
+            ),
+        ),
+        Route::new(
+            Verb::Post,
+            "/v1/enroll",
+            enroll,
+            op(
+                "trade a one-time code for a kiosk id, device secret and tenant key",
+                Security::None,
+                Some("EnrollRequest"),
+                ("200", "enrolled", Some("EnrollResponse")),
+                &["400", "401", "429", "503"],
+            ),
+        ),
+        Route::new(
+            Verb::Post,
+            "/v1/kiosks/{kiosk_id}/batches",
+            post_batch,
+            with_params(
+                op(
+                    "post a batch of events (at most 500 events, 256 KiB uncompressed; gzip accepted)",
+                    Security::Kiosk,
+                    Some("BatchRequest"),
+                    ("200", "one result per event, in order", Some("BatchResponse")),
+                    &["400", "401", "403", "409", "413", "415", "503"],
+                ),
+                json!([path_param("kiosk_id")]),
+            ),
+        )
+        .map(|h| h.layer(DefaultBodyLimit::max(MAX_BATCH_BYTES))),
+        Route::new(
+            Verb::Get,
+            "/v1/kiosks/{kiosk_id}/feed",
+            get_feed,
+            with_params(
+                op(
+                    "read the store's sync feed after a cursor",
+                    Security::Kiosk,
+                    None,
+                    ("200", "campaigns, profiles and erasures, oldest first", Some("FeedResponse")),
+                    KIOSK_ERRORS,
+                ),
+                json!([
+                    path_param("kiosk_id"),
+                    { "name": "cursor", "in": "query", "schema": { "type": "integer", "minimum": 0 } },
+                    { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": MAX_FEED_LIMIT } }
+                ]),
+            ),
+        ),
+        Route::new(
+            Verb::Get,
+            "/v1/kiosks/{kiosk_id}/profiles/{card_token}",
+            get_profile,
+            with_params(
+                op(
+                    "look up a card the kiosk's cache does not know (the customer becomes known to its store; at most 60 a minute per kiosk)",
+                    Security::Kiosk,
+                    None,
+                    ("200", "the profile, or null for nobody", Some("ProfileLookupResponse")),
+                    &["400", "401", "403", "409", "429", "503"],
+                ),
+                json!([path_param("kiosk_id"), path_param("card_token")]),
+            ),
+        ),
+    ]
+}
+
+async fn health(State(st): State<AppState>) -> Json<HealthResponse> {
+    let ok = st.db.tenant_key().await.is_ok();
+    Json(HealthResponse {
+        status: if ok { "ok" } else { "degraded" }.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        protocol: PROTOCOL_VERSION,
+        store: st.db.kind().as_str().to_owned(),
+    })
+}
+
+/// Normalises a typed enrollment code (case, dashes, spaces) and hashes it for storage.
+pub fn hash_enroll_code(code: &str) -> String {
+    let norm: String = code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    hex::encode(Sha256::digest(norm.as_bytes()))
+}
+
+/// A fresh one-time code: 12 Crockford base32 characters (60 bits) as `XXXX-XXXX-XXXX`.
+pub fn new_enroll_code() -> String {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let bytes: [u8; 12] = rand::random();
+    let chars: Vec<char> = bytes
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(b % 32)]))
+        .collect();
+    chars
+        .chunks(4)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// Creates a one-time enrollment code for `store_id`, valid for `ttl`; returns the code (only its
+/// hash is stored).
+pub async fn issue_enroll_code(
+    db: &SharedDb,
+    store_id: &str,
+    ttl: Duration,
+) -> Result<(String, i64), DbError> {
+    let code = new_enroll_code();
+    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    let expires_ms = now_ms().saturating_add(ttl_ms);
+    db.create_enroll_code(hash_enroll_code(&code), store_id.to_owned(), expires_ms)
+        .await?;
+    Ok((code, expires_ms))
+}
+
+async fn enroll(
+    State(st): State<AppState>,
+    req: Request,
+) -> Result<Json<EnrollResponse>, ApiError> {
+    let ip = peer_ip(req.extensions());
+    if let Some(wait) = st.enroll_failures.blocked(&ip) {
+        return Err(ApiError::rate_limited(
+            format!("too many wrong enrollment codes from {ip}; wait {wait} s"),
+            wait,
+        ));
+    }
+    let body = axum::body::to_bytes(req.into_body(), 16 * 1024)
+        .await
+        .map_err(|_| ApiError::too_large("enrollment body over 16 KiB"))?;
+    let body: EnrollRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::malformed(format!("enrollment body is not an EnrollRequest: {e}"))
+    })?;
+    let kiosk_id = format!("k-{}", hex::encode(rand::random::<[u8; 6]>()));
+    let secret = Key32::from_bytes(rand::random());
+    let kiosk = NewKiosk {
+        id: kiosk_id.clone(),
+        secret: secret.clone(),
+        hardware_profile: body.hardware_profile,
+        firmware_version: body.firmware_version,
+    };
+    let redeemed = st
+        .db
+        .redeem_enroll_code(hash_enroll_code(&body.code), now_ms(), kiosk)
+        .await?;
+    let Some(store) = redeemed else {
+        st.enroll_failures.count(ip);
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidCode,
+            "enrollment code is wrong, already used or expired; ask for a new one (crm-endpoint enroll-code)",
+        ));
+    };
+    tracing::info!(kiosk_id, store = store.id, "kiosk enrolled");
+    Ok(Json(EnrollResponse {
+        kiosk_id,
+        device_secret: secret,
+        tenant_key: st.db.tenant_key().await?,
+        store_id: store.id,
+        store_name: store.name,
+    }))
+}
+
+/// Decodes a batch body as received with its `Content-Encoding`: gzip inflated up to
+/// [`MAX_BATCH_BYTES`], then a [`BatchRequest`] of at most [`MAX_BATCH_EVENTS`] events, each
+/// still raw JSON for the [`ingest::Validator`]. Whatever the bytes, the answer is a batch or a
+/// 400, 413 or 415 saying what is wrong (fuzzed by `tests/fuzz`'s `endpoint_batch`).
+pub fn decode_batch(
+    content_encoding: Option<&str>,
+    body: &[u8],
+) -> Result<BatchRequest<serde_json::Value>, ApiError> {
+    let json = decoded_body(content_encoding, body)?;
+    let batch: BatchRequest<serde_json::Value> = serde_json::from_slice(&json)
+        .map_err(|e| ApiError::malformed(format!("body is not a BatchRequest: {e}")))?;
+    if batch.events.len() > MAX_BATCH_EVENTS {
+        return Err(ApiError::too_large(format!(
+            "batch of {} events; at most {MAX_BATCH_EVENTS} per batch",
+            batch.events.len()
+        )));
+    }
+    Ok(batch)
+}
+
+fn decoded_body<'b>(
+    content_encoding: Option<&str>,
+    body: &'b [u8],
+) -> Result<std::borrow::Cow<'b, [u8]>, ApiError> {
+    match content_encoding.map(str::trim) {
+        None | Some("identity") => Ok(std::borrow::Cow::Borrowed(body)),
+        Some(enc) if enc.eq_ignore_ascii_case("gzip") => {
+            let mut out = Vec::new();
+            let limit = u64::try_from(MAX_BATCH_BYTES).unwrap_or(u64::MAX) + 1;
+            flate2::read::GzDecoder::new(body)
+                .take(limit)
+                .read_to_end(&mut out)
+                .map_err(|e| ApiError::malformed(format!("gzip body does not decompress: {e}")))?;
+            if out.len() > MAX_BATCH_BYTES {
+                return Err(ApiError::too_large(format!(
+                    "batch over {MAX_BATCH_BYTES} bytes uncompressed; send smaller batches"
+                )));
+            }
+            Ok(std::borrow::Cow::Owned(out))
+        }
+        Some(other) => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::Malformed,
+            format!("content-encoding {other:?} is not supported; use gzip or none"),
+        )),
+    }
+}
+
+async fn post_batch(
+    State(st): State<AppState>,
+    Path(path_kiosk): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    let body = body.map_err(|e| match e {
+        BytesRejection::FailedToBufferBody(
+            axum::extract::rejection::FailedToBufferBody::LengthLimitError(_),
+        ) => ApiError::too_large(format!(
+            "batch body over {MAX_BATCH_BYTES} bytes; send smaller batches"
+        )),
+        other => ApiError::malformed(format!("could not read the body: {other}")),
+    })?;
+    let (kiosk, guard) = verify_kiosk(&st, &method, &uri, &headers, &body, &path_kiosk).await?;
+    let received_ms = now_ms();
+    let batch = decode_batch(
+        header_str(&headers, header::CONTENT_ENCODING.as_str()),
+        &body,
+    )?;
+    let skew = ingest::update_skew(kiosk.skew, &batch.kiosk_clock, received_ms);
+    let mut results: Vec<Option<EventResult>> = Vec::with_capacity(batch.events.len());
+    let mut valid = Vec::new();
+    let mut positions = Vec::new();
+    for (i, raw) in batch.events.iter().enumerate() {
+        match st.validator.check(raw, &kiosk.id, &batch.kiosk_clock, skew) {
+            Ok(ev) => {
+                results.push(None);
+                positions.push(i);
+                valid.push(ev);
+            }
+            Err(r) => {
+                tracing::warn!(
+                    kiosk = kiosk.id,
+                    seq = r.seq,
+                    reason = r.reason,
+                    "event rejected"
+                );
+                results.push(Some(EventResult {
+                    id: r.id,
+                    seq: r.seq,
+                    status: EventStatus::Rejected,
+                    reason: Some(r.reason),
+                }));
+            }
+        }
+    }
+    let ids: Vec<(uuid::Uuid, u64)> = valid.iter().map(|e| (e.id, e.seq)).collect();
+    let statuses = st
+        .db
+        .ingest(IngestBatch {
+            kiosk_id: kiosk.id.clone(),
+            store_id: kiosk.store_id.clone(),
+            received_ms,
+            skew: Some(skew),
+            backlog: batch.backlog,
+            events: valid,
+            replay: Some(guard),
+        })
+        .await?;
+    st.store_changed(&kiosk.store_id);
+    for ((pos, (id, seq)), status) in positions.into_iter().zip(ids).zip(statuses) {
+        results[pos] = Some(EventResult {
+            id,
+            seq,
+            status,
+            reason: None,
+        });
+    }
+    Ok(Json(BatchResponse {
+        batch_id: batch.batch_id,
+        results: results.into_iter().flatten().collect(),
+        server_time: OffsetDateTime::now_utc(),
+    }))
+}
+
+async fn get_feed(
+    SignedKiosk(kiosk): SignedKiosk,
+    State(st): State<AppState>,
+    query: Result<Query<FeedQuery>, QueryRejection>,
+) -> Result<Json<FeedResponse>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::malformed(format!("feed query: {e}")))?;
+    st.db.touch_kiosk(kiosk.id.clone(), now_ms()).await?;
+    let limit = q.limit.clamp(1, MAX_FEED_LIMIT);
+    let page = st.db.feed(kiosk.store_id, q.cursor, limit).await?;
+    Ok(Json(FeedResponse {
+        items: page.items,
+        next_cursor: page.next_cursor,
+        more: page.more,
+    }))
+}
+
+/// A kiosk's live lookup of a card its cache does not know (see [`crate::db::Database::lookup_profile`]).
+async fn get_profile(
+    SignedKiosk(kiosk): SignedKiosk,
+    State(st): State<AppState>,
+    Path((_, card_token)): Path<(String, String)>,
+) -> Result<Json<ProfileLookupResponse>, ApiError> {
+    let token: CardToken = card_token
+        .parse()
+        .map_err(|e| ApiError::malformed(format!("card token in the path: {e}")))?;
+    if let Some(wait) = st.lookups.take(kiosk.id.clone()) {
+        return Err(ApiError::rate_limited(
+            format!(
+                "more than {LOOKUPS_PER_WINDOW} profile lookups a minute from kiosk {}; wait {wait} s",
+                kiosk.id
+            ),
+            wait,
+        ));
+    }
+    let profile = st.db.lookup_profile(kiosk.store_id, token).await?;
+    Ok(Json(ProfileLookupResponse { profile }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enroll_codes_hash_the_same_however_typed() {
+        let code = new_enroll_code();
+        assert_eq!(code.len(), 14);
+        assert_eq!(
+            hash_enroll_code(&code),
+            hash_enroll_code(&code.to_lowercase().replace('-', " "))
+        );
+        assert_ne!(
+            hash_enroll_code(&code),
+            hash_enroll_code(&new_enroll_code())
+        );
+    }
+}

@@ -1,0 +1,142 @@
+//! The [`Database`] trait both backends implement, and the shared handle [`SharedDb`].
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use kiosk_protocol::CardToken;
+use kiosk_protocol::wire::{Campaign, EventStatus, TenantKey};
+
+use super::dashboard::{Dashboard, DashboardQuery, StoreSummary};
+use super::model::{
+    CustomerRecord, DbKind, DbResult, FeedPage, IngestBatch, KioskRecord, NewCustomer, NewKiosk,
+    StoreRecord, StoreStats,
+};
+
+/// Everything the endpoint persists. Both implementations must behave identically: the test
+/// suite in `sync/endpoint/tests/` runs against each.
+pub trait Database: Send + Sync + 'static {
+    /// Which database this is.
+    fn kind(&self) -> DbKind;
+
+    /// The tenant key card tokens are made with (created at first start, never changed).
+    fn tenant_key(&self) -> BoxFuture<'_, DbResult<TenantKey>>;
+
+    /// Replaces the tenant key while no kiosk is enrolled and no customer known (demo set-ups
+    /// that need a known key); false, and nothing changed, once either exists.
+    fn set_tenant_key_if_unused(&self, key: TenantKey) -> BoxFuture<'_, DbResult<bool>>;
+
+    /// Creates a store or renames an existing one.
+    fn upsert_store(&self, store: StoreRecord) -> BoxFuture<'_, DbResult<()>>;
+
+    /// A store by id.
+    fn store(&self, id: String) -> BoxFuture<'_, DbResult<Option<StoreRecord>>>;
+
+    /// Records a one-time enrollment code (only its hash) for `store_id`, valid until
+    /// `expires_ms`.
+    fn create_enroll_code(
+        &self,
+        code_hash: String,
+        store_id: String,
+        expires_ms: i64,
+    ) -> BoxFuture<'_, DbResult<()>>;
+
+    /// Atomically spends an unexpired, unused code and enrolls `kiosk` in its store. `None` when
+    /// the code is unknown, spent or expired.
+    fn redeem_enroll_code(
+        &self,
+        code_hash: String,
+        now_ms: i64,
+        kiosk: NewKiosk,
+    ) -> BoxFuture<'_, DbResult<Option<StoreRecord>>>;
+
+    /// An enrolled kiosk.
+    fn kiosk(&self, kiosk_id: String) -> BoxFuture<'_, DbResult<Option<KioskRecord>>>;
+
+    /// Remembers a request signature until `expires_ms`; false when it was already seen (a
+    /// replay). Forgets expired signatures on the way.
+    fn remember_signature(
+        &self,
+        signature: String,
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<bool>>;
+
+    /// Marks a kiosk as seen now (any authenticated request).
+    fn touch_kiosk(&self, kiosk_id: String, now_ms: i64) -> BoxFuture<'_, DbResult<()>>;
+
+    /// Stores a batch in one transaction: each event is stored once (accepted) or found stored
+    /// (duplicate), its effects applied only when accepted. Answers per event, in order. With a
+    /// [`ReplayGuard`](super::model::ReplayGuard), the signature is remembered in the same transaction, and a signature seen
+    /// before is [`DbError::Replayed`](super::model::DbError::Replayed) with nothing stored.
+    fn ingest(&self, batch: IngestBatch) -> BoxFuture<'_, DbResult<Vec<EventStatus>>>;
+
+    /// Plain inserts of event rows, no dedupe check or effects: the benchmark's reference.
+    fn insert_events_bare(&self, batch: IngestBatch) -> BoxFuture<'_, DbResult<u64>>;
+
+    /// Number of stored events (all kiosks).
+    fn event_count(&self) -> BoxFuture<'_, DbResult<u64>>;
+
+    /// The feed of `store_id` after `cursor`.
+    fn feed(&self, store_id: String, cursor: u64, limit: u32) -> BoxFuture<'_, DbResult<FeedPage>>;
+
+    /// A kiosk of `store_id` looks up a card its cache does not know: the registered customer's
+    /// profile (`None` for nobody, or a customer who never registered a name). The customer
+    /// becomes known to the store, so their later changes reach its feed.
+    fn lookup_profile(
+        &self,
+        store_id: String,
+        token: CardToken,
+    ) -> BoxFuture<'_, DbResult<Option<kiosk_protocol::wire::Profile>>>;
+
+    /// Creates or replaces a campaign and publishes it to its stores' feeds.
+    fn upsert_campaign(&self, campaign: Campaign, now_ms: i64) -> BoxFuture<'_, DbResult<()>>;
+
+    /// All campaigns.
+    fn campaigns(&self) -> BoxFuture<'_, DbResult<Vec<Campaign>>>;
+
+    /// A customer, for the admin API.
+    fn customer(&self, token: CardToken) -> BoxFuture<'_, DbResult<Option<CustomerRecord>>>;
+
+    /// Sets a customer's segment by hand (`Some`) or returns it to computation (`None`). False
+    /// when there is no such customer.
+    fn set_segment(
+        &self,
+        token: CardToken,
+        segment: Option<String>,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<bool>>;
+
+    /// Recomputes every computed segment at `now_ms` (lapsed customers need time, not events);
+    /// returns how many changed.
+    fn recompute_segments(&self, now_ms: i64) -> BoxFuture<'_, DbResult<u64>>;
+
+    /// Creates a customer profile directly (admin API, demo seed) as if registered at `store_id`.
+    fn upsert_customer(&self, customer: NewCustomer, now_ms: i64) -> BoxFuture<'_, DbResult<()>>;
+
+    /// Erases a customer's personal data (profile, personal fields in stored events), records an
+    /// erasure in every store's feed. False when the token was never known.
+    fn erase_customer(&self, token: CardToken, now_ms: i64) -> BoxFuture<'_, DbResult<bool>>;
+
+    /// Statistics of one store.
+    fn stats(&self, store_id: String) -> BoxFuture<'_, DbResult<StoreStats>>;
+
+    /// Sets (or clears) a store's IANA time zone, which the dashboard's hours are in; the caller
+    /// checks the name ([`known_timezone`](super::dashboard::known_timezone)). `NotFound` when the store does not exist.
+    fn set_store_timezone(
+        &self,
+        store_id: String,
+        timezone: Option<String>,
+    ) -> BoxFuture<'_, DbResult<()>>;
+
+    /// Every store with its time zone and kiosks, by id.
+    fn list_stores(&self) -> BoxFuture<'_, DbResult<Vec<StoreSummary>>>;
+
+    /// The dashboard of one store (or one of its kiosks) over a window: tickets per hour and
+    /// service, waiting and service times, visitors, campaign conversion, NPS, and its kiosks'
+    /// health and last log lines. Indexed: the window's rows are read, not the store's history.
+    /// `NotFound` when the store does not exist.
+    fn dashboard(&self, query: DashboardQuery) -> BoxFuture<'_, DbResult<Dashboard>>;
+}
+
+/// A shared database handle.
+pub type SharedDb = Arc<dyn Database>;

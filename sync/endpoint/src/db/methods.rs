@@ -1,0 +1,218 @@
+//! The `Database` methods both backends implement alike, as one macro over their four ways of
+//! running shared logic.
+
+/// The [`super::database::Database`] methods both backends implement alike: each runs a function of this
+/// module through the backend's `auto` (a statement or a few, no transaction of their own),
+/// `read` (the read path of every kiosk request), `write` (one transaction) or `snapshot` (one
+/// read-only snapshot); `remember_signature` names the mode of remembering a kiosk request's
+/// signature (SQLite: one transaction, one commit; PostgreSQL: no transaction of its own).
+/// Expanded inside each backend's `impl Database` (a macro, not a generic impl, so that
+/// PostgreSQL's futures are seen to be `Send` for its concrete executor).
+macro_rules! shared_methods {
+    (remember_signature: $remember:ident) => {
+        fn remember_signature(
+            &self,
+            signature: String,
+            expires_ms: i64,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<bool>> {
+            let guard = $crate::db::model::ReplayGuard {
+                signature,
+                expires_ms,
+                now_ms,
+            };
+            self.$remember(move |e| {
+                Box::pin(async move { $crate::db::shared::remember(e, &guard).await })
+            })
+        }
+
+        fn tenant_key(
+            &self,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<kiosk_protocol::wire::TenantKey>>
+        {
+            self.auto(|e| Box::pin($crate::db::shared::tenant_key(e)))
+        }
+
+        fn set_tenant_key_if_unused(
+            &self,
+            key: kiosk_protocol::wire::TenantKey,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<bool>> {
+            self.auto(move |e| Box::pin($crate::db::shared::set_tenant_key_if_unused(e, key)))
+        }
+
+        fn upsert_store(
+            &self,
+            store: $crate::db::model::StoreRecord,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
+            self.auto(move |e| Box::pin($crate::db::shared::upsert_store(e, store)))
+        }
+
+        fn store(
+            &self,
+            id: String,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Option<$crate::db::model::StoreRecord>>>
+        {
+            self.auto(move |e| Box::pin($crate::db::shared::store(e, id)))
+        }
+
+        fn create_enroll_code(
+            &self,
+            code_hash: String,
+            store_id: String,
+            expires_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
+            self.auto(move |e| {
+                Box::pin($crate::db::shared::create_enroll_code(
+                    e, code_hash, store_id, expires_ms,
+                ))
+            })
+        }
+
+        fn redeem_enroll_code(
+            &self,
+            code_hash: String,
+            now_ms: i64,
+            kiosk: $crate::db::model::NewKiosk,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Option<$crate::db::model::StoreRecord>>>
+        {
+            self.write(move |e| {
+                Box::pin($crate::db::shared::redeem_enroll_code(
+                    e, code_hash, now_ms, kiosk,
+                ))
+            })
+        }
+
+        fn kiosk(
+            &self,
+            kiosk_id: String,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Option<$crate::db::model::KioskRecord>>>
+        {
+            self.read(move |e| Box::pin($crate::db::shared::kiosk(e, kiosk_id)))
+        }
+
+        fn touch_kiosk(
+            &self,
+            kiosk_id: String,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
+            self.auto(move |e| Box::pin($crate::db::shared::touch_kiosk(e, kiosk_id, now_ms)))
+        }
+
+        fn event_count(&self) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<u64>> {
+            self.auto(|e| Box::pin($crate::db::shared::event_count(e)))
+        }
+
+        fn feed(
+            &self,
+            store_id: String,
+            cursor: u64,
+            limit: u32,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<$crate::db::model::FeedPage>> {
+            self.auto(move |e| Box::pin($crate::db::shared::feed(e, store_id, cursor, limit)))
+        }
+
+        fn lookup_profile(
+            &self,
+            store_id: String,
+            token: kiosk_protocol::CardToken,
+        ) -> futures::future::BoxFuture<
+            '_,
+            $crate::db::model::DbResult<Option<kiosk_protocol::wire::Profile>>,
+        > {
+            self.write(move |e| Box::pin($crate::db::shared::lookup_profile(e, store_id, token)))
+        }
+
+        fn upsert_campaign(
+            &self,
+            campaign: kiosk_protocol::wire::Campaign,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
+            self.write(move |e| Box::pin($crate::db::shared::upsert_campaign(e, campaign, now_ms)))
+        }
+
+        fn campaigns(
+            &self,
+        ) -> futures::future::BoxFuture<
+            '_,
+            $crate::db::model::DbResult<Vec<kiosk_protocol::wire::Campaign>>,
+        > {
+            self.auto(|e| Box::pin($crate::db::shared::campaigns(e)))
+        }
+
+        fn customer(
+            &self,
+            token: kiosk_protocol::CardToken,
+        ) -> futures::future::BoxFuture<
+            '_,
+            $crate::db::model::DbResult<Option<$crate::db::model::CustomerRecord>>,
+        > {
+            self.auto(move |e| Box::pin($crate::db::shared::customer(e, token)))
+        }
+
+        fn set_segment(
+            &self,
+            token: kiosk_protocol::CardToken,
+            segment: Option<String>,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<bool>> {
+            self.write(move |e| {
+                Box::pin($crate::db::shared::set_segment(e, token, segment, now_ms))
+            })
+        }
+
+        fn recompute_segments(
+            &self,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<u64>> {
+            self.write(move |e| Box::pin($crate::db::shared::recompute_segments(e, now_ms)))
+        }
+
+        fn upsert_customer(
+            &self,
+            customer: $crate::db::model::NewCustomer,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
+            self.write(move |e| Box::pin($crate::db::shared::upsert_customer(e, customer, now_ms)))
+        }
+
+        fn erase_customer(
+            &self,
+            token: kiosk_protocol::CardToken,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<bool>> {
+            self.write(move |e| Box::pin($crate::db::shared::erase_customer(e, token, now_ms)))
+        }
+
+        fn stats(
+            &self,
+            store_id: String,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<$crate::db::model::StoreStats>> {
+            self.auto(move |e| Box::pin($crate::db::shared::stats(e, store_id)))
+        }
+
+        fn set_store_timezone(
+            &self,
+            store_id: String,
+            timezone: Option<String>,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
+            self.auto(move |e| {
+                Box::pin($crate::db::shared::set_store_timezone(e, store_id, timezone))
+            })
+        }
+
+        fn list_stores(
+            &self,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Vec<$crate::db::dashboard::StoreSummary>>>
+        {
+            self.auto(|e| Box::pin($crate::db::shared::list_stores(e)))
+        }
+
+        fn dashboard(
+            &self,
+            query: $crate::db::dashboard::DashboardQuery,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<$crate::db::dashboard::Dashboard>> {
+            self.snapshot(move |e| Box::pin($crate::db::shared::dashboard(e, query)))
+        }
+    };
+}
+pub(crate) use shared_methods;

@@ -1,0 +1,103 @@
+//! The schema of both databases as numbered, versioned migrations (`migrations/sqlite/NNNN_*.sql`
+//! and `migrations/postgres/NNNN_*.sql`, the same numbers on both), recorded in a one-row
+//! `schema_version` table.
+//!
+//! Each migration runs in its own transaction together with the version bump, so a crash
+//! mid-migration leaves the previous version. A database whose version is newer than this
+//! endpoint knows is refused with [`DbError::NewerSchema`] naming both versions: we never guess at
+//! a schema we do not know. A database made before versions were recorded (no `schema_version`
+//! row) counts as version 0; migration 1 is exactly the schema those endpoints created, written
+//! `IF NOT EXISTS`, so such a database is adopted as version 1 unchanged.
+//!
+//! The runner is per backend (sync rusqlite, async tokio-postgres); what to run is decided here,
+//! once, by [`pending`].
+
+use super::dialect::Dialect;
+use super::model::{DbError, DbResult};
+
+/// One step of the schema.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// The version this migration brings the database to (1, 2, ...; no gaps).
+    pub version: i64,
+    /// What it does, for logs.
+    pub name: &'static str,
+    /// The SQL, run in one transaction.
+    pub sql: &'static str,
+}
+
+/// SQLite's migrations, oldest first.
+pub const SQLITE: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
+}];
+
+/// PostgreSQL's migrations, oldest first (the same versions as [`SQLITE`]).
+pub const POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    sql: include_str!("../../migrations/postgres/0001_initial.sql"),
+}];
+
+/// The migrations of `dialect`.
+pub fn of(dialect: Dialect) -> &'static [Migration] {
+    match dialect {
+        Dialect::Sqlite => SQLITE,
+        Dialect::Postgres => POSTGRES,
+    }
+}
+
+/// The newest version this endpoint knows.
+pub fn latest(dialect: Dialect) -> i64 {
+    of(dialect).last().map_or(0, |m| m.version)
+}
+
+/// Creates the version table (the same text on both databases).
+pub const CREATE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (
+    id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL)";
+
+/// Reads the recorded version (no row: a database made before versions were recorded).
+pub const READ_VERSION: &str = "SELECT version FROM schema_version WHERE id = 1";
+
+/// Records the version (`?1`).
+pub const WRITE_VERSION: &str = "INSERT INTO schema_version (id, version) VALUES (1, ?1)
+    ON CONFLICT (id) DO UPDATE SET version = excluded.version";
+
+/// The migrations still to run on a database at `found` (`None`: unversioned, i.e. 0); an error
+/// when the database is newer than this endpoint.
+pub fn pending(dialect: Dialect, found: Option<i64>) -> DbResult<&'static [Migration]> {
+    let found = found.unwrap_or(0);
+    let supported = latest(dialect);
+    if found > supported {
+        return Err(DbError::NewerSchema { found, supported });
+    }
+    let list = of(dialect);
+    let done = list.iter().take_while(|m| m.version <= found).count();
+    Ok(&list[done..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_databases_have_the_same_numbered_versions() {
+        for list in [SQLITE, POSTGRES] {
+            for (i, m) in list.iter().enumerate() {
+                assert_eq!(m.version, i64::try_from(i).unwrap() + 1, "{}", m.name);
+            }
+        }
+        let names = |l: &[Migration]| l.iter().map(|m| (m.version, m.name)).collect::<Vec<_>>();
+        assert_eq!(names(SQLITE), names(POSTGRES));
+    }
+
+    #[test]
+    fn a_newer_database_is_refused_naming_both_versions() {
+        let err = pending(Dialect::Sqlite, Some(99)).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("99") && text.contains('1'), "{text}");
+        assert_eq!(pending(Dialect::Postgres, None).unwrap().len(), 1);
+        assert!(pending(Dialect::Postgres, Some(1)).unwrap().is_empty());
+    }
+}

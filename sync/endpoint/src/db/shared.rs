@@ -1,0 +1,1111 @@
+//! The endpoint's database logic, written once for both databases: profiles, segments and
+//! consents, the effects of ingested events, the feed, campaigns, erasure, statistics and the
+//! dashboard's queries. Every function runs its statements through an [`Exec`] (see
+//! [`super::exec`] for why it is async for both), in the shared SQL syntax of
+//! [`super::dialect`]; the backends decide only how a call gets a connection and a transaction
+//! ([`super::sqlite`]: one writer with group commit; [`super::postgres`]: a pool and an advisory
+//! lock on feed numbering).
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+
+use kiosk_protocol::CardToken;
+use kiosk_protocol::wire::{Campaign, FeedItem, Key32, Profile, TenantKey};
+
+use super::dashboard::{
+    Dashboard, DashboardQuery, DashboardRows, DeviceState, KioskRow, QUARTER_MS, StoreSummary,
+    TicketCount, TurnTiming, assemble,
+};
+use super::dialect::Dialect;
+use super::exec::{Exec, Row, args};
+use super::model::{
+    ConsentRecord, CustomerRecord, DbError, DbResult, Effect, FeedPage, IngestBatch, IngestEvent,
+    KioskHealth, KioskRecord, NewCustomer, NewKiosk, ReplayGuard, SkewEstimate, StoreRecord,
+    StoreStats, computed_segment, erasure_item, kiosk_profile, nps_of, redact_registration,
+    redemption_variant, variant_stats,
+};
+
+pub(crate) fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn token_of(s: String) -> DbResult<CardToken> {
+    s.parse()
+        .map_err(|e| DbError::Corrupt(format!("card token in database: {e}")))
+}
+
+fn store_record(r: &Row) -> DbResult<StoreRecord> {
+    Ok(StoreRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+    })
+}
+
+/// The tenant key.
+pub(crate) async fn tenant_key(e: &impl Exec) -> DbResult<TenantKey> {
+    let v: String = e
+        .query_one("SELECT value FROM settings WHERE key = 'tenant_key'", &[])
+        .await?
+        .get(0)?;
+    Key32::from_base64(&v).map_err(|e| DbError::Corrupt(format!("tenant key: {e}")))
+}
+
+/// What opening a database does after its migrations, in one transaction: fills the dashboard's
+/// tables from the events stored before they existed (once per database; `backfill` is the
+/// dialect's statements), and creates the tenant key of a new database.
+pub(crate) async fn finish_open(e: &impl Exec, backfill: &str) -> DbResult<()> {
+    let first = e
+        .execute(
+            "INSERT INTO settings (key, value) VALUES ('dashboard_backfilled', '1')
+             ON CONFLICT DO NOTHING",
+            &[],
+        )
+        .await?
+        > 0;
+    if first {
+        e.batch(backfill).await?;
+    }
+    let key = Key32::from_bytes(rand::random());
+    e.execute(
+        "INSERT INTO settings (key, value) VALUES ('tenant_key', ?1) ON CONFLICT DO NOTHING",
+        args![key.to_base64()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// See [`super::database::Database::set_tenant_key_if_unused`].
+pub(crate) async fn set_tenant_key_if_unused(e: &impl Exec, key: TenantKey) -> DbResult<bool> {
+    let n = e
+        .execute(
+            "UPDATE settings SET value = ?1 WHERE key = 'tenant_key'
+               AND NOT EXISTS (SELECT 1 FROM kiosks) AND NOT EXISTS (SELECT 1 FROM customers)",
+            args![key.to_base64()],
+        )
+        .await?;
+    Ok(n > 0)
+}
+
+/// See [`super::database::Database::upsert_store`].
+pub(crate) async fn upsert_store(e: &impl Exec, store: StoreRecord) -> DbResult<()> {
+    e.execute(
+        "INSERT INTO stores (id, name) VALUES (?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name",
+        args![store.id, store.name],
+    )
+    .await?;
+    Ok(())
+}
+
+/// See [`super::database::Database::store`].
+pub(crate) async fn store(e: &impl Exec, id: String) -> DbResult<Option<StoreRecord>> {
+    e.query_opt("SELECT id, name FROM stores WHERE id = ?1", args![id])
+        .await?
+        .map(|r| store_record(&r))
+        .transpose()
+}
+
+/// `NotFound` unless the store exists.
+async fn require_store(e: &impl Exec, store_id: &str) -> DbResult<()> {
+    let exists: bool = e
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM stores WHERE id = ?1)",
+            args![store_id],
+        )
+        .await?
+        .get(0)?;
+    if exists {
+        Ok(())
+    } else {
+        Err(DbError::NotFound(format!("store {store_id:?}")))
+    }
+}
+
+/// See [`super::database::Database::create_enroll_code`].
+pub(crate) async fn create_enroll_code(
+    e: &impl Exec,
+    code_hash: String,
+    store_id: String,
+    expires_ms: i64,
+) -> DbResult<()> {
+    require_store(e, &store_id).await?;
+    e.execute(
+        "INSERT INTO enroll_codes (code_hash, store_id, expires_ms) VALUES (?1, ?2, ?3)",
+        args![code_hash, store_id, expires_ms],
+    )
+    .await?;
+    Ok(())
+}
+
+/// See [`super::database::Database::redeem_enroll_code`]; in a transaction.
+pub(crate) async fn redeem_enroll_code(
+    e: &impl Exec,
+    code_hash: String,
+    now_ms: i64,
+    kiosk: NewKiosk,
+) -> DbResult<Option<StoreRecord>> {
+    let row = e
+        .query_opt(
+            "UPDATE enroll_codes SET used_ms = ?2, kiosk_id = ?3
+             WHERE code_hash = ?1 AND used_ms IS NULL AND expires_ms > ?2
+             RETURNING store_id",
+            args![code_hash, now_ms, &kiosk.id],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let store_id: String = row.get(0)?;
+    e.execute(
+        "INSERT INTO kiosks (id, store_id, secret, hardware_profile, firmware_version, enrolled_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        args![
+            kiosk.id,
+            &store_id,
+            kiosk.secret.to_base64(),
+            kiosk.hardware_profile,
+            kiosk.firmware_version,
+            now_ms
+        ],
+    )
+    .await?;
+    let r = e
+        .query_one("SELECT id, name FROM stores WHERE id = ?1", args![store_id])
+        .await?;
+    Ok(Some(store_record(&r)?))
+}
+
+/// See [`super::database::Database::kiosk`].
+pub(crate) async fn kiosk(e: &impl Exec, kiosk_id: String) -> DbResult<Option<KioskRecord>> {
+    let Some(r) = e
+        .query_opt(
+            "SELECT store_id, secret, skew_ms, skew_at_ms FROM kiosks WHERE id = ?1",
+            args![&kiosk_id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let secret: String = r.get(1)?;
+    let secret = Key32::from_base64(&secret)
+        .map_err(|e| DbError::Corrupt(format!("secret of kiosk {kiosk_id}: {e}")))?;
+    let skew = r
+        .get::<Option<i64>>(2)?
+        .zip(r.get::<Option<i64>>(3)?)
+        .map(|(skew_ms, at_ms)| SkewEstimate { skew_ms, at_ms });
+    Ok(Some(KioskRecord {
+        id: kiosk_id,
+        store_id: r.get(0)?,
+        secret,
+        skew,
+    }))
+}
+
+/// Remembers a request signature; false when it was seen before. Forgets expired ones: on
+/// PostgreSQL only those no other transaction is forgetting (in a batch's transaction a plain
+/// DELETE would hold the expired rows until commit, and every concurrent batch would queue
+/// behind it); SQLite has one writer.
+pub(crate) async fn remember(e: &impl Exec, guard: &ReplayGuard) -> DbResult<bool> {
+    let forget = match e.dialect() {
+        Dialect::Sqlite => "DELETE FROM request_signatures WHERE expires_ms < ?1",
+        Dialect::Postgres => {
+            "DELETE FROM request_signatures WHERE signature IN (
+               SELECT signature FROM request_signatures WHERE expires_ms < ?1
+               FOR UPDATE SKIP LOCKED)"
+        }
+    };
+    e.execute(forget, args![guard.now_ms]).await?;
+    let n = e
+        .execute(
+            "INSERT INTO request_signatures (signature, expires_ms) VALUES (?1, ?2)
+             ON CONFLICT DO NOTHING",
+            args![&guard.signature, guard.expires_ms],
+        )
+        .await?;
+    Ok(n > 0)
+}
+
+/// See [`super::database::Database::touch_kiosk`].
+pub(crate) async fn touch_kiosk(e: &impl Exec, kiosk_id: String, now_ms: i64) -> DbResult<()> {
+    e.execute(
+        "UPDATE kiosks SET last_seen_ms = ?2 WHERE id = ?1",
+        args![kiosk_id, now_ms],
+    )
+    .await?;
+    Ok(())
+}
+
+/// See [`super::database::Database::event_count`].
+pub(crate) async fn event_count(e: &impl Exec) -> DbResult<u64> {
+    let n: i64 = e
+        .query_one("SELECT COUNT(*) FROM events", &[])
+        .await?
+        .get(0)?;
+    Ok(u64_of(n))
+}
+
+/// See [`super::database::Database::feed`].
+pub(crate) async fn feed(
+    e: &impl Exec,
+    store_id: String,
+    cursor: u64,
+    limit: u32,
+) -> DbResult<FeedPage> {
+    let rows = e
+        .query(
+            "SELECT seq, item FROM changes WHERE seq > ?1 AND (store_id = ?2 OR store_id IS NULL)
+             ORDER BY seq LIMIT ?3",
+            args![i64_of(cursor), store_id, i64::from(limit) + 1],
+        )
+        .await?;
+    let mut items = Vec::new();
+    let mut next_cursor = cursor;
+    let mut more = false;
+    for r in rows {
+        if items.len() == limit as usize {
+            more = true;
+            break;
+        }
+        let item: String = r.get(1)?;
+        items.push(serde_json::from_str::<FeedItem>(&item)?);
+        next_cursor = u64_of(r.get(0)?);
+    }
+    Ok(FeedPage {
+        items,
+        next_cursor,
+        more,
+    })
+}
+
+async fn consents(e: &impl Exec, token: &str) -> DbResult<Vec<ConsentRecord>> {
+    e.query(
+        "SELECT purpose, given, policy_version, policy_sha256, at_ms FROM consents
+         WHERE card_token = ?1 ORDER BY at_ms, id",
+        args![token],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(ConsentRecord {
+            purpose: r.get(0)?,
+            given: r.get(1)?,
+            policy_version: r.get(2)?,
+            policy_sha256: r.get(3)?,
+            at_ms: r.get(4)?,
+        })
+    })
+    .collect()
+}
+
+/// What a store's kiosks may know of a customer (`None`: unknown, or never registered a name).
+async fn customer_profile(e: &impl Exec, token: &CardToken) -> DbResult<Option<Profile>> {
+    let row = e
+        .query_opt(
+            "SELECT display_name, segment, locale FROM customers WHERE card_token = ?1",
+            args![token.as_str()],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let Some(name) = row.get::<Option<String>>(0)? else {
+        return Ok(None);
+    };
+    let segment: String = row.get(1)?;
+    let locale: Option<String> = row.get(2)?;
+    let history = consents(e, token.as_str()).await?;
+    Ok(Some(kiosk_profile(
+        token,
+        &name,
+        &segment,
+        locale.as_deref().unwrap_or("es"),
+        &history,
+    )))
+}
+
+/// Publishes the customers' current profiles to the feed of every store that knows them,
+/// replacing the earlier profile items (so old personal data does not linger in the feed).
+pub(crate) async fn emit_profiles(e: &impl Exec, tokens: &BTreeSet<CardToken>) -> DbResult<()> {
+    if tokens.is_empty() {
+        return Ok(());
+    }
+    e.lock_changes().await?;
+    for token in tokens {
+        let Some(profile) = customer_profile(e, token).await? else {
+            continue;
+        };
+        let item = serde_json::to_string(&FeedItem::Profile(profile))?;
+        let t = token.as_str();
+        let stores = e
+            .query(
+                "SELECT store_id FROM customer_stores WHERE card_token = ?1",
+                args![t],
+            )
+            .await?;
+        for s in stores {
+            let store: String = s.get(0)?;
+            e.execute(
+                "DELETE FROM changes WHERE kind = 'profile' AND item_key = ?1 AND store_id = ?2",
+                args![t, &store],
+            )
+            .await?;
+            e.execute(
+                "INSERT INTO changes (store_id, kind, item_key, item) VALUES (?1, 'profile', ?2, ?3)",
+                args![store, t, &item],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn emit_profile(e: &impl Exec, token: &CardToken) -> DbResult<()> {
+    emit_profiles(e, &BTreeSet::from([token.clone()])).await
+}
+
+/// Adds the customer to a store's kiosks; true when that is new.
+async fn link_store(e: &impl Exec, token: &CardToken, store: &str) -> DbResult<bool> {
+    Ok(e.execute(
+        "INSERT INTO customer_stores (card_token, store_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        args![token.as_str(), store],
+    )
+    .await?
+        > 0)
+}
+
+/// Recomputes a computed segment; true when it changed.
+async fn refresh_segment(e: &impl Exec, token: &CardToken, now_ms: i64) -> DbResult<bool> {
+    let t = token.as_str();
+    let row = e
+        .query_opt(
+            "SELECT visits, last_visit_ms, segment, segment_manual FROM customers WHERE card_token = ?1",
+            args![t],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(false) };
+    let (visits, last, segment, manual): (i64, Option<i64>, String, bool) =
+        (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+    let computed = computed_segment(visits, last, now_ms);
+    if manual || segment == computed {
+        return Ok(false);
+    }
+    e.execute(
+        "UPDATE customers SET segment = ?2 WHERE card_token = ?1",
+        args![t, computed],
+    )
+    .await?;
+    Ok(true)
+}
+
+/// See [`super::database::Database::lookup_profile`]; in a transaction.
+pub(crate) async fn lookup_profile(
+    e: &impl Exec,
+    store_id: String,
+    token: CardToken,
+) -> DbResult<Option<Profile>> {
+    let Some(profile) = customer_profile(e, &token).await? else {
+        return Ok(None);
+    };
+    if link_store(e, &token, &store_id).await? {
+        emit_profile(e, &token).await?;
+    }
+    Ok(Some(profile))
+}
+
+/// The envelope to store and the effect to apply for an event: a registration of a customer
+/// erased after it happened is stored redacted and creates no profile.
+pub(crate) async fn stored_form<'v>(
+    e: &impl Exec,
+    ev: &'v IngestEvent,
+) -> DbResult<(Cow<'v, str>, &'v Effect)> {
+    if let Effect::Registered { token, .. } = &ev.effect {
+        let erased: Option<i64> = e
+            .query_opt(
+                "SELECT erased_ms FROM erasures WHERE card_token = ?1",
+                args![token.as_str()],
+            )
+            .await?
+            .map(|r| r.get(0))
+            .transpose()?;
+        if erased.is_some_and(|at| at >= ev.corrected_ms) {
+            return Ok((Cow::Owned(redact_registration(&ev.envelope)), &Effect::None));
+        }
+    }
+    Ok((Cow::Borrowed(ev.envelope.as_str()), &ev.effect))
+}
+
+/// Applies an accepted event's effect; customers whose profile changed are added to `dirty`
+/// (their profiles are emitted once per batch, [`emit_profiles`]).
+pub(crate) async fn apply_effect(
+    e: &impl Exec,
+    store: &str,
+    event_id: &str,
+    corrected_ms: i64,
+    effect: &Effect,
+    dirty: &mut BTreeSet<CardToken>,
+) -> DbResult<()> {
+    const ENSURE_CUSTOMER: &str =
+        "INSERT INTO customers (card_token) VALUES (?1) ON CONFLICT DO NOTHING";
+    const CAMPAIGN_FACT: &str =
+        "INSERT INTO campaign_facts (event_id, store_id, campaign_id, variant, kind)
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING";
+    match effect {
+        Effect::None => {}
+        Effect::Registered {
+            token,
+            display_name,
+            email,
+            phone,
+            locale,
+        } => {
+            e.execute(
+                "INSERT INTO customers (card_token, display_name, email, phone, locale, home_store, registered_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (card_token) DO UPDATE SET display_name = excluded.display_name,
+                   email = excluded.email, phone = excluded.phone, locale = excluded.locale,
+                   home_store = COALESCE(customers.home_store, excluded.home_store),
+                   registered_ms = COALESCE(customers.registered_ms, excluded.registered_ms)",
+                args![token.as_str(), display_name, email, phone, locale, store, corrected_ms],
+            )
+            .await?;
+            link_store(e, token, store).await?;
+            dirty.insert(token.clone());
+        }
+        Effect::Consent {
+            token,
+            purpose,
+            given,
+            policy_version,
+            policy_sha256,
+        } => {
+            e.execute(ENSURE_CUSTOMER, args![token.as_str()]).await?;
+            link_store(e, token, store).await?;
+            e.execute(
+                "INSERT INTO consents (card_token, purpose, given, policy_version, policy_sha256, at_ms, event_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                args![token.as_str(), *purpose, *given, policy_version, policy_sha256, corrected_ms, event_id],
+            )
+            .await?;
+            dirty.insert(token.clone());
+        }
+        Effect::Visit { token } => {
+            e.execute(ENSURE_CUSTOMER, args![token.as_str()]).await?;
+            e.execute(
+                "UPDATE customers SET visits = visits + 1,
+                   last_visit_ms = GREATEST(COALESCE(last_visit_ms, ?2), ?2) WHERE card_token = ?1",
+                args![token.as_str(), corrected_ms],
+            )
+            .await?;
+            let linked = link_store(e, token, store).await?;
+            if refresh_segment(e, token, corrected_ms).await? || linked {
+                dirty.insert(token.clone());
+            }
+        }
+        Effect::Seen { token } => {
+            let known: bool = e
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM customers WHERE card_token = ?1)",
+                    args![token.as_str()],
+                )
+                .await?
+                .get(0)?;
+            if known && link_store(e, token, store).await? {
+                dirty.insert(token.clone());
+            }
+        }
+        Effect::CampaignShown {
+            campaign_id,
+            variant,
+        } => {
+            e.execute(
+                CAMPAIGN_FACT,
+                args![event_id, store, campaign_id, variant, "shown"],
+            )
+            .await?;
+        }
+        Effect::CouponIssued {
+            code,
+            campaign_id,
+            variant,
+        } => {
+            if let Some(campaign_id) = campaign_id {
+                e.execute(
+                    "INSERT INTO coupons (code, campaign_id, variant) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                    args![code, campaign_id, variant.as_deref().unwrap_or("unknown")],
+                )
+                .await?;
+            }
+        }
+        Effect::CouponRedeemed {
+            code,
+            campaign_id,
+            token,
+        } => {
+            let issued = e
+                .query_opt(
+                    "SELECT campaign_id, variant FROM coupons WHERE code = ?1",
+                    args![code],
+                )
+                .await?;
+            let (campaign_id, variant): (String, String) = match (issued, campaign_id) {
+                (Some(found), _) => (found.get(0)?, found.get(1)?),
+                (None, Some(id)) => {
+                    let def: Option<String> = e
+                        .query_opt("SELECT definition FROM campaigns WHERE id = ?1", args![id])
+                        .await?
+                        .map(|r| r.get(0))
+                        .transpose()?;
+                    let campaign: Option<Campaign> =
+                        def.map(|d| serde_json::from_str(&d)).transpose()?;
+                    (
+                        id.clone(),
+                        redemption_variant(campaign.as_ref(), token.as_ref()),
+                    )
+                }
+                (None, None) => return Ok(()),
+            };
+            e.execute(
+                CAMPAIGN_FACT,
+                args![event_id, store, campaign_id, variant, "redeemed"],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Records the kiosk's state a batch reports (last seen, clock skew, outbox backlog).
+pub(crate) async fn record_kiosk_state(e: &impl Exec, batch: &IngestBatch) -> DbResult<()> {
+    e.execute(
+        "UPDATE kiosks SET last_seen_ms = ?2,
+           skew_ms = COALESCE(?3, skew_ms), skew_at_ms = COALESCE(?4, skew_at_ms),
+           backlog = COALESCE(?5, backlog) WHERE id = ?1",
+        args![
+            &batch.kiosk_id,
+            batch.received_ms,
+            batch.skew.map(|s| s.skew_ms),
+            batch.skew.map(|s| s.at_ms),
+            batch.backlog.map(i64_of),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// See [`super::database::Database::upsert_campaign`]; in a transaction.
+pub(crate) async fn upsert_campaign(
+    e: &impl Exec,
+    campaign: Campaign,
+    now_ms: i64,
+) -> DbResult<()> {
+    let def = serde_json::to_string(&campaign)?;
+    e.execute(
+        "INSERT INTO campaigns (id, definition, updated_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET definition = excluded.definition,
+           updated_ms = excluded.updated_ms",
+        args![&campaign.id, def, now_ms],
+    )
+    .await?;
+    e.lock_changes().await?;
+    e.execute(
+        "DELETE FROM changes WHERE kind = 'campaign' AND item_key = ?1",
+        args![&campaign.id],
+    )
+    .await?;
+    let item = serde_json::to_string(&FeedItem::Campaign(campaign.clone()))?;
+    let stores: Vec<Option<String>> = if campaign.stores.is_empty() {
+        vec![None]
+    } else {
+        campaign.stores.iter().cloned().map(Some).collect()
+    };
+    for store in stores {
+        e.execute(
+            "INSERT INTO changes (store_id, kind, item_key, item) VALUES (?1, 'campaign', ?2, ?3)",
+            args![store, &campaign.id, &item],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// See [`super::database::Database::campaigns`].
+pub(crate) async fn campaigns(e: &impl Exec) -> DbResult<Vec<Campaign>> {
+    let mut out = Vec::new();
+    for r in e
+        .query("SELECT definition FROM campaigns ORDER BY id", &[])
+        .await?
+    {
+        out.push(serde_json::from_str(&r.get::<String>(0)?)?);
+    }
+    Ok(out)
+}
+
+/// See [`super::database::Database::customer`].
+pub(crate) async fn customer(e: &impl Exec, token: CardToken) -> DbResult<Option<CustomerRecord>> {
+    let t = token.as_str();
+    let Some(r) = e
+        .query_opt(
+            "SELECT display_name, email, phone, locale, segment, segment_manual, visits,
+               last_visit_ms FROM customers WHERE card_token = ?1",
+            args![t],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let stores = e
+        .query(
+            "SELECT store_id FROM customer_stores WHERE card_token = ?1 ORDER BY store_id",
+            args![t],
+        )
+        .await?
+        .iter()
+        .map(|s| s.get(0))
+        .collect::<DbResult<_>>()?;
+    Ok(Some(CustomerRecord {
+        card_token: token.clone(),
+        display_name: r.get(0)?,
+        email: r.get(1)?,
+        phone: r.get(2)?,
+        locale: r.get(3)?,
+        segment: r.get(4)?,
+        segment_manual: r.get(5)?,
+        visits: r.get(6)?,
+        last_visit_ms: r.get(7)?,
+        stores,
+        consents: consents(e, t).await?,
+    }))
+}
+
+/// See [`super::database::Database::set_segment`]; in a transaction.
+pub(crate) async fn set_segment(
+    e: &impl Exec,
+    token: CardToken,
+    segment: Option<String>,
+    now_ms: i64,
+) -> DbResult<bool> {
+    let t = token.as_str();
+    let n = match &segment {
+        Some(s) => {
+            e.execute(
+                "UPDATE customers SET segment = ?2, segment_manual = TRUE WHERE card_token = ?1",
+                args![t, s],
+            )
+            .await?
+        }
+        None => {
+            e.execute(
+                "UPDATE customers SET segment_manual = FALSE WHERE card_token = ?1",
+                args![t],
+            )
+            .await?
+        }
+    };
+    if n == 0 {
+        return Ok(false);
+    }
+    refresh_segment(e, &token, now_ms).await?;
+    emit_profile(e, &token).await?;
+    Ok(true)
+}
+
+/// See [`super::database::Database::recompute_segments`]; in a transaction.
+pub(crate) async fn recompute_segments(e: &impl Exec, now_ms: i64) -> DbResult<u64> {
+    let rows = e
+        .query(
+            "SELECT card_token FROM customers WHERE NOT segment_manual",
+            &[],
+        )
+        .await?;
+    let mut changed = BTreeSet::new();
+    for r in rows {
+        let token = token_of(r.get(0)?)?;
+        if refresh_segment(e, &token, now_ms).await? {
+            changed.insert(token);
+        }
+    }
+    emit_profiles(e, &changed).await?;
+    Ok(changed.len() as u64)
+}
+
+/// See [`super::database::Database::upsert_customer`]; in a transaction.
+pub(crate) async fn upsert_customer(e: &impl Exec, cu: NewCustomer, now_ms: i64) -> DbResult<()> {
+    let mut dirty = BTreeSet::new();
+    let t = cu.card_token.as_str();
+    let effect = Effect::Registered {
+        token: cu.card_token.clone(),
+        display_name: cu.display_name.clone(),
+        email: cu.email.clone(),
+        phone: cu.phone.clone(),
+        locale: cu.locale.clone(),
+    };
+    apply_effect(e, &cu.store_id, "", now_ms, &effect, &mut dirty).await?;
+    for purpose in &cu.consents {
+        e.execute(
+            // Only when not already given: seeding twice keeps the history honest.
+            "INSERT INTO consents (card_token, purpose, given, policy_version, policy_sha256, at_ms)
+             SELECT CAST(?1 AS TEXT), CAST(?2 AS TEXT), TRUE, 'admin', '', CAST(?3 AS BIGINT)
+             WHERE NOT COALESCE((SELECT given FROM consents WHERE card_token = ?1 AND purpose = ?2
+                                 ORDER BY at_ms DESC, id DESC LIMIT 1), FALSE)",
+            args![t, purpose, now_ms],
+        )
+        .await?;
+    }
+    e.execute(
+        "UPDATE customers SET visits = GREATEST(visits, ?2),
+           last_visit_ms = CASE WHEN ?2 > 0 THEN COALESCE(last_visit_ms, ?3) ELSE last_visit_ms END
+         WHERE card_token = ?1",
+        args![t, cu.visits, now_ms],
+    )
+    .await?;
+    if let Some(s) = &cu.segment {
+        e.execute(
+            "UPDATE customers SET segment = ?2, segment_manual = TRUE WHERE card_token = ?1",
+            args![t, s],
+        )
+        .await?;
+    }
+    refresh_segment(e, &cu.card_token, now_ms).await?;
+    emit_profile(e, &cu.card_token).await
+}
+
+/// See [`super::database::Database::erase_customer`]; in a transaction.
+pub(crate) async fn erase_customer(e: &impl Exec, token: CardToken, now_ms: i64) -> DbResult<bool> {
+    let t = token.as_str();
+    let known = e
+        .execute("DELETE FROM customers WHERE card_token = ?1", args![t])
+        .await?
+        > 0;
+    let seen: bool = e
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE card_token = ?1)",
+            args![t],
+        )
+        .await?
+        .get(0)?;
+    if !known && !seen {
+        return Ok(false);
+    }
+    e.execute(
+        "DELETE FROM customer_stores WHERE card_token = ?1",
+        args![t],
+    )
+    .await?;
+    let registrations = e
+        .query(
+            "SELECT id, envelope FROM events WHERE card_token = ?1 AND type = 'customer_registered'",
+            args![t],
+        )
+        .await?;
+    for r in registrations {
+        let (id, envelope): (String, String) = (r.get(0)?, r.get(1)?);
+        e.execute(
+            "UPDATE events SET envelope = ?2 WHERE id = ?1",
+            args![id, redact_registration(&envelope)],
+        )
+        .await?;
+    }
+    e.execute(
+        "INSERT INTO erasures (card_token, erased_ms) VALUES (?1, ?2)
+         ON CONFLICT (card_token) DO UPDATE SET erased_ms = excluded.erased_ms",
+        args![t, now_ms],
+    )
+    .await?;
+    e.lock_changes().await?;
+    e.execute(
+        "DELETE FROM changes WHERE item_key = ?1 AND kind IN ('profile', 'erasure')",
+        args![t],
+    )
+    .await?;
+    let item = serde_json::to_string(&erasure_item(&token, now_ms))?;
+    e.execute(
+        "INSERT INTO changes (store_id, kind, item_key, item) VALUES (NULL, 'erasure', ?1, ?2)",
+        args![t, item],
+    )
+    .await?;
+    Ok(true)
+}
+
+/// See [`super::database::Database::stats`].
+pub(crate) async fn stats(e: &impl Exec, store_id: String) -> DbResult<StoreStats> {
+    let s = store_id.as_str();
+    let count = async |sql: &str| -> DbResult<u64> {
+        Ok(u64_of(e.query_one(sql, args![s]).await?.get(0)?))
+    };
+    let events = count("SELECT COUNT(*) FROM events WHERE store_id = ?1").await?;
+    let tickets_issued =
+        count("SELECT COUNT(*) FROM events WHERE store_id = ?1 AND type = 'ticket_issued'").await?;
+    let identified_tickets = count(
+        "SELECT COUNT(card_token) FROM events WHERE store_id = ?1 AND type = 'ticket_issued'",
+    )
+    .await?;
+    let customers = count("SELECT COUNT(*) FROM customer_stores WHERE store_id = ?1").await?;
+    let kiosks = e
+        .query(
+            "SELECT id, last_seen_ms, skew_ms, backlog FROM kiosks WHERE store_id = ?1 ORDER BY id",
+            args![s],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(KioskHealth {
+                kiosk_id: r.get(0)?,
+                last_seen_ms: r.get(1)?,
+                skew_ms: r.get(2)?,
+                backlog: r.get(3)?,
+            })
+        })
+        .collect::<DbResult<_>>()?;
+    let campaigns = e
+        .query(
+            "SELECT campaign_id, variant,
+               CAST(SUM(CASE WHEN kind = 'shown' THEN 1 ELSE 0 END) AS BIGINT),
+               CAST(SUM(CASE WHEN kind = 'redeemed' THEN 1 ELSE 0 END) AS BIGINT)
+             FROM campaign_facts WHERE store_id = ?1
+             GROUP BY campaign_id, variant ORDER BY campaign_id, variant",
+            args![s],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok(variant_stats(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .collect::<DbResult<_>>()?;
+    let scores: Vec<String> = e
+        .query(
+            "SELECT envelope FROM events WHERE store_id = ?1 AND type = 'survey_answered'",
+            args![s],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect::<DbResult<_>>()?;
+    Ok(StoreStats {
+        store_id: store_id.clone(),
+        events,
+        tickets_issued,
+        identified_tickets,
+        customers,
+        kiosks,
+        campaigns,
+        nps: nps_of(&scores),
+    })
+}
+
+/// See [`super::database::Database::set_store_timezone`].
+pub(crate) async fn set_store_timezone(
+    e: &impl Exec,
+    store_id: String,
+    timezone: Option<String>,
+) -> DbResult<()> {
+    require_store(e, &store_id).await?;
+    match timezone {
+        Some(tz) => {
+            e.execute(
+                "INSERT INTO store_timezones (store_id, timezone) VALUES (?1, ?2)
+                 ON CONFLICT (store_id) DO UPDATE SET timezone = excluded.timezone",
+                args![store_id, tz],
+            )
+            .await?
+        }
+        None => {
+            e.execute(
+                "DELETE FROM store_timezones WHERE store_id = ?1",
+                args![store_id],
+            )
+            .await?
+        }
+    };
+    Ok(())
+}
+
+/// See [`super::database::Database::list_stores`].
+pub(crate) async fn list_stores(e: &impl Exec) -> DbResult<Vec<StoreSummary>> {
+    let mut stores: Vec<StoreSummary> = e
+        .query(
+            "SELECT s.id, s.name, z.timezone FROM stores s
+             LEFT JOIN store_timezones z ON z.store_id = s.id ORDER BY s.id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(StoreSummary {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                timezone: r.get(2)?,
+                kiosks: Vec::new(),
+            })
+        })
+        .collect::<DbResult<_>>()?;
+    for r in e
+        .query("SELECT store_id, id FROM kiosks ORDER BY id", &[])
+        .await?
+    {
+        let store: String = r.get(0)?;
+        if let Some(s) = stores.iter_mut().find(|s| s.id == store) {
+            s.kiosks.push(r.get(1)?);
+        }
+    }
+    Ok(stores)
+}
+
+/// See [`super::database::Database::dashboard`]; in one read snapshot.
+pub(crate) async fn dashboard(e: &impl Exec, q: DashboardQuery) -> DbResult<Dashboard> {
+    let rows = dashboard_rows(e, &q).await?;
+    assemble(&q, rows).ok_or_else(|| DbError::NotFound(format!("store {:?}", q.store_id)))
+}
+
+/// The dashboard's rows of one store and window. `CAST(?2 AS TEXT) IS NULL` is the optional
+/// kiosk filter (PostgreSQL cannot type a bare `$2 IS NULL`).
+async fn dashboard_rows(e: &impl Exec, q: &DashboardQuery) -> DbResult<DashboardRows> {
+    let mut rows = DashboardRows::default();
+    let Some(store) = e
+        .query_opt(
+            "SELECT s.id, s.name, z.timezone FROM stores s
+             LEFT JOIN store_timezones z ON z.store_id = s.id WHERE s.id = ?1",
+            args![&q.store_id],
+        )
+        .await?
+    else {
+        return Ok(rows);
+    };
+    rows.store = Some(store_record(&store)?);
+    rows.timezone = store.get(2)?;
+    let (s, k, since, now) = (&q.store_id, &q.kiosk_id, q.since_ms, q.now_ms);
+    rows.tickets = e
+        .query(
+            "SELECT issued_ms / ?5, COALESCE(service, '?'), identified, COUNT(*) FROM turns
+             WHERE store_id = ?1 AND issued_ms >= ?3 AND issued_ms <= ?4
+               AND (CAST(?2 AS TEXT) IS NULL OR kiosk_id = ?2)
+             GROUP BY 1, 2, 3",
+            args![s, k, since, now, QUARTER_MS],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(TicketCount {
+                quarter: r.get(0)?,
+                service: r.get(1)?,
+                identified: r.get(2)?,
+                count: r.get(3)?,
+            })
+        })
+        .collect::<DbResult<_>>()?;
+    rows.timings = e
+        .query(
+            "SELECT COALESCE(service, '?'), called_ms - issued_ms, served_ms - called_ms FROM turns
+             WHERE store_id = ?1 AND issued_ms >= ?3 AND issued_ms <= ?4
+               AND (CAST(?2 AS TEXT) IS NULL OR kiosk_id = ?2) AND called_ms IS NOT NULL",
+            args![s, k, since, now],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(TurnTiming {
+                service: r.get(0)?,
+                wait_ms: r.get(1)?,
+                service_ms: r.get(2)?,
+            })
+        })
+        .collect::<DbResult<_>>()?;
+    let by_payload = async |field: &str, kind: &str| -> DbResult<Vec<(Option<String>, i64)>> {
+        let sql = format!(
+            "SELECT {}, COUNT(*) FROM events
+             WHERE store_id = ?1 AND type = '{kind}' AND corrected_ms >= ?3 AND corrected_ms <= ?4
+               AND (CAST(?2 AS TEXT) IS NULL OR kiosk_id = ?2)
+             GROUP BY 1",
+            e.dialect().envelope_field(&format!("payload.{field}"))
+        );
+        e.query(&sql, args![s, k, since, now])
+            .await?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .collect()
+    };
+    rows.identified_by = by_payload("by", "customer_identified")
+        .await?
+        .into_iter()
+        .filter_map(|(by, n)| Some((by?, n)))
+        .collect();
+    rows.scores = by_payload("score", "survey_answered")
+        .await?
+        .into_iter()
+        .filter_map(|(score, n)| Some((score?.parse().ok()?, n)))
+        .collect();
+    rows.campaigns = e
+        .query(
+            "SELECT f.campaign_id, f.variant,
+               CAST(SUM(CASE WHEN f.kind = 'shown' THEN 1 ELSE 0 END) AS BIGINT),
+               CAST(SUM(CASE WHEN f.kind = 'redeemed' THEN 1 ELSE 0 END) AS BIGINT)
+             FROM events e JOIN campaign_facts f ON f.event_id = e.id
+             WHERE e.store_id = ?1 AND e.type IN ('campaign_shown', 'coupon_redeemed')
+               AND e.corrected_ms >= ?3 AND e.corrected_ms <= ?4
+               AND (CAST(?2 AS TEXT) IS NULL OR e.kiosk_id = ?2)
+             GROUP BY 1, 2 ORDER BY 1, 2",
+            args![s, k, since, now],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .collect::<DbResult<_>>()?;
+    rows.campaign_names = e
+        .query("SELECT id, definition FROM campaigns", &[])
+        .await?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?)))
+        .collect::<DbResult<_>>()?;
+    rows.kiosks = e
+        .query(
+            "SELECT id, hardware_profile, firmware_version, last_seen_ms, skew_ms, backlog
+             FROM kiosks WHERE store_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR id = ?2) ORDER BY id",
+            args![s, k],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(KioskRow {
+                kiosk_id: r.get(0)?,
+                hardware_profile: r.get(1)?,
+                firmware_version: r.get(2)?,
+                last_seen_ms: r.get(3)?,
+                skew_ms: r.get(4)?,
+                backlog: r.get(5)?,
+            })
+        })
+        .collect::<DbResult<_>>()?;
+    rows.devices = e
+        .query(
+            "SELECT d.kiosk_id, d.device, d.status, d.reason, d.at_ms
+             FROM kiosk_devices d JOIN kiosks k ON k.id = d.kiosk_id
+             WHERE k.store_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR k.id = ?2)",
+            args![s, k],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.get(0)?,
+                DeviceState {
+                    device: r.get(1)?,
+                    status: r.get(2)?,
+                    reason: r.get(3)?,
+                    at_ms: r.get(4)?,
+                },
+            ))
+        })
+        .collect::<DbResult<_>>()?;
+    for kiosk in &rows.kiosks {
+        for r in e
+            .query(
+                "SELECT corrected_ms, envelope FROM events
+                 WHERE kiosk_id = ?1 AND type = 'device_log'
+                 ORDER BY corrected_ms DESC, seq DESC LIMIT ?2",
+                args![&kiosk.kiosk_id, q.log_limit()],
+            )
+            .await?
+        {
+            rows.logs
+                .push((kiosk.kiosk_id.clone(), r.get(0)?, r.get(1)?));
+        }
+    }
+    Ok(rows)
+}

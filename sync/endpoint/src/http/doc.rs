@@ -1,0 +1,103 @@
+//! Helpers route modules write their OpenAPI operations with (see [`super::Route::doc`]); the
+//! document itself is assembled in [`crate::openapi`].
+
+use serde_json::{Map, Value, json};
+
+/// Who may call an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// Anyone.
+    None,
+    /// A signed kiosk request.
+    Kiosk,
+    /// The admin token.
+    Admin,
+    /// A dashboard session or the admin token.
+    Dashboard,
+}
+
+impl Security {
+    fn requirement(self) -> Value {
+        match self {
+            Security::None => json!([]),
+            Security::Kiosk => {
+                json!([{ "kioskId": [], "kioskTimestamp": [], "kioskSignature": [] }])
+            }
+            Security::Admin => json!([{ "adminToken": [] }]),
+            Security::Dashboard => json!([{ "dashboardSession": [] }, { "adminToken": [] }]),
+        }
+    }
+}
+
+/// Errors of admin operations.
+pub const ADMIN_ERRORS: &[&str] = &["400", "403", "404", "503"];
+/// Errors of signed kiosk operations.
+pub const KIOSK_ERRORS: &[&str] = &["400", "401", "403", "409", "503"];
+
+/// A reference to a component schema.
+pub fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn answer(description: &str, schema: Option<&str>) -> Value {
+    match schema {
+        Some(s) => {
+            json!({ "description": description, "content": { "application/json": { "schema": schema_ref(s) } } })
+        }
+        None => json!({ "description": description }),
+    }
+}
+
+/// A JSON operation: `summary`, who may call it, the request body's schema, the success answer
+/// `(status, description, schema)` and the error statuses (each an `ErrorBody`).
+pub fn op(
+    summary: &str,
+    security: Security,
+    request: Option<&str>,
+    ok: (&str, &str, Option<&str>),
+    errs: &[&str],
+) -> Value {
+    let mut responses: Map<String, Value> = errs
+        .iter()
+        .map(|c| {
+            (
+                (*c).to_owned(),
+                answer("error; see ErrorBody.error", Some("ErrorBody")),
+            )
+        })
+        .collect();
+    responses.insert(ok.0.to_owned(), answer(ok.1, ok.2));
+    let mut o = json!({ "summary": summary, "responses": responses });
+    if let Some(r) = request {
+        o["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema_ref(r) } } });
+    }
+    o["security"] = security.requirement();
+    o
+}
+
+/// `op` with `parameters`.
+pub fn with_params(mut op: Value, parameters: Value) -> Value {
+    op["parameters"] = parameters;
+    op
+}
+
+/// A required string path parameter.
+pub fn path_param(name: &str) -> Value {
+    json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } })
+}
+
+/// An operation answering something other than JSON (the dashboard's pages): `security`,
+/// `summary`, and `responses` as written.
+pub fn raw_op(summary: &str, security: Security, responses: Value) -> Value {
+    json!({ "summary": summary, "security": security.requirement(), "responses": responses })
+}
+
+/// A response of `content_type` text.
+pub fn text(content_type: &str, description: &str) -> Value {
+    json!({ "description": description, "content": { content_type: { "schema": { "type": "string" } } } })
+}
+
+/// The error answer of JSON operations.
+pub fn error_answer() -> Value {
+    answer("error; see ErrorBody.error", Some("ErrorBody"))
+}
