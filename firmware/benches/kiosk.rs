@@ -416,16 +416,16 @@ async fn footprint() {
     let d = dir.path();
 
     // The CRM endpoint, in this process.
-    let store = crm_endpoint::store::open(&format!("sqlite://{}", d.join("crm.db").display()))
+    let crm_db = crm_endpoint::db::open(&format!("sqlite://{}", d.join("crm.db").display()))
         .await
-        .expect("crm store");
-    let seed = crm_endpoint::seed_demo(&store).await.expect("seed");
+        .expect("crm database");
+    let seed = crm_endpoint::seed_demo(&crm_db).await.expect("seed");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let crm = format!("http://{}", listener.local_addr().unwrap());
     let (stop_crm, crm_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(crm_endpoint::serve(
         crm_endpoint::ServeConfig {
-            store: store.clone(),
+            db: crm_db.clone(),
             admin_token: None,
             tls: None,
         },

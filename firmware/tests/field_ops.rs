@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crm_endpoint::SharedStore;
+use crm_endpoint::SharedDb;
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -84,19 +84,19 @@ impl Link {
 }
 
 struct Crm {
-    store: SharedStore,
+    db: SharedDb,
     addr: SocketAddr,
 }
 
 impl Crm {
     async fn start(dir: &Path) -> Crm {
         let url = format!("sqlite://{}", dir.join("crm.db").display());
-        let store = crm_endpoint::store::open(&url).await.unwrap();
-        crm_endpoint::seed_demo(&store).await.unwrap();
+        let db = crm_endpoint::db::open(&url).await.unwrap();
+        crm_endpoint::seed_demo(&db).await.unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let config = crm_endpoint::ServeConfig {
-            store: store.clone(),
+            db: db.clone(),
             admin_token: Some("admin".into()),
             tls: None,
         };
@@ -105,12 +105,12 @@ impl Crm {
                 .await
                 .unwrap();
         });
-        Crm { store, addr }
+        Crm { db, addr }
     }
 
     async fn code(&self) -> String {
         crm_endpoint::api::issue_enroll_code(
-            &self.store,
+            &self.db,
             crm_endpoint::DEMO_STORE_ID,
             Duration::from_secs(600),
         )
@@ -399,7 +399,7 @@ async fn provision_run_status_and_reprovision_keep_every_event() {
     // With the link back, they are sent with the old credentials first, then the kiosk
     // enrolls anew; the code was not spent by the refused attempt.
     link.set(true);
-    let events_before = crm.store.event_count().await.unwrap();
+    let events_before = crm.db.event_count().await.unwrap();
     let out = run_cmd(provision_cmd(&etc, &data, &crm.url(), &code2)).await;
     assert!(out.status.success(), "{}", text(&out));
     let out_text = text(&out);
@@ -412,7 +412,7 @@ async fn provision_run_status_and_reprovision_keep_every_event() {
     let second_id = kiosk_id_of(&site);
     assert_ne!(second_id, first_id);
     assert_eq!(
-        crm.store.event_count().await.unwrap(),
+        crm.db.event_count().await.unwrap(),
         events_before + pending,
         "every event of the old identity reached the CRM once"
     );

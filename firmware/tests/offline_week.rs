@@ -100,10 +100,10 @@ struct Crm {
 
 impl Crm {
     async fn start(db: &Path, addr: SocketAddr) -> (Crm, String) {
-        let store = crm_endpoint::store::open(&format!("sqlite://{}", db.display()))
+        let crm_db = crm_endpoint::db::open(&format!("sqlite://{}", db.display()))
             .await
             .unwrap();
-        let seed = crm_endpoint::seed_demo(&store).await.unwrap();
+        let seed = crm_endpoint::seed_demo(&crm_db).await.unwrap();
         let mut listener = None;
         for _ in 0..100 {
             match tokio::net::TcpListener::bind(addr).await {
@@ -120,7 +120,7 @@ impl Crm {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let config = crm_endpoint::ServeConfig {
-                store,
+                db: crm_db,
                 admin_token: None,
                 tls: None,
             };

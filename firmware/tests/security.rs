@@ -491,17 +491,16 @@ async fn sync_traffic_and_kiosk_files_carry_no_raw_card_uid_and_cached_personal_
     std::fs::create_dir_all(&kiosk_dir).unwrap();
 
     // The real endpoint on SQLite, seeded with the demo customers, behind a recording relay.
-    let crm =
-        crm_endpoint::store::open(&format!("sqlite://{}", dir.path().join("crm.db").display()))
-            .await
-            .unwrap();
+    let crm = crm_endpoint::db::open(&format!("sqlite://{}", dir.path().join("crm.db").display()))
+        .await
+        .unwrap();
     let seed = crm_endpoint::seed_demo(&crm).await.unwrap();
     let crm_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let crm_addr = crm_listener.local_addr().unwrap();
     let stop_crm = tokio_util::sync::CancellationToken::new();
     let serve = tokio::spawn(crm_endpoint::serve(
         crm_endpoint::ServeConfig {
-            store: crm.clone(),
+            db: crm.clone(),
             admin_token: None,
             tls: None,
         },

@@ -57,8 +57,8 @@ pub struct Demo {
     pub network: NetworkSwitch,
     /// The CRM's admin token (also opens the dashboard).
     pub admin_token: String,
-    /// The CRM store.
-    pub crm: crm_endpoint::SharedStore,
+    /// The CRM database.
+    pub crm: crm_endpoint::SharedDb,
     /// Where printed tickets are written.
     pub tickets_dir: PathBuf,
     /// The one-time enrollment code the kiosk used (spent).
@@ -181,7 +181,7 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
     let crm_listener = listen(opts.port, 1).await?;
     let crm_addr = crm_listener.local_addr()?;
     let crm_url = format!("sqlite://{}", data.join("crm.db").display());
-    let crm = crm_endpoint::store::open(&crm_url)
+    let crm = crm_endpoint::db::open(&crm_url)
         .await
         .with_context(|| format!("cannot open the demo CRM database {crm_url}"))?;
     let seed = crm_endpoint::seed_demo(&crm)
@@ -190,7 +190,7 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
     let admin_token = admin_token(data)?;
     {
         let config = crm_endpoint::ServeConfig {
-            store: crm.clone(),
+            db: crm.clone(),
             admin_token: Some(admin_token.clone()),
             tls: None,
         };

@@ -21,8 +21,8 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crm_endpoint::db::{IngestBatch, StoreRecord};
 use crm_endpoint::ingest::{Validator, unix_ms, update_skew};
-use crm_endpoint::store::{IngestBatch, StoreRecord};
 use crm_endpoint::testing::TempPostgres;
 use kiosk_protocol::wire::KioskClock;
 use kiosk_sync::Outbox;
@@ -99,7 +99,7 @@ async fn round(n: usize, store_url: Option<String>, bare_url: Option<String>) ->
 
     let bare_url =
         bare_url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bare.db").display()));
-    let bare = crm_endpoint::store::open(&bare_url).await.unwrap();
+    let bare = crm_endpoint::db::open(&bare_url).await.unwrap();
     bare.upsert_store(StoreRecord {
         id: "bench".into(),
         name: "Bench".into(),

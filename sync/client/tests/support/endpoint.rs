@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crm_endpoint::{ServeConfig, SharedStore};
+use crm_endpoint::{ServeConfig, SharedDb};
 use kiosk_protocol::wire::{EnrollRequest, EnrollResponse};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -50,13 +50,13 @@ impl Endpoint {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let store: SharedStore = crm_endpoint::store::open(&url).await.unwrap();
-                let seed = crm_endpoint::seed_demo(&store).await.unwrap();
+                let db: SharedDb = crm_endpoint::db::open(&url).await.unwrap();
+                let seed = crm_endpoint::seed_demo(&db).await.unwrap();
                 let listener = bind_retrying(addr).await;
                 let bound = listener.local_addr().unwrap();
                 ready_tx.send((bound, seed.enroll_code)).unwrap();
                 let config = ServeConfig {
-                    store,
+                    db,
                     admin_token: Some("admin".into()),
                     tls,
                 };
