@@ -5,6 +5,12 @@
 //! Read from the source: every `crate::…` and `super::…` path outside comments and test modules
 //! is an edge to the deepest module it names.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 

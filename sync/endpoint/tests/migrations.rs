@@ -2,6 +2,12 @@
 //! a newer endpoint is refused naming both versions, and a database made before versions were
 //! recorded (today's unversioned schema) is adopted as version 1 with its data.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
 mod common;
 
 use common::{Backend, fresh_url};
