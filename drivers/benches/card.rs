@@ -48,7 +48,7 @@ fn bench_line(
 
 fn key() -> TenantKey {
     // A fixed benchmark key; never a real tenant's.
-    let Ok(key) = TenantKey::new(b"bench-tenant-key-0123456789abcdef".to_vec()) else {
+    let Ok(key) = TenantKey::from_slice(b"bench-tenant-key-0123456789abcde") else {
         unreachable!("the key has 33 bytes")
     };
     key

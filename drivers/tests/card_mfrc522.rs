@@ -24,11 +24,11 @@ use mfrc522::comm::blocking::spi::SpiInterface;
 type SimReader = Mfrc522Reader<Mfrc522Sim, SimResetPin, SimDelay>;
 
 fn key() -> TenantKey {
-    TenantKey::new(b"tenant-key-for-tests-0123456789".to_vec()).unwrap()
+    TenantKey::from_slice(b"tenant-key-for-tests-0123456789!").unwrap()
 }
 
 fn token_of(uid: &[u8]) -> CardToken {
-    key().token(&Uid::from_slice(uid).unwrap())
+    Uid::from_slice(uid).unwrap().token(&key())
 }
 
 fn reader_with(options: SimOptions, gain: u8, removal_polls: u32) -> (SimReader, SimHandle) {

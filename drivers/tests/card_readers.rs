@@ -18,11 +18,11 @@ use kiosk_drivers::card::token::UidTextError;
 use kiosk_drivers::card::{CardEvent, CardReader, CardToken, ReaderKind, TenantKey, Uid};
 
 fn key() -> TenantKey {
-    TenantKey::new(b"tenant-key-for-tests-0123456789".to_vec()).unwrap()
+    TenantKey::from_slice(b"tenant-key-for-tests-0123456789!").unwrap()
 }
 
 fn token_of(uid: &[u8]) -> CardToken {
-    key().token(&Uid::from_slice(uid).unwrap())
+    Uid::from_slice(uid).unwrap().token(&key())
 }
 
 /// Serialises events the way the kernel hands them to a reader of /dev/input/event* (64-bit).
@@ -72,7 +72,7 @@ fn decode_all(bytes: &[u8], format: UidFormat) -> Vec<Result<CardToken, UidTextE
     parse_input_events(bytes)
         .into_iter()
         .filter_map(|e| decoder.push(e))
-        .map(|r| r.map(|uid| key().token(&uid)))
+        .map(|r| r.map(|uid| uid.token(&key())))
         .collect()
 }
 

@@ -388,12 +388,9 @@ async fn device_checks(
                 ));
             } else {
                 let key = credentials
-                    .map(|c| c.tenant_key.as_bytes().to_vec())
-                    .unwrap_or_else(|| vec![0u8; 32]);
-                match card::TenantKey::new(key)
-                    .map_err(|e| e.to_string())
-                    .and_then(|k| card::open(settings, k).map_err(|e| e.to_string()))
-                {
+                    .map(|c| c.tenant_key.clone())
+                    .unwrap_or(card::TenantKey::from_bytes([0u8; 32]));
+                match card::open(settings, key).map_err(|e| e.to_string()) {
                     Ok(Some(open)) => {
                         sims.card = open.sim;
                         match devices::spawn_card_reader(open.reader, tx.clone()) {

@@ -1,15 +1,20 @@
 //! The words every part of the kiosk system shares, defined once: the card token a loyalty card
-//! becomes at the driver boundary ([`CardToken`]), the kind of reader that saw it
+//! becomes at the driver boundary ([`CardToken`]), the keys that make it ([`TenantKey`], a
+//! [`Key32`]), the kind of reader that saw it
 //! ([`ReaderKind`]) and a device's health ([`DeviceHealth`]).
 //!
 //! The drivers make these, the firmware journals them, the sync protocol carries them and the CRM
 //! endpoint stores them: all four use these types, so nothing converts one spelling of a concept
 //! into another. Serde and JSON Schema derive here because they travel in events.
 
+mod key;
+
 use std::fmt;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+pub use key::{BadKey, Key32, TenantKey};
 
 /// Length in hex characters of a card token (HMAC-SHA256 truncated to 128 bits).
 pub const CARD_TOKEN_HEX_LEN: usize = 32;

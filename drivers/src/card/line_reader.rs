@@ -92,7 +92,7 @@ impl<S: LineSource> LineReader<S> {
         for line in lines {
             match line {
                 Ok(uid) => {
-                    let token = self.key.token(&uid);
+                    let token = uid.token(&self.key);
                     if self.filter.is_new(&token, Instant::now()) {
                         self.pending.push_back(CardEvent::Tap(Tap {
                             token,

@@ -28,7 +28,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use kiosk_types::ReaderKind;
-pub use token::{CardToken, TenantKey, Uid, WeakKey};
+pub use token::{CardToken, TenantKey, Uid};
 
 use crate::health::Health;
 use mfrc522sim::{Mfrc522Sim, SimHandle, SimOptions};

@@ -79,9 +79,9 @@ mod tests {
     use crate::card::token::{TenantKey, Uid};
 
     fn token(b: u8) -> CardToken {
-        TenantKey::new(vec![7; 16])
+        Uid::from_slice(&[b, 1, 2, 3])
             .unwrap()
-            .token(&Uid::from_slice(&[b, 1, 2, 3]).unwrap())
+            .token(&TenantKey::from_bytes([7; 32]))
     }
 
     #[test]

@@ -304,7 +304,7 @@ where
         let read = self.read_field();
         match read {
             Read::Card(uid) => {
-                let token = self.key.token(&uid);
+                let token = uid.token(&self.key);
                 drop(uid);
                 self.error_polls = 0;
                 if self.presence.read(token.clone()) {
@@ -317,7 +317,7 @@ where
             Read::Nothing if self.presence.is_empty() => self.error_polls = 0,
             Read::Nothing => match self.check_presence() {
                 Read::Card(uid) => {
-                    let token = self.key.token(&uid);
+                    let token = uid.token(&self.key);
                     drop(uid);
                     self.error_polls = 0;
                     if self.presence.confirmed(token.clone()) {

@@ -2,66 +2,18 @@
 //! further. The UID lives in a [`Uid`] buffer that is zeroised on drop and never printed.
 //!
 //! Token = first 128 bits of HMAC-SHA256(tenant key, UID bytes), as 32 lowercase hex characters:
-//! [`CardToken`] is the shared vocabulary's type (`kiosk_types`), the one the firmware journals
-//! and the protocol carries: the drivers still know nothing of sync.
+//! [`CardToken`] and [`TenantKey`] are the shared vocabulary's types (`kiosk_types`), the ones the
+//! firmware journals and the protocol carries: the drivers still know nothing of sync. The UID
+//! reaches the key only through [`Uid::token`].
 
 use std::fmt;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use zeroize::Zeroizing;
 
-pub use kiosk_types::CardToken;
-
-/// Length of a card token in hex characters.
-pub const CARD_TOKEN_HEX_LEN: usize = 32;
-
-/// A tenant key that is too short to be a secret.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("card token key must have at least 16 bytes, got {0}: generate one with `kiosk provision`")]
-pub struct WeakKey(pub usize);
-
-/// The tenant's secret key for card tokens. Zeroised on drop; `Debug` does not print it.
-#[derive(Clone)]
-pub struct TenantKey(Zeroizing<Vec<u8>>);
-
-impl TenantKey {
-    /// Wraps key bytes (at least 16).
-    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Self, WeakKey> {
-        let bytes = Zeroizing::new(bytes.into());
-        if bytes.len() < 16 {
-            return Err(WeakKey(bytes.len()));
-        }
-        Ok(TenantKey(bytes))
-    }
-
-    /// The token for a UID under this key.
-    pub fn token(&self, uid: &Uid) -> CardToken {
-        token_for_bytes(self, uid.as_bytes())
-    }
-}
-
-impl fmt::Debug for TenantKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("TenantKey(<redacted>)")
-    }
-}
-
-fn token_for_bytes(key: &TenantKey, uid: &[u8]) -> CardToken {
-    // HMAC accepts keys of any length, so new_from_slice cannot fail.
-    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(&key.0) else {
-        unreachable!("hmac takes keys of any length")
-    };
-    mac.update(uid);
-    // The digest is no secret: its first half is the token, the rest is discarded.
-    let digest = mac.finalize().into_bytes();
-    let mut head = [0u8; 16];
-    head.copy_from_slice(&digest[..16]);
-    CardToken::from_bytes(head)
-}
+pub use kiosk_types::{BadKey, CARD_TOKEN_HEX_LEN, CardToken, TenantKey};
 
 /// A raw card UID (1 to 10 bytes), zeroised on drop. It has no `Display`, its `Debug` prints
-/// only the length, and only [`TenantKey::token`] reads it.
+/// only the length, and only [`Uid::token`] reads it.
 pub struct Uid {
     bytes: Zeroizing<[u8; 10]>,
     len: usize,
@@ -93,6 +45,11 @@ impl Uid {
 
     fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len]
+    }
+
+    /// The card token for this UID under the tenant's key.
+    pub fn token(&self, key: &TenantKey) -> CardToken {
+        key.card_token(self.as_bytes())
     }
 }
 
@@ -173,22 +130,26 @@ impl fmt::Debug for Uid {
 
 #[cfg(test)]
 mod tests {
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+
     use super::*;
 
     fn key(b: u8) -> TenantKey {
-        TenantKey::new(vec![b; 32]).unwrap()
+        TenantKey::from_bytes([b; 32])
     }
 
     #[test]
     fn token_is_hmac_sha256_truncated_to_128_bits_in_lowercase_hex() {
         // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?" is too long for a
         // UID, so check the construction against the hmac crate directly with a UID-sized input.
-        let k = TenantKey::new(b"0123456789abcdef".to_vec()).unwrap();
+        let k = TenantKey::from_slice(b"0123456789abcdef0123456789abcdef").unwrap();
         let uid = Uid::from_slice(&[0xDE, 0xAD, 0xBE, 0xEF]).unwrap();
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(b"0123456789abcdef").unwrap();
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(b"0123456789abcdef0123456789abcdef").unwrap();
         mac.update(&[0xDE, 0xAD, 0xBE, 0xEF]);
         let full = hex::encode(mac.finalize().into_bytes());
-        let token = k.token(&uid);
+        let token = uid.token(&k);
         assert_eq!(token.as_str(), &full[..32]);
         assert!(
             token
@@ -201,8 +162,8 @@ mod tests {
     #[test]
     fn token_is_stable_per_key_and_differs_across_keys() {
         let uid = Uid::from_slice(&[1, 2, 3, 4, 5, 6, 7]).unwrap();
-        assert_eq!(key(1).token(&uid), key(1).token(&uid));
-        assert_ne!(key(1).token(&uid), key(2).token(&uid));
+        assert_eq!(uid.token(&key(1)), uid.token(&key(1)));
+        assert_ne!(uid.token(&key(1)), uid.token(&key(2)));
     }
 
     #[test]
@@ -212,7 +173,7 @@ mod tests {
             &[0x04, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66],
         ] {
             let u = Uid::from_slice(uid).unwrap();
-            let token = key(3).token(&u);
+            let token = u.token(&key(3));
             assert!(!token.as_str().contains(&hex::encode(uid)));
             assert_ne!(token.as_str(), hex::encode(uid));
         }
@@ -221,7 +182,7 @@ mod tests {
     #[test]
     fn debug_output_never_shows_uid_or_key() {
         let uid = Uid::from_slice(&[0xDE, 0xAD, 0xBE, 0xEF]).unwrap();
-        let k = TenantKey::new(b"super-secret-key-material".to_vec()).unwrap();
+        let k = TenantKey::from_slice(b"super-secret-key-material-32byte").unwrap();
         let printed = format!("{uid:?} {k:?}");
         assert!(!printed.to_lowercase().contains("deadbeef"));
         assert!(!printed.contains("super-secret"));
@@ -234,13 +195,17 @@ mod tests {
         let k = key(9);
         let hex = Uid::parse("04:A2:2B:7C", UidFormat::Hex).unwrap();
         assert_eq!(
-            k.token(&hex),
-            k.token(&Uid::from_slice(&[0x04, 0xA2, 0x2B, 0x7C]).unwrap())
+            hex.token(&k),
+            Uid::from_slice(&[0x04, 0xA2, 0x2B, 0x7C])
+                .unwrap()
+                .token(&k)
         );
         let dec = Uid::parse("0012345678", UidFormat::Decimal).unwrap();
         assert_eq!(
-            k.token(&dec),
-            k.token(&Uid::from_slice(&12_345_678u32.to_be_bytes()).unwrap())
+            dec.token(&k),
+            Uid::from_slice(&12_345_678u32.to_be_bytes())
+                .unwrap()
+                .token(&k)
         );
         assert_eq!(
             Uid::parse("9999999999", UidFormat::Decimal).unwrap().len(),
@@ -263,6 +228,9 @@ mod tests {
 
     #[test]
     fn short_keys_are_refused() {
-        assert_eq!(TenantKey::new(vec![0; 8]).unwrap_err(), WeakKey(8));
+        assert!(matches!(
+            TenantKey::from_slice(&[0; 8]),
+            Err(BadKey::Length(8))
+        ));
     }
 }

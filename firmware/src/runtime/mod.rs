@@ -424,13 +424,7 @@ fn open_devices(
     let hardware = &opts.config.hardware;
     let mut sims = Simulators::default();
     let mut threads = Vec::new();
-    let tenant =
-        kiosk_drivers::card::TenantKey::new(opts.credentials.tenant_key.as_bytes().to_vec())
-            .map_err(|e| StartError::Device {
-                device: "card reader",
-                message: e.to_string(),
-            })?;
-    let card_thread = match card::open(&hardware.card_reader, tenant) {
+    let card_thread = match card::open(&hardware.card_reader, opts.credentials.tenant_key.clone()) {
         Ok(Some(open)) => {
             sims.card = open.sim;
             Some(

@@ -30,12 +30,11 @@ use crm_endpoint::db::{DashboardQuery, IngestBatch, IngestEvent, NewKiosk, Share
 use crm_endpoint::ingest::{effect_of, ops_of};
 use crm_endpoint::testing::TempPostgres;
 use kiosk_protocol::CardToken;
-use kiosk_protocol::auth::card_token;
 use kiosk_protocol::events::{
     CampaignShown, CustomerIdentified, Envelope, Event, IdentifiedBy, ProfileSource, Surface,
     SurveyAnswered, TicketIssued, TurnCalled, TurnServed,
 };
-use kiosk_protocol::wire::Key32;
+use kiosk_protocol::wire::{Key32, TenantKey};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -94,7 +93,7 @@ fn token(store: u64, n: u64) -> CardToken {
     let mut uid = [0u8; 7];
     uid[..2].copy_from_slice(&(store as u16).to_be_bytes());
     uid[2..6].copy_from_slice(&(n as u32).to_be_bytes());
-    card_token(&Key32::from_bytes([5; 32]), &uid)
+    TenantKey::from_bytes([5; 32]).card_token(&uid)
 }
 
 /// One kiosk's pending batch: events appended in sequence, flushed every [`BATCH`].

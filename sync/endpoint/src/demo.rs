@@ -3,13 +3,12 @@
 //! segments and campaigns with A/B variants.
 
 use kiosk_protocol::CardToken;
-use kiosk_protocol::auth::card_token;
-use kiosk_protocol::wire::{Campaign, Coupon, Key32, Localized, TenantKey, Variant};
+use kiosk_protocol::wire::{Campaign, Coupon, Localized, TenantKey, Variant};
 
 use crate::db::{DbError, NewCustomer, SharedDb, StoreRecord};
 
 /// The demo tenant key (public: never use it for real customers).
-pub const DEMO_TENANT_KEY: Key32 = Key32::from_bytes(*b"kiosk-demo-tenant-key-not-secret");
+pub const DEMO_TENANT_KEY: TenantKey = TenantKey::from_bytes(*b"kiosk-demo-tenant-key-not-secret");
 
 /// The demo store id.
 pub const DEMO_STORE_ID: &str = "demo";
@@ -65,7 +64,7 @@ pub const DEMO_CUSTOMERS: &[DemoCustomer] = &[
 
 /// The card token of a demo customer under [`DEMO_TENANT_KEY`].
 pub fn demo_token(c: &DemoCustomer) -> CardToken {
-    card_token(&DEMO_TENANT_KEY, c.uid)
+    DEMO_TENANT_KEY.card_token(c.uid)
 }
 
 /// What [`seed_demo`] created.
@@ -164,7 +163,7 @@ pub async fn seed_demo(db: &SharedDb) -> Result<DemoSeed, DbError> {
     let now = crate::ingest::unix_ms(time::OffsetDateTime::now_utc());
     let mut tokens = Vec::new();
     for c in DEMO_CUSTOMERS {
-        let token = card_token(&tenant_key, c.uid);
+        let token = tenant_key.card_token(c.uid);
         let mut consents = vec!["profile".to_owned()];
         if c.marketing {
             consents.push("marketing_email".to_owned());

@@ -16,13 +16,12 @@ use common::{ADMIN, Backend, Harness, Kiosk};
 use crm_endpoint::db::Dashboard;
 use crm_endpoint::db::dashboard::{Health, StoreSummary};
 use kiosk_protocol::CardToken;
-use kiosk_protocol::auth::card_token;
 use kiosk_protocol::events::{
     CampaignShown, CouponIssued, CouponRedeemed, CustomerIdentified, DeviceHealth, DeviceKind,
     DeviceLog, DeviceStatusChanged, Envelope, Event, IdentifiedBy, LogLevel, ProfileSource,
     Surface, SurveyAnswered, TicketIssued, TurnCalled, TurnServed,
 };
-use kiosk_protocol::wire::{BatchRequest, Key32, KioskClock, batches_path};
+use kiosk_protocol::wire::{BatchRequest, KioskClock, TenantKey, batches_path};
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, SET_COOKIE};
 use time::OffsetDateTime;
@@ -31,7 +30,7 @@ use uuid::Uuid;
 const SEC: u64 = 1000;
 
 fn token(n: u8) -> CardToken {
-    card_token(&Key32::from_bytes([7; 32]), &[n, 1, 2, 3])
+    TenantKey::from_bytes([7; 32]).card_token(&[n, 1, 2, 3])
 }
 
 /// Events of one kiosk placed on its monotonic clock: within one batch their skew-corrected

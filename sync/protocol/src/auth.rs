@@ -1,5 +1,6 @@
-//! Request authentication for protocol v1, and the keyed hash that turns a card UID into a card
-//! token. Both sides use these functions: the kiosk's sync client signs, the endpoint verifies.
+//! Request authentication for protocol v1 (the keyed hash that turns a card UID into a card token
+//! is `kiosk_types::TenantKey::card_token`). Both sides use these functions: the kiosk's sync
+//! client signs, the endpoint verifies.
 //!
 //! Every kiosk request carries three headers:
 //! - `x-kiosk-id`: the kiosk id from enrollment;
@@ -17,8 +18,7 @@
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::CardToken;
-use crate::wire::{DeviceSecret, HEADER_KIOSK_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, TenantKey};
+use crate::wire::{DeviceSecret, HEADER_KIOSK_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -150,23 +150,10 @@ pub fn sign_request(
     }
 }
 
-/// The card token of a card UID: HMAC-SHA256(tenant key, UID bytes) truncated to 128 bits. Call it
-/// at the driver boundary and drop the UID.
-pub fn card_token(tenant_key: &TenantKey, uid: &[u8]) -> CardToken {
-    let mut m = <HmacSha256 as Mac>::new_from_slice(tenant_key.as_bytes())
-        // HMAC accepts keys of any length.
-        .unwrap_or_else(|_| unreachable!());
-    m.update(uid);
-    let full = m.finalize().into_bytes();
-    let mut head = [0u8; 16];
-    head.copy_from_slice(&full[..16]);
-    CardToken::from_bytes(head)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Key32;
+    use crate::wire::{Key32, TenantKey};
 
     const SECRET: Key32 = Key32::from_bytes([42; 32]);
 
@@ -264,15 +251,15 @@ mod tests {
 
     #[test]
     fn card_tokens_depend_on_tenant_key_and_uid() {
-        let k1 = Key32::from_bytes([1; 32]);
-        let k2 = Key32::from_bytes([2; 32]);
+        let k1 = TenantKey::from_bytes([1; 32]);
+        let k2 = TenantKey::from_bytes([2; 32]);
         let uid = [0xde, 0xad, 0xbe, 0xef];
-        assert_eq!(card_token(&k1, &uid), card_token(&k1, &uid));
-        assert_ne!(card_token(&k1, &uid), card_token(&k2, &uid));
+        assert_eq!(k1.card_token(&uid), k1.card_token(&uid));
+        assert_ne!(k1.card_token(&uid), k2.card_token(&uid));
         assert_ne!(
-            card_token(&k1, &uid),
-            card_token(&k1, &[0xde, 0xad, 0xbe, 0xee])
+            k1.card_token(&uid),
+            k1.card_token(&[0xde, 0xad, 0xbe, 0xee])
         );
-        assert_eq!(card_token(&k1, &uid).as_str().len(), 32);
+        assert_eq!(k1.card_token(&uid).as_str().len(), 32);
     }
 }

@@ -17,18 +17,15 @@
 //!   `more` is false;
 //! - every error answer has an [`ErrorBody`].
 
-use std::fmt;
-
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use schemars::JsonSchema;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::CardToken;
 use crate::events::Envelope;
+pub use kiosk_types::{BadKey, Key32, TenantKey};
 
 /// The protocol version this module describes (the `/v1/` in every path).
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -73,85 +70,8 @@ pub fn profile_path(kiosk_id: &str, token: &CardToken) -> String {
     format!("/v1/kiosks/{kiosk_id}/profiles/{}", token.as_str())
 }
 
-/// A 32-byte key, base64 (standard alphabet, padded) on the wire. Debug output never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Key32([u8; 32]);
-
-impl Key32 {
-    /// Wraps 32 key bytes.
-    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
-        Key32(bytes)
-    }
-
-    /// The key bytes.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    /// The key as base64 (what travels in JSON and sits in config files).
-    pub fn to_base64(&self) -> String {
-        BASE64.encode(self.0)
-    }
-
-    /// Parses base64 of exactly 32 bytes.
-    pub fn from_base64(s: &str) -> Result<Self, BadKey> {
-        let bytes = BASE64.decode(s.trim()).map_err(BadKey::Base64)?;
-        let len = bytes.len();
-        <[u8; 32]>::try_from(bytes)
-            .map(Key32)
-            .map_err(|_| BadKey::Length(len))
-    }
-}
-
-impl fmt::Debug for Key32 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Key32(<redacted>)")
-    }
-}
-
-impl Serialize for Key32 {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_base64())
-    }
-}
-
-impl<'de> Deserialize<'de> for Key32 {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Key32::from_base64(&s).map_err(serde::de::Error::custom)
-    }
-}
-
-impl JsonSchema for Key32 {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Key32".into()
-    }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "type": "string",
-            "contentEncoding": "base64",
-            "description": "32 bytes, base64 (standard alphabet, padded)"
-        })
-    }
-}
-
-/// A key that is not base64 of 32 bytes.
-#[derive(Debug, thiserror::Error)]
-pub enum BadKey {
-    /// Not base64 at all.
-    #[error("key is not valid base64; expected 44 characters of standard base64")]
-    Base64(#[source] base64::DecodeError),
-    /// Base64, but of the wrong length.
-    #[error("key decodes to {0} bytes; expected 32")]
-    Length(usize),
-}
-
 /// The per-device secret a kiosk signs its requests with (given once, at enrollment).
 pub type DeviceSecret = Key32;
-
-/// The tenant-wide key card tokens are made with: the same on every kiosk of the tenant, so a card
-/// has the same token in every store.
-pub type TenantKey = Key32;
 
 /// `POST /v1/enroll` request: a technician's one-time code and what is being enrolled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -173,7 +93,7 @@ pub struct EnrollResponse {
     pub kiosk_id: String,
     /// Key for [`crate::auth::sign_request`].
     pub device_secret: DeviceSecret,
-    /// Key for [`crate::auth::card_token`].
+    /// Key for [`TenantKey::card_token`].
     pub tenant_key: TenantKey,
     /// The store the kiosk belongs to.
     pub store_id: String,
@@ -630,9 +550,11 @@ mod tests {
 
     #[test]
     fn keys_travel_as_base64_and_never_show_in_debug() {
+        use base64::Engine as _;
         let key = Key32::from_bytes([7; 32]);
         let json = serde_json::to_string(&key).unwrap();
-        assert_eq!(json, format!("\"{}\"", BASE64.encode([7u8; 32])));
+        let base64 = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        assert_eq!(json, format!("\"{base64}\""));
         assert_eq!(serde_json::from_str::<Key32>(&json).unwrap(), key);
         assert!(!format!("{key:?}").contains(&key.to_base64()));
         assert!(matches!(Key32::from_base64("AAAA"), Err(BadKey::Length(3))));

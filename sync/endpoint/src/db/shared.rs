@@ -51,7 +51,7 @@ pub(crate) async fn tenant_key(e: &impl Exec) -> DbResult<TenantKey> {
         .query_one("SELECT value FROM settings WHERE key = 'tenant_key'", &[])
         .await?
         .get(0)?;
-    Key32::from_base64(&v).map_err(|e| DbError::Corrupt(format!("tenant key: {e}")))
+    TenantKey::from_base64(&v).map_err(|e| DbError::Corrupt(format!("tenant key: {e}")))
 }
 
 /// What opening a database does after its migrations, in one transaction: fills the dashboard's
@@ -69,7 +69,7 @@ pub(crate) async fn finish_open(e: &impl Exec, backfill: &str) -> DbResult<()> {
     if first {
         e.batch(backfill).await?;
     }
-    let key = Key32::from_bytes(rand::random());
+    let key = TenantKey::from_bytes(rand::random());
     e.execute(
         "INSERT INTO settings (key, value) VALUES ('tenant_key', ?1) ON CONFLICT DO NOTHING",
         args![key.to_base64()],

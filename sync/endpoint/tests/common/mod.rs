@@ -135,7 +135,7 @@ impl Harness {
                 enrolled: EnrollResponse {
                     kiosk_id: String::new(),
                     device_secret: DeviceSecret::from_bytes([0; 32]),
-                    tenant_key: DeviceSecret::from_bytes([0; 32]),
+                    tenant_key: kiosk_protocol::wire::TenantKey::from_bytes([0; 32]),
                     store_id: String::new(),
                     store_name: String::new(),
                 },
