@@ -269,7 +269,7 @@ mod tests {
     fn line(msg: &str) -> LogLine {
         LogLine {
             level: LogLevel::Error,
-            target: "kiosk::runtime::devices".into(),
+            target: "kiosk::devices".into(),
             message: msg.into(),
         }
     }
@@ -322,10 +322,10 @@ mod tests {
         *SINK.lock().unwrap() = Some(tx);
         let subscriber = tracing_subscriber::registry().with(RemoteLogLayer);
         tracing::subscriber::with_default(subscriber, || {
-            tracing::info!(target: "kiosk::runtime::devices", "not shipped");
-            tracing::error!(target: "kiosk::runtime::devices", device = "printer", code = 7, "write failed");
+            tracing::info!(target: "kiosk::devices", "not shipped");
+            tracing::error!(target: "kiosk::devices", device = "printer", code = 7, "write failed");
             tracing::warn!("never shipped: logged by this module");
-            tracing::warn!(target: "kiosk::runtime::devices", "{}", "x".repeat(2000));
+            tracing::warn!(target: "kiosk::devices", "{}", "x".repeat(2000));
         });
         SINK.lock().unwrap().take();
         let lines: Vec<LogLine> = rx.try_iter().collect();

@@ -71,7 +71,7 @@ pub struct Executor {
     pub health: watch::Sender<DeviceHealthMap>,
     /// The QR payload of the last ticket issued (the demo's control panel scans it).
     pub last_ticket_qr: Arc<Mutex<Option<String>>>,
-    /// The engine loop's heartbeat (the systemd watchdog is petted only while it beats).
+    /// The executor loop's heartbeat (the systemd watchdog is petted only while it beats).
     pub beat: crate::service::Beat,
     /// Live lookups at the CRM of cards the cache does not know (`None`: cache only).
     pub crm: Option<Arc<kiosk_sync::ProfileLookup>>,
@@ -287,7 +287,7 @@ impl Run {
         }
     }
 
-    /// Asks the CRM about a card the cache does not know, in a task of its own (the engine keeps
+    /// Asks the CRM about a card the cache does not know, in a task of its own (the executor keeps
     /// taking inputs). An unreachable or slow CRM counts as "nobody" after [`crm_bound`], well
     /// before the journey's own lookup timeout: offline, an unknown card is still offered the
     /// registration, a second or so later.
@@ -567,7 +567,7 @@ impl Run {
                 reply: Some(tx),
             })
             .map_err(|_| "the printer thread stopped".to_owned())?;
-        // Staff wait for the printer: the engine waits with them (at most the printer timeout).
+        // Staff wait for the printer: the executor waits with them (at most the printer timeout).
         let outcome = rx
             .blocking_recv_or_timeout()
             .map_err(|()| "the printer did not answer".to_owned())?;
@@ -734,7 +734,7 @@ fn coupon_ean(code: &str) -> String {
     digits
 }
 
-/// Waiting for a printer answer from inside the engine task.
+/// Waiting for a printer answer from inside the executor task.
 trait BlockingReply<T> {
     fn blocking_recv_or_timeout(self) -> Result<T, ()>;
 }

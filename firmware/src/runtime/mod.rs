@@ -1,10 +1,10 @@
-//! The running kiosk: devices, journey engine, UI server and sync worker wired together.
+//! The running kiosk: devices, the executor (journey and queue), UI server and sync worker wired together.
 //!
 //! ```text
 //!  card thread ─┐                         ┌─> journal (events, queue rows, caches) ─> outbox ─> sync worker ─> CRM
-//!  scanner ─────┼─> engine task ──────────┼─> printer thread (ESC/POS)
+//!  scanner ─────┼─> executor task ────────┼─> printer thread (ESC/POS)
 //!  printer ─────┘   (journey + queue)     └─> screen / board (watch) ─> UI server (SSE) ─> browser
-//!  UI touches, staff commands ─┘                                      CRM feed ─> caches ─> engine
+//!  UI touches, staff commands ─┘                                      CRM feed ─> caches ─> executor
 //! ```
 //!
 //! [`start`] is what `kiosk run` and `kiosk demo` call; the configuration decides real or

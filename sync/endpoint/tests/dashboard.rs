@@ -163,7 +163,7 @@ fn printer(status: DeviceHealth, reason: Option<&str>) -> Event {
 fn log(level: LogLevel, message: &str, occurrences: u32) -> Event {
     Event::DeviceLog(DeviceLog {
         level,
-        target: "kiosk::runtime::devices".into(),
+        target: "kiosk::devices".into(),
         message: message.into(),
         occurrences,
     })

@@ -532,7 +532,7 @@ pub enum LogLevel {
 pub struct DeviceLog {
     /// Severity.
     pub level: LogLevel,
-    /// The module that logged it (`kiosk::runtime::devices`).
+    /// The module that logged it (`kiosk::devices`).
     pub target: String,
     /// The message with its fields, at most 512 characters.
     pub message: String,

@@ -136,7 +136,7 @@ fn examples() -> Vec<Event> {
         }),
         Event::DeviceLog(DeviceLog {
             level: LogLevel::Error,
-            target: "kiosk::runtime::devices".into(),
+            target: "kiosk::devices".into(),
             message: "printer: write failed: broken pipe".into(),
             occurrences: 3,
         }),
