@@ -35,6 +35,8 @@ pub use picc::{BadUidLength, VirtualCard, crc_a};
 
 // Register addresses (MFRC522 datasheet, section 9.2).
 const COMMAND: usize = 0x01;
+const COM_IEN: usize = 0x02;
+const DIV_IEN: usize = 0x03;
 const COM_IRQ: usize = 0x04;
 const DIV_IRQ: usize = 0x05;
 const ERROR: usize = 0x06;
@@ -260,6 +262,24 @@ impl Chip {
         self.timer_deadline = None;
         self.osc_ready_at = self.now_ns + OSC_START_NS;
         self.update_field();
+    }
+
+    /// Whether the chip signals an interrupt: an enabled ComIrqReg or DivIrqReg bit is set
+    /// (datasheet 9.3.1.3 and 9.3.1.4). The pin's electrical level is this, inverted when
+    /// ComIEnReg's IRqInv is set (the reset value).
+    fn irq_active(&self) -> bool {
+        self.chip_alive()
+            && ((self.regs[COM_IRQ] & self.regs[COM_IEN] & 0x7F) != 0
+                || (self.regs[DIV_IRQ] & self.regs[DIV_IEN] & 0x14) != 0)
+    }
+
+    /// When the chip will next set an interrupt bit by itself (answer complete, timer).
+    fn next_event_at(&self) -> Option<u64> {
+        let rx = self.rx.as_ref().map(|rx| rx.done_at);
+        match (self.timer_deadline, rx) {
+            (Some(t), Some(r)) => Some(t.min(r)),
+            (t, r) => t.or(r),
+        }
     }
 
     fn chip_alive(&self) -> bool {
@@ -714,6 +734,13 @@ impl Mfrc522Sim {
         }
     }
 
+    /// The chip's IRQ output, as a GPIO input the driver can wait on.
+    pub fn irq_line(&self) -> SimIrqLine {
+        SimIrqLine {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
     /// The chip's NRSTPD line: low holds it in hard power-down, the rising edge resets it.
     pub fn reset_pin(&self) -> SimResetPin {
         SimResetPin {
@@ -814,6 +841,42 @@ impl embedded_hal::delay::DelayNs for SimDelay {
         if let Some(d) = sleep_for {
             std::thread::sleep(d);
         }
+    }
+}
+
+/// The simulated IRQ pin, wired to a GPIO input: the chip drives it while an interrupt enabled in
+/// ComIEnReg/DivIEnReg is pending. Waiting on it moves the virtual clock to the moment the chip
+/// raises it (an answer complete, the timer expiring), as an edge event on a GPIO character
+/// device wakes the driver on a board.
+pub struct SimIrqLine {
+    shared: Arc<Mutex<Chip>>,
+}
+
+impl SimIrqLine {
+    /// The pin's electrical level: low while an interrupt is pending with IRqInv set.
+    pub fn is_low(&self) -> bool {
+        let chip = lock(&self.shared);
+        let inverted = chip.regs[COM_IEN] & 0x80 != 0;
+        chip.irq_active() == inverted
+    }
+}
+
+impl crate::card::lean::IrqLine for SimIrqLine {
+    fn wait(&mut self, timeout: Duration) -> Result<bool, String> {
+        let sleep_for = {
+            let mut chip = lock(&self.shared);
+            let deadline = chip.now_ns + u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+            while !chip.irq_active() && chip.now_ns < deadline {
+                let next = chip.next_event_at().map_or(deadline, |at| at.min(deadline));
+                let step = next.saturating_sub(chip.now_ns).max(1);
+                chip.advance(step);
+            }
+            (chip.irq_active(), take_debt(&mut chip))
+        };
+        if let Some(d) = sleep_for.1 {
+            std::thread::sleep(d);
+        }
+        Ok(sleep_for.0)
     }
 }
 
