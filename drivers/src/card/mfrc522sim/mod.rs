@@ -1092,6 +1092,51 @@ mod tests {
         assert!(handle.spi_stats().transfers > 0);
     }
 
+    fn write(sim: &mut Mfrc522Sim, reg: usize, value: u8) {
+        sim.write(&[(reg as u8) << 1, value]).unwrap();
+    }
+
+    /// REQA into an empty field with the 1 ms timer running, interrupts enabled as `com_ien`.
+    fn reqa_with_interrupts(com_ien: u8) -> (Mfrc522Sim, SimIrqLine) {
+        let mut sim = Mfrc522Sim::default();
+        let line = sim.irq_line();
+        write(&mut sim, T_MODE, 0x80);
+        write(&mut sim, T_PRESCALER, 0xA9);
+        write(&mut sim, T_RELOAD_LOW, 40);
+        write(&mut sim, TX_CONTROL, 0x83);
+        write(&mut sim, COM_IEN, com_ien);
+        write(&mut sim, FIFO_DATA, 0x26);
+        write(&mut sim, COMMAND, CMD_TRANSCEIVE);
+        write(&mut sim, BIT_FRAMING, 0x87);
+        (sim, line)
+    }
+
+    #[test]
+    fn irq_line_goes_low_when_an_enabled_interrupt_is_pending_and_high_once_cleared() {
+        use crate::card::lean::IrqLine;
+        let (mut sim, mut line) = reqa_with_interrupts(0x80 | TIMER_IRQ);
+        assert!(!line.is_low(), "nothing pending yet");
+        let before = sim.handle().now();
+        assert!(line.wait(Duration::from_millis(5)).unwrap());
+        let waited = sim.handle().now() - before;
+        assert!(
+            waited >= Duration::from_micros(1025) && waited < Duration::from_micros(1200),
+            "the line rose when the timer expired, not before: {waited:?}"
+        );
+        assert!(line.is_low());
+        write(&mut sim, COM_IRQ, 0x7F);
+        assert!(!line.is_low(), "clearing ComIrqReg releases the line");
+    }
+
+    #[test]
+    fn irq_line_stays_quiet_for_interrupts_that_are_not_enabled() {
+        use crate::card::lean::IrqLine;
+        let (sim, mut line) = reqa_with_interrupts(0x80);
+        assert!(!line.wait(Duration::from_millis(5)).unwrap());
+        assert!(!line.is_low());
+        assert_ne!(sim.handle().peek(COM_IRQ as u8) & TIMER_IRQ, 0, "the timer did expire");
+    }
+
     #[test]
     fn empty_field_times_out_through_the_timer() {
         let sim = Mfrc522Sim::default();
