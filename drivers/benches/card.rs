@@ -266,7 +266,10 @@ fn tap_latency(path: Path) {
         "ms",
         percentile(&latencies, 0.5),
         Some(percentile(&latencies, 0.99)),
-        Some(("half the poll interval (ideal median)", poll_ms as f64 / 2.0)),
+        Some((
+            "half the poll interval (ideal median)",
+            poll_ms as f64 / 2.0,
+        )),
     );
 }
 

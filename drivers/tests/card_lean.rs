@@ -106,7 +106,11 @@ fn iso_minimum(uid_len: usize) -> u64 {
 #[test]
 fn lean_path_reads_every_uid_length_within_one_and_a_half_times_the_iso_minimum() {
     for mode in [Mode::LeanPolling, Mode::LeanIrq] {
-        for (uid, read, held) in [(&UID4[..], 23, 28), (&UID7[..], 35, 40), (&UID10[..], 47, 52)] {
+        for (uid, read, held) in [
+            (&UID4[..], 23, 28),
+            (&UID7[..], 35, 40),
+            (&UID10[..], 47, 52),
+        ] {
             let (empty, got_read, got_held) = counts(mode, uid);
             assert_eq!(
                 (empty, got_read, got_held),
@@ -122,9 +126,17 @@ fn lean_path_reads_every_uid_length_within_one_and_a_half_times_the_iso_minimum(
 #[test]
 fn crate_path_stays_selectable_with_its_old_transfer_counts() {
     // The figures docs/PERFORMANCE.md reported for the unmodified crate, kept to compare.
-    for (uid, read, held) in [(&UID4[..], 207, 256), (&UID7[..], 318, 367), (&UID10[..], 429, 478)]
-    {
-        assert_eq!(counts(Mode::Crate, uid), (49, read, held), "{}-byte uid", uid.len());
+    for (uid, read, held) in [
+        (&UID4[..], 207, 256),
+        (&UID7[..], 318, 367),
+        (&UID10[..], 429, 478),
+    ] {
+        assert_eq!(
+            counts(Mode::Crate, uid),
+            (49, read, held),
+            "{}-byte uid",
+            uid.len()
+        );
     }
 }
 
@@ -183,7 +195,11 @@ fn scenario(mode: Mode) -> Vec<Vec<CardToken>> {
     for fault in [CardFault::Crc, CardFault::Parity] {
         handle.inject(fault);
         steps.push(taps(&reader.poll_once()));
-        assert_eq!(handle.pending_faults(), 0, "{mode:?}: {fault:?} reached the driver");
+        assert_eq!(
+            handle.pending_faults(),
+            0,
+            "{mode:?}: {fault:?} reached the driver"
+        );
         assert_eq!(reader.cards_present(), 1, "{mode:?}: {fault:?}");
     }
     steps.push(taps(&poll(&mut reader, 10)));
@@ -226,7 +242,10 @@ fn irq_wired_reader_goes_absent_when_unplugged_and_recovers_without_restart() {
         );
         handle.plug_in();
         let events = poll(&mut reader, 60);
-        assert!(taps(&events).is_empty(), "the held card is not a second tap");
+        assert!(
+            taps(&events).is_empty(),
+            "the held card is not a second tap"
+        );
         handle.remove(id);
         poll(&mut reader, 5);
         handle.place(VirtualCard::new(&UID4).unwrap());

@@ -162,7 +162,10 @@ impl Lean {
     }
 
     /// After the chip's (re)initialisation: route the interrupts to the IRQ pin when wired.
-    pub(crate) fn init<S: SpiDevice>(&mut self, bus: &GuardedSpi<S>) -> Result<(), BusError<S::Error>> {
+    pub(crate) fn init<S: SpiDevice>(
+        &mut self,
+        bus: &GuardedSpi<S>,
+    ) -> Result<(), BusError<S::Error>> {
         self.fifo_dirty = true;
         if self.irq.is_some() {
             bus.write_reg(COM_IEN, COM_IEN_VALUE)?;
@@ -272,7 +275,9 @@ impl Lean {
                 let signalled = irq
                     .wait(timeout)
                     .map_err(|e| mfrc522::Error::Comm(BusError::Irq(e)))?;
-                let status = bus.read_status([COM_IRQ, ERROR, FIFO_LEVEL, CONTROL]).map_err(comm)?;
+                let status = bus
+                    .read_status([COM_IRQ, ERROR, FIFO_LEVEL, CONTROL])
+                    .map_err(comm)?;
                 if done(&status) {
                     return Ok(status);
                 }
@@ -287,7 +292,9 @@ impl Lean {
             Wait::Timer => timer_end,
         };
         delay.delay_ns(u32::try_from(first).unwrap_or(u32::MAX));
-        let status = bus.read_status([COM_IRQ, ERROR, FIFO_LEVEL, CONTROL]).map_err(comm)?;
+        let status = bus
+            .read_status([COM_IRQ, ERROR, FIFO_LEVEL, CONTROL])
+            .map_err(comm)?;
         if done(&status) {
             return Ok(status);
         }
@@ -296,7 +303,9 @@ impl Lean {
             delay.delay_ns(u32::try_from(self.timer_ns).unwrap_or(u32::MAX));
         }
         for _ in 0..MAX_LATE_POLLS {
-            let status = bus.read_status([COM_IRQ, ERROR, FIFO_LEVEL, CONTROL]).map_err(comm)?;
+            let status = bus
+                .read_status([COM_IRQ, ERROR, FIFO_LEVEL, CONTROL])
+                .map_err(comm)?;
             if done(&status) {
                 return Ok(status);
             }
@@ -396,7 +405,11 @@ impl Lean {
                     let Some(slot) = tx.get_mut(2 + full + i).filter(|_| full + i < 5) else {
                         break;
                     };
-                    *slot = if i == 0 { (*slot & low) | (b & !low) } else { b };
+                    *slot = if i == 0 {
+                        (*slot & low) | (b & !low)
+                    } else {
+                        b
+                    };
                 }
                 let Some(coll) = rx.coll else {
                     break;

@@ -11,9 +11,9 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use linux_embedded_hal::gpio_cdev::{Chip, EventRequestFlags, LineEventHandle, LineRequestFlags};
-use nix::poll::{PollFd, PollFlags, PollTimeout};
 use linux_embedded_hal::spidev::{SpiModeFlags, SpidevOptions};
 use linux_embedded_hal::{CdevPin, Delay, SpidevDevice};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use super::lean::IrqLine;
 use super::rc522::{Mfrc522Config, Mfrc522Reader, NoResetPin, Transceive};
@@ -135,8 +135,8 @@ impl IrqLine for CdevIrq {
             }
             let mut fds = [PollFd::new(self.events.as_fd(), PollFlags::POLLIN)];
             let millis = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
-            let ready = nix::poll::poll(&mut fds, PollTimeout::from(millis))
-                .map_err(|e| e.to_string())?;
+            let ready =
+                nix::poll::poll(&mut fds, PollTimeout::from(millis)).map_err(|e| e.to_string())?;
             if ready > 0 {
                 // Consume the edge; the loop checks the level again.
                 self.events.get_event().map_err(|e| e.to_string())?;
@@ -184,14 +184,8 @@ pub fn open_mfrc522(
     Ok(match reset {
         Some((chip, line)) => {
             let pin = open_reset_line(chip, line)?;
-            let reader = Mfrc522Reader::new(
-                spi,
-                Some(pin),
-                Delay,
-                config,
-                ReaderKind::Mfrc522,
-                key,
-            )?;
+            let reader =
+                Mfrc522Reader::new(spi, Some(pin), Delay, config, ReaderKind::Mfrc522, key)?;
             Box::new(wire(reader, transceive, irq))
         }
         None => {

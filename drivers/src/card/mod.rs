@@ -120,15 +120,8 @@ pub fn open(
                 poll_interval: Duration::from_millis(u64::from(*poll_interval_ms)),
                 removal_polls: *removal_polls,
             };
-            let reader = linux::open_mfrc522(
-                spi_device,
-                *spi_hz,
-                reset,
-                irq,
-                *transceive,
-                config,
-                key,
-            )?;
+            let reader =
+                linux::open_mfrc522(spi_device, *spi_hz, reset, irq, *transceive, config, key)?;
             OpenReader { reader, sim: None }
         }
         CardReaderSettings::Simulated {

@@ -24,11 +24,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use embedded_hal::delay::DelayNs;
-use zeroize::Zeroize;
 use embedded_hal::digital::OutputPin;
 use embedded_hal::spi::{ErrorKind, ErrorType, Operation, SpiDevice};
 use mfrc522::comm::blocking::spi::{DummyDelay, SpiInterface};
 use mfrc522::{Initialized, Mfrc522, RxGain};
+use zeroize::Zeroize;
 
 use super::lean::{IrqLine, Lean};
 use super::presence::Presence;
@@ -166,10 +166,7 @@ impl<S: SpiDevice> GuardedSpi<S> {
         let n = data.len().min(buf.len() - 1);
         buf[0] = reg << 1;
         buf[1..=n].copy_from_slice(&data[..n]);
-        self.guard()
-            .spi
-            .write(&buf[..=n])
-            .map_err(BusError::Spi)
+        self.guard().spi.write(&buf[..=n]).map_err(BusError::Spi)
     }
 
     /// Reads four registers in one transfer: in a read, every byte after the first is the next

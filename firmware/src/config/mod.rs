@@ -490,10 +490,14 @@ pub fn parse_profile(path: &Path, text: &str) -> Result<HardwareProfile, ConfigE
                     path,
                     text,
                     "card_reader.irq_chip",
-                    format!("irq_chip `{chip}` is not a device path: expected e.g. \"/dev/gpiochip0\""),
+                    format!(
+                        "irq_chip `{chip}` is not a device path: expected e.g. \"/dev/gpiochip0\""
+                    ),
                 ));
             }
-            (Some(_), Some(_)) if *transceive == kiosk_drivers::card::settings::Transceive::Crate => {
+            (Some(_), Some(_))
+                if *transceive == kiosk_drivers::card::settings::Transceive::Crate =>
+            {
                 return Err(ConfigError::at_key(
                     path,
                     text,

@@ -197,7 +197,10 @@ fn mfrc522_irq_line_must_be_a_number() {
         .replace("irq_line = 24", "irq_line = \"GPIO24\"");
     let err = parse_profile(Path::new("p.toml"), &profile).unwrap_err();
     assert_eq!(err.line, Some(line_of(&profile, "irq_line")), "{err}");
-    assert!(err.message.contains("irq_line") || err.key.as_deref() == Some("card_reader.irq_line"), "{err}");
+    assert!(
+        err.message.contains("irq_line") || err.key.as_deref() == Some("card_reader.irq_line"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -206,7 +209,10 @@ fn mfrc522_transceive_names_a_path_the_driver_has() {
         .replace("transceive = \"lean\"", "transceive = \"fast\"");
     let err = parse_profile(Path::new("p.toml"), &profile).unwrap_err();
     assert_eq!(err.line, Some(line_of(&profile, "transceive")), "{err}");
-    assert!(err.message.contains("lean") && err.message.contains("crate"), "{err}");
+    assert!(
+        err.message.contains("lean") && err.message.contains("crate"),
+        "{err}"
+    );
 }
 
 #[test]

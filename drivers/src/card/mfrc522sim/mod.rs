@@ -1134,7 +1134,11 @@ mod tests {
         let (sim, mut line) = reqa_with_interrupts(0x80);
         assert!(!line.wait(Duration::from_millis(5)).unwrap());
         assert!(!line.is_low());
-        assert_ne!(sim.handle().peek(COM_IRQ as u8) & TIMER_IRQ, 0, "the timer did expire");
+        assert_ne!(
+            sim.handle().peek(COM_IRQ as u8) & TIMER_IRQ,
+            0,
+            "the timer did expire"
+        );
     }
 
     #[test]
