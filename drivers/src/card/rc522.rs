@@ -1,12 +1,17 @@
-//! MFRC522 card reader driver: the unmodified `mfrc522` crate over any `embedded_hal` SPI device,
-//! plus what a kiosk needs around it: a self-check at start, antenna gain from the profile, a
-//! short response timer, polling with REQA (new cards) and WUPA (is the halted card still there),
-//! HLTA after each read, debounce into one tap per presentation, health reporting and recovery
-//! when the reader is unplugged and plugged back, all without a restart.
+//! MFRC522 card reader driver over any `embedded_hal` SPI device: the `mfrc522` crate initialises
+//! the chip, and the ISO 14443A frames go through one of two paths chosen by the profile
+//! (`transceive`): [`super::lean`] (default: the driver's own register sequence, about a ninth of
+//! the SPI transfers, optionally sleeping on the chip's IRQ line) or the unmodified crate's
+//! `reqa`/`wupa`/`select`/`hlta` (kept to compare the two in the benchmarks). Around either, what
+//! a kiosk needs: a self-check at start, antenna gain from the profile, a short response timer,
+//! polling with REQA (new cards) and WUPA (is the halted card still there), HLTA after each read,
+//! debounce into one tap per presentation, health reporting and recovery when the reader is
+//! unplugged and plugged back, all without a restart. Both paths map the same frames to the same
+//! outcomes (timeout, card, errors, fault), so presence and debounce do not know which ran.
 //!
 //! The crate's `select` handles cascade levels 1 to 3 (4-, 7- and 10-byte UIDs) and bit
-//! collisions, so it is used as is. Two things the crate does not offer are done beside it on the
-//! same bus, through [`GuardedSpi`]:
+//! collisions; the lean path does the same in the same way. Two things the crate does not offer
+//! are done beside it on the same bus, through [`GuardedSpi`]:
 //! - a budget of SPI transfers per crate call: the crate's status loops have no timeout and spin
 //!   forever when MISO reads 0x00 (reader unplugged), the budget turns that into an error;
 //! - raw register access for VersionReg before init (a wiring check that cannot hang), for the
