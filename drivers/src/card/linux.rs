@@ -228,4 +228,15 @@ mod tests {
         assert!(msg.contains("dtparam=spi=on"), "{msg}");
         assert!(std::error::Error::source(&err).is_some());
     }
+
+    #[test]
+    fn missing_irq_gpio_chip_names_the_chip_the_line_and_the_role() {
+        let Err(err) = open_irq_line("/dev/gpiochip-does-not-exist", 24) else {
+            panic!("a missing gpio chip opened");
+        };
+        let msg = err.to_string();
+        assert!(msg.contains("/dev/gpiochip-does-not-exist"), "{msg}");
+        assert!(msg.contains("line 24") && msg.contains("irq"), "{msg}");
+        assert!(std::error::Error::source(&err).is_some());
+    }
 }
