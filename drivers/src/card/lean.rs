@@ -35,8 +35,9 @@
 //! | card in field to UID, 4/7/10-byte UID | 207 / 318 / 429 | 23 / 35 / 47 |
 //! | poll with a held card (REQA timeout, WUPA, select, HLTA), 4/7/10 | 256 / 367 / 478 | 28 / 40 / 52 |
 //!
-//! (The crate column is per step as counted from its code on the simulator; the totals are the
-//! benchmark's, `scripts/bench --only card`.)
+//! (The crate's per-step figures are estimated from its code and the simulator's bus timing, its
+//! status polling depending on how long the air takes; the totals on both sides are measured by
+//! `scripts/bench --only card`, and `drivers/tests/card_lean.rs` asserts the lean counts.)
 //!
 //! # Waiting
 //!
