@@ -183,8 +183,11 @@ fn mfrc522_gain_must_be_one_the_chip_has() {
 
 #[test]
 fn mfrc522_irq_line_without_its_chip_is_an_error_at_the_key() {
-    let profile = include_str!("../../../hw-config/pi4-mfrc522-usb-printer.toml")
-        .replace("irq_chip = \"/dev/gpiochip0\"\n", "");
+    let profile: String = include_str!("../../../hw-config/pi4-mfrc522-usb-printer.toml")
+        .lines()
+        .filter(|l| !l.starts_with("irq_chip"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let err = parse_profile(Path::new("p.toml"), &profile).unwrap_err();
     assert_eq!(err.key.as_deref(), Some("card_reader.irq_line"));
     assert_eq!(err.line, Some(line_of(&profile, "irq_line")), "{err}");
@@ -196,11 +199,10 @@ fn mfrc522_irq_line_must_be_a_number() {
     let profile = include_str!("../../../hw-config/pi4-mfrc522-usb-printer.toml")
         .replace("irq_line = 24", "irq_line = \"GPIO24\"");
     let err = parse_profile(Path::new("p.toml"), &profile).unwrap_err();
-    assert_eq!(err.line, Some(line_of(&profile, "irq_line")), "{err}");
-    assert!(
-        err.message.contains("irq_line") || err.key.as_deref() == Some("card_reader.irq_line"),
-        "{err}"
-    );
+    // A type error inside the tagged `[card_reader]` table is located at the table: serde does
+    // not say which field of an internally tagged enum failed.
+    assert_eq!(err.line, Some(line_of(&profile, "[card_reader]")), "{err}");
+    assert!(err.message.contains("GPIO24"), "{err}");
 }
 
 #[test]
@@ -208,7 +210,7 @@ fn mfrc522_transceive_names_a_path_the_driver_has() {
     let profile = include_str!("../../../hw-config/pi4-mfrc522-usb-printer.toml")
         .replace("transceive = \"lean\"", "transceive = \"fast\"");
     let err = parse_profile(Path::new("p.toml"), &profile).unwrap_err();
-    assert_eq!(err.line, Some(line_of(&profile, "transceive")), "{err}");
+    assert_eq!(err.line, Some(line_of(&profile, "[card_reader]")), "{err}");
     assert!(
         err.message.contains("lean") && err.message.contains("crate"),
         "{err}"
