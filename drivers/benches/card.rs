@@ -1,13 +1,16 @@
 //! Card reader figures: SPI traffic from card-in-field to UID for 4-, 7- and 10-byte UIDs beside
 //! the least an MFRC522 needs for the same ISO 14443A exchange, and the latency from a card
-//! entering the field to the tap arriving in the input stream at a 50 ms polling interval.
+//! entering the field to the tap arriving in the input stream; each for the unmodified crate's
+//! path (`transceive = "crate"`, polled every 50 ms as before) and the lean path (polling
+//! ComIrqReg, and waiting on the IRQ line; polled every 25 ms), in one run.
 //!
 //! Minimum counted: the frames ISO 14443A needs for one tap (REQA; per cascade level ANTICOLLISION
 //! and SELECT; then HLTA), each done with the fewest MFRC522 transactions: FIFO burst write,
 //! CommandReg = Transceive, BitFramingReg StartSend, one ComIrqReg read, FIFOLevelReg read, FIFO
 //! burst read (6 transfers, 10 + tx + rx bytes), hardware CRC (TxCRCEn/RxCRCEn) instead of the
 //! CalcCRC coprocessor, and no FIFO read for HLTA (4 transfers, 11 bytes). So 10 + 12 L transfers
-//! and 24 + 35 L bytes for L cascade levels.
+//! and 24 + 35 L bytes for L cascade levels. An empty-field poll needs at least one REQA without
+//! an answer: FIFO write, CommandReg, StartSend and one ComIrqReg read (4 transfers).
 //!
 //! The simulator charges each SPI transaction 10 µs of overhead plus 8 µs per byte at 1 MHz, and
 //! air frames their 106 kbit/s time; the latency run sleeps that modelled time for real.
@@ -22,7 +25,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use kiosk_drivers::card::mfrc522sim::{Mfrc522Sim, SimOptions, VirtualCard};
-use kiosk_drivers::card::rc522::{Mfrc522Config, Mfrc522Reader};
+use kiosk_drivers::card::rc522::{Mfrc522Config, Mfrc522Reader, NoResetPin, Transceive};
 use kiosk_drivers::card::{CardEvent, ReaderKind, TenantKey};
 
 fn bench_line(
@@ -75,21 +78,65 @@ impl Rng {
     }
 }
 
-fn spi_per_tap() {
+/// The register paths compared.
+#[derive(Debug, Clone, Copy)]
+enum Path {
+    Crate,
+    Lean,
+    LeanIrq,
+}
+
+impl Path {
+    fn name(self) -> &'static str {
+        match self {
+            Path::Crate => "crate path",
+            Path::Lean => "lean path, polled status",
+            Path::LeanIrq => "lean path, irq line",
+        }
+    }
+
+    fn poll_ms(self) -> u64 {
+        match self {
+            Path::Crate => 50,
+            Path::Lean | Path::LeanIrq => 25,
+        }
+    }
+}
+
+fn reader(
+    sim: Mfrc522Sim,
+    path: Path,
+    poll_ms: u64,
+) -> Mfrc522Reader<Mfrc522Sim, NoResetPin, kiosk_drivers::card::mfrc522sim::SimDelay> {
+    let delay = sim.delay();
+    let irq = sim.irq_line();
+    let Ok(mut reader) = Mfrc522Reader::new(
+        sim,
+        None::<NoResetPin>,
+        delay,
+        config(poll_ms),
+        ReaderKind::Simulated,
+        key(),
+    ) else {
+        unreachable!("48 dB is a valid gain")
+    };
+    match path {
+        Path::Crate => reader.set_transceive(Transceive::Crate),
+        Path::Lean => reader.set_transceive(Transceive::Lean),
+        Path::LeanIrq => {
+            reader.set_transceive(Transceive::Lean);
+            reader.set_irq(Box::new(irq));
+        }
+    }
+    reader
+}
+
+fn spi_per_tap(path: Path) {
+    let tag = path.name();
     for (len, levels) in [(4usize, 1u64), (7, 2), (10, 3)] {
         let sim = Mfrc522Sim::new(SimOptions::default());
         let handle = sim.handle();
-        let delay = sim.delay();
-        let Ok(mut reader) = Mfrc522Reader::new(
-            sim,
-            None::<kiosk_drivers::card::rc522::NoResetPin>,
-            delay,
-            config(50),
-            ReaderKind::Simulated,
-            key(),
-        ) else {
-            unreachable!("48 dB is a valid gain")
-        };
+        let mut reader = reader(sim, path, path.poll_ms());
         reader.poll_once(); // init on an empty field
         handle.reset_spi_stats();
         reader.poll_once();
@@ -113,7 +160,7 @@ fn spi_per_tap() {
         let held = handle.spi_stats();
         let min_transfers = 10 + 12 * levels;
         let min_bytes = 24 + 35 * levels;
-        let name = format!("card in field to uid, {len}-byte uid");
+        let name = format!("card in field to uid, {len}-byte uid, {tag}");
         bench_line(
             &format!("{name}: spi transfers"),
             "transfers",
@@ -137,7 +184,7 @@ fn spi_per_tap() {
         );
         bench_line(
             &format!(
-                "poll with a held {len}-byte card (reqa timeout, wupa, select, hlta): spi transfers"
+                "poll with a held {len}-byte card (reqa timeout, wupa, select, hlta), {tag}: spi transfers"
             ),
             "transfers",
             held.transfers as f64,
@@ -146,9 +193,19 @@ fn spi_per_tap() {
         );
         if len == 4 {
             bench_line(
-                "poll of an empty field: spi transfers",
+                &format!("poll of an empty field, {tag}: spi transfers"),
                 "transfers",
                 empty.transfers as f64,
+                None,
+                Some(("one reqa without answer on mfrc522", 4.0)),
+            );
+            bench_line(
+                &format!(
+                    "empty field, {tag}, poll {} ms: spi transfers per second",
+                    path.poll_ms()
+                ),
+                "transfers/s",
+                empty.transfers as f64 * 1000.0 / path.poll_ms() as f64,
                 None,
                 None,
             );
@@ -161,23 +218,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-fn tap_latency() {
+fn tap_latency(path: Path) {
     const TAPS: usize = 200;
-    const POLL_MS: u64 = 50;
+    let poll_ms = path.poll_ms();
     let sim = Mfrc522Sim::new(SimOptions::default());
     let handle = sim.handle();
     handle.set_realtime(true);
-    let delay = sim.delay();
-    let Ok(reader) = Mfrc522Reader::new(
-        sim,
-        None::<kiosk_drivers::card::rc522::NoResetPin>,
-        delay,
-        config(POLL_MS),
-        ReaderKind::Simulated,
-        key(),
-    ) else {
-        unreachable!("48 dB is a valid gain")
-    };
+    let reader = reader(sim, path, poll_ms);
     let (tx, rx) = mpsc::channel();
     let Ok(thread) = kiosk_drivers::card::spawn(Box::new(reader), move |e| {
         tx.send((Instant::now(), e)).is_ok()
@@ -190,7 +237,7 @@ fn tap_latency() {
     let mut latencies = Vec::with_capacity(TAPS);
     for i in 0..TAPS {
         // Place at a random phase of the poll period.
-        std::thread::sleep(Duration::from_micros(rng.next() % (POLL_MS * 1000)));
+        std::thread::sleep(Duration::from_micros(rng.next() % (poll_ms * 1000)));
         let uid = (i as u32 + 1).to_be_bytes();
         let Ok(card) = VirtualCard::new(&uid) else {
             unreachable!("4-byte uid")
@@ -212,18 +259,25 @@ fn tap_latency() {
     thread.stop();
     latencies.sort_by(f64::total_cmp);
     bench_line(
-        "card in field to tap in the input stream, poll 50 ms (200 taps, random phase)",
+        &format!(
+            "card in field to tap in the input stream, {}, poll {poll_ms} ms (200 taps, random phase)",
+            path.name()
+        ),
         "ms",
         percentile(&latencies, 0.5),
         Some(percentile(&latencies, 0.99)),
         Some((
             "half the poll interval (ideal median)",
-            POLL_MS as f64 / 2.0,
+            poll_ms as f64 / 2.0,
         )),
     );
 }
 
 fn main() {
-    spi_per_tap();
-    tap_latency();
+    for path in [Path::Crate, Path::Lean, Path::LeanIrq] {
+        spi_per_tap(path);
+    }
+    for path in [Path::Crate, Path::Lean, Path::LeanIrq] {
+        tap_latency(path);
+    }
 }

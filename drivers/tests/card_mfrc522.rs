@@ -359,6 +359,8 @@ fn spawned_reader_delivers_a_tap_to_the_input_stream() {
     let settings = CardReaderSettings::Simulated {
         poll_interval_ms: 10,
         removal_polls: 3,
+        transceive: Default::default(),
+        irq: false,
     };
     let opened = kiosk_drivers::card::open(&settings, key())
         .unwrap()

@@ -4,7 +4,7 @@
 //! - **tap to greeting**: a known customer's card placed in the simulated field (at a random phase
 //!   of the reader's polling period) until the greeting frame reaches a client of the kiosk UI's
 //!   server-sent event stream (`/api/kiosk/stream`, what the kiosk browser listens to). The polling
-//!   interval is read from `hw-config/simulated.toml`. Target: p99 < 50 ms + one interval.
+//!   interval is read from `hw-config/simulated.toml`. Target: p99 <= 30 ms.
 //! - **take a turn to last ESC/POS byte**: the "choose service" touch POSTed to the UI until the
 //!   bytes carrying the ticket's final cut reach the virtual printer (its arrival time, before the
 //!   simulator renders the paper). Target: p99 < 100 ms.
@@ -14,7 +14,10 @@
 //!   systemd's `READY=1` (a `NOTIFY_SOCKET` of our own) and to the UI answering; resident memory
 //!   (`VmRSS`) and CPU (`utime + stime`) idle with a screen connected, then under one journey
 //!   per second (start, choose a service, ticket printed, done) driven over the UI API.
-//!   Targets: ready < 300 ms, RSS < 25 MiB, idle CPU < 1 % of a core.
+//!   Targets: ready < 300 ms, RSS < 25 MiB, idle CPU < 1 % of a core. The idle CPU is measured
+//!   first with the card reader on the old path (the unmodified `mfrc522` crate polled every
+//!   50 ms, a copy of the simulated profile with `transceive = "crate"`) and then on the
+//!   profile's own (lean path, IRQ line, 25 ms): the second may not be higher than the first.
 //!
 //! The first two run `kiosk::demo::start` in this process (the demo's CRM endpoint and network
 //! switch beside the kiosk, as `kiosk demo`). `BENCH_QUICK=1` takes fewer samples and shorter
@@ -196,7 +199,8 @@ async fn tap_to_greeting(demo: &kiosk::demo::Demo, http: &reqwest::Client, sampl
         to_attract(http, &ui, &mut frames, "greeting").await;
     }
     let (p50, p99) = p50_p99(&mut lat);
-    let bound = 50.0 + poll as f64;
+    // Issue 22: the card path's saving spent on a shorter poll brings p99 under 30 ms.
+    let bound = 30.0;
     Figure {
         figure: &format!(
             "tap to greeting frame on the UI's SSE stream (card poll {poll} ms, {samples} taps at random phase)"
@@ -205,8 +209,8 @@ async fn tap_to_greeting(demo: &kiosk::demo::Demo, http: &reqwest::Client, sampl
         median: p50,
         p99: Some(p99),
         reference: Some(("half the poll interval (ideal median)", poll as f64 / 2.0)),
-        target: Some(&format!("p99 < {bound:.0} ms (50 ms + one poll)")),
-        met: Some(p99 < bound),
+        target: Some(&format!("p99 <= {bound:.0} ms")),
+        met: Some(p99 <= bound),
     }
     .print();
 }
@@ -299,6 +303,48 @@ fn sample(pid: u32) -> ProcSample {
         hwm_kib: field("VmHWM:"),
         cpu_ticks: ticks(11) + ticks(12),
     }
+}
+
+/// CPU time of every thread of `pid` in nanoseconds (`/proc/PID/task/*/schedstat`, first field),
+/// by thread id, with the thread's name. Nanoseconds where `/proc/PID/stat` counts 10 ms ticks:
+/// over a 30 s idle window a tick is 0.03 % of a core, the size of the differences measured.
+fn thread_cpu_ns(pid: u32) -> Vec<(u64, String, u64)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| {
+            let tid: u64 = t.file_name().to_str()?.parse().ok()?;
+            let ns = std::fs::read_to_string(t.path().join("schedstat"))
+                .ok()?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            Some((tid, comm.trim().to_owned(), ns))
+        })
+        .collect()
+}
+
+/// CPU used between two [`thread_cpu_ns`] samples: (whole process, the `card-reader` thread), in
+/// nanoseconds. Threads that started in between count from zero; threads that ended in between
+/// are lost (an idle kiosk keeps its threads).
+fn cpu_between(before: &[(u64, String, u64)], after: &[(u64, String, u64)]) -> (u64, u64) {
+    let (mut total, mut card) = (0, 0);
+    for (tid, comm, ns) in after {
+        let start = before
+            .iter()
+            .find(|(t, _, _)| t == tid)
+            .map_or(0, |(_, _, n)| *n);
+        let used = ns.saturating_sub(start);
+        total += used;
+        if comm == "card-reader" {
+            card += used;
+        }
+    }
+    (total, card)
 }
 
 fn clock_ticks() -> f64 {
@@ -407,7 +453,38 @@ fn mib(kib: f64) -> f64 {
     kib / 1024.0
 }
 
-async fn footprint() {
+/// Which card path `kiosk run` uses in a footprint run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CardPath {
+    /// `hw-config/simulated.toml` as it is.
+    Profile,
+    /// The same profile on the unmodified crate's path at its old 50 ms poll.
+    OldCrate,
+}
+
+/// The simulated profile on the old card path, as a file beside the site config.
+fn old_card_profile(dir: &Path) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hw-config/simulated.toml");
+    let text = std::fs::read_to_string(&path).expect("hw-config/simulated.toml");
+    let mut v: toml::Table = toml::from_str(&text).expect("simulated.toml parses");
+    let reader = v
+        .get_mut("card_reader")
+        .and_then(|r| r.as_table_mut())
+        .expect("[card_reader]");
+    reader.insert("poll_interval_ms".into(), toml::Value::Integer(50));
+    reader.insert("transceive".into(), toml::Value::String("crate".into()));
+    reader.insert("irq".into(), toml::Value::Boolean(false));
+    let file = dir.join("old-card-path.toml");
+    std::fs::write(&file, toml::to_string(&v).expect("profile serialises")).unwrap();
+    "./old-card-path.toml".to_owned()
+}
+
+/// Idle CPU of `kiosk run` on the old card path (start, 30 s idle with a screen, stop).
+async fn footprint_old_card_path() -> (f64, f64) {
+    footprint(CardPath::OldCrate, None).await
+}
+
+async fn footprint(card: CardPath, old_idle_cpu: Option<(f64, f64)>) -> (f64, f64) {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_kiosk"));
     let dir = tempfile::Builder::new()
         .prefix("kiosk-footprint")
@@ -460,7 +537,15 @@ async fn footprint() {
     let config = d.join("site.toml");
     // The demo kiosk's site config: the bench measures the kiosk a customer meets in the demo.
     let ui_addr = std::net::SocketAddr::from(([127, 0, 0, 1], ui_port));
-    std::fs::write(&config, kiosk::demo::site_config(d, ui_addr, &crm)).unwrap();
+    let mut site = kiosk::demo::site_config(d, ui_addr, &crm);
+    if card == CardPath::OldCrate {
+        let profile = old_card_profile(d);
+        site = site.replace(
+            "hardware_profile = \"simulated\"",
+            &format!("hardware_profile = \"{profile}\""),
+        );
+    }
+    std::fs::write(&config, site).unwrap();
     let ui = format!("http://127.0.0.1:{ui_port}");
     let notify_path = d.join("notify.sock");
     let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");
@@ -468,7 +553,11 @@ async fn footprint() {
     let log = d.join("kiosk.log");
 
     // Start-up: the first start creates the journal and the device key; the others reopen them.
-    let starts = if quick() { 3 } else { 7 };
+    let starts = match card {
+        CardPath::OldCrate => 1,
+        CardPath::Profile if quick() => 3,
+        CardPath::Profile => 7,
+    };
     let (mut ready, mut ui_up) = (Vec::new(), Vec::new());
     let mut kiosk = None;
     for i in 0..starts {
@@ -482,6 +571,28 @@ async fn footprint() {
         }
     }
     let kiosk = kiosk.expect("a running kiosk");
+    if card == CardPath::OldCrate {
+        let (idle_cpu, card_cpu) = idle(&kiosk, &ui).await.1;
+        plain(
+            &format!(
+                "kiosk run CPU when idle, old card path (crate, poll 50 ms, {} s)",
+                idle_window().as_secs()
+            ),
+            "% of a core",
+            idle_cpu,
+            None,
+        );
+        plain(
+            "card-reader thread CPU when idle, old card path (crate, poll 50 ms)",
+            "% of a core",
+            card_cpu,
+            None,
+        );
+        tokio::task::block_in_place(|| stop_kiosk(kiosk));
+        let _ = stop_crm.send(());
+        let _ = server.await;
+        return (idle_cpu, card_cpu);
+    }
     let first = ready[0];
     let (p50, p99) = p50_p99(&mut ready);
     Figure {
@@ -507,21 +618,9 @@ async fn footprint() {
     // Idle, with the kiosk screen connected as its browser would be.
     let pid = kiosk.child.id();
     let http = reqwest::Client::new();
-    let mut frames = subscribe(&http, &ui).await;
-    let (_, v) = frames.until("any frame", |_| true).await;
-    to_attract(&http, &ui, &mut frames, screen(&v)).await;
-    tokio::time::sleep(Duration::from_secs(3)).await; // start-up sync and feed settle
-    let window = Duration::from_secs(if quick() { 10 } else { 30 });
+    let window = idle_window();
     let tck = clock_ticks();
-    let s0 = sample(pid);
-    let t0 = Instant::now();
-    let mut rss = Vec::new();
-    while t0.elapsed() < window {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        rss.push(sample(pid).rss_kib as f64);
-    }
-    let s1 = sample(pid);
-    let idle_cpu = (s1.cpu_ticks - s0.cpu_ticks) as f64 / tck / t0.elapsed().as_secs_f64() * 100.0;
+    let ((rss, mut frames), (idle_cpu, card_cpu)) = idle(&kiosk, &ui).await;
     let (p50, max) = (median(&rss), rss.iter().copied().fold(0.0, f64::max));
     Figure {
         figure: &format!(
@@ -541,9 +640,19 @@ async fn footprint() {
         unit: "% of a core",
         median: idle_cpu,
         p99: None,
-        reference: None,
-        target: Some("< 1 %"),
-        met: Some(idle_cpu < 1.0),
+        reference: old_idle_cpu.map(|(v, _)| ("same, old card path (crate, poll 50 ms)", v)),
+        target: Some("< 1 % and not above the old card path"),
+        met: Some(idle_cpu < 1.0 && old_idle_cpu.is_none_or(|(old, _)| idle_cpu <= old)),
+    }
+    .print();
+    Figure {
+        figure: "card-reader thread CPU when idle (profile's card path)",
+        unit: "% of a core",
+        median: card_cpu,
+        p99: None,
+        reference: old_idle_cpu.map(|(_, v)| ("same, old card path (crate, poll 50 ms)", v)),
+        target: Some("not above the old card path"),
+        met: Some(old_idle_cpu.is_none_or(|(_, old)| card_cpu <= old)),
     }
     .print();
 
@@ -592,6 +701,33 @@ async fn footprint() {
     tokio::task::block_in_place(|| stop_kiosk(kiosk));
     let _ = stop_crm.send(());
     let _ = server.await;
+    (idle_cpu, card_cpu)
+}
+
+fn idle_window() -> Duration {
+    Duration::from_secs(if quick() { 10 } else { 30 })
+}
+
+/// Connects a screen, lets start-up settle, then samples the kiosk idle for [`idle_window`]:
+/// resident memory every 500 ms (and the screen's frames, to go on with) and CPU in % of a core.
+async fn idle(kiosk: &Kiosk, ui: &str) -> ((Vec<f64>, Frames), (f64, f64)) {
+    let pid = kiosk.child.id();
+    let http = reqwest::Client::new();
+    let mut frames = subscribe(&http, ui).await;
+    let (_, v) = frames.until("any frame", |_| true).await;
+    to_attract(&http, ui, &mut frames, screen(&v)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // start-up sync and feed settle
+    let window = idle_window();
+    let c0 = thread_cpu_ns(pid);
+    let t0 = Instant::now();
+    let mut rss = Vec::new();
+    while t0.elapsed() < window {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        rss.push(sample(pid).rss_kib as f64);
+    }
+    let (total, card) = cpu_between(&c0, &thread_cpu_ns(pid));
+    let percent = |ns: u64| ns as f64 / 1e9 / t0.elapsed().as_secs_f64() * 100.0;
+    ((rss, frames), (percent(total), percent(card)))
 }
 
 fn main() {
@@ -626,7 +762,9 @@ fn main() {
             demo.stop().await;
         }
         if part("footprint") {
-            footprint().await;
+            // The old path first: the lean figure names it as its reference.
+            let old = footprint_old_card_path().await;
+            footprint(CardPath::Profile, Some(old)).await;
         }
     });
 }

@@ -13,6 +13,7 @@
 //! as it is (see [`token`]).
 
 pub mod hid;
+pub mod lean;
 pub mod line_reader;
 pub mod linux;
 pub mod mfrc522sim;
@@ -98,11 +99,18 @@ pub fn open(
             spi_hz,
             reset_chip,
             reset_line,
+            irq_chip,
+            irq_line,
+            transceive,
             antenna_gain_db,
             poll_interval_ms,
             removal_polls,
         } => {
             let reset = match (reset_chip, reset_line) {
+                (Some(chip), Some(line)) => Some((chip.as_str(), *line)),
+                _ => None,
+            };
+            let irq = match (irq_chip, irq_line) {
                 (Some(chip), Some(line)) => Some((chip.as_str(), *line)),
                 _ => None,
             };
@@ -112,24 +120,28 @@ pub fn open(
                 poll_interval: Duration::from_millis(u64::from(*poll_interval_ms)),
                 removal_polls: *removal_polls,
             };
-            let reader = linux::open_mfrc522(spi_device, *spi_hz, reset, config, key)?;
+            let reader =
+                linux::open_mfrc522(spi_device, *spi_hz, reset, irq, *transceive, config, key)?;
             OpenReader { reader, sim: None }
         }
         CardReaderSettings::Simulated {
             poll_interval_ms,
             removal_polls,
+            transceive,
+            irq,
         } => {
             let sim = Mfrc522Sim::new(SimOptions::default());
             let handle = sim.handle();
             let delay = sim.delay();
             let reset = sim.reset_pin();
+            let irq_line = irq.then(|| sim.irq_line());
             let config = rc522::Mfrc522Config {
                 label: "simulated mfrc522".to_owned(),
                 antenna_gain_db: 48,
                 poll_interval: Duration::from_millis(u64::from(*poll_interval_ms)),
                 removal_polls: *removal_polls,
             };
-            let reader = rc522::Mfrc522Reader::new(
+            let mut reader = rc522::Mfrc522Reader::new(
                 sim,
                 Some(reset),
                 delay,
@@ -137,6 +149,10 @@ pub fn open(
                 ReaderKind::Simulated,
                 key,
             )?;
+            reader.set_transceive(*transceive);
+            if let Some(line) = irq_line {
+                reader.set_irq(Box::new(line));
+            }
             OpenReader {
                 reader: Box::new(reader),
                 sim: Some(handle),

@@ -1,12 +1,17 @@
-//! MFRC522 card reader driver: the unmodified `mfrc522` crate over any `embedded_hal` SPI device,
-//! plus what a kiosk needs around it: a self-check at start, antenna gain from the profile, a
-//! short response timer, polling with REQA (new cards) and WUPA (is the halted card still there),
-//! HLTA after each read, debounce into one tap per presentation, health reporting and recovery
-//! when the reader is unplugged and plugged back, all without a restart.
+//! MFRC522 card reader driver over any `embedded_hal` SPI device: the `mfrc522` crate initialises
+//! the chip, and the ISO 14443A frames go through one of two paths chosen by the profile
+//! (`transceive`): [`super::lean`] (default: the driver's own register sequence, about a ninth of
+//! the SPI transfers, optionally sleeping on the chip's IRQ line) or the unmodified crate's
+//! `reqa`/`wupa`/`select`/`hlta` (kept to compare the two in the benchmarks). Around either, what
+//! a kiosk needs: a self-check at start, antenna gain from the profile, a short response timer,
+//! polling with REQA (new cards) and WUPA (is the halted card still there), HLTA after each read,
+//! debounce into one tap per presentation, health reporting and recovery when the reader is
+//! unplugged and plugged back, all without a restart. Both paths map the same frames to the same
+//! outcomes (timeout, card, errors, fault), so presence and debounce do not know which ran.
 //!
 //! The crate's `select` handles cascade levels 1 to 3 (4-, 7- and 10-byte UIDs) and bit
-//! collisions, so it is used as is. Two things the crate does not offer are done beside it on the
-//! same bus, through [`GuardedSpi`]:
+//! collisions; the lean path does the same in the same way. Two things the crate does not offer
+//! are done beside it on the same bus, through [`GuardedSpi`]:
 //! - a budget of SPI transfers per crate call: the crate's status loops have no timeout and spin
 //!   forever when MISO reads 0x00 (reader unplugged), the budget turns that into an error;
 //! - raw register access for VersionReg before init (a wiring check that cannot hang), for the
@@ -28,8 +33,11 @@ use embedded_hal::digital::OutputPin;
 use embedded_hal::spi::{ErrorKind, ErrorType, Operation, SpiDevice};
 use mfrc522::comm::blocking::spi::{DummyDelay, SpiInterface};
 use mfrc522::{Initialized, Mfrc522, RxGain};
+use zeroize::Zeroize;
 
+use super::lean::{IrqLine, Lean};
 use super::presence::Presence;
+pub use super::settings::Transceive;
 use super::token::{TenantKey, Uid};
 use super::{CardEvent, CardReader, ReaderKind, Tap};
 use crate::health::{DeviceHealth, Health};
@@ -39,6 +47,8 @@ use crate::health::{DeviceHealth, Health};
 const TRANSFER_BUDGET: u32 = 4_000;
 /// Timer reload after init: 40 + 1 ticks of 25 µs (prescaler 0xA9 set by the crate) = 1.025 ms.
 const TIMER_RELOAD: u8 = 40;
+/// That timer in nanoseconds: (2 * 0xA9 + 1) * (reload + 1) periods of 13.56 MHz.
+const TIMER_NS: u64 = (2 * 0xA9 + 1) * (TIMER_RELOAD as u64 + 1) * 1_000_000_000 / 13_560_000;
 /// Every this many polls, check that the chip still has its configuration (a brown-out resets it
 /// silently: the antenna goes off and every poll then times out cleanly).
 const SANITY_EVERY: u64 = 20;
@@ -92,6 +102,8 @@ pub enum BusError<E> {
     Spi(E),
     /// The chip kept the driver polling without ever finishing: it is gone or wedged.
     Stuck,
+    /// The GPIO line of the chip's IRQ pin failed.
+    Irq(String),
 }
 
 impl<E: fmt::Debug> embedded_hal::spi::Error for BusError<E> {
@@ -137,7 +149,7 @@ impl<S: SpiDevice> GuardedSpi<S> {
         self.guard().budget = TRANSFER_BUDGET;
     }
 
-    fn read_reg(&self, reg: u8) -> Result<u8, BusError<S::Error>> {
+    pub(crate) fn read_reg(&self, reg: u8) -> Result<u8, BusError<S::Error>> {
         let mut buf = [0x80 | (reg << 1), 0];
         self.guard()
             .spi
@@ -146,11 +158,49 @@ impl<S: SpiDevice> GuardedSpi<S> {
         Ok(buf[1])
     }
 
-    fn write_reg(&self, reg: u8, value: u8) -> Result<(), BusError<S::Error>> {
+    pub(crate) fn write_reg(&self, reg: u8, value: u8) -> Result<(), BusError<S::Error>> {
         self.guard()
             .spi
             .write(&[reg << 1, value])
             .map_err(BusError::Spi)
+    }
+
+    /// Writes `data` to one register in one transfer (the FIFO takes every byte).
+    pub(crate) fn write_burst(&self, reg: u8, data: &[u8]) -> Result<(), BusError<S::Error>> {
+        let mut buf = [0u8; 17];
+        let n = data.len().min(buf.len() - 1);
+        buf[0] = reg << 1;
+        buf[1..=n].copy_from_slice(&data[..n]);
+        self.guard().spi.write(&buf[..=n]).map_err(BusError::Spi)
+    }
+
+    /// Reads four registers in one transfer: in a read, every byte after the first is the next
+    /// address (datasheet 8.1.2.1).
+    pub(crate) fn read_status(&self, regs: [u8; 4]) -> Result<[u8; 4], BusError<S::Error>> {
+        let mut buf = [0u8; 5];
+        for (slot, reg) in buf.iter_mut().zip(regs) {
+            *slot = 0x80 | (reg << 1);
+        }
+        self.guard()
+            .spi
+            .transfer_in_place(&mut buf)
+            .map_err(BusError::Spi)?;
+        Ok([buf[1], buf[2], buf[3], buf[4]])
+    }
+
+    /// Reads `out.len()` bytes of one register (the FIFO) in one transfer.
+    pub(crate) fn read_fifo(&self, reg: u8, out: &mut [u8]) -> Result<(), BusError<S::Error>> {
+        let mut buf = [0u8; 17];
+        let n = out.len().min(buf.len() - 1);
+        for slot in &mut buf[..n] {
+            *slot = 0x80 | (reg << 1);
+        }
+        self.guard()
+            .spi
+            .transfer_in_place(&mut buf[..=n])
+            .map_err(BusError::Spi)?;
+        out[..n].copy_from_slice(&buf[1..=n]);
+        Ok(())
     }
 }
 
@@ -233,6 +283,8 @@ pub struct Mfrc522Reader<S: SpiDevice, P = NoResetPin, D = super::mfrc522sim::Si
     error_polls: u32,
     pending: VecDeque<CardEvent>,
     next_poll: Option<Instant>,
+    transceive: Transceive,
+    lean: Lean,
 }
 
 impl<S, P, D> Mfrc522Reader<S, P, D>
@@ -268,7 +320,27 @@ where
             error_polls: 0,
             pending: VecDeque::new(),
             next_poll: None,
+            transceive: Transceive::default(),
+            lean: Lean::new(TIMER_NS),
         })
+    }
+
+    /// Chooses the register path for the ISO 14443A frames (the lean one by default). Call before
+    /// the first poll.
+    pub fn set_transceive(&mut self, transceive: Transceive) {
+        self.transceive = transceive;
+    }
+
+    /// The register path in use.
+    pub fn transceive(&self) -> Transceive {
+        self.transceive
+    }
+
+    /// Wires the chip's IRQ pin: the lean path then sleeps until the chip signals the end of a
+    /// frame instead of reading ComIrqReg. Call before the first poll (the chip's interrupts are
+    /// routed to the pin when it is initialised).
+    pub fn set_irq(&mut self, irq: Box<dyn IrqLine>) {
+        self.lean.set_irq(irq);
     }
 
     /// Cards currently counted as on the reader.
@@ -426,6 +498,9 @@ where
                  MOSI wire and lower spi_hz"
             ));
         }
+        if self.transceive == Transceive::Lean {
+            self.lean.init(&self.bus).map_err(|e| self.bus_reason(&e))?;
+        }
         tracing::info!(reader = %label, version = format_args!("{version:#04x}"), "mfrc522 initialised");
         self.chip = Some(chip);
         Ok(())
@@ -465,6 +540,10 @@ where
                 "mfrc522 at {label} stopped answering in the middle of an exchange: check its power \
                  and wiring"
             ),
+            BusError::Irq(e) => format!(
+                "the irq line of mfrc522 at {label} failed ({e}): check irq_chip and irq_line in \
+                 the hardware profile, or remove them to poll instead"
+            ),
         }
     }
 
@@ -496,6 +575,15 @@ where
 
     fn read_field(&mut self) -> Read {
         self.bus.refill();
+        if self.transceive == Transceive::Lean {
+            if self.chip.is_none() {
+                return Read::Nothing;
+            }
+            return match self.lean.reqa(&self.bus, &mut self.delay) {
+                Ok(atqa) => self.lean_select(atqa),
+                Err(e) => self.classify_error(e),
+            };
+        }
         let Some(chip) = self.chip.as_mut() else {
             return Read::Nothing;
         };
@@ -505,8 +593,40 @@ where
         }
     }
 
+    /// [`Self::select`] on the lean path: the same outcomes for the same frames.
+    fn lean_select(&mut self, atqa: [u8; 2]) -> Read {
+        let uid = match self.lean.select(&self.bus, &mut self.delay, atqa) {
+            Ok(mut raw) => {
+                let uid = Uid::from_slice(&raw);
+                raw.zeroize();
+                uid
+            }
+            Err(mfrc522::Error::Timeout) => return Read::Nothing,
+            Err(e) => return self.classify_error(e),
+        };
+        if let Err(e @ mfrc522::Error::Comm(_)) = self.lean.hlta(&self.bus, &mut self.delay) {
+            return self.classify_error(e);
+        }
+        match uid {
+            Some(uid) => Read::Card(uid),
+            None => Read::Errors,
+        }
+    }
+
     fn check_presence(&mut self) -> Read {
         self.bus.refill();
+        if self.transceive == Transceive::Lean {
+            if self.chip.is_none() {
+                return Read::Nothing;
+            }
+            return match self.lean.wupa(&self.bus, &mut self.delay) {
+                Ok(atqa) => match self.lean_select(atqa) {
+                    Read::Nothing => Read::Errors,
+                    other => other,
+                },
+                Err(e) => self.classify_error(e),
+            };
+        }
         let Some(chip) = self.chip.as_mut() else {
             return Read::Nothing;
         };

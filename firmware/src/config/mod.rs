@@ -461,9 +461,52 @@ pub fn parse_profile(path: &Path, text: &str) -> Result<HardwareProfile, ConfigE
     if let CardReaderSettings::Mfrc522 {
         antenna_gain_db,
         spi_hz,
+        irq_chip,
+        irq_line,
+        transceive,
         ..
     } = &profile.card_reader
     {
+        // The IRQ pin is one line on one chip: half of it is a typo, not "no IRQ".
+        match (irq_chip, irq_line) {
+            (Some(_), None) => {
+                return Err(ConfigError::at_key(
+                    path,
+                    text,
+                    "card_reader.irq_chip",
+                    "irq_chip is set but irq_line is not: give the line offset of the MFRC522's IRQ pin (BCM number on a Pi, e.g. 24), or remove irq_chip to poll instead",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::at_key(
+                    path,
+                    text,
+                    "card_reader.irq_line",
+                    "irq_line is set but irq_chip is not: give the GPIO character device, e.g. \"/dev/gpiochip0\"",
+                ));
+            }
+            (Some(chip), Some(_)) if !chip.starts_with("/dev/") => {
+                return Err(ConfigError::at_key(
+                    path,
+                    text,
+                    "card_reader.irq_chip",
+                    format!(
+                        "irq_chip `{chip}` is not a device path: expected e.g. \"/dev/gpiochip0\""
+                    ),
+                ));
+            }
+            (Some(_), Some(_))
+                if *transceive == kiosk_drivers::card::settings::Transceive::Crate =>
+            {
+                return Err(ConfigError::at_key(
+                    path,
+                    text,
+                    "card_reader.irq_line",
+                    "the IRQ line is used only by transceive = \"lean\": remove irq_chip and irq_line, or use the lean path",
+                ));
+            }
+            _ => {}
+        }
         if ![18, 23, 33, 38, 43, 48].contains(antenna_gain_db) {
             return Err(ConfigError::at_key(
                 path,

@@ -158,7 +158,7 @@ fn a_device_a_directory_or_a_huge_file_is_refused_not_read_forever() {
 fn profile_errors_name_the_profile_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let profile = include_str!("../../../hw-config/simulated.toml")
-        .replace("poll_interval_ms = 50", "poll_interval = 50");
+        .replace("poll_interval_ms =", "poll_interval =");
     std::fs::write(dir.path().join("bad.toml"), &profile).unwrap();
     let text = with(
         "hardware_profile = \"pi4-mfrc522-usb-printer\"",
@@ -179,6 +179,51 @@ fn mfrc522_gain_must_be_one_the_chip_has() {
     let err = parse_profile(Path::new("p.toml"), &profile).unwrap_err();
     assert_eq!(err.key.as_deref(), Some("card_reader.antenna_gain_db"));
     assert!(err.message.contains("18, 23, 33, 38, 43 or 48"), "{err}");
+}
+
+#[test]
+fn mfrc522_irq_line_without_its_chip_is_an_error_at_the_key() {
+    let profile: String = include_str!("../../../hw-config/pi4-mfrc522-usb-printer.toml")
+        .lines()
+        .filter(|l| !l.starts_with("irq_chip"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let err = parse_profile(Path::new("p.toml"), &profile).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("card_reader.irq_line"));
+    assert_eq!(err.line, Some(line_of(&profile, "irq_line")), "{err}");
+    assert!(err.message.contains("irq_chip"), "{err}");
+}
+
+#[test]
+fn mfrc522_irq_line_must_be_a_number() {
+    let profile = include_str!("../../../hw-config/pi4-mfrc522-usb-printer.toml")
+        .replace("irq_line = 24", "irq_line = \"GPIO24\"");
+    let err = parse_profile(Path::new("p.toml"), &profile).unwrap_err();
+    // A type error inside the tagged `[card_reader]` table is located at the table: serde does
+    // not say which field of an internally tagged enum failed.
+    assert_eq!(err.line, Some(line_of(&profile, "[card_reader]")), "{err}");
+    assert!(err.message.contains("GPIO24"), "{err}");
+}
+
+#[test]
+fn mfrc522_transceive_names_a_path_the_driver_has() {
+    let profile = include_str!("../../../hw-config/pi4-mfrc522-usb-printer.toml")
+        .replace("transceive = \"lean\"", "transceive = \"fast\"");
+    let err = parse_profile(Path::new("p.toml"), &profile).unwrap_err();
+    assert_eq!(err.line, Some(line_of(&profile, "[card_reader]")), "{err}");
+    assert!(
+        err.message.contains("lean") && err.message.contains("crate"),
+        "{err}"
+    );
+}
+
+#[test]
+fn mfrc522_irq_line_with_the_crate_path_is_refused() {
+    let profile = include_str!("../../../hw-config/pi4-mfrc522-usb-printer.toml")
+        .replace("transceive = \"lean\"", "transceive = \"crate\"");
+    let err = parse_profile(Path::new("p.toml"), &profile).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("card_reader.irq_line"));
+    assert!(err.message.contains("lean"), "{err}");
 }
 
 #[test]

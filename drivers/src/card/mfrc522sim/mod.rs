@@ -35,6 +35,8 @@ pub use picc::{BadUidLength, VirtualCard, crc_a};
 
 // Register addresses (MFRC522 datasheet, section 9.2).
 const COMMAND: usize = 0x01;
+const COM_IEN: usize = 0x02;
+const DIV_IEN: usize = 0x03;
 const COM_IRQ: usize = 0x04;
 const DIV_IRQ: usize = 0x05;
 const ERROR: usize = 0x06;
@@ -260,6 +262,24 @@ impl Chip {
         self.timer_deadline = None;
         self.osc_ready_at = self.now_ns + OSC_START_NS;
         self.update_field();
+    }
+
+    /// Whether the chip signals an interrupt: an enabled ComIrqReg or DivIrqReg bit is set
+    /// (datasheet 9.3.1.3 and 9.3.1.4). The pin's electrical level is this, inverted when
+    /// ComIEnReg's IRqInv is set (the reset value).
+    fn irq_active(&self) -> bool {
+        self.chip_alive()
+            && ((self.regs[COM_IRQ] & self.regs[COM_IEN] & 0x7F) != 0
+                || (self.regs[DIV_IRQ] & self.regs[DIV_IEN] & 0x14) != 0)
+    }
+
+    /// When the chip will next set an interrupt bit by itself (answer complete, timer).
+    fn next_event_at(&self) -> Option<u64> {
+        let rx = self.rx.as_ref().map(|rx| rx.done_at);
+        match (self.timer_deadline, rx) {
+            (Some(t), Some(r)) => Some(t.min(r)),
+            (t, r) => t.or(r),
+        }
     }
 
     fn chip_alive(&self) -> bool {
@@ -714,6 +734,13 @@ impl Mfrc522Sim {
         }
     }
 
+    /// The chip's IRQ output, as a GPIO input the driver can wait on.
+    pub fn irq_line(&self) -> SimIrqLine {
+        SimIrqLine {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
     /// The chip's NRSTPD line: low holds it in hard power-down, the rising edge resets it.
     pub fn reset_pin(&self) -> SimResetPin {
         SimResetPin {
@@ -814,6 +841,42 @@ impl embedded_hal::delay::DelayNs for SimDelay {
         if let Some(d) = sleep_for {
             std::thread::sleep(d);
         }
+    }
+}
+
+/// The simulated IRQ pin, wired to a GPIO input: the chip drives it while an interrupt enabled in
+/// ComIEnReg/DivIEnReg is pending. Waiting on it moves the virtual clock to the moment the chip
+/// raises it (an answer complete, the timer expiring), as an edge event on a GPIO character
+/// device wakes the driver on a board.
+pub struct SimIrqLine {
+    shared: Arc<Mutex<Chip>>,
+}
+
+impl SimIrqLine {
+    /// The pin's electrical level: low while an interrupt is pending with IRqInv set.
+    pub fn is_low(&self) -> bool {
+        let chip = lock(&self.shared);
+        let inverted = chip.regs[COM_IEN] & 0x80 != 0;
+        chip.irq_active() == inverted
+    }
+}
+
+impl crate::card::lean::IrqLine for SimIrqLine {
+    fn wait(&mut self, timeout: Duration) -> Result<bool, String> {
+        let sleep_for = {
+            let mut chip = lock(&self.shared);
+            let deadline = chip.now_ns + u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+            while !chip.irq_active() && chip.now_ns < deadline {
+                let next = chip.next_event_at().map_or(deadline, |at| at.min(deadline));
+                let step = next.saturating_sub(chip.now_ns).max(1);
+                chip.advance(step);
+            }
+            (chip.irq_active(), take_debt(&mut chip))
+        };
+        if let Some(d) = sleep_for.1 {
+            std::thread::sleep(d);
+        }
+        Ok(sleep_for.0)
     }
 }
 
@@ -1027,6 +1090,55 @@ mod tests {
         assert_eq!(uid.as_bytes(), &[0xDE, 0xAD, 0xBE, 0xEF]);
         chip.hlta().unwrap();
         assert!(handle.spi_stats().transfers > 0);
+    }
+
+    fn write(sim: &mut Mfrc522Sim, reg: usize, value: u8) {
+        sim.write(&[(reg as u8) << 1, value]).unwrap();
+    }
+
+    /// REQA into an empty field with the 1 ms timer running, interrupts enabled as `com_ien`.
+    fn reqa_with_interrupts(com_ien: u8) -> (Mfrc522Sim, SimIrqLine) {
+        let mut sim = Mfrc522Sim::default();
+        let line = sim.irq_line();
+        write(&mut sim, T_MODE, 0x80);
+        write(&mut sim, T_PRESCALER, 0xA9);
+        write(&mut sim, T_RELOAD_LOW, 40);
+        write(&mut sim, TX_CONTROL, 0x83);
+        write(&mut sim, COM_IEN, com_ien);
+        write(&mut sim, FIFO_DATA, 0x26);
+        write(&mut sim, COMMAND, CMD_TRANSCEIVE);
+        write(&mut sim, BIT_FRAMING, 0x87);
+        (sim, line)
+    }
+
+    #[test]
+    fn irq_line_goes_low_when_an_enabled_interrupt_is_pending_and_high_once_cleared() {
+        use crate::card::lean::IrqLine;
+        let (mut sim, mut line) = reqa_with_interrupts(0x80 | TIMER_IRQ);
+        assert!(!line.is_low(), "nothing pending yet");
+        let before = sim.handle().now();
+        assert!(line.wait(Duration::from_millis(5)).unwrap());
+        let waited = sim.handle().now() - before;
+        assert!(
+            waited >= Duration::from_micros(1025) && waited < Duration::from_micros(1200),
+            "the line rose when the timer expired, not before: {waited:?}"
+        );
+        assert!(line.is_low());
+        write(&mut sim, COM_IRQ, 0x7F);
+        assert!(!line.is_low(), "clearing ComIrqReg releases the line");
+    }
+
+    #[test]
+    fn irq_line_stays_quiet_for_interrupts_that_are_not_enabled() {
+        use crate::card::lean::IrqLine;
+        let (sim, mut line) = reqa_with_interrupts(0x80);
+        assert!(!line.wait(Duration::from_millis(5)).unwrap());
+        assert!(!line.is_low());
+        assert_ne!(
+            sim.handle().peek(COM_IRQ as u8) & TIMER_IRQ,
+            0,
+            "the timer did expire"
+        );
     }
 
     #[test]
