@@ -26,11 +26,11 @@ enum Mode {
 }
 
 fn key() -> TenantKey {
-    TenantKey::new(b"tenant-key-for-tests-0123456789".to_vec()).unwrap()
+    TenantKey::from_slice(b"tenant-key-for-tests-0123456789!").unwrap()
 }
 
 fn token_of(uid: &[u8]) -> CardToken {
-    key().token(&Uid::from_slice(uid).unwrap())
+    Uid::from_slice(uid).unwrap().token(&key())
 }
 
 fn open(mode: Mode, removal_polls: u32) -> (SimReader, SimHandle) {
