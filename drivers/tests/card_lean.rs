@@ -10,27 +10,20 @@
 
 use std::time::Duration;
 
-use kiosk_drivers::card::mfrc522sim::{
-    CardFault, Mfrc522Sim, SimDelay, SimHandle, SimOptions, SimResetPin, VirtualCard,
-};
+use kiosk_drivers::card::mfrc522sim::{CardFault, Mfrc522Sim, SimHandle, SimOptions, VirtualCard};
 use kiosk_drivers::card::rc522::{Mfrc522Config, Mfrc522Reader, Transceive};
-use kiosk_drivers::card::{CardEvent, CardToken, ReaderKind, TenantKey, Uid};
+use kiosk_drivers::card::{CardEvent, CardToken, ReaderKind};
 
-type SimReader = Mfrc522Reader<Mfrc522Sim, SimResetPin, SimDelay>;
+#[path = "support/mfrc522.rs"]
+mod support;
+
+use support::{SimReader, key, poll, taps, token_of};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Crate,
     LeanPolling,
     LeanIrq,
-}
-
-fn key() -> TenantKey {
-    TenantKey::from_slice(b"tenant-key-for-tests-0123456789!").unwrap()
-}
-
-fn token_of(uid: &[u8]) -> CardToken {
-    Uid::from_slice(uid).unwrap().token(&key())
 }
 
 fn open(mode: Mode, removal_polls: u32) -> (SimReader, SimHandle) {
@@ -56,20 +49,6 @@ fn open(mode: Mode, removal_polls: u32) -> (SimReader, SimHandle) {
         }
     }
     (reader, handle)
-}
-
-fn poll(reader: &mut SimReader, polls: usize) -> Vec<CardEvent> {
-    (0..polls).flat_map(|_| reader.poll_once()).collect()
-}
-
-fn taps(events: &[CardEvent]) -> Vec<CardToken> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            CardEvent::Tap(t) => Some(t.token.clone()),
-            CardEvent::Health(_) => None,
-        })
-        .collect()
 }
 
 const UID4: [u8; 4] = [0x4A, 0x11, 0x9C, 0x03];

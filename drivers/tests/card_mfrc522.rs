@@ -13,23 +13,18 @@ use std::time::Duration;
 
 use kiosk_drivers::DeviceHealth;
 use kiosk_drivers::card::mfrc522sim::{
-    CardFault, CardState, Mfrc522Sim, SimDelay, SimHandle, SimOptions, SimResetPin, VirtualCard,
+    CardFault, CardState, Mfrc522Sim, SimHandle, SimOptions, VirtualCard,
 };
 use kiosk_drivers::card::rc522::{Mfrc522Config, Mfrc522Reader};
 use kiosk_drivers::card::settings::CardReaderSettings;
-use kiosk_drivers::card::{CardEvent, CardToken, ReaderKind, TenantKey, Uid};
+use kiosk_drivers::card::{CardEvent, ReaderKind};
 use mfrc522::Mfrc522;
 use mfrc522::comm::blocking::spi::SpiInterface;
 
-type SimReader = Mfrc522Reader<Mfrc522Sim, SimResetPin, SimDelay>;
+#[path = "support/mfrc522.rs"]
+mod support;
 
-fn key() -> TenantKey {
-    TenantKey::from_slice(b"tenant-key-for-tests-0123456789!").unwrap()
-}
-
-fn token_of(uid: &[u8]) -> CardToken {
-    Uid::from_slice(uid).unwrap().token(&key())
-}
+use support::{SimReader, key, poll, taps, token_of};
 
 fn reader_with(options: SimOptions, gain: u8, removal_polls: u32) -> (SimReader, SimHandle) {
     let sim = Mfrc522Sim::new(options);
@@ -49,20 +44,6 @@ fn reader_with(options: SimOptions, gain: u8, removal_polls: u32) -> (SimReader,
 
 fn reader() -> (SimReader, SimHandle) {
     reader_with(SimOptions::default(), 48, 3)
-}
-
-fn poll(reader: &mut SimReader, polls: usize) -> Vec<CardEvent> {
-    (0..polls).flat_map(|_| reader.poll_once()).collect()
-}
-
-fn taps(events: &[CardEvent]) -> Vec<CardToken> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            CardEvent::Tap(t) => Some(t.token.clone()),
-            CardEvent::Health(_) => None,
-        })
-        .collect()
 }
 
 fn healths(events: &[CardEvent]) -> Vec<DeviceHealth> {
