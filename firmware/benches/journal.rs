@@ -60,6 +60,7 @@ fn event(n: u64) -> Event {
         card_token: Some(CardToken::from_bytes([(n % 251) as u8; 16])),
         locale: "es".into(),
         campaign_id: Some("cafe-2x1".into()),
+        out_of_sequence: false,
     })
 }
 

@@ -69,6 +69,7 @@ fn kill9_child_appender() {
                     card_token: None,
                     locale: "es".into(),
                     campaign_id: None,
+                    out_of_sequence: false,
                 }))?;
                 Ok::<_, JournalError>((appended.seq, number))
             })

@@ -417,6 +417,7 @@ fn run(
                         card_token: None,
                         locale: "es".into(),
                         campaign_id: None,
+                        out_of_sequence: false,
                     }))
                     .map(|a| a.seq)
                 })

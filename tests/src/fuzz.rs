@@ -457,6 +457,7 @@ fn seed_batch() -> Vec<u8> {
             card_token: None,
             locale: "es".into(),
             campaign_id: None,
+            out_of_sequence: false,
         }),
     ];
     let envelopes = events

@@ -369,6 +369,7 @@ fn corrupt_database_is_moved_aside_salvaged_and_recorded() {
                     card_token: None,
                     locale: "es".into(),
                     campaign_id: None,
+                    out_of_sequence: false,
                 }))
             })
             .unwrap();
@@ -741,6 +742,7 @@ fn past_the_budget_itself_the_events_the_kiosk_never_drops_are_still_journaled()
                 card_token: None,
                 locale: "es".into(),
                 campaign_id: None,
+                out_of_sequence: false,
             }))
         })
         .unwrap();

@@ -248,6 +248,7 @@ async fn load_store(db: &SharedDb, fleet: &Fleet, i: u64) -> u64 {
                     card_token: card.clone(),
                     locale: "es".into(),
                     campaign_id: None,
+                    out_of_sequence: false,
                 }),
             );
             if rng.chance(92) {

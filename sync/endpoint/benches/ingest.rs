@@ -57,6 +57,7 @@ fn event(kiosk_id: &str, boot: Uuid, seq: u64) -> Envelope {
             card_token: None,
             locale: "es".into(),
             campaign_id: None,
+            out_of_sequence: false,
         }),
     }
 }

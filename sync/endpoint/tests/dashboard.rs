@@ -112,6 +112,7 @@ fn issued(turn_id: Uuid, service: &str, card: Option<CardToken>) -> Event {
         card_token: card,
         locale: "es".into(),
         campaign_id: None,
+        out_of_sequence: false,
     })
 }
 

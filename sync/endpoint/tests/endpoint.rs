@@ -72,6 +72,7 @@ fn ticket(t: Option<&CardToken>, number: u32) -> Event {
         card_token: t.cloned(),
         locale: "es".into(),
         campaign_id: None,
+        out_of_sequence: false,
     })
 }
 

@@ -52,6 +52,7 @@ fn envelope(seq: u64) -> Value {
             card_token: None,
             locale: "es".into(),
             campaign_id: None,
+            out_of_sequence: false,
         }),
     };
     serde_json::to_value(env).unwrap()

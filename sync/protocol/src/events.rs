@@ -72,6 +72,15 @@ pub enum Event {
     TurnServed(TurnServed),
     /// A called turn did not show up.
     TurnNoShow(TurnNoShow),
+    /// A turn moved to another service, keeping its place by issue time.
+    TurnTransferred(TurnTransferred),
+    /// A called turn was set aside at its counter, to be called back later.
+    TurnParked(TurnParked),
+    /// A waiting turn left the store before being called.
+    TurnWalkedOut(TurnWalkedOut),
+    /// Two queue steps taken while kiosks were cut off from each other conflicted; the store kept
+    /// one by its fixed rule and dropped the other.
+    QueueConflict(QueueConflict),
     /// A campaign was shown on the screen or printed on a ticket.
     CampaignShown(CampaignShown),
     /// A coupon was given to the customer.
@@ -106,6 +115,10 @@ pub const EVENT_TYPES: &[&str] = &[
     "turn_called",
     "turn_served",
     "turn_no_show",
+    "turn_transferred",
+    "turn_parked",
+    "turn_walked_out",
+    "queue_conflict",
     "campaign_shown",
     "coupon_issued",
     "coupon_redeemed",
@@ -133,6 +146,10 @@ impl Event {
             Event::TurnCalled(_) => "turn_called",
             Event::TurnServed(_) => "turn_served",
             Event::TurnNoShow(_) => "turn_no_show",
+            Event::TurnTransferred(_) => "turn_transferred",
+            Event::TurnParked(_) => "turn_parked",
+            Event::TurnWalkedOut(_) => "turn_walked_out",
+            Event::QueueConflict(_) => "queue_conflict",
             Event::CampaignShown(_) => "campaign_shown",
             Event::CouponIssued(_) => "coupon_issued",
             Event::CouponRedeemed(_) => "coupon_redeemed",
@@ -169,6 +186,10 @@ impl Event {
             | Event::TurnCalled(_)
             | Event::TurnServed(_)
             | Event::TurnNoShow(_)
+            | Event::TurnTransferred(_)
+            | Event::TurnParked(_)
+            | Event::TurnWalkedOut(_)
+            | Event::QueueConflict(_)
             | Event::DeviceStatusChanged(_)
             | Event::JournalRecovered(_)
             | Event::EventDeadLettered(_)
@@ -345,6 +366,10 @@ pub struct TicketIssued {
     pub locale: String,
     /// Campaign printed on the ticket, if any.
     pub campaign_id: Option<String>,
+    /// Whether the number was taken while this kiosk was cut off from the store's sequencer: it
+    /// carries the kiosk's number in the store (`A2-003`) and is outside the store's sequence.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub out_of_sequence: bool,
 }
 
 /// The ticket came out of the printer.
@@ -407,6 +432,70 @@ pub struct TurnNoShow {
     pub turn_id: Uuid,
     /// Counter that called it.
     pub counter: String,
+    /// Whether the store marked it because the recall limit was reached (not staff by hand).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recall_limit: bool,
+}
+
+/// A turn moved to another service (the customer is in the wrong line, or needs a second
+/// service): it keeps its label and its place by issue time in the new service's line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TurnTransferred {
+    /// Which turn.
+    pub turn_id: Uuid,
+    /// The turn as shown, e.g. `A-042`.
+    pub turn: String,
+    /// Service letter it left.
+    pub from_service: String,
+    /// Service letter it now waits for.
+    pub to_service: String,
+    /// Counter that transferred it, when a counter did.
+    pub counter: Option<String>,
+}
+
+/// A called turn was set aside at its counter (the customer went to fetch a document, say);
+/// staff call it back later, and it does not occupy the counter meanwhile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TurnParked {
+    /// Which turn.
+    pub turn_id: Uuid,
+    /// The turn as shown, e.g. `A-042`.
+    pub turn: String,
+    /// Counter that parked it.
+    pub counter: String,
+}
+
+/// A waiting turn left the store before being called (unlike a no-show, who was called).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TurnWalkedOut {
+    /// Which turn.
+    pub turn_id: Uuid,
+    /// The turn as shown, e.g. `A-042`.
+    pub turn: String,
+    /// Counter whose staff marked it, if any.
+    pub counter: Option<String>,
+}
+
+/// A queue step that lost a conflict after kiosks that were cut off from each other met again:
+/// e.g. two counters called the same turn. The store keeps the step that comes first in its
+/// fixed order (hybrid logical time, then kiosk, then sequence) on every kiosk alike; the kiosk
+/// whose step was dropped records this so that staff and managers see what happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConflict {
+    /// The turn concerned, if any.
+    pub turn_id: Option<Uuid>,
+    /// The turn as shown, e.g. `A-042`.
+    pub turn: String,
+    /// The counter whose step was dropped.
+    pub counter: Option<String>,
+    /// The dropped step, e.g. `call`.
+    pub step: String,
+    /// Why it was dropped, in words staff understand.
+    pub reason: String,
 }
 
 /// Where a campaign was shown.

@@ -63,6 +63,7 @@ fn examples() -> Vec<Event> {
             card_token: None,
             locale: "es".into(),
             campaign_id: Some("cafe-2x1".into()),
+            out_of_sequence: false,
         }),
         Event::TicketPrinted(TicketPrinted {
             turn_id,
@@ -89,6 +90,31 @@ fn examples() -> Vec<Event> {
         Event::TurnNoShow(TurnNoShow {
             turn_id,
             counter: "3".into(),
+            recall_limit: false,
+        }),
+        Event::TurnTransferred(TurnTransferred {
+            turn_id,
+            turn: "A-042".into(),
+            from_service: "A".into(),
+            to_service: "B".into(),
+            counter: Some("3".into()),
+        }),
+        Event::TurnParked(TurnParked {
+            turn_id,
+            turn: "A-042".into(),
+            counter: "3".into(),
+        }),
+        Event::TurnWalkedOut(TurnWalkedOut {
+            turn_id,
+            turn: "A-042".into(),
+            counter: None,
+        }),
+        Event::QueueConflict(QueueConflict {
+            turn_id: Some(turn_id),
+            turn: "A-042".into(),
+            counter: Some("2".into()),
+            step: "call".into(),
+            reason: "A-042 was called at counter 1 first".into(),
         }),
         Event::CampaignShown(CampaignShown {
             campaign_id: "cafe-2x1".into(),

@@ -222,6 +222,7 @@ impl Queue {
             card_token: req.card_token,
             locale: req.locale.tag().to_owned(),
             campaign_id: req.campaign_id,
+            out_of_sequence: false,
         };
         upserts.push(turn);
         Ok(IssuePlan {
@@ -350,6 +351,7 @@ impl Queue {
         let event = Event::TurnNoShow(TurnNoShow {
             turn_id,
             counter: counter.to_owned(),
+            recall_limit: false,
         });
         Ok(Change {
             upserts: vec![t],

@@ -180,6 +180,7 @@ pub fn ticket(n: u64) -> Event {
         card_token: None,
         locale: "es".into(),
         campaign_id: None,
+        out_of_sequence: false,
     })
 }
 
