@@ -82,12 +82,15 @@ pub fn queue_settings(config: &Config) -> QueueSettings {
             letter: s.letter.clone(),
             name: localized(&s.name),
             priority_allowed: s.priority,
+            expected_s: s.expected_minutes.saturating_mul(60),
         })
         .collect();
     // The config validated the time; midnight is the harmless fallback.
     let (h, m) = parse_hh_mm(&q.opening_time).unwrap_or((0, 0));
     let opening = time::Time::from_hms(h, m, 0).unwrap_or(time::Time::MIDNIGHT);
-    QueueSettings::new(services, opening)
+    let mut settings = QueueSettings::new(services, opening);
+    settings.counters = q.counters.max(1);
+    settings
 }
 
 /// The journey's settings from the site config: services, the consents asked at registration

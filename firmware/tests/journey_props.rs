@@ -29,11 +29,13 @@ fn config() -> JourneyConfig {
                 letter: "A".into(),
                 name: Localized::new("Caja", "Checkout"),
                 priority_allowed: true,
+                expected_s: 300,
             },
             ServiceDef {
                 letter: "B".into(),
                 name: Localized::new("Atención", "Care"),
                 priority_allowed: false,
+                expected_s: 300,
             },
         ],
         consents: vec![ConsentPolicy {

@@ -203,11 +203,13 @@ fn settings() -> QueueSettings {
                 letter: "A".into(),
                 name: Localized::new("Caja", "Checkout"),
                 priority_allowed: true,
+                expected_s: 300,
             },
             ServiceDef {
                 letter: "B".into(),
                 name: Localized::new("Atención", "Help desk"),
                 priority_allowed: false,
+                expected_s: 300,
             },
         ],
         time::macros::time!(08:00),

@@ -470,6 +470,7 @@ mod tests {
                 letter: "A".into(),
                 name: kiosk_core::locale::Localized::new("Caja", "Cashier"),
                 priority_allowed: false,
+                expected_s: 300,
             }],
             time!(08:00),
         )

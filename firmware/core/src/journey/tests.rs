@@ -13,11 +13,13 @@ pub(crate) fn config() -> JourneyConfig {
                 letter: "A".into(),
                 name: Localized::new("Caja", "Checkout"),
                 priority_allowed: true,
+                expected_s: 240,
             },
             ServiceDef {
                 letter: "B".into(),
                 name: Localized::new("Atención", "Customer care"),
                 priority_allowed: false,
+                expected_s: 480,
             },
         ],
         consents: vec![

@@ -22,7 +22,10 @@ pub use model::*;
 use std::collections::BTreeMap;
 
 use kiosk_protocol::CardToken;
-use kiosk_protocol::events::{Event, TicketIssued, TurnCalled, TurnNoShow, TurnServed};
+use kiosk_protocol::events::{
+    Event, TicketIssued, TurnCalled, TurnNoShow, TurnParked, TurnServed, TurnTransferred,
+    TurnWalkedOut,
+};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -74,6 +77,21 @@ pub enum QueueError {
     /// The daily numbering of a service ran past `u32::MAX`.
     #[error("numbering of service {0} is exhausted for the day")]
     NumbersExhausted(String),
+    /// The label is already taken (a number handed out twice: the store's numbering must
+    /// prevent this, so it is reported as a conflict).
+    #[error("label {0} is already taken today")]
+    DuplicateLabel(String),
+    /// No turn with this label is known today.
+    #[error("no turn {0} today")]
+    UnknownLabel(String),
+    /// A transfer to the service the turn is already in.
+    #[error("turn {label} already waits for service {service}")]
+    SameService {
+        /// The turn as shown.
+        label: String,
+        /// Its service.
+        service: String,
+    },
 }
 
 /// The turn queue of one store. See the module docs for the plan / apply protocol.
@@ -102,12 +120,6 @@ impl Queue {
             queue.bump_counter(&c);
         }
         for t in turns {
-            // A turn row whose counter row was lost still reserves its number.
-            queue.bump_counter(&DayCounter {
-                service_day: t.service_day,
-                service: t.service.clone(),
-                last_number: t.number,
-            });
             queue.upsert(t);
         }
         queue
@@ -152,10 +164,42 @@ impl Queue {
             .find(|t| t.status == TurnStatus::Called && t.counter.as_deref() == Some(counter))
     }
 
-    /// Plans a new turn. `now` is the store's local time; it decides the service day.
+    /// The next number of the store's sequence for `service` on `day` (what a sequencer hands
+    /// out): one past the highest number it has issued or seen issued.
+    pub fn next_number(&self, day: ServiceDay, service: &str) -> Result<u32, QueueError> {
+        let last = self
+            .counters
+            .get(&(day, service.to_owned()))
+            .copied()
+            .unwrap_or(0);
+        last.checked_add(1)
+            .ok_or_else(|| QueueError::NumbersExhausted(service.to_owned()))
+    }
+
+    /// Plans a new turn numbered by this queue alone (a store of one kiosk). `now` is the store's
+    /// local time; it decides the service day.
     pub fn plan_issue(
         &self,
         req: IssueRequest,
+        now: OffsetDateTime,
+    ) -> Result<IssuePlan, QueueError> {
+        let letter = self
+            .settings
+            .service(&req.service)
+            .map(|s| s.letter.clone())
+            .ok_or_else(|| QueueError::UnknownService(req.service.clone()))?;
+        let day = ServiceDay::at(now, self.settings.opening_time);
+        let number = self.next_number(day, &letter)?;
+        self.plan_issue_numbered(req, Numbering { number, tag: None }, now)
+    }
+
+    /// Plans a new turn with a number handed out by the store (its sequencer, or this kiosk's own
+    /// block while cut off). `now` is the issue time (the sequencer's for the store's sequence):
+    /// it decides the service day and the turn's place in the call order.
+    pub fn plan_issue_numbered(
+        &self,
+        req: IssueRequest,
+        numbering: Numbering,
         now: OffsetDateTime,
     ) -> Result<IssuePlan, QueueError> {
         let service = self
@@ -169,14 +213,15 @@ impl Queue {
             return Err(QueueError::DuplicateTurn(req.turn_id));
         }
         let day = ServiceDay::at(now, self.settings.opening_time);
-        let last = self
-            .counters
-            .get(&(day, service.letter.clone()))
-            .copied()
-            .unwrap_or(0);
-        let number = last
-            .checked_add(1)
-            .ok_or_else(|| QueueError::NumbersExhausted(service.letter.clone()))?;
+        let Numbering { number, tag } = numbering;
+        if let Some(other) = self.turns.iter().find(|t| {
+            t.service_day == day
+                && t.tag == tag
+                && t.number == number
+                && t.issued_service.as_deref().unwrap_or(&t.service) == service.letter
+        }) {
+            return Err(QueueError::DuplicateLabel(other.label()));
+        }
 
         // Turns of earlier service days still waiting were abandoned overnight.
         let mut upserts: Vec<Turn> = self
@@ -207,9 +252,11 @@ impl Queue {
             last_called_at: None,
             calls: 0,
             finished_at: None,
+            tag,
+            issued_service: None,
         };
         let ahead = self.ahead_of(&turn, day);
-        let estimated_wait_s = self.estimate_wait_s(&service.letter, ahead, now);
+        let estimated_wait_s = self.estimate_wait_s(&turn, now);
         let ticket = TicketIssued {
             turn_id: turn.id,
             turn: turn.label(),
@@ -222,13 +269,13 @@ impl Queue {
             card_token: req.card_token,
             locale: req.locale.tag().to_owned(),
             campaign_id: req.campaign_id,
-            out_of_sequence: false,
+            out_of_sequence: tag.is_some(),
         };
         upserts.push(turn);
         Ok(IssuePlan {
             change: Change {
                 upserts,
-                counter: Some(DayCounter {
+                counter: tag.is_none().then(|| DayCounter {
                     service_day: day,
                     service: service.letter.clone(),
                     last_number: number,
@@ -269,21 +316,23 @@ impl Queue {
     ) -> Result<Change, QueueError> {
         self.ensure_counter_free(counter)?;
         let turn = self.turn(turn_id).ok_or(QueueError::UnknownTurn(turn_id))?;
-        if turn.status != TurnStatus::Waiting {
+        if !matches!(turn.status, TurnStatus::Waiting | TurnStatus::Parked) {
             return Err(turn.wrong_status("called"));
         }
         let mut t = turn.clone();
+        // A parked turn (or one transferred after a call) is called back: a recall.
+        let recall = t.first_called_at.is_some();
         t.status = TurnStatus::Called;
         t.counter = Some(counter.to_owned());
-        t.first_called_at = Some(now);
+        let first = *t.first_called_at.get_or_insert(now);
         t.last_called_at = Some(now);
-        t.calls = 1;
+        t.calls = t.calls.saturating_add(1);
         let event = Event::TurnCalled(TurnCalled {
             turn_id,
             turn: t.label(),
             counter: counter.to_owned(),
-            recall: false,
-            waited_s: seconds_between(t.issued_at, now),
+            recall,
+            waited_s: seconds_between(t.issued_at, first),
         });
         Ok(Change {
             upserts: vec![t],
@@ -292,7 +341,31 @@ impl Queue {
         })
     }
 
-    /// Plans calling a called turn again (the customer did not come yet).
+    /// Plans the turn with this label (today's) being called to `counter`: staff type it, or
+    /// the customer shows the ticket.
+    pub fn plan_call_label(
+        &self,
+        label: &str,
+        counter: &str,
+        now: OffsetDateTime,
+    ) -> Result<Change, QueueError> {
+        let t = self
+            .turn_by_label(label, ServiceDay::at(now, self.settings.opening_time))
+            .ok_or_else(|| QueueError::UnknownLabel(label.trim().to_uppercase()))?;
+        self.plan_call(t.id, counter, now)
+    }
+
+    /// The turn of `day` with this label (case and spaces ignored).
+    pub fn turn_by_label(&self, label: &str, day: ServiceDay) -> Option<&Turn> {
+        let wanted = label.trim().to_uppercase();
+        self.turns
+            .iter()
+            .rev()
+            .find(|t| t.service_day == day && t.label().to_uppercase() == wanted)
+    }
+
+    /// Plans calling a called turn again (the customer did not come yet). Past the recall limit
+    /// ([`QueueSettings::recall_limit`] calls in all) the turn becomes a no-show instead.
     pub fn plan_recall(
         &self,
         turn_id: Uuid,
@@ -300,6 +373,20 @@ impl Queue {
         now: OffsetDateTime,
     ) -> Result<Change, QueueError> {
         let mut t = self.called_here(turn_id, counter, "recalled")?;
+        if t.calls >= self.settings.recall_limit.max(1) {
+            t.status = TurnStatus::NoShow;
+            t.finished_at = Some(now);
+            let event = Event::TurnNoShow(TurnNoShow {
+                turn_id,
+                counter: counter.to_owned(),
+                recall_limit: true,
+            });
+            return Ok(Change {
+                upserts: vec![t],
+                counter: None,
+                events: vec![event],
+            });
+        }
         t.calls = t.calls.saturating_add(1);
         t.last_called_at = Some(now);
         let event = Event::TurnCalled(TurnCalled {
@@ -360,6 +447,105 @@ impl Queue {
         })
     }
 
+    /// Plans setting a called turn aside at its counter; it is called back with
+    /// [`Queue::plan_call`] (at any counter) and frees the counter meanwhile.
+    pub fn plan_park(
+        &self,
+        turn_id: Uuid,
+        counter: &str,
+        _now: OffsetDateTime,
+    ) -> Result<Change, QueueError> {
+        let mut t = self.called_here(turn_id, counter, "parked")?;
+        t.status = TurnStatus::Parked;
+        let event = Event::TurnParked(TurnParked {
+            turn_id,
+            turn: t.label(),
+            counter: counter.to_owned(),
+        });
+        Ok(Change {
+            upserts: vec![t],
+            counter: None,
+            events: vec![event],
+        })
+    }
+
+    /// Plans moving a turn to service `to`: a waiting or parked turn, or the one `counter` is
+    /// serving. It keeps its label and waits in the new service's line by its issue time.
+    pub fn plan_transfer(
+        &self,
+        turn_id: Uuid,
+        to: &str,
+        counter: Option<&str>,
+        _now: OffsetDateTime,
+    ) -> Result<Change, QueueError> {
+        let target = self
+            .settings
+            .service(to)
+            .ok_or_else(|| QueueError::UnknownService(to.to_owned()))?;
+        let turn = self.turn(turn_id).ok_or(QueueError::UnknownTurn(turn_id))?;
+        let mut t = match turn.status {
+            TurnStatus::Waiting | TurnStatus::Parked => turn.clone(),
+            TurnStatus::Called => match counter {
+                Some(c) => self.called_here(turn_id, c, "transferred")?,
+                None => return Err(turn.wrong_status("transferred")),
+            },
+            _ => return Err(turn.wrong_status("transferred")),
+        };
+        if t.service == target.letter {
+            return Err(QueueError::SameService {
+                label: t.label(),
+                service: t.service,
+            });
+        }
+        let from = t.service.clone();
+        if t.issued_service.is_none() {
+            t.issued_service = Some(from.clone());
+        }
+        t.service = target.letter.clone();
+        t.status = TurnStatus::Waiting;
+        t.counter = None;
+        // A turn sent to a service without priority turns waits as an ordinary one.
+        t.priority = t.priority && target.priority_allowed;
+        let event = Event::TurnTransferred(TurnTransferred {
+            turn_id,
+            turn: t.label(),
+            from_service: from,
+            to_service: t.service.clone(),
+            counter: counter.map(str::to_owned),
+        });
+        Ok(Change {
+            upserts: vec![t],
+            counter: None,
+            events: vec![event],
+        })
+    }
+
+    /// Plans marking a waiting (or parked) turn as having left before being served.
+    pub fn plan_walkout(
+        &self,
+        turn_id: Uuid,
+        counter: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Change, QueueError> {
+        let turn = self.turn(turn_id).ok_or(QueueError::UnknownTurn(turn_id))?;
+        if !matches!(turn.status, TurnStatus::Waiting | TurnStatus::Parked) {
+            return Err(turn.wrong_status("marked walked out"));
+        }
+        let mut t = turn.clone();
+        t.status = TurnStatus::WalkedOut;
+        t.finished_at = Some(now);
+        let event = Event::TurnWalkedOut(TurnWalkedOut {
+            turn_id,
+            turn: t.label(),
+            counter: counter.map(str::to_owned),
+        });
+        Ok(Change {
+            upserts: vec![t],
+            counter: None,
+            events: vec![event],
+        })
+    }
+
     /// Applies a change once the journal has made it durable. Applying the same change twice is
     /// harmless (rows are upserted by id, counters only move forward). Turns older than the
     /// previous service day are dropped from memory (they stay in the journal).
@@ -377,19 +563,18 @@ impl Queue {
         }
     }
 
-    /// Turns that would be called before `turn_id` at a counter serving only its service.
+    /// Turns that will be called before `turn_id` (counters call across services, priority
+    /// first, then by issue time), while it waits.
     pub fn position(&self, turn_id: Uuid) -> Option<u32> {
         let turn = self.turn(turn_id)?;
         (turn.status == TurnStatus::Waiting).then(|| self.ahead_of(turn, turn.service_day))
     }
 
-    /// Estimated wait in seconds for a turn of `service` with `ahead` turns before it:
-    /// median of the last [`QueueSettings::history`] service times of that service (from first
-    /// call to served; [`QueueSettings::default_service_s`] until there are any) × `ahead`, divided
-    /// by the counters that called a turn of that service within
-    /// [`QueueSettings::open_counter_window_s`] before `now` (at least one).
-    pub fn estimate_wait_s(&self, service: &str, ahead: u32, now: OffsetDateTime) -> u32 {
-        let mut times: Vec<u32> = self
+    /// Seconds one customer of `service` takes at a counter: the mean of its last
+    /// [`QueueSettings::history`] service times (first call to served) once it has
+    /// [`QueueSettings::min_sample`] of them, its configured `expected_s` before.
+    pub fn service_time_s(&self, service: &str) -> u32 {
+        let times: Vec<u32> = self
             .turns
             .iter()
             .rev()
@@ -397,34 +582,82 @@ impl Queue {
             .filter_map(|t| Some(seconds_between(t.first_called_at?, t.finished_at?)))
             .take(self.settings.history.max(1))
             .collect();
-        let per_turn = if times.is_empty() {
-            self.settings.default_service_s
+        if times.len() >= self.settings.min_sample.max(1) {
+            average(&times).unwrap_or(0)
         } else {
-            times.sort_unstable();
-            let mid = times.len() / 2;
-            if times.len() % 2 == 1 {
-                times[mid]
-            } else {
-                let pair = u64::from(times[mid - 1]) + u64::from(times[mid]);
-                u32::try_from(pair / 2).unwrap_or(u32::MAX)
-            }
-        };
+            self.settings
+                .service(service)
+                .map_or(300, |s| s.expected_s)
+        }
+    }
+
+    /// Counters open at `now`: serving a turn, or finished one within
+    /// [`QueueSettings::open_counter_window_s`]; the configured `counters` when none is.
+    pub fn open_counters(&self, now: OffsetDateTime) -> u32 {
         let window = Duration::seconds(i64::from(self.settings.open_counter_window_s));
         let mut counters: Vec<&str> = self
             .turns
             .iter()
-            .filter(|t| t.service == service)
             .filter(|t| {
-                t.last_called_at
-                    .is_some_and(|c| c <= now && now - c <= window)
+                t.status == TurnStatus::Called
+                    || (matches!(t.status, TurnStatus::Served | TurnStatus::NoShow)
+                        && t.finished_at.is_some_and(|f| f <= now && now - f <= window))
             })
             .filter_map(|t| t.counter.as_deref())
             .collect();
         counters.sort_unstable();
         counters.dedup();
-        let open = u64::try_from(counters.len().max(1)).unwrap_or(1);
-        let total = u64::from(per_turn) * u64::from(ahead);
-        u32::try_from(total.div_ceil(open)).unwrap_or(u32::MAX)
+        match u32::try_from(counters.len()).unwrap_or(u32::MAX) {
+            0 => self.settings.counters.max(1),
+            n => n,
+        }
+    }
+
+    /// Estimated wait in seconds for `turn` (issued, or about to be): the service times of
+    /// every turn called before it, plus half the service time of each turn being served now
+    /// (on average half of it is left), shared by the open counters.
+    pub fn estimate_wait_s(&self, turn: &Turn, now: OffsetDateTime) -> u32 {
+        let key = call_order(turn);
+        let ahead: u64 = self
+            .turns
+            .iter()
+            .filter(|t| t.id != turn.id && t.status == TurnStatus::Waiting)
+            .filter(|t| t.service_day >= turn.service_day && call_order(t) < key)
+            .map(|t| u64::from(self.service_time_s(&t.service)))
+            .sum();
+        let serving: u64 = self
+            .turns
+            .iter()
+            .filter(|t| t.status == TurnStatus::Called)
+            .map(|t| u64::from(self.service_time_s(&t.service)) / 2)
+            .sum();
+        let open = u64::from(self.open_counters(now));
+        u32::try_from((ahead + serving).div_ceil(open)).unwrap_or(u32::MAX)
+    }
+
+    /// The estimate for a new ordinary turn of `service` taken at `now`.
+    pub fn estimate_new_s(&self, service: &str, now: OffsetDateTime) -> u32 {
+        let day = ServiceDay::at(now, self.settings.opening_time);
+        let probe = Turn {
+            id: Uuid::nil(),
+            service_day: day,
+            service: service.to_owned(),
+            number: u32::MAX,
+            priority: false,
+            card_token: None,
+            campaign_id: None,
+            locale: Locale::Es,
+            issued_at: now,
+            status: TurnStatus::Waiting,
+            counter: None,
+            first_called_at: None,
+            last_called_at: None,
+            calls: 0,
+            finished_at: None,
+            tag: None,
+            issued_service: None,
+        };
+        self.estimate_wait_s(&probe, now)
     }
 
     /// The state of the queue for the counter page and (after projection) the lobby display.
@@ -452,7 +685,7 @@ impl Queue {
                     waiting: waiting_n,
                     priority_waiting: u32::try_from(waiting.iter().filter(|t| t.priority).count())
                         .unwrap_or(u32::MAX),
-                    estimated_wait_s: self.estimate_wait_s(&s.letter, waiting_n, now),
+                    estimated_wait_s: self.estimate_new_s(&s.letter, now),
                     next,
                 }
             })
@@ -491,11 +724,24 @@ impl Queue {
                 status: t.status,
             })
             .collect();
+        let parked = self
+            .turns
+            .iter()
+            .filter(|t| t.status == TurnStatus::Parked)
+            .map(|t| ParkedEntry {
+                turn_id: t.id,
+                label: t.label(),
+                service: t.service.clone(),
+                counter: t.counter.clone().unwrap_or_default(),
+            })
+            .collect();
         QueueBoard {
             service_day: day,
             services,
             serving,
             recent_calls,
+            parked,
+            open_counters: self.open_counters(now),
         }
     }
 
@@ -530,7 +776,10 @@ impl Queue {
                     issued: u32::try_from(turns.len()).unwrap_or(u32::MAX),
                     served: count(TurnStatus::Served),
                     no_show: count(TurnStatus::NoShow),
-                    waiting: count(TurnStatus::Waiting) + count(TurnStatus::Called),
+                    walked_out: count(TurnStatus::WalkedOut),
+                    waiting: count(TurnStatus::Waiting)
+                        + count(TurnStatus::Called)
+                        + count(TurnStatus::Parked),
                     average_wait_s: average(&waits),
                     average_service_s: average(&service_times),
                 }
@@ -577,9 +826,7 @@ impl Queue {
         let n = self
             .turns
             .iter()
-            .filter(|t| {
-                t.id != turn.id && t.service == turn.service && t.status == TurnStatus::Waiting
-            })
+            .filter(|t| t.id != turn.id && t.status == TurnStatus::Waiting)
             .filter(|t| t.service_day >= day)
             .filter(|t| call_order(t) < key)
             .count();
@@ -595,6 +842,14 @@ impl Queue {
     }
 
     fn upsert(&mut self, turn: Turn) {
+        // A turn of the store's sequence reserves its number, whoever issued it.
+        if turn.tag.is_none() {
+            self.bump_counter(&DayCounter {
+                service_day: turn.service_day,
+                service: turn.issued_service.clone().unwrap_or_else(|| turn.service.clone()),
+                last_number: turn.number,
+            });
+        }
         match self.turns.iter_mut().find(|t| t.id == turn.id) {
             Some(slot) => *slot = turn,
             None => self.turns.push(turn),
@@ -603,8 +858,8 @@ impl Queue {
 }
 
 /// The order in which waiting turns are called: priority first, then by issue time.
-fn call_order(t: &Turn) -> (bool, OffsetDateTime, ServiceDay, u32) {
-    (!t.priority, t.issued_at, t.service_day, t.number)
+fn call_order(t: &Turn) -> (bool, ServiceDay, OffsetDateTime, Option<u8>, u32) {
+    (!t.priority, t.service_day, t.issued_at, t.tag, t.number)
 }
 
 /// Whole seconds from `from` to `to`, 0 when the clock went backwards.

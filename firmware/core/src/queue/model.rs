@@ -23,6 +23,14 @@ pub struct ServiceDef {
     /// Whether customers may ask for a priority turn (accessibility, pregnancy, ...).
     #[serde(default)]
     pub priority_allowed: bool,
+    /// Expected seconds per customer (the site config's `expected_minutes`), used for the wait
+    /// estimate until the service has served [`QueueSettings::min_sample`] turns.
+    #[serde(default = "default_expected_s")]
+    pub expected_s: u32,
+}
+
+fn default_expected_s() -> u32 {
+    300
 }
 
 /// How the store's queue works; built by the config module from the store's settings.
@@ -35,26 +43,42 @@ pub struct QueueSettings {
     pub opening_time: Time,
     /// Service times kept per service for the wait estimate (the last N served turns).
     pub history: usize,
-    /// Assumed seconds per turn until a service has served any turn.
-    pub default_service_s: u32,
-    /// A counter counts as open for a service when it called a turn of it this recently.
+    /// Served turns a service needs before its learned service time replaces the configured
+    /// `expected_s` (see [`QueueSettings::new`] for why 5).
+    pub min_sample: usize,
+    /// Counters assumed open when none is serving now (the site config's `queue.counters`).
+    pub counters: u32,
+    /// A counter counts as open while it serves a turn, and this long after it finished one.
     pub open_counter_window_s: u32,
     /// Entries in the board's "last called" list.
     pub recent_calls: usize,
+    /// Calls a turn may get in all (the first and the recalls); a recall past it marks the turn
+    /// a no-show instead.
+    pub recall_limit: u32,
 }
 
 impl QueueSettings {
-    /// Settings with the given services and opening time and the usual defaults: the median of
-    /// the last 20 service times, 4 minutes per turn before any was served, counters open for 30
-    /// minutes after their last call, 8 recent calls on the board.
+    /// Settings with the given services and opening time and the usual defaults: the mean of
+    /// the last 20 service times once a service has served 5 turns (its `expected_s` before),
+    /// one counter when none is serving, a counter open for 5 minutes after it finished a turn,
+    /// 8 recent calls on the board, 3 calls per turn.
+    ///
+    /// Why 5: the mean of n service times with a coefficient of variation near 0.5 (what queue
+    /// studies report for counter work) is off by 0.5/sqrt(n) of the true mean: 22% at n = 5,
+    /// inside the ±25% a customer tolerates, while a configured guess is typically off by more
+    /// than that once the day's real mix shows. The mean (not the median) because the wait is
+    /// the *sum* of the service times ahead, whose expectation is n times the mean; the median
+    /// of a right-skewed service time underestimates it.
     pub fn new(services: Vec<ServiceDef>, opening_time: Time) -> Self {
         QueueSettings {
             services,
             opening_time,
             history: 20,
-            default_service_s: 240,
-            open_counter_window_s: 1800,
+            min_sample: 5,
+            counters: 1,
+            open_counter_window_s: 300,
             recent_calls: 8,
+            recall_limit: 3,
         }
     }
 
@@ -162,6 +186,11 @@ pub enum TurnStatus {
     NoShow,
     /// Still waiting when its service day ended.
     Expired,
+    /// Called, then set aside at the counter (the customer went to fetch something); it waits
+    /// to be called back and does not occupy the counter.
+    Parked,
+    /// Left the store before being called (unlike a no-show, who was called).
+    WalkedOut,
 }
 
 impl TurnStatus {
@@ -169,7 +198,7 @@ impl TurnStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            TurnStatus::Served | TurnStatus::NoShow | TurnStatus::Expired
+            TurnStatus::Served | TurnStatus::NoShow | TurnStatus::Expired | TurnStatus::WalkedOut
         )
     }
 }
@@ -211,13 +240,25 @@ pub struct Turn {
     /// When it was served, marked no-show or expired.
     #[serde(with = "time::serde::rfc3339::option")]
     pub finished_at: Option<OffsetDateTime>,
+    /// For a number taken while its kiosk was cut off from the store's sequencer: the kiosk's
+    /// number in the store, printed in the label (`A2-003`); `None` for the store's sequence.
+    #[serde(default)]
+    pub tag: Option<u8>,
+    /// The service letter it was issued for, when it was transferred since: the label keeps it.
+    #[serde(default)]
+    pub issued_service: Option<String>,
 }
 
 impl Turn {
     /// The turn as printed and announced: service letter, dash, number with at least three
-    /// digits (`A-042`, `B-1234`).
+    /// digits (`A-042`, `B-1234`); a number taken outside the store's sequence carries its
+    /// kiosk's number after the letter (`A2-003`). A transferred turn keeps its label.
     pub fn label(&self) -> String {
-        turn_label(&self.service, self.number)
+        let service = self.issued_service.as_deref().unwrap_or(&self.service);
+        match self.tag {
+            None => turn_label(service, self.number),
+            Some(tag) => tagged_label(service, tag, self.number),
+        }
     }
 
     pub(super) fn wrong_status(&self, wanted: &'static str) -> QueueError {
@@ -232,6 +273,22 @@ impl Turn {
 /// Formats a turn label (`A-042`).
 pub fn turn_label(service: &str, number: u32) -> String {
     format!("{service}-{number:03}")
+}
+
+/// Formats the label of a number taken outside the store's sequence by kiosk `tag` (`A2-003`).
+/// Service letters contain no digit (the config checks it), so these never equal a
+/// [`turn_label`].
+pub fn tagged_label(service: &str, tag: u8, number: u32) -> String {
+    format!("{service}{tag}-{number:03}")
+}
+
+/// Where a new turn's number comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Numbering {
+    /// The number.
+    pub number: u32,
+    /// `None`: the store's sequence; `Some(k)`: kiosk `k`'s own block while cut off.
+    pub tag: Option<u8>,
 }
 
 /// What one queue step writes: turn rows to upsert, the day counter to store (issuing only) and
@@ -266,6 +323,25 @@ pub struct QueueBoard {
     pub serving: Vec<ServingEntry>,
     /// The latest calls, newest first (recalls move a turn to the top).
     pub recent_calls: Vec<CallEntry>,
+    /// Turns set aside at a counter, to be called back.
+    #[serde(default)]
+    pub parked: Vec<ParkedEntry>,
+    /// Counters open now (serving, or finished a turn within the open-counter window).
+    #[serde(default)]
+    pub open_counters: u32,
+}
+
+/// A parked turn on the counter page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParkedEntry {
+    /// Turn id.
+    pub turn_id: Uuid,
+    /// Label.
+    pub label: String,
+    /// Service letter.
+    pub service: String,
+    /// The counter that parked it.
+    pub counter: String,
 }
 
 impl QueueBoard {
@@ -276,6 +352,8 @@ impl QueueBoard {
             services: Vec::new(),
             serving: Vec::new(),
             recent_calls: Vec::new(),
+            parked: Vec::new(),
+            open_counters: 0,
         }
     }
 }
@@ -373,6 +451,9 @@ pub struct ServiceReport {
     pub served: u32,
     /// Turns that did not show up.
     pub no_show: u32,
+    /// Turns that left before being called.
+    #[serde(default)]
+    pub walked_out: u32,
     /// Turns still waiting or being served.
     pub waiting: u32,
     /// Average seconds from issue to first call, over called turns.

@@ -11,11 +11,13 @@ fn settings() -> QueueSettings {
                 letter: "A".into(),
                 name: Localized::new("Caja", "Checkout"),
                 priority_allowed: true,
+                expected_s: 240,
             },
             ServiceDef {
                 letter: "B".into(),
                 name: Localized::new("Atención", "Customer care"),
                 priority_allowed: false,
+                expected_s: 240,
             },
         ],
         time!(09:00),
@@ -244,29 +246,65 @@ fn recall_counts_calls_and_keeps_the_first_wait() {
 }
 
 #[test]
-fn estimated_wait_is_the_median_service_time_times_turns_ahead_over_open_counters() {
+fn estimated_wait_uses_configured_times_until_five_served_then_the_mean_shared_by_open_counters() {
+    let mut settings = settings();
+    settings.services[1].expected_s = 480;
+    settings.counters = 2;
+    let mut q = Queue::new(settings);
+    let t0 = datetime!(2025-03-10 10:00 +01:00);
+    assert_eq!(q.estimate_new_s("A", t0), 0, "nobody ahead, nobody served");
+    // Three A and one B wait; no counter serves yet, so the configured 2 are assumed open:
+    // (3 × 240 + 480) / 2.
+    for (i, service) in [(1u128, "A"), (2, "A"), (3, "B"), (4, "A")] {
+        issue(&mut q, i, service, false, t0);
+    }
+    assert_eq!(q.estimate_new_s("A", t0), 600);
+    assert_eq!(q.estimate_new_s("B", t0), 600, "counters call across services");
+    // Counter 1 serves the first turn: one counter is open, the three waiting turns and half of
+    // the one being served are ahead: 240 + 480 + 240 + 120.
+    let t1 = t0 + Duration::minutes(1);
+    step!(q, plan_call(Uuid::from_u128(1), "1", t1));
+    assert_eq!(q.estimate_new_s("A", t1), 1080);
+    // Four A turns served in 60 s each: still under the minimum sample, A stays at 240 s.
+    let mut at = t1;
+    for i in [1u128, 2, 4] {
+        if i != 1 {
+            step!(q, plan_call(Uuid::from_u128(i), "1", at));
+        }
+        at += Duration::seconds(60);
+        step!(q, plan_served(Uuid::from_u128(i), "1", at));
+    }
+    for i in 10..11u128 {
+        issue(&mut q, i, "A", false, at);
+        step!(q, plan_call(Uuid::from_u128(i), "1", at));
+        at += Duration::seconds(60);
+        step!(q, plan_served(Uuid::from_u128(i), "1", at));
+    }
+    assert_eq!(q.service_time_s("A"), 240, "4 served: the configured time");
+    issue(&mut q, 11, "A", false, at);
+    step!(q, plan_call(Uuid::from_u128(11), "1", at));
+    at += Duration::seconds(90);
+    step!(q, plan_served(Uuid::from_u128(11), "1", at));
+    assert_eq!(q.service_time_s("A"), 66, "5 served: their mean (60, 60, 60, 60, 90)");
+    // B (480 s) still waits; counter 1 finished a turn just now, so one counter is open.
+    assert_eq!(q.open_counters(at), 1);
+    assert_eq!(q.estimate_new_s("A", at), 480);
+    // Ten minutes later nobody serves: the configured two counters again.
+    assert_eq!(q.open_counters(at + Duration::minutes(10)), 2);
+}
+
+#[test]
+fn a_priority_turn_is_ahead_of_everyone_and_waits_only_for_other_priority_turns() {
     let mut q = Queue::new(settings());
     let t0 = datetime!(2025-03-10 10:00 +01:00);
-    // Before any service: the default (240 s per turn).
-    assert_eq!(q.estimate_wait_s("A", 2, t0), 480);
-    // Three served turns taking 60, 120 and 600 s at counter 1: the median is 120 s.
-    for (i, secs) in [(1u128, 60i64), (2, 120), (3, 600)] {
+    for i in 1..=3u128 {
         issue(&mut q, i, "A", false, t0);
-        let at = t0 + Duration::minutes(i as i64 * 20);
-        step!(q, plan_call(Uuid::from_u128(i), "1", at));
-        step!(
-            q,
-            plan_served(Uuid::from_u128(i), "1", at + Duration::seconds(secs))
-        );
     }
-    let now = t0 + Duration::minutes(70);
-    assert_eq!(q.estimate_wait_s("A", 3, now), 360);
-    // A second counter starts calling A: the same three turns ahead wait half as long.
-    issue(&mut q, 4, "A", false, now);
-    step!(q, plan_call(Uuid::from_u128(4), "2", now));
-    assert_eq!(q.estimate_wait_s("A", 3, now), 180);
-    // An hour later both counters count as closed again; one is assumed.
-    assert_eq!(q.estimate_wait_s("A", 3, now + Duration::hours(1)), 360);
+    let p = issue(&mut q, 4, "A", true, t0 + Duration::minutes(1));
+    assert_eq!(p.position, 0);
+    assert_eq!(p.estimated_wait_s, 0);
+    let late = issue(&mut q, 5, "B", false, t0 + Duration::minutes(2));
+    assert_eq!(late.position, 4, "every earlier turn, of any service, is called first");
 }
 
 #[test]
@@ -417,4 +455,127 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_parked_turn_frees_its_counter_and_is_called_back_as_a_recall() {
+    let mut q = Queue::new(settings());
+    let t0 = datetime!(2025-03-10 10:00 +01:00);
+    issue(&mut q, 1, "A", false, t0);
+    issue(&mut q, 2, "A", false, t0 + Duration::minutes(1));
+    let id = Uuid::from_u128(1);
+    step!(q, plan_call(id, "1", t0 + Duration::minutes(2)));
+    let parked = step!(q, plan_park(id, "1", t0 + Duration::minutes(3)));
+    assert!(matches!(parked.events[0], Event::TurnParked(_)));
+    assert_eq!(q.board(t0).parked.len(), 1);
+    // Counter 1 is free: it calls the next turn, not the parked one.
+    let next = q
+        .plan_call_next("1", &[], t0 + Duration::minutes(4))
+        .expect("allowed")
+        .expect("a turn");
+    q.apply(&next);
+    assert_eq!(next.upserts[0].id, Uuid::from_u128(2));
+    // Counter 2 calls the parked turn back: a recall, with the wait of its first call.
+    let back = step!(q, plan_call(id, "2", t0 + Duration::minutes(9)));
+    match &back.events[0] {
+        Event::TurnCalled(c) => {
+            assert!(c.recall);
+            assert_eq!(c.waited_s, 120);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(q.turn(id).map(|t| t.calls), Some(2));
+}
+
+#[test]
+fn the_recall_limit_turns_the_last_recall_into_a_no_show() {
+    let mut q = Queue::new(settings());
+    let t0 = datetime!(2025-03-10 10:00 +01:00);
+    issue(&mut q, 1, "A", false, t0);
+    let id = Uuid::from_u128(1);
+    step!(q, plan_call(id, "1", t0));
+    step!(q, plan_recall(id, "1", t0 + Duration::minutes(1)));
+    step!(q, plan_recall(id, "1", t0 + Duration::minutes(2)));
+    let last = step!(q, plan_recall(id, "1", t0 + Duration::minutes(3)));
+    match &last.events[0] {
+        Event::TurnNoShow(n) => assert!(n.recall_limit),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(q.turn(id).map(|t| t.status), Some(TurnStatus::NoShow));
+    assert!(q.serving_at("1").is_none());
+}
+
+#[test]
+fn a_transferred_turn_keeps_its_label_and_its_place_by_issue_time() {
+    let mut q = Queue::new(settings());
+    let t0 = datetime!(2025-03-10 10:00 +01:00);
+    issue(&mut q, 1, "A", false, t0);
+    issue(&mut q, 2, "B", false, t0 + Duration::minutes(1));
+    issue(&mut q, 3, "B", false, t0 + Duration::minutes(2));
+    let id = Uuid::from_u128(1);
+    step!(q, plan_call(id, "1", t0 + Duration::minutes(3)));
+    let moved = step!(q, plan_transfer(id, "B", Some("1"), t0 + Duration::minutes(4)));
+    match &moved.events[0] {
+        Event::TurnTransferred(t) => {
+            assert_eq!((t.turn.as_str(), t.from_service.as_str()), ("A-001", "A"));
+            assert_eq!(t.to_service, "B");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(q.serving_at("1").is_none());
+    // First in B's line: it was issued before both B turns.
+    let next = q
+        .plan_call_next("2", &["B".to_owned()], t0 + Duration::minutes(5))
+        .expect("allowed")
+        .expect("a turn");
+    q.apply(&next);
+    assert_eq!(next.upserts[0].label(), "A-001");
+    assert!(matches!(
+        q.plan_transfer(Uuid::from_u128(2), "B", None, t0),
+        Err(QueueError::SameService { .. })
+    ));
+    // Its number stays reserved in A: the next A turn is A-002.
+    assert_eq!(issue(&mut q, 4, "A", false, t0 + Duration::minutes(6)).turn, "A-002");
+}
+
+#[test]
+fn a_walkout_is_only_for_turns_never_served_and_differs_from_a_no_show() {
+    let mut q = Queue::new(settings());
+    let t0 = datetime!(2025-03-10 10:00 +01:00);
+    issue(&mut q, 1, "A", false, t0);
+    issue(&mut q, 2, "A", false, t0);
+    step!(q, plan_walkout(Uuid::from_u128(1), Some("1"), t0));
+    step!(q, plan_call(Uuid::from_u128(2), "1", t0));
+    assert!(matches!(
+        q.plan_walkout(Uuid::from_u128(2), None, t0),
+        Err(QueueError::WrongStatus { .. })
+    ));
+    step!(q, plan_no_show(Uuid::from_u128(2), "1", t0));
+    let day = ServiceDay::at(t0, time!(09:00));
+    let report = q.report(day);
+    assert_eq!((report.services[0].walked_out, report.services[0].no_show), (1, 1));
+}
+
+#[test]
+fn a_turn_is_called_by_its_label_and_tagged_numbers_never_equal_store_labels() {
+    let mut q = Queue::new(settings());
+    let t0 = datetime!(2025-03-10 10:00 +01:00);
+    issue(&mut q, 1, "A", false, t0);
+    let off = q
+        .plan_issue_numbered(request(2, "A", false), Numbering { number: 1, tag: Some(2) }, t0)
+        .expect("tagged issue");
+    q.apply(&off.change);
+    assert_eq!(off.ticket.turn, "A2-001");
+    assert!(off.ticket.out_of_sequence);
+    assert!(off.change.counter.is_none(), "a tagged number does not move the store's sequence");
+    assert!(matches!(
+        q.plan_issue_numbered(request(3, "A", false), Numbering { number: 1, tag: None }, t0),
+        Err(QueueError::DuplicateLabel(l)) if l == "A-001"
+    ));
+    let called = step!(q, plan_call_label(" a2-001 ", "1", t0));
+    assert_eq!(called.upserts[0].id, Uuid::from_u128(2));
+    assert!(matches!(
+        q.plan_call_label("A-999", "2", t0),
+        Err(QueueError::UnknownLabel(_))
+    ));
 }
