@@ -1,0 +1,300 @@
+//! The store's queue as every kiosk computes it: all ops folded in the store's fixed order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kiosk_core::queue::{Change, IssueRequest, Numbering, Queue, QueueError, ServiceDay};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::op::{OpKey, Step, StoreOp};
+
+/// A step that was valid where it was taken but not once every kiosk's steps were merged (two
+/// counters called the same turn while cut off from each other, say). The step sorted later in
+/// the store's order is dropped; every kiosk drops the same one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conflict {
+    /// The dropped op.
+    pub key: OpKey,
+    /// The turn concerned.
+    pub turn_id: Uuid,
+    /// Its label, when the turn is known.
+    pub label: String,
+    /// The counter whose step was dropped.
+    pub counter: Option<String>,
+    /// The step (`call`, `serve`, ...).
+    pub step: String,
+    /// Why, in words staff understand.
+    pub reason: String,
+    /// When the dropped step was taken.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// Applies one step to `queue` by the queue's own rules, as its kiosk did when taking it.
+/// Returns the change (turn rows and events) or why the step does not fit.
+pub fn apply_step(queue: &Queue, step: &Step, at: OffsetDateTime) -> Result<Change, QueueError> {
+    match step {
+        Step::Issue {
+            turn_id,
+            service,
+            number,
+            tag,
+            priority,
+            card_token,
+            campaign_id,
+            locale,
+        } => queue
+            .plan_issue_numbered(
+                IssueRequest {
+                    turn_id: *turn_id,
+                    service: service.clone(),
+                    priority: *priority,
+                    card_token: card_token.clone(),
+                    campaign_id: campaign_id.clone(),
+                    locale: *locale,
+                },
+                Numbering {
+                    number: *number,
+                    tag: *tag,
+                },
+                at,
+            )
+            .map(|plan| plan.change),
+        Step::Call { turn_id, counter } => queue.plan_call(*turn_id, counter, at),
+        Step::Recall { turn_id, counter } => queue.plan_recall(*turn_id, counter, at),
+        Step::Serve { turn_id, counter } => queue.plan_served(*turn_id, counter, at),
+        Step::NoShow { turn_id, counter } => queue.plan_no_show(*turn_id, counter, at),
+        Step::Park { turn_id, counter } => queue.plan_park(*turn_id, counter, at),
+        Step::Transfer {
+            turn_id,
+            to,
+            counter,
+        } => queue.plan_transfer(*turn_id, to, counter.as_deref(), at),
+        Step::WalkOut { turn_id, counter } => queue.plan_walkout(*turn_id, counter.as_deref(), at),
+    }
+}
+
+/// Ops between two checkpoints of the fold: a late op refolds from the checkpoint before it, not
+/// from the start of the day.
+const CHECKPOINT_EVERY: usize = if cfg!(test) { 8 } else { 256 };
+
+/// The whole store's queue: every kiosk's ops and their fold.
+#[derive(Debug, Clone)]
+pub struct StoreQueue {
+    /// What the queue starts from (turns kept from before the store layer; usually empty).
+    base: Queue,
+    /// All ops, in the store's order.
+    ops: BTreeMap<OpKey, StoreOp>,
+    /// Highest sequence held per kiosk (ops are held without gaps).
+    heads: BTreeMap<String, u64>,
+    /// The fold of all ops.
+    queue: Queue,
+    /// Steps dropped by the merge, in the store's order.
+    conflicts: Vec<Conflict>,
+    /// The last op folded into `queue`.
+    last: Option<OpKey>,
+    /// Fold states after every [`CHECKPOINT_EVERY`] ops: (last op folded, queue, conflicts).
+    checkpoints: Vec<(OpKey, Queue, usize)>,
+}
+
+impl StoreQueue {
+    /// A store queue starting from `base`.
+    pub fn new(base: Queue) -> Self {
+        StoreQueue {
+            queue: base.clone(),
+            base,
+            ops: BTreeMap::new(),
+            heads: BTreeMap::new(),
+            conflicts: Vec::new(),
+            last: None,
+            checkpoints: Vec::new(),
+        }
+    }
+
+    /// The merged queue.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    /// Steps the merge dropped, in the store's order.
+    pub fn conflicts(&self) -> &[Conflict] {
+        &self.conflicts
+    }
+
+    /// Highest sequence held per kiosk: what to ask peers for next.
+    pub fn heads(&self) -> &BTreeMap<String, u64> {
+        &self.heads
+    }
+
+    /// The highest hybrid-clock stamp held.
+    pub fn max_hlc(&self) -> u64 {
+        self.ops.keys().next_back().map_or(0, |k| k.hlc)
+    }
+
+    /// Number of ops held.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether no op is held.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The ops of `origin` after sequence `after`, in sequence order, at most `limit`.
+    pub fn ops_after(&self, origin: &str, after: u64, limit: usize) -> Vec<StoreOp> {
+        let mut out: Vec<StoreOp> = self
+            .ops
+            .values()
+            .filter(|o| o.origin == origin && o.seq > after)
+            .cloned()
+            .collect();
+        out.sort_by_key(|o| o.seq);
+        out.truncate(limit);
+        out
+    }
+
+    /// Takes in ops (this kiosk's own or a peer's). Ops already held are ignored; an op that
+    /// would leave a gap in its kiosk's sequence is refused (it comes again with the missing
+    /// ones). Returns the ops taken and the conflicts the merge newly found.
+    pub fn merge(&mut self, ops: impl IntoIterator<Item = StoreOp>) -> (usize, Vec<Conflict>) {
+        let mut incoming: Vec<StoreOp> = ops.into_iter().collect();
+        incoming.sort_by(|a, b| a.origin.cmp(&b.origin).then(a.seq.cmp(&b.seq)));
+        let mut taken: Vec<OpKey> = Vec::new();
+        for op in incoming {
+            let head = self.heads.get(&op.origin).copied().unwrap_or(0);
+            if op.seq != head + 1 {
+                continue;
+            }
+            self.heads.insert(op.origin.clone(), op.seq);
+            let key = op.key();
+            taken.push(key.clone());
+            self.ops.insert(key, op);
+        }
+        let Some(earliest) = taken.iter().min().cloned() else {
+            return (0, Vec::new());
+        };
+        let before: BTreeSet<OpKey> = self.conflicts.iter().map(|c| c.key.clone()).collect();
+        if self.last.as_ref().is_some_and(|last| earliest < *last) {
+            self.rewind_before(&earliest);
+        }
+        self.fold_forward();
+        let new = self
+            .conflicts
+            .iter()
+            .filter(|c| !before.contains(&c.key))
+            .cloned()
+            .collect();
+        (taken.len(), new)
+    }
+
+    /// Forgets ops and turns of service days before `keep_from` (the retention of the queue: the
+    /// journal keeps the events).
+    pub fn prune(&mut self, keep_from: ServiceDay, opening: time::Time) {
+        let old: Vec<OpKey> = self
+            .ops
+            .iter()
+            .filter(|(_, o)| ServiceDay::at(o.at, opening) < keep_from)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if old.is_empty() {
+            return;
+        }
+        for k in &old {
+            self.ops.remove(k);
+        }
+        // Heads stay: sequences never go back.
+        self.checkpoints.clear();
+        let mut queue = self.base.clone();
+        let mut conflicts = Vec::new();
+        for op in self.ops.values() {
+            fold_one(&mut queue, &mut conflicts, op);
+        }
+        self.last = self.ops.keys().next_back().cloned();
+        self.queue = queue;
+        self.conflicts = conflicts;
+    }
+
+    /// Rolls the fold back to the last checkpoint before `key`.
+    fn rewind_before(&mut self, key: &OpKey) {
+        while let Some((at, _, _)) = self.checkpoints.last() {
+            if at < key {
+                break;
+            }
+            self.checkpoints.pop();
+        }
+        match self.checkpoints.last() {
+            Some((at, queue, conflicts)) => {
+                self.queue = queue.clone();
+                self.conflicts.truncate(*conflicts);
+                self.last = Some(at.clone());
+            }
+            None => {
+                self.queue = self.base.clone();
+                self.conflicts.clear();
+                self.last = None;
+            }
+        }
+    }
+
+    /// Folds every op after `last`.
+    fn fold_forward(&mut self) {
+        use std::ops::Bound;
+        let start = match &self.last {
+            Some(k) => Bound::Excluded(k.clone()),
+            None => Bound::Unbounded,
+        };
+        let mut folded_since_checkpoint = self.folded_since_checkpoint();
+        let keys: Vec<OpKey> = self
+            .ops
+            .range((start, Bound::Unbounded))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            if let Some(op) = self.ops.get(&key) {
+                fold_one(&mut self.queue, &mut self.conflicts, op);
+            }
+            self.last = Some(key.clone());
+            folded_since_checkpoint += 1;
+            if folded_since_checkpoint >= CHECKPOINT_EVERY {
+                self.checkpoints
+                    .push((key, self.queue.clone(), self.conflicts.len()));
+                folded_since_checkpoint = 0;
+            }
+        }
+    }
+
+    fn folded_since_checkpoint(&self) -> usize {
+        let from = self.checkpoints.last().map(|(k, _, _)| k.clone());
+        match (&from, &self.last) {
+            (_, None) => 0,
+            (None, Some(last)) => self.ops.range(..=last.clone()).count(),
+            (Some(from), Some(last)) => self
+                .ops
+                .range((
+                    std::ops::Bound::Excluded(from.clone()),
+                    std::ops::Bound::Included(last.clone()),
+                ))
+                .count(),
+        }
+    }
+}
+
+fn fold_one(queue: &mut Queue, conflicts: &mut Vec<Conflict>, op: &StoreOp) {
+    match apply_step(queue, &op.step, op.at) {
+        Ok(change) => queue.apply(&change),
+        Err(e) => {
+            let turn_id = op.step.turn_id();
+            conflicts.push(Conflict {
+                key: op.key(),
+                turn_id,
+                label: queue.turn(turn_id).map(|t| t.label()).unwrap_or_default(),
+                counter: op.step.counter().map(str::to_owned),
+                step: op.step.name().to_owned(),
+                reason: e.to_string(),
+                at: op.at,
+            });
+        }
+    }
+}

@@ -1,0 +1,304 @@
+use kiosk_core::locale::{Locale, Localized};
+use kiosk_core::queue::{Queue, QueueSettings, ServiceDef, TurnStatus};
+use proptest::prelude::*;
+use time::macros::{datetime, time};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use super::*;
+
+fn settings() -> QueueSettings {
+    QueueSettings::new(
+        vec![
+            ServiceDef {
+                letter: "A".into(),
+                name: Localized::new("Caja", "Checkout"),
+                priority_allowed: true,
+                expected_s: 240,
+            },
+            ServiceDef {
+                letter: "B".into(),
+                name: Localized::new("Atención", "Customer care"),
+                priority_allowed: false,
+                expected_s: 480,
+            },
+        ],
+        time!(09:00),
+    )
+}
+
+/// One kiosk of a simulated store: its replica, its clock and its own ops.
+struct Kiosk {
+    id: String,
+    replica: StoreQueue,
+    hlc: Hlc,
+    seq: u64,
+}
+
+impl Kiosk {
+    fn new(n: usize) -> Self {
+        Kiosk {
+            id: format!("kiosk-{n}"),
+            replica: StoreQueue::new(Queue::new(settings())),
+            hlc: Hlc::default(),
+            seq: 0,
+        }
+    }
+
+    /// Takes a step if the local queue allows it; returns whether it did.
+    fn take(&mut self, step: Step, at: OffsetDateTime) -> bool {
+        if apply_step(self.replica.queue(), &step, at).is_err() {
+            return false;
+        }
+        self.hlc.observe(self.replica.max_hlc());
+        self.seq += 1;
+        let op = StoreOp {
+            origin: self.id.clone(),
+            seq: self.seq,
+            hlc: self.hlc.tick(wall_ms(at)),
+            at,
+            step,
+        };
+        let (taken, conflicts) = self.replica.merge([op]);
+        assert_eq!(taken, 1);
+        assert!(conflicts.is_empty(), "a local step fits the local queue");
+        true
+    }
+
+    fn issue(&mut self, n: u128, service: &str, number: u32, tag: Option<u8>, at: OffsetDateTime) {
+        let ok = self.take(
+            Step::Issue {
+                turn_id: Uuid::from_u128(n),
+                service: service.into(),
+                number,
+                tag,
+                priority: false,
+                card_token: None,
+                campaign_id: None,
+                locale: Locale::Es,
+            },
+            at,
+        );
+        assert!(ok);
+    }
+
+    fn call_next(&mut self, counter: &str, at: OffsetDateTime) -> Option<Uuid> {
+        let change = self.replica.queue().plan_call_next(counter, &[], at).ok()??;
+        let turn_id = change.upserts[0].id;
+        self.take(
+            Step::Call {
+                turn_id,
+                counter: counter.into(),
+            },
+            at,
+        )
+        .then_some(turn_id)
+    }
+}
+
+fn wall_ms(at: OffsetDateTime) -> u64 {
+    u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}
+
+/// Copies every op `from` holds that `to` lacks (a pull by (origin, seq)).
+fn pull(to: &mut Kiosk, from: &Kiosk) {
+    let mut ops = Vec::new();
+    for (origin, head) in from.replica.heads() {
+        let have = to.replica.heads().get(origin).copied().unwrap_or(0);
+        if *head > have {
+            ops.extend(from.replica.ops_after(origin, have, usize::MAX));
+        }
+    }
+    to.replica.merge(ops);
+}
+
+fn snapshot(k: &Kiosk) -> (Vec<kiosk_core::queue::Turn>, Vec<Conflict>) {
+    (
+        k.replica.queue().turns().to_vec(),
+        k.replica.conflicts().to_vec(),
+    )
+}
+
+#[test]
+fn two_counters_calling_one_turn_while_cut_off_keep_the_first_call_on_every_kiosk() {
+    let t0 = datetime!(2026-12-07 10:00 +01:00);
+    let mut k1 = Kiosk::new(1);
+    let mut k2 = Kiosk::new(2);
+    k1.issue(1, "A", 1, None, t0);
+    k1.issue(2, "A", 2, None, t0 + Duration::seconds(5));
+    pull(&mut k2, &k1);
+    // Cut off: counter 1 (on kiosk 1) and counter 2 (on kiosk 2) both call A-001; kiosk 2 a
+    // little later.
+    assert_eq!(k1.call_next("1", t0 + Duration::minutes(1)), Some(Uuid::from_u128(1)));
+    assert_eq!(k2.call_next("2", t0 + Duration::minutes(2)), Some(Uuid::from_u128(1)));
+    // Healed, in either order.
+    pull(&mut k2, &k1);
+    pull(&mut k1, &k2);
+    assert_eq!(snapshot(&k1), snapshot(&k2));
+    let turn = k1.replica.queue().turn(Uuid::from_u128(1)).expect("turn");
+    assert_eq!(turn.counter.as_deref(), Some("1"), "the earlier call wins");
+    let conflicts = k1.replica.conflicts();
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(conflicts[0].counter.as_deref(), Some("2"));
+    assert_eq!(conflicts[0].label, "A-001");
+    assert_eq!(conflicts[0].step, "call");
+    // Counter 2 is free again in the merged queue: it calls the next one.
+    assert!(k2.replica.queue().serving_at("2").is_none());
+    assert_eq!(k2.call_next("2", t0 + Duration::minutes(3)), Some(Uuid::from_u128(2)));
+}
+
+#[test]
+fn a_step_sorts_after_everything_its_kiosk_had_seen_even_with_a_clock_an_hour_behind() {
+    let t0 = datetime!(2026-12-07 10:00 +01:00);
+    let mut k1 = Kiosk::new(1);
+    let mut k2 = Kiosk::new(2);
+    k1.issue(1, "A", 1, None, t0);
+    pull(&mut k2, &k1);
+    // Kiosk 2's clock is an hour behind; its call still folds after the issue.
+    assert!(k2.call_next("1", t0 - Duration::hours(1)).is_some());
+    pull(&mut k1, &k2);
+    assert_eq!(snapshot(&k1), snapshot(&k2));
+    assert!(k1.replica.conflicts().is_empty());
+    assert_eq!(
+        k1.replica.queue().turn(Uuid::from_u128(1)).map(|t| t.status),
+        Some(TurnStatus::Called)
+    );
+}
+
+#[test]
+fn an_op_that_would_leave_a_gap_is_refused_until_the_missing_ones_come() {
+    let t0 = datetime!(2026-12-07 10:00 +01:00);
+    let mut k1 = Kiosk::new(1);
+    k1.issue(1, "A", 1, None, t0);
+    k1.issue(2, "A", 2, None, t0);
+    let ops = k1.replica.ops_after("kiosk-1", 0, 10);
+    let mut other = StoreQueue::new(Queue::new(settings()));
+    assert_eq!(other.merge([ops[1].clone()]).0, 0);
+    assert_eq!(other.merge(ops.clone()).0, 2);
+    assert_eq!(other.merge(ops).0, 0, "ops already held are ignored");
+    assert_eq!(other.heads().get("kiosk-1"), Some(&2));
+}
+
+#[derive(Debug, Clone)]
+enum Action {
+    Issue { kiosk: usize, service: bool },
+    CallNext { kiosk: usize, counter: u8 },
+    Finish { kiosk: usize, counter: u8, served: bool },
+    Park { kiosk: usize, counter: u8 },
+    Sync { to: usize, from: usize },
+}
+
+fn action() -> impl Strategy<Value = Action> {
+    prop_oneof![
+        4 => (0..3usize, any::<bool>()).prop_map(|(kiosk, service)| Action::Issue { kiosk, service }),
+        3 => (0..3usize, 1..4u8).prop_map(|(kiosk, counter)| Action::CallNext { kiosk, counter }),
+        3 => (0..3usize, 1..4u8, any::<bool>())
+            .prop_map(|(kiosk, counter, served)| Action::Finish { kiosk, counter, served }),
+        1 => (0..3usize, 1..4u8).prop_map(|(kiosk, counter)| Action::Park { kiosk, counter }),
+        3 => (0..3usize, 0..3usize).prop_map(|(to, from)| Action::Sync { to, from }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Three kiosks take steps while syncing in arbitrary patterns (partitions are stretches
+    /// without syncs); after a full sync every kiosk holds the same queue and the same
+    /// conflicts, and no label was issued twice (each kiosk numbers from its own tag here, the
+    /// cut-off rule, so numbering cannot be the reason for agreement).
+    #[test]
+    fn every_kiosk_computes_the_same_queue_whatever_the_delivery_order(
+        actions in proptest::collection::vec(action(), 1..150),
+    ) {
+        let t0 = datetime!(2026-12-07 10:00 +01:00);
+        let mut kiosks: Vec<Kiosk> = (1..=3).map(Kiosk::new).collect();
+        let mut next_id = 1u128;
+        let mut numbers = [0u32; 3];
+        for (i, a) in actions.iter().enumerate() {
+            let at = t0 + Duration::seconds(i64::try_from(i).unwrap_or(0) * 7);
+            match *a {
+                Action::Issue { kiosk, service } => {
+                    numbers[kiosk] += 1;
+                    let tag = numbering::tag_of(kiosk);
+                    let service = if service { "A" } else { "B" };
+                    kiosks[kiosk].issue(next_id, service, numbers[kiosk], Some(tag), at);
+                    next_id += 1;
+                }
+                Action::CallNext { kiosk, counter } => {
+                    kiosks[kiosk].call_next(&counter.to_string(), at);
+                }
+                Action::Finish { kiosk, counter, served } => {
+                    let c = counter.to_string();
+                    if let Some(t) = kiosks[kiosk].replica.queue().serving_at(&c).map(|t| t.id) {
+                        let step = if served {
+                            Step::Serve { turn_id: t, counter: c }
+                        } else {
+                            Step::NoShow { turn_id: t, counter: c }
+                        };
+                        kiosks[kiosk].take(step, at);
+                    }
+                }
+                Action::Park { kiosk, counter } => {
+                    let c = counter.to_string();
+                    if let Some(t) = kiosks[kiosk].replica.queue().serving_at(&c).map(|t| t.id) {
+                        kiosks[kiosk].take(Step::Park { turn_id: t, counter: c }, at);
+                    }
+                }
+                Action::Sync { to, from } if to != from => {
+                    let (a, b) = if to < from {
+                        let (l, r) = kiosks.split_at_mut(from);
+                        (&mut l[to], &r[0])
+                    } else {
+                        let (l, r) = kiosks.split_at_mut(to);
+                        (&mut r[0], &l[from])
+                    };
+                    pull(a, b);
+                }
+                Action::Sync { .. } => {}
+            }
+        }
+        // Heal: everyone pulls from everyone, twice round.
+        for _ in 0..2 {
+            for to in 0..3 {
+                for from in 0..3 {
+                    if to != from {
+                        let from_k = Kiosk {
+                            id: kiosks[from].id.clone(),
+                            replica: kiosks[from].replica.clone(),
+                            hlc: kiosks[from].hlc,
+                            seq: kiosks[from].seq,
+                        };
+                        pull(&mut kiosks[to], &from_k);
+                    }
+                }
+            }
+        }
+        let first = snapshot(&kiosks[0]);
+        for k in &kiosks[1..] {
+            prop_assert_eq!(&snapshot(k), &first);
+        }
+        // A fresh fold of the same ops in one go agrees with the incremental ones.
+        let mut fresh = StoreQueue::new(Queue::new(settings()));
+        let mut all = Vec::new();
+        for k in &kiosks {
+            all.extend(k.replica.ops_after(&k.id, 0, usize::MAX));
+        }
+        fresh.merge(all);
+        prop_assert_eq!(fresh.queue().turns(), first.0.as_slice());
+        prop_assert_eq!(fresh.conflicts(), first.1.as_slice());
+        let mut labels: Vec<String> = first.0.iter().map(|t| t.label()).collect();
+        let n = labels.len();
+        labels.sort();
+        labels.dedup();
+        prop_assert_eq!(labels.len(), n);
+        // A counter serves at most one turn in the merged queue.
+        let mut serving: Vec<&str> = first.0.iter()
+            .filter(|t| t.status == TurnStatus::Called)
+            .filter_map(|t| t.counter.as_deref())
+            .collect();
+        let s = serving.len();
+        serving.sort_unstable();
+        serving.dedup();
+        prop_assert_eq!(serving.len(), s);
+    }
+}
