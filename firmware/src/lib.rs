@@ -30,6 +30,7 @@ mod selftest;
 mod service;
 mod setup;
 mod status;
+pub mod store;
 pub mod ui;
 pub mod version;
 

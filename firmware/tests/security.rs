@@ -536,6 +536,7 @@ async fn sync_traffic_and_kiosk_files_carry_no_raw_card_uid_and_cached_personal_
         endpoint_url: Some(url.clone()),
         ui_listener: Some(ui_listener),
         staff_listener: None,
+        store_listener: None,
         ticket_previews: Some(kiosk_dir.join("tickets")),
         clock: Arc::new(SystemClock),
     })

@@ -86,6 +86,11 @@ impl KioskDb {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Wakes the sync worker (after events were appended in a transaction of another module).
+    pub(crate) fn notify_appended(&self) {
+        self.appended.notify_one();
+    }
+
     /// Appends one event durably and wakes the sync worker.
     pub fn append(&self, event: Event) -> Result<Appended, DbError> {
         let appended = self.journal().append(event)?;

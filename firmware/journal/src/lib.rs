@@ -65,6 +65,7 @@ pub mod crypto;
 pub mod db;
 pub mod migrations;
 mod recovery;
+pub mod store_db;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -1216,6 +1217,7 @@ impl Journal {
                     [token.as_str()],
                 )
                 .map_err(err)?;
+            redact_store_ops(tx, token)?;
             tx.tx
                 .execute(
                     "INSERT INTO erased_tokens (card_token, erased_at) VALUES (?1, ?2) \
@@ -1525,3 +1527,54 @@ fn configure(conn: &Connection, options: &Options) -> rusqlite::Result<()> {
 
 #[cfg(test)]
 mod tests;
+
+/// Rewrites the store ops that name `token` without it (bodies are sealed with the device key, so
+/// the token was never readable on disk; after this it is not even in the ciphertext).
+fn redact_store_ops(tx: &mut JournalTx<'_>, token: &CardToken) -> Result<(), JournalError> {
+    let path = &tx.ctx.path;
+    let err = |e| sqlite_error(path, "erase store ops", e);
+    let rows: Vec<(String, i64, String)> = {
+        let mut st = tx
+            .tx
+            .prepare("SELECT origin, seq, body FROM store_ops")
+            .map_err(err)?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(err)?;
+        rows.collect::<Result<_, _>>().map_err(err)?
+    };
+    for (origin, seq, body) in rows {
+        let aad = store_op_aad(&origin, seq);
+        let Ok(plain) = tx.ctx.key.open(&body, aad.as_bytes()) else {
+            continue;
+        };
+        let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&plain) else {
+            continue;
+        };
+        let named = value
+            .pointer("/step/card_token")
+            .and_then(|v| v.as_str())
+            .is_some_and(|t| t == token.as_str());
+        if !named {
+            continue;
+        }
+        if let Some(step) = value.get_mut("step").and_then(|s| s.as_object_mut()) {
+            step.insert("card_token".to_owned(), serde_json::Value::Null);
+        }
+        let json = serde_json::to_vec(&value).unwrap_or_default();
+        let sealed = tx.ctx.key.seal(&json, aad.as_bytes());
+        tx.tx
+            .execute(
+                "UPDATE store_ops SET body = ?3 WHERE origin = ?1 AND seq = ?2",
+                params![origin, seq, sealed],
+            )
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// The associated data a store op is sealed with: its identity, so a body cannot be moved to
+/// another row.
+pub fn store_op_aad(origin: &str, seq: i64) -> String {
+    format!("store_op:{origin}:{seq}")
+}

@@ -145,6 +145,31 @@ pub const MIGRATIONS: &[Migration] = &[
             ) WITHOUT ROWID;
         "#,
     },
+    Migration {
+        version: 3,
+        name: "store ops: the queue steps of every kiosk of the store",
+        sql: r#"
+            -- Every kiosk's queue steps, this kiosk's own and those pulled from its peers; the
+            -- store's queue is their fold (kiosk_store). Dense per origin, never rewritten except
+            -- to redact an erased card token.
+            CREATE TABLE store_ops (
+                origin       TEXT NOT NULL,
+                seq          INTEGER NOT NULL,
+                hlc          INTEGER NOT NULL,
+                business_day TEXT NOT NULL,
+                body         TEXT NOT NULL,   -- sealed JSON of the op (it may carry a card token)
+                PRIMARY KEY (origin, seq)
+            ) WITHOUT ROWID;
+            CREATE INDEX store_ops_day ON store_ops(business_day);
+
+            -- Conflicts of this kiosk's own steps already journaled as queue_conflict events.
+            CREATE TABLE store_conflicts_reported (
+                origin TEXT NOT NULL,
+                seq    INTEGER NOT NULL,
+                PRIMARY KEY (origin, seq)
+            ) WITHOUT ROWID;
+        "#,
+    },
 ];
 
 /// The newest schema version this binary knows.

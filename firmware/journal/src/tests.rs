@@ -648,9 +648,10 @@ fn acknowledged_events_are_pruned_oldest_first_before_anything_is_refused_and_re
     let all: Vec<u64> = (1..=j.stats().unwrap().last_seq).collect();
     j.acknowledge(&all).unwrap();
     assert!(!j.stats().unwrap().dropping_low_value);
+    // The storage is reported healthy again (the "degraded" report was acknowledged with the
+    // rest, so the prune may have taken it: how far it goes depends on the schema's size).
     let storage = storage_events(&j);
-    assert_eq!(storage.len(), 2);
-    let Event::DeviceStatusChanged(s) = &storage[1].event else {
+    let Some(Event::DeviceStatusChanged(s)) = storage.last().map(|e| &e.event) else {
         unreachable!()
     };
     assert_eq!(s.status, DeviceHealth::Ok);

@@ -438,6 +438,7 @@ async fn run_kiosk(config_path: &std::path::Path) -> anyhow::Result<()> {
         endpoint_url: None,
         ui_listener: None,
         staff_listener: None,
+        store_listener: None,
         ticket_previews: None,
         clock: std::sync::Arc::new(kiosk_journal::clock::SystemClock),
     })

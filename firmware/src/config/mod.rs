@@ -59,6 +59,45 @@ pub struct SiteConfig {
     /// Logging.
     #[serde(default)]
     pub logging: LoggingSection,
+    /// The other kiosks of the store (absent: a store of one kiosk).
+    #[serde(default)]
+    pub store: StoreSection,
+}
+
+/// `[store]`: the kiosks that share this store's queue. The same list, in the same order, on
+/// every kiosk of the store; the first one keeps the store's number sequence.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// Where this kiosk answers the others on the shop LAN (`0.0.0.0:8082`).
+    pub listen: Option<SocketAddr>,
+    /// Every kiosk of the store, this one included.
+    #[serde(default)]
+    pub kiosks: Vec<StoreKiosk>,
+    /// How long a number request to the sequencer may take before this kiosk numbers from its
+    /// own block, in milliseconds.
+    #[serde(default = "default_sequencer_timeout_ms")]
+    pub sequencer_timeout_ms: u64,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            listen: None,
+            kiosks: Vec::new(),
+            sequencer_timeout_ms: default_sequencer_timeout_ms(),
+        }
+    }
+}
+
+/// One kiosk in `[store].kiosks`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreKiosk {
+    /// Its kiosk id (from enrollment; `kiosk status` shows it).
+    pub id: String,
+    /// Base URL of its store listener (`http://192.168.1.12:8082`).
+    pub url: String,
 }
 
 /// UI languages.
@@ -307,6 +346,9 @@ fn default_feed_interval_s() -> u64 {
 }
 fn default_lookup_timeout_ms() -> u64 {
     800
+}
+fn default_sequencer_timeout_ms() -> u64 {
+    80
 }
 fn default_counters() -> u32 {
     1
@@ -635,6 +677,62 @@ impl SiteConfig {
                         .into(),
                 );
             }
+        }
+        let store = &self.store;
+        if !store.kiosks.is_empty() {
+            if store.kiosks.len() > 32 {
+                return err(
+                    "store.kiosks",
+                    format!("{} kiosks: a store has at most 32", store.kiosks.len()),
+                );
+            }
+            let mut ids = std::collections::HashSet::new();
+            for (i, k) in store.kiosks.iter().enumerate() {
+                if k.id.trim().is_empty() || !ids.insert(k.id.as_str()) {
+                    return err(
+                        &format!("store.kiosks[{i}].id"),
+                        format!(
+                            "kiosk id `{}` is empty or listed twice: list each kiosk once",
+                            k.id
+                        ),
+                    );
+                }
+                let ok = k.url.starts_with("http://") || k.url.starts_with("https://");
+                if !ok || k.url.len() < 10 {
+                    return err(
+                        &format!("store.kiosks[{i}].url"),
+                        format!(
+                            "`{}` is not a kiosk URL: expected http://<address>:<port> of its [store].listen",
+                            k.url
+                        ),
+                    );
+                }
+            }
+            if store.kiosks.len() > 1 && store.listen.is_none() {
+                return err(
+                    "store.kiosks",
+                    "a store of several kiosks needs [store].listen (e.g. \"0.0.0.0:8082\") so the others can reach this one".into(),
+                );
+            }
+            if let Some(id) = &self.kiosk.id
+                && !store.kiosks.iter().any(|k| &k.id == id)
+            {
+                return err(
+                    "store.kiosks",
+                    format!(
+                        "this kiosk ({id}) is not in the list: list every kiosk of the store, this one included"
+                    ),
+                );
+            }
+        }
+        if !(10..=5_000).contains(&store.sequencer_timeout_ms) {
+            return err(
+                "store.sequencer_timeout_ms",
+                format!(
+                    "{} ms: expected 10 to 5000 (a LAN answers in a few ms)",
+                    store.sequencer_timeout_ms
+                ),
+            );
         }
         if self.journal.retention_days == 0 {
             return err("journal.retention_days", "expected at least 1 day".into());

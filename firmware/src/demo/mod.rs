@@ -248,6 +248,7 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
         endpoint_url: Some(via_switch),
         ui_listener: Some(ui_listener),
         staff_listener: None,
+        store_listener: None,
         ticket_previews: Some(tickets_dir.clone()),
         clock: Arc::new(SystemClock),
     })

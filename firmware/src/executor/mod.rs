@@ -31,7 +31,14 @@ use kiosk_core::journey::{
     self, Campaign, CustomerProfile, Effect, Input, IssuedTurn, JourneyConfig, Locale, Localized,
     ScreenView, State, TicketJob, TurnRequest,
 };
-use kiosk_core::queue::{Change, CustomerNote, IssueRequest, Queue, QueueBoard, ServiceDay};
+use kiosk_core::queue::{
+    Change, ConflictNote, CustomerNote, IssueRequest, Numbering, QueueBoard, ServiceDay,
+};
+use kiosk_journal::store_db::Series;
+use kiosk_store::{Hlc, Step, StoreOp, StoreQueue};
+use time::OffsetDateTime;
+
+use crate::store::{Allocated, StoreLink, StoreMsg};
 use kiosk_journal::JournalError;
 use kiosk_journal::db::{DbError, KioskDb};
 use staff::{StaffAck, StaffCommand, StaffRequest};
@@ -53,8 +60,8 @@ pub struct Executor {
     pub config: JourneyConfig,
     /// The kiosk database: journal and caches.
     pub db: KioskDb,
-    /// The queue, restored from the journal.
-    pub queue: Queue,
+    /// The store's queue (every kiosk's steps, merged) and this kiosk's link to the others.
+    pub store: StoreState,
     /// Store time and the monotonic clock.
     pub time: StoreTime,
     /// Who the kiosk is.
@@ -75,6 +82,21 @@ pub struct Executor {
     pub beat: crate::service::Beat,
     /// Live lookups at the CRM of cards the cache does not know (`None`: cache only).
     pub crm: Option<Arc<kiosk_sync::ProfileLookup>>,
+}
+
+/// The store layer as the executor holds it.
+pub struct StoreState {
+    /// Every kiosk's queue steps and their fold.
+    pub replica: StoreQueue,
+    /// This kiosk's hybrid logical clock.
+    pub hlc: Hlc,
+    /// Sequence of this kiosk's latest own op.
+    pub seq: u64,
+    /// The link to the other kiosks.
+    pub link: Arc<StoreLink>,
+    /// Whether the journal held store ops or numbers when the kiosk started (a sequencer that
+    /// starts empty may have lost its disk: it waits to hear from its peers before numbering).
+    pub started_with_history: bool,
 }
 
 /// How long a live lookup may take: half the journey's lookup timeout, at most a second (a
@@ -99,6 +121,11 @@ struct Run {
     tickets: HashMap<Uuid, TicketJob>,
     /// Answers of live CRM lookups, from their tasks.
     crm_answers: mpsc::Sender<(CardToken, CrmAnswer)>,
+    /// The time of the last number this kiosk handed out as the sequencer (issue times never
+    /// go back, even if the clock does).
+    last_allocated: Option<OffsetDateTime>,
+    /// The service day the store ops were last pruned for.
+    day: ServiceDay,
 }
 
 impl Executor {
@@ -109,10 +136,15 @@ impl Executor {
         mut devices: mpsc::Receiver<DeviceMsg>,
         mut touches: mpsc::Receiver<Input>,
         mut staff: mpsc::Receiver<StaffRequest>,
+        mut store: mpsc::Receiver<StoreMsg>,
         shutdown: CancellationToken,
     ) {
         let state = State::new(self.config.default_locale);
         let (crm_answers, mut crm_rx) = mpsc::channel(16);
+        let today = ServiceDay::at(
+            self.time.now(),
+            self.store.replica.queue().settings().opening_time,
+        );
         let mut run = Run {
             e: self,
             state,
@@ -120,6 +152,8 @@ impl Executor {
             answers: VecDeque::new(),
             tickets: HashMap::new(),
             crm_answers,
+            last_allocated: None,
+            day: today,
         };
         run.publish_screen();
         run.publish_board();
@@ -141,11 +175,15 @@ impl Executor {
                 Some(input) = touches.recv() => run.feed(input),
                 Some((token, answer)) = crm_rx.recv() => run.crm_answer(token, answer),
                 Some(req) = staff.recv() => run.staff(req),
+                Some(msg) = store.recv() => run.store_msg(msg),
                 _ = tokio::time::sleep(sleep.unwrap_or_default()), if sleep.is_some() => {
                     run.wake_at = None;
                     run.feed(Input::Tick);
                 }
-                _ = board_tick.tick() => run.publish_board(),
+                _ = board_tick.tick() => {
+                    run.new_day();
+                    run.publish_board();
+                }
                 _ = heartbeat.tick() => run.e.beat.beat(),
             }
         }
@@ -362,50 +400,65 @@ impl Run {
         })
     }
 
-    /// Plans, journals and applies a new turn; answers exactly once.
+    /// Numbers, journals and applies a new turn; answers exactly once. The number comes from
+    /// the store's sequencer (this kiosk or another), or from this kiosk's own block when the
+    /// sequencer cannot answer in time (`kiosk_store::numbering`).
     fn issue(&mut self, req: TurnRequest) -> Input {
-        let now = self.e.time.now();
         let request_id = req.request_id;
-        let plan = match self.e.queue.plan_issue(
-            IssueRequest {
-                turn_id: Uuid::now_v7(),
-                service: req.service,
-                priority: req.priority,
-                card_token: req.card_token,
-                campaign_id: req.campaign_id,
-                locale: req.locale,
-            },
-            now,
-        ) {
-            Ok(plan) => plan,
-            Err(e) => {
-                return Input::TurnIssueFailed {
-                    request_id,
-                    reason: e.to_string(),
-                };
-            }
+        let failed = |reason: String| Input::TurnIssueFailed { request_id, reason };
+        let settings = self.e.store.replica.queue().settings();
+        let Some(letter) = settings.service(&req.service).map(|s| s.letter.clone()) else {
+            return failed(format!("service {:?} is not configured", req.service));
         };
-        if let Err(e) = self.e.db.commit_change(&plan.change) {
-            tracing::error!(error = %e, "cannot journal a new turn");
-            return Input::TurnIssueFailed {
-                request_id,
-                reason: e.to_string(),
+        let (numbering, at) = match self.store_number(&letter) {
+            Ok(n) => n,
+            Err(e) => return failed(e),
+        };
+        let request = IssueRequest {
+            turn_id: Uuid::now_v7(),
+            service: letter.clone(),
+            priority: req.priority,
+            card_token: req.card_token,
+            campaign_id: req.campaign_id,
+            locale: req.locale,
+        };
+        let plan =
+            match self
+                .e
+                .store
+                .replica
+                .queue()
+                .plan_issue_numbered(request.clone(), numbering, at)
+            {
+                Ok(plan) => plan,
+                Err(e) => return failed(e.to_string()),
             };
+        let step = Step::Issue {
+            turn_id: request.turn_id,
+            service: letter,
+            number: numbering.number,
+            tag: numbering.tag,
+            priority: request.priority,
+            card_token: request.card_token,
+            campaign_id: request.campaign_id,
+            locale: request.locale,
+        };
+        if let Err(e) = self.take(step, at, &plan.change.events) {
+            tracing::error!(error = %e, "cannot journal a new turn");
+            return failed(e);
         }
-        self.e.queue.apply(&plan.change);
-        self.publish_board();
         let t = &plan.ticket;
+        let day = t
+            .business_day
+            .parse::<ServiceDay>()
+            .map(|d| d.0)
+            .unwrap_or(at.date());
         let qr = TurnTicket {
             store_id: self.e.identity.store_id.clone(),
             kiosk_id: self.e.identity.kiosk_id.clone(),
-            business_day: now.date(),
+            business_day: day,
             turn: t.turn.clone(),
             turn_id: t.turn_id,
-        };
-        let day = t.business_day.parse::<ServiceDay>().map(|d| d.0);
-        let qr = TurnTicket {
-            business_day: day.unwrap_or(qr.business_day),
-            ..qr
         };
         let payload = code::sign_turn(&qr, &self.e.turn_key).unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot sign the ticket QR; printing the bare turn id");
@@ -414,7 +467,230 @@ impl Run {
         if let Ok(mut last) = self.e.last_ticket_qr.lock() {
             *last = Some(payload.clone());
         }
-        Input::TurnIssued(IssuedTurn::from_ticket(request_id, t, now, payload))
+        Input::TurnIssued(IssuedTurn::from_ticket(request_id, t, at, payload))
+    }
+
+    /// A number for a new turn of `letter` and its issue time.
+    fn store_number(&mut self, letter: &str) -> Result<(Numbering, OffsetDateTime), String> {
+        let link = self.e.store.link.clone();
+        let allocated = if link.is_sequencer() {
+            match self.allocate(letter) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    tracing::warn!(reason = %e, "numbering from this kiosk's own block");
+                    None
+                }
+            }
+        } else {
+            // The executor waits for the sequencer, at most its timeout (tens of ms on a LAN).
+            let handle = tokio::runtime::Handle::current();
+            tokio::task::block_in_place(|| handle.block_on(link.request_number(letter)))
+        };
+        if let Some(a) = allocated {
+            return Ok((
+                Numbering {
+                    number: a.number,
+                    tag: None,
+                },
+                a.at,
+            ));
+        }
+        let now = self.e.time.now();
+        let queue = self.e.store.replica.queue();
+        let day = ServiceDay::at(now, queue.settings().opening_time);
+        let tag = link.tag();
+        let seen = queue
+            .turns()
+            .iter()
+            .filter(|t| t.service_day == day && t.tag == Some(tag))
+            .filter(|t| t.issued_service.as_deref().unwrap_or(&t.service) == letter)
+            .map(|t| t.number)
+            .max()
+            .unwrap_or(0);
+        let number = self
+            .e
+            .db
+            .next_store_number(Series::Tagged, day, letter, seen)
+            .map_err(|e| e.to_string())?;
+        tracing::info!(
+            label = %kiosk_core::queue::tagged_label(letter, tag, number),
+            "turn numbered outside the store's sequence (the sequencer is out of reach)"
+        );
+        Ok((
+            Numbering {
+                number,
+                tag: Some(tag),
+            },
+            now,
+        ))
+    }
+
+    /// The next number of the store's sequence (this kiosk is the sequencer), persisted before
+    /// it is handed out.
+    fn allocate(&mut self, service: &str) -> Result<Allocated, String> {
+        let mut now = self.e.time.now();
+        if let Some(last) = self.last_allocated
+            && now < last
+        {
+            now = last;
+        }
+        let queue = self.e.store.replica.queue();
+        let settings = queue.settings();
+        let letter = settings
+            .service(service)
+            .map(|s| s.letter.clone())
+            .ok_or_else(|| format!("service {service:?} is not configured"))?;
+        let day = ServiceDay::at(now, settings.opening_time);
+        let store = &self.e.store;
+        let ready = store.started_with_history
+            || store.link.heard_from_peers()
+            || self
+                .e
+                .db
+                .has_store_numbers(Series::Store, day)
+                .unwrap_or(false);
+        if !ready {
+            return Err(
+                "the sequencer started with an empty journal and has not heard from \
+                        the other kiosks yet; it hands out numbers once it has"
+                    .to_owned(),
+            );
+        }
+        let seen = queue
+            .next_number(day, &letter)
+            .map_err(|e| e.to_string())?
+            .saturating_sub(1);
+        let number = self
+            .e
+            .db
+            .next_store_number(Series::Store, day, &letter, seen)
+            .map_err(|e| e.to_string())?;
+        self.last_allocated = Some(now);
+        Ok(Allocated { number, at: now })
+    }
+
+    /// Journals one of this kiosk's own queue steps with its events, then merges it.
+    fn take(&mut self, step: Step, at: OffsetDateTime, events: &[Event]) -> Result<(), String> {
+        let store = &mut self.e.store;
+        store.hlc.observe(store.replica.max_hlc());
+        let wall_ms = u64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+            .unwrap_or(0);
+        let op = StoreOp {
+            origin: store.link.me.clone(),
+            seq: store.seq + 1,
+            hlc: store.hlc.tick(wall_ms),
+            at,
+            step,
+        };
+        let opening = store.replica.queue().settings().opening_time;
+        self.e
+            .db
+            .commit_store_op(&op, events, opening)
+            .map_err(|e| format!("could not save the change: {e}"))?;
+        store.seq = op.seq;
+        let (_, conflicts) = store.replica.merge([op.clone()]);
+        store.link.publish([op]);
+        self.report_conflicts(conflicts);
+        self.publish_board();
+        Ok(())
+    }
+
+    /// A message from the store link.
+    fn store_msg(&mut self, msg: StoreMsg) {
+        match msg {
+            StoreMsg::Ops { ops, firsts, done } => {
+                self.merge_peer_ops(ops, &firsts);
+                let _ = done.send(());
+            }
+            StoreMsg::Allocate { service, reply } => {
+                let _ = reply.send(self.allocate(&service));
+            }
+        }
+    }
+
+    /// Persists and merges ops pulled from a peer.
+    fn merge_peer_ops(
+        &mut self,
+        ops: Vec<StoreOp>,
+        firsts: &std::collections::BTreeMap<String, u64>,
+    ) {
+        let store = &mut self.e.store;
+        for (origin, first) in firsts {
+            if *origin != store.link.me {
+                store.replica.skip_to(origin, *first);
+            }
+        }
+        let accepted = store.replica.acceptable(&ops);
+        if accepted.is_empty() {
+            return;
+        }
+        let opening = store.replica.queue().settings().opening_time;
+        if let Err(e) = self.e.db.insert_store_ops(&accepted, opening) {
+            tracing::error!(error = %e, "cannot save the store's ops from a peer; they come again");
+            return;
+        }
+        let store = &mut self.e.store;
+        for op in &accepted {
+            store.hlc.observe(op.hlc);
+        }
+        let (_, conflicts) = store.replica.merge(accepted.clone());
+        store.link.publish(accepted);
+        self.report_conflicts(conflicts);
+        self.publish_board();
+    }
+
+    /// Journals a `queue_conflict` for each of this kiosk's own steps the merge dropped (once;
+    /// the other kiosks see the same conflict and leave it to this one).
+    fn report_conflicts(&mut self, conflicts: Vec<kiosk_store::Conflict>) {
+        for c in conflicts {
+            tracing::warn!(
+                turn = %c.label,
+                counter = ?c.counter,
+                step = %c.step,
+                reason = %c.reason,
+                "a queue step taken while the kiosks were cut off was dropped by the merge"
+            );
+            if c.key.origin != self.e.store.link.me {
+                continue;
+            }
+            match self.e.db.mark_conflict_reported(&c.key.origin, c.key.seq) {
+                Ok(true) => {
+                    let event = Event::QueueConflict(kiosk_protocol::events::QueueConflict {
+                        turn_id: Some(c.turn_id),
+                        turn: c.label.clone(),
+                        counter: c.counter.clone(),
+                        step: c.step.clone(),
+                        reason: c.reason.clone(),
+                    });
+                    if let Err(e) = self.e.db.append(event) {
+                        tracing::error!(error = %e, "cannot journal a queue conflict");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "cannot record a queue conflict"),
+            }
+        }
+    }
+
+    /// Once a service day has passed: forgets store ops older than yesterday's (the journal's
+    /// events keep the history).
+    fn new_day(&mut self) {
+        let opening = self.e.store.replica.queue().settings().opening_time;
+        let today = ServiceDay::at(self.e.time.now(), opening);
+        if today == self.day {
+            return;
+        }
+        self.day = today;
+        let keep_from = today.previous();
+        self.e.store.replica.prune(keep_from, opening);
+        if let Ok(mut log) = self.e.store.link.log.write() {
+            log.retain(|op| ServiceDay::at(op.at, opening) >= keep_from);
+        }
+        match self.e.db.prune_store_ops(keep_from) {
+            Ok(n) if n > 0 => tracing::info!(pruned = n, "store ops of past days pruned"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot prune old store ops"),
+        }
     }
 
     fn ticket(&self, job: &TicketJob) -> Ticket {
@@ -493,15 +769,44 @@ impl Run {
 
     fn staff_command(&mut self, counter: &str, command: StaffCommand) -> Result<StaffAck, String> {
         let now = self.e.time.now();
-        let q = &self.e.queue;
-        let change: Option<Change> = match &command {
-            StaffCommand::CallNext { services } => q
-                .plan_call_next(counter, services, now)
-                .map_err(|e| e.to_string())?,
-            StaffCommand::Call { turn_id } => Some(
-                q.plan_call(*turn_id, counter, now)
-                    .map_err(|e| e.to_string())?,
+        let q = self.e.store.replica.queue();
+        let c = counter.to_owned();
+        let err = |e: kiosk_core::queue::QueueError| e.to_string();
+        let (change, step): (Change, Step) = match &command {
+            StaffCommand::CallNext { services } => {
+                let Some(change) = q.plan_call_next(counter, services, now).map_err(err)? else {
+                    return Ok(StaffAck {
+                        label: None,
+                        message: None,
+                    });
+                };
+                let turn_id = change.upserts.last().map(|t| t.id).unwrap_or_default();
+                (
+                    change,
+                    Step::Call {
+                        turn_id,
+                        counter: c,
+                    },
+                )
+            }
+            StaffCommand::Call { turn_id } => (
+                q.plan_call(*turn_id, counter, now).map_err(err)?,
+                Step::Call {
+                    turn_id: *turn_id,
+                    counter: c,
+                },
             ),
+            StaffCommand::CallLabel { label } => {
+                let change = q.plan_call_label(label, counter, now).map_err(err)?;
+                let turn_id = change.upserts.last().map(|t| t.id).unwrap_or_default();
+                (
+                    change,
+                    Step::Call {
+                        turn_id,
+                        counter: c,
+                    },
+                )
+            }
             StaffCommand::CallScanned { code } => {
                 let ticket = code::verify_turn(code.trim(), &self.e.turn_key)
                     .map_err(|e| format!("this is not one of this store's turn tickets ({e})"))?;
@@ -511,42 +816,72 @@ impl Run {
                         ticket.turn, ticket.store_id
                     ));
                 }
-                Some(
-                    q.plan_call(ticket.turn_id, counter, now)
-                        .map_err(|e| e.to_string())?,
+                (
+                    q.plan_call(ticket.turn_id, counter, now).map_err(err)?,
+                    Step::Call {
+                        turn_id: ticket.turn_id,
+                        counter: c,
+                    },
                 )
             }
-            StaffCommand::Recall { turn_id } => Some(
-                q.plan_recall(*turn_id, counter, now)
-                    .map_err(|e| e.to_string())?,
+            StaffCommand::Recall { turn_id } => (
+                q.plan_recall(*turn_id, counter, now).map_err(err)?,
+                Step::Recall {
+                    turn_id: *turn_id,
+                    counter: c,
+                },
             ),
-            StaffCommand::Served { turn_id } => Some(
-                q.plan_served(*turn_id, counter, now)
-                    .map_err(|e| e.to_string())?,
+            StaffCommand::Served { turn_id } => (
+                q.plan_served(*turn_id, counter, now).map_err(err)?,
+                Step::Serve {
+                    turn_id: *turn_id,
+                    counter: c,
+                },
             ),
-            StaffCommand::NoShow { turn_id } => Some(
-                q.plan_no_show(*turn_id, counter, now)
-                    .map_err(|e| e.to_string())?,
+            StaffCommand::NoShow { turn_id } => (
+                q.plan_no_show(*turn_id, counter, now).map_err(err)?,
+                Step::NoShow {
+                    turn_id: *turn_id,
+                    counter: c,
+                },
+            ),
+            StaffCommand::Park { turn_id } => (
+                q.plan_park(*turn_id, counter, now).map_err(err)?,
+                Step::Park {
+                    turn_id: *turn_id,
+                    counter: c,
+                },
+            ),
+            StaffCommand::Transfer { turn_id, to } => (
+                q.plan_transfer(*turn_id, to, Some(counter), now)
+                    .map_err(err)?,
+                Step::Transfer {
+                    turn_id: *turn_id,
+                    to: to.clone(),
+                    counter: Some(c),
+                },
+            ),
+            StaffCommand::WalkOut { turn_id } => (
+                q.plan_walkout(*turn_id, Some(counter), now).map_err(err)?,
+                Step::WalkOut {
+                    turn_id: *turn_id,
+                    counter: Some(c),
+                },
             ),
             StaffCommand::Reprint { turn_id } => return self.reprint(*turn_id),
             StaffCommand::PrintReport => return self.print_report(),
         };
-        let Some(change) = change else {
-            return Ok(StaffAck {
-                label: None,
-                message: None,
-            });
-        };
-        self.e
-            .db
-            .commit_change(&change)
-            .map_err(|e| format!("could not save the change: {e}"))?;
-        self.e.queue.apply(&change);
-        self.publish_board();
         let label = change.upserts.last().map(|t| t.label());
+        let message = match change.events.first() {
+            Some(Event::TurnNoShow(n)) if n.recall_limit => {
+                "recall limit reached: marked as no-show"
+            }
+            _ => "ok",
+        };
+        self.take(step, now, &change.events)?;
         Ok(StaffAck {
             label,
-            message: Some("ok".to_owned()),
+            message: Some(message.to_owned()),
         })
     }
 
@@ -590,8 +925,9 @@ impl Run {
 
     fn print_report(&mut self) -> Result<StaffAck, String> {
         let now = self.e.time.now();
-        let day = ServiceDay::at(now, self.e.queue.settings().opening_time);
-        let report = self.e.queue.report(day);
+        let queue = self.e.store.replica.queue();
+        let day = ServiceDay::at(now, queue.settings().opening_time);
+        let report = queue.report(day);
         let language = match self.e.config.default_locale {
             Locale::En => Language::En,
             Locale::Es => Language::Es,
@@ -683,7 +1019,31 @@ impl Run {
 
     fn publish_board(&self) {
         let now = self.e.time.now();
-        let mut board = self.e.queue.board(now);
+        let mut board = self.e.store.replica.queue().board(now);
+        board.conflicts = self
+            .e
+            .store
+            .replica
+            .conflicts()
+            .iter()
+            .rev()
+            .take(20)
+            .map(|c| ConflictNote {
+                label: c.label.clone(),
+                counter: c.counter.clone(),
+                step: c.step.clone(),
+                reason: c.reason.clone(),
+            })
+            .collect();
+        board.unreachable_kiosks = self
+            .e
+            .store
+            .link
+            .peer_status()
+            .into_iter()
+            .filter(|p| !p.reachable)
+            .map(|p| p.id)
+            .collect();
         for s in &mut board.serving {
             let Some(token) = &s.card_token else { continue };
             if let Ok(Some(p)) = self.e.db.profile(token) {

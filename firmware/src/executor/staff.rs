@@ -39,6 +39,29 @@ pub enum StaffCommand {
         /// The scanned text.
         code: String,
     },
+    /// Call today's turn with this label (`A-042`, typed by staff or read off the ticket).
+    CallLabel {
+        /// The label.
+        label: String,
+    },
+    /// Set the counter's turn aside (the customer went to fetch something); call it back later
+    /// with `call`, at any counter.
+    Park {
+        /// The turn.
+        turn_id: Uuid,
+    },
+    /// Move a turn to another service; it keeps its label and its place by issue time.
+    Transfer {
+        /// The turn.
+        turn_id: Uuid,
+        /// The service letter it moves to.
+        to: String,
+    },
+    /// Mark a waiting (or parked) turn as having left before being served.
+    WalkOut {
+        /// The turn.
+        turn_id: Uuid,
+    },
     /// Call the counter's turn again.
     Recall {
         /// The turn.

@@ -29,9 +29,10 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::credentials::Credentials;
 use crate::devices::{self, DeviceHealthMap};
-use crate::executor::{Executor, Identity as ExecutorIdentity};
+use crate::executor::{Executor, Identity as ExecutorIdentity, StoreState};
 use crate::paths::DataDir;
 use crate::setup::{self, StoreTime};
+use crate::store::{Member, StoreLink, StoreMsg};
 use crate::ui::{AppState, UiChannels, UiSettings};
 use kiosk_core::journey::ScreenView;
 use kiosk_core::queue::{QueueBoard, ServiceDay};
@@ -39,6 +40,7 @@ use kiosk_journal::clock::Clock;
 use kiosk_journal::crypto::DeviceKey;
 use kiosk_journal::db::KioskDb;
 use kiosk_journal::{Identity as JournalIdentity, Journal, Options as JournalOptions};
+use kiosk_store::StoreQueue;
 
 /// Setting that is "0" while a kiosk runs and "1" after a clean stop.
 const CLEAN_SHUTDOWN: &str = "runtime.clean_shutdown";
@@ -60,6 +62,8 @@ pub struct RunOptions {
     pub ui_listener: Option<TcpListener>,
     /// Listener of the staff pages on the LAN; `None` binds `ui.staff_listen` when set.
     pub staff_listener: Option<TcpListener>,
+    /// Listener for the store's other kiosks; `None` binds `store.listen` when set.
+    pub store_listener: Option<TcpListener>,
     /// Write every printed ticket as a PNG here (simulated printer; the demo).
     pub ticket_previews: Option<PathBuf>,
     /// The clock.
@@ -120,6 +124,9 @@ pub enum StartError {
     /// The sync worker could not be set up.
     #[error("cannot set up the sync worker: {0}")]
     Sync(String),
+    /// The store's settings cannot work.
+    #[error("cannot join the store: {0}")]
+    Store(String),
 }
 
 /// A running kiosk.
@@ -128,6 +135,10 @@ pub struct Running {
     pub ui_addr: SocketAddr,
     /// Where the staff pages are served (the UI address when there is no separate listener).
     pub staff_addr: SocketAddr,
+    /// Where the store's other kiosks reach this one, if anywhere.
+    pub store_addr: Option<SocketAddr>,
+    /// This kiosk's link to the rest of its store.
+    pub store: Arc<StoreLink>,
     /// The simulated devices.
     pub sims: Simulators,
     /// The sync worker's state.
@@ -231,6 +242,7 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
     let (device_tx, device_rx) = mpsc::channel(256);
     let (touch_tx, touch_rx) = mpsc::channel(64);
     let (staff_tx, staff_rx) = mpsc::channel(16);
+    let (store_tx, store_rx) = mpsc::channel(64);
     let appended = Arc::new(Notify::new());
     let db = KioskDb::new(journal, appended.clone(), Some(touch_tx.clone()));
     db.append(Event::KioskStarted(KioskStarted {
@@ -258,6 +270,7 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
     let crm = kiosk_sync::ProfileLookup::new(&sync_config, sync_clock.clone())
         .map_err(|e| StartError::Sync(e.to_string()))?;
 
+    let store = store_link(&opts, store_tx)?;
     let shutdown = CancellationToken::new();
     let executor = spawn_executor(
         &opts,
@@ -270,7 +283,9 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
             devices: device_rx,
             touches: touch_rx,
             staff: staff_rx,
+            store: store_rx,
         },
+        store.clone(),
         &liveness,
         &shutdown,
     )?;
@@ -294,6 +309,15 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
         },
         &liveness,
         &shutdown,
+    )
+    .await?;
+    let store_listener = opts.store_listener.take();
+    let store_addr = serve_store(
+        (store_listener, opts.config.site.store.listen),
+        &store,
+        &liveness,
+        &shutdown,
+        &mut tasks,
     )
     .await?;
     let sync = spawn_sync(sync_config, &db, sync_clock, appended, &liveness, &shutdown)?;
@@ -329,6 +353,8 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
     Ok(Running {
         ui_addr: ui.ui_addr,
         staff_addr: ui.staff_addr,
+        store_addr,
+        store,
         sims: devices.sims,
         sync,
         health: executor.health,
@@ -510,11 +536,83 @@ fn open_devices(
     })
 }
 
-/// What the executor reads: device messages, screen touches and staff requests.
+/// What the executor reads: device messages, screen touches, staff requests, the store link.
 struct ExecutorInputs {
     devices: mpsc::Receiver<devices::DeviceMsg>,
     touches: mpsc::Receiver<kiosk_core::journey::Input>,
     staff: mpsc::Receiver<crate::executor::staff::StaffRequest>,
+    store: mpsc::Receiver<StoreMsg>,
+}
+
+/// The store this kiosk belongs to, from `[store]` (a store of one without it).
+fn store_link(
+    opts: &RunOptions,
+    executor: mpsc::Sender<StoreMsg>,
+) -> Result<Arc<StoreLink>, StartError> {
+    let section = &opts.config.site.store;
+    let members = section
+        .kiosks
+        .iter()
+        .map(|k| Member {
+            id: k.id.clone(),
+            url: k.url.clone(),
+        })
+        .collect();
+    let key = opts
+        .credentials
+        .derived_key(&crate::store::store_key_label(&opts.credentials.store_id));
+    StoreLink::new(
+        &opts.credentials.kiosk_id,
+        members,
+        &key,
+        executor,
+        Duration::from_millis(section.sequencer_timeout_ms),
+    )
+    .map_err(|e| StartError::Store(e.to_string()))
+}
+
+/// Step 5b: the store listener (when the store has other kiosks, or a listener was given) and
+/// one pull loop per other kiosk.
+async fn serve_store(
+    (listener, listen): (Option<TcpListener>, Option<SocketAddr>),
+    store: &Arc<StoreLink>,
+    liveness: &crate::service::Liveness,
+    shutdown: &CancellationToken,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Result<Option<SocketAddr>, StartError> {
+    let listener = match (listener, listen) {
+        (Some(l), _) => Some(l),
+        (None, Some(addr)) if store.members.len() > 1 => Some(bind(addr).await?),
+        _ => None,
+    };
+    let mut addr = None;
+    if let Some(listener) = listener {
+        addr = listener.local_addr().ok();
+        let app = crate::store::router(store.clone());
+        let stop = shutdown.clone();
+        liveness.watch_task(
+            "store server",
+            tokio::spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "store server stopped");
+                }
+            }),
+        );
+    }
+    tasks.extend(crate::store::spawn_pulls(store, shutdown));
+    if store.members.len() > 1 {
+        tracing::info!(
+            kiosks = store.members.len(),
+            sequencer = %store.sequencer().id,
+            this_is_sequencer = store.is_sequencer(),
+            listen = ?addr,
+            "store of several kiosks"
+        );
+    }
+    Ok(addr)
 }
 
 /// What the executor publishes: the screen, the queue board, device health, the last ticket's QR.
@@ -539,13 +637,48 @@ fn spawn_executor(
     printer: std::sync::mpsc::Sender<devices::PrintJob>,
     crm: kiosk_sync::ProfileLookup,
     inputs: ExecutorInputs,
+    link: Arc<StoreLink>,
     liveness: &crate::service::Liveness,
     shutdown: &CancellationToken,
 ) -> Result<ExecutorOutputs, StartError> {
     let config = &opts.config;
     let queue_settings = setup::queue_settings(config);
     let today = ServiceDay::at(time.now(), queue_settings.opening_time);
-    let queue = db.load_queue(queue_settings, today)?;
+    // Turn rows kept from before the store layer, then every kiosk's ops on top.
+    let base = db.load_queue(queue_settings, today)?;
+    let ops = db.load_store_ops(today.previous())?;
+    let own_seq = db.own_store_seq()?;
+    let started_with_history = own_seq > 0 || !ops.is_empty();
+    let mut replica = StoreQueue::new(base);
+    let accepted = replica.acceptable(&ops);
+    if accepted.len() < ops.len() {
+        // Ops of a kiosk whose older ops were pruned: start its sequence at the first held.
+        let mut firsts = std::collections::BTreeMap::<String, u64>::new();
+        for op in &ops {
+            let f = firsts.entry(op.origin.clone()).or_insert(op.seq);
+            *f = (*f).min(op.seq);
+        }
+        for (origin, first) in firsts {
+            replica.skip_to(&origin, first);
+        }
+    }
+    let accepted = replica.acceptable(&ops);
+    replica.merge(accepted.clone());
+    link.publish(accepted);
+    let seq = own_seq.max(replica.heads().get(&link.me).copied().unwrap_or(0));
+    let hlc = kiosk_store::Hlc::new(replica.max_hlc());
+    tracing::info!(
+        ops = replica.len(),
+        turns = replica.queue().turns().len(),
+        "store queue restored"
+    );
+    let store = StoreState {
+        replica,
+        hlc,
+        seq,
+        link,
+        started_with_history,
+    };
     let journey = setup::journey_config(config);
     let (screen_tx, screen) = watch::channel(kiosk_core::journey::view(
         &journey,
@@ -557,7 +690,7 @@ fn spawn_executor(
     let executor = Executor {
         config: journey,
         db: db.clone(),
-        queue,
+        store,
         time,
         identity: ExecutorIdentity {
             store_id: opts.credentials.store_id.clone(),
@@ -579,6 +712,7 @@ fn spawn_executor(
             inputs.devices,
             inputs.touches,
             inputs.staff,
+            inputs.store,
             shutdown.clone(),
         )),
     );

@@ -155,6 +155,32 @@ impl StoreQueue {
         out
     }
 
+    /// The ops [`StoreQueue::merge`] would take from `ops`: new, and contiguous with what is
+    /// held per kiosk (persist exactly these, then merge them).
+    pub fn acceptable(&self, ops: &[StoreOp]) -> Vec<StoreOp> {
+        let mut sorted: Vec<&StoreOp> = ops.iter().collect();
+        sorted.sort_by(|a, b| a.origin.cmp(&b.origin).then(a.seq.cmp(&b.seq)));
+        let mut heads = self.heads.clone();
+        let mut out = Vec::new();
+        for op in sorted {
+            let head = heads.get(&op.origin).copied().unwrap_or(0);
+            if op.seq == head + 1 {
+                heads.insert(op.origin.clone(), op.seq);
+                out.push(op.clone());
+            }
+        }
+        out
+    }
+
+    /// Moves a kiosk's head forward past ops no peer holds any more (service days pruned
+    /// everywhere): the next op taken from `origin` is `first`.
+    pub fn skip_to(&mut self, origin: &str, first: u64) {
+        let head = self.heads.entry(origin.to_owned()).or_insert(0);
+        if first > *head + 1 {
+            *head = first - 1;
+        }
+    }
+
     /// Takes in ops (this kiosk's own or a peer's). Ops already held are ignored; an op that
     /// would leave a gap in its kiosk's sequence is refused (it comes again with the missing
     /// ones). Returns the ops taken and the conflicts the merge newly found.

@@ -83,7 +83,11 @@ impl Kiosk {
     }
 
     fn call_next(&mut self, counter: &str, at: OffsetDateTime) -> Option<Uuid> {
-        let change = self.replica.queue().plan_call_next(counter, &[], at).ok()??;
+        let change = self
+            .replica
+            .queue()
+            .plan_call_next(counter, &[], at)
+            .ok()??;
         let turn_id = change.upserts[0].id;
         self.take(
             Step::Call {
@@ -129,8 +133,14 @@ fn two_counters_calling_one_turn_while_cut_off_keep_the_first_call_on_every_kios
     pull(&mut k2, &k1);
     // Cut off: counter 1 (on kiosk 1) and counter 2 (on kiosk 2) both call A-001; kiosk 2 a
     // little later.
-    assert_eq!(k1.call_next("1", t0 + Duration::minutes(1)), Some(Uuid::from_u128(1)));
-    assert_eq!(k2.call_next("2", t0 + Duration::minutes(2)), Some(Uuid::from_u128(1)));
+    assert_eq!(
+        k1.call_next("1", t0 + Duration::minutes(1)),
+        Some(Uuid::from_u128(1))
+    );
+    assert_eq!(
+        k2.call_next("2", t0 + Duration::minutes(2)),
+        Some(Uuid::from_u128(1))
+    );
     // Healed, in either order.
     pull(&mut k2, &k1);
     pull(&mut k1, &k2);
@@ -144,7 +154,10 @@ fn two_counters_calling_one_turn_while_cut_off_keep_the_first_call_on_every_kios
     assert_eq!(conflicts[0].step, "call");
     // Counter 2 is free again in the merged queue: it calls the next one.
     assert!(k2.replica.queue().serving_at("2").is_none());
-    assert_eq!(k2.call_next("2", t0 + Duration::minutes(3)), Some(Uuid::from_u128(2)));
+    assert_eq!(
+        k2.call_next("2", t0 + Duration::minutes(3)),
+        Some(Uuid::from_u128(2))
+    );
 }
 
 #[test]
@@ -160,7 +173,10 @@ fn a_step_sorts_after_everything_its_kiosk_had_seen_even_with_a_clock_an_hour_be
     assert_eq!(snapshot(&k1), snapshot(&k2));
     assert!(k1.replica.conflicts().is_empty());
     assert_eq!(
-        k1.replica.queue().turn(Uuid::from_u128(1)).map(|t| t.status),
+        k1.replica
+            .queue()
+            .turn(Uuid::from_u128(1))
+            .map(|t| t.status),
         Some(TurnStatus::Called)
     );
 }
@@ -181,11 +197,27 @@ fn an_op_that_would_leave_a_gap_is_refused_until_the_missing_ones_come() {
 
 #[derive(Debug, Clone)]
 enum Action {
-    Issue { kiosk: usize, service: bool },
-    CallNext { kiosk: usize, counter: u8 },
-    Finish { kiosk: usize, counter: u8, served: bool },
-    Park { kiosk: usize, counter: u8 },
-    Sync { to: usize, from: usize },
+    Issue {
+        kiosk: usize,
+        service: bool,
+    },
+    CallNext {
+        kiosk: usize,
+        counter: u8,
+    },
+    Finish {
+        kiosk: usize,
+        counter: u8,
+        served: bool,
+    },
+    Park {
+        kiosk: usize,
+        counter: u8,
+    },
+    Sync {
+        to: usize,
+        from: usize,
+    },
 }
 
 fn action() -> impl Strategy<Value = Action> {

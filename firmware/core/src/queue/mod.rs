@@ -585,9 +585,7 @@ impl Queue {
         if times.len() >= self.settings.min_sample.max(1) {
             average(&times).unwrap_or(0)
         } else {
-            self.settings
-                .service(service)
-                .map_or(300, |s| s.expected_s)
+            self.settings.service(service).map_or(300, |s| s.expected_s)
         }
     }
 
@@ -742,6 +740,8 @@ impl Queue {
             recent_calls,
             parked,
             open_counters: self.open_counters(now),
+            conflicts: Vec::new(),
+            unreachable_kiosks: Vec::new(),
         }
     }
 
@@ -846,7 +846,10 @@ impl Queue {
         if turn.tag.is_none() {
             self.bump_counter(&DayCounter {
                 service_day: turn.service_day,
-                service: turn.issued_service.clone().unwrap_or_else(|| turn.service.clone()),
+                service: turn
+                    .issued_service
+                    .clone()
+                    .unwrap_or_else(|| turn.service.clone()),
                 last_number: turn.number,
             });
         }

@@ -329,6 +329,26 @@ pub struct QueueBoard {
     /// Counters open now (serving, or finished a turn within the open-counter window).
     #[serde(default)]
     pub open_counters: u32,
+    /// Steps the store dropped when kiosks that were cut off met again (filled in by the
+    /// runtime from the store layer), newest first.
+    #[serde(default)]
+    pub conflicts: Vec<ConflictNote>,
+    /// Kiosks of the store this kiosk cannot reach now (filled in by the runtime).
+    #[serde(default)]
+    pub unreachable_kiosks: Vec<String>,
+}
+
+/// A dropped step, as staff see it on the counter page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictNote {
+    /// The turn's label.
+    pub label: String,
+    /// The counter whose step was dropped.
+    pub counter: Option<String>,
+    /// The step (`call`, `serve`, ...).
+    pub step: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// A parked turn on the counter page.
@@ -354,6 +374,8 @@ impl QueueBoard {
             recent_calls: Vec::new(),
             parked: Vec::new(),
             open_counters: 0,
+            conflicts: Vec::new(),
+            unreachable_kiosks: Vec::new(),
         }
     }
 }

@@ -259,7 +259,11 @@ fn estimated_wait_uses_configured_times_until_five_served_then_the_mean_shared_b
         issue(&mut q, i, service, false, t0);
     }
     assert_eq!(q.estimate_new_s("A", t0), 600);
-    assert_eq!(q.estimate_new_s("B", t0), 600, "counters call across services");
+    assert_eq!(
+        q.estimate_new_s("B", t0),
+        600,
+        "counters call across services"
+    );
     // Counter 1 serves the first turn: one counter is open, the three waiting turns and half of
     // the one being served are ahead: 240 + 480 + 240 + 120.
     let t1 = t0 + Duration::minutes(1);
@@ -285,7 +289,11 @@ fn estimated_wait_uses_configured_times_until_five_served_then_the_mean_shared_b
     step!(q, plan_call(Uuid::from_u128(11), "1", at));
     at += Duration::seconds(90);
     step!(q, plan_served(Uuid::from_u128(11), "1", at));
-    assert_eq!(q.service_time_s("A"), 66, "5 served: their mean (60, 60, 60, 60, 90)");
+    assert_eq!(
+        q.service_time_s("A"),
+        66,
+        "5 served: their mean (60, 60, 60, 60, 90)"
+    );
     // B (480 s) still waits; counter 1 finished a turn just now, so one counter is open.
     assert_eq!(q.open_counters(at), 1);
     assert_eq!(q.estimate_new_s("A", at), 480);
@@ -304,7 +312,10 @@ fn a_priority_turn_is_ahead_of_everyone_and_waits_only_for_other_priority_turns(
     assert_eq!(p.position, 0);
     assert_eq!(p.estimated_wait_s, 0);
     let late = issue(&mut q, 5, "B", false, t0 + Duration::minutes(2));
-    assert_eq!(late.position, 4, "every earlier turn, of any service, is called first");
+    assert_eq!(
+        late.position, 4,
+        "every earlier turn, of any service, is called first"
+    );
 }
 
 #[test]
@@ -514,7 +525,10 @@ fn a_transferred_turn_keeps_its_label_and_its_place_by_issue_time() {
     issue(&mut q, 3, "B", false, t0 + Duration::minutes(2));
     let id = Uuid::from_u128(1);
     step!(q, plan_call(id, "1", t0 + Duration::minutes(3)));
-    let moved = step!(q, plan_transfer(id, "B", Some("1"), t0 + Duration::minutes(4)));
+    let moved = step!(
+        q,
+        plan_transfer(id, "B", Some("1"), t0 + Duration::minutes(4))
+    );
     match &moved.events[0] {
         Event::TurnTransferred(t) => {
             assert_eq!((t.turn.as_str(), t.from_service.as_str()), ("A-001", "A"));
@@ -535,7 +549,10 @@ fn a_transferred_turn_keeps_its_label_and_its_place_by_issue_time() {
         Err(QueueError::SameService { .. })
     ));
     // Its number stays reserved in A: the next A turn is A-002.
-    assert_eq!(issue(&mut q, 4, "A", false, t0 + Duration::minutes(6)).turn, "A-002");
+    assert_eq!(
+        issue(&mut q, 4, "A", false, t0 + Duration::minutes(6)).turn,
+        "A-002"
+    );
 }
 
 #[test]
@@ -553,7 +570,10 @@ fn a_walkout_is_only_for_turns_never_served_and_differs_from_a_no_show() {
     step!(q, plan_no_show(Uuid::from_u128(2), "1", t0));
     let day = ServiceDay::at(t0, time!(09:00));
     let report = q.report(day);
-    assert_eq!((report.services[0].walked_out, report.services[0].no_show), (1, 1));
+    assert_eq!(
+        (report.services[0].walked_out, report.services[0].no_show),
+        (1, 1)
+    );
 }
 
 #[test]
@@ -562,12 +582,22 @@ fn a_turn_is_called_by_its_label_and_tagged_numbers_never_equal_store_labels() {
     let t0 = datetime!(2025-03-10 10:00 +01:00);
     issue(&mut q, 1, "A", false, t0);
     let off = q
-        .plan_issue_numbered(request(2, "A", false), Numbering { number: 1, tag: Some(2) }, t0)
+        .plan_issue_numbered(
+            request(2, "A", false),
+            Numbering {
+                number: 1,
+                tag: Some(2),
+            },
+            t0,
+        )
         .expect("tagged issue");
     q.apply(&off.change);
     assert_eq!(off.ticket.turn, "A2-001");
     assert!(off.ticket.out_of_sequence);
-    assert!(off.change.counter.is_none(), "a tagged number does not move the store's sequence");
+    assert!(
+        off.change.counter.is_none(),
+        "a tagged number does not move the store's sequence"
+    );
     assert!(matches!(
         q.plan_issue_numbered(request(3, "A", false), Numbering { number: 1, tag: None }, t0),
         Err(QueueError::DuplicateLabel(l)) if l == "A-001"
