@@ -38,7 +38,7 @@ use kiosk_journal::store_db::Series;
 use kiosk_store::{Hlc, Step, StoreOp, StoreQueue};
 use time::OffsetDateTime;
 
-use crate::store::{Allocated, StoreLink, StoreMsg};
+use crate::store::{StoreLink, StoreMsg};
 use kiosk_journal::JournalError;
 use kiosk_journal::db::{DbError, KioskDb};
 use staff::{StaffAck, StaffCommand, StaffRequest};
@@ -94,9 +94,6 @@ pub struct StoreState {
     pub seq: u64,
     /// The link to the other kiosks.
     pub link: Arc<StoreLink>,
-    /// Whether the journal held store ops or numbers when the kiosk started (a sequencer that
-    /// starts empty may have lost its disk: it waits to hear from its peers before numbering).
-    pub started_with_history: bool,
 }
 
 /// How long a live lookup may take: half the journey's lookup timeout, at most a second (a
@@ -121,9 +118,6 @@ struct Run {
     tickets: HashMap<Uuid, TicketJob>,
     /// Answers of live CRM lookups, from their tasks.
     crm_answers: mpsc::Sender<(CardToken, CrmAnswer)>,
-    /// The time of the last number this kiosk handed out as the sequencer (issue times never
-    /// go back, even if the clock does).
-    last_allocated: Option<OffsetDateTime>,
     /// The service day the store ops were last pruned for.
     day: ServiceDay,
 }
@@ -152,7 +146,6 @@ impl Executor {
             answers: VecDeque::new(),
             tickets: HashMap::new(),
             crm_answers,
-            last_allocated: None,
             day: today,
         };
         run.publish_screen();
@@ -160,6 +153,7 @@ impl Executor {
         // The board's waits and the service day move with time even when nothing happens.
         let mut board_tick = tokio::time::interval(Duration::from_secs(30));
         board_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut peers_changed = run.e.store.link.peers_changed.subscribe();
         let mut heartbeat = tokio::time::interval(crate::service::BEAT_EVERY);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -176,6 +170,7 @@ impl Executor {
                 Some((token, answer)) = crm_rx.recv() => run.crm_answer(token, answer),
                 Some(req) = staff.recv() => run.staff(req),
                 Some(msg) = store.recv() => run.store_msg(msg),
+                Ok(()) = peers_changed.changed() => run.publish_board(),
                 _ = tokio::time::sleep(sleep.unwrap_or_default()), if sleep.is_some() => {
                     run.wake_at = None;
                     run.feed(Input::Tick);
@@ -410,12 +405,13 @@ impl Run {
         let Some(letter) = settings.service(&req.service).map(|s| s.letter.clone()) else {
             return failed(format!("service {:?} is not configured", req.service));
         };
-        let (numbering, at) = match self.store_number(&letter) {
+        let turn_id = Uuid::now_v7();
+        let (numbering, at) = match self.store_number(&letter, turn_id) {
             Ok(n) => n,
             Err(e) => return failed(e),
         };
         let request = IssueRequest {
-            turn_id: Uuid::now_v7(),
+            turn_id,
             service: letter.clone(),
             priority: req.priority,
             card_token: req.card_token,
@@ -471,10 +467,14 @@ impl Run {
     }
 
     /// A number for a new turn of `letter` and its issue time.
-    fn store_number(&mut self, letter: &str) -> Result<(Numbering, OffsetDateTime), String> {
+    fn store_number(
+        &mut self,
+        letter: &str,
+        turn_id: Uuid,
+    ) -> Result<(Numbering, OffsetDateTime), String> {
         let link = self.e.store.link.clone();
-        let allocated = if link.is_sequencer() {
-            match self.allocate(letter) {
+        let allocated = if let Some(sequencer) = link.numbers() {
+            match sequencer.allocate(letter) {
                 Ok(a) => Some(a),
                 Err(e) => {
                     tracing::warn!(reason = %e, "numbering from this kiosk's own block");
@@ -484,7 +484,7 @@ impl Run {
         } else {
             // The executor waits for the sequencer, at most its timeout (tens of ms on a LAN).
             let handle = tokio::runtime::Handle::current();
-            tokio::task::block_in_place(|| handle.block_on(link.request_number(letter)))
+            tokio::task::block_in_place(|| handle.block_on(link.request_number(letter, turn_id)))
         };
         if let Some(a) = allocated {
             return Ok((
@@ -525,50 +525,6 @@ impl Run {
         ))
     }
 
-    /// The next number of the store's sequence (this kiosk is the sequencer), persisted before
-    /// it is handed out.
-    fn allocate(&mut self, service: &str) -> Result<Allocated, String> {
-        let mut now = self.e.time.now();
-        if let Some(last) = self.last_allocated
-            && now < last
-        {
-            now = last;
-        }
-        let queue = self.e.store.replica.queue();
-        let settings = queue.settings();
-        let letter = settings
-            .service(service)
-            .map(|s| s.letter.clone())
-            .ok_or_else(|| format!("service {service:?} is not configured"))?;
-        let day = ServiceDay::at(now, settings.opening_time);
-        let store = &self.e.store;
-        let ready = store.started_with_history
-            || store.link.heard_from_peers()
-            || self
-                .e
-                .db
-                .has_store_numbers(Series::Store, day)
-                .unwrap_or(false);
-        if !ready {
-            return Err(
-                "the sequencer started with an empty journal and has not heard from \
-                        the other kiosks yet; it hands out numbers once it has"
-                    .to_owned(),
-            );
-        }
-        let seen = queue
-            .next_number(day, &letter)
-            .map_err(|e| e.to_string())?
-            .saturating_sub(1);
-        let number = self
-            .e
-            .db
-            .next_store_number(Series::Store, day, &letter, seen)
-            .map_err(|e| e.to_string())?;
-        self.last_allocated = Some(now);
-        Ok(Allocated { number, at: now })
-    }
-
     /// Journals one of this kiosk's own queue steps with its events, then merges it.
     fn take(&mut self, step: Step, at: OffsetDateTime, events: &[Event]) -> Result<(), String> {
         let store = &mut self.e.store;
@@ -589,6 +545,7 @@ impl Run {
             .map_err(|e| format!("could not save the change: {e}"))?;
         store.seq = op.seq;
         let (_, conflicts) = store.replica.merge([op.clone()]);
+        note_numbers(&store.link, std::slice::from_ref(&op));
         store.link.publish([op]);
         self.report_conflicts(conflicts);
         self.publish_board();
@@ -601,9 +558,6 @@ impl Run {
             StoreMsg::Ops { ops, firsts, done } => {
                 self.merge_peer_ops(ops, &firsts);
                 let _ = done.send(());
-            }
-            StoreMsg::Allocate { service, reply } => {
-                let _ = reply.send(self.allocate(&service));
             }
         }
     }
@@ -634,6 +588,7 @@ impl Run {
             store.hlc.observe(op.hlc);
         }
         let (_, conflicts) = store.replica.merge(accepted.clone());
+        note_numbers(&store.link, &accepted);
         store.link.publish(accepted);
         self.report_conflicts(conflicts);
         self.publish_board();
@@ -1071,6 +1026,24 @@ impl Run {
                 true
             }
         });
+    }
+}
+
+/// Tells the sequencer (when this kiosk is it) about numbers of its sequence seen in ops.
+pub(crate) fn note_numbers(link: &StoreLink, ops: &[StoreOp]) {
+    let Some(sequencer) = link.numbers() else {
+        return;
+    };
+    for op in ops {
+        if let Step::Issue {
+            service,
+            number,
+            tag: None,
+            ..
+        } = &op.step
+        {
+            sequencer.saw_at(op.at, service, *number);
+        }
     }
 }
 

@@ -672,12 +672,21 @@ fn spawn_executor(
         turns = replica.queue().turns().len(),
         "store queue restored"
     );
+    if link.is_sequencer() {
+        let sequencer = Arc::new(crate::store::Sequencer::new(
+            db.clone(),
+            time.clone(),
+            replica.queue().settings().clone(),
+            started_with_history || link.members.len() == 1,
+        ));
+        link.set_sequencer(sequencer);
+        crate::executor::note_numbers(&link, &ops);
+    }
     let store = StoreState {
         replica,
         hlc,
         seq,
         link,
-        started_with_history,
     };
     let journey = setup::journey_config(config);
     let (screen_tx, screen) = watch::channel(kiosk_core::journey::view(

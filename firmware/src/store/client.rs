@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Member, OpsPage, StoreLink, StoreMsg, encode_heads};
 
 /// How long a pull waits at the peer for new ops.
-const WAIT: Duration = Duration::from_secs(10);
+const WAIT: Duration = Duration::from_secs(5);
 
 /// Starts one pull loop per peer.
 pub fn spawn_pulls(link: &Arc<StoreLink>, stop: &CancellationToken) -> Vec<JoinHandle<()>> {
@@ -34,7 +34,7 @@ async fn pull_loop(link: Arc<StoreLink>, peer: Member) {
     loop {
         match pull_once(&link, &peer).await {
             Ok(page) => {
-                let was_down = link.recently_down(&peer.id, Duration::from_secs(3600));
+                let was_down = link.down(&peer.id);
                 link.mark(&peer.id, true);
                 if was_down {
                     tracing::info!(peer = %peer.id, "store peer reachable again");
@@ -58,7 +58,7 @@ async fn pull_loop(link: Arc<StoreLink>, peer: Member) {
                 let _ = merged.await;
             }
             Err(e) => {
-                if !link.recently_down(&peer.id, Duration::from_secs(3600)) {
+                if !link.down(&peer.id) {
                     tracing::warn!(peer = %peer.id, error = %e, "store peer unreachable; retrying");
                 }
                 link.mark(&peer.id, false);

@@ -12,6 +12,7 @@
 //! are, and only kiosks of the store's list are answered.
 
 mod client;
+mod numbers;
 mod server;
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,6 +26,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use client::spawn_pulls;
+pub use numbers::Sequencer;
 pub use server::router;
 
 /// The label of the key kiosks of one store sign each other's requests with.
@@ -63,13 +65,6 @@ pub enum StoreMsg {
         firsts: BTreeMap<String, u64>,
         /// Done.
         done: oneshot::Sender<()>,
-    },
-    /// A peer asks this kiosk (the sequencer) for the next number of `service`.
-    Allocate {
-        /// Service letter.
-        service: String,
-        /// The answer.
-        reply: oneshot::Sender<Result<Allocated, String>>,
     },
 }
 
@@ -136,6 +131,14 @@ struct PeerState {
     last_err: Option<Instant>,
 }
 
+impl PeerState {
+    /// Answered, and more recently than it failed.
+    fn reachable(&self) -> bool {
+        self.last_ok
+            .is_some_and(|ok| self.last_err.is_none_or(|err| ok > err))
+    }
+}
+
 /// Whether a peer is reachable, for the status page and the board.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PeerStatus {
@@ -163,11 +166,15 @@ pub struct StoreLink {
     pub grown: watch::Sender<u64>,
     /// Requests for the executor.
     pub executor: mpsc::Sender<StoreMsg>,
+    /// Bumped when a peer becomes reachable or unreachable (the board shows it).
+    pub peers_changed: watch::Sender<u64>,
     http: reqwest::Client,
     /// How long a number request to the sequencer may take.
     pub sequencer_timeout: Duration,
     /// Set once a pull from any peer succeeded (or there is no peer).
     heard_from_peers: std::sync::atomic::AtomicBool,
+    /// The number sequence, on the sequencer (set by the runtime once the journal is open).
+    sequencer: std::sync::OnceLock<Arc<Sequencer>>,
 }
 
 impl std::fmt::Debug for StoreLink {
@@ -234,10 +241,25 @@ impl StoreLink {
             log: RwLock::new(OpLog::default()),
             grown: watch::channel(0).0,
             executor,
+            peers_changed: watch::channel(0).0,
             http,
             sequencer_timeout,
             heard_from_peers: std::sync::atomic::AtomicBool::new(alone),
+            sequencer: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Sets the number sequence this kiosk keeps (the sequencer only; once).
+    pub fn set_sequencer(&self, sequencer: Arc<Sequencer>) {
+        if self.heard_from_peers() {
+            sequencer.set_ready();
+        }
+        let _ = self.sequencer.set(sequencer);
+    }
+
+    /// The number sequence, when this kiosk keeps it.
+    pub fn numbers(&self) -> Option<&Arc<Sequencer>> {
+        self.sequencer.get()
     }
 
     /// Whether this kiosk keeps the store's number sequence.
@@ -278,32 +300,35 @@ impl StoreLink {
         if ok {
             self.heard_from_peers
                 .store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Some(s) = self.sequencer.get() {
+                s.set_ready();
+            }
         }
         let mut peers = self
             .peers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let st = peers.entry(peer.to_owned()).or_default();
+        let was = st.reachable();
         if ok {
             st.last_ok = Some(Instant::now());
         } else {
             st.last_err = Some(Instant::now());
         }
+        if st.reachable() != was {
+            self.peers_changed.send_modify(|v| *v += 1);
+        }
     }
 
-    /// Whether `peer` failed more recently than it answered, within the last `window`.
-    fn recently_down(&self, peer: &str, window: Duration) -> bool {
+    /// Whether `peer`'s last exchange failed.
+    fn down(&self, peer: &str) -> bool {
         let peers = self
             .peers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match peers.get(peer) {
-            Some(PeerState {
-                last_err: Some(err),
-                last_ok,
-            }) => err.elapsed() < window && last_ok.is_none_or(|ok| ok < *err),
-            _ => false,
-        }
+        peers
+            .get(peer)
+            .is_some_and(|st| st.last_err.is_some() && !st.reachable())
     }
 
     /// Each peer's reachability.
@@ -336,16 +361,17 @@ impl StoreLink {
 
     /// Asks the sequencer for the next number of `service`. `None` when it cannot answer in
     /// time (cut off, unplugged, stalled): the caller numbers from its own block. After a
-    /// failure the sequencer is not asked again for a second (its pull loop notices the heal),
-    /// so a cut-off kiosk issues at once.
-    pub async fn request_number(&self, service: &str) -> Option<Allocated> {
+    /// failure the sequencer is not asked again until a pull from it succeeds (the pull loop
+    /// notices the heal), so a cut-off kiosk issues at once.
+    pub async fn request_number(&self, service: &str, turn_id: uuid::Uuid) -> Option<Allocated> {
         let seq = self.sequencer().clone();
-        if self.recently_down(&seq.id, Duration::from_secs(1)) {
+        if self.down(&seq.id) {
             return None;
         }
         let path = "/store/v1/numbers";
         let body = serde_json::to_vec(&NumberRequest {
             service: service.to_owned(),
+            turn_id,
         })
         .ok()?;
         let mut req = self
@@ -357,21 +383,25 @@ impl StoreLink {
             req = req.header(k, v);
         }
         let answer = async {
-            let resp = req.body(body).send().await.ok()?;
+            let resp = req.body(body).send().await.map_err(|e| e.to_string())?;
             if !resp.status().is_success() {
                 let status = resp.status();
                 let text = resp.text().await.unwrap_or_default();
-                tracing::warn!(%status, answer = %text, "the sequencer refused a number");
-                return None;
+                return Err(format!("{status}: {text}"));
             }
-            resp.json::<Allocated>().await.ok()
+            resp.json::<Allocated>().await.map_err(|e| e.to_string())
         };
-        match tokio::time::timeout(self.sequencer_timeout, answer).await {
-            Ok(Some(a)) => {
+        let outcome = match tokio::time::timeout(self.sequencer_timeout, answer).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(format!("no answer within {:?}", self.sequencer_timeout)),
+        };
+        match outcome {
+            Ok(a) => {
                 self.mark(&seq.id, true);
                 Some(a)
             }
-            _ => {
+            Err(reason) => {
+                tracing::warn!(sequencer = %seq.id, %reason, "the sequencer did not hand out a number");
                 self.mark(&seq.id, false);
                 None
             }
@@ -384,6 +414,9 @@ impl StoreLink {
 pub struct NumberRequest {
     /// Service letter.
     pub service: String,
+    /// The turn the number is for: a request sent twice gets the same number (and two requests
+    /// never sign alike, so the replay guard does not refuse the second turn of a second).
+    pub turn_id: uuid::Uuid,
 }
 
 /// `GET /store/v1/ops`.

@@ -14,9 +14,8 @@ use axum::routing::{get, post};
 use kiosk_protocol::auth;
 use kiosk_protocol::wire::{HEADER_KIOSK_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use serde::Deserialize;
-use tokio::sync::oneshot;
 
-use super::{NumberRequest, OpsPage, StoreLink, StoreMsg, decode_heads};
+use super::{NumberRequest, OpsPage, StoreLink, decode_heads};
 
 /// Most ops in one answer.
 const PAGE: usize = 500;
@@ -180,20 +179,14 @@ async fn numbers(
     let Ok(req) = serde_json::from_slice::<NumberRequest>(&body) else {
         return refuse(StatusCode::BAD_REQUEST, "expected {\"service\": \"A\"}");
     };
-    let (reply, answer) = oneshot::channel();
-    if state
-        .link
-        .executor
-        .send(StoreMsg::Allocate {
-            service: req.service,
-            reply,
-        })
-        .await
-        .is_err()
-    {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "the kiosk is stopping");
-    }
-    match answer.await {
+    let Some(sequencer) = state.link.numbers().cloned() else {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "the kiosk is starting");
+    };
+    // One small journal transaction (an fsync): off the async workers.
+    let answer =
+        tokio::task::spawn_blocking(move || sequencer.allocate_for(&req.service, req.turn_id))
+            .await;
+    match answer {
         Ok(Ok(a)) => axum::Json(a).into_response(),
         Ok(Err(e)) => refuse(StatusCode::SERVICE_UNAVAILABLE, e),
         Err(_) => refuse(StatusCode::SERVICE_UNAVAILABLE, "the kiosk is stopping"),
