@@ -1,5 +1,7 @@
-// The counter page for staff: call the next turn per service, recall, served, no-show, reprint,
-// the customer's name and campaign script for identified tickets, and the manager report.
+// The counter page for staff: call the next turn per service (the whole store's queue, whichever
+// kiosk issued it), call by number or scanned ticket, recall, served, no-show, park and call
+// back, transfer to another service, walkout, reprint, the customer's name and campaign script
+// for identified tickets, what a network cut changed, and the manager report.
 "use strict";
 
 const nameInput = document.getElementById("counter-name");
@@ -74,8 +76,27 @@ function render(b) {
       btn("Volver a llamar · Recall", { action: "recall", turn_id: mine.turn_id }),
       btn("Atendido · Served", { action: "served", turn_id: mine.turn_id }, "primary"),
       btn("No se presentó · No-show", { action: "no_show", turn_id: mine.turn_id }, "danger"),
+      btn("Aparcar · Park", { action: "park", turn_id: mine.turn_id }),
       btn("Reimprimir · Reprint", { action: "reprint", turn_id: mine.turn_id }));
     box.append(row);
+    // Transfer to another service: it keeps its number and its place by issue time.
+    const move = el("div", "row");
+    const label = el("label", "", "Pasar a · Transfer to");
+    label.htmlFor = "transfer-to";
+    const select = el("select");
+    select.id = "transfer-to";
+    for (const s of b.services.filter((s) => s.letter !== mine.service)) {
+      const o = el("option", "", `${s.letter} · ${s.name.es}`);
+      o.value = s.letter;
+      select.append(o);
+    }
+    const go = el("button", "", "Transferir · Transfer");
+    go.type = "button";
+    go.setAttribute("data-action", "transfer");
+    go.addEventListener("click", () => act({ action: "transfer", turn_id: mine.turn_id, to: select.value }));
+    go.disabled = select.options.length === 0;
+    move.append(label, select, go);
+    box.append(move);
     current.replaceChildren(box);
   } else {
     current.replaceChildren(el("p", "muted", "—"));
@@ -100,7 +121,47 @@ function render(b) {
   const list = el("ul");
   for (const s of b.serving.filter((s) => s.counter !== me)) list.append(el("li", "", `${s.label} → ${s.counter}`));
   others.replaceChildren(list);
+  document.getElementById("open-counters").textContent =
+    `Mostradores abiertos · Open counters: ${b.open_counters || 0}`;
+
+  const parked = document.getElementById("parked");
+  if (b.parked && b.parked.length) {
+    const ul = el("ul", "plain");
+    for (const p of b.parked) {
+      const li = el("li", "row");
+      li.append(el("span", "turn-small", p.label), el("span", "muted", `(${p.counter})`));
+      const back = btn(`Llamar de nuevo ${p.label} · Call ${p.label} back`, { action: "call", turn_id: p.turn_id }, "primary");
+      back.disabled = !!mine;
+      li.append(back);
+      ul.append(li);
+    }
+    parked.replaceChildren(ul);
+  } else {
+    parked.replaceChildren(el("p", "muted", "—"));
+  }
+
+  const alert = document.getElementById("store-alert");
+  const away = b.unreachable_kiosks || [];
+  alert.hidden = away.length === 0;
+  alert.textContent = away.length
+    ? `Sin conexión con ${away.length} quiosco(s) de la tienda: sus turnos aparecerán al volver la red · ` +
+      `${away.length} kiosk(s) of the store out of reach: their turns appear when the network is back`
+    : "";
+  const conflicts = b.conflicts || [];
+  document.getElementById("conflicts-card").hidden = conflicts.length === 0;
+  document.getElementById("conflicts").replaceChildren(...conflicts.map((c) =>
+    el("li", "", `${c.label} · ${c.step} · ${c.counter ? "mostrador · counter " + c.counter + " · " : ""}${c.reason}`)));
 }
+
+document.getElementById("label-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const label = document.getElementById("turn-label").value.trim();
+  if (label) act({ action: "call_label", label });
+});
+document.getElementById("walk-out").addEventListener("click", () => {
+  const label = document.getElementById("turn-label").value.trim();
+  if (label) act({ action: "walk_out_label", label });
+});
 
 document.getElementById("call-any").addEventListener("click", () => act({ action: "call_next", services: [] }));
 document.getElementById("report").addEventListener("click", () => act({ action: "print_report" }));

@@ -452,6 +452,46 @@ async fn an_anonymous_visitor_takes_a_turn_that_the_counter_calls_and_the_lobby_
         .expect("the counter says which turn it called");
     shots.take("counter-called").await;
 
+    // Park it (the customer went to fetch a document), then call it back.
+    browser
+        .click("#current [data-action=park]")
+        .await
+        .expect("park");
+    browser
+        .wait_for_text("#parked", &label, WAIT)
+        .await
+        .expect("the parked list shows the turn");
+    shots.take("counter-parked").await;
+    browser
+        .click("#parked [data-action=call]")
+        .await
+        .expect("call back");
+    browser
+        .wait_for_text("#current .turn", &label, WAIT)
+        .await
+        .expect("the parked turn is served again");
+    // The customer needs the checkout instead: transfer to A, where it is next by issue time.
+    browser
+        .click("#current [data-action=transfer]")
+        .await
+        .expect("transfer");
+    browser
+        .wait_until(
+            "the turn waiting in A",
+            &format!(
+                "document.getElementById('services').innerText.includes('{label}') && document.querySelector('#current .turn') === null"
+            ),
+            WAIT,
+        )
+        .await
+        .expect("the transferred turn waits in A");
+    shots.take("counter-transferred").await;
+    browser.click("#call-any").await.expect("call next");
+    browser
+        .wait_for_text("#current .turn", &label, WAIT)
+        .await
+        .expect("the counter serves the transferred turn");
+
     browser.switch_to(lobby_window).await.expect("lobby");
     browser
         .wait_for_text("#serving", &label, WAIT)
@@ -465,7 +505,13 @@ async fn an_anonymous_visitor_takes_a_turn_that_the_counter_calls_and_the_lobby_
         .expect("kiosk still attracts");
 
     kiosk
-        .assert_crm_has_every_event_once(&["ticket_issued", "ticket_printed", "turn_called"])
+        .assert_crm_has_every_event_once(&[
+            "ticket_issued",
+            "ticket_printed",
+            "turn_called",
+            "turn_parked",
+            "turn_transferred",
+        ])
         .await;
     kiosk.stop(browser).await;
 }

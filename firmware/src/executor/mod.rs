@@ -823,6 +823,20 @@ impl Run {
                     counter: Some(c),
                 },
             ),
+            StaffCommand::WalkOutLabel { label } => {
+                let day = ServiceDay::at(now, q.settings().opening_time);
+                let turn_id = q
+                    .turn_by_label(label, day)
+                    .map(|t| t.id)
+                    .ok_or_else(|| format!("no turn {} today", label.trim().to_uppercase()))?;
+                (
+                    q.plan_walkout(turn_id, Some(counter), now).map_err(err)?,
+                    Step::WalkOut {
+                        turn_id,
+                        counter: Some(c),
+                    },
+                )
+            }
             StaffCommand::Reprint { turn_id } => return self.reprint(*turn_id),
             StaffCommand::PrintReport => return self.print_report(),
         };

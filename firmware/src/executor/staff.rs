@@ -62,6 +62,11 @@ pub enum StaffCommand {
         /// The turn.
         turn_id: Uuid,
     },
+    /// [`StaffCommand::WalkOut`] for today's turn with this label.
+    WalkOutLabel {
+        /// The label.
+        label: String,
+    },
     /// Call the counter's turn again.
     Recall {
         /// The turn.
