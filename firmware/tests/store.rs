@@ -426,3 +426,79 @@ async fn kill9_of_any_kiosk_mid_issue_and_mid_call_never_duplicates_a_label_or_l
         assert_eq!(integrity(&k.journal()), "ok");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_listener_answers_only_signed_requests_of_the_stores_kiosks_and_refuses_replays()
+{
+    use kiosk_protocol::auth::sign_request;
+    use kiosk_protocol::wire::Key32;
+    let mut store = Store::start(2).await;
+    until_connected(&mut store).await;
+    let http = store.http.clone();
+    let base = format!("http://{}", store.kiosks[0].store_addr);
+    let me = &store.kiosks[1];
+    let creds = kiosk::credentials::Credentials::load(&me.dir.join("credentials.toml")).unwrap();
+    let key = |label: &str| {
+        let k = creds.derived_key(label);
+        Key32::from_bytes(k[..32].try_into().unwrap())
+    };
+    let store_key = key(&kiosk::store::store_key_label(crm_endpoint::DEMO_STORE_ID));
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let send = |id: &str, key: &Key32, method: &str, path: &str, body: &[u8], ts: i64| {
+        let headers = sign_request(id, key, method, path, body, ts);
+        let mut req = if method == "GET" {
+            http.get(format!("{base}{path}"))
+        } else {
+            http.post(format!("{base}{path}")).body(body.to_vec())
+        };
+        for (k, v) in headers.pairs() {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    let path = "/store/v1/ops?after=&wait_ms=0";
+    // Unsigned.
+    let r = http.get(format!("{base}{path}")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    // Signed with another store's key, or the tenant's turn-ticket key.
+    let other = key(&kiosk::store::store_key_label("another-store"));
+    assert_eq!(
+        send(&me.id, &other, "GET", path, b"", now)
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    // A kiosk id that is not in the store's list, with the right key.
+    assert_eq!(
+        send("k-intruder", &store_key, "GET", path, b"", now)
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    // A stale timestamp.
+    assert_eq!(
+        send(&me.id, &store_key, "GET", path, b"", now - 3600)
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    // The real thing answers.
+    let ok = send(&me.id, &store_key, "GET", path, b"", now)
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    // A number request, then the same bytes again: refused as a replay.
+    let body =
+        serde_json::to_vec(&json!({"service": "A", "turn_id": uuid::Uuid::now_v7()})).unwrap();
+    let first = send(&me.id, &store_key, "POST", "/store/v1/numbers", &body, now)
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200, "{:?}", first.text().await);
+    let again = send(&me.id, &store_key, "POST", "/store/v1/numbers", &body, now)
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+}
