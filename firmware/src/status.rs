@@ -60,6 +60,20 @@ pub struct Status {
     pub clock: ClockStatus,
     /// Whether the firmware's loops are alive (what the systemd watchdog is petted on).
     pub loops: Option<LoopStatus>,
+    /// The other kiosks of the store, when it has any (and the kiosk runs).
+    #[serde(default)]
+    pub store: Option<StoreStatus>,
+}
+
+/// This kiosk's place in its store and what it sees of the others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStatus {
+    /// The kiosk keeping the store's number sequence.
+    pub sequencer: String,
+    /// Whether it is this kiosk.
+    pub this_is_sequencer: bool,
+    /// The others.
+    pub peers: Vec<crate::store::PeerStatus>,
 }
 
 /// One device.
@@ -175,6 +189,8 @@ pub struct StatusSource {
     pub started: Instant,
     /// Start time by the wall clock.
     pub started_at: OffsetDateTime,
+    /// The store link.
+    pub store: Option<std::sync::Arc<crate::store::StoreLink>>,
 }
 
 impl StatusSource {
@@ -230,6 +246,15 @@ impl StatusSource {
             disk: disk_status(&self.data_dir),
             clock: clock_status(now),
             loops: Some(loops),
+            store: self
+                .store
+                .as_ref()
+                .filter(|l| l.members.len() > 1)
+                .map(|l| StoreStatus {
+                    sequencer: l.sequencer().id.clone(),
+                    this_is_sequencer: l.is_sequencer(),
+                    peers: l.peer_status(),
+                }),
         }
     }
 }
@@ -287,6 +312,7 @@ pub fn offline(data_dir: &Path, hardware_profile: &str) -> anyhow::Result<Status
         disk: disk_status(data_dir),
         clock: clock_status(now),
         loops: None,
+        store: None,
     })
 }
 
@@ -457,6 +483,20 @@ impl Status {
         {
             p.push(format!("firmware loop wedged: {problem}"));
         }
+        if let Some(store) = &self.store {
+            for peer in store.peers.iter().filter(|p| !p.reachable) {
+                p.push(format!(
+                    "store kiosk {} is out of reach: its turns appear here when the LAN is back{}; \
+                     check its power, cable and [store].kiosks url",
+                    peer.id,
+                    if peer.id == store.sequencer {
+                        " and this kiosk numbers from its own block (A<n>-001) meanwhile"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        }
         p
     }
 
@@ -490,6 +530,32 @@ impl Status {
             row(&mut o, "uptime", &human_duration(up));
         }
         let _ = writeln!(o);
+        if let Some(store) = &self.store {
+            let _ = writeln!(o, "store");
+            row(
+                &mut o,
+                "  sequencer",
+                &if store.this_is_sequencer {
+                    format!("{} (this kiosk)", store.sequencer)
+                } else {
+                    store.sequencer.clone()
+                },
+            );
+            for peer in &store.peers {
+                row(
+                    &mut o,
+                    &format!("  {}", peer.id),
+                    &match (peer.reachable, peer.last_seen_s) {
+                        (true, _) => "REACHABLE".to_owned(),
+                        (false, Some(s)) => {
+                            format!("OUT OF REACH (last answered {} ago)", human_duration(s))
+                        }
+                        (false, None) => "OUT OF REACH (never answered)".to_owned(),
+                    },
+                );
+            }
+            let _ = writeln!(o);
+        }
         if !self.devices.is_empty() {
             let _ = writeln!(o, "devices");
             for d in &self.devices {
@@ -867,6 +933,15 @@ mod tests {
                 healthy: true,
                 problem: None,
             }),
+            store: Some(StoreStatus {
+                sequencer: "k-seq".into(),
+                this_is_sequencer: false,
+                peers: vec![crate::store::PeerStatus {
+                    id: "k-seq".into(),
+                    reachable: false,
+                    last_seen_s: Some(125),
+                }],
+            }),
         }
     }
 
@@ -887,6 +962,9 @@ mod tests {
             "the CRM is unreachable: connection refused",
             "kiosk events --dead-letters",
             "timedatectl",
+            "OUT OF REACH (last answered 2 min 5 s ago)",
+            "store kiosk k-seq is out of reach",
+            "numbers from its own block",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
@@ -896,6 +974,7 @@ mod tests {
         good.journal.dead_letters = 0;
         good.disk.as_mut().unwrap().nearly_full = false;
         good.clock.synchronised = Some(true);
+        good.store.as_mut().unwrap().peers[0].reachable = true;
         assert!(good.problems().is_empty(), "{:?}", good.problems());
         assert!(good.to_text().ends_with("all good\n"));
     }

@@ -332,6 +332,7 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
         hardware_profile: config.hardware.name.clone(),
         started,
         started_at: time::OffsetDateTime::now_utc(),
+        store: Some(store.clone()),
     });
     tasks.push(spawn_retention(
         db.clone(),

@@ -140,7 +140,7 @@ impl PeerState {
 }
 
 /// Whether a peer is reachable, for the status page and the board.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerStatus {
     /// Kiosk id.
     pub id: String,
