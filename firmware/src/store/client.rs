@@ -31,8 +31,13 @@ pub fn spawn_pulls(link: &Arc<StoreLink>, stop: &CancellationToken) -> Vec<JoinH
 
 async fn pull_loop(link: Arc<StoreLink>, peer: Member) {
     let mut backoff = Duration::from_millis(100);
+    // The first pull, and the first after an error, answers at once: reachability (and a
+    // sequencer's readiness) is known within a round trip, not a long poll.
+    let mut wait = Duration::ZERO;
     loop {
-        match pull_once(&link, &peer).await {
+        let pulled = pull_once(&link, &peer, wait).await;
+        wait = if pulled.is_ok() { WAIT } else { Duration::ZERO };
+        match pulled {
             Ok(page) => {
                 let was_down = link.down(&peer.id);
                 link.mark(&peer.id, true);
@@ -69,12 +74,12 @@ async fn pull_loop(link: Arc<StoreLink>, peer: Member) {
     }
 }
 
-async fn pull_once(link: &StoreLink, peer: &Member) -> Result<OpsPage, String> {
+async fn pull_once(link: &StoreLink, peer: &Member, wait: Duration) -> Result<OpsPage, String> {
     let heads = link.log.read().map(|l| l.heads()).unwrap_or_default();
     let path = format!(
         "/store/v1/ops?after={}&wait_ms={}",
         encode_heads(&heads),
-        WAIT.as_millis()
+        wait.as_millis()
     );
     let mut req = link
         .http
