@@ -27,6 +27,7 @@ impl Harness {
         let demo = kiosk::demo::start(DemoOptions {
             data_dir: dir.path().to_owned(),
             port: 0,
+            kiosks: 1,
         })
         .await
         .expect("demo starts");

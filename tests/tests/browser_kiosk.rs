@@ -1,7 +1,8 @@
 //! The kiosk's screens in a real browser (headless Chromium through chromedriver): the kiosk as
 //! `kiosk demo` runs it, touched the way a customer and the staff touch it, at the official Pi
 //! display's 800x480 and at 1920x1080. Every journey ends in the CRM, each event exactly once;
-//! every test keeps screenshots of its steps under `<target dir>/artifacts/`.
+//! every test keeps screenshots of its steps under `<target dir>/artifacts/`. The demo's
+//! simulator panel too, for a store of two kiosks: each kiosk's controls and its LAN cable.
 
 #![allow(
     clippy::unwrap_used,
@@ -30,6 +31,7 @@ impl Kiosk {
         let demo = kiosk::demo::start(DemoOptions {
             data_dir: dir.path().to_owned(),
             port: 0,
+            kiosks: 1,
         })
         .await
         .expect("the demo starts");
@@ -915,4 +917,165 @@ async fn the_crm_dashboard_shows_the_tickets_the_kiosk_issued_on_screen() {
         .expect("live updates");
     shots.take("tickets").await;
     kiosk.stop(browser).await;
+}
+
+/// What keeps the simulator panel from being used by keyboard, screen reader or finger: a page
+/// wider than the window, a control shorter or narrower than 44 px or without a name, a text
+/// field without a label, a kiosk's section without its heading.
+const PANEL_PROBLEMS: &str = r#"
+const bad = [];
+const de = document.documentElement;
+if (de.scrollWidth > window.innerWidth) bad.push(`page is ${de.scrollWidth}px wide`);
+const nameOf = (e) => (e.getAttribute('aria-label') || (e.labels && [...e.labels].map((l) => l.textContent).join(' ')) || e.textContent || '').trim();
+for (const e of document.querySelectorAll('button, input, a[href]')) {
+  const r = e.getBoundingClientRect();
+  const what = `${e.tagName.toLowerCase()} "${nameOf(e).slice(0, 30)}" in ${e.closest('[data-kiosk]') ? 'kiosk ' + e.closest('[data-kiosk]').dataset.kiosk : 'the page'}`;
+  if (!nameOf(e)) bad.push(`${what} has no name`);
+  if (e.tagName === 'A') continue;
+  if (r.height < 44) bad.push(`${what} is ${r.height}px tall`);
+  if (r.width < 44) bad.push(`${what} is ${r.width}px wide`);
+  if (r.right > window.innerWidth) bad.push(`${what} sticks out sideways`);
+}
+for (const s of document.querySelectorAll('section')) {
+  const id = s.getAttribute('aria-labelledby');
+  if (!id || !document.getElementById(id)) bad.push(`a section has no heading: ${s.outerHTML.slice(0, 60)}`);
+}
+return bad;
+"#;
+
+/// The kiosk screen's state (`/api/kiosk/view`) of one demo kiosk.
+async fn screen_of(http: &reqwest::Client, kiosk: &kiosk::runtime::Running) -> Value {
+    http.get(format!("http://{}/api/kiosk/view", kiosk.ui_addr))
+        .send()
+        .await
+        .expect("the kiosk answers")
+        .json()
+        .await
+        .expect("a screen")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_panel_drives_each_kiosk_of_a_store_and_cuts_and_restores_one_kiosks_lan_cable()
+ {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo = kiosk::demo::start(DemoOptions {
+        data_dir: dir.path().to_owned(),
+        port: 0,
+        kiosks: 2,
+    })
+    .await
+    .expect("the demo starts");
+    let http = reqwest::Client::new();
+    let browser = Browser::launch(Viewport::FULL_HD)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut shots = Shots::new(&browser, "panel");
+    browser
+        .goto(&format!("http://{}/", demo.panel_addr))
+        .await
+        .expect("the panel");
+    browser
+        .wait_until(
+            "the panel's state",
+            "document.body.dataset.ready === '1'",
+            WAIT,
+        )
+        .await
+        .expect("the panel shows the store");
+    for k in ["1", "2"] {
+        browser
+            .wait_for(&format!("[data-kiosk='{k}'] [data-testid=tap-0]"), WAIT)
+            .await
+            .expect("each kiosk has its card buttons");
+    }
+    let problems = browser
+        .eval(PANEL_PROBLEMS, vec![])
+        .await
+        .expect("panel probe");
+    assert_eq!(problems, json!([]), "the panel is hard to use");
+    shots.take("store").await;
+
+    // A tap at kiosk 2 reaches kiosk 2's card reader, not kiosk 1's.
+    let kiosk2 = demo.kiosk_number(2).expect("kiosk 2");
+    browser
+        .click("[data-kiosk='2'] [data-testid=tap-unknown]")
+        .await
+        .expect("tap at kiosk 2");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let v = screen_of(&http, kiosk2).await;
+        if v["body"]["screen"] == "offer_registration" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "kiosk 2 never offered to register the card; last: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        screen_of(&http, &demo.kiosk).await["body"]["screen"],
+        "attract",
+        "kiosk 1 saw no card"
+    );
+    browser
+        .click("[data-kiosk='2'] [data-testid=remove-card]")
+        .await
+        .expect("take the card away");
+
+    // The kiosks find each other, then kiosk 2's cable is cut and restored from the panel.
+    let peers = |k: u8| format!("[data-kiosk='{k}'] [data-role=peers]");
+    browser
+        .wait_for_text(&peers(1), "kiosk 2 ✓ reachable", WAIT)
+        .await
+        .expect("kiosk 1 reaches kiosk 2");
+    browser
+        .wait_for_text(&peers(2), "kiosk 1 ✓ reachable", WAIT)
+        .await
+        .expect("kiosk 2 reaches kiosk 1");
+    browser
+        .click("[data-kiosk='2'] [data-testid=lan]")
+        .await
+        .expect("cut kiosk 2's cable");
+    browser
+        .wait_for_text("[data-kiosk='2'] [data-testid=lan]", "cut", WAIT)
+        .await
+        .expect("the button says the cable is cut");
+    assert_eq!(
+        demo.lan.as_ref().and_then(|l| l.link(1)),
+        Some(kiosk::demo::Link::Cut)
+    );
+    browser
+        .wait_for_text(&peers(1), "kiosk 2 ✗ unreachable", WAIT)
+        .await
+        .expect("kiosk 1 no longer reaches kiosk 2");
+    browser
+        .wait_for_text(&peers(2), "kiosk 1 ✗ unreachable", WAIT)
+        .await
+        .expect("kiosk 2 no longer reaches kiosk 1");
+    assert_eq!(
+        demo.lan.as_ref().and_then(|l| l.link(0)),
+        Some(kiosk::demo::Link::Up),
+        "kiosk 1's cable is untouched"
+    );
+    shots.take("cut").await;
+    browser
+        .click("[data-kiosk='2'] [data-testid=lan]")
+        .await
+        .expect("restore kiosk 2's cable");
+    browser
+        .wait_for_text("[data-kiosk='2'] [data-testid=lan]", "plugged in", WAIT)
+        .await
+        .expect("the button says the cable is back");
+    browser
+        .wait_for_text(&peers(1), "kiosk 2 ✓ reachable", WAIT)
+        .await
+        .expect("kiosk 1 reaches kiosk 2 again");
+    browser
+        .wait_for_text(&peers(2), "kiosk 1 ✓ reachable", WAIT)
+        .await
+        .expect("kiosk 2 reaches kiosk 1 again");
+    shots.take("restored").await;
+    browser.close().await.expect("the browser closes");
+    demo.stop().await;
 }

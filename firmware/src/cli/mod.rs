@@ -51,9 +51,13 @@ pub enum Command {
         /// `kiosk-demo` directory under the system's temp dir).
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// First of the consecutive loopback ports the demo uses.
+        /// First of the loopback ports the demo uses (kiosk k's screen is on port + 10 (k - 1)).
         #[arg(long, default_value_t = 8080)]
         port: u16,
+        /// How many kiosks the demo's store has (1 to 8): they share one queue over a simulated
+        /// shop LAN whose cables the simulator panel can cut.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
+        kiosks: u8,
     },
     /// Validate a site config (and the hardware profile it names) or a hardware profile.
     CheckConfig {
@@ -339,11 +343,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         #[cfg(feature = "demo")]
-        Command::Demo { data_dir, port } => {
+        Command::Demo {
+            data_dir,
+            port,
+            kiosks,
+        } => {
             let data_dir = data_dir.unwrap_or_else(|| std::env::temp_dir().join("kiosk-demo"));
             tokio_runtime()?.block_on(crate::demo::run(crate::demo::DemoOptions {
                 data_dir,
                 port,
+                kiosks: usize::from(kiosks),
             }))?;
             Ok(ExitCode::SUCCESS)
         }

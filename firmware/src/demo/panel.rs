@@ -1,7 +1,13 @@
-//! The demo's simulator control panel: tap a seeded card or an unknown one, take it away, scan a
-//! code (the last ticket's QR, a product barcode, any text, noise), take the paper out, open the
-//! cover, cut the network, and see the printed tickets. Every button drives a simulator through
-//! the real protocol (MFRC522 registers, pty bytes, ESC/POS status), never the engine directly.
+//! The demo's simulator control panel: for each kiosk of the store, tap a seeded card or an
+//! unknown one, take it away, scan a code (the last ticket's QR, a product barcode, any text,
+//! noise), take the paper out, open the cover, step in front of it, cut its cable on the shop LAN
+//! and see which kiosks it reaches and the tickets it printed; for the whole store, cut the
+//! network to the CRM. Every button drives a simulator or a relay through the real protocol
+//! (MFRC522 registers, pty bytes, ESC/POS status, TCP), never the engine directly.
+//!
+//! The API: `/api/kiosks/{n}/card|scan|printer|presence|lan` act on kiosk `n` (1 to N);
+//! `/api/card|scan|printer|presence` on kiosk 1, as before the store had several kiosks;
+//! `/api/network` on the link to the CRM; `/api/state` shows everything.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -14,22 +20,69 @@ use axum::{Json, Router};
 use kiosk_drivers::card::mfrc522sim::VirtualCard;
 use serde::{Deserialize, Serialize};
 
-use super::switch::{Link, NetworkSwitch};
+use super::switch::{Link, NetworkSwitch, StoreLan};
 use crate::runtime::Simulators;
+use crate::store::StoreLink;
 
-/// What the panel handlers share.
+/// One kiosk as the panel drives it.
 #[derive(Clone)]
-pub struct PanelState {
+pub struct PanelKiosk {
+    /// Its number in the store (1 to N; 1 is the sequencer).
+    pub number: usize,
     /// The simulated devices.
     pub sims: Simulators,
-    /// The network switch.
-    pub network: NetworkSwitch,
     /// The last ticket's signed QR.
     pub last_ticket_qr: Arc<Mutex<Option<String>>>,
     /// Printed tickets (PNG).
     pub tickets_dir: PathBuf,
     /// The kiosk screen, for the link.
     pub kiosk_url: String,
+    /// Where its counter page and lobby display are served (`http://host:port`).
+    pub staff_url: String,
+    /// Its link to the rest of the store: its id, and which kiosks it reaches.
+    pub store: Arc<StoreLink>,
+}
+
+/// What the panel handlers share.
+#[derive(Clone)]
+pub struct PanelState {
+    /// The kiosks, kiosk 1 first.
+    pub kiosks: Arc<[PanelKiosk]>,
+    /// The network switch to the CRM.
+    pub network: NetworkSwitch,
+    /// The shop LAN between the kiosks (2 kiosks or more).
+    pub lan: Option<StoreLan>,
+}
+
+/// A kiosk number the store does not have.
+struct NoSuchKiosk {
+    number: usize,
+    kiosks: usize,
+}
+
+impl IntoResponse for NoSuchKiosk {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::NOT_FOUND,
+            format!(
+                "no kiosk {}: the demo's store has kiosks 1 to {}",
+                self.number, self.kiosks
+            ),
+        )
+            .into_response()
+    }
+}
+
+impl PanelState {
+    fn kiosk(&self, number: usize) -> Result<&PanelKiosk, NoSuchKiosk> {
+        number
+            .checked_sub(1)
+            .and_then(|i| self.kiosks.get(i))
+            .ok_or(NoSuchKiosk {
+                number,
+                kiosks: self.kiosks.len(),
+            })
+    }
 }
 
 /// The panel's routes.
@@ -37,13 +90,36 @@ pub fn router(state: PanelState) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/api/state", get(panel_state))
-        .route("/api/card", post(card))
-        .route("/api/scan", post(scan))
-        .route("/api/printer", post(printer))
+        .route("/api/card", post(card_at_first))
+        .route("/api/scan", post(scan_at_first))
+        .route("/api/printer", post(printer_at_first))
+        .route("/api/presence", post(presence_at_first))
         .route("/api/network", post(network))
-        .route("/api/presence", post(presence))
-        .route("/tickets/{name}", get(ticket_png))
+        .route("/api/kiosks/{n}/card", post(card))
+        .route("/api/kiosks/{n}/scan", post(scan))
+        .route("/api/kiosks/{n}/printer", post(printer))
+        .route("/api/kiosks/{n}/presence", post(presence))
+        .route("/api/kiosks/{n}/lan", post(lan))
+        .route("/tickets/{name}", get(ticket_png_of_first))
+        .route("/kiosks/{n}/tickets/{name}", get(ticket_png))
         .with_state(state)
+}
+
+// Kiosk 1's devices at the paths they had before the store had several kiosks.
+async fn card_at_first(s: State<PanelState>, a: Json<CardAction>) -> Response {
+    card(s, Path(1), a).await
+}
+async fn scan_at_first(s: State<PanelState>, a: Json<ScanAction>) -> Response {
+    scan(s, Path(1), a).await
+}
+async fn printer_at_first(s: State<PanelState>, a: Json<PrinterAction>) -> Response {
+    printer(s, Path(1), a).await
+}
+async fn presence_at_first(s: State<PanelState>, a: Json<PresenceAction>) -> Response {
+    presence(s, Path(1), a).await
+}
+async fn ticket_png_of_first(s: State<PanelState>, Path(name): Path<String>) -> Response {
+    ticket_png(s, Path((1, name))).await
 }
 
 /// A card action.
@@ -99,7 +175,7 @@ pub struct PresenceAction {
     pub here: bool,
 }
 
-/// The network state to set.
+/// The state to set a link to (the network to the CRM, a kiosk's cable on the shop LAN).
 #[derive(Debug, Deserialize)]
 pub struct NetworkAction {
     /// Up or cut.
@@ -109,12 +185,19 @@ pub struct NetworkAction {
     pub stalled: bool,
 }
 
-/// What the panel shows.
+impl NetworkAction {
+    fn link(&self) -> Link {
+        match (self.up, self.stalled) {
+            (false, _) => Link::Cut,
+            (true, true) => Link::Stalled,
+            (true, false) => Link::Up,
+        }
+    }
+}
+
+/// What one kiosk's devices show.
 #[derive(Debug, Serialize)]
-pub struct PanelView {
-    network_up: bool,
-    network: Link,
-    customers: Vec<String>,
+pub struct DevicesView {
     tickets: Vec<String>,
     last_ticket: Option<String>,
     paper_out: bool,
@@ -122,6 +205,44 @@ pub struct PanelView {
     offline: bool,
     someone_here: bool,
     status_led: bool,
+}
+
+/// Another kiosk of the store, as one kiosk sees it.
+#[derive(Debug, Serialize)]
+pub struct PeerView {
+    number: usize,
+    id: String,
+    reachable: bool,
+    last_seen_s: Option<u64>,
+}
+
+/// One kiosk on the panel.
+#[derive(Debug, Serialize)]
+pub struct KioskView {
+    number: usize,
+    id: String,
+    /// It numbers the store's turns.
+    sequencer: bool,
+    screen: String,
+    counter: String,
+    lobby: String,
+    /// Its cable on the shop LAN (`null` for a store of one).
+    lan: Option<Link>,
+    /// The other kiosks and whether it reaches them.
+    peers: Vec<PeerView>,
+    #[serde(flatten)]
+    devices: DevicesView,
+}
+
+/// What the panel shows: the whole store, with kiosk 1's devices at the top level as before.
+#[derive(Debug, Serialize)]
+pub struct PanelView {
+    network_up: bool,
+    network: Link,
+    customers: Vec<String>,
+    kiosks: Vec<KioskView>,
+    #[serde(flatten)]
+    devices: DevicesView,
 }
 
 fn unavailable(what: &str) -> Response {
@@ -132,18 +253,14 @@ fn unavailable(what: &str) -> Response {
         .into_response()
 }
 
-async fn page(State(s): State<PanelState>) -> Html<String> {
-    Html(PAGE.replace("{{KIOSK_URL}}", &s.kiosk_url))
-}
-
-async fn panel_state(State(s): State<PanelState>) -> Json<PanelView> {
-    let faults = s
+fn devices_view(k: &PanelKiosk) -> DevicesView {
+    let faults = k
         .sims
         .printer
         .as_ref()
         .map(|p| p.lock().faults())
         .unwrap_or_default();
-    let mut tickets: Vec<String> = std::fs::read_dir(&s.tickets_dir)
+    let mut tickets: Vec<String> = std::fs::read_dir(&k.tickets_dir)
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .filter_map(|e| {
@@ -161,7 +278,61 @@ async fn panel_state(State(s): State<PanelState>) -> Json<PanelView> {
         .take(12)
         .collect();
     tickets.retain(|n| n.ends_with(".png"));
-    let last_ticket = s.last_ticket_qr.lock().ok().and_then(|q| q.clone());
+    DevicesView {
+        tickets,
+        last_ticket: k.last_ticket_qr.lock().ok().and_then(|q| q.clone()),
+        paper_out: faults.paper_out,
+        cover_open: faults.cover_open,
+        offline: faults.offline,
+        someone_here: k.sims.gpio.as_ref().is_some_and(|g| g.presence()),
+        status_led: k.sims.gpio.as_ref().is_some_and(|g| g.led()),
+    }
+}
+
+fn kiosk_view(s: &PanelState, k: &PanelKiosk) -> KioskView {
+    let link = &k.store;
+    let number_of = |id: &str| {
+        link.members
+            .iter()
+            .position(|m| m.id == id)
+            .map_or(0, |i| i + 1)
+    };
+    KioskView {
+        number: k.number,
+        id: link.me.clone(),
+        sequencer: link.is_sequencer(),
+        screen: k.kiosk_url.clone(),
+        counter: format!("{}/counter", k.staff_url),
+        lobby: format!("{}/lobby", k.staff_url),
+        lan: s.lan.as_ref().and_then(|lan| lan.link(k.number - 1)),
+        peers: link
+            .peer_status()
+            .into_iter()
+            .map(|p| PeerView {
+                number: number_of(&p.id),
+                id: p.id,
+                reachable: p.reachable,
+                last_seen_s: p.last_seen_s,
+            })
+            .collect(),
+        devices: devices_view(k),
+    }
+}
+
+async fn page(State(s): State<PanelState>) -> Html<String> {
+    Html(render_page(&s))
+}
+
+async fn panel_state(State(s): State<PanelState>) -> Json<PanelView> {
+    let devices = s.kiosks.first().map(devices_view).unwrap_or(DevicesView {
+        tickets: Vec::new(),
+        last_ticket: None,
+        paper_out: false,
+        cover_open: false,
+        offline: false,
+        someone_here: false,
+        status_led: false,
+    });
     Json(PanelView {
         network_up: s.network.is_up(),
         network: s.network.link(),
@@ -169,18 +340,21 @@ async fn panel_state(State(s): State<PanelState>) -> Json<PanelView> {
             .iter()
             .map(|c| format!("{} ({}, {})", c.display_name, c.segment, c.locale))
             .collect(),
-        tickets,
-        last_ticket,
-        paper_out: faults.paper_out,
-        cover_open: faults.cover_open,
-        offline: faults.offline,
-        someone_here: s.sims.gpio.as_ref().is_some_and(|g| g.presence()),
-        status_led: s.sims.gpio.as_ref().is_some_and(|g| g.led()),
+        kiosks: s.kiosks.iter().map(|k| kiosk_view(&s, k)).collect(),
+        devices,
     })
 }
 
-async fn card(State(s): State<PanelState>, Json(action): Json<CardAction>) -> Response {
-    let Some(sim) = &s.sims.card else {
+async fn card(
+    State(s): State<PanelState>,
+    Path(n): Path<usize>,
+    Json(action): Json<CardAction>,
+) -> Response {
+    let k = match s.kiosk(n) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    let Some(sim) = &k.sims.card else {
         return unavailable("card reader");
     };
     let uid: Vec<u8> = match action {
@@ -210,17 +384,29 @@ async fn card(State(s): State<PanelState>, Json(action): Json<CardAction>) -> Re
     }
 }
 
-async fn scan(State(s): State<PanelState>, Json(action): Json<ScanAction>) -> Response {
-    let Some(sim) = &s.sims.scanner else {
+async fn scan(
+    State(s): State<PanelState>,
+    Path(n): Path<usize>,
+    Json(action): Json<ScanAction>,
+) -> Response {
+    let k = match s.kiosk(n) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    let Some(sim) = &k.sims.scanner else {
         return unavailable("scanner");
     };
     let result = match action {
         ScanAction::LastTicket => {
-            let last = s.last_ticket_qr.lock().ok().and_then(|q| q.clone());
+            let last = k.last_ticket_qr.lock().ok().and_then(|q| q.clone());
             match last {
                 Some(qr) => sim.scan(&qr),
                 None => {
-                    return (StatusCode::CONFLICT, "no ticket was issued yet").into_response();
+                    return (
+                        StatusCode::CONFLICT,
+                        format!("kiosk {n} issued no ticket yet"),
+                    )
+                        .into_response();
                 }
             }
         }
@@ -234,8 +420,16 @@ async fn scan(State(s): State<PanelState>, Json(action): Json<ScanAction>) -> Re
     }
 }
 
-async fn printer(State(s): State<PanelState>, Json(a): Json<PrinterAction>) -> Response {
-    let Some(p) = &s.sims.printer else {
+async fn printer(
+    State(s): State<PanelState>,
+    Path(n): Path<usize>,
+    Json(a): Json<PrinterAction>,
+) -> Response {
+    let k = match s.kiosk(n) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    let Some(p) = &k.sims.printer else {
         return unavailable("printer");
     };
     p.update_faults(|f| {
@@ -247,8 +441,16 @@ async fn printer(State(s): State<PanelState>, Json(a): Json<PrinterAction>) -> R
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn presence(State(s): State<PanelState>, Json(a): Json<PresenceAction>) -> Response {
-    let Some(gpio) = &s.sims.gpio else {
+async fn presence(
+    State(s): State<PanelState>,
+    Path(n): Path<usize>,
+    Json(a): Json<PresenceAction>,
+) -> Response {
+    let k = match s.kiosk(n) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    let Some(gpio) = &k.sims.gpio else {
         return unavailable("presence sensor");
     };
     gpio.set_presence(a.here);
@@ -256,69 +458,190 @@ async fn presence(State(s): State<PanelState>, Json(a): Json<PresenceAction>) ->
 }
 
 async fn network(State(s): State<PanelState>, Json(a): Json<NetworkAction>) -> StatusCode {
-    s.network.set_link(match (a.up, a.stalled) {
-        (false, _) => Link::Cut,
-        (true, true) => Link::Stalled,
-        (true, false) => Link::Up,
-    });
+    s.network.set_link(a.link());
     StatusCode::NO_CONTENT
 }
 
-async fn ticket_png(State(s): State<PanelState>, Path(name): Path<String>) -> Response {
+/// Cuts, stalls or restores kiosk `n`'s cable on the shop LAN.
+async fn lan(
+    State(s): State<PanelState>,
+    Path(n): Path<usize>,
+    Json(a): Json<NetworkAction>,
+) -> Response {
+    if let Err(r) = s.kiosk(n) {
+        return r.into_response();
+    }
+    match &s.lan {
+        Some(lan) if lan.set_link(n - 1, a.link()) => StatusCode::NO_CONTENT.into_response(),
+        _ => (
+            StatusCode::CONFLICT,
+            "a store of one kiosk has no LAN between kiosks: start the demo with --kiosks 2",
+        )
+            .into_response(),
+    }
+}
+
+async fn ticket_png(
+    State(s): State<PanelState>,
+    Path((n, name)): Path<(usize, String)>,
+) -> Response {
     let safe = !name.contains('/') && !name.starts_with('.') && name.ends_with(".png");
+    let Ok(k) = s.kiosk(n) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
     if !safe {
         return StatusCode::NOT_FOUND.into_response();
     }
-    match std::fs::read(s.tickets_dir.join(&name)) {
+    match std::fs::read(k.tickets_dir.join(&name)) {
         Ok(png) => ([(header::CONTENT_TYPE, "image/png")], png).into_response(),
         Err(_) => StatusCode::NOT_FOUND.into_response(),
     }
 }
 
+/// Escapes text for HTML.
+fn esc(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// The page: one section per kiosk (its devices, its LAN cable and the kiosks it reaches), then
+/// the network to the CRM. The script fills in the state every two seconds.
+fn render_page(s: &PanelState) -> String {
+    let store = s.kiosks.len() > 1;
+    let mut kiosks = String::new();
+    for k in s.kiosks.iter() {
+        let n = k.number;
+        let title = if store {
+            let role = if k.store.is_sequencer() {
+                " (numbers the store's turns)"
+            } else {
+                ""
+            };
+            format!("Kiosk {n}{role}")
+        } else {
+            "Kiosk".to_owned()
+        };
+        let lan = if store {
+            format!(
+                r#"<h3 id="k{n}-lan-title">Shop LAN</h3>
+<p><button type="button" data-testid="lan" data-act="lan" aria-describedby="k{n}-peers">Cut this kiosk's LAN cable</button></p>
+<p id="k{n}-peers" data-role="peers" aria-live="polite">Other kiosks: …</p>"#
+            )
+        } else {
+            String::new()
+        };
+        kiosks.push_str(&format!(
+            r#"<section class="kiosk" data-kiosk="{n}" aria-labelledby="k{n}-title">
+<h2 id="k{n}-title">{title}</h2>
+<p class="links"><a href="{screen}" target="_blank">Screen</a> · <a href="{staff}/counter" target="_blank">Counter page</a> (PIN {pin}) · <a href="{staff}/lobby" target="_blank">Lobby display</a> <span class="id">id {id}</span></p>
+{lan}
+<h3>Card reader (MFRC522 simulator)</h3>
+<div class="buttons" data-role="cards"></div>
+<div class="buttons"><button type="button" data-testid="tap-unknown" data-act="card" data-body='{{"action":"unknown"}}'>Tap an unknown card</button>
+<button type="button" data-testid="remove-card" data-act="card" data-body='{{"action":"remove"}}'>Take the card away</button></div>
+<h3>Scanner (pty)</h3>
+<div class="buttons"><button type="button" data-testid="scan-last-ticket" data-act="scan" data-body='{{"action":"last_ticket"}}'>Scan the last ticket's QR</button>
+<button type="button" data-testid="scan-product" data-act="scan" data-body='{{"action":"product"}}'>Scan a product EAN-13</button>
+<button type="button" data-testid="scan-noise" data-act="scan" data-body='{{"action":"noise"}}'>Send noise</button></div>
+<p class="scan-text"><label for="k{n}-text">Text to scan</label> <input id="k{n}-text" data-role="text" autocomplete="off">
+<button type="button" data-testid="scan-text" data-act="scan-text">Scan text</button></p>
+<p>Last ticket QR: <code data-role="last"></code></p>
+<h3>Printer (virtual ESC/POS)</h3>
+<div class="buttons"><button type="button" data-testid="paper-out" data-act="printer" data-fault="paper_out" aria-pressed="false">Paper out</button>
+<button type="button" data-testid="cover-open" data-act="printer" data-fault="cover_open" aria-pressed="false">Cover open</button>
+<button type="button" data-testid="printer-offline" data-act="printer" data-fault="offline" aria-pressed="false">Offline</button></div>
+<h3>Presence sensor and status LED (GPIO)</h3>
+<p><button type="button" data-testid="presence" data-act="presence">Nobody there: step in front</button> <span data-role="led"></span></p>
+<h3>Printed tickets</h3>
+<div class="tickets" data-role="tickets"></div>
+</section>
+"#,
+            screen = esc(&k.kiosk_url),
+            staff = esc(&k.staff_url),
+            pin = super::DEMO_PIN,
+            id = esc(&k.store.me),
+        ));
+    }
+    PAGE.replace("{{KIOSKS}}", &kiosks)
+        .replace("{{STORE_CLASS}}", if store { "store" } else { "single" })
+}
+
 const PAGE: &str = r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Kiosk demo: simulators</title>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Kiosk demo: simulators</title>
 <style>
-body{font-family:system-ui,sans-serif;margin:1.5rem;background:#f4f5f7;color:#111}
-h1{font-size:1.4rem}section{background:#fff;border-radius:8px;padding:1rem;margin:0 0 1rem;box-shadow:0 1px 3px #0002}
-button{font-size:1rem;padding:.5rem .9rem;margin:.2rem;border-radius:6px;border:1px solid #888;background:#fff;cursor:pointer}
-button.on{background:#0a58ca;color:#fff}#tickets img{height:260px;margin:.3rem;border:1px solid #ccc}
-#msg{min-height:1.2rem;color:#a00}code{word-break:break-all}
+body{font-family:system-ui,sans-serif;margin:1.5rem;background:#f4f5f7;color:#111;line-height:1.4}
+h1{font-size:1.4rem}h2{font-size:1.2rem;margin:0 0 .4rem}h3{font-size:1rem;margin:.9rem 0 .3rem}
+section{background:#fff;border-radius:8px;padding:1rem;margin:0 0 1rem;box-shadow:0 1px 3px #0002;min-width:0}
+.kiosks.store{display:grid;grid-template-columns:repeat(auto-fit,minmax(24rem,1fr));gap:1rem;align-items:start;margin:0 0 1rem}
+.kiosks.store section{margin:0}
+button{font-size:1rem;min-height:44px;min-width:44px;padding:.5rem .9rem;margin:.2rem;border-radius:6px;border:1px solid #555;background:#fff;color:#111;cursor:pointer}
+button:focus-visible,a:focus-visible,input:focus-visible{outline:3px solid #0a58ca;outline-offset:2px}
+button[aria-pressed=true],button.on{background:#0a58ca;color:#fff;border-color:#0a58ca}
+button.cut{background:#b00020;color:#fff;border-color:#b00020}
+input{font-size:1rem;min-height:44px;padding:0 .5rem;border:1px solid #555;border-radius:6px;box-sizing:border-box}
+.tickets img{height:220px;margin:.3rem;border:1px solid #ccc}
+#msg{min-height:1.4rem;color:#a00020;font-weight:600}code{word-break:break-all}
+.id{color:#444;font-size:.9rem}.peer-ok{color:#0a6b2d}.peer-down{color:#a00020}
 </style></head><body>
 <h1>Kiosk demo: simulator control panel</h1>
-<p>Kiosk screen: <a href="{{KIOSK_URL}}" target="_blank">{{KIOSK_URL}}</a></p>
-<p id="msg"></p>
-<section><h2>Card reader (MFRC522 simulator)</h2><div id="cards"></div>
-<button data-testid="tap-unknown" onclick="post('/api/card',{action:'unknown'})">Tap an unknown card</button>
-<button data-testid="remove-card" onclick="post('/api/card',{action:'remove'})">Take the card away</button></section>
-<section><h2>Scanner (pty)</h2>
-<button data-testid="scan-last-ticket" onclick="post('/api/scan',{action:'last_ticket'})">Scan the last ticket's QR</button>
-<button onclick="post('/api/scan',{action:'product'})">Scan a product EAN-13</button>
-<button onclick="post('/api/scan',{action:'noise'})">Send noise</button>
-<input id="text" placeholder="any text"><button onclick="post('/api/scan',{action:'text',text:document.getElementById('text').value})">Scan text</button>
-<p>Last ticket QR: <code id="last"></code></p></section>
-<section><h2>Printer (virtual ESC/POS)</h2>
-<button id="paper" data-testid="paper-out" onclick="printer('paper_out')">Paper out</button>
-<button id="cover" onclick="printer('cover_open')">Cover open</button>
-<button id="offline" onclick="printer('offline')">Offline</button></section>
-<section><h2>Presence sensor and status LED (GPIO)</h2><button id="presence" data-testid="presence" onclick="post('/api/presence',{here:!st.someone_here})"></button>
-<span id="led"></span></section>
-<section><h2>Network to the CRM</h2><button id="net" data-testid="network" onclick="post('/api/network',{up:st.network!=='up'})"></button> <button id="stall" data-testid="network-stall" onclick="post('/api/network',{up:true,stalled:st.network!=='stalled'})"></button></section>
-<section><h2>Printed tickets</h2><div id="tickets"></div></section>
+<p id="msg" role="status" aria-live="polite"></p>
+<div class="kiosks {{STORE_CLASS}}">
+{{KIOSKS}}</div>
+<section aria-labelledby="crm-title"><h2 id="crm-title">Network to the CRM</h2>
+<button type="button" id="net" data-testid="network" data-act="network"></button>
+<button type="button" id="stall" data-testid="network-stall" data-act="network-stall"></button></section>
 <script>
-let st={};
-async function post(url,body){const r=await fetch(url,{method:'POST',headers:{'content-type':'application/json'},body:JSON.stringify(body)});
-document.getElementById('msg').textContent=r.ok?'':await r.text();refresh();}
-function printer(k){const f={paper_out:st.paper_out,cover_open:st.cover_open,offline:st.offline};f[k]=!f[k];post('/api/printer',f);}
-async function refresh(){st=await (await fetch('/api/state')).json();
-const c=document.getElementById('cards');if(!c.children.length){st.customers.forEach((n,i)=>{const b=document.createElement('button');
-b.textContent='Tap '+n;b.dataset.testid='tap-'+i;b.onclick=()=>post('/api/card',{action:'customer',index:i});c.appendChild(b);});}
-document.getElementById('last').textContent=st.last_ticket||'(none yet)';
-for(const [id,on] of [['paper',st.paper_out],['cover',st.cover_open],['offline',st.offline]])document.getElementById(id).className=on?'on':'';
-const n=document.getElementById('net');n.textContent=st.network==='up'?'Network is up: cut it':(st.network==='cut'?'Network is cut: restore it':'Network is stalled: restore it');n.className=st.network==='up'?'':'on';
-const sl=document.getElementById('stall');sl.textContent=st.network==='stalled'?'Stalled (nothing answers): restore':'Stall it (nothing answers)';sl.className=st.network==='stalled'?'on':'';
-const p=document.getElementById('presence');p.textContent=st.someone_here?'Someone is there: walk away':'Nobody there: step in front';p.className=st.someone_here?'on':'';
-document.getElementById('led').textContent='Status LED: '+(st.status_led?'lit':'dark');
-document.getElementById('tickets').innerHTML=st.tickets.map(t=>'<a href="/tickets/'+t+'" target="_blank"><img alt="'+t+'" src="/tickets/'+t+'"></a>').join('');}
+let st={kiosks:[]};
+const say=(t)=>{document.getElementById('msg').textContent=t;};
+async function post(url,body){
+  try{const r=await fetch(url,{method:'POST',headers:{'content-type':'application/json'},body:JSON.stringify(body)});
+    say(r.ok?'':await r.text());}catch(e){say('The demo does not answer: '+e);}
+  refresh();}
+function kiosk(n){return st.kiosks.find((k)=>k.number===n)||{};}
+document.addEventListener('click',(ev)=>{
+  const b=ev.target.closest('button[data-act]');if(!b)return;
+  const sec=b.closest('[data-kiosk]');const n=sec?Number(sec.dataset.kiosk):1;const k=kiosk(n);
+  const base='/api/kiosks/'+n+'/';
+  switch(b.dataset.act){
+    case 'card':case 'scan':post(base+b.dataset.act,JSON.parse(b.dataset.body));break;
+    case 'scan-text':post(base+'scan',{action:'text',text:sec.querySelector('[data-role=text]').value});break;
+    case 'printer':{const f={paper_out:k.paper_out,cover_open:k.cover_open,offline:k.offline};f[b.dataset.fault]=!f[b.dataset.fault];post(base+'printer',f);break;}
+    case 'presence':post(base+'presence',{here:!k.someone_here});break;
+    case 'lan':post(base+'lan',{up:k.lan!=='up'});break;
+    case 'network':post('/api/network',{up:st.network!=='up'});break;
+    case 'network-stall':post('/api/network',{up:true,stalled:st.network!=='stalled'});break;
+  }
+});
+function peersText(k){
+  if(!k.peers.length)return '';
+  return 'Other kiosks: '+k.peers.map((p)=>'kiosk '+p.number+(p.reachable?' ✓ reachable':(p.last_seen_s==null?' … no answer yet':' ✗ unreachable'))).join(', ');
+}
+function show(sec,k){
+  const n=k.number;const cards=sec.querySelector('[data-role=cards]');
+  if(!cards.children.length){st.customers.forEach((name,i)=>{const b=document.createElement('button');b.type='button';
+    b.textContent='Tap '+name;b.dataset.testid='tap-'+i;b.dataset.act='card';b.dataset.body=JSON.stringify({action:'customer',index:i});cards.appendChild(b);});}
+  sec.querySelector('[data-role=last]').textContent=k.last_ticket||'(none yet)';
+  for(const b of sec.querySelectorAll('[data-act=printer]'))b.setAttribute('aria-pressed',String(!!k[b.dataset.fault]));
+  const p=sec.querySelector('[data-act=presence]');p.textContent=k.someone_here?'Someone is there: walk away':'Nobody there: step in front';p.className=k.someone_here?'on':'';
+  sec.querySelector('[data-role=led]').textContent='Status LED: '+(k.status_led?'lit':'dark');
+  const lan=sec.querySelector('[data-act=lan]');
+  if(lan){const up=k.lan==='up';lan.textContent=up?"LAN cable plugged in: cut it":(k.lan==='cut'?"LAN cable cut: restore it":"LAN cable stalled: restore it");
+    lan.className=up?'':'cut';
+    const peers=sec.querySelector('[data-role=peers]');const text=peersText(k);if(peers.textContent!==text)peers.textContent=text;}
+  const t=sec.querySelector('[data-role=tickets]');const html=k.tickets.map((x)=>'<a href="/kiosks/'+n+'/tickets/'+encodeURIComponent(x)+'" target="_blank"><img alt="Ticket '+x.replace(/[<>&"]/g,'')+'" src="/kiosks/'+n+'/tickets/'+encodeURIComponent(x)+'"></a>').join('')||'<p>None yet.</p>';
+  if(t.dataset.html!==html){t.innerHTML=html;t.dataset.html=html;}
+}
+async function refresh(){
+  try{st=await (await fetch('/api/state')).json();}catch(e){say('The demo does not answer: '+e);return;}
+  for(const k of st.kiosks){const sec=document.querySelector('[data-kiosk="'+k.number+'"]');if(sec)show(sec,k);}
+  const n=document.getElementById('net');n.textContent=st.network==='up'?'Network is up: cut it':(st.network==='cut'?'Network is cut: restore it':'Network is stalled: restore it');n.className=st.network==='up'?'':'on';
+  const sl=document.getElementById('stall');sl.textContent=st.network==='stalled'?'Stalled (nothing answers): restore':'Stall it (nothing answers)';sl.className=st.network==='stalled'?'on':'';
+  document.body.dataset.ready='1';
+}
 refresh();setInterval(refresh,2000);
 </script></body></html>
 "#;
