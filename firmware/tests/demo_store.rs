@@ -19,19 +19,10 @@ use serde_json::{Value, json};
 /// in seconds. Nothing is asserted about how long anything takes.
 const WAIT: Duration = Duration::from_secs(45);
 
-/// A kiosk's number requests to the sequencer are signed with the time in whole seconds and
-/// carry nothing else but the service, so two of the same service from one kiosk within one
-/// second are the same signed request, and the sequencer refuses the second as a replay (409):
-/// that kiosk then numbers from its own block although the sequencer is reachable. Customers at
-/// one kiosk are seconds apart; this test's are not, so it spaces one kiosk's turns by this much.
-/// (A store-layer issue, reported with this branch; the fix is a nonce in the request.)
-const SAME_KIOSK_GAP: Duration = Duration::from_millis(1100);
-
 struct Store {
     demo: Demo,
     http: reqwest::Client,
     cookies: Vec<String>,
-    last_turn: std::sync::Mutex<Vec<Option<tokio::time::Instant>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -50,7 +41,6 @@ impl Store {
             demo,
             http: reqwest::Client::new(),
             cookies: Vec::new(),
-            last_turn: std::sync::Mutex::new(vec![None; kiosks]),
             _dir: dir,
         };
         for k in 1..=kiosks {
@@ -129,10 +119,6 @@ impl Store {
 
     /// An anonymous customer takes a turn of service `service` at kiosk `kiosk`: its label.
     async fn take_turn(&self, kiosk: usize, service: &str) -> String {
-        let last = self.last_turn.lock().unwrap()[kiosk - 1];
-        if let Some(last) = last {
-            tokio::time::sleep_until(last + SAME_KIOSK_GAP).await;
-        }
         self.screen_until(kiosk, "the attract screen", |v| {
             v["body"]["screen"] == "attract"
         })
@@ -152,7 +138,6 @@ impl Store {
                 v["body"]["screen"] == "goodbye" && v["body"]["turn"]["label"].is_string()
             })
             .await;
-        self.last_turn.lock().unwrap()[kiosk - 1] = Some(tokio::time::Instant::now());
         self.touch(kiosk, json!({"action": "done"})).await;
         goodbye["body"]["turn"]["label"]
             .as_str()
