@@ -62,6 +62,7 @@ fn config(poll_ms: u64) -> Mfrc522Config {
         label: "bench mfrc522".into(),
         antenna_gain_db: 48,
         poll_interval: Duration::from_millis(poll_ms),
+        idle_poll_interval: Duration::from_millis(poll_ms),
         removal_polls: 3,
     }
 }
