@@ -14,6 +14,13 @@
 //!
 //! The simulator charges each SPI transaction 10 µs of overhead plus 8 µs per byte at 1 MHz, and
 //! air frames their 106 kbit/s time; the latency run sleeps that modelled time for real.
+//!
+//! Also for the lean path with the IRQ line at the idle pace (`idle_poll_ms`, 50 ms: what a
+//! kiosk whose presence sensor sees nobody polls at): tap latency, and the `card-reader`
+//! thread's CPU and wake-ups on an empty field beside the crate path at the same 50 ms, from
+//! the thread's schedstat nanoseconds and voluntary context switches over rounds of
+//! `BENCH_CARD_IDLE_S` seconds (default 10; the simulated bus costs no real time here, so this
+//! is the thread's own cost). `BENCH_QUICK=1` takes shorter windows.
 
 #![allow(
     clippy::unwrap_used,
@@ -62,6 +69,7 @@ fn config(poll_ms: u64) -> Mfrc522Config {
         label: "bench mfrc522".into(),
         antenna_gain_db: 48,
         poll_interval: Duration::from_millis(poll_ms),
+        idle_poll_interval: Duration::from_millis(poll_ms),
         removal_polls: 3,
     }
 }
@@ -218,9 +226,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-fn tap_latency(path: Path) {
+fn tap_latency(path: Path, poll_ms: u64, pace: &str) {
     const TAPS: usize = 200;
-    let poll_ms = path.poll_ms();
     let sim = Mfrc522Sim::new(SimOptions::default());
     let handle = sim.handle();
     handle.set_realtime(true);
@@ -260,7 +267,7 @@ fn tap_latency(path: Path) {
     latencies.sort_by(f64::total_cmp);
     bench_line(
         &format!(
-            "card in field to tap in the input stream, {}, poll {poll_ms} ms (200 taps, random phase)",
+            "card in field to tap in the input stream, {}, poll {poll_ms} ms{pace} (200 taps, random phase)",
             path.name()
         ),
         "ms",
@@ -273,11 +280,140 @@ fn tap_latency(path: Path) {
     );
 }
 
+/// CPU nanoseconds and voluntary context switches (wake-ups) of this process's thread `name`.
+fn thread_cpu(name: &str) -> (u64, u64) {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return (0, 0);
+    };
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let ns = std::fs::read_to_string(task.path().join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        let switches = std::fs::read_to_string(task.path().join("status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0);
+        return (ns, switches);
+    }
+    (0, 0)
+}
+
+/// The reader thread on an empty field for `window`: (% of a core, wake-ups per second, SPI
+/// transfers per second).
+fn idle_round(path: Path, poll_ms: u64, window: Duration) -> (f64, f64, f64) {
+    let sim = Mfrc522Sim::new(SimOptions::default());
+    let handle = sim.handle();
+    let reader = reader(sim, path, poll_ms);
+    let Ok(thread) = kiosk_drivers::card::spawn(Box::new(reader), |_| true) else {
+        panic!("cannot spawn the reader thread")
+    };
+    std::thread::sleep(Duration::from_millis(300)); // initialised and polling
+    let (ns0, sw0) = thread_cpu("card-reader");
+    let x0 = handle.spi_stats().transfers;
+    let t0 = Instant::now();
+    std::thread::sleep(window);
+    let (ns1, sw1) = thread_cpu("card-reader");
+    let x1 = handle.spi_stats().transfers;
+    let secs = t0.elapsed().as_secs_f64();
+    thread.stop();
+    (
+        (ns1 - ns0) as f64 / 1e9 / secs * 100.0,
+        (sw1 - sw0) as f64 / secs,
+        (x1 - x0) as f64 / secs,
+    )
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The idle reader thread's cost, crate path at 50 ms against the lean path at its fast (25 ms)
+/// and idle (50 ms) paces, in alternating rounds so that the machine's background load falls
+/// on all three alike.
+fn idle_cpu() {
+    let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1");
+    let secs = std::env::var("BENCH_CARD_IDLE_S")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 3 } else { 10 });
+    let rounds = if quick { 1 } else { 3 };
+    let window = Duration::from_secs(secs);
+    let cases = [
+        (Path::Crate, 50, ""),
+        (Path::LeanIrq, 25, ", fast pace"),
+        (Path::LeanIrq, 50, ", idle pace"),
+    ];
+    let mut results: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); cases.len()];
+    for _ in 0..rounds {
+        for (i, (path, poll_ms, _)) in cases.iter().enumerate() {
+            results[i].push(idle_round(*path, *poll_ms, window));
+        }
+    }
+    let summary = |r: &[(f64, f64, f64)]| {
+        (
+            median(r.iter().map(|x| x.0).collect()),
+            median(r.iter().map(|x| x.1).collect()),
+            median(r.iter().map(|x| x.2).collect()),
+        )
+    };
+    let (crate_cpu, crate_wakeups, _) = summary(&results[0]);
+    for (i, (path, poll_ms, pace)) in cases.iter().enumerate() {
+        let (cpu, wakeups, transfers) = summary(&results[i]);
+        let tag = format!("{}, poll {poll_ms} ms{pace}", path.name());
+        let reference = |v| (i > 0).then_some(("same, crate path, poll 50 ms", v));
+        bench_line(
+            &format!(
+                "card-reader thread CPU on an empty field, {tag} (median of {rounds} x {secs} s)"
+            ),
+            "% of a core",
+            cpu,
+            None,
+            reference(crate_cpu),
+        );
+        bench_line(
+            &format!("card-reader thread wake-ups on an empty field, {tag}"),
+            "wake-ups/s",
+            wakeups,
+            None,
+            reference(crate_wakeups),
+        );
+        bench_line(
+            &format!(
+                "card-reader on an empty field, {tag}: spi transfers per second (measured, with the configuration check every 20 polls)"
+            ),
+            "transfers/s",
+            transfers,
+            None,
+            None,
+        );
+        eprintln!(
+            "card bench: idle {tag}: rounds (cpu %, wake-ups/s, transfers/s) {:?}",
+            results[i]
+        );
+    }
+}
+
 fn main() {
     for path in [Path::Crate, Path::Lean, Path::LeanIrq] {
         spi_per_tap(path);
     }
     for path in [Path::Crate, Path::Lean, Path::LeanIrq] {
-        tap_latency(path);
+        tap_latency(path, path.poll_ms(), "");
     }
+    // A customer the presence sensor did not see (or who tapped more than 30 s after it last
+    // saw anyone): the reader is at its idle pace.
+    tap_latency(Path::LeanIrq, 50, " (idle pace)");
+    idle_cpu();
 }

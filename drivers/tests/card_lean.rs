@@ -36,6 +36,7 @@ fn open(mode: Mode, removal_polls: u32) -> (SimReader, SimHandle) {
         label: "test mfrc522".into(),
         antenna_gain_db: 48,
         poll_interval: Duration::from_millis(25),
+        idle_poll_interval: Duration::from_millis(50),
         removal_polls,
     };
     let mut reader =

@@ -35,6 +35,7 @@ fn reader_with(options: SimOptions, gain: u8, removal_polls: u32) -> (SimReader,
         label: "test mfrc522".into(),
         antenna_gain_db: gain,
         poll_interval: Duration::from_millis(50),
+        idle_poll_interval: Duration::from_millis(50),
         removal_polls,
     };
     let reader =
@@ -339,6 +340,7 @@ fn events_never_print_the_uid() {
 fn spawned_reader_delivers_a_tap_to_the_input_stream() {
     let settings = CardReaderSettings::Simulated {
         poll_interval_ms: 10,
+        idle_poll_ms: None,
         removal_polls: 3,
         transceive: Default::default(),
         irq: false,

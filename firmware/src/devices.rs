@@ -66,21 +66,37 @@ pub fn spawn_card_reader(
     })
 }
 
-/// Starts the presence sensor thread: arrivals and departures become journey inputs.
+/// Starts the presence sensor thread: arrivals and departures become journey inputs, and tell
+/// the card reader's `signal` whether to poll at its fast or its idle interval (a sensor that is
+/// not answering counts as "someone may be there": fast).
 pub fn spawn_presence(
     opener: kiosk_drivers::gpio::InputOpener,
     debounce: Duration,
     tx: mpsc::Sender<DeviceMsg>,
+    signal: card::PresenceSignal,
 ) -> std::io::Result<kiosk_drivers::gpio::PresenceThread> {
     use kiosk_drivers::gpio::PresenceEvent;
     kiosk_drivers::gpio::spawn_presence(opener, debounce, move |event| {
         let msg = match event {
-            PresenceEvent::Arrived => DeviceMsg::Input(Input::PresenceArrived),
-            PresenceEvent::Left => DeviceMsg::Input(Input::PresenceLeft),
-            PresenceEvent::Health(health) => DeviceMsg::Health(HealthChange {
-                device: DeviceKind::PresenceSensor,
-                health,
-            }),
+            PresenceEvent::Arrived => {
+                signal.arrived();
+                DeviceMsg::Input(Input::PresenceArrived)
+            }
+            PresenceEvent::Left => {
+                signal.left();
+                DeviceMsg::Input(Input::PresenceLeft)
+            }
+            PresenceEvent::Health(health) => {
+                if health.state == kiosk_drivers::DeviceHealth::Ok {
+                    signal.sensor_works();
+                } else {
+                    signal.sensor_lost();
+                }
+                DeviceMsg::Health(HealthChange {
+                    device: DeviceKind::PresenceSensor,
+                    health,
+                })
+            }
         };
         tx.blocking_send(msg).is_ok()
     })

@@ -601,3 +601,42 @@ async fn someone_stepping_in_front_wakes_the_attract_screen_and_the_status_led_s
     }
     h.demo.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_card_reader_is_told_when_someone_is_in_front_of_the_kiosk_or_on_a_journey() {
+    // What the card reader's poll pace follows (kiosk_drivers::card::pace, where the pacing
+    // itself is tested on virtual time): the presence sensor through its thread, the screen
+    // through the executor's published view.
+    let h = Harness::start().await;
+    let pace = h.demo.kiosk.card_pace.clone();
+    let until = async |what: &str, holds: &dyn Fn() -> bool| {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !holds() {
+            assert!(tokio::time::Instant::now() < deadline, "never {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    until("a working sensor that sees nobody", &|| {
+        pace.sensor_reports() && !pace.someone_there()
+    })
+    .await;
+
+    h.panel_post("/api/presence", json!({"here": true})).await;
+    until("someone seen by the sensor", &|| pace.someone_there()).await;
+    h.screen_until("the inviting attract screen", |v| {
+        v["body"]["screen"] == "attract" && v["body"]["inviting"] == true
+    })
+    .await;
+    h.panel_post("/api/presence", json!({"here": false})).await;
+    until("nobody seen by the sensor", &|| !pace.someone_there()).await;
+
+    // A customer the sensor does not see, using the screen.
+    h.touch(json!({"action": "start"})).await;
+    h.screen("choose_service").await;
+    until("a journey on the screen", &|| pace.someone_there()).await;
+    h.touch(json!({"action": "cancel"})).await;
+    h.screen("attract").await;
+    until("the attract screen alone", &|| !pace.someone_there()).await;
+    assert!(pace.sensor_reports());
+    h.demo.stop().await;
+}

@@ -17,6 +17,7 @@ pub mod lean;
 pub mod line_reader;
 pub mod linux;
 pub mod mfrc522sim;
+pub mod pace;
 mod presence;
 pub mod rc522;
 pub mod serial;
@@ -29,6 +30,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use kiosk_types::ReaderKind;
+pub use pace::PresenceSignal;
 pub use token::{CardToken, TenantKey, Uid};
 
 use crate::health::Health;
@@ -62,6 +64,12 @@ pub trait CardReader: Send {
     fn health(&self) -> Health;
     /// The kind of reader.
     fn kind(&self) -> ReaderKind;
+    /// Follows whether someone is in front of the kiosk: a reader that polls its field (the
+    /// MFRC522) polls at its idle interval while nobody is there ([`pace`]). Readers that wait
+    /// for the card to announce itself (keyboard wedge, serial) have nothing to slow down.
+    fn follow_presence(&mut self, signal: PresenceSignal) {
+        let _ = signal;
+    }
 }
 
 /// A reader that could not be set up from its settings (hardware absence is not an error: it is
@@ -104,6 +112,7 @@ pub fn open(
             transceive,
             antenna_gain_db,
             poll_interval_ms,
+            idle_poll_ms,
             removal_polls,
         } => {
             let reset = match (reset_chip, reset_line) {
@@ -118,6 +127,7 @@ pub fn open(
                 label: spi_device.clone(),
                 antenna_gain_db: *antenna_gain_db,
                 poll_interval: Duration::from_millis(u64::from(*poll_interval_ms)),
+                idle_poll_interval: idle_interval(*poll_interval_ms, *idle_poll_ms),
                 removal_polls: *removal_polls,
             };
             let reader =
@@ -126,6 +136,7 @@ pub fn open(
         }
         CardReaderSettings::Simulated {
             poll_interval_ms,
+            idle_poll_ms,
             removal_polls,
             transceive,
             irq,
@@ -139,6 +150,7 @@ pub fn open(
                 label: "simulated mfrc522".to_owned(),
                 antenna_gain_db: 48,
                 poll_interval: Duration::from_millis(u64::from(*poll_interval_ms)),
+                idle_poll_interval: idle_interval(*poll_interval_ms, *idle_poll_ms),
                 removal_polls: *removal_polls,
             };
             let mut reader = rc522::Mfrc522Reader::new(
@@ -180,6 +192,13 @@ pub fn open(
             sim: None,
         },
     }))
+}
+
+/// The idle poll interval of a profile: `idle_poll_ms`, else [`pace::DEFAULT_IDLE_POLL_MS`];
+/// never shorter than the poll interval.
+fn idle_interval(poll_interval_ms: u32, idle_poll_ms: Option<u32>) -> Duration {
+    let idle = idle_poll_ms.unwrap_or(pace::DEFAULT_IDLE_POLL_MS);
+    Duration::from_millis(u64::from(idle.max(poll_interval_ms)))
 }
 
 /// A reader running on its own thread; stop it with [`ReaderThread::stop`].

@@ -33,6 +33,13 @@ pub enum CardReaderSettings {
         /// How often to poll the field for a card, in milliseconds.
         #[serde(default = "default_poll_ms")]
         poll_interval_ms: u32,
+        /// How often to poll the field while nobody is in front of the kiosk, in milliseconds
+        /// (default 50, never below `poll_interval_ms`). Only with a presence sensor: the reader
+        /// polls at `poll_interval_ms` while the sensor sees someone, a journey is on the screen
+        /// or a card is on the reader, and for 30 s after; a kiosk without a working sensor
+        /// always polls at `poll_interval_ms`.
+        #[serde(default)]
+        idle_poll_ms: Option<u32>,
         /// Consecutive polls without any answer after which a card counts as removed (a card
         /// held on the reader is one tap; removed and presented again is a new one).
         #[serde(default = "default_removal_polls")]
@@ -63,6 +70,13 @@ pub enum CardReaderSettings {
         /// How often to poll the field for a card, in milliseconds.
         #[serde(default = "default_poll_ms")]
         poll_interval_ms: u32,
+        /// How often to poll the field while nobody is in front of the kiosk, in milliseconds
+        /// (default 50, never below `poll_interval_ms`). Only with a presence sensor: the reader
+        /// polls at `poll_interval_ms` while the sensor sees someone, a journey is on the screen
+        /// or a card is on the reader, and for 30 s after; a kiosk without a working sensor
+        /// always polls at `poll_interval_ms`.
+        #[serde(default)]
+        idle_poll_ms: Option<u32>,
         /// Consecutive polls without any answer after which a card counts as removed (a card
         /// held on the reader is one tap; removed and presented again is a new one).
         #[serde(default = "default_removal_polls")]

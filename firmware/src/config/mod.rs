@@ -497,9 +497,62 @@ pub fn load_profile(
     ))
 }
 
+/// The longest `idle_poll_ms`: a card tapped briefly is in the field for about a quarter of a
+/// second, and a slower poll can miss it.
+const MAX_IDLE_POLL_MS: u32 = 250;
+
+/// The MFRC522's poll intervals (both kinds that poll: `mfrc522` and `simulated`).
+fn check_poll_intervals(
+    path: &Path,
+    text: &str,
+    poll_interval_ms: u32,
+    idle_poll_ms: Option<u32>,
+) -> Result<(), ConfigError> {
+    if poll_interval_ms == 0 {
+        return Err(ConfigError::at_key(
+            path,
+            text,
+            "card_reader.poll_interval_ms",
+            "a poll interval of 0 ms keeps a core busy polling: expected milliseconds between polls, e.g. 25",
+        ));
+    }
+    match idle_poll_ms {
+        Some(idle) if idle < poll_interval_ms => Err(ConfigError::at_key(
+            path,
+            text,
+            "card_reader.idle_poll_ms",
+            format!(
+                "idle_poll_ms {idle} is shorter than poll_interval_ms {poll_interval_ms}: the idle interval is the slower one, used while nobody is in front of the kiosk; expected {poll_interval_ms} to {MAX_IDLE_POLL_MS}"
+            ),
+        )),
+        Some(idle) if idle > MAX_IDLE_POLL_MS => Err(ConfigError::at_key(
+            path,
+            text,
+            "card_reader.idle_poll_ms",
+            format!(
+                "idle_poll_ms {idle} could miss a card tapped briefly (about a quarter of a second in the field): expected {poll_interval_ms} to {MAX_IDLE_POLL_MS}"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Parses and validates a hardware profile file.
 pub fn parse_profile(path: &Path, text: &str) -> Result<HardwareProfile, ConfigError> {
     let profile: HardwareProfile = parse_toml(path, text)?;
+    match &profile.card_reader {
+        CardReaderSettings::Mfrc522 {
+            poll_interval_ms,
+            idle_poll_ms,
+            ..
+        }
+        | CardReaderSettings::Simulated {
+            poll_interval_ms,
+            idle_poll_ms,
+            ..
+        } => check_poll_intervals(path, text, *poll_interval_ms, *idle_poll_ms)?,
+        _ => {}
+    }
     if let CardReaderSettings::Mfrc522 {
         antenna_gain_db,
         spi_hz,

@@ -227,6 +227,96 @@ fn mfrc522_irq_line_with_the_crate_path_is_refused() {
 }
 
 #[test]
+fn idle_poll_defaults_and_is_read_from_both_polling_kinds() {
+    for text in [
+        include_str!("../../../hw-config/pi4-mfrc522-usb-printer.toml"),
+        include_str!("../../../hw-config/simulated.toml"),
+    ] {
+        let profile = parse_profile(Path::new("p.toml"), text).unwrap();
+        match profile.card_reader {
+            CardReaderSettings::Mfrc522 { idle_poll_ms, .. }
+            | CardReaderSettings::Simulated { idle_poll_ms, .. } => {
+                assert_eq!(idle_poll_ms, Some(50), "the shipped profiles say it");
+            }
+            other => panic!("{other:?}"),
+        }
+        let without: String = text
+            .lines()
+            .filter(|l| !l.starts_with("idle_poll_ms"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let profile = parse_profile(Path::new("p.toml"), &without).unwrap();
+        match profile.card_reader {
+            CardReaderSettings::Mfrc522 { idle_poll_ms, .. }
+            | CardReaderSettings::Simulated { idle_poll_ms, .. } => {
+                assert_eq!(idle_poll_ms, None, "optional: the driver's default applies");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn idle_poll_faster_than_the_poll_interval_is_an_error_at_the_key() {
+    for text in [
+        include_str!("../../../hw-config/pi4-mfrc522-usb-printer.toml"),
+        include_str!("../../../hw-config/simulated.toml"),
+    ] {
+        let profile = text.replace("idle_poll_ms = 50", "idle_poll_ms = 10");
+        let err = parse_profile(Path::new("p.toml"), &profile).unwrap_err();
+        assert_eq!(
+            err.key.as_deref(),
+            Some("card_reader.idle_poll_ms"),
+            "{err}"
+        );
+        assert_eq!(err.line, Some(line_of(&profile, "idle_poll_ms")), "{err}");
+        assert!(err.message.contains("poll_interval_ms 25"), "{err}");
+        assert!(err.to_string().starts_with("p.toml:"), "{err}");
+    }
+}
+
+#[test]
+fn idle_poll_too_slow_to_see_a_brief_tap_is_an_error_at_the_key() {
+    let profile = include_str!("../../../hw-config/pi4-mfrc522-usb-printer.toml")
+        .replace("idle_poll_ms = 50", "idle_poll_ms = 1000");
+    let err = parse_profile(Path::new("p.toml"), &profile).unwrap_err();
+    assert_eq!(
+        err.key.as_deref(),
+        Some("card_reader.idle_poll_ms"),
+        "{err}"
+    );
+    assert_eq!(err.line, Some(line_of(&profile, "idle_poll_ms")), "{err}");
+    assert!(err.message.contains("25 to 250"), "{err}");
+}
+
+#[test]
+fn idle_poll_must_be_a_number() {
+    let profile = include_str!("../../../hw-config/simulated.toml")
+        .replace("idle_poll_ms = 50", "idle_poll_ms = \"50ms\"");
+    let err = parse_profile(Path::new("p.toml"), &profile).unwrap_err();
+    // Located at the tagged table, as every type error inside `[card_reader]`.
+    assert_eq!(err.line, Some(line_of(&profile, "[card_reader]")), "{err}");
+    assert!(err.message.contains("50ms"), "{err}");
+}
+
+#[test]
+fn a_zero_poll_interval_is_an_error_at_the_key() {
+    let profile = include_str!("../../../hw-config/simulated.toml")
+        .replace("poll_interval_ms = 25", "poll_interval_ms = 0");
+    let err = parse_profile(Path::new("p.toml"), &profile).unwrap_err();
+    assert_eq!(
+        err.key.as_deref(),
+        Some("card_reader.poll_interval_ms"),
+        "{err}"
+    );
+    assert_eq!(
+        err.line,
+        Some(line_of(&profile, "poll_interval_ms")),
+        "{err}"
+    );
+}
+
+#[test]
 fn syntax_error_is_located() {
     let text = with("[ui]", "[ui");
     let err = site(&text).unwrap_err();

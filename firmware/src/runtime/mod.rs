@@ -155,6 +155,9 @@ pub struct Running {
     pub started: std::time::Instant,
     /// The loops and tasks the systemd watchdog vouches for.
     pub liveness: crate::service::Liveness,
+    /// Whether someone is in front of the kiosk, as the card reader's poll pace follows it (the
+    /// presence sensor and the screen feed it).
+    pub card_pace: card::PresenceSignal,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     card_thread: Option<card::ReaderThread>,
@@ -289,7 +292,11 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
         &liveness,
         &shutdown,
     )?;
-    let mut tasks = Vec::new();
+    let mut tasks = vec![spawn_screen_presence(
+        executor.screen.clone(),
+        devices.card_pace.clone(),
+        shutdown.clone(),
+    )];
     if let Some(led) = devices.status_led {
         tasks.push(spawn_status_led(
             led,
@@ -364,6 +371,7 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
         last_ticket_qr: executor.last_ticket_qr,
         started,
         liveness,
+        card_pace: devices.card_pace,
         shutdown,
         tasks,
         card_thread: devices.card_thread,
@@ -427,6 +435,7 @@ struct Devices {
     threads: Vec<std::thread::JoinHandle<()>>,
     card_thread: Option<card::ReaderThread>,
     presence_thread: Option<kiosk_drivers::gpio::PresenceThread>,
+    card_pace: card::PresenceSignal,
     status_led: Option<Box<dyn kiosk_drivers::gpio::StatusLed>>,
     print_tx: std::sync::mpsc::Sender<devices::PrintJob>,
 }
@@ -451,11 +460,15 @@ fn open_devices(
     let hardware = &opts.config.hardware;
     let mut sims = Simulators::default();
     let mut threads = Vec::new();
+    // Fast card polling until a presence sensor says nobody is there (kiosks without one: always).
+    let card_pace = card::PresenceSignal::new();
     let card_thread = match card::open(&hardware.card_reader, opts.credentials.tenant_key.clone()) {
         Ok(Some(open)) => {
             sims.card = open.sim;
+            let mut reader = open.reader;
+            reader.follow_presence(card_pace.clone());
             Some(
-                devices::spawn_card_reader(open.reader, device_tx.clone())
+                devices::spawn_card_reader(reader, device_tx.clone())
                     .map_err(device_error("card reader"))?,
             )
         }
@@ -503,8 +516,13 @@ fn open_devices(
             status_led = gpio.led;
             match gpio.presence {
                 Some(opener) => Some(
-                    devices::spawn_presence(opener, gpio.debounce, device_tx.clone())
-                        .map_err(device_error("presence sensor"))?,
+                    devices::spawn_presence(
+                        opener,
+                        gpio.debounce,
+                        device_tx.clone(),
+                        card_pace.clone(),
+                    )
+                    .map_err(device_error("presence sensor"))?,
                 ),
                 None => None,
             }
@@ -532,8 +550,37 @@ fn open_devices(
         threads,
         card_thread,
         presence_thread,
+        card_pace,
         status_led,
         print_tx,
+    })
+}
+
+/// Whether `view` is part of a journey: someone is using the kiosk (the attract screen is the
+/// only one a kiosk shows alone; every other screen times out back to it).
+pub fn journey_on_screen(view: &ScreenView) -> bool {
+    !matches!(view.body, kiosk_core::journey::ScreenBody::Attract { .. })
+}
+
+/// Tells the card reader's poll pace whether a journey is on the screen: someone is using the
+/// kiosk, whatever the presence sensor says (a customer it does not see, a sensor aimed badly).
+fn spawn_screen_presence(
+    mut screen: watch::Receiver<ScreenView>,
+    pace: card::PresenceSignal,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            pace.set_busy(journey_on_screen(&screen.borrow_and_update()));
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                changed = screen.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
     })
 }
 
