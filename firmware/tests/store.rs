@@ -398,10 +398,12 @@ async fn kill9_of_any_kiosk_mid_issue_and_mid_call_never_duplicates_a_label_or_l
     }
     until_connected(&mut store).await;
     let board = until_boards_equal(&mut store).await;
-    assert!(
-        board["conflicts"].as_array().is_some_and(|c| c.is_empty()),
-        "{board}"
-    );
+    // Two counters on two kiosks pressing "call next" within the replication delay (a few ms:
+    // here on purpose, the victim's call in flight beside the caller's) may pick the same turn:
+    // the merge keeps one call and shows the other. Nothing else may conflict.
+    for c in board["conflicts"].as_array().cloned().unwrap_or_default() {
+        assert_eq!(c["step"], "call", "only concurrent calls conflict: {board}");
+    }
     // Every label a screen showed is in the store, once: kiosk 1 calls what still waits, and
     // together with what was served before, it is every label shown.
     let mut n = shown.clone();
