@@ -27,7 +27,7 @@
 use std::time::{Duration, Instant};
 
 use crm_endpoint::db::{DashboardQuery, IngestBatch, IngestEvent, NewKiosk, SharedDb, StoreRecord};
-use crm_endpoint::ingest::{effect_of, ops_of};
+use crm_endpoint::ingest::{effect_of, ops_of, queue_step_of};
 use crm_endpoint::testing::TempPostgres;
 use kiosk_protocol::CardToken;
 use kiosk_protocol::events::{
@@ -131,6 +131,7 @@ impl KioskLog {
             envelope: serde_json::to_string(&env).expect("envelope encodes"),
             effect: effect_of(&env.event),
             ops: ops_of(&env.event),
+            queue: queue_step_of(&env.event),
         });
     }
 

@@ -9,7 +9,7 @@ use kiosk_protocol::wire::KioskClock;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::db::{Effect, IngestEvent, OpsFact, SkewEstimate};
+use crate::db::{Effect, IngestEvent, OpsFact, QueueStep, SkewEstimate};
 
 /// The envelope schema exactly as published in `sync/schema/` (drift-checked against the types).
 const ENVELOPE_SCHEMA: &str = include_str!("../../schema/envelope.schema.json");
@@ -126,6 +126,7 @@ impl Validator {
             envelope: raw.to_string(),
             effect: effect_of(&env.event),
             ops: ops_of(&env.event),
+            queue: queue_step_of(&env.event),
         })
     }
 }
@@ -286,6 +287,11 @@ pub fn health_name(h: DeviceHealth) -> &'static str {
         DeviceHealth::Degraded => "degraded",
         DeviceHealth::Absent => "absent",
     }
+}
+
+/// What an event does to its store's live queue (see [`crate::db::queue`]).
+pub fn queue_step_of(event: &Event) -> Option<QueueStep> {
+    crate::db::queue::step_of(event)
 }
 
 /// What an event tells the dashboard's tables.

@@ -337,6 +337,88 @@
       el("tbody", {}, body)]));
   }
 
+  // The live queue: tables with headers (a caption each), redrawn on every `queue` event.
+  function table(caption, headers, rows, attrs) {
+    const head = el("tr", {}, headers.map((h) => el("th", { scope: "col", class: h.num ? "num" : "" }, [h.text || h])));
+    const body = rows.map((cells) => el("tr", cells.attrs || {}, cells.map((c, i) => {
+      const content = typeof c === "object" && c !== null && !(c instanceof Node) ? c : { v: c };
+      const v = content.v instanceof Node ? content.v : String(content.v);
+      return el(i === 0 ? "th" : "td", Object.assign(i === 0 ? { scope: "row" } : {},
+        headers[i].num ? { class: "num" } : {}, content.attrs || {}), [v]);
+    })));
+    return el("table", Object.assign({ class: "queue" }, attrs || {}),
+      [el("caption", {}, [caption]), el("thead", {}, [head]), el("tbody", {}, body)]);
+  }
+
+  const STATUS = { waiting: "waiting", called: "being served", parked: "parked", served: "served",
+    no_show: "no-show", walked_out: "walked out", unknown: "unknown" };
+
+  function renderQueue(q) {
+    const tz = q.timezone;
+    const open = q.counters_open.length;
+    $("queue-summary").textContent = `${q.waiting} waiting now · ${open} counter${open === 1 ? "" : "s"} open · ` +
+      `${q.issued} tickets today (${q.business_day}) · ${q.out_of_sequence} out of sequence · ` +
+      `${q.conflicts} queue conflict${q.conflicts === 1 ? "" : "s"} · whole store, all kiosks.`;
+    const num = (text) => ({ text, num: true });
+    const services = $("queue-services");
+    if (!q.services.length) {
+      empty(services, "No turn today yet.");
+    } else {
+      services.replaceChildren(table("Waiting now per service",
+        ["Service", num("Waiting"), num("Priority waiting"), num("Parked"), num("Being served"),
+          "Longest wait", "Oldest waiting", num("Served"), num("No-show"), num("Walked out")],
+        q.services.map((s) => Object.assign([
+          s.service, s.waiting, s.priority_waiting, s.parked, s.called,
+          { v: duration(s.longest_wait_s), attrs: { class: s.longest_wait_s >= 1200 ? "long-wait" : "" } },
+          s.oldest_waiting || "–", s.served, s.no_show, s.walked_out,
+        ], { attrs: { "data-service": s.service } })),
+        { "data-table": "services" }));
+    }
+    const counters = $("queue-counters");
+    if (!open) {
+      empty(counters, "No counter open (none serving, none called in the last 30 minutes).");
+    } else {
+      counters.replaceChildren(table("Counters open (serving now, or called in the last 30 min)",
+        ["Counter", "Serving", "Last call"],
+        q.counters_open.map((c) => Object.assign([
+          c.counter, c.serving ? { v: el("span", { class: "turn" }, [c.serving]) } : "–",
+          c.last_call_ms === null ? "–" : clock(c.last_call_ms, tz, false),
+        ], { attrs: { "data-counter": c.counter } })),
+        { "data-table": "counters" }));
+    }
+    const calls = $("queue-calls");
+    if (!q.calls.length) {
+      empty(calls, "No turn called today yet.");
+    } else {
+      calls.replaceChildren(table("Latest calls", ["Turn", "Counter", "Called at", "Now"],
+        q.calls.map((c) => Object.assign([
+          c.turn, c.counter, clock(c.at_ms, tz, false), STATUS[c.status] || c.status,
+        ], { attrs: { "data-turn": c.turn } })),
+        { "data-table": "calls" }));
+    }
+    const kiosks = $("queue-kiosks");
+    if (!q.kiosks.length) {
+      empty(kiosks, "No kiosk enrolled in this store yet.");
+    } else {
+      kiosks.replaceChildren(table(`Tickets issued today per kiosk`,
+        ["Kiosk", num("Tickets issued"), num("Out of sequence")],
+        q.kiosks.map((k) => Object.assign([k.kiosk_id, k.issued, k.out_of_sequence],
+          { attrs: { "data-kiosk": k.kiosk_id } })),
+        { "data-table": "kiosks" }));
+    }
+    const conflicts = $("queue-conflicts");
+    if (!q.recent_conflicts.length) {
+      conflicts.replaceChildren();
+    } else {
+      conflicts.replaceChildren(table("Queue conflicts today (steps the store dropped)",
+        ["Turn", "Counter", "Step", "Why", "When"],
+        q.recent_conflicts.map((c) => [c.turn || "–", c.counter || "–", c.step, c.reason,
+          clock(c.at_ms, tz, false)]),
+        { "data-table": "conflicts" }));
+    }
+    document.body.dataset.queueUpdated = String(q.now_ms);
+  }
+
   function render(d) {
     $("problem").hidden = true;
     const tzNote = d.timezone_known
@@ -395,6 +477,9 @@
     source.addEventListener("dashboard", (e) => {
       setLive("live", "Live");
       try { render(JSON.parse(e.data)); } catch (err) { showProblem(`Cannot draw the figures: ${err}`); }
+    });
+    source.addEventListener("queue", (e) => {
+      try { renderQueue(JSON.parse(e.data)); } catch (err) { showProblem(`Cannot draw the live queue: ${err}`); }
     });
     source.addEventListener("problem", (e) => showProblem(e.data));
     source.addEventListener("expired", () => { source.close(); location.reload(); });

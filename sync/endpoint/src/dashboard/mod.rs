@@ -1,5 +1,6 @@
 //! The store managers' dashboard at `/dashboard`: a login form asking the admin token, then one
-//! page that draws a store's live figures ([`crate::db::Dashboard`]) as inline SVG charts,
+//! page that draws a store's live figures ([`crate::db::Dashboard`]) as inline SVG charts and its
+//! live queue ([`crate::db::LiveQueue`]) as tables,
 //! pushed by server-sent events whenever that store's kiosks send a batch (and every
 //! [`REFRESH_EVERY`], as "last seen" ages and hours roll over).
 //!
@@ -33,7 +34,8 @@ use tokio::sync::broadcast::error::RecvError;
 pub use crate::http::auth::{SESSION_COOKIE, new_session, session_expiry};
 
 use crate::db::dashboard::start_of_day_ms;
-use crate::db::{Dashboard, DashboardQuery, StoreSummary};
+use crate::db::queue::{DEFAULT_CALLS, MAX_CALLS};
+use crate::db::{Dashboard, DashboardQuery, LiveQueue, LiveQueueQuery, StoreSummary};
 use crate::http::auth::{DashboardUser, now_s, token_matches};
 use crate::http::doc::{Security, error_answer, raw_op, text};
 use crate::http::{ApiError, AppState, AttemptCounter, Route, Verb, peer_ip};
@@ -88,8 +90,18 @@ pub fn routes(secure_cookie: bool) -> Vec<Route> {
                 "400": err, "403": err, "404": err, "503": err }),
     );
     figures["parameters"] = json!([store, kiosk, range]);
+    let mut queue_doc = raw_op(
+        "a store's live queue now (the whole store, whatever kiosk issued or called a turn): per service (after transfers) the turns waiting, priority waiting, parked, being served, served, no-show and walked out today, and the longest current wait (now minus the issue of the oldest waiting turn, skew-corrected, whole seconds); the counters open (serving a called turn now, or that called a turn within the last 30 minutes); the latest calls of today's turns (label, counter, time; one per turn, its latest call); tickets issued today per kiosk of the store; tickets issued out of sequence; queue conflicts of the day. Today is the store's business day in its time zone (UTC when not set)",
+        Security::Dashboard,
+        json!({ "200": { "description": "the live queue", "content": { "application/json": {
+                "schema": { "$ref": "#/components/schemas/LiveQueue" } } } },
+                "400": err, "403": err, "404": err, "503": err }),
+    );
+    queue_doc["parameters"] = json!([store, { "name": "calls", "in": "query",
+        "schema": { "type": "integer", "minimum": 0, "maximum": MAX_CALLS, "default": DEFAULT_CALLS },
+        "description": "latest calls to list" }]);
     let mut events_doc = raw_op(
-        "server-sent events: `dashboard` (the figures as JSON) at once, after each batch from the store's kiosks and every 15 s; `expired` when the session ends",
+        "server-sent events: `dashboard` (the figures as JSON) then `queue` (the store's live queue as JSON, as /dashboard/api/stores/{store}/queue answers it) at once, after each batch from the store's kiosks and every 15 s; `expired` when the session ends",
         Security::Dashboard,
         json!({ "200": text("text/event-stream", "the event stream"),
                 "400": err, "403": err, "404": err }),
@@ -167,6 +179,12 @@ pub fn routes(secure_cookie: bool) -> Vec<Route> {
             "/dashboard/api/stores/{store}",
             api_store,
             figures,
+        ),
+        Route::new(
+            Verb::Get,
+            "/dashboard/api/stores/{store}/queue",
+            api_queue,
+            queue_doc,
         ),
         Route::new(Verb::Get, "/dashboard/events", events, events_doc),
     ];
@@ -466,6 +484,37 @@ async fn api_store(
     Ok(Json(view.dashboard(&st).await?))
 }
 
+/// Query of the live queue's JSON route.
+#[derive(Debug, Clone, Deserialize)]
+pub struct QueueParams {
+    /// Latest calls to list (at most [`MAX_CALLS`]).
+    #[serde(default)]
+    pub calls: Option<u32>,
+}
+
+async fn live_queue(st: &AppState, store_id: &str, calls: u32) -> Result<LiveQueue, ApiError> {
+    let mut q = LiveQueueQuery::new(store_id, unix_ms(OffsetDateTime::now_utc()));
+    q.calls = calls.min(MAX_CALLS);
+    Ok(st.db.live_queue(q).await?)
+}
+
+async fn api_queue(
+    _: DashboardUser,
+    State(st): State<AppState>,
+    Path(store): Path<String>,
+    query: Result<Query<QueueParams>, QueryRejection>,
+) -> Result<Json<LiveQueue>, ApiError> {
+    let Query(params) = query.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::Malformed,
+            format!("live queue query (calls=N, at most {MAX_CALLS}): {e}"),
+        )
+    })?;
+    let calls = params.calls.unwrap_or(DEFAULT_CALLS);
+    Ok(Json(live_queue(&st, &store, calls).await?))
+}
+
 /// The state of one live connection.
 struct Live {
     st: AppState,
@@ -475,6 +524,8 @@ struct Live {
     expires_s: Option<i64>,
     last_push: Option<Instant>,
     done: bool,
+    /// The live queue of the snapshot just pushed, sent right after its figures.
+    queued: Option<Event>,
 }
 
 impl Live {
@@ -508,6 +559,9 @@ impl Live {
     }
 
     async fn next_event(&mut self) -> Option<Event> {
+        if let Some(queue) = self.queued.take() {
+            return Some(queue);
+        }
         if self.done {
             return None;
         }
@@ -519,6 +573,19 @@ impl Live {
             self.done = true;
             return Some(Event::default().event("expired").data("log in again"));
         }
+        self.queued = Some(
+            match live_queue(&self.st, &self.view.store_id, DEFAULT_CALLS).await {
+                Ok(q) => match Event::default().event("queue").json_data(&q) {
+                    Ok(e) => e,
+                    Err(e) => Event::default()
+                        .event("problem")
+                        .data(format!("cannot encode the live queue: {e}")),
+                },
+                Err(_) => Event::default()
+                    .event("problem")
+                    .data("the endpoint's database is unavailable; retrying"),
+            },
+        );
         Some(match self.view.dashboard(&self.st).await {
             Ok(d) => match Event::default().event("dashboard").json_data(&d) {
                 Ok(e) => e,
@@ -563,6 +630,7 @@ async fn events(
         },
         last_push: None,
         done: false,
+        queued: None,
     };
     let stream = futures::stream::unfold(live, |mut live| async move {
         let ev = live.next_event().await?;
@@ -584,6 +652,10 @@ pub fn schemas() -> Map<String, Value> {
     m.insert(
         "Dashboard".into(),
         json!({ "type": "object", "description": "store, timezone (UTC when unknown), timezone_known, kiosk_id, since_ms, now_ms, tickets {total, services, bucket, buckets [{start_ms, label, total, by_service}]}, times [{service, tickets, wait, service_time: {count, median_s, p90_s, max_s}}], visitors {identified, anonymous, identified_by}, campaigns [{campaign_id, campaign_name, variant, shown, redeemed, conversion}], nps {responses, promoters, passives, detractors, score, distribution}, kiosks [{kiosk_id, last_seen_ms, skew_ms, backlog, health, problems, printer, devices, logs [{at_ms, level, target, message, occurrences}]}]" }),
+    );
+    m.insert(
+        "LiveQueue".into(),
+        json!({ "type": "object", "description": "store, timezone (UTC when unknown), timezone_known, business_day (today, YYYY-MM-DD, store time), now_ms, issued (tickets today), waiting (now, all services), out_of_sequence (tickets today outside the store's sequence), services [{service, waiting, priority_waiting, parked, called, served, no_show, walked_out, longest_wait_s, oldest_waiting (label), oldest_issued_ms}], counters_open [{counter, serving (label or null), last_call_ms}] (serving a called turn now, or called within the last 30 min), calls [{turn, counter, at_ms, service, status}] (newest first, one per turn), kiosks [{kiosk_id, issued, out_of_sequence}] (every kiosk of the store), conflicts (queue_conflict today), recent_conflicts [{turn, counter, step, reason, kiosk_id, at_ms}]" }),
     );
     m
 }

@@ -11,6 +11,7 @@ use super::model::{
     CustomerRecord, DbKind, DbResult, FeedPage, IngestBatch, KioskRecord, NewCustomer, NewKiosk,
     StoreRecord, StoreStats,
 };
+use super::queue::{LiveQueue, LiveQueueQuery};
 
 /// Everything the endpoint persists. Both implementations must behave identically: the test
 /// suite in `sync/endpoint/tests/` runs against each.
@@ -136,6 +137,12 @@ pub trait Database: Send + Sync + 'static {
     /// health and last log lines. Indexed: the window's rows are read, not the store's history.
     /// `NotFound` when the store does not exist.
     fn dashboard(&self, query: DashboardQuery) -> BoxFuture<'_, DbResult<Dashboard>>;
+
+    /// The live queue of one store now: waiting turns per service with the longest current
+    /// wait, open counters, the latest calls and each kiosk's tickets of the day, folded from
+    /// the queue events of all its kiosks (see [`super::queue`]). `NotFound` when the store
+    /// does not exist.
+    fn live_queue(&self, query: LiveQueueQuery) -> BoxFuture<'_, DbResult<LiveQueue>>;
 }
 
 /// A shared database handle.

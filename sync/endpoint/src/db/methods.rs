@@ -213,6 +213,13 @@ macro_rules! shared_methods {
         ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<$crate::db::dashboard::Dashboard>> {
             self.snapshot(move |e| Box::pin($crate::db::shared::dashboard(e, query)))
         }
+
+        fn live_queue(
+            &self,
+            query: $crate::db::queue::LiveQueueQuery,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<$crate::db::queue::LiveQueue>> {
+            self.snapshot(move |e| Box::pin($crate::db::shared::live_queue(e, query)))
+        }
     };
 }
 pub(crate) use shared_methods;

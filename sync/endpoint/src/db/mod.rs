@@ -11,7 +11,8 @@
 //! redaction, NPS); [`database`] the trait; `shared` the logic that speaks SQL, written once for
 //! both databases and run through `exec::Exec`; [`dialect`] the seam where the two SQL dialects
 //! differ (placeholders, `GREATEST`, JSON access); [`migrations`] the numbered schema of each;
-//! [`dashboard`] the dashboard's figures from its rows; `methods` the trait methods both backends
+//! [`dashboard`] the dashboard's figures from its rows; [`queue`] each store's live queue (the
+//! order-independent fold of a turn's steps and the figures); `methods` the trait methods both backends
 //! implement alike. [`sqlite`] and [`postgres`] keep only what really differs: how a call gets a
 //! connection and a transaction (one writer with group commit and a reader, versus a pool), how
 //! a batch's events are inserted (per event, versus one `UNNEST` statement) and the dashboard
@@ -26,6 +27,7 @@ mod methods;
 pub mod migrations;
 pub mod model;
 pub mod postgres;
+pub mod queue;
 pub(crate) mod shared;
 pub mod sqlite;
 
@@ -34,6 +36,7 @@ use std::sync::Arc;
 pub use dashboard::{Dashboard, DashboardQuery, StoreSummary};
 pub use database::{Database, SharedDb};
 pub use model::*;
+pub use queue::{LiveQueue, LiveQueueQuery};
 
 /// Opens (and migrates) the database a URL names: `sqlite://PATH` (`sqlite::memory:` for a throwaway
 /// in-memory database) or `postgres://...` / `postgresql://...`.

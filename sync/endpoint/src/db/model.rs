@@ -224,6 +224,104 @@ pub enum OpsFact {
     },
 }
 
+/// The kind of a queue step: what an event did to a turn of the store's live queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueStepKind {
+    /// `ticket_issued`: the turn starts waiting.
+    Issued,
+    /// `turn_called` (a first call or a recall).
+    Called,
+    /// `turn_served`.
+    Served,
+    /// `turn_no_show`.
+    NoShow,
+    /// `turn_transferred`: it waits again, in another service's line.
+    Transferred,
+    /// `turn_parked`: set aside at its counter, waiting to be called back.
+    Parked,
+    /// `turn_walked_out`: left before being called.
+    WalkedOut,
+    /// `queue_conflict`: a step of the kiosk that recorded it lost a merge after a partition.
+    Conflict,
+}
+
+impl QueueStepKind {
+    /// Every kind.
+    pub const ALL: [QueueStepKind; 8] = [
+        QueueStepKind::Issued,
+        QueueStepKind::Called,
+        QueueStepKind::Served,
+        QueueStepKind::NoShow,
+        QueueStepKind::Transferred,
+        QueueStepKind::Parked,
+        QueueStepKind::WalkedOut,
+        QueueStepKind::Conflict,
+    ];
+
+    /// The name stored in `queue_steps.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueStepKind::Issued => "issued",
+            QueueStepKind::Called => "called",
+            QueueStepKind::Served => "served",
+            QueueStepKind::NoShow => "no_show",
+            QueueStepKind::Transferred => "transferred",
+            QueueStepKind::Parked => "parked",
+            QueueStepKind::WalkedOut => "walked_out",
+            QueueStepKind::Conflict => "conflict",
+        }
+    }
+
+    /// The kind stored as `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// The event type whose steps are of this kind.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            QueueStepKind::Issued => "ticket_issued",
+            QueueStepKind::Called => "turn_called",
+            QueueStepKind::Served => "turn_served",
+            QueueStepKind::NoShow => "turn_no_show",
+            QueueStepKind::Transferred => "turn_transferred",
+            QueueStepKind::Parked => "turn_parked",
+            QueueStepKind::WalkedOut => "turn_walked_out",
+            QueueStepKind::Conflict => "queue_conflict",
+        }
+    }
+}
+
+/// What a queue event tells the store's live queue (see `db::queue`): one step of one turn,
+/// stored as it came and folded with the turn's other steps whatever their arrival order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueStep {
+    /// The turn (`None` only for a conflict that names no turn).
+    pub turn_id: Option<uuid::Uuid>,
+    /// What happened.
+    pub kind: QueueStepKind,
+    /// The turn as shown (`A-042`), when the event carries it.
+    pub label: Option<String>,
+    /// Issued: the service; transferred: the service it now waits for.
+    pub service: Option<String>,
+    /// The counter concerned, when the event names one.
+    pub counter: Option<String>,
+    /// Issued: the business day of its number (`YYYY-MM-DD`, store time).
+    pub business_day: Option<String>,
+    /// Issued: a priority turn.
+    pub priority: bool,
+    /// Issued: numbered outside the store's sequence (a kiosk cut off from the others).
+    pub out_of_sequence: bool,
+    /// Called: a repeated call.
+    pub recall: bool,
+    /// Transferred: the service it left; conflict: the dropped step (`call`); no-show:
+    /// `recall_limit` when the recall limit marked it.
+    pub detail: Option<String>,
+    /// Conflict: why the step was dropped.
+    pub reason: Option<String>,
+}
+
 /// One validated event ready to be stored.
 #[derive(Debug, Clone)]
 pub struct IngestEvent {
@@ -247,6 +345,8 @@ pub struct IngestEvent {
     pub effect: Effect,
     /// What it tells the dashboard.
     pub ops: Option<OpsFact>,
+    /// What it does to the store's live queue.
+    pub queue: Option<QueueStep>,
 }
 
 /// One batch of validated events from one kiosk, with the kiosk's state to record.

@@ -7,7 +7,7 @@
 //! lock on feed numbering).
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kiosk_protocol::CardToken;
 use kiosk_protocol::wire::{Campaign, FeedItem, Key32, Profile, TenantKey};
@@ -17,12 +17,16 @@ use super::dashboard::{
     TicketCount, TurnTiming, assemble,
 };
 use super::dialect::Dialect;
-use super::exec::{Exec, Row, args};
+use super::exec::{Exec, Row, Value, args};
 use super::model::{
     ConsentRecord, CustomerRecord, DbError, DbResult, Effect, FeedPage, IngestBatch, IngestEvent,
-    KioskHealth, KioskRecord, NewCustomer, NewKiosk, ReplayGuard, SkewEstimate, StoreRecord,
-    StoreStats, computed_segment, erasure_item, kiosk_profile, nps_of, redact_registration,
-    redemption_variant, variant_stats,
+    KioskHealth, KioskRecord, NewCustomer, NewKiosk, QueueStep, QueueStepKind, ReplayGuard,
+    SkewEstimate, StoreRecord, StoreStats, computed_segment, erasure_item, kiosk_profile, nps_of,
+    redact_registration, redemption_variant, variant_stats,
+};
+use super::queue::{
+    self, COUNTER_OPEN_AFTER_CALL_MS, ConflictRecord, LiveQueue, LiveQueueQuery, LiveRows,
+    MAX_CONFLICTS_LISTED, StepRow, TurnState, TurnStatus,
 };
 
 pub(crate) fn i64_of(v: u64) -> i64 {
@@ -68,6 +72,18 @@ pub(crate) async fn finish_open(e: &impl Exec, backfill: &str) -> DbResult<()> {
         > 0;
     if first {
         e.batch(backfill).await?;
+    }
+    let first_queue = e
+        .execute(
+            "INSERT INTO settings (key, value) VALUES ('queue_backfilled', '1')
+             ON CONFLICT DO NOTHING",
+            &[],
+        )
+        .await?
+        > 0;
+    if first_queue {
+        let now = server_now_ms();
+        backfill_queue(e, now - QUEUE_BACKFILL_MS).await?;
     }
     let key = TenantKey::from_bytes(rand::random());
     e.execute(
@@ -1107,5 +1123,356 @@ async fn dashboard_rows(e: &impl Exec, q: &DashboardQuery) -> DbResult<Dashboard
                 .push((kiosk.kiosk_id.clone(), r.get(0)?, r.get(1)?));
         }
     }
+    Ok(rows)
+}
+
+/// How far back the first open of a database with the live queue's tables (schema version 2)
+/// replays stored queue events into them: the live queue shows today, in any time zone.
+pub(crate) const QUEUE_BACKFILL_MS: i64 = 48 * 3600 * 1000;
+
+/// Rows per multi-row statement of the live queue: one statement per kind of write, whatever
+/// the batch's size, with parameters far below both databases' limits.
+const QUEUE_CHUNK: usize = 200;
+
+fn server_now_ms() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+        .unwrap_or(i64::MAX)
+}
+
+/// `(?1, ?2), (?3, ?4)`: `rows` rows of `cols` numbered placeholders.
+fn placeholder_rows(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = (1..=cols).map(|c| format!("?{}", r * cols + c)).collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Stores a batch's accepted queue steps and refolds the turns they touch (see [`super::queue`]).
+pub(crate) async fn apply_queue(
+    e: &impl Exec,
+    batch: &IngestBatch,
+    accepted: &[&IngestEvent],
+) -> DbResult<()> {
+    let steps: Vec<StepRow> = accepted
+        .iter()
+        .filter_map(|ev| {
+            Some(StepRow {
+                event_id: ev.id.to_string(),
+                store_id: batch.store_id.clone(),
+                kiosk_id: batch.kiosk_id.clone(),
+                seq: i64_of(ev.seq),
+                at_ms: ev.corrected_ms,
+                wall_ms: ev.device_ms,
+                step: ev.queue.clone()?,
+            })
+        })
+        .collect();
+    store_queue_steps(e, &steps).await
+}
+
+const STEP_COLUMNS: &str = "event_id, store_id, kiosk_id, seq, turn_id, kind, at_ms, wall_ms, \
+    label, service, counter, business_day, priority, out_of_sequence, recall, detail, reason";
+
+const TURN_COLUMNS: &str = "turn_id, store_id, business_day, service, label, kiosk_id, priority, \
+    out_of_sequence, issued_ms, issued_wall_ms, status, counter, called_ms, called_counter, last_ms";
+
+/// Stores steps (once per event) and recomputes each touched turn from all its stored steps.
+///
+/// Concurrent batches touching the same turn (PostgreSQL): each locks the turn
+/// ([`Exec::lock_keys`]) before reading its steps, so the last writer has seen every step
+/// committed before it, and its own; turns are locked in id order, so two batches never wait
+/// on each other in a circle.
+async fn store_queue_steps(e: &impl Exec, steps: &[StepRow]) -> DbResult<()> {
+    if steps.is_empty() {
+        return Ok(());
+    }
+    for chunk in steps.chunks(QUEUE_CHUNK) {
+        let sql = format!(
+            "INSERT INTO queue_steps ({STEP_COLUMNS}) VALUES {}
+             ON CONFLICT (turn_id, event_id) DO NOTHING",
+            placeholder_rows(chunk.len(), 17)
+        );
+        let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 17);
+        for s in chunk {
+            let q = &s.step;
+            params.extend([
+                Value::from(s.event_id.as_str()),
+                Value::from(s.store_id.as_str()),
+                Value::from(s.kiosk_id.as_str()),
+                Value::from(s.seq),
+                // '' for a step that names no turn (the column is part of the key).
+                Value::from(q.turn_id.map_or_else(String::new, |t| t.to_string())),
+                Value::from(q.kind.as_str()),
+                Value::from(s.at_ms),
+                Value::from(s.wall_ms),
+                Value::from(&q.label),
+                Value::from(&q.service),
+                Value::from(&q.counter),
+                Value::from(&q.business_day),
+                Value::from(q.priority),
+                Value::from(q.out_of_sequence),
+                Value::from(q.recall),
+                Value::from(&q.detail),
+                Value::from(&q.reason),
+            ]);
+        }
+        e.execute(&sql, &params).await?;
+    }
+    let turns: BTreeSet<String> = steps
+        .iter()
+        .filter_map(|s| Some(s.step.turn_id?.to_string()))
+        .collect();
+    let turns: Vec<String> = turns.into_iter().collect();
+    for chunk in turns.chunks(QUEUE_CHUNK) {
+        e.lock_keys(chunk).await?;
+        let ids: Vec<Value> = chunk.iter().map(|t| Value::from(t.as_str())).collect();
+        let read = format!(
+            "SELECT {STEP_COLUMNS} FROM queue_steps WHERE turn_id IN ({})",
+            (1..=ids.len())
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut by_turn: BTreeMap<String, Vec<StepRow>> = BTreeMap::new();
+        for r in e.query(&read, &ids).await? {
+            let row = step_row(&r)?;
+            if let Some(t) = row.step.turn_id {
+                by_turn.entry(t.to_string()).or_default().push(row);
+            }
+        }
+        let states: Vec<TurnState> = by_turn
+            .iter()
+            .filter_map(|(turn, steps)| queue::fold(turn, steps))
+            .collect();
+        if states.is_empty() {
+            continue;
+        }
+        let upsert = format!(
+            "INSERT INTO queue_turns ({TURN_COLUMNS}) VALUES {}
+             ON CONFLICT (turn_id) DO UPDATE SET store_id = excluded.store_id,
+               business_day = excluded.business_day, service = excluded.service,
+               label = excluded.label, kiosk_id = excluded.kiosk_id, priority = excluded.priority,
+               out_of_sequence = excluded.out_of_sequence, issued_ms = excluded.issued_ms,
+               issued_wall_ms = excluded.issued_wall_ms, status = excluded.status,
+               counter = excluded.counter, called_ms = excluded.called_ms,
+               called_counter = excluded.called_counter, last_ms = excluded.last_ms",
+            placeholder_rows(states.len(), 15)
+        );
+        let params: Vec<Value> = states
+            .iter()
+            .flat_map(|t| {
+                [
+                    Value::from(t.turn_id.as_str()),
+                    Value::from(t.store_id.as_str()),
+                    Value::from(&t.business_day),
+                    Value::from(&t.service),
+                    Value::from(&t.label),
+                    Value::from(&t.kiosk_id),
+                    Value::from(t.priority),
+                    Value::from(t.out_of_sequence),
+                    Value::from(t.issued_ms),
+                    Value::from(t.issued_wall_ms),
+                    Value::from(t.status.as_str()),
+                    Value::from(&t.counter),
+                    Value::from(t.called_ms),
+                    Value::from(&t.called_counter),
+                    Value::from(t.last_ms),
+                ]
+            })
+            .collect();
+        e.execute(&upsert, &params).await?;
+    }
+    Ok(())
+}
+
+/// A `queue_steps` row (selected as [`STEP_COLUMNS`]).
+fn step_row(r: &Row) -> DbResult<StepRow> {
+    let kind: String = r.get(5)?;
+    let kind = QueueStepKind::from_name(&kind)
+        .ok_or_else(|| DbError::Corrupt(format!("queue step kind {kind:?}")))?;
+    let turn_id = Some(r.get::<String>(4)?)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<uuid::Uuid>()
+                .map_err(|e| DbError::Corrupt(format!("turn id {t:?} of a queue step: {e}")))
+        })
+        .transpose()?;
+    Ok(StepRow {
+        event_id: r.get(0)?,
+        store_id: r.get(1)?,
+        kiosk_id: r.get(2)?,
+        seq: r.get(3)?,
+        at_ms: r.get(6)?,
+        wall_ms: r.get(7)?,
+        step: QueueStep {
+            turn_id,
+            kind,
+            label: r.get(8)?,
+            service: r.get(9)?,
+            counter: r.get(10)?,
+            business_day: r.get(11)?,
+            priority: r.get(12)?,
+            out_of_sequence: r.get(13)?,
+            recall: r.get(14)?,
+            detail: r.get(15)?,
+            reason: r.get(16)?,
+        },
+    })
+}
+
+/// Replays the queue events stored since `since_ms` into the live queue's tables (once, when
+/// a database first has them), store by store along the `events_store_type` index.
+async fn backfill_queue(e: &impl Exec, since_ms: i64) -> DbResult<()> {
+    let types = QueueStepKind::ALL
+        .iter()
+        .map(|k| format!("'{}'", k.event_type()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT id, kiosk_id, store_id, seq, corrected_ms, device_ms, envelope FROM events
+         WHERE store_id = ?1 AND type IN ({types}) AND corrected_ms >= ?2"
+    );
+    let stores: Vec<String> = e
+        .query("SELECT id FROM stores ORDER BY id", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect::<DbResult<_>>()?;
+    for store in stores {
+        let mut steps = Vec::new();
+        for r in e.query(&sql, args![&store, since_ms]).await? {
+            let envelope: String = r.get(6)?;
+            let Ok(env) = serde_json::from_str::<kiosk_protocol::events::Envelope>(&envelope)
+            else {
+                continue;
+            };
+            let Some(step) = queue::step_of(&env.event) else {
+                continue;
+            };
+            steps.push(StepRow {
+                event_id: r.get(0)?,
+                kiosk_id: r.get(1)?,
+                store_id: r.get(2)?,
+                seq: r.get(3)?,
+                at_ms: r.get(4)?,
+                wall_ms: r.get(5)?,
+                step,
+            });
+        }
+        store_queue_steps(e, &steps).await?;
+    }
+    Ok(())
+}
+
+/// See [`super::database::Database::live_queue`]; in one read snapshot.
+pub(crate) async fn live_queue(e: &impl Exec, q: LiveQueueQuery) -> DbResult<LiveQueue> {
+    let rows = live_rows(e, &q).await?;
+    queue::assemble(&q, rows).ok_or_else(|| DbError::NotFound(format!("store {:?}", q.store_id)))
+}
+
+/// The rows of one store's live queue.
+async fn live_rows(e: &impl Exec, q: &LiveQueueQuery) -> DbResult<LiveRows> {
+    let mut rows = LiveRows::default();
+    let Some(store) = e
+        .query_opt(
+            "SELECT s.id, s.name, z.timezone FROM stores s
+             LEFT JOIN store_timezones z ON z.store_id = s.id WHERE s.id = ?1",
+            args![&q.store_id],
+        )
+        .await?
+    else {
+        return Ok(rows);
+    };
+    rows.store = Some(store_record(&store)?);
+    rows.timezone = store.get(2)?;
+    let (day, since) = queue::today(rows.timezone.as_deref(), q.now_ms);
+    let s = &q.store_id;
+    rows.kiosks = e
+        .query(
+            "SELECT id FROM kiosks WHERE store_id = ?1 ORDER BY id",
+            args![s],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect::<DbResult<_>>()?;
+    let columns = "turn_id, store_id, business_day, service, label, kiosk_id, priority, \
+        out_of_sequence, issued_ms, issued_wall_ms, status, counter, called_ms, called_counter, \
+        last_ms";
+    rows.turns = e
+        .query(
+            &format!(
+                "SELECT {columns} FROM queue_turns WHERE store_id = ?1 AND business_day = ?2
+                 UNION ALL
+                 SELECT {columns} FROM queue_turns
+                 WHERE store_id = ?1 AND business_day IS NULL AND last_ms >= ?3"
+            ),
+            args![s, day, since],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            let status: String = r.get(10)?;
+            Ok(TurnState {
+                turn_id: r.get(0)?,
+                store_id: r.get(1)?,
+                business_day: r.get(2)?,
+                service: r.get(3)?,
+                label: r.get(4)?,
+                kiosk_id: r.get(5)?,
+                priority: r.get(6)?,
+                out_of_sequence: r.get(7)?,
+                issued_ms: r.get(8)?,
+                issued_wall_ms: r.get(9)?,
+                status: TurnStatus::from_name(&status),
+                counter: r.get(11)?,
+                called_ms: r.get(12)?,
+                called_counter: r.get(13)?,
+                last_ms: r.get(14)?,
+            })
+        })
+        .collect::<DbResult<_>>()?;
+    rows.recent_calls = e
+        .query(
+            "SELECT counter, MAX(at_ms) FROM queue_steps
+             WHERE store_id = ?1 AND kind = 'called' AND at_ms >= ?2 AND counter IS NOT NULL
+             GROUP BY counter",
+            args![s, q.now_ms - COUNTER_OPEN_AFTER_CALL_MS],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?)))
+        .collect::<DbResult<_>>()?;
+    rows.conflicts = u64_of(
+        e.query_one(
+            "SELECT COUNT(*) FROM queue_steps WHERE store_id = ?1 AND kind = 'conflict' AND at_ms >= ?2",
+            args![s, since],
+        )
+        .await?
+        .get(0)?,
+    );
+    rows.recent_conflicts = e
+        .query(
+            "SELECT label, counter, detail, reason, kiosk_id, at_ms FROM queue_steps
+             WHERE store_id = ?1 AND kind = 'conflict' AND at_ms >= ?2
+             ORDER BY at_ms DESC, event_id DESC LIMIT ?3",
+            args![s, since, MAX_CONFLICTS_LISTED],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(ConflictRecord {
+                turn: r.get(0)?,
+                counter: r.get(1)?,
+                step: r.get::<Option<String>>(2)?.unwrap_or_default(),
+                reason: r.get::<Option<String>>(3)?.unwrap_or_default(),
+                kiosk_id: r.get(4)?,
+                at_ms: r.get(5)?,
+            })
+        })
+        .collect::<DbResult<_>>()?;
     Ok(rows)
 }

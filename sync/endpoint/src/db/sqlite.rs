@@ -198,6 +198,11 @@ impl Exec for SqliteExec<'_> {
         Ok(())
     }
 
+    async fn lock_keys(&self, _keys: &[String]) -> DbResult<()> {
+        // One writer: no other transaction runs meanwhile.
+        Ok(())
+    }
+
     async fn batch(&self, sql: &str) -> DbResult<()> {
         Ok(self.0.execute_batch(sql)?)
     }
@@ -409,7 +414,8 @@ fn ingest_group(c: &mut Connection, group: Vec<PendingIngest>) {
 }
 
 /// One batch, inside the group's transaction (see [`Database::ingest`]): each event inserted on
-/// its own, the shared logic deciding its stored form and applying its effects.
+/// its own, the shared logic deciding its stored form and applying its effects and, once per
+/// batch, its live-queue steps.
 fn ingest_one(tx: &Connection, batch: &IngestBatch) -> DbResult<Vec<EventStatus>> {
     let e = SqliteExec(tx);
     run_ready(async {
@@ -420,6 +426,7 @@ fn ingest_one(tx: &Connection, batch: &IngestBatch) -> DbResult<Vec<EventStatus>
         }
         let mut statuses = Vec::with_capacity(batch.events.len());
         let mut dirty = BTreeSet::new();
+        let mut accepted = Vec::new();
         for ev in &batch.events {
             let (envelope, effect) = shared::stored_form(&e, ev).await?;
             if insert_event(tx, batch, ev, &envelope)? {
@@ -434,11 +441,13 @@ fn ingest_one(tx: &Connection, batch: &IngestBatch) -> DbResult<Vec<EventStatus>
                 )
                 .await?;
                 apply_ops(tx, batch, ev)?;
+                accepted.push(ev);
                 statuses.push(EventStatus::Accepted);
             } else {
                 statuses.push(EventStatus::Duplicate);
             }
         }
+        shared::apply_queue(&e, batch, &accepted).await?;
         shared::emit_profiles(&e, &dirty).await?;
         shared::record_kiosk_state(&e, batch).await?;
         Ok(statuses)
@@ -531,6 +540,7 @@ mod tests {
                 envelope: "{}".into(),
                 effect: Effect::None,
                 ops: None,
+                queue: None,
             })
             .collect()
     }
