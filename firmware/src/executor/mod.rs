@@ -914,10 +914,28 @@ impl Run {
             row("Tickets", "Tickets", issued.to_string()),
             row("Atendidos", "Served", served.to_string()),
             row("No presentados", "No-shows", no_show.to_string()),
-            row("Encuestas", "Surveys", surveys.to_string()),
+            // Surveys are answered at (and journaled by) one kiosk; the queue figures above are
+            // the whole store's. In a store of several kiosks the row says whose they are.
+            if self.e.store.link.members.len() > 1 {
+                row(
+                    "Encuestas (este quiosco)",
+                    "Surveys (this kiosk)",
+                    surveys.to_string(),
+                )
+            } else {
+                row("Encuestas", "Surveys", surveys.to_string())
+            },
         ];
         if let Some(avg) = average {
-            rows.push(row("Nota media", "Average score", format!("{avg:.1}")));
+            rows.push(if self.e.store.link.members.len() > 1 {
+                row(
+                    "Nota media (este quiosco)",
+                    "Average score (this kiosk)",
+                    format!("{avg:.1}"),
+                )
+            } else {
+                row("Nota media", "Average score", format!("{avg:.1}"))
+            });
         }
         let minutes = |s: Option<u32>| s.map_or("-".to_owned(), |s| format!("{}", s.div_ceil(60)));
         let columns = if en {
