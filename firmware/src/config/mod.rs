@@ -348,7 +348,9 @@ fn default_lookup_timeout_ms() -> u64 {
     800
 }
 fn default_sequencer_timeout_ms() -> u64 {
-    80
+    // A sequencer persists the number before answering: one fsync, tens of ms on an SD card
+    // under load. A cut link fails at once whatever this is; only a stalled one waits it out.
+    250
 }
 fn default_counters() -> u32 {
     1

@@ -527,6 +527,8 @@ policy_text = {{ es = "Política", en = "Policy" }}
 
 [store]
 listen = "{store_listen}"
+# Generous: the suite runs beside other tests on two cores (a cut link still fails at once).
+sequencer_timeout_ms = 1000
 kiosks = [
 {members}]
 "#,
