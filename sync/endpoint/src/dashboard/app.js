@@ -339,7 +339,7 @@
 
   // The live queue: tables with headers (a caption each), redrawn on every `queue` event.
   function table(caption, headers, rows, attrs) {
-    const head = el("tr", {}, headers.map((h) => el("th", { scope: "col", class: h.num ? "num" : "" }, [h.text || h])));
+    const head = el("tr", {}, headers.map((h) => el("th", { scope: "col", class: h.num ? "num" : undefined }, [h.text || h])));
     const body = rows.map((cells) => el("tr", cells.attrs || {}, cells.map((c, i) => {
       const content = typeof c === "object" && c !== null && !(c instanceof Node) ? c : { v: c };
       const v = content.v instanceof Node ? content.v : String(content.v);
@@ -369,7 +369,7 @@
           "Longest wait", "Oldest waiting", num("Served"), num("No-show"), num("Walked out")],
         q.services.map((s) => Object.assign([
           s.service, s.waiting, s.priority_waiting, s.parked, s.called,
-          { v: duration(s.longest_wait_s), attrs: { class: s.longest_wait_s >= 1200 ? "long-wait" : "" } },
+          duration(s.longest_wait_s),
           s.oldest_waiting || "–", s.served, s.no_show, s.walked_out,
         ], { attrs: { "data-service": s.service } })),
         { "data-table": "services" }));

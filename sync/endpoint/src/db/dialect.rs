@@ -1,7 +1,7 @@
 //! The seam between the two SQL dialects. Shared statements (`db::shared`) are written once,
 //! in SQLite's syntax with numbered placeholders (`?1`); [`Dialect::sql`] turns them into
 //! PostgreSQL's (`$1`). What differs beyond placeholders (JSON access, a column's type, group
-//! functions) is a [`Dialect`] method, so the statement text around it stays shared.
+//! functions, row locks) is a [`Dialect`] method, so the statement text around it stays shared.
 
 use std::borrow::Cow;
 
@@ -39,6 +39,15 @@ impl Dialect {
         Cow::Owned(out)
     }
 
+    /// What ends a `SELECT` that locks the rows it reads until the transaction ends:
+    /// ` FOR UPDATE` on PostgreSQL; nothing on SQLite, whose one writer excludes every other.
+    pub fn lock_rows(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+
     /// The text of the JSON field at `path` (`payload.turn_id`) of the `envelope` column.
     pub fn envelope_field(self, path: &str) -> String {
         match self {
@@ -64,6 +73,12 @@ mod tests {
             Dialect::Postgres.sql(text),
             "SELECT COALESCE(service, '?') FROM t WHERE a = $1 AND ($2 IS NULL OR b = $2)"
         );
+    }
+
+    #[test]
+    fn only_postgres_locks_the_rows_it_reads() {
+        assert_eq!(Dialect::Sqlite.lock_rows(), "");
+        assert_eq!(Dialect::Postgres.lock_rows(), " FOR UPDATE");
     }
 
     #[test]

@@ -156,12 +156,6 @@ pub(crate) trait Exec {
     /// order is their commit order (PostgreSQL's advisory lock; SQLite has one writer anyway).
     async fn lock_changes(&self) -> DbResult<()>;
 
-    /// Serialises transactions working on the same `keys` (a store's live-queue turns) until the
-    /// transaction ends, taking the locks in the order given (callers sort them, so two
-    /// transactions never wait on each other in a circle). PostgreSQL: transaction-scoped
-    /// advisory locks on the keys' hashes; SQLite has one writer anyway.
-    async fn lock_keys(&self, keys: &[String]) -> DbResult<()>;
-
     /// Runs several statements (no parameters, no rows): migrations and backfills.
     async fn batch(&self, sql: &str) -> DbResult<()>;
 

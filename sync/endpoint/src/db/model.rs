@@ -259,7 +259,7 @@ impl QueueStepKind {
         QueueStepKind::Conflict,
     ];
 
-    /// The name stored in `queue_steps.kind`.
+    /// The step's name (as stored with its turn, and in the live queue's JSON).
     pub fn as_str(self) -> &'static str {
         match self {
             QueueStepKind::Issued => "issued",

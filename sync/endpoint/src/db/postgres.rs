@@ -51,8 +51,6 @@ INSERT INTO kiosk_devices (kiosk_id, device, status, reason, at_ms)
 /// Advisory lock ids (arbitrary, fixed): schema migration, feed-change numbering.
 const MIGRATION_LOCK: i64 = 0x6b69_6f73_6b01;
 const CHANGES_LOCK: i64 = 0x6b69_6f73_6b02;
-/// The first int4 of the two-int4 advisory locks of [`Exec::lock_keys`] (arbitrary, fixed).
-const KEYS_LOCK_SPACE: i64 = 0x6b69_6f03;
 
 /// Connections per endpoint replica.
 const POOL_SIZE: usize = 8;
@@ -195,26 +193,6 @@ impl Exec for PgExec<'_> {
     async fn lock_changes(&self) -> DbResult<()> {
         self.execute("SELECT pg_advisory_xact_lock(?1)", args![CHANGES_LOCK])
             .await?;
-        Ok(())
-    }
-
-    async fn lock_keys(&self, keys: &[String]) -> DbResult<()> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        // Two-int4 advisory keys (a key space apart from the one-bigint locks above): the
-        // namespace and the key's hash. A VALUES list is scanned in order, so the locks are
-        // taken in the order given; two keys sharing a hash only wait for each other.
-        let rows: Vec<String> = (0..keys.len())
-            .map(|i| format!("(CAST(?{} AS TEXT))", i + 2))
-            .collect();
-        let sql = format!(
-            "SELECT pg_advisory_xact_lock(CAST(?1 AS INTEGER), hashtext(k)) FROM (VALUES {}) AS v(k)",
-            rows.join(", ")
-        );
-        let mut params = vec![Value::Int(KEYS_LOCK_SPACE)];
-        params.extend(keys.iter().map(|k| Value::from(k.as_str())));
-        self.execute(&sql, &params).await?;
         Ok(())
     }
 

@@ -1,14 +1,14 @@
 //! Each store's live queue: who is waiting now per service, which counters are open, the latest
 //! calls, and the tickets each kiosk of the store issued today.
 //!
-//! Data flow: ingest → `queue_steps` (one row per queue event, as it came) → **fold** →
-//! `queue_turns` (one row per turn, its state now) → **figures** → `/dashboard`.
+//! Data flow: ingest → `queue_turns` (one row per turn: every step it had, as it came, and the
+//! state they **fold** into) → **figures** → `/dashboard`.
 //!
 //! The kiosks of a store share one queue, so a turn's events come from several kiosks, in any
 //! order, late (a kiosk offline for days) and more than once (dedupe by event id happens before).
 //! The state of a turn is therefore never updated step by step: it is recomputed from all its
-//! stored steps by [`fold`], a pure function of the set of steps, so any arrival order gives the
-//! same state. Its rules:
+//! steps, kept in its row, by [`fold`], a pure function of the set of steps, so any arrival order
+//! gives the same state. Its rules:
 //! - **Final states win**: served, no-show and walked out beat waiting, called and parked; among
 //!   steps of the same class the latest wins (skew-corrected time, then kiosk, then sequence).
 //! - `ticket_issued` only says the turn exists and waits: a call that reached the endpoint first
@@ -120,7 +120,7 @@ pub fn named_step(name: &str) -> Option<QueueStepKind> {
 /// A stored step: the event's [`QueueStep`] and where and when it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepRow {
-    /// The event's id.
+    /// The event's id (empty for a step read back from its turn's row, which does not keep it).
     pub event_id: String,
     /// The store of the kiosk that sent it.
     pub store_id: String,
@@ -138,10 +138,122 @@ pub struct StepRow {
 
 impl StepRow {
     /// The order of steps: time, then kiosk and sequence (a total order every database and every
-    /// arrival order agree on).
-    fn key(&self) -> (i64, &str, i64, &str) {
-        (self.at_ms, &self.kiosk_id, self.seq, &self.event_id)
+    /// arrival order agree on: a kiosk numbers its events once each).
+    fn key(&self) -> (i64, &str, i64) {
+        (self.at_ms, &self.kiosk_id, self.seq)
     }
+
+    /// Whether `other` is the same event (the same kiosk's same sequence number).
+    pub fn same_event(&self, other: &StepRow) -> bool {
+        self.kiosk_id == other.kiosk_id && self.seq == other.seq
+    }
+}
+
+/// A step as kept in its turn's row (`queue_turns.steps`, a JSON array): short names and no
+/// empty fields, as every step of every turn is stored once more there; not its event id (the
+/// kiosk and its sequence tell the steps apart) nor its store (the row's).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredStep {
+    /// Kiosk.
+    k: String,
+    /// Sequence at the kiosk.
+    q: i64,
+    /// Skew-corrected time.
+    t: i64,
+    /// Kiosk wall time.
+    w: i64,
+    /// Kind.
+    x: QueueStepKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    l: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sv: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    c: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    d: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    p: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    o: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    r: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rs: Option<String>,
+}
+
+/// A turn's steps as its row keeps them.
+pub fn encode_steps(steps: &[StepRow]) -> Result<String, serde_json::Error> {
+    let stored: Vec<StoredStep> = steps
+        .iter()
+        .map(|r| StoredStep {
+            k: r.kiosk_id.clone(),
+            q: r.seq,
+            t: r.at_ms,
+            w: r.wall_ms,
+            x: r.step.kind,
+            l: r.step.label.clone(),
+            sv: r.step.service.clone(),
+            c: r.step.counter.clone(),
+            d: r.step.business_day.clone(),
+            p: r.step.priority,
+            o: r.step.out_of_sequence,
+            r: r.step.recall,
+            dt: r.step.detail.clone(),
+            rs: r.step.reason.clone(),
+        })
+        .collect();
+    serde_json::to_string(&stored)
+}
+
+/// The steps of turn `turn_id` of store `store_id` from its row ([`encode_steps`]).
+pub fn decode_steps(
+    turn_id: uuid::Uuid,
+    store_id: &str,
+    json: &str,
+) -> Result<Vec<StepRow>, serde_json::Error> {
+    let stored: Vec<StoredStep> = serde_json::from_str(json)?;
+    Ok(stored
+        .into_iter()
+        .map(|s| StepRow {
+            event_id: String::new(),
+            store_id: store_id.to_owned(),
+            kiosk_id: s.k,
+            seq: s.q,
+            at_ms: s.t,
+            wall_ms: s.w,
+            step: QueueStep {
+                turn_id: Some(turn_id),
+                kind: s.x,
+                label: s.l,
+                service: s.sv,
+                counter: s.c,
+                business_day: s.d,
+                priority: s.p,
+                out_of_sequence: s.o,
+                recall: s.r,
+                detail: s.dt,
+                reason: s.rs,
+            },
+        })
+        .collect())
+}
+
+/// The latest call of each counter among `steps` at or after `since_ms` (calls a conflict later
+/// dropped included: the counter was staffed and calling).
+pub fn calls_since(steps: &[StepRow], since_ms: i64) -> Vec<(String, i64)> {
+    let mut latest: BTreeMap<String, i64> = BTreeMap::new();
+    for s in steps {
+        if s.step.kind == QueueStepKind::Called && s.at_ms >= since_ms {
+            if let Some(c) = &s.step.counter {
+                let at = latest.entry(c.clone()).or_insert(s.at_ms);
+                *at = (*at).max(s.at_ms);
+            }
+        }
+    }
+    latest.into_iter().collect()
 }
 
 /// Where a turn is now.
@@ -469,7 +581,8 @@ pub struct LiveRows {
     pub kiosks: Vec<String>,
     /// Today's turns ([`today`]).
     pub turns: Vec<TurnState>,
-    /// `(counter, latest call)` of the calls within [`COUNTER_OPEN_AFTER_CALL_MS`].
+    /// `(counter, latest call)` of the calls within [`COUNTER_OPEN_AFTER_CALL_MS`] ([`calls_since`];
+    /// a counter may appear more than once).
     pub recent_calls: Vec<(String, i64)>,
     /// Conflicts recorded today.
     pub conflicts: u64,

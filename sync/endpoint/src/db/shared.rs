@@ -20,8 +20,8 @@ use super::dialect::Dialect;
 use super::exec::{Exec, Row, Value, args};
 use super::model::{
     ConsentRecord, CustomerRecord, DbError, DbResult, Effect, FeedPage, IngestBatch, IngestEvent,
-    KioskHealth, KioskRecord, NewCustomer, NewKiosk, QueueStep, QueueStepKind, ReplayGuard,
-    SkewEstimate, StoreRecord, StoreStats, computed_segment, erasure_item, kiosk_profile, nps_of,
+    KioskHealth, KioskRecord, NewCustomer, NewKiosk, QueueStepKind, ReplayGuard, SkewEstimate,
+    StoreRecord, StoreStats, computed_segment, erasure_item, kiosk_profile, nps_of,
     redact_registration, redemption_variant, variant_stats,
 };
 use super::queue::{
@@ -1173,154 +1173,179 @@ pub(crate) async fn apply_queue(
     store_queue_steps(e, &steps).await
 }
 
-const STEP_COLUMNS: &str = "event_id, store_id, kiosk_id, seq, turn_id, kind, at_ms, wall_ms, \
-    label, service, counter, business_day, priority, out_of_sequence, recall, detail, reason";
-
 const TURN_COLUMNS: &str = "turn_id, store_id, business_day, service, label, kiosk_id, priority, \
-    out_of_sequence, issued_ms, issued_wall_ms, status, counter, called_ms, called_counter, last_ms";
+    out_of_sequence, issued_ms, issued_wall_ms, status, counter, called_ms, called_counter, last_ms, \
+    steps";
 
-/// Stores steps (once per event) and recomputes each touched turn from all its stored steps.
+/// Stores steps and recomputes each touched turn from all its steps: the turn's row keeps them
+/// (`steps`), so a batch reads the rows of its turns, adds its steps (an event already there, the
+/// same kiosk's same sequence, is not added twice), folds and writes them back. Conflicts are also listed on their own
+/// (`queue_conflicts`), with or without a turn.
 ///
-/// Concurrent batches touching the same turn (PostgreSQL): each locks the turn
-/// ([`Exec::lock_keys`]) before reading its steps, so the last writer has seen every step
-/// committed before it, and its own; turns are locked in id order, so two batches never wait
-/// on each other in a circle.
+/// Concurrent batches touching the same turn (PostgreSQL): a batch inserts a turn's row only if
+/// none exists (an insert waits for a concurrent one of the same turn to commit), and otherwise
+/// reads it locked (`FOR UPDATE`, its latest version), so the last writer has seen every step
+/// committed before it, and its own. (Row locks, not advisory locks: a batch may touch 500
+/// turns, and advisory locks fill the server's shared lock table.)
 async fn store_queue_steps(e: &impl Exec, steps: &[StepRow]) -> DbResult<()> {
-    if steps.is_empty() {
-        return Ok(());
-    }
-    for chunk in steps.chunks(QUEUE_CHUNK) {
-        let sql = format!(
-            "INSERT INTO queue_steps ({STEP_COLUMNS}) VALUES {}
-             ON CONFLICT (turn_id, event_id) DO NOTHING",
-            placeholder_rows(chunk.len(), 17)
-        );
-        let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 17);
-        for s in chunk {
-            let q = &s.step;
-            params.extend([
-                Value::from(s.event_id.as_str()),
-                Value::from(s.store_id.as_str()),
-                Value::from(s.kiosk_id.as_str()),
-                Value::from(s.seq),
-                // '' for a step that names no turn (the column is part of the key).
-                Value::from(q.turn_id.map_or_else(String::new, |t| t.to_string())),
-                Value::from(q.kind.as_str()),
-                Value::from(s.at_ms),
-                Value::from(s.wall_ms),
-                Value::from(&q.label),
-                Value::from(&q.service),
-                Value::from(&q.counter),
-                Value::from(&q.business_day),
-                Value::from(q.priority),
-                Value::from(q.out_of_sequence),
-                Value::from(q.recall),
-                Value::from(&q.detail),
-                Value::from(&q.reason),
-            ]);
-        }
-        e.execute(&sql, &params).await?;
-    }
-    let turns: BTreeSet<String> = steps
+    let conflicts: Vec<&StepRow> = steps
         .iter()
-        .filter_map(|s| Some(s.step.turn_id?.to_string()))
+        .filter(|s| s.step.kind == QueueStepKind::Conflict)
         .collect();
-    let turns: Vec<String> = turns.into_iter().collect();
-    for chunk in turns.chunks(QUEUE_CHUNK) {
-        e.lock_keys(chunk).await?;
-        let ids: Vec<Value> = chunk.iter().map(|t| Value::from(t.as_str())).collect();
-        let read = format!(
-            "SELECT {STEP_COLUMNS} FROM queue_steps WHERE turn_id IN ({})",
-            (1..=ids.len())
-                .map(|i| format!("?{i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+    for chunk in conflicts.chunks(QUEUE_CHUNK) {
+        let sql = format!(
+            "INSERT INTO queue_conflicts (event_id, store_id, kiosk_id, turn_id, label, counter,
+               step, reason, at_ms) VALUES {} ON CONFLICT (event_id) DO NOTHING",
+            placeholder_rows(chunk.len(), 9)
         );
-        let mut by_turn: BTreeMap<String, Vec<StepRow>> = BTreeMap::new();
-        for r in e.query(&read, &ids).await? {
-            let row = step_row(&r)?;
-            if let Some(t) = row.step.turn_id {
-                by_turn.entry(t.to_string()).or_default().push(row);
-            }
-        }
-        let states: Vec<TurnState> = by_turn
+        let params: Vec<Value> = chunk
             .iter()
-            .filter_map(|(turn, steps)| queue::fold(turn, steps))
-            .collect();
-        if states.is_empty() {
-            continue;
-        }
-        let upsert = format!(
-            "INSERT INTO queue_turns ({TURN_COLUMNS}) VALUES {}
-             ON CONFLICT (turn_id) DO UPDATE SET store_id = excluded.store_id,
-               business_day = excluded.business_day, service = excluded.service,
-               label = excluded.label, kiosk_id = excluded.kiosk_id, priority = excluded.priority,
-               out_of_sequence = excluded.out_of_sequence, issued_ms = excluded.issued_ms,
-               issued_wall_ms = excluded.issued_wall_ms, status = excluded.status,
-               counter = excluded.counter, called_ms = excluded.called_ms,
-               called_counter = excluded.called_counter, last_ms = excluded.last_ms",
-            placeholder_rows(states.len(), 15)
-        );
-        let params: Vec<Value> = states
-            .iter()
-            .flat_map(|t| {
+            .flat_map(|c| {
                 [
-                    Value::from(t.turn_id.as_str()),
-                    Value::from(t.store_id.as_str()),
-                    Value::from(&t.business_day),
-                    Value::from(&t.service),
-                    Value::from(&t.label),
-                    Value::from(&t.kiosk_id),
-                    Value::from(t.priority),
-                    Value::from(t.out_of_sequence),
-                    Value::from(t.issued_ms),
-                    Value::from(t.issued_wall_ms),
-                    Value::from(t.status.as_str()),
-                    Value::from(&t.counter),
-                    Value::from(t.called_ms),
-                    Value::from(&t.called_counter),
-                    Value::from(t.last_ms),
+                    Value::from(c.event_id.as_str()),
+                    Value::from(c.store_id.as_str()),
+                    Value::from(c.kiosk_id.as_str()),
+                    Value::from(c.step.turn_id.map(|t| t.to_string())),
+                    Value::from(&c.step.label),
+                    Value::from(&c.step.counter),
+                    Value::from(c.step.detail.as_deref().unwrap_or_default()),
+                    Value::from(c.step.reason.as_deref().unwrap_or_default()),
+                    Value::from(c.at_ms),
                 ]
             })
             .collect();
-        e.execute(&upsert, &params).await?;
+        e.execute(&sql, &params).await?;
+    }
+    let mut by_turn: BTreeMap<uuid::Uuid, Vec<&StepRow>> = BTreeMap::new();
+    for s in steps {
+        if let Some(t) = s.step.turn_id {
+            by_turn.entry(t).or_default().push(s);
+        }
+    }
+    let by_turn: Vec<(uuid::Uuid, Vec<&StepRow>)> = by_turn.into_iter().collect();
+    for chunk in by_turn.chunks(QUEUE_CHUNK) {
+        fold_turns(e, chunk).await?;
     }
     Ok(())
 }
 
-/// A `queue_steps` row (selected as [`STEP_COLUMNS`]).
-fn step_row(r: &Row) -> DbResult<StepRow> {
-    let kind: String = r.get(5)?;
-    let kind = QueueStepKind::from_name(&kind)
-        .ok_or_else(|| DbError::Corrupt(format!("queue step kind {kind:?}")))?;
-    let turn_id = Some(r.get::<String>(4)?)
-        .filter(|t| !t.is_empty())
-        .map(|t| {
-            t.parse::<uuid::Uuid>()
-                .map_err(|e| DbError::Corrupt(format!("turn id {t:?} of a queue step: {e}")))
+/// A turn's row as [`TURN_COLUMNS`] lists it: its state and its steps.
+fn turn_values(rows: &[(TurnState, String)]) -> Vec<Value> {
+    rows.iter()
+        .flat_map(|(t, steps)| {
+            [
+                Value::from(t.turn_id.as_str()),
+                Value::from(t.store_id.as_str()),
+                Value::from(&t.business_day),
+                Value::from(&t.service),
+                Value::from(&t.label),
+                Value::from(&t.kiosk_id),
+                Value::from(t.priority),
+                Value::from(t.out_of_sequence),
+                Value::from(t.issued_ms),
+                Value::from(t.issued_wall_ms),
+                Value::from(t.status.as_str()),
+                Value::from(&t.counter),
+                Value::from(t.called_ms),
+                Value::from(&t.called_counter),
+                Value::from(t.last_ms),
+                Value::from(steps.as_str()),
+            ]
         })
-        .transpose()?;
-    Ok(StepRow {
-        event_id: r.get(0)?,
-        store_id: r.get(1)?,
-        kiosk_id: r.get(2)?,
-        seq: r.get(3)?,
-        at_ms: r.get(6)?,
-        wall_ms: r.get(7)?,
-        step: QueueStep {
-            turn_id,
-            kind,
-            label: r.get(8)?,
-            service: r.get(9)?,
-            counter: r.get(10)?,
-            business_day: r.get(11)?,
-            priority: r.get(12)?,
-            out_of_sequence: r.get(13)?,
-            recall: r.get(14)?,
-            detail: r.get(15)?,
-            reason: r.get(16)?,
-        },
-    })
+        .collect()
+}
+
+/// The state and stored steps of a turn with `steps` (`None` without any).
+fn folded(turn_id: &str, steps: &[StepRow]) -> DbResult<Option<(TurnState, String)>> {
+    match queue::fold(turn_id, steps) {
+        Some(state) => Ok(Some((state, queue::encode_steps(steps)?))),
+        None => Ok(None),
+    }
+}
+
+/// Some turns' new steps into their rows. Most turns are new (a batch's tickets): their row is
+/// inserted at once, from the new steps alone. A turn whose row exists (its insert found it,
+/// or waited for the concurrent batch creating it) is then read, locked on PostgreSQL
+/// (`FOR UPDATE`, the latest version), given its new steps, folded and written back.
+async fn fold_turns(e: &impl Exec, turns: &[(uuid::Uuid, Vec<&StepRow>)]) -> DbResult<()> {
+    let keys: Vec<String> = turns.iter().map(|(t, _)| t.to_string()).collect();
+    let mut fresh = Vec::with_capacity(turns.len());
+    for ((_, new), key) in turns.iter().zip(&keys) {
+        let steps: Vec<StepRow> = new.iter().map(|s| (*s).clone()).collect();
+        fresh.extend(folded(key, &steps)?);
+    }
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    // Rows are inserted, and then locked, in turn-id order: two batches never wait on each other
+    // in a circle.
+    let insert = format!(
+        "INSERT INTO queue_turns ({TURN_COLUMNS}) VALUES {}
+         ON CONFLICT (turn_id) DO NOTHING RETURNING turn_id",
+        placeholder_rows(fresh.len(), 16)
+    );
+    let inserted: BTreeSet<String> = e
+        .query(&insert, &turn_values(&fresh))
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect::<DbResult<_>>()?;
+    let existing: Vec<(&(uuid::Uuid, Vec<&StepRow>), &String)> = turns
+        .iter()
+        .zip(&keys)
+        .filter(|(_, key)| !inserted.contains(*key))
+        .collect();
+    if existing.is_empty() {
+        return Ok(());
+    }
+    let read = format!(
+        "SELECT turn_id, store_id, steps FROM queue_turns WHERE turn_id IN ({}) ORDER BY turn_id{}",
+        (1..=existing.len())
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        e.dialect().lock_rows()
+    );
+    let ids: Vec<Value> = existing
+        .iter()
+        .map(|(_, k)| Value::from(k.as_str()))
+        .collect();
+    let mut stored: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for r in e.query(&read, &ids).await? {
+        stored.insert(r.get(0)?, (r.get(1)?, r.get(2)?));
+    }
+    let mut updates = Vec::with_capacity(existing.len());
+    for ((turn, new), key) in existing {
+        let Some((store, json)) = stored.get(key) else {
+            return Err(DbError::Internal(
+                "a live-queue turn whose row exists was not found",
+            ));
+        };
+        let mut all = queue::decode_steps(*turn, store, json)?;
+        for s in new {
+            if !all.iter().any(|a| a.same_event(s)) {
+                all.push((*s).clone());
+            }
+        }
+        updates.extend(folded(key, &all)?);
+    }
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let update = format!(
+        "INSERT INTO queue_turns ({TURN_COLUMNS}) VALUES {}
+         ON CONFLICT (turn_id) DO UPDATE SET store_id = excluded.store_id,
+           business_day = excluded.business_day, service = excluded.service,
+           label = excluded.label, kiosk_id = excluded.kiosk_id, priority = excluded.priority,
+           out_of_sequence = excluded.out_of_sequence, issued_ms = excluded.issued_ms,
+           issued_wall_ms = excluded.issued_wall_ms, status = excluded.status,
+           counter = excluded.counter, called_ms = excluded.called_ms,
+           called_counter = excluded.called_counter, last_ms = excluded.last_ms,
+           steps = excluded.steps",
+        placeholder_rows(updates.len(), 16)
+    );
+    e.execute(&update, &turn_values(&updates)).await?;
+    Ok(())
 }
 
 /// Replays the queue events stored since `since_ms` into the live queue's tables (once, when
@@ -1399,10 +1424,12 @@ async fn live_rows(e: &impl Exec, q: &LiveQueueQuery) -> DbResult<LiveRows> {
         .iter()
         .map(|r| r.get(0))
         .collect::<DbResult<_>>()?;
+    // The steps of the turns that changed lately, for the counters that called lately.
+    let window = q.now_ms - COUNTER_OPEN_AFTER_CALL_MS;
     let columns = "turn_id, store_id, business_day, service, label, kiosk_id, priority, \
         out_of_sequence, issued_ms, issued_wall_ms, status, counter, called_ms, called_counter, \
-        last_ms";
-    rows.turns = e
+        last_ms, CASE WHEN last_ms >= ?4 THEN steps END";
+    for r in e
         .query(
             &format!(
                 "SELECT {columns} FROM queue_turns WHERE store_id = ?1 AND business_day = ?2
@@ -1410,45 +1437,40 @@ async fn live_rows(e: &impl Exec, q: &LiveQueueQuery) -> DbResult<LiveRows> {
                  SELECT {columns} FROM queue_turns
                  WHERE store_id = ?1 AND business_day IS NULL AND last_ms >= ?3"
             ),
-            args![s, day, since],
+            args![s, day, since, window],
         )
         .await?
-        .iter()
-        .map(|r| {
-            let status: String = r.get(10)?;
-            Ok(TurnState {
-                turn_id: r.get(0)?,
-                store_id: r.get(1)?,
-                business_day: r.get(2)?,
-                service: r.get(3)?,
-                label: r.get(4)?,
-                kiosk_id: r.get(5)?,
-                priority: r.get(6)?,
-                out_of_sequence: r.get(7)?,
-                issued_ms: r.get(8)?,
-                issued_wall_ms: r.get(9)?,
-                status: TurnStatus::from_name(&status),
-                counter: r.get(11)?,
-                called_ms: r.get(12)?,
-                called_counter: r.get(13)?,
-                last_ms: r.get(14)?,
-            })
-        })
-        .collect::<DbResult<_>>()?;
-    rows.recent_calls = e
-        .query(
-            "SELECT counter, MAX(at_ms) FROM queue_steps
-             WHERE store_id = ?1 AND kind = 'called' AND at_ms >= ?2 AND counter IS NOT NULL
-             GROUP BY counter",
-            args![s, q.now_ms - COUNTER_OPEN_AFTER_CALL_MS],
-        )
-        .await?
-        .iter()
-        .map(|r| Ok((r.get(0)?, r.get(1)?)))
-        .collect::<DbResult<_>>()?;
+    {
+        let status: String = r.get(10)?;
+        let turn = TurnState {
+            turn_id: r.get(0)?,
+            store_id: r.get(1)?,
+            business_day: r.get(2)?,
+            service: r.get(3)?,
+            label: r.get(4)?,
+            kiosk_id: r.get(5)?,
+            priority: r.get(6)?,
+            out_of_sequence: r.get(7)?,
+            issued_ms: r.get(8)?,
+            issued_wall_ms: r.get(9)?,
+            status: TurnStatus::from_name(&status),
+            counter: r.get(11)?,
+            called_ms: r.get(12)?,
+            called_counter: r.get(13)?,
+            last_ms: r.get(14)?,
+        };
+        if let Some(json) = r.get::<Option<String>>(15)? {
+            let id = turn.turn_id.parse::<uuid::Uuid>().map_err(|e| {
+                DbError::Corrupt(format!("turn id {:?} of the live queue: {e}", turn.turn_id))
+            })?;
+            let steps = queue::decode_steps(id, &turn.store_id, &json)?;
+            rows.recent_calls.extend(queue::calls_since(&steps, window));
+        }
+        rows.turns.push(turn);
+    }
     rows.conflicts = u64_of(
         e.query_one(
-            "SELECT COUNT(*) FROM queue_steps WHERE store_id = ?1 AND kind = 'conflict' AND at_ms >= ?2",
+            "SELECT COUNT(*) FROM queue_conflicts WHERE store_id = ?1 AND at_ms >= ?2",
             args![s, since],
         )
         .await?
@@ -1456,8 +1478,8 @@ async fn live_rows(e: &impl Exec, q: &LiveQueueQuery) -> DbResult<LiveRows> {
     );
     rows.recent_conflicts = e
         .query(
-            "SELECT label, counter, detail, reason, kiosk_id, at_ms FROM queue_steps
-             WHERE store_id = ?1 AND kind = 'conflict' AND at_ms >= ?2
+            "SELECT label, counter, step, reason, kiosk_id, at_ms FROM queue_conflicts
+             WHERE store_id = ?1 AND at_ms >= ?2
              ORDER BY at_ms DESC, event_id DESC LIMIT ?3",
             args![s, since, MAX_CONFLICTS_LISTED],
         )
@@ -1467,8 +1489,8 @@ async fn live_rows(e: &impl Exec, q: &LiveQueueQuery) -> DbResult<LiveRows> {
             Ok(ConflictRecord {
                 turn: r.get(0)?,
                 counter: r.get(1)?,
-                step: r.get::<Option<String>>(2)?.unwrap_or_default(),
-                reason: r.get::<Option<String>>(3)?.unwrap_or_default(),
+                step: r.get(2)?,
+                reason: r.get(3)?,
                 kiosk_id: r.get(4)?,
                 at_ms: r.get(5)?,
             })

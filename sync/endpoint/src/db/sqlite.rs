@@ -198,11 +198,6 @@ impl Exec for SqliteExec<'_> {
         Ok(())
     }
 
-    async fn lock_keys(&self, _keys: &[String]) -> DbResult<()> {
-        // One writer: no other transaction runs meanwhile.
-        Ok(())
-    }
-
     async fn batch(&self, sql: &str) -> DbResult<()> {
         Ok(self.0.execute_batch(sql)?)
     }
