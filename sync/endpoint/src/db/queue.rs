@@ -581,8 +581,8 @@ pub struct LiveRows {
     pub kiosks: Vec<String>,
     /// Today's turns ([`today`]).
     pub turns: Vec<TurnState>,
-    /// `(counter, latest call)` of the calls within [`COUNTER_OPEN_AFTER_CALL_MS`] ([`calls_since`];
-    /// a counter may appear more than once).
+    /// `(counter, latest call)` of the calls within [`COUNTER_OPEN_AFTER_CALL_MS`]
+    /// ([`calls_since`]; a counter may appear more than once).
     pub recent_calls: Vec<(String, i64)>,
     /// Conflicts recorded today.
     pub conflicts: u64,
@@ -945,6 +945,31 @@ mod tests {
         again.push(row("k2", 6, T0 + 4 * MIN, at(QueueStepKind::Called, "2")));
         let s = same_in_every_order(&again);
         assert_eq!(s.counter.as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn a_turns_steps_come_back_from_its_row_and_fold_alike() {
+        let steps = vec![
+            row("k1", 1, T0, issued("A")),
+            row("k2", 4, T0 + MIN, transfer("B")),
+            row("k2", 5, T0 + 2 * MIN, conflict("2", "call")),
+        ];
+        let json = encode_steps(&steps).unwrap();
+        assert!(!json.contains("k1-1"), "no event ids kept: {json}");
+        let back = decode_steps(uuid::Uuid::nil(), "s", &json).unwrap();
+        let without_ids: Vec<StepRow> = steps
+            .iter()
+            .map(|s| StepRow {
+                event_id: String::new(),
+                ..s.clone()
+            })
+            .collect();
+        assert_eq!(back, without_ids);
+        assert_eq!(fold("t", &back), fold("t", &steps));
+        assert_eq!(
+            calls_since(&[row("k2", 7, T0, at(QueueStepKind::Called, "2"))], T0),
+            [("2".to_owned(), T0)]
+        );
     }
 
     fn turn(label: &str, service: &str, kiosk: &str, status: TurnStatus) -> TurnState {

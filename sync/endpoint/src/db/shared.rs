@@ -1174,13 +1174,13 @@ pub(crate) async fn apply_queue(
 }
 
 const TURN_COLUMNS: &str = "turn_id, store_id, business_day, service, label, kiosk_id, priority, \
-    out_of_sequence, issued_ms, issued_wall_ms, status, counter, called_ms, called_counter, last_ms, \
-    steps";
+    out_of_sequence, issued_ms, issued_wall_ms, status, counter, called_ms, called_counter, \
+    last_ms, steps";
 
 /// Stores steps and recomputes each touched turn from all its steps: the turn's row keeps them
 /// (`steps`), so a batch reads the rows of its turns, adds its steps (an event already there, the
-/// same kiosk's same sequence, is not added twice), folds and writes them back. Conflicts are also listed on their own
-/// (`queue_conflicts`), with or without a turn.
+/// same kiosk's same sequence, is not added twice), folds and writes them back. Conflicts are
+/// also listed on their own (`queue_conflicts`), with or without a turn.
 ///
 /// Concurrent batches touching the same turn (PostgreSQL): a batch inserts a turn's row only if
 /// none exists (an insert waits for a concurrent one of the same turn to commit), and otherwise
