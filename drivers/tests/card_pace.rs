@@ -27,8 +27,8 @@ mod support;
 
 use support::{SimReader, key, taps, token_of};
 
-const FAST_MS: u64 = 25;
-const IDLE_MS: u64 = 50;
+const FAST_MS: u64 = 20;
+const IDLE_MS: u64 = 100;
 /// What the reader thread of `kiosk_drivers::card::spawn` passes to `next_event`.
 const THREAD_TIMEOUT: Duration = Duration::from_millis(100);
 const UID: [u8; 4] = [0x4A, 0x11, 0x9C, 0x03];
@@ -66,7 +66,7 @@ struct Kiosk {
     events: Vec<CardEvent>,
 }
 
-/// The lean path with the IRQ line, as `hw-config/simulated.toml`: fast 25 ms, idle 50 ms;
+/// The lean path with the IRQ line, as `hw-config/simulated.toml`: fast 20 ms, idle 100 ms;
 /// following `signal` when given (a kiosk with a presence sensor).
 fn kiosk(signal: Option<&PresenceSignal>) -> Kiosk {
     let sim = Mfrc522Sim::new(SimOptions::default());

@@ -17,7 +17,7 @@
 //!   (`VmRSS`) and CPU (`utime + stime`) idle with a screen connected, then under one journey
 //!   per second (start, choose a service, ticket printed, done) driven over the UI API.
 //!   Targets: ready < 300 ms, RSS < 25 MiB, idle CPU < 1 % of a core. The idle CPU of the
-//!   profile's kiosk (lean path, IRQ line, 25 ms while someone is there, its `idle_poll_ms`
+//!   profile's kiosk (lean path, IRQ line, 20 ms while someone is there, its `idle_poll_ms`
 //!   while nobody is) may not be higher than that of a second `kiosk run` with the card reader
 //!   on the old path (the unmodified `mfrc522` crate polled every 50 ms, a copy of the simulated
 //!   profile with `transceive = "crate"` and `idle_poll_ms = 50`); both idle side by side over

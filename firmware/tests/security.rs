@@ -275,7 +275,7 @@ async fn the_demo_binary_writes_no_raw_card_uid_to_its_logs_or_files_listens_on_
             // A card presented again before the reader has polled it absent `removal_polls`
             // times is the same card still held, rightly no second tap; four journeys take well
             // under that window here. A customer's card is away longer than this.
-            // 50 ms: at least `poll_interval_ms` of hw-config/simulated.toml (25 ms).
+            // 50 ms: at least `poll_interval_ms` of hw-config/simulated.toml (20 ms).
             let poll_ms = 50 * u64::from(kiosk_drivers::card::DEFAULT_REMOVAL_POLLS + 2);
             tokio::time::sleep(Duration::from_millis(poll_ms)).await;
         }

@@ -130,9 +130,11 @@ fn default_gain() -> u8 {
     48
 }
 fn default_poll_ms() -> u32 {
-    // The lean path's empty poll costs about a tenth of the crate's, so polling twice as often
-    // still costs the bus and the CPU less than the crate's 50 ms did.
-    25
+    // The lean path's empty poll costs about a tenth of the crate's, so polling 2.5 times as
+    // often still costs the bus less than the crate's 50 ms did; 20 ms keeps a tap's p99 under
+    // 30 ms (the poll's phase plus a few ms to the screen). An idle kiosk polls at
+    // `idle_poll_ms` instead.
+    20
 }
 fn default_baud() -> u32 {
     9600

@@ -236,7 +236,7 @@ fn idle_poll_defaults_and_is_read_from_both_polling_kinds() {
         match profile.card_reader {
             CardReaderSettings::Mfrc522 { idle_poll_ms, .. }
             | CardReaderSettings::Simulated { idle_poll_ms, .. } => {
-                assert_eq!(idle_poll_ms, Some(50), "the shipped profiles say it");
+                assert_eq!(idle_poll_ms, Some(100), "the shipped profiles say it");
             }
             other => panic!("{other:?}"),
         }
@@ -262,7 +262,7 @@ fn idle_poll_faster_than_the_poll_interval_is_an_error_at_the_key() {
         include_str!("../../../hw-config/pi4-mfrc522-usb-printer.toml"),
         include_str!("../../../hw-config/simulated.toml"),
     ] {
-        let profile = text.replace("idle_poll_ms = 50", "idle_poll_ms = 10");
+        let profile = text.replace("idle_poll_ms = 100", "idle_poll_ms = 10");
         let err = parse_profile(Path::new("p.toml"), &profile).unwrap_err();
         assert_eq!(
             err.key.as_deref(),
@@ -270,7 +270,7 @@ fn idle_poll_faster_than_the_poll_interval_is_an_error_at_the_key() {
             "{err}"
         );
         assert_eq!(err.line, Some(line_of(&profile, "idle_poll_ms")), "{err}");
-        assert!(err.message.contains("poll_interval_ms 25"), "{err}");
+        assert!(err.message.contains("poll_interval_ms 20"), "{err}");
         assert!(err.to_string().starts_with("p.toml:"), "{err}");
     }
 }
@@ -278,7 +278,7 @@ fn idle_poll_faster_than_the_poll_interval_is_an_error_at_the_key() {
 #[test]
 fn idle_poll_too_slow_to_see_a_brief_tap_is_an_error_at_the_key() {
     let profile = include_str!("../../../hw-config/pi4-mfrc522-usb-printer.toml")
-        .replace("idle_poll_ms = 50", "idle_poll_ms = 1000");
+        .replace("idle_poll_ms = 100", "idle_poll_ms = 1000");
     let err = parse_profile(Path::new("p.toml"), &profile).unwrap_err();
     assert_eq!(
         err.key.as_deref(),
@@ -286,13 +286,13 @@ fn idle_poll_too_slow_to_see_a_brief_tap_is_an_error_at_the_key() {
         "{err}"
     );
     assert_eq!(err.line, Some(line_of(&profile, "idle_poll_ms")), "{err}");
-    assert!(err.message.contains("25 to 250"), "{err}");
+    assert!(err.message.contains("20 to 250"), "{err}");
 }
 
 #[test]
 fn idle_poll_must_be_a_number() {
     let profile = include_str!("../../../hw-config/simulated.toml")
-        .replace("idle_poll_ms = 50", "idle_poll_ms = \"50ms\"");
+        .replace("idle_poll_ms = 100", "idle_poll_ms = \"50ms\"");
     let err = parse_profile(Path::new("p.toml"), &profile).unwrap_err();
     // Located at the tagged table, as every type error inside `[card_reader]`.
     assert_eq!(err.line, Some(line_of(&profile, "[card_reader]")), "{err}");
@@ -302,7 +302,7 @@ fn idle_poll_must_be_a_number() {
 #[test]
 fn a_zero_poll_interval_is_an_error_at_the_key() {
     let profile = include_str!("../../../hw-config/simulated.toml")
-        .replace("poll_interval_ms = 25", "poll_interval_ms = 0");
+        .replace("poll_interval_ms = 20", "poll_interval_ms = 0");
     let err = parse_profile(Path::new("p.toml"), &profile).unwrap_err();
     assert_eq!(
         err.key.as_deref(),
