@@ -77,6 +77,8 @@ pub struct Labels {
     pub scan_hint: &'static str,
     /// Before a report's date.
     pub date: &'static str,
+    /// Across the top of a reprint.
+    pub copy: &'static str,
 }
 
 impl Language {
@@ -92,6 +94,7 @@ impl Language {
                 coupon: "Cupón",
                 scan_hint: "Escanee el código para seguir su turno",
                 date: "Fecha",
+                copy: "COPIA",
             },
             Language::En => &Labels {
                 your_turn: "Your turn",
@@ -102,6 +105,7 @@ impl Language {
                 coupon: "Coupon",
                 scan_hint: "Scan the code to follow your turn",
                 date: "Date",
+                copy: "COPY",
             },
         }
     }
@@ -141,6 +145,9 @@ pub struct Ticket {
     pub footer: String,
     /// Label language.
     pub language: Language,
+    /// A reprint staff asked for: marked COPIA/COPY above and below the number, so that a copy
+    /// is never taken for a second turn.
+    pub copy: bool,
 }
 
 /// One label/value row of a report.
@@ -588,6 +595,17 @@ impl Ticket {
             &self.store_name,
         )?;
         w.rule()?;
+        let copy_mark = || format!("*** {} ***", l.copy);
+        if self.copy {
+            w.text(
+                Style {
+                    bold: true,
+                    size: 2,
+                    ..Style::CENTER
+                },
+                &copy_mark(),
+            )?;
+        }
         w.text(Style::CENTER, l.your_turn)?;
         let size = fitting_size(&self.turn_number, w.dots, big);
         w.text(
@@ -605,6 +623,15 @@ impl Ticket {
             },
             &self.service_name,
         )?;
+        if self.copy {
+            w.text(
+                Style {
+                    bold: true,
+                    ..Style::CENTER
+                },
+                &copy_mark(),
+            )?;
+        }
         w.feed(1)?;
         w.pair(l.position, &self.position_in_queue.to_string())?;
         w.pair(
@@ -768,6 +795,7 @@ pub fn sample_ticket(lang: Language) -> Ticket {
         }),
         footer: footer.to_owned(),
         language: lang,
+        copy: false,
     }
 }
 
@@ -796,6 +824,25 @@ mod tests {
         let at = time::macros::datetime!(2026-01-02 03:04);
         assert_eq!(format_issued(at, Language::Es), "02/01/2026 03:04");
         assert_eq!(format_issued(at, Language::En), "2026-01-02 03:04");
+    }
+
+    #[test]
+    fn a_reprint_says_copy_in_its_language_and_the_original_does_not() {
+        let profile = standard_profile(PaperWidth::Mm80, QrMode::Native);
+        for (lang, word) in [(Language::Es, "COPIA"), (Language::En, "COPY")] {
+            let mut ticket = sample_ticket(lang);
+            let original = ticket.encode(&profile).unwrap();
+            ticket.copy = true;
+            let copy = ticket.encode(&profile).unwrap();
+            let count = |bytes: &[u8]| {
+                bytes
+                    .windows(word.len())
+                    .filter(|w| *w == word.as_bytes())
+                    .count()
+            };
+            assert_eq!(count(&original), 0, "{lang:?}");
+            assert_eq!(count(&copy), 2, "{lang:?}: above and below the number");
+        }
     }
 
     #[test]

@@ -551,6 +551,7 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
                 kiosk_url: format!("http://{}/", k.kiosk.ui_addr),
                 staff_url: format!("http://{}", k.kiosk.staff_addr),
                 store: k.kiosk.store.clone(),
+                offline_switch: Arc::default(),
             })
             .collect::<Vec<_>>()
             .into(),

@@ -673,6 +673,7 @@ impl Run {
             }),
             footer: footer.to_owned(),
             language,
+            copy: false,
         }
     }
 
@@ -859,7 +860,10 @@ impl Run {
             self.tickets.get(&turn_id).cloned().ok_or(
                 "that ticket was issued before the kiosk restarted and cannot be reprinted",
             )?;
-        let ticket = self.ticket(&job);
+        let ticket = Ticket {
+            copy: true,
+            ..self.ticket(&job)
+        };
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.e
             .printer
