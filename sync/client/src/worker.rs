@@ -102,6 +102,8 @@ impl SyncWorker {
             shutdown,
             appended: outbox_appended,
             feed_wake: Notify::new(),
+            batch_failures: FailureLog::new("sync batches failing", "sync batches recovered"),
+            feed_failures: FailureLog::new("sync feed failing", "sync feed recovered"),
         });
         let handle = tokio::spawn(async move {
             tokio::join!(outbox_loop(shared.clone()), feed_loop(shared));
@@ -120,6 +122,84 @@ struct Shared {
     shutdown: CancellationToken,
     appended: Arc<Notify>,
     feed_wake: Notify,
+    batch_failures: FailureLog,
+    feed_failures: FailureLog,
+}
+
+/// How often a failure that goes on is logged again as a warning; the attempts in between are
+/// logged at debug level.
+pub const STILL_FAILING_EVERY: Duration = Duration::from_secs(600);
+
+/// A streak of failures logged as one: a warning at the first attempt, one every
+/// [`STILL_FAILING_EVERY`] while it lasts (with the attempts so far), and an info line when it
+/// ends. A warning is shipped to the CRM as a `device_log` event, which the outbox then has to
+/// send: a warning per attempt would feed the very queue it reports on (up to 20 lines a
+/// minute through an outage) and push every other warning off the dashboard.
+#[derive(Debug)]
+struct FailureLog {
+    failing: &'static str,
+    recovered: &'static str,
+    streak: std::sync::Mutex<Option<Streak>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Streak {
+    since: Instant,
+    told: Instant,
+    attempts: u32,
+}
+
+impl FailureLog {
+    fn new(failing: &'static str, recovered: &'static str) -> Self {
+        FailureLog {
+            failing,
+            recovered,
+            streak: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Logs one failed attempt; true when it was logged as a warning.
+    fn failed(&self, error: &str) -> bool {
+        self.failed_at(error, Instant::now())
+    }
+
+    fn failed_at(&self, error: &str, now: Instant) -> bool {
+        let mut streak = self
+            .streak
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let s = streak.get_or_insert(Streak {
+            since: now,
+            told: now,
+            attempts: 0,
+        });
+        s.attempts += 1;
+        let failing_for_s = now.duration_since(s.since).as_secs();
+        if s.attempts == 1 || now.duration_since(s.told) >= STILL_FAILING_EVERY {
+            s.told = now;
+            tracing::warn!(attempts = s.attempts, failing_for_s, error = %error, "{}", self.failing);
+            true
+        } else {
+            tracing::debug!(attempts = s.attempts, failing_for_s, error = %error, "{}", self.failing);
+            false
+        }
+    }
+
+    fn succeeded(&self) {
+        let ended = self
+            .streak
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(s) = ended {
+            tracing::info!(
+                attempts = s.attempts,
+                failed_for_s = s.since.elapsed().as_secs(),
+                "{}",
+                self.recovered
+            );
+        }
+    }
 }
 
 /// Runs a blocking journal call off the async threads.
@@ -319,7 +399,7 @@ impl Shared {
     }
 
     fn record_failure(&self, link: LinkState, error: String, failures: u32) {
-        tracing::warn!(error = %error, failures, "sync batch failed");
+        let _warned = self.batch_failures.failed(&error);
         self.set_status(|s| {
             s.link = link;
             s.last_error = Some(error);
@@ -488,6 +568,7 @@ async fn outbox_loop(sh: Arc<Shared>) {
             continue;
         }
         let was_offline = sh.status.borrow().link != LinkState::Online;
+        sh.batch_failures.succeeded();
         sh.set_status(|s| {
             s.link = LinkState::Online;
             s.last_success = Some(OffsetDateTime::now_utc());
@@ -580,6 +661,7 @@ async fn feed_loop(sh: Arc<Shared>) {
         let wait = match pulled {
             Ok(()) => {
                 backoff.reset();
+                sh.feed_failures.succeeded();
                 let now = OffsetDateTime::now_utc();
                 sh.set_status(|s| {
                     s.last_feed_sync = Some(now);
@@ -595,7 +677,7 @@ async fn feed_loop(sh: Arc<Shared>) {
             }
             Err(e) => {
                 let text = chain(&e);
-                tracing::warn!(error = %text, "sync feed pull failed");
+                let _warned = sh.feed_failures.failed(&text);
                 let link = match &e {
                     FeedError::Request(RequestError::Status { status, .. })
                         if *status == StatusCode::UNAUTHORIZED
@@ -660,6 +742,26 @@ mod tests {
     use super::*;
     use kiosk_protocol::wire::{ErrorCode, EventResult};
     use uuid::Uuid;
+
+    #[test]
+    fn an_outage_is_one_warning_then_one_every_ten_minutes_and_a_fresh_start_after_it() {
+        let log = FailureLog::new("sync batches failing", "sync batches recovered");
+        // An hour of attempts every 30 s (the backoff's cap region): 120 attempts.
+        let t0 = Instant::now();
+        let warned = (0..120)
+            .filter(|i| log.failed_at("connection refused", t0 + Duration::from_secs(30 * i)))
+            .count();
+        assert_eq!(
+            warned, 6,
+            "the first attempt, then at 10, 20, 30, 40 and 50 minutes"
+        );
+        log.succeeded();
+        assert!(
+            log.failed("connection refused"),
+            "a new outage warns at once"
+        );
+        assert!(!log.failed("connection refused"));
+    }
 
     fn status_error(
         status: u16,

@@ -62,6 +62,27 @@ enum Cmd {
         #[command(subcommand)]
         command: CampaignCmd,
     },
+    /// Store administration.
+    Stores {
+        #[command(subcommand)]
+        command: StoreCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCmd {
+    /// Set the time zone a store's times are shown in on the dashboard (an IANA name such as
+    /// Europe/Madrid or Atlantic/Canary; without one they are shown in UTC).
+    SetTimezone {
+        /// Database URL.
+        #[arg(long, env = "CRM_DB", default_value = "sqlite://crm.db")]
+        db: String,
+        /// Store id.
+        #[arg(long)]
+        store: String,
+        /// IANA time zone name.
+        timezone: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -182,6 +203,30 @@ async fn main() -> Result<()> {
             }
             let (code, _) = crm_endpoint::api::issue_enroll_code(&database, &store_id, ttl).await?;
             println!("{code}");
+        }
+        Cmd::Stores {
+            command:
+                StoreCmd::SetTimezone {
+                    db,
+                    store,
+                    timezone,
+                },
+        } => {
+            if !crm_endpoint::db::dashboard::known_timezone(&timezone) {
+                anyhow::bail!(
+                    "{timezone:?} is not an IANA time zone name (e.g. Europe/Madrid, Atlantic/Canary)"
+                );
+            }
+            let database = crm_endpoint::db::open(&db)
+                .await
+                .with_context(|| format!("opening {db}"))?;
+            if database.store(store.clone()).await?.is_none() {
+                anyhow::bail!("there is no store {store:?} in {db}");
+            }
+            database
+                .set_store_timezone(store.clone(), Some(timezone.clone()))
+                .await?;
+            println!("store {store}: times shown in {timezone}");
         }
         Cmd::Campaigns {
             command: CampaignCmd::Import { db, file },

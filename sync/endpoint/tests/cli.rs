@@ -112,3 +112,65 @@ fn serve_answers_health_and_stops_cleanly_on_sigterm() {
     let status = child.0.wait().unwrap();
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
 }
+
+#[test]
+fn a_store_gets_its_time_zone_from_a_command_and_a_wrong_name_or_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crm.db");
+    let db = format!("sqlite://{}", path.display());
+    let run = |args: &[&str]| Command::new(BIN).args(args).output().unwrap();
+    assert!(
+        run(&["enroll-code", "--db", &db, "--store", "canarias"])
+            .status
+            .success()
+    );
+
+    let ok = run(&[
+        "stores",
+        "set-timezone",
+        "--db",
+        &db,
+        "--store",
+        "canarias",
+        "Atlantic/Canary",
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let tz: String = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT timezone FROM store_timezones WHERE store_id = 'canarias'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tz, "Atlantic/Canary");
+
+    let bad = run(&[
+        "stores",
+        "set-timezone",
+        "--db",
+        &db,
+        "--store",
+        "canarias",
+        "Madrid",
+    ]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("\"Madrid\" is not an IANA time zone"), "{err}");
+    let missing = run(&[
+        "stores",
+        "set-timezone",
+        "--db",
+        &db,
+        "--store",
+        "nowhere",
+        "Europe/Madrid",
+    ]);
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("no store \"nowhere\""), "{err}");
+}
