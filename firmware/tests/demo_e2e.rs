@@ -753,3 +753,48 @@ async fn the_demo_keeps_a_picture_of_every_printed_page_a_reprint_marked_copy_be
     );
     h.demo.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_requests_held_on_the_staff_listener_leave_the_screen_and_the_counter_answering() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::start().await;
+    let staff = h.demo.kiosk.staff_addr;
+    // A device on the shop LAN (127.0.0.2 here) opens 100 connections and sends half a request
+    // on each, the way a slow-client attack holds a server's descriptors.
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut s = socket.connect(staff).await.unwrap();
+        let _ = s
+            .write_all(b"GET /counter HTTP/1.1\r\nhost: kiosk\r\n")
+            .await;
+        held.push(s);
+    }
+    // The customer screen and the counter page (from another address) still answer.
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let screen = quick.get(h.ui("/api/kiosk/view")).send().await.unwrap();
+    assert!(screen.status().is_success(), "{}", screen.status());
+    let counter = quick
+        .get(format!("http://{staff}/counter"))
+        .send()
+        .await
+        .expect("the counter page answers during the hold");
+    assert!(counter.status().is_success(), "{}", counter.status());
+    // And the kiosk closes every held connection: over the per-peer cap at once (503), the
+    // others when the header timeout passes.
+    let mut busy = 0;
+    for s in &mut held {
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut got))
+            .await
+            .expect("the kiosk closes a held half request")
+            .unwrap();
+        busy += usize::from(got.starts_with(b"HTTP/1.1 503"));
+    }
+    assert_eq!(busy, 100 - kiosk_serve::Limits::LAN.max_per_peer);
+    h.demo.stop().await;
+}

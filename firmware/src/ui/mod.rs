@@ -194,7 +194,9 @@ pub enum UiError {
 }
 
 /// Serves [`router`] on `listener` until `shutdown` completes, with the peer addresses the
-/// loopback check needs.
+/// loopback check needs, under [`kiosk_serve::Limits::LAN`]: the staff listener is on the shop
+/// LAN in the same process as the customer screen, so a slow or greedy client there must not
+/// take the screen down.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -205,11 +207,8 @@ pub async fn serve(
         .map(|a| a.to_string())
         .unwrap_or_default();
     let app: Router = router(state);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .map_err(|source| UiError::Serve { addr, source })
+    let limits = kiosk_serve::Limits::LAN.fit_open_files(kiosk_serve::open_file_limit());
+    kiosk_serve::serve::<SocketAddr>(listener, None, app, limits, shutdown)
+        .await
+        .map_err(|source| UiError::Serve { addr, source })
 }

@@ -41,6 +41,14 @@ enum Cmd {
         /// Seed the demo store, customers and campaigns first.
         #[arg(long)]
         demo: bool,
+        /// Connections open at once, in all (lowered to fit the open-file limit).
+        #[arg(long, default_value_t = kiosk_serve::Limits::PUBLIC.max_connections)]
+        max_connections: usize,
+        /// Connections open at once from one address (an IPv6 /64 is one address); at most a
+        /// quarter of --max-connections. Behind a load balancer every request comes from its
+        /// address: raise this to --max-connections there.
+        #[arg(long, default_value_t = kiosk_serve::Limits::PUBLIC.max_per_peer)]
+        max_per_peer: usize,
     },
     /// Print a one-time enrollment code for a store.
     EnrollCode {
@@ -149,7 +157,16 @@ async fn main() -> Result<()> {
             tls_key,
             admin_token,
             demo,
+            max_connections,
+            max_per_peer,
         } => {
+            let open_files = kiosk_serve::raise_open_file_limit();
+            let limits = kiosk_serve::Limits {
+                max_connections,
+                max_per_peer,
+                ..kiosk_serve::Limits::PUBLIC
+            }
+            .fit_open_files(open_files);
             let database = crm_endpoint::db::open(&db)
                 .await
                 .with_context(|| format!("opening {db}"))?;
@@ -173,7 +190,15 @@ async fn main() -> Result<()> {
                 .await
                 .with_context(|| format!("binding {listen}; is another endpoint running there?"))?;
             let bound = listener.local_addr().context("reading the bound address")?;
-            tracing::info!(%bound, tls = tls.is_some(), db = database.kind().as_str(), "serving");
+            tracing::info!(
+                %bound,
+                tls = tls.is_some(),
+                db = database.kind().as_str(),
+                open_files,
+                max_connections = limits.max_connections,
+                max_per_peer = limits.max_per_peer,
+                "serving"
+            );
             // Scripts and tests that pass port 0 learn the port from this line.
             println!("listening on {bound}");
             let config = crm_endpoint::ServeConfig {
@@ -181,7 +206,7 @@ async fn main() -> Result<()> {
                 admin_token,
                 tls,
             };
-            crm_endpoint::serve(config, listener, shutdown_signal()).await?;
+            crm_endpoint::serve_with(config, limits, listener, shutdown_signal()).await?;
         }
         Cmd::EnrollCode {
             db,

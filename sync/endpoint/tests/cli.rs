@@ -174,3 +174,89 @@ fn a_store_gets_its_time_zone_from_a_command_and_a_wrong_name_or_store_is_refuse
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(err.contains("no store \"nowhere\""), "{err}");
 }
+
+#[test]
+fn under_256_open_files_300_held_half_requests_neither_block_health_nor_stay_open() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("crm.db").display());
+    // The measured failure: `ulimit -n 256` (soft and hard, so the endpoint cannot raise it).
+    let mut child = Reaped(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -n 256 && exec {BIN} serve --listen 127.0.0.1:0 --db {db} --demo"
+            ))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let addr: std::net::SocketAddr = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find_map(|l| l.strip_prefix("listening on ").map(str::to_owned))
+        .expect("serve prints its address")
+        .parse()
+        .unwrap();
+
+    // 300 half requests from 127.0.0.2, held open.
+    let attacker = |_| {
+        let mut s = connect_from("127.0.0.2", addr);
+        let _ = s.write_all(b"POST /v1/events HTTP/1.1\r\nhost: crm\r\ncontent-length: 1000\r\n");
+        s
+    };
+    let mut held: Vec<TcpStream> = (0..300).map(attacker).collect();
+
+    // Health from 127.0.0.1 answers while they are held.
+    let started = Instant::now();
+    let mut h = TcpStream::connect(addr).unwrap();
+    h.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    h.write_all(b"GET /v1/health HTTP/1.1\r\nhost: crm\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    h.read_to_string(&mut answer)
+        .expect("health answers while 300 half requests are held");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    eprintln!("health answered in {:?} under the hold", started.elapsed());
+
+    // The server closes every held one: over the per-peer cap at once (503), the admitted ones
+    // when their header timeout (10 s) passes.
+    let (mut busy, mut closed) = (0, 0);
+    for s in &mut held {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got)
+            .expect("the server closes a held half request");
+        if got.starts_with(b"HTTP/1.1 503") {
+            busy += 1;
+        } else {
+            closed += 1;
+        }
+    }
+    assert_eq!(busy + closed, 300);
+    assert!(
+        busy >= 200,
+        "most are over the per-peer cap: {busy} 503s, {closed} timed out"
+    );
+}
+
+/// A TCP connection to `to` from the loopback address `from` (Linux routes all of 127/8 to
+/// the loopback interface).
+fn connect_from(from: &str, to: std::net::SocketAddr) -> std::net::TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        let stream = socket.connect(to).await.unwrap().into_std().unwrap();
+        stream.set_nonblocking(false).unwrap();
+        stream
+    })
+}

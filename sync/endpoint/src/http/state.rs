@@ -136,6 +136,12 @@ impl<K: Eq + Hash> AttemptCounter<K> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 
+impl From<SocketAddr> for PeerAddr {
+    fn from(addr: SocketAddr) -> Self {
+        PeerAddr(addr)
+    }
+}
+
 /// The source address of a request (`0.0.0.0` when served without [`PeerAddr`]s, as in tests).
 pub(crate) fn peer_ip(extensions: &axum::http::Extensions) -> IpAddr {
     extensions
