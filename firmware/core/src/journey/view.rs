@@ -196,9 +196,16 @@ pub fn view(config: &JourneyConfig, state: &State) -> ScreenView {
             })
             .collect(),
     };
-    let turn_view = |t: &IssuedTurn, service_name: &str| TurnView {
+    // The service's name in the screen's language, which may have changed since the turn was
+    // issued (the ticket keeps the language it was printed in).
+    let turn_view = |t: &IssuedTurn, issued_name: &str| TurnView {
         label: t.label.clone(),
-        service_name: service_name.to_owned(),
+        service_name: config
+            .services
+            .iter()
+            .find(|s| s.letter == t.service)
+            .map_or(issued_name, |s| s.name.get(locale))
+            .to_owned(),
         position: t.position,
         estimated_wait_min: t.estimated_wait_s.div_ceil(60),
         priority: t.priority,
