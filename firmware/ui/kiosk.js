@@ -485,9 +485,11 @@ function render(v) {
     // A new screen starts screen readers at its top; the registration starts in its field.
     if (v.body.screen !== "registering") app.focus({ preventScroll: true });
   }
-  if (v.notice && (!lastNotice || lastNotice.id !== v.notice.id)) {
+  // "Printer out of service" is in the top bar already while it lasts: not said twice.
+  const twice = v.notice && v.notice.kind === "printer_down" && !v.printer_ok;
+  if (v.notice && !twice && (!lastNotice || lastNotice.id !== v.notice.id)) {
     noticeSlot.replaceChildren(h("p", { class: "notice", role: "status" }, t.notices[v.notice.kind] || v.notice.kind));
-  } else if (!v.notice) {
+  } else if (!v.notice || twice) {
     noticeSlot.replaceChildren();
   }
   lastNotice = v.notice;

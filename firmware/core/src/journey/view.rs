@@ -308,7 +308,8 @@ pub fn view(config: &JourneyConfig, state: &State) -> ScreenView {
 }
 
 /// The QR code of `payload` as a self-contained SVG (dark modules as one path, 4-module quiet
-/// zone), or `None` if the payload does not fit in a QR code.
+/// zone), or `None` if the payload does not fit in a QR code. Hidden from screen readers: the
+/// screen names the frame around it by the turn.
 pub fn qr_svg(payload: &str) -> Option<String> {
     let code =
         qrcode::QrCode::with_error_correction_level(payload.as_bytes(), qrcode::EcLevel::M).ok()?;
@@ -324,7 +325,7 @@ pub fn qr_svg(payload: &str) -> Option<String> {
         }
     }
     Some(format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {size} {size}\" shape-rendering=\"crispEdges\" role=\"img\">\
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {size} {size}\" shape-rendering=\"crispEdges\" aria-hidden=\"true\">\
          <rect width=\"{size}\" height=\"{size}\" fill=\"#fff\"/><path fill=\"#000\" d=\"{path}\"/></svg>"
     ))
 }
