@@ -348,7 +348,7 @@ function consentsStep(t, body) {
     });
   };
   return [
-    h("p", { class: "msg muted" }, t.consentsHint),
+    h("p", { class: "msg muted consents-hint" }, t.consentsHint),
     h("div", { class: "consents" }, body.consents.map(consent)),
     showError ? h("p", { id: "msg-consents", class: "msg error", role: "alert" }, icon("warning"), " ", t.regErrors[form.error]) : null,
     h("div", { class: "actions" },

@@ -5,7 +5,8 @@
 //! (typed through real key events, a key every 100 ms, and on the on-screen keyboard) and with
 //! the printer out of paper. On every screen:
 //!
-//! - every control is in view without scrolling, uncovered, and at least 44x44 CSS px;
+//! - every control is in view without scrolling, uncovered, its label whole, and at least 44x44
+//!   CSS px;
 //! - axe-core (pinned in `tests/axe`, installed by `scripts/test-setup`) reports no critical or
 //!   serious violation; on the counter page, the lobby and the CRM dashboard too;
 //!
@@ -151,6 +152,7 @@ for (const c of controls) {
   const label = (c.getAttribute('aria-label') || c.textContent || c.value || '').trim().replace(/\s+/g, ' ').slice(0, 30);
   const name = `${c.tagName.toLowerCase()}${c.id ? '#' + c.id : ''} "${label}"`;
   if (r.width < min || r.height < min) bad.push(`${name} is ${Math.round(r.width)}x${Math.round(r.height)} px`);
+  if (c.tagName !== 'INPUT' && c.scrollWidth > c.clientWidth + 1) bad.push(`${name}: label cut (${c.scrollWidth}px in ${c.clientWidth}px)`);
   if (r.left < -0.5 || r.top < -0.5 || r.right > vw + 0.5 || r.bottom > vh + 0.5) {
     bad.push(`${name} is out of view (${Math.round(r.left)},${Math.round(r.top)} to ${Math.round(r.right)},${Math.round(r.bottom)})`);
     continue;
@@ -270,19 +272,6 @@ impl Probe {
         self.shot(step).await;
         self.assert_usable(what).await;
         self.assert_axe_clean(what).await;
-    }
-
-    async fn screen(&self) -> String {
-        self.browser
-            .eval(
-                "return document.getElementById('app').dataset.screen;",
-                vec![],
-            )
-            .await
-            .expect("screen")
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
     }
 
     async fn value(&self, css: &str) -> String {
@@ -521,7 +510,7 @@ async fn registration(kiosk: &Kiosk, p: &mut Probe) {
     b.wait_for("#msg-consents.error", WAIT)
         .await
         .expect("the consent error");
-    assert_error_beside(p, ".consents", "#msg-consents", "guardar mi perfil").await;
+    assert_error_beside(p, ".consent:last-child", "#msg-consents", "guardar mi perfil").await;
     p.check("reg-consent-error", "the permissions with their error").await;
 
     let b = &p.browser;
