@@ -221,10 +221,16 @@ fn a_ticket_with_nobody_ahead_says_so_in_words_as_the_screen_does() {
         ticket.position_in_queue = 0;
         ticket.estimated_wait_minutes = 0;
         let bytes = ticket.encode(&profile).unwrap();
-        let text = render_escpos_to_png(&bytes, &profile).unwrap().record.text();
+        let text = render_escpos_to_png(&bytes, &profile)
+            .unwrap()
+            .record
+            .text();
         assert!(text.contains(next), "{lang}: {text}");
         assert!(!text.contains(ahead), "{lang}: no count of 0 ahead: {text}");
-        assert!(!text.contains("0 min"), "{lang}: no wait of 0 minutes: {text}");
+        assert!(
+            !text.contains("0 min"),
+            "{lang}: no wait of 0 minutes: {text}"
+        );
     }
 }
 

@@ -567,7 +567,10 @@ async fn an_unknown_card_registers_on_screen_with_unticked_consents_and_is_greet
     // The form with its keyboard is taller than the Pi display: it may scroll, never sideways.
     assert_fits(&browser, "the registration form", true).await;
 
-    browser.click("[data-step=name]").await.expect("the name step");
+    browser
+        .click("[data-step=name]")
+        .await
+        .expect("the name step");
     browser.type_into("#f-name", "Lucía").await.expect("name");
     browser
         .wait_until(

@@ -124,7 +124,8 @@ impl Kiosk {
 
 /// `tests/axe/node_modules/axe-core/axe.min.js`, installed by `scripts/test-setup`.
 fn axe_source() -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("axe/node_modules/axe-core/axe.min.js");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("axe/node_modules/axe-core/axe.min.js");
     std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
             "cannot read {}: {e}; run scripts/test-setup (npm ci in tests/axe installs the pinned axe-core)",
@@ -326,8 +327,12 @@ async fn usability_at(viewport: Viewport) {
 
     // ---- the large-text and high-contrast views, kept through an anonymous journey ------------
     let b = &p.browser;
-    b.click("[data-testid=large-text]").await.expect("large text");
-    b.click("[data-testid=contrast]").await.expect("high contrast");
+    b.click("[data-testid=large-text]")
+        .await
+        .expect("large text");
+    b.click("[data-testid=contrast]")
+        .await
+        .expect("high contrast");
     b.wait_until(
         "both views on",
         "document.body.classList.contains('large-text') && document.body.classList.contains('high-contrast') && document.querySelector('[data-testid=contrast]').getAttribute('aria-pressed') === 'true'",
@@ -343,11 +348,19 @@ async fn usability_at(viewport: Viewport) {
         .await
         .expect("styles");
     assert_eq!(sizes[1], json!("rgb(0, 0, 0)"), "high contrast is black");
-    p.check("attract-large-contrast", "the attract screen in large text and high contrast").await;
+    p.check(
+        "attract-large-contrast",
+        "the attract screen in large text and high contrast",
+    )
+    .await;
     let b = &p.browser;
     b.click("[data-action=start]").await.expect("start");
     b.wait_for_screen("choose_service").await.expect("services");
-    p.check("services-large-contrast", "the services in large text and high contrast").await;
+    p.check(
+        "services-large-contrast",
+        "the services in large text and high contrast",
+    )
+    .await;
     let b = &p.browser;
     b.click(".service:nth-child(2) [data-action=choose_service]")
         .await
@@ -364,7 +377,11 @@ async fn usability_at(viewport: Viewport) {
     b.wait_for_text("#app", "Recoja su ticket", WAIT)
         .await
         .expect("printed");
-    p.check("goodbye-large-contrast", "the goodbye in large text and high contrast").await;
+    p.check(
+        "goodbye-large-contrast",
+        "the goodbye in large text and high contrast",
+    )
+    .await;
     let b = &p.browser;
     b.click("[data-action=done]").await.expect("finish");
     b.wait_for_screen("attract").await.expect("attract");
@@ -404,7 +421,10 @@ async fn usability_at(viewport: Viewport) {
         .wait_for_text("[data-testid=turn-about]", "Cashier · ", WAIT)
         .await
         .expect("the service name follows the language");
-    assert!(about.contains("ahead of you") || about.contains("You are next"), "{about}");
+    assert!(
+        about.contains("ahead of you") || about.contains("You are next"),
+        "{about}"
+    );
     p.check("goodbye-english", "the English goodbye").await;
     let b = &p.browser;
     b.click("[data-action=done]").await.expect("finish");
@@ -433,7 +453,9 @@ async fn registration(kiosk: &Kiosk, p: &mut Probe) {
     const PHONE: &str = "+34 600 123 456";
     let b = &p.browser;
     kiosk.panel("/api/card", json!({"action": "unknown"})).await;
-    b.wait_for_screen("offer_registration").await.expect("offer");
+    b.wait_for_screen("offer_registration")
+        .await
+        .expect("offer");
     kiosk.panel("/api/card", json!({"action": "remove"})).await;
     p.check("offer", "the registration offer").await;
     let b = &p.browser;
@@ -443,11 +465,22 @@ async fn registration(kiosk: &Kiosk, p: &mut Probe) {
     p.check("reg-name", "the name step with its keyboard").await;
 
     // The on-screen keyboard: a capital at the start of each word, shift overrides it.
-    p.tap_keys(&["m", "a", "r", "space", "r", "u", "i", "z", "space", "shift", "d", "e"])
+    p.tap_keys(&[
+        "m", "a", "r", "space", "r", "u", "i", "z", "space", "shift", "d", "e",
+    ])
+    .await;
+    assert_eq!(
+        p.value("#f-name").await,
+        "Mar Ruiz de",
+        "auto capitals, shift overrides"
+    );
+    p.tap_keys(&["space", "caps", "ñ", "ú", "caps", "del", "del"])
         .await;
-    assert_eq!(p.value("#f-name").await, "Mar Ruiz de", "auto capitals, shift overrides");
-    p.tap_keys(&["space", "caps", "ñ", "ú", "caps", "del", "del"]).await;
-    assert_eq!(p.value("#f-name").await, "Mar Ruiz de ", "caps lock and delete");
+    assert_eq!(
+        p.value("#f-name").await,
+        "Mar Ruiz de ",
+        "caps lock and delete"
+    );
     p.shot("reg-name-on-screen-keys").await;
     let b = &p.browser;
     // Clear it as a person would: select all, delete (real key events).
@@ -463,13 +496,45 @@ async fn registration(kiosk: &Kiosk, p: &mut Probe) {
     assert_eq!(p.value("#f-name").await, NAME, "the name as typed");
     p.type_slowly("#f-name", "\u{E007}").await; // Enter: next step
     b.wait_for("#f-email", WAIT).await.expect("email step");
-    p.check("reg-email", "the email step with its keyboard").await;
+    p.check("reg-email", "the email step with its keyboard")
+        .await;
+    // Large text on the busiest screen: still every key in view and >= 44 px, nothing typed lost.
+    let b = &p.browser;
+    b.click("[data-testid=large-text]")
+        .await
+        .expect("large text");
+    b.wait_until(
+        "large text",
+        "document.body.classList.contains('large-text')",
+        WAIT,
+    )
+    .await
+    .expect("large text on");
+    p.shot("reg-email-large-text").await;
+    p.assert_usable("the email step in large text").await;
+    let b = &p.browser;
+    b.click("[data-step=name]").await.expect("back to the name");
+    assert_eq!(p.value("#f-name").await, NAME, "the name kept");
+    p.assert_usable("the name step in large text").await;
+    let b = &p.browser;
+    b.click("[data-testid=large-text]")
+        .await
+        .expect("normal text");
+    b.click("[data-step=email]").await.expect("the email step");
+    b.wait_until(
+        "normal text",
+        "!document.body.classList.contains('large-text')",
+        WAIT,
+    )
+    .await
+    .expect("large text off");
     p.type_slowly("#f-email", EMAIL).await;
     assert_eq!(p.value("#f-email").await, EMAIL, "the email as typed");
     p.type_slowly("#f-email", "\u{E007}").await;
     let b = &p.browser;
     b.wait_for("#f-phone", WAIT).await.expect("phone step");
-    p.check("reg-phone", "the phone step with its number pad").await;
+    p.check("reg-phone", "the phone step with its number pad")
+        .await;
     // Too short a phone first: its error comes back beside the phone field.
     p.type_slowly("#f-phone", "+34").await;
     let b = &p.browser;
@@ -486,7 +551,8 @@ async fn registration(kiosk: &Kiosk, p: &mut Probe) {
         .await
         .expect("the phone error on the phone step");
     assert_error_beside(p, "#f-phone", "#msg-phone", "teléfono").await;
-    p.check("reg-phone-error", "the phone step with its error").await;
+    p.check("reg-phone-error", "the phone step with its error")
+        .await;
 
     p.type_slowly("#f-phone", &PHONE[3..]).await;
     assert_eq!(p.value("#f-phone").await, PHONE, "the phone as typed");
@@ -510,8 +576,15 @@ async fn registration(kiosk: &Kiosk, p: &mut Probe) {
     b.wait_for("#msg-consents.error", WAIT)
         .await
         .expect("the consent error");
-    assert_error_beside(p, ".consent:last-child", "#msg-consents", "guardar mi perfil").await;
-    p.check("reg-consent-error", "the permissions with their error").await;
+    assert_error_beside(
+        p,
+        ".consent:last-child",
+        "#msg-consents",
+        "guardar mi perfil",
+    )
+    .await;
+    p.check("reg-consent-error", "the permissions with their error")
+        .await;
 
     let b = &p.browser;
     for purpose in ["profile", "marketing_email", "marketing_sms"] {
@@ -538,7 +611,8 @@ async fn registration(kiosk: &Kiosk, p: &mut Probe) {
     b.wait_for_text("#app h1", &format!("Hola, {NAME}"), WAIT)
         .await
         .expect("greeted by the name as typed");
-    p.check("reg-greeted", "the greeting of the new customer").await;
+    p.check("reg-greeted", "the greeting of the new customer")
+        .await;
     let b = &p.browser;
     b.click("[data-action=cancel]").await.expect("cancel");
     b.wait_for_screen("attract").await.expect("attract");
@@ -611,14 +685,22 @@ async fn printer_out(kiosk: &Kiosk, p: &mut Probe) {
     b.wait_for_text("#printer", "Impresora sin servicio", WAIT)
         .await
         .expect("printer warning");
-    p.check("attract-printer-out", "the attract screen with the printer out").await;
+    p.check(
+        "attract-printer-out",
+        "the attract screen with the printer out",
+    )
+    .await;
     let b = &p.browser;
     b.click("[data-action=start]").await.expect("start");
     b.wait_for_screen("choose_service").await.expect("services");
     b.click("[data-action=choose_service]").await.expect("A");
     b.wait_for_screen("goodbye").await.expect("goodbye");
     b.wait_for(".qr svg", WAIT).await.expect("QR on screen");
-    p.check("goodbye-printer-out", "the unprinted goodbye with the printer notice").await;
+    p.check(
+        "goodbye-printer-out",
+        "the unprinted goodbye with the printer notice",
+    )
+    .await;
     let b = &p.browser;
     b.click("[data-action=done]").await.expect("finish");
     b.wait_for_screen("attract").await.expect("attract");
