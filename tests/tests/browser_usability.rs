@@ -377,6 +377,20 @@ async fn usability_at(viewport: Viewport) {
     b.wait_for_text("#app", "Recoja su ticket", WAIT)
         .await
         .expect("printed");
+    // The ticket says what the screen says.
+    let printed = kiosk
+        .demo
+        .kiosk
+        .sims
+        .printer
+        .as_ref()
+        .expect("simulated printer")
+        .record()
+        .text();
+    assert!(
+        printed.contains("Es el siguiente") && printed.contains("Atención al cliente"),
+        "the ticket: {printed}"
+    );
     p.check(
         "goodbye-large-contrast",
         "the goodbye in large text and high contrast",
