@@ -442,6 +442,10 @@ function paint() {
   app.removeAttribute("aria-busy");
   if (v.body.screen !== "registering") return;
   const field = document.getElementById(`f-${form.step}`);
+  if (!field && form.step === "consents" && !app.contains(document.activeElement)) {
+    const first = app.querySelector("[role=checkbox]");
+    if (first) first.focus({ preventScroll: true });
+  }
   if (field) {
     field.focus({ preventScroll: true });
     const back = typing && typing.id === field.id;
