@@ -63,8 +63,10 @@ impl fmt::Display for Language {
 pub struct Labels {
     /// Above the turn number.
     pub your_turn: &'static str,
-    /// Before the position in the queue.
+    /// Before the number of turns ahead.
     pub position: &'static str,
+    /// Instead of the turns ahead when there are none (what the kiosk screen says too).
+    pub next: &'static str,
     /// Before the estimated wait.
     pub estimated_wait: &'static str,
     /// Unit after the estimated wait.
@@ -87,7 +89,8 @@ impl Language {
         match self {
             Language::Es => &Labels {
                 your_turn: "Su turno",
-                position: "Posición en la cola",
+                position: "Por delante",
+                next: "Es el siguiente",
                 estimated_wait: "Espera estimada",
                 minutes: "min",
                 issued: "Emitido",
@@ -98,7 +101,8 @@ impl Language {
             },
             Language::En => &Labels {
                 your_turn: "Your turn",
-                position: "Position in queue",
+                position: "Ahead of you",
+                next: "You are next",
                 estimated_wait: "Estimated wait",
                 minutes: "min",
                 issued: "Issued",
@@ -131,9 +135,9 @@ pub struct Ticket {
     pub service_name: String,
     /// Local time the turn was issued (the firmware converts to the store's time zone).
     pub issued_at: time::PrimitiveDateTime,
-    /// Estimated wait in minutes.
+    /// Estimated wait in minutes (0: not printed, as the screen shows none).
     pub estimated_wait_minutes: u32,
-    /// Position in the queue (1 = next).
+    /// Turns ahead of this one (0 = next: the ticket says so in words).
     pub position_in_queue: u32,
     /// The text of the QR code (the firmware passes the signed turn QR payload).
     pub qr_payload: String,
@@ -633,11 +637,23 @@ impl Ticket {
             )?;
         }
         w.feed(1)?;
-        w.pair(l.position, &self.position_in_queue.to_string())?;
-        w.pair(
-            l.estimated_wait,
-            &format!("{} {}", self.estimated_wait_minutes, l.minutes),
-        )?;
+        if self.position_in_queue == 0 {
+            w.text(
+                Style {
+                    bold: true,
+                    ..Style::CENTER
+                },
+                l.next,
+            )?;
+        } else {
+            w.pair(l.position, &self.position_in_queue.to_string())?;
+        }
+        if self.estimated_wait_minutes > 0 {
+            w.pair(
+                l.estimated_wait,
+                &format!("{} {}", self.estimated_wait_minutes, l.minutes),
+            )?;
+        }
         w.pair(l.issued, &format_issued(self.issued_at, self.language))?;
         w.feed(1)?;
         w.qr(&self.qr_payload, profile.qr)?;
