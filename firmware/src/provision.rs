@@ -224,10 +224,13 @@ pub async fn provision(opts: &Options, prompt: &mut dyn Prompt) -> anyhow::Resul
             (!p.is_empty()).then_some(p)
         }
     };
+    // Six digits: with the per-address lockout (doubling up to an hour after every five wrong
+    // PINs), guessing a million PINs from one device takes decades, where four digits took
+    // under a year.
     if let Some(p) = &pin
-        && (p.len() < 4 || !p.chars().all(|c| c.is_ascii_digit()))
+        && (p.len() < 6 || !p.chars().all(|c| c.is_ascii_digit()))
     {
-        bail!("the staff PIN must be at least 4 digits");
+        bail!("the staff PIN must be at least 6 digits");
     }
 
     doc["kiosk"]["hardware_profile"] = value(&profile);

@@ -108,7 +108,7 @@ pub enum Command {
         /// Data directory (default: the site config's, else /var/lib/kiosk).
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// Staff PIN of the counter page (at least 4 digits; stored as SHA-256).
+        /// Staff PIN of the counter page (at least 6 digits; stored as SHA-256).
         #[arg(long, env = "KIOSK_STAFF_PIN", hide_env_values = true)]
         staff_pin: Option<String>,
         /// Seconds to spend sending the old identity's unsynced events when re-provisioning.

@@ -152,9 +152,9 @@ pub struct AppState(Arc<Inner>);
 struct Inner {
     settings: UiSettings,
     channels: UiChannels,
-    /// Random per process: staff sessions end when the kiosk restarts.
-    session_secret: Zeroizing<String>,
-    login: Mutex<auth::Throttle>,
+    /// Open staff sessions and wrong PINs per address (kept in memory: sessions end when the
+    /// kiosk restarts).
+    staff: Mutex<auth::Staff>,
     /// What `/api/status` and `/metrics` report (set once the runtime runs).
     status: std::sync::OnceLock<crate::status::StatusSource>,
 }
@@ -162,12 +162,10 @@ struct Inner {
 impl AppState {
     /// The state for [`router`].
     pub fn new(settings: UiSettings, channels: UiChannels) -> Self {
-        let secret: [u8; 32] = rand::random();
         AppState(Arc::new(Inner {
             settings,
             channels,
-            session_secret: Zeroizing::new(hex::encode(secret)),
-            login: Mutex::new(auth::Throttle::default()),
+            staff: Mutex::new(auth::Staff::default()),
             status: std::sync::OnceLock::new(),
         }))
     }
