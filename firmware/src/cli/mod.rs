@@ -197,6 +197,9 @@ pub enum PaperArg {
 
 /// Runs the command line; returns the process exit code.
 pub fn main() -> ExitCode {
+    // Everything the kiosk creates (journal, ticket pictures, configs, logs, the data directory)
+    // is its own: the files hold card tokens, personal data and secrets.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let cli = Cli::parse();
     let format = match cli.log_format {
         Some(LogFormatArg::Json) => LogFormat::Json,

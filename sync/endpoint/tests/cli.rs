@@ -104,6 +104,19 @@ fn serve_answers_health_and_stops_cleanly_on_sigterm() {
             .unwrap()
     });
     assert_eq!(health["status"], "ok");
+    // The database and its WAL hold every kiosk's secret and all personal data: owner only.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for name in ["crm.db", "crm.db-wal", "crm.db-shm"] {
+            let path = dir.path().join(name);
+            let mode = std::fs::metadata(&path)
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, 0o600, "{name} is mode {mode:04o}");
+        }
+    }
     let kill = Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
         .status()
@@ -259,4 +272,28 @@ fn connect_from(from: &str, to: std::net::SocketAddr) -> std::net::TcpStream {
         stream.set_nonblocking(false).unwrap();
         stream
     })
+}
+
+#[test]
+fn a_database_open_to_other_users_is_refused_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crm.db");
+    let db = format!("sqlite://{}", path.display());
+    let made = Command::new(BIN)
+        .args(["enroll-code", "--db", &db, "--store", "centro"])
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--db", &db])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("open to other users (mode 0644)") && err.contains("chmod 600"),
+        "{err}"
+    );
 }
