@@ -97,7 +97,7 @@ impl Crm {
         let addr = listener.local_addr().unwrap();
         let config = crm_endpoint::ServeConfig {
             db: db.clone(),
-            admin_token: Some("admin".into()),
+            admin_token: Some("field-ops-test-admin-token-0123456789".into()),
             tls: None,
         };
         tokio::spawn(async move {

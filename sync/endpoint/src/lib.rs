@@ -70,6 +70,9 @@ pub enum ServeError {
     /// The listener failed.
     #[error("serving http failed")]
     Io(#[from] std::io::Error),
+    /// The admin token is too short to resist guessing.
+    #[error("{0}")]
+    WeakAdminToken(String),
 }
 
 /// Serves protocol v1 and the dashboard (`/dashboard`, opened with the admin token) on
@@ -94,6 +97,9 @@ pub async fn serve_with(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    if let Some(token) = &config.admin_token {
+        http::check_admin_token(token).map_err(ServeError::WeakAdminToken)?;
+    }
     let state = AppState::new(config.db.clone(), config.admin_token)?;
     let closing = state.closing().clone();
     let shutdown = async move {

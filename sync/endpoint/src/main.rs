@@ -35,7 +35,9 @@ enum Cmd {
         /// Private key (PEM) for HTTPS.
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
-        /// Token for the admin API and statistics.
+        /// Token for the admin API, statistics and the dashboard: at least 32 random characters
+        /// (`crm-endpoint admin-token` prints one). Prefer the environment variable to the flag:
+        /// a command line is visible to every user of the machine.
         #[arg(long, env = "CRM_ADMIN_TOKEN")]
         admin_token: Option<String>,
         /// Seed the demo store, customers and campaigns first.
@@ -70,6 +72,8 @@ enum Cmd {
         #[command(subcommand)]
         command: CampaignCmd,
     },
+    /// Print a new random admin token (256 bits, base64url) for --admin-token / CRM_ADMIN_TOKEN.
+    AdminToken,
     /// Store administration.
     Stores {
         #[command(subcommand)]
@@ -163,6 +167,9 @@ async fn main() -> Result<()> {
             max_connections,
             max_per_peer,
         } => {
+            if let Some(token) = &admin_token {
+                crm_endpoint::http::check_admin_token(token).map_err(anyhow::Error::msg)?;
+            }
             let open_files = kiosk_serve::raise_open_file_limit();
             let limits = kiosk_serve::Limits {
                 max_connections,
@@ -231,6 +238,14 @@ async fn main() -> Result<()> {
             }
             let (code, _) = crm_endpoint::api::issue_enroll_code(&database, &store_id, ttl).await?;
             println!("{code}");
+        }
+        Cmd::AdminToken => {
+            use base64::Engine as _;
+            let bytes: [u8; 32] = rand::random();
+            println!(
+                "{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+            );
         }
         Cmd::Stores {
             command:

@@ -297,3 +297,29 @@ fn a_database_open_to_other_users_is_refused_with_the_fix() {
         "{err}"
     );
 }
+
+#[test]
+fn a_short_admin_token_is_refused_at_start_and_the_command_prints_a_strong_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("crm.db").display());
+    let weak = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--db", &db])
+        .env("CRM_ADMIN_TOKEN", "T")
+        .output()
+        .unwrap();
+    assert!(!weak.status.success());
+    let err = String::from_utf8_lossy(&weak.stderr);
+    assert!(
+        err.contains("the admin token has 1 characters")
+            && err.contains("crm-endpoint admin-token"),
+        "{err}"
+    );
+    let made = Command::new(BIN).arg("admin-token").output().unwrap();
+    assert!(made.status.success());
+    let token = String::from_utf8(made.stdout).unwrap();
+    let token = token.trim();
+    assert_eq!(token.len(), 43, "256 bits in base64url: {token:?}");
+    assert!(token.len() >= crm_endpoint::http::MIN_ADMIN_TOKEN_LEN);
+    let again = Command::new(BIN).arg("admin-token").output().unwrap();
+    assert_ne!(String::from_utf8(again.stdout).unwrap().trim(), token);
+}
