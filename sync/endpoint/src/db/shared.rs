@@ -799,9 +799,6 @@ pub(crate) async fn erase_customer(e: &impl Exec, token: CardToken, now_ms: i64)
         )
         .await?
         .get(0)?;
-    if !known && !seen {
-        return Ok(false);
-    }
     e.execute(
         "DELETE FROM customer_stores WHERE card_token = ?1",
         args![t],
@@ -839,7 +836,7 @@ pub(crate) async fn erase_customer(e: &impl Exec, token: CardToken, now_ms: i64)
         args![t, item],
     )
     .await?;
-    Ok(true)
+    Ok(known || seen)
 }
 
 /// See [`super::database::Database::stats`].
