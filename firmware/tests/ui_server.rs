@@ -33,6 +33,8 @@ fn view(version: u64, body: ScreenBody) -> ScreenView {
         locale: Locale::Es,
         printer_ok: true,
         notice: None,
+        accessible: false,
+        time_warning: None,
         body,
     }
 }
