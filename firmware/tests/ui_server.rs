@@ -94,6 +94,8 @@ fn channels() -> (
         screen: screen_rx,
         board: board_rx,
         staff: staff_tx,
+        keys: tokio::sync::broadcast::channel(8).0,
+        speech: None,
     };
     (ch, inputs_rx, screen_tx, board_tx, staff_rx)
 }

@@ -18,8 +18,9 @@
 //!   `shown_on_screen: false`, so every `ticket_issued` still has exactly one print outcome.
 //! - **Timeouts** on every screen lead back to the attract screen, which holds nothing personal.
 //! - **Time limits the customer waits on** ([`warns`]) show a warning `warning_ms` before they
-//!   fire; "More time", typing or any touch starts the whole limit again (WCAG 2.2.1, EN 301 549
-//!   5.1.3.? via 11.2.2.1). Accessible mode multiplies those limits by `accessible_factor`.
+//!   fire; "More time", typing or any touch starts the whole limit again (WCAG 2.x success
+//!   criterion 2.2.1 Timing Adjustable, which EN 301 549 applies to software too). Accessible
+//!   mode multiplies those limits by `accessible_factor`.
 
 use kiosk_protocol::CardToken;
 use kiosk_protocol::events::{
