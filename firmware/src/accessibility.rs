@@ -98,7 +98,13 @@ pub fn without_name(text: &str, name: Option<&str>) -> String {
         return text.to_owned();
     };
     let mut out = text.replace(name.trim(), "");
-    for (from, to) in [(" ,", ","), (",.", "."), (", .", "."), (",,", ","), ("  ", " ")] {
+    for (from, to) in [
+        (" ,", ","),
+        (",.", "."),
+        (", .", "."),
+        (",,", ","),
+        ("  ", " "),
+    ] {
         while out.contains(from) {
             out = out.replace(from, to);
         }
@@ -235,7 +241,10 @@ mod tests {
     fn calls_say_the_turn_without_its_leading_zeros_and_the_counter() {
         assert_eq!(call_text("A-012", "3", Lang::Es), "Turno A 12, mostrador 3");
         assert_eq!(call_text("A-012", "3", Lang::En), "Turn A 12, counter 3");
-        assert_eq!(call_text("B2-001", "Caja 2", Lang::Es), "Turno B2 1, Caja 2");
+        assert_eq!(
+            call_text("B2-001", "Caja 2", Lang::Es),
+            "Turno B2 1, Caja 2"
+        );
         assert_eq!(call_text("C-000", "1", Lang::En), "Turn C 0, counter 1");
     }
 

@@ -52,6 +52,7 @@
   if (topbar) topbar.prepend(badge); else document.body.prepend(badge);
 
   let view = null;
+  let screens = 0; // counts screen changes, so a late echo of a click is not said on a new one
   let focusKey = null; // which control has the keypad focus: survives re-renders
   let countdown = null;
   let lastActivity = 0;
@@ -122,8 +123,10 @@
     walk(app);
     const notice = document.querySelector("#notice-slot .notice");
     if (notice) parts.push(notice.innerText.trim());
-    return parts.join(". ").replace(/\.\s*\./g, ".");
+    return parts.map(sentence).join(" ");
   }
+
+  const sentence = (s) => (/[.!?…:]$/.test(s.trim()) ? s.trim() : `${s.trim()}.`);
 
   function mark(el) {
     for (const old of document.querySelectorAll(".a11y-focus")) if (old !== el) old.classList.remove("a11y-focus");
@@ -152,7 +155,7 @@
 
   function sayScreen(prefix) {
     const list = controls();
-    const text = [prefix, screenText(), list.length ? t().choices(list.length) : ""].filter(Boolean).join(" ");
+    const text = [prefix, screenText(), list.length ? t().choices(list.length) : ""].filter(Boolean).map(sentence).join(" ");
     say(text, "screen", true);
     if (list.length) focusAt(preferred(list), true);
   }
@@ -185,9 +188,13 @@
         const el = i >= 0 ? list[i] : null;
         if (!el) { focusAt(preferred(list), true); break; }
         if (el.tagName === "INPUT") { el.focus(); break; }
+        const before = screens;
         el.click();
         // Same screen (a box ticked, a key typed): say what changed on the control.
-        setTimeout(() => { const c = current(); if (c.i >= 0) say(label(c.list[c.i]), "focus", false); }, 50);
+        setTimeout(() => {
+          const c = current();
+          if (screens === before && c.i >= 0) say(label(c.list[c.i]), "focus", false);
+        }, 300);
         break;
       }
       case "back": {
@@ -246,6 +253,7 @@
     if (toggled && before && !v.accessible && before.accessible) say(t().off, "cue", false);
     showWarning(v);
     if (e.detail.changed || (toggled && v.accessible) || relanguaged) {
+      screens += 1;
       focusKey = null;
       if (v.accessible) sayScreen(toggled ? t().on : "");
       else if (before && before.body.screen !== v.body.screen) focusAt(preferred(controls()), false);

@@ -346,7 +346,9 @@ fn render(voice: &Voice, sound: &Sound, volume: u32) -> Result<Vec<u8>, String> 
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    Ok(out.stdout)
+    let mut wav = out.stdout;
+    wav::fix_sizes(&mut wav);
+    Ok(wav)
 }
 
 fn cut(shared: &Shared, id: u64) -> bool {

@@ -71,6 +71,26 @@ pub fn parse(bytes: &[u8]) -> Option<Pcm> {
     None
 }
 
+/// Writes the true sizes into the RIFF and data headers of a WAV whose writer did not know them
+/// (espeak-ng's `--stdout` says 0x7ffff000), so that every reader (sox, players) sees its real
+/// length. The data chunk must be the last chunk, as espeak-ng writes it.
+pub fn fix_sizes(bytes: &mut [u8]) {
+    if bytes.len() < 12 || &bytes[0..4] != b"RIFF" {
+        return;
+    }
+    let Some(data) = bytes.windows(4).position(|w| w == b"data") else {
+        return;
+    };
+    let total = bytes.len();
+    let Some(body) = data.checked_add(8).filter(|b| *b <= total) else {
+        return;
+    };
+    let riff = u32::try_from(total - 8).unwrap_or(u32::MAX);
+    let size = u32::try_from(total - body).unwrap_or(u32::MAX);
+    bytes[4..8].copy_from_slice(&riff.to_le_bytes());
+    bytes[data + 4..data + 8].copy_from_slice(&size.to_le_bytes());
+}
+
 /// A 16-bit mono WAV of `samples` at `rate`.
 pub fn encode(rate: u32, samples: &[i16]) -> Vec<u8> {
     let data_len = u32::try_from(samples.len() * 2).unwrap_or(u32::MAX);
@@ -124,6 +144,15 @@ mod tests {
         let pcm = parse(&warning_tone()).expect("a wav");
         assert!((0.35..0.5).contains(&pcm.seconds()), "{}", pcm.seconds());
         assert!(pcm.rms() > 0.1, "{}", pcm.rms());
+    }
+
+    #[test]
+    fn fixed_sizes_match_the_bytes() {
+        let mut wav = encode(8_000, &[1000; 800]);
+        wav[4..8].copy_from_slice(&0x7fff_f024u32.to_le_bytes());
+        wav[40..44].copy_from_slice(&0x7fff_f000u32.to_le_bytes());
+        fix_sizes(&mut wav);
+        assert_eq!(wav, encode(8_000, &[1000; 800]));
     }
 
     #[test]

@@ -752,10 +752,8 @@ fn check_speech(path: &Path, text: &str, speech: &SpeechSettings) -> Result<(), 
         }
         _ => {}
     }
-    if let (
-        CustomerOutput::Alsa { device: a, .. },
-        CallsOutput::Alsa { device: b, .. },
-    ) = (&speech.customer, &speech.calls)
+    if let (CustomerOutput::Alsa { device: a, .. }, CallsOutput::Alsa { device: b, .. }) =
+        (&speech.customer, &speech.calls)
         && a == b
     {
         return err(

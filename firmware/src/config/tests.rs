@@ -345,14 +345,24 @@ fn keypad_and_speech_sections_are_validated_at_their_keys() {
         KeypadSettings::Evdev { hold_ms: 2000, .. }
     ));
     let cases = [
-        ("hold_ms = 2000", "hold_ms = 300", "keypad.hold_ms", "1000 to 5000"),
+        (
+            "hold_ms = 2000",
+            "hold_ms = 300",
+            "keypad.hold_ms",
+            "1000 to 5000",
+        ),
         (
             "device = \"/dev/input/by-id/usb-kiosk-keypad-event-kbd\"",
             "device = \"/dev/ttyUSB0\"",
             "keypad.device",
             "/dev/input/",
         ),
-        ("rate_wpm = 160", "rate_wpm = 900", "speech.rate_wpm", "80 to 450"),
+        (
+            "rate_wpm = 160",
+            "rate_wpm = 900",
+            "speech.rate_wpm",
+            "80 to 450",
+        ),
         ("volume = 100", "volume = 300", "speech.volume", "0 to 200"),
         (
             "es = \"es\", en = \"en-gb\"",
@@ -389,7 +399,11 @@ fn keypad_and_speech_sections_are_validated_at_their_keys() {
 
 #[test]
 fn time_warning_and_accessible_factor_are_checked() {
-    let err = site(&with("idle_timeout_s = ", "time_warning_s = 5\nidle_timeout_s = ")).unwrap_err();
+    let err = site(&with(
+        "idle_timeout_s = ",
+        "time_warning_s = 5\nidle_timeout_s = ",
+    ))
+    .unwrap_err();
     assert_eq!(err.key.as_deref(), Some("ui.time_warning_s"), "{err}");
     assert!(err.message.contains("WCAG 2.2.1"), "{err}");
     let err = site(&with(
@@ -397,5 +411,9 @@ fn time_warning_and_accessible_factor_are_checked() {
         "accessible_time_factor = 0\nidle_timeout_s = ",
     ))
     .unwrap_err();
-    assert_eq!(err.key.as_deref(), Some("ui.accessible_time_factor"), "{err}");
+    assert_eq!(
+        err.key.as_deref(),
+        Some("ui.accessible_time_factor"),
+        "{err}"
+    );
 }

@@ -185,24 +185,20 @@ async fn kiosk_stream(
     let views = watch_events(app.0.channels.screen.clone(), |v| {
         serde_json::to_string(v).ok()
     });
-    let keys = futures::stream::unfold(
-        app.0.channels.keys.subscribe(),
-        |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(key) => {
-                        let data = serde_json::to_string(&key).unwrap_or_default();
-                        return Some((Ok(SseEvent::default().event("key").data(data)), rx));
-                    }
-                    // A screen too slow to take keys loses the oldest; the newest count.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+    let keys = futures::stream::unfold(app.0.channels.keys.subscribe(), |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(key) => {
+                    let data = serde_json::to_string(&key).unwrap_or_default();
+                    return Some((Ok(SseEvent::default().event("key").data(data)), rx));
                 }
+                // A screen too slow to take keys loses the oldest; the newest count.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
-        },
-    );
-    Sse::new(futures::stream::select(views, keys))
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        }
+    });
+    Sse::new(futures::stream::select(views, keys)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }
 
 /// What the kiosk page asks the kiosk to say: the text it shows.
@@ -426,13 +422,13 @@ where
     F: Fn(&T) -> Option<String> + Send + 'static,
 {
     futures::stream::unfold((rx, render, true), |(mut rx, render, first)| async move {
-            if !first && rx.changed().await.is_err() {
-                return None;
-            }
-            let data = render(&rx.borrow_and_update()).unwrap_or_default();
-            Some((
-                Ok(SseEvent::default().event("view").data(data)),
-                (rx, render, false),
-            ))
+        if !first && rx.changed().await.is_err() {
+            return None;
+        }
+        let data = render(&rx.borrow_and_update()).unwrap_or_default();
+        Some((
+            Ok(SseEvent::default().event("view").data(data)),
+            (rx, render, false),
+        ))
     })
 }
