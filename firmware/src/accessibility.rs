@@ -262,3 +262,116 @@ mod tests {
         assert_eq!(without_name("Su turno", None), "Su turno");
     }
 }
+
+#[cfg(test)]
+mod speech_tests {
+    use super::*;
+    use kiosk_core::journey::{Locale, ScreenBody, ServiceChoice};
+    use kiosk_drivers::speech::{Sink, Voice, Voices};
+
+    fn view(accessible: bool) -> ScreenView {
+        ScreenView {
+            version: 1,
+            locale: Locale::Es,
+            printer_ok: true,
+            notice: None,
+            accessible,
+            time_warning: None,
+            body: ScreenBody::ChooseService {
+                name: Some("Marta".into()),
+                services: vec![ServiceChoice {
+                    letter: "A".into(),
+                    name: "Caja".into(),
+                    priority_allowed: false,
+                }],
+            },
+        }
+    }
+
+    fn speech(dir: &std::path::Path, private_listening: bool) -> CustomerSpeech {
+        CustomerSpeech {
+            speaker: Speaker::start(
+                "test",
+                Sink::Files(dir.to_owned()),
+                Voice {
+                    espeak_ng: "espeak-ng".into(),
+                    aplay: "aplay".into(),
+                    voices: Voices::default(),
+                    rate_wpm: 200,
+                },
+                100,
+            )
+            .unwrap(),
+            private_listening,
+        }
+    }
+
+    fn said(dir: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(dir.join("spoken.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.rsplit('\t').next().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_screen_is_spoken_only_in_accessible_mode_and_calls_never_from_the_screen() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = speech(dir.path(), false);
+        assert_eq!(
+            s.say(
+                &view(false),
+                Class::Screen,
+                "¿Qué necesita?",
+                Lang::Es,
+                true
+            ),
+            Err(SpeakRefused::NotAccessible)
+        );
+        assert_eq!(
+            s.say(&view(true), Class::Call, "Turno A 1", Lang::Es, false),
+            Err(SpeakRefused::CallFromScreen)
+        );
+        assert_eq!(
+            s.say(
+                &view(false),
+                Class::Cue,
+                "Modo accesible desactivado.",
+                Lang::Es,
+                false
+            ),
+            Ok(())
+        );
+        assert!(s.speaker.wait_idle(Duration::from_secs(30)));
+        assert_eq!(said(dir.path()), ["Modo accesible desactivado."]);
+    }
+
+    #[test]
+    fn the_customers_name_is_said_only_with_private_listening() {
+        let shared = tempfile::tempdir().unwrap();
+        let s = speech(shared.path(), false);
+        s.say(
+            &view(true),
+            Class::Screen,
+            "Hola, Marta. ¿Qué necesita?",
+            Lang::Es,
+            true,
+        )
+        .unwrap();
+        assert!(s.speaker.wait_idle(Duration::from_secs(30)));
+        assert_eq!(said(shared.path()), ["Hola. ¿Qué necesita?"]);
+
+        let private = tempfile::tempdir().unwrap();
+        let s = speech(private.path(), true);
+        s.say(
+            &view(true),
+            Class::Screen,
+            "Hola, Marta. ¿Qué necesita?",
+            Lang::Es,
+            true,
+        )
+        .unwrap();
+        assert!(s.speaker.wait_idle(Duration::from_secs(30)));
+        assert_eq!(said(private.path()), ["Hola, Marta. ¿Qué necesita?"]);
+    }
+}

@@ -488,3 +488,104 @@ async fn a_blind_customer_takes_a_turn_by_keypad_alone_and_hears_every_screen_in
     browser.close().await.expect("the browser closes");
     demo.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_screen_about_to_time_out_warns_on_screen_and_with_a_tone_and_more_time_keeps_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo = kiosk::demo::start(DemoOptions {
+        data_dir: dir.path().to_owned(),
+        port: 0,
+        kiosks: 1,
+    })
+    .await
+    .expect("the demo starts");
+    let speech_dir = demo
+        .kiosk
+        .sims
+        .speech_dir
+        .clone()
+        .expect("simulated speech");
+    let customer = Output(speech_dir.join("customer"));
+    let browser = Browser::launch(Viewport::PI_DISPLAY)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    browser
+        .goto(&format!("http://{}/", demo.kiosk.ui_addr))
+        .await
+        .expect("kiosk screen");
+    browser.wait_for_screen("attract").await.expect("attract");
+    let mut shots = Shots {
+        browser: &browser,
+        n: 0,
+    };
+    // A sighted customer by touch, not in accessible mode: the demo's limit is 45 s, the
+    // warning comes 20 s before.
+    browser.click("[data-action=start]").await.expect("start");
+    browser
+        .wait_for_screen("choose_service")
+        .await
+        .expect("services");
+    let started = tokio::time::Instant::now();
+    let banner = browser
+        .wait_for_text("#time-warning", "s", Duration::from_secs(60))
+        .await
+        .expect("the time-limit warning");
+    let waited = started.elapsed();
+    assert!(
+        (Duration::from_secs(20)..Duration::from_secs(35)).contains(&waited),
+        "the warning came after {waited:?}, expected about 25 s (45 s limit, 20 s warning)"
+    );
+    assert!(banner.contains("La pantalla se cerrará en"), "{banner}");
+    assert!(banner.contains("Más tiempo"), "{banner}");
+    shots.take("warning").await;
+    let fits = browser
+        .eval(
+            "const b = document.querySelector('[data-action=more_time]').getBoundingClientRect(); \
+             return b.height >= 44 && b.width >= 44 && b.bottom <= window.innerHeight && b.top >= 0;",
+            vec![],
+        )
+        .await
+        .expect("banner probe");
+    assert_eq!(fits, json!(true), "More time is large and in view");
+    let tone = customer
+        .wait_said("the warning tone", 0, |s| {
+            s.class == "cue" && s.text == "<tone>"
+        })
+        .await;
+    let (secs, rms) = sox_measure(&customer.wav(&tone.n));
+    assert!(
+        (0.3..1.0).contains(&secs) && rms > 0.05,
+        "two beeps: {secs} s, RMS {rms}"
+    );
+    assert!(
+        customer.lines().iter().all(|s| s.class == "cue"),
+        "outside accessible mode the screen is not spoken: {:?}",
+        customer.lines()
+    );
+
+    browser
+        .click("[data-action=more_time]")
+        .await
+        .expect("More time");
+    browser
+        .wait_until(
+            "the warning gone",
+            "document.getElementById('time-warning').hidden",
+            WAIT,
+        )
+        .await
+        .expect("the warning goes");
+    shots.take("more-time").await;
+    // The whole limit again: still there after the old deadline has passed.
+    tokio::time::sleep(Duration::from_secs(22)).await;
+    let screen = browser
+        .eval(
+            "return document.getElementById('app').getAttribute('data-screen');",
+            vec![],
+        )
+        .await
+        .expect("screen");
+    assert_eq!(screen, json!("choose_service"), "More time kept the screen");
+    browser.close().await.expect("the browser closes");
+    demo.stop().await;
+}
