@@ -52,6 +52,7 @@
   if (topbar) topbar.prepend(badge); else document.body.prepend(badge);
 
   let view = null;
+  let keyed = false; // someone used the keypad in this journey: show where its focus is
   let screens = 0; // counts screen changes, so a late echo of a click is not said on a new one
   let focusKey = null; // which control has the keypad focus: survives re-renders
   let countdown = null;
@@ -179,6 +180,7 @@
 
   function onKey(k) {
     if (!view) return;
+    keyed = true;
     activityPing();
     const { list, i } = current();
     switch (k.key) {
@@ -220,6 +222,7 @@
     if (!w) {
       const had = !banner.hidden;
       banner.hidden = true;
+      document.body.classList.remove("time-warning");
       if (had && focusKey && focusKey.startsWith("more_time")) focusAt(preferred(controls()), false);
       return;
     }
@@ -229,6 +232,7 @@
     draw();
     const appeared = banner.hidden;
     banner.hidden = false;
+    document.body.classList.add("time-warning");
     countdown = setInterval(() => { left = Math.max(0, left - 1); draw(); }, 1000);
     if (appeared) {
       say(t().warnSpeech(w.seconds_left), "cue", false);
@@ -255,8 +259,10 @@
     if (e.detail.changed || (toggled && v.accessible) || relanguaged) {
       screens += 1;
       focusKey = null;
+      if (v.body.screen === "attract" && !v.accessible) keyed = false;
       if (v.accessible) sayScreen(toggled ? t().on : "");
-      else if (before && before.body.screen !== v.body.screen) focusAt(preferred(controls()), false);
+      else if (keyed) focusAt(preferred(controls()), false);
+      else mark(null);
       return;
     }
     // The same screen drawn again: keep the focus where it was; say a new error or notice.

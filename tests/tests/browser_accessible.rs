@@ -547,6 +547,21 @@ async fn a_screen_about_to_time_out_warns_on_screen_and_with_a_tone_and_more_tim
         .await
         .expect("banner probe");
     assert_eq!(fits, json!(true), "More time is large and in view");
+    let covered = browser
+        .eval(
+            "const bad = []; for (const b of document.querySelectorAll('#app [data-action]')) { \
+               b.scrollIntoView({ block: 'nearest' }); const r = b.getBoundingClientRect(); \
+               const hit = document.elementFromPoint((r.left + r.right) / 2, (r.top + r.bottom) / 2); \
+               if (!hit || !b.contains(hit)) bad.push(b.textContent.trim()); } return bad;",
+            vec![],
+        )
+        .await
+        .expect("cover probe");
+    assert_eq!(
+        covered,
+        json!([]),
+        "the banner covers no control of the screen"
+    );
     let tone = customer
         .wait_said("the warning tone", 0, |s| {
             s.class == "cue" && s.text == "<tone>"
