@@ -42,7 +42,7 @@
   const moreButton = document.createElement("button");
   moreButton.type = "button";
   moreButton.className = "primary";
-  moreButton.dataset.action = "more_time";
+  // data-action only while shown: probes that check every control's size skip a hidden one.
   banner.append(bannerText, moreButton);
   const badge = document.createElement("span");
   badge.id = "a11y-badge";
@@ -222,6 +222,7 @@
     if (!w) {
       const had = !banner.hidden;
       banner.hidden = true;
+      delete moreButton.dataset.action;
       document.body.classList.remove("time-warning");
       if (had && focusKey && focusKey.startsWith("more_time")) focusAt(preferred(controls()), false);
       return;
@@ -232,6 +233,7 @@
     draw();
     const appeared = banner.hidden;
     banner.hidden = false;
+    moreButton.dataset.action = "more_time";
     document.body.classList.add("time-warning");
     countdown = setInterval(() => { left = Math.max(0, left - 1); draw(); }, 1000);
     if (appeared) {

@@ -351,6 +351,38 @@ fn render(voice: &Voice, sound: &Sound, volume: u32) -> Result<Vec<u8>, String> 
     Ok(wav)
 }
 
+/// Says `text` in `lang` with `voice` into memory and measures it: the seconds of speech, or
+/// what is wrong (espeak-ng missing, the voice unknown). For `kiosk selftest`.
+pub fn try_voice(voice: &Voice, text: &str, lang: Lang) -> Result<f64, String> {
+    let wav = render(
+        voice,
+        &Sound::Text {
+            text: text.to_owned(),
+            lang,
+        },
+        100,
+    )?;
+    let pcm = wav::parse(&wav).ok_or("espeak-ng wrote no 16-bit WAV")?;
+    if pcm.rms() < 0.001 {
+        return Err(format!("voice {} produced silence", voice.voices.get(lang)));
+    }
+    Ok(pcm.seconds())
+}
+
+/// Whether ALSA lists the PCM `device` (`aplay -L`), or what is wrong.
+pub fn alsa_has(aplay: &str, device: &str) -> Result<(), String> {
+    let out = Command::new(aplay)
+        .arg("-L")
+        .output()
+        .map_err(|e| format!("cannot run {aplay} ({e}): install the Debian package alsa-utils"))?;
+    let listed = String::from_utf8_lossy(&out.stdout);
+    if listed.lines().any(|l| l.trim() == device) {
+        Ok(())
+    } else {
+        Err(format!("ALSA has no device {device}"))
+    }
+}
+
 fn cut(shared: &Shared, id: u64) -> bool {
     let st = lock(&shared.queue);
     st.stop || st.queue.must_cut(id)
