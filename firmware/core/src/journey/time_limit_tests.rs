@@ -253,3 +253,85 @@ fn a_goodbye_after_a_printed_ticket_does_not_warn_but_any_touch_extends_it() {
     k.advance(1);
     assert_eq!(k.screen(), "attract");
 }
+
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What a customer (or the clock) does next.
+    #[derive(Debug, Clone)]
+    enum Act {
+        Wait(u64),
+        Touch(Touch),
+        HoldStartKey,
+        Tap(u8),
+        NotFound(u8),
+    }
+
+    fn act() -> impl Strategy<Value = Act> {
+        prop_oneof![
+            4 => (0u64..120_000).prop_map(Act::Wait),
+            1 => Just(Act::Touch(Touch::Start)),
+            1 => Just(Act::Touch(Touch::Activity)),
+            1 => Just(Act::Touch(Touch::MoreTime)),
+            1 => Just(Act::Touch(Touch::Register)),
+            1 => Just(Act::Touch(Touch::Cancel)),
+            1 => Just(Act::Touch(Touch::SetLocale { locale: Locale::En })),
+            1 => Just(Act::HoldStartKey),
+            1 => (1u8..4).prop_map(Act::Tap),
+            1 => (1u8..4).prop_map(Act::NotFound),
+        ]
+    }
+
+    proptest! {
+        /// Whatever happens, a screen the customer waits on never times out without its warning
+        /// having shown first, and the warning never shows before `warning_ms` ahead.
+        #[test]
+        fn a_customers_time_limit_never_ends_without_a_warning_first(
+            acts in proptest::collection::vec(act(), 1..60)
+        ) {
+            let mut k = Clock::new();
+            let lead = k.config.timeouts.warning_ms;
+            for a in acts {
+                match a {
+                    Act::Wait(ms) => {
+                        let end = k.now + ms;
+                        while let Some(at) = k.wake.filter(|at| *at <= end) {
+                            k.now = k.now.max(at);
+                            k.wake = None;
+                            let before = k.state.clone();
+                            k.send(Input::Tick);
+                            let timed_out = before.deadline_ms.is_some_and(|d| k.now >= d);
+                            if timed_out && warns(&before) {
+                                prop_assert!(
+                                    before.warning_left_ms.is_some(),
+                                    "{:?} timed out without a warning", before.screen
+                                );
+                            }
+                            if let (Some(left), Some(d)) = (k.state.warning_left_ms, k.state.deadline_ms) {
+                                prop_assert!(left <= lead && d - k.now == left);
+                            }
+                        }
+                        k.now = end;
+                        prop_assert!(
+                            k.state.deadline_ms.is_none_or(|d| d > end),
+                            "{:?}: its deadline passed without a wake-up to end it", k.state.screen
+                        );
+                    }
+                    Act::Touch(t) => k.touch(t),
+                    Act::HoldStartKey => k.send(Input::AccessibilityKey),
+                    Act::Tap(n) => k.send(Input::CardTapped {
+                        token: card(n),
+                        reader: ReaderKind::Mfrc522,
+                    }),
+                    Act::NotFound(n) => k.send(Input::ProfileNotFound { token: card(n) }),
+                }
+                prop_assert!(
+                    !k.state.accessible || k.state.deadline_ms.is_some(),
+                    "accessible mode always has a limit that ends it"
+                );
+            }
+        }
+    }
+}
