@@ -334,6 +334,23 @@ async fn a_blind_customer_takes_a_turn_by_keypad_alone_and_hears_every_screen_in
         })
         .await;
     assert_focus_shown(&browser, "Caja").await;
+    // Number keys pick the n-th choice.
+    let mark = customer.lines().len();
+    tap(&keypad, codes::KP3).await;
+    customer
+        .wait_said("the third service, by its number", mark, |s| {
+            s.class == "focus" && s.text.contains("Atención preferente, 3 de")
+        })
+        .await;
+    assert_focus_shown(&browser, "Atención preferente").await;
+    let mark = customer.lines().len();
+    tap(&keypad, codes::KP1).await;
+    customer
+        .wait_said("the first service, by its number", mark, |s| {
+            s.class == "focus" && s.text.contains("Caja, 1 de")
+        })
+        .await;
+    assert_focus_shown(&browser, "Caja").await;
 
     let mark = customer.lines().len();
     tap(&keypad, codes::KP_ENTER).await;
