@@ -277,6 +277,8 @@ impl Speaker {
 /// early when the queue says it is cut.
 fn work(name: &str, shared: &Shared, sink: &Sink, voice: &Voice) {
     let mut n: u64 = 0;
+    // The simulator keeps the newest WAV files only: a demo left running does not fill the disk.
+    let mut written = std::collections::VecDeque::new();
     loop {
         let utterance = {
             let mut st = lock(&shared.queue);
@@ -294,6 +296,14 @@ fn work(name: &str, shared: &Shared, sink: &Sink, voice: &Voice) {
         let volume = shared.volume.load(Ordering::Relaxed);
         let outcome = render(voice, &utterance.sound, volume)
             .and_then(|wav| play(shared, sink, voice, n, &utterance, &wav));
+        if let Sink::Files(dir) = sink {
+            written.push_back(dir.join(wav_name(n, &utterance)));
+            while written.len() > KEEP_WAVS {
+                if let Some(old) = written.pop_front() {
+                    let _ = std::fs::remove_file(old);
+                }
+            }
+        }
         let mut st = lock(&shared.queue);
         match outcome {
             Ok(()) => st.last_error = None,
@@ -438,7 +448,7 @@ fn play(
             }
         }
         Sink::Files(dir) => {
-            let file = dir.join(format!("{n:04}-{}.wav", u.class.name()));
+            let file = dir.join(wav_name(n, u));
             std::fs::write(&file, wav)
                 .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
             let (lang, text) = match &u.sound {
@@ -458,6 +468,13 @@ fn play(
             Ok(())
         }
     }
+}
+
+/// How many WAV files a simulated output keeps (its `spoken.log` keeps every line).
+const KEEP_WAVS: usize = 500;
+
+fn wav_name(n: u64, u: &Utterance) -> String {
+    format!("{n:04}-{}.wav", u.class.name())
 }
 
 fn log_line(dir: &Path, line: &str) -> Result<(), String> {
