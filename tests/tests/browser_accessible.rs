@@ -55,7 +55,18 @@ impl Output {
 
     /// Waits for a line after the first `after` lines that matches.
     async fn wait_said(&self, what: &str, after: usize, ok: impl Fn(&Said) -> bool) -> Said {
-        let deadline = tokio::time::Instant::now() + SPEECH_WAIT;
+        self.wait_said_within(SPEECH_WAIT, what, after, ok).await
+    }
+
+    /// [`Output::wait_said`] with its own bound.
+    async fn wait_said_within(
+        &self,
+        bound: Duration,
+        what: &str,
+        after: usize,
+        ok: impl Fn(&Said) -> bool,
+    ) -> Said {
+        let deadline = tokio::time::Instant::now() + bound;
         loop {
             let lines = self.lines();
             if let Some(s) = lines.iter().skip(after).find(|s| ok(s)) {
@@ -618,6 +629,82 @@ async fn a_screen_about_to_time_out_warns_on_screen_and_with_a_tone_and_more_tim
         .await
         .expect("screen");
     assert_eq!(screen, json!("choose_service"), "More time kept the screen");
+    browser.close().await.expect("the browser closes");
+    demo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_accessible_mode_the_warning_is_spoken_and_enter_on_more_time_keeps_the_screen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo = kiosk::demo::start(DemoOptions {
+        data_dir: dir.path().to_owned(),
+        port: 0,
+        kiosks: 1,
+    })
+    .await
+    .expect("the demo starts");
+    let keypad = demo.kiosk.sims.keypad.clone().expect("simulated keypad");
+    let speech_dir = demo
+        .kiosk
+        .sims
+        .speech_dir
+        .clone()
+        .expect("simulated speech");
+    let customer = Output(speech_dir.join("customer"));
+    let browser = Browser::launch(Viewport::PI_DISPLAY)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    browser
+        .goto(&format!("http://{}/", demo.kiosk.ui_addr))
+        .await
+        .expect("kiosk screen");
+    browser.wait_for_screen("attract").await.expect("attract");
+    let mut shots = Shots {
+        browser: &browser,
+        n: 0,
+    };
+    // Accessible mode on the attract screen has the tripled limit (3 x 45 s), then ends.
+    hold_start_key(&keypad).await;
+    let started = tokio::time::Instant::now();
+    customer
+        .wait_said("the start button", 0, |s| {
+            s.class == "focus" && s.text.contains("Continuar sin tarjeta")
+        })
+        .await;
+    let warning = customer
+        .wait_said_within(Duration::from_secs(180), "the spoken warning", 0, |s| {
+            s.class == "cue" && s.text.contains("Atención: la pantalla se cerrará en")
+        })
+        .await;
+    let waited = started.elapsed();
+    assert!(
+        (Duration::from_secs(100)..Duration::from_secs(130)).contains(&waited),
+        "spoken after {waited:?}: expected about 115 s (3 x 45 s limit, 20 s warning)"
+    );
+    assert!(warning.text.contains("Intro"), "{warning:?}");
+    customer
+        .wait_said("the beeps", 0, |s| s.class == "cue" && s.text == "<tone>")
+        .await;
+    assert_focus_shown(&browser, "Más tiempo").await;
+    shots.take("accessible-warning").await;
+    tap(&keypad, codes::KP_ENTER).await;
+    browser
+        .wait_until(
+            "the warning gone",
+            "document.getElementById('time-warning').hidden",
+            WAIT,
+        )
+        .await
+        .expect("More time by keypad");
+    tokio::time::sleep(Duration::from_secs(22)).await;
+    let still = browser
+        .eval(
+            "return document.body.classList.contains('accessible');",
+            vec![],
+        )
+        .await
+        .expect("mode");
+    assert_eq!(still, json!(true), "More time kept accessible mode on");
     browser.close().await.expect("the browser closes");
     demo.stop().await;
 }
