@@ -49,16 +49,18 @@ pub enum SpeakRefused {
 
 impl CustomerSpeech {
     /// Says `text` for the screen `view` shows: screen and focus speech only in accessible mode
-    /// (cues always), the customer's name removed unless listening is private.
+    /// (cues always), the customer's name removed unless listening is private. `personal` (what
+    /// the customer typed into a field) is said after the text only with private listening.
     pub fn say(
         &self,
         view: &ScreenView,
         class: Class,
         text: &str,
+        personal: Option<&str>,
         lang: Lang,
         new_screen: bool,
     ) -> Result<(), SpeakRefused> {
-        let chars = text.chars().count();
+        let chars = text.chars().count() + personal.map_or(0, |p| p.chars().count());
         if chars > 2000 {
             return Err(SpeakRefused::TooLong(chars));
         }
@@ -69,10 +71,10 @@ impl CustomerSpeech {
             }
             _ => {}
         }
-        let text = if self.private_listening {
-            text.to_owned()
-        } else {
-            without_name(text, customer_name(view))
+        let text = match (self.private_listening, personal) {
+            (true, Some(p)) if !p.trim().is_empty() => format!("{text}, {p}"),
+            (true, _) => text.to_owned(),
+            (false, _) => without_name(text, customer_name(view)),
         };
         self.speaker.say(class, &text, lang, new_screen);
         Ok(())
@@ -323,13 +325,14 @@ mod speech_tests {
                 &view(false),
                 Class::Screen,
                 "¿Qué necesita?",
+                None,
                 Lang::Es,
                 true
             ),
             Err(SpeakRefused::NotAccessible)
         );
         assert_eq!(
-            s.say(&view(true), Class::Call, "Turno A 1", Lang::Es, false),
+            s.say(&view(true), Class::Call, "Turno A 1", None, Lang::Es, false),
             Err(SpeakRefused::CallFromScreen)
         );
         assert_eq!(
@@ -337,6 +340,7 @@ mod speech_tests {
                 &view(false),
                 Class::Cue,
                 "Modo accesible desactivado.",
+                None,
                 Lang::Es,
                 false
             ),
@@ -347,31 +351,42 @@ mod speech_tests {
     }
 
     #[test]
-    fn the_customers_name_is_said_only_with_private_listening() {
+    fn the_customers_name_and_what_they_type_are_said_only_with_private_listening() {
+        let say = |dir: &std::path::Path, private: bool| {
+            let s = speech(dir, private);
+            s.say(
+                &view(true),
+                Class::Screen,
+                "Hola, Marta. ¿Qué necesita?",
+                None,
+                Lang::Es,
+                true,
+            )
+            .unwrap();
+            s.say(
+                &view(true),
+                Class::Focus,
+                "Email (opcional)",
+                Some("marta@example.com"),
+                Lang::Es,
+                false,
+            )
+            .unwrap();
+            assert!(s.speaker.wait_idle(Duration::from_secs(30)));
+            said(dir)
+        };
         let shared = tempfile::tempdir().unwrap();
-        let s = speech(shared.path(), false);
-        s.say(
-            &view(true),
-            Class::Screen,
-            "Hola, Marta. ¿Qué necesita?",
-            Lang::Es,
-            true,
-        )
-        .unwrap();
-        assert!(s.speaker.wait_idle(Duration::from_secs(30)));
-        assert_eq!(said(shared.path()), ["Hola. ¿Qué necesita?"]);
-
+        assert_eq!(
+            say(shared.path(), false),
+            ["Hola. ¿Qué necesita?", "Email (opcional)"]
+        );
         let private = tempfile::tempdir().unwrap();
-        let s = speech(private.path(), true);
-        s.say(
-            &view(true),
-            Class::Screen,
-            "Hola, Marta. ¿Qué necesita?",
-            Lang::Es,
-            true,
-        )
-        .unwrap();
-        assert!(s.speaker.wait_idle(Duration::from_secs(30)));
-        assert_eq!(said(private.path()), ["Hola, Marta. ¿Qué necesita?"]);
+        assert_eq!(
+            say(private.path(), true),
+            [
+                "Hola, Marta. ¿Qué necesita?",
+                "Email (opcional), marta@example.com"
+            ]
+        );
     }
 }

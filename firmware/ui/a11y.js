@@ -61,14 +61,15 @@
   const t = () => A[(view && view.locale) || "es"] || A.es;
   const send = (action, extra) => (window.kiosk ? window.kiosk.send(action, extra) : Promise.resolve());
 
-  function say(text, cls, newScreen) {
+  // `personal`: what the customer typed; the kiosk says it only into a private headset.
+  function say(text, cls, newScreen, personal) {
     if (!view || !text) return;
     // Screen and focus speech only in accessible mode (the server enforces it too); cues always.
     if (cls !== "cue" && !view.accessible) return;
     fetch("/api/kiosk/speak", {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ text: spoken(text), lang: view.locale, class: cls, new_screen: !!newScreen }),
+      body: JSON.stringify({ text: spoken(text), personal: personal || null, lang: view.locale, class: cls, new_screen: !!newScreen }),
     }).catch(() => {});
   }
 
@@ -99,8 +100,7 @@
   function label(el) {
     if (el.tagName === "INPUT") {
       const l = el.closest("label");
-      const name = l ? l.firstChild.textContent : el.name || "";
-      return `${name} ${el.value || ""}`.trim();
+      return (l ? l.firstChild.textContent : el.name || "").trim();
     }
     let text = el.getAttribute("aria-label") || el.textContent.trim();
     if (el.getAttribute("role") === "checkbox") {
@@ -145,7 +145,7 @@
     const el = list[k];
     focusKey = keyOf(el);
     mark(el);
-    if (speak) say(`${label(el)}, ${t().of(k + 1, n)}`, "focus", false);
+    if (speak) say(`${label(el)}, ${t().of(k + 1, n)}`, "focus", false, el.tagName === "INPUT" ? el.value : null);
   }
 
   function current() {

@@ -206,6 +206,9 @@ async fn kiosk_stream(
 #[serde(deny_unknown_fields)]
 struct SpeakRequest {
     text: String,
+    /// What the customer typed into the focused field: said only with private listening.
+    #[serde(default)]
+    personal: Option<String>,
     lang: kiosk_drivers::speech::Lang,
     class: kiosk_drivers::speech::Class,
     #[serde(default)]
@@ -217,7 +220,14 @@ async fn kiosk_speak(State(app): State<AppState>, Json(req): Json<SpeakRequest>)
         return StatusCode::NO_CONTENT.into_response();
     };
     let view = app.0.channels.screen.borrow().clone();
-    match speech.say(&view, req.class, &req.text, req.lang, req.new_screen) {
+    match speech.say(
+        &view,
+        req.class,
+        &req.text,
+        req.personal.as_deref(),
+        req.lang,
+        req.new_screen,
+    ) {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
         Err(e) => (StatusCode::CONFLICT, e.to_string()).into_response(),
     }
