@@ -35,6 +35,12 @@ pub struct State {
     pub next_request: u64,
     /// The last coupon redeemed and when: a double read of the same coupon is one redemption.
     pub last_coupon: Option<(String, u64)>,
+    /// Accessible mode (speech, keypad, longer time limits): on from the keypad's start key
+    /// until the journey returns to the attract screen.
+    pub accessible: bool,
+    /// The time-limit warning is showing: milliseconds that were left when it appeared. Cleared
+    /// whenever the deadline moves (a new screen, "More time", any activity).
+    pub warning_left_ms: Option<u64>,
 }
 
 impl State {
@@ -51,6 +57,8 @@ impl State {
             version: 0,
             next_request: 1,
             last_coupon: None,
+            accessible: false,
+            warning_left_ms: None,
         }
     }
 
