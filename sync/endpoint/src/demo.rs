@@ -155,6 +155,21 @@ pub fn demo_campaigns() -> Vec<Campaign> {
 
 /// Seeds `db` with the demo store, customers and campaigns (idempotent: safe on every start).
 pub async fn seed_demo(db: &SharedDb) -> Result<DemoSeed, DbError> {
+    // The demo's tenant key is public (it is in this source): on a database with stores of its
+    // own it would become every real kiosk's key for good.
+    let own: Vec<String> = db
+        .list_stores()
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .filter(|id| id != DEMO_STORE_ID)
+        .collect();
+    if !own.is_empty() {
+        return Err(DbError::Refused(format!(
+            "refusing to seed the demo: this database has stores of its own ({}); the demo's tenant key is public. Use --demo only on a new database",
+            own.join(", ")
+        )));
+    }
     db.set_tenant_key_if_unused(DEMO_TENANT_KEY).await?;
     let tenant_key = db.tenant_key().await?;
     let record = StoreRecord {

@@ -179,7 +179,7 @@ async fn main() -> Result<()> {
             .fit_open_files(open_files);
             let database = crm_endpoint::db::open(&db)
                 .await
-                .with_context(|| format!("opening {db}"))?;
+                .with_context(|| format!("opening {}", crm_endpoint::db::redact_url(&db)))?;
             if demo {
                 let seed = crm_endpoint::seed_demo(&database)
                     .await
@@ -226,7 +226,7 @@ async fn main() -> Result<()> {
         } => {
             let database = crm_endpoint::db::open(&db)
                 .await
-                .with_context(|| format!("opening {db}"))?;
+                .with_context(|| format!("opening {}", crm_endpoint::db::redact_url(&db)))?;
             if database.store(store_id.clone()).await?.is_none() || store_name.is_some() {
                 let name = store_name.unwrap_or_else(|| store_id.clone());
                 database
@@ -262,9 +262,12 @@ async fn main() -> Result<()> {
             }
             let database = crm_endpoint::db::open(&db)
                 .await
-                .with_context(|| format!("opening {db}"))?;
+                .with_context(|| format!("opening {}", crm_endpoint::db::redact_url(&db)))?;
             if database.store(store.clone()).await?.is_none() {
-                anyhow::bail!("there is no store {store:?} in {db}");
+                anyhow::bail!(
+                    "there is no store {store:?} in {}",
+                    crm_endpoint::db::redact_url(&db)
+                );
             }
             database
                 .set_store_timezone(store.clone(), Some(timezone.clone()))
@@ -277,7 +280,7 @@ async fn main() -> Result<()> {
             let campaigns = crm_endpoint::campaigns::load(&file)?;
             let database = crm_endpoint::db::open(&db)
                 .await
-                .with_context(|| format!("opening {db}"))?;
+                .with_context(|| format!("opening {}", crm_endpoint::db::redact_url(&db)))?;
             let now = crm_endpoint::ingest::unix_ms(time::OffsetDateTime::now_utc());
             for c in campaigns {
                 let id = c.id.clone();

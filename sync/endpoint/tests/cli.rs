@@ -323,3 +323,24 @@ fn a_short_admin_token_is_refused_at_start_and_the_command_prints_a_strong_one()
     let again = Command::new(BIN).arg("admin-token").output().unwrap();
     assert_ne!(String::from_utf8(again.stdout).unwrap().trim(), token);
 }
+
+#[test]
+fn demo_seeding_is_refused_on_a_database_with_stores_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("crm.db").display());
+    let made = Command::new(BIN)
+        .args(["enroll-code", "--db", &db, "--store", "madrid-centro"])
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--db", &db, "--demo"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stores of its own (madrid-centro)") && err.contains("tenant key is public"),
+        "{err}"
+    );
+}

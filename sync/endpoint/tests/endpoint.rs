@@ -114,6 +114,7 @@ on_both_databases!(
     enrollment_code_works_once,
     expired_enrollment_code_is_refused,
     wrong_codes_are_refused_and_then_rate_limited,
+    a_concurrent_burst_of_wrong_codes_gets_no_more_tries_than_the_limit,
     wrong_admin_tokens_are_throttled_per_address_on_every_admin_route,
     replayed_batch_changes_nothing_and_reports_duplicates,
     invalid_event_is_rejected_with_reason_and_the_rest_accepted,
@@ -151,6 +152,21 @@ async fn enrollment_code_works_once(b: Backend) {
         error_of(h.enroll_with(&code).await).await,
         (401, ErrorCode::InvalidCode)
     );
+    h.stop().await;
+}
+
+async fn a_concurrent_burst_of_wrong_codes_gets_no_more_tries_than_the_limit(b: Backend) {
+    let h = Harness::start(b).await;
+    // 40 guesses at once: checked before the awaits, they all passed the limit before.
+    let answers = futures::future::join_all((0..40).map(|_| h.enroll_with("AAAA-BBBB-CCCC"))).await;
+    let tried = answers.iter().filter(|r| r.status() == 401).count();
+    let limited = answers.iter().filter(|r| r.status() == 429).count();
+    assert_eq!(
+        tried,
+        crm_endpoint::api::ENROLL_ATTEMPTS as usize,
+        "{limited} limited"
+    );
+    assert_eq!(tried + limited, 40);
     h.stop().await;
 }
 

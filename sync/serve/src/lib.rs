@@ -128,8 +128,8 @@ pub fn raise_open_file_limit() -> u64 {
 }
 
 /// What one address is counted as: an IPv4 address, or the /64 of an IPv6 one (IPv4-mapped
-/// IPv6 addresses count as their IPv4 address).
-fn peer_key(ip: IpAddr) -> IpAddr {
+/// IPv6 addresses count as their IPv4 address). The servers' rate limits key on it too.
+pub fn peer_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

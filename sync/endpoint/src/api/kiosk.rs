@@ -163,7 +163,9 @@ async fn enroll(
     req: Request,
 ) -> Result<Json<EnrollResponse>, ApiError> {
     let ip = peer_ip(req.extensions());
-    if let Some(wait) = st.enroll_failures.blocked(&ip) {
+    // The attempt is counted now, before any await: a burst of concurrent requests cannot all
+    // pass the check before the first failure is counted. A success gives it back.
+    if let Some(wait) = st.enroll_failures.take(ip) {
         return Err(ApiError::rate_limited(
             format!("too many wrong enrollment codes from {ip}; wait {wait} s"),
             wait,
@@ -188,13 +190,13 @@ async fn enroll(
         .redeem_enroll_code(hash_enroll_code(&body.code), now_ms(), kiosk)
         .await?;
     let Some(store) = redeemed else {
-        st.enroll_failures.count(ip);
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             ErrorCode::InvalidCode,
             "enrollment code is wrong, already used or expired; ask for a new one (crm-endpoint enroll-code)",
         ));
     };
+    st.enroll_failures.refund(&ip);
     tracing::info!(kiosk_id, store = store.id, "kiosk enrolled");
     Ok(Json(EnrollResponse {
         kiosk_id,

@@ -38,6 +38,22 @@ pub use database::{Database, SharedDb};
 pub use model::*;
 pub use queue::{LiveQueue, LiveQueueQuery};
 
+/// `url` fit for a log or an error message: a password in it (`postgres://user:secret@host/db`)
+/// becomes `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 /// Opens (and migrates) the database a URL names: `sqlite://PATH` (`sqlite::memory:` for a throwaway
 /// in-memory database) or `postgres://...` / `postgresql://...`.
 pub async fn open(url: &str) -> DbResult<SharedDb> {
@@ -48,6 +64,25 @@ pub async fn open(url: &str) -> DbResult<SharedDb> {
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(postgres::PgDb::connect(url).await?))
     } else {
-        Err(DbError::BadUrl(url.to_owned()))
+        Err(DbError::BadUrl(redact_url(url)))
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    #[test]
+    fn a_password_in_a_database_url_never_reaches_a_message() {
+        assert_eq!(
+            super::redact_url("postgres://crm:s3cr%40t@db.example:5432/crm?sslmode=require"),
+            "postgres://crm:***@db.example:5432/crm?sslmode=require"
+        );
+        assert_eq!(
+            super::redact_url("postgres://crm@db/crm"),
+            "postgres://crm@db/crm"
+        );
+        assert_eq!(
+            super::redact_url("sqlite:///var/lib/crm/crm.db"),
+            "sqlite:///var/lib/crm/crm.db"
+        );
     }
 }

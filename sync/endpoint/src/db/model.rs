@@ -37,6 +37,9 @@ pub enum DbError {
     /// The caller referred to something that does not exist.
     #[error("{0} does not exist")]
     NotFound(String),
+    /// The operation would harm this database (the message says why and what to do).
+    #[error("{0}")]
+    Refused(String),
     /// The batch's request signature was seen before: a replay, nothing stored.
     #[error("this signed request was already received")]
     Replayed,

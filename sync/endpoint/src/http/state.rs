@@ -153,6 +153,13 @@ impl<K: Eq + Hash> AttemptCounter<K> {
         *n += 1;
         None
     }
+
+    /// Gives back an attempt [`AttemptCounter::take`] counted (it succeeded).
+    pub(crate) fn refund(&self, key: &K) {
+        if let Some((_, n)) = self.lock().get_mut(key) {
+            *n = n.saturating_sub(1);
+        }
+    }
 }
 
 /// The address a request came from (set by [`crate::serve`]'s listeners).
@@ -165,10 +172,13 @@ impl From<SocketAddr> for PeerAddr {
     }
 }
 
-/// The source address of a request (`0.0.0.0` when served without [`PeerAddr`]s, as in tests).
+/// The source a request is counted as by the rate limits: its IPv4 address, or the /64 of its
+/// IPv6 one (one customer line gets a whole /64: keyed on the full address, a client would
+/// change address at every attempt). `0.0.0.0` when served without [`PeerAddr`]s, as in tests.
+/// Behind a load balancer every request comes from its address (docs/FLEET.md).
 pub(crate) fn peer_ip(extensions: &axum::http::Extensions) -> IpAddr {
     extensions
         .get::<axum::extract::ConnectInfo<PeerAddr>>()
-        .map(|c| c.0.0.ip())
+        .map(|c| kiosk_serve::peer_key(c.0.0.ip()))
         .unwrap_or(IpAddr::from([0, 0, 0, 0]))
 }
