@@ -75,6 +75,7 @@ fn settings() -> UiSettings {
         staff_token: Some(Zeroizing::new("scripted-token-0123456789".into())),
         kiosk_loopback_only: true,
         store_name: "Tienda Centro".into(),
+        allowed_hosts: vec!["kiosk-3.tienda.lan".into()],
     }
 }
 
@@ -462,6 +463,27 @@ async fn a_post_from_another_sites_page_is_refused() {
             .status()
             .is_success()
     );
+}
+
+#[tokio::test]
+async fn a_request_naming_another_host_is_refused_as_dns_rebinding() {
+    let h = start().await;
+    let port = h.base.rsplit(':').next().unwrap().to_owned();
+    let get = |path: &str, host: String| h.client.get(h.url(path)).header("host", host).send();
+    // A page of evil.example whose name was rebound to 127.0.0.1 reads the screen: refused.
+    for path in ["/", "/api/kiosk/view", "/lobby", "/counter", "/api/health"] {
+        let r = get(path, format!("evil.example:{port}")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::MISDIRECTED_REQUEST, "{path}");
+    }
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("kiosk-3.tienda.lan:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        let r = get("/api/kiosk/view", host.clone()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{host}");
+    }
 }
 
 #[tokio::test]

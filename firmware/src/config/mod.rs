@@ -246,6 +246,12 @@ pub struct UiSection {
     /// Accessible mode multiplies the customer's time limits by this.
     #[serde(default = "default_accessible_time_factor")]
     pub accessible_time_factor: u32,
+    /// Host names the staff pages may be reached by besides IP addresses, `localhost` and this
+    /// machine's own name (and `NAME.local`): e.g. `["kiosk-3.tienda.lan"]`. Requests naming any
+    /// other host are refused, which defeats DNS rebinding (a page of another site whose name
+    /// points at the kiosk).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for UiSection {
@@ -257,6 +263,7 @@ impl Default for UiSection {
             idle_timeout_s: default_idle_timeout_s(),
             time_warning_s: default_time_warning_s(),
             accessible_time_factor: default_accessible_time_factor(),
+            allowed_hosts: Vec::new(),
         }
     }
 }

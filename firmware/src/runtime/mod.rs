@@ -932,6 +932,7 @@ async fn serve_ui(
             staff_token: None,
             kiosk_loopback_only: true,
             store_name: site.kiosk.store_name.clone(),
+            allowed_hosts: site.ui.allowed_hosts.clone(),
         },
         channels,
     );

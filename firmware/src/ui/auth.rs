@@ -258,6 +258,32 @@ mod tests {
     }
 
     #[test]
+    fn host_names_are_this_kiosks_own_or_configured() {
+        use super::super::routes::host_allowed;
+        let allowed = vec!["kiosk-3.tienda.lan".to_owned()];
+        let own = Some("kiosk-3");
+        for ok in [
+            "127.0.0.1:8080",
+            "192.168.1.20",
+            "[::1]:8081",
+            "localhost:8080",
+            "kiosk-3:8081",
+            "KIOSK-3.local",
+            "kiosk-3.tienda.lan.",
+        ] {
+            assert!(host_allowed(ok, &allowed, own), "{ok}");
+        }
+        for bad in [
+            "evil.example:8080",
+            "evil.example",
+            "kiosk-3.evil.example",
+            "[evil]:80",
+        ] {
+            assert!(!host_allowed(bad, &allowed, own), "{bad}");
+        }
+    }
+
+    #[test]
     fn a_post_from_the_kiosks_own_page_passes_and_one_from_another_site_does_not() {
         let own = headers(&[
             (HOST, "192.168.1.20:8081"),

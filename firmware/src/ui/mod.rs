@@ -47,6 +47,9 @@ pub struct UiSettings {
     pub kiosk_loopback_only: bool,
     /// The store's name, shown on the lobby display.
     pub store_name: String,
+    /// Host names requests may carry besides IP addresses, `localhost` and the machine's own
+    /// name (`ui.allowed_hosts`).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for UiSettings {
@@ -62,6 +65,7 @@ impl std::fmt::Debug for UiSettings {
             )
             .field("kiosk_loopback_only", &self.kiosk_loopback_only)
             .field("store_name", &self.store_name)
+            .field("allowed_hosts", &self.allowed_hosts)
             .finish()
     }
 }
@@ -73,6 +77,7 @@ impl Default for UiSettings {
             staff_token: None,
             kiosk_loopback_only: true,
             store_name: String::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }

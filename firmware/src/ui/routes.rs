@@ -60,7 +60,65 @@ pub fn router(state: AppState) -> Router {
         .route("/api/status", get(status_json))
         .route("/metrics", get(status_metrics))
         .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            known_host_only,
+        ))
         .with_state(state)
+}
+
+/// Whether `host` (a `Host` header: name or address, with or without a port) names this kiosk:
+/// an IP address, `localhost`, the machine's own name or `NAME.local`, or a configured name.
+/// A name that only resolves to the kiosk (DNS rebinding: a page of another site whose name
+/// now points at 127.0.0.1 or the kiosk's LAN address) does not.
+pub(super) fn host_allowed(host: &str, allowed: &[String], own: Option<&str>) -> bool {
+    let name = match host.strip_prefix('[') {
+        // [v6]:port
+        Some(rest) => {
+            return rest
+                .split(']')
+                .next()
+                .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
+        }
+        None => host.rsplit_once(':').map_or(host, |(n, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                n
+            } else {
+                host
+            }
+        }),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.parse::<std::net::IpAddr>().is_ok()
+        || name == "localhost"
+        || own.is_some_and(|o| {
+            let o = o.to_ascii_lowercase();
+            name == o || name == format!("{o}.local")
+        })
+        || allowed.iter().any(|a| a.eq_ignore_ascii_case(&name))
+}
+
+/// Refuses a request whose `Host` names another site ([`host_allowed`]).
+async fn known_host_only(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned);
+    if let Some(host) = host {
+        let own = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok());
+        if !host_allowed(&host, &app.0.settings.allowed_hosts, own.as_deref()) {
+            tracing::warn!(%host, "request for another host name refused (DNS rebinding?)");
+            return (
+                StatusCode::MISDIRECTED_REQUEST,
+                "this kiosk does not answer to that host name (ui.allowed_hosts)",
+            )
+                .into_response();
+        }
+    }
+    next.run(req).await
 }
 
 async fn security_headers(req: Request, next: Next) -> Response {
