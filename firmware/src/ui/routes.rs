@@ -131,7 +131,10 @@ async fn security_headers(req: Request, next: Next) -> Response {
         ),
     );
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // `same-origin`, not `no-referrer`: under `no-referrer` a browser sends `Origin: null` with
+    // the login form's own POST, which the cross-site check (auth::same_site) must refuse; with
+    // `same-origin` the page's own posts carry its origin and nothing leaks to other sites.
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     res
 }
 

@@ -109,6 +109,17 @@ fn is_root() -> bool {
 impl TempPostgres {
     /// Initialises and starts a server; waits until it accepts connections.
     pub fn start() -> Result<Self, TempPgError> {
+        Self::start_with(None)
+    }
+
+    /// [`TempPostgres::start`] with TLS on (`ssl = on`, this certificate chain and key, PEM):
+    /// every database but `postgres` accepts TLS connections only (`hostssl`), so a client that
+    /// gets in used TLS.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Result<Self, TempPgError> {
+        Self::start_with(Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Result<Self, TempPgError> {
         let bin = bin_dir()?;
         let as_postgres = is_root();
         let dir =
@@ -142,11 +153,40 @@ impl TempPostgres {
             "--no-sync",
             "--no-locale",
         ]))?;
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -h 127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
             pg.port,
             pg.dir.display()
         );
+        if let Some((cert, key)) = tls {
+            use std::os::unix::fs::PermissionsExt as _;
+            let write = |name: &str, text: &str| -> Result<PathBuf, TempPgError> {
+                let path = pg.dir.join(name);
+                let io = |source| TempPgError::Io {
+                    path: path.display().to_string(),
+                    source,
+                };
+                std::fs::write(&path, text).map_err(io)?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(io)?;
+                if pg.as_postgres {
+                    run(Command::new("chown").arg("postgres:postgres").arg(&path))?;
+                }
+                Ok(path)
+            };
+            let cert = write("server.crt", cert)?;
+            let key = write("server.key", key)?;
+            let hba = write(
+                "pg_hba.conf",
+                "local all all trust\nhostnossl postgres all 127.0.0.1/32 trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )?;
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={} -c hba_file={}",
+                cert.display(),
+                key.display(),
+                hba.display()
+            ));
+        }
         run(pg
             .command("pg_ctl")
             .arg("-D")

@@ -8,6 +8,7 @@
 //! late).
 
 use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::future::BoxFuture;
@@ -57,18 +58,252 @@ const POOL_SIZE: usize = 8;
 
 /// The PostgreSQL database: a small pool of connections.
 pub struct PgDb {
-    url: String,
+    spec: ConnectSpec,
     pool: Vec<Mutex<Client>>,
     next: AtomicUsize,
 }
 
-async fn connect_one(url: &str) -> DbResult<Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %e, "postgres connection closed");
+/// How to reach the server: the URL for tokio-postgres and the TLS to use, from the URL's
+/// `sslmode` and `sslrootcert` read as libpq reads them:
+/// - `disable`: plain TCP;
+/// - `prefer` (libpq's default) and `require`: encrypted, the certificate not verified (as libpq
+///   does without a root certificate; with `sslrootcert`, `require` verifies the chain as
+///   `verify-ca` does);
+/// - `verify-ca`: the chain must lead to `sslrootcert`;
+/// - `verify-full` (production): that, and the certificate must name the host.
+#[derive(Clone)]
+pub(crate) struct ConnectSpec {
+    url: String,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+}
+
+impl ConnectSpec {
+    pub(crate) fn parse(url: &str) -> DbResult<Self> {
+        let bad = |m: String| DbError::BadUrl(format!("{}: {m}", super::redact_url(url)));
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut mode = "prefer".to_owned();
+        let mut root: Option<String> = None;
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("sslmode", v)) => mode = v.to_owned(),
+                Some(("sslrootcert", v)) => root = Some(v.to_owned()),
+                _ => kept.push(pair),
+            }
         }
-    });
+        let roots = match &root {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| bad(format!("cannot read sslrootcert {path}: {e}")))?;
+                let mut store = rustls::RootCertStore::empty();
+                for cert in rustls_pemfile::certs(&mut &pem[..]) {
+                    let cert = cert.map_err(|e| bad(format!("sslrootcert {path}: {e}")))?;
+                    store
+                        .add(cert)
+                        .map_err(|e| bad(format!("sslrootcert {path}: {e}")))?;
+                }
+                if store.is_empty() {
+                    return Err(bad(format!("sslrootcert {path} holds no certificate")));
+                }
+                Some(Arc::new(store))
+            }
+            None => None,
+        };
+        let verify = match (mode.as_str(), roots) {
+            ("disable", _) => None,
+            ("prefer" | "require", None) => Some(Verify::Nothing),
+            ("require" | "verify-ca", Some(r)) => Some(Verify::Chain(r)),
+            ("prefer", Some(r)) => Some(Verify::Chain(r)),
+            ("verify-full", Some(r)) => Some(Verify::Full(r)),
+            ("verify-ca" | "verify-full", None) => {
+                return Err(bad(format!(
+                    "sslmode={mode} needs sslrootcert=PATH (the CA that signed the server's certificate)"
+                )));
+            }
+            (other, _) => {
+                return Err(bad(format!(
+                    "sslmode={other} is not one of disable, prefer, require, verify-ca, verify-full"
+                )));
+            }
+        };
+        // tokio-postgres knows disable, prefer and require: the verification is ours.
+        let pg_mode = match (&verify, mode.as_str()) {
+            (None, _) => "disable",
+            (Some(_), "prefer") => "prefer",
+            (Some(_), _) => "require",
+        };
+        kept.push(match pg_mode {
+            "disable" => "sslmode=disable",
+            "prefer" => "sslmode=prefer",
+            _ => "sslmode=require",
+        });
+        let url = format!("{base}?{}", kept.join("&"));
+        let tls = verify.map(|v| tokio_postgres_rustls::MakeRustlsConnect::new(v.client_config()));
+        Ok(ConnectSpec { url, tls })
+    }
+}
+
+/// What the client checks of the server's certificate.
+enum Verify {
+    Nothing,
+    Chain(Arc<rustls::RootCertStore>),
+    Full(Arc<rustls::RootCertStore>),
+}
+
+impl Verify {
+    fn client_config(self) -> rustls::ClientConfig {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap_or_else(|_| {
+                rustls::ClientConfig::builder_with_protocol_versions(rustls::DEFAULT_VERSIONS)
+            });
+        match self {
+            Verify::Full(roots) => builder.with_root_certificates(roots).with_no_client_auth(),
+            Verify::Chain(roots) => {
+                let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    roots,
+                    provider.clone(),
+                )
+                .build();
+                match inner {
+                    Ok(inner) => builder
+                        .dangerous()
+                        .with_custom_certificate_verifier(Arc::new(ChainOnly(inner)))
+                        .with_no_client_auth(),
+                    // An empty store is refused at parse time; fail closed anyway.
+                    Err(_) => builder
+                        .with_root_certificates(rustls::RootCertStore::empty())
+                        .with_no_client_auth(),
+                }
+            }
+            Verify::Nothing => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
+                .with_no_client_auth(),
+        }
+    }
+}
+
+/// `verify-ca`: the chain is checked, the name is not.
+#[derive(Debug)]
+struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl rustls::client::danger::ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
+            | Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// `require` without a root certificate: encrypted, any certificate (libpq's own behaviour; the
+/// handshake's signatures are still checked, so the channel is the certificate holder's).
+#[derive(Debug)]
+struct Unverified(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+async fn connect_one(spec: &ConnectSpec) -> DbResult<Client> {
+    let client = match &spec.tls {
+        None => {
+            let (client, connection) = tokio_postgres::connect(&spec.url, NoTls).await?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %e, "postgres connection closed");
+                }
+            });
+            client
+        }
+        Some(tls) => {
+            let (client, connection) = tokio_postgres::connect(&spec.url, tls.clone()).await?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %e, "postgres connection closed");
+                }
+            });
+            client
+        }
+    };
     Ok(client)
 }
 
@@ -101,7 +336,8 @@ impl PgDb {
     /// Connects to `url` (a libpq-style URL), migrates the schema and creates the tenant key if
     /// this is a new database.
     pub async fn connect(url: &str) -> DbResult<Self> {
-        let mut first = connect_one(url).await?;
+        let spec = ConnectSpec::parse(url)?;
+        let mut first = connect_one(&spec).await?;
         // Replicas starting together: one migrates, the others wait on the lock.
         first
             .batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
@@ -119,10 +355,10 @@ impl PgDb {
         }
         let mut pool = vec![Mutex::new(first)];
         for _ in 1..POOL_SIZE {
-            pool.push(Mutex::new(connect_one(url).await?));
+            pool.push(Mutex::new(connect_one(&spec).await?));
         }
         Ok(PgDb {
-            url: url.to_owned(),
+            spec,
             pool,
             next: AtomicUsize::new(0),
         })
@@ -149,7 +385,7 @@ impl PgDb {
                 None => self.pool[start % self.pool.len()].lock().await,
             };
             if guard.is_closed() {
-                *guard = connect_one(&self.url).await?;
+                *guard = connect_one(&self.spec).await?;
             }
             f(&mut guard).await
         })
