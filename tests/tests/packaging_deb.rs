@@ -569,6 +569,14 @@ fn browser_runs_chromium_in_cage_on_the_local_ui_without_devtools_or_gestures() 
         policy["DeveloperToolsAvailability"], 2,
         "2 = developer tools disallowed"
     );
+    // Only the kiosk's own loopback UI: nothing else (file://, chrome://, another site) loads,
+    // and no page can open a file dialog.
+    assert_eq!(policy["URLBlocklist"], serde_json::json!(["*"]));
+    assert_eq!(
+        policy["URLAllowlist"],
+        serde_json::json!(["127.0.0.1", "localhost"])
+    );
+    assert_eq!(policy["AllowFileSelectionDialogs"], false);
     run(Command::new("bash")
         .arg("-n")
         .arg(b.root.join("usr/lib/kiosk/browser")));
@@ -596,6 +604,10 @@ fn firstboot_unit_runs_only_while_an_enrollment_code_waits_on_the_boot_partition
     assert!(
         script.contains("rm -f \"$dir/enroll.code\""),
         "the one-time code must be deleted after use"
+    );
+    assert!(
+        script.contains("rm -f \"$dir/site.toml\""),
+        "the site config (with the PIN's digest) must leave the FAT boot partition once installed"
     );
     assert!(script.contains("kiosk selftest --non-interactive"));
 }
