@@ -62,15 +62,18 @@
   const send = (action, extra) => (window.kiosk ? window.kiosk.send(action, extra) : Promise.resolve());
 
   // `personal`: what the customer typed; the kiosk says it only into a private headset.
+  // Utterances reach the kiosk in the order they were said: one request at a time. Two
+  // concurrent requests can arrive swapped, and a new screen's utterance arriving after the
+  // focus that follows it would flush that focus from the queue (it did, under load).
+  let spoken_so_far = Promise.resolve();
   function say(text, cls, newScreen, personal) {
     if (!view || !text) return;
     // Screen and focus speech only in accessible mode (the server enforces it too); cues always.
     if (cls !== "cue" && !view.accessible) return;
-    fetch("/api/kiosk/speak", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ text: spoken(text), personal: personal || null, lang: view.locale, class: cls, new_screen: !!newScreen }),
-    }).catch(() => {});
+    const body = JSON.stringify({ text: spoken(text), personal: personal || null, lang: view.locale, class: cls, new_screen: !!newScreen });
+    spoken_so_far = spoken_so_far
+      .then(() => fetch("/api/kiosk/speak", { method: "POST", headers: { "content-type": "application/json" }, body }))
+      .catch(() => {});
   }
 
   // Turn labels as a person reads them: "A-007" is "A 7", not "A minus zero zero seven".
