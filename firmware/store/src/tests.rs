@@ -361,19 +361,26 @@ fn a_turn_is_rated_once_after_it_was_served_whichever_kiosk_the_answer_came_from
     assert_eq!(k2.replica.survey_status(turn), SurveyStatus::Open);
     // Answered at kiosk 2; kiosk 1 learns it with the next pull.
     assert!(k2.take(Step::Rate { turn_id: turn }, t0 + Duration::minutes(6)));
-    assert_eq!(k2.replica.survey_status(turn), SurveyStatus::AlreadyAnswered);
+    assert_eq!(
+        k2.replica.survey_status(turn),
+        SurveyStatus::AlreadyAnswered
+    );
     assert_eq!(k1.replica.survey_status(turn), SurveyStatus::Open);
     pull(&mut k1, &k2);
-    assert_eq!(k1.replica.survey_status(turn), SurveyStatus::AlreadyAnswered);
+    assert_eq!(
+        k1.replica.survey_status(turn),
+        SurveyStatus::AlreadyAnswered
+    );
     // A mark is not a queue step: the queues agree and nothing conflicts.
     assert_eq!(snapshot(&k1), snapshot(&k2));
     assert!(k1.replica.conflicts().is_empty());
     // The mark survives a refold and a prune that keeps its day.
-    k1.replica.prune(
-        ServiceDay::at(t0, time!(09:00)).previous(),
-        time!(09:00),
+    k1.replica
+        .prune(ServiceDay::at(t0, time!(09:00)).previous(), time!(09:00));
+    assert_eq!(
+        k1.replica.survey_status(turn),
+        SurveyStatus::AlreadyAnswered
     );
-    assert_eq!(k1.replica.survey_status(turn), SurveyStatus::AlreadyAnswered);
 }
 
 #[test]
