@@ -60,6 +60,16 @@ document.getElementById("scan-form").addEventListener("submit", (ev) => {
   if (code) act({ action: "call_scanned", code });
 });
 
+// A coupon: its printed code typed by staff, or its QR text typed by a USB scanner. It counts once
+// in the store; the kiosk answers "already used" for a second time.
+document.getElementById("coupon-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const input = document.getElementById("coupon-code");
+  const code = input.value.trim();
+  input.value = "";
+  if (code) act({ action: "redeem_coupon", code });
+});
+
 function render(b) {
   board = b;
   const me = nameInput.value.trim();

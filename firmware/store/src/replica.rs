@@ -81,22 +81,9 @@ pub fn apply_step(queue: &Queue, step: &Step, at: OffsetDateTime) -> Result<Chan
     }
 }
 
-/// Whether a turn's survey can be answered now (docs/DESIGN.md invariant 15): the one rule the
-/// kiosk screen and, later, the phone companion both go through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SurveyStatus {
-    /// Served and not rated yet: one answer is welcome.
-    Open,
-    /// Issued but not served yet (waiting, called, parked): rate after being served.
-    NotServed,
-    /// Its one answer was given already (at any kiosk of the store).
-    AlreadyAnswered,
-    /// Not served and never will be (no-show, walked out, expired): nothing to rate.
-    Closed,
-    /// The store does not know the turn (another day, another store).
-    Unknown,
-}
+/// Whether a turn's survey can be answered now (docs/DESIGN.md invariant 15): the journey's own
+/// word for it, decided here from the store's queue and marks.
+pub use kiosk_core::journey::SurveyStatus;
 
 /// Ops between two checkpoints of the fold: a late op refolds from the checkpoint before it, not
 /// from the start of the day.

@@ -38,6 +38,11 @@ pub const SQLITE: &[Migration] = &[
         name: "live_queue",
         sql: include_str!("../../migrations/sqlite/0002_live_queue.sql"),
     },
+    Migration {
+        version: 3,
+        name: "figures",
+        sql: include_str!("../../migrations/sqlite/0003_figures.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations, oldest first (the same versions as [`SQLITE`]).
@@ -51,6 +56,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 2,
         name: "live_queue",
         sql: include_str!("../../migrations/postgres/0002_live_queue.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "figures",
+        sql: include_str!("../../migrations/postgres/0003_figures.sql"),
     },
 ];
 

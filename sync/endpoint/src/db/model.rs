@@ -162,12 +162,14 @@ pub enum Effect {
         /// Card token.
         token: CardToken,
     },
-    /// `campaign_shown`: an impression.
+    /// `campaign_shown`: an exposure, counted once per visit and campaign.
     CampaignShown {
         /// Campaign id.
         campaign_id: String,
         /// Variant shown.
         variant: String,
+        /// The visit (`None` from kiosks before visit ids: each event counts).
+        visit_id: Option<String>,
     },
     /// `coupon_issued`: remember which campaign variant the coupon belongs to.
     CouponIssued {
@@ -187,6 +189,13 @@ pub enum Effect {
         campaign_id: Option<String>,
         /// Customer, if identified.
         token: Option<CardToken>,
+        /// Variant the kiosk read from the coupon's code, if it did.
+        variant: Option<String>,
+    },
+    /// `survey_answered` about a turn: kept only if it is the turn's first answer.
+    SurveyAnswered {
+        /// The turn.
+        turn_id: String,
     },
 }
 
