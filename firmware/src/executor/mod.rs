@@ -288,7 +288,7 @@ impl Run {
             Effect::SubmitSurvey(answer) => {
                 let turn_id = answer.turn_id;
                 let accepted = match turn_id {
-                    Some(turn_id) => match self.submit_survey(answer) {
+                    Some(_) => match self.submit_survey(answer) {
                         Ok(()) => true,
                         Err(status) => {
                             tracing::info!(?status, "a survey answer was refused");
