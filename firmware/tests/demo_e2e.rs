@@ -154,6 +154,68 @@ impl Harness {
             .unwrap()
     }
 
+    /// Staff at counter 1 call turn `label` and finish serving it.
+    async fn serve(&self, label: &str) {
+        let cookie = self.staff_cookie().await;
+        let called = self
+            .staff(
+                &cookie,
+                "1",
+                json!({"action": "call_label", "label": label}),
+            )
+            .await;
+        assert!(
+            called.status().is_success(),
+            "call {label}: {}",
+            called.status()
+        );
+        let board: Value = self
+            .http
+            .get(self.ui("/api/counter/board"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let turn_id = board["serving"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["label"] == label)
+            .unwrap_or_else(|| panic!("{label} not served: {board}"))["turn_id"]
+            .clone();
+        let served = self
+            .staff(
+                &cookie,
+                "1",
+                json!({"action": "served", "turn_id": turn_id}),
+            )
+            .await;
+        assert!(
+            served.status().is_success(),
+            "serve {label}: {}",
+            served.status()
+        );
+    }
+
+    /// The signed QR of the last coupon the virtual printer printed.
+    fn last_coupon_qr(&self) -> String {
+        let record = self.demo.kiosk.sims.printer.as_ref().unwrap().record();
+        record
+            .codes
+            .iter()
+            .rev()
+            .find(|c| c.symbology == "QR" && c.data.starts_with("KC1."))
+            .map(|c| c.data.clone())
+            .expect("a coupon QR was printed")
+    }
+
+    fn count(&self, t: &str) -> usize {
+        self.journal_types().iter().filter(|x| *x == t).count()
+    }
+
     fn journal_types(&self) -> Vec<String> {
         let j = self.demo.kiosk.db.journal();
         let mut st = j
@@ -222,6 +284,14 @@ async fn an_identified_customer_is_greeted_gets_a_printed_ticket_answers_the_sur
         .collect();
     assert!(pngs.iter().any(|n| n.starts_with(&label)), "{pngs:?}");
 
+    // The goodbye asks no survey: it comes after the service, by scanning the ticket.
+    assert!(goodbye["body"].get("survey").is_none(), "{goodbye}");
+    h.touch(json!({"action": "done"})).await;
+    h.screen("attract").await;
+    h.serve(&label).await;
+    h.panel_post("/api/scan", json!({"action": "last_ticket"}))
+        .await;
+    h.screen("survey").await;
     h.touch(json!({"action": "survey_score", "score": 9})).await;
     h.touch(json!({"action": "survey_reason", "reason": "staff"}))
         .await;
@@ -408,7 +478,15 @@ async fn scanning_the_ticket_later_opens_its_survey_and_forged_or_noisy_scans_do
     })
     .await;
 
-    // The real ticket, through the scanner's pty, opens its survey.
+    // The real ticket, through the scanner's pty, before the turn was served: a kind word.
+    h.panel_post("/api/scan", json!({"action": "last_ticket"}))
+        .await;
+    h.screen_until("not served yet", |v| {
+        v["body"]["screen"] == "attract" && v["notice"]["kind"] == "survey_not_served_yet"
+    })
+    .await;
+    // Served: now it opens its survey.
+    h.serve(&label).await;
     h.panel_post("/api/scan", json!({"action": "last_ticket"}))
         .await;
     let survey = h.screen("survey").await;
@@ -418,8 +496,109 @@ async fn scanning_the_ticket_later_opens_its_survey_and_forged_or_noisy_scans_do
     h.touch(json!({"action": "survey_reason", "reason": null}))
         .await;
     h.screen("attract").await;
-    assert!(has(&h.journal_types(), "survey_answered"));
+    assert_eq!(h.count("survey_answered"), 1);
+    // The same ticket again: refused kindly, recorded nowhere.
+    h.panel_post("/api/scan", json!({"action": "last_ticket"}))
+        .await;
+    h.screen_until("already answered", |v| {
+        v["body"]["screen"] == "attract" && v["notice"]["kind"] == "survey_already_answered"
+    })
+    .await;
+    assert_eq!(h.count("survey_answered"), 1);
     h.assert_crm_has_every_event_once().await;
+    h.demo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_printed_coupon_scanned_at_the_kiosk_converts_its_variant_once_and_the_counter_says_it_was_used()
+ {
+    let h = Harness::start().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !h
+        .demo
+        .kiosk
+        .db
+        .campaigns()
+        .unwrap()
+        .iter()
+        .any(|c| c.id == "demo-welcome")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the feed never brought the campaigns"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // An anonymous visitor gets the welcome campaign (aimed at visitors without a card) and its
+    // coupon on the ticket and the goodbye.
+    h.touch(json!({"action": "start"})).await;
+    h.screen("choose_service").await;
+    h.touch(json!({"action": "choose_service", "service": "A"}))
+        .await;
+    let goodbye = h
+        .screen_until("printed", |v| v["body"]["printed"] == true)
+        .await;
+    assert!(goodbye["body"]["campaign"].is_string(), "{goodbye}");
+    let code = goodbye["body"]["coupon"]["code"]
+        .as_str()
+        .expect("the welcome coupon")
+        .to_owned();
+    assert!(code.starts_with("BIENV-"), "{code}");
+    let qr = h.last_coupon_qr();
+    h.touch(json!({"action": "done"})).await;
+    h.screen("attract").await;
+
+    // Scanned at the attract screen: redeemed, the visitor goes on to the services.
+    h.panel_post("/api/scan", json!({"action": "text", "text": qr}))
+        .await;
+    h.screen_until("coupon applied", |v| {
+        v["body"]["screen"] == "choose_service" && v["notice"]["kind"] == "coupon_redeemed"
+    })
+    .await;
+    assert_eq!(h.count("coupon_redeemed"), 1);
+    h.touch(json!({"action": "cancel"})).await;
+    h.screen("attract").await;
+
+    // Typed at the counter page: already used, kindly; a made-up code is not ours.
+    let cookie = h.staff_cookie().await;
+    let again = h
+        .staff(
+            &cookie,
+            "1",
+            json!({"action": "redeem_coupon", "code": code.to_lowercase()}),
+        )
+        .await;
+    assert_eq!(again.status(), 409);
+    let body: Value = again.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("already used"),
+        "{body}"
+    );
+    let bogus = h
+        .staff(
+            &cookie,
+            "1",
+            json!({"action": "redeem_coupon", "code": "BIENV-Z-0123456789"}),
+        )
+        .await;
+    assert_eq!(bogus.status(), 409);
+    assert_eq!(h.count("coupon_redeemed"), 1);
+    h.assert_crm_has_every_event_once().await;
+
+    // The CRM converts the variant printed on the coupon, once.
+    let variant = code.split('-').nth(1).unwrap().to_lowercase();
+    let stats = h
+        .demo
+        .crm
+        .stats(crm_endpoint::DEMO_STORE_ID.into())
+        .await
+        .unwrap();
+    let row = stats
+        .campaigns
+        .iter()
+        .find(|c| c.campaign_id == "demo-welcome" && c.variant == variant)
+        .unwrap_or_else(|| panic!("no welcome {variant} row: {stats:?}"));
+    assert_eq!((row.shown, row.redeemed), (1, 1), "{stats:?}");
     h.demo.stop().await;
 }
 
