@@ -23,11 +23,16 @@ struct Harness {
 
 impl Harness {
     async fn start() -> Self {
+        Self::store(1).await
+    }
+
+    /// A store of `kiosks` kiosks.
+    async fn store(kiosks: usize) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let demo = kiosk::demo::start(DemoOptions {
             data_dir: dir.path().to_owned(),
             port: 0,
-            kiosks: 1,
+            kiosks,
         })
         .await
         .expect("demo starts");
@@ -214,6 +219,82 @@ impl Harness {
 
     fn count(&self, t: &str) -> usize {
         self.journal_types().iter().filter(|x| *x == t).count()
+    }
+
+    /// Kiosk `k` (1 to N) of the store.
+    fn kiosk(&self, k: usize) -> &kiosk::runtime::Running {
+        if k == 1 {
+            &self.demo.kiosk
+        } else {
+            &self.demo.others[k - 2].kiosk
+        }
+    }
+
+    /// Polls kiosk `k`'s screen until `pred` holds.
+    async fn screen_at(&self, k: usize, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let url = format!("http://{}/api/kiosk/view", self.kiosk(k).ui_addr);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let v = self.get_json(url.clone()).await;
+            if pred(&v) {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "kiosk {k} never showed {what}; last: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn touch_at(&self, k: usize, body: Value) {
+        let url = format!("http://{}/api/kiosk/touch", self.kiosk(k).ui_addr);
+        let res = self.post(url, body).await;
+        assert!(res.status().is_success(), "touch refused: {}", res.status());
+    }
+
+    /// Scans `text` at kiosk `k`'s simulated scanner.
+    async fn scan_at(&self, k: usize, text: &str) {
+        self.panel_post(
+            &format!("/api/kiosks/{k}/scan"),
+            json!({"action": "text", "text": text}),
+        )
+        .await;
+    }
+
+    /// Waits until kiosk `k` holds a store op of kind `step` (`rate`, `redeem`, `serve`, ...).
+    async fn until_op_at(&self, k: usize, step: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let ops = self
+                .kiosk(k)
+                .store
+                .log
+                .read()
+                .unwrap()
+                .after(&std::collections::BTreeMap::new(), usize::MAX);
+            if ops
+                .iter()
+                .any(|op| serde_json::to_value(op).unwrap()["step"]["step"] == step)
+            {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "kiosk {k} never learnt a {step} op"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn count_at(&self, k: usize, t: &str) -> usize {
+        let j = self.kiosk(k).db.journal();
+        j.sql()
+            .query_row("SELECT count(*) FROM events WHERE type = ?1", [t], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| usize::try_from(n).unwrap_or(0))
+            .unwrap()
     }
 
     fn journal_types(&self) -> Vec<String> {
@@ -817,5 +898,130 @@ async fn the_card_reader_is_told_when_someone_is_in_front_of_the_kiosk_or_on_a_j
     h.screen("attract").await;
     until("the attract screen alone", &|| !pace.someone_there()).await;
     assert!(pace.sensor_reports());
+    h.demo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_survey_opens_after_the_turn_was_served_and_takes_one_answer_across_kiosks() {
+    let h = Harness::store(2).await;
+    // A turn at kiosk 1, served at kiosk 1's counter.
+    h.touch_at(1, json!({"action": "start"})).await;
+    h.touch_at(1, json!({"action": "choose_service", "service": "A"}))
+        .await;
+    let goodbye = h
+        .screen_at(1, "printed", |v| v["body"]["printed"] == true)
+        .await;
+    let label = goodbye["body"]["turn"]["label"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ticket = h.demo.kiosk.last_ticket_qr.lock().unwrap().clone().unwrap();
+    h.touch_at(1, json!({"action": "done"})).await;
+    // Scanned at kiosk 2 before the service: rate us after being served.
+    h.until_op_at(2, "issue").await;
+    h.scan_at(2, &ticket).await;
+    h.screen_at(2, "not served yet", |v| {
+        v["notice"]["kind"] == "survey_not_served_yet"
+    })
+    .await;
+    h.serve(&label).await;
+    // On the way out, at kiosk 2: the survey opens, one answer.
+    h.until_op_at(2, "serve").await;
+    h.scan_at(2, &ticket).await;
+    h.screen_at(2, "the survey", |v| v["body"]["screen"] == "survey")
+        .await;
+    h.touch_at(2, json!({"action": "survey_score", "score": 0}))
+        .await;
+    h.touch_at(2, json!({"action": "survey_reason", "reason": null}))
+        .await;
+    h.screen_at(2, "thanks", |v| {
+        v["body"]["survey"]["state"]["state"] == "done" || v["body"]["screen"] == "attract"
+    })
+    .await;
+    assert_eq!(h.count_at(2, "survey_answered"), 1);
+    // The same ticket at kiosk 1, once the mark arrived: refused, recorded nowhere.
+    h.until_op_at(1, "rate").await;
+    h.scan_at(1, &ticket).await;
+    h.screen_at(1, "already answered", |v| {
+        v["body"]["screen"] == "attract" && v["notice"]["kind"] == "survey_already_answered"
+    })
+    .await;
+    assert_eq!(h.count_at(1, "survey_answered"), 0);
+    assert_eq!(h.count_at(2, "survey_answered"), 1);
+    h.demo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coupon_scanned_at_one_kiosk_is_used_at_the_other_and_converts_once() {
+    let h = Harness::store(2).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !h
+        .demo
+        .kiosk
+        .db
+        .campaigns()
+        .unwrap()
+        .iter()
+        .any(|c| c.id == "demo-welcome")
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no campaigns");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.touch_at(1, json!({"action": "start"})).await;
+    h.touch_at(1, json!({"action": "choose_service", "service": "A"}))
+        .await;
+    let goodbye = h
+        .screen_at(1, "printed", |v| v["body"]["printed"] == true)
+        .await;
+    let code = goodbye["body"]["coupon"]["code"]
+        .as_str()
+        .expect("the welcome coupon")
+        .to_owned();
+    let qr = h.last_coupon_qr();
+    h.touch_at(1, json!({"action": "done"})).await;
+    // Redeemed at kiosk 2's attract screen.
+    h.scan_at(2, &qr).await;
+    h.screen_at(2, "coupon applied", |v| {
+        v["notice"]["kind"] == "coupon_redeemed"
+    })
+    .await;
+    // Used again at kiosk 1 once the mark arrived: already used.
+    h.until_op_at(1, "redeem").await;
+    h.scan_at(1, &qr).await;
+    h.screen_at(1, "already used", |v| {
+        v["notice"]["kind"] == "coupon_already_used"
+    })
+    .await;
+    assert_eq!(
+        (
+            h.count_at(1, "coupon_redeemed"),
+            h.count_at(2, "coupon_redeemed")
+        ),
+        (0, 1)
+    );
+    // The CRM: one exposure (kiosk 1's visit), one conversion of the variant on the coupon.
+    let variant = code.split('-').nth(1).unwrap().to_lowercase();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = h
+            .demo
+            .crm
+            .stats(crm_endpoint::DEMO_STORE_ID.into())
+            .await
+            .unwrap();
+        let row = stats
+            .campaigns
+            .iter()
+            .find(|c| c.campaign_id == "demo-welcome" && c.variant == variant)
+            .map(|r| (r.shown, r.redeemed));
+        if row == Some((1, 1)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the CRM never counted one exposure and one conversion: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     h.demo.stop().await;
 }
