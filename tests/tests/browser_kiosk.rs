@@ -310,6 +310,69 @@ async fn identified_customer_journey(viewport: Viewport) {
     shots.take("goodbye").await;
     assert_fits(&browser, "the goodbye", false).await;
 
+    // The goodbye asks nothing about a service not given yet: it says how to rate it later.
+    assert!(
+        text.contains("escanee su ticket"),
+        "the goodbye says how to rate us after the service: {text}"
+    );
+    assert!(
+        !text.contains("¿Nos recomendaría?"),
+        "no survey before the service: {text}"
+    );
+    browser.click("[data-action=done]").await.expect("done");
+    browser
+        .wait_for_screen("attract")
+        .await
+        .expect("back to attract");
+    let kiosk_window = browser.client().window().await.expect("window");
+
+    // The counter calls and serves Ana's turn.
+    browser.open_window().await.expect("counter window");
+    browser
+        .goto(&kiosk.staff_url("/counter"))
+        .await
+        .expect("counter");
+    browser.wait_for("#pin", WAIT).await.expect("PIN form");
+    browser.type_into("#pin", DEMO_PIN).await.expect("PIN");
+    browser.click("button[type=submit]").await.expect("log in");
+    browser
+        .wait_until(
+            "the counter board with a turn waiting",
+            "!!document.getElementById('call-any') && !document.getElementById('call-any').disabled",
+            WAIT,
+        )
+        .await
+        .expect("counter board");
+    browser.click("#call-any").await.expect("call next");
+    browser
+        .wait_for_text("#current .turn", turn.trim(), WAIT)
+        .await
+        .expect("the counter serves Ana's turn");
+    browser
+        .click("#current [data-action=served]")
+        .await
+        .expect("served");
+    browser
+        .wait_until(
+            "the counter free again",
+            "document.querySelector('#current .turn') === null",
+            WAIT,
+        )
+        .await
+        .expect("served");
+    browser.switch_to(kiosk_window).await.expect("kiosk");
+
+    // On her way out she scans her ticket: the survey about the service she got.
+    kiosk
+        .panel("/api/scan", json!({"action": "last_ticket"}))
+        .await;
+    browser.wait_for_screen("survey").await.expect("survey");
+    browser
+        .wait_for_text("#app h1", turn.trim(), WAIT)
+        .await
+        .expect("the survey names her turn");
+    shots.take("survey").await;
+    assert_fits(&browser, "the survey", false).await;
     // Survey: 9 of 0..10, then the first reason offered.
     browser
         .click(".scores [data-action=survey_score]:nth-child(10)")
@@ -349,6 +412,14 @@ async fn identified_customer_journey(viewport: Viewport) {
         .wait_for_screen("attract")
         .await
         .expect("back to attract");
+    // The same ticket again: one answer per turn, said kindly.
+    kiosk
+        .panel("/api/scan", json!({"action": "last_ticket"}))
+        .await;
+    browser
+        .wait_for_text("#notice-slot", "Ya valoró este turno", WAIT)
+        .await
+        .expect("a second answer is refused kindly");
     shots.take("attract-again").await;
 
     let printed = kiosk
@@ -369,9 +440,18 @@ async fn identified_customer_journey(viewport: Viewport) {
             "ticket_issued",
             "coupon_issued",
             "ticket_printed",
+            "turn_called",
+            "turn_served",
             "survey_answered",
         ])
         .await;
+    let answers = kiosk
+        .synced_events()
+        .await
+        .into_iter()
+        .filter(|(_, t)| t == "survey_answered")
+        .count();
+    assert_eq!(answers, 1, "one answer for her turn");
     kiosk.stop(browser).await;
 }
 

@@ -483,9 +483,9 @@ pub struct VariantStats {
     pub campaign_id: String,
     /// Variant.
     pub variant: String,
-    /// `campaign_shown` events.
+    /// Exposures: `campaign_shown` counted once per visit.
     pub shown: u64,
-    /// `coupon_redeemed` events attributed to it.
+    /// Conversions: `coupon_redeemed` attributed to it, once per coupon.
     pub redeemed: u64,
     /// redeemed / shown (0 when never shown).
     pub conversion: f64,
