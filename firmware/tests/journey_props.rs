@@ -240,7 +240,7 @@ impl World {
                             locale: Some(Locale::En),
                             consents: vec![ConsentPurpose::Profile],
                         },
-                        campaign: Some(Campaign {
+                        campaign: Some(Box::new(Campaign {
                             id: "c".into(),
                             variant: "a".into(),
                             headline: Localized::new("h", "h"),
@@ -248,7 +248,7 @@ impl World {
                             staff_script: None,
                             coupon: Some(Localized::new("10%", "10%")),
                             coupon_prefix: Some("C".into()),
-                        }),
+                        })),
                         source: ProfileSource::LocalCache,
                     }
                 } else {

@@ -473,7 +473,7 @@ impl Run {
                 locale: Locale::from_tag(&p.locale),
                 consents,
             },
-            campaign,
+            campaign: campaign.map(Box::new),
             source,
         }
     }
@@ -634,7 +634,7 @@ impl Run {
             *last = Some(payload.clone());
         }
         let mut issued = IssuedTurn::from_ticket(request_id, t, at, payload);
-        issued.campaign = anonymous_campaign;
+        issued.campaign = anonymous_campaign.map(Box::new);
         Input::TurnIssued(issued)
     }
 

@@ -431,7 +431,7 @@ impl Machine<'_> {
         &mut self,
         token: CardToken,
         profile: CustomerProfile,
-        campaign: Option<Campaign>,
+        campaign: Option<Box<Campaign>>,
         source: ProfileSource,
     ) {
         let Screen::Identifying { tap, by } = &self.s.screen else {
@@ -449,7 +449,9 @@ impl Machine<'_> {
             }));
         }
         // Offers are shown only to customers who agreed to a profile.
-        let campaign = campaign.filter(|_| profile.consents.contains(&ConsentPurpose::Profile));
+        let campaign = campaign
+            .filter(|_| profile.consents.contains(&ConsentPurpose::Profile))
+            .map(|c| *c);
         if let Some(locale) = profile.locale {
             self.s.locale = locale;
         }
@@ -765,7 +767,7 @@ impl Machine<'_> {
         // A customer's campaign came with their profile; an anonymous visitor's with the turn.
         let campaign = match &session.customer {
             Some(c) => c.campaign.clone(),
-            None if session.card.is_none() => turn.campaign.clone(),
+            None if session.card.is_none() => turn.campaign.as_deref().cloned(),
             None => None,
         };
         let coupon = campaign.as_ref().and_then(|c| {

@@ -72,7 +72,7 @@ fn ana(n: u8, consents: Vec<ConsentPurpose>) -> Input {
             locale: Some(Locale::En),
             consents,
         },
-        campaign: Some(Campaign {
+        campaign: Some(Box::new(Campaign {
             id: "spring".into(),
             variant: "a".into(),
             headline: Localized::new("¡10% hoy!", "10% off today!"),
@@ -80,7 +80,7 @@ fn ana(n: u8, consents: Vec<ConsentPurpose>) -> Input {
             staff_script: Some("Offer the spring plan".into()),
             coupon: Some(Localized::new("10% de descuento", "10% off")),
             coupon_prefix: Some("SPRING".into()),
-        }),
+        })),
         source: ProfileSource::LocalCache,
     }
 }
@@ -120,7 +120,7 @@ fn issued_with(request_id: u64, n: u128, campaign: Campaign) -> Input {
         unreachable!()
     };
     Input::TurnIssued(IssuedTurn {
-        campaign: Some(campaign),
+        campaign: Some(Box::new(campaign)),
         ..turn
     })
 }

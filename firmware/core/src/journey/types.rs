@@ -43,7 +43,7 @@ pub enum Input {
         /// The customer.
         profile: CustomerProfile,
         /// The campaign chosen for the customer's segment, if any.
-        campaign: Option<Campaign>,
+        campaign: Option<Box<Campaign>>,
         /// Where the profile came from.
         source: ProfileSource,
     },
@@ -388,7 +388,7 @@ pub struct IssuedTurn {
     /// The campaign chosen for an anonymous visitor at issue (identified customers' campaign
     /// comes with their profile).
     #[serde(default)]
-    pub campaign: Option<Campaign>,
+    pub campaign: Option<Box<Campaign>>,
 }
 
 impl IssuedTurn {

@@ -281,7 +281,7 @@ pub fn view(config: &JourneyConfig, state: &State) -> ScreenView {
                 .customer
                 .as_ref()
                 .and_then(|c| c.campaign.as_ref())
-                .or(turn.campaign.as_ref().filter(|_| session.card.is_none()))
+                .or(turn.campaign.as_deref().filter(|_| session.card.is_none()))
                 .map(|c| c.headline.get(locale).to_owned()),
         },
         Screen::SurveyOnly {
