@@ -948,6 +948,22 @@ async fn the_customer_screen_offers_no_way_out_to_the_browser_or_the_os() {
 async fn the_crm_dashboard_shows_the_tickets_the_kiosk_issued_on_screen() {
     let (kiosk, browser) = open_kiosk(Viewport::FULL_HD).await;
     let mut shots = Shots::new(&browser, "dashboard");
+    // The campaigns reach the kiosk through the feed: visitors without a card see the welcome.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !kiosk
+        .demo
+        .kiosk
+        .db
+        .campaigns()
+        .expect("campaign cache")
+        .iter()
+        .any(|c| c.id == "demo-welcome")
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no campaigns");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Each visit's variant, as its coupon on screen says (`BIENV-B-…`), and its coupon's QR.
+    let mut visits: Vec<(String, String)> = Vec::new();
     for service in [1, 2] {
         browser.click("[data-action=start]").await.expect("start");
         browser
@@ -961,11 +977,45 @@ async fn the_crm_dashboard_shows_the_tickets_the_kiosk_issued_on_screen() {
             .await
             .expect("service");
         browser.wait_for_screen("goodbye").await.expect("goodbye");
+        let code = browser
+            .wait_for_text(".coupon .muted", "BIENV-", WAIT)
+            .await
+            .expect("the welcome coupon on screen");
+        let variant = code.trim().split('-').nth(1).unwrap().to_lowercase();
+        browser
+            .wait_for_text("#app", "Recoja su ticket", WAIT)
+            .await
+            .expect("printed");
+        let qr = kiosk
+            .demo
+            .kiosk
+            .sims
+            .printer
+            .as_ref()
+            .expect("printer")
+            .record()
+            .codes
+            .iter()
+            .rev()
+            .find(|c| c.symbology == "QR" && c.data.starts_with("KC1."))
+            .map(|c| c.data.clone())
+            .expect("the coupon's QR printed");
+        visits.push((variant, qr));
         browser.click("[data-action=done]").await.expect("done");
         browser.wait_for_screen("attract").await.expect("attract");
     }
+    // The first visitor comes back with the coupon: scanned at the attract screen.
+    kiosk
+        .panel("/api/scan", json!({"action": "text", "text": visits[0].1}))
+        .await;
+    browser
+        .wait_for_text("#notice-slot", "Cupón aplicado", WAIT)
+        .await
+        .expect("the coupon applied, on screen");
+    browser.click("[data-action=cancel]").await.expect("cancel");
+    browser.wait_for_screen("attract").await.expect("attract");
     let types = kiosk
-        .assert_crm_has_every_event_once(&["ticket_issued"])
+        .assert_crm_has_every_event_once(&["ticket_issued", "campaign_shown", "coupon_redeemed"])
         .await;
     let issued = types.iter().filter(|t| *t == "ticket_issued").count();
     assert_eq!(issued, 2, "{types:?}");
@@ -996,6 +1046,82 @@ async fn the_crm_dashboard_shows_the_tickets_the_kiosk_issued_on_screen() {
         .await
         .expect("live updates");
     shots.take("tickets").await;
+
+    // The campaign figures: per variant, the visits that saw it, the coupons used, the rate.
+    let mut truth: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for (i, (variant, _)) in visits.iter().enumerate() {
+        let row = truth.entry(variant.clone()).or_default();
+        row.0 += 1;
+        row.1 += u64::from(i == 0);
+    }
+    browser
+        .wait_for("[data-testid=campaign-figures] tbody tr", WAIT)
+        .await
+        .expect("the campaign figures");
+    let rows = browser
+        .eval(
+            r#"return [...document.querySelectorAll('[data-testid=campaign-figures] tbody tr')]
+                 .map((tr) => [tr.dataset.campaign, tr.dataset.variant,
+                   ...[...tr.querySelectorAll('td.num')].map((td) => td.textContent.trim())]);"#,
+            vec![],
+        )
+        .await
+        .expect("campaign rows");
+    let expected: Vec<Value> = truth
+        .iter()
+        .map(|(variant, (shown, redeemed))| {
+            let rate = format!("{:.0} %", 100.0 * *redeemed as f64 / *shown as f64);
+            json!([
+                "demo-welcome",
+                variant,
+                shown.to_string(),
+                redeemed.to_string(),
+                rate
+            ])
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        Value::Array(expected),
+        "the page shows the known figures"
+    );
+    let api: Value = kiosk
+        .http
+        .get(format!(
+            "http://{}/dashboard/api/stores/{}?range=24h",
+            kiosk.demo.crm_addr,
+            crm_endpoint::DEMO_STORE_ID
+        ))
+        .header("x-admin-token", &kiosk.demo.admin_token)
+        .send()
+        .await
+        .expect("dashboard api")
+        .json()
+        .await
+        .expect("json");
+    let api_rows: Vec<(String, u64, u64)> = api["campaigns"]
+        .as_array()
+        .expect("campaigns")
+        .iter()
+        .map(|r| {
+            (
+                r["variant"].as_str().unwrap().to_owned(),
+                r["shown"].as_u64().unwrap(),
+                r["redeemed"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let truth_rows: Vec<(String, u64, u64)> =
+        truth.into_iter().map(|(v, (s, r))| (v, s, r)).collect();
+    assert_eq!(api_rows, truth_rows, "the API agrees");
+    browser
+        .eval(
+            "document.querySelector('[data-testid=campaign-figures]').scrollIntoView({block: 'center'}); return null;",
+            vec![],
+        )
+        .await
+        .expect("scroll to the campaigns");
+    shots.take("campaigns").await;
     kiosk.stop(browser).await;
 }
 

@@ -252,10 +252,10 @@
         [`${pct(r.conversion)} (${r.redeemed}/${r.shown})`]));
     });
     // The counts behind each rate, so a manager can judge how much a difference means.
-    const table = el("table", { class: "figures", "data-testid": "campaign-figures" }, [
+    const table = el("table", { class: "queue figures", "data-testid": "campaign-figures" }, [
       el("caption", {}, ["One exposure per visit (screen and ticket together); one conversion per coupon."]),
-      el("thead", {}, [el("tr", {}, ["Campaign", "Variant", "Exposures", "Conversions", "Rate"].map(
-        (c) => el("th", { scope: "col" }, [c])))]),
+      el("thead", {}, [el("tr", {}, [["Campaign", ""], ["Variant", ""], ["Exposures", "num"],
+        ["Conversions", "num"], ["Rate", "num"]].map(([c, cls]) => el("th", { scope: "col", class: cls || null }, [c])))]),
       el("tbody", {}, rows.map((r) => el("tr", { "data-campaign": r.campaign_id, "data-variant": r.variant }, [
         el("td", {}, [r.campaign_name || r.campaign_id]),
         el("td", {}, [r.variant]),
