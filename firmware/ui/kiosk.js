@@ -243,9 +243,10 @@ function screen(v) {
         h("p", {}, `${b.turn.service_name} · ${t.ahead(b.turn.position)} ${t.wait(b.turn.estimated_wait_min)}`),
         b.printed ? h("p", {}, t.takeTicket) : h("p", { class: "error", role: "alert" }, t.notPrinted),
         qr,
-        b.campaign ? h("p", { class: "campaign", "data-testid": "campaign" }, b.campaign) : null,
+        // With the number and QR on screen (no paper) there is room for the coupon only.
+        b.campaign && b.printed ? h("p", { class: "campaign", "data-testid": "campaign" }, b.campaign) : null,
         b.coupon ? h("div", { class: "coupon" }, h("strong", {}, t.coupon + ": "), b.coupon.text, h("div", { class: "muted" }, b.coupon.code)) : null,
-        h("p", { class: "muted", "data-testid": "rate-later" }, t.rateLater),
+        b.printed ? h("p", { class: "muted", "data-testid": "rate-later" }, t.rateLater) : null,
         h("div", { class: "actions" }, button(t.done, "done", null, "primary"))];
     }
     case "survey":
