@@ -62,12 +62,17 @@ document.getElementById("scan-form").addEventListener("submit", (ev) => {
 
 // A coupon: its printed code typed by staff, or its QR text typed by a USB scanner. It counts once
 // in the store; the kiosk answers "already used" for a second time.
-document.getElementById("coupon-form").addEventListener("submit", (ev) => {
+// The answer is also shown beside the field, where staff look.
+document.getElementById("coupon-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const input = document.getElementById("coupon-code");
   const code = input.value.trim();
   input.value = "";
-  if (code) act({ action: "redeem_coupon", code });
+  if (!code) return;
+  await act({ action: "redeem_coupon", code });
+  const beside = document.getElementById("coupon-message");
+  beside.className = message.className;
+  beside.textContent = message.textContent;
 });
 
 function render(b) {

@@ -307,6 +307,12 @@ async fn identified_customer_journey(viewport: Viewport) {
         .expect("the ticket printed");
     let text = page_text(&browser).await;
     assert!(text.contains("Su cupón"), "the VIP coupon is shown: {text}");
+    let coupon_code = browser
+        .text(".coupon .muted")
+        .await
+        .expect("the coupon's code")
+        .trim()
+        .to_owned();
     shots.take("goodbye").await;
     assert_fits(&browser, "the goodbye", false).await;
 
@@ -360,6 +366,32 @@ async fn identified_customer_journey(viewport: Viewport) {
         )
         .await
         .expect("served");
+    // She hands her coupon over: staff type its code; a second time it was already used.
+    browser
+        .type_into("#coupon-code", &coupon_code)
+        .await
+        .expect("coupon code");
+    browser
+        .click("#coupon-form button[type=submit]")
+        .await
+        .expect("redeem");
+    browser
+        .wait_for_text("#coupon-message", "redeemed", WAIT)
+        .await
+        .expect("the counter redeems the coupon");
+    shots.take("counter-coupon").await;
+    browser
+        .type_into("#coupon-code", &coupon_code)
+        .await
+        .expect("coupon code");
+    browser
+        .click("#coupon-form button[type=submit]")
+        .await
+        .expect("redeem again");
+    browser
+        .wait_for_text("#coupon-message", "already used", WAIT)
+        .await
+        .expect("a coupon counts once");
     browser.switch_to(kiosk_window).await.expect("kiosk");
 
     // On her way out she scans her ticket: the survey about the service she got.
@@ -442,6 +474,7 @@ async fn identified_customer_journey(viewport: Viewport) {
             "ticket_printed",
             "turn_called",
             "turn_served",
+            "coupon_redeemed",
             "survey_answered",
         ])
         .await;
