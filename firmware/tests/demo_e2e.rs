@@ -1025,3 +1025,36 @@ async fn a_coupon_scanned_at_one_kiosk_is_used_at_the_other_and_converts_once() 
     }
     h.demo.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_member_is_never_asked_to_join_and_her_ticket_carries_no_join_us_line() {
+    let h = Harness::start().await;
+    // Carmen is a member in the segment `new`; the welcome campaign is for visitors without a
+    // card.
+    let carmen = crm_endpoint::demo_token(&crm_endpoint::DEMO_CUSTOMERS[2]);
+    h.cache_until(&carmen, true, "feed never brought Carmen")
+        .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while h.demo.kiosk.db.campaigns().unwrap().len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no campaigns");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.panel_post("/api/card", json!({"action": "customer", "index": 2}))
+        .await;
+    let greeting = h.screen("greeting").await;
+    assert_eq!(greeting["body"]["name"], "Carmen");
+    assert!(greeting["body"]["campaign"].is_null(), "{greeting}");
+    h.panel_post("/api/card", json!({"action": "remove"})).await;
+    h.touch(json!({"action": "continue"})).await;
+    h.touch(json!({"action": "choose_service", "service": "A"}))
+        .await;
+    let goodbye = h
+        .screen_until("printed", |v| v["body"]["printed"] == true)
+        .await;
+    assert!(goodbye["body"]["campaign"].is_null(), "{goodbye}");
+    assert!(goodbye["body"]["coupon"].is_null(), "{goodbye}");
+    let printed = h.demo.kiosk.sims.printer.as_ref().unwrap().record().text();
+    assert!(!printed.contains("socio"), "{printed}");
+    assert!(!has(&h.journal_types(), "campaign_shown"));
+    h.demo.stop().await;
+}
