@@ -804,7 +804,49 @@ async fn the_dashboard_shows_exposures_conversions_and_rates_of_a_scripted_day(b
     h.stop().await;
 }
 
+/// The survey rule the phone companion will ask, by turn id: served and not answered yet.
+async fn the_crm_answers_the_kiosks_survey_rule_by_turn_id(b: Backend) {
+    use kiosk_protocol::wire::SurveyStatus;
+    let h = Harness::start(b).await;
+    let (served_one, rated, waiting) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let t0 = 1_000 * SEC;
+    let mut k = Timeline::new(&h.kiosk, 0);
+    k.at(t0, issued(served_one, "A", None))
+        .at(t0, issued(rated, "A", None))
+        .at(t0, issued(waiting, "A", None))
+        .at(t0 + 10 * SEC, called(served_one, false))
+        .at(t0 + 20 * SEC, served(served_one))
+        .at(t0 + 30 * SEC, called(rated, false))
+        .at(t0 + 40 * SEC, served(rated))
+        .at(t0 + 50 * SEC, answer(rated, 8));
+    k.post(&h).await;
+    let status = |turn: Uuid, store: &str| h.db.survey_status(store.into(), turn);
+    assert_eq!(
+        status(served_one, "north").await.unwrap(),
+        SurveyStatus::Open
+    );
+    assert_eq!(
+        status(rated, "north").await.unwrap(),
+        SurveyStatus::AlreadyAnswered
+    );
+    assert_eq!(
+        status(waiting, "north").await.unwrap(),
+        SurveyStatus::NotServed
+    );
+    assert_eq!(
+        status(Uuid::now_v7(), "north").await.unwrap(),
+        SurveyStatus::Unknown
+    );
+    assert_eq!(
+        status(served_one, "south").await.unwrap(),
+        SurveyStatus::Unknown,
+        "another store's turn is not this store's"
+    );
+    h.stop().await;
+}
+
 on_both_databases!(
+    the_crm_answers_the_kiosks_survey_rule_by_turn_id,
     the_dashboard_shows_exposures_conversions_and_rates_of_a_scripted_day,
     the_dashboard_needs_a_login_and_refuses_a_wrong_token,
     figures_are_computed_from_the_events,

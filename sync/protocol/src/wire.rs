@@ -360,6 +360,25 @@ impl Campaign {
     }
 }
 
+/// Whether a turn's survey can be answered now (docs/DESIGN.md invariant 15), keyed by the turn
+/// id: the kiosks decide it from the store's queue and marks (`kiosk_store::StoreQueue::survey_status`),
+/// the CRM from its live queue and the answers it keeps (`Database::survey_status`), so the
+/// kiosk screen and the phone companion go through the same rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SurveyStatus {
+    /// Served and not rated yet: one answer is welcome.
+    Open,
+    /// Issued but not served yet (waiting, called, parked): rate after being served.
+    NotServed,
+    /// Its one answer was given already.
+    AlreadyAnswered,
+    /// Not served and never will be (no-show, walked out, expired): nothing to rate.
+    Closed,
+    /// The turn is not known (another day, another store).
+    Unknown,
+}
+
 /// Deterministic A/B assignment: SHA-256(`"{campaign_id}\n{subject}"`) read as a big-endian u64,
 /// modulo the total weight, picks a variant by cumulative weight. No variants (or all weights 0)
 /// gives `"a"`.

@@ -110,23 +110,9 @@ pub enum Input {
     Tick,
 }
 
-/// Whether a turn's survey can be answered now (docs/DESIGN.md invariant 15). The store's queue
-/// decides (`kiosk_store::StoreQueue::survey_status`); the kiosk screen and, later, the phone
-/// companion go through the same rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SurveyStatus {
-    /// Served and not rated yet: one answer is welcome.
-    Open,
-    /// Issued but not served yet (waiting, called, parked): rate after being served.
-    NotServed,
-    /// Its one answer was given already (at any kiosk of the store).
-    AlreadyAnswered,
-    /// Not served and never will be (no-show, walked out, expired): nothing to rate.
-    Closed,
-    /// The store does not know the turn (another day, another store).
-    Unknown,
-}
+/// Whether a turn's survey can be answered now (docs/DESIGN.md invariant 15): the protocol's
+/// word, shared with the CRM, which answers the same question for the phone companion.
+pub use kiosk_protocol::wire::SurveyStatus;
 
 /// What became of a scanned or typed coupon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -600,6 +600,42 @@ pub(crate) async fn apply_effect(
     Ok(())
 }
 
+/// See [`super::database::Database::survey_status`].
+pub(crate) async fn survey_status(
+    e: &impl Exec,
+    store_id: String,
+    turn_id: uuid::Uuid,
+) -> DbResult<kiosk_protocol::wire::SurveyStatus> {
+    use kiosk_protocol::wire::SurveyStatus;
+    let turn = turn_id.to_string();
+    let answered = e
+        .query_opt(
+            "SELECT 1 FROM survey_answers WHERE turn_id = ?1 AND store_id = ?2",
+            args![&turn, &store_id],
+        )
+        .await?
+        .is_some();
+    if answered {
+        return Ok(SurveyStatus::AlreadyAnswered);
+    }
+    let status: Option<String> = e
+        .query_opt(
+            "SELECT status FROM queue_turns WHERE turn_id = ?1 AND store_id = ?2",
+            args![&turn, &store_id],
+        )
+        .await?
+        .map(|r| r.get(0))
+        .transpose()?;
+    Ok(match status.as_deref().map(TurnStatus::from_name) {
+        Some(TurnStatus::Served) => SurveyStatus::Open,
+        Some(TurnStatus::Waiting | TurnStatus::Called | TurnStatus::Parked) => {
+            SurveyStatus::NotServed
+        }
+        Some(TurnStatus::NoShow | TurnStatus::WalkedOut) => SurveyStatus::Closed,
+        Some(TurnStatus::Unknown) | None => SurveyStatus::Unknown,
+    })
+}
+
 /// SQL condition on a `survey_answered` row `e`: it is its turn's kept answer, or has no turn.
 fn first_answer_only(d: Dialect) -> String {
     format!(
