@@ -206,8 +206,32 @@ fn spanish_accents_and_signs_survive_encoding_and_printing() {
     assert_text(&preview.record, "¿Año nuevo? ¡Señor Núñez, pingüino!");
     assert_text(&preview.record, "Á É Í Ó Ú Ñ");
     assert_text(&preview.record, "Ü 3,50 € 1º");
-    assert_text(&preview.record, "Posición en la cola");
+    assert_text(&preview.record, "Por delante");
     assert_text(&preview.record, "Atención al cliente");
+}
+
+#[test]
+fn a_ticket_with_nobody_ahead_says_so_in_words_as_the_screen_does() {
+    let profile = standard_profile(PaperWidth::Mm80, QrMode::Native);
+    for (lang, next, ahead) in [
+        (Language::Es, "Es el siguiente", "Por delante"),
+        (Language::En, "You are next", "Ahead of you"),
+    ] {
+        let mut ticket = sample_ticket(lang);
+        ticket.position_in_queue = 0;
+        ticket.estimated_wait_minutes = 0;
+        let bytes = ticket.encode(&profile).unwrap();
+        let text = render_escpos_to_png(&bytes, &profile)
+            .unwrap()
+            .record
+            .text();
+        assert!(text.contains(next), "{lang}: {text}");
+        assert!(!text.contains(ahead), "{lang}: no count of 0 ahead: {text}");
+        assert!(
+            !text.contains("0 min"),
+            "{lang}: no wait of 0 minutes: {text}"
+        );
+    }
 }
 
 #[test]

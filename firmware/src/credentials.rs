@@ -4,8 +4,6 @@
 //!
 //! The secrets never reach a log: `Debug` redacts them.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
@@ -113,11 +111,16 @@ impl Credentials {
 
     /// Writes `path` with mode 0600 (atomically: a temporary file renamed over it).
     pub fn save(&self, path: &Path) -> Result<(), CredentialsError> {
-        let io = |source| CredentialsError::Io {
-            action: "write",
-            path: path.to_owned(),
-            source,
-        };
+        self.save_owned(path, None)
+    }
+
+    /// [`Credentials::save`], the file owned by `owner` (root provisioning for the service
+    /// user): see [`crate::paths::write_private`], which never follows a link.
+    pub fn save_owned(
+        &self,
+        path: &Path,
+        owner: Option<crate::paths::Owner>,
+    ) -> Result<(), CredentialsError> {
         let text =
             Zeroizing::new(
                 toml::to_string(self).map_err(|e| CredentialsError::Invalid {
@@ -125,26 +128,13 @@ impl Credentials {
                     message: e.to_string(),
                 })?,
             );
-        let tmp = path.with_extension("toml.tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io)?;
-        // An existing temporary file keeps its old mode: set it explicitly.
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(io)?;
-        f.write_all(text.as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)?;
-        if let Some(dir) = path.parent() {
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
+        crate::paths::write_private(path, text.as_bytes(), owner).map_err(|source| {
+            CredentialsError::Io {
+                action: "write",
+                path: path.to_owned(),
+                source,
             }
-        }
-        Ok(())
+        })
     }
 
     /// A key derived from the tenant key for one purpose (HMAC-SHA256 of the label): the same on
@@ -166,6 +156,7 @@ pub fn derive(key: &[u8], label: &str) -> Zeroizing<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
 
     fn sample() -> Credentials {
         Credentials {

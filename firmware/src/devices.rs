@@ -261,10 +261,14 @@ fn run_job(
                     .encode(p.profile())
                     .map_err(|e| PrinterError::from(e).to_string())
                     .and_then(|bytes| {
-                        let id = format!("report-{}", Uuid::now_v7());
-                        p.print_job(&id, &bytes)
-                            .map(|_| u32::try_from(bytes.len()).unwrap_or(u32::MAX))
-                            .map_err(|e| e.to_string())
+                        let id = Uuid::now_v7();
+                        p.print_job(&format!("report-{id}"), &bytes)
+                            .map_err(|e| e.to_string())?;
+                        if let Some(dir) = previews {
+                            let name = format!("informe-{}.png", &id.simple().to_string()[..12]);
+                            write_preview(dir, &name, &bytes, p);
+                        }
+                        Ok(u32::try_from(bytes.len()).unwrap_or(u32::MAX))
                     }),
             };
             let _ = reply.send(outcome);
@@ -289,27 +293,64 @@ fn print_ticket(
         printer.print_job(&job, &bytes)?;
     }
     if let Some(dir) = previews {
-        write_preview(dir, label, turn_id, &bytes, printer);
+        let name = preview_name(dir, label, turn_id, reprint);
+        write_preview(dir, &name, &bytes, printer);
     }
     Ok(u32::try_from(bytes.len()).unwrap_or(u32::MAX))
 }
 
-fn write_preview(
-    dir: &std::path::Path,
-    label: &str,
-    turn_id: Uuid,
-    bytes: &[u8],
-    printer: &ThermalPrinter,
-) {
-    let name = format!("{label}-{}.png", &turn_id.simple().to_string()[..8]);
+/// The file name of a ticket's preview: `A-012-0190a1b2.png` for the ticket, and for each
+/// reprint the first free of `A-012-0190a1b2-copia.png`, `...-copia-2.png`, ... beside it, so a
+/// copy never replaces the original's picture.
+fn preview_name(dir: &std::path::Path, label: &str, turn_id: Uuid, reprint: bool) -> String {
+    let stem = format!("{label}-{}", &turn_id.simple().to_string()[..8]);
+    if !reprint {
+        return format!("{stem}.png");
+    }
+    (1..)
+        .map(|n| match n {
+            1 => format!("{stem}-copia.png"),
+            n => format!("{stem}-copia-{n}.png"),
+        })
+        .find(|name| !dir.join(name).exists())
+        .unwrap_or_else(|| format!("{stem}-copia.png"))
+}
+
+/// Renders printed ESC/POS `bytes` to `dir/name` (a PNG), as the paper would look.
+fn write_preview(dir: &std::path::Path, name: &str, bytes: &[u8], printer: &ThermalPrinter) {
     let result = render_escpos_to_png(bytes, printer.profile())
         .map_err(|e| e.to_string())
         .and_then(|preview| {
             std::fs::create_dir_all(dir)
-                .and_then(|()| std::fs::write(dir.join(&name), &preview.png))
+                .and_then(|()| std::fs::write(dir.join(name), &preview.png))
                 .map_err(|e| e.to_string())
         });
     if let Err(e) = result {
         tracing::warn!(error = %e, file = %name, "cannot write the ticket preview");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reprints_preview_goes_beside_the_original_never_over_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Uuid::now_v7();
+        let short = &id.simple().to_string()[..8];
+        let original = preview_name(dir.path(), "A-012", id, false);
+        assert_eq!(original, format!("A-012-{short}.png"));
+        std::fs::write(dir.path().join(&original), b"png").unwrap();
+        let first = preview_name(dir.path(), "A-012", id, true);
+        assert_eq!(first, format!("A-012-{short}-copia.png"));
+        std::fs::write(dir.path().join(&first), b"png").unwrap();
+        let second = preview_name(dir.path(), "A-012", id, true);
+        assert_eq!(second, format!("A-012-{short}-copia-2.png"));
+        assert_eq!(
+            preview_name(dir.path(), "A-012", id, false),
+            original,
+            "a first print's name does not change"
+        );
     }
 }

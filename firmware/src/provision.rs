@@ -13,7 +13,7 @@
 //!    mode 0600, owned by the `kiosk` user when run as root.
 
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -224,10 +224,13 @@ pub async fn provision(opts: &Options, prompt: &mut dyn Prompt) -> anyhow::Resul
             (!p.is_empty()).then_some(p)
         }
     };
+    // Six digits: with the per-address lockout (doubling up to an hour after every five wrong
+    // PINs), guessing a million PINs from one device takes decades, where four digits took
+    // under a year.
     if let Some(p) = &pin
-        && (p.len() < 4 || !p.chars().all(|c| c.is_ascii_digit()))
+        && (p.len() < 6 || !p.chars().all(|c| c.is_ascii_digit()))
     {
-        bail!("the staff PIN must be at least 4 digits");
+        bail!("the staff PIN must be at least 6 digits");
     }
 
     doc["kiosk"]["hardware_profile"] = value(&profile);
@@ -305,11 +308,18 @@ pub async fn provision(opts: &Options, prompt: &mut dyn Prompt) -> anyhow::Resul
     let text = doc.to_string();
     Config::from_text(&site_path, &text)?;
 
-    credentials.save(&data.credentials())?;
+    let owner = service_user();
+    credentials.save_owned(&data.credentials(), owner)?;
     std::fs::create_dir_all(&opts.config_dir)
         .with_context(|| format!("cannot create {}", opts.config_dir.display()))?;
-    write_private(&site_path, text.as_bytes())?;
-    hand_to_service_user(&[data.root(), &data.credentials(), &site_path]);
+    crate::paths::write_private(&site_path, text.as_bytes(), owner)
+        .with_context(|| format!("cannot write {}", site_path.display()))?;
+    if let Some(o) = owner {
+        // The data directory itself, without following a link put in its place.
+        if let Err(e) = std::os::unix::fs::lchown(data.root(), Some(o.uid), Some(o.gid)) {
+            tracing::warn!(path = %data.root().display(), error = %e, "cannot hand the data directory to the kiosk user");
+        }
+    }
     if let Some(old) = &old
         && left_unsynced > 0
     {
@@ -386,41 +396,15 @@ async fn drain_old(
     Ok((before.saturating_sub(left), left))
 }
 
-/// Writes `bytes` to `path` atomically with mode 0600 (a temp file, fsync, rename, fsync dir).
-pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
-    ));
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-/// As root, gives the files to the service user (it reads them, nobody else may).
-fn hand_to_service_user(paths: &[&Path]) {
+/// Run as root, the service user's ids: the files provisioning writes are handed to it (it
+/// reads them, nobody else may).
+fn service_user() -> Option<crate::paths::Owner> {
     if !nix::unistd::geteuid().is_root() {
-        return;
+        return None;
     }
-    let Ok(Some(user)) = nix::unistd::User::from_name(SERVICE_USER) else {
-        return;
-    };
-    for p in paths {
-        if let Err(e) = nix::unistd::chown(*p, Some(user.uid), Some(user.gid)) {
-            tracing::warn!(path = %p.display(), error = %e, "cannot hand the file to the kiosk user");
-        }
-    }
+    let user = nix::unistd::User::from_name(SERVICE_USER).ok().flatten()?;
+    Some(crate::paths::Owner {
+        uid: user.uid.as_raw(),
+        gid: user.gid.as_raw(),
+    })
 }

@@ -670,6 +670,7 @@ pub fn print_ticket_on(
             crate::version::TARGET
         ),
         language: Language::En,
+        copy: false,
     };
     let bytes = match ticket.encode(printer.profile()) {
         Ok(b) => b,

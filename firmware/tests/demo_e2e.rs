@@ -504,6 +504,24 @@ async fn an_anonymous_visitor_gets_the_number_and_qr_on_screen_when_the_paper_is
     assert!(has(&types, "ticket_print_failed"), "{types:?}");
     assert!(has(&types, "turn_called"), "{types:?}");
     h.assert_crm_has_every_event_once().await;
+
+    // The panel's "Paper out" button, pressed again, puts the paper back: the page posts every
+    // switch as the panel shows it, and "Offline" was never pressed, so the printer comes back.
+    let state = h.get_json(h.panel("/api/state")).await;
+    assert_eq!(state["paper_out"], true, "{state}");
+    assert_eq!(
+        state["offline"], false,
+        "the Offline switch is not on: {state}"
+    );
+    h.panel_post(
+        "/api/printer",
+        json!({"paper_out": false, "cover_open": state["cover_open"], "offline": state["offline"]}),
+    )
+    .await;
+    h.screen_until("the printer back after the paper", |v| {
+        v["printer_ok"] == true
+    })
+    .await;
     h.demo.stop().await;
 }
 
@@ -1056,5 +1074,145 @@ async fn a_new_member_is_never_asked_to_join_and_her_ticket_carries_no_join_us_l
     let printed = h.demo.kiosk.sims.printer.as_ref().unwrap().record().text();
     assert!(!printed.contains("socio"), "{printed}");
     assert!(!has(&h.journal_types(), "campaign_shown"));
+    h.demo.stop().await;
+}
+
+/// The first object anywhere in `v` whose `key` is `value`.
+fn find_object<'a>(v: &'a Value, key: &str, value: &str) -> Option<&'a Value> {
+    match v {
+        Value::Object(m) if m.get(key).and_then(Value::as_str) == Some(value) => Some(v),
+        Value::Object(m) => m.values().find_map(|x| find_object(x, key, value)),
+        Value::Array(a) => a.iter().find_map(|x| find_object(x, key, value)),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_keeps_a_picture_of_every_printed_page_a_reprint_marked_copy_beside_its_original()
+{
+    let h = Harness::start().await;
+    h.touch(json!({"action": "start"})).await;
+    h.screen("choose_service").await;
+    h.touch(json!({"action": "choose_service", "service": "A"}))
+        .await;
+    let goodbye = h
+        .screen_until("printed", |v| v["body"]["printed"] == true)
+        .await;
+    let label = goodbye["body"]["turn"]["label"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    h.touch(json!({"action": "done"})).await;
+
+    let cookie = h.staff_cookie().await;
+    // Staff reprint the ticket of the turn at their counter.
+    let call = h
+        .staff(
+            &cookie,
+            "1",
+            json!({"action": "call_next", "services": ["A"]}),
+        )
+        .await;
+    assert!(call.status().is_success(), "call: {}", call.status());
+    let board: Value = h
+        .http
+        .get(h.ui("/api/counter/board"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let turn_id = find_object(&board, "label", &label)
+        .and_then(|t| t["turn_id"].as_str())
+        .unwrap_or_else(|| panic!("turn {label} on the board: {board}"))
+        .to_owned();
+    for _ in 0..2 {
+        let r = h
+            .staff(
+                &cookie,
+                "1",
+                json!({"action": "reprint", "turn_id": turn_id}),
+            )
+            .await;
+        assert!(r.status().is_success(), "reprint: {}", r.status());
+    }
+    let r = h
+        .staff(&cookie, "1", json!({"action": "print_report"}))
+        .await;
+    assert!(r.status().is_success(), "report: {}", r.status());
+
+    let printed = h.demo.kiosk.sims.printer.as_ref().unwrap().record().text();
+    assert_eq!(
+        printed.matches("*** COPIA ***").count(),
+        4,
+        "two reprints, each marked above and below the number: {printed}"
+    );
+    let mut pngs: Vec<String> = std::fs::read_dir(&h.demo.tickets_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    pngs.sort();
+    let of_turn: Vec<_> = pngs.iter().filter(|n| n.starts_with(&label)).collect();
+    assert_eq!(of_turn.len(), 3, "the original and two copies: {pngs:?}");
+    assert!(
+        of_turn.iter().any(|n| n.ends_with("-copia.png")),
+        "{pngs:?}"
+    );
+    assert!(
+        of_turn.iter().any(|n| n.ends_with("-copia-2.png")),
+        "{pngs:?}"
+    );
+    assert!(
+        pngs.iter()
+            .any(|n| n.starts_with("informe-") && n.ends_with(".png")),
+        "the manager report as a picture too: {pngs:?}"
+    );
+    h.demo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_requests_held_on_the_staff_listener_leave_the_screen_and_the_counter_answering() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::start().await;
+    let staff = h.demo.kiosk.staff_addr;
+    // A device on the shop LAN (127.0.0.2 here) opens 100 connections and sends half a request
+    // on each, the way a slow-client attack holds a server's descriptors.
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut s = socket.connect(staff).await.unwrap();
+        let _ = s
+            .write_all(b"GET /counter HTTP/1.1\r\nhost: kiosk\r\n")
+            .await;
+        held.push(s);
+    }
+    // The customer screen and the counter page (from another address) still answer.
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let screen = quick.get(h.ui("/api/kiosk/view")).send().await.unwrap();
+    assert!(screen.status().is_success(), "{}", screen.status());
+    let counter = quick
+        .get(format!("http://{staff}/counter"))
+        .send()
+        .await
+        .expect("the counter page answers during the hold");
+    assert!(counter.status().is_success(), "{}", counter.status());
+    // And the kiosk closes every held connection: over the per-peer cap at once (503), the
+    // others when the header timeout passes.
+    let mut busy = 0;
+    for s in &mut held {
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut got))
+            .await
+            .expect("the kiosk closes a held half request")
+            .unwrap();
+        busy += usize::from(got.starts_with(b"HTTP/1.1 503"));
+    }
+    assert_eq!(busy, 100 - kiosk_serve::Limits::LAN.max_per_peer);
     h.demo.stop().await;
 }

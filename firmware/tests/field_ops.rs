@@ -97,7 +97,7 @@ impl Crm {
         let addr = listener.local_addr().unwrap();
         let config = crm_endpoint::ServeConfig {
             db: db.clone(),
-            admin_token: Some("admin".into()),
+            admin_token: Some("field-ops-test-admin-token-0123456789".into()),
             tls: None,
         };
         tokio::spawn(async move {
@@ -162,7 +162,7 @@ fn provision_cmd(etc: &Path, data: &Path, endpoint: &str, code: &str) -> Command
         "--code",
         code,
         "--staff-pin",
-        "4321",
+        "432105",
     ])
     .arg("--config-dir")
     .arg(etc)
@@ -286,9 +286,12 @@ async fn provision_run_status_and_reprovision_keep_every_event() {
     assert!(written.contains("hardware_profile = \"simulated\""));
     assert!(written.contains(&format!(
         "staff_pin_sha256 = \"{}\"",
-        kiosk::ui::pin_digest("4321")
+        kiosk::ui::pin_digest("432105")
     )));
-    assert!(!written.contains("4321\""), "the PIN itself is not stored");
+    assert!(
+        !written.contains("432105\""),
+        "the PIN itself is not stored"
+    );
     let out = run_cmd({
         let mut c = kiosk();
         c.arg("check-config").arg(&site);

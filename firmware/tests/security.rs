@@ -20,6 +20,7 @@ mod soak_support;
 
 use std::io::Read as _;
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -387,10 +388,26 @@ async fn the_demo_binary_writes_no_raw_card_uid_to_its_logs_or_files_listens_on_
     );
     let files = files_under(&data);
     assert!(files.len() >= 6, "{files:?}");
+    assert!(
+        files
+            .iter()
+            .any(|f| f.extension().is_some_and(|e| e == "png")),
+        "ticket pictures among the files: {files:?}"
+    );
     for f in files {
         let bytes = std::fs::read(&f).unwrap();
         assert_no_uid(&f.display().to_string(), &bytes, &uids, true);
+        // Journal, its WAL, the embedded CRM's database, ticket pictures, configs, keys: the
+        // owner's only (measured 0644 before).
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is mode {mode:04o}", f.display());
     }
+    let mode = std::fs::metadata(data.join("kiosk"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode & 0o077, 0, "the data directory is mode {mode:04o}");
 }
 
 /// A TCP relay that records both directions.

@@ -341,6 +341,126 @@ async fn the_counter_page_needs_the_staff_pin_and_keeps_a_session_cookie() {
 }
 
 #[tokio::test]
+async fn each_login_has_its_own_session_and_a_logged_out_cookie_reads_nothing_more() {
+    let h = start().await;
+    let first = h.login().await;
+    let second = h.login().await;
+    assert_ne!(first, second, "a session per login, not one per process");
+    let board = |cookie: String| {
+        let req = h
+            .client
+            .get(h.url("/api/counter/board"))
+            .header("cookie", cookie);
+        async move { req.send().await.expect("board").status() }
+    };
+    assert_eq!(board(first.clone()).await, StatusCode::OK);
+    let out = h
+        .client
+        .post(h.url("/counter/logout"))
+        .header("cookie", &first)
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    // The measured hole: the old cookie still read the board and ran call_next after logout.
+    assert_eq!(board(first.clone()).await, StatusCode::UNAUTHORIZED);
+    let command = h
+        .client
+        .post(h.url("/api/counter/command"))
+        .header("cookie", &first)
+        .json(&serde_json::json!({"counter": "1", "command": {"action": "call_next"}}))
+        .send()
+        .await
+        .expect("command");
+    assert_eq!(command.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        board(second).await,
+        StatusCode::OK,
+        "the other session goes on"
+    );
+}
+
+#[tokio::test]
+async fn wrong_pins_lock_out_their_own_address_not_the_other_counters() {
+    let h = start().await;
+    // A device at 127.0.0.2 guesses.
+    let guesser = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .local_address(Some("127.0.0.2".parse().unwrap()))
+        .build()
+        .unwrap();
+    for _ in 0..6 {
+        guesser
+            .post(h.url("/counter/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("pin=1111")
+            .send()
+            .await
+            .expect("wrong pin");
+    }
+    let locked = guesser
+        .post(h.url("/counter/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("pin=4321")
+        .send()
+        .await
+        .expect("right pin from the guesser");
+    assert_eq!(locked.headers()["location"], "/counter?error=locked");
+    // The counters (127.0.0.1) log in as usual.
+    h.login().await;
+}
+
+#[tokio::test]
+async fn a_post_from_another_sites_page_is_refused() {
+    let h = start().await;
+    let cross = h
+        .client
+        .post(h.url("/counter/login"))
+        .header("origin", "http://evil.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("pin=4321")
+        .send()
+        .await
+        .expect("cross-site login");
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+    assert!(cross.headers().get("set-cookie").is_none());
+    let cookie = h.login().await;
+    let command = h
+        .client
+        .post(h.url("/api/counter/command"))
+        .header("cookie", &cookie)
+        .header("origin", "http://evil.example")
+        .json(&serde_json::json!({"counter": "1", "command": {"action": "call_next"}}))
+        .send()
+        .await
+        .expect("cross-site command");
+    assert_eq!(command.status(), StatusCode::FORBIDDEN);
+    let own = h
+        .client
+        .post(h.url("/api/counter/command"))
+        .header("cookie", &cookie)
+        .header("origin", h.base.clone())
+        .json(&serde_json::json!({"counter": "1", "command": {"action": "call_next"}}))
+        .send();
+    // The page's own origin passes (the runtime behind this harness answers it).
+    let mut h = h;
+    let answer = tokio::spawn(own);
+    let request = tokio::time::timeout(WAIT, h.staff.recv())
+        .await
+        .expect("the command reached the runtime")
+        .expect("staff channel open");
+    let _ = request.reply.send(Ok(StaffAck::default()));
+    assert!(
+        answer
+            .await
+            .unwrap()
+            .expect("own-origin command")
+            .status()
+            .is_success()
+    );
+}
+
+#[tokio::test]
 async fn repeated_wrong_pins_lock_the_login_even_for_the_right_pin() {
     let h = start().await;
     for _ in 0..5 {

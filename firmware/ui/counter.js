@@ -83,7 +83,7 @@ function render(b) {
     const box = el("div");
     box.append(el("div", "turn", mine.label));
     if (mine.customer) {
-      box.append(el("p", "", `👤 ${mine.customer.name}` + (mine.customer.segment ? ` · ${mine.customer.segment}` : "")));
+      box.append(el("p", "", `Cliente · Customer: ${mine.customer.name}` + (mine.customer.segment ? ` · ${mine.customer.segment}` : "")));
       if (mine.customer.campaign_script) box.append(el("p", "script", mine.customer.campaign_script));
     }
     const row = el("div", "row");
@@ -111,6 +111,7 @@ function render(b) {
     go.addEventListener("click", () => act({ action: "transfer", turn_id: mine.turn_id, to: select.value }));
     go.disabled = select.options.length === 0;
     move.append(label, select, go);
+    if (go.disabled) move.append(el("span", "help", "No hay otro servicio al que pasarlo · There is no other service to transfer to"));
     box.append(move);
     current.replaceChildren(box);
   } else {
@@ -118,23 +119,30 @@ function render(b) {
   }
   const table = el("table");
   const head = el("tr");
-  for (const t of ["", "Esperando · Waiting", "Siguiente · Next", "Espera · Wait", ""]) head.append(el("th", "", t));
+  for (const t of ["Servicio · Service", "Esperando · Waiting", "Siguiente · Next", "Espera · Wait", "Llamar · Call"]) head.append(el("th", "", t));
   table.append(head);
   for (const s of b.services) {
     const tr = el("tr");
-    tr.append(el("td", "", `${s.letter} · ${s.name.es}`), el("td", "", `${s.waiting}` + (s.priority_waiting ? ` (♿ ${s.priority_waiting})` : "")),
+    tr.append(el("td", "", `${s.letter} · ${s.name.es}`), el("td", "", `${s.waiting}` + (s.priority_waiting ? ` (${s.priority_waiting} prioritario(s) · priority)` : "")),
       el("td", "", s.next || "—"), el("td", "", `${Math.ceil(s.estimated_wait_s / 60)} min`));
     const cell = el("td");
     const call = btn(`Llamar ${s.letter} · Call ${s.letter}`, { action: "call_next", services: [s.letter] }, "primary");
     call.disabled = !!mine || s.waiting === 0;
     cell.append(call);
+    // A disabled button says why, in words (the general reason while serving is under "call next").
+    if (!mine && s.waiting === 0) cell.append(el("span", "help", " Nadie espera · Nobody waiting"));
     tr.append(cell);
     table.append(tr);
   }
   services.replaceChildren(table);
   document.getElementById("call-any").disabled = !!mine;
+  const why = document.getElementById("call-any-why");
+  why.hidden = !mine;
+  why.textContent = mine
+    ? `Termine antes el turno ${mine.label}: Atendido, No se presentó o Aparcar · First finish turn ${mine.label}: Served, No-show or Park`
+    : "";
   const list = el("ul");
-  for (const s of b.serving.filter((s) => s.counter !== me)) list.append(el("li", "", `${s.label} → ${s.counter}`));
+  for (const s of b.serving.filter((s) => s.counter !== me)) list.append(el("li", "", `${s.label} · mostrador · counter ${s.counter}`));
   others.replaceChildren(list);
   document.getElementById("open-counters").textContent =
     `Mostradores abiertos · Open counters: ${b.open_counters || 0}`;

@@ -1,20 +1,31 @@
 // The kiosk touchscreen: renders the ScreenView the server pushes (server-sent events) and posts
-// touches back. Holds no state of its own beyond the registration form being typed, which is
-// dropped whenever the screen changes. No timers: the server decides when screens time out.
+// touches back. Holds no state of its own beyond the registration form being typed (dropped
+// whenever the screen changes) and the large-text / high-contrast views (kept for the journey,
+// reset at the attract screen). No timers: the server decides when screens time out.
+//
+// A view is drawn only when what it shows changed (its screen, language or content, not its
+// version): the registration form keeps its DOM, focus and caret while the server re-sends the
+// same screen (every keystroke's "activity" does), so a physical keyboard types normally.
+// Icons are inline SVG: a stock Pi has no emoji font.
 "use strict";
 
 const T = {
   es: {
     other: "English", printerDown: "Impresora sin servicio: verá su número en pantalla",
+    largeText: "Texto grande", contrast: "Contraste",
     attractTitle: "Bienvenido", attractInvite: "¡Hola! Acerque su tarjeta de cliente",
     attractHint: "Acerque su tarjeta al lector o toque para continuar", start: "Continuar sin tarjeta",
     identifying: "Un momento…", hello: (n) => `Hola, ${n}`, continue: "Continuar", cancel: "Cancelar",
     consentsTitle: "Sus permisos", given: "Sí", notGiven: "No",
     offerTitle: "No conocemos esta tarjeta", offerText: "¿Quiere registrarse? Así le saludaremos y verá ofertas para usted.",
     register: "Registrarme", skip: "Ahora no",
-    regTitle: "Registro", name: "Nombre", email: "Email (opcional)", phone: "Teléfono (opcional)",
+    regTitle: "Registro", steps: "Pasos del registro", name: "Nombre", email: "Email", phone: "Teléfono", permissions: "Permisos",
+    optional: "opcional", next: "Siguiente",
+    nameHint: "Su nombre, como quiere que le saludemos.",
     emailHint: "Solo guardamos el email o el teléfono si acepta recibir ofertas por ese medio.",
-    policy: (v) => `Ver texto completo (versión ${v})`, submit: "Registrarme", space: "espacio", del: "⌫ borrar",
+    consentsHint: "Marque lo que acepta. Solo «guardar mi perfil» es necesario para registrarse.",
+    policy: (v) => `Ver texto completo (versión ${v})`, submit: "Registrarme",
+    keyboard: "Teclado", space: "espacio", del: "Borrar", shift: "Mayúscula", caps: "Bloq Mayús",
     regErrors: {
       name_missing: "Escriba su nombre.", name_invalid: "El nombre es demasiado largo.",
       email_invalid: "Revise el email.", phone_invalid: "Revise el teléfono.",
@@ -44,15 +55,20 @@ const T = {
   },
   en: {
     other: "Español", printerDown: "Printer out of service: your number will be shown on screen",
+    largeText: "Large text", contrast: "Contrast",
     attractTitle: "Welcome", attractInvite: "Hello! Tap your customer card",
     attractHint: "Tap your card on the reader or touch to continue", start: "Continue without a card",
     identifying: "One moment…", hello: (n) => `Hello, ${n}`, continue: "Continue", cancel: "Cancel",
     consentsTitle: "Your permissions", given: "Yes", notGiven: "No",
     offerTitle: "We do not know this card", offerText: "Would you like to register? We will greet you and show offers for you.",
     register: "Register", skip: "Not now",
-    regTitle: "Registration", name: "Name", email: "Email (optional)", phone: "Phone (optional)",
+    regTitle: "Registration", steps: "Registration steps", name: "Name", email: "Email", phone: "Phone", permissions: "Permissions",
+    optional: "optional", next: "Next",
+    nameHint: "Your name, as you would like us to greet you.",
     emailHint: "We only keep your email or phone if you agree to receive offers that way.",
-    policy: (v) => `Read the full text (version ${v})`, submit: "Register", space: "space", del: "⌫ delete",
+    consentsHint: "Tick what you agree to. Only “keep my profile” is needed to register.",
+    policy: (v) => `Read the full text (version ${v})`, submit: "Register",
+    keyboard: "Keyboard", space: "space", del: "Delete", shift: "Shift", caps: "Caps lock",
     regErrors: {
       name_missing: "Please type your name.", name_invalid: "The name is too long.",
       email_invalid: "Please check the email.", phone_invalid: "Please check the phone number.",
@@ -82,19 +98,62 @@ const T = {
   },
 };
 
+// Icons as SVG paths on a 24x24 grid, stroked in the text colour ({d, fill} for solid parts).
+const ICONS = {
+  backspace: ["M21 5H9l-6 7 6 7h12z", "M12 9l6 6", "M18 9l-6 6"],
+  shift: ["M12 3l-8 9h5v8h6v-8h5z"],
+  caps: ["M12 3l-8 8h5v5h6v-5h5z", "M8 20h8"],
+  check: ["M4 12l5 5L20 6"],
+  warning: ["M12 3L2 21h20z", "M12 10v5", "M12 18v.5"],
+  wheelchair: ["M11 2.5a1.6 1.6 0 1 0 .01 0", "M11 7v6h5l2.5 6", "M11 10h4", "M8 11.5a5 5 0 1 0 7 6"],
+  text: ["M2 20L7 6l5 14", "M4 15h6", "M13 20l4-10 4 10", "M14.5 16.5h5"],
+  contrast: ["M12 3a9 9 0 1 0 0 18a9 9 0 1 0 0-18", { d: "M12 3a9 9 0 0 1 0 18z", fill: true }],
+};
+const SVG = "http://www.w3.org/2000/svg";
+
+function icon(name, cls) {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("focusable", "false");
+  svg.setAttribute("class", "icon" + (cls ? " " + cls : ""));
+  for (const p of ICONS[name]) {
+    const path = document.createElementNS(SVG, "path");
+    path.setAttribute("d", typeof p === "string" ? p : p.d);
+    if (typeof p !== "string" && p.fill) path.setAttribute("class", "solid");
+    svg.append(path);
+  }
+  return svg;
+}
+
 const app = document.getElementById("app");
 const announce = document.getElementById("announce");
 const langButton = document.getElementById("lang");
+const largeButton = document.getElementById("large-text");
+const contrastButton = document.getElementById("contrast");
 const printer = document.getElementById("printer");
 const noticeSlot = document.getElementById("notice-slot");
 
 let current = null;
+let shown = null; // what the screen shows now: locale and body, without the state's version
 let lastNotice = null;
 let form = emptyForm();
 let lastActivity = 0;
+const views = { large: false, contrast: false };
+
+// The registration's steps, in order; the server's error names the step to go back to.
+const STEPS = ["name", "email", "phone", "consents"];
+const ERROR_STEP = {
+  name_missing: "name", name_invalid: "name", email_invalid: "email", phone_invalid: "phone",
+  profile_consent_required: "consents",
+};
+const MAX_LEN = { name: 60, email: 254, phone: 20 };
 
 function emptyForm() {
-  return { name: "", email: "", phone: "", consents: new Set(), field: "name" };
+  return {
+    name: "", email: "", phone: "", consents: new Set(), step: "name",
+    shift: true, caps: false, error: null, errorCleared: false, submitted: false,
+  };
 }
 
 function h(tag, attrs, ...children) {
@@ -150,60 +209,185 @@ function survey(t, s) {
   return h("p", { role: "status" }, t.thanks);
 }
 
-function keyboard(t) {
-  const rows = ["1234567890", "qwertyuiop", "asdfghjklñ", "zxcvbnm@.-", "áéíóúü_+'"];
-  const press = (ch) => () => {
-    const f = form.field;
-    if (ch === "del") form[f] = form[f].slice(0, -1);
-    else form[f] = (form[f] + ch).slice(0, f === "name" ? 60 : 254);
-    document.getElementById(`f-${f}`).value = form[f];
-    activity();
+// ---- registration -------------------------------------------------------------------------
+
+// The on-screen keyboard of each field: rows of keys; a name starts each word in capitals.
+const LAYOUTS = {
+  name: ["qwertyuiop", "asdfghjklñ", ["shift", ..."zxcvbnm", "-", "'"], [..."áéíóúü", "."], ["caps", "space", "del"]],
+  email: ["1234567890", "qwertyuiop", "asdfghjkl_", ["shift", ..."zxcvbnm", "-", "."], ["@", ".com", ".es", "del"]],
+  phone: ["123", "456", "789", ["+", "0", "del"]],
+};
+
+function upper() {
+  return form.caps !== form.shift;
+}
+
+// A new word of the name starts with a capital (the shift key overrides it).
+function autoShift(input) {
+  if (form.step !== "name" || form.caps) return;
+  const at = input.selectionStart ?? input.value.length;
+  const before = input.value.slice(0, at);
+  form.shift = before === "" || /[\s\-']$/.test(before);
+}
+
+function paintKeys() {
+  for (const k of app.querySelectorAll(".key[data-key]")) {
+    const key = k.dataset.key;
+    if (key.length === 1) k.textContent = upper() ? key.toLocaleUpperCase("es") : key;
+  }
+  const shift = app.querySelector(".key[data-key-fn=shift]");
+  if (shift) shift.setAttribute("aria-pressed", form.shift ? "true" : "false");
+  const caps = app.querySelector(".key[data-key-fn=caps]");
+  if (caps) caps.setAttribute("aria-pressed", form.caps ? "true" : "false");
+}
+
+function clearError(field) {
+  if (form.error && ERROR_STEP[form.error] === field) {
+    form.errorCleared = true;
+    const msg = document.getElementById(`msg-${field}`);
+    if (msg) msg.hidden = true;
+  }
+}
+
+function press(key) {
+  const f = form.step;
+  const input = document.getElementById(`f-${f}`);
+  if (!input) return;
+  activity();
+  if (key === "shift") { form.shift = !form.shift; paintKeys(); return; }
+  if (key === "caps") { form.caps = !form.caps; form.shift = false; paintKeys(); return; }
+  const v = input.value;
+  let start = input.selectionStart ?? v.length;
+  const end = input.selectionEnd ?? v.length;
+  let text = "";
+  if (key === "del") {
+    if (start === end && start > 0) start -= [...v.slice(0, start)].slice(-1)[0].length;
+  } else {
+    text = key === "space" ? " " : key;
+    if (text.length === 1 && upper()) text = text.toLocaleUpperCase("es");
+    if ([...v].length - (end - start) + [...text].length > MAX_LEN[f]) return;
+  }
+  input.value = v.slice(0, start) + text + v.slice(end);
+  const at = start + text.length;
+  input.setSelectionRange(at, at);
+  form[f] = input.value;
+  if (key !== "del") form.shift = false;
+  autoShift(input);
+  paintKeys();
+  clearError(f);
+}
+
+function keyboard(t, field) {
+  const label = { shift: t.shift, caps: t.caps, del: t.del, space: t.space };
+  const iconOf = { shift: "shift", caps: "caps", del: "backspace" };
+  const key = (k) => {
+    const fn = ["shift", "caps", "del", "space"].includes(k);
+    const wide = fn || k.length > 1;
+    const b = h("button", {
+      type: "button", class: "key" + (wide ? " wide" : "") + (k === "space" ? " space" : ""),
+      "data-key": fn ? null : k, "data-key-fn": fn ? k : null,
+      "aria-label": fn && k !== "space" ? label[k] : null,
+      "aria-pressed": k === "shift" || k === "caps" ? "false" : null,
+    }, iconOf[k] ? icon(iconOf[k]) : fn ? label[k] : k);
+    // Keep the focus (and caret) in the field: a key is pressed, not focused.
+    b.addEventListener("mousedown", (e) => e.preventDefault());
+    b.addEventListener("click", () => press(k));
+    return b;
   };
-  return h("div", { class: "keyboard", "aria-label": "keyboard" },
-    rows.map((r) => h("div", { class: "row" }, [...r].map((c) => h("button", { type: "button", onclick: press(c) }, c)))),
-    h("div", { class: "row" },
-      h("button", { type: "button", class: "wide", onclick: press(" ") }, t.space),
-      h("button", { type: "button", class: "wide", onclick: press("del") }, t.del)));
+  return h("div", { class: `keyboard keyboard-${field}`, role: "group", "aria-label": t.keyboard },
+    LAYOUTS[field].map((row) => h("div", { class: "row" }, [...row].map(key))));
+}
+
+function stepLabel(t, s) {
+  return { name: t.name, email: t.email, phone: t.phone, consents: t.permissions }[s];
+}
+
+function goStep(s) {
+  form.step = s;
+  form.shift = s === "name";
+  paint();
+}
+
+function textStep(t, f) {
+  const optional = f !== "name";
+  const showError = form.error && ERROR_STEP[form.error] === f && !form.errorCleared;
+  const input = h("input", {
+    id: `f-${f}`, type: f === "phone" ? "tel" : "text", inputmode: "none", autocomplete: "off",
+    autocapitalize: "off", spellcheck: "false", class: "active", name: f,
+    maxlength: String(MAX_LEN[f]), "aria-describedby": `msg-${f}`, "aria-invalid": showError ? "true" : null,
+  });
+  input.value = form[f];
+  input.addEventListener("input", () => { form[f] = input.value; autoShift(input); paintKeys(); clearError(f); activity(); });
+  input.addEventListener("click", () => { autoShift(input); paintKeys(); });
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter") { e.preventDefault(); goStep(STEPS[STEPS.indexOf(f) + 1]); }
+  });
+  const hint = { name: t.nameHint, email: t.emailHint, phone: t.emailHint }[f];
+  return [
+    h("div", { class: "field" },
+      h("label", { for: `f-${f}` }, stepLabel(t, f), optional ? h("span", { class: "muted" }, ` (${t.optional})`) : null),
+      input,
+      h("button", { type: "button", class: "primary next", "data-testid": "next", onclick: () => goStep(STEPS[STEPS.indexOf(f) + 1]) }, t.next)),
+    showError
+      ? h("p", { id: `msg-${f}`, class: "msg error", role: "alert" }, icon("warning"), " ", t.regErrors[form.error] || form.error)
+      : h("p", { id: `msg-${f}`, class: "msg muted" }, hint),
+    keyboard(t, f),
+  ];
+}
+
+function consentsStep(t, body) {
+  const consent = (c) => {
+    const id = `consent-${c.purpose}`;
+    const on = form.consents.has(c.purpose);
+    const box = h("button", {
+      type: "button", id, class: "box", role: "checkbox", "aria-checked": on ? "true" : "false",
+      "aria-labelledby": `${id}-title`, "data-purpose": c.purpose,
+    }, icon("check", "tick"));
+    box.addEventListener("click", () => {
+      if (form.consents.has(c.purpose)) form.consents.delete(c.purpose); else form.consents.add(c.purpose);
+      box.setAttribute("aria-checked", form.consents.has(c.purpose) ? "true" : "false");
+      if (c.purpose === "profile") clearError("consents");
+      activity();
+    });
+    return h("div", { class: "consent" }, box,
+      h("div", {}, h("label", { id: `${id}-title`, for: id, class: "consent-title" }, c.title),
+        h("details", {}, h("summary", {}, t.policy(c.version)), h("p", {}, c.text))));
+  };
+  const showError = form.error === "profile_consent_required" && !form.errorCleared;
+  const submit = () => {
+    form.submitted = true;
+    send("submit_registration", {
+      name: form.name, email: form.email || null, phone: form.phone || null, consents: [...form.consents],
+    });
+  };
+  return [
+    h("p", { class: "msg muted consents-hint" }, t.consentsHint),
+    h("div", { class: "consents" }, body.consents.map(consent)),
+    showError ? h("p", { id: "msg-consents", class: "msg error", role: "alert" }, icon("warning"), " ", t.regErrors[form.error]) : null,
+    h("div", { class: "actions" },
+      h("button", { type: "button", class: "primary", "data-action": "submit_registration", onclick: submit }, t.submit)),
+  ];
 }
 
 function registration(t, body) {
-  const field = (name, label, type) => {
-    const input = h("input", { id: `f-${name}`, type, inputmode: "none", autocomplete: "off", class: form.field === name ? "active" : "" });
-    input.value = form[name];
-    input.addEventListener("focus", () => {
-      form.field = name;
-      for (const el of app.querySelectorAll("input")) el.classList.toggle("active", el === input);
-    });
-    input.addEventListener("input", () => { form[name] = input.value; activity(); });
-    return h("label", {}, label, input);
-  };
-  const consent = (c) => {
-    const on = form.consents.has(c.purpose);
-    const box = h("button", { type: "button", class: "box", role: "checkbox", "aria-checked": on ? "true" : "false", "data-purpose": c.purpose,
-      onclick: () => {
-        if (form.consents.has(c.purpose)) form.consents.delete(c.purpose); else form.consents.add(c.purpose);
-        box.setAttribute("aria-checked", form.consents.has(c.purpose) ? "true" : "false");
-        box.textContent = form.consents.has(c.purpose) ? "✔" : "";
-        activity();
-      } }, on ? "✔" : "");
-    return h("div", { class: "consent" }, box,
-      h("div", {}, h("strong", {}, c.title), h("details", {}, h("summary", {}, t.policy(c.version)), h("p", {}, c.text))));
-  };
-  const submit = () => send("submit_registration", {
-    name: form.name, email: form.email || null, phone: form.phone || null, consents: [...form.consents],
-  });
+  // A new answer from the server (an error after "Register") opens the step it is about.
+  if (form.submitted || body.error !== form.error) {
+    form.submitted = false;
+    form.errorCleared = false;
+    form.error = body.error;
+    if (body.error) form.step = ERROR_STEP[body.error] || form.step;
+  }
+  const steps = h("nav", { class: "steps", "aria-label": t.steps },
+    STEPS.map((s, i) => h("button", {
+      type: "button", "data-step": s, "aria-current": s === form.step ? "step" : null, onclick: () => goStep(s),
+    }, h("span", { class: "step-n" }, String(i + 1)), " ", stepLabel(t, s))));
   return [
-    h("h1", {}, t.regTitle),
-    body.error ? h("p", { class: "error", role: "alert" }, t.regErrors[body.error] || body.error) : null,
-    h("div", { class: "form-grid" }, field("name", t.name, "text"), field("email", t.email, "email"), field("phone", t.phone, "tel")),
-    h("p", { class: "muted" }, t.emailHint),
-    body.consents.map(consent),
-    keyboard(t),
-    h("div", { class: "actions" },
-      h("button", { type: "button", class: "primary", "data-action": "submit_registration", onclick: submit }, t.submit),
-      button(t.skip, "skip_registration")),
+    h("div", { class: "reg-head" }, h("h1", {}, t.regTitle), steps, button(t.skip, "skip_registration")),
+    form.step === "consents" ? consentsStep(t, body) : textStep(t, form.step),
   ];
 }
+
+// ---- screens ------------------------------------------------------------------------------
 
 function screen(v) {
   const t = T[v.locale] || T.es;
@@ -229,7 +413,9 @@ function screen(v) {
       return [h("h1", {}, (b.name ? t.helloShort(b.name) + " " : "") + t.chooseTitle),
         h("div", { class: "services" }, b.services.map((s) => h("div", { class: "service" },
           button(`${s.letter} · ${s.name}`, "choose_service", { service: s.letter, priority: false }, "main primary"),
-          s.priority_allowed ? button(`♿ ${t.priority}`, "choose_service", { service: s.letter, priority: true }) : null))),
+          s.priority_allowed
+            ? button([icon("wheelchair"), " ", t.priority], "choose_service", { service: s.letter, priority: true })
+            : null))),
         h("div", { class: "actions" }, button(t.cancel, "cancel"))];
     case "issuing":
       return [h("h1", {}, t.issuing)];
@@ -238,10 +424,11 @@ function screen(v) {
     case "goodbye": {
       const qr = b.qr_svg ? h("div", { class: "qr", role: "img", "aria-label": b.turn.label }) : null;
       if (qr) qr.innerHTML = b.qr_svg; // server-made SVG of the signed ticket payload
+      const about = [b.turn.service_name, t.ahead(b.turn.position), t.wait(b.turn.estimated_wait_min)];
       return [h("p", {}, b.name ? t.hello(b.name) : t.yourTurn),
         h("div", { class: "turn", "data-testid": "turn" }, b.turn.label),
-        h("p", {}, `${b.turn.service_name} · ${t.ahead(b.turn.position)} ${t.wait(b.turn.estimated_wait_min)}`),
-        b.printed ? h("p", {}, t.takeTicket) : h("p", { class: "error", role: "alert" }, t.notPrinted),
+        h("p", { "data-testid": "turn-about" }, about.filter(Boolean).join(" · ")),
+        b.printed ? h("p", {}, t.takeTicket) : h("p", { class: "error", role: "alert" }, icon("warning"), " ", t.notPrinted),
         qr,
         // With the number and QR on screen (no paper) there is room for the coupon only.
         b.campaign && b.printed ? h("p", { class: "campaign", "data-testid": "campaign" }, b.campaign) : null,
@@ -258,33 +445,78 @@ function screen(v) {
   }
 }
 
-function render(v) {
-  const t = T[v.locale] || T.es;
-  const changed = !current || current.body.screen !== v.body.screen;
-  const sameForm = current && current.body.screen === "registering" && v.body.screen === "registering";
-  if (!sameForm) form = emptyForm();
-  current = v;
-  document.documentElement.lang = v.locale;
-  langButton.textContent = t.other;
-  printer.hidden = v.printer_ok;
-  printer.textContent = v.printer_ok ? "" : t.printerDown;
+// Draws the current view into the screen. On the registration form the focus goes to the step's
+// field, with the caret back where it was when that field was being typed in.
+function paint() {
+  const v = current;
+  const active = document.activeElement;
+  const typing = active && active.tagName === "INPUT" && app.contains(active)
+    ? { id: active.id, start: active.selectionStart, end: active.selectionEnd } : null;
   app.setAttribute("data-screen", v.body.screen);
   app.replaceChildren(...screen(v).flat().filter(Boolean));
   app.removeAttribute("aria-busy");
+  if (v.body.screen !== "registering") return;
+  const field = document.getElementById(`f-${form.step}`);
+  if (!field && form.step === "consents" && !app.contains(document.activeElement)) {
+    const first = app.querySelector("[role=checkbox]");
+    if (first) first.focus({ preventScroll: true });
+  }
+  if (field) {
+    field.focus({ preventScroll: true });
+    const back = typing && typing.id === field.id;
+    const at = field.value.length;
+    field.setSelectionRange(back ? typing.start : at, back ? typing.end : at);
+    autoShift(field);
+  }
+  paintKeys();
+}
+
+function paintTools(t) {
+  langButton.textContent = t.other;
+  largeButton.replaceChildren(icon("text"), h("span", { class: "tool-label" }, t.largeText), icon("check", "on"));
+  contrastButton.replaceChildren(icon("contrast"), h("span", { class: "tool-label" }, t.contrast), icon("check", "on"));
+  largeButton.setAttribute("aria-pressed", views.large ? "true" : "false");
+  contrastButton.setAttribute("aria-pressed", views.contrast ? "true" : "false");
+  document.body.classList.toggle("large-text", views.large);
+  document.body.classList.toggle("high-contrast", views.contrast);
+}
+
+function render(v) {
+  const t = T[v.locale] || T.es;
+  const before = current ? current.body.screen : null;
+  const changed = before !== v.body.screen;
+  if (changed) form = emptyForm();
+  // The views a customer chose last for their journey; the next one starts plain.
+  if (changed && v.body.screen === "attract") { views.large = false; views.contrast = false; }
+  current = v;
+  document.documentElement.lang = v.locale;
+  paintTools(t);
+  printer.hidden = v.printer_ok;
+  printer.replaceChildren(...(v.printer_ok ? [] : [icon("warning"), " ", t.printerDown]));
+  const what = JSON.stringify([v.locale, v.body]);
+  if (what !== shown || (form.submitted && v.body.screen === "registering")) {
+    shown = what;
+    paint();
+  }
   if (changed) {
     const title = app.querySelector("h1");
     announce.textContent = title ? title.textContent : "";
-    app.focus({ preventScroll: true });
+    // A new screen starts screen readers at its top; the registration starts in its field.
+    if (v.body.screen !== "registering") app.focus({ preventScroll: true });
   }
-  if (v.notice && (!lastNotice || lastNotice.id !== v.notice.id)) {
-    noticeSlot.replaceChildren(h("div", { class: "notice", role: "status" }, t.notices[v.notice.kind] || v.notice.kind));
-  } else if (!v.notice) {
+  // "Printer out of service" is in the top bar already while it lasts: not said twice.
+  const twice = v.notice && v.notice.kind === "printer_down" && !v.printer_ok;
+  if (v.notice && !twice && (!lastNotice || lastNotice.id !== v.notice.id)) {
+    noticeSlot.replaceChildren(h("p", { class: "notice", role: "status" }, t.notices[v.notice.kind] || v.notice.kind));
+  } else if (!v.notice || twice) {
     noticeSlot.replaceChildren();
   }
   lastNotice = v.notice;
 }
 
 langButton.addEventListener("click", () => send("set_locale", { locale: current && current.locale === "en" ? "es" : "en" }));
+largeButton.addEventListener("click", () => { views.large = !views.large; paintTools(T[current ? current.locale : "es"] || T.es); });
+contrastButton.addEventListener("click", () => { views.contrast = !views.contrast; paintTools(T[current ? current.locale : "es"] || T.es); });
 document.addEventListener("contextmenu", (e) => e.preventDefault());
 document.addEventListener("gesturestart", (e) => e.preventDefault());
 

@@ -17,10 +17,15 @@ function el(tag, cls, text) {
   return e;
 }
 
+// "mostrador 2" / "counter 2": words, not an arrow, on the display as in the announcement.
+function atCounter(counter) {
+  return lang === "en" ? `counter ${counter}` : `mostrador ${counter}`;
+}
+
 function say(entry) {
   if (!speak || !("speechSynthesis" in window)) return;
   const spoken = entry.label.replace("-", " ");
-  const text = lang === "en" ? `Ticket ${spoken}, counter ${entry.counter}` : `Turno ${spoken}, mostrador ${entry.counter}`;
+  const text = `${lang === "en" ? "Ticket" : "Turno"} ${spoken}, ${atCounter(entry.counter)}`;
   const u = new SpeechSynthesisUtterance(text);
   u.lang = lang === "en" ? "en-GB" : "es-ES";
   window.speechSynthesis.speak(u);
@@ -32,10 +37,10 @@ function render(v) {
   serving.replaceChildren(...v.serving.map((s) => {
     const card = el("div", "call" + (fresh.has(s.key) ? " new" : ""));
     card.setAttribute("data-key", s.key);
-    card.append(el("div", "label", s.label), el("div", "counter", `→ ${s.counter}`));
+    card.append(el("div", "label", s.label), el("div", "counter", atCounter(s.counter)));
     return card;
   }));
-  recent.replaceChildren(...v.recent.filter((r) => !r.active).map((r) => el("span", "", `${r.label} → ${r.counter}`)));
+  recent.replaceChildren(...v.recent.filter((r) => !r.active).map((r) => el("span", "", `${r.label} · ${atCounter(r.counter)}`)));
   for (const s of v.serving) if (fresh.has(s.key)) say(s);
   seen = new Set([...(seen || []), ...v.serving.map((s) => s.key), ...v.recent.map((r) => r.key)]);
 }

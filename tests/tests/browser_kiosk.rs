@@ -652,6 +652,10 @@ async fn an_unknown_card_registers_on_screen_with_unticked_consents_and_is_greet
         .await
         .expect("registration form");
     browser.wait_for("#f-name", WAIT).await.expect("name field");
+    browser
+        .click("[data-step=consents]")
+        .await
+        .expect("the permissions step");
     let boxes = browser
         .eval(
             "return [...document.querySelectorAll('[data-purpose]')].map(b => [b.dataset.purpose, b.getAttribute('aria-checked')]);",
@@ -676,15 +680,31 @@ async fn an_unknown_card_registers_on_screen_with_unticked_consents_and_is_greet
     // The form with its keyboard is taller than the Pi display: it may scroll, never sideways.
     assert_fits(&browser, "the registration form", true).await;
 
+    browser
+        .click("[data-step=name]")
+        .await
+        .expect("the name step");
     browser.type_into("#f-name", "Lucía").await.expect("name");
+    browser
+        .wait_until(
+            "the name typed",
+            "document.getElementById('f-name').value === 'Lucía'",
+            WAIT,
+        )
+        .await
+        .expect("name typed");
+    browser
+        .click("[data-step=consents]")
+        .await
+        .expect("the permissions step");
     browser
         .click("[data-purpose=profile]")
         .await
         .expect("tick profile");
     browser
         .wait_until(
-            "the profile box ticked and the name typed",
-            "document.querySelector('[data-purpose=profile]').getAttribute('aria-checked') === 'true' && document.getElementById('f-name').value === 'Lucía'",
+            "the profile box ticked",
+            "document.querySelector('[data-purpose=profile]').getAttribute('aria-checked') === 'true'",
             WAIT,
         )
         .await
@@ -923,6 +943,10 @@ async fn the_customer_screen_offers_no_way_out_to_the_browser_or_the_os() {
         .expect("register");
     check("registering").await;
     // The policy text opens in place (a <details>), not in another page.
+    browser
+        .click("[data-step=consents]")
+        .await
+        .expect("the permissions step");
     browser
         .click("[data-purpose] + div summary")
         .await

@@ -5,9 +5,11 @@
 //!
 //! The drivers make these, the firmware journals them, the sync protocol carries them and the CRM
 //! endpoint stores them: all four use these types, so nothing converts one spelling of a concept
-//! into another. Serde and JSON Schema derive here because they travel in events.
+//! into another. Serde and JSON Schema derive here because they travel in events. Also the one
+//! rule every part applies to the files holding secrets and personal data ([`private_file`]).
 
 mod key;
+pub mod private_file;
 
 use std::fmt;
 

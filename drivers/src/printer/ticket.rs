@@ -63,8 +63,10 @@ impl fmt::Display for Language {
 pub struct Labels {
     /// Above the turn number.
     pub your_turn: &'static str,
-    /// Before the position in the queue.
+    /// Before the number of turns ahead.
     pub position: &'static str,
+    /// Instead of the turns ahead when there are none (what the kiosk screen says too).
+    pub next: &'static str,
     /// Before the estimated wait.
     pub estimated_wait: &'static str,
     /// Unit after the estimated wait.
@@ -77,6 +79,8 @@ pub struct Labels {
     pub scan_hint: &'static str,
     /// Before a report's date.
     pub date: &'static str,
+    /// Across the top of a reprint.
+    pub copy: &'static str,
 }
 
 impl Language {
@@ -85,23 +89,27 @@ impl Language {
         match self {
             Language::Es => &Labels {
                 your_turn: "Su turno",
-                position: "Posición en la cola",
+                position: "Por delante",
+                next: "Es el siguiente",
                 estimated_wait: "Espera estimada",
                 minutes: "min",
                 issued: "Emitido",
                 coupon: "Cupón",
                 scan_hint: "Escanee el código para seguir su turno",
                 date: "Fecha",
+                copy: "COPIA",
             },
             Language::En => &Labels {
                 your_turn: "Your turn",
-                position: "Position in queue",
+                position: "Ahead of you",
+                next: "You are next",
                 estimated_wait: "Estimated wait",
                 minutes: "min",
                 issued: "Issued",
                 coupon: "Coupon",
                 scan_hint: "Scan the code to follow your turn",
                 date: "Date",
+                copy: "COPY",
             },
         }
     }
@@ -137,9 +145,9 @@ pub struct Ticket {
     pub service_name: String,
     /// Local time the turn was issued (the firmware converts to the store's time zone).
     pub issued_at: time::PrimitiveDateTime,
-    /// Estimated wait in minutes.
+    /// Estimated wait in minutes (0: not printed, as the screen shows none).
     pub estimated_wait_minutes: u32,
-    /// Position in the queue (1 = next).
+    /// Turns ahead of this one (0 = next: the ticket says so in words).
     pub position_in_queue: u32,
     /// The text of the QR code (the firmware passes the signed turn QR payload).
     pub qr_payload: String,
@@ -151,6 +159,9 @@ pub struct Ticket {
     pub footer: String,
     /// Label language.
     pub language: Language,
+    /// A reprint staff asked for: marked COPIA/COPY above and below the number, so that a copy
+    /// is never taken for a second turn.
+    pub copy: bool,
 }
 
 /// One label/value row of a report.
@@ -604,6 +615,17 @@ impl Ticket {
             &self.store_name,
         )?;
         w.rule()?;
+        let copy_mark = || format!("*** {} ***", l.copy);
+        if self.copy {
+            w.text(
+                Style {
+                    bold: true,
+                    size: 2,
+                    ..Style::CENTER
+                },
+                &copy_mark(),
+            )?;
+        }
         w.text(Style::CENTER, l.your_turn)?;
         let size = fitting_size(&self.turn_number, w.dots, big);
         w.text(
@@ -621,12 +643,33 @@ impl Ticket {
             },
             &self.service_name,
         )?;
+        if self.copy {
+            w.text(
+                Style {
+                    bold: true,
+                    ..Style::CENTER
+                },
+                &copy_mark(),
+            )?;
+        }
         w.feed(1)?;
-        w.pair(l.position, &self.position_in_queue.to_string())?;
-        w.pair(
-            l.estimated_wait,
-            &format!("{} {}", self.estimated_wait_minutes, l.minutes),
-        )?;
+        if self.position_in_queue == 0 {
+            w.text(
+                Style {
+                    bold: true,
+                    ..Style::CENTER
+                },
+                l.next,
+            )?;
+        } else {
+            w.pair(l.position, &self.position_in_queue.to_string())?;
+        }
+        if self.estimated_wait_minutes > 0 {
+            w.pair(
+                l.estimated_wait,
+                &format!("{} {}", self.estimated_wait_minutes, l.minutes),
+            )?;
+        }
         w.pair(l.issued, &format_issued(self.issued_at, self.language))?;
         w.feed(1)?;
         w.qr(&self.qr_payload, profile.qr)?;
@@ -787,6 +830,7 @@ pub fn sample_ticket(lang: Language) -> Ticket {
         }),
         footer: footer.to_owned(),
         language: lang,
+        copy: false,
     }
 }
 
@@ -815,6 +859,25 @@ mod tests {
         let at = time::macros::datetime!(2026-01-02 03:04);
         assert_eq!(format_issued(at, Language::Es), "02/01/2026 03:04");
         assert_eq!(format_issued(at, Language::En), "2026-01-02 03:04");
+    }
+
+    #[test]
+    fn a_reprint_says_copy_in_its_language_and_the_original_does_not() {
+        let profile = standard_profile(PaperWidth::Mm80, QrMode::Native);
+        for (lang, word) in [(Language::Es, "COPIA"), (Language::En, "COPY")] {
+            let mut ticket = sample_ticket(lang);
+            let original = ticket.encode(&profile).unwrap();
+            ticket.copy = true;
+            let copy = ticket.encode(&profile).unwrap();
+            let count = |bytes: &[u8]| {
+                bytes
+                    .windows(word.len())
+                    .filter(|w| *w == word.as_bytes())
+                    .count()
+            };
+            assert_eq!(count(&original), 0, "{lang:?}");
+            assert_eq!(count(&copy), 2, "{lang:?}: above and below the number");
+        }
     }
 
     #[test]

@@ -168,6 +168,9 @@ pub enum JournalError {
         /// The budget.
         budget_bytes: u64,
     },
+    /// The database file is open to other users, or could not be created private.
+    #[error(transparent)]
+    Private(#[from] kiosk_types::private_file::PrivateFileError),
     /// The filesystem or file is read-only.
     #[error("journal at {path} is read-only: check the mount and the file's owner")]
     ReadOnly {
@@ -1477,6 +1480,10 @@ fn open_connection(path: &Path, options: &Options) -> Result<Connection, OpenFai
     if existed && std::fs::File::open(path).is_err() {
         return Err(OpenFailure::Corrupt("file cannot be read".into()));
     }
+    // Events with card tokens and sealed personal data: owner only (0600, and refused when
+    // someone opened it to others).
+    kiosk_types::private_file::ensure_private(path)
+        .map_err(|e| OpenFailure::Fatal(JournalError::Private(e)))?;
     let mut conn = Connection::open(path).map_err(|e| classify("open", e))?;
     configure(&conn, options).map_err(|e| classify("configure", e))?;
     if existed {

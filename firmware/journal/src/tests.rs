@@ -425,6 +425,12 @@ fn file_that_is_not_a_database_is_moved_aside_and_the_kiosk_starts_fresh() {
         b"this is not sqlite, it is a text file that got here somehow",
     )
     .unwrap();
+    // The kiosk's own files are 0600 (a file open to others is refused before anything else).
+    std::fs::set_permissions(
+        &path,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
+    .unwrap();
     let key = DeviceKey::generate();
     let opened = open_at(&path, &key);
     let recovery = opened.recovery.unwrap();

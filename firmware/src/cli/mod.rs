@@ -108,7 +108,7 @@ pub enum Command {
         /// Data directory (default: the site config's, else /var/lib/kiosk).
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// Staff PIN of the counter page (at least 4 digits; stored as SHA-256).
+        /// Staff PIN of the counter page (at least 6 digits; stored as SHA-256).
         #[arg(long, env = "KIOSK_STAFF_PIN", hide_env_values = true)]
         staff_pin: Option<String>,
         /// Seconds to spend sending the old identity's unsynced events when re-provisioning.
@@ -197,6 +197,9 @@ pub enum PaperArg {
 
 /// Runs the command line; returns the process exit code.
 pub fn main() -> ExitCode {
+    // Everything the kiosk creates (journal, ticket pictures, configs, logs, the data directory)
+    // is its own: the files hold card tokens, personal data and secrets.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let cli = Cli::parse();
     let format = match cli.log_format {
         Some(LogFormatArg::Json) => LogFormat::Json,

@@ -310,7 +310,7 @@ idle_timeout_s = 45
 
 [privacy]
 policy_version = "demo-2026-01"
-policy_text = {{ es = "Tratamos tus datos para gestionar tu tarjeta de fidelización y, si lo aceptas, enviarte ofertas. Puedes retirar tu consentimiento en cualquier momento.", en = "We process your data to manage your loyalty card and, if you agree, to send you offers. You can withdraw your consent at any time." }}
+policy_text = {{ es = "Tratamos sus datos para gestionar su tarjeta de fidelización y, si lo acepta, enviarle ofertas. Puede retirar su consentimiento en cualquier momento.", en = "We process your data to manage your loyalty card and, if you agree, to send you offers. You can withdraw your consent at any time." }}
 "#,
         store = crm_endpoint::DEMO_STORE_ID,
         data_dir = data_dir.display(),
@@ -551,6 +551,7 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
                 kiosk_url: format!("http://{}/", k.kiosk.ui_addr),
                 staff_url: format!("http://{}", k.kiosk.staff_addr),
                 store: k.kiosk.store.clone(),
+                offline_switch: Arc::default(),
             })
             .collect::<Vec<_>>()
             .into(),

@@ -41,6 +41,10 @@ pub struct PanelKiosk {
     pub staff_url: String,
     /// Its link to the rest of the store: its id, and which kiosks it reaches.
     pub store: Arc<StoreLink>,
+    /// The panel's own "Offline" switch. The printer reports itself offline while its paper is
+    /// out or its cover open too; the switch remembers what the user asked for, so that putting
+    /// the paper back brings the printer back unless the switch is on.
+    pub offline_switch: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What the panel handlers share.
@@ -283,7 +287,7 @@ fn devices_view(k: &PanelKiosk) -> DevicesView {
         last_ticket: k.last_ticket_qr.lock().ok().and_then(|q| q.clone()),
         paper_out: faults.paper_out,
         cover_open: faults.cover_open,
-        offline: faults.offline,
+        offline: k.offline_switch.load(std::sync::atomic::Ordering::Relaxed),
         someone_here: k.sims.gpio.as_ref().is_some_and(|g| g.presence()),
         status_led: k.sims.gpio.as_ref().is_some_and(|g| g.led()),
     }
@@ -432,6 +436,8 @@ async fn printer(
     let Some(p) = &k.sims.printer else {
         return unavailable("printer");
     };
+    k.offline_switch
+        .store(a.offline, std::sync::atomic::Ordering::Relaxed);
     p.update_faults(|f| {
         f.paper_out = a.paper_out;
         f.paper_near_end = a.paper_out;

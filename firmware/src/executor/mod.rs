@@ -351,7 +351,7 @@ impl Run {
         })
     }
 
-    /// Redeems a coupon once in the store (docs/DESIGN.md invariant 14): resolves its campaign and
+    /// Redeems a coupon once in the store (docs/DESIGN.md invariant 15): resolves its campaign and
     /// variant from its code, refuses one used before (at any kiosk or counter whose marks this
     /// kiosk holds), and journals `coupon_redeemed` with the store's `redeem` mark in one
     /// transaction. Returns the campaign and variant converted.
@@ -842,6 +842,7 @@ impl Run {
             coupon: job.coupon.as_ref().map(|c| self.coupon_print(c)),
             footer: footer.to_owned(),
             language,
+            copy: false,
         }
     }
 
@@ -1094,7 +1095,10 @@ impl Run {
             self.tickets.get(&turn_id).cloned().ok_or(
                 "that ticket was issued before the kiosk restarted and cannot be reprinted",
             )?;
-        let ticket = self.ticket(&job);
+        let ticket = Ticket {
+            copy: true,
+            ..self.ticket(&job)
+        };
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.e
             .printer

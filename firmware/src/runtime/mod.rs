@@ -234,6 +234,9 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 /// ([`spawn_sync`]), daily retention and the systemd watchdog.
 pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
     let started = std::time::Instant::now();
+    // The listeners' connection caps fit under the open-file limit; lift it first.
+    let open_files = kiosk_serve::raise_open_file_limit();
+    tracing::debug!(open_files, "open-file limit");
     let liveness = crate::service::Liveness::new();
     let config = &opts.config;
     let site = &config.site;
@@ -641,9 +644,16 @@ async fn serve_store(
         liveness.watch_task(
             "store server",
             tokio::spawn(async move {
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await;
+                let limits =
+                    kiosk_serve::Limits::LAN.fit_open_files(kiosk_serve::open_file_limit());
+                let served = kiosk_serve::serve::<std::net::SocketAddr>(
+                    listener,
+                    None,
+                    app,
+                    limits,
+                    stop.cancelled_owned(),
+                )
+                .await;
                 if let Err(e) = served {
                     tracing::error!(error = %e, "store server stopped");
                 }

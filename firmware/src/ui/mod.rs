@@ -152,9 +152,9 @@ pub struct AppState(Arc<Inner>);
 struct Inner {
     settings: UiSettings,
     channels: UiChannels,
-    /// Random per process: staff sessions end when the kiosk restarts.
-    session_secret: Zeroizing<String>,
-    login: Mutex<auth::Throttle>,
+    /// Open staff sessions and wrong PINs per address (kept in memory: sessions end when the
+    /// kiosk restarts).
+    staff: Mutex<auth::Staff>,
     /// What `/api/status` and `/metrics` report (set once the runtime runs).
     status: std::sync::OnceLock<crate::status::StatusSource>,
 }
@@ -162,12 +162,10 @@ struct Inner {
 impl AppState {
     /// The state for [`router`].
     pub fn new(settings: UiSettings, channels: UiChannels) -> Self {
-        let secret: [u8; 32] = rand::random();
         AppState(Arc::new(Inner {
             settings,
             channels,
-            session_secret: Zeroizing::new(hex::encode(secret)),
-            login: Mutex::new(auth::Throttle::default()),
+            staff: Mutex::new(auth::Staff::default()),
             status: std::sync::OnceLock::new(),
         }))
     }
@@ -194,7 +192,9 @@ pub enum UiError {
 }
 
 /// Serves [`router`] on `listener` until `shutdown` completes, with the peer addresses the
-/// loopback check needs.
+/// loopback check needs, under [`kiosk_serve::Limits::LAN`]: the staff listener is on the shop
+/// LAN in the same process as the customer screen, so a slow or greedy client there must not
+/// take the screen down.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -205,11 +205,8 @@ pub async fn serve(
         .map(|a| a.to_string())
         .unwrap_or_default();
     let app: Router = router(state);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .map_err(|source| UiError::Serve { addr, source })
+    let limits = kiosk_serve::Limits::LAN.fit_open_files(kiosk_serve::open_file_limit());
+    kiosk_serve::serve::<SocketAddr>(listener, None, app, limits, shutdown)
+        .await
+        .map_err(|source| UiError::Serve { addr, source })
 }

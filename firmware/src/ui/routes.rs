@@ -18,7 +18,7 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 
-use super::auth::{COOKIE_NAME, Login};
+use super::auth::{self, COOKIE_NAME, Login};
 use super::{AppState, LobbyView, assets};
 use crate::executor::staff::{StaffCommand, StaffRequest};
 use kiosk_core::journey::{Input, Touch};
@@ -230,10 +230,52 @@ struct PinForm {
     pin: String,
 }
 
-async fn counter_login(State(app): State<AppState>, Form(form): Form<PinForm>) -> Response {
-    match app.login(&form.pin) {
+/// `Some(403 response)` when a state-changing request comes from another site's page.
+fn deny_cross_site(headers: &HeaderMap) -> Option<Response> {
+    (!auth::same_site(headers)).then(|| {
+        (
+            StatusCode::FORBIDDEN,
+            "refused: this request comes from another site's page",
+        )
+            .into_response()
+    })
+}
+
+/// The address a request came from (unspecified when served without peer addresses, as the
+/// in-process router tests do).
+struct Peer(std::net::IpAddr);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip()),
+        ))
+    }
+}
+
+async fn counter_login(
+    State(app): State<AppState>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    Form(form): Form<PinForm>,
+) -> Response {
+    if let Some(r) = deny_cross_site(&headers) {
+        return r;
+    }
+    match app.login(&form.pin, peer) {
         Login::Granted(session) => {
-            let cookie = format!("{COOKIE_NAME}={session}; Path=/; HttpOnly; SameSite=Strict");
+            let cookie = format!(
+                "{COOKIE_NAME}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+                auth::SESSION_TTL.as_secs()
+            );
             let mut res = (StatusCode::SEE_OTHER, [(LOCATION, "/counter")]).into_response();
             if let Ok(v) = HeaderValue::from_str(&cookie) {
                 res.headers_mut().insert(SET_COOKIE, v);
@@ -243,7 +285,7 @@ async fn counter_login(State(app): State<AppState>, Form(form): Form<PinForm>) -
         Login::Denied => {
             (StatusCode::SEE_OTHER, [(LOCATION, "/counter?error=pin")]).into_response()
         }
-        Login::Locked => {
+        Login::Locked(_) => {
             (StatusCode::SEE_OTHER, [(LOCATION, "/counter?error=locked")]).into_response()
         }
         Login::Disabled => (
@@ -254,7 +296,11 @@ async fn counter_login(State(app): State<AppState>, Form(form): Form<PinForm>) -
     }
 }
 
-async fn counter_logout() -> Response {
+async fn counter_logout(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(r) = deny_cross_site(&headers) {
+        return r;
+    }
+    app.logout(&headers);
     let cookie = format!("{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     let mut res = (StatusCode::SEE_OTHER, [(LOCATION, "/counter")]).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -310,7 +356,7 @@ async fn counter_command(
     headers: HeaderMap,
     Json(body): Json<CommandBody>,
 ) -> Response {
-    if let Some(r) = deny_unless_staff(&app, &headers) {
+    if let Some(r) = deny_unless_staff(&app, &headers).or_else(|| deny_cross_site(&headers)) {
         return r;
     }
     let counter = body.counter.trim().to_owned();

@@ -19,10 +19,11 @@
 //!   does not return in lockstep), else backoff;
 //! - anything else (network error, timeout, 5xx, 404, a 2xx that is not protocol v1): backoff.
 //!
-//! Backoff is full jitter, capped. During a backoff after a network or server failure a poke on
-//! the outbox-appended `Notify` cuts the wait short (never sooner than `backoff_base` after the
-//! failure), so a kiosk that is being used finds the endpoint again at once; throttling and
-//! authentication waits are not cut short. A batch that failed is retried as the same batch (same
+//! Backoff is full jitter, capped, and nothing cuts it short: events appended during a backoff
+//! (a customer's journey, the kiosk's own warnings) wait for the next attempt. A busy kiosk used
+//! to wake at every new event and retried every half second through an outage, its own "sync
+//! failed" warnings among the events that woke it; a fleet then came back in step. A batch that
+//! failed is retried as the same batch (same
 //! seq range, same id) unless its events were erased or dead-lettered meanwhile; after a restart
 //! it is the same batch when nothing was appended in between, and the endpoint dedupes events by
 //! id whatever the batch.
@@ -102,6 +103,8 @@ impl SyncWorker {
             shutdown,
             appended: outbox_appended,
             feed_wake: Notify::new(),
+            batch_failures: FailureLog::new("sync batches failing", "sync batches recovered"),
+            feed_failures: FailureLog::new("sync feed failing", "sync feed recovered"),
         });
         let handle = tokio::spawn(async move {
             tokio::join!(outbox_loop(shared.clone()), feed_loop(shared));
@@ -120,6 +123,84 @@ struct Shared {
     shutdown: CancellationToken,
     appended: Arc<Notify>,
     feed_wake: Notify,
+    batch_failures: FailureLog,
+    feed_failures: FailureLog,
+}
+
+/// How often a failure that goes on is logged again as a warning; the attempts in between are
+/// logged at debug level.
+pub const STILL_FAILING_EVERY: Duration = Duration::from_secs(600);
+
+/// A streak of failures logged as one: a warning at the first attempt, one every
+/// [`STILL_FAILING_EVERY`] while it lasts (with the attempts so far), and an info line when it
+/// ends. A warning is shipped to the CRM as a `device_log` event, which the outbox then has to
+/// send: a warning per attempt would feed the very queue it reports on (up to 20 lines a
+/// minute through an outage) and push every other warning off the dashboard.
+#[derive(Debug)]
+struct FailureLog {
+    failing: &'static str,
+    recovered: &'static str,
+    streak: std::sync::Mutex<Option<Streak>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Streak {
+    since: Instant,
+    told: Instant,
+    attempts: u32,
+}
+
+impl FailureLog {
+    fn new(failing: &'static str, recovered: &'static str) -> Self {
+        FailureLog {
+            failing,
+            recovered,
+            streak: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Logs one failed attempt; true when it was logged as a warning.
+    fn failed(&self, error: &str) -> bool {
+        self.failed_at(error, Instant::now())
+    }
+
+    fn failed_at(&self, error: &str, now: Instant) -> bool {
+        let mut streak = self
+            .streak
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let s = streak.get_or_insert(Streak {
+            since: now,
+            told: now,
+            attempts: 0,
+        });
+        s.attempts += 1;
+        let failing_for_s = now.duration_since(s.since).as_secs();
+        if s.attempts == 1 || now.duration_since(s.told) >= STILL_FAILING_EVERY {
+            s.told = now;
+            tracing::warn!(attempts = s.attempts, failing_for_s, error = %error, "{}", self.failing);
+            true
+        } else {
+            tracing::debug!(attempts = s.attempts, failing_for_s, error = %error, "{}", self.failing);
+            false
+        }
+    }
+
+    fn succeeded(&self) {
+        let ended = self
+            .streak
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(s) = ended {
+            tracing::info!(
+                attempts = s.attempts,
+                failed_for_s = s.since.elapsed().as_secs(),
+                "{}",
+                self.recovered
+            );
+        }
+    }
 }
 
 /// Runs a blocking journal call off the async threads.
@@ -153,12 +234,10 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// What to do after a batch went wrong.
 #[derive(Debug, PartialEq)]
 enum Disposition {
-    /// Wait, then retry the same batch. `wakeable`: an outbox poke may cut the wait short.
-    Retry {
-        delay: Duration,
-        link: LinkState,
-        wakeable: bool,
-    },
+    /// Wait, then retry the same batch. Nothing cuts the wait short: events appended meanwhile
+    /// (a customer's journey, the kiosk's own logs) wait for the next attempt, so the delay
+    /// grows as configured through an outage and a fleet coming back does not arrive in step.
+    Retry { delay: Duration, link: LinkState },
     /// Resend at once, at most this many events (isolating the event at fault).
     Split(usize),
     /// Dead-letter the lone event with this reason.
@@ -177,7 +256,6 @@ fn dispose(
     let offline = |backoff: &mut Backoff, rng: &mut StdRng, link| Disposition::Retry {
         delay: backoff.fail(rng),
         link,
-        wakeable: true,
     };
     match e {
         RequestError::Network { .. } | RequestError::Protocol { .. } => {
@@ -211,7 +289,6 @@ fn dispose(
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Disposition::Retry {
                 delay: backoff.fail(rng),
                 link: LinkState::AuthRejected,
-                wakeable: false,
             },
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
                 let delay = match retry_after {
@@ -224,7 +301,6 @@ fn dispose(
                 Disposition::Retry {
                     delay,
                     link: LinkState::Throttled,
-                    wakeable: false,
                 }
             }
             // Replay: an identical signed request already arrived (an attempt whose answer was
@@ -232,7 +308,6 @@ fn dispose(
             StatusCode::CONFLICT => Disposition::Retry {
                 delay: Duration::from_millis(1000) + full_jitter(backoff.base(), rng),
                 link: LinkState::Online,
-                wakeable: false,
             },
             _ => offline(backoff, rng, LinkState::Offline),
         },
@@ -292,34 +367,22 @@ impl Shared {
         self.status.send_modify(f);
     }
 
-    /// Waits `delay` (or until shutdown: false). When `wakeable`, an outbox poke cuts the wait to
-    /// `floor` after `failed_at`.
-    async fn pause(
-        &self,
-        delay: Duration,
-        wakeable: bool,
-        failed_at: Instant,
-        floor: Duration,
-    ) -> bool {
-        let mut deadline = failed_at + delay;
+    /// Waits `delay` from `failed_at` (or until shutdown: false).
+    async fn pause(&self, delay: Duration, failed_at: Instant) -> bool {
+        let deadline = failed_at + delay;
         let retry_at =
             OffsetDateTime::now_utc() + deadline.saturating_duration_since(Instant::now());
         self.set_status(|s| s.retry_at = Some(retry_at));
-        loop {
-            tokio::select! {
-                _ = self.shutdown.cancelled() => return false,
-                _ = tokio::time::sleep_until(deadline) => break,
-                _ = self.appended.notified(), if wakeable => {
-                    deadline = deadline.min(failed_at + floor);
-                }
-            }
+        tokio::select! {
+            _ = self.shutdown.cancelled() => return false,
+            _ = tokio::time::sleep_until(deadline) => {}
         }
         self.set_status(|s| s.retry_at = None);
         true
     }
 
     fn record_failure(&self, link: LinkState, error: String, failures: u32) {
-        tracing::warn!(error = %error, failures, "sync batch failed");
+        let _warned = self.batch_failures.failed(&error);
         self.set_status(|s| {
             s.link = link;
             s.last_error = Some(error);
@@ -351,7 +414,7 @@ async fn outbox_loop(sh: Arc<Shared>) {
             Err(e) => {
                 let delay = backoff.fail(&mut rng);
                 sh.record_failure(sh.status.borrow().link, chain(&e), backoff.failures());
-                if !sh.pause(delay, false, Instant::now(), delay).await {
+                if !sh.pause(delay, Instant::now()).await {
                     return;
                 }
                 continue;
@@ -398,7 +461,7 @@ async fn outbox_loop(sh: Arc<Shared>) {
                 // Serialising a KioskClock cannot fail in practice; treat it like any failure.
                 let delay = backoff.fail(&mut rng);
                 sh.record_failure(LinkState::Offline, chain(&e), backoff.failures());
-                if !sh.pause(delay, false, Instant::now(), delay).await {
+                if !sh.pause(delay, Instant::now()).await {
                     return;
                 }
                 continue;
@@ -435,17 +498,10 @@ async fn outbox_loop(sh: Arc<Shared>) {
                             return;
                         }
                     }
-                    Disposition::Retry {
-                        delay,
-                        link,
-                        wakeable,
-                    } => {
+                    Disposition::Retry { delay, link } => {
                         retry_upto = batch.seqs.last().copied();
                         sh.record_failure(link, chain(&e), backoff.failures());
-                        if !sh
-                            .pause(delay, wakeable, failed_at, sh.config.backoff_base)
-                            .await
-                        {
+                        if !sh.pause(delay, failed_at).await {
                             return;
                         }
                     }
@@ -464,10 +520,7 @@ async fn outbox_loop(sh: Arc<Shared>) {
                     format!("endpoint's batch answer does not match the batch ({what}); retrying"),
                     backoff.failures(),
                 );
-                if !sh
-                    .pause(delay, true, failed_at, sh.config.backoff_base)
-                    .await
-                {
+                if !sh.pause(delay, failed_at).await {
                     return;
                 }
                 continue;
@@ -482,12 +535,13 @@ async fn outbox_loop(sh: Arc<Shared>) {
             let delay = backoff.fail(&mut rng);
             retry_upto = batch.seqs.last().copied();
             sh.record_failure(sh.status.borrow().link, chain(&e), backoff.failures());
-            if !sh.pause(delay, false, failed_at, delay).await {
+            if !sh.pause(delay, failed_at).await {
                 return;
             }
             continue;
         }
         let was_offline = sh.status.borrow().link != LinkState::Online;
+        sh.batch_failures.succeeded();
         sh.set_status(|s| {
             s.link = LinkState::Online;
             s.last_success = Some(OffsetDateTime::now_utc());
@@ -528,7 +582,7 @@ async fn dead_letter_all(
             Err(e) => {
                 let delay = backoff.fail(rng);
                 sh.record_failure(sh.status.borrow().link, chain(&e), backoff.failures());
-                return sh.pause(delay, false, Instant::now(), delay).await;
+                return sh.pause(delay, Instant::now()).await;
             }
         }
     }
@@ -580,6 +634,7 @@ async fn feed_loop(sh: Arc<Shared>) {
         let wait = match pulled {
             Ok(()) => {
                 backoff.reset();
+                sh.feed_failures.succeeded();
                 let now = OffsetDateTime::now_utc();
                 sh.set_status(|s| {
                     s.last_feed_sync = Some(now);
@@ -595,7 +650,7 @@ async fn feed_loop(sh: Arc<Shared>) {
             }
             Err(e) => {
                 let text = chain(&e);
-                tracing::warn!(error = %text, "sync feed pull failed");
+                let _warned = sh.feed_failures.failed(&text);
                 let link = match &e {
                     FeedError::Request(RequestError::Status { status, .. })
                         if *status == StatusCode::UNAUTHORIZED
@@ -660,6 +715,26 @@ mod tests {
     use super::*;
     use kiosk_protocol::wire::{ErrorCode, EventResult};
     use uuid::Uuid;
+
+    #[test]
+    fn an_outage_is_one_warning_then_one_every_ten_minutes_and_a_fresh_start_after_it() {
+        let log = FailureLog::new("sync batches failing", "sync batches recovered");
+        // An hour of attempts every 30 s (the backoff's cap region): 120 attempts.
+        let t0 = Instant::now();
+        let warned = (0..120)
+            .filter(|i| log.failed_at("connection refused", t0 + Duration::from_secs(30 * i)))
+            .count();
+        assert_eq!(
+            warned, 6,
+            "the first attempt, then at 10, 20, 30, 40 and 50 minutes"
+        );
+        log.succeeded();
+        assert!(
+            log.failed("connection refused"),
+            "a new outage warns at once"
+        );
+        assert!(!log.failed("connection refused"));
+    }
 
     fn status_error(
         status: u16,
@@ -726,7 +801,7 @@ mod tests {
             let e = status_error(status, Some(ErrorCode::BadSignature), None);
             assert!(matches!(
                 dispose(&e, 10, &mut b, Duration::from_secs(900), &mut rng),
-                Disposition::Retry { link: LinkState::AuthRejected, wakeable: false, delay } if delay <= Duration::from_secs(10)
+                Disposition::Retry { link: LinkState::AuthRejected, delay } if delay <= Duration::from_secs(10)
             ));
         }
         assert_eq!(b.failures(), 2);
@@ -738,16 +813,10 @@ mod tests {
         let max = Duration::from_secs(60);
         for status in [429, 503] {
             let e = status_error(status, None, Some(30));
-            let Disposition::Retry {
-                delay,
-                link,
-                wakeable,
-            } = dispose(&e, 10, &mut b, max, &mut rng)
-            else {
+            let Disposition::Retry { delay, link } = dispose(&e, 10, &mut b, max, &mut rng) else {
                 panic!("throttling must be retried");
             };
             assert_eq!(link, LinkState::Throttled);
-            assert!(!wakeable);
             assert!(delay >= Duration::from_secs(30) && delay <= Duration::from_millis(30_100));
             let e = status_error(status, None, Some(3600));
             let Disposition::Retry { delay, .. } = dispose(&e, 10, &mut b, max, &mut rng) else {
@@ -758,7 +827,7 @@ mod tests {
     }
 
     #[test]
-    fn server_errors_back_off_and_may_be_cut_short_by_new_events() {
+    fn server_errors_back_off_as_offline() {
         let (mut b, mut rng) = fresh();
         for status in [500, 502, 404] {
             let e = status_error(status, None, None);
@@ -766,7 +835,6 @@ mod tests {
                 dispose(&e, 10, &mut b, Duration::from_secs(900), &mut rng),
                 Disposition::Retry {
                     link: LinkState::Offline,
-                    wakeable: true,
                     ..
                 }
             ));

@@ -364,7 +364,7 @@ async fn an_erasure_at_the_crm_reaches_the_journal_through_the_feed() {
             "{}/v1/admin/customers/{token}/erase",
             s.endpoint.url()
         ))
-        .header("x-admin-token", "admin")
+        .header("x-admin-token", support::endpoint::ADMIN_TOKEN)
         .send()
         .await
         .unwrap();

@@ -131,7 +131,7 @@ stores = ["demo"]
 starts_on = "2026-03-01"
 ends_on = "2026-05-31"
 screen_text = { es = "Café gratis", en = "Free coffee" }
-ticket_line = { es = "Pide tu café", en = "Ask for your coffee" }
+ticket_line = { es = "Pida su café", en = "Ask for your coffee" }
 coupon = { code = "CAFE", text = { es = "1 café", en = "1 coffee" } }
 variants = [ { name = "a", weight = 1 }, { name = "b", weight = 1, screen_text = { es = "¡Café!", en = "Coffee!" } } ]
 "#;

@@ -12,6 +12,8 @@ pub const DEMO_TENANT_KEY: TenantKey = TenantKey::from_bytes(*b"kiosk-demo-tenan
 
 /// The demo store id.
 pub const DEMO_STORE_ID: &str = "demo";
+/// The demo store's time zone.
+pub const DEMO_STORE_TIMEZONE: &str = "Europe/Madrid";
 /// The demo store name.
 pub const DEMO_STORE_NAME: &str = "Tienda demo";
 
@@ -169,6 +171,9 @@ pub async fn seed_demo(db: &SharedDb) -> Result<DemoSeed, DbError> {
         name: DEMO_STORE_NAME.into(),
     };
     db.upsert_store(record.clone()).await?;
+    // The demo store is in Madrid: the dashboard shows its hours as the shop sees them.
+    db.set_store_timezone(DEMO_STORE_ID.into(), Some(DEMO_STORE_TIMEZONE.into()))
+        .await?;
     let now = crate::ingest::unix_ms(time::OffsetDateTime::now_utc());
     let mut tokens = Vec::new();
     for c in DEMO_CUSTOMERS {

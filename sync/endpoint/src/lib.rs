@@ -70,40 +70,48 @@ pub enum ServeError {
     /// The listener failed.
     #[error("serving http failed")]
     Io(#[from] std::io::Error),
+    /// The admin token is too short to resist guessing.
+    #[error("{0}")]
+    WeakAdminToken(String),
 }
 
 /// Serves protocol v1 and the dashboard (`/dashboard`, opened with the admin token) on
 /// `listener` (HTTPS when `config.tls` is set) until `shutdown` resolves, then finishes the
-/// requests in flight and returns (live dashboard streams end with it).
+/// requests in flight and returns (live dashboard streams end with it). Under
+/// [`kiosk_serve::Limits::PUBLIC`] fitted to the process's open-file limit: see [`serve_with`].
 pub async fn serve(
     config: ServeConfig,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let limits = kiosk_serve::Limits::PUBLIC.fit_open_files(kiosk_serve::open_file_limit());
+    serve_with(config, limits, listener, shutdown).await
+}
+
+/// [`serve`] under `limits`: header-read, idle and request timeouts and connection caps (per
+/// peer and in all), so that slow or greedy clients cannot take the endpoint down
+/// ([`kiosk_serve`]).
+pub async fn serve_with(
+    config: ServeConfig,
+    limits: kiosk_serve::Limits,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    if let Some(token) = &config.admin_token {
+        http::check_admin_token(token).map_err(ServeError::WeakAdminToken)?;
+    }
     let state = AppState::new(config.db.clone(), config.admin_token)?;
     let closing = state.closing().clone();
     let shutdown = async move {
         shutdown.await;
-        // Live dashboard streams never end by themselves; axum's graceful shutdown waits for
-        // every connection, so they are told to end first.
+        // Live dashboard streams never end by themselves; a graceful shutdown waits for every
+        // connection, so they are told to end first.
         closing.cancel();
     };
-    let app =
-        app(state, config.tls.is_some()).into_make_service_with_connect_info::<http::PeerAddr>();
+    let app = app(state, config.tls.is_some());
     let refresher = tokio::spawn(refresh_segments(config.db));
-    let result = match config.tls {
-        Some(tls) => {
-            let listener = tls::TlsListener::new(listener, tls)?;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        None => {
-            axum::serve(tls::PlainListener(listener), app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-    };
+    let result =
+        kiosk_serve::serve::<http::PeerAddr>(listener, config.tls, app, limits, shutdown).await;
     refresher.abort();
     Ok(result?)
 }

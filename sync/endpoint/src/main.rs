@@ -35,12 +35,22 @@ enum Cmd {
         /// Private key (PEM) for HTTPS.
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
-        /// Token for the admin API and statistics.
+        /// Token for the admin API, statistics and the dashboard: at least 32 random characters
+        /// (`crm-endpoint admin-token` prints one). Prefer the environment variable to the flag:
+        /// a command line is visible to every user of the machine.
         #[arg(long, env = "CRM_ADMIN_TOKEN")]
         admin_token: Option<String>,
         /// Seed the demo store, customers and campaigns first.
         #[arg(long)]
         demo: bool,
+        /// Connections open at once, in all (lowered to fit the open-file limit).
+        #[arg(long, default_value_t = kiosk_serve::Limits::PUBLIC.max_connections)]
+        max_connections: usize,
+        /// Connections open at once from one address (an IPv6 /64 is one address); at most a
+        /// quarter of --max-connections. Behind a load balancer every request comes from its
+        /// address: raise this to --max-connections there.
+        #[arg(long, default_value_t = kiosk_serve::Limits::PUBLIC.max_per_peer)]
+        max_per_peer: usize,
     },
     /// Print a one-time enrollment code for a store.
     EnrollCode {
@@ -61,6 +71,29 @@ enum Cmd {
     Campaigns {
         #[command(subcommand)]
         command: CampaignCmd,
+    },
+    /// Print a new random admin token (256 bits, base64url) for --admin-token / CRM_ADMIN_TOKEN.
+    AdminToken,
+    /// Store administration.
+    Stores {
+        #[command(subcommand)]
+        command: StoreCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCmd {
+    /// Set the time zone a store's times are shown in on the dashboard (an IANA name such as
+    /// Europe/Madrid or Atlantic/Canary; without one they are shown in UTC).
+    SetTimezone {
+        /// Database URL.
+        #[arg(long, env = "CRM_DB", default_value = "sqlite://crm.db")]
+        db: String,
+        /// Store id.
+        #[arg(long)]
+        store: String,
+        /// IANA time zone name.
+        timezone: String,
     },
 }
 
@@ -113,6 +146,9 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // The database holds every kiosk's secret, the tenant key and all personal data: nothing the
+    // endpoint creates is readable by other users.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -128,7 +164,19 @@ async fn main() -> Result<()> {
             tls_key,
             admin_token,
             demo,
+            max_connections,
+            max_per_peer,
         } => {
+            if let Some(token) = &admin_token {
+                crm_endpoint::http::check_admin_token(token).map_err(anyhow::Error::msg)?;
+            }
+            let open_files = kiosk_serve::raise_open_file_limit();
+            let limits = kiosk_serve::Limits {
+                max_connections,
+                max_per_peer,
+                ..kiosk_serve::Limits::PUBLIC
+            }
+            .fit_open_files(open_files);
             let database = crm_endpoint::db::open(&db)
                 .await
                 .with_context(|| format!("opening {db}"))?;
@@ -152,7 +200,15 @@ async fn main() -> Result<()> {
                 .await
                 .with_context(|| format!("binding {listen}; is another endpoint running there?"))?;
             let bound = listener.local_addr().context("reading the bound address")?;
-            tracing::info!(%bound, tls = tls.is_some(), db = database.kind().as_str(), "serving");
+            tracing::info!(
+                %bound,
+                tls = tls.is_some(),
+                db = database.kind().as_str(),
+                open_files,
+                max_connections = limits.max_connections,
+                max_per_peer = limits.max_per_peer,
+                "serving"
+            );
             // Scripts and tests that pass port 0 learn the port from this line.
             println!("listening on {bound}");
             let config = crm_endpoint::ServeConfig {
@@ -160,7 +216,7 @@ async fn main() -> Result<()> {
                 admin_token,
                 tls,
             };
-            crm_endpoint::serve(config, listener, shutdown_signal()).await?;
+            crm_endpoint::serve_with(config, limits, listener, shutdown_signal()).await?;
         }
         Cmd::EnrollCode {
             db,
@@ -182,6 +238,38 @@ async fn main() -> Result<()> {
             }
             let (code, _) = crm_endpoint::api::issue_enroll_code(&database, &store_id, ttl).await?;
             println!("{code}");
+        }
+        Cmd::AdminToken => {
+            use base64::Engine as _;
+            let bytes: [u8; 32] = rand::random();
+            println!(
+                "{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+            );
+        }
+        Cmd::Stores {
+            command:
+                StoreCmd::SetTimezone {
+                    db,
+                    store,
+                    timezone,
+                },
+        } => {
+            if !crm_endpoint::db::dashboard::known_timezone(&timezone) {
+                anyhow::bail!(
+                    "{timezone:?} is not an IANA time zone name (e.g. Europe/Madrid, Atlantic/Canary)"
+                );
+            }
+            let database = crm_endpoint::db::open(&db)
+                .await
+                .with_context(|| format!("opening {db}"))?;
+            if database.store(store.clone()).await?.is_none() {
+                anyhow::bail!("there is no store {store:?} in {db}");
+            }
+            database
+                .set_store_timezone(store.clone(), Some(timezone.clone()))
+                .await?;
+            println!("store {store}: times shown in {timezone}");
         }
         Cmd::Campaigns {
             command: CampaignCmd::Import { db, file },

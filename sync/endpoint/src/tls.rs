@@ -1,26 +1,11 @@
-//! Listeners for [`crate::serve`]: plain TCP and TLS (rustls with the ring provider). Both hand
-//! each connection's peer address to the handlers as [`PeerAddr`] (used to rate-limit
-//! enrollment attempts per source).
-//!
-//! TLS handshakes run in their own tasks, so a slow or silent client never holds up the others.
+//! TLS for [`crate::serve`]: the rustls server configuration (ring provider) from PEM. The
+//! handshakes run in each admitted connection's own task ([`kiosk_serve::serve`]), bounded by
+//! its header timeout, so a slow or silent client never holds up the others.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
-
-use crate::http::PeerAddr;
-
-/// How long a client may take to complete its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a certificate or key could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -84,100 +69,4 @@ pub fn server_config_from_files(
         })
     };
     server_config_from_pem(&read(cert)?, &read(key)?)
-}
-
-/// Plain TCP with `TCP_NODELAY` (answers are small and latency matters more than packets).
-pub struct PlainListener(pub TcpListener);
-
-impl Listener for PlainListener {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.0.accept().await {
-                Ok((stream, addr)) => {
-                    // Best effort: a socket that refuses NODELAY still works.
-                    let _ = stream.set_nodelay(true);
-                    return (stream, addr);
-                }
-                Err(e) => accept_error(e).await,
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
-
-async fn accept_error(e: std::io::Error) {
-    // Out of file descriptors and the like: back off instead of spinning.
-    tracing::warn!(error = %e, "accepting a connection failed");
-    tokio::time::sleep(Duration::from_millis(50)).await;
-}
-
-/// TLS over TCP: completed handshakes only.
-pub struct TlsListener {
-    local: SocketAddr,
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-}
-
-impl TlsListener {
-    /// Wraps `listener`; handshakes start at once, in background tasks.
-    pub fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> std::io::Result<Self> {
-        let local = listener.local_addr()?;
-        let acceptor = TlsAcceptor::from(config);
-        let (tx, ready) = mpsc::channel(64);
-        tokio::spawn(async move {
-            let mut plain = PlainListener(listener);
-            loop {
-                let (stream, addr) = plain.accept().await;
-                let acceptor = acceptor.clone();
-                let tx = tx.clone();
-                if tx.is_closed() {
-                    return;
-                }
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, addr)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%addr, error = %e, "tls handshake failed"),
-                        Err(_) => tracing::debug!(%addr, "tls handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener { local, ready })
-    }
-}
-
-impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(conn) => conn,
-            // The accept task only ends when this listener is dropped; wait for shutdown.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
-}
-
-impl Connected<IncomingStream<'_, PlainListener>> for PeerAddr {
-    fn connect_info(stream: IncomingStream<'_, PlainListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for PeerAddr {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
-    }
 }

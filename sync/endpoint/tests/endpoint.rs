@@ -114,6 +114,7 @@ on_both_databases!(
     enrollment_code_works_once,
     expired_enrollment_code_is_refused,
     wrong_codes_are_refused_and_then_rate_limited,
+    wrong_admin_tokens_are_throttled_per_address_on_every_admin_route,
     replayed_batch_changes_nothing_and_reports_duplicates,
     invalid_event_is_rejected_with_reason_and_the_rest_accepted,
     unsigned_and_badly_signed_requests_are_refused_and_change_nothing,
@@ -149,6 +150,32 @@ async fn enrollment_code_works_once(b: Backend) {
         error_of(h.enroll_with(&code).await).await,
         (401, ErrorCode::InvalidCode)
     );
+    h.stop().await;
+}
+
+async fn wrong_admin_tokens_are_throttled_per_address_on_every_admin_route(b: Backend) {
+    let h = Harness::start(b).await;
+    // Guessing across the admin API, the statistics and the dashboard's API: one budget.
+    let routes = [
+        "/v1/admin/campaigns",
+        "/v1/stats?store=north",
+        "/dashboard/api/stores",
+    ];
+    for i in 0..crm_endpoint::http::ADMIN_ATTEMPTS {
+        let r = h
+            .client
+            .get(format!("{}{}", h.base, routes[i as usize % routes.len()]))
+            .header("x-admin-token", format!("guess-{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "guess {i}");
+    }
+    for route in routes {
+        let blocked = h.admin(reqwest::Method::GET, route).send().await.unwrap();
+        assert_eq!(blocked.status(), 429, "{route}: even the right token waits");
+        assert!(blocked.headers().contains_key("retry-after"), "{route}");
+    }
     h.stop().await;
 }
 

@@ -36,7 +36,7 @@ pub struct State {
     /// The last coupon redeemed and when: a double read of the same coupon is one redemption.
     pub last_coupon: Option<(String, u64)>,
     /// The current visit: one journey at this kiosk, from the first tap, touch or coupon to the
-    /// goodbye. A campaign counts one exposure per visit (docs/DESIGN.md invariant 14).
+    /// goodbye. A campaign counts one exposure per visit (docs/DESIGN.md invariant 15).
     pub visit_id: Uuid,
     /// Makes visit ids unique across kiosks and boots: the runtime sets it to a fresh UUIDv7 at
     /// start (tests leave it nil).

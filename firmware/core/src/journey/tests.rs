@@ -1096,3 +1096,28 @@ fn the_qr_svg_is_a_square_with_dark_modules() {
     );
     assert!(svg.contains("h1v1h-1z"));
 }
+
+#[test]
+fn the_service_name_on_the_goodbye_follows_a_language_switch() {
+    let mut k = Kiosk::new();
+    k.send(tap(1));
+    k.send(ana(1, vec![ConsentPurpose::Profile]));
+    k.touch(Touch::Continue);
+    k.touch(Touch::ChooseService {
+        service: "A".into(),
+        priority: false,
+    });
+    let req = k.issue_request().expect("a turn is requested");
+    k.send(issued(req.request_id, 7));
+    k.send(Input::TicketPrinted {
+        turn_id: Uuid::from_u128(7),
+        bytes: 900,
+    });
+    let name = |k: &Kiosk| match k.body() {
+        ScreenBody::Goodbye { turn, .. } => turn.service_name,
+        other => panic!("expected the goodbye, got {other:?}"),
+    };
+    assert_eq!(name(&k), "Checkout", "issued in the customer's English");
+    k.touch(Touch::SetLocale { locale: Locale::Es });
+    assert_eq!(name(&k), "Caja", "the screen's Spanish after the switch");
+}

@@ -110,7 +110,7 @@ pub enum Input {
     Tick,
 }
 
-/// Whether a turn's survey can be answered now (docs/DESIGN.md invariant 15): the protocol's
+/// Whether a turn's survey can be answered now (docs/DESIGN.md invariant 16): the protocol's
 /// word, shared with the CRM, which answers the same question for the phone companion.
 pub use kiosk_protocol::wire::SurveyStatus;
 

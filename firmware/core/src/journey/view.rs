@@ -196,9 +196,16 @@ pub fn view(config: &JourneyConfig, state: &State) -> ScreenView {
             })
             .collect(),
     };
-    let turn_view = |t: &IssuedTurn, service_name: &str| TurnView {
+    // The service's name in the screen's language, which may have changed since the turn was
+    // issued (the ticket keeps the language it was printed in).
+    let turn_view = |t: &IssuedTurn, issued_name: &str| TurnView {
         label: t.label.clone(),
-        service_name: service_name.to_owned(),
+        service_name: config
+            .services
+            .iter()
+            .find(|s| s.letter == t.service)
+            .map_or(issued_name, |s| s.name.get(locale))
+            .to_owned(),
         position: t.position,
         estimated_wait_min: t.estimated_wait_s.div_ceil(60),
         priority: t.priority,
@@ -305,7 +312,8 @@ pub fn view(config: &JourneyConfig, state: &State) -> ScreenView {
 }
 
 /// The QR code of `payload` as a self-contained SVG (dark modules as one path, 4-module quiet
-/// zone), or `None` if the payload does not fit in a QR code.
+/// zone), or `None` if the payload does not fit in a QR code. Hidden from screen readers: the
+/// screen names the frame around it by the turn.
 pub fn qr_svg(payload: &str) -> Option<String> {
     let code =
         qrcode::QrCode::with_error_correction_level(payload.as_bytes(), qrcode::EcLevel::M).ok()?;
@@ -321,7 +329,7 @@ pub fn qr_svg(payload: &str) -> Option<String> {
         }
     }
     Some(format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {size} {size}\" shape-rendering=\"crispEdges\" role=\"img\">\
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {size} {size}\" shape-rendering=\"crispEdges\" aria-hidden=\"true\">\
          <rect width=\"{size}\" height=\"{size}\" fill=\"#fff\"/><path fill=\"#000\" d=\"{path}\"/></svg>"
     ))
 }

@@ -13,6 +13,9 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+/// The test endpoint's admin token.
+pub const ADMIN_TOKEN: &str = "sync-test-admin-token-0123456789abcdef";
+
 pub struct Endpoint {
     pub addr: SocketAddr,
     pub db_path: PathBuf,
@@ -57,7 +60,7 @@ impl Endpoint {
                 ready_tx.send((bound, seed.enroll_code)).unwrap();
                 let config = ServeConfig {
                     db,
-                    admin_token: Some("admin".into()),
+                    admin_token: Some(ADMIN_TOKEN.into()),
                     tls,
                 };
                 tokio::select! {

@@ -62,6 +62,8 @@ pub struct Seen {
     pub path: String,
     pub batch_id: Option<Uuid>,
     pub fault: Fault,
+    /// When the request's head arrived.
+    pub at: std::time::Instant,
 }
 
 struct State {
@@ -502,6 +504,7 @@ fn record(state: &Mutex<State>, seen: &Notify, path: String, batch_id: Option<Uu
         path,
         batch_id,
         fault,
+        at: std::time::Instant::now(),
     });
     seen.notify_waiters();
 }

@@ -329,7 +329,9 @@
           el("span", { class: "log-time" }, [clock(l.at_ms, tz, true)]),
           el("span", { class: `lvl lvl-${l.level}` }, [l.level]),
           el("span", { class: "log-msg" }, [l.message]),
-          l.occurrences > 1 ? ` ×${l.occurrences}` : "",
+          l.reports > 1
+            ? ` (${l.occurrences} times since ${clock(l.first_at_ms, tz, true)})`
+            : l.occurrences > 1 ? ` ×${l.occurrences}` : "",
           " ",
           el("span", { class: "log-target" }, [l.target]),
         ])))

@@ -289,14 +289,15 @@ fn redirect_to_dashboard() -> Response {
         .into_response()
 }
 
-async fn page(State(st): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+async fn page(State(st): State<AppState>, req: Request) -> Response {
+    let (headers, ip) = (req.headers(), peer_ip(req.extensions()));
     if st.admin_token().is_none() {
         return login_page(
             StatusCode::FORBIDDEN,
             "The dashboard is disabled: start the endpoint with --admin-token.",
         );
     }
-    match DashboardUser::of(&st, &headers) {
+    match DashboardUser::of(&st, headers, ip) {
         Some(DashboardUser::Session(_)) => html(StatusCode::OK, PAGE_HTML.to_owned()),
         _ => login_page(StatusCode::OK, ""),
     }

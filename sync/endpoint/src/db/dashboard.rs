@@ -17,6 +17,8 @@ use super::model::{StoreRecord, variant_stats};
 pub const DEFAULT_LOGS_PER_KIOSK: u32 = 10;
 /// At most this many device-log lines per kiosk.
 pub const MAX_LOGS_PER_KIOSK: u32 = 100;
+/// Raw device-log rows read for each line the dashboard shows (see [`fold_logs`]).
+pub const LOG_ROWS_PER_SHOWN: i64 = 10;
 /// Windows longer than this are counted per day instead of per hour.
 pub const HOURLY_UP_TO_MS: i64 = 48 * HOUR_MS;
 /// A kiosk with no authenticated request for this long is offline.
@@ -66,9 +68,15 @@ impl DashboardQuery {
         self
     }
 
-    /// The log limit the stores apply.
+    /// The lines shown per kiosk, after folding repeats ([`fold_logs`]).
+    pub fn shown_logs(&self) -> usize {
+        self.logs_per_kiosk.min(MAX_LOGS_PER_KIOSK) as usize
+    }
+
+    /// The raw log rows the stores read per kiosk: [`LOG_ROWS_PER_SHOWN`] per line shown, so
+    /// that a line repeated through an outage folds into one and leaves room for the others.
     pub fn log_limit(&self) -> i64 {
-        i64::from(self.logs_per_kiosk.min(MAX_LOGS_PER_KIOSK))
+        i64::from(self.logs_per_kiosk.min(MAX_LOGS_PER_KIOSK)) * LOG_ROWS_PER_SHOWN
     }
 }
 
@@ -198,7 +206,7 @@ pub struct VariantFigures {
     /// Variant.
     pub variant: String,
     /// Exposures: visits that saw the campaign (screen and ticket of one visit count once;
-    /// docs/DESIGN.md invariant 14).
+    /// docs/DESIGN.md invariant 15).
     pub shown: u64,
     /// Conversions: coupons of the variant redeemed, each once however many kiosks report it.
     pub redeemed: u64,
@@ -209,7 +217,7 @@ pub struct VariantFigures {
 /// Net promoter score with its counts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NpsFigures {
-    /// Answers: at most one per turn (docs/DESIGN.md invariant 15).
+    /// Answers: at most one per turn (docs/DESIGN.md invariant 16).
     pub responses: u64,
     /// Scores 9–10.
     pub promoters: u64,
@@ -288,8 +296,67 @@ pub struct DeviceLogLine {
     pub target: String,
     /// The message.
     pub message: String,
-    /// Times logged since the previous shipment of the same line.
+    /// Times logged: since the previous shipment of the same line, or, folded, in all.
     pub occurrences: u64,
+    /// Folded: when the first of the folded lines was logged (equal to `at_ms` for one line).
+    #[serde(default)]
+    pub first_at_ms: i64,
+    /// Folded: how many shipped lines were folded into this one.
+    #[serde(default = "one")]
+    pub reports: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// The same line logged again and again (a sync failure through a whole outage, a printer
+/// broken pipe on every job) folded into one: lines of the same level, module and message (its
+/// numbers aside, so `attempts=3` and `attempts=18` are one line) become the newest of them,
+/// with the total of their occurrences and the time of the first. `lines` newest first; the
+/// result too, at most `limit` lines, so a line repeated through an outage never pushes another
+/// kind of warning (a printer out of paper) out of the list.
+pub fn fold_logs(lines: Vec<DeviceLogLine>, limit: usize) -> Vec<DeviceLogLine> {
+    fn shape(l: &DeviceLogLine) -> (String, String, String) {
+        let mut message = String::with_capacity(l.message.len());
+        let mut in_number = false;
+        for c in l.message.chars() {
+            if c.is_ascii_digit() {
+                if !in_number {
+                    message.push('#');
+                }
+                in_number = true;
+            } else {
+                in_number = false;
+                message.push(c);
+            }
+        }
+        (l.level.clone(), l.target.clone(), message)
+    }
+    let mut folded: Vec<DeviceLogLine> = Vec::new();
+    let mut index: HashMap<(String, String, String), usize> = HashMap::new();
+    for line in lines {
+        let key = shape(&line);
+        match index.get(&key) {
+            Some(&i) => {
+                let f = &mut folded[i];
+                f.occurrences += line.occurrences.max(1);
+                f.reports += 1;
+                f.first_at_ms = f.first_at_ms.min(line.at_ms);
+            }
+            None => {
+                index.insert(key, folded.len());
+                folded.push(DeviceLogLine {
+                    first_at_ms: line.at_ms,
+                    reports: 1,
+                    occurrences: line.occurrences.max(1),
+                    ..line
+                });
+            }
+        }
+    }
+    folded.truncate(limit);
+    folded
 }
 
 /// Tickets of one quarter hour, service and identification (a store query's row).
@@ -506,6 +573,8 @@ fn log_line(at_ms: i64, envelope: &str) -> Option<DeviceLogLine> {
         target: p.get("target")?.as_str()?.to_owned(),
         message: p.get("message")?.as_str()?.to_owned(),
         occurrences: p.get("occurrences")?.as_u64()?,
+        first_at_ms: at_ms,
+        reports: 1,
     })
 }
 
@@ -672,8 +741,9 @@ pub fn assemble(query: &DashboardQuery, rows: DashboardRows) -> Option<Dashboard
         .map(|row| {
             let mut devs = devices.remove(&row.kiosk_id).unwrap_or_default();
             devs.sort_by(|a, b| a.device.cmp(&b.device));
-            let lines = logs.remove(&row.kiosk_id).unwrap_or_default();
-            let (health, problems) = kiosk_health(&row, &devs, &lines, query.now_ms);
+            let raw = logs.remove(&row.kiosk_id).unwrap_or_default();
+            let (health, problems) = kiosk_health(&row, &devs, &raw, query.now_ms);
+            let lines = fold_logs(raw, query.shown_logs());
             KioskStatus {
                 printer: devs.iter().find(|d| d.device == "printer").cloned(),
                 kiosk_id: row.kiosk_id,
@@ -720,6 +790,55 @@ pub fn assemble(query: &DashboardQuery, rows: DashboardRows) -> Option<Dashboard
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_line_repeated_through_an_outage_folds_into_one_and_keeps_the_printer_warning() {
+        let line = |at_ms: i64, target: &str, message: &str| super::DeviceLogLine {
+            at_ms,
+            level: "warn".into(),
+            target: target.into(),
+            message: message.into(),
+            occurrences: 1,
+            first_at_ms: at_ms,
+            reports: 1,
+        };
+        // Newest first: 30 sync reports over half an hour, a printer warning in the middle.
+        let mut lines: Vec<_> = (0..30)
+            .rev()
+            .map(|i| {
+                line(
+                    1_000_000 + i * 60_000,
+                    "kiosk_sync::worker",
+                    &format!("sync failing attempts={} error=connection refused", i + 1),
+                )
+            })
+            .collect();
+        lines.insert(
+            15,
+            line(1_000_000 + 14 * 60_000 + 1, "kiosk::devices", "paper out"),
+        );
+        let folded = super::fold_logs(lines, 10);
+        assert_eq!(folded.len(), 2, "{folded:?}");
+        let sync = &folded[0];
+        assert_eq!(
+            sync.message,
+            "sync failing attempts=30 error=connection refused"
+        );
+        assert_eq!(sync.at_ms, 1_000_000 + 29 * 60_000, "shown at its newest");
+        assert_eq!(sync.first_at_ms, 1_000_000, "failing since the first");
+        assert_eq!((sync.occurrences, sync.reports), (30, 30));
+        assert_eq!(folded[1].message, "paper out");
+        assert_eq!(folded[1].reports, 1);
+        // Words that differ are different lines.
+        let two = super::fold_logs(
+            vec![
+                line(2, "t", "printer: broken pipe"),
+                line(1, "t", "printer: timed out"),
+            ],
+            10,
+        );
+        assert_eq!(two.len(), 2);
+    }
+
     use super::*;
 
     // 2026-03-29 00:00 UTC: Madrid moves from +01:00 to +02:00 at 01:00 UTC that night.

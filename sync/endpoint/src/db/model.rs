@@ -19,6 +19,9 @@ pub enum DbError {
     /// SQLite failed.
     #[error("sqlite database failed")]
     Sqlite(#[from] rusqlite::Error),
+    /// The database file is open to other users (or cannot be created private).
+    #[error(transparent)]
+    Private(#[from] kiosk_types::private_file::PrivateFileError),
     /// PostgreSQL failed.
     #[error("postgres database failed")]
     Postgres(#[from] tokio_postgres::Error),

@@ -84,6 +84,10 @@ impl SqliteDb {
         let in_memory = path == ":memory:" || path.starts_with("file::memory:");
         let reader_path = path.clone();
         let conn = tokio::task::spawn_blocking(move || -> DbResult<Connection> {
+            if !in_memory {
+                // Every kiosk's secret, the tenant key and all personal data: owner only.
+                kiosk_types::private_file::ensure_private(std::path::Path::new(&path))?;
+            }
             let mut conn = Connection::open(&path)?;
             conn.busy_timeout(std::time::Duration::from_secs(10))?;
             conn.pragma_update(None, "journal_mode", "WAL")?;

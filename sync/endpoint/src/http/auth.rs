@@ -6,6 +6,7 @@
 //! token — never the token itself; changing the token ends every session.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
@@ -21,7 +22,7 @@ use time::OffsetDateTime;
 
 use super::error::ApiError;
 use super::request::{header_str, now_ms};
-use super::state::AppState;
+use super::state::{AppState, peer_ip};
 use crate::db::{KioskRecord, ReplayGuard};
 
 /// Name of the dashboard's session cookie.
@@ -33,21 +34,36 @@ pub const SESSION_COOKIE: &str = "crm_dashboard";
 pub struct Admin;
 
 impl Admin {
-    /// Checks the admin token in `headers`.
-    pub fn check(st: &AppState, headers: &HeaderMap) -> Result<Admin, ApiError> {
+    /// Checks the admin token in `headers` of a request from `ip`. Wrong tokens are counted and
+    /// logged per address; an address past [`crate::http::ADMIN_ATTEMPTS`] wrong tokens in the
+    /// window gets 429 with `Retry-After` on every admin route, whatever it sends.
+    pub fn check(st: &AppState, headers: &HeaderMap, ip: IpAddr) -> Result<Admin, ApiError> {
         let Some(expected) = st.admin_token() else {
             return Err(ApiError::forbidden(
                 "admin api is disabled; start the endpoint with --admin-token",
             ));
         };
+        if let Some(wait) = st.admin_failures.blocked(&ip) {
+            return Err(ApiError::rate_limited(
+                format!("too many wrong admin tokens from {ip}; try again in {wait} s"),
+                wait,
+            ));
+        }
         let given = header_str(headers, HEADER_ADMIN_TOKEN).or_else(|| {
             header_str(headers, header::AUTHORIZATION.as_str())
                 .and_then(|v| v.strip_prefix("Bearer "))
         });
         match given {
             Some(g) if token_matches(g, expected) => Ok(Admin),
-            _ => Err(ApiError::forbidden(
-                "missing or wrong admin token (x-admin-token or Authorization: Bearer)",
+            Some(_) => {
+                st.admin_failures.count(ip);
+                tracing::warn!(%ip, "admin request with a wrong token");
+                Err(ApiError::forbidden(
+                    "wrong admin token (x-admin-token or Authorization: Bearer)",
+                ))
+            }
+            None => Err(ApiError::forbidden(
+                "missing admin token (x-admin-token or Authorization: Bearer)",
             )),
         }
     }
@@ -57,7 +73,7 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
-        Admin::check(st, &parts.headers)
+        Admin::check(st, &parts.headers, peer_ip(&parts.extensions))
     }
 }
 
@@ -179,14 +195,33 @@ pub enum DashboardUser {
 
 impl DashboardUser {
     /// The caller of a dashboard request, if allowed in.
-    pub fn of(st: &AppState, headers: &HeaderMap) -> Option<DashboardUser> {
-        let token = st.admin_token()?;
+    pub fn of(st: &AppState, headers: &HeaderMap, ip: IpAddr) -> Option<DashboardUser> {
+        Self::check(st, headers, ip).ok()
+    }
+
+    /// The caller of a dashboard request: a session, else the admin token ([`Admin::check`]'s
+    /// throttling applies: an address past its wrong tokens gets 429, not "log in").
+    pub fn check(
+        st: &AppState,
+        headers: &HeaderMap,
+        ip: IpAddr,
+    ) -> Result<DashboardUser, ApiError> {
+        let login = || {
+            ApiError::forbidden(
+                "log in at /dashboard first (or send the admin token as x-admin-token)",
+            )
+        };
+        let token = st.admin_token().ok_or_else(login)?;
         if let Some(exp) =
             cookie(headers, SESSION_COOKIE).and_then(|v| session_expiry(token, v, now_s()))
         {
-            return Some(DashboardUser::Session(exp));
+            return Ok(DashboardUser::Session(exp));
         }
-        Admin::check(st, headers).ok().map(|_| DashboardUser::Token)
+        match Admin::check(st, headers, ip) {
+            Ok(Admin) => Ok(DashboardUser::Token),
+            Err(e) if e.status() == StatusCode::TOO_MANY_REQUESTS => Err(e),
+            Err(_) => Err(login()),
+        }
     }
 }
 
@@ -194,11 +229,7 @@ impl FromRequestParts<AppState> for DashboardUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
-        DashboardUser::of(st, &parts.headers).ok_or_else(|| {
-            ApiError::forbidden(
-                "log in at /dashboard first (or send the admin token as x-admin-token)",
-            )
-        })
+        DashboardUser::check(st, &parts.headers, peer_ip(&parts.extensions))
     }
 }
 

@@ -18,6 +18,7 @@ pub use error::ApiError;
 pub(crate) use request::{header_str, json_body, now_ms};
 pub use route::{Route, Verb};
 pub use state::{
-    AppState, ENROLL_ATTEMPTS, ENROLL_WINDOW, LOOKUP_WINDOW, LOOKUPS_PER_WINDOW, PeerAddr,
+    ADMIN_ATTEMPTS, ADMIN_WINDOW, AppState, ENROLL_ATTEMPTS, ENROLL_WINDOW, LOOKUP_WINDOW,
+    LOOKUPS_PER_WINDOW, MIN_ADMIN_TOKEN_LEN, PeerAddr, check_admin_token,
 };
 pub(crate) use state::{AttemptCounter, peer_ip};

@@ -12,6 +12,26 @@ use crate::ingest::{self, Validator};
 
 /// Failed enrollment attempts allowed per source address and window.
 pub const ENROLL_ATTEMPTS: u32 = 10;
+/// Wrong admin tokens one source address may send per [`ADMIN_WINDOW`] on any admin route (the
+/// admin API, statistics, the dashboard's API); past it every admin request from that address
+/// answers 429 with `Retry-After`, the right token included.
+pub const ADMIN_ATTEMPTS: u32 = 10;
+/// The window of [`ADMIN_ATTEMPTS`].
+pub const ADMIN_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// The shortest admin token the endpoint accepts: 32 characters (`crm-endpoint admin-token`
+/// prints 43 of base64url, 256 random bits).
+pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
+
+/// Refuses an admin token too short to resist guessing.
+pub fn check_admin_token(token: &str) -> Result<(), String> {
+    let n = token.chars().count();
+    if n < MIN_ADMIN_TOKEN_LEN {
+        return Err(format!(
+            "the admin token has {n} characters; use at least {MIN_ADMIN_TOKEN_LEN} random ones (`crm-endpoint admin-token` prints one)"
+        ));
+    }
+    Ok(())
+}
 /// The window of [`ENROLL_ATTEMPTS`].
 pub const ENROLL_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Live profile lookups allowed per kiosk and [`LOOKUP_WINDOW`]: far above what customers
@@ -30,6 +50,8 @@ pub struct AppState {
     admin_token: Option<Arc<str>>,
     /// Wrong enrollment codes per source address.
     pub(crate) enroll_failures: Arc<AttemptCounter<IpAddr>>,
+    /// Wrong admin tokens per source address.
+    pub(crate) admin_failures: Arc<AttemptCounter<IpAddr>>,
     /// Live profile lookups per kiosk in the current window.
     pub(crate) lookups: Arc<AttemptCounter<String>>,
     /// Ids of stores whose kiosks just sent a batch (the dashboard's live updates).
@@ -47,6 +69,7 @@ impl AppState {
             validator: Arc::new(Validator::new()?),
             admin_token: admin_token.map(Arc::from),
             enroll_failures: Arc::new(AttemptCounter::new(ENROLL_ATTEMPTS, ENROLL_WINDOW)),
+            admin_failures: Arc::new(AttemptCounter::new(ADMIN_ATTEMPTS, ADMIN_WINDOW)),
             lookups: Arc::new(AttemptCounter::new(LOOKUPS_PER_WINDOW, LOOKUP_WINDOW)),
             changes: tokio::sync::broadcast::channel(256).0,
             closing: tokio_util::sync::CancellationToken::new(),
@@ -135,6 +158,12 @@ impl<K: Eq + Hash> AttemptCounter<K> {
 /// The address a request came from (set by [`crate::serve`]'s listeners).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
+
+impl From<SocketAddr> for PeerAddr {
+    fn from(addr: SocketAddr) -> Self {
+        PeerAddr(addr)
+    }
+}
 
 /// The source address of a request (`0.0.0.0` when served without [`PeerAddr`]s, as in tests).
 pub(crate) fn peer_ip(extensions: &axum::http::Extensions) -> IpAddr {

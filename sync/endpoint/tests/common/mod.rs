@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-pub const ADMIN: &str = "test-admin-token";
+pub const ADMIN: &str = "test-admin-token-of-at-least-32-characters";
 
 #[derive(Debug, Clone, Copy)]
 pub enum Backend {
