@@ -11,8 +11,10 @@
 pub mod card;
 pub mod gpio;
 pub mod health;
+pub mod keypad;
 pub mod printer;
 pub mod pty;
 pub mod scanner;
+pub mod speech;
 
 pub use health::{DeviceHealth, Health};

@@ -15,6 +15,7 @@
 //! 5. [`runtime`] (starts all of the above in named steps);
 //! 6. `remote_log`, `provision`, `selftest`, [`demo`]; and last [`cli`].
 
+pub mod accessibility;
 pub mod cli;
 pub mod config;
 pub mod credentials;

@@ -257,6 +257,8 @@ pub async fn run(opts: &Options, console: &mut dyn Console) -> Report {
         checks.extend(device_checks(&config, credentials.as_ref(), opts, console).await);
     }
 
+    checks.push(speech_check(&config.hardware.speech));
+    checks.push(keypad_check(&config.hardware.keypad));
     checks.push(crm_check(&config, credentials.as_ref()).await);
     checks.push(clock_check());
 
@@ -284,6 +286,70 @@ pub async fn run(opts: &Options, console: &mut dyn Console) -> Report {
         report.checks.push(row);
     }
     report
+}
+
+/// espeak-ng speaks both languages with the profile's voices, and ALSA has the devices named.
+fn speech_check(settings: &kiosk_drivers::speech::SpeechSettings) -> Check {
+    use kiosk_drivers::speech::{self, CallsOutput, CustomerOutput, Lang, Voice};
+    let mut devices = Vec::new();
+    match &settings.customer {
+        CustomerOutput::Alsa { device, .. } => devices.push(("customer", device.clone())),
+        CustomerOutput::Simulated { .. } => {}
+        CustomerOutput::None => {
+            if matches!(settings.calls, CallsOutput::None) {
+                return Check::skip("speech", "none configured");
+            }
+        }
+    }
+    if let CallsOutput::Alsa { device, .. } = &settings.calls {
+        devices.push(("calls", device.clone()));
+    }
+    let voice = Voice {
+        espeak_ng: settings.espeak_ng.clone(),
+        aplay: settings.aplay.clone(),
+        voices: settings.voices.clone(),
+        rate_wpm: settings.rate_wpm,
+    };
+    let mut said = Vec::new();
+    for (lang, text) in [(Lang::Es, "Prueba del quiosco"), (Lang::En, "Kiosk test")] {
+        match speech::try_voice(&voice, text, lang) {
+            Ok(secs) => said.push(format!("{} {secs:.1} s", settings.voices.get(lang))),
+            Err(e) => {
+                return Check::fail(
+                    "speech",
+                    e,
+                    "sudo apt install espeak-ng alsa-utils; `espeak-ng --voices` lists the voices for [speech].voices",
+                );
+            }
+        }
+    }
+    for (what, device) in &devices {
+        if let Err(e) = speech::alsa_has(&settings.aplay, device) {
+            return Check::fail(
+                "speech",
+                format!("{what}: {e}"),
+                "`aplay -L` lists the devices: Pi 4 headphone jack plughw:CARD=Headphones,DEV=0 (dtparam=audio=on), HDMI plughw:CARD=vc4hdmi0,DEV=0; a Pi 5 needs a USB audio adapter for the headset",
+            );
+        }
+    }
+    Check::pass("speech", format!("espeak-ng: {}", said.join(", ")))
+}
+
+/// The keypad's event node exists (the kiosk grabs it when it runs).
+fn keypad_check(settings: &kiosk_drivers::keypad::KeypadSettings) -> Check {
+    use kiosk_drivers::keypad::KeypadSettings;
+    match settings {
+        KeypadSettings::None => Check::skip("keypad", "none configured"),
+        KeypadSettings::Simulated { .. } => Check::pass("keypad", "simulated"),
+        KeypadSettings::Evdev { device, .. } => match std::fs::metadata(device) {
+            Ok(_) => Check::pass("keypad", device.clone()),
+            Err(e) => Check::fail(
+                "keypad",
+                format!("{device}: {e}"),
+                "plug the USB keypad in; `ls /dev/input/by-id/` shows its -event-kbd name for [keypad].device",
+            ),
+        },
+    }
 }
 
 fn disk_check(dir: &Path) -> Check {

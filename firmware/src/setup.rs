@@ -136,6 +136,8 @@ pub fn journey_config(config: &Config) -> JourneyConfig {
         ],
         timeouts: Timeouts {
             idle_ms,
+            warning_ms: u64::from(config.site.ui.time_warning_s) * 1000,
+            accessible_factor: config.site.ui.accessible_time_factor,
             ..Timeouts::default()
         },
         default_locale: locale(config.site.kiosk.locale),

@@ -33,6 +33,8 @@ fn view(version: u64, body: ScreenBody) -> ScreenView {
         locale: Locale::Es,
         printer_ok: true,
         notice: None,
+        accessible: false,
+        time_warning: None,
         body,
     }
 }
@@ -92,6 +94,8 @@ fn channels() -> (
         screen: screen_rx,
         board: board_rx,
         staff: staff_tx,
+        keys: tokio::sync::broadcast::channel(8).0,
+        speech: None,
     };
     (ch, inputs_rx, screen_tx, board_tx, staff_rx)
 }

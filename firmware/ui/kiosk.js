@@ -512,6 +512,8 @@ function render(v) {
     noticeSlot.replaceChildren();
   }
   lastNotice = v.notice;
+  // Accessible mode and the time-limit banner (a11y.js) follow every render.
+  document.dispatchEvent(new CustomEvent("kiosk:render", { detail: { view: v, changed } }));
 }
 
 langButton.addEventListener("click", () => send("set_locale", { locale: current && current.locale === "en" ? "es" : "en" }));
@@ -522,3 +524,5 @@ document.addEventListener("gesturestart", (e) => e.preventDefault());
 
 const events = new EventSource("/api/kiosk/stream");
 events.addEventListener("view", (e) => render(JSON.parse(e.data)));
+// For a11y.js: the keypad's keys arrive on this stream, and touches go out the same way.
+window.kiosk = { events, send };

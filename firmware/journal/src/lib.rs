@@ -1201,7 +1201,7 @@ impl Journal {
         let now_text = now
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
-        self.transaction(|tx| {
+        let appended = self.transaction(|tx| {
             let path = &tx.ctx.path;
             let err = |e| sqlite_error(path, "erase", e);
             let mut removed = 0usize;
@@ -1232,7 +1232,20 @@ impl Journal {
                 card_token: token.clone(),
                 redacted_events: u32::try_from(removed).unwrap_or(u32::MAX),
             }))
-        })
+        })?;
+        // Erasure is physical: `secure_delete` zeroed the deleted rows in the file, but the WAL
+        // still holds the pages as they were. Copy the new ones back and cut it to zero (best
+        // effort: a reader mid-snapshot holds it back, and the next checkpoint does it then).
+        match self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            }) {
+            Ok(0) => {}
+            Ok(_) => tracing::info!("the WAL is busy: erased rows leave it at the next checkpoint"),
+            Err(e) => tracing::warn!(error = %e, "cannot checkpoint the WAL after an erasure"),
+        }
+        Ok(appended)
     }
 
     /// Counts for status pages and metrics.
@@ -1522,6 +1535,7 @@ fn configure(conn: &Connection, options: &Options) -> rusqlite::Result<()> {
         "PRAGMA synchronous = {};
          PRAGMA foreign_keys = ON;
          PRAGMA trusted_schema = OFF;
+         PRAGMA secure_delete = ON;
          PRAGMA journal_size_limit = 67108864;",
         options.synchronous.pragma()
     ))?;

@@ -245,7 +245,7 @@ fn sealed_event_reads_back_with_the_device_key() {
 
 #[test]
 fn erasure_removes_the_customers_personal_events_and_profile() {
-    let (_dir, mut j, _) = fresh();
+    let (dir, mut j, _) = fresh();
     j.append(registered(7)).unwrap();
     j.append(tapped(7)).unwrap();
     j.append(registered(8)).unwrap();
@@ -279,6 +279,14 @@ fn erasure_removes_the_customers_personal_events_and_profile() {
         .query_row("SELECT count(*) FROM profiles", [], |r| r.get(0))
         .unwrap();
     assert_eq!(profiles, 0);
+    // Physical: deleted rows are zeroed (secure_delete) and the WAL, which held them, is cut.
+    let secure: i64 = j
+        .sql()
+        .query_row("PRAGMA secure_delete", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(secure, 1);
+    let wal = std::fs::metadata(dir.path().join("journal.db-wal")).map_or(0, |m| m.len());
+    assert_eq!(wal, 0, "the WAL still holds {wal} bytes after the erasure");
 }
 
 #[test]

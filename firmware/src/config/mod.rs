@@ -10,8 +10,12 @@ use std::path::{Path, PathBuf};
 
 use kiosk_drivers::card::settings::CardReaderSettings;
 use kiosk_drivers::gpio::settings::GpioSettings;
+use kiosk_drivers::keypad::settings::{HOLD_MS_RANGE, KeypadSettings};
 use kiosk_drivers::printer::settings::PrinterSettings;
 use kiosk_drivers::scanner::settings::ScannerSettings;
+use kiosk_drivers::speech::settings::{
+    CallsOutput, CustomerOutput, RATE_WPM_RANGE, SpeechSettings, VOLUME_RANGE,
+};
 use serde::Deserialize;
 
 pub use error::{ConfigError, line_col, span_of_key};
@@ -235,6 +239,13 @@ pub struct UiSection {
     /// Seconds without interaction before the screen returns to the attract loop.
     #[serde(default = "default_idle_timeout_s")]
     pub idle_timeout_s: u32,
+    /// Seconds before a screen's time limit that the warning (banner with "More time", a tone,
+    /// spoken in accessible mode) appears. WCAG 2.2.1 asks for at least 20.
+    #[serde(default = "default_time_warning_s")]
+    pub time_warning_s: u32,
+    /// Accessible mode multiplies the customer's time limits by this.
+    #[serde(default = "default_accessible_time_factor")]
+    pub accessible_time_factor: u32,
 }
 
 impl Default for UiSection {
@@ -244,6 +255,8 @@ impl Default for UiSection {
             staff_listen: None,
             staff_pin_sha256: None,
             idle_timeout_s: default_idle_timeout_s(),
+            time_warning_s: default_time_warning_s(),
+            accessible_time_factor: default_accessible_time_factor(),
         }
     }
 }
@@ -321,6 +334,13 @@ pub struct HardwareProfile {
     pub printer: PrinterSettings,
     /// Presence sensor and status LED.
     pub gpio: GpioSettings,
+    /// The keypad that operates the kiosk without touch and starts accessible mode (absent:
+    /// none).
+    #[serde(default)]
+    pub keypad: KeypadSettings,
+    /// The kiosk's own speech (absent: none).
+    #[serde(default)]
+    pub speech: SpeechSettings,
 }
 
 fn default_locale() -> Locale {
@@ -363,6 +383,12 @@ fn default_ui_listen() -> SocketAddr {
 }
 fn default_idle_timeout_s() -> u32 {
     45
+}
+fn default_time_warning_s() -> u32 {
+    20
+}
+fn default_accessible_time_factor() -> u32 {
+    3
 }
 fn default_retention_days() -> u32 {
     30
@@ -625,7 +651,119 @@ pub fn parse_profile(path: &Path, text: &str) -> Result<HardwareProfile, ConfigE
             ));
         }
     }
+    check_keypad(path, text, &profile.keypad)?;
+    check_speech(path, text, &profile.speech)?;
     Ok(profile)
+}
+
+/// The `[keypad]` section.
+fn check_keypad(path: &Path, text: &str, keypad: &KeypadSettings) -> Result<(), ConfigError> {
+    if let KeypadSettings::Evdev { device, .. } = keypad
+        && !device.starts_with("/dev/input/")
+    {
+        return Err(ConfigError::at_key(
+            path,
+            text,
+            "keypad.device",
+            format!(
+                "`{device}` is not an input event node: expected a path under /dev/input/, preferably /dev/input/by-id/...-event-kbd (`ls /dev/input/by-id/` lists them)"
+            ),
+        ));
+    }
+    match keypad.hold_ms() {
+        Some(ms) if !HOLD_MS_RANGE.contains(&ms) => Err(ConfigError::at_key(
+            path,
+            text,
+            "keypad.hold_ms",
+            format!(
+                "holding the start key for {ms} ms: expected {} to {} (shorter starts by accident while feeling for the key, longer is hard to hold with a tremor)",
+                HOLD_MS_RANGE.start(),
+                HOLD_MS_RANGE.end()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The `[speech]` section.
+fn check_speech(path: &Path, text: &str, speech: &SpeechSettings) -> Result<(), ConfigError> {
+    let err = |key: &str, msg: String| Err(ConfigError::at_key(path, text, key, msg));
+    if !RATE_WPM_RANGE.contains(&speech.rate_wpm) {
+        return err(
+            "speech.rate_wpm",
+            format!(
+                "{} words per minute: expected {} to {} (160 is a calm pace)",
+                speech.rate_wpm,
+                RATE_WPM_RANGE.start(),
+                RATE_WPM_RANGE.end()
+            ),
+        );
+    }
+    if !VOLUME_RANGE.contains(&speech.volume) {
+        return err(
+            "speech.volume",
+            format!(
+                "{}: expected espeak-ng's amplitude, {} to {} (100 is its default)",
+                speech.volume,
+                VOLUME_RANGE.start(),
+                VOLUME_RANGE.end()
+            ),
+        );
+    }
+    for (key, voice) in [
+        ("speech.voices.es", &speech.voices.es),
+        ("speech.voices.en", &speech.voices.en),
+    ] {
+        let ok = !voice.is_empty()
+            && voice
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-+_".contains(c));
+        if !ok {
+            return err(
+                key,
+                format!(
+                    "`{voice}` is not an espeak-ng voice name: expected e.g. \"es\", \"es-419\", \"en-gb\" (`espeak-ng --voices` lists them)"
+                ),
+            );
+        }
+    }
+    if let CustomerOutput::Alsa { device, .. } = &speech.customer
+        && device.trim().is_empty()
+    {
+        return err(
+            "speech.customer.device",
+            "expected an ALSA device, e.g. \"plughw:CARD=Headphones,DEV=0\" (`aplay -L` lists them)".into(),
+        );
+    }
+    match &speech.calls {
+        CallsOutput::Alsa { device, .. } if device.trim().is_empty() => {
+            return err(
+                "speech.calls.device",
+                "expected an ALSA device, e.g. \"plughw:CARD=vc4hdmi0,DEV=0\" (`aplay -L` lists them)".into(),
+            );
+        }
+        CallsOutput::Alsa { locales, .. } | CallsOutput::Simulated { locales }
+            if locales.is_empty() =>
+        {
+            return err(
+                "speech.calls.locales",
+                "no language to call turns in: expected e.g. [\"es\", \"en\"], or kind = \"none\" for silent calls".into(),
+            );
+        }
+        _ => {}
+    }
+    if let (CustomerOutput::Alsa { device: a, .. }, CallsOutput::Alsa { device: b, .. }) =
+        (&speech.customer, &speech.calls)
+        && a == b
+    {
+        return err(
+            "speech.calls.device",
+            format!(
+                "calls would play on the customer's device `{a}`: the customer's speech belongs in the headphone jack and the calls on a loudspeaker; give each its own device"
+            ),
+        );
+    }
+    Ok(())
 }
 
 impl SiteConfig {
@@ -786,6 +924,24 @@ impl SiteConfig {
                 format!(
                     "{} ms: expected 10 to 5000 (a LAN answers in a few ms)",
                     store.sequencer_timeout_ms
+                ),
+            );
+        }
+        if !(15..=120).contains(&self.ui.time_warning_s) {
+            return err(
+                "ui.time_warning_s",
+                format!(
+                    "{} s: expected 15 to 120 (WCAG 2.2.1 gives a customer at least 20 s to ask for more time)",
+                    self.ui.time_warning_s
+                ),
+            );
+        }
+        if !(1..=10).contains(&self.ui.accessible_time_factor) {
+            return err(
+                "ui.accessible_time_factor",
+                format!(
+                    "{}: expected 1 to 10 (3 gives three times as long in accessible mode)",
+                    self.ui.accessible_time_factor
                 ),
             );
         }

@@ -335,3 +335,82 @@ fn hh_mm_parses_only_valid_times() {
     assert_eq!(parse_hh_mm("24:00"), None);
     assert_eq!(parse_hh_mm("9:30"), None);
 }
+
+#[test]
+fn keypad_and_speech_sections_are_validated_at_their_keys() {
+    let pi4 = include_str!("../../../hw-config/pi4-mfrc522-usb-printer.toml");
+    let profile = parse_profile(Path::new("p.toml"), pi4).unwrap();
+    assert!(matches!(
+        profile.keypad,
+        KeypadSettings::Evdev { hold_ms: 2000, .. }
+    ));
+    let cases = [
+        (
+            "hold_ms = 2000",
+            "hold_ms = 300",
+            "keypad.hold_ms",
+            "1000 to 5000",
+        ),
+        (
+            "device = \"/dev/input/by-id/usb-kiosk-keypad-event-kbd\"",
+            "device = \"/dev/ttyUSB0\"",
+            "keypad.device",
+            "/dev/input/",
+        ),
+        (
+            "rate_wpm = 160",
+            "rate_wpm = 900",
+            "speech.rate_wpm",
+            "80 to 450",
+        ),
+        ("volume = 100", "volume = 300", "speech.volume", "0 to 200"),
+        (
+            "es = \"es\", en = \"en-gb\"",
+            "es = \"es; rm\", en = \"en-gb\"",
+            "speech.voices.es",
+            "espeak-ng --voices",
+        ),
+        (
+            "locales = [\"es\", \"en\"]",
+            "locales = []",
+            "speech.calls.locales",
+            "kind = \"none\"",
+        ),
+        (
+            "plughw:CARD=vc4hdmi0,DEV=0",
+            "plughw:CARD=Headphones,DEV=0",
+            "speech.calls.device",
+            "its own device",
+        ),
+    ];
+    for (from, to, key, says) in cases {
+        assert!(pi4.contains(from), "profile lacks {from}");
+        let text = pi4.replacen(from, to, 1);
+        let err = parse_profile(Path::new("p.toml"), &text).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some(key), "{to}: {err}");
+        assert!(err.message.contains(says), "{to}: {err}");
+        assert!(err.line.is_some(), "{to}: {err}");
+    }
+    let typo = pi4.replacen("hold_ms = 2000", "hold_time = 2000", 1);
+    let err = parse_profile(Path::new("p.toml"), &typo).unwrap_err();
+    assert!(err.to_string().contains("hold_time"), "{err}");
+    // An internally tagged section reports an unknown key at its table.
+    assert_eq!(err.line, Some(line_of(&typo, "[keypad]")), "{err}");
+}
+
+#[test]
+fn time_warning_and_accessible_factor_are_checked() {
+    let err = site(&with("time_warning_s = 20", "time_warning_s = 5")).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("ui.time_warning_s"), "{err}");
+    assert!(err.message.contains("WCAG 2.2.1"), "{err}");
+    let err = site(&with(
+        "accessible_time_factor = 3",
+        "accessible_time_factor = 0",
+    ))
+    .unwrap_err();
+    assert_eq!(
+        err.key.as_deref(),
+        Some("ui.accessible_time_factor"),
+        "{err}"
+    );
+}

@@ -104,6 +104,7 @@ pub fn router(state: PanelState) -> Router {
         .route("/api/kiosks/{n}/printer", post(printer))
         .route("/api/kiosks/{n}/presence", post(presence))
         .route("/api/kiosks/{n}/lan", post(lan))
+        .route("/api/kiosks/{n}/keypad", post(keypad))
         .route("/tickets/{name}", get(ticket_png_of_first))
         .route("/kiosks/{n}/tickets/{name}", get(ticket_png))
         .with_state(state)
@@ -139,6 +140,19 @@ pub enum CardAction {
     Unknown,
     /// Take every card away.
     Remove,
+}
+
+/// A key on the simulated USB keypad.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum KeypadAction {
+    /// Hold the start key (the nibbed 5) for 2.2 s: accessible mode on or off.
+    HoldStart,
+    /// Press and release a key: `up`, `down`, `enter`, `back`, `help`.
+    Tap {
+        /// Which.
+        key: String,
+    },
 }
 
 /// A scan.
@@ -424,6 +438,57 @@ async fn scan(
     }
 }
 
+async fn keypad(
+    State(s): State<PanelState>,
+    Path(n): Path<usize>,
+    Json(action): Json<KeypadAction>,
+) -> Response {
+    use kiosk_drivers::keypad::codes;
+    let k = match s.kiosk(n) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    let Some(sim) = k.sims.keypad.clone() else {
+        return unavailable("keypad");
+    };
+    let code = match &action {
+        KeypadAction::HoldStart => codes::KP5,
+        KeypadAction::Tap { key } => match key.as_str() {
+            "up" => codes::UP,
+            "down" => codes::DOWN,
+            "enter" => codes::KP_ENTER,
+            "back" => codes::BACKSPACE,
+            "help" => codes::KP_ASTERISK,
+            other => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("no key `{other}`: expected up, down, enter, back or help"),
+                )
+                    .into_response();
+            }
+        },
+    };
+    let hold = matches!(action, KeypadAction::HoldStart);
+    // A hold lasts as long as a finger on the key: off the async threads.
+    let pressed = tokio::task::spawn_blocking(move || {
+        if hold {
+            sim.hold(code, std::time::Duration::from_millis(2_200))
+        } else {
+            sim.tap(code)
+        }
+    })
+    .await;
+    match pressed {
+        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the keypad simulator stopped",
+        )
+            .into_response(),
+    }
+}
+
 async fn printer(
     State(s): State<PanelState>,
     Path(n): Path<usize>,
@@ -561,6 +626,13 @@ fn render_page(s: &PanelState) -> String {
 <button type="button" data-testid="printer-offline" data-act="printer" data-fault="offline" aria-pressed="false">Offline</button></div>
 <h3>Presence sensor and status LED (GPIO)</h3>
 <p><button type="button" data-testid="presence" data-act="presence">Nobody there: step in front</button> <span data-role="led"></span></p>
+<h3>USB keypad (accessible mode; speech under the data dir's speech/)</h3>
+<div class="buttons"><button type="button" data-testid="keypad-hold" data-act="keypad" data-body='{{"action":"hold_start"}}'>Hold the 5 (2 s): accessible mode</button>
+<button type="button" data-act="keypad" data-body='{{"action":"tap","key":"up"}}'>Up</button>
+<button type="button" data-act="keypad" data-body='{{"action":"tap","key":"down"}}'>Down</button>
+<button type="button" data-act="keypad" data-body='{{"action":"tap","key":"enter"}}'>Enter</button>
+<button type="button" data-act="keypad" data-body='{{"action":"tap","key":"back"}}'>Back</button>
+<button type="button" data-act="keypad" data-body='{{"action":"tap","key":"help"}}'>Help (*)</button></div>
 <h3>Printed tickets</h3>
 <div class="tickets" data-role="tickets"></div>
 </section>
@@ -613,7 +685,7 @@ document.addEventListener('click',(ev)=>{
   const sec=b.closest('[data-kiosk]');const n=sec?Number(sec.dataset.kiosk):1;const k=kiosk(n);
   const base='/api/kiosks/'+n+'/';
   switch(b.dataset.act){
-    case 'card':case 'scan':post(base+b.dataset.act,JSON.parse(b.dataset.body));break;
+    case 'card':case 'scan':case 'keypad':post(base+b.dataset.act,JSON.parse(b.dataset.body));break;
     case 'scan-text':post(base+'scan',{action:'text',text:sec.querySelector('[data-role=text]').value});break;
     case 'printer':{const f={paper_out:k.paper_out,cover_open:k.cover_open,offline:k.offline};f[b.dataset.fault]=!f[b.dataset.fault];post(base+'printer',f);break;}
     case 'presence':post(base+'presence',{here:!k.someone_here});break;

@@ -323,7 +323,7 @@ impl Run {
     }
 
     /// Records a survey answer if its turn's one answer is still open (docs/DESIGN.md invariant
-    /// 15): the turn was served and no kiosk of the store has an answer for it. The store's
+    /// 17): the turn was served and no kiosk of the store has an answer for it. The store's
     /// `rate` mark and the `survey_answered` event are one transaction, and the mark reaches the
     /// other kiosks with the queue's ops. This is the one rule for every way an answer comes
     /// in (the kiosk's screen now, the phone companion later): keyed by the turn id. A refused
@@ -351,7 +351,7 @@ impl Run {
         })
     }
 
-    /// Redeems a coupon once in the store (docs/DESIGN.md invariant 15): resolves its campaign and
+    /// Redeems a coupon once in the store (docs/DESIGN.md invariant 16): resolves its campaign and
     /// variant from its code, refuses one used before (at any kiosk or counter whose marks this
     /// kiosk holds), and journals `coupon_redeemed` with the store's `redeem` mark in one
     /// transaction. Returns the campaign and variant converted.

@@ -81,6 +81,11 @@ pub struct Simulators {
     pub scanner: Option<ScannerSim>,
     /// The presence sensor's line and the status LED.
     pub gpio: Option<kiosk_drivers::gpio::GpioSim>,
+    /// The keypad simulator: writes key events into the keypad's event FIFO.
+    pub keypad: Option<kiosk_drivers::keypad::KeypadSim>,
+    /// Where simulated speech is written (`customer/` and `calls/`, each with its WAV files and
+    /// `spoken.log`).
+    pub speech_dir: Option<PathBuf>,
 }
 
 /// Why the kiosk could not start.
@@ -249,6 +254,7 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
     let (touch_tx, touch_rx) = mpsc::channel(64);
     let (staff_tx, staff_rx) = mpsc::channel(16);
     let (store_tx, store_rx) = mpsc::channel(64);
+    let (keys_tx, _) = tokio::sync::broadcast::channel(64);
     let appended = Arc::new(Notify::new());
     let db = KioskDb::new(journal, appended.clone(), Some(touch_tx.clone()));
     db.append(Event::KioskStarted(KioskStarted {
@@ -263,7 +269,15 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
 
     let time = StoreTime::new(&site.kiosk.timezone, opts.clock.clone());
     let (turn_key, code_keys) = code_keys(&opts.credentials)?;
-    let devices = open_devices(&opts, code_keys, &time, device_tx, &liveness)?;
+    let devices = open_devices(
+        &opts,
+        code_keys,
+        &time,
+        device_tx,
+        keys_tx.clone(),
+        &data,
+        &liveness,
+    )?;
 
     // Sync settings (the worker starts below; the executor's live profile lookups use them too).
     let endpoint = opts
@@ -300,6 +314,17 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
         devices.card_pace.clone(),
         shutdown.clone(),
     )];
+    tasks.push(crate::accessibility::spawn_announcer(
+        executor.board.clone(),
+        executor.screen.clone(),
+        devices
+            .speech
+            .calls
+            .clone()
+            .map(|s| (s, devices.speech.call_langs.clone())),
+        devices.speech.customer.clone(),
+        shutdown.clone(),
+    ));
     if let Some(led) = devices.status_led {
         tasks.push(spawn_status_led(
             led,
@@ -316,6 +341,13 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
             screen: executor.screen.clone(),
             board: executor.board,
             staff: staff_tx,
+            keys: keys_tx,
+            speech: devices.speech.customer.clone().map(|speaker| {
+                crate::accessibility::CustomerSpeech {
+                    speaker,
+                    private_listening: devices.speech.private_listening,
+                }
+            }),
         },
         &liveness,
         &shutdown,
@@ -441,6 +473,7 @@ struct Devices {
     card_pace: card::PresenceSignal,
     status_led: Option<Box<dyn kiosk_drivers::gpio::StatusLed>>,
     print_tx: std::sync::mpsc::Sender<devices::PrintJob>,
+    speech: kiosk_drivers::speech::Speech,
 }
 
 fn device_error(device: &'static str) -> impl Fn(std::io::Error) -> StartError {
@@ -458,11 +491,48 @@ fn open_devices(
     code_keys: CodeKeys,
     time: &StoreTime,
     device_tx: mpsc::Sender<devices::DeviceMsg>,
+    keys: tokio::sync::broadcast::Sender<kiosk_drivers::keypad::Key>,
+    data: &DataDir,
     liveness: &crate::service::Liveness,
 ) -> Result<Devices, StartError> {
     let hardware = &opts.config.hardware;
     let mut sims = Simulators::default();
     let mut threads = Vec::new();
+    // Speech: a configuration that cannot work (a directory that cannot be made) is logged, and
+    // the kiosk runs silent rather than not at all.
+    let speech_dir = data.root().join("speech");
+    let speech = match kiosk_drivers::speech::open(&hardware.speech, &speech_dir) {
+        Ok(speech) => speech,
+        Err(e) => {
+            tracing::error!(error = %e, "speech unavailable");
+            kiosk_drivers::speech::Speech::default()
+        }
+    };
+    if matches!(
+        hardware.speech.customer,
+        kiosk_drivers::speech::CustomerOutput::Simulated { .. }
+    ) || matches!(
+        hardware.speech.calls,
+        kiosk_drivers::speech::CallsOutput::Simulated { .. }
+    ) {
+        sims.speech_dir = Some(speech_dir);
+    }
+    match kiosk_drivers::keypad::open(&hardware.keypad) {
+        Ok(Some(handle)) => {
+            sims.keypad = handle.simulator();
+            threads.push(
+                crate::accessibility::spawn_keypad(
+                    handle,
+                    device_tx.clone(),
+                    keys,
+                    speech.customer.clone(),
+                )
+                .map_err(device_error("keypad"))?,
+            );
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "keypad unavailable"),
+    }
     // Fast card polling until a presence sensor says nobody is there (kiosks without one: always).
     let card_pace = card::PresenceSignal::new();
     let card_thread = match card::open(&hardware.card_reader, opts.credentials.tenant_key.clone()) {
@@ -556,6 +626,7 @@ fn open_devices(
         card_pace,
         status_led,
         print_tx,
+        speech,
     })
 }
 

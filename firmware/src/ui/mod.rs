@@ -88,6 +88,10 @@ pub struct UiChannels {
     pub board: watch::Receiver<QueueBoard>,
     /// Staff actions from the counter page, to the runtime.
     pub staff: mpsc::Sender<StaffRequest>,
+    /// Keypad keys, forwarded to the kiosk screen on its event stream.
+    pub keys: tokio::sync::broadcast::Sender<kiosk_drivers::keypad::Key>,
+    /// The kiosk's own speech for the customer, if the hardware profile has it.
+    pub speech: Option<crate::accessibility::CustomerSpeech>,
 }
 
 /// What the lobby display shows: no names, no card tokens.

@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/kiosk/view", get(kiosk_view))
         .route("/api/kiosk/stream", get(kiosk_stream))
         .route("/api/kiosk/touch", post(kiosk_touch))
+        .route("/api/kiosk/speak", post(kiosk_speak))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             kiosk_only_from_loopback,
@@ -176,12 +177,60 @@ async fn kiosk_view(State(app): State<AppState>) -> Response {
     Json(app.0.channels.screen.borrow().clone()).into_response()
 }
 
+/// The screen's views (`view` events) and the keypad's keys (`key` events, e.g.
+/// `{"key":"next"}`, `{"key":"digit","n":2}`) on one stream.
 async fn kiosk_stream(
     State(app): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    sse(app.0.channels.screen.clone(), |v| {
+    let views = watch_events(app.0.channels.screen.clone(), |v| {
         serde_json::to_string(v).ok()
-    })
+    });
+    let keys = futures::stream::unfold(app.0.channels.keys.subscribe(), |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(key) => {
+                    let data = serde_json::to_string(&key).unwrap_or_default();
+                    return Some((Ok(SseEvent::default().event("key").data(data)), rx));
+                }
+                // A screen too slow to take keys loses the oldest; the newest count.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(futures::stream::select(views, keys)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+}
+
+/// What the kiosk page asks the kiosk to say: the text it shows.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpeakRequest {
+    text: String,
+    /// What the customer typed into the focused field: said only with private listening.
+    #[serde(default)]
+    personal: Option<String>,
+    lang: kiosk_drivers::speech::Lang,
+    class: kiosk_drivers::speech::Class,
+    #[serde(default)]
+    new_screen: bool,
+}
+
+async fn kiosk_speak(State(app): State<AppState>, Json(req): Json<SpeakRequest>) -> Response {
+    let Some(speech) = &app.0.channels.speech else {
+        return StatusCode::NO_CONTENT.into_response();
+    };
+    let view = app.0.channels.screen.borrow().clone();
+    match speech.say(
+        &view,
+        req.class,
+        &req.text,
+        req.personal.as_deref(),
+        req.lang,
+        req.new_screen,
+    ) {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(e) => (StatusCode::CONFLICT, e.to_string()).into_response(),
+    }
 }
 
 async fn kiosk_touch(State(app): State<AppState>, Json(touch): Json<Touch>) -> Response {
@@ -416,16 +465,26 @@ where
     T: Send + Sync + 'static,
     F: Fn(&T) -> Option<String> + Send + 'static,
 {
-    let stream =
-        futures::stream::unfold((rx, render, true), |(mut rx, render, first)| async move {
-            if !first && rx.changed().await.is_err() {
-                return None;
-            }
-            let data = render(&rx.borrow_and_update()).unwrap_or_default();
-            Some((
-                Ok(SseEvent::default().event("view").data(data)),
-                (rx, render, false),
-            ))
-        });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+    Sse::new(watch_events(rx, render)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+}
+
+/// `view` events: the watched value now, then at every change.
+fn watch_events<T, F>(
+    rx: watch::Receiver<T>,
+    render: F,
+) -> impl Stream<Item = Result<SseEvent, Infallible>>
+where
+    T: Send + Sync + 'static,
+    F: Fn(&T) -> Option<String> + Send + 'static,
+{
+    futures::stream::unfold((rx, render, true), |(mut rx, render, first)| async move {
+        if !first && rx.changed().await.is_err() {
+            return None;
+        }
+        let data = render(&rx.borrow_and_update()).unwrap_or_default();
+        Some((
+            Ok(SseEvent::default().event("view").data(data)),
+            (rx, render, false),
+        ))
+    })
 }

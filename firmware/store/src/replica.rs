@@ -81,7 +81,7 @@ pub fn apply_step(queue: &Queue, step: &Step, at: OffsetDateTime) -> Result<Chan
     }
 }
 
-/// Whether a turn's survey can be answered now (docs/DESIGN.md invariant 16): the journey's own
+/// Whether a turn's survey can be answered now (docs/DESIGN.md invariant 17): the journey's own
 /// word for it, decided here from the store's queue and marks.
 pub use kiosk_core::journey::SurveyStatus;
 

@@ -99,8 +99,12 @@ impl Validator {
         if !self.schema.is_valid(raw) {
             return Err(reject(self.explain(raw)));
         }
-        let env: Envelope = serde_json::from_value(raw.clone())
-            .map_err(|e| reject(format!("event does not match the catalog types: {e}")))?;
+        let env: Envelope = serde_json::from_value(raw.clone()).map_err(|e| {
+            reject(format!(
+                "event does not match the catalog types: {}",
+                without_quoted_values(&e.to_string())
+            ))
+        })?;
         if env.kiosk_id != kiosk_id {
             return Err(reject(format!(
                 "event belongs to kiosk {:?} but was posted by kiosk {kiosk_id:?}",
@@ -141,8 +145,9 @@ impl Validator {
                 Some(v) => {
                     if let Some(err) = v.iter_errors(payload).next() {
                         return format!(
-                            "{kind} payload does not match the catalog at /payload{}: {err}",
-                            err.instance_path()
+                            "{kind} payload does not match the catalog at /payload{}: the value {}",
+                            err.instance_path(),
+                            describe(err.kind())
                         );
                     }
                 }
@@ -151,12 +156,55 @@ impl Validator {
         }
         match self.schema.iter_errors(raw).find(|e| !e.instance_path().to_string().is_empty()) {
             Some(err) => format!(
-                "event does not match the catalog envelope at {}: {err}",
-                err.instance_path()
+                "event does not match the catalog envelope at {}: the value {}",
+                err.instance_path(),
+                describe(err.kind())
             ),
             None => "event is not a catalog envelope (needs id, kiosk_id, seq, boot_id, wall_time, mono_ms, schema_version, type, payload)".to_owned(),
         }
     }
+}
+
+/// What a schema error is about, never quoting the value: rejection reasons are stored with the
+/// kiosk's dead letters and shown to technicians, and the value can be a customer's name, email
+/// or phone (jsonschema's own message starts with the value).
+fn describe(kind: &jsonschema::error::ValidationErrorKind) -> String {
+    use jsonschema::error::ValidationErrorKind as K;
+    match kind {
+        K::Format { format } => format!("is not a valid {format}"),
+        K::MaxLength { limit } => format!("is longer than {limit} characters"),
+        K::MinLength { limit } => format!("is shorter than {limit} characters"),
+        K::Type { kind } => format!("has the wrong type (expected {kind:?})"),
+        K::Pattern { pattern } => format!("does not match the pattern {pattern}"),
+        K::Required { property } => format!("lacks the required property {property}"),
+        K::AdditionalProperties { unexpected } => {
+            format!("has properties the catalog does not know: {unexpected:?}")
+        }
+        K::Enum { .. } => "is not one of the allowed values".to_owned(),
+        K::Minimum { limit } | K::ExclusiveMinimum { limit } => format!("is below {limit}"),
+        K::Maximum { limit } | K::ExclusiveMaximum { limit } => format!("is above {limit}"),
+        other => format!("fails the schema's {} rule", other.keyword()),
+    }
+}
+
+/// A serde message without the values it quotes (`invalid type: string "Ana", expected ...`).
+fn without_quoted_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.chars() {
+        if c == '"' {
+            if !quoted {
+                out.push_str("\"…");
+            }
+            quoted = !quoted;
+            if !quoted {
+                out.push('"');
+            }
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn truncate(mut s: String) -> String {
@@ -432,5 +480,20 @@ mod tests {
         );
         let junk = v.check(&serde_json::json!(42), "k1", &c, skew).unwrap_err();
         assert_eq!(junk.id, Uuid::nil());
+        // A reason is stored with the kiosk's dead letters: it names the field and the rule,
+        // never the value, which can be a customer's name.
+        raw["payload"]["unclean_shutdown"] = "Ana Pérez García".into();
+        let personal = v.check(&raw, "k1", &c, skew).unwrap_err();
+        assert!(
+            personal.reason.contains("/payload/unclean_shutdown")
+                && personal.reason.contains("wrong type"),
+            "{}",
+            personal.reason
+        );
+        assert!(!personal.reason.contains("Ana"), "{}", personal.reason);
+        assert_eq!(
+            without_quoted_values(r#"invalid type: string "Ana Pérez", expected u32"#),
+            r#"invalid type: string "…", expected u32"#
+        );
     }
 }

@@ -127,6 +127,7 @@ on_both_databases!(
     feed_carries_only_the_kiosks_store,
     live_lookup_finds_a_customer_of_another_store_and_links_them,
     erasure_reaches_the_feed_and_removes_the_profile,
+    erasing_a_token_not_seen_yet_is_remembered_for_its_late_registration,
     visits_make_segments_and_admins_can_override_them,
     conversion_is_counted_per_variant,
     clock_skew_is_estimated_per_kiosk,
@@ -791,6 +792,73 @@ async fn erasure_reaches_the_feed_and_removes_the_profile(b: Backend) {
     let cust = h.db.customer(ana.clone()).await.unwrap();
     assert!(cust.is_none_or(|c| c.display_name.is_none()));
     assert!(profiles(&whole_feed(&h, &k).await).is_empty());
+    h.stop().await;
+}
+
+async fn erasing_a_token_not_seen_yet_is_remembered_for_its_late_registration(b: Backend) {
+    let h = Harness::start(b).await;
+    let k = h.kiosk.clone();
+    let bea = token(8);
+    // The customer asks to be erased before her registration, still in an offline kiosk's
+    // outbox, ever reached the CRM.
+    let r = h
+        .admin(Method::POST, &format!("/v1/admin/customers/{bea}/erase"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "remembered, not 'not found'");
+    let mut late = h.envelope(&k, 1, registered(&bea, "Beatriz"));
+    late.wall_time -= time::Duration::hours(2);
+    late.boot_id = Uuid::now_v7();
+    let r: BatchResponse = h.post_events(&k, vec![late]).await.json().await.unwrap();
+    assert_eq!(r.results[0].status, EventStatus::Accepted);
+    let cust = h.db.customer(bea.clone()).await.unwrap();
+    assert!(
+        cust.is_none_or(|c| c.display_name.is_none() && c.email.is_none()),
+        "stored redacted"
+    );
+    assert!(profiles(&whole_feed(&h, &k).await).is_empty());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_customer_cannot_be_read_back_from_the_database_files_while_it_runs() {
+    let h = Harness::start(Backend::Sqlite).await;
+    let k = h.kiosk.clone();
+    let t = token(9);
+    let name = "Zacarias Quintanilla";
+    let mut events = vec![h.envelope(&k, 1, registered(&t, name))];
+    events.push(h.envelope(&k, 2, consent(&t, ConsentPurpose::Profile, true)));
+    h.post_events(&k, events).await;
+    // Her profile travels in the feed too: read it, so it is in the pages and the WAL.
+    assert_eq!(profiles(&whole_feed(&h, &k).await).len(), 1);
+    let dir = h.data_dir().unwrap().to_owned();
+    let count = |needle: &str| -> usize {
+        ["crm.db", "crm.db-wal"]
+            .iter()
+            .filter_map(|f| std::fs::read(dir.join(f)).ok())
+            .map(|bytes| {
+                bytes
+                    .windows(needle.len())
+                    .filter(|w| *w == needle.as_bytes())
+                    .count()
+            })
+            .sum()
+    };
+    assert!(count(name) > 0, "the scan sees her name before the erasure");
+    let r = h
+        .admin(Method::POST, &format!("/v1/admin/customers/{t}/erase"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    // Measured before: her name 6 times and her email 5 times in crm.db-wal while running.
+    assert_eq!(count(name), 0, "name left in the files");
+    assert_eq!(
+        count(&format!("{name}@example.com")),
+        0,
+        "email left in the files"
+    );
     h.stop().await;
 }
 

@@ -360,7 +360,7 @@ impl Campaign {
     }
 }
 
-/// Whether a turn's survey can be answered now (docs/DESIGN.md invariant 16), keyed by the turn
+/// Whether a turn's survey can be answered now (docs/DESIGN.md invariant 17), keyed by the turn
 /// id: the kiosks decide it from the store's queue and marks (`kiosk_store::StoreQueue::survey_status`),
 /// the CRM from its live queue and the answers it keeps (`Database::survey_status`), so the
 /// kiosk screen and the phone companion go through the same rule.

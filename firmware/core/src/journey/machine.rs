@@ -24,6 +24,10 @@
 //! - **The survey** is about a served turn: scanning the ticket opens it only when the store's
 //!   queue says the turn was served and not rated yet; one answer per turn, the runtime refusing
 //!   a second one even when two kiosks are answered at once.
+//! - **Time limits the customer waits on** ([`warns`]) show a warning `warning_ms` before they
+//!   fire; "More time", typing or any touch starts the whole limit again (WCAG 2.x success
+//!   criterion 2.2.1 Timing Adjustable, which EN 301 549 applies to software too). Accessible
+//!   mode multiplies those limits by `accessible_factor`.
 
 use kiosk_protocol::CardToken;
 use kiosk_protocol::events::{
@@ -60,8 +64,13 @@ pub fn step(
     };
     m.input(input);
     let Machine { mut s, mut fx, .. } = m;
-    if s.deadline_ms != state.deadline_ms
-        && let Some(at) = s.deadline_ms
+    if s.deadline_ms != state.deadline_ms {
+        // A moved deadline is a new time limit: its warning, if any, is still to come.
+        s.warning_left_ms = None;
+    }
+    let wake = next_wake(config, &s);
+    if wake != next_wake(config, state)
+        && let Some(at) = wake
     {
         fx.push(Effect::WakeAt { mono_ms: at });
     }
@@ -69,6 +78,55 @@ pub fn step(
         s.version = state.version.wrapping_add(1);
     }
     (s, fx)
+}
+
+/// Whether the time limit of the screen `state` shows is one the customer waits on, so it warns
+/// before it fires and can be extended: screens where they read, choose or type, and the
+/// goodbye whose number exists only on screen. Not the machines' waits (lookup, issuing,
+/// printing), not a goodbye after a printed ticket (nothing is lost: the ticket is in hand).
+pub fn warns(state: &State) -> bool {
+    match state.screen {
+        Screen::Greeting { .. }
+        | Screen::OfferRegistration { .. }
+        | Screen::Registering { .. }
+        | Screen::ChooseService { .. }
+        | Screen::SurveyOnly { .. }
+        | Screen::Goodbye { printed: false, .. } => true,
+        Screen::Attract => state.accessible,
+        Screen::Identifying { .. }
+        | Screen::Issuing { .. }
+        | Screen::Printing { .. }
+        | Screen::Goodbye { printed: true, .. }
+        | Screen::Error { .. } => false,
+    }
+}
+
+/// The whole time limit of the screen `state` shows, as "More time" restarts it; `None` for
+/// screens that wait on a machine or have no limit.
+pub fn time_limit(config: &JourneyConfig, state: &State) -> Option<u64> {
+    let t = config.timeouts.scaled(state.accessible);
+    match state.screen {
+        Screen::Registering { .. } => Some(t.registration_ms),
+        Screen::Greeting { .. }
+        | Screen::OfferRegistration { .. }
+        | Screen::ChooseService { .. }
+        | Screen::SurveyOnly { .. } => Some(t.idle_ms),
+        Screen::Goodbye { printed: true, .. } => Some(t.goodbye_ms),
+        Screen::Goodbye { printed: false, .. } => Some(t.goodbye_unprinted_ms),
+        Screen::Error { .. } => Some(t.thanks_ms),
+        Screen::Attract => state.accessible.then_some(t.idle_ms),
+        Screen::Identifying { .. } | Screen::Issuing { .. } | Screen::Printing { .. } => None,
+    }
+}
+
+/// When the engine next needs a [`Input::Tick`]: the warning, while it is still to come, or the
+/// deadline.
+fn next_wake(config: &JourneyConfig, state: &State) -> Option<u64> {
+    let deadline = state.deadline_ms?;
+    if warns(state) && state.warning_left_ms.is_none() {
+        return Some(deadline.saturating_sub(config.timeouts.warning_ms));
+    }
+    Some(deadline)
 }
 
 struct Machine<'a> {
@@ -81,11 +139,18 @@ struct Machine<'a> {
 impl Machine<'_> {
     fn input(&mut self, input: Input) {
         match input {
-            Input::Tick => {
-                if self.s.deadline_ms.is_some_and(|d| self.now >= d) {
-                    self.timeout();
+            Input::Tick => match self.s.deadline_ms {
+                Some(d) if self.now >= d => self.timeout(),
+                Some(d)
+                    if warns(&self.s)
+                        && self.s.warning_left_ms.is_none()
+                        && self.now >= d.saturating_sub(self.timeouts().warning_ms) =>
+                {
+                    self.s.warning_left_ms = Some(d - self.now);
                 }
-            }
+                _ => {}
+            },
+            Input::AccessibilityKey => self.toggle_accessible(),
             Input::CardTapped { token, reader } => self.tap(Tap {
                 token,
                 reader: Some(reader),
@@ -110,7 +175,7 @@ impl Machine<'_> {
                         Screen::Error {
                             kind: ErrorKind::IssueFailed,
                         },
-                        self.config.timeouts.thanks_ms,
+                        self.timeouts().thanks_ms,
                     );
                 }
             }
@@ -157,6 +222,37 @@ impl Machine<'_> {
 
     // ---- transitions -------------------------------------------------------------------------
 
+    /// The time limits as they apply now (longer in accessible mode).
+    fn timeouts(&self) -> super::Timeouts {
+        self.config.timeouts.scaled(self.s.accessible)
+    }
+
+    /// Starts the current screen's whole time limit again ("More time", typing, any touch).
+    fn extend(&mut self) {
+        if let Some(ms) = time_limit(self.config, &self.s)
+            && self.s.deadline_ms.is_some()
+        {
+            self.s.deadline_ms = Some(self.now.saturating_add(ms));
+        }
+    }
+
+    /// The keypad's start key, held: accessible mode on (with longer limits at once) or off.
+    fn toggle_accessible(&mut self) {
+        self.s.accessible = !self.s.accessible;
+        self.s.deadline_ms = match (time_limit(self.config, &self.s), self.s.deadline_ms) {
+            // On the attract screen accessible mode has its own limit, so that it ends when
+            // nobody goes on; off again, the attract screen waits as before.
+            (Some(ms), _) if matches!(self.s.screen, Screen::Attract) => {
+                Some(self.now.saturating_add(ms))
+            }
+            (None, d) if matches!(self.s.screen, Screen::Attract) => {
+                d.filter(|_| self.s.locale != self.config.default_locale)
+            }
+            (Some(ms), Some(_)) => Some(self.now.saturating_add(ms)),
+            (_, d) => d,
+        };
+    }
+
     fn go(&mut self, screen: Screen, timeout_ms: u64) {
         self.s.screen = screen;
         self.s.notice = None;
@@ -170,6 +266,8 @@ impl Machine<'_> {
         self.s.notice = None;
         self.s.deadline_ms = None;
         self.s.locale = self.config.default_locale;
+        // Accessible mode is the journey's: the next customer starts without it.
+        self.s.accessible = false;
     }
 
     fn notice(&mut self, kind: NoticeKind) {
@@ -227,10 +325,7 @@ impl Machine<'_> {
         self.fx.push(Effect::LookupProfile {
             token: tap.token.clone(),
         });
-        self.go(
-            Screen::Identifying { tap, by },
-            self.config.timeouts.lookup_ms,
-        );
+        self.go(Screen::Identifying { tap, by }, self.timeouts().lookup_ms);
     }
 
     fn timeout(&mut self) {
@@ -249,10 +344,7 @@ impl Machine<'_> {
                     card: Some(tap.token),
                     customer: None,
                 };
-                self.go(
-                    Screen::ChooseService { session },
-                    self.config.timeouts.idle_ms,
-                );
+                self.go(Screen::ChooseService { session }, self.timeouts().idle_ms);
                 self.notice(NoticeKind::LookupSlow);
             }
             Screen::Printing {
@@ -278,7 +370,7 @@ impl Machine<'_> {
                     Screen::Error {
                         kind: ErrorKind::IssueFailed,
                     },
-                    self.config.timeouts.thanks_ms,
+                    self.timeouts().thanks_ms,
                 );
             }
             Screen::Greeting { .. }
@@ -419,7 +511,7 @@ impl Machine<'_> {
                     Screen::ChooseService {
                         session: Session::default(),
                     },
-                    self.config.timeouts.idle_ms,
+                    self.timeouts().idle_ms,
                 );
                 self.notice(NoticeKind::CouponRedeemed);
             }
@@ -481,7 +573,7 @@ impl Machine<'_> {
         if let Some(c) = &campaign {
             self.expose(c, &session, Surface::Screen);
         }
-        self.go(Screen::Greeting { session }, self.config.timeouts.idle_ms);
+        self.go(Screen::Greeting { session }, self.timeouts().idle_ms);
     }
 
     fn profile_not_found(&mut self, token: CardToken) {
@@ -499,10 +591,7 @@ impl Machine<'_> {
                 known: false,
             }));
         }
-        self.go(
-            Screen::OfferRegistration { tap },
-            self.config.timeouts.idle_ms,
-        );
+        self.go(Screen::OfferRegistration { tap }, self.timeouts().idle_ms);
     }
 
     fn forget(&mut self, token: &CardToken) {
@@ -532,29 +621,20 @@ impl Machine<'_> {
     // ---- touches -----------------------------------------------------------------------------
 
     fn touch(&mut self, touch: Touch) {
-        let t = self.config.timeouts;
+        let t = self.timeouts();
         match touch {
             Touch::SetLocale { locale } => {
                 self.s.locale = locale;
                 // A language picked on the attract screen reverts when nobody goes on.
                 if matches!(self.s.screen, Screen::Attract) {
-                    self.s.deadline_ms = (locale != self.config.default_locale)
+                    self.s.deadline_ms = (locale != self.config.default_locale
+                        || self.s.accessible)
                         .then(|| self.now.saturating_add(t.idle_ms));
+                } else {
+                    self.extend();
                 }
             }
-            Touch::Activity => {
-                let idle = match self.s.screen {
-                    Screen::Registering { .. } => Some(t.registration_ms),
-                    Screen::Greeting { .. }
-                    | Screen::OfferRegistration { .. }
-                    | Screen::ChooseService { .. }
-                    | Screen::SurveyOnly { .. } => Some(t.idle_ms),
-                    _ => None,
-                };
-                if let Some(ms) = idle {
-                    self.s.deadline_ms = Some(self.now.saturating_add(ms));
-                }
-            }
+            Touch::Activity | Touch::MoreTime => self.extend(),
             Touch::Start => {
                 if matches!(self.s.screen, Screen::Attract | Screen::Error { .. }) {
                     self.begin_visit();
@@ -647,10 +727,7 @@ impl Machine<'_> {
                     tap,
                     error: Some(error),
                 };
-                self.s.deadline_ms = Some(
-                    self.now
-                        .saturating_add(self.config.timeouts.registration_ms),
-                );
+                self.s.deadline_ms = Some(self.now.saturating_add(self.timeouts().registration_ms));
                 return;
             }
         };
@@ -732,7 +809,7 @@ impl Machine<'_> {
                 session,
                 request_id,
             },
-            self.config.timeouts.issuing_ms,
+            self.timeouts().issuing_ms,
         );
     }
 
@@ -808,7 +885,7 @@ impl Machine<'_> {
                 service_name,
                 coupon,
             },
-            self.config.timeouts.printing_ms,
+            self.timeouts().printing_ms,
         );
         if self.s.printer == DeviceHealth::Absent {
             self.print_failed("printer unavailable".to_owned());
@@ -841,7 +918,7 @@ impl Machine<'_> {
         else {
             return;
         };
-        let t = self.config.timeouts;
+        let t = self.timeouts();
         let ms = if printed {
             t.goodbye_ms
         } else {
@@ -882,7 +959,7 @@ impl Machine<'_> {
                         label,
                         survey: Survey::Asking,
                     },
-                    self.config.timeouts.idle_ms,
+                    self.timeouts().idle_ms,
                 );
             }
             SurveyStatus::NotServed => self.notice(NoticeKind::SurveyNotServedYet),

@@ -27,7 +27,7 @@ mod types;
 mod view;
 
 pub use crate::locale::{Locale, Localized};
-pub use machine::step;
+pub use machine::{step, time_limit, warns};
 pub use state::{
     Customer, ErrorKind, Notice, NoticeKind, RegistrationError, Screen, Session, State, Survey, Tap,
 };
@@ -38,8 +38,10 @@ pub use types::{
 };
 pub use view::{
     ConsentBox, ConsentStatus, CouponView, NoticeView, ReasonChoice, ScreenBody, ScreenView,
-    ServiceChoice, SurveyView, TurnView, qr_svg, view,
+    ServiceChoice, SurveyView, TimeWarningView, TurnView, qr_svg, view,
 };
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod time_limit_tests;

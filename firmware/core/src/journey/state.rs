@@ -36,7 +36,7 @@ pub struct State {
     /// The last coupon redeemed and when: a double read of the same coupon is one redemption.
     pub last_coupon: Option<(String, u64)>,
     /// The current visit: one journey at this kiosk, from the first tap, touch or coupon to the
-    /// goodbye. A campaign counts one exposure per visit (docs/DESIGN.md invariant 15).
+    /// goodbye. A campaign counts one exposure per visit (docs/DESIGN.md invariant 16).
     pub visit_id: Uuid,
     /// Makes visit ids unique across kiosks and boots: the runtime sets it to a fresh UUIDv7 at
     /// start (tests leave it nil).
@@ -45,6 +45,12 @@ pub struct State {
     pub visits: u64,
     /// Campaigns already shown in this visit (the screen and the ticket are one exposure).
     pub shown: Vec<String>,
+    /// Accessible mode (speech, keypad, longer time limits): on from the keypad's start key
+    /// until the journey returns to the attract screen.
+    pub accessible: bool,
+    /// The time-limit warning is showing: milliseconds that were left when it appeared. Cleared
+    /// whenever the deadline moves (a new screen, "More time", any activity).
+    pub warning_left_ms: Option<u64>,
 }
 
 impl State {
@@ -65,6 +71,8 @@ impl State {
             visit_base: Uuid::nil(),
             visits: 0,
             shown: Vec::new(),
+            accessible: false,
+            warning_left_ms: None,
         }
     }
 

@@ -108,9 +108,12 @@ pub enum Input {
     },
     /// The timer asked for with [`Effect::WakeAt`] went off (early or repeated ticks are harmless).
     Tick,
+    /// The keypad's start key was held down (EN 301 549 5.2: a way to turn accessible mode on
+    /// that needs no sight): accessible mode toggles, on any screen.
+    AccessibilityKey,
 }
 
-/// Whether a turn's survey can be answered now (docs/DESIGN.md invariant 16): the protocol's
+/// Whether a turn's survey can be answered now (docs/DESIGN.md invariant 17): the protocol's
 /// word, shared with the CRM, which answers the same question for the phone companion.
 pub use kiosk_protocol::wire::SurveyStatus;
 
@@ -168,6 +171,8 @@ pub enum Touch {
     SubmitRegistration(RegistrationForm),
     /// The customer is typing or scrolling: keeps the screen from timing out.
     Activity,
+    /// "More time" on the time-limit warning: the screen's whole time limit starts again.
+    MoreTime,
     /// A service was chosen.
     ChooseService {
         /// Service letter.
@@ -477,6 +482,42 @@ pub struct Timeouts {
     pub goodbye_unprinted_ms: u64,
     /// Thanks after the survey, and error screens.
     pub thanks_ms: u64,
+    /// How long before a screen the customer is using times out the warning (banner with "More
+    /// time", tone, spoken in accessible mode) appears. WCAG 2.2.1 asks for at least 20 s to
+    /// react to it; screens shorter than this warn as soon as they appear.
+    #[serde(default = "default_warning_ms")]
+    pub warning_ms: u64,
+    /// Accessible mode multiplies every time limit the customer waits on by this (not the
+    /// lookup, issuing and printing limits, which wait on machines).
+    #[serde(default = "default_accessible_factor")]
+    pub accessible_factor: u32,
+}
+
+fn default_warning_ms() -> u64 {
+    20_000
+}
+
+fn default_accessible_factor() -> u32 {
+    3
+}
+
+impl Timeouts {
+    /// The limits as they apply in accessible mode (`accessible`) or not: the customer's own
+    /// limits multiplied by [`Timeouts::accessible_factor`], the machines' limits as they are.
+    pub fn scaled(&self, accessible: bool) -> Timeouts {
+        if !accessible {
+            return *self;
+        }
+        let f = u64::from(self.accessible_factor.max(1));
+        Timeouts {
+            idle_ms: self.idle_ms.saturating_mul(f),
+            registration_ms: self.registration_ms.saturating_mul(f),
+            goodbye_ms: self.goodbye_ms.saturating_mul(f),
+            goodbye_unprinted_ms: self.goodbye_unprinted_ms.saturating_mul(f),
+            thanks_ms: self.thanks_ms.saturating_mul(f),
+            ..*self
+        }
+    }
 }
 
 impl Default for Timeouts {
@@ -490,6 +531,8 @@ impl Default for Timeouts {
             goodbye_ms: 20_000,
             goodbye_unprinted_ms: 60_000,
             thanks_ms: 5_000,
+            warning_ms: default_warning_ms(),
+            accessible_factor: default_accessible_factor(),
         }
     }
 }

@@ -19,8 +19,22 @@ pub struct ScreenView {
     pub printer_ok: bool,
     /// A short message over the screen.
     pub notice: Option<NoticeView>,
+    /// Accessible mode: the page speaks what it shows and follows the keypad.
+    #[serde(default)]
+    pub accessible: bool,
+    /// The screen is about to time out: the page shows a banner with a "More time" button.
+    #[serde(default)]
+    pub time_warning: Option<TimeWarningView>,
     /// The screen.
     pub body: ScreenBody,
+}
+
+/// The time-limit warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeWarningView {
+    /// Whole seconds left when the warning appeared (the page counts down from it; the
+    /// engine, not the page, ends the screen).
+    pub seconds_left: u32,
 }
 
 /// A notice.
@@ -306,6 +320,10 @@ pub fn view(config: &JourneyConfig, state: &State) -> ScreenView {
         notice: state.notice.map(|n| NoticeView {
             kind: n.kind,
             id: n.id,
+        }),
+        accessible: state.accessible,
+        time_warning: state.warning_left_ms.map(|ms| TimeWarningView {
+            seconds_left: u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX),
         }),
         body,
     }

@@ -1,5 +1,5 @@
--- crm-endpoint schema version 3 (sqlite): figures managers can trust (docs/DESIGN.md invariants 15
--- and 16).
+-- crm-endpoint schema version 3 (sqlite): figures managers can trust (docs/DESIGN.md invariants 16
+-- and 17).
 -- campaign_facts.dedupe_key: what makes a fact count once: the visit of an exposure
 -- (campaign_shown.visit_id: the greeting and the ticket of one visit are one exposure) and the
 -- code of a redemption (two kiosks reporting one coupon are one conversion). NULL (events from

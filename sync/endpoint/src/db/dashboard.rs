@@ -206,7 +206,7 @@ pub struct VariantFigures {
     /// Variant.
     pub variant: String,
     /// Exposures: visits that saw the campaign (screen and ticket of one visit count once;
-    /// docs/DESIGN.md invariant 15).
+    /// docs/DESIGN.md invariant 16).
     pub shown: u64,
     /// Conversions: coupons of the variant redeemed, each once however many kiosks report it.
     pub redeemed: u64,
@@ -217,7 +217,7 @@ pub struct VariantFigures {
 /// Net promoter score with its counts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NpsFigures {
-    /// Answers: at most one per turn (docs/DESIGN.md invariant 16).
+    /// Answers: at most one per turn (docs/DESIGN.md invariant 17).
     pub responses: u64,
     /// Scores 9–10.
     pub promoters: u64,

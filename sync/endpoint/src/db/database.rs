@@ -115,8 +115,16 @@ pub trait Database: Send + Sync + 'static {
     fn upsert_customer(&self, customer: NewCustomer, now_ms: i64) -> BoxFuture<'_, DbResult<()>>;
 
     /// Erases a customer's personal data (profile, personal fields in stored events), records an
-    /// erasure in every store's feed. False when the token was never known.
+    /// erasure in every store's feed. The erasure is remembered even for a token never seen (a
+    /// registration still in some kiosk's outbox is then stored redacted when it arrives).
+    /// False when nothing was stored under the token yet.
     fn erase_customer(&self, token: CardToken, now_ms: i64) -> BoxFuture<'_, DbResult<bool>>;
+
+    /// Makes erased data physically gone from the files, after [`Database::erase_customer`]:
+    /// SQLite (`secure_delete` zeroes deleted content) checkpoints and truncates its WAL, which
+    /// still holds the old pages; PostgreSQL vacuums the tables that held them, so their dead
+    /// tuples are no longer kept (docs/SECURITY.md says how long bytes can remain).
+    fn purge_erased(&self) -> BoxFuture<'_, DbResult<()>>;
 
     /// Statistics of one store.
     fn stats(&self, store_id: String) -> BoxFuture<'_, DbResult<StoreStats>>;
@@ -145,7 +153,7 @@ pub trait Database: Send + Sync + 'static {
     fn live_queue(&self, query: LiveQueueQuery) -> BoxFuture<'_, DbResult<LiveQueue>>;
 
     /// Whether turn `turn_id` of store `store_id` may be rated now (docs/DESIGN.md invariant
-    /// 15): served in the live queue and no answer kept for it. The rule the kiosks apply, for
+    /// 17): served in the live queue and no answer kept for it. The rule the kiosks apply, for
     /// the phone companion (issue 19) to ask by turn id.
     fn survey_status(
         &self,

@@ -507,6 +507,18 @@ impl Database for PgDb {
         DbKind::Postgres
     }
 
+    fn purge_erased(&self) -> BoxFuture<'_, DbResult<()>> {
+        self.with(|c| {
+            Box::pin(async move {
+                // The erased rows' old versions are dead tuples until vacuumed; VACUUM (outside
+                // any transaction) removes them, skipping the pages that did not change.
+                c.batch_execute("VACUUM customers, customer_stores, changes, events")
+                    .await?;
+                Ok(())
+            })
+        })
+    }
+
     fn ingest(&self, batch: IngestBatch) -> BoxFuture<'_, DbResult<Vec<EventStatus>>> {
         self.write(move |e| Box::pin(ingest(e, batch)))
     }

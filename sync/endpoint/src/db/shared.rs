@@ -462,7 +462,7 @@ pub(crate) async fn apply_effect(
 ) -> DbResult<()> {
     const ENSURE_CUSTOMER: &str =
         "INSERT INTO customers (card_token) VALUES (?1) ON CONFLICT DO NOTHING";
-    // A fact counts once per dedupe key (docs/DESIGN.md invariant 15): the unique index on
+    // A fact counts once per dedupe key (docs/DESIGN.md invariant 16): the unique index on
     // (campaign_id, kind, dedupe_key) drops a second exposure of a visit or a second redemption
     // of a coupon; the event itself is kept.
     const CAMPAIGN_FACT: &str =
@@ -645,7 +645,7 @@ fn first_answer_only(d: Dialect) -> String {
 }
 
 /// Whether an event may be stored (called before it is): a survey answer only if it is the first
-/// for its turn (docs/DESIGN.md invariant 16; the `survey_answers` primary key decides, also
+/// for its turn (docs/DESIGN.md invariant 17; the `survey_answers` primary key decides, also
 /// between two batches in flight). A refused event is acknowledged to its kiosk as a duplicate
 /// and stored nowhere. The same event sent again is admitted (the events table dedupes it).
 pub(crate) async fn admit(e: &impl Exec, store: &str, ev: &IngestEvent) -> DbResult<bool> {
@@ -881,9 +881,6 @@ pub(crate) async fn erase_customer(e: &impl Exec, token: CardToken, now_ms: i64)
         )
         .await?
         .get(0)?;
-    if !known && !seen {
-        return Ok(false);
-    }
     e.execute(
         "DELETE FROM customer_stores WHERE card_token = ?1",
         args![t],
@@ -921,7 +918,7 @@ pub(crate) async fn erase_customer(e: &impl Exec, token: CardToken, now_ms: i64)
         args![t, item],
     )
     .await?;
-    Ok(true)
+    Ok(known || seen)
 }
 
 /// See [`super::database::Database::stats`].
@@ -1128,7 +1125,7 @@ async fn dashboard_rows(e: &impl Exec, q: &DashboardQuery) -> DbResult<Dashboard
         .into_iter()
         .filter_map(|(by, n)| Some((by?, n)))
         .collect();
-    // Each turn's first answer only (docs/DESIGN.md invariant 16): answers stored before the
+    // Each turn's first answer only (docs/DESIGN.md invariant 17): answers stored before the
     // endpoint refused second ones are left out here.
     let score_sql = format!(
         "SELECT {}, COUNT(*) FROM events e

@@ -102,6 +102,9 @@ impl SqliteDb {
             // default is 2 MiB) keeps them from spilling to the WAL mid-transaction.
             conn.pragma_update(None, "cache_size", -65536)?;
             conn.pragma_update(None, "foreign_keys", "ON")?;
+            // Deleted and overwritten content is zeroed in the file, not left in free space: an
+            // erased customer's name must not be readable back with `grep -a`.
+            conn.pragma_update(None, "secure_delete", "ON")?;
             // Every shared statement is cached (rusqlite keeps 16 by default).
             conn.set_prepared_statement_cache_capacity(128);
             migrate(&mut conn)?;
@@ -460,6 +463,23 @@ fn ingest_one(tx: &Connection, batch: &IngestBatch) -> DbResult<Vec<EventStatus>
 impl Database for SqliteDb {
     fn kind(&self) -> DbKind {
         DbKind::Sqlite
+    }
+
+    fn purge_erased(&self) -> BoxFuture<'_, DbResult<()>> {
+        self.run(|c| {
+            // The WAL still holds the pages as they were before the erasure: copy the new ones
+            // back and cut the file to zero. A reader mid-snapshot can hold the checkpoint back
+            // for a moment: try again briefly.
+            for _ in 0..50 {
+                let busy: i64 = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+                if busy == 0 {
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            tracing::warn!("the WAL could not be truncated after an erasure: a reader held it; the next checkpoint will");
+            Ok(())
+        })
     }
 
     fn ingest(&self, batch: IngestBatch) -> BoxFuture<'_, DbResult<Vec<EventStatus>>> {

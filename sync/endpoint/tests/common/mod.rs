@@ -78,6 +78,11 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// The SQLite database's directory (none on PostgreSQL).
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        self._dir.as_ref().map(|d| d.path())
+    }
+
     pub async fn start(backend: Backend) -> Harness {
         Self::start_with(backend, None).await
     }
