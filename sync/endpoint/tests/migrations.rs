@@ -23,9 +23,12 @@ async fn raw(url: &str, sql: &str) {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let (path, sql) = (path.to_owned(), sql.to_owned());
         tokio::task::spawn_blocking(move || {
-            let c = rusqlite::Connection::open(path).unwrap();
+            let c = rusqlite::Connection::open(&path).unwrap();
             c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
             c.execute_batch(&sql).unwrap();
+            // The endpoint opens only a database private to its user (as it creates its own).
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         })
         .await
         .unwrap();
