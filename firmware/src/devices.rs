@@ -35,10 +35,6 @@ pub struct HealthChange {
 
 /// What the engine receives from the device threads.
 #[derive(Debug)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "a few messages a second, each moved once: boxing would only add allocations"
-)]
 pub enum DeviceMsg {
     /// An input for the journey.
     Input(Input),

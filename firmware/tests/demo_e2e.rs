@@ -23,11 +23,16 @@ struct Harness {
 
 impl Harness {
     async fn start() -> Self {
+        Self::store(1).await
+    }
+
+    /// A store of `kiosks` kiosks.
+    async fn store(kiosks: usize) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let demo = kiosk::demo::start(DemoOptions {
             data_dir: dir.path().to_owned(),
             port: 0,
-            kiosks: 1,
+            kiosks,
         })
         .await
         .expect("demo starts");
@@ -154,6 +159,144 @@ impl Harness {
             .unwrap()
     }
 
+    /// Staff at counter 1 call turn `label` and finish serving it.
+    async fn serve(&self, label: &str) {
+        let cookie = self.staff_cookie().await;
+        let called = self
+            .staff(
+                &cookie,
+                "1",
+                json!({"action": "call_label", "label": label}),
+            )
+            .await;
+        assert!(
+            called.status().is_success(),
+            "call {label}: {}",
+            called.status()
+        );
+        let board: Value = self
+            .http
+            .get(self.ui("/api/counter/board"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let turn_id = board["serving"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["label"] == label)
+            .unwrap_or_else(|| panic!("{label} not served: {board}"))["turn_id"]
+            .clone();
+        let served = self
+            .staff(
+                &cookie,
+                "1",
+                json!({"action": "served", "turn_id": turn_id}),
+            )
+            .await;
+        assert!(
+            served.status().is_success(),
+            "serve {label}: {}",
+            served.status()
+        );
+    }
+
+    /// The signed QR of the last coupon the virtual printer printed.
+    fn last_coupon_qr(&self) -> String {
+        let record = self.demo.kiosk.sims.printer.as_ref().unwrap().record();
+        record
+            .codes
+            .iter()
+            .rev()
+            .find(|c| c.symbology == "QR" && c.data.starts_with("KC1."))
+            .map(|c| c.data.clone())
+            .expect("a coupon QR was printed")
+    }
+
+    fn count(&self, t: &str) -> usize {
+        self.journal_types().iter().filter(|x| *x == t).count()
+    }
+
+    /// Kiosk `k` (1 to N) of the store.
+    fn kiosk(&self, k: usize) -> &kiosk::runtime::Running {
+        if k == 1 {
+            &self.demo.kiosk
+        } else {
+            &self.demo.others[k - 2].kiosk
+        }
+    }
+
+    /// Polls kiosk `k`'s screen until `pred` holds.
+    async fn screen_at(&self, k: usize, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let url = format!("http://{}/api/kiosk/view", self.kiosk(k).ui_addr);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let v = self.get_json(url.clone()).await;
+            if pred(&v) {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "kiosk {k} never showed {what}; last: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn touch_at(&self, k: usize, body: Value) {
+        let url = format!("http://{}/api/kiosk/touch", self.kiosk(k).ui_addr);
+        let res = self.post(url, body).await;
+        assert!(res.status().is_success(), "touch refused: {}", res.status());
+    }
+
+    /// Scans `text` at kiosk `k`'s simulated scanner.
+    async fn scan_at(&self, k: usize, text: &str) {
+        self.panel_post(
+            &format!("/api/kiosks/{k}/scan"),
+            json!({"action": "text", "text": text}),
+        )
+        .await;
+    }
+
+    /// Waits until kiosk `k` holds a store op of kind `step` (`rate`, `redeem`, `serve`, ...).
+    async fn until_op_at(&self, k: usize, step: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let ops = self
+                .kiosk(k)
+                .store
+                .log
+                .read()
+                .unwrap()
+                .after(&std::collections::BTreeMap::new(), usize::MAX);
+            if ops
+                .iter()
+                .any(|op| serde_json::to_value(op).unwrap()["step"]["step"] == step)
+            {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "kiosk {k} never learnt a {step} op"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn count_at(&self, k: usize, t: &str) -> usize {
+        let j = self.kiosk(k).db.journal();
+        j.sql()
+            .query_row("SELECT count(*) FROM events WHERE type = ?1", [t], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| usize::try_from(n).unwrap_or(0))
+            .unwrap()
+    }
+
     fn journal_types(&self) -> Vec<String> {
         let j = self.demo.kiosk.db.journal();
         let mut st = j
@@ -222,6 +365,14 @@ async fn an_identified_customer_is_greeted_gets_a_printed_ticket_answers_the_sur
         .collect();
     assert!(pngs.iter().any(|n| n.starts_with(&label)), "{pngs:?}");
 
+    // The goodbye asks no survey: it comes after the service, by scanning the ticket.
+    assert!(goodbye["body"].get("survey").is_none(), "{goodbye}");
+    h.touch(json!({"action": "done"})).await;
+    h.screen("attract").await;
+    h.serve(&label).await;
+    h.panel_post("/api/scan", json!({"action": "last_ticket"}))
+        .await;
+    h.screen("survey").await;
     h.touch(json!({"action": "survey_score", "score": 9})).await;
     h.touch(json!({"action": "survey_reason", "reason": "staff"}))
         .await;
@@ -426,7 +577,15 @@ async fn scanning_the_ticket_later_opens_its_survey_and_forged_or_noisy_scans_do
     })
     .await;
 
-    // The real ticket, through the scanner's pty, opens its survey.
+    // The real ticket, through the scanner's pty, before the turn was served: a kind word.
+    h.panel_post("/api/scan", json!({"action": "last_ticket"}))
+        .await;
+    h.screen_until("not served yet", |v| {
+        v["body"]["screen"] == "attract" && v["notice"]["kind"] == "survey_not_served_yet"
+    })
+    .await;
+    // Served: now it opens its survey.
+    h.serve(&label).await;
     h.panel_post("/api/scan", json!({"action": "last_ticket"}))
         .await;
     let survey = h.screen("survey").await;
@@ -436,8 +595,109 @@ async fn scanning_the_ticket_later_opens_its_survey_and_forged_or_noisy_scans_do
     h.touch(json!({"action": "survey_reason", "reason": null}))
         .await;
     h.screen("attract").await;
-    assert!(has(&h.journal_types(), "survey_answered"));
+    assert_eq!(h.count("survey_answered"), 1);
+    // The same ticket again: refused kindly, recorded nowhere.
+    h.panel_post("/api/scan", json!({"action": "last_ticket"}))
+        .await;
+    h.screen_until("already answered", |v| {
+        v["body"]["screen"] == "attract" && v["notice"]["kind"] == "survey_already_answered"
+    })
+    .await;
+    assert_eq!(h.count("survey_answered"), 1);
     h.assert_crm_has_every_event_once().await;
+    h.demo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_printed_coupon_scanned_at_the_kiosk_converts_its_variant_once_and_the_counter_says_it_was_used()
+ {
+    let h = Harness::start().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !h
+        .demo
+        .kiosk
+        .db
+        .campaigns()
+        .unwrap()
+        .iter()
+        .any(|c| c.id == "demo-welcome")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the feed never brought the campaigns"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // An anonymous visitor gets the welcome campaign (aimed at visitors without a card) and its
+    // coupon on the ticket and the goodbye.
+    h.touch(json!({"action": "start"})).await;
+    h.screen("choose_service").await;
+    h.touch(json!({"action": "choose_service", "service": "A"}))
+        .await;
+    let goodbye = h
+        .screen_until("printed", |v| v["body"]["printed"] == true)
+        .await;
+    assert!(goodbye["body"]["campaign"].is_string(), "{goodbye}");
+    let code = goodbye["body"]["coupon"]["code"]
+        .as_str()
+        .expect("the welcome coupon")
+        .to_owned();
+    assert!(code.starts_with("BIENV-"), "{code}");
+    let qr = h.last_coupon_qr();
+    h.touch(json!({"action": "done"})).await;
+    h.screen("attract").await;
+
+    // Scanned at the attract screen: redeemed, the visitor goes on to the services.
+    h.panel_post("/api/scan", json!({"action": "text", "text": qr}))
+        .await;
+    h.screen_until("coupon applied", |v| {
+        v["body"]["screen"] == "choose_service" && v["notice"]["kind"] == "coupon_redeemed"
+    })
+    .await;
+    assert_eq!(h.count("coupon_redeemed"), 1);
+    h.touch(json!({"action": "cancel"})).await;
+    h.screen("attract").await;
+
+    // Typed at the counter page: already used, kindly; a made-up code is not ours.
+    let cookie = h.staff_cookie().await;
+    let again = h
+        .staff(
+            &cookie,
+            "1",
+            json!({"action": "redeem_coupon", "code": code.to_lowercase()}),
+        )
+        .await;
+    assert_eq!(again.status(), 409);
+    let body: Value = again.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("already used"),
+        "{body}"
+    );
+    let bogus = h
+        .staff(
+            &cookie,
+            "1",
+            json!({"action": "redeem_coupon", "code": "BIENV-Z-0123456789"}),
+        )
+        .await;
+    assert_eq!(bogus.status(), 409);
+    assert_eq!(h.count("coupon_redeemed"), 1);
+    h.assert_crm_has_every_event_once().await;
+
+    // The CRM converts the variant printed on the coupon, once.
+    let variant = code.split('-').nth(1).unwrap().to_lowercase();
+    let stats = h
+        .demo
+        .crm
+        .stats(crm_endpoint::DEMO_STORE_ID.into())
+        .await
+        .unwrap();
+    let row = stats
+        .campaigns
+        .iter()
+        .find(|c| c.campaign_id == "demo-welcome" && c.variant == variant)
+        .unwrap_or_else(|| panic!("no welcome {variant} row: {stats:?}"));
+    assert_eq!((row.shown, row.redeemed), (1, 1), "{stats:?}");
     h.demo.stop().await;
 }
 
@@ -656,6 +916,164 @@ async fn the_card_reader_is_told_when_someone_is_in_front_of_the_kiosk_or_on_a_j
     h.screen("attract").await;
     until("the attract screen alone", &|| !pace.someone_there()).await;
     assert!(pace.sensor_reports());
+    h.demo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_survey_opens_after_the_turn_was_served_and_takes_one_answer_across_kiosks() {
+    let h = Harness::store(2).await;
+    // A turn at kiosk 1, served at kiosk 1's counter.
+    h.touch_at(1, json!({"action": "start"})).await;
+    h.touch_at(1, json!({"action": "choose_service", "service": "A"}))
+        .await;
+    let goodbye = h
+        .screen_at(1, "printed", |v| v["body"]["printed"] == true)
+        .await;
+    let label = goodbye["body"]["turn"]["label"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ticket = h.demo.kiosk.last_ticket_qr.lock().unwrap().clone().unwrap();
+    h.touch_at(1, json!({"action": "done"})).await;
+    // Scanned at kiosk 2 before the service: rate us after being served.
+    h.until_op_at(2, "issue").await;
+    h.scan_at(2, &ticket).await;
+    h.screen_at(2, "not served yet", |v| {
+        v["notice"]["kind"] == "survey_not_served_yet"
+    })
+    .await;
+    h.serve(&label).await;
+    // On the way out, at kiosk 2: the survey opens, one answer.
+    h.until_op_at(2, "serve").await;
+    h.scan_at(2, &ticket).await;
+    h.screen_at(2, "the survey", |v| v["body"]["screen"] == "survey")
+        .await;
+    h.touch_at(2, json!({"action": "survey_score", "score": 0}))
+        .await;
+    h.touch_at(2, json!({"action": "survey_reason", "reason": null}))
+        .await;
+    h.screen_at(2, "thanks", |v| {
+        v["body"]["survey"]["state"]["state"] == "done" || v["body"]["screen"] == "attract"
+    })
+    .await;
+    assert_eq!(h.count_at(2, "survey_answered"), 1);
+    // The same ticket at kiosk 1, once the mark arrived: refused, recorded nowhere.
+    h.until_op_at(1, "rate").await;
+    h.scan_at(1, &ticket).await;
+    h.screen_at(1, "already answered", |v| {
+        v["body"]["screen"] == "attract" && v["notice"]["kind"] == "survey_already_answered"
+    })
+    .await;
+    assert_eq!(h.count_at(1, "survey_answered"), 0);
+    assert_eq!(h.count_at(2, "survey_answered"), 1);
+    h.demo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coupon_scanned_at_one_kiosk_is_used_at_the_other_and_converts_once() {
+    let h = Harness::store(2).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !h
+        .demo
+        .kiosk
+        .db
+        .campaigns()
+        .unwrap()
+        .iter()
+        .any(|c| c.id == "demo-welcome")
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no campaigns");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.touch_at(1, json!({"action": "start"})).await;
+    h.touch_at(1, json!({"action": "choose_service", "service": "A"}))
+        .await;
+    let goodbye = h
+        .screen_at(1, "printed", |v| v["body"]["printed"] == true)
+        .await;
+    let code = goodbye["body"]["coupon"]["code"]
+        .as_str()
+        .expect("the welcome coupon")
+        .to_owned();
+    let qr = h.last_coupon_qr();
+    h.touch_at(1, json!({"action": "done"})).await;
+    // Redeemed at kiosk 2's attract screen.
+    h.scan_at(2, &qr).await;
+    h.screen_at(2, "coupon applied", |v| {
+        v["notice"]["kind"] == "coupon_redeemed"
+    })
+    .await;
+    // Used again at kiosk 1 once the mark arrived: already used.
+    h.until_op_at(1, "redeem").await;
+    h.scan_at(1, &qr).await;
+    h.screen_at(1, "already used", |v| {
+        v["notice"]["kind"] == "coupon_already_used"
+    })
+    .await;
+    assert_eq!(
+        (
+            h.count_at(1, "coupon_redeemed"),
+            h.count_at(2, "coupon_redeemed")
+        ),
+        (0, 1)
+    );
+    // The CRM: one exposure (kiosk 1's visit), one conversion of the variant on the coupon.
+    let variant = code.split('-').nth(1).unwrap().to_lowercase();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = h
+            .demo
+            .crm
+            .stats(crm_endpoint::DEMO_STORE_ID.into())
+            .await
+            .unwrap();
+        let row = stats
+            .campaigns
+            .iter()
+            .find(|c| c.campaign_id == "demo-welcome" && c.variant == variant)
+            .map(|r| (r.shown, r.redeemed));
+        if row == Some((1, 1)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the CRM never counted one exposure and one conversion: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    h.demo.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_member_is_never_asked_to_join_and_her_ticket_carries_no_join_us_line() {
+    let h = Harness::start().await;
+    // Carmen is a member in the segment `new`; the welcome campaign is for visitors without a
+    // card.
+    let carmen = crm_endpoint::demo_token(&crm_endpoint::DEMO_CUSTOMERS[2]);
+    h.cache_until(&carmen, true, "feed never brought Carmen")
+        .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while h.demo.kiosk.db.campaigns().unwrap().len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no campaigns");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.panel_post("/api/card", json!({"action": "customer", "index": 2}))
+        .await;
+    let greeting = h.screen("greeting").await;
+    assert_eq!(greeting["body"]["name"], "Carmen");
+    assert!(greeting["body"]["campaign"].is_null(), "{greeting}");
+    h.panel_post("/api/card", json!({"action": "remove"})).await;
+    h.touch(json!({"action": "continue"})).await;
+    h.touch(json!({"action": "choose_service", "service": "A"}))
+        .await;
+    let goodbye = h
+        .screen_until("printed", |v| v["body"]["printed"] == true)
+        .await;
+    assert!(goodbye["body"]["campaign"].is_null(), "{goodbye}");
+    assert!(goodbye["body"]["coupon"].is_null(), "{goodbye}");
+    let printed = h.demo.kiosk.sims.printer.as_ref().unwrap().record().text();
+    assert!(!printed.contains("socio"), "{printed}");
+    assert!(!has(&h.journal_types(), "campaign_shown"));
     h.demo.stop().await;
 }
 

@@ -11,9 +11,9 @@
 use std::collections::HashMap;
 
 use kiosk_core::journey::{
-    Campaign, ConsentPolicy, CustomerProfile, Effect, Input, IssuedTurn, JourneyConfig, Locale,
-    Localized, RegistrationForm, ScanInput, Screen, State, SurveyReason, Timeouts, Touch, step,
-    view,
+    Campaign, ConsentPolicy, CouponOutcome, CustomerProfile, Effect, Input, IssuedTurn,
+    JourneyConfig, Locale, Localized, RegistrationForm, ScanInput, Screen, State, SurveyReason,
+    SurveyStatus, Timeouts, Touch, step, view,
 };
 use kiosk_core::queue::ServiceDef;
 use kiosk_protocol::CardToken;
@@ -167,8 +167,30 @@ impl World {
         self.state = state;
         // The view is derived after every step too: it must not panic either.
         let _ = view(&self.config, &self.state);
+        // The runtime answers the store's checks at once, as the executor does.
+        let mut answers = Vec::new();
         for e in effects {
             match e {
+                Effect::CheckSurvey { turn_id, label } => answers.push(Input::SurveyChecked {
+                    turn_id,
+                    label,
+                    status: SurveyStatus::Open,
+                }),
+                Effect::SubmitSurvey(a) => {
+                    if let Some(turn_id) = a.turn_id {
+                        answers.push(Input::SurveySubmitted {
+                            turn_id,
+                            accepted: true,
+                        });
+                    }
+                }
+                Effect::RedeemCoupon {
+                    code, card_token, ..
+                } => answers.push(Input::CouponChecked {
+                    code,
+                    card_token,
+                    outcome: CouponOutcome::Redeemed,
+                }),
                 Effect::LookupProfile { token } => self.lookups.push(token),
                 Effect::IssueTurn(r) => self.issues.push((r.request_id, false)),
                 Effect::PrintTicket(job) => self.prints.push(job.turn.turn_id),
@@ -180,6 +202,9 @@ impl World {
                 }
                 _ => {}
             }
+        }
+        for a in answers {
+            self.feed(a);
         }
     }
 
@@ -215,14 +240,15 @@ impl World {
                             locale: Some(Locale::En),
                             consents: vec![ConsentPurpose::Profile],
                         },
-                        campaign: Some(Campaign {
+                        campaign: Some(Box::new(Campaign {
                             id: "c".into(),
                             variant: "a".into(),
                             headline: Localized::new("h", "h"),
                             ticket_line: Localized::new("t", "t"),
                             staff_script: None,
                             coupon: Some(Localized::new("10%", "10%")),
-                        }),
+                            coupon_prefix: Some("C".into()),
+                        })),
                         source: ProfileSource::LocalCache,
                     }
                 } else {
@@ -253,6 +279,7 @@ impl World {
                         business_day: "2025-03-10".into(),
                         issued_at: datetime!(2025-03-10 10:00 UTC),
                         qr_payload: "KT1.x.y".into(),
+                        campaign: None,
                     }));
                 } else {
                     self.feed(Input::TurnIssueFailed {

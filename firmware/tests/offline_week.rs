@@ -305,6 +305,7 @@ fn simulate_week(
                             card_token: Some(t.clone()),
                             segment: Some("regular".into()),
                             surface: Surface::Screen,
+                            visit_id: None,
                         }),
                     );
                 }

@@ -60,6 +60,21 @@ document.getElementById("scan-form").addEventListener("submit", (ev) => {
   if (code) act({ action: "call_scanned", code });
 });
 
+// A coupon: its printed code typed by staff, or its QR text typed by a USB scanner. It counts once
+// in the store; the kiosk answers "already used" for a second time.
+// The answer is also shown beside the field, where staff look.
+document.getElementById("coupon-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const input = document.getElementById("coupon-code");
+  const code = input.value.trim();
+  input.value = "";
+  if (!code) return;
+  await act({ action: "redeem_coupon", code });
+  const beside = document.getElementById("coupon-message");
+  beside.className = message.className;
+  beside.textContent = message.textContent;
+});
+
 function render(b) {
   board = b;
   const me = nameInput.value.trim();

@@ -45,7 +45,13 @@ const T = {
       product_not_supported: "Este quiosco no consulta productos", code_not_recognised: "Código no reconocido",
       tap_queued: "Tarjeta leída: le atendemos enseguida", lookup_slow: "No hemos podido cargar su perfil; continúe",
       printer_down: "Impresora sin servicio: su número está en pantalla",
+      coupon_already_used: "Este cupón ya se utilizó. Cada cupón vale una vez.",
+      survey_not_served_yet: "Podrá valorarnos cuando le hayamos atendido. Escanee su ticket a la salida.",
+      survey_already_answered: "Ya valoró este turno. ¡Gracias!",
+      survey_closed: "Este turno no llegó a atenderse; no hay nada que valorar.",
     },
+    rateLater: "Cuando le hayamos atendido, escanee su ticket aquí para valorarnos.",
+    surveyRefused: "Este turno ya tiene su valoración. ¡Gracias!",
   },
   en: {
     other: "Español", printerDown: "Printer out of service: your number will be shown on screen",
@@ -82,7 +88,13 @@ const T = {
       product_not_supported: "This kiosk does not look up products", code_not_recognised: "Code not recognised",
       tap_queued: "Card read: we will be with you in a moment", lookup_slow: "We could not load your profile; please continue",
       printer_down: "Printer out of service: your number is on screen",
+      coupon_already_used: "This coupon was already used. Each coupon counts once.",
+      survey_not_served_yet: "You can rate us after you are served. Scan your ticket on your way out.",
+      survey_already_answered: "You already rated this turn. Thank you!",
+      survey_closed: "This turn was not served; there is nothing to rate.",
     },
+    rateLater: "Once you have been served, scan your ticket here to rate us.",
+    surveyRefused: "This turn has its rating already. Thank you!",
   },
 };
 
@@ -193,6 +205,7 @@ function survey(t, s) {
         s.reasons.map((r) => button(r.label, "survey_reason", { reason: r.id })),
         button(t.noReason, "survey_reason", { reason: null })));
   }
+  if (s.state.state === "refused") return h("p", { role: "status" }, t.surveyRefused);
   return h("p", { role: "status" }, t.thanks);
 }
 
@@ -417,8 +430,10 @@ function screen(v) {
         h("p", { "data-testid": "turn-about" }, about.filter(Boolean).join(" · ")),
         b.printed ? h("p", {}, t.takeTicket) : h("p", { class: "error", role: "alert" }, icon("warning"), " ", t.notPrinted),
         qr,
+        // With the number and QR on screen (no paper) there is room for the coupon only.
+        b.campaign && b.printed ? h("p", { class: "campaign", "data-testid": "campaign" }, b.campaign) : null,
         b.coupon ? h("div", { class: "coupon" }, h("strong", {}, t.coupon + ": "), b.coupon.text, h("div", { class: "muted" }, b.coupon.code)) : null,
-        b.survey ? h("div", { class: "survey" }, survey(t, b.survey)) : null,
+        b.printed ? h("p", { class: "muted", "data-testid": "rate-later" }, t.rateLater) : null,
         h("div", { class: "actions" }, button(t.done, "done", null, "primary"))];
     }
     case "survey":

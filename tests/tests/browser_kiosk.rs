@@ -307,9 +307,104 @@ async fn identified_customer_journey(viewport: Viewport) {
         .expect("the ticket printed");
     let text = page_text(&browser).await;
     assert!(text.contains("Su cupón"), "the VIP coupon is shown: {text}");
+    let coupon_code = browser
+        .text(".coupon .muted")
+        .await
+        .expect("the coupon's code")
+        .trim()
+        .to_owned();
     shots.take("goodbye").await;
     assert_fits(&browser, "the goodbye", false).await;
 
+    // The goodbye asks nothing about a service not given yet: it says how to rate it later.
+    assert!(
+        text.contains("escanee su ticket"),
+        "the goodbye says how to rate us after the service: {text}"
+    );
+    assert!(
+        !text.contains("¿Nos recomendaría?"),
+        "no survey before the service: {text}"
+    );
+    browser.click("[data-action=done]").await.expect("done");
+    browser
+        .wait_for_screen("attract")
+        .await
+        .expect("back to attract");
+    let kiosk_window = browser.client().window().await.expect("window");
+
+    // The counter calls and serves Ana's turn.
+    browser.open_window().await.expect("counter window");
+    browser
+        .goto(&kiosk.staff_url("/counter"))
+        .await
+        .expect("counter");
+    browser.wait_for("#pin", WAIT).await.expect("PIN form");
+    browser.type_into("#pin", DEMO_PIN).await.expect("PIN");
+    browser.click("button[type=submit]").await.expect("log in");
+    browser
+        .wait_until(
+            "the counter board with a turn waiting",
+            "!!document.getElementById('call-any') && !document.getElementById('call-any').disabled",
+            WAIT,
+        )
+        .await
+        .expect("counter board");
+    browser.click("#call-any").await.expect("call next");
+    browser
+        .wait_for_text("#current .turn", turn.trim(), WAIT)
+        .await
+        .expect("the counter serves Ana's turn");
+    browser
+        .click("#current [data-action=served]")
+        .await
+        .expect("served");
+    browser
+        .wait_until(
+            "the counter free again",
+            "document.querySelector('#current .turn') === null",
+            WAIT,
+        )
+        .await
+        .expect("served");
+    // She hands her coupon over: staff type its code; a second time it was already used.
+    browser
+        .type_into("#coupon-code", &coupon_code)
+        .await
+        .expect("coupon code");
+    browser
+        .click("#coupon-form button[type=submit]")
+        .await
+        .expect("redeem");
+    browser
+        .wait_for_text("#coupon-message", "redeemed", WAIT)
+        .await
+        .expect("the counter redeems the coupon");
+    shots.take("counter-coupon").await;
+    browser
+        .type_into("#coupon-code", &coupon_code)
+        .await
+        .expect("coupon code");
+    browser
+        .click("#coupon-form button[type=submit]")
+        .await
+        .expect("redeem again");
+    browser
+        .wait_for_text("#coupon-message", "already used", WAIT)
+        .await
+        .expect("a coupon counts once");
+    browser.switch_to(kiosk_window).await.expect("kiosk");
+
+    // On her way out she scans her ticket: the survey about the service she got.
+    kiosk
+        .panel("/api/scan", json!({"action": "last_ticket"}))
+        .await;
+    browser.wait_for_screen("survey").await.expect("survey");
+    browser
+        .wait_for_text("#app h1", turn.trim(), WAIT)
+        .await
+        .expect("the survey names her turn");
+    shots.take("survey").await;
+    assert_fits(&browser, "the survey", false).await;
     // Survey: 9 of 0..10, then the first reason offered.
     browser
         .click(".scores [data-action=survey_score]:nth-child(10)")
@@ -349,6 +444,14 @@ async fn identified_customer_journey(viewport: Viewport) {
         .wait_for_screen("attract")
         .await
         .expect("back to attract");
+    // The same ticket again: one answer per turn, said kindly.
+    kiosk
+        .panel("/api/scan", json!({"action": "last_ticket"}))
+        .await;
+    browser
+        .wait_for_text("#notice-slot", "Ya valoró este turno", WAIT)
+        .await
+        .expect("a second answer is refused kindly");
     shots.take("attract-again").await;
 
     let printed = kiosk
@@ -369,9 +472,19 @@ async fn identified_customer_journey(viewport: Viewport) {
             "ticket_issued",
             "coupon_issued",
             "ticket_printed",
+            "turn_called",
+            "turn_served",
+            "coupon_redeemed",
             "survey_answered",
         ])
         .await;
+    let answers = kiosk
+        .synced_events()
+        .await
+        .into_iter()
+        .filter(|(_, t)| t == "survey_answered")
+        .count();
+    assert_eq!(answers, 1, "one answer for her turn");
     kiosk.stop(browser).await;
 }
 
@@ -892,6 +1005,22 @@ async fn the_customer_screen_offers_no_way_out_to_the_browser_or_the_os() {
 async fn the_crm_dashboard_shows_the_tickets_the_kiosk_issued_on_screen() {
     let (kiosk, browser) = open_kiosk(Viewport::FULL_HD).await;
     let mut shots = Shots::new(&browser, "dashboard");
+    // The campaigns reach the kiosk through the feed: visitors without a card see the welcome.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !kiosk
+        .demo
+        .kiosk
+        .db
+        .campaigns()
+        .expect("campaign cache")
+        .iter()
+        .any(|c| c.id == "demo-welcome")
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no campaigns");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Each visit's variant, as its coupon on screen says (`BIENV-B-…`), and its coupon's QR.
+    let mut visits: Vec<(String, String)> = Vec::new();
     for service in [1, 2] {
         browser.click("[data-action=start]").await.expect("start");
         browser
@@ -905,11 +1034,45 @@ async fn the_crm_dashboard_shows_the_tickets_the_kiosk_issued_on_screen() {
             .await
             .expect("service");
         browser.wait_for_screen("goodbye").await.expect("goodbye");
+        let code = browser
+            .wait_for_text(".coupon .muted", "BIENV-", WAIT)
+            .await
+            .expect("the welcome coupon on screen");
+        let variant = code.trim().split('-').nth(1).unwrap().to_lowercase();
+        browser
+            .wait_for_text("#app", "Recoja su ticket", WAIT)
+            .await
+            .expect("printed");
+        let qr = kiosk
+            .demo
+            .kiosk
+            .sims
+            .printer
+            .as_ref()
+            .expect("printer")
+            .record()
+            .codes
+            .iter()
+            .rev()
+            .find(|c| c.symbology == "QR" && c.data.starts_with("KC1."))
+            .map(|c| c.data.clone())
+            .expect("the coupon's QR printed");
+        visits.push((variant, qr));
         browser.click("[data-action=done]").await.expect("done");
         browser.wait_for_screen("attract").await.expect("attract");
     }
+    // The first visitor comes back with the coupon: scanned at the attract screen.
+    kiosk
+        .panel("/api/scan", json!({"action": "text", "text": visits[0].1}))
+        .await;
+    browser
+        .wait_for_text("#notice-slot", "Cupón aplicado", WAIT)
+        .await
+        .expect("the coupon applied, on screen");
+    browser.click("[data-action=cancel]").await.expect("cancel");
+    browser.wait_for_screen("attract").await.expect("attract");
     let types = kiosk
-        .assert_crm_has_every_event_once(&["ticket_issued"])
+        .assert_crm_has_every_event_once(&["ticket_issued", "campaign_shown", "coupon_redeemed"])
         .await;
     let issued = types.iter().filter(|t| *t == "ticket_issued").count();
     assert_eq!(issued, 2, "{types:?}");
@@ -940,6 +1103,82 @@ async fn the_crm_dashboard_shows_the_tickets_the_kiosk_issued_on_screen() {
         .await
         .expect("live updates");
     shots.take("tickets").await;
+
+    // The campaign figures: per variant, the visits that saw it, the coupons used, the rate.
+    let mut truth: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for (i, (variant, _)) in visits.iter().enumerate() {
+        let row = truth.entry(variant.clone()).or_default();
+        row.0 += 1;
+        row.1 += u64::from(i == 0);
+    }
+    browser
+        .wait_for("[data-testid=campaign-figures] tbody tr", WAIT)
+        .await
+        .expect("the campaign figures");
+    let rows = browser
+        .eval(
+            r#"return [...document.querySelectorAll('[data-testid=campaign-figures] tbody tr')]
+                 .map((tr) => [tr.dataset.campaign, tr.dataset.variant,
+                   ...[...tr.querySelectorAll('td.num')].map((td) => td.textContent.trim())]);"#,
+            vec![],
+        )
+        .await
+        .expect("campaign rows");
+    let expected: Vec<Value> = truth
+        .iter()
+        .map(|(variant, (shown, redeemed))| {
+            let rate = format!("{:.0} %", 100.0 * *redeemed as f64 / *shown as f64);
+            json!([
+                "demo-welcome",
+                variant,
+                shown.to_string(),
+                redeemed.to_string(),
+                rate
+            ])
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        Value::Array(expected),
+        "the page shows the known figures"
+    );
+    let api: Value = kiosk
+        .http
+        .get(format!(
+            "http://{}/dashboard/api/stores/{}?range=24h",
+            kiosk.demo.crm_addr,
+            crm_endpoint::DEMO_STORE_ID
+        ))
+        .header("x-admin-token", &kiosk.demo.admin_token)
+        .send()
+        .await
+        .expect("dashboard api")
+        .json()
+        .await
+        .expect("json");
+    let api_rows: Vec<(String, u64, u64)> = api["campaigns"]
+        .as_array()
+        .expect("campaigns")
+        .iter()
+        .map(|r| {
+            (
+                r["variant"].as_str().unwrap().to_owned(),
+                r["shown"].as_u64().unwrap(),
+                r["redeemed"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let truth_rows: Vec<(String, u64, u64)> =
+        truth.into_iter().map(|(v, (s, r))| (v, s, r)).collect();
+    assert_eq!(api_rows, truth_rows, "the API agrees");
+    browser
+        .eval(
+            "document.querySelector('[data-testid=campaign-figures]').scrollIntoView({block: 'center'}); return null;",
+            vec![],
+        )
+        .await
+        .expect("scroll to the campaigns");
+    shots.take("campaigns").await;
     kiosk.stop(browser).await;
 }
 

@@ -20,8 +20,8 @@ pub use preview::{Preview, PreviewError, render_escpos_to_png, render_sample_tic
 pub use settings::{PaperWidth, PrinterConnection, PrinterProfile, PrinterSettings, QrMode};
 pub use status::PrinterStatus;
 pub use ticket::{
-    Coupon, Language, LayoutError, Report, ReportRow, ReportTable, Ticket, sample_ticket,
-    standard_profile,
+    Coupon, CouponBarcode, Language, LayoutError, Report, ReportRow, ReportTable, Ticket,
+    sample_ticket, standard_profile,
 };
 pub use transport::{Transport, TransportError};
 pub use vprinter::{VirtualPrinter, VirtualPrinterHandle};

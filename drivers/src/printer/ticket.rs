@@ -115,13 +115,23 @@ impl Language {
     }
 }
 
-/// A coupon printed under the turn: its code in words and as an EAN-13 barcode.
+/// A coupon printed under the turn: its code in words and as a barcode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Coupon {
-    /// What the customer reads (e.g. `CAFE2X1`).
+    /// What the customer reads and staff can type (e.g. `CAFE-A-3F9C2D1E07`).
     pub code: String,
-    /// 12 digits (the check digit is added) or 13 digits with a valid check digit.
-    pub ean13: String,
+    /// The barcode under it.
+    pub barcode: CouponBarcode,
+}
+
+/// How a coupon's barcode is printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CouponBarcode {
+    /// An EAN-13: 12 digits (the check digit is added) or 13 digits with a valid check digit.
+    Ean13(String),
+    /// A QR code of this text (the kiosk's signed coupon payload, which any kiosk of the store
+    /// verifies and redeems).
+    Qr(String),
 }
 
 /// A turn ticket.
@@ -580,7 +590,13 @@ impl Ticket {
             return Err(LayoutError::Empty("qr_payload"));
         }
         let coupon = match &self.coupon {
-            Some(c) => Some((c, ean13_digits(&c.ean13)?)),
+            Some(c) => Some((
+                c,
+                match &c.barcode {
+                    CouponBarcode::Ean13(digits) => CouponBarcode::Ean13(ean13_digits(digits)?),
+                    CouponBarcode::Qr(text) => CouponBarcode::Qr(text.clone()),
+                },
+            )),
             None => None,
         };
         let l = self.language.labels();
@@ -668,7 +684,7 @@ impl Ticket {
                 line,
             )?;
         }
-        if let Some((coupon, digits)) = coupon {
+        if let Some((coupon, barcode)) = coupon {
             w.rule()?;
             w.text(
                 Style {
@@ -677,7 +693,10 @@ impl Ticket {
                 },
                 &format!("{}: {}", l.coupon, coupon.code),
             )?;
-            w.ean13(&digits)?;
+            match barcode {
+                CouponBarcode::Ean13(digits) => w.ean13(&digits)?,
+                CouponBarcode::Qr(text) => w.qr(&text, profile.qr)?,
+            }
         }
         w.rule()?;
         w.text(Style::CENTER, &self.footer)?;
@@ -807,7 +826,7 @@ pub fn sample_ticket(lang: Language) -> Ticket {
         campaign_line: Some(campaign.to_owned()),
         coupon: Some(Coupon {
             code: "CAFE2X1".to_owned(),
-            ean13: "4006381333931".to_owned(),
+            barcode: CouponBarcode::Ean13("4006381333931".to_owned()),
         }),
         footer: footer.to_owned(),
         language: lang,
@@ -877,7 +896,7 @@ mod tests {
         let mut t = sample_ticket(Language::En);
         t.coupon = Some(Coupon {
             code: "X".into(),
-            ean13: "123".into(),
+            barcode: CouponBarcode::Ean13("123".into()),
         });
         let err = t
             .encode(&standard_profile(PaperWidth::Mm58, QrMode::Native))

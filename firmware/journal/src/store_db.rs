@@ -28,6 +28,11 @@ fn counter_name(series: Series, day: ServiceDay, service: &str) -> String {
     }
 }
 
+/// Counter row marking a redeemed coupon (1 once redeemed at any kiosk or counter of the store).
+fn coupon_counter(code: &str) -> String {
+    format!("coupon:{}", code.trim().to_uppercase())
+}
+
 fn corrupt(what: &'static str) -> impl Fn(rusqlite::Error) -> DbError {
     move |e| DbError::Corrupt {
         what,
@@ -43,6 +48,10 @@ fn insert_op(tx: &mut JournalTx<'_>, op: &StoreOp, opening: time::Time) -> Resul
     let seq = i64::try_from(op.seq).unwrap_or(i64::MAX);
     let sealed = tx.seal(&json, store_op_aad(&op.origin, seq).as_bytes());
     let day = ServiceDay::at(op.at, opening).to_string();
+    if let kiosk_store::Step::Redeem { code, .. } = &op.step {
+        // Kept past the ops' pruning: a coupon is valid for days, and used once.
+        tx.counter_raise(&coupon_counter(code), 1)?;
+    }
     let n = tx
         .sql()
         .execute(
@@ -131,6 +140,12 @@ impl KioskDb {
             self.notify_appended();
         }
         Ok(appended)
+    }
+
+    /// Whether a coupon was redeemed in this store (its `redeem` op seen here, own or a peer's),
+    /// also after the op itself was pruned.
+    pub fn coupon_used(&self, code: &str) -> Result<bool, DbError> {
+        Ok(self.journal().counter(&coupon_counter(code))? > 0)
     }
 
     /// The sequence of this kiosk's latest own op (kept apart from the ops, which are pruned:

@@ -19,6 +19,7 @@ use kiosk_drivers::Health;
 use kiosk_drivers::printer::{self, Language, Report, ReportRow, ReportTable, Ticket};
 use kiosk_drivers::scanner::{CodeKey, TurnTicket, code};
 use kiosk_protocol::CardToken;
+use kiosk_protocol::events::{CouponRedeemed, SurveyAnswered};
 use kiosk_protocol::events::{DeviceKind, DeviceStatusChanged, Event, ProfileSource};
 use kiosk_protocol::wire::{Campaign as WireCampaign, ConsentFlags, Profile};
 use tokio::sync::{mpsc, watch};
@@ -28,8 +29,8 @@ use uuid::Uuid;
 use crate::devices::{DeviceHealthMap, DeviceMsg, PrintJob};
 use crate::setup::StoreTime;
 use kiosk_core::journey::{
-    self, Campaign, CustomerProfile, Effect, Input, IssuedTurn, JourneyConfig, Locale, Localized,
-    ScreenView, State, TicketJob, TurnRequest,
+    self, Campaign, CouponOutcome, CustomerProfile, Effect, Input, IssuedTurn, JourneyConfig,
+    Locale, Localized, ScreenView, State, SurveyStatus, TicketJob, TurnRequest,
 };
 use kiosk_core::queue::{
     Change, ConflictNote, CustomerNote, IssueRequest, Numbering, QueueBoard, ServiceDay,
@@ -68,6 +69,8 @@ pub struct Executor {
     pub identity: Identity,
     /// Key of the turn tickets' QR codes.
     pub turn_key: CodeKey,
+    /// Key of the coupons' QR codes (every kiosk of the tenant verifies them).
+    pub coupon_key: CodeKey,
     /// Jobs for the printer thread.
     pub printer: std_mpsc::Sender<PrintJob>,
     /// The screen, after every step.
@@ -133,7 +136,9 @@ impl Executor {
         mut store: mpsc::Receiver<StoreMsg>,
         shutdown: CancellationToken,
     ) {
-        let state = State::new(self.config.default_locale);
+        let mut state = State::new(self.config.default_locale);
+        // Visit ids are unique across kiosks and boots (the CRM counts an exposure per visit).
+        state.visit_base = Uuid::now_v7();
         let (crm_answers, mut crm_rx) = mpsc::channel(16);
         let today = ServiceDay::at(
             self.time.now(),
@@ -272,7 +277,157 @@ impl Run {
                     });
                 }
             }
+            Effect::CheckSurvey { turn_id, label } => {
+                let status = self.e.store.replica.survey_status(turn_id);
+                self.answers.push_back(Input::SurveyChecked {
+                    turn_id,
+                    label,
+                    status,
+                });
+            }
+            Effect::SubmitSurvey(answer) => {
+                let turn_id = answer.turn_id;
+                let accepted = match turn_id {
+                    Some(_) => match self.submit_survey(answer) {
+                        Ok(()) => true,
+                        Err(status) => {
+                            tracing::info!(?status, "a survey answer was refused");
+                            false
+                        }
+                    },
+                    None => false,
+                };
+                if let Some(turn_id) = turn_id {
+                    self.answers
+                        .push_back(Input::SurveySubmitted { turn_id, accepted });
+                }
+            }
+            Effect::RedeemCoupon {
+                code,
+                campaign_id,
+                card_token,
+            } => {
+                let outcome =
+                    match self.redeem_coupon(&code, campaign_id.as_deref(), card_token.clone()) {
+                        Ok(_) => CouponOutcome::Redeemed,
+                        Err(e) => e.outcome(),
+                    };
+                self.answers.push_back(Input::CouponChecked {
+                    code,
+                    card_token,
+                    outcome,
+                });
+            }
             Effect::WakeAt { mono_ms } => self.wake_at = Some(mono_ms),
+        }
+    }
+
+    /// Records a survey answer if its turn's one answer is still open (docs/DESIGN.md invariant
+    /// 17): the turn was served and no kiosk of the store has an answer for it. The store's
+    /// `rate` mark and the `survey_answered` event are one transaction, and the mark reaches the
+    /// other kiosks with the queue's ops. This is the one rule for every way an answer comes
+    /// in (the kiosk's screen now, the phone companion later): keyed by the turn id. A refused
+    /// answer is recorded nowhere.
+    pub(crate) fn submit_survey(&mut self, answer: SurveyAnswered) -> Result<(), SurveyStatus> {
+        let Some(turn_id) = answer.turn_id else {
+            return Err(SurveyStatus::Unknown);
+        };
+        if answer.score > 10 {
+            return Err(SurveyStatus::Unknown);
+        }
+        match self.e.store.replica.survey_status(turn_id) {
+            SurveyStatus::Open => {}
+            other => return Err(other),
+        }
+        let now = self.e.time.now();
+        self.take(
+            Step::Rate { turn_id },
+            now,
+            &[Event::SurveyAnswered(answer)],
+        )
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot journal a survey answer");
+            SurveyStatus::Unknown
+        })
+    }
+
+    /// Redeems a coupon once in the store (docs/DESIGN.md invariant 16): resolves its campaign and
+    /// variant from its code, refuses one used before (at any kiosk or counter whose marks this
+    /// kiosk holds), and journals `coupon_redeemed` with the store's `redeem` mark in one
+    /// transaction. Returns the campaign and variant converted.
+    pub(crate) fn redeem_coupon(
+        &mut self,
+        code: &str,
+        campaign_id: Option<&str>,
+        card_token: Option<CardToken>,
+    ) -> Result<(String, String), CouponRefusal> {
+        let code = code.trim().to_uppercase();
+        let (campaign, variant) = self.resolve_coupon(&code, campaign_id)?;
+        let used = self.e.store.replica.coupon_redeemed(&code)
+            || self.e.db.coupon_used(&code).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot read the redeemed coupons");
+                false
+            });
+        if used {
+            return Err(CouponRefusal::AlreadyUsed);
+        }
+        let now = self.e.time.now();
+        let event = Event::CouponRedeemed(CouponRedeemed {
+            coupon_code: code.clone(),
+            campaign_id: Some(campaign.clone()),
+            card_token,
+            variant: Some(variant.clone()).filter(|v| v != UNKNOWN_VARIANT),
+        });
+        self.take(
+            Step::Redeem {
+                code,
+                campaign_id: campaign.clone(),
+                variant: variant.clone(),
+            },
+            now,
+            &[event],
+        )
+        .map_err(CouponRefusal::NotSaved)?;
+        Ok((campaign, variant))
+    }
+
+    /// The campaign and variant of a coupon code (`PREFIX-VARIANT-SUFFIX`, see
+    /// `kiosk_core::journey::coupon_code`), from the campaigns this kiosk knows. A signed coupon
+    /// of a campaign whose code does not follow that shape (made by the CRM) keeps its campaign
+    /// and an unknown variant (the CRM finds it from the coupon's issue).
+    fn resolve_coupon(
+        &self,
+        code: &str,
+        campaign_id: Option<&str>,
+    ) -> Result<(String, String), CouponRefusal> {
+        let campaigns = self.e.db.campaigns().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read the campaign cache");
+            Vec::new()
+        });
+        if let Some((prefix, variant, _)) = journey::parse_coupon_code(code) {
+            let found = campaigns.iter().find(|c| {
+                campaign_id.is_none_or(|id| id == c.id)
+                    && c.coupon
+                        .as_ref()
+                        .is_some_and(|cp| cp.code.trim().to_uppercase() == prefix)
+            });
+            if let Some(c) = found {
+                let name = if c.variants.is_empty() {
+                    Some("a".to_owned()).filter(|_| variant == "A")
+                } else {
+                    c.variants
+                        .iter()
+                        .find(|v| v.name.to_uppercase() == variant)
+                        .map(|v| v.name.clone())
+                };
+                return name
+                    .map(|n| (c.id.clone(), n))
+                    .ok_or(CouponRefusal::NotValid);
+            }
+        }
+        match campaign_id {
+            Some(id) => Ok((id.to_owned(), UNKNOWN_VARIANT.to_owned())),
+            None => Err(CouponRefusal::NotValid),
         }
     }
 
@@ -291,7 +446,10 @@ impl Run {
     /// A known customer as the journey takes them, with the campaign for their segment.
     fn found(&self, token: CardToken, p: Profile, source: ProfileSource) -> Input {
         let campaign = if p.consent.profile {
-            self.campaign_for(&token, Some(&p.segment))
+            // A member's segment is never the anonymous audience.
+            Some(p.segment.as_str())
+                .filter(|s| *s != ANONYMOUS)
+                .and_then(|segment| self.campaign_for(token.as_str(), segment))
         } else {
             None
         };
@@ -315,7 +473,7 @@ impl Run {
                 locale: Locale::from_tag(&p.locale),
                 consents,
             },
-            campaign,
+            campaign: campaign.map(Box::new),
             source,
         }
     }
@@ -366,17 +524,18 @@ impl Run {
         self.feed(input);
     }
 
-    /// The first running campaign aimed at `segment` (campaigns aimed at everyone count), with
-    /// the customer's deterministic A/B variant.
-    fn campaign_for(&self, token: &CardToken, segment: Option<&str>) -> Option<Campaign> {
+    /// The first running campaign aimed at `audience`: a member's segment (`new`, `vip`, ...) or
+    /// [`ANONYMOUS`] for a visitor without a card; a campaign with no target segments is aimed at
+    /// everyone. A member is never in the anonymous audience, so a "join us" campaign aimed at
+    /// it never reaches a card holder. The A/B variant is deterministic in `subject`: the card
+    /// token (stable per customer) or the visit id (per visit for anonymous visitors).
+    fn campaign_for(&self, subject: &str, audience: &str) -> Option<Campaign> {
         let today = self.e.time.now().date();
         let campaigns = self.e.db.campaigns().ok()?;
-        let c: WireCampaign = campaigns.into_iter().find(|c| {
-            c.runs_on(today)
-                && (c.target_segments.is_empty()
-                    || segment.is_some_and(|s| c.target_segments.iter().any(|t| t == s)))
-        })?;
-        let variant = c.variant_for(token.as_str());
+        let c: WireCampaign = campaigns
+            .into_iter()
+            .find(|c| c.runs_on(today) && targets(c, audience))?;
+        let variant = c.variant_for(subject);
         let v = c.variants.iter().find(|v| v.name == variant);
         let text = |l: &kiosk_protocol::wire::Localized| Localized::new(l.es.clone(), l.en.clone());
         Some(Campaign {
@@ -392,6 +551,7 @@ impl Run {
             ),
             staff_script: Some(c.name.clone()),
             coupon: c.coupon.as_ref().map(|cp| text(&cp.text)),
+            coupon_prefix: c.coupon.as_ref().map(|cp| cp.code.clone()),
         })
     }
 
@@ -406,6 +566,16 @@ impl Run {
             return failed(format!("service {:?} is not configured", req.service));
         };
         let turn_id = Uuid::now_v7();
+        // An anonymous visitor's campaign, chosen per visit.
+        let anonymous_campaign = if req.anonymous {
+            self.campaign_for(&req.visit_id.to_string(), ANONYMOUS)
+        } else {
+            None
+        };
+        let campaign_id = req
+            .campaign_id
+            .clone()
+            .or_else(|| anonymous_campaign.as_ref().map(|c| c.id.clone()));
         let (numbering, at) = match self.store_number(&letter, turn_id) {
             Ok(n) => n,
             Err(e) => return failed(e),
@@ -415,7 +585,7 @@ impl Run {
             service: letter.clone(),
             priority: req.priority,
             card_token: req.card_token,
-            campaign_id: req.campaign_id,
+            campaign_id,
             locale: req.locale,
         };
         let plan =
@@ -463,7 +633,9 @@ impl Run {
         if let Ok(mut last) = self.e.last_ticket_qr.lock() {
             *last = Some(payload.clone());
         }
-        Input::TurnIssued(IssuedTurn::from_ticket(request_id, t, at, payload))
+        let mut issued = IssuedTurn::from_ticket(request_id, t, at, payload);
+        issued.campaign = anonymous_campaign.map(Box::new);
+        Input::TurnIssued(issued)
     }
 
     /// A number for a new turn of `letter` and its issue time.
@@ -667,13 +839,45 @@ impl Run {
             position_in_queue: t.position,
             qr_payload: t.qr_payload.clone(),
             campaign_line: job.campaign_line.clone(),
-            coupon: job.coupon.as_ref().map(|c| printer::Coupon {
-                code: c.code.clone(),
-                ean13: coupon_ean(&c.code),
-            }),
+            coupon: job.coupon.as_ref().map(|c| self.coupon_print(c)),
             footer: footer.to_owned(),
             language,
             copy: false,
+        }
+    }
+
+    /// A coupon as printed: its code in words and its signed QR (campaign and code, valid to the
+    /// campaign's last day), which any kiosk of the store redeems.
+    fn coupon_print(&self, c: &journey::Coupon) -> printer::Coupon {
+        let today = self.e.time.now().date();
+        let ends = self
+            .e
+            .db
+            .campaigns()
+            .ok()
+            .and_then(|cs| cs.into_iter().find(|w| w.id == c.campaign_id))
+            .map(|w| w.ends_on);
+        let expires_on = ends.unwrap_or(today + time::Duration::days(COUPON_DAYS_UNKNOWN_END));
+        let signed = code::sign_coupon(
+            &code::Coupon {
+                campaign_id: c.campaign_id.clone(),
+                coupon_code: c.code.clone(),
+                expires_on,
+                card_token: None,
+            },
+            &self.e.coupon_key,
+        );
+        let barcode = match signed {
+            Ok(text) => printer::CouponBarcode::Qr(text),
+            Err(e) => {
+                // Staff can still type the code at the counter.
+                tracing::error!(error = %e, "cannot sign a coupon; printing its code only");
+                printer::CouponBarcode::Qr(c.code.clone())
+            }
+        };
+        printer::Coupon {
+            code: c.code.clone(),
+            barcode,
         }
     }
 
@@ -838,6 +1042,7 @@ impl Run {
                     },
                 )
             }
+            StaffCommand::RedeemCoupon { code } => return self.redeem_at_counter(code),
             StaffCommand::Reprint { turn_id } => return self.reprint(*turn_id),
             StaffCommand::PrintReport => return self.print_report(),
         };
@@ -853,6 +1058,36 @@ impl Run {
             label,
             message: Some(message.to_owned()),
         })
+    }
+
+    /// A coupon scanned (its signed QR text, as a USB scanner types it) or typed (its printed
+    /// code) at the counter page.
+    fn redeem_at_counter(&mut self, code: &str) -> Result<StaffAck, String> {
+        let text = code.trim();
+        if text.is_empty() {
+            return Err("type or scan the coupon's code".to_owned());
+        }
+        let (code, campaign_id) = if text.starts_with(code::COUPON_PREFIX) {
+            let coupon = code::verify_coupon(text, &self.e.coupon_key)
+                .map_err(|e| format!("this is not one of our coupons ({e})"))?;
+            let today = self.e.time.now().date();
+            if coupon.expires_on < today {
+                return Err(format!("this coupon expired on {}", coupon.expires_on));
+            }
+            (coupon.coupon_code, Some(coupon.campaign_id))
+        } else {
+            (text.to_owned(), None)
+        };
+        match self.redeem_coupon(&code, campaign_id.as_deref(), None) {
+            Ok((campaign, variant)) => Ok(StaffAck {
+                label: None,
+                message: Some(format!(
+                    "coupon {} redeemed ({campaign}, variant {variant})",
+                    code.trim().to_uppercase()
+                )),
+            }),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     fn reprint(&mut self, turn_id: Uuid) -> Result<StaffAck, String> {
@@ -1083,24 +1318,42 @@ pub(crate) fn note_numbers(link: &StoreLink, ops: &[StoreOp]) {
     }
 }
 
-/// EAN-13 digits for a coupon code: 2 (in-store numbering, GS1 prefixes 20-29) followed by 11
-/// digits of the code's SHA-256; the printer adds the check digit.
-fn coupon_ean(code: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(code.as_bytes());
-    let mut n = u64::from_be_bytes([
-        digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7],
-    ]) % 100_000_000_000;
-    let mut digits = String::from("2");
-    let mut tail = [0u8; 11];
-    for d in tail.iter_mut().rev() {
-        *d = u8::try_from(n % 10).unwrap_or(0);
-        n /= 10;
+/// The audience of visitors without a card (`target_segments: ["anonymous"]`).
+pub const ANONYMOUS: &str = "anonymous";
+
+/// Variant recorded when a coupon's code does not name one (the CRM resolves it).
+const UNKNOWN_VARIANT: &str = "unknown";
+
+/// Days a coupon of a campaign no longer in the cache stays valid.
+const COUPON_DAYS_UNKNOWN_END: i64 = 30;
+
+/// Whether campaign `c` is aimed at `audience` (a segment, or [`ANONYMOUS`]); no target segments
+/// means everyone.
+fn targets(c: &WireCampaign, audience: &str) -> bool {
+    c.target_segments.is_empty() || c.target_segments.iter().any(|t| t == audience)
+}
+
+/// Why a coupon was not redeemed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CouponRefusal {
+    /// Used before.
+    #[error("this coupon was already used; it counts once")]
+    AlreadyUsed,
+    /// Not a coupon of a campaign this store knows.
+    #[error("this is not a coupon of a campaign this store runs")]
+    NotValid,
+    /// The journal refused the redemption.
+    #[error("{0}")]
+    NotSaved(String),
+}
+
+impl CouponRefusal {
+    fn outcome(&self) -> CouponOutcome {
+        match self {
+            CouponRefusal::AlreadyUsed => CouponOutcome::AlreadyUsed,
+            CouponRefusal::NotValid | CouponRefusal::NotSaved(_) => CouponOutcome::NotValid,
+        }
     }
-    for d in tail {
-        digits.push(char::from(b'0' + d));
-    }
-    digits
 }
 
 /// Waiting for a printer answer from inside the executor task.
@@ -1117,15 +1370,29 @@ impl<T> BlockingReply<T> for tokio::sync::oneshot::Receiver<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::coupon_ean;
+    use super::{ANONYMOUS, targets};
+    use kiosk_protocol::wire::Campaign;
+
+    fn campaign(segments: &[&str]) -> Campaign {
+        serde_json::from_value(serde_json::json!({
+            "id": "c", "name": "c", "target_segments": segments,
+            "starts_on": "2020-01-01", "ends_on": "2099-12-31",
+            "screen_text": {"es": "x", "en": "x"}, "ticket_line": {"es": "x", "en": "x"}
+        }))
+        .expect("campaign")
+    }
 
     #[test]
-    fn coupon_barcodes_are_in_store_ean13_numbers_stable_per_code() {
-        let a = coupon_ean("demo-vip-coffee-1234");
-        assert_eq!(a.len(), 12);
-        assert!(a.starts_with('2'));
-        assert!(a.chars().all(|c| c.is_ascii_digit()));
-        assert_eq!(a, coupon_ean("demo-vip-coffee-1234"));
-        assert_ne!(a, coupon_ean("demo-vip-coffee-1235"));
+    fn members_never_reach_the_anonymous_audience_and_everyone_means_everyone() {
+        let join_us = campaign(&[ANONYMOUS]);
+        assert!(targets(&join_us, ANONYMOUS));
+        for segment in ["new", "regular", "vip", "lapsed"] {
+            assert!(!targets(&join_us, segment), "{segment}");
+        }
+        let members = campaign(&["vip", "regular"]);
+        assert!(targets(&members, "vip"));
+        assert!(!targets(&members, ANONYMOUS));
+        let everyone = campaign(&[]);
+        assert!(targets(&everyone, ANONYMOUS) && targets(&everyone, "new"));
     }
 }

@@ -89,6 +89,13 @@ pub enum StaffCommand {
     },
     /// Print today's manager report on the kiosk printer.
     PrintReport,
+    /// Redeem a coupon: its printed code as staff type it (`CAFE-A-3F9C2D1E07`), or its QR's
+    /// signed text as a USB scanner types it. It converts its campaign variant once in the
+    /// store; a coupon used before is refused with a kind word.
+    RedeemCoupon {
+        /// What was typed or scanned.
+        code: String,
+    },
 }
 
 /// The runtime's confirmation of a staff action.

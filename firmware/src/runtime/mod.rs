@@ -825,6 +825,11 @@ fn spawn_executor(
     let (board_tx, board) = watch::channel(QueueBoard::empty(today));
     let (health_tx, health) = watch::channel(DeviceHealthMap::new());
     let last_ticket_qr = Arc::new(Mutex::new(None));
+    let coupon_key = CodeKey::new(opts.credentials.derived_key(COUPON_KEY_LABEL).to_vec())
+        .map_err(|e| StartError::Device {
+            device: "scanner",
+            message: e.to_string(),
+        })?;
     let executor = Executor {
         config: journey,
         db: db.clone(),
@@ -836,6 +841,7 @@ fn spawn_executor(
             kiosk_id: opts.credentials.kiosk_id.clone(),
         },
         turn_key,
+        coupon_key,
         printer,
         screen: screen_tx,
         board: board_tx,

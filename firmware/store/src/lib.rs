@@ -25,7 +25,7 @@ mod replica;
 
 pub use hlc::Hlc;
 pub use op::{OpKey, Step, StoreOp};
-pub use replica::{Conflict, StoreQueue, apply_step};
+pub use replica::{Conflict, StoreQueue, SurveyStatus, apply_step};
 
 #[cfg(test)]
 mod tests;

@@ -118,6 +118,23 @@ pub enum Step {
         /// The counter whose staff marked it, if any.
         counter: Option<String>,
     },
+    /// The customer of a served turn answered its survey (at a kiosk, or later from a phone):
+    /// the store's mark that this turn's one answer is taken. Not a queue step: the queue is
+    /// unchanged; [`crate::StoreQueue::survey_status`] reads the marks.
+    Rate {
+        /// The turn rated.
+        turn_id: Uuid,
+    },
+    /// A coupon was redeemed (scanned at a kiosk or entered at a counter): the store's mark that
+    /// it is used. Not a queue step.
+    Redeem {
+        /// The coupon's code.
+        code: String,
+        /// Its campaign.
+        campaign_id: String,
+        /// The campaign variant it was issued under.
+        variant: String,
+    },
 }
 
 impl Step {
@@ -131,7 +148,9 @@ impl Step {
             | Step::NoShow { turn_id, .. }
             | Step::Park { turn_id, .. }
             | Step::Transfer { turn_id, .. }
-            | Step::WalkOut { turn_id, .. } => *turn_id,
+            | Step::WalkOut { turn_id, .. }
+            | Step::Rate { turn_id } => *turn_id,
+            Step::Redeem { .. } => Uuid::nil(),
         }
     }
 
@@ -144,7 +163,7 @@ impl Step {
             | Step::NoShow { counter, .. }
             | Step::Park { counter, .. } => Some(counter),
             Step::Transfer { counter, .. } | Step::WalkOut { counter, .. } => counter.as_deref(),
-            Step::Issue { .. } => None,
+            Step::Issue { .. } | Step::Rate { .. } | Step::Redeem { .. } => None,
         }
     }
 
@@ -159,6 +178,8 @@ impl Step {
             Step::Park { .. } => "park",
             Step::Transfer { .. } => "transfer",
             Step::WalkOut { .. } => "walkout",
+            Step::Rate { .. } => "rate",
+            Step::Redeem { .. } => "redeem",
         }
     }
 }

@@ -72,8 +72,18 @@ pub fn apply_step(queue: &Queue, step: &Step, at: OffsetDateTime) -> Result<Chan
             counter,
         } => queue.plan_transfer(*turn_id, to, counter.as_deref(), at),
         Step::WalkOut { turn_id, counter } => queue.plan_walkout(*turn_id, counter.as_deref(), at),
+        // Marks, not queue steps: the queue does not change.
+        Step::Rate { .. } | Step::Redeem { .. } => Ok(Change {
+            upserts: Vec::new(),
+            counter: None,
+            events: Vec::new(),
+        }),
     }
 }
+
+/// Whether a turn's survey can be answered now (docs/DESIGN.md invariant 17): the journey's own
+/// word for it, decided here from the store's queue and marks.
+pub use kiosk_core::journey::SurveyStatus;
 
 /// Ops between two checkpoints of the fold: a late op refolds from the checkpoint before it, not
 /// from the start of the day.
@@ -96,6 +106,11 @@ pub struct StoreQueue {
     last: Option<OpKey>,
     /// Fold states after every [`CHECKPOINT_EVERY`] ops: (last op folded, queue, conflicts).
     checkpoints: Vec<(OpKey, Queue, usize)>,
+    /// Turns whose survey was answered ([`Step::Rate`] marks held), with when.
+    rated: BTreeMap<Uuid, OffsetDateTime>,
+    /// Coupons redeemed ([`Step::Redeem`] marks held), with when. The kiosk database keeps the
+    /// codes past pruning; this is what the ops held say.
+    redeemed: BTreeMap<String, OffsetDateTime>,
 }
 
 impl StoreQueue {
@@ -109,7 +124,35 @@ impl StoreQueue {
             conflicts: Vec::new(),
             last: None,
             checkpoints: Vec::new(),
+            rated: BTreeMap::new(),
+            redeemed: BTreeMap::new(),
         }
+    }
+
+    /// Whether `turn_id`'s survey may be answered now: served, and not rated at any kiosk whose
+    /// ops this one holds.
+    pub fn survey_status(&self, turn_id: Uuid) -> SurveyStatus {
+        use kiosk_core::queue::TurnStatus;
+        let Some(turn) = self.queue.turn(turn_id) else {
+            return SurveyStatus::Unknown;
+        };
+        if self.rated.contains_key(&turn_id) {
+            return SurveyStatus::AlreadyAnswered;
+        }
+        match turn.status {
+            TurnStatus::Served => SurveyStatus::Open,
+            TurnStatus::Waiting | TurnStatus::Called | TurnStatus::Parked => {
+                SurveyStatus::NotServed
+            }
+            TurnStatus::NoShow | TurnStatus::Expired | TurnStatus::WalkedOut => {
+                SurveyStatus::Closed
+            }
+        }
+    }
+
+    /// Whether a [`Step::Redeem`] of `code` is among the ops held.
+    pub fn coupon_redeemed(&self, code: &str) -> bool {
+        self.redeemed.contains_key(code)
     }
 
     /// The merged queue.
@@ -194,6 +237,7 @@ impl StoreQueue {
                 continue;
             }
             self.heads.insert(op.origin.clone(), op.seq);
+            self.note_mark(&op);
             let key = op.key();
             taken.push(key.clone());
             self.ops.insert(key, op);
@@ -230,6 +274,12 @@ impl StoreQueue {
         for k in &old {
             self.ops.remove(k);
         }
+        self.rated.clear();
+        self.redeemed.clear();
+        let held: Vec<StoreOp> = self.ops.values().cloned().collect();
+        for op in &held {
+            self.note_mark(op);
+        }
         // Heads stay: sequences never go back.
         self.checkpoints.clear();
         let mut queue = self.base.clone();
@@ -240,6 +290,19 @@ impl StoreQueue {
         self.last = self.ops.keys().next_back().cloned();
         self.queue = queue;
         self.conflicts = conflicts;
+    }
+
+    /// Keeps a survey or coupon mark (the first one held wins; a second is harmless).
+    fn note_mark(&mut self, op: &StoreOp) {
+        match &op.step {
+            Step::Rate { turn_id } => {
+                self.rated.entry(*turn_id).or_insert(op.at);
+            }
+            Step::Redeem { code, .. } => {
+                self.redeemed.entry(code.clone()).or_insert(op.at);
+            }
+            _ => {}
+        }
     }
 
     /// Rolls the fold back to the last checkpoint before `key`.

@@ -1,5 +1,5 @@
 use kiosk_core::locale::{Locale, Localized};
-use kiosk_core::queue::{Queue, QueueSettings, ServiceDef, TurnStatus};
+use kiosk_core::queue::{Queue, QueueSettings, ServiceDay, ServiceDef, TurnStatus};
 use proptest::prelude::*;
 use time::macros::{datetime, time};
 use time::{Duration, OffsetDateTime};
@@ -333,4 +333,83 @@ proptest! {
         serving.dedup();
         prop_assert_eq!(serving.len(), s);
     }
+}
+
+#[test]
+fn a_turn_is_rated_once_after_it_was_served_whichever_kiosk_the_answer_came_from() {
+    let t0 = datetime!(2026-12-07 10:00 +01:00);
+    let mut k1 = Kiosk::new(1);
+    let mut k2 = Kiosk::new(2);
+    let turn = Uuid::from_u128(1);
+    k1.issue(1, "A", 1, None, t0);
+    pull(&mut k2, &k1);
+    assert_eq!(k2.replica.survey_status(turn), SurveyStatus::NotServed);
+    assert_eq!(
+        k2.replica.survey_status(Uuid::from_u128(99)),
+        SurveyStatus::Unknown
+    );
+    assert_eq!(k1.call_next("1", t0 + Duration::minutes(1)), Some(turn));
+    assert_eq!(k1.replica.survey_status(turn), SurveyStatus::NotServed);
+    assert!(k1.take(
+        Step::Serve {
+            turn_id: turn,
+            counter: "1".into()
+        },
+        t0 + Duration::minutes(4)
+    ));
+    pull(&mut k2, &k1);
+    assert_eq!(k2.replica.survey_status(turn), SurveyStatus::Open);
+    // Answered at kiosk 2; kiosk 1 learns it with the next pull.
+    assert!(k2.take(Step::Rate { turn_id: turn }, t0 + Duration::minutes(6)));
+    assert_eq!(
+        k2.replica.survey_status(turn),
+        SurveyStatus::AlreadyAnswered
+    );
+    assert_eq!(k1.replica.survey_status(turn), SurveyStatus::Open);
+    pull(&mut k1, &k2);
+    assert_eq!(
+        k1.replica.survey_status(turn),
+        SurveyStatus::AlreadyAnswered
+    );
+    // A mark is not a queue step: the queues agree and nothing conflicts.
+    assert_eq!(snapshot(&k1), snapshot(&k2));
+    assert!(k1.replica.conflicts().is_empty());
+    // The mark survives a refold and a prune that keeps its day.
+    k1.replica
+        .prune(ServiceDay::at(t0, time!(09:00)).previous(), time!(09:00));
+    assert_eq!(
+        k1.replica.survey_status(turn),
+        SurveyStatus::AlreadyAnswered
+    );
+}
+
+#[test]
+fn a_walked_out_turn_has_nothing_to_rate_and_a_redeemed_coupon_is_known_store_wide() {
+    let t0 = datetime!(2026-12-07 10:00 +01:00);
+    let mut k1 = Kiosk::new(1);
+    let mut k2 = Kiosk::new(2);
+    k1.issue(1, "A", 1, None, t0);
+    assert!(k1.take(
+        Step::WalkOut {
+            turn_id: Uuid::from_u128(1),
+            counter: None
+        },
+        t0 + Duration::minutes(1)
+    ));
+    assert_eq!(
+        k1.replica.survey_status(Uuid::from_u128(1)),
+        SurveyStatus::Closed
+    );
+    assert!(!k2.replica.coupon_redeemed("CAFE-A-1234"));
+    assert!(k1.take(
+        Step::Redeem {
+            code: "CAFE-A-1234".into(),
+            campaign_id: "c".into(),
+            variant: "a".into()
+        },
+        t0 + Duration::minutes(2)
+    ));
+    pull(&mut k2, &k1);
+    assert!(k2.replica.coupon_redeemed("CAFE-A-1234"));
+    assert!(!k2.replica.coupon_redeemed("CAFE-A-9999"));
 }

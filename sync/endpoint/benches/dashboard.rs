@@ -231,6 +231,7 @@ async fn load_store(db: &SharedDb, fleet: &Fleet, i: u64) -> u64 {
                             card_token: Some(c.clone()),
                             segment: Some("regular".into()),
                             surface: Surface::Screen,
+                            visit_id: None,
                         }),
                     );
                 }

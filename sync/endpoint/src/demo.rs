@@ -90,7 +90,9 @@ fn text(es: &str, en: &str) -> Localized {
     }
 }
 
-/// The demo campaigns: a welcome for new customers (A/B) and a coffee coupon for VIPs.
+/// The demo campaigns: a "join us" welcome for visitors without a card (A/B, with a coupon; never
+/// shown to a card holder, a just-registered one included) and a coffee coupon for VIPs and
+/// regulars.
 pub fn demo_campaigns() -> Vec<Campaign> {
     let always = (
         time::macros::date!(2020 - 01 - 01),
@@ -100,7 +102,8 @@ pub fn demo_campaigns() -> Vec<Campaign> {
         Campaign {
             id: "demo-welcome".into(),
             name: "Bienvenida".into(),
-            target_segments: vec!["new".into(), "anonymous".into()],
+            // Visitors without a card only: members (segment `new` included) never see "join us".
+            target_segments: vec!["anonymous".into()],
             services: vec![],
             stores: vec![DEMO_STORE_ID.into()],
             starts_on: always.0,
@@ -110,7 +113,13 @@ pub fn demo_campaigns() -> Vec<Campaign> {
                 "Welcome! Ask about our card",
             ),
             ticket_line: text("Hágase socio hoy", "Join today"),
-            coupon: None,
+            coupon: Some(Coupon {
+                code: "BIENV".into(),
+                text: text(
+                    "10 % en su primera compra al hacerse socio",
+                    "10 % off your first purchase when you join",
+                ),
+            }),
             variants: vec![
                 Variant {
                     name: "a".into(),

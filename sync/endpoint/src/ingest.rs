@@ -301,6 +301,7 @@ pub fn effect_of(event: &Event) -> Effect {
         Event::CampaignShown(c) => Effect::CampaignShown {
             campaign_id: c.campaign_id.clone(),
             variant: c.variant.clone(),
+            visit_id: c.visit_id.map(|v| v.to_string()),
         },
         Event::CouponIssued(c) => Effect::CouponIssued {
             code: c.coupon_code.clone(),
@@ -311,6 +312,13 @@ pub fn effect_of(event: &Event) -> Effect {
             code: c.coupon_code.clone(),
             campaign_id: c.campaign_id.clone(),
             token: c.card_token.clone(),
+            variant: c.variant.clone(),
+        },
+        Event::SurveyAnswered(s) => match s.turn_id {
+            Some(turn_id) => Effect::SurveyAnswered {
+                turn_id: turn_id.to_string(),
+            },
+            None => Effect::None,
         },
         _ => Effect::None,
     }

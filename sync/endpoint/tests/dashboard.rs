@@ -67,6 +67,13 @@ impl Timeline {
 
     /// Posts everything as one batch sent at the latest `mono_ms`; all accepted.
     async fn post(&mut self, h: &Harness) {
+        let n = self.events.len();
+        let statuses = self.post_statuses(h).await;
+        assert_eq!(statuses, vec!["accepted"; n]);
+    }
+
+    /// Posts everything as one batch; each event's status.
+    async fn post_statuses(&mut self, h: &Harness) -> Vec<String> {
         let mono = self.events.iter().map(|e| e.mono_ms).max().unwrap_or(0);
         let events = std::mem::take(&mut self.events);
         let n = events.len();
@@ -89,13 +96,14 @@ impl Timeline {
             .unwrap();
         assert_eq!(resp.status(), 200);
         let answer: serde_json::Value = resp.json().await.unwrap();
-        let accepted = answer["results"]
+        let statuses: Vec<String> = answer["results"]
             .as_array()
             .unwrap()
             .iter()
-            .filter(|r| r["status"] == "accepted")
-            .count();
-        assert_eq!(accepted, n, "{answer}");
+            .map(|r| r["status"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(statuses.len(), n, "{answer}");
+        statuses
     }
 }
 
@@ -141,6 +149,47 @@ fn shown(variant: &str) -> Event {
         card_token: None,
         segment: None,
         surface: Surface::Screen,
+        visit_id: None,
+    })
+}
+
+/// An exposure in a visit, as kiosks with visit ids record it.
+fn exposure(variant: &str, visit: Uuid, surface: Surface) -> Event {
+    Event::CampaignShown(CampaignShown {
+        campaign_id: "welcome".into(),
+        variant: variant.into(),
+        card_token: None,
+        segment: Some("anonymous".into()),
+        surface,
+        visit_id: Some(visit),
+    })
+}
+
+fn coupon_issued(code: &str, variant: &str, turn_id: Uuid) -> Event {
+    Event::CouponIssued(CouponIssued {
+        coupon_code: code.into(),
+        campaign_id: Some("welcome".into()),
+        variant: Some(variant.into()),
+        card_token: None,
+        turn_id: Some(turn_id),
+    })
+}
+
+fn coupon_redeemed(code: &str, variant: Option<&str>) -> Event {
+    Event::CouponRedeemed(CouponRedeemed {
+        coupon_code: code.into(),
+        campaign_id: Some("welcome".into()),
+        card_token: None,
+        variant: variant.map(str::to_owned),
+    })
+}
+
+fn answer(turn_id: Uuid, score: u8) -> Event {
+    Event::SurveyAnswered(SurveyAnswered {
+        turn_id: Some(turn_id),
+        score,
+        reason: None,
+        card_token: None,
     })
 }
 
@@ -398,6 +447,7 @@ async fn figures_are_computed_from_the_events(b: Backend) {
                 coupon_code: "WELCOME-B-1".into(),
                 campaign_id: Some("welcome".into()),
                 card_token: None,
+                variant: None,
             }),
         );
     // NPS: 3 promoters, 1 passive, 1 detractor → 40.
@@ -660,7 +710,144 @@ async fn live_updates_follow_ingest(b: Backend) {
     h.stop().await;
 }
 
+/// A scripted day at a store of two kiosks, whose figures are known: visits, exposures on screen
+/// and ticket, coupons redeemed (one reported by both kiosks), survey answers (one turn answered
+/// twice, at two kiosks cut off from each other).
+async fn the_dashboard_shows_exposures_conversions_and_rates_of_a_scripted_day(b: Backend) {
+    let h = Harness::start(b).await;
+    let second = h.enroll("north").await;
+    let cookie = login(&h).await;
+    let t0 = 1_000 * SEC;
+    let visit = |_: u8| Uuid::now_v7();
+    let (v1, v2, v3, v4, v5) = (visit(1), visit(2), visit(3), visit(4), visit(5));
+    let (t2, t3, t5) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let mut k1 = Timeline::new(&h.kiosk, 0);
+    k1
+        // Visit 1, variant a: greeting and ticket of one visit, and no coupon used.
+        .at(t0, exposure("a", v1, Surface::Screen))
+        .at(t0 + SEC, exposure("a", v1, Surface::Ticket))
+        // Visit 2, variant a: its coupon redeemed at both kiosks (cut off from each other).
+        .at(t0 + 10 * SEC, exposure("a", v2, Surface::Ticket))
+        .at(t0 + 10 * SEC, coupon_issued("BIENV-A-0000000002", "a", t2))
+        .at(
+            t0 + 60 * SEC,
+            coupon_redeemed("BIENV-A-0000000002", Some("a")),
+        )
+        // Visits 3 to 5, variant b: two coupons used, one not.
+        .at(t0 + 20 * SEC, exposure("b", v3, Surface::Ticket))
+        .at(t0 + 20 * SEC, exposure("b", v3, Surface::Ticket))
+        .at(t0 + 20 * SEC, coupon_issued("BIENV-B-0000000003", "b", t3))
+        .at(t0 + 30 * SEC, exposure("b", v4, Surface::Ticket))
+        .at(t0 + 40 * SEC, exposure("b", v5, Surface::Ticket))
+        .at(t0 + 40 * SEC, coupon_issued("BIENV-B-0000000005", "b", t5))
+        .at(
+            t0 + 90 * SEC,
+            coupon_redeemed("BIENV-B-0000000003", Some("b")),
+        )
+        // Survey: turn 2 rated 0 here; turn 3 rated 9, turn 5 rated 10.
+        .at(t0 + 100 * SEC, answer(t2, 0))
+        .at(t0 + 101 * SEC, answer(t3, 9))
+        .at(t0 + 102 * SEC, answer(t5, 10));
+    k1.post(&h).await;
+    let mut k2 = Timeline::new(&second, 0);
+    k2.at(
+        t0 + 70 * SEC,
+        coupon_redeemed("BIENV-A-0000000002", Some("a")),
+    )
+    // Redeemed at the counter page of kiosk 2, the variant read from the code.
+    .at(t0 + 80 * SEC, coupon_redeemed("BIENV-B-0000000005", None))
+    // Turn 2 rated again at kiosk 2 while cut off: 10 this time.
+    .at(t0 + 110 * SEC, answer(t2, 10));
+    let statuses = k2.post_statuses(&h).await;
+    assert_eq!(
+        statuses,
+        ["accepted", "accepted", "duplicate"],
+        "a second answer for a turn is acknowledged, not stored"
+    );
+
+    let d = dashboard(&h, &cookie, "/dashboard/api/stores/north?range=24h").await;
+    let figures: Vec<(&str, u64, u64)> = d
+        .campaigns
+        .iter()
+        .map(|v| (v.variant.as_str(), v.shown, v.redeemed))
+        .collect();
+    // a: visits 1 and 2, coupon 2 once; b: visits 3, 4, 5, coupons 3 and 5.
+    assert_eq!(figures, [("a", 2, 1), ("b", 3, 2)]);
+    assert_eq!(d.campaigns[0].conversion, 0.5);
+    assert!((d.campaigns[1].conversion - 2.0 / 3.0).abs() < 1e-9);
+    // NPS: turn 2's first answer (0), 9 and 10: one detractor, two promoters.
+    assert_eq!(
+        (
+            d.nps.responses,
+            d.nps.promoters,
+            d.nps.passives,
+            d.nps.detractors
+        ),
+        (3, 2, 0, 1)
+    );
+    assert!((d.nps.score.unwrap() - 100.0 / 3.0).abs() < 1e-9);
+    assert_eq!(d.nps.distribution[10], 1, "the refused 10 is not counted");
+    // Per kiosk: kiosk 2's duplicates add nothing of their own.
+    let only2 = dashboard(
+        &h,
+        &cookie,
+        &format!("/dashboard/api/stores/north?range=24h&kiosk={}", second.id),
+    )
+    .await;
+    let figures2: Vec<(&str, u64, u64)> = only2
+        .campaigns
+        .iter()
+        .map(|v| (v.variant.as_str(), v.shown, v.redeemed))
+        .collect();
+    assert_eq!(figures2, [("b", 0, 1)], "kiosk 2 converted coupon 5 only");
+    assert_eq!(only2.nps.responses, 0);
+    h.stop().await;
+}
+
+/// The survey rule the phone companion will ask, by turn id: served and not answered yet.
+async fn the_crm_answers_the_kiosks_survey_rule_by_turn_id(b: Backend) {
+    use kiosk_protocol::wire::SurveyStatus;
+    let h = Harness::start(b).await;
+    let (served_one, rated, waiting) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let t0 = 1_000 * SEC;
+    let mut k = Timeline::new(&h.kiosk, 0);
+    k.at(t0, issued(served_one, "A", None))
+        .at(t0, issued(rated, "A", None))
+        .at(t0, issued(waiting, "A", None))
+        .at(t0 + 10 * SEC, called(served_one, false))
+        .at(t0 + 20 * SEC, served(served_one))
+        .at(t0 + 30 * SEC, called(rated, false))
+        .at(t0 + 40 * SEC, served(rated))
+        .at(t0 + 50 * SEC, answer(rated, 8));
+    k.post(&h).await;
+    let status = |turn: Uuid, store: &str| h.db.survey_status(store.into(), turn);
+    assert_eq!(
+        status(served_one, "north").await.unwrap(),
+        SurveyStatus::Open
+    );
+    assert_eq!(
+        status(rated, "north").await.unwrap(),
+        SurveyStatus::AlreadyAnswered
+    );
+    assert_eq!(
+        status(waiting, "north").await.unwrap(),
+        SurveyStatus::NotServed
+    );
+    assert_eq!(
+        status(Uuid::now_v7(), "north").await.unwrap(),
+        SurveyStatus::Unknown
+    );
+    assert_eq!(
+        status(served_one, "south").await.unwrap(),
+        SurveyStatus::Unknown,
+        "another store's turn is not this store's"
+    );
+    h.stop().await;
+}
+
 on_both_databases!(
+    the_crm_answers_the_kiosks_survey_rule_by_turn_id,
+    the_dashboard_shows_exposures_conversions_and_rates_of_a_scripted_day,
     the_dashboard_needs_a_login_and_refuses_a_wrong_token,
     figures_are_computed_from_the_events,
     hours_are_the_store_time_zone_once_set,

@@ -929,6 +929,7 @@ async fn conversion_is_counted_per_variant(b: Backend) {
             card_token: Some(token(t)),
             segment: None,
             surface: Surface::Screen,
+            visit_id: None,
         })
     };
     let events = vec![
@@ -953,6 +954,7 @@ async fn conversion_is_counted_per_variant(b: Backend) {
                 coupon_code: "CAFE-1".into(),
                 campaign_id: None,
                 card_token: Some(token(3)),
+                variant: None,
             }),
         ),
     ];

@@ -1,7 +1,8 @@
 //! The numbered schema migrations on SQLite and on a throwaway PostgreSQL: a database written by
 //! a newer endpoint is refused naming both versions, a database made before versions were
 //! recorded (today's unversioned schema) is adopted as version 1 with its data and migrated on,
-//! and a database of version 1 gets the live queue (version 2) of the queue events it stored.
+//! and a database of version 1 gets the live queue (version 2) of the queue events it stored and
+//! keeps one survey answer per turn (version 3).
 
 #![allow(
     clippy::unwrap_used,
@@ -13,7 +14,7 @@ mod common;
 
 use common::{Backend, fresh_url};
 use crm_endpoint::db::{DbError, DbKind, LiveQueueQuery, StoreRecord, migrations};
-use kiosk_protocol::events::{Envelope, Event, TicketIssued, TurnCalled};
+use kiosk_protocol::events::{Envelope, Event, SurveyAnswered, TicketIssued, TurnCalled};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -22,9 +23,12 @@ async fn raw(url: &str, sql: &str) {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let (path, sql) = (path.to_owned(), sql.to_owned());
         tokio::task::spawn_blocking(move || {
-            let c = rusqlite::Connection::open(path).unwrap();
+            let c = rusqlite::Connection::open(&path).unwrap();
             c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
             c.execute_batch(&sql).unwrap();
+            // The endpoint opens only a database private to its user (as it creates its own).
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         })
         .await
         .unwrap();
@@ -177,6 +181,15 @@ fn ticket(turn_id: Uuid, label: &str, day: &str) -> Event {
     })
 }
 
+fn answer(turn_id: Uuid, score: u8) -> Event {
+    Event::SurveyAnswered(SurveyAnswered {
+        turn_id: Some(turn_id),
+        score,
+        reason: None,
+        card_token: None,
+    })
+}
+
 async fn a_version_1_database_gets_the_live_queue_of_its_recent_events(backend: Backend) {
     let (url, _dir) = fresh_url(backend).await;
     let now = OffsetDateTime::now_utc();
@@ -194,6 +207,9 @@ async fn a_version_1_database_gets_the_live_queue_of_its_recent_events(backend: 
             INSERT INTO stores (id, name) VALUES ('north', 'Tienda Norte');
             INSERT INTO kiosks (id, store_id, secret, hardware_profile, firmware_version, enrolled_ms)
               VALUES ('k1', 'north', 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=', 'simulated', '0.1.0', 0);
+            {}
+            {}
+            {}
             {}
             {}
             {}
@@ -215,6 +231,10 @@ async fn a_version_1_database_gets_the_live_queue_of_its_recent_events(backend: 
             ),
             // Stored three days ago (a kiosk's clock gone wrong, say): older than the replay.
             event_row(4, now_ms - 72 * hour, ticket(old, "A-003", &day)),
+            // A-001 answered twice (before the endpoint kept one answer per turn), A-002 once.
+            event_row(5, now_ms - hour / 4, answer(a1, 0)),
+            event_row(6, now_ms - hour / 5, answer(a1, 10)),
+            event_row(7, now_ms - hour / 6, answer(a2, 9)),
         ),
     )
     .await;
@@ -239,6 +259,11 @@ async fn a_version_1_database_gets_the_live_queue_of_its_recent_events(backend: 
         (1, "A-001", "1")
     );
     assert_eq!(q.kiosks[0].kiosk_id, "k1");
+    // Version 3 keeps each turn's first answer: NPS over A-001's 0 and A-002's 9.
+    let stats = db.stats("north".into()).await.unwrap();
+    let nps = stats.nps.expect("answers");
+    assert_eq!(nps.responses, 2, "{nps:?}");
+    assert_eq!(nps.score, 0.0);
     drop(db);
     assert_eq!(version(&url).await, latest());
     // Replayed once: opening again changes nothing.

@@ -518,10 +518,15 @@ pub struct CampaignShown {
     pub variant: String,
     /// Customer it was shown to, if identified.
     pub card_token: Option<CardToken>,
-    /// Segment it was chosen for.
+    /// Segment it was chosen for (`anonymous` for a visitor without a card).
     pub segment: Option<String>,
-    /// Screen or ticket.
+    /// Where it was first shown in this visit: a visit is one exposure, however many surfaces
+    /// (greeting screen, ticket) showed the campaign.
     pub surface: Surface,
+    /// The visit (one journey at one kiosk, from the first tap or touch to the goodbye): the CRM
+    /// counts one exposure per visit and campaign.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visit_id: Option<Uuid>,
 }
 
 /// A coupon was given.
@@ -550,13 +555,19 @@ pub struct CouponRedeemed {
     pub campaign_id: Option<String>,
     /// Customer, if identified.
     pub card_token: Option<CardToken>,
+    /// The campaign variant the coupon was issued under, when its code says (the CRM also
+    /// finds it from the coupon's `coupon_issued`). A coupon converts once, however many kiosks
+    /// report it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
 }
 
 /// A satisfaction survey answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SurveyAnswered {
-    /// Turn the survey is about, if known.
+    /// Turn the survey is about, if known: a turn has at most one answer (the kiosks refuse a
+    /// second, the CRM keeps the first).
     pub turn_id: Option<Uuid>,
     /// 0 to 10 (NPS scale).
     #[schemars(range(min = 0, max = 10))]

@@ -360,6 +360,25 @@ impl Campaign {
     }
 }
 
+/// Whether a turn's survey can be answered now (docs/DESIGN.md invariant 17), keyed by the turn
+/// id: the kiosks decide it from the store's queue and marks (`kiosk_store::StoreQueue::survey_status`),
+/// the CRM from its live queue and the answers it keeps (`Database::survey_status`), so the
+/// kiosk screen and the phone companion go through the same rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SurveyStatus {
+    /// Served and not rated yet: one answer is welcome.
+    Open,
+    /// Issued but not served yet (waiting, called, parked): rate after being served.
+    NotServed,
+    /// Its one answer was given already.
+    AlreadyAnswered,
+    /// Not served and never will be (no-show, walked out, expired): nothing to rate.
+    Closed,
+    /// The turn is not known (another day, another store).
+    Unknown,
+}
+
 /// Deterministic A/B assignment: SHA-256(`"{campaign_id}\n{subject}"`) read as a big-endian u64,
 /// modulo the total weight, picks a variant by cumulative weight. No variants (or all weights 0)
 /// gives `"a"`.
@@ -621,6 +640,78 @@ mod tests {
         // 3/4 expected; 4000 draws keep this far from flaky (sd ≈ 27).
         assert!((2800..3200).contains(&b), "b chosen {b} times of 4000");
         assert_eq!(assign_variant("c1", "x", &[]), "a");
+    }
+
+    /// Pearson's chi-square of `counts` against `weights` (same order).
+    fn chi_square(counts: &[u64], weights: &[u32]) -> f64 {
+        let n: u64 = counts.iter().sum();
+        let total: u32 = weights.iter().sum();
+        counts
+            .iter()
+            .zip(weights)
+            .map(|(&c, &w)| {
+                let expected = n as f64 * f64::from(w) / f64::from(total);
+                (c as f64 - expected).powi(2) / expected
+            })
+            .sum()
+    }
+
+    #[test]
+    fn every_variant_is_served_by_its_weight() {
+        let weights = [1u32, 1, 2];
+        let variants: Vec<Variant> = ["a", "b", "c"]
+            .iter()
+            .zip(weights)
+            .map(|(name, weight)| Variant {
+                name: (*name).into(),
+                weight,
+                screen_text: None,
+                ticket_line: None,
+            })
+            .collect();
+        let index = |v: &str| ["a", "b", "c"].iter().position(|n| *n == v).unwrap();
+        // Members: card tokens as the kiosks make them (keyed hashes of card UIDs).
+        let key = TenantKey::from_bytes([7; 32]);
+        let mut members = [0u64; 3];
+        for uid in 0u32..6000 {
+            let token = key.card_token(&uid.to_be_bytes());
+            let v = assign_variant("demo-welcome", token.as_str(), &variants);
+            assert_eq!(v, assign_variant("demo-welcome", token.as_str(), &variants));
+            members[index(&v)] += 1;
+        }
+        // Anonymous visitors: visit ids, UUIDv7-shaped (a millisecond clock, then random bits),
+        // made from a fixed seed so the test is deterministic.
+        let mut anonymous = [0u64; 3];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for i in 0u64..6000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let ms = 1_765_000_000_000u64 + i * 1_500;
+            let bits = (u128::from(ms) << 80)
+                | (0x7u128 << 76)
+                | (u128::from(x & 0x0fff) << 64)
+                | (0b10u128 << 62)
+                | u128::from(x.rotate_left(17) >> 2);
+            let visit = uuid::Uuid::from_u128(bits).to_string();
+            anonymous[index(&assign_variant("demo-welcome", &visit, &variants))] += 1;
+        }
+        // Every variant is served, in proportion to its weight: Pearson's chi-square with 2
+        // degrees of freedom stays under 13.8 (p = 0.001) for a fair assignment.
+        for (who, counts) in [("members", members), ("anonymous visits", anonymous)] {
+            assert!(counts.iter().all(|c| *c > 0), "{who}: {counts:?}");
+            let chi2 = chi_square(&counts, &weights);
+            assert!(chi2 < 13.8, "{who}: {counts:?}, chi-square {chi2:.1}");
+        }
+        // A zero weight disables a variant.
+        let off = [
+            Variant {
+                weight: 0,
+                ..variants[0].clone()
+            },
+            variants[1].clone(),
+        ];
+        assert!((0..500).all(|i| assign_variant("x", &i.to_string(), &off) == "b"));
     }
 
     #[test]

@@ -122,6 +122,7 @@ fn examples() -> Vec<Event> {
             card_token: Some(token()),
             segment: Some("regular".into()),
             surface: Surface::Screen,
+            visit_id: None,
         }),
         Event::CouponIssued(CouponIssued {
             coupon_code: "CP-1".into(),
@@ -134,6 +135,7 @@ fn examples() -> Vec<Event> {
             coupon_code: "CP-1".into(),
             campaign_id: None,
             card_token: None,
+            variant: None,
         }),
         Event::SurveyAnswered(SurveyAnswered {
             turn_id: Some(turn_id),

@@ -17,6 +17,13 @@
 //! - **A turn issued after the kiosk moved on** (issuing timed out): `ticket_print_failed` with
 //!   `shown_on_screen: false`, so every `ticket_issued` still has exactly one print outcome.
 //! - **Timeouts** on every screen lead back to the attract screen, which holds nothing personal.
+//! - **Campaigns** count one exposure per visit (the greeting and the ticket are one); an
+//!   anonymous visitor's campaign comes with the turn and is shown on the ticket and the goodbye.
+//! - **A coupon** scanned on any screen but the form and a ticket in the making is redeemed once
+//!   in the store (the runtime checks and marks it); a second scan says it was used.
+//! - **The survey** is about a served turn: scanning the ticket opens it only when the store's
+//!   queue says the turn was served and not rated yet; one answer per turn, the runtime refusing
+//!   a second one even when two kiosks are answered at once.
 //! - **Time limits the customer waits on** ([`warns`]) show a warning `warning_ms` before they
 //!   fire; "More time", typing or any touch starts the whole limit again (WCAG 2.x success
 //!   criterion 2.2.1 Timing Adjustable, which EN 301 549 applies to software too). Accessible
@@ -24,17 +31,19 @@
 
 use kiosk_protocol::CardToken;
 use kiosk_protocol::events::{
-    CampaignShown, CardTapped, ConsentChange, ConsentPurpose, CouponIssued, CouponRedeemed,
-    CustomerIdentified, CustomerRegistered, DeviceHealth, Event, IdentifiedBy, ProfileSource,
-    Surface, SurveyAnswered, TicketPrintFailed, TicketPrinted,
+    CampaignShown, CardTapped, ConsentChange, ConsentPurpose, CouponIssued, CustomerIdentified,
+    CustomerRegistered, DeviceHealth, Event, IdentifiedBy, ProfileSource, Surface, SurveyAnswered,
+    TicketPrintFailed, TicketPrinted,
 };
+use uuid::Uuid;
 
 use super::state::{
     ErrorKind, Notice, NoticeKind, RegistrationError, Screen, Session, Survey, Tap,
 };
 use super::{
-    Campaign, Coupon, Customer, CustomerProfile, Effect, Input, IssuedTurn, JourneyConfig,
-    RegistrationForm, ScanInput, State, TicketJob, Touch, TurnRequest,
+    Campaign, Coupon, CouponOutcome, Customer, CustomerProfile, Effect, Input, IssuedTurn,
+    JourneyConfig, RegistrationForm, ScanInput, State, SurveyStatus, TicketJob, Touch, TurnRequest,
+    coupon_code,
 };
 
 /// Coupon double reads closer than this are one redemption.
@@ -187,6 +196,26 @@ impl Machine<'_> {
                     self.print_failed(reason);
                 }
             }
+            Input::SurveyChecked {
+                turn_id,
+                label,
+                status,
+            } => self.survey_checked(turn_id, label, status),
+            Input::SurveySubmitted { turn_id, accepted } => {
+                if !accepted
+                    && matches!(&self.s.screen, Screen::SurveyOnly { turn_id: t, .. } if *t == turn_id)
+                {
+                    if let Some(s) = self.survey_mut() {
+                        *s = Survey::Refused;
+                    }
+                    self.notice(NoticeKind::SurveyAlreadyAnswered);
+                }
+            }
+            Input::CouponChecked {
+                code,
+                card_token,
+                outcome,
+            } => self.coupon_checked(code, card_token, outcome),
             Input::CustomerErased { token } => self.forget(&token),
         }
     }
@@ -261,7 +290,38 @@ impl Machine<'_> {
         }
     }
 
+    /// A new visit begins (a tap, "continue without a card", a coupon at the attract screen).
+    fn begin_visit(&mut self) {
+        self.s.visits = self.s.visits.wrapping_add(1);
+        // Unique per kiosk and boot (the base is a fresh UUIDv7); the counter only touches the
+        // random tail, so the id stays a well-formed UUID.
+        self.s.visit_id = Uuid::from_u128(self.s.visit_base.as_u128() ^ u128::from(self.s.visits));
+        self.s.shown.clear();
+    }
+
+    /// Records a campaign's exposure unless it was shown already in this visit.
+    fn expose(&mut self, c: &Campaign, session: &Session, surface: Surface) {
+        if self.s.shown.contains(&c.id) {
+            return;
+        }
+        self.s.shown.push(c.id.clone());
+        let segment = match &session.customer {
+            Some(customer) => customer.segment.clone(),
+            None if session.card.is_none() => Some("anonymous".to_owned()),
+            None => None,
+        };
+        self.record(Event::CampaignShown(CampaignShown {
+            campaign_id: c.id.clone(),
+            variant: c.variant.clone(),
+            card_token: session.card.clone(),
+            segment,
+            surface,
+            visit_id: Some(self.s.visit_id),
+        }));
+    }
+
     fn identify(&mut self, tap: Tap, by: IdentifiedBy) {
+        self.begin_visit();
         self.fx.push(Effect::LookupProfile {
             token: tap.token.clone(),
         });
@@ -379,16 +439,12 @@ impl Machine<'_> {
             ScanInput::Product(_) => self.notice(NoticeKind::ProductNotSupported),
             ScanInput::Unknown => self.notice(NoticeKind::CodeNotRecognised),
             ScanInput::Turn { turn_id, label } => match self.s.screen {
-                Screen::Attract | Screen::Error { .. } | Screen::SurveyOnly { .. } => {
-                    self.record_unfinished_survey();
-                    self.go(
-                        Screen::SurveyOnly {
-                            turn_id,
-                            label,
-                            survey: Survey::Asking,
-                        },
-                        self.timeouts().idle_ms,
-                    );
+                // On the way out: the store's queue says whether this turn can be rated now.
+                Screen::Attract
+                | Screen::Error { .. }
+                | Screen::SurveyOnly { .. }
+                | Screen::Goodbye { printed: true, .. } => {
+                    self.fx.push(Effect::CheckSurvey { turn_id, label });
                 }
                 _ => self.notice(NoticeKind::ScanIgnored),
             },
@@ -412,13 +468,30 @@ impl Machine<'_> {
             self.s.last_coupon.as_ref().is_some_and(|(c, at)| {
                 *c == code && self.now.saturating_sub(*at) < COUPON_REPEAT_MS
             });
-        if !repeat {
-            self.record(Event::CouponRedeemed(CouponRedeemed {
-                coupon_code: code.clone(),
-                campaign_id,
-                card_token: card_token.clone(),
-            }));
-            self.s.last_coupon = Some((code, self.now));
+        if repeat {
+            // The scanner reading the same coupon twice: one redemption, said once.
+            self.notice(NoticeKind::CouponRedeemed);
+            return;
+        }
+        self.s.last_coupon = Some((code.clone(), self.now));
+        self.fx.push(Effect::RedeemCoupon {
+            code,
+            campaign_id,
+            card_token,
+        });
+    }
+
+    /// The store's answer about a scanned coupon.
+    fn coupon_checked(
+        &mut self,
+        _code: String,
+        card_token: Option<CardToken>,
+        outcome: CouponOutcome,
+    ) {
+        match outcome {
+            CouponOutcome::AlreadyUsed => return self.notice(NoticeKind::CouponAlreadyUsed),
+            CouponOutcome::NotValid => return self.notice(NoticeKind::CodeNotRecognised),
+            CouponOutcome::Redeemed => {}
         }
         // A coupon bound to a card identifies its holder when nobody else is being served.
         match (card_token, &self.s.screen) {
@@ -433,6 +506,7 @@ impl Machine<'_> {
                 self.notice(NoticeKind::CouponRedeemed);
             }
             (None, Screen::Attract | Screen::Error { .. }) => {
+                self.begin_visit();
                 self.go(
                     Screen::ChooseService {
                         session: Session::default(),
@@ -449,7 +523,7 @@ impl Machine<'_> {
         &mut self,
         token: CardToken,
         profile: CustomerProfile,
-        campaign: Option<Campaign>,
+        campaign: Option<Box<Campaign>>,
         source: ProfileSource,
     ) {
         let Screen::Identifying { tap, by } = &self.s.screen else {
@@ -467,7 +541,9 @@ impl Machine<'_> {
             }));
         }
         // Offers are shown only to customers who agreed to a profile.
-        let campaign = campaign.filter(|_| profile.consents.contains(&ConsentPurpose::Profile));
+        let campaign = campaign
+            .filter(|_| profile.consents.contains(&ConsentPurpose::Profile))
+            .map(|c| *c);
         if let Some(locale) = profile.locale {
             self.s.locale = locale;
         }
@@ -489,19 +565,14 @@ impl Machine<'_> {
             source: customer.source,
             segment: customer.segment.clone(),
         }));
-        if let Some(c) = &customer.campaign {
-            self.record(Event::CampaignShown(CampaignShown {
-                campaign_id: c.id.clone(),
-                variant: c.variant.clone(),
-                card_token: Some(customer.card_token.clone()),
-                segment: customer.segment.clone(),
-                surface: Surface::Screen,
-            }));
-        }
+        let campaign = customer.campaign.clone();
         let session = Session {
             card: Some(customer.card_token.clone()),
             customer: Some(customer),
         };
+        if let Some(c) = &campaign {
+            self.expose(c, &session, Surface::Screen);
+        }
         self.go(Screen::Greeting { session }, self.timeouts().idle_ms);
     }
 
@@ -566,6 +637,7 @@ impl Machine<'_> {
             Touch::Activity | Touch::MoreTime => self.extend(),
             Touch::Start => {
                 if matches!(self.s.screen, Screen::Attract | Screen::Error { .. }) {
+                    self.begin_visit();
                     self.go(
                         Screen::ChooseService {
                             session: Session::default(),
@@ -605,7 +677,7 @@ impl Machine<'_> {
             Touch::SurveyScore { score } => {
                 if score <= 10
                     && let Some(survey) = self.survey_mut()
-                    && *survey != Survey::Done
+                    && matches!(*survey, Survey::Asking | Survey::Scored(_))
                 {
                     *survey = Survey::Scored(score);
                     let at = self.now.saturating_add(t.idle_ms);
@@ -617,10 +689,7 @@ impl Machine<'_> {
                     reason.filter(|r| self.config.survey_reasons.iter().any(|c| c.id == *r));
                 if let Some(Survey::Scored(score)) = self.survey_mut().copied() {
                     self.record_survey(score, reason);
-                    let printed = !matches!(self.s.screen, Screen::Goodbye { printed: false, .. });
-                    if printed {
-                        self.s.deadline_ms = Some(self.now.saturating_add(t.thanks_ms));
-                    }
+                    self.s.deadline_ms = Some(self.now.saturating_add(t.thanks_ms));
                 }
             }
             Touch::Done => {
@@ -724,6 +793,7 @@ impl Machine<'_> {
             .as_ref()
             .and_then(|c| c.campaign.as_ref())
             .map(|c| c.id.clone());
+        let anonymous = session.card.is_none() && session.customer.is_none();
         self.fx.push(Effect::IssueTurn(TurnRequest {
             request_id,
             service: def.letter.clone(),
@@ -731,6 +801,8 @@ impl Machine<'_> {
             card_token: session.card.clone(),
             locale: self.s.locale,
             campaign_id,
+            visit_id: self.s.visit_id,
+            anonymous,
         }));
         self.go(
             Screen::Issuing {
@@ -769,30 +841,30 @@ impl Machine<'_> {
             .find(|s| s.letter == turn.service)
             .map(|s| s.name.get(locale).to_owned())
             .unwrap_or_else(|| turn.service.clone());
-        let campaign = session.customer.as_ref().and_then(|c| c.campaign.clone());
+        // A customer's campaign came with their profile; an anonymous visitor's with the turn.
+        let campaign = match &session.customer {
+            Some(c) => c.campaign.clone(),
+            None if session.card.is_none() => turn.campaign.as_deref().cloned(),
+            None => None,
+        };
         let coupon = campaign.as_ref().and_then(|c| {
             let text = c.coupon.as_ref()?.get(locale).to_owned();
-            let code = format!("{}-{}", c.id, &turn.turn_id.simple().to_string()[20..]);
+            let prefix = c.coupon_prefix.clone().unwrap_or_else(|| c.id.clone());
             Some(Coupon {
-                code,
+                code: coupon_code(&prefix, &c.variant, turn.turn_id),
                 campaign_id: c.id.clone(),
+                variant: c.variant.clone(),
                 text,
             })
         });
         if let Some(c) = &campaign {
-            self.record(Event::CampaignShown(CampaignShown {
-                campaign_id: c.id.clone(),
-                variant: c.variant.clone(),
-                card_token: session.card.clone(),
-                segment: session.customer.as_ref().and_then(|c| c.segment.clone()),
-                surface: Surface::Ticket,
-            }));
+            self.expose(c, &session, Surface::Ticket);
         }
         if let Some(cp) = &coupon {
             self.record(Event::CouponIssued(CouponIssued {
                 coupon_code: cp.code.clone(),
                 campaign_id: Some(cp.campaign_id.clone()),
-                variant: campaign.as_ref().map(|c| c.variant.clone()),
+                variant: Some(cp.variant.clone()),
                 card_token: session.card.clone(),
                 turn_id: Some(turn.turn_id),
             }));
@@ -859,7 +931,6 @@ impl Machine<'_> {
                 service_name,
                 coupon,
                 printed,
-                survey: Survey::Asking,
             },
             ms,
         );
@@ -867,24 +938,56 @@ impl Machine<'_> {
 
     // ---- survey ------------------------------------------------------------------------------
 
+    /// The store's answer about a scanned ticket: the survey opens only for a served turn not
+    /// rated yet; otherwise a kind word and the screen stays.
+    fn survey_checked(&mut self, turn_id: Uuid, label: String, status: SurveyStatus) {
+        if !matches!(
+            self.s.screen,
+            Screen::Attract
+                | Screen::Error { .. }
+                | Screen::SurveyOnly { .. }
+                | Screen::Goodbye { printed: true, .. }
+        ) {
+            return;
+        }
+        match status {
+            SurveyStatus::Open => {
+                self.record_unfinished_survey();
+                self.go(
+                    Screen::SurveyOnly {
+                        turn_id,
+                        label,
+                        survey: Survey::Asking,
+                    },
+                    self.timeouts().idle_ms,
+                );
+            }
+            SurveyStatus::NotServed => self.notice(NoticeKind::SurveyNotServedYet),
+            SurveyStatus::AlreadyAnswered => self.notice(NoticeKind::SurveyAlreadyAnswered),
+            SurveyStatus::Closed => self.notice(NoticeKind::SurveyClosed),
+            SurveyStatus::Unknown => self.notice(NoticeKind::CodeNotRecognised),
+        }
+    }
+
     fn survey_mut(&mut self) -> Option<&mut Survey> {
         match &mut self.s.screen {
-            Screen::Goodbye { survey, .. } | Screen::SurveyOnly { survey, .. } => Some(survey),
+            Screen::SurveyOnly { survey, .. } => Some(survey),
             _ => None,
         }
     }
 
+    /// Hands the answer to the runtime, which records it only if the turn's one answer is still
+    /// open (answered with [`Input::SurveySubmitted`]).
     fn record_survey(&mut self, score: u8, reason: Option<String>) {
-        let (turn_id, card_token) = match &self.s.screen {
-            Screen::Goodbye { turn, session, .. } => (turn.turn_id, session.card.clone()),
-            Screen::SurveyOnly { turn_id, .. } => (*turn_id, None),
-            _ => return,
+        let Screen::SurveyOnly { turn_id, .. } = &self.s.screen else {
+            return;
         };
-        self.record(Event::SurveyAnswered(SurveyAnswered {
+        let turn_id = *turn_id;
+        self.fx.push(Effect::SubmitSurvey(SurveyAnswered {
             turn_id: Some(turn_id),
             score,
             reason,
-            card_token,
+            card_token: None,
         }));
         if let Some(s) = self.survey_mut() {
             *s = Survey::Done;

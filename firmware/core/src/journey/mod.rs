@@ -1,5 +1,6 @@
 //! The customer journey engine: what the kiosk screen shows and does, from the attract screen to
-//! the goodbye with a turn ticket, a coupon and a survey.
+//! the goodbye with a turn ticket and a coupon, and the survey a served customer opens by scanning
+//! their ticket on the way out.
 //!
 //! Data flow: drivers and touchscreen → [`Input`] → **[`step`]** → [`Effect`]s (journal events,
 //! profile lookups, turn issuing, printing, a wake-up time) and a new [`State`], whose
@@ -31,8 +32,9 @@ pub use state::{
     Customer, ErrorKind, Notice, NoticeKind, RegistrationError, Screen, Session, State, Survey, Tap,
 };
 pub use types::{
-    Campaign, ConsentPolicy, Coupon, CustomerProfile, Effect, Input, IssuedTurn, JourneyConfig,
-    RegistrationForm, ScanInput, SurveyReason, TicketJob, Timeouts, Touch, TurnRequest,
+    Campaign, ConsentPolicy, Coupon, CouponOutcome, CustomerProfile, Effect, Input, IssuedTurn,
+    JourneyConfig, RegistrationForm, ScanInput, SurveyReason, SurveyStatus, TicketJob, Timeouts,
+    Touch, TurnRequest, coupon_code, parse_coupon_code,
 };
 pub use view::{
     ConsentBox, ConsentStatus, CouponView, NoticeView, ReasonChoice, ScreenBody, ScreenView,

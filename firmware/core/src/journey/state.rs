@@ -35,6 +35,16 @@ pub struct State {
     pub next_request: u64,
     /// The last coupon redeemed and when: a double read of the same coupon is one redemption.
     pub last_coupon: Option<(String, u64)>,
+    /// The current visit: one journey at this kiosk, from the first tap, touch or coupon to the
+    /// goodbye. A campaign counts one exposure per visit (docs/DESIGN.md invariant 16).
+    pub visit_id: Uuid,
+    /// Makes visit ids unique across kiosks and boots: the runtime sets it to a fresh UUIDv7 at
+    /// start (tests leave it nil).
+    pub visit_base: Uuid,
+    /// Visits begun since start.
+    pub visits: u64,
+    /// Campaigns already shown in this visit (the screen and the ticket are one exposure).
+    pub shown: Vec<String>,
     /// Accessible mode (speech, keypad, longer time limits): on from the keypad's start key
     /// until the journey returns to the attract screen.
     pub accessible: bool,
@@ -57,6 +67,10 @@ impl State {
             version: 0,
             next_request: 1,
             last_coupon: None,
+            visit_id: Uuid::nil(),
+            visit_base: Uuid::nil(),
+            visits: 0,
+            shown: Vec::new(),
             accessible: false,
             warning_left_ms: None,
         }
@@ -105,7 +119,7 @@ pub struct Session {
     pub customer: Option<Customer>,
 }
 
-/// The survey on the goodbye screen.
+/// The survey about a served turn, opened by scanning its ticket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", content = "score", rename_all = "snake_case")]
 pub enum Survey {
@@ -115,6 +129,8 @@ pub enum Survey {
     Scored(u8),
     /// Recorded.
     Done,
+    /// Not recorded: the turn's one answer was given meanwhile (at another kiosk).
+    Refused,
 }
 
 /// The screens.
@@ -170,7 +186,8 @@ pub enum Screen {
         /// Coupon given with it.
         coupon: Option<Coupon>,
     },
-    /// Goodbye: the turn, the coupon, the survey; number and QR on screen when not printed.
+    /// Goodbye: the turn and the coupon; number and QR on screen when not printed. The survey
+    /// comes after the service, by scanning the ticket.
     Goodbye {
         /// Who.
         session: Session,
@@ -182,10 +199,8 @@ pub enum Screen {
         coupon: Option<Coupon>,
         /// Whether the ticket was printed.
         printed: bool,
-        /// The survey.
-        survey: Survey,
     },
-    /// A survey started by scanning a ticket's QR code later.
+    /// A survey started by scanning the ticket's QR code after the turn was served.
     SurveyOnly {
         /// The turn scanned.
         turn_id: Uuid,
@@ -252,4 +267,12 @@ pub enum NoticeKind {
     LookupSlow,
     /// The printer is down: the number will be shown on screen.
     PrinterDown,
+    /// This coupon was redeemed before.
+    CouponAlreadyUsed,
+    /// A ticket scanned for the survey before its turn was served.
+    SurveyNotServedYet,
+    /// The scanned turn's survey was answered already.
+    SurveyAlreadyAnswered,
+    /// The scanned turn was not served (no-show, walked out): nothing to rate.
+    SurveyClosed,
 }

@@ -72,14 +72,15 @@ fn ana(n: u8, consents: Vec<ConsentPurpose>) -> Input {
             locale: Some(Locale::En),
             consents,
         },
-        campaign: Some(Campaign {
+        campaign: Some(Box::new(Campaign {
             id: "spring".into(),
             variant: "a".into(),
             headline: Localized::new("¡10% hoy!", "10% off today!"),
             ticket_line: Localized::new("10% en caja", "10% at checkout"),
             staff_script: Some("Offer the spring plan".into()),
             coupon: Some(Localized::new("10% de descuento", "10% off")),
-        }),
+            coupon_prefix: Some("SPRING".into()),
+        })),
         source: ProfileSource::LocalCache,
     }
 }
@@ -96,6 +97,31 @@ fn issued(request_id: u64, n: u128) -> Input {
         business_day: "2025-03-10".into(),
         issued_at: datetime!(2025-03-10 10:00 +01:00),
         qr_payload: format!("KT1.turn{n}.tag"),
+        campaign: None,
+    })
+}
+
+/// The campaign aimed at anonymous visitors, as the runtime picks it at issue.
+fn welcome(variant: &str) -> Campaign {
+    Campaign {
+        id: "welcome".into(),
+        variant: variant.into(),
+        headline: Localized::new("Pregunte por nuestra tarjeta", "Ask about our card"),
+        ticket_line: Localized::new("Hágase socio hoy", "Join today"),
+        staff_script: None,
+        coupon: Some(Localized::new("10% en su primera compra", "10% off")),
+        coupon_prefix: Some("BIENV".into()),
+    }
+}
+
+/// A turn issued with the anonymous visitors' campaign.
+fn issued_with(request_id: u64, n: u128, campaign: Campaign) -> Input {
+    let Input::TurnIssued(turn) = issued(request_id, n) else {
+        unreachable!()
+    };
+    Input::TurnIssued(IssuedTurn {
+        campaign: Some(Box::new(campaign)),
+        ..turn
     })
 }
 
@@ -259,7 +285,24 @@ fn an_identified_customer_gets_a_printed_ticket_with_coupon_and_goodbye() {
     }
     assert!(
         k.event_types()
-            .ends_with(&["campaign_shown", "coupon_issued", "ticket_printed"])
+            .ends_with(&["coupon_issued", "ticket_printed"])
+    );
+    // The greeting and the ticket are one visit: one exposure.
+    let shown: Vec<_> = k
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::CampaignShown(c) => Some(c.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(shown.len(), 1, "one exposure per visit and campaign");
+    assert_eq!(shown[0].visit_id, Some(k.state.visit_id));
+    let coupon = job.coupon.expect("coupon");
+    assert_eq!(coupon.variant, "a");
+    assert_eq!(
+        parse_coupon_code(&coupon.code).map(|(p, v, _)| (p, v)),
+        Some(("SPRING".to_owned(), "A".to_owned()))
     );
     k.touch(Touch::Done);
     assert_eq!(k.state.screen, Screen::Attract);
@@ -276,6 +319,103 @@ fn an_anonymous_visitor_gets_a_turn_without_card_or_campaign() {
     });
     let req = k.issue_request().expect("a turn is requested");
     assert_eq!((req.card_token, req.campaign_id), (None, None));
+    assert!(
+        req.anonymous,
+        "the runtime picks the anonymous visitors' campaign"
+    );
+}
+
+#[test]
+fn an_anonymous_visitor_sees_the_campaign_aimed_at_them_once_on_ticket_and_goodbye() {
+    let mut k = Kiosk::new();
+    k.touch(Touch::Start);
+    k.touch(Touch::ChooseService {
+        service: "A".into(),
+        priority: false,
+    });
+    let req = k.issue_request().expect("requested");
+    let fx = k.send(issued_with(req.request_id, 5, welcome("b")));
+    let job = fx
+        .iter()
+        .find_map(|e| match e {
+            Effect::PrintTicket(j) => Some(j.clone()),
+            _ => None,
+        })
+        .expect("print");
+    assert_eq!(job.campaign_line.as_deref(), Some("Hágase socio hoy"));
+    let coupon = job.coupon.expect("the campaign's coupon");
+    assert!(coupon.code.starts_with("BIENV-B-"), "{}", coupon.code);
+    k.send(Input::TicketPrinted {
+        turn_id: Uuid::from_u128(5),
+        bytes: 10,
+    });
+    assert!(matches!(
+        k.body(),
+        ScreenBody::Goodbye { campaign: Some(ref c), .. } if c == "Pregunte por nuestra tarjeta"
+    ));
+    let shown: Vec<_> = k
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::CampaignShown(c) => Some(c.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0].segment.as_deref(), Some("anonymous"));
+    assert_eq!(shown[0].variant, "b");
+    assert_eq!(shown[0].card_token, None);
+    let issued_coupon = k.events().into_iter().find_map(|e| match e {
+        Event::CouponIssued(c) => Some(c.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        issued_coupon.and_then(|c| c.variant),
+        Some("b".to_owned()),
+        "the coupon carries its variant"
+    );
+}
+
+#[test]
+fn every_visit_has_its_own_id_and_counts_its_own_exposure() {
+    let mut k = Kiosk::new();
+    k.state.visit_base = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0000);
+    let mut visits = Vec::new();
+    for round in 0..3u128 {
+        k.send(tap(1));
+        k.send(ana(1, vec![ConsentPurpose::Profile]));
+        visits.push(k.state.visit_id);
+        k.touch(Touch::Continue);
+        k.touch(Touch::ChooseService {
+            service: "A".into(),
+            priority: false,
+        });
+        let req = k.issue_request().expect("requested");
+        k.send(issued(req.request_id, 10 + round));
+        k.send(Input::TicketPrinted {
+            turn_id: Uuid::from_u128(10 + round),
+            bytes: 10,
+        });
+        k.touch(Touch::Done);
+    }
+    let shown: Vec<Option<Uuid>> = k
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::CampaignShown(c) => Some(c.visit_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(shown, visits.iter().copied().map(Some).collect::<Vec<_>>());
+    assert_eq!(
+        visits
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        3,
+        "three visits, three ids: {visits:?}"
+    );
+    assert!(visits.iter().all(|v| v.get_version_num() == 7));
 }
 
 #[test]
@@ -488,13 +628,8 @@ fn a_new_card_at_a_printed_goodbye_starts_at_once() {
         turn_id: Uuid::from_u128(1),
         bytes: 10,
     });
-    k.touch(Touch::SurveyScore { score: 9 });
     let fx = k.send(tap(6));
     assert!(fx.contains(&Effect::LookupProfile { token: card(6) }));
-    assert!(
-        k.event_types().contains(&"survey_answered"),
-        "the score given is not lost"
-    );
 }
 
 #[test]
@@ -634,46 +769,133 @@ fn a_turn_issued_after_the_kiosk_gave_up_still_gets_a_print_outcome() {
     assert!(failed.is_some_and(|f| !f.shown_on_screen && f.turn_id == Uuid::from_u128(8)));
 }
 
+/// The effects' `RedeemCoupon` asks, in order.
+fn redeem_asks(fx: &[Effect]) -> Vec<String> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::RedeemCoupon { code, .. } => Some(code.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn a_coupon_bound_to_a_card_is_redeemed_and_identifies_its_holder() {
     let mut k = Kiosk::new();
     let coupon = ScanInput::Coupon {
-        code: "C-1".into(),
+        code: "SPRING-A-0123456789".into(),
         campaign_id: Some("spring".into()),
         card_token: Some(card(1)),
     };
     let fx = k.send(Input::Scanned(coupon.clone()));
+    assert_eq!(redeem_asks(&fx), ["SPRING-A-0123456789"]);
+    let fx = k.send(Input::CouponChecked {
+        code: "SPRING-A-0123456789".into(),
+        card_token: Some(card(1)),
+        outcome: CouponOutcome::Redeemed,
+    });
     assert!(fx.contains(&Effect::LookupProfile { token: card(1) }));
     k.send(ana(1, vec![ConsentPurpose::Profile]));
+    assert_eq!(k.event_types(), ["customer_identified", "campaign_shown"]);
+    // The scanner reading the same coupon again is not a second redemption, nor an "already
+    // used": the same kind word.
+    let fx = k.send(Input::Scanned(coupon));
+    assert!(redeem_asks(&fx).is_empty());
     assert_eq!(
-        k.event_types(),
-        ["coupon_redeemed", "customer_identified", "campaign_shown"]
-    );
-    // The scanner reading the same coupon again is not a second redemption.
-    k.send(Input::Scanned(coupon));
-    assert_eq!(
-        k.event_types()
-            .iter()
-            .filter(|t| **t == "coupon_redeemed")
-            .count(),
-        1
+        k.state.notice.map(|n| n.kind),
+        Some(NoticeKind::CouponRedeemed)
     );
 }
 
 #[test]
 fn an_anonymous_coupon_is_redeemed_and_the_visitor_continues() {
     let mut k = Kiosk::new();
-    k.send(Input::Scanned(ScanInput::Coupon {
+    let fx = k.send(Input::Scanned(ScanInput::Coupon {
         code: "C-2".into(),
         campaign_id: None,
         card_token: None,
     }));
-    assert_eq!(k.event_types(), ["coupon_redeemed"]);
+    assert_eq!(redeem_asks(&fx), ["C-2"]);
+    k.send(Input::CouponChecked {
+        code: "C-2".into(),
+        card_token: None,
+        outcome: CouponOutcome::Redeemed,
+    });
     assert!(matches!(k.body(), ScreenBody::ChooseService { .. }));
+    assert_eq!(
+        k.state.notice.map(|n| n.kind),
+        Some(NoticeKind::CouponRedeemed)
+    );
 }
 
 #[test]
-fn the_survey_records_score_and_reason_once() {
+fn a_used_coupon_says_so_kindly_and_the_screen_stays() {
+    let mut k = Kiosk::new();
+    k.touch(Touch::Start);
+    let screen = k.state.screen.clone();
+    let fx = k.send(Input::Scanned(ScanInput::Coupon {
+        code: "BIENV-A-0123456789".into(),
+        campaign_id: Some("welcome".into()),
+        card_token: None,
+    }));
+    assert_eq!(redeem_asks(&fx), ["BIENV-A-0123456789"]);
+    k.send(Input::CouponChecked {
+        code: "BIENV-A-0123456789".into(),
+        card_token: None,
+        outcome: CouponOutcome::AlreadyUsed,
+    });
+    assert_eq!(k.state.screen, screen);
+    assert_eq!(
+        k.state.notice.map(|n| n.kind),
+        Some(NoticeKind::CouponAlreadyUsed)
+    );
+    k.send(Input::CouponChecked {
+        code: "X".into(),
+        card_token: None,
+        outcome: CouponOutcome::NotValid,
+    });
+    assert_eq!(
+        k.state.notice.map(|n| n.kind),
+        Some(NoticeKind::CodeNotRecognised)
+    );
+}
+
+#[test]
+fn coupon_codes_carry_their_campaign_prefix_and_variant() {
+    let turn = Uuid::from_u128(0x0193_abcd_ef01_7000_8000_00ab_cdef_1234);
+    let code = coupon_code("cafe", "b", turn);
+    assert_eq!(code, "CAFE-B-ABCDEF1234");
+    assert_eq!(
+        parse_coupon_code(" cafe-b-abcdef1234 "),
+        Some(("CAFE".into(), "B".into(), "ABCDEF1234".into()))
+    );
+    assert_eq!(
+        parse_coupon_code("DEMO-VIP-B-ABCDEF1234").map(|(p, v, _)| (p, v)),
+        Some(("DEMO-VIP".into(), "B".into()))
+    );
+    assert_eq!(parse_coupon_code("CAFE-B-XYZ"), None);
+    assert_eq!(parse_coupon_code("4006381333931"), None);
+}
+
+/// A printed goodbye for turn `n` (anonymous), then back to the attract screen.
+fn served_ticket_scanned(k: &mut Kiosk, n: u128) -> Vec<Effect> {
+    k.send(Input::Scanned(ScanInput::Turn {
+        turn_id: Uuid::from_u128(n),
+        label: format!("B-{n:03}"),
+    }))
+}
+
+fn submitted(fx: &[Effect]) -> Vec<kiosk_protocol::events::SurveyAnswered> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::SubmitSurvey(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_goodbye_asks_no_survey() {
     let mut k = Kiosk::new();
     k.touch(Touch::Start);
     k.touch(Touch::ChooseService {
@@ -686,10 +908,45 @@ fn the_survey_records_score_and_reason_once() {
         turn_id: Uuid::from_u128(1),
         bytes: 10,
     });
+    assert!(matches!(k.body(), ScreenBody::Goodbye { .. }));
+    let fx = k.touch(Touch::SurveyScore { score: 0 });
+    assert!(submitted(&fx).is_empty());
+    k.touch(Touch::SurveyReason { reason: None });
+    assert!(
+        submitted(&k.effects).is_empty(),
+        "nothing to rate before the service"
+    );
+    // Scanning the fresh ticket right away asks the store, which says "not served yet".
+    let fx = served_ticket_scanned(&mut k, 1);
+    assert!(fx.contains(&Effect::CheckSurvey {
+        turn_id: Uuid::from_u128(1),
+        label: "B-001".into()
+    }));
+    k.send(Input::SurveyChecked {
+        turn_id: Uuid::from_u128(1),
+        label: "B-001".into(),
+        status: SurveyStatus::NotServed,
+    });
+    assert!(matches!(k.body(), ScreenBody::Goodbye { .. }));
+    assert_eq!(
+        k.state.notice.map(|n| n.kind),
+        Some(NoticeKind::SurveyNotServedYet)
+    );
+}
+
+#[test]
+fn the_survey_records_score_and_reason_once() {
+    let mut k = Kiosk::new();
+    served_ticket_scanned(&mut k, 1);
+    k.send(Input::SurveyChecked {
+        turn_id: Uuid::from_u128(1),
+        label: "B-001".into(),
+        status: SurveyStatus::Open,
+    });
     k.touch(Touch::SurveyScore { score: 11 });
     assert!(matches!(
         k.body(),
-        ScreenBody::Goodbye {
+        ScreenBody::Survey {
             survey: SurveyView {
                 state: Survey::Asking,
                 ..
@@ -702,41 +959,95 @@ fn the_survey_records_score_and_reason_once() {
         reason: Some("wait".into()),
     });
     k.touch(Touch::SurveyScore { score: 10 });
-    let answers: Vec<_> = k
-        .events()
-        .into_iter()
-        .filter_map(|e| {
-            if let Event::SurveyAnswered(s) = e {
-                Some(s.clone())
-            } else {
-                None
-            }
-        })
-        .collect();
+    k.touch(Touch::SurveyReason { reason: None });
+    let answers = submitted(&k.effects);
     assert_eq!(answers.len(), 1);
     assert_eq!(
         (answers[0].score, answers[0].reason.as_deref()),
         (4, Some("wait"))
     );
     assert_eq!(answers[0].turn_id, Some(Uuid::from_u128(1)));
+    assert!(
+        k.event_types().is_empty(),
+        "the runtime journals the answer, with the turn's mark"
+    );
 }
 
 #[test]
-fn scanning_a_ticket_later_opens_its_survey() {
+fn scanning_a_served_ticket_opens_its_survey_and_a_score_counts_when_they_leave() {
     let mut k = Kiosk::new();
-    k.send(Input::Scanned(ScanInput::Turn {
+    served_ticket_scanned(&mut k, 3);
+    assert_eq!(k.state.screen, Screen::Attract, "the store is asked first");
+    k.send(Input::SurveyChecked {
         turn_id: Uuid::from_u128(3),
         label: "B-003".into(),
-    }));
+        status: SurveyStatus::Open,
+    });
     assert!(matches!(k.body(), ScreenBody::Survey { ref turn_label, .. } if turn_label == "B-003"));
     k.touch(Touch::SurveyScore { score: 8 });
-    k.wait_out();
+    let fx = k.wait_out();
     assert_eq!(
-        k.event_types(),
-        ["survey_answered"],
+        submitted(&fx).iter().map(|s| s.score).collect::<Vec<_>>(),
+        [8],
         "a score without a reason counts when they leave"
     );
     assert_eq!(k.state.screen, Screen::Attract);
+}
+
+#[test]
+fn a_second_answer_for_a_turn_is_refused_kindly() {
+    let mut k = Kiosk::new();
+    served_ticket_scanned(&mut k, 3);
+    k.send(Input::SurveyChecked {
+        turn_id: Uuid::from_u128(3),
+        label: "B-003".into(),
+        status: SurveyStatus::AlreadyAnswered,
+    });
+    assert_eq!(k.state.screen, Screen::Attract);
+    assert_eq!(
+        k.state.notice.map(|n| n.kind),
+        Some(NoticeKind::SurveyAlreadyAnswered)
+    );
+    // Answered at another kiosk between the scan and the answer here: the runtime refuses it.
+    k.send(Input::SurveyChecked {
+        turn_id: Uuid::from_u128(4),
+        label: "B-004".into(),
+        status: SurveyStatus::Open,
+    });
+    k.touch(Touch::SurveyScore { score: 0 });
+    k.touch(Touch::SurveyReason { reason: None });
+    k.send(Input::SurveySubmitted {
+        turn_id: Uuid::from_u128(4),
+        accepted: false,
+    });
+    assert!(matches!(
+        k.body(),
+        ScreenBody::Survey {
+            survey: SurveyView {
+                state: Survey::Refused,
+                ..
+            },
+            ..
+        }
+    ));
+    assert_eq!(
+        k.state.notice.map(|n| n.kind),
+        Some(NoticeKind::SurveyAlreadyAnswered)
+    );
+    let fx = k.touch(Touch::SurveyScore { score: 0 });
+    assert!(submitted(&fx).is_empty());
+    // A turn never served has nothing to rate.
+    k.touch(Touch::Done);
+    served_ticket_scanned(&mut k, 5);
+    k.send(Input::SurveyChecked {
+        turn_id: Uuid::from_u128(5),
+        label: "B-005".into(),
+        status: SurveyStatus::Closed,
+    });
+    assert_eq!(
+        k.state.notice.map(|n| n.kind),
+        Some(NoticeKind::SurveyClosed)
+    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use kiosk_protocol::CardToken;
 use kiosk_protocol::events::{
-    ConsentPurpose, DeviceHealth, Event, ProfileSource, ReaderKind, TicketIssued,
+    ConsentPurpose, DeviceHealth, Event, ProfileSource, ReaderKind, SurveyAnswered, TicketIssued,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -43,7 +43,7 @@ pub enum Input {
         /// The customer.
         profile: CustomerProfile,
         /// The campaign chosen for the customer's segment, if any.
-        campaign: Option<Campaign>,
+        campaign: Option<Box<Campaign>>,
         /// Where the profile came from.
         source: ProfileSource,
     },
@@ -75,6 +75,32 @@ pub enum Input {
         /// What the printer or driver said (`paper out`, `cover open`, ...).
         reason: String,
     },
+    /// Answer to [`Effect::CheckSurvey`]: whether the scanned turn's survey can be answered.
+    SurveyChecked {
+        /// The turn scanned.
+        turn_id: Uuid,
+        /// Its label.
+        label: String,
+        /// What the store's queue says.
+        status: SurveyStatus,
+    },
+    /// Answer to [`Effect::SubmitSurvey`]: recorded, or refused because the turn's one answer
+    /// was given meanwhile (at another kiosk, say).
+    SurveySubmitted {
+        /// The turn.
+        turn_id: Uuid,
+        /// Recorded.
+        accepted: bool,
+    },
+    /// Answer to [`Effect::RedeemCoupon`].
+    CouponChecked {
+        /// The coupon's code.
+        code: String,
+        /// The customer it is bound to, if any.
+        card_token: Option<CardToken>,
+        /// Redeemed now, used before, or not a coupon of a campaign this store knows.
+        outcome: CouponOutcome,
+    },
     /// The CRM erased this customer: forget them on screen now.
     CustomerErased {
         /// The erased card.
@@ -85,6 +111,22 @@ pub enum Input {
     /// The keypad's start key was held down (EN 301 549 5.2: a way to turn accessible mode on
     /// that needs no sight): accessible mode toggles, on any screen.
     AccessibilityKey,
+}
+
+/// Whether a turn's survey can be answered now (docs/DESIGN.md invariant 17): the protocol's
+/// word, shared with the CRM, which answers the same question for the phone companion.
+pub use kiosk_protocol::wire::SurveyStatus;
+
+/// What became of a scanned or typed coupon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CouponOutcome {
+    /// Redeemed now: its campaign variant converted.
+    Redeemed,
+    /// Redeemed before (at this or another kiosk of the store, or at a counter).
+    AlreadyUsed,
+    /// Not a coupon of a campaign this store knows.
+    NotValid,
 }
 
 /// A scanned code, as the scanner driver decoded and verified it.
@@ -207,6 +249,34 @@ pub struct Campaign {
     pub staff_script: Option<String>,
     /// A coupon given with the ticket, if the campaign has one.
     pub coupon: Option<Localized>,
+    /// The coupon code's prefix (the campaign's `coupon.code`); codes are
+    /// [`coupon_code`]`(prefix, variant, turn)`.
+    #[serde(default)]
+    pub coupon_prefix: Option<String>,
+}
+
+/// A coupon's code: `PREFIX-VARIANT-XXXXXXXXXX` (upper case; the suffix is the last ten hex digits
+/// of the turn id, random in a UUIDv7). Staff can read it and type it at the counter; any kiosk
+/// or counter of the store finds the campaign (by prefix) and the variant in it.
+pub fn coupon_code(prefix: &str, variant: &str, turn_id: Uuid) -> String {
+    let hex = turn_id.simple().to_string();
+    format!(
+        "{}-{}-{}",
+        prefix.trim().to_uppercase(),
+        variant.trim().to_uppercase(),
+        hex[hex.len() - 10..].to_uppercase()
+    )
+}
+
+/// The parts of a coupon code made by [`coupon_code`]: `(prefix, variant, suffix)`, upper case;
+/// `None` when it is not shaped like one (spaces around it and lower case are forgiven).
+pub fn parse_coupon_code(code: &str) -> Option<(String, String, String)> {
+    let code = code.trim().to_uppercase();
+    let (rest, suffix) = code.rsplit_once('-')?;
+    let (prefix, variant) = rest.rsplit_once('-')?;
+    let hex = suffix.len() == 10 && suffix.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex && !prefix.is_empty() && !variant.is_empty())
+        .then(|| (prefix.to_owned(), variant.to_owned(), suffix.to_owned()))
 }
 
 /// What the engine asks the runtime to do. Screens are not effects: after every step the runtime
@@ -230,6 +300,29 @@ pub enum Effect {
     IssueTurn(TurnRequest),
     /// Print this ticket; answer with [`Input::TicketPrinted`] or [`Input::TicketPrintFailed`].
     PrintTicket(TicketJob),
+    /// Ask the store whether this turn's survey can be answered; answer with
+    /// [`Input::SurveyChecked`].
+    CheckSurvey {
+        /// The turn scanned.
+        turn_id: Uuid,
+        /// Its label.
+        label: String,
+    },
+    /// Record this survey answer if the turn's one answer is still open (mark the turn rated in
+    /// the store and journal the answer in one transaction), else record nothing; answer with
+    /// [`Input::SurveySubmitted`].
+    SubmitSurvey(SurveyAnswered),
+    /// Redeem this coupon unless it was used (mark it in the store and journal
+    /// `coupon_redeemed` with its campaign variant in one transaction); answer with
+    /// [`Input::CouponChecked`].
+    RedeemCoupon {
+        /// The coupon's code.
+        code: String,
+        /// Its campaign, as the signed code says.
+        campaign_id: Option<String>,
+        /// The customer it is bound to, if any.
+        card_token: Option<CardToken>,
+    },
     /// Send [`Input::Tick`] at this monotonic time (replaces any earlier request).
     WakeAt {
         /// Monotonic milliseconds.
@@ -252,6 +345,11 @@ pub struct TurnRequest {
     pub locale: Locale,
     /// Campaign printed on the ticket, if any.
     pub campaign_id: Option<String>,
+    /// The visit (an anonymous visitor's A/B subject).
+    pub visit_id: Uuid,
+    /// Nobody is identified and no card was used: the runtime picks the campaign aimed at
+    /// anonymous visitors (answered in [`IssuedTurn::campaign`]).
+    pub anonymous: bool,
 }
 
 /// A turn that was issued and journaled.
@@ -278,6 +376,10 @@ pub struct IssuedTurn {
     pub issued_at: OffsetDateTime,
     /// The signed QR payload of the ticket (printed, or shown when the printer is down).
     pub qr_payload: String,
+    /// The campaign chosen for an anonymous visitor at issue (identified customers' campaign
+    /// comes with their profile).
+    #[serde(default)]
+    pub campaign: Option<Box<Campaign>>,
 }
 
 impl IssuedTurn {
@@ -299,6 +401,7 @@ impl IssuedTurn {
             business_day: ticket.business_day.clone(),
             issued_at,
             qr_payload,
+            campaign: None,
         }
     }
 }
@@ -310,6 +413,8 @@ pub struct Coupon {
     pub code: String,
     /// Campaign.
     pub campaign_id: String,
+    /// The campaign's variant it was issued under.
+    pub variant: String,
     /// Text of the offer, in the ticket's language.
     pub text: String,
 }

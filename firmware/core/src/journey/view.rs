@@ -101,10 +101,10 @@ pub enum ScreenBody {
         qr_svg: Option<String>,
         /// The coupon, if any.
         coupon: Option<CouponView>,
-        /// The survey.
-        survey: SurveyView,
+        /// The campaign's line on screen, if any (an anonymous visitor's campaign is shown here).
+        campaign: Option<String>,
     },
-    /// A survey for a scanned ticket.
+    /// The survey of a served turn whose ticket was scanned.
     Survey {
         /// The turn's label.
         turn_label: String,
@@ -285,7 +285,6 @@ pub fn view(config: &JourneyConfig, state: &State) -> ScreenView {
             service_name,
             coupon,
             printed,
-            survey: s,
         } => ScreenBody::Goodbye {
             name: name(session),
             turn: turn_view(turn, service_name),
@@ -299,7 +298,12 @@ pub fn view(config: &JourneyConfig, state: &State) -> ScreenView {
                 code: c.code.clone(),
                 text: c.text.clone(),
             }),
-            survey: survey(*s),
+            campaign: session
+                .customer
+                .as_ref()
+                .and_then(|c| c.campaign.as_ref())
+                .or(turn.campaign.as_deref().filter(|_| session.card.is_none()))
+                .map(|c| c.headline.get(locale).to_owned()),
         },
         Screen::SurveyOnly {
             label, survey: s, ..

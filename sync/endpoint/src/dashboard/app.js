@@ -251,7 +251,20 @@
       svg.append(svgEl("text", { x: L + w + 6, y: y0 + 30 },
         [`${pct(r.conversion)} (${r.redeemed}/${r.shown})`]));
     });
-    box.replaceChildren(svg);
+    // The counts behind each rate, so a manager can judge how much a difference means.
+    const table = el("table", { class: "queue figures", "data-testid": "campaign-figures" }, [
+      el("caption", {}, ["One exposure per visit (screen and ticket together); one conversion per coupon."]),
+      el("thead", {}, [el("tr", {}, [["Campaign", ""], ["Variant", ""], ["Exposures", "num"],
+        ["Conversions", "num"], ["Rate", "num"]].map(([c, cls]) => el("th", { scope: "col", class: cls || null }, [c])))]),
+      el("tbody", {}, rows.map((r) => el("tr", { "data-campaign": r.campaign_id, "data-variant": r.variant }, [
+        el("td", {}, [r.campaign_name || r.campaign_id]),
+        el("td", {}, [r.variant]),
+        el("td", { class: "num", "data-field": "shown" }, [String(r.shown)]),
+        el("td", { class: "num", "data-field": "redeemed" }, [String(r.redeemed)]),
+        el("td", { class: "num", "data-field": "rate" }, [pct(r.conversion)]),
+      ]))),
+    ]);
+    box.replaceChildren(svg, table);
   }
 
   // NPS: a half-circle gauge from −100 to 100 and the answers split below.

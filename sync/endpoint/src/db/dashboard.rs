@@ -205,9 +205,10 @@ pub struct VariantFigures {
     pub campaign_name: Option<String>,
     /// Variant.
     pub variant: String,
-    /// Impressions (`campaign_shown`).
+    /// Exposures: visits that saw the campaign (screen and ticket of one visit count once;
+    /// docs/DESIGN.md invariant 16).
     pub shown: u64,
-    /// Redemptions attributed to the variant (`coupon_redeemed`).
+    /// Conversions: coupons of the variant redeemed, each once however many kiosks report it.
     pub redeemed: u64,
     /// redeemed / shown (0 when never shown).
     pub conversion: f64,
@@ -216,7 +217,7 @@ pub struct VariantFigures {
 /// Net promoter score with its counts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NpsFigures {
-    /// Answers.
+    /// Answers: at most one per turn (docs/DESIGN.md invariant 17).
     pub responses: u64,
     /// Scores 9–10.
     pub promoters: u64,

@@ -151,6 +151,15 @@ pub trait Database: Send + Sync + 'static {
     /// the queue events of all its kiosks (see [`super::queue`]). `NotFound` when the store
     /// does not exist.
     fn live_queue(&self, query: LiveQueueQuery) -> BoxFuture<'_, DbResult<LiveQueue>>;
+
+    /// Whether turn `turn_id` of store `store_id` may be rated now (docs/DESIGN.md invariant
+    /// 17): served in the live queue and no answer kept for it. The rule the kiosks apply, for
+    /// the phone companion (issue 19) to ask by turn id.
+    fn survey_status(
+        &self,
+        store_id: String,
+        turn_id: uuid::Uuid,
+    ) -> BoxFuture<'_, DbResult<kiosk_protocol::wire::SurveyStatus>>;
 }
 
 /// A shared database handle.

@@ -220,6 +220,14 @@ macro_rules! shared_methods {
         ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<$crate::db::queue::LiveQueue>> {
             self.snapshot(move |e| Box::pin($crate::db::shared::live_queue(e, query)))
         }
+
+        fn survey_status(
+            &self,
+            store_id: String,
+            turn_id: uuid::Uuid,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<kiosk_protocol::wire::SurveyStatus>> {
+            self.auto(move |e| Box::pin($crate::db::shared::survey_status(e, store_id, turn_id)))
+        }
     };
 }
 pub(crate) use shared_methods;

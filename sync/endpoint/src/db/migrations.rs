@@ -38,6 +38,11 @@ pub const SQLITE: &[Migration] = &[
         name: "live_queue",
         sql: include_str!("../../migrations/sqlite/0002_live_queue.sql"),
     },
+    Migration {
+        version: 3,
+        name: "figures",
+        sql: include_str!("../../migrations/sqlite/0003_figures.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations, oldest first (the same versions as [`SQLITE`]).
@@ -51,6 +56,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 2,
         name: "live_queue",
         sql: include_str!("../../migrations/postgres/0002_live_queue.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "figures",
+        sql: include_str!("../../migrations/postgres/0003_figures.sql"),
     },
 ];
 
@@ -112,8 +122,9 @@ mod tests {
         let text = err.to_string();
         let supported = format!("up to version {}", latest(Dialect::Sqlite));
         assert!(text.contains("99") && text.contains(&supported), "{text}");
-        assert_eq!(pending(Dialect::Postgres, None).unwrap().len(), 2);
+        assert_eq!(pending(Dialect::Postgres, None).unwrap().len(), 3);
         assert_eq!(pending(Dialect::Postgres, Some(1)).unwrap()[0].version, 2);
-        assert!(pending(Dialect::Postgres, Some(2)).unwrap().is_empty());
+        assert_eq!(pending(Dialect::Postgres, Some(2)).unwrap()[0].version, 3);
+        assert!(pending(Dialect::Postgres, Some(3)).unwrap().is_empty());
     }
 }

@@ -168,12 +168,14 @@ pub enum Effect {
         /// Card token.
         token: CardToken,
     },
-    /// `campaign_shown`: an impression.
+    /// `campaign_shown`: an exposure, counted once per visit and campaign.
     CampaignShown {
         /// Campaign id.
         campaign_id: String,
         /// Variant shown.
         variant: String,
+        /// The visit (`None` from kiosks before visit ids: each event counts).
+        visit_id: Option<String>,
     },
     /// `coupon_issued`: remember which campaign variant the coupon belongs to.
     CouponIssued {
@@ -193,6 +195,13 @@ pub enum Effect {
         campaign_id: Option<String>,
         /// Customer, if identified.
         token: Option<CardToken>,
+        /// Variant the kiosk read from the coupon's code, if it did.
+        variant: Option<String>,
+    },
+    /// `survey_answered` about a turn: kept only if it is the turn's first answer.
+    SurveyAnswered {
+        /// The turn.
+        turn_id: String,
     },
 }
 
@@ -480,9 +489,9 @@ pub struct VariantStats {
     pub campaign_id: String,
     /// Variant.
     pub variant: String,
-    /// `campaign_shown` events.
+    /// Exposures: `campaign_shown` counted once per visit.
     pub shown: u64,
-    /// `coupon_redeemed` events attributed to it.
+    /// Conversions: `coupon_redeemed` attributed to it, once per coupon.
     pub redeemed: u64,
     /// redeemed / shown (0 when never shown).
     pub conversion: f64,

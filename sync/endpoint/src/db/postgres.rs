@@ -788,14 +788,35 @@ async fn ingest(e: &PgExec<'_>, batch: IngestBatch) -> DbResult<Vec<EventStatus>
         return Err(DbError::Replayed);
     }
     let mut forms = Vec::with_capacity(batch.events.len());
+    let mut refused = HashSet::new();
     for ev in &batch.events {
+        if !shared::admit(e, &batch.store_id, ev).await? {
+            // Acknowledged as a duplicate below, stored nowhere.
+            refused.insert(ev.id);
+        }
         forms.push(shared::stored_form(e, ev).await?);
     }
-    let envelopes: Vec<&str> = forms
-        .iter()
-        .map(|(envelope, _)| envelope.as_ref())
-        .collect();
-    let mut inserted = insert_events(tx, &batch, &envelopes).await?;
+    let mut inserted = if refused.is_empty() {
+        let envelopes: Vec<&str> = forms
+            .iter()
+            .map(|(envelope, _)| envelope.as_ref())
+            .collect();
+        insert_events(tx, &batch, &envelopes).await?
+    } else {
+        let (kept, envelopes): (Vec<IngestEvent>, Vec<&str>) = batch
+            .events
+            .iter()
+            .zip(&forms)
+            .filter(|(ev, _)| !refused.contains(&ev.id))
+            .map(|(ev, (envelope, _))| (ev.clone(), envelope.as_ref()))
+            .unzip();
+        let kept = IngestBatch {
+            events: kept,
+            replay: None,
+            ..batch.clone()
+        };
+        insert_events(tx, &kept, &envelopes).await?
+    };
     let mut statuses = Vec::with_capacity(batch.events.len());
     let mut accepted = Vec::with_capacity(inserted.len());
     let mut dirty = BTreeSet::new();

@@ -462,9 +462,12 @@ pub(crate) async fn apply_effect(
 ) -> DbResult<()> {
     const ENSURE_CUSTOMER: &str =
         "INSERT INTO customers (card_token) VALUES (?1) ON CONFLICT DO NOTHING";
+    // A fact counts once per dedupe key (docs/DESIGN.md invariant 16): the unique index on
+    // (campaign_id, kind, dedupe_key) drops a second exposure of a visit or a second redemption
+    // of a coupon; the event itself is kept.
     const CAMPAIGN_FACT: &str =
-        "INSERT INTO campaign_facts (event_id, store_id, campaign_id, variant, kind)
-         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING";
+        "INSERT INTO campaign_facts (event_id, store_id, campaign_id, variant, kind, dedupe_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING";
     match effect {
         Effect::None => {}
         Effect::Registered {
@@ -532,13 +535,16 @@ pub(crate) async fn apply_effect(
         Effect::CampaignShown {
             campaign_id,
             variant,
+            visit_id,
         } => {
             e.execute(
                 CAMPAIGN_FACT,
-                args![event_id, store, campaign_id, variant, "shown"],
+                args![event_id, store, campaign_id, variant, "shown", visit_id],
             )
             .await?;
         }
+        // Admitted before the event was stored (see [`admit`]).
+        Effect::SurveyAnswered { .. } => {}
         Effect::CouponIssued {
             code,
             campaign_id,
@@ -556,6 +562,7 @@ pub(crate) async fn apply_effect(
             code,
             campaign_id,
             token,
+            variant: read_variant,
         } => {
             let issued = e
                 .query_opt(
@@ -565,6 +572,9 @@ pub(crate) async fn apply_effect(
                 .await?;
             let (campaign_id, variant): (String, String) = match (issued, campaign_id) {
                 (Some(found), _) => (found.get(0)?, found.get(1)?),
+                (None, Some(id)) if read_variant.is_some() => {
+                    (id.clone(), read_variant.clone().unwrap_or_default())
+                }
                 (None, Some(id)) => {
                     let def: Option<String> = e
                         .query_opt("SELECT definition FROM campaigns WHERE id = ?1", args![id])
@@ -582,12 +592,84 @@ pub(crate) async fn apply_effect(
             };
             e.execute(
                 CAMPAIGN_FACT,
-                args![event_id, store, campaign_id, variant, "redeemed"],
+                args![event_id, store, campaign_id, variant, "redeemed", code],
             )
             .await?;
         }
     }
     Ok(())
+}
+
+/// See [`super::database::Database::survey_status`].
+pub(crate) async fn survey_status(
+    e: &impl Exec,
+    store_id: String,
+    turn_id: uuid::Uuid,
+) -> DbResult<kiosk_protocol::wire::SurveyStatus> {
+    use kiosk_protocol::wire::SurveyStatus;
+    let turn = turn_id.to_string();
+    let answered = e
+        .query_opt(
+            "SELECT 1 FROM survey_answers WHERE turn_id = ?1 AND store_id = ?2",
+            args![&turn, &store_id],
+        )
+        .await?
+        .is_some();
+    if answered {
+        return Ok(SurveyStatus::AlreadyAnswered);
+    }
+    let status: Option<String> = e
+        .query_opt(
+            "SELECT status FROM queue_turns WHERE turn_id = ?1 AND store_id = ?2",
+            args![&turn, &store_id],
+        )
+        .await?
+        .map(|r| r.get(0))
+        .transpose()?;
+    Ok(match status.as_deref().map(TurnStatus::from_name) {
+        Some(TurnStatus::Served) => SurveyStatus::Open,
+        Some(TurnStatus::Waiting | TurnStatus::Called | TurnStatus::Parked) => {
+            SurveyStatus::NotServed
+        }
+        Some(TurnStatus::NoShow | TurnStatus::WalkedOut) => SurveyStatus::Closed,
+        Some(TurnStatus::Unknown) | None => SurveyStatus::Unknown,
+    })
+}
+
+/// SQL condition on a `survey_answered` row `e`: it is its turn's kept answer, or has no turn.
+fn first_answer_only(d: Dialect) -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM survey_answers a WHERE a.turn_id = {} AND a.event_id <> e.id)",
+        d.envelope_field("payload.turn_id")
+    )
+}
+
+/// Whether an event may be stored (called before it is): a survey answer only if it is the first
+/// for its turn (docs/DESIGN.md invariant 17; the `survey_answers` primary key decides, also
+/// between two batches in flight). A refused event is acknowledged to its kiosk as a duplicate
+/// and stored nowhere. The same event sent again is admitted (the events table dedupes it).
+pub(crate) async fn admit(e: &impl Exec, store: &str, ev: &IngestEvent) -> DbResult<bool> {
+    let Effect::SurveyAnswered { turn_id } = &ev.effect else {
+        return Ok(true);
+    };
+    let id = ev.id.to_string();
+    e.execute(
+        "INSERT INTO survey_answers (turn_id, event_id, store_id) VALUES (?1, ?2, ?3)
+         ON CONFLICT DO NOTHING",
+        args![turn_id, &id, store],
+    )
+    .await?;
+    let kept: String = e
+        .query_one(
+            "SELECT event_id FROM survey_answers WHERE turn_id = ?1",
+            args![turn_id],
+        )
+        .await?
+        .get(0)?;
+    if kept != id {
+        tracing::info!(turn = %turn_id, "a second survey answer for a turn was not stored");
+    }
+    Ok(kept == id)
 }
 
 /// Records the kiosk's state a batch reports (last seen, clock skew, outbox backlog).
@@ -884,7 +966,11 @@ pub(crate) async fn stats(e: &impl Exec, store_id: String) -> DbResult<StoreStat
         .collect::<DbResult<_>>()?;
     let scores: Vec<String> = e
         .query(
-            "SELECT envelope FROM events WHERE store_id = ?1 AND type = 'survey_answered'",
+            &format!(
+                "SELECT envelope FROM events e WHERE store_id = ?1 AND type = 'survey_answered'
+                   AND {}",
+                first_answer_only(e.dialect())
+            ),
             args![s],
         )
         .await?
@@ -1039,8 +1125,22 @@ async fn dashboard_rows(e: &impl Exec, q: &DashboardQuery) -> DbResult<Dashboard
         .into_iter()
         .filter_map(|(by, n)| Some((by?, n)))
         .collect();
-    rows.scores = by_payload("score", "survey_answered")
+    // Each turn's first answer only (docs/DESIGN.md invariant 17): answers stored before the
+    // endpoint refused second ones are left out here.
+    let score_sql = format!(
+        "SELECT {}, COUNT(*) FROM events e
+         WHERE store_id = ?1 AND type = 'survey_answered' AND corrected_ms >= ?3
+           AND corrected_ms <= ?4 AND (CAST(?2 AS TEXT) IS NULL OR kiosk_id = ?2) AND {}
+         GROUP BY 1",
+        e.dialect().envelope_field("payload.score"),
+        first_answer_only(e.dialect())
+    );
+    rows.scores = e
+        .query(&score_sql, args![s, k, since, now])
         .await?
+        .iter()
+        .map(|r| Ok((r.get::<Option<String>>(0)?, r.get::<i64>(1)?)))
+        .collect::<DbResult<Vec<_>>>()?
         .into_iter()
         .filter_map(|(score, n)| Some((score?.parse().ok()?, n)))
         .collect();

@@ -430,6 +430,10 @@ fn ingest_one(tx: &Connection, batch: &IngestBatch) -> DbResult<Vec<EventStatus>
         let mut dirty = BTreeSet::new();
         let mut accepted = Vec::new();
         for ev in &batch.events {
+            if !shared::admit(&e, &batch.store_id, ev).await? {
+                statuses.push(EventStatus::Duplicate);
+                continue;
+            }
             let (envelope, effect) = shared::stored_form(&e, ev).await?;
             if insert_event(tx, batch, ev, &envelope)? {
                 let id = ev.id.to_string();
