@@ -158,12 +158,18 @@ fn a_read_only_data_directory_is_a_clear_error_at_start_up() {
     let path = data.join("journal.db");
     // A journal written earlier, then the partition turned read-only (as a failing SD card does).
     drop(open_with(&path, Arc::new(SystemClock)).unwrap());
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
+    // Read-only for its owner and nobody else (a journal open to other users is refused before
+    // anything else, as it should be).
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o555)).unwrap();
-    // Root ignores permission bits: open as an unprivileged user in a child when we are root.
-    let outcome = if
+    // Root ignores permission bits: open as an unprivileged user in a child when we are root
+    // (the journal then belongs to that user, as the kiosk's belongs to the kiosk user).
     // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() } == 0 {
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    }
+    let outcome = if root {
         let exe = std::env::current_exe().unwrap();
         let out = Command::new(exe)
             .args(["--exact", "faults_child_opens_as_nobody", "--nocapture"])

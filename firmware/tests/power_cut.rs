@@ -522,7 +522,15 @@ fn check_cut(
 ) -> Outcome {
     let dir = tempfile::tempdir_in(scratch).unwrap();
     for (name, bytes) in files {
-        std::fs::write(dir.path().join(name), bytes).unwrap();
+        // The files as the kiosk keeps them: its own only (0600), or the journal refuses them.
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dir.path().join(name))
+            .unwrap();
+        std::io::Write::write_all(&mut f, bytes).unwrap();
     }
     let path = dir.path().join("journal.db");
     let opened = open(&path, key, synchronous);
