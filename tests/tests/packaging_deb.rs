@@ -523,7 +523,7 @@ fn kiosk_service_is_notify_with_watchdog_restart_and_hardening() {
     }
     assert_eq!(
         unit_values(&unit, "SupplementaryGroups"),
-        ["spi gpio dialout lp input"]
+        ["spi gpio dialout lp input audio"]
     );
 }
 

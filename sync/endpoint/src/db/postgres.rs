@@ -79,7 +79,7 @@ pub(crate) struct ConnectSpec {
 
 impl ConnectSpec {
     pub(crate) fn parse(url: &str) -> DbResult<Self> {
-        let bad = |m: String| DbError::BadUrl(format!("{}: {m}", super::redact_url(url)));
+        let bad = |m: String| DbError::BadUrl(format!("{}: {m}", super::model::redact_url(url)));
         let (base, query) = url.split_once('?').unwrap_or((url, ""));
         let mut mode = "prefer".to_owned();
         let mut root: Option<String> = None;
@@ -161,15 +161,18 @@ impl Verify {
         match self {
             Verify::Full(roots) => builder.with_root_certificates(roots).with_no_client_auth(),
             Verify::Chain(roots) => {
-                let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                match rustls::client::WebPkiServerVerifier::builder_with_provider(
                     roots,
                     provider.clone(),
                 )
-                .build();
-                match inner {
-                    Ok(inner) => builder
+                .build()
+                {
+                    Ok(chain) => builder
                         .dangerous()
-                        .with_custom_certificate_verifier(Arc::new(ChainOnly(inner)))
+                        .with_custom_certificate_verifier(Arc::new(Lenient {
+                            chain: Some(chain),
+                            provider,
+                        }))
                         .with_no_client_auth(),
                     // An empty store is refused at parse time; fail closed anyway.
                     Err(_) => builder
@@ -179,17 +182,25 @@ impl Verify {
             }
             Verify::Nothing => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
+                .with_custom_certificate_verifier(Arc::new(Lenient {
+                    chain: None,
+                    provider,
+                }))
                 .with_no_client_auth(),
         }
     }
 }
 
-/// `verify-ca`: the chain is checked, the name is not.
+/// `verify-ca` (with the chain's verifier: the chain is checked, the name is not) and
+/// `require` without a root certificate (none: any certificate, libpq's own behaviour). The
+/// handshake's signatures are checked either way, so the channel is the certificate holder's.
 #[derive(Debug)]
-struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
+struct Lenient {
+    chain: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
 
-impl rustls::client::danger::ServerCertVerifier for ChainOnly {
+impl rustls::client::danger::ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &rustls::pki_types::CertificateDer<'_>,
@@ -198,10 +209,10 @@ impl rustls::client::danger::ServerCertVerifier for ChainOnly {
         ocsp: &[u8],
         now: rustls::pki_types::UnixTime,
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(rustls::client::danger::ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
             | Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::NotValidForNameContext { .. },
@@ -216,51 +227,11 @@ impl rustls::client::danger::ServerCertVerifier for ChainOnly {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `require` without a root certificate: encrypted, any certificate (libpq's own behaviour; the
-/// handshake's signatures are still checked, so the channel is the certificate holder's).
-#[derive(Debug)]
-struct Unverified(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -274,12 +245,14 @@ impl rustls::client::danger::ServerCertVerifier for Unverified {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
