@@ -674,6 +674,22 @@ pub fn nps_of(envelopes: &[String]) -> Option<Nps> {
     })
 }
 
+/// `url` fit for a log or an error message: a password in it (`postgres://user:secret@host/db`)
+/// becomes `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -703,21 +719,5 @@ mod tests {
             c("marketing_email", false, 3),
         ]);
         assert!(flags.profile && !flags.marketing_email && !flags.marketing_sms);
-    }
-}
-
-/// `url` fit for a log or an error message: a password in it (`postgres://user:secret@host/db`)
-/// becomes `***`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
     }
 }
