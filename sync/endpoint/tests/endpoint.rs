@@ -129,6 +129,7 @@ on_both_databases!(
     live_lookup_finds_a_customer_of_another_store_and_links_them,
     erasure_reaches_the_feed_and_removes_the_profile,
     erasing_a_token_not_seen_yet_is_remembered_for_its_late_registration,
+    reads_of_personal_data_erasures_and_failed_admin_logins_are_in_the_audit_log,
     visits_make_segments_and_admins_can_override_them,
     conversion_is_counted_per_variant,
     clock_skew_is_estimated_per_kiosk,
@@ -834,6 +835,79 @@ async fn erasing_a_token_not_seen_yet_is_remembered_for_its_late_registration(b:
         "stored redacted"
     );
     assert!(profiles(&whole_feed(&h, &k).await).is_empty());
+    h.stop().await;
+}
+
+async fn reads_of_personal_data_erasures_and_failed_admin_logins_are_in_the_audit_log(b: Backend) {
+    let h = Harness::start(b).await;
+    let k = h.kiosk.clone();
+    let t = token(11);
+    h.post_events(&k, vec![h.envelope(&k, 1, registered(&t, "Dolores"))])
+        .await;
+    let wrong = h
+        .client
+        .get(format!("{}/v1/admin/campaigns", h.base))
+        .header("x-admin-token", "a-wrong-guess-of-the-admin-token!!")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 403);
+    let read = h
+        .admin(Method::GET, &format!("/v1/admin/customers/{t}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    let erase = h
+        .admin(Method::POST, &format!("/v1/admin/customers/{t}/erase"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(erase.status(), 204);
+    // Written in the background: poll until the three lines are there.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let log = loop {
+        let log: serde_json::Value = h
+            .admin(Method::GET, "/v1/admin/audit?limit=10")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if log.as_array().is_some_and(|a| a.len() >= 3) || std::time::Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let lines: Vec<(String, String, String)> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let f = |k: &str| l[k].as_str().unwrap().to_owned();
+            (f("action"), f("target"), f("outcome"))
+        })
+        .collect();
+    let mut actions: Vec<&str> = lines.iter().map(|l| l.0.as_str()).collect();
+    actions.sort_unstable();
+    assert_eq!(
+        actions,
+        ["admin_auth_failed", "erase_customer", "read_customer"],
+        "{log}"
+    );
+    assert!(lines.contains(&("read_customer".into(), t.as_str().into(), "ok".into())));
+    assert!(lines.contains(&("erase_customer".into(), t.as_str().into(), "ok".into())));
+    assert!(
+        !log.to_string().contains("Dolores"),
+        "no personal value in the log: {log}"
+    );
+    let bad = h
+        .admin(Method::GET, "/v1/admin/audit?limit=0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
     h.stop().await;
 }
 

@@ -72,6 +72,16 @@ pub fn routes() -> Vec<Route> {
         ),
         Route::new(
             Verb::Get,
+            "/v1/admin/audit",
+            admin_audit,
+            admin_op(
+                "the operator's audit log, newest first (?since_ms=, ?limit= 1 to 1000, default 100): admin reads of personal data, erasures, failed admin authentication",
+                None,
+                ("200", "the audit lines", None),
+            ),
+        ),
+        Route::new(
+            Verb::Get,
             "/v1/admin/customers/{card_token}",
             admin_get_customer,
             with_params(
@@ -183,6 +193,35 @@ fn token_param(s: &str) -> Result<CardToken, ApiError> {
         .map_err(|e| ApiError::malformed(format!("card token in path: {e}")))
 }
 
+/// Query of `/v1/admin/audit`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    #[serde(default)]
+    since_ms: i64,
+    #[serde(default = "default_audit_limit")]
+    limit: i64,
+}
+
+fn default_audit_limit() -> i64 {
+    100
+}
+
+async fn admin_audit(
+    _: Admin,
+    State(st): State<AppState>,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::malformed(format!("audit query: {e}")))?;
+    if !(1..=1000).contains(&q.limit) {
+        return Err(ApiError::malformed(format!(
+            "limit {} is out of range: 1 to 1000",
+            q.limit
+        )));
+    }
+    Ok(Json(st.db.audit_log(q.since_ms, q.limit).await?).into_response())
+}
+
 /// Query of `/v1/stats`.
 #[derive(Debug, Deserialize)]
 struct StatsQuery {
@@ -290,13 +329,20 @@ async fn admin_customer(
 }
 
 async fn admin_get_customer(
-    _: Admin,
+    admin: Admin,
     State(st): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
-    match st.db.customer(token_param(&token)?).await? {
-        Some(c) => Ok(Json(c).into_response()),
-        None => Err(ApiError::not_found("no customer with this card token")),
+    let t = token_param(&token)?;
+    match st.db.customer(t.clone()).await? {
+        Some(c) => {
+            admin.audit(&st, "read_customer", t.as_str(), "ok");
+            Ok(Json(c).into_response())
+        }
+        None => {
+            admin.audit(&st, "read_customer", t.as_str(), "not_found");
+            Err(ApiError::not_found("no customer with this card token"))
+        }
     }
 }
 
@@ -326,11 +372,18 @@ async fn admin_segment(
 }
 
 async fn admin_erase(
-    _: Admin,
+    admin: Admin,
     State(st): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let known = st.db.erase_customer(token_param(&token)?, now_ms()).await?;
+    let t = token_param(&token)?;
+    let known = st.db.erase_customer(t.clone(), now_ms()).await?;
+    admin.audit(
+        &st,
+        "erase_customer",
+        t.as_str(),
+        if known { "ok" } else { "remembered" },
+    );
     if !known {
         tracing::info!("erasure of a card token with nothing stored yet: remembered");
     }

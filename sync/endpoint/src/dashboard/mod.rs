@@ -340,6 +340,13 @@ async fn login(
     if !token_matches(form.token.trim(), expected) {
         dash.failures.count(ip);
         tracing::warn!(%ip, "dashboard login with a wrong token");
+        crate::http::auth::audit(
+            &st,
+            ip.to_string(),
+            "dashboard_login_failed",
+            "/dashboard/login",
+            "refused",
+        );
         return login_page(
             StatusCode::FORBIDDEN,
             "Wrong token. Use the endpoint's admin token (--admin-token).",

@@ -8,8 +8,8 @@ use kiosk_protocol::wire::{Campaign, EventStatus, TenantKey};
 
 use super::dashboard::{Dashboard, DashboardQuery, StoreSummary};
 use super::model::{
-    CustomerRecord, DbKind, DbResult, FeedPage, IngestBatch, KioskRecord, NewCustomer, NewKiosk,
-    StoreRecord, StoreStats,
+    AuditEntry, CustomerRecord, DbKind, DbResult, FeedPage, IngestBatch, KioskRecord, NewCustomer,
+    NewKiosk, StoreRecord, StoreStats,
 };
 use super::queue::{LiveQueue, LiveQueueQuery};
 
@@ -139,6 +139,12 @@ pub trait Database: Send + Sync + 'static {
 
     /// Every store with its time zone and kiosks, by id.
     fn list_stores(&self) -> BoxFuture<'_, DbResult<Vec<StoreSummary>>>;
+
+    /// Appends a line to the operator's audit log.
+    fn audit(&self, entry: AuditEntry) -> BoxFuture<'_, DbResult<()>>;
+
+    /// The audit log from `since_ms`, newest first, at most `limit` lines.
+    fn audit_log(&self, since_ms: i64, limit: i64) -> BoxFuture<'_, DbResult<Vec<AuditEntry>>>;
 
     /// The dashboard of one store (or one of its kiosks) over a window: tickets per hour and
     /// service, waiting and service times, visitors, campaign conversion, NPS, and its kiosks'

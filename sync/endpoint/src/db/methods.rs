@@ -190,6 +190,21 @@ macro_rules! shared_methods {
             self.auto(move |e| Box::pin($crate::db::shared::stats(e, store_id)))
         }
 
+        fn audit(
+            &self,
+            entry: $crate::db::model::AuditEntry,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
+            self.auto(move |e| Box::pin($crate::db::shared::audit(e, entry)))
+        }
+
+        fn audit_log(
+            &self,
+            since_ms: i64,
+            limit: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Vec<$crate::db::model::AuditEntry>>> {
+            self.auto(move |e| Box::pin($crate::db::shared::audit_log(e, since_ms, limit)))
+        }
+
         fn set_store_timezone(
             &self,
             store_id: String,

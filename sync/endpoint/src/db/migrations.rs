@@ -43,6 +43,11 @@ pub const SQLITE: &[Migration] = &[
         name: "figures",
         sql: include_str!("../../migrations/sqlite/0003_figures.sql"),
     },
+    Migration {
+        version: 4,
+        name: "audit",
+        sql: include_str!("../../migrations/sqlite/0004_audit.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations, oldest first (the same versions as [`SQLITE`]).
@@ -61,6 +66,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 3,
         name: "figures",
         sql: include_str!("../../migrations/postgres/0003_figures.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "audit",
+        sql: include_str!("../../migrations/postgres/0004_audit.sql"),
     },
 ];
 
@@ -122,9 +132,10 @@ mod tests {
         let text = err.to_string();
         let supported = format!("up to version {}", latest(Dialect::Sqlite));
         assert!(text.contains("99") && text.contains(&supported), "{text}");
-        assert_eq!(pending(Dialect::Postgres, None).unwrap().len(), 3);
+        assert_eq!(pending(Dialect::Postgres, None).unwrap().len(), 4);
         assert_eq!(pending(Dialect::Postgres, Some(1)).unwrap()[0].version, 2);
         assert_eq!(pending(Dialect::Postgres, Some(2)).unwrap()[0].version, 3);
-        assert!(pending(Dialect::Postgres, Some(3)).unwrap().is_empty());
+        assert_eq!(pending(Dialect::Postgres, Some(3)).unwrap()[0].version, 4);
+        assert!(pending(Dialect::Postgres, Some(4)).unwrap().is_empty());
     }
 }

@@ -38,8 +38,6 @@ pub use database::{Database, SharedDb};
 pub use model::*;
 pub use queue::{LiveQueue, LiveQueueQuery};
 
-pub use model::redact_url;
-
 /// Opens (and migrates) the database a URL names: `sqlite://PATH` (`sqlite::memory:` for a throwaway
 /// in-memory database) or `postgres://...` / `postgresql://...`.
 pub async fn open(url: &str) -> DbResult<SharedDb> {

@@ -83,6 +83,24 @@ impl DbKind {
     }
 }
 
+/// One line of the operator's audit log: who (how they were let in, or where a refused caller
+/// came from), did what, to what (a card token or a route, never a name, email or phone), and
+/// the outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When, unix ms.
+    pub at_ms: i64,
+    /// `token@ADDR`, `session@ADDR`, or `ADDR` for a refused caller.
+    pub actor: String,
+    /// `read_customer`, `erase_customer`, `export_customer`, `admin_auth_failed`,
+    /// `dashboard_login_failed`.
+    pub action: String,
+    /// The card token or the route.
+    pub target: String,
+    /// `ok`, `refused`, `not_found`.
+    pub outcome: String,
+}
+
 /// A (retail) store: kiosks and campaigns belong to one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreRecord {

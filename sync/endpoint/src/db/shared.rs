@@ -19,9 +19,9 @@ use super::dashboard::{
 use super::dialect::Dialect;
 use super::exec::{Exec, Row, Value, args};
 use super::model::{
-    ConsentRecord, CustomerRecord, DbError, DbResult, Effect, FeedPage, IngestBatch, IngestEvent,
-    KioskHealth, KioskRecord, NewCustomer, NewKiosk, QueueStepKind, ReplayGuard, SkewEstimate,
-    StoreRecord, StoreStats, computed_segment, erasure_item, kiosk_profile, nps_of,
+    AuditEntry, ConsentRecord, CustomerRecord, DbError, DbResult, Effect, FeedPage, IngestBatch,
+    IngestEvent, KioskHealth, KioskRecord, NewCustomer, NewKiosk, QueueStepKind, ReplayGuard,
+    SkewEstimate, StoreRecord, StoreStats, computed_segment, erasure_item, kiosk_profile, nps_of,
     redact_registration, redemption_variant, variant_stats,
 };
 use super::queue::{
@@ -990,6 +990,47 @@ pub(crate) async fn stats(e: &impl Exec, store_id: String) -> DbResult<StoreStat
 }
 
 /// See [`super::database::Database::set_store_timezone`].
+/// See [`super::database::Database::audit`].
+pub(crate) async fn audit(e: &impl Exec, entry: AuditEntry) -> DbResult<()> {
+    e.execute(
+        "INSERT INTO audit_log (at_ms, actor, action, target, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
+        args![
+            entry.at_ms,
+            entry.actor,
+            entry.action,
+            entry.target,
+            entry.outcome
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// See [`super::database::Database::audit_log`].
+pub(crate) async fn audit_log(
+    e: &impl Exec,
+    since_ms: i64,
+    limit: i64,
+) -> DbResult<Vec<AuditEntry>> {
+    e.query(
+        "SELECT at_ms, actor, action, target, outcome FROM audit_log
+         WHERE at_ms >= ?1 ORDER BY at_ms DESC, id DESC LIMIT ?2",
+        args![since_ms, limit],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(AuditEntry {
+            at_ms: r.get(0)?,
+            actor: r.get(1)?,
+            action: r.get(2)?,
+            target: r.get(3)?,
+            outcome: r.get(4)?,
+        })
+    })
+    .collect()
+}
+
 pub(crate) async fn set_store_timezone(
     e: &impl Exec,
     store_id: String,

@@ -31,7 +31,35 @@ pub const SESSION_COOKIE: &str = "crm_dashboard";
 /// Proof that the request carries the admin token (`x-admin-token` or `Authorization: Bearer`);
 /// rejects with 403 otherwise, or when the endpoint runs without an admin token.
 #[derive(Debug, Clone, Copy)]
-pub struct Admin;
+pub struct Admin {
+    /// Where the request came from (the audit log's actor).
+    pub peer: IpAddr,
+}
+
+impl Admin {
+    /// Appends `action` on `target` to the operator's audit log, in the background (the answer
+    /// does not wait for it; a failure is logged).
+    pub fn audit(&self, st: &AppState, action: &str, target: &str, outcome: &str) {
+        audit(st, format!("token@{}", self.peer), action, target, outcome);
+    }
+}
+
+/// Appends a line to the audit log in the background.
+pub(crate) fn audit(st: &AppState, actor: String, action: &str, target: &str, outcome: &str) {
+    let entry = crate::db::AuditEntry {
+        at_ms: now_ms(),
+        actor,
+        action: action.to_owned(),
+        target: target.to_owned(),
+        outcome: outcome.to_owned(),
+    };
+    let db = st.db.clone();
+    tokio::spawn(async move {
+        if let Err(e) = db.audit(entry).await {
+            tracing::warn!(error = %e, "cannot write the audit log");
+        }
+    });
+}
 
 impl Admin {
     /// Checks the admin token in `headers` of a request from `ip`. Wrong tokens are counted and
@@ -54,10 +82,17 @@ impl Admin {
                 .and_then(|v| v.strip_prefix("Bearer "))
         });
         match given {
-            Some(g) if token_matches(g, expected) => Ok(Admin),
+            Some(g) if token_matches(g, expected) => Ok(Admin { peer: ip }),
             Some(_) => {
                 st.admin_failures.count(ip);
                 tracing::warn!(%ip, "admin request with a wrong token");
+                audit(
+                    st,
+                    ip.to_string(),
+                    "admin_auth_failed",
+                    "admin token",
+                    "refused",
+                );
                 Err(ApiError::forbidden(
                     "wrong admin token (x-admin-token or Authorization: Bearer)",
                 ))
@@ -218,7 +253,7 @@ impl DashboardUser {
             return Ok(DashboardUser::Session(exp));
         }
         match Admin::check(st, headers, ip) {
-            Ok(Admin) => Ok(DashboardUser::Token),
+            Ok(Admin { .. }) => Ok(DashboardUser::Token),
             Err(e) if e.status() == StatusCode::TOO_MANY_REQUESTS => Err(e),
             Err(_) => Err(login()),
         }
