@@ -852,18 +852,13 @@ async fn reads_of_personal_data_erasures_and_failed_admin_logins_are_in_the_audi
         .await
         .unwrap();
     assert_eq!(wrong.status(), 403);
-    let read = h
-        .admin(Method::GET, &format!("/v1/admin/customers/{t}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(read.status(), 200);
-    let erase = h
-        .admin(Method::POST, &format!("/v1/admin/customers/{t}/erase"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(erase.status(), 204);
+    for (method, path, status) in [
+        (Method::GET, format!("/v1/admin/customers/{t}"), 200),
+        (Method::POST, format!("/v1/admin/customers/{t}/erase"), 204),
+    ] {
+        let r = h.admin(method, &path).send().await.unwrap();
+        assert_eq!(r.status(), status, "{path}");
+    }
     // Written in the background: poll until the three lines are there.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let log = loop {
