@@ -1094,22 +1094,33 @@ pub(crate) async fn dashboard(e: &impl Exec, q: DashboardQuery) -> DbResult<Dash
     assemble(&q, rows).ok_or_else(|| DbError::NotFound(format!("store {:?}", q.store_id)))
 }
 
+/// A store and its time zone (the dashboard and the live queue show its hours in it).
+async fn store_with_timezone(
+    e: &impl Exec,
+    store_id: &str,
+) -> DbResult<Option<(StoreRecord, Option<String>)>> {
+    let Some(row) = e
+        .query_opt(
+            "SELECT s.id, s.name, z.timezone FROM stores s
+             LEFT JOIN store_timezones z ON z.store_id = s.id WHERE s.id = ?1",
+            args![store_id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some((store_record(&row)?, row.get(2)?)))
+}
+
 /// The dashboard's rows of one store and window. `CAST(?2 AS TEXT) IS NULL` is the optional
 /// kiosk filter (PostgreSQL cannot type a bare `$2 IS NULL`).
 async fn dashboard_rows(e: &impl Exec, q: &DashboardQuery) -> DbResult<DashboardRows> {
     let mut rows = DashboardRows::default();
-    let Some(store) = e
-        .query_opt(
-            "SELECT s.id, s.name, z.timezone FROM stores s
-             LEFT JOIN store_timezones z ON z.store_id = s.id WHERE s.id = ?1",
-            args![&q.store_id],
-        )
-        .await?
-    else {
+    let Some((store, timezone)) = store_with_timezone(e, &q.store_id).await? else {
         return Ok(rows);
     };
-    rows.store = Some(store_record(&store)?);
-    rows.timezone = store.get(2)?;
+    rows.store = Some(store);
+    rows.timezone = timezone;
     let (s, k, since, now) = (&q.store_id, &q.kiosk_id, q.since_ms, q.now_ms);
     rows.tickets = e
         .query(
@@ -1539,18 +1550,11 @@ pub(crate) async fn live_queue(e: &impl Exec, q: LiveQueueQuery) -> DbResult<Liv
 /// The rows of one store's live queue.
 async fn live_rows(e: &impl Exec, q: &LiveQueueQuery) -> DbResult<LiveRows> {
     let mut rows = LiveRows::default();
-    let Some(store) = e
-        .query_opt(
-            "SELECT s.id, s.name, z.timezone FROM stores s
-             LEFT JOIN store_timezones z ON z.store_id = s.id WHERE s.id = ?1",
-            args![&q.store_id],
-        )
-        .await?
-    else {
+    let Some((store, timezone)) = store_with_timezone(e, &q.store_id).await? else {
         return Ok(rows);
     };
-    rows.store = Some(store_record(&store)?);
-    rows.timezone = store.get(2)?;
+    rows.store = Some(store);
+    rows.timezone = timezone;
     let (day, since) = queue::today(rows.timezone.as_deref(), q.now_ms);
     let s = &q.store_id;
     rows.kiosks = e
