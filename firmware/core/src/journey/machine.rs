@@ -848,7 +848,7 @@ impl Machine<'_> {
             None => None,
         };
         let coupon = campaign.as_ref().and_then(|c| {
-            let text = c.coupon.as_ref()?.get(locale).to_owned();
+            let text = c.coupon.clone()?;
             let prefix = c.coupon_prefix.clone().unwrap_or_else(|| c.id.clone());
             Some(Coupon {
                 code: coupon_code(&prefix, &c.variant, turn.turn_id),

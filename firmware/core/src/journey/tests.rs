@@ -1098,7 +1098,7 @@ fn the_qr_svg_is_a_square_with_dark_modules() {
 }
 
 #[test]
-fn the_service_name_on_the_goodbye_follows_a_language_switch() {
+fn the_service_name_and_coupon_on_the_goodbye_follow_a_language_switch() {
     let mut k = Kiosk::new();
     k.send(tap(1));
     k.send(ana(1, vec![ConsentPurpose::Profile]));
@@ -1117,7 +1117,17 @@ fn the_service_name_on_the_goodbye_follows_a_language_switch() {
         ScreenBody::Goodbye { turn, .. } => turn.service_name,
         other => panic!("expected the goodbye, got {other:?}"),
     };
+    let coupon = |k: &Kiosk| match k.body() {
+        ScreenBody::Goodbye { coupon, .. } => coupon.expect("her campaign's coupon").text,
+        other => panic!("expected the goodbye, got {other:?}"),
+    };
     assert_eq!(name(&k), "Checkout", "issued in the customer's English");
+    assert_eq!(coupon(&k), "10% off");
     k.touch(Touch::SetLocale { locale: Locale::Es });
     assert_eq!(name(&k), "Caja", "the screen's Spanish after the switch");
+    assert_eq!(
+        coupon(&k),
+        "10% de descuento",
+        "the coupon's offer switches too"
+    );
 }

@@ -415,8 +415,9 @@ pub struct Coupon {
     pub campaign_id: String,
     /// The campaign's variant it was issued under.
     pub variant: String,
-    /// Text of the offer, in the ticket's language.
-    pub text: String,
+    /// Text of the offer in both languages: the screen shows it in the screen's current one
+    /// (a language switch on the goodbye switches it too).
+    pub text: Localized,
 }
 
 /// Everything the printer path needs for one ticket (the store name and layout are the runtime's).

@@ -296,7 +296,7 @@ pub fn view(config: &JourneyConfig, state: &State) -> ScreenView {
             },
             coupon: coupon.as_ref().map(|c| CouponView {
                 code: c.code.clone(),
-                text: c.text.clone(),
+                text: c.text.get(locale).to_owned(),
             }),
             campaign: session
                 .customer
