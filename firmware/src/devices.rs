@@ -328,11 +328,57 @@ fn write_preview(dir: &std::path::Path, name: &str, bytes: &[u8], printer: &Ther
     if let Err(e) = result {
         tracing::warn!(error = %e, file = %name, "cannot write the ticket preview");
     }
+    prune_previews(dir, MAX_PREVIEWS);
+}
+
+/// Ticket pictures kept: a bench kiosk that runs for weeks must not fill its disk.
+const MAX_PREVIEWS: usize = 1000;
+
+/// Deletes the oldest PNGs in `dir` beyond the newest `keep`.
+fn prune_previews(dir: &std::path::Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut pngs: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".png"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    if pngs.len() <= keep {
+        return;
+    }
+    pngs.sort();
+    let excess = pngs.len() - keep;
+    for (_, path) in pngs.into_iter().take(excess) {
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::warn!(error = %e, file = %path.display(), "cannot prune an old ticket preview");
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn previews_beyond_the_newest_are_pruned_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = std::time::SystemTime::now() - std::time::Duration::from_secs(100);
+        for i in 0..5u64 {
+            let p = dir.path().join(format!("t{i}.png"));
+            std::fs::write(&p, b"png").unwrap();
+            let f = std::fs::File::options().write(true).open(&p).unwrap();
+            f.set_modified(t0 + std::time::Duration::from_secs(i)).unwrap();
+        }
+        std::fs::write(dir.path().join("notes.txt"), b"kept").unwrap();
+        prune_previews(dir.path(), 3);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["notes.txt", "t2.png", "t3.png", "t4.png"]);
+    }
 
     #[test]
     fn a_reprints_preview_goes_beside_the_original_never_over_it() {

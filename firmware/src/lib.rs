@@ -10,12 +10,15 @@
 //!    the core's settings);
 //! 2. `devices` (one thread per device, turning driver events into inputs);
 //! 3. `executor` (the task that owns the journey and the queue and runs their effects), with
-//!    the [`staff`] messages it consumes;
+//!    the [`staff`] messages it consumes; [`screen`] (is the kiosk page on the screen; its
+//!    watchdog);
 //! 4. `status`, then [`ui`] (screen, counter and lobby pages; it is handed a status source);
 //! 5. [`runtime`] (starts all of the above in named steps);
-//! 6. `remote_log`, `provision`, `selftest`, [`demo`]; and last [`cli`].
+//! 6. `remote_log`, `provision`, `selftest`, [`bench`] (the simulator control panel of a bench
+//!    kiosk and of the demo), [`demo`]; and last [`cli`].
 
 pub mod accessibility;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod credentials;
@@ -27,6 +30,7 @@ pub mod paths;
 mod provision;
 mod remote_log;
 pub mod runtime;
+pub mod screen;
 mod selftest;
 mod service;
 mod setup;

@@ -257,6 +257,7 @@ pub async fn run(opts: &Options, console: &mut dyn Console) -> Report {
         checks.extend(device_checks(&config, credentials.as_ref(), opts, console).await);
     }
 
+    checks.push(screen_check(&config, running.as_ref()));
     checks.push(speech_check(&config.hardware.speech));
     checks.push(keypad_check(&config.hardware.keypad));
     checks.push(crm_check(&config, credentials.as_ref()).await);
@@ -286,6 +287,110 @@ pub async fn run(opts: &Options, console: &mut dyn Console) -> Report {
         report.checks.push(row);
     }
     report
+}
+
+/// The customer screen: with the kiosk running, a browser shows the kiosk page (its event
+/// stream is open); without it, what the screen needs is installed and its unit enabled. A
+/// bench kiosk (a profile with simulators) has no kiosk browser: skipped there.
+fn screen_check(config: &Config, running: Option<&crate::status::Status>) -> Check {
+    const NAME: &str = "screen";
+    let bench = config.hardware.has_simulators();
+    let fix = "`systemctl status kiosk-browser`, `journalctl -u kiosk-browser -b`;                `sudo systemctl restart kiosk-browser`";
+    if let Some(status) = running {
+        let Some(screen) = &status.screen else {
+            return Check::skip(NAME, "the running kiosk does not report its screen");
+        };
+        return match screen.clients {
+            0 if bench => Check::skip(
+                NAME,
+                format!(
+                    "bench kiosk: no browser shows the kiosk page (open http://{}/)",
+                    config.site.ui.listen
+                ),
+            ),
+            0 => Check::fail(
+                NAME,
+                format!(
+                    "no browser has shown the kiosk page for {} s (live; {} restarts requested)",
+                    screen.for_s, screen.restarts_requested
+                ),
+                fix,
+            ),
+            n => Check::pass(
+                NAME,
+                format!(
+                    "the kiosk page is on the screen ({n} open, for {} s; live)",
+                    screen.for_s
+                ),
+            ),
+        };
+    }
+    if bench {
+        return Check::skip(NAME, "bench kiosk: no kiosk browser is installed for it");
+    }
+    screen_installation(
+        Path::new("/"),
+        systemctl_is_enabled("kiosk-browser.service").as_deref(),
+    )
+}
+
+/// `systemctl is-enabled UNIT`'s answer, `None` without systemctl.
+fn systemctl_is_enabled(unit: &str) -> Option<String> {
+    let out = std::process::Command::new("systemctl")
+        .args(["is-enabled", unit])
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// What the screen needs, under `root`: cage, a Chromium, and the browser unit enabled.
+fn screen_installation(root: &Path, enabled: Option<&str>) -> Check {
+    const NAME: &str = "screen";
+    let has = |paths: &[&str]| {
+        paths
+            .iter()
+            .find(|p| root.join(p.trim_start_matches('/')).exists())
+            .map(|p| (*p).to_owned())
+    };
+    let cage = has(&["/usr/bin/cage"]);
+    let chromium = has(&["/usr/bin/chromium", "/usr/bin/chromium-browser"]);
+    let missing: Vec<&str> = [("cage", cage.is_none()), ("chromium", chromium.is_none())]
+        .into_iter()
+        .filter_map(|(name, gone)| gone.then_some(name))
+        .collect();
+    if !missing.is_empty() {
+        return Check::fail(
+            NAME,
+            format!(
+                "{} not installed: the screen would stay black",
+                missing.join(" and ")
+            ),
+            format!(
+                "`sudo apt-get update && sudo apt-get install {}`",
+                missing.join(" ")
+            ),
+        );
+    }
+    match enabled {
+        Some("enabled" | "static" | "alias" | "indirect") | None => Check::pass(
+            NAME,
+            format!(
+                "{} and {} installed{}; the kiosk page is checked while the kiosk runs",
+                cage.unwrap_or_default(),
+                chromium.unwrap_or_default(),
+                if enabled.is_some() {
+                    ", kiosk-browser.service enabled"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        Some(state) => Check::fail(
+            NAME,
+            format!("kiosk-browser.service is {state}: the screen will not start at boot"),
+            "`sudo systemctl enable --now kiosk-browser`",
+        ),
+    }
 }
 
 /// espeak-ng speaks both languages with the profile's voices, and ALSA has the devices named.
@@ -760,5 +865,44 @@ pub fn print_ticket_on(
             Check::fail("test ticket", e.to_string(), "see the printer row"),
             bytes,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root_with(files: &[&str]) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        for f in files {
+            let p = root.path().join(f.trim_start_matches('/'));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"").unwrap();
+        }
+        root
+    }
+
+    #[test]
+    fn a_kiosk_without_its_browser_fails_the_screen_check_with_the_install_command() {
+        let root = root_with(&["/usr/bin/cage"]);
+        let c = screen_installation(root.path(), Some("enabled"));
+        assert_eq!(c.outcome, Outcome::Fail, "{c:?}");
+        assert!(c.detail.contains("chromium not installed"), "{c:?}");
+        assert!(c.fix.unwrap().contains("apt-get install chromium"));
+
+        let root = root_with(&[]);
+        let c = screen_installation(root.path(), None);
+        assert!(c.detail.contains("cage and chromium"), "{c:?}");
+    }
+
+    #[test]
+    fn a_disabled_browser_unit_fails_and_an_enabled_one_passes() {
+        let root = root_with(&["/usr/bin/cage", "/usr/bin/chromium-browser"]);
+        let c = screen_installation(root.path(), Some("disabled"));
+        assert_eq!(c.outcome, Outcome::Fail, "{c:?}");
+        assert!(c.fix.unwrap().contains("systemctl enable --now kiosk-browser"));
+        let c = screen_installation(root.path(), Some("enabled"));
+        assert_eq!(c.outcome, Outcome::Pass, "{c:?}");
+        assert!(c.detail.contains("/usr/bin/chromium-browser"), "{c:?}");
     }
 }

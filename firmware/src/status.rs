@@ -63,6 +63,9 @@ pub struct Status {
     /// The other kiosks of the store, when it has any (and the kiosk runs).
     #[serde(default)]
     pub store: Option<StoreStatus>,
+    /// The customer screen: kiosk pages open, the watchdog (absent when not running).
+    #[serde(default)]
+    pub screen: Option<crate::screen::ScreenStatus>,
 }
 
 /// This kiosk's place in its store and what it sees of the others.
@@ -191,6 +194,8 @@ pub struct StatusSource {
     pub started_at: OffsetDateTime,
     /// The store link.
     pub store: Option<std::sync::Arc<crate::store::StoreLink>>,
+    /// The customer screen's clients.
+    pub screen: Option<crate::screen::ScreenPresence>,
 }
 
 impl StatusSource {
@@ -255,6 +260,7 @@ impl StatusSource {
                     this_is_sequencer: l.is_sequencer(),
                     peers: l.peer_status(),
                 }),
+            screen: self.screen.as_ref().map(crate::screen::ScreenPresence::status),
         }
     }
 }
@@ -313,6 +319,7 @@ pub fn offline(data_dir: &Path, hardware_profile: &str) -> anyhow::Result<Status
         clock: clock_status(now),
         loops: None,
         store: None,
+        screen: None,
     })
 }
 
@@ -574,6 +581,28 @@ impl Status {
             }
             let _ = writeln!(o);
         }
+        if let Some(screen) = &self.screen {
+            let shown = match screen.clients {
+                0 => format!(
+                    "NO BROWSER ON THE KIOSK PAGE for {}",
+                    human_duration(screen.for_s)
+                ),
+                1 => format!("SHOWING THE KIOSK PAGE for {}", human_duration(screen.for_s)),
+                n => format!(
+                    "SHOWING THE KIOSK PAGE ({n} pages open) for {}",
+                    human_duration(screen.for_s)
+                ),
+            };
+            let watchdog = match screen.watchdog_s {
+                Some(w) => format!(
+                    "  watchdog restarts the browser after {w} s without it ({} restarts so far)",
+                    screen.restarts_requested
+                ),
+                None => "  watchdog off".to_owned(),
+            };
+            row(&mut o, "screen", &format!("{shown}{watchdog}"));
+            let _ = writeln!(o);
+        }
         let j = &self.journal;
         let _ = writeln!(o, "journal");
         row(
@@ -699,6 +728,20 @@ impl Status {
                 "Seconds since the firmware started.",
                 "gauge",
                 &[(String::new(), up as f64)],
+            );
+        }
+        if let Some(screen) = &self.screen {
+            metric(
+                "screen_clients",
+                "Kiosk pages open on a screen (0: the customer sees no kiosk).",
+                "gauge",
+                &[(String::new(), screen.clients as f64)],
+            );
+            metric(
+                "screen_restarts_requested",
+                "Browser restarts the screen watchdog requested since the firmware started.",
+                "counter",
+                &[(String::new(), f64::from(screen.restarts_requested))],
             );
         }
         let devices: Vec<(String, f64)> = self
@@ -942,6 +985,12 @@ mod tests {
                     last_seen_s: Some(125),
                 }],
             }),
+            screen: Some(crate::screen::ScreenStatus {
+                clients: 0,
+                for_s: 130,
+                watchdog_s: Some(90),
+                restarts_requested: 1,
+            }),
         }
     }
 
@@ -965,6 +1014,8 @@ mod tests {
             "OUT OF REACH (last answered 2 min 5 s ago)",
             "store kiosk k-seq is out of reach",
             "numbers from its own block",
+            "NO BROWSER ON THE KIOSK PAGE for 2 min 10 s",
+            "after 90 s without it (1 restarts so far)",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
@@ -1007,6 +1058,7 @@ mod tests {
         assert!(text.contains("kiosk_device_state{device=\"printer\",state=\"absent\"} 1\n"));
         assert!(text.contains("kiosk_sync_link{link=\"offline\"} 1\n"));
         assert!(text.contains("kiosk_clock_skew_seconds -0.25\n"));
+        assert!(text.contains("kiosk_screen_clients 0\n"));
     }
 
     #[test]

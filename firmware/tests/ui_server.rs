@@ -96,6 +96,7 @@ fn channels() -> (
         board: board_rx,
         staff: staff_tx,
         keys: tokio::sync::broadcast::channel(8).0,
+        screen_presence: kiosk::screen::ScreenPresence::new(None),
         speech: None,
     };
     (ch, inputs_rx, screen_tx, board_tx, staff_rx)

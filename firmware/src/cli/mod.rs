@@ -444,6 +444,13 @@ async fn run_kiosk(config_path: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     let data = crate::paths::DataDir::new(&config.site.kiosk.data_dir);
     let credentials = crate::credentials::Credentials::load(&data.credentials())?;
+    // A bench kiosk (simulators in the profile) saves its tickets as pictures and gets the
+    // simulator panel; real hardware gets neither.
+    let bench = crate::bench::wanted(&config).then(|| config.clone());
+    let ticket_previews = config
+        .hardware
+        .printer_is_simulated()
+        .then(|| data.tickets());
     let running = crate::runtime::start(crate::runtime::RunOptions {
         config,
         credentials,
@@ -451,21 +458,42 @@ async fn run_kiosk(config_path: &std::path::Path) -> anyhow::Result<()> {
         ui_listener: None,
         staff_listener: None,
         store_listener: None,
-        ticket_previews: None,
+        ticket_previews: ticket_previews.clone(),
         clock: std::sync::Arc::new(kiosk_journal::clock::SystemClock),
     })
     .await?;
+    let panel = match &bench {
+        Some(config) => match crate::bench::serve(&running, config).await {
+            Ok(panel) => Some(panel),
+            Err(e) => {
+                running.stop().await;
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     let _shipper = crate::remote_log::ship_to(running.db.clone());
-    crate::service::notify_ready(&format!(
-        "serving: screen on {}, staff pages on {}",
+    let mut serving = format!(
+        "serving: screen on http://{}/, staff pages on http://{}/counter",
         running.ui_addr, running.staff_addr
-    ));
+    );
+    if let Some(panel) = &panel {
+        serving.push_str(&format!(", simulator panel on http://{}/", panel.addr));
+    }
+    if let Some(dir) = &ticket_previews {
+        serving.push_str(&format!(", printed tickets in {}", dir.display()));
+    }
+    println!("kiosk {serving}");
+    crate::service::notify_ready(&serving);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
     crate::service::notify_stopping();
+    if let Some(panel) = panel {
+        panel.stop().await;
+    }
     running.stop().await;
     Ok(())
 }

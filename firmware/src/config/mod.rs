@@ -66,6 +66,82 @@ pub struct SiteConfig {
     /// The other kiosks of the store (absent: a store of one kiosk).
     #[serde(default)]
     pub store: StoreSection,
+    /// A bench kiosk's simulator control panel (only with a profile that has simulators).
+    #[serde(default)]
+    pub bench: BenchSection,
+}
+
+/// `[bench]`: what `kiosk run` serves besides the kiosk when the hardware profile has
+/// simulators (a bench kiosk, to rehearse a store or reproduce a report): the simulator control
+/// panel on loopback, and every printed ticket saved as a PNG under the data directory's
+/// `tickets/`. Ignored with real hardware.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BenchSection {
+    /// Serve the panel (default true).
+    #[serde(default = "default_true")]
+    pub panel: bool,
+    /// Where the panel listens: loopback only (default `127.0.0.1`, the UI's port + 3).
+    pub panel_listen: Option<SocketAddr>,
+    /// Known test cards the panel offers to tap (besides an unknown card and a typed UID).
+    #[serde(default)]
+    pub cards: Vec<BenchCard>,
+}
+
+impl Default for BenchSection {
+    fn default() -> Self {
+        BenchSection {
+            panel: true,
+            panel_listen: None,
+            cards: Vec::new(),
+        }
+    }
+}
+
+/// One card in `[bench].cards`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BenchCard {
+    /// What the panel's button says (`Test card: VIP`).
+    pub label: String,
+    /// The card's UID in hex (4, 7 or 10 bytes; `:`, `-` and spaces allowed).
+    pub uid: String,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl SiteConfig {
+    /// Where the bench panel listens: `[bench].panel_listen`, or 127.0.0.1 on the UI's port + 3
+    /// (8083 by default; any free port when the UI's port is 0, as in tests).
+    pub fn bench_panel_addr(&self) -> SocketAddr {
+        self.bench.panel_listen.unwrap_or_else(|| {
+            let port = match self.ui.listen.port() {
+                0 => 0,
+                p => p.saturating_add(3),
+            };
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port))
+        })
+    }
+}
+
+/// A card UID as a person types it: hex digits, 4, 7 or 10 bytes (ISO 14443-3 single, double
+/// and triple size), separators `:`, `-` and spaces ignored.
+pub fn parse_card_uid(text: &str) -> Result<Vec<u8>, String> {
+    let digits: String = text
+        .chars()
+        .filter(|c| !matches!(c, ':' | '-' | ' '))
+        .collect();
+    let uid = hex::decode(&digits).map_err(|_| {
+        "a UID is hex digits (0-9, A-F), e.g. 04A1B2C3 or 04:11:22:33:44:55:66".to_owned()
+    })?;
+    match uid.len() {
+        4 | 7 | 10 => Ok(uid),
+        n => Err(format!(
+            "a UID has 4, 7 or 10 bytes (8, 14 or 20 hex digits); this one has {n}"
+        )),
+    }
 }
 
 /// `[store]`: the kiosks that share this store's queue. The same list, in the same order, on
@@ -252,6 +328,15 @@ pub struct UiSection {
     /// points at the kiosk).
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// Seconds without any browser showing the kiosk page (while the kiosk runs) after which
+    /// the screen is reported absent and the kiosk browser restarted (then again with a doubling
+    /// interval while it stays dark). 0 turns the watchdog off; otherwise 30 to 3600.
+    #[serde(default = "default_screen_watchdog_s")]
+    pub screen_watchdog_s: u32,
+}
+
+fn default_screen_watchdog_s() -> u32 {
+    90
 }
 
 impl Default for UiSection {
@@ -264,6 +349,7 @@ impl Default for UiSection {
             time_warning_s: default_time_warning_s(),
             accessible_time_factor: default_accessible_time_factor(),
             allowed_hosts: Vec::new(),
+            screen_watchdog_s: default_screen_watchdog_s(),
         }
     }
 }
@@ -348,6 +434,27 @@ pub struct HardwareProfile {
     /// The kiosk's own speech (absent: none).
     #[serde(default)]
     pub speech: SpeechSettings,
+}
+
+impl HardwareProfile {
+    /// Whether any device of the profile is a simulator: a bench kiosk (the `simulated`
+    /// profile, or a real one with a simulated part), whose simulator control panel
+    /// `kiosk run` serves on loopback.
+    pub fn has_simulators(&self) -> bool {
+        matches!(self.card_reader, CardReaderSettings::Simulated { .. })
+            || matches!(self.scanner, ScannerSettings::Simulated { .. })
+            || self.printer_is_simulated()
+            || matches!(self.gpio, GpioSettings::Simulated)
+            || matches!(self.keypad, KeypadSettings::Simulated { .. })
+    }
+
+    /// Whether the printer is the virtual one (its tickets can be saved as PNGs).
+    pub fn printer_is_simulated(&self) -> bool {
+        matches!(
+            self.printer.connection,
+            kiosk_drivers::printer::settings::PrinterConnection::Simulated
+        )
+    }
 }
 
 fn default_locale() -> Locale {
@@ -866,6 +973,36 @@ impl SiteConfig {
                 format!(
                     "{} is reachable from the network: the customer screen and local API must listen on 127.0.0.1; use ui.staff_listen for the LAN staff pages",
                     self.ui.listen
+                ),
+            );
+        }
+        if let Some(addr) = self.bench.panel_listen
+            && !addr.ip().is_loopback()
+        {
+            return err(
+                "bench.panel_listen",
+                format!(
+                    "{addr} is reachable from the network: the simulator panel taps cards and prints tickets without a password, so it listens on 127.0.0.1 only"
+                ),
+            );
+        }
+        for (i, c) in self.bench.cards.iter().enumerate() {
+            if c.label.trim().is_empty() {
+                return err(
+                    &format!("bench.cards[{i}].label"),
+                    "expected what the panel's button says, found an empty string".into(),
+                );
+            }
+            if let Err(e) = parse_card_uid(&c.uid) {
+                return err(&format!("bench.cards[{i}].uid"), e);
+            }
+        }
+        let w = self.ui.screen_watchdog_s;
+        if w != 0 && !(30..=3600).contains(&w) {
+            return err(
+                "ui.screen_watchdog_s",
+                format!(
+                    "{w} s: expected 0 (off) or 30 to 3600 seconds (the browser needs up to a minute to start)"
                 ),
             );
         }

@@ -20,8 +20,6 @@
 //! site config gets the same `[store]` list built from the kiosks' ids, each kiosk's URL being
 //! its port on the shop LAN ([`StoreLan`]), whose cables the panel cuts and restores.
 
-mod panel;
-mod switch;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -38,7 +36,8 @@ use crate::paths::DataDir;
 use crate::runtime::{self, RunOptions, Running};
 use kiosk_journal::clock::SystemClock;
 
-pub use switch::{LanPort, Link, NetworkSwitch, StoreLan};
+use crate::bench::panel;
+pub use crate::bench::switch::{LanPort, Link, NetworkSwitch, StoreLan};
 
 /// The counter page PIN of the demo.
 pub const DEMO_PIN: &str = "1234";
@@ -307,6 +306,8 @@ expected_minutes = 6
 listen = "{ui}"
 staff_pin_sha256 = "{pin}"
 idle_timeout_s = 45
+# The demo's screens are tabs of the developer's browser, opened when they like.
+screen_watchdog_s = 0
 
 [privacy]
 policy_version = "demo-2026-01"
@@ -555,8 +556,17 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
             })
             .collect::<Vec<_>>()
             .into(),
-        network: network.clone(),
+        network: Some(network.clone()),
         lan: lan.clone(),
+        cards: crm_endpoint::DEMO_CUSTOMERS
+            .iter()
+            .map(|c| panel::PanelCard {
+                label: format!("{} ({}, {})", c.display_name, c.segment, c.locale),
+                uid: c.uid.to_vec(),
+            })
+            .collect::<Vec<_>>()
+            .into(),
+        kind: panel::PanelKind::Demo { pin: DEMO_PIN },
     };
     {
         let stop = shutdown.clone();

@@ -269,6 +269,11 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
 
     let time = StoreTime::new(&site.kiosk.timezone, opts.clock.clone());
     let (turn_key, code_keys) = code_keys(&opts.credentials)?;
+    let screen_presence = crate::screen::ScreenPresence::new(
+        (site.ui.screen_watchdog_s > 0)
+            .then(|| Duration::from_secs(u64::from(site.ui.screen_watchdog_s))),
+    );
+    let screen_watchdog_tx = device_tx.clone();
     let devices = open_devices(
         &opts,
         code_keys,
@@ -325,6 +330,29 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
         devices.speech.customer.clone(),
         shutdown.clone(),
     ));
+    if site.ui.screen_watchdog_s > 0 {
+        let restart_file = crate::screen::restart_file_from_env();
+        tracing::info!(
+            timeout_s = site.ui.screen_watchdog_s,
+            restart_file = ?restart_file,
+            "screen watchdog on"
+        );
+        let watchdog = crate::screen::watchdog(
+            screen_presence.clone(),
+            Duration::from_secs(u64::from(site.ui.screen_watchdog_s)),
+            restart_file,
+            screen_watchdog_tx,
+        );
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                () = watchdog => {}
+                () = stop.cancelled() => {}
+            }
+        }));
+    } else {
+        drop(screen_watchdog_tx);
+    }
     if let Some(led) = devices.status_led {
         tasks.push(spawn_status_led(
             led,
@@ -342,6 +370,7 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
             board: executor.board,
             staff: staff_tx,
             keys: keys_tx,
+            screen_presence: screen_presence.clone(),
             speech: devices.speech.customer.clone().map(|speaker| {
                 crate::accessibility::CustomerSpeech {
                     speaker,
@@ -375,6 +404,7 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
         started,
         started_at: time::OffsetDateTime::now_utc(),
         store: Some(store.clone()),
+        screen: Some(screen_presence),
     });
     tasks.push(spawn_retention(
         db.clone(),

@@ -95,6 +95,9 @@ pub struct UiChannels {
     pub staff: mpsc::Sender<StaffRequest>,
     /// Keypad keys, forwarded to the kiosk screen on its event stream.
     pub keys: tokio::sync::broadcast::Sender<kiosk_drivers::keypad::Key>,
+    /// Counts the kiosk pages open on a screen (their event streams), for the screen watchdog
+    /// and `kiosk status`.
+    pub screen_presence: crate::screen::ScreenPresence,
     /// The kiosk's own speech for the customer, if the hardware profile has it.
     pub speech: Option<crate::accessibility::CustomerSpeech>,
 }

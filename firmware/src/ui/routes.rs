@@ -14,7 +14,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures::Stream;
+use futures::{Stream, StreamExt as _};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 
@@ -259,8 +259,18 @@ async fn kiosk_stream(
             }
         }
     });
-    Sse::new(futures::stream::select(views, keys)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+    // The stream holds the screen's presence while it is open: the watchdog counts on it.
+    let client = app.0.channels.screen_presence.connect();
+    let stream = futures::stream::select(views, keys).map(move |event| {
+        let _held = &client;
+        event
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(SCREEN_KEEP_ALIVE))
 }
+
+/// The kiosk screen's keep-alive: a browser that died is noticed when a write to it fails, so
+/// this bounds how late the screen watchdog learns of it.
+const SCREEN_KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// What the kiosk page asks the kiosk to say: the text it shows.
 #[derive(Debug, Deserialize)]

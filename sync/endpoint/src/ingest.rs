@@ -333,6 +333,7 @@ pub fn device_name(d: DeviceKind) -> &'static str {
         DeviceKind::PresenceSensor => "presence_sensor",
         DeviceKind::Network => "network",
         DeviceKind::Storage => "storage",
+        DeviceKind::Screen => "screen",
     }
 }
 

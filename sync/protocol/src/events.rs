@@ -232,6 +232,8 @@ pub enum DeviceKind {
     Network,
     /// The local journal's storage.
     Storage,
+    /// The customer screen: the kiosk browser showing the kiosk page (its event stream open).
+    Screen,
 }
 
 /// Why the kiosk process started.

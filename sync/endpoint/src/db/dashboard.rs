@@ -275,7 +275,7 @@ pub struct KioskStatus {
 /// A device's last reported status (`device_status_changed`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceState {
-    /// `printer`, `scanner`, `card_reader`, `presence_sensor`, `network`, `storage`.
+    /// `printer`, `scanner`, `card_reader`, `presence_sensor`, `network`, `storage`, `screen`.
     pub device: String,
     /// `ok`, `degraded` or `absent`.
     pub status: String,

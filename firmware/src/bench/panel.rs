@@ -1,13 +1,19 @@
-//! The demo's simulator control panel: for each kiosk of the store, tap a seeded card or an
-//! unknown one, take it away, scan a code (the last ticket's QR, a product barcode, any text,
-//! noise), take the paper out, open the cover, step in front of it, cut its cable on the shop LAN
-//! and see which kiosks it reaches and the tickets it printed; for the whole store, cut the
-//! network to the CRM. Every button drives a simulator or a relay through the real protocol
-//! (MFRC522 registers, pty bytes, ESC/POS status, TCP), never the engine directly.
+//! The simulator control panel, of the demo's store and of a bench kiosk (`kiosk run` on a
+//! profile with simulators): for each kiosk, tap a known card (the demo's seeded customers, the
+//! bench's `[bench].cards`), an unknown one or one by its UID, take it away, scan a code (the
+//! last ticket's QR, a product barcode, any text, noise), take the paper out, open the cover,
+//! step in front of it, cut its cable on the shop LAN and see which kiosks it reaches and the
+//! tickets it printed; for the demo's whole store, cut the network to the CRM. Every button
+//! drives a simulator or a relay through the real protocol (MFRC522 registers, pty bytes,
+//! ESC/POS status, TCP), never the engine directly.
 //!
 //! The API: `/api/kiosks/{n}/card|scan|printer|presence|lan` act on kiosk `n` (1 to N);
 //! `/api/card|scan|printer|presence` on kiosk 1, as before the store had several kiosks;
-//! `/api/network` on the link to the CRM; `/api/state` shows everything.
+//! `/api/network` on the link to the CRM (the demo only); `/api/state` shows everything.
+//!
+//! The panel listens on loopback only and answers only requests addressed to a loopback name
+//! (`127.0.0.1`, `[::1]`, `localhost`), so a web page elsewhere cannot drive it by DNS
+//! rebinding.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -47,15 +53,40 @@ pub struct PanelKiosk {
     pub offline_switch: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// A known card the panel can tap.
+#[derive(Debug, Clone)]
+pub struct PanelCard {
+    /// What the button says (`Ana (vip, es)`).
+    pub label: String,
+    /// Its UID (4, 7 or 10 bytes). Never shown: the panel names the card by its label.
+    pub uid: Vec<u8>,
+}
+
+/// Whose panel this is.
+#[derive(Debug, Clone)]
+pub enum PanelKind {
+    /// `kiosk demo`: the staff PIN is the demo's.
+    Demo {
+        /// The counter page's PIN, shown beside its link.
+        pin: &'static str,
+    },
+    /// `kiosk run` on a bench kiosk: the site's own staff PIN (not shown).
+    Bench,
+}
+
 /// What the panel handlers share.
 #[derive(Clone)]
 pub struct PanelState {
     /// The kiosks, kiosk 1 first.
     pub kiosks: Arc<[PanelKiosk]>,
-    /// The network switch to the CRM.
-    pub network: NetworkSwitch,
+    /// The network switch to the CRM (the demo's; a bench kiosk syncs with its own CRM).
+    pub network: Option<NetworkSwitch>,
     /// The shop LAN between the kiosks (2 kiosks or more).
     pub lan: Option<StoreLan>,
+    /// The known cards.
+    pub cards: Arc<[PanelCard]>,
+    /// Demo or bench.
+    pub kind: PanelKind,
 }
 
 /// A kiosk number the store does not have.
@@ -91,7 +122,7 @@ impl PanelState {
 
 /// The panel's routes.
 pub fn router(state: PanelState) -> Router {
-    Router::new()
+    let app = Router::new()
         .route("/", get(page))
         .route("/api/state", get(panel_state))
         .route("/api/card", post(card_at_first))
@@ -107,7 +138,39 @@ pub fn router(state: PanelState) -> Router {
         .route("/api/kiosks/{n}/keypad", post(keypad))
         .route("/tickets/{name}", get(ticket_png_of_first))
         .route("/kiosks/{n}/tickets/{name}", get(ticket_png))
-        .with_state(state)
+        .with_state(state);
+    app.layer(axum::middleware::from_fn(loopback_host_only))
+}
+
+/// Refuses requests whose `Host` is not a loopback name: the panel drives the kiosk's devices
+/// without a password, so only this machine's own pages may reach it.
+async fn loopback_host_only(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if is_loopback_host(host) {
+        next.run(req).await
+    } else {
+        (
+            StatusCode::MISDIRECTED_REQUEST,
+            "the simulator panel answers only at 127.0.0.1, [::1] or localhost",
+        )
+            .into_response()
+    }
+}
+
+/// `127.0.0.1:8083`, `[::1]:8083`, `localhost:8083` (port optional).
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(rest, |(ip, _)| ip),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 // Kiosk 1's devices at the paths they had before the store had several kiosks.
@@ -131,13 +194,20 @@ async fn ticket_png_of_first(s: State<PanelState>, Path(name): Path<String>) -> 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum CardAction {
-    /// Tap a seeded customer's card (index into the demo customers).
+    /// Tap a known card (index into the panel's cards: the demo's customers, the bench's
+    /// `[bench].cards`).
     Customer {
         /// Which one.
         index: usize,
     },
     /// Tap a card nobody registered.
     Unknown,
+    /// Tap the card with this UID (hex, 4, 7 or 10 bytes; `:`, `-` and spaces ignored), e.g. to
+    /// reproduce what a customer's card did.
+    Uid {
+        /// The UID.
+        uid: String,
+    },
     /// Take every card away.
     Remove,
 }
@@ -255,8 +325,10 @@ pub struct KioskView {
 /// What the panel shows: the whole store, with kiosk 1's devices at the top level as before.
 #[derive(Debug, Serialize)]
 pub struct PanelView {
+    /// Whether the link to the CRM is up (always, where the panel has no switch).
     network_up: bool,
-    network: Link,
+    /// The demo's switch to the CRM (`null` on a bench kiosk).
+    network: Option<Link>,
     customers: Vec<String>,
     kiosks: Vec<KioskView>,
     #[serde(flatten)]
@@ -352,12 +424,9 @@ async fn panel_state(State(s): State<PanelState>) -> Json<PanelView> {
         status_led: false,
     });
     Json(PanelView {
-        network_up: s.network.is_up(),
-        network: s.network.link(),
-        customers: crm_endpoint::DEMO_CUSTOMERS
-            .iter()
-            .map(|c| format!("{} ({}, {})", c.display_name, c.segment, c.locale))
-            .collect(),
+        network_up: s.network.as_ref().is_none_or(NetworkSwitch::is_up),
+        network: s.network.as_ref().map(NetworkSwitch::link),
+        customers: s.cards.iter().map(|c| c.label.clone()).collect(),
         kiosks: s.kiosks.iter().map(|k| kiosk_view(&s, k)).collect(),
         devices,
     })
@@ -380,9 +449,23 @@ async fn card(
             sim.remove_all();
             return StatusCode::NO_CONTENT.into_response();
         }
-        CardAction::Customer { index } => match crm_endpoint::DEMO_CUSTOMERS.get(index) {
-            Some(c) => c.uid.to_vec(),
-            None => return (StatusCode::NOT_FOUND, "no such demo customer").into_response(),
+        CardAction::Customer { index } => match s.cards.get(index) {
+            Some(c) => c.uid.clone(),
+            None => {
+                return (
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "no known card {index}: the panel has {} (0 to {})",
+                        s.cards.len(),
+                        s.cards.len().saturating_sub(1)
+                    ),
+                )
+                    .into_response();
+            }
+        },
+        CardAction::Uid { uid } => match crate::config::parse_card_uid(&uid) {
+            Ok(uid) => uid,
+            Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
         },
         // A fresh 7-byte UID each time (NXP manufacturer byte 0x04).
         CardAction::Unknown => {
@@ -528,10 +611,20 @@ async fn presence(
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn network(State(s): State<PanelState>, Json(a): Json<NetworkAction>) -> StatusCode {
-    s.network.set_link(a.link());
-    StatusCode::NO_CONTENT
+async fn network(State(s): State<PanelState>, Json(a): Json<NetworkAction>) -> Response {
+    match &s.network {
+        Some(network) => {
+            network.set_link(a.link());
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => (
+            StatusCode::CONFLICT,
+            "a bench kiosk syncs with its CRM directly: there is no switch to cut (unplug the network instead)",
+        )
+            .into_response(),
+    }
 }
+
 
 /// Cuts, stalls or restores kiosk `n`'s cable on the shop LAN.
 async fn lan(
@@ -607,12 +700,14 @@ fn render_page(s: &PanelState) -> String {
         kiosks.push_str(&format!(
             r#"<section class="kiosk" data-kiosk="{n}" aria-labelledby="k{n}-title">
 <h2 id="k{n}-title">{title}</h2>
-<p class="links"><a href="{screen}" target="_blank">Screen</a> · <a href="{staff}/counter" target="_blank">Counter page</a> (PIN {pin}) · <a href="{staff}/lobby" target="_blank">Lobby display</a> <span class="id">id {id}</span></p>
+<p class="links"><a href="{screen}" target="_blank">Screen</a> · <a href="{staff}/counter" target="_blank">Counter page</a> ({pin}) · <a href="{staff}/lobby" target="_blank">Lobby display</a> <span class="id">id {id}</span></p>
 {lan}
 <h3>Card reader (MFRC522 simulator)</h3>
 <div class="buttons" data-role="cards"></div>
 <div class="buttons"><button type="button" data-testid="tap-unknown" data-act="card" data-body='{{"action":"unknown"}}'>Tap an unknown card</button>
 <button type="button" data-testid="remove-card" data-act="card" data-body='{{"action":"remove"}}'>Take the card away</button></div>
+<p class="scan-text"><label for="k{n}-uid">Card UID (hex)</label> <input id="k{n}-uid" data-role="uid" autocomplete="off" spellcheck="false" placeholder="04A1B2C3">
+<button type="button" data-testid="tap-uid" data-act="card-uid">Tap this card</button></p>
 <h3>Scanner (pty)</h3>
 <div class="buttons"><button type="button" data-testid="scan-last-ticket" data-act="scan" data-body='{{"action":"last_ticket"}}'>Scan the last ticket's QR</button>
 <button type="button" data-testid="scan-product" data-act="scan" data-body='{{"action":"product"}}'>Scan a product EAN-13</button>
@@ -639,17 +734,32 @@ fn render_page(s: &PanelState) -> String {
 "#,
             screen = esc(&k.kiosk_url),
             staff = esc(&k.staff_url),
-            pin = super::DEMO_PIN,
+            pin = match &s.kind {
+                PanelKind::Demo { pin } => format!("PIN {pin}"),
+                PanelKind::Bench => "the site's staff PIN".to_owned(),
+            },
             id = esc(&k.store.me),
         ));
     }
+    let (title, crm) = match (&s.kind, &s.network) {
+        (PanelKind::Demo { .. }, Some(_)) => ("Kiosk demo: simulator control panel", CRM_SECTION),
+        (PanelKind::Demo { .. }, None) => ("Kiosk demo: simulator control panel", ""),
+        (PanelKind::Bench, _) => ("Bench kiosk: simulator control panel", ""),
+    };
     PAGE.replace("{{KIOSKS}}", &kiosks)
         .replace("{{STORE_CLASS}}", if store { "store" } else { "single" })
+        .replace("{{TITLE}}", title)
+        .replace("{{CRM}}", crm)
 }
+
+/// The demo's switch to the CRM.
+const CRM_SECTION: &str = r#"<section aria-labelledby="crm-title"><h2 id="crm-title">Network to the CRM</h2>
+<button type="button" id="net" data-testid="network" data-act="network"></button>
+<button type="button" id="stall" data-testid="network-stall" data-act="network-stall"></button></section>"#;
 
 const PAGE: &str = r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Kiosk demo: simulators</title>
+<title>{{TITLE}}</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:1.5rem;background:#f4f5f7;color:#111;line-height:1.4}
 h1{font-size:1.4rem}h2{font-size:1.2rem;margin:0 0 .4rem}h3{font-size:1rem;margin:.9rem 0 .3rem}
@@ -665,13 +775,11 @@ input{font-size:1rem;min-height:44px;padding:0 .5rem;border:1px solid #555;borde
 #msg{min-height:1.4rem;color:#a00020;font-weight:600}code{word-break:break-all}
 .id{color:#444;font-size:.9rem}.peer-ok{color:#0a6b2d}.peer-down{color:#a00020}
 </style></head><body>
-<h1>Kiosk demo: simulator control panel</h1>
+<h1>{{TITLE}}</h1>
 <p id="msg" role="status" aria-live="polite"></p>
 <div class="kiosks {{STORE_CLASS}}">
 {{KIOSKS}}</div>
-<section aria-labelledby="crm-title"><h2 id="crm-title">Network to the CRM</h2>
-<button type="button" id="net" data-testid="network" data-act="network"></button>
-<button type="button" id="stall" data-testid="network-stall" data-act="network-stall"></button></section>
+{{CRM}}
 <script>
 let st={kiosks:[]};
 const say=(t)=>{document.getElementById('msg').textContent=t;};
@@ -687,6 +795,7 @@ document.addEventListener('click',(ev)=>{
   switch(b.dataset.act){
     case 'card':case 'scan':case 'keypad':post(base+b.dataset.act,JSON.parse(b.dataset.body));break;
     case 'scan-text':post(base+'scan',{action:'text',text:sec.querySelector('[data-role=text]').value});break;
+    case 'card-uid':post(base+'card',{action:'uid',uid:sec.querySelector('[data-role=uid]').value});break;
     case 'printer':{const f={paper_out:k.paper_out,cover_open:k.cover_open,offline:k.offline};f[b.dataset.fault]=!f[b.dataset.fault];post(base+'printer',f);break;}
     case 'presence':post(base+'presence',{here:!k.someone_here});break;
     case 'lan':post(base+'lan',{up:k.lan!=='up'});break;
@@ -716,7 +825,8 @@ function show(sec,k){
 async function refresh(){
   try{st=await (await fetch('/api/state')).json();}catch(e){say('The demo does not answer: '+e);return;}
   for(const k of st.kiosks){const sec=document.querySelector('[data-kiosk="'+k.number+'"]');if(sec)show(sec,k);}
-  const n=document.getElementById('net');n.textContent=st.network==='up'?'Network is up: cut it':(st.network==='cut'?'Network is cut: restore it':'Network is stalled: restore it');n.className=st.network==='up'?'':'on';
+  const n=document.getElementById('net');if(!n){document.body.dataset.ready='1';return;}
+  n.textContent=st.network==='up'?'Network is up: cut it':(st.network==='cut'?'Network is cut: restore it':'Network is stalled: restore it');n.className=st.network==='up'?'':'on';
   const sl=document.getElementById('stall');sl.textContent=st.network==='stalled'?'Stalled (nothing answers): restore':'Stall it (nothing answers)';sl.className=st.network==='stalled'?'on':'';
   document.body.dataset.ready='1';
 }
