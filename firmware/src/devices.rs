@@ -368,7 +368,8 @@ mod tests {
             let p = dir.path().join(format!("t{i}.png"));
             std::fs::write(&p, b"png").unwrap();
             let f = std::fs::File::options().write(true).open(&p).unwrap();
-            f.set_modified(t0 + std::time::Duration::from_secs(i)).unwrap();
+            f.set_modified(t0 + std::time::Duration::from_secs(i))
+                .unwrap();
         }
         std::fs::write(dir.path().join("notes.txt"), b"kept").unwrap();
         prune_previews(dir.path(), 3);

@@ -251,10 +251,16 @@ mod tests {
         let h = next_health(&mut rx).await;
         assert_eq!(h.state, kiosk_drivers::DeviceHealth::Absent);
         let reason = h.reason.unwrap();
-        assert!(reason.contains("no browser has shown the kiosk page"), "{reason}");
+        assert!(
+            reason.contains("no browser has shown the kiosk page"),
+            "{reason}"
+        );
         assert!(reason.contains("browser restart 1 requested"), "{reason}");
         let line = std::fs::read_to_string(&file).unwrap();
-        assert!(line.starts_with("no browser has shown the kiosk page for 6"), "{line}");
+        assert!(
+            line.starts_with("no browser has shown the kiosk page for 6"),
+            "{line}"
+        );
         assert_eq!(presence.status().restarts_requested, 1);
 
         // The next request waits two timeouts more (backoff), not one.

@@ -900,7 +900,11 @@ mod tests {
         let root = root_with(&["/usr/bin/cage", "/usr/bin/chromium-browser"]);
         let c = screen_installation(root.path(), Some("disabled"));
         assert_eq!(c.outcome, Outcome::Fail, "{c:?}");
-        assert!(c.fix.unwrap().contains("systemctl enable --now kiosk-browser"));
+        assert!(
+            c.fix
+                .unwrap()
+                .contains("systemctl enable --now kiosk-browser")
+        );
         let c = screen_installation(root.path(), Some("enabled"));
         assert_eq!(c.outcome, Outcome::Pass, "{c:?}");
         assert!(c.detail.contains("/usr/bin/chromium-browser"), "{c:?}");

@@ -260,7 +260,10 @@ impl StatusSource {
                     this_is_sequencer: l.is_sequencer(),
                     peers: l.peer_status(),
                 }),
-            screen: self.screen.as_ref().map(crate::screen::ScreenPresence::status),
+            screen: self
+                .screen
+                .as_ref()
+                .map(crate::screen::ScreenPresence::status),
         }
     }
 }
@@ -587,7 +590,10 @@ impl Status {
                     "NO BROWSER ON THE KIOSK PAGE for {}",
                     human_duration(screen.for_s)
                 ),
-                1 => format!("SHOWING THE KIOSK PAGE for {}", human_duration(screen.for_s)),
+                1 => format!(
+                    "SHOWING THE KIOSK PAGE for {}",
+                    human_duration(screen.for_s)
+                ),
                 n => format!(
                     "SHOWING THE KIOSK PAGE ({n} pages open) for {}",
                     human_duration(screen.for_s)

@@ -472,3 +472,358 @@ async fn provision_run_status_and_reprovision_keep_every_event() {
         "{qr}"
     );
 }
+
+/// Polls the kiosk's live status (`kiosk status --json`'s source) until `pred` holds.
+async fn status_until(
+    port: u16,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let status: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/api/status"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if pred(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never {what}; last status: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn view_until(
+    port: u16,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let view: serde_json::Value =
+            reqwest::get(format!("http://127.0.0.1:{port}/api/kiosk/view"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        if pred(&view) {
+            return view;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the screen never showed {what}; last: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A bench kiosk: `kiosk run` on the simulated profile, provisioned against a real CRM, is
+/// driven from its simulator panel (a known test card greets its customer, the ticket comes out
+/// as a PNG), the panel answers only loopback names, and the screen watchdog sees the kiosk
+/// page come and go: absent in the status and at the CRM, a restart request for systemd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bench_kiosk_is_driven_from_its_panel_and_its_screen_is_watched() {
+    let dir = tempfile::tempdir().unwrap();
+    let crm = Crm::start(dir.path()).await;
+    let port = free_port();
+    let etc = seed_site_config(dir.path(), port);
+    let site = etc.join("site.toml");
+    let data = dir.path().join("data");
+    let out = run_cmd(provision_cmd(&etc, &data, &crm.url(), &crm.code().await)).await;
+    assert!(out.status.success(), "{}", text(&out));
+    // The watchdog at its shortest, and Ana's card (a demo customer of the seeded CRM) as a
+    // known test card.
+    let panel_port = free_port();
+    let mut config = std::fs::read_to_string(&site)
+        .unwrap()
+        .replace("screen_watchdog_s = 90", "screen_watchdog_s = 10");
+    config.push_str(&format!(
+        "\n[bench]\npanel_listen = \"127.0.0.1:{panel_port}\"\ncards = [{{ label = \"Ana (test card)\", uid = \"04:A1:B2:C3\" }}]\n"
+    ));
+    std::fs::write(&site, config).unwrap();
+    let run_dir = dir.path().join("run");
+    std::fs::create_dir(&run_dir).unwrap();
+
+    let sock = dir.path().join("notify-bench.sock");
+    let notify = UnixDatagram::bind(&sock).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let child = kiosk()
+        .args(["run", "--config"])
+        .arg(&site)
+        .env("NOTIFY_SOCKET", &sock)
+        .env("RUNTIME_DIRECTORY", &run_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let service = Service { child, notify };
+    let ready = service.wait_for("READY=1");
+    let status_line = ready.last().unwrap().clone();
+    assert!(
+        status_line.contains(&format!(
+            "simulator panel on http://127.0.0.1:{panel_port}/"
+        )),
+        "{status_line}"
+    );
+    assert!(status_line.contains("printed tickets in"), "{status_line}");
+
+    kiosk_sync::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let panel = |path: &str| format!("http://127.0.0.1:{panel_port}{path}");
+    let page = http
+        .get(panel("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Bench kiosk: simulator control panel"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("Network to the CRM"),
+        "a bench kiosk has no switch to cut"
+    );
+    assert!(
+        !page.contains("04A1B2C3") && !page.contains("04:A1"),
+        "the UID is never shown"
+    );
+    let state: serde_json::Value = http
+        .get(panel("/api/state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["customers"], serde_json::json!(["Ana (test card)"]));
+    assert_eq!(state["network"], serde_json::Value::Null);
+
+    // Only loopback names: a page of another site (DNS rebinding) is refused.
+    let res = http
+        .get(panel("/api/state"))
+        .header("host", "evil.example:80")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::MISDIRECTED_REQUEST);
+    let res = http
+        .post(panel("/api/network"))
+        .json(&serde_json::json!({"up": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::CONFLICT);
+    let res = http
+        .post(panel("/api/kiosks/1/card"))
+        .json(&serde_json::json!({"action": "uid", "uid": "04A1B2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::BAD_REQUEST);
+    assert!(res.text().await.unwrap().contains("4, 7 or 10 bytes"));
+
+    // A browser opens the kiosk page: the screen has its client.
+    let stream = http
+        .get(format!("http://127.0.0.1:{port}/api/kiosk/stream"))
+        .send()
+        .await
+        .unwrap();
+    assert!(stream.status().is_success());
+    status_until(port, "one screen client", Duration::from_secs(10), |s| {
+        s["screen"]["clients"] == 1
+    })
+    .await;
+
+    // Ana taps her test card on the panel: greeted by name; she takes a ticket.
+    let tap = http
+        .post(panel("/api/kiosks/1/card"))
+        .json(&serde_json::json!({"action": "customer", "index": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tap.status(), reqwest::StatusCode::NO_CONTENT);
+    let greeting = view_until(port, "Ana's greeting", |v| {
+        v["body"]["screen"] == "greeting"
+    })
+    .await;
+    assert_eq!(greeting["body"]["name"], "Ana", "{greeting}");
+    http.post(panel("/api/kiosks/1/card"))
+        .json(&serde_json::json!({"action": "remove"}))
+        .send()
+        .await
+        .unwrap();
+    let touch = |body: serde_json::Value| {
+        http.post(format!("http://127.0.0.1:{port}/api/kiosk/touch"))
+            .json(&body)
+            .send()
+    };
+    touch(serde_json::json!({"action": "continue"}))
+        .await
+        .unwrap();
+    view_until(port, "the services", |v| {
+        v["body"]["screen"] == "choose_service"
+    })
+    .await;
+    touch(serde_json::json!({"action": "choose_service", "service": "A"}))
+        .await
+        .unwrap();
+    let goodbye = view_until(port, "a printed ticket", |v| {
+        v["body"]["screen"] == "goodbye" && v["body"]["printed"] == true
+    })
+    .await;
+    let label = goodbye["body"]["turn"]["label"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tickets = data.join("tickets");
+    let pngs: Vec<String> = std::fs::read_dir(&tickets)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let png = pngs
+        .iter()
+        .find(|n| n.starts_with(&label) && n.ends_with(".png"))
+        .unwrap_or_else(|| panic!("no PNG of {label} in {pngs:?}"));
+    // The panel shows it, and scanning "the last ticket" works from there.
+    let state: serde_json::Value = http
+        .get(panel("/api/state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        state["kiosks"][0]["tickets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == png.as_str()),
+        "{state}"
+    );
+    let picture = http
+        .get(panel(&format!("/kiosks/1/tickets/{png}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(picture.headers()["content-type"], "image/png");
+
+    // The browser goes away: after the watchdog's 10 s the screen is absent, in the status and
+    // at the CRM, and systemd is asked to restart the browser.
+    drop(stream);
+    let status = status_until(
+        port,
+        "the screen reported absent",
+        Duration::from_secs(60),
+        |s| {
+            s["devices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| d["device"] == "screen" && d["state"] == "absent")
+        },
+    )
+    .await;
+    assert_eq!(status["screen"]["clients"], 0, "{status}");
+    assert!(
+        status["screen"]["restarts_requested"].as_u64().unwrap() >= 1,
+        "{status}"
+    );
+    let request = std::fs::read_to_string(run_dir.join("screen-restart")).unwrap();
+    assert!(
+        request.starts_with("no browser has shown the kiosk page for 1"),
+        "{request}"
+    );
+    let out = run_cmd({
+        let mut c = kiosk();
+        c.args(["status", "--config"]).arg(&site);
+        c
+    })
+    .await;
+    let screen_text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        screen_text.contains("NO BROWSER ON THE KIOSK PAGE"),
+        "{screen_text}"
+    );
+    assert!(
+        screen_text.contains("screen is absent: no browser has shown the kiosk page"),
+        "{screen_text}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    // The self-test knows a bench kiosk has no kiosk browser of its own.
+    let out = run_cmd({
+        let mut c = kiosk();
+        c.args(["selftest", "--non-interactive", "--config"])
+            .arg(&site);
+        c
+    })
+    .await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("screen "))
+        .unwrap_or_else(|| panic!("no screen row in\n{table}"));
+    assert!(row.contains("skip") && row.contains("bench kiosk"), "{row}");
+    // The CRM's dashboard shows it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+        let dash = crm
+            .db
+            .dashboard(crm_endpoint::db::DashboardQuery::new(
+                crm_endpoint::DEMO_STORE_ID,
+                now_ms - 3_600_000,
+                now_ms,
+            ))
+            .await
+            .unwrap();
+        let screen = dash
+            .kiosks
+            .iter()
+            .flat_map(|k| &k.devices)
+            .find(|d| d.device == "screen");
+        if let Some(d) = screen
+            && d.status == "absent"
+        {
+            assert!(
+                d.reason.as_deref().unwrap().contains("browser restart"),
+                "{d:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the CRM never showed the screen absent: {screen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // A browser comes back: ok again.
+    let _again = http
+        .get(format!("http://127.0.0.1:{port}/api/kiosk/stream"))
+        .send()
+        .await
+        .unwrap();
+    status_until(port, "the screen ok again", Duration::from_secs(30), |s| {
+        s["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["device"] == "screen" && d["state"] == "ok")
+    })
+    .await;
+    let (exit, _) = service.terminate();
+    assert!(exit.success(), "{exit:?}");
+}

@@ -625,7 +625,6 @@ async fn network(State(s): State<PanelState>, Json(a): Json<NetworkAction>) -> R
     }
 }
 
-
 /// Cuts, stalls or restores kiosk `n`'s cable on the shop LAN.
 async fn lan(
     State(s): State<PanelState>,
@@ -706,7 +705,7 @@ fn render_page(s: &PanelState) -> String {
 <div class="buttons" data-role="cards"></div>
 <div class="buttons"><button type="button" data-testid="tap-unknown" data-act="card" data-body='{{"action":"unknown"}}'>Tap an unknown card</button>
 <button type="button" data-testid="remove-card" data-act="card" data-body='{{"action":"remove"}}'>Take the card away</button></div>
-<p class="scan-text"><label for="k{n}-uid">Card UID (hex)</label> <input id="k{n}-uid" data-role="uid" autocomplete="off" spellcheck="false" placeholder="04A1B2C3">
+<p class="scan-text"><label for="k{n}-uid">Card UID (hex)</label> <input id="k{n}-uid" data-role="uid" autocomplete="off" spellcheck="false" placeholder="e.g. 04 11 22 33">
 <button type="button" data-testid="tap-uid" data-act="card-uid">Tap this card</button></p>
 <h3>Scanner (pty)</h3>
 <div class="buttons"><button type="button" data-testid="scan-last-ticket" data-act="scan" data-body='{{"action":"last_ticket"}}'>Scan the last ticket's QR</button>

@@ -330,7 +330,8 @@ pub struct UiSection {
     pub allowed_hosts: Vec<String>,
     /// Seconds without any browser showing the kiosk page (while the kiosk runs) after which
     /// the screen is reported absent and the kiosk browser restarted (then again with a doubling
-    /// interval while it stays dark). 0 turns the watchdog off; otherwise 30 to 3600.
+    /// interval while it stays dark). 0 turns the watchdog off; otherwise 10 to 3600 (longer than
+    /// the browser takes to start: up to a minute on a Pi).
     #[serde(default = "default_screen_watchdog_s")]
     pub screen_watchdog_s: u32,
 }
@@ -998,11 +999,11 @@ impl SiteConfig {
             }
         }
         let w = self.ui.screen_watchdog_s;
-        if w != 0 && !(30..=3600).contains(&w) {
+        if w != 0 && !(10..=3600).contains(&w) {
             return err(
                 "ui.screen_watchdog_s",
                 format!(
-                    "{w} s: expected 0 (off) or 30 to 3600 seconds (the browser needs up to a minute to start)"
+                    "{w} s: expected 0 (off) or 10 to 3600 seconds (more than the browser needs to start: up to a minute on a Pi)"
                 ),
             );
         }

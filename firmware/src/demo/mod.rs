@@ -20,7 +20,6 @@
 //! site config gets the same `[store]` list built from the kiosks' ids, each kiosk's URL being
 //! its port on the shop LAN ([`StoreLan`]), whose cables the panel cuts and restores.
 
-
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
