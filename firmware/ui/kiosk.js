@@ -526,3 +526,19 @@ const events = new EventSource("/api/kiosk/stream");
 events.addEventListener("view", (e) => render(JSON.parse(e.data)));
 // For a11y.js: the keypad's keys arrive on this stream, and touches go out the same way.
 window.kiosk = { events, send };
+
+// The screen never blanks while the kiosk page is up (a screen that stays black after hours of
+// blanking is the classic kiosk failure): hold a screen wake lock, taken again whenever the page
+// becomes visible (the browser drops it when the page is hidden). The unit and the kernel keep
+// the console blanker off too; this covers the compositor's idle handling.
+async function keepAwake() {
+  if (!("wakeLock" in navigator) || document.visibilityState !== "visible") return;
+  try {
+    const lock = await navigator.wakeLock.request("screen");
+    lock.addEventListener("release", () => setTimeout(keepAwake, 1000));
+  } catch (e) {
+    // Refused (no permission, or the page is hidden): try again on the next visibility change.
+  }
+}
+document.addEventListener("visibilitychange", keepAwake);
+keepAwake();
