@@ -23,6 +23,14 @@
 //!
 //! Verification checks the tag in constant time before the record is parsed, so nothing an
 //! attacker sends reaches the record parser unless it was signed with the key.
+//!
+//! # Links
+//!
+//! A turn ticket's QR carries its payload inside a link a phone camera opens
+//! (`https://crm.example.com/t/KT1.<payload>.<tag>`: the customer's live turn page). Scanned
+//! text that is such a link is read as the payload it carries ([`payload_in`]): from the first
+//! kiosk prefix that follows a non-alphanumeric character, so a scanner typing `:` or `/` in
+//! another keyboard layout still yields the payload, whose characters every layout types alike.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -239,6 +247,7 @@ pub fn decode(text: &str, keys: &CodeKeys, today: Date) -> Result<Code, CodeErro
     if text.is_empty() {
         return Err(CodeError::Empty);
     }
+    let text = payload_in(text);
     if let Some(kind) = kiosk_payload_kind(text) {
         return match kind {
             PayloadKind::Turn => {
@@ -313,6 +322,29 @@ pub fn gs1_check_digit(data: &[u8]) -> u8 {
 }
 
 /// Which kiosk payload `text` claims to be, by its `KT`/`KC` + digits + `.` head.
+/// The kiosk payload scanned text carries: the text itself, or, for a link (text starting
+/// with `http`, any case), the part from the first kiosk prefix (`KT1.`, `KC1.`, ...) that follows
+/// a non-alphanumeric character. Text that is neither is returned as it is.
+pub fn payload_in(text: &str) -> &str {
+    if !text
+        .get(..4)
+        .is_some_and(|h| h.eq_ignore_ascii_case("http"))
+    {
+        return text;
+    }
+    text.char_indices()
+        .skip(1)
+        .filter(|&(i, _)| {
+            text[..i]
+                .chars()
+                .next_back()
+                .is_some_and(|c| !c.is_ascii_alphanumeric())
+        })
+        .map(|(i, _)| &text[i..])
+        .find(|rest| kiosk_payload_kind(rest).is_some())
+        .unwrap_or(text)
+}
+
 fn kiosk_payload_kind(text: &str) -> Option<PayloadKind> {
     let kind = match text.get(..2)? {
         "KT" => PayloadKind::Turn,
@@ -633,6 +665,43 @@ mod tests {
             decode(&text, &keys(), date!(2025 - 03 - 14)),
             Ok(Code::Turn(turn()))
         );
+    }
+
+    #[test]
+    fn a_turn_inside_its_link_decodes_even_with_a_scanner_in_another_layout() {
+        let text = sign_turn(&turn(), keys().turns.as_ref().unwrap()).unwrap();
+        let day = date!(2025 - 03 - 14);
+        for link in [
+            format!("https://crm.example.com/t/{text}"),
+            format!("HTTPS://CRM.EXAMPLE.COM/t/{text}"),
+            // A US-layout scanner typing into a Spanish host: `:` and `/` come out otherwise.
+            format!("https\u{d1}--crm.example.com-t-{text}"),
+            format!("http://127.0.0.1:8081/store/t/{text}"),
+        ] {
+            assert_eq!(payload_in(&link), text, "{link}");
+            assert_eq!(
+                decode(&link, &keys(), day),
+                Ok(Code::Turn(turn())),
+                "{link}"
+            );
+        }
+        // Not links, or links without a payload: left as they are.
+        assert_eq!(payload_in(&text), text);
+        assert_eq!(payload_in("https://example.com/"), "https://example.com/");
+        assert_eq!(payload_in("htt"), "htt");
+        assert!(matches!(
+            decode("https://example.com/t/nothing", &keys(), day),
+            Err(CodeError::Unrecognized { .. })
+        ));
+        // A prefix glued to letters is not a payload's start.
+        let glued = format!("https://x.example/aKT1.{}", &text[4..]);
+        assert_eq!(payload_in(&glued), glued);
+        // A forged payload inside a link fails on its signature, as it does alone.
+        let forged = format!(
+            "https://crm.example.com/t/{}",
+            text.replacen("KT1.", "KT1.A", 1)
+        );
+        assert!(decode(&forged, &keys(), day).is_err());
     }
 
     #[test]

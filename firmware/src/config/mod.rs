@@ -248,6 +248,20 @@ pub struct CrmSection {
     pub lookup_timeout_ms: u64,
     /// Extra CA certificate (PEM) to trust, for a private CRM.
     pub ca_file: Option<PathBuf>,
+    /// The CRM's address as customers' phones reach it (`https://turnos.example.com`), for the
+    /// link in the ticket's QR (`<public_url>/t/<signed turn>`: the customer's live turn page).
+    /// Default: `url`.
+    pub public_url: Option<String>,
+}
+
+impl CrmSection {
+    /// The base of the ticket's link: `public_url`, else `url`, without a trailing `/`.
+    pub fn ticket_link_base(&self) -> &str {
+        self.public_url
+            .as_deref()
+            .unwrap_or(&self.url)
+            .trim_end_matches('/')
+    }
 }
 
 /// `[queue]`.
@@ -917,6 +931,21 @@ impl SiteConfig {
                     format!(
                         "`{}` is not a URL: expected https://host[:port]",
                         self.crm.url
+                    ),
+                );
+            }
+        }
+        if let Some(public) = &self.crm.public_url {
+            let ok = match public.split_once("://") {
+                Some(("https", rest)) => !rest.is_empty(),
+                Some(("http", rest)) => is_loopback_host(rest),
+                _ => false,
+            };
+            if !ok || public.contains(char::is_whitespace) || public.contains(['?', '#']) {
+                return err(
+                    "crm.public_url",
+                    format!(
+                        "`{public}`: expected the https:// address phones open (http:// only for 127.0.0.1 or localhost), without a query or fragment"
                     ),
                 );
             }

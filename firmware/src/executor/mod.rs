@@ -69,6 +69,8 @@ pub struct Executor {
     pub identity: Identity,
     /// Key of the turn tickets' QR codes.
     pub turn_key: CodeKey,
+    /// Where the ticket's QR links to (`<base>/t/<signed turn>`), `crm.public_url` or `crm.url`.
+    pub ticket_link_base: String,
     /// Key of the coupons' QR codes (every kiosk of the tenant verifies them).
     pub coupon_key: CodeKey,
     /// Jobs for the printer thread.
@@ -626,10 +628,14 @@ impl Run {
             turn: t.turn.clone(),
             turn_id: t.turn_id,
         };
-        let payload = code::sign_turn(&qr, &self.e.turn_key).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "cannot sign the ticket QR; printing the bare turn id");
-            t.turn_id.to_string()
-        });
+        let payload = match code::sign_turn(&qr, &self.e.turn_key) {
+            // A link a phone camera opens; kiosks and counters read the payload inside it.
+            Ok(signed) => format!("{}/t/{signed}", self.e.ticket_link_base),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sign the ticket QR; printing the bare turn id");
+                t.turn_id.to_string()
+            }
+        };
         if let Ok(mut last) = self.e.last_ticket_qr.lock() {
             *last = Some(payload.clone());
         }
@@ -968,7 +974,7 @@ impl Run {
                 )
             }
             StaffCommand::CallScanned { code } => {
-                let ticket = code::verify_turn(code.trim(), &self.e.turn_key)
+                let ticket = code::verify_turn(code::payload_in(code.trim()), &self.e.turn_key)
                     .map_err(|e| format!("this is not one of this store's turn tickets ({e})"))?;
                 if ticket.store_id != self.e.identity.store_id {
                     return Err(format!(

@@ -871,6 +871,7 @@ fn spawn_executor(
             kiosk_id: opts.credentials.kiosk_id.clone(),
         },
         turn_key,
+        ticket_link_base: config.site.crm.ticket_link_base().to_owned(),
         coupon_key,
         printer,
         screen: screen_tx,

@@ -525,6 +525,10 @@ staff_pin_sha256 = "{pin}"
 policy_version = "store-1"
 policy_text = {{ es = "Política", en = "Policy" }}
 
+# Store kiosks on simulated devices, driven by the tests themselves: no bench panel.
+[bench]
+panel = false
+
 [store]
 listen = "{store_listen}"
 # Generous: the suite runs beside other tests on two cores (a cut link still fails at once).
