@@ -408,6 +408,8 @@ fn apply_batch(j: &mut Journal, items: Vec<FeedItem>) -> Result<(), DbError> {
             }
             FeedItem::Campaign(c) => campaigns.push(c),
             FeedItem::Erasure(_) => {}
+            // Not a cache: the store's queue marks the turn rated (issue 19, in progress).
+            FeedItem::TurnRated(_) => {}
         }
     }
     j.transaction(|tx| {

@@ -305,6 +305,8 @@ pub fn is_low_value(event: &Event) -> bool {
         Event::CardTapped(_)
             | Event::CustomerIdentified(_)
             | Event::CampaignShown(_)
+            | Event::ContentPlayed(_)
+            | Event::PeopleCounted(_)
             | Event::DeviceLog(_)
     )
 }

@@ -137,6 +137,7 @@ pub fn demo_campaigns() -> Vec<Campaign> {
                     ticket_line: None,
                 },
             ],
+            content: Vec::new(),
             active: true,
         },
         Campaign {
@@ -157,6 +158,7 @@ pub fn demo_campaigns() -> Vec<Campaign> {
                 text: text("1 café gratis", "1 free coffee"),
             }),
             variants: vec![],
+            content: Vec::new(),
             active: true,
         },
     ]

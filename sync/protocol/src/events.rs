@@ -99,6 +99,15 @@ pub enum Event {
     CustomerErased(CustomerErased),
     /// A warning or error the kiosk logged, shipped so a technician sees it remotely.
     DeviceLog(DeviceLog),
+    /// A customer at a kiosk, or a nearby Step-In device, asked for a staff member to come.
+    AssistanceRequested(AssistanceRequested),
+    /// A staff member took an assistance request at a counter.
+    AssistanceAcknowledged(AssistanceAcknowledged),
+    /// A piece of campaign content played on a signage screen or a browse point, with the
+    /// audience it was chosen for (segments and counts, never a person).
+    ContentPlayed(ContentPlayed),
+    /// People who entered the store, counted by the presence input over a period.
+    PeopleCounted(PeopleCounted),
 }
 
 /// The names of all event types, in catalog order (the `type` field on the wire).
@@ -128,6 +137,10 @@ pub const EVENT_TYPES: &[&str] = &[
     "event_dead_lettered",
     "customer_erased",
     "device_log",
+    "assistance_requested",
+    "assistance_acknowledged",
+    "content_played",
+    "people_counted",
 ];
 
 impl Event {
@@ -159,6 +172,10 @@ impl Event {
             Event::EventDeadLettered(_) => "event_dead_lettered",
             Event::CustomerErased(_) => "customer_erased",
             Event::DeviceLog(_) => "device_log",
+            Event::AssistanceRequested(_) => "assistance_requested",
+            Event::AssistanceAcknowledged(_) => "assistance_acknowledged",
+            Event::ContentPlayed(_) => "content_played",
+            Event::PeopleCounted(_) => "people_counted",
         }
     }
 
@@ -180,6 +197,7 @@ impl Event {
             Event::CouponRedeemed(e) => e.card_token.as_ref(),
             Event::SurveyAnswered(e) => e.card_token.as_ref(),
             Event::CustomerErased(e) => Some(&e.card_token),
+            Event::ContentPlayed(e) => e.card_token.as_ref(),
             Event::KioskStarted(_)
             | Event::TicketPrinted(_)
             | Event::TicketPrintFailed(_)
@@ -193,7 +211,10 @@ impl Event {
             | Event::DeviceStatusChanged(_)
             | Event::JournalRecovered(_)
             | Event::EventDeadLettered(_)
-            | Event::DeviceLog(_) => None,
+            | Event::DeviceLog(_)
+            | Event::AssistanceRequested(_)
+            | Event::AssistanceAcknowledged(_)
+            | Event::PeopleCounted(_) => None,
         }
     }
 
@@ -650,4 +671,92 @@ pub struct CustomerErased {
     pub card_token: CardToken,
     /// Pending events about them whose personal data was redacted.
     pub redacted_events: u32,
+}
+
+/// Who asked for a staff member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AssistanceSource {
+    /// The "call an assistant" button on a kiosk's screen.
+    Kiosk,
+    /// A Step-In device near the store (an ATM, a bill-payment machine) through its API.
+    StepIn,
+}
+
+/// A customer or a nearby device asked for a staff member to come.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssistanceRequested {
+    /// The request (UUIDv7): its acknowledgement names it.
+    pub request_id: Uuid,
+    /// Who asked.
+    pub source: AssistanceSource,
+    /// Where staff should go: the kiosk's or the Step-In device's id.
+    pub place: String,
+    /// The place as staff know it (`Cajero de la entrada`), shown on the counter pages.
+    pub place_name: String,
+    /// The customer's turn, if they have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn_id: Option<Uuid>,
+}
+
+/// A staff member took an assistance request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssistanceAcknowledged {
+    /// The request.
+    pub request_id: Uuid,
+    /// The counter whose staff took it.
+    pub counter: String,
+    /// Milliseconds from the request to its acknowledgement (store time).
+    pub response_ms: u64,
+}
+
+/// Where content played.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ContentSurface {
+    /// The lobby display, between calls.
+    Lobby,
+    /// A kiosk in the browse role, to a customer who tapped a card.
+    Browse,
+}
+
+/// How many of the people present belong to one segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentCount {
+    /// `new`, `regular`, `vip`, `lapsed` or `anonymous`.
+    pub segment: String,
+    /// People of that segment.
+    pub count: u32,
+}
+
+/// Content played, and to whom (segments, never a person on the lobby).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContentPlayed {
+    /// The campaign the content belongs to.
+    pub campaign_id: String,
+    /// The content item within the campaign.
+    pub content_id: String,
+    /// Where it played.
+    pub surface: ContentSurface,
+    /// How long it was on screen, in milliseconds.
+    pub duration_ms: u64,
+    /// The audience it was chosen for: the people waiting in the store, by segment.
+    pub audience: Vec<SegmentCount>,
+    /// At a browse point, the customer who tapped their card.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card_token: Option<CardToken>,
+}
+
+/// People who entered the store over a period, counted on the presence input (debounced).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PeopleCounted {
+    /// Entries counted in the period.
+    pub entries: u32,
+    /// The period's length in seconds (it ends at the event's time).
+    pub period_s: u32,
 }

@@ -60,6 +60,10 @@ pub fn all() -> Vec<SchemaFile> {
         one::<events::EventDeadLettered>("events/event_dead_lettered.schema.json"),
         one::<events::CustomerErased>("events/customer_erased.schema.json"),
         one::<events::DeviceLog>("events/device_log.schema.json"),
+        one::<events::AssistanceRequested>("events/assistance_requested.schema.json"),
+        one::<events::AssistanceAcknowledged>("events/assistance_acknowledged.schema.json"),
+        one::<events::ContentPlayed>("events/content_played.schema.json"),
+        one::<events::PeopleCounted>("events/people_counted.schema.json"),
     ]
 }
 

@@ -247,7 +247,45 @@ pub enum FeedItem {
     Profile(Profile),
     /// A customer was erased: drop everything about the token, including outbox events.
     Erasure(Erasure),
+    /// A turn of this store was rated on the customer's phone: kiosks refuse a second answer.
+    TurnRated(TurnRated),
 }
+
+/// A turn rated outside the kiosks (the customer's turn page).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TurnRated {
+    /// The turn.
+    pub turn_id: uuid::Uuid,
+}
+
+/// Signage content of a campaign: what a lobby display or a browse point shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ContentItem {
+    /// Stable id within the campaign (`spring-1`).
+    pub id: String,
+    /// Headline and text, in each language.
+    pub text: Localized,
+    /// A picture, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ContentImage>,
+    /// Seconds on screen (3 to 60).
+    #[schemars(range(min = 3, max = 60))]
+    pub duration_s: u32,
+}
+
+/// A picture carried in the feed (small: at most [`MAX_CONTENT_IMAGE_BYTES`] decoded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ContentImage {
+    /// `image/png`, `image/jpeg` or `image/webp`.
+    pub mime: String,
+    /// The picture, base64 (standard alphabet, padded).
+    pub data: String,
+    /// What it shows, for screen readers, in each language.
+    pub alt: Localized,
+}
+
+/// Largest picture a content item may carry, decoded.
+pub const MAX_CONTENT_IMAGE_BYTES: usize = 512 * 1024;
 
 /// Text in each language the kiosk speaks.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -338,6 +376,10 @@ pub struct Campaign {
     /// A/B variants; empty means a single variant named `a`.
     #[serde(default)]
     pub variants: Vec<Variant>,
+    /// Signage content for lobby displays and browse points (empty: the campaign runs on
+    /// kiosks and tickets only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content: Vec<ContentItem>,
     /// False when the campaign was withdrawn: kiosks drop it.
     #[serde(default = "default_true")]
     pub active: bool,
@@ -597,6 +639,7 @@ mod tests {
             ticket_line: Localized::default(),
             coupon: None,
             variants: vec![],
+            content: vec![],
             active: true,
         });
         let v = serde_json::to_value(&item).unwrap();

@@ -168,6 +168,39 @@ fn examples() -> Vec<Event> {
             message: "printer: write failed: broken pipe".into(),
             occurrences: 3,
         }),
+        Event::AssistanceRequested(AssistanceRequested {
+            request_id: Uuid::now_v7(),
+            source: AssistanceSource::StepIn,
+            place: "atm-entrance".into(),
+            place_name: "Cajero de la entrada".into(),
+            turn_id: None,
+        }),
+        Event::AssistanceAcknowledged(AssistanceAcknowledged {
+            request_id: Uuid::now_v7(),
+            counter: "2".into(),
+            response_ms: 48_000,
+        }),
+        Event::ContentPlayed(ContentPlayed {
+            campaign_id: "spring-coffee-2026".into(),
+            content_id: "spring-1".into(),
+            surface: ContentSurface::Lobby,
+            duration_ms: 8_000,
+            audience: vec![
+                SegmentCount {
+                    segment: "vip".into(),
+                    count: 2,
+                },
+                SegmentCount {
+                    segment: "anonymous".into(),
+                    count: 5,
+                },
+            ],
+            card_token: None,
+        }),
+        Event::PeopleCounted(PeopleCounted {
+            entries: 7,
+            period_s: 300,
+        }),
     ]
 }
 
