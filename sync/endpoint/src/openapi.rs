@@ -4,45 +4,56 @@
 //! drift from what the code sends.
 
 use kiosk_protocol::wire;
-use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
 use crate::http::Route;
 
+/// Every schema the operations name, each defined once: one generator registers the types
+/// (nested types become `$ref`s to their own component), then hands over its definitions.
 fn components() -> Map<String, Value> {
     let mut settings = SchemaSettings::draft2020_12();
     settings.definitions_path = "#/components/schemas/".into();
-    let mut generator = settings.into_generator();
-    fn add<T: JsonSchema>(g: &mut schemars::SchemaGenerator, out: &mut Map<String, Value>) {
-        let s = g.root_schema_for::<T>();
-        let mut v = s.to_value();
-        if let Some(o) = v.as_object_mut() {
-            o.remove("$schema");
-            o.remove("$defs");
-        }
-        out.insert(T::schema_name().into_owned(), v);
+    let mut g = settings.into_generator();
+    g.subschema_for::<wire::EnrollRequest>();
+    g.subschema_for::<wire::EnrollResponse>();
+    g.subschema_for::<wire::BatchRequest>();
+    g.subschema_for::<wire::BatchResponse>();
+    g.subschema_for::<wire::FeedResponse>();
+    g.subschema_for::<wire::ProfileLookupResponse>();
+    g.subschema_for::<wire::HealthResponse>();
+    g.subschema_for::<wire::ErrorBody>();
+    g.subschema_for::<wire::Campaign>();
+    g.subschema_for::<kiosk_protocol::CardToken>();
+    g.subschema_for::<kiosk_protocol::ident::Ident>();
+    crate::api::admin::register_schemas(&mut g);
+    crate::dashboard::register_schemas(&mut g);
+    let mut out: Map<String, Value> = g.take_definitions(true).into_iter().collect();
+    for schema in out.values_mut() {
+        drop_null_defaults(schema);
     }
-    let mut out = Map::new();
-    add::<wire::EnrollRequest>(&mut generator, &mut out);
-    add::<wire::EnrollResponse>(&mut generator, &mut out);
-    add::<wire::BatchRequest>(&mut generator, &mut out);
-    add::<wire::BatchResponse>(&mut generator, &mut out);
-    add::<wire::FeedResponse>(&mut generator, &mut out);
-    add::<wire::ProfileLookupResponse>(&mut generator, &mut out);
-    add::<wire::HealthResponse>(&mut generator, &mut out);
-    add::<wire::ErrorBody>(&mut generator, &mut out);
-    add::<wire::Campaign>(&mut generator, &mut out);
-    for (k, v) in generator.take_definitions(true) {
-        out.entry(k).or_insert(v);
-    }
-    out.extend(crate::api::admin::schemas());
+    out.extend(crate::api::admin::lists());
     out.insert(
         "OpenApi".into(),
         json!({ "type": "object", "description": "this document" }),
     );
-    out.extend(crate::dashboard::schemas());
     out
+}
+
+/// Removes `"default": null` from properties that cannot be null (an absent optional field:
+/// serde's default, not a value a client may send).
+fn drop_null_defaults(schema: &mut Value) {
+    if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+        for p in props.values_mut() {
+            // A bare `$ref` property: the referenced schema says what it may be, never null.
+            if let Some(o) = p.as_object_mut()
+                && o.get("default") == Some(&Value::Null)
+                && o.contains_key("$ref")
+            {
+                o.remove("default");
+            }
+        }
+    }
 }
 
 /// The document of the endpoint's route table.

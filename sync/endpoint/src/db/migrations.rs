@@ -48,6 +48,11 @@ pub const SQLITE: &[Migration] = &[
         name: "audit",
         sql: include_str!("../../migrations/sqlite/0004_audit.sql"),
     },
+    Migration {
+        version: 5,
+        name: "skew_samples",
+        sql: include_str!("../../migrations/sqlite/0005_skew_samples.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations, oldest first (the same versions as [`SQLITE`]).
@@ -71,6 +76,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 4,
         name: "audit",
         sql: include_str!("../../migrations/postgres/0004_audit.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "skew_samples",
+        sql: include_str!("../../migrations/postgres/0005_skew_samples.sql"),
     },
 ];
 

@@ -81,9 +81,22 @@ pub fn with_params(mut op: Value, parameters: Value) -> Value {
     op
 }
 
-/// A required string path parameter.
-pub fn path_param(name: &str) -> Value {
-    json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } })
+/// A required path parameter of the component schema `schema` (`Ident`, `CardToken`).
+pub fn path_param(name: &str, schema: &str) -> Value {
+    json!({ "name": name, "in": "path", "required": true, "schema": schema_ref(schema) })
+}
+
+/// A query parameter: `name`, whether `required`, its `schema` and a `description`.
+pub fn query_param(name: &str, required: bool, schema: Value, description: &str) -> Value {
+    json!({ "name": name, "in": "query", "required": required, "schema": schema, "description": description })
+}
+
+/// A `text/event-stream` answer: `description` and, per event name, the schema of its data
+/// (`x-events`: OpenAPI 3.1 has no words for the events of a stream).
+pub fn event_stream(description: &str, events: Value) -> Value {
+    json!({ "description": description, "content": { "text/event-stream": {
+        "schema": { "type": "string", "description": "server-sent events: `event: NAME` then `data: ...` lines; the data of each name is described in x-events" },
+        "x-events": events } } })
 }
 
 /// An operation answering something other than JSON (the dashboard's pages): `security`,

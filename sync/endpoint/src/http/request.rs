@@ -18,10 +18,19 @@ pub(crate) fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h s
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// A JSON body, 400 when unreadable.
+/// A JSON body, 400 when unreadable or not a `T`; the message names the field at fault
+/// (`body.store_id: ...`, `body.events[3]: ...`).
 pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
     let body = body.map_err(|e| ApiError::malformed(format!("could not read the body: {e}")))?;
-    serde_json::from_slice(&body).map_err(|e| ApiError::malformed(format!("body: {e}")))
+    let mut de = serde_json::Deserializer::from_slice(&body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let place = if path == "." { "body".to_owned() } else { format!("body.{path}") };
+        ApiError::malformed(format!("{place}: {}", e.into_inner()))
+    })?;
+    de.end()
+        .map_err(|e| ApiError::malformed(format!("body: {e}")))?;
+    Ok(value)
 }
