@@ -17,7 +17,9 @@ fn components() -> Map<String, Value> {
     let mut g = settings.into_generator();
     g.subschema_for::<wire::EnrollRequest>();
     g.subschema_for::<wire::EnrollResponse>();
-    g.subschema_for::<wire::BatchRequest>();
+    // The batch as the endpoint reads it: each event is checked on its own (`Envelope`).
+    g.subschema_for::<wire::BatchRequest<Value>>();
+    g.subschema_for::<kiosk_protocol::Envelope>();
     g.subschema_for::<wire::BatchResponse>();
     g.subschema_for::<wire::FeedResponse>();
     g.subschema_for::<wire::ProfileLookupResponse>();
@@ -31,6 +33,7 @@ fn components() -> Map<String, Value> {
     let mut out: Map<String, Value> = g.take_definitions(true).into_iter().collect();
     for schema in out.values_mut() {
         drop_null_defaults(schema);
+        state_integer_bounds(schema);
     }
     out.extend(crate::api::admin::lists());
     out.insert(
@@ -54,6 +57,36 @@ fn drop_null_defaults(schema: &mut Value) {
             }
         }
     }
+}
+
+/// Adds the bounds of Rust integer types (schemars states `format` but not every bound) so that
+/// a number the type cannot hold is outside the schema too.
+fn state_integer_bounds(schema: &mut Value) {
+    match schema {
+        Value::Object(o) => {
+            let bounds: Option<(Value, Value)> = match o.get("format").and_then(Value::as_str) {
+                Some("uint8") => Some((0.into(), u8::MAX.into())),
+                Some("uint16") => Some((0.into(), u16::MAX.into())),
+                Some("uint32") => Some((0.into(), u32::MAX.into())),
+                Some("uint64") => Some((0.into(), u64::MAX.into())),
+                Some("int32") => Some((i32::MIN.into(), i32::MAX.into())),
+                Some("int64") => Some((i64::MIN.into(), i64::MAX.into())),
+                _ => None,
+            };
+            if let Some((min, max)) = bounds {
+                o.entry("minimum").or_insert(min);
+                o.entry("maximum").or_insert(max);
+            }
+            o.values_mut().for_each(state_integer_bounds);
+        }
+        Value::Array(a) => a.iter_mut().for_each(state_integer_bounds),
+        _ => {}
+    }
+}
+
+/// The component name of the batch request as the endpoint reads it.
+pub fn batch_request_schema() -> String {
+    <wire::BatchRequest<Value> as schemars::JsonSchema>::schema_name().into_owned()
 }
 
 /// The document of the endpoint's route table.

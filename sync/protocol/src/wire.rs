@@ -159,7 +159,10 @@ pub struct BatchRequest<E = Envelope> {
     /// Events still waiting in the outbox after this batch, for the health dashboard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backlog: Option<u64>,
-    /// The events, in sequence order; at most [`MAX_BATCH_EVENTS`].
+    /// The events, in sequence order; at most [`MAX_BATCH_EVENTS`] (500). The endpoint checks
+    /// each against the catalog envelope (`Envelope`) on its own: one that does not match is
+    /// rejected in its result, its neighbours are stored.
+    #[schemars(length(max = MAX_BATCH_EVENTS))]
     pub events: Vec<E>,
 }
 
@@ -340,7 +343,7 @@ pub struct Campaign {
     #[serde(with = "iso_date")]
     #[schemars(with = "String", extend("format" = "date"))]
     pub starts_on: time::Date,
-    /// Last day it runs, inclusive.
+    /// Last day it runs, inclusive (not before `starts_on`).
     #[serde(with = "iso_date")]
     #[schemars(with = "String", extend("format" = "date"))]
     pub ends_on: time::Date,
@@ -351,8 +354,10 @@ pub struct Campaign {
     /// Coupon handed out with it, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coupon: Option<Coupon>,
-    /// A/B variants; empty means a single variant named `a`.
+    /// A/B variants; empty means a single variant named `a`. Names are unique and at least one
+    /// variant has a weight above 0.
     #[serde(default)]
+    #[schemars(extend("anyOf" = [{ "maxItems": 0 }, { "contains": { "properties": { "weight": { "minimum": 1 } } } }]))]
     pub variants: Vec<Variant>,
     /// False when the campaign was withdrawn: kiosks drop it.
     #[serde(default = "default_true")]

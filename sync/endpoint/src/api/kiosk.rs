@@ -64,7 +64,7 @@ pub fn routes() -> Vec<Route> {
                 op(
                     "post a batch of events (at most 500 events, 256 KiB uncompressed; gzip accepted)",
                     Security::Kiosk,
-                    Some("BatchRequest"),
+                    Some(&crate::openapi::batch_request_schema()),
                     ("200", "one result per event, in order", Some("BatchResponse")),
                     &["400", "401", "403", "409", "413", "415", "503"],
                 ),
@@ -232,8 +232,9 @@ pub fn decode_batch(
     body: &[u8],
 ) -> Result<BatchRequest<serde_json::Value>, ApiError> {
     let json = decoded_body(content_encoding, body)?;
-    let batch: BatchRequest<serde_json::Value> = json_body(Ok(axum::body::Bytes::from(json.into_owned())))
-        .map_err(|e| ApiError::malformed(format!("batch {}", e.message())))?;
+    let batch: BatchRequest<serde_json::Value> =
+        json_body(Ok(axum::body::Bytes::from(json.into_owned())))
+            .map_err(|e| ApiError::malformed(format!("batch {}", e.message())))?;
     if batch.kiosk_clock.mono_ms > MAX_MONO_MS {
         return Err(ApiError::malformed(format!(
             "batch body.kiosk_clock.mono_ms: {} is above {MAX_MONO_MS} (100 years of uptime); the kiosk's monotonic clock is broken",

@@ -39,7 +39,8 @@ use crate::db::queue::{DEFAULT_CALLS, MAX_CALLS};
 use crate::db::{Dashboard, DashboardQuery, LiveQueue, LiveQueueQuery, StoreSummary};
 use crate::http::auth::{DashboardUser, now_s, token_matches};
 use crate::http::doc::{
-    Security, error_answer, event_stream, path_param, query_param, raw_op, schema_ref, text,
+    Security, error_answer, event_stream, json_data, path_param, query_param, raw_op, schema_ref,
+    text,
 };
 use crate::http::{ApiError, AppState, AttemptCounter, Route, Verb, peer_ip};
 use crate::ingest::unix_ms;
@@ -84,8 +85,8 @@ pub fn routes(secure_cookie: bool) -> Vec<Route> {
     let kiosk = query_param(
         "kiosk",
         false,
-        schema_ref("Ident"),
-        "one kiosk of the store",
+        json!({ "anyOf": [schema_ref("Ident"), { "const": "" }] }),
+        "one kiosk of the store; empty or absent for all",
     );
     let range = json!({ "name": "range", "in": "query", "schema": { "type": "string", "enum": ["today", "24h", "7d", "30d"], "default": "today" } });
     let err = error_answer();
@@ -94,7 +95,7 @@ pub fn routes(secure_cookie: bool) -> Vec<Route> {
         Security::Dashboard,
         json!({ "200": { "description": "the figures", "content": { "application/json": {
                 "schema": { "$ref": "#/components/schemas/Dashboard" } } } },
-                "400": err, "403": err, "404": err, "503": err }),
+                "400": err, "403": err, "404": err, "429": err, "503": err }),
     );
     figures["parameters"] = json!([store, kiosk, range]);
     let mut queue_doc = raw_op(
@@ -102,7 +103,7 @@ pub fn routes(secure_cookie: bool) -> Vec<Route> {
         Security::Dashboard,
         json!({ "200": { "description": "the live queue", "content": { "application/json": {
                 "schema": { "$ref": "#/components/schemas/LiveQueue" } } } },
-                "400": err, "403": err, "404": err, "503": err }),
+                "400": err, "403": err, "404": err, "429": err, "503": err }),
     );
     queue_doc["parameters"] = json!([store, query_param("calls", false,
         json!({ "type": "integer", "minimum": 0, "maximum": MAX_CALLS, "default": DEFAULT_CALLS }),
@@ -110,13 +111,13 @@ pub fn routes(secure_cookie: bool) -> Vec<Route> {
     let mut events_doc = raw_op(
         "server-sent events: `dashboard` (the figures as JSON) then `queue` (the store's live queue as JSON, as /dashboard/api/stores/{store}/queue answers it) at once, after each batch from the store's kiosks and every 15 s; `expired` when the session ends; `problem` when a snapshot could not be taken (the stream goes on)",
         Security::Dashboard,
-        json!({ "200": event_stream("the event stream (never ends by itself; comments keep it alive)", json!({
-                    "dashboard": { "description": "the store's figures, as /dashboard/api/stores/{store} answers them", "contentMediaType": "application/json", "contentSchema": schema_ref("Dashboard") },
-                    "queue": { "description": "the store's live queue, as /dashboard/api/stores/{store}/queue answers it", "contentMediaType": "application/json", "contentSchema": schema_ref("LiveQueue") },
-                    "expired": { "description": "the session ended; the stream ends", "type": "string", "const": "log in again" },
-                    "problem": { "description": "what went wrong taking a snapshot, in words", "type": "string" }
-                })),
-                "400": err, "403": err, "404": err }),
+        json!({ "200": event_stream("the event stream (it does not end by itself; comments keep it alive)", &[
+                    ("dashboard", "the store's figures, as /dashboard/api/stores/{store} answers them", json_data("Dashboard")),
+                    ("queue", "the store's live queue, as /dashboard/api/stores/{store}/queue answers it", json_data("LiveQueue")),
+                    ("expired", "the session ended; the stream ends", json!({ "const": "log in again" })),
+                    ("problem", "what went wrong taking a snapshot, in words (the stream goes on)", json!({ "type": "string" })),
+                ]),
+                "400": err, "403": err, "404": err, "429": err }),
     );
     events_doc["parameters"] = json!([
         query_param("store", true, schema_ref("Ident"), "the store"),
@@ -183,7 +184,7 @@ pub fn routes(secure_cookie: bool) -> Vec<Route> {
                 Security::Dashboard,
                 json!({ "200": { "description": "stores by id", "content": { "application/json": {
                     "schema": { "type": "array", "items": { "$ref": "#/components/schemas/StoreSummary" } } } } },
-                    "403": err, "503": err }),
+                    "403": err, "429": err, "503": err }),
             ),
         ),
         Route::new(

@@ -142,10 +142,11 @@ mod tests {
         let text = err.to_string();
         let supported = format!("up to version {}", latest(Dialect::Sqlite));
         assert!(text.contains("99") && text.contains(&supported), "{text}");
-        assert_eq!(pending(Dialect::Postgres, None).unwrap().len(), 4);
+        assert_eq!(pending(Dialect::Postgres, None).unwrap().len(), 5);
         assert_eq!(pending(Dialect::Postgres, Some(1)).unwrap()[0].version, 2);
         assert_eq!(pending(Dialect::Postgres, Some(2)).unwrap()[0].version, 3);
         assert_eq!(pending(Dialect::Postgres, Some(3)).unwrap()[0].version, 4);
-        assert!(pending(Dialect::Postgres, Some(4)).unwrap().is_empty());
+        assert_eq!(pending(Dialect::Postgres, Some(4)).unwrap()[0].version, 5);
+        assert!(pending(Dialect::Postgres, Some(5)).unwrap().is_empty());
     }
 }

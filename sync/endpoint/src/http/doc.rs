@@ -30,7 +30,7 @@ impl Security {
 }
 
 /// Errors of admin operations.
-pub const ADMIN_ERRORS: &[&str] = &["400", "403", "404", "503"];
+pub const ADMIN_ERRORS: &[&str] = &["400", "403", "404", "429", "503"];
 /// Errors of signed kiosk operations.
 pub const KIOSK_ERRORS: &[&str] = &["400", "401", "403", "409", "503"];
 
@@ -91,12 +91,25 @@ pub fn query_param(name: &str, required: bool, schema: Value, description: &str)
     json!({ "name": name, "in": "query", "required": required, "schema": schema, "description": description })
 }
 
-/// A `text/event-stream` answer: `description` and, per event name, the schema of its data
-/// (`x-events`: OpenAPI 3.1 has no words for the events of a stream).
-pub fn event_stream(description: &str, events: Value) -> Value {
+/// A `text/event-stream` answer: `description` and, per event name, what its data is (a
+/// description and the data's schema). As in OpenAPI 3.2's reading of a stream, the media type's
+/// schema describes one event (`event`, `data`); JSON data carries `contentMediaType` and its
+/// `contentSchema`.
+pub fn event_stream(description: &str, events: &[(&str, &str, Value)]) -> Value {
+    let one_of: Vec<Value> = events
+        .iter()
+        .map(|(name, about, data)| {
+            json!({ "type": "object", "description": about, "required": ["event", "data"],
+                "properties": { "event": { "const": name }, "data": data, "id": { "type": "string" } } })
+        })
+        .collect();
     json!({ "description": description, "content": { "text/event-stream": {
-        "schema": { "type": "string", "description": "server-sent events: `event: NAME` then `data: ...` lines; the data of each name is described in x-events" },
-        "x-events": events } } })
+        "schema": { "description": "one server-sent event", "oneOf": one_of } } } })
+}
+
+/// The `data` of an event carrying `schema` as JSON text.
+pub fn json_data(schema: &str) -> Value {
+    json!({ "type": "string", "contentMediaType": "application/json", "contentSchema": schema_ref(schema) })
 }
 
 /// An operation answering something other than JSON (the dashboard's pages): `security`,
