@@ -149,6 +149,105 @@ mod tests {
         assert_eq!(operations(&document()), crate::routes::operations());
     }
 
+    /// The schema `v` stands for, following one `$ref`.
+    fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+        match v["$ref"].as_str() {
+            Some(r) => &doc["components"]["schemas"][r.trim_start_matches("#/components/schemas/")],
+            None => v,
+        }
+    }
+
+    /// Every JSON body an operation takes or answers with names its fields: an object schema
+    /// without `properties` proves nothing about what travels.
+    #[test]
+    fn every_json_body_schema_states_its_fields() {
+        let doc = document();
+        let mut bodies = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let mut contents = vec![&op["requestBody"]["content"]];
+                for answer in op["responses"].as_object().unwrap().values() {
+                    contents.push(&answer["content"]);
+                }
+                for c in contents {
+                    for (media, m) in c.as_object().into_iter().flatten() {
+                        if media.contains("json") {
+                            bodies.push((format!("{method} {path} {media}"), resolve(&doc, &m["schema"])));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(bodies.len() > 30, "{}", bodies.len());
+        for (at, schema) in bodies {
+            let schema = match schema["type"].as_str() {
+                Some("array") => resolve(&doc, &schema["items"]),
+                _ => schema,
+            };
+            if schema["description"] == "this document" {
+                continue;
+            }
+            assert!(
+                schema["properties"].is_object() || schema["oneOf"].is_array(),
+                "{at}: {schema}"
+            );
+        }
+        for name in ["Dashboard", "StoreStats", "CustomerRecord", "NewCustomer", "LiveQueue", "StoreSummary"] {
+            let fields = doc["components"]["schemas"][name]["properties"].as_object();
+            assert!(fields.is_some_and(|f| f.len() >= 3), "{name} lists no fields");
+        }
+    }
+
+    #[test]
+    fn path_parameters_carry_their_patterns() {
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(schemas["CardToken"]["pattern"], "^[0-9a-f]{32}$");
+        assert_eq!(schemas["Ident"]["pattern"], kiosk_protocol::ident::IDENT_PATTERN);
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for op in item.as_object().unwrap().values() {
+                for p in op["parameters"].as_array().into_iter().flatten() {
+                    let schema = resolve(&doc, &p["schema"]);
+                    if p["in"] == "path" {
+                        assert!(schema["pattern"].is_string(), "{path} {}: {schema}", p["name"]);
+                    }
+                    if p["name"] == "card_token" {
+                        assert_eq!(p["schema"]["$ref"], "#/components/schemas/CardToken", "{path}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Components are defined once and referenced: the document used to inline the same
+    /// definitions in every root schema (287 KB, most of it copies).
+    #[test]
+    fn components_are_defined_once() {
+        let doc = document();
+        let text = doc.to_string();
+        assert!(text.len() < 150_000, "{} bytes", text.len());
+        for schema in doc["components"]["schemas"].as_object().unwrap().values() {
+            assert!(schema.get("components").is_none() && schema.get("$defs").is_none());
+        }
+    }
+
+    #[test]
+    fn the_event_stream_names_its_events_and_their_data() {
+        let doc = document();
+        let stream = &doc["paths"]["/dashboard/events"]["get"]["responses"]["200"]["content"]
+            ["text/event-stream"]["schema"]["oneOf"];
+        let events: Vec<(&str, &Value)> = stream
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["properties"]["event"]["const"].as_str().unwrap(), &e["properties"]["data"]))
+            .collect();
+        let names: Vec<&str> = events.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["dashboard", "queue", "expired", "problem"]);
+        assert_eq!(events[0].1["contentSchema"]["$ref"], "#/components/schemas/Dashboard");
+        assert_eq!(events[1].1["contentSchema"]["$ref"], "#/components/schemas/LiveQueue");
+    }
+
     #[test]
     fn every_schema_reference_resolves() {
         let doc = document();
