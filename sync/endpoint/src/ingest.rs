@@ -4,12 +4,12 @@
 //!
 //! Data flow: outbox → batch → **ingest** → db. Pure: no I/O, time passed in.
 
-use kiosk_protocol::events::{ConsentPurpose, DeviceHealth, DeviceKind, Envelope, Event};
+use kiosk_protocol::events::{DeviceHealth, DeviceKind, Envelope, Event};
 use kiosk_protocol::wire::KioskClock;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::db::{Effect, IngestEvent, OpsFact, QueueStep, SkewEstimate, SkewSamples};
+use crate::db::{Effect, IngestEvent, OpsFact, QueueStep, SkewEstimate, SkewSamples, purpose_name};
 
 /// The envelope schema exactly as published in `sync/schema/` (drift-checked against the types).
 const ENVELOPE_SCHEMA: &str = include_str!("../../schema/envelope.schema.json");
@@ -248,7 +248,10 @@ pub fn wall_time_problem(wall_ms: i64, now_ms: i64) -> Option<String> {
     let shown = || {
         time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(wall_ms) * 1_000_000)
             .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
             .unwrap_or_else(|| format!("{wall_ms} ms"))
     };
     if wall_ms < EARLIEST_WALL_MS {
@@ -360,18 +363,13 @@ pub fn corrected_ms(env: &Envelope, clock: &KioskClock, skew: SkewEstimate) -> i
         let sent_server_ms = unix_ms(clock.wall_time).saturating_add(skew.skew_ms);
         let ago = i64::try_from(clock.mono_ms - env.mono_ms).unwrap_or(i64::MAX);
         let by_mono = sent_server_ms.saturating_sub(ago);
-        if by_mono >= EARLIEST_WALL_MS { by_mono } else { by_wall }
+        if by_mono >= EARLIEST_WALL_MS {
+            by_mono
+        } else {
+            by_wall
+        }
     } else {
         by_wall
-    }
-}
-
-/// The name a consent purpose has in the catalog and the database.
-pub fn purpose_name(p: ConsentPurpose) -> &'static str {
-    match p {
-        ConsentPurpose::Profile => "profile",
-        ConsentPurpose::MarketingEmail => "marketing_email",
-        ConsentPurpose::MarketingSms => "marketing_sms",
     }
 }
 
@@ -538,16 +536,30 @@ mod tests {
         let got = feed(
             &mut h,
             boot,
-            &[(NOW - HOUR, 50), (NOW - HOUR + 60_000, 20), (NOW - HOUR + 120_000, 80), (NOW - HOUR + 180_000, 30)],
+            &[
+                (NOW - HOUR, 50),
+                (NOW - HOUR + 60_000, 20),
+                (NOW - HOUR + 120_000, 80),
+                (NOW - HOUR + 180_000, 30),
+            ],
         );
         assert_eq!(
             got,
-            vec![Some(HOUR + 50), Some(HOUR + 50), Some(HOUR + 50), Some(HOUR + 50)]
+            vec![
+                Some(HOUR + 50),
+                Some(HOUR + 50),
+                Some(HOUR + 50),
+                Some(HOUR + 50)
+            ]
         );
         assert_eq!(h.samples.len(), 4);
         let more: Vec<(i64, i64)> = (4..10).map(|i| (NOW - HOUR + i * 60_000, 10)).collect();
         feed(&mut h, boot, &more);
-        assert_eq!(h.samples.len(), SKEW_SAMPLES, "only the last samples are kept");
+        assert_eq!(
+            h.samples.len(),
+            SKEW_SAMPLES,
+            "only the last samples are kept"
+        );
     }
 
     #[test]
@@ -559,7 +571,10 @@ mod tests {
         let year_9999 = 253_402_300_799_000;
         for wall in [year_9999, 5_000, NOW + MAX_AHEAD_MS + 600_000] {
             let r = read_clock(&h, &clock(boot, wall, 1_000), NOW + 120_000);
-            assert!(r.refused.as_deref().is_some_and(|p| !p.is_empty()), "{wall}");
+            assert!(
+                r.refused.as_deref().is_some_and(|p| !p.is_empty()),
+                "{wall}"
+            );
             assert_eq!(r.samples, kept, "{wall} entered the samples");
             assert_eq!(r.skew.map(|s| s.skew_ms), Some(40));
             // Events of the batch's boot are placed from the receive time instead.
@@ -573,14 +588,26 @@ mod tests {
         let six_days = 6 * 24 * HOUR;
         // A good sample, then a clock six days ahead once, then good again.
         let mut h = SkewSamples::default();
-        let got = feed(&mut h, boot, &[(NOW, 30), (NOW + 60_000 + six_days, 30), (NOW + 120_000, 30)]);
+        let got = feed(
+            &mut h,
+            boot,
+            &[
+                (NOW, 30),
+                (NOW + 60_000 + six_days, 30),
+                (NOW + 120_000, 30),
+            ],
+        );
         assert_eq!(got, vec![Some(30), Some(30), Some(30)]);
         // The same when the bad one comes first among several good ones.
         let mut h = SkewSamples::default();
         let got = feed(
             &mut h,
             boot,
-            &[(NOW + six_days, 30), (NOW + 60_000, 30), (NOW + 120_000, 30)],
+            &[
+                (NOW + six_days, 30),
+                (NOW + 60_000, 30),
+                (NOW + 120_000, 30),
+            ],
         );
         assert_eq!(got[2], Some(30));
     }
@@ -589,7 +616,15 @@ mod tests {
     fn a_new_boot_starts_a_new_history_and_a_stepped_clock_is_followed() {
         let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
         let mut h = SkewSamples::default();
-        feed(&mut h, first, &[(NOW - HOUR, 0), (NOW - HOUR + 60_000, 0), (NOW - HOUR + 120_000, 0)]);
+        feed(
+            &mut h,
+            first,
+            &[
+                (NOW - HOUR, 0),
+                (NOW - HOUR + 60_000, 0),
+                (NOW - HOUR + 120_000, 0),
+            ],
+        );
         // After a reboot the clock is right: the old boot's samples say nothing about it.
         let got = feed(&mut h, second, &[(NOW, 5)]);
         assert_eq!(got, vec![Some(5)]);
@@ -599,7 +634,14 @@ mod tests {
         let got = feed(
             &mut h,
             first,
-            &[(NOW - HOUR, 0), (NOW - HOUR + 60_000, 0), (NOW - HOUR + 120_000, 0), (NOW + 180_000, 0), (NOW + 240_000, 0), (NOW + 300_000, 0)],
+            &[
+                (NOW - HOUR, 0),
+                (NOW - HOUR + 60_000, 0),
+                (NOW - HOUR + 120_000, 0),
+                (NOW + 180_000, 0),
+                (NOW + 240_000, 0),
+                (NOW + 300_000, 0),
+            ],
         );
         assert_eq!(got[3..], [Some(HOUR), Some(HOUR), Some(0)]);
     }
@@ -609,7 +651,10 @@ mod tests {
         let v = Validator::new().unwrap();
         let boot = Uuid::now_v7();
         let c = clock(boot, NOW, 10_000);
-        let skew = SkewEstimate { skew_ms: 0, at_ms: NOW };
+        let skew = SkewEstimate {
+            skew_ms: 0,
+            at_ms: NOW,
+        };
         for wall in [253_402_300_799_000, 1_000, NOW + MAX_AHEAD_MS + 1] {
             let raw = serde_json::to_value(env(boot, wall, 5_000)).unwrap();
             let r = v.check(&raw, "k1", &c, skew).unwrap_err();

@@ -84,11 +84,6 @@ fn state_integer_bounds(schema: &mut Value) {
     }
 }
 
-/// The component name of the batch request as the endpoint reads it.
-pub fn batch_request_schema() -> String {
-    <wire::BatchRequest<Value> as schemars::JsonSchema>::schema_name().into_owned()
-}
-
 /// The document of the endpoint's route table.
 pub fn document() -> Value {
     document_of(&crate::routes::table(false))
@@ -172,7 +167,10 @@ mod tests {
                 for c in contents {
                     for (media, m) in c.as_object().into_iter().flatten() {
                         if media.contains("json") {
-                            bodies.push((format!("{method} {path} {media}"), resolve(&doc, &m["schema"])));
+                            bodies.push((
+                                format!("{method} {path} {media}"),
+                                resolve(&doc, &m["schema"]),
+                            ));
                         }
                     }
                 }
@@ -192,9 +190,19 @@ mod tests {
                 "{at}: {schema}"
             );
         }
-        for name in ["Dashboard", "StoreStats", "CustomerRecord", "NewCustomer", "LiveQueue", "StoreSummary"] {
+        for name in [
+            "Dashboard",
+            "StoreStats",
+            "CustomerRecord",
+            "NewCustomer",
+            "LiveQueue",
+            "StoreSummary",
+        ] {
             let fields = doc["components"]["schemas"][name]["properties"].as_object();
-            assert!(fields.is_some_and(|f| f.len() >= 3), "{name} lists no fields");
+            assert!(
+                fields.is_some_and(|f| f.len() >= 3),
+                "{name} lists no fields"
+            );
         }
     }
 
@@ -203,16 +211,26 @@ mod tests {
         let doc = document();
         let schemas = &doc["components"]["schemas"];
         assert_eq!(schemas["CardToken"]["pattern"], "^[0-9a-f]{32}$");
-        assert_eq!(schemas["Ident"]["pattern"], kiosk_protocol::ident::IDENT_PATTERN);
+        assert_eq!(
+            schemas["Ident"]["pattern"],
+            kiosk_protocol::ident::IDENT_PATTERN
+        );
         for (path, item) in doc["paths"].as_object().unwrap() {
             for op in item.as_object().unwrap().values() {
                 for p in op["parameters"].as_array().into_iter().flatten() {
                     let schema = resolve(&doc, &p["schema"]);
                     if p["in"] == "path" {
-                        assert!(schema["pattern"].is_string(), "{path} {}: {schema}", p["name"]);
+                        assert!(
+                            schema["pattern"].is_string(),
+                            "{path} {}: {schema}",
+                            p["name"]
+                        );
                     }
                     if p["name"] == "card_token" {
-                        assert_eq!(p["schema"]["$ref"], "#/components/schemas/CardToken", "{path}");
+                        assert_eq!(
+                            p["schema"]["$ref"], "#/components/schemas/CardToken",
+                            "{path}"
+                        );
                     }
                 }
             }
@@ -234,18 +252,29 @@ mod tests {
     #[test]
     fn the_event_stream_names_its_events_and_their_data() {
         let doc = document();
-        let stream = &doc["paths"]["/dashboard/events"]["get"]["responses"]["200"]["content"]
-            ["text/event-stream"]["schema"]["oneOf"];
+        let stream = &doc["paths"]["/dashboard/events"]["get"]["responses"]["200"]["content"]["text/event-stream"]
+            ["schema"]["oneOf"];
         let events: Vec<(&str, &Value)> = stream
             .as_array()
             .unwrap()
             .iter()
-            .map(|e| (e["properties"]["event"]["const"].as_str().unwrap(), &e["properties"]["data"]))
+            .map(|e| {
+                (
+                    e["properties"]["event"]["const"].as_str().unwrap(),
+                    &e["properties"]["data"],
+                )
+            })
             .collect();
         let names: Vec<&str> = events.iter().map(|(n, _)| *n).collect();
         assert_eq!(names, ["dashboard", "queue", "expired", "problem"]);
-        assert_eq!(events[0].1["contentSchema"]["$ref"], "#/components/schemas/Dashboard");
-        assert_eq!(events[1].1["contentSchema"]["$ref"], "#/components/schemas/LiveQueue");
+        assert_eq!(
+            events[0].1["contentSchema"]["$ref"],
+            "#/components/schemas/Dashboard"
+        );
+        assert_eq!(
+            events[1].1["contentSchema"]["$ref"],
+            "#/components/schemas/LiveQueue"
+        );
     }
 
     #[test]

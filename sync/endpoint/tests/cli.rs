@@ -73,7 +73,10 @@ fn enroll_code_and_campaign_import_work_on_a_fresh_database() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&bad.stderr);
-        assert!(!bad.status.success() && stderr.contains(says), "{store} {ttl}: {stderr}");
+        assert!(
+            !bad.status.success() && stderr.contains(says),
+            "{store} {ttl}: {stderr}"
+        );
     }
 }
 

@@ -127,7 +127,13 @@ async fn an_absurd_kiosk_clock_cannot_take_over_the_skew_estimate(b: Backend) {
     };
     let mut e = h.envelope(&rebooted, 10, ticket(3));
     e.mono_ms = 500;
-    post(&h, &rebooted, KioskClock::now(rebooted.boot_id, 600), vec![e]).await;
+    post(
+        &h,
+        &rebooted,
+        KioskClock::now(rebooted.boot_id, 600),
+        vec![e],
+    )
+    .await;
     assert!(skew_ms(&h, &rebooted).await.abs() < 60_000);
     assert_eq!(tickets_today(&h).await, 3);
 
@@ -187,16 +193,30 @@ async fn events_with_absurd_times_are_rejected_naming_the_field_and_the_rest_sto
         .iter()
         .map(|x| (x.status, x.reason.clone().unwrap_or_default()))
         .collect();
-    assert!(reasons[0].1.starts_with("wall_time: 9999-12-31T23:59:59Z is more than 7 days ahead"), "{reasons:?}");
-    assert!(reasons[1].1.starts_with("wall_time: 1970-01-01T00:00:05Z is before 2020"), "{reasons:?}");
+    assert!(
+        reasons[0]
+            .1
+            .starts_with("wall_time: 9999-12-31T23:59:59Z is more than 7 days ahead"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1]
+            .1
+            .starts_with("wall_time: 1970-01-01T00:00:05Z is before 2020"),
+        "{reasons:?}"
+    );
     assert_eq!(reasons[2].0, EventStatus::Accepted);
     assert!(reasons[3].1.contains("/mono_ms"), "{reasons:?}");
     assert_eq!(h.event_count().await, 1);
 
     // A clock reading whose monotonic part no kiosk can have: the whole batch is refused.
     let mut batch = serde_json::to_value(
-        BatchRequest::new(&k.id, KioskClock::now(k.boot_id, 100), vec![h.envelope(&k, 5, started())])
-            .unwrap(),
+        BatchRequest::new(
+            &k.id,
+            KioskClock::now(k.boot_id, 100),
+            vec![h.envelope(&k, 5, started())],
+        )
+        .unwrap(),
     )
     .unwrap();
     batch["kiosk_clock"]["mono_ms"] = json!(u64::MAX);
@@ -212,7 +232,11 @@ async fn events_with_absurd_times_are_rejected_naming_the_field_and_the_rest_sto
         .unwrap();
     let (status, body) = refusal(r).await;
     assert_eq!(status, 400);
-    assert!(body.message.contains("kiosk_clock.mono_ms"), "{}", body.message);
+    assert!(
+        body.message.contains("kiosk_clock.mono_ms"),
+        "{}",
+        body.message
+    );
     assert_eq!(h.event_count().await, 1);
     h.stop().await;
 }
@@ -225,7 +249,13 @@ async fn refusal(r: reqwest::Response) -> (u16, ErrorBody) {
 }
 
 /// Sends an admin request and expects a 400 naming `field`.
-async fn refused(h: &Harness, method: Method, path: &str, body: Option<serde_json::Value>, field: &str) {
+async fn refused(
+    h: &Harness,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+    field: &str,
+) {
     let mut req = h.admin(method, path);
     if let Some(b) = body {
         req = req.json(&b);
@@ -237,7 +267,11 @@ async fn refused(h: &Harness, method: Method, path: &str, body: Option<serde_jso
         "{path}: {}",
         e.message
     );
-    assert!(e.message.contains(field), "{path}: {field} not named in {:?}", e.message);
+    assert!(
+        e.message.contains(field),
+        "{path}: {field} not named in {:?}",
+        e.message
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,22 +280,80 @@ async fn identifiers_and_bounds_are_enforced_on_every_route_naming_the_field() {
     let stores = "/v1/admin/stores";
     let megabyte = "a".repeat(1 << 20);
     for id in ["", "North", "a/b", "a\nb", "caf\u{e9}", "-a", &megabyte] {
-        refused(&h, Method::POST, stores, Some(json!({ "id": id, "name": "X" })), "body.id").await;
+        refused(
+            &h,
+            Method::POST,
+            stores,
+            Some(json!({ "id": id, "name": "X" })),
+            "body.id",
+        )
+        .await;
     }
-    refused(&h, Method::POST, stores, Some(json!({ "id": "west", "name": "" })), "body.name").await;
-    refused(&h, Method::POST, stores, Some(json!({ "id": "west", "name": "W", "timezone": null })), "body.timezone").await;
-    refused(&h, Method::POST, stores, Some(json!({ "id": "west", "name": "W", "timezone": "Mars/Base" })), "body.timezone").await;
-    let listed: Vec<String> = h.db.list_stores().await.unwrap().into_iter().map(|s| s.id).collect();
+    refused(
+        &h,
+        Method::POST,
+        stores,
+        Some(json!({ "id": "west", "name": "" })),
+        "body.name",
+    )
+    .await;
+    refused(
+        &h,
+        Method::POST,
+        stores,
+        Some(json!({ "id": "west", "name": "W", "timezone": null })),
+        "body.timezone",
+    )
+    .await;
+    refused(
+        &h,
+        Method::POST,
+        stores,
+        Some(json!({ "id": "west", "name": "W", "timezone": "Mars/Base" })),
+        "body.timezone",
+    )
+    .await;
+    let listed: Vec<String> =
+        h.db.list_stores()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
     assert_eq!(listed, ["north", "south"], "a refused store was stored");
 
     let codes = "/v1/admin/enroll-codes";
     for ttl in [0, 30 * 24 * 3600 + 1, u64::MAX] {
-        refused(&h, Method::POST, codes, Some(json!({ "store_id": "north", "ttl_s": ttl })), "ttl_s").await;
+        refused(
+            &h,
+            Method::POST,
+            codes,
+            Some(json!({ "store_id": "north", "ttl_s": ttl })),
+            "ttl_s",
+        )
+        .await;
     }
-    refused(&h, Method::POST, codes, Some(json!({ "store_id": "../north" })), "body.store_id").await;
-    let r = h.admin(Method::POST, codes).json(&json!({ "store_id": "nowhere", "ttl_s": 60 })).send().await.unwrap();
+    refused(
+        &h,
+        Method::POST,
+        codes,
+        Some(json!({ "store_id": "../north" })),
+        "body.store_id",
+    )
+    .await;
+    let r = h
+        .admin(Method::POST, codes)
+        .json(&json!({ "store_id": "nowhere", "ttl_s": 60 }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(refusal(r).await.0, 404);
-    let r = h.admin(Method::POST, codes).json(&json!({ "store_id": "north", "ttl_s": 30 * 24 * 3600 })).send().await.unwrap();
+    let r = h
+        .admin(Method::POST, codes)
+        .json(&json!({ "store_id": "north", "ttl_s": 30 * 24 * 3600 }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 
     let token = "ab".repeat(16);
@@ -279,37 +371,111 @@ async fn identifiers_and_bounds_are_enforced_on_every_route_naming_the_field() {
     ] {
         let mut c = customer.clone();
         c[field] = value;
-        refused(&h, Method::POST, "/v1/admin/customers", Some(c), &format!("body.{field}")).await;
+        refused(
+            &h,
+            Method::POST,
+            "/v1/admin/customers",
+            Some(c),
+            &format!("body.{field}"),
+        )
+        .await;
     }
-    refused(&h, Method::PUT, &format!("/v1/admin/customers/{token}/segment"), Some(json!({ "segment": "a b" })), "body.segment").await;
-    refused(&h, Method::GET, "/v1/admin/customers/ABC", None, "card token").await;
+    refused(
+        &h,
+        Method::PUT,
+        &format!("/v1/admin/customers/{token}/segment"),
+        Some(json!({ "segment": "a b" })),
+        "body.segment",
+    )
+    .await;
+    refused(
+        &h,
+        Method::GET,
+        "/v1/admin/customers/ABC",
+        None,
+        "card token",
+    )
+    .await;
 
     let mut campaign = json!({ "id": "spring", "name": "Spring", "starts_on": "2026-03-01", "ends_on": "2026-04-01",
         "screen_text": { "es": "a", "en": "a" }, "ticket_line": { "es": "a", "en": "a" } });
     campaign["id"] = json!("Spring Sale");
-    refused(&h, Method::POST, "/v1/admin/campaigns", Some(campaign.clone()), "id:").await;
+    refused(
+        &h,
+        Method::POST,
+        "/v1/admin/campaigns",
+        Some(campaign.clone()),
+        "id:",
+    )
+    .await;
     campaign["id"] = json!("spring");
     campaign["stores"] = json!(["north", "so uth"]);
-    refused(&h, Method::POST, "/v1/admin/campaigns", Some(campaign.clone()), "stores[1]").await;
+    refused(
+        &h,
+        Method::POST,
+        "/v1/admin/campaigns",
+        Some(campaign.clone()),
+        "stores[1]",
+    )
+    .await;
 
     refused(&h, Method::GET, "/v1/stats?store=%0A", None, "store").await;
     refused(&h, Method::GET, "/v1/admin/audit?limit=0", None, "limit").await;
-    refused(&h, Method::GET, "/v1/admin/audit?since_ms=-1", None, "since_ms").await;
-    refused(&h, Method::GET, "/dashboard/api/stores/a%20b", None, "store").await;
-    refused(&h, Method::GET, "/dashboard/api/stores/north?kiosk=K%2F1", None, "kiosk").await;
-    refused(&h, Method::GET, "/dashboard/api/stores/north/queue?calls=100000", None, "calls").await;
+    refused(
+        &h,
+        Method::GET,
+        "/v1/admin/audit?since_ms=-1",
+        None,
+        "since_ms",
+    )
+    .await;
+    refused(
+        &h,
+        Method::GET,
+        "/dashboard/api/stores/a%20b",
+        None,
+        "store",
+    )
+    .await;
+    refused(
+        &h,
+        Method::GET,
+        "/dashboard/api/stores/north?kiosk=K%2F1",
+        None,
+        "kiosk",
+    )
+    .await;
+    refused(
+        &h,
+        Method::GET,
+        "/dashboard/api/stores/north/queue?calls=100000",
+        None,
+        "calls",
+    )
+    .await;
 
     // The kiosk's feed refuses a limit out of range instead of clamping it.
     let k = h.kiosk.clone();
     for limit in [0, 1001] {
         let path = feed_path_and_query(&k.id, 0, limit);
-        let r = h.signed(&k, Method::GET, &path, Vec::new()).send().await.unwrap();
+        let r = h
+            .signed(&k, Method::GET, &path, Vec::new())
+            .send()
+            .await
+            .unwrap();
         let (status, e) = refusal(r).await;
         assert_eq!(status, 400);
         assert!(e.message.starts_with("limit: "), "{}", e.message);
     }
     let path = feed_path_and_query(&k.id, 0, 1000);
-    assert_eq!(h.signed(&k, Method::GET, &path, Vec::new()).send().await.unwrap().status(), 200);
+    assert_eq!(
+        h.signed(&k, Method::GET, &path, Vec::new())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     // Enrollment names the field too.
     let r = h
@@ -340,7 +506,13 @@ async fn the_router_serves_exactly_the_documented_operations() {
         .json()
         .await
         .unwrap();
-    let methods = [Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::PATCH];
+    let methods = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+    ];
     for (path, item) in doc["paths"].as_object().unwrap() {
         if path == "/dashboard/events" {
             // A stream that does not end: routed, as the schemathesis contract test shows.

@@ -114,13 +114,22 @@ async fn the_endpoint_keeps_its_openapi_contract_under_schemathesis() {
     }
 
     // A store and a kiosk enrolled in it, whose keys the signing hook gets.
-    let r = post(&client, format!("{base}/v1/admin/stores"), json!({ "id": "north", "name": "Norte" })).await;
+    let r = post(
+        &client,
+        format!("{base}/v1/admin/stores"),
+        json!({ "id": "north", "name": "Norte" }),
+    )
+    .await;
     assert_eq!(r.status(), 204);
-    let code: Value = post(&client, format!("{base}/v1/admin/enroll-codes"), json!({ "store_id": "north" }))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let code: Value = post(
+        &client,
+        format!("{base}/v1/admin/enroll-codes"),
+        json!({ "store_id": "north" }),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     let enrolled: Value = client
         .post(format!("{base}/v1/enroll"))
         .json(&json!({ "code": code["code"], "hardware_profile": "simulated", "firmware_version": "0.1.0" }))
@@ -148,10 +157,15 @@ async fn the_endpoint_keeps_its_openapi_contract_under_schemathesis() {
         .args(["--request-timeout", "30", "--no-color"])
         .args(["--report", "junit", "--report-junit-path"])
         .arg(dir.path().join("junit.xml"))
+        // Its example database and cache go to the temporary directory, not the source tree.
+        .current_dir(dir.path())
         .env("PYTHONPATH", here())
         .env("SCHEMATHESIS_HOOKS", "hooks")
         .env("CRM_KIOSK_ID", enrolled["kiosk_id"].as_str().unwrap())
-        .env("CRM_KIOSK_SECRET", enrolled["device_secret"].as_str().unwrap())
+        .env(
+            "CRM_KIOSK_SECRET",
+            enrolled["device_secret"].as_str().unwrap(),
+        )
         .kill_on_drop(true)
         .output()
         .await

@@ -156,7 +156,15 @@ mod tests {
 
     #[test]
     fn the_ids_in_use_are_identifiers_and_junk_is_not() {
-        for ok in ["north", "demo", "k-0a1b2c3d4e5f", "spring-coffee-2026", "a", "v1.2_b", "0"] {
+        for ok in [
+            "north",
+            "demo",
+            "k-0a1b2c3d4e5f",
+            "spring-coffee-2026",
+            "a",
+            "v1.2_b",
+            "0",
+        ] {
             assert_eq!(check(ok), Ok(()), "{ok}");
         }
         assert_eq!(check(""), Err(BadIdent::Empty));

@@ -22,7 +22,8 @@ use crate::db::{AuditEntry, CustomerRecord, NewCustomer, StoreRecord, StoreStats
 use crate::http::doc::{
     ADMIN_ERRORS, Security, op, path_param, query_param, schema_ref, with_params,
 };
-use crate::http::{Admin, ApiError, AppState, Route, Verb, input, json_body, now_ms};
+use crate::http::{Admin, ApiError, AppState, Route, Verb, json_body, now_ms};
+use crate::input;
 
 fn admin_op(summary: &str, request: Option<&str>, ok: (&str, &str, Option<&str>)) -> Value {
     op(summary, Security::Admin, request, ok, ADMIN_ERRORS)
@@ -42,7 +43,12 @@ pub fn routes() -> Vec<Route> {
                     None,
                     ("200", "statistics", Some("StoreStats")),
                 ),
-                json!([query_param("store", true, schema_ref("Ident"), "the store's id")]),
+                json!([query_param(
+                    "store",
+                    true,
+                    schema_ref("Ident"),
+                    "the store's id"
+                )]),
             ),
         ),
         Route::new(
@@ -86,8 +92,18 @@ pub fn routes() -> Vec<Route> {
                     ("200", "the audit lines", Some("AuditLog")),
                 ),
                 json!([
-                    query_param("since_ms", false, json!({ "type": "integer", "minimum": 0, "maximum": i64::MAX, "default": 0 }), "only lines at or after this time, unix ms"),
-                    query_param("limit", false, json!({ "type": "integer", "minimum": 1, "maximum": MAX_AUDIT_LIMIT, "default": 100 }), "most lines; out of range is refused (400)")
+                    query_param(
+                        "since_ms",
+                        false,
+                        json!({ "type": "integer", "minimum": 0, "maximum": i64::MAX, "default": 0 }),
+                        "only lines at or after this time, unix ms"
+                    ),
+                    query_param(
+                        "limit",
+                        false,
+                        json!({ "type": "integer", "minimum": 1, "maximum": MAX_AUDIT_LIMIT, "default": 100 }),
+                        "most lines; out of range is refused (400)"
+                    )
                 ]),
             ),
         ),
@@ -346,8 +362,7 @@ async fn admin_enroll_code(
             req.store_id
         )));
     }
-    let (code, expires_ms) =
-        issue_enroll_code(&st.db, &req.store_id, ttl).await?;
+    let (code, expires_ms) = issue_enroll_code(&st.db, &req.store_id, ttl).await?;
     Ok(Json(EnrollCodeResponse { code, expires_ms }))
 }
 

@@ -64,7 +64,7 @@ pub fn routes() -> Vec<Route> {
                 op(
                     "post a batch of events (at most 500 events, 256 KiB uncompressed; gzip accepted)",
                     Security::Kiosk,
-                    Some(&crate::openapi::batch_request_schema()),
+                    Some(&<BatchRequest<serde_json::Value> as schemars::JsonSchema>::schema_name()),
                     ("200", "one result per event, in order", Some("BatchResponse")),
                     &["400", "401", "403", "409", "413", "415", "503"],
                 ),
@@ -210,7 +210,9 @@ async fn enroll(
 /// The bounds [`EnrollRequest`]'s schema states, each refusal naming its field.
 fn check_enroll_request(body: &EnrollRequest) -> Result<(), ApiError> {
     if !(1..=64).contains(&body.code.chars().count()) {
-        return Err(ApiError::malformed("code: an enrollment code is 1 to 64 characters (XXXX-XXXX-XXXX)"));
+        return Err(ApiError::malformed(
+            "code: an enrollment code is 1 to 64 characters (XXXX-XXXX-XXXX)",
+        ));
     }
     ident::check(&body.hardware_profile)
         .map_err(|e| ApiError::malformed(format!("hardware_profile: {e}")))?;

@@ -105,9 +105,15 @@ pub fn routes(secure_cookie: bool) -> Vec<Route> {
                 "schema": { "$ref": "#/components/schemas/LiveQueue" } } } },
                 "400": err, "403": err, "404": err, "429": err, "503": err }),
     );
-    queue_doc["parameters"] = json!([store, query_param("calls", false,
-        json!({ "type": "integer", "minimum": 0, "maximum": MAX_CALLS, "default": DEFAULT_CALLS }),
-        "latest calls to list; out of range is refused (400)")]);
+    queue_doc["parameters"] = json!([
+        store,
+        query_param(
+            "calls",
+            false,
+            json!({ "type": "integer", "minimum": 0, "maximum": MAX_CALLS, "default": DEFAULT_CALLS }),
+            "latest calls to list; out of range is refused (400)"
+        )
+    ]);
     let mut events_doc = raw_op(
         "server-sent events: `dashboard` (the figures as JSON) then `queue` (the store's live queue as JSON, as /dashboard/api/stores/{store}/queue answers it) at once, after each batch from the store's kiosks and every 15 s; `expired` when the session ends; `problem` when a snapshot could not be taken (the stream goes on)",
         Security::Dashboard,
@@ -121,7 +127,9 @@ pub fn routes(secure_cookie: bool) -> Vec<Route> {
     );
     events_doc["parameters"] = json!([
         query_param("store", true, schema_ref("Ident"), "the store"),
-        kiosk, range]);
+        kiosk,
+        range
+    ]);
     let mut login_doc = raw_op(
         "log in with the admin token; sets an HttpOnly SameSite=Strict session cookie",
         Security::None,

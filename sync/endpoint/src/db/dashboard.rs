@@ -232,7 +232,9 @@ pub struct NpsFigures {
 }
 
 /// A kiosk's overall health, worst first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Health {
     /// No contact for [`OFFLINE_AFTER_MS`] (or never).

@@ -271,7 +271,19 @@ pub enum OpsFact {
 }
 
 /// The kind of a queue step: what an event did to a turn of the store's live queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum QueueStepKind {
     /// `ticket_issued`: the turn starts waiting.
@@ -550,23 +562,20 @@ pub struct NewCustomer {
     #[schemars(with = "kiosk_protocol::ident::Ident")]
     pub store_id: String,
     /// Display name.
-    #[serde(deserialize_with = "crate::http::input::name")]
-    #[schemars(with = "crate::http::input::Name")]
+    #[serde(deserialize_with = "crate::input::name")]
+    #[schemars(with = "crate::input::Name")]
     pub display_name: String,
     /// Locale (`es`, `en`).
-    #[serde(
-        default = "default_locale",
-        deserialize_with = "crate::http::input::locale"
-    )]
-    #[schemars(with = "crate::http::input::Locale")]
+    #[serde(default = "default_locale", deserialize_with = "crate::input::locale")]
+    #[schemars(with = "crate::input::Locale")]
     pub locale: String,
     /// Email, or `null` for none.
-    #[serde(default, deserialize_with = "crate::http::input::email")]
-    #[schemars(with = "Option<crate::http::input::Email>")]
+    #[serde(default, deserialize_with = "crate::input::email")]
+    #[schemars(with = "Option<crate::input::Email>")]
     pub email: Option<String>,
     /// Phone, or `null` for none.
-    #[serde(default, deserialize_with = "crate::http::input::phone")]
-    #[schemars(with = "Option<crate::http::input::Phone>")]
+    #[serde(default, deserialize_with = "crate::input::phone")]
+    #[schemars(with = "Option<crate::input::Phone>")]
     pub phone: Option<String>,
     /// Consents to record as given now (`profile`, `marketing_email`, `marketing_sms`).
     #[serde(default, deserialize_with = "consent_purposes")]
@@ -578,8 +587,18 @@ pub struct NewCustomer {
     pub segment: Option<String>,
     /// Visits to start from (imports from an older CRM): 0 to 1,000,000.
     #[serde(default, deserialize_with = "visits")]
-    #[schemars(range(min = 0, max = crate::http::input::MAX_VISITS))]
+    #[schemars(range(min = 0, max = crate::input::MAX_VISITS))]
     pub visits: i64,
+}
+
+/// The name a consent purpose has in the catalog and the database.
+pub fn purpose_name(p: kiosk_protocol::events::ConsentPurpose) -> &'static str {
+    use kiosk_protocol::events::ConsentPurpose;
+    match p {
+        ConsentPurpose::Profile => "profile",
+        ConsentPurpose::MarketingEmail => "marketing_email",
+        ConsentPurpose::MarketingSms => "marketing_sms",
+    }
 }
 
 fn consent_purposes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -589,16 +608,16 @@ fn consent_purposes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String
     }
     Ok(purposes
         .into_iter()
-        .map(|p| crate::ingest::purpose_name(p).to_owned())
+        .map(|p| purpose_name(p).to_owned())
         .collect())
 }
 
 fn visits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     let v = i64::deserialize(d)?;
-    if !(0..=crate::http::input::MAX_VISITS).contains(&v) {
+    if !(0..=crate::input::MAX_VISITS).contains(&v) {
         return Err(serde::de::Error::custom(format!(
             "{v} is out of range: 0 to {}",
-            crate::http::input::MAX_VISITS
+            crate::input::MAX_VISITS
         )));
     }
     Ok(v)

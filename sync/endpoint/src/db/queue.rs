@@ -257,7 +257,9 @@ pub fn calls_since(steps: &[StepRow], since_ms: i64) -> Vec<(String, i64)> {
 }
 
 /// Where a turn is now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TurnStatus {
     /// In its service's line (issued, or transferred).

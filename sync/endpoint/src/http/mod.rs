@@ -9,7 +9,6 @@
 pub mod auth;
 pub mod doc;
 pub mod error;
-pub mod input;
 pub mod request;
 pub mod route;
 pub mod state;

@@ -49,7 +49,10 @@ pub(crate) fn integral_floats_as_integers(v: &mut serde_json::Value) {
                 // Exact only inside ±2^53; larger floats are left as they are (and refused).
                 const EXACT: f64 = 9_007_199_254_740_992.0;
                 if f.abs() <= EXACT {
-                    #[expect(clippy::cast_possible_truncation, reason = "integral and within ±2^53")]
+                    #[expect(
+                        clippy::cast_possible_truncation,
+                        reason = "integral and within ±2^53"
+                    )]
                     let i = f as i64;
                     *v = serde_json::Value::from(i);
                 }

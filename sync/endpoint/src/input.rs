@@ -1,8 +1,9 @@
 //! The bounds of the free-text fields requests carry (names, emails, phones, locales, time
 //! zones), each once: a schema type the OpenAPI document refers to, and the `deserialize_with`
 //! check that refuses what the schema refuses, so the contract and the code cannot disagree.
-//! Identifiers are [`kiosk_protocol::ident`]'s. A refusal names its field through
-//! [`super::json_body`] (`body.name: ...`).
+//! Identifiers are [`kiosk_protocol::ident`]'s. Imports nothing of the crate: the database's
+//! records and the route modules both use it. A refusal names its field through
+//! `crate::http::json_body` (`body.name: ...`).
 
 use std::borrow::Cow;
 
@@ -27,7 +28,9 @@ fn text_check(s: &str, max: usize, what: &str) -> Result<(), String> {
         return Err(format!("{what} must be 1 to {max} characters, got {n}"));
     }
     if let Some(c) = s.chars().find(|c| c.is_control()) {
-        return Err(format!("{what} must not contain control characters such as {c:?}"));
+        return Err(format!(
+            "{what} must not contain control characters such as {c:?}"
+        ));
     }
     Ok(())
 }
@@ -135,7 +138,8 @@ pub fn phone<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error
         return Ok(None);
     };
     let ok = (1..=MAX_PHONE_CHARS).contains(&s.chars().count())
-        && s.chars().all(|c| c.is_ascii_digit() || "+() .-".contains(c));
+        && s.chars()
+            .all(|c| c.is_ascii_digit() || "+() .-".contains(c));
     if !ok {
         return Err(D::Error::custom(
             "not a phone number (1 to 32 digits, spaces and + ( ) . -)",
