@@ -140,6 +140,16 @@ async fn the_endpoint_keeps_its_openapi_contract_under_schemathesis() {
         .await
         .unwrap();
 
+    // A registered customer, whose card token the hook puts in customer and lookup paths.
+    let card_token = "5ca1ab1e".repeat(4);
+    let r = post(
+        &client,
+        format!("{base}/v1/admin/customers"),
+        json!({ "card_token": card_token, "store_id": "north", "display_name": "Ana", "consents": ["profile"] }),
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+
     let started = Instant::now();
     let out = tokio::process::Command::new(&st)
         .arg("--config-file")
@@ -166,6 +176,7 @@ async fn the_endpoint_keeps_its_openapi_contract_under_schemathesis() {
             "CRM_KIOSK_SECRET",
             enrolled["device_secret"].as_str().unwrap(),
         )
+        .env("CRM_CARD_TOKEN", &card_token)
         .kill_on_drop(true)
         .output()
         .await

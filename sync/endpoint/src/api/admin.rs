@@ -407,8 +407,13 @@ pub struct SegmentRequest {
     /// The segment (`new`, `regular`, `lapsed`, `vip` or one of the operator's own), or `null`
     /// to return the customer to the computed segment.
     #[serde(deserialize_with = "ident::deserialize_opt")]
-    #[schemars(with = "Option<Ident>", required)]
+    #[schemars(schema_with = "ident_or_null", required)]
     pub segment: Option<String>,
+}
+
+fn ident_or_null(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let ident = g.subschema_for::<Ident>();
+    schemars::json_schema!({ "anyOf": [ident, { "type": "null" }] })
 }
 
 /// Answer of `POST /v1/admin/segments/recompute`.

@@ -15,7 +15,10 @@ enrollment answer gives it).
 
 A generated {kiosk_id} that is a well-formed identifier is replaced by the enrolled kiosk's id, so
 valid requests reach the handlers; a malformed one is left as generated (the endpoint must refuse
-it). Nothing else is changed: every other generated value reaches the endpoint as drawn.
+it). Likewise a well-formed {card_token} of a customer read, a segment change or a kiosk's lookup
+becomes CRM_CARD_TOKEN, a customer the test registered, so those answers are real profiles rather
+than 404s (erasure keeps its random tokens: it would erase that customer). Nothing else is changed:
+every other generated value reaches the endpoint as drawn.
 """
 
 import base64
@@ -30,7 +33,9 @@ import schemathesis
 
 KIOSK_ID = os.environ["CRM_KIOSK_ID"]
 SECRET = base64.b64decode(os.environ["CRM_KIOSK_SECRET"], validate=True)
+CARD_TOKEN = os.environ["CRM_CARD_TOKEN"]
 IDENT = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+TOKEN = re.compile(r"[0-9a-f]{32}")
 
 
 class KioskSignature(requests.auth.AuthBase):
@@ -57,9 +62,13 @@ SIGNER = KioskSignature()
 
 @schemathesis.hook
 def before_call(ctx, case, kwargs):
+    params = case.path_parameters or {}
+    token = params.get("card_token")
+    if not case.path.endswith("/erase") and isinstance(token, str) and TOKEN.fullmatch(token):
+        params["card_token"] = CARD_TOKEN
+        case.path_parameters = params
     if not case.path.startswith("/v1/kiosks/"):
         return
-    params = case.path_parameters or {}
     kiosk_id = params.get("kiosk_id")
     if isinstance(kiosk_id, str) and IDENT.fullmatch(kiosk_id):
         params["kiosk_id"] = KIOSK_ID
