@@ -36,8 +36,8 @@ pub struct Envelope {
     #[serde(with = "time::serde::rfc3339")]
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub wall_time: OffsetDateTime,
-    /// Milliseconds on the kiosk's monotonic clock since its boot (at most
-    /// [`crate::wire::MAX_MONO_MS`]).
+    /// Milliseconds on the kiosk's monotonic clock since its boot (at most 100 years of uptime,
+    /// `MAX_MONO_MS`).
     #[schemars(range(max = crate::wire::MAX_MONO_MS))]
     pub mono_ms: u64,
     /// Schema version of the payload's event type.

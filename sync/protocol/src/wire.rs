@@ -118,7 +118,8 @@ pub struct KioskClock {
     #[serde(with = "time::serde::rfc3339")]
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub wall_time: OffsetDateTime,
-    /// The kiosk's monotonic clock at sending time, ms since its boot (at most [`MAX_MONO_MS`]).
+    /// The kiosk's monotonic clock at sending time, ms since its boot (at most 100 years of
+    /// uptime, `MAX_MONO_MS`).
     #[schemars(range(max = MAX_MONO_MS))]
     pub mono_ms: u64,
     /// The boot the monotonic reading belongs to (events of the same boot are placed in time by
