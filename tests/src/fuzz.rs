@@ -304,11 +304,9 @@ pub fn endpoint_batch(data: &[u8]) {
         Ok(batch) => {
             assert!(batch.events.len() <= MAX_BATCH_EVENTS);
             let clock = KioskClock::now(Uuid::from_u128(9), 5000);
-            let skew = ingest::update_skew(
-                None,
-                &batch.kiosk_clock,
-                ingest::unix_ms(time::OffsetDateTime::now_utc()),
-            );
+            let now_ms = ingest::unix_ms(time::OffsetDateTime::now_utc());
+            let skew = ingest::read_clock(&Default::default(), &batch.kiosk_clock, now_ms)
+                .skew_or_zero(now_ms);
             for raw in &batch.events {
                 match validator().check(raw, "k-fuzz", &clock, skew) {
                     Ok(accepted) => assert!(!accepted.kind.is_empty()),

@@ -80,7 +80,9 @@ fn the_seeds_are_what_the_targets_check_not_their_error_paths() {
         let batch = crm_endpoint::api::decode_batch(encoding, &body).unwrap();
         let validator = crm_endpoint::ingest::Validator::new().unwrap();
         let clock = batch.kiosk_clock;
-        let skew = crm_endpoint::ingest::update_skew(None, &clock, 0);
+        let sent_ms = crm_endpoint::ingest::unix_ms(clock.wall_time);
+        let skew = crm_endpoint::ingest::read_clock(&Default::default(), &clock, sent_ms)
+            .skew_or_zero(sent_ms);
         for raw in &batch.events {
             validator
                 .check(raw, "k-fuzz", &clock, skew)

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crm_endpoint::db::{IngestBatch, StoreRecord};
-use crm_endpoint::ingest::{Validator, unix_ms, update_skew};
+use crm_endpoint::ingest::{Validator, read_clock, unix_ms};
 use crm_endpoint::testing::TempPostgres;
 use kiosk_protocol::wire::KioskClock;
 use kiosk_sync::Outbox;
@@ -60,7 +60,8 @@ async fn round(n: usize, store_url: Option<String>, bare_url: Option<String>) ->
     let pending = outbox.pending(n, usize::MAX).unwrap();
     let validator = Validator::new().unwrap();
     let clock = KioskClock::now(Uuid::now_v7(), 0);
-    let skew = update_skew(None, &clock, unix_ms(clock.wall_time));
+    let sent_ms = unix_ms(clock.wall_time);
+    let skew = read_clock(&Default::default(), &clock, sent_ms).skew_or_zero(sent_ms);
     let mut bare_batches = Vec::new();
     for chunk in pending.chunks(500) {
         let events = chunk
@@ -77,6 +78,7 @@ async fn round(n: usize, store_url: Option<String>, bare_url: Option<String>) ->
             store_id: "bench".into(),
             received_ms: unix_ms(OffsetDateTime::now_utc()),
             skew: None,
+            skew_samples: None,
             backlog: None,
             events,
             replay: None,

@@ -51,7 +51,8 @@ pub struct SyncConfig {
     pub max_batch_bytes: usize,
     /// How often the sync feed is pulled.
     pub feed_interval: Duration,
-    /// Items asked for per feed page.
+    /// Items asked for per feed page (clamped to 1 to the protocol's 1000: the endpoint refuses
+    /// other limits).
     pub feed_page_limit: u32,
     /// How often an idle worker looks at the outbox when nobody pokes it.
     pub idle_poll: Duration,

@@ -692,7 +692,12 @@ async fn pull_feed(sh: &Shared) -> Result<(), FeedError> {
     loop {
         let page = sh
             .transport
-            .get_feed(cursor, sh.config.feed_page_limit)
+            .get_feed(
+                cursor,
+                sh.config
+                    .feed_page_limit
+                    .clamp(1, kiosk_protocol::wire::MAX_FEED_LIMIT),
+            )
             .await?;
         let items: Vec<FeedItem> = page.items;
         let empty = items.is_empty();

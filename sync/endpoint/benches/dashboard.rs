@@ -148,6 +148,7 @@ impl KioskLog {
             store_id: self.store_id.clone(),
             received_ms: now_ms,
             skew: None,
+            skew_samples: None,
             backlog: Some(0),
             events,
             replay: None,

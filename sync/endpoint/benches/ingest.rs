@@ -17,7 +17,7 @@
 use std::time::{Duration, Instant};
 
 use crm_endpoint::db::{IngestBatch, SharedDb, StoreRecord};
-use crm_endpoint::ingest::{Validator, update_skew};
+use crm_endpoint::ingest::{Validator, read_clock};
 use crm_endpoint::testing::TempPostgres;
 use crm_endpoint::{ServeConfig, serve};
 use kiosk_protocol::auth::sign_request;
@@ -193,7 +193,8 @@ async fn run(
     for b in 0..kiosks_n * per_kiosk {
         let first = 1_000_000 + (b * batch_events) as u64;
         let clock = KioskClock::now(boot, first + batch_events as u64);
-        let skew = update_skew(None, &clock, crm_endpoint::ingest::unix_ms(clock.wall_time));
+        let sent_ms = crm_endpoint::ingest::unix_ms(clock.wall_time);
+        let skew = read_clock(&Default::default(), &clock, sent_ms).skew_or_zero(sent_ms);
         let events = (first..first + batch_events as u64)
             .map(|s| {
                 let raw = serde_json::to_value(event(&k.kiosk_id, boot, s)).unwrap();
@@ -205,6 +206,7 @@ async fn run(
             store_id: "bench".into(),
             received_ms: crm_endpoint::ingest::unix_ms(OffsetDateTime::now_utc()),
             skew: None,
+            skew_samples: None,
             backlog: None,
             events,
             replay: None,

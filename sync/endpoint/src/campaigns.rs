@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use kiosk_protocol::ident::{self, BadIdent};
 use kiosk_protocol::wire::Campaign;
 use serde::Deserialize;
 
@@ -100,8 +101,24 @@ pub fn check(c: &Campaign) -> Result<(), CampaignError> {
         id: c.id.clone(),
         problem: problem.to_owned(),
     };
-    if c.id.trim().is_empty() || c.id.len() > 100 {
-        return Err(invalid("id must be 1 to 100 characters"));
+    let ident = |field: &str, value: &str, check: fn(&str) -> Result<(), BadIdent>| {
+        check(value).map_err(|e| CampaignError::Invalid {
+            id: c.id.chars().take(64).collect(),
+            problem: format!("{field}: {e}"),
+        })
+    };
+    ident("id", &c.id, ident::check)?;
+    for (i, v) in c.variants.iter().enumerate() {
+        ident(&format!("variants[{i}].name"), &v.name, ident::check)?;
+    }
+    for (i, s) in c.stores.iter().enumerate() {
+        ident(&format!("stores[{i}]"), s, ident::check)?;
+    }
+    for (i, s) in c.target_segments.iter().enumerate() {
+        ident(&format!("target_segments[{i}]"), s, ident::check)?;
+    }
+    for (i, s) in c.services.iter().enumerate() {
+        ident(&format!("services[{i}]"), s, ident::check_service)?;
     }
     if c.ends_on < c.starts_on {
         return Err(invalid("ends_on is before starts_on"));

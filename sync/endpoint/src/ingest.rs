@@ -4,12 +4,12 @@
 //!
 //! Data flow: outbox → batch → **ingest** → db. Pure: no I/O, time passed in.
 
-use kiosk_protocol::events::{ConsentPurpose, DeviceHealth, DeviceKind, Envelope, Event};
+use kiosk_protocol::events::{DeviceHealth, DeviceKind, Envelope, Event};
 use kiosk_protocol::wire::KioskClock;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::db::{Effect, IngestEvent, OpsFact, QueueStep, SkewEstimate};
+use crate::db::{Effect, IngestEvent, OpsFact, QueueStep, SkewEstimate, SkewSamples, purpose_name};
 
 /// The envelope schema exactly as published in `sync/schema/` (drift-checked against the types).
 const ENVELOPE_SCHEMA: &str = include_str!("../../schema/envelope.schema.json");
@@ -17,9 +17,16 @@ const ENVELOPE_SCHEMA: &str = include_str!("../../schema/envelope.schema.json");
 /// Schema versions of each event type this endpoint accepts.
 pub const KNOWN_SCHEMA_VERSIONS: &[u16] = &[1];
 
-/// A skew estimate older than this is replaced by the next sample even if that sample is larger
-/// (the kiosk's clock may have been stepped back).
-pub const SKEW_SAMPLE_TTL_MS: i64 = 10 * 60 * 1000;
+/// Earliest wall time the endpoint believes from a kiosk: 2020-01-01T00:00:00Z, unix ms. A Pi
+/// without a real-time clock starts from the time fake-hwclock saved or systemd's build date,
+/// both later; anything earlier is a clock that was never set.
+pub const EARLIEST_WALL_MS: i64 = 1_577_836_800_000;
+
+/// How far ahead of the endpoint's clock a kiosk's wall time may be: 7 days.
+pub const MAX_AHEAD_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Clock samples kept per kiosk boot; the skew estimate is their median.
+pub const SKEW_SAMPLES: usize = 5;
 
 /// Longest rejection reason sent back (schema errors can quote large values).
 const MAX_REASON_LEN: usize = 300;
@@ -119,6 +126,17 @@ impl Validator {
             )));
         }
         let device_ms = unix_ms(env.wall_time);
+        let now_ms = unix_ms(clock.wall_time).saturating_add(skew.skew_ms);
+        if let Some(problem) = wall_time_problem(device_ms, now_ms) {
+            return Err(reject(format!("wall_time: {problem}")));
+        }
+        if env.mono_ms > kiosk_protocol::wire::MAX_MONO_MS {
+            return Err(reject(format!(
+                "mono_ms: {} is above {} (100 years of uptime)",
+                env.mono_ms,
+                kiosk_protocol::wire::MAX_MONO_MS
+            )));
+        }
         Ok(IngestEvent {
             id: env.id,
             seq: env.seq,
@@ -224,45 +242,134 @@ pub fn unix_ms(t: time::OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
-/// The new skew estimate after a batch whose clock reading arrived at `received_ms`.
+/// Why a kiosk's wall time (unix ms) cannot be believed when the endpoint's clock says `now_ms`,
+/// or `None` when it is inside the window: [`EARLIEST_WALL_MS`] to `now_ms` + [`MAX_AHEAD_MS`].
+pub fn wall_time_problem(wall_ms: i64, now_ms: i64) -> Option<String> {
+    let shown = || {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(wall_ms) * 1_000_000)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| format!("{wall_ms} ms"))
+    };
+    if wall_ms < EARLIEST_WALL_MS {
+        Some(format!(
+            "{} is before 2020-01-01T00:00:00Z; the kiosk's clock was never set",
+            shown()
+        ))
+    } else if wall_ms > now_ms.saturating_add(MAX_AHEAD_MS) {
+        Some(format!(
+            "{} is more than 7 days ahead of the endpoint's clock; set the kiosk's clock",
+            shown()
+        ))
+    } else {
+        None
+    }
+}
+
+/// What a batch's clock reading (`kiosk_clock`, received at `received_ms`) tells: the skew to
+/// correct its events with, the samples to keep, and the clock to place its events by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClockReading {
+    /// The estimate: the median of the boot's samples; `None` while there is no usable sample
+    /// (the events' wall times are then taken as they are).
+    pub skew: Option<SkewEstimate>,
+    /// The samples to keep (the reading's own when it was believable).
+    pub samples: SkewSamples,
+    /// The clock events of the batch's boot are placed by: the kiosk's reading, or, when it was
+    /// refused, the receive time in the kiosk's terms (so no absurd time reaches an event).
+    pub clock: KioskClock,
+    /// Why the reading was refused as a sample, if it was.
+    pub refused: Option<String>,
+}
+
+impl ClockReading {
+    /// The estimate, or no correction at all.
+    pub fn skew_or_zero(&self, received_ms: i64) -> SkewEstimate {
+        self.skew.unwrap_or(SkewEstimate {
+            skew_ms: 0,
+            at_ms: received_ms,
+        })
+    }
+}
+
+/// Reads a batch's clock reading against the kiosk's `history`.
 ///
 /// A sample (receive time minus the kiosk's send time) is the true offset plus the request's
-/// transit delay, never less: the smallest recent sample is the best estimate (the min-RTT idea
-/// of NTP). A sample older than [`SKEW_SAMPLE_TTL_MS`] gives way to the next one, so a kiosk whose
-/// clock was stepped back is followed within minutes.
-pub fn update_skew(
-    current: Option<SkewEstimate>,
-    clock: &KioskClock,
-    received_ms: i64,
-) -> SkewEstimate {
-    let sample = SkewEstimate {
-        skew_ms: received_ms.saturating_sub(unix_ms(clock.wall_time)),
-        at_ms: received_ms,
+/// transit delay. The estimate is the median of the last [`SKEW_SAMPLES`] samples of the kiosk's
+/// current boot (an even count drops the newest first), so one bad sample cannot displace the
+/// good ones around it, and a clock stepped by NTP is followed after three batches. A reading
+/// outside the believable window ([`wall_time_problem`]) never becomes a sample; a new boot
+/// starts a new history (the clock may have been set anew).
+pub fn read_clock(history: &SkewSamples, clock: &KioskClock, received_ms: i64) -> ClockReading {
+    let mut samples = if history.boot_id == Some(clock.boot_id) {
+        history.clone()
+    } else {
+        SkewSamples {
+            boot_id: Some(clock.boot_id),
+            samples: Vec::new(),
+        }
     };
-    match current {
-        Some(c) if c.skew_ms <= sample.skew_ms && received_ms - c.at_ms < SKEW_SAMPLE_TTL_MS => c,
-        _ => sample,
+    let wall_ms = unix_ms(clock.wall_time);
+    let refused = wall_time_problem(wall_ms, received_ms);
+    if refused.is_none() {
+        samples.samples.push(SkewEstimate {
+            skew_ms: received_ms.saturating_sub(wall_ms),
+            at_ms: received_ms,
+        });
+        let excess = samples.samples.len().saturating_sub(SKEW_SAMPLES);
+        samples.samples.drain(..excess);
     }
+    let skew = median(&samples.samples);
+    let clock = match &refused {
+        None => *clock,
+        Some(_) => {
+            let kiosk_ms = received_ms.saturating_sub(skew.map_or(0, |s| s.skew_ms));
+            KioskClock {
+                wall_time: time::OffsetDateTime::from_unix_timestamp_nanos(
+                    i128::from(kiosk_ms) * 1_000_000,
+                )
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+                ..*clock
+            }
+        }
+    };
+    ClockReading {
+        skew,
+        samples,
+        clock,
+        refused,
+    }
+}
+
+/// The median sample by skew (of all but the newest when their number is even).
+fn median(samples: &[SkewEstimate]) -> Option<SkewEstimate> {
+    let n = samples.len() - usize::from(samples.len() % 2 == 0 && !samples.is_empty());
+    let mut sorted: Vec<SkewEstimate> = samples.get(..n)?.to_vec();
+    sorted.sort_by_key(|s| s.skew_ms);
+    sorted.get(n / 2).copied()
 }
 
 /// The server-time estimate of when an event happened. Events of the batch's boot are placed by
 /// their monotonic clock relative to the batch's clock reading (immune to wall-clock steps);
 /// older boots' events by their wall time plus the skew.
+/// A placement before [`EARLIEST_WALL_MS`] (a monotonic reading far older than the boot could
+/// be) falls back to the wall time.
 pub fn corrected_ms(env: &Envelope, clock: &KioskClock, skew: SkewEstimate) -> i64 {
+    let by_wall = unix_ms(env.wall_time).saturating_add(skew.skew_ms);
     if env.boot_id == clock.boot_id && env.mono_ms <= clock.mono_ms {
         let sent_server_ms = unix_ms(clock.wall_time).saturating_add(skew.skew_ms);
         let ago = i64::try_from(clock.mono_ms - env.mono_ms).unwrap_or(i64::MAX);
-        sent_server_ms.saturating_sub(ago)
+        let by_mono = sent_server_ms.saturating_sub(ago);
+        if by_mono >= EARLIEST_WALL_MS {
+            by_mono
+        } else {
+            by_wall
+        }
     } else {
-        unix_ms(env.wall_time).saturating_add(skew.skew_ms)
-    }
-}
-
-fn purpose_name(p: ConsentPurpose) -> &'static str {
-    match p {
-        ConsentPurpose::Profile => "profile",
-        ConsentPurpose::MarketingEmail => "marketing_email",
-        ConsentPurpose::MarketingSms => "marketing_sms",
+        by_wall
     }
 }
 
@@ -404,33 +511,162 @@ mod tests {
         }
     }
 
+    const NOW: i64 = 1_800_000_000_000;
+    const HOUR: i64 = 3_600_000;
+
+    /// Feeds readings `(kiosk wall ms, transit ms)` of `boot`, one a minute, and returns the
+    /// estimate after each.
+    fn feed(history: &mut SkewSamples, boot: Uuid, readings: &[(i64, i64)]) -> Vec<Option<i64>> {
+        readings
+            .iter()
+            .enumerate()
+            .map(|(i, (wall, transit))| {
+                let received = NOW + i64::try_from(i).unwrap() * 60_000 + transit;
+                let r = read_clock(history, &clock(boot, *wall, 1_000), received);
+                *history = r.samples;
+                r.skew.map(|s| s.skew_ms)
+            })
+            .collect()
+    }
+
     #[test]
-    fn skew_keeps_the_smallest_recent_sample() {
+    fn the_estimate_is_the_median_of_the_boots_recent_samples() {
         let boot = Uuid::now_v7();
-        // Kiosk clock one hour behind; transit 50 ms then 20 ms then 80 ms.
-        let hour = 3_600_000;
-        let s1 = update_skew(None, &clock(boot, 1_000_000, 0), 1_000_000 + hour + 50);
-        let s2 = update_skew(
-            Some(s1),
-            &clock(boot, 1_001_000, 1000),
-            1_001_000 + hour + 20,
-        );
-        let s3 = update_skew(
-            Some(s2),
-            &clock(boot, 1_002_000, 2000),
-            1_002_000 + hour + 80,
+        let mut h = SkewSamples::default();
+        // The kiosk's clock an hour behind; transits 50, 20, 80, 30 ms.
+        let got = feed(
+            &mut h,
+            boot,
+            &[
+                (NOW - HOUR, 50),
+                (NOW - HOUR + 60_000, 20),
+                (NOW - HOUR + 120_000, 80),
+                (NOW - HOUR + 180_000, 30),
+            ],
         );
         assert_eq!(
-            (s1.skew_ms, s2.skew_ms, s3.skew_ms),
-            (hour + 50, hour + 20, hour + 20)
+            got,
+            vec![
+                Some(HOUR + 50),
+                Some(HOUR + 50),
+                Some(HOUR + 50),
+                Some(HOUR + 50)
+            ]
         );
-        let later = 1_002_000 + SKEW_SAMPLE_TTL_MS + 1;
-        let s4 = update_skew(Some(s3), &clock(boot, later, 9_000), later + hour + 80);
+        assert_eq!(h.samples.len(), 4);
+        let more: Vec<(i64, i64)> = (4..10).map(|i| (NOW - HOUR + i * 60_000, 10)).collect();
+        feed(&mut h, boot, &more);
         assert_eq!(
-            s4.skew_ms,
-            hour + 80,
-            "a stale estimate gives way to a fresh sample"
+            h.samples.len(),
+            SKEW_SAMPLES,
+            "only the last samples are kept"
         );
+    }
+
+    #[test]
+    fn a_reading_outside_the_window_never_becomes_a_sample() {
+        let boot = Uuid::now_v7();
+        let mut h = SkewSamples::default();
+        feed(&mut h, boot, &[(NOW, 40), (NOW + 60_000, 40)]);
+        let kept = h.clone();
+        let year_9999 = 253_402_300_799_000;
+        for wall in [year_9999, 5_000, NOW + MAX_AHEAD_MS + 600_000] {
+            let r = read_clock(&h, &clock(boot, wall, 1_000), NOW + 120_000);
+            assert!(
+                r.refused.as_deref().is_some_and(|p| !p.is_empty()),
+                "{wall}"
+            );
+            assert_eq!(r.samples, kept, "{wall} entered the samples");
+            assert_eq!(r.skew.map(|s| s.skew_ms), Some(40));
+            // Events of the batch's boot are placed from the receive time instead.
+            assert_eq!(unix_ms(r.clock.wall_time) + 40, NOW + 120_000);
+        }
+    }
+
+    #[test]
+    fn one_bad_sample_inside_the_window_cannot_displace_good_ones() {
+        let boot = Uuid::now_v7();
+        let six_days = 6 * 24 * HOUR;
+        // A good sample, then a clock six days ahead once, then good again.
+        let mut h = SkewSamples::default();
+        let got = feed(
+            &mut h,
+            boot,
+            &[
+                (NOW, 30),
+                (NOW + 60_000 + six_days, 30),
+                (NOW + 120_000, 30),
+            ],
+        );
+        assert_eq!(got, vec![Some(30), Some(30), Some(30)]);
+        // The same when the bad one comes first among several good ones.
+        let mut h = SkewSamples::default();
+        let got = feed(
+            &mut h,
+            boot,
+            &[
+                (NOW + six_days, 30),
+                (NOW + 60_000, 30),
+                (NOW + 120_000, 30),
+            ],
+        );
+        assert_eq!(got[2], Some(30));
+    }
+
+    #[test]
+    fn a_new_boot_starts_a_new_history_and_a_stepped_clock_is_followed() {
+        let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut h = SkewSamples::default();
+        feed(
+            &mut h,
+            first,
+            &[
+                (NOW - HOUR, 0),
+                (NOW - HOUR + 60_000, 0),
+                (NOW - HOUR + 120_000, 0),
+            ],
+        );
+        // After a reboot the clock is right: the old boot's samples say nothing about it.
+        let got = feed(&mut h, second, &[(NOW, 5)]);
+        assert_eq!(got, vec![Some(5)]);
+        assert_eq!(h.boot_id, Some(second));
+        // NTP steps the clock an hour forward mid-boot: followed once most samples say so.
+        let mut h = SkewSamples::default();
+        let got = feed(
+            &mut h,
+            first,
+            &[
+                (NOW - HOUR, 0),
+                (NOW - HOUR + 60_000, 0),
+                (NOW - HOUR + 120_000, 0),
+                (NOW + 180_000, 0),
+                (NOW + 240_000, 0),
+                (NOW + 300_000, 0),
+            ],
+        );
+        assert_eq!(got[3..], [Some(HOUR), Some(HOUR), Some(0)]);
+    }
+
+    #[test]
+    fn events_with_times_outside_the_window_are_rejected_naming_the_field() {
+        let v = Validator::new().unwrap();
+        let boot = Uuid::now_v7();
+        let c = clock(boot, NOW, 10_000);
+        let skew = SkewEstimate {
+            skew_ms: 0,
+            at_ms: NOW,
+        };
+        for wall in [253_402_300_799_000, 1_000, NOW + MAX_AHEAD_MS + 1] {
+            let raw = serde_json::to_value(env(boot, wall, 5_000)).unwrap();
+            let r = v.check(&raw, "k1", &c, skew).unwrap_err();
+            assert!(r.reason.starts_with("wall_time: "), "{}", r.reason);
+        }
+        let mut raw = serde_json::to_value(env(boot, NOW, 5_000)).unwrap();
+        raw["mono_ms"] = serde_json::json!(u64::MAX);
+        let r = v.check(&raw, "k1", &c, skew).unwrap_err();
+        assert!(r.reason.contains("/mono_ms"), "{}", r.reason);
+        raw["mono_ms"] = serde_json::json!(5_000);
+        assert!(v.check(&raw, "k1", &c, skew).is_ok());
     }
 
     #[test]
@@ -440,9 +676,10 @@ mod tests {
             skew_ms: 0,
             at_ms: 0,
         };
-        // The event was recorded when the wall clock said 1970 + 5 s (before NTP set it);
-        // 4 s of monotonic time before the batch was sent at a correct wall time.
-        let e = env(boot, 5_000, 1_000);
+        // The event was recorded when the wall clock still said what fake-hwclock saved at the
+        // last shutdown (before NTP set it); 4 s of monotonic time before the batch was sent at
+        // a correct wall time.
+        let e = env(boot, EARLIEST_WALL_MS + 5_000, 1_000);
         let c = clock(boot, 1_700_000_000_000, 5_000);
         assert_eq!(corrected_ms(&e, &c, skew), 1_700_000_000_000 - 4_000);
         // From an earlier boot only the wall clock and the skew are available.
@@ -458,12 +695,12 @@ mod tests {
     fn catalog_violations_are_rejected_with_their_place() {
         let v = Validator::new().unwrap();
         let boot = Uuid::now_v7();
-        let c = clock(boot, 0, 0);
+        let c = clock(boot, NOW, 0);
         let skew = SkewEstimate {
             skew_ms: 0,
             at_ms: 0,
         };
-        let mut raw = serde_json::to_value(env(boot, 0, 0)).unwrap();
+        let mut raw = serde_json::to_value(env(boot, NOW, 0)).unwrap();
         assert!(v.check(&raw, "k1", &c, skew).is_ok());
         let other = v.check(&raw, "k2", &c, skew).unwrap_err();
         assert!(

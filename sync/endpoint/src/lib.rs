@@ -32,6 +32,7 @@ pub mod db;
 pub mod demo;
 pub mod http;
 pub mod ingest;
+pub mod input;
 pub mod openapi;
 pub mod router;
 pub mod routes;

@@ -57,13 +57,14 @@ enum Cmd {
         /// Database URL.
         #[arg(long, env = "CRM_DB", default_value = "sqlite://crm.db")]
         db: String,
-        /// Store id (created if missing, named after --store-name).
-        #[arg(long)]
+        /// Store id (created if missing, named after --store-name): 1 to 64 of a-z, 0-9, '.',
+        /// '_', '-', starting with a letter or digit.
+        #[arg(long, value_parser = parse_ident)]
         store: String,
         /// Name of the store, when creating it.
         #[arg(long)]
         store_name: Option<String>,
-        /// Validity: a number with s, m, h or d (e.g. 24h).
+        /// Validity: a number with s, m, h or d (e.g. 24h); 1 s to 30 days.
         #[arg(long, default_value = "24h", value_parser = parse_ttl)]
         ttl: Duration,
     },
@@ -90,7 +91,7 @@ enum StoreCmd {
         #[arg(long, env = "CRM_DB", default_value = "sqlite://crm.db")]
         db: String,
         /// Store id.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_ident)]
         store: String,
         /// IANA time zone name.
         timezone: String,
@@ -116,12 +117,19 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
         .map_err(|_| format!("{s:?} is not like 24h, 30m, 7d or 90s"))?;
     let secs = match unit {
         "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86400),
         _ => return Err(format!("unit {unit:?} in {s:?} is not s, m, h or d")),
     };
-    Ok(Duration::from_secs(secs))
+    let ttl = Duration::from_secs(secs);
+    crm_endpoint::api::admin::check_enroll_ttl(ttl)?;
+    Ok(ttl)
+}
+
+fn parse_ident(s: &str) -> Result<String, String> {
+    kiosk_protocol::ident::check(s).map_err(|e| format!("the store id {e}"))?;
+    Ok(s.to_owned())
 }
 
 async fn shutdown_signal() {

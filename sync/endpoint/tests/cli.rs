@@ -61,6 +61,23 @@ fn enroll_code_and_campaign_import_work_on_a_fresh_database() {
         .output()
         .unwrap();
     assert!(!bad.status.success());
+    // The same bounds as the admin API: a code lives 1 s to 30 days, a store id is an identifier.
+    for (store, ttl, says) in [
+        ("x", "0s", "out of range"),
+        ("x", "31d", "out of range"),
+        ("Tienda Norte", "1h", "the store id"),
+        ("a/b", "1h", "the store id"),
+    ] {
+        let bad = Command::new(BIN)
+            .args(["enroll-code", "--db", &db, "--store", store, "--ttl", ttl])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&bad.stderr);
+        assert!(
+            !bad.status.success() && stderr.contains(says),
+            "{store} {ttl}: {stderr}"
+        );
+    }
 }
 
 /// Kills the server if the test fails before stopping it.

@@ -656,6 +656,7 @@ async fn concurrent_batches_of_two_kiosks_leave_every_turn_in_its_final_state(b:
                     store_id: "north".into(),
                     received_ms: 0,
                     skew: None,
+                    skew_samples: None,
                     backlog: None,
                     events: vec![prepared(&e)],
                     replay: None,

@@ -24,6 +24,7 @@ pub struct Envelope {
     /// UUIDv7 made on the kiosk when the event is journaled; the endpoint dedupes on it forever.
     pub id: Uuid,
     /// The kiosk that recorded the event (assigned at enrollment).
+    #[schemars(with = "crate::ident::Ident")]
     pub kiosk_id: String,
     /// Per-device sequence: strictly increasing, never reused, gaps only where events were
     /// dead-lettered or erased.
@@ -35,7 +36,9 @@ pub struct Envelope {
     #[serde(with = "time::serde::rfc3339")]
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub wall_time: OffsetDateTime,
-    /// Milliseconds on the kiosk's monotonic clock since its boot.
+    /// Milliseconds on the kiosk's monotonic clock since its boot (at most 100 years of uptime,
+    /// `MAX_MONO_MS`).
+    #[schemars(range(max = crate::wire::MAX_MONO_MS))]
     pub mono_ms: u64,
     /// Schema version of the payload's event type.
     pub schema_version: u16,

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod events;
+pub mod ident;
 pub mod schema;
 pub mod wire;
 

@@ -39,6 +39,10 @@ pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// Largest `limit` the feed honours; larger values are clamped.
 pub const MAX_FEED_LIMIT: u32 = 1000;
 
+/// Largest monotonic reading (`mono_ms`) a kiosk may send: 100 years of uptime. Anything larger
+/// is a broken clock, not a kiosk that has been up that long.
+pub const MAX_MONO_MS: u64 = 100 * 36_525 * 864_000;
+
 /// Header naming the kiosk that signed the request.
 pub const HEADER_KIOSK_ID: &str = "x-kiosk-id";
 /// Header carrying the signing time, unix seconds.
@@ -78,10 +82,13 @@ pub type DeviceSecret = Key32;
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
     /// The one-time code printed by `crm-endpoint enroll-code`.
+    #[schemars(length(min = 1, max = 64))]
     pub code: String,
     /// Name of the kiosk's hardware profile (`hw-config/*.toml`).
+    #[schemars(with = "crate::ident::Ident")]
     pub hardware_profile: String,
-    /// The kiosk's firmware version.
+    /// The kiosk's firmware version (printable ASCII, no spaces).
+    #[schemars(regex(pattern = r"^[!-~]{1,64}$"))]
     pub firmware_version: String,
 }
 
@@ -90,12 +97,14 @@ pub struct EnrollRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct EnrollResponse {
     /// The id this kiosk signs and journals as.
+    #[schemars(with = "crate::ident::Ident")]
     pub kiosk_id: String,
     /// Key for [`crate::auth::sign_request`].
     pub device_secret: DeviceSecret,
     /// Key for [`TenantKey::card_token`].
     pub tenant_key: TenantKey,
     /// The store the kiosk belongs to.
+    #[schemars(with = "crate::ident::Ident")]
     pub store_id: String,
     /// The store's name, for screens and tickets.
     pub store_name: String,
@@ -109,7 +118,9 @@ pub struct KioskClock {
     #[serde(with = "time::serde::rfc3339")]
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub wall_time: OffsetDateTime,
-    /// The kiosk's monotonic clock at sending time, ms since its boot.
+    /// The kiosk's monotonic clock at sending time, ms since its boot (at most 100 years of
+    /// uptime, `MAX_MONO_MS`).
+    #[schemars(range(max = MAX_MONO_MS))]
     pub mono_ms: u64,
     /// The boot the monotonic reading belongs to (events of the same boot are placed in time by
     /// their `mono_ms`, which no wall-clock step can disturb).
@@ -149,7 +160,10 @@ pub struct BatchRequest<E = Envelope> {
     /// Events still waiting in the outbox after this batch, for the health dashboard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backlog: Option<u64>,
-    /// The events, in sequence order; at most [`MAX_BATCH_EVENTS`].
+    /// The events, in sequence order; at most [`MAX_BATCH_EVENTS`] (500). The endpoint checks
+    /// each against the catalog envelope (`Envelope`) on its own: one that does not match is
+    /// rejected in its result, its neighbours are stored.
+    #[schemars(length(max = MAX_BATCH_EVENTS))]
     pub events: Vec<E>,
 }
 
@@ -212,8 +226,9 @@ pub struct FeedQuery {
     /// The `next_cursor` of the previous page; 0 to start from the beginning.
     #[serde(default)]
     pub cursor: u64,
-    /// Most items wanted (clamped to [`MAX_FEED_LIMIT`]; default 200).
+    /// Most items wanted: 1 to [`MAX_FEED_LIMIT`] (default 200); anything else is refused.
     #[serde(default = "default_feed_limit")]
+    #[schemars(range(min = 1, max = MAX_FEED_LIMIT))]
     pub limit: u32,
 }
 
@@ -322,6 +337,7 @@ pub struct Coupon {
 #[serde(deny_unknown_fields)]
 pub struct Variant {
     /// Variant name (`a`, `b`, ...), reported in `campaign_shown`.
+    #[schemars(with = "crate::ident::Ident")]
     pub name: String,
     /// Relative weight (0 disables the variant).
     #[serde(default = "default_weight")]
@@ -345,24 +361,28 @@ time::serde::format_description!(iso_date, Date, "[year]-[month]-[day]");
 #[serde(deny_unknown_fields)]
 pub struct Campaign {
     /// Stable id (`spring-coffee-2026`).
+    #[schemars(with = "crate::ident::Ident")]
     pub id: String,
     /// Name for staff and dashboards.
     pub name: String,
     /// Segments it targets (`new`, `regular`, `lapsed`, `vip`, or `anonymous` for visitors without
     /// a card); empty targets everyone.
     #[serde(default)]
+    #[schemars(with = "Vec<crate::ident::Ident>")]
     pub target_segments: Vec<String>,
     /// Service letters it applies to; empty means all services.
     #[serde(default)]
+    #[schemars(with = "Vec<crate::ident::ServiceCode>")]
     pub services: Vec<String>,
     /// Store ids it runs in; empty means every store (the feed only carries a store's campaigns).
     #[serde(default)]
+    #[schemars(with = "Vec<crate::ident::Ident>")]
     pub stores: Vec<String>,
     /// First day it runs (`YYYY-MM-DD`, store time).
     #[serde(with = "iso_date")]
     #[schemars(with = "String", extend("format" = "date"))]
     pub starts_on: time::Date,
-    /// Last day it runs, inclusive.
+    /// Last day it runs, inclusive (not before `starts_on`).
     #[serde(with = "iso_date")]
     #[schemars(with = "String", extend("format" = "date"))]
     pub ends_on: time::Date,
@@ -373,8 +393,10 @@ pub struct Campaign {
     /// Coupon handed out with it, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coupon: Option<Coupon>,
-    /// A/B variants; empty means a single variant named `a`.
+    /// A/B variants; empty means a single variant named `a`. Names are unique and at least one
+    /// variant has a weight above 0.
     #[serde(default)]
+    #[schemars(extend("anyOf" = [{ "maxItems": 0 }, { "contains": { "properties": { "weight": { "minimum": 1 } } } }]))]
     pub variants: Vec<Variant>,
     /// Signage content for lobby displays and browse points (empty: the campaign runs on
     /// kiosks and tickets only).

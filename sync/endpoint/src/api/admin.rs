@@ -15,9 +15,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::kiosk::issue_enroll_code;
-use crate::db::{NewCustomer, StoreRecord};
-use crate::http::doc::{ADMIN_ERRORS, Security, op, path_param, schema_ref, with_params};
+use kiosk_protocol::ident::{self, Ident};
+use schemars::JsonSchema;
+
+use crate::db::{AuditEntry, CustomerRecord, NewCustomer, StoreRecord, StoreStats};
+use crate::http::doc::{
+    ADMIN_ERRORS, Security, op, path_param, query_param, schema_ref, with_params,
+};
 use crate::http::{Admin, ApiError, AppState, Route, Verb, json_body, now_ms};
+use crate::input;
 
 fn admin_op(summary: &str, request: Option<&str>, ok: (&str, &str, Option<&str>)) -> Value {
     op(summary, Security::Admin, request, ok, ADMIN_ERRORS)
@@ -25,7 +31,7 @@ fn admin_op(summary: &str, request: Option<&str>, ok: (&str, &str, Option<&str>)
 
 /// The admin routes.
 pub fn routes() -> Vec<Route> {
-    let token = || json!([path_param("card_token")]);
+    let token = || json!([path_param("card_token", "CardToken")]);
     vec![
         Route::new(
             Verb::Get,
@@ -37,7 +43,12 @@ pub fn routes() -> Vec<Route> {
                     None,
                     ("200", "statistics", Some("StoreStats")),
                 ),
-                json!([{ "name": "store", "in": "query", "required": true, "schema": { "type": "string" } }]),
+                json!([query_param(
+                    "store",
+                    true,
+                    schema_ref("Ident"),
+                    "the store's id"
+                )]),
             ),
         ),
         Route::new(
@@ -46,7 +57,7 @@ pub fn routes() -> Vec<Route> {
             admin_store,
             admin_op(
                 "create or rename a store",
-                Some("StoreRecord"),
+                Some("StoreRequest"),
                 ("204", "saved", None),
             ),
         ),
@@ -74,10 +85,26 @@ pub fn routes() -> Vec<Route> {
             Verb::Get,
             "/v1/admin/audit",
             admin_audit,
-            admin_op(
-                "the operator's audit log, newest first (?since_ms=, ?limit= 1 to 1000, default 100): admin reads of personal data, erasures, failed admin authentication",
-                None,
-                ("200", "the audit lines", None),
+            with_params(
+                admin_op(
+                    "the operator's audit log, newest first: admin reads of personal data, erasures, failed admin authentication",
+                    None,
+                    ("200", "the audit lines", Some("AuditLog")),
+                ),
+                json!([
+                    query_param(
+                        "since_ms",
+                        false,
+                        json!({ "type": "integer", "minimum": 0, "maximum": i64::MAX, "default": 0 }),
+                        "only lines at or after this time, unix ms"
+                    ),
+                    query_param(
+                        "limit",
+                        false,
+                        json!({ "type": "integer", "minimum": 1, "maximum": MAX_AUDIT_LIMIT, "default": 100 }),
+                        "most lines; out of range is refused (400)"
+                    )
+                ]),
             ),
         ),
         Route::new(
@@ -152,38 +179,29 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// Schemas the admin paths refer to (beside the wire types').
-pub fn schemas() -> Map<String, Value> {
-    let object = |d: &str| json!({ "type": "object", "description": d });
+/// Adds the schemas the admin paths refer to (beside the wire types') to `g`'s definitions.
+pub fn register_schemas(g: &mut schemars::SchemaGenerator) {
+    g.subschema_for::<StoreRequest>();
+    g.subschema_for::<EnrollCodeRequest>();
+    g.subschema_for::<EnrollCodeResponse>();
+    g.subschema_for::<NewCustomer>();
+    g.subschema_for::<CustomerRecord>();
+    g.subschema_for::<SegmentRequest>();
+    g.subschema_for::<StoreStats>();
+    g.subschema_for::<RecomputeResponse>();
+    g.subschema_for::<AuditEntry>();
+}
+
+/// Array schemas the admin paths refer to by name.
+pub fn lists() -> Map<String, Value> {
     let mut out = Map::new();
-    out.insert(
-        "StoreRecord".into(),
-        json!({ "type": "object", "required": ["id", "name"],
-        "properties": { "id": { "type": "string" }, "name": { "type": "string" },
-            "timezone": { "type": "string", "description": "IANA time zone of the dashboard's hours (e.g. Europe/Madrid); absent leaves it unchanged" } } }),
-    );
-    out.insert("EnrollCodeRequest".into(), json!({ "type": "object", "required": ["store_id"],
-        "properties": { "store_id": { "type": "string" }, "ttl_s": { "type": "integer", "minimum": 1 } } }));
-    out.insert(
-        "EnrollCodeResponse".into(),
-        json!({ "type": "object", "required": ["code", "expires_ms"],
-        "properties": { "code": { "type": "string" }, "expires_ms": { "type": "integer" } } }),
-    );
-    out.insert("NewCustomer".into(), object("card_token, store_id, display_name, locale?, email?, phone?, consents? (purposes), segment?, visits?"));
-    out.insert(
-        "CustomerRecord".into(),
-        object("profile, segment, visits, stores and consent history of one customer"),
-    );
-    out.insert("SegmentRequest".into(), json!({ "type": "object", "required": ["segment"],
-        "properties": { "segment": { "type": ["string", "null"], "description": "null returns the customer to the computed segment" } } }));
-    out.insert("StoreStats".into(), object("events, tickets, identified tickets, customers, kiosk health, campaign conversion per variant, NPS"));
-    out.insert(
-        "RecomputeResponse".into(),
-        json!({ "type": "object", "properties": { "changed": { "type": "integer" } } }),
-    );
     out.insert(
         "CampaignList".into(),
         json!({ "type": "array", "items": schema_ref("Campaign") }),
+    );
+    out.insert(
+        "AuditLog".into(),
+        json!({ "type": "array", "items": schema_ref("AuditEntry") }),
     );
     out
 }
@@ -192,6 +210,9 @@ fn token_param(s: &str) -> Result<CardToken, ApiError> {
     s.parse()
         .map_err(|e| ApiError::malformed(format!("card token in path: {e}")))
 }
+
+/// Most lines `/v1/admin/audit` answers with.
+pub const MAX_AUDIT_LIMIT: i64 = 1000;
 
 /// Query of `/v1/admin/audit`.
 #[derive(Debug, Deserialize)]
@@ -213,10 +234,16 @@ async fn admin_audit(
     query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::malformed(format!("audit query: {e}")))?;
-    if !(1..=1000).contains(&q.limit) {
+    if !(1..=MAX_AUDIT_LIMIT).contains(&q.limit) {
         return Err(ApiError::malformed(format!(
-            "limit {} is out of range: 1 to 1000",
+            "limit: {} is out of range; ask for 1 to {MAX_AUDIT_LIMIT} lines",
             q.limit
+        )));
+    }
+    if q.since_ms < 0 {
+        return Err(ApiError::malformed(format!(
+            "since_ms: {} is before 1970; give a unix time in ms",
+            q.since_ms
         )));
     }
     Ok(Json(st.db.audit_log(q.since_ms, q.limit).await?).into_response())
@@ -235,6 +262,7 @@ async fn stats(
 ) -> Result<Response, ApiError> {
     let Query(q) =
         query.map_err(|e| ApiError::malformed(format!("stats query needs ?store=ID: {e}")))?;
+    ident::check(&q.store).map_err(|e| ApiError::malformed(format!("store: the store id {e}")))?;
     if st.db.store(q.store.clone()).await?.is_none() {
         return Err(ApiError::not_found(format!(
             "store {:?} does not exist",
@@ -250,13 +278,6 @@ async fn admin_store(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
     let req: StoreRequest = json_body(body)?;
-    if let Some(tz) = req.timezone.as_deref()
-        && !crate::db::dashboard::known_timezone(tz)
-    {
-        return Err(ApiError::malformed(format!(
-            "timezone {tz:?} is not an IANA time zone (e.g. Europe/Madrid)"
-        )));
-    }
     st.db
         .upsert_store(StoreRecord {
             id: req.id.clone(),
@@ -270,22 +291,48 @@ async fn admin_store(
 }
 
 /// Body of `POST /v1/admin/stores`: a store and, optionally, its time zone.
-#[derive(Debug, Deserialize)]
-struct StoreRequest {
-    id: String,
-    name: String,
-    /// IANA time zone of the dashboard's hours; absent leaves it as it is.
-    #[serde(default)]
-    timezone: Option<String>,
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StoreRequest {
+    /// The store's id (`madrid-centro`).
+    #[serde(deserialize_with = "ident::deserialize")]
+    #[schemars(with = "Ident")]
+    pub id: String,
+    /// Name shown on screens, tickets and the dashboard.
+    #[serde(deserialize_with = "input::name")]
+    #[schemars(with = "input::Name")]
+    pub name: String,
+    /// IANA time zone of the dashboard's hours; absent leaves it as it is (`null` is refused).
+    #[serde(default, deserialize_with = "input::timezone")]
+    #[schemars(with = "input::Timezone")]
+    pub timezone: Option<String>,
 }
 
 /// Body of `POST /v1/admin/enroll-codes`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct EnrollCodeRequest {
-    store_id: String,
+pub struct EnrollCodeRequest {
+    /// The store the kiosk will belong to.
+    #[serde(deserialize_with = "ident::deserialize")]
+    #[schemars(with = "Ident")]
+    pub store_id: String,
+    /// How long the code stays valid, seconds: 1 to 30 days (default a day).
     #[serde(default = "default_ttl_s")]
-    ttl_s: u64,
+    #[schemars(range(min = 1, max = input::MAX_ENROLL_TTL_S))]
+    pub ttl_s: u64,
+}
+
+/// Checks an enrollment code's lifetime: 1 s to [`input::MAX_ENROLL_TTL_S`].
+pub fn check_enroll_ttl(ttl: Duration) -> Result<(), String> {
+    let max = Duration::from_secs(input::MAX_ENROLL_TTL_S);
+    if ttl < Duration::from_secs(1) || ttl > max {
+        return Err(format!(
+            "{} s is out of range; a code lives 1 s to {} s (30 days)",
+            ttl.as_secs(),
+            max.as_secs()
+        ));
+    }
+    Ok(())
 }
 
 fn default_ttl_s() -> u64 {
@@ -293,7 +340,7 @@ fn default_ttl_s() -> u64 {
 }
 
 /// Answer of `POST /v1/admin/enroll-codes`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct EnrollCodeResponse {
     /// The one-time code.
     pub code: String,
@@ -307,8 +354,15 @@ async fn admin_enroll_code(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<EnrollCodeResponse>, ApiError> {
     let req: EnrollCodeRequest = json_body(body)?;
-    let (code, expires_ms) =
-        issue_enroll_code(&st.db, &req.store_id, Duration::from_secs(req.ttl_s)).await?;
+    let ttl = Duration::from_secs(req.ttl_s);
+    check_enroll_ttl(ttl).map_err(|e| ApiError::malformed(format!("body.ttl_s: {e}")))?;
+    if st.db.store(req.store_id.clone()).await?.is_none() {
+        return Err(ApiError::not_found(format!(
+            "body.store_id: store {:?} does not exist",
+            req.store_id
+        )));
+    }
+    let (code, expires_ms) = issue_enroll_code(&st.db, &req.store_id, ttl).await?;
     Ok(Json(EnrollCodeResponse { code, expires_ms }))
 }
 
@@ -347,10 +401,26 @@ async fn admin_get_customer(
 }
 
 /// Body of `PUT /v1/admin/customers/{card_token}/segment`: a segment, or null to compute it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct SegmentRequest {
-    segment: Option<String>,
+pub struct SegmentRequest {
+    /// The segment (`new`, `regular`, `lapsed`, `vip` or one of the operator's own), or `null`
+    /// to return the customer to the computed segment.
+    #[serde(deserialize_with = "ident::deserialize_opt")]
+    #[schemars(schema_with = "ident_or_null", required)]
+    pub segment: Option<String>,
+}
+
+fn ident_or_null(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let ident = g.subschema_for::<Ident>();
+    schemars::json_schema!({ "anyOf": [ident, { "type": "null" }] })
+}
+
+/// Answer of `POST /v1/admin/segments/recompute`.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct RecomputeResponse {
+    /// Customers whose computed segment changed.
+    pub changed: u64,
 }
 
 async fn admin_segment(
@@ -398,9 +468,9 @@ async fn admin_erase(
 async fn admin_recompute(
     _: Admin,
     State(st): State<AppState>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RecomputeResponse>, ApiError> {
     let changed = st.db.recompute_segments(now_ms()).await?;
-    Ok(Json(serde_json::json!({ "changed": changed })))
+    Ok(Json(RecomputeResponse { changed }))
 }
 
 async fn admin_campaigns(

@@ -11,10 +11,11 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use kiosk_protocol::CardToken;
+use kiosk_protocol::ident;
 use kiosk_protocol::wire::{
     BatchRequest, BatchResponse, EnrollRequest, EnrollResponse, ErrorCode, EventResult,
     EventStatus, FeedQuery, FeedResponse, HealthResponse, Key32, MAX_BATCH_BYTES, MAX_BATCH_EVENTS,
-    MAX_FEED_LIMIT, PROTOCOL_VERSION, ProfileLookupResponse,
+    MAX_FEED_LIMIT, MAX_MONO_MS, PROTOCOL_VERSION, ProfileLookupResponse,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -22,9 +23,9 @@ use time::OffsetDateTime;
 
 use crate::db::{DbError, IngestBatch, NewKiosk, SharedDb};
 use crate::http::auth::{SignedKiosk, verify_kiosk};
-use crate::http::doc::{KIOSK_ERRORS, Security, op, path_param, with_params};
+use crate::http::doc::{KIOSK_ERRORS, Security, op, path_param, query_param, with_params};
 use crate::http::{
-    ApiError, AppState, LOOKUPS_PER_WINDOW, Route, Verb, header_str, now_ms, peer_ip,
+    ApiError, AppState, LOOKUPS_PER_WINDOW, Route, Verb, header_str, json_body, now_ms, peer_ip,
 };
 use crate::ingest;
 
@@ -63,11 +64,11 @@ pub fn routes() -> Vec<Route> {
                 op(
                     "post a batch of events (at most 500 events, 256 KiB uncompressed; gzip accepted)",
                     Security::Kiosk,
-                    Some("BatchRequest"),
+                    Some(&<BatchRequest<serde_json::Value> as schemars::JsonSchema>::schema_name()),
                     ("200", "one result per event, in order", Some("BatchResponse")),
                     &["400", "401", "403", "409", "413", "415", "503"],
                 ),
-                json!([path_param("kiosk_id")]),
+                json!([path_param("kiosk_id", "Ident")]),
             ),
         )
         .map(|h| h.layer(DefaultBodyLimit::max(MAX_BATCH_BYTES))),
@@ -84,9 +85,9 @@ pub fn routes() -> Vec<Route> {
                     KIOSK_ERRORS,
                 ),
                 json!([
-                    path_param("kiosk_id"),
-                    { "name": "cursor", "in": "query", "schema": { "type": "integer", "minimum": 0 } },
-                    { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": MAX_FEED_LIMIT } }
+                    path_param("kiosk_id", "Ident"),
+                    query_param("cursor", false, json!({ "type": "integer", "minimum": 0, "maximum": i64::MAX, "default": 0 }), "the next_cursor of the previous page; 0 from the beginning"),
+                    query_param("limit", false, json!({ "type": "integer", "minimum": 1, "maximum": MAX_FEED_LIMIT, "default": 200 }), "most items wanted; out of range is refused (400)")
                 ]),
             ),
         ),
@@ -102,7 +103,7 @@ pub fn routes() -> Vec<Route> {
                     ("200", "the profile, or null for nobody", Some("ProfileLookupResponse")),
                     &["400", "401", "403", "409", "429", "503"],
                 ),
-                json!([path_param("kiosk_id"), path_param("card_token")]),
+                json!([path_param("kiosk_id", "Ident"), path_param("card_token", "CardToken")]),
             ),
         ),
     ]
@@ -174,9 +175,8 @@ async fn enroll(
     let body = axum::body::to_bytes(req.into_body(), 16 * 1024)
         .await
         .map_err(|_| ApiError::too_large("enrollment body over 16 KiB"))?;
-    let body: EnrollRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::malformed(format!("enrollment body is not an EnrollRequest: {e}"))
-    })?;
+    let body: EnrollRequest = json_body(Ok(body))?;
+    check_enroll_request(&body)?;
     let kiosk_id = format!("k-{}", hex::encode(rand::random::<[u8; 6]>()));
     let secret = Key32::from_bytes(rand::random());
     let kiosk = NewKiosk {
@@ -207,6 +207,24 @@ async fn enroll(
     }))
 }
 
+/// The bounds [`EnrollRequest`]'s schema states, each refusal naming its field.
+fn check_enroll_request(body: &EnrollRequest) -> Result<(), ApiError> {
+    if !(1..=64).contains(&body.code.chars().count()) {
+        return Err(ApiError::malformed(
+            "code: an enrollment code is 1 to 64 characters (XXXX-XXXX-XXXX)",
+        ));
+    }
+    ident::check(&body.hardware_profile)
+        .map_err(|e| ApiError::malformed(format!("hardware_profile: {e}")))?;
+    let version = &body.firmware_version;
+    if !(1..=64).contains(&version.len()) || !version.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::malformed(
+            "firmware_version: 1 to 64 printable ASCII characters without spaces",
+        ));
+    }
+    Ok(())
+}
+
 /// Decodes a batch body as received with its `Content-Encoding`: gzip inflated up to
 /// [`MAX_BATCH_BYTES`], then a [`BatchRequest`] of at most [`MAX_BATCH_EVENTS`] events, each
 /// still raw JSON for the [`ingest::Validator`]. Whatever the bytes, the answer is a batch or a
@@ -216,8 +234,15 @@ pub fn decode_batch(
     body: &[u8],
 ) -> Result<BatchRequest<serde_json::Value>, ApiError> {
     let json = decoded_body(content_encoding, body)?;
-    let batch: BatchRequest<serde_json::Value> = serde_json::from_slice(&json)
-        .map_err(|e| ApiError::malformed(format!("body is not a BatchRequest: {e}")))?;
+    let batch: BatchRequest<serde_json::Value> =
+        json_body(Ok(axum::body::Bytes::from(json.into_owned())))
+            .map_err(|e| ApiError::malformed(format!("batch {}", e.message())))?;
+    if batch.kiosk_clock.mono_ms > MAX_MONO_MS {
+        return Err(ApiError::malformed(format!(
+            "batch body.kiosk_clock.mono_ms: {} is above {MAX_MONO_MS} (100 years of uptime); the kiosk's monotonic clock is broken",
+            batch.kiosk_clock.mono_ms
+        )));
+    }
     if batch.events.len() > MAX_BATCH_EVENTS {
         return Err(ApiError::too_large(format!(
             "batch of {} events; at most {MAX_BATCH_EVENTS} per batch",
@@ -277,12 +302,20 @@ async fn post_batch(
         header_str(&headers, header::CONTENT_ENCODING.as_str()),
         &body,
     )?;
-    let skew = ingest::update_skew(kiosk.skew, &batch.kiosk_clock, received_ms);
+    let reading = ingest::read_clock(&kiosk.skew_samples, &batch.kiosk_clock, received_ms);
+    if let Some(problem) = &reading.refused {
+        tracing::warn!(
+            kiosk = kiosk.id,
+            problem = %problem,
+            "kiosk clock reading not used for the skew estimate"
+        );
+    }
+    let skew = reading.skew_or_zero(received_ms);
     let mut results: Vec<Option<EventResult>> = Vec::with_capacity(batch.events.len());
     let mut valid = Vec::new();
     let mut positions = Vec::new();
     for (i, raw) in batch.events.iter().enumerate() {
-        match st.validator.check(raw, &kiosk.id, &batch.kiosk_clock, skew) {
+        match st.validator.check(raw, &kiosk.id, &reading.clock, skew) {
             Ok(ev) => {
                 results.push(None);
                 positions.push(i);
@@ -311,7 +344,8 @@ async fn post_batch(
             kiosk_id: kiosk.id.clone(),
             store_id: kiosk.store_id.clone(),
             received_ms,
-            skew: Some(skew),
+            skew: reading.skew,
+            skew_samples: Some(reading.samples),
             backlog: batch.backlog,
             events: valid,
             replay: Some(guard),
@@ -339,9 +373,21 @@ async fn get_feed(
     query: Result<Query<FeedQuery>, QueryRejection>,
 ) -> Result<Json<FeedResponse>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::malformed(format!("feed query: {e}")))?;
+    if !(1..=MAX_FEED_LIMIT).contains(&q.limit) {
+        return Err(ApiError::malformed(format!(
+            "limit: {} is out of range; ask for 1 to {MAX_FEED_LIMIT} items",
+            q.limit
+        )));
+    }
+    if i64::try_from(q.cursor).is_err() {
+        return Err(ApiError::malformed(format!(
+            "cursor: {} is above {}; send the next_cursor of the previous page",
+            q.cursor,
+            i64::MAX
+        )));
+    }
     st.db.touch_kiosk(kiosk.id.clone(), now_ms()).await?;
-    let limit = q.limit.clamp(1, MAX_FEED_LIMIT);
-    let page = st.db.feed(kiosk.store_id, q.cursor, limit).await?;
+    let page = st.db.feed(kiosk.store_id, q.cursor, q.limit).await?;
     Ok(Json(FeedResponse {
         items: page.items,
         next_cursor: page.next_cursor,

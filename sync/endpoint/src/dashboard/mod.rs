@@ -25,9 +25,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form, Json};
 use futures::Stream;
+use kiosk_protocol::ident;
 use kiosk_protocol::wire::ErrorCode;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use time::OffsetDateTime;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -37,7 +38,10 @@ use crate::db::dashboard::start_of_day_ms;
 use crate::db::queue::{DEFAULT_CALLS, MAX_CALLS};
 use crate::db::{Dashboard, DashboardQuery, LiveQueue, LiveQueueQuery, StoreSummary};
 use crate::http::auth::{DashboardUser, now_s, token_matches};
-use crate::http::doc::{Security, error_answer, raw_op, text};
+use crate::http::doc::{
+    Security, error_answer, event_stream, json_data, path_param, query_param, raw_op, schema_ref,
+    text,
+};
 use crate::http::{ApiError, AppState, AttemptCounter, Route, Verb, peer_ip};
 use crate::ingest::unix_ms;
 
@@ -77,9 +81,13 @@ pub fn routes(secure_cookie: bool) -> Vec<Route> {
         secure_cookie,
         failures: AttemptCounter::new(LOGIN_ATTEMPTS, LOGIN_WINDOW),
     });
-    let store =
-        json!({ "name": "store", "in": "path", "required": true, "schema": { "type": "string" } });
-    let kiosk = json!({ "name": "kiosk", "in": "query", "schema": { "type": "string" }, "description": "one kiosk of the store" });
+    let store = path_param("store", "Ident");
+    let kiosk = query_param(
+        "kiosk",
+        false,
+        json!({ "anyOf": [schema_ref("Ident"), { "const": "" }] }),
+        "one kiosk of the store; empty or absent for all",
+    );
     let range = json!({ "name": "range", "in": "query", "schema": { "type": "string", "enum": ["today", "24h", "7d", "30d"], "default": "today" } });
     let err = error_answer();
     let mut figures = raw_op(
@@ -87,7 +95,7 @@ pub fn routes(secure_cookie: bool) -> Vec<Route> {
         Security::Dashboard,
         json!({ "200": { "description": "the figures", "content": { "application/json": {
                 "schema": { "$ref": "#/components/schemas/Dashboard" } } } },
-                "400": err, "403": err, "404": err, "503": err }),
+                "400": err, "403": err, "404": err, "429": err, "503": err }),
     );
     figures["parameters"] = json!([store, kiosk, range]);
     let mut queue_doc = raw_op(
@@ -95,20 +103,33 @@ pub fn routes(secure_cookie: bool) -> Vec<Route> {
         Security::Dashboard,
         json!({ "200": { "description": "the live queue", "content": { "application/json": {
                 "schema": { "$ref": "#/components/schemas/LiveQueue" } } } },
-                "400": err, "403": err, "404": err, "503": err }),
+                "400": err, "403": err, "404": err, "429": err, "503": err }),
     );
-    queue_doc["parameters"] = json!([store, { "name": "calls", "in": "query",
-        "schema": { "type": "integer", "minimum": 0, "maximum": MAX_CALLS, "default": DEFAULT_CALLS },
-        "description": "latest calls to list" }]);
+    queue_doc["parameters"] = json!([
+        store,
+        query_param(
+            "calls",
+            false,
+            json!({ "type": "integer", "minimum": 0, "maximum": MAX_CALLS, "default": DEFAULT_CALLS }),
+            "latest calls to list; out of range is refused (400)"
+        )
+    ]);
     let mut events_doc = raw_op(
-        "server-sent events: `dashboard` (the figures as JSON) then `queue` (the store's live queue as JSON, as /dashboard/api/stores/{store}/queue answers it) at once, after each batch from the store's kiosks and every 15 s; `expired` when the session ends",
+        "server-sent events: `dashboard` (the figures as JSON) then `queue` (the store's live queue as JSON, as /dashboard/api/stores/{store}/queue answers it) at once, after each batch from the store's kiosks and every 15 s; `expired` when the session ends; `problem` when a snapshot could not be taken (the stream goes on)",
         Security::Dashboard,
-        json!({ "200": text("text/event-stream", "the event stream"),
-                "400": err, "403": err, "404": err }),
+        json!({ "200": event_stream("the event stream (it does not end by itself; comments keep it alive)", &[
+                    ("dashboard", "the store's figures, as /dashboard/api/stores/{store} answers them", json_data("Dashboard")),
+                    ("queue", "the store's live queue, as /dashboard/api/stores/{store}/queue answers it", json_data("LiveQueue")),
+                    ("expired", "the session ended; the stream ends", json!({ "const": "log in again" })),
+                    ("problem", "what went wrong taking a snapshot, in words (the stream goes on)", json!({ "type": "string" })),
+                ]),
+                "400": err, "403": err, "404": err, "429": err }),
     );
     events_doc["parameters"] = json!([
-        { "name": "store", "in": "query", "required": true, "schema": { "type": "string" } },
-        kiosk, range]);
+        query_param("store", true, schema_ref("Ident"), "the store"),
+        kiosk,
+        range
+    ]);
     let mut login_doc = raw_op(
         "log in with the admin token; sets an HttpOnly SameSite=Strict session cookie",
         Security::None,
@@ -171,7 +192,7 @@ pub fn routes(secure_cookie: bool) -> Vec<Route> {
                 Security::Dashboard,
                 json!({ "200": { "description": "stores by id", "content": { "application/json": {
                     "schema": { "type": "array", "items": { "$ref": "#/components/schemas/StoreSummary" } } } } },
-                    "403": err, "503": err }),
+                    "403": err, "429": err, "503": err }),
             ),
         ),
         Route::new(
@@ -434,6 +455,10 @@ struct View {
 
 impl View {
     async fn resolve(st: &AppState, store_id: String, q: ViewQuery) -> Result<View, ApiError> {
+        check_store(&store_id)?;
+        if let Some(k) = q.kiosk.as_deref().filter(|k| !k.is_empty()) {
+            ident::check(k).map_err(|e| ApiError::malformed(format!("kiosk: the kiosk id {e}")))?;
+        }
         let stores = st.db.list_stores().await?;
         let Some(store) = stores.into_iter().find(|s| s.id == store_id) else {
             return Err(ApiError::new(
@@ -470,6 +495,11 @@ impl View {
         q.kiosk_id = self.kiosk_id.clone();
         Ok(st.db.dashboard(q).await?)
     }
+}
+
+/// A store id from a path or query, 400 naming `store` when it is not an identifier.
+fn check_store(store: &str) -> Result<(), ApiError> {
+    ident::check(store).map_err(|e| ApiError::malformed(format!("store: the store id {e}")))
 }
 
 fn view_query(query: Result<Query<ViewQuery>, QueryRejection>) -> Result<ViewQuery, ApiError> {
@@ -519,7 +549,13 @@ async fn api_queue(
             format!("live queue query (calls=N, at most {MAX_CALLS}): {e}"),
         )
     })?;
+    check_store(&store)?;
     let calls = params.calls.unwrap_or(DEFAULT_CALLS);
+    if calls > MAX_CALLS {
+        return Err(ApiError::malformed(format!(
+            "calls: {calls} is out of range; ask for 0 to {MAX_CALLS}"
+        )));
+    }
     Ok(Json(live_queue(&st, &store, calls).await?))
 }
 
@@ -647,25 +683,11 @@ async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-/// Schemas the dashboard's paths refer to.
-pub fn schemas() -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert(
-        "StoreSummary".into(),
-        json!({ "type": "object", "required": ["id", "name", "kiosks"], "properties": {
-            "id": { "type": "string" }, "name": { "type": "string" },
-            "timezone": { "type": ["string", "null"], "description": "IANA name" },
-            "kiosks": { "type": "array", "items": { "type": "string" } } } }),
-    );
-    m.insert(
-        "Dashboard".into(),
-        json!({ "type": "object", "description": "store, timezone (UTC when unknown), timezone_known, kiosk_id, since_ms, now_ms, tickets {total, services, bucket, buckets [{start_ms, label, total, by_service}]}, times [{service, tickets, wait, service_time: {count, median_s, p90_s, max_s}}], visitors {identified, anonymous, identified_by}, campaigns [{campaign_id, campaign_name, variant, shown, redeemed, conversion}], nps {responses, promoters, passives, detractors, score, distribution}, kiosks [{kiosk_id, last_seen_ms, skew_ms, backlog, health, problems, printer, devices, logs [{at_ms, level, target, message, occurrences}]}]" }),
-    );
-    m.insert(
-        "LiveQueue".into(),
-        json!({ "type": "object", "description": "store, timezone (UTC when unknown), timezone_known, business_day (today, YYYY-MM-DD, store time), now_ms, issued (tickets today), waiting (now, all services), out_of_sequence (tickets today outside the store's sequence), services [{service, waiting, priority_waiting, parked, called, served, no_show, walked_out, longest_wait_s, oldest_waiting (label), oldest_issued_ms}], counters_open [{counter, serving (label or null), last_call_ms}] (serving a called turn now, or called within the last 30 min), calls [{turn, counter, at_ms, service, status}] (newest first, one per turn), kiosks [{kiosk_id, issued, out_of_sequence}] (every kiosk of the store), conflicts (queue_conflict today), recent_conflicts [{turn, counter, step, reason, kiosk_id, at_ms}]" }),
-    );
-    m
+/// Adds the schemas the dashboard's paths refer to to `g`'s definitions.
+pub fn register_schemas(g: &mut schemars::SchemaGenerator) {
+    g.subschema_for::<StoreSummary>();
+    g.subschema_for::<Dashboard>();
+    g.subschema_for::<LiveQueue>();
 }
 
 #[cfg(test)]

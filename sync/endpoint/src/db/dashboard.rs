@@ -81,7 +81,7 @@ impl DashboardQuery {
 }
 
 /// A store as the dashboard's store selector lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StoreSummary {
     /// Store id.
     pub id: String,
@@ -94,7 +94,7 @@ pub struct StoreSummary {
 }
 
 /// Whether tickets are counted per hour or per day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Bucket {
     /// Local hours.
@@ -104,7 +104,7 @@ pub enum Bucket {
 }
 
 /// Everything the dashboard shows for one store (or kiosk) and window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Dashboard {
     /// The store.
     pub store: StoreRecord,
@@ -133,7 +133,7 @@ pub struct Dashboard {
 }
 
 /// Tickets issued.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Tickets {
     /// All tickets of the window.
     pub total: u64,
@@ -146,7 +146,7 @@ pub struct Tickets {
 }
 
 /// Tickets of one hour or day.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TicketBucket {
     /// Start, unix ms.
     pub start_ms: i64,
@@ -159,7 +159,7 @@ pub struct TicketBucket {
 }
 
 /// Waiting and service times of one service.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ServiceTimes {
     /// Service letter.
     pub service: String,
@@ -173,7 +173,7 @@ pub struct ServiceTimes {
 
 /// Median and 90th percentile of some durations (linear interpolation between ranks, as
 /// PostgreSQL's `percentile_cont`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Durations {
     /// How many.
     pub count: u64,
@@ -186,7 +186,7 @@ pub struct Durations {
 }
 
 /// Visitors (tickets) with and without an identified customer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Visitors {
     /// Tickets issued to an identified customer (card token on the ticket).
     pub identified: u64,
@@ -197,7 +197,7 @@ pub struct Visitors {
 }
 
 /// One campaign variant's conversion.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VariantFigures {
     /// Campaign id.
     pub campaign_id: String,
@@ -215,7 +215,7 @@ pub struct VariantFigures {
 }
 
 /// Net promoter score with its counts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NpsFigures {
     /// Answers: at most one per turn (docs/DESIGN.md invariant 17).
     pub responses: u64,
@@ -232,7 +232,9 @@ pub struct NpsFigures {
 }
 
 /// A kiosk's overall health, worst first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Health {
     /// No contact for [`OFFLINE_AFTER_MS`] (or never).
@@ -246,7 +248,7 @@ pub enum Health {
 }
 
 /// A kiosk, its devices and its last log lines.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KioskStatus {
     /// Kiosk id.
     pub kiosk_id: String,
@@ -273,7 +275,7 @@ pub struct KioskStatus {
 }
 
 /// A device's last reported status (`device_status_changed`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DeviceState {
     /// `printer`, `scanner`, `card_reader`, `presence_sensor`, `network`, `storage`, `screen`.
     pub device: String,
@@ -286,7 +288,7 @@ pub struct DeviceState {
 }
 
 /// One shipped log line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DeviceLogLine {
     /// When, unix ms (skew-corrected).
     pub at_ms: i64,

@@ -48,6 +48,11 @@ pub const SQLITE: &[Migration] = &[
         name: "audit",
         sql: include_str!("../../migrations/sqlite/0004_audit.sql"),
     },
+    Migration {
+        version: 5,
+        name: "skew_samples",
+        sql: include_str!("../../migrations/sqlite/0005_skew_samples.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations, oldest first (the same versions as [`SQLITE`]).
@@ -71,6 +76,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 4,
         name: "audit",
         sql: include_str!("../../migrations/postgres/0004_audit.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "skew_samples",
+        sql: include_str!("../../migrations/postgres/0005_skew_samples.sql"),
     },
 ];
 
@@ -132,10 +142,11 @@ mod tests {
         let text = err.to_string();
         let supported = format!("up to version {}", latest(Dialect::Sqlite));
         assert!(text.contains("99") && text.contains(&supported), "{text}");
-        assert_eq!(pending(Dialect::Postgres, None).unwrap().len(), 4);
+        assert_eq!(pending(Dialect::Postgres, None).unwrap().len(), 5);
         assert_eq!(pending(Dialect::Postgres, Some(1)).unwrap()[0].version, 2);
         assert_eq!(pending(Dialect::Postgres, Some(2)).unwrap()[0].version, 3);
         assert_eq!(pending(Dialect::Postgres, Some(3)).unwrap()[0].version, 4);
-        assert!(pending(Dialect::Postgres, Some(4)).unwrap().is_empty());
+        assert_eq!(pending(Dialect::Postgres, Some(4)).unwrap()[0].version, 5);
+        assert!(pending(Dialect::Postgres, Some(5)).unwrap().is_empty());
     }
 }

@@ -64,7 +64,7 @@ pub enum DbError {
 }
 
 /// Which database backs the endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DbKind {
     /// SQLite file.
@@ -86,7 +86,7 @@ impl DbKind {
 /// One line of the operator's audit log: who (how they were let in, or where a refused caller
 /// came from), did what, to what (a card token or a route, never a name, email or phone), and
 /// the outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuditEntry {
     /// When, unix ms.
     pub at_ms: i64,
@@ -102,7 +102,7 @@ pub struct AuditEntry {
 }
 
 /// A (retail) store: kiosks and campaigns belong to one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StoreRecord {
     /// Short id (`madrid-centro`).
     pub id: String,
@@ -121,15 +121,28 @@ pub struct KioskRecord {
     pub secret: DeviceSecret,
     /// Current clock-skew estimate (server minus kiosk, ms) and when it was taken (server ms).
     pub skew: Option<SkewEstimate>,
+    /// The samples the estimate comes from.
+    pub skew_samples: SkewSamples,
 }
 
 /// A kiosk's clock skew: add `skew_ms` to kiosk wall time to get server time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SkewEstimate {
     /// Server time minus kiosk time, ms.
     pub skew_ms: i64,
     /// Server time (unix ms) of the sample the estimate comes from.
     pub at_ms: i64,
+}
+
+/// The recent clock samples of a kiosk's current boot, oldest first (at most
+/// [`crate::ingest::SKEW_SAMPLES`]); the skew estimate is their median
+/// ([`crate::ingest::read_clock`]). Stored as JSON with the kiosk.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkewSamples {
+    /// The boot the samples belong to.
+    pub boot_id: Option<uuid::Uuid>,
+    /// The samples, oldest first.
+    pub samples: Vec<SkewEstimate>,
 }
 
 /// A kiosk being enrolled.
@@ -258,7 +271,19 @@ pub enum OpsFact {
 }
 
 /// The kind of a queue step: what an event did to a turn of the store's live queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum QueueStepKind {
     /// `ticket_issued`: the turn starts waiting.
@@ -393,6 +418,8 @@ pub struct IngestBatch {
     pub received_ms: i64,
     /// New skew estimate to record.
     pub skew: Option<SkewEstimate>,
+    /// The samples behind it, to record (`None` leaves them as they are).
+    pub skew_samples: Option<SkewSamples>,
     /// Outbox backlog the kiosk reported.
     pub backlog: Option<u64>,
     /// The events, in request order.
@@ -425,7 +452,7 @@ pub struct FeedPage {
 }
 
 /// The admin view of a customer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CustomerRecord {
     /// Card token.
     pub card_token: CardToken,
@@ -452,7 +479,7 @@ pub struct CustomerRecord {
 }
 
 /// One consent change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConsentRecord {
     /// `profile`, `marketing_email`, `marketing_sms`.
     pub purpose: String,
@@ -467,7 +494,7 @@ pub struct ConsentRecord {
 }
 
 /// Statistics of one store, for `/v1/stats` and the dashboard.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StoreStats {
     /// Store id.
     pub store_id: String,
@@ -488,7 +515,7 @@ pub struct StoreStats {
 }
 
 /// Health of one kiosk.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KioskHealth {
     /// Kiosk id.
     pub kiosk_id: String,
@@ -501,7 +528,7 @@ pub struct KioskHealth {
 }
 
 /// Impressions and redemptions of one campaign variant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VariantStats {
     /// Campaign id.
     pub campaign_id: String,
@@ -516,7 +543,7 @@ pub struct VariantStats {
 }
 
 /// Net promoter score.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Nps {
     /// Answers.
     pub responses: u64,
@@ -525,33 +552,75 @@ pub struct Nps {
 }
 
 /// A customer created through the admin API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCustomer {
     /// Card token.
     pub card_token: CardToken,
     /// Store where the customer is registered.
+    #[serde(deserialize_with = "kiosk_protocol::ident::deserialize")]
+    #[schemars(with = "kiosk_protocol::ident::Ident")]
     pub store_id: String,
     /// Display name.
+    #[serde(deserialize_with = "crate::input::name")]
+    #[schemars(with = "crate::input::Name")]
     pub display_name: String,
     /// Locale (`es`, `en`).
-    #[serde(default = "default_locale")]
+    #[serde(default = "default_locale", deserialize_with = "crate::input::locale")]
+    #[schemars(with = "crate::input::Locale")]
     pub locale: String,
-    /// Email.
-    #[serde(default)]
+    /// Email, or `null` for none.
+    #[serde(default, deserialize_with = "crate::input::email")]
+    #[schemars(with = "Option<crate::input::Email>")]
     pub email: Option<String>,
-    /// Phone.
-    #[serde(default)]
+    /// Phone, or `null` for none.
+    #[serde(default, deserialize_with = "crate::input::phone")]
+    #[schemars(with = "Option<crate::input::Phone>")]
     pub phone: Option<String>,
     /// Consents to record as given now (`profile`, `marketing_email`, `marketing_sms`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "consent_purposes")]
+    #[schemars(with = "Vec<kiosk_protocol::events::ConsentPurpose>", length(max = 3))]
     pub consents: Vec<String>,
     /// Segment set by hand, if any.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "kiosk_protocol::ident::deserialize_opt")]
+    #[schemars(with = "Option<kiosk_protocol::ident::Ident>")]
     pub segment: Option<String>,
-    /// Visits to start from (imports from an older CRM).
-    #[serde(default)]
+    /// Visits to start from (imports from an older CRM): 0 to 1,000,000.
+    #[serde(default, deserialize_with = "visits")]
+    #[schemars(range(min = 0, max = crate::input::MAX_VISITS))]
     pub visits: i64,
+}
+
+/// The name a consent purpose has in the catalog and the database.
+pub fn purpose_name(p: kiosk_protocol::events::ConsentPurpose) -> &'static str {
+    use kiosk_protocol::events::ConsentPurpose;
+    match p {
+        ConsentPurpose::Profile => "profile",
+        ConsentPurpose::MarketingEmail => "marketing_email",
+        ConsentPurpose::MarketingSms => "marketing_sms",
+    }
+}
+
+fn consent_purposes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let purposes = Vec::<kiosk_protocol::events::ConsentPurpose>::deserialize(d)?;
+    if purposes.len() > 3 {
+        return Err(serde::de::Error::custom("at most the 3 consent purposes"));
+    }
+    Ok(purposes
+        .into_iter()
+        .map(|p| purpose_name(p).to_owned())
+        .collect())
+}
+
+fn visits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let v = i64::deserialize(d)?;
+    if !(0..=crate::input::MAX_VISITS).contains(&v) {
+        return Err(serde::de::Error::custom(format!(
+            "{v} is out of range: 0 to {}",
+            crate::input::MAX_VISITS
+        )));
+    }
+    Ok(v)
 }
 
 fn default_locale() -> String {

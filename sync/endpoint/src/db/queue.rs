@@ -152,7 +152,7 @@ impl StepRow {
 /// A step as kept in its turn's row (`queue_turns.steps`, a JSON array): short names and no
 /// empty fields, as every step of every turn is stored once more there; not its event id (the
 /// kiosk and its sequence tell the steps apart) nor its store (the row's).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 struct StoredStep {
     /// Kiosk.
     k: String,
@@ -257,7 +257,9 @@ pub fn calls_since(steps: &[StepRow], since_ms: i64) -> Vec<(String, i64)> {
 }
 
 /// Where a turn is now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TurnStatus {
     /// In its service's line (issued, or transferred).
@@ -456,7 +458,7 @@ impl LiveQueueQuery {
 }
 
 /// A store's live queue, for the dashboard.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LiveQueue {
     /// The store.
     pub store: StoreRecord,
@@ -490,7 +492,7 @@ pub struct LiveQueue {
 }
 
 /// One service's line now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ServiceQueue {
     /// Service letter (`?` while only steps without a service arrived).
     pub service: String,
@@ -517,7 +519,7 @@ pub struct ServiceQueue {
 }
 
 /// An open counter.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OpenCounter {
     /// Counter name.
     pub counter: String,
@@ -528,7 +530,7 @@ pub struct OpenCounter {
 }
 
 /// A turn's latest call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CallRecord {
     /// The turn as shown.
     pub turn: String,
@@ -543,7 +545,7 @@ pub struct CallRecord {
 }
 
 /// Tickets one kiosk issued today.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KioskIssued {
     /// Kiosk id.
     pub kiosk_id: String,
@@ -554,7 +556,7 @@ pub struct KioskIssued {
 }
 
 /// A dropped queue step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConflictRecord {
     /// The turn as shown.
     pub turn: Option<String>,

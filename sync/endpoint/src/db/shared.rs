@@ -197,7 +197,7 @@ pub(crate) async fn redeem_enroll_code(
 pub(crate) async fn kiosk(e: &impl Exec, kiosk_id: String) -> DbResult<Option<KioskRecord>> {
     let Some(r) = e
         .query_opt(
-            "SELECT store_id, secret, skew_ms, skew_at_ms FROM kiosks WHERE id = ?1",
+            "SELECT store_id, secret, skew_ms, skew_at_ms, skew_samples FROM kiosks WHERE id = ?1",
             args![&kiosk_id],
         )
         .await?
@@ -211,11 +211,18 @@ pub(crate) async fn kiosk(e: &impl Exec, kiosk_id: String) -> DbResult<Option<Ki
         .get::<Option<i64>>(2)?
         .zip(r.get::<Option<i64>>(3)?)
         .map(|(skew_ms, at_ms)| SkewEstimate { skew_ms, at_ms });
+    // Unreadable samples (written by a later version, say) only cost the history: the next
+    // batches make a new one.
+    let skew_samples = r
+        .get::<Option<String>>(4)?
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
     Ok(Some(KioskRecord {
         id: kiosk_id,
         store_id: r.get(0)?,
         secret,
         skew,
+        skew_samples,
     }))
 }
 
@@ -677,13 +684,18 @@ pub(crate) async fn record_kiosk_state(e: &impl Exec, batch: &IngestBatch) -> Db
     e.execute(
         "UPDATE kiosks SET last_seen_ms = ?2,
            skew_ms = COALESCE(?3, skew_ms), skew_at_ms = COALESCE(?4, skew_at_ms),
-           backlog = COALESCE(?5, backlog) WHERE id = ?1",
+           backlog = COALESCE(?5, backlog), skew_samples = COALESCE(?6, skew_samples) WHERE id = ?1",
         args![
             &batch.kiosk_id,
             batch.received_ms,
             batch.skew.map(|s| s.skew_ms),
             batch.skew.map(|s| s.at_ms),
             batch.backlog.map(i64_of),
+            batch
+                .skew_samples
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()?,
         ],
     )
     .await?;

@@ -574,6 +574,7 @@ mod tests {
             store_id: "s".into(),
             received_ms: 0,
             skew: None,
+            skew_samples: None,
             backlog: None,
             events,
             replay: Some(ReplayGuard {

@@ -30,7 +30,7 @@ impl Security {
 }
 
 /// Errors of admin operations.
-pub const ADMIN_ERRORS: &[&str] = &["400", "403", "404", "503"];
+pub const ADMIN_ERRORS: &[&str] = &["400", "403", "404", "429", "503"];
 /// Errors of signed kiosk operations.
 pub const KIOSK_ERRORS: &[&str] = &["400", "401", "403", "409", "503"];
 
@@ -81,9 +81,35 @@ pub fn with_params(mut op: Value, parameters: Value) -> Value {
     op
 }
 
-/// A required string path parameter.
-pub fn path_param(name: &str) -> Value {
-    json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } })
+/// A required path parameter of the component schema `schema` (`Ident`, `CardToken`).
+pub fn path_param(name: &str, schema: &str) -> Value {
+    json!({ "name": name, "in": "path", "required": true, "schema": schema_ref(schema) })
+}
+
+/// A query parameter: `name`, whether `required`, its `schema` and a `description`.
+pub fn query_param(name: &str, required: bool, schema: Value, description: &str) -> Value {
+    json!({ "name": name, "in": "query", "required": required, "schema": schema, "description": description })
+}
+
+/// A `text/event-stream` answer: `description` and, per event name, what its data is (a
+/// description and the data's schema). As in OpenAPI 3.2's reading of a stream, the media type's
+/// schema describes one event (`event`, `data`); JSON data carries `contentMediaType` and its
+/// `contentSchema`.
+pub fn event_stream(description: &str, events: &[(&str, &str, Value)]) -> Value {
+    let one_of: Vec<Value> = events
+        .iter()
+        .map(|(name, about, data)| {
+            json!({ "type": "object", "description": about, "required": ["event", "data"],
+                "properties": { "event": { "const": name }, "data": data, "id": { "type": "string" } } })
+        })
+        .collect();
+    json!({ "description": description, "content": { "text/event-stream": {
+        "schema": { "description": "one server-sent event", "oneOf": one_of } } } })
+}
+
+/// The `data` of an event carrying `schema` as JSON text.
+pub fn json_data(schema: &str) -> Value {
+    json!({ "type": "string", "contentMediaType": "application/json", "contentSchema": schema_ref(schema) })
 }
 
 /// An operation answering something other than JSON (the dashboard's pages): `security`,
