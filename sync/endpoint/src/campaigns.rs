@@ -131,6 +131,55 @@ pub fn check(c: &Campaign) -> Result<(), CampaignError> {
     if !c.variants.is_empty() && c.variants.iter().all(|v| v.weight == 0) {
         return Err(invalid("at least one variant needs a weight above 0"));
     }
+    check_content(c)
+}
+
+/// Signage content: ids unique, durations 3 to 60 s, pictures that decode to what they say.
+fn check_content(c: &Campaign) -> Result<(), CampaignError> {
+    use base64::Engine as _;
+    use kiosk_protocol::wire::{MAX_CONTENT_IMAGE_BYTES, MAX_CONTENT_ITEMS};
+    let invalid = |problem: String| CampaignError::Invalid {
+        id: c.id.clone(),
+        problem,
+    };
+    if c.content.len() > MAX_CONTENT_ITEMS {
+        return Err(invalid(format!(
+            "content: {} items, at most {MAX_CONTENT_ITEMS}",
+            c.content.len()
+        )));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for (i, item) in c.content.iter().enumerate() {
+        ident::check(&item.id).map_err(|e| invalid(format!("content[{i}].id: {e}")))?;
+        if !ids.insert(item.id.as_str()) {
+            return Err(invalid(format!(
+                "content[{i}].id: used twice in this campaign"
+            )));
+        }
+        if !(3..=60).contains(&item.duration_s) {
+            return Err(invalid(format!(
+                "content[{i}].duration_s: {} s, expected 3 to 60",
+                item.duration_s
+            )));
+        }
+        if let Some(image) = &item.image {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(&image.data)
+                .map_err(|_| invalid(format!("content[{i}].image.data: not base64")))?;
+            if bytes.len() > MAX_CONTENT_IMAGE_BYTES {
+                return Err(invalid(format!(
+                    "content[{i}].image.data: {} bytes, at most {MAX_CONTENT_IMAGE_BYTES}",
+                    bytes.len()
+                )));
+            }
+            if !image.mime.matches(&bytes) {
+                return Err(invalid(format!(
+                    "content[{i}].image.data: not a {} picture",
+                    image.mime.as_str()
+                )));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -165,6 +214,66 @@ variants = [ { name = "a", weight = 1 }, { name = "b", weight = 1, screen_text =
         let json = dir.path().join("c.json");
         std::fs::write(&json, serde_json::to_string(&campaigns).unwrap()).unwrap();
         assert_eq!(load(&json).unwrap(), campaigns);
+    }
+
+    #[test]
+    fn signage_content_is_checked_item_by_item_naming_the_field() {
+        use base64::Engine as _;
+        use kiosk_protocol::wire::{ContentImage, ContentItem, ImageMime, Localized};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, TOML).unwrap();
+        let mut c = load(&path).unwrap().remove(0);
+        let png = b"\x89PNG\r\n\x1a\n rest of a picture";
+        let item = |id: &str, duration_s: u32, mime: ImageMime, bytes: &[u8]| ContentItem {
+            id: id.into(),
+            text: Localized {
+                es: "Café".into(),
+                en: "Coffee".into(),
+            },
+            image: Some(ContentImage {
+                mime,
+                data: base64::engine::general_purpose::STANDARD.encode(bytes),
+                alt: Localized::default(),
+            }),
+            duration_s,
+        };
+        c.content = vec![item("spring-1", 8, ImageMime::Png, png)];
+        check(&c).unwrap();
+        for (content, want) in [
+            (
+                vec![item("spring-1", 2, ImageMime::Png, png)],
+                "content[0].duration_s: 2 s",
+            ),
+            (
+                vec![item("Spring 1", 8, ImageMime::Png, png)],
+                "content[0].id",
+            ),
+            (
+                vec![
+                    item("a", 8, ImageMime::Png, png),
+                    item("a", 8, ImageMime::Png, png),
+                ],
+                "content[1].id: used twice",
+            ),
+            (
+                vec![item("a", 8, ImageMime::Jpeg, png)],
+                "content[0].image.data: not a image/jpeg picture",
+            ),
+            (
+                vec![item(
+                    "a",
+                    8,
+                    ImageMime::Png,
+                    &[png.as_slice(), &vec![0; 600 * 1024]].concat(),
+                )],
+                "at most 524288",
+            ),
+        ] {
+            c.content = content;
+            let err = check(&c).unwrap_err().to_string();
+            assert!(err.contains(want), "{err} (wanted {want})");
+        }
     }
 
     #[test]

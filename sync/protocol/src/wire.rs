@@ -276,7 +276,8 @@ pub struct TurnRated {
 /// Signage content of a campaign: what a lobby display or a browse point shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ContentItem {
-    /// Stable id within the campaign (`spring-1`).
+    /// Stable id within the campaign (`spring-1`), unique in it.
+    #[schemars(with = "crate::ident::Ident")]
     pub id: String,
     /// Headline and text, in each language.
     pub text: Localized,
@@ -291,9 +292,14 @@ pub struct ContentItem {
 /// A picture carried in the feed (small: at most [`MAX_CONTENT_IMAGE_BYTES`] decoded).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ContentImage {
-    /// `image/png`, `image/jpeg` or `image/webp`.
-    pub mime: String,
-    /// The picture, base64 (standard alphabet, padded).
+    /// The picture's format.
+    pub mime: ImageMime,
+    /// The picture, base64 (standard alphabet, padded); at most [`MAX_CONTENT_IMAGE_BYTES`]
+    /// decoded, and its bytes must be a picture of `mime`.
+    #[schemars(
+        length(max = 699_052),
+        regex(pattern = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
+    )]
     pub data: String,
     /// What it shows, for screen readers, in each language.
     pub alt: Localized,
@@ -301,6 +307,45 @@ pub struct ContentImage {
 
 /// Largest picture a content item may carry, decoded.
 pub const MAX_CONTENT_IMAGE_BYTES: usize = 512 * 1024;
+
+/// Most content items a campaign carries.
+pub const MAX_CONTENT_ITEMS: usize = 20;
+
+/// Picture formats every kiosk browser shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ImageMime {
+    /// PNG.
+    #[serde(rename = "image/png")]
+    Png,
+    /// JPEG.
+    #[serde(rename = "image/jpeg")]
+    Jpeg,
+    /// WebP.
+    #[serde(rename = "image/webp")]
+    Webp,
+}
+
+impl ImageMime {
+    /// The media type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageMime::Png => "image/png",
+            ImageMime::Jpeg => "image/jpeg",
+            ImageMime::Webp => "image/webp",
+        }
+    }
+
+    /// Whether `bytes` start as a picture of this format does (its magic number).
+    pub fn matches(self, bytes: &[u8]) -> bool {
+        match self {
+            ImageMime::Png => bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+            ImageMime::Jpeg => bytes.starts_with(&[0xff, 0xd8, 0xff]),
+            ImageMime::Webp => {
+                bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP"
+            }
+        }
+    }
+}
 
 /// Text in each language the kiosk speaks.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -401,6 +446,7 @@ pub struct Campaign {
     /// Signage content for lobby displays and browse points (empty: the campaign runs on
     /// kiosks and tickets only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
     pub content: Vec<ContentItem>,
     /// False when the campaign was withdrawn: kiosks drop it.
     #[serde(default = "default_true")]
