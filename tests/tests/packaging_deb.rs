@@ -262,12 +262,20 @@ fn control_declares_architecture_and_runtime_dependencies() {
         "Depends: {depends}"
     );
     assert!(
-        !info.lines().any(|l| l.starts_with("Recommends:") && l.contains("cage")),
+        !info
+            .lines()
+            .any(|l| l.starts_with("Recommends:") && l.contains("cage")),
         "{info}"
     );
     // Essential packages need no Depends, unless versioned (lintian:
     // depends-on-essential-package-without-using-version).
-    for essential in ["init-system-helpers", "util-linux", "coreutils", "bash", "dpkg"] {
+    for essential in [
+        "init-system-helpers",
+        "util-linux",
+        "coreutils",
+        "bash",
+        "dpkg",
+    ] {
         assert!(
             !deps.contains(&essential),
             "unversioned Depends on the essential {essential}: {depends}"
@@ -397,7 +405,10 @@ fn postinst_creates_the_kiosk_user_with_device_groups_and_a_private_data_dir() {
         "{configure}"
     );
     // The systemd part follows the case, for configure and the abort-* actions as in debhelper.
-    assert!(postinst.contains("systemctl --system daemon-reload"), "{postinst}");
+    assert!(
+        postinst.contains("systemctl --system daemon-reload"),
+        "{postinst}"
+    );
     assert!(
         postinst.contains("deb-systemd-helper enable \"$unit\""),
         "{postinst}"
@@ -437,8 +448,7 @@ fn purge_removes_config_and_data_but_remove_and_upgrade_keep_them() {
         "prerm upgrade must not stop the kiosk"
     );
     assert!(
-        case_branch(&prerm, "remove | deconfigure")
-            .contains("kiosk-browser.service kiosk.service")
+        case_branch(&prerm, "remove | deconfigure").contains("kiosk-browser.service kiosk.service")
     );
 }
 
@@ -530,7 +540,10 @@ fn kiosk_service_exposure_stays_under_two_in_systemd_analyze_security() {
 #[test]
 fn browser_and_screen_restart_units_stay_sandboxed_in_systemd_analyze_security() {
     let (level, text) = exposure("kiosk-browser.service");
-    assert!(level <= 2.8, "kiosk-browser.service exposure {level}:\n{text}");
+    assert!(
+        level <= 2.8,
+        "kiosk-browser.service exposure {level}:\n{text}"
+    );
     let (level, text) = exposure("kiosk-screen-restart.service");
     assert!(
         level < 2.0,
@@ -783,7 +796,11 @@ fn screen_restart_hook_logs_the_reason_removes_the_request_and_restarts_the_brow
         "no screen client for 120 s\x1b[2J\rforged\nsecond line\n",
     )
     .expect("request");
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let out = stdout(
         Command::new(built().root.join("usr/lib/kiosk/screen-restart"))
             .arg(&request)
@@ -887,13 +904,20 @@ fn man_pages_render_cleanly_and_document_every_subcommand_of_the_packaged_binary
         .collect();
     assert!(subcommands.len() >= 8, "{help}");
     for sub in subcommands {
-        assert!(text.contains(&format!("kiosk-{sub}(1)")), "kiosk(1) lacks {sub}:\n{text}");
         assert!(
-            root.join(format!("usr/share/man/man1/kiosk-{sub}.1.gz")).is_file(),
+            text.contains(&format!("kiosk-{sub}(1)")),
+            "kiosk(1) lacks {sub}:\n{text}"
+        );
+        assert!(
+            root.join(format!("usr/share/man/man1/kiosk-{sub}.1.gz"))
+                .is_file(),
             "no kiosk-{sub}(1) page"
         );
     }
-    assert!(!text.contains("kiosk-demo"), "kiosk(1) documents the demo:\n{text}");
+    assert!(
+        !text.contains("kiosk-demo"),
+        "kiosk(1) documents the demo:\n{text}"
+    );
 }
 
 /// The amd64 package ships the same device build as the Pi packages: `kiosk demo` answers that
@@ -953,10 +977,18 @@ fn changelog_and_machine_readable_copyright_describe_what_ships() {
     let b = built();
     let changelog = b.root.join("usr/share/doc/kiosk/changelog.Debian.gz");
     let text = b.root.join("changelog.txt");
-    std::fs::write(&text, run(Command::new("gzip").arg("-dc").arg(&changelog)).stdout)
-        .expect("write changelog");
+    std::fs::write(
+        &text,
+        run(Command::new("gzip").arg("-dc").arg(&changelog)).stdout,
+    )
+    .expect("write changelog");
     let parsed = stdout(Command::new("dpkg-parsechangelog").arg("-l").arg(&text));
-    let version = stdout(Command::new("dpkg-deb").arg("-f").arg(&b.deb).arg("Version"));
+    let version = stdout(
+        Command::new("dpkg-deb")
+            .arg("-f")
+            .arg(&b.deb)
+            .arg("Version"),
+    );
     assert!(
         parsed.contains(&format!("Version: {}", version.trim())),
         "changelog's latest entry is not the package version {version}:\n{parsed}"
@@ -984,7 +1016,9 @@ fn changelog_and_machine_readable_copyright_describe_what_ships() {
         .collect();
     for crate_name in ["tokio-", "rusqlite-", "ring-", "axum-", "clap-"] {
         assert!(
-            files.iter().any(|p| p.starts_with(&format!("Files: {crate_name}"))),
+            files
+                .iter()
+                .any(|p| p.starts_with(&format!("Files: {crate_name}"))),
             "no Files paragraph for {crate_name}*"
         );
     }
@@ -1083,7 +1117,10 @@ fn upgrade_keeps_disabled_units_and_purge_removes_exactly_what_first_boot_create
         "kiosk-firstboot.service",
         "kiosk-screen-restart.path",
     ] {
-        assert!(enabled.lines().any(|l| l == unit), "{unit} not enabled on install:\n{enabled}");
+        assert!(
+            enabled.lines().any(|l| l == unit),
+            "{unit} not enabled on install:\n{enabled}"
+        );
     }
     assert!(
         calls.lines().any(|l| l == "--no-block start kiosk.service"),
@@ -1106,9 +1143,15 @@ fn upgrade_keeps_disabled_units_and_purge_removes_exactly_what_first_boot_create
              getent passwd tech; ls /etc/sudoers.d; cat /var/lib/kiosk-firstboot/created"
         ),
     );
-    assert!(out.contains("tech:x:"), "first boot made no technician:\n{out}");
+    assert!(
+        out.contains("tech:x:"),
+        "first boot made no technician:\n{out}"
+    );
     assert!(out.contains("010-kiosk-technician"), "{out}");
-    assert!(out.contains("user tech"), "first boot recorded nothing:\n{out}");
+    assert!(
+        out.contains("user tech"),
+        "first boot recorded nothing:\n{out}"
+    );
 
     // The administrator turns the screen off for good; an upgrade must not turn it back on.
     let out = in_scratch_root(
@@ -1125,18 +1168,26 @@ fn upgrade_keeps_disabled_units_and_purge_removes_exactly_what_first_boot_create
     );
     assert!(enabled.lines().any(|l| l == "kiosk.service"), "{enabled}");
     assert!(
-        calls.lines().any(|l| l == "--no-block restart kiosk.service"),
+        calls
+            .lines()
+            .any(|l| l == "--no-block restart kiosk.service"),
         "upgrade did not restart kiosk.service:\n{calls}"
     );
     for call in calls.lines() {
-        let verb = call.split_whitespace().find(|w| !w.starts_with('-')).unwrap_or("");
+        let verb = call
+            .split_whitespace()
+            .find(|w| !w.starts_with('-'))
+            .unwrap_or("");
         assert!(
-            !["start", "restart", "try-restart", "reload"].contains(&verb) || call.contains("--no-block"),
+            !["start", "restart", "try-restart", "reload"].contains(&verb)
+                || call.contains("--no-block"),
             "a blocking `systemctl {call}` in the upgrade"
         );
     }
     assert!(
-        !calls.lines().any(|l| l.contains("kiosk-browser.service") && l.contains("restart")),
+        !calls
+            .lines()
+            .any(|l| l.contains("kiosk-browser.service") && l.contains("restart")),
         "the upgrade restarted the disabled screen:\n{calls}"
     );
 
@@ -1148,11 +1199,26 @@ fn upgrade_keeps_disabled_units_and_purge_removes_exactly_what_first_boot_create
          ls /etc/sudoers.d /etc/ssh/sshd_config.d; ls -d /home/* /etc/kiosk /var/lib/kiosk /var/lib/kiosk-firstboot 2>/dev/null || true; \
          ls /etc/systemd/system/multi-user.target.wants",
     );
-    assert!(!out.contains("user tech"), "purge left the technician account:\n{out}");
-    assert!(!out.contains("/home/tech"), "purge left the technician's home:\n{out}");
-    assert!(!out.contains("010-kiosk-technician"), "purge left the NOPASSWD sudoers file:\n{out}");
-    assert!(out.contains("user shopadmin") && out.contains("/home/shopadmin"), "{out}");
-    assert!(out.contains("020-shop"), "purge removed the administrator's sudoers file:\n{out}");
+    assert!(
+        !out.contains("user tech"),
+        "purge left the technician account:\n{out}"
+    );
+    assert!(
+        !out.contains("/home/tech"),
+        "purge left the technician's home:\n{out}"
+    );
+    assert!(
+        !out.contains("010-kiosk-technician"),
+        "purge left the NOPASSWD sudoers file:\n{out}"
+    );
+    assert!(
+        out.contains("user shopadmin") && out.contains("/home/shopadmin"),
+        "{out}"
+    );
+    assert!(
+        out.contains("020-shop"),
+        "purge removed the administrator's sudoers file:\n{out}"
+    );
     assert!(
         out.contains("10-kiosk.conf"),
         "purge removed an sshd drop-in the administrator had changed:\n{out}"
@@ -1160,5 +1226,8 @@ fn upgrade_keeps_disabled_units_and_purge_removes_exactly_what_first_boot_create
     for gone in ["/etc/kiosk", "/var/lib/kiosk", "/var/lib/kiosk-firstboot"] {
         assert!(!out.lines().any(|l| l == gone), "purge left {gone}:\n{out}");
     }
-    assert!(!out.contains("kiosk.service") && !out.contains("kiosk-screen-restart.path"), "{out}");
+    assert!(
+        !out.contains("kiosk.service") && !out.contains("kiosk-screen-restart.path"),
+        "{out}"
+    );
 }
