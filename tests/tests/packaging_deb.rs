@@ -1049,6 +1049,12 @@ fn changelog_and_machine_readable_copyright_describe_what_ships() {
 /// unit-file verbs (enable, disable, preset, is-enabled, ...) to the real systemctl, which works on
 /// files in a chroot.
 fn in_scratch_root(state: &Path, script: &str) -> String {
+    in_scratch_root_with(state, script, &[])
+}
+
+/// [`in_scratch_root`] with extra `unshare` flags (`--net`: a network namespace with no link, a
+/// kiosk whose network is down).
+fn in_scratch_root_with(state: &Path, script: &str, unshare: &[&str]) -> String {
     // SAFETY: geteuid has no preconditions.
     assert_eq!(
         unsafe { libc::geteuid() },
@@ -1067,7 +1073,12 @@ fn in_scratch_root(state: &Path, script: &str) -> String {
     let script = format!(
         "set -e; export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; {script}"
     );
-    stdout(Command::new("unshare").args(["--mount", "--fork", "sh", "-c", &setup, &script]))
+    stdout(
+        Command::new("unshare")
+            .args(["--mount", "--fork"])
+            .args(unshare)
+            .args(["sh", "-c", &setup, &script]),
+    )
 }
 
 const SYSTEMCTL_STUB: &str = r#"#!/bin/sh
@@ -1230,4 +1241,54 @@ fn upgrade_keeps_disabled_units_and_purge_removes_exactly_what_first_boot_create
         !out.contains("kiosk.service") && !out.contains("kiosk-screen-restart.path"),
         "{out}"
     );
+}
+
+/// First boot of a kiosk whose network is down: apt can neither refresh its lists nor fetch the
+/// screen the package depends on. First boot retries (bounded), logs each attempt, then fails
+/// with a line saying the kiosk is not installed, keeping the enrollment code for the next boot;
+/// it never falls back to `dpkg -i`, which would install a kiosk without its screen.
+#[test]
+fn first_boot_offline_retries_then_fails_clearly_and_never_installs_a_kiosk_without_its_screen() {
+    let b = built();
+    let state = tempfile::tempdir_in(b.root.parent().expect("dir")).expect("scratch dir");
+    let out = in_scratch_root_with(
+        state.path(),
+        &format!(
+            "rm -f /usr/sbin/policy-rc.d; k=/boot/firmware/kiosk; mkdir -p $k; cp {deb} $k/; \
+             echo K7Q2-9XD4-PL3M >$k/enroll.code; \
+             printf 'KIOSK_PROFILE=simulated\\nKIOSK_ENDPOINT=https://crm.example.invalid\\n' >$k/firstboot.env; \
+             rc=0; KIOSK_NTP_WAIT_S=0 KIOSK_INSTALL_TRIES=2 KIOSK_INSTALL_RETRY_S=0 \
+             bash {firstboot} $k >/dev/null 2>&1 || rc=$?; echo \"exit $rc\"; \
+             dpkg-query -W -f='${{Status}}\\n' kiosk 2>/dev/null || echo 'kiosk not installed'; \
+             ls $k; echo ---; cat $k/firstboot.log",
+            deb = b.deb.display(),
+            firstboot = b.root.join("usr/lib/kiosk/firstboot").display(),
+        ),
+        &["--net"],
+    );
+    let (state_lines, log) = out.split_once("---\n").expect("marker");
+    assert!(
+        state_lines.contains("exit 1"),
+        "first boot did not fail:\n{out}"
+    );
+    assert!(
+        state_lines.contains("kiosk not installed"),
+        "the kiosk got installed without its screen:\n{out}"
+    );
+    assert!(
+        state_lines.lines().any(|l| l == "enroll.code"),
+        "the enrollment code must stay for the next boot:\n{out}"
+    );
+    assert!(
+        log.contains(
+            "failed (attempt 1 of 2: offline, or the package mirror unreachable?); retrying in 0s"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains("after 2 attempts")
+            && log.contains("the kiosk is NOT installed; the next boot tries again"),
+        "{log}"
+    );
+    assert!(!log.contains("attempt 3"), "retries are bounded:\n{log}");
 }
