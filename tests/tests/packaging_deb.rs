@@ -1292,3 +1292,43 @@ fn first_boot_offline_retries_then_fails_clearly_and_never_installs_a_kiosk_with
     );
     assert!(!log.contains("attempt 3"), "retries are bounded:\n{log}");
 }
+
+/// A kiosk flashed before first boot kept its record (no /var/lib/kiosk-firstboot): purge still
+/// finds the technician account by its comment and first boot's files by their exact contents.
+#[test]
+fn purge_of_a_kiosk_set_up_before_first_boot_kept_a_record_removes_its_technician_too() {
+    let b = built();
+    let state = tempfile::tempdir_in(b.root.parent().expect("dir")).expect("scratch dir");
+    std::fs::write(state.path().join("systemctl"), SYSTEMCTL_STUB).expect("stub");
+    let out = in_scratch_root(
+        state.path(),
+        &format!(
+            "install -m 0755 {stub} /usr/local/sbin/systemctl; \
+             k=/boot/firmware/kiosk; mkdir -p $k /etc/sudoers.d; cp {firstboot} $k/firstboot; \
+             cp {unit} $k/; echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk4 tech@laptop' >$k/authorized_keys; \
+             printf 'KIOSK_SSH_USER=fieldtech\\n' >$k/firstboot.env; \
+             bash $k/firstboot --bootstrap $k >/dev/null; rm -r /var/lib/kiosk-firstboot; \
+             useradd --create-home --comment 'shop admin' shopadmin; \
+             dpkg --force-depends -i {deb} >/dev/null 2>&1; dpkg --purge kiosk >/dev/null 2>&1; \
+             for u in fieldtech shopadmin; do getent passwd $u >/dev/null && echo \"user $u\"; done; \
+             ls /etc/sudoers.d /etc/ssh/sshd_config.d",
+            stub = state.path().join("systemctl").display(),
+            firstboot = b.root.join("usr/lib/kiosk/firstboot").display(),
+            unit = b
+                .root
+                .join("usr/lib/systemd/system/kiosk-firstboot.service")
+                .display(),
+            deb = b.deb.display(),
+        ),
+    );
+    assert!(
+        !out.contains("user fieldtech"),
+        "purge left the technician:\n{out}"
+    );
+    assert!(
+        out.contains("user shopadmin"),
+        "purge removed an administrator's account:\n{out}"
+    );
+    assert!(!out.contains("010-kiosk-technician"), "{out}");
+    assert!(!out.contains("10-kiosk.conf"), "{out}");
+}
