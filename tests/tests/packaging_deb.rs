@@ -933,6 +933,15 @@ fn packaged_binary_is_the_device_build_without_the_demo() {
     assert!(!out.status.success(), "kiosk demo ran from the package");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("this kiosk build has no demo"), "{stderr}");
+    let help = Command::new(&bin)
+        .arg("--help")
+        .output()
+        .expect("kiosk --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        !help.lines().any(|l| l.trim_start().starts_with("demo ")),
+        "the device build's help offers the demo it lacks:\n{help}"
+    );
     let bytes = std::fs::read(&bin).expect("binary");
     let needle = b"sync/endpoint/src/";
     assert!(

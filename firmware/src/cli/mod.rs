@@ -46,6 +46,8 @@ pub enum Command {
         config: PathBuf,
     },
     /// The whole kiosk on simulated hardware with an embedded CRM endpoint.
+    // Device builds have no demo: hidden from their help and man pages (it refuses to run).
+    #[cfg_attr(not(feature = "demo"), command(hide = true))]
     Demo {
         /// Where the demo keeps its journal, CRM database and printed tickets (default: a
         /// `kiosk-demo` directory under the system's temp dir).

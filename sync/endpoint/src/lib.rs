@@ -27,6 +27,7 @@
 
 pub mod api;
 pub mod campaigns;
+pub mod cli;
 pub mod dashboard;
 pub mod db;
 pub mod demo;
