@@ -363,6 +363,13 @@ impl FeedSink for KioskDb {
     /// before anything after it. Re-applying a page after a crash changes nothing.
     fn apply(&self, items: Vec<FeedItem>, next_cursor: u64) -> Result<(), BoxError> {
         let mut erased = Vec::new();
+        let rated: Vec<uuid::Uuid> = items
+            .iter()
+            .filter_map(|i| match i {
+                FeedItem::TurnRated(r) => Some(r.turn_id),
+                _ => None,
+            })
+            .collect();
         {
             let mut j = self.journal();
             let mut batch: Vec<FeedItem> = Vec::new();
@@ -387,6 +394,10 @@ impl FeedSink for KioskDb {
                 // The engine may be gone at shutdown; the journal has the erasure either way.
                 let _ = tx.blocking_send(Input::CustomerErased { token });
             }
+            for turn_id in rated {
+                // The store's `rate` mark is the executor's to take (a replicated op).
+                let _ = tx.blocking_send(Input::TurnRatedElsewhere { turn_id });
+            }
         }
         Ok(())
     }
@@ -408,7 +419,7 @@ fn apply_batch(j: &mut Journal, items: Vec<FeedItem>) -> Result<(), DbError> {
             }
             FeedItem::Campaign(c) => campaigns.push(c),
             FeedItem::Erasure(_) => {}
-            // Not a cache: the store's queue marks the turn rated (issue 19, in progress).
+            // Not a cache: the executor marks the turn rated in the store (see `apply`).
             FeedItem::TurnRated(_) => {}
         }
     }
