@@ -527,6 +527,51 @@ mod tests {
     }
 
     #[test]
+    fn a_turn_rated_on_a_phone_goes_to_the_executor_and_journals_no_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(
+            &dir.path().join("journal.db"),
+            Identity {
+                kiosk_id: "k-test".into(),
+                boot_id: Uuid::new_v4(),
+            },
+            Arc::new(ManualClock::new(datetime!(2026-11-23 09:00 UTC))),
+            DeviceKey::generate(),
+            &Options::default(),
+        )
+        .unwrap()
+        .journal;
+        let (tx, mut rx) = mpsc::channel(4);
+        let db = KioskDb::new(journal, Arc::new(Notify::new()), Some(tx));
+        let turn_id = Uuid::now_v7();
+        db.apply(
+            vec![FeedItem::TurnRated(kiosk_protocol::wire::TurnRated {
+                turn_id,
+            })],
+            41,
+        )
+        .unwrap();
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(Input::TurnRatedElsewhere { turn_id })
+        );
+        assert_eq!(db.cursor().unwrap(), Some(41));
+        let answers: i64 = db
+            .journal()
+            .sql()
+            .query_row(
+                "SELECT count(*) FROM events WHERE type = 'survey_answered'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            answers, 0,
+            "the CRM has the answer; the kiosk journals none"
+        );
+    }
+
+    #[test]
     fn a_restarted_kiosk_continues_the_days_numbering_and_never_reissues_a_number() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.db");

@@ -1223,3 +1223,41 @@ fn the_call_outlives_the_customer_s_journey_until_a_counter_acknowledges_it() {
     assert!(k.state.assistance_called, "still called after the timeout");
     assert!(assistance_asks(&k.touch(Touch::CallAssistant)).is_empty());
 }
+
+#[test]
+fn a_turn_rated_on_a_phone_is_marked_and_its_survey_open_on_screen_is_refused_kindly() {
+    let mut k = Kiosk::new();
+    // Nobody at the screen: only the store's mark.
+    let fx = k.send(Input::TurnRatedElsewhere {
+        turn_id: Uuid::from_u128(5),
+    });
+    assert_eq!(
+        fx,
+        vec![Effect::MarkRated {
+            turn_id: Uuid::from_u128(5)
+        }]
+    );
+    assert_eq!(k.state.screen, Screen::Attract);
+    // The customer scanned their ticket here while answering on their phone too.
+    served_ticket_scanned(&mut k, 6);
+    k.send(Input::SurveyChecked {
+        turn_id: Uuid::from_u128(6),
+        label: "B-006".into(),
+        status: SurveyStatus::Open,
+    });
+    k.touch(Touch::SurveyScore { score: 9 });
+    k.send(Input::TurnRatedElsewhere {
+        turn_id: Uuid::from_u128(6),
+    });
+    match k.body() {
+        ScreenBody::Survey { survey, .. } => assert_eq!(survey.state, Survey::Refused),
+        other => panic!("expected the survey, got {other:?}"),
+    }
+    assert_eq!(
+        k.state.notice.map(|n| n.kind),
+        Some(NoticeKind::SurveyAlreadyAnswered)
+    );
+    // Leaving records nothing: the phone's answer is the one.
+    let fx = k.touch(Touch::Done);
+    assert!(submitted(&fx).is_empty());
+}
