@@ -294,6 +294,22 @@ mod tests {
     const NOW: i64 = 1_800_000_000;
 
     #[test]
+    fn the_signature_is_the_one_docs_step_in_computes_in_python_and_openssl() {
+        // The same inputs through docs/STEP-IN.md's Python and shell examples.
+        assert_eq!(
+            sign(
+                &[0x5a; 32],
+                "POST",
+                "/api/stepin/v1/turns",
+                1_765_000_000,
+                "6f1c0d2a9b8e4f3a6f1c0d2a9b8e4f3a",
+                br#"{"service":"A"}"#,
+            ),
+            "98d25d0a72fea0bf41d959efbe20ec0709dff093f22a38f2ce18f0d1c253f1fb"
+        );
+    }
+
+    #[test]
     fn a_signed_request_passes_once_and_its_replay_is_refused() {
         let key = [7u8; 32];
         let s = StepIn::new(&[config("atm-1", key)]);
