@@ -1262,7 +1262,6 @@ impl Run {
         service: &str,
         print: bool,
     ) -> Result<StaffAck, String> {
-        let request_id = self.state.next_request;
         let request = TurnRequest {
             // Not the journey's: an id it never waits for.
             request_id: u64::MAX,
@@ -1274,7 +1273,6 @@ impl Run {
             visit_id: Uuid::now_v7(),
             anonymous: false,
         };
-        let _ = request_id;
         let turn = match self.issue(request) {
             Input::TurnIssued(turn) => turn,
             Input::TurnIssueFailed { reason, .. } => return Err(reason),
