@@ -224,7 +224,7 @@ async fn status_metrics(State(app): State<AppState>, req: Request) -> Response {
             s.to_prometheus(),
         )
             .into_response(),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -531,12 +531,16 @@ async fn counter_command(
 // ---- Step-In ---------------------------------------------------------------------------------
 
 /// A Step-In refusal or failure: `{"error": code, "message": words}`.
-fn stepin_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(serde_json::json!({ "error": code, "message": message.into() })),
-    )
-        .into_response()
+struct StepInError(StatusCode, &'static str, String);
+
+impl IntoResponse for StepInError {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            Json(serde_json::json!({ "error": self.1, "message": self.2 })),
+        )
+            .into_response()
+    }
 }
 
 /// Checks a Step-In request's signature; returns the device's id and name.
@@ -545,12 +549,12 @@ fn stepin_device(
     uri: &axum::http::Uri,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(String, String), Response> {
+) -> Result<(String, String), StepInError> {
     let Some(stepin) = app.0.stepin.get() else {
-        return Err(stepin_error(
+        return Err(StepInError(
             StatusCode::NOT_FOUND,
             "not_configured",
-            "Step-In is not configured on this kiosk ([[stepin.devices]])",
+            "Step-In is not configured on this kiosk ([[stepin.devices]])".into(),
         ));
     };
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
@@ -571,7 +575,7 @@ fn stepin_device(
             } else {
                 StatusCode::UNAUTHORIZED
             };
-            stepin_error(status, r.code(), r.to_string())
+            StepInError(status, r.code(), r.to_string())
         })
 }
 
@@ -580,7 +584,7 @@ async fn stepin_command(
     app: &AppState,
     device: String,
     command: StaffCommand,
-) -> Result<crate::executor::staff::StaffAck, Response> {
+) -> Result<crate::executor::staff::StaffAck, StepInError> {
     let (reply, answer) = oneshot::channel();
     let request = StaffRequest {
         counter: device,
@@ -588,19 +592,19 @@ async fn stepin_command(
         reply,
     };
     if app.0.channels.staff.send(request).await.is_err() {
-        return Err(stepin_error(
+        return Err(StepInError(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
-            "the kiosk is not taking requests right now",
+            "the kiosk is not taking requests right now".into(),
         ));
     }
     match tokio::time::timeout(STAFF_REPLY_TIMEOUT, answer).await {
         Ok(Ok(Ok(ack))) => Ok(ack),
-        Ok(Ok(Err(message))) => Err(stepin_error(StatusCode::CONFLICT, "refused", message)),
-        Ok(Err(_)) | Err(_) => Err(stepin_error(
+        Ok(Ok(Err(message))) => Err(StepInError(StatusCode::CONFLICT, "refused", message)),
+        Ok(Err(_)) | Err(_) => Err(StepInError(
             StatusCode::GATEWAY_TIMEOUT,
             "timeout",
-            "the kiosk did not answer in time; try again with a new nonce",
+            "the kiosk did not answer in time; try again with a new nonce".into(),
         )),
     }
 }
@@ -628,16 +632,17 @@ async fn stepin_turn(
 ) -> Response {
     let (device, _) = match stepin_device(&app, &uri, &headers, &body) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let req: StepInTurnBody = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
-            return stepin_error(
+            return StepInError(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
                 format!("expected {{\"service\": \"A\", \"print\": true}}: {e}"),
-            );
+            )
+            .into_response();
         }
     };
     let command = StaffCommand::StepInIssue {
@@ -658,13 +663,14 @@ async fn stepin_turn(
                 }
             }))
             .into_response(),
-            None => stepin_error(
+            None => StepInError(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "no_turn",
-                "the kiosk answered without a turn",
-            ),
+                "the kiosk answered without a turn".into(),
+            )
+            .into_response(),
         },
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -676,7 +682,7 @@ async fn stepin_assistance(
 ) -> Response {
     let (device, name) = match stepin_device(&app, &uri, &headers, &body) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let command = StaffCommand::StepInAssist {
         place_name: name.clone(),
@@ -688,7 +694,7 @@ async fn stepin_assistance(
             "message": ack.message,
         }))
         .into_response(),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
