@@ -191,11 +191,22 @@ function ago(s) {
   return `hace ${m} min ${s % 60} s · ${m} min ${s % 60} s ago`;
 }
 
+// Browsers keep a page's audio suspended until someone touches it: the first touch or key on the
+// counter page unlocks the tone for the calls that come after.
+let audio = null;
+function audioContext() {
+  const Ctx = window.AudioContext || window.webkitAudioContext;
+  if (!audio && Ctx) audio = new Ctx();
+  return audio;
+}
+for (const ev of ["pointerdown", "keydown"]) {
+  document.addEventListener(ev, () => { const ctx = audioContext(); if (ctx) ctx.resume().catch(() => {}); });
+}
+
 function tone() {
   try {
-    const Ctx = window.AudioContext || window.webkitAudioContext;
-    if (!Ctx) return;
-    const ctx = new Ctx();
+    const ctx = audioContext();
+    if (!ctx) return;
     for (const [at, f] of [[0, 880], [0.25, 660], [0.5, 880]]) {
       const o = ctx.createOscillator();
       const g = ctx.createGain();
@@ -205,9 +216,8 @@ function tone() {
       o.start(ctx.currentTime + at);
       o.stop(ctx.currentTime + at + 0.18);
     }
-    setTimeout(() => ctx.close(), 1500);
   } catch (e) {
-    // No sound device or autoplay refused: the frame and the alert text remain.
+    // No sound device: the frame and the alert text remain.
   }
 }
 
