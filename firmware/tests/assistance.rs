@@ -6,6 +6,8 @@
 //!   a second acknowledgement is refused;
 //! - a kiosk cut off from the other still shows its own call on its own counter page, and the
 //!   call reaches the other kiosk when the LAN comes back;
+//! - a call open when its kiosk is killed (-9) is still open after the restart, on the counter
+//!   pages and on the kiosk's button;
 //! - every request and acknowledgement reaches the CRM once, the acknowledgement with its
 //!   response time;
 //! - a signed Step-In request prints a ticket at the kiosk (the simulated printer's picture),
@@ -236,12 +238,37 @@ async fn a_call_from_one_kiosk_shows_on_every_counter_page_until_a_counter_of_an
     })
     .await;
 
-    // At the CRM: two requests, two acknowledgements, each once, from the kiosk that took it.
-    let requested = crm_events(&store, "assistance_requested", 2).await;
-    let acknowledged = crm_events(&store, "assistance_acknowledged", 2).await;
-    assert_eq!(requested.len(), 2, "{requested:?}");
+    // A call open when kiosk 1 dies (kill -9) is still open after the restart: on both counter
+    // pages, and on kiosk 1's button.
+    touch(&store, 0, json!({"action": "call_assistant"})).await;
+    until_calls(&mut store, 0, &[&k1]).await;
+    until_calls(&mut store, 1, &[&k1]).await;
+    store.kiosks[0].kill9();
+    store.kiosks[0].start(&store.http.clone()).await;
+    store.forget_sessions();
+    until_view(&store, 0, "the call after a restart", |v| {
+        v["assistance_called"] == json!(true)
+    })
+    .await;
+    let b = until_calls(&mut store, 0, &[&k1]).await;
+    let third = b["assistance"][0]["request_id"].clone();
+    let (status, answer) = store
+        .staff(
+            1,
+            "2",
+            json!({"action": "acknowledge_assistance", "request_id": third}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    until_calls(&mut store, 0, &[]).await;
+
+    // At the CRM: three requests, three acknowledgements, each once, from the kiosk that took
+    // it.
+    let requested = crm_events(&store, "assistance_requested", 3).await;
+    let acknowledged = crm_events(&store, "assistance_acknowledged", 3).await;
+    assert_eq!(requested.len(), 3, "{requested:?}");
     assert!(requested.values().all(|v| v.len() == 1), "{requested:?}");
-    assert_eq!(acknowledged.len(), 2, "{acknowledged:?}");
+    assert_eq!(acknowledged.len(), 3, "{acknowledged:?}");
     assert!(
         acknowledged.values().all(|v| v.len() == 1),
         "{acknowledged:?}"
