@@ -279,6 +279,7 @@ mod speech_tests {
             notice: None,
             accessible,
             time_warning: None,
+            assistance_called: false,
             body: ScreenBody::ChooseService {
                 name: Some("Marta".into()),
                 services: vec![ServiceChoice {

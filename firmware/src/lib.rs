@@ -12,7 +12,7 @@
 //! 3. `executor` (the task that owns the journey and the queue and runs their effects), with
 //!    the [`staff`] messages it consumes; [`screen`] (is the kiosk page on the screen; its
 //!    watchdog);
-//! 4. `status`, then [`ui`] (screen, counter and lobby pages; it is handed a status source);
+//! 4. `status`, [`stepin`] (the Step-In devices' signatures), then [`ui`] (screen, counter and lobby pages; it is handed a status source);
 //! 5. [`runtime`] (starts all of the above in named steps);
 //! 6. `remote_log`, `provision`, `selftest`, [`bench`] (the simulator control panel of a bench
 //!    kiosk and of the demo), [`demo`]; and last [`cli`].
@@ -35,6 +35,7 @@ mod selftest;
 mod service;
 mod setup;
 mod status;
+pub mod stepin;
 pub mod store;
 pub mod ui;
 pub mod version;

@@ -1216,3 +1216,66 @@ async fn half_requests_held_on_the_staff_listener_leave_the_screen_and_the_count
     assert_eq!(busy, 100 - kiosk_serve::Limits::LAN.max_per_peer);
     h.demo.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_rated_on_the_phone_is_rated_at_every_kiosk_without_an_answer_journaled() {
+    let h = Harness::store(2).await;
+    h.touch_at(1, json!({"action": "start"})).await;
+    h.touch_at(1, json!({"action": "choose_service", "service": "A"}))
+        .await;
+    let goodbye = h
+        .screen_at(1, "printed", |v| v["body"]["printed"] == true)
+        .await;
+    let label = goodbye["body"]["turn"]["label"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ticket = h.demo.kiosk.last_ticket_qr.lock().unwrap().clone().unwrap();
+    h.touch_at(1, json!({"action": "done"})).await;
+    h.serve(&label).await;
+    let turn_id = h
+        .demo
+        .kiosk
+        .store
+        .log
+        .read()
+        .unwrap()
+        .after(&std::collections::BTreeMap::new(), usize::MAX)
+        .iter()
+        .find_map(|op| match &op.step {
+            kiosk_store::Step::Issue { turn_id, .. } => Some(*turn_id),
+            _ => None,
+        })
+        .expect("the issue op");
+    // The customer rates the turn on their phone: the CRM's feed carries `turn_rated` (written
+    // here as the CRM writes its feed items).
+    let crm = rusqlite::Connection::open(h._dir.path().join("crm.db")).unwrap();
+    crm.busy_timeout(Duration::from_secs(5)).unwrap();
+    let item = serde_json::to_string(&kiosk_protocol::wire::FeedItem::TurnRated(
+        kiosk_protocol::wire::TurnRated { turn_id },
+    ))
+    .unwrap();
+    crm.execute(
+        "INSERT INTO changes (store_id, kind, item_key, item) VALUES (?1, 'turn_rated', ?2, ?3)",
+        rusqlite::params![crm_endpoint::DEMO_STORE_ID, turn_id.to_string(), item],
+    )
+    .unwrap();
+    // Both kiosks hold the store's rate mark; a scan at either says it was rated.
+    h.until_op_at(1, "rate").await;
+    h.until_op_at(2, "rate").await;
+    h.until_op_at(2, "serve").await;
+    h.scan_at(2, &ticket).await;
+    h.screen_at(2, "already answered", |v| {
+        v["body"]["screen"] == "attract" && v["notice"]["kind"] == "survey_already_answered"
+    })
+    .await;
+    assert_eq!(
+        (
+            h.count_at(1, "survey_answered"),
+            h.count_at(2, "survey_answered")
+        ),
+        (0, 0),
+        "the CRM has the answer; no kiosk journals one"
+    );
+    h.demo.stop().await;
+}

@@ -66,10 +66,22 @@ enum Action {
     Touch(u8),
     Presence(bool),
     Printer(u8),
-    AnswerLookup { found: bool, which: u8 },
-    AnswerIssue { ok: bool, which: u8 },
-    AnswerPrint { ok: bool, which: u8 },
+    AnswerLookup {
+        found: bool,
+        which: u8,
+    },
+    AnswerIssue {
+        ok: bool,
+        which: u8,
+    },
+    AnswerPrint {
+        ok: bool,
+        which: u8,
+    },
     Erase(u8),
+    /// A counter took this kiosk's call for assistance (`false`), or a turn was rated on a
+    /// phone (`true`).
+    Store(bool),
     Wait(u16),
     Tick,
 }
@@ -78,13 +90,14 @@ fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
         3 => (0u8..4).prop_map(Action::Tap),
         1 => (0u8..6).prop_map(Action::Scan),
-        6 => (0u8..16).prop_map(Action::Touch),
+        6 => (0u8..17).prop_map(Action::Touch),
         1 => any::<bool>().prop_map(Action::Presence),
         1 => (0u8..3).prop_map(Action::Printer),
         3 => (any::<bool>(), 0u8..3).prop_map(|(found, which)| Action::AnswerLookup { found, which }),
         3 => (any::<bool>(), 0u8..3).prop_map(|(ok, which)| Action::AnswerIssue { ok, which }),
         3 => (any::<bool>(), 0u8..3).prop_map(|(ok, which)| Action::AnswerPrint { ok, which }),
         1 => (0u8..4).prop_map(Action::Erase),
+        1 => any::<bool>().prop_map(Action::Store),
         2 => (0u16..40_000).prop_map(Action::Wait),
         1 => Just(Action::Tick),
     ]
@@ -123,6 +136,7 @@ fn touch(n: u8) -> Touch {
         12 => Touch::Done,
         13 => Touch::Cancel,
         14 => Touch::SetLocale { locale: Locale::En },
+        15 => Touch::CallAssistant,
         _ => Touch::SurveyScore { score: 200 },
     }
 }
@@ -191,6 +205,7 @@ impl World {
                     card_token,
                     outcome: CouponOutcome::Redeemed,
                 }),
+                Effect::RequestAssistance { .. } => answers.push(Input::AssistanceOpen(true)),
                 Effect::LookupProfile { token } => self.lookups.push(token),
                 Effect::IssueTurn(r) => self.issues.push((r.request_id, false)),
                 Effect::PrintTicket(job) => self.prints.push(job.turn.turn_id),
@@ -305,6 +320,11 @@ impl World {
                 });
             }
             Action::Erase(n) => self.feed(Input::CustomerErased { token: card(n) }),
+            Action::Store(false) => self.feed(Input::AssistanceOpen(false)),
+            // The turn whose ticket the scans read: its survey may be open on screen.
+            Action::Store(true) => self.feed(Input::TurnRatedElsewhere {
+                turn_id: Uuid::from_u128(77),
+            }),
             Action::Wait(ms) => {
                 self.now += u64::from(ms);
                 self.feed(Input::Tick);

@@ -35,6 +35,7 @@ fn view(version: u64, body: ScreenBody) -> ScreenView {
         notice: None,
         accessible: false,
         time_warning: None,
+        assistance_called: false,
         body,
     }
 }
@@ -525,7 +526,7 @@ async fn staff_commands_are_carried_out_and_answered_by_the_runtime() {
         );
         let _ = first.reply.send(Ok(StaffAck {
             label: Some("A-002".into()),
-            message: None,
+            ..StaffAck::default()
         }));
         let second = h.staff.recv().await.expect("second request");
         assert_eq!(second.command, StaffCommand::PrintReport);

@@ -93,6 +93,9 @@
     for (const el of app.querySelectorAll("button, input, summary, [role=checkbox]")) if (visible(el)) list.push(el);
     const lang = document.getElementById("lang");
     if (lang && visible(lang)) list.push(lang);
+    // "Call an assistant" last: always reachable from the keypad, never the first offered.
+    const assist = document.getElementById("assist");
+    if (assist && visible(assist)) list.push(assist);
     return [...new Set(list)];
   }
 

@@ -1,7 +1,8 @@
 // The counter page for staff: call the next turn per service (the whole store's queue, whichever
 // kiosk issued it), call by number or scanned ticket, recall, served, no-show, park and call
 // back, transfer to another service, walkout, reprint, the customer's name and campaign script
-// for identified tickets, what a network cut changed, and the manager report.
+// for identified tickets, what a network cut changed, calls for assistance to take, and the
+// manager report.
 "use strict";
 
 const nameInput = document.getElementById("counter-name");
@@ -77,6 +78,7 @@ document.getElementById("coupon-form").addEventListener("submit", async (ev) => 
 
 function render(b) {
   board = b;
+  renderCalls(b);
   const me = nameInput.value.trim();
   const mine = b.serving.find((s) => s.counter === me);
   if (mine) {
@@ -174,6 +176,88 @@ function render(b) {
   document.getElementById("conflicts-card").hidden = conflicts.length === 0;
   document.getElementById("conflicts").replaceChildren(...conflicts.map((c) =>
     el("li", "", `${c.label} · ${c.step} · ${c.counter ? "mostrador · counter " + c.counter + " · " : ""}${c.reason}`)));
+}
+
+// Calls for assistance (a kiosk's button, a Step-In device): shown until one counter takes them,
+// at any kiosk of the store. A new one is said once (role=alert), flashes and plays a short tone.
+const seenCalls = new Set();
+let callsAt = 0;
+let calls = [];
+let firstBoard = true;
+
+function ago(s) {
+  if (s < 60) return `hace ${s} s · ${s} s ago`;
+  const m = Math.floor(s / 60);
+  return `hace ${m} min ${s % 60} s · ${m} min ${s % 60} s ago`;
+}
+
+// Browsers keep a page's audio suspended until someone touches it: the first touch or key on the
+// counter page unlocks the tone for the calls that come after.
+let audio = null;
+function audioContext() {
+  const Ctx = window.AudioContext || window.webkitAudioContext;
+  if (!audio && Ctx) audio = new Ctx();
+  return audio;
+}
+for (const ev of ["pointerdown", "keydown"]) {
+  document.addEventListener(ev, () => { const ctx = audioContext(); if (ctx) ctx.resume().catch(() => {}); });
+}
+
+function tone() {
+  try {
+    const ctx = audioContext();
+    if (!ctx) return;
+    for (const [at, f] of [[0, 880], [0.25, 660], [0.5, 880]]) {
+      const o = ctx.createOscillator();
+      const g = ctx.createGain();
+      o.frequency.value = f;
+      g.gain.value = 0.2;
+      o.connect(g).connect(ctx.destination);
+      o.start(ctx.currentTime + at);
+      o.stop(ctx.currentTime + at + 0.18);
+    }
+  } catch (e) {
+    // No sound device: the frame and the alert text remain.
+  }
+}
+
+function drawAges() {
+  const since = Math.floor((Date.now() - callsAt) / 1000);
+  for (const li of document.querySelectorAll("#assist-list li[data-age]")) {
+    li.querySelector(".age").textContent = ago(Number(li.dataset.age) + since);
+  }
+}
+setInterval(drawAges, 1000);
+
+function renderCalls(b) {
+  calls = b.assistance || [];
+  callsAt = Date.now();
+  const card = document.getElementById("assist-card");
+  card.hidden = calls.length === 0;
+  const fresh = calls.filter((c) => !seenCalls.has(c.request_id));
+  for (const c of calls) seenCalls.add(c.request_id);
+  document.getElementById("assist-list").replaceChildren(...calls.map((c) => {
+    const li = el("li");
+    li.dataset.age = String(c.age_s);
+    li.setAttribute("data-testid", "assist-call");
+    const where = el("div");
+    const kind = c.source === "step_in" ? "dispositivo · device" : "quiosco · kiosk";
+    where.append(el("span", "place", c.place_name), el("span", "muted", ` (${kind}${c.turn_label ? " · turno · turn " + c.turn_label : ""}) `),
+      el("span", "age", ago(c.age_s)));
+    li.append(where, btn(`Voy yo · On my way (${c.place_name})`, { action: "acknowledge_assistance", request_id: c.request_id }, "primary"));
+    return li;
+  }));
+  if (fresh.length && !firstBoard) {
+    card.classList.remove("new");
+    void card.offsetWidth;
+    card.classList.add("new");
+    tone();
+  }
+  if (fresh.length) {
+    document.getElementById("assist-live").textContent =
+      fresh.map((c) => `Piden ayuda en ${c.place_name} · Assistance requested at ${c.place_name}`).join(". ");
+  }
+  firstBoard = false;
 }
 
 document.getElementById("label-form").addEventListener("submit", (ev) => {

@@ -13,6 +13,7 @@ const T = {
   es: {
     other: "English", printerDown: "Impresora sin servicio: verá su número en pantalla",
     largeText: "Texto grande", contrast: "Contraste",
+    assist: "Llamar a un asistente", assistCalled: "Asistente avisado",
     attractTitle: "Bienvenido", attractInvite: "¡Hola! Acerque su tarjeta de cliente",
     attractHint: "Acerque su tarjeta al lector o toque para continuar", start: "Continuar sin tarjeta",
     identifying: "Un momento…", hello: (n) => `Hola, ${n}`, continue: "Continuar", cancel: "Cancelar",
@@ -49,6 +50,8 @@ const T = {
       survey_not_served_yet: "Podrá valorarnos cuando le hayamos atendido. Escanee su ticket a la salida.",
       survey_already_answered: "Ya valoró este turno. ¡Gracias!",
       survey_closed: "Este turno no llegó a atenderse; no hay nada que valorar.",
+      assistance_called: "Hemos avisado al personal: enseguida vienen.",
+      assistance_coming: "Un asistente viene hacia aquí.",
     },
     rateLater: "Cuando le hayamos atendido, escanee su ticket aquí para valorarnos.",
     surveyRefused: "Este turno ya tiene su valoración. ¡Gracias!",
@@ -56,6 +59,7 @@ const T = {
   en: {
     other: "Español", printerDown: "Printer out of service: your number will be shown on screen",
     largeText: "Large text", contrast: "Contrast",
+    assist: "Call an assistant", assistCalled: "Staff called",
     attractTitle: "Welcome", attractInvite: "Hello! Tap your customer card",
     attractHint: "Tap your card on the reader or touch to continue", start: "Continue without a card",
     identifying: "One moment…", hello: (n) => `Hello, ${n}`, continue: "Continue", cancel: "Cancel",
@@ -92,6 +96,8 @@ const T = {
       survey_not_served_yet: "You can rate us after you are served. Scan your ticket on your way out.",
       survey_already_answered: "You already rated this turn. Thank you!",
       survey_closed: "This turn was not served; there is nothing to rate.",
+      assistance_called: "We have told the staff: someone is coming.",
+      assistance_coming: "A member of staff is on their way.",
     },
     rateLater: "Once you have been served, scan your ticket here to rate us.",
     surveyRefused: "This turn has its rating already. Thank you!",
@@ -108,6 +114,7 @@ const ICONS = {
   wheelchair: ["M11 2.5a1.6 1.6 0 1 0 .01 0", "M11 7v6h5l2.5 6", "M11 10h4", "M8 11.5a5 5 0 1 0 7 6"],
   text: ["M2 20L7 6l5 14", "M4 15h6", "M13 20l4-10 4 10", "M14.5 16.5h5"],
   contrast: ["M12 3a9 9 0 1 0 0 18a9 9 0 1 0 0-18", { d: "M12 3a9 9 0 0 1 0 18z", fill: true }],
+  person: ["M12 3a3.5 3.5 0 1 0 .01 0", "M5 21v-2a7 7 0 0 1 14 0v2", "M19 3v5", "M19 10.5v.5"],
 };
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -131,6 +138,7 @@ const announce = document.getElementById("announce");
 const langButton = document.getElementById("lang");
 const largeButton = document.getElementById("large-text");
 const contrastButton = document.getElementById("contrast");
+const assistButton = document.getElementById("assist");
 const printer = document.getElementById("printer");
 const noticeSlot = document.getElementById("notice-slot");
 
@@ -473,6 +481,9 @@ function paint() {
 
 function paintTools(t) {
   langButton.textContent = t.other;
+  const called = !!(current && current.assistance_called);
+  assistButton.replaceChildren(called ? icon("check") : icon("person"), h("span", { class: "tool-label" }, called ? t.assistCalled : t.assist));
+  assistButton.classList.toggle("called", called);
   largeButton.replaceChildren(icon("text"), h("span", { class: "tool-label" }, t.largeText), icon("check", "on"));
   contrastButton.replaceChildren(icon("contrast"), h("span", { class: "tool-label" }, t.contrast), icon("check", "on"));
   largeButton.setAttribute("aria-pressed", views.large ? "true" : "false");
@@ -516,6 +527,9 @@ function render(v) {
   document.dispatchEvent(new CustomEvent("kiosk:render", { detail: { view: v, changed } }));
 }
 
+// "Call an assistant": on every screen; the kiosk says staff were told (a notice, spoken in
+// accessible mode) and every counter page of the store shows the call until someone takes it.
+assistButton.addEventListener("click", () => send("call_assistant"));
 langButton.addEventListener("click", () => send("set_locale", { locale: current && current.locale === "en" ? "es" : "en" }));
 largeButton.addEventListener("click", () => { views.large = !views.large; paintTools(T[current ? current.locale : "es"] || T.es); });
 contrastButton.addEventListener("click", () => { views.contrast = !views.contrast; paintTools(T[current ? current.locale : "es"] || T.es); });

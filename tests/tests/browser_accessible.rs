@@ -306,7 +306,7 @@ async fn a_blind_customer_takes_a_turn_by_keypad_alone_and_hears_every_screen_in
     assert!(on.text.contains("Bienvenido"), "the screen's title: {on:?}");
     customer
         .wait_said("the focused button", 0, |s| {
-            s.class == "focus" && s.text.contains("Continuar sin tarjeta, 1 de 2")
+            s.class == "focus" && s.text.contains("Continuar sin tarjeta, 1 de 3")
         })
         .await;
     assert_focus_shown(&browser, "Continuar sin tarjeta").await;
@@ -419,14 +419,30 @@ async fn a_blind_customer_takes_a_turn_by_keypad_alone_and_hears_every_screen_in
     let mark_on = customer.lines().len();
     customer
         .wait_said("accessible mode on again", mark, |s| {
-            s.class == "focus" && s.text.contains("Continuar sin tarjeta, 1 de 2")
+            s.class == "focus" && s.text.contains("Continuar sin tarjeta, 1 de 3")
         })
         .await;
     let mark = customer.lines().len().max(mark_on);
     tap(&keypad, codes::DOWN).await;
     customer
         .wait_said("the language button", mark, |s| {
-            s.class == "focus" && s.text.contains("English, 2 de 2")
+            s.class == "focus" && s.text.contains("English, 2 de 3")
+        })
+        .await;
+    // "Call an assistant" is the last control of every screen, reached and said like the others.
+    let mark = customer.lines().len();
+    tap(&keypad, codes::DOWN).await;
+    customer
+        .wait_said("the call-an-assistant button", mark, |s| {
+            s.class == "focus" && s.text.contains("Llamar a un asistente, 3 de 3")
+        })
+        .await;
+    assert_focus_shown(&browser, "Llamar a un asistente").await;
+    let mark = customer.lines().len();
+    tap(&keypad, codes::UP).await;
+    customer
+        .wait_said("the language button again", mark, |s| {
+            s.class == "focus" && s.text.contains("English, 2 de 3")
         })
         .await;
     let mark = customer.lines().len();
@@ -439,7 +455,7 @@ async fn a_blind_customer_takes_a_turn_by_keypad_alone_and_hears_every_screen_in
     assert!(welcome.text.contains("Welcome"), "{welcome:?}");
     customer
         .wait_said("the start button in English", mark, |s| {
-            s.class == "focus" && s.text.contains("Continue without a card, 1 of 2")
+            s.class == "focus" && s.text.contains("Continue without a card, 1 of 3")
         })
         .await;
     let mark = customer.lines().len();

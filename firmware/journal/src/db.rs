@@ -363,6 +363,13 @@ impl FeedSink for KioskDb {
     /// before anything after it. Re-applying a page after a crash changes nothing.
     fn apply(&self, items: Vec<FeedItem>, next_cursor: u64) -> Result<(), BoxError> {
         let mut erased = Vec::new();
+        let rated: Vec<uuid::Uuid> = items
+            .iter()
+            .filter_map(|i| match i {
+                FeedItem::TurnRated(r) => Some(r.turn_id),
+                _ => None,
+            })
+            .collect();
         {
             let mut j = self.journal();
             let mut batch: Vec<FeedItem> = Vec::new();
@@ -387,6 +394,10 @@ impl FeedSink for KioskDb {
                 // The engine may be gone at shutdown; the journal has the erasure either way.
                 let _ = tx.blocking_send(Input::CustomerErased { token });
             }
+            for turn_id in rated {
+                // The store's `rate` mark is the executor's to take (a replicated op).
+                let _ = tx.blocking_send(Input::TurnRatedElsewhere { turn_id });
+            }
         }
         Ok(())
     }
@@ -408,7 +419,7 @@ fn apply_batch(j: &mut Journal, items: Vec<FeedItem>) -> Result<(), DbError> {
             }
             FeedItem::Campaign(c) => campaigns.push(c),
             FeedItem::Erasure(_) => {}
-            // Not a cache: the store's queue marks the turn rated (issue 19, in progress).
+            // Not a cache: the executor marks the turn rated in the store (see `apply`).
             FeedItem::TurnRated(_) => {}
         }
     }
@@ -513,6 +524,51 @@ mod tests {
             },
             locale: "es".into(),
         }
+    }
+
+    #[test]
+    fn a_turn_rated_on_a_phone_goes_to_the_executor_and_journals_no_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(
+            &dir.path().join("journal.db"),
+            Identity {
+                kiosk_id: "k-test".into(),
+                boot_id: Uuid::new_v4(),
+            },
+            Arc::new(ManualClock::new(datetime!(2026-11-23 09:00 UTC))),
+            DeviceKey::generate(),
+            &Options::default(),
+        )
+        .unwrap()
+        .journal;
+        let (tx, mut rx) = mpsc::channel(4);
+        let db = KioskDb::new(journal, Arc::new(Notify::new()), Some(tx));
+        let turn_id = Uuid::now_v7();
+        db.apply(
+            vec![FeedItem::TurnRated(kiosk_protocol::wire::TurnRated {
+                turn_id,
+            })],
+            41,
+        )
+        .unwrap();
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(Input::TurnRatedElsewhere { turn_id })
+        );
+        assert_eq!(db.cursor().unwrap(), Some(41));
+        let answers: i64 = db
+            .journal()
+            .sql()
+            .query_row(
+                "SELECT count(*) FROM events WHERE type = 'survey_answered'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            answers, 0,
+            "the CRM has the answer; the kiosk journals none"
+        );
     }
 
     #[test]

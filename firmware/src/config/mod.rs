@@ -69,6 +69,59 @@ pub struct SiteConfig {
     /// A bench kiosk's simulator control panel (only with a profile that has simulators).
     #[serde(default)]
     pub bench: BenchSection,
+    /// Step-In devices near the store (an ATM, a bill-payment machine) allowed to issue turns
+    /// and call staff through the kiosk's staff listener (docs/STEP-IN.md).
+    #[serde(default)]
+    pub stepin: StepInSection,
+}
+
+/// `[stepin]`: the devices allowed to use the Step-In API.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepInSection {
+    /// `[[stepin.devices]]`.
+    #[serde(default)]
+    pub devices: Vec<StepInDevice>,
+}
+
+/// One Step-In device.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepInDevice {
+    /// Its id (letters, digits, `-`, `_`; 1 to 32): the `x-stepin-device` header names it.
+    pub id: String,
+    /// The device as staff know it (`Cajero de la entrada`): on the counter pages' alerts.
+    pub name: String,
+    /// Its key: 32 random bytes, base64 (`openssl rand -base64 32`).
+    pub key: String,
+}
+
+impl std::fmt::Debug for StepInDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepInDevice")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl StepInDevice {
+    /// The decoded key (32 bytes), or why it is not one.
+    pub fn key_bytes(&self) -> Result<[u8; 32], String> {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(self.key.trim())
+            .map_err(|e| {
+                format!("the key is not base64 ({e}): make one with `openssl rand -base64 32`")
+            })?;
+        <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+            format!(
+                "the key decodes to {} bytes, expected 32: make one with `openssl rand -base64 32`",
+                bytes.len()
+            )
+        })
+    }
 }
 
 /// `[bench]`: what `kiosk run` serves besides the kiosk when the hardware profile has
@@ -220,6 +273,10 @@ pub struct KioskSection {
     /// The store's IANA time zone (business days and opening times are local).
     #[serde(default = "default_timezone")]
     pub timezone: String,
+    /// The kiosk as staff know it (`Quiosco de la entrada`), on the counter pages when a
+    /// customer calls an assistant from it; default `Quiosco <kiosk id>`.
+    #[serde(default)]
+    pub place_name: Option<String>,
 }
 
 /// `[crm]`.
@@ -958,6 +1015,40 @@ impl SiteConfig {
                     self.crm.backoff_base_ms, self.crm.backoff_cap_ms
                 ),
             );
+        }
+        let mut device_ids = std::collections::HashSet::new();
+        for (i, d) in self.stepin.devices.iter().enumerate() {
+            let ok = (1..=32).contains(&d.id.len())
+                && d.id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok {
+                return err(
+                    &format!("stepin.devices[{i}].id"),
+                    format!(
+                        "`{}` is not a device id: expected 1 to 32 letters, digits, `-` or `_`",
+                        d.id
+                    ),
+                );
+            }
+            if !device_ids.insert(d.id.clone()) {
+                return err(
+                    &format!("stepin.devices[{i}].id"),
+                    format!(
+                        "device id `{}` is used twice: each device needs its own",
+                        d.id
+                    ),
+                );
+            }
+            if d.name.trim().is_empty() || d.name.chars().count() > 60 {
+                return err(
+                    &format!("stepin.devices[{i}].name"),
+                    "expected the device's name as staff know it (1 to 60 characters)".into(),
+                );
+            }
+            if let Err(msg) = d.key_bytes() {
+                return err(&format!("stepin.devices[{i}].key"), msg);
+            }
         }
         if parse_hh_mm(&self.queue.opening_time).is_none() {
             return err(

@@ -414,3 +414,70 @@ fn time_warning_and_accessible_factor_are_checked() {
         "{err}"
     );
 }
+
+#[test]
+fn step_in_devices_load_and_a_bad_key_id_or_name_points_at_its_line() {
+    let good = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let device = |id: &str, name: &str, key: &str| {
+        format!("\n[[stepin.devices]]\nid = \"{id}\"\nname = \"{name}\"\nkey = \"{key}\"\n")
+    };
+    let text = format!(
+        "{EXAMPLE}{}{}",
+        device("atm-1", "Cajero", good),
+        device("pay-2", "Pagos", good)
+    );
+    let config = site(&text).unwrap();
+    let devices = &config.site.stepin.devices;
+    assert_eq!(devices.len(), 2);
+    assert_eq!(devices[1].key_bytes().unwrap()[31], 31);
+    assert!(
+        !format!("{:?}", devices[0]).contains(good),
+        "Debug never shows a key"
+    );
+    let cases = [
+        (
+            device("atm-1", "Cajero", "c2hvcnQ="),
+            "stepin.devices[0].key",
+            "5 bytes, expected 32",
+        ),
+        (
+            device("atm-1", "Cajero", "not base64!"),
+            "stepin.devices[0].key",
+            "not base64",
+        ),
+        (
+            device("atm 1", "Cajero", good),
+            "stepin.devices[0].id",
+            "not a device id",
+        ),
+        (
+            device("atm-1", " ", good),
+            "stepin.devices[0].name",
+            "name as staff know it",
+        ),
+    ];
+    for (block, key, hint) in cases {
+        let text = format!("{EXAMPLE}{block}");
+        let err = site(&text).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some(key), "{err}");
+        // The line of that key in the device's block (the example only has it commented out).
+        let field = key.rsplit('.').next().unwrap();
+        let line = text
+            .lines()
+            .collect::<Vec<_>>()
+            .iter()
+            .rposition(|l| l.starts_with(&format!("{field} = ")))
+            .unwrap()
+            + 1;
+        assert_eq!(err.line, Some(line), "{err}");
+        assert!(err.message.contains(hint), "{err}");
+    }
+    let twice = format!(
+        "{EXAMPLE}{}{}",
+        device("atm-1", "Cajero", good),
+        device("atm-1", "Otro", good)
+    );
+    let err = site(&twice).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("stepin.devices[1].id"), "{err}");
+    assert!(err.message.contains("used twice"), "{err}");
+}

@@ -19,7 +19,9 @@ use kiosk_drivers::Health;
 use kiosk_drivers::printer::{self, Language, Report, ReportRow, ReportTable, Ticket};
 use kiosk_drivers::scanner::{CodeKey, TurnTicket, code};
 use kiosk_protocol::CardToken;
-use kiosk_protocol::events::{CouponRedeemed, SurveyAnswered};
+use kiosk_protocol::events::{
+    AssistanceAcknowledged, AssistanceRequested, AssistanceSource, CouponRedeemed, SurveyAnswered,
+};
 use kiosk_protocol::events::{DeviceKind, DeviceStatusChanged, Event, ProfileSource};
 use kiosk_protocol::wire::{Campaign as WireCampaign, ConsentFlags, Profile};
 use tokio::sync::{mpsc, watch};
@@ -33,7 +35,8 @@ use kiosk_core::journey::{
     Locale, Localized, ScreenView, State, SurveyStatus, TicketJob, TurnRequest,
 };
 use kiosk_core::queue::{
-    Change, ConflictNote, CustomerNote, IssueRequest, Numbering, QueueBoard, ServiceDay,
+    AssistanceNote, Change, ConflictNote, CustomerNote, IssueRequest, Numbering, QueueBoard,
+    ServiceDay,
 };
 use kiosk_journal::store_db::Series;
 use kiosk_store::{Hlc, Step, StoreOp, StoreQueue};
@@ -42,7 +45,7 @@ use time::OffsetDateTime;
 use crate::store::{StoreLink, StoreMsg};
 use kiosk_journal::JournalError;
 use kiosk_journal::db::{DbError, KioskDb};
-use staff::{StaffAck, StaffCommand, StaffRequest};
+use staff::{StaffAck, StaffCommand, StaffRequest, StepInTurn};
 
 /// Who the kiosk is, for tickets and signed QR codes.
 #[derive(Debug, Clone)]
@@ -53,6 +56,8 @@ pub struct Identity {
     pub store_name: String,
     /// Kiosk id.
     pub kiosk_id: String,
+    /// The kiosk as staff know it (`kiosk.place_name`), on the counter pages' assistance alerts.
+    pub place_name: String,
 }
 
 /// Everything the executor task needs.
@@ -157,6 +162,8 @@ impl Executor {
         };
         run.publish_screen();
         run.publish_board();
+        // A call raised before a restart and not yet taken: the button shows it.
+        run.sync_assistance();
         // The board's waits and the service day move with time even when nothing happens.
         let mut board_tick = tokio::time::interval(Duration::from_secs(30));
         board_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -320,7 +327,137 @@ impl Run {
                     outcome,
                 });
             }
+            Effect::RequestAssistance { turn_id } => {
+                let me = self.e.identity.kiosk_id.clone();
+                let name = self.e.identity.place_name.clone();
+                let open =
+                    match self.request_assistance(AssistanceSource::Kiosk, &me, &name, turn_id) {
+                        Ok(_) => true,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot raise an assistance request");
+                            false
+                        }
+                    };
+                self.answers.push_back(Input::AssistanceOpen(open));
+            }
+            Effect::MarkRated { turn_id } => self.mark_rated(turn_id),
             Effect::WakeAt { mono_ms } => self.wake_at = Some(mono_ms),
+        }
+    }
+
+    /// Raises a call for a staff member at `place` (this kiosk's button, or a Step-In device):
+    /// a replicated store mark, so every counter page of every kiosk shows it, journaled here as
+    /// `assistance_requested` in the same transaction. A place with a call still open gets that
+    /// one back, not a second alert.
+    pub(crate) fn request_assistance(
+        &mut self,
+        source: AssistanceSource,
+        place: &str,
+        place_name: &str,
+        turn_id: Option<Uuid>,
+    ) -> Result<Uuid, String> {
+        let source_name = assistance_source_name(source);
+        if let Some(open) = self
+            .e
+            .store
+            .replica
+            .open_assistance()
+            .into_iter()
+            .find(|r| r.place == place && r.source == source_name)
+        {
+            return Ok(open.request_id);
+        }
+        let request_id = Uuid::now_v7();
+        let now = self.e.time.now();
+        let event = Event::AssistanceRequested(AssistanceRequested {
+            request_id,
+            source,
+            place: place.to_owned(),
+            place_name: place_name.to_owned(),
+            turn_id,
+        });
+        self.take(
+            Step::AssistRequest {
+                request_id,
+                source: source_name.to_owned(),
+                place: place.to_owned(),
+                place_name: place_name.to_owned(),
+                turn_id,
+            },
+            now,
+            &[event],
+        )?;
+        tracing::info!(%request_id, place, "assistance requested");
+        Ok(request_id)
+    }
+
+    /// A staff member at `counter` takes an assistance request: the store's `assist-ack` mark
+    /// and `assistance_acknowledged` (with the response time in store time) in one transaction.
+    fn acknowledge_assistance(
+        &mut self,
+        counter: &str,
+        request_id: Uuid,
+    ) -> Result<StaffAck, String> {
+        let request = self
+            .e
+            .store
+            .replica
+            .assist_request(request_id)
+            .ok_or("that call for assistance is not known at this kiosk")?;
+        if let Some(ack) = &request.acknowledged {
+            return Err(format!(
+                "counter {} already took the call from {}",
+                ack.counter, request.place_name
+            ));
+        }
+        let now = self.e.time.now();
+        let response_ms = request.response_ms(now);
+        self.take(
+            Step::AssistAck {
+                request_id,
+                counter: counter.to_owned(),
+            },
+            now,
+            &[Event::AssistanceAcknowledged(AssistanceAcknowledged {
+                request_id,
+                counter: counter.to_owned(),
+                response_ms,
+            })],
+        )?;
+        self.sync_assistance();
+        Ok(StaffAck {
+            message: Some(format!("on your way to {}", request.place_name)),
+            ..StaffAck::default()
+        })
+    }
+
+    /// Tells the journey whether this kiosk's own call is still open (after a merge or an
+    /// acknowledgement at a counter: the button is free again and the customer told).
+    fn sync_assistance(&mut self) {
+        let me = &self.e.identity.kiosk_id;
+        let kiosk = assistance_source_name(AssistanceSource::Kiosk);
+        let open = self
+            .e
+            .store
+            .replica
+            .open_assistance()
+            .iter()
+            .any(|r| r.place == *me && r.source == kiosk);
+        if open != self.state.assistance_called {
+            self.feed(Input::AssistanceOpen(open));
+        }
+    }
+
+    /// A turn rated on the customer's phone (the CRM's feed): the store's `rate` mark, so a
+    /// scan of its ticket at any kiosk says it was rated. No survey answer is journaled: the
+    /// CRM has it.
+    fn mark_rated(&mut self, turn_id: Uuid) {
+        if self.e.store.replica.survey_status(turn_id) == SurveyStatus::AlreadyAnswered {
+            return;
+        }
+        let now = self.e.time.now();
+        if let Err(e) = self.take(Step::Rate { turn_id }, now, &[]) {
+            tracing::error!(error = %e, "cannot mark a turn rated on a phone");
         }
     }
 
@@ -770,6 +907,7 @@ impl Run {
         store.link.publish(accepted);
         self.report_conflicts(conflicts);
         self.publish_board();
+        self.sync_assistance();
     }
 
     /// Journals a `queue_conflict` for each of this kiosk's own steps the merge dropped (once;
@@ -944,6 +1082,7 @@ impl Run {
                     return Ok(StaffAck {
                         label: None,
                         message: None,
+                        ..StaffAck::default()
                     });
                 };
                 let turn_id = change.upserts.last().map(|t| t.id).unwrap_or_default();
@@ -1049,6 +1188,21 @@ impl Run {
                 )
             }
             StaffCommand::RedeemCoupon { code } => return self.redeem_at_counter(code),
+            StaffCommand::AcknowledgeAssistance { request_id } => {
+                return self.acknowledge_assistance(counter, *request_id);
+            }
+            StaffCommand::StepInIssue { service, print } => {
+                return self.step_in_issue(counter, service, *print);
+            }
+            StaffCommand::StepInAssist { place_name } => {
+                let request_id =
+                    self.request_assistance(AssistanceSource::StepIn, counter, place_name, None)?;
+                return Ok(StaffAck {
+                    message: Some(format!("staff called to {place_name}")),
+                    request_id: Some(request_id),
+                    ..StaffAck::default()
+                });
+            }
             StaffCommand::Reprint { turn_id } => return self.reprint(*turn_id),
             StaffCommand::PrintReport => return self.print_report(),
         };
@@ -1063,6 +1217,7 @@ impl Run {
         Ok(StaffAck {
             label,
             message: Some(message.to_owned()),
+            ..StaffAck::default()
         })
     }
 
@@ -1091,9 +1246,114 @@ impl Run {
                     "coupon {} redeemed ({campaign}, variant {variant})",
                     code.trim().to_uppercase()
                 )),
+                ..StaffAck::default()
             }),
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    /// A turn for a Step-In device: issued as the screen's turns are (the store's number,
+    /// `ticket_issued`), then printed here (`print`) or handed to the device as its link
+    /// (recorded as not printed, shown on the device's screen: every issued turn has one print
+    /// outcome).
+    fn step_in_issue(
+        &mut self,
+        device: &str,
+        service: &str,
+        print: bool,
+    ) -> Result<StaffAck, String> {
+        let request = TurnRequest {
+            // Not the journey's: an id it never waits for.
+            request_id: u64::MAX,
+            service: service.trim().to_uppercase(),
+            priority: false,
+            card_token: None,
+            locale: self.e.config.default_locale,
+            campaign_id: None,
+            visit_id: Uuid::now_v7(),
+            anonymous: false,
+        };
+        let turn = match self.issue(request) {
+            Input::TurnIssued(turn) => turn,
+            Input::TurnIssueFailed { reason, .. } => return Err(reason),
+            _ => return Err("the turn could not be issued".to_owned()),
+        };
+        let locale = self.e.config.default_locale;
+        let service_name = self
+            .e
+            .config
+            .services
+            .iter()
+            .find(|s| s.letter == turn.service)
+            .map(|s| s.name.get(locale).to_owned())
+            .unwrap_or_else(|| turn.service.clone());
+        let job = TicketJob {
+            turn: turn.clone(),
+            service_name,
+            locale,
+            campaign_line: None,
+            coupon: None,
+        };
+        let outcome = if print {
+            let ticket = self.ticket(&job);
+            self.tickets.insert(turn.turn_id, job);
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            match self.e.printer.send(PrintJob::Ticket {
+                turn_id: turn.turn_id,
+                label: turn.label.clone(),
+                ticket: Box::new(ticket),
+                reprint: false,
+                reply: Some(tx),
+            }) {
+                Ok(()) => rx
+                    .blocking_recv_or_timeout()
+                    .map_err(|()| "the printer did not answer".to_owned())
+                    .and_then(|r| r),
+                Err(_) => Err("the printer thread stopped".to_owned()),
+            }
+        } else {
+            Err(format!("not printed: shown on the Step-In device {device}"))
+        };
+        let printed = outcome.is_ok();
+        let event = match outcome {
+            Ok(bytes) => Event::TicketPrinted(kiosk_protocol::events::TicketPrinted {
+                turn_id: turn.turn_id,
+                bytes,
+                reprint: false,
+            }),
+            Err(reason) => {
+                if print {
+                    tracing::warn!(turn = %turn.label, %reason, "Step-In ticket not printed; the device shows its link");
+                }
+                Event::TicketPrintFailed(kiosk_protocol::events::TicketPrintFailed {
+                    turn_id: turn.turn_id,
+                    reason,
+                    shown_on_screen: true,
+                })
+            }
+        };
+        if let Err(e) = self.e.db.append(event) {
+            tracing::error!(error = %e, "cannot journal a Step-In ticket's print outcome");
+        }
+        tracing::info!(turn = %turn.label, device, printed, "turn issued for a Step-In device");
+        Ok(StaffAck {
+            label: Some(turn.label.clone()),
+            message: Some(if printed {
+                "ticket printed".to_owned()
+            } else {
+                "show the link on the device".to_owned()
+            }),
+            turn: Some(StepInTurn {
+                turn_id: turn.turn_id,
+                label: turn.label,
+                service: turn.service,
+                position: turn.position,
+                estimated_wait_s: turn.estimated_wait_s,
+                link: turn.qr_payload,
+                printed,
+            }),
+            request_id: None,
+        })
     }
 
     fn reprint(&mut self, turn_id: Uuid) -> Result<StaffAck, String> {
@@ -1134,6 +1394,7 @@ impl Run {
         Ok(StaffAck {
             label: Some(job.turn.label),
             message: Some("reprinted".to_owned()),
+            ..StaffAck::default()
         })
     }
 
@@ -1231,6 +1492,7 @@ impl Run {
         Ok(StaffAck {
             label: None,
             message: Some("report printed".to_owned()),
+            ..StaffAck::default()
         })
     }
 
@@ -1265,6 +1527,28 @@ impl Run {
                 counter: c.counter.clone(),
                 step: c.step.clone(),
                 reason: c.reason.clone(),
+            })
+            .collect();
+        board.assistance = self
+            .e
+            .store
+            .replica
+            .open_assistance()
+            .into_iter()
+            .map(|r| AssistanceNote {
+                request_id: r.request_id,
+                source: r.source.clone(),
+                place: r.place.clone(),
+                place_name: r.place_name.clone(),
+                turn_label: r
+                    .turn_id
+                    .and_then(|id| self.e.store.replica.queue().turn(id))
+                    .map(|t| t.label()),
+                requested_at: r
+                    .at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+                age_s: u64::try_from((now - r.at).whole_seconds()).unwrap_or(0),
             })
             .collect();
         board.unreachable_kiosks = self
@@ -1321,6 +1605,14 @@ pub(crate) fn note_numbers(link: &StoreLink, ops: &[StoreOp]) {
         {
             sequencer.saw_at(op.at, service, *number);
         }
+    }
+}
+
+/// The store mark's word for who asked for assistance.
+fn assistance_source_name(source: AssistanceSource) -> &'static str {
+    match source {
+        AssistanceSource::Kiosk => "kiosk",
+        AssistanceSource::StepIn => "step_in",
     }
 }
 

@@ -96,6 +96,28 @@ pub enum StaffCommand {
         /// What was typed or scanned.
         code: String,
     },
+    /// "On my way": a staff member takes a call for assistance (from a kiosk's button or a
+    /// Step-In device); it leaves every counter page of the store.
+    AcknowledgeAssistance {
+        /// The request.
+        request_id: Uuid,
+    },
+    /// A Step-In device asks for a turn (`counter` is the device's id). Not for the counter
+    /// page: only the Step-In API, after checking the device's signature, sends it.
+    #[serde(skip)]
+    StepInIssue {
+        /// Service letter.
+        service: String,
+        /// Print the ticket at this kiosk (else the answer carries the ticket's link).
+        print: bool,
+    },
+    /// A Step-In device calls a staff member to it (`counter` is the device's id). Only the
+    /// Step-In API sends it.
+    #[serde(skip)]
+    StepInAssist {
+        /// The device as staff know it.
+        place_name: String,
+    },
 }
 
 /// The runtime's confirmation of a staff action.
@@ -105,4 +127,29 @@ pub struct StaffAck {
     pub label: Option<String>,
     /// `None` when a call found nobody waiting.
     pub message: Option<String>,
+    /// A turn issued for a Step-In device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<StepInTurn>,
+    /// An assistance request raised for a Step-In device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Uuid>,
+}
+
+/// A turn issued through the Step-In API, as the device shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepInTurn {
+    /// Turn id.
+    pub turn_id: Uuid,
+    /// Label (`A-042`).
+    pub label: String,
+    /// Service letter.
+    pub service: String,
+    /// Turns ahead when issued.
+    pub position: u32,
+    /// Estimated wait when issued (seconds).
+    pub estimated_wait_s: u32,
+    /// The ticket's link (`<base>/t/<signed turn>`): the device shows it as a QR code.
+    pub link: String,
+    /// Whether the ticket came out of this kiosk's printer.
+    pub printed: bool,
 }

@@ -392,6 +392,11 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
     )
     .await?;
     let sync = spawn_sync(sync_config, &db, sync_clock, appended, &liveness, &shutdown)?;
+    if !site.stepin.devices.is_empty() {
+        let stepin = crate::stepin::StepIn::new(&site.stepin.devices);
+        tracing::info!(devices = site.stepin.devices.len(), "Step-In API on");
+        ui.state.set_stepin(Arc::new(stepin));
+    }
     ui.state.set_status(crate::status::StatusSource {
         db: db.clone(),
         health: executor.health.clone(),
@@ -869,6 +874,12 @@ fn spawn_executor(
             store_id: opts.credentials.store_id.clone(),
             store_name: config.site.kiosk.store_name.clone(),
             kiosk_id: opts.credentials.kiosk_id.clone(),
+            place_name: config
+                .site
+                .kiosk
+                .place_name
+                .clone()
+                .unwrap_or_else(|| format!("Quiosco {}", opts.credentials.kiosk_id)),
         },
         turn_key,
         ticket_link_base: config.site.crm.ticket_link_base().to_owned(),

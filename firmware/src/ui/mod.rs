@@ -169,6 +169,8 @@ struct Inner {
     staff: Mutex<auth::Staff>,
     /// What `/api/status` and `/metrics` report (set once the runtime runs).
     status: std::sync::OnceLock<crate::status::StatusSource>,
+    /// The Step-In devices (set by the runtime when `[[stepin.devices]]` lists any).
+    stepin: std::sync::OnceLock<Arc<crate::stepin::StepIn>>,
 }
 
 impl AppState {
@@ -179,7 +181,14 @@ impl AppState {
             channels,
             staff: Mutex::new(auth::Staff::default()),
             status: std::sync::OnceLock::new(),
+            stepin: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Serves the Step-In API (`/api/stepin/v1/...`) for these devices (it answers 404 until
+    /// set; a second call is ignored).
+    pub fn set_stepin(&self, stepin: Arc<crate::stepin::StepIn>) {
+        let _ = self.0.stepin.set(stepin);
     }
 
     /// Serves `/api/status` and `/metrics` from `source` (they answer 503 until set; a second

@@ -51,10 +51,14 @@ pub fn router(state: AppState) -> Router {
         .route("/lobby", get(lobby_page))
         .route("/api/lobby/view", get(lobby_view))
         .route("/api/lobby/stream", get(lobby_stream));
+    let stepin = Router::new()
+        .route("/api/stepin/v1/turns", post(stepin_turn))
+        .route("/api/stepin/v1/assistance", post(stepin_assistance));
     Router::new()
         .merge(kiosk)
         .merge(counter)
         .merge(lobby)
+        .merge(stepin)
         .route("/assets/{*path}", get(asset))
         .route("/api/health", get(|| async { "ok" }))
         .route("/api/status", get(status_json))
@@ -220,7 +224,7 @@ async fn status_metrics(State(app): State<AppState>, req: Request) -> Response {
             s.to_prometheus(),
         )
             .into_response(),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -521,6 +525,176 @@ async fn counter_command(
             "the kiosk did not answer the staff action; try again",
         )
             .into_response(),
+    }
+}
+
+// ---- Step-In ---------------------------------------------------------------------------------
+
+/// A Step-In refusal or failure: `{"error": code, "message": words}`.
+struct StepInError(StatusCode, &'static str, String);
+
+impl IntoResponse for StepInError {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            Json(serde_json::json!({ "error": self.1, "message": self.2 })),
+        )
+            .into_response()
+    }
+}
+
+/// Checks a Step-In request's signature; returns the device's id and name.
+fn stepin_device(
+    app: &AppState,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(String, String), StepInError> {
+    let Some(stepin) = app.0.stepin.get() else {
+        return Err(StepInError(
+            StatusCode::NOT_FOUND,
+            "not_configured",
+            "Step-In is not configured on this kiosk ([[stepin.devices]])".into(),
+        ));
+    };
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    stepin
+        .verify(
+            "POST",
+            path,
+            |name| headers.get(name).and_then(|v| v.to_str().ok()),
+            body,
+            now,
+        )
+        .map(|d| (d.id.clone(), d.name.clone()))
+        .map_err(|r| {
+            tracing::warn!(code = r.code(), reason = %r, "Step-In request refused");
+            let status = if matches!(r, crate::stepin::Refusal::TooMany) {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::UNAUTHORIZED
+            };
+            StepInError(status, r.code(), r.to_string())
+        })
+}
+
+/// Hands a Step-In action to the executor under the device's id.
+async fn stepin_command(
+    app: &AppState,
+    device: String,
+    command: StaffCommand,
+) -> Result<crate::executor::staff::StaffAck, StepInError> {
+    let (reply, answer) = oneshot::channel();
+    let request = StaffRequest {
+        counter: device,
+        command,
+        reply,
+    };
+    if app.0.channels.staff.send(request).await.is_err() {
+        return Err(StepInError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the kiosk is not taking requests right now".into(),
+        ));
+    }
+    match tokio::time::timeout(STAFF_REPLY_TIMEOUT, answer).await {
+        Ok(Ok(Ok(ack))) => Ok(ack),
+        Ok(Ok(Err(message))) => Err(StepInError(StatusCode::CONFLICT, "refused", message)),
+        Ok(Err(_)) | Err(_) => Err(StepInError(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            "the kiosk did not answer in time; try again with a new nonce".into(),
+        )),
+    }
+}
+
+/// `POST /api/stepin/v1/turns`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepInTurnBody {
+    /// Service letter.
+    service: String,
+    /// Print at the kiosk (default) or answer with the ticket's link.
+    #[serde(default = "yes")]
+    print: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn stepin_turn(
+    State(app): State<AppState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let (device, _) = match stepin_device(&app, &uri, &headers, &body) {
+        Ok(d) => d,
+        Err(r) => return r.into_response(),
+    };
+    let req: StepInTurnBody = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return StepInError(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("expected {{\"service\": \"A\", \"print\": true}}: {e}"),
+            )
+            .into_response();
+        }
+    };
+    let command = StaffCommand::StepInIssue {
+        service: req.service,
+        print: req.print,
+    };
+    match stepin_command(&app, device, command).await {
+        Ok(ack) => match ack.turn {
+            Some(turn) => Json(serde_json::json!({
+                "turn": {
+                    "label": turn.label,
+                    "service": turn.service,
+                    "position": turn.position,
+                    "estimated_wait_s": turn.estimated_wait_s,
+                    "estimated_wait_min": turn.estimated_wait_s.div_ceil(60),
+                    "link": turn.link,
+                    "printed": turn.printed,
+                }
+            }))
+            .into_response(),
+            None => StepInError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "no_turn",
+                "the kiosk answered without a turn".into(),
+            )
+            .into_response(),
+        },
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn stepin_assistance(
+    State(app): State<AppState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let (device, name) = match stepin_device(&app, &uri, &headers, &body) {
+        Ok(d) => d,
+        Err(r) => return r.into_response(),
+    };
+    let command = StaffCommand::StepInAssist {
+        place_name: name.clone(),
+    };
+    match stepin_command(&app, device, command).await {
+        Ok(ack) => Json(serde_json::json!({
+            "request_id": ack.request_id,
+            "place_name": name,
+            "message": ack.message,
+        }))
+        .into_response(),
+        Err(r) => r.into_response(),
     }
 }
 

@@ -14,6 +14,10 @@
 //!   consensus. A step that no longer fits (two counters called the same turn while cut off) is
 //!   dropped by that fixed order and kept as a [`Conflict`] staff see.
 //!
+//! Marks that are not queue steps ride the same ops: a survey answered (`rate`), a coupon
+//! redeemed, an assistance request and its acknowledgement (the first acknowledgement in the
+//! store's order stands).
+//!
 //! Numbers are the one thing that cannot be merged after the fact; see [`numbering`].
 //!
 //! No I/O, no clock, no async: time is passed in.
@@ -25,7 +29,7 @@ mod replica;
 
 pub use hlc::Hlc;
 pub use op::{OpKey, Step, StoreOp};
-pub use replica::{Conflict, StoreQueue, SurveyStatus, apply_step};
+pub use replica::{AssistAck, AssistRequest, Conflict, StoreQueue, SurveyStatus, apply_step};
 
 #[cfg(test)]
 mod tests;

@@ -135,6 +135,28 @@ pub enum Step {
         /// The campaign variant it was issued under.
         variant: String,
     },
+    /// Someone asked for a staff member to come (the kiosk's "call an assistant" button, or a
+    /// Step-In device): every counter page of the store shows it until one acknowledges it.
+    /// Not a queue step; [`crate::StoreQueue::assistance`] reads the marks.
+    AssistRequest {
+        /// The request (UUIDv7).
+        request_id: Uuid,
+        /// Who asked: `kiosk` or `step_in`.
+        source: String,
+        /// Where staff should go: the kiosk's or the device's id.
+        place: String,
+        /// The place as staff know it.
+        place_name: String,
+        /// The customer's turn, if they have one.
+        turn_id: Option<Uuid>,
+    },
+    /// A staff member took an assistance request at a counter: it leaves every counter page.
+    AssistAck {
+        /// The request.
+        request_id: Uuid,
+        /// The counter whose staff took it.
+        counter: String,
+    },
 }
 
 impl Step {
@@ -150,7 +172,8 @@ impl Step {
             | Step::Transfer { turn_id, .. }
             | Step::WalkOut { turn_id, .. }
             | Step::Rate { turn_id } => *turn_id,
-            Step::Redeem { .. } => Uuid::nil(),
+            Step::AssistRequest { turn_id, .. } => turn_id.unwrap_or_else(Uuid::nil),
+            Step::Redeem { .. } | Step::AssistAck { .. } => Uuid::nil(),
         }
     }
 
@@ -161,9 +184,13 @@ impl Step {
             | Step::Recall { counter, .. }
             | Step::Serve { counter, .. }
             | Step::NoShow { counter, .. }
-            | Step::Park { counter, .. } => Some(counter),
+            | Step::Park { counter, .. }
+            | Step::AssistAck { counter, .. } => Some(counter),
             Step::Transfer { counter, .. } | Step::WalkOut { counter, .. } => counter.as_deref(),
-            Step::Issue { .. } | Step::Rate { .. } | Step::Redeem { .. } => None,
+            Step::Issue { .. }
+            | Step::Rate { .. }
+            | Step::Redeem { .. }
+            | Step::AssistRequest { .. } => None,
         }
     }
 
@@ -180,6 +207,8 @@ impl Step {
             Step::WalkOut { .. } => "walkout",
             Step::Rate { .. } => "rate",
             Step::Redeem { .. } => "redeem",
+            Step::AssistRequest { .. } => "assist",
+            Step::AssistAck { .. } => "assist-ack",
         }
     }
 }

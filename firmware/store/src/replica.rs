@@ -73,7 +73,10 @@ pub fn apply_step(queue: &Queue, step: &Step, at: OffsetDateTime) -> Result<Chan
         } => queue.plan_transfer(*turn_id, to, counter.as_deref(), at),
         Step::WalkOut { turn_id, counter } => queue.plan_walkout(*turn_id, counter.as_deref(), at),
         // Marks, not queue steps: the queue does not change.
-        Step::Rate { .. } | Step::Redeem { .. } => Ok(Change {
+        Step::Rate { .. }
+        | Step::Redeem { .. }
+        | Step::AssistRequest { .. }
+        | Step::AssistAck { .. } => Ok(Change {
             upserts: Vec::new(),
             counter: None,
             events: Vec::new(),
@@ -111,6 +114,51 @@ pub struct StoreQueue {
     /// Coupons redeemed ([`Step::Redeem`] marks held), with when. The kiosk database keeps the
     /// codes past pruning; this is what the ops held say.
     redeemed: BTreeMap<String, OffsetDateTime>,
+    /// Assistance requests held ([`Step::AssistRequest`] marks), by request id.
+    assist_requests: BTreeMap<Uuid, (OpKey, AssistRequest)>,
+    /// Acknowledgements held ([`Step::AssistAck`] marks): the first in the store's order wins.
+    assist_acks: BTreeMap<Uuid, (OpKey, String, OffsetDateTime)>,
+}
+
+/// An assistance request as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssistRequest {
+    /// The request.
+    pub request_id: Uuid,
+    /// The kiosk that took it.
+    pub origin: String,
+    /// Who asked: `kiosk` or `step_in`.
+    pub source: String,
+    /// Where staff should go (kiosk or device id).
+    pub place: String,
+    /// The place as staff know it.
+    pub place_name: String,
+    /// The customer's turn, if any.
+    pub turn_id: Option<Uuid>,
+    /// When it was asked (store time).
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The counter that took it and when, once one did.
+    pub acknowledged: Option<AssistAck>,
+}
+
+/// The acknowledgement that stands for a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssistAck {
+    /// The counter whose staff took it.
+    pub counter: String,
+    /// The kiosk the counter page runs on.
+    pub origin: String,
+    /// When (store time).
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+impl AssistRequest {
+    /// Milliseconds from the request to `ack_at` (store time; 0 if the clocks disagree).
+    pub fn response_ms(&self, ack_at: OffsetDateTime) -> u64 {
+        u64::try_from((ack_at - self.at).whole_milliseconds()).unwrap_or(0)
+    }
 }
 
 impl StoreQueue {
@@ -126,7 +174,48 @@ impl StoreQueue {
             checkpoints: Vec::new(),
             rated: BTreeMap::new(),
             redeemed: BTreeMap::new(),
+            assist_requests: BTreeMap::new(),
+            assist_acks: BTreeMap::new(),
         }
+    }
+
+    /// Every assistance request held, oldest first, with its acknowledgement if one is held (the
+    /// first in the store's order, whichever kiosk took it).
+    pub fn assistance(&self) -> Vec<AssistRequest> {
+        let mut out: Vec<AssistRequest> = self
+            .assist_requests
+            .values()
+            .map(|(_, r)| {
+                let mut r = r.clone();
+                r.acknowledged = self
+                    .assist_acks
+                    .get(&r.request_id)
+                    .map(|(key, counter, at)| AssistAck {
+                        counter: counter.clone(),
+                        origin: key.origin.clone(),
+                        at: *at,
+                    });
+                r
+            })
+            .collect();
+        out.sort_by(|a, b| a.at.cmp(&b.at).then(a.request_id.cmp(&b.request_id)));
+        out
+    }
+
+    /// Assistance requests no counter has acknowledged yet (as far as this kiosk knows), oldest
+    /// first: what every counter page shows.
+    pub fn open_assistance(&self) -> Vec<AssistRequest> {
+        self.assistance()
+            .into_iter()
+            .filter(|r| r.acknowledged.is_none())
+            .collect()
+    }
+
+    /// One request, with its acknowledgement if held.
+    pub fn assist_request(&self, request_id: Uuid) -> Option<AssistRequest> {
+        self.assistance()
+            .into_iter()
+            .find(|r| r.request_id == request_id)
     }
 
     /// Whether `turn_id`'s survey may be answered now: served, and not rated at any kiosk whose
@@ -276,6 +365,8 @@ impl StoreQueue {
         }
         self.rated.clear();
         self.redeemed.clear();
+        self.assist_requests.clear();
+        self.assist_acks.clear();
         let held: Vec<StoreOp> = self.ops.values().cloned().collect();
         for op in &held {
             self.note_mark(op);
@@ -292,7 +383,8 @@ impl StoreQueue {
         self.conflicts = conflicts;
     }
 
-    /// Keeps a survey or coupon mark (the first one held wins; a second is harmless).
+    /// Keeps a survey, coupon or assistance mark (the first one held wins; a second is
+    /// harmless).
     fn note_mark(&mut self, op: &StoreOp) {
         match &op.step {
             Step::Rate { turn_id } => {
@@ -300,6 +392,43 @@ impl StoreQueue {
             }
             Step::Redeem { code, .. } => {
                 self.redeemed.entry(code.clone()).or_insert(op.at);
+            }
+            Step::AssistRequest {
+                request_id,
+                source,
+                place,
+                place_name,
+                turn_id,
+            } => {
+                self.assist_requests.entry(*request_id).or_insert((
+                    op.key(),
+                    AssistRequest {
+                        request_id: *request_id,
+                        origin: op.origin.clone(),
+                        source: source.clone(),
+                        place: place.clone(),
+                        place_name: place_name.clone(),
+                        turn_id: *turn_id,
+                        at: op.at,
+                        acknowledged: None,
+                    },
+                ));
+            }
+            Step::AssistAck {
+                request_id,
+                counter,
+            } => {
+                // Two counters acknowledging while cut off: the first in the store's order
+                // stands on every kiosk, whatever order the ops arrived in.
+                let key = op.key();
+                let earlier = self
+                    .assist_acks
+                    .get(request_id)
+                    .is_some_and(|(held, _, _)| *held < key);
+                if !earlier {
+                    self.assist_acks
+                        .insert(*request_id, (key, counter.clone(), op.at));
+                }
             }
             _ => {}
         }

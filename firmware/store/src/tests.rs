@@ -413,3 +413,105 @@ fn a_walked_out_turn_has_nothing_to_rate_and_a_redeemed_coupon_is_known_store_wi
     assert!(k2.replica.coupon_redeemed("CAFE-A-1234"));
     assert!(!k2.replica.coupon_redeemed("CAFE-A-9999"));
 }
+
+fn assist(k: &mut Kiosk, n: u128, at: OffsetDateTime) -> Uuid {
+    let request_id = Uuid::from_u128(1000 + n);
+    let place = k.id.clone();
+    assert!(k.take(
+        Step::AssistRequest {
+            request_id,
+            source: "kiosk".into(),
+            place: place.clone(),
+            place_name: format!("Quiosco {place}"),
+            turn_id: None,
+        },
+        at,
+    ));
+    request_id
+}
+
+fn ack(k: &mut Kiosk, request_id: Uuid, counter: &str, at: OffsetDateTime) {
+    assert!(k.take(
+        Step::AssistAck {
+            request_id,
+            counter: counter.into(),
+        },
+        at,
+    ));
+}
+
+#[test]
+fn an_assistance_request_shows_on_every_kiosk_until_one_counter_acknowledges_it() {
+    let t0 = datetime!(2026-12-07 10:00 +01:00);
+    let mut k1 = Kiosk::new(1);
+    let mut k2 = Kiosk::new(2);
+    let id = assist(&mut k1, 1, t0);
+    pull(&mut k2, &k1);
+    assert_eq!(k2.replica.open_assistance().len(), 1);
+    assert_eq!(k2.replica.open_assistance()[0].place, "kiosk-1");
+    ack(&mut k2, id, "3", t0 + Duration::seconds(42));
+    assert!(k2.replica.open_assistance().is_empty());
+    assert_eq!(k1.replica.open_assistance().len(), 1, "not heard yet");
+    pull(&mut k1, &k2);
+    assert!(k1.replica.open_assistance().is_empty());
+    let r = k1.replica.assist_request(id).expect("held");
+    let a = r.acknowledged.clone().expect("acknowledged");
+    assert_eq!((a.counter.as_str(), a.origin.as_str()), ("3", "kiosk-2"));
+    assert_eq!(r.response_ms(a.at), 42_000);
+    // The queue is untouched by the marks.
+    assert!(k1.replica.queue().turns().is_empty());
+    assert!(k1.replica.conflicts().is_empty());
+}
+
+#[test]
+fn requests_taken_while_cut_off_show_locally_and_merge_with_the_first_acknowledgement_standing() {
+    let t0 = datetime!(2026-12-07 10:00 +01:00);
+    let mut k1 = Kiosk::new(1);
+    let mut k2 = Kiosk::new(2);
+    let shared = assist(&mut k1, 1, t0);
+    pull(&mut k2, &k1);
+    // Cut off: each kiosk takes a request of its own and both counters acknowledge the shared
+    // one, kiosk 2's a little later.
+    let own1 = assist(&mut k1, 2, t0 + Duration::seconds(10));
+    let own2 = assist(&mut k2, 3, t0 + Duration::seconds(11));
+    ack(&mut k1, shared, "1", t0 + Duration::seconds(20));
+    ack(&mut k2, shared, "2", t0 + Duration::seconds(30));
+    let open = |k: &Kiosk| -> Vec<Uuid> {
+        k.replica
+            .open_assistance()
+            .iter()
+            .map(|r| r.request_id)
+            .collect()
+    };
+    assert_eq!(open(&k1), vec![own1]);
+    assert_eq!(open(&k2), vec![own2]);
+    // Healed, in either order: the same picture everywhere.
+    pull(&mut k2, &k1);
+    pull(&mut k1, &k2);
+    assert_eq!(open(&k1), vec![own1, own2]);
+    assert_eq!(k1.replica.assistance(), k2.replica.assistance());
+    let a = k2
+        .replica
+        .assist_request(shared)
+        .and_then(|r| r.acknowledged)
+        .expect("acknowledged");
+    assert_eq!(a.counter, "1", "the earlier acknowledgement stands");
+}
+
+#[test]
+fn an_acknowledgement_arriving_before_its_request_still_clears_it() {
+    let t0 = datetime!(2026-12-07 10:00 +01:00);
+    let mut k1 = Kiosk::new(1);
+    let mut k2 = Kiosk::new(2);
+    let id = assist(&mut k1, 1, t0);
+    pull(&mut k2, &k1);
+    ack(&mut k2, id, "2", t0 + Duration::seconds(5));
+    // A third kiosk hears kiosk 2 first.
+    let mut k3 = Kiosk::new(3);
+    k3.replica
+        .merge(k2.replica.ops_after("kiosk-2", 0, usize::MAX));
+    assert!(k3.replica.open_assistance().is_empty());
+    pull(&mut k3, &k1);
+    assert!(k3.replica.open_assistance().is_empty());
+    assert_eq!(k3.replica.assistance().len(), 1);
+}

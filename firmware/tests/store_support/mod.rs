@@ -255,6 +255,11 @@ const PIN: &str = "4321";
 impl Store {
     /// Enrolls and starts `n` kiosks of the demo store.
     pub async fn start(n: usize) -> Store {
+        Store::start_with(n, "").await
+    }
+
+    /// [`Store::start`] with `extra` TOML tables appended to every kiosk's site config.
+    pub async fn start_with(n: usize, extra: &str) -> Store {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         let crm = Crm::start(dir.path()).await;
@@ -321,7 +326,7 @@ impl Store {
             let site = dirs[i].join("site.toml");
             std::fs::write(
                 &site,
-                site_config(&dirs[i], ui, &crm.url, store_addrs[i], &members),
+                site_config(&dirs[i], ui, &crm.url, store_addrs[i], &members) + extra,
             )
             .unwrap();
             kiosks.push(KioskProc {

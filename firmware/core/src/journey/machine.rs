@@ -24,6 +24,8 @@
 //! - **The survey** is about a served turn: scanning the ticket opens it only when the store's
 //!   queue says the turn was served and not rated yet; one answer per turn, the runtime refusing
 //!   a second one even when two kiosks are answered at once.
+//! - **"Call an assistant"** works on every screen and changes none: one open request per
+//!   kiosk (a second press says staff were called), cleared when any counter acknowledges it.
 //! - **Time limits the customer waits on** ([`warns`]) show a warning `warning_ms` before they
 //!   fire; "More time", typing or any touch starts the whole limit again (WCAG 2.x success
 //!   criterion 2.2.1 Timing Adjustable, which EN 301 549 applies to software too). Accessible
@@ -217,7 +219,44 @@ impl Machine<'_> {
                 outcome,
             } => self.coupon_checked(code, card_token, outcome),
             Input::CustomerErased { token } => self.forget(&token),
+            Input::TurnRatedElsewhere { turn_id } => {
+                self.fx.push(Effect::MarkRated { turn_id });
+                let asking = matches!(
+                    &self.s.screen,
+                    Screen::SurveyOnly { turn_id: t, survey: Survey::Asking | Survey::Scored(_), .. }
+                        if *t == turn_id
+                );
+                if asking {
+                    if let Some(s) = self.survey_mut() {
+                        *s = Survey::Refused;
+                    }
+                    self.notice(NoticeKind::SurveyAlreadyAnswered);
+                }
+            }
+            Input::AssistanceOpen(open) => {
+                let was = self.s.assistance_called;
+                self.s.assistance_called = open;
+                if was && !open {
+                    self.notice(NoticeKind::AssistanceComing);
+                }
+            }
         }
+    }
+
+    /// "Call an assistant": one request at a time per kiosk (pressing again says it again); the
+    /// screen and its time limit stay, so the customer does not lose their place.
+    fn call_assistant(&mut self) {
+        if !self.s.assistance_called {
+            let turn_id = match &self.s.screen {
+                Screen::Printing { turn, .. } | Screen::Goodbye { turn, .. } => Some(turn.turn_id),
+                Screen::SurveyOnly { turn_id, .. } => Some(*turn_id),
+                _ => None,
+            };
+            self.fx.push(Effect::RequestAssistance { turn_id });
+            self.s.assistance_called = true;
+        }
+        self.notice(NoticeKind::AssistanceCalled);
+        self.extend();
     }
 
     // ---- transitions -------------------------------------------------------------------------
@@ -635,6 +674,7 @@ impl Machine<'_> {
                 }
             }
             Touch::Activity | Touch::MoreTime => self.extend(),
+            Touch::CallAssistant => self.call_assistant(),
             Touch::Start => {
                 if matches!(self.s.screen, Screen::Attract | Screen::Error { .. }) {
                     self.begin_visit();

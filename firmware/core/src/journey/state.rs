@@ -51,6 +51,11 @@ pub struct State {
     /// The time-limit warning is showing: milliseconds that were left when it appeared. Cleared
     /// whenever the deadline moves (a new screen, "More time", any activity).
     pub warning_left_ms: Option<u64>,
+    /// A staff member was called to this kiosk and no counter has acknowledged it yet. The
+    /// kiosk's, not the customer's: it survives the attract screen (the alert stays on the
+    /// counter pages until someone comes).
+    #[serde(default)]
+    pub assistance_called: bool,
 }
 
 impl State {
@@ -73,6 +78,7 @@ impl State {
             shown: Vec::new(),
             accessible: false,
             warning_left_ms: None,
+            assistance_called: false,
         }
     }
 
@@ -275,4 +281,8 @@ pub enum NoticeKind {
     SurveyAlreadyAnswered,
     /// The scanned turn was not served (no-show, walked out): nothing to rate.
     SurveyClosed,
+    /// Staff were called to this kiosk (or had been already): someone is coming.
+    AssistanceCalled,
+    /// A staff member acknowledged the call at a counter: they are on their way.
+    AssistanceComing,
 }

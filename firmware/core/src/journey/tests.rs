@@ -1131,3 +1131,133 @@ fn the_service_name_and_coupon_on_the_goodbye_follow_a_language_switch() {
         "the coupon's offer switches too"
     );
 }
+
+fn assistance_asks(fx: &[Effect]) -> Vec<Option<Uuid>> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::RequestAssistance { turn_id } => Some(*turn_id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn calling_an_assistant_from_the_attract_screen_asks_once_and_keeps_the_screen() {
+    let mut k = Kiosk::new();
+    let fx = k.touch(Touch::CallAssistant);
+    assert_eq!(assistance_asks(&fx), vec![None]);
+    assert_eq!(k.state.screen, Screen::Attract);
+    assert_eq!(
+        k.state.notice.map(|n| n.kind),
+        Some(NoticeKind::AssistanceCalled)
+    );
+    assert!(view(&k.config, &k.state).assistance_called);
+    // Pressed again before anyone acknowledged: said again, not asked again.
+    let before = k.state.notice.map(|n| n.id);
+    let fx = k.touch(Touch::CallAssistant);
+    assert!(assistance_asks(&fx).is_empty());
+    assert_ne!(
+        k.state.notice.map(|n| n.id),
+        before,
+        "the notice is said again"
+    );
+    // The attract screen holds nothing personal, and the call is the kiosk's: it stays.
+    assert!(!k.state.holds_personal_data());
+    // A counter acknowledges (at any kiosk): the button is free again and the customer told.
+    k.send(Input::AssistanceOpen(false));
+    assert!(!view(&k.config, &k.state).assistance_called);
+    assert_eq!(
+        k.state.notice.map(|n| n.kind),
+        Some(NoticeKind::AssistanceComing)
+    );
+    assert_eq!(assistance_asks(&k.touch(Touch::CallAssistant)), vec![None]);
+}
+
+#[test]
+fn a_customer_stuck_choosing_a_service_or_at_an_unprinted_goodbye_can_call_an_assistant() {
+    let mut k = Kiosk::new();
+    k.touch(Touch::Start);
+    let deadline = k.state.deadline_ms;
+    k.now += 5_000;
+    let fx = k.touch(Touch::CallAssistant);
+    assert_eq!(assistance_asks(&fx), vec![None]);
+    assert!(matches!(k.state.screen, Screen::ChooseService { .. }));
+    assert!(
+        k.state.deadline_ms > deadline,
+        "calling restarts the screen's time limit"
+    );
+    k.send(Input::AssistanceOpen(false));
+    k.touch(Touch::ChooseService {
+        service: "A".into(),
+        priority: false,
+    });
+    let req = k.issue_request().expect("a turn is requested");
+    k.send(issued(req.request_id, 9));
+    k.send(Input::TicketPrintFailed {
+        turn_id: Uuid::from_u128(9),
+        reason: "paper out".into(),
+    });
+    assert!(matches!(
+        k.state.screen,
+        Screen::Goodbye { printed: false, .. }
+    ));
+    let fx = k.touch(Touch::CallAssistant);
+    assert_eq!(
+        assistance_asks(&fx),
+        vec![Some(Uuid::from_u128(9))],
+        "the request names the customer's turn"
+    );
+    assert!(matches!(
+        k.state.screen,
+        Screen::Goodbye { printed: false, .. }
+    ));
+}
+
+#[test]
+fn the_call_outlives_the_customer_s_journey_until_a_counter_acknowledges_it() {
+    let mut k = Kiosk::new();
+    k.touch(Touch::Start);
+    k.touch(Touch::CallAssistant);
+    k.wait_out();
+    assert_eq!(k.state.screen, Screen::Attract);
+    assert!(k.state.assistance_called, "still called after the timeout");
+    assert!(assistance_asks(&k.touch(Touch::CallAssistant)).is_empty());
+}
+
+#[test]
+fn a_turn_rated_on_a_phone_is_marked_and_its_survey_open_on_screen_is_refused_kindly() {
+    let mut k = Kiosk::new();
+    // Nobody at the screen: only the store's mark.
+    let fx = k.send(Input::TurnRatedElsewhere {
+        turn_id: Uuid::from_u128(5),
+    });
+    assert_eq!(
+        fx,
+        vec![Effect::MarkRated {
+            turn_id: Uuid::from_u128(5)
+        }]
+    );
+    assert_eq!(k.state.screen, Screen::Attract);
+    // The customer scanned their ticket here while answering on their phone too.
+    served_ticket_scanned(&mut k, 6);
+    k.send(Input::SurveyChecked {
+        turn_id: Uuid::from_u128(6),
+        label: "B-006".into(),
+        status: SurveyStatus::Open,
+    });
+    k.touch(Touch::SurveyScore { score: 9 });
+    k.send(Input::TurnRatedElsewhere {
+        turn_id: Uuid::from_u128(6),
+    });
+    match k.body() {
+        ScreenBody::Survey { survey, .. } => assert_eq!(survey.state, Survey::Refused),
+        other => panic!("expected the survey, got {other:?}"),
+    }
+    assert_eq!(
+        k.state.notice.map(|n| n.kind),
+        Some(NoticeKind::SurveyAlreadyAnswered)
+    );
+    // Leaving records nothing: the phone's answer is the one.
+    let fx = k.touch(Touch::Done);
+    assert!(submitted(&fx).is_empty());
+}

@@ -111,6 +111,16 @@ pub enum Input {
     /// The keypad's start key was held down (EN 301 549 5.2: a way to turn accessible mode on
     /// that needs no sight): accessible mode toggles, on any screen.
     AccessibilityKey,
+    /// Whether this kiosk has an assistance request no counter has acknowledged yet (sent by the
+    /// runtime whenever that changes in the store, at whichever kiosk the acknowledgement was
+    /// given).
+    AssistanceOpen(bool),
+    /// The CRM says this turn was rated on the customer's phone: its one answer is taken. A
+    /// survey of it open on this screen is refused kindly.
+    TurnRatedElsewhere {
+        /// The turn.
+        turn_id: Uuid,
+    },
 }
 
 /// Whether a turn's survey can be answered now (docs/DESIGN.md invariant 17): the protocol's
@@ -200,6 +210,8 @@ pub enum Touch {
         /// The language chosen.
         locale: Locale,
     },
+    /// "Call an assistant": on every screen; raises an alert on every counter page of the store.
+    CallAssistant,
 }
 
 /// What the customer typed and ticked on the registration screen.
@@ -322,6 +334,19 @@ pub enum Effect {
         campaign_id: Option<String>,
         /// The customer it is bound to, if any.
         card_token: Option<CardToken>,
+    },
+    /// Ask the store for a staff member to come to this kiosk (a replicated assistance request,
+    /// journaled as `assistance_requested`); the runtime answers with
+    /// [`Input::AssistanceOpen`] once the store holds it.
+    RequestAssistance {
+        /// The customer's turn, when the screen shows one.
+        turn_id: Option<Uuid>,
+    },
+    /// Mark the turn rated in the store (rated on the customer's phone: no answer is journaled
+    /// here, the CRM has it).
+    MarkRated {
+        /// The turn.
+        turn_id: Uuid,
     },
     /// Send [`Input::Tick`] at this monotonic time (replaces any earlier request).
     WakeAt {

@@ -25,6 +25,10 @@ pub struct ScreenView {
     /// The screen is about to time out: the page shows a banner with a "More time" button.
     #[serde(default)]
     pub time_warning: Option<TimeWarningView>,
+    /// Staff were called to this kiosk and have not acknowledged yet: the "call an assistant"
+    /// button shows it is on.
+    #[serde(default)]
+    pub assistance_called: bool,
     /// The screen.
     pub body: ScreenBody,
 }
@@ -325,6 +329,7 @@ pub fn view(config: &JourneyConfig, state: &State) -> ScreenView {
         time_warning: state.warning_left_ms.map(|ms| TimeWarningView {
             seconds_left: u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX),
         }),
+        assistance_called: state.assistance_called,
         body,
     }
 }

@@ -742,6 +742,7 @@ impl Queue {
             open_counters: self.open_counters(now),
             conflicts: Vec::new(),
             unreachable_kiosks: Vec::new(),
+            assistance: Vec::new(),
         }
     }
 

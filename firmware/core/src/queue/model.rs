@@ -336,6 +336,29 @@ pub struct QueueBoard {
     /// Kiosks of the store this kiosk cannot reach now (filled in by the runtime).
     #[serde(default)]
     pub unreachable_kiosks: Vec<String>,
+    /// Calls for a staff member no counter has acknowledged yet, oldest first (filled in by the
+    /// runtime from the store layer): every counter page shows them until one takes them.
+    #[serde(default)]
+    pub assistance: Vec<AssistanceNote>,
+}
+
+/// A call for a staff member, as the counter page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssistanceNote {
+    /// The request (sent back to acknowledge it).
+    pub request_id: Uuid,
+    /// Who asked: `kiosk` (the screen's button) or `step_in` (a nearby device).
+    pub source: String,
+    /// Where to go: the kiosk's or the device's id.
+    pub place: String,
+    /// The place as staff know it.
+    pub place_name: String,
+    /// The customer's turn, when the request names one.
+    pub turn_label: Option<String>,
+    /// When it was asked (store time, RFC 3339).
+    pub requested_at: String,
+    /// Whole seconds since, when the board was made (the page counts on from there).
+    pub age_s: u64,
 }
 
 /// A dropped step, as staff see it on the counter page.
@@ -376,6 +399,7 @@ impl QueueBoard {
             open_counters: 0,
             conflicts: Vec::new(),
             unreachable_kiosks: Vec::new(),
+            assistance: Vec::new(),
         }
     }
 }
