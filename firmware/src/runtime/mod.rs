@@ -622,6 +622,7 @@ fn open_devices(
                     devices::spawn_presence(
                         opener,
                         gpio.debounce,
+                        gpio.entry_gap,
                         device_tx.clone(),
                         card_pace.clone(),
                     )
