@@ -7,6 +7,7 @@
 //! One task owns everything that changes, so there are no locks around the journey or the queue
 //! and every change is journaled in the order it happened.
 
+pub mod audience;
 pub mod staff;
 
 use std::collections::HashMap;
@@ -87,6 +88,8 @@ pub struct Executor {
     pub beat: crate::service::Beat,
     /// Live lookups at the CRM of cards the cache does not know (`None`: cache only).
     pub crm: Option<Arc<kiosk_sync::ProfileLookup>>,
+    /// Who is in the store: the people counter's tally and the store picture.
+    pub audience: audience::Audience,
 }
 
 /// The store layer as the executor holds it.
@@ -163,6 +166,11 @@ impl Executor {
         let mut peers_changed = run.e.store.link.peers_changed.subscribe();
         let mut heartbeat = tokio::time::interval(crate::service::BEAT_EVERY);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut people_tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + audience::PEOPLE_PERIOD,
+            audience::PEOPLE_PERIOD,
+        );
+        people_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let sleep = run
                 .wake_at
@@ -172,6 +180,7 @@ impl Executor {
                 Some(msg) = devices.recv() => match msg {
                     DeviceMsg::Input(input) => run.feed(input),
                     DeviceMsg::Health(change) => run.health(change.device, change.health),
+                    DeviceMsg::PersonEntered => run.person_entered(),
                 },
                 Some(input) = touches.recv() => run.feed(input),
                 Some((token, answer)) = crm_rx.recv() => run.crm_answer(token, answer),
@@ -187,8 +196,11 @@ impl Executor {
                     run.publish_board();
                 }
                 _ = heartbeat.tick() => run.e.beat.beat(),
+                _ = people_tick.tick() => run.flush_people(),
             }
         }
+        // Entries counted since the last period are journaled before the kiosk stops.
+        run.flush_people();
     }
 }
 
@@ -1249,7 +1261,7 @@ impl Run {
             .unwrap_or((0, None))
     }
 
-    fn publish_board(&self) {
+    fn publish_board(&mut self) {
         let now = self.e.time.now();
         let mut board = self.e.store.replica.queue().board(now);
         board.conflicts = self
@@ -1303,6 +1315,7 @@ impl Run {
                 true
             }
         });
+        self.publish_picture();
     }
 }
 

@@ -780,6 +780,7 @@ struct ExecutorOutputs {
     screen: watch::Receiver<ScreenView>,
     board: watch::Receiver<QueueBoard>,
     health: watch::Receiver<DeviceHealthMap>,
+    picture: watch::Receiver<kiosk_core::audience::StorePicture>,
     last_ticket_qr: Arc<Mutex<Option<String>>>,
 }
 
@@ -855,6 +856,8 @@ fn spawn_executor(
     ));
     let (board_tx, board) = watch::channel(QueueBoard::empty(today));
     let (health_tx, health) = watch::channel(DeviceHealthMap::new());
+    let (picture_tx, picture) =
+        watch::channel(kiosk_core::audience::StorePicture::empty(time.now()));
     let last_ticket_qr = Arc::new(Mutex::new(None));
     let coupon_key = CodeKey::new(opts.credentials.derived_key(COUPON_KEY_LABEL).to_vec())
         .map_err(|e| StartError::Device {
@@ -881,6 +884,14 @@ fn spawn_executor(
         last_ticket_qr: last_ticket_qr.clone(),
         beat: liveness.register("executor", crate::service::MAX_SILENCE),
         crm: Some(Arc::new(crm)),
+        audience: crate::executor::audience::Audience::new(
+            picture_tx,
+            !matches!(
+                config.hardware.gpio,
+                kiosk_drivers::gpio::settings::GpioSettings::None
+                    | kiosk_drivers::gpio::settings::GpioSettings::Cdev { presence: None, .. }
+            ),
+        ),
     };
     liveness.watch_task(
         "executor",
@@ -896,6 +907,7 @@ fn spawn_executor(
         screen,
         board,
         health,
+        picture,
         last_ticket_qr,
     })
 }
