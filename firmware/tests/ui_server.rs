@@ -98,6 +98,11 @@ fn channels() -> (
         keys: tokio::sync::broadcast::channel(8).0,
         screen_presence: kiosk::screen::ScreenPresence::new(None),
         speech: None,
+        picture: tokio::sync::watch::channel(kiosk_core::audience::StorePicture::empty(
+            time::OffsetDateTime::UNIX_EPOCH,
+        ))
+        .1,
+        signage: None,
     };
     (ch, inputs_rx, screen_tx, board_tx, staff_rx)
 }

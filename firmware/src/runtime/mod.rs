@@ -377,6 +377,13 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
                     private_listening: devices.speech.private_listening,
                 }
             }),
+            picture: executor.picture.clone(),
+            signage: Some(Arc::new(crate::signage::Signage::new(
+                db.clone(),
+                executor.picture.clone(),
+                StoreTime::new(&site.kiosk.timezone, opts.clock.clone()),
+                crate::signage::seed_for(&opts.credentials.kiosk_id),
+            ))),
         },
         &liveness,
         &shutdown,

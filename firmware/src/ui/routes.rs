@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .merge(kiosk)
         .merge(counter)
         .merge(lobby)
+        .merge(super::store_routes::router())
         .route("/assets/{*path}", get(asset))
         .route("/api/health", get(|| async { "ok" }))
         .route("/api/status", get(status_json))
@@ -351,7 +352,7 @@ struct PinForm {
 }
 
 /// `Some(403 response)` when a state-changing request comes from another site's page.
-fn deny_cross_site(headers: &HeaderMap) -> Option<Response> {
+pub(super) fn deny_cross_site(headers: &HeaderMap) -> Option<Response> {
     (!auth::same_site(headers)).then(|| {
         (
             StatusCode::FORBIDDEN,
@@ -430,7 +431,7 @@ async fn counter_logout(State(app): State<AppState>, headers: HeaderMap) -> Resp
 }
 
 /// `Some(401 response)` unless the request comes from logged-in staff.
-fn deny_unless_staff(app: &AppState, headers: &HeaderMap) -> Option<Response> {
+pub(super) fn deny_unless_staff(app: &AppState, headers: &HeaderMap) -> Option<Response> {
     (!app.is_staff(headers)).then(|| {
         (
             StatusCode::UNAUTHORIZED,
@@ -528,7 +529,7 @@ async fn counter_command(
 
 /// A stream of `view` events: the current value at once, then every change. Changes that
 /// arrive faster than the client reads are coalesced to the latest (watch semantics).
-fn sse<T, F>(
+pub(super) fn sse<T, F>(
     rx: watch::Receiver<T>,
     render: F,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>>
