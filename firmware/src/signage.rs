@@ -147,6 +147,15 @@ pub fn check(campaign: &str, item: &ContentItem) -> Result<Option<Picture>, Cont
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(image.data.as_bytes())
         .map_err(|e| undecodable(e.to_string()))?;
+    if bytes.len() > MAX_CONTENT_IMAGE_BYTES {
+        return Err(ContentError::TooLarge {
+            campaign: campaign.to_owned(),
+            content: item.id.clone(),
+            bytes: bytes.len(),
+            width: 0,
+            height: 0,
+        });
+    }
     if image::guess_format(&bytes).ok() != Some(format) {
         return Err(undecodable("its first bytes say another type".to_owned()));
     }
@@ -159,7 +168,7 @@ pub fn check(campaign: &str, item: &ContentItem) -> Result<Option<Picture>, Cont
     } else {
         (0, 0)
     };
-    if bytes.len() > MAX_CONTENT_IMAGE_BYTES || width > MAX_SIDE || height > MAX_SIDE {
+    if width > MAX_SIDE || height > MAX_SIDE {
         return Err(ContentError::TooLarge {
             campaign: campaign.to_owned(),
             content: item.id.clone(),

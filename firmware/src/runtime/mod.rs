@@ -412,6 +412,7 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
         started_at: time::OffsetDateTime::now_utc(),
         store: Some(store.clone()),
         screen: Some(screen_presence),
+        picture: Some(executor.picture.clone()),
     });
     tasks.push(spawn_retention(
         db.clone(),
