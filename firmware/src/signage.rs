@@ -185,6 +185,65 @@ pub fn check(campaign: &str, item: &ContentItem) -> Result<Option<Picture>, Cont
     }))
 }
 
+/// The content of the campaigns running on `today`, each item checked ([`check`]; those that
+/// fail are logged and skipped), with its picture.
+pub(crate) fn usable_content(
+    db: &KioskDb,
+    today: time::Date,
+) -> Vec<(Campaign, ContentItem, Option<Picture>)> {
+    let campaigns = match db.campaigns() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the cached campaigns: no content");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for c in campaigns.into_iter().filter(|c| c.runs_on(today)) {
+        for item in &c.content {
+            match check(&c.id, item) {
+                Ok(pic) => out.push((c.clone(), item.clone(), pic)),
+                Err(e) => tracing::warn!(error = %e, "content skipped"),
+            }
+        }
+    }
+    out
+}
+
+/// The content a browse point shows to `segment` (campaigns without targets are for everyone).
+pub(crate) fn browse_items(
+    db: &KioskDb,
+    today: time::Date,
+    segment: &str,
+) -> Vec<kiosk_core::journey::BrowseItem> {
+    usable_content(db, today)
+        .into_iter()
+        .filter(|(c, _, _)| {
+            c.target_segments.is_empty() || c.target_segments.iter().any(|s| s == segment)
+        })
+        .map(|(c, item, _)| kiosk_core::journey::BrowseItem {
+            image: item.image.as_ref().map(|_| content_url(&c.id, &item.id)),
+            alt: item
+                .image
+                .as_ref()
+                .map(|i| kiosk_core::journey::Localized::new(&i.alt.es, &i.alt.en)),
+            text: kiosk_core::journey::Localized::new(&item.text.es, &item.text.en),
+            campaign_id: c.id,
+            content_id: item.id,
+            duration_s: item.duration_s,
+        })
+        .collect()
+}
+
+/// Where the kiosk serves a content item's picture.
+fn content_url(campaign: &str, content: &str) -> String {
+    format!(
+        "/api/lobby/content/{}/{}",
+        url_segment(campaign),
+        url_segment(content)
+    )
+}
+
 /// What a display shows for one play.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Slide {
@@ -287,31 +346,17 @@ impl Signage {
 
     /// Today's campaigns' usable content (items that fail [`check`] are logged and skipped).
     fn content(&self, state: &mut State) -> Vec<(Campaign, ContentItem)> {
-        let today = self.time.now().date();
-        let campaigns = match self.db.campaigns() {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the cached campaigns: no signage");
-                return Vec::new();
-            }
-        };
-        let mut out = Vec::new();
-        for c in campaigns.into_iter().filter(|c| c.runs_on(today)) {
-            for item in &c.content {
-                match check(&c.id, item) {
-                    Ok(pic) => {
-                        let key = (c.id.clone(), item.id.clone());
-                        match pic {
-                            Some(p) => state.pictures.insert(key, p),
-                            None => state.pictures.remove(&key),
-                        };
-                        out.push((c.clone(), item.clone()));
-                    }
-                    Err(e) => tracing::warn!(error = %e, "content skipped"),
-                }
-            }
-        }
-        out
+        usable_content(&self.db, self.time.now().date())
+            .into_iter()
+            .map(|(c, item, pic)| {
+                let key = (c.id.clone(), item.id.clone());
+                match pic {
+                    Some(p) => state.pictures.insert(key, p),
+                    None => state.pictures.remove(&key),
+                };
+                (c, item)
+            })
+            .collect()
     }
 
     /// The next lobby play for the store's audience, or `None` when there is no content for it.
@@ -416,13 +461,10 @@ impl Signage {
             content_id: item.id.clone(),
             lang: lang.to_owned(),
             text: item.text.clone(),
-            image: item.image.as_ref().map(|_| {
-                format!(
-                    "/api/lobby/content/{}/{}",
-                    url_segment(&campaign.id),
-                    url_segment(&item.id)
-                )
-            }),
+            image: item
+                .image
+                .as_ref()
+                .map(|_| content_url(&campaign.id, &item.id)),
             alt: item.image.as_ref().map(|i| i.alt.clone()),
             duration_s: item.duration_s,
         }

@@ -35,6 +35,7 @@ fn view(version: u64, body: ScreenBody) -> ScreenView {
         notice: None,
         accessible: false,
         time_warning: None,
+        role: kiosk_core::journey::KioskRole::Queue,
         body,
     }
 }

@@ -220,6 +220,10 @@ pub struct KioskSection {
     /// The store's IANA time zone (business days and opening times are local).
     #[serde(default = "default_timezone")]
     pub timezone: String,
+    /// `queue` (customers take turns; the default) or `browse` (a browse point: a tapped card
+    /// sees content and offers for its segment and its turn, without taking one).
+    #[serde(default)]
+    pub role: kiosk_core::journey::KioskRole,
 }
 
 /// `[crm]`.

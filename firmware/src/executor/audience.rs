@@ -58,6 +58,46 @@ impl Audience {
 }
 
 impl Run {
+    /// A browse point's visit: the content for `segment` and the customer's turn today (the
+    /// latest of their turns still waiting or called, with the turns before it).
+    pub(super) fn load_browse(
+        &self,
+        visit_id: uuid::Uuid,
+        segment: &str,
+        card_token: Option<&CardToken>,
+    ) -> kiosk_core::journey::Input {
+        let now = self.e.time.now();
+        let items = crate::signage::browse_items(&self.e.db, now.date(), segment);
+        let queue = self.e.store.replica.queue();
+        let today = ServiceDay::at(now, queue.settings().opening_time);
+        let turn = card_token.and_then(|token| {
+            queue
+                .turns()
+                .iter()
+                .filter(|t| {
+                    t.service_day == today
+                        && t.card_token.as_ref() == Some(token)
+                        && matches!(
+                            t.status,
+                            TurnStatus::Waiting | TurnStatus::Called | TurnStatus::Parked
+                        )
+                })
+                .max_by_key(|t| t.issued_at)
+                .map(|t| kiosk_core::journey::BrowseTurn {
+                    label: t.label(),
+                    ahead: queue.position(t.id),
+                    counter: (t.status == TurnStatus::Called)
+                        .then(|| t.counter.clone())
+                        .flatten(),
+                })
+        });
+        kiosk_core::journey::Input::BrowseLoaded {
+            visit_id,
+            items,
+            turn,
+        }
+    }
+
     /// Someone entered (the people counter).
     pub(super) fn person_entered(&mut self) {
         self.load_people_today();

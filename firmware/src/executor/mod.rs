@@ -332,6 +332,14 @@ impl Run {
                     outcome,
                 });
             }
+            Effect::LoadBrowse {
+                visit_id,
+                segment,
+                card_token,
+            } => {
+                let answer = self.load_browse(visit_id, &segment, card_token.as_ref());
+                self.answers.push_back(answer);
+            }
             Effect::WakeAt { mono_ms } => self.wake_at = Some(mono_ms),
         }
     }
