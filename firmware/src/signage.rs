@@ -1,6 +1,6 @@
-//! Signage on the lobby display (and content at browse points): the store's campaign content
-//! from the feed's cache, chosen for who is in the store (`kiosk_core::signage`), each play
-//! journaled as `content_played`.
+//! Signage on the lobby display (and the content of browse points): the store's campaign
+//! content from the feed's cache, chosen for who is in the store (`kiosk_core::signage`), each
+//! lobby play journaled as `content_played`.
 //!
 //! Data flow: feed → campaign cache → [`Signage::next`] (chooser over the store picture) →
 //! lobby page plays it between calls → [`Signage::played`] → journal → outbox → CRM.
@@ -18,7 +18,6 @@ use base64::Engine as _;
 use kiosk_core::audience::StorePicture;
 use kiosk_core::signage::{Chooser, Item};
 use kiosk_journal::db::KioskDb;
-use kiosk_protocol::CardToken;
 use kiosk_protocol::events::{ContentPlayed, ContentSurface, Event, SegmentCount};
 use kiosk_protocol::wire::{Campaign, ContentItem, Localized, MAX_CONTENT_IMAGE_BYTES};
 use serde::Serialize;
@@ -278,14 +277,14 @@ pub enum PlayError {
     Journal(String),
 }
 
+/// A lobby play handed out, not yet reported (browse points journal their own plays in the
+/// journey).
 struct Pending {
     play: Uuid,
     campaign_id: String,
     content_id: String,
-    surface: ContentSurface,
     audience: Vec<SegmentCount>,
     duration_s: u32,
-    card_token: Option<CardToken>,
     handed_out: Instant,
 }
 
@@ -385,60 +384,15 @@ impl Signage {
             .map(|(segment, count)| SegmentCount { segment, count })
             .collect();
         let (campaign, item) = &content[chosen];
-        Some(self.hand_out(
-            &mut state,
-            campaign,
-            item,
-            ContentSurface::Lobby,
-            audience,
-            None,
-            lang,
-        ))
+        Some(self.hand_out(&mut state, campaign, item, audience, lang))
     }
 
-    /// Content for one customer at a browse point: the items of campaigns for `segment`
-    /// (`anonymous` without a card), in campaign order.
-    pub fn for_segment(
-        &self,
-        segment: &str,
-        card_token: Option<CardToken>,
-        lang: &str,
-    ) -> Vec<Slide> {
-        let mut state = self.lock();
-        let content = self.content(&mut state);
-        let mut out = Vec::new();
-        for (campaign, item) in content.iter().filter(|(c, _)| {
-            c.target_segments.is_empty() || c.target_segments.iter().any(|s| s == segment)
-        }) {
-            let audience = vec![SegmentCount {
-                segment: segment.to_owned(),
-                count: 1,
-            }];
-            out.push(self.hand_out(
-                &mut state,
-                campaign,
-                item,
-                ContentSurface::Browse,
-                audience,
-                card_token.clone(),
-                lang,
-            ));
-        }
-        out
-    }
-
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one play's facts, from two callers"
-    )]
     fn hand_out(
         &self,
         state: &mut State,
         campaign: &Campaign,
         item: &ContentItem,
-        surface: ContentSurface,
         audience: Vec<SegmentCount>,
-        card_token: Option<CardToken>,
         lang: &str,
     ) -> Slide {
         let play = Uuid::new_v4();
@@ -446,10 +400,8 @@ impl Signage {
             play,
             campaign_id: campaign.id.clone(),
             content_id: item.id.clone(),
-            surface,
             audience,
             duration_s: item.duration_s,
-            card_token,
             handed_out: Instant::now(),
         });
         while state.pending.len() > PENDING_PLAYS {
@@ -486,10 +438,10 @@ impl Signage {
         let event = ContentPlayed {
             campaign_id: p.campaign_id,
             content_id: p.content_id,
-            surface: p.surface,
+            surface: ContentSurface::Lobby,
             duration_ms: shown_ms.min(out_ms).min(u64::from(p.duration_s) * 1_000),
             audience: p.audience,
-            card_token: p.card_token,
+            card_token: None,
         };
         self.db
             .append(Event::ContentPlayed(event.clone()))
