@@ -132,3 +132,142 @@ impl KioskDb {
         Ok(total)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use kiosk_core::journey::Locale;
+    use kiosk_core::queue::{IssueRequest, Queue, QueueSettings, ServiceDef};
+    use kiosk_protocol::events::{PeopleCounted, SurveyAnswered};
+    use time::macros::{datetime, time};
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::crypto::DeviceKey;
+    use crate::{Identity, Journal, Options};
+
+    fn open(path: &std::path::Path, clock: Arc<ManualClock>) -> KioskDb {
+        let journal = Journal::open(
+            path,
+            Identity {
+                kiosk_id: "k-test".into(),
+                boot_id: Uuid::new_v4(),
+            },
+            clock,
+            DeviceKey::generate(),
+            &Options::default(),
+        )
+        .unwrap()
+        .journal;
+        KioskDb::new(journal, Arc::new(Notify::new()), None)
+    }
+
+    fn settings() -> QueueSettings {
+        QueueSettings::new(
+            vec![ServiceDef {
+                letter: "A".into(),
+                name: kiosk_core::locale::Localized::new("Caja", "Cashier"),
+                priority_allowed: false,
+                expected_s: 300,
+            }],
+            time!(08:00),
+        )
+    }
+
+    fn commit(db: &KioskDb, queue: &mut Queue, change: kiosk_core::queue::Change) {
+        db.commit_change(&change).unwrap();
+        queue.apply(&change);
+    }
+
+    #[test]
+    fn served_turns_come_back_with_their_card_and_survey_time_and_waiting_ones_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(datetime!(2026-11-23 10:20 UTC)));
+        let db = open(&dir.path().join("journal.db"), clock);
+        let at = datetime!(2026-11-23 10:00 UTC);
+        let day = ServiceDay::at(at, time!(08:00));
+        let mut queue = db.load_queue(settings(), day).unwrap();
+        let card = CardToken::from_bytes([3; 16]);
+        let mut ids = Vec::new();
+        for token in [Some(card.clone()), None] {
+            let id = Uuid::now_v7();
+            let plan = queue
+                .plan_issue(
+                    IssueRequest {
+                        turn_id: id,
+                        service: "A".into(),
+                        priority: false,
+                        card_token: token,
+                        campaign_id: None,
+                        locale: Locale::Es,
+                    },
+                    at,
+                )
+                .unwrap();
+            commit(&db, &mut queue, plan.change);
+            ids.push(id);
+        }
+        let call = queue
+            .plan_call_next("1", &[], at + time::Duration::minutes(4))
+            .unwrap()
+            .unwrap();
+        commit(&db, &mut queue, call);
+        let served = queue
+            .plan_served(ids[0], "1", at + time::Duration::minutes(7))
+            .unwrap();
+        commit(&db, &mut queue, served);
+        // Its survey, answered on the way out (the journal's clock says when).
+        db.append(Event::SurveyAnswered(SurveyAnswered {
+            turn_id: Some(ids[0]),
+            score: 9,
+            reason: None,
+            card_token: Some(card.clone()),
+        }))
+        .unwrap();
+        let visits = db.served_since(day).unwrap();
+        assert_eq!(visits.len(), 1, "the waiting turn is no visit yet");
+        let v = &visits[0];
+        assert_eq!(v.card_token.as_ref(), Some(&card));
+        assert_eq!(v.served_at - v.issued_at, time::Duration::minutes(7));
+        assert_eq!(v.surveyed_at, Some(datetime!(2026-11-23 10:20 UTC)));
+        assert!(
+            db.served_since(ServiceDay::at(
+                datetime!(2026-11-24 10:00 UTC),
+                time!(08:00)
+            ))
+            .unwrap()
+            .is_empty(),
+            "from a later day: nothing"
+        );
+    }
+
+    #[test]
+    fn people_counted_since_sums_the_periods_journaled_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(datetime!(2026-11-23 07:00 UTC)));
+        let db = open(&dir.path().join("journal.db"), clock.clone());
+        let count = |entries| {
+            Event::PeopleCounted(PeopleCounted {
+                entries,
+                period_s: 300,
+            })
+        };
+        db.append(count(4)).unwrap();
+        clock.set_wall(datetime!(2026-11-23 09:00 UTC));
+        db.append(count(5)).unwrap();
+        db.append(count(6)).unwrap();
+        assert_eq!(
+            db.people_counted_since(datetime!(2026-11-23 08:00 UTC))
+                .unwrap(),
+            11,
+            "yesterday evening's 4 are not today's"
+        );
+        assert_eq!(
+            db.people_counted_since(datetime!(2026-11-23 06:00 UTC))
+                .unwrap(),
+            15
+        );
+    }
+}
