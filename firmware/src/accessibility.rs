@@ -273,6 +273,7 @@ mod speech_tests {
 
     fn view(accessible: bool) -> ScreenView {
         ScreenView {
+            role: kiosk_core::journey::KioskRole::Queue,
             version: 1,
             locale: Locale::Es,
             printer_ok: true,

@@ -40,6 +40,8 @@ pub enum DeviceMsg {
     Input(Input),
     /// A device's health changed.
     Health(HealthChange),
+    /// The people counter on the presence input counted someone entering.
+    PersonEntered,
 }
 
 /// Starts the card reader thread: taps become [`Input::CardTapped`].
@@ -62,17 +64,19 @@ pub fn spawn_card_reader(
     })
 }
 
-/// Starts the presence sensor thread: arrivals and departures become journey inputs, and tell
+/// Starts the presence sensor thread: arrivals and departures become journey inputs (entries
+/// counted by the driver's people counter become [`DeviceMsg::PersonEntered`]), and tell
 /// the card reader's `signal` whether to poll at its fast or its idle interval (a sensor that is
 /// not answering counts as "someone may be there": fast).
 pub fn spawn_presence(
     opener: kiosk_drivers::gpio::InputOpener,
     debounce: Duration,
+    entry_gap: Duration,
     tx: mpsc::Sender<DeviceMsg>,
     signal: card::PresenceSignal,
 ) -> std::io::Result<kiosk_drivers::gpio::PresenceThread> {
     use kiosk_drivers::gpio::PresenceEvent;
-    kiosk_drivers::gpio::spawn_presence(opener, debounce, move |event| {
+    kiosk_drivers::gpio::spawn_presence(opener, debounce, entry_gap, move |event| {
         let msg = match event {
             PresenceEvent::Arrived => {
                 signal.arrived();
@@ -82,6 +86,7 @@ pub fn spawn_presence(
                 signal.left();
                 DeviceMsg::Input(Input::PresenceLeft)
             }
+            PresenceEvent::Entered => DeviceMsg::PersonEntered,
             PresenceEvent::Health(health) => {
                 if health.state == kiosk_drivers::DeviceHealth::Ok {
                     signal.sensor_works();

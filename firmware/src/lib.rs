@@ -11,7 +11,7 @@
 //! 2. `devices` (one thread per device, turning driver events into inputs);
 //! 3. `executor` (the task that owns the journey and the queue and runs their effects), with
 //!    the [`staff`] messages it consumes; [`screen`] (is the kiosk page on the screen; its
-//!    watchdog);
+//!    watchdog); [`signage`] (the lobby's campaign content, chosen for who is in the store);
 //! 4. `status`, [`stepin`] (the Step-In devices' signatures), then [`ui`] (screen, counter and lobby pages; it is handed a status source);
 //! 5. [`runtime`] (starts all of the above in named steps);
 //! 6. `remote_log`, `provision`, `selftest`, [`bench`] (the simulator control panel of a bench
@@ -34,6 +34,7 @@ pub mod screen;
 mod selftest;
 mod service;
 mod setup;
+pub mod signage;
 mod status;
 pub mod stepin;
 pub mod store;

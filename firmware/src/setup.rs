@@ -128,6 +128,7 @@ pub fn journey_config(config: &Config) -> JourneyConfig {
                 "Receive offers by SMS",
             ),
         ],
+        role: config.site.kiosk.role,
         survey_reasons: vec![
             reason("wait", "La espera", "The wait"),
             reason("staff", "La atención", "The staff"),

@@ -66,6 +66,20 @@ pub struct Status {
     /// The customer screen: kiosk pages open, the watchdog (absent when not running).
     #[serde(default)]
     pub screen: Option<crate::screen::ScreenStatus>,
+    /// Who is in the store: customers waiting and the people counter (absent when not running).
+    #[serde(default)]
+    pub in_store: Option<InStoreStatus>,
+}
+
+/// Who is in the store, from the store picture.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InStoreStatus {
+    /// Customers waiting.
+    pub waiting: u32,
+    /// Of them, with a card.
+    pub identified: u32,
+    /// People the counter on the presence input saw enter today (`None`: no counter fitted).
+    pub entered_today: Option<u32>,
 }
 
 /// This kiosk's place in its store and what it sees of the others.
@@ -196,6 +210,8 @@ pub struct StatusSource {
     pub store: Option<std::sync::Arc<crate::store::StoreLink>>,
     /// The customer screen's clients.
     pub screen: Option<crate::screen::ScreenPresence>,
+    /// Who is in the store.
+    pub picture: Option<watch::Receiver<kiosk_core::audience::StorePicture>>,
 }
 
 impl StatusSource {
@@ -264,6 +280,14 @@ impl StatusSource {
                 .screen
                 .as_ref()
                 .map(crate::screen::ScreenPresence::status),
+            in_store: self.picture.as_ref().map(|p| {
+                let p = p.borrow();
+                InStoreStatus {
+                    waiting: p.waiting,
+                    identified: p.identified,
+                    entered_today: p.people_entered_today,
+                }
+            }),
         }
     }
 }
@@ -323,6 +347,7 @@ pub fn offline(data_dir: &Path, hardware_profile: &str) -> anyhow::Result<Status
         loops: None,
         store: None,
         screen: None,
+        in_store: None,
     })
 }
 
@@ -609,6 +634,21 @@ impl Status {
             row(&mut o, "screen", &format!("{shown}{watchdog}"));
             let _ = writeln!(o);
         }
+        if let Some(p) = &self.in_store {
+            let entered = match p.entered_today {
+                Some(n) => format!("  {n} entered today (people counter)"),
+                None => "  no people counter".to_owned(),
+            };
+            row(
+                &mut o,
+                "in store",
+                &format!(
+                    "{} waiting ({} with a card){entered}",
+                    p.waiting, p.identified
+                ),
+            );
+            let _ = writeln!(o);
+        }
         let j = &self.journal;
         let _ = writeln!(o, "journal");
         row(
@@ -749,6 +789,22 @@ impl Status {
                 "counter",
                 &[(String::new(), f64::from(screen.restarts_requested))],
             );
+        }
+        if let Some(p) = &self.in_store {
+            metric(
+                "customers_waiting",
+                "Customers waiting in the store now (the store's queue).",
+                "gauge",
+                &[(String::new(), f64::from(p.waiting))],
+            );
+            if let Some(n) = p.entered_today {
+                metric(
+                    "people_entered_today",
+                    "People the presence input counted entering today.",
+                    "gauge",
+                    &[(String::new(), f64::from(n))],
+                );
+            }
         }
         let devices: Vec<(String, f64)> = self
             .devices
@@ -997,6 +1053,11 @@ mod tests {
                 watchdog_s: Some(90),
                 restarts_requested: 1,
             }),
+            in_store: Some(InStoreStatus {
+                waiting: 4,
+                identified: 3,
+                entered_today: Some(27),
+            }),
         }
     }
 
@@ -1022,6 +1083,7 @@ mod tests {
             "numbers from its own block",
             "NO BROWSER ON THE KIOSK PAGE for 2 min 10 s",
             "after 90 s without it (1 restarts so far)",
+            "4 waiting (3 with a card)  27 entered today (people counter)",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
@@ -1065,6 +1127,8 @@ mod tests {
         assert!(text.contains("kiosk_sync_link{link=\"offline\"} 1\n"));
         assert!(text.contains("kiosk_clock_skew_seconds -0.25\n"));
         assert!(text.contains("kiosk_screen_clients 0\n"));
+        assert!(text.contains("kiosk_customers_waiting 4\n"));
+        assert!(text.contains("kiosk_people_entered_today 27\n"));
     }
 
     #[test]

@@ -50,6 +50,7 @@ fn config() -> JourneyConfig {
         }],
         timeouts: Timeouts::default(),
         default_locale: Locale::Es,
+        role: kiosk_core::journey::KioskRole::Queue,
     }
 }
 

@@ -36,6 +36,7 @@ fn view(version: u64, body: ScreenBody) -> ScreenView {
         accessible: false,
         time_warning: None,
         assistance_called: false,
+        role: kiosk_core::journey::KioskRole::Queue,
         body,
     }
 }
@@ -99,6 +100,11 @@ fn channels() -> (
         keys: tokio::sync::broadcast::channel(8).0,
         screen_presence: kiosk::screen::ScreenPresence::new(None),
         speech: None,
+        picture: tokio::sync::watch::channel(kiosk_core::audience::StorePicture::empty(
+            time::OffsetDateTime::UNIX_EPOCH,
+        ))
+        .1,
+        signage: None,
     };
     (ch, inputs_rx, screen_tx, board_tx, staff_rx)
 }

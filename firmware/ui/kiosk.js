@@ -395,6 +395,45 @@ function registration(t, body) {
   ];
 }
 
+// ---- browse point (kiosk.role = "browse"): content and offers for a tapped card, no turn ------
+
+const TB = {
+  es: {
+    invite: "Acerque su tarjeta y vea sus ofertas", hint: "Sin tarjeta, toque para ver las novedades",
+    see: "Ver novedades", loading: "Buscando sus ofertas…", nothing: "Hoy no hay novedades para usted.",
+    turn: (l, a) => a === null ? `Su turno ${l}` : `Su turno ${l}: ${a === 0 ? "es el siguiente" : `${a} por delante`}`,
+    called: (l, c) => `Su turno ${l}: mostrador ${c}`, of: (i, n) => `${i} de ${n}`, next: "Siguiente", done: "Terminar",
+  },
+  en: {
+    invite: "Tap your card to see your offers", hint: "No card? Touch to see what is new",
+    see: "See what is new", loading: "Finding your offers…", nothing: "Nothing new for you today.",
+    turn: (l, a) => a === null ? `Your turn ${l}` : `Your turn ${l}: ${a === 0 ? "you are next" : `${a} ahead`}`,
+    called: (l, c) => `Your turn ${l}: counter ${c}`, of: (i, n) => `${i} of ${n}`, next: "Next", done: "Done",
+  },
+};
+
+function browse(v) {
+  const tb = TB[v.locale] || TB.es;
+  const b = v.body;
+  const turn = b.turn
+    ? h("p", { class: "campaign", "data-testid": "browse-turn" },
+      b.turn.counter ? tb.called(b.turn.label, b.turn.counter) : tb.turn(b.turn.label, b.turn.ahead))
+    : null;
+  const item = b.item
+    ? h("figure", { class: "browse-item", "data-content": `${b.item.campaign_id}/${b.item.content_id}` },
+      b.item.image ? h("img", { src: b.item.image, alt: b.item.alt || "" }) : null,
+      h("figcaption", {}, b.item.text))
+    : h("p", {}, b.loading ? tb.loading : tb.nothing);
+  return [
+    b.name ? h("h1", {}, (T[v.locale] || T.es).hello(b.name)) : null,
+    turn, item,
+    b.count > 1 ? h("p", { class: "muted" }, tb.of(b.position, b.count)) : null,
+    h("div", { class: "actions" },
+      b.count > 1 && b.position < b.count ? button(tb.next, "next", null, "primary") : null,
+      button(tb.done, "done")),
+  ];
+}
+
 // ---- screens ------------------------------------------------------------------------------
 
 function screen(v) {
@@ -402,6 +441,11 @@ function screen(v) {
   const b = v.body;
   switch (b.screen) {
     case "attract":
+      if (v.role === "browse") {
+        const tb = TB[v.locale] || TB.es;
+        return [h("h1", {}, tb.invite), h("p", {}, tb.hint),
+          h("div", { class: "actions" }, button(tb.see, "start", null, "primary"))];
+      }
       return [h("h1", {}, b.inviting ? t.attractInvite : t.attractTitle), h("p", {}, t.attractHint),
         h("div", { class: "actions" }, button(t.start, "start", null, "primary"))];
     case "identifying":
@@ -444,6 +488,8 @@ function screen(v) {
         b.printed ? h("p", { class: "muted", "data-testid": "rate-later" }, t.rateLater) : null,
         h("div", { class: "actions" }, button(t.done, "done", null, "primary"))];
     }
+    case "browse":
+      return browse(v);
     case "survey":
       return [h("h1", {}, t.surveyTitle(b.turn_label)), survey(t, b.survey), h("div", { class: "actions" }, button(t.done, "done"))];
     case "error":

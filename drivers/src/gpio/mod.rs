@@ -7,6 +7,10 @@
 //! here (the line is requested without the kernel's active-low flag and inverted in software), so
 //! the sensor reads "someone is there" as `true` whatever the wiring.
 //!
+//! The same input counts people entering ([`EntryCounter`]): a debounced arrival after the line
+//! was quiet for the entry gap is one entry, so one person lingering in front of the sensor, or
+//! stepping back and forth, counts once.
+//!
 //! A sensor that stops answering (the GPIO chip vanished, the line was taken by another process)
 //! is reported absent and reopened every few seconds, without a restart.
 
@@ -34,6 +38,9 @@ pub enum PresenceEvent {
     Arrived,
     /// Nobody is there any more.
     Left,
+    /// Someone entered: an arrival after the line was quiet for the entry gap (follows the
+    /// [`PresenceEvent::Arrived`] it counts).
+    Entered,
     /// The sensor's health changed.
     Health(Health),
 }
@@ -88,6 +95,56 @@ impl Debouncer {
                 }
             }
         }
+    }
+}
+
+/// Counts entries on a debounced presence input: an arrival counts when the line was quiet
+/// (nobody there) for at least `gap` before it, or when it is the first arrival seen.
+#[derive(Debug, Clone)]
+pub struct EntryCounter {
+    gap: Duration,
+    quiet_since: Option<Instant>,
+    present: bool,
+    entries: u64,
+}
+
+impl EntryCounter {
+    /// A counter requiring `gap` of quiet between two entries.
+    pub fn new(gap: Duration) -> Self {
+        EntryCounter {
+            gap,
+            quiet_since: None,
+            present: false,
+            entries: 0,
+        }
+    }
+
+    /// Someone is there (debounced) at `now`; returns whether it counts as an entry.
+    pub fn arrived(&mut self, now: Instant) -> bool {
+        if self.present {
+            return false;
+        }
+        self.present = true;
+        let counts = self
+            .quiet_since
+            .is_none_or(|since| now.saturating_duration_since(since) >= self.gap);
+        if counts {
+            self.entries += 1;
+        }
+        counts
+    }
+
+    /// Nobody is there any more (debounced) at `now`: the quiet time starts.
+    pub fn left(&mut self, now: Instant) {
+        if self.present {
+            self.present = false;
+            self.quiet_since = Some(now);
+        }
+    }
+
+    /// Entries counted so far.
+    pub fn entries(&self) -> u64 {
+        self.entries
     }
 }
 
@@ -219,6 +276,8 @@ pub struct Gpio {
     pub presence: Option<InputOpener>,
     /// Debounce of the presence input.
     pub debounce: Duration,
+    /// Quiet time between two counted entries ([`EntryCounter`]).
+    pub entry_gap: Duration,
     /// The status LED, if fitted.
     pub led: Option<Box<dyn StatusLed>>,
     /// The simulator, when simulated.
@@ -230,6 +289,7 @@ impl std::fmt::Debug for Gpio {
         f.debug_struct("Gpio")
             .field("presence", &self.presence.is_some())
             .field("debounce", &self.debounce)
+            .field("entry_gap", &self.entry_gap)
             .field("led", &self.led.is_some())
             .finish()
     }
@@ -277,6 +337,7 @@ pub fn open(settings: &GpioSettings) -> Result<Gpio, GpioError> {
         GpioSettings::None => Ok(Gpio {
             presence: None,
             debounce: Duration::ZERO,
+            entry_gap: Duration::ZERO,
             led: None,
             sim: None,
         }),
@@ -291,6 +352,8 @@ pub fn open(settings: &GpioSettings) -> Result<Gpio, GpioError> {
                     }) as Box<dyn PresenceInput>)
                 })),
                 debounce: Duration::from_millis(50),
+                // The panel's "step in front" button: a click is a person.
+                entry_gap: Duration::from_millis(200),
                 led: Some(Box::new(Pin {
                     pin: sim.led.clone(),
                     active_low: false,
@@ -301,6 +364,7 @@ pub fn open(settings: &GpioSettings) -> Result<Gpio, GpioError> {
         GpioSettings::Cdev {
             presence,
             presence_debounce_ms,
+            presence_entry_gap_ms,
             status_led,
         } => {
             let led = match status_led {
@@ -325,6 +389,7 @@ pub fn open(settings: &GpioSettings) -> Result<Gpio, GpioError> {
             Ok(Gpio {
                 presence,
                 debounce: Duration::from_millis(u64::from(*presence_debounce_ms)),
+                entry_gap: Duration::from_millis(u64::from(*presence_entry_gap_ms)),
                 led,
                 sim: None,
             })
@@ -348,10 +413,12 @@ impl Drop for PresenceThread {
 }
 
 /// Samples the presence input every [`SAMPLE_INTERVAL`], debounced, and hands arrivals,
-/// departures and health changes to `sink` (which returns `false` to stop).
+/// departures, entries (arrivals after `entry_gap` of quiet, [`EntryCounter`]) and health
+/// changes to `sink` (which returns `false` to stop).
 pub fn spawn_presence(
     mut opener: InputOpener,
     debounce: Duration,
+    entry_gap: Duration,
     mut sink: impl FnMut(PresenceEvent) -> bool + Send + 'static,
 ) -> std::io::Result<PresenceThread> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -361,6 +428,7 @@ pub fn spawn_presence(
         .spawn(move || {
             let mut input: Option<Box<dyn PresenceInput>> = None;
             let mut debouncer = Debouncer::new(debounce, false);
+            let mut entries = EntryCounter::new(entry_gap);
             let mut health: Option<Health> = None;
             let mut report = |h: Health, sink: &mut dyn FnMut(PresenceEvent) -> bool| {
                 if health.as_ref() != Some(&h) {
@@ -389,13 +457,20 @@ pub fn spawn_presence(
                 };
                 match pin.active() {
                     Ok(level) => {
-                        if let Some(now) = debouncer.sample(level, Instant::now()) {
+                        let at = Instant::now();
+                        if let Some(now) = debouncer.sample(level, at) {
+                            let entered = if now {
+                                entries.arrived(at)
+                            } else {
+                                entries.left(at);
+                                false
+                            };
                             let event = if now {
                                 PresenceEvent::Arrived
                             } else {
                                 PresenceEvent::Left
                             };
-                            if !sink(event) {
+                            if !sink(event) || (entered && !sink(PresenceEvent::Entered)) {
                                 break;
                             }
                         }
@@ -405,6 +480,7 @@ pub fn spawn_presence(
                         // Nobody can be "there" while the sensor is gone.
                         if debouncer.level() {
                             debouncer = Debouncer::new(debounce, false);
+                            entries.left(Instant::now());
                             if !sink(PresenceEvent::Left) {
                                 break;
                             }
@@ -456,6 +532,23 @@ mod tests {
         assert_eq!(d.sample(false, ms(260)), Some(false));
     }
 
+    #[test]
+    fn one_person_lingering_or_stepping_back_and_forth_is_one_entry() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut c = EntryCounter::new(Duration::from_millis(2_000));
+        assert!(c.arrived(ms(0)), "the first arrival is an entry");
+        assert!(!c.arrived(ms(100)), "still there: no second entry");
+        c.left(ms(5_000));
+        assert!(
+            !c.arrived(ms(5_800)),
+            "back after 0.8 s of quiet: the same person"
+        );
+        c.left(ms(6_000));
+        assert!(c.arrived(ms(8_000)), "after 2 s of quiet: someone new");
+        assert_eq!(c.entries(), 2);
+    }
+
     fn simulated() -> (Gpio, GpioSim) {
         let gpio = open(&GpioSettings::Simulated).unwrap();
         let sim = gpio.sim.clone().unwrap();
@@ -471,28 +564,64 @@ mod tests {
     fn someone_arriving_and_leaving_gives_one_event_each_through_the_hal_traits() {
         let (gpio, sim) = simulated();
         let (tx, rx) = mpsc::channel();
-        let _t = spawn_presence(gpio.presence.unwrap(), gpio.debounce, move |e| {
-            tx.send(e).is_ok()
-        })
+        let _t = spawn_presence(
+            gpio.presence.unwrap(),
+            gpio.debounce,
+            gpio.entry_gap,
+            move |e| tx.send(e).is_ok(),
+        )
         .unwrap();
         assert_eq!(next(&rx), PresenceEvent::Health(Health::ok()));
         sim.set_presence(true);
         assert_eq!(next(&rx), PresenceEvent::Arrived);
+        assert_eq!(
+            next(&rx),
+            PresenceEvent::Entered,
+            "the first arrival is an entry"
+        );
         sim.set_presence(false);
         assert_eq!(next(&rx), PresenceEvent::Left);
+    }
+
+    #[test]
+    fn people_stepping_in_front_of_the_simulated_sensor_are_counted_once_each() {
+        let (gpio, sim) = simulated();
+        let (tx, rx) = mpsc::channel();
+        let _t = spawn_presence(
+            gpio.presence.unwrap(),
+            gpio.debounce,
+            gpio.entry_gap,
+            move |e| tx.send(e).is_ok(),
+        )
+        .unwrap();
+        assert_eq!(next(&rx), PresenceEvent::Health(Health::ok()));
+        for _ in 0..3 {
+            sim.set_presence(true);
+            assert_eq!(next(&rx), PresenceEvent::Arrived);
+            assert_eq!(next(&rx), PresenceEvent::Entered);
+            sim.set_presence(false);
+            assert_eq!(next(&rx), PresenceEvent::Left);
+            // Quiet for longer than the entry gap: the next arrival is someone new. Waiting
+            // for time to pass is the behaviour under test, not a wait for an event.
+            std::thread::sleep(gpio.entry_gap + Duration::from_millis(50));
+        }
     }
 
     #[test]
     fn a_sensor_that_stops_answering_is_reported_absent_and_recovers_without_a_restart() {
         let (gpio, sim) = simulated();
         let (tx, rx) = mpsc::channel();
-        let _t = spawn_presence(gpio.presence.unwrap(), gpio.debounce, move |e| {
-            tx.send(e).is_ok()
-        })
+        let _t = spawn_presence(
+            gpio.presence.unwrap(),
+            gpio.debounce,
+            gpio.entry_gap,
+            move |e| tx.send(e).is_ok(),
+        )
         .unwrap();
         assert_eq!(next(&rx), PresenceEvent::Health(Health::ok()));
         sim.set_presence(true);
         assert_eq!(next(&rx), PresenceEvent::Arrived);
+        assert_eq!(next(&rx), PresenceEvent::Entered);
         sim.break_presence(true);
         assert_eq!(
             next(&rx),
@@ -513,6 +642,8 @@ mod tests {
             PresenceEvent::Arrived,
             "still there after recovery"
         );
+        // The sensor's outage is not quiet in front of it: whether it counts depends on the
+        // gap, so nothing more is asserted here.
     }
 
     #[test]
@@ -540,6 +671,7 @@ mod tests {
         let err = open(&GpioSettings::Cdev {
             presence: None,
             presence_debounce_ms: 50,
+            presence_entry_gap_ms: 2_000,
             status_led: Some(GpioLine {
                 chip: "/dev/gpiochip-none".into(),
                 line: 27,

@@ -26,6 +26,10 @@ pub enum GpioSettings {
         /// Debounce for the presence input, in milliseconds.
         #[serde(default = "default_debounce_ms")]
         presence_debounce_ms: u32,
+        /// People counter: a new arrival counts as an entry only after the line was quiet this
+        /// long, so one person lingering (or stepping back and forth) is one entry.
+        #[serde(default = "default_entry_gap_ms")]
+        presence_entry_gap_ms: u32,
         /// Status LED output, if fitted.
         status_led: Option<GpioLine>,
     },
@@ -37,4 +41,8 @@ pub enum GpioSettings {
 
 fn default_debounce_ms() -> u32 {
     50
+}
+
+fn default_entry_gap_ms() -> u32 {
+    2_000
 }

@@ -9,8 +9,11 @@
 //! journey through millions of steps without a kiosk.
 //!
 //! Layering inside the crate, each module importing only those below it:
-//! `journey` → `queue` → `locale`.
+//! `journey` → `queue` → `locale`; `signage` → `audience` (who is in the store, and what the
+//! lobby plays to them).
 
+pub mod audience;
 pub mod journey;
 pub mod locale;
 pub mod queue;
+pub mod signage;

@@ -66,6 +66,7 @@ pub mod db;
 pub mod migrations;
 mod recovery;
 pub mod store_db;
+pub mod visits;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -277,6 +277,10 @@ pub struct KioskSection {
     /// customer calls an assistant from it; default `Quiosco <kiosk id>`.
     #[serde(default)]
     pub place_name: Option<String>,
+    /// `queue` (customers take turns; the default) or `browse` (a browse point: a tapped card
+    /// sees content and offers for its segment and its turn, without taking one).
+    #[serde(default)]
+    pub role: kiosk_core::journey::KioskRole,
 }
 
 /// `[crm]`.

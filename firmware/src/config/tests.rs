@@ -51,6 +51,35 @@ fn unknown_key_is_an_error_with_file_line_and_key() {
 }
 
 #[test]
+fn the_kiosk_role_is_queue_by_default_browse_when_set_and_anything_else_is_refused() {
+    let config = site(EXAMPLE).unwrap();
+    assert_eq!(
+        config.site.kiosk.role,
+        kiosk_core::journey::KioskRole::Queue
+    );
+    let text = with(
+        "timezone = \"Europe/Madrid\"",
+        "timezone = \"Europe/Madrid\"\nrole = \"browse\"",
+    );
+    let config = site(&text).unwrap();
+    assert_eq!(
+        config.site.kiosk.role,
+        kiosk_core::journey::KioskRole::Browse
+    );
+    let text = with(
+        "timezone = \"Europe/Madrid\"",
+        "timezone = \"Europe/Madrid\"\nrole = \"signage\"",
+    );
+    let err = site(&text).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("kiosk.role"), "{err}");
+    assert_eq!(err.line, Some(line_of(&text, "signage")), "{err}");
+    assert!(
+        err.message.contains("queue") && err.message.contains("browse"),
+        "names the roles there are: {err}"
+    );
+}
+
+#[test]
 fn wrong_type_names_the_key_and_the_expected_type() {
     let text = with("retention_days = 30", "retention_days = \"thirty\"");
     let err = site(&text).unwrap_err();

@@ -7,6 +7,7 @@
 //! One task owns everything that changes, so there are no locks around the journey or the queue
 //! and every change is journaled in the order it happened.
 
+pub mod audience;
 pub mod staff;
 
 use std::collections::HashMap;
@@ -92,6 +93,8 @@ pub struct Executor {
     pub beat: crate::service::Beat,
     /// Live lookups at the CRM of cards the cache does not know (`None`: cache only).
     pub crm: Option<Arc<kiosk_sync::ProfileLookup>>,
+    /// Who is in the store: the people counter's tally and the store picture.
+    pub audience: audience::Audience,
 }
 
 /// The store layer as the executor holds it.
@@ -170,6 +173,11 @@ impl Executor {
         let mut peers_changed = run.e.store.link.peers_changed.subscribe();
         let mut heartbeat = tokio::time::interval(crate::service::BEAT_EVERY);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut people_tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + audience::PEOPLE_PERIOD,
+            audience::PEOPLE_PERIOD,
+        );
+        people_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let sleep = run
                 .wake_at
@@ -179,6 +187,7 @@ impl Executor {
                 Some(msg) = devices.recv() => match msg {
                     DeviceMsg::Input(input) => run.feed(input),
                     DeviceMsg::Health(change) => run.health(change.device, change.health),
+                    DeviceMsg::PersonEntered => run.person_entered(),
                 },
                 Some(input) = touches.recv() => run.feed(input),
                 Some((token, answer)) = crm_rx.recv() => run.crm_answer(token, answer),
@@ -194,8 +203,11 @@ impl Executor {
                     run.publish_board();
                 }
                 _ = heartbeat.tick() => run.e.beat.beat(),
+                _ = people_tick.tick() => run.flush_people(),
             }
         }
+        // Entries counted since the last period are journaled before the kiosk stops.
+        run.flush_people();
     }
 }
 
@@ -341,6 +353,14 @@ impl Run {
                 self.answers.push_back(Input::AssistanceOpen(open));
             }
             Effect::MarkRated { turn_id } => self.mark_rated(turn_id),
+            Effect::LoadBrowse {
+                visit_id,
+                segment,
+                card_token,
+            } => {
+                let answer = self.load_browse(visit_id, &segment, card_token.as_ref());
+                self.answers.push_back(answer);
+            }
             Effect::WakeAt { mono_ms } => self.wake_at = Some(mono_ms),
         }
     }
@@ -1511,7 +1531,7 @@ impl Run {
             .unwrap_or((0, None))
     }
 
-    fn publish_board(&self) {
+    fn publish_board(&mut self) {
         let now = self.e.time.now();
         let mut board = self.e.store.replica.queue().board(now);
         board.conflicts = self
@@ -1587,6 +1607,7 @@ impl Run {
                 true
             }
         });
+        self.publish_picture();
     }
 }
 

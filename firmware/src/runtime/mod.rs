@@ -377,6 +377,13 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
                     private_listening: devices.speech.private_listening,
                 }
             }),
+            picture: executor.picture.clone(),
+            signage: Some(Arc::new(crate::signage::Signage::new(
+                db.clone(),
+                executor.picture.clone(),
+                StoreTime::new(&site.kiosk.timezone, opts.clock.clone()),
+                crate::signage::seed_for(&opts.credentials.kiosk_id),
+            ))),
         },
         &liveness,
         &shutdown,
@@ -410,6 +417,7 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
         started_at: time::OffsetDateTime::now_utc(),
         store: Some(store.clone()),
         screen: Some(screen_presence),
+        picture: Some(executor.picture.clone()),
     });
     tasks.push(spawn_retention(
         db.clone(),
@@ -627,6 +635,7 @@ fn open_devices(
                     devices::spawn_presence(
                         opener,
                         gpio.debounce,
+                        gpio.entry_gap,
                         device_tx.clone(),
                         card_pace.clone(),
                     )
@@ -784,6 +793,7 @@ struct ExecutorOutputs {
     screen: watch::Receiver<ScreenView>,
     board: watch::Receiver<QueueBoard>,
     health: watch::Receiver<DeviceHealthMap>,
+    picture: watch::Receiver<kiosk_core::audience::StorePicture>,
     last_ticket_qr: Arc<Mutex<Option<String>>>,
 }
 
@@ -859,6 +869,8 @@ fn spawn_executor(
     ));
     let (board_tx, board) = watch::channel(QueueBoard::empty(today));
     let (health_tx, health) = watch::channel(DeviceHealthMap::new());
+    let (picture_tx, picture) =
+        watch::channel(kiosk_core::audience::StorePicture::empty(time.now()));
     let last_ticket_qr = Arc::new(Mutex::new(None));
     let coupon_key = CodeKey::new(opts.credentials.derived_key(COUPON_KEY_LABEL).to_vec())
         .map_err(|e| StartError::Device {
@@ -891,6 +903,14 @@ fn spawn_executor(
         last_ticket_qr: last_ticket_qr.clone(),
         beat: liveness.register("executor", crate::service::MAX_SILENCE),
         crm: Some(Arc::new(crm)),
+        audience: crate::executor::audience::Audience::new(
+            picture_tx,
+            !matches!(
+                config.hardware.gpio,
+                kiosk_drivers::gpio::settings::GpioSettings::None
+                    | kiosk_drivers::gpio::settings::GpioSettings::Cdev { presence: None, .. }
+            ),
+        ),
     };
     liveness.watch_task(
         "executor",
@@ -906,6 +926,7 @@ fn spawn_executor(
         screen,
         board,
         health,
+        picture,
         last_ticket_qr,
     })
 }

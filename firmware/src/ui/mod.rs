@@ -17,6 +17,7 @@
 mod assets;
 mod auth;
 mod routes;
+mod store_routes;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -100,6 +101,10 @@ pub struct UiChannels {
     pub screen_presence: crate::screen::ScreenPresence,
     /// The kiosk's own speech for the customer, if the hardware profile has it.
     pub speech: Option<crate::accessibility::CustomerSpeech>,
+    /// Who is in the store (the executor's picture), for the counter page.
+    pub picture: watch::Receiver<kiosk_core::audience::StorePicture>,
+    /// The lobby's signage (`None`: the lobby shows turns only).
+    pub signage: Option<std::sync::Arc<crate::signage::Signage>>,
 }
 
 /// What the lobby display shows: no names, no card tokens.

@@ -59,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .merge(counter)
         .merge(lobby)
         .merge(stepin)
+        .merge(super::store_routes::router())
         .route("/assets/{*path}", get(asset))
         .route("/api/health", get(|| async { "ok" }))
         .route("/api/status", get(status_json))
@@ -355,7 +356,7 @@ struct PinForm {
 }
 
 /// `Some(403 response)` when a state-changing request comes from another site's page.
-fn deny_cross_site(headers: &HeaderMap) -> Option<Response> {
+pub(super) fn deny_cross_site(headers: &HeaderMap) -> Option<Response> {
     (!auth::same_site(headers)).then(|| {
         (
             StatusCode::FORBIDDEN,
@@ -434,7 +435,7 @@ async fn counter_logout(State(app): State<AppState>, headers: HeaderMap) -> Resp
 }
 
 /// `Some(401 response)` unless the request comes from logged-in staff.
-fn deny_unless_staff(app: &AppState, headers: &HeaderMap) -> Option<Response> {
+pub(super) fn deny_unless_staff(app: &AppState, headers: &HeaderMap) -> Option<Response> {
     (!app.is_staff(headers)).then(|| {
         (
             StatusCode::UNAUTHORIZED,
@@ -702,7 +703,7 @@ async fn stepin_assistance(
 
 /// A stream of `view` events: the current value at once, then every change. Changes that
 /// arrive faster than the client reads are coalesced to the latest (watch semantics).
-fn sse<T, F>(
+pub(super) fn sse<T, F>(
     rx: watch::Receiver<T>,
     render: F,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>>

@@ -2,8 +2,11 @@
 //! UIDs and a known tenant key (so the simulated card reader's UIDs map to these customers),
 //! segments and campaigns with A/B variants.
 
+use base64::Engine as _;
 use kiosk_protocol::CardToken;
-use kiosk_protocol::wire::{Campaign, Coupon, Localized, TenantKey, Variant};
+use kiosk_protocol::wire::{
+    Campaign, ContentImage, ContentItem, Coupon, Localized, TenantKey, Variant,
+};
 
 use crate::db::{DbError, NewCustomer, SharedDb, StoreRecord};
 
@@ -137,7 +140,15 @@ pub fn demo_campaigns() -> Vec<Campaign> {
                     ticket_line: None,
                 },
             ],
-            content: Vec::new(),
+            content: vec![ContentItem {
+                id: "welcome-1".into(),
+                text: text(
+                    "Hágase socio: 10 % en su primera compra",
+                    "Join us: 10 % off your first purchase",
+                ),
+                image: None,
+                duration_s: 8,
+            }],
             active: true,
         },
         Campaign {
@@ -158,11 +169,26 @@ pub fn demo_campaigns() -> Vec<Campaign> {
                 text: text("1 café gratis", "1 free coffee"),
             }),
             variants: vec![],
-            content: Vec::new(),
+            content: vec![ContentItem {
+                id: "coffee-1".into(),
+                text: text(
+                    "Su café corre de nuestra cuenta mientras espera",
+                    "Your coffee is on us while you wait",
+                ),
+                image: Some(ContentImage {
+                    mime: kiosk_protocol::wire::ImageMime::Png,
+                    data: base64::engine::general_purpose::STANDARD.encode(DEMO_COFFEE_PNG),
+                    alt: text("Una taza de café humeante", "A steaming cup of coffee"),
+                }),
+                duration_s: 10,
+            }],
             active: true,
         },
     ]
 }
+
+/// The demo's signage picture: a cup of coffee, 240x160, drawn for the demo (468 bytes).
+const DEMO_COFFEE_PNG: &[u8] = include_bytes!("demo-coffee.png");
 
 /// Seeds `db` with the demo store, customers and campaigns (idempotent: safe on every start).
 pub async fn seed_demo(db: &SharedDb) -> Result<DemoSeed, DbError> {

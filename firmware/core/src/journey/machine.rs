@@ -33,9 +33,9 @@
 
 use kiosk_protocol::CardToken;
 use kiosk_protocol::events::{
-    CampaignShown, CardTapped, ConsentChange, ConsentPurpose, CouponIssued, CustomerIdentified,
-    CustomerRegistered, DeviceHealth, Event, IdentifiedBy, ProfileSource, Surface, SurveyAnswered,
-    TicketPrintFailed, TicketPrinted,
+    CampaignShown, CardTapped, ConsentChange, ConsentPurpose, ContentPlayed, ContentSurface,
+    CouponIssued, CustomerIdentified, CustomerRegistered, DeviceHealth, Event, IdentifiedBy,
+    ProfileSource, SegmentCount, Surface, SurveyAnswered, TicketPrintFailed, TicketPrinted,
 };
 use uuid::Uuid;
 
@@ -44,9 +44,12 @@ use super::state::{
 };
 use super::{
     Campaign, Coupon, CouponOutcome, Customer, CustomerProfile, Effect, Input, IssuedTurn,
-    JourneyConfig, RegistrationForm, ScanInput, State, SurveyStatus, TicketJob, Touch, TurnRequest,
-    coupon_code,
+    JourneyConfig, KioskRole, RegistrationForm, ScanInput, State, SurveyStatus, TicketJob, Touch,
+    TurnRequest, coupon_code,
 };
+
+/// The segment of visitors without a known card.
+const ANONYMOUS: &str = "anonymous";
 
 /// Coupon double reads closer than this are one redemption.
 const COUPON_REPEAT_MS: u64 = 10_000;
@@ -95,10 +98,12 @@ pub fn warns(state: &State) -> bool {
         | Screen::SurveyOnly { .. }
         | Screen::Goodbye { printed: false, .. } => true,
         Screen::Attract => state.accessible,
+        // A browse point's content moves on by itself; leaving early loses nothing.
         Screen::Identifying { .. }
         | Screen::Issuing { .. }
         | Screen::Printing { .. }
         | Screen::Goodbye { printed: true, .. }
+        | Screen::Browse { .. }
         | Screen::Error { .. } => false,
     }
 }
@@ -117,7 +122,11 @@ pub fn time_limit(config: &JourneyConfig, state: &State) -> Option<u64> {
         Screen::Goodbye { printed: false, .. } => Some(t.goodbye_unprinted_ms),
         Screen::Error { .. } => Some(t.thanks_ms),
         Screen::Attract => state.accessible.then_some(t.idle_ms),
-        Screen::Identifying { .. } | Screen::Issuing { .. } | Screen::Printing { .. } => None,
+        // A browse point's deadline is the item on screen, not a limit to restart.
+        Screen::Identifying { .. }
+        | Screen::Issuing { .. }
+        | Screen::Printing { .. }
+        | Screen::Browse { .. } => None,
     }
 }
 
@@ -169,6 +178,11 @@ impl Machine<'_> {
                 source,
             } => self.profile_found(token, profile, campaign, source),
             Input::ProfileNotFound { token } => self.profile_not_found(token),
+            Input::BrowseLoaded {
+                visit_id,
+                items,
+                turn,
+            } => self.browse_loaded(visit_id, items, turn),
             Input::TurnIssued(turn) => self.turn_issued(turn),
             Input::TurnIssueFailed { request_id, .. } => {
                 if matches!(self.s.screen, Screen::Issuing { request_id: r, .. } if r == request_id)
@@ -370,6 +384,21 @@ impl Machine<'_> {
     fn timeout(&mut self) {
         match std::mem::replace(&mut self.s.screen, Screen::Attract) {
             Screen::Attract => self.attract(),
+            Screen::Identifying { tap, .. } if self.config.role == KioskRole::Browse => {
+                // Too slow to know them: the content for everyone without a card.
+                if let Some(reader) = tap.reader {
+                    self.record(Event::CardTapped(CardTapped {
+                        card_token: tap.token.clone(),
+                        reader,
+                        known: false,
+                    }));
+                }
+                self.browse(Session::default(), ANONYMOUS.to_owned());
+            }
+            screen @ Screen::Browse { .. } => {
+                self.s.screen = screen;
+                self.browse_next(None);
+            }
             Screen::Identifying { tap, .. } => {
                 // Too slow to greet them: they still get a turn, with their card on it.
                 if let Some(reader) = tap.reader {
@@ -431,6 +460,7 @@ impl Machine<'_> {
             | Screen::ChooseService { session }
             | Screen::Issuing { session, .. }
             | Screen::Printing { session, .. }
+            | Screen::Browse { session, .. }
             | Screen::Goodbye { session, .. } => session.card.as_ref(),
             Screen::Attract | Screen::SurveyOnly { .. } | Screen::Error { .. } => None,
         }
@@ -449,6 +479,12 @@ impl Machine<'_> {
             }
             Screen::Goodbye { printed: true, .. } | Screen::SurveyOnly { .. } => {
                 self.record_unfinished_survey();
+                self.identify(tap, IdentifiedBy::Card);
+            }
+            Screen::Browse { .. } => {
+                // The next person at the browse point: the item on screen ends here.
+                self.record_browse_play();
+                self.s.pending_tap = None;
                 self.identify(tap, IdentifiedBy::Card);
             }
             Screen::Attract
@@ -605,10 +641,16 @@ impl Machine<'_> {
             segment: customer.segment.clone(),
         }));
         let campaign = customer.campaign.clone();
+        let segment = customer.segment.clone();
         let session = Session {
             card: Some(customer.card_token.clone()),
             customer: Some(customer),
         };
+        if self.config.role == KioskRole::Browse {
+            // A browse point shows the segment's content, not one campaign's greeting; a
+            // member without a segment yet is new.
+            return self.browse(session, segment.unwrap_or_else(|| "new".to_owned()));
+        }
         if let Some(c) = &campaign {
             self.expose(c, &session, Surface::Screen);
         }
@@ -630,7 +672,127 @@ impl Machine<'_> {
                 known: false,
             }));
         }
+        if self.config.role == KioskRole::Browse {
+            // Registration is the queue kiosk's: an unknown card sees what visitors see.
+            return self.browse(Session::default(), ANONYMOUS.to_owned());
+        }
         self.go(Screen::OfferRegistration { tap }, self.timeouts().idle_ms);
+    }
+
+    // ---- browse point ------------------------------------------------------------------------
+
+    /// A browse visit begins: the content for `segment` is asked for.
+    fn browse(&mut self, session: Session, segment: String) {
+        self.fx.push(Effect::LoadBrowse {
+            visit_id: self.s.visit_id,
+            segment: segment.clone(),
+            card_token: session.card.clone(),
+        });
+        self.go(
+            Screen::Browse {
+                session,
+                segment,
+                items: None,
+                turn: None,
+                index: 0,
+                since_ms: self.now,
+            },
+            self.timeouts().lookup_ms,
+        );
+    }
+
+    /// The runtime's content for the visit on screen: the first item plays (or, with nothing
+    /// for the segment, the turn and a word for the idle time).
+    fn browse_loaded(
+        &mut self,
+        visit_id: Uuid,
+        loaded: Vec<super::BrowseItem>,
+        loaded_turn: Option<super::BrowseTurn>,
+    ) {
+        if visit_id != self.s.visit_id {
+            return;
+        }
+        let now = self.now;
+        let idle = self.timeouts().idle_ms;
+        let Screen::Browse {
+            items,
+            turn,
+            index,
+            since_ms,
+            ..
+        } = &mut self.s.screen
+        else {
+            return;
+        };
+        if items.is_some() {
+            return;
+        }
+        let first = loaded.first().map(|i| u64::from(i.duration_s) * 1_000);
+        *items = Some(loaded);
+        *turn = loaded_turn;
+        *index = 0;
+        *since_ms = now;
+        self.s.deadline_ms = Some(now.saturating_add(first.unwrap_or(idle)));
+    }
+
+    /// Journals the item on screen as played, for as long as it was (at most its duration).
+    fn record_browse_play(&mut self) {
+        let Screen::Browse {
+            session,
+            segment,
+            items: Some(items),
+            index,
+            since_ms,
+            ..
+        } = &self.s.screen
+        else {
+            return;
+        };
+        let Some(item) = items.get(*index) else {
+            return;
+        };
+        let event = Event::ContentPlayed(ContentPlayed {
+            campaign_id: item.campaign_id.clone(),
+            content_id: item.content_id.clone(),
+            surface: ContentSurface::Browse,
+            duration_ms: self
+                .now
+                .saturating_sub(*since_ms)
+                .min(u64::from(item.duration_s) * 1_000),
+            audience: vec![SegmentCount {
+                segment: segment.clone(),
+                count: 1,
+            }],
+            card_token: session.card.clone(),
+        });
+        self.record(event);
+    }
+
+    /// The next item, or the end of the visit after the last (`None`: the item's time is up,
+    /// and it is journaled here; `Some`: the caller journaled it).
+    fn browse_next(&mut self, recorded: Option<()>) {
+        if recorded.is_none() {
+            self.record_browse_play();
+        }
+        let now = self.now;
+        let Screen::Browse {
+            items: Some(items),
+            index,
+            since_ms,
+            ..
+        } = &mut self.s.screen
+        else {
+            // Content never came: back to the start.
+            return self.end_journey();
+        };
+        let next = *index + 1;
+        let Some(item) = items.get(next) else {
+            return self.end_journey();
+        };
+        let duration = u64::from(item.duration_s) * 1_000;
+        *index = next;
+        *since_ms = now;
+        self.s.deadline_ms = Some(now.saturating_add(duration));
     }
 
     fn forget(&mut self, token: &CardToken) {
@@ -675,6 +837,18 @@ impl Machine<'_> {
             }
             Touch::Activity | Touch::MoreTime => self.extend(),
             Touch::CallAssistant => self.call_assistant(),
+            Touch::Start if self.config.role == KioskRole::Browse => {
+                if matches!(self.s.screen, Screen::Attract | Screen::Error { .. }) {
+                    self.begin_visit();
+                    self.browse(Session::default(), ANONYMOUS.to_owned());
+                }
+            }
+            Touch::Next => {
+                if matches!(self.s.screen, Screen::Browse { items: Some(_), .. }) {
+                    self.record_browse_play();
+                    self.browse_next(Some(()));
+                }
+            }
             Touch::Start => {
                 if matches!(self.s.screen, Screen::Attract | Screen::Error { .. }) {
                     self.begin_visit();
@@ -733,7 +907,10 @@ impl Machine<'_> {
                 }
             }
             Touch::Done => {
-                if matches!(
+                if matches!(self.s.screen, Screen::Browse { .. }) {
+                    self.record_browse_play();
+                    self.end_journey();
+                } else if matches!(
                     self.s.screen,
                     Screen::Goodbye { .. } | Screen::SurveyOnly { .. } | Screen::Error { .. }
                 ) {
@@ -742,6 +919,10 @@ impl Machine<'_> {
             }
             Touch::Cancel => match self.s.screen {
                 Screen::Issuing { .. } | Screen::Printing { .. } | Screen::Attract => {}
+                Screen::Browse { .. } => {
+                    self.record_browse_play();
+                    self.end_journey();
+                }
                 _ => self.end_journey(),
             },
         }

@@ -20,6 +20,7 @@
 //! }
 //! ```
 
+mod browse;
 mod machine;
 
 mod state;
@@ -27,6 +28,7 @@ mod types;
 mod view;
 
 pub use crate::locale::{Locale, Localized};
+pub use browse::{BrowseItem, BrowseTurn, KioskRole};
 pub use machine::{step, time_limit, warns};
 pub use state::{
     Customer, ErrorKind, Notice, NoticeKind, RegistrationError, Screen, Session, State, Survey, Tap,
@@ -37,10 +39,12 @@ pub use types::{
     Touch, TurnRequest, coupon_code, parse_coupon_code,
 };
 pub use view::{
-    ConsentBox, ConsentStatus, CouponView, NoticeView, ReasonChoice, ScreenBody, ScreenView,
-    ServiceChoice, SurveyView, TimeWarningView, TurnView, qr_svg, view,
+    BrowseItemView, ConsentBox, ConsentStatus, CouponView, NoticeView, ReasonChoice, ScreenBody,
+    ScreenView, ServiceChoice, SurveyView, TimeWarningView, TurnView, qr_svg, view,
 };
 
+#[cfg(test)]
+mod browse_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

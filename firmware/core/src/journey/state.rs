@@ -169,6 +169,21 @@ pub enum Screen {
         /// What was wrong with the last submission.
         error: Option<RegistrationError>,
     },
+    /// A browse point showing content for the visitor's segment.
+    Browse {
+        /// Who (no card: an anonymous visitor).
+        session: Session,
+        /// The segment the content is for.
+        segment: String,
+        /// The content, once the runtime answered (`None`: loading).
+        items: Option<Vec<super::BrowseItem>>,
+        /// Their turn today, if any.
+        turn: Option<super::BrowseTurn>,
+        /// The item on screen.
+        index: usize,
+        /// When it came on screen (monotonic ms).
+        since_ms: u64,
+    },
     /// Choosing a service.
     ChooseService {
         /// Who.

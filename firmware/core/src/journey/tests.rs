@@ -48,6 +48,7 @@ pub(crate) fn config() -> JourneyConfig {
         }],
         timeouts: Timeouts::default(),
         default_locale: Locale::Es,
+        role: KioskRole::Queue,
     }
 }
 

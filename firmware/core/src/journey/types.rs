@@ -108,6 +108,15 @@ pub enum Input {
     },
     /// The timer asked for with [`Effect::WakeAt`] went off (early or repeated ticks are harmless).
     Tick,
+    /// The answer to [`Effect::LoadBrowse`].
+    BrowseLoaded {
+        /// The visit it answers.
+        visit_id: Uuid,
+        /// The content for the visitor's segment, in play order.
+        items: Vec<super::BrowseItem>,
+        /// The customer's turn today, if they have one.
+        turn: Option<super::BrowseTurn>,
+    },
     /// The keypad's start key was held down (EN 301 549 5.2: a way to turn accessible mode on
     /// that needs no sight): accessible mode toggles, on any screen.
     AccessibilityKey,
@@ -205,6 +214,8 @@ pub enum Touch {
     Done,
     /// "Cancel": back to the attract screen (ignored while a ticket is being issued or printed).
     Cancel,
+    /// "Next" at a browse point: the next piece of content.
+    Next,
     /// The language switch.
     SetLocale {
         /// The language chosen.
@@ -347,6 +358,16 @@ pub enum Effect {
     MarkRated {
         /// The turn.
         turn_id: Uuid,
+    },
+    /// A browse point's visit: find the content for `segment` and the customer's turn today;
+    /// answer with [`Input::BrowseLoaded`].
+    LoadBrowse {
+        /// The visit asking.
+        visit_id: Uuid,
+        /// `new`, `regular`, `vip`, `lapsed` or `anonymous`.
+        segment: String,
+        /// The customer, when a known card was tapped.
+        card_token: Option<CardToken>,
     },
     /// Send [`Input::Tick`] at this monotonic time (replaces any earlier request).
     WakeAt {
@@ -576,4 +597,6 @@ pub struct JourneyConfig {
     pub timeouts: Timeouts,
     /// Language of the attract screen.
     pub default_locale: Locale,
+    /// Queue kiosk (the default) or browse point.
+    pub role: super::KioskRole,
 }

@@ -29,8 +29,28 @@ pub struct ScreenView {
     /// button shows it is on.
     #[serde(default)]
     pub assistance_called: bool,
+    /// Queue kiosk or browse point (the attract screen invites differently).
+    #[serde(default)]
+    pub role: super::KioskRole,
     /// The screen.
     pub body: ScreenBody,
+}
+
+/// One piece of content at a browse point, in the screen's language.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrowseItemView {
+    /// The campaign.
+    pub campaign_id: String,
+    /// The item.
+    pub content_id: String,
+    /// Its text.
+    pub text: String,
+    /// Its picture's URL, if any.
+    pub image: Option<String>,
+    /// The picture's text alternative.
+    pub alt: Option<String>,
+    /// Seconds on screen.
+    pub duration_s: u32,
 }
 
 /// The time-limit warning.
@@ -85,6 +105,21 @@ pub enum ScreenBody {
         name: Option<String>,
         /// The services.
         services: Vec<ServiceChoice>,
+    },
+    /// A browse point: content and offers for the visitor's segment, and their turn.
+    Browse {
+        /// Name, when identified (the kiosk's own screen greets by name, as the queue kiosk).
+        name: Option<String>,
+        /// Their turn today, if any.
+        turn: Option<super::BrowseTurn>,
+        /// The item on screen (`None`: loading, or nothing for them now).
+        item: Option<BrowseItemView>,
+        /// Whether the content is still being found.
+        loading: bool,
+        /// The item's place (1-based) and how many there are.
+        position: usize,
+        /// How many items.
+        count: usize,
     },
     /// Taking a number.
     Issuing,
@@ -277,6 +312,30 @@ pub fn view(config: &JourneyConfig, state: &State) -> ScreenView {
                 })
                 .collect(),
         },
+        Screen::Browse {
+            session,
+            items,
+            turn,
+            index,
+            ..
+        } => ScreenBody::Browse {
+            name: name(session),
+            turn: turn.clone(),
+            item: items
+                .as_ref()
+                .and_then(|i| i.get(*index))
+                .map(|i| BrowseItemView {
+                    campaign_id: i.campaign_id.clone(),
+                    content_id: i.content_id.clone(),
+                    text: i.text.get(locale).to_owned(),
+                    image: i.image.clone(),
+                    alt: i.alt.as_ref().map(|a| a.get(locale).to_owned()),
+                    duration_s: i.duration_s,
+                }),
+            loading: items.is_none(),
+            position: index + 1,
+            count: items.as_ref().map_or(0, Vec::len),
+        },
         Screen::Issuing { .. } => ScreenBody::Issuing,
         Screen::Printing {
             turn, service_name, ..
@@ -330,6 +389,7 @@ pub fn view(config: &JourneyConfig, state: &State) -> ScreenView {
             seconds_left: u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX),
         }),
         assistance_called: state.assistance_called,
+        role: config.role,
         body,
     }
 }
