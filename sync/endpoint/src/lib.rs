@@ -34,6 +34,7 @@ pub mod http;
 pub mod ingest;
 pub mod input;
 pub mod openapi;
+pub mod phone;
 pub mod router;
 pub mod routes;
 pub mod testing;

@@ -166,6 +166,31 @@ pub trait Database: Send + Sync + 'static {
         store_id: String,
         turn_id: uuid::Uuid,
     ) -> BoxFuture<'_, DbResult<kiosk_protocol::wire::SurveyStatus>>;
+
+    /// Turn `turn_id` of store `store_id` and business day `business_day` as the customer's
+    /// phone shows it (its turn page, [`super::phone`]); `label` is the printed turn, shown until
+    /// the turn's events arrive. `None` when the store does not exist or the turn is another
+    /// store's or another day's (a token must never show another customer's turn).
+    fn turn_view(
+        &self,
+        store_id: String,
+        business_day: String,
+        turn_id: uuid::Uuid,
+        label: String,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<Option<super::phone::TurnView>>>;
+
+    /// Keeps a survey answer given on the customer's phone, if its turn may be rated
+    /// ([`Database::survey_status`] is `open`): stored like a kiosk's `survey_answered` (kiosk
+    /// id `phone`), counted as the turn's one answer, and put in the store's feed as
+    /// `turn_rated` so its kiosks refuse a second. Answers the status: `open` when kept, else
+    /// why not (`already_answered` also when another answer won a race).
+    fn rate_turn(
+        &self,
+        store_id: String,
+        answer: kiosk_protocol::events::SurveyAnswered,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<kiosk_protocol::wire::SurveyStatus>>;
 }
 
 /// A shared database handle.

@@ -243,6 +243,28 @@ macro_rules! shared_methods {
         ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<kiosk_protocol::wire::SurveyStatus>> {
             self.auto(move |e| Box::pin($crate::db::shared::survey_status(e, store_id, turn_id)))
         }
+
+        fn turn_view(
+            &self,
+            store_id: String,
+            business_day: String,
+            turn_id: uuid::Uuid,
+            label: String,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Option<$crate::db::phone::TurnView>>> {
+            self.snapshot(move |e| {
+                Box::pin($crate::db::shared::turn_view(e, store_id, business_day, turn_id, label, now_ms))
+            })
+        }
+
+        fn rate_turn(
+            &self,
+            store_id: String,
+            answer: kiosk_protocol::events::SurveyAnswered,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<kiosk_protocol::wire::SurveyStatus>> {
+            self.write(move |e| Box::pin($crate::db::shared::rate_turn(e, store_id, answer, now_ms)))
+        }
     };
 }
 pub(crate) use shared_methods;

@@ -26,6 +26,7 @@ pub mod exec;
 mod methods;
 pub mod migrations;
 pub mod model;
+pub mod phone;
 pub mod postgres;
 pub mod queue;
 pub(crate) mod shared;

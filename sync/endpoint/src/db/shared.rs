@@ -1652,3 +1652,148 @@ async fn live_rows(e: &impl Exec, q: &LiveQueueQuery) -> DbResult<LiveRows> {
         .collect::<DbResult<_>>()?;
     Ok(rows)
 }
+
+fn day_turn(r: &Row) -> DbResult<super::phone::DayTurn> {
+    let status: String = r.get(1)?;
+    Ok(super::phone::DayTurn {
+        turn_id: r.get(0)?,
+        status: TurnStatus::from_name(&status),
+        service: r.get(2)?,
+        priority: r.get(3)?,
+        issued_ms: r.get(4)?,
+        called_ms: r.get(5)?,
+        counter: r.get(6)?,
+        label: r.get(7)?,
+    })
+}
+
+/// See [`super::database::Database::turn_view`]; in one read snapshot.
+pub(crate) async fn turn_view(
+    e: &impl Exec,
+    store_id: String,
+    business_day: String,
+    turn_id: uuid::Uuid,
+    label: String,
+    now_ms: i64,
+) -> DbResult<Option<super::phone::TurnView>> {
+    let mut rows = super::phone::TurnRows::default();
+    let Some((store, _)) = store_with_timezone(e, &store_id).await? else {
+        return Ok(None);
+    };
+    rows.store_name = Some(store.name);
+    let turn = turn_id.to_string();
+    let columns = "turn_id, status, service, priority, issued_ms, called_ms, counter, label";
+    rows.turn = e
+        .query_opt(
+            &format!(
+                "SELECT {columns} FROM queue_turns
+                 WHERE turn_id = ?1 AND store_id = ?2 AND (business_day = ?3 OR business_day IS NULL)"
+            ),
+            args![&turn, &store_id, &business_day],
+        )
+        .await?
+        .map(|r| day_turn(&r))
+        .transpose()?;
+    if rows.turn.is_none()
+        && e.query_opt("SELECT 1 FROM queue_turns WHERE turn_id = ?1", args![&turn])
+            .await?
+            .is_some()
+    {
+        // The turn is another store's (or another day's): nothing of it is shown here.
+        return Ok(None);
+    }
+    if rows
+        .turn
+        .as_ref()
+        .is_some_and(|t| t.status == TurnStatus::Waiting)
+    {
+        rows.day = e
+            .query(
+                &format!(
+                    "SELECT {columns} FROM queue_turns WHERE store_id = ?1 AND business_day = ?2"
+                ),
+                args![&store_id, &business_day],
+            )
+            .await?
+            .iter()
+            .map(day_turn)
+            .collect::<DbResult<_>>()?;
+    }
+    rows.last_contact_ms = e
+        .query_one(
+            "SELECT MAX(last_seen_ms) FROM kiosks WHERE store_id = ?1",
+            args![&store_id],
+        )
+        .await?
+        .get(0)?;
+    rows.survey = Some(survey_status(e, store_id, turn_id).await?);
+    Ok(super::phone::view(&label, rows, now_ms))
+}
+
+/// See [`super::database::Database::rate_turn`]; in one transaction.
+pub(crate) async fn rate_turn(
+    e: &impl Exec,
+    store_id: String,
+    answer: kiosk_protocol::events::SurveyAnswered,
+    now_ms: i64,
+) -> DbResult<kiosk_protocol::wire::SurveyStatus> {
+    use kiosk_protocol::events::{Envelope, Event};
+    use kiosk_protocol::wire::{SurveyStatus, TurnRated};
+    let Some(turn_id) = answer.turn_id else {
+        return Ok(SurveyStatus::Unknown);
+    };
+    let status = survey_status(e, store_id.clone(), turn_id).await?;
+    if status != SurveyStatus::Open {
+        return Ok(status);
+    }
+    let id = uuid::Uuid::now_v7();
+    let turn = turn_id.to_string();
+    let inserted = e
+        .execute(
+            "INSERT INTO survey_answers (turn_id, event_id, store_id) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO NOTHING",
+            args![&turn, id.to_string(), &store_id],
+        )
+        .await?;
+    if inserted == 0 {
+        return Ok(SurveyStatus::AlreadyAnswered);
+    }
+    let event = Event::SurveyAnswered(answer);
+    let envelope = Envelope {
+        id,
+        kiosk_id: PHONE_KIOSK_ID.to_owned(),
+        seq: 0,
+        boot_id: uuid::Uuid::nil(),
+        wall_time: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms) * 1_000_000)
+            .map_err(|e| DbError::Corrupt(format!("now is not a time: {e}")))?,
+        mono_ms: 0,
+        schema_version: event.schema_version(),
+        event,
+    };
+    e.execute(
+        "INSERT INTO events (id, kiosk_id, store_id, seq, type, schema_version, device_ms,
+           corrected_ms, received_ms, card_token, envelope)
+         VALUES (?1, ?2, ?3, 0, 'survey_answered', ?4, ?5, ?5, ?5, NULL, ?6)",
+        args![
+            id.to_string(),
+            PHONE_KIOSK_ID,
+            &store_id,
+            envelope.schema_version,
+            now_ms,
+            serde_json::to_string(&envelope)?
+        ],
+    )
+    .await?;
+    let item = serde_json::to_string(&FeedItem::TurnRated(TurnRated { turn_id }))?;
+    e.lock_changes().await?;
+    e.execute(
+        "INSERT INTO changes (store_id, kind, item_key, item) VALUES (?1, 'turn_rated', ?2, ?3)",
+        args![&store_id, &turn, item],
+    )
+    .await?;
+    Ok(SurveyStatus::Open)
+}
+
+/// The `kiosk_id` of answers given on a customer's phone (no kiosk id: those start with `k`
+/// and a kiosk's enrollment never picks this one).
+pub const PHONE_KIOSK_ID: &str = "phone";
