@@ -35,6 +35,7 @@ pub mod ingest;
 pub mod input;
 pub mod openapi;
 pub mod phone;
+pub mod push;
 pub mod router;
 pub mod routes;
 pub mod testing;
@@ -110,11 +111,32 @@ pub async fn serve_with(
         // connection, so they are told to end first.
         closing.cancel();
     };
+    let notifier = match config
+        .db
+        .vapid_secret(push::Vapid::generate_secret())
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|s| {
+            push::Vapid::from_secret(&s, push::DEFAULT_SUBJECT).map_err(|e| e.to_string())
+        }) {
+        Ok(vapid) => Some(tokio::spawn(push::run(
+            config.db.clone(),
+            vapid,
+            state.subscribe_changes(),
+        ))),
+        Err(e) => {
+            tracing::error!(error = %e, "no VAPID key: turn pages cannot send notifications");
+            None
+        }
+    };
     let app = app(state, config.tls.is_some());
     let refresher = tokio::spawn(refresh_segments(config.db));
     let result =
         kiosk_serve::serve::<http::PeerAddr>(listener, config.tls, app, limits, shutdown).await;
     refresher.abort();
+    if let Some(n) = notifier {
+        n.abort();
+    }
     Ok(result?)
 }
 

@@ -191,6 +191,43 @@ pub trait Database: Send + Sync + 'static {
         answer: kiosk_protocol::events::SurveyAnswered,
         now_ms: i64,
     ) -> BoxFuture<'_, DbResult<kiosk_protocol::wire::SurveyStatus>>;
+
+    /// The VAPID private key (Web Push, [`crate::push`]): the stored one, else `candidate`,
+    /// stored (made once, on first use, the same for every replica).
+    fn vapid_secret(&self, candidate: String) -> BoxFuture<'_, DbResult<String>>;
+
+    /// Keeps a turn page's push subscription until the store's business day `business_day`
+    /// ends (the same browser again replaces its keys).
+    fn subscribe_push(
+        &self,
+        store_id: String,
+        business_day: String,
+        target: super::phone::PushTarget,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<()>>;
+
+    /// The store's business day at `now_ms`, its "near" threshold (turns ahead) and the push
+    /// subscriptions of its turns that still await a message; deletes those of other days.
+    fn push_subscriptions(
+        &self,
+        store_id: String,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<(String, u32, Vec<super::phone::PushTarget>)>>;
+
+    /// Records that a subscription got its "near" message, or its "called" one (`called`).
+    fn mark_push_sent(
+        &self,
+        turn_id: uuid::Uuid,
+        endpoint: String,
+        called: bool,
+    ) -> BoxFuture<'_, DbResult<()>>;
+
+    /// Forgets a subscription (its push service says it is gone).
+    fn drop_push(&self, turn_id: uuid::Uuid, endpoint: String) -> BoxFuture<'_, DbResult<()>>;
+
+    /// Sets how many turns ahead count as "near" at a store (notifications). `NotFound` when
+    /// the store does not exist.
+    fn set_turns_ahead(&self, store_id: String, turns: u32) -> BoxFuture<'_, DbResult<()>>;
 }
 
 /// A shared database handle.

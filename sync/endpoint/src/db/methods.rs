@@ -265,6 +265,58 @@ macro_rules! shared_methods {
         ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<kiosk_protocol::wire::SurveyStatus>> {
             self.write(move |e| Box::pin($crate::db::shared::rate_turn(e, store_id, answer, now_ms)))
         }
+
+        fn vapid_secret(
+            &self,
+            candidate: String,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<String>> {
+            self.write(move |e| Box::pin($crate::db::shared::vapid_secret(e, candidate)))
+        }
+
+        fn subscribe_push(
+            &self,
+            store_id: String,
+            business_day: String,
+            target: $crate::db::phone::PushTarget,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
+            self.auto(move |e| {
+                Box::pin($crate::db::shared::subscribe_push(e, store_id, business_day, target, now_ms))
+            })
+        }
+
+        fn push_subscriptions(
+            &self,
+            store_id: String,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<(String, u32, Vec<$crate::db::phone::PushTarget>)>> {
+            self.write(move |e| Box::pin($crate::db::shared::push_subscriptions(e, store_id, now_ms)))
+        }
+
+        fn mark_push_sent(
+            &self,
+            turn_id: uuid::Uuid,
+            endpoint: String,
+            called: bool,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
+            self.auto(move |e| Box::pin($crate::db::shared::mark_push_sent(e, turn_id, endpoint, called)))
+        }
+
+        fn drop_push(
+            &self,
+            turn_id: uuid::Uuid,
+            endpoint: String,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
+            self.auto(move |e| Box::pin($crate::db::shared::drop_push(e, turn_id, endpoint)))
+        }
+
+        fn set_turns_ahead(
+            &self,
+            store_id: String,
+            turns: u32,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
+            self.auto(move |e| Box::pin($crate::db::shared::set_turns_ahead(e, store_id, turns)))
+        }
     };
 }
 pub(crate) use shared_methods;

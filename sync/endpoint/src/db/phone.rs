@@ -10,10 +10,56 @@ use serde::{Deserialize, Serialize};
 
 use super::queue::TurnStatus;
 
+/// A browser's push subscription as `PushSubscription.toJSON()` gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PushSubscription {
+    /// The push service's URL for this browser (`https://`; `http://` only to loopback).
+    #[schemars(length(min = 1, max = 1024))]
+    pub endpoint: String,
+    /// When the subscription expires, if the browser says (unix ms; ignored).
+    #[serde(default, rename = "expirationTime")]
+    pub expiration_time: Option<u64>,
+    /// The subscription's keys.
+    pub keys: PushKeys,
+}
+
+/// The keys of a [`PushSubscription`] (base64url).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PushKeys {
+    /// The browser's P-256 public key (65 bytes, uncompressed point).
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{86,88}={0,2}$"))]
+    pub p256dh: String,
+    /// The shared authentication secret (16 bytes).
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{22,24}={0,2}$"))]
+    pub auth: String,
+}
+
+/// A subscription with what the notifier needs to know of its turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushTarget {
+    /// The turn.
+    pub turn_id: uuid::Uuid,
+    /// Its printed label.
+    pub label: String,
+    /// The page's language when it subscribed.
+    pub lang: String,
+    /// The turn page's path (what the notification opens).
+    pub page: String,
+    /// The browser's subscription.
+    pub subscription: PushSubscription,
+    /// "Near" was sent.
+    pub sent_near: bool,
+    /// "Called" was sent.
+    pub sent_called: bool,
+}
+
 /// A store whose kiosks have not reached the endpoint for this long is shown offline: a kiosk
 /// sends its events as they are journaled and reads its feed every minute, so three missed feed
 /// reads mean it cannot reach the endpoint.
 pub const OFFLINE_AFTER_MS: i64 = 3 * 60 * 1000;
+/// A turn with this many turns ahead (or fewer) is "near" (its notifications), unless its
+/// store says otherwise.
+pub const DEFAULT_TURNS_AHEAD: u32 = 3;
 /// Calls of a service needed before a wait is estimated from their pace.
 pub const MIN_CALLS_FOR_ESTIMATE: usize = 2;
 

@@ -1797,3 +1797,153 @@ pub(crate) async fn rate_turn(
 /// The `kiosk_id` of answers given on a customer's phone (no kiosk id: those start with `k`
 /// and a kiosk's enrollment never picks this one).
 pub const PHONE_KIOSK_ID: &str = "phone";
+
+/// See [`super::database::Database::vapid_secret`].
+pub(crate) async fn vapid_secret(e: &impl Exec, candidate: String) -> DbResult<String> {
+    e.execute(
+        "INSERT INTO settings (key, value) VALUES ('vapid_key', ?1) ON CONFLICT (key) DO NOTHING",
+        args![candidate],
+    )
+    .await?;
+    e.query_one("SELECT value FROM settings WHERE key = 'vapid_key'", &[])
+        .await?
+        .get(0)
+}
+
+/// See [`super::database::Database::subscribe_push`].
+pub(crate) async fn subscribe_push(
+    e: &impl Exec,
+    store_id: String,
+    business_day: String,
+    target: super::phone::PushTarget,
+    now_ms: i64,
+) -> DbResult<()> {
+    let s = &target.subscription;
+    e.execute(
+        "INSERT INTO push_subscriptions (turn_id, store_id, business_day, label, lang, endpoint,
+           p256dh, auth, created_ms, page)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (turn_id, endpoint) DO UPDATE SET p256dh = excluded.p256dh,
+           auth = excluded.auth, lang = excluded.lang",
+        args![
+            target.turn_id.to_string(),
+            store_id,
+            business_day,
+            target.label,
+            target.lang,
+            &s.endpoint,
+            &s.keys.p256dh,
+            &s.keys.auth,
+            now_ms,
+            &target.page
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// See [`super::database::Database::push_subscriptions`].
+pub(crate) async fn push_subscriptions(
+    e: &impl Exec,
+    store_id: String,
+    now_ms: i64,
+) -> DbResult<(String, u32, Vec<super::phone::PushTarget>)> {
+    let Some((_, timezone)) = store_with_timezone(e, &store_id).await? else {
+        return Err(DbError::NotFound(format!("store {store_id:?}")));
+    };
+    let (day, _) = queue::today(timezone.as_deref(), now_ms);
+    // Subscriptions end with their service day.
+    e.execute(
+        "DELETE FROM push_subscriptions WHERE store_id = ?1 AND business_day <> ?2",
+        args![&store_id, &day],
+    )
+    .await?;
+    let threshold = e
+        .query_opt(
+            "SELECT turns_ahead FROM store_notify WHERE store_id = ?1",
+            args![&store_id],
+        )
+        .await?
+        .map(|r| r.get::<i64>(0))
+        .transpose()?
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(super::phone::DEFAULT_TURNS_AHEAD);
+    let rows = e
+        .query(
+            "SELECT turn_id, label, lang, endpoint, p256dh, auth, sent_near, sent_called, page
+             FROM push_subscriptions WHERE store_id = ?1 AND business_day = ?2
+               AND NOT (sent_near AND sent_called)",
+            args![&store_id, &day],
+        )
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let turn: String = r.get(0)?;
+        let turn_id = turn
+            .parse::<uuid::Uuid>()
+            .map_err(|e| DbError::Corrupt(format!("turn id {turn:?} of a subscription: {e}")))?;
+        out.push(super::phone::PushTarget {
+            turn_id,
+            label: r.get(1)?,
+            lang: r.get(2)?,
+            page: r.get(8)?,
+            subscription: super::phone::PushSubscription {
+                endpoint: r.get(3)?,
+                expiration_time: None,
+                keys: super::phone::PushKeys {
+                    p256dh: r.get(4)?,
+                    auth: r.get(5)?,
+                },
+            },
+            sent_near: r.get(6)?,
+            sent_called: r.get(7)?,
+        });
+    }
+    Ok((day, threshold, out))
+}
+
+/// See [`super::database::Database::mark_push_sent`].
+pub(crate) async fn mark_push_sent(
+    e: &impl Exec,
+    turn_id: uuid::Uuid,
+    endpoint: String,
+    called: bool,
+) -> DbResult<()> {
+    // A call makes "near" moot too.
+    let sql = if called {
+        "UPDATE push_subscriptions SET sent_called = ?3, sent_near = ?3 WHERE turn_id = ?1 AND endpoint = ?2"
+    } else {
+        "UPDATE push_subscriptions SET sent_near = ?3 WHERE turn_id = ?1 AND endpoint = ?2"
+    };
+    e.execute(sql, args![turn_id.to_string(), endpoint, true])
+        .await?;
+    Ok(())
+}
+
+/// See [`super::database::Database::drop_push`].
+pub(crate) async fn drop_push(
+    e: &impl Exec,
+    turn_id: uuid::Uuid,
+    endpoint: String,
+) -> DbResult<()> {
+    e.execute(
+        "DELETE FROM push_subscriptions WHERE turn_id = ?1 AND endpoint = ?2",
+        args![turn_id.to_string(), endpoint],
+    )
+    .await?;
+    Ok(())
+}
+
+/// See [`super::database::Database::set_turns_ahead`].
+pub(crate) async fn set_turns_ahead(e: &impl Exec, store_id: String, turns: u32) -> DbResult<()> {
+    if store(e, store_id.clone()).await?.is_none() {
+        return Err(DbError::NotFound(format!("store {store_id:?}")));
+    }
+    e.execute(
+        "INSERT INTO store_notify (store_id, turns_ahead) VALUES (?1, ?2)
+         ON CONFLICT (store_id) DO UPDATE SET turns_ahead = excluded.turns_ahead",
+        args![store_id, i64::from(turns)],
+    )
+    .await?;
+    Ok(())
+}

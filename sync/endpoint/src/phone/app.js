@@ -25,3 +25,40 @@
     document.body.dataset.offline = update.view.offline ? "1" : "0";
   });
 })();
+
+// Opt-in to Web Push: a button, shown only where the browser can subscribe.
+(function () {
+  const main = document.getElementById("turn");
+  const button = document.getElementById("push");
+  const status = document.getElementById("push-status");
+  if (!main || !button || !main.dataset.vapid) return;
+  if (!("serviceWorker" in navigator) || !window.PushManager || !window.Notification) return;
+  button.hidden = false;
+  const key = (b64) => {
+    const s = atob(b64.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((b64.length + 3) % 4));
+    return Uint8Array.from(s, (c) => c.charCodeAt(0));
+  };
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      if ((await Notification.requestPermission()) !== "granted") throw new Error("denied");
+      const reg = await navigator.serviceWorker.register("/t/sw.js", { scope: "/t/" });
+      await navigator.serviceWorker.ready;
+      const sub = await reg.pushManager.subscribe({
+        userVisibleOnly: true,
+        applicationServerKey: key(main.dataset.vapid),
+      });
+      const resp = await fetch(main.dataset.push, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(sub),
+      });
+      if (!resp.ok) throw new Error("refused");
+      status.textContent = button.dataset.done;
+      button.hidden = true;
+    } catch (e) {
+      status.textContent = button.dataset.denied;
+      button.disabled = false;
+    }
+  });
+})();

@@ -48,6 +48,7 @@ pub const MAX_TOKEN_LEN: usize = 400;
 
 const APP_JS: &str = include_str!("app.js");
 const APP_CSS: &str = include_str!("app.css");
+const SW_JS: &str = include_str!("sw.js");
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; \
@@ -183,8 +184,33 @@ pub fn routes() -> Vec<Route> {
     survey_doc["parameters"] = json!([token]);
     survey_doc["requestBody"] = json!({ "required": true, "content": {
         "application/x-www-form-urlencoded": { "schema": schema_ref("SurveyForm") } } });
+    let mut push_doc = raw_op(
+        "opt in to Web Push notifications for this turn (when few turns are ahead and when called): the browser's PushSubscription (toJSON), made with the endpoint's VAPID public key the page carries; kept until the store's business day ends",
+        Security::None,
+        json!({ "204": { "description": "kept" },
+                "400": err, "404": err, "410": err, "503": err }),
+    );
+    push_doc["parameters"] = json!([token, lang]);
+    push_doc["requestBody"] = json!({ "required": true, "content": {
+        "application/json": { "schema": schema_ref("PushSubscription") } } });
     let routes = vec![
         Route::new(Verb::Get, "/t/{token}", page, page_doc),
+        Route::new(Verb::Post, "/t/{token}/push", subscribe, push_doc),
+        Route::new(
+            Verb::Get,
+            "/t/sw.js",
+            || async {
+                let mut r = asset("text/javascript", SW_JS);
+                r.headers_mut()
+                    .insert("service-worker-allowed", HeaderValue::from_static("/t/"));
+                r
+            },
+            raw_op(
+                "the turn page's service worker (shows the turn's push notifications)",
+                Security::None,
+                json!({ "200": text("text/javascript", "script") }),
+            ),
+        ),
         Route::new(Verb::Get, "/t/{token}/events", events, events_doc),
         Route::new(Verb::Post, "/t/{token}/survey", survey, survey_doc),
         Route::new(
@@ -220,6 +246,7 @@ pub fn register_schemas(g: &mut schemars::SchemaGenerator) {
     g.subschema_for::<SurveyForm>();
     g.subschema_for::<TurnUpdate>();
     g.subschema_for::<Lang>();
+    g.subschema_for::<crate::db::phone::PushSubscription>();
 }
 
 async fn security_headers(req: Request, next: Next) -> Response {
@@ -590,20 +617,46 @@ fn survey_part(survey: SurveyStatus, token: &str, lang: Lang) -> String {
     }
 }
 
-fn page_of(view: &TurnView, token: &str, lang: Lang) -> String {
+fn page_of(view: &TurnView, token: &str, lang: Lang, vapid: Option<&str>) -> String {
     let title = match lang {
         Lang::Es => format!("Turno {} · {}", view.turn, view.store_name),
         Lang::En => format!("Turn {} · {}", view.turn, view.store_name),
     };
+    let (button, done, denied) = match lang {
+        Lang::Es => (
+            "Avisarme en este teléfono",
+            "Le avisaremos en este teléfono cuando falte poco y cuando le llamen.",
+            "Este navegador no permite avisos: mantenga esta página abierta.",
+        ),
+        Lang::En => (
+            "Notify me on this phone",
+            "We will notify you on this phone when your turn is near and when you are called.",
+            "This browser does not allow notifications: keep this page open.",
+        ),
+    };
+    let push = if vapid.is_some() {
+        format!(
+            "<p><button type=\"button\" id=\"push\" hidden data-done=\"{}\" data-denied=\"{}\">{}</button></p>\
+<p id=\"push-status\" role=\"status\"></p>",
+            escape(done),
+            escape(denied),
+            escape(button)
+        )
+    } else {
+        String::new()
+    };
     let body = format!(
-        "<div id=\"live\" aria-live=\"polite\">{}</div>",
+        "<div id=\"live\" aria-live=\"polite\">{}</div>{push}",
         fragment(view, token, lang)
     );
-    let data = format!(
-        " data-events=\"/t/{}/events?lang={}\"",
-        escape(token),
-        lang.code()
+    let mut data = format!(
+        " data-events=\"/t/{t}/events?lang={l}\" data-push=\"/t/{t}/push?lang={l}\"",
+        t = escape(token),
+        l = lang.code()
     );
+    if let Some(key) = vapid {
+        data.push_str(&format!(" data-vapid=\"{}\"", escape(key)));
+    }
     shell(lang, &title, &body, &data)
 }
 
@@ -619,9 +672,56 @@ async fn page(
 ) -> Response {
     let lang = lang_of(query, &headers);
     match view_of(&st, &token).await {
-        Ok((_, view)) => html(StatusCode::OK, page_of(&view, &token, lang)),
+        Ok((_, view)) => {
+            let vapid = vapid_public(&st).await;
+            html(
+                StatusCode::OK,
+                page_of(&view, &token, lang, vapid.as_deref()),
+            )
+        }
         Err(refusal) => refusal_page(&refusal, lang),
     }
+}
+
+/// The endpoint's VAPID public key (made on first use), `None` if the database fails.
+async fn vapid_public(st: &AppState) -> Option<String> {
+    let secret = st
+        .db
+        .vapid_secret(crate::push::Vapid::generate_secret())
+        .await
+        .ok()?;
+    crate::push::Vapid::from_secret(&secret, crate::push::DEFAULT_SUBJECT)
+        .ok()
+        .map(|v| v.public_key())
+}
+
+async fn subscribe(
+    State(st): State<AppState>,
+    Path(token): Path<String>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    let lang = lang_of(query, &headers);
+    let now = unix_ms(OffsetDateTime::now_utc());
+    let ticket = verify(&st, &token, now).await.map_err(|r| r.api_error())?;
+    let sub: crate::db::phone::PushSubscription = crate::http::request::json_body(body)?;
+    crate::push::check(&sub).map_err(|e| ApiError::malformed(format!("body: {e}")))?;
+    let target = crate::db::phone::PushTarget {
+        turn_id: ticket.turn.turn_id,
+        label: ticket.turn.turn.clone(),
+        lang: lang.code().to_owned(),
+        page: format!("/t/{token}?lang={}", lang.code()),
+        subscription: sub,
+        sent_near: false,
+        sent_called: false,
+    };
+    st.db
+        .subscribe_push(ticket.turn.store_id.clone(), ticket.day, target, now)
+        .await?;
+    // A turn already near or called hears so at once.
+    st.store_changed(&ticket.turn.store_id);
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn survey(
