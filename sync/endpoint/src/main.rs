@@ -51,6 +51,34 @@ enum Cmd {
         /// address: raise this to --max-connections there.
         #[arg(long, default_value_t = kiosk_serve::Limits::PUBLIC.max_per_peer)]
         max_per_peer: usize,
+        /// Tell registered customers who consented to turn notices (`turn_sms`) that their turn
+        /// is near, through this provider: `twilio` (needs the --twilio-* options and --sms-from).
+        #[arg(long, value_parser = ["twilio"])]
+        sms_provider: Option<String>,
+        /// Send over SMS or WhatsApp (Twilio's `whatsapp:` numbers).
+        #[arg(long, value_parser = ["sms", "whatsapp"], default_value = "sms")]
+        sms_channel: String,
+        /// The sending number, E.164 (`+15550001111`), owned by the provider account.
+        #[arg(long, env = "CRM_SMS_FROM")]
+        sms_from: Option<String>,
+        /// Country code for customers' numbers registered without one (`+34`).
+        #[arg(long)]
+        sms_default_country: Option<String>,
+        /// Twilio account SID (`AC...`).
+        #[arg(long, env = "CRM_TWILIO_ACCOUNT_SID")]
+        twilio_account_sid: Option<String>,
+        /// Twilio auth token; from the environment, never a flag (a command line is visible to
+        /// every user of the machine). Never logged.
+        #[arg(
+            long,
+            env = "CRM_TWILIO_AUTH_TOKEN",
+            hide_env_values = true,
+            hide = true
+        )]
+        twilio_auth_token: Option<String>,
+        /// Twilio's API base (a test double's address in tests).
+        #[arg(long, default_value = crm_endpoint::sms::TWILIO_API)]
+        twilio_api: String,
     },
     /// Print a one-time enrollment code for a store.
     EnrollCode {
@@ -174,7 +202,41 @@ async fn main() -> Result<()> {
             demo,
             max_connections,
             max_per_peer,
+            sms_provider,
+            sms_channel,
+            sms_from,
+            sms_default_country,
+            twilio_account_sid,
+            twilio_auth_token,
+            twilio_api,
         } => {
+            let sms = match sms_provider.as_deref() {
+                Some("twilio") => {
+                    let (Some(sid), Some(token), Some(from)) =
+                        (twilio_account_sid, twilio_auth_token, sms_from)
+                    else {
+                        anyhow::bail!(
+                            "--sms-provider twilio needs --twilio-account-sid, CRM_TWILIO_AUTH_TOKEN and --sms-from"
+                        );
+                    };
+                    let from = crm_endpoint::sms::e164(&from, None)
+                        .context("--sms-from must be a full international number (+15550001111)")?;
+                    let channel = if sms_channel == "whatsapp" {
+                        crm_endpoint::sms::Channel::WhatsApp
+                    } else {
+                        crm_endpoint::sms::Channel::Sms
+                    };
+                    let sender =
+                        crm_endpoint::sms::Twilio::new(twilio_api, sid, token, from, channel)
+                            .context("building the SMS client")?;
+                    tracing::info!(provider = "twilio", channel = %sms_channel, "turn notices by SMS");
+                    Some(crm_endpoint::push::SmsNotices {
+                        sender: std::sync::Arc::new(sender),
+                        default_country: sms_default_country,
+                    })
+                }
+                _ => None,
+            };
             if let Some(token) = &admin_token {
                 crm_endpoint::http::check_admin_token(token).map_err(anyhow::Error::msg)?;
             }
@@ -224,7 +286,7 @@ async fn main() -> Result<()> {
                 admin_token,
                 tls,
             };
-            crm_endpoint::serve_with(config, limits, listener, shutdown_signal()).await?;
+            crm_endpoint::serve_with_sms(config, sms, limits, listener, shutdown_signal()).await?;
         }
         Cmd::EnrollCode {
             db,

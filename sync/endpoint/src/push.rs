@@ -358,16 +358,97 @@ pub async fn notify_store(
     Ok(sent)
 }
 
-/// Follows the stores' changes and notifies their turns' subscribers until `changes` closes.
+/// An HTTP client for calls out (push services, the SMS provider) with `timeout`. reqwest is
+/// built without a TLS crypto provider of its own: the process's default is used, installed
+/// here (ring, as the endpoint's own TLS) when nothing installed one yet.
+pub fn outbound_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Another thread may win the race; either way a provider is installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    reqwest::Client::builder().timeout(timeout).build()
+}
+
+/// SMS notices: the sender and how local numbers are completed.
+#[derive(Clone)]
+pub struct SmsNotices {
+    /// The provider adapter.
+    pub sender: crate::sms::SharedSms,
+    /// Country code for numbers registered without one (`+34`).
+    pub default_country: Option<String>,
+}
+
+/// Tells consenting registered customers by SMS that their turn is near (once per turn).
+pub async fn sms_store(
+    db: &SharedDb,
+    sms: &SmsNotices,
+    store_id: &str,
+) -> Result<usize, crate::db::DbError> {
+    let now = unix_ms(OffsetDateTime::now_utc());
+    let (day, threshold, due_now) = db.sms_due(store_id.to_owned(), now).await?;
+    let mut sent = 0;
+    for c in due_now {
+        let Some(view) = db
+            .turn_view(
+                store_id.to_owned(),
+                day.clone(),
+                c.turn_id,
+                String::new(),
+                now,
+            )
+            .await?
+        else {
+            continue;
+        };
+        let near = view.status == TurnStatus::Waiting
+            && view.ahead.is_some_and(|a| a <= u64::from(threshold));
+        if !near {
+            continue;
+        }
+        let to = match crate::sms::e164(&c.phone, sms.default_country.as_deref()) {
+            Ok(to) => to,
+            Err(e) => {
+                tracing::warn!(turn = %c.turn_id, error = %e, "no SMS for a turn");
+                continue;
+            }
+        };
+        // Claimed before sending: two replicas never both send; a failed send is not retried.
+        if !db
+            .mark_sms_sent(c.turn_id, store_id.to_owned(), day.clone(), now)
+            .await?
+        {
+            continue;
+        }
+        let text = crate::sms::near_text(
+            &c.store_name,
+            &view.turn,
+            view.ahead.unwrap_or(0),
+            &c.locale,
+        );
+        match sms.sender.send(&to, &text).await {
+            Ok(()) => sent += 1,
+            Err(e) => tracing::warn!(turn = %c.turn_id, error = %e, "a turn SMS was not sent"),
+        }
+    }
+    Ok(sent)
+}
+
+/// What the notifier sends.
+#[derive(Clone, Default)]
+pub struct Notices {
+    /// Web Push with this identity.
+    pub vapid: Option<Vapid>,
+    /// SMS through this sender.
+    pub sms: Option<SmsNotices>,
+}
+
+/// Follows the stores' changes and sends their turns' notices until `changes` closes.
 pub async fn run(
     db: SharedDb,
-    vapid: Vapid,
+    notices: Notices,
     mut changes: tokio::sync::broadcast::Receiver<std::sync::Arc<str>>,
 ) {
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-    {
+    let client = match outbound_client(Duration::from_secs(10)) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the Web Push client; no turn notifications");
@@ -380,8 +461,15 @@ pub async fn run(
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         };
-        if let Err(e) = notify_store(&db, &client, &vapid, &store).await {
+        if let Some(vapid) = &notices.vapid
+            && let Err(e) = notify_store(&db, &client, vapid, &store).await
+        {
             tracing::warn!(error = %e, store = %store, "turn notifications failed; retrying at the next change");
+        }
+        if let Some(sms) = &notices.sms
+            && let Err(e) = sms_store(&db, sms, &store).await
+        {
+            tracing::warn!(error = %e, store = %store, "turn SMS failed; retrying at the next change");
         }
     }
 }

@@ -10,3 +10,5 @@ CREATE TABLE push_subscriptions (
     PRIMARY KEY (turn_id, endpoint));
 CREATE INDEX push_subscriptions_store ON push_subscriptions(store_id, business_day);
 CREATE TABLE store_notify (store_id TEXT PRIMARY KEY REFERENCES stores(id), turns_ahead INTEGER NOT NULL);
+-- Turns told "your turn is near" by SMS/WhatsApp (once each), deleted with their day.
+CREATE TABLE sms_sent (turn_id TEXT PRIMARY KEY, store_id TEXT NOT NULL, business_day TEXT NOT NULL, sent_ms INTEGER NOT NULL);

@@ -228,6 +228,25 @@ pub trait Database: Send + Sync + 'static {
     /// Sets how many turns ahead count as "near" at a store (notifications). `NotFound` when
     /// the store does not exist.
     fn set_turns_ahead(&self, store_id: String, turns: u32) -> BoxFuture<'_, DbResult<()>>;
+
+    /// The store's business day, "near" threshold, and today's identified turns whose customer
+    /// consented to turn notices by SMS (`turn_sms`, latest choice), has a phone and was not
+    /// told yet; forgets the messages of other days.
+    fn sms_due(
+        &self,
+        store_id: String,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<(String, u32, Vec<super::phone::SmsCandidate>)>>;
+
+    /// Records that a turn's customer was told by SMS; false if that was recorded already (a
+    /// replica got there first: do not send).
+    fn mark_sms_sent(
+        &self,
+        turn_id: uuid::Uuid,
+        store_id: String,
+        business_day: String,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<bool>>;
 }
 
 /// A shared database handle.

@@ -317,6 +317,26 @@ macro_rules! shared_methods {
         ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
             self.auto(move |e| Box::pin($crate::db::shared::set_turns_ahead(e, store_id, turns)))
         }
+
+        fn sms_due(
+            &self,
+            store_id: String,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<(String, u32, Vec<$crate::db::phone::SmsCandidate>)>> {
+            self.write(move |e| Box::pin($crate::db::shared::sms_due(e, store_id, now_ms)))
+        }
+
+        fn mark_sms_sent(
+            &self,
+            turn_id: uuid::Uuid,
+            store_id: String,
+            business_day: String,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<bool>> {
+            self.auto(move |e| {
+                Box::pin($crate::db::shared::mark_sms_sent(e, turn_id, store_id, business_day, now_ms))
+            })
+        }
     };
 }
 pub(crate) use shared_methods;

@@ -34,6 +34,19 @@ pub struct PushKeys {
     pub auth: String,
 }
 
+/// An identified customer's turn today who consented to turn notices by SMS and left a phone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsCandidate {
+    /// The turn.
+    pub turn_id: uuid::Uuid,
+    /// The customer's phone as registered (personal data: never logged).
+    pub phone: String,
+    /// The customer's language.
+    pub locale: String,
+    /// The store's name (the message says where).
+    pub store_name: String,
+}
+
 /// A subscription with what the notifier needs to know of its turn.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushTarget {

@@ -1947,3 +1947,96 @@ pub(crate) async fn set_turns_ahead(e: &impl Exec, store_id: String, turns: u32)
     .await?;
     Ok(())
 }
+
+/// See [`super::database::Database::sms_due`].
+pub(crate) async fn sms_due(
+    e: &impl Exec,
+    store_id: String,
+    now_ms: i64,
+) -> DbResult<(String, u32, Vec<super::phone::SmsCandidate>)> {
+    let Some((store, timezone)) = store_with_timezone(e, &store_id).await? else {
+        return Err(DbError::NotFound(format!("store {store_id:?}")));
+    };
+    let (day, since) = queue::today(timezone.as_deref(), now_ms);
+    e.execute(
+        "DELETE FROM sms_sent WHERE store_id = ?1 AND business_day <> ?2",
+        args![&store_id, &day],
+    )
+    .await?;
+    let threshold = e
+        .query_opt(
+            "SELECT turns_ahead FROM store_notify WHERE store_id = ?1",
+            args![&store_id],
+        )
+        .await?
+        .map(|r| r.get::<i64>(0))
+        .transpose()?
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(super::phone::DEFAULT_TURNS_AHEAD);
+    let rows = e
+        .query(
+            &format!(
+                "SELECT e.card_token, {}, c.phone, c.locale FROM events e
+                 JOIN customers c ON c.card_token = e.card_token
+                 WHERE e.store_id = ?1 AND e.type = 'ticket_issued' AND e.corrected_ms >= ?2
+                   AND c.phone IS NOT NULL",
+                e.dialect().envelope_field("payload.turn_id")
+            ),
+            args![&store_id, since],
+        )
+        .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        let token: String = r.get(0)?;
+        let Some(turn) = r.get::<Option<String>>(1)? else {
+            continue;
+        };
+        let Ok(turn_id) = turn.parse::<uuid::Uuid>() else {
+            continue;
+        };
+        let sent = e
+            .query_opt("SELECT 1 FROM sms_sent WHERE turn_id = ?1", args![&turn])
+            .await?
+            .is_some();
+        let consented = e
+            .query_opt(
+                "SELECT given FROM consents WHERE card_token = ?1 AND purpose = 'turn_sms'
+                 ORDER BY at_ms DESC, id DESC LIMIT 1",
+                args![&token],
+            )
+            .await?
+            .map(|r| r.get::<bool>(0))
+            .transpose()?
+            .unwrap_or(false);
+        if sent || !consented {
+            continue;
+        }
+        out.push(super::phone::SmsCandidate {
+            turn_id,
+            phone: r.get(2)?,
+            locale: r
+                .get::<Option<String>>(3)?
+                .unwrap_or_else(|| "es".to_owned()),
+            store_name: store.name.clone(),
+        });
+    }
+    Ok((day, threshold, out))
+}
+
+/// See [`super::database::Database::mark_sms_sent`]: false when it was already marked.
+pub(crate) async fn mark_sms_sent(
+    e: &impl Exec,
+    turn_id: uuid::Uuid,
+    store_id: String,
+    business_day: String,
+    now_ms: i64,
+) -> DbResult<bool> {
+    let n = e
+        .execute(
+            "INSERT INTO sms_sent (turn_id, store_id, business_day, sent_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (turn_id) DO NOTHING",
+            args![turn_id.to_string(), store_id, business_day, now_ms],
+        )
+        .await?;
+    Ok(n > 0)
+}
