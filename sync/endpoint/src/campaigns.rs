@@ -131,6 +131,15 @@ pub fn check(c: &Campaign) -> Result<(), CampaignError> {
     if !c.variants.is_empty() && c.variants.iter().all(|v| v.weight == 0) {
         return Err(invalid("at least one variant needs a weight above 0"));
     }
+    // The bounds the schema states (ContentItem.duration_s), which serde does not check.
+    for (i, item) in c.content.iter().enumerate() {
+        if !(3..=60).contains(&item.duration_s) {
+            return Err(invalid(&format!(
+                "content[{i}].duration_s: {} s is out of range; 3 to 60",
+                item.duration_s
+            )));
+        }
+    }
     Ok(())
 }
 

@@ -247,6 +247,15 @@ pub trait Database: Send + Sync + 'static {
         business_day: String,
         now_ms: i64,
     ) -> BoxFuture<'_, DbResult<bool>>;
+
+    /// Who is in store `store_id` now ([`super::presence`]): customers waiting by segment,
+    /// segment weights, dwell per segment, people counted, signage plays by audience,
+    /// assistance requests and response times. `NotFound` when the store does not exist.
+    fn presence(
+        &self,
+        store_id: String,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<super::presence::StorePresence>>;
 }
 
 /// A shared database handle.

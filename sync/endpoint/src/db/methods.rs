@@ -326,6 +326,14 @@ macro_rules! shared_methods {
             self.write(move |e| Box::pin($crate::db::shared::sms_due(e, store_id, now_ms)))
         }
 
+        fn presence(
+            &self,
+            store_id: String,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<$crate::db::presence::StorePresence>> {
+            self.snapshot(move |e| Box::pin($crate::db::shared::presence(e, store_id, now_ms)))
+        }
+
         fn mark_sms_sent(
             &self,
             turn_id: uuid::Uuid,

@@ -28,6 +28,7 @@ pub mod migrations;
 pub mod model;
 pub mod phone;
 pub mod postgres;
+pub mod presence;
 pub mod queue;
 pub(crate) mod shared;
 pub mod sqlite;

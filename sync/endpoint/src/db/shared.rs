@@ -2040,3 +2040,149 @@ pub(crate) async fn mark_sms_sent(
         .await?;
     Ok(n > 0)
 }
+
+/// Envelopes of `kind` events of `store_id` from `since_ms`, oldest first.
+async fn envelopes_since(
+    e: &impl Exec,
+    store_id: &str,
+    kind: &str,
+    since_ms: i64,
+) -> DbResult<Vec<kiosk_protocol::events::Envelope>> {
+    e.query(
+        "SELECT envelope FROM events WHERE store_id = ?1 AND type = ?2 AND corrected_ms >= ?3
+         ORDER BY corrected_ms, id",
+        args![store_id, kind, since_ms],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        let text: String = r.get(0)?;
+        serde_json::from_str(&text).map_err(|e| DbError::Corrupt(format!("{kind} envelope: {e}")))
+    })
+    .collect()
+}
+
+/// Card tokens of the identified turns issued at `store_id` from `since_ms`, by turn id.
+async fn turn_tokens(
+    e: &impl Exec,
+    store_id: &str,
+    since_ms: i64,
+) -> DbResult<BTreeMap<String, String>> {
+    e.query(
+        &format!(
+            "SELECT {}, card_token FROM events WHERE store_id = ?1 AND type = 'ticket_issued'
+               AND corrected_ms >= ?2 AND card_token IS NOT NULL",
+            e.dialect().envelope_field("payload.turn_id")
+        ),
+        args![store_id, since_ms],
+    )
+    .await?
+    .iter()
+    .filter_map(|r| match (r.get::<Option<String>>(0), r.get::<String>(1)) {
+        (Ok(Some(t)), Ok(k)) => Some(Ok((t, k))),
+        (Err(e), _) | (_, Err(e)) => Some(Err(e)),
+        _ => None,
+    })
+    .collect()
+}
+
+/// See [`super::database::Database::presence`]; in one read snapshot.
+pub(crate) async fn presence(
+    e: &impl Exec,
+    store_id: String,
+    now_ms: i64,
+) -> DbResult<super::presence::StorePresence> {
+    use kiosk_protocol::events::Event;
+    let Some((_, timezone)) = store_with_timezone(e, &store_id).await? else {
+        return Err(DbError::NotFound(format!("store {store_id:?}")));
+    };
+    let (day, since) = queue::today(timezone.as_deref(), now_ms);
+    let s = &store_id;
+    let mut rows = super::presence::PresenceRows {
+        business_day: day.clone(),
+        ..Default::default()
+    };
+    let learned_since = now_ms - super::presence::DWELL_WINDOW_MS;
+    let tokens = turn_tokens(e, s, learned_since.min(since)).await?;
+    let mut segments: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut segment_of = async |turn: &str| -> DbResult<Option<String>> {
+        let Some(token) = tokens.get(turn) else {
+            return Ok(None);
+        };
+        if let Some(s) = segments.get(token) {
+            return Ok(s.clone());
+        }
+        let seg: Option<String> = e
+            .query_opt(
+                "SELECT segment FROM customers WHERE card_token = ?1",
+                args![token],
+            )
+            .await?
+            .map(|r| r.get(0))
+            .transpose()?;
+        segments.insert(token.clone(), seg.clone());
+        Ok(seg)
+    };
+    for r in e
+        .query(
+            "SELECT turn_id FROM queue_turns WHERE store_id = ?1 AND business_day = ?2
+               AND status = 'waiting'",
+            args![s, &day],
+        )
+        .await?
+    {
+        let turn: String = r.get(0)?;
+        rows.waiting.push(segment_of(&turn).await?);
+    }
+    for r in e
+        .query(
+            "SELECT turn_id, issued_ms, served_ms FROM turns WHERE store_id = ?1
+               AND issued_ms >= ?2 AND served_ms IS NOT NULL AND served_ms >= issued_ms",
+            args![s, learned_since],
+        )
+        .await?
+    {
+        let turn: String = r.get(0)?;
+        let (issued, served): (i64, i64) = (r.get(1)?, r.get(2)?);
+        rows.visits
+            .push((segment_of(&turn).await?, served - issued));
+    }
+    for env in envelopes_since(e, s, "people_counted", since).await? {
+        if let Event::PeopleCounted(p) = env.event {
+            rows.entries.push(u64::from(p.entries));
+        }
+    }
+    for env in envelopes_since(e, s, "content_played", since).await? {
+        if let Event::ContentPlayed(c) = env.event {
+            let audience = c
+                .audience
+                .into_iter()
+                .map(|a| (a.segment, u64::from(a.count)))
+                .collect();
+            rows.plays.push((c.campaign_id, c.content_id, audience));
+        }
+    }
+    for r in e
+        .query(
+            "SELECT envelope, corrected_ms FROM events WHERE store_id = ?1
+               AND type = 'assistance_requested' AND corrected_ms >= ?2 ORDER BY corrected_ms, id",
+            args![s, since],
+        )
+        .await?
+    {
+        let text: String = r.get(0)?;
+        let env: kiosk_protocol::events::Envelope = serde_json::from_str(&text)
+            .map_err(|e| DbError::Corrupt(format!("assistance_requested envelope: {e}")))?;
+        if let Event::AssistanceRequested(a) = env.event {
+            rows.requests
+                .push((a.request_id.to_string(), a.place_name, r.get(1)?));
+        }
+    }
+    for env in envelopes_since(e, s, "assistance_acknowledged", since).await? {
+        if let Event::AssistanceAcknowledged(a) = env.event {
+            rows.acks
+                .push((a.request_id.to_string(), a.counter, a.response_ms));
+        }
+    }
+    Ok(super::presence::assemble(s, now_ms, rows))
+}

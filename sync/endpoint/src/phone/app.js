@@ -15,7 +15,10 @@
     } catch (e) {
       return;
     }
-    live.innerHTML = update.html;
+    // Only a change is swapped in: the live region announces what changed, not the same again.
+    const next = document.createElement("template");
+    next.innerHTML = update.html;
+    if (next.innerHTML !== live.innerHTML) live.innerHTML = next.innerHTML;
     const status = update.view.status;
     if (status === "called" && lastStatus !== null && lastStatus !== "called" && navigator.vibrate) {
       navigator.vibrate([300, 100, 300]);
