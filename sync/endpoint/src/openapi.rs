@@ -267,7 +267,10 @@ mod tests {
             })
             .collect();
         let names: Vec<&str> = events.iter().map(|(n, _)| *n).collect();
-        assert_eq!(names, ["dashboard", "queue", "expired", "problem"]);
+        assert_eq!(
+            names,
+            ["dashboard", "queue", "presence", "expired", "problem"]
+        );
         assert_eq!(
             events[0].1["contentSchema"]["$ref"],
             "#/components/schemas/Dashboard"
@@ -275,6 +278,10 @@ mod tests {
         assert_eq!(
             events[1].1["contentSchema"]["$ref"],
             "#/components/schemas/LiveQueue"
+        );
+        assert_eq!(
+            events[2].1["contentSchema"]["$ref"],
+            "#/components/schemas/StorePresence"
         );
     }
 

@@ -358,17 +358,6 @@ pub async fn notify_store(
     Ok(sent)
 }
 
-/// An HTTP client for calls out (push services, the SMS provider) with `timeout`. reqwest is
-/// built without a TLS crypto provider of its own: the process's default is used, installed
-/// here (ring, as the endpoint's own TLS) when nothing installed one yet.
-pub fn outbound_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Another thread may win the race; either way a provider is installed.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-    reqwest::Client::builder().timeout(timeout).build()
-}
-
 /// SMS notices: the sender and how local numbers are completed.
 #[derive(Clone)]
 pub struct SmsNotices {
@@ -448,7 +437,7 @@ pub async fn run(
     notices: Notices,
     mut changes: tokio::sync::broadcast::Receiver<std::sync::Arc<str>>,
 ) {
-    let client = match outbound_client(Duration::from_secs(10)) {
+    let client = match crate::sms::outbound_client(Duration::from_secs(10)) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the Web Push client; no turn notifications");

@@ -15,6 +15,17 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+/// An HTTP client for calls out (push services, the SMS provider) with `timeout`. reqwest is
+/// built without a TLS crypto provider of its own: the process's default is used, installed
+/// here (ring, as the endpoint's own TLS) when nothing installed one yet.
+pub fn outbound_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Another thread may win the race; either way a provider is installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    reqwest::Client::builder().timeout(timeout).build()
+}
+
 /// Why a message was not sent.
 #[derive(Debug, thiserror::Error)]
 pub enum SmsError {
@@ -115,8 +126,7 @@ impl Twilio {
         from: impl Into<String>,
         channel: Channel,
     ) -> Result<Self, SmsError> {
-        let client =
-            crate::push::outbound_client(Duration::from_secs(10)).map_err(SmsError::Http)?;
+        let client = outbound_client(Duration::from_secs(10)).map_err(SmsError::Http)?;
         Ok(Twilio {
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             account_sid: account_sid.into(),
