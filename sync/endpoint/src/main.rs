@@ -19,6 +19,39 @@ struct Cli {
     command: Cmd,
 }
 
+/// How registered customers who consented are told their turn is near by SMS or WhatsApp.
+#[derive(clap::Args)]
+struct SmsArgs {
+    /// Tell registered customers who consented to turn notices (`turn_sms`) that their turn
+    /// is near, through this provider: `twilio` (needs the --twilio-* options and --sms-from).
+    #[arg(long, value_parser = ["twilio"])]
+    sms_provider: Option<String>,
+    /// Send over SMS or WhatsApp (Twilio's `whatsapp:` numbers).
+    #[arg(long, value_parser = ["sms", "whatsapp"], default_value = "sms")]
+    sms_channel: String,
+    /// The sending number, E.164 (`+15550001111`), owned by the provider account.
+    #[arg(long, env = "CRM_SMS_FROM")]
+    sms_from: Option<String>,
+    /// Country code for customers' numbers registered without one (`+34`).
+    #[arg(long)]
+    sms_default_country: Option<String>,
+    /// Twilio account SID (`AC...`).
+    #[arg(long, env = "CRM_TWILIO_ACCOUNT_SID")]
+    twilio_account_sid: Option<String>,
+    /// Twilio auth token; from the environment, never a flag (a command line is visible to
+    /// every user of the machine). Never logged.
+    #[arg(
+        long,
+        env = "CRM_TWILIO_AUTH_TOKEN",
+        hide_env_values = true,
+        hide = true
+    )]
+    twilio_auth_token: Option<String>,
+    /// Twilio's API base (a test double's address in tests).
+    #[arg(long, default_value = crm_endpoint::sms::TWILIO_API)]
+    twilio_api: String,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Serve HTTP(S) until SIGTERM or Ctrl-C.
@@ -51,34 +84,9 @@ enum Cmd {
         /// address: raise this to --max-connections there.
         #[arg(long, default_value_t = kiosk_serve::Limits::PUBLIC.max_per_peer)]
         max_per_peer: usize,
-        /// Tell registered customers who consented to turn notices (`turn_sms`) that their turn
-        /// is near, through this provider: `twilio` (needs the --twilio-* options and --sms-from).
-        #[arg(long, value_parser = ["twilio"])]
-        sms_provider: Option<String>,
-        /// Send over SMS or WhatsApp (Twilio's `whatsapp:` numbers).
-        #[arg(long, value_parser = ["sms", "whatsapp"], default_value = "sms")]
-        sms_channel: String,
-        /// The sending number, E.164 (`+15550001111`), owned by the provider account.
-        #[arg(long, env = "CRM_SMS_FROM")]
-        sms_from: Option<String>,
-        /// Country code for customers' numbers registered without one (`+34`).
-        #[arg(long)]
-        sms_default_country: Option<String>,
-        /// Twilio account SID (`AC...`).
-        #[arg(long, env = "CRM_TWILIO_ACCOUNT_SID")]
-        twilio_account_sid: Option<String>,
-        /// Twilio auth token; from the environment, never a flag (a command line is visible to
-        /// every user of the machine). Never logged.
-        #[arg(
-            long,
-            env = "CRM_TWILIO_AUTH_TOKEN",
-            hide_env_values = true,
-            hide = true
-        )]
-        twilio_auth_token: Option<String>,
-        /// Twilio's API base (a test double's address in tests).
-        #[arg(long, default_value = crm_endpoint::sms::TWILIO_API)]
-        twilio_api: String,
+        /// Turn notices by SMS or WhatsApp.
+        #[command(flatten)]
+        sms: Box<SmsArgs>,
     },
     /// Print a one-time enrollment code for a store.
     EnrollCode {
@@ -202,14 +210,17 @@ async fn main() -> Result<()> {
             demo,
             max_connections,
             max_per_peer,
-            sms_provider,
-            sms_channel,
-            sms_from,
-            sms_default_country,
-            twilio_account_sid,
-            twilio_auth_token,
-            twilio_api,
+            sms,
         } => {
+            let SmsArgs {
+                sms_provider,
+                sms_channel,
+                sms_from,
+                sms_default_country,
+                twilio_account_sid,
+                twilio_auth_token,
+                twilio_api,
+            } = *sms;
             let sms = match sms_provider.as_deref() {
                 Some("twilio") => {
                     let (Some(sid), Some(token), Some(from)) =

@@ -101,6 +101,9 @@ pub struct AssistanceRecord {
     pub response_ms: Option<u64>,
 }
 
+/// One signage play as read: campaign, content item, people per segment it played to.
+pub type Play = (String, String, Vec<(String, u64)>);
+
 /// What the backends read for [`assemble`].
 #[derive(Debug, Clone, Default)]
 pub struct PresenceRows {
@@ -113,7 +116,7 @@ pub struct PresenceRows {
     /// Entries of today's `people_counted` events.
     pub entries: Vec<u64>,
     /// Today's plays: (campaign, content, audience by segment).
-    pub plays: Vec<(String, String, Vec<(String, u64)>)>,
+    pub plays: Vec<Play>,
     /// Today's requests: (request id, place name, time), oldest first.
     pub requests: Vec<(String, String, i64)>,
     /// Today's acknowledgements: (request id, counter, response ms).
