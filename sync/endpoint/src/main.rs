@@ -132,6 +132,19 @@ enum StoreCmd {
         /// IANA time zone name.
         timezone: String,
     },
+    /// Set how many turns ahead count as "near" at a store: when the customers' phones (Web
+    /// Push) and, for those who consented, SMS tell them their turn is near (default 3).
+    SetNotifyAhead {
+        /// Database URL.
+        #[arg(long, env = "CRM_DB", default_value = "sqlite://crm.db")]
+        db: String,
+        /// Store id.
+        #[arg(long, value_parser = parse_ident)]
+        store: String,
+        /// Turns ahead (0: only when next), at most 50.
+        #[arg(value_parser = clap::value_parser!(u32).range(0..=50))]
+        turns: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -354,6 +367,18 @@ async fn main() -> Result<()> {
                 .set_store_timezone(store.clone(), Some(timezone.clone()))
                 .await?;
             println!("store {store}: times shown in {timezone}");
+        }
+        Cmd::Stores {
+            command: StoreCmd::SetNotifyAhead { db, store, turns },
+        } => {
+            let database = crm_endpoint::db::open(&db)
+                .await
+                .with_context(|| format!("opening {}", crm_endpoint::db::redact_url(&db)))?;
+            database
+                .set_turns_ahead(store.clone(), turns)
+                .await
+                .with_context(|| format!("setting store {store:?}'s notices"))?;
+            println!("store {store}: customers are told their turn is near at {turns} turns ahead");
         }
         Cmd::Campaigns {
             command: CampaignCmd::Import { db, file },
