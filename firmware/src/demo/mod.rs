@@ -241,7 +241,7 @@ fn kiosk_paths(data: &Path, number: usize) -> (PathBuf, PathBuf) {
 /// under `data/kiosk`, the screen on `ui` and the CRM at `crm`. The kiosk bench runs `kiosk run`
 /// on it too.
 pub fn site_config(data: &Path, ui: SocketAddr, crm: &str) -> String {
-    kiosk_site_config(&data.join("kiosk"), None, ui, crm, None)
+    kiosk_site_config(&data.join("kiosk"), None, ui, crm, None, None)
 }
 
 /// The `[store]` section of every kiosk of a demo store: the same list on each.
@@ -258,10 +258,16 @@ fn kiosk_site_config(
     ui: SocketAddr,
     crm: &str,
     store: Option<StoreSection<'_>>,
+    public_url: Option<&str>,
 ) -> String {
     let pin = crate::ui::pin_digest(DEMO_PIN);
     let id = kiosk_id
         .map(|id| format!("id = \"{id}\"\n"))
+        .unwrap_or_default();
+    // The ticket's link goes to the CRM itself, not through the network switch that a demo
+    // can cut: a phone follows its turn at the address it can always reach.
+    let public = public_url
+        .map(|u| format!("public_url = \"{u}\"\n"))
         .unwrap_or_default();
     let mut text = format!(
         r#"# Written by `kiosk demo`.
@@ -275,7 +281,7 @@ timezone = "Europe/Madrid"
 
 [crm]
 url = "{crm}"
-backoff_base_ms = 200
+{public}backoff_base_ms = 200
 backoff_cap_ms = 5000
 connect_timeout_ms = 2000
 request_timeout_ms = 10000
@@ -502,7 +508,15 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
             None => None,
         };
         let kiosk_id = section.as_ref().map(|_| p.credentials.kiosk_id.as_str());
-        let text = kiosk_site_config(&p.data_dir, kiosk_id, ui_addr, &via_switch, section);
+        let crm_public = format!("http://{crm_addr}");
+        let text = kiosk_site_config(
+            &p.data_dir,
+            kiosk_id,
+            ui_addr,
+            &via_switch,
+            section,
+            Some(&crm_public),
+        );
         std::fs::write(&p.site_path, text)
             .with_context(|| format!("cannot write {}", p.site_path.display()))?;
         let config = Config::load(&p.site_path)?;

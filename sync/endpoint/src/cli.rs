@@ -20,6 +20,39 @@ pub struct Cli {
     pub command: Cmd,
 }
 
+/// How registered customers who consented are told their turn is near by SMS or WhatsApp.
+#[derive(clap::Args)]
+pub struct SmsArgs {
+    /// Tell registered customers who consented to turn notices (`turn_sms`) that their turn
+    /// is near, through this provider: `twilio` (needs the --twilio-* options and --sms-from).
+    #[arg(long, value_parser = ["twilio"])]
+    pub sms_provider: Option<String>,
+    /// Send over SMS or WhatsApp (Twilio's `whatsapp:` numbers).
+    #[arg(long, value_parser = ["sms", "whatsapp"], default_value = "sms")]
+    pub sms_channel: String,
+    /// The sending number, E.164 (`+15550001111`), owned by the provider account.
+    #[arg(long, env = "CRM_SMS_FROM")]
+    pub sms_from: Option<String>,
+    /// Country code for customers' numbers registered without one (`+34`).
+    #[arg(long)]
+    pub sms_default_country: Option<String>,
+    /// Twilio account SID (`AC...`).
+    #[arg(long, env = "CRM_TWILIO_ACCOUNT_SID")]
+    pub twilio_account_sid: Option<String>,
+    /// Twilio auth token; from the environment, never a flag (a command line is visible to
+    /// every user of the machine). Never logged.
+    #[arg(
+        long,
+        env = "CRM_TWILIO_AUTH_TOKEN",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub twilio_auth_token: Option<String>,
+    /// Twilio's API base (a test double's address in tests).
+    #[arg(long, default_value = crate::sms::TWILIO_API)]
+    pub twilio_api: String,
+}
+
 /// The commands.
 #[derive(Subcommand)]
 pub enum Cmd {
@@ -53,6 +86,9 @@ pub enum Cmd {
         /// address: raise this to --max-connections there.
         #[arg(long, default_value_t = kiosk_serve::Limits::PUBLIC.max_per_peer)]
         max_per_peer: usize,
+        /// Turn notices by SMS or WhatsApp.
+        #[command(flatten)]
+        sms: Box<SmsArgs>,
     },
     /// Print a one-time enrollment code for a store.
     EnrollCode {
@@ -100,6 +136,19 @@ pub enum StoreCmd {
         store: String,
         /// IANA time zone name.
         timezone: String,
+    },
+    /// Set how many turns ahead count as "near" at a store: when the customers' phones (Web
+    /// Push) and, for those who consented, SMS tell them their turn is near (default 3).
+    SetNotifyAhead {
+        /// Database URL.
+        #[arg(long, env = "CRM_DB", default_value = "sqlite://crm.db")]
+        db: String,
+        /// Store id.
+        #[arg(long, value_parser = parse_ident)]
+        store: String,
+        /// Turns ahead (0: only when next), at most 50.
+        #[arg(value_parser = clap::value_parser!(u32).range(0..=50))]
+        turns: u32,
     },
 }
 

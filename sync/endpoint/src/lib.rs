@@ -35,8 +35,11 @@ pub mod http;
 pub mod ingest;
 pub mod input;
 pub mod openapi;
+pub mod phone;
+pub mod push;
 pub mod router;
 pub mod routes;
+pub mod sms;
 pub mod testing;
 pub mod tls;
 
@@ -99,6 +102,18 @@ pub async fn serve_with(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    serve_with_sms(config, None, limits, listener, shutdown).await
+}
+
+/// [`serve_with`], also telling registered customers who consented that their turn is near
+/// by SMS or WhatsApp through `sms` ([`sms`]).
+pub async fn serve_with_sms(
+    config: ServeConfig,
+    sms: Option<push::SmsNotices>,
+    limits: kiosk_serve::Limits,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     if let Some(token) = &config.admin_token {
         http::check_admin_token(token).map_err(ServeError::WeakAdminToken)?;
     }
@@ -110,11 +125,35 @@ pub async fn serve_with(
         // connection, so they are told to end first.
         closing.cancel();
     };
+    let vapid = config
+        .db
+        .vapid_secret(push::Vapid::generate_secret())
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|s| {
+            push::Vapid::from_secret(&s, push::DEFAULT_SUBJECT).map_err(|e| e.to_string())
+        });
+    let notices = push::Notices {
+        vapid: match vapid {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::error!(error = %e, "no VAPID key: turn pages cannot send notifications");
+                None
+            }
+        },
+        sms,
+    };
+    let notifier = tokio::spawn(push::run(
+        config.db.clone(),
+        notices,
+        state.subscribe_changes(),
+    ));
     let app = app(state, config.tls.is_some());
     let refresher = tokio::spawn(refresh_segments(config.db));
     let result =
         kiosk_serve::serve::<http::PeerAddr>(listener, config.tls, app, limits, shutdown).await;
     refresher.abort();
+    notifier.abort();
     Ok(result?)
 }
 

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::Parser as _;
-use crm_endpoint::cli::{CampaignCmd, Cli, Cmd, StoreCmd};
+use crm_endpoint::cli::{CampaignCmd, Cli, Cmd, SmsArgs, StoreCmd};
 use crm_endpoint::db::StoreRecord;
 
 async fn shutdown_signal() {
@@ -47,7 +47,44 @@ async fn main() -> Result<()> {
             demo,
             max_connections,
             max_per_peer,
+            sms,
         } => {
+            let SmsArgs {
+                sms_provider,
+                sms_channel,
+                sms_from,
+                sms_default_country,
+                twilio_account_sid,
+                twilio_auth_token,
+                twilio_api,
+            } = *sms;
+            let sms = match sms_provider.as_deref() {
+                Some("twilio") => {
+                    let (Some(sid), Some(token), Some(from)) =
+                        (twilio_account_sid, twilio_auth_token, sms_from)
+                    else {
+                        anyhow::bail!(
+                            "--sms-provider twilio needs --twilio-account-sid, CRM_TWILIO_AUTH_TOKEN and --sms-from"
+                        );
+                    };
+                    let from = crm_endpoint::sms::e164(&from, None)
+                        .context("--sms-from must be a full international number (+15550001111)")?;
+                    let channel = if sms_channel == "whatsapp" {
+                        crm_endpoint::sms::Channel::WhatsApp
+                    } else {
+                        crm_endpoint::sms::Channel::Sms
+                    };
+                    let sender =
+                        crm_endpoint::sms::Twilio::new(twilio_api, sid, token, from, channel)
+                            .context("building the SMS client")?;
+                    tracing::info!(provider = "twilio", channel = %sms_channel, "turn notices by SMS");
+                    Some(crm_endpoint::push::SmsNotices {
+                        sender: std::sync::Arc::new(sender),
+                        default_country: sms_default_country,
+                    })
+                }
+                _ => None,
+            };
             if let Some(token) = &admin_token {
                 crm_endpoint::http::check_admin_token(token).map_err(anyhow::Error::msg)?;
             }
@@ -97,7 +134,7 @@ async fn main() -> Result<()> {
                 admin_token,
                 tls,
             };
-            crm_endpoint::serve_with(config, limits, listener, shutdown_signal()).await?;
+            crm_endpoint::serve_with_sms(config, sms, limits, listener, shutdown_signal()).await?;
         }
         Cmd::EnrollCode {
             db,
@@ -154,6 +191,18 @@ async fn main() -> Result<()> {
                 .set_store_timezone(store.clone(), Some(timezone.clone()))
                 .await?;
             println!("store {store}: times shown in {timezone}");
+        }
+        Cmd::Stores {
+            command: StoreCmd::SetNotifyAhead { db, store, turns },
+        } => {
+            let database = crm_endpoint::db::open(&db)
+                .await
+                .with_context(|| format!("opening {}", crm_endpoint::db::redact_url(&db)))?;
+            database
+                .set_turns_ahead(store.clone(), turns)
+                .await
+                .with_context(|| format!("setting store {store:?}'s notices"))?;
+            println!("store {store}: customers are told their turn is near at {turns} turns ahead");
         }
         Cmd::Campaigns {
             command: CampaignCmd::Import { db, file },

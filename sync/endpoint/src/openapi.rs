@@ -30,6 +30,7 @@ fn components() -> Map<String, Value> {
     g.subschema_for::<kiosk_protocol::ident::Ident>();
     crate::api::admin::register_schemas(&mut g);
     crate::dashboard::register_schemas(&mut g);
+    crate::phone::register_schemas(&mut g);
     let mut out: Map<String, Value> = g.take_definitions(true).into_iter().collect();
     for schema in out.values_mut() {
         drop_null_defaults(schema);
@@ -266,7 +267,10 @@ mod tests {
             })
             .collect();
         let names: Vec<&str> = events.iter().map(|(n, _)| *n).collect();
-        assert_eq!(names, ["dashboard", "queue", "expired", "problem"]);
+        assert_eq!(
+            names,
+            ["dashboard", "queue", "presence", "expired", "problem"]
+        );
         assert_eq!(
             events[0].1["contentSchema"]["$ref"],
             "#/components/schemas/Dashboard"
@@ -274,6 +278,10 @@ mod tests {
         assert_eq!(
             events[1].1["contentSchema"]["$ref"],
             "#/components/schemas/LiveQueue"
+        );
+        assert_eq!(
+            events[2].1["contentSchema"]["$ref"],
+            "#/components/schemas/StorePresence"
         );
     }
 

@@ -206,6 +206,64 @@ fn a_store_gets_its_time_zone_from_a_command_and_a_wrong_name_or_store_is_refuse
 }
 
 #[test]
+fn a_store_gets_its_notice_threshold_from_a_command_and_a_wrong_store_or_count_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crm.db");
+    let db = format!("sqlite://{}", path.display());
+    let run = |args: &[&str]| Command::new(BIN).args(args).output().unwrap();
+    assert!(
+        run(&["enroll-code", "--db", &db, "--store", "centro"])
+            .status
+            .success()
+    );
+    let ok = run(&[
+        "stores",
+        "set-notify-ahead",
+        "--db",
+        &db,
+        "--store",
+        "centro",
+        "5",
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let n: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT turns_ahead FROM store_notify WHERE store_id = 'centro'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 5);
+    let missing = run(&[
+        "stores",
+        "set-notify-ahead",
+        "--db",
+        &db,
+        "--store",
+        "nowhere",
+        "2",
+    ]);
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("nowhere"), "{err}");
+    let too_many = run(&[
+        "stores",
+        "set-notify-ahead",
+        "--db",
+        &db,
+        "--store",
+        "centro",
+        "99",
+    ]);
+    assert!(!too_many.status.success());
+}
+
+#[test]
 fn under_256_open_files_300_held_half_requests_neither_block_health_nor_stay_open() {
     use std::io::{Read, Write};
     use std::net::TcpStream;

@@ -350,6 +350,9 @@ pub enum ConsentPurpose {
     MarketingEmail,
     /// Marketing by SMS / phone.
     MarketingSms,
+    /// Service notices about the customer's own turn by SMS or WhatsApp ("your turn is near"):
+    /// not marketing, and asked separately from it.
+    TurnSms,
 }
 
 /// A consent given or withdrawn, with the exact policy the customer saw.

@@ -368,6 +368,41 @@
   const STATUS = { waiting: "waiting", called: "being served", parked: "parked", served: "served",
     no_show: "no-show", walked_out: "walked out", unknown: "unknown" };
 
+  // Who is in the store: waiting customers by segment and weight, dwell per segment, people
+  // counted, signage plays by audience, assistance requests and their response times.
+  function renderPresence(p) {
+    const num = (text) => ({ text, num: true });
+    const median = p.assistance_median_ms === null ? "–" : duration(p.assistance_median_ms / 1000);
+    $("presence-summary").textContent = `${p.waiting} customers waiting now (${p.identified} identified, ` +
+      `${p.anonymous} anonymous) · ${p.entries_today} people entered today · ` +
+      `${p.assistance_requests} assistance requests today, ${p.assistance_open} open, median response ${median}.`;
+    const segs = $("presence-segments");
+    if (!p.segments.length) empty(segs, "Nobody waiting now.");
+    else segs.replaceChildren(table("Waiting now per segment", ["Segment", num("Waiting"), num("Weight")],
+      p.segments.map((s) => Object.assign([s.segment, s.waiting, `${Math.round(s.weight * 100)} %`],
+        { attrs: { "data-segment": s.segment } })), { "data-table": "segments" }));
+    const dwell = $("presence-dwell");
+    if (!p.dwell.length) empty(dwell, "No served visits in the last 30 days.");
+    else dwell.replaceChildren(table("Dwell per segment (issue to served, last 30 days)",
+      ["Segment", num("Visits"), "Median"],
+      p.dwell.map((d) => Object.assign([d.segment, d.visits, duration(d.median_s)],
+        { attrs: { "data-segment": d.segment } })), { "data-table": "dwell" }));
+    const content = $("presence-content");
+    if (!p.content.length) empty(content, "No signage played today.");
+    else content.replaceChildren(table("Signage played today, by audience",
+      ["Campaign", "Content", num("Plays"), "Played to (people per segment)"],
+      p.content.map((c) => Object.assign([c.campaign_id, c.content_id, c.plays,
+        Object.entries(c.audience).map(([k, v]) => `${k} ${v}`).join(", ") || "–"],
+        { attrs: { "data-content": `${c.campaign_id}/${c.content_id}` } })), { "data-table": "content" }));
+    const help = $("presence-assistance");
+    if (!p.recent_requests.length) empty(help, "No assistance requested today.");
+    else help.replaceChildren(table("Assistance requests (newest first)",
+      ["Place", "Asked at", "Taken by", "Response"],
+      p.recent_requests.map((r) => [r.place_name, clock(r.at_ms, undefined, false),
+        r.counter === null ? "open" : `counter ${r.counter}`,
+        r.response_ms === null ? "–" : duration(r.response_ms / 1000)]), { "data-table": "assistance" }));
+  }
+
   function renderQueue(q) {
     const tz = q.timezone;
     const open = q.counters_open.length;
@@ -495,6 +530,9 @@
     });
     source.addEventListener("queue", (e) => {
       try { renderQueue(JSON.parse(e.data)); } catch (err) { showProblem(`Cannot draw the live queue: ${err}`); }
+    });
+    source.addEventListener("presence", (e) => {
+      try { renderPresence(JSON.parse(e.data)); } catch (err) { showProblem(`Cannot draw who is in the store: ${err}`); }
     });
     source.addEventListener("problem", (e) => showProblem(e.data));
     source.addEventListener("expired", () => { source.close(); location.reload(); });

@@ -114,12 +114,21 @@ pub fn routes(secure_cookie: bool) -> Vec<Route> {
             "latest calls to list; out of range is refused (400)"
         )
     ]);
+    let mut presence_doc = raw_op(
+        "who is in a store now: customers waiting (identified, by segment, and anonymous) with each segment's weight among them; dwell per segment (issue to served of the visits of the last 30 days); people counted entering today; signage plays today per content item with the people of each segment they played to; assistance requests today, open ones, the median response and the latest requests. Today is the store's business day in its time zone",
+        Security::Dashboard,
+        json!({ "200": { "description": "the store's audience", "content": { "application/json": {
+                "schema": { "$ref": "#/components/schemas/StorePresence" } } } },
+                "400": err, "403": err, "404": err, "429": err, "503": err }),
+    );
+    presence_doc["parameters"] = json!([store]);
     let mut events_doc = raw_op(
-        "server-sent events: `dashboard` (the figures as JSON) then `queue` (the store's live queue as JSON, as /dashboard/api/stores/{store}/queue answers it) at once, after each batch from the store's kiosks and every 15 s; `expired` when the session ends; `problem` when a snapshot could not be taken (the stream goes on)",
+        "server-sent events: `dashboard` (the figures as JSON), `queue` (the store's live queue as JSON, as /dashboard/api/stores/{store}/queue answers it) then `presence` (who is in the store, as /dashboard/api/stores/{store}/presence answers it) at once, after each batch from the store's kiosks and every 15 s; `expired` when the session ends; `problem` when a snapshot could not be taken (the stream goes on)",
         Security::Dashboard,
         json!({ "200": event_stream("the event stream (it does not end by itself; comments keep it alive)", &[
                     ("dashboard", "the store's figures, as /dashboard/api/stores/{store} answers them", json_data("Dashboard")),
                     ("queue", "the store's live queue, as /dashboard/api/stores/{store}/queue answers it", json_data("LiveQueue")),
+                    ("presence", "who is in the store, as /dashboard/api/stores/{store}/presence answers it", json_data("StorePresence")),
                     ("expired", "the session ended; the stream ends", json!({ "const": "log in again" })),
                     ("problem", "what went wrong taking a snapshot, in words (the stream goes on)", json!({ "type": "string" })),
                 ]),
@@ -206,6 +215,12 @@ pub fn routes(secure_cookie: bool) -> Vec<Route> {
             "/dashboard/api/stores/{store}/queue",
             api_queue,
             queue_doc,
+        ),
+        Route::new(
+            Verb::Get,
+            "/dashboard/api/stores/{store}/presence",
+            api_presence,
+            presence_doc,
         ),
         Route::new(Verb::Get, "/dashboard/events", events, events_doc),
     ];
@@ -559,6 +574,16 @@ async fn api_queue(
     Ok(Json(live_queue(&st, &store, calls).await?))
 }
 
+async fn api_presence(
+    _: DashboardUser,
+    State(st): State<AppState>,
+    Path(store): Path<String>,
+) -> Result<Json<crate::db::presence::StorePresence>, ApiError> {
+    check_store(&store)?;
+    let now = unix_ms(OffsetDateTime::now_utc());
+    Ok(Json(st.db.presence(store, now).await?))
+}
+
 /// The state of one live connection.
 struct Live {
     st: AppState,
@@ -568,8 +593,9 @@ struct Live {
     expires_s: Option<i64>,
     last_push: Option<Instant>,
     done: bool,
-    /// The live queue of the snapshot just pushed, sent right after its figures.
-    queued: Option<Event>,
+    /// The live queue and the presence of the snapshot just pushed, sent right after its
+    /// figures (in that order).
+    queued: std::collections::VecDeque<Event>,
 }
 
 impl Live {
@@ -603,8 +629,8 @@ impl Live {
     }
 
     async fn next_event(&mut self) -> Option<Event> {
-        if let Some(queue) = self.queued.take() {
-            return Some(queue);
+        if let Some(next) = self.queued.pop_front() {
+            return Some(next);
         }
         if self.done {
             return None;
@@ -617,13 +643,27 @@ impl Live {
             self.done = true;
             return Some(Event::default().event("expired").data("log in again"));
         }
-        self.queued = Some(
+        self.queued.push_back(
             match live_queue(&self.st, &self.view.store_id, DEFAULT_CALLS).await {
                 Ok(q) => match Event::default().event("queue").json_data(&q) {
                     Ok(e) => e,
                     Err(e) => Event::default()
                         .event("problem")
                         .data(format!("cannot encode the live queue: {e}")),
+                },
+                Err(_) => Event::default()
+                    .event("problem")
+                    .data("the endpoint's database is unavailable; retrying"),
+            },
+        );
+        let now = unix_ms(OffsetDateTime::now_utc());
+        self.queued.push_back(
+            match self.st.db.presence(self.view.store_id.clone(), now).await {
+                Ok(p) => match Event::default().event("presence").json_data(&p) {
+                    Ok(e) => e,
+                    Err(e) => Event::default()
+                        .event("problem")
+                        .data(format!("cannot encode who is in the store: {e}")),
                 },
                 Err(_) => Event::default()
                     .event("problem")
@@ -674,7 +714,7 @@ async fn events(
         },
         last_push: None,
         done: false,
-        queued: None,
+        queued: std::collections::VecDeque::new(),
     };
     let stream = futures::stream::unfold(live, |mut live| async move {
         let ev = live.next_event().await?;
@@ -688,6 +728,7 @@ pub fn register_schemas(g: &mut schemars::SchemaGenerator) {
     g.subschema_for::<StoreSummary>();
     g.subschema_for::<Dashboard>();
     g.subschema_for::<LiveQueue>();
+    g.subschema_for::<crate::db::presence::StorePresence>();
 }
 
 #[cfg(test)]

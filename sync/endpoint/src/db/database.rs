@@ -166,6 +166,96 @@ pub trait Database: Send + Sync + 'static {
         store_id: String,
         turn_id: uuid::Uuid,
     ) -> BoxFuture<'_, DbResult<kiosk_protocol::wire::SurveyStatus>>;
+
+    /// Turn `turn_id` of store `store_id` and business day `business_day` as the customer's
+    /// phone shows it (its turn page, [`super::phone`]); `label` is the printed turn, shown until
+    /// the turn's events arrive. `None` when the store does not exist or the turn is another
+    /// store's or another day's (a token must never show another customer's turn).
+    fn turn_view(
+        &self,
+        store_id: String,
+        business_day: String,
+        turn_id: uuid::Uuid,
+        label: String,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<Option<super::phone::TurnView>>>;
+
+    /// Keeps a survey answer given on the customer's phone, if its turn may be rated
+    /// ([`Database::survey_status`] is `open`): stored like a kiosk's `survey_answered` (kiosk
+    /// id `phone`), counted as the turn's one answer, and put in the store's feed as
+    /// `turn_rated` so its kiosks refuse a second. Answers the status: `open` when kept, else
+    /// why not (`already_answered` also when another answer won a race).
+    fn rate_turn(
+        &self,
+        store_id: String,
+        answer: kiosk_protocol::events::SurveyAnswered,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<kiosk_protocol::wire::SurveyStatus>>;
+
+    /// The VAPID private key (Web Push, [`crate::push`]): the stored one, else `candidate`,
+    /// stored (made once, on first use, the same for every replica).
+    fn vapid_secret(&self, candidate: String) -> BoxFuture<'_, DbResult<String>>;
+
+    /// Keeps a turn page's push subscription until the store's business day `business_day`
+    /// ends (the same browser again replaces its keys).
+    fn subscribe_push(
+        &self,
+        store_id: String,
+        business_day: String,
+        target: super::phone::PushTarget,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<()>>;
+
+    /// The store's business day at `now_ms`, its "near" threshold (turns ahead) and the push
+    /// subscriptions of its turns that still await a message; deletes those of other days.
+    fn push_subscriptions(
+        &self,
+        store_id: String,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<(String, u32, Vec<super::phone::PushTarget>)>>;
+
+    /// Records that a subscription got its "near" message, or its "called" one (`called`).
+    fn mark_push_sent(
+        &self,
+        turn_id: uuid::Uuid,
+        endpoint: String,
+        called: bool,
+    ) -> BoxFuture<'_, DbResult<()>>;
+
+    /// Forgets a subscription (its push service says it is gone).
+    fn drop_push(&self, turn_id: uuid::Uuid, endpoint: String) -> BoxFuture<'_, DbResult<()>>;
+
+    /// Sets how many turns ahead count as "near" at a store (notifications). `NotFound` when
+    /// the store does not exist.
+    fn set_turns_ahead(&self, store_id: String, turns: u32) -> BoxFuture<'_, DbResult<()>>;
+
+    /// The store's business day, "near" threshold, and today's identified turns whose customer
+    /// consented to turn notices by SMS (`turn_sms`, latest choice), has a phone and was not
+    /// told yet; forgets the messages of other days.
+    fn sms_due(
+        &self,
+        store_id: String,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<(String, u32, Vec<super::phone::SmsCandidate>)>>;
+
+    /// Records that a turn's customer was told by SMS; false if that was recorded already (a
+    /// replica got there first: do not send).
+    fn mark_sms_sent(
+        &self,
+        turn_id: uuid::Uuid,
+        store_id: String,
+        business_day: String,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<bool>>;
+
+    /// Who is in store `store_id` now ([`super::presence`]): customers waiting by segment,
+    /// segment weights, dwell per segment, people counted, signage plays by audience,
+    /// assistance requests and response times. `NotFound` when the store does not exist.
+    fn presence(
+        &self,
+        store_id: String,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<super::presence::StorePresence>>;
 }
 
 /// A shared database handle.

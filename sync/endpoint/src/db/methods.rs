@@ -243,6 +243,108 @@ macro_rules! shared_methods {
         ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<kiosk_protocol::wire::SurveyStatus>> {
             self.auto(move |e| Box::pin($crate::db::shared::survey_status(e, store_id, turn_id)))
         }
+
+        fn turn_view(
+            &self,
+            store_id: String,
+            business_day: String,
+            turn_id: uuid::Uuid,
+            label: String,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Option<$crate::db::phone::TurnView>>> {
+            self.snapshot(move |e| {
+                Box::pin($crate::db::shared::turn_view(e, store_id, business_day, turn_id, label, now_ms))
+            })
+        }
+
+        fn rate_turn(
+            &self,
+            store_id: String,
+            answer: kiosk_protocol::events::SurveyAnswered,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<kiosk_protocol::wire::SurveyStatus>> {
+            self.write(move |e| Box::pin($crate::db::shared::rate_turn(e, store_id, answer, now_ms)))
+        }
+
+        fn vapid_secret(
+            &self,
+            candidate: String,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<String>> {
+            self.write(move |e| Box::pin($crate::db::shared::vapid_secret(e, candidate)))
+        }
+
+        fn subscribe_push(
+            &self,
+            store_id: String,
+            business_day: String,
+            target: $crate::db::phone::PushTarget,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
+            self.auto(move |e| {
+                Box::pin($crate::db::shared::subscribe_push(e, store_id, business_day, target, now_ms))
+            })
+        }
+
+        fn push_subscriptions(
+            &self,
+            store_id: String,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<(String, u32, Vec<$crate::db::phone::PushTarget>)>> {
+            self.write(move |e| Box::pin($crate::db::shared::push_subscriptions(e, store_id, now_ms)))
+        }
+
+        fn mark_push_sent(
+            &self,
+            turn_id: uuid::Uuid,
+            endpoint: String,
+            called: bool,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
+            self.auto(move |e| Box::pin($crate::db::shared::mark_push_sent(e, turn_id, endpoint, called)))
+        }
+
+        fn drop_push(
+            &self,
+            turn_id: uuid::Uuid,
+            endpoint: String,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
+            self.auto(move |e| Box::pin($crate::db::shared::drop_push(e, turn_id, endpoint)))
+        }
+
+        fn set_turns_ahead(
+            &self,
+            store_id: String,
+            turns: u32,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
+            self.auto(move |e| Box::pin($crate::db::shared::set_turns_ahead(e, store_id, turns)))
+        }
+
+        fn sms_due(
+            &self,
+            store_id: String,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<(String, u32, Vec<$crate::db::phone::SmsCandidate>)>> {
+            self.write(move |e| Box::pin($crate::db::shared::sms_due(e, store_id, now_ms)))
+        }
+
+        fn presence(
+            &self,
+            store_id: String,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<$crate::db::presence::StorePresence>> {
+            self.snapshot(move |e| Box::pin($crate::db::shared::presence(e, store_id, now_ms)))
+        }
+
+        fn mark_sms_sent(
+            &self,
+            turn_id: uuid::Uuid,
+            store_id: String,
+            business_day: String,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<bool>> {
+            self.auto(move |e| {
+                Box::pin($crate::db::shared::mark_sms_sent(e, turn_id, store_id, business_day, now_ms))
+            })
+        }
     };
 }
 pub(crate) use shared_methods;

@@ -53,6 +53,11 @@ pub const SQLITE: &[Migration] = &[
         name: "skew_samples",
         sql: include_str!("../../migrations/sqlite/0005_skew_samples.sql"),
     },
+    Migration {
+        version: 6,
+        name: "turn_push",
+        sql: include_str!("../../migrations/sqlite/0006_turn_push.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations, oldest first (the same versions as [`SQLITE`]).
@@ -81,6 +86,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 5,
         name: "skew_samples",
         sql: include_str!("../../migrations/postgres/0005_skew_samples.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "turn_push",
+        sql: include_str!("../../migrations/postgres/0006_turn_push.sql"),
     },
 ];
 
@@ -142,11 +152,12 @@ mod tests {
         let text = err.to_string();
         let supported = format!("up to version {}", latest(Dialect::Sqlite));
         assert!(text.contains("99") && text.contains(&supported), "{text}");
-        assert_eq!(pending(Dialect::Postgres, None).unwrap().len(), 5);
+        assert_eq!(pending(Dialect::Postgres, None).unwrap().len(), 6);
         assert_eq!(pending(Dialect::Postgres, Some(1)).unwrap()[0].version, 2);
         assert_eq!(pending(Dialect::Postgres, Some(2)).unwrap()[0].version, 3);
         assert_eq!(pending(Dialect::Postgres, Some(3)).unwrap()[0].version, 4);
         assert_eq!(pending(Dialect::Postgres, Some(4)).unwrap()[0].version, 5);
-        assert!(pending(Dialect::Postgres, Some(5)).unwrap().is_empty());
+        assert_eq!(pending(Dialect::Postgres, Some(5)).unwrap()[0].version, 6);
+        assert!(pending(Dialect::Postgres, Some(6)).unwrap().is_empty());
     }
 }

@@ -579,7 +579,7 @@ pub struct NewCustomer {
     pub phone: Option<String>,
     /// Consents to record as given now (`profile`, `marketing_email`, `marketing_sms`).
     #[serde(default, deserialize_with = "consent_purposes")]
-    #[schemars(with = "Vec<kiosk_protocol::events::ConsentPurpose>", length(max = 3))]
+    #[schemars(with = "Vec<kiosk_protocol::events::ConsentPurpose>", length(max = 4))]
     pub consents: Vec<String>,
     /// Segment set by hand, if any.
     #[serde(default, deserialize_with = "kiosk_protocol::ident::deserialize_opt")]
@@ -598,13 +598,14 @@ pub fn purpose_name(p: kiosk_protocol::events::ConsentPurpose) -> &'static str {
         ConsentPurpose::Profile => "profile",
         ConsentPurpose::MarketingEmail => "marketing_email",
         ConsentPurpose::MarketingSms => "marketing_sms",
+        ConsentPurpose::TurnSms => "turn_sms",
     }
 }
 
 fn consent_purposes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     let purposes = Vec::<kiosk_protocol::events::ConsentPurpose>::deserialize(d)?;
-    if purposes.len() > 3 {
-        return Err(serde::de::Error::custom("at most the 3 consent purposes"));
+    if purposes.len() > 4 {
+        return Err(serde::de::Error::custom("at most the 4 consent purposes"));
     }
     Ok(purposes
         .into_iter()

@@ -1652,3 +1652,537 @@ async fn live_rows(e: &impl Exec, q: &LiveQueueQuery) -> DbResult<LiveRows> {
         .collect::<DbResult<_>>()?;
     Ok(rows)
 }
+
+fn day_turn(r: &Row) -> DbResult<super::phone::DayTurn> {
+    let status: String = r.get(1)?;
+    Ok(super::phone::DayTurn {
+        turn_id: r.get(0)?,
+        status: TurnStatus::from_name(&status),
+        service: r.get(2)?,
+        priority: r.get(3)?,
+        issued_ms: r.get(4)?,
+        called_ms: r.get(5)?,
+        counter: r.get(6)?,
+        label: r.get(7)?,
+    })
+}
+
+/// See [`super::database::Database::turn_view`]; in one read snapshot.
+pub(crate) async fn turn_view(
+    e: &impl Exec,
+    store_id: String,
+    business_day: String,
+    turn_id: uuid::Uuid,
+    label: String,
+    now_ms: i64,
+) -> DbResult<Option<super::phone::TurnView>> {
+    let mut rows = super::phone::TurnRows::default();
+    let Some((store, _)) = store_with_timezone(e, &store_id).await? else {
+        return Ok(None);
+    };
+    rows.store_name = Some(store.name);
+    let turn = turn_id.to_string();
+    let columns = "turn_id, status, service, priority, issued_ms, called_ms, counter, label";
+    rows.turn = e
+        .query_opt(
+            &format!(
+                "SELECT {columns} FROM queue_turns
+                 WHERE turn_id = ?1 AND store_id = ?2 AND (business_day = ?3 OR business_day IS NULL)"
+            ),
+            args![&turn, &store_id, &business_day],
+        )
+        .await?
+        .map(|r| day_turn(&r))
+        .transpose()?;
+    if rows.turn.is_none()
+        && e.query_opt("SELECT 1 FROM queue_turns WHERE turn_id = ?1", args![&turn])
+            .await?
+            .is_some()
+    {
+        // The turn is another store's (or another day's): nothing of it is shown here.
+        return Ok(None);
+    }
+    if rows
+        .turn
+        .as_ref()
+        .is_some_and(|t| t.status == TurnStatus::Waiting)
+    {
+        rows.day = e
+            .query(
+                &format!(
+                    "SELECT {columns} FROM queue_turns WHERE store_id = ?1 AND business_day = ?2"
+                ),
+                args![&store_id, &business_day],
+            )
+            .await?
+            .iter()
+            .map(day_turn)
+            .collect::<DbResult<_>>()?;
+    }
+    rows.last_contact_ms = e
+        .query_one(
+            "SELECT MAX(last_seen_ms) FROM kiosks WHERE store_id = ?1",
+            args![&store_id],
+        )
+        .await?
+        .get(0)?;
+    rows.survey = Some(survey_status(e, store_id, turn_id).await?);
+    Ok(super::phone::view(&label, rows, now_ms))
+}
+
+/// See [`super::database::Database::rate_turn`]; in one transaction.
+pub(crate) async fn rate_turn(
+    e: &impl Exec,
+    store_id: String,
+    answer: kiosk_protocol::events::SurveyAnswered,
+    now_ms: i64,
+) -> DbResult<kiosk_protocol::wire::SurveyStatus> {
+    use kiosk_protocol::events::{Envelope, Event};
+    use kiosk_protocol::wire::{SurveyStatus, TurnRated};
+    let Some(turn_id) = answer.turn_id else {
+        return Ok(SurveyStatus::Unknown);
+    };
+    let status = survey_status(e, store_id.clone(), turn_id).await?;
+    if status != SurveyStatus::Open {
+        return Ok(status);
+    }
+    let id = uuid::Uuid::now_v7();
+    let turn = turn_id.to_string();
+    let inserted = e
+        .execute(
+            "INSERT INTO survey_answers (turn_id, event_id, store_id) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO NOTHING",
+            args![&turn, id.to_string(), &store_id],
+        )
+        .await?;
+    if inserted == 0 {
+        return Ok(SurveyStatus::AlreadyAnswered);
+    }
+    let event = Event::SurveyAnswered(answer);
+    let envelope = Envelope {
+        id,
+        kiosk_id: PHONE_KIOSK_ID.to_owned(),
+        seq: 0,
+        boot_id: uuid::Uuid::nil(),
+        wall_time: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms) * 1_000_000)
+            .map_err(|e| DbError::Corrupt(format!("now is not a time: {e}")))?,
+        mono_ms: 0,
+        schema_version: event.schema_version(),
+        event,
+    };
+    e.execute(
+        "INSERT INTO events (id, kiosk_id, store_id, seq, type, schema_version, device_ms,
+           corrected_ms, received_ms, card_token, envelope)
+         VALUES (?1, ?2, ?3, 0, 'survey_answered', ?4, ?5, ?5, ?5, NULL, ?6)",
+        args![
+            id.to_string(),
+            PHONE_KIOSK_ID,
+            &store_id,
+            envelope.schema_version,
+            now_ms,
+            serde_json::to_string(&envelope)?
+        ],
+    )
+    .await?;
+    let item = serde_json::to_string(&FeedItem::TurnRated(TurnRated { turn_id }))?;
+    e.lock_changes().await?;
+    e.execute(
+        "INSERT INTO changes (store_id, kind, item_key, item) VALUES (?1, 'turn_rated', ?2, ?3)",
+        args![&store_id, &turn, item],
+    )
+    .await?;
+    Ok(SurveyStatus::Open)
+}
+
+/// The `kiosk_id` of answers given on a customer's phone (no kiosk id: those start with `k`
+/// and a kiosk's enrollment never picks this one).
+pub const PHONE_KIOSK_ID: &str = "phone";
+
+/// See [`super::database::Database::vapid_secret`].
+pub(crate) async fn vapid_secret(e: &impl Exec, candidate: String) -> DbResult<String> {
+    e.execute(
+        "INSERT INTO settings (key, value) VALUES ('vapid_key', ?1) ON CONFLICT (key) DO NOTHING",
+        args![candidate],
+    )
+    .await?;
+    e.query_one("SELECT value FROM settings WHERE key = 'vapid_key'", &[])
+        .await?
+        .get(0)
+}
+
+/// See [`super::database::Database::subscribe_push`].
+pub(crate) async fn subscribe_push(
+    e: &impl Exec,
+    store_id: String,
+    business_day: String,
+    target: super::phone::PushTarget,
+    now_ms: i64,
+) -> DbResult<()> {
+    let s = &target.subscription;
+    e.execute(
+        "INSERT INTO push_subscriptions (turn_id, store_id, business_day, label, lang, endpoint,
+           p256dh, auth, created_ms, page)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (turn_id, endpoint) DO UPDATE SET p256dh = excluded.p256dh,
+           auth = excluded.auth, lang = excluded.lang",
+        args![
+            target.turn_id.to_string(),
+            store_id,
+            business_day,
+            target.label,
+            target.lang,
+            &s.endpoint,
+            &s.keys.p256dh,
+            &s.keys.auth,
+            now_ms,
+            &target.page
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// See [`super::database::Database::push_subscriptions`].
+pub(crate) async fn push_subscriptions(
+    e: &impl Exec,
+    store_id: String,
+    now_ms: i64,
+) -> DbResult<(String, u32, Vec<super::phone::PushTarget>)> {
+    let Some((_, timezone)) = store_with_timezone(e, &store_id).await? else {
+        return Err(DbError::NotFound(format!("store {store_id:?}")));
+    };
+    let (day, _) = queue::today(timezone.as_deref(), now_ms);
+    // Subscriptions end with their service day.
+    e.execute(
+        "DELETE FROM push_subscriptions WHERE store_id = ?1 AND business_day <> ?2",
+        args![&store_id, &day],
+    )
+    .await?;
+    let threshold = e
+        .query_opt(
+            "SELECT turns_ahead FROM store_notify WHERE store_id = ?1",
+            args![&store_id],
+        )
+        .await?
+        .map(|r| r.get::<i64>(0))
+        .transpose()?
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(super::phone::DEFAULT_TURNS_AHEAD);
+    let rows = e
+        .query(
+            "SELECT turn_id, label, lang, endpoint, p256dh, auth, sent_near, sent_called, page
+             FROM push_subscriptions WHERE store_id = ?1 AND business_day = ?2
+               AND NOT (sent_near AND sent_called)",
+            args![&store_id, &day],
+        )
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let turn: String = r.get(0)?;
+        let turn_id = turn
+            .parse::<uuid::Uuid>()
+            .map_err(|e| DbError::Corrupt(format!("turn id {turn:?} of a subscription: {e}")))?;
+        out.push(super::phone::PushTarget {
+            turn_id,
+            label: r.get(1)?,
+            lang: r.get(2)?,
+            page: r.get(8)?,
+            subscription: super::phone::PushSubscription {
+                endpoint: r.get(3)?,
+                expiration_time: None,
+                keys: super::phone::PushKeys {
+                    p256dh: r.get(4)?,
+                    auth: r.get(5)?,
+                },
+            },
+            sent_near: r.get(6)?,
+            sent_called: r.get(7)?,
+        });
+    }
+    Ok((day, threshold, out))
+}
+
+/// See [`super::database::Database::mark_push_sent`].
+pub(crate) async fn mark_push_sent(
+    e: &impl Exec,
+    turn_id: uuid::Uuid,
+    endpoint: String,
+    called: bool,
+) -> DbResult<()> {
+    // A call makes "near" moot too.
+    let sql = if called {
+        "UPDATE push_subscriptions SET sent_called = ?3, sent_near = ?3 WHERE turn_id = ?1 AND endpoint = ?2"
+    } else {
+        "UPDATE push_subscriptions SET sent_near = ?3 WHERE turn_id = ?1 AND endpoint = ?2"
+    };
+    e.execute(sql, args![turn_id.to_string(), endpoint, true])
+        .await?;
+    Ok(())
+}
+
+/// See [`super::database::Database::drop_push`].
+pub(crate) async fn drop_push(
+    e: &impl Exec,
+    turn_id: uuid::Uuid,
+    endpoint: String,
+) -> DbResult<()> {
+    e.execute(
+        "DELETE FROM push_subscriptions WHERE turn_id = ?1 AND endpoint = ?2",
+        args![turn_id.to_string(), endpoint],
+    )
+    .await?;
+    Ok(())
+}
+
+/// See [`super::database::Database::set_turns_ahead`].
+pub(crate) async fn set_turns_ahead(e: &impl Exec, store_id: String, turns: u32) -> DbResult<()> {
+    if store(e, store_id.clone()).await?.is_none() {
+        return Err(DbError::NotFound(format!("store {store_id:?}")));
+    }
+    e.execute(
+        "INSERT INTO store_notify (store_id, turns_ahead) VALUES (?1, ?2)
+         ON CONFLICT (store_id) DO UPDATE SET turns_ahead = excluded.turns_ahead",
+        args![store_id, i64::from(turns)],
+    )
+    .await?;
+    Ok(())
+}
+
+/// See [`super::database::Database::sms_due`].
+pub(crate) async fn sms_due(
+    e: &impl Exec,
+    store_id: String,
+    now_ms: i64,
+) -> DbResult<(String, u32, Vec<super::phone::SmsCandidate>)> {
+    let Some((store, timezone)) = store_with_timezone(e, &store_id).await? else {
+        return Err(DbError::NotFound(format!("store {store_id:?}")));
+    };
+    let (day, since) = queue::today(timezone.as_deref(), now_ms);
+    e.execute(
+        "DELETE FROM sms_sent WHERE store_id = ?1 AND business_day <> ?2",
+        args![&store_id, &day],
+    )
+    .await?;
+    let threshold = e
+        .query_opt(
+            "SELECT turns_ahead FROM store_notify WHERE store_id = ?1",
+            args![&store_id],
+        )
+        .await?
+        .map(|r| r.get::<i64>(0))
+        .transpose()?
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(super::phone::DEFAULT_TURNS_AHEAD);
+    let rows = e
+        .query(
+            &format!(
+                "SELECT e.card_token, {}, c.phone, c.locale FROM events e
+                 JOIN customers c ON c.card_token = e.card_token
+                 WHERE e.store_id = ?1 AND e.type = 'ticket_issued' AND e.corrected_ms >= ?2
+                   AND c.phone IS NOT NULL",
+                e.dialect().envelope_field("payload.turn_id")
+            ),
+            args![&store_id, since],
+        )
+        .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        let token: String = r.get(0)?;
+        let Some(turn) = r.get::<Option<String>>(1)? else {
+            continue;
+        };
+        let Ok(turn_id) = turn.parse::<uuid::Uuid>() else {
+            continue;
+        };
+        let sent = e
+            .query_opt("SELECT 1 FROM sms_sent WHERE turn_id = ?1", args![&turn])
+            .await?
+            .is_some();
+        let consented = e
+            .query_opt(
+                "SELECT given FROM consents WHERE card_token = ?1 AND purpose = 'turn_sms'
+                 ORDER BY at_ms DESC, id DESC LIMIT 1",
+                args![&token],
+            )
+            .await?
+            .map(|r| r.get::<bool>(0))
+            .transpose()?
+            .unwrap_or(false);
+        if sent || !consented {
+            continue;
+        }
+        out.push(super::phone::SmsCandidate {
+            turn_id,
+            phone: r.get(2)?,
+            locale: r
+                .get::<Option<String>>(3)?
+                .unwrap_or_else(|| "es".to_owned()),
+            store_name: store.name.clone(),
+        });
+    }
+    Ok((day, threshold, out))
+}
+
+/// See [`super::database::Database::mark_sms_sent`]: false when it was already marked.
+pub(crate) async fn mark_sms_sent(
+    e: &impl Exec,
+    turn_id: uuid::Uuid,
+    store_id: String,
+    business_day: String,
+    now_ms: i64,
+) -> DbResult<bool> {
+    let n = e
+        .execute(
+            "INSERT INTO sms_sent (turn_id, store_id, business_day, sent_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (turn_id) DO NOTHING",
+            args![turn_id.to_string(), store_id, business_day, now_ms],
+        )
+        .await?;
+    Ok(n > 0)
+}
+
+/// Envelopes of `kind` events of `store_id` from `since_ms`, oldest first.
+async fn envelopes_since(
+    e: &impl Exec,
+    store_id: &str,
+    kind: &str,
+    since_ms: i64,
+) -> DbResult<Vec<kiosk_protocol::events::Envelope>> {
+    e.query(
+        "SELECT envelope FROM events WHERE store_id = ?1 AND type = ?2 AND corrected_ms >= ?3
+         ORDER BY corrected_ms, id",
+        args![store_id, kind, since_ms],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        let text: String = r.get(0)?;
+        serde_json::from_str(&text).map_err(|e| DbError::Corrupt(format!("{kind} envelope: {e}")))
+    })
+    .collect()
+}
+
+/// Card tokens of the identified turns issued at `store_id` from `since_ms`, by turn id.
+async fn turn_tokens(
+    e: &impl Exec,
+    store_id: &str,
+    since_ms: i64,
+) -> DbResult<BTreeMap<String, String>> {
+    e.query(
+        &format!(
+            "SELECT {}, card_token FROM events WHERE store_id = ?1 AND type = 'ticket_issued'
+               AND corrected_ms >= ?2 AND card_token IS NOT NULL",
+            e.dialect().envelope_field("payload.turn_id")
+        ),
+        args![store_id, since_ms],
+    )
+    .await?
+    .iter()
+    .filter_map(|r| match (r.get::<Option<String>>(0), r.get::<String>(1)) {
+        (Ok(Some(t)), Ok(k)) => Some(Ok((t, k))),
+        (Err(e), _) | (_, Err(e)) => Some(Err(e)),
+        _ => None,
+    })
+    .collect()
+}
+
+/// See [`super::database::Database::presence`]; in one read snapshot.
+pub(crate) async fn presence(
+    e: &impl Exec,
+    store_id: String,
+    now_ms: i64,
+) -> DbResult<super::presence::StorePresence> {
+    use kiosk_protocol::events::Event;
+    let Some((_, timezone)) = store_with_timezone(e, &store_id).await? else {
+        return Err(DbError::NotFound(format!("store {store_id:?}")));
+    };
+    let (day, since) = queue::today(timezone.as_deref(), now_ms);
+    let s = &store_id;
+    let mut rows = super::presence::PresenceRows {
+        business_day: day.clone(),
+        ..Default::default()
+    };
+    let learned_since = now_ms - super::presence::DWELL_WINDOW_MS;
+    let tokens = turn_tokens(e, s, learned_since.min(since)).await?;
+    let mut segments: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut segment_of = async |turn: &str| -> DbResult<Option<String>> {
+        let Some(token) = tokens.get(turn) else {
+            return Ok(None);
+        };
+        if let Some(s) = segments.get(token) {
+            return Ok(s.clone());
+        }
+        let seg: Option<String> = e
+            .query_opt(
+                "SELECT segment FROM customers WHERE card_token = ?1",
+                args![token],
+            )
+            .await?
+            .map(|r| r.get(0))
+            .transpose()?;
+        segments.insert(token.clone(), seg.clone());
+        Ok(seg)
+    };
+    for r in e
+        .query(
+            "SELECT turn_id FROM queue_turns WHERE store_id = ?1 AND business_day = ?2
+               AND status = 'waiting'",
+            args![s, &day],
+        )
+        .await?
+    {
+        let turn: String = r.get(0)?;
+        rows.waiting.push(segment_of(&turn).await?);
+    }
+    for r in e
+        .query(
+            "SELECT turn_id, issued_ms, served_ms FROM turns WHERE store_id = ?1
+               AND issued_ms >= ?2 AND served_ms IS NOT NULL AND served_ms >= issued_ms",
+            args![s, learned_since],
+        )
+        .await?
+    {
+        let turn: String = r.get(0)?;
+        let (issued, served): (i64, i64) = (r.get(1)?, r.get(2)?);
+        rows.visits
+            .push((segment_of(&turn).await?, served - issued));
+    }
+    for env in envelopes_since(e, s, "people_counted", since).await? {
+        if let Event::PeopleCounted(p) = env.event {
+            rows.entries.push(u64::from(p.entries));
+        }
+    }
+    for env in envelopes_since(e, s, "content_played", since).await? {
+        if let Event::ContentPlayed(c) = env.event {
+            let audience = c
+                .audience
+                .into_iter()
+                .map(|a| (a.segment, u64::from(a.count)))
+                .collect();
+            rows.plays.push((c.campaign_id, c.content_id, audience));
+        }
+    }
+    for r in e
+        .query(
+            "SELECT envelope, corrected_ms FROM events WHERE store_id = ?1
+               AND type = 'assistance_requested' AND corrected_ms >= ?2 ORDER BY corrected_ms, id",
+            args![s, since],
+        )
+        .await?
+    {
+        let text: String = r.get(0)?;
+        let env: kiosk_protocol::events::Envelope = serde_json::from_str(&text)
+            .map_err(|e| DbError::Corrupt(format!("assistance_requested envelope: {e}")))?;
+        if let Event::AssistanceRequested(a) = env.event {
+            rows.requests
+                .push((a.request_id.to_string(), a.place_name, r.get(1)?));
+        }
+    }
+    for env in envelopes_since(e, s, "assistance_acknowledged", since).await? {
+        if let Event::AssistanceAcknowledged(a) = env.event {
+            rows.acks
+                .push((a.request_id.to_string(), a.counter, a.response_ms));
+        }
+    }
+    Ok(super::presence::assemble(s, now_ms, rows))
+}

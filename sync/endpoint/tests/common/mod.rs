@@ -5,9 +5,9 @@
 
 use std::sync::{Arc, OnceLock};
 
+use crm_endpoint::ServeConfig;
 use crm_endpoint::db::{SharedDb, StoreRecord};
 use crm_endpoint::testing::TempPostgres;
-use crm_endpoint::{ServeConfig, serve};
 use kiosk_protocol::auth::sign_request;
 use kiosk_protocol::events::{Envelope, Event};
 use kiosk_protocol::wire::{
@@ -91,6 +91,19 @@ impl Harness {
         backend: Backend,
         tls: Option<(Arc<rustls::ServerConfig>, reqwest::Client)>,
     ) -> Harness {
+        Self::start_full(backend, tls, None).await
+    }
+
+    /// A harness whose endpoint sends turn notices by SMS through `sms`.
+    pub async fn start_with_sms(backend: Backend, sms: crm_endpoint::push::SmsNotices) -> Harness {
+        Self::start_full(backend, None, Some(sms)).await
+    }
+
+    async fn start_full(
+        backend: Backend,
+        tls: Option<(Arc<rustls::ServerConfig>, reqwest::Client)>,
+        sms: Option<crm_endpoint::push::SmsNotices>,
+    ) -> Harness {
         install_crypto();
         let (db, dir) = open_db(backend).await;
         db.upsert_store(StoreRecord {
@@ -123,7 +136,8 @@ impl Harness {
             tls: tls_config,
         };
         let server = tokio::spawn(async move {
-            serve(config, listener, async {
+            let limits = kiosk_serve::Limits::PUBLIC.fit_open_files(kiosk_serve::open_file_limit());
+            crm_endpoint::serve_with_sms(config, sms, limits, listener, async {
                 let _ = stopped.await;
             })
             .await
