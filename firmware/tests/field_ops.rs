@@ -473,55 +473,50 @@ async fn provision_run_status_and_reprovision_keep_every_event() {
     );
 }
 
-/// Polls the kiosk's live status (`kiosk status --json`'s source) until `pred` holds.
-async fn status_until(
+/// Polls a JSON answer of the kiosk (`path` on its UI port) until `pred` holds.
+async fn json_until(
     port: u16,
+    path: &str,
     what: &str,
     timeout: Duration,
     pred: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
     let deadline = Instant::now() + timeout;
     loop {
-        let status: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/api/status"))
+        let value: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
             .await
             .unwrap()
             .json()
             .await
             .unwrap();
-        if pred(&status) {
-            return status;
+        if pred(&value) {
+            return value;
         }
         assert!(
             Instant::now() < deadline,
-            "never {what}; last status: {status}"
+            "{path} never showed {what}; last: {value}"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
+/// The kiosk's live status (`kiosk status --json`'s source) once `pred` holds.
+async fn status_until(
+    port: u16,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    json_until(port, "/api/status", what, timeout, pred).await
+}
+
+/// The kiosk screen's view once `pred` holds.
 async fn view_until(
     port: u16,
     what: &str,
     pred: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let view: serde_json::Value =
-            reqwest::get(format!("http://127.0.0.1:{port}/api/kiosk/view"))
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-        if pred(&view) {
-            return view;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the screen never showed {what}; last: {view}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    json_until(port, "/api/kiosk/view", what, Duration::from_secs(30), pred).await
 }
 
 /// A bench kiosk: `kiosk run` on the simulated profile, provisioned against a real CRM, is

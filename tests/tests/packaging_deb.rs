@@ -19,7 +19,8 @@ use std::sync::OnceLock;
 
 /// The package built once for all tests in this file, unpacked beside it.
 struct Built {
-    _dir: tempfile::TempDir,
+    /// The temporary directory, when the package is this process's own (plain `cargo test`).
+    _dir: Option<tempfile::TempDir>,
     deb: PathBuf,
     /// `dpkg-deb -x`: the data tarball as it lands on the kiosk.
     root: PathBuf,
@@ -68,33 +69,77 @@ fn stdout(cmd: &mut Command) -> String {
 
 fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let out = stdout(
-            Command::new(repo().join("scripts/package"))
-                .args(["amd64", "--debug", "--output"])
-                .arg(dir.path().join("debs"))
-                .arg("--target-dir")
-                .arg(target_dir()),
-        );
-        let deb = out
-            .lines()
-            .find_map(|l| l.strip_prefix("DEB amd64 "))
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                panic!("scripts/package printed no `DEB amd64 <path>` line:\n{out}")
-            });
-        let root = dir.path().join("root");
-        let control = dir.path().join("control");
-        run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
-        run(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(&control));
-        Built {
-            _dir: dir,
-            deb,
-            root,
-            control,
+    BUILT.get_or_init(|| match std::env::var("NEXTEST_RUN_ID") {
+        // nextest runs every test in its own process: build the package once per run, in a
+        // directory of that run under the target directory, the first process to take the
+        // lock building it for all (one package build instead of one per test).
+        Ok(run) => {
+            let base = target_dir().join("packaging-test");
+            std::fs::create_dir_all(&base).expect("packaging-test dir");
+            let lock = std::fs::File::create(base.join(".lock")).expect("lock file");
+            let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+                .map_err(|(_, e)| e)
+                .expect("lock the packaging-test dir");
+            let dir = base.join(&run);
+            if !dir.join("done").exists() {
+                // Runs before this one are finished with their packages.
+                for old in std::fs::read_dir(&base)
+                    .expect("packaging-test dir")
+                    .flatten()
+                {
+                    if old.path().is_dir() {
+                        let _ = std::fs::remove_dir_all(old.path());
+                    }
+                }
+                std::fs::create_dir_all(&dir).expect("run dir");
+                build_into(&dir);
+                std::fs::write(dir.join("done"), b"").expect("done mark");
+            }
+            drop(lock);
+            built_in(None, &dir)
+        }
+        Err(_) => {
+            let tmp = tempfile::tempdir().expect("temp dir");
+            build_into(tmp.path());
+            let path = tmp.path().to_owned();
+            built_in(Some(tmp), &path)
         }
     })
+}
+
+/// `scripts/package amd64 --debug` into `dir/debs`, unpacked into `dir/root` and `dir/control`.
+fn build_into(dir: &Path) {
+    let out = stdout(
+        Command::new(repo().join("scripts/package"))
+            .args(["amd64", "--debug", "--output"])
+            .arg(dir.join("debs"))
+            .arg("--target-dir")
+            .arg(target_dir()),
+    );
+    let deb = out
+        .lines()
+        .find_map(|l| l.strip_prefix("DEB amd64 "))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("scripts/package printed no `DEB amd64 <path>` line:\n{out}"));
+    run(Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(dir.join("root")));
+    run(Command::new("dpkg-deb")
+        .arg("-e")
+        .arg(&deb)
+        .arg(dir.join("control")));
+    std::fs::write(dir.join("deb-path"), deb.as_os_str().as_encoded_bytes()).expect("deb path");
+}
+
+fn built_in(tmp: Option<tempfile::TempDir>, dir: &Path) -> Built {
+    let deb = PathBuf::from(read(&dir.join("deb-path")));
+    Built {
+        _dir: tmp,
+        deb,
+        root: dir.join("root"),
+        control: dir.join("control"),
+    }
 }
 
 /// `dpkg-deb -c`: path (without the leading `.`) → permission string.
