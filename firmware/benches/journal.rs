@@ -653,6 +653,7 @@ fn profile(token: CardToken, i: u64) -> Profile {
             profile: true,
             marketing_email: i % 2 == 0,
             marketing_sms: false,
+            turn_sms: false,
         },
         locale: if i % 3 == 0 { "en" } else { "es" }.into(),
     }

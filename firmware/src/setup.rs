@@ -127,6 +127,11 @@ pub fn journey_config(config: &Config) -> JourneyConfig {
                 "Recibir ofertas por SMS",
                 "Receive offers by SMS",
             ),
+            consent(
+                ConsentPurpose::TurnSms,
+                "Avisarme por SMS cuando se acerque mi turno",
+                "Text me when my turn is near",
+            ),
         ],
         role: config.site.kiosk.role,
         survey_reasons: vec![

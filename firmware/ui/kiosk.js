@@ -23,7 +23,8 @@ const T = {
     regTitle: "Registro", steps: "Pasos del registro", name: "Nombre", email: "Email", phone: "Teléfono", permissions: "Permisos",
     optional: "opcional", next: "Siguiente",
     nameHint: "Su nombre, como quiere que le saludemos.",
-    emailHint: "Solo guardamos el email o el teléfono si acepta recibir ofertas por ese medio.",
+    emailHint: "Solo guardamos el email si acepta recibir ofertas por email.",
+    phoneHint: "Solo guardamos el teléfono si acepta ofertas por SMS o avisos de su turno por SMS.",
     consentsHint: "Marque lo que acepta. Solo «guardar mi perfil» es necesario para registrarse.",
     policy: (v) => `Ver texto completo (versión ${v})`, submit: "Registrarme",
     keyboard: "Teclado", space: "espacio", del: "Borrar", shift: "Mayúscula", caps: "Bloq Mayús",
@@ -69,7 +70,8 @@ const T = {
     regTitle: "Registration", steps: "Registration steps", name: "Name", email: "Email", phone: "Phone", permissions: "Permissions",
     optional: "optional", next: "Next",
     nameHint: "Your name, as you would like us to greet you.",
-    emailHint: "We only keep your email or phone if you agree to receive offers that way.",
+    emailHint: "We only keep your email if you agree to receive offers by email.",
+    phoneHint: "We only keep your phone if you agree to offers by SMS or to turn notices by SMS.",
     consentsHint: "Tick what you agree to. Only “keep my profile” is needed to register.",
     policy: (v) => `Read the full text (version ${v})`, submit: "Register",
     keyboard: "Keyboard", space: "space", del: "Delete", shift: "Shift", caps: "Caps lock",
@@ -330,7 +332,7 @@ function textStep(t, f) {
   input.addEventListener("keydown", (e) => {
     if (e.key === "Enter") { e.preventDefault(); goStep(STEPS[STEPS.indexOf(f) + 1]); }
   });
-  const hint = { name: t.nameHint, email: t.emailHint, phone: t.emailHint }[f];
+  const hint = { name: t.nameHint, email: t.emailHint, phone: t.phoneHint }[f];
   return [
     h("div", { class: "field" },
       h("label", { for: `f-${f}` }, stepLabel(t, f), optional ? h("span", { class: "muted" }, ` (${t.optional})`) : null),

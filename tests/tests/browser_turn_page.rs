@@ -298,6 +298,16 @@ async fn a_phone_follows_its_turn_from_issue_to_call_to_survey() {
         .await
         .unwrap();
     phone.check("waiting-en").await;
+    // The opt-in for notices is offered while the turn is ahead (Chromium has Web Push).
+    phone
+        .browser
+        .wait_until(
+            "the notify button shown",
+            "(() => { const b = document.getElementById('push'); return !!b && !b.hidden; })()",
+            WAIT,
+        )
+        .await
+        .unwrap();
     store.send(called(first, 1)).await;
     phone
         .browser
@@ -322,6 +332,16 @@ async fn a_phone_follows_its_turn_from_issue_to_call_to_survey() {
     phone
         .browser
         .wait_for(".scores button[value='9']", WAIT)
+        .await
+        .unwrap();
+    // Served: nothing left to be notified of, so the button is gone.
+    phone
+        .browser
+        .wait_until(
+            "the notify button gone once served",
+            "document.getElementById('push') === null",
+            WAIT,
+        )
         .await
         .unwrap();
     phone.check("survey").await;

@@ -601,7 +601,7 @@ async fn registration(kiosk: &Kiosk, p: &mut Probe) {
         .await;
 
     let b = &p.browser;
-    for purpose in ["profile", "marketing_email", "marketing_sms"] {
+    for purpose in ["profile", "marketing_email", "marketing_sms", "turn_sms"] {
         b.click(&format!("[data-purpose={purpose}]"))
             .await
             .expect(purpose);
@@ -613,7 +613,7 @@ async fn registration(kiosk: &Kiosk, p: &mut Probe) {
         )
         .await
         .expect("boxes");
-    assert_eq!(checked, json!(["true", "true", "true"]));
+    assert_eq!(checked, json!(["true", "true", "true", "true"]));
     // The values the form holds survived every step.
     b.click("[data-step=name]").await.expect("back to the name");
     assert_eq!(p.value("#f-name").await, NAME);
@@ -654,6 +654,18 @@ async fn registration(kiosk: &Kiosk, p: &mut Probe) {
     assert_eq!(customer.display_name.as_deref(), Some(NAME));
     assert_eq!(customer.email.as_deref(), Some(EMAIL));
     assert_eq!(customer.phone.as_deref(), Some(PHONE));
+    let mut given: Vec<&str> = customer
+        .consents
+        .iter()
+        .filter(|c| c.given)
+        .map(|c| c.purpose.as_str())
+        .collect();
+    given.sort_unstable();
+    assert_eq!(
+        given,
+        ["marketing_email", "marketing_sms", "profile", "turn_sms"],
+        "every permission ticked reaches the CRM, the turn notices by SMS among them"
+    );
 }
 
 /// The error `msg` is shown right under `field` (within 80 px), inside the window, names the

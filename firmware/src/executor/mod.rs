@@ -268,6 +268,9 @@ impl Run {
                         marketing_sms: p
                             .consents
                             .contains(&kiosk_protocol::events::ConsentPurpose::MarketingSms),
+                        turn_sms: p
+                            .consents
+                            .contains(&kiosk_protocol::events::ConsentPurpose::TurnSms),
                     },
                     locale: p.locale.map(|l| l.tag()).unwrap_or("es").to_owned(),
                 };
@@ -622,6 +625,9 @@ impl Run {
         }
         if p.consent.marketing_sms {
             consents.push(P::MarketingSms);
+        }
+        if p.consent.turn_sms {
+            consents.push(P::TurnSms);
         }
         Input::ProfileFound {
             token: token.clone(),

@@ -524,6 +524,10 @@ pub struct ConsentFlags {
     pub marketing_email: bool,
     /// May send marketing SMS.
     pub marketing_sms: bool,
+    /// May send service notices about the customer's own turn by SMS (not marketing). Absent
+    /// in feeds of endpoints older than the phone companion: read as not given.
+    #[serde(default)]
+    pub turn_sms: bool,
 }
 
 /// What a store's kiosks know about a customer: nothing beyond what greeting and targeting need.

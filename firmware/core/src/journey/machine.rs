@@ -955,7 +955,10 @@ impl Machine<'_> {
         let locale = self.s.locale;
         // Contact details are kept only with the consent to be contacted that way.
         let email = email.filter(|_| consents.contains(&ConsentPurpose::MarketingEmail));
-        let phone = phone.filter(|_| consents.contains(&ConsentPurpose::MarketingSms));
+        let phone = phone.filter(|_| {
+            consents.contains(&ConsentPurpose::MarketingSms)
+                || consents.contains(&ConsentPurpose::TurnSms)
+        });
         self.record(Event::CustomerRegistered(CustomerRegistered {
             card_token: tap.token.clone(),
             display_name: name.clone(),

@@ -41,6 +41,15 @@ pub(crate) fn config() -> JourneyConfig {
                     "We will email you offers.",
                 ),
             },
+            ConsentPolicy {
+                purpose: ConsentPurpose::TurnSms,
+                version: "2025-01".into(),
+                title: Localized::new("Avisos de turno por SMS", "Turn notices by SMS"),
+                text: Localized::new(
+                    "Le avisaremos por SMS cuando se acerque su turno.",
+                    "We will text you when your turn is near.",
+                ),
+            },
         ],
         survey_reasons: vec![SurveyReason {
             id: "wait".into(),
@@ -443,7 +452,7 @@ fn an_unknown_card_is_offered_registration_and_registering_records_each_consent(
     assert_eq!(k.body(), ScreenBody::OfferRegistration);
     k.touch(Touch::Register);
     match k.body() {
-        ScreenBody::Registering { consents, .. } => assert_eq!(consents.len(), 2),
+        ScreenBody::Registering { consents, .. } => assert_eq!(consents.len(), 3),
         other => panic!("expected the form, got {other:?}"),
     }
     let form = RegistrationForm {
@@ -468,7 +477,7 @@ fn an_unknown_card_is_offered_registration_and_registering_records_each_consent(
     );
     assert_eq!(
         registered.phone, None,
-        "no phone kept without the sms consent"
+        "no phone kept without an sms consent"
     );
     let consents: Vec<_> = k
         .events()
@@ -487,6 +496,42 @@ fn an_unknown_card_is_offered_registration_and_registering_records_each_consent(
     assert!(matches!(k.body(), ScreenBody::Greeting { name, .. } if name == "Luis"));
 }
 
+#[test]
+fn the_phone_is_kept_for_turn_notices_alone_and_the_consent_recorded() {
+    let mut k = Kiosk::new();
+    k.send(tap(2));
+    k.send(Input::ProfileNotFound { token: card(2) });
+    k.touch(Touch::Register);
+    k.touch(Touch::SubmitRegistration(RegistrationForm {
+        name: "Luis".into(),
+        email: Some("luis@example.com".into()),
+        phone: Some("+34 600 000 000".into()),
+        consents: vec![ConsentPurpose::Profile, ConsentPurpose::TurnSms],
+    }));
+    let registered = k
+        .events()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::CustomerRegistered(r) => Some(r.clone()),
+            _ => None,
+        })
+        .expect("customer_registered");
+    assert_eq!(
+        registered.phone.as_deref(),
+        Some("+34 600 000 000"),
+        "turn notices need the phone"
+    );
+    assert_eq!(registered.email, None, "offers by email were not accepted");
+    let given: Vec<ConsentPurpose> = k
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::ConsentGiven(c) => Some(c.purpose),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(given, [ConsentPurpose::Profile, ConsentPurpose::TurnSms]);
+}
 #[test]
 fn registration_needs_a_name_and_the_profile_consent_but_skipping_is_always_possible() {
     let mut k = Kiosk::new();

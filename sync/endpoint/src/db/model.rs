@@ -180,7 +180,7 @@ pub enum Effect {
     Consent {
         /// Card token.
         token: CardToken,
-        /// `profile`, `marketing_email` or `marketing_sms`.
+        /// `profile`, `marketing_email`, `marketing_sms` or `turn_sms`.
         purpose: &'static str,
         /// Given (true) or withdrawn.
         given: bool,
@@ -481,7 +481,7 @@ pub struct CustomerRecord {
 /// One consent change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConsentRecord {
-    /// `profile`, `marketing_email`, `marketing_sms`.
+    /// `profile`, `marketing_email`, `marketing_sms`, `turn_sms`.
     pub purpose: String,
     /// Given or withdrawn.
     pub given: bool,
@@ -577,7 +577,7 @@ pub struct NewCustomer {
     #[serde(default, deserialize_with = "crate::input::phone")]
     #[schemars(with = "Option<crate::input::Phone>")]
     pub phone: Option<String>,
-    /// Consents to record as given now (`profile`, `marketing_email`, `marketing_sms`).
+    /// Consents to record as given now (`profile`, `marketing_email`, `marketing_sms`, `turn_sms`).
     #[serde(default, deserialize_with = "consent_purposes")]
     #[schemars(with = "Vec<kiosk_protocol::events::ConsentPurpose>", length(max = 4))]
     pub consents: Vec<String>,
@@ -653,6 +653,7 @@ pub fn consent_flags(history: &[ConsentRecord]) -> kiosk_protocol::wire::Consent
             "profile" => flags.profile = c.given,
             "marketing_email" => flags.marketing_email = c.given,
             "marketing_sms" => flags.marketing_sms = c.given,
+            "turn_sms" => flags.turn_sms = c.given,
             _ => {}
         }
     }

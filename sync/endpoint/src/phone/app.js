@@ -25,6 +25,13 @@
     }
     lastStatus = status;
     document.body.dataset.status = status;
+    // Once the turn is over there is nothing left to be notified of.
+    const push = document.getElementById("push");
+    if (push && ["served", "no_show", "walked_out"].includes(status)) {
+      push.remove();
+      const note = document.getElementById("push-status");
+      if (note) note.textContent = "";
+    }
     document.body.dataset.offline = update.view.offline ? "1" : "0";
   });
 })();

@@ -634,7 +634,12 @@ fn page_of(view: &TurnView, token: &str, lang: Lang, vapid: Option<&str>) -> Str
             "This browser does not allow notifications: keep this page open.",
         ),
     };
-    let push = if vapid.is_some() {
+    // A notice is worth asking for only while the turn is still ahead of the customer.
+    let open = matches!(
+        view.status,
+        TurnStatus::Waiting | TurnStatus::Called | TurnStatus::Parked | TurnStatus::Unknown
+    );
+    let push = if vapid.is_some() && open {
         format!(
             "<p><button type=\"button\" id=\"push\" hidden data-done=\"{}\" data-denied=\"{}\">{}</button></p>\
 <p id=\"push-status\" role=\"status\"></p>",
