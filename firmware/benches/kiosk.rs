@@ -882,6 +882,7 @@ fn main() {
                 data_dir: dir.path().to_owned(),
                 port: 0,
                 kiosks: 1,
+                browse_point: false,
             })
             .await
             .expect("demo starts");

@@ -33,6 +33,7 @@ impl Store {
             data_dir: dir.path().to_owned(),
             port: 0,
             kiosks,
+            browse_point: false,
         })
         .await
         .expect("the demo starts");
@@ -400,6 +401,7 @@ async fn a_store_of_one_has_no_lan_to_cut_and_asking_for_too_many_kiosks_is_refu
             data_dir: dir.path().to_owned(),
             port: 0,
             kiosks,
+            browse_point: false,
         })
         .await;
         let err = refused.err().map(|e| e.to_string()).unwrap_or_default();

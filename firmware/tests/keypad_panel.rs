@@ -23,6 +23,7 @@ async fn the_panel_keypad_starts_accessible_mode_and_its_keys_reach_the_screen_s
         data_dir: dir.path().to_owned(),
         port: 0,
         kiosks: 1,
+        browse_point: false,
     })
     .await
     .unwrap();

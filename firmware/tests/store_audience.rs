@@ -32,6 +32,7 @@ impl Harness {
             data_dir: dir.path().to_owned(),
             port: 0,
             kiosks: 1,
+            browse_point: false,
         })
         .await
         .expect("demo starts");

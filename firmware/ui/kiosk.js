@@ -402,13 +402,13 @@ function registration(t, body) {
 const TB = {
   es: {
     invite: "Acerque su tarjeta y vea sus ofertas", hint: "Sin tarjeta, toque para ver las novedades",
-    see: "Ver novedades", loading: "Buscando sus ofertas…", nothing: "Hoy no hay novedades para usted.",
+    see: "Ver novedades", news: "Novedades", loading: "Buscando sus ofertas…", nothing: "Hoy no hay novedades para usted.",
     turn: (l, a) => a === null ? `Su turno ${l}` : `Su turno ${l}: ${a === 0 ? "es el siguiente" : `${a} por delante`}`,
     called: (l, c) => `Su turno ${l}: mostrador ${c}`, of: (i, n) => `${i} de ${n}`, next: "Siguiente", done: "Terminar",
   },
   en: {
     invite: "Tap your card to see your offers", hint: "No card? Touch to see what is new",
-    see: "See what is new", loading: "Finding your offers…", nothing: "Nothing new for you today.",
+    see: "See what is new", news: "What is new", loading: "Finding your offers…", nothing: "Nothing new for you today.",
     turn: (l, a) => a === null ? `Your turn ${l}` : `Your turn ${l}: ${a === 0 ? "you are next" : `${a} ahead`}`,
     called: (l, c) => `Your turn ${l}: counter ${c}`, of: (i, n) => `${i} of ${n}`, next: "Next", done: "Done",
   },
@@ -427,7 +427,7 @@ function browse(v) {
       h("figcaption", {}, b.item.text))
     : h("p", {}, b.loading ? tb.loading : tb.nothing);
   return [
-    b.name ? h("h1", {}, (T[v.locale] || T.es).hello(b.name)) : null,
+    h("h1", {}, b.name ? (T[v.locale] || T.es).hello(b.name) : tb.news),
     turn, item,
     b.count > 1 ? h("p", { class: "muted" }, tb.of(b.position, b.count)) : null,
     h("div", { class: "actions" },

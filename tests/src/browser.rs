@@ -438,6 +438,27 @@ impl Browser {
         .await
     }
 
+    /// What makes the page hard to use: a control shown out of view, covered, or smaller than
+    /// `min` CSS px either way; a page wider than the window; no control at all.
+    pub async fn usability_problems(&self, min: f64) -> Result<Vec<String>> {
+        let v = self.eval(USABILITY_PROBLEMS, vec![json!(min)]).await?;
+        Ok(strings(v))
+    }
+
+    /// axe-core's critical and serious violations on the page (the pinned axe-core of
+    /// `tests/axe`, injected once per page).
+    pub async fn axe_violations(&self) -> Result<Vec<String>> {
+        if self
+            .eval("return typeof window.axe === 'object';", vec![])
+            .await?
+            != json!(true)
+        {
+            self.eval(&format!("{}\nreturn true;", axe_source()), vec![])
+                .await?;
+        }
+        Ok(strings(self.eval(AXE_RUN, vec![]).await?))
+    }
+
     /// Ends the session (Chromium quits) and stops chromedriver.
     pub async fn close(mut self) -> Result<()> {
         if let Some(client) = self.client.take() {
@@ -764,5 +785,62 @@ mod tests {
             "chromium",
         );
         assert!(refused.is_err(), "an override is not silently ignored");
+    }
+}
+
+/// The probe behind [`Browser::usability_problems`].
+const USABILITY_PROBLEMS: &str = r#"
+const min = arguments[0];
+const vw = window.innerWidth, vh = window.innerHeight;
+const bad = [];
+if (document.documentElement.scrollWidth > vw) bad.push(`page is ${document.documentElement.scrollWidth}px wide`);
+const controls = document.querySelectorAll('button, input, select, textarea, a[href]');
+let n = 0;
+for (const c of controls) {
+  if (c.getClientRects().length === 0 || getComputedStyle(c).visibility === 'hidden') continue;
+  n++;
+  const r = c.getBoundingClientRect();
+  const name = `${c.tagName.toLowerCase()} "${(c.textContent || c.value || '').trim().slice(0, 30)}"`;
+  if (r.width < min || r.height < min) bad.push(`${name} is ${Math.round(r.width)}x${Math.round(r.height)} px`);
+  if (r.left < -0.5 || r.top < -0.5 || r.right > vw + 0.5 || r.bottom > vh + 0.5) {
+    bad.push(`${name} is out of view (${Math.round(r.left)},${Math.round(r.top)} to ${Math.round(r.right)},${Math.round(r.bottom)})`);
+    continue;
+  }
+  const hit = document.elementFromPoint((r.left + r.right) / 2, (r.top + r.bottom) / 2);
+  if (!(hit && (hit === c || c.contains(hit)))) bad.push(`${name} is covered`);
+}
+if (n === 0) bad.push('no control shown at all');
+return bad;
+"#;
+
+/// Critical and serious axe-core violations, a line each with up to four of their nodes.
+const AXE_RUN: &str = r#"
+return axe.run(document, { resultTypes: ['violations'] }).then((r) => r.violations
+  .filter((v) => v.impact === 'critical' || v.impact === 'serious')
+  .map((v) => `${v.id} (${v.impact}): ${v.help}: ` + v.nodes.slice(0, 4)
+    .map((n) => n.target.join(' ')).join(' | ')));
+"#;
+
+/// The pinned axe-core that `scripts/test-setup` installs under `tests/axe`.
+pub fn axe_source() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("axe/node_modules/axe-core/axe.min.js");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {}: {e}; run scripts/test-setup (npm ci in tests/axe installs the pinned axe-core)",
+            path.display()
+        )
+    })
+}
+
+fn strings(v: Value) -> Vec<String> {
+    match v {
+        Value::Array(items) => items
+            .into_iter()
+            .map(|i| match i {
+                Value::String(s) => s,
+                other => other.to_string(),
+            })
+            .collect(),
+        other => vec![format!("unexpected answer: {other}")],
     }
 }

@@ -257,6 +257,7 @@ async fn a_blind_customer_takes_a_turn_by_keypad_alone_and_hears_every_screen_in
         data_dir: dir.path().to_owned(),
         port: 0,
         kiosks: 1,
+        browse_point: false,
     })
     .await
     .expect("the demo starts");
@@ -540,6 +541,7 @@ async fn a_screen_about_to_time_out_warns_on_screen_and_with_a_tone_and_more_tim
         data_dir: dir.path().to_owned(),
         port: 0,
         kiosks: 1,
+        browse_point: false,
     })
     .await
     .expect("the demo starts");
@@ -656,6 +658,7 @@ async fn in_accessible_mode_the_warning_is_spoken_and_enter_on_more_time_keeps_t
         data_dir: dir.path().to_owned(),
         port: 0,
         kiosks: 1,
+        browse_point: false,
     })
     .await
     .expect("the demo starts");

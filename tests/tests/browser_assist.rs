@@ -106,6 +106,7 @@ async fn assist_at(viewport: Viewport) {
         data_dir: dir.path().to_owned(),
         port: 0,
         kiosks: 2,
+        browse_point: false,
     })
     .await
     .expect("the demo starts");

@@ -32,6 +32,7 @@ impl Kiosk {
             data_dir: dir.path().to_owned(),
             port: 0,
             kiosks: 1,
+            browse_point: false,
         })
         .await
         .expect("the demo starts");
@@ -1225,6 +1226,7 @@ async fn the_simulator_panel_drives_each_kiosk_of_a_store_and_cuts_and_restores_
         data_dir: dir.path().to_owned(),
         port: 0,
         kiosks: 2,
+        browse_point: false,
     })
     .await
     .expect("the demo starts");

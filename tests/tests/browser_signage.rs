@@ -2,7 +2,8 @@
 //! full-HD 1920x1080 and a portrait 1080x1920: between calls it plays the store's campaign
 //! content chosen for who is waiting (a VIP customer and a visitor without a card: the VIP
 //! coffee with its picture and the "join us" text, never a name); a call takes the screen at
-//! once, and the content comes back after it. The counter page shows who is in the store. Every
+//! once, and the content comes back after it. The counter page and the CRM dashboard show who
+//! is in the store (the dashboard live, with the lobby's plays by audience). Every
 //! state is axe-clean (critical and serious) and screenshotted under
 //! `<target dir>/artifacts/signage-<size>-*`.
 
@@ -50,6 +51,7 @@ impl Store {
             data_dir: dir.path().to_owned(),
             port: 0,
             kiosks: 1,
+            browse_point: false,
         })
         .await
         .expect("the demo starts");
@@ -339,6 +341,88 @@ async fn counter_picture(store: &Store) {
     b.close().await.expect("browser closes");
 }
 
+/// The CRM dashboard's "Who is in the store" for the manager: the three waiting (two with a
+/// card, one without), their segments' weights, and no name. The browser stays open for
+/// [`dashboard_plays`].
+async fn dashboard_presence(store: &Store) -> Browser {
+    let b = Browser::launch(Viewport::FULL_HD).await.expect("browser");
+    b.goto(&format!("http://{}/dashboard", store.demo.crm_addr))
+        .await
+        .expect("dashboard");
+    b.wait_for("#token", WAIT).await.expect("login form");
+    b.type_into("#token", &store.demo.admin_token)
+        .await
+        .expect("token");
+    b.click("button[type=submit]").await.expect("log in");
+    b.wait_until(
+        "the dashboard's store picture: 3 waiting, 2 identified, 1 anonymous",
+        "(document.getElementById('presence-summary')?.textContent || '').startsWith('3 customers waiting now (2 identified, 1 anonymous)')",
+        WAIT,
+    )
+    .await
+    .expect("who is in the store, on the dashboard");
+    let rows = b
+        .eval(
+            r#"return [...document.querySelectorAll('#presence-segments tbody tr')]
+                 .map((tr) => [tr.dataset.segment, ...[...tr.querySelectorAll('td')].map((td) => td.textContent.trim())]);"#,
+            vec![],
+        )
+        .await
+        .expect("segment rows");
+    assert_eq!(
+        rows,
+        json!([
+            ["anonymous", "1", "33 %"],
+            ["regular", "1", "33 %"],
+            ["vip", "1", "33 %"]
+        ]),
+        "per segment, waiting and weight"
+    );
+    let section = b.text("#presence").await.expect("presence");
+    assert!(
+        !section.contains("Ana"),
+        "no name on the dashboard: {section}"
+    );
+    b.element_screenshot("#presence", "signage-dashboard-presence-1-waiting")
+        .await
+        .expect("screenshot");
+    assert_axe_clean(&b, "the dashboard with the store picture").await;
+    b
+}
+
+/// The same dashboard, live: the lobby's plays reach it by audience, as many as the kiosk played.
+async fn dashboard_plays(store: &Store, b: Browser) {
+    let played = store.lobby_plays();
+    assert!(played > 0, "the lobby played content");
+    let sum = "[...document.querySelectorAll('#presence-content tbody tr')].reduce((n, tr) => n + Number(tr.querySelector('td.num')?.textContent || 0), 0)";
+    b.wait_until(
+        &format!("the dashboard counting the lobby's {played} plays"),
+        &format!("{sum} === {played}"),
+        WAIT,
+    )
+    .await
+    .expect("plays on the dashboard");
+    let audiences = b
+        .eval(
+            "return [...document.querySelectorAll('#presence-content tbody tr')].map((tr) => tr.lastElementChild.textContent);",
+            vec![],
+        )
+        .await
+        .expect("audiences");
+    assert!(
+        audiences
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str().unwrap().contains("vip 1")),
+        "the VIP's content was played to the VIP: {audiences}"
+    );
+    b.element_screenshot("#presence", "signage-dashboard-presence-2-played")
+        .await
+        .expect("screenshot");
+    b.close().await.expect("browser closes");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lobby_plays_content_for_who_is_waiting_between_calls_at_full_hd_and_portrait() {
     let store = Store::start().await;
@@ -366,7 +450,9 @@ async fn the_lobby_plays_content_for_who_is_waiting_between_calls_at_full_hd_and
     store.take_turn(None).await;
     store.take_turn(Some(1)).await;
     counter_picture(&store).await;
+    let dashboard = dashboard_presence(&store).await;
     lobby_at(&store, Viewport::FULL_HD, "1").await;
     lobby_at(&store, PORTRAIT, "2").await;
+    dashboard_plays(&store, dashboard).await;
     store.demo.stop().await;
 }

@@ -11,7 +11,6 @@
     reason = "test code: a failed unwrap is the failure message"
 )]
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crm_endpoint::db::StoreRecord;
@@ -20,7 +19,6 @@ use kiosk_e2e::browser::{Browser, Viewport, WAIT};
 use kiosk_protocol::auth::sign_request;
 use kiosk_protocol::events::{Envelope, Event, TicketIssued, TurnCalled, TurnServed};
 use kiosk_protocol::wire::{BatchRequest, EnrollRequest, EnrollResponse, KioskClock, batches_path};
-use serde_json::{Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -29,50 +27,6 @@ const PHONE: Viewport = Viewport {
     height: 640,
 };
 const MIN_TARGET: f64 = 44.0;
-
-/// Every control shown: out of view, covered, smaller than the minimum; a page wider than the
-/// screen.
-const USABILITY_PROBLEMS: &str = r#"
-const min = arguments[0];
-const vw = window.innerWidth, vh = window.innerHeight;
-const bad = [];
-if (document.documentElement.scrollWidth > vw) bad.push(`page is ${document.documentElement.scrollWidth}px wide`);
-const controls = document.querySelectorAll('button, input, select, textarea, a[href]');
-let n = 0;
-for (const c of controls) {
-  if (c.getClientRects().length === 0 || getComputedStyle(c).visibility === 'hidden') continue;
-  n++;
-  const r = c.getBoundingClientRect();
-  const name = `${c.tagName.toLowerCase()} "${(c.textContent || c.value || '').trim().slice(0, 30)}"`;
-  if (r.width < min || r.height < min) bad.push(`${name} is ${Math.round(r.width)}x${Math.round(r.height)} px`);
-  if (r.left < -0.5 || r.top < -0.5 || r.right > vw + 0.5 || r.bottom > vh + 0.5) {
-    bad.push(`${name} is out of view (${Math.round(r.left)},${Math.round(r.top)} to ${Math.round(r.right)},${Math.round(r.bottom)})`);
-    continue;
-  }
-  const hit = document.elementFromPoint((r.left + r.right) / 2, (r.top + r.bottom) / 2);
-  if (!(hit && (hit === c || c.contains(hit)))) bad.push(`${name} is covered`);
-}
-if (n === 0) bad.push('no control shown at all');
-return bad;
-"#;
-
-const AXE_RUN: &str = r#"
-return axe.run(document, { resultTypes: ['violations'] }).then((r) => r.violations
-  .filter((v) => v.impact === 'critical' || v.impact === 'serious')
-  .map((v) => `${v.id} (${v.impact}): ${v.help}: ` + v.nodes.slice(0, 4)
-    .map((n) => n.target.join(' ')).join(' | ')));
-"#;
-
-fn axe_source() -> String {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("axe/node_modules/axe-core/axe.min.js");
-    std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read {}: {e}; run scripts/test-setup (npm ci in tests/axe installs the pinned axe-core)",
-            path.display()
-        )
-    })
-}
 
 /// An endpoint on loopback with one store and one enrolled kiosk.
 struct Store {
@@ -225,7 +179,6 @@ fn called(id: Uuid, n: u32) -> Event {
 
 struct Phone {
     browser: Browser,
-    axe: String,
     n: u32,
 }
 
@@ -238,28 +191,20 @@ impl Phone {
             .expect("screenshot");
         let problems = self
             .browser
-            .eval(USABILITY_PROBLEMS, vec![json!(MIN_TARGET)])
+            .usability_problems(MIN_TARGET)
             .await
             .expect("layout probe");
         assert_eq!(
             problems,
-            json!([]),
+            Vec::<String>::new(),
             "the turn page at {step} is hard to use"
         );
-        if self
-            .browser
-            .eval("return typeof window.axe === 'object';", vec![])
-            .await
-            .unwrap()
-            != json!(true)
-        {
-            self.browser
-                .eval(&format!("{}\nreturn true;", self.axe), vec![])
-                .await
-                .expect("axe-core injected");
-        }
-        let violations: Value = self.browser.eval(AXE_RUN, vec![]).await.expect("axe.run");
-        assert_eq!(violations, json!([]), "axe-core on the turn page at {step}");
+        let violations = self.browser.axe_violations().await.expect("axe.run");
+        assert_eq!(
+            violations,
+            Vec::<String>::new(),
+            "axe-core on the turn page at {step}"
+        );
     }
 }
 
@@ -270,11 +215,7 @@ async fn a_phone_follows_its_turn_from_issue_to_call_to_survey() {
     store.send(issued(first, 1)).await;
     store.send(issued(mine, 2)).await;
     let browser = Browser::launch(PHONE).await.expect("chromium starts");
-    let mut phone = Phone {
-        browser,
-        axe: axe_source(),
-        n: 0,
-    };
+    let mut phone = Phone { browser, n: 0 };
     let link = store.link("A-002", mine);
     // Headless Chromium asks for English (Accept-Language en-US): Spanish through the switch's link.
     phone

@@ -54,6 +54,7 @@ impl Kiosk {
             data_dir: dir.path().to_owned(),
             port: 0,
             kiosks: 1,
+            browse_point: false,
         })
         .await
         .expect("the demo starts");

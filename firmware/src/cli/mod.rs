@@ -60,6 +60,11 @@ pub enum Command {
         /// shop LAN whose cables the simulator panel can cut.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
         kiosks: u8,
+        /// The store's last kiosk is a browse point (`kiosk.role = "browse"`): a tapped card
+        /// sees its turn and the offers for its segment, and takes no ticket (needs --kiosks 2
+        /// or more).
+        #[arg(long)]
+        browse_point: bool,
     },
     /// Validate a site config (and the hardware profile it names) or a hardware profile.
     CheckConfig {
@@ -352,12 +357,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             data_dir,
             port,
             kiosks,
+            browse_point,
         } => {
             let data_dir = data_dir.unwrap_or_else(|| std::env::temp_dir().join("kiosk-demo"));
             tokio_runtime()?.block_on(crate::demo::run(crate::demo::DemoOptions {
                 data_dir,
                 port,
                 kiosks: usize::from(kiosks),
+                browse_point,
             }))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -59,6 +59,9 @@ pub struct DemoOptions {
     pub port: u16,
     /// How many kiosks the store has (1 to [`MAX_KIOSKS`]).
     pub kiosks: usize,
+    /// The store's last kiosk runs as a browse point (`kiosk.role = "browse"`); needs two
+    /// kiosks or more, so that one issues turns.
+    pub browse_point: bool,
 }
 
 /// One more kiosk of the demo's store (kiosks 2 to N).
@@ -241,7 +244,7 @@ fn kiosk_paths(data: &Path, number: usize) -> (PathBuf, PathBuf) {
 /// under `data/kiosk`, the screen on `ui` and the CRM at `crm`. The kiosk bench runs `kiosk run`
 /// on it too.
 pub fn site_config(data: &Path, ui: SocketAddr, crm: &str) -> String {
-    kiosk_site_config(&data.join("kiosk"), None, ui, crm, None, None)
+    kiosk_site_config(&data.join("kiosk"), None, ui, crm, None, None, false)
 }
 
 /// The `[store]` section of every kiosk of a demo store: the same list on each.
@@ -259,11 +262,15 @@ fn kiosk_site_config(
     crm: &str,
     store: Option<StoreSection<'_>>,
     public_url: Option<&str>,
+    browse: bool,
 ) -> String {
     let pin = crate::ui::pin_digest(DEMO_PIN);
-    let id = kiosk_id
+    let mut id = kiosk_id
         .map(|id| format!("id = \"{id}\"\n"))
         .unwrap_or_default();
+    if browse {
+        id.push_str("# A browse point: a card shows its turn and offers; no tickets here.\nrole = \"browse\"\n");
+    }
     // The ticket's link goes to the CRM itself, not through the network switch that a demo
     // can cut: a phone follows its turn at the address it can always reach.
     let public = public_url
@@ -316,7 +323,7 @@ screen_watchdog_s = 0
 
 [privacy]
 policy_version = "demo-2026-01"
-policy_text = {{ es = "Tratamos sus datos para gestionar su tarjeta de fidelización y, si lo acepta, enviarle ofertas. Puede retirar su consentimiento en cualquier momento.", en = "We process your data to manage your loyalty card and, if you agree, to send you offers. You can withdraw your consent at any time." }}
+policy_text = {{ es = "Tratamos sus datos para gestionar su tarjeta de fidelización y, si lo acepta, enviarle ofertas o avisos de su turno. Puede retirar su consentimiento en cualquier momento.", en = "We process your data to manage your loyalty card and, if you agree, to send you offers or notices about your turn. You can withdraw your consent at any time." }}
 "#,
         store = crm_endpoint::DEMO_STORE_ID,
         data_dir = data_dir.display(),
@@ -401,6 +408,10 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
     anyhow::ensure!(
         (1..=MAX_KIOSKS).contains(&n),
         "--kiosks {n}: the demo's store has 1 to {MAX_KIOSKS} kiosks"
+    );
+    anyhow::ensure!(
+        !opts.browse_point || n >= 2,
+        "--browse-point needs --kiosks 2 or more: a browse point issues no turns, another kiosk must"
     );
     let data = &opts.data_dir;
     std::fs::create_dir_all(data)
@@ -516,6 +527,7 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
             &via_switch,
             section,
             Some(&crm_public),
+            opts.browse_point && p.number == n,
         );
         std::fs::write(&p.site_path, text)
             .with_context(|| format!("cannot write {}", p.site_path.display()))?;

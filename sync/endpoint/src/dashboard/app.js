@@ -373,9 +373,12 @@
   function renderPresence(p) {
     const num = (text) => ({ text, num: true });
     const median = p.assistance_median_ms === null ? "–" : duration(p.assistance_median_ms / 1000);
-    $("presence-summary").textContent = `${p.waiting} customers waiting now (${p.identified} identified, ` +
-      `${p.anonymous} anonymous) · ${p.entries_today} people entered today · ` +
-      `${p.assistance_requests} assistance requests today, ${p.assistance_open} open, median response ${median}.`;
+    const n = (count, one, many) => `${count} ${count === 1 ? one : many}`;
+    $("presence-summary").textContent = `${n(p.waiting, "customer", "customers")} waiting now ` +
+      `(${p.identified} identified, ${p.anonymous} anonymous) · ` +
+      `${n(p.entries_today, "person", "people")} entered today · ` +
+      `${n(p.assistance_requests, "assistance request", "assistance requests")} today, ` +
+      `${p.assistance_open} open, median response ${median}.`;
     const segs = $("presence-segments");
     if (!p.segments.length) empty(segs, "Nobody waiting now.");
     else segs.replaceChildren(table("Waiting now per segment", ["Segment", num("Waiting"), num("Weight")],
