@@ -225,5 +225,25 @@ async fn run() {
             v.last().unwrap().as_secs_f64() * 1000.0,
             v.len()
         );
+        // The line `scripts/bench` collects: the issue asks for "within seconds"; one second
+        // is the reference the ratio is taken to.
+        let (p50, p99) = (
+            percentile(&v, 0.5).as_secs_f64() * 1000.0,
+            percentile(&v, 0.99).as_secs_f64() * 1000.0,
+        );
+        println!(
+            "BENCH {}",
+            serde_json::json!({
+                "figure": format!("turn page: {name} (loopback, SQLite)"),
+                "unit": "ms",
+                "median": (p50 * 100.0).round() / 100.0,
+                "p99": (p99 * 100.0).round() / 100.0,
+                "reference": "1 s (events reach the CRM within seconds)",
+                "ref_median": 1000.0,
+                "ratio": (p50 / 1000.0 * 10000.0).round() / 10000.0,
+                "target": "p99 < 1000 ms",
+                "met": p99 < 1000.0,
+            })
+        );
     }
 }
