@@ -744,50 +744,6 @@ fn truthy(v: &Value) -> bool {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_missing_chromedriver_is_reported_with_its_debian_package_and_override() {
-        let e = find_binary_in(
-            "chromedriver",
-            "KIOSK_E2E_CHROMEDRIVER",
-            None,
-            &["/nonexistent/chromedriver"],
-            "chromium-driver",
-        )
-        .unwrap_err();
-        let shown = e.to_string();
-        assert!(shown.contains("chromedriver not found"), "{shown}");
-        assert!(shown.contains("/nonexistent/chromedriver"), "{shown}");
-        assert!(shown.contains("`chromium-driver`"), "{shown}");
-        assert!(shown.contains("KIOSK_E2E_CHROMEDRIVER"), "{shown}");
-    }
-
-    #[test]
-    fn an_override_replaces_the_default_paths() {
-        let here = std::env::current_exe().unwrap();
-        let found = find_binary_in(
-            "chromium",
-            "KIOSK_E2E_CHROMIUM",
-            Some(here.clone().into()),
-            &["/nonexistent/chromium"],
-            "chromium",
-        )
-        .unwrap();
-        assert_eq!(found, here);
-        let refused = find_binary_in(
-            "chromium",
-            "KIOSK_E2E_CHROMIUM",
-            Some("/nonexistent/override".into()),
-            &[here.to_str().unwrap()],
-            "chromium",
-        );
-        assert!(refused.is_err(), "an override is not silently ignored");
-    }
-}
-
 /// The probe behind [`Browser::usability_problems`].
 const USABILITY_PROBLEMS: &str = r#"
 const min = arguments[0];
@@ -842,5 +798,49 @@ fn strings(v: Value) -> Vec<String> {
             })
             .collect(),
         other => vec![format!("unexpected answer: {other}")],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_chromedriver_is_reported_with_its_debian_package_and_override() {
+        let e = find_binary_in(
+            "chromedriver",
+            "KIOSK_E2E_CHROMEDRIVER",
+            None,
+            &["/nonexistent/chromedriver"],
+            "chromium-driver",
+        )
+        .unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.contains("chromedriver not found"), "{shown}");
+        assert!(shown.contains("/nonexistent/chromedriver"), "{shown}");
+        assert!(shown.contains("`chromium-driver`"), "{shown}");
+        assert!(shown.contains("KIOSK_E2E_CHROMEDRIVER"), "{shown}");
+    }
+
+    #[test]
+    fn an_override_replaces_the_default_paths() {
+        let here = std::env::current_exe().unwrap();
+        let found = find_binary_in(
+            "chromium",
+            "KIOSK_E2E_CHROMIUM",
+            Some(here.clone().into()),
+            &["/nonexistent/chromium"],
+            "chromium",
+        )
+        .unwrap();
+        assert_eq!(found, here);
+        let refused = find_binary_in(
+            "chromium",
+            "KIOSK_E2E_CHROMIUM",
+            Some("/nonexistent/override".into()),
+            &[here.to_str().unwrap()],
+            "chromium",
+        );
+        assert!(refused.is_err(), "an override is not silently ignored");
     }
 }
