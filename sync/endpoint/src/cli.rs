@@ -86,6 +86,14 @@ pub enum Cmd {
         /// address: raise this to --max-connections there.
         #[arg(long, default_value_t = kiosk_serve::Limits::PUBLIC.max_per_peer)]
         max_per_peer: usize,
+        /// Batches read and stored at once by this process; more wait up to a second, then
+        /// get 503 with Retry-After (admission control: a fleet back from an outage is spread
+        /// out instead of queued in memory).
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=4096))]
+        max_ingests: u16,
+        /// The Retry-After, in seconds, of a batch refused because --max-ingests are running.
+        #[arg(long, default_value_t = crate::Admission::default().retry_after_s, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        busy_retry_after: u64,
         /// Turn notices by SMS or WhatsApp.
         #[command(flatten)]
         sms: Box<SmsArgs>,

@@ -31,6 +31,7 @@ pub mod cli;
 pub mod dashboard;
 pub mod db;
 pub mod demo;
+pub mod fleet;
 pub mod http;
 pub mod ingest;
 pub mod input;
@@ -64,6 +65,43 @@ pub struct ServeConfig {
     pub admin_token: Option<String>,
     /// Serve HTTPS with this rustls configuration (see [`tls::server_config_from_files`]).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Admission control of one replica (issue 20's reconnect storm): at most `max_ingests`
+/// batches are read and stored at once; a batch waits up to `queue_wait` for a slot, then is
+/// answered 503 with `Retry-After: retry_after_s` before its body is read. So a thousand kiosks
+/// back from an outage get told to come back later instead of filling memory with bodies and
+/// the database's pool with queued transactions; their sync clients wait at least that long,
+/// plus full jitter (kiosk-sync's backoff).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    /// Batches read and stored at once by this replica.
+    pub max_ingests: usize,
+    /// How long a batch may wait for a slot before it is refused.
+    pub queue_wait: Duration,
+    /// The `Retry-After` of a refused batch, in seconds.
+    pub retry_after_s: u64,
+}
+
+impl Default for Admission {
+    /// 16 batches at once (twice the PostgreSQL pool of a replica: more only queue for a
+    /// connection), a second's wait, then `Retry-After: 2`.
+    fn default() -> Self {
+        Admission {
+            max_ingests: 16,
+            queue_wait: Duration::from_secs(1),
+            retry_after_s: 2,
+        }
+    }
+}
+
+/// What [`serve_with_options`] adds to [`serve_with`].
+#[derive(Clone, Default)]
+pub struct ServeOptions {
+    /// SMS or WhatsApp turn notices ([`sms`]).
+    pub sms: Option<push::SmsNotices>,
+    /// Admission control of batches.
+    pub admission: Admission,
 }
 
 /// Why serving stopped.
@@ -114,10 +152,27 @@ pub async fn serve_with_sms(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let options = ServeOptions {
+        sms,
+        ..ServeOptions::default()
+    };
+    serve_with_options(config, options, limits, listener, shutdown).await
+}
+
+/// [`serve_with`] with turn notices by SMS and admission control as `options` say. On
+/// PostgreSQL it joins the other replicas' change bus ([`fleet`]).
+pub async fn serve_with_options(
+    config: ServeConfig,
+    options: ServeOptions,
+    limits: kiosk_serve::Limits,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let ServeOptions { sms, admission } = options;
     if let Some(token) = &config.admin_token {
         http::check_admin_token(token).map_err(ServeError::WeakAdminToken)?;
     }
-    let state = AppState::new(config.db.clone(), config.admin_token)?;
+    let state = AppState::with_admission(config.db.clone(), config.admin_token, admission)?;
     let closing = state.closing().clone();
     let shutdown = async move {
         shutdown.await;
@@ -146,14 +201,16 @@ pub async fn serve_with_sms(
     let notifier = tokio::spawn(push::run(
         config.db.clone(),
         notices,
-        state.subscribe_changes(),
+        state.subscribe_local_changes(),
     ));
+    let bus = tokio::spawn(fleet::run(state.clone()));
     let app = app(state, config.tls.is_some());
     let refresher = tokio::spawn(refresh_segments(config.db));
     let result =
         kiosk_serve::serve::<http::PeerAddr>(listener, config.tls, app, limits, shutdown).await;
     refresher.abort();
     notifier.abort();
+    bus.abort();
     Ok(result?)
 }
 

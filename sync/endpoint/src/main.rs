@@ -47,6 +47,8 @@ async fn main() -> Result<()> {
             demo,
             max_connections,
             max_per_peer,
+            max_ingests,
+            busy_retry_after,
             sms,
         } => {
             let SmsArgs {
@@ -134,7 +136,16 @@ async fn main() -> Result<()> {
                 admin_token,
                 tls,
             };
-            crm_endpoint::serve_with_sms(config, sms, limits, listener, shutdown_signal()).await?;
+            let options = crm_endpoint::ServeOptions {
+                sms,
+                admission: crm_endpoint::Admission {
+                    max_ingests: usize::from(max_ingests),
+                    retry_after_s: busy_retry_after,
+                    ..crm_endpoint::Admission::default()
+                },
+            };
+            crm_endpoint::serve_with_options(config, options, limits, listener, shutdown_signal())
+                .await?;
         }
         Cmd::EnrollCode {
             db,

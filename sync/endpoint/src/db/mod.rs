@@ -23,6 +23,7 @@ pub mod dashboard;
 pub mod database;
 pub mod dialect;
 pub mod exec;
+pub mod limits;
 mod methods;
 pub mod migrations;
 pub mod model;
@@ -37,8 +38,12 @@ use std::sync::Arc;
 
 pub use dashboard::{Dashboard, DashboardQuery, StoreSummary};
 pub use database::{Database, SharedDb};
+pub use limits::RateLimit;
 pub use model::*;
 pub use queue::{LiveQueue, LiveQueueQuery};
+
+/// The PostgreSQL channel replicas tell each other about changed stores on ([`crate::fleet`]).
+pub const CHANGES_CHANNEL: &str = "crm_store_changes";
 
 /// Opens (and migrates) the database a URL names: `sqlite://PATH` (`sqlite::memory:` for a throwaway
 /// in-memory database) or `postgres://...` / `postgresql://...`.

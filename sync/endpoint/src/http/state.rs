@@ -1,13 +1,12 @@
 //! The state every handler shares ([`AppState`]: the database, the event validator, the admin
 //! token, rate limits, the dashboard's change notices, shutdown) and where a request came from.
 
-use std::collections::HashMap;
-use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::db::SharedDb;
+use super::request::now_ms;
+use crate::db::{DbError, RateLimit, SharedDb};
 use crate::ingest::{self, Validator};
 
 /// Failed enrollment attempts allowed per source address and window.
@@ -41,7 +40,10 @@ pub const LOOKUPS_PER_WINDOW: u32 = 60;
 /// The window of [`LOOKUPS_PER_WINDOW`].
 pub const LOOKUP_WINDOW: Duration = Duration::from_secs(60);
 
-/// Shared state of all handlers.
+/// Shared state of all handlers. Nothing in it is a decision another replica must see: limits
+/// and throttles are counted in the database ([`AttemptCounter`]), sessions are signed cookies,
+/// replay guards are rows; the change channels only wake this process's live streams
+/// ([`crate::fleet`] carries changes between replicas).
 #[derive(Clone)]
 pub struct AppState {
     /// The database.
@@ -49,13 +51,22 @@ pub struct AppState {
     pub(crate) validator: Arc<Validator>,
     admin_token: Option<Arc<str>>,
     /// Wrong enrollment codes per source address.
-    pub(crate) enroll_failures: Arc<AttemptCounter<IpAddr>>,
+    pub(crate) enroll_failures: AttemptCounter,
     /// Wrong admin tokens per source address.
-    pub(crate) admin_failures: Arc<AttemptCounter<IpAddr>>,
+    pub(crate) admin_failures: AttemptCounter,
     /// Live profile lookups per kiosk in the current window.
-    pub(crate) lookups: Arc<AttemptCounter<String>>,
-    /// Ids of stores whose kiosks just sent a batch (the dashboard's live updates).
+    pub(crate) lookups: AttemptCounter,
+    /// Batches stored at once by this replica, at most; past it a batch is answered 503 with
+    /// `Retry-After` (admission control, [`crate::Admission`]).
+    pub(crate) ingest_slots: Arc<tokio::sync::Semaphore>,
+    pub(crate) admission: crate::Admission,
+    /// This replica's name on the change bus (random per process).
+    replica: Arc<str>,
+    /// Ids of stores that changed, here or on another replica (the live streams).
     changes: tokio::sync::broadcast::Sender<Arc<str>>,
+    /// Ids of stores whose kiosks just sent a batch to this replica (the turn notifier, the
+    /// change bus).
+    local_changes: tokio::sync::broadcast::Sender<Arc<str>>,
     /// Cancelled when the server begins its graceful shutdown: long-lived responses (the
     /// dashboard's event streams) end so that the shutdown does not wait on them forever.
     closing: tokio_util::sync::CancellationToken,
@@ -64,14 +75,27 @@ pub struct AppState {
 impl AppState {
     /// State over `db`; admin routes answer 403 unless `admin_token` is set.
     pub fn new(db: SharedDb, admin_token: Option<String>) -> Result<Self, ingest::ValidatorError> {
+        Self::with_admission(db, admin_token, crate::Admission::default())
+    }
+
+    /// [`AppState::new`] admitting batches as `admission` says.
+    pub fn with_admission(
+        db: SharedDb,
+        admin_token: Option<String>,
+        admission: crate::Admission,
+    ) -> Result<Self, ingest::ValidatorError> {
         Ok(AppState {
             db,
             validator: Arc::new(Validator::new()?),
             admin_token: admin_token.map(Arc::from),
-            enroll_failures: Arc::new(AttemptCounter::new(ENROLL_ATTEMPTS, ENROLL_WINDOW)),
-            admin_failures: Arc::new(AttemptCounter::new(ADMIN_ATTEMPTS, ADMIN_WINDOW)),
-            lookups: Arc::new(AttemptCounter::new(LOOKUPS_PER_WINDOW, LOOKUP_WINDOW)),
+            enroll_failures: AttemptCounter::new("enroll", ENROLL_ATTEMPTS, ENROLL_WINDOW),
+            admin_failures: AttemptCounter::new("admin", ADMIN_ATTEMPTS, ADMIN_WINDOW),
+            lookups: AttemptCounter::new("lookup", LOOKUPS_PER_WINDOW, LOOKUP_WINDOW),
+            ingest_slots: Arc::new(tokio::sync::Semaphore::new(admission.max_ingests.max(1))),
+            admission,
+            replica: Arc::from(hex::encode(rand::random::<[u8; 8]>())),
             changes: tokio::sync::broadcast::channel(256).0,
+            local_changes: tokio::sync::broadcast::channel(256).0,
             closing: tokio_util::sync::CancellationToken::new(),
         })
     }
@@ -86,78 +110,74 @@ impl AppState {
         self.admin_token.as_deref()
     }
 
-    /// Store ids, each sent after a batch from one of that store's kiosks was stored. A lagging
-    /// receiver should refresh everything.
+    /// This replica's name on the change bus.
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    /// Store ids, each sent after a batch from one of that store's kiosks was stored here or on
+    /// another replica. A lagging receiver should refresh everything.
     pub fn subscribe_changes(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
         self.changes.subscribe()
     }
 
-    /// Tells the dashboard's live streams that `store_id` changed (nobody listening is normal).
+    /// Store ids, each sent after a batch from one of that store's kiosks was stored by this
+    /// replica (what this replica alone acts on: the turn notices, publishing to the others).
+    pub fn subscribe_local_changes(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+        self.local_changes.subscribe()
+    }
+
+    /// Tells the live streams and the notifier that `store_id` changed (nobody listening is
+    /// normal).
     pub(crate) fn store_changed(&self, store_id: &str) {
+        let store: Arc<str> = Arc::from(store_id);
+        let _ = self.local_changes.send(store.clone());
+        let _ = self.changes.send(store);
+    }
+
+    /// Tells this replica's live streams that another replica changed `store_id`.
+    pub(crate) fn remote_store_changed(&self, store_id: &str) {
         let _ = self.changes.send(Arc::from(store_id));
     }
 }
 
 /// Attempts per key (a source address, a kiosk) in a fixed window: the rate limits of
-/// enrollment, live lookups and the dashboard's login.
-pub(crate) struct AttemptCounter<K> {
-    limit: u32,
-    window: Duration,
-    map: Mutex<HashMap<K, (Instant, u32)>>,
-}
+/// enrollment, live lookups, admin tokens and the dashboard's login. Counted in the database
+/// ([`crate::db::limits`]), so every replica sees the same count.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AttemptCounter(RateLimit);
 
-impl<K: Eq + Hash> AttemptCounter<K> {
-    pub(crate) fn new(limit: u32, window: Duration) -> Self {
-        AttemptCounter {
+impl AttemptCounter {
+    pub(crate) fn new(scope: &'static str, limit: u32, window: Duration) -> Self {
+        AttemptCounter(RateLimit {
+            scope,
             limit,
-            window,
-            map: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (Instant, u32)>> {
-        // Counters only: a panic elsewhere cannot leave them half-changed.
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        map.retain(|_, (start, _)| now.duration_since(*start) < self.window);
-        map
-    }
-
-    fn wait(&self, start: Instant) -> u64 {
-        self.window
-            .saturating_sub(Instant::now().duration_since(start))
-            .as_secs()
-            .max(1)
+            window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
+        })
     }
 
     /// `Some(seconds to wait)` when `key` used up its attempts in the current window.
-    pub(crate) fn blocked(&self, key: &K) -> Option<u64> {
-        match self.lock().get(key) {
-            Some((start, n)) if *n >= self.limit => Some(self.wait(*start)),
-            _ => None,
-        }
+    pub(crate) async fn blocked(&self, db: &SharedDb, key: &str) -> Result<Option<u64>, DbError> {
+        db.rate_blocked(self.0, key.to_owned(), now_ms()).await
     }
 
-    /// Counts a (failed) attempt of `key`.
-    pub(crate) fn count(&self, key: K) {
-        self.lock().entry(key).or_insert((Instant::now(), 0)).1 += 1;
+    /// Counts a (failed) attempt of `key`. A database failure is logged: the request is
+    /// refused anyway.
+    pub(crate) async fn count(&self, db: &SharedDb, key: &str) {
+        if let Err(e) = db.rate_take(self.0, key.to_owned(), now_ms()).await {
+            tracing::warn!(error = %e, scope = self.0.scope, "cannot count a failed attempt");
+        }
     }
 
     /// Counts an attempt of `key` unless it is over the limit: `Some(seconds to wait)` then.
-    pub(crate) fn take(&self, key: K) -> Option<u64> {
-        let mut map = self.lock();
-        let (start, n) = map.entry(key).or_insert((Instant::now(), 0));
-        if *n >= self.limit {
-            return Some(self.wait(*start));
-        }
-        *n += 1;
-        None
+    pub(crate) async fn take(&self, db: &SharedDb, key: &str) -> Result<Option<u64>, DbError> {
+        db.rate_take(self.0, key.to_owned(), now_ms()).await
     }
 
     /// Gives back an attempt [`AttemptCounter::take`] counted (it succeeded).
-    pub(crate) fn refund(&self, key: &K) {
-        if let Some((_, n)) = self.lock().get_mut(key) {
-            *n = n.saturating_sub(1);
+    pub(crate) async fn refund(&self, db: &SharedDb, key: &str) {
+        if let Err(e) = db.rate_refund(self.0, key.to_owned(), now_ms()).await {
+            tracing::warn!(error = %e, scope = self.0.scope, "cannot give back an attempt");
         }
     }
 }
