@@ -91,6 +91,10 @@ pub enum Cmd {
         /// out instead of queued in memory).
         #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=4096))]
         max_ingests: u16,
+        /// How long, in milliseconds, a batch waits for one of the --max-ingests slots before
+        /// it is refused.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+        ingest_queue_wait_ms: u64,
         /// The Retry-After, in seconds, of a batch refused because --max-ingests are running.
         #[arg(long, default_value_t = crate::Admission::default().retry_after_s, value_parser = clap::value_parser!(u64).range(1..=3600))]
         busy_retry_after: u64,

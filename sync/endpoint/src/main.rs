@@ -48,6 +48,7 @@ async fn main() -> Result<()> {
             max_connections,
             max_per_peer,
             max_ingests,
+            ingest_queue_wait_ms,
             busy_retry_after,
             sms,
         } => {
@@ -140,8 +141,8 @@ async fn main() -> Result<()> {
                 sms,
                 admission: crm_endpoint::Admission {
                     max_ingests: usize::from(max_ingests),
+                    queue_wait: std::time::Duration::from_millis(ingest_queue_wait_ms),
                     retry_after_s: busy_retry_after,
-                    ..crm_endpoint::Admission::default()
                 },
             };
             crm_endpoint::serve_with_options(config, options, limits, listener, shutdown_signal())

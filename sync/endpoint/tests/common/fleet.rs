@@ -329,7 +329,9 @@ pub async fn storm(
                 let client = client.clone();
                 async move { enroll(db, &client, &base, store).await }
             })
-            .buffered(32)
+            // Below the enrollment throttle's 10 attempts in flight per address (an attempt is
+            // counted until it succeeds): the simulated kiosks share 127.0.0.1.
+            .buffered(8)
             .collect()
             .await
     };
