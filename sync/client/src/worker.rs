@@ -853,9 +853,18 @@ mod tests {
         // Four refusals in a row: ceilings 100, 200, 400, 800 ms above the floor. Spread over
         // the whole range, not bunched at the floor (lockstep) nor at a ceiling.
         assert!(above.iter().all(|d| *d <= Duration::from_millis(800)));
-        let near_floor = above.iter().filter(|d| **d < Duration::from_millis(50)).count();
-        let far = above.iter().filter(|d| **d > Duration::from_millis(400)).count();
-        assert!(near_floor > 20 && near_floor < 300, "{near_floor} of 800 within 50 ms");
+        let near_floor = above
+            .iter()
+            .filter(|d| **d < Duration::from_millis(50))
+            .count();
+        let far = above
+            .iter()
+            .filter(|d| **d > Duration::from_millis(400))
+            .count();
+        assert!(
+            near_floor > 20 && near_floor < 300,
+            "{near_floor} of 800 within 50 ms"
+        );
         assert!(far > 20, "{far} of 800 more than 400 ms above the floor");
         assert_eq!(b.failures(), 4);
     }

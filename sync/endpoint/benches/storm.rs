@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use crm_endpoint::db::StoreRecord;
 use crm_endpoint::testing::TempPostgres;
-use fleet::{Replica, StormConfig, storm, stored_rows};
+use fleet::{Replica, StormConfig, stored_rows, storm};
 
 const BIN: &str = env!("CARGO_BIN_EXE_crm-endpoint");
 

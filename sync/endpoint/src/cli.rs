@@ -96,8 +96,18 @@ pub enum Cmd {
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
         ingest_queue_wait_ms: u64,
         /// The Retry-After, in seconds, of a batch refused because --max-ingests are running.
-        #[arg(long, default_value_t = crate::Admission::default().retry_after_s, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        #[arg(long, default_value_t = crate::http::Admission::default().retry_after_s, value_parser = clap::value_parser!(u64).range(1..=3600))]
         busy_retry_after: u64,
+        /// A load balancer in front of this replica (repeat for several): requests from it are
+        /// counted by rate limits and logged as coming from the last address of their
+        /// X-Forwarded-For, not from the balancer (docs/FLEET.md). Never list an address
+        /// clients can connect from directly.
+        #[arg(
+            long = "trusted-proxy",
+            env = "CRM_TRUSTED_PROXIES",
+            value_delimiter = ','
+        )]
+        trusted_proxies: Vec<std::net::IpAddr>,
         /// Turn notices by SMS or WhatsApp.
         #[command(flatten)]
         sms: Box<SmsArgs>,

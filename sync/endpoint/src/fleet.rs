@@ -81,7 +81,10 @@ async fn listen(st: AppState) {
         match stream {
             Ok(None) => return,
             Ok(Some(mut notices)) => {
-                tracing::debug!(replica = st.replica(), "listening to the other replicas' changes");
+                tracing::debug!(
+                    replica = st.replica(),
+                    "listening to the other replicas' changes"
+                );
                 pause = Duration::from_millis(250);
                 loop {
                     let notice = tokio::select! {
@@ -93,7 +96,9 @@ async fn listen(st: AppState) {
                         st.remote_store_changed(store);
                     }
                 }
-                tracing::warn!("lost the connection that listens to the other replicas' changes; reconnecting");
+                tracing::warn!(
+                    "lost the connection that listens to the other replicas' changes; reconnecting"
+                );
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = pause.as_millis(), "cannot listen to the other replicas' changes");
@@ -106,7 +111,6 @@ async fn listen(st: AppState) {
         pause = (pause * 2).min(LISTEN_RETRY_CAP);
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -50,7 +50,7 @@ use std::time::Duration;
 
 pub use db::{Database, DbError, SharedDb};
 pub use demo::{DEMO_CUSTOMERS, DEMO_STORE_ID, DEMO_TENANT_KEY, DemoSeed, demo_token, seed_demo};
-pub use http::AppState;
+pub use http::{Admission, AppState};
 pub use router::app;
 
 /// How often computed segments are refreshed while serving (customers lapse without events).
@@ -67,34 +67,6 @@ pub struct ServeConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
-/// Admission control of one replica (issue 20's reconnect storm): at most `max_ingests`
-/// batches are read and stored at once; a batch waits up to `queue_wait` for a slot, then is
-/// answered 503 with `Retry-After: retry_after_s` before its body is read. So a thousand kiosks
-/// back from an outage get told to come back later instead of filling memory with bodies and
-/// the database's pool with queued transactions; their sync clients wait at least that long,
-/// plus full jitter (kiosk-sync's backoff).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Admission {
-    /// Batches read and stored at once by this replica.
-    pub max_ingests: usize,
-    /// How long a batch may wait for a slot before it is refused.
-    pub queue_wait: Duration,
-    /// The `Retry-After` of a refused batch, in seconds.
-    pub retry_after_s: u64,
-}
-
-impl Default for Admission {
-    /// 16 batches at once (twice the PostgreSQL pool of a replica: more only queue for a
-    /// connection), a second's wait, then `Retry-After: 2`.
-    fn default() -> Self {
-        Admission {
-            max_ingests: 16,
-            queue_wait: Duration::from_secs(1),
-            retry_after_s: 2,
-        }
-    }
-}
-
 /// What [`serve_with_options`] adds to [`serve_with`].
 #[derive(Clone, Default)]
 pub struct ServeOptions {
@@ -102,6 +74,8 @@ pub struct ServeOptions {
     pub sms: Option<push::SmsNotices>,
     /// Admission control of batches.
     pub admission: Admission,
+    /// Load balancers whose `X-Forwarded-For` names the client (rate limits, logs).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// Why serving stopped.
@@ -168,11 +142,16 @@ pub async fn serve_with_options(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let ServeOptions { sms, admission } = options;
+    let ServeOptions {
+        sms,
+        admission,
+        trusted_proxies,
+    } = options;
     if let Some(token) = &config.admin_token {
         http::check_admin_token(token).map_err(ServeError::WeakAdminToken)?;
     }
-    let state = AppState::with_admission(config.db.clone(), config.admin_token, admission)?;
+    let state = AppState::with_admission(config.db.clone(), config.admin_token, admission)?
+        .with_trusted_proxies(trusted_proxies);
     let closing = state.closing().clone();
     let shutdown = async move {
         shutdown.await;

@@ -50,6 +50,7 @@ async fn main() -> Result<()> {
             max_ingests,
             ingest_queue_wait_ms,
             busy_retry_after,
+            trusted_proxies,
             sms,
         } => {
             let SmsArgs {
@@ -139,6 +140,7 @@ async fn main() -> Result<()> {
             };
             let options = crm_endpoint::ServeOptions {
                 sms,
+                trusted_proxies,
                 admission: crm_endpoint::Admission {
                     max_ingests: usize::from(max_ingests),
                     queue_wait: std::time::Duration::from_millis(ingest_queue_wait_ms),

@@ -19,7 +19,10 @@ use kiosk_protocol::wire::{EnrollRequest, EnrollResponse};
 use reqwest::StatusCode;
 
 const BIN: &str = env!("CARGO_BIN_EXE_crm-endpoint");
-const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/haproxy/haproxy.cfg");
+const CONFIG: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../deploy/haproxy/haproxy.cfg"
+);
 
 /// A free loopback port (bound and released; HAProxy binds it right after).
 fn free_port() -> u16 {
@@ -78,7 +81,10 @@ async fn wait_status(stats: &str, want: &[(&str, &str)]) {
         {
             return;
         }
-        assert!(Instant::now() < deadline, "servers never became {want:?}: {now:?}");
+        assert!(
+            Instant::now() < deadline,
+            "servers never became {want:?}: {now:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -98,8 +104,16 @@ async fn haproxy_spreads_requests_over_both_replicas_and_routes_around_one_taken
     })
     .await
     .unwrap();
-    // Behind a balancer every connection comes from its address.
-    let args = ["--max-connections", "2048", "--max-per-peer", "2048"];
+    // Behind a balancer every connection comes from its address; its X-Forwarded-For names the
+    // client.
+    let args = [
+        "--max-connections",
+        "2048",
+        "--max-per-peer",
+        "2048",
+        "--trusted-proxy",
+        "127.0.0.1",
+    ];
     let (u1, u2) = (url.clone(), url.clone());
     let r1 = tokio::task::spawn_blocking(move || Replica::start(BIN, &u1, &args))
         .await
@@ -183,7 +197,11 @@ async fn haproxy_spreads_requests_over_both_replicas_and_routes_around_one_taken
     r2.kill();
     for n in 0..30 {
         let r = client.get(format!("{lb}/v1/health")).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::OK, "request {n} after replica 2 died");
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "request {n} after replica 2 died"
+        );
     }
     wait_status(&stats, &[("crm1", "UP"), ("crm2", "DOWN")]).await;
     let mid = servers(&stats).await;
@@ -196,6 +214,9 @@ async fn haproxy_spreads_requests_over_both_replicas_and_routes_around_one_taken
         after["crm1"].1 >= mid["crm1"].1 + 20,
         "replica 1 served everything: {mid:?} then {after:?}"
     );
-    assert_eq!(after["crm2"].1, mid["crm2"].1, "nothing went to the dead replica");
+    assert_eq!(
+        after["crm2"].1, mid["crm2"].1,
+        "nothing went to the dead replica"
+    );
     drop(r1);
 }

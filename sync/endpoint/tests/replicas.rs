@@ -149,7 +149,10 @@ async fn a_session_made_on_one_replica_opens_the_dashboard_on_the_other() {
         .unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();
-    assert!(html.contains("/dashboard/logout"), "the dashboard, not the login form");
+    assert!(
+        html.contains("/dashboard/logout"),
+        "the dashboard, not the login form"
+    );
     assert!(!html.contains("name=\"token\""), "no login form: {html}");
     let stores = client
         .get(format!("{}/dashboard/api/stores", r2.base()))
@@ -223,10 +226,9 @@ async fn the_login_admin_and_enrollment_throttles_count_across_replicas() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "wrong code {n}");
     }
-    let (code, _) =
-        crm_endpoint::api::issue_enroll_code(&db, "north", Duration::from_secs(60))
-            .await
-            .unwrap();
+    let (code, _) = crm_endpoint::api::issue_enroll_code(&db, "north", Duration::from_secs(60))
+        .await
+        .unwrap();
     let r = client
         .post(format!("{}/v1/enroll", bases[1]))
         .json(&serde_json::json!({
@@ -351,7 +353,9 @@ async fn an_old_replica_keeps_serving_a_schema_an_additive_migration_moved_ahead
         ))
         .await
         .unwrap();
-    let db = crm_endpoint::db::open(&url).await.expect("an additive newer schema is served");
+    let db = crm_endpoint::db::open(&url)
+        .await
+        .expect("an additive newer schema is served");
     db.upsert_store(StoreRecord {
         id: "north".into(),
         name: "Tienda Norte".into(),
@@ -382,4 +386,65 @@ async fn an_old_replica_keeps_serving_a_schema_an_additive_migration_moved_ahead
         text.contains(&format!("{}", latest + 2)) && text.contains(&format!("{latest}")),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_balancer_the_login_throttle_counts_each_client_not_the_balancer() {
+    common::install_crypto();
+    let (url, _) = fresh_url(Backend::Postgres).await;
+    drop(crm_endpoint::db::open(&url).await.unwrap());
+    let (u1, u2) = (url.clone(), url.clone());
+    // Replica 1 trusts the balancer at 127.0.0.1; replica 2 trusts nobody.
+    let trusting = tokio::task::spawn_blocking(move || {
+        Replica::start(BIN, &u1, &["--trusted-proxy", "127.0.0.1"])
+    })
+    .await
+    .unwrap();
+    let plain = tokio::task::spawn_blocking(move || Replica::start(BIN, &u2, &[]))
+        .await
+        .unwrap();
+    let client = no_redirects();
+    let login = |base: String, from: &'static str, token: &'static str| {
+        client
+            .post(format!("{base}/dashboard/login"))
+            .header("x-forwarded-for", from)
+            .form(&[("token", token)])
+            .send()
+    };
+    for _ in 0..crm_endpoint::dashboard::LOGIN_ATTEMPTS {
+        let r = login(trusting.base(), "198.51.100.1", "wrong-token")
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    }
+    // The client who guessed waits; another client behind the same balancer logs in.
+    let r = login(trusting.base(), "198.51.100.1", FLEET_ADMIN)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let r = login(trusting.base(), "198.51.100.2", FLEET_ADMIN)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "another client is not throttled"
+    );
+    // A replica that trusts nobody ignores the header: the guesser cannot dodge the throttle
+    // by naming another address, and counts as 127.0.0.1.
+    for n in 0..crm_endpoint::dashboard::LOGIN_ATTEMPTS {
+        let from = [
+            "203.0.113.1",
+            "203.0.113.2",
+            "203.0.113.3",
+            "203.0.113.4",
+            "203.0.113.5",
+        ][n as usize];
+        let r = login(plain.base(), from, "wrong-token").await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    }
+    let r = login(plain.base(), "203.0.113.9", FLEET_ADMIN)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
 }

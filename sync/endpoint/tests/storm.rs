@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::fleet::{Replica, StormConfig, storm, stored_rows};
+use common::fleet::{Replica, StormConfig, stored_rows, storm};
 use common::{Backend, fresh_url};
 use crm_endpoint::db::StoreRecord;
 
@@ -73,7 +73,10 @@ async fn a_fleet_back_from_an_outage_is_refused_with_retry_after_waits_for_it_an
     // Every retry after a refusal waited at least its Retry-After, spread by jitter.
     assert!(report.retries_measured > 0, "{report:?}");
     assert_eq!(report.early_retries, 0, "{report:?}");
-    assert!(report.jitter_spread_ms > 100.0, "retries in lockstep: {report:?}");
+    assert!(
+        report.jitter_spread_ms > 100.0,
+        "retries in lockstep: {report:?}"
+    );
     let (peak1, _) = r1.rss_kib();
     let (peak2, _) = r2.rss_kib();
     println!("FIGURE storm_suite_rss_kib replica1={peak1} replica2={peak2}");

@@ -282,9 +282,12 @@ fn decoded_body<'b>(
     }
 }
 
-/// A slot to read and store one batch in ([`crate::Admission`]): taken before the body is read,
+/// A slot to read and store one batch in ([`crate::http::Admission`]): taken before the body is read,
 /// or the batch is answered 503 with `Retry-After`.
-pub struct IngestSlot(#[allow(dead_code, reason = "held until the batch is answered")] tokio::sync::OwnedSemaphorePermit);
+pub struct IngestSlot(
+    #[allow(dead_code, reason = "held until the batch is answered")]
+    tokio::sync::OwnedSemaphorePermit,
+);
 
 impl axum::extract::FromRequestParts<AppState> for IngestSlot {
     type Rejection = ApiError;

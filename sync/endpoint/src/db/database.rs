@@ -94,7 +94,9 @@ pub trait Database: Send + Sync + 'static {
 
     /// The changes other replicas publish, on a connection of its own (`LISTEN`); `None` when
     /// the database serves one process (SQLite). The stream ends when that connection is lost.
-    fn listen_changes(&self) -> BoxFuture<'_, DbResult<Option<futures::stream::BoxStream<'static, String>>>>;
+    fn listen_changes(
+        &self,
+    ) -> BoxFuture<'_, DbResult<Option<futures::stream::BoxStream<'static, String>>>>;
 
     /// Marks a kiosk as seen now (any authenticated request).
     fn touch_kiosk(&self, kiosk_id: String, now_ms: i64) -> BoxFuture<'_, DbResult<()>>;

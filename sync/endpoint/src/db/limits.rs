@@ -131,7 +131,10 @@ mod tests {
             limit: 5,
             window_ms: 1000,
         };
-        let b = RateLimit { scope: "admin", ..a };
+        let b = RateLimit {
+            scope: "admin",
+            ..a
+        };
         assert_ne!(digest(&a, "10.0.0.1"), digest(&b, "10.0.0.1"));
         assert!(!digest(&a, "10.0.0.1").contains("10.0"));
         assert_eq!(digest(&a, "x").len(), 32);

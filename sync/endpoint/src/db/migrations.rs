@@ -171,8 +171,16 @@ mod tests {
     fn a_newer_schema_is_tolerated_only_when_it_says_this_version_still_fits() {
         let now = latest(Dialect::Sqlite);
         assert!(tolerates_newer(Dialect::Sqlite, Some(now + 2), Some(now)));
-        assert!(tolerates_newer(Dialect::Sqlite, Some(now + 2), Some(now - 1)));
-        assert!(!tolerates_newer(Dialect::Sqlite, Some(now + 2), Some(now + 1)));
+        assert!(tolerates_newer(
+            Dialect::Sqlite,
+            Some(now + 2),
+            Some(now - 1)
+        ));
+        assert!(!tolerates_newer(
+            Dialect::Sqlite,
+            Some(now + 2),
+            Some(now + 1)
+        ));
         assert!(!tolerates_newer(Dialect::Sqlite, Some(now + 2), None));
         assert!(!tolerates_newer(Dialect::Sqlite, Some(now), Some(now)));
     }

@@ -40,10 +40,8 @@ pub use dashboard::{Dashboard, DashboardQuery, StoreSummary};
 pub use database::{Database, SharedDb};
 pub use limits::RateLimit;
 pub use model::*;
+pub use postgres::CHANGES_CHANNEL;
 pub use queue::{LiveQueue, LiveQueueQuery};
-
-/// The PostgreSQL channel replicas tell each other about changed stores on ([`crate::fleet`]).
-pub const CHANGES_CHANNEL: &str = "crm_store_changes";
 
 /// Opens (and migrates) the database a URL names: `sqlite://PATH` (`sqlite::memory:` for a throwaway
 /// in-memory database) or `postgres://...` / `postgresql://...`.

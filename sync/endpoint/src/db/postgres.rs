@@ -53,6 +53,9 @@ INSERT INTO kiosk_devices (kiosk_id, device, status, reason, at_ms)
 const MIGRATION_LOCK: i64 = 0x6b69_6f73_6b01;
 const CHANGES_LOCK: i64 = 0x6b69_6f73_6b02;
 
+/// The channel replicas tell each other about changed stores on ([`crate::fleet`]).
+pub const CHANGES_CHANNEL: &str = "crm_store_changes";
+
 /// Connections per endpoint replica.
 const POOL_SIZE: usize = 8;
 
@@ -764,11 +767,8 @@ impl Database for PgDb {
     fn publish_change(&self, payload: String) -> BoxFuture<'_, DbResult<()>> {
         self.auto(move |e| {
             Box::pin(async move {
-                e.query(
-                    "SELECT pg_notify(?1, ?2)",
-                    args![super::CHANGES_CHANNEL, payload],
-                )
-                .await?;
+                e.query("SELECT pg_notify(?1, ?2)", args![CHANGES_CHANNEL, payload])
+                    .await?;
                 Ok(())
             })
         })
@@ -780,7 +780,8 @@ impl Database for PgDb {
         Box::pin(async move {
             let stream = match &self.spec.tls {
                 None => {
-                    let (client, connection) = tokio_postgres::connect(&self.spec.url, NoTls).await?;
+                    let (client, connection) =
+                        tokio_postgres::connect(&self.spec.url, NoTls).await?;
                     listen_on(client, connection).await?
                 }
                 Some(tls) => {
@@ -800,7 +801,7 @@ impl Database for PgDb {
 /// periodic refresh catches up).
 const NOTICE_QUEUE: usize = 4096;
 
-/// `LISTEN`s on `client` and yields the payloads of [`super::CHANGES_CHANNEL`]'s notices; the
+/// `LISTEN`s on `client` and yields the payloads of [`CHANGES_CHANNEL`]'s notices; the
 /// stream owns the client and ends when the connection does.
 async fn listen_on<S, T>(
     client: Client,
@@ -833,13 +834,15 @@ where
         }
     });
     client
-        .batch_execute(&format!("LISTEN {}", super::CHANGES_CHANNEL))
+        .batch_execute(&format!("LISTEN {}", CHANGES_CHANNEL))
         .await?;
-    Ok(futures::stream::unfold((rx, client), |(mut rx, client)| async move {
-        let payload = rx.recv().await?;
-        Some((payload, (rx, client)))
-    })
-    .boxed())
+    Ok(
+        futures::stream::unfold((rx, client), |(mut rx, client)| async move {
+            let payload = rx.recv().await?;
+            Some((payload, (rx, client)))
+        })
+        .boxed(),
+    )
 }
 
 /// One batch in its transaction (see [`Database::ingest`]): the events inserted in one statement,

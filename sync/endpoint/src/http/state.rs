@@ -40,6 +40,34 @@ pub const LOOKUPS_PER_WINDOW: u32 = 60;
 /// The window of [`LOOKUPS_PER_WINDOW`].
 pub const LOOKUP_WINDOW: Duration = Duration::from_secs(60);
 
+/// Admission control of one replica (issue 20's reconnect storm): at most `max_ingests`
+/// batches are read and stored at once; a batch waits up to `queue_wait` for a slot, then is
+/// answered 503 with `Retry-After: retry_after_s` before its body is read. So a thousand kiosks
+/// back from an outage get told to come back later instead of filling memory with bodies and
+/// the database's pool with queued transactions; their sync clients wait at least that long,
+/// plus full jitter (kiosk-sync's backoff).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    /// Batches read and stored at once by this replica.
+    pub max_ingests: usize,
+    /// How long a batch may wait for a slot before it is refused.
+    pub queue_wait: Duration,
+    /// The `Retry-After` of a refused batch, in seconds.
+    pub retry_after_s: u64,
+}
+
+impl Default for Admission {
+    /// 16 batches at once (twice the PostgreSQL pool of a replica: more only queue for a
+    /// connection), a second's wait, then `Retry-After: 2`.
+    fn default() -> Self {
+        Admission {
+            max_ingests: 16,
+            queue_wait: Duration::from_secs(1),
+            retry_after_s: 2,
+        }
+    }
+}
+
 /// Shared state of all handlers. Nothing in it is a decision another replica must see: limits
 /// and throttles are counted in the database ([`AttemptCounter`]), sessions are signed cookies,
 /// replay guards are rows; the change channels only wake this process's live streams
@@ -57,9 +85,11 @@ pub struct AppState {
     /// Live profile lookups per kiosk in the current window.
     pub(crate) lookups: AttemptCounter,
     /// Batches stored at once by this replica, at most; past it a batch is answered 503 with
-    /// `Retry-After` (admission control, [`crate::Admission`]).
+    /// `Retry-After` (admission control, [`Admission`]).
     pub(crate) ingest_slots: Arc<tokio::sync::Semaphore>,
-    pub(crate) admission: crate::Admission,
+    pub(crate) admission: Admission,
+    /// Load balancers whose `X-Forwarded-For` names the client ([`forwarded_client`]).
+    trusted_proxies: Arc<[IpAddr]>,
     /// This replica's name on the change bus (random per process).
     replica: Arc<str>,
     /// Ids of stores that changed, here or on another replica (the live streams).
@@ -75,14 +105,14 @@ pub struct AppState {
 impl AppState {
     /// State over `db`; admin routes answer 403 unless `admin_token` is set.
     pub fn new(db: SharedDb, admin_token: Option<String>) -> Result<Self, ingest::ValidatorError> {
-        Self::with_admission(db, admin_token, crate::Admission::default())
+        Self::with_admission(db, admin_token, Admission::default())
     }
 
     /// [`AppState::new`] admitting batches as `admission` says.
     pub fn with_admission(
         db: SharedDb,
         admin_token: Option<String>,
-        admission: crate::Admission,
+        admission: Admission,
     ) -> Result<Self, ingest::ValidatorError> {
         Ok(AppState {
             db,
@@ -93,11 +123,19 @@ impl AppState {
             lookups: AttemptCounter::new("lookup", LOOKUPS_PER_WINDOW, LOOKUP_WINDOW),
             ingest_slots: Arc::new(tokio::sync::Semaphore::new(admission.max_ingests.max(1))),
             admission,
+            trusted_proxies: Arc::from(Vec::new()),
             replica: Arc::from(hex::encode(rand::random::<[u8; 8]>())),
             changes: tokio::sync::broadcast::channel(256).0,
             local_changes: tokio::sync::broadcast::channel(256).0,
             closing: tokio_util::sync::CancellationToken::new(),
         })
+    }
+
+    /// The same state, taking the client's address from the `X-Forwarded-For` of requests that
+    /// come from one of `proxies` (the fleet's load balancers, docs/FLEET.md).
+    pub fn with_trusted_proxies(mut self, proxies: Vec<IpAddr>) -> Self {
+        self.trusted_proxies = Arc::from(proxies);
+        self
     }
 
     /// Cancelled when the server is shutting down (see [`crate::serve`]).
@@ -192,13 +230,67 @@ impl From<SocketAddr> for PeerAddr {
     }
 }
 
+/// Behind a trusted load balancer, the client's address is the last `X-Forwarded-For` entry
+/// (the one the balancer added; earlier ones are the client's own say): the request's
+/// [`PeerAddr`] becomes it, so that rate limits and logs see the client, not the balancer. A
+/// request from anywhere else keeps its TCP peer, whatever header it sends.
+pub async fn forwarded_client(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if !st.trusted_proxies.is_empty() {
+        let ext = req.extensions();
+        let peer = ext
+            .get::<axum::extract::ConnectInfo<PeerAddr>>()
+            .map(|c| c.0.0.ip());
+        if let Some(peer) = peer
+            && st.trusted_proxies.contains(&peer)
+            && let Some(client) = last_forwarded(req.headers())
+        {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(PeerAddr(SocketAddr::new(
+                    client, 0,
+                ))));
+        }
+    }
+    next.run(req).await
+}
+
+/// The last address of the last `X-Forwarded-For` header, if it is one.
+fn last_forwarded(headers: &axum::http::HeaderMap) -> Option<IpAddr> {
+    let value = headers.get_all("x-forwarded-for").iter().next_back()?;
+    value.to_str().ok()?.rsplit(',').next()?.trim().parse().ok()
+}
+
 /// The source a request is counted as by the rate limits: its IPv4 address, or the /64 of its
 /// IPv6 one (one customer line gets a whole /64: keyed on the full address, a client would
 /// change address at every attempt). `0.0.0.0` when served without [`PeerAddr`]s, as in tests.
-/// Behind a load balancer every request comes from its address (docs/FLEET.md).
+/// Behind a load balancer every request comes from its address unless it is trusted
+/// ([`forwarded_client`], docs/FLEET.md).
 pub(crate) fn peer_ip(extensions: &axum::http::Extensions) -> IpAddr {
     extensions
         .get::<axum::extract::ConnectInfo<PeerAddr>>()
         .map(|c| kiosk_serve::peer_key(c.0.0.ip()))
         .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_is_the_last_address_the_balancer_added() {
+        let mut h = axum::http::HeaderMap::new();
+        assert_eq!(last_forwarded(&h), None);
+        h.append("x-forwarded-for", "6.6.6.6".parse().unwrap());
+        h.append("x-forwarded-for", "203.0.113.7".parse().unwrap());
+        assert_eq!(last_forwarded(&h), Some(IpAddr::from([203, 0, 113, 7])));
+        let mut h = axum::http::HeaderMap::new();
+        h.append("x-forwarded-for", "6.6.6.6, 2001:db8::1".parse().unwrap());
+        assert_eq!(last_forwarded(&h), "2001:db8::1".parse().ok());
+        let mut h = axum::http::HeaderMap::new();
+        h.append("x-forwarded-for", "not an address".parse().unwrap());
+        assert_eq!(last_forwarded(&h), None);
+    }
 }

@@ -83,8 +83,8 @@ impl Replica {
 
     /// Peak and current resident memory, KiB (`VmHWM`, `VmRSS` of /proc/PID/status).
     pub fn rss_kib(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         let field = |name: &str| {
             status
                 .lines()
@@ -474,7 +474,10 @@ fn report(
         retries_measured: extras.len(),
         min_extra_ms: extras.first().copied().unwrap_or(0.0),
         jitter_spread_ms: percentile(&extras, 0.9) - percentile(&extras, 0.1),
-        dead_lettered: outboxes.iter().map(|o| o.dead.load(Ordering::Relaxed)).sum(),
+        dead_lettered: outboxes
+            .iter()
+            .map(|o| o.dead.load(Ordering::Relaxed))
+            .sum(),
     }
 }
 
