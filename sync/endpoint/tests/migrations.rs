@@ -91,7 +91,11 @@ async fn a_newer_database_is_a_clear_error(backend: Backend) {
         .await
         .expect("a newer schema this version still fits is served");
     drop(db);
-    assert_eq!(version(&url).await, 99, "an old endpoint never migrates back");
+    assert_eq!(
+        version(&url).await,
+        99,
+        "an old endpoint never migrates back"
+    );
     // A breaking ("contract") migration says only version 99 on fits: a clear error.
     raw(&url, "UPDATE schema_compat SET oldest_code = 99").await;
     let err = match crm_endpoint::db::open(&url).await {
