@@ -62,7 +62,7 @@ pub fn routes() -> Vec<Route> {
             post_batch,
             with_params(
                 op(
-                    "post a batch of events (at most 500 events, 256 KiB uncompressed; gzip accepted)",
+                    "post a batch of events (at most 500 events, 256 KiB uncompressed; gzip accepted); 503 with Retry-After, before the body is read, when this replica stores its maximum of batches already (admission control)",
                     Security::Kiosk,
                     Some(&<BatchRequest<serde_json::Value> as schemars::JsonSchema>::schema_name()),
                     ("200", "one result per event, in order", Some("BatchResponse")),
