@@ -28,6 +28,34 @@ impl std::fmt::Debug for DnsResolver {
     }
 }
 
+/// What one batch request came to: for a fleet's metrics, and how the reconnect-storm
+/// simulation measures latency, refusals and whether `Retry-After` was honoured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchAttempt {
+    /// When the request was sent.
+    pub started: std::time::Instant,
+    /// From sending to the last byte of the answer (or the failure).
+    pub elapsed: Duration,
+    /// The HTTP status (200 for any success); `None` when no answer came (network error,
+    /// timeout).
+    pub status: Option<u16>,
+    /// The answer's `Retry-After`, when it had a readable one.
+    pub retry_after: Option<Duration>,
+    /// Events in the batch.
+    pub events: usize,
+}
+
+/// Called after every batch request (see [`BatchAttempt`]); must be quick (it runs on the
+/// worker's task).
+#[derive(Clone)]
+pub struct BatchObserver(pub Arc<dyn Fn(&BatchAttempt) + Send + Sync>);
+
+impl std::fmt::Debug for BatchObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BatchObserver(..)")
+    }
+}
+
 /// Settings of one [`crate::SyncWorker`].
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
@@ -65,6 +93,8 @@ pub struct SyncConfig {
     pub tls: TlsSettings,
     /// Name resolution; `None` is the system's resolver.
     pub resolver: Option<DnsResolver>,
+    /// Told about every batch request; `None` for nobody.
+    pub batch_observer: Option<BatchObserver>,
 }
 
 impl SyncConfig {
@@ -93,6 +123,7 @@ impl SyncConfig {
             gzip_requests: true,
             tls: TlsSettings::default(),
             resolver: None,
+            batch_observer: None,
         }
     }
 

@@ -21,7 +21,7 @@ mod transport;
 mod worker;
 
 pub use clock::{SyncClock, SystemSyncClock};
-pub use config::{DnsResolver, SyncConfig, TlsSettings};
+pub use config::{BatchAttempt, BatchObserver, DnsResolver, SyncConfig, TlsSettings};
 pub use outbox::{Backlog, BoxError, FeedSink, Outbox, OutboxEvent};
 pub use status::{LinkState, SyncStatus, SyncStatusReceiver};
 pub use transport::{

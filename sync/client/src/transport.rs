@@ -113,6 +113,7 @@ pub(crate) struct Transport {
     /// time stamps follow the endpoint's clock so a kiosk whose clock is wrong (no RTC, no NTP yet)
     /// can still deliver. The batch's `kiosk_clock` keeps the raw reading for the skew estimate.
     signing_offset_s: AtomicI64,
+    observer: Option<crate::config::BatchObserver>,
 }
 
 /// Installs rustls' *ring* crypto provider as the process default, once. The workspace builds
@@ -234,6 +235,7 @@ impl Transport {
             clock,
             gzip: config.gzip_requests,
             signing_offset_s: AtomicI64::new(0),
+            observer: config.batch_observer.clone(),
         })
     }
 
@@ -325,7 +327,26 @@ impl Transport {
         loop {
             let sent_wall = self.clock.now().wall_time;
             let started = Instant::now();
-            match self.send(Method::POST, &path, body.clone(), gzipped).await {
+            let result = self.send(Method::POST, &path, body.clone(), gzipped).await;
+            if let Some(observer) = &self.observer {
+                let (status, retry_after) = match &result {
+                    Ok(_) => (Some(200), None),
+                    Err(RequestError::Status {
+                        status,
+                        retry_after,
+                        ..
+                    }) => (Some(status.as_u16()), *retry_after),
+                    Err(_) => (None, None),
+                };
+                (observer.0)(&crate::config::BatchAttempt {
+                    started,
+                    elapsed: started.elapsed(),
+                    status,
+                    retry_after,
+                    events: batch.seqs.len(),
+                });
+            }
+            match result {
                 Ok(bytes) => {
                     let rtt = started.elapsed();
                     let response: BatchResponse =

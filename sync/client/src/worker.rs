@@ -15,8 +15,9 @@
 //!   about the event: the worker backs off and reports it instead;
 //! - 401/403: backoff, status `AuthRejected` (a `stale_timestamp` is first retried at once with
 //!   the signature timed by the endpoint's clock);
-//! - 429/503: `Retry-After` (seconds or HTTP date, plus up to `backoff_base` of jitter so a fleet
-//!   does not return in lockstep), else backoff;
+//! - 429/503: `Retry-After` (seconds or HTTP date) as a floor, plus the backoff's full jitter
+//!   (growing with each refusal in a row), so a fleet told "2 s" by a saturated endpoint does
+//!   not come back in lockstep 2 s later; without `Retry-After`, backoff;
 //! - anything else (network error, timeout, 5xx, 404, a 2xx that is not protocol v1): backoff.
 //!
 //! Backoff is full jitter, capped, and nothing cuts it short: events appended during a backoff
@@ -292,10 +293,8 @@ fn dispose(
             },
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
                 let delay = match retry_after {
-                    Some(after) => {
-                        backoff.count_failure();
-                        (*after).min(retry_after_max) + full_jitter(backoff.base(), rng)
-                    }
+                    // The endpoint's wait is a floor; full jitter above it spreads the fleet.
+                    Some(after) => (*after).min(retry_after_max) + backoff.fail(rng),
                     None => backoff.fail(rng),
                 };
                 Disposition::Retry {
@@ -818,17 +817,56 @@ mod tests {
         let max = Duration::from_secs(60);
         for status in [429, 503] {
             let e = status_error(status, None, Some(30));
+            let ceiling = b.ceiling();
             let Disposition::Retry { delay, link } = dispose(&e, 10, &mut b, max, &mut rng) else {
                 panic!("throttling must be retried");
             };
             assert_eq!(link, LinkState::Throttled);
-            assert!(delay >= Duration::from_secs(30) && delay <= Duration::from_millis(30_100));
+            assert!(delay >= Duration::from_secs(30) && delay <= Duration::from_secs(30) + ceiling);
             let e = status_error(status, None, Some(3600));
+            let ceiling = b.ceiling();
             let Disposition::Retry { delay, .. } = dispose(&e, 10, &mut b, max, &mut rng) else {
                 panic!("throttling must be retried");
             };
-            assert!(delay >= max && delay <= max + Duration::from_millis(100));
+            assert!(delay >= max && delay <= max + ceiling);
         }
+    }
+
+    #[test]
+    fn retry_after_is_a_floor_under_full_jitter_that_grows_with_each_refusal() {
+        let (mut b, mut rng) = fresh();
+        let max = Duration::from_secs(900);
+        let floor = Duration::from_secs(2);
+        let mut above = Vec::new();
+        for _ in 0..200 {
+            b.reset();
+            for _ in 0..4 {
+                let e = status_error(503, None, Some(2));
+                let Disposition::Retry { delay, .. } = dispose(&e, 10, &mut b, max, &mut rng)
+                else {
+                    panic!("throttling must be retried");
+                };
+                assert!(delay >= floor, "{delay:?} below the endpoint's Retry-After");
+                above.push(delay - floor);
+            }
+        }
+        // Four refusals in a row: ceilings 100, 200, 400, 800 ms above the floor. Spread over
+        // the whole range, not bunched at the floor (lockstep) nor at a ceiling.
+        assert!(above.iter().all(|d| *d <= Duration::from_millis(800)));
+        let near_floor = above
+            .iter()
+            .filter(|d| **d < Duration::from_millis(50))
+            .count();
+        let far = above
+            .iter()
+            .filter(|d| **d > Duration::from_millis(400))
+            .count();
+        assert!(
+            near_floor > 20 && near_floor < 300,
+            "{near_floor} of 800 within 50 ms"
+        );
+        assert!(far > 20, "{far} of 800 more than 400 ms above the floor");
+        assert_eq!(b.failures(), 4);
     }
 
     #[test]

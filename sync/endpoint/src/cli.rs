@@ -86,6 +86,28 @@ pub enum Cmd {
         /// address: raise this to --max-connections there.
         #[arg(long, default_value_t = kiosk_serve::Limits::PUBLIC.max_per_peer)]
         max_per_peer: usize,
+        /// Batches read and stored at once by this process; more wait up to a second, then
+        /// get 503 with Retry-After (admission control: a fleet back from an outage is spread
+        /// out instead of queued in memory).
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=4096))]
+        max_ingests: u16,
+        /// How long, in milliseconds, a batch waits for one of the --max-ingests slots before
+        /// it is refused.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+        ingest_queue_wait_ms: u64,
+        /// The Retry-After, in seconds, of a batch refused because --max-ingests are running.
+        #[arg(long, default_value_t = crate::http::Admission::default().retry_after_s, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        busy_retry_after: u64,
+        /// A load balancer in front of this replica (repeat for several): requests from it are
+        /// counted by rate limits and logged as coming from the last address of their
+        /// X-Forwarded-For, not from the balancer (docs/FLEET.md). Never list an address
+        /// clients can connect from directly.
+        #[arg(
+            long = "trusted-proxy",
+            env = "CRM_TRUSTED_PROXIES",
+            value_delimiter = ','
+        )]
+        trusted_proxies: Vec<std::net::IpAddr>,
         /// Turn notices by SMS or WhatsApp.
         #[command(flatten)]
         sms: Box<SmsArgs>,

@@ -31,6 +31,7 @@ pub mod cli;
 pub mod dashboard;
 pub mod db;
 pub mod demo;
+pub mod fleet;
 pub mod http;
 pub mod ingest;
 pub mod input;
@@ -49,7 +50,7 @@ use std::time::Duration;
 
 pub use db::{Database, DbError, SharedDb};
 pub use demo::{DEMO_CUSTOMERS, DEMO_STORE_ID, DEMO_TENANT_KEY, DemoSeed, demo_token, seed_demo};
-pub use http::AppState;
+pub use http::{Admission, AppState};
 pub use router::app;
 
 /// How often computed segments are refreshed while serving (customers lapse without events).
@@ -64,6 +65,17 @@ pub struct ServeConfig {
     pub admin_token: Option<String>,
     /// Serve HTTPS with this rustls configuration (see [`tls::server_config_from_files`]).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// What [`serve_with_options`] adds to [`serve_with`].
+#[derive(Clone, Default)]
+pub struct ServeOptions {
+    /// SMS or WhatsApp turn notices ([`sms`]).
+    pub sms: Option<push::SmsNotices>,
+    /// Admission control of batches.
+    pub admission: Admission,
+    /// Load balancers whose `X-Forwarded-For` names the client (rate limits, logs).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// Why serving stopped.
@@ -114,10 +126,32 @@ pub async fn serve_with_sms(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let options = ServeOptions {
+        sms,
+        ..ServeOptions::default()
+    };
+    serve_with_options(config, options, limits, listener, shutdown).await
+}
+
+/// [`serve_with`] with turn notices by SMS and admission control as `options` say. On
+/// PostgreSQL it joins the other replicas' change bus ([`fleet`]).
+pub async fn serve_with_options(
+    config: ServeConfig,
+    options: ServeOptions,
+    limits: kiosk_serve::Limits,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let ServeOptions {
+        sms,
+        admission,
+        trusted_proxies,
+    } = options;
     if let Some(token) = &config.admin_token {
         http::check_admin_token(token).map_err(ServeError::WeakAdminToken)?;
     }
-    let state = AppState::new(config.db.clone(), config.admin_token)?;
+    let state = AppState::with_admission(config.db.clone(), config.admin_token, admission)?
+        .with_trusted_proxies(trusted_proxies);
     let closing = state.closing().clone();
     let shutdown = async move {
         shutdown.await;
@@ -146,14 +180,16 @@ pub async fn serve_with_sms(
     let notifier = tokio::spawn(push::run(
         config.db.clone(),
         notices,
-        state.subscribe_changes(),
+        state.subscribe_local_changes(),
     ));
+    let bus = tokio::spawn(fleet::run(state.clone()));
     let app = app(state, config.tls.is_some());
     let refresher = tokio::spawn(refresh_segments(config.db));
     let result =
         kiosk_serve::serve::<http::PeerAddr>(listener, config.tls, app, limits, shutdown).await;
     refresher.abort();
     notifier.abort();
+    bus.abort();
     Ok(result?)
 }
 

@@ -47,6 +47,10 @@ async fn main() -> Result<()> {
             demo,
             max_connections,
             max_per_peer,
+            max_ingests,
+            ingest_queue_wait_ms,
+            busy_retry_after,
+            trusted_proxies,
             sms,
         } => {
             let SmsArgs {
@@ -134,7 +138,17 @@ async fn main() -> Result<()> {
                 admin_token,
                 tls,
             };
-            crm_endpoint::serve_with_sms(config, sms, limits, listener, shutdown_signal()).await?;
+            let options = crm_endpoint::ServeOptions {
+                sms,
+                trusted_proxies,
+                admission: crm_endpoint::Admission {
+                    max_ingests: usize::from(max_ingests),
+                    queue_wait: std::time::Duration::from_millis(ingest_queue_wait_ms),
+                    retry_after_s: busy_retry_after,
+                },
+            };
+            crm_endpoint::serve_with_options(config, options, limits, listener, shutdown_signal())
+                .await?;
         }
         Cmd::EnrollCode {
             db,

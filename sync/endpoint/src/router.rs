@@ -26,6 +26,10 @@ pub fn app(state: AppState, secure_cookie: bool) -> Router {
     }
     router
         .fallback(|| async { ApiError::not_found("no such route; see /openapi.json") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::http::forwarded_client,
+        ))
         .layer(Extension(doc))
         .layer(tower_http::compression::CompressionLayer::new().gzip(true))
         .with_state(state)

@@ -84,7 +84,20 @@ async fn a_newer_database_is_a_clear_error(backend: Backend) {
     let db = crm_endpoint::db::open(&url).await.unwrap();
     drop(db);
     assert_eq!(version(&url).await, latest());
+    // A newer release migrated additively (schema_compat unchanged): this one still serves it,
+    // as an old replica must during a rolling upgrade (docs/FLEET.md).
     raw(&url, "UPDATE schema_version SET version = 99").await;
+    let db = crm_endpoint::db::open(&url)
+        .await
+        .expect("a newer schema this version still fits is served");
+    drop(db);
+    assert_eq!(
+        version(&url).await,
+        99,
+        "an old endpoint never migrates back"
+    );
+    // A breaking ("contract") migration says only version 99 on fits: a clear error.
+    raw(&url, "UPDATE schema_compat SET oldest_code = 99").await;
     let err = match crm_endpoint::db::open(&url).await {
         Ok(_) => panic!("a database of schema version 99 was opened"),
         Err(e) => e,

@@ -62,7 +62,7 @@ pub fn routes() -> Vec<Route> {
             post_batch,
             with_params(
                 op(
-                    "post a batch of events (at most 500 events, 256 KiB uncompressed; gzip accepted)",
+                    "post a batch of events (at most 500 events, 256 KiB uncompressed; gzip accepted); 503 with Retry-After, before the body is read, when this replica stores its maximum of batches already (admission control)",
                     Security::Kiosk,
                     Some(&<BatchRequest<serde_json::Value> as schemars::JsonSchema>::schema_name()),
                     ("200", "one result per event, in order", Some("BatchResponse")),
@@ -164,9 +164,11 @@ async fn enroll(
     req: Request,
 ) -> Result<Json<EnrollResponse>, ApiError> {
     let ip = peer_ip(req.extensions());
-    // The attempt is counted now, before any await: a burst of concurrent requests cannot all
-    // pass the check before the first failure is counted. A success gives it back.
-    if let Some(wait) = st.enroll_failures.take(ip) {
+    // The attempt is counted first, in one statement shared by every replica: a burst of
+    // concurrent requests cannot all pass the check before the first failure is counted. A
+    // success gives it back.
+    let key = ip.to_string();
+    if let Some(wait) = st.enroll_failures.take(&st.db, &key).await? {
         return Err(ApiError::rate_limited(
             format!("too many wrong enrollment codes from {ip}; wait {wait} s"),
             wait,
@@ -196,7 +198,7 @@ async fn enroll(
             "enrollment code is wrong, already used or expired; ask for a new one (crm-endpoint enroll-code)",
         ));
     };
-    st.enroll_failures.refund(&ip);
+    st.enroll_failures.refund(&st.db, &key).await;
     tracing::info!(kiosk_id, store = store.id, "kiosk enrolled");
     Ok(Json(EnrollResponse {
         kiosk_id,
@@ -280,7 +282,42 @@ fn decoded_body<'b>(
     }
 }
 
+/// A slot to read and store one batch in ([`crate::http::Admission`]): taken before the body is read,
+/// or the batch is answered 503 with `Retry-After`.
+pub struct IngestSlot(
+    #[allow(dead_code, reason = "held until the batch is answered")]
+    tokio::sync::OwnedSemaphorePermit,
+);
+
+impl axum::extract::FromRequestParts<AppState> for IngestSlot {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        _: &mut axum::http::request::Parts,
+        st: &AppState,
+    ) -> Result<Self, ApiError> {
+        let slots = st.ingest_slots.clone();
+        let busy = || {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                format!(
+                    "the endpoint is storing {} batches already; retry after {} s",
+                    st.admission.max_ingests, st.admission.retry_after_s
+                ),
+            )
+            .retry_after(st.admission.retry_after_s)
+        };
+        match tokio::time::timeout(st.admission.queue_wait, slots.acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(IngestSlot(permit)),
+            // Timed out, or closed (never: the semaphore is not closed).
+            _ => Err(busy()),
+        }
+    }
+}
+
 async fn post_batch(
+    _slot: IngestSlot,
     State(st): State<AppState>,
     Path(path_kiosk): Path<String>,
     method: Method,
@@ -404,7 +441,7 @@ async fn get_profile(
     let token: CardToken = card_token
         .parse()
         .map_err(|e| ApiError::malformed(format!("card token in the path: {e}")))?;
-    if let Some(wait) = st.lookups.take(kiosk.id.clone()) {
+    if let Some(wait) = st.lookups.take(&st.db, &kiosk.id).await? {
         return Err(ApiError::rate_limited(
             format!(
                 "more than {LOOKUPS_PER_WINDOW} profile lookups a minute from kiosk {}; wait {wait} s",

@@ -5,8 +5,9 @@
 //! Status codes: 400 malformed body or query; 401 missing credentials, unknown kiosk, bad
 //! signature, stale timestamp or a wrong enrollment code; 403 another kiosk's id or a missing
 //! admin token; 409 a replayed signed request; 413 a batch over 500 events or 256 KiB; 429 too
-//! many enrollment attempts from one address (with `Retry-After`); 503 database unavailable
-//! (with `Retry-After`).
+//! many enrollment attempts from one address (with `Retry-After`); 503 database unavailable, or
+//! a batch refused by admission control because this replica stores its maximum of batches
+//! already (with `Retry-After`, before the body is read; docs/FLEET.md).
 
 pub mod admin;
 pub mod kiosk;

@@ -13,7 +13,6 @@
 //! content security policy forbids them).
 
 use std::convert::Infallible;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,8 +67,8 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 struct Dash {
     /// Mark the cookie `Secure` (the endpoint serves HTTPS).
     secure_cookie: bool,
-    /// Wrong tokens per source address.
-    failures: AttemptCounter<IpAddr>,
+    /// Wrong tokens per source address (counted in the database: every replica sees them).
+    failures: AttemptCounter,
 }
 
 type DashState = Arc<Dash>;
@@ -79,7 +78,7 @@ type DashState = Arc<Dash>;
 pub fn routes(secure_cookie: bool) -> Vec<Route> {
     let dash: DashState = Arc::new(Dash {
         secure_cookie,
-        failures: AttemptCounter::new(LOGIN_ATTEMPTS, LOGIN_WINDOW),
+        failures: AttemptCounter::new("login", LOGIN_ATTEMPTS, LOGIN_WINDOW),
     });
     let store = path_param("store", "Ident");
     let kiosk = query_param(
@@ -333,7 +332,7 @@ async fn page(State(st): State<AppState>, req: Request) -> Response {
             "The dashboard is disabled: start the endpoint with --admin-token.",
         );
     }
-    match DashboardUser::of(&st, headers, ip) {
+    match DashboardUser::of(&st, headers, ip).await {
         Some(DashboardUser::Session(_)) => html(StatusCode::OK, PAGE_HTML.to_owned()),
         _ => login_page(StatusCode::OK, ""),
     }
@@ -358,7 +357,11 @@ async fn login(
             "The dashboard is disabled: start the endpoint with --admin-token.",
         );
     };
-    if let Some(wait) = dash.failures.blocked(&ip) {
+    let blocked = match dash.failures.blocked(&st.db, &ip.to_string()).await {
+        Ok(b) => b,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    if let Some(wait) = blocked {
         let mut resp = login_page(
             StatusCode::TOO_MANY_REQUESTS,
             &format!("Too many wrong tokens from {ip}. Try again in {wait} s."),
@@ -374,7 +377,7 @@ async fn login(
         );
     };
     if !token_matches(form.token.trim(), expected) {
-        dash.failures.count(ip);
+        dash.failures.count(&st.db, &ip.to_string()).await;
         tracing::warn!(%ip, "dashboard login with a wrong token");
         crate::http::auth::audit(
             &st,

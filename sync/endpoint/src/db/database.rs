@@ -62,6 +62,42 @@ pub trait Database: Send + Sync + 'static {
         now_ms: i64,
     ) -> BoxFuture<'_, DbResult<bool>>;
 
+    /// Counts an attempt of `key` under `limit` ([`super::limits`], shared by every replica)
+    /// unless its window is used up: `Some(seconds to wait)` then, nothing counted.
+    fn rate_take(
+        &self,
+        limit: super::limits::RateLimit,
+        key: String,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<Option<u64>>>;
+
+    /// `Some(seconds to wait)` when `key` used up its attempts under `limit` (nothing counted).
+    fn rate_blocked(
+        &self,
+        limit: super::limits::RateLimit,
+        key: String,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<Option<u64>>>;
+
+    /// Gives back an attempt [`Database::rate_take`] counted (it succeeded).
+    fn rate_refund(
+        &self,
+        limit: super::limits::RateLimit,
+        key: String,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<()>>;
+
+    /// Tells every replica's live streams that `store_id` changed (PostgreSQL `NOTIFY` on
+    /// [`super::CHANGES_CHANNEL`]; nothing on SQLite, one process). `payload` is what
+    /// [`Database::listen_changes`] yields on the other replicas.
+    fn publish_change(&self, payload: String) -> BoxFuture<'_, DbResult<()>>;
+
+    /// The changes other replicas publish, on a connection of its own (`LISTEN`); `None` when
+    /// the database serves one process (SQLite). The stream ends when that connection is lost.
+    fn listen_changes(
+        &self,
+    ) -> BoxFuture<'_, DbResult<Option<futures::stream::BoxStream<'static, String>>>>;
+
     /// Marks a kiosk as seen now (any authenticated request).
     fn touch_kiosk(&self, kiosk_id: String, now_ms: i64) -> BoxFuture<'_, DbResult<()>>;
 

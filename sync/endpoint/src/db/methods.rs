@@ -26,6 +26,33 @@ macro_rules! shared_methods {
             })
         }
 
+        fn rate_take(
+            &self,
+            limit: $crate::db::limits::RateLimit,
+            key: String,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Option<u64>>> {
+            self.write(move |e| Box::pin($crate::db::limits::take(e, limit, key, now_ms)))
+        }
+
+        fn rate_blocked(
+            &self,
+            limit: $crate::db::limits::RateLimit,
+            key: String,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Option<u64>>> {
+            self.auto(move |e| Box::pin($crate::db::limits::blocked(e, limit, key, now_ms)))
+        }
+
+        fn rate_refund(
+            &self,
+            limit: $crate::db::limits::RateLimit,
+            key: String,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
+            self.auto(move |e| Box::pin($crate::db::limits::refund(e, limit, key, now_ms)))
+        }
+
         fn tenant_key(
             &self,
         ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<kiosk_protocol::wire::TenantKey>>

@@ -58,6 +58,11 @@ pub const SQLITE: &[Migration] = &[
         name: "turn_push",
         sql: include_str!("../../migrations/sqlite/0006_turn_push.sql"),
     },
+    Migration {
+        version: 7,
+        name: "fleet_state",
+        sql: include_str!("../../migrations/sqlite/0007_fleet_state.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations, oldest first (the same versions as [`SQLITE`]).
@@ -92,6 +97,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "turn_push",
         sql: include_str!("../../migrations/postgres/0006_turn_push.sql"),
     },
+    Migration {
+        version: 7,
+        name: "fleet_state",
+        sql: include_str!("../../migrations/postgres/0007_fleet_state.sql"),
+    },
 ];
 
 /// The migrations of `dialect`.
@@ -117,6 +127,17 @@ pub const READ_VERSION: &str = "SELECT version FROM schema_version WHERE id = 1"
 /// Records the version (`?1`).
 pub const WRITE_VERSION: &str = "INSERT INTO schema_version (id, version) VALUES (1, ?1)
     ON CONFLICT (id) DO UPDATE SET version = excluded.version";
+
+/// Reads the oldest endpoint version the schema still serves (`schema_compat`, from version 7).
+pub const READ_COMPAT: &str = "SELECT oldest_code FROM schema_compat WHERE id = 1";
+
+/// Whether this endpoint keeps serving a database at `found`, newer than it knows, whose
+/// `schema_compat` says endpoints from `oldest_code` on still run on it: the newer migrations
+/// were additive (a rolling upgrade: the new replica migrated first, this old one restarts).
+pub fn tolerates_newer(dialect: Dialect, found: Option<i64>, oldest_code: Option<i64>) -> bool {
+    let supported = latest(dialect);
+    found.is_some_and(|f| f > supported) && oldest_code.is_some_and(|o| o <= supported)
+}
 
 /// The migrations still to run on a database at `found` (`None`: unversioned, i.e. 0); an error
 /// when the database is newer than this endpoint.
@@ -147,17 +168,36 @@ mod tests {
     }
 
     #[test]
+    fn a_newer_schema_is_tolerated_only_when_it_says_this_version_still_fits() {
+        let now = latest(Dialect::Sqlite);
+        assert!(tolerates_newer(Dialect::Sqlite, Some(now + 2), Some(now)));
+        assert!(tolerates_newer(
+            Dialect::Sqlite,
+            Some(now + 2),
+            Some(now - 1)
+        ));
+        assert!(!tolerates_newer(
+            Dialect::Sqlite,
+            Some(now + 2),
+            Some(now + 1)
+        ));
+        assert!(!tolerates_newer(Dialect::Sqlite, Some(now + 2), None));
+        assert!(!tolerates_newer(Dialect::Sqlite, Some(now), Some(now)));
+    }
+
+    #[test]
     fn a_newer_database_is_refused_naming_both_versions() {
         let err = pending(Dialect::Sqlite, Some(99)).unwrap_err();
         let text = err.to_string();
         let supported = format!("up to version {}", latest(Dialect::Sqlite));
         assert!(text.contains("99") && text.contains(&supported), "{text}");
-        assert_eq!(pending(Dialect::Postgres, None).unwrap().len(), 6);
+        assert_eq!(pending(Dialect::Postgres, None).unwrap().len(), 7);
         assert_eq!(pending(Dialect::Postgres, Some(1)).unwrap()[0].version, 2);
         assert_eq!(pending(Dialect::Postgres, Some(2)).unwrap()[0].version, 3);
         assert_eq!(pending(Dialect::Postgres, Some(3)).unwrap()[0].version, 4);
         assert_eq!(pending(Dialect::Postgres, Some(4)).unwrap()[0].version, 5);
         assert_eq!(pending(Dialect::Postgres, Some(5)).unwrap()[0].version, 6);
-        assert!(pending(Dialect::Postgres, Some(6)).unwrap().is_empty());
+        assert_eq!(pending(Dialect::Postgres, Some(6)).unwrap()[0].version, 7);
+        assert!(pending(Dialect::Postgres, Some(7)).unwrap().is_empty());
     }
 }

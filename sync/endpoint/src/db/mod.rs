@@ -23,6 +23,7 @@ pub mod dashboard;
 pub mod database;
 pub mod dialect;
 pub mod exec;
+pub mod limits;
 mod methods;
 pub mod migrations;
 pub mod model;
@@ -37,7 +38,9 @@ use std::sync::Arc;
 
 pub use dashboard::{Dashboard, DashboardQuery, StoreSummary};
 pub use database::{Database, SharedDb};
+pub use limits::RateLimit;
 pub use model::*;
+pub use postgres::CHANGES_CHANNEL;
 pub use queue::{LiveQueue, LiveQueueQuery};
 
 /// Opens (and migrates) the database a URL names: `sqlite://PATH` (`sqlite::memory:` for a throwaway

@@ -65,13 +65,13 @@ impl Admin {
     /// Checks the admin token in `headers` of a request from `ip`. Wrong tokens are counted and
     /// logged per address; an address past [`crate::http::ADMIN_ATTEMPTS`] wrong tokens in the
     /// window gets 429 with `Retry-After` on every admin route, whatever it sends.
-    pub fn check(st: &AppState, headers: &HeaderMap, ip: IpAddr) -> Result<Admin, ApiError> {
+    pub async fn check(st: &AppState, headers: &HeaderMap, ip: IpAddr) -> Result<Admin, ApiError> {
         let Some(expected) = st.admin_token() else {
             return Err(ApiError::forbidden(
                 "admin api is disabled; start the endpoint with --admin-token",
             ));
         };
-        if let Some(wait) = st.admin_failures.blocked(&ip) {
+        if let Some(wait) = st.admin_failures.blocked(&st.db, &ip.to_string()).await? {
             return Err(ApiError::rate_limited(
                 format!("too many wrong admin tokens from {ip}; try again in {wait} s"),
                 wait,
@@ -84,7 +84,7 @@ impl Admin {
         match given {
             Some(g) if token_matches(g, expected) => Ok(Admin { peer: ip }),
             Some(_) => {
-                st.admin_failures.count(ip);
+                st.admin_failures.count(&st.db, &ip.to_string()).await;
                 tracing::warn!(%ip, "admin request with a wrong token");
                 audit(
                     st,
@@ -108,7 +108,7 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
-        Admin::check(st, &parts.headers, peer_ip(&parts.extensions))
+        Admin::check(st, &parts.headers, peer_ip(&parts.extensions)).await
     }
 }
 
@@ -230,13 +230,13 @@ pub enum DashboardUser {
 
 impl DashboardUser {
     /// The caller of a dashboard request, if allowed in.
-    pub fn of(st: &AppState, headers: &HeaderMap, ip: IpAddr) -> Option<DashboardUser> {
-        Self::check(st, headers, ip).ok()
+    pub async fn of(st: &AppState, headers: &HeaderMap, ip: IpAddr) -> Option<DashboardUser> {
+        Self::check(st, headers, ip).await.ok()
     }
 
     /// The caller of a dashboard request: a session, else the admin token ([`Admin::check`]'s
     /// throttling applies: an address past its wrong tokens gets 429, not "log in").
-    pub fn check(
+    pub async fn check(
         st: &AppState,
         headers: &HeaderMap,
         ip: IpAddr,
@@ -252,7 +252,7 @@ impl DashboardUser {
         {
             return Ok(DashboardUser::Session(exp));
         }
-        match Admin::check(st, headers, ip) {
+        match Admin::check(st, headers, ip).await {
             Ok(Admin { .. }) => Ok(DashboardUser::Token),
             Err(e) if e.status() == StatusCode::TOO_MANY_REQUESTS => Err(e),
             Err(_) => Err(login()),
@@ -264,7 +264,7 @@ impl FromRequestParts<AppState> for DashboardUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
-        DashboardUser::check(st, &parts.headers, peer_ip(&parts.extensions))
+        DashboardUser::check(st, &parts.headers, peer_ip(&parts.extensions)).await
     }
 }
 

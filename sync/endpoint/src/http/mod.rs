@@ -18,7 +18,8 @@ pub use error::ApiError;
 pub(crate) use request::{header_str, json_body, now_ms};
 pub use route::{Route, Verb};
 pub use state::{
-    ADMIN_ATTEMPTS, ADMIN_WINDOW, AppState, ENROLL_ATTEMPTS, ENROLL_WINDOW, LOOKUP_WINDOW,
-    LOOKUPS_PER_WINDOW, MIN_ADMIN_TOKEN_LEN, PeerAddr, check_admin_token,
+    ADMIN_ATTEMPTS, ADMIN_WINDOW, Admission, AppState, ENROLL_ATTEMPTS, ENROLL_WINDOW,
+    LOOKUP_WINDOW, LOOKUPS_PER_WINDOW, MIN_ADMIN_TOKEN_LEN, PeerAddr, check_admin_token,
+    forwarded_client,
 };
 pub(crate) use state::{AttemptCounter, peer_ip};

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod fleet;
+
 use std::sync::{Arc, OnceLock};
 
 use crm_endpoint::ServeConfig;
