@@ -19,6 +19,7 @@
 //! facts of a batch (per event, versus folded per batch).
 //! The shared test suite in `tests/` runs against both.
 
+pub mod alerts;
 pub mod dashboard;
 pub mod database;
 pub mod dialect;
@@ -32,6 +33,7 @@ pub mod presence;
 pub mod queue;
 pub(crate) mod shared;
 pub mod sqlite;
+pub mod storage;
 
 use std::sync::Arc;
 

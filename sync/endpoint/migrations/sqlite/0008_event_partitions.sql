@@ -1,0 +1,9 @@
+-- crm-endpoint schema version 8 (sqlite): the retention policy of issue 20. SQLite has no
+-- partitions: its `events` table stays as it is and the retention job DELETEs what is past the
+-- events retention (PostgreSQL drops whole months; db::storage). The version keeps its name on
+-- both databases.
+-- `retention`: how long each data class is kept (days; NULL: forever), for this tenant.
+CREATE TABLE retention (
+    data_class TEXT PRIMARY KEY CHECK (data_class IN ('personal', 'events', 'aggregates')),
+    days INTEGER CHECK (days IS NULL OR days > 0), updated_ms INTEGER NOT NULL);
+CREATE INDEX events_received ON events(received_ms);
