@@ -340,12 +340,14 @@ pub(crate) async fn reconcile(
     }
     for (_, mut alert) in open {
         if alert.opened_ms.is_some() {
+            // Never before its opening, whatever the clock of the replica that opened it said.
+            let at = now_ms.max(alert.opened_ms.unwrap_or(now_ms));
             e.execute(
                 "UPDATE alerts SET resolved_ms = ?2 WHERE id = ?1",
-                args![&alert.id, now_ms],
+                args![&alert.id, at],
             )
             .await?;
-            alert.resolved_ms = Some(now_ms);
+            alert.resolved_ms = Some(at);
             if webhook {
                 queue(e, &alert, false, now_ms, message).await?;
             }
@@ -397,7 +399,8 @@ pub(crate) async fn alerts(
     .collect()
 }
 
-/// Claims up to `limit` due messages (each message waits for the earlier ones of its alert):
+/// Claims up to `limit` due messages (a resolution waits for its alert's opening: their ids
+/// end in `_opened` and `_resolved`, in that order, whatever the clocks of the replicas said):
 /// their next attempt moves `lease_ms` on, so another replica does not send them meanwhile.
 pub(crate) async fn claim_due(
     e: &impl Exec,
@@ -411,7 +414,7 @@ pub(crate) async fn claim_due(
                 "SELECT d.id, d.payload, d.attempts FROM alert_deliveries d
                  WHERE d.state = 'pending' AND d.next_ms <= ?1
                    AND NOT EXISTS (SELECT 1 FROM alert_deliveries p WHERE p.alert_id = d.alert_id
-                     AND p.state = 'pending' AND p.created_ms < d.created_ms)
+                     AND p.state = 'pending' AND p.id < d.id)
                  ORDER BY d.created_ms, d.id LIMIT ?2{}",
                 e.dialect().lock_rows()
             ),
