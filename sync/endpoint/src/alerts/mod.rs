@@ -474,6 +474,60 @@ async fn send(
     }
 }
 
+/// The dashboard's fleet view (`/dashboard/api/fleet`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Fleet {
+    /// When, unix ms.
+    pub now_ms: i64,
+    /// Every store, worst first.
+    pub stores: Vec<FleetStoreView>,
+}
+
+/// A store of the fleet view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct FleetStoreView {
+    /// Store id.
+    pub store_id: String,
+    /// Store name.
+    pub name: String,
+    /// Its kiosks.
+    pub kiosks: u64,
+    /// Its open alerts, critical first, then oldest first.
+    pub alerts: Vec<FleetAlert>,
+}
+
+/// An open alert with its severity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct FleetAlert {
+    /// The alert.
+    #[serde(flatten)]
+    pub alert: AlertRecord,
+    /// How bad.
+    pub severity: Severity,
+}
+
+/// [`fleet`] as the dashboard shows it at `now_ms`.
+pub async fn fleet_view(db: &SharedDb, now_ms: i64) -> DbResult<Fleet> {
+    let stores = fleet(db)
+        .await?
+        .into_iter()
+        .map(|s| FleetStoreView {
+            store_id: s.store_id,
+            name: s.name,
+            kiosks: s.kiosks,
+            alerts: s
+                .alerts
+                .into_iter()
+                .map(|a| FleetAlert {
+                    severity: severity(&a.kind),
+                    alert: a,
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(Fleet { now_ms, stores })
+}
+
 /// The fleet view: every store with its open alerts, worst first (most critical alerts, then
 /// most warnings, then the oldest alert, then the name).
 pub async fn fleet(db: &SharedDb) -> DbResult<Vec<crate::db::alerts::FleetStore>> {
