@@ -144,8 +144,15 @@ pub trait Database: Send + Sync + 'static {
     /// Erases `tokens` as [`Database::erase_customer`] does, in one transaction.
     fn erase_customers(&self, tokens: Vec<CardToken>, now_ms: i64) -> BoxFuture<'_, DbResult<u64>>;
 
-    /// Deletes the per-turn figures of turns before `cutoff_ms`.
-    fn delete_turns_before(&self, cutoff_ms: i64) -> BoxFuture<'_, DbResult<u64>>;
+    /// Deletes the per-turn figures of turns and the daily roll-ups before `cutoff_ms`:
+    /// (turns, roll-ups).
+    fn delete_aggregates_before(&self, cutoff_ms: i64) -> BoxFuture<'_, DbResult<(u64, u64)>>;
+
+    /// Moves back the roll-up marks of stores that late events reached ([`super::rollup`]).
+    fn reopen_late_days(&self, now_ms: i64) -> BoxFuture<'_, DbResult<Vec<String>>>;
+
+    /// Rolls up the next days of `store_id` (at most [`super::rollup::DAYS_PER_STEP`]); how many.
+    fn roll_up_store(&self, store_id: String, now_ms: i64) -> BoxFuture<'_, DbResult<u64>>;
 
     /// The events part of the storage job: PostgreSQL creates the partitions of this month and
     /// the next ones, and drops the months wholly before `cutoff_ms`; SQLite deletes the events
@@ -231,7 +238,18 @@ pub trait Database: Send + Sync + 'static {
                 }
             }
             if let Some(cutoff) = policy.cutoff_ms(DataClass::Aggregates, now_ms) {
-                report.turns_deleted = self.delete_turns_before(cutoff).await?;
+                (report.turns_deleted, report.rollups_deleted) =
+                    self.delete_aggregates_before(cutoff).await?;
+            }
+            self.reopen_late_days(now_ms).await?;
+            for store in self.list_stores().await? {
+                loop {
+                    let days = self.roll_up_store(store.id.clone(), now_ms).await?;
+                    report.days_rolled_up += days;
+                    if days == 0 {
+                        break;
+                    }
+                }
             }
             Ok(report)
         })

@@ -376,11 +376,26 @@ macro_rules! shared_methods {
             self.write(move |e| Box::pin($crate::db::storage::erase_all(e, tokens, now_ms)))
         }
 
-        fn delete_turns_before(
+        fn delete_aggregates_before(
             &self,
             cutoff_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<(u64, u64)>> {
+            self.write(move |e| Box::pin($crate::db::storage::delete_aggregates_before(e, cutoff_ms)))
+        }
+
+        fn reopen_late_days(
+            &self,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Vec<String>>> {
+            self.write(move |e| Box::pin($crate::db::rollup::reopen_late_days(e, now_ms)))
+        }
+
+        fn roll_up_store(
+            &self,
+            store_id: String,
+            now_ms: i64,
         ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<u64>> {
-            self.auto(move |e| Box::pin($crate::db::storage::delete_turns_before(e, cutoff_ms)))
+            self.write(move |e| Box::pin($crate::db::rollup::roll_up_store(e, store_id, now_ms)))
         }
 
         fn setting(

@@ -31,6 +31,7 @@ pub mod phone;
 pub mod postgres;
 pub mod presence;
 pub mod queue;
+pub mod rollup;
 pub(crate) mod shared;
 pub mod sqlite;
 pub mod storage;

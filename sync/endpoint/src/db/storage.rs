@@ -159,6 +159,10 @@ pub struct StorageReport {
     pub customers_erased: u64,
     /// Per-turn figures deleted past the aggregates retention.
     pub turns_deleted: u64,
+    /// Daily roll-ups deleted past the aggregates retention.
+    pub rollups_deleted: u64,
+    /// Store days rolled up ([`super::rollup`]).
+    pub days_rolled_up: u64,
 }
 
 /// The stored policy.
@@ -216,6 +220,13 @@ pub(crate) async fn customers_past(e: &impl Exec, cutoff_ms: i64) -> DbResult<Ve
         CardToken::try_from(t).map_err(|e| DbError::Corrupt(format!("stored card token: {e}")))
     })
     .collect()
+}
+
+/// Deletes the per-turn figures and daily roll-ups before `cutoff_ms`: (turns, roll-ups).
+pub(crate) async fn delete_aggregates_before(e: &impl Exec, cutoff_ms: i64) -> DbResult<(u64, u64)> {
+    let turns = delete_turns_before(e, cutoff_ms).await?;
+    let rollups = super::rollup::delete_before(e, cutoff_ms).await?;
+    Ok((turns, rollups))
 }
 
 /// Erases `tokens` as [`super::database::Database::erase_customer`] does; in a transaction.
