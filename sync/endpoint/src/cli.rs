@@ -136,6 +136,19 @@ pub enum Cmd {
     },
     /// Print a new random admin token (256 bits, base64url) for --admin-token / CRM_ADMIN_TOKEN.
     AdminToken,
+    /// How long each class of data is kept (personal data, events, aggregates), for this
+    /// tenant; the endpoint enforces it every hour while serving.
+    Retention {
+        /// Which.
+        #[command(subcommand)]
+        command: RetentionCmd,
+    },
+    /// Fleet alerts: thresholds and the webhook they are sent to.
+    Alerts {
+        /// Which.
+        #[command(subcommand)]
+        command: crate::alerts::cli::AlertCmd,
+    },
     /// Store administration.
     Stores {
         /// Which.
@@ -171,6 +184,40 @@ pub enum StoreCmd {
         /// Turns ahead (0: only when next), at most 50.
         #[arg(value_parser = clap::value_parser!(u32).range(0..=50))]
         turns: u32,
+    },
+}
+
+/// `crm-endpoint retention ...`.
+#[derive(Subcommand)]
+pub enum RetentionCmd {
+    /// Set the retention of one or more classes: days (395), years (7y) or forever; 1 day to
+    /// 100 years. Classes not named keep theirs.
+    Set {
+        /// Database URL.
+        #[arg(long, env = "CRM_DB", default_value = "sqlite://crm.db")]
+        db: String,
+        /// Customers' personal data (profile, stores), counted from their last visit; erased as
+        /// an erasure request erases it.
+        #[arg(long, value_parser = crate::db::storage::parse_retention_arg)]
+        personal: Option<crate::db::storage::Retention>,
+        /// Raw events, counted from their reception (PostgreSQL drops them by whole months).
+        #[arg(long, value_parser = crate::db::storage::parse_retention_arg)]
+        events: Option<crate::db::storage::Retention>,
+        /// The dashboard's per-turn figures, counted from the turn.
+        #[arg(long, value_parser = crate::db::storage::parse_retention_arg)]
+        aggregates: Option<crate::db::storage::Retention>,
+    },
+    /// Print the retention of each class.
+    Show {
+        /// Database URL.
+        #[arg(long, env = "CRM_DB", default_value = "sqlite://crm.db")]
+        db: String,
+    },
+    /// Enforce the retention now (what `serve` does every hour) and print what was removed.
+    Apply {
+        /// Database URL.
+        #[arg(long, env = "CRM_DB", default_value = "sqlite://crm.db")]
+        db: String,
     },
 }
 

@@ -25,6 +25,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod alerts;
 pub mod api;
 pub mod campaigns;
 pub mod cli;
@@ -184,10 +185,14 @@ pub async fn serve_with_options(
     ));
     let bus = tokio::spawn(fleet::run(state.clone()));
     let app = app(state, config.tls.is_some());
+    let storage = tokio::spawn(maintain_storage(config.db.clone()));
+    let alerting = tokio::spawn(alerts::run(config.db.clone(), alerts::EVALUATE_EVERY));
     let refresher = tokio::spawn(refresh_segments(config.db));
     let result =
         kiosk_serve::serve::<http::PeerAddr>(listener, config.tls, app, limits, shutdown).await;
     refresher.abort();
+    storage.abort();
+    alerting.abort();
     notifier.abort();
     bus.abort();
     Ok(result?)
@@ -200,6 +205,27 @@ async fn refresh_segments(db: SharedDb) {
         let now = ingest::unix_ms(time::OffsetDateTime::now_utc());
         if let Err(e) = db.recompute_segments(now).await {
             tracing::warn!(error = %e, "refreshing segments failed; retrying in an hour");
+        }
+    }
+}
+
+/// The storage job ([`db::storage`]): event partitions ahead and each data class's retention,
+/// at start and every [`db::storage::MAINTENANCE_PERIOD`]. What it removed is logged as counts.
+async fn maintain_storage(db: SharedDb) {
+    let mut tick = tokio::time::interval(db::storage::MAINTENANCE_PERIOD);
+    loop {
+        tick.tick().await;
+        let now = ingest::unix_ms(time::OffsetDateTime::now_utc());
+        match db.maintain_storage(now).await {
+            Ok(r) => tracing::info!(
+                partitions_created = r.partitions_created.len(),
+                partitions_dropped = r.partitions_dropped.len(),
+                events_deleted = r.events_deleted,
+                customers_erased = r.customers_erased,
+                turns_deleted = r.turns_deleted,
+                "storage job"
+            ),
+            Err(e) => tracing::warn!(error = %e, "the storage job failed; retrying in an hour"),
         }
     }
 }

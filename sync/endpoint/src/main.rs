@@ -2,8 +2,9 @@
 
 use anyhow::{Context, Result};
 use clap::Parser as _;
-use crm_endpoint::cli::{CampaignCmd, Cli, Cmd, SmsArgs, StoreCmd};
+use crm_endpoint::cli::{CampaignCmd, Cli, Cmd, RetentionCmd, SmsArgs, StoreCmd};
 use crm_endpoint::db::StoreRecord;
+use crm_endpoint::db::storage::DataClass;
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -171,6 +172,8 @@ async fn main() -> Result<()> {
             let (code, _) = crm_endpoint::api::issue_enroll_code(&database, &store_id, ttl).await?;
             println!("{code}");
         }
+        Cmd::Retention { command } => retention(command).await?,
+        Cmd::Alerts { command } => crm_endpoint::alerts::cli::run(command).await?,
         Cmd::AdminToken => {
             use base64::Engine as _;
             let bytes: [u8; 32] = rand::random();
@@ -234,6 +237,55 @@ async fn main() -> Result<()> {
                     .with_context(|| format!("saving campaign {id}"))?;
                 println!("imported {id}");
             }
+        }
+    }
+    Ok(())
+}
+
+fn days(d: Option<u32>) -> String {
+    d.map_or_else(|| "forever".to_owned(), |d| format!("{d} days"))
+}
+
+async fn retention(command: RetentionCmd) -> Result<()> {
+    let open = async |db: &str| {
+        crm_endpoint::db::open(db)
+            .await
+            .with_context(|| format!("opening {}", crm_endpoint::db::redact_url(db)))
+    };
+    let now = crm_endpoint::ingest::unix_ms(time::OffsetDateTime::now_utc());
+    match command {
+        RetentionCmd::Set {
+            db,
+            personal,
+            events,
+            aggregates,
+        } => {
+            let changes: Vec<(DataClass, Option<u32>)> = [
+                (DataClass::Personal, personal),
+                (DataClass::Events, events),
+                (DataClass::Aggregates, aggregates),
+            ]
+            .into_iter()
+            .filter_map(|(c, d)| Some((c, d?.0)))
+            .collect();
+            if changes.is_empty() {
+                anyhow::bail!("name at least one of --personal, --events, --aggregates");
+            }
+            let database = open(&db).await?;
+            for (class, d) in changes {
+                database.set_retention(class, d, now).await?;
+                println!("{class}: kept {}", days(d));
+            }
+        }
+        RetentionCmd::Show { db } => {
+            let policy = open(&db).await?.retention().await?;
+            for class in DataClass::ALL {
+                println!("{class}: kept {}", days(policy.of(class)));
+            }
+        }
+        RetentionCmd::Apply { db } => {
+            let report = open(&db).await?.maintain_storage(now).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
         }
     }
     Ok(())

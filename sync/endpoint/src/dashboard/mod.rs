@@ -59,6 +59,8 @@ const PAGE_HTML: &str = include_str!("page.html");
 const LOGIN_HTML: &str = include_str!("login.html");
 const APP_JS: &str = include_str!("app.js");
 const APP_CSS: &str = include_str!("app.css");
+const FLEET_HTML: &str = include_str!("fleet.html");
+const FLEET_JS: &str = include_str!("fleet.js");
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -222,6 +224,39 @@ pub fn routes(secure_cookie: bool) -> Vec<Route> {
             presence_doc,
         ),
         Route::new(Verb::Get, "/dashboard/events", events, events_doc),
+        Route::new(
+            Verb::Get,
+            "/dashboard/fleet",
+            fleet_page,
+            raw_op(
+                "the fleet's alerts (HTML): every store, worst first; the login form without a session",
+                Security::None,
+                json!({ "200": text("text/html", "the fleet view or the login form"),
+                        "403": text("text/html", "no admin token configured") }),
+            ),
+        ),
+        Route::new(
+            Verb::Get,
+            "/dashboard/fleet.js",
+            || async { asset("text/javascript", FLEET_JS) },
+            raw_op(
+                "the fleet view's script",
+                Security::None,
+                json!({ "200": text("text/javascript", "script") }),
+            ),
+        ),
+        Route::new(
+            Verb::Get,
+            "/dashboard/api/fleet",
+            api_fleet,
+            raw_op(
+                "every store with its open alerts (kiosk offline, printer out of paper or cover open, events not sent, dead letters, clock skew, a wait past the store's target), worst first: most critical alerts, then most warnings, then the oldest alert",
+                Security::Dashboard,
+                json!({ "200": { "description": "the fleet", "content": { "application/json": {
+                    "schema": { "$ref": "#/components/schemas/Fleet" } } } },
+                    "403": err, "429": err, "503": err }),
+            ),
+        ),
     ];
     routes
         .into_iter()
@@ -336,6 +371,28 @@ async fn page(State(st): State<AppState>, req: Request) -> Response {
         Some(DashboardUser::Session(_)) => html(StatusCode::OK, PAGE_HTML.to_owned()),
         _ => login_page(StatusCode::OK, ""),
     }
+}
+
+async fn fleet_page(State(st): State<AppState>, req: Request) -> Response {
+    let (headers, ip) = (req.headers(), peer_ip(req.extensions()));
+    if st.admin_token().is_none() {
+        return login_page(
+            StatusCode::FORBIDDEN,
+            "The dashboard is disabled: start the endpoint with --admin-token.",
+        );
+    }
+    match DashboardUser::of(&st, headers, ip) {
+        Some(DashboardUser::Session(_)) => html(StatusCode::OK, FLEET_HTML.to_owned()),
+        _ => login_page(StatusCode::OK, ""),
+    }
+}
+
+async fn api_fleet(
+    _: DashboardUser,
+    State(st): State<AppState>,
+) -> Result<Json<crate::alerts::Fleet>, ApiError> {
+    let now = unix_ms(OffsetDateTime::now_utc());
+    Ok(Json(crate::alerts::fleet_view(&st.db, now).await?))
 }
 
 /// The login form's body.
@@ -732,6 +789,7 @@ pub fn register_schemas(g: &mut schemars::SchemaGenerator) {
     g.subschema_for::<Dashboard>();
     g.subschema_for::<LiveQueue>();
     g.subschema_for::<crate::db::presence::StorePresence>();
+    g.subschema_for::<crate::alerts::Fleet>();
 }
 
 #[cfg(test)]

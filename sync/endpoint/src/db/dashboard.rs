@@ -362,7 +362,7 @@ pub fn fold_logs(lines: Vec<DeviceLogLine>, limit: usize) -> Vec<DeviceLogLine> 
 }
 
 /// Tickets of one quarter hour, service and identification (a store query's row).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TicketCount {
     /// `issued_ms / QUARTER_MS`.
     pub quarter: i64,
@@ -375,7 +375,7 @@ pub struct TicketCount {
 }
 
 /// A called turn's wait and, if served, its service time, ms.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TurnTiming {
     /// Service letter.
     pub service: String,
@@ -400,6 +400,93 @@ pub struct KioskRow {
     pub skew_ms: Option<i64>,
     /// Backlog.
     pub backlog: Option<i64>,
+}
+
+/// The figures of one store (or kiosk) and time window: what a window's queries fetch, and what
+/// a daily roll-up keeps of one local day ([`super::rollup`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowRows {
+    /// Ticket counts.
+    pub tickets: Vec<TicketCount>,
+    /// Timings of the called turns issued in the window.
+    pub timings: Vec<TurnTiming>,
+    /// `customer_identified` per way.
+    pub identified_by: Vec<(String, i64)>,
+    /// Survey answers per score.
+    pub scores: Vec<(i64, i64)>,
+    /// `(campaign, variant, shown, redeemed)`.
+    pub campaigns: Vec<(String, String, i64, i64)>,
+}
+
+impl WindowRows {
+    /// Whether nothing happened.
+    pub fn is_empty(&self) -> bool {
+        self.tickets.is_empty()
+            && self.timings.is_empty()
+            && self.identified_by.is_empty()
+            && self.scores.is_empty()
+            && self.campaigns.is_empty()
+    }
+
+    /// Adds `other`'s figures (counts of the same key summed).
+    pub fn merge(&mut self, other: WindowRows) {
+        self.tickets.extend(other.tickets);
+        self.timings.extend(other.timings);
+        let mut by: BTreeMap<String, i64> = self.identified_by.drain(..).collect();
+        for (k, n) in other.identified_by {
+            *by.entry(k).or_default() += n;
+        }
+        self.identified_by = by.into_iter().collect();
+        let mut scores: BTreeMap<i64, i64> = self.scores.drain(..).collect();
+        for (k, n) in other.scores {
+            *scores.entry(k).or_default() += n;
+        }
+        self.scores = scores.into_iter().collect();
+        let mut campaigns: BTreeMap<(String, String), (i64, i64)> = self
+            .campaigns
+            .drain(..)
+            .map(|(c, v, s, r)| ((c, v), (s, r)))
+            .collect();
+        for (c, v, s, r) in other.campaigns {
+            let e = campaigns.entry((c, v)).or_default();
+            e.0 += s;
+            e.1 += r;
+        }
+        self.campaigns = campaigns
+            .into_iter()
+            .map(|((c, v), (s, r))| (c, v, s, r))
+            .collect();
+    }
+
+    /// The same figures with every ticket counted at `day_ms` (a local day's start, which is
+    /// on a quarter hour in every time zone in use): what a day's roll-up keeps.
+    pub fn at_day(mut self, day_ms: i64) -> WindowRows {
+        let mut tickets: BTreeMap<(String, bool), i64> = BTreeMap::new();
+        for t in self.tickets.drain(..) {
+            *tickets.entry((t.service, t.identified)).or_default() += t.count;
+        }
+        self.tickets = tickets
+            .into_iter()
+            .map(|((service, identified), count)| TicketCount {
+                quarter: day_ms.div_euclid(QUARTER_MS),
+                service,
+                identified,
+                count,
+            })
+            .collect();
+        self
+    }
+}
+
+/// The start of the local day after the one containing `ms` in `timezone` (UTC when unknown).
+pub fn next_day_start_ms(timezone: Option<&str>, ms: i64) -> i64 {
+    let (tz, _, _) = zone(timezone);
+    jiff::Timestamp::from_millisecond(ms)
+        .ok()
+        .and_then(|t| t.to_zoned(tz).tomorrow().ok())
+        .and_then(|z| z.start_of_day().ok())
+        .map(|z| z.timestamp().as_millisecond())
+        .unwrap_or(ms - ms.rem_euclid(24 * HOUR_MS) + 24 * HOUR_MS)
 }
 
 /// What a backend fetches; [`assemble`] makes the [`Dashboard`] of it.

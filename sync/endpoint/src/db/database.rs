@@ -162,6 +162,135 @@ pub trait Database: Send + Sync + 'static {
     /// tuples are no longer kept (docs/SECURITY.md says how long bytes can remain).
     fn purge_erased(&self) -> BoxFuture<'_, DbResult<()>>;
 
+    /// The retention policy of this tenant ([`super::storage`]).
+    fn retention(&self) -> BoxFuture<'_, DbResult<super::storage::RetentionPolicy>>;
+
+    /// Sets how long `class` is kept (`None`: forever); `Refused` outside 1 to
+    /// [`super::storage::MAX_RETENTION_DAYS`] days.
+    fn set_retention(
+        &self,
+        class: super::storage::DataClass,
+        days: Option<u32>,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<()>>;
+
+    /// Up to a few hundred customers whose last visit (or registration) is before `cutoff_ms`.
+    fn customers_past(&self, cutoff_ms: i64) -> BoxFuture<'_, DbResult<Vec<CardToken>>>;
+
+    /// Erases `tokens` as [`Database::erase_customer`] does, in one transaction.
+    fn erase_customers(&self, tokens: Vec<CardToken>, now_ms: i64) -> BoxFuture<'_, DbResult<u64>>;
+
+    /// Deletes the per-turn figures of turns and the daily roll-ups before `cutoff_ms`:
+    /// (turns, roll-ups).
+    fn delete_aggregates_before(&self, cutoff_ms: i64) -> BoxFuture<'_, DbResult<(u64, u64)>>;
+
+    /// Moves back the roll-up marks of stores that late events reached ([`super::rollup`]).
+    fn reopen_late_days(&self, now_ms: i64) -> BoxFuture<'_, DbResult<Vec<String>>>;
+
+    /// Rolls up the next days of `store_id` (at most [`super::rollup::DAYS_PER_STEP`]); how many.
+    fn roll_up_store(&self, store_id: String, now_ms: i64) -> BoxFuture<'_, DbResult<u64>>;
+
+    /// The events part of the storage job: PostgreSQL creates the partitions of this month and
+    /// the next ones, and drops the months wholly before `cutoff_ms`; SQLite deletes the events
+    /// received before it.
+    fn maintain_events(
+        &self,
+        cutoff_ms: Option<i64>,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<super::storage::StorageReport>>;
+
+    /// A setting (`alert_thresholds`, `alert_webhook`).
+    fn setting(&self, key: &'static str) -> BoxFuture<'_, DbResult<Option<String>>>;
+
+    /// Sets or (`None`) removes a setting.
+    fn set_setting(&self, key: &'static str, value: Option<String>) -> BoxFuture<'_, DbResult<()>>;
+
+    /// What the alert evaluation reads ([`crate::alerts`]); dead letters since `dead_since_ms`.
+    fn alert_inputs(
+        &self,
+        dead_since_ms: i64,
+    ) -> BoxFuture<'_, DbResult<super::alerts::AlertInputs>>;
+
+    /// Opens, keeps and resolves alerts to match `conditions` at `now_ms`, queueing a webhook
+    /// message (built by `message`) per opening and resolution when `webhook`; one transaction.
+    fn reconcile_alerts(
+        &self,
+        conditions: Vec<super::alerts::Condition>,
+        now_ms: i64,
+        webhook: bool,
+        message: fn(&super::alerts::AlertRecord, bool, i64) -> (String, String),
+    ) -> BoxFuture<'_, DbResult<super::alerts::AlertChanges>>;
+
+    /// The unresolved alerts, and those resolved since `resolved_since_ms`, newest first.
+    fn alerts(
+        &self,
+        resolved_since_ms: Option<i64>,
+    ) -> BoxFuture<'_, DbResult<Vec<super::alerts::AlertRecord>>>;
+
+    /// Claims the webhook messages due at `now_ms` (at most `limit`) for `lease_ms`.
+    fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> BoxFuture<'_, DbResult<Vec<super::alerts::Delivery>>>;
+
+    /// Records how sending message `id` went.
+    fn finish_delivery(
+        &self,
+        id: String,
+        outcome: super::alerts::DeliveryOutcome,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<()>>;
+
+    /// Every store with its open alerts (store order).
+    fn fleet(&self) -> BoxFuture<'_, DbResult<Vec<super::alerts::FleetStore>>>;
+
+    /// The event partitions (`events_pYYYYMM`, oldest first; none on SQLite).
+    fn event_partitions(&self) -> BoxFuture<'_, DbResult<Vec<String>>>;
+
+    /// Runs the storage job once at `now_ms` ([`super::storage`]): event partitions ahead,
+    /// then each class's retention.
+    fn maintain_storage(
+        &self,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<super::storage::StorageReport>> {
+        use super::storage::DataClass;
+        Box::pin(async move {
+            let policy = self.retention().await?;
+            let mut report = self
+                .maintain_events(policy.cutoff_ms(DataClass::Events, now_ms), now_ms)
+                .await?;
+            if let Some(cutoff) = policy.cutoff_ms(DataClass::Personal, now_ms) {
+                loop {
+                    let tokens = self.customers_past(cutoff).await?;
+                    if tokens.is_empty() {
+                        break;
+                    }
+                    report.customers_erased += self.erase_customers(tokens, now_ms).await?;
+                }
+                if report.customers_erased > 0 {
+                    self.purge_erased().await?;
+                }
+            }
+            if let Some(cutoff) = policy.cutoff_ms(DataClass::Aggregates, now_ms) {
+                (report.turns_deleted, report.rollups_deleted) =
+                    self.delete_aggregates_before(cutoff).await?;
+            }
+            self.reopen_late_days(now_ms).await?;
+            for store in self.list_stores().await? {
+                loop {
+                    let days = self.roll_up_store(store.id.clone(), now_ms).await?;
+                    report.days_rolled_up += days;
+                    if days == 0 {
+                        break;
+                    }
+                }
+            }
+            Ok(report)
+        })
+    }
+
     /// Statistics of one store.
     fn stats(&self, store_id: String) -> BoxFuture<'_, DbResult<StoreStats>>;
 

@@ -372,6 +372,123 @@ macro_rules! shared_methods {
                 Box::pin($crate::db::shared::mark_sms_sent(e, turn_id, store_id, business_day, now_ms))
             })
         }
+
+        fn retention(
+            &self,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<$crate::db::storage::RetentionPolicy>> {
+            self.auto(|e| Box::pin($crate::db::storage::retention(e)))
+        }
+
+        fn set_retention(
+            &self,
+            class: $crate::db::storage::DataClass,
+            days: Option<u32>,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
+            self.auto(move |e| Box::pin($crate::db::storage::set_retention(e, class, days, now_ms)))
+        }
+
+        fn customers_past(
+            &self,
+            cutoff_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Vec<kiosk_protocol::CardToken>>> {
+            self.auto(move |e| Box::pin($crate::db::storage::customers_past(e, cutoff_ms)))
+        }
+
+        fn erase_customers(
+            &self,
+            tokens: Vec<kiosk_protocol::CardToken>,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<u64>> {
+            self.write(move |e| Box::pin($crate::db::storage::erase_all(e, tokens, now_ms)))
+        }
+
+        fn delete_aggregates_before(
+            &self,
+            cutoff_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<(u64, u64)>> {
+            self.write(move |e| Box::pin($crate::db::storage::delete_aggregates_before(e, cutoff_ms)))
+        }
+
+        fn reopen_late_days(
+            &self,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Vec<String>>> {
+            self.write(move |e| Box::pin($crate::db::rollup::reopen_late_days(e, now_ms)))
+        }
+
+        fn roll_up_store(
+            &self,
+            store_id: String,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<u64>> {
+            self.write(move |e| Box::pin($crate::db::rollup::roll_up_store(e, store_id, now_ms)))
+        }
+
+        fn setting(
+            &self,
+            key: &'static str,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Option<String>>> {
+            self.auto(move |e| Box::pin($crate::db::alerts::setting(e, key)))
+        }
+
+        fn set_setting(
+            &self,
+            key: &'static str,
+            value: Option<String>,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
+            self.auto(move |e| Box::pin($crate::db::alerts::set_setting(e, key, value)))
+        }
+
+        fn alert_inputs(
+            &self,
+            dead_since_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<$crate::db::alerts::AlertInputs>> {
+            self.snapshot(move |e| Box::pin($crate::db::alerts::inputs(e, dead_since_ms)))
+        }
+
+        fn reconcile_alerts(
+            &self,
+            conditions: Vec<$crate::db::alerts::Condition>,
+            now_ms: i64,
+            webhook: bool,
+            message: fn(&$crate::db::alerts::AlertRecord, bool, i64) -> (String, String),
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<$crate::db::alerts::AlertChanges>> {
+            self.write(move |e| {
+                Box::pin($crate::db::alerts::reconcile(e, conditions, now_ms, webhook, message))
+            })
+        }
+
+        fn alerts(
+            &self,
+            resolved_since_ms: Option<i64>,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Vec<$crate::db::alerts::AlertRecord>>> {
+            self.auto(move |e| Box::pin($crate::db::alerts::alerts(e, resolved_since_ms)))
+        }
+
+        fn claim_deliveries(
+            &self,
+            now_ms: i64,
+            lease_ms: i64,
+            limit: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Vec<$crate::db::alerts::Delivery>>> {
+            self.write(move |e| Box::pin($crate::db::alerts::claim_due(e, now_ms, lease_ms, limit)))
+        }
+
+        fn finish_delivery(
+            &self,
+            id: String,
+            outcome: $crate::db::alerts::DeliveryOutcome,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
+            self.auto(move |e| Box::pin($crate::db::alerts::finish(e, id, outcome, now_ms)))
+        }
+
+        fn fleet(
+            &self,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Vec<$crate::db::alerts::FleetStore>>> {
+            self.snapshot(|e| Box::pin($crate::db::alerts::fleet(e)))
+        }
     };
 }
 pub(crate) use shared_methods;

@@ -63,6 +63,16 @@ pub const SQLITE: &[Migration] = &[
         name: "fleet_state",
         sql: include_str!("../../migrations/sqlite/0007_fleet_state.sql"),
     },
+    Migration {
+        version: 8,
+        name: "event_partitions",
+        sql: include_str!("../../migrations/sqlite/0008_event_partitions.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "alerts",
+        sql: include_str!("../../migrations/sqlite/0009_alerts.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations, oldest first (the same versions as [`SQLITE`]).
@@ -101,6 +111,16 @@ pub const POSTGRES: &[Migration] = &[
         version: 7,
         name: "fleet_state",
         sql: include_str!("../../migrations/postgres/0007_fleet_state.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "event_partitions",
+        sql: include_str!("../../migrations/postgres/0008_event_partitions.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "alerts",
+        sql: include_str!("../../migrations/postgres/0009_alerts.sql"),
     },
 ];
 
@@ -191,13 +211,18 @@ mod tests {
         let text = err.to_string();
         let supported = format!("up to version {}", latest(Dialect::Sqlite));
         assert!(text.contains("99") && text.contains(&supported), "{text}");
-        assert_eq!(pending(Dialect::Postgres, None).unwrap().len(), 7);
+        assert_eq!(
+            pending(Dialect::Postgres, None).unwrap().len(),
+            POSTGRES.len()
+        );
         assert_eq!(pending(Dialect::Postgres, Some(1)).unwrap()[0].version, 2);
         assert_eq!(pending(Dialect::Postgres, Some(2)).unwrap()[0].version, 3);
         assert_eq!(pending(Dialect::Postgres, Some(3)).unwrap()[0].version, 4);
         assert_eq!(pending(Dialect::Postgres, Some(4)).unwrap()[0].version, 5);
         assert_eq!(pending(Dialect::Postgres, Some(5)).unwrap()[0].version, 6);
         assert_eq!(pending(Dialect::Postgres, Some(6)).unwrap()[0].version, 7);
-        assert!(pending(Dialect::Postgres, Some(7)).unwrap().is_empty());
+        assert_eq!(pending(Dialect::Postgres, Some(7)).unwrap()[0].version, 8);
+        assert_eq!(pending(Dialect::Postgres, Some(8)).unwrap()[0].version, 9);
+        assert!(pending(Dialect::Postgres, Some(9)).unwrap().is_empty());
     }
 }

@@ -19,6 +19,7 @@
 //! facts of a batch (per event, versus folded per batch).
 //! The shared test suite in `tests/` runs against both.
 
+pub mod alerts;
 pub mod dashboard;
 pub mod database;
 pub mod dialect;
@@ -31,8 +32,10 @@ pub mod phone;
 pub mod postgres;
 pub mod presence;
 pub mod queue;
+pub mod rollup;
 pub(crate) mod shared;
 pub mod sqlite;
+pub mod storage;
 
 use std::sync::Arc;
 

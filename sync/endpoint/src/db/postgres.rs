@@ -679,7 +679,9 @@ async fn apply_ops<'e>(
 
 /// Inserts a batch's events in one statement (the rows travel as arrays; a statement per row
 /// made the store a round trip per event) and returns the ids it inserted: an id already stored,
-/// or repeated within the batch, is inserted once.
+/// or repeated within the batch, is inserted once. The partitioned `events` table cannot be
+/// unique on `id` alone (schema version 8), so `event_ids` decides: only the ids it takes are
+/// inserted.
 async fn insert_events(
     tx: &Transaction<'_>,
     batch: &IngestBatch,
@@ -698,14 +700,20 @@ async fn insert_events(
         .collect();
     let rows = tx
         .query(
-            "INSERT INTO events (id, kiosk_id, store_id, seq, type, schema_version, device_ms,
+            "WITH u AS (
+               SELECT DISTINCT ON (id) * FROM UNNEST($4::text[], $5::int8[], $6::text[],
+                   $7::int4[], $8::int8[], $9::int8[], $10::text[], $11::text[])
+                 WITH ORDINALITY
+                 AS u(id, seq, type, version, device_ms, corrected_ms, card_token, envelope, n)
+               ORDER BY id, n),
+             fresh AS (
+               INSERT INTO event_ids (id, received_ms) SELECT id, $3 FROM u
+               ON CONFLICT (id) DO NOTHING RETURNING id)
+             INSERT INTO events (id, kiosk_id, store_id, seq, type, schema_version, device_ms,
                corrected_ms, received_ms, card_token, envelope)
              SELECT u.id, $1, $2, u.seq, u.type, u.version, u.device_ms, u.corrected_ms, $3,
                u.card_token, u.envelope
-             FROM UNNEST($4::text[], $5::int8[], $6::text[], $7::int4[], $8::int8[], $9::int8[],
-                         $10::text[], $11::text[])
-               AS u(id, seq, type, version, device_ms, corrected_ms, card_token, envelope)
-             ON CONFLICT (id) DO NOTHING
+             FROM u JOIN fresh ON fresh.id = u.id
              RETURNING id",
             &[
                 &batch.kiosk_id,
@@ -774,6 +782,23 @@ impl Database for PgDb {
         })
     }
 
+    fn maintain_events(
+        &self,
+        cutoff_ms: Option<i64>,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<crate::db::storage::StorageReport>> {
+        self.with(move |c| {
+            Box::pin(async move {
+                let mut report = crate::db::storage::StorageReport::default();
+                crate::db::storage::pg::create_ahead(c, now_ms, &mut report).await?;
+                if let Some(cutoff) = cutoff_ms {
+                    crate::db::storage::pg::drop_before(c, cutoff, &mut report).await?;
+                }
+                Ok(report)
+            })
+        })
+    }
+
     fn listen_changes(
         &self,
     ) -> BoxFuture<'_, DbResult<Option<futures::stream::BoxStream<'static, String>>>> {
@@ -791,6 +816,18 @@ impl Database for PgDb {
                 }
             };
             Ok(Some(stream))
+        })
+    }
+
+    fn event_partitions(&self) -> BoxFuture<'_, DbResult<Vec<String>>> {
+        self.with(|c| {
+            Box::pin(async move {
+                Ok(crate::db::storage::pg::partitions(c)
+                    .await?
+                    .into_iter()
+                    .map(crate::db::storage::Month::partition)
+                    .collect())
+            })
         })
     }
 

@@ -479,6 +479,27 @@ impl Database for SqliteDb {
         DbKind::Sqlite
     }
 
+    fn maintain_events(
+        &self,
+        cutoff_ms: Option<i64>,
+        _now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<crate::db::storage::StorageReport>> {
+        self.auto(move |e| {
+            Box::pin(async move {
+                let mut report = crate::db::storage::StorageReport::default();
+                if let Some(cutoff) = cutoff_ms {
+                    report.events_deleted =
+                        crate::db::storage::delete_events_before(e, "events", cutoff).await?;
+                }
+                Ok(report)
+            })
+        })
+    }
+
+    fn event_partitions(&self) -> BoxFuture<'_, DbResult<Vec<String>>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
     fn purge_erased(&self) -> BoxFuture<'_, DbResult<()>> {
         self.run(|c| {
             // The WAL still holds the pages as they were before the erasure: copy the new ones

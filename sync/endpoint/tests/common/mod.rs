@@ -72,6 +72,8 @@ pub struct Kiosk {
 pub struct Harness {
     pub base: String,
     pub db: SharedDb,
+    /// The database's URL.
+    pub url: String,
     pub client: reqwest::Client,
     pub kiosk: Kiosk,
     stop: Option<oneshot::Sender<()>>,
@@ -107,7 +109,8 @@ impl Harness {
         sms: Option<crm_endpoint::push::SmsNotices>,
     ) -> Harness {
         install_crypto();
-        let (db, dir) = open_db(backend).await;
+        let (url, dir) = fresh_url(backend).await;
+        let db = crm_endpoint::db::open(&url).await.unwrap();
         db.upsert_store(StoreRecord {
             id: "north".into(),
             name: "Tienda Norte".into(),
@@ -149,6 +152,7 @@ impl Harness {
         let mut h = Harness {
             base,
             db,
+            url,
             client,
             kiosk: Kiosk {
                 id: String::new(),

@@ -1,0 +1,196 @@
+//! Daily roll-ups of the dashboard's figures: one row per store, kiosk and local day
+//! (`daily_figures`, schema version 8) holding that day's [`WindowRows`] with its tickets
+//! counted per day, so that a store view over a year reads a few hundred small rows instead of
+//! every turn and event of the year (docs/PERFORMANCE.md).
+//!
+//! Data flow: ingest → `turns`, `events` → **roll-up** (the storage job, hourly: every local day
+//! that ended at least [`ROLLUP_GRACE_MS`] ago, and again any day that late events touched) →
+//! `daily_figures` → a long window's dashboard: raw rows for the partial first day and for the
+//! days not rolled up yet, roll-ups for the whole days between (the same figures: a day's
+//! roll-up is the same queries over that day). A store's roll-ups are made in its time zone;
+//! when that changes they are made again.
+
+use super::dashboard::{DashboardQuery, WindowRows, next_day_start_ms, start_of_day_ms};
+use super::exec::{Exec, args};
+use super::model::DbResult;
+use super::shared::window_rows;
+
+/// A day is rolled up once it ended this long ago (turns called after midnight belong to the
+/// day of their issue).
+pub const ROLLUP_GRACE_MS: i64 = 24 * 3600 * 1000;
+/// Days rolled up per store and transaction.
+pub const DAYS_PER_STEP: usize = 31;
+/// The setting holding the reception time up to which late events were looked for.
+const CHECKED_KEY: &str = "rollup_checked_ms";
+
+/// A store's roll-up mark: its time zone then, and the end of the days rolled up.
+async fn mark(e: &impl Exec, store: &str) -> DbResult<Option<(Option<String>, i64)>> {
+    Ok(
+        match e
+            .query_opt(
+                "SELECT timezone, rolled_until_ms FROM rollup_marks WHERE store_id = ?1",
+                args![store],
+            )
+            .await?
+        {
+            Some(r) => Some((r.get(0)?, r.get(1)?)),
+            None => None,
+        },
+    )
+}
+
+/// The figures of a long window: raw rows where no roll-up covers, roll-ups for the whole local
+/// days that have them.
+pub(crate) async fn window_with_rollups(
+    e: &impl Exec,
+    q: &DashboardQuery,
+    timezone: Option<&str>,
+) -> DbResult<WindowRows> {
+    let (s, k) = (q.store_id.as_str(), q.kiosk_id.as_deref());
+    let (since, now) = (q.since_ms, q.now_ms);
+    let rolled = match mark(e, s).await? {
+        Some((tz, until)) if tz.as_deref() == timezone => until,
+        _ => return window_rows(e, s, k, since, now).await,
+    };
+    let first = if start_of_day_ms(timezone, since) == since {
+        since
+    } else {
+        next_day_start_ms(timezone, since)
+    };
+    let last = rolled.min(start_of_day_ms(timezone, now));
+    if first >= last {
+        return window_rows(e, s, k, since, now).await;
+    }
+    let mut w = window_rows(e, s, k, since, first - 1).await?;
+    for r in e
+        .query(
+            "SELECT figures FROM daily_figures WHERE store_id = ?1 AND day_ms >= ?3 AND day_ms < ?4
+               AND (CAST(?2 AS TEXT) IS NULL OR kiosk_id = ?2)",
+            args![s, k, first, last],
+        )
+        .await?
+    {
+        let text: String = r.get(0)?;
+        w.merge(serde_json::from_str(&text)?);
+    }
+    w.merge(window_rows(e, s, k, last, now).await?);
+    Ok(w)
+}
+
+/// Looks for events received since the last look that fall on days already rolled up, and
+/// moves those stores' marks back to the earliest such day; returns the stores.
+pub(crate) async fn reopen_late_days(e: &impl Exec, now_ms: i64) -> DbResult<Vec<String>> {
+    let checked: i64 = match e
+        .query_opt("SELECT value FROM settings WHERE key = ?1", args![CHECKED_KEY])
+        .await?
+    {
+        Some(r) => r.get::<String>(0)?.parse().unwrap_or(0),
+        None => 0,
+    };
+    let mut reopened = Vec::new();
+    for r in e
+        .query(
+            "SELECT ev.store_id, MIN(ev.corrected_ms), m.timezone FROM events ev
+             JOIN rollup_marks m ON m.store_id = ev.store_id
+             WHERE ev.received_ms >= ?1 AND ev.corrected_ms < m.rolled_until_ms
+             GROUP BY ev.store_id, m.timezone",
+            args![checked],
+        )
+        .await?
+    {
+        let (store, earliest, tz): (String, i64, Option<String>) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        e.execute(
+            "UPDATE rollup_marks SET rolled_until_ms = ?2 WHERE store_id = ?1",
+            args![&store, start_of_day_ms(tz.as_deref(), earliest)],
+        )
+        .await?;
+        reopened.push(store);
+    }
+    e.execute(
+        "INSERT INTO settings (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        args![CHECKED_KEY, now_ms.to_string()],
+    )
+    .await?;
+    Ok(reopened)
+}
+
+/// Rolls up to [`DAYS_PER_STEP`] more days of `store` (one transaction); how many it did (0:
+/// up to date).
+pub(crate) async fn roll_up_store(e: &impl Exec, store: String, now_ms: i64) -> DbResult<u64> {
+    let timezone: Option<String> = e
+        .query_opt(
+            "SELECT timezone FROM store_timezones WHERE store_id = ?1",
+            args![&store],
+        )
+        .await?
+        .map(|r| r.get(0))
+        .transpose()?;
+    let tz = timezone.as_deref();
+    let mut from = match mark(e, &store).await? {
+        Some((rolled_tz, until)) if rolled_tz == timezone => until,
+        other => {
+            if other.is_some() {
+                // Made in another time zone: their days are not this zone's days.
+                e.execute("DELETE FROM daily_figures WHERE store_id = ?1", args![&store])
+                    .await?;
+            }
+            let earliest: Option<i64> = e
+                .query_one(
+                    "SELECT MIN(issued_ms) FROM turns WHERE store_id = ?1",
+                    args![&store],
+                )
+                .await?
+                .get(0)?;
+            let Some(earliest) = earliest else {
+                return Ok(0);
+            };
+            start_of_day_ms(tz, earliest)
+        }
+    };
+    let end = start_of_day_ms(tz, now_ms - ROLLUP_GRACE_MS);
+    let kiosks: Vec<String> = e
+        .query("SELECT id FROM kiosks WHERE store_id = ?1 ORDER BY id", args![&store])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect::<DbResult<_>>()?;
+    let mut days = 0;
+    while from < end && days < DAYS_PER_STEP as u64 {
+        let next = next_day_start_ms(tz, from);
+        e.execute(
+            "DELETE FROM daily_figures WHERE store_id = ?1 AND day_ms = ?2",
+            args![&store, from],
+        )
+        .await?;
+        for kiosk in &kiosks {
+            let w = window_rows(e, &store, Some(kiosk), from, next - 1)
+                .await?
+                .at_day(from);
+            if w.is_empty() {
+                continue;
+            }
+            e.execute(
+                "INSERT INTO daily_figures (store_id, kiosk_id, day_ms, figures) VALUES (?1, ?2, ?3, ?4)",
+                args![&store, kiosk, from, serde_json::to_string(&w)?],
+            )
+            .await?;
+        }
+        from = next;
+        days += 1;
+    }
+    e.execute(
+        "INSERT INTO rollup_marks (store_id, timezone, rolled_until_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT (store_id) DO UPDATE SET timezone = excluded.timezone,
+           rolled_until_ms = excluded.rolled_until_ms",
+        args![&store, timezone, from],
+    )
+    .await?;
+    Ok(days)
+}
+
+/// Deletes the roll-ups of days before `cutoff_ms` (the aggregates retention).
+pub(crate) async fn delete_before(e: &impl Exec, cutoff_ms: i64) -> DbResult<u64> {
+    e.execute("DELETE FROM daily_figures WHERE day_ms < ?1", args![cutoff_ms])
+        .await
+}
