@@ -39,6 +39,7 @@ mod status;
 pub mod stepin;
 pub mod store;
 pub mod ui;
+pub mod update;
 pub mod version;
 
 pub use executor::staff;
