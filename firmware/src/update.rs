@@ -194,7 +194,8 @@ fn try_apply(
     version: &str,
     previous: Option<&str>,
 ) -> Result<Outcome, UpdateError> {
-    let key_text = std::fs::read_to_string(&opts.key).map_err(|_| UpdateError::NoKey(opts.key.clone()))?;
+    let key_text =
+        std::fs::read_to_string(&opts.key).map_err(|_| UpdateError::NoKey(opts.key.clone()))?;
     let key = ReleasePublicKey::parse(&key_text)?;
     let arch = deb_arch();
     ensure_releases_dir(&opts.releases)?;
@@ -240,7 +241,12 @@ fn try_apply(
             Ok(outcome(OutcomeKind::Installed, None))
         }
         Some(why) => {
-            tracing::warn!(version, previous, why, "update failed its trial: rolling back");
+            tracing::warn!(
+                version,
+                previous,
+                why,
+                "update failed its trial: rolling back"
+            );
             // Verified again: the kept package sits in a directory inside the firmware's own.
             let rollback_sig = SignedRelease::read(&rollback.with_extension("sig"))?;
             verify_file(&rollback_sig, &key, &rollback)?;
@@ -312,8 +318,7 @@ fn check_status(opts: &Options, installed_ms: i64) -> Result<(), String> {
     let ms_of = |v: &serde_json::Value| {
         v.as_str()
             .and_then(|t| {
-                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                    .ok()
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
             })
             .map(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
     };
@@ -464,7 +469,10 @@ impl ReadSig for SignedRelease {
         }
         if text.trim().is_empty() {
             return Err(UpdateError::Release(ReleaseError::Unsigned {
-                version: path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+                version: path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
                 arch: deb_arch().to_owned(),
                 why: format!("no signature file {}", path.display()),
             }));
@@ -486,7 +494,9 @@ pub fn installed_version() -> Result<String, UpdateError> {
         .map_err(|e| UpdateError::Dpkg(format!("cannot run dpkg-query: {e}")))?;
     let v = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     if !out.status.success() || v.is_empty() {
-        return Err(UpdateError::Dpkg("the kiosk package is not installed".to_owned()));
+        return Err(UpdateError::Dpkg(
+            "the kiosk package is not installed".to_owned(),
+        ));
     }
     Ok(v)
 }

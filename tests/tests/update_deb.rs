@@ -68,6 +68,10 @@ fn stdout(cmd: &mut Command) -> String {
 fn built_deb() -> &'static PathBuf {
     static DEB: OnceLock<PathBuf> = OnceLock::new();
     DEB.get_or_init(|| {
+        // A developer iterating on this test alone may point it at a package just built.
+        if let Ok(deb) = std::env::var("KIOSK_TEST_DEB") {
+            return PathBuf::from(deb);
+        }
         let base = target_dir().join("packaging-test");
         std::fs::create_dir_all(&base).expect("packaging-test dir");
         let dir = match std::env::var("NEXTEST_RUN_ID") {
@@ -122,8 +126,9 @@ fn in_scratch_root(state: &Path, script: &str) -> String {
          exec chroot {s}/merged /bin/sh -c \"$0\"",
         s = state.display()
     );
-    let script =
-        format!("export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; {script}");
+    let script = format!(
+        "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; {script}"
+    );
     stdout(
         Command::new("unshare")
             .args(["--mount", "--fork"])
@@ -179,12 +184,9 @@ fn offer(state: &Path, deb: &Path, version: &str, signature: Option<String>) {
 }
 
 fn signed(key: &ReleaseSigningKey, deb: &Path, version: &str) -> String {
-    let manifest = ReleaseManifest::of_package(
-        version,
-        "amd64",
-        std::fs::File::open(deb).expect("deb"),
-    )
-    .expect("manifest");
+    let manifest =
+        ReleaseManifest::of_package(version, "amd64", std::fs::File::open(deb).expect("deb"))
+            .expect("manifest");
     serde_json::to_string(&manifest.sign(key)).expect("json")
 }
 
@@ -257,14 +259,15 @@ fn unsigned_and_tampered_releases_are_refused_before_dpkg_and_a_bad_release_is_r
         &format!(
             "set -e; rm -f /usr/sbin/policy-rc.d; dpkg --force-depends -i {deb} >/dev/null 2>&1; \
              echo {pinned} >/etc/kiosk/release-key.pub; \
-             ls -ld /var/lib/kiosk/downloads /var/lib/kiosk/releases; \
+             stat -c '%U:%G %a %n' /var/lib/kiosk/downloads /var/lib/kiosk/releases; \
              dpkg-query -W -f='${{Version}}' kiosk",
             deb = deb.display()
         ),
     );
     assert!(out.ends_with(&v1), "v1 not installed:\n{out}");
     assert!(
-        out.contains("drwxr-x--- 2 kiosk kiosk") && out.contains("drwxr-xr-x 2 root root"),
+        out.contains("kiosk:kiosk 750 /var/lib/kiosk/downloads")
+            && out.contains("root:root 755 /var/lib/kiosk/releases"),
         "postinst made no downloads (kiosk's) and releases (root's) directories:\n{out}"
     );
     offer(&state, deb, &v1, Some(signed(&key, deb, &v1)));
@@ -276,7 +279,11 @@ fn unsigned_and_tampered_releases_are_refused_before_dpkg_and_a_bad_release_is_r
     let reason = a.outcome["reason"].as_str().unwrap();
     assert!(reason.contains("is not signed"), "{reason}");
     assert_eq!(a.installed, v1, "{}", a.output);
-    assert!(!a.dpkg_log_grew, "dpkg ran for an unsigned release:\n{}", a.output);
+    assert!(
+        !a.dpkg_log_grew,
+        "dpkg ran for an unsigned release:\n{}",
+        a.output
+    );
     assert!(a.output.contains("rc=1"), "{}", a.output);
 
     // Signed by another key: refused the same way.
@@ -313,7 +320,11 @@ fn unsigned_and_tampered_releases_are_refused_before_dpkg_and_a_bad_release_is_r
         a.outcome
     );
     assert_eq!(a.installed, v1);
-    assert!(!a.dpkg_log_grew, "dpkg ran for a tampered package:\n{}", a.output);
+    assert!(
+        !a.dpkg_log_grew,
+        "dpkg ran for a tampered package:\n{}",
+        a.output
+    );
 
     // The bad release: signed, installed by dpkg, fails its self-test, and v1 comes back.
     offer(&state, &bad, &v3, Some(signed(&key, &bad, &v3)));

@@ -65,7 +65,9 @@ pub enum ReleaseError {
     #[error("release key: {0}")]
     BadKey(String),
     /// No signature, or not one at all.
-    #[error("release {version} ({arch}) is not signed: {why}; sign it with `crm-endpoint release sign`")]
+    #[error(
+        "release {version} ({arch}) is not signed: {why}; sign it with `crm-endpoint release sign`"
+    )]
     Unsigned {
         /// The release.
         version: String,
@@ -75,7 +77,9 @@ pub enum ReleaseError {
         why: String,
     },
     /// The signature does not verify with the pinned key.
-    #[error("release {version} ({arch}): the signature does not match the pinned release key; refused")]
+    #[error(
+        "release {version} ({arch}): the signature does not match the pinned release key; refused"
+    )]
     BadSignature {
         /// The release.
         version: String,
@@ -186,6 +190,23 @@ impl SignedRelease {
     /// Checks the signature against the pinned key (the package bytes are checked by
     /// [`SignedRelease::verify_package`]).
     pub fn verify_signature(&self, key: &ReleasePublicKey) -> Result<(), ReleaseError> {
+        let sig = self.signature_of_form()?;
+        let m = &self.manifest;
+        key.0
+            .verify_strict(&m.signed_message(), &sig)
+            .map_err(|_| ReleaseError::BadSignature {
+                version: m.version.clone(),
+                arch: m.arch.clone(),
+            })
+    }
+
+    /// The manifest in bounds and a signature that is one (64 bytes of base64); whether it
+    /// verifies is [`SignedRelease::verify_signature`]'s question.
+    pub fn check_form(&self) -> Result<(), ReleaseError> {
+        self.signature_of_form().map(|_| ())
+    }
+
+    fn signature_of_form(&self) -> Result<ed25519_dalek::Signature, ReleaseError> {
         self.manifest.check()?;
         let m = &self.manifest;
         let unsigned = |why: &str| ReleaseError::Unsigned {
@@ -202,13 +223,7 @@ impl SignedRelease {
         let bytes: [u8; 64] = bytes
             .try_into()
             .map_err(|_| unsigned("the signature is not 64 bytes"))?;
-        let sig = ed25519_dalek::Signature::from_bytes(&bytes);
-        key.0
-            .verify_strict(&m.signed_message(), &sig)
-            .map_err(|_| ReleaseError::BadSignature {
-                version: m.version.clone(),
-                arch: m.arch.clone(),
-            })
+        Ok(ed25519_dalek::Signature::from_bytes(&bytes))
     }
 
     /// Checks the signature, then that `package` is exactly the signed file (size and SHA-256).

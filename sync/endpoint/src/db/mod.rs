@@ -30,6 +30,7 @@ pub mod phone;
 pub mod postgres;
 pub mod presence;
 pub mod queue;
+pub mod releases;
 pub(crate) mod shared;
 pub mod sqlite;
 
