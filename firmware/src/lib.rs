@@ -40,6 +40,7 @@ pub mod stepin;
 pub mod store;
 pub mod ui;
 pub mod update;
+pub mod updater;
 pub mod version;
 
 pub use executor::staff;

@@ -156,6 +156,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Pin the fleet's release public key (`crm-endpoint release-keygen` printed it): from then
+    /// on this kiosk installs only releases signed with its secret half. Run as root; writes
+    /// `/etc/kiosk/release-key.pub` (0644).
+    PinReleaseKey {
+        /// The public key: a file holding it, or the base64 text itself.
+        key: String,
+        /// Where the key file goes.
+        #[arg(long, default_value = "/etc/kiosk")]
+        config_dir: PathBuf,
+    },
     /// Install a downloaded firmware release (run as root by kiosk-update.service when the
     /// firmware asks): verify its signature against the pinned key, keep the installed package,
     /// `dpkg -i`, then give the new version the confirm window to reach READY, sync and pass its
@@ -282,6 +292,25 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 print!("{}", report.to_text());
             }
             Ok(ExitCode::from(report.exit_code()))
+        }
+        Command::PinReleaseKey { key, config_dir } => {
+            use std::os::unix::fs::PermissionsExt as _;
+            let text = match std::fs::read_to_string(&key) {
+                Ok(t) => t,
+                Err(_) => key.clone(),
+            };
+            let parsed = kiosk_protocol::release::ReleasePublicKey::parse(&text)
+                .map_err(|e| anyhow::anyhow!("{e}: give the .pub file or its base64 text"))?;
+            std::fs::create_dir_all(&config_dir)?;
+            let path = config_dir.join("release-key.pub");
+            std::fs::write(&path, format!("{}\n", parsed.to_base64()))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+            println!(
+                "release key pinned in {}: {}",
+                path.display(),
+                parsed.to_base64()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::ApplyUpdate {
             request,

@@ -13,10 +13,11 @@
 mod common;
 
 use common::{Backend, Harness, Kiosk};
-use crm_endpoint::api::releases::{ReleaseAssignment, assignment_path};
 use crm_endpoint::db::releases::canary_bucket;
 use kiosk_protocol::events::{Event, FirmwareUpdated, UpdateResult};
-use kiosk_protocol::release::{ReleaseManifest, ReleaseSigningKey, SignedRelease};
+use kiosk_protocol::release::{
+    ReleaseAssignment, ReleaseManifest, ReleaseSigningKey, SignedRelease, assignment_path,
+};
 use reqwest::Method;
 
 /// A package-like blob over three storage chunks, so pieces cross chunk borders.
@@ -59,7 +60,12 @@ async fn assignment(h: &Harness, kiosk: &Kiosk, running: &str) -> Option<SignedR
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    resp.json::<ReleaseAssignment>().await.unwrap().release
+    let answer = resp.json::<ReleaseAssignment>().await.unwrap();
+    if let (Some(new), Some(current)) = (&answer.release, &answer.current) {
+        assert_ne!(new.manifest.version, current.manifest.version);
+        assert_eq!(current.manifest.version, running);
+    }
+    answer.release
 }
 
 async fn rollout(h: &Harness, version: &str, body: serde_json::Value) -> reqwest::Response {

@@ -255,6 +255,27 @@ impl SignedRelease {
     }
 }
 
+/// `GET /v1/kiosks/{kiosk_id}/release` answer: the release this kiosk should run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ReleaseAssignment {
+    /// The release to run, with its signature (none: keep what runs).
+    pub release: Option<SignedRelease>,
+    /// The release the kiosk runs now, when the CRM stores it: what the kiosk downloads to roll
+    /// back to when its update helper keeps no package of it yet (a kiosk installed by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<SignedRelease>,
+}
+
+/// Path a kiosk asks for its assignment at (exactly what it signs).
+pub fn assignment_path(kiosk_id: &str, arch: &str, version: &str) -> String {
+    format!("/v1/kiosks/{kiosk_id}/release?arch={arch}&version={version}")
+}
+
+/// Path of a piece of a release package (exactly what the kiosk signs).
+pub fn piece_path(kiosk_id: &str, version: &str, arch: &str, offset: u64, length: u64) -> String {
+    format!("/v1/kiosks/{kiosk_id}/releases/{version}/{arch}?offset={offset}&length={length}")
+}
+
 /// SHA-256 (hex) and length of everything `reader` yields.
 pub fn sha256_of(mut reader: impl Read) -> std::io::Result<(String, u64)> {
     let mut hasher = Sha256::new();

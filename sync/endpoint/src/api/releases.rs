@@ -12,7 +12,9 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use kiosk_protocol::release::{MAX_RELEASE_BYTES, ReleaseManifest, SignedRelease};
+use kiosk_protocol::release::{
+    MAX_RELEASE_BYTES, ReleaseAssignment, ReleaseManifest, SignedRelease,
+};
 use kiosk_protocol::wire::ErrorCode;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -197,13 +199,6 @@ pub struct PinRequest {
     pub version: Option<String>,
 }
 
-/// `GET /v1/kiosks/{kiosk_id}/release` answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct ReleaseAssignment {
-    /// The release to run, with its signature (none: keep what runs).
-    pub release: Option<SignedRelease>,
-}
-
 /// `GET /v1/admin/releases` answer.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ReleaseList {
@@ -319,11 +314,6 @@ pub struct AssignmentQuery {
     pub version: String,
 }
 
-/// Path `?arch=&version=` a kiosk asks for its assignment at (what it signs).
-pub fn assignment_path(kiosk_id: &str, arch: &str, version: &str) -> String {
-    format!("/v1/kiosks/{kiosk_id}/release?arch={arch}&version={version}")
-}
-
 fn check_names(version: &str, arch: &str) -> Result<(), ApiError> {
     ReleaseManifest {
         version: version.to_owned(),
@@ -347,12 +337,16 @@ async fn get_assignment(
         .release_for_kiosk(ReleaseAsk {
             kiosk_id: kiosk.id,
             store_id: kiosk.store_id,
-            arch: q.arch,
-            running: q.version,
+            arch: q.arch.clone(),
+            running: q.version.clone(),
             now_ms: now_ms(),
         })
         .await?;
-    Ok(Json(ReleaseAssignment { release }))
+    let current = match &release {
+        Some(r) if r.manifest.version != q.version => st.db.release(q.version, q.arch).await?,
+        _ => None,
+    };
+    Ok(Json(ReleaseAssignment { release, current }))
 }
 
 /// Query of a package piece.
