@@ -192,13 +192,21 @@ pub(crate) async fn release_chunk(
 }
 
 async fn rollouts(e: &impl Exec, only: Option<&str>) -> DbResult<Vec<Rollout>> {
-    let rows = e
-        .query(
-            "SELECT version, store_id, percent, max_failures, halted_ms, halted_reason FROM rollouts
-             WHERE (?1 IS NULL OR version = ?1) ORDER BY created_ms DESC, version DESC",
-            args![only],
-        )
-        .await?;
+    const SELECT: &str =
+        "SELECT version, store_id, percent, max_failures, halted_ms, halted_reason FROM rollouts";
+    let rows = match only {
+        Some(v) => {
+            e.query(&format!("{SELECT} WHERE version = ?1"), args![v])
+                .await?
+        }
+        None => {
+            e.query(
+                &format!("{SELECT} ORDER BY created_ms DESC, version DESC"),
+                &[],
+            )
+            .await?
+        }
+    };
     rows.iter()
         .map(|r| {
             Ok(Rollout {
