@@ -172,6 +172,7 @@ mod tests {
         assert_eq!(pending(Dialect::Postgres, Some(3)).unwrap()[0].version, 4);
         assert_eq!(pending(Dialect::Postgres, Some(4)).unwrap()[0].version, 5);
         assert_eq!(pending(Dialect::Postgres, Some(5)).unwrap()[0].version, 6);
-        assert!(pending(Dialect::Postgres, Some(6)).unwrap().is_empty());
+        assert_eq!(pending(Dialect::Postgres, Some(6)).unwrap()[0].version, 7);
+        assert!(pending(Dialect::Postgres, Some(7)).unwrap().is_empty());
     }
 }
