@@ -211,14 +211,8 @@ fn package_installs_binary_units_udev_rules_profiles_and_first_boot_scripts() {
             "/usr/lib/systemd/system/kiosk-screen-restart.path",
             "-rw-r--r--",
         ),
-        (
-            "/usr/lib/systemd/system/kiosk-update.path",
-            "-rw-r--r--",
-        ),
-        (
-            "/usr/lib/systemd/system/kiosk-update.service",
-            "-rw-r--r--",
-        ),
+        ("/usr/lib/systemd/system/kiosk-update.path", "-rw-r--r--"),
+        ("/usr/lib/systemd/system/kiosk-update.service", "-rw-r--r--"),
         (
             "/usr/lib/systemd/system/kiosk-screen-restart.service",
             "-rw-r--r--",

@@ -10,6 +10,10 @@
 //!   fails its trial, and the previous package (kept, verified) is reinstalled by dpkg; the
 //!   outcome file the firmware reports says so and why.
 //!
+//! - a good release, on a kiosk provisioned against a real CRM endpoint (in this process, on
+//!   loopback) whose new firmware really runs, syncs and passes `kiosk selftest`, is kept; the
+//!   firmware reports the outcome as a `firmware_updated` event and the CRM counts the install.
+//!
 //! Releases are the built package repacked with `dpkg-deb` under a new Debian version (and, for
 //! the bad one, a broken conffile): what changes between two real releases of this firmware.
 //! Runs as root (mount namespace, chroot), like packaging_deb's maintainer-script tests.
@@ -168,6 +172,66 @@ fn repack(deb: &Path, dir: &Path, version: &str, edit: impl FnOnce(&Path)) -> Pa
     out
 }
 
+/// Empty stand-in packages for the package's dependencies this machine lacks (here: `cage`, the
+/// screen's compositor, and `udev`): the helper runs dpkg as a kiosk does, without
+/// `--force-depends`, so the scratch root must satisfy them. Nothing of the update path uses them.
+fn stand_ins(deb: &Path, dir: &Path) -> Vec<PathBuf> {
+    let depends = stdout(Command::new("dpkg-deb").arg("-f").arg(deb).arg("Depends"));
+    let mut out = Vec::new();
+    for dep in depends.split(',') {
+        let names: Vec<&str> = dep
+            .split('|')
+            .map(|alt| alt.split_whitespace().next().unwrap_or_default())
+            .collect();
+        let installed = names.iter().any(|name| {
+            Command::new("dpkg-query")
+                .args(["-W", "-f", "${Status}", name])
+                .output()
+                .is_ok_and(|o| o.stdout.starts_with(b"install ok installed"))
+        });
+        if installed {
+            continue;
+        }
+        let name = names[0];
+        let tree = dir.join(format!("stand-in-{name}"));
+        std::fs::create_dir_all(tree.join("DEBIAN")).expect("stand-in dir");
+        std::fs::write(
+            tree.join("DEBIAN/control"),
+            format!(
+                "Package: {name}\nVersion: 999\nArchitecture: all\n\
+                 Maintainer: kiosk tests <t@example.invalid>\n\
+                 Description: empty stand-in for the update test's scratch root\n"
+            ),
+        )
+        .expect("control");
+        let pkg = dir.join(format!("stand-in-{name}.deb"));
+        run(Command::new("dpkg-deb")
+            .args(["--root-owner-group", "--build"])
+            .arg(&tree)
+            .arg(&pkg));
+        out.push(pkg);
+    }
+    out
+}
+
+/// The scratch root's first install: the stand-ins, then the package, forcing nothing.
+fn install_script(deb: &Path, dir: &Path) -> String {
+    let stand_ins: Vec<String> = stand_ins(deb, dir)
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let stand_ins = if stand_ins.is_empty() {
+        String::new()
+    } else {
+        format!("dpkg -i {} >/dev/null;", stand_ins.join(" "))
+    };
+    format!(
+        "rm -f /usr/sbin/policy-rc.d; {stand_ins} \
+         dpkg -i {} >/tmp/install.log 2>&1 || {{ cat /tmp/install.log; exit 1; }}",
+        deb.display()
+    )
+}
+
 /// Puts `deb` and its signature where the firmware downloads releases, as the firmware would.
 fn offer(state: &Path, deb: &Path, version: &str, signature: Option<String>) {
     let downloads = state.join("upper/var/lib/kiosk/downloads");
@@ -257,11 +321,11 @@ fn unsigned_and_tampered_releases_are_refused_before_dpkg_and_a_bad_release_is_r
     let out = in_scratch_root(
         &state,
         &format!(
-            "set -e; rm -f /usr/sbin/policy-rc.d; dpkg --force-depends -i {deb} >/dev/null 2>&1; \
+            "set -e; {install}; \
              echo {pinned} >/etc/kiosk/release-key.pub; \
              stat -c '%U:%G %a %n' /var/lib/kiosk/downloads /var/lib/kiosk/releases; \
              dpkg-query -W -f='${{Version}}' kiosk",
-            deb = deb.display()
+            install = install_script(deb, work.path())
         ),
     );
     assert!(out.ends_with(&v1), "v1 not installed:\n{out}");
@@ -356,5 +420,176 @@ fn unsigned_and_tampered_releases_are_refused_before_dpkg_and_a_bad_release_is_r
     assert!(
         log.contains(&format!("kiosk_{v1}_amd64.deb")),
         "the rollback package is no longer kept:\n{log}"
+    );
+}
+
+/// The CRM endpoint on loopback, with the demo store and the release uploaded.
+struct Crm {
+    db: crm_endpoint::SharedDb,
+    addr: std::net::SocketAddr,
+}
+
+impl Crm {
+    async fn start(dir: &Path) -> Crm {
+        let url = format!("sqlite://{}", dir.join("crm.db").display());
+        let db = crm_endpoint::db::open(&url).await.unwrap();
+        crm_endpoint::seed_demo(&db).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = crm_endpoint::ServeConfig {
+            db: db.clone(),
+            admin_token: Some("update-deb-test-admin-token-0123456789".into()),
+            tls: None,
+        };
+        tokio::spawn(async move {
+            crm_endpoint::serve(config, listener, std::future::pending())
+                .await
+                .unwrap();
+        });
+        Crm { db, addr }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_good_release_runs_syncs_passes_its_self_test_and_is_kept_and_reported() {
+    let deb = built_deb().clone();
+    let work = tempfile::tempdir_in(deb.parent().expect("debs dir")).expect("work dir");
+    let state = work.path().join("root");
+    let key = ReleaseSigningKey::generate();
+    let v1 = version_of(&deb);
+    let v2 = format!("{v1}+good");
+    let good = repack(&deb, work.path(), &v2, |_| {});
+    let crm = Crm::start(work.path()).await;
+    let code = crm_endpoint::api::issue_enroll_code(
+        &crm.db,
+        crm_endpoint::DEMO_STORE_ID,
+        std::time::Duration::from_secs(600),
+    )
+    .await
+    .unwrap()
+    .0;
+    // The CRM stores the good release, so it can count the kiosk that reports installing it.
+    let v2_sig: kiosk_protocol::release::SignedRelease =
+        serde_json::from_str(&signed(&key, &good, &v2)).unwrap();
+    crm.db
+        .put_release(crm_endpoint::db::releases::NewRelease {
+            signed: v2_sig.clone(),
+            package: std::fs::read(&good).unwrap(),
+            uploaded_ms: 1,
+        })
+        .await
+        .unwrap();
+
+    // v1 installed with dpkg, provisioned against the CRM on a bench (simulated) profile, on
+    // ports of its own, the key pinned; v1's signed package kept by its last update.
+    let ui = free_port();
+    let pinned = key.public().to_base64();
+    let endpoint = format!("http://{}", crm.addr);
+    let st = state.clone();
+    let install = install_script(&deb, work.path());
+    let out = tokio::task::spawn_blocking(move || {
+        in_scratch_root(
+            &st,
+            &format!(
+                "set -e; {install}; \
+                 sed -i -e 's/^listen = .*/listen = \"127.0.0.1:{ui}\"/' -e '/^staff_listen/d' /etc/kiosk/site.toml; \
+                 printf '\\n[bench]\\npanel = false\\n' >>/etc/kiosk/site.toml; \
+                 kiosk provision --non-interactive --no-selftest --profile simulated --endpoint {endpoint} \
+                     --code {code} --staff-pin 432105 >/dev/null; \
+                 kiosk pin-release-key {pinned}; dpkg-query -W -f='${{Version}}' kiosk"
+            ),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.ends_with(&v1),
+        "v1 not installed and provisioned:\n{out}"
+    );
+    offer(&state, &deb, &v1, Some(signed(&key, &deb, &v1)));
+    offer(
+        &state,
+        &good,
+        &v2,
+        Some(serde_json::to_string(&v2_sig).unwrap()),
+    );
+
+    // The helper installs v2; the new firmware is started once dpkg has installed it (what
+    // kiosk.service's restart by postinst does on a kiosk; no systemd runs here), syncs, and
+    // the helper's trial (status, then self-test) keeps it. Then the firmware restarts once
+    // more and reports the outcome to the CRM.
+    let st = state.clone();
+    let v2_text = v2.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        in_scratch_root(
+            &st,
+            &format!(
+                "mkdir -p /run/kiosk; echo {v2_text} >/run/kiosk/update-request; \
+                 kiosk apply-update --confirm-s 150 >/tmp/apply.out 2>&1 & helper=$!; \
+                 i=0; until [ \"$(dpkg-query -W -f='${{Version}}' kiosk)\" = {v2_text} ] || [ $i -gt 600 ]; do sleep 0.2; i=$((i+1)); done; \
+                 setpriv --reuid=kiosk --regid=kiosk --init-groups -- kiosk run --config /etc/kiosk/site.toml >/tmp/kiosk.log 2>&1 & fw=$!; \
+                 wait $helper; echo \"rc=$?\"; kill -TERM $fw; wait $fw || true; \
+                 echo \"installed $(dpkg-query -W -f='${{Version}}' kiosk)\"; ls /var/lib/kiosk/releases; \
+                 echo ---; cat /var/lib/kiosk/update-outcome.json; echo ---; cat /tmp/apply.out; echo ---; tail -n 30 /tmp/kiosk.log"
+            ),
+        )
+    })
+    .await
+    .unwrap();
+    let mut parts = out.split("---\n");
+    let head = parts.next().unwrap_or_default();
+    let outcome: serde_json::Value = serde_json::from_str(parts.next().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("no outcome ({e}):\n{out}"));
+    assert_eq!(outcome["result"], "installed", "{out}");
+    assert!(head.contains("rc=0"), "{out}");
+    assert!(head.contains(&format!("installed {v2}")), "{out}");
+    assert!(
+        head.contains(&format!("kiosk_{v1}_amd64.deb"))
+            && head.contains(&format!("kiosk_{v2}_amd64.deb")),
+        "the installed and the previous package are not both kept:\n{out}"
+    );
+
+    // The firmware's next start journals the outcome and syncs it: the CRM counts the install.
+    let st = state.clone();
+    let wait_for = crm.db.clone();
+    let version = v2.clone();
+    let reported = tokio::spawn(async move {
+        for _ in 0..600 {
+            let list = wait_for.releases().await.unwrap();
+            if list
+                .iter()
+                .any(|r| r.version == version && r.installed == 1)
+            {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        false
+    });
+    let out = tokio::task::spawn_blocking(move || {
+        in_scratch_root(
+            &st,
+            "setpriv --reuid=kiosk --regid=kiosk --init-groups -- kiosk run --config /etc/kiosk/site.toml >/tmp/kiosk2.log 2>&1 & fw=$!; \
+             i=0; while [ -e /var/lib/kiosk/update-outcome.json ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done; \
+             sleep 20; kill -TERM $fw; wait $fw || true; ls /var/lib/kiosk; tail -n 20 /tmp/kiosk2.log",
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        !out.contains("update-outcome.json"),
+        "the firmware did not take the outcome in:\n{out}"
+    );
+    assert!(
+        reported.await.unwrap(),
+        "the CRM never counted the kiosk's install of {v2}:\n{out}"
     );
 }
