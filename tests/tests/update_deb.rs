@@ -404,13 +404,13 @@ fn unsigned_and_tampered_releases_are_refused_before_dpkg_and_a_bad_release_is_r
     assert_eq!(a.installed, v1, "not rolled back:\n{}", a.output);
     let log = in_scratch_root(
         &state,
-        "grep ' install kiosk' /var/log/dpkg.log | tail -n 2; \
+        "grep -E ' (install|upgrade) kiosk:' /var/log/dpkg.log | tail -n 2; \
          grep -c broken /etc/kiosk/hw-config/pi4-mfrc522-usb-printer.toml || true; \
          ls /var/lib/kiosk/releases",
     );
     assert!(
-        log.contains(&format!("install kiosk:amd64 {v1} {v3}"))
-            && log.contains(&format!("install kiosk:amd64 {v3} {v1}")),
+        log.contains(&format!(" kiosk:amd64 {v1} {v3}"))
+            && log.contains(&format!(" kiosk:amd64 {v3} {v1}")),
         "dpkg did not install {v3} then reinstall {v1}:\n{log}"
     );
     assert!(
