@@ -39,6 +39,8 @@ mod status;
 pub mod stepin;
 pub mod store;
 pub mod ui;
+pub mod update;
+pub mod updater;
 pub mod version;
 
 pub use executor::staff;

@@ -211,6 +211,8 @@ fn package_installs_binary_units_udev_rules_profiles_and_first_boot_scripts() {
             "/usr/lib/systemd/system/kiosk-screen-restart.path",
             "-rw-r--r--",
         ),
+        ("/usr/lib/systemd/system/kiosk-update.path", "-rw-r--r--"),
+        ("/usr/lib/systemd/system/kiosk-update.service", "-rw-r--r--"),
         (
             "/usr/lib/systemd/system/kiosk-screen-restart.service",
             "-rw-r--r--",
@@ -534,6 +536,8 @@ fn units_pass_systemd_analyze_verify_without_a_single_warning() {
         "kiosk-firstboot.service",
         "kiosk-screen-restart.path",
         "kiosk-screen-restart.service",
+        "kiosk-update.path",
+        "kiosk-update.service",
     ]
     .map(|u| root.join("usr/lib/systemd/system").join(u));
     // verify exits 0 on unknown keys and unparsable values (it only warns): any output fails.
@@ -899,6 +903,8 @@ fn every_unit_points_its_documentation_at_what_the_package_ships() {
         "kiosk-firstboot.service",
         "kiosk-screen-restart.path",
         "kiosk-screen-restart.service",
+        "kiosk-update.path",
+        "kiosk-update.service",
     ] {
         let docs = unit_values(&unit(unit_name), "Documentation");
         assert!(!docs.is_empty(), "{unit_name} has no Documentation=");
@@ -1181,6 +1187,7 @@ fn upgrade_keeps_disabled_units_and_purge_removes_exactly_what_first_boot_create
         "kiosk-browser.service",
         "kiosk-firstboot.service",
         "kiosk-screen-restart.path",
+        "kiosk-update.path",
     ] {
         assert!(
             enabled.lines().any(|l| l == unit),

@@ -161,6 +161,47 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Pin the fleet's release public key (`crm-endpoint release-keygen` printed it): from then
+    /// on this kiosk installs only releases signed with its secret half. Run as root; writes
+    /// `/etc/kiosk/release-key.pub` (0644).
+    PinReleaseKey {
+        /// The public key: a file holding it, or the base64 text itself.
+        key: String,
+        /// Where the key file goes.
+        #[arg(long, default_value = "/etc/kiosk")]
+        config_dir: PathBuf,
+    },
+    /// Install a downloaded firmware release (run as root by kiosk-update.service when the
+    /// firmware asks): verify its signature against the pinned key, keep the installed package,
+    /// `dpkg -i`, then give the new version the confirm window to reach READY, sync and pass its
+    /// self-test, else reinstall the previous package. Exit code 0: installed, 1: rolled back or
+    /// refused (the outcome file says why).
+    ApplyUpdate {
+        /// The request the firmware wrote (its first line: the version).
+        #[arg(long, default_value = crate::update::REQUEST_PATH)]
+        request: PathBuf,
+        /// Where the firmware downloaded `kiosk_<version>_<arch>.deb` and `.sig`.
+        #[arg(long, default_value = crate::update::DOWNLOADS_DIR)]
+        downloads: PathBuf,
+        /// Where verified packages are kept (the installed one and the one before).
+        #[arg(long, default_value = crate::update::RELEASES_DIR)]
+        releases: PathBuf,
+        /// The pinned release public key.
+        #[arg(long, default_value = kiosk_protocol::release::RELEASE_KEY_PATH)]
+        key: PathBuf,
+        /// Site config (for the new version's status and self-test).
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Where the outcome is written for the firmware to report.
+        #[arg(long, default_value = crate::update::OUTCOME_PATH)]
+        outcome: PathBuf,
+        /// The user the new version's checks run as.
+        #[arg(long, default_value = "kiosk")]
+        check_user: String,
+        /// Seconds the new version has to reach READY, sync and pass its self-test.
+        #[arg(long, default_value_t = 600)]
+        confirm_s: u64,
+    },
     /// Render a sample turn ticket (through the real layout code and the virtual printer), or a
     /// captured ESC/POS stream, as a PNG.
     TicketPreview {
@@ -256,6 +297,56 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 print!("{}", report.to_text());
             }
             Ok(ExitCode::from(report.exit_code()))
+        }
+        Command::PinReleaseKey { key, config_dir } => {
+            use std::os::unix::fs::PermissionsExt as _;
+            let text = match std::fs::read_to_string(&key) {
+                Ok(t) => t,
+                Err(_) => key.clone(),
+            };
+            let parsed = kiosk_protocol::release::ReleasePublicKey::parse(&text)
+                .map_err(|e| anyhow::anyhow!("{e}: give the .pub file or its base64 text"))?;
+            std::fs::create_dir_all(&config_dir)?;
+            let path = config_dir.join("release-key.pub");
+            std::fs::write(&path, format!("{}\n", parsed.to_base64()))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+            println!(
+                "release key pinned in {}: {}",
+                path.display(),
+                parsed.to_base64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ApplyUpdate {
+            request,
+            downloads,
+            releases,
+            key,
+            config,
+            outcome,
+            check_user,
+            confirm_s,
+        } => {
+            let opts = crate::update::Options {
+                request,
+                downloads,
+                releases,
+                key,
+                config,
+                outcome,
+                // The installed binary, not this process's (dpkg replaces it under us).
+                kiosk_bin: PathBuf::from("/usr/bin/kiosk"),
+                run_checks_as: Some(check_user),
+                confirm: std::time::Duration::from_secs(confirm_s),
+                poll: std::time::Duration::from_secs(2),
+            };
+            let done = crate::update::apply(&opts)?;
+            println!("{}", serde_json::to_string_pretty(&done)?);
+            Ok(if done.result == crate::update::OutcomeKind::Installed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Provision {
             non_interactive,

@@ -398,6 +398,27 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
         &mut tasks,
     )
     .await?;
+    // Safe updates: how the last one ended goes to the CRM as an event; the worker checks for
+    // a new release and asks the root helper to install it at a quiet moment.
+    crate::updater::report_outcome(&db, std::path::Path::new(crate::update::OUTCOME_PATH));
+    let releases = kiosk_sync::ReleaseClient::new(&sync_config, sync_clock.clone())
+        .map_err(|e| StartError::Sync(e.to_string()))?;
+    let timezone = site.kiosk.timezone.clone();
+    if let Some(task) = crate::updater::spawn(
+        crate::updater::Settings::installed(),
+        releases,
+        executor.screen.clone(),
+        move || {
+            jiff::tz::TimeZone::get(&timezone)
+                .map(|tz| jiff::Timestamp::now().to_zoned(tz).hour())
+                .ok()
+                .and_then(|h| u8::try_from(h).ok())
+                .unwrap_or(0)
+        },
+        shutdown.clone(),
+    ) {
+        tasks.push(task);
+    }
     let sync = spawn_sync(sync_config, &db, sync_clock, appended, &liveness, &shutdown)?;
     if !site.stepin.devices.is_empty() {
         let stepin = crate::stepin::StepIn::new(&site.stepin.devices);

@@ -25,6 +25,7 @@ pub use config::{BatchAttempt, BatchObserver, DnsResolver, SyncConfig, TlsSettin
 pub use outbox::{Backlog, BoxError, FeedSink, Outbox, OutboxEvent};
 pub use status::{LinkState, SyncStatus, SyncStatusReceiver};
 pub use transport::{
-    EnrollError, ProfileLookup, RequestError, SetupError, enroll, install_crypto_provider,
+    EnrollError, ProfileLookup, ReleaseClient, RequestError, SetupError, enroll,
+    install_crypto_provider,
 };
 pub use worker::{JournalError, SyncWorker};

@@ -490,3 +490,62 @@ impl ProfileLookup {
         self.transport.get_profile(token).await
     }
 }
+
+/// Firmware releases at the CRM endpoint (safe updates): which release this kiosk should run,
+/// and its package piece by piece (each piece a signed request, so a download resumes where it
+/// stopped). Its own connection pool, like [`ProfileLookup`].
+pub struct ReleaseClient {
+    transport: Transport,
+}
+
+impl ReleaseClient {
+    /// A release client for the endpoint and credentials of `config`.
+    pub fn new(config: &SyncConfig, clock: Arc<dyn SyncClock>) -> Result<Self, SetupError> {
+        install_crypto_provider();
+        Ok(ReleaseClient {
+            transport: Transport::new(config, clock)?,
+        })
+    }
+
+    /// The release assigned to this kiosk, which runs `version` on `arch`.
+    pub async fn assignment(
+        &self,
+        arch: &str,
+        version: &str,
+    ) -> Result<kiosk_protocol::release::ReleaseAssignment, RequestError> {
+        let path =
+            kiosk_protocol::release::assignment_path(&self.transport.kiosk_id, arch, version);
+        self.transport
+            .get_json(&path, "release answer is not a ReleaseAssignment")
+            .await
+    }
+
+    /// Bytes `offset..offset + length` of a release package (fewer at its end).
+    pub async fn piece(
+        &self,
+        version: &str,
+        arch: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, RequestError> {
+        let path = kiosk_protocol::release::piece_path(
+            &self.transport.kiosk_id,
+            version,
+            arch,
+            offset,
+            length,
+        );
+        let mut retried = false;
+        loop {
+            match self
+                .transport
+                .send(Method::GET, &path, Vec::new(), false)
+                .await
+            {
+                Ok(bytes) => return Ok(bytes),
+                Err(e) if !retried && self.transport.relearn_signing_offset(&e) => retried = true,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

@@ -155,6 +155,25 @@ pub enum Cmd {
         #[command(subcommand)]
         command: StoreCmd,
     },
+    /// Make the fleet's release signing key: writes the secret key to OUT (0600; keep it off
+    /// the CRM server, offline) and OUT.pub, and prints the public key that every kiosk pins
+    /// (`kiosk pin-release-key`).
+    ReleaseKeygen {
+        /// The secret key file to create (refuses to overwrite one).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a release: the .deb built by scripts/package, its version and architecture read from
+    /// the package; writes `<deb without .deb>.sig` and prints the signature for the upload's
+    /// x-release-signature header.
+    ReleaseSign {
+        /// The secret key file (`release-keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        /// The package.
+        #[arg(long)]
+        deb: PathBuf,
+    },
 }
 
 /// `crm-endpoint stores ...`.

@@ -174,6 +174,65 @@ async fn main() -> Result<()> {
         }
         Cmd::Retention { command } => retention(command).await?,
         Cmd::Alerts { command } => crm_endpoint::alerts::cli::run(command).await?,
+        Cmd::ReleaseKeygen { out } => {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let key = kiosk_protocol::release::ReleaseSigningKey::generate();
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&out)
+                .with_context(|| {
+                    format!("cannot create {} (it must not exist yet)", out.display())
+                })?;
+            writeln!(f, "{}", key.to_base64().as_str())?;
+            let public = key.public().to_base64();
+            let pub_path = out.with_extension("pub");
+            std::fs::write(&pub_path, format!("{public}\n"))
+                .with_context(|| format!("cannot write {}", pub_path.display()))?;
+            println!("{public}");
+        }
+        Cmd::ReleaseSign { key, deb } => {
+            let text = std::fs::read_to_string(&key)
+                .with_context(|| format!("cannot read the signing key {}", key.display()))?;
+            let key = kiosk_protocol::release::ReleaseSigningKey::parse(&text)?;
+            let field = |name: &str| -> Result<String> {
+                let out = std::process::Command::new("dpkg-deb")
+                    .arg("-f")
+                    .arg(&deb)
+                    .arg(name)
+                    .output()
+                    .context("cannot run dpkg-deb (apt-get install dpkg)")?;
+                anyhow::ensure!(
+                    out.status.success(),
+                    "{} is not a Debian package: {}",
+                    deb.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            };
+            let (version, arch) = (field("Version")?, field("Architecture")?);
+            let file = std::fs::File::open(&deb)
+                .with_context(|| format!("cannot open {}", deb.display()))?;
+            let signed = kiosk_protocol::release::ReleaseManifest::of_package(
+                &version,
+                &arch,
+                std::io::BufReader::new(file),
+            )?
+            .sign(&key);
+            let sig_path = deb.with_extension("sig");
+            std::fs::write(&sig_path, serde_json::to_string_pretty(&signed)?)
+                .with_context(|| format!("cannot write {}", sig_path.display()))?;
+            eprintln!(
+                "signed {} {version} ({arch}), {} bytes, sha256 {}: {}",
+                deb.display(),
+                signed.manifest.size,
+                signed.manifest.sha256,
+                sig_path.display()
+            );
+            println!("{}", signed.signature);
+        }
         Cmd::AdminToken => {
             use base64::Engine as _;
             let bytes: [u8; 32] = rand::random();

@@ -111,6 +111,9 @@ pub enum Event {
     ContentPlayed(ContentPlayed),
     /// People who entered the store, counted by the presence input over a period.
     PeopleCounted(PeopleCounted),
+    /// A firmware update ended: the new release stayed, was rolled back after failing its
+    /// trial, or was refused before install (issue 20, safe updates).
+    FirmwareUpdated(FirmwareUpdated),
 }
 
 /// The names of all event types, in catalog order (the `type` field on the wire).
@@ -144,6 +147,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "assistance_acknowledged",
     "content_played",
     "people_counted",
+    "firmware_updated",
 ];
 
 impl Event {
@@ -179,6 +183,7 @@ impl Event {
             Event::AssistanceAcknowledged(_) => "assistance_acknowledged",
             Event::ContentPlayed(_) => "content_played",
             Event::PeopleCounted(_) => "people_counted",
+            Event::FirmwareUpdated(_) => "firmware_updated",
         }
     }
 
@@ -217,7 +222,8 @@ impl Event {
             | Event::DeviceLog(_)
             | Event::AssistanceRequested(_)
             | Event::AssistanceAcknowledged(_)
-            | Event::PeopleCounted(_) => None,
+            | Event::PeopleCounted(_)
+            | Event::FirmwareUpdated(_) => None,
         }
     }
 
@@ -629,6 +635,37 @@ pub struct JournalRecovered {
     pub error: String,
     /// Events salvaged into the new journal.
     pub salvaged_events: u64,
+}
+
+/// How a firmware update ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateResult {
+    /// The new release reached READY, synced and passed its self-test: it stays.
+    Installed,
+    /// The new release failed its trial; the previous package was reinstalled.
+    RolledBack,
+    /// Nothing was installed (signature, tampering, no rollback package, ...).
+    Refused,
+}
+
+/// A firmware update ended (reported by the firmware from the update helper's outcome file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FirmwareUpdated {
+    /// The release asked for (Debian version).
+    #[schemars(length(min = 1, max = 64))]
+    pub version: String,
+    /// The version installed before, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub previous: Option<String>,
+    /// How it ended.
+    pub result: UpdateResult,
+    /// Why (rolled back or refused), for people; no personal data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2000))]
+    pub reason: Option<String>,
 }
 
 /// The endpoint rejected an event; it was dead-lettered.

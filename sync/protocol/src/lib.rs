@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod events;
 pub mod ident;
+pub mod release;
 pub mod schema;
 pub mod wire;
 

@@ -64,6 +64,7 @@ pub fn all() -> Vec<SchemaFile> {
         one::<events::AssistanceAcknowledged>("events/assistance_acknowledged.schema.json"),
         one::<events::ContentPlayed>("events/content_played.schema.json"),
         one::<events::PeopleCounted>("events/people_counted.schema.json"),
+        one::<events::FirmwareUpdated>("events/firmware_updated.schema.json"),
     ]
 }
 

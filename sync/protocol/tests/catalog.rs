@@ -201,6 +201,12 @@ fn examples() -> Vec<Event> {
             entries: 7,
             period_s: 300,
         }),
+        Event::FirmwareUpdated(FirmwareUpdated {
+            version: "0.2.0-1".into(),
+            previous: Some("0.1.0-1".into()),
+            result: UpdateResult::RolledBack,
+            reason: Some("its self-test failed: printer: absent".into()),
+        }),
     ]
 }
 

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod kiosk;
+pub mod releases;
 
 pub use admin::EnrollCodeResponse;
 pub use kiosk::{decode_batch, hash_enroll_code, issue_enroll_code, new_enroll_code};

@@ -97,6 +97,48 @@ pub trait Database: Send + Sync + 'static {
     fn listen_changes(
         &self,
     ) -> BoxFuture<'_, DbResult<Option<futures::stream::BoxStream<'static, String>>>>;
+    /// Stores a signed release and its package (false: this very package was already stored;
+    /// another package under the same version and arch is refused).
+    fn put_release(&self, release: super::releases::NewRelease) -> BoxFuture<'_, DbResult<bool>>;
+
+    /// A stored release's manifest and signature.
+    fn release(
+        &self,
+        version: String,
+        arch: String,
+    ) -> BoxFuture<'_, DbResult<Option<kiosk_protocol::release::SignedRelease>>>;
+
+    /// Chunk `idx` of a stored package ([`super::releases::CHUNK_BYTES`] each, the last shorter).
+    fn release_chunk(
+        &self,
+        version: String,
+        arch: String,
+        idx: u64,
+    ) -> BoxFuture<'_, DbResult<Option<Vec<u8>>>>;
+
+    /// Every stored release with its rollout and what kiosks reported, newest first.
+    fn releases(&self) -> BoxFuture<'_, DbResult<Vec<super::releases::ReleaseSummary>>>;
+
+    /// Starts or changes a rollout (clearing a halt).
+    fn set_rollout(
+        &self,
+        rollout: super::releases::Rollout,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<()>>;
+
+    /// Pins a kiosk to a release (`None`: unpins it).
+    fn pin_kiosk(
+        &self,
+        kiosk_id: String,
+        version: Option<String>,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<()>>;
+
+    /// The release a kiosk should run (halting rollouts past their failure threshold).
+    fn release_for_kiosk(
+        &self,
+        ask: super::releases::ReleaseAsk,
+    ) -> BoxFuture<'_, DbResult<Option<kiosk_protocol::release::SignedRelease>>>;
 
     /// Marks a kiosk as seen now (any authenticated request).
     fn touch_kiosk(&self, kiosk_id: String, now_ms: i64) -> BoxFuture<'_, DbResult<()>>;

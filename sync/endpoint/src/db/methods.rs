@@ -117,6 +117,73 @@ macro_rules! shared_methods {
             self.read(move |e| Box::pin($crate::db::shared::kiosk(e, kiosk_id)))
         }
 
+        fn put_release(
+            &self,
+            release: $crate::db::releases::NewRelease,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<bool>> {
+            self.write(move |e| Box::pin($crate::db::releases::put_release(e, release)))
+        }
+
+        fn release(
+            &self,
+            version: String,
+            arch: String,
+        ) -> futures::future::BoxFuture<
+            '_,
+            $crate::db::model::DbResult<Option<kiosk_protocol::release::SignedRelease>>,
+        > {
+            self.auto(move |e| Box::pin($crate::db::releases::release(e, version, arch)))
+        }
+
+        fn release_chunk(
+            &self,
+            version: String,
+            arch: String,
+            idx: u64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Option<Vec<u8>>>> {
+            self.auto(move |e| {
+                Box::pin($crate::db::releases::release_chunk(e, version, arch, idx))
+            })
+        }
+
+        fn releases(
+            &self,
+        ) -> futures::future::BoxFuture<
+            '_,
+            $crate::db::model::DbResult<Vec<$crate::db::releases::ReleaseSummary>>,
+        > {
+            self.auto(|e| Box::pin($crate::db::releases::releases(e)))
+        }
+
+        fn set_rollout(
+            &self,
+            rollout: $crate::db::releases::Rollout,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
+            self.write(move |e| Box::pin($crate::db::releases::set_rollout(e, rollout, now_ms)))
+        }
+
+        fn pin_kiosk(
+            &self,
+            kiosk_id: String,
+            version: Option<String>,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
+            self.write(move |e| {
+                Box::pin($crate::db::releases::pin_kiosk(e, kiosk_id, version, now_ms))
+            })
+        }
+
+        fn release_for_kiosk(
+            &self,
+            ask: $crate::db::releases::ReleaseAsk,
+        ) -> futures::future::BoxFuture<
+            '_,
+            $crate::db::model::DbResult<Option<kiosk_protocol::release::SignedRelease>>,
+        > {
+            self.write(move |e| Box::pin($crate::db::releases::release_for_kiosk(e, ask)))
+        }
+
         fn touch_kiosk(
             &self,
             kiosk_id: String,

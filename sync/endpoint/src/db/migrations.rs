@@ -73,6 +73,11 @@ pub const SQLITE: &[Migration] = &[
         name: "alerts",
         sql: include_str!("../../migrations/sqlite/0009_alerts.sql"),
     },
+    Migration {
+        version: 10,
+        name: "releases",
+        sql: include_str!("../../migrations/sqlite/0011_releases.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations, oldest first (the same versions as [`SQLITE`]).
@@ -121,6 +126,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 9,
         name: "alerts",
         sql: include_str!("../../migrations/postgres/0009_alerts.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "releases",
+        sql: include_str!("../../migrations/postgres/0011_releases.sql"),
     },
 ];
 
@@ -223,6 +233,7 @@ mod tests {
         assert_eq!(pending(Dialect::Postgres, Some(6)).unwrap()[0].version, 7);
         assert_eq!(pending(Dialect::Postgres, Some(7)).unwrap()[0].version, 8);
         assert_eq!(pending(Dialect::Postgres, Some(8)).unwrap()[0].version, 9);
-        assert!(pending(Dialect::Postgres, Some(9)).unwrap().is_empty());
+        assert_eq!(pending(Dialect::Postgres, Some(9)).unwrap()[0].version, 10);
+        assert!(pending(Dialect::Postgres, Some(10)).unwrap().is_empty());
     }
 }

@@ -33,6 +33,7 @@ pub mod postgres;
 pub mod presence;
 pub mod queue;
 pub mod rollup;
+pub mod releases;
 pub(crate) mod shared;
 pub mod sqlite;
 pub mod storage;
