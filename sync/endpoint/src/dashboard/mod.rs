@@ -381,7 +381,7 @@ async fn fleet_page(State(st): State<AppState>, req: Request) -> Response {
             "The dashboard is disabled: start the endpoint with --admin-token.",
         );
     }
-    match DashboardUser::of(&st, headers, ip) {
+    match DashboardUser::of(&st, headers, ip).await {
         Some(DashboardUser::Session(_)) => html(StatusCode::OK, FLEET_HTML.to_owned()),
         _ => login_page(StatusCode::OK, ""),
     }
