@@ -111,6 +111,10 @@ pub enum Event {
     ContentPlayed(ContentPlayed),
     /// People who entered the store, counted by the presence input over a period.
     PeopleCounted(PeopleCounted),
+    /// The kiosk runs a store configuration from the CRM from now on.
+    StoreConfigApplied(StoreConfigApplied),
+    /// The kiosk refused a store configuration from the CRM and keeps the one it runs.
+    StoreConfigRefused(StoreConfigRefused),
 }
 
 /// The names of all event types, in catalog order (the `type` field on the wire).
@@ -144,6 +148,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "assistance_acknowledged",
     "content_played",
     "people_counted",
+    "store_config_applied",
+    "store_config_refused",
 ];
 
 impl Event {
@@ -179,6 +185,8 @@ impl Event {
             Event::AssistanceAcknowledged(_) => "assistance_acknowledged",
             Event::ContentPlayed(_) => "content_played",
             Event::PeopleCounted(_) => "people_counted",
+            Event::StoreConfigApplied(_) => "store_config_applied",
+            Event::StoreConfigRefused(_) => "store_config_refused",
         }
     }
 
@@ -217,7 +225,9 @@ impl Event {
             | Event::DeviceLog(_)
             | Event::AssistanceRequested(_)
             | Event::AssistanceAcknowledged(_)
-            | Event::PeopleCounted(_) => None,
+            | Event::PeopleCounted(_)
+            | Event::StoreConfigApplied(_)
+            | Event::StoreConfigRefused(_) => None,
         }
     }
 
@@ -765,4 +775,27 @@ pub struct PeopleCounted {
     pub entries: u32,
     /// The period's length in seconds (it ends at the event's time).
     pub period_s: u32,
+}
+
+/// A store configuration from the CRM the kiosk runs from now on (between two journeys).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfigApplied {
+    /// The configuration's version at the CRM.
+    pub version: u64,
+    /// The service letters offered from now on, in screen order.
+    pub services: Vec<String>,
+}
+
+/// A store configuration from the CRM the kiosk refused; it keeps running the last good one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfigRefused {
+    /// The refused configuration's version.
+    pub version: u64,
+    /// Why, as `kiosk check-config` would say it (the `site.toml` key and what was expected).
+    #[schemars(length(max = 500))]
+    pub reason: String,
+    /// The version the kiosk keeps running (0: its `site.toml` alone).
+    pub running_version: u64,
 }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod events;
 pub mod ident;
 pub mod schema;
+pub mod store_config;
 pub mod wire;
 
 pub use events::{Envelope, Event};

@@ -201,6 +201,15 @@ fn examples() -> Vec<Event> {
             entries: 7,
             period_s: 300,
         }),
+        Event::StoreConfigApplied(StoreConfigApplied {
+            version: 4,
+            services: vec!["A".into(), "C".into()],
+        }),
+        Event::StoreConfigRefused(StoreConfigRefused {
+            version: 5,
+            reason: "queue.services[1].letter: `a` is not a service letter".into(),
+            running_version: 4,
+        }),
     ]
 }
 
