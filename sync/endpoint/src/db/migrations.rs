@@ -58,6 +58,11 @@ pub const SQLITE: &[Migration] = &[
         name: "turn_push",
         sql: include_str!("../../migrations/sqlite/0006_turn_push.sql"),
     },
+    Migration {
+        version: 10,
+        name: "store_config",
+        sql: include_str!("../../migrations/sqlite/0010_store_config.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations, oldest first (the same versions as [`SQLITE`]).
@@ -91,6 +96,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 6,
         name: "turn_push",
         sql: include_str!("../../migrations/postgres/0006_turn_push.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "store_config",
+        sql: include_str!("../../migrations/postgres/0010_store_config.sql"),
     },
 ];
 
