@@ -1142,6 +1142,13 @@ mod tests {
                 identified: 3,
                 entered_today: Some(27),
             }),
+            store_config: StoreConfigStatus {
+                version: 4,
+                parts: vec!["services".into()],
+                waiting: None,
+                refused: Some(5),
+                refused_reason: Some("key `queue.services[1].letter`: used twice".into()),
+            },
         }
     }
 
