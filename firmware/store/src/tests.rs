@@ -576,6 +576,10 @@ fn a_kiosk_on_an_older_configuration_keeps_and_calls_turns_of_a_newer_service_an
         k.replica.queue().turns().iter().map(|t| t.service_day).collect()
     };
     assert_ne!(days(&older), days(&newer));
+    // Its counter pages show the newer service's waiting turns under their letter.
+    let board = older.replica.queue().board(day + Duration::minutes(2));
+    let c = board.services.iter().find(|s| s.letter == "C");
+    assert_eq!(c.map(|s| s.waiting), Some(2), "{:?}", board.services);
     // The older kiosk's counter calls the priority turn of the service it does not list first.
     assert_eq!(
         older.call_next("caja 1", day + Duration::minutes(3)),

@@ -719,10 +719,28 @@ impl Queue {
     /// The state of the queue for the counter page and (after projection) the lobby display.
     pub fn board(&self, now: OffsetDateTime) -> QueueBoard {
         let day = ServiceDay::at(now, self.settings.opening_time);
+        // Turns waiting for a service this configuration does not list (another kiosk's newer
+        // store configuration, or one that dropped the service) stay on the board under their
+        // letter until they are served: nobody waiting disappears from the counter pages.
+        let mut unlisted: Vec<ServiceDef> = Vec::new();
+        for t in &self.turns {
+            if t.status == TurnStatus::Waiting
+                && self.settings.service(&t.service).is_none()
+                && !unlisted.iter().any(|s| s.letter == t.service)
+            {
+                unlisted.push(ServiceDef {
+                    letter: t.service.clone(),
+                    name: crate::locale::Localized::new(t.service.clone(), t.service.clone()),
+                    priority_allowed: false,
+                    expected_s: 300,
+                });
+            }
+        }
         let services = self
             .settings
             .services
             .iter()
+            .chain(&unlisted)
             .map(|s| {
                 let waiting: Vec<&Turn> = self
                     .turns
