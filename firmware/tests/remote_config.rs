@@ -25,10 +25,14 @@ struct Harness {
 
 impl Harness {
     async fn start(dir: &std::path::Path) -> Self {
+        Self::store(dir, 1).await
+    }
+
+    async fn store(dir: &std::path::Path, kiosks: usize) -> Self {
         let demo = kiosk::demo::start(DemoOptions {
             data_dir: dir.to_owned(),
             port: 0,
-            kiosks: 1,
+            kiosks,
         })
         .await
         .expect("demo starts");
@@ -39,13 +43,21 @@ impl Harness {
     }
 
     fn ui(&self, path: &str) -> String {
-        format!("http://{}{path}", self.demo.kiosk.ui_addr)
+        self.ui_at(1, path)
+    }
+
+    fn ui_at(&self, k: usize, path: &str) -> String {
+        format!("http://{}{path}", self.demo.kiosk_number(k).unwrap().ui_addr)
     }
 
     async fn touch(&self, body: Value) {
+        self.touch_at(1, body).await;
+    }
+
+    async fn touch_at(&self, k: usize, body: Value) {
         let res = self
             .http
-            .post(self.ui("/api/kiosk/touch"))
+            .post(self.ui_at(k, "/api/kiosk/touch"))
             .json(&body)
             .send()
             .await
@@ -66,7 +78,50 @@ impl Harness {
     }
 
     async fn view(&self) -> Value {
-        self.get_json(self.ui("/api/kiosk/view")).await
+        self.view_at(1).await
+    }
+
+    async fn view_at(&self, k: usize) -> Value {
+        self.get_json(self.ui_at(k, "/api/kiosk/view")).await
+    }
+
+    async fn screen_at(&self, k: usize, name: &str) -> Value {
+        self.until(name, async || {
+            let v = self.view_at(k).await;
+            (v["body"]["screen"] == name).then_some(v)
+        })
+        .await
+    }
+
+    fn good_version_at(&self, k: usize) -> u64 {
+        self.demo
+            .kiosk_number(k)
+            .unwrap()
+            .db
+            .good_store_config()
+            .unwrap()
+            .map_or(0, |c| c.version)
+    }
+
+    /// Logs in to kiosk `k`'s counter page; returns the session cookie.
+    async fn staff_cookie_at(&self, k: usize) -> String {
+        let login = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .post(self.ui_at(k, "/counter/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("pin={}", kiosk::demo::DEMO_PIN))
+            .send()
+            .await
+            .unwrap();
+        login.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned()
     }
 
     async fn until<T>(&self, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
@@ -415,5 +470,83 @@ async fn a_kiosk_that_asks_for_feed_version_1_never_gets_a_store_config() {
             .any(|i| i["kind"] == "store_config" && i["counters"] == 2),
         "{page}"
     );
+    h.demo.stop().await;
+}
+
+/// docs/DESIGN.md invariant 20 with real kiosks: kiosk 1 (the sequencer) is held on v0 by a
+/// customer choosing a service while kiosk 2 runs v1 with a new service `D`. Kiosk 2's `D` turn
+/// is numbered in the store's sequence by the v0 sequencer, kiosk 1's counter page shows it
+/// waiting, and kiosk 1 offers `D` once its customer is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kiosks_of_one_store_on_two_config_versions_for_a_moment_share_one_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::store(dir.path(), 2).await;
+    h.until("the kiosks see each other", async || {
+        h.demo.kiosks_see_each_other().then_some(())
+    })
+    .await;
+    h.touch_at(1, json!({"action": "start"})).await;
+    h.screen_at(1, "choose_service").await;
+    let res = h
+        .set_config(json!({
+            "services": [service("A", "Caja", "Till"), service("D", "Devoluciones", "Returns")]
+        }))
+        .await;
+    assert_eq!(res.status(), 200);
+    h.until("kiosk 2 runs v1", async || (h.good_version_at(2) == 1).then_some(()))
+        .await;
+    assert_eq!(h.good_version_at(1), 0, "kiosk 1's customer is still choosing");
+
+    h.touch_at(2, json!({"action": "start"})).await;
+    h.screen_at(2, "choose_service").await;
+    h.touch_at(2, json!({"action": "choose_service", "service": "D"}))
+        .await;
+    let goodbye = h.screen_at(2, "goodbye").await;
+    assert_eq!(
+        goodbye["body"]["turn"]["label"], "D-001",
+        "numbered in the store's sequence by a sequencer on the older version, not tagged"
+    );
+    h.touch_at(2, json!({"action": "done"})).await;
+
+    let cookie = h.staff_cookie_at(1).await;
+    let board = h
+        .until("kiosk 1's counter page shows the D turn", async || {
+            let b: Value = h
+                .http
+                .get(h.ui_at(1, "/api/counter/board"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            b["services"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["letter"] == "D" && s["waiting"] == 1)
+                .then_some(b)
+        })
+        .await;
+    assert!(
+        board["conflicts"].as_array().unwrap().is_empty(),
+        "no step dropped: {board}"
+    );
+    // Kiosk 1's customer still reads v0's services; once done, kiosk 1 runs v1.
+    let mid = h.screen_at(1, "choose_service").await;
+    assert_eq!(mid["body"]["services"].as_array().unwrap().len(), 3);
+    h.touch_at(1, json!({"action": "cancel"})).await;
+    h.until("kiosk 1 runs v1", async || (h.good_version_at(1) == 1).then_some(()))
+        .await;
+    h.touch_at(1, json!({"action": "start"})).await;
+    let v = h.screen_at(1, "choose_service").await;
+    let offered: Vec<&str> = v["body"]["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["letter"].as_str().unwrap())
+        .collect();
+    assert_eq!(offered, ["A", "D"]);
     h.demo.stop().await;
 }

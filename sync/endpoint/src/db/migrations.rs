@@ -162,12 +162,13 @@ mod tests {
         let text = err.to_string();
         let supported = format!("up to version {}", latest(Dialect::Sqlite));
         assert!(text.contains("99") && text.contains(&supported), "{text}");
-        assert_eq!(pending(Dialect::Postgres, None).unwrap().len(), 6);
+        assert_eq!(pending(Dialect::Postgres, None).unwrap().len(), 7);
         assert_eq!(pending(Dialect::Postgres, Some(1)).unwrap()[0].version, 2);
         assert_eq!(pending(Dialect::Postgres, Some(2)).unwrap()[0].version, 3);
         assert_eq!(pending(Dialect::Postgres, Some(3)).unwrap()[0].version, 4);
         assert_eq!(pending(Dialect::Postgres, Some(4)).unwrap()[0].version, 5);
         assert_eq!(pending(Dialect::Postgres, Some(5)).unwrap()[0].version, 6);
-        assert!(pending(Dialect::Postgres, Some(6)).unwrap().is_empty());
+        assert_eq!(pending(Dialect::Postgres, Some(6)).unwrap()[0].version, 10);
+        assert!(pending(Dialect::Postgres, Some(10)).unwrap().is_empty());
     }
 }
