@@ -570,7 +570,7 @@ impl Status {
         if let Some(v) = self.store_config.refused {
             p.push(format!(
                 "store configuration v{v} from the CRM was refused ({}); {}; fix it at the CRM \
-                 (`crm-endpoint store-config set`)",
+                 (`crm-endpoint stores set-config`)",
                 self.store_config.refused_reason.as_deref().unwrap_or("no reason kept"),
                 match self.store_config.version {
                     0 => "running site.toml alone".to_owned(),
@@ -1175,6 +1175,8 @@ mod tests {
             "NO BROWSER ON THE KIOSK PAGE for 2 min 10 s",
             "after 90 s without it (1 restarts so far)",
             "4 waiting (3 with a card)  27 entered today (people counter)",
+            "v4 from the CRM (services) over site.toml; v5 REFUSED",
+            "store configuration v5 from the CRM was refused (key `queue.services[1].letter`: used twice); running v4",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
@@ -1185,6 +1187,7 @@ mod tests {
         good.disk.as_mut().unwrap().nearly_full = false;
         good.clock.synchronised = Some(true);
         good.store.as_mut().unwrap().peers[0].reachable = true;
+        good.store_config.refused = None;
         assert!(good.problems().is_empty(), "{:?}", good.problems());
         assert!(good.to_text().ends_with("all good\n"));
     }
