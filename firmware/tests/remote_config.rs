@@ -482,7 +482,7 @@ async fn kiosks_of_one_store_on_two_config_versions_for_a_moment_share_one_queue
     let dir = tempfile::tempdir().unwrap();
     let h = Harness::store(dir.path(), 2).await;
     h.until("the kiosks see each other", async || {
-        h.demo.kiosks_see_each_other().then_some(())
+        h.demo.store_ready().then_some(())
     })
     .await;
     h.touch_at(1, json!({"action": "start"})).await;
