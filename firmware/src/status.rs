@@ -109,10 +109,7 @@ fn store_config_status(sql: &rusqlite::Connection) -> StoreConfigStatus {
     StoreConfigStatus {
         version,
         parts,
-        waiting: held
-            .received
-            .map(|r| r.version)
-            .filter(|v| *v > decided),
+        waiting: held.received.map(|r| r.version).filter(|v| *v > decided),
         refused: refused.as_ref().map(|r| r.version),
         refused_reason: refused.map(|r| r.reason),
     }
@@ -571,7 +568,10 @@ impl Status {
             p.push(format!(
                 "store configuration v{v} from the CRM was refused ({}); {}; fix it at the CRM \
                  (`crm-endpoint stores set-config`)",
-                self.store_config.refused_reason.as_deref().unwrap_or("no reason kept"),
+                self.store_config
+                    .refused_reason
+                    .as_deref()
+                    .unwrap_or("no reason kept"),
                 match self.store_config.version {
                     0 => "running site.toml alone".to_owned(),
                     n => format!("running v{n}"),

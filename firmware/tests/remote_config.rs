@@ -47,7 +47,10 @@ impl Harness {
     }
 
     fn ui_at(&self, k: usize, path: &str) -> String {
-        format!("http://{}{path}", self.demo.kiosk_number(k).unwrap().ui_addr)
+        format!(
+            "http://{}{path}",
+            self.demo.kiosk_number(k).unwrap().ui_addr
+        )
     }
 
     async fn touch(&self, body: Value) {
@@ -231,7 +234,9 @@ async fn a_store_config_is_applied_between_journeys_an_invalid_one_refused_and_t
 
     // The CRM refuses what check-config would refuse, naming the key.
     let bad = h
-        .set_config(json!({ "services": [service("A", "Caja", "Till"), service("A", "Otra", "Other")] }))
+        .set_config(
+            json!({ "services": [service("A", "Caja", "Till"), service("A", "Otra", "Other")] }),
+        )
         .await;
     assert_eq!(bad.status(), 400);
     let text = bad.text().await.unwrap();
@@ -260,7 +265,10 @@ async fn a_store_config_is_applied_between_journeys_an_invalid_one_refused_and_t
         ]
     );
     let label = h.take_turn("D").await;
-    assert!(label.starts_with("D-"), "a turn of the new service: {label}");
+    assert!(
+        label.starts_with("D-"),
+        "a turn of the new service: {label}"
+    );
 
     // v2 arrives while a customer is choosing a service: the journey ends under v1.
     h.touch(json!({"action": "start"})).await;
@@ -289,7 +297,11 @@ async fn a_store_config_is_applied_between_journeys_an_invalid_one_refused_and_t
         .iter()
         .map(|s| s["letter"].as_str().unwrap())
         .collect();
-    assert_eq!(mid_letters, ["A", "D"], "the screen the customer reads does not change under them");
+    assert_eq!(
+        mid_letters,
+        ["A", "D"],
+        "the screen the customer reads does not change under them"
+    );
     assert_eq!(h.good_version(), 1, "not applied during the journey");
     let status = h.status().await;
     assert_eq!(status["store_config"]["version"], 1);
@@ -356,7 +368,10 @@ async fn a_store_config_is_applied_between_journeys_an_invalid_one_refused_and_t
         })
         .await;
     assert_eq!(report["kiosks"][&kiosk_id]["running"], 2);
-    assert_eq!(report["config"]["version"], 2, "the CRM's own newest stays v2");
+    assert_eq!(
+        report["config"]["version"], 2,
+        "the CRM's own newest stays v2"
+    );
     let login = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -396,11 +411,10 @@ async fn a_store_config_is_applied_between_journeys_an_invalid_one_refused_and_t
         .unwrap();
     assert_eq!(row["config"]["running"], 2);
     assert!(
-        row["problems"]
-            .as_array()
+        row["problems"].as_array().unwrap().iter().any(|p| p
+            .as_str()
             .unwrap()
-            .iter()
-            .any(|p| p.as_str().unwrap().contains("refused store configuration v3")),
+            .contains("refused store configuration v3")),
         "{row}"
     );
     // The screen still offers v2's services.
@@ -425,9 +439,7 @@ async fn a_store_config_is_applied_between_journeys_an_invalid_one_refused_and_t
 async fn a_kiosk_that_asks_for_feed_version_1_never_gets_a_store_config() {
     let dir = tempfile::tempdir().unwrap();
     let h = Harness::start(dir.path()).await;
-    let res = h
-        .set_config(json!({ "counters": 2 }))
-        .await;
+    let res = h.set_config(json!({ "counters": 2 })).await;
     assert_eq!(res.status(), 200);
     let creds = kiosk::credentials::Credentials::load(
         &kiosk::paths::DataDir::new(&dir.path().join("kiosk")).credentials(),
@@ -437,7 +449,11 @@ async fn a_kiosk_that_asks_for_feed_version_1_never_gets_a_store_config() {
         let path = format!(
             "/v1/kiosks/{}/feed?cursor=0&limit=200{}",
             creds.kiosk_id,
-            if v == 1 { String::new() } else { format!("&v={v}") }
+            if v == 1 {
+                String::new()
+            } else {
+                format!("&v={v}")
+            }
         );
         let headers = kiosk_protocol::auth::sign_request(
             &creds.kiosk_id,
@@ -453,7 +469,13 @@ async fn a_kiosk_that_asks_for_feed_version_1_never_gets_a_store_config() {
         }
         req
     };
-    let page: Value = old_kiosk_feed(1).send().await.unwrap().json().await.unwrap();
+    let page: Value = old_kiosk_feed(1)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let kinds: Vec<&str> = page["items"]
         .as_array()
         .unwrap_or_else(|| panic!("{page}"))
@@ -461,7 +483,13 @@ async fn a_kiosk_that_asks_for_feed_version_1_never_gets_a_store_config() {
         .map(|i| i["kind"].as_str().unwrap())
         .collect();
     assert!(!kinds.contains(&"store_config"), "{kinds:?}");
-    let page: Value = old_kiosk_feed(2).send().await.unwrap().json().await.unwrap();
+    let page: Value = old_kiosk_feed(2)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(
         page["items"]
             .as_array()
@@ -493,9 +521,15 @@ async fn kiosks_of_one_store_on_two_config_versions_for_a_moment_share_one_queue
         }))
         .await;
     assert_eq!(res.status(), 200);
-    h.until("kiosk 2 runs v1", async || (h.good_version_at(2) == 1).then_some(()))
-        .await;
-    assert_eq!(h.good_version_at(1), 0, "kiosk 1's customer is still choosing");
+    h.until("kiosk 2 runs v1", async || {
+        (h.good_version_at(2) == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        h.good_version_at(1),
+        0,
+        "kiosk 1's customer is still choosing"
+    );
 
     h.touch_at(2, json!({"action": "start"})).await;
     h.screen_at(2, "choose_service").await;
@@ -537,8 +571,10 @@ async fn kiosks_of_one_store_on_two_config_versions_for_a_moment_share_one_queue
     let mid = h.screen_at(1, "choose_service").await;
     assert_eq!(mid["body"]["services"].as_array().unwrap().len(), 3);
     h.touch_at(1, json!({"action": "cancel"})).await;
-    h.until("kiosk 1 runs v1", async || (h.good_version_at(1) == 1).then_some(()))
-        .await;
+    h.until("kiosk 1 runs v1", async || {
+        (h.good_version_at(1) == 1).then_some(())
+    })
+    .await;
     h.touch_at(1, json!({"action": "start"})).await;
     let v = h.screen_at(1, "choose_service").await;
     let offered: Vec<&str> = v["body"]["services"]

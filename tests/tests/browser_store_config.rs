@@ -53,7 +53,11 @@ async fn the_kiosk_screen_offers_the_services_set_at_the_crm_after_the_change() 
     let before = services_on_screen(&browser).await;
     assert_eq!(
         before,
-        ["A · Caja", "B · Atención al cliente", "P · Atención preferente"]
+        [
+            "A · Caja",
+            "B · Atención al cliente",
+            "P · Atención preferente"
+        ]
     );
     browser.screenshot("store-config-before").await.unwrap();
     browser.click("[data-action=cancel]").await.unwrap();

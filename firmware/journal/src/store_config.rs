@@ -47,7 +47,11 @@ fn read<T: serde::de::DeserializeOwned>(
         })
 }
 
-fn write<T: serde::Serialize>(sql: &Connection, key: &'static str, value: &T) -> Result<(), DbError> {
+fn write<T: serde::Serialize>(
+    sql: &Connection,
+    key: &'static str,
+    value: &T,
+) -> Result<(), DbError> {
     let text = serde_json::to_string(value).map_err(|e| DbError::Corrupt {
         what: key,
         message: e.to_string(),
@@ -123,7 +127,11 @@ impl KioskDb {
 
     /// `config` is what the kiosk runs from now on: kept as the last good one with its
     /// `store_config_applied` event, in one transaction.
-    pub fn store_config_applied(&self, config: &StoreConfig, services: Vec<String>) -> Result<(), DbError> {
+    pub fn store_config_applied(
+        &self,
+        config: &StoreConfig,
+        services: Vec<String>,
+    ) -> Result<(), DbError> {
         self.journal().transaction(|tx| {
             write(tx.sql(), GOOD, config)?;
             tx.append(Event::StoreConfigApplied(StoreConfigApplied {

@@ -186,7 +186,10 @@ mod tests {
         };
         let e = site().with_store_config(&remote).unwrap_err();
         assert_eq!(e.0.key.as_deref(), Some("queue.services[1].letter"));
-        assert!(e.to_string().starts_with("store config v3 from the CRM"), "{e}");
+        assert!(
+            e.to_string().starts_with("store config v3 from the CRM"),
+            "{e}"
+        );
         assert!(e.reason().contains("used twice"), "{}", e.reason());
     }
 }

@@ -79,7 +79,10 @@ pub fn restore(db: &kiosk_journal::db::KioskDb, site: &Config) -> (Config, u64) 
     };
     match site.with_store_config(&good) {
         Ok(config) => {
-            tracing::info!(version = good.version, "running the store configuration from the CRM kept in the journal");
+            tracing::info!(
+                version = good.version,
+                "running the store configuration from the CRM kept in the journal"
+            );
             (config, good.version)
         }
         Err(e) => {
@@ -104,12 +107,19 @@ impl super::Run {
                 return;
             }
         };
-        if remote.pending.as_ref().is_some_and(|(p, _)| p.version >= received.version) {
+        if remote
+            .pending
+            .as_ref()
+            .is_some_and(|(p, _)| p.version >= received.version)
+        {
             return;
         }
         match remote.site.with_store_config(&received) {
             Ok(config) => {
-                tracing::info!(version = received.version, "store configuration from the CRM checked; applied at the next attract screen");
+                tracing::info!(
+                    version = received.version,
+                    "store configuration from the CRM checked; applied at the next attract screen"
+                );
                 remote.pending = Some((received, config));
             }
             Err(e) => {

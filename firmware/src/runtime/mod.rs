@@ -259,8 +259,7 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
     let db = KioskDb::new(journal, appended.clone(), Some(touch_tx.clone()));
     // The last good store configuration from the CRM over site.toml (docs/FLEET.md).
     let site_only = opts.config.clone();
-    let (effective, running_version) =
-        crate::executor::remote_config::restore(&db, &site_only);
+    let (effective, running_version) = crate::executor::remote_config::restore(&db, &site_only);
     opts.config = effective;
     let config = &opts.config;
     let site = &config.site;

@@ -90,11 +90,7 @@ impl Sequencer {
 
     /// A turn of the store's sequence issued at `at` was seen.
     pub fn saw_at(&self, at: OffsetDateTime, service: &str, number: u32) {
-        self.saw(
-            ServiceDay::at(at, self.opening_time()),
-            service,
-            number,
-        );
+        self.saw(ServiceDay::at(at, self.opening_time()), service, number);
     }
 
     /// The number for a peer's turn: the one handed out before if the request is a repeat.

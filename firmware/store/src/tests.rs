@@ -564,7 +564,13 @@ fn a_kiosk_on_an_older_configuration_keeps_and_calls_turns_of_a_newer_service_an
         older.replica.conflicts()
     );
     let labels = |k: &Kiosk| {
-        let mut l: Vec<String> = k.replica.queue().turns().iter().map(|t| t.label()).collect();
+        let mut l: Vec<String> = k
+            .replica
+            .queue()
+            .turns()
+            .iter()
+            .map(|t| t.label())
+            .collect();
         l.sort();
         l
     };
@@ -573,7 +579,12 @@ fn a_kiosk_on_an_older_configuration_keeps_and_calls_turns_of_a_newer_service_an
     // For the moment the versions differ, the new opening time puts 08:30 in another service
     // day on each kiosk: the one thing that differs, until the older kiosk applies v4.
     let days = |k: &Kiosk| -> Vec<ServiceDay> {
-        k.replica.queue().turns().iter().map(|t| t.service_day).collect()
+        k.replica
+            .queue()
+            .turns()
+            .iter()
+            .map(|t| t.service_day)
+            .collect()
     };
     assert_ne!(days(&older), days(&newer));
     // Its counter pages show the newer service's waiting turns under their letter.

@@ -235,7 +235,9 @@ async fn main() -> Result<()> {
             }
             match database.store_config(store.clone()).await? {
                 Some(c) => println!("{}", serde_json::to_string_pretty(&c)?),
-                None => println!("store {store}: no configuration set; its kiosks run their site.toml"),
+                None => {
+                    println!("store {store}: no configuration set; its kiosks run their site.toml")
+                }
             }
             for (kiosk, state) in database.kiosk_configs(store.clone()).await? {
                 match (state.refused, state.refused_reason) {

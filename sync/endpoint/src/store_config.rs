@@ -39,7 +39,9 @@ pub enum StoreConfigError {
         key: String,
     },
     /// Nothing set.
-    #[error("{place}: no part set: a store config sets at least one of services, opening_time, counters, staff_pin_sha256 or privacy")]
+    #[error(
+        "{place}: no part set: a store config sets at least one of services, opening_time, counters, staff_pin_sha256 or privacy"
+    )]
     Empty {
         /// The file or `body`.
         place: String,
@@ -57,7 +59,10 @@ pub enum StoreConfigError {
 }
 
 /// Checks parts given as JSON (`place` names where they came from in errors).
-pub fn from_json(place: &str, value: serde_json::Value) -> Result<StoreConfigParts, StoreConfigError> {
+pub fn from_json(
+    place: &str,
+    value: serde_json::Value,
+) -> Result<StoreConfigParts, StoreConfigError> {
     let syntax = |message: String| StoreConfigError::Syntax {
         place: place.to_owned(),
         message,
@@ -162,7 +167,10 @@ priority = true
             e.contains("key `queue.services[0].letter`") && e.contains("one capital letter"),
             "{e}"
         );
-        let (_d, path) = write("c.json", r#"{"services": [{"letter": "A", "name": {"es": "x", "en": "y"}, "minutes": 3}]}"#);
+        let (_d, path) = write(
+            "c.json",
+            r#"{"services": [{"letter": "A", "name": {"es": "x", "en": "y"}, "minutes": 3}]}"#,
+        );
         let e = load(&path).unwrap_err().to_string();
         assert!(e.contains("unknown key `services[0].minutes`"), "{e}");
         let (_d, path) = write("d.json", "{}");

@@ -371,7 +371,10 @@ mod tests {
         assert_eq!(v, serde_json::json!({ "version": 3, "counters": 2 }));
         assert_eq!(serde_json::from_value::<StoreConfig>(v).unwrap(), config);
         let newer = serde_json::json!({ "version": 3, "counters": 2, "greeting": "hola" });
-        assert_eq!(serde_json::from_value::<StoreConfig>(newer).unwrap(), config);
+        assert_eq!(
+            serde_json::from_value::<StoreConfig>(newer).unwrap(),
+            config
+        );
         assert_eq!(
             unknown_key(
                 &serde_json::json!({ "counters": 2, "services": [{ "letter": "A", "nmae": {} }] }),

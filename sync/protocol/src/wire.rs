@@ -265,10 +265,6 @@ pub struct FeedResponse {
 /// One change in a kiosk's sync feed, tagged by `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "feed items live briefly in pages of at most MAX_FEED_LIMIT; boxing would only burden matching"
-)]
 pub enum FeedItem {
     /// A campaign for this store was created or changed (replace by id; `active: false` removes it).
     Campaign(Campaign),
@@ -882,7 +878,9 @@ mod tests {
             "more": false
         });
         let page: FeedResponse = serde_json::from_value(page).unwrap();
-        assert!(matches!(&page.items[0], FeedItem::StoreConfig(c) if c.version == 2 && c.parts.counters == Some(3)));
+        assert!(
+            matches!(&page.items[0], FeedItem::StoreConfig(c) if c.version == 2 && c.parts.counters == Some(3))
+        );
         assert_eq!(page.items[1], FeedItem::Unknown);
         assert!(matches!(page.items[2], FeedItem::TurnRated(_)));
         assert!(feed_path_and_query("k-1", 4, 10).ends_with("&v=2"));

@@ -177,7 +177,11 @@ pub fn routes() -> Vec<Route> {
                 admin_op(
                     "a store's configuration (its newest version) and what each of its kiosks reported running",
                     None,
-                    ("200", "the configuration and the kiosks' reports", Some("StoreConfigView")),
+                    (
+                        "200",
+                        "the configuration and the kiosks' reports",
+                        Some("StoreConfigView"),
+                    ),
                 ),
                 json!([path_param("store_id", "Ident")]),
             ),

@@ -771,7 +771,10 @@ pub fn assemble(query: &DashboardQuery, mut rows: DashboardRows) -> Option<Dashb
                 health = health.min(Health::Warning);
                 problems.push(format!(
                     "refused store configuration v{v}: {}; runs v{}",
-                    config.refused_reason.as_deref().unwrap_or("no reason given"),
+                    config
+                        .refused_reason
+                        .as_deref()
+                        .unwrap_or("no reason given"),
                     config.running
                 ));
             }

@@ -1281,7 +1281,9 @@ async fn dashboard_rows(e: &impl Exec, q: &DashboardQuery) -> DbResult<Dashboard
         })
         .collect::<DbResult<_>>()?;
     rows.configs = kiosk_configs(e, s).await?;
-    rows.store_config_version = store_config(e, s.to_owned()).await?.map_or(0, |c| c.version);
+    rows.store_config_version = store_config(e, s.to_owned())
+        .await?
+        .map_or(0, |c| c.version);
     for kiosk in &rows.kiosks {
         for r in e
             .query(
