@@ -283,7 +283,7 @@ pub(crate) async fn feed(
     let rows = e
         .query(
             "SELECT seq, item FROM changes WHERE seq > ?1 AND (store_id = ?2 OR store_id IS NULL)
-               AND (kind <> 'store_config' OR ?4 >= 2)
+               AND (kind <> 'store_config' OR CAST(?4 AS BIGINT) >= 2)
              ORDER BY seq LIMIT ?3",
             args![
                 i64_of(cursor),
