@@ -69,6 +69,50 @@ pub struct Status {
     /// Who is in the store: customers waiting and the people counter (absent when not running).
     #[serde(default)]
     pub in_store: Option<InStoreStatus>,
+    /// The store configuration from the CRM: the version run, a refused one, one waiting.
+    #[serde(default)]
+    pub store_config: StoreConfigStatus,
+}
+
+/// The store configuration from the CRM as the journal holds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreConfigStatus {
+    /// The CRM's version the kiosk runs (0: `site.toml` alone).
+    pub version: u64,
+    /// The parts it sets over `site.toml` (`services`, `opening_time`, ...).
+    pub parts: Vec<String>,
+    /// A newer version received and checked, waiting for the attract screen.
+    pub waiting: Option<u64>,
+    /// The last version refused, if newer than the one run.
+    pub refused: Option<u64>,
+    /// Why it was refused.
+    pub refused_reason: Option<String>,
+}
+
+fn store_config_status(sql: &rusqlite::Connection) -> StoreConfigStatus {
+    let held = match kiosk_journal::store_config::held(sql) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the store configuration held in the journal");
+            return StoreConfigStatus::default();
+        }
+    };
+    let version = held.good.as_ref().map_or(0, |g| g.version);
+    let parts = held.good.as_ref().map_or_else(Vec::new, |g| {
+        serde_json::to_value(&g.parts)
+            .ok()
+            .and_then(|v| v.as_object().map(|o| o.keys().cloned().collect()))
+            .unwrap_or_default()
+    });
+    let refused = held.refused.filter(|r| r.version > version);
+    let decided = version.max(refused.as_ref().map_or(0, |r| r.version));
+    StoreConfigStatus {
+        version,
+        parts,
+        waiting: held.received.map(|r| r.version).filter(|v| *v > decided),
+        refused: refused.as_ref().map(|r| r.version),
+        refused_reason: refused.map(|r| r.reason),
+    }
 }
 
 /// Who is in the store, from the store picture.
@@ -288,6 +332,7 @@ impl StatusSource {
                     entered_today: p.people_entered_today,
                 }
             }),
+            store_config: store_config_status(self.db.journal().sql()),
         }
     }
 }
@@ -341,6 +386,7 @@ pub fn offline(data_dir: &Path, hardware_profile: &str) -> anyhow::Result<Status
         uptime_s: None,
         devices: Vec::new(),
         journal: journal_status(&journal, now),
+        store_config: store_config_status(journal.sql()),
         sync: None,
         disk: disk_status(data_dir),
         clock: clock_status(now),
@@ -518,6 +564,20 @@ impl Status {
         {
             p.push(format!("firmware loop wedged: {problem}"));
         }
+        if let Some(v) = self.store_config.refused {
+            p.push(format!(
+                "store configuration v{v} from the CRM was refused ({}); {}; fix it at the CRM \
+                 (`crm-endpoint stores set-config`)",
+                self.store_config
+                    .refused_reason
+                    .as_deref()
+                    .unwrap_or("no reason kept"),
+                match self.store_config.version {
+                    0 => "running site.toml alone".to_owned(),
+                    n => format!("running v{n}"),
+                }
+            ));
+        }
         if let Some(store) = &self.store {
             for peer in store.peers.iter().filter(|p| !p.reachable) {
                 p.push(format!(
@@ -561,6 +621,24 @@ impl Status {
             &format!("{} ({}, {})", self.version, self.commit, self.target),
         );
         row(&mut o, "hardware profile", &self.hardware_profile);
+        let c = &self.store_config;
+        row(
+            &mut o,
+            "store config",
+            &format!(
+                "{}{}{}",
+                match c.version {
+                    0 => "site.toml only (none from the CRM)".to_owned(),
+                    n => format!("v{n} from the CRM ({}) over site.toml", c.parts.join(", ")),
+                },
+                c.waiting
+                    .map(|w| format!("; v{w} waiting for the attract screen"))
+                    .unwrap_or_default(),
+                c.refused
+                    .map(|r| format!("; v{r} REFUSED"))
+                    .unwrap_or_default(),
+            ),
+        );
         if let Some(up) = self.uptime_s {
             row(&mut o, "uptime", &human_duration(up));
         }
@@ -806,6 +884,12 @@ impl Status {
                 );
             }
         }
+        metric(
+            "store_config_version",
+            "Version of the store configuration from the CRM the kiosk runs (0: site.toml alone).",
+            "gauge",
+            &[(String::new(), self.store_config.version as f64)],
+        );
         let devices: Vec<(String, f64)> = self
             .devices
             .iter()
@@ -1058,6 +1142,13 @@ mod tests {
                 identified: 3,
                 entered_today: Some(27),
             }),
+            store_config: StoreConfigStatus {
+                version: 4,
+                parts: vec!["services".into()],
+                waiting: None,
+                refused: Some(5),
+                refused_reason: Some("key `queue.services[1].letter`: used twice".into()),
+            },
         }
     }
 
@@ -1084,6 +1175,8 @@ mod tests {
             "NO BROWSER ON THE KIOSK PAGE for 2 min 10 s",
             "after 90 s without it (1 restarts so far)",
             "4 waiting (3 with a card)  27 entered today (people counter)",
+            "v4 from the CRM (services) over site.toml; v5 REFUSED",
+            "store configuration v5 from the CRM was refused (key `queue.services[1].letter`: used twice); running v4",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
@@ -1094,6 +1187,7 @@ mod tests {
         good.disk.as_mut().unwrap().nearly_full = false;
         good.clock.synchronised = Some(true);
         good.store.as_mut().unwrap().peers[0].reachable = true;
+        good.store_config.refused = None;
         assert!(good.problems().is_empty(), "{:?}", good.problems());
         assert!(good.to_text().ends_with("all good\n"));
     }

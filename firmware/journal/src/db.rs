@@ -54,6 +54,8 @@ pub struct KioskDb {
     journal: Arc<Mutex<Journal>>,
     appended: Arc<Notify>,
     erasures: Option<mpsc::Sender<Input>>,
+    /// Bumped to the version of every newer store configuration the feed brings.
+    store_config: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for KioskDb {
@@ -75,7 +77,14 @@ impl KioskDb {
             journal: Arc::new(Mutex::new(journal)),
             appended,
             erasures,
+            store_config: Arc::new(tokio::sync::watch::Sender::new(0)),
         }
+    }
+
+    /// Changes to the version of the latest store configuration the feed brought (the executor
+    /// waits on it).
+    pub fn store_config_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.store_config.subscribe()
     }
 
     /// The journal, locked. A panic while it was held leaves SQLite consistent (every change is
@@ -363,6 +372,7 @@ impl FeedSink for KioskDb {
     /// before anything after it. Re-applying a page after a crash changes nothing.
     fn apply(&self, items: Vec<FeedItem>, next_cursor: u64) -> Result<(), BoxError> {
         let mut erased = Vec::new();
+        let mut new_config = None;
         let rated: Vec<uuid::Uuid> = items
             .iter()
             .filter_map(|i| match i {
@@ -375,6 +385,13 @@ impl FeedSink for KioskDb {
             let mut batch: Vec<FeedItem> = Vec::new();
             for item in items {
                 match item {
+                    // Kept before the cursor moves past it: the executor checks it and applies it
+                    // between two journeys (crate::store_config).
+                    FeedItem::StoreConfig(c) => {
+                        if crate::store_config::keep_received(j.sql(), &c)? {
+                            new_config = Some(c.version);
+                        }
+                    }
                     FeedItem::Erasure(e) => {
                         apply_batch(&mut j, std::mem::take(&mut batch))?;
                         j.erase_customer(&e.card_token)?;
@@ -385,6 +402,9 @@ impl FeedSink for KioskDb {
             }
             apply_batch(&mut j, batch)?;
             j.set_setting(FEED_CURSOR, &next_cursor.to_string())?;
+        }
+        if let Some(version) = new_config {
+            self.store_config.send_replace(version);
         }
         if !erased.is_empty() {
             self.appended.notify_one();
@@ -421,6 +441,8 @@ fn apply_batch(j: &mut Journal, items: Vec<FeedItem>) -> Result<(), DbError> {
             FeedItem::Erasure(_) => {}
             // Not a cache: the executor marks the turn rated in the store (see `apply`).
             FeedItem::TurnRated(_) => {}
+            // Kept by `apply` (crate::store_config); a kind from a newer CRM is skipped.
+            FeedItem::StoreConfig(_) | FeedItem::Unknown => {}
         }
     }
     j.transaction(|tx| {

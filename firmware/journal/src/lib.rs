@@ -65,6 +65,7 @@ pub mod crypto;
 pub mod db;
 pub mod migrations;
 mod recovery;
+pub mod store_config;
 pub mod store_db;
 pub mod visits;
 

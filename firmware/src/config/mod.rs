@@ -19,6 +19,10 @@ use kiosk_drivers::speech::settings::{
 use serde::Deserialize;
 
 pub use error::{ConfigError, line_col, span_of_key};
+pub use kiosk_protocol::store_config::parse_hh_mm;
+
+mod remote;
+pub use remote::{RemoteConfigError, StoreConfigSource};
 
 use kiosk_journal::Synchronous;
 
@@ -1054,44 +1058,8 @@ impl SiteConfig {
                 return err(&format!("stepin.devices[{i}].key"), msg);
             }
         }
-        if parse_hh_mm(&self.queue.opening_time).is_none() {
-            return err(
-                "queue.opening_time",
-                format!(
-                    "`{}` is not a time: expected HH:MM in 24-hour local time, e.g. \"09:00\"",
-                    self.queue.opening_time
-                ),
-            );
-        }
-        if self.queue.services.is_empty() {
-            return err(
-                "queue.services",
-                "expected at least one [[queue.services]] entry".into(),
-            );
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (i, s) in self.queue.services.iter().enumerate() {
-            let key = format!("queue.services[{i}].letter");
-            let ok = s.letter.len() == 1 && s.letter.chars().all(|c| c.is_ascii_uppercase());
-            if !ok {
-                return err(
-                    &key,
-                    format!(
-                        "`{}` is not a service letter: expected one capital letter A-Z",
-                        s.letter
-                    ),
-                );
-            }
-            if !seen.insert(s.letter.clone()) {
-                return err(
-                    &key,
-                    format!(
-                        "service letter `{}` is used twice: each service needs its own",
-                        s.letter
-                    ),
-                );
-            }
-        }
+        self.check_store_parts()
+            .or_else(|e| err(&e.key, e.message))?;
         if !self.ui.listen.ip().is_loopback() {
             return err(
                 "ui.listen",
@@ -1130,15 +1098,6 @@ impl SiteConfig {
                     "{w} s: expected 0 (off) or 10 to 3600 seconds (more than the browser needs to start: up to a minute on a Pi)"
                 ),
             );
-        }
-        if let Some(hash) = &self.ui.staff_pin_sha256 {
-            if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
-                return err(
-                    "ui.staff_pin_sha256",
-                    "expected 64 hex digits (the SHA-256 of the PIN; `kiosk provision` writes it)"
-                        .into(),
-                );
-            }
         }
         let store = &self.store;
         if !store.kiosks.is_empty() {
@@ -1240,16 +1199,6 @@ fn is_loopback_host(rest: &str) -> bool {
         }
     });
     matches!(host, "127.0.0.1" | "localhost" | "[::1]")
-}
-
-/// Parses `HH:MM` (24-hour) into (hour, minute).
-pub fn parse_hh_mm(s: &str) -> Option<(u8, u8)> {
-    let (h, m) = s.split_once(':')?;
-    if h.len() != 2 || m.len() != 2 {
-        return None;
-    }
-    let (h, m): (u8, u8) = (h.parse().ok()?, m.parse().ok()?);
-    (h < 24 && m < 60).then_some((h, m))
 }
 
 #[cfg(test)]

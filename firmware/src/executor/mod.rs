@@ -8,6 +8,7 @@
 //! and every change is journaled in the order it happened.
 
 pub mod audience;
+pub mod remote_config;
 pub mod staff;
 
 use std::collections::HashMap;
@@ -95,6 +96,8 @@ pub struct Executor {
     pub crm: Option<Arc<kiosk_sync::ProfileLookup>>,
     /// Who is in the store: the people counter's tally and the store picture.
     pub audience: audience::Audience,
+    /// Store configurations from the CRM (`None`: `site.toml` alone, as in unit tests).
+    pub remote: Option<remote_config::RemoteConfig>,
 }
 
 /// The store layer as the executor holds it.
@@ -167,6 +170,9 @@ impl Executor {
         run.publish_board();
         // A call raised before a restart and not yet taken: the button shows it.
         run.sync_assistance();
+        // A configuration received before a restart and not decided on yet.
+        let mut config_changes = run.e.remote.as_ref().map(|r| r.changes.clone());
+        run.store_config_arrived();
         // The board's waits and the service day move with time even when nothing happens.
         let mut board_tick = tokio::time::interval(Duration::from_secs(30));
         board_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -193,6 +199,12 @@ impl Executor {
                 Some((token, answer)) = crm_rx.recv() => run.crm_answer(token, answer),
                 Some(req) = staff.recv() => run.staff(req),
                 Some(msg) = store.recv() => run.store_msg(msg),
+                Some(()) = async {
+                    match config_changes.as_mut() {
+                        Some(rx) => rx.changed().await.ok(),
+                        None => std::future::pending().await,
+                    }
+                } => run.store_config_arrived(),
                 Ok(()) = peers_changed.changed() => run.publish_board(),
                 _ = tokio::time::sleep(sleep.unwrap_or_default()), if sleep.is_some() => {
                     run.wake_at = None;
@@ -224,6 +236,8 @@ impl Run {
             }
         }
         self.publish_screen();
+        // The journey may have just ended: a configuration waiting for it runs now.
+        self.apply_store_config_if_safe();
     }
 
     fn publish_screen(&self) {

@@ -257,6 +257,12 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
     let (keys_tx, _) = tokio::sync::broadcast::channel(64);
     let appended = Arc::new(Notify::new());
     let db = KioskDb::new(journal, appended.clone(), Some(touch_tx.clone()));
+    // The last good store configuration from the CRM over site.toml (docs/FLEET.md).
+    let site_only = opts.config.clone();
+    let (effective, running_version) = crate::executor::remote_config::restore(&db, &site_only);
+    opts.config = effective;
+    let config = &opts.config;
+    let site = &config.site;
     db.append(Event::KioskStarted(KioskStarted {
         version: crate::version::VERSION.to_owned(),
         git_commit: crate::version::GIT_COMMIT.to_owned(),
@@ -299,6 +305,7 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
     let shutdown = CancellationToken::new();
     let executor = spawn_executor(
         &opts,
+        (site_only, running_version),
         &db,
         time,
         turn_key,
@@ -389,6 +396,11 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
         &shutdown,
     )
     .await?;
+    tasks.push(spawn_staff_pin(
+        ui.state.clone(),
+        executor.running_config,
+        shutdown.clone(),
+    ));
     let store_listener = opts.store_listener.take();
     let store_addr = serve_store(
         (store_listener, opts.config.site.store.listen),
@@ -816,6 +828,7 @@ struct ExecutorOutputs {
     health: watch::Receiver<DeviceHealthMap>,
     picture: watch::Receiver<kiosk_core::audience::StorePicture>,
     last_ticket_qr: Arc<Mutex<Option<String>>>,
+    running_config: watch::Receiver<crate::executor::remote_config::RunningConfig>,
 }
 
 /// Step 3: the queue restored from the journal and the executor task, the only owner of the
@@ -826,6 +839,7 @@ struct ExecutorOutputs {
 )]
 fn spawn_executor(
     opts: &RunOptions,
+    (site_only, running_version): (crate::config::Config, u64),
     db: &KioskDb,
     time: StoreTime,
     turn_key: CodeKey,
@@ -898,7 +912,14 @@ fn spawn_executor(
             device: "scanner",
             message: e.to_string(),
         })?;
+    let (remote, running_config) = crate::executor::remote_config::RemoteConfig::new(
+        site_only,
+        config,
+        running_version,
+        db.store_config_changes(),
+    );
     let executor = Executor {
+        remote: Some(remote),
         config: journey,
         db: db.clone(),
         store,
@@ -949,6 +970,25 @@ fn spawn_executor(
         health,
         picture,
         last_ticket_qr,
+        running_config,
+    })
+}
+
+/// The staff PIN of the store configuration the executor runs, for the UI's staff login.
+fn spawn_staff_pin(
+    state: AppState,
+    mut running: watch::Receiver<crate::executor::remote_config::RunningConfig>,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let pin = running.borrow_and_update().staff_pin_sha256.clone();
+            state.set_staff_pin(pin.map(zeroize::Zeroizing::new));
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                changed = running.changed() => if changed.is_err() { break },
+            }
+        }
     })
 }
 

@@ -32,7 +32,8 @@ const RECENT: usize = 256;
 pub struct Sequencer {
     db: KioskDb,
     time: StoreTime,
-    settings: QueueSettings,
+    /// The store configuration's queue settings (replaced when a new one is applied).
+    settings: std::sync::RwLock<QueueSettings>,
     state: Mutex<State>,
     ready: AtomicBool,
 }
@@ -51,10 +52,25 @@ impl Sequencer {
         Sequencer {
             db,
             time,
-            settings,
+            settings: std::sync::RwLock::new(settings),
             state: Mutex::new(State::default()),
             ready: AtomicBool::new(ready),
         }
+    }
+
+    /// Numbers by a new store configuration from now on.
+    pub fn set_settings(&self, settings: QueueSettings) {
+        *self
+            .settings
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = settings;
+    }
+
+    fn opening_time(&self) -> time::Time {
+        self.settings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .opening_time
     }
 
     /// The kiosk heard from its peers: it knows the numbers they saw.
@@ -74,11 +90,7 @@ impl Sequencer {
 
     /// A turn of the store's sequence issued at `at` was seen.
     pub fn saw_at(&self, at: OffsetDateTime, service: &str, number: u32) {
-        self.saw(
-            ServiceDay::at(at, self.settings.opening_time),
-            service,
-            number,
-        );
+        self.saw(ServiceDay::at(at, self.opening_time()), service, number);
     }
 
     /// The number for a peer's turn: the one handed out before if the request is a repeat.
@@ -106,11 +118,20 @@ impl Sequencer {
 
     /// The next number of `service`, persisted before it is returned.
     pub fn allocate(&self, service: &str) -> Result<Allocated, String> {
-        let letter = self
+        // A letter this kiosk's configuration does not list is numbered all the same: the kiosk
+        // asking may run a newer store configuration for a moment (docs/DESIGN.md invariant 20).
+        let letter = match self
             .settings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .service(service)
-            .map(|s| s.letter.clone())
-            .ok_or_else(|| format!("service {service:?} is not configured"))?;
+        {
+            Some(s) => s.letter.clone(),
+            None if service.len() == 1 && service.chars().all(|c| c.is_ascii_uppercase()) => {
+                service.to_owned()
+            }
+            None => return Err(format!("service {service:?} is not a service letter")),
+        };
         let mut st = self
             .state
             .lock()
@@ -121,7 +142,7 @@ impl Sequencer {
         {
             at = last;
         }
-        let day = ServiceDay::at(at, self.settings.opening_time);
+        let day = ServiceDay::at(at, self.opening_time());
         let ready = self.ready.load(Ordering::Relaxed)
             || self
                 .db

@@ -139,7 +139,7 @@ impl AppState {
 
     /// Checks a PIN typed on the login page from `peer`.
     pub(super) fn login(&self, pin: &str, peer: IpAddr) -> Login {
-        let Some(expected) = self.0.settings.staff_pin_sha256.as_ref() else {
+        let Some(expected) = self.staff_pin() else {
             return Login::Disabled;
         };
         let now = Instant::now();
@@ -214,7 +214,8 @@ impl AppState {
     /// Whether a request carries an open staff session's cookie or the staff bearer token.
     pub(super) fn is_staff(&self, headers: &HeaderMap) -> bool {
         let settings = &self.0.settings;
-        if settings.staff_pin_sha256.is_none() && settings.staff_token.is_none() {
+        let pin = self.staff_pin();
+        if pin.is_none() && settings.staff_token.is_none() {
             return false;
         }
         if let Some(token) = settings.staff_token.as_ref() {
@@ -228,7 +229,7 @@ impl AppState {
                 return true;
             }
         }
-        if settings.staff_pin_sha256.is_none() {
+        if pin.is_none() {
             return false;
         }
         let Some(token) = cookie_token(headers) else {

@@ -168,6 +168,9 @@ pub struct AppState(Arc<Inner>);
 
 struct Inner {
     settings: UiSettings,
+    /// The staff PIN's digest in force: `settings`' at start, then the store configuration's
+    /// from the CRM when one sets it.
+    staff_pin: std::sync::RwLock<Option<Zeroizing<String>>>,
     channels: UiChannels,
     /// Open staff sessions and wrong PINs per address (kept in memory: sessions end when the
     /// kiosk restarts).
@@ -182,12 +185,32 @@ impl AppState {
     /// The state for [`router`].
     pub fn new(settings: UiSettings, channels: UiChannels) -> Self {
         AppState(Arc::new(Inner {
+            staff_pin: std::sync::RwLock::new(settings.staff_pin_sha256.clone()),
             settings,
             channels,
             staff: Mutex::new(auth::Staff::default()),
             status: std::sync::OnceLock::new(),
             stepin: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// The staff PIN's digest from now on (a store configuration from the CRM set it). Open
+    /// sessions stay open.
+    pub fn set_staff_pin(&self, digest: Option<Zeroizing<String>>) {
+        *self
+            .0
+            .staff_pin
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = digest;
+    }
+
+    /// The staff PIN's digest in force.
+    pub(crate) fn staff_pin(&self) -> Option<Zeroizing<String>> {
+        self.0
+            .staff_pin
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Serves the Step-In API (`/api/stepin/v1/...`) for these devices (it answers 404 until

@@ -45,7 +45,7 @@ pub fn apply_step(queue: &Queue, step: &Step, at: OffsetDateTime) -> Result<Chan
             campaign_id,
             locale,
         } => queue
-            .plan_issue_numbered(
+            .plan_replicated_issue(
                 IssueRequest {
                     turn_id: *turn_id,
                     service: service.clone(),
@@ -70,7 +70,7 @@ pub fn apply_step(queue: &Queue, step: &Step, at: OffsetDateTime) -> Result<Chan
             turn_id,
             to,
             counter,
-        } => queue.plan_transfer(*turn_id, to, counter.as_deref(), at),
+        } => queue.plan_replicated_transfer(*turn_id, to, counter.as_deref(), at),
         Step::WalkOut { turn_id, counter } => queue.plan_walkout(*turn_id, counter.as_deref(), at),
         // Marks, not queue steps: the queue does not change.
         Step::Rate { .. }
@@ -348,6 +348,25 @@ impl StoreQueue {
         (taken.len(), new)
     }
 
+    /// Runs the queue with new settings (a new store configuration) and refolds every op held
+    /// with them: kiosks holding the same ops and the same configuration compute the same queue.
+    pub fn set_settings(&mut self, settings: kiosk_core::queue::QueueSettings) {
+        self.base.set_settings(settings);
+        self.refold();
+    }
+
+    fn refold(&mut self) {
+        self.checkpoints.clear();
+        let mut queue = self.base.clone();
+        let mut conflicts = Vec::new();
+        for op in self.ops.values() {
+            fold_one(&mut queue, &mut conflicts, op);
+        }
+        self.last = self.ops.keys().next_back().cloned();
+        self.queue = queue;
+        self.conflicts = conflicts;
+    }
+
     /// Forgets ops and turns of service days before `keep_from` (the retention of the queue: the
     /// journal keeps the events).
     pub fn prune(&mut self, keep_from: ServiceDay, opening: time::Time) {
@@ -372,15 +391,7 @@ impl StoreQueue {
             self.note_mark(op);
         }
         // Heads stay: sequences never go back.
-        self.checkpoints.clear();
-        let mut queue = self.base.clone();
-        let mut conflicts = Vec::new();
-        for op in self.ops.values() {
-            fold_one(&mut queue, &mut conflicts, op);
-        }
-        self.last = self.ops.keys().next_back().cloned();
-        self.queue = queue;
-        self.conflicts = conflicts;
+        self.refold();
     }
 
     /// Keeps a survey, coupon or assistance mark (the first one held wins; a second is

@@ -515,3 +515,94 @@ fn an_acknowledgement_arriving_before_its_request_still_clears_it() {
     assert!(k3.replica.open_assistance().is_empty());
     assert_eq!(k3.replica.assistance().len(), 1);
 }
+
+/// Settings of a newer store configuration: a third service `C` with priority turns, and the
+/// store opening an hour earlier.
+fn settings_v4() -> QueueSettings {
+    let mut s = settings();
+    s.services.push(ServiceDef {
+        letter: "C".into(),
+        name: Localized::new("Devoluciones", "Returns"),
+        priority_allowed: true,
+        expected_s: 300,
+    });
+    s.opening_time = time!(08:00);
+    s
+}
+
+/// docs/DESIGN.md invariant 20: while one kiosk runs store configuration v4 and another still
+/// v3 (for up to a feed interval), the older one keeps every turn the newer one issues, even
+/// of a service it does not offer yet, and its counters can call them; once it applies v4 the
+/// two compute the same queue.
+#[test]
+fn a_kiosk_on_an_older_configuration_keeps_and_calls_turns_of_a_newer_service_and_agrees_after_applying_it()
+ {
+    let day = datetime!(2026-11-23 08:30 UTC);
+    let mut newer = Kiosk::new(1);
+    newer.replica.set_settings(settings_v4());
+    let mut older = Kiosk::new(2);
+    newer.issue(1, "C", 1, None, day);
+    assert!(newer.take(
+        Step::Issue {
+            turn_id: Uuid::from_u128(2),
+            service: "C".into(),
+            number: 2,
+            tag: None,
+            priority: true,
+            card_token: None,
+            campaign_id: None,
+            locale: Locale::Es,
+        },
+        day + Duration::minutes(1),
+    ));
+    older.issue(3, "A", 1, None, day + Duration::minutes(2));
+    pull(&mut older, &newer);
+    pull(&mut newer, &older);
+    assert!(
+        older.replica.conflicts().is_empty() && newer.replica.conflicts().is_empty(),
+        "no turn of the newer service is dropped: {:?}",
+        older.replica.conflicts()
+    );
+    let labels = |k: &Kiosk| {
+        let mut l: Vec<String> = k
+            .replica
+            .queue()
+            .turns()
+            .iter()
+            .map(|t| t.label())
+            .collect();
+        l.sort();
+        l
+    };
+    assert_eq!(labels(&older), ["A-001", "C-001", "C-002"]);
+    assert_eq!(labels(&older), labels(&newer));
+    // For the moment the versions differ, the new opening time puts 08:30 in another service
+    // day on each kiosk: the one thing that differs, until the older kiosk applies v4.
+    let days = |k: &Kiosk| -> Vec<ServiceDay> {
+        k.replica
+            .queue()
+            .turns()
+            .iter()
+            .map(|t| t.service_day)
+            .collect()
+    };
+    assert_ne!(days(&older), days(&newer));
+    // Its counter pages show the newer service's waiting turns under their letter.
+    let board = older.replica.queue().board(day + Duration::minutes(2));
+    let c = board.services.iter().find(|s| s.letter == "C");
+    assert_eq!(c.map(|s| s.waiting), Some(2), "{:?}", board.services);
+    // The older kiosk's counter calls the priority turn of the service it does not list first.
+    assert_eq!(
+        older.call_next("caja 1", day + Duration::minutes(3)),
+        Some(Uuid::from_u128(2))
+    );
+    pull(&mut newer, &older);
+    older.replica.set_settings(settings_v4());
+    assert_eq!(snapshot(&older), snapshot(&newer));
+    let called = newer
+        .replica
+        .queue()
+        .turn(Uuid::from_u128(2))
+        .map(|t| t.status);
+    assert_eq!(called, Some(TurnStatus::Called));
+}

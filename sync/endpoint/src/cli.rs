@@ -204,6 +204,31 @@ pub enum StoreCmd {
         #[arg(value_parser = clap::value_parser!(u32).range(0..=50))]
         turns: u32,
     },
+    /// Set a store's configuration from a TOML (.toml) or JSON file: any of `services`
+    /// ([[services]] with letter, name = { es, en }, priority, expected_minutes, ticket_note),
+    /// `opening_time`, `counters`, `staff_pin_sha256`, `privacy` (version, text = { es, en }).
+    /// Checked with the kiosks' check-config rules, saved as the next version and sent to the
+    /// store's kiosks in their feed; a part left out stays as each kiosk's site.toml says.
+    SetConfig {
+        /// Database URL.
+        #[arg(long, env = "CRM_DB", default_value = "sqlite://crm.db")]
+        db: String,
+        /// Store id.
+        #[arg(long, value_parser = parse_ident)]
+        store: String,
+        /// The file.
+        file: PathBuf,
+    },
+    /// Print a store's configuration (its newest version, JSON) and the version each of its
+    /// kiosks reported running or refusing.
+    ShowConfig {
+        /// Database URL.
+        #[arg(long, env = "CRM_DB", default_value = "sqlite://crm.db")]
+        db: String,
+        /// Store id.
+        #[arg(long, value_parser = parse_ident)]
+        store: String,
+    },
 }
 
 /// `crm-endpoint retention ...`.

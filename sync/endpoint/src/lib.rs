@@ -42,6 +42,7 @@ pub mod push;
 pub mod router;
 pub mod routes;
 pub mod sms;
+pub mod store_config;
 pub mod testing;
 pub mod tls;
 

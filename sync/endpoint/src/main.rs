@@ -280,6 +280,52 @@ async fn main() -> Result<()> {
                 .with_context(|| format!("setting store {store:?}'s notices"))?;
             println!("store {store}: customers are told their turn is near at {turns} turns ahead");
         }
+        Cmd::Stores {
+            command: StoreCmd::SetConfig { db, store, file },
+        } => {
+            let parts = crm_endpoint::store_config::load(&file)?;
+            let database = crm_endpoint::db::open(&db)
+                .await
+                .with_context(|| format!("opening {}", crm_endpoint::db::redact_url(&db)))?;
+            let now = crm_endpoint::ingest::unix_ms(time::OffsetDateTime::now_utc());
+            let config = database
+                .set_store_config(store.clone(), parts, now)
+                .await
+                .with_context(|| format!("setting store {store:?}'s configuration"))?;
+            println!(
+                "store {store}: configuration v{} saved; its kiosks apply it at their next feed pull, between two customers",
+                config.version
+            );
+        }
+        Cmd::Stores {
+            command: StoreCmd::ShowConfig { db, store },
+        } => {
+            let database = crm_endpoint::db::open(&db)
+                .await
+                .with_context(|| format!("opening {}", crm_endpoint::db::redact_url(&db)))?;
+            if database.store(store.clone()).await?.is_none() {
+                anyhow::bail!(
+                    "there is no store {store:?} in {}",
+                    crm_endpoint::db::redact_url(&db)
+                );
+            }
+            match database.store_config(store.clone()).await? {
+                Some(c) => println!("{}", serde_json::to_string_pretty(&c)?),
+                None => {
+                    println!("store {store}: no configuration set; its kiosks run their site.toml")
+                }
+            }
+            for (kiosk, state) in database.kiosk_configs(store.clone()).await? {
+                match (state.refused, state.refused_reason) {
+                    (Some(v), reason) => println!(
+                        "kiosk {kiosk}: runs v{}; REFUSED v{v}: {}",
+                        state.running,
+                        reason.unwrap_or_default()
+                    ),
+                    (None, _) => println!("kiosk {kiosk}: runs v{}", state.running),
+                }
+            }
+        }
         Cmd::Campaigns {
             command: CampaignCmd::Import { db, file },
         } => {

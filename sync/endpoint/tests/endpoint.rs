@@ -126,6 +126,7 @@ on_both_databases!(
     oversized_batches_are_refused,
     gzip_batch_signed_over_compressed_bytes_is_accepted,
     feed_carries_only_the_kiosks_store,
+    a_store_config_is_checked_versioned_and_sent_only_to_its_stores_kiosks_of_feed_v2,
     live_lookup_finds_a_customer_of_another_store_and_links_them,
     erasure_reaches_the_feed_and_removes_the_profile,
     erasing_a_token_not_seen_yet_is_remembered_for_its_late_registration,
@@ -1209,4 +1210,81 @@ async fn demo_seed_makes_tokens_from_the_demo_uids_and_key() {
         2,
         "seeding twice does not repeat consents"
     );
+}
+
+async fn a_store_config_is_checked_versioned_and_sent_only_to_its_stores_kiosks_of_feed_v2(
+    b: Backend,
+) {
+    let h = Harness::start(b).await;
+    let north = h.kiosk.clone();
+    let south = h.enroll("south").await;
+    let put = |body: serde_json::Value| {
+        h.admin(Method::PUT, "/v1/admin/stores/north/config")
+            .json(&body)
+            .send()
+    };
+    let bad = put(serde_json::json!({ "opening_time": "9:00" }))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("queue.opening_time"));
+    let typo = put(serde_json::json!({ "countres": 2 })).await.unwrap();
+    assert_eq!(typo.status(), 400);
+    for (n, counters) in [(1, 2), (2, 3)] {
+        let ok = put(serde_json::json!({ "counters": counters }))
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 200);
+        let saved: serde_json::Value = ok.json().await.unwrap();
+        assert_eq!(saved["version"], n);
+    }
+    let configs = |items: &[FeedItem]| -> Vec<u64> {
+        items
+            .iter()
+            .filter_map(|i| match i {
+                FeedItem::StoreConfig(c) => Some(c.version),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        configs(&whole_feed(&h, &north).await),
+        [2],
+        "only the newest"
+    );
+    assert!(configs(&whole_feed(&h, &south).await).is_empty());
+    // A kiosk of an earlier release asks without `v`: it never gets a kind it cannot read.
+    let path = format!("/v1/kiosks/{}/feed?cursor=0&limit=100", north.id);
+    let old: serde_json::Value = h
+        .signed(&north, Method::GET, &path, vec![])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        old["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["kind"] != "store_config"),
+        "{old}"
+    );
+    let view: serde_json::Value = h
+        .admin(Method::GET, "/v1/admin/stores/north/config")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["config"]["counters"], 3);
+    let missing = h
+        .admin(Method::PUT, "/v1/admin/stores/nowhere/config")
+        .json(&serde_json::json!({ "counters": 2 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
 }

@@ -114,6 +114,10 @@ pub enum Event {
     /// A firmware update ended: the new release stayed, was rolled back after failing its
     /// trial, or was refused before install (issue 20, safe updates).
     FirmwareUpdated(FirmwareUpdated),
+    /// The kiosk runs a store configuration from the CRM from now on.
+    StoreConfigApplied(StoreConfigApplied),
+    /// The kiosk refused a store configuration from the CRM and keeps the one it runs.
+    StoreConfigRefused(StoreConfigRefused),
 }
 
 /// The names of all event types, in catalog order (the `type` field on the wire).
@@ -148,6 +152,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "content_played",
     "people_counted",
     "firmware_updated",
+    "store_config_applied",
+    "store_config_refused",
 ];
 
 impl Event {
@@ -184,6 +190,8 @@ impl Event {
             Event::ContentPlayed(_) => "content_played",
             Event::PeopleCounted(_) => "people_counted",
             Event::FirmwareUpdated(_) => "firmware_updated",
+            Event::StoreConfigApplied(_) => "store_config_applied",
+            Event::StoreConfigRefused(_) => "store_config_refused",
         }
     }
 
@@ -223,7 +231,9 @@ impl Event {
             | Event::AssistanceRequested(_)
             | Event::AssistanceAcknowledged(_)
             | Event::PeopleCounted(_)
-            | Event::FirmwareUpdated(_) => None,
+            | Event::FirmwareUpdated(_)
+            | Event::StoreConfigApplied(_)
+            | Event::StoreConfigRefused(_) => None,
         }
     }
 
@@ -802,4 +812,27 @@ pub struct PeopleCounted {
     pub entries: u32,
     /// The period's length in seconds (it ends at the event's time).
     pub period_s: u32,
+}
+
+/// A store configuration from the CRM the kiosk runs from now on (between two journeys).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfigApplied {
+    /// The configuration's version at the CRM.
+    pub version: u64,
+    /// The service letters offered from now on, in screen order.
+    pub services: Vec<String>,
+}
+
+/// A store configuration from the CRM the kiosk refused; it keeps running the last good one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfigRefused {
+    /// The refused configuration's version.
+    pub version: u64,
+    /// Why, as `kiosk check-config` would say it (the `site.toml` key and what was expected).
+    #[schemars(length(max = 500))]
+    pub reason: String,
+    /// The version the kiosk keeps running (0: its `site.toml` alone).
+    pub running_version: u64,
 }

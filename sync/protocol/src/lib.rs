@@ -10,6 +10,7 @@ pub mod events;
 pub mod ident;
 pub mod release;
 pub mod schema;
+pub mod store_config;
 pub mod wire;
 
 pub use events::{Envelope, Event};

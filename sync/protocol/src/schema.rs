@@ -65,6 +65,8 @@ pub fn all() -> Vec<SchemaFile> {
         one::<events::ContentPlayed>("events/content_played.schema.json"),
         one::<events::PeopleCounted>("events/people_counted.schema.json"),
         one::<events::FirmwareUpdated>("events/firmware_updated.schema.json"),
+        one::<events::StoreConfigApplied>("events/store_config_applied.schema.json"),
+        one::<events::StoreConfigRefused>("events/store_config_refused.schema.json"),
     ]
 }
 

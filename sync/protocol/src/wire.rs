@@ -65,8 +65,14 @@ pub fn batches_path(kiosk_id: &str) -> String {
 
 /// Path and query a kiosk reads its sync feed from (exactly what it must sign).
 pub fn feed_path_and_query(kiosk_id: &str, cursor: u64, limit: u32) -> String {
-    format!("/v1/kiosks/{kiosk_id}/feed?cursor={cursor}&limit={limit}")
+    format!("/v1/kiosks/{kiosk_id}/feed?cursor={cursor}&limit={limit}&v={FEED_VERSION}")
 }
+
+/// The feed items this protocol knows: 1 is campaigns, profiles, erasures and rated turns; 2
+/// adds store configurations and promises to skip kinds it does not know
+/// ([`FeedItem::Unknown`]). The CRM sends a kind only to kiosks that asked for a version that
+/// knows it (a kiosk of version 1 fails on a kind it does not know, so it never gets one).
+pub const FEED_VERSION: u32 = 2;
 
 /// Path a kiosk looks a card up at, live, when its own cache does not know the card (exactly
 /// what it signs).
@@ -230,6 +236,14 @@ pub struct FeedQuery {
     #[serde(default = "default_feed_limit")]
     #[schemars(range(min = 1, max = MAX_FEED_LIMIT))]
     pub limit: u32,
+    /// The feed items the kiosk knows ([`FEED_VERSION`]); absent is 1 (kiosks before store
+    /// configurations).
+    #[serde(default = "default_feed_version")]
+    pub v: u32,
+}
+
+fn default_feed_version() -> u32 {
+    1
 }
 
 fn default_feed_limit() -> u32 {
@@ -251,10 +265,6 @@ pub struct FeedResponse {
 /// One change in a kiosk's sync feed, tagged by `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "feed items live briefly in pages of at most MAX_FEED_LIMIT; boxing would only burden matching"
-)]
 pub enum FeedItem {
     /// A campaign for this store was created or changed (replace by id; `active: false` removes it).
     Campaign(Campaign),
@@ -264,6 +274,12 @@ pub enum FeedItem {
     Erasure(Erasure),
     /// A turn of this store was rated on the customer's phone: kiosks refuse a second answer.
     TurnRated(TurnRated),
+    /// The store's configuration set at the CRM (a higher version replaces a lower one); sent
+    /// to kiosks asking for feed version 2 or later.
+    StoreConfig(crate::store_config::StoreConfig),
+    /// A kind this kiosk does not know (from a newer CRM): skipped.
+    #[serde(other)]
+    Unknown,
 }
 
 /// A turn rated outside the kiosks (the customer's turn page).
@@ -848,8 +864,29 @@ mod tests {
             q,
             FeedQuery {
                 cursor: 0,
-                limit: 200
+                limit: 200,
+                v: 1
             }
         );
+    }
+
+    #[test]
+    fn a_feed_item_of_a_kind_this_kiosk_does_not_know_is_skipped_not_a_failed_page() {
+        let page = serde_json::json!({
+            "items": [
+                { "kind": "store_config", "version": 2, "counters": 3 },
+                { "kind": "something_newer", "whatever": [1, 2] },
+                { "kind": "turn_rated", "turn_id": "00000000-0000-0000-0000-000000000001" }
+            ],
+            "next_cursor": 9,
+            "more": false
+        });
+        let page: FeedResponse = serde_json::from_value(page).unwrap();
+        assert!(
+            matches!(&page.items[0], FeedItem::StoreConfig(c) if c.version == 2 && c.parts.counters == Some(3))
+        );
+        assert_eq!(page.items[1], FeedItem::Unknown);
+        assert!(matches!(page.items[2], FeedItem::TurnRated(_)));
+        assert!(feed_path_and_query("k-1", 4, 10).ends_with("&v=2"));
     }
 }

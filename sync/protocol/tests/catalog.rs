@@ -207,6 +207,15 @@ fn examples() -> Vec<Event> {
             result: UpdateResult::RolledBack,
             reason: Some("its self-test failed: printer: absent".into()),
         }),
+        Event::StoreConfigApplied(StoreConfigApplied {
+            version: 4,
+            services: vec!["A".into(), "C".into()],
+        }),
+        Event::StoreConfigRefused(StoreConfigRefused {
+            version: 5,
+            reason: "queue.services[1].letter: `a` is not a service letter".into(),
+            running_version: 4,
+        }),
     ]
 }
 

@@ -209,6 +209,49 @@ impl Queue {
         if req.priority && !service.priority_allowed {
             return Err(QueueError::PriorityNotOffered(service.letter.clone()));
         }
+        let letter = service.letter.clone();
+        self.plan_issue_lettered(req, letter, numbering, now)
+    }
+
+    /// Plans a turn another kiosk of the store issued (a replicated step): that kiosk checked
+    /// the service against its own configuration, which may be a version newer or older than
+    /// this one's for a moment, so any service letter is taken as it came (docs/DESIGN.md
+    /// invariant 20: the store's queue never depends on a kiosk's configuration version).
+    pub fn plan_replicated_issue(
+        &self,
+        req: IssueRequest,
+        numbering: Numbering,
+        now: OffsetDateTime,
+    ) -> Result<IssuePlan, QueueError> {
+        let letter = self.letter_of(&req.service)?;
+        self.plan_issue_lettered(req, letter, numbering, now)
+    }
+
+    /// The configured letter of `service`, or `service` itself when it is a letter this
+    /// configuration does not list (a service of another configuration version).
+    fn letter_of(&self, service: &str) -> Result<String, QueueError> {
+        match self.settings.service(service) {
+            Some(s) => Ok(s.letter.clone()),
+            None if service.len() == 1 && service.chars().all(|c| c.is_ascii_uppercase()) => {
+                Ok(service.to_owned())
+            }
+            None => Err(QueueError::UnknownService(service.to_owned())),
+        }
+    }
+
+    /// Replaces the configuration (a new store configuration from the CRM). Turns already held
+    /// keep their services, known or not.
+    pub fn set_settings(&mut self, settings: QueueSettings) {
+        self.settings = settings;
+    }
+
+    fn plan_issue_lettered(
+        &self,
+        req: IssueRequest,
+        letter: String,
+        numbering: Numbering,
+        now: OffsetDateTime,
+    ) -> Result<IssuePlan, QueueError> {
         if self.turn(req.turn_id).is_some() {
             return Err(QueueError::DuplicateTurn(req.turn_id));
         }
@@ -218,7 +261,7 @@ impl Queue {
             t.service_day == day
                 && t.tag == tag
                 && t.number == number
-                && t.issued_service.as_deref().unwrap_or(&t.service) == service.letter
+                && t.issued_service.as_deref().unwrap_or(&t.service) == letter
         }) {
             return Err(QueueError::DuplicateLabel(other.label()));
         }
@@ -239,7 +282,7 @@ impl Queue {
         let turn = Turn {
             id: req.turn_id,
             service_day: day,
-            service: service.letter.clone(),
+            service: letter.clone(),
             number,
             priority: req.priority,
             card_token: req.card_token.clone(),
@@ -277,7 +320,7 @@ impl Queue {
                 upserts,
                 counter: tag.is_none().then(|| DayCounter {
                     service_day: day,
-                    service: service.letter.clone(),
+                    service: letter.clone(),
                     last_number: number,
                 }),
                 events: vec![Event::TicketIssued(ticket.clone())],
@@ -476,12 +519,27 @@ impl Queue {
         turn_id: Uuid,
         to: &str,
         counter: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Change, QueueError> {
+        if self.settings.service(to).is_none() {
+            return Err(QueueError::UnknownService(to.to_owned()));
+        }
+        self.plan_replicated_transfer(turn_id, to, counter, now)
+    }
+
+    /// Plans a transfer another kiosk of the store made: to any service letter, configured here
+    /// or not (see [`Queue::plan_replicated_issue`]).
+    pub fn plan_replicated_transfer(
+        &self,
+        turn_id: Uuid,
+        to: &str,
+        counter: Option<&str>,
         _now: OffsetDateTime,
     ) -> Result<Change, QueueError> {
-        let target = self
-            .settings
-            .service(to)
-            .ok_or_else(|| QueueError::UnknownService(to.to_owned()))?;
+        let letter = self.letter_of(to)?;
+        // A service this configuration does not list keeps a priority turn's priority: the
+        // kiosk that transferred it knew the service.
+        let priority_allowed = self.settings.service(to).is_none_or(|s| s.priority_allowed);
         let turn = self.turn(turn_id).ok_or(QueueError::UnknownTurn(turn_id))?;
         let mut t = match turn.status {
             TurnStatus::Waiting | TurnStatus::Parked => turn.clone(),
@@ -491,7 +549,7 @@ impl Queue {
             },
             _ => return Err(turn.wrong_status("transferred")),
         };
-        if t.service == target.letter {
+        if t.service == letter {
             return Err(QueueError::SameService {
                 label: t.label(),
                 service: t.service,
@@ -501,11 +559,11 @@ impl Queue {
         if t.issued_service.is_none() {
             t.issued_service = Some(from.clone());
         }
-        t.service = target.letter.clone();
+        t.service = letter.clone();
         t.status = TurnStatus::Waiting;
         t.counter = None;
         // A turn sent to a service without priority turns waits as an ordinary one.
-        t.priority = t.priority && target.priority_allowed;
+        t.priority = t.priority && priority_allowed;
         let event = Event::TurnTransferred(TurnTransferred {
             turn_id,
             turn: t.label(),
@@ -661,10 +719,28 @@ impl Queue {
     /// The state of the queue for the counter page and (after projection) the lobby display.
     pub fn board(&self, now: OffsetDateTime) -> QueueBoard {
         let day = ServiceDay::at(now, self.settings.opening_time);
+        // Turns waiting for a service this configuration does not list (another kiosk's newer
+        // store configuration, or one that dropped the service) stay on the board under their
+        // letter until they are served: nobody waiting disappears from the counter pages.
+        let mut unlisted: Vec<ServiceDef> = Vec::new();
+        for t in &self.turns {
+            if t.status == TurnStatus::Waiting
+                && self.settings.service(&t.service).is_none()
+                && !unlisted.iter().any(|s| s.letter == t.service)
+            {
+                unlisted.push(ServiceDef {
+                    letter: t.service.clone(),
+                    name: crate::locale::Localized::new(t.service.clone(), t.service.clone()),
+                    priority_allowed: false,
+                    expected_s: 300,
+                });
+            }
+        }
         let services = self
             .settings
             .services
             .iter()
+            .chain(&unlisted)
             .map(|s| {
                 let waiting: Vec<&Turn> = self
                     .turns

@@ -157,6 +157,36 @@ pub fn routes() -> Vec<Route> {
             ),
         ),
         Route::new(
+            Verb::Put,
+            "/v1/admin/stores/{store_id}/config",
+            admin_set_store_config,
+            with_params(
+                admin_op(
+                    "set a store's configuration (services, opening time, counters, staff PIN digest, privacy policy; each part optional, absent parts stay as each kiosk's site.toml says): checked with the kiosks' check-config rules, saved as the next version and sent to the store's kiosks in their feed",
+                    Some("StoreConfigParts"),
+                    ("200", "the version saved", Some("StoreConfig")),
+                ),
+                json!([path_param("store_id", "Ident")]),
+            ),
+        ),
+        Route::new(
+            Verb::Get,
+            "/v1/admin/stores/{store_id}/config",
+            admin_store_config,
+            with_params(
+                admin_op(
+                    "a store's configuration (its newest version) and what each of its kiosks reported running",
+                    None,
+                    (
+                        "200",
+                        "the configuration and the kiosks' reports",
+                        Some("StoreConfigView"),
+                    ),
+                ),
+                json!([path_param("store_id", "Ident")]),
+            ),
+        ),
+        Route::new(
             Verb::Get,
             "/v1/admin/campaigns",
             admin_campaigns,
@@ -190,6 +220,57 @@ pub fn register_schemas(g: &mut schemars::SchemaGenerator) {
     g.subschema_for::<StoreStats>();
     g.subschema_for::<RecomputeResponse>();
     g.subschema_for::<AuditEntry>();
+    g.subschema_for::<kiosk_protocol::store_config::StoreConfigParts>();
+    g.subschema_for::<kiosk_protocol::store_config::StoreConfig>();
+    g.subschema_for::<StoreConfigView>();
+}
+
+/// `GET /v1/admin/stores/{store_id}/config` answer.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct StoreConfigView {
+    /// The newest version (`null`: none set; the kiosks run their site.toml).
+    pub config: Option<kiosk_protocol::store_config::StoreConfig>,
+    /// What each kiosk last reported running or refusing, by kiosk id.
+    pub kiosks: std::collections::BTreeMap<String, crate::db::dashboard::KioskConfigState>,
+}
+
+fn store_param(store_id: &str) -> Result<String, ApiError> {
+    ident::check(store_id)
+        .map_err(|e| ApiError::malformed(format!("store_id: the store id {e}")))?;
+    Ok(store_id.to_owned())
+}
+
+async fn admin_set_store_config(
+    _: Admin,
+    State(st): State<AppState>,
+    Path(store_id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<kiosk_protocol::store_config::StoreConfig>, ApiError> {
+    let store_id = store_param(&store_id)?;
+    let value: Value = json_body(body)?;
+    let parts = crate::store_config::from_json("body", value)
+        .map_err(|e| ApiError::malformed(e.to_string()))?;
+    let config = st
+        .db
+        .set_store_config(store_id.clone(), parts, now_ms())
+        .await?;
+    tracing::info!(store = %store_id, version = config.version, "store configuration set");
+    Ok(Json(config))
+}
+
+async fn admin_store_config(
+    _: Admin,
+    State(st): State<AppState>,
+    Path(store_id): Path<String>,
+) -> Result<Json<StoreConfigView>, ApiError> {
+    let store_id = store_param(&store_id)?;
+    if st.db.store(store_id.clone()).await?.is_none() {
+        return Err(ApiError::not_found("no store with this id"));
+    }
+    Ok(Json(StoreConfigView {
+        config: st.db.store_config(store_id.clone()).await?,
+        kiosks: st.db.kiosk_configs(store_id).await?,
+    }))
 }
 
 /// Array schemas the admin paths refer to by name.

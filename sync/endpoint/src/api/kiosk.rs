@@ -81,13 +81,14 @@ pub fn routes() -> Vec<Route> {
                     "read the store's sync feed after a cursor",
                     Security::Kiosk,
                     None,
-                    ("200", "campaigns, profiles and erasures, oldest first", Some("FeedResponse")),
+                    ("200", "campaigns, profiles, erasures, rated turns and (v >= 2) the store's configuration, oldest first", Some("FeedResponse")),
                     KIOSK_ERRORS,
                 ),
                 json!([
                     path_param("kiosk_id", "Ident"),
                     query_param("cursor", false, json!({ "type": "integer", "minimum": 0, "maximum": i64::MAX, "default": 0 }), "the next_cursor of the previous page; 0 from the beginning"),
-                    query_param("limit", false, json!({ "type": "integer", "minimum": 1, "maximum": MAX_FEED_LIMIT, "default": 200 }), "most items wanted; out of range is refused (400)")
+                    query_param("limit", false, json!({ "type": "integer", "minimum": 1, "maximum": MAX_FEED_LIMIT, "default": 200 }), "most items wanted; out of range is refused (400)"),
+                    query_param("v", false, json!({ "type": "integer", "minimum": 0, "maximum": u32::MAX, "default": 1 }), "the feed items the kiosk knows: 1 campaigns, profiles, erasures and rated turns; 2 adds store configurations and skips kinds it does not know")
                 ]),
             ),
         ),
@@ -424,7 +425,7 @@ async fn get_feed(
         )));
     }
     st.db.touch_kiosk(kiosk.id.clone(), now_ms()).await?;
-    let page = st.db.feed(kiosk.store_id, q.cursor, q.limit).await?;
+    let page = st.db.feed(kiosk.store_id, q.cursor, q.limit, q.v).await?;
     Ok(Json(FeedResponse {
         items: page.items,
         next_cursor: page.next_cursor,

@@ -313,7 +313,7 @@
     if (!d.kiosks.length) return empty(box, "No kiosk enrolled in this store yet.");
     const tz = d.timezone;
     const head = el("tr", {}, ["Kiosk", "Health", "Last seen", "Backlog", "Printer", "Clock skew",
-      "Problems", "Last warnings and errors"].map((h) => el("th", { scope: "col" }, [h])));
+      "Store config", "Problems", "Last warnings and errors"].map((h) => el("th", { scope: "col" }, [h])));
     const body = d.kiosks.map((k) => {
       const printer = k.printer
         ? `${k.printer.status}${k.printer.reason ? ": " + k.printer.reason : ""}`
@@ -321,6 +321,12 @@
       const skew = k.skew_ms === null ? "–"
         : Math.abs(k.skew_ms) < 1000 ? `${k.skew_ms} ms`
         : `${(k.skew_ms / 1000).toFixed(1)} s ${k.skew_ms > 0 ? "behind" : "ahead"}`;
+      // The version the kiosk reported running against the store's newest at the CRM.
+      const c = k.config || { running: 0 };
+      const latest = d.store_config_version || 0;
+      const config = [c.running ? `v${c.running}` : "site.toml only",
+        latest > c.running ? ` (v${latest} at the CRM, not applied yet)` : "",
+        c.refused ? `; v${c.refused} refused: ${c.refused_reason || ""}` : ""].join("");
       const problems = k.problems.length
         ? el("ul", { class: "problems" }, k.problems.map((p) => el("li", {}, [p])))
         : "none";
@@ -344,6 +350,7 @@
         el("td", {}, [k.backlog === null ? "–" : String(k.backlog)]),
         el("td", { class: k.printer && k.printer.status !== "ok" ? "printer-bad" : "" }, [printer]),
         el("td", {}, [skew]),
+        el("td", { "data-config": String(c.running) }, [config]),
         el("td", {}, [problems]),
         el("td", {}, [logs]),
       ]);

@@ -130,6 +130,9 @@ pub struct Dashboard {
     pub nps: NpsFigures,
     /// The kiosks and their health now.
     pub kiosks: Vec<KioskStatus>,
+    /// The store's configuration version at the CRM (0: none set).
+    #[serde(default)]
+    pub store_config_version: u64,
 }
 
 /// Tickets issued.
@@ -272,6 +275,20 @@ pub struct KioskStatus {
     pub devices: Vec<DeviceState>,
     /// The kiosk's last warnings and errors (`device_log`), newest first.
     pub logs: Vec<DeviceLogLine>,
+    /// The store configuration it reported running, and a refused one.
+    pub config: KioskConfigState,
+}
+
+/// What a kiosk reported about the store's configuration (`store_config_applied`,
+/// `store_config_refused`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct KioskConfigState {
+    /// The version it runs (0: its `site.toml` alone, or it never reported one).
+    pub running: u64,
+    /// The last version it refused, if newer than the one it runs.
+    pub refused: Option<u64>,
+    /// Why it refused it.
+    pub refused_reason: Option<String>,
 }
 
 /// A device's last reported status (`device_status_changed`).
@@ -510,6 +527,10 @@ pub struct DashboardRows {
     pub campaign_names: HashMap<String, String>,
     /// The kiosks.
     pub kiosks: Vec<KioskRow>,
+    /// What each kiosk reported about the store configuration, by kiosk.
+    pub configs: BTreeMap<String, KioskConfigState>,
+    /// The store's configuration version at the CRM.
+    pub store_config_version: u64,
     /// `(kiosk, device state)`.
     pub devices: Vec<(String, DeviceState)>,
     /// `(kiosk, at_ms, envelope JSON)` of the last device logs, newest first per kiosk.
@@ -730,7 +751,7 @@ pub fn kiosk_health(
 }
 
 /// Builds the dashboard from a backend's rows. `None` when the store does not exist.
-pub fn assemble(query: &DashboardQuery, rows: DashboardRows) -> Option<Dashboard> {
+pub fn assemble(query: &DashboardQuery, mut rows: DashboardRows) -> Option<Dashboard> {
     let store = rows.store?;
     let (tz, timezone, timezone_known) = zone(rows.timezone.as_deref());
     let bucket = if query.now_ms - query.since_ms > HOURLY_UP_TO_MS {
@@ -831,7 +852,19 @@ pub fn assemble(query: &DashboardQuery, rows: DashboardRows) -> Option<Dashboard
             let mut devs = devices.remove(&row.kiosk_id).unwrap_or_default();
             devs.sort_by(|a, b| a.device.cmp(&b.device));
             let raw = logs.remove(&row.kiosk_id).unwrap_or_default();
-            let (health, problems) = kiosk_health(&row, &devs, &raw, query.now_ms);
+            let config = rows.configs.remove(&row.kiosk_id).unwrap_or_default();
+            let (mut health, mut problems) = kiosk_health(&row, &devs, &raw, query.now_ms);
+            if let Some(v) = config.refused {
+                health = health.min(Health::Warning);
+                problems.push(format!(
+                    "refused store configuration v{v}: {}; runs v{}",
+                    config
+                        .refused_reason
+                        .as_deref()
+                        .unwrap_or("no reason given"),
+                    config.running
+                ));
+            }
             let lines = fold_logs(raw, query.shown_logs());
             KioskStatus {
                 printer: devs.iter().find(|d| d.device == "printer").cloned(),
@@ -845,6 +878,7 @@ pub fn assemble(query: &DashboardQuery, rows: DashboardRows) -> Option<Dashboard
                 problems,
                 devices: devs,
                 logs: lines,
+                config,
             }
         })
         .collect();
@@ -874,6 +908,7 @@ pub fn assemble(query: &DashboardQuery, rows: DashboardRows) -> Option<Dashboard
         campaigns,
         nps: nps_figures(&rows.scores),
         kiosks,
+        store_config_version: rows.store_config_version,
     })
 }
 

@@ -155,8 +155,15 @@ pub trait Database: Send + Sync + 'static {
     /// Number of stored events (all kiosks).
     fn event_count(&self) -> BoxFuture<'_, DbResult<u64>>;
 
-    /// The feed of `store_id` after `cursor`.
-    fn feed(&self, store_id: String, cursor: u64, limit: u32) -> BoxFuture<'_, DbResult<FeedPage>>;
+    /// The feed of `store_id` after `cursor`, with the kinds a kiosk of `feed_version` knows
+    /// ([`kiosk_protocol::wire::FEED_VERSION`]).
+    fn feed(
+        &self,
+        store_id: String,
+        cursor: u64,
+        limit: u32,
+        feed_version: u32,
+    ) -> BoxFuture<'_, DbResult<FeedPage>>;
 
     /// A kiosk of `store_id` looks up a card its cache does not know: the registered customer's
     /// profile (`None` for nobody, or a customer who never registered a name). The customer
@@ -172,6 +179,32 @@ pub trait Database: Send + Sync + 'static {
 
     /// All campaigns.
     fn campaigns(&self) -> BoxFuture<'_, DbResult<Vec<Campaign>>>;
+
+    /// Sets a store's configuration: the next version (1 for the first), kept with the earlier
+    /// ones and published to the store's feed in place of the previous version. `NotFound`
+    /// when the store does not exist. The caller checked `parts`
+    /// ([`kiosk_protocol::store_config::StoreConfigParts::check`]).
+    fn set_store_config(
+        &self,
+        store_id: String,
+        parts: kiosk_protocol::store_config::StoreConfigParts,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<kiosk_protocol::store_config::StoreConfig>>;
+
+    /// A store's newest configuration, if one was set.
+    fn store_config(
+        &self,
+        store_id: String,
+    ) -> BoxFuture<'_, DbResult<Option<kiosk_protocol::store_config::StoreConfig>>>;
+
+    /// What each kiosk of a store last reported about its configuration, by kiosk id.
+    fn kiosk_configs(
+        &self,
+        store_id: String,
+    ) -> BoxFuture<
+        '_,
+        DbResult<std::collections::BTreeMap<String, super::dashboard::KioskConfigState>>,
+    >;
 
     /// A customer, for the admin API.
     fn customer(&self, token: CardToken) -> BoxFuture<'_, DbResult<Option<CustomerRecord>>>;

@@ -201,8 +201,11 @@ macro_rules! shared_methods {
             store_id: String,
             cursor: u64,
             limit: u32,
+            feed_version: u32,
         ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<$crate::db::model::FeedPage>> {
-            self.auto(move |e| Box::pin($crate::db::shared::feed(e, store_id, cursor, limit)))
+            self.auto(move |e| {
+                Box::pin($crate::db::shared::feed(e, store_id, cursor, limit, feed_version))
+            })
         }
 
         fn lookup_profile(
@@ -222,6 +225,42 @@ macro_rules! shared_methods {
             now_ms: i64,
         ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
             self.write(move |e| Box::pin($crate::db::shared::upsert_campaign(e, campaign, now_ms)))
+        }
+
+        fn set_store_config(
+            &self,
+            store_id: String,
+            parts: kiosk_protocol::store_config::StoreConfigParts,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<
+            '_,
+            $crate::db::model::DbResult<kiosk_protocol::store_config::StoreConfig>,
+        > {
+            self.write(move |e| {
+                Box::pin($crate::db::shared::set_store_config(e, store_id, parts, now_ms))
+            })
+        }
+
+        fn store_config(
+            &self,
+            store_id: String,
+        ) -> futures::future::BoxFuture<
+            '_,
+            $crate::db::model::DbResult<Option<kiosk_protocol::store_config::StoreConfig>>,
+        > {
+            self.auto(move |e| Box::pin($crate::db::shared::store_config(e, store_id)))
+        }
+
+        fn kiosk_configs(
+            &self,
+            store_id: String,
+        ) -> futures::future::BoxFuture<
+            '_,
+            $crate::db::model::DbResult<
+                std::collections::BTreeMap<String, $crate::db::dashboard::KioskConfigState>,
+            >,
+        > {
+            self.auto(move |e| Box::pin(async move { $crate::db::shared::kiosk_configs(e, &store_id).await }))
         }
 
         fn campaigns(

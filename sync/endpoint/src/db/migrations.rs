@@ -75,6 +75,11 @@ pub const SQLITE: &[Migration] = &[
     },
     Migration {
         version: 10,
+        name: "store_config",
+        sql: include_str!("../../migrations/sqlite/0010_store_config.sql"),
+    },
+    Migration {
+        version: 11,
         name: "releases",
         sql: include_str!("../../migrations/sqlite/0011_releases.sql"),
     },
@@ -129,6 +134,11 @@ pub const POSTGRES: &[Migration] = &[
     },
     Migration {
         version: 10,
+        name: "store_config",
+        sql: include_str!("../../migrations/postgres/0010_store_config.sql"),
+    },
+    Migration {
+        version: 11,
         name: "releases",
         sql: include_str!("../../migrations/postgres/0011_releases.sql"),
     },
@@ -234,6 +244,7 @@ mod tests {
         assert_eq!(pending(Dialect::Postgres, Some(7)).unwrap()[0].version, 8);
         assert_eq!(pending(Dialect::Postgres, Some(8)).unwrap()[0].version, 9);
         assert_eq!(pending(Dialect::Postgres, Some(9)).unwrap()[0].version, 10);
-        assert!(pending(Dialect::Postgres, Some(10)).unwrap().is_empty());
+        assert_eq!(pending(Dialect::Postgres, Some(10)).unwrap()[0].version, 11);
+        assert!(pending(Dialect::Postgres, Some(11)).unwrap().is_empty());
     }
 }

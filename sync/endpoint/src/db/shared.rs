@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use kiosk_protocol::CardToken;
+use kiosk_protocol::store_config::{StoreConfig, StoreConfigParts};
 use kiosk_protocol::wire::{Campaign, FeedItem, Key32, Profile, TenantKey};
 
 use super::dashboard::{
@@ -276,12 +277,21 @@ pub(crate) async fn feed(
     store_id: String,
     cursor: u64,
     limit: u32,
+    feed_version: u32,
 ) -> DbResult<FeedPage> {
+    // A kiosk of feed version 1 fails on a kind it does not know: it never gets a store
+    // configuration (its cursor moves past them with the next item it knows).
     let rows = e
         .query(
             "SELECT seq, item FROM changes WHERE seq > ?1 AND (store_id = ?2 OR store_id IS NULL)
+               AND (kind <> 'store_config' OR CAST(?4 AS BIGINT) >= 2)
              ORDER BY seq LIMIT ?3",
-            args![i64_of(cursor), store_id, i64::from(limit) + 1],
+            args![
+                i64_of(cursor),
+                store_id,
+                i64::from(limit) + 1,
+                i64::from(feed_version)
+            ],
         )
         .await?;
     let mut items = Vec::new();
@@ -1191,6 +1201,10 @@ async fn dashboard_rows(e: &impl Exec, q: &DashboardQuery) -> DbResult<Dashboard
             ))
         })
         .collect::<DbResult<_>>()?;
+    rows.configs = kiosk_configs(e, s).await?;
+    rows.store_config_version = store_config(e, s.to_owned())
+        .await?
+        .map_or(0, |c| c.version);
     for kiosk in &rows.kiosks {
         for r in e
             .query(
@@ -2210,4 +2224,96 @@ pub(crate) async fn presence(
         }
     }
     Ok(super::presence::assemble(s, now_ms, rows))
+}
+
+/// See [`super::database::Database::set_store_config`]; in a transaction. The store must exist.
+pub(crate) async fn set_store_config(
+    e: &impl Exec,
+    store_id: String,
+    parts: StoreConfigParts,
+    now_ms: i64,
+) -> DbResult<StoreConfig> {
+    if store(e, store_id.clone()).await?.is_none() {
+        return Err(DbError::NotFound(format!("store {store_id:?}")));
+    }
+    // Also serialises two replicas numbering the same store's next version.
+    e.lock_changes().await?;
+    let version = store_config(e, store_id.clone())
+        .await?
+        .map_or(1, |c| c.version + 1);
+    let config = StoreConfig { version, parts };
+    let text = serde_json::to_string(&config)?;
+    e.execute(
+        "INSERT INTO store_configs (store_id, version, config, created_ms) VALUES (?1, ?2, ?3, ?4)",
+        args![&store_id, i64_of(version), &text, now_ms],
+    )
+    .await?;
+    e.execute(
+        "DELETE FROM changes WHERE kind = 'store_config' AND item_key = ?1",
+        args![&store_id],
+    )
+    .await?;
+    let item = serde_json::to_string(&FeedItem::StoreConfig(config.clone()))?;
+    e.execute(
+        "INSERT INTO changes (store_id, kind, item_key, item) VALUES (?1, 'store_config', ?1, ?2)",
+        args![&store_id, &item],
+    )
+    .await?;
+    Ok(config)
+}
+
+/// See [`super::database::Database::store_config`].
+pub(crate) async fn store_config(e: &impl Exec, store_id: String) -> DbResult<Option<StoreConfig>> {
+    let Some(r) = e
+        .query_opt(
+            "SELECT config FROM store_configs WHERE store_id = ?1 ORDER BY version DESC LIMIT 1",
+            args![&store_id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let text: String = r.get(0)?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| DbError::Corrupt(format!("store config of {store_id:?}: {e}")))
+}
+
+/// What each kiosk of `store_id` last reported about the store configuration.
+pub(crate) async fn kiosk_configs(
+    e: &impl Exec,
+    store_id: &str,
+) -> DbResult<BTreeMap<String, super::dashboard::KioskConfigState>> {
+    use kiosk_protocol::events::{Envelope, Event};
+    let mut out: BTreeMap<String, super::dashboard::KioskConfigState> = BTreeMap::new();
+    for r in e
+        .query(
+            "SELECT kiosk_id, envelope FROM events WHERE store_id = ?1
+               AND type IN ('store_config_applied', 'store_config_refused')
+             ORDER BY kiosk_id, seq",
+            args![store_id],
+        )
+        .await?
+    {
+        let kiosk: String = r.get(0)?;
+        let text: String = r.get(1)?;
+        let env: Envelope = serde_json::from_str(&text)
+            .map_err(|e| DbError::Corrupt(format!("store_config event envelope: {e}")))?;
+        let state = out.entry(kiosk).or_default();
+        match env.event {
+            Event::StoreConfigApplied(a) => state.running = a.version,
+            Event::StoreConfigRefused(r) => {
+                state.refused = Some(r.version);
+                state.refused_reason = Some(r.reason);
+            }
+            _ => {}
+        }
+    }
+    for state in out.values_mut() {
+        if state.refused.is_some_and(|v| v <= state.running) {
+            state.refused = None;
+            state.refused_reason = None;
+        }
+    }
+    Ok(out)
 }
