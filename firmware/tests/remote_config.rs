@@ -33,6 +33,7 @@ impl Harness {
             data_dir: dir.to_owned(),
             port: 0,
             kiosks,
+            browse_point: false,
         })
         .await
         .expect("demo starts");

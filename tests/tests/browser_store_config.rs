@@ -35,6 +35,7 @@ async fn the_kiosk_screen_offers_the_services_set_at_the_crm_after_the_change() 
         data_dir: dir.path().to_owned(),
         port: 0,
         kiosks: 1,
+        browse_point: false,
     })
     .await
     .expect("the demo starts");
