@@ -24,7 +24,8 @@ use crate::db::DbError;
 use crate::db::releases::{CHUNK_BYTES, NewRelease, ReleaseAsk, ReleaseSummary, Rollout};
 use crate::http::auth::SignedKiosk;
 use crate::http::doc::{
-    ADMIN_ERRORS, KIOSK_ERRORS, Security, op, path_param, query_param, raw_op, with_params,
+    ADMIN_ERRORS, KIOSK_ERRORS, Security, op, path_param, query_param, raw_op, schema_ref,
+    with_params,
 };
 use crate::http::{Admin, ApiError, AppState, Route, Verb, header_str, json_body, now_ms};
 
@@ -48,14 +49,26 @@ pub fn routes() -> Vec<Route> {
             "/v1/admin/releases/{version}/{arch}",
             put_release,
             with_params(
-                op(
+                binary_body(op(
                     "upload a signed release: the .deb as the body, its signature (base64, `crm-endpoint release-sign`) in x-release-signature",
                     Security::Admin,
                     None,
                     ("200", "stored (or already stored)", Some("SignedRelease")),
                     &["400", "403", "409", "413", "503"],
-                ),
-                version_arch(),
+                )),
+                {
+                    let mut p = version_arch();
+                    if let Some(list) = p.as_array_mut() {
+                        list.push(json!({
+                            "name": SIGNATURE_HEADER,
+                            "in": "header",
+                            "required": true,
+                            "description": "the release's ed25519 signature, base64 (64 bytes)",
+                            "schema": { "type": "string", "pattern": "^[A-Za-z0-9+/]{85}[AQgw]==$" }
+                        }));
+                    }
+                    p
+                },
             ),
         )
         .map(|h| {
@@ -119,8 +132,8 @@ pub fn routes() -> Vec<Route> {
                 ),
                 json!([
                     path_param("kiosk_id", "Ident"),
-                    query_param("arch", true, json!({ "type": "string" }), "the kiosk's package architecture"),
-                    query_param("version", true, json!({ "type": "string" }), "the version it runs")
+                    query_param("arch", true, schema_ref("ReleaseArch"), "the kiosk's package architecture"),
+                    query_param("version", true, schema_ref("ReleaseVersion"), "the version it runs")
                 ]),
             ),
         ),
@@ -151,6 +164,17 @@ pub fn routes() -> Vec<Route> {
             ),
         ),
     ]
+}
+
+/// The upload's body: the package bytes.
+fn binary_body(mut op: serde_json::Value) -> serde_json::Value {
+    op["requestBody"] = json!({
+        "required": true,
+        "content": { "application/octet-stream": {
+            "schema": { "type": "string", "format": "binary", "minLength": 1 }
+        } }
+    });
+    op
 }
 
 /// The schemas these routes name.
