@@ -400,23 +400,19 @@ async fn get_piece(
         return Err(ApiError::not_found(format!("release {version} ({arch})")));
     };
     let size = meta.manifest.size;
-    if q.offset >= size {
-        return Err(ApiError::malformed(format!(
-            "offset {} is at or past the package's {size} bytes",
-            q.offset
-        )));
-    }
-    let end = size.min(q.offset.saturating_add(q.length));
+    // At or past the end: nothing left (as a read at end of file), never an error.
+    let offset = q.offset.min(size);
+    let end = size.min(offset.saturating_add(q.length));
     let chunk = CHUNK_BYTES as u64;
-    let mut out = Vec::with_capacity(usize::try_from(end - q.offset).unwrap_or(0));
-    let mut idx = q.offset / chunk;
+    let mut out = Vec::with_capacity(usize::try_from(end - offset).unwrap_or(0));
+    let mut idx = offset / chunk;
     while idx * chunk < end {
         let data = st
             .db
             .release_chunk(version.clone(), arch.clone(), idx)
             .await?
             .ok_or_else(|| DbError::Corrupt(format!("release {version} misses chunk {idx}")))?;
-        let start = q.offset.saturating_sub(idx * chunk);
+        let start = offset.saturating_sub(idx * chunk);
         let stop = (end - idx * chunk).min(data.len() as u64);
         let (start, stop) = (
             usize::try_from(start).unwrap_or(0),
