@@ -7,7 +7,7 @@
 //! leaves the release manager's machine. The CRM stores and hands out releases but cannot make
 //! one: a compromised CRM can at most withhold or replay a genuinely signed release.
 //!
-//! Data flow: release manager (`crm-endpoint release sign`) → CRM (`PUT /v1/admin/releases/…`,
+//! Data flow: release manager (`crm-endpoint release-sign`) → CRM (`PUT /v1/admin/releases/…`,
 //! rollout) → feed ([`crate::wire::ReleaseAssignment`]) → kiosk download → privileged helper
 //! (`kiosk update apply`, which verifies again, as root, on its own copy) → dpkg.
 
@@ -66,7 +66,7 @@ pub enum ReleaseError {
     BadKey(String),
     /// No signature, or not one at all.
     #[error(
-        "release {version} ({arch}) is not signed: {why}; sign it with `crm-endpoint release sign`"
+        "release {version} ({arch}) is not signed: {why}; sign it with `crm-endpoint release-sign`"
     )]
     Unsigned {
         /// The release.
@@ -412,7 +412,7 @@ mod tests {
         sig.signature = String::new();
         let err = sig.verify_signature(&key.public()).unwrap_err();
         assert!(err.to_string().contains("is not signed"), "{err}");
-        assert!(err.to_string().contains("release sign"), "{err}");
+        assert!(err.to_string().contains("release-sign"), "{err}");
     }
 
     #[test]

@@ -24,7 +24,8 @@ use crate::db::DbError;
 use crate::db::releases::{CHUNK_BYTES, NewRelease, ReleaseAsk, ReleaseSummary, Rollout};
 use crate::http::auth::SignedKiosk;
 use crate::http::doc::{
-    ADMIN_ERRORS, KIOSK_ERRORS, Security, op, path_param, query_param, raw_op, with_params,
+    ADMIN_ERRORS, KIOSK_ERRORS, Security, op, path_param, query_param, raw_op, schema_ref,
+    with_params,
 };
 use crate::http::{Admin, ApiError, AppState, Route, Verb, header_str, json_body, now_ms};
 
@@ -48,14 +49,26 @@ pub fn routes() -> Vec<Route> {
             "/v1/admin/releases/{version}/{arch}",
             put_release,
             with_params(
-                op(
+                binary_body(op(
                     "upload a signed release: the .deb as the body, its signature (base64, `crm-endpoint release-sign`) in x-release-signature",
                     Security::Admin,
                     None,
                     ("200", "stored (or already stored)", Some("SignedRelease")),
                     &["400", "403", "409", "413", "503"],
-                ),
-                version_arch(),
+                )),
+                {
+                    let mut p = version_arch();
+                    if let Some(list) = p.as_array_mut() {
+                        list.push(json!({
+                            "name": SIGNATURE_HEADER,
+                            "in": "header",
+                            "required": true,
+                            "description": "the release's ed25519 signature, base64 (64 bytes)",
+                            "schema": { "type": "string", "pattern": "^[A-Za-z0-9+/]{85}[AQgw]==$" }
+                        }));
+                    }
+                    p
+                },
             ),
         )
         .map(|h| {
@@ -119,8 +132,8 @@ pub fn routes() -> Vec<Route> {
                 ),
                 json!([
                     path_param("kiosk_id", "Ident"),
-                    query_param("arch", true, json!({ "type": "string" }), "the kiosk's package architecture"),
-                    query_param("version", true, json!({ "type": "string" }), "the version it runs")
+                    query_param("arch", true, schema_ref("ReleaseArch"), "the kiosk's package architecture"),
+                    query_param("version", true, schema_ref("ReleaseVersion"), "the version it runs")
                 ]),
             ),
         ),
@@ -151,6 +164,17 @@ pub fn routes() -> Vec<Route> {
             ),
         ),
     ]
+}
+
+/// The upload's body: the package bytes.
+fn binary_body(mut op: serde_json::Value) -> serde_json::Value {
+    op["requestBody"] = json!({
+        "required": true,
+        "content": { "application/octet-stream": {
+            "schema": { "type": "string", "format": "binary", "minLength": 1 }
+        } }
+    });
+    op
 }
 
 /// The schemas these routes name.
@@ -376,23 +400,19 @@ async fn get_piece(
         return Err(ApiError::not_found(format!("release {version} ({arch})")));
     };
     let size = meta.manifest.size;
-    if q.offset >= size {
-        return Err(ApiError::malformed(format!(
-            "offset {} is at or past the package's {size} bytes",
-            q.offset
-        )));
-    }
-    let end = size.min(q.offset.saturating_add(q.length));
+    // At or past the end: nothing left (as a read at end of file), never an error.
+    let offset = q.offset.min(size);
+    let end = size.min(offset.saturating_add(q.length));
     let chunk = CHUNK_BYTES as u64;
-    let mut out = Vec::with_capacity(usize::try_from(end - q.offset).unwrap_or(0));
-    let mut idx = q.offset / chunk;
+    let mut out = Vec::with_capacity(usize::try_from(end - offset).unwrap_or(0));
+    let mut idx = offset / chunk;
     while idx * chunk < end {
         let data = st
             .db
             .release_chunk(version.clone(), arch.clone(), idx)
             .await?
             .ok_or_else(|| DbError::Corrupt(format!("release {version} misses chunk {idx}")))?;
-        let start = q.offset.saturating_sub(idx * chunk);
+        let start = offset.saturating_sub(idx * chunk);
         let stop = (end - idx * chunk).min(data.len() as u64);
         let (start, stop) = (
             usize::try_from(start).unwrap_or(0),
