@@ -627,8 +627,10 @@ mod tests {
         assert_eq!(t.check(), Ok(()));
         t.printer_minutes = 0;
         assert!(t.check().unwrap_err().contains("printer"));
-        let mut t = Thresholds::default();
-        t.skew_seconds = 100_000;
+        let t = Thresholds {
+            skew_seconds: 100_000,
+            ..Thresholds::default()
+        };
         assert!(t.check().unwrap_err().contains("skew"));
         let mut t = Thresholds::default();
         t.store_wait_minutes.insert("Bad Store".into(), 10);

@@ -1218,8 +1218,7 @@ pub(crate) async fn window_rows(
     since: i64,
     now: i64,
 ) -> DbResult<WindowRows> {
-    let mut w = WindowRows::default();
-    w.tickets = e
+    let tickets = e
         .query(
             "SELECT issued_ms / ?5, COALESCE(service, '?'), identified, COUNT(*) FROM turns
              WHERE store_id = ?1 AND issued_ms >= ?3 AND issued_ms <= ?4
@@ -1238,7 +1237,7 @@ pub(crate) async fn window_rows(
             })
         })
         .collect::<DbResult<_>>()?;
-    w.timings = e
+    let timings = e
         .query(
             "SELECT COALESCE(service, '?'), called_ms - issued_ms, served_ms - called_ms FROM turns
              WHERE store_id = ?1 AND issued_ms >= ?3 AND issued_ms <= ?4
@@ -1269,7 +1268,7 @@ pub(crate) async fn window_rows(
             .map(|r| Ok((r.get(0)?, r.get(1)?)))
             .collect()
     };
-    w.identified_by = by_payload("by", "customer_identified")
+    let identified_by = by_payload("by", "customer_identified")
         .await?
         .into_iter()
         .filter_map(|(by, n)| Some((by?, n)))
@@ -1284,7 +1283,7 @@ pub(crate) async fn window_rows(
         e.dialect().envelope_field("payload.score"),
         first_answer_only(e.dialect())
     );
-    w.scores = e
+    let scores = e
         .query(&score_sql, args![s, k, since, now])
         .await?
         .iter()
@@ -1293,7 +1292,7 @@ pub(crate) async fn window_rows(
         .into_iter()
         .filter_map(|(score, n)| Some((score?.parse().ok()?, n)))
         .collect();
-    w.campaigns = e
+    let campaigns = e
         .query(
             "SELECT f.campaign_id, f.variant,
                CAST(SUM(CASE WHEN f.kind = 'shown' THEN 1 ELSE 0 END) AS BIGINT),
@@ -1309,7 +1308,13 @@ pub(crate) async fn window_rows(
         .iter()
         .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .collect::<DbResult<_>>()?;
-    Ok(w)
+    Ok(WindowRows {
+        tickets,
+        timings,
+        identified_by,
+        scores,
+        campaigns,
+    })
 }
 
 /// How far back the first open of a database with the live queue's tables (schema version 2)

@@ -128,7 +128,7 @@ pub fn parse_retention(s: &str) -> Result<Option<u32>, String> {
     let n: u32 = num.parse().map_err(|_| {
         format!("{s:?} is not a retention: write days (395), years (7y) or forever")
     })?;
-    let days = n.checked_mul(per).unwrap_or(u32::MAX);
+    let days = n.saturating_mul(per);
     if days == 0 || days > MAX_RETENTION_DAYS {
         return Err(format!(
             "retention {s:?} is out of range: 1 day to {MAX_RETENTION_DAYS} days (or forever)"
