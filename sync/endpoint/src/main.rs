@@ -159,7 +159,7 @@ async fn main() -> Result<()> {
             println!("{code}");
         }
         Cmd::Retention { command } => retention(command).await?,
-        Cmd::Alerts { command } => crm_endpoint::alerts::cli::run(command).await?,
+        Cmd::Alerts { command } => crm_endpoint::alerts_cli::run(command).await?,
         Cmd::AdminToken => {
             use base64::Engine as _;
             let bytes: [u8; 32] = rand::random();

@@ -12,8 +12,6 @@
 //!
 //! Alerts carry kiosk and store ids and device reasons, never personal data.
 
-pub mod cli;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
