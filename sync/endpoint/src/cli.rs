@@ -147,7 +147,7 @@ pub enum Cmd {
     Alerts {
         /// Which.
         #[command(subcommand)]
-        command: crate::alerts::cli::AlertCmd,
+        command: crate::alerts_cli::AlertCmd,
     },
     /// Store administration.
     Stores {

@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod alerts;
+pub mod alerts_cli;
 pub mod api;
 pub mod campaigns;
 pub mod cli;

@@ -173,7 +173,7 @@ async fn main() -> Result<()> {
             println!("{code}");
         }
         Cmd::Retention { command } => retention(command).await?,
-        Cmd::Alerts { command } => crm_endpoint::alerts::cli::run(command).await?,
+        Cmd::Alerts { command } => crm_endpoint::alerts_cli::run(command).await?,
         Cmd::ReleaseKeygen { out } => {
             use std::io::Write as _;
             use std::os::unix::fs::OpenOptionsExt as _;

@@ -73,19 +73,34 @@ fn visit(age: i64, service: &str, wait: i64, score: u8, n: u32) -> Vec<(i64, Val
         .date()
         .to_string();
     vec![
-        (age, json!({ "type": "customer_identified", "payload": {
+        (
+            age,
+            json!({ "type": "customer_identified", "payload": {
             "card_token": null, "by": if n % 2 == 0 { "card" } else { "app_qr" },
-            "source": "crm", "segment": null } })),
-        (age, json!({ "type": "ticket_issued", "payload": {
+            "source": "crm", "segment": null } }),
+        ),
+        (
+            age,
+            json!({ "type": "ticket_issued", "payload": {
             "turn_id": turn, "turn": label, "service": service, "number": n, "business_day": day,
             "priority": false, "position": 0, "estimated_wait_s": 0, "card_token": null,
-            "locale": "es", "campaign_id": null, "out_of_sequence": false } })),
-        (age - wait * MIN, json!({ "type": "turn_called", "payload": {
-            "turn_id": turn, "turn": label, "counter": "1", "recall": false, "waited_s": 0 } })),
-        (age - (wait + 4) * MIN, json!({ "type": "turn_served", "payload": {
-            "turn_id": turn, "counter": "1", "service_s": 240 } })),
-        (age - (wait + 5) * MIN, json!({ "type": "survey_answered", "payload": {
-            "turn_id": turn, "score": score, "reason": null, "card_token": null } })),
+            "locale": "es", "campaign_id": null, "out_of_sequence": false } }),
+        ),
+        (
+            age - wait * MIN,
+            json!({ "type": "turn_called", "payload": {
+            "turn_id": turn, "turn": label, "counter": "1", "recall": false, "waited_s": 0 } }),
+        ),
+        (
+            age - (wait + 4) * MIN,
+            json!({ "type": "turn_served", "payload": {
+            "turn_id": turn, "counter": "1", "service_s": 240 } }),
+        ),
+        (
+            age - (wait + 5) * MIN,
+            json!({ "type": "survey_answered", "payload": {
+            "turn_id": turn, "score": score, "reason": null, "card_token": null } }),
+        ),
     ]
 }
 
@@ -98,7 +113,13 @@ async fn a_month_of_figures_reads_the_same_from_daily_roll_ups(backend: Backend)
         for i in 0..count {
             n += 1;
             let service = if i % 2 == 0 { "A" } else { "B" };
-            events.extend(visit(days * DAY + 3 * 3_600_000, service, 2 + i, 6 + (n % 5) as u8, n));
+            events.extend(visit(
+                days * DAY + 3 * 3_600_000,
+                service,
+                2 + i,
+                6 + (n % 5) as u8,
+                n,
+            ));
         }
     }
     post(&h, &k, events).await;

@@ -12,8 +12,6 @@
 //!
 //! Alerts carry kiosk and store ids and device reasons, never personal data.
 
-pub mod cli;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -627,8 +625,10 @@ mod tests {
         assert_eq!(t.check(), Ok(()));
         t.printer_minutes = 0;
         assert!(t.check().unwrap_err().contains("printer"));
-        let mut t = Thresholds::default();
-        t.skew_seconds = 100_000;
+        let t = Thresholds {
+            skew_seconds: 100_000,
+            ..Thresholds::default()
+        };
         assert!(t.check().unwrap_err().contains("skew"));
         let mut t = Thresholds::default();
         t.store_wait_minutes.insert("Bad Store".into(), 10);

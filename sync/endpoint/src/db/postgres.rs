@@ -790,9 +790,9 @@ impl Database for PgDb {
         self.with(move |c| {
             Box::pin(async move {
                 let mut report = crate::db::storage::StorageReport::default();
-                crate::db::storage::pg::create_ahead(c, now_ms, &mut report).await?;
+                crate::db::storage::pg_create_ahead(c, now_ms, &mut report).await?;
                 if let Some(cutoff) = cutoff_ms {
-                    crate::db::storage::pg::drop_before(c, cutoff, &mut report).await?;
+                    crate::db::storage::pg_drop_before(c, cutoff, &mut report).await?;
                 }
                 Ok(report)
             })
@@ -822,7 +822,7 @@ impl Database for PgDb {
     fn event_partitions(&self) -> BoxFuture<'_, DbResult<Vec<String>>> {
         self.with(|c| {
             Box::pin(async move {
-                Ok(crate::db::storage::pg::partitions(c)
+                Ok(crate::db::storage::pg_partitions(c)
                     .await?
                     .into_iter()
                     .map(crate::db::storage::Month::partition)

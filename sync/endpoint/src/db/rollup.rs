@@ -11,9 +11,10 @@
 //! when that changes they are made again.
 
 use super::dashboard::{DashboardQuery, WindowRows, next_day_start_ms, start_of_day_ms};
+use super::dashboard::{QUARTER_MS, TicketCount, TurnTiming};
+use super::dialect::Dialect;
 use super::exec::{Exec, args};
 use super::model::DbResult;
-use super::shared::window_rows;
 
 /// A day is rolled up once it ended this long ago (turns called after midnight belong to the
 /// day of their issue).
@@ -81,7 +82,10 @@ pub(crate) async fn window_with_rollups(
 /// moves those stores' marks back to the earliest such day; returns the stores.
 pub(crate) async fn reopen_late_days(e: &impl Exec, now_ms: i64) -> DbResult<Vec<String>> {
     let checked: i64 = match e
-        .query_opt("SELECT value FROM settings WHERE key = ?1", args![CHECKED_KEY])
+        .query_opt(
+            "SELECT value FROM settings WHERE key = ?1",
+            args![CHECKED_KEY],
+        )
         .await?
     {
         Some(r) => r.get::<String>(0)?.parse().unwrap_or(0),
@@ -98,7 +102,8 @@ pub(crate) async fn reopen_late_days(e: &impl Exec, now_ms: i64) -> DbResult<Vec
         )
         .await?
     {
-        let (store, earliest, tz): (String, i64, Option<String>) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let (store, earliest, tz): (String, i64, Option<String>) =
+            (r.get(0)?, r.get(1)?, r.get(2)?);
         e.execute(
             "UPDATE rollup_marks SET rolled_until_ms = ?2 WHERE store_id = ?1",
             args![&store, start_of_day_ms(tz.as_deref(), earliest)],
@@ -132,8 +137,11 @@ pub(crate) async fn roll_up_store(e: &impl Exec, store: String, now_ms: i64) -> 
         other => {
             if other.is_some() {
                 // Made in another time zone: their days are not this zone's days.
-                e.execute("DELETE FROM daily_figures WHERE store_id = ?1", args![&store])
-                    .await?;
+                e.execute(
+                    "DELETE FROM daily_figures WHERE store_id = ?1",
+                    args![&store],
+                )
+                .await?;
             }
             let earliest: Option<i64> = e
                 .query_one(
@@ -150,7 +158,10 @@ pub(crate) async fn roll_up_store(e: &impl Exec, store: String, now_ms: i64) -> 
     };
     let end = start_of_day_ms(tz, now_ms - ROLLUP_GRACE_MS);
     let kiosks: Vec<String> = e
-        .query("SELECT id FROM kiosks WHERE store_id = ?1 ORDER BY id", args![&store])
+        .query(
+            "SELECT id FROM kiosks WHERE store_id = ?1 ORDER BY id",
+            args![&store],
+        )
         .await?
         .iter()
         .map(|r| r.get(0))
@@ -191,6 +202,126 @@ pub(crate) async fn roll_up_store(e: &impl Exec, store: String, now_ms: i64) -> 
 
 /// Deletes the roll-ups of days before `cutoff_ms` (the aggregates retention).
 pub(crate) async fn delete_before(e: &impl Exec, cutoff_ms: i64) -> DbResult<u64> {
-    e.execute("DELETE FROM daily_figures WHERE day_ms < ?1", args![cutoff_ms])
-        .await
+    e.execute(
+        "DELETE FROM daily_figures WHERE day_ms < ?1",
+        args![cutoff_ms],
+    )
+    .await
+}
+
+/// SQL condition on a `survey_answered` row `e`: it is its turn's kept answer, or has no turn.
+pub(crate) fn first_answer_only(d: Dialect) -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM survey_answers a WHERE a.turn_id = {} AND a.event_id <> e.id)",
+        d.envelope_field("payload.turn_id")
+    )
+}
+
+/// The figures of store `s` (or its kiosk `k`) from `since` to `now` inclusive, from the raw rows
+/// (`turns`, `events`). `CAST(?2 AS TEXT) IS NULL` is the optional kiosk filter (PostgreSQL
+/// cannot type a bare `$2 IS NULL`).
+pub(crate) async fn window_rows(
+    e: &impl Exec,
+    s: &str,
+    k: Option<&str>,
+    since: i64,
+    now: i64,
+) -> DbResult<WindowRows> {
+    let tickets = e
+        .query(
+            "SELECT issued_ms / ?5, COALESCE(service, '?'), identified, COUNT(*) FROM turns
+             WHERE store_id = ?1 AND issued_ms >= ?3 AND issued_ms <= ?4
+               AND (CAST(?2 AS TEXT) IS NULL OR kiosk_id = ?2)
+             GROUP BY 1, 2, 3",
+            args![s, k, since, now, QUARTER_MS],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(TicketCount {
+                quarter: r.get(0)?,
+                service: r.get(1)?,
+                identified: r.get(2)?,
+                count: r.get(3)?,
+            })
+        })
+        .collect::<DbResult<_>>()?;
+    let timings = e
+        .query(
+            "SELECT COALESCE(service, '?'), called_ms - issued_ms, served_ms - called_ms FROM turns
+             WHERE store_id = ?1 AND issued_ms >= ?3 AND issued_ms <= ?4
+               AND (CAST(?2 AS TEXT) IS NULL OR kiosk_id = ?2) AND called_ms IS NOT NULL",
+            args![s, k, since, now],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(TurnTiming {
+                service: r.get(0)?,
+                wait_ms: r.get(1)?,
+                service_ms: r.get(2)?,
+            })
+        })
+        .collect::<DbResult<_>>()?;
+    let by_payload = async |field: &str, kind: &str| -> DbResult<Vec<(Option<String>, i64)>> {
+        let sql = format!(
+            "SELECT {}, COUNT(*) FROM events
+             WHERE store_id = ?1 AND type = '{kind}' AND corrected_ms >= ?3 AND corrected_ms <= ?4
+               AND (CAST(?2 AS TEXT) IS NULL OR kiosk_id = ?2)
+             GROUP BY 1",
+            e.dialect().envelope_field(&format!("payload.{field}"))
+        );
+        e.query(&sql, args![s, k, since, now])
+            .await?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .collect()
+    };
+    let identified_by = by_payload("by", "customer_identified")
+        .await?
+        .into_iter()
+        .filter_map(|(by, n)| Some((by?, n)))
+        .collect();
+    // Each turn's first answer only (docs/DESIGN.md invariant 17): answers stored before the
+    // endpoint refused second ones are left out here.
+    let score_sql = format!(
+        "SELECT {}, COUNT(*) FROM events e
+         WHERE store_id = ?1 AND type = 'survey_answered' AND corrected_ms >= ?3
+           AND corrected_ms <= ?4 AND (CAST(?2 AS TEXT) IS NULL OR kiosk_id = ?2) AND {}
+         GROUP BY 1",
+        e.dialect().envelope_field("payload.score"),
+        first_answer_only(e.dialect())
+    );
+    let scores = e
+        .query(&score_sql, args![s, k, since, now])
+        .await?
+        .iter()
+        .map(|r| Ok((r.get::<Option<String>>(0)?, r.get::<i64>(1)?)))
+        .collect::<DbResult<Vec<_>>>()?
+        .into_iter()
+        .filter_map(|(score, n)| Some((score?.parse().ok()?, n)))
+        .collect();
+    let campaigns = e
+        .query(
+            "SELECT f.campaign_id, f.variant,
+               CAST(SUM(CASE WHEN f.kind = 'shown' THEN 1 ELSE 0 END) AS BIGINT),
+               CAST(SUM(CASE WHEN f.kind = 'redeemed' THEN 1 ELSE 0 END) AS BIGINT)
+             FROM events e JOIN campaign_facts f ON f.event_id = e.id
+             WHERE e.store_id = ?1 AND e.type IN ('campaign_shown', 'coupon_redeemed')
+               AND e.corrected_ms >= ?3 AND e.corrected_ms <= ?4
+               AND (CAST(?2 AS TEXT) IS NULL OR e.kiosk_id = ?2)
+             GROUP BY 1, 2 ORDER BY 1, 2",
+            args![s, k, since, now],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .collect::<DbResult<_>>()?;
+    Ok(WindowRows {
+        tickets,
+        timings,
+        identified_by,
+        scores,
+        campaigns,
+    })
 }

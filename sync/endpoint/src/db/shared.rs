@@ -14,9 +14,7 @@ use kiosk_protocol::store_config::{StoreConfig, StoreConfigParts};
 use kiosk_protocol::wire::{Campaign, FeedItem, Key32, Profile, TenantKey};
 
 use super::dashboard::{
-    Dashboard, DashboardQuery, DashboardRows, DeviceState, KioskRow, QUARTER_MS, StoreSummary,
-    WindowRows,
-    TicketCount, TurnTiming, assemble,
+    Dashboard, DashboardQuery, DashboardRows, DeviceState, KioskRow, StoreSummary, assemble,
 };
 use super::dialect::Dialect;
 use super::exec::{Exec, Row, Value, args};
@@ -30,6 +28,7 @@ use super::queue::{
     self, COUNTER_OPEN_AFTER_CALL_MS, ConflictRecord, LiveQueue, LiveQueueQuery, LiveRows,
     MAX_CONFLICTS_LISTED, StepRow, TurnState, TurnStatus,
 };
+use super::rollup::{first_answer_only, window_rows};
 
 pub(crate) fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -654,14 +653,6 @@ pub(crate) async fn survey_status(
     })
 }
 
-/// SQL condition on a `survey_answered` row `e`: it is its turn's kept answer, or has no turn.
-fn first_answer_only(d: Dialect) -> String {
-    format!(
-        "NOT EXISTS (SELECT 1 FROM survey_answers a WHERE a.turn_id = {} AND a.event_id <> e.id)",
-        d.envelope_field("payload.turn_id")
-    )
-}
-
 /// Whether an event may be stored (called before it is): a survey answer only if it is the first
 /// for its turn (docs/DESIGN.md invariant 17; the `survey_answers` primary key decides, also
 /// between two batches in flight). A refused event is acknowledged to its kiosk as a duplicate
@@ -1220,110 +1211,6 @@ async fn dashboard_rows(e: &impl Exec, q: &DashboardQuery) -> DbResult<Dashboard
         }
     }
     Ok(rows)
-}
-
-/// The figures of store `s` (or its kiosk `k`) from `since` to `now` inclusive, from the raw rows
-/// (`turns`, `events`). `CAST(?2 AS TEXT) IS NULL` is the optional kiosk filter (PostgreSQL
-/// cannot type a bare `$2 IS NULL`).
-pub(crate) async fn window_rows(
-    e: &impl Exec,
-    s: &str,
-    k: Option<&str>,
-    since: i64,
-    now: i64,
-) -> DbResult<WindowRows> {
-    let mut w = WindowRows::default();
-    w.tickets = e
-        .query(
-            "SELECT issued_ms / ?5, COALESCE(service, '?'), identified, COUNT(*) FROM turns
-             WHERE store_id = ?1 AND issued_ms >= ?3 AND issued_ms <= ?4
-               AND (CAST(?2 AS TEXT) IS NULL OR kiosk_id = ?2)
-             GROUP BY 1, 2, 3",
-            args![s, k, since, now, QUARTER_MS],
-        )
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(TicketCount {
-                quarter: r.get(0)?,
-                service: r.get(1)?,
-                identified: r.get(2)?,
-                count: r.get(3)?,
-            })
-        })
-        .collect::<DbResult<_>>()?;
-    w.timings = e
-        .query(
-            "SELECT COALESCE(service, '?'), called_ms - issued_ms, served_ms - called_ms FROM turns
-             WHERE store_id = ?1 AND issued_ms >= ?3 AND issued_ms <= ?4
-               AND (CAST(?2 AS TEXT) IS NULL OR kiosk_id = ?2) AND called_ms IS NOT NULL",
-            args![s, k, since, now],
-        )
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(TurnTiming {
-                service: r.get(0)?,
-                wait_ms: r.get(1)?,
-                service_ms: r.get(2)?,
-            })
-        })
-        .collect::<DbResult<_>>()?;
-    let by_payload = async |field: &str, kind: &str| -> DbResult<Vec<(Option<String>, i64)>> {
-        let sql = format!(
-            "SELECT {}, COUNT(*) FROM events
-             WHERE store_id = ?1 AND type = '{kind}' AND corrected_ms >= ?3 AND corrected_ms <= ?4
-               AND (CAST(?2 AS TEXT) IS NULL OR kiosk_id = ?2)
-             GROUP BY 1",
-            e.dialect().envelope_field(&format!("payload.{field}"))
-        );
-        e.query(&sql, args![s, k, since, now])
-            .await?
-            .iter()
-            .map(|r| Ok((r.get(0)?, r.get(1)?)))
-            .collect()
-    };
-    w.identified_by = by_payload("by", "customer_identified")
-        .await?
-        .into_iter()
-        .filter_map(|(by, n)| Some((by?, n)))
-        .collect();
-    // Each turn's first answer only (docs/DESIGN.md invariant 17): answers stored before the
-    // endpoint refused second ones are left out here.
-    let score_sql = format!(
-        "SELECT {}, COUNT(*) FROM events e
-         WHERE store_id = ?1 AND type = 'survey_answered' AND corrected_ms >= ?3
-           AND corrected_ms <= ?4 AND (CAST(?2 AS TEXT) IS NULL OR kiosk_id = ?2) AND {}
-         GROUP BY 1",
-        e.dialect().envelope_field("payload.score"),
-        first_answer_only(e.dialect())
-    );
-    w.scores = e
-        .query(&score_sql, args![s, k, since, now])
-        .await?
-        .iter()
-        .map(|r| Ok((r.get::<Option<String>>(0)?, r.get::<i64>(1)?)))
-        .collect::<DbResult<Vec<_>>>()?
-        .into_iter()
-        .filter_map(|(score, n)| Some((score?.parse().ok()?, n)))
-        .collect();
-    w.campaigns = e
-        .query(
-            "SELECT f.campaign_id, f.variant,
-               CAST(SUM(CASE WHEN f.kind = 'shown' THEN 1 ELSE 0 END) AS BIGINT),
-               CAST(SUM(CASE WHEN f.kind = 'redeemed' THEN 1 ELSE 0 END) AS BIGINT)
-             FROM events e JOIN campaign_facts f ON f.event_id = e.id
-             WHERE e.store_id = ?1 AND e.type IN ('campaign_shown', 'coupon_redeemed')
-               AND e.corrected_ms >= ?3 AND e.corrected_ms <= ?4
-               AND (CAST(?2 AS TEXT) IS NULL OR e.kiosk_id = ?2)
-             GROUP BY 1, 2 ORDER BY 1, 2",
-            args![s, k, since, now],
-        )
-        .await?
-        .iter()
-        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .collect::<DbResult<_>>()?;
-    Ok(w)
 }
 
 /// How far back the first open of a database with the live queue's tables (schema version 2)

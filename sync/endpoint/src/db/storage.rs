@@ -128,7 +128,7 @@ pub fn parse_retention(s: &str) -> Result<Option<u32>, String> {
     let n: u32 = num.parse().map_err(|_| {
         format!("{s:?} is not a retention: write days (395), years (7y) or forever")
     })?;
-    let days = n.checked_mul(per).unwrap_or(u32::MAX);
+    let days = n.saturating_mul(per);
     if days == 0 || days > MAX_RETENTION_DAYS {
         return Err(format!(
             "retention {s:?} is out of range: 1 day to {MAX_RETENTION_DAYS} days (or forever)"
@@ -223,7 +223,10 @@ pub(crate) async fn customers_past(e: &impl Exec, cutoff_ms: i64) -> DbResult<Ve
 }
 
 /// Deletes the per-turn figures and daily roll-ups before `cutoff_ms`: (turns, roll-ups).
-pub(crate) async fn delete_aggregates_before(e: &impl Exec, cutoff_ms: i64) -> DbResult<(u64, u64)> {
+pub(crate) async fn delete_aggregates_before(
+    e: &impl Exec,
+    cutoff_ms: i64,
+) -> DbResult<(u64, u64)> {
     let turns = delete_turns_before(e, cutoff_ms).await?;
     let rollups = super::rollup::delete_before(e, cutoff_ms).await?;
     Ok((turns, rollups))
@@ -321,105 +324,97 @@ impl Month {
     }
 }
 
-/// PostgreSQL's partition maintenance, on one connection.
-pub(crate) mod pg {
-    use tokio_postgres::Client;
+/// Serializes the partition maintenance of every replica.
+const PARTITION_LOCK: i64 = 0x6b69_6f73_6b70_6172;
 
-    use super::{MONTHS_AHEAD, Month, StorageReport};
-    use crate::db::model::DbResult;
+/// PostgreSQL: the event partitions, oldest first (the default one left out).
+pub(crate) async fn pg_partitions(c: &tokio_postgres::Client) -> DbResult<Vec<Month>> {
+    let mut months: Vec<Month> = c
+        .query(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = 'events'::regclass",
+            &[],
+        )
+        .await?
+        .iter()
+        .filter_map(|r| Month::of_partition(r.get::<_, &str>(0)))
+        .collect();
+    months.sort();
+    Ok(months)
+}
 
-    /// Serializes the partition maintenance of every replica.
-    const PARTITION_LOCK: i64 = 0x6b69_6f73_6b70_6172;
-
-    /// The event partitions, oldest first (the default one left out).
-    pub async fn partitions(c: &Client) -> DbResult<Vec<Month>> {
-        let mut months: Vec<Month> = c
-            .query(
-                "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-                 WHERE i.inhparent = 'events'::regclass",
-                &[],
-            )
-            .await?
-            .iter()
-            .filter_map(|r| Month::of_partition(r.get::<_, &str>(0)))
-            .collect();
-        months.sort();
-        Ok(months)
-    }
-
-    /// Creates the partitions of this month and the [`MONTHS_AHEAD`] next ones that are missing.
-    /// Rows the default partition holds for such a month move into it first (attaching fails
-    /// while the default partition holds rows of the new range).
-    pub async fn create_ahead(
-        c: &mut Client,
-        now_ms: i64,
-        report: &mut StorageReport,
-    ) -> DbResult<()> {
-        let mut month = Month::of_ms(now_ms);
-        for _ in 0..=MONTHS_AHEAD {
-            let tx = c.transaction().await?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])
-                .await?;
-            let exists: bool = tx
-                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&month.partition()])
-                .await?
-                .get(0);
-            if !exists {
-                let (name, lo, hi) = (month.partition(), month.start_ms(), month.next().start_ms());
-                tx.batch_execute(&format!(
-                    "CREATE TABLE {name} (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
-                     WITH moved AS (DELETE FROM events_default
-                         WHERE received_ms >= {lo} AND received_ms < {hi} RETURNING *)
-                       INSERT INTO {name} SELECT * FROM moved;
-                     ALTER TABLE events ATTACH PARTITION {name} FOR VALUES FROM ({lo}) TO ({hi});"
-                ))
-                .await?;
-                report.partitions_created.push(name);
-            }
-            tx.commit().await?;
-            month = month.next();
-        }
-        Ok(())
-    }
-
-    /// Drops the partitions whose every row is older than `cutoff_ms`, with the rows of
-    /// `event_ids` that dedupe them, and deletes the default partition's rows older than it.
-    pub async fn drop_before(
-        c: &mut Client,
-        cutoff_ms: i64,
-        report: &mut StorageReport,
-    ) -> DbResult<()> {
-        for month in partitions(c).await? {
-            let end = month.next().start_ms();
-            if end > cutoff_ms {
-                break;
-            }
-            let tx = c.transaction().await?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])
-                .await?;
-            let name = month.partition();
-            tx.batch_execute(&format!("DROP TABLE IF EXISTS {name}"))
-                .await?;
-            tx.execute("DELETE FROM event_ids WHERE received_ms < $1", &[&end])
-                .await?;
-            tx.commit().await?;
-            report.partitions_dropped.push(name);
-        }
-        let n = c
-            .execute(
-                "DELETE FROM events_default WHERE received_ms < $1",
-                &[&cutoff_ms],
-            )
+/// Creates the partitions of this month and the [`MONTHS_AHEAD`] next ones that are missing.
+/// Rows the default partition holds for such a month move into it first (attaching fails
+/// while the default partition holds rows of the new range).
+pub(crate) async fn pg_create_ahead(
+    c: &mut tokio_postgres::Client,
+    now_ms: i64,
+    report: &mut StorageReport,
+) -> DbResult<()> {
+    let mut month = Month::of_ms(now_ms);
+    for _ in 0..=MONTHS_AHEAD {
+        let tx = c.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])
             .await?;
-        c.execute(
-            "DELETE FROM event_ids WHERE received_ms < $1 AND NOT EXISTS
-               (SELECT 1 FROM events e WHERE e.id = event_ids.id)",
+        let exists: bool = tx
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&month.partition()])
+            .await?
+            .get(0);
+        if !exists {
+            let (name, lo, hi) = (month.partition(), month.start_ms(), month.next().start_ms());
+            tx.batch_execute(&format!(
+                "CREATE TABLE {name} (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+                 WITH moved AS (DELETE FROM events_default
+                     WHERE received_ms >= {lo} AND received_ms < {hi} RETURNING *)
+                   INSERT INTO {name} SELECT * FROM moved;
+                 ALTER TABLE events ATTACH PARTITION {name} FOR VALUES FROM ({lo}) TO ({hi});"
+            ))
+            .await?;
+            report.partitions_created.push(name);
+        }
+        tx.commit().await?;
+        month = month.next();
+    }
+    Ok(())
+}
+
+/// Drops the partitions whose every row is older than `cutoff_ms`, with the rows of
+/// `event_ids` that dedupe them, and deletes the default partition's rows older than it.
+pub(crate) async fn pg_drop_before(
+    c: &mut tokio_postgres::Client,
+    cutoff_ms: i64,
+    report: &mut StorageReport,
+) -> DbResult<()> {
+    for month in pg_partitions(c).await? {
+        let end = month.next().start_ms();
+        if end > cutoff_ms {
+            break;
+        }
+        let tx = c.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])
+            .await?;
+        let name = month.partition();
+        tx.batch_execute(&format!("DROP TABLE IF EXISTS {name}"))
+            .await?;
+        tx.execute("DELETE FROM event_ids WHERE received_ms < $1", &[&end])
+            .await?;
+        tx.commit().await?;
+        report.partitions_dropped.push(name);
+    }
+    let n = c
+        .execute(
+            "DELETE FROM events_default WHERE received_ms < $1",
             &[&cutoff_ms],
         )
         .await?;
-        report.events_deleted += n;
-        Ok(())
-    }
+    c.execute(
+        "DELETE FROM event_ids WHERE received_ms < $1 AND NOT EXISTS
+           (SELECT 1 FROM events e WHERE e.id = event_ids.id)",
+        &[&cutoff_ms],
+    )
+    .await?;
+    report.events_deleted += n;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
-use super::{THRESHOLDS_KEY, Thresholds, WEBHOOK_KEY, Webhook};
+use crate::alerts::{THRESHOLDS_KEY, Thresholds, WEBHOOK_KEY, Webhook};
 
 /// `crm-endpoint alerts ...`.
 #[derive(Subcommand)]
@@ -34,7 +34,7 @@ pub enum AlertCmd {
         #[arg(long)]
         queue_wait_minutes: Option<u32>,
         /// With --store-wait-minutes: the store whose own target it is.
-        #[arg(long, requires = "store_wait_minutes", value_parser = crate::cli::parse_ident)]
+        #[arg(long, requires = "store_wait_minutes", value_parser = parse_store)]
         store: Option<String>,
         /// The store's own wait target, minutes (0: use the fleet's again).
         #[arg(long, requires = "store")]
@@ -67,7 +67,13 @@ pub enum AlertCmd {
     },
 }
 
-async fn open(db: &str) -> Result<crate::SharedDb> {
+/// A store id (`kiosk_protocol::ident`).
+fn parse_store(s: &str) -> Result<String, String> {
+    kiosk_protocol::ident::check(s).map_err(|e| format!("the store id {e}"))?;
+    Ok(s.to_owned())
+}
+
+async fn open(db: &str) -> Result<crate::db::SharedDb> {
     crate::db::open(db)
         .await
         .with_context(|| format!("opening {}", crate::db::redact_url(db)))
@@ -88,7 +94,7 @@ pub async fn run(command: AlertCmd) -> Result<()> {
             store_wait_minutes,
         } => {
             let database = open(&db).await?;
-            let mut t = super::thresholds(&database).await?;
+            let mut t = crate::alerts::thresholds(&database).await?;
             let sets = [
                 (&mut t.offline_minutes, offline_minutes),
                 (&mut t.printer_minutes, printer_minutes),
@@ -126,9 +132,9 @@ pub async fn run(command: AlertCmd) -> Result<()> {
         }
         AlertCmd::Show { db } => {
             let database = open(&db).await?;
-            let t: Thresholds = super::thresholds(&database).await?;
+            let t: Thresholds = crate::alerts::thresholds(&database).await?;
             println!("{}", serde_json::to_string_pretty(&t)?);
-            match super::webhook(&database).await? {
+            match crate::alerts::webhook(&database).await? {
                 Some(h) => println!("webhook: {}", h.url),
                 None => println!("webhook: none"),
             }
