@@ -71,3 +71,8 @@ CREATE TABLE rollup_marks (
 -- Late events (received now, about days already rolled up) are found by reception time: a
 -- BRIN index, tiny on an append-mostly column.
 CREATE INDEX events_received ON events USING brin (received_ms);
+
+-- A breaking ("contract") migration for the fleet's rolling upgrades (docs/FLEET.md): an
+-- endpoint older than this one inserts events with `ON CONFLICT (id)`, which no longer matches a
+-- unique key of the partitioned table, so it must not keep serving this schema.
+UPDATE schema_compat SET oldest_code = 8 WHERE id = 1;
