@@ -246,7 +246,9 @@ mod tests {
     fn components_are_defined_once() {
         let doc = document();
         let text = doc.to_string();
-        assert!(text.len() < 150_000, "{} bytes", text.len());
+        // 107 KB before issue 20, 160 KB with its routes (releases, store configs, fleet,
+        // retention): a bound that catches copies, not growth.
+        assert!(text.len() < 200_000, "{} bytes", text.len());
         for schema in doc["components"]["schemas"].as_object().unwrap().values() {
             assert!(schema.get("components").is_none() && schema.get("$defs").is_none());
         }

@@ -30,21 +30,27 @@ pub struct StoreConfig {
 }
 
 /// The parts of a store's configuration; each absent part is the kiosk's own (`site.toml`).
+/// At least one part is set.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("minProperties" = 1))]
 pub struct StoreConfigParts {
     /// The services customers queue for, in the order the screen shows them (replaces
     /// `[[queue.services]]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 26))]
     pub services: Option<Vec<ServiceSpec>>,
     /// Local time the store opens, `HH:MM` (replaces `queue.opening_time`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
     pub opening_time: Option<String>,
     /// Counters serving at once, for wait estimates before history exists (replaces
     /// `queue.counters`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 200))]
     pub counters: Option<u32>,
     /// SHA-256 (64 hex digits) of the staff PIN (replaces `ui.staff_pin_sha256`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-fA-F]{64}$"))]
     pub staff_pin_sha256: Option<String>,
     /// The privacy policy shown at registration (replaces `[privacy]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,6 +61,7 @@ pub struct StoreConfigParts {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ServiceSpec {
     /// One capital letter A-Z that prefixes its turn numbers.
+    #[schemars(regex(pattern = r"^[A-Z]$"))]
     pub letter: String,
     /// Its name in each language.
     pub name: Localized,
@@ -63,6 +70,7 @@ pub struct ServiceSpec {
     pub priority: bool,
     /// Expected minutes per customer before real service times are known (1 to 240).
     #[serde(default = "default_expected_minutes")]
+    #[schemars(range(min = 1, max = 240))]
     pub expected_minutes: u32,
     /// Extra line printed on this service's tickets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -77,6 +85,7 @@ fn default_expected_minutes() -> u32 {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PrivacyPolicy {
     /// Its version (recorded with every consent given under it).
+    #[schemars(length(min = 1, max = 40))]
     pub version: String,
     /// Its text in each language.
     pub text: Localized,
@@ -102,7 +111,8 @@ fn rule(key: impl Into<String>, message: impl Into<String>) -> RuleError {
 /// Parses `HH:MM` (24-hour) into (hour, minute).
 pub fn parse_hh_mm(s: &str) -> Option<(u8, u8)> {
     let (h, m) = s.split_once(':')?;
-    if h.len() != 2 || m.len() != 2 {
+    let digits = |t: &str| t.len() == 2 && t.bytes().all(|b| b.is_ascii_digit());
+    if !digits(h) || !digits(m) {
         return None;
     }
     let (h, m): (u8, u8) = (h.parse().ok()?, m.parse().ok()?);

@@ -124,11 +124,51 @@ def _picture_holds(image):
     return check is not None and check(data)
 
 
+def _store_config_rules_hold(body):
+    """The rules of a store configuration (kiosk_protocol::store_config, shared with
+    `kiosk check-config`) that JSON Schema cannot state: distinct service letters, names that are
+    not blank, a policy text that is not blank, at least one part set. Bodies breaking them are refused with 400, as they
+    must be; they are not schema-valid examples."""
+    if not isinstance(body, dict):
+        return True
+    # Unknown keys are refused (a typo must not pass silently); the schema cannot say so
+    # because the parts are flattened into the feed's versioned config.
+    if set(body) - {"services", "opening_time", "counters", "staff_pin_sha256", "privacy"}:
+        return False
+    if all(v is None for v in body.values()):
+        return False  # sets no part (nulls are absent parts): refused by rule
+    services = body.get("services")
+    if isinstance(services, list):
+        letters = [repr(s.get("letter")) for s in services if isinstance(s, dict)]
+        if len(set(letters)) != len(letters):
+            return False
+        for s in services:
+            name = s.get("name") if isinstance(s, dict) else None
+            if isinstance(name, dict) and any(
+                not isinstance(v, str) or not v.strip() or len(v) > 60 for v in name.values()
+            ):
+                return False
+    privacy = body.get("privacy")
+    if isinstance(privacy, dict):
+        version = privacy.get("version")
+        if isinstance(version, str) and not version.strip():
+            return False
+        text = privacy.get("text")
+        if isinstance(text, dict) and any(
+            not isinstance(v, str) or not v.strip() for v in text.values()
+        ):
+            return False
+    return True
+
+
 @schemathesis.hook
 def filter_case(ctx, case):
     """A whole case, so it applies in every phase (the coverage phase included, where
     `filter_body` does not run)."""
     operation = case.operation
-    if operation.path != "/v1/admin/campaigns" or operation.method.upper() != "POST":
-        return True
-    return _campaign_rules_hold(case.body)
+    method = operation.method.upper()
+    if operation.path == "/v1/admin/campaigns" and method == "POST":
+        return _campaign_rules_hold(case.body)
+    if operation.path == "/v1/admin/stores/{store_id}/config" and method == "PUT":
+        return _store_config_rules_hold(case.body)
+    return True
