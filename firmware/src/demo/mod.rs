@@ -76,6 +76,8 @@ pub struct StoreKiosk {
 pub struct Demo {
     /// Kiosk 1 (the store's sequencer).
     pub kiosk: Running,
+    /// The last kiosk is a browse point (`--browse-point`).
+    pub browse_point: bool,
     /// Kiosks 2 to N of the store (none with `--kiosks 1`).
     pub others: Vec<StoreKiosk>,
     /// The CRM endpoint's address.
@@ -163,6 +165,8 @@ impl Demo {
                 let k = self.kiosk_number(n)?;
                 let role = if k.store.is_sequencer() {
                     ", numbers the store's turns"
+                } else if self.browse_point && n == self.kiosk_count() {
+                    ", a browse point: tap a card there to see its turn and offers"
                 } else {
                     ""
                 };
@@ -608,6 +612,7 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
 
     Ok(Demo {
         kiosk: first.kiosk,
+        browse_point: opts.browse_point,
         tickets_dir: first.tickets_dir,
         others,
         crm_addr,
