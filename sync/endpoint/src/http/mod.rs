@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod doc;
 pub mod error;
+pub mod page;
 pub mod request;
 pub mod route;
 pub mod state;
