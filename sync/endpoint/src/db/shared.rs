@@ -1768,6 +1768,20 @@ pub(crate) async fn subscribe_push(
     Ok(())
 }
 
+/// The turns ahead at which a store's customers are told their turn is near (push and SMS):
+/// the store's own setting, or [`super::phone::DEFAULT_TURNS_AHEAD`].
+async fn notify_threshold(e: &impl Exec, store_id: &str) -> DbResult<u32> {
+    Ok(e.query_opt(
+        "SELECT turns_ahead FROM store_notify WHERE store_id = ?1",
+        args![store_id],
+    )
+    .await?
+    .map(|r| r.get::<i64>(0))
+    .transpose()?
+    .and_then(|n| u32::try_from(n).ok())
+    .unwrap_or(super::phone::DEFAULT_TURNS_AHEAD))
+}
+
 /// See [`super::database::Database::push_subscriptions`].
 pub(crate) async fn push_subscriptions(
     e: &impl Exec,
@@ -1784,16 +1798,7 @@ pub(crate) async fn push_subscriptions(
         args![&store_id, &day],
     )
     .await?;
-    let threshold = e
-        .query_opt(
-            "SELECT turns_ahead FROM store_notify WHERE store_id = ?1",
-            args![&store_id],
-        )
-        .await?
-        .map(|r| r.get::<i64>(0))
-        .transpose()?
-        .and_then(|n| u32::try_from(n).ok())
-        .unwrap_or(super::phone::DEFAULT_TURNS_AHEAD);
+    let threshold = notify_threshold(e, &store_id).await?;
     let rows = e
         .query(
             "SELECT turn_id, label, lang, endpoint, p256dh, auth, sent_near, sent_called, page
@@ -1889,16 +1894,7 @@ pub(crate) async fn sms_due(
         args![&store_id, &day],
     )
     .await?;
-    let threshold = e
-        .query_opt(
-            "SELECT turns_ahead FROM store_notify WHERE store_id = ?1",
-            args![&store_id],
-        )
-        .await?
-        .map(|r| r.get::<i64>(0))
-        .transpose()?
-        .and_then(|n| u32::try_from(n).ok())
-        .unwrap_or(super::phone::DEFAULT_TURNS_AHEAD);
+    let threshold = notify_threshold(e, &store_id).await?;
     let rows = e
         .query(
             &format!(
