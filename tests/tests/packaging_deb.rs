@@ -19,8 +19,6 @@ use std::sync::OnceLock;
 
 /// The package built once for all tests in this file, unpacked beside it.
 struct Built {
-    /// The temporary directory, when the package is this process's own (plain `cargo test`).
-    _dir: Option<tempfile::TempDir>,
     deb: PathBuf,
     /// `dpkg-deb -x`: the data tarball as it lands on the kiosk.
     root: PathBuf,
@@ -69,41 +67,38 @@ fn stdout(cmd: &mut Command) -> String {
 
 fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
-    BUILT.get_or_init(|| match std::env::var("NEXTEST_RUN_ID") {
+    BUILT.get_or_init(|| {
         // nextest runs every test in its own process: build the package once per run, in a
         // directory of that run under the target directory, the first process to take the
-        // lock building it for all (one package build instead of one per test).
-        Ok(run) => {
-            let base = target_dir().join("packaging-test");
-            std::fs::create_dir_all(&base).expect("packaging-test dir");
-            let lock = std::fs::File::create(base.join(".lock")).expect("lock file");
-            let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-                .map_err(|(_, e)| e)
-                .expect("lock the packaging-test dir");
-            let dir = base.join(&run);
-            if !dir.join("done").exists() {
-                // Runs before this one are finished with their packages.
-                for old in std::fs::read_dir(&base)
-                    .expect("packaging-test dir")
-                    .flatten()
-                {
-                    if old.path().is_dir() {
-                        let _ = std::fs::remove_dir_all(old.path());
-                    }
+        // lock building it for all (one package build instead of one per test). Plain `cargo
+        // test` runs them all in this process: its pid names the run. The directory lives
+        // under the target dir, never in a `TempDir` held by this static (statics are never
+        // dropped, so such a directory would outlive every run), and the next run removes it.
+        let run = std::env::var("NEXTEST_RUN_ID")
+            .unwrap_or_else(|_| format!("cargo-test-{}", std::process::id()));
+        let base = target_dir().join("packaging-test");
+        std::fs::create_dir_all(&base).expect("packaging-test dir");
+        let lock = std::fs::File::create(base.join(".lock")).expect("lock file");
+        let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .expect("lock the packaging-test dir");
+        let dir = base.join(&run);
+        if !dir.join("done").exists() {
+            // Runs before this one are finished with their packages.
+            for old in std::fs::read_dir(&base)
+                .expect("packaging-test dir")
+                .flatten()
+            {
+                if old.path().is_dir() {
+                    let _ = std::fs::remove_dir_all(old.path());
                 }
-                std::fs::create_dir_all(&dir).expect("run dir");
-                build_into(&dir);
-                std::fs::write(dir.join("done"), b"").expect("done mark");
             }
-            drop(lock);
-            built_in(None, &dir)
+            std::fs::create_dir_all(&dir).expect("run dir");
+            build_into(&dir);
+            std::fs::write(dir.join("done"), b"").expect("done mark");
         }
-        Err(_) => {
-            let tmp = tempfile::tempdir().expect("temp dir");
-            build_into(tmp.path());
-            let path = tmp.path().to_owned();
-            built_in(Some(tmp), &path)
-        }
+        drop(lock);
+        built_in(&dir)
     })
 }
 
@@ -132,10 +127,9 @@ fn build_into(dir: &Path) {
     std::fs::write(dir.join("deb-path"), deb.as_os_str().as_encoded_bytes()).expect("deb path");
 }
 
-fn built_in(tmp: Option<tempfile::TempDir>, dir: &Path) -> Built {
+fn built_in(dir: &Path) -> Built {
     let deb = PathBuf::from(read(&dir.join("deb-path")));
     Built {
-        _dir: tmp,
         deb,
         root: dir.join("root"),
         control: dir.join("control"),
