@@ -217,6 +217,16 @@ pub async fn seed_demo(db: &SharedDb) -> Result<DemoSeed, DbError> {
     // The demo store is in Madrid: the dashboard shows its hours as the shop sees them.
     db.set_store_timezone(DEMO_STORE_ID.into(), Some(DEMO_STORE_TIMEZONE.into()))
         .await?;
+    // ... on the Puerta del Sol: the regions map (/dashboard/map) shows it in Madrid.
+    db.set_store_place(
+        DEMO_STORE_ID.into(),
+        crate::db::places::PlaceUpdate {
+            region: Some("ES-MD".into()),
+            latitude: Some(40.4168),
+            longitude: Some(-3.7038),
+        },
+    )
+    .await?;
     let now = crate::ingest::unix_ms(time::OffsetDateTime::now_utc());
     let mut tokens = Vec::new();
     for c in DEMO_CUSTOMERS {

@@ -37,6 +37,7 @@ pub mod fleet;
 pub mod http;
 pub mod ingest;
 pub mod input;
+pub mod map;
 pub mod openapi;
 pub mod phone;
 pub mod push;

@@ -380,6 +380,25 @@ pub trait Database: Send + Sync + 'static {
     /// Every store with its time zone and kiosks, by id.
     fn list_stores(&self) -> BoxFuture<'_, DbResult<Vec<StoreSummary>>>;
 
+    /// Every store with its place (region and coordinates), by id.
+    fn store_places(&self) -> BoxFuture<'_, DbResult<Vec<super::places::StorePlace>>>;
+
+    /// Sets a store's region and coordinates ([`super::places::PlaceUpdate::check`] passed);
+    /// `NotFound` when the store does not exist.
+    fn set_store_place(
+        &self,
+        store_id: String,
+        place: super::places::PlaceUpdate,
+    ) -> BoxFuture<'_, DbResult<()>>;
+
+    /// Every store's place and the rows of its figures over its last `days` local days up to
+    /// `now_ms` (the dashboard's rows, roll-ups included), in one read snapshot.
+    fn store_periods(
+        &self,
+        days: u32,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<Vec<(super::places::StorePlace, super::dashboard::WindowRows)>>>;
+
     /// Appends a line to the operator's audit log.
     fn audit(&self, entry: AuditEntry) -> BoxFuture<'_, DbResult<()>>;
 

@@ -39,6 +39,11 @@ impl From<u16> for Value {
         Value::Int(i64::from(v))
     }
 }
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Real(v)
+    }
+}
 impl From<bool> for Value {
     fn from(v: bool) -> Self {
         Value::Bool(v)
@@ -90,6 +95,17 @@ impl FromValue for i64 {
         match v {
             Value::Int(i) => Some(*i),
             Value::Bool(b) => Some(i64::from(*b)),
+            _ => None,
+        }
+    }
+}
+impl FromValue for f64 {
+    fn from_value(v: &Value) -> Option<Self> {
+        match v {
+            Value::Real(f) => Some(*f),
+            // SQLite may hand back a whole REAL as an integer.
+            #[allow(clippy::cast_precision_loss, reason = "coordinates are far below 2^52")]
+            Value::Int(i) => Some(*i as f64),
             _ => None,
         }
     }

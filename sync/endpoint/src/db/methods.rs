@@ -355,6 +355,32 @@ macro_rules! shared_methods {
             self.auto(|e| Box::pin($crate::db::shared::list_stores(e)))
         }
 
+        fn store_places(
+            &self,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Vec<$crate::db::places::StorePlace>>>
+        {
+            self.auto(|e| Box::pin($crate::db::places::store_places(e)))
+        }
+
+        fn set_store_place(
+            &self,
+            store_id: String,
+            place: $crate::db::places::PlaceUpdate,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
+            self.auto(move |e| Box::pin($crate::db::places::set_store_place(e, store_id, place)))
+        }
+
+        fn store_periods(
+            &self,
+            days: u32,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<
+            '_,
+            $crate::db::model::DbResult<Vec<($crate::db::places::StorePlace, $crate::db::dashboard::WindowRows)>>,
+        > {
+            self.snapshot(move |e| Box::pin($crate::db::places::store_periods(e, days, now_ms)))
+        }
+
         fn dashboard(
             &self,
             query: $crate::db::dashboard::DashboardQuery,

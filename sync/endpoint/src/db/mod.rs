@@ -29,6 +29,7 @@ mod methods;
 pub mod migrations;
 pub mod model;
 pub mod phone;
+pub mod places;
 pub mod postgres;
 pub mod presence;
 pub mod queue;

@@ -171,4 +171,11 @@ def filter_case(ctx, case):
         return _campaign_rules_hold(case.body)
     if operation.path == "/v1/admin/stores/{store_id}/config" and method == "PUT":
         return _store_config_rules_hold(case.body)
+    if operation.path == "/v1/admin/stores/{store_id}/place" and method == "PUT":
+        # Coordinates come in pairs (crm_endpoint::db::places::PlaceUpdate::check): half a
+        # pair is refused with 400, as it must be.
+        body = case.body
+        return not isinstance(body, dict) or (
+            (body.get("latitude") is None) == (body.get("longitude") is None)
+        )
     return True
