@@ -180,4 +180,93 @@ async fn common_raw(h: &Harness, sql: &str) {
     }
 }
 
+/// The regions map (issue 21) reads a store's period from the same rows as its dashboard,
+/// roll-ups included, and keeps the place the operator set (both databases: REAL and DOUBLE
+/// PRECISION columns, NULL to clear).
+async fn the_map_reads_the_dashboards_rows_and_keeps_a_stores_place(backend: Backend) {
+    use crm_endpoint::db::places::PlaceUpdate;
+    let h = Harness::start(backend).await;
+    let k = h.kiosk.clone();
+    let mut events = Vec::new();
+    // Waits of 2, 3, 4, 5 and 6 minutes over two weeks; scores 10, 9, 8, 3, 10.
+    for (n, (days, score)) in [(12, 10), (8, 9), (4, 8), (1, 3), (0, 10)]
+        .into_iter()
+        .enumerate()
+    {
+        let n = u32::try_from(n).unwrap() + 1;
+        events.extend(visit(
+            days * DAY + 3 * 3_600_000,
+            "A",
+            i64::from(n) + 1,
+            score,
+            n,
+        ));
+    }
+    post(&h, &k, events).await;
+    // Two storage jobs at once (two replicas, or `serve`'s own beside `crm-endpoint
+    // retention`): both roll the same days; neither fails on the roll-ups' key.
+    let at = now_ms();
+    let (a, b) = tokio::join!(h.db.maintain_storage(at), h.db.maintain_storage(at));
+    a.unwrap();
+    b.unwrap();
+    let place = PlaceUpdate {
+        region: Some("ES-AN".into()),
+        latitude: Some(37.3826),
+        longitude: Some(-6.0026),
+    };
+    h.db.set_store_place("north".into(), place.clone())
+        .await
+        .unwrap();
+    let missing = h.db.set_store_place("nowhere".into(), place).await;
+    assert!(
+        matches!(missing, Err(crm_endpoint::db::DbError::NotFound(_))),
+        "{missing:?}"
+    );
+
+    let now = now_ms();
+    let periods = h.db.store_periods(30, now).await.unwrap();
+    let view = crm_endpoint::map::map_view(30, now, periods);
+    let north = view.stores.iter().find(|s| s.place.id == "north").unwrap();
+    assert_eq!(north.place.region.as_deref(), Some("ES-AN"));
+    assert_eq!(north.place.latitude, Some(37.3826));
+    assert_eq!(north.place.longitude, Some(-6.0026));
+    let f = &north.figures;
+    assert_eq!((f.tickets, f.called), (5, 5));
+    assert_eq!(f.wait_median_min, Some(4.0));
+    // 3 promoters, 1 passive, 1 detractor of 5: 40.
+    assert_eq!((f.answers, f.nps), (5, Some(40.0)));
+    let region = view.regions.iter().find(|r| r.region == "ES-AN").unwrap();
+    assert_eq!(&region.figures, f, "one store: the region is that store");
+    // The same counts as the store's 30-day dashboard.
+    let dash =
+        h.db.dashboard(DashboardQuery::new("north", now - 30 * DAY, now))
+            .await
+            .unwrap();
+    assert_eq!(dash.tickets.total, f.tickets);
+    assert_eq!(dash.nps.responses, f.answers);
+    // Today only: the visit of this morning.
+    let today = crm_endpoint::map::map_view(1, now, h.db.store_periods(1, now).await.unwrap());
+    let north_today = today.stores.iter().find(|s| s.place.id == "north").unwrap();
+    assert!(north_today.figures.tickets <= 1, "{today:?}");
+
+    h.db.set_store_place(
+        "north".into(),
+        PlaceUpdate {
+            region: None,
+            latitude: None,
+            longitude: None,
+        },
+    )
+    .await
+    .unwrap();
+    let cleared = h.db.store_places().await.unwrap();
+    let north = cleared.iter().find(|s| s.id == "north").unwrap();
+    assert_eq!(
+        (north.region.clone(), north.latitude, north.longitude),
+        (None, None, None)
+    );
+    h.stop().await;
+}
+
 on_both_databases!(a_month_of_figures_reads_the_same_from_daily_roll_ups);
+on_both_databases!(the_map_reads_the_dashboards_rows_and_keeps_a_stores_place);

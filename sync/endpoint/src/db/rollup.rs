@@ -181,8 +181,12 @@ pub(crate) async fn roll_up_store(e: &impl Exec, store: String, now_ms: i64) -> 
             if w.is_empty() {
                 continue;
             }
+            // An upsert: two replicas' storage jobs (or the job and `crm-endpoint retention`)
+            // may roll the same day at once; both compute the same figures, and the second
+            // waits for the first's row and rewrites it instead of failing on the key.
             e.execute(
-                "INSERT INTO daily_figures (store_id, kiosk_id, day_ms, figures) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO daily_figures (store_id, kiosk_id, day_ms, figures) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (store_id, day_ms, kiosk_id) DO UPDATE SET figures = excluded.figures",
                 args![&store, kiosk, from, serde_json::to_string(&w)?],
             )
             .await?;
