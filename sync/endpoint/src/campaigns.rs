@@ -95,7 +95,8 @@ pub fn load(path: &Path) -> Result<Vec<Campaign>, CampaignError> {
     Ok(campaigns)
 }
 
-/// The rules of a campaign: an id, dates in order, unique variant names, some weight.
+/// The rules of a campaign: an id, a name and texts that are not blank, dates in order, unique
+/// variant names, some weight.
 pub fn check(c: &Campaign) -> Result<(), CampaignError> {
     let invalid = |problem: &str| CampaignError::Invalid {
         id: c.id.clone(),
@@ -119,6 +120,19 @@ pub fn check(c: &Campaign) -> Result<(), CampaignError> {
     }
     for (i, s) in c.services.iter().enumerate() {
         ident(&format!("services[{i}]"), s, ident::check_service)?;
+    }
+    if c.name.trim().is_empty() {
+        return Err(invalid("name: it is blank"));
+    }
+    for (field, text) in [
+        ("screen_text", &c.screen_text),
+        ("ticket_line", &c.ticket_line),
+    ] {
+        for (lang, t) in [("es", &text.es), ("en", &text.en)] {
+            if t.trim().is_empty() {
+                return Err(invalid(&format!("{field}.{lang}: it is blank")));
+            }
+        }
     }
     if c.ends_on < c.starts_on {
         return Err(invalid("ends_on is before starts_on"));

@@ -28,6 +28,7 @@
 pub mod alerts;
 pub mod alerts_cli;
 pub mod api;
+pub mod campaign_console;
 pub mod campaigns;
 pub mod cli;
 pub mod dashboard;

@@ -39,6 +39,7 @@ pub fn table(secure_cookie: bool) -> Vec<Route> {
     routes.extend(crate::dashboard::routes(secure_cookie));
     routes.extend(crate::phone::routes());
     routes.extend(crate::map::routes());
+    routes.extend(crate::campaign_console::routes());
     routes
 }
 

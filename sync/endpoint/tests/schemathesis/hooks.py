@@ -67,6 +67,12 @@ def before_call(ctx, case, kwargs):
     if not case.path.endswith("/erase") and isinstance(token, str) and TOKEN.fullmatch(token):
         params["card_token"] = CARD_TOKEN
         case.path_parameters = params
+    # The console saves a campaign at its own id: the path's id is the body's.
+    if case.path == "/dashboard/api/campaigns/{id}" and isinstance(case.body, dict):
+        body_id = case.body.get("id")
+        if isinstance(body_id, str) and IDENT.fullmatch(body_id):
+            params["id"] = body_id
+            case.path_parameters = params
     if not case.path.startswith("/v1/kiosks/"):
         return
     kiosk_id = params.get("kiosk_id")
@@ -77,11 +83,21 @@ def before_call(ctx, case, kwargs):
 
 
 def _campaign_rules_hold(body):
-    """The two rules of a campaign (crm_endpoint::campaigns::check) that JSON Schema cannot state:
-    ends_on is not before starts_on, and variant names are unique. A body generated as valid
+    """The rules of a campaign (crm_endpoint::campaigns::check) that JSON Schema cannot state:
+    a name and texts that are not blank, ends_on not before starts_on, unique variant names. A body generated as valid
     that breaks one is not valid; it is dropped rather than sent as a valid one."""
     if not isinstance(body, dict):
         return True
+    # The name and every text are not blank.
+    name = body.get("name")
+    if isinstance(name, str) and not name.strip():
+        return False
+    for field in ("screen_text", "ticket_line"):
+        text = body.get(field)
+        if isinstance(text, dict) and any(
+            isinstance(t, str) and not t.strip() for t in (text.get("es"), text.get("en"))
+        ):
+            return False
     starts, ends = body.get("starts_on"), body.get("ends_on")
     if isinstance(starts, str) and isinstance(ends, str) and ends < starts:
         return False
@@ -168,6 +184,8 @@ def filter_case(ctx, case):
     operation = case.operation
     method = operation.method.upper()
     if operation.path == "/v1/admin/campaigns" and method == "POST":
+        return _campaign_rules_hold(case.body)
+    if operation.path == "/dashboard/api/campaigns/{id}" and method == "PUT":
         return _campaign_rules_hold(case.body)
     if operation.path == "/v1/admin/stores/{store_id}/config" and method == "PUT":
         return _store_config_rules_hold(case.body)

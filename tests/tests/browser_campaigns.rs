@@ -1,0 +1,326 @@
+//! The console's campaigns page (issue 21 item 2) in a real browser (headless Chromium), on the
+//! demo store (a real kiosk on simulated hardware syncing with the embedded CRM endpoint): the
+//! manager logs in, edits the VIP coffee campaign through the form (typing at a person's pace):
+//! variant a off, a new variant b with its own text; the kiosk gets it through its feed and
+//! greets the VIP customer with variant b's text; the exposure shows up on the page by itself. A
+//! form that breaks a rule is refused with the rule named and nothing saved; a pause shows as
+//! such; the changes are in the audit log. At 800x480, 1080x1920 and 1920x1080 every control can
+//! be brought into view and is large enough, and axe-core finds no critical or serious violation.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is the failure message"
+)]
+
+use std::time::Duration;
+
+use kiosk::demo::DemoOptions;
+use kiosk_e2e::browser::{Browser, Viewport, WAIT};
+use serde_json::json;
+
+const PORTRAIT: Viewport = Viewport {
+    width: 1080,
+    height: 1920,
+};
+/// WCAG 2.2's minimum target size (2.5.8).
+const MIN_TARGET: f64 = 24.0;
+const VIP: &str = "[data-campaign=demo-vip-coffee]";
+const NEW_TEXT: &str = "Dos cafés para usted hoy";
+
+/// Controls scrolled into view one by one: each must then be inside the window, large enough
+/// and not covered.
+const REACHABLE: &str = r#"
+const min = arguments[0];
+const bad = [];
+if (document.documentElement.scrollWidth > window.innerWidth) bad.push(`page is ${document.documentElement.scrollWidth}px wide`);
+for (const c of document.querySelectorAll('button, select, input, a[href]')) {
+  if (c.getClientRects().length === 0 || getComputedStyle(c).visibility === 'hidden') continue;
+  c.scrollIntoView({ block: 'center', inline: 'nearest' });
+  const r = c.getBoundingClientRect();
+  const name = `${c.tagName.toLowerCase()} "${(c.getAttribute('aria-label') || c.textContent || c.name || '').trim().slice(0, 40)}"`;
+  if (r.width < min || r.height < min) bad.push(`${name} is ${Math.round(r.width)}x${Math.round(r.height)} px`);
+  if (r.left < -0.5 || r.right > window.innerWidth + 0.5 || r.top < -0.5 || r.bottom > window.innerHeight + 0.5) {
+    bad.push(`${name} cannot be brought into view`);
+    continue;
+  }
+  const hit = document.elementFromPoint((r.left + r.right) / 2, (r.top + r.bottom) / 2);
+  if (!(hit && (hit === c || c.contains(hit) || (c.labels && [...c.labels].some((l) => l.contains(hit)))))) bad.push(`${name} is covered`);
+}
+window.scrollTo(0, 0);
+return bad;
+"#;
+
+async fn check_page(browser: &Browser, label: &str) {
+    let problems = browser
+        .eval(REACHABLE, vec![json!(MIN_TARGET)])
+        .await
+        .unwrap();
+    assert_eq!(problems, json!([]), "{label}: controls");
+    let violations = browser.axe_violations().await.expect("axe.run");
+    assert!(violations.is_empty(), "{label}: axe-core: {violations:?}");
+}
+
+/// Replaces the value of input `css` by typing `text` (cleared first).
+async fn retype(browser: &Browser, css: &str, text: &str) {
+    browser
+        .eval(
+            "document.querySelector(arguments[0]).value = ''; return true;",
+            vec![json!(css)],
+        )
+        .await
+        .unwrap();
+    browser.type_into(css, text).await.unwrap();
+}
+
+async fn log_in(browser: &Browser, crm: &str, token: &str) {
+    browser
+        .goto(&format!("{crm}/dashboard/campaigns"))
+        .await
+        .unwrap();
+    browser.wait_for("#token", WAIT).await.expect("login form");
+    browser.type_into("#token", token).await.unwrap();
+    browser.click("button[type=submit]").await.unwrap();
+    browser
+        .wait_for("#kpi-tickets", WAIT)
+        .await
+        .expect("logged in");
+    browser
+        .goto(&format!("{crm}/dashboard/campaigns"))
+        .await
+        .unwrap();
+    browser
+        .wait_for(&format!("{VIP} tbody tr"), WAIT)
+        .await
+        .expect("the VIP campaign listed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_edited_in_the_console_reaches_the_kiosk_and_its_results_update_live() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo = kiosk::demo::start(DemoOptions {
+        data_dir: dir.path().to_owned(),
+        port: 0,
+        kiosks: 1,
+        browse_point: false,
+    })
+    .await
+    .expect("the demo starts");
+    let http = reqwest::Client::new();
+    let crm = format!("http://{}", demo.crm_addr);
+
+    let browser = Browser::launch(Viewport::FULL_HD).await.expect("chromium");
+    log_in(&browser, &crm, &demo.admin_token).await;
+    assert_eq!(
+        browser.text(&format!("{VIP} .pill")).await.unwrap(),
+        "Running"
+    );
+    browser
+        .screenshot("campaigns-1920x1080-01-list")
+        .await
+        .unwrap();
+    check_page(&browser, "1920x1080 list").await;
+
+    // A rule broken: the last day before the first. Refused, the rule named, nothing saved.
+    browser
+        .click("button[aria-label='Edit Café VIP']")
+        .await
+        .unwrap();
+    browser.wait_for("#form", WAIT).await.unwrap();
+    browser
+        .eval(
+            "document.getElementById('f-ends').value = '2019-01-01'; return true;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    browser.click("#save").await.unwrap();
+    let error = browser
+        .wait_for_text("#form-error", "ends_on is before starts_on", WAIT)
+        .await
+        .expect("the rule named");
+    assert!(error.starts_with("Not saved"), "{error}");
+    browser
+        .screenshot("campaigns-1920x1080-02-refused")
+        .await
+        .unwrap();
+    let stored: serde_json::Value = http
+        .get(format!("{crm}/v1/admin/campaigns"))
+        .header("x-admin-token", &demo.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let vip = stored
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "demo-vip-coffee")
+        .unwrap()
+        .clone();
+    assert_eq!(vip["ends_on"], "2099-12-31", "nothing saved");
+
+    // The real change: dates back, variant a off, a variant b with its own text.
+    browser.click("#cancel").await.unwrap();
+    browser
+        .click("button[aria-label='Edit Café VIP']")
+        .await
+        .unwrap();
+    browser.wait_for("#f-variants tr", WAIT).await.unwrap();
+    retype(&browser, "#f-variants tr:nth-child(1) .v-weight", "0").await;
+    browser.click("#add-variant").await.unwrap();
+    retype(&browser, "#f-variants tr:nth-child(2) .v-name", "b").await;
+    retype(&browser, "#f-variants tr:nth-child(2) .v-weight", "1").await;
+    browser
+        .type_into("#f-variants tr:nth-child(2) .v-es", NEW_TEXT)
+        .await
+        .unwrap();
+    browser
+        .type_into(
+            "#f-variants tr:nth-child(2) .v-en",
+            "Two coffees for you today",
+        )
+        .await
+        .unwrap();
+    let typed = browser
+        .eval(
+            "return document.querySelector('#f-variants tr:nth-child(2) .v-es').value;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        typed,
+        json!(NEW_TEXT),
+        "typing at a person's pace keeps every character"
+    );
+    check_page(&browser, "1920x1080 editor").await;
+    browser
+        .screenshot("campaigns-1920x1080-03-editor")
+        .await
+        .unwrap();
+    browser.click("#save").await.unwrap();
+    browser
+        .wait_until(
+            "the editor closed and b listed",
+            "document.getElementById('editor').hidden && \
+             !!document.querySelector('[data-campaign=demo-vip-coffee] tr[data-variant=b]')",
+            WAIT,
+        )
+        .await
+        .expect("saved");
+
+    // The kiosk gets it through its feed (every 5 s in the demo) and greets the VIP customer
+    // (demo customer 0) with variant b.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let campaigns = demo.kiosk.db.campaigns().expect("campaign cache");
+        if campaigns
+            .iter()
+            .any(|c| c.id == "demo-vip-coffee" && c.variants.iter().any(|v| v.name == "b"))
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the feed never brought the change"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let token = crm_endpoint::demo_token(&crm_endpoint::DEMO_CUSTOMERS[0]);
+    while demo
+        .kiosk
+        .db
+        .profile(&token)
+        .expect("profile cache")
+        .is_none()
+    {
+        assert!(tokio::time::Instant::now() < deadline + WAIT, "no profile");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A second window for the kiosk's screen; `open_window` answers the console's.
+    let console = browser.open_window().await.unwrap();
+    browser
+        .goto(&format!("http://{}/", demo.kiosk.ui_addr))
+        .await
+        .unwrap();
+    browser.wait_for_screen("attract").await.expect("attract");
+    let res = http
+        .post(format!("http://{}/api/card", demo.panel_addr))
+        .json(&json!({"action": "customer", "index": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+    browser.wait_for_screen("greeting").await.expect("greeting");
+    browser
+        .wait_for_text("#app .campaign", NEW_TEXT, WAIT)
+        .await
+        .expect("the kiosk shows variant b's text");
+    browser
+        .screenshot("campaigns-kiosk-variant-b")
+        .await
+        .unwrap();
+
+    // Back at the console: the exposure arrives without a reload.
+    browser.switch_to(console).await.unwrap();
+    browser
+        .wait_until(
+            "variant b's exposure on the page",
+            "(document.querySelector('[data-campaign=demo-vip-coffee] tr[data-variant=b] .exposures') || {}).textContent === '1'",
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("the exposure shown live");
+    let verdicts = browser.text(&format!("{VIP} .verdict")).await.unwrap();
+    assert!(
+        verdicts.contains("not enough data for the test yet"),
+        "{verdicts}"
+    );
+    browser
+        .screenshot("campaigns-1920x1080-04-live")
+        .await
+        .unwrap();
+
+    // Pause.
+    browser
+        .click("button[aria-label='Pause Café VIP']")
+        .await
+        .unwrap();
+    browser
+        .wait_for_text(&format!("{VIP} .pill"), "Paused", WAIT)
+        .await
+        .expect("paused");
+    let audit: serde_json::Value = http
+        .get(format!("{crm}/v1/admin/audit"))
+        .header("x-admin-token", &demo.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let changes = audit.to_string().matches("campaign_changed").count();
+    assert!(changes >= 2, "the edit and the pause are audited: {audit}");
+    browser.close().await.unwrap();
+
+    // The other sizes: the list and the editor fit and are accessible.
+    for viewport in [Viewport::PI_DISPLAY, PORTRAIT] {
+        let b = Browser::launch(viewport).await.expect("chromium");
+        log_in(&b, &crm, &demo.admin_token).await;
+        b.screenshot(&format!("campaigns-{viewport}-01-list"))
+            .await
+            .unwrap();
+        check_page(&b, &format!("{viewport} list")).await;
+        b.click("button[aria-label='Edit Café VIP']").await.unwrap();
+        b.wait_for("#f-variants tr", WAIT).await.unwrap();
+        b.screenshot(&format!("campaigns-{viewport}-02-editor"))
+            .await
+            .unwrap();
+        check_page(&b, &format!("{viewport} editor")).await;
+        b.close().await.unwrap();
+    }
+    demo.stop().await;
+}
