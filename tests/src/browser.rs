@@ -445,6 +445,15 @@ impl Browser {
         Ok(strings(v))
     }
 
+    /// What makes a page that scrolls hard to use: each control, scrolled into view in turn,
+    /// that still cannot be seen whole in the window, is covered, or is smaller than `min` CSS
+    /// px either way; a page wider than the window. (A console page scrolls; a kiosk screen must
+    /// not, which [`Browser::usability_problems`] checks.) Scrolls back to the top.
+    pub async fn reachability_problems(&self, min: f64) -> Result<Vec<String>> {
+        let v = self.eval(REACHABILITY_PROBLEMS, vec![json!(min)]).await?;
+        Ok(strings(v))
+    }
+
     /// axe-core's critical and serious violations on the page (the pinned axe-core of
     /// `tests/axe`, injected once per page).
     pub async fn axe_violations(&self) -> Result<Vec<String>> {
@@ -766,6 +775,28 @@ for (const c of controls) {
   if (!(hit && (hit === c || c.contains(hit)))) bad.push(`${name} is covered`);
 }
 if (n === 0) bad.push('no control shown at all');
+return bad;
+"#;
+
+const REACHABILITY_PROBLEMS: &str = r#"
+const min = arguments[0];
+const bad = [];
+if (document.documentElement.scrollWidth > window.innerWidth) bad.push(`page is ${document.documentElement.scrollWidth}px wide`);
+for (const c of document.querySelectorAll('button, select, input, textarea, a[href]')) {
+  if (c.getClientRects().length === 0 || getComputedStyle(c).visibility === 'hidden') continue;
+  c.scrollIntoView({ block: 'center', inline: 'nearest' });
+  const r = c.getBoundingClientRect();
+  const name = `${c.tagName.toLowerCase()} "${(c.getAttribute('aria-label') || c.textContent || c.name || '').trim().slice(0, 40)}"`;
+  if (r.width < min || r.height < min) bad.push(`${name} is ${Math.round(r.width)}x${Math.round(r.height)} px`);
+  if (r.left < -0.5 || r.right > window.innerWidth + 0.5 || r.top < -0.5 || r.bottom > window.innerHeight + 0.5) {
+    bad.push(`${name} cannot be brought into view`);
+    continue;
+  }
+  const hit = document.elementFromPoint((r.left + r.right) / 2, (r.top + r.bottom) / 2);
+  const labelled = c.labels && [...c.labels].some((l) => l.contains(hit));
+  if (!(hit && (hit === c || c.contains(hit) || labelled))) bad.push(`${name} is covered by ${hit && hit.outerHTML.slice(0, 80)}`);
+}
+window.scrollTo(0, 0);
 return bad;
 "#;
 

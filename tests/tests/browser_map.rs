@@ -77,29 +77,6 @@ return [...document.querySelectorAll('#rows tr')].map((tr) => [
 ]);
 "#;
 
-/// Controls scrolled into view one by one: each must then be inside the window, large enough
-/// and not covered (a long page scrolls; nothing may need a horizontal scroll).
-const REACHABLE: &str = r#"
-const min = arguments[0];
-const bad = [];
-if (document.documentElement.scrollWidth > window.innerWidth) bad.push(`page is ${document.documentElement.scrollWidth}px wide`);
-for (const c of document.querySelectorAll('button, select, input, a[href]')) {
-  if (c.getClientRects().length === 0 || getComputedStyle(c).visibility === 'hidden') continue;
-  c.scrollIntoView({ block: 'center', inline: 'nearest' });
-  const r = c.getBoundingClientRect();
-  const name = `${c.tagName.toLowerCase()} "${(c.getAttribute('aria-label') || c.textContent || '').trim().slice(0, 40)}"`;
-  if (r.width < min || r.height < min) bad.push(`${name} is ${Math.round(r.width)}x${Math.round(r.height)} px`);
-  if (r.left < -0.5 || r.right > window.innerWidth + 0.5 || r.top < -0.5 || r.bottom > window.innerHeight + 0.5) {
-    bad.push(`${name} cannot be brought into view`);
-    continue;
-  }
-  const hit = document.elementFromPoint((r.left + r.right) / 2, (r.top + r.bottom) / 2);
-  if (!(hit && (hit === c || c.contains(hit)))) bad.push(`${name} is covered by ${hit && hit.outerHTML.slice(0, 80)}`);
-}
-window.scrollTo(0, 0);
-return bad;
-"#;
-
 /// The regions drawn on the map: how many, and how many filled with a figure's colour.
 const MAP_SHAPES: &str = r#"
 const paths = [...document.querySelectorAll('#map .leaflet-overlay-pane path.leaflet-interactive')];
@@ -260,11 +237,8 @@ async fn wait_rows(browser: &Browser, what: &str, expected: &[(&str, &str)]) {
 }
 
 async fn check_page(browser: &Browser, label: &str) {
-    let problems = browser
-        .eval(REACHABLE, vec![json!(MIN_TARGET)])
-        .await
-        .unwrap();
-    assert_eq!(problems, json!([]), "{label}: controls");
+    let problems = browser.reachability_problems(MIN_TARGET).await.unwrap();
+    assert!(problems.is_empty(), "{label}: controls: {problems:?}");
     let violations = browser.axe_violations().await.expect("axe.run");
     assert!(violations.is_empty(), "{label}: axe-core: {violations:?}");
 }

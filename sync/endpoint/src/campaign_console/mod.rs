@@ -15,9 +15,9 @@ use std::convert::Infallible;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::response::Response;
 use kiosk_protocol::ident;
 use kiosk_protocol::wire::Campaign;
 use serde::{Deserialize, Serialize};
@@ -41,9 +41,6 @@ pub const MAX_DAYS: u32 = 366;
 const PAGE_HTML: &str = include_str!("page.html");
 const APP_JS: &str = include_str!("app.js");
 const APP_CSS: &str = include_str!("app.css");
-
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// What the test says of a variant against the control.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -291,7 +288,11 @@ pub fn routes() -> Vec<Route> {
     ];
     routes
         .into_iter()
-        .map(|r| r.map(|h| h.layer::<_, Infallible>(middleware::from_fn(security_headers))))
+        .map(|r| {
+            r.map(|h| {
+                h.layer::<_, Infallible>(middleware::from_fn(crate::http::page::console_headers))
+            })
+        })
         .collect()
 }
 
@@ -300,30 +301,8 @@ pub fn register_schemas(g: &mut schemars::SchemaGenerator) {
     g.subschema_for::<CampaignsView>();
 }
 
-async fn security_headers(req: Request, next: Next) -> Response {
-    let mut resp = next.run(req).await;
-    crate::http::page::secure(&mut resp, CSP);
-    resp
-}
-
 async fn page(State(st): State<AppState>, req: Request) -> Response {
-    let (headers, ip) = (req.headers(), peer_ip(req.extensions()));
-    match DashboardUser::of(&st, headers, ip).await {
-        Some(DashboardUser::Session(_)) => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            )],
-            PAGE_HTML,
-        )
-            .into_response(),
-        _ => (
-            StatusCode::SEE_OTHER,
-            [(header::LOCATION, HeaderValue::from_static("/dashboard"))],
-        )
-            .into_response(),
-    }
+    crate::http::page::console_page(&st, req, PAGE_HTML).await
 }
 
 async fn api_campaigns(

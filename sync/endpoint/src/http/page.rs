@@ -1,9 +1,49 @@
-//! What the endpoint's own pages (the dashboard, the customer's turn page) send with every
-//! answer: their content security policy and the headers that keep them private, and their
-//! static assets.
+//! What the endpoint's own pages (the dashboard, the console's pages, the customer's turn page)
+//! send with every answer: their content security policy and the headers that keep them
+//! private, and their static assets; and how a console page answers a browser without a session.
 
-use axum::http::{HeaderValue, header};
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+
+use super::auth::DashboardUser;
+use super::state::{AppState, peer_ip};
+
+/// The console pages' policy (as the dashboard's): scripts, styles, pictures and requests from
+/// the endpoint only; never framed. Scripts may set element styles (CSSOM), which `style-src
+/// 'self'` allows.
+pub const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+    base-uri 'none'";
+
+/// Middleware of the console's routes: [`secure`] with [`CONSOLE_CSP`].
+pub async fn console_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    secure(&mut resp, CONSOLE_CSP);
+    resp
+}
+
+/// A console page: `html` for a browser with a dashboard session; else a redirect to
+/// `/dashboard`, whose login form brings the manager back in.
+pub async fn console_page(st: &AppState, req: Request, html: &'static str) -> Response {
+    match DashboardUser::of(st, req.headers(), peer_ip(req.extensions())).await {
+        Some(DashboardUser::Session(_)) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            )],
+            html,
+        )
+            .into_response(),
+        _ => (
+            StatusCode::SEE_OTHER,
+            [(header::LOCATION, HeaderValue::from_static("/dashboard"))],
+        )
+            .into_response(),
+    }
+}
 
 /// Sets `csp`, `nosniff`, `no-referrer` (the turn page's token is in its path: never sent on to
 /// another site) and, unless the handler chose otherwise, `no-store`.

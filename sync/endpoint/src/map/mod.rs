@@ -18,9 +18,9 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::response::Response;
 use kiosk_protocol::ident;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -31,7 +31,7 @@ use crate::db::places::{PlaceUpdate, StorePlace};
 use crate::http::auth::{Admin, DashboardUser};
 use crate::http::doc::{Security, error_answer, path_param, query_param, raw_op, schema_ref, text};
 use crate::http::request::json_body;
-use crate::http::{ApiError, AppState, Route, Verb, peer_ip};
+use crate::http::{ApiError, AppState, Route, Verb};
 use crate::ingest::unix_ms;
 
 /// The period when the query names none: the last 30 local days.
@@ -46,11 +46,6 @@ const LEAFLET_JS: &str = include_str!("vendor/leaflet.js");
 const LEAFLET_CSS: &str = include_str!("vendor/leaflet.css");
 const REGIONS: &str = include_str!("spain-regions.geojson");
 const PROVINCES: &str = include_str!("spain-provinces.geojson");
-
-/// As the dashboard's; Leaflet sets element styles from script (CSSOM), which `style-src 'self'`
-/// allows.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// A store's or a region's figures over the period.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -277,7 +272,11 @@ pub fn routes() -> Vec<Route> {
     ];
     let mut routes: Vec<Route> = routes
         .into_iter()
-        .map(|r| r.map(|h| h.layer::<_, Infallible>(middleware::from_fn(security_headers))))
+        .map(|r| {
+            r.map(|h| {
+                h.layer::<_, Infallible>(middleware::from_fn(crate::http::page::console_headers))
+            })
+        })
         .collect();
     routes.push(Route::new(
         Verb::Put,
@@ -294,34 +293,12 @@ pub fn register_schemas(g: &mut schemars::SchemaGenerator) {
     g.subschema_for::<PlaceUpdate>();
 }
 
-async fn security_headers(req: Request, next: Next) -> Response {
-    let mut resp = next.run(req).await;
-    crate::http::page::secure(&mut resp, CSP);
-    resp
-}
-
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     crate::http::page::asset(content_type, body)
 }
 
 async fn page(State(st): State<AppState>, req: Request) -> Response {
-    let (headers, ip) = (req.headers(), peer_ip(req.extensions()));
-    match DashboardUser::of(&st, headers, ip).await {
-        Some(DashboardUser::Session(_)) => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            )],
-            MAP_HTML,
-        )
-            .into_response(),
-        _ => (
-            StatusCode::SEE_OTHER,
-            [(header::LOCATION, HeaderValue::from_static("/dashboard"))],
-        )
-            .into_response(),
-    }
+    crate::http::page::console_page(&st, req, MAP_HTML).await
 }
 
 async fn api_map(
