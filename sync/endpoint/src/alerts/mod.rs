@@ -255,18 +255,25 @@ pub fn conditions(
                 0,
             );
         }
-        if k.backlog.is_some_and(|b| b > 0) {
+        // Exact: the oldest event still waiting is older than the threshold (its age as the
+        // kiosk reports it with each batch, aged here since).
+        if let Some(since) = k
+            .backlog_since_ms
+            .filter(|_| k.backlog.is_some_and(|b| b > 0))
+            && now_ms - since >= i64::from(t.backlog_minutes) * MIN
+        {
             push(
                 "backlog",
                 id.to_owned(),
                 &k.store_id,
                 Some(id),
                 format!(
-                    "kiosk {id} has {} events waiting to be sent",
-                    k.backlog.unwrap_or(0)
+                    "kiosk {id} has {} events waiting to be sent, the oldest for {} minutes",
+                    k.backlog.unwrap_or(0),
+                    (now_ms - since) / MIN
                 ),
-                None,
-                i64::from(t.backlog_minutes) * MIN,
+                Some(since),
+                0,
             );
         }
     }

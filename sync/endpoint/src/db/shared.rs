@@ -681,12 +681,24 @@ pub(crate) async fn admit(e: &impl Exec, store: &str, ev: &IngestEvent) -> DbRes
     Ok(kept == id)
 }
 
-/// Records the kiosk's state a batch reports (last seen, clock skew, outbox backlog).
+/// Records the kiosk's state a batch reports (last seen, clock skew, outbox backlog and when
+/// its oldest waiting event was made: now less the age the kiosk reports; a kiosk of an earlier
+/// release reports no age, and its backlog counts from when it was first reported non-empty).
 pub(crate) async fn record_kiosk_state(e: &impl Exec, batch: &IngestBatch) -> DbResult<()> {
+    let backlog_since = batch.backlog_age_ms.map(|age| {
+        batch
+            .received_ms
+            .saturating_sub(i64::try_from(age).unwrap_or(i64::MAX))
+    });
     e.execute(
         "UPDATE kiosks SET last_seen_ms = ?2,
            skew_ms = COALESCE(?3, skew_ms), skew_at_ms = COALESCE(?4, skew_at_ms),
-           backlog = COALESCE(?5, backlog), skew_samples = COALESCE(?6, skew_samples) WHERE id = ?1",
+           backlog = COALESCE(?5, backlog), skew_samples = COALESCE(?6, skew_samples),
+           backlog_since_ms = CASE WHEN ?7 IS NOT NULL THEN ?7
+               WHEN ?5 IS NULL THEN backlog_since_ms
+               WHEN ?5 = 0 THEN NULL
+               ELSE COALESCE(backlog_since_ms, ?2) END
+         WHERE id = ?1",
         args![
             &batch.kiosk_id,
             batch.received_ms,
@@ -698,6 +710,7 @@ pub(crate) async fn record_kiosk_state(e: &impl Exec, batch: &IngestBatch) -> Db
                 .as_ref()
                 .map(serde_json::to_string)
                 .transpose()?,
+            backlog_since,
         ],
     )
     .await?;
