@@ -694,9 +694,9 @@ pub(crate) async fn record_kiosk_state(e: &impl Exec, batch: &IngestBatch) -> Db
         "UPDATE kiosks SET last_seen_ms = ?2,
            skew_ms = COALESCE(?3, skew_ms), skew_at_ms = COALESCE(?4, skew_at_ms),
            backlog = COALESCE(?5, backlog), skew_samples = COALESCE(?6, skew_samples),
-           backlog_since_ms = CASE WHEN ?7 IS NOT NULL THEN ?7
-               WHEN ?5 IS NULL THEN backlog_since_ms
-               WHEN ?5 = 0 THEN NULL
+           backlog_since_ms = CASE WHEN CAST(?7 AS BIGINT) IS NOT NULL THEN CAST(?7 AS BIGINT)
+               WHEN CAST(?5 AS BIGINT) IS NULL THEN backlog_since_ms
+               WHEN CAST(?5 AS BIGINT) = 0 THEN NULL
                ELSE COALESCE(backlog_since_ms, ?2) END
          WHERE id = ?1",
         args![
