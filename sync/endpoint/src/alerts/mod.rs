@@ -486,6 +486,9 @@ pub struct Fleet {
     pub now_ms: i64,
     /// Every store, worst first.
     pub stores: Vec<FleetStoreView>,
+    /// Every stored firmware release, newest first, with where its rollout stands.
+    #[serde(default)]
+    pub releases: Vec<crate::db::releases::ReleaseSummary>,
 }
 
 /// A store of the fleet view.
@@ -530,7 +533,11 @@ pub async fn fleet_view(db: &SharedDb, now_ms: i64) -> DbResult<Fleet> {
                 .collect(),
         })
         .collect();
-    Ok(Fleet { now_ms, stores })
+    Ok(Fleet {
+        now_ms,
+        stores,
+        releases: db.releases().await?,
+    })
 }
 
 /// The fleet view: every store with its open alerts, worst first (most critical alerts, then

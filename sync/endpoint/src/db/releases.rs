@@ -51,7 +51,7 @@ pub struct Rollout {
 }
 
 /// A stored release, for the operator.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ReleaseSummary {
     /// Version.
     pub version: String,
@@ -74,7 +74,7 @@ pub struct ReleaseSummary {
 }
 
 /// A release's rollout in kiosks. A kiosk counts once in each figure that applies to it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RolloutKiosks {
     /// Offered it: pinned to it, or inside its rollout's store and share and pinned to nothing
     /// else (a halted rollout keeps the kiosks it had).
