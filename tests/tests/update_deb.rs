@@ -416,7 +416,9 @@ fn unsigned_and_tampered_releases_are_refused_before_dpkg_and_a_bad_release_is_r
     }
     .sign(&stranger);
     std::fs::write(
-        state.join(format!("upper/var/lib/kiosk/downloads/kiosk_{v0}_amd64.pin")),
+        state.join(format!(
+            "upper/var/lib/kiosk/downloads/kiosk_{v0}_amd64.pin"
+        )),
         serde_json::to_string(&stranger_pin).unwrap(),
     )
     .unwrap();
