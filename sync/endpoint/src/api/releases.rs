@@ -109,11 +109,11 @@ pub fn routes() -> Vec<Route> {
             put_pin,
             with_params(
                 op(
-                    "pin a kiosk to a release (version null: unpin)",
+                    "pin a kiosk to a release (version null: unpin), with the operator's signed pin when it is a downgrade (409: the signed pin names another kiosk or release)",
                     Security::Admin,
                     Some("PinRequest"),
                     ("204", "saved", None),
-                    ADMIN_ERRORS,
+                    &["400", "403", "404", "409", "429", "503"],
                 ),
                 json!([path_param("kiosk_id", "Ident")]),
             ),
