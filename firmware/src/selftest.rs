@@ -834,6 +834,7 @@ pub fn print_ticket_on(
             report.checks.len()
         )),
         coupon: None,
+        note: None,
         footer: format!(
             "kiosk {} {} {}",
             crate::version::VERSION,

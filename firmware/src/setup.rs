@@ -134,6 +134,13 @@ pub fn journey_config(config: &Config) -> JourneyConfig {
             ),
         ],
         role: config.site.kiosk.role,
+        ticket_notes: config
+            .site
+            .queue
+            .services
+            .iter()
+            .filter_map(|s| Some((s.letter.clone(), localized(s.ticket_note.as_ref()?))))
+            .collect(),
         survey_reasons: vec![
             reason("wait", "La espera", "The wait"),
             reason("staff", "La atención", "The staff"),

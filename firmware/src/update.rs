@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kiosk_protocol::release::{MAX_RELEASE_BYTES, ReleaseError, ReleasePublicKey, SignedRelease};
+use kiosk_protocol::release::{
+    MAX_RELEASE_BYTES, ReleaseError, ReleasePublicKey, SignedPin, SignedRelease,
+};
 use serde::{Deserialize, Serialize};
 
 /// Where the firmware asks for an install (written by the kiosk user, read and removed by root).
@@ -119,6 +121,18 @@ pub enum UpdateError {
     /// dpkg-query or dpkg could not run or failed.
     #[error("{0}")]
     Dpkg(String),
+    /// The release is older than the installed one and no operator's signed pin allows it.
+    #[error(
+        "release {version} is older than the installed {installed}: a downgrade needs the operator's signed pin of this kiosk to it (crm-endpoint release-sign-pin); {why}"
+    )]
+    Downgrade {
+        /// The release asked for.
+        version: String,
+        /// The installed one.
+        installed: String,
+        /// What is missing or wrong with the pin.
+        why: String,
+    },
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> UpdateError {
@@ -215,6 +229,17 @@ fn try_apply(
             at_ms: now_ms(),
         });
     }
+    // A genuinely signed but older release (a known flaw) only with the operator's signed pin;
+    // the rollback below reinstalls `previous` without coming here.
+    check_downgrade(
+        &opts.downloads,
+        &key,
+        version,
+        previous,
+        arch,
+        now_ms() / 1000,
+        || kiosk_id_of(&opts.config),
+    )?;
     let rollback = match kept(opts, &key, previous, arch) {
         Ok(path) => path,
         // The firmware downloads the installed version too when nothing is kept yet.
@@ -258,6 +283,75 @@ fn try_apply(
             Ok(outcome(OutcomeKind::RolledBack, Some(why)))
         }
     }
+}
+
+/// Whether Debian version `a` is older than `b`, as dpkg orders them (`dpkg --compare-versions`:
+/// the one definition every kiosk has).
+pub fn older_than(a: &str, b: &str) -> Result<bool, UpdateError> {
+    let status = Command::new("dpkg")
+        .args(["--compare-versions", a, "lt", b])
+        .stdin(std::process::Stdio::null())
+        .status()
+        .map_err(|e| UpdateError::Dpkg(format!("cannot run dpkg --compare-versions: {e}")))?;
+    match status.code() {
+        Some(0) => Ok(true),
+        Some(1) => Ok(false),
+        _ => Err(UpdateError::Dpkg(format!(
+            "dpkg --compare-versions cannot compare {a:?} and {b:?}"
+        ))),
+    }
+}
+
+/// Refuses `version` when it is older than `installed` unless `<downloads>/kiosk_<v>_<arch>.pin`
+/// holds the operator's pin of this kiosk to it, signed with the release key and not expired.
+/// `kiosk_id` is read only when a pin is there to check.
+pub fn check_downgrade(
+    downloads: &Path,
+    key: &ReleasePublicKey,
+    version: &str,
+    installed: &str,
+    arch: &str,
+    now_s: i64,
+    kiosk_id: impl FnOnce() -> Result<String, String>,
+) -> Result<(), UpdateError> {
+    if !older_than(version, installed)? {
+        return Ok(());
+    }
+    let refuse = |why: String| UpdateError::Downgrade {
+        version: version.to_owned(),
+        installed: installed.to_owned(),
+        why,
+    };
+    let path = downloads.join(format!("{}.pin", package_stem(version, arch)));
+    let mut text = String::new();
+    match std::fs::File::open(&path) {
+        Ok(f) => {
+            f.take(4096)
+                .read_to_string(&mut text)
+                .map_err(|e| refuse(format!("cannot read {}: {e}", path.display())))?;
+        }
+        Err(_) => return Err(refuse("there is none".to_owned())),
+    }
+    let pin: SignedPin = serde_json::from_str(&text)
+        .map_err(|e| refuse(format!("{} is not a signed pin: {e}", path.display())))?;
+    let kiosk_id = kiosk_id().map_err(refuse)?;
+    pin.allows(key, &kiosk_id, version, now_s)
+        .map_err(|e| refuse(e.to_string()))?;
+    tracing::info!(
+        version,
+        installed,
+        "downgrade allowed by the operator's signed pin"
+    );
+    Ok(())
+}
+
+/// This kiosk's id, from the credentials in the data directory `site.toml` names.
+fn kiosk_id_of(config: &Path) -> Result<String, String> {
+    let site = crate::config::Config::load(config).map_err(|e| e.to_string())?;
+    let dir = crate::paths::DataDir::new(&site.site.kiosk.data_dir);
+    crate::credentials::Credentials::load(&dir.credentials())
+        .map(|c| c.kiosk_id)
+        .map_err(|e| e.to_string())
 }
 
 /// The trial: `kiosk status` must show the new version running with a sync after the install,
@@ -549,4 +643,76 @@ fn write_outcome(opts: &Options, outcome: &Outcome) -> Result<(), UpdateError> {
 fn now_ms() -> i64 {
     i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
         .unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiosk_protocol::release::{PinManifest, ReleaseSigningKey};
+
+    fn write_pin(dir: &Path, key: &ReleaseSigningKey, kiosk: &str, version: &str, not_after: i64) {
+        let pin = PinManifest {
+            kiosk_id: kiosk.into(),
+            version: version.into(),
+            not_after,
+        }
+        .sign(key);
+        std::fs::write(
+            dir.join(format!("{}.pin", package_stem(version, "arm64"))),
+            serde_json::to_string(&pin).unwrap(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn an_older_release_needs_the_operators_signed_pin_of_this_kiosk_and_a_newer_one_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ReleaseSigningKey::generate();
+        let public = key.public();
+        let me = || Ok("k-1".to_owned());
+        let check = |version: &str| {
+            check_downgrade(dir.path(), &public, version, "0.2.0-1", "arm64", 1_000, me)
+        };
+        // Newer (and dpkg's ordering, not the text's: 0.10 is newer than 0.2).
+        check("0.2.1-1").unwrap();
+        check("0.10.0-1").unwrap();
+        check("0.2.0-1").unwrap();
+        // Older without a pin: refused, saying what would allow it.
+        let why = check("0.1.9-1").unwrap_err().to_string();
+        assert!(
+            why.contains("older than the installed 0.2.0-1") && why.contains("there is none"),
+            "{why}"
+        );
+        // A pin for another kiosk, an expired one, one signed by another key: refused.
+        write_pin(dir.path(), &key, "k-2", "0.1.9-1", 2_000);
+        assert!(
+            check("0.1.9-1")
+                .unwrap_err()
+                .to_string()
+                .contains("not kiosk k-1")
+        );
+        write_pin(dir.path(), &key, "k-1", "0.1.9-1", 999);
+        assert!(
+            check("0.1.9-1")
+                .unwrap_err()
+                .to_string()
+                .contains("expired")
+        );
+        write_pin(
+            dir.path(),
+            &ReleaseSigningKey::generate(),
+            "k-1",
+            "0.1.9-1",
+            2_000,
+        );
+        assert!(
+            check("0.1.9-1")
+                .unwrap_err()
+                .to_string()
+                .contains("does not match")
+        );
+        // The operator's signed pin of this kiosk to that release: allowed.
+        write_pin(dir.path(), &key, "k-1", "0.1.9-1", 2_000);
+        check("0.1.9-1").unwrap();
+    }
 }

@@ -50,6 +50,9 @@ pub struct Settings {
     pub quiet_for: Duration,
     /// Local hours `[from, to)` an install may start in (none: any time).
     pub window: Option<(u8, u8)>,
+    /// The version this kiosk runs (`None`: the installed package's, from dpkg-query; set by
+    /// tests that run the firmware without installing it).
+    pub running: Option<String>,
 }
 
 /// `/etc/kiosk/updates.toml` (optional; not in site.toml, so a kiosk rolled back to a firmware
@@ -87,6 +90,7 @@ impl Settings {
             check_every: Duration::from_secs(60 * file.check_minutes.unwrap_or(15).max(1)),
             quiet_for: Duration::from_secs(60 * file.quiet_minutes.unwrap_or(10)),
             window: file.window.as_deref().and_then(parse_window),
+            running: None,
         }
     }
 }
@@ -107,14 +111,54 @@ pub fn in_window(window: Option<(u8, u8)>, hour: u8) -> bool {
     }
 }
 
+/// Since when the kiosk has been quiet, as far as the screen shows.
+#[derive(Debug, Default)]
+struct Quiet {
+    since: Option<tokio::time::Instant>,
+}
+
+impl Quiet {
+    /// Looks at the screen now. A change not watched (the worker was busy asking the CRM or
+    /// downloading) may hide a whole journey, so a quiet screen then counts from now.
+    fn observe(
+        &mut self,
+        screen: &mut watch::Receiver<ScreenView>,
+        window: Option<(u8, u8)>,
+        hour: u8,
+    ) {
+        let unwatched = screen.has_changed().unwrap_or(true);
+        let quiet = is_quiet(&screen.borrow_and_update()) && in_window(window, hour);
+        let now = tokio::time::Instant::now();
+        self.since = match (quiet, unwatched) {
+            (false, _) => None,
+            (true, true) => Some(now),
+            (true, false) => self.since.or(Some(now)),
+        };
+    }
+
+    /// Quiet for at least `d`.
+    fn lasted(&self, d: Duration) -> bool {
+        self.since
+            .is_some_and(|t| tokio::time::Instant::now().duration_since(t) >= d)
+    }
+}
+
 /// A customer journey is not in progress and nobody stands at the kiosk.
 pub fn is_quiet(view: &ScreenView) -> bool {
     matches!(view.body, ScreenBody::Attract { inviting: false }) && !view.assistance_called
 }
 
+/// The marker of a release this kiosk rolled back: a rollout offering it again is not followed
+/// (no install-and-roll-back loop while the rollout has not halted yet); a pin is.
+fn rolled_back_marker(downloads: &Path, version: &str) -> PathBuf {
+    downloads.join(format!("{}.rolled-back", package_stem(version, deb_arch())))
+}
+
 /// Journals the helper's outcome of the last update (then removes the file), so the CRM learns
-/// of an install, a rollback or a refusal through the ordinary sync.
-pub fn report_outcome(db: &KioskDb, path: &Path) {
+/// of an install, a rollback or a refusal through the ordinary sync; a rollback is remembered
+/// so that the same release is not tried again unless the kiosk is pinned to it.
+pub fn report_outcome(db: &KioskDb, settings: &Settings) {
+    let path = settings.outcome.as_path();
     let Ok(text) = std::fs::read_to_string(path) else {
         return;
     };
@@ -126,6 +170,14 @@ pub fn report_outcome(db: &KioskDb, path: &Path) {
                 OutcomeKind::Refused => UpdateResult::Refused,
             };
             let reason = o.reason.map(|r| r.chars().take(2000).collect());
+            if result == UpdateResult::RolledBack {
+                let marker = rolled_back_marker(&settings.downloads, &o.version);
+                if let Err(e) = std::fs::create_dir_all(&settings.downloads)
+                    .and_then(|()| std::fs::write(&marker, b""))
+                {
+                    tracing::warn!(marker = %marker.display(), error = %e, "cannot remember the rolled back release");
+                }
+            }
             tracing::info!(
                 version = o.version,
                 ?result,
@@ -156,11 +208,12 @@ pub fn installed_package_version() -> Option<String> {
 pub fn spawn(
     settings: Settings,
     client: ReleaseClient,
+    kiosk_id: String,
     screen: watch::Receiver<ScreenView>,
     clock_hour: impl Fn() -> u8 + Send + 'static,
     shutdown: CancellationToken,
 ) -> Option<JoinHandle<()>> {
-    let Some(running) = installed_package_version() else {
+    let Some(running) = settings.running.clone().or_else(installed_package_version) else {
         tracing::info!("updates off: the kiosk package is not installed (a development run)");
         return None;
     };
@@ -182,6 +235,7 @@ pub fn spawn(
         let worker = Worker {
             settings,
             client,
+            kiosk_id,
             key,
             running,
             arch: deb_arch(),
@@ -193,6 +247,7 @@ pub fn spawn(
 struct Worker {
     settings: Settings,
     client: ReleaseClient,
+    kiosk_id: String,
     key: ReleasePublicKey,
     running: String,
     arch: &'static str,
@@ -206,53 +261,54 @@ impl Worker {
         shutdown: CancellationToken,
     ) {
         // The first look soon after start (the CRM learns what this kiosk runs), then spread.
-        let mut wait = Duration::from_secs(30);
+        let mut wait = self.settings.check_every.min(Duration::from_secs(30));
+        // Since when the kiosk has been quiet, watched across checks: a quiet moment longer
+        // than the time between two checks still counts whole.
+        let mut quiet = Quiet::default();
+        let mut ready: Option<String> = None;
         loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(wait) => {}
-            }
-            let jitter = rand::random::<f64>() * 0.25;
-            wait = self.settings.check_every.mul_f64(1.0 + jitter);
-            let ready = match self.prepare().await {
-                Ok(Some(version)) => version,
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::warn!(error = %e, "firmware update not ready");
-                    continue;
-                }
-            };
-            // Wait for a quiet moment (at most until the next check).
-            let deadline = tokio::time::Instant::now() + wait;
-            let mut quiet_since: Option<tokio::time::Instant> = None;
+            let next_check = tokio::time::Instant::now() + wait;
+            // Between checks: watch the screen; with a release ready, install at a quiet moment.
             loop {
-                let now = tokio::time::Instant::now();
-                if now >= deadline {
-                    break;
-                }
-                let quiet = is_quiet(&screen.borrow_and_update())
-                    && in_window(self.settings.window, clock_hour());
-                quiet_since = if quiet {
-                    quiet_since.or(Some(now))
-                } else {
-                    None
-                };
-                if quiet_since.is_some_and(|t| now.duration_since(t) >= self.settings.quiet_for) {
-                    match self.ask_install(&ready) {
+                quiet.observe(&mut screen, self.settings.window, clock_hour());
+                if let Some(version) = &ready
+                    && quiet.lasted(self.settings.quiet_for)
+                {
+                    match self.ask_install(version) {
                         Ok(()) => {
-                            tracing::info!(version = ready, "asked the update helper to install");
+                            tracing::info!(version, "asked the update helper to install");
                         }
                         Err(e) => tracing::warn!(error = %e, "cannot ask for the install"),
                     }
-                    // The helper restarts this process with the new version (or rolls back).
+                    // The helper restarts this process with the new version (or rolls back);
+                    // until then, not again.
+                    ready = None;
+                    quiet = Quiet::default();
+                }
+                let now = tokio::time::Instant::now();
+                if now >= next_check {
                     break;
                 }
+                let poll = self
+                    .settings
+                    .quiet_for
+                    .min(Duration::from_secs(5))
+                    .max(Duration::from_millis(200));
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     _ = screen.changed() => {}
-                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    () = tokio::time::sleep(poll.min(next_check - now)) => {}
                 }
             }
+            let jitter = rand::random::<f64>() * 0.25;
+            wait = self.settings.check_every.mul_f64(1.0 + jitter);
+            ready = match self.prepare().await {
+                Ok(version) => version,
+                Err(e) => {
+                    tracing::warn!(error = %e, "firmware update not ready");
+                    None
+                }
+            };
         }
     }
 
@@ -261,7 +317,7 @@ impl Worker {
     async fn prepare(&self) -> Result<Option<String>, String> {
         let assigned = self
             .client
-            .assignment(self.arch, &self.running)
+            .assignment(self.arch, &self.running, None)
             .await
             .map_err(|e| format!("cannot ask the CRM for a release: {e}"))?;
         let Some(release) = assigned.release else {
@@ -271,10 +327,51 @@ impl Worker {
         if version == self.running {
             return Ok(None);
         }
+        if !assigned.pinned && rolled_back_marker(&self.settings.downloads, &version).exists() {
+            tracing::debug!(version, "not retrying a release this kiosk rolled back");
+            return Ok(None);
+        }
         release
             .verify_signature(&self.key)
             .map_err(|e| e.to_string())?;
+        // An older release only with the operator's signed pin of this kiosk to it (the root
+        // helper checks it again); not even downloaded otherwise.
+        let (older, running) = (version.clone(), self.running.clone());
+        let older =
+            tokio::task::spawn_blocking(move || crate::update::older_than(&older, &running))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+        if older {
+            let now_s = time::OffsetDateTime::now_utc().unix_timestamp();
+            let allowed = match &assigned.pin {
+                Some(pin) => pin
+                    .allows(&self.key, &self.kiosk_id, &version, now_s)
+                    .map_err(|e| e.to_string()),
+                None => Err("the CRM sent no signed pin".to_owned()),
+            };
+            if let Err(why) = allowed {
+                return Err(format!(
+                    "refusing release {version}: older than the running {} and {why}",
+                    self.running
+                ));
+            }
+        }
         self.download(&release).await?;
+        let pin_path = self.settings.downloads.join(format!(
+            "{}.pin",
+            package_stem(&version, &release.manifest.arch)
+        ));
+        match (&assigned.pin, older) {
+            (Some(pin), true) => {
+                let text = serde_json::to_string_pretty(pin).map_err(|e| e.to_string())?;
+                std::fs::write(&pin_path, text)
+                    .map_err(|e| format!("{}: {e}", pin_path.display()))?;
+            }
+            _ => {
+                let _ = std::fs::remove_file(&pin_path);
+            }
+        }
         let kept = self
             .settings
             .releases
@@ -294,6 +391,14 @@ impl Worker {
                     ));
                 }
             }
+        }
+        // Ready: the CRM's rollout view counts this kiosk as downloaded.
+        if let Err(e) = self
+            .client
+            .assignment(self.arch, &self.running, Some(&version))
+            .await
+        {
+            tracing::debug!(error = %e, "cannot report the download to the CRM");
         }
         Ok(Some(version))
     }

@@ -51,6 +51,7 @@ fn config() -> JourneyConfig {
         timeouts: Timeouts::default(),
         default_locale: Locale::Es,
         role: kiosk_core::journey::KioskRole::Queue,
+        ticket_notes: Default::default(),
     }
 }
 

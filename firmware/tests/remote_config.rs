@@ -587,3 +587,72 @@ async fn kiosks_of_one_store_on_two_config_versions_for_a_moment_share_one_queue
     assert_eq!(offered, ["A", "D"]);
     h.demo.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_services_ticket_note_set_at_the_crm_is_printed_on_its_tickets_in_the_tickets_language() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path()).await;
+    let mut returns = service("D", "Devoluciones", "Returns");
+    returns["ticket_note"] =
+        json!({ "es": "Traiga el tique de compra", "en": "Bring your receipt" });
+    let v1 = h
+        .set_config(json!({ "services": [service("A", "Caja", "Till"), returns] }))
+        .await;
+    assert_eq!(v1.status(), 200);
+    h.until("v1 applied", async || (h.good_version() == 1).then_some(()))
+        .await;
+    let printer = h.demo.kiosk.sims.printer.clone().expect("virtual printer");
+    let printed_since = |before: usize| {
+        let record = printer.record();
+        record.lines[before..]
+            .iter()
+            .map(|l| l.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+
+    // A Spanish ticket of the service with a note: the note in Spanish, under the turn.
+    let before = printer.record().lines.len();
+    assert_eq!(h.services_offered().await.len(), 2);
+    let label = h.take_turn("D").await;
+    assert!(
+        printer.wait_for(WAIT, |r| r.text().contains(&label)),
+        "{label} never printed"
+    );
+    let ticket = printed_since(before);
+    assert!(ticket.contains(&label), "{ticket}");
+    assert!(ticket.contains("Traiga el tique de compra"), "{ticket}");
+    assert!(!ticket.contains("Bring your receipt"), "{ticket}");
+
+    // The same service in English: the English note.
+    let before = printer.record().lines.len();
+    h.touch(json!({"action": "start"})).await;
+    h.screen("choose_service").await;
+    h.touch(json!({"action": "set_locale", "locale": "en"}))
+        .await;
+    let label = h.take_turn("D").await;
+    assert!(
+        printer.wait_for(WAIT, |r| r.text().contains(&label)),
+        "{label} never printed"
+    );
+    let ticket = printed_since(before);
+    assert!(ticket.contains(&label), "{ticket}");
+    assert!(ticket.contains("Bring your receipt"), "{ticket}");
+    assert!(!ticket.contains("Traiga"), "{ticket}");
+
+    // A service without a note prints none.
+    let before = printer.record().lines.len();
+    h.services_offered().await;
+    let label = h.take_turn("A").await;
+    assert!(
+        printer.wait_for(WAIT, |r| r.text().contains(&label)),
+        "{label} never printed"
+    );
+    let ticket = printed_since(before);
+    assert!(ticket.contains(&label), "{ticket}");
+    assert!(
+        !ticket.contains("Traiga") && !ticket.contains("receipt"),
+        "{ticket}"
+    );
+    h.demo.stop().await;
+}

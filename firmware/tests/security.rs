@@ -556,6 +556,7 @@ async fn sync_traffic_and_kiosk_files_carry_no_raw_card_uid_and_cached_personal_
         store_listener: None,
         ticket_previews: Some(kiosk_dir.join("tickets")),
         clock: Arc::new(SystemClock),
+        updates: None,
     })
     .await
     .unwrap();

@@ -5,6 +5,12 @@
 //! (critical alerts, then warnings, then the healthy), each alert named in words with how long
 //! it has lasted, the page fitting the screen and axe-core finding no critical or serious
 //! violation. Screenshots go to `<target dir>/artifacts/`.
+//!
+//! The same page shows each firmware release's rollout: assigned, downloaded, installed,
+//! healthy, rolled back and pinned kiosks as the CRM recorded them from the kiosks' own requests
+//! and events, a rollout halted by a rollback with its reason, and a change (a pin) reaching the
+//! open page without a reload; at 1920x1080, 1366x768 and a 390x844 phone, each fitting its
+//! window, readable, and clean under axe-core.
 
 #![allow(
     clippy::unwrap_used,
@@ -14,10 +20,12 @@
 
 use std::path::PathBuf;
 
+use crm_endpoint::db::releases::{NewRelease, Pin, ReleaseAsk, Rollout};
 use crm_endpoint::db::{NewKiosk, StoreRecord};
 use kiosk_e2e::browser::{Browser, Viewport, WAIT};
 use kiosk_protocol::auth::sign_request;
 use kiosk_protocol::events::{Envelope, Event};
+use kiosk_protocol::release::{ReleaseManifest, ReleaseSigningKey};
 use kiosk_protocol::wire::{BatchRequest, DeviceSecret, KioskClock, batches_path};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -43,6 +51,24 @@ const rows = [...document.querySelectorAll('#fleet-rows tr')].map((tr) => {
     badge: tr.querySelector('.badge').innerText,
     alerts: [...tr.querySelectorAll('.fleet-alerts li')].map((li) => li.innerText),
     visible: r.width > 0 && r.height > 0 && getComputedStyle(tr).visibility !== 'hidden',
+  };
+});
+return { rows, wide: document.documentElement.scrollWidth > window.innerWidth };
+"#;
+
+/// The rollout rows as the manager reads them: release, state text, the counts by key, whether
+/// every cell shows whole, the smallest text, and whether the page is wider than the window.
+const ROLLOUTS: &str = r#"
+const rows = [...document.querySelectorAll('#rollout-rows tr')].map((tr) => {
+  const cells = [...tr.querySelectorAll('th, td')];
+  const counts = {};
+  for (const td of tr.querySelectorAll('td[data-count]')) counts[td.dataset.count] = Number(td.innerText.replace(/[^0-9]/g, ''));
+  return {
+    release: tr.dataset.release,
+    state: tr.querySelector('.rollout-state').innerText.trim(),
+    counts,
+    whole: cells.every((c) => { const r = c.getBoundingClientRect(); return r.width > 0 && r.height > 0 && r.right <= window.innerWidth + 0.5 && c.scrollWidth <= c.clientWidth + 1; }),
+    smallest: Math.min(...cells.map((c) => parseFloat(getComputedStyle(c).fontSize))),
   };
 });
 return { rows, wide: document.documentElement.scrollWidth > window.innerWidth };
@@ -106,6 +132,75 @@ async fn post(base: &str, id: &str, n: u8, events: Vec<Value>, off_ms: i64) {
     }
     let resp = req.send().await.unwrap();
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+}
+
+fn firmware(version: &str, result: &str) -> Value {
+    json!({ "type": "firmware_updated", "payload": {
+        "version": version, "previous": "0.1.0", "result": result,
+        "reason": (result != "installed").then_some("its self-test failed: printer: absent") } })
+}
+
+async fn login(browser: &Browser, base: &str) {
+    browser
+        .goto(&format!("{base}/dashboard/fleet"))
+        .await
+        .unwrap();
+    browser.wait_for("#token", WAIT).await.expect("login form");
+    browser.type_into("#token", ADMIN).await.unwrap();
+    browser.click("button[type=submit]").await.unwrap();
+    browser
+        .wait_for("#kpi-tickets", WAIT)
+        .await
+        .expect("logged in");
+    browser
+        .goto(&format!("{base}/dashboard/fleet"))
+        .await
+        .unwrap();
+}
+
+/// Checks the rollout view as the manager sees it at this browser's size; returns its rows.
+async fn rollouts_seen(browser: &Browser, shot: &str) -> Value {
+    browser
+        .wait_until(
+            "the rollout rows",
+            "document.querySelectorAll('#rollout-rows tr').length === 2",
+            WAIT,
+        )
+        .await
+        .expect("two releases");
+    browser
+        .eval(
+            "document.getElementById('h-rollouts').scrollIntoView(); return true;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    browser.screenshot(shot).await.unwrap();
+    let seen = browser.eval(ROLLOUTS, vec![]).await.unwrap();
+    let size = browser.viewport();
+    assert_eq!(seen["wide"], json!(false), "the page fits {size}: {seen}");
+    for r in seen["rows"].as_array().unwrap() {
+        assert_eq!(r["whole"], json!(true), "a cell is cut at {size}: {r}");
+        assert!(
+            r["smallest"].as_f64().unwrap() >= 13.0,
+            "text under 13 px at {size}: {r}"
+        );
+    }
+    let axe = browser.axe_violations().await.expect("axe");
+    assert!(
+        axe.is_empty(),
+        "axe-core on the fleet view at {size}: {axe:?}"
+    );
+    seen
+}
+
+fn row<'a>(seen: &'a Value, release: &str) -> &'a Value {
+    seen["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["release"] == release)
+        .unwrap_or_else(|| panic!("no row of {release}: {seen}"))
 }
 
 fn printer(status: &str, reason: Option<&str>) -> Value {
@@ -289,7 +384,175 @@ async fn the_fleet_view_lists_every_store_worst_first_with_its_alerts_in_words()
     let violations = browser.eval(AXE_RUN, vec![]).await.expect("axe.run");
     assert_eq!(violations, json!([]), "axe-core on the fleet view");
 
+    // ---- Firmware rollouts ---------------------------------------------------------------
+    // Two signed releases; 0.2.0-1 rolled out to every kiosk, halting at the first failure.
+    let key = ReleaseSigningKey::generate();
+    for (i, v) in ["0.2.0-1", "0.3.0-1"].into_iter().enumerate() {
+        let package = vec![u8::try_from(i).unwrap(); 4096];
+        db.put_release(NewRelease {
+            signed: ReleaseManifest::of_package(v, "arm64", package.as_slice())
+                .unwrap()
+                .sign(&key),
+            package,
+            uploaded_ms: now + i64::try_from(i).unwrap(),
+        })
+        .await
+        .unwrap();
+    }
+    db.set_rollout(
+        Rollout {
+            version: "0.2.0-1".into(),
+            store_id: None,
+            percent: 100,
+            max_failures: 1,
+            halted_ms: None,
+            halted_reason: None,
+        },
+        now,
+    )
+    .await
+    .unwrap();
+    // What the kiosks told the CRM: centro-1 holds it downloaded, norte-1 installed it and runs
+    // it, sur-1 rolled it back, este-1 is pinned to it. The next kiosk to ask halts it.
+    let ask = |kiosk: &str, store: &str, running: &str, downloaded: Option<&str>| ReleaseAsk {
+        kiosk_id: kiosk.into(),
+        store_id: store.into(),
+        arch: "arm64".into(),
+        running: running.into(),
+        downloaded: downloaded.map(str::to_owned),
+        now_ms: now_ms(),
+    };
+    db.release_for_kiosk(ask("centro-1", "centro", "0.1.0", Some("0.2.0-1")))
+        .await
+        .unwrap();
+    post(
+        &base,
+        "norte-1",
+        3,
+        vec![firmware("0.2.0-1", "installed")],
+        5 * MIN,
+    )
+    .await;
+    db.release_for_kiosk(ask("norte-1", "norte", "0.2.0-1", None))
+        .await
+        .unwrap();
+    post(
+        &base,
+        "sur-1",
+        4,
+        vec![firmware("0.2.0-1", "rolled_back")],
+        0,
+    )
+    .await;
+    db.pin_kiosk(
+        "este-1".into(),
+        Some(Pin {
+            version: "0.2.0-1".into(),
+            signed: None,
+        }),
+        now_ms(),
+    )
+    .await
+    .unwrap();
+    let halted = db
+        .release_for_kiosk(ask("centro-2", "centro", "0.1.0", None))
+        .await
+        .unwrap();
+    assert_eq!(halted.release, None, "a halted rollout still offered");
+
+    // The open page shows it at its next refresh, without a reload.
+    browser
+        .wait_until(
+            "the rollouts",
+            "document.querySelectorAll('#rollout-rows tr').length === 2",
+            WAIT,
+        )
+        .await
+        .expect("the rollouts reach the open page");
+    let seen = rollouts_seen(&browser, "fleet-1920x1080-03-rollouts").await;
+    let r2 = row(&seen, "0.2.0-1");
+    assert!(
+        r2["state"]
+            .as_str()
+            .unwrap()
+            .starts_with("Halted 0 min ago: 1 kiosks rolled back or refused it (threshold 1)."),
+        "{r2}"
+    );
+    assert!(
+        r2["state"]
+            .as_str()
+            .unwrap()
+            .contains("100 % of every store, halts after 1 failed"),
+        "{r2}"
+    );
+    assert_eq!(
+        r2["counts"],
+        json!({ "assigned": 5, "downloaded": 1, "installed": 1, "healthy": 1,
+                "rolled_back": 1, "pinned": 1 }),
+        "{r2}"
+    );
+    let r3 = row(&seen, "0.3.0-1");
+    assert_eq!(r3["state"], "Not rolled out", "{r3}");
+    assert_eq!(
+        r3["counts"],
+        json!({ "assigned": 0, "downloaded": 0, "installed": 0, "healthy": 0,
+                "rolled_back": 0, "pinned": 0 })
+    );
+
+    // Live: centro-2 pinned to 0.3.0-1 while the page is open.
+    db.pin_kiosk(
+        "centro-2".into(),
+        Some(Pin {
+            version: "0.3.0-1".into(),
+            signed: None,
+        }),
+        now_ms(),
+    )
+    .await
+    .unwrap();
+    browser
+        .wait_until(
+            "the pin on the open page",
+            "(() => { const c = document.querySelector('tr[data-release=\"0.3.0-1\"] td[data-count=pinned]'); return c && c.innerText.trim() === '1'; })()",
+            WAIT,
+        )
+        .await
+        .expect("the pin reaches the open page without a reload");
+    let seen = rollouts_seen(&browser, "fleet-1920x1080-04-rollouts-live").await;
+    assert_eq!(row(&seen, "0.3.0-1")["counts"]["assigned"], 1, "{seen}");
+    assert_eq!(row(&seen, "0.2.0-1")["counts"]["assigned"], 4, "{seen}");
     browser.close().await.unwrap();
+
+    // A laptop and a phone: the same figures, fitting the window.
+    for (size, name) in [
+        (
+            Viewport {
+                width: 1366,
+                height: 768,
+            },
+            "1366x768",
+        ),
+        (
+            Viewport {
+                width: 390,
+                height: 844,
+            },
+            "390x844",
+        ),
+    ] {
+        let browser = Browser::launch(size).await.expect("chromium");
+        login(&browser, &base).await;
+        let seen = rollouts_seen(&browser, &format!("fleet-{name}-rollouts")).await;
+        assert_eq!(row(&seen, "0.2.0-1")["counts"]["rolled_back"], 1, "{seen}");
+        assert!(
+            row(&seen, "0.2.0-1")["state"]
+                .as_str()
+                .unwrap()
+                .starts_with("Halted"),
+            "{seen}"
+        );
+        browser.close().await.unwrap();
+    }
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }

@@ -6,6 +6,9 @@
 //!
 //! - an unsigned release and a tampered one (a byte of the signed package changed) are refused
 //!   before dpkg runs (dpkg's log does not grow, the installed version stays);
+//! - an older release, genuinely signed, is refused before dpkg runs unless the operator's signed
+//!   pin of this kiosk to it lies beside it (docs/SECURITY.md: downgrades), while the helper's
+//!   own rollback to the previous (older) package below stays allowed;
 //! - a bad release (its hardware profile broken, so its self-test fails) is installed by dpkg,
 //!   fails its trial, and the previous package (kept, verified) is reinstalled by dpkg; the
 //!   outcome file the firmware reports says so and why.
@@ -389,6 +392,39 @@ fn unsigned_and_tampered_releases_are_refused_before_dpkg_and_a_bad_release_is_r
         "dpkg ran for a tampered package:\n{}",
         a.output
     );
+
+    // An older release, genuinely signed (a known flaw a CRM could offer): refused before dpkg.
+    let v0 = format!("{v1}~old");
+    let old = repack(deb, work.path(), &v0, |_| {});
+    offer(&state, &old, &v0, Some(signed(&key, &old, &v0)));
+    let a = attempt(&state, &v0);
+    assert_eq!(a.outcome["result"], "refused", "{}", a.output);
+    let reason = a.outcome["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("release {v0} is older than the installed {v1}"))
+            && reason.contains("signed pin")
+            && reason.contains("there is none"),
+        "{reason}"
+    );
+    assert_eq!(a.installed, v1);
+    assert!(!a.dpkg_log_grew, "dpkg ran for a downgrade:\n{}", a.output);
+    // A pin signed by another key beside it: refused the same way.
+    let stranger_pin = kiosk_protocol::release::PinManifest {
+        kiosk_id: "any".into(),
+        version: v0.clone(),
+        not_after: i64::MAX,
+    }
+    .sign(&stranger);
+    std::fs::write(
+        state.join(format!(
+            "upper/var/lib/kiosk/downloads/kiosk_{v0}_amd64.pin"
+        )),
+        serde_json::to_string(&stranger_pin).unwrap(),
+    )
+    .unwrap();
+    let a = attempt(&state, &v0);
+    assert_eq!(a.outcome["result"], "refused", "{}", a.output);
+    assert!(!a.dpkg_log_grew, "dpkg ran for a downgrade:\n{}", a.output);
 
     // The bad release: signed, installed by dpkg, fails its self-test, and v1 comes back.
     offer(&state, &bad, &v3, Some(signed(&key, &bad, &v3)));

@@ -155,6 +155,9 @@ pub struct Ticket {
     pub campaign_line: Option<String>,
     /// A coupon, if one is given.
     pub coupon: Option<Coupon>,
+    /// The service's note (`ticket_note`: "Bring your receipt"), printed under the turn's
+    /// details in the ticket's language (wrapped).
+    pub note: Option<String>,
     /// Footer text (wrapped).
     pub footer: String,
     /// Label language.
@@ -671,6 +674,16 @@ impl Ticket {
             )?;
         }
         w.pair(l.issued, &format_issued(self.issued_at, self.language))?;
+        if let Some(note) = &self.note {
+            w.feed(1)?;
+            w.text(
+                Style {
+                    bold: true,
+                    ..Style::CENTER
+                },
+                note,
+            )?;
+        }
         w.feed(1)?;
         w.qr(&self.qr_payload, profile.qr)?;
         w.text(Style::CENTER, l.scan_hint)?;
@@ -828,6 +841,7 @@ pub fn sample_ticket(lang: Language) -> Ticket {
             code: "CAFE2X1".to_owned(),
             barcode: CouponBarcode::Ean13("4006381333931".to_owned()),
         }),
+        note: None,
         footer: footer.to_owned(),
         language: lang,
         copy: false,

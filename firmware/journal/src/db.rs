@@ -347,6 +347,10 @@ impl Outbox for KioskDb {
         Ok(())
     }
 
+    fn oldest_after(&self, seq: u64) -> Result<Option<String>, BoxError> {
+        Ok(self.journal().oldest_after(seq)?)
+    }
+
     fn dead_letter(&self, seq: u64, reason: &str) -> Result<(), BoxError> {
         self.journal().dead_letter(seq, reason)?;
         Ok(())

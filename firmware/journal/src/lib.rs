@@ -1352,6 +1352,18 @@ impl Journal {
         })
     }
 
+    /// Device wall time of the oldest event still waiting after `seq` (`None`: none waits):
+    /// the age of the backlog once the batch ending at `seq` is in.
+    pub fn oldest_after(&self, seq: u64) -> Result<Option<String>, JournalError> {
+        self.conn
+            .prepare_cached("SELECT wall_time FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT 1")
+            .and_then(|mut st| {
+                st.query_row([i64::try_from(seq).unwrap_or(i64::MAX)], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(self.ctx.err("oldest pending"))
+    }
+
     /// Runs `PRAGMA integrity_check`; an empty list means the database is sound.
     pub fn integrity_check(&self) -> Result<Vec<String>, JournalError> {
         integrity_problems(&self.conn, "integrity_check").map_err(self.ctx.err("integrity check"))

@@ -771,6 +771,28 @@ fn past_the_budget_itself_the_events_the_kiosk_never_drops_are_still_journaled()
 }
 
 #[test]
+fn the_oldest_event_waiting_after_a_batch_is_the_first_unacknowledged_one_past_it() {
+    let (_dir, mut j, _) = fresh();
+    for _ in 0..5 {
+        j.append(started()).unwrap();
+    }
+    let wall = |j: &Journal, seq: i64| -> String {
+        j.conn
+            .query_row("SELECT wall_time FROM events WHERE seq = ?1", [seq], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    };
+    // A batch of 1-2 in flight: once it is in, event 3 is the oldest waiting.
+    assert_eq!(j.oldest_after(2).unwrap(), Some(wall(&j, 3)));
+    // 3 acknowledged already (another batch): 4 is.
+    j.acknowledge(&[3]).unwrap();
+    assert_eq!(j.oldest_after(2).unwrap(), Some(wall(&j, 4)));
+    // Nothing after the last one.
+    assert_eq!(j.oldest_after(5).unwrap(), None);
+}
+
+#[test]
 fn the_backlog_is_read_from_the_pending_index_not_the_whole_journal() {
     let (_dir, mut j, _) = fresh();
     for _ in 0..10 {

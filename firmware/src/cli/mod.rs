@@ -560,6 +560,7 @@ async fn run_kiosk(config_path: &std::path::Path) -> anyhow::Result<()> {
         store_listener: None,
         ticket_previews: ticket_previews.clone(),
         clock: std::sync::Arc::new(kiosk_journal::clock::SystemClock),
+        updates: None,
     })
     .await?;
     // The panel is the technician's convenience: a kiosk whose panel cannot listen still runs.

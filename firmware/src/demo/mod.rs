@@ -546,6 +546,7 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
             store_listener,
             ticket_previews: Some(tickets_dir.clone()),
             clock: Arc::new(SystemClock),
+            updates: None,
         })
         .await;
         match kiosk {

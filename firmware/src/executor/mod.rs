@@ -1024,6 +1024,7 @@ impl Run {
             qr_payload: t.qr_payload.clone(),
             campaign_line: job.campaign_line.clone(),
             coupon: job.coupon.as_ref().map(|c| self.coupon_print(c)),
+            note: job.ticket_note.clone(),
             footer: footer.to_owned(),
             language,
             copy: false,
@@ -1329,6 +1330,12 @@ impl Run {
             .unwrap_or_else(|| turn.service.clone());
         let job = TicketJob {
             turn: turn.clone(),
+            ticket_note: self
+                .e
+                .config
+                .ticket_notes
+                .get(&turn.service)
+                .map(|n| n.get(locale).to_owned()),
             service_name,
             locale,
             campaign_line: None,

@@ -68,6 +68,8 @@ pub struct RunOptions {
     pub ticket_previews: Option<PathBuf>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// Safe updates' paths and pace (`None`: the installed kiosk's, `/etc/kiosk/updates.toml`).
+    pub updates: Option<crate::updater::Settings>,
 }
 
 /// Handles on the simulated devices (all `None` on real hardware).
@@ -412,13 +414,18 @@ pub async fn start(mut opts: RunOptions) -> Result<Running, StartError> {
     .await?;
     // Safe updates: how the last one ended goes to the CRM as an event; the worker checks for
     // a new release and asks the root helper to install it at a quiet moment.
-    crate::updater::report_outcome(&db, std::path::Path::new(crate::update::OUTCOME_PATH));
+    let updates = opts
+        .updates
+        .take()
+        .unwrap_or_else(crate::updater::Settings::installed);
+    crate::updater::report_outcome(&db, &updates);
     let releases = kiosk_sync::ReleaseClient::new(&sync_config, sync_clock.clone())
         .map_err(|e| StartError::Sync(e.to_string()))?;
     let timezone = site.kiosk.timezone.clone();
     if let Some(task) = crate::updater::spawn(
-        crate::updater::Settings::installed(),
+        updates,
         releases,
+        opts.credentials.kiosk_id.clone(),
         executor.screen.clone(),
         move || {
             jiff::tz::TimeZone::get(&timezone)

@@ -80,6 +80,7 @@ async fn round(n: usize, store_url: Option<String>, bare_url: Option<String>) ->
             skew: None,
             skew_samples: None,
             backlog: None,
+            backlog_age_ms: None,
             events,
             replay: None,
         });

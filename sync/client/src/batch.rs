@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::outbox::OutboxEvent;
 
 /// Bytes reserved in a batch body for everything but the events (`batch_id`, `kiosk_clock`,
-/// `backlog`, brackets): about 200 are used.
+/// `backlog`, `backlog_age_ms`, brackets): about 250 are used.
 pub(crate) const BODY_OVERHEAD: usize = 512;
 
 /// A batch ready to send.
@@ -66,6 +66,7 @@ pub(crate) fn assemble(
     kiosk_id: &str,
     clock: &KioskClock,
     backlog: Option<u64>,
+    backlog_age_ms: Option<u64>,
     events: &[OutboxEvent],
 ) -> Result<Batch, serde_json::Error> {
     let first = events.first().map_or(0, |e| e.seq);
@@ -80,6 +81,10 @@ pub(crate) fn assemble(
     if let Some(n) = backlog {
         body.extend_from_slice(b",\"backlog\":");
         body.extend_from_slice(n.to_string().as_bytes());
+    }
+    if let Some(ms) = backlog_age_ms {
+        body.extend_from_slice(b",\"backlog_age_ms\":");
+        body.extend_from_slice(ms.to_string().as_bytes());
     }
     body.extend_from_slice(b",\"events\":[");
     for (i, e) in events.iter().enumerate() {
@@ -144,11 +149,12 @@ mod tests {
         let envs: Vec<Envelope> = (3..=7).map(envelope).collect();
         let events: Vec<OutboxEvent> = envs.iter().map(outbox_event).collect();
         let clock = KioskClock::now(Uuid::now_v7(), 99);
-        let batch = assemble("k1", &clock, Some(12), &events).unwrap();
+        let batch = assemble("k1", &clock, Some(12), Some(90_000), &events).unwrap();
         let back: BatchRequest = serde_json::from_slice(&batch.body).unwrap();
         assert_eq!(back.batch_id, batch_id("k1", 3, 7));
         assert_eq!(back.kiosk_clock, clock);
         assert_eq!(back.backlog, Some(12));
+        assert_eq!(back.backlog_age_ms, Some(90_000));
         assert_eq!(back.events, envs);
         assert_eq!(batch.seqs, vec![3, 4, 5, 6, 7]);
         let expected = BatchRequest::new("k1", clock, envs).unwrap();
@@ -183,6 +189,7 @@ mod tests {
         let batch = assemble(
             "a-rather-long-kiosk-id-0001",
             &clock,
+            Some(u64::MAX),
             Some(u64::MAX),
             &events,
         )

@@ -42,6 +42,14 @@ pub trait Outbox: Send + Sync + 'static {
     /// Unknown or already acknowledged seqs are ignored.
     fn acknowledge(&self, seqs: &[u64]) -> Result<(), BoxError>;
 
+    /// Wall time (RFC 3339, as journaled) of the oldest event waiting after `seq`: what will be
+    /// the oldest once the batch ending at `seq` is acknowledged (`None`: nothing waits). An
+    /// outbox that cannot tell answers an error, and batches carry the backlog count alone.
+    fn oldest_after(&self, seq: u64) -> Result<Option<String>, BoxError> {
+        let _ = seq;
+        Err("this outbox does not tell the age of its backlog".into())
+    }
+
     /// Moves the event to the dead-letter table with the reason and journals an
     /// `event_dead_lettered` alert, in one transaction.
     fn dead_letter(&self, seq: u64, reason: &str) -> Result<(), BoxError>;

@@ -512,9 +512,14 @@ impl ReleaseClient {
         &self,
         arch: &str,
         version: &str,
+        downloaded: Option<&str>,
     ) -> Result<kiosk_protocol::release::ReleaseAssignment, RequestError> {
-        let path =
-            kiosk_protocol::release::assignment_path(&self.transport.kiosk_id, arch, version);
+        let path = kiosk_protocol::release::assignment_path(
+            &self.transport.kiosk_id,
+            arch,
+            version,
+            downloaded,
+        );
         self.transport
             .get_json(&path, "release answer is not a ReleaseAssignment")
             .await

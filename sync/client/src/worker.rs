@@ -454,7 +454,35 @@ async fn outbox_loop(sh: Arc<Shared>) {
         let waiting_after = backlog
             .as_ref()
             .map(|(_, b)| b.events.saturating_sub(events.len() as u64));
-        let batch = match assemble(&sh.config.kiosk_id, &sh.clock.now(), waiting_after, &events) {
+        let clock_now = sh.clock.now();
+        // Exact for the backlog alert: the age of what will be the oldest unsent event once
+        // this batch is in (the journal's wall time of the first event after it).
+        let outbox = sh.outbox.clone();
+        let last = events.last().map_or(0, |e| e.seq);
+        let (waiting_after, backlog_age_ms) =
+            match journal("outbox oldest", move || outbox.oldest_after(last)).await {
+                Ok(None) => (Some(0), None),
+                Ok(Some(t)) => {
+                    let age = time::OffsetDateTime::parse(
+                        &t,
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .ok()
+                    .map(|oldest| {
+                        u64::try_from((clock_now.wall_time - oldest).whole_milliseconds())
+                            .unwrap_or(0)
+                    });
+                    (Some(waiting_after.unwrap_or(0).max(1)), age)
+                }
+                Err(_) => (waiting_after, None),
+            };
+        let batch = match assemble(
+            &sh.config.kiosk_id,
+            &clock_now,
+            waiting_after,
+            backlog_age_ms,
+            &events,
+        ) {
             Ok(b) => b,
             Err(e) => {
                 // Serialising a KioskClock cannot fail in practice; treat it like any failure.

@@ -150,6 +150,7 @@ impl KioskLog {
             skew: None,
             skew_samples: None,
             backlog: Some(0),
+            backlog_age_ms: None,
             events,
             replay: None,
         })

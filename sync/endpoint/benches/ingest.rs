@@ -208,6 +208,7 @@ async fn run(
             skew: None,
             skew_samples: None,
             backlog: None,
+            backlog_age_ms: None,
             events,
             replay: None,
         });

@@ -174,6 +174,23 @@ pub enum Cmd {
         #[arg(long)]
         deb: PathBuf,
     },
+    /// Sign the decision to pin one kiosk to one release: prints the JSON to send as `signed`
+    /// with `PUT /v1/admin/kiosks/{kiosk_id}/pin`. A kiosk installs a release older than the one
+    /// it runs only with this (a downgrade), so a CRM offering an old release cannot force one.
+    ReleaseSignPin {
+        /// The secret key file (`release-keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        /// The kiosk.
+        #[arg(long, value_parser = parse_ident)]
+        kiosk: String,
+        /// The release.
+        #[arg(long)]
+        version: String,
+        /// Days the pin lets the kiosk downgrade (1 to 90).
+        #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=90))]
+        days: u32,
+    },
 }
 
 /// `crm-endpoint stores ...`.

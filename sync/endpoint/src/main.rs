@@ -233,6 +233,33 @@ async fn main() -> Result<()> {
             );
             println!("{}", signed.signature);
         }
+        Cmd::ReleaseSignPin {
+            key,
+            kiosk,
+            version,
+            days,
+        } => {
+            let text = std::fs::read_to_string(&key)
+                .with_context(|| format!("cannot read the signing key {}", key.display()))?;
+            let key = kiosk_protocol::release::ReleaseSigningKey::parse(&text)?;
+            // The version's form, as a manifest checks it.
+            kiosk_protocol::release::ReleaseManifest {
+                version: version.clone(),
+                arch: "all".to_owned(),
+                sha256: "0".repeat(64),
+                size: 1,
+            }
+            .check()?;
+            let not_after =
+                time::OffsetDateTime::now_utc().unix_timestamp() + i64::from(days) * 86_400;
+            let pin = kiosk_protocol::release::PinManifest {
+                kiosk_id: kiosk,
+                version,
+                not_after,
+            }
+            .sign(&key);
+            println!("{}", serde_json::to_string(&pin)?);
+        }
         Cmd::AdminToken => {
             use base64::Engine as _;
             let bytes: [u8; 32] = rand::random();

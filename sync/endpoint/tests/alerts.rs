@@ -101,6 +101,18 @@ async fn receiver(secret: String) -> (String, Received, Arc<Mutex<u32>>) {
 
 /// Posts `events` from `kiosk` with its clock `clock_off_ms` behind and `backlog` reported.
 async fn post(h: &Harness, kiosk: &Kiosk, events: Vec<Event>, clock_off_ms: i64, backlog: u64) {
+    post_aged(h, kiosk, events, clock_off_ms, backlog, None).await;
+}
+
+/// [`post`], the oldest event still waiting `backlog_age_ms` old as the kiosk reports it.
+async fn post_aged(
+    h: &Harness,
+    kiosk: &Kiosk,
+    events: Vec<Event>,
+    clock_off_ms: i64,
+    backlog: u64,
+    backlog_age_ms: Option<u64>,
+) {
     let now = OffsetDateTime::now_utc() - time::Duration::milliseconds(clock_off_ms);
     let envs: Vec<Envelope> = events
         .into_iter()
@@ -123,6 +135,7 @@ async fn post(h: &Harness, kiosk: &Kiosk, events: Vec<Event>, clock_off_ms: i64,
     )
     .unwrap();
     batch.backlog = Some(backlog);
+    batch.backlog_age_ms = backlog_age_ms;
     let body = serde_json::to_vec(&batch).unwrap();
     let resp = h
         .signed(kiosk, reqwest::Method::POST, &batches_path(&kiosk.id), body)
@@ -443,3 +456,55 @@ async fn a_message_signed_with_another_secret_is_refused_by_the_receiver() {
 }
 
 on_both_databases!(every_alert_kind_opens_and_resolves_once_and_reaches_the_webhook);
+
+async fn a_backlog_alert_opens_when_the_oldest_unsent_event_passes_the_threshold_exactly(
+    backend: Backend,
+) {
+    let h = Harness::start(backend).await;
+    let k = h.kiosk.clone();
+    // Only the backlog can open here: the other thresholds out of reach.
+    let t = Thresholds {
+        backlog_minutes: 30,
+        offline_minutes: 100_000,
+        skew_seconds: 100_000,
+        ..Thresholds::default()
+    };
+    h.db.set_setting(THRESHOLDS_KEY, Some(serde_json::to_string(&t).unwrap()))
+        .await
+        .unwrap();
+    let age = |m: i64| Some(u64::try_from(m * MIN).unwrap());
+
+    // 5 events waiting, the oldest made 29 minutes ago, reported by a kiosk whose clock is 5
+    // minutes behind (an age needs no clock agreement): under the threshold for one more minute.
+    let t0 = now_ms();
+    post_aged(&h, &k, vec![printer("ok", None)], 5 * MIN, 5, age(29)).await;
+    assert_eq!(eval(&h, t0 + MIN - 2_000).await, AlertChanges::default());
+    let c = eval(&h, t0 + MIN + 2_000).await;
+    assert_eq!(kinds(&c.opened), [("backlog".to_owned(), k.id.clone())]);
+    let since = c.opened[0].since_ms;
+    assert!(
+        (since - (t0 - 29 * MIN)).abs() < 10_000,
+        "the alert does not date from the oldest waiting event: {since} vs {}",
+        t0 - 29 * MIN
+    );
+    assert!(
+        c.opened[0].detail.contains("the oldest for 30 minutes"),
+        "{:?}",
+        c.opened[0]
+    );
+
+    // The oldest ones went out; what waits now is 10 minutes old: resolved, however many wait.
+    post_aged(&h, &k, vec![printer("ok", None)], 0, 300, age(10)).await;
+    let c = eval(&h, t0 + 2 * MIN).await;
+    assert_eq!(kinds(&c.resolved), [("backlog".to_owned(), k.id.clone())]);
+    // Many events but young, then empty: nothing, ever.
+    assert_eq!(eval(&h, now_ms() + 19 * MIN).await, AlertChanges::default());
+    post_aged(&h, &k, vec![printer("ok", None)], 0, 0, None).await;
+    assert_eq!(
+        eval(&h, now_ms() + 600 * MIN).await,
+        AlertChanges::default()
+    );
+    h.stop().await;
+}
+
+on_both_databases!(a_backlog_alert_opens_when_the_oldest_unsent_event_passes_the_threshold_exactly);

@@ -658,6 +658,7 @@ async fn concurrent_batches_of_two_kiosks_leave_every_turn_in_its_final_state(b:
                     skew: None,
                     skew_samples: None,
                     backlog: None,
+                    backlog_age_ms: None,
                     events: vec![prepared(&e)],
                     replay: None,
                 })

@@ -53,7 +53,7 @@ async fn assignment(h: &Harness, kiosk: &Kiosk, running: &str) -> Option<SignedR
         .signed(
             kiosk,
             Method::GET,
-            &assignment_path(&kiosk.id, "arm64", running),
+            &assignment_path(&kiosk.id, "arm64", running, None),
             vec![],
         )
         .send()

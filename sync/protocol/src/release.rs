@@ -264,11 +264,123 @@ pub struct ReleaseAssignment {
     /// back to when its update helper keeps no package of it yet (a kiosk installed by hand).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current: Option<SignedRelease>,
+    /// The operator's signed pin of this kiosk to `release`, when the CRM holds one: the only
+    /// thing that lets a kiosk install a release older than the one it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<SignedPin>,
+    /// The operator pinned this kiosk to `release`: it is tried even if this kiosk rolled it
+    /// back before (a rollout's release it rolled back is not retried).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pinned: bool,
 }
 
-/// Path a kiosk asks for its assignment at (exactly what it signs).
-pub fn assignment_path(kiosk_id: &str, arch: &str, version: &str) -> String {
-    format!("/v1/kiosks/{kiosk_id}/release?arch={arch}&version={version}")
+/// Domain separation of a pin's signed message.
+const PIN_CONTEXT: &str = "kiosk-pin-v1";
+
+/// Longest a signed pin may be valid for (days): a downgrade decision is for one incident.
+pub const MAX_PIN_DAYS: u32 = 90;
+
+/// The operator's decision that one kiosk may run one release, older than the one it runs if
+/// need be (`crm-endpoint release-sign-pin`, signed with the release key the kiosks pin). A
+/// kiosk refuses any downgrade without one, so a CRM that offers an old, genuinely signed
+/// release with a known flaw gets it refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PinManifest {
+    /// The kiosk it is for.
+    pub kiosk_id: String,
+    /// The release it may run.
+    pub version: String,
+    /// Unix seconds after which the pin no longer lets the kiosk downgrade.
+    pub not_after: i64,
+}
+
+/// A pin and its signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignedPin {
+    /// What is signed.
+    #[serde(flatten)]
+    pub manifest: PinManifest,
+    /// ed25519 signature of [`PinManifest::signed_message`], base64 (64 bytes).
+    pub signature: String,
+}
+
+impl PinManifest {
+    /// The exact bytes signed.
+    pub fn signed_message(&self) -> Vec<u8> {
+        format!(
+            "{PIN_CONTEXT}\nkiosk {}\nversion {}\nnot_after {}\n",
+            self.kiosk_id, self.version, self.not_after
+        )
+        .into_bytes()
+    }
+
+    /// Signs the pin.
+    pub fn sign(&self, key: &ReleaseSigningKey) -> SignedPin {
+        SignedPin {
+            manifest: self.clone(),
+            signature: B64.encode(key.0.sign(&self.signed_message()).to_bytes()),
+        }
+    }
+}
+
+impl SignedPin {
+    /// Whether this pin, signed with `key`, lets `kiosk_id` run `version` at `now_s` (Unix
+    /// seconds). Each refusal says which of the three it is.
+    pub fn allows(
+        &self,
+        key: &ReleasePublicKey,
+        kiosk_id: &str,
+        version: &str,
+        now_s: i64,
+    ) -> Result<(), ReleaseError> {
+        let m = &self.manifest;
+        let sig = B64
+            .decode(self.signature.trim())
+            .ok()
+            .and_then(|b| <[u8; 64]>::try_from(b).ok())
+            .map(|b| ed25519_dalek::Signature::from_bytes(&b))
+            .ok_or_else(|| {
+                ReleaseError::Malformed("the pin's signature is not 64 bytes of base64".to_owned())
+            })?;
+        key.0
+            .verify_strict(&m.signed_message(), &sig)
+            .map_err(|_| {
+                ReleaseError::Malformed(
+                    "the pin's signature does not match the pinned release key".to_owned(),
+                )
+            })?;
+        if m.kiosk_id != kiosk_id || m.version != version {
+            return Err(ReleaseError::Malformed(format!(
+                "the pin is for kiosk {} and release {}, not kiosk {kiosk_id} and release {version}",
+                m.kiosk_id, m.version
+            )));
+        }
+        if now_s > m.not_after {
+            return Err(ReleaseError::Malformed(format!(
+                "the pin to {version} expired at {} (Unix seconds); sign a new one",
+                m.not_after
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Path a kiosk asks for its assignment at (exactly what it signs); `downloaded` reports the
+/// release it holds downloaded and verified, waiting for a quiet moment (the rollout's view).
+pub fn assignment_path(
+    kiosk_id: &str,
+    arch: &str,
+    version: &str,
+    downloaded: Option<&str>,
+) -> String {
+    match downloaded {
+        Some(d) => {
+            format!("/v1/kiosks/{kiosk_id}/release?arch={arch}&version={version}&downloaded={d}")
+        }
+        None => format!("/v1/kiosks/{kiosk_id}/release?arch={arch}&version={version}"),
+    }
 }
 
 /// Path of a piece of a release package (exactly what the kiosk signs).
@@ -364,6 +476,29 @@ impl fmt::Debug for ReleaseSigningKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signed_pin_allows_only_its_kiosk_its_version_and_until_it_expires() {
+        let key = ReleaseSigningKey::generate();
+        let pin = PinManifest {
+            kiosk_id: "k-1".into(),
+            version: "0.1.9-1".into(),
+            not_after: 1_000,
+        }
+        .sign(&key);
+        pin.allows(&key.public(), "k-1", "0.1.9-1", 999).unwrap();
+        let why = |r: Result<(), ReleaseError>| r.unwrap_err().to_string();
+        assert!(why(pin.allows(&key.public(), "k-2", "0.1.9-1", 999)).contains("not kiosk k-2"));
+        assert!(why(pin.allows(&key.public(), "k-1", "0.1.8-1", 999)).contains("release 0.1.8-1"));
+        assert!(why(pin.allows(&key.public(), "k-1", "0.1.9-1", 1_001)).contains("expired"));
+        let other = ReleaseSigningKey::generate();
+        assert!(why(pin.allows(&other.public(), "k-1", "0.1.9-1", 999)).contains("does not match"));
+        let mut forged = pin.clone();
+        forged.manifest.not_after = 9_999;
+        assert!(
+            why(forged.allows(&key.public(), "k-1", "0.1.9-1", 2_000)).contains("does not match")
+        );
+    }
 
     fn signed(key: &ReleaseSigningKey, package: &[u8]) -> SignedRelease {
         ReleaseManifest::of_package("0.2.0", "arm64", package)

@@ -166,6 +166,11 @@ pub struct BatchRequest<E = Envelope> {
     /// Events still waiting in the outbox after this batch, for the health dashboard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backlog: Option<u64>,
+    /// How old (ms, by the kiosk's clock at sending) the oldest event still waiting after this
+    /// batch is: the fleet's "backlog older than N" alert reads it (absent: nothing waits, or a
+    /// kiosk of an earlier release).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog_age_ms: Option<u64>,
     /// The events, in sequence order; at most [`MAX_BATCH_EVENTS`] (500). The endpoint checks
     /// each against the catalog envelope (`Envelope`) on its own: one that does not match is
     /// rejected in its result, its neighbours are stored.
@@ -182,6 +187,7 @@ impl BatchRequest<Envelope> {
             batch_id: batch_id(kiosk_id, first, last),
             kiosk_clock,
             backlog: None,
+            backlog_age_ms: None,
             events,
         })
     }

@@ -10,6 +10,7 @@ use super::*;
 fn browse_config() -> JourneyConfig {
     JourneyConfig {
         role: KioskRole::Browse,
+        ticket_notes: Default::default(),
         ..config()
     }
 }

@@ -1101,6 +1101,11 @@ impl Machine<'_> {
                 .as_ref()
                 .map(|c| c.ticket_line.get(locale).to_owned()),
             coupon: coupon.clone(),
+            ticket_note: self
+                .config
+                .ticket_notes
+                .get(&turn.service)
+                .map(|n| n.get(locale).to_owned()),
         };
         self.go(
             Screen::Printing {

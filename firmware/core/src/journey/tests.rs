@@ -58,6 +58,7 @@ pub(crate) fn config() -> JourneyConfig {
         timeouts: Timeouts::default(),
         default_locale: Locale::Es,
         role: KioskRole::Queue,
+        ticket_notes: Default::default(),
     }
 }
 

@@ -479,6 +479,9 @@ pub struct TicketJob {
     pub campaign_line: Option<String>,
     /// The coupon, if any.
     pub coupon: Option<Coupon>,
+    /// The service's ticket note in the ticket's language, if it has one.
+    #[serde(default)]
+    pub ticket_note: Option<String>,
 }
 
 /// A consent the kiosk asks for: the exact policy text shown, with its version.
@@ -599,4 +602,7 @@ pub struct JourneyConfig {
     pub default_locale: Locale,
     /// Queue kiosk (the default) or browse point.
     pub role: super::KioskRole,
+    /// Extra line printed on a service's tickets, by service letter (`ticket_note`).
+    #[serde(default)]
+    pub ticket_notes: std::collections::BTreeMap<String, Localized>,
 }

@@ -255,18 +255,25 @@ pub fn conditions(
                 0,
             );
         }
-        if k.backlog.is_some_and(|b| b > 0) {
+        // Exact: the oldest event still waiting is older than the threshold (its age as the
+        // kiosk reports it with each batch, aged here since).
+        if let Some(since) = k
+            .backlog_since_ms
+            .filter(|_| k.backlog.is_some_and(|b| b > 0))
+            && now_ms - since >= i64::from(t.backlog_minutes) * MIN
+        {
             push(
                 "backlog",
                 id.to_owned(),
                 &k.store_id,
                 Some(id),
                 format!(
-                    "kiosk {id} has {} events waiting to be sent",
-                    k.backlog.unwrap_or(0)
+                    "kiosk {id} has {} events waiting to be sent, the oldest for {} minutes",
+                    k.backlog.unwrap_or(0),
+                    (now_ms - since) / MIN
                 ),
-                None,
-                i64::from(t.backlog_minutes) * MIN,
+                Some(since),
+                0,
             );
         }
     }
@@ -479,6 +486,9 @@ pub struct Fleet {
     pub now_ms: i64,
     /// Every store, worst first.
     pub stores: Vec<FleetStoreView>,
+    /// Every stored firmware release, newest first, with where its rollout stands.
+    #[serde(default)]
+    pub releases: Vec<crate::db::releases::ReleaseSummary>,
 }
 
 /// A store of the fleet view.
@@ -523,7 +533,11 @@ pub async fn fleet_view(db: &SharedDb, now_ms: i64) -> DbResult<Fleet> {
                 .collect(),
         })
         .collect();
-    Ok(Fleet { now_ms, stores })
+    Ok(Fleet {
+        now_ms,
+        stores,
+        releases: db.releases().await?,
+    })
 }
 
 /// The fleet view: every store with its open alerts, worst first (most critical alerts, then

@@ -385,6 +385,7 @@ async fn post_batch(
             skew: reading.skew,
             skew_samples: Some(reading.samples),
             backlog: batch.backlog,
+            backlog_age_ms: batch.backlog_age_ms,
             events: valid,
             replay: Some(guard),
         })

@@ -109,11 +109,11 @@ pub fn routes() -> Vec<Route> {
             put_pin,
             with_params(
                 op(
-                    "pin a kiosk to a release (version null: unpin)",
+                    "pin a kiosk to a release (version null: unpin), with the operator's signed pin when it is a downgrade (409: the signed pin names another kiosk or release)",
                     Security::Admin,
                     Some("PinRequest"),
                     ("204", "saved", None),
-                    ADMIN_ERRORS,
+                    &["400", "403", "404", "409", "429", "503"],
                 ),
                 json!([path_param("kiosk_id", "Ident")]),
             ),
@@ -133,7 +133,8 @@ pub fn routes() -> Vec<Route> {
                 json!([
                     path_param("kiosk_id", "Ident"),
                     query_param("arch", true, schema_ref("ReleaseArch"), "the kiosk's package architecture"),
-                    query_param("version", true, schema_ref("ReleaseVersion"), "the version it runs")
+                    query_param("version", true, schema_ref("ReleaseVersion"), "the version it runs"),
+                    query_param("downloaded", false, schema_ref("ReleaseVersion"), "the release it holds downloaded and verified, waiting to install")
                 ]),
             ),
         ),
@@ -221,6 +222,10 @@ pub struct RolloutRequest {
 pub struct PinRequest {
     /// The release (null: unpin).
     pub version: Option<String>,
+    /// The operator's signed pin of this kiosk to `version` (`crm-endpoint release-sign-pin`):
+    /// needed for the kiosk to install a release older than the one it runs.
+    #[serde(default)]
+    pub signed: Option<kiosk_protocol::release::SignedPin>,
 }
 
 /// `GET /v1/admin/releases` answer.
@@ -322,8 +327,17 @@ async fn put_pin(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
     let req: PinRequest = json_body(body)?;
+    let pin = match (req.version, req.signed) {
+        (Some(version), signed) => Some(crate::db::releases::Pin { version, signed }),
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(ApiError::malformed(
+                "a signed pin needs its version (version null unpins)",
+            ));
+        }
+    };
     st.db
-        .pin_kiosk(kiosk_id, req.version, now_ms())
+        .pin_kiosk(kiosk_id, pin, now_ms())
         .await
         .map_err(refused)?;
     Ok(StatusCode::NO_CONTENT)
@@ -336,6 +350,9 @@ pub struct AssignmentQuery {
     pub arch: String,
     /// The version it runs.
     pub version: String,
+    /// The release it holds downloaded and verified (waiting for a quiet moment).
+    #[serde(default)]
+    pub downloaded: Option<String>,
 }
 
 fn check_names(version: &str, arch: &str) -> Result<(), ApiError> {
@@ -356,21 +373,31 @@ async fn get_assignment(
 ) -> Result<Json<ReleaseAssignment>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::malformed(format!("release query: {e}")))?;
     check_names(&q.version, &q.arch)?;
-    let release = st
+    if let Some(d) = &q.downloaded {
+        check_names(d, &q.arch)?;
+    }
+    let assigned = st
         .db
         .release_for_kiosk(ReleaseAsk {
             kiosk_id: kiosk.id,
             store_id: kiosk.store_id,
             arch: q.arch.clone(),
             running: q.version.clone(),
+            downloaded: q.downloaded,
             now_ms: now_ms(),
         })
         .await?;
+    let release = assigned.release;
     let current = match &release {
         Some(r) if r.manifest.version != q.version => st.db.release(q.version, q.arch).await?,
         _ => None,
     };
-    Ok(Json(ReleaseAssignment { release, current }))
+    Ok(Json(ReleaseAssignment {
+        release,
+        current,
+        pin: assigned.pin,
+        pinned: assigned.pinned,
+    }))
 }
 
 /// Query of a package piece.

@@ -1,8 +1,17 @@
-// Fleet alerts: every store, worst first, from /dashboard/api/fleet, refreshed every 15 s.
+// Fleet alerts: every store, worst first, and every firmware release's rollout, from
+// /dashboard/api/fleet, refreshed every 5 s.
 // Text only through textContent: alert details come from kiosks.
 'use strict';
 
-const REFRESH_MS = 15000;
+const REFRESH_MS = 5000;
+const COUNTS = [
+  ['assigned', 'Assigned'],
+  ['downloaded', 'Downloaded'],
+  ['installed', 'Installed'],
+  ['healthy', 'Healthy'],
+  ['rolled_back', 'Rolled back'],
+  ['pinned', 'Pinned'],
+];
 const KIND_NAMES = {
   kiosk_offline: 'Kiosk offline',
   printer_paper_out: 'Printer out of paper',
@@ -63,7 +72,35 @@ function draw(fleet) {
   document.getElementById('kpi-critical').textContent = critical;
   document.getElementById('kpi-warning').textContent = warning;
   document.getElementById('kpi-alerts').textContent = open;
+  drawRollouts(fleet.releases || [], now);
   document.getElementById('updated').textContent = `Updated ${new Date(now).toLocaleTimeString()}`;
+}
+
+function rolloutState(r, now) {
+  const ro = r.rollout;
+  if (!ro) return [el('span', { class: 'badge badge-idle' }, 'Not rolled out'), ''];
+  const scope = `${ro.percent} % of ${ro.store_id ? `store ${ro.store_id}` : 'every store'}, halts after ${ro.max_failures} failed`;
+  if (ro.halted_ms) {
+    return [el('span', { class: 'badge badge-critical' }, 'Halted'),
+      el('span', { class: 'why' }, ` ${ago(ro.halted_ms, now)} ago: ${ro.halted_reason || 'no reason recorded'}. `),
+      el('span', { class: 'scope' }, scope)];
+  }
+  if (ro.percent === 0) return [el('span', { class: 'badge badge-idle' }, 'Stopped'), el('span', { class: 'scope' }, ` ${scope}`)];
+  return [el('span', { class: 'badge badge-ok' }, 'Rolling out'), el('span', { class: 'scope' }, ` ${scope}`)];
+}
+
+function drawRollouts(releases, now) {
+  const rows = document.getElementById('rollout-rows');
+  rows.replaceChildren();
+  document.getElementById('rollouts-empty').hidden = releases.length > 0;
+  for (const r of releases) {
+    const cells = COUNTS.map(([key, label]) => el('td', { class: 'num', 'data-label': label, 'data-count': key },
+      r.kiosks ? r.kiosks[key] : 0));
+    rows.append(el('tr', { 'data-release': r.version, 'data-arch': r.arch, class: r.rollout && r.rollout.halted_ms ? 'row-halted' : '' },
+      el('th', { scope: 'row' }, r.version, el('span', { class: 'store-id' }, ` ${r.arch}`)),
+      el('td', { class: 'rollout-state', 'data-label': 'Rollout' }, ...rolloutState(r, now)),
+      ...cells));
+  }
 }
 
 async function refresh() {

@@ -250,7 +250,7 @@ pub fn routes(secure_cookie: bool) -> Vec<Route> {
             "/dashboard/api/fleet",
             api_fleet,
             raw_op(
-                "every store with its open alerts (kiosk offline, printer out of paper or cover open, events not sent, dead letters, clock skew, a wait past the store's target), worst first: most critical alerts, then most warnings, then the oldest alert",
+                "every store with its open alerts (kiosk offline, printer out of paper or cover open, events not sent, dead letters, clock skew, a wait past the store's target), worst first: most critical alerts, then most warnings, then the oldest alert; and every firmware release with its rollout in kiosks (assigned, downloaded, installed, healthy, rolled back, refused, pinned) and whether it halted and why",
                 Security::Dashboard,
                 json!({ "200": { "description": "the fleet", "content": { "application/json": {
                     "schema": { "$ref": "#/components/schemas/Fleet" } } } },

@@ -22,6 +22,9 @@ pub struct KioskFacts {
     pub skew_ms: Option<i64>,
     /// Outbox backlog last reported.
     pub backlog: Option<i64>,
+    /// When the oldest event waiting in its outbox was made (endpoint time, unix ms), as the
+    /// kiosk's reported age says; `None` when nothing waits.
+    pub backlog_since_ms: Option<i64>,
 }
 
 /// A printer's last reported status, when not `ok`.
@@ -198,8 +201,8 @@ pub(crate) async fn set_setting(e: &impl Exec, key: &str, value: Option<String>)
 pub(crate) async fn inputs(e: &impl Exec, dead_since_ms: i64) -> DbResult<AlertInputs> {
     let kiosks = e
         .query(
-            "SELECT id, store_id, COALESCE(last_seen_ms, enrolled_ms), skew_ms, backlog FROM kiosks
-             ORDER BY id",
+            "SELECT id, store_id, COALESCE(last_seen_ms, enrolled_ms), skew_ms, backlog,
+                    backlog_since_ms FROM kiosks ORDER BY id",
             &[],
         )
         .await?
@@ -211,6 +214,7 @@ pub(crate) async fn inputs(e: &impl Exec, dead_since_ms: i64) -> DbResult<AlertI
                 last_seen_ms: r.get(2)?,
                 skew_ms: r.get(3)?,
                 backlog: r.get(4)?,
+                backlog_since_ms: r.get(5)?,
             })
         })
         .collect::<DbResult<_>>()?;

@@ -130,7 +130,7 @@ pub trait Database: Send + Sync + 'static {
     fn pin_kiosk(
         &self,
         kiosk_id: String,
-        version: Option<String>,
+        pin: Option<super::releases::Pin>,
         now_ms: i64,
     ) -> BoxFuture<'_, DbResult<()>>;
 
@@ -138,7 +138,7 @@ pub trait Database: Send + Sync + 'static {
     fn release_for_kiosk(
         &self,
         ask: super::releases::ReleaseAsk,
-    ) -> BoxFuture<'_, DbResult<Option<kiosk_protocol::release::SignedRelease>>>;
+    ) -> BoxFuture<'_, DbResult<super::releases::Assigned>>;
 
     /// Marks a kiosk as seen now (any authenticated request).
     fn touch_kiosk(&self, kiosk_id: String, now_ms: i64) -> BoxFuture<'_, DbResult<()>>;

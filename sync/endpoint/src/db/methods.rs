@@ -166,11 +166,11 @@ macro_rules! shared_methods {
         fn pin_kiosk(
             &self,
             kiosk_id: String,
-            version: Option<String>,
+            pin: Option<$crate::db::releases::Pin>,
             now_ms: i64,
         ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
             self.write(move |e| {
-                Box::pin($crate::db::releases::pin_kiosk(e, kiosk_id, version, now_ms))
+                Box::pin($crate::db::releases::pin_kiosk(e, kiosk_id, pin, now_ms))
             })
         }
 
@@ -179,7 +179,7 @@ macro_rules! shared_methods {
             ask: $crate::db::releases::ReleaseAsk,
         ) -> futures::future::BoxFuture<
             '_,
-            $crate::db::model::DbResult<Option<kiosk_protocol::release::SignedRelease>>,
+            $crate::db::model::DbResult<$crate::db::releases::Assigned>,
         > {
             self.write(move |e| Box::pin($crate::db::releases::release_for_kiosk(e, ask)))
         }

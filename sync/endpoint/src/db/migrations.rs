@@ -88,6 +88,12 @@ pub const SQLITE: &[Migration] = &[
         name: "store_regions",
         sql: include_str!("../../migrations/sqlite/0012_store_regions.sql"),
     },
+    // 13 to 15 come from issue 21's branches (accounts, forwarding, reports).
+    Migration {
+        version: 16,
+        name: "update_pins_rollout_backlog",
+        sql: include_str!("../../migrations/sqlite/0016_update_pins_rollout_backlog.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations, oldest first (the same versions as [`SQLITE`]).
@@ -151,6 +157,12 @@ pub const POSTGRES: &[Migration] = &[
         version: 12,
         name: "store_regions",
         sql: include_str!("../../migrations/postgres/0012_store_regions.sql"),
+    },
+    // 13 to 15 come from issue 21's branches (accounts, forwarding, reports).
+    Migration {
+        version: 16,
+        name: "update_pins_rollout_backlog",
+        sql: include_str!("../../migrations/postgres/0016_update_pins_rollout_backlog.sql"),
     },
 ];
 

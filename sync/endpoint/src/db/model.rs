@@ -422,6 +422,8 @@ pub struct IngestBatch {
     pub skew_samples: Option<SkewSamples>,
     /// Outbox backlog the kiosk reported.
     pub backlog: Option<u64>,
+    /// How old the oldest event still waiting in its outbox is, as the kiosk reported it.
+    pub backlog_age_ms: Option<u64>,
     /// The events, in request order.
     pub events: Vec<IngestEvent>,
     /// The request's signature, remembered in the batch's own transaction: a replay stores

@@ -7,7 +7,7 @@
 //! package) → the kiosk's `firmware_updated` events → the failure count that halts a rollout.
 //! The CRM never signs: kiosks verify every package against the key pinned at provisioning.
 
-use kiosk_protocol::release::{ReleaseManifest, SignedRelease};
+use kiosk_protocol::release::{ReleaseManifest, SignedPin, SignedRelease};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -51,7 +51,7 @@ pub struct Rollout {
 }
 
 /// A stored release, for the operator.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ReleaseSummary {
     /// Version.
     pub version: String,
@@ -69,7 +69,33 @@ pub struct ReleaseSummary {
     pub installed: u64,
     /// Kiosks that reported rolling it back or refusing it.
     pub failures: u64,
+    /// Where its rollout stands, kiosk by kiosk (the fleet dashboard's rollout view).
+    pub kiosks: RolloutKiosks,
 }
+
+/// A release's rollout in kiosks. A kiosk counts once in each figure that applies to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RolloutKiosks {
+    /// Offered it: pinned to it, or inside its rollout's store and share and pinned to nothing
+    /// else (a halted rollout keeps the kiosks it had).
+    pub assigned: u64,
+    /// Hold it downloaded and verified, waiting for a quiet moment to install.
+    pub downloaded: u64,
+    /// Reported installing it and keeping it.
+    pub installed: u64,
+    /// Run it now and were heard from in the last [`HEALTHY_WITHIN_MS`].
+    pub healthy: u64,
+    /// Reported rolling it back (it failed its trial).
+    pub rolled_back: u64,
+    /// Reported refusing it (signature, package, downgrade, no rollback package).
+    pub refused: u64,
+    /// Pinned to it.
+    pub pinned: u64,
+}
+
+/// A kiosk running a release counts as healthy when heard from this recently (the offline
+/// alert's default).
+pub const HEALTHY_WITHIN_MS: i64 = 15 * 60_000;
 
 /// The canary bucket of a kiosk, 0 to 99: the same for every release, so a kiosk in a 5 %
 /// rollout is in the 25 % one too.
@@ -238,8 +264,83 @@ async fn failures(e: &impl Exec, version: &str) -> DbResult<u64> {
     kiosks_reporting(e, version, "'rolled_back', 'refused'").await
 }
 
+/// Every kiosk with its store, when it was last heard from, what it runs and holds downloaded,
+/// and its pin.
+struct FleetKiosk {
+    id: String,
+    store_id: String,
+    last_seen_ms: Option<i64>,
+    running: Option<String>,
+    downloaded: Option<String>,
+    pinned: Option<String>,
+}
+
+async fn fleet_kiosks(e: &impl Exec) -> DbResult<Vec<FleetKiosk>> {
+    let rows = e
+        .query(
+            "SELECT k.id, k.store_id, k.last_seen_ms, f.version, f.downloaded, p.version
+             FROM kiosks k
+             LEFT JOIN kiosk_firmware f ON f.kiosk_id = k.id
+             LEFT JOIN kiosk_release_pins p ON p.kiosk_id = k.id",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(FleetKiosk {
+                id: r.get(0)?,
+                store_id: r.get(1)?,
+                last_seen_ms: r.get(2)?,
+                running: r.get(3)?,
+                downloaded: r.get(4)?,
+                pinned: r.get(5)?,
+            })
+        })
+        .collect()
+}
+
+/// A release's figures over the fleet (pure, but for the reported results given).
+fn rollout_kiosks(
+    version: &str,
+    rollout: Option<&Rollout>,
+    fleet: &[FleetKiosk],
+    now_ms: i64,
+) -> RolloutKiosks {
+    let is = |v: &Option<String>| v.as_deref() == Some(version);
+    let mut out = RolloutKiosks::default();
+    for k in fleet {
+        let in_share = rollout.is_some_and(|r| {
+            r.store_id.as_deref().is_none_or(|s| s == k.store_id)
+                && canary_bucket(&k.id) < r.percent
+        });
+        if is(&k.pinned) || (k.pinned.is_none() && in_share) {
+            out.assigned += 1;
+        }
+        if is(&k.pinned) {
+            out.pinned += 1;
+        }
+        if is(&k.downloaded) && !is(&k.running) {
+            out.downloaded += 1;
+        }
+        if is(&k.running)
+            && k.last_seen_ms
+                .is_some_and(|t| now_ms - t <= HEALTHY_WITHIN_MS)
+        {
+            out.healthy += 1;
+        }
+    }
+    out
+}
+
 /// See [`super::database::Database::releases`].
 pub(crate) async fn releases(e: &impl Exec) -> DbResult<Vec<ReleaseSummary>> {
+    let fleet = fleet_kiosks(e).await?;
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis()),
+    )
+    .unwrap_or(i64::MAX);
     let rows = e
         .query(
             "SELECT version, arch, size, sha256, uploaded_ms FROM releases
@@ -250,9 +351,18 @@ pub(crate) async fn releases(e: &impl Exec) -> DbResult<Vec<ReleaseSummary>> {
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let version: String = r.get(0)?;
+        let rollout = rollouts(e, Some(&version)).await?.into_iter().next();
+        let installed = kiosks_reporting(e, &version, "'installed'").await?;
+        let kiosks = RolloutKiosks {
+            installed,
+            rolled_back: kiosks_reporting(e, &version, "'rolled_back'").await?,
+            refused: kiosks_reporting(e, &version, "'refused'").await?,
+            ..rollout_kiosks(&version, rollout.as_ref(), &fleet, now_ms)
+        };
         out.push(ReleaseSummary {
-            rollout: rollouts(e, Some(&version)).await?.into_iter().next(),
-            installed: kiosks_reporting(e, &version, "'installed'").await?,
+            rollout,
+            installed,
+            kiosks,
             failures: failures(e, &version).await?,
             arch: r.get(1)?,
             size: u64_of(r.get(2)?),
@@ -309,11 +419,32 @@ pub(crate) async fn set_rollout(e: &impl Exec, rollout: Rollout, now_ms: i64) ->
     Ok(())
 }
 
+/// A kiosk's pin: the release, and the operator's signature of the decision (what lets the
+/// kiosk install it when it is older than what it runs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    /// The release.
+    pub version: String,
+    /// `crm-endpoint release-sign-pin`'s output, for this kiosk and this version.
+    pub signed: Option<SignedPin>,
+}
+
+/// What a kiosk is told to run.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Assigned {
+    /// The release (none: keep what runs).
+    pub release: Option<SignedRelease>,
+    /// The operator's signed pin to it, when the kiosk is pinned with one.
+    pub pin: Option<SignedPin>,
+    /// The kiosk is pinned to it.
+    pub pinned: bool,
+}
+
 /// See [`super::database::Database::pin_kiosk`].
 pub(crate) async fn pin_kiosk(
     e: &impl Exec,
     kiosk_id: String,
-    version: Option<String>,
+    pin: Option<Pin>,
     now_ms: i64,
 ) -> DbResult<()> {
     if e.query_opt("SELECT 1 FROM kiosks WHERE id = ?1", args![&kiosk_id])
@@ -322,7 +453,7 @@ pub(crate) async fn pin_kiosk(
     {
         return Err(DbError::NotFound(format!("kiosk {kiosk_id}")));
     }
-    match version {
+    match pin {
         None => {
             e.execute(
                 "DELETE FROM kiosk_release_pins WHERE kiosk_id = ?1",
@@ -330,17 +461,32 @@ pub(crate) async fn pin_kiosk(
             )
             .await?;
         }
-        Some(v) => {
+        Some(Pin { version: v, signed }) => {
             if e.query_opt("SELECT 1 FROM releases WHERE version = ?1", args![&v])
                 .await?
                 .is_none()
             {
                 return Err(DbError::NotFound(format!("release {v}")));
             }
+            // The CRM holds no key to verify it with (the kiosk does), but a pin for another
+            // kiosk or release is a mistake to refuse now rather than at the kiosk.
+            let signed = match signed {
+                Some(p) if p.manifest.kiosk_id != kiosk_id || p.manifest.version != v => {
+                    return Err(DbError::Refused(format!(
+                        "the signed pin is for kiosk {} and release {}, not kiosk {kiosk_id} and release {v}",
+                        p.manifest.kiosk_id, p.manifest.version
+                    )));
+                }
+                Some(p) => Some(serde_json::to_string(&p).map_err(|e| {
+                    DbError::Corrupt(format!("a signed pin does not serialise: {e}"))
+                })?),
+                None => None,
+            };
             e.execute(
-                "INSERT INTO kiosk_release_pins (kiosk_id, version, pinned_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (kiosk_id) DO UPDATE SET version = excluded.version, pinned_ms = excluded.pinned_ms",
-                args![kiosk_id, v, now_ms],
+                "INSERT INTO kiosk_release_pins (kiosk_id, version, pinned_ms, signed_pin) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (kiosk_id) DO UPDATE SET version = excluded.version,
+                     pinned_ms = excluded.pinned_ms, signed_pin = excluded.signed_pin",
+                args![kiosk_id, v, now_ms, signed],
             )
             .await?;
         }
@@ -359,6 +505,8 @@ pub struct ReleaseAsk {
     pub arch: String,
     /// The version it runs.
     pub running: String,
+    /// The release it holds downloaded and verified, waiting for a quiet moment.
+    pub downloaded: Option<String>,
     /// Now (Unix ms).
     pub now_ms: i64,
 }
@@ -366,26 +514,35 @@ pub struct ReleaseAsk {
 /// See [`super::database::Database::release_for_kiosk`]; in a transaction: records what the
 /// kiosk runs, halts the rollouts whose failures reached their threshold, and answers the
 /// release this kiosk should run (its pin first, else the newest rollout covering it).
-pub(crate) async fn release_for_kiosk(
-    e: &impl Exec,
-    ask: ReleaseAsk,
-) -> DbResult<Option<SignedRelease>> {
+pub(crate) async fn release_for_kiosk(e: &impl Exec, ask: ReleaseAsk) -> DbResult<Assigned> {
     e.execute(
-        "INSERT INTO kiosk_firmware (kiosk_id, version, arch, reported_ms) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO kiosk_firmware (kiosk_id, version, arch, reported_ms, downloaded)
+         VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (kiosk_id) DO UPDATE SET version = excluded.version, arch = excluded.arch,
-             reported_ms = excluded.reported_ms",
-        args![&ask.kiosk_id, &ask.running, &ask.arch, ask.now_ms],
+             reported_ms = excluded.reported_ms, downloaded = excluded.downloaded",
+        args![
+            &ask.kiosk_id,
+            &ask.running,
+            &ask.arch,
+            ask.now_ms,
+            &ask.downloaded
+        ],
     )
     .await?;
     if let Some(pin) = e
         .query_opt(
-            "SELECT version FROM kiosk_release_pins WHERE kiosk_id = ?1",
+            "SELECT version, signed_pin FROM kiosk_release_pins WHERE kiosk_id = ?1",
             args![&ask.kiosk_id],
         )
         .await?
     {
         let version: String = pin.get(0)?;
-        return release(e, version, ask.arch).await;
+        let signed: Option<String> = pin.get(1)?;
+        return Ok(Assigned {
+            release: release(e, version, ask.arch).await?,
+            pin: signed.and_then(|t| serde_json::from_str(&t).ok()),
+            pinned: true,
+        });
     }
     for rollout in rollouts(e, None).await? {
         if rollout.halted_ms.is_some() {
@@ -408,10 +565,14 @@ pub(crate) async fn release_for_kiosk(
         if covers(&rollout, &ask.kiosk_id, &ask.store_id)
             && let Some(found) = release(e, rollout.version.clone(), ask.arch.clone()).await?
         {
-            return Ok(Some(found));
+            return Ok(Assigned {
+                release: Some(found),
+                pin: None,
+                pinned: false,
+            });
         }
     }
-    Ok(None)
+    Ok(Assigned::default())
 }
 
 #[cfg(test)]

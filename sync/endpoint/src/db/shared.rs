@@ -681,12 +681,24 @@ pub(crate) async fn admit(e: &impl Exec, store: &str, ev: &IngestEvent) -> DbRes
     Ok(kept == id)
 }
 
-/// Records the kiosk's state a batch reports (last seen, clock skew, outbox backlog).
+/// Records the kiosk's state a batch reports (last seen, clock skew, outbox backlog and when
+/// its oldest waiting event was made: now less the age the kiosk reports; a kiosk of an earlier
+/// release reports no age, and its backlog counts from when it was first reported non-empty).
 pub(crate) async fn record_kiosk_state(e: &impl Exec, batch: &IngestBatch) -> DbResult<()> {
+    let backlog_since = batch.backlog_age_ms.map(|age| {
+        batch
+            .received_ms
+            .saturating_sub(i64::try_from(age).unwrap_or(i64::MAX))
+    });
     e.execute(
         "UPDATE kiosks SET last_seen_ms = ?2,
            skew_ms = COALESCE(?3, skew_ms), skew_at_ms = COALESCE(?4, skew_at_ms),
-           backlog = COALESCE(?5, backlog), skew_samples = COALESCE(?6, skew_samples) WHERE id = ?1",
+           backlog = COALESCE(?5, backlog), skew_samples = COALESCE(?6, skew_samples),
+           backlog_since_ms = CASE WHEN CAST(?7 AS BIGINT) IS NOT NULL THEN CAST(?7 AS BIGINT)
+               WHEN CAST(?5 AS BIGINT) IS NULL THEN backlog_since_ms
+               WHEN CAST(?5 AS BIGINT) = 0 THEN NULL
+               ELSE COALESCE(backlog_since_ms, ?2) END
+         WHERE id = ?1",
         args![
             &batch.kiosk_id,
             batch.received_ms,
@@ -698,6 +710,7 @@ pub(crate) async fn record_kiosk_state(e: &impl Exec, batch: &IngestBatch) -> Db
                 .as_ref()
                 .map(serde_json::to_string)
                 .transpose()?,
+            backlog_since,
         ],
     )
     .await?;
@@ -1135,25 +1148,24 @@ async fn dashboard_rows(e: &impl Exec, q: &DashboardQuery) -> DbResult<Dashboard
     };
     rows.store = Some(store);
     let (s, k) = (&q.store_id, &q.kiosk_id);
-    let w = if q.now_ms - q.since_ms > super::dashboard::HOURLY_UP_TO_MS {
-        super::rollup::window_with_rollups(e, q, timezone.as_deref()).await?
-    } else {
-        window_rows(e, s, k.as_deref(), q.since_ms, q.now_ms).await?
+    // The window's figures and the store's kiosks, devices and campaign names: independent
+    // reads of one snapshot, sent together (pipelined on PostgreSQL).
+    let window = async {
+        if q.now_ms - q.since_ms > super::dashboard::HOURLY_UP_TO_MS {
+            super::rollup::window_with_rollups(e, q, timezone.as_deref()).await
+        } else {
+            window_rows(e, s, k.as_deref(), q.since_ms, q.now_ms).await
+        }
     };
-    rows.timezone = timezone;
-    rows.tickets = w.tickets;
-    rows.timings = w.timings;
-    rows.identified_by = w.identified_by;
-    rows.scores = w.scores;
-    rows.campaigns = w.campaigns;
-    rows.campaign_names = e
-        .query("SELECT id, definition FROM campaigns", &[])
-        .await?
-        .iter()
-        .map(|r| Ok((r.get(0)?, r.get(1)?)))
-        .collect::<DbResult<_>>()?;
-    rows.kiosks = e
-        .query(
+    let campaign_names = async {
+        e.query("SELECT id, definition FROM campaigns", &[])
+            .await?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .collect::<DbResult<std::collections::HashMap<String, String>>>()
+    };
+    let kiosks = async {
+        e.query(
             "SELECT id, hardware_profile, firmware_version, last_seen_ms, skew_ms, backlog
              FROM kiosks WHERE store_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR id = ?2) ORDER BY id",
             args![s, k],
@@ -1170,9 +1182,10 @@ async fn dashboard_rows(e: &impl Exec, q: &DashboardQuery) -> DbResult<Dashboard
                 backlog: r.get(5)?,
             })
         })
-        .collect::<DbResult<_>>()?;
-    rows.devices = e
-        .query(
+        .collect::<DbResult<Vec<_>>>()
+    };
+    let devices = async {
+        e.query(
             "SELECT d.kiosk_id, d.device, d.status, d.reason, d.at_ms
              FROM kiosk_devices d JOIN kiosks k ON k.id = d.kiosk_id
              WHERE k.store_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR k.id = ?2)",
@@ -1191,25 +1204,38 @@ async fn dashboard_rows(e: &impl Exec, q: &DashboardQuery) -> DbResult<Dashboard
                 },
             ))
         })
-        .collect::<DbResult<_>>()?;
-    rows.configs = kiosk_configs(e, s).await?;
-    rows.store_config_version = store_config(e, s.to_owned())
-        .await?
-        .map_or(0, |c| c.version);
-    for kiosk in &rows.kiosks {
-        for r in e
+        .collect::<DbResult<Vec<_>>>()
+    };
+    let (w, campaign_names, kiosks, devices) =
+        futures::try_join!(window, campaign_names, kiosks, devices)?;
+    rows.timezone = timezone;
+    rows.tickets = w.tickets;
+    rows.timings = w.timings;
+    rows.identified_by = w.identified_by;
+    rows.scores = w.scores;
+    rows.campaigns = w.campaigns;
+    rows.campaign_names = campaign_names;
+    rows.kiosks = kiosks;
+    rows.devices = devices;
+    let logs = futures::future::try_join_all(rows.kiosks.iter().map(|kiosk| async move {
+        let found = e
             .query(
                 "SELECT corrected_ms, envelope FROM events
                  WHERE kiosk_id = ?1 AND type = 'device_log'
                  ORDER BY corrected_ms DESC, seq DESC LIMIT ?2",
                 args![&kiosk.kiosk_id, q.log_limit()],
             )
-            .await?
-        {
-            rows.logs
-                .push((kiosk.kiosk_id.clone(), r.get(0)?, r.get(1)?));
-        }
-    }
+            .await?;
+        found
+            .iter()
+            .map(|r| Ok((kiosk.kiosk_id.clone(), r.get(0)?, r.get(1)?)))
+            .collect::<DbResult<Vec<_>>>()
+    }));
+    let (configs, config, logs) =
+        futures::try_join!(kiosk_configs(e, s), store_config(e, s.to_owned()), logs)?;
+    rows.configs = configs;
+    rows.store_config_version = config.map_or(0, |c| c.version);
+    rows.logs = logs.into_iter().flatten().collect();
     Ok(rows)
 }
 

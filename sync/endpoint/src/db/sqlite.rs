@@ -622,6 +622,7 @@ mod tests {
             skew: None,
             skew_samples: None,
             backlog: None,
+            backlog_age_ms: None,
             events,
             replay: Some(ReplayGuard {
                 signature: sig.into(),
