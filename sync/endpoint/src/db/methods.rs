@@ -355,6 +355,20 @@ macro_rules! shared_methods {
             self.auto(|e| Box::pin($crate::db::shared::list_stores(e)))
         }
 
+        fn store_places(
+            &self,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Vec<$crate::db::report::StorePlace>>>
+        {
+            self.auto(|e| Box::pin($crate::db::report::store_places(e)))
+        }
+
+        fn report(
+            &self,
+            query: $crate::db::report::ReportQuery,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<$crate::db::report::Report>> {
+            self.snapshot(move |e| Box::pin($crate::db::report::report(e, query)))
+        }
+
         fn dashboard(
             &self,
             query: $crate::db::dashboard::DashboardQuery,
