@@ -40,6 +40,7 @@ pub mod input;
 pub mod openapi;
 pub mod phone;
 pub mod push;
+pub mod reports;
 pub mod router;
 pub mod routes;
 pub mod sms;

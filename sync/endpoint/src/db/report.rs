@@ -21,8 +21,7 @@ use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 
 use super::dashboard::{
-    Durations, NpsFigures, WindowRows, durations, next_day_start_ms, nps_figures,
-    start_of_day_ms,
+    Durations, NpsFigures, WindowRows, durations, next_day_start_ms, nps_figures, start_of_day_ms,
 };
 use super::exec::{Exec, args};
 use super::model::{DbResult, variant_stats};
@@ -401,7 +400,10 @@ pub fn assemble(q: &ReportQuery, rows: ReportRows) -> Report {
                     };
                     for t in &f.tickets {
                         let (k, name) = key(&t.service);
-                        let acc = &mut queue.entry((period.clone(), k)).or_insert((name, QueueAcc::default())).1;
+                        let acc = &mut queue
+                            .entry((period.clone(), k))
+                            .or_insert((name, QueueAcc::default()))
+                            .1;
                         acc.tickets += u64::try_from(t.count).unwrap_or(0);
                     }
                     for t in &f.timings {
@@ -433,7 +435,10 @@ pub fn assemble(q: &ReportQuery, rows: ReportRows) -> Report {
                         let counter = t.counter.as_deref().unwrap_or("?");
                         let k = format!("{}/{counter}", place.id);
                         let name = format!("{} counter {counter}", place.name);
-                        let acc = &mut queue.entry((period.clone(), k)).or_insert((name, QueueAcc::default())).1;
+                        let acc = &mut queue
+                            .entry((period.clone(), k))
+                            .or_insert((name, QueueAcc::default()))
+                            .1;
                         acc.tickets += 1;
                         acc.turn(t.wait_ms, t.service_ms);
                     }
