@@ -602,25 +602,47 @@ async fn reports_show_the_hand_computed_figures(backend: Backend) {
         queue_csv
     );
 
-    // Bad forms: a clear 400 with the form kept.
-    for (query, words) in [
-        (format!("from={d2}&to={d1}"), "is after To"),
+    // Bad forms: a clear 400 (404 for a store that is not the user's) with the form kept.
+    for (query, status_expected, words) in [
+        (format!("from={d2}&to={d1}"), 400, "is after To"),
         (
             "from=2025-01-01&to=2026-06-01".to_owned(),
+            400,
             "at most 366 days",
         ),
-        ("from=yesterday".to_owned(), "enter it as YYYY-MM-DD"),
+        ("from=yesterday".to_owned(), 400, "enter it as YYYY-MM-DD"),
         (
             "period=fortnight".to_owned(),
+            400,
             "not one of day, week, month, range",
         ),
-        ("store=west".to_owned(), "no store &quot;west&quot;"),
+        ("store=west".to_owned(), 404, "no store &quot;west&quot;"),
+        (
+            "region=ES-CT".to_owned(),
+            404,
+            "no region &quot;ES-CT&quot;",
+        ),
     ] {
         let (status, html) = get(&h, &cookie, &format!("/dashboard/reports?{query}")).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(status.as_u16(), status_expected, "{query}");
         assert!(html.contains(words), "{query}: {html}");
         assert!(html.contains("id=\"report-form\""), "{query}");
     }
+    let resp = h
+        .admin(
+            reqwest::Method::GET,
+            "/dashboard/reports.csv?table=queue&store=west",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let resp = h
+        .admin(reqwest::Method::GET, "/dashboard/reports.csv?table=people")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     // Without a session: the login form, and no figures.
     let (status, html) = get(
         &h,

@@ -103,73 +103,115 @@ fn parse_date(field: &str, value: &str) -> Result<Date, String> {
     })
 }
 
+fn period_of(v: Option<&str>) -> Result<Period, String> {
+    Ok(match v.unwrap_or("day") {
+        "day" => Period::Day,
+        "week" => Period::Week,
+        "month" => Period::Month,
+        "range" => Period::Range,
+        other => {
+            return Err(format!(
+                "Period: {:?} is not one of day, week, month, range.",
+                other.chars().take(40).collect::<String>()
+            ));
+        }
+    })
+}
+
+fn grouping_of(v: Option<&str>) -> Result<Grouping, String> {
+    Ok(match v.unwrap_or("store") {
+        "store" => Grouping::Store,
+        "region" => Grouping::Region,
+        "service" => Grouping::Service,
+        "counter" => Grouping::Counter,
+        other => {
+            return Err(format!(
+                "Group by: {:?} is not one of store, region, service, counter.",
+                other.chars().take(40).collect::<String>()
+            ));
+        }
+    })
+}
+
 impl Params {
-    /// The query these fields ask for among `visible` stores, or what is wrong, in words.
-    pub fn resolve(&self, visible: &[StorePlace], now_ms: i64) -> Result<Resolved, String> {
+    /// Whether the fields have the documented shape (dates, the period, grouping and view
+    /// among theirs), whoever asks; what is wrong, in words.
+    pub fn check_shape(&self) -> Result<(), String> {
+        for (field, v) in [("From", &self.from), ("To", &self.to)] {
+            if let Some(v) = given(v) {
+                parse_date(field, v)?;
+            }
+        }
+        period_of(given(&self.period))?;
+        grouping_of(given(&self.group))?;
+        match given(&self.view) {
+            None | Some("print") => Ok(()),
+            Some(other) => Err(format!(
+                "View: {:?} is not print (or empty).",
+                other.chars().take(40).collect::<String>()
+            )),
+        }
+    }
+
+    /// The query these fields ask for among `visible` stores, or what is wrong: 400 with a
+    /// form that cannot be answered (dates out of order, a range too long), 404 with a store or
+    /// region that is not among `visible`.
+    pub fn resolve(
+        &self,
+        visible: &[StorePlace],
+        now_ms: i64,
+    ) -> Result<Resolved, (StatusCode, String)> {
+        self.check_shape()
+            .map_err(|m| (StatusCode::BAD_REQUEST, m))?;
+        let bad = |m: String| (StatusCode::BAD_REQUEST, m);
         let today = jiff::Timestamp::from_millisecond(now_ms)
             .map(|t| t.to_zoned(jiff::tz::TimeZone::UTC).date())
-            .map_err(|e| format!("the server's clock: {e}"))?;
+            .map_err(|e| bad(format!("the server's clock: {e}")))?;
         let to = match given(&self.to) {
-            Some(v) => parse_date("To", v)?,
+            Some(v) => parse_date("To", v).map_err(bad)?,
             None => today,
         };
         let from = match given(&self.from) {
-            Some(v) => parse_date("From", v)?,
+            Some(v) => parse_date("From", v).map_err(bad)?,
             None => to
                 .checked_sub(jiff::Span::new().days(DEFAULT_DAYS - 1))
-                .map_err(|e| format!("From: {e}"))?,
+                .map_err(|e| bad(format!("From: {e}")))?,
         };
         if from > to {
-            return Err(format!(
+            return Err(bad(format!(
                 "From ({from}) is after To ({to}): pick a first day on or before the last."
-            ));
+            )));
         }
         let days = to
             .since((jiff::Unit::Day, from))
             .map(|s| s.get_days() + 1)
-            .map_err(|e| format!("the range: {e}"))?;
+            .map_err(|e| bad(format!("the range: {e}")))?;
         if days > MAX_DAYS {
-            return Err(format!(
+            return Err(bad(format!(
                 "A report covers at most {MAX_DAYS} days; {from} to {to} is {days}."
-            ));
+            )));
         }
-        let period = match given(&self.period).unwrap_or("day") {
-            "day" => Period::Day,
-            "week" => Period::Week,
-            "month" => Period::Month,
-            "range" => Period::Range,
-            other => {
-                return Err(format!(
-                    "Period: {:?} is not one of day, week, month, range.",
-                    other.chars().take(40).collect::<String>()
-                ));
-            }
-        };
-        let grouping = match given(&self.group).unwrap_or("store") {
-            "store" => Grouping::Store,
-            "region" => Grouping::Region,
-            "service" => Grouping::Service,
-            "counter" => Grouping::Counter,
-            other => {
-                return Err(format!(
-                    "Group by: {:?} is not one of store, region, service, counter.",
-                    other.chars().take(40).collect::<String>()
-                ));
-            }
-        };
+        let period = period_of(given(&self.period)).map_err(bad)?;
+        let grouping = grouping_of(given(&self.group)).map_err(bad)?;
         let store = given(&self.store).unwrap_or("").to_owned();
         let region = given(&self.region).unwrap_or("").to_owned();
         if !store.is_empty() && !visible.iter().any(|p| p.id == store) {
-            return Err(format!(
-                "Store: there is no store {:?} among yours.",
-                store.chars().take(40).collect::<String>()
+            return Err((
+                StatusCode::NOT_FOUND,
+                format!(
+                    "Store: there is no store {:?} among yours.",
+                    store.chars().take(40).collect::<String>()
+                ),
             ));
         }
         let region_of = |p: &StorePlace| p.region.as_deref().unwrap_or(NO_REGION).to_owned();
         if !region.is_empty() && !visible.iter().any(|p| region_of(p) == region) {
-            return Err(format!(
-                "Region: there is no region {:?} among your stores.",
-                region.chars().take(40).collect::<String>()
+            return Err((
+                StatusCode::NOT_FOUND,
+                format!(
+                    "Region: there is no region {:?} among your stores.",
+                    region.chars().take(40).collect::<String>()
+                ),
             ));
         }
         let stores = visible
@@ -200,26 +242,26 @@ pub fn routes() -> Vec<Route> {
             query_param(
                 "from",
                 false,
-                json!({ "type": "string", "format": "date" }),
-                "first local day (default: six days before `to`)"
+                json!({ "anyOf": [{ "type": "string", "format": "date" }, { "const": "" }] }),
+                "first local day (empty or absent: six days before `to`)"
             ),
             query_param(
                 "to",
                 false,
-                json!({ "type": "string", "format": "date" }),
-                "last local day, inclusive (default: today, UTC); at most 366 days after `from`"
+                json!({ "anyOf": [{ "type": "string", "format": "date" }, { "const": "" }] }),
+                "last local day, inclusive (empty or absent: today, UTC); at most 366 days after `from`"
             ),
             query_param(
                 "period",
                 false,
-                json!({ "type": "string", "enum": ["day", "week", "month", "range"], "default": "day" }),
-                "rows per local day, ISO week, month, or the whole range"
+                json!({ "type": "string", "enum": ["", "day", "week", "month", "range"], "default": "day" }),
+                "rows per local day, ISO week, month, or the whole range (empty: day)"
             ),
             query_param(
                 "group",
                 false,
-                json!({ "type": "string", "enum": ["store", "region", "service", "counter"], "default": "store" }),
-                "rows per store, region, service or counter"
+                json!({ "type": "string", "enum": ["", "store", "region", "service", "counter"], "default": "store" }),
+                "rows per store, region, service or counter (empty: store)"
             ),
             query_param(
                 "store",
@@ -239,7 +281,8 @@ pub fn routes() -> Vec<Route> {
         "the managers' reports (HTML): a form (dates, period, grouping, store or region) and the tables it asks for: tickets, waits and service times (median, p90), no-shows and walkouts; NPS; campaign exposures, conversions and rate. The login form without a session",
         Security::None,
         json!({ "200": text("text/html", "the report, or the login form"),
-                "400": text("text/html", "the form with what is wrong in it"),
+                "400": text("text/html", "the form with what is wrong in it (dates out of order, more than 366 days, a field of the wrong shape)"),
+                "404": text("text/html", "the form, saying the store or region is not among the user's"),
                 "403": text("text/html", "no admin token configured") }),
     );
     let mut page_params = params();
@@ -257,7 +300,7 @@ pub fn routes() -> Vec<Route> {
         "one table of a report as CSV (RFC 4180, UTF-8 with a byte order mark, a header row; text cells starting with = + - @ are prefixed with ' so that a spreadsheet never runs them)",
         Security::Dashboard,
         json!({ "200": text("text/csv", "the table"),
-                "400": err, "403": err, "429": err, "503": err }),
+                "400": err, "403": err, "404": err, "429": err, "503": err }),
     );
     let mut csv_params = params();
     if let Some(list) = csv_params.as_array_mut() {
@@ -341,9 +384,23 @@ async fn page(
             "The dashboard is disabled: start the endpoint with --admin-token.",
         );
     }
-    let user = match DashboardUser::of(&st, headers, ip).await {
-        Some(u @ DashboardUser::Session(_)) => u,
-        _ => return crate::dashboard::login_page(StatusCode::OK, ""),
+    let user = DashboardUser::of(&st, headers, ip)
+        .await
+        .filter(|u| matches!(u, DashboardUser::Session(_)));
+    // A query of the wrong shape is refused whoever sends it; the form comes back with it only
+    // to a session.
+    let shape = match &query {
+        Ok(Query(p)) => p.check_shape(),
+        Err(e) => Err(format!(
+            "The report's address is malformed: {}",
+            e.body_text()
+        )),
+    };
+    let Some(user) = user else {
+        return match shape {
+            Ok(()) => crate::dashboard::login_page(StatusCode::OK, ""),
+            Err(problem) => crate::dashboard::login_page(StatusCode::BAD_REQUEST, &problem),
+        };
     };
     let visible = match visible_stores(&st, &user).await {
         Ok(v) => v,
@@ -351,20 +408,18 @@ async fn page(
     };
     let params = match query {
         Ok(Query(p)) => p,
-        Err(e) => {
-            return html(
-                StatusCode::BAD_REQUEST,
-                render_page(&visible, &Params::default(), None, Some(&e.body_text())),
-            );
-        }
+        Err(_) => Params::default(),
     };
+    if let Err(problem) = shape {
+        return html(
+            StatusCode::BAD_REQUEST,
+            render_page(&visible, &params, None, Some(&problem)),
+        );
+    }
     let resolved = match params.resolve(&visible, now()) {
         Ok(r) => r,
-        Err(problem) => {
-            return html(
-                StatusCode::BAD_REQUEST,
-                render_page(&visible, &params, None, Some(&problem)),
-            );
+        Err((status, problem)) => {
+            return html(status, render_page(&visible, &params, None, Some(&problem)));
         }
     };
     match st.db.report(resolved.query.clone()).await {
@@ -397,9 +452,14 @@ async fn download(
             ));
         }
     };
-    let resolved = params
-        .resolve(&visible, now())
-        .map_err(ApiError::malformed)?;
+    let resolved = params.resolve(&visible, now()).map_err(|(status, m)| {
+        let code = if status == StatusCode::NOT_FOUND {
+            ErrorCode::NotFound
+        } else {
+            ErrorCode::Malformed
+        };
+        ApiError::new(status, code, m)
+    })?;
     let report = st.db.report(resolved.query).await?;
     let body = match table {
         "queue" => csv::queue(&report),
