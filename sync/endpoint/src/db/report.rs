@@ -511,3 +511,108 @@ pub fn assemble(q: &ReportQuery, rows: ReportRows) -> Report {
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(s: &str) -> Date {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn periods_are_iso_weeks_months_or_the_range() {
+        let (from, to) = (date("2026-12-28"), date("2027-01-10"));
+        let label = |p, d: &str| period_label(p, date(d), from, to);
+        assert_eq!(label(Period::Day, "2027-01-01"), "2027-01-01");
+        // 2027-01-01 is a Friday: ISO week 53 of 2026, with 2026-12-28.
+        assert_eq!(label(Period::Week, "2026-12-28"), "2026-W53");
+        assert_eq!(label(Period::Week, "2027-01-03"), "2026-W53");
+        assert_eq!(label(Period::Week, "2027-01-04"), "2027-W01");
+        assert_eq!(label(Period::Month, "2027-01-10"), "2027-01");
+        assert_eq!(
+            label(Period::Range, "2027-01-05"),
+            "2026-12-28 to 2027-01-10"
+        );
+    }
+
+    #[test]
+    fn local_days_follow_the_store_time_zone_across_a_dst_change() {
+        // Madrid moves from +01:00 to +02:00 on 2026-03-29: that local day lasts 23 hours.
+        let days = local_days(
+            Some("Europe/Madrid"),
+            date("2026-03-28"),
+            date("2026-03-30"),
+        );
+        let hours: Vec<i64> = days.iter().map(|(_, s, e)| (e - s) / 3_600_000).collect();
+        assert_eq!(hours, [24, 23, 24]);
+        assert_eq!(
+            days[0].1, 1_774_652_400_000,
+            "2026-03-28 00:00 in Madrid is 23:00 UTC"
+        );
+        let utc = local_days(None, date("2026-03-28"), date("2026-03-28"));
+        assert_eq!(utc[0].1, 1_774_656_000_000);
+    }
+
+    #[test]
+    fn walkouts_are_not_counted_on_open_days_and_counters_have_none() {
+        use crate::db::dashboard::{TicketCount, TurnTiming};
+        let place = StorePlace {
+            id: "s".into(),
+            name: "S".into(),
+            region: None,
+            timezone: None,
+        };
+        let day = |d: &str, open: bool| DayRows {
+            date: Some(date(d)),
+            open,
+            figures: WindowRows {
+                tickets: vec![TicketCount {
+                    quarter: 0,
+                    service: "A".into(),
+                    identified: false,
+                    count: 3,
+                }],
+                timings: vec![TurnTiming {
+                    service: "A".into(),
+                    wait_ms: 60_000,
+                    service_ms: None,
+                }],
+                ..WindowRows::default()
+            },
+            counter_turns: vec![CounterTurn {
+                counter: Some("2".into()),
+                wait_ms: 60_000,
+                service_ms: None,
+            }],
+        };
+        let q = |grouping| ReportQuery {
+            from: date("2026-03-01"),
+            to: date("2026-03-02"),
+            period: Period::Day,
+            grouping,
+            stores: vec!["s".into()],
+            now_ms: 0,
+        };
+        let rows = || ReportRows {
+            stores: vec![(
+                place.clone(),
+                vec![day("2026-03-01", false), day("2026-03-02", true)],
+            )],
+            campaign_names: HashMap::new(),
+        };
+        let r = assemble(&q(Grouping::Region), rows());
+        let got: Vec<_> = r
+            .queue
+            .iter()
+            .map(|q| (q.group.as_str(), q.tickets, q.no_shows, q.walkouts))
+            .collect();
+        assert_eq!(
+            got,
+            [(NO_REGION, 3, 1, Some(2)), (NO_REGION, 3, 1, Some(0))]
+        );
+        let r = assemble(&q(Grouping::Counter), rows());
+        assert_eq!(r.queue[0].group, "s/2");
+        assert_eq!((r.queue[0].tickets, r.queue[0].walkouts), (1, None));
+    }
+}
