@@ -355,6 +355,83 @@ async fn measure(db: &SharedDb, fleet: &Fleet) -> Vec<(f64, f64)> {
     out
 }
 
+/// One report figure as a `BENCH` line.
+fn report_line(what: String, (median, p99): (f64, f64), reference: Option<(&str, f64)>) {
+    let line = serde_json::json!({
+        "figure": what,
+        "unit": "ms",
+        "median": (median * 100.0).round() / 100.0,
+        "p99": (p99 * 100.0).round() / 100.0,
+        "reference": reference.map(|r| r.0),
+        "ref_median": reference.map(|r| (r.1 * 100.0).round() / 100.0),
+        "ratio": reference.map(|r| (median / r.1 * 1000.0).round() / 1000.0),
+    });
+    println!("BENCH {line}");
+}
+
+/// The managers' reports (issue 21) over the loaded year: one store per month from the raw rows,
+/// then from the daily roll-ups (every store's days rolled up by the storage job's own code);
+/// every store per month and region from the roll-ups; one store per counter (raw turns).
+async fn reports(backend: &str, db: &SharedDb, fleet: &Fleet, label: &str) {
+    use crm_endpoint::db::report::{Grouping, Period, ReportQuery};
+    let to = jiff::Timestamp::from_millisecond(fleet.now_ms)
+        .unwrap()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    let from = to.checked_sub(jiff::Span::new().days(364)).unwrap();
+    let query = |stores: Vec<String>, grouping: Grouping| ReportQuery {
+        from,
+        to,
+        period: Period::Month,
+        grouping,
+        stores,
+        now_ms: fleet.now_ms,
+    };
+    let time = |q: ReportQuery| async move {
+        let q = &q;
+        time_ms(|| async {
+            std::hint::black_box(db.report(q.clone()).await.expect("report"));
+        })
+        .await
+    };
+    let one = query(vec![store_id(0)], Grouping::Store);
+    let raw = time(one.clone()).await;
+    let t = Instant::now();
+    let mut days = 0;
+    for i in 0..fleet.stores {
+        while let Ok(n @ 1..) = db.roll_up_store(store_id(i), fleet.now_ms).await {
+            days += n;
+        }
+    }
+    eprintln!(
+        "dashboard bench ({backend}): {days} store-days rolled up in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let rolled = time(one).await;
+    report_line(
+        format!(
+            "report of one store over a year per month, from daily roll-ups, {label}, {backend}"
+        ),
+        rolled,
+        Some(("the same report from the raw rows", raw.0)),
+    );
+    let all = query((0..fleet.stores).map(store_id).collect(), Grouping::Region);
+    report_line(
+        format!(
+            "report of every store over a year per month and region, from daily roll-ups, {label}, {backend}"
+        ),
+        time(all).await,
+        None,
+    );
+    report_line(
+        format!(
+            "report of one store over a year per month and counter (raw turns), {label}, {backend}"
+        ),
+        time(query(vec![store_id(0)], Grouping::Counter)).await,
+        None,
+    );
+}
+
 async fn bench(backend: &str, db: SharedDb, fleet: &Fleet) {
     let t = Instant::now();
     let first = load_store(&db, fleet, 0).await;
@@ -403,6 +480,7 @@ async fn bench(backend: &str, db: SharedDb, fleet: &Fleet) {
         });
         println!("BENCH {line}");
     }
+    reports(backend, &db, fleet, &label).await;
     println!(
         "BENCH {}",
         serde_json::json!({

@@ -42,6 +42,7 @@ pub mod map;
 pub mod openapi;
 pub mod phone;
 pub mod push;
+pub mod reports;
 pub mod router;
 pub mod routes;
 pub mod sms;

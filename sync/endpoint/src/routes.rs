@@ -37,6 +37,7 @@ pub fn table(secure_cookie: bool) -> Vec<Route> {
     routes.extend(crate::api::admin::routes());
     routes.extend(crate::api::releases::routes());
     routes.extend(crate::dashboard::routes(secure_cookie));
+    routes.extend(crate::reports::routes());
     routes.extend(crate::phone::routes());
     routes.extend(crate::map::routes());
     routes.extend(crate::campaign_console::routes());

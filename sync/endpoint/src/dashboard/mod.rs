@@ -305,7 +305,8 @@ fn escape(s: &str) -> String {
         .collect()
 }
 
-fn login_page(status: StatusCode, message: &str) -> Response {
+/// The login form (its `message` escaped), which every dashboard page shows without a session.
+pub(crate) fn login_page(status: StatusCode, message: &str) -> Response {
     let message = if message.is_empty() {
         String::new()
     } else {

@@ -622,7 +622,9 @@ pub fn percentile(sorted: &[i64], p: f64) -> Option<f64> {
     Some(a + (b - a) * (pos - lo as f64))
 }
 
-fn durations(mut ms: Vec<i64>) -> Option<Durations> {
+/// Median, 90th percentile and longest of some durations in ms (`None` when empty): the
+/// dashboard's and the reports' one way to sum up waits and service times.
+pub fn durations(mut ms: Vec<i64>) -> Option<Durations> {
     ms.sort_unstable();
     Some(Durations {
         count: ms.len() as u64,

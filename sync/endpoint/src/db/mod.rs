@@ -11,7 +11,8 @@
 //! redaction, NPS); [`database`] the trait; `shared` the logic that speaks SQL, written once for
 //! both databases and run through `exec::Exec`; [`dialect`] the seam where the two SQL dialects
 //! differ (placeholders, `GREATEST`, JSON access); [`migrations`] the numbered schema of each;
-//! [`dashboard`] the dashboard's figures from its rows; [`queue`] each store's live queue (the
+//! [`dashboard`] the dashboard's figures from its rows; [`report`] the managers' reports from the
+//! same rows; [`queue`] each store's live queue (the
 //! order-independent fold of a turn's steps and the figures); `methods` the trait methods both backends
 //! implement alike. [`sqlite`] and [`postgres`] keep only what really differs: how a call gets a
 //! connection and a transaction (one writer with group commit and a reader, versus a pool), how
@@ -34,6 +35,7 @@ pub mod postgres;
 pub mod presence;
 pub mod queue;
 pub mod releases;
+pub mod report;
 pub mod rollup;
 pub(crate) mod shared;
 pub mod sqlite;

@@ -10,6 +10,8 @@
 //! roll-up is the same queries over that day). A store's roll-ups are made in its time zone;
 //! when that changes they are made again.
 
+use std::collections::BTreeMap;
+
 use super::dashboard::{DashboardQuery, WindowRows, next_day_start_ms, start_of_day_ms};
 use super::dashboard::{QUARTER_MS, TicketCount, TurnTiming};
 use super::dialect::Dialect;
@@ -88,6 +90,37 @@ pub(crate) async fn window_with_rollups(
     }
     w.merge(tail);
     Ok(w)
+}
+
+/// The roll-ups of store `s`'s whole local days starting in `[from, to)`, merged over its kiosks,
+/// by day start; with the end of the days rolled up (days from there on have none: read them raw).
+/// Nothing is rolled up when the roll-ups were made in another time zone than `timezone`.
+pub(crate) async fn rolled_days(
+    e: &impl Exec,
+    s: &str,
+    timezone: Option<&str>,
+    from: i64,
+    to: i64,
+) -> DbResult<(i64, BTreeMap<i64, WindowRows>)> {
+    let rolled = match mark(e, s).await? {
+        Some((tz, until)) if tz.as_deref() == timezone => until,
+        _ => return Ok((i64::MIN, BTreeMap::new())),
+    };
+    let mut days: BTreeMap<i64, WindowRows> = BTreeMap::new();
+    for r in e
+        .query(
+            "SELECT day_ms, figures FROM daily_figures WHERE store_id = ?1 AND day_ms >= ?2
+               AND day_ms < ?3",
+            args![s, from, to.min(rolled)],
+        )
+        .await?
+    {
+        let (day, text): (i64, String) = (r.get(0)?, r.get(1)?);
+        days.entry(day)
+            .or_default()
+            .merge(serde_json::from_str(&text)?);
+    }
+    Ok((rolled, days))
 }
 
 /// Looks for events received since the last look that fall on days already rolled up, and

@@ -177,6 +177,33 @@ def _store_config_rules_hold(body):
     return True
 
 
+def _report_range_holds(query):
+    """A report's range, which the schema cannot state: `from` on or before `to`, at most 366
+    days (the defaults: `to` today, UTC; `from` six days before `to`)."""
+    import datetime
+
+    query = query or {}
+
+    def day(name):
+        v = query.get(name)
+        if not isinstance(v, str) or not v.strip():
+            return None
+        try:
+            return datetime.date.fromisoformat(v.strip())
+        except ValueError:
+            return False
+
+    to, frm = day("to"), day("from")
+    if to is False or frm is False:
+        return True  # a malformed date: the 400 the schema promises
+    to = to or datetime.datetime.now(datetime.timezone.utc).date()
+    try:
+        frm = frm or to - datetime.timedelta(days=6)
+    except OverflowError:
+        return False
+    return frm <= to and (to - frm).days + 1 <= 366
+
+
 @schemathesis.hook
 def filter_case(ctx, case):
     """A whole case, so it applies in every phase (the coverage phase included, where
@@ -196,4 +223,6 @@ def filter_case(ctx, case):
         return not isinstance(body, dict) or (
             (body.get("latitude") is None) == (body.get("longitude") is None)
         )
+    if operation.path in ("/dashboard/reports", "/dashboard/reports.csv"):
+        return _report_range_holds(case.query)
     return True
