@@ -418,18 +418,27 @@ async fn dead(
     )))
 }
 
+/// Sends an endpoint's dead letters again (one by `seq`, or all); how many. 404 when there is
+/// no such endpoint. The admin API and the dashboard's Replay button both call this.
+pub async fn replay_dead(st: &AppState, id: &str, seq: Option<i64>) -> Result<u64, ApiError> {
+    let id = endpoint_param(id)?;
+    if st.db.forward_endpoint(id.clone()).await?.is_none() {
+        return Err(ApiError::not_found("no such endpoint"));
+    }
+    if seq.is_some_and(|s| s < 1) {
+        return Err(ApiError::malformed("seq: a dead letter's seq, 1 or more"));
+    }
+    Ok(st.db.forward_replay(id, seq, now_ms()).await?)
+}
+
 async fn replay(
     admin: Admin,
     State(st): State<AppState>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ReplayResponse>, ApiError> {
-    let id = endpoint_param(&id)?;
     let req: ReplayRequest = json_body(body)?;
-    if st.db.forward_endpoint(id.clone()).await?.is_none() {
-        return Err(ApiError::not_found("no such endpoint"));
-    }
-    let replayed = st.db.forward_replay(id.clone(), req.seq, now_ms()).await?;
+    let replayed = replay_dead(&st, &id, req.seq).await?;
     admin.audit(&st, "forward_replay", &id, &replayed.to_string());
     Ok(Json(ReplayResponse { replayed }))
 }
