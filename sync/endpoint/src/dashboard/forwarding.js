@@ -3,6 +3,8 @@
 'use strict';
 
 const REFRESH_MS = 15000;
+// Endpoint id -> enabled, as last drawn.
+const enabled = {};
 const TYPE_NAMES = {
   'customer.registered': 'Customer registered',
   'customer.updated': 'Customer changed',
@@ -46,7 +48,9 @@ async function replay(endpointId, seq, button) {
     if (resp.status === 403) { window.location.href = '/dashboard/forwarding'; return; }
     if (!resp.ok) throw new Error(`the endpoint answered ${resp.status}`);
     const answer = await resp.json();
-    notice.textContent = answer.replayed > 0 ? 'Sent again: it will be delivered shortly.' : 'Nothing to send again.';
+    if (answer.replayed === 0) notice.textContent = 'Nothing to send again.';
+    else if (enabled[endpointId]) notice.textContent = 'Sent again: it will be delivered shortly.';
+    else notice.textContent = 'Sent again: it waits until the endpoint is enabled.';
     await refresh();
   } catch (e) {
     notice.textContent = `Could not replay: ${e.message}`;
@@ -64,13 +68,14 @@ function draw(view) {
   for (const ep of view.endpoints) {
     names[ep.id] = endpointName(ep);
     const on = ep.state === 'enabled';
+    enabled[ep.id] = on;
     if (!on) disabled += 1;
     pending += ep.pending;
     dead += ep.dead;
     const state = el('span', { class: `badge badge-${on ? 'ok' : 'critical'}` }, on ? 'Enabled' : 'Disabled');
     const problem = on ? (ep.last_error || 'None') : (ep.state_reason || 'Disabled');
     rows.append(el('tr', { 'data-endpoint': ep.id, class: on ? 'row-ok' : 'row-critical' },
-      el('th', { scope: 'row' }, names[ep.id], el('span', { class: 'store-id' }, ` ${ep.event_types.length} message types`)),
+      el('th', { scope: 'row' }, names[ep.id], el('span', { class: 'store-id' }, ` ${ep.event_types.length} message type${ep.event_types.length === 1 ? '' : 's'}`)),
       el('td', {}, state),
       el('td', { class: 'num' }, ep.pending),
       el('td', { class: 'num' }, ep.delivered),
