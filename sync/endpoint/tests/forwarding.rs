@@ -577,7 +577,7 @@ async fn fake_hubspot() -> (String, Arc<Mutex<HubSpotState>>) {
         Ok(())
     };
     let handler = move |uri: axum::http::Uri, headers: HeaderMap, body: String| {
-        let (st, check) = (st.clone(), check.clone());
+        let st = st.clone();
         async move {
             use axum::response::IntoResponse;
             let path = uri.path().to_owned();

@@ -140,6 +140,7 @@ pub fn routes() -> Vec<Route> {
 /// Adds the schemas the forwarding paths refer to.
 pub fn register_schemas(g: &mut schemars::SchemaGenerator) {
     g.subschema_for::<ForwardEndpointId>();
+    g.subschema_for::<ForwardUrl>();
     g.subschema_for::<ForwardEndpointRequest>();
     g.subschema_for::<ForwardEndpointCreated>();
     g.subschema_for::<ForwardEndpointList>();
@@ -150,7 +151,7 @@ pub fn register_schemas(g: &mut schemars::SchemaGenerator) {
 
 /// An endpoint's id (`fwd_` and a UUID).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[schemars(extend("pattern" = "^fwd_[0-9a-f-]{36}$"))]
+#[schemars(extend("pattern" = "^fwd_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"))]
 pub struct ForwardEndpointId(pub String);
 
 /// Every endpoint.
@@ -162,16 +163,6 @@ pub struct ForwardEndpointList(pub Vec<EndpointView>);
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct DeadLetterList(pub Vec<DeadLetter>);
-
-/// What kind of endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum EndpointKind {
-    /// A receiver of Standard Webhooks messages.
-    Webhook,
-    /// The HubSpot connector.
-    Hubspot,
-}
 
 /// A message type an endpoint subscribes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -216,22 +207,93 @@ impl MessageType {
 
 /// `POST /v1/admin/forwarding/endpoints` body.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ForwardEndpointRequest {
-    /// `webhook` or `hubspot`.
-    pub kind: EndpointKind,
-    /// The receiver's URL, or HubSpot's API base (`https://api.hubapi.com`); https (http only to
-    /// this machine).
-    #[schemars(length(min = 1, max = 2000))]
-    pub url: String,
-    /// The message types it wants (at least one, each once).
-    #[schemars(length(min = 1, max = 9))]
-    pub event_types: Vec<MessageType>,
-    /// HubSpot: the private app's access token (required for `hubspot`, refused for `webhook`).
-    #[schemars(length(min = 1, max = 500))]
-    pub token: Option<String>,
-    /// HubSpot: the connector's settings (required for `hubspot`).
-    pub hubspot: Option<hubspot::Options>,
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ForwardEndpointRequest {
+    /// A receiver of Standard Webhooks messages; its signing secret is made by the endpoint.
+    Webhook {
+        /// The receiver's URL.
+        #[schemars(with = "ForwardUrl")]
+        url: String,
+        /// The message types it wants (at least one, each once).
+        #[schemars(length(min = 1, max = 9), extend("uniqueItems" = true))]
+        event_types: Vec<MessageType>,
+    },
+    /// The HubSpot connector.
+    Hubspot {
+        /// HubSpot's API base (`https://api.hubapi.com`).
+        #[schemars(with = "ForwardUrl")]
+        url: String,
+        /// The message types it wants (at least one, each once).
+        #[schemars(length(min = 1, max = 9), extend("uniqueItems" = true))]
+        event_types: Vec<MessageType>,
+        /// The private app's access token.
+        #[schemars(regex(pattern = r"^[A-Za-z0-9._~+/=-]{1,500}$"))]
+        token: String,
+        /// The connector's settings.
+        hubspot: hubspot::Options,
+    },
+}
+
+/// A forwarding URL: `https://` and a lower-case host name (its last label starting with a
+/// letter), or `http://` to `127.0.0.1` or `localhost`; an optional port (1 to 65535 without
+/// leading zeros, or up to four digits) and path (`A-Z a-z 0-9 . _ ~ / -`), no query.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("pattern" = r"^(https://([a-z0-9]+(-[a-z0-9]+)*\.)*[a-z][a-z0-9]*(-[a-z0-9]+)*|http://(127\.0\.0\.1|localhost))(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?(/[A-Za-z0-9._~/-]*)?$"))]
+pub struct ForwardUrl(pub String);
+
+fn label_ok(label: &str) -> bool {
+    !label.is_empty()
+        && label.split('-').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+}
+
+/// Whether `url` has the shape [`ForwardUrl`]'s pattern states.
+pub fn url_shape_ok(url: &str) -> bool {
+    let (rest, host_end) = if let Some(rest) = url.strip_prefix("https://") {
+        let end = rest.find([':', '/']).unwrap_or(rest.len());
+        let host = &rest[..end];
+        let mut labels: Vec<&str> = host.split('.').collect();
+        let Some(last) = labels.pop() else {
+            return false;
+        };
+        let ok = labels.iter().all(|l| label_ok(l))
+            && label_ok(last)
+            && last.as_bytes().first().is_some_and(u8::is_ascii_lowercase);
+        if !ok {
+            return false;
+        }
+        (rest, end)
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        let end = rest.find([':', '/']).unwrap_or(rest.len());
+        if !matches!(&rest[..end], "127.0.0.1" | "localhost") {
+            return false;
+        }
+        (rest, end)
+    } else {
+        return false;
+    };
+    let mut tail = &rest[host_end..];
+    if let Some(after) = tail.strip_prefix(':') {
+        let digits = after.find('/').unwrap_or(after.len());
+        let port = &after[..digits];
+        let ok = (1..=5).contains(&port.len())
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && (port.len() < 5
+                || (!port.starts_with('0') && port.parse::<u32>().is_ok_and(|p| p <= 65_535)));
+        if !ok {
+            return false;
+        }
+        tail = &after[digits..];
+    }
+    tail.is_empty()
+        || (tail.starts_with('/')
+            && tail
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._~/-".contains(&b)))
 }
 
 /// `POST /v1/admin/forwarding/endpoints` answer.
@@ -260,10 +322,10 @@ pub struct ReplayResponse {
 }
 
 fn endpoint_param(id: &str) -> Result<String, ApiError> {
-    let ok = id.len() == 40
-        && id
-            .strip_prefix("fwd_")
-            .is_some_and(|u| uuid::Uuid::parse_str(u).is_ok());
+    // Only the form the pattern states: lower-case, hyphenated.
+    let ok = id
+        .strip_prefix("fwd_")
+        .is_some_and(|u| uuid::Uuid::parse_str(u).is_ok_and(|p| p.hyphenated().to_string() == u));
     if ok {
         Ok(id.to_owned())
     } else {
@@ -279,42 +341,47 @@ async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ForwardEndpointCreated>, ApiError> {
     let req: ForwardEndpointRequest = json_body(body)?;
-    crate::outbound::check_url(&req.url).map_err(|e| ApiError::malformed(format!("url: {e}")))?;
-    let mut types: Vec<String> = req.event_types.iter().map(|t| t.name()).collect();
+    let (url, event_types) = match &req {
+        ForwardEndpointRequest::Webhook { url, event_types }
+        | ForwardEndpointRequest::Hubspot {
+            url, event_types, ..
+        } => (url.clone(), event_types),
+    };
+    if !url_shape_ok(&url) {
+        return Err(ApiError::malformed(
+            "url: https:// and a lower-case host name (http:// only to 127.0.0.1 or localhost), an optional port and path, no query",
+        ));
+    }
+    crate::outbound::check_url(&url).map_err(|e| ApiError::malformed(format!("url: {e}")))?;
+    let mut types: Vec<String> = event_types.iter().map(|t| t.name()).collect();
     types.sort();
     types.dedup();
-    if types.is_empty() || types.len() != req.event_types.len() {
+    if types.is_empty() || types.len() != event_types.len() || types.len() > EVENT_TYPES.len() {
         return Err(ApiError::malformed(format!(
             "event_types: at least one, each once, of {EVENT_TYPES:?}"
         )));
     }
-    let (kind, secret, options, shown) = match (req.kind, req.token, req.hubspot) {
-        (EndpointKind::Webhook, None, None) => {
+    let (kind, secret, options, shown) = match req {
+        ForwardEndpointRequest::Webhook { .. } => {
             let secret = crate::outbound::new_secret();
             ("webhook", secret.clone(), json!({}), Some(secret))
         }
-        (EndpointKind::Webhook, _, _) => {
-            return Err(ApiError::malformed(
-                "token and hubspot are for the hubspot kind; a webhook's secret is made here",
-            ));
-        }
-        (EndpointKind::Hubspot, Some(token), Some(options)) => {
-            options
+        ForwardEndpointRequest::Hubspot { token, hubspot, .. } => {
+            hubspot
                 .check()
                 .map_err(|e| ApiError::malformed(format!("hubspot: {e}")))?;
-            if token.trim().is_empty() || token.chars().any(char::is_whitespace) {
+            let token_ok = (1..=500).contains(&token.len())
+                && token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._~+/=-".contains(&b));
+            if !token_ok {
                 return Err(ApiError::malformed(
-                    "token: the private app's access token, without spaces",
+                    "token: the private app's access token (1-500 of A-Z a-z 0-9 . _ ~ + / = -)",
                 ));
             }
-            let options = serde_json::to_value(options)
+            let options = serde_json::to_value(hubspot)
                 .map_err(|e| ApiError::malformed(format!("hubspot: {e}")))?;
             ("hubspot", token, options, None)
-        }
-        (EndpointKind::Hubspot, _, _) => {
-            return Err(ApiError::malformed(
-                "the hubspot kind needs token (the private app's access token) and hubspot (event_prefix)",
-            ));
         }
     };
     let id = format!("fwd_{}", uuid::Uuid::now_v7());
@@ -323,7 +390,7 @@ async fn create(
             NewEndpoint {
                 id: id.clone(),
                 kind: kind.to_owned(),
-                url: req.url,
+                url,
                 secret,
                 event_types: types,
                 options,
@@ -441,4 +508,44 @@ async fn replay(
     let replayed = replay_dead(&st, &id, req.seq).await?;
     admin.audit(&st, "forward_replay", &id, &replayed.to_string());
     Ok(Json(ReplayResponse { replayed }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarding_urls_have_the_documented_shape() {
+        for ok in [
+            "https://crm.example.com/kiosk-hook",
+            "https://api.hubapi.com",
+            "https://a:443/x_y.z~/",
+            "http://127.0.0.1:65535/hook",
+            "http://localhost",
+        ] {
+            assert!(url_shape_ok(ok), "{ok}");
+        }
+        for bad in [
+            "https://Example.com",
+            "https://crm.example.com/hook?token=x",
+            "https://1.2.3.4",
+            "https://a--b.com",
+            "https://a.-b.com",
+            "https://a:65536",
+            "https://a:01234",
+            "http://crm.example.com",
+            "ftp://a",
+            "https://",
+        ] {
+            assert!(!url_shape_ok(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn endpoint_ids_are_fwd_and_a_lower_case_uuid() {
+        assert!(endpoint_param("fwd_0190f1a2-3b4c-7d5e-8f60-718293a4b5c6").is_ok());
+        assert!(endpoint_param("fwd_0190F1A2-3B4C-7D5E-8F60-718293A4B5C6").is_err());
+        assert!(endpoint_param("fwd_0190f1a23b4c7d5e8f60718293a4b5c6").is_err());
+        assert!(endpoint_param("0190f1a2-3b4c-7d5e-8f60-718293a4b5c6").is_err());
+    }
 }

@@ -29,9 +29,11 @@ use crate::outbound::{Failure, classify, without_url};
 #[serde(deny_unknown_fields)]
 pub struct Options {
     /// The custom events' prefix, `pe{HubID}_` (e.g. `pe1234567_`).
+    #[schemars(regex(pattern = r"^pe[0-9]{1,20}_$"))]
     pub event_prefix: String,
     /// The contact property holding the card token (unique values).
     #[serde(default = "default_id_property")]
+    #[schemars(regex(pattern = r"^[a-z0-9_]{1,100}$"))]
     pub id_property: String,
 }
 
@@ -47,7 +49,7 @@ impl Options {
             .strip_prefix("pe")
             .and_then(|p| p.strip_suffix('_'))
             .unwrap_or("");
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        if digits.is_empty() || digits.len() > 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!(
                 "event_prefix must be pe, the HubSpot account id and _ (pe1234567_), not {:?}",
                 self.event_prefix
