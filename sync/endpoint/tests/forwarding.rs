@@ -426,6 +426,13 @@ async fn a_failing_receiver_gets_the_schedule_then_a_dead_letter_the_endpoint_di
         (ep.state.as_str(), ep.failures, ep.delivered, ep.dead),
         ("enabled", 0, 2, 0)
     );
+    // Delivered messages are deleted once delivered before the cut (serve: a week ago).
+    assert_eq!(db.forward_purge_delivered(now + 1000).await.unwrap(), 0);
+    assert_eq!(db.forward_purge_delivered(now + 1001).await.unwrap(), 2);
+    assert_eq!(
+        db.forward_endpoint(ep.id).await.unwrap().unwrap().delivered,
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -373,6 +373,9 @@ pub trait Database: Send + Sync + 'static {
         limit: i64,
     ) -> BoxFuture<'_, DbResult<Vec<super::forward::DeadLetter>>>;
 
+    /// Deletes delivered forwarding messages delivered before `before_ms`; how many.
+    fn forward_purge_delivered(&self, before_ms: i64) -> BoxFuture<'_, DbResult<u64>>;
+
     /// Sends dead letters again (one by `seq`, or all of the endpoint's); how many.
     fn forward_replay(
         &self,

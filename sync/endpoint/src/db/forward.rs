@@ -95,7 +95,7 @@ pub struct EndpointView {
     pub last_error: Option<String>,
     /// Messages waiting to be delivered.
     pub pending: i64,
-    /// Messages delivered.
+    /// Messages delivered in the last 7 days (older ones are deleted).
     pub delivered: i64,
     /// Dead letters (given up; replayable).
     pub dead: i64,
@@ -800,6 +800,16 @@ pub(crate) async fn replay(
         "UPDATE forward_messages SET state = 'pending', attempts = 0, next_ms = ?3, dead_ms = NULL
          WHERE endpoint_id = ?1 AND state = 'dead' AND (?2 IS NULL OR seq = ?2)",
         args![endpoint_id, seq, now_ms],
+    )
+    .await
+}
+
+/// Deletes the delivered messages delivered before `before_ms` (their bodies can hold personal
+/// data; the receiver has them); how many.
+pub(crate) async fn purge_delivered(e: &impl Exec, before_ms: i64) -> DbResult<u64> {
+    e.execute(
+        "DELETE FROM forward_messages WHERE state = 'delivered' AND delivered_ms < ?1",
+        args![before_ms],
     )
     .await
 }

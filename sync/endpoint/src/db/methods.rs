@@ -661,6 +661,13 @@ macro_rules! shared_methods {
             self.snapshot(move |e| Box::pin($crate::db::forward::dead_letters(e, endpoint_id, limit)))
         }
 
+        fn forward_purge_delivered(
+            &self,
+            before_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<u64>> {
+            self.write(move |e| Box::pin($crate::db::forward::purge_delivered(e, before_ms)))
+        }
+
         fn forward_replay(
             &self,
             endpoint_id: String,

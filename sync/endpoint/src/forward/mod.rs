@@ -20,6 +20,9 @@
 //! - **Order per customer**: a message is claimed only when no earlier waiting message of its
 //!   endpoint has the same key (the card token; an anonymous turn's id) — a later message about
 //!   a customer waits until the earlier one is delivered or dead-lettered.
+//! - **Retention**: a delivered message is deleted [`KEEP_DELIVERED_MS`] (7 days) after its
+//!   delivery; waiting messages and dead letters stay until sent, replayed or their endpoint is
+//!   deleted.
 //! - **Exactly once in effect**: the webhook-id is the same on every retry and replay (for a
 //!   kiosk event, `msg_` and the event's id): a receiver that remembers the ids it took drops the
 //!   repeats a crash between its answer and our record can cause.
@@ -39,6 +42,10 @@ pub const POLL_EVERY: Duration = Duration::from_secs(1);
 pub const LEASE_MS: i64 = 60_000;
 /// Messages claimed per round.
 pub const PER_ROUND: i64 = 20;
+/// Delivered messages are kept this long (the console's counts), then deleted.
+pub const KEEP_DELIVERED_MS: i64 = 7 * 24 * 3_600_000;
+/// How often each replica deletes the delivered messages past [`KEEP_DELIVERED_MS`].
+pub const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// Attempts at one message before it is a dead letter.
 pub const MAX_ATTEMPTS: u32 = 15;
 /// When an endpoint that keeps failing is disabled.
@@ -171,8 +178,19 @@ pub async fn run(db: SharedDb) {
             return;
         }
     };
+    let mut purged: Option<Instant> = None;
     loop {
         let now = crate::ingest::unix_ms(time::OffsetDateTime::now_utc());
+        if purged.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+            purged = Some(Instant::now());
+            match db.forward_purge_delivered(now - KEEP_DELIVERED_MS).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(messages = n, "delivered forwarding messages deleted"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "deleting delivered forwarding messages failed")
+                }
+            }
+        }
         match deliver_due(&db, &http, now).await {
             Ok(r) if r.delivered + r.failed + r.dead > 0 => continue,
             Ok(_) => {}
