@@ -301,6 +301,21 @@ async fn message_of(
     ev: &IngestEvent,
     env: &Envelope,
 ) -> DbResult<Option<Outgoing>> {
+    // An event from before its customer's erasure (a kiosk that was offline) is not forwarded:
+    // the CRM erased them, and a late registration or visit would bring them back.
+    if let Some(token) = &ev.card_token {
+        let erased: Option<i64> = e
+            .query_opt(
+                "SELECT erased_ms FROM erasures WHERE card_token = ?1",
+                args![token.as_str()],
+            )
+            .await?
+            .map(|r| r.get(0))
+            .transpose()?;
+        if erased.is_some_and(|at| at >= ev.corrected_ms) {
+            return Ok(None);
+        }
+    }
     let msg_id = format!("msg_{}", ev.id);
     let store = batch.store_id.as_str();
     let kiosk = batch.kiosk_id.as_str();
