@@ -35,11 +35,13 @@ pub mod dashboard;
 pub mod db;
 pub mod demo;
 pub mod fleet;
+pub mod forward;
 pub mod http;
 pub mod ingest;
 pub mod input;
 pub mod map;
 pub mod openapi;
+pub mod outbound;
 pub mod phone;
 pub mod push;
 pub mod reports;
@@ -192,12 +194,14 @@ pub async fn serve_with_options(
     let app = app(state, config.tls.is_some());
     let storage = tokio::spawn(maintain_storage(config.db.clone()));
     let alerting = tokio::spawn(alerts::run(config.db.clone(), alerts::EVALUATE_EVERY));
+    let forwarding = tokio::spawn(forward::run(config.db.clone()));
     let refresher = tokio::spawn(refresh_segments(config.db));
     let result =
         kiosk_serve::serve::<http::PeerAddr>(listener, config.tls, app, limits, shutdown).await;
     refresher.abort();
     storage.abort();
     alerting.abort();
+    forwarding.abort();
     notifier.abort();
     bus.abort();
     Ok(result?)

@@ -29,6 +29,7 @@ fn components() -> Map<String, Value> {
     g.subschema_for::<kiosk_protocol::CardToken>();
     g.subschema_for::<kiosk_protocol::ident::Ident>();
     crate::api::admin::register_schemas(&mut g);
+    crate::api::forwarding::register_schemas(&mut g);
     crate::api::releases::register_schemas(&mut g);
     crate::dashboard::register_schemas(&mut g);
     crate::phone::register_schemas(&mut g);

@@ -35,6 +35,7 @@ pub fn table(secure_cookie: bool) -> Vec<Route> {
     )];
     routes.extend(crate::api::kiosk::routes());
     routes.extend(crate::api::admin::routes());
+    routes.extend(crate::api::forwarding::routes());
     routes.extend(crate::api::releases::routes());
     routes.extend(crate::dashboard::routes(secure_cookie));
     routes.extend(crate::reports::routes());

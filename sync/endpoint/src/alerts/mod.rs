@@ -7,18 +7,16 @@
 //! [`EVALUATE_EVERY`] at each replica ([`evaluate`], pure [`conditions`]) → `alerts` rows (one per
 //! opening, resolved when the condition clears) → the dashboard's fleet view
 //! (`/dashboard/fleet`) and, when configured, a webhook: one message per opening and one per
-//! resolution, signed as the Standard Webhooks specification says ([`sign`]), retried with
-//! backoff ([`deliver_due`]) until delivered or [`MAX_ATTEMPTS`].
+//! resolution, signed and sent by the outbound delivery the CRM forwarding uses too
+//! ([`crate::outbound`]: Standard Webhooks), retried with backoff ([`deliver_due`]) until
+//! delivered or [`MAX_ATTEMPTS`].
 //!
 //! Alerts carry kiosk and store ids and device reasons, never personal data.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 use crate::db::alerts::{AlertChanges, AlertInputs, AlertRecord, Condition, DeliveryOutcome};
 use crate::db::{DbResult, LiveQueueQuery, SharedDb};
@@ -32,7 +30,7 @@ const LEASE_MS: i64 = 60_000;
 /// Messages sent per round.
 const PER_ROUND: i64 = 50;
 /// How long a webhook request may take.
-pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+pub const WEBHOOK_TIMEOUT: Duration = crate::outbound::TIMEOUT;
 /// The setting holding the thresholds (JSON).
 pub const THRESHOLDS_KEY: &str = "alert_thresholds";
 /// The setting holding the webhook (JSON).
@@ -107,66 +105,7 @@ impl Thresholds {
     }
 }
 
-/// Where alerts are sent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Webhook {
-    /// `https://...` (`http://` only to a loopback address).
-    pub url: String,
-    /// The signing secret, `whsec_` and base64 (Standard Webhooks).
-    pub secret: String,
-}
-
-impl Webhook {
-    /// A webhook to `url` with a new random 32-byte secret.
-    pub fn new(url: &str) -> Result<Webhook, String> {
-        check_url(url)?;
-        let bytes: [u8; 32] = rand::random();
-        Ok(Webhook {
-            url: url.to_owned(),
-            secret: format!(
-                "whsec_{}",
-                base64::engine::general_purpose::STANDARD.encode(bytes)
-            ),
-        })
-    }
-
-    fn key(&self) -> Result<Vec<u8>, String> {
-        let b64 = self.secret.strip_prefix("whsec_").unwrap_or(&self.secret);
-        base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .map_err(|_| "the webhook secret is not whsec_ and base64".to_owned())
-    }
-}
-
-/// A webhook URL: https, or http to a loopback address (a receiver on the same machine).
-pub fn check_url(url: &str) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-    let host = parsed.host_str().unwrap_or("");
-    let loopback = host == "localhost"
-        || host
-            .trim_matches(['[', ']'])
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|a| a.is_loopback());
-    match parsed.scheme() {
-        "https" if parsed.host().is_some() => Ok(()),
-        "http" if loopback => Ok(()),
-        _ => Err(format!(
-            "the webhook URL must be https:// (http:// only to this machine), not {url:?}"
-        )),
-    }
-}
-
-/// The Standard Webhooks signature of a message: `v1,` and the base64 HMAC-SHA256, keyed with
-/// the secret's bytes, of `{id}.{timestamp}.{body}`.
-pub fn sign(webhook: &Webhook, id: &str, timestamp: i64, body: &str) -> Result<String, String> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(&webhook.key()?)
-        .map_err(|_| "the webhook secret is empty".to_owned())?;
-    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
-    Ok(format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-    ))
-}
+pub use crate::outbound::{Webhook, check_url, sign};
 
 /// How bad an alert is.
 #[derive(
@@ -460,23 +399,9 @@ async fn send(
     timestamp: i64,
     body: &str,
 ) -> Result<(), String> {
-    let signature = sign(hook, id, timestamp, body)?;
-    let resp = http
-        .post(&hook.url)
-        .timeout(WEBHOOK_TIMEOUT)
-        .header("content-type", "application/json")
-        .header("webhook-id", id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
-        .body(body.to_owned())
-        .send()
+    crate::outbound::post_signed(http, hook, id, timestamp, body)
         .await
-        .map_err(|e| format!("sending to the webhook failed: {e}"))?;
-    if resp.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!("the webhook answered {}", resp.status()))
-    }
+        .map_err(|e| e.to_string())
 }
 
 /// The dashboard's fleet view (`/dashboard/api/fleet`).
@@ -573,10 +498,7 @@ pub async fn fleet(db: &SharedDb) -> DbResult<Vec<crate::db::alerts::FleetStore>
 
 /// Evaluates and delivers every `period` while serving.
 pub async fn run(db: SharedDb, period: Duration) {
-    let http = match reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-    {
+    let http = match crate::outbound::client() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "no HTTP client: alerts are not evaluated");

@@ -10,6 +10,7 @@
 //! already (with `Retry-After`, before the body is read; docs/FLEET.md).
 
 pub mod admin;
+pub mod forwarding;
 pub mod kiosk;
 pub mod releases;
 

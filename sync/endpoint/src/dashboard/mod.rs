@@ -38,8 +38,8 @@ use crate::db::queue::{DEFAULT_CALLS, MAX_CALLS};
 use crate::db::{Dashboard, DashboardQuery, LiveQueue, LiveQueueQuery, StoreSummary};
 use crate::http::auth::{DashboardUser, now_s, token_matches};
 use crate::http::doc::{
-    Security, error_answer, event_stream, json_data, path_param, query_param, raw_op, schema_ref,
-    text,
+    Security, error_answer, event_stream, json_data, op, path_param, query_param, raw_op,
+    schema_ref, text,
 };
 use crate::http::{ApiError, AppState, AttemptCounter, Route, Verb, peer_ip};
 use crate::ingest::unix_ms;
@@ -61,6 +61,8 @@ const APP_JS: &str = include_str!("app.js");
 const APP_CSS: &str = include_str!("app.css");
 const FLEET_HTML: &str = include_str!("fleet.html");
 const FLEET_JS: &str = include_str!("fleet.js");
+const FORWARDING_HTML: &str = include_str!("forwarding.html");
+const FORWARDING_JS: &str = include_str!("forwarding.js");
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -257,6 +259,51 @@ pub fn routes(secure_cookie: bool) -> Vec<Route> {
                     "403": err, "429": err, "503": err }),
             ),
         ),
+        Route::new(
+            Verb::Get,
+            "/dashboard/forwarding",
+            forwarding_page,
+            raw_op(
+                "the forwarding to the company's CRM (HTML): endpoints, their state, dead letters with a Replay button; the login form without a session",
+                Security::None,
+                json!({ "200": text("text/html", "the forwarding view or the login form"),
+                        "403": text("text/html", "no admin token configured") }),
+            ),
+        ),
+        Route::new(
+            Verb::Get,
+            "/dashboard/forwarding.js",
+            || async { asset("text/javascript", FORWARDING_JS) },
+            raw_op(
+                "the forwarding view's script",
+                Security::None,
+                json!({ "200": text("text/javascript", "script") }),
+            ),
+        ),
+        Route::new(
+            Verb::Get,
+            "/dashboard/api/forwarding",
+            api_forwarding,
+            raw_op(
+                "every forwarding endpoint (state, failure streak, counts; never a secret) and the latest dead letters (never their bodies)",
+                Security::Dashboard,
+                json!({ "200": { "description": "the forwarding", "content": { "application/json": {
+                    "schema": { "$ref": "#/components/schemas/ForwardingView" } } } },
+                    "403": err, "429": err, "503": err }),
+            ),
+        ),
+        Route::new(
+            Verb::Post,
+            "/dashboard/api/forwarding/replay",
+            api_forwarding_replay,
+            op(
+                "send one dead letter (by seq) or all of an endpoint's again, with their own webhook-id",
+                Security::Dashboard,
+                Some("DashboardReplayRequest"),
+                ("200", "how many", Some("ReplayResponse")),
+                &["400", "403", "404", "429", "503"],
+            ),
+        ),
     ];
     routes
         .into_iter()
@@ -369,6 +416,78 @@ async fn api_fleet(
 ) -> Result<Json<crate::alerts::Fleet>, ApiError> {
     let now = unix_ms(OffsetDateTime::now_utc());
     Ok(Json(crate::alerts::fleet_view(&st.db, now).await?))
+}
+
+async fn forwarding_page(State(st): State<AppState>, req: Request) -> Response {
+    let (headers, ip) = (req.headers(), peer_ip(req.extensions()));
+    if st.admin_token().is_none() {
+        return login_page(
+            StatusCode::FORBIDDEN,
+            "The dashboard is disabled: start the endpoint with --admin-token.",
+        );
+    }
+    match DashboardUser::of(&st, headers, ip).await {
+        Some(DashboardUser::Session(_)) => html(StatusCode::OK, FORWARDING_HTML.to_owned()),
+        _ => login_page(StatusCode::OK, ""),
+    }
+}
+
+/// The dashboard's forwarding view (`/dashboard/api/forwarding`).
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ForwardingView {
+    /// When, unix ms.
+    pub now_ms: i64,
+    /// Every endpoint.
+    pub endpoints: Vec<crate::db::forward::EndpointView>,
+    /// The latest dead letters, newest first.
+    pub dead_letters: Vec<crate::db::forward::DeadLetter>,
+}
+
+/// Dead letters the view lists.
+const VIEW_DEAD_LETTERS: i64 = 200;
+
+async fn api_forwarding(
+    _: DashboardUser,
+    State(st): State<AppState>,
+) -> Result<Json<ForwardingView>, ApiError> {
+    Ok(Json(ForwardingView {
+        now_ms: unix_ms(OffsetDateTime::now_utc()),
+        endpoints: st.db.forward_endpoints().await?,
+        dead_letters: st.db.forward_dead_letters(None, VIEW_DEAD_LETTERS).await?,
+    }))
+}
+
+/// `POST /dashboard/api/forwarding/replay` body.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardReplayRequest {
+    /// The endpoint.
+    #[schemars(with = "crate::api::forwarding::ForwardEndpointId")]
+    pub endpoint_id: String,
+    /// One dead letter; absent: all of the endpoint's.
+    #[schemars(range(min = 1))]
+    pub seq: Option<i64>,
+}
+
+async fn api_forwarding_replay(
+    user: DashboardUser,
+    State(st): State<AppState>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<crate::api::forwarding::ReplayResponse>, ApiError> {
+    let req: DashboardReplayRequest = crate::http::json_body(body)?;
+    let replayed = crate::api::forwarding::replay_dead(&st, &req.endpoint_id, req.seq).await?;
+    let actor = match user {
+        DashboardUser::Session(_) => "dashboard session",
+        DashboardUser::Token => "dashboard token",
+    };
+    crate::http::auth::audit(
+        &st,
+        actor.to_owned(),
+        "forward_replay",
+        &req.endpoint_id,
+        &replayed.to_string(),
+    );
+    Ok(Json(crate::api::forwarding::ReplayResponse { replayed }))
 }
 
 /// The login form's body.
@@ -766,6 +885,8 @@ pub fn register_schemas(g: &mut schemars::SchemaGenerator) {
     g.subschema_for::<LiveQueue>();
     g.subschema_for::<crate::db::presence::StorePresence>();
     g.subschema_for::<crate::alerts::Fleet>();
+    g.subschema_for::<ForwardingView>();
+    g.subschema_for::<DashboardReplayRequest>();
 }
 
 #[cfg(test)]

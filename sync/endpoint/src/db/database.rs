@@ -321,6 +321,69 @@ pub trait Database: Send + Sync + 'static {
     /// Every store with its open alerts (store order).
     fn fleet(&self) -> BoxFuture<'_, DbResult<Vec<super::alerts::FleetStore>>>;
 
+    /// Stores a new forwarding endpoint ([`crate::forward`]).
+    fn forward_create_endpoint(
+        &self,
+        endpoint: super::forward::NewEndpoint,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<()>>;
+
+    /// Every forwarding endpoint with its message counts.
+    fn forward_endpoints(&self) -> BoxFuture<'_, DbResult<Vec<super::forward::EndpointView>>>;
+
+    /// One forwarding endpoint.
+    fn forward_endpoint(
+        &self,
+        id: String,
+    ) -> BoxFuture<'_, DbResult<Option<super::forward::EndpointView>>>;
+
+    /// Enables or disables an endpoint by hand; false when there is none.
+    fn forward_set_enabled(
+        &self,
+        id: String,
+        enabled: bool,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<bool>>;
+
+    /// Deletes an endpoint and its messages; false when there is none.
+    fn forward_delete_endpoint(&self, id: String) -> BoxFuture<'_, DbResult<bool>>;
+
+    /// Claims due forwarding messages (one transaction; see [`super::forward::claim`]).
+    fn forward_claim(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> BoxFuture<'_, DbResult<Vec<super::forward::Claimed>>>;
+
+    /// Records an attempt's outcome (one transaction); true when it disabled the endpoint.
+    fn forward_finish(
+        &self,
+        endpoint_id: String,
+        seq: i64,
+        outcome: super::forward::ForwardOutcome,
+        rule: super::forward::DisableRule,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<bool>>;
+
+    /// Dead letters, newest first (of one endpoint, or all).
+    fn forward_dead_letters(
+        &self,
+        endpoint_id: Option<String>,
+        limit: i64,
+    ) -> BoxFuture<'_, DbResult<Vec<super::forward::DeadLetter>>>;
+
+    /// Deletes delivered forwarding messages delivered before `before_ms`; how many.
+    fn forward_purge_delivered(&self, before_ms: i64) -> BoxFuture<'_, DbResult<u64>>;
+
+    /// Sends dead letters again (one by `seq`, or all of the endpoint's); how many.
+    fn forward_replay(
+        &self,
+        endpoint_id: String,
+        seq: Option<i64>,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<u64>>;
+
     /// The event partitions (`events_pYYYYMM`, oldest first; none on SQLite).
     fn event_partitions(&self) -> BoxFuture<'_, DbResult<Vec<String>>>;
 

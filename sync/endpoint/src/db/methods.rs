@@ -631,6 +631,87 @@ macro_rules! shared_methods {
         ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Vec<$crate::db::alerts::FleetStore>>> {
             self.snapshot(|e| Box::pin($crate::db::alerts::fleet(e)))
         }
+
+        fn forward_create_endpoint(
+            &self,
+            endpoint: $crate::db::forward::NewEndpoint,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
+            self.write(move |e| Box::pin($crate::db::forward::create_endpoint(e, endpoint, now_ms)))
+        }
+
+        fn forward_endpoints(
+            &self,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Vec<$crate::db::forward::EndpointView>>> {
+            self.snapshot(|e| Box::pin($crate::db::forward::endpoints(e)))
+        }
+
+        fn forward_endpoint(
+            &self,
+            id: String,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Option<$crate::db::forward::EndpointView>>> {
+            self.snapshot(move |e| Box::pin($crate::db::forward::endpoint(e, id)))
+        }
+
+        fn forward_set_enabled(
+            &self,
+            id: String,
+            enabled: bool,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<bool>> {
+            self.write(move |e| Box::pin($crate::db::forward::set_enabled(e, id, enabled, now_ms)))
+        }
+
+        fn forward_delete_endpoint(
+            &self,
+            id: String,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<bool>> {
+            self.write(move |e| Box::pin($crate::db::forward::delete_endpoint(e, id)))
+        }
+
+        fn forward_claim(
+            &self,
+            now_ms: i64,
+            lease_ms: i64,
+            limit: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Vec<$crate::db::forward::Claimed>>> {
+            self.write(move |e| Box::pin($crate::db::forward::claim(e, now_ms, lease_ms, limit)))
+        }
+
+        fn forward_finish(
+            &self,
+            endpoint_id: String,
+            seq: i64,
+            outcome: $crate::db::forward::ForwardOutcome,
+            rule: $crate::db::forward::DisableRule,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<bool>> {
+            self.write(move |e| Box::pin($crate::db::forward::finish(e, endpoint_id, seq, outcome, rule, now_ms)))
+        }
+
+        fn forward_dead_letters(
+            &self,
+            endpoint_id: Option<String>,
+            limit: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Vec<$crate::db::forward::DeadLetter>>> {
+            self.snapshot(move |e| Box::pin($crate::db::forward::dead_letters(e, endpoint_id, limit)))
+        }
+
+        fn forward_purge_delivered(
+            &self,
+            before_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<u64>> {
+            self.write(move |e| Box::pin($crate::db::forward::purge_delivered(e, before_ms)))
+        }
+
+        fn forward_replay(
+            &self,
+            endpoint_id: String,
+            seq: Option<i64>,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<u64>> {
+            self.write(move |e| Box::pin($crate::db::forward::replay(e, endpoint_id, seq, now_ms)))
+        }
     };
 }
 pub(crate) use shared_methods;

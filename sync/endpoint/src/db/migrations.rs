@@ -88,11 +88,15 @@ pub const SQLITE: &[Migration] = &[
         name: "store_regions",
         sql: include_str!("../../migrations/sqlite/0012_store_regions.sql"),
     },
-    // 13 to 15 come from issue 21's branches (accounts, forwarding, reports).
     Migration {
-        version: 16,
+        version: 14,
+        name: "forwarding",
+        sql: include_str!("../../migrations/sqlite/0014_forwarding.sql"),
+    },
+    Migration {
+        version: 15,
         name: "update_pins_rollout_backlog",
-        sql: include_str!("../../migrations/sqlite/0016_update_pins_rollout_backlog.sql"),
+        sql: include_str!("../../migrations/sqlite/0015_update_pins_rollout_backlog.sql"),
     },
 ];
 
@@ -158,11 +162,15 @@ pub const POSTGRES: &[Migration] = &[
         name: "store_regions",
         sql: include_str!("../../migrations/postgres/0012_store_regions.sql"),
     },
-    // 13 to 15 come from issue 21's branches (accounts, forwarding, reports).
     Migration {
-        version: 16,
+        version: 14,
+        name: "forwarding",
+        sql: include_str!("../../migrations/postgres/0014_forwarding.sql"),
+    },
+    Migration {
+        version: 15,
         name: "update_pins_rollout_backlog",
-        sql: include_str!("../../migrations/postgres/0016_update_pins_rollout_backlog.sql"),
+        sql: include_str!("../../migrations/postgres/0015_update_pins_rollout_backlog.sql"),
     },
 ];
 

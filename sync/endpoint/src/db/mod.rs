@@ -25,6 +25,7 @@ pub mod dashboard;
 pub mod database;
 pub mod dialect;
 pub mod exec;
+pub mod forward;
 pub mod limits;
 mod methods;
 pub mod migrations;

@@ -891,7 +891,8 @@ pub(crate) async fn upsert_customer(e: &impl Exec, cu: NewCustomer, now_ms: i64)
         .await?;
     }
     refresh_segment(e, &cu.card_token, now_ms).await?;
-    emit_profile(e, &cu.card_token).await
+    emit_profile(e, &cu.card_token).await?;
+    super::forward::enqueue_customer_updated(e, &cu.card_token, &cu.store_id, now_ms).await
 }
 
 /// See [`super::database::Database::erase_customer`]; in a transaction.
@@ -945,6 +946,7 @@ pub(crate) async fn erase_customer(e: &impl Exec, token: CardToken, now_ms: i64)
         args![t, item],
     )
     .await?;
+    super::forward::on_erasure(e, &token, now_ms).await?;
     Ok(known || seen)
 }
 

@@ -470,6 +470,8 @@ fn ingest_one(tx: &Connection, batch: &IngestBatch) -> DbResult<Vec<EventStatus>
         shared::apply_queue(&e, batch, &accepted).await?;
         shared::emit_profiles(&e, &dirty).await?;
         shared::record_kiosk_state(&e, batch).await?;
+        // The outbox of the forwarding, in the same transaction (docs/DESIGN.md invariant 21).
+        super::forward::enqueue_batch(&e, batch, &accepted).await?;
         Ok(statuses)
     })
 }

@@ -15,15 +15,18 @@ pub enum Verb {
     Post,
     /// PUT
     Put,
+    /// DELETE
+    Delete,
 }
 
 impl Verb {
-    /// `GET`, `POST`, `PUT`.
+    /// `GET`, `POST`, `PUT`, `DELETE`.
     pub fn as_str(self) -> &'static str {
         match self {
             Verb::Get => "GET",
             Verb::Post => "POST",
             Verb::Put => "PUT",
+            Verb::Delete => "DELETE",
         }
     }
     fn filter(self) -> MethodFilter {
@@ -31,6 +34,7 @@ impl Verb {
             Verb::Get => MethodFilter::GET,
             Verb::Post => MethodFilter::POST,
             Verb::Put => MethodFilter::PUT,
+            Verb::Delete => MethodFilter::DELETE,
         }
     }
 }

@@ -1,4 +1,4 @@
--- crm-endpoint schema version 16 (postgres; issue 20's gaps), additive: old replicas keep serving.
+-- crm-endpoint schema version 15 (sqlite; issue 20's gaps), additive: old replicas keep serving.
 -- The operator's signed pin of a kiosk to a release (JSON of kiosk_protocol::release::SignedPin):
 -- the only thing that lets a kiosk install a release older than the one it runs.
 ALTER TABLE kiosk_release_pins ADD COLUMN signed_pin TEXT;
@@ -6,4 +6,4 @@ ALTER TABLE kiosk_release_pins ADD COLUMN signed_pin TEXT;
 ALTER TABLE kiosk_firmware ADD COLUMN downloaded TEXT;
 -- When (endpoint time, Unix ms) the oldest event still waiting in the kiosk's outbox was made, as
 -- its age the kiosk reports with each batch says; NULL when nothing waits (the backlog alert).
-ALTER TABLE kiosks ADD COLUMN backlog_since_ms BIGINT;
+ALTER TABLE kiosks ADD COLUMN backlog_since_ms INTEGER;
