@@ -468,9 +468,6 @@ pub trait Database: Send + Sync + 'static {
     /// The audit log from `since_ms`, newest first, at most `limit` lines.
     fn audit_log(&self, since_ms: i64, limit: i64) -> BoxFuture<'_, DbResult<Vec<AuditEntry>>>;
 
-    /// Every store with its region and time zone, by id (the reports' store and region choice).
-    fn store_places(&self) -> BoxFuture<'_, DbResult<Vec<super::report::StorePlace>>>;
-
     /// A report over whole local days of the query's stores (see [`super::report`]), in one
     /// read snapshot: the daily roll-ups where they exist, raw rows for the other days.
     fn report(

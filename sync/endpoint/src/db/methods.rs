@@ -379,9 +379,6 @@ macro_rules! shared_methods {
             $crate::db::model::DbResult<Vec<($crate::db::places::StorePlace, $crate::db::dashboard::WindowRows)>>,
         > {
             self.snapshot(move |e| Box::pin($crate::db::places::store_periods(e, days, now_ms)))
-        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Vec<$crate::db::report::StorePlace>>>
-        {
-            self.auto(|e| Box::pin($crate::db::report::store_places(e)))
         }
 
         fn report(

@@ -59,18 +59,8 @@ pub enum Grouping {
     Counter,
 }
 
-/// A store as the reports know it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct StorePlace {
-    /// Store id.
-    pub id: String,
-    /// Store name.
-    pub name: String,
-    /// Region code, when set.
-    pub region: Option<String>,
-    /// IANA time zone, when set.
-    pub timezone: Option<String>,
-}
+/// A store as the reports know it: where it is ([`super::places`]).
+pub use super::places::StorePlace;
 
 /// What to report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,32 +238,12 @@ pub fn local_days(timezone: Option<&str>, from: Date, to: Date) -> Vec<(Date, i6
     out
 }
 
-/// The stores with their region and time zone, by id.
-pub(crate) async fn store_places(e: &impl Exec) -> DbResult<Vec<StorePlace>> {
-    e.query(
-        "SELECT s.id, s.name, s.region, z.timezone FROM stores s
-         LEFT JOIN store_timezones z ON z.store_id = s.id ORDER BY s.id",
-        &[],
-    )
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(StorePlace {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            region: r.get(2)?,
-            timezone: r.get(3)?,
-        })
-    })
-    .collect()
-}
-
 /// See [`super::database::Database::report`]: the rows of every store of the query, in one
 /// snapshot, then [`assemble`].
 pub(crate) async fn report(e: &impl Exec, q: ReportQuery) -> DbResult<Report> {
     let wanted: BTreeSet<&str> = q.stores.iter().map(String::as_str).collect();
     let mut rows = ReportRows::default();
-    for place in store_places(e).await? {
+    for place in super::places::store_places(e).await? {
         if !wanted.contains(place.id.as_str()) {
             continue;
         }
@@ -562,6 +532,8 @@ mod tests {
             name: "S".into(),
             region: None,
             timezone: None,
+            latitude: None,
+            longitude: None,
         };
         let day = |d: &str, open: bool| DayRows {
             date: Some(date(d)),
