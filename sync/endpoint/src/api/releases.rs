@@ -220,10 +220,12 @@ pub struct RolloutRequest {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PinRequest {
-    /// The release (null: unpin).
+    /// The release (null, with no `signed`: unpin).
+    #[serde(default)]
     pub version: Option<String>,
-    /// The operator's signed pin of this kiosk to `version` (`crm-endpoint release-sign-pin`):
-    /// needed for the kiosk to install a release older than the one it runs.
+    /// The operator's signed pin of this kiosk to `version` (`crm-endpoint release-sign-pin`;
+    /// without `version`, to the release it names): needed for the kiosk to install a release
+    /// older than the one it runs.
     #[serde(default)]
     pub signed: Option<kiosk_protocol::release::SignedPin>,
 }
@@ -326,15 +328,18 @@ async fn put_pin(
     Path(kiosk_id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let req: PinRequest = json_body(body)?;
+    // An object, nothing else (serde would read `[null]` as a struct of one field).
+    let body: serde_json::Map<String, serde_json::Value> = json_body(body)?;
+    let req: PinRequest = serde_json::from_value(serde_json::Value::Object(body))
+        .map_err(|e| ApiError::malformed(format!("pin: {e}")))?;
     let pin = match (req.version, req.signed) {
         (Some(version), signed) => Some(crate::db::releases::Pin { version, signed }),
+        // The signed pin names its release.
+        (None, Some(signed)) => Some(crate::db::releases::Pin {
+            version: signed.manifest.version.clone(),
+            signed: Some(signed),
+        }),
         (None, None) => None,
-        (None, Some(_)) => {
-            return Err(ApiError::malformed(
-                "a signed pin needs its version (version null unpins)",
-            ));
-        }
     };
     st.db
         .pin_kiosk(kiosk_id, pin, now_ms())
