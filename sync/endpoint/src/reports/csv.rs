@@ -5,8 +5,7 @@
 //! counter name is never run as a formula); numbers the report computed are written as they are
 //! (an NPS of `-20` stays a number).
 //!
-//! Written by hand rather than with the `csv` crate: the writer is the three rules above, and the
-//! crate registry is out of reach of this build.
+//! The quoting is the `csv` crate's (RFC 4180 with CRLF terminators); the guard is ours.
 
 use crate::db::dashboard::Durations;
 use crate::db::report::Report;
@@ -32,34 +31,41 @@ fn secs(s: Option<f64>) -> Cell {
     Cell::Num(s.map(|s| format!("{s:.1}")).unwrap_or_default())
 }
 
-/// `value` as one CSV field: guarded when it is text that a spreadsheet would run, quoted when
-/// it needs to be.
-pub fn field(value: &str, is_text: bool) -> String {
-    let guarded = if is_text && value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+/// `value` guarded when it is text that a spreadsheet would run.
+fn guard(value: &str, is_text: bool) -> String {
+    if is_text && value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{value}")
     } else {
         value.to_owned()
-    };
-    if guarded.contains([',', '"', '\r', '\n']) {
-        format!("\"{}\"", guarded.replace('"', "\"\""))
-    } else {
-        guarded
     }
+}
+
+/// One record, quoted as RFC 4180 says (only the fields that need it), CRLF-terminated.
+fn record(cells: impl IntoIterator<Item = String>) -> String {
+    let mut w = ::csv::WriterBuilder::new()
+        .terminator(::csv::Terminator::CRLF)
+        .quote_style(::csv::QuoteStyle::Necessary)
+        .from_writer(Vec::new());
+    // Writing to memory cannot fail; a field the writer refused would only shorten the row.
+    let _ = w.write_record(cells.into_iter().collect::<Vec<_>>());
+    let bytes = w.into_inner().unwrap_or_default();
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
+/// `value` as one CSV field: guarded when it is text that a spreadsheet would run, quoted when
+/// it needs to be.
+pub fn field(value: &str, is_text: bool) -> String {
+    record([guard(value, is_text)]).trim_end_matches("\r\n").to_owned()
 }
 
 fn write(head: &[&str], rows: Vec<Vec<Cell>>) -> String {
     let mut out = String::from(BOM);
-    let line = |cells: Vec<String>| cells.join(",") + "\r\n";
-    out.push_str(&line(head.iter().map(|h| field(h, true)).collect()));
+    out.push_str(&record(head.iter().map(|h| guard(h, true))));
     for row in rows {
-        out.push_str(&line(
-            row.into_iter()
-                .map(|c| match c {
-                    Cell::Text(s) => field(&s, true),
-                    Cell::Num(s) => field(&s, false),
-                })
-                .collect(),
-        ));
+        out.push_str(&record(row.into_iter().map(|c| match c {
+            Cell::Text(s) => guard(&s, true),
+            Cell::Num(s) => guard(&s, false),
+        })));
     }
     out
 }
