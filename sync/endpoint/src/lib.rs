@@ -25,6 +25,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod accounts;
 pub mod alerts;
 pub mod alerts_cli;
 pub mod api;

@@ -29,6 +29,7 @@ fn components() -> Map<String, Value> {
     g.subschema_for::<kiosk_protocol::CardToken>();
     g.subschema_for::<kiosk_protocol::ident::Ident>();
     crate::api::admin::register_schemas(&mut g);
+    crate::api::accounts::register_schemas(&mut g);
     crate::api::releases::register_schemas(&mut g);
     crate::dashboard::register_schemas(&mut g);
     crate::phone::register_schemas(&mut g);
@@ -38,6 +39,7 @@ fn components() -> Map<String, Value> {
         state_integer_bounds(schema);
     }
     out.extend(crate::api::admin::lists());
+    out.extend(crate::api::accounts::lists());
     out.extend(crate::api::releases::named());
     out.insert(
         "OpenApi".into(),

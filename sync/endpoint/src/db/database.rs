@@ -383,8 +383,70 @@ pub trait Database: Send + Sync + 'static {
     /// Appends a line to the operator's audit log.
     fn audit(&self, entry: AuditEntry) -> BoxFuture<'_, DbResult<()>>;
 
-    /// The audit log from `since_ms`, newest first, at most `limit` lines.
-    fn audit_log(&self, since_ms: i64, limit: i64) -> BoxFuture<'_, DbResult<Vec<AuditEntry>>>;
+    /// The audit log from `since_ms`, newest first, at most `limit` lines; only account
+    /// `user`'s lines when given.
+    fn audit_log(
+        &self,
+        since_ms: i64,
+        limit: i64,
+        user: Option<String>,
+    ) -> BoxFuture<'_, DbResult<Vec<AuditEntry>>>;
+
+    /// Creates a console account; false (nothing changed) when the name is taken. `NotFound`
+    /// when a store manager's store does not exist.
+    fn add_account(
+        &self,
+        account: super::accounts::NewAccount,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<bool>>;
+
+    /// Every console account, by name (no password hashes).
+    fn accounts(&self) -> BoxFuture<'_, DbResult<Vec<crate::accounts::Account>>>;
+
+    /// An account with its password's PHC string (the login).
+    fn account_credentials(
+        &self,
+        name: String,
+    ) -> BoxFuture<'_, DbResult<Option<(crate::accounts::Account, String)>>>;
+
+    /// Changes an account (role, disabled, password) and ends its sessions, in one
+    /// transaction; false when there is no such account.
+    fn change_account(
+        &self,
+        name: String,
+        change: super::accounts::AccountChange,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<bool>>;
+
+    /// Whether any account is enabled.
+    fn any_account(&self) -> BoxFuture<'_, DbResult<bool>>;
+
+    /// Opens a session (the SHA-256 of its secret) of account `user` until `expires_ms`.
+    fn open_session(
+        &self,
+        id_hash: String,
+        user: String,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> BoxFuture<'_, DbResult<()>>;
+
+    /// The enabled account of an unexpired session, with the session's expiry (unix ms).
+    fn session(
+        &self,
+        id_hash: String,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<Option<(crate::accounts::Account, i64)>>>;
+
+    /// Ends a session.
+    fn end_session(&self, id_hash: String) -> BoxFuture<'_, DbResult<()>>;
+
+    /// Sets a store's region and coordinates (and its name, when given). `NotFound` when the
+    /// store does not exist.
+    fn set_store_location(
+        &self,
+        store_id: String,
+        location: super::accounts::StoreLocation,
+    ) -> BoxFuture<'_, DbResult<()>>;
 
     /// The dashboard of one store (or one of its kiosks) over a window: tickets per hour and
     /// service, waiting and service times, visitors, campaign conversion, NPS, and its kiosks'

@@ -39,6 +39,11 @@ impl From<u16> for Value {
         Value::Int(i64::from(v))
     }
 }
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Real(v)
+    }
+}
 impl From<bool> for Value {
     fn from(v: bool) -> Self {
         Value::Bool(v)
@@ -99,6 +104,19 @@ impl FromValue for bool {
         match v {
             Value::Bool(b) => Some(*b),
             Value::Int(i) => Some(*i != 0),
+            _ => None,
+        }
+    }
+}
+impl FromValue for f64 {
+    fn from_value(v: &Value) -> Option<Self> {
+        match v {
+            Value::Real(f) => Some(*f),
+            #[allow(
+                clippy::cast_precision_loss,
+                reason = "SQLite keeps 1.0 as REAL, small ints read back as they were"
+            )]
+            Value::Int(i) => Some(*i as f64),
             _ => None,
         }
     }

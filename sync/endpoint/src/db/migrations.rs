@@ -88,6 +88,11 @@ pub const SQLITE: &[Migration] = &[
         name: "store_regions",
         sql: include_str!("../../migrations/sqlite/0012_store_regions.sql"),
     },
+    Migration {
+        version: 13,
+        name: "accounts",
+        sql: include_str!("../../migrations/sqlite/0013_accounts.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations, oldest first (the same versions as [`SQLITE`]).
@@ -151,6 +156,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 12,
         name: "store_regions",
         sql: include_str!("../../migrations/postgres/0012_store_regions.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "accounts",
+        sql: include_str!("../../migrations/postgres/0013_accounts.sql"),
     },
 ];
 
