@@ -1031,7 +1031,7 @@ pub(crate) async fn audit_log(
 ) -> DbResult<Vec<AuditEntry>> {
     e.query(
         "SELECT at_ms, actor, action, target, outcome, user_name FROM audit_log
-         WHERE at_ms >= ?1 AND (?3 IS NULL OR user_name = ?3)
+         WHERE at_ms >= ?1 AND (CAST(?3 AS TEXT) IS NULL OR user_name = ?3)
          ORDER BY at_ms DESC, id DESC LIMIT ?2",
         args![since_ms, limit, user],
     )
