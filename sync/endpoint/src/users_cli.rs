@@ -172,7 +172,7 @@ async fn set_disabled(db: &str, name: &str, disabled: bool) -> Result<()> {
     Ok(())
 }
 
-async fn open(db: &str) -> Result<crate::SharedDb> {
+async fn open(db: &str) -> Result<crate::db::SharedDb> {
     crate::db::open(db)
         .await
         .with_context(|| format!("opening {}", crate::db::redact_url(db)))
@@ -183,7 +183,7 @@ fn now_ms() -> i64 {
 }
 
 /// The audit line of a change made from the shell (actor `cli`).
-async fn audit(db: &crate::SharedDb, name: &str, action: &str) {
+async fn audit(db: &crate::db::SharedDb, name: &str, action: &str) {
     let entry = crate::db::AuditEntry {
         at_ms: now_ms(),
         actor: "cli".to_owned(),

@@ -539,7 +539,7 @@ async fn login(
     };
     if let Some(wait) = blocked {
         return too_many(
-            &format!("Too many wrong attempts from {ip}. Try again in {wait} s."),
+            &format!("Too many wrong tokens or passwords from {ip}. Try again in {wait} s."),
             wait,
         );
     }
