@@ -45,10 +45,12 @@ pub fn routes() -> Vec<Route> {
             Verb::Post,
             "/v1/admin/accounts",
             add,
-            admin_op(
-                "create a console account: name, role (hq-admin, regional-manager with a region, store-manager with a store, analyst) and a password of 12 to 256 characters, kept as an Argon2id hash",
+            op(
+                "create a console account: name, role (hq-admin, regional-manager with a region, store-manager with a store, analyst) and a password of 12 to 256 characters, kept as an Argon2id hash; 409 when the name is taken",
+                Security::Admin,
                 Some("NewAccountRequest"),
                 ("201", "created", Some("Account")),
+                &["400", "403", "404", "409", "429", "503"],
             ),
         ),
         Route::new(
@@ -119,31 +121,81 @@ pub fn lists() -> serde_json::Map<String, serde_json::Value> {
 struct RegionCode(#[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"))] String);
 
 /// Body of `POST /v1/admin/accounts`.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewAccountRequest {
     /// Login name.
     #[serde(deserialize_with = "ident::deserialize")]
-    #[schemars(with = "Ident")]
     pub name: String,
     /// Role.
     pub role: Role,
     /// A regional manager's region (only theirs).
     #[serde(default)]
-    #[schemars(with = "Option<RegionCode>")]
     pub region: Option<String>,
     /// A store manager's store (only theirs).
     #[serde(default)]
-    #[schemars(with = "Option<Ident>")]
     pub store_id: Option<String>,
     /// The password, 12 to 256 characters.
-    #[schemars(length(min = 12, max = 256))]
     pub password: String,
+}
+
+/// The schema of a role with what it needs (`check_grant`'s rule, stated so that a generated
+/// body follows it): a regional manager with a region, a store manager with a store, the others
+/// with neither. `extra` are the other properties of the body, `required` its required ones.
+fn grant_schema(
+    g: &mut schemars::SchemaGenerator,
+    extra: serde_json::Value,
+    required: &[&str],
+    role_optional: bool,
+) -> schemars::Schema {
+    let ident = serde_json::to_value(g.subschema_for::<Ident>()).unwrap_or_default();
+    let region = json!({ "type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        "description": "a region code (ES-MD)" });
+    let branch = |roles: serde_json::Value, own: Option<(&str, serde_json::Value)>| {
+        let mut props = extra.as_object().cloned().unwrap_or_default();
+        props.insert("role".into(), json!({ "type": "string", "enum": roles }));
+        let mut req: Vec<&str> = required.to_vec();
+        req.push("role");
+        if let Some((k, v)) = own {
+            props.insert(k.into(), v);
+            req.push(k);
+        }
+        json!({ "type": "object", "properties": props, "required": req, "additionalProperties": false })
+    };
+    let mut branches = vec![
+        branch(json!(["hq-admin", "analyst"]), None),
+        branch(json!(["regional-manager"]), Some(("region", region))),
+        branch(json!(["store-manager"]), Some(("store_id", ident))),
+    ];
+    if role_optional {
+        branches.push(json!({ "type": "object", "properties": extra,
+            "required": required, "additionalProperties": false }));
+    }
+    schemars::json_schema!({ "type": "object", "oneOf": branches })
+}
+
+impl JsonSchema for NewAccountRequest {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "NewAccountRequest".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let ident = serde_json::to_value(g.subschema_for::<Ident>()).unwrap_or_default();
+        grant_schema(
+            g,
+            json!({
+                "name": ident,
+                "password": { "type": "string", "minLength": 12, "maxLength": 256,
+                    "description": "12 to 256 characters, kept as an Argon2id hash" },
+            }),
+            &["name", "password"],
+            false,
+        )
+    }
 }
 
 /// Body of `PUT /v1/admin/accounts/{name}`: the new role with its region or store, and/or
 /// disabled.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountChangeRequest {
     /// New role (give its region or store with it); absent keeps the role.
@@ -151,15 +203,46 @@ pub struct AccountChangeRequest {
     pub role: Option<Role>,
     /// A regional manager's region.
     #[serde(default)]
-    #[schemars(with = "Option<RegionCode>")]
     pub region: Option<String>,
     /// A store manager's store.
     #[serde(default)]
-    #[schemars(with = "Option<Ident>")]
     pub store_id: Option<String>,
     /// Disable (true) or enable (false); absent keeps it.
     #[serde(default)]
     pub disabled: Option<bool>,
+}
+
+impl JsonSchema for AccountChangeRequest {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "AccountChangeRequest".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        grant_schema(
+            g,
+            json!({ "disabled": { "type": "boolean", "description": "disable (true) or enable (false)" } }),
+            &[],
+            true,
+        )
+    }
+}
+
+/// A JSON object body as `T` (serde would also read a struct from an array).
+fn object_body<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let v: serde_json::Value = json_body(body)?;
+    if !v.is_object() {
+        return Err(ApiError::malformed("body: a JSON object is expected"));
+    }
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let place = if path == "." {
+            "body".to_owned()
+        } else {
+            format!("body.{path}")
+        };
+        ApiError::malformed(format!("{place}: {}", e.into_inner()))
+    })
 }
 
 /// Body of `PUT /v1/admin/accounts/{name}/password`.
@@ -175,7 +258,7 @@ pub struct PasswordRequest {
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StoreLocationRequest {
-    /// New name; absent keeps it.
+    /// New name; absent or null keeps it.
     #[serde(default, deserialize_with = "opt_name")]
     #[schemars(with = "Option<input::Name>")]
     pub name: Option<String>,
@@ -194,7 +277,13 @@ pub struct StoreLocationRequest {
 }
 
 fn opt_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    input::name(d).map(Some)
+    let Some(s) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    input::name(serde::de::IntoDeserializer::<D::Error>::into_deserializer(
+        s,
+    ))
+    .map(Some)
 }
 
 fn name_param(name: &str) -> Result<String, ApiError> {
@@ -230,7 +319,7 @@ async fn add(
     State(st): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Account>), ApiError> {
-    let req: NewAccountRequest = json_body(body)?;
+    let req: NewAccountRequest = object_body(body)?;
     accounts::check_grant(req.role, req.region.as_deref(), req.store_id.as_deref())
         .map_err(|e| ApiError::malformed(format!("body: {e}")))?;
     let password_hash = hash(req.password).await?;
@@ -264,7 +353,7 @@ async fn change(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Account>, ApiError> {
     let name = name_param(&name)?;
-    let req: AccountChangeRequest = json_body(body)?;
+    let req: AccountChangeRequest = object_body(body)?;
     let grant = match req.role {
         Some(role) => {
             accounts::check_grant(role, req.region.as_deref(), req.store_id.as_deref())
@@ -296,7 +385,7 @@ async fn password(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
     let name = name_param(&name)?;
-    let req: PasswordRequest = json_body(body)?;
+    let req: PasswordRequest = object_body(body)?;
     let change = AccountChange {
         password_hash: Some(hash(req.password).await?),
         ..AccountChange::default()
@@ -315,7 +404,7 @@ async fn location(
 ) -> Result<StatusCode, ApiError> {
     ident::check(&store_id)
         .map_err(|e| ApiError::malformed(format!("store_id: the store id {e}")))?;
-    let req: StoreLocationRequest = json_body(body)?;
+    let req: StoreLocationRequest = object_body(body)?;
     if let Some(r) = &req.region {
         ident::check_service(r)
             .map_err(|e| ApiError::malformed(format!("body.region: the region code {e}")))?;
