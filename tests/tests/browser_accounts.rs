@@ -80,7 +80,8 @@ const PEOPLE: [Person; 4] = [
 /// What the page shows: the store picker's values, the fleet's rows, whether the HQ links are
 /// visible, the header's "who" and whether the page is wider than the window.
 const SEEN: &str = r#"
-const visible = (el) => !!el && !el.hidden && el.getBoundingClientRect().width > 0;
+// What the eye sees: laid out with a size, whatever the attributes say.
+const visible = (el) => !!el && el.getClientRects().length > 0 && el.getBoundingClientRect().width > 0 && getComputedStyle(el).visibility !== 'hidden';
 return {
   picker: [...document.querySelectorAll('#store option')].map((o) => o.value),
   fleet: [...document.querySelectorAll('#fleet-rows tr')].map((tr) => tr.dataset.store),
