@@ -130,10 +130,10 @@ pub struct NewAccountRequest {
     /// Role.
     pub role: Role,
     /// A regional manager's region (only theirs).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub region: Option<String>,
     /// A store manager's store (only theirs).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub store_id: Option<String>,
     /// The password, 12 to 256 characters.
     pub password: String,
@@ -199,16 +199,16 @@ impl JsonSchema for NewAccountRequest {
 #[serde(deny_unknown_fields)]
 pub struct AccountChangeRequest {
     /// New role (give its region or store with it); absent keeps the role.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub role: Option<Role>,
     /// A regional manager's region.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub region: Option<String>,
     /// A store manager's store.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub store_id: Option<String>,
     /// Disable (true) or enable (false); absent keeps it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub disabled: Option<bool>,
 }
 
@@ -274,6 +274,13 @@ pub struct StoreLocationRequest {
     #[serde(default)]
     #[schemars(range(min = -180.0, max = 180.0))]
     pub longitude: Option<f64>,
+}
+
+/// An optional field that, when present, is not `null` (the schema does not allow it).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 fn opt_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
