@@ -389,6 +389,38 @@ impl Browser {
         .await
     }
 
+    /// Types `text` into the element matching `css` one key at a time, `per_key` apart, as a
+    /// person at a keyboard does (the page sees each keystroke arrive on its own).
+    pub async fn type_slowly(&self, css: &str, text: &str, per_key: Duration) -> Result<()> {
+        let mut buf = [0u8; 4];
+        for c in text.chars() {
+            self.type_into(css, c.encode_utf8(&mut buf)).await?;
+            tokio::time::sleep(per_key).await;
+        }
+        Ok(())
+    }
+
+    /// Logs in to the CRM dashboard whose login form is on the current page as a person does:
+    /// types the account's name and password at a person's pace (about 8 keys a second),
+    /// presses "Log in" and waits until the form is gone. For the token form (an endpoint
+    /// without accounts) type into `#token` instead.
+    pub async fn log_in_dashboard(&self, user: &str, password: &str) -> Result<()> {
+        const PACE: Duration = Duration::from_millis(120);
+        self.wait_for("#user", WAIT).await?;
+        self.click("#user").await?;
+        self.type_slowly("#user", user, PACE).await?;
+        self.click("#password").await?;
+        self.type_slowly("#password", password, PACE).await?;
+        self.click("form.login-form button[type=submit]").await?;
+        self.wait_until(
+            "the dashboard after the login",
+            "!document.querySelector('form.login-form')",
+            WAIT,
+        )
+        .await?;
+        Ok(())
+    }
+
     /// The visible text of the element matching `css` (waits for it to be displayed).
     pub async fn text(&self, css: &str) -> Result<String> {
         let el = self.wait_for(css, WAIT).await?;

@@ -1078,19 +1078,24 @@ async fn the_crm_dashboard_shows_the_tickets_the_kiosk_issued_on_screen() {
     let issued = types.iter().filter(|t| *t == "ticket_issued").count();
     assert_eq!(issued, 2, "{types:?}");
 
-    // The store manager's view of the same CRM: log in with the admin token.
+    // The store manager's view of the same CRM: log in as the demo store's manager.
     browser.open_window().await.expect("dashboard window");
     browser
         .goto(&format!("http://{}/dashboard", kiosk.demo.crm_addr))
         .await
         .expect("dashboard");
-    browser.wait_for("#token", WAIT).await.expect("login form");
+    browser.wait_for("#user", WAIT).await.expect("login form");
     shots.take("login").await;
+    let manager = kiosk
+        .demo
+        .accounts
+        .iter()
+        .find(|a| a.name == "tienda")
+        .expect("the demo's store manager");
     browser
-        .type_into("#token", &kiosk.demo.admin_token)
+        .log_in_dashboard(&manager.name, &manager.password)
         .await
-        .expect("token");
-    browser.click("button[type=submit]").await.expect("log in");
+        .expect("log in");
     browser
         .wait_for_text("#kpi-tickets", &issued.to_string(), WAIT)
         .await

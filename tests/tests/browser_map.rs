@@ -265,6 +265,7 @@ async fn the_regions_map_colours_regions_by_the_figure_and_drills_down_to_their_
             db.set_store_place(
                 store.into(),
                 PlaceUpdate {
+                    name: None,
                     region: Some(region.into()),
                     latitude: Some(latitude),
                     longitude: Some(longitude),

@@ -349,11 +349,15 @@ async fn dashboard_presence(store: &Store) -> Browser {
     b.goto(&format!("http://{}/dashboard", store.demo.crm_addr))
         .await
         .expect("dashboard");
-    b.wait_for("#token", WAIT).await.expect("login form");
-    b.type_into("#token", &store.demo.admin_token)
+    let manager = store
+        .demo
+        .accounts
+        .iter()
+        .find(|a| a.name == "tienda")
+        .expect("the demo's store manager");
+    b.log_in_dashboard(&manager.name, &manager.password)
         .await
-        .expect("token");
-    b.click("button[type=submit]").await.expect("log in");
+        .expect("log in");
     b.wait_until(
         "the dashboard's store picture: 3 waiting, 2 identified, 1 anonymous",
         "(document.getElementById('presence-summary')?.textContent || '').startsWith('3 customers waiting now (2 identified, 1 anonymous)')",

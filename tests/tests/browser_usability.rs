@@ -820,13 +820,18 @@ async fn dashboard(kiosk: &Kiosk, p: &mut Probe) {
     b.goto(&format!("http://{}/dashboard", kiosk.demo.crm_addr))
         .await
         .expect("dashboard");
-    b.wait_for("#token", WAIT).await.expect("login form");
+    b.wait_for("#user", WAIT).await.expect("login form");
     p.assert_axe_clean("the dashboard login").await;
     let b = &p.browser;
-    b.type_into("#token", &kiosk.demo.admin_token)
+    let manager = kiosk
+        .demo
+        .accounts
+        .iter()
+        .find(|a| a.name == "tienda")
+        .expect("the demo's store manager");
+    b.log_in_dashboard(&manager.name, &manager.password)
         .await
-        .expect("token");
-    b.click("button[type=submit]").await.expect("log in");
+        .expect("log in");
     b.wait_until(
         "the dashboard live with the kiosk's tickets",
         "document.getElementById('live').dataset.state === 'live' && document.getElementById('kpi-tickets').textContent.trim() !== '–'",

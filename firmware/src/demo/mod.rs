@@ -88,8 +88,11 @@ pub struct Demo {
     pub network: NetworkSwitch,
     /// The shop LAN between the kiosks (with 2 kiosks or more).
     pub lan: Option<StoreLan>,
-    /// The CRM's admin token (also opens the dashboard).
+    /// The CRM's admin token (machine access: the admin API, scripts).
     pub admin_token: String,
+    /// One CRM console account per role with its password (`hq`, `madrid`, `tienda`,
+    /// `analista`), for a person to try each role on the dashboard.
+    pub accounts: Vec<crm_endpoint::DemoAccount>,
     /// The CRM database.
     pub crm: crm_endpoint::SharedDb,
     /// Where kiosk 1's printed tickets are written.
@@ -149,13 +152,24 @@ impl Demo {
             ("simulator panel", format!("http://{}/", self.panel_addr)),
             (
                 "CRM dashboard",
-                format!(
-                    "http://{}/dashboard  (token {})",
-                    self.crm_addr, self.admin_token
-                ),
+                format!("http://{}/dashboard  (log in as:)", self.crm_addr),
+            ),
+        ]
+        .into_iter()
+        .chain(self.accounts.iter().map(|a| {
+            (
+                "  account",
+                format!("{} / {}  ({})", a.name, a.password, a.role.as_str()),
+            )
+        }))
+        .chain([
+            (
+                "CRM admin token",
+                format!("{}  (machine access: the admin API)", self.admin_token),
             ),
             ("CRM API", format!("http://{}/openapi.json", self.crm_addr)),
-        ]
+        ])
+        .collect()
     }
 
     /// One line per kiosk: `kiosk 1: screen http://…/, counter http://…/counter, lobby …`.
@@ -434,6 +448,9 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
         .await
         .context("cannot seed the demo CRM")?;
     let admin_token = admin_token(data)?;
+    let accounts = crm_endpoint::seed_demo_accounts(&crm, &demo_secret(data)?)
+        .await
+        .context("cannot make the demo CRM's accounts")?;
     {
         let config = crm_endpoint::ServeConfig {
             db: crm.clone(),
@@ -621,6 +638,7 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
         network,
         lan,
         admin_token,
+        accounts,
         crm,
         enrolled_with,
         shutdown,
@@ -630,8 +648,18 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
 
 /// The demo CRM's admin token: random once, kept in the data directory (0600).
 fn admin_token(data: &Path) -> anyhow::Result<String> {
+    kept_secret(data, "crm-admin-token")
+}
+
+/// The secret of the demo accounts' passwords (`SECRET-NAME`): random once per data directory.
+fn demo_secret(data: &Path) -> anyhow::Result<String> {
+    kept_secret(data, "crm-demo-password")
+}
+
+/// A random hex secret kept in `data/name` (0600), made at the first run.
+fn kept_secret(data: &Path, name: &str) -> anyhow::Result<String> {
     use std::os::unix::fs::OpenOptionsExt;
-    let path = data.join("crm-admin-token");
+    let path = data.join(name);
     if let Ok(t) = std::fs::read_to_string(&path) {
         if !t.trim().is_empty() {
             return Ok(t.trim().to_owned());

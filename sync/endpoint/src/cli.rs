@@ -149,6 +149,12 @@ pub enum Cmd {
         #[command(subcommand)]
         command: crate::alerts_cli::AlertCmd,
     },
+    /// The console's accounts (the dashboard's logins): add, list, disable, enable, passwd.
+    User {
+        /// Which.
+        #[command(subcommand)]
+        command: crate::users_cli::UserCmd,
+    },
     /// Store administration.
     Stores {
         /// Which.

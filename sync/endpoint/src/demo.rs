@@ -72,6 +72,60 @@ pub fn demo_token(c: &DemoCustomer) -> CardToken {
     DEMO_TENANT_KEY.card_token(c.uid)
 }
 
+/// The demo store's region (Comunidad de Madrid, ISO 3166-2) and place (Puerta del Sol).
+pub const DEMO_STORE_REGION: &str = "ES-MD";
+
+/// One demo console account per role: name, role, region or store.
+pub const DEMO_ACCOUNTS: &[(&str, crate::accounts::Role)] = &[
+    ("hq", crate::accounts::Role::HqAdmin),
+    ("madrid", crate::accounts::Role::RegionalManager),
+    ("tienda", crate::accounts::Role::StoreManager),
+    ("analista", crate::accounts::Role::Analyst),
+];
+
+/// A demo console account and its password, to print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoAccount {
+    /// Login name.
+    pub name: String,
+    /// Its role.
+    pub role: crate::accounts::Role,
+    /// Its password (`SECRET-NAME`, the secret random per demo data directory).
+    pub password: String,
+}
+
+/// Creates [`DEMO_ACCOUNTS`] (an HQ admin, the regional manager of [`DEMO_STORE_REGION`], the
+/// demo store's manager and an analyst), each with the password `{secret}-{name}`, so that a
+/// person can try each role; accounts that exist already keep theirs. The demo store is in
+/// [`DEMO_STORE_REGION`] already (the store's seed places it).
+pub async fn seed_demo_accounts(db: &SharedDb, secret: &str) -> Result<Vec<DemoAccount>, DbError> {
+    use crate::accounts::Role;
+    let now = crate::ingest::unix_ms(time::OffsetDateTime::now_utc());
+    let mut out = Vec::new();
+    for (name, role) in DEMO_ACCOUNTS {
+        let password = format!("{secret}-{name}");
+        let hash = crate::accounts::hash_password(&password)
+            .map_err(|_| DbError::Internal("cannot hash a demo password"))?;
+        db.add_account(
+            crate::db::accounts::NewAccount {
+                name: (*name).to_owned(),
+                password_hash: hash,
+                role: *role,
+                region: (*role == Role::RegionalManager).then(|| DEMO_STORE_REGION.to_owned()),
+                store_id: (*role == Role::StoreManager).then(|| DEMO_STORE_ID.to_owned()),
+            },
+            now,
+        )
+        .await?;
+        out.push(DemoAccount {
+            name: (*name).to_owned(),
+            role: *role,
+            password,
+        });
+    }
+    Ok(out)
+}
+
 /// What [`seed_demo`] created.
 #[derive(Debug, Clone)]
 pub struct DemoSeed {
@@ -221,7 +275,8 @@ pub async fn seed_demo(db: &SharedDb) -> Result<DemoSeed, DbError> {
     db.set_store_place(
         DEMO_STORE_ID.into(),
         crate::db::places::PlaceUpdate {
-            region: Some("ES-MD".into()),
+            name: None,
+            region: Some(DEMO_STORE_REGION.into()),
             latitude: Some(40.4168),
             longitude: Some(-3.7038),
         },

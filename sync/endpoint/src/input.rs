@@ -113,6 +113,15 @@ pub fn name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Ok(s)
 }
 
+/// `deserialize_with` of an optional [`Name`] (`null` or absent: none).
+pub fn opt_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let Some(s) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    text_check(&s, MAX_NAME_CHARS, "a name").map_err(D::Error::custom)?;
+    Ok(Some(s))
+}
+
 /// `deserialize_with` of an optional [`Email`] (`null` allowed: no email).
 pub fn email<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let Some(s) = Option::<String>::deserialize(d)? else {

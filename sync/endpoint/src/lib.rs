@@ -25,6 +25,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod accounts;
 pub mod alerts;
 pub mod alerts_cli;
 pub mod api;
@@ -51,13 +52,17 @@ pub mod sms;
 pub mod store_config;
 pub mod testing;
 pub mod tls;
+pub mod users_cli;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use db::{Database, DbError, SharedDb};
-pub use demo::{DEMO_CUSTOMERS, DEMO_STORE_ID, DEMO_TENANT_KEY, DemoSeed, demo_token, seed_demo};
+pub use demo::{
+    DEMO_CUSTOMERS, DEMO_STORE_ID, DEMO_TENANT_KEY, DemoAccount, DemoSeed, demo_token, seed_demo,
+    seed_demo_accounts,
+};
 pub use http::{Admission, AppState};
 pub use router::app;
 

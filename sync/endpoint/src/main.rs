@@ -174,6 +174,7 @@ async fn main() -> Result<()> {
         }
         Cmd::Retention { command } => retention(command).await?,
         Cmd::Alerts { command } => crm_endpoint::alerts_cli::run(command).await?,
+        Cmd::User { command } => crm_endpoint::users_cli::run(command).await?,
         Cmd::ReleaseKeygen { out } => {
             use std::io::Write as _;
             use std::os::unix::fs::OpenOptionsExt as _;

@@ -36,13 +36,24 @@ pub fn table(secure_cookie: bool) -> Vec<Route> {
     routes.extend(crate::api::kiosk::routes());
     routes.extend(crate::api::admin::routes());
     routes.extend(crate::api::forwarding::routes());
+    routes.extend(crate::api::accounts::routes());
     routes.extend(crate::api::releases::routes());
     routes.extend(crate::dashboard::routes(secure_cookie));
     routes.extend(crate::reports::routes());
     routes.extend(crate::phone::routes());
     routes.extend(crate::map::routes());
     routes.extend(crate::campaign_console::routes());
+    // Every write is audited with who made it, in one layer (crate::http::auth::audit_writes).
     routes
+        .into_iter()
+        .map(|r| {
+            if r.verb == Verb::Get {
+                r
+            } else {
+                r.map(|h| h.layer(axum::middleware::from_fn(crate::http::audit_writes)))
+            }
+        })
+        .collect()
 }
 
 /// `(METHOD, path)` of every route in the table, sorted.

@@ -210,6 +210,7 @@ async fn the_map_reads_the_dashboards_rows_and_keeps_a_stores_place(backend: Bac
     a.unwrap();
     b.unwrap();
     let place = PlaceUpdate {
+        name: None,
         region: Some("ES-AN".into()),
         latitude: Some(37.3826),
         longitude: Some(-6.0026),
@@ -252,6 +253,7 @@ async fn the_map_reads_the_dashboards_rows_and_keeps_a_stores_place(backend: Bac
     h.db.set_store_place(
         "north".into(),
         PlaceUpdate {
+            name: None,
             region: None,
             latitude: None,
             longitude: None,

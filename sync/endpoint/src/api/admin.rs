@@ -1,5 +1,8 @@
 //! The admin API (`/v1/admin/*` and `/v1/stats`): stores, enrollment codes, customers and their
-//! segments, erasure, campaigns and statistics. Every handler takes the [`Admin`] extractor.
+//! segments, erasure, campaigns and statistics. A handler takes the [`Admin`] extractor (the
+//! admin token or an HQ admin), or a [`Principal`] where other roles may act within their scope:
+//! statistics, a store's configuration and enrollment codes (their stores; analysts read only),
+//! the campaign list (read).
 
 use std::time::Duration;
 
@@ -22,7 +25,7 @@ use crate::db::{AuditEntry, CustomerRecord, NewCustomer, StoreRecord, StoreStats
 use crate::http::doc::{
     ADMIN_ERRORS, Security, op, path_param, query_param, schema_ref, with_params,
 };
-use crate::http::{Admin, ApiError, AppState, Route, Verb, json_body, now_ms};
+use crate::http::{Admin, ApiError, AppState, Principal, Route, Verb, json_body, now_ms};
 use crate::input;
 
 fn admin_op(summary: &str, request: Option<&str>, ok: (&str, &str, Option<&str>)) -> Value {
@@ -39,7 +42,7 @@ pub fn routes() -> Vec<Route> {
             stats,
             with_params(
                 admin_op(
-                    "statistics of one store",
+                    "statistics of one store (any role, within its stores)",
                     None,
                     ("200", "statistics", Some("StoreStats")),
                 ),
@@ -66,7 +69,7 @@ pub fn routes() -> Vec<Route> {
             "/v1/admin/enroll-codes",
             admin_enroll_code,
             admin_op(
-                "make a one-time enrollment code",
+                "make a one-time enrollment code (HQ admins, regional and store managers, within their stores)",
                 Some("EnrollCodeRequest"),
                 ("200", "the code", Some("EnrollCodeResponse")),
             ),
@@ -87,7 +90,7 @@ pub fn routes() -> Vec<Route> {
             admin_audit,
             with_params(
                 admin_op(
-                    "the operator's audit log, newest first: admin reads of personal data, erasures, failed admin authentication",
+                    "the operator's audit log, newest first: logins, logouts and failed logins, every write (who, what, when, outcome), reads of personal data, erasures, calls refused by role, failed admin authentication; one account's lines with ?user=",
                     None,
                     ("200", "the audit lines", Some("AuditLog")),
                 ),
@@ -103,6 +106,12 @@ pub fn routes() -> Vec<Route> {
                         false,
                         json!({ "type": "integer", "minimum": 1, "maximum": MAX_AUDIT_LIMIT, "default": 100 }),
                         "most lines; out of range is refused (400)"
+                    ),
+                    query_param(
+                        "user",
+                        false,
+                        schema_ref("Ident"),
+                        "only this account's lines"
                     )
                 ]),
             ),
@@ -162,7 +171,7 @@ pub fn routes() -> Vec<Route> {
             admin_set_store_config,
             with_params(
                 admin_op(
-                    "set a store's configuration (services, opening time, counters, staff PIN digest, privacy policy; each part optional, absent parts stay as each kiosk's site.toml says): checked with the kiosks' check-config rules, saved as the next version and sent to the store's kiosks in their feed",
+                    "set a store's configuration (HQ admins, regional and store managers, within their stores; analysts get 403) (services, opening time, counters, staff PIN digest, privacy policy; each part optional, absent parts stay as each kiosk's site.toml says): checked with the kiosks' check-config rules, saved as the next version and sent to the store's kiosks in their feed",
                     Some("StoreConfigParts"),
                     ("200", "the version saved", Some("StoreConfig")),
                 ),
@@ -175,7 +184,7 @@ pub fn routes() -> Vec<Route> {
             admin_store_config,
             with_params(
                 admin_op(
-                    "a store's configuration (its newest version) and what each of its kiosks reported running",
+                    "a store's configuration (its newest version) and what each of its kiosks reported running (any role, within its stores)",
                     None,
                     (
                         "200",
@@ -191,7 +200,7 @@ pub fn routes() -> Vec<Route> {
             "/v1/admin/campaigns",
             admin_campaigns,
             admin_op(
-                "all campaigns",
+                "all campaigns (any role)",
                 None,
                 ("200", "campaigns", Some("CampaignList")),
             ),
@@ -241,12 +250,14 @@ fn store_param(store_id: &str) -> Result<String, ApiError> {
 }
 
 async fn admin_set_store_config(
-    _: Admin,
+    who: Principal,
     State(st): State<AppState>,
     Path(store_id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<kiosk_protocol::store_config::StoreConfig>, ApiError> {
     let store_id = store_param(&store_id)?;
+    who.require_write(&st, "a store's configuration")?;
+    who.store(&st, &store_id).await?;
     let value: Value = json_body(body)?;
     let parts = crate::store_config::from_json("body", value)
         .map_err(|e| ApiError::malformed(e.to_string()))?;
@@ -259,14 +270,12 @@ async fn admin_set_store_config(
 }
 
 async fn admin_store_config(
-    _: Admin,
+    who: Principal,
     State(st): State<AppState>,
     Path(store_id): Path<String>,
 ) -> Result<Json<StoreConfigView>, ApiError> {
     let store_id = store_param(&store_id)?;
-    if st.db.store(store_id.clone()).await?.is_none() {
-        return Err(ApiError::not_found("no store with this id"));
-    }
+    who.store(&st, &store_id).await?;
     Ok(Json(StoreConfigView {
         config: st.db.store_config(store_id.clone()).await?,
         kiosks: st.db.kiosk_configs(store_id).await?,
@@ -301,6 +310,8 @@ pub const MAX_AUDIT_LIMIT: i64 = 1000;
 struct AuditQuery {
     #[serde(default)]
     since_ms: i64,
+    #[serde(default)]
+    user: Option<String>,
     #[serde(default = "default_audit_limit")]
     limit: i64,
 }
@@ -327,7 +338,10 @@ async fn admin_audit(
             q.since_ms
         )));
     }
-    Ok(Json(st.db.audit_log(q.since_ms, q.limit).await?).into_response())
+    if let Some(u) = &q.user {
+        ident::check(u).map_err(|e| ApiError::malformed(format!("user: the account name {e}")))?;
+    }
+    Ok(Json(st.db.audit_log(q.since_ms, q.limit, q.user).await?).into_response())
 }
 
 /// Query of `/v1/stats`.
@@ -337,19 +351,14 @@ struct StatsQuery {
 }
 
 async fn stats(
-    _: Admin,
+    who: Principal,
     State(st): State<AppState>,
     query: Result<Query<StatsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) =
         query.map_err(|e| ApiError::malformed(format!("stats query needs ?store=ID: {e}")))?;
     ident::check(&q.store).map_err(|e| ApiError::malformed(format!("store: the store id {e}")))?;
-    if st.db.store(q.store.clone()).await?.is_none() {
-        return Err(ApiError::not_found(format!(
-            "store {:?} does not exist",
-            q.store
-        )));
-    }
+    who.store(&st, &q.store).await?;
     Ok(Json(st.db.stats(q.store).await?).into_response())
 }
 
@@ -430,19 +439,15 @@ pub struct EnrollCodeResponse {
 }
 
 async fn admin_enroll_code(
-    _: Admin,
+    who: Principal,
     State(st): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<EnrollCodeResponse>, ApiError> {
     let req: EnrollCodeRequest = json_body(body)?;
     let ttl = Duration::from_secs(req.ttl_s);
     check_enroll_ttl(ttl).map_err(|e| ApiError::malformed(format!("body.ttl_s: {e}")))?;
-    if st.db.store(req.store_id.clone()).await?.is_none() {
-        return Err(ApiError::not_found(format!(
-            "body.store_id: store {:?} does not exist",
-            req.store_id
-        )));
-    }
+    who.require_write(&st, "enrollment codes")?;
+    who.store(&st, &req.store_id).await?;
     let (code, expires_ms) = issue_enroll_code(&st.db, &req.store_id, ttl).await?;
     Ok(Json(EnrollCodeResponse { code, expires_ms }))
 }
@@ -555,7 +560,7 @@ async fn admin_recompute(
 }
 
 async fn admin_campaigns(
-    _: Admin,
+    _: Principal,
     State(st): State<AppState>,
 ) -> Result<Json<Vec<Campaign>>, ApiError> {
     Ok(Json(st.db.campaigns().await?))

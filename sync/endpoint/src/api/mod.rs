@@ -9,6 +9,7 @@
 //! a batch refused by admission control because this replica stores its maximum of batches
 //! already (with `Retry-After`, before the body is read; docs/FLEET.md).
 
+pub mod accounts;
 pub mod admin;
 pub mod forwarding;
 pub mod kiosk;

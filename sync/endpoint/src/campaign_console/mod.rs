@@ -24,10 +24,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::http::auth::DashboardUser;
+use crate::http::auth::Principal;
 use crate::http::doc::{Security, error_answer, path_param, raw_op, schema_ref, text};
 use crate::http::request::json_body;
-use crate::http::{ApiError, AppState, Route, Verb, peer_ip};
+use crate::http::{ApiError, AppState, Route, Verb};
 use crate::ingest::unix_ms;
 
 /// The significance level of the test: a difference is called significant below it.
@@ -306,12 +306,15 @@ async fn page(State(st): State<AppState>, req: Request) -> Response {
 }
 
 async fn api_campaigns(
-    _: DashboardUser,
+    who: Principal,
     State(st): State<AppState>,
 ) -> Result<Json<CampaignsView>, ApiError> {
     let now = OffsetDateTime::now_utc();
     let now_ms = unix_ms(now);
     let today = now.date();
+    // A regional or store manager sees the campaigns that reach one of their stores (those
+    // for every store included) and their stores' results only.
+    let scope = who.scope();
     let mut campaigns = st.db.campaigns().await?;
     campaigns.sort_by(|a, b| b.starts_on.cmp(&a.starts_on).then(a.id.cmp(&b.id)));
     // Exposures exist only while a campaign runs: one period from the earliest start covers
@@ -330,12 +333,23 @@ async fn api_campaigns(
     let mut totals: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
     let mut stores = Vec::with_capacity(periods.len());
     for (place, rows) in periods {
+        if !scope.allows(&place.id, place.region.as_deref()) {
+            continue;
+        }
         for (c, v, shown, redeemed) in rows.campaigns {
             let e = totals.entry((c, v)).or_default();
             e.0 += u64::try_from(shown).unwrap_or(0);
             e.1 += u64::try_from(redeemed).unwrap_or(0);
         }
         stores.push((place.id, place.name));
+    }
+    if scope != crate::accounts::Scope::All {
+        campaigns.retain(|c| {
+            c.stores.is_empty()
+                || c.stores
+                    .iter()
+                    .any(|s| stores.iter().any(|(id, _)| id == s))
+        });
     }
     Ok(Json(CampaignsView {
         now_ms,
@@ -353,12 +367,12 @@ async fn api_campaigns(
 }
 
 async fn put_campaign(
-    _: DashboardUser,
+    who: Principal,
     State(st): State<AppState>,
     Path(id): Path<String>,
     req: Request,
 ) -> Result<StatusCode, ApiError> {
-    let ip = peer_ip(req.extensions());
+    who.require_hq(&st, "campaign edits")?;
     let body = <Bytes as axum::extract::FromRequest<AppState>>::from_request(req, &st).await;
     ident::check(&id).map_err(|e| ApiError::malformed(format!("id: the campaign id {e}")))?;
     let campaign: Campaign = json_body(body)?;
@@ -373,9 +387,8 @@ async fn put_campaign(
     st.db
         .upsert_campaign(campaign, unix_ms(OffsetDateTime::now_utc()))
         .await?;
-    crate::http::auth::audit(
+    who.audit(
         &st,
-        format!("session@{ip}"),
         if known {
             "campaign_changed"
         } else {

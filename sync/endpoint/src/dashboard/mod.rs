@@ -1,4 +1,5 @@
-//! The store managers' dashboard at `/dashboard`: a login form asking the admin token, then one
+//! The store managers' dashboard at `/dashboard`: a login form (an account's name and password;
+//! the admin token while no account exists), then one
 //! page that draws a store's live figures ([`crate::db::Dashboard`]) as inline SVG charts and its
 //! live queue ([`crate::db::LiveQueue`]) as tables,
 //! pushed by server-sent events whenever that store's kiosks send a batch (and every
@@ -7,8 +8,10 @@
 //! Data flow: kiosk batch → [`crate::api::kiosk`] ingest → database → change notice
 //! ([`AppState::subscribe_changes`]) → **dashboard** (SSE) → browser.
 //!
-//! Sessions ([`crate::http::auth::DashboardUser`]) are signed cookies derived from the admin
-//! token, never the token itself; changing the token ends every session. The page and its
+//! Every API call takes the caller's [`Principal`] and sees only the stores of its scope
+//! (docs/CONSOLE.md "Accounts and roles"); HQ admins also get the accounts page and the audit
+//! page (`console_routes`, over [`crate::api::accounts`] and `/v1/admin/audit`). Sessions of accounts are rows of the database; a token login's session is
+//! a signed cookie derived from the admin token, never the token itself. The page and its
 //! script and style are embedded in the binary: no CDN, no build step, no external request (the
 //! content security policy forbids them).
 
@@ -33,21 +36,29 @@ use tokio::sync::broadcast::error::RecvError;
 
 pub use crate::http::auth::{SESSION_COOKIE, new_session, session_expiry};
 
+use crate::accounts::{Role, decoy_hash, verify_password};
 use crate::db::dashboard::start_of_day_ms;
 use crate::db::queue::{DEFAULT_CALLS, MAX_CALLS};
 use crate::db::{Dashboard, DashboardQuery, LiveQueue, LiveQueueQuery, StoreSummary};
-use crate::http::auth::{DashboardUser, now_s, token_matches};
+use crate::http::Principal;
+use crate::http::auth::{
+    ACCOUNT_SESSION_PREFIX, audit, audit_as, cookie, new_account_session, now_s, session_digest,
+    token_matches,
+};
 use crate::http::doc::{
     Security, error_answer, event_stream, json_data, op, path_param, query_param, raw_op,
     schema_ref, text,
 };
-use crate::http::{ApiError, AppState, AttemptCounter, Route, Verb, peer_ip};
+use crate::http::{ApiError, AppState, AttemptCounter, Route, Verb, now_ms, peer_ip};
 use crate::ingest::unix_ms;
 
 /// How long a login lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
-/// Wrong tokens allowed per source address and window.
+/// Wrong tokens or passwords allowed per source address and window.
 pub const LOGIN_ATTEMPTS: u32 = 5;
+/// Wrong passwords allowed per account name and window, from any address (a guesser spread over
+/// many addresses); past it the account's login waits for the window's end.
+pub const ACCOUNT_LOGIN_ATTEMPTS: u32 = 10;
 /// The window of [`LOGIN_ATTEMPTS`].
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// The live page is refreshed at least this often.
@@ -57,12 +68,18 @@ pub const MIN_PUSH_INTERVAL: Duration = Duration::from_millis(500);
 
 const PAGE_HTML: &str = include_str!("page.html");
 const LOGIN_HTML: &str = include_str!("login.html");
+const TOKEN_LOGIN_HTML: &str = include_str!("token-login.html");
 const APP_JS: &str = include_str!("app.js");
 const APP_CSS: &str = include_str!("app.css");
 const FLEET_HTML: &str = include_str!("fleet.html");
 const FLEET_JS: &str = include_str!("fleet.js");
 const FORWARDING_HTML: &str = include_str!("forwarding.html");
 const FORWARDING_JS: &str = include_str!("forwarding.js");
+const ACCOUNTS_HTML: &str = include_str!("accounts.html");
+const AUDIT_HTML: &str = include_str!("audit.html");
+const CONSOLE_JS: &str = include_str!("console.js");
+const NAV_JS: &str = include_str!("nav.js");
+const HQ_ONLY_HTML: &str = include_str!("hq-only.html");
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -73,6 +90,8 @@ struct Dash {
     secure_cookie: bool,
     /// Wrong tokens per source address (counted in the database: every replica sees them).
     failures: AttemptCounter,
+    /// Wrong passwords per account name.
+    account_failures: AttemptCounter,
 }
 
 type DashState = Arc<Dash>;
@@ -83,6 +102,11 @@ pub fn routes(secure_cookie: bool) -> Vec<Route> {
     let dash: DashState = Arc::new(Dash {
         secure_cookie,
         failures: AttemptCounter::new("login", LOGIN_ATTEMPTS, LOGIN_WINDOW),
+        account_failures: AttemptCounter::new(
+            "login-account",
+            ACCOUNT_LOGIN_ATTEMPTS,
+            LOGIN_WINDOW,
+        ),
     });
     let store = path_param("store", "Ident");
     let kiosk = query_param(
@@ -143,15 +167,18 @@ pub fn routes(secure_cookie: bool) -> Vec<Route> {
         range
     ]);
     let mut login_doc = raw_op(
-        "log in with the admin token; sets an HttpOnly SameSite=Strict session cookie",
+        "log in with an account's name and password (or the admin token, for machines and before the first account exists); sets an HttpOnly SameSite=Strict session cookie",
         Security::None,
         json!({ "303": { "description": "logged in; go to /dashboard" },
                 "400": text("text/html", "no form"),
-                "403": text("text/html", "wrong token"),
-                "429": text("text/html", "too many wrong tokens from this address (Retry-After)") }),
+                "403": text("text/html", "wrong name, password or token"),
+                "429": text("text/html", "too many wrong attempts from this address or for this account (Retry-After)") }),
     );
     login_doc["requestBody"] = json!({ "required": true, "content": { "application/x-www-form-urlencoded": {
-        "schema": { "type": "object", "required": ["token"], "properties": { "token": { "type": "string" } } } } } });
+        "schema": { "oneOf": [
+            { "type": "object", "required": ["user", "password"], "properties": {
+                "user": { "type": "string" }, "password": { "type": "string" } } },
+            { "type": "object", "required": ["token"], "properties": { "token": { "type": "string" } } } ] } } } });
     let routes = vec![
         Route::new(
             Verb::Get,
@@ -249,6 +276,18 @@ pub fn routes(secure_cookie: bool) -> Vec<Route> {
         ),
         Route::new(
             Verb::Get,
+            "/dashboard/api/me",
+            api_me,
+            raw_op(
+                "who is logged in: account name (null for the admin token), role, the stores' scope and whether the caller may change things",
+                Security::Dashboard,
+                json!({ "200": { "description": "the caller", "content": { "application/json": {
+                    "schema": { "$ref": "#/components/schemas/Me" } } } },
+                    "403": err, "429": err, "503": err }),
+            ),
+        ),
+        Route::new(
+            Verb::Get,
             "/dashboard/api/fleet",
             api_fleet,
             raw_op(
@@ -307,6 +346,7 @@ pub fn routes(secure_cookie: bool) -> Vec<Route> {
     ];
     routes
         .into_iter()
+        .chain(console_routes())
         .map(|r| {
             let dash = Arc::clone(&dash);
             r.map(|h| {
@@ -352,8 +392,8 @@ fn escape(s: &str) -> String {
         .collect()
 }
 
-/// The login form (its `message` escaped), which every dashboard page shows without a session.
-pub(crate) fn login_page(status: StatusCode, message: &str) -> Response {
+/// The login form `form` (its `message` escaped).
+fn login_page(status: StatusCode, message: &str, form: &str) -> Response {
     let message = if message.is_empty() {
         String::new()
     } else {
@@ -362,13 +402,13 @@ pub(crate) fn login_page(status: StatusCode, message: &str) -> Response {
             escape(message)
         )
     };
-    html(status, LOGIN_HTML.replace("{{message}}", &message))
+    html(status, form.replace("{{message}}", &message))
 }
 
 fn set_cookie(dash: &Dash, value: &str, max_age_s: u64) -> HeaderValue {
     let secure = if dash.secure_cookie { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={value}; Path=/dashboard; Max-Age={max_age_s}; HttpOnly; SameSite=Strict{secure}"
+        "{SESSION_COOKIE}={value}; Path=/; Max-Age={max_age_s}; HttpOnly; SameSite=Strict{secure}"
     ))
     // The value is hex and digits; only a bug could make it an invalid header.
     .unwrap_or(HeaderValue::from_static(""))
@@ -382,54 +422,121 @@ fn redirect_to_dashboard() -> Response {
         .into_response()
 }
 
-async fn page(State(st): State<AppState>, req: Request) -> Response {
-    let (headers, ip) = (req.headers(), peer_ip(req.extensions()));
-    if st.admin_token().is_none() {
-        return login_page(
+/// A page for a logged-in caller (a session, not the token in a header), else the login form.
+async fn session_page(st: &AppState, req: Request, body: &str) -> Response {
+    let (parts, _) = req.into_parts();
+    let ip = peer_ip(&parts.extensions);
+    match Principal::of(st, &parts.headers, ip).await {
+        Some(p) if p.expires_s().is_some() => html(StatusCode::OK, body.to_owned()),
+        _ => login_form(st, StatusCode::OK, "").await,
+    }
+}
+
+/// The login form: an account's name and password once an account exists; the admin token
+/// before (the first start, and set-ups that never made accounts). Every console page shows it
+/// without a session.
+pub(crate) async fn login_form(st: &AppState, status: StatusCode, message: &str) -> Response {
+    match st.db.any_account().await {
+        Ok(true) => login_page(status, message, LOGIN_HTML),
+        Ok(false) if st.admin_token().is_some() => login_page(status, message, TOKEN_LOGIN_HTML),
+        Ok(false) => login_page(
             StatusCode::FORBIDDEN,
-            "The dashboard is disabled: start the endpoint with --admin-token.",
-        );
+            "The dashboard has no account yet and no admin token: create an HQ admin with `crm-endpoint user add NAME --role hq-admin`, or start the endpoint with --admin-token.",
+            TOKEN_LOGIN_HTML,
+        ),
+        Err(e) => ApiError::from(e).into_response(),
     }
-    match DashboardUser::of(&st, headers, ip).await {
-        Some(DashboardUser::Session(_)) => html(StatusCode::OK, PAGE_HTML.to_owned()),
-        _ => login_page(StatusCode::OK, ""),
+}
+
+/// The HQ admins' pages (accounts, audit): the page for an HQ admin's session, a page saying who
+/// may see it for another account's (403; the API refuses them too), else the login form.
+async fn hq_page(st: &AppState, req: Request, body: &str) -> Response {
+    let (parts, _) = req.into_parts();
+    let ip = peer_ip(&parts.extensions);
+    match Principal::of(st, &parts.headers, ip).await {
+        Some(p) if p.expires_s().is_some() && p.role() == Role::HqAdmin => {
+            html(StatusCode::OK, body.to_owned())
+        }
+        Some(p) if p.expires_s().is_some() => {
+            p.audit(st, "forbidden", parts.uri.path(), "refused");
+            html(StatusCode::FORBIDDEN, HQ_ONLY_HTML.to_owned())
+        }
+        _ => login_form(st, StatusCode::OK, "").await,
     }
+}
+
+/// The accounts page, the audit page and the scripts of the console's pages.
+fn console_routes() -> Vec<Route> {
+    let page_doc = |what: &str| {
+        raw_op(
+            what,
+            Security::None,
+            json!({ "200": text("text/html", "the page, or the login form without a session"),
+                    "403": text("text/html", "a session of another role than hq-admin") }),
+        )
+    };
+    vec![
+        Route::new(
+            Verb::Get,
+            "/dashboard/accounts",
+            |State(st): State<AppState>, req: Request| async move {
+                hq_page(&st, req, ACCOUNTS_HTML).await
+            },
+            page_doc("the console's accounts and the stores' regions (HTML, HQ admins)"),
+        ),
+        Route::new(
+            Verb::Get,
+            "/dashboard/audit",
+            |State(st): State<AppState>, req: Request| async move {
+                hq_page(&st, req, AUDIT_HTML).await
+            },
+            page_doc("the audit log, newest first, filtered by account (HTML, HQ admins)"),
+        ),
+        Route::new(
+            Verb::Get,
+            "/dashboard/console.js",
+            || async { asset("text/javascript", CONSOLE_JS) },
+            raw_op(
+                "the accounts and audit pages' script",
+                Security::None,
+                json!({ "200": text("text/javascript", "script") }),
+            ),
+        ),
+        Route::new(
+            Verb::Get,
+            "/dashboard/nav.js",
+            || async { asset("text/javascript", NAV_JS) },
+            raw_op(
+                "the pages' header script (who is logged in, the HQ admins' links)",
+                Security::None,
+                json!({ "200": text("text/javascript", "script") }),
+            ),
+        ),
+    ]
+}
+
+async fn page(State(st): State<AppState>, req: Request) -> Response {
+    session_page(&st, req, PAGE_HTML).await
 }
 
 async fn fleet_page(State(st): State<AppState>, req: Request) -> Response {
-    let (headers, ip) = (req.headers(), peer_ip(req.extensions()));
-    if st.admin_token().is_none() {
-        return login_page(
-            StatusCode::FORBIDDEN,
-            "The dashboard is disabled: start the endpoint with --admin-token.",
-        );
-    }
-    match DashboardUser::of(&st, headers, ip).await {
-        Some(DashboardUser::Session(_)) => html(StatusCode::OK, FLEET_HTML.to_owned()),
-        _ => login_page(StatusCode::OK, ""),
-    }
+    session_page(&st, req, FLEET_HTML).await
 }
 
 async fn api_fleet(
-    _: DashboardUser,
+    who: Principal,
     State(st): State<AppState>,
 ) -> Result<Json<crate::alerts::Fleet>, ApiError> {
     let now = unix_ms(OffsetDateTime::now_utc());
-    Ok(Json(crate::alerts::fleet_view(&st.db, now).await?))
+    let mut fleet = crate::alerts::fleet_view(&st.db, now).await?;
+    let seen: Vec<String> = who.stores(&st).await?.into_iter().map(|s| s.id).collect();
+    fleet.stores.retain(|s| seen.contains(&s.store_id));
+    Ok(Json(fleet))
 }
 
+/// The forwarding view: HQ admins' (it sends customers' data to another system).
 async fn forwarding_page(State(st): State<AppState>, req: Request) -> Response {
-    let (headers, ip) = (req.headers(), peer_ip(req.extensions()));
-    if st.admin_token().is_none() {
-        return login_page(
-            StatusCode::FORBIDDEN,
-            "The dashboard is disabled: start the endpoint with --admin-token.",
-        );
-    }
-    match DashboardUser::of(&st, headers, ip).await {
-        Some(DashboardUser::Session(_)) => html(StatusCode::OK, FORWARDING_HTML.to_owned()),
-        _ => login_page(StatusCode::OK, ""),
-    }
+    hq_page(&st, req, FORWARDING_HTML).await
 }
 
 /// The dashboard's forwarding view (`/dashboard/api/forwarding`).
@@ -447,9 +554,10 @@ pub struct ForwardingView {
 const VIEW_DEAD_LETTERS: i64 = 200;
 
 async fn api_forwarding(
-    _: DashboardUser,
+    who: Principal,
     State(st): State<AppState>,
 ) -> Result<Json<ForwardingView>, ApiError> {
+    who.require_hq(&st, "the forwarding view")?;
     Ok(Json(ForwardingView {
         now_ms: unix_ms(OffsetDateTime::now_utc()),
         endpoints: st.db.forward_endpoints().await?,
@@ -470,19 +578,15 @@ pub struct DashboardReplayRequest {
 }
 
 async fn api_forwarding_replay(
-    user: DashboardUser,
+    who: Principal,
     State(st): State<AppState>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<crate::api::forwarding::ReplayResponse>, ApiError> {
+    who.require_hq(&st, "replaying forwarded messages")?;
     let req: DashboardReplayRequest = crate::http::json_body(body)?;
     let replayed = crate::api::forwarding::replay_dead(&st, &req.endpoint_id, req.seq).await?;
-    let actor = match user {
-        DashboardUser::Session(_) => "dashboard session",
-        DashboardUser::Token => "dashboard token",
-    };
-    crate::http::auth::audit(
+    who.audit(
         &st,
-        actor.to_owned(),
         "forward_replay",
         &req.endpoint_id,
         &replayed.to_string(),
@@ -490,10 +594,45 @@ async fn api_forwarding_replay(
     Ok(Json(crate::api::forwarding::ReplayResponse { replayed }))
 }
 
-/// The login form's body.
+/// `GET /dashboard/api/me`.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct Me {
+    /// The account's name; `null` for the admin token.
+    pub user: Option<String>,
+    /// The role (the admin token counts as `hq-admin`).
+    pub role: Role,
+    /// The stores seen.
+    pub scope: crate::accounts::Scope,
+    /// Whether the caller may change things (all but analysts).
+    pub writes: bool,
+}
+
+async fn api_me(who: Principal) -> Json<Me> {
+    Json(Me {
+        user: who.user().map(str::to_owned),
+        role: who.role(),
+        scope: who.scope(),
+        writes: who.role().writes(),
+    })
+}
+
+/// The login form's body: an account's name and password, or the admin token.
 #[derive(Debug, Deserialize)]
 struct LoginForm {
-    token: String,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+/// 429 with `Retry-After`, on the login form.
+fn too_many(message: &str, wait: u64) -> Response {
+    let mut resp = login_page(StatusCode::TOO_MANY_REQUESTS, message, LOGIN_HTML);
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+    resp
 }
 
 async fn login(
@@ -503,36 +642,129 @@ async fn login(
 ) -> Response {
     let ip = peer_ip(req.extensions());
     let form = Form::<LoginForm>::from_request(req, &st).await;
-    let Some(expected) = st.admin_token() else {
-        return login_page(
-            StatusCode::FORBIDDEN,
-            "The dashboard is disabled: start the endpoint with --admin-token.",
-        );
-    };
     let blocked = match dash.failures.blocked(&st.db, &ip.to_string()).await {
         Ok(b) => b,
         Err(e) => return ApiError::from(e).into_response(),
     };
     if let Some(wait) = blocked {
-        let mut resp = login_page(
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!("Too many wrong tokens from {ip}. Try again in {wait} s."),
+        return too_many(
+            &format!("Too many wrong tokens or passwords from {ip}. Try again in {wait} s."),
+            wait,
         );
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
-        return resp;
     }
-    let Ok(Form(form)) = form else {
-        return login_page(
-            StatusCode::BAD_REQUEST,
-            "Send the form with the admin token.",
-        );
+    match form {
+        Ok(Form(LoginForm {
+            user: Some(user),
+            password: Some(password),
+            ..
+        })) => account_login(&st, &dash, ip, user.trim(), &password).await,
+        Ok(Form(LoginForm {
+            token: Some(token), ..
+        })) => token_login(&st, &dash, ip, &token).await,
+        _ => {
+            login_form(
+                &st,
+                StatusCode::BAD_REQUEST,
+                "Send the form with your user name and password.",
+            )
+            .await
+        }
+    }
+}
+
+async fn account_login(
+    st: &AppState,
+    dash: &Dash,
+    ip: std::net::IpAddr,
+    user: &str,
+    password: &str,
+) -> Response {
+    let account_key = format!("account:{user}");
+    match dash.account_failures.blocked(&st.db, &account_key).await {
+        Ok(Some(wait)) => {
+            audit(st, ip.to_string(), "login_failed", user, "throttled");
+            return too_many(
+                &format!("Too many wrong passwords for this account. Try again in {wait} s."),
+                wait,
+            );
+        }
+        Ok(None) => {}
+        Err(e) => return ApiError::from(e).into_response(),
+    }
+    let found = match st.db.account_credentials(user.to_owned()).await {
+        Ok(f) => f,
+        Err(e) => return ApiError::from(e).into_response(),
     };
-    if !token_matches(form.token.trim(), expected) {
+    // Argon2 takes tens of milliseconds of CPU: off the async workers.
+    let (password, stored) = (
+        password.to_owned(),
+        found
+            .as_ref()
+            .map_or_else(|| decoy_hash().to_owned(), |(_, h)| h.clone()),
+    );
+    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
+        .await
+        .unwrap_or(false);
+    let account = match found {
+        Some((a, _)) if matches && !a.disabled => a,
+        found => {
+            dash.failures.count(&st.db, &ip.to_string()).await;
+            dash.account_failures.count(&st.db, &account_key).await;
+            tracing::warn!(%ip, "dashboard login with a wrong name or password");
+            let known = found.as_ref().map(|(a, _)| a.name.as_str());
+            let why = match &found {
+                Some((a, _)) if a.disabled && matches => "disabled",
+                _ => "refused",
+            };
+            audit_as(st, known, ip.to_string(), "login_failed", user, why);
+            return login_form(
+                st,
+                StatusCode::FORBIDDEN,
+                "Wrong user name or password (or the account is disabled).",
+            )
+            .await;
+        }
+    };
+    let (value, digest) = new_account_session();
+    let now = now_ms();
+    let ttl_ms = i64::try_from(SESSION_TTL.as_millis()).unwrap_or(i64::MAX / 2);
+    if let Err(e) = st
+        .db
+        .open_session(digest, account.name.clone(), now, now + ttl_ms)
+        .await
+    {
+        return ApiError::from(e).into_response();
+    }
+    audit_as(
+        st,
+        Some(&account.name),
+        format!("user:{}@{ip}", account.name),
+        "login",
+        "/dashboard/login",
+        "ok",
+    );
+    let mut resp = redirect_to_dashboard();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        set_cookie(dash, &value, SESSION_TTL.as_secs()),
+    );
+    resp
+}
+
+async fn token_login(st: &AppState, dash: &Dash, ip: std::net::IpAddr, token: &str) -> Response {
+    let Some(expected) = st.admin_token() else {
+        return login_form(
+            st,
+            StatusCode::FORBIDDEN,
+            "This endpoint has no admin token: log in with your user name and password.",
+        )
+        .await;
+    };
+    if !token_matches(token.trim(), expected) {
         dash.failures.count(&st.db, &ip.to_string()).await;
         tracing::warn!(%ip, "dashboard login with a wrong token");
-        crate::http::auth::audit(
-            &st,
+        audit(
+            st,
             ip.to_string(),
             "dashboard_login_failed",
             "/dashboard/login",
@@ -541,22 +773,43 @@ async fn login(
         return login_page(
             StatusCode::FORBIDDEN,
             "Wrong token. Use the endpoint's admin token (--admin-token).",
+            TOKEN_LOGIN_HTML,
         );
     }
+    audit(
+        st,
+        format!("session@{ip}"),
+        "login",
+        "/dashboard/login",
+        "ok",
+    );
     let expires = now_s() + i64::try_from(SESSION_TTL.as_secs()).unwrap_or(i64::MAX / 2);
     let mut resp = redirect_to_dashboard();
     resp.headers_mut().insert(
         header::SET_COOKIE,
-        set_cookie(
-            &dash,
-            &new_session(expected, expires),
-            SESSION_TTL.as_secs(),
-        ),
+        set_cookie(dash, &new_session(expected, expires), SESSION_TTL.as_secs()),
     );
     resp
 }
 
-async fn logout(Extension(dash): Extension<DashState>) -> Response {
+async fn logout(
+    State(st): State<AppState>,
+    Extension(dash): Extension<DashState>,
+    req: Request,
+) -> Response {
+    let (parts, _) = req.into_parts();
+    let (headers, ip) = (&parts.headers, peer_ip(&parts.extensions));
+    if let Some(who) = Principal::of(&st, headers, ip).await
+        && who.expires_s().is_some()
+    {
+        who.audit(&st, "logout", "/dashboard/logout", "ok");
+    }
+    if let Some(v) =
+        cookie(headers, SESSION_COOKIE).filter(|v| v.starts_with(ACCOUNT_SESSION_PREFIX))
+        && let Err(e) = st.db.end_session(session_digest(v)).await
+    {
+        return ApiError::from(e).into_response();
+    }
     let mut resp = redirect_to_dashboard();
     resp.headers_mut()
         .insert(header::SET_COOKIE, set_cookie(&dash, "", 0));
@@ -564,10 +817,10 @@ async fn logout(Extension(dash): Extension<DashState>) -> Response {
 }
 
 async fn api_stores(
-    _: DashboardUser,
+    who: Principal,
     State(st): State<AppState>,
 ) -> Result<Json<Vec<StoreSummary>>, ApiError> {
-    Ok(Json(st.db.list_stores().await?))
+    Ok(Json(who.stores(&st).await?))
 }
 
 /// The period a dashboard covers.
@@ -624,19 +877,17 @@ struct View {
 }
 
 impl View {
-    async fn resolve(st: &AppState, store_id: String, q: ViewQuery) -> Result<View, ApiError> {
+    async fn resolve(
+        st: &AppState,
+        who: &Principal,
+        store_id: String,
+        q: ViewQuery,
+    ) -> Result<View, ApiError> {
         check_store(&store_id)?;
         if let Some(k) = q.kiosk.as_deref().filter(|k| !k.is_empty()) {
             ident::check(k).map_err(|e| ApiError::malformed(format!("kiosk: the kiosk id {e}")))?;
         }
-        let stores = st.db.list_stores().await?;
-        let Some(store) = stores.into_iter().find(|s| s.id == store_id) else {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                ErrorCode::NotFound,
-                format!("store {store_id:?} does not exist"),
-            ));
-        };
+        let store = who.store(st, &store_id).await?;
         let kiosk_id = q.kiosk.filter(|k| !k.is_empty());
         if let Some(k) = &kiosk_id
             && !store.kiosks.contains(k)
@@ -683,12 +934,12 @@ fn view_query(query: Result<Query<ViewQuery>, QueryRejection>) -> Result<ViewQue
 }
 
 async fn api_store(
-    _: DashboardUser,
+    who: Principal,
     State(st): State<AppState>,
     Path(store): Path<String>,
     query: Result<Query<ViewQuery>, QueryRejection>,
 ) -> Result<Json<Dashboard>, ApiError> {
-    let view = View::resolve(&st, store, view_query(query)?).await?;
+    let view = View::resolve(&st, &who, store, view_query(query)?).await?;
     Ok(Json(view.dashboard(&st).await?))
 }
 
@@ -707,7 +958,7 @@ async fn live_queue(st: &AppState, store_id: &str, calls: u32) -> Result<LiveQue
 }
 
 async fn api_queue(
-    _: DashboardUser,
+    who: Principal,
     State(st): State<AppState>,
     Path(store): Path<String>,
     query: Result<Query<QueueParams>, QueryRejection>,
@@ -726,15 +977,17 @@ async fn api_queue(
             "calls: {calls} is out of range; ask for 0 to {MAX_CALLS}"
         )));
     }
+    who.store(&st, &store).await?;
     Ok(Json(live_queue(&st, &store, calls).await?))
 }
 
 async fn api_presence(
-    _: DashboardUser,
+    who: Principal,
     State(st): State<AppState>,
     Path(store): Path<String>,
 ) -> Result<Json<crate::db::presence::StorePresence>, ApiError> {
     check_store(&store)?;
+    who.store(&st, &store).await?;
     let now = unix_ms(OffsetDateTime::now_utc());
     Ok(Json(st.db.presence(store, now).await?))
 }
@@ -840,7 +1093,7 @@ impl Live {
 }
 
 async fn events(
-    access: DashboardUser,
+    access: Principal,
     State(st): State<AppState>,
     query: Result<Query<ViewQuery>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
@@ -852,7 +1105,7 @@ async fn events(
             "dashboard events need ?store=ID",
         ));
     };
-    let view = View::resolve(&st, store, q).await?;
+    let view = View::resolve(&st, &access, store, q).await?;
     // Subscribed before the first snapshot: no change between the two goes unseen.
     let changes = st.subscribe_changes();
     let mut tick =
@@ -863,10 +1116,7 @@ async fn events(
         view,
         changes,
         tick,
-        expires_s: match access {
-            DashboardUser::Session(e) => Some(e),
-            DashboardUser::Token => None,
-        },
+        expires_s: access.expires_s(),
         last_push: None,
         done: false,
         queued: std::collections::VecDeque::new(),
@@ -887,6 +1137,7 @@ pub fn register_schemas(g: &mut schemars::SchemaGenerator) {
     g.subschema_for::<crate::alerts::Fleet>();
     g.subschema_for::<ForwardingView>();
     g.subschema_for::<DashboardReplayRequest>();
+    g.subschema_for::<Me>();
 }
 
 #[cfg(test)]

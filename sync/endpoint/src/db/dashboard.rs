@@ -81,7 +81,7 @@ impl DashboardQuery {
 }
 
 /// A store as the dashboard's store selector lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StoreSummary {
     /// Store id.
     pub id: String,
@@ -89,6 +89,15 @@ pub struct StoreSummary {
     pub name: String,
     /// IANA time zone, when set (`crm-endpoint store-timezone`, the admin API).
     pub timezone: Option<String>,
+    /// Region code (`ES-MD`), when set: regional managers see the stores of their region.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// WGS 84 latitude, degrees, when set.
+    #[serde(default)]
+    pub latitude: Option<f64>,
+    /// WGS 84 longitude, degrees, when set.
+    #[serde(default)]
+    pub longitude: Option<f64>,
     /// Its kiosks' ids, sorted.
     pub kiosks: Vec<String>,
 }

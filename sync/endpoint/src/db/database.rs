@@ -465,8 +465,62 @@ pub trait Database: Send + Sync + 'static {
     /// Appends a line to the operator's audit log.
     fn audit(&self, entry: AuditEntry) -> BoxFuture<'_, DbResult<()>>;
 
-    /// The audit log from `since_ms`, newest first, at most `limit` lines.
-    fn audit_log(&self, since_ms: i64, limit: i64) -> BoxFuture<'_, DbResult<Vec<AuditEntry>>>;
+    /// The audit log from `since_ms`, newest first, at most `limit` lines; only account
+    /// `user`'s lines when given.
+    fn audit_log(
+        &self,
+        since_ms: i64,
+        limit: i64,
+        user: Option<String>,
+    ) -> BoxFuture<'_, DbResult<Vec<AuditEntry>>>;
+
+    /// Creates a console account; false (nothing changed) when the name is taken. `NotFound`
+    /// when a store manager's store does not exist.
+    fn add_account(
+        &self,
+        account: super::accounts::NewAccount,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<bool>>;
+
+    /// Every console account, by name (no password hashes).
+    fn accounts(&self) -> BoxFuture<'_, DbResult<Vec<crate::accounts::Account>>>;
+
+    /// An account with its password's PHC string (the login).
+    fn account_credentials(
+        &self,
+        name: String,
+    ) -> BoxFuture<'_, DbResult<Option<(crate::accounts::Account, String)>>>;
+
+    /// Changes an account (role, disabled, password) and ends its sessions, in one
+    /// transaction; false when there is no such account.
+    fn change_account(
+        &self,
+        name: String,
+        change: super::accounts::AccountChange,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<bool>>;
+
+    /// Whether any account is enabled.
+    fn any_account(&self) -> BoxFuture<'_, DbResult<bool>>;
+
+    /// Opens a session (the SHA-256 of its secret) of account `user` until `expires_ms`.
+    fn open_session(
+        &self,
+        id_hash: String,
+        user: String,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> BoxFuture<'_, DbResult<()>>;
+
+    /// The enabled account of an unexpired session, with the session's expiry (unix ms).
+    fn session(
+        &self,
+        id_hash: String,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<Option<(crate::accounts::Account, i64)>>>;
+
+    /// Ends a session.
+    fn end_session(&self, id_hash: String) -> BoxFuture<'_, DbResult<()>>;
 
     /// A report over whole local days of the query's stores (see [`super::report`]), in one
     /// read snapshot: the daily roll-ups where they exist, raw rows for the other days.

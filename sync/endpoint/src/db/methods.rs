@@ -334,8 +334,80 @@ macro_rules! shared_methods {
             &self,
             since_ms: i64,
             limit: i64,
+            user: Option<String>,
         ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Vec<$crate::db::model::AuditEntry>>> {
-            self.auto(move |e| Box::pin($crate::db::shared::audit_log(e, since_ms, limit)))
+            self.auto(move |e| Box::pin($crate::db::shared::audit_log(e, since_ms, limit, user)))
+        }
+
+        fn add_account(
+            &self,
+            account: $crate::db::accounts::NewAccount,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<bool>> {
+            self.write(move |e| Box::pin($crate::db::accounts::add_account(e, account, now_ms)))
+        }
+
+        fn accounts(
+            &self,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<Vec<$crate::accounts::Account>>> {
+            self.auto(|e| Box::pin($crate::db::accounts::accounts(e)))
+        }
+
+        fn account_credentials(
+            &self,
+            name: String,
+        ) -> futures::future::BoxFuture<
+            '_,
+            $crate::db::model::DbResult<Option<($crate::accounts::Account, String)>>,
+        > {
+            self.auto(move |e| Box::pin($crate::db::accounts::credentials(e, name)))
+        }
+
+        fn change_account(
+            &self,
+            name: String,
+            change: $crate::db::accounts::AccountChange,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<bool>> {
+            self.write(move |e| {
+                Box::pin($crate::db::accounts::change_account(e, name, change, now_ms))
+            })
+        }
+
+        fn any_account(&self) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<bool>> {
+            self.auto(|e| Box::pin($crate::db::accounts::any_account(e)))
+        }
+
+        fn open_session(
+            &self,
+            id_hash: String,
+            user: String,
+            now_ms: i64,
+            expires_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
+            self.write(move |e| {
+                Box::pin($crate::db::accounts::open_session(
+                    e, id_hash, user, now_ms, expires_ms,
+                ))
+            })
+        }
+
+        fn session(
+            &self,
+            id_hash: String,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<
+            '_,
+            $crate::db::model::DbResult<Option<($crate::accounts::Account, i64)>>,
+        > {
+            self.read(move |e| Box::pin($crate::db::accounts::session(e, id_hash, now_ms)))
+        }
+
+        fn end_session(
+            &self,
+            id_hash: String,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
+            self.auto(move |e| Box::pin($crate::db::accounts::end_session(e, id_hash)))
         }
 
         fn set_store_timezone(

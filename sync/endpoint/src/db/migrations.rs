@@ -89,6 +89,11 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../../migrations/sqlite/0012_store_regions.sql"),
     },
     Migration {
+        version: 13,
+        name: "accounts",
+        sql: include_str!("../../migrations/sqlite/0013_accounts.sql"),
+    },
+    Migration {
         version: 14,
         name: "forwarding",
         sql: include_str!("../../migrations/sqlite/0014_forwarding.sql"),
@@ -161,6 +166,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 12,
         name: "store_regions",
         sql: include_str!("../../migrations/postgres/0012_store_regions.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "accounts",
+        sql: include_str!("../../migrations/postgres/0013_accounts.sql"),
     },
     Migration {
         version: 14,

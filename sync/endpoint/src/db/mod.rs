@@ -20,6 +20,7 @@
 //! facts of a batch (per event, versus folded per batch).
 //! The shared test suite in `tests/` runs against both.
 
+pub mod accounts;
 pub mod alerts;
 pub mod dashboard;
 pub mod database;

@@ -90,15 +90,20 @@ impl DbKind {
 pub struct AuditEntry {
     /// When, unix ms.
     pub at_ms: i64,
-    /// `token@ADDR`, `session@ADDR`, or `ADDR` for a refused caller.
+    /// `token@ADDR`, `session@ADDR` (a token login), `user:NAME@ADDR` (an account), or `ADDR`
+    /// for a refused caller.
     pub actor: String,
     /// `read_customer`, `erase_customer`, `export_customer`, `admin_auth_failed`,
-    /// `dashboard_login_failed`.
+    /// `dashboard_login_failed`, `login`, `logout`, `login_failed`, a write (`set_store_config`,
+    /// `add_account`, ...), `forbidden` (a call refused by role).
     pub action: String,
     /// The card token or the route.
     pub target: String,
     /// `ok`, `refused`, `not_found`.
     pub outcome: String,
+    /// The console account that acted (`null`: the admin token, or a caller not logged in).
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// A (retail) store: kiosks and campaigns belong to one.

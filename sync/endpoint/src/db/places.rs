@@ -50,10 +50,15 @@ pub struct StorePlace {
     pub longitude: Option<f64>,
 }
 
-/// A store's place as the operator sets it: a region, and coordinates (both or neither).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+/// A store's place as the operator sets it (`PUT /v1/admin/stores/{id}/location`): a region,
+/// and coordinates (both or neither); optionally a new name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceUpdate {
+    /// New name; absent or `null` keeps it.
+    #[serde(default, deserialize_with = "crate::input::opt_name")]
+    #[schemars(with = "Option<crate::input::Name>")]
+    pub name: Option<String>,
     /// ISO 3166-2 region code (`ES-MD`); `null` clears it.
     #[schemars(regex(pattern = r"^[A-Z]{2}-[A-Z0-9]{1,9}$"))]
     pub region: Option<String>,
@@ -109,7 +114,8 @@ pub(crate) async fn store_places(e: &impl Exec) -> DbResult<Vec<StorePlace>> {
     .collect()
 }
 
-/// Sets store `store_id`'s place; `NotFound` when there is no such store. The caller has
+/// Sets store `store_id`'s place (and its name, when given); `NotFound` when there is no such
+/// store. The caller has
 /// checked the update ([`PlaceUpdate::check`]).
 pub(crate) async fn set_store_place(
     e: &impl Exec,
@@ -124,6 +130,13 @@ pub(crate) async fn set_store_place(
         .await?;
     if n == 0 {
         return Err(DbError::NotFound(format!("store {store_id:?}")));
+    }
+    if let Some(name) = place.name {
+        e.execute(
+            "UPDATE stores SET name = ?2 WHERE id = ?1",
+            args![&store_id, name],
+        )
+        .await?;
     }
     Ok(())
 }
@@ -163,6 +176,7 @@ mod tests {
             assert!(check_region(bad).is_err(), "{bad}");
         }
         let ok = PlaceUpdate {
+            name: None,
             region: Some("ES-AN".into()),
             latitude: Some(37.39),
             longitude: Some(-5.99),

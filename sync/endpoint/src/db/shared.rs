@@ -1022,13 +1022,15 @@ pub(crate) async fn stats(e: &impl Exec, store_id: String) -> DbResult<StoreStat
 /// See [`super::database::Database::audit`].
 pub(crate) async fn audit(e: &impl Exec, entry: AuditEntry) -> DbResult<()> {
     e.execute(
-        "INSERT INTO audit_log (at_ms, actor, action, target, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO audit_log (at_ms, actor, action, target, outcome, user_name)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         args![
             entry.at_ms,
             entry.actor,
             entry.action,
             entry.target,
-            entry.outcome
+            entry.outcome,
+            entry.user
         ],
     )
     .await?;
@@ -1040,11 +1042,13 @@ pub(crate) async fn audit_log(
     e: &impl Exec,
     since_ms: i64,
     limit: i64,
+    user: Option<String>,
 ) -> DbResult<Vec<AuditEntry>> {
     e.query(
-        "SELECT at_ms, actor, action, target, outcome FROM audit_log
-         WHERE at_ms >= ?1 ORDER BY at_ms DESC, id DESC LIMIT ?2",
-        args![since_ms, limit],
+        "SELECT at_ms, actor, action, target, outcome, user_name FROM audit_log
+         WHERE at_ms >= ?1 AND (CAST(?3 AS TEXT) IS NULL OR user_name = ?3)
+         ORDER BY at_ms DESC, id DESC LIMIT ?2",
+        args![since_ms, limit, user],
     )
     .await?
     .iter()
@@ -1055,6 +1059,7 @@ pub(crate) async fn audit_log(
             action: r.get(2)?,
             target: r.get(3)?,
             outcome: r.get(4)?,
+            user: r.get(5)?,
         })
     })
     .collect()
@@ -1090,7 +1095,7 @@ pub(crate) async fn set_store_timezone(
 pub(crate) async fn list_stores(e: &impl Exec) -> DbResult<Vec<StoreSummary>> {
     let mut stores: Vec<StoreSummary> = e
         .query(
-            "SELECT s.id, s.name, z.timezone FROM stores s
+            "SELECT s.id, s.name, z.timezone, s.region, s.latitude, s.longitude FROM stores s
              LEFT JOIN store_timezones z ON z.store_id = s.id ORDER BY s.id",
             &[],
         )
@@ -1101,6 +1106,9 @@ pub(crate) async fn list_stores(e: &impl Exec) -> DbResult<Vec<StoreSummary>> {
                 id: r.get(0)?,
                 name: r.get(1)?,
                 timezone: r.get(2)?,
+                region: r.get(3)?,
+                latitude: r.get(4)?,
+                longitude: r.get(5)?,
                 kiosks: Vec::new(),
             })
         })

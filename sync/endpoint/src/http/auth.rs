@@ -1,9 +1,17 @@
-//! Who may call what: the [`Admin`] extractor (the admin token), [`SignedKiosk`] and
-//! [`verify_kiosk`] (a kiosk's signed request, see [`kiosk_protocol::auth`]), and
-//! [`DashboardUser`] (a dashboard session cookie, or the admin token for scripts).
+//! Who may call what: [`Principal`] (a console account's session, a token login's session, or
+//! the admin token: who is calling and the [`Scope`] of stores they see), the [`Admin`] extractor
+//! (a principal allowed everything: the admin token or an HQ admin), [`SignedKiosk`] and
+//! [`verify_kiosk`] (a kiosk's signed request, see [`kiosk_protocol::auth`]).
 //!
-//! The session cookie holds an expiry, a nonce and an HMAC under a key derived from the admin
-//! token — never the token itself; changing the token ends every session.
+//! Scoping lives here, once: a handler takes a [`Principal`] and asks it for the stores it may
+//! see ([`Principal::stores`]), for one store ([`Principal::store`], 403 outside the scope), or
+//! for the right to write ([`Principal::require_write`]); the queries then run on what it
+//! answered. Writes are audited by [`audit_writes`], one layer over every non-GET route.
+//!
+//! An account's session cookie (`u1.SECRET`) is a row of `user_sessions` keyed by the SHA-256 of
+//! its secret: logging out, disabling the account or changing its password ends it on every
+//! replica. A token login's cookie (`v1.EXPIRES.NONCE.MAC`) holds an HMAC under a key derived
+//! from the admin token — never the token itself; changing the token ends those sessions.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,35 +31,53 @@ use time::OffsetDateTime;
 use super::error::ApiError;
 use super::request::{header_str, now_ms};
 use super::state::{AppState, peer_ip};
-use crate::db::{KioskRecord, ReplayGuard};
+use crate::accounts::{Account, Role, Scope};
+use crate::db::{KioskRecord, ReplayGuard, StoreSummary};
 
 /// Name of the dashboard's session cookie.
 pub const SESSION_COOKIE: &str = "crm_dashboard";
 
-/// Proof that the request carries the admin token (`x-admin-token` or `Authorization: Bearer`);
-/// rejects with 403 otherwise, or when the endpoint runs without an admin token.
-#[derive(Debug, Clone, Copy)]
+/// A caller allowed everything: the admin token (`x-admin-token` or `Authorization: Bearer`),
+/// a token login's session, or an HQ admin's session; 403 otherwise, or when the endpoint runs
+/// without an admin token and the caller has no account session.
+#[derive(Debug, Clone)]
 pub struct Admin {
-    /// Where the request came from (the audit log's actor).
+    /// Where the request came from.
     pub peer: IpAddr,
+    /// Who is calling.
+    pub who: Principal,
 }
 
 impl Admin {
     /// Appends `action` on `target` to the operator's audit log, in the background (the answer
     /// does not wait for it; a failure is logged).
     pub fn audit(&self, st: &AppState, action: &str, target: &str, outcome: &str) {
-        audit(st, format!("token@{}", self.peer), action, target, outcome);
+        self.who.audit(st, action, target, outcome);
     }
 }
 
-/// Appends a line to the audit log in the background.
+/// Appends a line to the audit log in the background (no account: the admin token or a caller
+/// not logged in).
 pub(crate) fn audit(st: &AppState, actor: String, action: &str, target: &str, outcome: &str) {
+    audit_as(st, None, actor, action, target, outcome);
+}
+
+/// Appends a line of account `user`'s to the audit log in the background.
+pub(crate) fn audit_as(
+    st: &AppState,
+    user: Option<&str>,
+    actor: String,
+    action: &str,
+    target: &str,
+    outcome: &str,
+) {
     let entry = crate::db::AuditEntry {
         at_ms: now_ms(),
         actor,
         action: action.to_owned(),
         target: target.to_owned(),
         outcome: outcome.to_owned(),
+        user: user.map(str::to_owned),
     };
     let db = st.db.clone();
     tokio::spawn(async move {
@@ -82,7 +108,13 @@ impl Admin {
                 .and_then(|v| v.strip_prefix("Bearer "))
         });
         match given {
-            Some(g) if token_matches(g, expected) => Ok(Admin { peer: ip }),
+            Some(g) if token_matches(g, expected) => Ok(Admin {
+                peer: ip,
+                who: Principal {
+                    peer: ip,
+                    caller: Caller::Token,
+                },
+            }),
             Some(_) => {
                 st.admin_failures.count(&st.db, &ip.to_string()).await;
                 tracing::warn!(%ip, "admin request with a wrong token");
@@ -108,7 +140,12 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
-        Admin::check(st, &parts.headers, peer_ip(&parts.extensions)).await
+        let who = Principal::from_request_parts(parts, st).await?;
+        who.require_hq(st, "this")?;
+        Ok(Admin {
+            peer: who.peer,
+            who,
+        })
     }
 }
 
@@ -218,54 +255,283 @@ pub async fn verify_kiosk(
     Ok((kiosk, guard))
 }
 
-/// How a dashboard request is allowed in: a session until its expiry (unix s), or the admin
-/// token itself (scripts). Rejects with 403 saying to log in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DashboardUser {
-    /// A session cookie, valid until this unix second.
-    Session(i64),
-    /// The admin token.
+/// How a caller got in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// The admin token in the request (scripts, machines).
     Token,
+    /// A session opened with the admin token at the login form, valid until this unix second.
+    TokenSession(i64),
+    /// A console account's session, valid until `expires_s` (unix seconds).
+    Account {
+        /// The account, as the session's row joined it (enabled).
+        account: Account,
+        /// When the session ends, unix seconds.
+        expires_s: i64,
+    },
 }
 
-impl DashboardUser {
-    /// The caller of a dashboard request, if allowed in.
-    pub async fn of(st: &AppState, headers: &HeaderMap, ip: IpAddr) -> Option<DashboardUser> {
-        Self::check(st, headers, ip).await.ok()
+/// Who is calling a dashboard page or an admin/console API, and so which stores they see: the
+/// one value every scoped handler takes (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Where the request came from.
+    pub peer: IpAddr,
+    /// How they got in.
+    pub caller: Caller,
+}
+
+impl Principal {
+    /// The caller's role: the admin token counts as an HQ admin.
+    pub fn role(&self) -> Role {
+        match &self.caller {
+            Caller::Token | Caller::TokenSession(_) => Role::HqAdmin,
+            Caller::Account { account, .. } => account.role,
+        }
     }
 
-    /// The caller of a dashboard request: a session, else the admin token ([`Admin::check`]'s
-    /// throttling applies: an address past its wrong tokens gets 429, not "log in").
+    /// The stores the caller sees.
+    pub fn scope(&self) -> Scope {
+        match &self.caller {
+            Caller::Token | Caller::TokenSession(_) => Scope::All,
+            Caller::Account { account, .. } => account.scope(),
+        }
+    }
+
+    /// The account's name, if the caller is one.
+    pub fn user(&self) -> Option<&str> {
+        match &self.caller {
+            Caller::Account { account, .. } => Some(&account.name),
+            _ => None,
+        }
+    }
+
+    /// When the caller's session ends (unix s); `None` for the admin token itself.
+    pub fn expires_s(&self) -> Option<i64> {
+        match &self.caller {
+            Caller::Token => None,
+            Caller::TokenSession(e) => Some(*e),
+            Caller::Account { expires_s, .. } => Some(*expires_s),
+        }
+    }
+
+    /// The audit log's actor: `token@ADDR`, `session@ADDR` or `user:NAME@ADDR`.
+    pub fn actor(&self) -> String {
+        match &self.caller {
+            Caller::Token => format!("token@{}", self.peer),
+            Caller::TokenSession(_) => format!("session@{}", self.peer),
+            Caller::Account { account, .. } => format!("user:{}@{}", account.name, self.peer),
+        }
+    }
+
+    /// Appends `action` on `target` with `outcome` to the audit log as this caller (in the
+    /// background).
+    pub fn audit(&self, st: &AppState, action: &str, target: &str, outcome: &str) {
+        audit_as(st, self.user(), self.actor(), action, target, outcome);
+    }
+
+    fn refuse(&self, st: &AppState, what: &str, why: String) -> ApiError {
+        self.audit(st, "forbidden", what, "refused");
+        ApiError::forbidden(why)
+    }
+
+    /// 403 (audited) unless the caller may change things: everyone but an analyst.
+    pub fn require_write(&self, st: &AppState, what: &str) -> Result<(), ApiError> {
+        if self.role().writes() {
+            return Ok(());
+        }
+        Err(self.refuse(
+            st,
+            what,
+            format!(
+                "a {} account reads only; ask an HQ admin to change {what}",
+                self.role().as_str()
+            ),
+        ))
+    }
+
+    /// 403 (audited) unless the caller is an HQ admin or the admin token.
+    pub fn require_hq(&self, st: &AppState, what: &str) -> Result<(), ApiError> {
+        if self.role() == Role::HqAdmin {
+            return Ok(());
+        }
+        Err(self.refuse(
+            st,
+            what,
+            format!(
+                "only HQ admins may do {what}; this {} account may not",
+                self.role().as_str()
+            ),
+        ))
+    }
+
+    /// The stores the caller sees, by id.
+    pub async fn stores(&self, st: &AppState) -> Result<Vec<StoreSummary>, ApiError> {
+        let scope = self.scope();
+        let mut stores = st.db.list_stores().await?;
+        stores.retain(|s| scope.allows(&s.id, s.region.as_deref()));
+        Ok(stores)
+    }
+
+    /// Store `store_id` if the caller sees it: 404 when it does not exist for a caller who sees
+    /// every store; 403 (audited) when it is outside the caller's scope, whether or not it exists
+    /// (a store manager learns nothing about other stores, not even their ids).
+    pub async fn store(&self, st: &AppState, store_id: &str) -> Result<StoreSummary, ApiError> {
+        let scope = self.scope();
+        let found = st
+            .db
+            .list_stores()
+            .await?
+            .into_iter()
+            .find(|s| s.id == store_id);
+        match found {
+            Some(s) if scope.allows(&s.id, s.region.as_deref()) => Ok(s),
+            None if scope == Scope::All => Err(ApiError::not_found(format!(
+                "store {store_id:?} does not exist"
+            ))),
+            _ => Err(self.refuse(
+                st,
+                store_id,
+                format!(
+                    "store {store_id:?} is not one of this {} account's stores",
+                    self.role().as_str()
+                ),
+            )),
+        }
+    }
+
+    /// The caller of a dashboard or admin request: an account's session, a token login's
+    /// session, else the admin token ([`Admin::check`]'s throttling applies: an address past its
+    /// wrong tokens gets 429, not "log in").
     pub async fn check(
         st: &AppState,
         headers: &HeaderMap,
         ip: IpAddr,
-    ) -> Result<DashboardUser, ApiError> {
+    ) -> Result<Principal, ApiError> {
         let login = || {
             ApiError::forbidden(
                 "log in at /dashboard first (or send the admin token as x-admin-token)",
             )
         };
-        let token = st.admin_token().ok_or_else(login)?;
-        if let Some(exp) =
-            cookie(headers, SESSION_COOKIE).and_then(|v| session_expiry(token, v, now_s()))
-        {
-            return Ok(DashboardUser::Session(exp));
+        match cookie(headers, SESSION_COOKIE) {
+            Some(v) if v.starts_with(ACCOUNT_SESSION_PREFIX) => {
+                if let Some((account, expires_ms)) =
+                    st.db.session(session_digest(v), now_ms()).await?
+                {
+                    return Ok(Principal {
+                        peer: ip,
+                        caller: Caller::Account {
+                            account,
+                            expires_s: expires_ms.div_euclid(1000),
+                        },
+                    });
+                }
+            }
+            Some(v) => {
+                if let Some(exp) = st
+                    .admin_token()
+                    .and_then(|token| session_expiry(token, v, now_s()))
+                {
+                    return Ok(Principal {
+                        peer: ip,
+                        caller: Caller::TokenSession(exp),
+                    });
+                }
+            }
+            None => {}
         }
         match Admin::check(st, headers, ip).await {
-            Ok(Admin { .. }) => Ok(DashboardUser::Token),
+            Ok(admin) => Ok(admin.who),
             Err(e) if e.status() == StatusCode::TOO_MANY_REQUESTS => Err(e),
+            Err(e) if has_token(headers) => Err(e),
             Err(_) => Err(login()),
         }
     }
+
+    /// The caller, if allowed in (the pages: the login form otherwise).
+    pub async fn of(st: &AppState, headers: &HeaderMap, ip: IpAddr) -> Option<Principal> {
+        Self::check(st, headers, ip).await.ok()
+    }
 }
 
-impl FromRequestParts<AppState> for DashboardUser {
+fn has_token(headers: &HeaderMap) -> bool {
+    header_str(headers, HEADER_ADMIN_TOKEN).is_some()
+        || header_str(headers, header::AUTHORIZATION.as_str()).is_some()
+}
+
+/// Where [`audit_writes`] learns who made a request (the extractor fills it, with the state to
+/// write the line with).
+#[derive(Clone, Default)]
+struct WhoSlot(std::sync::Arc<std::sync::Mutex<Option<(Principal, AppState)>>>);
+
+impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
-        DashboardUser::check(st, &parts.headers, peer_ip(&parts.extensions)).await
+        let who = Principal::check(st, &parts.headers, peer_ip(&parts.extensions)).await?;
+        if let Some(slot) = parts.extensions.get::<WhoSlot>()
+            && let Ok(mut s) = slot.0.lock()
+        {
+            *s = Some((who.clone(), st.clone()));
+        }
+        Ok(who)
     }
+}
+
+/// The layer over every route that changes something: once the handler answered, a line in the
+/// audit log says who (the [`Principal`] its extractor resolved), what (`METHOD /route/{param}`),
+/// on what (the path as called) and how it ended (`ok`, `refused` for 401/403/429, else the
+/// status). Callers refused before being identified are logged by [`Admin::check`] and the
+/// login.
+pub async fn audit_writes(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if req.method() == Method::GET {
+        return next.run(req).await;
+    }
+    let slot = WhoSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| req.uri().path().to_owned(), |m| m.as_str().to_owned());
+    let action = format!("{} {route}", req.method());
+    let target = req.uri().path().to_owned();
+    let resp = next.run(req).await;
+    let who = slot.0.lock().ok().and_then(|mut s| s.take());
+    if let Some((who, st)) = who {
+        let status = resp.status();
+        let outcome = if status.is_success() || status.is_redirection() {
+            "ok".to_owned()
+        } else if matches!(status.as_u16(), 401 | 403 | 429) {
+            "refused".to_owned()
+        } else {
+            format!("error {}", status.as_u16())
+        };
+        who.audit(&st, &action, &target, &outcome);
+    }
+    resp
+}
+
+/// The prefix of an account session's cookie value.
+pub const ACCOUNT_SESSION_PREFIX: &str = "u1.";
+
+/// A new account session's cookie value (`u1.` and 256 random bits) and the digest it is
+/// stored as.
+pub fn new_account_session() -> (String, String) {
+    use base64::Engine as _;
+    let value = format!(
+        "{ACCOUNT_SESSION_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+    );
+    let digest = session_digest(&value);
+    (value, digest)
+}
+
+/// The digest an account session's cookie value is stored as (SHA-256, hex).
+pub fn session_digest(value: &str) -> String {
+    hex::encode(Sha256::digest(value.as_bytes()))
 }
 
 /// Now, unix seconds.
@@ -313,7 +579,7 @@ pub fn session_expiry(admin_token: &str, value: &str, now_s: i64) -> Option<i64>
     (expires > now_s).then_some(expires)
 }
 
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()

@@ -10,7 +10,8 @@ pub enum Security {
     None,
     /// A signed kiosk request.
     Kiosk,
-    /// The admin token.
+    /// The admin token, or an HQ admin's session (some admin routes let other roles in, scoped:
+    /// their summaries say so).
     Admin,
     /// A dashboard session or the admin token.
     Dashboard,
@@ -23,7 +24,7 @@ impl Security {
             Security::Kiosk => {
                 json!([{ "kioskId": [], "kioskTimestamp": [], "kioskSignature": [] }])
             }
-            Security::Admin => json!([{ "adminToken": [] }]),
+            Security::Admin => json!([{ "adminToken": [] }, { "dashboardSession": [] }]),
             Security::Dashboard => json!([{ "dashboardSession": [] }, { "adminToken": [] }]),
         }
     }

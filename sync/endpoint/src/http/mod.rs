@@ -14,7 +14,7 @@ pub mod request;
 pub mod route;
 pub mod state;
 
-pub use auth::Admin;
+pub use auth::{Admin, Caller, Principal, audit_writes};
 pub use error::ApiError;
 pub(crate) use request::{header_str, json_body, now_ms};
 pub use route::{Route, Verb};

@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::auth::DashboardUser;
+use super::auth::Principal;
 use super::state::{AppState, peer_ip};
 
 /// The console pages' policy (as the dashboard's): scripts, styles, pictures and requests from
@@ -24,11 +24,12 @@ pub async fn console_headers(req: Request, next: Next) -> Response {
     resp
 }
 
-/// A console page: `html` for a browser with a dashboard session; else a redirect to
-/// `/dashboard`, whose login form brings the manager back in.
+/// A console page: `html` for a browser with a console session (an account's, or a token
+/// login's); else a redirect to `/dashboard`, whose login form brings the manager back in. What
+/// the page shows is scoped by its API, which asks the caller's [`Principal`].
 pub async fn console_page(st: &AppState, req: Request, html: &'static str) -> Response {
-    match DashboardUser::of(st, req.headers(), peer_ip(req.extensions())).await {
-        Some(DashboardUser::Session(_)) => (
+    match Principal::of(st, req.headers(), peer_ip(req.extensions())).await {
+        Some(p) if p.expires_s().is_some() => (
             StatusCode::OK,
             [(
                 header::CONTENT_TYPE,

@@ -307,7 +307,7 @@
     const unplaced = data.stores.filter((s) => !s.region);
     $("unplaced").hidden = !unplaced.length;
     $("unplaced").textContent = unplaced.length
-      ? `${unplaced.length} ${unplaced.length === 1 ? "store has" : "stores have"} no region yet (${unplaced.map((s) => s.name).join(", ")}): set it with PUT /v1/admin/stores/{id}/place.`
+      ? `${unplaced.length} ${unplaced.length === 1 ? "store has" : "stores have"} no region yet (${unplaced.map((s) => s.name).join(", ")}): set it with PUT /v1/admin/stores/{id}/location.`
       : "";
   }
 

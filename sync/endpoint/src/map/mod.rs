@@ -9,28 +9,24 @@
 //! dashboard's own, daily roll-ups included) → **figures per store, and per region from its
 //! stores' rows merged** (a region's median wait is the median of all its turns) →
 //! `/dashboard/api/map` → `map.js`. The page needs a dashboard session like the rest of
-//! `/dashboard`; a store's place is set by the operator with `PUT /v1/admin/stores/{id}/place`.
+//! `/dashboard`; a store's place is set by the operator with `PUT /v1/admin/stores/{id}/location`.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, Request, State};
-use axum::http::StatusCode;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, Request, State};
 use axum::middleware;
 use axum::response::Response;
-use kiosk_protocol::ident;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::db::dashboard::{WindowRows, nps_figures, percentile};
-use crate::db::places::{PlaceUpdate, StorePlace};
-use crate::http::auth::{Admin, DashboardUser};
-use crate::http::doc::{Security, error_answer, path_param, query_param, raw_op, schema_ref, text};
-use crate::http::request::json_body;
+use crate::db::places::StorePlace;
+use crate::http::auth::Principal;
+use crate::http::doc::{Security, error_answer, query_param, raw_op, schema_ref, text};
 use crate::http::{ApiError, AppState, Route, Verb};
 use crate::ingest::unix_ms;
 
@@ -193,15 +189,6 @@ pub fn routes() -> Vec<Route> {
         json!({ "type": "integer", "minimum": 1, "maximum": MAX_DAYS }),
         "the last DAYS local days of each store, today included (default 30)"
     )]);
-    let mut place_doc = raw_op(
-        "set a store's region (ISO 3166-2, e.g. ES-MD) and coordinates (WGS 84), for the map and regional views",
-        Security::Admin,
-        json!({ "204": { "description": "set" }, "400": err, "401": err, "403": err,
-                "404": err, "429": err, "503": err }),
-    );
-    place_doc["parameters"] = json!([path_param("store_id", "Ident")]);
-    place_doc["requestBody"] = json!({ "required": true, "content": { "application/json": {
-        "schema": schema_ref("PlaceUpdate") } } });
     let asset_doc =
         |what: &str, ty: &str| raw_op(what, Security::None, json!({ "200": text(ty, what) }));
     // RFC 7946's FeatureCollection, with what build.mjs adds beside it.
@@ -270,27 +257,19 @@ pub fn routes() -> Vec<Route> {
             geojson_doc("Spain's provinces, each with its region's code (GeoJSON; IGN, CC BY 4.0)"),
         ),
     ];
-    let mut routes: Vec<Route> = routes
+    routes
         .into_iter()
         .map(|r| {
             r.map(|h| {
                 h.layer::<_, Infallible>(middleware::from_fn(crate::http::page::console_headers))
             })
         })
-        .collect();
-    routes.push(Route::new(
-        Verb::Put,
-        "/v1/admin/stores/{store_id}/place",
-        put_place,
-        place_doc,
-    ));
-    routes
+        .collect()
 }
 
 /// Adds the schemas the map's paths refer to to `g`'s definitions.
 pub fn register_schemas(g: &mut schemars::SchemaGenerator) {
     g.subschema_for::<MapView>();
-    g.subschema_for::<PlaceUpdate>();
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -302,7 +281,7 @@ async fn page(State(st): State<AppState>, req: Request) -> Response {
 }
 
 async fn api_map(
-    _: DashboardUser,
+    who: Principal,
     State(st): State<AppState>,
     query: Result<Query<MapQuery>, QueryRejection>,
 ) -> Result<Json<MapView>, ApiError> {
@@ -315,22 +294,10 @@ async fn api_map(
         )));
     }
     let now = unix_ms(OffsetDateTime::now_utc());
-    let periods = st.db.store_periods(days, now).await?;
+    let scope = who.scope();
+    let mut periods = st.db.store_periods(days, now).await?;
+    periods.retain(|(place, _)| scope.allows(&place.id, place.region.as_deref()));
     Ok(Json(map_view(days, now, periods)))
-}
-
-async fn put_place(
-    _: Admin,
-    State(st): State<AppState>,
-    Path(store_id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<StatusCode, ApiError> {
-    ident::check(&store_id)
-        .map_err(|e| ApiError::malformed(format!("store_id: the store id {e}")))?;
-    let place: PlaceUpdate = json_body(body)?;
-    place.check().map_err(ApiError::malformed)?;
-    st.db.set_store_place(store_id, place).await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]

@@ -55,7 +55,9 @@ fn record(cells: impl IntoIterator<Item = String>) -> String {
 /// `value` as one CSV field: guarded when it is text that a spreadsheet would run, quoted when
 /// it needs to be.
 pub fn field(value: &str, is_text: bool) -> String {
-    record([guard(value, is_text)]).trim_end_matches("\r\n").to_owned()
+    record([guard(value, is_text)])
+        .trim_end_matches("\r\n")
+        .to_owned()
 }
 
 fn write(head: &[&str], rows: Vec<Vec<Cell>>) -> String {

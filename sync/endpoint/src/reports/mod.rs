@@ -25,7 +25,7 @@ use crate::db::report::{
     CampaignRow, Grouping, MAX_DAYS, NO_REGION, NpsRow, Period, QueueRow, Report, ReportQuery,
     StorePlace,
 };
-use crate::http::auth::DashboardUser;
+use crate::http::auth::Principal;
 use crate::http::doc::{Security, error_answer, query_param, raw_op, text};
 use crate::http::{ApiError, AppState, Route, Verb, peer_ip};
 use crate::ingest::unix_ms;
@@ -40,13 +40,14 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// The days a report covers when the form does not say: the last seven, today included.
 pub const DEFAULT_DAYS: i32 = 7;
 
-/// The stores `user` may see in reports: every store. The one place reports are scoped: per
-/// role (HQ, region, store) once accounts exist (issue 21 item 1).
-pub async fn visible_stores(
-    st: &AppState,
-    _user: &DashboardUser,
-) -> Result<Vec<StorePlace>, ApiError> {
-    Ok(st.db.store_places().await?)
+/// The stores `who` may see in reports: those of its scope (every store, its region's or its
+/// one store; docs/CONSOLE.md "Accounts and roles"). The one place reports are scoped: the page,
+/// the CSV and both forms' store and region lists go through it.
+pub async fn visible_stores(st: &AppState, who: &Principal) -> Result<Vec<StorePlace>, ApiError> {
+    let scope = who.scope();
+    let mut stores = st.db.store_places().await?;
+    stores.retain(|s| scope.allows(&s.id, s.region.as_deref()));
+    Ok(stores)
 }
 
 /// The report form's fields, as sent (every field optional: the defaults fill in).
@@ -378,15 +379,9 @@ async fn page(
     req: Request,
 ) -> Response {
     let (headers, ip) = (req.headers(), peer_ip(req.extensions()));
-    if st.admin_token().is_none() {
-        return crate::dashboard::login_page(
-            StatusCode::FORBIDDEN,
-            "The dashboard is disabled: start the endpoint with --admin-token.",
-        );
-    }
-    let user = DashboardUser::of(&st, headers, ip)
+    let user = Principal::of(&st, headers, ip)
         .await
-        .filter(|u| matches!(u, DashboardUser::Session(_)));
+        .filter(|p| p.expires_s().is_some());
     // A query of the wrong shape is refused whoever sends it; the form comes back with it only
     // to a session.
     let shape = match &query {
@@ -398,8 +393,10 @@ async fn page(
     };
     let Some(user) = user else {
         return match shape {
-            Ok(()) => crate::dashboard::login_page(StatusCode::OK, ""),
-            Err(problem) => crate::dashboard::login_page(StatusCode::BAD_REQUEST, &problem),
+            Ok(()) => crate::dashboard::login_form(&st, StatusCode::OK, "").await,
+            Err(problem) => {
+                crate::dashboard::login_form(&st, StatusCode::BAD_REQUEST, &problem).await
+            }
         };
     };
     let visible = match visible_stores(&st, &user).await {
@@ -432,7 +429,7 @@ async fn page(
 }
 
 async fn download(
-    user: DashboardUser,
+    user: Principal,
     State(st): State<AppState>,
     query: Result<Query<Params>, QueryRejection>,
 ) -> Result<Response, ApiError> {

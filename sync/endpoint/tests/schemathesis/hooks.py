@@ -202,6 +202,29 @@ def _report_range_holds(query):
     except OverflowError:
         return False
     return frm <= to and (to - frm).days + 1 <= 366
+def _grant_holds(body, role_required):
+    """crm_endpoint::accounts::check_grant: a regional manager has a region and no store, a store
+    manager a store and no region, the others neither (an account change without a role gives
+    neither)."""
+    if not isinstance(body, dict):
+        return True
+    role = body.get("role")
+    region, store = body.get("region"), body.get("store_id")
+    if role is None:
+        return role_required or (region is None and store is None)
+    if role == "regional-manager":
+        return region is not None and store is None
+    if role == "store-manager":
+        return store is not None and region is None
+    return region is None and store is None
+
+
+def _place_holds(body):
+    """A store's place has both coordinates or neither (crm_endpoint::db::places::PlaceUpdate::check:
+    half a pair is refused with 400, as it must be)."""
+    if not isinstance(body, dict):
+        return True
+    return (body.get("latitude") is None) == (body.get("longitude") is None)
 
 
 @schemathesis.hook
@@ -216,13 +239,12 @@ def filter_case(ctx, case):
         return _campaign_rules_hold(case.body)
     if operation.path == "/v1/admin/stores/{store_id}/config" and method == "PUT":
         return _store_config_rules_hold(case.body)
-    if operation.path == "/v1/admin/stores/{store_id}/place" and method == "PUT":
-        # Coordinates come in pairs (crm_endpoint::db::places::PlaceUpdate::check): half a
-        # pair is refused with 400, as it must be.
-        body = case.body
-        return not isinstance(body, dict) or (
-            (body.get("latitude") is None) == (body.get("longitude") is None)
-        )
     if operation.path in ("/dashboard/reports", "/dashboard/reports.csv"):
         return _report_range_holds(case.query)
+    if operation.path == "/v1/admin/accounts" and method == "POST":
+        return _grant_holds(case.body, True)
+    if operation.path == "/v1/admin/accounts/{name}" and method == "PUT":
+        return _grant_holds(case.body, False)
+    if operation.path == "/v1/admin/stores/{store_id}/location" and method == "PUT":
+        return _place_holds(case.body)
     return True
