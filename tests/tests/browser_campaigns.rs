@@ -47,14 +47,20 @@ async fn retype(browser: &Browser, css: &str, text: &str) {
     browser.type_into(css, text).await.unwrap();
 }
 
-async fn log_in(browser: &Browser, crm: &str, token: &str) {
+/// Logs in as the demo's HQ admin (campaign edits are HQ admins').
+async fn log_in(browser: &Browser, crm: &str, accounts: &[crm_endpoint::DemoAccount]) {
+    let hq = accounts
+        .iter()
+        .find(|a| a.role == crm_endpoint::accounts::Role::HqAdmin)
+        .expect("the demo's HQ admin");
     browser
         .goto(&format!("{crm}/dashboard/campaigns"))
         .await
         .unwrap();
-    browser.wait_for("#token", WAIT).await.expect("login form");
-    browser.type_into("#token", token).await.unwrap();
-    browser.click("button[type=submit]").await.unwrap();
+    browser
+        .log_in_dashboard(&hq.name, &hq.password)
+        .await
+        .expect("log in");
     browser
         .wait_for("#kpi-tickets", WAIT)
         .await
@@ -84,7 +90,7 @@ async fn a_campaign_edited_in_the_console_reaches_the_kiosk_and_its_results_upda
     let crm = format!("http://{}", demo.crm_addr);
 
     let browser = Browser::launch(Viewport::FULL_HD).await.expect("chromium");
-    log_in(&browser, &crm, &demo.admin_token).await;
+    log_in(&browser, &crm, &demo.accounts).await;
     assert_eq!(
         browser.text(&format!("{VIP} .pill")).await.unwrap(),
         "Running"
@@ -283,7 +289,7 @@ async fn a_campaign_edited_in_the_console_reaches_the_kiosk_and_its_results_upda
     // The other sizes: the list and the editor fit and are accessible.
     for viewport in [Viewport::PI_DISPLAY, PORTRAIT] {
         let b = Browser::launch(viewport).await.expect("chromium");
-        log_in(&b, &crm, &demo.admin_token).await;
+        log_in(&b, &crm, &demo.accounts).await;
         b.screenshot(&format!("campaigns-{viewport}-01-list"))
             .await
             .unwrap();

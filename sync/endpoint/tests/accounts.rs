@@ -163,6 +163,19 @@ async fn each_role_gets_exactly_its_stores_and_a_403_for_the_rest(b: Backend) {
             .collect();
         fleet_ids.sort_unstable();
         assert_eq!(fleet_ids, seen, "{user}'s fleet view");
+        // The regions map: its stores, and regions made of them only.
+        let map: Value = get(&h, &cookie, "/dashboard/api/map?days=7")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(ids(&map["stores"]), seen, "{user}'s map");
+        // The campaigns page's view: readable by every role.
+        assert_eq!(
+            get(&h, &cookie, "/dashboard/api/campaigns").await.status(),
+            200,
+            "{user} reads the campaigns page's view"
+        );
         for store in all {
             let inside = seen.contains(&store);
             for path in [
@@ -208,6 +221,21 @@ async fn each_role_gets_exactly_its_stores_and_a_403_for_the_rest(b: Backend) {
             } else {
                 StatusCode::FORBIDDEN
             };
+            // Reports: a store outside the scope is not among the user's (404, no data).
+            let report = get(
+                &h,
+                &cookie,
+                &format!("/dashboard/reports.csv?table=queue&store={store}"),
+            )
+            .await;
+            let status = report.status();
+            let body = report.text().await.unwrap();
+            if inside {
+                assert_eq!(status, 200, "{user}'s report of {store}: {body}");
+            } else {
+                assert_eq!(status, 404, "{user}'s report of {store}: {body}");
+                assert!(!body.contains("Tienda"), "{user}: {body}");
+            }
             assert_eq!(config, expected, "{user} PUT {store}'s configuration");
             assert_eq!(code, expected, "{user} POST an enrollment code for {store}");
         }
@@ -230,11 +258,16 @@ async fn each_role_gets_exactly_its_stores_and_a_403_for_the_rest(b: Backend) {
             "/dashboard/accounts",
             "/dashboard/audit",
             "/v1/admin/releases",
+            "/dashboard/forwarding",
+            "/dashboard/api/forwarding",
         ] {
+            let r = get(&h, &cookie, path).await;
+            let status = r.status();
             assert_eq!(
-                get(&h, &cookie, path).await.status(),
+                status,
                 only_hq,
-                "{user} GET {path}"
+                "{user} GET {path}: {}",
+                r.text().await.unwrap()
             );
         }
         assert_eq!(
@@ -259,6 +292,13 @@ async fn each_role_gets_exactly_its_stores_and_a_403_for_the_rest(b: Backend) {
                 json!({ "percent": 10, "max_failures": 1 }),
             ),
             (Method::POST, "/v1/admin/segments/recompute", json!({})),
+            // Campaign edits from the console (an empty body: 400 for an HQ admin).
+            (Method::PUT, "/dashboard/api/campaigns/spring", json!({})),
+            (
+                Method::POST,
+                "/dashboard/api/forwarding/replay",
+                json!({ "endpoint_id": "none" }),
+            ),
         ] {
             let status = send(&h, &cookie, method.clone(), path, body).await;
             if hq {

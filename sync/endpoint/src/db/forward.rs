@@ -782,7 +782,7 @@ pub(crate) async fn dead_letters(
 ) -> DbResult<Vec<DeadLetter>> {
     e.query(
         "SELECT seq, endpoint_id, msg_id, event_type, created_ms, attempts, dead_ms, last_error
-         FROM forward_messages WHERE state = 'dead' AND (?1 IS NULL OR endpoint_id = ?1)
+         FROM forward_messages WHERE state = 'dead' AND (CAST(?1 AS TEXT) IS NULL OR endpoint_id = ?1)
          ORDER BY dead_ms DESC, seq DESC LIMIT ?2",
         args![endpoint_id, limit],
     )
@@ -813,7 +813,7 @@ pub(crate) async fn replay(
 ) -> DbResult<u64> {
     e.execute(
         "UPDATE forward_messages SET state = 'pending', attempts = 0, next_ms = ?3, dead_ms = NULL
-         WHERE endpoint_id = ?1 AND state = 'dead' AND (?2 IS NULL OR seq = ?2)",
+         WHERE endpoint_id = ?1 AND state = 'dead' AND (CAST(?2 AS BIGINT) IS NULL OR seq = ?2)",
         args![endpoint_id, seq, now_ms],
     )
     .await
