@@ -4,8 +4,10 @@
 //!
 //! - [`browser`]: headless Chromium driven through chromedriver, with polling waits, clicks,
 //!   typing and screenshots saved as test artifacts.
+//! - [`crm`]: a signed batch of events posted as a kiosk posts it.
 //! - [`fuzz`]: the bodies of the `cargo fuzz` targets in `tests/fuzz`, which the suite also runs
 //!   over their corpora and regressions.
 
 pub mod browser;
+pub mod crm;
 pub mod fuzz;

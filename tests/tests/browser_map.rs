@@ -17,9 +17,8 @@
 use crm_endpoint::db::places::PlaceUpdate;
 use crm_endpoint::db::{NewKiosk, StoreRecord};
 use kiosk_e2e::browser::{Browser, Viewport, WAIT};
-use kiosk_protocol::auth::sign_request;
 use kiosk_protocol::events::{Envelope, Event, SurveyAnswered, TicketIssued, TurnCalled};
-use kiosk_protocol::wire::{BatchRequest, DeviceSecret, KioskClock, batches_path};
+use kiosk_protocol::wire::{DeviceSecret, KioskClock};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -165,25 +164,15 @@ async fn post_turns(base: &str, kiosk: &str, n: u8, turns: &[(Option<u64>, Optio
         mono_ms: end,
         boot_id: boot,
     };
-    let body = serde_json::to_vec(&BatchRequest::new(kiosk, clock, envs).unwrap()).unwrap();
-    let path = batches_path(kiosk);
-    let headers = sign_request(
+    kiosk_e2e::crm::post_batch(
+        base,
         kiosk,
         &DeviceSecret::from_bytes([n; 32]),
-        "POST",
-        &path,
-        &body,
+        clock,
+        envs,
         wall.unix_timestamp(),
-    );
-    let mut req = reqwest::Client::new()
-        .post(format!("{base}{path}"))
-        .header("content-type", "application/json")
-        .body(body);
-    for (k, v) in headers.pairs() {
-        req = req.header(k, v);
-    }
-    let resp = req.send().await.unwrap();
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    )
+    .await;
 }
 
 fn rows(v: &Value) -> Vec<(String, String)> {

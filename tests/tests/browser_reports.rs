@@ -18,9 +18,8 @@
 
 use crm_endpoint::db::{NewKiosk, StoreRecord};
 use kiosk_e2e::browser::{Browser, Viewport, WAIT};
-use kiosk_protocol::auth::sign_request;
 use kiosk_protocol::events::{Envelope, Event};
-use kiosk_protocol::wire::{BatchRequest, DeviceSecret, KioskClock, batches_path};
+use kiosk_protocol::wire::{DeviceSecret, KioskClock};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -66,25 +65,15 @@ async fn post(base: &str, id: &str, n: u8, events: Vec<(i64, Value)>) {
         mono_ms: MONO_NOW,
         boot_id: boot,
     };
-    let body = serde_json::to_vec(&BatchRequest::new(id, clock, envs).unwrap()).unwrap();
-    let path = batches_path(id);
-    let headers = sign_request(
+    kiosk_e2e::crm::post_batch(
+        base,
         id,
         &DeviceSecret::from_bytes([n; 32]),
-        "POST",
-        &path,
-        &body,
+        clock,
+        envs,
         now.unix_timestamp(),
-    );
-    let mut req = reqwest::Client::new()
-        .post(format!("{base}{path}"))
-        .header("content-type", "application/json")
-        .body(body);
-    for (k, v) in headers.pairs() {
-        req = req.header(k, v);
-    }
-    let resp = req.send().await.unwrap();
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    )
+    .await;
 }
 
 /// A turn issued at `at`: called at `counter` after `wait` min, served after `service` min (or
