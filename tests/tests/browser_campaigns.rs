@@ -15,6 +15,7 @@
 
 use std::time::Duration;
 
+use crm_endpoint::accounts::Role;
 use kiosk::demo::DemoOptions;
 use kiosk_e2e::browser::{Browser, Viewport, WAIT};
 use serde_json::json;
@@ -49,10 +50,20 @@ async fn retype(browser: &Browser, css: &str, text: &str) {
 
 /// Logs in as the demo's HQ admin (campaign edits are HQ admins').
 async fn log_in(browser: &Browser, crm: &str, accounts: &[crm_endpoint::DemoAccount]) {
+    log_in_as(browser, crm, accounts, Role::HqAdmin).await;
+}
+
+/// Logs in as the demo's account of `role` and opens the campaigns page.
+async fn log_in_as(
+    browser: &Browser,
+    crm: &str,
+    accounts: &[crm_endpoint::DemoAccount],
+    role: Role,
+) {
     let hq = accounts
         .iter()
-        .find(|a| a.role == crm_endpoint::accounts::Role::HqAdmin)
-        .expect("the demo's HQ admin");
+        .find(|a| a.role == role)
+        .expect("the demo's account of the role");
     browser
         .goto(&format!("{crm}/dashboard/campaigns"))
         .await
@@ -302,5 +313,26 @@ async fn a_campaign_edited_in_the_console_reaches_the_kiosk_and_its_results_upda
         check_page(&b, &format!("{viewport} editor")).await;
         b.close().await.unwrap();
     }
+
+    // A store manager reads the results and is told who edits: no edit controls.
+    let b = Browser::launch(Viewport::PI_DISPLAY)
+        .await
+        .expect("chromium");
+    log_in_as(&b, &crm, &demo.accounts, Role::StoreManager).await;
+    let seen = b
+        .eval(
+            "return [document.querySelectorAll('.row-actions button').length, \
+             document.getElementById('new').offsetParent !== null, \
+             document.getElementById('read-only').offsetParent !== null];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(seen, json!([0, false, true]), "a store manager's page");
+    b.screenshot("campaigns-800x480-03-store-manager")
+        .await
+        .unwrap();
+    check_page(&b, "800x480 store manager").await;
+    b.close().await.unwrap();
     demo.stop().await;
 }

@@ -68,11 +68,12 @@
           el("th", { scope: "col", class: "num", text: "Rate" })])]),
         el("tbody", {}, rows)])]),
       ...verdicts,
-      el("div", { class: "row-actions" }, [
+      // Only HQ admins edit campaigns (the API refuses the others anyway).
+      ...(canEdit ? [el("div", { class: "row-actions" }, [
         el("button", { type: "button", "aria-label": `Edit ${c.name}`, onclick: () => edit(c) }, ["Edit"]),
         el("button", { type: "button", class: "secondary toggle", "aria-label": `${c.active ? "Pause" : "Resume"} ${c.name}`,
           onclick: () => save({ ...c, active: !c.active }) }, [c.active ? "Pause" : "Resume"]),
-      ]),
+      ])] : []),
     ]);
   }
 
@@ -190,7 +191,18 @@
     return true;
   }
 
-  document.addEventListener("DOMContentLoaded", () => {
+  // Whether this account may edit (HQ admins): asked once, before the first list is drawn.
+  let canEdit = false;
+  async function loadMe() {
+    try {
+      const r = await fetch("/dashboard/api/me", { credentials: "same-origin" });
+      if (r.ok) canEdit = (await r.json()).role === "hq-admin";
+    } catch (_) { canEdit = false; }
+    $("new").hidden = !canEdit;
+    $("read-only").hidden = canEdit;
+  }
+
+  document.addEventListener("DOMContentLoaded", async () => {
     $("new").addEventListener("click", () => edit(null));
     $("add-variant").addEventListener("click", () => {
       const n = $("f-variants").querySelectorAll("tr").length;
@@ -205,6 +217,7 @@
         $("new").focus();
       }
     });
+    await loadMe();
     load();
     setInterval(() => { if ($("editor").hidden) load(); }, REFRESH_MS);
   });
