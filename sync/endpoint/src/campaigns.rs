@@ -115,6 +115,12 @@ pub fn check(c: &Campaign) -> Result<(), CampaignError> {
     for (i, s) in c.stores.iter().enumerate() {
         ident(&format!("stores[{i}]"), s, ident::check)?;
     }
+    for (i, r) in c.regions.iter().enumerate() {
+        crate::db::places::check_region(r).map_err(|e| CampaignError::Invalid {
+            id: c.id.chars().take(64).collect(),
+            problem: format!("regions[{i}]: {e}"),
+        })?;
+    }
     for (i, s) in c.target_segments.iter().enumerate() {
         ident(&format!("target_segments[{i}]"), s, ident::check)?;
     }

@@ -163,6 +163,7 @@ pub fn demo_campaigns() -> Vec<Campaign> {
             target_segments: vec!["anonymous".into()],
             services: vec![],
             stores: vec![DEMO_STORE_ID.into()],
+            regions: vec![],
             starts_on: always.0,
             ends_on: always.1,
             screen_text: text(
@@ -211,6 +212,7 @@ pub fn demo_campaigns() -> Vec<Campaign> {
             target_segments: vec!["vip".into(), "regular".into()],
             services: vec![],
             stores: vec![DEMO_STORE_ID.into()],
+            regions: vec![],
             starts_on: always.0,
             ends_on: always.1,
             screen_text: text("Su café corre de nuestra cuenta", "Your coffee is on us"),

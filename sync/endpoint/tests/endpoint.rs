@@ -126,6 +126,7 @@ on_both_databases!(
     oversized_batches_are_refused,
     gzip_batch_signed_over_compressed_bytes_is_accepted,
     feed_carries_only_the_kiosks_store,
+    a_campaign_for_a_region_reaches_its_stores_and_follows_a_store_placed_there,
     a_store_config_is_checked_versioned_and_sent_only_to_its_stores_kiosks_of_feed_v2,
     live_lookup_finds_a_customer_of_another_store_and_links_them,
     erasure_reaches_the_feed_and_removes_the_profile,
@@ -687,6 +688,80 @@ async fn live_lookup_finds_a_customer_of_another_store_and_links_them(b: Backend
             true
         ))
     );
+    h.stop().await;
+}
+
+/// Puts store `store` in `region` through the admin API.
+async fn place(h: &Harness, store: &str, region: &str) {
+    let r = h
+        .admin(Method::PUT, &format!("/v1/admin/stores/{store}/location"))
+        .json(&serde_json::json!({ "region": region }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+}
+
+/// The campaign `id` in `feed`, if it is there.
+fn campaign_in(feed: &[FeedItem], id: &str) -> Option<kiosk_protocol::wire::Campaign> {
+    feed.iter().find_map(|i| match i {
+        FeedItem::Campaign(c) if c.id == id => Some(c.clone()),
+        _ => None,
+    })
+}
+
+async fn a_campaign_for_a_region_reaches_its_stores_and_follows_a_store_placed_there(b: Backend) {
+    let h = Harness::start(b).await;
+    let north = h.kiosk.clone();
+    let south = h.enroll("south").await;
+    place(&h, "north", "ES-MD").await;
+    place(&h, "south", "ES-AN").await;
+    let mut campaign = crm_endpoint::demo::demo_campaigns().remove(0);
+    campaign.stores = vec![];
+    campaign.regions = vec!["ES-MD".into()];
+    let r = h
+        .admin(Method::POST, "/v1/admin/campaigns")
+        .json(&campaign)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+
+    // Madrid's store gets it, resolved to its store and without the regions (which a kiosk
+    // of before this field would refuse); Andalusia's does not.
+    let sent = campaign_in(&whole_feed(&h, &north).await, &campaign.id).expect("north's feed");
+    assert_eq!(sent.stores, ["north"]);
+    assert!(sent.regions.is_empty());
+    assert!(campaign_in(&whole_feed(&h, &south).await, &campaign.id).is_none());
+    // The console keeps the campaign as written.
+    let listed: serde_json::Value = h
+        .admin(Method::GET, "/v1/admin/campaigns")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        listed.to_string().contains("\"regions\":[\"ES-MD\"]"),
+        "{listed}"
+    );
+
+    // A store moved into the region gets the campaign too.
+    place(&h, "south", "ES-MD").await;
+    let sent = campaign_in(&whole_feed(&h, &south).await, &campaign.id).expect("south's feed");
+    assert_eq!(sent.stores, ["north", "south"]);
+
+    // A region that is not an ISO 3166-2 code is refused, naming the field.
+    campaign.regions = vec!["Madrid".into()];
+    let r = h
+        .admin(Method::POST, "/v1/admin/campaigns")
+        .json(&campaign)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("regions[0]"));
     h.stop().await;
 }
 

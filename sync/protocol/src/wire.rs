@@ -271,6 +271,11 @@ pub struct FeedResponse {
 /// One change in a kiosk's sync feed, tagged by `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "feed items live a page (at most a few hundred) at a time; boxing every campaign \
+              would change every match for a few hundred bytes"
+)]
 pub enum FeedItem {
     /// A campaign for this store was created or changed (replace by id; `active: false` removes it).
     Campaign(Campaign),
@@ -445,6 +450,12 @@ pub struct Campaign {
     #[serde(default)]
     #[schemars(with = "Vec<crate::ident::Ident>")]
     pub stores: Vec<String>,
+    /// Regions it runs in (ISO 3166-2 codes such as `ES-MD`), beside `stores`: the CRM resolves
+    /// them to the stores of those regions when it puts the campaign in their feeds, and sends
+    /// kiosks the campaign with the resolved `stores` and without `regions`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = r"^[A-Z]{2}-[A-Z0-9]{1,9}$")))]
+    pub regions: Vec<String>,
     /// First day it runs (`YYYY-MM-DD`, store time).
     #[serde(with = "iso_date")]
     #[schemars(with = "String", extend("format" = "date"))]
@@ -724,6 +735,7 @@ mod tests {
             target_segments: vec!["vip".into()],
             services: vec![],
             stores: vec![],
+            regions: vec![],
             starts_on: time::macros::date!(2026 - 03 - 01),
             ends_on: time::macros::date!(2026 - 03 - 31),
             screen_text: Localized {

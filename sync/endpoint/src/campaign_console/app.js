@@ -55,7 +55,10 @@
       .map(([t, cls]) => el("p", { class: `verdict ${cls}`, text: t }));
     const targets = [
       c.target_segments.length ? `segments ${c.target_segments.join(", ")}` : "every segment",
-      c.stores.length ? `stores ${c.stores.join(", ")}` : "every store",
+      c.stores.length || (c.regions || []).length
+        ? [c.stores.length ? `stores ${c.stores.join(", ")}` : "", (c.regions || []).length ? `regions ${c.regions.join(", ")}` : ""]
+          .filter(Boolean).join(", ")
+        : "every store",
     ].join("; ");
     return el("article", { class: "card campaign", "data-campaign": c.id, "aria-labelledby": h }, [
       el("h2", { id: h }, [c.name, el("span", { class: `pill st-${v.status}`, text: STATUS[v.status] })]),
@@ -123,7 +126,7 @@
   function edit(c) {
     editing = c;
     const today = new Date().toISOString().slice(0, 10);
-    const d = c || { id: "", name: "", starts_on: today, ends_on: today, target_segments: [], stores: [],
+    const d = c || { id: "", name: "", starts_on: today, ends_on: today, target_segments: [], stores: [], regions: [],
       screen_text: { es: "", en: "" }, ticket_line: { es: "", en: "" }, variants: [] };
     $("h-editor").textContent = c ? `Edit ${c.name}` : "New campaign";
     $("f-id").value = d.id;
@@ -137,6 +140,7 @@
     $("f-ticket-en").value = d.ticket_line.en;
     checks($("f-segments"), "segment", SEGMENTS.map((s) => [s, s]), d.target_segments);
     checks($("f-stores"), "store", data.stores.map(([id, name]) => [id, `${name} (${id})`]), d.stores);
+    checks($("f-regions"), "region", data.regions.map((r) => [r, r]), d.regions || []);
     const variants = d.variants.length ? d.variants : [{ name: "a", weight: 1 }];
     $("f-variants").replaceChildren(...variants.map(variantRow));
     $("form-error").hidden = true;
@@ -163,6 +167,7 @@
       ends_on: $("f-ends").value,
       target_segments: chosen("segment"),
       stores: chosen("store"),
+      regions: chosen("region"),
       screen_text: { es: $("f-screen-es").value.trim(), en: $("f-screen-en").value.trim() },
       ticket_line: { es: $("f-ticket-es").value.trim(), en: $("f-ticket-en").value.trim() },
       variants,

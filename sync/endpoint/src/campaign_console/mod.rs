@@ -122,6 +122,8 @@ pub struct CampaignsView {
     pub alpha: f64,
     /// The stores a campaign can target: `(id, name)`.
     pub stores: Vec<(String, String)>,
+    /// The regions a campaign can target: those of the stores above, sorted.
+    pub regions: Vec<String>,
     /// Every campaign, newest first by start date.
     pub campaigns: Vec<CampaignView>,
 }
@@ -332,6 +334,7 @@ async fn api_campaigns(
         .await?;
     let mut totals: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
     let mut stores = Vec::with_capacity(periods.len());
+    let mut regions = std::collections::BTreeSet::new();
     for (place, rows) in periods {
         if !scope.allows(&place.id, place.region.as_deref()) {
             continue;
@@ -341,20 +344,25 @@ async fn api_campaigns(
             e.0 += u64::try_from(shown).unwrap_or(0);
             e.1 += u64::try_from(redeemed).unwrap_or(0);
         }
+        if let Some(r) = place.region {
+            regions.insert(r);
+        }
         stores.push((place.id, place.name));
     }
     if scope != crate::accounts::Scope::All {
         campaigns.retain(|c| {
-            c.stores.is_empty()
+            (c.stores.is_empty() && c.regions.is_empty())
                 || c.stores
                     .iter()
                     .any(|s| stores.iter().any(|(id, _)| id == s))
+                || c.regions.iter().any(|r| regions.contains(r))
         });
     }
     Ok(Json(CampaignsView {
         now_ms,
         alpha: ALPHA,
         stores,
+        regions: regions.into_iter().collect(),
         campaigns: campaigns
             .into_iter()
             .map(|c| CampaignView {

@@ -439,7 +439,7 @@ macro_rules! shared_methods {
             store_id: String,
             place: $crate::db::places::PlaceUpdate,
         ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
-            self.auto(move |e| Box::pin($crate::db::places::set_store_place(e, store_id, place)))
+            self.write(move |e| Box::pin($crate::db::places::set_store_place(e, store_id, place)))
         }
 
         fn store_periods(

@@ -114,8 +114,9 @@ pub(crate) async fn store_places(e: &impl Exec) -> DbResult<Vec<StorePlace>> {
     .collect()
 }
 
-/// Sets store `store_id`'s place (and its name, when given); `NotFound` when there is no such
-/// store. The caller has
+/// Sets store `store_id`'s place (and its name, when given), and puts the campaigns aimed at
+/// regions again in the feeds of the stores now in those regions; `NotFound` when there is no
+/// such store. In one transaction. The caller has
 /// checked the update ([`PlaceUpdate::check`]).
 pub(crate) async fn set_store_place(
     e: &impl Exec,
@@ -137,6 +138,19 @@ pub(crate) async fn set_store_place(
             args![&store_id, name],
         )
         .await?;
+    }
+    // Campaigns aimed at regions follow the store into (or out of) its region.
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(i64::MAX);
+    for campaign in super::shared::campaigns(e).await? {
+        if !campaign.regions.is_empty() {
+            super::shared::upsert_campaign(e, campaign, now_ms).await?;
+        }
     }
     Ok(())
 }

@@ -737,11 +737,31 @@ pub(crate) async fn upsert_campaign(
         args![&campaign.id],
     )
     .await?;
-    let item = serde_json::to_string(&FeedItem::Campaign(campaign.clone()))?;
-    let stores: Vec<Option<String>> = if campaign.stores.is_empty() {
+    // Regions are resolved here to their stores (the kiosks get the stores, never the regions:
+    // older kiosks refuse a field they do not know). A campaign for regions without a store yet
+    // reaches no store until one is placed there (`places::set_store_place` resolves again).
+    let mut sent = campaign.clone();
+    if !campaign.regions.is_empty() {
+        let mut stores: BTreeSet<String> = campaign.stores.iter().cloned().collect();
+        for region in &campaign.regions {
+            for r in e
+                .query("SELECT id FROM stores WHERE region = ?1", args![region])
+                .await?
+            {
+                stores.insert(r.get(0)?);
+            }
+        }
+        sent.stores = stores.into_iter().collect();
+        sent.regions.clear();
+        if sent.stores.is_empty() {
+            return Ok(());
+        }
+    }
+    let item = serde_json::to_string(&FeedItem::Campaign(sent.clone()))?;
+    let stores: Vec<Option<String>> = if sent.stores.is_empty() {
         vec![None]
     } else {
-        campaign.stores.iter().cloned().map(Some).collect()
+        sent.stores.iter().cloned().map(Some).collect()
     };
     for store in stores {
         e.execute(
