@@ -31,6 +31,7 @@ pub mod alerts_cli;
 pub mod api;
 pub mod campaign_console;
 pub mod campaigns;
+pub mod customers;
 pub mod cli;
 pub mod dashboard;
 pub mod db;
