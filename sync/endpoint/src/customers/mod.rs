@@ -149,9 +149,10 @@ pub struct SearchResult {
 /// stay as they are, `null` removes an email or phone.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("minProperties" = 1))]
 pub struct CorrectionRequest {
     /// Name.
-    #[serde(default, deserialize_with = "crate::input::opt_name")]
+    #[serde(default, deserialize_with = "some_name")]
     #[schemars(with = "crate::input::Name")]
     pub display_name: Option<String>,
     /// Email, or `null` to remove it.
@@ -166,6 +167,10 @@ pub struct CorrectionRequest {
     #[serde(default, deserialize_with = "some_locale")]
     #[schemars(with = "crate::input::Locale")]
     pub locale: Option<String>,
+}
+
+fn some_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    crate::input::name(d).map(Some)
 }
 
 fn some_email<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
@@ -457,7 +462,7 @@ async fn search(
 ) -> Result<Json<SearchResult>, ApiError> {
     let Query(SearchQuery { q }) =
         query.map_err(|e| ApiError::malformed(format!("search needs ?q=TEXT: {e}")))?;
-    let n = q.trim().chars().count();
+    let n = q.chars().count();
     if n == 0 || n > MAX_QUERY_CHARS {
         return Err(ApiError::malformed(format!(
             "q: type 1 to {MAX_QUERY_CHARS} characters"
