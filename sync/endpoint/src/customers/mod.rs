@@ -703,7 +703,11 @@ pub fn export_csv(p: &CustomerProfile, h: &CustomerHistory) -> String {
     use crate::reports::csv::{BOM, field};
     let mut out = String::from(BOM);
     let mut row = |cells: [&str; 6]| {
-        let line: Vec<String> = cells.iter().map(|c| field(c, true)).collect();
+        // An empty cell alone would be quoted (`""`): write it empty.
+        let line: Vec<String> = cells
+            .iter()
+            .map(|c| if c.is_empty() { String::new() } else { field(c, true) })
+            .collect();
         out.push_str(&line.join(","));
         out.push_str("\r\n");
     };
