@@ -298,7 +298,7 @@ pub fn routes() -> Vec<Route> {
                     "everything stored about one customer (GDPR Art. 15 and 20) as a JSON or CSV attachment (HQ admins; audited)",
                     Security::Admin,
                     errs(json!({ "200": { "description": "the export", "content": {
-                        "application/json": { "schema": { "type": "object" } },
+                        "application/json": { "schema": schema_ref("CustomerExport") },
                         "text/csv": { "schema": { "type": "string" } } } } })),
                 ),
                 json!([token(), query_param("format", false, json!({ "type": "string", "enum": ["json", "csv"], "default": "json" }), "the file's format")]),
@@ -369,6 +369,32 @@ pub fn register_schemas(g: &mut schemars::SchemaGenerator) {
     g.subschema_for::<ErasureStatus>();
     g.subschema_for::<ImportDone>();
     g.subschema_for::<ImportRefused>();
+    g.subschema_for::<CustomerExport>();
+}
+
+/// The JSON export's shape (documentation only: [`export_json`] writes it).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CustomerExport {
+    /// When, RFC 3339.
+    pub exported_at: String,
+    /// What the file is.
+    pub about: String,
+    /// The stored profile.
+    pub profile: CustomerRecord,
+    /// Consent history with kiosks.
+    pub consents: Vec<ConsentView>,
+    /// Turns, newest first.
+    pub turns: Vec<TurnView>,
+    /// Turns per service.
+    pub services: Vec<ServiceCount>,
+    /// Survey answers.
+    pub surveys: Vec<SurveyView>,
+    /// Coupons.
+    pub coupons: Vec<CouponView>,
+    /// Every stored event naming the card token, as stored.
+    pub events: Vec<StoredEvent>,
+    /// When the card token was last erased (a registration arriving later is stored redacted).
+    pub erased_at: Option<String>,
 }
 
 async fn page(State(st): State<AppState>, req: Request) -> Response {
@@ -408,8 +434,8 @@ fn token_param(s: &str) -> Result<CardToken, ApiError> {
 
 /// What a search text is read as: a card token (32 hex digits), a card number as a reader types
 /// it (hex and, for digits only, decimal too), an email (has `@`), phone digits (6 or more digits
-/// among phone punctuation), a name (2 or more characters with a letter). Several readings are
-/// searched together.
+/// among phone punctuation), a name (2 or more characters with a letter, no digit, no `@`).
+/// Several readings are searched together.
 pub fn reading(q: &str, key: &TenantKey) -> (CustomerSearch, Vec<String>) {
     let q = q.trim();
     let mut s = CustomerSearch::default();
@@ -441,7 +467,9 @@ pub fn reading(q: &str, key: &TenantKey) -> (CustomerSearch, Vec<String>) {
         s.phone_digits = Some(digits);
         what.push("phone".to_owned());
     }
-    if q.chars().count() >= MIN_NAME_CHARS && q.chars().any(char::is_alphabetic) && !q.contains('@')
+    if q.chars().count() >= MIN_NAME_CHARS
+        && q.chars().any(char::is_alphabetic)
+        && !q.chars().any(|c| c.is_ascii_digit() || c == '@')
     {
         s.name = Some(q.to_owned());
         what.push("name".to_owned());
