@@ -68,7 +68,12 @@ async fn the_hq_admin_finds_corrects_exports_and_erases_a_customer_and_others_ar
     }
     for (name, password, role, store) in [
         ("hq", "hq password 123", Role::HqAdmin, None),
-        ("sergio", "sergio password 1", Role::StoreManager, Some("sur")),
+        (
+            "sergio",
+            "sergio password 1",
+            Role::StoreManager,
+            Some("sur"),
+        ),
     ] {
         db.add_account(
             NewAccount {
@@ -140,8 +145,14 @@ async fn the_hq_admin_finds_corrects_exports_and_erases_a_customer_and_others_ar
             )
             .await
             .unwrap();
-        assert_eq!(link, json!(false), "the store manager sees no Customers link");
-        b.goto(&format!("{base}/dashboard/customers")).await.unwrap();
+        assert_eq!(
+            link,
+            json!(false),
+            "the store manager sees no Customers link"
+        );
+        b.goto(&format!("{base}/dashboard/customers"))
+            .await
+            .unwrap();
         let text = b.text("main").await.unwrap();
         assert!(text.contains("HQ admins only"), "{text}");
         let status = b
@@ -185,25 +196,29 @@ async fn the_hq_admin_finds_corrects_exports_and_erases_a_customer_and_others_ar
         assert!(facts.contains(&token.to_string()), "{facts}");
         assert!(facts.contains("regular"), "{facts}");
         let consents = b.text("#consent-rows").await.unwrap();
-        assert!(consents.contains("profile") && consents.contains("given"), "{consents}");
+        assert!(
+            consents.contains("profile") && consents.contains("given"),
+            "{consents}"
+        );
         check_page(&b, "a profile").await;
         b.screenshot(&format!("customers-{viewport}-02-profile"))
             .await
             .unwrap();
 
         // Search by part of the name lists her.
-        b.eval("document.getElementById('q').value = ''; return true;", vec![])
-            .await
-            .unwrap();
+        b.eval(
+            "document.getElementById('q').value = ''; return true;",
+            vec![],
+        )
+        .await
+        .unwrap();
         b.type_slowly("#q", "lucía pérez", std::time::Duration::from_millis(20))
             .await
             .unwrap();
         b.click("#search-go").await.unwrap();
         b.wait_until(
             "the results",
-            &format!(
-                "document.getElementById('result-rows').textContent.includes('{name}')"
-            ),
+            &format!("document.getElementById('result-rows').textContent.includes('{name}')"),
             WAIT,
         )
         .await
@@ -216,9 +231,13 @@ async fn the_hq_admin_finds_corrects_exports_and_erases_a_customer_and_others_ar
         )
         .await
         .unwrap();
-        b.type_slowly("#c-phone", "+34 611 222 333", std::time::Duration::from_millis(20))
-            .await
-            .unwrap();
+        b.type_slowly(
+            "#c-phone",
+            "+34 611 222 333",
+            std::time::Duration::from_millis(20),
+        )
+        .await
+        .unwrap();
         b.click("#c-save").await.unwrap();
         b.wait_for_text("#status", "Saved", WAIT).await.unwrap();
         assert!(b.text("#facts").await.unwrap().contains("+34 611 222 333"));
@@ -237,10 +256,14 @@ async fn the_hq_admin_finds_corrects_exports_and_erases_a_customer_and_others_ar
             assert_eq!(v[i][0], json!(200), "{v}");
             let disposition = v[i][1].as_str().unwrap();
             assert!(
-                disposition.starts_with("attachment;") && disposition.ends_with(&format!(".{ext}\"")),
+                disposition.starts_with("attachment;")
+                    && disposition.ends_with(&format!(".{ext}\"")),
                 "{disposition}"
             );
-            assert!(v[i][2].as_str().unwrap().contains("+34 611 222 333"), "{ext}");
+            assert!(
+                v[i][2].as_str().unwrap().contains("+34 611 222 333"),
+                "{ext}"
+            );
         }
 
         // Erase her: confirmed, then each kiosk's progress (none enrolled here: the fleet is

@@ -172,15 +172,17 @@ async fn an_hq_admin_finds_reads_corrects_and_exports_a_customer_and_every_read_
     let t = ana.to_string();
     // Every way of asking finds her; a stranger finds nobody.
     for q in ["martí", "ANA@example.COM", "612 345 678", "612345678", &t] {
-        assert_eq!(found(&h, q).await, [t.clone()], "searching {q:?}");
+        assert_eq!(found(&h, q).await, vec![t.clone()], "searching {q:?}");
     }
     assert!(found(&h, "nobody@example.com").await.is_empty());
     // A card number typed as the reader types it finds the card's token.
     let key = h.db.tenant_key().await.unwrap();
     let bea = key.card_token(&[0x04, 0xa1, 0xb2, 0xc3]);
     h.db.upsert_customer(
-        serde_json::from_value(json!({ "card_token": bea, "store_id": "north", "display_name": "Bea" }))
-            .unwrap(),
+        serde_json::from_value(
+            json!({ "card_token": bea, "store_id": "north", "display_name": "Bea" }),
+        )
+        .unwrap(),
         1,
     )
     .await
@@ -271,7 +273,10 @@ async fn an_hq_admin_finds_reads_corrects_and_exports_a_customer_and_every_read_
     );
     let csv = r.text().await.unwrap();
     assert!(csv.starts_with("\u{feff}section,at_utc,store_id,kiosk_id,item,value\r\n"));
-    assert!(csv.contains("profile,,,,email,ana.m@example.com\r\n"), "{csv}");
+    assert!(
+        csv.contains("profile,,,,email,ana.m@example.com\r\n"),
+        "{csv}"
+    );
     assert!(csv.contains("consent,"), "{csv}");
     assert!(csv.contains(",ticket_issued,"), "{csv}");
 
@@ -341,9 +346,9 @@ async fn an_erasure_shows_each_kiosk_pending_until_it_polls_its_feed_past_it(b: 
     // with that page) says it was applied.
     let page = poll(&h, page.next_cursor).await;
     assert!(
-        page.items
-            .iter()
-            .any(|i| matches!(i, kiosk_protocol::wire::FeedItem::Erasure(e) if e.card_token == ana))
+        page.items.iter().any(
+            |i| matches!(i, kiosk_protocol::wire::FeedItem::Erasure(e) if e.card_token == ana)
+        )
     );
     let st = get_json(&h, &format!("{API}/{ana}/erasure")).await;
     assert_eq!(status_of(&st, &h.kiosk.id), "pending");
@@ -351,7 +356,11 @@ async fn an_erasure_shows_each_kiosk_pending_until_it_polls_its_feed_past_it(b: 
     let st = get_json(&h, &format!("{API}/{ana}/erasure")).await;
     assert_eq!(status_of(&st, &h.kiosk.id), "applied");
     // Her profile is gone; a token never erased has no erasure.
-    let r = h.admin(Method::GET, &format!("{API}/{ana}")).send().await.unwrap();
+    let r = h
+        .admin(Method::GET, &format!("{API}/{ana}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     let other = CardToken::from_bytes([9; 16]);
     let r = h
@@ -407,7 +416,10 @@ async fn a_csv_import_tokenizes_card_numbers_and_imports_nothing_when_a_row_is_b
     assert_eq!(c.segment, "vip");
     assert_eq!(c.consents.len(), 2);
     let elena = key.card_token(&[0x04, 0xa1, 0xb2, 0xc5]);
-    assert_eq!(h.db.customer(elena).await.unwrap().unwrap().stores, ["south"]);
+    assert_eq!(
+        h.db.customer(elena).await.unwrap().unwrap().stores,
+        ["south"]
+    );
     // Decimal numbers, as 125 kHz readers type them.
     let r = h
         .admin(Method::POST, &format!("{API}/import?format=decimal"))

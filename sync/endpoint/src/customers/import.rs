@@ -206,7 +206,14 @@ fn row(
     };
     let mut obj = Map::new();
     obj.insert("card_token".into(), Value::String(token.to_string()));
-    for c in ["store_id", "display_name", "email", "phone", "locale", "segment"] {
+    for c in [
+        "store_id",
+        "display_name",
+        "email",
+        "phone",
+        "locale",
+        "segment",
+    ] {
         if let Some(v) = cells.get(c) {
             obj.insert(c.into(), Value::String((*v).to_owned()));
         }
@@ -225,8 +232,8 @@ fn row(
             .map_err(|_| col("visits", format!("{v:?} is not a whole number")))?;
         obj.insert("visits".into(), Value::from(n));
     }
-    let customer: NewCustomer = serde_path_to_error::deserialize(Value::Object(obj))
-        .map_err(|e| {
+    let customer: NewCustomer =
+        serde_path_to_error::deserialize(Value::Object(obj)).map_err(|e| {
             let path = e.path().to_string();
             let column = path.split(['.', '[']).next().unwrap_or("").to_owned();
             let column = if column.is_empty() || column == "?" {
@@ -284,10 +291,8 @@ mod tests {
                    0A0B,south,Cris,\n\
                    0C0D,north,Dani,not-an-email\n";
         let errs = parse(csv, UidFormat::Hex, &key, &stores()).unwrap_err();
-        let got: Vec<(u64, Option<&str>)> = errs
-            .iter()
-            .map(|e| (e.line, e.column.as_deref()))
-            .collect();
+        let got: Vec<(u64, Option<&str>)> =
+            errs.iter().map(|e| (e.line, e.column.as_deref())).collect();
         assert_eq!(
             got,
             [

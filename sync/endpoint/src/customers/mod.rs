@@ -32,8 +32,8 @@ use serde_json::{Value, json};
 
 use crate::accounts::Role;
 use crate::db::customers::{
-    CustomerCorrection, CustomerHistory, CustomerHit, CustomerSearch, ErasureStatus, MIN_NAME_CHARS,
-    StoredEvent,
+    CustomerCorrection, CustomerHistory, CustomerHit, CustomerSearch, ErasureStatus,
+    MIN_NAME_CHARS, StoredEvent,
 };
 use crate::db::{ConsentRecord, CustomerRecord};
 use crate::http::doc::{Security, path_param, query_param, raw_op, schema_ref, text};
@@ -241,7 +241,12 @@ pub fn routes() -> Vec<Route> {
                     Security::Admin,
                     errs(json!({ "200": ok("the customers found (at most 50)", "SearchResult") })),
                 ),
-                json!([query_param("q", true, json!({ "type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS }), "what to look for")]),
+                json!([query_param(
+                    "q",
+                    true,
+                    json!({ "type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS }),
+                    "what to look for"
+                )]),
             ),
         ),
         Route::new(
@@ -259,7 +264,12 @@ pub fn routes() -> Vec<Route> {
                         "403": err.clone(), "429": err.clone(), "503": err.clone()
                     }
                 }),
-                json!([query_param("format", false, json!({ "type": "string", "enum": ["hex", "decimal"], "default": "hex" }), "how card_number is written when a row has no card_format")]),
+                json!([query_param(
+                    "format",
+                    false,
+                    json!({ "type": "string", "enum": ["hex", "decimal"], "default": "hex" }),
+                    "how card_number is written when a row has no card_format"
+                )]),
             ),
         ),
         Route::new(
@@ -301,7 +311,15 @@ pub fn routes() -> Vec<Route> {
                         "application/json": { "schema": schema_ref("CustomerExport") },
                         "text/csv": { "schema": { "type": "string" } } } } })),
                 ),
-                json!([token(), query_param("format", false, json!({ "type": "string", "enum": ["json", "csv"], "default": "json" }), "the file's format")]),
+                json!([
+                    token(),
+                    query_param(
+                        "format",
+                        false,
+                        json!({ "type": "string", "enum": ["json", "csv"], "default": "json" }),
+                        "the file's format"
+                    )
+                ]),
             ),
         ),
         Route::new(
@@ -460,8 +478,7 @@ pub fn reading(q: &str, key: &TenantKey) -> (CustomerSearch, Vec<String>) {
     }
     let digits: String = q.chars().filter(char::is_ascii_digit).collect();
     if digits.len() >= 6
-        && q
-            .chars()
+        && q.chars()
             .all(|c| c.is_ascii_digit() || "+() .-".contains(c))
     {
         s.phone_digits = Some(digits);
@@ -524,7 +541,7 @@ fn text_of(v: &Value) -> Option<String> {
 pub fn assemble(
     customer: CustomerRecord,
     history: &CustomerHistory,
-    consent_kiosks: &[(String, i64, Option<String>)],
+    consent_kiosks: &[crate::db::customers::ConsentKiosk],
 ) -> CustomerProfile {
     let mut turns = Vec::new();
     let mut services: BTreeMap<String, u64> = BTreeMap::new();
@@ -565,10 +582,8 @@ pub fn assemble(
                     served_ms: facts.served_ms,
                 });
             }
-            "survey_answered" => {
-                if seen_surveys.insert(ev.id.clone()) {
-                    surveys.push(survey_view(ev));
-                }
+            "survey_answered" if seen_surveys.insert(ev.id.clone()) => {
+                surveys.push(survey_view(ev));
             }
             "coupon_issued" => {
                 let code = text_of(&p["coupon_code"]).unwrap_or_default();
@@ -585,7 +600,7 @@ pub fn assemble(
         }
     }
     turns.reverse();
-    surveys.sort_by(|a, b| b.at_ms.cmp(&a.at_ms));
+    surveys.sort_by_key(|s| std::cmp::Reverse(s.at_ms));
     coupons.reverse();
     let mut services: Vec<ServiceCount> = services
         .into_iter()
@@ -614,7 +629,10 @@ pub fn assemble(
     }
 }
 
-async fn load(st: &AppState, t: &CardToken) -> Result<Option<(CustomerProfile, CustomerHistory)>, ApiError> {
+async fn load(
+    st: &AppState,
+    t: &CardToken,
+) -> Result<Option<(CustomerProfile, CustomerHistory)>, ApiError> {
     let Some(c) = st.db.customer(t.clone()).await? else {
         return Ok(None);
     };
@@ -734,7 +752,13 @@ pub fn export_csv(p: &CustomerProfile, h: &CustomerHistory) -> String {
         // An empty cell alone would be quoted (`""`): write it empty.
         let line: Vec<String> = cells
             .iter()
-            .map(|c| if c.is_empty() { String::new() } else { field(c, true) })
+            .map(|c| {
+                if c.is_empty() {
+                    String::new()
+                } else {
+                    field(c, true)
+                }
+            })
             .collect();
         out.push_str(&line.join(","));
         out.push_str("\r\n");
@@ -781,7 +805,14 @@ pub fn export_csv(p: &CustomerProfile, h: &CustomerHistory) -> String {
             t.called_ms.map(iso).unwrap_or_else(|| "never".into()),
             t.served_ms.map(iso).unwrap_or_else(|| "never".into())
         );
-        row(["turn", &iso(t.issued_ms), &t.store_id, &t.kiosk_id, &t.turn_id, &value]);
+        row([
+            "turn",
+            &iso(t.issued_ms),
+            &t.store_id,
+            &t.kiosk_id,
+            &t.turn_id,
+            &value,
+        ]);
     }
     for s in &p.surveys {
         let value = format!(
@@ -810,7 +841,14 @@ pub fn export_csv(p: &CustomerProfile, h: &CustomerHistory) -> String {
                 .map(|r| format!("redeemed {}", iso(r)))
                 .unwrap_or_else(|| "not redeemed".into())
         );
-        row(["coupon", &iso(cp.issued_ms), "", &cp.kiosk_id, &cp.code, &value]);
+        row([
+            "coupon",
+            &iso(cp.issued_ms),
+            "",
+            &cp.kiosk_id,
+            &cp.code,
+            &value,
+        ]);
     }
     for ev in &h.events {
         let payload = ev.envelope["payload"].to_string();

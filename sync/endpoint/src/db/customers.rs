@@ -60,7 +60,8 @@ pub struct CustomerHit {
 
 /// See [`super::database::Database::search_customers`].
 pub(crate) async fn search(e: &impl Exec, q: CustomerSearch) -> DbResult<Vec<CustomerHit>> {
-    const COLS: &str = "SELECT card_token, display_name, email, phone, segment, visits, last_visit_ms
+    const COLS: &str =
+        "SELECT card_token, display_name, email, phone, segment, visits, last_visit_ms
                         FROM customers WHERE ";
     // The phone's digits: what the kiosk's form and the import accept besides digits removed.
     const DIGITS: &str = "REPLACE(REPLACE(REPLACE(REPLACE(REPLACE(REPLACE(COALESCE(phone, ''), \
@@ -265,12 +266,16 @@ pub(crate) async fn history(e: &impl Exec, token: CardToken) -> DbResult<Custome
     })
 }
 
+/// A consent change's purpose, time (unix ms) and the kiosk it came from (none: the admin API or
+/// an import).
+pub type ConsentKiosk = (String, i64, Option<String>);
+
 /// The kiosk that sent each of the customer's consent changes, by the consent's time and
 /// purpose (the consents table keeps the event id; admin-made consents have none).
 pub(crate) async fn consent_kiosks(
     e: &impl Exec,
     token: &CardToken,
-) -> DbResult<Vec<(String, i64, Option<String>)>> {
+) -> DbResult<Vec<ConsentKiosk>> {
     e.query(
         "SELECT c.purpose, c.at_ms, e.kiosk_id FROM consents c LEFT JOIN events e ON e.id = c.event_id
          WHERE c.card_token = ?1 ORDER BY c.at_ms, c.id",

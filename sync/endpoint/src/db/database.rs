@@ -225,7 +225,7 @@ pub trait Database: Send + Sync + 'static {
     fn consent_kiosks(
         &self,
         token: CardToken,
-    ) -> BoxFuture<'_, DbResult<Vec<(String, i64, Option<String>)>>>;
+    ) -> BoxFuture<'_, DbResult<Vec<super::customers::ConsentKiosk>>>;
 
     /// Corrects a customer's name, email, phone or locale and sends the profile to the kiosks
     /// and `customer.updated` to the forwarding endpoints; false when there is no such customer.

@@ -307,7 +307,7 @@ macro_rules! shared_methods {
             token: kiosk_protocol::CardToken,
         ) -> futures::future::BoxFuture<
             '_,
-            $crate::db::model::DbResult<Vec<(String, i64, Option<String>)>>,
+            $crate::db::model::DbResult<Vec<$crate::db::customers::ConsentKiosk>>,
         > {
             self.auto(move |e| {
                 Box::pin(async move { $crate::db::customers::consent_kiosks(e, &token).await })
