@@ -216,6 +216,9 @@ async fn the_hq_admin_finds_corrects_exports_and_erases_a_customer_and_others_ar
             .await
             .unwrap();
         b.click("#search-go").await.unwrap();
+        b.wait_for_text("#status", "read as name", WAIT)
+            .await
+            .unwrap();
         b.wait_until(
             "the results",
             &format!("document.getElementById('result-rows').textContent.includes('{name}')"),

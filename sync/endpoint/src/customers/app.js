@@ -75,9 +75,10 @@
       }
       if (!res.customers.length) empty(rows, 6, "Nobody found.");
       $("results").hidden = false;
+      // One customer (a card tapped): their profile at once, then the status.
+      if (res.customers.length === 1) await open(res.customers[0].card_token);
       const as = res.searched.length ? " (read as " + res.searched.join(", ") + ")" : "";
       say(res.customers.length + " found" + as + ".");
-      if (res.customers.length === 1) open(res.customers[0].card_token);
     } catch (e) {
       say(e.message, true);
     }
