@@ -225,9 +225,9 @@ async fn each_role_sees_only_its_stores_and_the_hq_admin_reads_the_audit_log() {
             let v = seen(&b).await;
             assert_eq!(v["picker"], json!(stores), "{name} at {viewport}: {v}");
             let hq = role == Role::HqAdmin;
-            assert_eq!(
-                v["hq_links"],
-                json!([hq, hq, hq]),
+            let links = v["hq_links"].as_array().unwrap();
+            assert!(
+                !links.is_empty() && links.iter().all(|l| l == &json!(hq)),
                 "{name} at {viewport}: {v}"
             );
             assert!(

@@ -32,6 +32,7 @@ pub mod api;
 pub mod campaign_console;
 pub mod campaigns;
 pub mod cli;
+pub mod customers;
 pub mod dashboard;
 pub mod db;
 pub mod demo;

@@ -36,6 +36,7 @@ fn components() -> Map<String, Value> {
     crate::phone::register_schemas(&mut g);
     crate::map::register_schemas(&mut g);
     crate::campaign_console::register_schemas(&mut g);
+    crate::customers::register_schemas(&mut g);
     let mut out: Map<String, Value> = g.take_definitions(true).into_iter().collect();
     for schema in out.values_mut() {
         drop_null_defaults(schema);

@@ -43,6 +43,7 @@ pub fn table(secure_cookie: bool) -> Vec<Route> {
     routes.extend(crate::phone::routes());
     routes.extend(crate::map::routes());
     routes.extend(crate::campaign_console::routes());
+    routes.extend(crate::customers::routes());
     // Every write is audited with who made it, in one layer (crate::http::auth::audit_writes).
     routes
         .into_iter()

@@ -425,7 +425,11 @@ async fn get_feed(
             i64::MAX
         )));
     }
-    st.db.touch_kiosk(kiosk.id.clone(), now_ms()).await?;
+    // The cursor asked from is what the kiosk has applied (it stores it with the page): the
+    // customers page reads it to say which kiosks have applied an erasure.
+    st.db
+        .record_feed_poll(kiosk.id.clone(), q.cursor, now_ms())
+        .await?;
     let page = st.db.feed(kiosk.store_id, q.cursor, q.limit, q.v).await?;
     Ok(Json(FeedResponse {
         items: page.items,

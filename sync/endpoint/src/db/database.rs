@@ -209,6 +209,55 @@ pub trait Database: Send + Sync + 'static {
     /// A customer, for the admin API.
     fn customer(&self, token: CardToken) -> BoxFuture<'_, DbResult<Option<CustomerRecord>>>;
 
+    /// Customers matching a search, at most [`super::customers::MAX_HITS`].
+    fn search_customers(
+        &self,
+        query: super::customers::CustomerSearch,
+    ) -> BoxFuture<'_, DbResult<Vec<super::customers::CustomerHit>>>;
+
+    /// Everything stored about a card token besides its profile row, in one snapshot.
+    fn customer_history(
+        &self,
+        token: CardToken,
+    ) -> BoxFuture<'_, DbResult<super::customers::CustomerHistory>>;
+
+    /// The kiosk that sent each consent change of a customer: (purpose, at_ms, kiosk id).
+    fn consent_kiosks(
+        &self,
+        token: CardToken,
+    ) -> BoxFuture<'_, DbResult<Vec<super::customers::ConsentKiosk>>>;
+
+    /// Corrects a customer's name, email, phone or locale and sends the profile to the kiosks
+    /// and `customer.updated` to the forwarding endpoints; false when there is no such customer.
+    fn correct_customer(
+        &self,
+        token: CardToken,
+        correction: super::customers::CustomerCorrection,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<bool>>;
+
+    /// Creates or updates every customer as [`Database::upsert_customer`] does, all in one
+    /// transaction: any failure imports none.
+    fn import_customers(
+        &self,
+        customers: Vec<NewCustomer>,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<u64>>;
+
+    /// A kiosk polled its feed from `cursor` (it has applied every change up to it).
+    fn record_feed_poll(
+        &self,
+        kiosk_id: String,
+        cursor: u64,
+        now_ms: i64,
+    ) -> BoxFuture<'_, DbResult<()>>;
+
+    /// How far the erasure of a card token has reached the kiosks (`None`: never erased).
+    fn erasure_status(
+        &self,
+        token: CardToken,
+    ) -> BoxFuture<'_, DbResult<Option<super::customers::ErasureStatus>>>;
+
     /// Sets a customer's segment by hand (`Some`) or returns it to computation (`None`). False
     /// when there is no such customer.
     fn set_segment(

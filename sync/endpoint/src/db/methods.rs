@@ -282,6 +282,78 @@ macro_rules! shared_methods {
             self.auto(move |e| Box::pin($crate::db::shared::customer(e, token)))
         }
 
+        fn search_customers(
+            &self,
+            query: $crate::db::customers::CustomerSearch,
+        ) -> futures::future::BoxFuture<
+            '_,
+            $crate::db::model::DbResult<Vec<$crate::db::customers::CustomerHit>>,
+        > {
+            self.auto(move |e| Box::pin($crate::db::customers::search(e, query)))
+        }
+
+        fn customer_history(
+            &self,
+            token: kiosk_protocol::CardToken,
+        ) -> futures::future::BoxFuture<
+            '_,
+            $crate::db::model::DbResult<$crate::db::customers::CustomerHistory>,
+        > {
+            self.snapshot(move |e| Box::pin($crate::db::customers::history(e, token)))
+        }
+
+        fn consent_kiosks(
+            &self,
+            token: kiosk_protocol::CardToken,
+        ) -> futures::future::BoxFuture<
+            '_,
+            $crate::db::model::DbResult<Vec<$crate::db::customers::ConsentKiosk>>,
+        > {
+            self.auto(move |e| {
+                Box::pin(async move { $crate::db::customers::consent_kiosks(e, &token).await })
+            })
+        }
+
+        fn correct_customer(
+            &self,
+            token: kiosk_protocol::CardToken,
+            correction: $crate::db::customers::CustomerCorrection,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<bool>> {
+            self.write(move |e| {
+                Box::pin($crate::db::customers::correct(e, token, correction, now_ms))
+            })
+        }
+
+        fn import_customers(
+            &self,
+            customers: Vec<$crate::db::model::NewCustomer>,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<u64>> {
+            self.write(move |e| Box::pin($crate::db::customers::import(e, customers, now_ms)))
+        }
+
+        fn record_feed_poll(
+            &self,
+            kiosk_id: String,
+            cursor: u64,
+            now_ms: i64,
+        ) -> futures::future::BoxFuture<'_, $crate::db::model::DbResult<()>> {
+            self.auto(move |e| {
+                Box::pin($crate::db::customers::record_feed_poll(e, kiosk_id, cursor, now_ms))
+            })
+        }
+
+        fn erasure_status(
+            &self,
+            token: kiosk_protocol::CardToken,
+        ) -> futures::future::BoxFuture<
+            '_,
+            $crate::db::model::DbResult<Option<$crate::db::customers::ErasureStatus>>,
+        > {
+            self.auto(move |e| Box::pin($crate::db::customers::erasure_status(e, token)))
+        }
+
         fn set_segment(
             &self,
             token: kiosk_protocol::CardToken,

@@ -103,6 +103,11 @@ pub const SQLITE: &[Migration] = &[
         name: "update_pins_rollout_backlog",
         sql: include_str!("../../migrations/sqlite/0015_update_pins_rollout_backlog.sql"),
     },
+    Migration {
+        version: 16,
+        name: "feed_progress",
+        sql: include_str!("../../migrations/sqlite/0016_feed_progress.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations, oldest first (the same versions as [`SQLITE`]).
@@ -181,6 +186,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 15,
         name: "update_pins_rollout_backlog",
         sql: include_str!("../../migrations/postgres/0015_update_pins_rollout_backlog.sql"),
+    },
+    Migration {
+        version: 16,
+        name: "feed_progress",
+        sql: include_str!("../../migrations/postgres/0016_feed_progress.sql"),
     },
 ];
 

@@ -22,6 +22,7 @@
 
 pub mod accounts;
 pub mod alerts;
+pub mod customers;
 pub mod dashboard;
 pub mod database;
 pub mod dialect;

@@ -38,7 +38,7 @@ pub(crate) fn u64_of(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-fn token_of(s: String) -> DbResult<CardToken> {
+pub(crate) fn token_of(s: String) -> DbResult<CardToken> {
     s.parse()
         .map_err(|e| DbError::Corrupt(format!("card token in database: {e}")))
 }

@@ -247,4 +247,9 @@ def filter_case(ctx, case):
         return _grant_holds(case.body, False)
     if operation.path == "/v1/admin/stores/{store_id}/location" and method == "PUT":
         return _place_holds(case.body)
+    # A customer CSV's rules (columns, card numbers, stores) are not a JSON Schema's: a drawn
+    # string is never a valid file. sync/endpoint/tests/customers.rs and the import's unit tests
+    # check good and bad files.
+    if operation.path == "/dashboard/api/customers/import":
+        return False
     return True
