@@ -260,7 +260,11 @@ pub fn routes() -> Vec<Route> {
                     "requestBody": { "required": true, "content": { "text/csv": { "schema": { "type": "string" } } } },
                     "responses": {
                         "200": ok("imported", "ImportDone"),
-                        "400": ok("refused, nothing imported: every bad row", "ImportRefused"),
+                        // Bad rows are listed (ImportRefused, which is an ErrorBody with rows); a file that is no text, or a bad
+                        // query, is the endpoint's usual error body.
+                        "400": { "description": "refused, nothing imported: every bad row, or why the file or query cannot be read",
+                                 "content": { "application/json": { "schema": { "anyOf": [
+                                     schema_ref("ImportRefused"), schema_ref("ErrorBody") ] } } } },
                         "403": err.clone(), "429": err.clone(), "503": err.clone()
                     }
                 }),
