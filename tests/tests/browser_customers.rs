@@ -284,6 +284,16 @@ async fn the_hq_admin_finds_corrects_exports_and_erases_a_customer_and_others_ar
         .await
         .unwrap();
         assert!(db.customer(token.clone()).await.unwrap().is_none());
+        // Nothing of hers stays on the screen (the search's answer showed her name and email).
+        let shown = b
+            .eval("return document.body.innerText;", vec![])
+            .await
+            .unwrap();
+        let shown = shown.as_str().unwrap();
+        assert!(
+            !shown.contains("@example.com") && !shown.contains("+34 6") && !shown.contains("Pérez"),
+            "{viewport}: the erased customer still shown: {shown}"
+        );
         check_page(&b, "an erasure").await;
         b.screenshot(&format!("customers-{viewport}-03-erased"))
             .await

@@ -184,6 +184,9 @@
       const st = await call("POST", API + "/" + token + "/erase");
       $("profile").hidden = true;
       current = null;
+      // The search's answer showed her name, email and phone: gone with her.
+      $("result-rows").replaceChildren();
+      $("results").hidden = true;
       say("Erased. Each kiosk removes the person at its next feed poll.");
       showErasure(st);
       if (erasurePoll) clearInterval(erasurePoll);
