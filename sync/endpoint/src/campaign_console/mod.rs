@@ -10,13 +10,11 @@
 //! → `/dashboard/api/campaigns` → `app.js` (polled every 5 s).
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
-use axum::middleware;
 use axum::response::Response;
 use kiosk_protocol::ident;
 use kiosk_protocol::wire::Campaign;
@@ -237,7 +235,7 @@ pub fn routes() -> Vec<Route> {
     put_doc["parameters"] = json!([path_param("id", "Ident")]);
     put_doc["requestBody"] = json!({ "required": true, "content": { "application/json": {
         "schema": schema_ref("Campaign") } } });
-    let routes = vec![
+    let mut routes = vec![
         Route::new(
             Verb::Get,
             "/dashboard/campaigns",
@@ -267,35 +265,13 @@ pub fn routes() -> Vec<Route> {
             put_campaign,
             put_doc,
         ),
-        Route::new(
-            Verb::Get,
-            "/dashboard/campaigns/app.js",
-            || async { crate::http::page::asset("text/javascript", APP_JS) },
-            raw_op(
-                "the campaigns page's script",
-                Security::None,
-                json!({ "200": text("text/javascript", "script") }),
-            ),
-        ),
-        Route::new(
-            Verb::Get,
-            "/dashboard/campaigns/app.css",
-            || async { crate::http::page::asset("text/css", APP_CSS) },
-            raw_op(
-                "the campaigns page's style",
-                Security::None,
-                json!({ "200": text("text/css", "style") }),
-            ),
-        ),
     ];
-    routes
-        .into_iter()
-        .map(|r| {
-            r.map(|h| {
-                h.layer::<_, Infallible>(middleware::from_fn(crate::http::page::console_headers))
-            })
-        })
-        .collect()
+    routes.extend(crate::http::page::script_and_style(
+        "campaigns page",
+        ("/dashboard/campaigns/app.js", APP_JS),
+        ("/dashboard/campaigns/app.css", APP_CSS),
+    ));
+    crate::http::page::console_routes(routes)
 }
 
 /// Adds the schemas the campaigns page's paths refer to to `g`'s definitions.

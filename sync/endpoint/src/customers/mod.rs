@@ -13,14 +13,12 @@
 pub mod import;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::convert::Infallible;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use kiosk_drivers::card::Uid;
 use kiosk_drivers::card::settings::UidFormat;
@@ -199,7 +197,7 @@ pub struct ImportRefused {
     pub error: String,
     /// What to do.
     pub message: String,
-    /// Every refused row.
+    /// Every refused row (none when the file or the query could not be read).
     pub rows: Vec<import::RowError>,
 }
 
@@ -218,7 +216,7 @@ pub fn routes() -> Vec<Route> {
         op["parameters"] = params;
         op
     };
-    let routes = vec![
+    let mut routes = vec![
         Route::new(
             Verb::Get,
             "/dashboard/customers",
@@ -260,11 +258,7 @@ pub fn routes() -> Vec<Route> {
                     "requestBody": { "required": true, "content": { "text/csv": { "schema": { "type": "string" } } } },
                     "responses": {
                         "200": ok("imported", "ImportDone"),
-                        // Bad rows are listed (ImportRefused, which is an ErrorBody with rows); a file that is no text, or a bad
-                        // query, is the endpoint's usual error body.
-                        "400": { "description": "refused, nothing imported: every bad row, or why the file or query cannot be read",
-                                 "content": { "application/json": { "schema": { "anyOf": [
-                                     schema_ref("ImportRefused"), schema_ref("ErrorBody") ] } } } },
+                        "400": ok("refused, nothing imported: every bad row, or why the file or query cannot be read (no row)", "ImportRefused"),
                         "403": err.clone(), "429": err.clone(), "503": err.clone()
                     }
                 }),
@@ -352,35 +346,13 @@ pub fn routes() -> Vec<Route> {
                 json!([token()]),
             ),
         ),
-        Route::new(
-            Verb::Get,
-            "/dashboard/customers/app.js",
-            || async { crate::http::page::asset("text/javascript", APP_JS) },
-            raw_op(
-                "the customers page's script",
-                Security::None,
-                json!({ "200": text("text/javascript", "script") }),
-            ),
-        ),
-        Route::new(
-            Verb::Get,
-            "/dashboard/customers/app.css",
-            || async { crate::http::page::asset("text/css", APP_CSS) },
-            raw_op(
-                "the customers page's style",
-                Security::None,
-                json!({ "200": text("text/css", "style") }),
-            ),
-        ),
     ];
-    routes
-        .into_iter()
-        .map(|r| {
-            r.map(|h| {
-                h.layer::<_, Infallible>(middleware::from_fn(crate::http::page::console_headers))
-            })
-        })
-        .collect()
+    routes.extend(crate::http::page::script_and_style(
+        "customers page",
+        ("/dashboard/customers/app.js", APP_JS),
+        ("/dashboard/customers/app.css", APP_CSS),
+    ));
+    crate::http::page::console_routes(routes)
 }
 
 /// Adds the schemas the customers page's paths refer to.
@@ -971,19 +943,32 @@ async fn import_csv(
     query: Result<Query<ImportQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::malformed(format!("import query: {e}")))?;
+    // Every refusal is an ImportRefused (the whole file's problems have no row).
+    let Ok(Query(q)) = query else {
+        return Ok(refused(
+            "import query: format is hex or decimal".into(),
+            vec![],
+        ));
+    };
     let format = match q.format.as_deref() {
         None | Some("hex") => UidFormat::Hex,
         Some("decimal") => UidFormat::Decimal,
         Some(other) => {
-            return Err(ApiError::malformed(format!(
-                "format: {other:?} is not hex or decimal"
-            )));
+            return Ok(refused(
+                format!("format: {other:?} is not hex or decimal"),
+                vec![],
+            ));
         }
     };
-    let body = body.map_err(|e| ApiError::malformed(format!("could not read the body: {e}")))?;
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::malformed("the file is not UTF-8 text; save it as CSV UTF-8"))?;
+    let Ok(body) = body else {
+        return Ok(refused("could not read the file".into(), vec![]));
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return Ok(refused(
+            "the file is not UTF-8 text; save it as CSV UTF-8".into(),
+            vec![],
+        ));
+    };
     let key = st.db.tenant_key().await?;
     let stores: BTreeSet<String> = st
         .db
@@ -1005,20 +990,28 @@ async fn import_csv(
                 &format!("{} bad rows", rows.len()),
                 "refused",
             );
-            Ok((
-                StatusCode::BAD_REQUEST,
-                Json(ImportRefused {
-                    error: "malformed".into(),
-                    message: format!(
-                        "{} row(s) refused; nothing was imported: correct them and import the whole file again",
-                        rows.len()
-                    ),
-                    rows,
-                }),
-            )
-                .into_response())
+            Ok(refused(
+                format!(
+                    "{} row(s) refused; nothing was imported: correct them and import the whole file again",
+                    rows.len()
+                ),
+                rows,
+            ))
         }
     }
+}
+
+/// A refused import (400): `message`, and the refused rows if the file could be read.
+fn refused(message: String, rows: Vec<import::RowError>) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(ImportRefused {
+            error: "malformed".into(),
+            message,
+            rows,
+        }),
+    )
+        .into_response()
 }
 
 #[cfg(test)]

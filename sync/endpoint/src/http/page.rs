@@ -7,7 +7,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use std::convert::Infallible;
+
 use super::auth::Principal;
+use super::doc::{Security, raw_op, text};
+use super::route::{Route, Verb};
 use super::state::{AppState, peer_ip};
 
 /// The console pages' policy (as the dashboard's): scripts, styles, pictures and requests from
@@ -22,6 +26,45 @@ pub async fn console_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     secure(&mut resp, CONSOLE_CSP);
     resp
+}
+
+/// `routes` with [`console_headers`] on each: a console page's routes.
+pub fn console_routes(routes: Vec<Route>) -> Vec<Route> {
+    routes
+        .into_iter()
+        .map(|r| r.map(|h| h.layer::<_, Infallible>(axum::middleware::from_fn(console_headers))))
+        .collect()
+}
+
+/// The two routes of a console page's script (`js` at `js_path`) and style (`css` at
+/// `css_path`), documented as `page`'s.
+pub fn script_and_style(
+    page: &str,
+    (js_path, js): (&'static str, &'static str),
+    (css_path, css): (&'static str, &'static str),
+) -> [Route; 2] {
+    [
+        Route::new(
+            Verb::Get,
+            js_path,
+            move || async move { asset("text/javascript", js) },
+            raw_op(
+                &format!("the {page}'s script"),
+                Security::None,
+                serde_json::json!({ "200": text("text/javascript", "script") }),
+            ),
+        ),
+        Route::new(
+            Verb::Get,
+            css_path,
+            move || async move { asset("text/css", css) },
+            raw_op(
+                &format!("the {page}'s style"),
+                Security::None,
+                serde_json::json!({ "200": text("text/css", "style") }),
+            ),
+        ),
+    ]
 }
 
 /// A console page: `html` for a browser with a console session (an account's, or a token

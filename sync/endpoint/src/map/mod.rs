@@ -12,12 +12,10 @@
 //! `/dashboard`; a store's place is set by the operator with `PUT /v1/admin/stores/{id}/location`.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
-use axum::middleware;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -257,14 +255,7 @@ pub fn routes() -> Vec<Route> {
             geojson_doc("Spain's provinces, each with its region's code (GeoJSON; IGN, CC BY 4.0)"),
         ),
     ];
-    routes
-        .into_iter()
-        .map(|r| {
-            r.map(|h| {
-                h.layer::<_, Infallible>(middleware::from_fn(crate::http::page::console_headers))
-            })
-        })
-        .collect()
+    crate::http::page::console_routes(routes)
 }
 
 /// Adds the schemas the map's paths refer to to `g`'s definitions.
