@@ -156,7 +156,8 @@ async fn assist_at(viewport: Viewport) {
     b.click("button[type=submit]").await.expect("log in");
     b.wait_until(
         "the call on kiosk 2's counter page",
-        "!document.getElementById('assist-card').hidden && document.querySelectorAll('[data-testid=assist-call]').length === 1",
+        // The login's answer may still be on screen (no card yet): wait for the counter page.
+        "document.getElementById('assist-card') !== null && !document.getElementById('assist-card').hidden && document.querySelectorAll('[data-testid=assist-call]').length === 1",
         WAIT,
     )
     .await
