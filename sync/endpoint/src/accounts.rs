@@ -141,8 +141,9 @@ impl Account {
 /// manager a store and no region, the others neither.
 pub fn check_grant(role: Role, region: Option<&str>, store_id: Option<&str>) -> Result<(), String> {
     match (role, region, store_id) {
-        (Role::RegionalManager, Some(r), None) => kiosk_protocol::ident::check_service(r)
-            .map_err(|e| format!("region: the region code {e}")),
+        (Role::RegionalManager, Some(r), None) => {
+            crate::input::check_region(r).map_err(|e| format!("region: {e}"))
+        }
         (Role::RegionalManager, _, _) => {
             Err("a regional-manager needs a region (e.g. ES-MD) and no store".into())
         }

@@ -178,6 +178,26 @@ pub fn timezone<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Er
     Ok(Some(s))
 }
 
+/// A region code: an ISO 3166-2 subdivision (`ES-MD`), upper-case letters, digits and one `-`.
+pub fn check_region(code: &str) -> Result<(), String> {
+    let ok = code.len() <= 12
+        && code.split_once('-').is_some_and(|(country, sub)| {
+            country.len() == 2
+                && country.bytes().all(|b| b.is_ascii_uppercase())
+                && !sub.is_empty()
+                && sub
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{code:?} is not an ISO 3166-2 subdivision code (two capital letters, '-', then capital letters or digits, e.g. ES-MD)"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -114,12 +114,6 @@ pub fn lists() -> serde_json::Map<String, serde_json::Value> {
     out
 }
 
-/// A region code: 1 to 64 of letters, digits, `.`, `_`, `-` (`ES-MD`).
-#[allow(dead_code, reason = "a schema type only: the field is never built")]
-#[derive(JsonSchema)]
-#[schemars(transparent)]
-struct RegionCode(#[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"))] String);
-
 /// Body of `POST /v1/admin/accounts`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -149,8 +143,8 @@ fn grant_schema(
     role_optional: bool,
 ) -> schemars::Schema {
     let ident = serde_json::to_value(g.subschema_for::<Ident>()).unwrap_or_default();
-    let region = json!({ "type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
-        "description": "a region code (ES-MD)" });
+    let region = json!({ "type": "string", "pattern": r"^[A-Z]{2}-[A-Z0-9]{1,9}$",
+        "description": "an ISO 3166-2 region code (ES-MD), as stores carry" });
     let branch = |roles: serde_json::Value, own: Option<(&str, serde_json::Value)>| {
         let mut props = extra.as_object().cloned().unwrap_or_default();
         props.insert("role".into(), json!({ "type": "string", "enum": roles }));
