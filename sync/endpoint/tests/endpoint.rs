@@ -751,6 +751,28 @@ async fn a_campaign_for_a_region_reaches_its_stores_and_follows_a_store_placed_t
     place(&h, "south", "ES-MD").await;
     let sent = campaign_in(&whole_feed(&h, &south).await, &campaign.id).expect("south's feed");
     assert_eq!(sent.stores, ["north", "south"]);
+    // A new name in the same region sends the campaign to nobody again.
+    let mut cursor = 0;
+    loop {
+        let page = feed(&h, &south, cursor).await;
+        cursor = page.next_cursor;
+        if !page.more {
+            break;
+        }
+    }
+    let r = h
+        .admin(Method::PUT, "/v1/admin/stores/south/location")
+        .json(&serde_json::json!({ "region": "ES-MD", "name": "Tienda Sur" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let after = feed(&h, &south, cursor).await;
+    assert!(
+        campaign_in(&after.items, &campaign.id).is_none(),
+        "{:?}",
+        after.items
+    );
 
     // A region that is not an ISO 3166-2 code is refused, naming the field.
     campaign.regions = vec!["Madrid".into()];

@@ -105,15 +105,19 @@ pub(crate) async fn set_store_place(
     store_id: String,
     place: PlaceUpdate,
 ) -> DbResult<()> {
-    let n = e
-        .execute(
-            "UPDATE stores SET region = ?2, latitude = ?3, longitude = ?4 WHERE id = ?1",
-            args![&store_id, place.region, place.latitude, place.longitude],
-        )
-        .await?;
-    if n == 0 {
+    let Some(before) = e
+        .query_opt("SELECT region FROM stores WHERE id = ?1", args![&store_id])
+        .await?
+    else {
         return Err(DbError::NotFound(format!("store {store_id:?}")));
-    }
+    };
+    let region_before: Option<String> = before.get(0)?;
+    let moved = region_before != place.region;
+    e.execute(
+        "UPDATE stores SET region = ?2, latitude = ?3, longitude = ?4 WHERE id = ?1",
+        args![&store_id, place.region, place.latitude, place.longitude],
+    )
+    .await?;
     if let Some(name) = place.name {
         e.execute(
             "UPDATE stores SET name = ?2 WHERE id = ?1",
@@ -121,7 +125,11 @@ pub(crate) async fn set_store_place(
         )
         .await?;
     }
-    // Campaigns aimed at regions follow the store into (or out of) its region.
+    // Campaigns aimed at regions follow the store into (or out of) its region; a new name or
+    // new coordinates change no feed.
+    if !moved {
+        return Ok(());
+    }
     let now_ms = i64::try_from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
