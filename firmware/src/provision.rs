@@ -89,6 +89,16 @@ pub trait Prompt {
     fn say(&mut self, text: &str);
 }
 
+/// A staff PIN is at least 6 digits: with the per-address lockout (doubling up to an hour
+/// after every five wrong PINs), guessing a million PINs from one device takes decades, where
+/// four digits took under a year.
+pub fn check_pin(pin: &str) -> anyhow::Result<()> {
+    if pin.len() < 6 || !pin.chars().all(|c| c.is_ascii_digit()) {
+        bail!("the staff PIN must be at least 6 digits");
+    }
+    Ok(())
+}
+
 /// Questions at the terminal.
 pub struct Terminal;
 
@@ -224,13 +234,8 @@ pub async fn provision(opts: &Options, prompt: &mut dyn Prompt) -> anyhow::Resul
             (!p.is_empty()).then_some(p)
         }
     };
-    // Six digits: with the per-address lockout (doubling up to an hour after every five wrong
-    // PINs), guessing a million PINs from one device takes decades, where four digits took
-    // under a year.
-    if let Some(p) = &pin
-        && (p.len() < 6 || !p.chars().all(|c| c.is_ascii_digit()))
-    {
-        bail!("the staff PIN must be at least 6 digits");
+    if let Some(p) = &pin {
+        check_pin(p)?;
     }
 
     doc["kiosk"]["hardware_profile"] = value(&profile);

@@ -109,13 +109,18 @@ impl Harness {
 
     /// Logs in to kiosk `k`'s counter page; returns the session cookie.
     async fn staff_cookie_at(&self, k: usize) -> String {
+        self.login_at(k, kiosk::demo::DEMO_PIN).await
+    }
+
+    /// Logs in to kiosk `k`'s counter page with `pin`; returns the session cookie.
+    async fn login_at(&self, k: usize, pin: &str) -> String {
         let login = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap()
             .post(self.ui_at(k, "/counter/login"))
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("pin={}", kiosk::demo::DEMO_PIN))
+            .body(format!("pin={pin}"))
             .send()
             .await
             .unwrap();
@@ -655,4 +660,234 @@ async fn a_services_ticket_note_set_at_the_crm_is_printed_on_its_tickets_in_the_
         "{ticket}"
     );
     h.demo.stop().await;
+}
+
+/// Who a counter session is (`/api/counter/me`), or the refusal's status.
+async fn counter_me(h: &Harness, k: usize, cookie: &str) -> Result<Value, u16> {
+    let res = h
+        .http
+        .get(h.ui_at(k, "/api/counter/me"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    if res.status().is_success() {
+        Ok(res.json().await.unwrap())
+    } else {
+        Err(res.status().as_u16())
+    }
+}
+
+/// Runs a counter command at kiosk `k` as the session `cookie`; panics unless it succeeds.
+async fn counter(h: &Harness, k: usize, cookie: &str, counter: &str, command: Value) {
+    let res = h
+        .http
+        .post(h.ui_at(k, "/api/counter/command"))
+        .header("cookie", cookie)
+        .json(&json!({ "counter": counter, "command": command }))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let body = res.text().await.unwrap_or_default();
+    assert!(status.is_success(), "{command}: {status} {body}");
+}
+
+/// Calls the next turn at `counter` of kiosk `k` and returns its id (again until one is
+/// called: the kiosk may not have the turns another kiosk issued yet).
+async fn call_next(h: &Harness, k: usize, cookie: &str, counter_name: &str) -> String {
+    h.until("a turn called", async || {
+        counter(h, k, cookie, counter_name, json!({ "action": "call_next" })).await;
+        let board: Value = h
+            .http
+            .get(h.ui_at(k, "/api/counter/board"))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        board["serving"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["counter"] == counter_name)
+            .and_then(|t| t["turn_id"].as_str())
+            .map(str::to_owned)
+    })
+    .await
+}
+
+/// The report's queue table (CSV) grouped per staff member over yesterday to tomorrow (UTC):
+/// group → (tickets, served, no-shows).
+async fn staff_report(h: &Harness) -> std::collections::BTreeMap<String, (String, u64, u64, u64)> {
+    let today = time::OffsetDateTime::now_utc().date();
+    let url = format!(
+        "http://{}/dashboard/reports.csv?table=queue&group=staff&period=range&from={}&to={}",
+        h.demo.crm_addr,
+        today.previous_day().unwrap(),
+        today.next_day().unwrap()
+    );
+    let res = h
+        .http
+        .get(&url)
+        .bearer_auth(&h.demo.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{url}: {}", res.status());
+    let text = res.text().await.unwrap();
+    let mut rows = csv::Reader::from_reader(text.as_bytes());
+    let head = rows.headers().unwrap().clone();
+    let col = |name: &str| head.iter().position(|h| h == name).unwrap();
+    let (group, name, tickets, served, no_shows) = (
+        col("group"),
+        col("group_name"),
+        col("tickets"),
+        col("served"),
+        col("no_shows"),
+    );
+    rows.records()
+        .map(|r| {
+            let r = r.unwrap();
+            let n = |i: usize| r[i].parse::<u64>().unwrap();
+            (
+                r[group].to_owned(),
+                (r[name].to_owned(), n(tickets), n(served), n(no_shows)),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn staff_with_pins_of_their_own_are_named_on_their_turns_and_counted_per_member_in_the_report()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::store(dir.path(), 2).await;
+    let store = crm_endpoint::DEMO_STORE_ID;
+    let digest = |pin: &str| kiosk::ui::pin_digest(pin);
+
+    // Two members with PINs of their own, set at the CRM for every kiosk of the store.
+    let res = h
+        .set_config(json!({ "staff": [
+            { "id": "ana", "name": "Ana García", "pin_sha256": digest("246801") },
+            { "id": "luis", "name": "Luis Pérez", "pin_sha256": digest("246802") },
+        ]}))
+        .await;
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    // The same PIN for two members is refused at the CRM, naming the key.
+    let res = h
+        .set_config(json!({ "staff": [
+            { "id": "ana", "name": "Ana García", "pin_sha256": digest("246801") },
+            { "id": "eva", "name": "Eva Gil", "pin_sha256": digest("246801") },
+        ]}))
+        .await;
+    assert_eq!(res.status(), 400);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("staff[1].pin_sha256"), "{body}");
+    h.until("both kiosks run the staff list", async || {
+        (h.good_version_at(1) == 1 && h.good_version_at(2) == 1).then_some(())
+    })
+    .await;
+
+    let ana = h.login_at(1, "246801").await;
+    let luis = h.login_at(2, "246802").await;
+    let store_pin = h.staff_cookie_at(1).await;
+    assert_eq!(
+        counter_me(&h, 1, &ana).await.unwrap()["staff"],
+        json!({ "id": "ana", "name": "Ana García" })
+    );
+    assert_eq!(
+        counter_me(&h, 2, &luis).await.unwrap()["staff"]["name"],
+        "Luis Pérez"
+    );
+    assert_eq!(
+        counter_me(&h, 1, &store_pin).await.unwrap()["staff"],
+        Value::Null
+    );
+
+    // Four turns: Ana serves one and another, Luis's caller is a no-show, the store PIN serves one.
+    let letter = h.services_offered().await[0].0.clone();
+    h.take_turn(&letter).await;
+    for _ in 0..3 {
+        h.touch(json!({"action": "start"})).await;
+        h.screen("choose_service").await;
+        h.take_turn(&letter).await;
+    }
+    for (k, cookie, at, served) in [
+        (1, &ana, "1", true),
+        (1, &ana, "1", true),
+        (2, &luis, "2", false),
+        (1, &store_pin, "3", true),
+    ] {
+        let turn = call_next(&h, k, cookie, at).await;
+        let action = if served { "served" } else { "no_show" };
+        counter(
+            &h,
+            k,
+            cookie,
+            at,
+            json!({ "action": action, "turn_id": turn }),
+        )
+        .await;
+    }
+
+    let expected: std::collections::BTreeMap<String, (String, u64, u64, u64)> = [
+        (format!("{store}/(store PIN)"), ("(store PIN)", 1, 1, 0)),
+        (format!("{store}/ana"), ("Ana García", 2, 2, 0)),
+        (format!("{store}/luis"), ("Luis Pérez", 1, 0, 1)),
+    ]
+    .into_iter()
+    .map(|(k, (name, t, s, n))| (k, (name.to_owned(), t, s, n)))
+    .collect();
+    let got = h
+        .until("the CRM's report counts per staff member", async || {
+            let mut got = staff_report(&h).await;
+            for (_, (name, ..)) in got.iter_mut() {
+                // "Tienda demo · Ana García": the store's name, then the member's.
+                *name = name.rsplit(" · ").next().unwrap_or_default().to_owned();
+            }
+            (got == expected).then_some(got)
+        })
+        .await;
+    assert_eq!(got, expected);
+
+    // Luis leaves the list: his session ends at once at the kiosk that applies it; Ana's stays.
+    let res = h
+        .set_config(json!({ "staff": [
+            { "id": "ana", "name": "Ana García", "pin_sha256": digest("246801") },
+        ]}))
+        .await;
+    assert!(res.status().is_success());
+    h.until("kiosk 2 applies version 2", async || {
+        (h.good_version_at(2) == 2).then_some(())
+    })
+    .await;
+    assert_eq!(counter_me(&h, 2, &luis).await, Err(401));
+    h.until("kiosk 1 applies version 2", async || {
+        (h.good_version_at(1) == 2).then_some(())
+    })
+    .await;
+    assert_eq!(counter_me(&h, 1, &ana).await.unwrap()["staff"]["id"], "ana");
+    // A removed member's PIN no longer opens the page; the report still names him.
+    let refused = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(h.ui_at(2, "/counter/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("pin=246802")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.headers()["location"].to_str().unwrap(),
+        "/counter?error=pin"
+    );
+    let report = staff_report(&h).await;
+    assert!(
+        report[&format!("{store}/luis")].0.ends_with("Luis Pérez"),
+        "{report:?}"
+    );
 }

@@ -67,13 +67,24 @@ struct Harness {
     inputs: mpsc::Receiver<kiosk_core::journey::Input>,
     screen: watch::Sender<ScreenView>,
     staff: mpsc::Receiver<StaffRequest>,
+    state: AppState,
     _board: watch::Sender<QueueBoard>,
     _stop: oneshot::Sender<()>,
+}
+
+/// Staff member `ana` with this name and PIN.
+fn ana(name: &str, pin: &str) -> kiosk::ui::StaffMember {
+    kiosk::ui::StaffMember {
+        id: "ana".into(),
+        name: name.into(),
+        pin_sha256: kiosk::ui::pin_digest(pin),
+    }
 }
 
 fn settings() -> UiSettings {
     UiSettings {
         staff_pin_sha256: Some(Zeroizing::new(kiosk::ui::pin_digest("4321"))),
+        staff: vec![ana("Ana García", "555555")],
         staff_token: Some(Zeroizing::new("scripted-token-0123456789".into())),
         kiosk_loopback_only: true,
         store_name: "Tienda Centro".into(),
@@ -117,7 +128,8 @@ async fn start() -> Harness {
         .expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    tokio::spawn(serve(listener, AppState::new(settings(), ch), async move {
+    let state = AppState::new(settings(), ch);
+    tokio::spawn(serve(listener, state.clone(), async move {
         let _ = stop_rx.await;
     }));
     let client = reqwest::Client::builder()
@@ -130,6 +142,7 @@ async fn start() -> Harness {
         inputs,
         screen,
         staff,
+        state,
         _board: board,
         _stop: stop_tx,
     }
@@ -141,11 +154,16 @@ impl Harness {
     }
 
     async fn login(&self) -> String {
+        self.login_with("4321").await
+    }
+
+    /// Logs in with `pin`; returns the session cookie.
+    async fn login_with(&self, pin: &str) -> String {
         let res = self
             .client
             .post(self.url("/counter/login"))
             .header("content-type", "application/x-www-form-urlencoded")
-            .body("pin=4321")
+            .body(format!("pin={pin}"))
             .send()
             .await
             .expect("login");
@@ -565,6 +583,106 @@ async fn staff_commands_are_carried_out_and_answered_by_the_runtime() {
         .await
         .expect("runtime done")
         .expect("runtime assertions");
+}
+
+/// `/api/counter/me` as `cookie`: the answer, or the refusal's status.
+async fn me(h: &Harness, cookie: &str) -> Result<serde_json::Value, StatusCode> {
+    let res = h
+        .client
+        .get(h.url("/api/counter/me"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("me");
+    match res.status() {
+        StatusCode::OK => Ok(res.json().await.expect("json")),
+        other => Err(other),
+    }
+}
+
+#[tokio::test]
+async fn a_members_own_pin_names_them_on_the_page_and_on_their_commands_until_they_leave_the_list()
+{
+    let mut h = start().await;
+    let ana_session = h.login_with("555555").await;
+    let store_session = h.login().await;
+    assert_eq!(
+        me(&h, &ana_session).await.unwrap()["staff"],
+        serde_json::json!({ "id": "ana", "name": "Ana García" })
+    );
+    assert_eq!(
+        me(&h, &store_session).await.unwrap()["staff"],
+        serde_json::Value::Null
+    );
+
+    // Her commands carry her id; the store PIN's and the token's carry none.
+    let mut staff = std::mem::replace(&mut h.staff, mpsc::channel(1).1);
+    let runtime = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let r = staff.recv().await.expect("request");
+            seen.push(r.staff.clone());
+            let _ = r.reply.send(Ok(StaffAck::default()));
+        }
+        seen
+    });
+    for auth in [
+        ("cookie", ana_session.clone()),
+        ("cookie", store_session.clone()),
+        ("authorization", "Bearer scripted-token-0123456789".into()),
+    ] {
+        let res = h
+            .client
+            .post(h.url("/api/counter/command"))
+            .header(auth.0, &auth.1)
+            .json(&serde_json::json!({"counter": "2", "command": {"action": "call_next"}}))
+            .send()
+            .await
+            .expect("command");
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let seen = tokio::time::timeout(WAIT, runtime)
+        .await
+        .expect("runtime done")
+        .expect("runtime");
+    assert_eq!(seen, [Some("ana".to_owned()), None, None]);
+
+    // A new name shows at once; a new PIN logs her out (the old one opens nothing more).
+    let logins = |members: Vec<kiosk::ui::StaffMember>, store_pin: bool| kiosk::ui::StaffLogins {
+        store_pin_sha256: store_pin.then(|| Zeroizing::new(kiosk::ui::pin_digest("4321"))),
+        members,
+    };
+    h.state
+        .set_staff_logins(logins(vec![ana("Ana García Ruiz", "555555")], true));
+    assert_eq!(
+        me(&h, &ana_session).await.unwrap()["staff"]["name"],
+        "Ana García Ruiz"
+    );
+    h.state
+        .set_staff_logins(logins(vec![ana("Ana García Ruiz", "777777")], true));
+    assert_eq!(me(&h, &ana_session).await, Err(StatusCode::UNAUTHORIZED));
+    let old_pin = h
+        .client
+        .post(h.url("/counter/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("pin=555555")
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(old_pin.headers()["location"], "/counter?error=pin");
+    let ana_again = h.login_with("777777").await;
+    assert!(
+        me(&h, &store_session).await.is_ok(),
+        "the store PIN's session goes on"
+    );
+
+    // She leaves the list: logged out. The store-wide PIN removed: its sessions end too.
+    h.state.set_staff_logins(logins(Vec::new(), true));
+    assert_eq!(me(&h, &ana_again).await, Err(StatusCode::UNAUTHORIZED));
+    assert!(me(&h, &store_session).await.is_ok());
+    h.state
+        .set_staff_logins(logins(vec![ana("Ana", "777777")], false));
+    assert_eq!(me(&h, &store_session).await, Err(StatusCode::UNAUTHORIZED));
 }
 
 #[tokio::test]

@@ -13,6 +13,22 @@ const others = document.getElementById("others");
 let board = null;
 
 nameInput.value = localStorage.getItem("counter") || "1";
+
+// Who is logged in: a member's own PIN names them (their calls carry their id); the store-wide
+// PIN names nobody.
+(async () => {
+  try {
+    const res = await fetch("/api/counter/me");
+    if (!res.ok) return;
+    const me = await res.json();
+    if (me.staff) {
+      document.getElementById("staff-name").textContent = me.staff.name;
+      document.getElementById("staff-who").hidden = false;
+    }
+  } catch (_) {
+    // The board's own requests report a lost link.
+  }
+})();
 nameInput.addEventListener("change", () => {
   localStorage.setItem("counter", nameInput.value.trim());
   if (board) render(board);

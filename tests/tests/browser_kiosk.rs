@@ -340,8 +340,14 @@ async fn identified_customer_journey(viewport: Viewport) {
         .await
         .expect("counter");
     browser.wait_for("#pin", WAIT).await.expect("PIN form");
-    browser.type_into("#pin", DEMO_PIN).await.expect("PIN");
+    // A staff member with a PIN of her own: the page names her, and her call carries her id.
+    let (_, staff_name, staff_pin) = kiosk::demo::DEMO_STAFF[0];
+    browser.type_into("#pin", staff_pin).await.expect("PIN");
     browser.click("button[type=submit]").await.expect("log in");
+    browser
+        .wait_for_text("#staff-name", staff_name, WAIT)
+        .await
+        .expect("the counter page names who logged in");
     browser
         .wait_until(
             "the counter board with a turn waiting",

@@ -110,6 +110,7 @@ fn turn(id: Uuid, service: &str, n: u32) -> Event {
 
 fn called(id: Uuid) -> Event {
     Event::TurnCalled(TurnCalled {
+        staff: None,
         turn_id: id,
         turn: "A-001".into(),
         counter: "1".into(),

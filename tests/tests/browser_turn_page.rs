@@ -169,6 +169,7 @@ fn issued(id: Uuid, n: u32) -> Event {
 
 fn called(id: Uuid, n: u32) -> Event {
     Event::TurnCalled(TurnCalled {
+        staff: None,
         turn_id: id,
         turn: format!("A-{n:03}"),
         counter: "3".into(),
@@ -265,6 +266,7 @@ async fn a_phone_follows_its_turn_from_issue_to_call_to_survey() {
 
     store
         .send(Event::TurnServed(TurnServed {
+            staff: None,
             turn_id: mine,
             counter: "3".into(),
             service_s: 90,

@@ -94,6 +94,11 @@ pub enum Command {
     },
     /// Print version, git commit and target.
     Version,
+    /// Print the SHA-256 of a staff PIN (at least 6 digits), as `ui.staff_pin_sha256`,
+    /// `[[ui.staff]] pin_sha256` and the CRM's store config hold it. The PIN is asked for
+    /// without echo (or read from standard input's first line), never taken as an argument, so
+    /// it stays out of the shell's history and the process list.
+    PinDigest,
     /// Enroll this kiosk with the CRM (one-time code), write its site config and credentials
     /// (0600), then run the self-test. Asks for what the flags do not give.
     Provision {
@@ -266,6 +271,13 @@ pub fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::PinDigest => {
+            use crate::provision::Prompt as _;
+            let pin = crate::provision::Terminal.ask_secret("staff PIN")?;
+            crate::provision::check_pin(&pin)?;
+            println!("{}", crate::ui::pin_digest(&pin));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Version => {
             println!("kiosk {VERSION}");
             println!("commit {GIT_COMMIT}");

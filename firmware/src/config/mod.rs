@@ -389,8 +389,14 @@ pub struct UiSection {
     pub listen: SocketAddr,
     /// The staff pages (counter, lobby) for the shop's LAN; `None` serves them on `listen` only.
     pub staff_listen: Option<SocketAddr>,
-    /// SHA-256 (hex) of the staff PIN; `kiosk provision` sets it.
+    /// SHA-256 (hex) of the store-wide staff PIN; `kiosk provision` sets it. Whoever logs in
+    /// with it is not named on the turns they call.
     pub staff_pin_sha256: Option<String>,
+    /// Staff members with PINs of their own: the turns they call and serve carry their id, so
+    /// the managers' reports count per staff member. A store config from the CRM may replace
+    /// the list.
+    #[serde(default)]
+    pub staff: Vec<StaffEntry>,
     /// Seconds without interaction before the screen returns to the attract loop.
     #[serde(default = "default_idle_timeout_s")]
     pub idle_timeout_s: u32,
@@ -425,11 +431,35 @@ impl Default for UiSection {
             listen: default_ui_listen(),
             staff_listen: None,
             staff_pin_sha256: None,
+            staff: Vec::new(),
             idle_timeout_s: default_idle_timeout_s(),
             time_warning_s: default_time_warning_s(),
             accessible_time_factor: default_accessible_time_factor(),
             allowed_hosts: Vec::new(),
             screen_watchdog_s: default_screen_watchdog_s(),
+        }
+    }
+}
+
+/// `[[ui.staff]]`: a staff member with a PIN of their own.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaffEntry {
+    /// Stable id recorded on their turns (`ana`, `s-0042`).
+    pub id: String,
+    /// Name as the counter page shows it.
+    pub name: String,
+    /// SHA-256 (hex) of their PIN (`kiosk pin-digest` prints it).
+    pub pin_sha256: String,
+}
+
+impl StaffEntry {
+    /// The member as the store configuration's rules and the staff login know them.
+    pub fn member(&self) -> kiosk_protocol::store_config::StaffMember {
+        kiosk_protocol::store_config::StaffMember {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            pin_sha256: self.pin_sha256.clone(),
         }
     }
 }

@@ -11,12 +11,12 @@
 use std::path::PathBuf;
 
 use kiosk_protocol::store_config::{
-    RuleError, ServiceFields, StoreConfig, StoreConfigParts, check_counters, check_opening_time,
-    check_pin_digest, check_privacy, check_services,
+    RuleError, ServiceFields, StaffFields, StoreConfig, StoreConfigParts, check_counters,
+    check_opening_time, check_pin_digest, check_privacy, check_services, check_staff,
 };
 use kiosk_protocol::wire::Localized;
 
-use super::{Config, ConfigError, Names, PrivacySection, ServiceConfig, SiteConfig};
+use super::{Config, ConfigError, Names, PrivacySection, ServiceConfig, SiteConfig, StaffEntry};
 
 /// Where a merged config came from, as errors name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +69,14 @@ impl SiteConfig {
         if let Some(d) = &self.ui.staff_pin_sha256 {
             check_pin_digest(d)?;
         }
+        check_staff(
+            self.ui.staff.iter().map(|m| StaffFields {
+                id: &m.id,
+                name: &m.name,
+                pin_sha256: &m.pin_sha256,
+            }),
+            self.ui.staff_pin_sha256.as_deref(),
+        )?;
         check_privacy(
             &self.privacy.policy_version,
             &Localized {
@@ -101,6 +109,16 @@ impl SiteConfig {
         }
         if let Some(d) = &parts.staff_pin_sha256 {
             site.ui.staff_pin_sha256 = Some(d.clone());
+        }
+        if let Some(staff) = &parts.staff {
+            site.ui.staff = staff
+                .iter()
+                .map(|m| StaffEntry {
+                    id: m.id.clone(),
+                    name: m.name.clone(),
+                    pin_sha256: m.pin_sha256.clone(),
+                })
+                .collect();
         }
         if let Some(p) = &parts.privacy {
             site.privacy = PrivacySection {

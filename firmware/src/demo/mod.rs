@@ -38,8 +38,15 @@ use kiosk_journal::clock::SystemClock;
 use crate::bench::panel;
 pub use crate::bench::switch::{LanPort, Link, NetworkSwitch, StoreLan};
 
-/// The counter page PIN of the demo.
+/// The counter page PIN of the demo (store-wide: whoever uses it is not named on the turns).
 pub const DEMO_PIN: &str = "1234";
+
+/// The demo's staff members with PINs of their own (`[[ui.staff]]`): id, name, PIN. The turns
+/// they call and serve are counted per staff member in the managers' reports.
+pub const DEMO_STAFF: [(&str, &str, &str); 2] = [
+    ("marta", "Marta Ruiz", "246810"),
+    ("javier", "Javier Gil", "135790"),
+];
 
 /// Most kiosks in the demo's store.
 pub const MAX_KIOSKS: usize = 8;
@@ -283,6 +290,15 @@ fn kiosk_site_config(
     browse: bool,
 ) -> String {
     let pin = crate::ui::pin_digest(DEMO_PIN);
+    let staff: String = DEMO_STAFF
+        .iter()
+        .map(|(id, name, pin)| {
+            format!(
+                "\n[[ui.staff]]\nid = \"{id}\"\nname = \"{name}\"\npin_sha256 = \"{}\"\n",
+                crate::ui::pin_digest(pin)
+            )
+        })
+        .collect();
     let mut id = kiosk_id
         .map(|id| format!("id = \"{id}\"\n"))
         .unwrap_or_default();
@@ -338,7 +354,7 @@ staff_pin_sha256 = "{pin}"
 idle_timeout_s = 45
 # The demo's screens are tabs of the developer's browser, opened when they like.
 screen_watchdog_s = 0
-
+{staff}
 [privacy]
 policy_version = "demo-2026-01"
 policy_text = {{ es = "Tratamos sus datos para gestionar su tarjeta de fidelización y, si lo acepta, enviarle ofertas o avisos de su turno. Puede retirar su consentimiento en cualquier momento.", en = "We process your data to manage your loyalty card and, if you agree, to send you offers or notices about your turn. You can withdraw your consent at any time." }}
@@ -677,6 +693,16 @@ fn kept_secret(data: &Path, name: &str) -> anyhow::Result<String> {
     Ok(token)
 }
 
+/// The demo staff members' own counter PINs.
+fn print_staff_pins() {
+    for (_, name, pin) in DEMO_STAFF {
+        println!(
+            "  {:<16} {pin} ({name}'s own: named on the turns)",
+            "staff PIN"
+        );
+    }
+}
+
 /// `kiosk demo`: starts, prints the URLs, runs until Ctrl-C or SIGTERM, stops cleanly.
 pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let demo = start(opts.clone()).await?;
@@ -689,6 +715,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         for (what, url) in demo.urls() {
             println!("  {what:<16} {url}");
         }
+        print_staff_pins();
         println!("  printed tickets  {}", demo.tickets_dir.display());
     } else {
         println!(
@@ -703,6 +730,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
             "  {:<16} {DEMO_PIN} (every kiosk's counter page)",
             "counter PIN"
         );
+        print_staff_pins();
         for (what, url) in demo.shared_urls() {
             println!("  {what:<16} {url}");
         }

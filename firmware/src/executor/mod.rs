@@ -1108,16 +1108,23 @@ impl Run {
     // ---- staff -----------------------------------------------------------------------------
 
     fn staff(&mut self, req: StaffRequest) {
-        let answer = self.staff_command(&req.counter, req.command);
+        let answer = self.staff_command(&req.counter, req.staff, req.command);
         let _ = req.reply.send(answer);
     }
 
-    fn staff_command(&mut self, counter: &str, command: StaffCommand) -> Result<StaffAck, String> {
+    /// Runs a staff action; `staff` (the member logged in, if they used a PIN of their own) is
+    /// recorded on the calls, services and no-shows it makes.
+    fn staff_command(
+        &mut self,
+        counter: &str,
+        staff: Option<String>,
+        command: StaffCommand,
+    ) -> Result<StaffAck, String> {
         let now = self.e.time.now();
         let q = self.e.store.replica.queue();
         let c = counter.to_owned();
         let err = |e: kiosk_core::queue::QueueError| e.to_string();
-        let (change, step): (Change, Step) = match &command {
+        let (mut change, step): (Change, Step) = match &command {
             StaffCommand::CallNext { services } => {
                 let Some(change) = q.plan_call_next(counter, services, now).map_err(err)? else {
                     return Ok(StaffAck {
@@ -1247,6 +1254,14 @@ impl Run {
             StaffCommand::Reprint { turn_id } => return self.reprint(*turn_id),
             StaffCommand::PrintReport => return self.print_report(),
         };
+        for event in &mut change.events {
+            match event {
+                Event::TurnCalled(e) => e.staff.clone_from(&staff),
+                Event::TurnServed(e) => e.staff.clone_from(&staff),
+                Event::TurnNoShow(e) => e.staff.clone_from(&staff),
+                _ => {}
+            }
+        }
         let label = change.upserts.last().map(|t| t.label());
         let message = match change.events.first() {
             Some(Event::TurnNoShow(n)) if n.recall_limit => {

@@ -5,7 +5,7 @@
 //! (`State::holds_personal_data`). A journey that started under version n finishes under it.
 //!
 //! Data flow: feed → journal (`received`) → **here**: check → wait for the attract screen →
-//! queue settings, journey settings, the sequencer's and the staff PIN → journal (`good` and
+//! queue settings, journey settings, the sequencer's and the staff PINs → journal (`good` and
 //! `store_config_applied` in one transaction) → outbox → CRM dashboard.
 
 use kiosk_protocol::store_config::StoreConfig;
@@ -19,8 +19,27 @@ use crate::setup;
 pub struct RunningConfig {
     /// The CRM's version applied (0: `site.toml` alone).
     pub version: u64,
-    /// The staff PIN's digest in force.
+    /// The store-wide staff PIN's digest in force.
     pub staff_pin_sha256: Option<String>,
+    /// The staff members with PINs of their own in force.
+    pub staff: Vec<kiosk_protocol::store_config::StaffMember>,
+}
+
+impl RunningConfig {
+    /// What `config` runs with.
+    fn of(version: u64, config: &Config) -> Self {
+        RunningConfig {
+            version,
+            staff_pin_sha256: config.site.ui.staff_pin_sha256.clone(),
+            staff: config
+                .site
+                .ui
+                .staff
+                .iter()
+                .map(crate::config::StaffEntry::member)
+                .collect(),
+        }
+    }
 }
 
 /// The executor's side of remote configuration.
@@ -47,10 +66,7 @@ impl RemoteConfig {
         running_version: u64,
         changes: watch::Receiver<u64>,
     ) -> (Self, watch::Receiver<RunningConfig>) {
-        let (published, rx) = watch::channel(RunningConfig {
-            version: running_version,
-            staff_pin_sha256: running.site.ui.staff_pin_sha256.clone(),
-        });
+        let (published, rx) = watch::channel(RunningConfig::of(running_version, running));
         (
             RemoteConfig {
                 site,
@@ -153,10 +169,9 @@ impl super::Run {
             return;
         }
         remote.running = received.version;
-        remote.published.send_replace(RunningConfig {
-            version: received.version,
-            staff_pin_sha256: config.site.ui.staff_pin_sha256.clone(),
-        });
+        remote
+            .published
+            .send_replace(RunningConfig::of(received.version, &config));
         if let Some(sequencer) = self.e.store.link.numbers() {
             sequencer.set_settings(settings.clone());
         }

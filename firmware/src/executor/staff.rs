@@ -12,6 +12,9 @@ use uuid::Uuid;
 pub struct StaffRequest {
     /// The counter the staff member works at.
     pub counter: String,
+    /// The staff member's id when they logged in with a PIN of their own (the store's `staff`
+    /// list): their calls, services and no-shows carry it.
+    pub staff: Option<String>,
     /// What they asked for.
     pub command: StaffCommand,
     /// The runtime's answer: a short confirmation, or what went wrong in words staff can act on.

@@ -981,7 +981,7 @@ fn spawn_executor(
     })
 }
 
-/// The staff PIN of the store configuration the executor runs, for the UI's staff login.
+/// The staff PINs of the store configuration the executor runs, for the UI's staff login.
 fn spawn_staff_pin(
     state: AppState,
     mut running: watch::Receiver<crate::executor::remote_config::RunningConfig>,
@@ -989,8 +989,17 @@ fn spawn_staff_pin(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            let pin = running.borrow_and_update().staff_pin_sha256.clone();
-            state.set_staff_pin(pin.map(zeroize::Zeroizing::new));
+            let logins = {
+                let running = running.borrow_and_update();
+                crate::ui::StaffLogins {
+                    store_pin_sha256: running
+                        .staff_pin_sha256
+                        .clone()
+                        .map(zeroize::Zeroizing::new),
+                    members: running.staff.clone(),
+                }
+            };
+            state.set_staff_logins(logins);
             tokio::select! {
                 _ = stop.cancelled() => break,
                 changed = running.changed() => if changed.is_err() { break },
@@ -1066,6 +1075,12 @@ async fn serve_ui(
                 .staff_pin_sha256
                 .clone()
                 .map(zeroize::Zeroizing::new),
+            staff: site
+                .ui
+                .staff
+                .iter()
+                .map(crate::config::StaffEntry::member)
+                .collect(),
             staff_token: None,
             kiosk_loopback_only: true,
             store_name: site.kiosk.store_name.clone(),

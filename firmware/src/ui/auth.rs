@@ -1,6 +1,12 @@
 //! Staff authentication for the counter page: a PIN typed on the page (answered with a session
 //! cookie) or a bearer token for scripts.
 //!
+//! - **The PIN says who logs in**: a member's own PIN (`[[ui.staff]]`, or the store
+//!   configuration's `staff`) opens a session in their name, and the turns they call, serve or
+//!   mark no-show carry their id; the store-wide PIN opens one in nobody's name. No two PINs of a
+//!   store are the same (`check_staff`). A member removed from the list, or whose PIN changed,
+//!   is logged out at once.
+//!
 //! - **Sessions are per login**: each right PIN opens a session of its own (a random 256-bit
 //!   token in the cookie; the kiosk keeps only its SHA-256), which ends after [`SESSION_TTL`] (a
 //!   working day), at logout (the server forgets it: the old cookie reads nothing more), or when
@@ -52,11 +58,45 @@ struct Failures {
     last: Instant,
 }
 
+/// An open session.
+#[derive(Debug, Clone)]
+struct Session {
+    ends: Instant,
+    /// The member it was opened for (`None`: the store-wide PIN).
+    member: Option<super::StaffMember>,
+}
+
+/// Who a staff request comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum StaffWho {
+    /// A script with the bearer token.
+    Token,
+    /// A session of the store-wide PIN.
+    Store,
+    /// A session of a member's own PIN.
+    Member {
+        /// Their id.
+        id: String,
+        /// Their name.
+        name: String,
+    },
+}
+
+impl StaffWho {
+    /// The member's id, when a member is logged in.
+    pub(super) fn member_id(&self) -> Option<String> {
+        match self {
+            StaffWho::Member { id, .. } => Some(id.clone()),
+            StaffWho::Token | StaffWho::Store => None,
+        }
+    }
+}
+
 /// Open sessions and wrong PINs.
 #[derive(Debug, Default)]
 pub(super) struct Staff {
-    /// SHA-256 of each open session's token, and when it ends.
-    sessions: HashMap<[u8; 32], Instant>,
+    /// SHA-256 of each open session's token, and the session.
+    sessions: HashMap<[u8; 32], Session>,
     failures: HashMap<IpAddr, Failures>,
 }
 
@@ -71,6 +111,21 @@ pub(super) enum Login {
     Locked(Duration),
     /// No PIN configured: the counter page is off.
     Disabled,
+}
+
+/// The member whose digest is `digest` (lowercase hex), compared in constant time with every
+/// member's, so the time taken says nothing of which one (or whether any) matched.
+fn member_of<'a>(
+    members: &'a [super::StaffMember],
+    digest: &str,
+) -> Option<&'a super::StaffMember> {
+    let mut found = None;
+    for m in members {
+        if equal(digest, &m.pin_sha256.to_ascii_lowercase()) {
+            found = Some(m);
+        }
+    }
+    found
 }
 
 /// SHA-256 of a PIN as lowercase hex: what `ui.staff_pin_sha256` holds.
@@ -139,11 +194,12 @@ impl AppState {
 
     /// Checks a PIN typed on the login page from `peer`.
     pub(super) fn login(&self, pin: &str, peer: IpAddr) -> Login {
-        let Some(expected) = self.staff_pin() else {
-            return Login::Disabled;
-        };
-        let now = Instant::now();
         let mut staff = self.staff();
+        let logins = self.staff_logins();
+        if logins.is_empty() {
+            return Login::Disabled;
+        }
+        let now = Instant::now();
         if let Some(until) = staff
             .failures
             .get(&peer)
@@ -153,23 +209,34 @@ impl AppState {
             tracing::warn!(%peer, wait_s = (until - now).as_secs(), "staff login refused: locked out");
             return Login::Locked(until - now);
         }
-        if equal(&pin_digest(pin), &expected.to_ascii_lowercase()) {
+        let digest = pin_digest(pin);
+        let member = member_of(&logins.members, &digest).cloned();
+        let store_pin = logins
+            .store_pin_sha256
+            .as_ref()
+            .is_some_and(|p| equal(&digest, &p.to_ascii_lowercase()));
+        if member.is_some() || store_pin {
             staff.failures.remove(&peer);
-            staff.sessions.retain(|_, ends| *ends > now);
+            staff.sessions.retain(|_, s| s.ends > now);
             if staff.sessions.len() >= MAX_SESSIONS
                 && let Some(oldest) = staff
                     .sessions
                     .iter()
-                    .min_by_key(|(_, ends)| **ends)
+                    .min_by_key(|(_, s)| s.ends)
                     .map(|(k, _)| *k)
             {
                 staff.sessions.remove(&oldest);
             }
             let token = hex::encode(rand::random::<[u8; 32]>());
-            staff
-                .sessions
-                .insert(token_digest(&token), now + SESSION_TTL);
-            tracing::info!(%peer, "staff logged in");
+            let id = member.as_ref().map(|m| m.id.clone());
+            staff.sessions.insert(
+                token_digest(&token),
+                Session {
+                    ends: now + SESSION_TTL,
+                    member,
+                },
+            );
+            tracing::info!(%peer, staff = id.as_deref().unwrap_or("(store PIN)"), "staff logged in");
             return Login::Granted(token);
         }
         if staff.failures.len() >= MAX_CLIENTS
@@ -211,13 +278,48 @@ impl AppState {
         }
     }
 
+    /// The staff PINs from now on (a store configuration from the CRM set them). Sessions of
+    /// the store-wide PIN stay open while there is one (a changed store-wide PIN keeps them); a
+    /// member's session ends when the member leaves the list or their PIN changes, and a new
+    /// name is shown at once.
+    pub fn set_staff_logins(&self, logins: super::StaffLogins) {
+        // Under the sessions' lock, as a login reads the PINs: no session of a PIN just removed
+        // can be opened after the sweep.
+        let mut staff = self.staff();
+        let store_pin = logins.store_pin_sha256.is_some();
+        staff.sessions.retain(|_, s| match &mut s.member {
+            None => store_pin,
+            Some(m) => match logins
+                .members
+                .iter()
+                .find(|n| n.id == m.id && n.pin_sha256.eq_ignore_ascii_case(&m.pin_sha256))
+            {
+                Some(now) => {
+                    m.name.clone_from(&now.name);
+                    true
+                }
+                None => {
+                    tracing::info!(staff = %m.id, "staff member removed or PIN changed: logged out");
+                    false
+                }
+            },
+        });
+        *self
+            .0
+            .logins
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = logins;
+    }
+
     /// Whether a request carries an open staff session's cookie or the staff bearer token.
     pub(super) fn is_staff(&self, headers: &HeaderMap) -> bool {
+        self.staff_who(headers).is_some()
+    }
+
+    /// Who a request comes from: an open staff session's cookie or the staff bearer token
+    /// (`None`: neither).
+    pub(super) fn staff_who(&self, headers: &HeaderMap) -> Option<StaffWho> {
         let settings = &self.0.settings;
-        let pin = self.staff_pin();
-        if pin.is_none() && settings.staff_token.is_none() {
-            return false;
-        }
         if let Some(token) = settings.staff_token.as_ref() {
             let bearer = headers
                 .get_all(AUTHORIZATION)
@@ -226,22 +328,25 @@ impl AppState {
                 .filter_map(|v| v.strip_prefix("Bearer "))
                 .any(|v| equal(v.trim(), token));
             if bearer {
-                return true;
+                return Some(StaffWho::Token);
             }
         }
-        if pin.is_none() {
-            return false;
-        }
-        let Some(token) = cookie_token(headers) else {
-            return false;
-        };
+        let token = cookie_token(headers)?;
         let now = Instant::now();
         // The map is keyed by the token's digest: looking it up reveals nothing of other
         // sessions' tokens, and a memory dump holds no usable cookie.
-        self.staff()
+        let staff = self.staff();
+        let session = staff
             .sessions
             .get(&token_digest(token))
-            .is_some_and(|ends| now < *ends)
+            .filter(|s| now < s.ends)?;
+        Some(match &session.member {
+            Some(m) => StaffWho::Member {
+                id: m.id.clone(),
+                name: m.name.clone(),
+            },
+            None => StaffWho::Store,
+        })
     }
 }
 

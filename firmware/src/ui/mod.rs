@@ -42,6 +42,9 @@ pub struct UiSettings {
     /// SHA-256 (lowercase hex) of the PIN that opens the counter page (entered on the page; a
     /// cookie keeps the session). The config holds only the digest, never the PIN.
     pub staff_pin_sha256: Option<Zeroizing<String>>,
+    /// Staff members with PINs of their own (`[[ui.staff]]`): whoever logs in with one is named
+    /// on the turns they call and serve.
+    pub staff: Vec<StaffMember>,
     /// Token for scripted access to the counter API (`Authorization: Bearer ...`).
     pub staff_token: Option<Zeroizing<String>>,
     /// Answer the kiosk screen's page and API only from this machine (default: true).
@@ -61,6 +64,10 @@ impl std::fmt::Debug for UiSettings {
                 &self.staff_pin_sha256.as_ref().map(|_| "<redacted>"),
             )
             .field(
+                "staff",
+                &self.staff.iter().map(|m| &m.id).collect::<Vec<_>>(),
+            )
+            .field(
                 "staff_token",
                 &self.staff_token.as_ref().map(|_| "<redacted>"),
             )
@@ -75,6 +82,7 @@ impl Default for UiSettings {
     fn default() -> Self {
         UiSettings {
             staff_pin_sha256: None,
+            staff: Vec::new(),
             staff_token: None,
             kiosk_loopback_only: true,
             store_name: String::new(),
@@ -162,15 +170,34 @@ impl LobbyView {
     }
 }
 
+pub use kiosk_protocol::store_config::StaffMember;
+
+/// Who may open the counter pages: the store-wide PIN, whose sessions name nobody, and the
+/// members with PINs of their own. Only SHA-256 digests, never PINs.
+#[derive(Clone, Default)]
+pub struct StaffLogins {
+    /// SHA-256 (lowercase hex) of the store-wide PIN.
+    pub store_pin_sha256: Option<Zeroizing<String>>,
+    /// The members with PINs of their own.
+    pub members: Vec<StaffMember>,
+}
+
+impl StaffLogins {
+    /// Whether no PIN opens the counter pages.
+    pub fn is_empty(&self) -> bool {
+        self.store_pin_sha256.is_none() && self.members.is_empty()
+    }
+}
+
 /// Shared state of every handler.
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
 struct Inner {
     settings: UiSettings,
-    /// The staff PIN's digest in force: `settings`' at start, then the store configuration's
-    /// from the CRM when one sets it.
-    staff_pin: std::sync::RwLock<Option<Zeroizing<String>>>,
+    /// The staff PINs in force: `settings`' at start, then the store configuration's from the
+    /// CRM when one sets them.
+    logins: std::sync::RwLock<StaffLogins>,
     channels: UiChannels,
     /// Open staff sessions and wrong PINs per address (kept in memory: sessions end when the
     /// kiosk restarts).
@@ -185,7 +212,10 @@ impl AppState {
     /// The state for [`router`].
     pub fn new(settings: UiSettings, channels: UiChannels) -> Self {
         AppState(Arc::new(Inner {
-            staff_pin: std::sync::RwLock::new(settings.staff_pin_sha256.clone()),
+            logins: std::sync::RwLock::new(StaffLogins {
+                store_pin_sha256: settings.staff_pin_sha256.clone(),
+                members: settings.staff.clone(),
+            }),
             settings,
             channels,
             staff: Mutex::new(auth::Staff::default()),
@@ -194,20 +224,10 @@ impl AppState {
         }))
     }
 
-    /// The staff PIN's digest from now on (a store configuration from the CRM set it). Open
-    /// sessions stay open.
-    pub fn set_staff_pin(&self, digest: Option<Zeroizing<String>>) {
-        *self
-            .0
-            .staff_pin
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = digest;
-    }
-
-    /// The staff PIN's digest in force.
-    pub(crate) fn staff_pin(&self) -> Option<Zeroizing<String>> {
+    /// The staff PINs in force.
+    fn staff_logins(&self) -> StaffLogins {
         self.0
-            .staff_pin
+            .logins
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()

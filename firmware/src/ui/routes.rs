@@ -18,7 +18,7 @@ use futures::{Stream, StreamExt as _};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 
-use super::auth::{self, COOKIE_NAME, Login};
+use super::auth::{self, COOKIE_NAME, Login, StaffWho};
 use super::{AppState, LobbyView, assets};
 use crate::executor::staff::{StaffCommand, StaffRequest};
 use kiosk_core::journey::{Input, Touch};
@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/counter", get(counter_page))
         .route("/counter/login", post(counter_login))
         .route("/counter/logout", post(counter_logout))
+        .route("/api/counter/me", get(counter_me))
         .route("/api/counter/board", get(counter_board))
         .route("/api/counter/stream", get(counter_stream))
         .route("/api/counter/command", post(counter_command));
@@ -415,7 +416,7 @@ async fn counter_login(
         }
         Login::Disabled => (
             StatusCode::FORBIDDEN,
-            "the counter page is off: set a staff PIN in the kiosk config",
+            "the counter page is off: set a staff PIN in the kiosk config (ui.staff_pin_sha256 or [[ui.staff]])",
         )
             .into_response(),
     }
@@ -436,13 +437,29 @@ async fn counter_logout(State(app): State<AppState>, headers: HeaderMap) -> Resp
 
 /// `Some(401 response)` unless the request comes from logged-in staff.
 pub(super) fn deny_unless_staff(app: &AppState, headers: &HeaderMap) -> Option<Response> {
-    (!app.is_staff(headers)).then(|| {
-        (
-            StatusCode::UNAUTHORIZED,
-            "log in on /counter with the staff PIN",
-        )
-            .into_response()
-    })
+    (!app.is_staff(headers)).then(not_staff)
+}
+
+fn not_staff() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        "log in on /counter with the staff PIN",
+    )
+        .into_response()
+}
+
+/// Who is logged in on the counter page: `{"staff": {"id", "name"}}` for a member's own PIN,
+/// `{"staff": null}` for the store-wide PIN or the bearer token.
+async fn counter_me(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    match app.staff_who(&headers) {
+        None => not_staff(),
+        Some(StaffWho::Member { id, name }) => {
+            Json(serde_json::json!({ "staff": { "id": id, "name": name } })).into_response()
+        }
+        Some(StaffWho::Store | StaffWho::Token) => {
+            Json(serde_json::json!({ "staff": null })).into_response()
+        }
+    }
 }
 
 async fn counter_board(State(app): State<AppState>, headers: HeaderMap) -> Response {
@@ -481,9 +498,12 @@ async fn counter_command(
     headers: HeaderMap,
     Json(body): Json<CommandBody>,
 ) -> Response {
-    if let Some(r) = deny_unless_staff(&app, &headers).or_else(|| deny_cross_site(&headers)) {
+    if let Some(r) = deny_cross_site(&headers) {
         return r;
     }
+    let Some(who) = app.staff_who(&headers) else {
+        return not_staff();
+    };
     let counter = body.counter.trim().to_owned();
     if counter.is_empty() || counter.chars().count() > 16 {
         return (
@@ -495,6 +515,7 @@ async fn counter_command(
     let (reply, answer) = oneshot::channel();
     let request = StaffRequest {
         counter,
+        staff: who.member_id(),
         command: body.command,
         reply,
     };
@@ -589,6 +610,7 @@ async fn stepin_command(
     let (reply, answer) = oneshot::channel();
     let request = StaffRequest {
         counter: device,
+        staff: None,
         command,
         reply,
     };

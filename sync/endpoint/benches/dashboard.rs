@@ -261,6 +261,7 @@ async fn load_store(db: &SharedDb, fleet: &Fleet, i: u64) -> u64 {
                 log.push(
                     at + waited,
                     Event::TurnCalled(TurnCalled {
+                        staff: None,
                         turn_id,
                         turn: format!("{service}-{:03}", n + 1),
                         counter: "1".into(),
@@ -271,6 +272,7 @@ async fn load_store(db: &SharedDb, fleet: &Fleet, i: u64) -> u64 {
                 log.push(
                     at + waited + served,
                     Event::TurnServed(TurnServed {
+                        staff: None,
                         turn_id,
                         counter: "1".into(),
                         service_s: (served / 1000) as u32,

@@ -199,6 +199,7 @@ async fn run() {
 
         let t1 = Instant::now();
         outbox.append(Event::TurnCalled(TurnCalled {
+            staff: None,
             turn_id: id,
             turn: label,
             counter: "3".into(),

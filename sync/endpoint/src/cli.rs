@@ -229,7 +229,8 @@ pub enum StoreCmd {
     },
     /// Set a store's configuration from a TOML (.toml) or JSON file: any of `services`
     /// ([[services]] with letter, name = { es, en }, priority, expected_minutes, ticket_note),
-    /// `opening_time`, `counters`, `staff_pin_sha256`, `privacy` (version, text = { es, en }).
+    /// `opening_time`, `counters`, `staff_pin_sha256`, `staff` ([[staff]] with id, name,
+    /// pin_sha256: members with PINs of their own), `privacy` (version, text = { es, en }).
     /// Checked with the kiosks' check-config rules, saved as the next version and sent to the
     /// store's kiosks in their feed; a part left out stays as each kiosk's site.toml says.
     SetConfig {

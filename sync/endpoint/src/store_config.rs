@@ -30,7 +30,7 @@ pub enum StoreConfigError {
     },
     /// A key no part has.
     #[error(
-        "{place}: unknown key `{key}`: expected services, opening_time, counters, staff_pin_sha256 or privacy (services: letter, name, priority, expected_minutes, ticket_note; privacy: version, text)"
+        "{place}: unknown key `{key}`: expected services, opening_time, counters, staff_pin_sha256, staff or privacy (services: letter, name, priority, expected_minutes, ticket_note; staff: id, name, pin_sha256; privacy: version, text)"
     )]
     UnknownKey {
         /// The file or `body`.
@@ -40,7 +40,7 @@ pub enum StoreConfigError {
     },
     /// Nothing set.
     #[error(
-        "{place}: no part set: a store config sets at least one of services, opening_time, counters, staff_pin_sha256 or privacy"
+        "{place}: no part set: a store config sets at least one of services, opening_time, counters, staff_pin_sha256, staff or privacy"
     )]
     Empty {
         /// The file or `body`.

@@ -63,6 +63,7 @@ async fn ana(h: &Harness) -> CardToken {
         }),
         ticket(&ana, turn, "B"),
         Event::TurnCalled(TurnCalled {
+            staff: None,
             turn_id: turn,
             turn: "B-001".into(),
             counter: "1".into(),
@@ -70,6 +71,7 @@ async fn ana(h: &Harness) -> CardToken {
             waited_s: 60,
         }),
         Event::TurnServed(TurnServed {
+            staff: None,
             turn_id: turn,
             counter: "1".into(),
             service_s: 120,

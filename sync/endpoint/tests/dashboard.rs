@@ -126,6 +126,7 @@ fn issued(turn_id: Uuid, service: &str, card: Option<CardToken>) -> Event {
 
 fn called(turn_id: Uuid, recall: bool) -> Event {
     Event::TurnCalled(TurnCalled {
+        staff: None,
         turn_id,
         turn: "A-001".into(),
         counter: "1".into(),
@@ -136,6 +137,7 @@ fn called(turn_id: Uuid, recall: bool) -> Event {
 
 fn served(turn_id: Uuid) -> Event {
     Event::TurnServed(TurnServed {
+        staff: None,
         turn_id,
         counter: "1".into(),
         service_s: 0,

@@ -128,6 +128,7 @@ impl Day {
             k,
             minute,
             Event::TurnCalled(TurnCalled {
+                staff: None,
                 turn_id: t.id,
                 turn: t.label.into(),
                 counter: counter.into(),
@@ -142,6 +143,7 @@ impl Day {
             k,
             minute,
             Event::TurnServed(TurnServed {
+                staff: None,
                 turn_id: t.id,
                 counter: counter.into(),
                 service_s: 0,
@@ -287,6 +289,7 @@ async fn a_scripted_day_of_two_kiosks_gives_the_exact_live_queue(b: Backend) {
             &k1,
             56,
             Event::TurnNoShow(TurnNoShow {
+                staff: None,
                 turn_id: b2.id,
                 counter: "3".into(),
                 recall_limit: true,

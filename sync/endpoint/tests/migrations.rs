@@ -235,6 +235,7 @@ async fn a_version_1_database_gets_the_live_queue_of_its_recent_events(backend: 
                 3,
                 now_ms - hour / 2,
                 Event::TurnCalled(TurnCalled {
+                    staff: None,
                     turn_id: a1,
                     turn: "A-001".into(),
                     counter: "1".into(),

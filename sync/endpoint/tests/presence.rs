@@ -85,6 +85,7 @@ async fn a_scripted_stretch_of_a_day_gives_the_exact_presence(b: Backend) {
     };
     let served = |id: Uuid| {
         Event::TurnServed(TurnServed {
+            staff: None,
             turn_id: id,
             counter: "1".into(),
             service_s: 30,

@@ -59,6 +59,7 @@ fn issued(id: Uuid, label: &str, number: u32) -> Event {
 
 fn called(id: Uuid, label: &str) -> Event {
     Event::TurnCalled(TurnCalled {
+        staff: None,
         turn_id: id,
         turn: label.into(),
         counter: "3".into(),
@@ -203,6 +204,7 @@ async fn a_turn_is_followed_from_issue_to_call_to_one_survey_answer(b: Backend) 
         &k,
         &mut seq,
         Event::TurnServed(TurnServed {
+            staff: None,
             turn_id: mine,
             counter: "3".into(),
             service_s: 120,

@@ -150,6 +150,7 @@ fn issued(id: Uuid, n: u32) -> Event {
 
 fn called(id: Uuid, n: u32) -> Event {
     Event::TurnCalled(TurnCalled {
+        staff: None,
         turn_id: id,
         turn: format!("A-{n:03}"),
         counter: "3".into(),

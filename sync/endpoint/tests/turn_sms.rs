@@ -216,6 +216,7 @@ async fn only_consenting_customers_are_told_their_turn_is_near_once(b: Backend) 
     assert!(sent.lock().unwrap().is_empty(), "five ahead is not near");
     let call = |seq: u64, i: usize| {
         let call = Event::TurnCalled(TurnCalled {
+            staff: None,
             turn_id: ids[i],
             turn: format!("A-{:03}", i + 1),
             counter: "1".into(),

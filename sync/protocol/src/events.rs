@@ -455,6 +455,10 @@ pub struct TurnCalled {
     pub recall: bool,
     /// Seconds between issue and (first) call.
     pub waited_s: u32,
+    /// The staff member logged in at the counter page (their id in the store's `staff` list),
+    /// when they logged in with a PIN of their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staff: Option<String>,
 }
 
 /// A turn was served.
@@ -467,6 +471,10 @@ pub struct TurnServed {
     pub counter: String,
     /// Seconds from first call to served.
     pub service_s: u32,
+    /// The staff member logged in at the counter page (their id in the store's `staff` list),
+    /// when they logged in with a PIN of their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staff: Option<String>,
 }
 
 /// A called turn did not show up.
@@ -480,6 +488,10 @@ pub struct TurnNoShow {
     /// Whether the store marked it because the recall limit was reached (not staff by hand).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recall_limit: bool,
+    /// The staff member logged in at the counter page (their id in the store's `staff` list),
+    /// when they logged in with a PIN of their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staff: Option<String>,
 }
 
 /// A turn moved to another service (the customer is in the wrong line, or needs a second

@@ -1,4 +1,4 @@
-//! A store's configuration set at the CRM (services, opening time, counters, staff PIN digest,
+//! A store's configuration set at the CRM (services, opening time, counters, staff PIN digests,
 //! privacy policy) and the rules it is checked with, on both sides: the CRM refuses a config that
 //! breaks them before it reaches a feed, and the kiosk's `check-config` (`site.toml`) and its
 //! check of a config from the feed call these same functions, so a rule is written once.
@@ -16,6 +16,9 @@ use crate::wire::Localized;
 
 /// Most services a store offers (one letter each).
 pub const MAX_SERVICES: usize = 26;
+
+/// Most staff members with PINs of their own in one store.
+pub const MAX_STAFF: usize = 200;
 
 /// A store's configuration as the CRM keeps it: version `n` replaces version `n - 1`.
 /// Keys a kiosk does not know are ignored (a newer CRM may add a part; the CRM's admin API
@@ -52,6 +55,12 @@ pub struct StoreConfigParts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9a-fA-F]{64}$"))]
     pub staff_pin_sha256: Option<String>,
+    /// The staff members who log in at the counter pages with PINs of their own (replaces
+    /// `[[ui.staff]]`): the turns they call and serve carry their id, so the managers' reports
+    /// count per staff member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 200))]
+    pub staff: Option<Vec<StaffMember>>,
     /// The privacy policy shown at registration (replaces `[privacy]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privacy: Option<PrivacyPolicy>,
@@ -79,6 +88,22 @@ pub struct ServiceSpec {
 
 fn default_expected_minutes() -> u32 {
     5
+}
+
+/// A staff member with a PIN of their own. The PIN says who logs in, so two members never
+/// share one (nor the store-wide `staff_pin_sha256`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StaffMember {
+    /// Stable id recorded on the turns they call and serve (`ana`, `s-0042`); not their name,
+    /// so a report keeps counting them after a name change.
+    #[schemars(with = "crate::ident::Ident")]
+    pub id: String,
+    /// Their name as the counter page and the managers' reports show it (1 to 60 characters).
+    #[schemars(length(min = 1, max = 60))]
+    pub name: String,
+    /// SHA-256 (64 hex digits) of their PIN (`kiosk pin-digest` prints it).
+    #[schemars(regex(pattern = r"^[0-9a-fA-F]{64}$"))]
+    pub pin_sha256: String,
 }
 
 /// The privacy policy shown at registration and recorded with each consent.
@@ -232,6 +257,83 @@ pub fn check_pin_digest(digest: &str) -> Result<(), RuleError> {
     }
 }
 
+/// A staff member as the rules see it (the site config and the CRM's config hold it differently).
+#[derive(Debug, Clone, Copy)]
+pub struct StaffFields<'a> {
+    /// Their id.
+    pub id: &'a str,
+    /// Their name.
+    pub name: &'a str,
+    /// Their PIN's digest.
+    pub pin_sha256: &'a str,
+}
+
+/// `[[ui.staff]]`: at most [`MAX_STAFF`], each with an id of their own, a name and a PIN digest
+/// that no other member (nor the store-wide `store_pin_sha256`) has: the PIN says who logs in.
+pub fn check_staff<'a>(
+    staff: impl ExactSizeIterator<Item = StaffFields<'a>>,
+    store_pin_sha256: Option<&str>,
+) -> Result<(), RuleError> {
+    if staff.len() > MAX_STAFF {
+        return Err(rule(
+            "ui.staff",
+            format!(
+                "{} staff members: a store lists at most {MAX_STAFF}",
+                staff.len()
+            ),
+        ));
+    }
+    let mut ids = std::collections::HashSet::new();
+    let mut pins = std::collections::HashSet::new();
+    if let Some(p) = store_pin_sha256 {
+        pins.insert(p.to_ascii_lowercase());
+    }
+    for (i, m) in staff.enumerate() {
+        if let Err(e) = crate::ident::check(m.id) {
+            return Err(rule(format!("ui.staff[{i}].id"), format!("the id {e}")));
+        }
+        if !ids.insert(m.id) {
+            return Err(rule(
+                format!("ui.staff[{i}].id"),
+                format!(
+                    "staff id `{}` is used twice: each member needs their own",
+                    m.id
+                ),
+            ));
+        }
+        if m.name.trim().is_empty() || m.name.chars().count() > 60 {
+            return Err(rule(
+                format!("ui.staff[{i}].name"),
+                "expected the member's name as the counter page shows it (1 to 60 characters)",
+            ));
+        }
+        if check_pin_digest(m.pin_sha256).is_err() {
+            return Err(rule(
+                format!("ui.staff[{i}].pin_sha256"),
+                "expected 64 hex digits (the SHA-256 of the member's PIN; `kiosk pin-digest` prints it)",
+            ));
+        }
+        if !pins.insert(m.pin_sha256.to_ascii_lowercase()) {
+            return Err(rule(
+                format!("ui.staff[{i}].pin_sha256"),
+                "this PIN is already another member's (or the store-wide staff PIN): the PIN says who logs in, so each member needs their own",
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl StaffMember {
+    /// The fields the rules check.
+    pub fn fields(&self) -> StaffFields<'_> {
+        StaffFields {
+            id: &self.id,
+            name: &self.name,
+            pin_sha256: &self.pin_sha256,
+        }
+    }
+}
+
 /// `[privacy]`: a version and the text in each language.
 pub fn check_privacy(version: &str, text: &Localized) -> Result<(), RuleError> {
     if version.trim().is_empty() || version.chars().count() > 40 {
@@ -277,6 +379,12 @@ impl StoreConfigParts {
         }
         if let Some(d) = &self.staff_pin_sha256 {
             check_pin_digest(d)?;
+        }
+        if let Some(staff) = &self.staff {
+            check_staff(
+                staff.iter().map(StaffMember::fields),
+                self.staff_pin_sha256.as_deref(),
+            )?;
         }
         if let Some(p) = &self.privacy {
             check_privacy(&p.version, &p.text)?;
@@ -356,6 +464,34 @@ mod tests {
         parts.staff_pin_sha256 = Some("1234".into());
         assert_eq!(parts.check().unwrap_err().key, "ui.staff_pin_sha256");
         parts.staff_pin_sha256 = Some("ab".repeat(32));
+        let member = |id: &str, pin: &str| StaffMember {
+            id: id.into(),
+            name: format!("Staff {id}"),
+            pin_sha256: pin.repeat(32),
+        };
+        parts.staff = Some(vec![member("ana", "01"), member("Luis", "02")]);
+        let e = parts.check().unwrap_err();
+        assert_eq!(e.key, "ui.staff[1].id");
+        parts.staff = Some(vec![member("ana", "01"), member("ana", "02")]);
+        assert!(parts.check().unwrap_err().message.contains("used twice"));
+        parts.staff = Some(vec![member("ana", "01"), member("luis", "01")]);
+        let e = parts.check().unwrap_err();
+        assert_eq!(e.key, "ui.staff[1].pin_sha256");
+        assert!(e.message.contains("already another member's"), "{e}");
+        parts.staff = Some(vec![member("ana", "AB")]);
+        assert!(
+            parts.check().unwrap_err().message.contains("store-wide"),
+            "the store-wide PIN (ab…) and a member's (AB…) are the same PIN"
+        );
+        parts.staff = Some(vec![member("ana", "0")]);
+        assert_eq!(parts.check().unwrap_err().key, "ui.staff[0].pin_sha256");
+        parts.staff = Some(vec![StaffMember {
+            name: " ".into(),
+            ..member("ana", "01")
+        }]);
+        assert_eq!(parts.check().unwrap_err().key, "ui.staff[0].name");
+        parts.staff = Some(vec![member("ana", "01"), member("luis", "02")]);
+        assert_eq!(parts.check(), Ok(()));
         parts.privacy = Some(PrivacyPolicy {
             version: "v2".into(),
             text: Localized {

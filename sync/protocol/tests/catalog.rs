@@ -76,6 +76,7 @@ fn examples() -> Vec<Event> {
             shown_on_screen: true,
         }),
         Event::TurnCalled(TurnCalled {
+            staff: None,
             turn_id,
             turn: "A-042".into(),
             counter: "3".into(),
@@ -83,11 +84,13 @@ fn examples() -> Vec<Event> {
             waited_s: 300,
         }),
         Event::TurnServed(TurnServed {
+            staff: None,
             turn_id,
             counter: "3".into(),
             service_s: 240,
         }),
         Event::TurnNoShow(TurnNoShow {
+            staff: None,
             turn_id,
             counter: "3".into(),
             recall_limit: false,

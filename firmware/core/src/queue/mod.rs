@@ -371,6 +371,7 @@ impl Queue {
         t.last_called_at = Some(now);
         t.calls = t.calls.saturating_add(1);
         let event = Event::TurnCalled(TurnCalled {
+            staff: None,
             turn_id,
             turn: t.label(),
             counter: counter.to_owned(),
@@ -420,6 +421,7 @@ impl Queue {
             t.status = TurnStatus::NoShow;
             t.finished_at = Some(now);
             let event = Event::TurnNoShow(TurnNoShow {
+                staff: None,
                 turn_id,
                 counter: counter.to_owned(),
                 recall_limit: true,
@@ -433,6 +435,7 @@ impl Queue {
         t.calls = t.calls.saturating_add(1);
         t.last_called_at = Some(now);
         let event = Event::TurnCalled(TurnCalled {
+            staff: None,
             turn_id,
             turn: t.label(),
             counter: counter.to_owned(),
@@ -457,6 +460,7 @@ impl Queue {
         t.status = TurnStatus::Served;
         t.finished_at = Some(now);
         let event = Event::TurnServed(TurnServed {
+            staff: None,
             turn_id,
             counter: counter.to_owned(),
             service_s: seconds_between(t.first_called_at.unwrap_or(now), now),
@@ -479,6 +483,7 @@ impl Queue {
         t.status = TurnStatus::NoShow;
         t.finished_at = Some(now);
         let event = Event::TurnNoShow(TurnNoShow {
+            staff: None,
             turn_id,
             counter: counter.to_owned(),
             recall_limit: false,

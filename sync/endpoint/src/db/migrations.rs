@@ -108,6 +108,11 @@ pub const SQLITE: &[Migration] = &[
         name: "feed_progress",
         sql: include_str!("../../migrations/sqlite/0016_feed_progress.sql"),
     },
+    Migration {
+        version: 17,
+        name: "turn_staff",
+        sql: include_str!("../../migrations/sqlite/0017_turn_staff.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations, oldest first (the same versions as [`SQLITE`]).
@@ -191,6 +196,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 16,
         name: "feed_progress",
         sql: include_str!("../../migrations/postgres/0016_feed_progress.sql"),
+    },
+    Migration {
+        version: 17,
+        name: "turn_staff",
+        sql: include_str!("../../migrations/postgres/0017_turn_staff.sql"),
     },
 ];
 

@@ -383,6 +383,9 @@ pub struct QueueStep {
     pub detail: Option<String>,
     /// Conflict: why the step was dropped.
     pub reason: Option<String>,
+    /// Called, served, no-show: the staff member logged in at the counter with a PIN of their
+    /// own (their id in the store config's `staff`).
+    pub staff: Option<String>,
 }
 
 /// One validated event ready to be stored.

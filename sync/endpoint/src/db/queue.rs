@@ -53,6 +53,7 @@ pub fn step_of(event: &Event) -> Option<QueueStep> {
         recall: false,
         detail: None,
         reason: None,
+        staff: None,
     };
     Some(match event {
         Event::TicketIssued(t) => QueueStep {
@@ -64,15 +65,18 @@ pub fn step_of(event: &Event) -> Option<QueueStep> {
         },
         Event::TurnCalled(t) => QueueStep {
             counter: Some(t.counter.clone()),
+            staff: t.staff.clone(),
             recall: t.recall,
             ..step(t.turn_id, QueueStepKind::Called, Some(&t.turn))
         },
         Event::TurnServed(t) => QueueStep {
             counter: Some(t.counter.clone()),
+            staff: t.staff.clone(),
             ..step(t.turn_id, QueueStepKind::Served, None)
         },
         Event::TurnNoShow(t) => QueueStep {
             counter: Some(t.counter.clone()),
+            staff: t.staff.clone(),
             detail: t.recall_limit.then(|| "recall_limit".to_owned()),
             ..step(t.turn_id, QueueStepKind::NoShow, None)
         },
@@ -182,6 +186,9 @@ struct StoredStep {
     dt: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rs: Option<String>,
+    /// Staff member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    st: Option<String>,
 }
 
 /// A turn's steps as its row keeps them.
@@ -203,6 +210,7 @@ pub fn encode_steps(steps: &[StepRow]) -> Result<String, serde_json::Error> {
             r: r.step.recall,
             dt: r.step.detail.clone(),
             rs: r.step.reason.clone(),
+            st: r.step.staff.clone(),
         })
         .collect();
     serde_json::to_string(&stored)
@@ -236,6 +244,7 @@ pub fn decode_steps(
                 recall: s.r,
                 detail: s.dt,
                 reason: s.rs,
+                staff: s.st,
             },
         })
         .collect())
@@ -339,6 +348,11 @@ pub struct TurnState {
     pub called_ms: Option<i64>,
     /// The counter of its latest call.
     pub called_counter: Option<String>,
+    /// The staff member of the step that decides its status (see `counter`), when one logged
+    /// in with a PIN of their own.
+    pub staff: Option<String>,
+    /// The staff member of its latest call.
+    pub called_staff: Option<String>,
     /// Its latest step, unix ms.
     pub last_ms: i64,
 }
@@ -386,7 +400,7 @@ pub fn fold(turn_id: &str, steps: &[StepRow]) -> Option<TurnState> {
         .filter_map(|s| class(s.step.kind).map(|c| (c, s)))
         .max_by(|(ca, a), (cb, b)| (ca, a.key()).cmp(&(cb, b.key())))
         .map(|(_, s)| *s);
-    let (status, counter) = match decisive.map(|s| (s.step.kind, s)) {
+    let (status, at) = match decisive.map(|s| (s.step.kind, s)) {
         None => (TurnStatus::Unknown, None),
         Some((QueueStepKind::Issued | QueueStepKind::Transferred, _)) => {
             (TurnStatus::Waiting, None)
@@ -399,9 +413,11 @@ pub fn fold(turn_id: &str, steps: &[StepRow]) -> Option<TurnState> {
                 QueueStepKind::Served => TurnStatus::Served,
                 _ => TurnStatus::NoShow,
             },
-            s.step.counter.clone(),
+            Some(&s.step),
         ),
     };
+    let counter = at.and_then(|s| s.counter.clone());
+    let staff = at.and_then(|s| s.staff.clone());
     let call = latest(QueueStepKind::Called);
     let service = latest(QueueStepKind::Transferred)
         .and_then(|t| t.step.service.clone())
@@ -426,6 +442,8 @@ pub fn fold(turn_id: &str, steps: &[StepRow]) -> Option<TurnState> {
         counter,
         called_ms: call.map(|c| c.at_ms),
         called_counter: call.and_then(|c| c.step.counter.clone()),
+        staff,
+        called_staff: call.and_then(|c| c.step.staff.clone()),
         last_ms,
     })
 }
@@ -792,6 +810,7 @@ mod tests {
             recall: false,
             detail: None,
             reason: None,
+            staff: None,
         }
     }
 
@@ -990,6 +1009,8 @@ mod tests {
             counter: None,
             called_ms: None,
             called_counter: None,
+            staff: None,
+            called_staff: None,
             last_ms: T0,
         }
     }

@@ -1,6 +1,6 @@
 //! The managers' reports (issue 21): what the stores did per local day, ISO week, month or whole
-//! range, grouped per store, region, service or counter: tickets, waits and service times
-//! (median, p90), no-shows and walkouts, NPS, campaign results.
+//! range, grouped per store, region, service, counter or staff member: tickets, waits and
+//! service times (median, p90), no-shows and walkouts, NPS, campaign results.
 //!
 //! Data flow: `turns`, `events`, `daily_figures` (the dashboard's roll-ups, [`super::rollup`]) →
 //! **report rows** (per store and local day: [`WindowRows`], the very rows the dashboard's
@@ -12,8 +12,12 @@
 //! time zone (UTC when unknown), are read from the daily roll-ups where they exist (a year is a
 //! few hundred small rows per store) and from the raw rows otherwise. The roll-ups keep each
 //! called turn's wait and service time, so the medians and 90th percentiles over a year are exact,
-//! not averages of daily ones. They do not keep the counter: grouped per counter, the report reads
-//! the raw turns of the range (`turns` joined with `queue_turns`), one indexed query per store.
+//! not averages of daily ones. They do not keep the counter nor the staff member: grouped per
+//! counter or staff member, the report reads the raw turns of the range (`turns` joined with
+//! `queue_turns`), one indexed query per store. A staff member is named as the newest store
+//! configuration listing their id names them (someone who has left keeps their name in last
+//! year's report); turns called by nobody in particular (the store-wide PIN, a script, a kiosk
+//! older than per-staff PINs) form a row of their own.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -57,7 +61,21 @@ pub enum Grouping {
     /// Each store's counter: the counter that served the turn or marked it a no-show, else the
     /// counter of its latest call. Only called turns have one.
     Counter,
+    /// Each store's staff member, chosen as the counter is: who served the turn or marked it a
+    /// no-show, else who made its latest call (logged in with a PIN of their own).
+    Staff,
 }
+
+impl Grouping {
+    /// Whether rows are per called turn (counter, staff member): tickets are turns called,
+    /// and there are no walkouts (a turn never called has neither).
+    pub fn per_called_turn(self) -> bool {
+        matches!(self, Grouping::Counter | Grouping::Staff)
+    }
+}
+
+/// The group key of turns no staff member of their own called or served.
+pub const NO_STAFF: &str = "(store PIN)";
 
 /// A store as the reports know it: where it is ([`super::places`]).
 pub use super::places::StorePlace;
@@ -79,11 +97,14 @@ pub struct ReportQuery {
     pub now_ms: i64,
 }
 
-/// A called turn of one local day, with its counter (grouping per counter).
+/// A called turn of one local day, with its counter and staff member (grouping per counter or
+/// staff member).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CounterTurn {
     /// Counter (`None`: no counter recorded).
     pub counter: Option<String>,
+    /// Staff member's id (`None`: nobody logged in with a PIN of their own).
+    pub staff: Option<String>,
     /// First call minus issue, ms.
     pub wait_ms: i64,
     /// Served minus first call, ms, when served.
@@ -110,6 +131,8 @@ pub struct ReportRows {
     pub stores: Vec<(StorePlace, Vec<DayRows>)>,
     /// Campaign names by id.
     pub campaign_names: HashMap<String, String>,
+    /// Staff members' names by store and id (grouping per staff member).
+    pub staff_names: HashMap<(String, String), String>,
 }
 
 /// A report.
@@ -139,11 +162,13 @@ pub struct Report {
 pub struct QueueRow {
     /// Period label (`2026-03-02`, `2026-W10`, `2026-03`, `2026-03-01 to 2026-03-31`).
     pub period: String,
-    /// Group key: store id, region code (`(none)`), service letter, or `store/counter`.
+    /// Group key: store id, region code (`(none)`), service letter, `store/counter`, or
+    /// `store/staff id` (`store/(store PIN)` for turns no member of their own called).
     pub group: String,
     /// Group name: the store's name, else the key.
     pub group_name: String,
-    /// Tickets issued (grouped per counter: turns called, as tickets carry no counter).
+    /// Tickets issued (grouped per counter or staff member: turns called, as tickets carry
+    /// neither).
     pub tickets: u64,
     /// Turns called at least once.
     pub called: u64,
@@ -151,8 +176,8 @@ pub struct QueueRow {
     pub served: u64,
     /// No-shows: turns called at least once and never served.
     pub no_shows: u64,
-    /// Walkouts: turns never called, of the days that have ended (`None` grouped per counter:
-    /// a turn never called has no counter).
+    /// Walkouts: turns never called, of the days that have ended (`None` grouped per counter or
+    /// staff member: a turn never called has neither).
     pub walkouts: Option<u64>,
     /// Issue to first call, of the called turns.
     pub wait: Option<Durations>,
@@ -250,6 +275,9 @@ pub(crate) async fn report(e: &impl Exec, q: ReportQuery) -> DbResult<Report> {
         let days = store_days(e, &place, &q).await?;
         rows.stores.push((place, days));
     }
+    if q.grouping == Grouping::Staff {
+        rows.staff_names = staff_names(e, &wanted).await?;
+    }
     for r in e.query("SELECT id, definition FROM campaigns", &[]).await? {
         let (id, def): (String, String) = (r.get(0)?, r.get(1)?);
         if let Some(name) = serde_json::from_str::<serde_json::Value>(&def)
@@ -260,6 +288,35 @@ pub(crate) async fn report(e: &impl Exec, q: ReportQuery) -> DbResult<Report> {
         }
     }
     Ok(assemble(&q, rows))
+}
+
+/// The staff members' names of `stores` by (store, id): each id as the newest store
+/// configuration listing it names it.
+async fn staff_names(
+    e: &impl Exec,
+    stores: &BTreeSet<&str>,
+) -> DbResult<HashMap<(String, String), String>> {
+    let mut names = HashMap::new();
+    for r in e
+        .query(
+            "SELECT store_id, config FROM store_configs ORDER BY store_id, version",
+            &[],
+        )
+        .await?
+    {
+        let (store, config): (String, String) = (r.get(0)?, r.get(1)?);
+        if !stores.contains(store.as_str()) {
+            continue;
+        }
+        let Ok(config) = serde_json::from_str::<kiosk_protocol::store_config::StoreConfig>(&config)
+        else {
+            continue;
+        };
+        for m in config.parts.staff.unwrap_or_default() {
+            names.insert((store.clone(), m.id), m.name);
+        }
+    }
+    Ok(names)
 }
 
 /// One store's local days of the query: roll-ups where they exist, raw rows otherwise.
@@ -273,12 +330,12 @@ async fn store_days(e: &impl Exec, place: &StorePlace, q: &ReportQuery) -> DbRes
     let today = start_of_day_ms(tz, q.now_ms);
     let (rolled_until, mut rolled) = rolled_days(e, &place.id, tz, start, end).await?;
     let mut counter_turns: BTreeMap<i64, Vec<CounterTurn>> = BTreeMap::new();
-    if q.grouping == Grouping::Counter {
+    if q.grouping.per_called_turn() {
         let starts: Vec<i64> = days.iter().map(|d| d.1).collect();
         for r in e
             .query(
                 "SELECT t.issued_ms, t.called_ms - t.issued_ms, t.served_ms - t.called_ms,
-                   COALESCE(q.counter, q.called_counter)
+                   COALESCE(q.counter, q.called_counter), COALESCE(q.staff, q.called_staff)
                  FROM turns t LEFT JOIN queue_turns q ON q.turn_id = t.turn_id
                  WHERE t.store_id = ?1 AND t.issued_ms >= ?2 AND t.issued_ms < ?3
                    AND t.called_ms IS NOT NULL",
@@ -295,6 +352,7 @@ async fn store_days(e: &impl Exec, place: &StorePlace, q: &ReportQuery) -> DbRes
                 wait_ms: r.get(1)?,
                 service_ms: r.get(2)?,
                 counter: r.get(3)?,
+                staff: r.get(4)?,
             });
         }
     }
@@ -400,11 +458,25 @@ pub fn assemble(q: &ReportQuery, rows: ReportRows) -> Report {
                         }
                     }
                 }
-                Grouping::Counter => {
+                Grouping::Counter | Grouping::Staff => {
                     for t in &day.counter_turns {
-                        let counter = t.counter.as_deref().unwrap_or("?");
-                        let k = format!("{}/{counter}", place.id);
-                        let name = format!("{} counter {counter}", place.name);
+                        let (k, name) = if q.grouping == Grouping::Counter {
+                            let counter = t.counter.as_deref().unwrap_or("?");
+                            (
+                                format!("{}/{counter}", place.id),
+                                format!("{} counter {counter}", place.name),
+                            )
+                        } else {
+                            let staff = t.staff.as_deref().unwrap_or(NO_STAFF);
+                            let name = rows
+                                .staff_names
+                                .get(&(place.id.clone(), staff.to_owned()))
+                                .map_or(staff, String::as_str);
+                            (
+                                format!("{}/{staff}", place.id),
+                                format!("{} · {name}", place.name),
+                            )
+                        };
                         let acc = &mut queue
                             .entry((period.clone(), k))
                             .or_insert((name, QueueAcc::default()))
@@ -448,7 +520,7 @@ pub fn assemble(q: &ReportQuery, rows: ReportRows) -> Report {
                 called: a.called,
                 served: a.served,
                 no_shows: a.called - a.served,
-                walkouts: (q.grouping != Grouping::Counter).then_some(a.walkouts),
+                walkouts: (!q.grouping.per_called_turn()).then_some(a.walkouts),
                 wait: durations(std::mem::take(&mut a.waits)),
                 service_time: durations(std::mem::take(&mut a.services)),
             })
@@ -552,11 +624,20 @@ mod tests {
                 }],
                 ..WindowRows::default()
             },
-            counter_turns: vec![CounterTurn {
-                counter: Some("2".into()),
-                wait_ms: 60_000,
-                service_ms: None,
-            }],
+            counter_turns: vec![
+                CounterTurn {
+                    counter: Some("2".into()),
+                    staff: Some("ana".into()),
+                    wait_ms: 60_000,
+                    service_ms: None,
+                },
+                CounterTurn {
+                    counter: Some("2".into()),
+                    staff: None,
+                    wait_ms: 30_000,
+                    service_ms: Some(90_000),
+                },
+            ],
         };
         let q = |grouping| ReportQuery {
             from: date("2026-03-01"),
@@ -572,6 +653,7 @@ mod tests {
                 vec![day("2026-03-01", false), day("2026-03-02", true)],
             )],
             campaign_names: HashMap::new(),
+            staff_names: HashMap::from([(("s".into(), "ana".into()), "Ana García".into())]),
         };
         let r = assemble(&q(Grouping::Region), rows());
         let got: Vec<_> = r
@@ -585,6 +667,28 @@ mod tests {
         );
         let r = assemble(&q(Grouping::Counter), rows());
         assert_eq!(r.queue[0].group, "s/2");
-        assert_eq!((r.queue[0].tickets, r.queue[0].walkouts), (1, None));
+        assert_eq!((r.queue[0].tickets, r.queue[0].walkouts), (2, None));
+        let r = assemble(&q(Grouping::Staff), rows());
+        let got: Vec<_> = r
+            .queue
+            .iter()
+            .filter(|q| q.period == "2026-03-01")
+            .map(|q| {
+                (
+                    q.group.as_str(),
+                    q.group_name.as_str(),
+                    q.tickets,
+                    q.served,
+                    q.walkouts,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("s/(store PIN)", "S · (store PIN)", 1, 1, None),
+                ("s/ana", "S · Ana García", 1, 0, None),
+            ]
+        );
     }
 }

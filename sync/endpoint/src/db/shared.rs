@@ -1318,7 +1318,7 @@ pub(crate) async fn apply_queue(
 
 const TURN_COLUMNS: &str = "turn_id, store_id, business_day, service, label, kiosk_id, priority, \
     out_of_sequence, issued_ms, issued_wall_ms, status, counter, called_ms, called_counter, \
-    last_ms, steps";
+    last_ms, steps, staff, called_staff";
 
 /// Stores steps and recomputes each touched turn from all its steps: the turn's row keeps them
 /// (`steps`), so a batch reads the rows of its turns, adds its steps (an event already there, the
@@ -1393,6 +1393,8 @@ fn turn_values(rows: &[(TurnState, String)]) -> Vec<Value> {
                 Value::from(&t.called_counter),
                 Value::from(t.last_ms),
                 Value::from(steps.as_str()),
+                Value::from(&t.staff),
+                Value::from(&t.called_staff),
             ]
         })
         .collect()
@@ -1425,7 +1427,7 @@ async fn fold_turns(e: &impl Exec, turns: &[(uuid::Uuid, Vec<&StepRow>)]) -> DbR
     let insert = format!(
         "INSERT INTO queue_turns ({TURN_COLUMNS}) VALUES {}
          ON CONFLICT (turn_id) DO NOTHING RETURNING turn_id",
-        placeholder_rows(fresh.len(), 16)
+        placeholder_rows(fresh.len(), 18)
     );
     let inserted: BTreeSet<String> = e
         .query(&insert, &turn_values(&fresh))
@@ -1484,8 +1486,8 @@ async fn fold_turns(e: &impl Exec, turns: &[(uuid::Uuid, Vec<&StepRow>)]) -> DbR
            issued_wall_ms = excluded.issued_wall_ms, status = excluded.status,
            counter = excluded.counter, called_ms = excluded.called_ms,
            called_counter = excluded.called_counter, last_ms = excluded.last_ms,
-           steps = excluded.steps",
-        placeholder_rows(updates.len(), 16)
+           steps = excluded.steps, staff = excluded.staff, called_staff = excluded.called_staff",
+        placeholder_rows(updates.len(), 18)
     );
     e.execute(&update, &turn_values(&updates)).await?;
     Ok(())
@@ -1564,7 +1566,7 @@ async fn live_rows(e: &impl Exec, q: &LiveQueueQuery) -> DbResult<LiveRows> {
     let window = q.now_ms - COUNTER_OPEN_AFTER_CALL_MS;
     let columns = "turn_id, store_id, business_day, service, label, kiosk_id, priority, \
         out_of_sequence, issued_ms, issued_wall_ms, status, counter, called_ms, called_counter, \
-        last_ms, CASE WHEN last_ms >= ?4 THEN steps END";
+        last_ms, CASE WHEN last_ms >= ?4 THEN steps END, staff, called_staff";
     for r in e
         .query(
             &format!(
@@ -1594,6 +1596,8 @@ async fn live_rows(e: &impl Exec, q: &LiveQueueQuery) -> DbResult<LiveRows> {
             called_ms: r.get(12)?,
             called_counter: r.get(13)?,
             last_ms: r.get(14)?,
+            staff: r.get(16)?,
+            called_staff: r.get(17)?,
         };
         if let Some(json) = r.get::<Option<String>>(15)? {
             let id = turn.turn_id.parse::<uuid::Uuid>().map_err(|e| {

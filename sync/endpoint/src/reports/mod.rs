@@ -62,7 +62,7 @@ pub struct Params {
     /// `day` (default), `week`, `month` or `range`.
     #[serde(default)]
     pub period: Option<String>,
-    /// `store` (default), `region`, `service` or `counter`.
+    /// `store` (default), `region`, `service`, `counter` or `staff`.
     #[serde(default)]
     pub group: Option<String>,
     /// One store's id (empty: all).
@@ -125,9 +125,10 @@ fn grouping_of(v: Option<&str>) -> Result<Grouping, String> {
         "region" => Grouping::Region,
         "service" => Grouping::Service,
         "counter" => Grouping::Counter,
+        "staff" => Grouping::Staff,
         other => {
             return Err(format!(
-                "Group by: {:?} is not one of store, region, service, counter.",
+                "Group by: {:?} is not one of store, region, service, counter, staff.",
                 other.chars().take(40).collect::<String>()
             ));
         }
@@ -261,8 +262,8 @@ pub fn routes() -> Vec<Route> {
             query_param(
                 "group",
                 false,
-                json!({ "type": "string", "enum": ["", "store", "region", "service", "counter"], "default": "store" }),
-                "rows per store, region, service or counter (empty: store)"
+                json!({ "type": "string", "enum": ["", "store", "region", "service", "counter", "staff"], "default": "store" }),
+                "rows per store, region, service, counter or staff member (empty: store)"
             ),
             query_param(
                 "store",
@@ -555,6 +556,7 @@ fn grouping_value(g: Grouping) -> &'static str {
         Grouping::Region => "region",
         Grouping::Service => "service",
         Grouping::Counter => "counter",
+        Grouping::Staff => "staff",
     }
 }
 
@@ -565,6 +567,7 @@ pub fn group_header(g: Grouping) -> &'static str {
         Grouping::Region => "Region",
         Grouping::Service => "Service",
         Grouping::Counter => "Counter",
+        Grouping::Staff => "Staff member",
     }
 }
 
@@ -647,7 +650,7 @@ fn render_page(
             select(
                 "group",
                 "Group by",
-                &owned(&[("store", "Store"), ("region", "Region"), ("service", "Service"), ("counter", "Counter")]),
+                &owned(&[("store", "Store"), ("region", "Region"), ("service", "Service"), ("counter", "Counter"), ("staff", "Staff member")]),
                 &group
             ),
             select("store", "Store", &stores, &store),
@@ -786,7 +789,7 @@ fn render_report(resolved: &Resolved, report: &Report) -> String {
             )
         })
         .collect();
-    let tickets_head = if report.grouping == Grouping::Counter {
+    let tickets_head = if report.grouping.per_called_turn() {
         "Turns called"
     } else {
         "Tickets"
