@@ -510,3 +510,62 @@ fn step_in_devices_load_and_a_bad_key_id_or_name_points_at_its_line() {
     assert_eq!(err.key.as_deref(), Some("stepin.devices[1].id"), "{err}");
     assert!(err.message.contains("used twice"), "{err}");
 }
+
+#[test]
+fn staff_members_load_and_a_shared_pin_a_bad_id_or_an_unknown_key_points_at_its_line() {
+    let pin = |p: &str| crate::ui::pin_digest(p);
+    let member = |id: &str, digest: &str| {
+        format!("\n[[ui.staff]]\nid = \"{id}\"\nname = \"Staff {id}\"\npin_sha256 = \"{digest}\"\n")
+    };
+    let text = format!(
+        "{EXAMPLE}{}{}",
+        member("ana", &pin("555555")),
+        member("luis", &pin("666666"))
+    );
+    let config = site(&text).unwrap();
+    let ids: Vec<&str> = config.site.ui.staff.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["ana", "luis"]);
+    let cases = [
+        (
+            format!(
+                "{}{}",
+                member("ana", &pin("555555")),
+                member("luis", &pin("555555"))
+            ),
+            "ui.staff[1].pin_sha256",
+            "already another member's",
+        ),
+        (
+            member("Ana García", &pin("555555")),
+            "ui.staff[0].id",
+            "the id has",
+        ),
+        (
+            member("ana", "1234"),
+            "ui.staff[0].pin_sha256",
+            "64 hex digits",
+        ),
+    ];
+    for (block, key, hint) in cases {
+        let text = format!("{EXAMPLE}{block}");
+        let err = site(&text).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some(key), "{err}");
+        let field = key.rsplit('.').next().unwrap();
+        let line = text
+            .lines()
+            .collect::<Vec<_>>()
+            .iter()
+            .rposition(|l| l.starts_with(&format!("{field} = ")))
+            .unwrap()
+            + 1;
+        assert_eq!(err.line, Some(line), "{err}");
+        assert!(err.message.contains(hint), "{err}");
+    }
+    let typo = format!("{EXAMPLE}\n[[ui.staff]]\nid = \"ana\"\nname = \"Ana\"\npin = \"555555\"\n");
+    let err = site(&typo).unwrap_err();
+    assert!(err.to_string().contains("pin"), "{err}");
+    assert!(
+        !err.to_string().contains("555555"),
+        "a PIN typed in the wrong key is never echoed: {err}"
+    );
+}

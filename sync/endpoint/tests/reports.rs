@@ -99,11 +99,20 @@ fn turn_events(t: &Turn, n: u32) -> Vec<(i64, Value)> {
     match t.call {
         Some((counter, wait)) => {
             let called = t.at + wait * MIN;
+            // Counter 1 is staffed by Ana, who logged in with her own PIN; counter 2 by
+            // whoever has the store-wide PIN (no `staff`).
+            let staff = (counter == "1").then_some("ana");
+            let with_staff = |mut payload: Value| {
+                if let Some(id) = staff {
+                    payload["staff"] = json!(id);
+                }
+                payload
+            };
             out.push((
                 called,
-                json!({ "type": "turn_called", "payload": {
+                json!({ "type": "turn_called", "payload": with_staff(json!({
                     "turn_id": id, "turn": label, "counter": counter, "recall": false,
-                    "waited_s": wait * 60 } }),
+                    "waited_s": wait * 60 })) }),
             ));
             end = called + MIN;
             match t.served {
@@ -111,14 +120,14 @@ fn turn_events(t: &Turn, n: u32) -> Vec<(i64, Value)> {
                     end = called + s * MIN;
                     out.push((
                         end,
-                        json!({ "type": "turn_served", "payload": {
-                            "turn_id": id, "counter": counter, "service_s": s * 60 } }),
+                        json!({ "type": "turn_served", "payload": with_staff(json!({
+                            "turn_id": id, "counter": counter, "service_s": s * 60 })) }),
                     ));
                 }
                 None => out.push((
                     end,
-                    json!({ "type": "turn_no_show", "payload": {
-                        "turn_id": id, "counter": counter } }),
+                    json!({ "type": "turn_no_show", "payload": with_staff(json!({
+                        "turn_id": id, "counter": counter })) }),
                 )),
             }
         }
@@ -552,6 +561,36 @@ async fn reports_show_the_hand_computed_figures(backend: Backend) {
     ];
     assert_eq!(table_rows(&html, "report-queue"), counters);
 
+    // Per staff member at north: Ana (counter 1), named as the store config names her, and the
+    // store-wide PIN's turns (counter 2) in a row of their own.
+    h.db.set_store_config(
+        "north".into(),
+        serde_json::from_value(json!({ "staff": [
+            { "id": "ana", "name": "Ana García", "pin_sha256": "ab".repeat(32) }
+        ]}))
+        .unwrap(),
+        now_ms(),
+    )
+    .await
+    .unwrap();
+    let per_staff = |name: &str, counter: &[String]| {
+        let mut r = counter.to_vec();
+        r[1] = format!("Tienda Norte · {name}");
+        r
+    };
+    let staff = vec![
+        per_staff("(store PIN)", &counters[1]),
+        per_staff("Ana García", &counters[0]),
+    ];
+    let (status, html) = get(
+        &h,
+        &cookie,
+        &format!("/dashboard/reports?{range}&period=range&group=staff&store=north"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(table_rows(&html, "report-queue"), staff);
+
     // Region ES-AN alone.
     let (status, html) = get(
         &h,
@@ -583,6 +622,13 @@ async fn reports_show_the_hand_computed_figures(backend: Backend) {
     )
     .await;
     assert_eq!(table_rows(&html, "report-queue"), counters);
+    let (_, html) = get(
+        &h,
+        &cookie,
+        &format!("/dashboard/reports?{range}&period=range&group=staff&store=north"),
+    )
+    .await;
+    assert_eq!(table_rows(&html, "report-queue"), staff);
     raw_sql(&h, &format!("DELETE FROM turns WHERE issued_ms < {cut};")).await;
     let (_, html) = get(
         &h,
