@@ -348,6 +348,7 @@ async fn identified_customer_journey(viewport: Viewport) {
         .wait_for_text("#staff-name", staff_name, WAIT)
         .await
         .expect("the counter page names who logged in");
+    shots.take("counter-staff").await;
     browser
         .wait_until(
             "the counter board with a turn waiting",

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use fantoccini::Locator;
-use kiosk::demo::{DEMO_PIN, Demo, DemoOptions};
+use kiosk::demo::{Demo, DemoOptions};
 use kiosk_e2e::browser::{Browser, Viewport, WAIT};
 use serde_json::{Value, json};
 
@@ -757,8 +757,13 @@ async fn staff_pages(kiosk: &Kiosk, p: &mut Probe) {
     b.wait_for("#pin", WAIT).await.expect("PIN form");
     p.assert_axe_clean("the counter login").await;
     let b = &p.browser;
-    b.type_into("#pin", DEMO_PIN).await.expect("PIN");
+    // A staff member's own PIN: her name shows in the header, which must fit and pass axe too.
+    let (_, staff_name, staff_pin) = kiosk::demo::DEMO_STAFF[1];
+    b.type_into("#pin", staff_pin).await.expect("PIN");
     b.click("button[type=submit]").await.expect("log in");
+    b.wait_for_text("#staff-name", staff_name, WAIT)
+        .await
+        .expect("the member's name");
     b.wait_until(
         "turns waiting on the counter board",
         "!!document.getElementById('call-any') && !document.getElementById('call-any').disabled",
