@@ -135,3 +135,45 @@ fn run_without_credentials_says_to_provision() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("kiosk provision"), "{err}");
 }
+
+#[test]
+fn pin_digest_reads_the_pin_from_stdin_never_from_the_arguments_and_refuses_a_short_one() {
+    use std::io::Write as _;
+    let digest = |pin: &str| {
+        let mut child = kiosk()
+            .arg("pin-digest")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{pin}\n").as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = digest("246810");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    // SHA-256 of the ASCII digits, as `printf %s 246810 | sha256sum` prints it (the prompt
+    // goes before it on the same stream).
+    assert_eq!(
+        text.trim_end().rsplit(['\n', ' ']).next().unwrap(),
+        "7c2523c985881fb2c2b4cfbe917eb12c4c4b61e898ad4e7160cfca487ca3c4f3",
+        "{text}"
+    );
+    let short = digest("1234");
+    assert!(!short.status.success());
+    assert!(
+        String::from_utf8_lossy(&short.stderr).contains("at least 6 digits"),
+        "{short:?}"
+    );
+    let extra = kiosk().args(["pin-digest", "246810"]).output().unwrap();
+    assert!(
+        !extra.status.success(),
+        "a PIN on the command line is refused"
+    );
+}
