@@ -167,7 +167,8 @@ fn turn(turn_id: Uuid, token: Option<&str>) -> Vec<Event> {
             "estimated_wait_s": 60, "card_token": token, "locale": "es", "campaign_id": null,
             "out_of_sequence": false } })),
         event(json!({ "type": "turn_called", "payload": {
-            "turn_id": turn_id, "turn": "A-001", "counter": "1", "recall": false, "waited_s": 30 } })),
+            "turn_id": turn_id, "turn": "A-001", "counter": "1", "recall": false, "waited_s": 30,
+            "staff": "marta" } })),
         event(json!({ "type": "turn_served", "payload": {
             "turn_id": turn_id, "counter": "1", "service_s": 120 } })),
     ]
@@ -310,6 +311,10 @@ async fn every_forwarded_message_reaches_the_receiver_signed_once_in_customer_or
         .unwrap()
         .1;
     assert_eq!(called["data"]["turn_id"], ana_turn.to_string());
+    assert_eq!(
+        called["data"]["staff"], "marta",
+        "the staff member who called, by id"
+    );
     // The refused first message was sent again under the same id.
     assert!(r.attempts.load(Ordering::SeqCst) >= 12);
     h.stop().await;

@@ -364,8 +364,8 @@ async fn message_of(
                 "turn.called",
                 turn_key(&token, &t.turn_id),
                 json!({ "turn_id": t.turn_id, "turn": t.turn, "counter": t.counter,
-                        "recall": t.recall, "waited_s": t.waited_s, "card_token": token,
-                        "store_id": store, "kiosk_id": kiosk }),
+                        "recall": t.recall, "waited_s": t.waited_s, "staff": t.staff,
+                        "card_token": token, "store_id": store, "kiosk_id": kiosk }),
             )
         }
         Event::TurnServed(t) => {
@@ -374,7 +374,8 @@ async fn message_of(
                 "turn.served",
                 turn_key(&token, &t.turn_id),
                 json!({ "turn_id": t.turn_id, "counter": t.counter, "service_s": t.service_s,
-                        "card_token": token, "store_id": store, "kiosk_id": kiosk }),
+                        "staff": t.staff, "card_token": token, "store_id": store,
+                        "kiosk_id": kiosk }),
             )
         }
         Event::SurveyAnswered(s) => {
