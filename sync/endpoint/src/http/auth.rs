@@ -79,12 +79,7 @@ pub(crate) fn audit_as(
         outcome: outcome.to_owned(),
         user: user.map(str::to_owned),
     };
-    let db = st.db.clone();
-    tokio::spawn(async move {
-        if let Err(e) = db.audit(entry).await {
-            tracing::warn!(error = %e, "cannot write the audit log");
-        }
-    });
+    st.write_audit(entry);
 }
 
 impl Admin {

@@ -100,6 +100,10 @@ pub struct AppState {
     /// Cancelled when the server begins its graceful shutdown: long-lived responses (the
     /// dashboard's event streams) end so that the shutdown does not wait on them forever.
     closing: tokio_util::sync::CancellationToken,
+    /// The audit log's one writer on this replica, started by the first line: lines are stored
+    /// in the order they were written (one background task per line stored them in any order).
+    audit_writer:
+        Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<crate::db::AuditEntry>>>,
 }
 
 impl AppState {
@@ -128,7 +132,28 @@ impl AppState {
             changes: tokio::sync::broadcast::channel(256).0,
             local_changes: tokio::sync::broadcast::channel(256).0,
             closing: tokio_util::sync::CancellationToken::new(),
+            audit_writer: Arc::new(std::sync::OnceLock::new()),
         })
+    }
+
+    /// Appends `entry` to the audit log in the background (the answer does not wait for it; a
+    /// failure is logged), after every line this replica wrote before.
+    pub(crate) fn write_audit(&self, entry: crate::db::AuditEntry) {
+        let writer = self.audit_writer.get_or_init(|| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<crate::db::AuditEntry>();
+            let db = self.db.clone();
+            tokio::spawn(async move {
+                while let Some(entry) = rx.recv().await {
+                    if let Err(e) = db.audit(entry).await {
+                        tracing::warn!(error = %e, "cannot write the audit log");
+                    }
+                }
+            });
+            tx
+        });
+        if writer.send(entry).is_err() {
+            tracing::warn!("cannot write the audit log: its writer stopped");
+        }
     }
 
     /// The same state, taking the client's address from the `X-Forwarded-For` of requests that
