@@ -133,6 +133,16 @@ impl Harness {
             .to_owned()
     }
 
+    /// GET `url` with the session `cookie`.
+    async fn get_as(&self, url: String, cookie: &str) -> reqwest::Response {
+        self.http
+            .get(&url)
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+    }
+
     async fn until<T>(&self, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
@@ -395,16 +405,15 @@ async fn a_store_config_is_applied_between_journeys_an_invalid_one_refused_and_t
         .unwrap()
         .to_owned();
     let dashboard: Value = h
-        .http
-        .get(format!(
-            "http://{}/dashboard/api/stores/{}",
-            h.demo.crm_addr,
-            crm_endpoint::DEMO_STORE_ID
-        ))
-        .header("cookie", cookie)
-        .send()
+        .get_as(
+            format!(
+                "http://{}/dashboard/api/stores/{}",
+                h.demo.crm_addr,
+                crm_endpoint::DEMO_STORE_ID
+            ),
+            &cookie,
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -664,13 +673,7 @@ async fn a_services_ticket_note_set_at_the_crm_is_printed_on_its_tickets_in_the_
 
 /// Who a counter session is (`/api/counter/me`), or the refusal's status.
 async fn counter_me(h: &Harness, k: usize, cookie: &str) -> Result<Value, u16> {
-    let res = h
-        .http
-        .get(h.ui_at(k, "/api/counter/me"))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap();
+    let res = h.get_as(h.ui_at(k, "/api/counter/me"), cookie).await;
     if res.status().is_success() {
         Ok(res.json().await.unwrap())
     } else {
@@ -699,12 +702,8 @@ async fn call_next(h: &Harness, k: usize, cookie: &str, counter_name: &str) -> S
     h.until("a turn called", async || {
         counter(h, k, cookie, counter_name, json!({ "action": "call_next" })).await;
         let board: Value = h
-            .http
-            .get(h.ui_at(k, "/api/counter/board"))
-            .header("cookie", cookie)
-            .send()
+            .get_as(h.ui_at(k, "/api/counter/board"), cookie)
             .await
-            .unwrap()
             .json()
             .await
             .unwrap();

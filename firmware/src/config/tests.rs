@@ -486,20 +486,7 @@ fn step_in_devices_load_and_a_bad_key_id_or_name_points_at_its_line() {
         ),
     ];
     for (block, key, hint) in cases {
-        let text = format!("{EXAMPLE}{block}");
-        let err = site(&text).unwrap_err();
-        assert_eq!(err.key.as_deref(), Some(key), "{err}");
-        // The line of that key in the device's block (the example only has it commented out).
-        let field = key.rsplit('.').next().unwrap();
-        let line = text
-            .lines()
-            .collect::<Vec<_>>()
-            .iter()
-            .rposition(|l| l.starts_with(&format!("{field} = ")))
-            .unwrap()
-            + 1;
-        assert_eq!(err.line, Some(line), "{err}");
-        assert!(err.message.contains(hint), "{err}");
+        assert_block_points_at(&block, key, hint);
     }
     let twice = format!(
         "{EXAMPLE}{}{}",
@@ -547,19 +534,7 @@ fn staff_members_load_and_a_shared_pin_a_bad_id_or_an_unknown_key_points_at_its_
         ),
     ];
     for (block, key, hint) in cases {
-        let text = format!("{EXAMPLE}{block}");
-        let err = site(&text).unwrap_err();
-        assert_eq!(err.key.as_deref(), Some(key), "{err}");
-        let field = key.rsplit('.').next().unwrap();
-        let line = text
-            .lines()
-            .collect::<Vec<_>>()
-            .iter()
-            .rposition(|l| l.starts_with(&format!("{field} = ")))
-            .unwrap()
-            + 1;
-        assert_eq!(err.line, Some(line), "{err}");
-        assert!(err.message.contains(hint), "{err}");
+        assert_block_points_at(&block, key, hint);
     }
     let typo = format!("{EXAMPLE}\n[[ui.staff]]\nid = \"ana\"\nname = \"Ana\"\npin = \"555555\"\n");
     let err = site(&typo).unwrap_err();
@@ -568,4 +543,21 @@ fn staff_members_load_and_a_shared_pin_a_bad_id_or_an_unknown_key_points_at_its_
         !err.to_string().contains("555555"),
         "a PIN typed in the wrong key is never echoed: {err}"
     );
+}
+
+/// The example with `block` appended is refused at `key`, on the line of that key's last
+/// occurrence (the example only has such blocks commented out), saying `hint`.
+fn assert_block_points_at(block: &str, key: &str, hint: &str) {
+    let text = format!("{EXAMPLE}{block}");
+    let err = site(&text).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some(key), "{err}");
+    let field = key.rsplit('.').next().unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let line = lines
+        .iter()
+        .rposition(|l| l.starts_with(&format!("{field} = ")))
+        .unwrap()
+        + 1;
+    assert_eq!(err.line, Some(line), "{err}");
+    assert!(err.message.contains(hint), "{err}");
 }
