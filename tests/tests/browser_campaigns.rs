@@ -3,9 +3,13 @@
 //! manager logs in, edits the VIP coffee campaign through the form (typing at a person's pace):
 //! variant a off, a new variant b with its own text; the kiosk gets it through its feed and
 //! greets the VIP customer with variant b's text; the exposure shows up on the page by itself. A
-//! form that breaks a rule is refused with the rule named and nothing saved; a pause shows as
-//! such; the changes are in the audit log. At 800x480, 1080x1920 and 1920x1080 every control can
-//! be brought into view and is large enough, and axe-core finds no critical or serious violation.
+//! form that breaks a rule is refused with the rule named and nothing saved; a picture chosen
+//! from a file (one that is not what its name says refused with the rule named) and the coupon's
+//! rules are saved through the form, and the kiosk's greeting and goodbye show the picture at
+//! 800x480, 1080x1920 and 1920x1080 with every control in view, the first turn's coupon with its
+//! last day and none after it (one per card holder); a pause shows as such; the changes are in
+//! the audit log. At the three sizes every console control can be brought into view and is large
+//! enough, and axe-core finds no critical or serious violation.
 
 #![allow(
     clippy::unwrap_used,
@@ -84,6 +88,254 @@ async fn log_in_as(
         .wait_for(&format!("{VIP} tbody tr"), WAIT)
         .await
         .expect("the VIP campaign listed");
+}
+
+/// The coffee picture of the campaign (a JPEG, 600x400).
+fn picture_file() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/campaign-coffee.jpg")
+}
+
+/// In the open console window: a file that is not the picture its name says is refused by the
+/// CRM with the rule named; the real picture is previewed, described in both languages and
+/// saved with the coupon's rules (valid 7 days, one per card holder); the kiosk's feed brings
+/// them.
+async fn picture_and_coupon_rules_through_the_form(
+    browser: &Browser,
+    demo: &kiosk::demo::Demo,
+    http: &reqwest::Client,
+) {
+    browser
+        .click("button[aria-label='Edit Café VIP']")
+        .await
+        .unwrap();
+    browser.wait_for("#f-variants tr", WAIT).await.unwrap();
+    let fake = tempfile::Builder::new()
+        .prefix("not-a-picture")
+        .suffix(".png")
+        .tempfile()
+        .unwrap();
+    std::fs::write(fake.path(), "a text file named like a picture").unwrap();
+    browser
+        .type_into("#f-image", fake.path().to_str().unwrap())
+        .await
+        .unwrap();
+    browser
+        .wait_until(
+            "the preview",
+            "!document.getElementById('f-image-preview').hidden",
+            WAIT,
+        )
+        .await
+        .unwrap();
+    retype(browser, "#f-image-alt-es", "Una taza de café con leche").await;
+    retype(browser, "#f-image-alt-en", "A cup of white coffee").await;
+    browser.click("#save").await.unwrap();
+    let error = browser
+        .wait_for_text("#form-error", "image.data: not a image/png picture", WAIT)
+        .await
+        .expect("the picture refused, the rule named");
+    assert!(error.starts_with("Not saved"), "{error}");
+
+    // Removed, then the real one.
+    browser.click("#f-image-remove").await.unwrap();
+    browser
+        .wait_until(
+            "no picture",
+            "document.getElementById('f-image-preview').hidden && \
+             !document.getElementById('f-image-none').hidden",
+            WAIT,
+        )
+        .await
+        .unwrap();
+    browser
+        .type_into("#f-image", picture_file().to_str().unwrap())
+        .await
+        .unwrap();
+    browser
+        .wait_until(
+            "the picture previewed",
+            "(() => { const i = document.getElementById('f-image-preview'); \
+               return !i.hidden && i.complete && i.naturalWidth === 600; })()",
+            WAIT,
+        )
+        .await
+        .expect("the preview of the chosen file");
+    assert!(
+        browser
+            .eval(
+                "return document.getElementById('f-coupon').checked;",
+                vec![]
+            )
+            .await
+            .unwrap()
+            .as_bool()
+            .unwrap(),
+        "the campaign's coupon is in the form"
+    );
+    retype(browser, "#f-coupon-days", "7").await;
+    retype(browser, "#f-coupon-max", "1").await;
+    check_page(browser, "1920x1080 editor with a picture").await;
+    browser
+        .screenshot("campaigns-1920x1080-05-picture-and-coupon")
+        .await
+        .unwrap();
+    browser.click("#save").await.unwrap();
+    browser
+        .wait_until(
+            "the editor closed",
+            "document.getElementById('editor').hidden",
+            WAIT,
+        )
+        .await
+        .expect("saved");
+    let rules = browser.text(&format!("{VIP} .rules")).await.unwrap();
+    assert!(
+        rules.contains("valid 7 days after issue")
+            && rules.contains("at most 1 per card holder")
+            && rules.contains("with a picture"),
+        "{rules}"
+    );
+    let stored: serde_json::Value = http
+        .get(format!("http://{}/v1/admin/campaigns", demo.crm_addr))
+        .header("x-admin-token", &demo.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let vip = stored
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "demo-vip-coffee")
+        .unwrap();
+    assert_eq!(vip["image"]["mime"], "image/jpeg");
+    assert_eq!(vip["image"]["alt"]["en"], "A cup of white coffee");
+    assert_eq!(vip["coupon"]["valid_days"], 7);
+    assert_eq!(vip["coupon"]["max_per_customer"], 1);
+    assert_eq!(vip["coupon"]["code"], "CAFE", "kept as it was");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !demo.kiosk.db.campaigns().unwrap().iter().any(|c| {
+        c.id == "demo-vip-coffee"
+            && c.image.is_some()
+            && c.coupon
+                .as_ref()
+                .is_some_and(|cp| cp.max_per_customer == Some(1))
+    }) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the feed never brought the picture"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The VIP customer taps their card at the kiosk's screen in a browser of `viewport`: the
+/// greeting shows the campaign's picture, loaded, inside the screen, named by its text, with
+/// every control in view; their turn's goodbye shows it as a thumbnail, with the coupon and its
+/// last day when `coupon`, without one otherwise.
+async fn kiosk_shows_the_picture(
+    demo: &kiosk::demo::Demo,
+    http: &reqwest::Client,
+    viewport: Viewport,
+    coupon: bool,
+) {
+    let panel = |body: serde_json::Value| {
+        http.post(format!("http://{}/api/card", demo.panel_addr))
+            .json(&body)
+            .send()
+    };
+    let b = Browser::launch(viewport).await.expect("chromium");
+    b.goto(&format!("http://{}/", demo.kiosk.ui_addr))
+        .await
+        .unwrap();
+    b.wait_for_screen("attract").await.expect("attract");
+    assert!(
+        panel(json!({"action": "customer", "index": 0}))
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    b.wait_for_screen("greeting").await.expect("greeting");
+    panel(json!({"action": "remove"})).await.unwrap();
+    let shown = b
+        .wait_until(
+            "the campaign's picture loaded",
+            "(() => { const i = document.querySelector('#app img.campaign-picture'); \
+               if (!i || !i.complete || i.naturalWidth === 0) return false; \
+               const r = i.getBoundingClientRect(); \
+               return { alt: i.alt, top: r.top, bottom: r.bottom, left: r.left, right: r.right, \
+                        height: r.height, w: innerWidth, h: innerHeight }; })()",
+            WAIT,
+        )
+        .await
+        .expect("the picture on the greeting");
+    assert_eq!(shown["alt"], "Una taza de café con leche", "{viewport}");
+    let (top, bottom) = (
+        shown["top"].as_f64().unwrap(),
+        shown["bottom"].as_f64().unwrap(),
+    );
+    assert!(
+        top >= 0.0
+            && bottom <= shown["h"].as_f64().unwrap()
+            && shown["right"].as_f64().unwrap() <= shown["w"].as_f64().unwrap(),
+        "{viewport}: the picture inside the screen: {shown}"
+    );
+    assert!(
+        shown["height"].as_f64().unwrap() >= 80.0,
+        "{viewport}: a picture one can see: {shown}"
+    );
+    let problems = b.usability_problems(44.0).await.unwrap();
+    assert!(problems.is_empty(), "{viewport} greeting: {problems:?}");
+    let violations = b.axe_violations().await.expect("axe.run");
+    assert!(
+        violations.is_empty(),
+        "{viewport} greeting: axe-core: {violations:?}"
+    );
+    b.screenshot(&format!("campaigns-kiosk-{viewport}-greeting-picture"))
+        .await
+        .unwrap();
+
+    b.click("#app button.primary").await.unwrap();
+    b.wait_for_screen("choose_service").await.unwrap();
+    b.click("#app .service button.main").await.unwrap();
+    b.wait_for_screen("goodbye").await.unwrap();
+    b.wait_until(
+        "the thumbnail loaded",
+        "(() => { const i = document.querySelector('#app .campaign img.thumb'); \
+           return !!i && i.complete && i.naturalWidth > 0; })()",
+        WAIT,
+    )
+    .await
+    .expect("the picture on the goodbye");
+    let has_coupon = b
+        .eval("return !!document.querySelector('#app .coupon');", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        has_coupon,
+        json!(coupon),
+        "{viewport}: one coupon per card holder"
+    );
+    if coupon {
+        let text = b.text("#app .coupon").await.unwrap();
+        assert!(text.contains("válido hasta el"), "{viewport}: {text}");
+    }
+    let problems = b.usability_problems(44.0).await.unwrap();
+    assert!(problems.is_empty(), "{viewport} goodbye: {problems:?}");
+    let violations = b.axe_violations().await.expect("axe.run");
+    assert!(
+        violations.is_empty(),
+        "{viewport} goodbye: axe-core: {violations:?}"
+    );
+    b.screenshot(&format!("campaigns-kiosk-{viewport}-goodbye-picture"))
+        .await
+        .unwrap();
+    b.click("#app .actions button.primary").await.unwrap();
+    b.wait_for_screen("attract").await.unwrap();
+    b.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,6 +506,17 @@ async fn a_campaign_edited_in_the_console_reaches_the_kiosk_and_its_results_upda
         .screenshot("campaigns-kiosk-variant-b")
         .await
         .unwrap();
+    // The customer takes the card back and leaves the greeting.
+    http.post(format!("http://{}/api/card", demo.panel_addr))
+        .json(&json!({"action": "remove"}))
+        .send()
+        .await
+        .unwrap();
+    browser
+        .click("#app .actions button:not(.primary)")
+        .await
+        .unwrap();
+    browser.wait_for_screen("attract").await.expect("attract");
 
     // Back at the console: the exposure arrives without a reload.
     browser.switch_to(console).await.unwrap();
@@ -274,6 +537,18 @@ async fn a_campaign_edited_in_the_console_reaches_the_kiosk_and_its_results_upda
         .screenshot("campaigns-1920x1080-04-live")
         .await
         .unwrap();
+
+    picture_and_coupon_rules_through_the_form(&browser, &demo, &http).await;
+    // The kiosk shows the picture (with the greeting's controls in view) at every size; the
+    // first turn, at the Pi display, gets the coupon with its last day, the next ones none
+    // (one per card holder).
+    for (viewport, coupon) in [
+        (Viewport::PI_DISPLAY, true),
+        (PORTRAIT, false),
+        (Viewport::FULL_HD, false),
+    ] {
+        kiosk_shows_the_picture(&demo, &http, viewport, coupon).await;
+    }
 
     // Pause.
     browser

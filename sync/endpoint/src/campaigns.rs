@@ -13,6 +13,11 @@ use kiosk_protocol::wire::{
 };
 use serde::Deserialize;
 
+/// Largest campaign body the admin API and the console take: its pictures (at most 512 KiB
+/// each, a third more in base64: the campaign's, its variants', its signage content's) with
+/// room to spare; axum's default of 2 MiB would refuse a campaign of three pictures.
+pub const MAX_CAMPAIGN_BODY_BYTES: usize = 24 * 1024 * 1024;
+
 /// What is wrong with a campaign file or definition.
 #[derive(Debug, thiserror::Error)]
 pub enum CampaignError {
