@@ -40,6 +40,18 @@ async fn check_page(browser: &Browser, label: &str) {
     assert!(violations.is_empty(), "{label}: axe-core: {violations:?}");
 }
 
+/// Checks the editor (`label`), saves its screenshot as `shot`, saves the form and waits until
+/// `saved` (a JavaScript expression) holds.
+async fn check_and_save(browser: &Browser, label: &str, shot: &str, saved: &str) {
+    check_page(browser, label).await;
+    browser.screenshot(shot).await.unwrap();
+    browser.click("#save").await.unwrap();
+    browser
+        .wait_until("the form saved", saved, WAIT)
+        .await
+        .expect("saved");
+}
+
 /// Replaces the value of input `css` by typing `text` (cleared first).
 async fn retype(browser: &Browser, css: &str, text: &str) {
     browser
@@ -88,6 +100,26 @@ async fn log_in_as(
         .wait_for(&format!("{VIP} tbody tr"), WAIT)
         .await
         .expect("the VIP campaign listed");
+}
+
+/// The VIP coffee campaign as the CRM stores it (the admin API).
+async fn stored_vip(http: &reqwest::Client, demo: &kiosk::demo::Demo) -> serde_json::Value {
+    let stored: serde_json::Value = http
+        .get(format!("http://{}/v1/admin/campaigns", demo.crm_addr))
+        .header("x-admin-token", &demo.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    stored
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "demo-vip-coffee")
+        .unwrap()
+        .clone()
 }
 
 /// The coffee picture of the campaign (a JPEG, 600x400).
@@ -174,20 +206,13 @@ async fn picture_and_coupon_rules_through_the_form(
     );
     retype(browser, "#f-coupon-days", "7").await;
     retype(browser, "#f-coupon-max", "1").await;
-    check_page(browser, "1920x1080 editor with a picture").await;
-    browser
-        .screenshot("campaigns-1920x1080-05-picture-and-coupon")
-        .await
-        .unwrap();
-    browser.click("#save").await.unwrap();
-    browser
-        .wait_until(
-            "the editor closed",
-            "document.getElementById('editor').hidden",
-            WAIT,
-        )
-        .await
-        .expect("saved");
+    check_and_save(
+        browser,
+        "1920x1080 editor with a picture",
+        "campaigns-1920x1080-05-picture-and-coupon",
+        "document.getElementById('editor').hidden",
+    )
+    .await;
     let rules = browser.text(&format!("{VIP} .rules")).await.unwrap();
     assert!(
         rules.contains("valid 7 days after issue")
@@ -195,21 +220,7 @@ async fn picture_and_coupon_rules_through_the_form(
             && rules.contains("with a picture"),
         "{rules}"
     );
-    let stored: serde_json::Value = http
-        .get(format!("http://{}/v1/admin/campaigns", demo.crm_addr))
-        .header("x-admin-token", &demo.admin_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let vip = stored
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "demo-vip-coffee")
-        .unwrap();
+    let vip = stored_vip(http, demo).await;
     assert_eq!(vip["image"]["mime"], "image/jpeg");
     assert_eq!(vip["image"]["alt"]["en"], "A cup of white coffee");
     assert_eq!(vip["coupon"]["valid_days"], 7);
@@ -229,6 +240,22 @@ async fn picture_and_coupon_rules_through_the_form(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The kiosk's `screen` with its picture: every control in view, whole and at least 44 px, and
+/// axe-core clean; saved as `campaigns-kiosk-<size>-<screen>-picture`.
+async fn kiosk_screen_usable(b: &Browser, screen: &str) {
+    let viewport = b.viewport();
+    let problems = b.usability_problems(44.0).await.unwrap();
+    assert!(problems.is_empty(), "{viewport} {screen}: {problems:?}");
+    let violations = b.axe_violations().await.expect("axe.run");
+    assert!(
+        violations.is_empty(),
+        "{viewport} {screen}: axe-core: {violations:?}"
+    );
+    b.screenshot(&format!("campaigns-kiosk-{viewport}-{screen}-picture"))
+        .await
+        .unwrap();
 }
 
 /// The VIP customer taps their card at the kiosk's screen in a browser of `viewport`: the
@@ -287,16 +314,7 @@ async fn kiosk_shows_the_picture(
         shown["height"].as_f64().unwrap() >= 80.0,
         "{viewport}: a picture one can see: {shown}"
     );
-    let problems = b.usability_problems(44.0).await.unwrap();
-    assert!(problems.is_empty(), "{viewport} greeting: {problems:?}");
-    let violations = b.axe_violations().await.expect("axe.run");
-    assert!(
-        violations.is_empty(),
-        "{viewport} greeting: axe-core: {violations:?}"
-    );
-    b.screenshot(&format!("campaigns-kiosk-{viewport}-greeting-picture"))
-        .await
-        .unwrap();
+    kiosk_screen_usable(&b, "greeting").await;
 
     b.click("#app button.primary").await.unwrap();
     b.wait_for_screen("choose_service").await.unwrap();
@@ -323,16 +341,7 @@ async fn kiosk_shows_the_picture(
         let text = b.text("#app .coupon").await.unwrap();
         assert!(text.contains("válido hasta el"), "{viewport}: {text}");
     }
-    let problems = b.usability_problems(44.0).await.unwrap();
-    assert!(problems.is_empty(), "{viewport} goodbye: {problems:?}");
-    let violations = b.axe_violations().await.expect("axe.run");
-    assert!(
-        violations.is_empty(),
-        "{viewport} goodbye: axe-core: {violations:?}"
-    );
-    b.screenshot(&format!("campaigns-kiosk-{viewport}-goodbye-picture"))
-        .await
-        .unwrap();
+    kiosk_screen_usable(&b, "goodbye").await;
     b.click("#app .actions button.primary").await.unwrap();
     b.wait_for_screen("attract").await.unwrap();
     b.close().await.unwrap();
@@ -387,22 +396,7 @@ async fn a_campaign_edited_in_the_console_reaches_the_kiosk_and_its_results_upda
         .screenshot("campaigns-1920x1080-02-refused")
         .await
         .unwrap();
-    let stored: serde_json::Value = http
-        .get(format!("{crm}/v1/admin/campaigns"))
-        .header("x-admin-token", &demo.admin_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let vip = stored
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "demo-vip-coffee")
-        .unwrap()
-        .clone();
+    let vip = stored_vip(&http, &demo).await;
     assert_eq!(vip["ends_on"], "2099-12-31", "nothing saved");
 
     // The real change: dates back, variant a off, a variant b with its own text.
@@ -439,21 +433,14 @@ async fn a_campaign_edited_in_the_console_reaches_the_kiosk_and_its_results_upda
         json!(NEW_TEXT),
         "typing at a person's pace keeps every character"
     );
-    check_page(&browser, "1920x1080 editor").await;
-    browser
-        .screenshot("campaigns-1920x1080-03-editor")
-        .await
-        .unwrap();
-    browser.click("#save").await.unwrap();
-    browser
-        .wait_until(
-            "the editor closed and b listed",
-            "document.getElementById('editor').hidden && \
-             !!document.querySelector('[data-campaign=demo-vip-coffee] tr[data-variant=b]')",
-            WAIT,
-        )
-        .await
-        .expect("saved");
+    check_and_save(
+        &browser,
+        "1920x1080 editor",
+        "campaigns-1920x1080-03-editor",
+        "document.getElementById('editor').hidden && \
+         !!document.querySelector('[data-campaign=demo-vip-coffee] tr[data-variant=b]')",
+    )
+    .await;
 
     // The kiosk gets it through its feed (every 5 s in the demo) and greets the VIP customer
     // (demo customer 0) with variant b.

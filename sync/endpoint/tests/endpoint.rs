@@ -98,16 +98,7 @@ async fn feed(h: &Harness, kiosk: &common::Kiosk, cursor: u64) -> FeedResponse {
 }
 
 async fn whole_feed(h: &Harness, kiosk: &common::Kiosk) -> Vec<FeedItem> {
-    let mut cursor = 0;
-    let mut items = Vec::new();
-    loop {
-        let page = feed(h, kiosk, cursor).await;
-        items.extend(page.items);
-        cursor = page.next_cursor;
-        if !page.more {
-            return items;
-        }
-    }
+    feed_from(h, kiosk, 0).await.0
 }
 
 on_both_databases!(
@@ -721,13 +712,7 @@ async fn a_campaign_for_a_region_reaches_its_stores_and_follows_a_store_placed_t
     let mut campaign = crm_endpoint::demo::demo_campaigns().remove(0);
     campaign.stores = vec![];
     campaign.regions = vec!["ES-MD".into()];
-    let r = h
-        .admin(Method::POST, "/v1/admin/campaigns")
-        .json(&campaign)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+    save_campaign(&h, &campaign).await;
 
     // Madrid's store gets it, resolved to its store and without the regions (which a kiosk
     // of before this field would refuse); Andalusia's does not.
@@ -778,12 +763,7 @@ async fn a_campaign_for_a_region_reaches_its_stores_and_follows_a_store_placed_t
 
     // A region that is not an ISO 3166-2 code is refused, naming the field.
     campaign.regions = vec!["Madrid".into()];
-    let r = h
-        .admin(Method::POST, "/v1/admin/campaigns")
-        .json(&campaign)
-        .send()
-        .await
-        .unwrap();
+    let r = post_campaign(&h, &campaign).await;
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("regions[0]"));
     h.stop().await;
@@ -802,14 +782,34 @@ async fn feed_from(h: &Harness, kiosk: &common::Kiosk, mut cursor: u64) -> (Vec<
     }
 }
 
-/// Saves `campaign` through the admin API.
-async fn save_campaign(h: &Harness, campaign: &kiosk_protocol::wire::Campaign) {
-    let r = h
-        .admin(Method::POST, "/v1/admin/campaigns")
+/// A kiosk's feed from its start as JSON, asked with `version` (`&v=N`, or empty as kiosks of
+/// before feed versions ask).
+async fn raw_feed(h: &Harness, kiosk: &common::Kiosk, version: &str) -> serde_json::Value {
+    let path = format!("/v1/kiosks/{}/feed?cursor=0&limit=100{version}", kiosk.id);
+    h.signed(kiosk, Method::GET, &path, vec![])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Posts `campaign` to the admin API.
+async fn post_campaign(
+    h: &Harness,
+    campaign: &kiosk_protocol::wire::Campaign,
+) -> reqwest::Response {
+    h.admin(Method::POST, "/v1/admin/campaigns")
         .json(campaign)
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Saves `campaign` through the admin API.
+async fn save_campaign(h: &Harness, campaign: &kiosk_protocol::wire::Campaign) {
+    let r = post_campaign(h, campaign).await;
     assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
 }
 
@@ -914,15 +914,7 @@ async fn kiosks_of_feed_version_2_get_campaigns_without_pictures_and_coupon_rule
     save_campaign(&h, &campaign).await;
     let (items, _) = feed_from(&h, &north, 0).await;
     assert_eq!(campaign_in(&items, &campaign.id).unwrap(), campaign);
-    let path = format!("/v1/kiosks/{}/feed?cursor=0&limit=100&v=2", north.id);
-    let raw: serde_json::Value = h
-        .signed(&north, Method::GET, &path, vec![])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let raw = raw_feed(&h, &north, "&v=2").await;
     let old = raw["items"]
         .as_array()
         .unwrap()
@@ -939,12 +931,7 @@ async fn kiosks_of_feed_version_2_get_campaigns_without_pictures_and_coupon_rule
     // A picture that is not the picture it says is refused, naming the field.
     campaign.image.as_mut().unwrap().data =
         base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\nnot really");
-    let r = h
-        .admin(Method::POST, "/v1/admin/campaigns")
-        .json(&campaign)
-        .send()
-        .await
-        .unwrap();
+    let r = post_campaign(&h, &campaign).await;
     assert_eq!(r.status(), 400);
     let text = r.text().await.unwrap();
     assert!(
@@ -1529,15 +1516,7 @@ async fn a_store_config_is_checked_versioned_and_sent_only_to_its_stores_kiosks_
     );
     assert!(configs(&whole_feed(&h, &south).await).is_empty());
     // A kiosk of an earlier release asks without `v`: it never gets a kind it cannot read.
-    let path = format!("/v1/kiosks/{}/feed?cursor=0&limit=100", north.id);
-    let old: serde_json::Value = h
-        .signed(&north, Method::GET, &path, vec![])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let old = raw_feed(&h, &north, "").await;
     assert!(
         old["items"]
             .as_array()

@@ -262,8 +262,18 @@ fn a_campaign_is_not_shown_without_the_profile_consent() {
     assert!(!k.event_types().contains(&"campaign_shown"));
 }
 
-#[test]
-fn an_identified_customer_gets_a_printed_ticket_with_coupon_and_goodbye() {
+/// The ticket `fx` asks to print.
+fn print_job(fx: &[Effect]) -> TicketJob {
+    fx.iter()
+        .find_map(|e| match e {
+            Effect::PrintTicket(j) => Some(j.clone()),
+            _ => None,
+        })
+        .expect("print")
+}
+
+/// Ana taps her card, is greeted with her campaign and asks for a turn of service A.
+fn ana_asks_for_a_turn() -> Kiosk {
     let mut k = Kiosk::new();
     k.send(tap(1));
     k.send(ana(1, vec![ConsentPurpose::Profile]));
@@ -272,6 +282,12 @@ fn an_identified_customer_gets_a_printed_ticket_with_coupon_and_goodbye() {
         service: "A".into(),
         priority: false,
     });
+    k
+}
+
+#[test]
+fn an_identified_customer_gets_a_printed_ticket_with_coupon_and_goodbye() {
+    let mut k = ana_asks_for_a_turn();
     let req = k.issue_request().expect("a turn is requested");
     assert_eq!(req.card_token, Some(card(1)));
     assert_eq!(req.campaign_id.as_deref(), Some("spring"));
@@ -340,14 +356,7 @@ fn an_identified_customer_gets_a_printed_ticket_with_coupon_and_goodbye() {
 #[test]
 fn a_withheld_coupon_is_not_given_and_a_given_one_carries_its_last_day() {
     for withheld in [true, false] {
-        let mut k = Kiosk::new();
-        k.send(tap(1));
-        k.send(ana(1, vec![ConsentPurpose::Profile]));
-        k.touch(Touch::Continue);
-        k.touch(Touch::ChooseService {
-            service: "A".into(),
-            priority: false,
-        });
+        let mut k = ana_asks_for_a_turn();
         let req = k.issue_request().expect("requested");
         let Input::TurnIssued(turn) = issued(req.request_id, 7) else {
             unreachable!()
@@ -357,13 +366,7 @@ fn a_withheld_coupon_is_not_given_and_a_given_one_carries_its_last_day() {
             coupon_expires_on: Some(time::macros::date!(2025 - 03 - 17)),
             ..turn
         }));
-        let job = fx
-            .iter()
-            .find_map(|e| match e {
-                Effect::PrintTicket(j) => Some(j.clone()),
-                _ => None,
-            })
-            .expect("print");
+        let job = print_job(&fx);
         assert_eq!(job.campaign_line.as_deref(), Some("10% at checkout"));
         k.send(Input::TicketPrinted {
             turn_id: Uuid::from_u128(7),
@@ -425,13 +428,7 @@ fn an_anonymous_visitor_sees_the_campaign_aimed_at_them_once_on_ticket_and_goodb
     });
     let req = k.issue_request().expect("requested");
     let fx = k.send(issued_with(req.request_id, 5, welcome("b")));
-    let job = fx
-        .iter()
-        .find_map(|e| match e {
-            Effect::PrintTicket(j) => Some(j.clone()),
-            _ => None,
-        })
-        .expect("print");
+    let job = print_job(&fx);
     assert_eq!(job.campaign_line.as_deref(), Some("Hágase socio hoy"));
     let coupon = job.coupon.expect("the campaign's coupon");
     assert!(coupon.code.starts_with("BIENV-B-"), "{}", coupon.code);
