@@ -450,8 +450,9 @@ function picture(p, cls) {
 }
 
 function coupon(t, c) {
-  const about = c.expires_on ? `${c.code} · ${t.validUntil(c.expires_on)}` : c.code;
-  return h("div", { class: "coupon" }, h("strong", {}, t.coupon + ": "), c.text, h("div", { class: "muted" }, about));
+  return h("div", { class: "coupon" }, h("strong", {}, t.coupon + ": "), c.text,
+    h("div", { class: "muted code" }, c.code),
+    c.expires_on ? h("div", { class: "muted valid-until" }, t.validUntil(c.expires_on)) : null);
 }
 
 function screen(v) {
