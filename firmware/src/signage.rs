@@ -14,12 +14,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use base64::Engine as _;
 use kiosk_core::audience::StorePicture;
 use kiosk_core::signage::{Chooser, Item};
 use kiosk_journal::db::KioskDb;
 use kiosk_protocol::events::{ContentPlayed, ContentSurface, Event, SegmentCount};
-use kiosk_protocol::wire::{Campaign, ContentItem, Localized, MAX_CONTENT_IMAGE_BYTES};
+use kiosk_protocol::wire::{
+    Campaign, ContentImage, ContentItem, ImageMime, Localized, MAX_CONTENT_IMAGE_BYTES,
+};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
@@ -31,7 +32,7 @@ use crate::setup::StoreTime;
 /// newer ones push it out).
 const PENDING_PLAYS: usize = 32;
 /// Largest picture side, in pixels: a 4K display's width.
-const MAX_SIDE: u32 = 3_840;
+const MAX_SIDE: u32 = kiosk_protocol::picture::MAX_PICTURE_SIDE;
 
 /// Content a campaign carries that cannot be shown.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -112,76 +113,79 @@ pub fn check(campaign: &str, item: &ContentItem) -> Result<Option<Picture>, Cont
             duration_s: item.duration_s,
         });
     }
-    let Some(image) = &item.image else {
-        return Ok(None);
-    };
+    item.image
+        .as_ref()
+        .map(|image| check_picture(campaign, &item.id, image))
+        .transpose()
+}
+
+/// Checks a picture of `campaign` (`content` names it: a content item, or `variant <name>` for
+/// the campaign's own): a whole picture of its type within the limits
+/// ([`kiosk_protocol::picture::check`]), and a PNG (the one decoder the firmware carries)
+/// decoded whole, so a truncated or corrupt file is refused here rather than shown broken.
+pub fn check_picture(
+    campaign: &str,
+    content: &str,
+    image: &ContentImage,
+) -> Result<Picture, ContentError> {
+    use kiosk_protocol::picture::PictureError;
     let undecodable = |reason: String| ContentError::Undecodable {
         campaign: campaign.to_owned(),
-        content: item.id.clone(),
+        content: content.to_owned(),
         mime: image.mime.as_str().to_owned(),
         reason,
     };
-    let format = match image.mime.as_str() {
-        "image/png" => image::ImageFormat::Png,
-        "image/jpeg" => image::ImageFormat::Jpeg,
-        "image/webp" => image::ImageFormat::WebP,
-        other => {
-            return Err(ContentError::Mime {
-                campaign: campaign.to_owned(),
-                content: item.id.clone(),
-                mime: other.to_owned(),
-            });
-        }
+    let too_large = |bytes: usize, width: u32, height: u32| ContentError::TooLarge {
+        campaign: campaign.to_owned(),
+        content: content.to_owned(),
+        bytes,
+        width,
+        height,
     };
-    // The base64 text is at most 4/3 of the limit: refuse larger text before decoding it.
-    if image.data.len() > MAX_CONTENT_IMAGE_BYTES / 3 * 4 + 4 {
-        return Err(ContentError::TooLarge {
-            campaign: campaign.to_owned(),
-            content: item.id.clone(),
-            bytes: image.data.len() / 4 * 3,
-            width: 0,
-            height: 0,
-        });
-    }
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(image.data.as_bytes())
-        .map_err(|e| undecodable(e.to_string()))?;
-    if bytes.len() > MAX_CONTENT_IMAGE_BYTES {
-        return Err(ContentError::TooLarge {
-            campaign: campaign.to_owned(),
-            content: item.id.clone(),
-            bytes: bytes.len(),
-            width: 0,
-            height: 0,
-        });
-    }
-    if image::guess_format(&bytes).ok() != Some(format) {
-        return Err(undecodable("its first bytes say another type".to_owned()));
-    }
-    // PNG (the one decoder the firmware carries) is decoded whole: a truncated or corrupt file
-    // is refused here rather than shown broken.
-    let (width, height) = if format == image::ImageFormat::Png {
-        let img = image::load_from_memory_with_format(&bytes, format)
+    let checked = kiosk_protocol::picture::check(image).map_err(|e| match e {
+        PictureError::TooManyBytes(bytes) => too_large(bytes, 0, 0),
+        PictureError::TooLarge { width, height } => too_large(0, width, height),
+        other => undecodable(other.to_string()),
+    })?;
+    if image.mime == ImageMime::Png {
+        image::load_from_memory_with_format(&checked.bytes, image::ImageFormat::Png)
             .map_err(|e| undecodable(e.to_string()))?;
-        (img.width(), img.height())
-    } else {
-        (0, 0)
-    };
-    if width > MAX_SIDE || height > MAX_SIDE {
-        return Err(ContentError::TooLarge {
-            campaign: campaign.to_owned(),
-            content: item.id.clone(),
-            bytes: bytes.len(),
-            width,
-            height,
-        });
     }
-    let digest = Sha256::digest(&bytes);
-    Ok(Some(Picture {
+    let digest = Sha256::digest(&checked.bytes);
+    Ok(Picture {
         mime: image.mime.as_str().to_owned(),
         etag: format!("\"{}\"", hex::encode(&digest[..12])),
-        bytes: Arc::new(bytes),
-    }))
+        bytes: Arc::new(checked.bytes),
+    })
+}
+
+/// Where the kiosk serves the picture of `campaign`'s `variant` (its own, else the campaign's).
+pub(crate) fn campaign_picture_url(campaign: &str, variant: &str) -> String {
+    format!(
+        "/api/kiosk/campaign/{}/{}/picture",
+        url_segment(campaign),
+        url_segment(variant)
+    )
+}
+
+/// The checked picture of `campaign`'s `variant` (its own, else the campaign's) from the
+/// campaign cache, while the campaign runs; `None` when there is none, or it fails its checks
+/// (logged: the screen then shows the campaign's text alone).
+pub(crate) fn campaign_picture(
+    db: &KioskDb,
+    today: time::Date,
+    campaign: &str,
+    variant: &str,
+) -> Option<Picture> {
+    let c = db
+        .campaigns()
+        .ok()?
+        .into_iter()
+        .find(|c| c.id == campaign && c.runs_on(today))?;
+    let image = c.picture_for(variant)?;
+    check_picture(campaign, &format!("variant {variant}"), image)
+        .map_err(|e| tracing::warn!(error = %e, "campaign picture not shown"))
+        .ok()
 }
 
 /// The content of the campaigns running on `today`, each item checked ([`check`]; those that
@@ -449,6 +453,12 @@ impl Signage {
         Ok(event)
     }
 
+    /// The checked picture of `campaign`'s `variant` on the kiosk screen, from the cache now
+    /// ([`campaign_picture`]).
+    pub fn campaign_picture(&self, campaign: &str, variant: &str) -> Option<Picture> {
+        campaign_picture(&self.db, self.time.now().date(), campaign, variant)
+    }
+
     /// The checked picture of a content item (as last read from the cache).
     pub fn picture(&self, campaign: &str, content: &str) -> Option<Picture> {
         let mut state = self.lock();
@@ -483,6 +493,7 @@ fn url_segment(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use kiosk_protocol::wire::{ContentImage, ImageMime};
 
     fn png(w: u32, h: u32) -> Vec<u8> {

@@ -1280,3 +1280,222 @@ async fn a_turn_rated_on_the_phone_is_rated_at_every_kiosk_without_an_answer_jou
     );
     h.demo.stop().await;
 }
+
+impl Harness {
+    /// Saves `campaign` at the demo's CRM through the admin API.
+    async fn save_campaign(&self, campaign: &kiosk_protocol::wire::Campaign) {
+        let res = self
+            .http
+            .post(format!("http://{}/v1/admin/campaigns", self.demo.crm_addr))
+            .header("x-admin-token", &self.demo.admin_token)
+            .json(campaign)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 204, "{}", res.text().await.unwrap());
+    }
+
+    /// Puts the demo store in `region` through the admin API.
+    async fn place_store(&self, region: &str) {
+        let res = self
+            .http
+            .put(format!(
+                "http://{}/v1/admin/stores/{}/location",
+                self.demo.crm_addr,
+                crm_endpoint::DEMO_STORE_ID
+            ))
+            .header("x-admin-token", &self.demo.admin_token)
+            .json(&json!({ "region": region }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 204, "{}", res.text().await.unwrap());
+    }
+
+    /// Waits until kiosk `k`'s campaign cache satisfies `pred` (the kiosk polls its feed every
+    /// few seconds in the demo).
+    async fn cache_at(
+        &self,
+        k: usize,
+        what: &str,
+        pred: impl Fn(&[kiosk_protocol::wire::Campaign]) -> bool,
+    ) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !pred(&self.kiosk(k).db.campaigns().unwrap()) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "kiosk {k}'s cache never showed {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The demo's VIP customer (card 0) takes a turn of service A at kiosk `k`; returns the
+    /// greeting and the goodbye once printed.
+    async fn vip_turn_at(&self, k: usize) -> (Value, Value) {
+        self.panel_post(
+            &format!("/api/kiosks/{k}/card"),
+            json!({"action": "customer", "index": 0}),
+        )
+        .await;
+        let greeting = self
+            .screen_at(k, "the greeting", |v| v["body"]["screen"] == "greeting")
+            .await;
+        // The card leaves the reader, as a customer takes it back.
+        self.panel_post(
+            &format!("/api/kiosks/{k}/card"),
+            json!({"action": "remove"}),
+        )
+        .await;
+        self.touch_at(k, json!({"action": "continue"})).await;
+        self.touch_at(k, json!({"action": "choose_service", "service": "A"}))
+            .await;
+        let goodbye = self
+            .screen_at(k, "printed", |v| {
+                v["body"]["screen"] == "goodbye" && v["body"]["printed"] == true
+            })
+            .await;
+        self.touch_at(k, json!({"action": "done"})).await;
+        self.screen_at(k, "attract", |v| v["body"]["screen"] == "attract")
+            .await;
+        (greeting, goodbye)
+    }
+}
+
+/// The last day signed into a coupon QR (`KC1.<payload>.<tag>`: the campaign and code as
+/// length-prefixed strings, then the Julian day), read without the key.
+fn signed_expiry(qr: &str) -> time::Date {
+    use base64::Engine as _;
+    let payload = qr.split('.').nth(1).unwrap();
+    let rec = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    let campaign_len = usize::from(rec[0]);
+    let code_at = 1 + campaign_len;
+    let day_at = code_at + 1 + usize::from(rec[code_at]);
+    let jd = i32::from_be_bytes(rec[day_at..day_at + 4].try_into().unwrap());
+    time::Date::from_julian_day(jd).unwrap()
+}
+
+/// A campaign edited at the CRM with a picture and coupon rules (valid 7 days, one per card
+/// holder) reaches both kiosks of the store through their feeds: the greeting shows the picture
+/// (served by the kiosk, revalidated by ETag), the ticket's coupon expires 7 days after its
+/// issue on screen, on paper and in its signed QR, and the same card holder's next turn, at
+/// the other kiosk, gets the campaign without a coupon: the limit is the store's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaigns_picture_and_coupon_rules_reach_the_kiosks_and_the_limit_holds_store_wide() {
+    let h = Harness::store(2).await;
+    let mut vip = crm_endpoint::demo::demo_campaigns().remove(1);
+    assert_eq!(vip.id, "demo-vip-coffee");
+    vip.image = vip.content[0].image.clone();
+    let coupon = vip.coupon.as_mut().unwrap();
+    coupon.valid_days = Some(7);
+    coupon.max_per_customer = Some(1);
+    h.save_campaign(&vip).await;
+    for k in [1, 2] {
+        h.cache_at(k, "the coupon rules", |cs| {
+            cs.iter().any(|c| {
+                c.id == vip.id
+                    && c.image.is_some()
+                    && c.coupon.as_ref().unwrap().max_per_customer == Some(1)
+            })
+        })
+        .await;
+    }
+    let token = crm_endpoint::demo_token(&crm_endpoint::DEMO_CUSTOMERS[0]);
+    h.cache_until(&token, true, "the VIP's profile").await;
+
+    let (greeting, goodbye) = h.vip_turn_at(1).await;
+    let picture = &greeting["body"]["campaign_image"];
+    assert_eq!(picture["alt"], "Una taza de café humeante", "{greeting}");
+    let url = h.ui(picture["url"].as_str().unwrap());
+    let res = h.http.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "image/png");
+    let etag = res.headers()["etag"].to_str().unwrap().to_owned();
+    use base64::Engine as _;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(&vip.image.as_ref().unwrap().data)
+        .unwrap();
+    assert_eq!(res.bytes().await.unwrap().as_ref(), png.as_slice());
+    let again = h
+        .http
+        .get(&url)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(goodbye["body"]["campaign_image"], *picture);
+    let expires = goodbye["body"]["coupon"]["expires_on"]
+        .as_str()
+        .expect("the coupon and its last day")
+        .to_owned();
+    let qr = h.last_coupon_qr();
+    let signed = signed_expiry(&qr);
+    assert_eq!(signed.to_string(), expires);
+    let today = time::OffsetDateTime::now_utc().date();
+    assert!(
+        (6..=8).contains(&(signed - today).whole_days()),
+        "7 days after the issue day: {signed}"
+    );
+    let printed = h.demo.kiosk.sims.printer.as_ref().unwrap().record().text();
+    let (d, m, y) = (signed.day(), u8::from(signed.month()), signed.year());
+    assert!(
+        printed.contains(&format!("Válido hasta: {d:02}/{m:02}/{y}"))
+            || printed.contains(&format!("Valid until: {signed}")),
+        "{printed}"
+    );
+
+    // The same card holder at kiosk 2, once it holds kiosk 1's issue: the campaign, no coupon.
+    h.until_op_at(2, "issue").await;
+    let (greeting, goodbye) = h.vip_turn_at(2).await;
+    assert!(greeting["body"]["campaign"].is_string(), "{greeting}");
+    assert!(goodbye["body"]["coupon"].is_null(), "{goodbye}");
+    assert!(goodbye["body"]["campaign"].is_string(), "{goodbye}");
+    // And back at kiosk 1: still none.
+    let (_, goodbye) = h.vip_turn_at(1).await;
+    assert!(goodbye["body"]["coupon"].is_null(), "{goodbye}");
+    assert_eq!(
+        (
+            h.count_at(1, "coupon_issued"),
+            h.count_at(2, "coupon_issued")
+        ),
+        (1, 0)
+    );
+    h.demo.stop().await;
+}
+
+/// A campaign that stops targeting the store (its stores list changed, the store moved out of
+/// its region) leaves the kiosk's cache at the next feed poll; moved back into the region, the
+/// store gets it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_no_longer_aimed_at_the_store_leaves_the_kiosk_and_comes_back_with_it() {
+    let h = Harness::start().await;
+    let mut vip = crm_endpoint::demo::demo_campaigns().remove(1);
+    let has = |present: bool| {
+        let id = vip.id.clone();
+        move |cs: &[kiosk_protocol::wire::Campaign]| cs.iter().any(|c| c.id == id) == present
+    };
+    h.cache_at(1, "the VIP campaign", has(true)).await;
+    vip.stores = vec!["another-store".into()];
+    h.save_campaign(&vip).await;
+    h.cache_at(1, "the campaign withdrawn", has(false)).await;
+    vip.stores = vec![];
+    vip.regions = vec!["ES-MD".into()];
+    h.save_campaign(&vip).await;
+    h.cache_at(1, "the campaign of the store's region", has(true))
+        .await;
+    h.place_store("ES-CT").await;
+    h.cache_at(1, "the campaign gone with the region", has(false))
+        .await;
+    h.place_store("ES-MD").await;
+    h.cache_at(1, "the campaign back with the region", has(true))
+        .await;
+    // The welcome campaign, for the store by name, never moved.
+    h.cache_at(1, "the welcome campaign kept", |cs| {
+        cs.iter().any(|c| c.id == "demo-welcome")
+    })
+    .await;
+    h.demo.stop().await;
+}

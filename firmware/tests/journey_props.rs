@@ -265,6 +265,7 @@ impl World {
                             staff_script: None,
                             coupon: Some(Localized::new("10%", "10%")),
                             coupon_prefix: Some("C".into()),
+                            image: None,
                         })),
                         source: ProfileSource::LocalCache,
                     }
@@ -297,6 +298,9 @@ impl World {
                         issued_at: datetime!(2025-03-10 10:00 UTC),
                         qr_payload: "KT1.x.y".into(),
                         campaign: None,
+                        // Half the tickets over a customer's limit.
+                        coupon_withheld: self.next_turn % 2 == 0,
+                        coupon_expires_on: None,
                     }));
                 } else {
                     self.feed(Input::TurnIssueFailed {

@@ -38,7 +38,8 @@ const T = {
     yourTurn: "Su turno", ahead: (n) => (n === 0 ? "Es el siguiente" : `${n} por delante`),
     wait: (m) => (m === 0 ? "" : `Espera estimada: ${m} min`),
     notPrinted: "No hemos podido imprimir el ticket. Anote su número o fotografíe el código.",
-    takeTicket: "Recoja su ticket", coupon: "Su cupón", surveyQ: "¿Nos recomendaría? (0 = nada, 10 = mucho)",
+    takeTicket: "Recoja su ticket", coupon: "Su cupón",
+    validUntil: (d) => `válido hasta el ${d.slice(8, 10)}/${d.slice(5, 7)}/${d.slice(0, 4)}`, surveyQ: "¿Nos recomendaría? (0 = nada, 10 = mucho)",
     reasonQ: "¿Por qué?", noReason: "Prefiero no decirlo", thanks: "¡Gracias por su opinión!", done: "Terminar",
     surveyTitle: (l) => `Su opinión sobre el turno ${l}`,
     errorIssue: "No hemos podido darle número. Inténtelo de nuevo o pregunte al personal.", ok: "Aceptar",
@@ -85,7 +86,8 @@ const T = {
     yourTurn: "Your turn", ahead: (n) => (n === 0 ? "You are next" : `${n} ahead of you`),
     wait: (m) => (m === 0 ? "" : `Estimated wait: ${m} min`),
     notPrinted: "We could not print your ticket. Note your number or take a photo of the code.",
-    takeTicket: "Please take your ticket", coupon: "Your coupon", surveyQ: "Would you recommend us? (0 = not at all, 10 = very much)",
+    takeTicket: "Please take your ticket", coupon: "Your coupon",
+    validUntil: (d) => `valid until ${d}`, surveyQ: "Would you recommend us? (0 = not at all, 10 = very much)",
     reasonQ: "Why?", noReason: "I'd rather not say", thanks: "Thank you for your feedback!", done: "Finish",
     surveyTitle: (l) => `Your opinion about turn ${l}`,
     errorIssue: "We could not give you a number. Please try again or ask staff.", ok: "OK",
@@ -438,6 +440,21 @@ function browse(v) {
 
 // ---- screens ------------------------------------------------------------------------------
 
+// A campaign's picture (its text alternative is its accessible name). One the kiosk cannot
+// serve (checked on each request) leaves the screen to the text.
+function picture(p, cls) {
+  if (!p) return null;
+  const img = h("img", { src: p.url, alt: p.alt, class: cls, "data-testid": "campaign-picture" });
+  img.addEventListener("error", () => img.remove());
+  return img;
+}
+
+function coupon(t, c) {
+  return h("div", { class: "coupon" }, h("strong", {}, t.coupon + ": "), c.text,
+    h("div", { class: "muted code" }, c.code),
+    c.expires_on ? h("div", { class: "muted valid-until" }, t.validUntil(c.expires_on)) : null);
+}
+
 function screen(v) {
   const t = T[v.locale] || T.es;
   const b = v.body;
@@ -455,6 +472,7 @@ function screen(v) {
     case "greeting":
       return [h("h1", {}, t.hello(b.name)),
         b.campaign ? h("p", { class: "campaign" }, b.campaign) : null,
+        b.campaign ? picture(b.campaign_image, "campaign-picture") : null,
         h("section", { "aria-label": t.consentsTitle }, h("p", { class: "muted" }, t.consentsTitle + ": ",
           b.consents.map((c) => `${c.title}: ${c.given ? t.given : t.notGiven}`).join(" · "))),
         h("div", { class: "actions" }, button(t.continue, "continue", null, "primary"), button(t.cancel, "cancel"))];
@@ -485,8 +503,9 @@ function screen(v) {
         b.printed ? h("p", {}, t.takeTicket) : h("p", { class: "error", role: "alert" }, icon("warning"), " ", t.notPrinted),
         qr,
         // With the number and QR on screen (no paper) there is room for the coupon only.
-        b.campaign && b.printed ? h("p", { class: "campaign", "data-testid": "campaign" }, b.campaign) : null,
-        b.coupon ? h("div", { class: "coupon" }, h("strong", {}, t.coupon + ": "), b.coupon.text, h("div", { class: "muted" }, b.coupon.code)) : null,
+        b.campaign && b.printed
+          ? h("p", { class: "campaign", "data-testid": "campaign" }, picture(b.campaign_image, "thumb"), b.campaign) : null,
+        b.coupon ? coupon(t, b.coupon) : null,
         b.printed ? h("p", { class: "muted", "data-testid": "rate-later" }, t.rateLater) : null,
         h("div", { class: "actions" }, button(t.done, "done", null, "primary"))];
     }

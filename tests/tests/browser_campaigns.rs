@@ -3,9 +3,13 @@
 //! manager logs in, edits the VIP coffee campaign through the form (typing at a person's pace):
 //! variant a off, a new variant b with its own text; the kiosk gets it through its feed and
 //! greets the VIP customer with variant b's text; the exposure shows up on the page by itself. A
-//! form that breaks a rule is refused with the rule named and nothing saved; a pause shows as
-//! such; the changes are in the audit log. At 800x480, 1080x1920 and 1920x1080 every control can
-//! be brought into view and is large enough, and axe-core finds no critical or serious violation.
+//! form that breaks a rule is refused with the rule named and nothing saved; a picture chosen
+//! from a file (one that is not what its name says refused with the rule named) and the coupon's
+//! rules are saved through the form, and the kiosk's greeting and goodbye show the picture at
+//! 800x480, 1080x1920 and 1920x1080 with every control in view, the first turn's coupon with its
+//! last day and none after it (one per card holder); a pause shows as such; the changes are in
+//! the audit log. At the three sizes every console control can be brought into view and is large
+//! enough, and axe-core finds no critical or serious violation.
 
 #![allow(
     clippy::unwrap_used,
@@ -34,6 +38,18 @@ async fn check_page(browser: &Browser, label: &str) {
     assert!(problems.is_empty(), "{label}: controls: {problems:?}");
     let violations = browser.axe_violations().await.expect("axe.run");
     assert!(violations.is_empty(), "{label}: axe-core: {violations:?}");
+}
+
+/// Checks the editor (`label`), saves its screenshot as `shot`, saves the form and waits until
+/// `saved` (a JavaScript expression) holds.
+async fn check_and_save(browser: &Browser, label: &str, shot: &str, saved: &str) {
+    check_page(browser, label).await;
+    browser.screenshot(shot).await.unwrap();
+    browser.click("#save").await.unwrap();
+    browser
+        .wait_until("the form saved", saved, WAIT)
+        .await
+        .expect("saved");
 }
 
 /// Replaces the value of input `css` by typing `text` (cleared first).
@@ -86,6 +102,251 @@ async fn log_in_as(
         .expect("the VIP campaign listed");
 }
 
+/// The VIP coffee campaign as the CRM stores it (the admin API).
+async fn stored_vip(http: &reqwest::Client, demo: &kiosk::demo::Demo) -> serde_json::Value {
+    let stored: serde_json::Value = http
+        .get(format!("http://{}/v1/admin/campaigns", demo.crm_addr))
+        .header("x-admin-token", &demo.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    stored
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "demo-vip-coffee")
+        .unwrap()
+        .clone()
+}
+
+/// The coffee picture of the campaign (a JPEG, 600x400).
+fn picture_file() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/campaign-coffee.jpg")
+}
+
+/// In the open console window: a file that is not the picture its name says is refused by the
+/// CRM with the rule named; the real picture is previewed, described in both languages and
+/// saved with the coupon's rules (valid 7 days, one per card holder); the kiosk's feed brings
+/// them.
+async fn picture_and_coupon_rules_through_the_form(
+    browser: &Browser,
+    demo: &kiosk::demo::Demo,
+    http: &reqwest::Client,
+) {
+    browser
+        .click("button[aria-label='Edit Café VIP']")
+        .await
+        .unwrap();
+    browser.wait_for("#f-variants tr", WAIT).await.unwrap();
+    let fake = tempfile::Builder::new()
+        .prefix("not-a-picture")
+        .suffix(".png")
+        .tempfile()
+        .unwrap();
+    std::fs::write(fake.path(), "a text file named like a picture").unwrap();
+    browser
+        .type_into("#f-image", fake.path().to_str().unwrap())
+        .await
+        .unwrap();
+    browser
+        .wait_until(
+            "the preview",
+            "!document.getElementById('f-image-preview').hidden",
+            WAIT,
+        )
+        .await
+        .unwrap();
+    retype(browser, "#f-image-alt-es", "Una taza de café con leche").await;
+    retype(browser, "#f-image-alt-en", "A cup of white coffee").await;
+    browser.click("#save").await.unwrap();
+    let error = browser
+        .wait_for_text("#form-error", "image.data: not a image/png picture", WAIT)
+        .await
+        .expect("the picture refused, the rule named");
+    assert!(error.starts_with("Not saved"), "{error}");
+
+    // Removed, then the real one.
+    browser.click("#f-image-remove").await.unwrap();
+    browser
+        .wait_until(
+            "no picture",
+            "document.getElementById('f-image-preview').hidden && \
+             !document.getElementById('f-image-none').hidden",
+            WAIT,
+        )
+        .await
+        .unwrap();
+    browser
+        .type_into("#f-image", picture_file().to_str().unwrap())
+        .await
+        .unwrap();
+    browser
+        .wait_until(
+            "the picture previewed",
+            "(() => { const i = document.getElementById('f-image-preview'); \
+               return !i.hidden && i.complete && i.naturalWidth === 600; })()",
+            WAIT,
+        )
+        .await
+        .expect("the preview of the chosen file");
+    assert!(
+        browser
+            .eval(
+                "return document.getElementById('f-coupon').checked;",
+                vec![]
+            )
+            .await
+            .unwrap()
+            .as_bool()
+            .unwrap(),
+        "the campaign's coupon is in the form"
+    );
+    retype(browser, "#f-coupon-days", "7").await;
+    retype(browser, "#f-coupon-max", "1").await;
+    check_and_save(
+        browser,
+        "1920x1080 editor with a picture",
+        "campaigns-1920x1080-05-picture-and-coupon",
+        "document.getElementById('editor').hidden",
+    )
+    .await;
+    let rules = browser.text(&format!("{VIP} .rules")).await.unwrap();
+    assert!(
+        rules.contains("valid 7 days after issue")
+            && rules.contains("at most 1 per card holder")
+            && rules.contains("with a picture"),
+        "{rules}"
+    );
+    let vip = stored_vip(http, demo).await;
+    assert_eq!(vip["image"]["mime"], "image/jpeg");
+    assert_eq!(vip["image"]["alt"]["en"], "A cup of white coffee");
+    assert_eq!(vip["coupon"]["valid_days"], 7);
+    assert_eq!(vip["coupon"]["max_per_customer"], 1);
+    assert_eq!(vip["coupon"]["code"], "CAFE", "kept as it was");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !demo.kiosk.db.campaigns().unwrap().iter().any(|c| {
+        c.id == "demo-vip-coffee"
+            && c.image.is_some()
+            && c.coupon
+                .as_ref()
+                .is_some_and(|cp| cp.max_per_customer == Some(1))
+    }) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the feed never brought the picture"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The kiosk's `screen` with its picture: every control in view, whole and at least 44 px, and
+/// axe-core clean; saved as `campaigns-kiosk-<size>-<screen>-picture`.
+async fn kiosk_screen_usable(b: &Browser, screen: &str) {
+    let viewport = b.viewport();
+    let problems = b.usability_problems(44.0).await.unwrap();
+    assert!(problems.is_empty(), "{viewport} {screen}: {problems:?}");
+    let violations = b.axe_violations().await.expect("axe.run");
+    assert!(
+        violations.is_empty(),
+        "{viewport} {screen}: axe-core: {violations:?}"
+    );
+    b.screenshot(&format!("campaigns-kiosk-{viewport}-{screen}-picture"))
+        .await
+        .unwrap();
+}
+
+/// The VIP customer taps their card at the kiosk's screen in a browser of `viewport`: the
+/// greeting shows the campaign's picture, loaded, inside the screen, named by its text, with
+/// every control in view; their turn's goodbye shows it as a thumbnail, with the coupon and its
+/// last day when `coupon`, without one otherwise.
+async fn kiosk_shows_the_picture(
+    demo: &kiosk::demo::Demo,
+    http: &reqwest::Client,
+    viewport: Viewport,
+    coupon: bool,
+) {
+    let panel = |body: serde_json::Value| {
+        http.post(format!("http://{}/api/card", demo.panel_addr))
+            .json(&body)
+            .send()
+    };
+    let b = Browser::launch(viewport).await.expect("chromium");
+    b.goto(&format!("http://{}/", demo.kiosk.ui_addr))
+        .await
+        .unwrap();
+    b.wait_for_screen("attract").await.expect("attract");
+    assert!(
+        panel(json!({"action": "customer", "index": 0}))
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    b.wait_for_screen("greeting").await.expect("greeting");
+    panel(json!({"action": "remove"})).await.unwrap();
+    let shown = b
+        .wait_until(
+            "the campaign's picture loaded",
+            "(() => { const i = document.querySelector('#app img.campaign-picture'); \
+               if (!i || !i.complete || i.naturalWidth === 0) return false; \
+               const r = i.getBoundingClientRect(); \
+               return { alt: i.alt, top: r.top, bottom: r.bottom, left: r.left, right: r.right, \
+                        height: r.height, w: innerWidth, h: innerHeight }; })()",
+            WAIT,
+        )
+        .await
+        .expect("the picture on the greeting");
+    assert_eq!(shown["alt"], "Una taza de café con leche", "{viewport}");
+    let (top, bottom) = (
+        shown["top"].as_f64().unwrap(),
+        shown["bottom"].as_f64().unwrap(),
+    );
+    assert!(
+        top >= 0.0
+            && bottom <= shown["h"].as_f64().unwrap()
+            && shown["right"].as_f64().unwrap() <= shown["w"].as_f64().unwrap(),
+        "{viewport}: the picture inside the screen: {shown}"
+    );
+    assert!(
+        shown["height"].as_f64().unwrap() >= 80.0,
+        "{viewport}: a picture one can see: {shown}"
+    );
+    kiosk_screen_usable(&b, "greeting").await;
+
+    b.click("#app button.primary").await.unwrap();
+    b.wait_for_screen("choose_service").await.unwrap();
+    b.click("#app .service button.main").await.unwrap();
+    b.wait_for_screen("goodbye").await.unwrap();
+    b.wait_until(
+        "the thumbnail loaded",
+        "(() => { const i = document.querySelector('#app .campaign img.thumb'); \
+           return !!i && i.complete && i.naturalWidth > 0; })()",
+        WAIT,
+    )
+    .await
+    .expect("the picture on the goodbye");
+    let has_coupon = b
+        .eval("return !!document.querySelector('#app .coupon');", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        has_coupon,
+        json!(coupon),
+        "{viewport}: one coupon per card holder"
+    );
+    if coupon {
+        let text = b.text("#app .coupon").await.unwrap();
+        assert!(text.contains("válido hasta el"), "{viewport}: {text}");
+    }
+    kiosk_screen_usable(&b, "goodbye").await;
+    b.click("#app .actions button.primary").await.unwrap();
+    b.wait_for_screen("attract").await.unwrap();
+    b.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_edited_in_the_console_reaches_the_kiosk_and_its_results_update_live() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -135,22 +396,7 @@ async fn a_campaign_edited_in_the_console_reaches_the_kiosk_and_its_results_upda
         .screenshot("campaigns-1920x1080-02-refused")
         .await
         .unwrap();
-    let stored: serde_json::Value = http
-        .get(format!("{crm}/v1/admin/campaigns"))
-        .header("x-admin-token", &demo.admin_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let vip = stored
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "demo-vip-coffee")
-        .unwrap()
-        .clone();
+    let vip = stored_vip(&http, &demo).await;
     assert_eq!(vip["ends_on"], "2099-12-31", "nothing saved");
 
     // The real change: dates back, variant a off, a variant b with its own text.
@@ -187,21 +433,14 @@ async fn a_campaign_edited_in_the_console_reaches_the_kiosk_and_its_results_upda
         json!(NEW_TEXT),
         "typing at a person's pace keeps every character"
     );
-    check_page(&browser, "1920x1080 editor").await;
-    browser
-        .screenshot("campaigns-1920x1080-03-editor")
-        .await
-        .unwrap();
-    browser.click("#save").await.unwrap();
-    browser
-        .wait_until(
-            "the editor closed and b listed",
-            "document.getElementById('editor').hidden && \
-             !!document.querySelector('[data-campaign=demo-vip-coffee] tr[data-variant=b]')",
-            WAIT,
-        )
-        .await
-        .expect("saved");
+    check_and_save(
+        &browser,
+        "1920x1080 editor",
+        "campaigns-1920x1080-03-editor",
+        "document.getElementById('editor').hidden && \
+         !!document.querySelector('[data-campaign=demo-vip-coffee] tr[data-variant=b]')",
+    )
+    .await;
 
     // The kiosk gets it through its feed (every 5 s in the demo) and greets the VIP customer
     // (demo customer 0) with variant b.
@@ -254,6 +493,17 @@ async fn a_campaign_edited_in_the_console_reaches_the_kiosk_and_its_results_upda
         .screenshot("campaigns-kiosk-variant-b")
         .await
         .unwrap();
+    // The customer takes the card back and leaves the greeting.
+    http.post(format!("http://{}/api/card", demo.panel_addr))
+        .json(&json!({"action": "remove"}))
+        .send()
+        .await
+        .unwrap();
+    browser
+        .click("#app .actions button:not(.primary)")
+        .await
+        .unwrap();
+    browser.wait_for_screen("attract").await.expect("attract");
 
     // Back at the console: the exposure arrives without a reload.
     browser.switch_to(console).await.unwrap();
@@ -274,6 +524,18 @@ async fn a_campaign_edited_in_the_console_reaches_the_kiosk_and_its_results_upda
         .screenshot("campaigns-1920x1080-04-live")
         .await
         .unwrap();
+
+    picture_and_coupon_rules_through_the_form(&browser, &demo, &http).await;
+    // The kiosk shows the picture (with the greeting's controls in view) at every size; the
+    // first turn, at the Pi display, gets the coupon with its last day, the next ones none
+    // (one per card holder).
+    for (viewport, coupon) in [
+        (Viewport::PI_DISPLAY, true),
+        (PORTRAIT, false),
+        (Viewport::FULL_HD, false),
+    ] {
+        kiosk_shows_the_picture(&demo, &http, viewport, coupon).await;
+    }
 
     // Pause.
     browser

@@ -75,6 +75,8 @@ pub struct Labels {
     pub issued: &'static str,
     /// Above a coupon.
     pub coupon: &'static str,
+    /// Before a coupon's last valid day.
+    pub valid_until: &'static str,
     /// Under the QR code.
     pub scan_hint: &'static str,
     /// Before a report's date.
@@ -95,6 +97,7 @@ impl Language {
                 minutes: "min",
                 issued: "Emitido",
                 coupon: "Cupón",
+                valid_until: "Válido hasta",
                 scan_hint: "Escanee el código para seguir su turno",
                 date: "Fecha",
                 copy: "COPIA",
@@ -107,6 +110,7 @@ impl Language {
                 minutes: "min",
                 issued: "Issued",
                 coupon: "Coupon",
+                valid_until: "Valid until",
                 scan_hint: "Scan the code to follow your turn",
                 date: "Date",
                 copy: "COPY",
@@ -122,6 +126,8 @@ pub struct Coupon {
     pub code: String,
     /// The barcode under it.
     pub barcode: CouponBarcode,
+    /// Its last valid day, printed under the code when given.
+    pub valid_until: Option<time::Date>,
 }
 
 /// How a coupon's barcode is printed.
@@ -706,6 +712,12 @@ impl Ticket {
                 },
                 &format!("{}: {}", l.coupon, coupon.code),
             )?;
+            if let Some(day) = coupon.valid_until {
+                w.text(
+                    Style::CENTER,
+                    &format!("{}: {}", l.valid_until, format_date(day, self.language)),
+                )?;
+            }
             match barcode {
                 CouponBarcode::Ean13(digits) => w.ean13(&digits)?,
                 CouponBarcode::Qr(text) => w.qr(&text, profile.qr)?,
@@ -840,6 +852,7 @@ pub fn sample_ticket(lang: Language) -> Ticket {
         coupon: Some(Coupon {
             code: "CAFE2X1".to_owned(),
             barcode: CouponBarcode::Ean13("4006381333931".to_owned()),
+            valid_until: Some(time::macros::date!(2026 - 11 - 29)),
         }),
         note: None,
         footer: footer.to_owned(),
@@ -911,6 +924,7 @@ mod tests {
         t.coupon = Some(Coupon {
             code: "X".into(),
             barcode: CouponBarcode::Ean13("123".into()),
+            valid_until: None,
         });
         let err = t
             .encode(&standard_profile(PaperWidth::Mm58, QrMode::Native))

@@ -649,6 +649,54 @@ mod tests {
         }
     }
 
+    /// A card holder's coupons of a campaign are counted from the `issue` ops that carry one,
+    /// this kiosk's and its peers', each op once however often it arrives; an erasure forgets
+    /// the count.
+    #[test]
+    fn coupons_handed_to_a_card_holder_are_counted_store_wide_once_per_op() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir.path().join("journal.db"), &DeviceKey::generate());
+        let (ana, ben) = (
+            CardToken::from_bytes([1; 16]),
+            CardToken::from_bytes([2; 16]),
+        );
+        let opening = time!(08:00);
+        let issue =
+            |origin: &str, seq: u64, token: &CardToken, coupon: bool| kiosk_store::StoreOp {
+                origin: origin.into(),
+                seq,
+                hlc: seq,
+                at: datetime!(2026-11-23 09:00 UTC),
+                step: kiosk_store::Step::Issue {
+                    turn_id: Uuid::now_v7(),
+                    service: "A".into(),
+                    number: u32::try_from(seq).unwrap(),
+                    tag: None,
+                    priority: false,
+                    card_token: Some(token.clone()),
+                    campaign_id: Some("c1".into()),
+                    locale: Locale::Es,
+                    coupon,
+                },
+            };
+        db.commit_store_op(&issue("k-test", 1, &ana, true), &[], opening)
+            .unwrap();
+        let peer = [issue("k-2", 1, &ana, true), issue("k-2", 2, &ana, false)];
+        db.insert_store_ops(&peer, opening).unwrap();
+        db.insert_store_ops(&peer, opening).unwrap();
+        db.insert_store_ops(&[issue("k-2", 3, &ben, true)], opening)
+            .unwrap();
+        assert_eq!(db.coupons_issued(&ana, "c1").unwrap(), 2);
+        assert_eq!(db.coupons_issued(&ben, "c1").unwrap(), 1);
+        assert_eq!(db.coupons_issued(&ana, "other").unwrap(), 0);
+        // Past the ops' pruning the count stays.
+        db.prune_store_ops("2026-11-30".parse().unwrap()).unwrap();
+        assert_eq!(db.coupons_issued(&ana, "c1").unwrap(), 2);
+        db.journal().erase_customer(&ana).unwrap();
+        assert_eq!(db.coupons_issued(&ana, "c1").unwrap(), 0);
+        assert_eq!(db.coupons_issued(&ben, "c1").unwrap(), 1);
+    }
+
     #[test]
     fn a_feed_page_applied_twice_changes_nothing_and_an_erasure_is_final() {
         let dir = tempfile::tempdir().unwrap();

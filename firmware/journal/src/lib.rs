@@ -1225,6 +1225,10 @@ impl Journal {
                 )
                 .map_err(err)?;
             redact_store_ops(tx, token)?;
+            let coupons = format!("{}%", crate::store_db::customer_coupons_prefix(token));
+            tx.tx
+                .execute("DELETE FROM counters WHERE name LIKE ?1", [coupons])
+                .map_err(err)?;
             tx.tx
                 .execute(
                     "INSERT INTO erased_tokens (card_token, erased_at) VALUES (?1, ?2) \

@@ -2,9 +2,11 @@
 //! and which of this kiosk's conflicts were reported. See `kiosk_store` for the rules.
 
 use kiosk_core::queue::ServiceDay;
+use kiosk_protocol::CardToken;
 use kiosk_protocol::events::Event;
 use kiosk_store::StoreOp;
 use rusqlite::params;
+use sha2::{Digest, Sha256};
 
 use crate::db::{DbError, KioskDb};
 use crate::{Appended, JournalTx, store_op_aad};
@@ -31,6 +33,20 @@ fn counter_name(series: Series, day: ServiceDay, service: &str) -> String {
 /// Counter row marking a redeemed coupon (1 once redeemed at any kiosk or counter of the store).
 fn coupon_counter(code: &str) -> String {
     format!("coupon:{}", code.trim().to_uppercase())
+}
+
+/// The start of the counter rows of a card holder's coupons, one per campaign: named by a
+/// digest of the card token (the counters table is not sealed), so an erasure deletes them all.
+pub(crate) fn customer_coupons_prefix(token: &CardToken) -> String {
+    let d = Sha256::digest(format!("kiosk coupons of v1\n{}", token.as_str()));
+    let hex: String = d[..12].iter().map(|b| format!("{b:02x}")).collect();
+    format!("coupons-of:{hex}:")
+}
+
+/// Counter row of how many coupons of `campaign` the store handed a card holder (every kiosk
+/// counts the `issue` ops that carry one, its own and its peers', each once).
+fn customer_coupon_counter(token: &CardToken, campaign: &str) -> String {
+    format!("{}{campaign}", customer_coupons_prefix(token))
 }
 
 fn corrupt(what: &'static str) -> impl Fn(rusqlite::Error) -> DbError {
@@ -66,6 +82,17 @@ fn insert_op(tx: &mut JournalTx<'_>, op: &StoreOp, opening: time::Time) -> Resul
             ],
         )
         .map_err(corrupt("store op"))?;
+    if let kiosk_store::Step::Issue {
+        card_token: Some(token),
+        campaign_id: Some(campaign),
+        coupon: true,
+        ..
+    } = &op.step
+        && n == 1
+    {
+        // Kept past the ops' pruning, counted once per op: a campaign's limit spans its days.
+        tx.counter_next(&customer_coupon_counter(token, campaign))?;
+    }
     Ok(n == 1)
 }
 
@@ -146,6 +173,16 @@ impl KioskDb {
     /// also after the op itself was pruned.
     pub fn coupon_used(&self, code: &str) -> Result<bool, DbError> {
         Ok(self.journal().counter(&coupon_counter(code))? > 0)
+    }
+
+    /// How many coupons of `campaign` the store handed the holder of `token`, as far as this
+    /// kiosk knows (its own issues and those its peers' ops brought, also after the ops were
+    /// pruned).
+    pub fn coupons_issued(&self, token: &CardToken, campaign: &str) -> Result<u32, DbError> {
+        let n = self
+            .journal()
+            .counter(&customer_coupon_counter(token, campaign))?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
     /// The sequence of this kiosk's latest own op (kept apart from the ops, which are pruned:

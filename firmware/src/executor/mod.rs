@@ -731,7 +731,50 @@ impl Run {
             staff_script: Some(c.name.clone()),
             coupon: c.coupon.as_ref().map(|cp| text(&cp.text)),
             coupon_prefix: c.coupon.as_ref().map(|cp| cp.code.clone()),
+            // Served and checked by the UI server (`crate::signage::campaign_picture`); one that
+            // fails its checks there is not shown (the screen keeps the text).
+            image: c
+                .picture_for(&variant)
+                .map(|p| kiosk_core::journey::CampaignPicture {
+                    url: crate::signage::campaign_picture_url(&c.id, &variant),
+                    alt: text(&p.alt),
+                }),
         })
+    }
+
+    /// What the campaign's coupon rules allow for a turn of `card_token` issued on `day`:
+    /// withheld once the card holder has had the campaign's most coupons in this store (as far
+    /// as this kiosk knows: its own issues and its peers'), and its last valid day
+    /// ([`WireCampaign::coupon_expires_on`]). Anonymous visitors get one with every turn.
+    fn coupon_terms(
+        &self,
+        campaign_id: Option<&str>,
+        card_token: Option<&CardToken>,
+        day: time::Date,
+    ) -> CouponTerms {
+        let Some(c) =
+            campaign_id.and_then(|id| self.e.db.campaigns().ok()?.into_iter().find(|c| c.id == id))
+        else {
+            return CouponTerms::default();
+        };
+        let Some(coupon) = &c.coupon else {
+            return CouponTerms::default();
+        };
+        let withheld = match (coupon.max_per_customer, card_token) {
+            (Some(max), Some(token)) => {
+                let had = self.e.db.coupons_issued(token, &c.id).unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "cannot read a customer's coupons; giving one");
+                    0
+                });
+                had >= max
+            }
+            _ => false,
+        };
+        CouponTerms {
+            given: !withheld,
+            withheld,
+            expires_on: Some(c.coupon_expires_on(day)),
+        }
     }
 
     /// Numbers, journals and applies a new turn; answers exactly once. The number comes from
@@ -778,6 +821,19 @@ impl Run {
                 Ok(plan) => plan,
                 Err(e) => return failed(e.to_string()),
             };
+        let issue_day = plan
+            .ticket
+            .business_day
+            .parse::<ServiceDay>()
+            .map(|d| d.0)
+            .unwrap_or(at.date());
+        // The coupon's rules, decided here and recorded in the store's op (which every kiosk
+        // counts), so the journey only hands out what the store allows.
+        let terms = self.coupon_terms(
+            request.campaign_id.as_deref(),
+            request.card_token.as_ref(),
+            issue_day,
+        );
         let step = Step::Issue {
             turn_id: request.turn_id,
             service: letter,
@@ -787,17 +843,14 @@ impl Run {
             card_token: request.card_token,
             campaign_id: request.campaign_id,
             locale: request.locale,
+            coupon: terms.given,
         };
         if let Err(e) = self.take(step, at, &plan.change.events) {
             tracing::error!(error = %e, "cannot journal a new turn");
             return failed(e);
         }
         let t = &plan.ticket;
-        let day = t
-            .business_day
-            .parse::<ServiceDay>()
-            .map(|d| d.0)
-            .unwrap_or(at.date());
+        let day = issue_day;
         let qr = TurnTicket {
             store_id: self.e.identity.store_id.clone(),
             kiosk_id: self.e.identity.kiosk_id.clone(),
@@ -818,6 +871,14 @@ impl Run {
         }
         let mut issued = IssuedTurn::from_ticket(request_id, t, at, payload);
         issued.campaign = anonymous_campaign.map(Box::new);
+        issued.coupon_withheld = terms.withheld;
+        issued.coupon_expires_on = terms.expires_on;
+        if terms.withheld {
+            tracing::info!(
+                turn = %issued.label,
+                "the customer had the campaign's most coupons: this ticket carries none"
+            );
+        }
         Input::TurnIssued(issued)
     }
 
@@ -1031,18 +1092,22 @@ impl Run {
         }
     }
 
-    /// A coupon as printed: its code in words and its signed QR (campaign and code, valid to the
-    /// campaign's last day), which any kiosk of the store redeems.
+    /// A coupon as printed: its code in words, its last valid day and its signed QR (campaign,
+    /// code and that day), which any kiosk of the store redeems until then.
     fn coupon_print(&self, c: &journey::Coupon) -> printer::Coupon {
         let today = self.e.time.now().date();
-        let ends = self
-            .e
-            .db
-            .campaigns()
-            .ok()
-            .and_then(|cs| cs.into_iter().find(|w| w.id == c.campaign_id))
-            .map(|w| w.ends_on);
-        let expires_on = ends.unwrap_or(today + time::Duration::days(COUPON_DAYS_UNKNOWN_END));
+        // Decided at issue (the campaign's rules); a coupon of before that: the campaign's
+        // last day.
+        let expires_on = c.expires_on.unwrap_or_else(|| {
+            self.e
+                .db
+                .campaigns()
+                .ok()
+                .and_then(|cs| cs.into_iter().find(|w| w.id == c.campaign_id))
+                .map_or(today + time::Duration::days(COUPON_DAYS_UNKNOWN_END), |w| {
+                    w.ends_on
+                })
+        });
         let signed = code::sign_coupon(
             &code::Coupon {
                 campaign_id: c.campaign_id.clone(),
@@ -1063,6 +1128,7 @@ impl Run {
         printer::Coupon {
             code: c.code.clone(),
             barcode,
+            valid_until: Some(expires_on),
         }
     }
 
@@ -1687,6 +1753,17 @@ const UNKNOWN_VARIANT: &str = "unknown";
 
 /// Days a coupon of a campaign no longer in the cache stays valid.
 const COUPON_DAYS_UNKNOWN_END: i64 = 30;
+
+/// What a campaign's coupon rules allow for one turn ([`Run::coupon_terms`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct CouponTerms {
+    /// The campaign has a coupon and the turn gets it (counted in the store's op).
+    given: bool,
+    /// The campaign has a coupon the customer's limit keeps from this turn.
+    withheld: bool,
+    /// The coupon's last valid day.
+    expires_on: Option<time::Date>,
+}
 
 /// Whether campaign `c` is aimed at `audience` (a segment, or [`ANONYMOUS`]); no target segments
 /// means everyone.

@@ -1,6 +1,6 @@
 //! Routes of "who is in the store" and the lobby's signage: the store picture for staff (behind
-//! the staff session, like the counter board), the lobby's next play and play reports, and the
-//! content pictures by id.
+//! the staff session, like the counter board), the lobby's next play and play reports, the
+//! content pictures by id, and the campaigns' pictures on the kiosk screen.
 
 use axum::extract::{Path, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
@@ -23,6 +23,10 @@ pub(super) fn router() -> Router<AppState> {
         .route(
             "/api/lobby/content/{campaign}/{content}",
             get(content_picture),
+        )
+        .route(
+            "/api/kiosk/campaign/{campaign}/{variant}/picture",
+            get(campaign_picture),
         )
 }
 
@@ -104,8 +108,36 @@ async fn content_picture(
         .await
         .ok()
         .flatten();
+    // A campaign's picture changes only with a new feed: an hour, then revalidate by ETag.
+    serve_picture(pic, &headers, "public, max-age=3600")
+}
+
+/// The picture of a campaign's variant on the kiosk screen (greeting, goodbye), read from the
+/// campaign cache and checked on every request: a campaign edited at the CRM shows its new
+/// picture at once (the page revalidates by ETag: 304 while it is the same).
+async fn campaign_picture(
+    State(app): State<AppState>,
+    Path((campaign, variant)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(signage) = app.0.channels.signage.clone() else {
+        return (StatusCode::NOT_FOUND, "no such picture").into_response();
+    };
+    let pic = tokio::task::spawn_blocking(move || signage.campaign_picture(&campaign, &variant))
+        .await
+        .ok()
+        .flatten();
+    serve_picture(pic, &headers, "no-cache")
+}
+
+/// A checked picture with its type and ETag (304 when the page has it), or 404.
+fn serve_picture(
+    pic: Option<crate::signage::Picture>,
+    headers: &HeaderMap,
+    cache: &'static str,
+) -> Response {
     let Some(pic) = pic else {
-        return (StatusCode::NOT_FOUND, "no such content").into_response();
+        return (StatusCode::NOT_FOUND, "no such picture").into_response();
     };
     let fresh = headers
         .get(IF_NONE_MATCH)
@@ -120,11 +152,7 @@ async fn content_picture(
     if let Ok(v) = HeaderValue::from_str(&pic.mime) {
         h.insert(CONTENT_TYPE, v);
     }
-    // A campaign's picture changes only with a new feed: an hour, then revalidate by ETag.
-    h.insert(
-        CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
-    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static(cache));
     if let Ok(v) = HeaderValue::from_str(&pic.etag) {
         h.insert(ETAG, v);
     }

@@ -66,6 +66,11 @@ pub enum Step {
         campaign_id: Option<String>,
         /// The ticket's language.
         locale: Locale,
+        /// The campaign's coupon was handed out with the turn: the store counts a card holder's
+        /// coupons of each campaign from these marks (the campaign's `max_per_customer`).
+        /// Absent in ops of kiosks of before coupon rules: no coupon counted.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        coupon: bool,
     },
     /// A waiting or parked turn was called to a counter.
     Call {

@@ -44,6 +44,7 @@ pub fn apply_step(queue: &Queue, step: &Step, at: OffsetDateTime) -> Result<Chan
             card_token,
             campaign_id,
             locale,
+            coupon: _,
         } => queue
             .plan_replicated_issue(
                 IssueRequest {

@@ -76,6 +76,7 @@ impl Kiosk {
                 card_token: None,
                 campaign_id: None,
                 locale: Locale::Es,
+                coupon: false,
             },
             at,
         );
@@ -552,6 +553,7 @@ fn a_kiosk_on_an_older_configuration_keeps_and_calls_turns_of_a_newer_service_an
             card_token: None,
             campaign_id: None,
             locale: Locale::Es,
+            coupon: false,
         },
         day + Duration::minutes(1),
     ));

@@ -171,12 +171,15 @@ pub fn demo_campaigns() -> Vec<Campaign> {
                 "Welcome! Ask about our card",
             ),
             ticket_line: text("Hágase socio hoy", "Join today"),
+            image: None,
             coupon: Some(Coupon {
                 code: "BIENV".into(),
                 text: text(
                     "10 % en su primera compra al hacerse socio",
                     "10 % off your first purchase when you join",
                 ),
+                valid_days: None,
+                max_per_customer: None,
             }),
             variants: vec![
                 Variant {
@@ -184,6 +187,7 @@ pub fn demo_campaigns() -> Vec<Campaign> {
                     weight: 1,
                     screen_text: None,
                     ticket_line: None,
+                    image: None,
                 },
                 Variant {
                     name: "b".into(),
@@ -193,6 +197,7 @@ pub fn demo_campaigns() -> Vec<Campaign> {
                         "10 % off with the card",
                     )),
                     ticket_line: None,
+                    image: None,
                 },
             ],
             content: vec![ContentItem {
@@ -220,9 +225,12 @@ pub fn demo_campaigns() -> Vec<Campaign> {
                 "Café gratis con este ticket",
                 "Free coffee with this ticket",
             ),
+            image: None,
             coupon: Some(Coupon {
                 code: "CAFE".into(),
                 text: text("1 café gratis", "1 free coffee"),
+                valid_days: None,
+                max_per_customer: None,
             }),
             variants: vec![],
             content: vec![ContentItem {

@@ -98,16 +98,7 @@ async fn feed(h: &Harness, kiosk: &common::Kiosk, cursor: u64) -> FeedResponse {
 }
 
 async fn whole_feed(h: &Harness, kiosk: &common::Kiosk) -> Vec<FeedItem> {
-    let mut cursor = 0;
-    let mut items = Vec::new();
-    loop {
-        let page = feed(h, kiosk, cursor).await;
-        items.extend(page.items);
-        cursor = page.next_cursor;
-        if !page.more {
-            return items;
-        }
-    }
+    feed_from(h, kiosk, 0).await.0
 }
 
 on_both_databases!(
@@ -127,6 +118,8 @@ on_both_databases!(
     gzip_batch_signed_over_compressed_bytes_is_accepted,
     feed_carries_only_the_kiosks_store,
     a_campaign_for_a_region_reaches_its_stores_and_follows_a_store_placed_there,
+    a_store_no_longer_targeted_gets_the_campaign_withdrawn_and_one_targeted_again_gets_it_back,
+    kiosks_of_feed_version_2_get_campaigns_without_pictures_and_coupon_rules,
     a_store_config_is_checked_versioned_and_sent_only_to_its_stores_kiosks_of_feed_v2,
     live_lookup_finds_a_customer_of_another_store_and_links_them,
     erasure_reaches_the_feed_and_removes_the_profile,
@@ -719,13 +712,7 @@ async fn a_campaign_for_a_region_reaches_its_stores_and_follows_a_store_placed_t
     let mut campaign = crm_endpoint::demo::demo_campaigns().remove(0);
     campaign.stores = vec![];
     campaign.regions = vec!["ES-MD".into()];
-    let r = h
-        .admin(Method::POST, "/v1/admin/campaigns")
-        .json(&campaign)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+    save_campaign(&h, &campaign).await;
 
     // Madrid's store gets it, resolved to its store and without the regions (which a kiosk
     // of before this field would refuse); Andalusia's does not.
@@ -776,14 +763,181 @@ async fn a_campaign_for_a_region_reaches_its_stores_and_follows_a_store_placed_t
 
     // A region that is not an ISO 3166-2 code is refused, naming the field.
     campaign.regions = vec!["Madrid".into()];
-    let r = h
-        .admin(Method::POST, "/v1/admin/campaigns")
-        .json(&campaign)
-        .send()
-        .await
-        .unwrap();
+    let r = post_campaign(&h, &campaign).await;
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("regions[0]"));
+    h.stop().await;
+}
+
+/// What a kiosk reads from `cursor` to the end of its feed, and the cursor after it.
+async fn feed_from(h: &Harness, kiosk: &common::Kiosk, mut cursor: u64) -> (Vec<FeedItem>, u64) {
+    let mut items = Vec::new();
+    loop {
+        let page = feed(h, kiosk, cursor).await;
+        items.extend(page.items);
+        cursor = page.next_cursor;
+        if !page.more {
+            return (items, cursor);
+        }
+    }
+}
+
+/// A kiosk's feed from its start as JSON, asked with `version` (`&v=N`, or empty as kiosks of
+/// before feed versions ask).
+async fn raw_feed(h: &Harness, kiosk: &common::Kiosk, version: &str) -> serde_json::Value {
+    let path = format!("/v1/kiosks/{}/feed?cursor=0&limit=100{version}", kiosk.id);
+    h.signed(kiosk, Method::GET, &path, vec![])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Posts `campaign` to the admin API.
+async fn post_campaign(
+    h: &Harness,
+    campaign: &kiosk_protocol::wire::Campaign,
+) -> reqwest::Response {
+    h.admin(Method::POST, "/v1/admin/campaigns")
+        .json(campaign)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Saves `campaign` through the admin API.
+async fn save_campaign(h: &Harness, campaign: &kiosk_protocol::wire::Campaign) {
+    let r = post_campaign(h, campaign).await;
+    assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+}
+
+/// Whether `campaign` comes active (`Some(true)`), withdrawn (`Some(false)`) or not at all in
+/// what the kiosk reads after `cursor`; moves `cursor` to the end of its feed.
+async fn news_of(
+    h: &Harness,
+    kiosk: &common::Kiosk,
+    cursor: &mut u64,
+    campaign: &str,
+) -> Option<bool> {
+    let (items, next) = feed_from(h, kiosk, *cursor).await;
+    *cursor = next;
+    items.iter().rev().find_map(|i| match i {
+        FeedItem::Campaign(c) if c.id == campaign => Some(c.active),
+        _ => None,
+    })
+}
+
+async fn a_store_no_longer_targeted_gets_the_campaign_withdrawn_and_one_targeted_again_gets_it_back(
+    b: Backend,
+) {
+    let h = Harness::start(b).await;
+    let north = h.kiosk.clone();
+    let south = h.enroll("south").await;
+    place(&h, "north", "ES-MD").await;
+    place(&h, "south", "ES-AN").await;
+    let (mut n, mut s) = (0, 0);
+    // Listed stores: both get it; south dropped from the list gets it withdrawn, in the same
+    // save; north, still listed, gets the new definition.
+    let mut listed = crm_endpoint::demo::demo_campaigns().remove(1);
+    listed.stores = vec!["north".into(), "south".into()];
+    save_campaign(&h, &listed).await;
+    assert_eq!(news_of(&h, &north, &mut n, &listed.id).await, Some(true));
+    assert_eq!(news_of(&h, &south, &mut s, &listed.id).await, Some(true));
+    listed.stores = vec!["north".into()];
+    listed.name = "Café VIP norte".into();
+    save_campaign(&h, &listed).await;
+    assert_eq!(news_of(&h, &south, &mut s, &listed.id).await, Some(false));
+    let (north_items, _) = feed_from(&h, &north, 0).await;
+    let at_north = campaign_in(&north_items, &listed.id).unwrap();
+    assert!(at_north.active && at_north.name == "Café VIP norte");
+    // Withdrawn stays withdrawn through later edits, even for a kiosk that never polled.
+    listed.name = "Café VIP".into();
+    save_campaign(&h, &listed).await;
+    let (from_start, _) = feed_from(&h, &south, 0).await;
+    let withdrawn = campaign_in(&from_start, &listed.id).unwrap();
+    assert!(
+        !withdrawn.active && withdrawn.content.is_empty(),
+        "{withdrawn:?}"
+    );
+    assert_eq!(news_of(&h, &south, &mut s, &listed.id).await, Some(false));
+
+    // Every store narrowed to one: the others get it withdrawn.
+    let mut everyone = crm_endpoint::demo::demo_campaigns().remove(0);
+    everyone.stores = vec![];
+    save_campaign(&h, &everyone).await;
+    assert_eq!(news_of(&h, &south, &mut s, &everyone.id).await, Some(true));
+    everyone.stores = vec!["north".into()];
+    save_campaign(&h, &everyone).await;
+    assert_eq!(news_of(&h, &south, &mut s, &everyone.id).await, Some(false));
+    assert_eq!(news_of(&h, &north, &mut n, &everyone.id).await, Some(true));
+
+    // A region's campaign: north moved out of the region gets it withdrawn in the move's
+    // transaction, south's feed is untouched; moved back, north gets it again.
+    let mut regional = crm_endpoint::demo::demo_campaigns().remove(1);
+    regional.id = "regional-coffee".into();
+    regional.stores = vec![];
+    regional.regions = vec!["ES-MD".into()];
+    save_campaign(&h, &regional).await;
+    assert_eq!(news_of(&h, &north, &mut n, &regional.id).await, Some(true));
+    assert_eq!(news_of(&h, &south, &mut s, &regional.id).await, None);
+    place(&h, "north", "ES-CT").await;
+    assert_eq!(news_of(&h, &north, &mut n, &regional.id).await, Some(false));
+    assert_eq!(news_of(&h, &south, &mut s, &regional.id).await, None);
+    place(&h, "north", "ES-MD").await;
+    let (items, next) = feed_from(&h, &north, n).await;
+    n = next;
+    let back = campaign_in(&items, &regional.id).expect("north gets it again");
+    assert!(back.active && back.regions.is_empty() && back.stores == ["north"]);
+    // Listed by name, the store keeps the campaign wherever it moves.
+    regional.stores = vec!["north".into()];
+    save_campaign(&h, &regional).await;
+    assert_eq!(news_of(&h, &north, &mut n, &regional.id).await, Some(true));
+    place(&h, "north", "ES-CT").await;
+    assert_eq!(news_of(&h, &north, &mut n, &regional.id).await, None);
+    h.stop().await;
+}
+
+/// A kiosk of before pictures and coupon rules asks for feed version 2: it gets the campaign
+/// without them (its campaigns refuse unknown fields), and keeps its feed.
+async fn kiosks_of_feed_version_2_get_campaigns_without_pictures_and_coupon_rules(b: Backend) {
+    use base64::Engine as _;
+    let h = Harness::start(b).await;
+    let north = h.kiosk.clone();
+    let mut campaign = crm_endpoint::demo::demo_campaigns().remove(1);
+    campaign.stores = vec!["north".into()];
+    campaign.image = campaign.content[0].image.clone();
+    let coupon = campaign.coupon.as_mut().unwrap();
+    coupon.valid_days = Some(7);
+    coupon.max_per_customer = Some(2);
+    save_campaign(&h, &campaign).await;
+    let (items, _) = feed_from(&h, &north, 0).await;
+    assert_eq!(campaign_in(&items, &campaign.id).unwrap(), campaign);
+    let raw = raw_feed(&h, &north, "&v=2").await;
+    let old = raw["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == campaign.id.as_str())
+        .unwrap();
+    assert!(old.get("image").is_none(), "{old}");
+    assert!(old["coupon"].get("valid_days").is_none(), "{old}");
+    assert!(old["coupon"].get("max_per_customer").is_none(), "{old}");
+    assert_eq!(
+        old["content"][0]["image"]["mime"], "image/png",
+        "signage is version 1's"
+    );
+    // A picture that is not the picture it says is refused, naming the field.
+    campaign.image.as_mut().unwrap().data =
+        base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\nnot really");
+    let r = post_campaign(&h, &campaign).await;
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("image.data: not a image/png picture"),
+        "{text}"
+    );
     h.stop().await;
 }
 
@@ -1362,15 +1516,7 @@ async fn a_store_config_is_checked_versioned_and_sent_only_to_its_stores_kiosks_
     );
     assert!(configs(&whole_feed(&h, &south).await).is_empty());
     // A kiosk of an earlier release asks without `v`: it never gets a kind it cannot read.
-    let path = format!("/v1/kiosks/{}/feed?cursor=0&limit=100", north.id);
-    let old: serde_json::Value = h
-        .signed(&north, Method::GET, &path, vec![])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let old = raw_feed(&h, &north, "").await;
     assert!(
         old["items"]
             .as_array()

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod events;
 pub mod ident;
+pub mod picture;
 pub mod release;
 pub mod schema;
 pub mod store_config;

@@ -70,9 +70,13 @@ pub fn feed_path_and_query(kiosk_id: &str, cursor: u64, limit: u32) -> String {
 
 /// The feed items this protocol knows: 1 is campaigns, profiles, erasures and rated turns; 2
 /// adds store configurations and promises to skip kinds it does not know
-/// ([`FeedItem::Unknown`]). The CRM sends a kind only to kiosks that asked for a version that
-/// knows it (a kiosk of version 1 fails on a kind it does not know, so it never gets one).
-pub const FEED_VERSION: u32 = 2;
+/// ([`FeedItem::Unknown`]); 3 adds a campaign's pictures and its coupon's rules
+/// ([`Campaign::image`], [`Variant::image`], [`Coupon::valid_days`],
+/// [`Coupon::max_per_customer`]). The CRM sends a kind only to kiosks that asked for a version
+/// that knows it (a kiosk of version 1 fails on a kind it does not know, so it never gets one),
+/// and a campaign without the fields a kiosk's version does not know
+/// ([`Campaign::for_feed_version`]: campaigns refuse unknown fields).
+pub const FEED_VERSION: u32 = 3;
 
 /// Path a kiosk looks a card up at, live, when its own cache does not know the card (exactly
 /// what it signs).
@@ -398,11 +402,30 @@ impl Localized {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Coupon {
-    /// Code prefix printed in the coupon's barcode (the kiosk appends a unique suffix).
+    /// Code prefix printed in the coupon's barcode (the kiosk appends the variant and a unique
+    /// suffix: `CAFE-A-3F9C2D1E07`): 1 to 16 letters, digits and inner hyphens.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,14}[A-Za-z0-9])?$"))]
     pub code: String,
     /// What the coupon is worth, in words for the ticket.
     pub text: Localized,
+    /// Days the coupon is valid after the day it is issued (0: that day only): it expires on
+    /// the issue day plus this many days, and never after the campaign's last day (a campaign's
+    /// last day is the last day its offer is honoured). Absent: valid to the campaign's last day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 366))]
+    pub valid_days: Option<u32>,
+    /// Most coupons of this campaign a card holder gets in one store (their turns beyond it get
+    /// the campaign without a coupon); visitors without a card get at most one per turn, as
+    /// every turn does. Absent: one with every turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_per_customer: Option<u32>,
 }
+
+/// Most days a coupon may be valid ([`Coupon::valid_days`]).
+pub const MAX_COUPON_VALID_DAYS: u32 = 366;
+/// Most coupons per customer a campaign may allow ([`Coupon::max_per_customer`]).
+pub const MAX_COUPONS_PER_CUSTOMER: u32 = 100;
 
 /// One A/B variant of a campaign. Fields left out fall back to the campaign's own text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -420,6 +443,9 @@ pub struct Variant {
     /// Ticket line of this variant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket_line: Option<Localized>,
+    /// Picture of this variant on the kiosk's campaign screen (absent: the campaign's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ContentImage>,
 }
 
 fn default_weight() -> u32 {
@@ -468,6 +494,10 @@ pub struct Campaign {
     pub screen_text: Localized,
     /// Line printed on the ticket.
     pub ticket_line: Localized,
+    /// Picture shown with the screen text on the kiosk's campaign screen (the greeting of a
+    /// member, the goodbye of a visitor), if any; a variant may have its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ContentImage>,
     /// Coupon handed out with it, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coupon: Option<Coupon>,
@@ -500,6 +530,46 @@ impl Campaign {
     /// answer on every kiosk and at the endpoint (see [`assign_variant`]).
     pub fn variant_for(&self, subject: &str) -> String {
         assign_variant(&self.id, subject, &self.variants)
+    }
+
+    /// The picture `variant` shows: its own, else the campaign's.
+    pub fn picture_for(&self, variant: &str) -> Option<&ContentImage> {
+        self.variants
+            .iter()
+            .find(|v| v.name == variant)
+            .and_then(|v| v.image.as_ref())
+            .or(self.image.as_ref())
+    }
+
+    /// The last day a coupon of this campaign issued on `issued_on` is valid: the issue day
+    /// plus [`Coupon::valid_days`], never after [`Campaign::ends_on`] (nor before the issue
+    /// day); the campaign's last day when the coupon has no validity of its own.
+    pub fn coupon_expires_on(&self, issued_on: time::Date) -> time::Date {
+        let days = self.coupon.as_ref().and_then(|c| c.valid_days);
+        let end = self.ends_on.max(issued_on);
+        match days {
+            Some(d) => issued_on
+                .checked_add(time::Duration::days(i64::from(d)))
+                .map_or(end, |day| day.min(end)),
+            None => end,
+        }
+    }
+
+    /// This campaign as a kiosk asking for feed `version` reads it: without the fields its
+    /// version does not know ([`FEED_VERSION`]; a campaign refuses unknown fields), so an older
+    /// kiosk keeps its feed and runs the campaign without its picture and coupon rules.
+    pub fn for_feed_version(mut self, version: u32) -> Campaign {
+        if version < 3 {
+            self.image = None;
+            for v in &mut self.variants {
+                v.image = None;
+            }
+            if let Some(c) = &mut self.coupon {
+                c.valid_days = None;
+                c.max_per_customer = None;
+            }
+        }
+        self
     }
 }
 
@@ -743,6 +813,7 @@ mod tests {
                 en: "Coffee".into(),
             },
             ticket_line: Localized::default(),
+            image: None,
             coupon: None,
             variants: vec![],
             content: vec![],
@@ -769,12 +840,14 @@ mod tests {
                 weight: 1,
                 screen_text: None,
                 ticket_line: None,
+                image: None,
             },
             Variant {
                 name: "b".into(),
                 weight: 3,
                 screen_text: None,
                 ticket_line: None,
+                image: None,
             },
         ];
         let mut b = 0;
@@ -816,6 +889,7 @@ mod tests {
                 weight,
                 screen_text: None,
                 ticket_line: None,
+                image: None,
             })
             .collect();
         let index = |v: &str| ["a", "b", "c"].iter().position(|n| *n == v).unwrap();
@@ -863,6 +937,92 @@ mod tests {
         assert!((0..500).all(|i| assign_variant("x", &i.to_string(), &off) == "b"));
     }
 
+    fn dated(json: serde_json::Value) -> Campaign {
+        serde_json::from_value(json).unwrap()
+    }
+
+    /// A campaign of before pictures and coupon rules (what an older CRM sends) reads as one
+    /// without them; one with them loses them for a kiosk of feed version 2, whose campaigns
+    /// refuse unknown fields.
+    #[test]
+    fn pictures_and_coupon_rules_are_optional_and_left_out_for_older_kiosks() {
+        let old = serde_json::json!({
+            "id": "c1", "name": "Coffee", "starts_on": "2026-03-01", "ends_on": "2026-03-31",
+            "screen_text": { "es": "Café", "en": "Coffee" },
+            "ticket_line": { "es": "Café", "en": "Coffee" },
+            "coupon": { "code": "CAFE", "text": { "es": "1 café", "en": "1 coffee" } },
+            "variants": [{ "name": "a", "weight": 1 }] });
+        let c = dated(old.clone());
+        assert_eq!(c.image, None);
+        assert_eq!(c.coupon.as_ref().unwrap().valid_days, None);
+        assert_eq!(serde_json::to_value(&c).unwrap()["coupon"], old["coupon"]);
+        let picture = ContentImage {
+            mime: ImageMime::Png,
+            data: "iVBORw0KGgo=".into(),
+            alt: Localized {
+                es: "Una taza".into(),
+                en: "A cup".into(),
+            },
+        };
+        let mut new = c.clone();
+        new.image = Some(picture.clone());
+        new.variants[0].image = Some(picture.clone());
+        let coupon = new.coupon.as_mut().unwrap();
+        coupon.valid_days = Some(7);
+        coupon.max_per_customer = Some(1);
+        let json = serde_json::to_value(&new).unwrap();
+        assert_eq!(json["coupon"]["valid_days"], 7);
+        assert_eq!(json["image"]["alt"]["en"], "A cup");
+        assert_eq!(new.clone().for_feed_version(FEED_VERSION), new);
+        let v2 = serde_json::to_value(new.clone().for_feed_version(2)).unwrap();
+        assert_eq!(dated(v2.clone()), c, "nothing a version-2 kiosk refuses");
+        assert_eq!(v2, serde_json::to_value(&c).unwrap());
+        // A variant without a picture shows the campaign's.
+        new.variants.push(Variant {
+            name: "b".into(),
+            weight: 1,
+            screen_text: None,
+            ticket_line: None,
+            image: None,
+        });
+        new.variants[0].image = Some(ContentImage {
+            alt: Localized::default(),
+            ..picture.clone()
+        });
+        assert_eq!(new.picture_for("b"), Some(&picture));
+        assert_ne!(new.picture_for("a"), Some(&picture));
+    }
+
+    #[test]
+    fn a_coupon_expires_its_validity_after_issue_and_never_after_the_campaign() {
+        use time::macros::date;
+        let mut c = dated(serde_json::json!({
+            "id": "c1", "name": "Coffee", "starts_on": "2026-03-01", "ends_on": "2026-03-31",
+            "screen_text": { "es": "Café", "en": "Coffee" },
+            "ticket_line": { "es": "Café", "en": "Coffee" },
+            "coupon": { "code": "CAFE", "text": { "es": "1 café", "en": "1 coffee" } } }));
+        // No validity of its own: the campaign's last day.
+        assert_eq!(
+            c.coupon_expires_on(date!(2026 - 03 - 02)),
+            date!(2026 - 03 - 31)
+        );
+        c.coupon.as_mut().unwrap().valid_days = Some(7);
+        assert_eq!(
+            c.coupon_expires_on(date!(2026 - 03 - 02)),
+            date!(2026 - 03 - 09)
+        );
+        // Capped at the campaign's last day.
+        assert_eq!(
+            c.coupon_expires_on(date!(2026 - 03 - 28)),
+            date!(2026 - 03 - 31)
+        );
+        c.coupon.as_mut().unwrap().valid_days = Some(0);
+        assert_eq!(
+            c.coupon_expires_on(date!(2026 - 03 - 10)),
+            date!(2026 - 03 - 10)
+        );
+    }
+
     #[test]
     fn error_codes_are_snake_case() {
         let body = ErrorBody {
@@ -905,6 +1065,6 @@ mod tests {
         );
         assert_eq!(page.items[1], FeedItem::Unknown);
         assert!(matches!(page.items[2], FeedItem::TurnRated(_)));
-        assert!(feed_path_and_query("k-1", 4, 10).ends_with("&v=2"));
+        assert!(feed_path_and_query("k-1", 4, 10).ends_with("&v=3"));
     }
 }

@@ -1071,16 +1071,22 @@ impl Machine<'_> {
             None if session.card.is_none() => turn.campaign.as_deref().cloned(),
             None => None,
         };
-        let coupon = campaign.as_ref().and_then(|c| {
-            let text = c.coupon.clone()?;
-            let prefix = c.coupon_prefix.clone().unwrap_or_else(|| c.id.clone());
-            Some(Coupon {
-                code: coupon_code(&prefix, &c.variant, turn.turn_id),
-                campaign_id: c.id.clone(),
-                variant: c.variant.clone(),
-                text,
-            })
-        });
+        // The campaign's coupon, unless the store's rules keep it from this turn (its card
+        // holder had the most coupons of the campaign it allows).
+        let coupon = campaign
+            .as_ref()
+            .filter(|_| !turn.coupon_withheld)
+            .and_then(|c| {
+                let text = c.coupon.clone()?;
+                let prefix = c.coupon_prefix.clone().unwrap_or_else(|| c.id.clone());
+                Some(Coupon {
+                    code: coupon_code(&prefix, &c.variant, turn.turn_id),
+                    campaign_id: c.id.clone(),
+                    variant: c.variant.clone(),
+                    text,
+                    expires_on: turn.coupon_expires_on,
+                })
+            });
         if let Some(c) = &campaign {
             self.expose(c, &session, Surface::Ticket);
         }

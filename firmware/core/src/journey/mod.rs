@@ -34,13 +34,13 @@ pub use state::{
     Customer, ErrorKind, Notice, NoticeKind, RegistrationError, Screen, Session, State, Survey, Tap,
 };
 pub use types::{
-    Campaign, ConsentPolicy, Coupon, CouponOutcome, CustomerProfile, Effect, Input, IssuedTurn,
-    JourneyConfig, RegistrationForm, ScanInput, SurveyReason, SurveyStatus, TicketJob, Timeouts,
-    Touch, TurnRequest, coupon_code, parse_coupon_code,
+    Campaign, CampaignPicture, ConsentPolicy, Coupon, CouponOutcome, CustomerProfile, Effect,
+    Input, IssuedTurn, JourneyConfig, RegistrationForm, ScanInput, SurveyReason, SurveyStatus,
+    TicketJob, Timeouts, Touch, TurnRequest, coupon_code, parse_coupon_code,
 };
 pub use view::{
-    BrowseItemView, ConsentBox, ConsentStatus, CouponView, NoticeView, ReasonChoice, ScreenBody,
-    ScreenView, ServiceChoice, SurveyView, TimeWarningView, TurnView, qr_svg, view,
+    BrowseItemView, ConsentBox, ConsentStatus, CouponView, NoticeView, PictureView, ReasonChoice,
+    ScreenBody, ScreenView, ServiceChoice, SurveyView, TimeWarningView, TurnView, qr_svg, view,
 };
 
 #[cfg(test)]

@@ -91,6 +91,10 @@ fn ana(n: u8, consents: Vec<ConsentPurpose>) -> Input {
             staff_script: Some("Offer the spring plan".into()),
             coupon: Some(Localized::new("10% de descuento", "10% off")),
             coupon_prefix: Some("SPRING".into()),
+            image: Some(CampaignPicture {
+                url: "/api/kiosk/campaign/spring/a/picture".into(),
+                alt: Localized::new("Flores de primavera", "Spring flowers"),
+            }),
         })),
         source: ProfileSource::LocalCache,
     }
@@ -109,6 +113,8 @@ fn issued(request_id: u64, n: u128) -> Input {
         issued_at: datetime!(2025-03-10 10:00 +01:00),
         qr_payload: format!("KT1.turn{n}.tag"),
         campaign: None,
+        coupon_withheld: false,
+        coupon_expires_on: None,
     })
 }
 
@@ -122,6 +128,7 @@ fn welcome(variant: &str) -> Campaign {
         staff_script: None,
         coupon: Some(Localized::new("10% en su primera compra", "10% off")),
         coupon_prefix: Some("BIENV".into()),
+        image: None,
     }
 }
 
@@ -218,6 +225,7 @@ fn a_known_card_is_greeted_by_name_with_the_segment_campaign() {
         ScreenBody::Greeting {
             name,
             campaign,
+            campaign_image,
             consents,
         } => {
             assert_eq!(name, "Ana");
@@ -225,6 +233,12 @@ fn a_known_card_is_greeted_by_name_with_the_segment_campaign() {
                 campaign.as_deref(),
                 Some("10% off today!"),
                 "in the customer's language"
+            );
+            let picture = campaign_image.expect("the campaign's picture");
+            assert_eq!(
+                (picture.url.as_str(), picture.alt.as_str()),
+                ("/api/kiosk/campaign/spring/a/picture", "Spring flowers"),
+                "its text alternative in the customer's language"
             );
             assert!(consents[0].given && !consents[1].given);
         }
@@ -248,8 +262,18 @@ fn a_campaign_is_not_shown_without_the_profile_consent() {
     assert!(!k.event_types().contains(&"campaign_shown"));
 }
 
-#[test]
-fn an_identified_customer_gets_a_printed_ticket_with_coupon_and_goodbye() {
+/// The ticket `fx` asks to print.
+fn print_job(fx: &[Effect]) -> TicketJob {
+    fx.iter()
+        .find_map(|e| match e {
+            Effect::PrintTicket(j) => Some(j.clone()),
+            _ => None,
+        })
+        .expect("print")
+}
+
+/// Ana taps her card, is greeted with her campaign and asks for a turn of service A.
+fn ana_asks_for_a_turn() -> Kiosk {
     let mut k = Kiosk::new();
     k.send(tap(1));
     k.send(ana(1, vec![ConsentPurpose::Profile]));
@@ -258,6 +282,12 @@ fn an_identified_customer_gets_a_printed_ticket_with_coupon_and_goodbye() {
         service: "A".into(),
         priority: false,
     });
+    k
+}
+
+#[test]
+fn an_identified_customer_gets_a_printed_ticket_with_coupon_and_goodbye() {
+    let mut k = ana_asks_for_a_turn();
     let req = k.issue_request().expect("a turn is requested");
     assert_eq!(req.card_token, Some(card(1)));
     assert_eq!(req.campaign_id.as_deref(), Some("spring"));
@@ -320,6 +350,58 @@ fn an_identified_customer_gets_a_printed_ticket_with_coupon_and_goodbye() {
     assert!(!k.state.holds_personal_data());
 }
 
+/// The runtime withholds the coupon of a card holder who had the campaign's most coupons: the
+/// ticket keeps the campaign's line and picture, without a coupon or its `coupon_issued`; a
+/// coupon handed out carries the last day the runtime computed, on the ticket and the screen.
+#[test]
+fn a_withheld_coupon_is_not_given_and_a_given_one_carries_its_last_day() {
+    for withheld in [true, false] {
+        let mut k = ana_asks_for_a_turn();
+        let req = k.issue_request().expect("requested");
+        let Input::TurnIssued(turn) = issued(req.request_id, 7) else {
+            unreachable!()
+        };
+        let fx = k.send(Input::TurnIssued(IssuedTurn {
+            coupon_withheld: withheld,
+            coupon_expires_on: Some(time::macros::date!(2025 - 03 - 17)),
+            ..turn
+        }));
+        let job = print_job(&fx);
+        assert_eq!(job.campaign_line.as_deref(), Some("10% at checkout"));
+        k.send(Input::TicketPrinted {
+            turn_id: Uuid::from_u128(7),
+            bytes: 900,
+        });
+        let ScreenBody::Goodbye {
+            coupon,
+            campaign,
+            campaign_image,
+            ..
+        } = k.body()
+        else {
+            panic!("expected the goodbye");
+        };
+        assert_eq!(campaign.as_deref(), Some("10% off today!"));
+        assert!(campaign_image.is_some());
+        let issued_coupons = k
+            .event_types()
+            .iter()
+            .filter(|t| **t == "coupon_issued")
+            .count();
+        if withheld {
+            assert_eq!((job.coupon, coupon, issued_coupons), (None, None, 0));
+        } else {
+            let expires = Some(time::macros::date!(2025 - 03 - 17));
+            assert_eq!(job.coupon.expect("the coupon").expires_on, expires);
+            assert_eq!(
+                coupon.expect("on screen").expires_on.as_deref(),
+                Some("2025-03-17")
+            );
+            assert_eq!(issued_coupons, 1);
+        }
+    }
+}
+
 #[test]
 fn an_anonymous_visitor_gets_a_turn_without_card_or_campaign() {
     let mut k = Kiosk::new();
@@ -346,13 +428,7 @@ fn an_anonymous_visitor_sees_the_campaign_aimed_at_them_once_on_ticket_and_goodb
     });
     let req = k.issue_request().expect("requested");
     let fx = k.send(issued_with(req.request_id, 5, welcome("b")));
-    let job = fx
-        .iter()
-        .find_map(|e| match e {
-            Effect::PrintTicket(j) => Some(j.clone()),
-            _ => None,
-        })
-        .expect("print");
+    let job = print_job(&fx);
     assert_eq!(job.campaign_line.as_deref(), Some("Hágase socio hoy"));
     let coupon = job.coupon.expect("the campaign's coupon");
     assert!(coupon.code.starts_with("BIENV-B-"), "{}", coupon.code);

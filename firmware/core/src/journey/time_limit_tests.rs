@@ -232,6 +232,8 @@ fn a_goodbye_after_a_printed_ticket_does_not_warn_but_any_touch_extends_it() {
         issued_at: time::macros::datetime!(2025-03-10 10:00 +01:00),
         qr_payload: "KT1.x.y".into(),
         campaign: None,
+        coupon_withheld: false,
+        coupon_expires_on: None,
     }));
     k.send(Input::TicketPrinted {
         turn_id: uuid::Uuid::from_u128(9),

@@ -276,6 +276,18 @@ pub struct Campaign {
     /// [`coupon_code`]`(prefix, variant, turn)`.
     #[serde(default)]
     pub coupon_prefix: Option<String>,
+    /// The campaign's picture for this variant, if it has one the kiosk can show.
+    #[serde(default)]
+    pub image: Option<CampaignPicture>,
+}
+
+/// A campaign's picture on the kiosk screen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignPicture {
+    /// Where the kiosk's UI server serves it.
+    pub url: String,
+    /// What it shows, in each language: its accessible name.
+    pub alt: Localized,
 }
 
 /// A coupon's code: `PREFIX-VARIANT-XXXXXXXXXX` (upper case; the suffix is the last ten hex digits
@@ -426,6 +438,14 @@ pub struct IssuedTurn {
     /// comes with their profile).
     #[serde(default)]
     pub campaign: Option<Box<Campaign>>,
+    /// The store's rules keep the campaign's coupon from this turn: its card holder has had the
+    /// most coupons of the campaign it allows (the ticket keeps the campaign's line).
+    #[serde(default)]
+    pub coupon_withheld: bool,
+    /// The last day the campaign's coupon given with this turn is valid (the campaign's rules,
+    /// from the issue day), when the runtime knows it.
+    #[serde(default)]
+    pub coupon_expires_on: Option<time::Date>,
 }
 
 impl IssuedTurn {
@@ -448,6 +468,8 @@ impl IssuedTurn {
             issued_at,
             qr_payload,
             campaign: None,
+            coupon_withheld: false,
+            coupon_expires_on: None,
         }
     }
 }
@@ -464,6 +486,9 @@ pub struct Coupon {
     /// Text of the offer in both languages: the screen shows it in the screen's current one
     /// (a language switch on the goodbye switches it too).
     pub text: Localized,
+    /// Its last valid day (printed, signed into its QR and checked when it is redeemed).
+    #[serde(default)]
+    pub expires_on: Option<time::Date>,
 }
 
 /// Everything the printer path needs for one ticket (the store name and layout are the runtime's).

@@ -87,6 +87,9 @@ pub enum ScreenBody {
         name: String,
         /// The campaign's line, if any.
         campaign: Option<String>,
+        /// The campaign's picture, if any.
+        #[serde(default)]
+        campaign_image: Option<PictureView>,
         /// Each consent the kiosk asks for, and whether the customer gave it.
         consents: Vec<ConsentStatus>,
     },
@@ -142,6 +145,9 @@ pub enum ScreenBody {
         coupon: Option<CouponView>,
         /// The campaign's line on screen, if any (an anonymous visitor's campaign is shown here).
         campaign: Option<String>,
+        /// The campaign's picture, if any.
+        #[serde(default)]
+        campaign_image: Option<PictureView>,
     },
     /// The survey of a served turn whose ticket was scanned.
     Survey {
@@ -214,6 +220,18 @@ pub struct CouponView {
     pub code: String,
     /// Offer.
     pub text: String,
+    /// Last valid day, `YYYY-MM-DD`, when known.
+    #[serde(default)]
+    pub expires_on: Option<String>,
+}
+
+/// A campaign's picture on screen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PictureView {
+    /// Its URL on the kiosk.
+    pub url: String,
+    /// Its text alternative in the screen's language (its accessible name).
+    pub alt: String,
 }
 
 /// The survey on screen.
@@ -263,6 +281,12 @@ pub fn view(config: &JourneyConfig, state: &State) -> ScreenView {
         estimated_wait_min: t.estimated_wait_s.div_ceil(60),
         priority: t.priority,
     };
+    let picture = |c: Option<&super::Campaign>| {
+        c.and_then(|c| c.image.as_ref()).map(|p| PictureView {
+            url: p.url.clone(),
+            alt: p.alt.get(locale).to_owned(),
+        })
+    };
     let body = match &state.screen {
         Screen::Attract => ScreenBody::Attract {
             inviting: state.presence,
@@ -275,6 +299,7 @@ pub fn view(config: &JourneyConfig, state: &State) -> ScreenView {
                 campaign: customer
                     .and_then(|c| c.campaign.as_ref())
                     .map(|c| c.headline.get(locale).to_owned()),
+                campaign_image: picture(customer.and_then(|c| c.campaign.as_ref())),
                 consents: config
                     .consents
                     .iter()
@@ -348,26 +373,30 @@ pub fn view(config: &JourneyConfig, state: &State) -> ScreenView {
             service_name,
             coupon,
             printed,
-        } => ScreenBody::Goodbye {
-            name: name(session),
-            turn: turn_view(turn, service_name),
-            printed: *printed,
-            qr_svg: if *printed {
-                None
-            } else {
-                qr_svg(&turn.qr_payload)
-            },
-            coupon: coupon.as_ref().map(|c| CouponView {
-                code: c.code.clone(),
-                text: c.text.get(locale).to_owned(),
-            }),
-            campaign: session
+        } => {
+            let campaign = session
                 .customer
                 .as_ref()
                 .and_then(|c| c.campaign.as_ref())
-                .or(turn.campaign.as_deref().filter(|_| session.card.is_none()))
-                .map(|c| c.headline.get(locale).to_owned()),
-        },
+                .or(turn.campaign.as_deref().filter(|_| session.card.is_none()));
+            ScreenBody::Goodbye {
+                name: name(session),
+                turn: turn_view(turn, service_name),
+                printed: *printed,
+                qr_svg: if *printed {
+                    None
+                } else {
+                    qr_svg(&turn.qr_payload)
+                },
+                coupon: coupon.as_ref().map(|c| CouponView {
+                    code: c.code.clone(),
+                    text: c.text.get(locale).to_owned(),
+                    expires_on: c.expires_on.map(|d| d.to_string()),
+                }),
+                campaign: campaign.map(|c| c.headline.get(locale).to_owned()),
+                campaign_image: picture(campaign),
+            }
+        }
         Screen::SurveyOnly {
             label, survey: s, ..
         } => ScreenBody::Survey {

@@ -214,7 +214,12 @@ pub fn routes() -> Vec<Route> {
                 Some("Campaign"),
                 ("204", "saved", None),
             ),
-        ),
+        )
+        .map(|h| {
+            h.layer(axum::extract::DefaultBodyLimit::max(
+                crate::campaigns::MAX_CAMPAIGN_BODY_BYTES,
+            ))
+        }),
     ]
 }
 

@@ -1,6 +1,8 @@
 // The campaigns page: every campaign with its status and live per-variant results (polled),
-// and an editor that saves through PUT /dashboard/api/campaigns/{id}. Fields the editor does not
-// show (coupon, services, signage content) are kept as they are.
+// and an editor that saves through PUT /dashboard/api/campaigns/{id}: texts, dates, targets,
+// the picture (read from a file, previewed, with its description in both languages), the
+// coupon and its rules, the variants. Fields the editor does not show (services, signage
+// content, a variant's own picture and ticket line) are kept as they are.
 "use strict";
 (() => {
   const REFRESH_MS = 5000;
@@ -21,6 +23,10 @@
 
   let data = null;
   let editing = null; // the definition being edited (null: a new one)
+  let picture = null; // the editor's picture: { mime, data } (base64), or null for none
+  // What ContentImage carries: the types every kiosk browser shows, at most 512 KiB.
+  const PICTURE_TYPES = ["image/png", "image/jpeg", "image/webp"];
+  const MAX_PICTURE_BYTES = 512 * 1024;
 
   function problem(text) {
     $("problem").textContent = text;
@@ -60,9 +66,15 @@
           .filter(Boolean).join(", ")
         : "every store",
     ].join("; ");
+    const cp = c.coupon;
+    const coupon = cp
+      ? [`coupon ${cp.code}`, cp.valid_days != null ? `valid ${cp.valid_days} days after issue` : "",
+        cp.max_per_customer ? `at most ${cp.max_per_customer} per card holder` : ""].filter(Boolean).join(", ")
+      : "no coupon";
     return el("article", { class: "card campaign", "data-campaign": c.id, "aria-labelledby": h }, [
       el("h2", { id: h }, [c.name, el("span", { class: `pill st-${v.status}`, text: STATUS[v.status] })]),
       el("p", { class: "meta", text: `${c.id} · ${c.starts_on} to ${c.ends_on} · ${targets}` }),
+      el("p", { class: "meta rules", text: `${coupon}${c.image ? " · with a picture" : ""}` }),
       el("div", { class: "table-scroll" }, [el("table", { class: "queue results" }, [
         el("caption", { class: "visually-hidden", text: `Results of ${c.name} per variant` }),
         el("thead", {}, [el("tr", {}, [
@@ -118,6 +130,54 @@
     return tr;
   }
 
+  function formError(text) {
+    $("form-error").textContent = text;
+    $("form-error").hidden = !text;
+  }
+
+  // Shows the editor's picture (or that there is none).
+  function showPicture() {
+    const img = $("f-image-preview");
+    img.hidden = !picture;
+    $("f-image-none").hidden = !!picture;
+    $("f-image-remove").hidden = !picture;
+    if (picture) {
+      img.src = `data:${picture.mime};base64,${picture.data}`;
+      img.alt = `Preview: ${$("f-image-alt-en").value.trim() || "the campaign's picture"}`;
+    } else {
+      img.removeAttribute("src");
+    }
+  }
+
+  // A file chosen: checked for its type and size here (the server checks its bytes too).
+  function readPicture(file) {
+    if (!file) return;
+    if (!PICTURE_TYPES.includes(file.type)) {
+      formError(`Not a picture the kiosks show: ${file.name} is ${file.type || "of an unknown type"}; choose a PNG, JPEG or WebP file.`);
+      $("f-image").value = "";
+      return;
+    }
+    if (file.size > MAX_PICTURE_BYTES) {
+      formError(`The picture is too large: ${file.name} is ${Math.ceil(file.size / 1024)} KiB, at most 512 KiB.`);
+      $("f-image").value = "";
+      return;
+    }
+    const reader = new FileReader();
+    reader.onload = () => {
+      const url = String(reader.result);
+      picture = { mime: file.type, data: url.slice(url.indexOf(",") + 1) };
+      formError("");
+      showPicture();
+    };
+    reader.onerror = () => formError(`Cannot read ${file.name}.`);
+    reader.readAsDataURL(file);
+  }
+
+  function couponShown() {
+    const on = $("f-coupon").checked;
+    $("coupon-fields").hidden = !on;
+  }
+
   function checks(box, name, items, chosen) {
     box.replaceChildren(...items.map(([value, label]) => el("label", {}, [
       el("input", { type: "checkbox", name, value, checked: chosen.includes(value) }), label])));
@@ -138,6 +198,19 @@
     $("f-screen-en").value = d.screen_text.en;
     $("f-ticket-es").value = d.ticket_line.es;
     $("f-ticket-en").value = d.ticket_line.en;
+    picture = d.image ? { mime: d.image.mime, data: d.image.data } : null;
+    $("f-image").value = "";
+    $("f-image-alt-es").value = d.image?.alt?.es || "";
+    $("f-image-alt-en").value = d.image?.alt?.en || "";
+    showPicture();
+    const cp = d.coupon;
+    $("f-coupon").checked = !!cp;
+    $("f-coupon-code").value = cp?.code || "";
+    $("f-coupon-es").value = cp?.text?.es || "";
+    $("f-coupon-en").value = cp?.text?.en || "";
+    $("f-coupon-days").value = cp?.valid_days ?? "";
+    $("f-coupon-max").value = cp?.max_per_customer ?? "";
+    couponShown();
     checks($("f-segments"), "segment", SEGMENTS.map((s) => [s, s]), d.target_segments);
     checks($("f-stores"), "store", data.stores.map(([id, name]) => [id, `${name} (${id})`]), d.stores);
     checks($("f-regions"), "region", data.regions.map((r) => [r, r]), d.regions || []);
@@ -159,8 +232,25 @@
       if (old?.ticket_line) v.ticket_line = old.ticket_line;
       return v;
     });
+    // Absent when none: an optional field of the definition.
+    delete base.image;
+    delete base.coupon;
+    const extra = {};
+    if (picture) {
+      extra.image = { ...picture, alt: { es: $("f-image-alt-es").value.trim(), en: $("f-image-alt-en").value.trim() } };
+    }
+    if ($("f-coupon").checked) {
+      const number = (id) => ($(id).value.trim() === "" ? undefined : Number($(id).value));
+      extra.coupon = {
+        code: $("f-coupon-code").value.trim(),
+        text: { es: $("f-coupon-es").value.trim(), en: $("f-coupon-en").value.trim() },
+        valid_days: number("f-coupon-days"),
+        max_per_customer: number("f-coupon-max"),
+      };
+    }
     return {
       ...base,
+      ...extra,
       id: $("f-id").value.trim(),
       name: $("f-name").value.trim(),
       starts_on: $("f-starts").value,
@@ -214,6 +304,15 @@
       $("f-variants").append(variantRow({ name: String.fromCharCode(97 + n), weight: 1 }));
     });
     $("cancel").addEventListener("click", () => { $("editor").hidden = true; editing = null; $("new").focus(); });
+    $("f-image").addEventListener("change", (ev) => readPicture(ev.target.files[0]));
+    $("f-image-remove").addEventListener("click", () => {
+      picture = null;
+      $("f-image").value = "";
+      showPicture();
+      $("f-image").focus();
+    });
+    $("f-image-alt-en").addEventListener("input", () => { if (picture) showPicture(); });
+    $("f-coupon").addEventListener("change", couponShown);
     $("form").addEventListener("submit", async (ev) => {
       ev.preventDefault();
       if (await save(fromForm(), true)) {

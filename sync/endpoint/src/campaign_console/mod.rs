@@ -1,8 +1,9 @@
 //! The console's campaigns page at `/dashboard/campaigns` (issue 21 item 2): every campaign with
 //! its status, its A/B variants' exposures, conversions and rate updating live, and a stated
 //! significance test of each variant against the first; create, edit (dates, targets, texts,
-//! variants and weights), pause and resume. A saved change is a feed change: the kiosks of the
-//! campaign's stores get it at their next feed poll.
+//! picture, coupon and its rules, variants and weights), pause and resume. A saved change is a
+//! feed change: the kiosks of the campaign's stores get it at their next feed poll, and a store
+//! it no longer targets gets it withdrawn.
 //!
 //! Data flow: form → `PUT /dashboard/api/campaigns/{id}` → [`crate::campaigns::check`] (the same
 //! rules as the admin API and `crm-endpoint campaigns import`) → `campaigns` + feed change; every
@@ -264,7 +265,12 @@ pub fn routes() -> Vec<Route> {
             "/dashboard/api/campaigns/{id}",
             put_campaign,
             put_doc,
-        ),
+        )
+        .map(|h| {
+            h.layer(axum::extract::DefaultBodyLimit::max(
+                crate::campaigns::MAX_CAMPAIGN_BODY_BYTES,
+            ))
+        }),
     ];
     routes.extend(crate::http::page::script_and_style(
         "campaigns page",

@@ -96,9 +96,9 @@ pub(crate) async fn store_places(e: &impl Exec) -> DbResult<Vec<StorePlace>> {
     .collect()
 }
 
-/// Sets store `store_id`'s place (and its name, when given), and puts the campaigns aimed at
-/// regions again in the feeds of the stores now in those regions; `NotFound` when there is no
-/// such store. In one transaction. The caller has
+/// Sets store `store_id`'s place (and its name, when given); moved to another region, the
+/// store's feed gets the campaigns aimed at its new region and the withdrawal of those aimed at
+/// its old one. `NotFound` when there is no such store. In one transaction. The caller has
 /// checked the update ([`PlaceUpdate::check`]).
 pub(crate) async fn set_store_place(
     e: &impl Exec,
@@ -115,7 +115,12 @@ pub(crate) async fn set_store_place(
     let moved = region_before != place.region;
     e.execute(
         "UPDATE stores SET region = ?2, latitude = ?3, longitude = ?4 WHERE id = ?1",
-        args![&store_id, place.region, place.latitude, place.longitude],
+        args![
+            &store_id,
+            place.region.clone(),
+            place.latitude,
+            place.longitude
+        ],
     )
     .await?;
     if let Some(name) = place.name {
@@ -125,21 +130,24 @@ pub(crate) async fn set_store_place(
         )
         .await?;
     }
-    // Campaigns aimed at regions follow the store into (or out of) its region; a new name or
-    // new coordinates change no feed.
+    // Campaigns aimed at regions follow the store into (or out of) its region: the store's feed
+    // gets the campaigns of its new region and the withdrawal of those of its old one (its
+    // kiosks drop them at their next poll); no other store's feed changes, nor any feed for a
+    // new name or new coordinates.
     if !moved {
         return Ok(());
     }
-    let now_ms = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis(),
-    )
-    .unwrap_or(i64::MAX);
+    let within = |region: &Option<String>, regions: &[String]| {
+        region.as_ref().is_some_and(|r| regions.contains(r))
+    };
     for campaign in super::shared::campaigns(e).await? {
-        if !campaign.regions.is_empty() {
-            super::shared::upsert_campaign(e, campaign, now_ms).await?;
+        if campaign.regions.is_empty() || campaign.stores.contains(&store_id) {
+            continue;
+        }
+        let was = within(&region_before, &campaign.regions);
+        let is = within(&place.region, &campaign.regions);
+        if was != is {
+            super::shared::feed_campaign_to_store(e, &campaign, &store_id, is).await?;
         }
     }
     Ok(())

@@ -302,7 +302,12 @@ pub(crate) async fn feed(
             break;
         }
         let item: String = r.get(1)?;
-        items.push(serde_json::from_str::<FeedItem>(&item)?);
+        // A campaign without the fields the kiosk's version does not know (a campaign refuses
+        // unknown fields: a picture would fail a version-2 kiosk's whole page).
+        items.push(match serde_json::from_str::<FeedItem>(&item)? {
+            FeedItem::Campaign(c) => FeedItem::Campaign(c.for_feed_version(feed_version)),
+            other => other,
+        });
         next_cursor = u64_of(r.get(0)?);
     }
     Ok(FeedPage {
@@ -732,44 +737,147 @@ pub(crate) async fn upsert_campaign(
     )
     .await?;
     e.lock_changes().await?;
+    // The stores whose feeds carried the campaign until now (a withdrawal included): those no
+    // longer targeted get it withdrawn below.
+    let fed = e
+        .query(
+            "SELECT store_id FROM changes WHERE kind = 'campaign' AND item_key = ?1",
+            args![&campaign.id],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get::<Option<String>>(0))
+        .collect::<DbResult<Vec<_>>>()?;
     e.execute(
         "DELETE FROM changes WHERE kind = 'campaign' AND item_key = ?1",
         args![&campaign.id],
     )
     .await?;
-    // Regions are resolved here to their stores (the kiosks get the stores, never the regions:
-    // older kiosks refuse a field they do not know). A campaign for regions without a store yet
-    // reaches no store until one is placed there (`places::set_store_place` resolves again).
-    let mut sent = campaign.clone();
-    if !campaign.regions.is_empty() {
-        let mut stores: BTreeSet<String> = campaign.stores.iter().cloned().collect();
-        for region in &campaign.regions {
-            for r in e
-                .query("SELECT id FROM stores WHERE region = ?1", args![region])
-                .await?
-            {
-                stores.insert(r.get(0)?);
-            }
-        }
-        sent.stores = stores.into_iter().collect();
-        sent.regions.clear();
-        if sent.stores.is_empty() {
-            return Ok(());
-        }
-    }
-    let item = serde_json::to_string(&FeedItem::Campaign(sent.clone()))?;
-    let stores: Vec<Option<String>> = if sent.stores.is_empty() {
-        vec![None]
-    } else {
-        sent.stores.iter().cloned().map(Some).collect()
+    let targets = campaign_stores(e, &campaign).await?;
+    let item = serde_json::to_string(&FeedItem::Campaign(as_sent(&campaign, targets.as_ref())))?;
+    let Some(targets) = targets else {
+        // Every store: one row all feeds read.
+        e.execute(
+            "INSERT INTO changes (store_id, kind, item_key, item) VALUES (NULL, 'campaign', ?1, ?2)",
+            args![&campaign.id, &item],
+        )
+        .await?;
+        return Ok(());
     };
-    for store in stores {
+    for store in &targets {
         e.execute(
             "INSERT INTO changes (store_id, kind, item_key, item) VALUES (?1, 'campaign', ?2, ?3)",
             args![store, &campaign.id, &item],
         )
         .await?;
     }
+    // A store that had it and is no longer targeted (dropped from `stores`, its region dropped,
+    // or every store narrowed to some) gets it withdrawn: its kiosks drop their copy at their
+    // next poll instead of running it until it ends.
+    let mut had = BTreeSet::new();
+    for store in fed {
+        match store {
+            Some(s) => {
+                had.insert(s);
+            }
+            None => {
+                for r in e.query("SELECT id FROM stores", &[]).await? {
+                    had.insert(r.get::<String>(0)?);
+                }
+            }
+        }
+    }
+    let gone: Vec<&String> = had.difference(&targets).collect();
+    if gone.is_empty() {
+        return Ok(());
+    }
+    let withdrawn = serde_json::to_string(&FeedItem::Campaign(withdrawn(&campaign)))?;
+    for store in gone {
+        e.execute(
+            "INSERT INTO changes (store_id, kind, item_key, item) VALUES (?1, 'campaign', ?2, ?3)",
+            args![store, &campaign.id, &withdrawn],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The stores `c` runs in now: `None` for every store, else those it lists and every store of
+/// its regions.
+async fn campaign_stores(e: &impl Exec, c: &Campaign) -> DbResult<Option<BTreeSet<String>>> {
+    if c.stores.is_empty() && c.regions.is_empty() {
+        return Ok(None);
+    }
+    let mut stores: BTreeSet<String> = c.stores.iter().cloned().collect();
+    for region in &c.regions {
+        for r in e
+            .query("SELECT id FROM stores WHERE region = ?1", args![region])
+            .await?
+        {
+            stores.insert(r.get(0)?);
+        }
+    }
+    Ok(Some(stores))
+}
+
+/// The campaign as kiosks get it: regions resolved to their stores (the kiosks get the stores,
+/// never the regions: older kiosks refuse a field they do not know). A campaign for regions
+/// without a store yet reaches no store until one is placed there
+/// (`places::set_store_place`).
+fn as_sent(c: &Campaign, targets: Option<&BTreeSet<String>>) -> Campaign {
+    let mut sent = c.clone();
+    if let Some(stores) = targets
+        && !c.regions.is_empty()
+    {
+        sent.stores = stores.iter().cloned().collect();
+        sent.regions.clear();
+    }
+    sent
+}
+
+/// The withdrawal of `c` from a store's feed: `active: false` (kiosks drop it), without its
+/// pictures and content, which a withdrawal does not need.
+fn withdrawn(c: &Campaign) -> Campaign {
+    let mut w = as_sent(c, Some(&BTreeSet::new()));
+    w.active = false;
+    w.image = None;
+    w.content.clear();
+    for v in &mut w.variants {
+        v.image = None;
+    }
+    w
+}
+
+/// Puts campaign `c` in the feed of store `store` alone, after the store moved in or out of one
+/// of its regions: the campaign as it now runs (`targeted`), or its withdrawal. The other
+/// stores' feeds are unchanged. In the caller's transaction.
+pub(crate) async fn feed_campaign_to_store(
+    e: &impl Exec,
+    c: &Campaign,
+    store: &str,
+    targeted: bool,
+) -> DbResult<()> {
+    e.lock_changes().await?;
+    e.execute(
+        "DELETE FROM changes WHERE kind = 'campaign' AND item_key = ?1 AND store_id = ?2",
+        args![&c.id, store],
+    )
+    .await?;
+    let item = if targeted {
+        let targets = campaign_stores(e, c).await?;
+        as_sent(c, targets.as_ref())
+    } else {
+        withdrawn(c)
+    };
+    e.execute(
+        "INSERT INTO changes (store_id, kind, item_key, item) VALUES (?1, 'campaign', ?2, ?3)",
+        args![
+            store,
+            &c.id,
+            serde_json::to_string(&FeedItem::Campaign(item))?
+        ],
+    )
+    .await?;
     Ok(())
 }
 
