@@ -188,7 +188,7 @@ MAGIC = {
 
 def _picture_holds(image):
     """A picture's bytes must be a whole picture of its type (kiosk_protocol::picture::check,
-    which reads the file's structure): a rule of crm_endpoint::campaigns::check that JSON
+    which decodes it whole): a rule of crm_endpoint::campaigns::check that JSON
     Schema cannot state."""
     text = image.get("data")
     if not isinstance(text, str):
