@@ -19,7 +19,7 @@ use kiosk_core::signage::{Chooser, Item};
 use kiosk_journal::db::KioskDb;
 use kiosk_protocol::events::{ContentPlayed, ContentSurface, Event, SegmentCount};
 use kiosk_protocol::wire::{
-    Campaign, ContentImage, ContentItem, ImageMime, Localized, MAX_CONTENT_IMAGE_BYTES,
+    Campaign, ContentImage, ContentItem, Localized, MAX_CONTENT_IMAGE_BYTES,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
