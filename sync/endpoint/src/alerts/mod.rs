@@ -505,7 +505,11 @@ pub async fn run(db: SharedDb, period: Duration) {
             return;
         }
     };
-    let mut tick = tokio::time::interval(period);
+    // The first evaluation one period after start, not at once: a replica starting is not news,
+    // and a test that evaluates at times of its own (the alert tests, the fleet view's) does not
+    // race this loop's evaluation at the real time on the same rows (seen: a pending printer
+    // alert deleted between the test's two evaluations on a loaded machine).
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         tick.tick().await;
         let now = crate::ingest::unix_ms(time::OffsetDateTime::now_utc());

@@ -113,6 +113,11 @@ pub const SQLITE: &[Migration] = &[
         name: "turn_staff",
         sql: include_str!("../../migrations/sqlite/0017_turn_staff.sql"),
     },
+    Migration {
+        version: 18,
+        name: "device_seq",
+        sql: include_str!("../../migrations/sqlite/0018_device_seq.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations, oldest first (the same versions as [`SQLITE`]).
@@ -201,6 +206,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 17,
         name: "turn_staff",
         sql: include_str!("../../migrations/postgres/0017_turn_staff.sql"),
+    },
+    Migration {
+        version: 18,
+        name: "device_seq",
+        sql: include_str!("../../migrations/postgres/0018_device_seq.sql"),
     },
 ];
 

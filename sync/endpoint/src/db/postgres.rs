@@ -587,7 +587,9 @@ async fn apply_ops<'e>(
     let mut issued: BTreeMap<uuid::Uuid, (&str, bool, i64)> = BTreeMap::new();
     let mut called: BTreeMap<uuid::Uuid, i64> = BTreeMap::new();
     let mut served: BTreeMap<uuid::Uuid, i64> = BTreeMap::new();
-    let mut devices: BTreeMap<&str, (&str, Option<&str>, i64)> = BTreeMap::new();
+    // Each device's latest report: by corrected time, and within 5 s (the clock estimate's
+    // jitter between batches) by the kiosk's own sequence (migration 18).
+    let mut devices: BTreeMap<&str, (&str, Option<&str>, i64, i64)> = BTreeMap::new();
     for ev in accepted {
         let at = ev.corrected_ms;
         match &ev.ops {
@@ -616,9 +618,12 @@ async fn apply_ops<'e>(
                 status,
                 reason,
             }) => {
-                let later = devices.get(device).is_none_or(|(_, _, t)| at >= *t);
+                let seq = i64::try_from(ev.seq).unwrap_or(i64::MAX);
+                let later = devices
+                    .get(device)
+                    .is_none_or(|(_, _, t, s)| at > *t + 5_000 || (at >= *t - 5_000 && seq > *s));
                 if later {
-                    devices.insert(device, (status, reason.as_deref(), at));
+                    devices.insert(device, (status, reason.as_deref(), at, seq));
                 }
             }
         }
@@ -663,14 +668,18 @@ async fn apply_ops<'e>(
         let statuses: Vec<&str> = devices.values().map(|v| v.0).collect();
         let reasons: Vec<Option<&str>> = devices.values().map(|v| v.1).collect();
         let at: Vec<i64> = devices.values().map(|v| v.2).collect();
+        let seqs: Vec<i64> = devices.values().map(|v| v.3).collect();
         tx.execute(
-            "INSERT INTO kiosk_devices (kiosk_id, device, status, reason, at_ms)
-             SELECT $1, u.device, u.status, u.reason, u.at
-             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::int8[]) AS u(device, status, reason, at)
+            "INSERT INTO kiosk_devices (kiosk_id, device, status, reason, at_ms, seq)
+             SELECT $1, u.device, u.status, u.reason, u.at, u.seq
+             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[])
+               AS u(device, status, reason, at, seq)
              ON CONFLICT (kiosk_id, device) DO UPDATE SET status = excluded.status,
-               reason = excluded.reason, at_ms = excluded.at_ms
-             WHERE excluded.at_ms >= kiosk_devices.at_ms",
-            &[kiosk, &names, &statuses, &reasons, &at],
+               reason = excluded.reason, at_ms = excluded.at_ms, seq = excluded.seq
+             WHERE excluded.at_ms > kiosk_devices.at_ms + 5000
+               OR (excluded.at_ms >= kiosk_devices.at_ms - 5000
+                   AND (kiosk_devices.seq IS NULL OR excluded.seq > kiosk_devices.seq))",
+            &[kiosk, &names, &statuses, &reasons, &at, &seqs],
         )
         .await?;
     }

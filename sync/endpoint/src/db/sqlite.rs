@@ -335,13 +335,22 @@ fn apply_ops(tx: &Connection, batch: &IngestBatch, ev: &IngestEvent) -> DbResult
             reason,
         } => {
             tx.prepare_cached(
-                "INSERT INTO kiosk_devices (kiosk_id, device, status, reason, at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO kiosk_devices (kiosk_id, device, status, reason, at_ms, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (kiosk_id, device) DO UPDATE SET status = excluded.status,
-                   reason = excluded.reason, at_ms = excluded.at_ms
-                 WHERE excluded.at_ms >= kiosk_devices.at_ms",
+                   reason = excluded.reason, at_ms = excluded.at_ms, seq = excluded.seq
+                 WHERE excluded.at_ms > kiosk_devices.at_ms + 5000
+               OR (excluded.at_ms >= kiosk_devices.at_ms - 5000
+                   AND (kiosk_devices.seq IS NULL OR excluded.seq > kiosk_devices.seq))",
             )?
-            .execute(params![batch.kiosk_id, device, status, reason, at])?;
+            .execute(params![
+                batch.kiosk_id,
+                device,
+                status,
+                reason,
+                at,
+                i64::try_from(ev.seq).unwrap_or(i64::MAX)
+            ])?;
         }
     }
     Ok(())
