@@ -621,7 +621,7 @@ async fn apply_ops<'e>(
                 let seq = i64::try_from(ev.seq).unwrap_or(i64::MAX);
                 let later = devices
                     .get(device)
-                    .is_none_or(|(_, _, t, s)| at > *t + 5_000 || (at >= *t - 5_000 && seq > *s));
+                    .is_none_or(|(_, _, t, s)| at > *t + 5_000 || (at >= *t - 5_000 && seq >= *s));
                 if later {
                     devices.insert(device, (status, reason.as_deref(), at, seq));
                 }
@@ -678,7 +678,7 @@ async fn apply_ops<'e>(
                reason = excluded.reason, at_ms = excluded.at_ms, seq = excluded.seq
              WHERE excluded.at_ms > kiosk_devices.at_ms + 5000
                OR (excluded.at_ms >= kiosk_devices.at_ms - 5000
-                   AND (kiosk_devices.seq IS NULL OR excluded.seq > kiosk_devices.seq))",
+                   AND (kiosk_devices.seq IS NULL OR excluded.seq >= kiosk_devices.seq))",
             &[kiosk, &names, &statuses, &reasons, &at, &seqs],
         )
         .await?;

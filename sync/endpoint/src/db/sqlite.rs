@@ -341,7 +341,7 @@ fn apply_ops(tx: &Connection, batch: &IngestBatch, ev: &IngestEvent) -> DbResult
                    reason = excluded.reason, at_ms = excluded.at_ms, seq = excluded.seq
                  WHERE excluded.at_ms > kiosk_devices.at_ms + 5000
                OR (excluded.at_ms >= kiosk_devices.at_ms - 5000
-                   AND (kiosk_devices.seq IS NULL OR excluded.seq > kiosk_devices.seq))",
+                   AND (kiosk_devices.seq IS NULL OR excluded.seq >= kiosk_devices.seq))",
             )?
             .execute(params![
                 batch.kiosk_id,
