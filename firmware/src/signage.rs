@@ -164,24 +164,20 @@ pub(crate) fn campaign_picture_url(campaign: &str, variant: &str) -> String {
     )
 }
 
-/// The checked picture of `campaign`'s `variant` (its own, else the campaign's) from the
-/// campaign cache, while the campaign runs; `None` when there is none, or it fails its checks
-/// (logged: the screen then shows the campaign's text alone).
-pub(crate) fn campaign_picture(
+/// The picture of `campaign`'s `variant` (its own, else the campaign's) from the campaign cache,
+/// while the campaign runs; `None` when there is none.
+pub(crate) fn campaign_image(
     db: &KioskDb,
     today: time::Date,
     campaign: &str,
     variant: &str,
-) -> Option<Picture> {
-    let c = db
-        .campaigns()
+) -> Option<ContentImage> {
+    db.campaigns()
         .ok()?
         .into_iter()
-        .find(|c| c.id == campaign && c.runs_on(today))?;
-    let image = c.picture_for(variant)?;
-    check_picture(campaign, &format!("variant {variant}"), image)
-        .map_err(|e| tracing::warn!(error = %e, "campaign picture not shown"))
-        .ok()
+        .find(|c| c.id == campaign && c.runs_on(today))?
+        .picture_for(variant)
+        .cloned()
 }
 
 /// The content of the campaigns running on `today`, each item checked ([`check`]; those that
@@ -292,6 +288,10 @@ struct State {
     chooser: Chooser,
     pending: VecDeque<Pending>,
     pictures: HashMap<(String, String), Picture>,
+    /// Campaign pictures checked since start, by the SHA-256 of their base64 text: a greeting
+    /// asks for its picture every time, and decoding it each time cost tens of milliseconds on
+    /// a Pi; an edited picture is new text, checked once.
+    campaign_pictures: HashMap<[u8; 32], Option<Picture>>,
 }
 
 /// The signage of one kiosk.
@@ -332,6 +332,7 @@ impl Signage {
                 chooser: Chooser::new(seed),
                 pending: VecDeque::new(),
                 pictures: HashMap::new(),
+                campaign_pictures: HashMap::new(),
             }),
         }
     }
@@ -449,10 +450,24 @@ impl Signage {
         Ok(event)
     }
 
-    /// The checked picture of `campaign`'s `variant` on the kiosk screen, from the cache now
-    /// ([`campaign_picture`]).
+    /// The checked picture of `campaign`'s `variant` on the kiosk screen, from the campaign
+    /// cache now ([`campaign_image`]), checked once per picture; `None` when there is none or it
+    /// fails its checks (logged: the screen then shows the campaign's text alone).
     pub fn campaign_picture(&self, campaign: &str, variant: &str) -> Option<Picture> {
-        campaign_picture(&self.db, self.time.now().date(), campaign, variant)
+        let image = campaign_image(&self.db, self.time.now().date(), campaign, variant)?;
+        let key: [u8; 32] = Sha256::digest(image.data.as_bytes()).into();
+        if let Some(checked) = self.lock().campaign_pictures.get(&key) {
+            return checked.clone();
+        }
+        let checked = check_picture(campaign, &format!("variant {variant}"), &image)
+            .map_err(|e| tracing::warn!(error = %e, "campaign picture not shown"))
+            .ok();
+        let mut state = self.lock();
+        if state.campaign_pictures.len() >= 64 {
+            state.campaign_pictures.clear();
+        }
+        state.campaign_pictures.insert(key, checked.clone());
+        checked
     }
 
     /// The checked picture of a content item (as last read from the cache).

@@ -731,7 +731,7 @@ impl Run {
             staff_script: Some(c.name.clone()),
             coupon: c.coupon.as_ref().map(|cp| text(&cp.text)),
             coupon_prefix: c.coupon.as_ref().map(|cp| cp.code.clone()),
-            // Served and checked by the UI server (`crate::signage::campaign_picture`); one that
+            // Served and checked by the UI server (`crate::signage::Signage::campaign_picture`); one that
             // fails its checks there is not shown (the screen keeps the text).
             image: c
                 .picture_for(&variant)
