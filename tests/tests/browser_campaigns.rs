@@ -102,18 +102,26 @@ async fn log_in_as(
         .expect("the VIP campaign listed");
 }
 
-/// The VIP coffee campaign as the CRM stores it (the admin API).
-async fn stored_vip(http: &reqwest::Client, demo: &kiosk::demo::Demo) -> serde_json::Value {
-    let stored: serde_json::Value = http
-        .get(format!("http://{}/v1/admin/campaigns", demo.crm_addr))
+/// `GET path` of the demo CRM's admin API, as JSON.
+async fn admin_get(
+    http: &reqwest::Client,
+    demo: &kiosk::demo::Demo,
+    path: &str,
+) -> serde_json::Value {
+    http.get(format!("http://{}{path}", demo.crm_addr))
         .header("x-admin-token", &demo.admin_token)
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
-    stored
+        .unwrap()
+}
+
+/// The VIP coffee campaign as the CRM stores it (the admin API).
+async fn stored_vip(http: &reqwest::Client, demo: &kiosk::demo::Demo) -> serde_json::Value {
+    admin_get(http, demo, "/v1/admin/campaigns")
+        .await
         .as_array()
         .unwrap()
         .iter()
@@ -546,15 +554,7 @@ async fn a_campaign_edited_in_the_console_reaches_the_kiosk_and_its_results_upda
         .wait_for_text(&format!("{VIP} .pill"), "Paused", WAIT)
         .await
         .expect("paused");
-    let audit: serde_json::Value = http
-        .get(format!("{crm}/v1/admin/audit"))
-        .header("x-admin-token", &demo.admin_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit = admin_get(&http, &demo, "/v1/admin/audit").await;
     let changes = audit.to_string().matches("campaign_changed").count();
     assert!(changes >= 2, "the edit and the pause are audited: {audit}");
     browser.close().await.unwrap();

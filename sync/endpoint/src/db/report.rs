@@ -297,23 +297,24 @@ async fn staff_names(
     stores: &BTreeSet<&str>,
 ) -> DbResult<HashMap<(String, String), String>> {
     let mut names = HashMap::new();
-    for r in e
-        .query(
-            "SELECT store_id, config FROM store_configs ORDER BY store_id, version",
-            &[],
-        )
-        .await?
-    {
-        let (store, config): (String, String) = (r.get(0)?, r.get(1)?);
-        if !stores.contains(store.as_str()) {
-            continue;
-        }
-        let Ok(config) = serde_json::from_str::<kiosk_protocol::store_config::StoreConfig>(&config)
-        else {
-            continue;
-        };
-        for m in config.parts.staff.unwrap_or_default() {
-            names.insert((store.clone(), m.id), m.name);
+    for store in stores {
+        // The store's versions, oldest first (its primary key): a newer name wins.
+        for r in e
+            .query(
+                "SELECT config FROM store_configs WHERE store_id = ?1 ORDER BY version",
+                args![*store],
+            )
+            .await?
+        {
+            let config: String = r.get(0)?;
+            let Ok(config) =
+                serde_json::from_str::<kiosk_protocol::store_config::StoreConfig>(&config)
+            else {
+                continue;
+            };
+            for m in config.parts.staff.unwrap_or_default() {
+                names.insert(((*store).to_owned(), m.id), m.name);
+            }
         }
     }
     Ok(names)
